@@ -1,0 +1,2 @@
+//! The kernel as seen from a dump: the debugger data block, loaded modules (with their PE
+//! headers in memory) and the bugcheck.

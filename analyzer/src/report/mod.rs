@@ -1,0 +1,2 @@
+//! The serde types of pooltriage's versioned JSON output. Addresses and other 64-bit values
+//! are "0x..." strings; counts and byte sizes are numbers.

@@ -1,0 +1,23 @@
+//! Command-line interface. Each subcommand lives in its own file.
+//!
+//! Exit codes: 0 success, 1 internal failure, 2 bad input (unreadable or malformed dump, bad
+//! arguments). Errors are printed as one line on stderr.
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "pooltriage", version, about = "Find the driver that leaks kernel pool, from a Windows crash dump")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+}
+
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {}
+}
