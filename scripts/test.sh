@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# The project's one test command (README "Test"; `.ci/run` runs exactly this).
+#
+# On a fresh Debian machine, as root, it installs what the end-to-end tests need and runs every
+# test of the workspace:
+#   1. Debian packages (one list below), installed only when missing, so a warm machine skips apt.
+#   2. A project-local venv `.venv/` with the independent readers pinned in
+#      tests/independent/requirements.txt (kdmp-parser, Volatility 3, symstore).
+#   3. `.cache/vol-symbols/`: a Volatility 3 symbols dir. `windows/ntkrnlmp.pdb` is the corpus ISF
+#      folder (linked, never copied); `windows/ntkrnlpa.pdb/<GUID>-<age>.json.xz` is the XP SP3
+#      PAE kernel's ISF, made here by Volatility's own pdbconv from the corpus ntkrnlpa.pdb, so
+#      the XP checks rely on Volatility's reading of Microsoft's PDB, not on ours.
+#   4. `cargo build` of every binary, then `cargo test --workspace`, with POOLTRIAGE_PYTHON,
+#      POOLTRIAGE_VOL and POOLTRIAGE_VOL_SYMBOLS telling the end-to-end tests where those are.
+#
+# Debug profile on purpose: dependencies are built with opt-level 2 (root Cargo.toml), the tests
+# and the binary they drive share one compilation, and a second (release) build would double the
+# CI time on 2 cores.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+CORPUS="${POOLTRIAGE_CORPUS:-$ROOT/../shared/corpus}"
+export CI="${CI:-}" DEBIAN_FRONTEND=noninteractive PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
+
+step() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'scripts/test.sh: %s\n' "$*" >&2; exit 1; }
+
+[ -d "$CORPUS/isf/ntkrnlmp.pdb" ] || die "corpus not found at $CORPUS (expected ../shared/corpus beside the repo)"
+
+# --- 1. Debian packages -------------------------------------------------------------------------
+# The single list of Debian packages the tests and the benchmark need. Later issues add theirs here
+# (e.g. gcab lcab for cabinet files, libusb-1.0-0 for MemProcFS, chromium chromium-driver for UI tests).
+APT_PACKAGES=(
+    python3 python3-venv   # the venv for the independent readers
+    xz-utils               # the XP ISF is stored as .json.xz
+    time                   # /usr/bin/time -v in bench/run.sh
+    ca-certificates        # crates.io and PyPI over TLS
+)
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    step "installing Debian packages: ${missing[*]}"
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+    step "Debian packages present"
+fi
+
+# --- 2. venv with the independent readers --------------------------------------------------------
+REQ="tests/independent/requirements.txt"
+VENV="$ROOT/.venv"
+stamp="$(sha256sum "$REQ" | cut -d' ' -f1)"
+if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$VENV/.requirements.sha256" 2>/dev/null)" != "$stamp" ] \
+    || ! "$VENV/bin/python" -c 'import kdmp_parser, volatility3' 2>/dev/null; then
+    step "creating .venv from $REQ"
+    # Debian's python3 (with python3-venv) is always there after step 1; another python3 on PATH
+    # (pyenv) is used only if it can make a venv too.
+    BASE_PY="/usr/bin/python3"
+    if command -v python3 >/dev/null && python3 -c 'import venv, ensurepip' 2>/dev/null; then
+        BASE_PY="$(command -v python3)"
+    fi
+    "$BASE_PY" -m venv --clear "$VENV"
+    "$VENV/bin/python" -m pip install -q -r "$REQ"
+    echo "$stamp" > "$VENV/.requirements.sha256"
+else
+    step ".venv up to date"
+fi
+"$VENV/bin/python" -c 'import kdmp_parser, volatility3' || die ".venv is broken; delete it and run again"
+
+# --- 3. Volatility symbols dir -------------------------------------------------------------------
+CACHE="$ROOT/.cache"
+SYMS="$CACHE/vol-symbols"
+# Volatility's ISF index walks the dirs without following directory links, so the corpus files are
+# linked one by one into a real directory.
+[ -L "$SYMS/windows/ntkrnlmp.pdb" ] && rm -f "$SYMS/windows/ntkrnlmp.pdb"
+mkdir -p "$SYMS/windows/ntkrnlpa.pdb" "$SYMS/windows/ntkrnlmp.pdb" "$CACHE/vol-cache"
+for isf in "$(cd "$CORPUS/isf/ntkrnlmp.pdb" && pwd)"/*.json.xz; do
+    ln -sfn "$isf" "$SYMS/windows/ntkrnlmp.pdb/$(basename "$isf")"
+done
+if ! ls "$SYMS/windows/ntkrnlpa.pdb/"*.json.xz >/dev/null 2>&1; then
+    step "making the XP SP3 PAE ISF with Volatility's pdbconv"
+    tmp="$(mktemp -d "$CACHE/pdbconv.XXXXXX")"
+    "$VENV/bin/python" -m volatility3.framework.symbols.windows.pdbconv \
+        -f "$CORPUS/pdb/ntkrnlpa.pdb" -o "$tmp/ntkrnlpa.json" >/dev/null 2>&1 \
+        || die "pdbconv failed on $CORPUS/pdb/ntkrnlpa.pdb"
+    # pdbconv writes "database": "unknown.pdb" for this PDB; Volatility looks ISFs up by that name.
+    name="$("$VENV/bin/python" - "$tmp/ntkrnlpa.json" <<'PY'
+import json, sys
+path = sys.argv[1]
+with open(path) as f:
+    isf = json.load(f)
+pdb = isf["metadata"]["windows"]["pdb"]
+pdb["database"] = "ntkrnlpa.pdb"
+with open(path, "w") as f:
+    json.dump(isf, f, sort_keys=True)
+print(f'{pdb["GUID"].upper()}-{pdb["age"]}')
+PY
+)"
+    xz -T1 -6 "$tmp/ntkrnlpa.json"
+    mv "$tmp/ntkrnlpa.json.xz" "$SYMS/windows/ntkrnlpa.pdb/$name.json.xz"
+    rm -rf "$tmp"
+else
+    step "XP ISF present: $(ls "$SYMS/windows/ntkrnlpa.pdb/")"
+fi
+
+export POOLTRIAGE_PYTHON="$VENV/bin/python"
+export POOLTRIAGE_VOL="$VENV/bin/vol"
+export POOLTRIAGE_VOL_SYMBOLS="$SYMS"
+export POOLTRIAGE_VOL_CACHE="$CACHE/vol-cache"
+export POOLTRIAGE_CORPUS="$(cd "$CORPUS" && pwd)"
+
+# `scripts/test.sh --setup-only` stops here (bench/run.sh uses it), printing the variables to export.
+if [ "${1:-}" = "--setup-only" ]; then
+    for v in POOLTRIAGE_PYTHON POOLTRIAGE_VOL POOLTRIAGE_VOL_SYMBOLS POOLTRIAGE_VOL_CACHE POOLTRIAGE_CORPUS; do
+        printf 'export %s=%q\n' "$v" "${!v}"
+    done
+    exit 0
+fi
+
+# --- 4. build and test ---------------------------------------------------------------------------
+step "cargo build --workspace --bins"
+cargo build --workspace --bins
+step "cargo test --workspace"
+cargo test --workspace
