@@ -1,0 +1,66 @@
+//! Little-endian field reads from byte slices that never panic: every read is bounds-checked
+//! and an out-of-range field is `None`, because every byte here comes from a dump or an image
+//! that a hostile or broken writer may have produced.
+
+pub(crate) fn u16_at(b: &[u8], off: usize) -> Option<u16> {
+    let s = b.get(off..off.checked_add(2)?)?;
+    Some(u16::from_le_bytes([s[0], s[1]]))
+}
+
+pub(crate) fn u32_at(b: &[u8], off: usize) -> Option<u32> {
+    let s = b.get(off..off.checked_add(4)?)?;
+    let mut a = [0u8; 4];
+    a.copy_from_slice(s);
+    Some(u32::from_le_bytes(a))
+}
+
+pub(crate) fn u64_at(b: &[u8], off: usize) -> Option<u64> {
+    let s = b.get(off..off.checked_add(8)?)?;
+    let mut a = [0u8; 8];
+    a.copy_from_slice(s);
+    Some(u64::from_le_bytes(a))
+}
+
+/// A pointer of `size` bytes (4 or 8), zero-extended.
+pub(crate) fn ptr_at(b: &[u8], off: usize, size: u8) -> Option<u64> {
+    match size {
+        4 => u32_at(b, off).map(u64::from),
+        _ => u64_at(b, off),
+    }
+}
+
+/// The bytes up to the first NUL (or the whole slice), as lossy UTF-8: names in PE images are
+/// ASCII in practice, and a mangled byte must not stop the report.
+pub(crate) fn c_string(b: &[u8]) -> String {
+    let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+    String::from_utf8_lossy(&b[..end]).into_owned()
+}
+
+/// UTF-16LE bytes (odd trailing byte ignored) to a String, replacing invalid sequences.
+pub(crate) fn utf16le(b: &[u8]) -> String {
+    let units: Vec<u16> = b.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
+    String::from_utf16_lossy(&units)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_are_bounds_checked() {
+        let b = [1u8, 2, 3, 4, 5];
+        assert_eq!(u16_at(&b, 0), Some(0x0201));
+        assert_eq!(u32_at(&b, 1), Some(0x0504_0302));
+        assert_eq!(u32_at(&b, 2), None);
+        assert_eq!(u64_at(&b, 0), None);
+        assert_eq!(u16_at(&b, usize::MAX), None);
+        assert_eq!(ptr_at(&b, 0, 4), Some(0x0403_0201));
+    }
+
+    #[test]
+    fn strings() {
+        assert_eq!(c_string(b"abc\0def"), "abc");
+        assert_eq!(c_string(b"abc"), "abc");
+        assert_eq!(utf16le(&[b'h', 0, b'i', 0, 7]), "hi");
+    }
+}
