@@ -1,0 +1,160 @@
+//! Shared plumbing of the end-to-end tests that hold pooltriage against independent readers
+//! (`tests/kdmp_parser.rs`, `tests/volatility.rs`): where the tools are, forging a dump with the
+//! `pooltriage` binary, reading its truth file, and a seeded RNG.
+//!
+//! Every tool that a test needs and cannot find is a test FAILURE naming `scripts/test.sh`, which
+//! installs it: a check against an independent reader that silently skips is a check that
+//! cannot fail.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub const SETUP_HINT: &str = "run scripts/test.sh (it installs the independent readers into .venv/, \
+     lays out .cache/vol-symbols/ and builds the pooltriage binary)";
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn env_or(var: &str, default: PathBuf) -> PathBuf {
+    std::env::var_os(var).map(PathBuf::from).unwrap_or(default)
+}
+
+fn must_exist(what: &str, var: &str, path: PathBuf) -> PathBuf {
+    assert!(path.exists(), "{what} not found at {} (set {var} or {SETUP_HINT})", path.display());
+    path
+}
+
+/// The `pooltriage` binary of the same build profile as this test: `target/<profile>/pooltriage`,
+/// the grandparent of `target/<profile>/deps/<test>-<hash>`.
+pub fn pooltriage_bin() -> PathBuf {
+    let default = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent()?.parent().map(|dir| dir.join("pooltriage")))
+        .unwrap_or_else(|| PathBuf::from("target/debug/pooltriage"));
+    must_exist("the pooltriage binary", "POOLTRIAGE_BIN", env_or("POOLTRIAGE_BIN", default))
+}
+
+/// The venv python that has kdmp-parser and Volatility 3 (pinned in tests/independent/requirements.txt).
+pub fn python() -> PathBuf {
+    must_exist("the venv python", "POOLTRIAGE_PYTHON", env_or("POOLTRIAGE_PYTHON", repo_root().join(".venv/bin/python")))
+}
+
+pub fn vol() -> PathBuf {
+    must_exist("Volatility 3 (vol)", "POOLTRIAGE_VOL", env_or("POOLTRIAGE_VOL", repo_root().join(".venv/bin/vol")))
+}
+
+/// A Volatility symbols dir with `windows/ntkrnlmp.pdb/*.json.xz` (the corpus ISFs) and
+/// `windows/ntkrnlpa.pdb/*.json.xz` (the XP ISF made by pdbconv).
+pub fn vol_symbols() -> PathBuf {
+    let dir = env_or("POOLTRIAGE_VOL_SYMBOLS", repo_root().join(".cache/vol-symbols"));
+    for sub in ["windows/ntkrnlmp.pdb", "windows/ntkrnlpa.pdb"] {
+        let has_isf = std::fs::read_dir(dir.join(sub))
+            .map(|rd| rd.flatten().any(|e| e.file_name().to_string_lossy().ends_with(".json.xz")))
+            .unwrap_or(false);
+        assert!(has_isf, "no ISF in {} (set POOLTRIAGE_VOL_SYMBOLS or {SETUP_HINT})", dir.join(sub).display());
+    }
+    dir
+}
+
+pub fn script(name: &str) -> PathBuf {
+    must_exist("helper script", "-", repo_root().join("tests/independent").join(name))
+}
+
+/// Runs a command, panicking with its stderr when it fails; returns stdout.
+pub fn run(cmd: &mut Command, what: &str) -> Vec<u8> {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: cannot start {cmd:?}: {e} ({SETUP_HINT})"));
+    assert!(
+        out.status.success(),
+        "{what} failed ({}): {cmd:?}\n--- stderr ---\n{}\n--- stdout (start) ---\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout[..out.stdout.len().min(4000)])
+    );
+    out.stdout
+}
+
+/// `pooltriage forge --list`, and the profile whose name carries `build` (e.g. "19041" ->
+/// "win10-19041-x64"). Profile names follow the issue: each is named with its build number.
+pub fn profile_for_build(build: u32) -> String {
+    let out = run(Command::new(pooltriage_bin()).args(["forge", "--list"]), "pooltriage forge --list");
+    let text = String::from_utf8_lossy(&out);
+    let needle = build.to_string();
+    let mut found: Vec<String> = text
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.'))
+        .filter(|tok| tok.split(['-', '_']).any(|part| part == needle))
+        .map(str::to_owned)
+        .collect();
+    found.sort();
+    found.dedup();
+    assert_eq!(found.len(), 1, "expected exactly one forge profile named with build {build} in `pooltriage forge --list`:\n{text}");
+    found.remove(0)
+}
+
+pub struct Forged {
+    pub dump: PathBuf,
+    pub truth: Value,
+}
+
+/// Forges `profile`/`format` into `dir` with the `pooltriage` binary and reads FILE.truth.json.
+pub fn forge(dir: &Path, profile: &str, format: &str, size: Option<u64>) -> Forged {
+    let dump = dir.join(format!("{profile}-{format}.dmp"));
+    let mut cmd = Command::new(pooltriage_bin());
+    cmd.args(["forge", "--profile", profile, "--format", format, "--out"]).arg(&dump);
+    if let Some(size) = size {
+        cmd.args(["--size", &size.to_string()]);
+    }
+    run(&mut cmd, "pooltriage forge");
+    let truth_path = PathBuf::from(format!("{}.truth.json", dump.display()));
+    let text = std::fs::read_to_string(&truth_path)
+        .unwrap_or_else(|e| panic!("forge wrote no truth file {}: {e}", truth_path.display()));
+    let truth: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", truth_path.display()));
+    assert_eq!(truth["schema"], 1, "truth schema");
+    assert_eq!(truth["profile"], profile, "truth profile");
+    assert_eq!(truth["format"], format, "truth format");
+    Forged { dump, truth }
+}
+
+/// A "0x..." hex string (or a plain number) of the truth file as u64.
+pub fn hx(v: &Value) -> u64 {
+    match v {
+        Value::String(s) => {
+            let digits = s.strip_prefix("0x").unwrap_or_else(|| panic!("not a 0x hex string: {s:?}"));
+            u64::from_str_radix(digits, 16).unwrap_or_else(|e| panic!("bad hex {s:?}: {e}"))
+        }
+        Value::Number(n) => n.as_u64().unwrap_or_else(|| panic!("not a u64: {n}")),
+        other => panic!("expected a hex string, got {other}"),
+    }
+}
+
+pub fn field<'a>(v: &'a Value, key: &str) -> &'a Value {
+    let f = &v[key];
+    assert!(!f.is_null(), "truth lacks {key:?}: {v}");
+    f
+}
+
+pub fn array<'a>(v: &'a Value, key: &str) -> &'a Vec<Value> {
+    field(v, key).as_array().unwrap_or_else(|| panic!("truth {key:?} is not an array"))
+}
+
+/// SplitMix64: a fixed seed gives the same "random" addresses on every run and machine.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    /// Uniform in 0..n (n > 0); the modulo bias is irrelevant here.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+}
