@@ -6,6 +6,12 @@
 
 use thiserror::Error;
 
+mod blocks;
+mod paging;
+
+pub use blocks::BlockMemory;
+pub use paging::{PageTableMemory, PagingMode};
+
 pub const PAGE_SIZE: u64 = 0x1000;
 pub const PAGE_SHIFT: u32 = 12;
 
@@ -89,4 +95,7 @@ pub enum MemoryError {
     BadPageTable { va: u64, reason: &'static str },
     #[error("virtual memory translation is not supported for {arch}")]
     Unsupported { arch: &'static str },
+    /// A triage dump holds only the ranges its writer captured; this address is not one.
+    #[error("virtual address {va:#x} was not captured in the triage dump")]
+    NotCaptured { va: u64 },
 }
