@@ -3,3 +3,5 @@
 
 mod bytes;
 pub mod pe;
+pub mod kdbg;
+pub mod modules;
