@@ -13,6 +13,7 @@ the forge's header against an independent parser too.
      "reads": [{"va": "0x...", "pa": "0x..." | null, "page": "hex" | null}, ...]}
 """
 import json
+import os
 import sys
 
 import kdmp_parser
@@ -28,6 +29,11 @@ def main(argv):
     if len(argv) != 3:
         print(__doc__, file=sys.stderr)
         return 2
+    # kdmp-parser's C++ core prints diagnostics ("Invalid page table entry...") on stdout: point
+    # fd 1 at stderr while it runs and keep the real stdout for the JSON.
+    sys.stdout.flush()
+    out = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
     dump = kdmp_parser.KernelDumpParser(argv[1])
     h = dump.header
     header = {
@@ -54,8 +60,9 @@ def main(argv):
             pa = dump.translate_virtual(va)
             page = dump.read_virtual_page(va & ~(PAGE - 1))
             reads.append({"va": hexs(va), "pa": hexs(pa), "page": None if page is None else bytes(page).hex()})
-    json.dump({"header": header, "reads": reads}, sys.stdout)
-    sys.stdout.write("\n")
+    json.dump({"header": header, "reads": reads}, out)
+    out.write("\n")
+    out.flush()
     return 0
 
 
