@@ -4,7 +4,9 @@
 Usage: measure.py --runs N --out RESULTS.md --label LABEL=DUMP ... -- (commands come from run.sh
 via environment: BENCH_POOLTRIAGE, BENCH_READ_ALL, BENCH_PYTHON, BENCH_KDMP_SCRIPT)
 
-Every command runs under `/usr/bin/time -v` (wall clock, maximum resident set size). While it
+Every command runs under `/usr/bin/time -v` (maximum resident set size; its wall clock has only
+10 ms resolution, so wall time is taken around the process with perf_counter, which includes
+the ~1 ms start of /usr/bin/time itself). While it
 runs, its /proc/PID/status is sampled every 2 ms for the peak of RssAnon (heap: what the program
 allocated) and RssFile (pages of the memory-mapped dump that happen to be resident: the kernel
 reclaims those at will, so they are not memory the program holds). One warm-up run of each
@@ -45,6 +47,7 @@ def children(pid):
 
 def run_once(cmd):
     with tempfile.NamedTemporaryFile("r", suffix=".time") as tf:
+        t0 = time.perf_counter()
         p = subprocess.Popen(["/usr/bin/time", "-v", "-o", tf.name] + cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         anon = file_ = 0
         child = None
@@ -67,6 +70,7 @@ def run_once(cmd):
             except (BlockingIOError, TypeError):
                 pass
             time.sleep(0.002)
+        wall_precise = time.perf_counter() - t0
         rest = p.stdout.read()
         if rest:
             out_chunks.append(rest)
@@ -76,7 +80,7 @@ def run_once(cmd):
     m = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (?:(\d+):)?(\d+):([\d.]+)", text)
     wall = int(m.group(1) or 0) * 3600 + int(m.group(2)) * 60 + float(m.group(3))
     rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", text).group(1))
-    return {"wall_s": wall, "max_rss_kb": rss, "peak_anon_kb": anon, "peak_file_kb": file_, "stdout": b"".join(out_chunks).decode(errors="replace")}
+    return {"wall_s": wall_precise, "time_v_wall_s": wall, "max_rss_kb": rss, "peak_anon_kb": anon, "peak_file_kb": file_, "stdout": b"".join(out_chunks).decode(errors="replace")}
 
 
 def machine():
@@ -110,6 +114,7 @@ def main():
     env = os.environ
     rows = []
     raw = {}
+    verify = {}
     for spec in a.dumps:
         label, path = spec.split("=", 1)
         cmds = {
@@ -121,6 +126,13 @@ def main():
         for name, c in cmds.items():  # warm-up: the dump comes from the page cache afterwards
             print(f"warm-up {label}: {name}", file=sys.stderr)
             run_once(c)
+        # Both readers must have seen the same bytes: compare page count and checksum (untimed).
+        ours = run_once(cmds["pooltriage reader: every stored page"])["stdout"]
+        theirs = json.loads(run_once(cmds["kdmp-parser (Python wheel): every stored page"] + ["--checksum"])["stdout"].strip().splitlines()[-1])
+        ours_kv = dict(l.split(": ", 1) for l in ours.splitlines() if ": " in l)
+        agree = ours_kv.get("pages") == str(theirs["pages"]) and ours_kv.get("checksum") == theirs["checksum"]
+        verify[label] = (ours_kv.get("pages"), ours_kv.get("checksum"), theirs["pages"], theirs["checksum"], agree)
+        print(f"{label}: same pages and checksum as kdmp-parser: {agree} {verify[label]}", file=sys.stderr)
         for i in range(a.runs):
             for name, c in cmds.items():
                 r = run_once(c)
@@ -171,6 +183,10 @@ def main():
         k = r["kdmp"]
         if k:
             lines.append(f"| {r['dump']} | {k['pages']} | {k['parse_s']:.3f} | {k['read_s']:.2f} | {k['loop_only_s']:.3f} |")
+    lines += ["", "Same bytes? Page count and checksum (wrapping sum of all u64 words) of a separate, untimed run of each reader:", ""]
+    lines += ["| dump | pooltriage pages | pooltriage checksum | kdmp-parser pages | kdmp-parser checksum | agree |", "|---|---|---|---|---|---|"]
+    for label, (op, oc, kp, kc, ok) in verify.items():
+        lines.append(f"| {label} | {op} | {oc} | {kp} | {kc} | {'yes' if ok else '**NO**'} |")
     lines += ["", "Last line each of our commands printed:", ""]
     for r in rows:
         if "kdmp" not in r["command"]:
