@@ -168,3 +168,157 @@ impl VirtualMemory for PageTableMemory<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    /// Physical memory over a few hand-written pages.
+    #[derive(Default)]
+    struct Phys(HashMap<u64, Vec<u8>>);
+
+    impl Phys {
+        fn page_mut(&mut self, pfn: u64) -> &mut Vec<u8> {
+            self.0.entry(pfn).or_insert_with(|| vec![0u8; PAGE_SIZE as usize])
+        }
+        fn put64(&mut self, pa: u64, v: u64) {
+            let off = (pa & 0xFFF) as usize;
+            self.page_mut(pa >> 12)[off..off + 8].copy_from_slice(&v.to_le_bytes());
+        }
+        fn put32(&mut self, pa: u64, v: u32) {
+            let off = (pa & 0xFFF) as usize;
+            self.page_mut(pa >> 12)[off..off + 4].copy_from_slice(&v.to_le_bytes());
+        }
+        fn bytes(&mut self, pa: u64, b: &[u8]) {
+            let off = (pa & 0xFFF) as usize;
+            self.page_mut(pa >> 12)[off..off + b.len()].copy_from_slice(b);
+        }
+    }
+
+    impl PhysicalMemory for Phys {
+        fn page(&self, pfn: u64) -> Option<&[u8]> {
+            self.0.get(&pfn).map(|v| v.as_slice())
+        }
+    }
+
+    const P: u64 = 0x3; // present + writable
+    const PS: u64 = 0x83; // present + writable + large
+
+    #[test]
+    fn x64_small_large_huge_and_transition() {
+        let mut m = Phys::default();
+        let va = 0xFFFF_F800_0020_1234u64;
+        let (pml4, pdpt, pd, pt) = (0x1000u64, 0x2000u64, 0x3000u64, 0x4000u64);
+        m.put64(pml4 + ((va >> 39) & 0x1FF) * 8, pdpt | P);
+        m.put64(pdpt, pd | P);
+        m.put64(pd + 8, pt | P);
+        m.put64(pt + 8, 0x5000 | P | (1 << 63)); // NX bit must be ignored
+        m.bytes(0x5234, b"hello");
+        // PTE 2: transition (valid clear, bit 11 set, bit 10 clear) -> page 6.
+        m.put64(pt + 16, 0x6000 | TRANSITION);
+        m.bytes(0x5FFC, &[1, 2, 3, 4]);
+        m.bytes(0x6000, &[5, 6, 7, 8]);
+        // PTE 3: prototype PTE -> not mapped.
+        m.put64(pt + 24, 0x7000 | TRANSITION | PROTOTYPE);
+        // PTE 4: valid, frame not in dump. PTE 5: absurd frame bits.
+        m.put64(pt + 32, 0x99_000 | P);
+        m.put64(pt + 40, 0xFFFF_FFFF_FFFF_F001);
+        // PDE 2: 2 MB page at physical 0x20_0000.
+        m.put64(pd + 16, 0x20_0000 | PS);
+        m.bytes(0x20_0000 + 0x1_2345, b"2mb");
+        // PDPTE 1: 1 GB page at physical 0x4000_0000.
+        m.put64(pdpt + 8, 0x4000_0000 | PS);
+        m.bytes(0x4000_0000 + 0x12_3456, b"1gb");
+
+        let v = PageTableMemory::new(&m, pml4 | 0x5, PagingMode::X64); // low CR3 bits masked
+        assert_eq!(v.pointer_size(), 8);
+        assert_eq!(v.read_vec(va, 5).unwrap(), b"hello");
+        assert_eq!(v.translate(va).unwrap(), 0x5234);
+        // Across the boundary from a valid page into a transition page.
+        let base = va & !0xFFF & !0x1FF000; // PT index 0 of this table
+        let page1 = base + 0x1000;
+        assert_eq!(v.read_vec(page1 + 0xFFC, 8).unwrap(), [1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(v.read(page1 + 0x2000, &mut [0u8; 1]), Err(MemoryError::NotMapped { va: page1 + 0x2000 }));
+        assert!(matches!(v.read_u8(page1 + 0x3000), Err(MemoryError::PageMissing { pa: 0x99_000, .. })));
+        assert!(matches!(v.read_u8(page1 + 0x4000), Err(MemoryError::PageMissing { .. })));
+        // PTE 6 is empty.
+        assert_eq!(v.read_u8(page1 + 0x5000), Err(MemoryError::NotMapped { va: page1 + 0x5000 }));
+        // 2 MB page: PD index 2 of the same PDPT entry.
+        let va2m = (va & !0x3FFF_FFFF) + 2 * 0x20_0000 + 0x1_2345;
+        assert_eq!(v.read_vec(va2m, 3).unwrap(), b"2mb");
+        // 1 GB page: PDPT index 1.
+        let va1g = (va & !0x7F_FFFF_FFFF) + 0x4000_0000 + 0x12_3456;
+        assert_eq!(v.read_vec(va1g, 3).unwrap(), b"1gb");
+        // Non-canonical and unmapped PML4 slot.
+        assert_eq!(v.read_u8(0x0000_8000_0000_0000), Err(MemoryError::NotMapped { va: 0x0000_8000_0000_0000 }));
+        assert_eq!(v.read_u8(0x1000), Err(MemoryError::NotMapped { va: 0x1000 }));
+        // Reading up to the top of the address space does not wrap.
+        assert!(v.read(u64::MAX, &mut [0u8; 2]).is_err());
+    }
+
+    #[test]
+    fn x64_missing_table_page_and_self_loop() {
+        let mut m = Phys::default();
+        // PML4 entry 0 points to a page-table page that is not in the dump.
+        m.put64(0x1000, 0x7_7000 | P);
+        // PML4 entry 1 points back at the PML4 itself (a loop): the fixed-depth walk just
+        // reinterprets the PML4 as lower levels and ends.
+        m.put64(0x1000 + 8, 0x1000 | P);
+        let v = PageTableMemory::new(&m, 0x1000, PagingMode::X64);
+        assert_eq!(v.read_u8(0x10), Err(MemoryError::PageMissing { va: Some(0x10), pa: 0x7_7000 }));
+        // PML4 1 -> PDPT = PML4, PDPT 1 -> PD = PML4, PD 1 -> PT = PML4, PT 0 -> page 0x77.
+        let looped = 0x80_0000_0000u64 + (1 << 30) + (1 << 21) + (1 << 12);
+        assert_eq!(v.read_u64(looped).unwrap(), 0x7_7000 | P); // reads the PML4 page itself
+        let to_missing = 0x80_0000_0000u64 + (1 << 30) + (1 << 21);
+        assert_eq!(v.read_u8(to_missing), Err(MemoryError::PageMissing { va: Some(to_missing), pa: 0x7_7000 }));
+    }
+
+    #[test]
+    fn pae_small_large_and_transition() {
+        let mut m = Phys::default();
+        let va = 0x8040_1234u64; // PDPT 2, PD 2, PT 1
+        let (pdpt, pd, pt) = (0x1000u64, 0x2000u64, 0x3000u64);
+        m.put64(pdpt + 2 * 8, pd | 1);
+        m.put64(pd + 2 * 8, pt | P);
+        m.put64(pt + 8, 0x4000 | P);
+        m.put64(pt + 16, 0x5000 | TRANSITION);
+        m.bytes(0x4234, b"pae");
+        m.bytes(0x4FFE, &[1, 2]);
+        m.bytes(0x5000, &[3, 4]);
+        // PD 3: 2 MB page at 0x60_0000.
+        m.put64(pd + 3 * 8, 0x60_0000 | PS);
+        m.bytes(0x60_0000 + 0x1_0001, b"big");
+        let v = PageTableMemory::new(&m, pdpt, PagingMode::X86Pae);
+        assert_eq!(v.pointer_size(), 4);
+        assert_eq!(v.read_vec(va, 3).unwrap(), b"pae");
+        assert_eq!(v.read_vec(0x8040_1FFE, 4).unwrap(), [1, 2, 3, 4]);
+        assert_eq!(v.read_vec(0x8060_0000 + 0x1_0001, 3).unwrap(), b"big");
+        assert_eq!(v.read_u8(0x1234), Err(MemoryError::NotMapped { va: 0x1234 })); // PDPT 0 empty
+        assert_eq!(v.read_u8(0x1_0000_0000), Err(MemoryError::NotMapped { va: 0x1_0000_0000 }));
+    }
+
+    #[test]
+    fn x86_small_large_and_transition() {
+        let mut m = Phys::default();
+        let va = 0x8040_1234u64; // PD 0x201, PT 1
+        let (pd, pt) = (0x1000u64, 0x2000u64);
+        m.put32(pd + 0x201 * 4, (pt | P) as u32);
+        m.put32(pt + 4, (0x3000 | P) as u32);
+        m.put32(pt + 8, (0x4000 | TRANSITION) as u32);
+        m.put32(pt + 12, (0x5000 | TRANSITION | PROTOTYPE) as u32);
+        m.bytes(0x3234, b"x86");
+        m.bytes(0x3FFF, &[9]);
+        m.bytes(0x4000, &[10]);
+        // PD 0x202: 4 MB page at physical 0xC0_0000.
+        m.put32(pd + 0x202 * 4, (0xC0_0000 | PS) as u32);
+        m.bytes(0xC0_0000 + 0x2F_0010, b"4mb");
+        let v = PageTableMemory::new(&m, pd, PagingMode::X86);
+        assert_eq!(v.read_vec(va, 3).unwrap(), b"x86");
+        assert_eq!(v.read_vec(0x8040_1FFF, 2).unwrap(), [9, 10]);
+        assert_eq!(v.read_u8(0x8040_3000), Err(MemoryError::NotMapped { va: 0x8040_3000 }));
+        assert_eq!(v.read_vec(0x8080_0000 + 0x2F_0010, 3).unwrap(), b"4mb");
+        assert_eq!(v.read_ptr(0x8040_1234).unwrap(), u64::from(u32::from_le_bytes(*b"x86\0")));
+    }
+}
