@@ -1,7 +1,153 @@
 //! The kernel as seen from a dump: the debugger data block, loaded modules (with their PE
 //! headers in memory) and the bugcheck.
+//!
+//! [`read_kernel`] never fails on a dump that opened: whatever cannot be read (no virtual
+//! memory on arm64, an encoded debugger block without keys, a broken module list) becomes a
+//! `None` plus a warning, so that `inspect` always shows what *is* there.
 
+pub mod bugcheck;
 mod bytes;
-pub mod pe;
 pub mod kdbg;
 pub mod modules;
+pub mod pe;
+
+pub use bugcheck::{bugcheck_name, BugcheckName, SymbolizedParam};
+pub use kdbg::{Kdbg, KdbgError, KdbgKeys};
+pub use modules::{Module, ModuleList, ModuleSource};
+pub use pe::{CodeView, Import, ImportedDll, Imports, PeError, PeFile, PeInfo, Section, SliceMemory};
+
+use crate::dump::Dump;
+use crate::memory::VirtualMemory;
+
+/// Longest NtBuildLab string read.
+const MAX_BUILD_LAB: usize = 256;
+
+/// The bugcheck with its name and symbolized parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BugcheckInfo {
+    pub code: u32,
+    /// `None` for a code not in the table.
+    pub name: Option<BugcheckName>,
+    pub params: [SymbolizedParam; 4],
+}
+
+/// Everything the kernel layer could read from a dump.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KernelInfo {
+    /// Why there is no kernel virtual memory (e.g. arm64 page tables), when there is none.
+    pub memory_error: Option<String>,
+    pub kdbg: Option<Kdbg>,
+    /// Why `kdbg` is `None` (unreadable, encoded without keys, bad tag...).
+    pub kdbg_error: Option<String>,
+    /// nt's base: KDBG KernBase, else the first loaded module.
+    pub kernel_base: Option<u64>,
+    /// The string at KDBG NtBuildLab, e.g. "19041.1.amd64fre.vb_release.191206-1406".
+    pub build_lab: Option<String>,
+    pub modules: ModuleList,
+    pub bugcheck: BugcheckInfo,
+    /// Everything that could not be read, one line each.
+    pub warnings: Vec<String>,
+}
+
+impl KernelInfo {
+    /// The module that contains the kernel base (ntoskrnl and its variants).
+    pub fn kernel_module(&self) -> Option<&Module> {
+        let base = self.kernel_base?;
+        self.modules.modules.iter().find(|m| m.base == base)
+    }
+}
+
+/// Reads the kernel's view of `dump` without symbols (an encoded debugger data block stays
+/// unread: see [`read_kernel_with_keys`]).
+pub fn read_kernel(dump: &Dump) -> KernelInfo {
+    read_kernel_with_keys(dump, None)
+}
+
+/// As [`read_kernel`], decoding an encoded debugger data block with `keys` (from symbols).
+pub fn read_kernel_with_keys(dump: &Dump, keys: Option<&KdbgKeys>) -> KernelInfo {
+    let header = dump.header();
+    let mut warnings = Vec::new();
+    let (memory, memory_error) = match dump.kernel_memory() {
+        Ok(m) => (Some(m), None),
+        Err(e) => {
+            warnings.push(e.to_string());
+            (None, Some(e.to_string()))
+        }
+    };
+    let mem: Option<&dyn VirtualMemory> = memory.as_deref();
+
+    // The debugger data block: from memory at the header's address, else the triage copy.
+    let (kdbg, kdbg_error) = match header.kd_debugger_data_block {
+        None => (None, Some("the header gives no debugger data block address".to_string())),
+        Some(va) => {
+            let from_mem = match mem {
+                Some(m) => kdbg::read_kdbg(m, va, keys).map_err(|e| e.to_string()),
+                None => Err("no virtual memory".to_string()),
+            };
+            match (from_mem, dump.triage_debugger_data()) {
+                (Ok(k), _) => (Some(k), None),
+                (Err(e), Some(bytes)) => {
+                    let ptr = if header.arch == crate::dump::Arch::X86 { 4 } else { 8 };
+                    match kdbg::parse_kdbg_bytes(va, bytes, ptr) {
+                        Ok(k) => (Some(k), None),
+                        Err(e2) => (None, Some(format!("{e}; triage copy: {e2}"))),
+                    }
+                }
+                (Err(e), None) => (None, Some(e)),
+            }
+        }
+    };
+    if let Some(e) = &kdbg_error {
+        warnings.push(format!("debugger data block: {e}"));
+    }
+
+    let modules = match (dump.triage(), mem) {
+        (Some(t), _) => modules::triage_modules(&t.drivers, mem),
+        (None, Some(m)) => {
+            let head = kdbg.as_ref().and_then(Kdbg::ps_loaded_module_list).or(header.ps_loaded_module_list);
+            match head {
+                Some(h) => modules::walk_loaded_modules(m, h),
+                None => ModuleList {
+                    source: ModuleSource::None,
+                    modules: Vec::new(),
+                    complete: false,
+                    warnings: vec!["no PsLoadedModuleList address in the debugger data block or the header".into()],
+                },
+            }
+        }
+        (None, None) => ModuleList {
+            source: ModuleSource::None,
+            modules: Vec::new(),
+            complete: false,
+            warnings: vec!["modules not read: no virtual memory".into()],
+        },
+    };
+    warnings.extend(modules.warnings.iter().cloned());
+    let without_pe = modules.modules.iter().filter(|m| m.pe.is_none()).count();
+    if without_pe > 0 && mem.is_some() {
+        warnings.push(format!(
+            "PE headers not in the dump for {without_pe} of {} modules",
+            modules.modules.len()
+        ));
+    }
+
+    let kernel_base = kdbg.as_ref().and_then(Kdbg::kern_base).or_else(|| modules.modules.first().map(|m| m.base));
+    let build_lab = match (kdbg.as_ref().and_then(|k| k.get("NtBuildLab")), mem) {
+        (Some(va), Some(m)) if va != 0 => match pe::read_c_string(m, va, MAX_BUILD_LAB) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                warnings.push(format!("NtBuildLab string: {e}"));
+                None
+            }
+        },
+        _ => None,
+    };
+
+    let bc = header.bugcheck;
+    let bugcheck = BugcheckInfo {
+        code: bc.code,
+        name: bugcheck_name(bc.code),
+        params: bugcheck::symbolize_params(&bc.params, &modules.modules),
+    };
+    KernelInfo { memory_error, kdbg, kdbg_error, kernel_base, build_lab, modules, bugcheck, warnings }
+}
