@@ -1,2 +1,9 @@
 //! The serde types of pooltriage's versioned JSON output. Addresses and other 64-bit values
 //! are "0x..." strings; counts and byte sizes are numbers.
+
+pub mod hex;
+pub mod inspect;
+pub mod time;
+
+pub use hex::{parse_hex, Hex};
+pub use inspect::{InspectReport, SCHEMA_VERSION};

@@ -6,6 +6,8 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+mod inspect;
+
 #[derive(Parser)]
 #[command(name = "pooltriage", version, about = "Find the driver that leaks kernel pool, from a Windows crash dump")]
 struct Cli {
@@ -15,9 +17,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Show what is in a kernel dump: format, bugcheck, kernel, debugger data block, modules.
+    Inspect(inspect::InspectArgs),
 }
 
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {}
+    match cli.command {
+        Command::Inspect(args) => inspect::run(&args),
+    }
 }

@@ -1,0 +1,50 @@
+//! Windows FILETIME to an RFC 3339 UTC string, without a date crate: the conversion is a
+//! dozen lines of integer arithmetic (days-to-civil, Howard Hinnant's algorithm).
+
+/// 100 ns intervals between 1601-01-01 and 1970-01-01.
+const FILETIME_UNIX_EPOCH: u64 = 116_444_736_000_000_000;
+
+/// "YYYY-MM-DDTHH:MM:SSZ" for a FILETIME at or after 1970, else `None` (a writer that left
+/// the field zero or garbage should not produce a plausible-looking date).
+pub fn filetime_to_rfc3339(ft: u64) -> Option<String> {
+    let secs = ft.checked_sub(FILETIME_UNIX_EPOCH)? / 10_000_000;
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let (y, m, d) = civil_from_days(days);
+    if y > 9999 {
+        return None;
+    }
+    Some(format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60))
+}
+
+/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_instants() {
+        assert_eq!(filetime_to_rfc3339(FILETIME_UNIX_EPOCH).as_deref(), Some("1970-01-01T00:00:00Z"));
+        // 2000-02-29T12:34:56Z = Unix 951827696 (date -u -d @951827696).
+        let ft = FILETIME_UNIX_EPOCH + 951_827_696 * 10_000_000;
+        assert_eq!(filetime_to_rfc3339(ft).as_deref(), Some("2000-02-29T12:34:56Z"));
+        // 2021-03-10T00:00:00Z = Unix 1615334400.
+        let ft = FILETIME_UNIX_EPOCH + 1_615_334_400 * 10_000_000 + 9_999_999;
+        assert_eq!(filetime_to_rfc3339(ft).as_deref(), Some("2021-03-10T00:00:00Z"));
+        assert_eq!(filetime_to_rfc3339(0), None);
+        assert_eq!(filetime_to_rfc3339(u64::MAX), None);
+    }
+}
