@@ -125,5 +125,5 @@ fi
 # --- 4. build and test ---------------------------------------------------------------------------
 step "cargo build --workspace --bins"
 cargo build --workspace --bins
-step "cargo test --workspace"
-cargo test --workspace
+step "cargo test --workspace --no-fail-fast"
+cargo test --workspace --no-fail-fast
