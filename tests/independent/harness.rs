@@ -79,12 +79,15 @@ pub fn run(cmd: &mut Command, what: &str) -> Vec<u8> {
 /// `pooltriage forge --list`, and the profile whose name carries `build` (e.g. "19041" ->
 /// "win10-19041-x64"). Profile names follow the issue: each is named with its build number.
 pub fn profile_for_build(build: u32) -> String {
-    let out = run(Command::new(pooltriage_bin()).args(["forge", "--list"]), "pooltriage forge --list");
-    let text = String::from_utf8_lossy(&out);
+    static LIST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let text = LIST.get_or_init(|| {
+        let out = run(Command::new(pooltriage_bin()).args(["forge", "--list"]), "pooltriage forge --list");
+        String::from_utf8_lossy(&out).into_owned()
+    });
     let needle = build.to_string();
     let mut found: Vec<String> = text
         .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.'))
-        .filter(|tok| tok.split(['-', '_']).any(|part| part == needle))
+        .filter(|tok| tok.chars().any(|c| c.is_ascii_alphabetic()) && tok.split(['-', '_']).any(|part| part == needle))
         .map(str::to_owned)
         .collect();
     found.sort();
