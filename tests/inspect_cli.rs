@@ -1,0 +1,213 @@
+//! `pooltriage inspect` end to end: the built binary on the real triage dump (JSON shape and
+//! values from the corpus README), on bad input (exit code 2, one line on stderr), and on
+//! forged dumps of every profile (the report must show what the forge planted, per its truth
+//! file).
+//!
+//! Build the binary first (`cargo build -p pooltriage`); the CI builds the workspace.
+
+#[path = "independent/harness.rs"]
+mod harness;
+
+use harness::{array, field, forge, hx, pooltriage_bin};
+use serde_json::Value;
+use std::path::Path;
+use std::process::{Command, Output};
+
+const TRIAGE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus/dumps/triage_x64.dmp");
+
+fn inspect(path: &Path, json: bool) -> Output {
+    let mut cmd = Command::new(pooltriage_bin());
+    cmd.arg("inspect").arg(path);
+    if json {
+        cmd.arg("--json");
+    }
+    cmd.output().expect("pooltriage runs")
+}
+
+fn inspect_json(path: &Path) -> Value {
+    let out = inspect(path, true);
+    assert!(out.status.success(), "inspect --json failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("inspect --json prints JSON")
+}
+
+/// A "0x..." lowercase hex string.
+fn is_hex(v: &Value) -> bool {
+    v.as_str().is_some_and(|s| {
+        s.strip_prefix("0x").is_some_and(|d| !d.is_empty() && d.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)))
+    })
+}
+
+fn hex_or_null(v: &Value) -> bool {
+    v.is_null() || is_hex(v)
+}
+
+/// Exit code 2, nothing on stdout, exactly one line on stderr naming the file.
+fn assert_bad_input(path: &Path, want: &str) {
+    for json in [false, true] {
+        let out = inspect(path, json);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{}: stderr {err}", path.display());
+        assert!(out.stdout.is_empty(), "stdout on bad input: {}", String::from_utf8_lossy(&out.stdout));
+        assert_eq!(err.lines().count(), 1, "one line on stderr, got {err:?}");
+        assert!(err.starts_with(&format!("error: {}: ", path.display())), "{err}");
+        assert!(err.contains(want), "{err:?} should mention {want:?}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
+
+#[test]
+fn triage_json_shape_and_values() {
+    let r = inspect_json(Path::new(TRIAGE));
+    assert_eq!(r["schema_version"], 1);
+
+    let d = &r["dump"];
+    assert_eq!(d["format"], "triage");
+    assert_eq!(d["dump_type"], 4);
+    assert_eq!(d["arch"], "x64");
+    assert_eq!(d["pae"], false);
+    assert_eq!(d["build"], 19041); // corpus README
+    assert_eq!(d["processors"], 16); // corpus README
+    assert!(is_hex(&d["system_time"]), "{}", d["system_time"]);
+    assert_eq!(d["system_time"], "0x1d707f23dbb3399"); // header 0xFA8, read by hand
+
+    let b = &r["bugcheck"];
+    assert_eq!(b["code"], "0x1000007e"); // corpus README
+    assert_eq!(b["name"], "SYSTEM_THREAD_EXCEPTION_NOT_HANDLED_M");
+    let params = b["params"].as_array().expect("params array");
+    assert_eq!(params.len(), 4);
+    assert!(params.iter().all(is_hex));
+    // README: the crash is in amdppm.sys.
+    assert!(b["params_symbolized"][1].as_str().is_some_and(|s| s.starts_with("amdppm.sys+0x")), "{b}");
+
+    assert_eq!(r["kernel"]["base"], "0xfffff8047ba00000");
+    assert!(is_hex(&r["kdbg"]["va"]));
+
+    let modules = r["modules"].as_array().expect("modules[]");
+    assert_eq!(modules.len(), 151); // corpus README
+    for m in modules {
+        assert!(m["name"].as_str().is_some_and(|s| !s.is_empty()), "{m}");
+        assert!(m["path"].is_string(), "{m}");
+        assert!(is_hex(&m["base"]), "{m}");
+        assert!(m["size"].as_u64().is_some_and(|s| s > 0), "{m}");
+        assert!(hex_or_null(&m["timestamp"]) && hex_or_null(&m["checksum"]), "{m}");
+        let pdb = &m["pdb"];
+        assert!(pdb.is_null() || (pdb["name"].is_string() && pdb["guid"].is_string() && pdb["age"].is_u64()), "{m}");
+    }
+    let amd = modules.iter().find(|m| m["name"] == "amdppm.sys").expect("amdppm.sys listed");
+    // Symbol-store key amdppm.sys/c9c030003b000 = TimeDateStamp + SizeOfImage.
+    assert_eq!(amd["timestamp"], "0xc9c03000");
+    assert_eq!(amd["size"], 0x3b000);
+}
+
+#[test]
+fn triage_text_summary() {
+    let out = inspect(Path::new(TRIAGE), false);
+    assert!(out.status.success());
+    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).expect("UTF-8");
+    for want in [
+        "triage (DumpType 4), x64, Windows build 19041",
+        "16 processors",
+        "0x1000007e SYSTEM_THREAD_EXCEPTION_NOT_HANDLED_M",
+        "amdppm.sys+0x",
+        "Modules       151 from triage-driver-list",
+        "19041.1.amd64fre.vb_release.191206-1406",
+    ] {
+        assert!(text.contains(want), "text summary lacks {want:?}:\n{text}");
+    }
+}
+
+#[test]
+fn bad_input_exits_2_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let real = std::fs::read(TRIAGE).unwrap();
+
+    let empty = dir.path().join("empty.dmp");
+    std::fs::write(&empty, b"").unwrap();
+    assert_bad_input(&empty, "empty");
+
+    // Cut inside the header, inside the triage header and inside the driver list.
+    for cut in [0x100usize, 0x2000 + 0x40, 0x10828 + 0x90 * 10] {
+        let p = dir.path().join(format!("truncated-{cut:x}.dmp"));
+        std::fs::write(&p, &real[..cut]).unwrap();
+        assert_bad_input(&p, "truncated");
+    }
+
+    let mdmp = dir.path().join("user.dmp");
+    let mut user = b"MDMP\x93\xa7\0\0".to_vec();
+    user.resize(0x3000, 0);
+    std::fs::write(&mdmp, &user).unwrap();
+    assert_bad_input(&mdmp, "not a kernel dump");
+
+    let random = dir.path().join("random.dmp");
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let noise: Vec<u8> = (0..0x4000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    std::fs::write(&random, &noise).unwrap();
+    assert_bad_input(&random, "");
+
+    assert_bad_input(&dir.path().join("missing.dmp"), "cannot read");
+}
+
+/// Forged dumps: the report shows what the forge planted (its truth file), on x64 and XP PAE.
+#[test]
+fn forged_dumps_match_their_truth() {
+    let dir = tempfile::tempdir().unwrap();
+    for (profile, format) in [
+        ("win10-19041-x64", "kernel-bitmap"),
+        ("win7-7601-x64", "full"),
+        ("win10-17763-x64", "full-bitmap"),
+        ("server2022-20348-x64", "kernel-bitmap"),
+        ("xp-2600-x86pae", "full"),
+    ] {
+        let f = forge(dir.path(), profile, format, None);
+        let t = &f.truth;
+        let r = inspect_json(&f.dump);
+        let ctx = format!("{profile}/{format}");
+        let d = &r["dump"];
+        assert_eq!(d["format"], *field(t, "format"), "{ctx}");
+        assert_eq!(d["arch"], *field(t, "arch"), "{ctx}");
+        assert_eq!(d["pae"], *field(t, "pae"), "{ctx}");
+        assert_eq!(d["build"], *field(t, "build"), "{ctx}");
+        assert_eq!(d["dump_type"], *field(t, "dump_type"), "{ctx}");
+        assert_eq!(d["processors"], *field(t, "processors"), "{ctx}");
+        assert_eq!(hx(&d["system_time"]), hx(field(t, "system_time")), "{ctx}");
+        assert_eq!(d["stored_pages"], *field(t, "physical_pages_stored"), "{ctx}");
+
+        assert_eq!(hx(&r["bugcheck"]["code"]), hx(&t["bugcheck"]["code"]), "{ctx}");
+        let params: Vec<u64> = array(&t["bugcheck"], "params").iter().map(hx).collect();
+        let got: Vec<u64> = r["bugcheck"]["params"].as_array().unwrap().iter().map(hx).collect();
+        assert_eq!(got, params, "{ctx}");
+
+        assert_eq!(r["kdbg"]["found"], true, "{ctx}: {}", r["kdbg"]);
+        assert_eq!(hx(&r["kdbg"]["va"]), hx(field(t, "kdbg")), "{ctx}");
+        assert_eq!(hx(&r["kdbg"]["fields"]["PsLoadedModuleList"]), hx(field(t, "ps_loaded_module_list")), "{ctx}");
+        assert_eq!(hx(&r["kdbg"]["fields"]["PsActiveProcessHead"]), hx(field(t, "ps_active_process_head")), "{ctx}");
+
+        let tk = field(t, "kernel");
+        assert_eq!(hx(&r["kernel"]["base"]), hx(field(tk, "base")), "{ctx}");
+        assert_eq!(r["kernel"]["size"], *field(tk, "size"), "{ctx}");
+        assert_eq!(r["kernel"]["pdb"], *field(tk, "pdb"), "{ctx}");
+
+        assert_eq!(r["module_list"]["source"], "PsLoadedModuleList", "{ctx}");
+        assert_eq!(r["module_list"]["complete"], true, "{ctx}");
+        let want = array(t, "modules");
+        let got = r["modules"].as_array().unwrap();
+        assert_eq!(got.len(), want.len(), "{ctx}: module count");
+        for (g, w) in got.iter().zip(want) {
+            for key in ["name", "path", "size", "pdb"] {
+                assert_eq!(g[key], w[key], "{ctx}: module {} {key}", w["name"]);
+            }
+            for key in ["base", "timestamp", "checksum"] {
+                assert_eq!(hx(&g[key]), hx(&w[key]), "{ctx}: module {} {key}", w["name"]);
+            }
+        }
+        assert_eq!(r["warnings"].as_array().map(Vec::len), Some(0), "{ctx}: {}", r["warnings"]);
+    }
+}
