@@ -6,6 +6,8 @@
 //! - the first page at every module base of the truth file,
 //! - the page of 1000 addresses drawn (seeded) from the truth file's `mapped` ranges,
 //! - 32 bytes across page boundaries inside mapped ranges,
+//! - at each of them, our page-table walk's physical address against kdmp-parser's
+//!   `translate_virtual`, and our physical page there against kdmp-parser's,
 //! - addresses just outside the mapped ranges: whatever kdmp-parser can read there, we must read
 //!   identically (we may read more: transition PTEs count as present for us, as in WinDbg).
 //! Expected bytes come from kdmp-parser, expected header values from the truth file; our
@@ -17,6 +19,7 @@
 mod harness;
 
 use analyzer::dump::Dump;
+use analyzer::memory::{PageTableMemory, PagingMode};
 use harness::{array, field, forge, hx, profile_for_build, python, run, script, Rng};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -170,10 +173,13 @@ fn check(build: u32, format: &str) {
     assert_eq!(dump.format().as_str(), format, "{ctx}: format");
     assert_eq!(Some(dump.stored_page_count()), truth["physical_pages_stored"].as_u64(), "{ctx}: stored pages");
     let vm = dump.kernel_memory().unwrap_or_else(|e| panic!("{ctx}: kernel_memory: {e}"));
+    let walker = PageTableMemory::new(dump.physical(), dump.header().directory_table_base, PagingMode::X64);
 
     let mut failures: Vec<String> = Vec::new();
     let mut compared = 0usize;
     let mut page_buf = vec![0u8; PAGE as usize];
+    // Distinct page contents seen: identical bytes prove little if every page were zero.
+    let mut distinct: std::collections::BTreeSet<Vec<u8>> = std::collections::BTreeSet::new();
     let mut compare_page = |what: &str, va: u64, must_be_readable: bool, failures: &mut Vec<String>| -> bool {
         let page_va = va & !(PAGE - 1);
         let k = &kdmp[&va];
@@ -186,8 +192,27 @@ fn check(build: u32, format: &str) {
         if must_be_readable && k.pa.is_none() {
             failures.push(format!("{what} {va:#x}: kdmp-parser reads the page but cannot translate the address"));
         }
+        // Translation: our page-table walk must land on kdmp-parser's physical address (this
+        // catches a wrong walk even where the two pages' bytes happen to be equal, e.g. zeros).
+        match (k.pa, walker.translate(va)) {
+            (Some(kpa), Ok(pa)) if pa == kpa => {}
+            (Some(kpa), Ok(pa)) => failures.push(format!("{what} {va:#x}: we translate to {pa:#x}, kdmp-parser to {kpa:#x}")),
+            (Some(kpa), Err(e)) => failures.push(format!("{what} {va:#x}: our translation fails ({e}), kdmp-parser gives {kpa:#x}")),
+            (None, _) => {}
+        }
+        // The physical layer alone: our page at kdmp-parser's physical address.
+        if let Some(pa) = k.pa {
+            match dump.physical().page(pa >> 12) {
+                Some(p) if p == &kpage[..] => {}
+                Some(_) => failures.push(format!("{what} {va:#x}: our physical page {pa:#x} differs from kdmp-parser's")),
+                None => failures.push(format!("{what} {va:#x}: our reader has no physical page {pa:#x}, kdmp-parser has")),
+            }
+        }
         match vm.read(page_va, &mut page_buf) {
-            Ok(()) if page_buf == *kpage => true,
+            Ok(()) if page_buf == *kpage => {
+                distinct.insert(page_buf.clone());
+                true
+            }
             Ok(()) => {
                 let at = page_buf.iter().zip(kpage.iter()).position(|(a, b)| a != b).unwrap_or(0);
                 failures.push(format!(
@@ -240,8 +265,9 @@ fn check(build: u32, format: &str) {
     // Not vacuous: every planted module and every random address was compared.
     assert_eq!(compared, module_bases.len() + random.len(), "{ctx}: pages compared");
     eprintln!(
-        "{ctx}: {compared} pages identical to kdmp-parser's ({} module bases, {} random), {crossing} cross-page reads, \
-         {gap_readable}/{} outside-truth addresses readable by kdmp-parser and identical",
+        "{ctx}: {compared} pages identical to kdmp-parser's ({} distinct contents; {} module bases, {} random), \
+         {crossing} cross-page reads, {gap_readable}/{} outside-truth addresses readable by kdmp-parser and identical",
+        distinct.len(),
         module_bases.len(),
         random.len(),
         gaps.len()

@@ -59,6 +59,11 @@ pub fn vol_symbols() -> PathBuf {
     dir
 }
 
+/// The real test data, `../shared/corpus` beside the repository (or POOLTRIAGE_CORPUS).
+pub fn corpus() -> PathBuf {
+    must_exist("the corpus", "POOLTRIAGE_CORPUS", env_or("POOLTRIAGE_CORPUS", repo_root().join("../shared/corpus")))
+}
+
 pub fn script(name: &str) -> PathBuf {
     must_exist("helper script", "-", repo_root().join("tests/independent").join(name))
 }
@@ -105,6 +110,7 @@ pub struct Forged {
 pub fn forge(dir: &Path, profile: &str, format: &str, size: Option<u64>) -> Forged {
     let dump = dir.join(format!("{profile}-{format}.dmp"));
     let mut cmd = Command::new(pooltriage_bin());
+    cmd.env("POOLTRIAGE_CORPUS", corpus());
     cmd.args(["forge", "--profile", profile, "--format", format, "--out"]).arg(&dump);
     if let Some(size) = size {
         cmd.args(["--size", &size.to_string()]);
