@@ -1,2 +1,205 @@
 //! The forge: synthetic Windows kernel dumps that follow real kernel layouts exactly, each with
 //! a ground-truth file of what was planted.
+//!
+//! Layouts and global RVAs come from the kernel's own symbols in the corpus (ISF files for the
+//! x64 kernels, ntkrnlpa.pdb for XP), read at run time through [`analyzer::symbols::Profile`].
+//! The same arguments always produce the same bytes (seeded [`rng::SplitMix64`]).
+//!
+//! Flow: [`profiles`] (which kernel) -> [`system::System::build`] (memory contents on a
+//! [`space::Machine`]) -> [`scenario`] (what the dump is about) -> [`writer`] (file layout) and
+//! [`truth`] (FILE.truth.json).
+
+pub mod pe;
+pub mod pool;
+pub mod profiles;
+pub mod rng;
+pub mod scenario;
+pub mod space;
+pub mod system;
+pub mod truth;
+pub mod writer;
+
+use analyzer::symbols::{Profile, SymbolsError};
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+use truth::hex;
+
+pub use writer::Format;
+
+pub const DEFAULT_SIZE: u64 = 2 << 30;
+pub const MIN_SIZE: u64 = 256 << 20;
+pub const MAX_SIZE: u64 = 1 << 40;
+pub const DEFAULT_PROCESSORS: u32 = 2;
+/// Environment variable naming the corpus directory (symbols).
+pub const CORPUS_ENV: &str = "POOLTRIAGE_CORPUS";
+
+#[derive(Debug, Error)]
+pub enum ForgeError {
+    #[error("unknown profile {0:?} (see `forge --list`)")]
+    UnknownProfile(String),
+    #[error("unknown format {0:?} (full, kernel-bitmap, full-bitmap)")]
+    UnknownFormat(String),
+    #[error("unknown scenario {0:?} (see `forge --list`)")]
+    UnknownScenario(String),
+    #[error("memory size {0} is out of range (256 MiB .. 1 TiB, multiple of 4096)")]
+    BadSize(u64),
+    #[error("memory size too small for the forged system")]
+    TooSmall,
+    #[error("symbols for profile {profile} not found at {path}: set --corpus DIR or {CORPUS_ENV} to the corpus directory (holding isf/ and pdb/)")]
+    CorpusMissing { profile: String, path: String },
+    #[error(transparent)]
+    Symbols(#[from] SymbolsError),
+    #[error("the profile's symbols lack {0}")]
+    MissingSymbol(String),
+    #[error("internal forge error: write to unmapped address {0:#x}")]
+    Unmapped(u64),
+    #[error("cannot write {0}: {1}")]
+    Io(String, std::io::Error),
+    #[error("internal forge error: {0}")]
+    Internal(String),
+}
+
+/// What to forge.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub profile: String,
+    pub format: String,
+    pub size: u64,
+    pub scenario: String,
+    pub processors: u32,
+    /// Corpus directory; `None` = $POOLTRIAGE_CORPUS, else `../shared/corpus`.
+    pub corpus: Option<PathBuf>,
+}
+
+impl Options {
+    pub fn new(profile: &str, format: &str) -> Options {
+        Options {
+            profile: profile.to_string(),
+            format: format.to_string(),
+            size: DEFAULT_SIZE,
+            scenario: "baseline".to_string(),
+            processors: DEFAULT_PROCESSORS,
+            corpus: None,
+        }
+    }
+}
+
+/// The corpus directory: explicit, else $POOLTRIAGE_CORPUS, else `../shared/corpus`.
+pub fn corpus_dir(explicit: Option<&Path>) -> PathBuf {
+    if let Some(p) = explicit {
+        return p.to_path_buf();
+    }
+    match std::env::var_os(CORPUS_ENV) {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => PathBuf::from("../shared/corpus"),
+    }
+}
+
+/// Reads a profile's symbols from the corpus.
+pub fn load_profile(spec: &profiles::ProfileSpec, corpus: &Path) -> Result<Profile, ForgeError> {
+    let path = spec.symbol_path(corpus);
+    if !path.is_file() {
+        return Err(ForgeError::CorpusMissing { profile: spec.name.to_string(), path: path.display().to_string() });
+    }
+    Ok(match spec.symbols {
+        profiles::SymbolSource::Isf(_) => Profile::from_isf(&path)?,
+        profiles::SymbolSource::Pdb(_) => Profile::from_pdb(&path)?,
+    })
+}
+
+/// Forges a dump at `out` and its truth file at `out` + ".truth.json"; returns the truth.
+pub fn forge(opts: &Options, out: &Path) -> Result<truth::Truth, ForgeError> {
+    let spec = profiles::find(&opts.profile).ok_or_else(|| ForgeError::UnknownProfile(opts.profile.clone()))?;
+    let format = Format::parse(&opts.format).ok_or_else(|| ForgeError::UnknownFormat(opts.format.clone()))?;
+    let scenario = scenario::find(&opts.scenario).ok_or_else(|| ForgeError::UnknownScenario(opts.scenario.clone()))?;
+    if !(MIN_SIZE..=MAX_SIZE).contains(&opts.size) || opts.size % space::PAGE != 0 {
+        return Err(ForgeError::BadSize(opts.size));
+    }
+    let processors = opts.processors.clamp(1, 64);
+    let profile = load_profile(spec, &corpus_dir(opts.corpus.as_deref()))?;
+
+    let runs = writer::physical_runs(opts.size);
+    // Forged pages stay in the first 3 GiB run, below the end of low memory.
+    let data_limit = runs.get(1).map(|r| r.0 + r.1).unwrap_or(0);
+    // The seed ignores the format, so every format of one profile holds the same memory.
+    let seed = format!("{}/{}/{}/{}", spec.name, scenario.name(), opts.size, processors);
+    let mut sys = system::System::build(spec, profile, opts.size, processors, &seed, data_limit)?;
+    let pool = scenario.plant(&mut sys)?;
+    sys.machine.finish();
+
+    let values = writer::HeaderValues {
+        build: spec.build,
+        directory_table_base: sys.machine.dtb,
+        pfn_database: sys.pfn_database,
+        ps_loaded_module_list: sys.ps_loaded_module_list,
+        ps_active_process_head: sys.ps_active_process_head,
+        kd_debugger_data_block: sys.kdbg,
+        processors,
+        bugcheck_code: system::BUGCHECK_MANUALLY_INITIATED_CRASH,
+        bugcheck_params: [0; 4],
+        system_time: spec.system_time,
+        product_type: spec.product_type,
+    };
+    let written = writer::write_dump(out, format, spec.paging, &values, &runs, &sys.machine)?;
+
+    let kernel = sys.modules.first().cloned();
+    let truth = truth::Truth {
+        schema: 1,
+        profile: spec.name.to_string(),
+        format: format.as_str().to_string(),
+        scenario: scenario.name().to_string(),
+        arch: spec.arch().to_string(),
+        pae: spec.paging == space::Paging::X86Pae,
+        build: spec.build,
+        dump_type: format.dump_type(),
+        processors,
+        file_size: written.file_size,
+        physical_pages_stored: written.pages_stored,
+        directory_table_base: hex(sys.machine.dtb),
+        system_time: hex(spec.system_time),
+        bugcheck: truth::BugcheckJson {
+            code: hex(u64::from(values.bugcheck_code)),
+            params: values.bugcheck_params.map(hex),
+        },
+        kdbg: hex(sys.kdbg),
+        ps_loaded_module_list: hex(sys.ps_loaded_module_list),
+        ps_active_process_head: hex(sys.ps_active_process_head),
+        kernel: truth::KernelJson {
+            base: hex(sys.kernel_base),
+            size: sys.kernel_size,
+            pdb: kernel.and_then(|k| k.pdb),
+        },
+        modules: sys.modules.iter().map(truth::ModuleJson::from).collect(),
+        processes: sys.processes.iter().map(truth::ProcessJson::from).collect(),
+        mapped: sys.mapped().into_iter().map(|(va, size)| truth::RangeJson { va: hex(va), size }).collect(),
+        pool,
+    };
+    let truth_path = truth_path(out);
+    let json = serde_json::to_vec_pretty(&truth).map_err(|e| ForgeError::Internal(e.to_string()))?;
+    std::fs::write(&truth_path, json).map_err(|e| ForgeError::Io(truth_path.display().to_string(), e))?;
+    Ok(truth)
+}
+
+/// `FILE.truth.json` beside `FILE`.
+pub fn truth_path(out: &Path) -> PathBuf {
+    let mut s = out.as_os_str().to_os_string();
+    s.push(".truth.json");
+    PathBuf::from(s)
+}
+
+/// The text of `forge --list`.
+pub fn listing() -> String {
+    let mut s = String::from("profiles:\n");
+    for p in profiles::PROFILES {
+        s.push_str(&format!("  {:<22} {}\n", p.name, p.description));
+    }
+    s.push_str("formats:\n");
+    for f in Format::ALL {
+        s.push_str(&format!("  {:<22} {}\n", f.as_str(), f.describe()));
+    }
+    s.push_str("scenarios:\n");
+    for sc in scenario::registry() {
+        s.push_str(&format!("  {:<22} {}\n", sc.name(), sc.description()));
+    }
+    s
+}

@@ -1,0 +1,44 @@
+//! Scenarios: what a forged dump is about, beyond the base system every dump carries (kernel,
+//! drivers, module and process lists). A scenario gets the built [`System`] before it is
+//! written and may allocate pool, write kernel globals and map memory; what it returns becomes
+//! the truth file's `pool` member.
+//!
+//! To add one: implement [`Scenario`] in a new file under `scenario/`-like naming, and add it to
+//! [`registry`]. The pool-engine issue plugs its pool scenarios (tag tables, big pages, pool
+//! pages) in here.
+
+use crate::system::System;
+use crate::ForgeError;
+
+pub trait Scenario {
+    /// The `--scenario` name.
+    fn name(&self) -> &'static str;
+    /// One line for `forge --list`.
+    fn description(&self) -> &'static str;
+    /// Plants the scenario's contents; returns the truth file's `pool` value (None = null).
+    fn plant(&self, system: &mut System) -> Result<Option<serde_json::Value>, ForgeError>;
+}
+
+/// The base system only: no pool contents.
+pub struct Baseline;
+
+impl Scenario for Baseline {
+    fn name(&self) -> &'static str {
+        "baseline"
+    }
+    fn description(&self) -> &'static str {
+        "the base system only: kernel, drivers, module and process lists; no pool contents"
+    }
+    fn plant(&self, _system: &mut System) -> Result<Option<serde_json::Value>, ForgeError> {
+        Ok(None)
+    }
+}
+
+/// Every scenario the forge knows, in `--list` order.
+pub fn registry() -> Vec<Box<dyn Scenario>> {
+    vec![Box::new(Baseline)]
+}
+
+pub fn find(name: &str) -> Option<Box<dyn Scenario>> {
+    registry().into_iter().find(|s| s.name() == name)
+}
