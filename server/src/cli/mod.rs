@@ -6,6 +6,7 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+mod forge;
 mod inspect;
 
 #[derive(Parser)]
@@ -19,11 +20,14 @@ struct Cli {
 enum Command {
     /// Show what is in a kernel dump: format, bugcheck, kernel, debugger data block, modules.
     Inspect(inspect::InspectArgs),
+    /// Write a synthetic kernel dump that follows a real kernel's layouts, with FILE.truth.json.
+    Forge(forge::ForgeArgs),
 }
 
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Inspect(args) => inspect::run(&args),
+        Command::Forge(args) => forge::run(&args),
     }
 }
