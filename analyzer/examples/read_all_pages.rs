@@ -23,6 +23,7 @@ fn main() -> ExitCode {
         }
     };
     let opened = start.elapsed();
+    dump.advise_sequential();
     let phys = dump.physical();
     let mut pages = 0u64;
     let mut sum = 0u64;

@@ -232,6 +232,14 @@ impl Dump {
         self.data.bytes().len() as u64
     }
 
+    /// Tells the kernel the dump will be read front to back (e.g. every stored page once), so
+    /// it reads ahead and maps pages in bigger batches. Only a hint; errors are ignored.
+    pub fn advise_sequential(&self) {
+        if let Data::Map(m) = &self.data {
+            let _ = m.advise(memmap2::Advice::Sequential);
+        }
+    }
+
     /// The raw file bytes (e.g. for the context record inside the header).
     pub fn file_bytes(&self) -> &[u8] {
         self.data.bytes()
