@@ -211,3 +211,54 @@ fn forged_dumps_match_their_truth() {
         assert_eq!(r["warnings"].as_array().map(Vec::len), Some(0), "{ctx}: {}", r["warnings"]);
     }
 }
+
+/// An arm64 dump: header and bugcheck are reported, with a clear message that memory
+/// translation is not supported; exit code 0. The file is built here from the header layout
+/// of ../shared/docs/windows-internals.md (the 64-bit header, MachineImageType 0xAA64) with a
+/// one-run table holding one page.
+#[test]
+fn arm64_header_and_bugcheck_without_translation() {
+    let mut h = b"PAGE".repeat(0x2000 / 4);
+    let put = |h: &mut Vec<u8>, off: usize, b: &[u8]| h[off..off + b.len()].copy_from_slice(b);
+    put(&mut h, 0, b"PAGEDU64");
+    put(&mut h, 0x08, &15u32.to_le_bytes());
+    put(&mut h, 0x0C, &22621u32.to_le_bytes());
+    put(&mut h, 0x10, &0x1000u64.to_le_bytes());
+    put(&mut h, 0x30, &0xAA64u32.to_le_bytes());
+    put(&mut h, 0x34, &8u32.to_le_bytes());
+    put(&mut h, 0x38, &0xC2u32.to_le_bytes());
+    for (i, p) in [7u64, 0x1234, 0, 0xffff8000_00001000].iter().enumerate() {
+        put(&mut h, 0x40 + 8 * i, &p.to_le_bytes());
+    }
+    put(&mut h, 0x80, &0xffff8000_00002000u64.to_le_bytes());
+    // Run table: 1 run, 1 page, {BasePage 0, PageCount 1}.
+    put(&mut h, 0x88, &[1, 0, 0, 0, 0, 0, 0, 0]);
+    put(&mut h, 0x90, &1u64.to_le_bytes());
+    put(&mut h, 0x98, &0u64.to_le_bytes());
+    put(&mut h, 0xA0, &1u64.to_le_bytes());
+    put(&mut h, 0xF98, &1u32.to_le_bytes());
+    put(&mut h, 0xFA0, &0x3000u64.to_le_bytes());
+    put(&mut h, 0xFA8, &0x01d9_0000_0000_0000u64.to_le_bytes());
+    h.resize(0x3000, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("arm64.dmp");
+    std::fs::write(&path, &h).unwrap();
+
+    let r = inspect_json(&path);
+    assert_eq!(r["dump"]["arch"], "arm64");
+    assert_eq!(r["dump"]["build"], 22621);
+    assert_eq!(r["dump"]["processors"], 8);
+    assert_eq!(r["dump"]["virtual_memory"], false);
+    assert!(r["dump"]["virtual_memory_error"].as_str().is_some_and(|e| e.contains("arm64")), "{}", r["dump"]);
+    assert_eq!(r["bugcheck"]["code"], "0xc2");
+    assert_eq!(r["bugcheck"]["name"], "BAD_POOL_CALLER");
+    assert_eq!(r["bugcheck"]["pool_or_memory"], true);
+    assert_eq!(r["bugcheck"]["params"][3], "0xffff800000001000");
+    assert_eq!(r["kdbg"]["found"], false);
+    assert_eq!(r["module_list"]["source"], "none");
+
+    let out = inspect(&path, false);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("arm64") && text.contains("not readable") && text.contains("BAD_POOL_CALLER"), "{text}");
+}

@@ -89,13 +89,15 @@ fn write_text(w: &mut impl Write, r: &InspectReport) -> io::Result<()> {
     }
 
     let k = &r.kernel;
-    writeln!(
-        w,
-        "Kernel        {} at {}, size {}",
-        k.name.as_deref().unwrap_or("?"),
-        opt(&k.base),
-        k.size.map_or_else(|| "-".to_string(), |s| format!("{s:#x}"))
-    )?;
+    match (&k.base, &k.name) {
+        (Some(base), name) => writeln!(
+            w,
+            "Kernel        {} at {base}, size {}",
+            name.as_deref().unwrap_or("(no module entry)"),
+            k.size.map_or_else(|| "-".to_string(), |s| format!("{s:#x}"))
+        )?,
+        (None, _) => writeln!(w, "Kernel        not found")?,
+    }
     if let Some(lab) = &k.build_lab {
         writeln!(w, "  build lab   {lab}")?;
     }
