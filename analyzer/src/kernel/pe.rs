@@ -226,7 +226,7 @@ fn read_headers(mem: &dyn VirtualMemory, base: u64) -> Result<Headers, PeError> 
         return Err(PeError::NoMz { base });
     }
     let lfanew = u32_at(&dos, 0x3c).ok_or(malformed("short DOS header"))?;
-    if lfanew < 0x40 || lfanew > MAX_LFANEW {
+    if !(0x40..=MAX_LFANEW).contains(&lfanew) {
         return Err(PeError::BadLfanew { base, lfanew });
     }
     let nt = at(u64::from(lfanew))?;
