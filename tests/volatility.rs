@@ -73,6 +73,12 @@ fn check_info(ctx: &str, truth: &Value, rows: &[Value]) {
     assert_eq!(get("Is64Bit"), if x64 { "True" } else { "False" }, "{ctx}: Is64Bit");
     let pae = truth["pae"].as_bool().unwrap_or(false);
     assert_eq!(get("IsPAE"), if pae { "True" } else { "False" }, "{ctx}: IsPAE");
+    // Volatility read the file through its crash-dump layer, not as a raw memory image.
+    let layer = if x64 { "WindowsCrashDump64Layer" } else { "WindowsCrashDump32Layer" };
+    assert!(info.values().any(|v| v.ends_with(layer)), "{ctx}: Volatility did not use its {layer}: {info:?}");
+    if let Some(lab) = info.get("NTBuildLab") {
+        assert!(lab.starts_with(&format!("{}.", field(truth, "build"))), "{ctx}: NTBuildLab {lab:?}");
+    }
     let dtb_mask = if x64 { !0xfff } else { !0x1f };
     assert_eq!(parse("DTB") & dtb_mask, hx(field(truth, "directory_table_base")) & dtb_mask, "{ctx}: page tables Volatility found");
     if info.contains_key("KdDebuggerDataBlock") {
