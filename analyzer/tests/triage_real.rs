@@ -163,3 +163,32 @@ fn warnings_name_what_is_missing() {
     let r = report();
     assert_eq!(r.warnings, ["PE headers not in the dump for 150 of 151 modules"]);
 }
+
+/// Damaged copies of the real dump (random bytes overwritten anywhere after the dump header):
+/// whatever opens must give a report without panicking, and serialize.
+#[test]
+fn corrupted_copies_never_panic() {
+    let original = std::fs::read(DUMP).unwrap();
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut opened = 0;
+    for _ in 0..300 {
+        let mut bytes = original.clone();
+        for _ in 0..64 {
+            let at = 0x2000 + (next() as usize) % (bytes.len() - 0x2000);
+            bytes[at] = next() as u8;
+        }
+        if let Ok(dump) = Dump::from_bytes(bytes) {
+            opened += 1;
+            let k = read_kernel(&dump);
+            let r = InspectReport::build("x", &dump, &k);
+            serde_json::to_string(&r).unwrap();
+        }
+    }
+    assert!(opened > 0, "no damaged copy opened: the test exercised nothing");
+}

@@ -82,7 +82,7 @@ pub struct KdbgKeys {
 pub enum KdbgError {
     #[error("debugger data block at {va:#x} is not readable: {source}")]
     Unreadable { va: u64, source: MemoryError },
-    #[error("debugger data block at {va:#x} is encoded, no keys (KiWaitNever, KiWaitAlways, KdpDataBlockEncoded need the kernel's symbols)")]
+    #[error("debugger data block at {va:#x} is not tagged \"KDBG\": encoded, no keys (decoding needs KiWaitNever, KiWaitAlways and KdpDataBlockEncoded from the kernel's symbols)")]
     EncodedNoKeys { va: u64 },
     #[error("debugger data block at {va:#x} has tag {tag:#010x}, not \"KDBG\", even after decoding")]
     BadTag { va: u64, tag: u32 },

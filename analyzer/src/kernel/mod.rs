@@ -151,3 +151,51 @@ pub fn read_kernel_with_keys(dump: &Dump, keys: Option<&KdbgKeys>) -> KernelInfo
     };
     KernelInfo { memory_error, kdbg, kdbg_error, kernel_base, build_lab, modules, bugcheck, warnings }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::pe::{read_pe, SliceMemory};
+    use super::{kdbg, modules};
+
+    /// Random memory dressed up with the signatures each reader checks first ("MZ", "PE",
+    /// "KDBG", list links pointing back inside): no reader may panic, loop or allocate wildly.
+    #[test]
+    fn hostile_memory_never_panics() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let base = 0xfffff800_00000000u64;
+        for round in 0..400 {
+            let mut m: Vec<u8> = (0..0x4000).map(|_| next() as u8).collect();
+            m[0..2].copy_from_slice(b"MZ");
+            let lfanew = (next() % 0x3f00) as u32 & !3;
+            m[0x3c..0x40].copy_from_slice(&lfanew.to_le_bytes());
+            let l = lfanew as usize;
+            if l + 4 <= m.len() {
+                m[l..l + 4].copy_from_slice(b"PE\0\0");
+            }
+            if l + 26 <= m.len() {
+                m[l + 24..l + 26].copy_from_slice(if round % 2 == 0 { &[0x0b, 0x02] } else { &[0x0b, 0x01] });
+            }
+            m[0x10..0x14].copy_from_slice(b"KDBG");
+            // Make list links point inside the buffer half of the time.
+            for i in (0x100..0x4000).step_by(0x100) {
+                if next() % 2 == 0 {
+                    let target = base + (next() % 0x4000) & !7;
+                    m[i..i + 8].copy_from_slice(&target.to_le_bytes());
+                }
+            }
+            let ptr = if round % 3 == 0 { 4 } else { 8 };
+            let mem = SliceMemory::new(base, &m, ptr);
+            let _ = read_pe(&mem, base, None);
+            let _ = read_pe(&mem, base, Some((next() % 0x10000) as u32));
+            let _ = kdbg::read_kdbg(&mem, base, None);
+            let list = modules::walk_loaded_modules(&mem, base + 0x100);
+            assert!(list.modules.len() <= modules::MAX_MODULES);
+        }
+    }
+}
