@@ -26,14 +26,19 @@ fn inspect(path: &Path, json: bool) -> Output {
 
 fn inspect_json(path: &Path) -> Value {
     let out = inspect(path, true);
-    assert!(out.status.success(), "inspect --json failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "inspect --json failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("inspect --json prints JSON")
 }
 
 /// A "0x..." lowercase hex string.
 fn is_hex(v: &Value) -> bool {
     v.as_str().is_some_and(|s| {
-        s.strip_prefix("0x").is_some_and(|d| !d.is_empty() && d.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)))
+        s.strip_prefix("0x")
+            .is_some_and(|d| !d.is_empty() && d.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)))
     })
 }
 
@@ -47,7 +52,11 @@ fn assert_bad_input(path: &Path, want: &str) {
         let out = inspect(path, json);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{}: stderr {err}", path.display());
-        assert!(out.stdout.is_empty(), "stdout on bad input: {}", String::from_utf8_lossy(&out.stdout));
+        assert!(
+            out.stdout.is_empty(),
+            "stdout on bad input: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
         assert_eq!(err.lines().count(), 1, "one line on stderr, got {err:?}");
         assert!(err.starts_with(&format!("error: {}: ", path.display())), "{err}");
         assert!(err.contains(want), "{err:?} should mention {want:?}");
@@ -77,7 +86,12 @@ fn triage_json_shape_and_values() {
     assert_eq!(params.len(), 4);
     assert!(params.iter().all(is_hex));
     // README: the crash is in amdppm.sys.
-    assert!(b["params_symbolized"][1].as_str().is_some_and(|s| s.starts_with("amdppm.sys+0x")), "{b}");
+    assert!(
+        b["params_symbolized"][1]
+            .as_str()
+            .is_some_and(|s| s.starts_with("amdppm.sys+0x")),
+        "{b}"
+    );
 
     assert_eq!(r["kernel"]["base"], "0xfffff8047ba00000");
     assert!(is_hex(&r["kdbg"]["va"]));
@@ -91,9 +105,15 @@ fn triage_json_shape_and_values() {
         assert!(m["size"].as_u64().is_some_and(|s| s > 0), "{m}");
         assert!(hex_or_null(&m["timestamp"]) && hex_or_null(&m["checksum"]), "{m}");
         let pdb = &m["pdb"];
-        assert!(pdb.is_null() || (pdb["name"].is_string() && pdb["guid"].is_string() && pdb["age"].is_u64()), "{m}");
+        assert!(
+            pdb.is_null() || (pdb["name"].is_string() && pdb["guid"].is_string() && pdb["age"].is_u64()),
+            "{m}"
+        );
     }
-    let amd = modules.iter().find(|m| m["name"] == "amdppm.sys").expect("amdppm.sys listed");
+    let amd = modules
+        .iter()
+        .find(|m| m["name"] == "amdppm.sys")
+        .expect("amdppm.sys listed");
     // Symbol-store key amdppm.sys/c9c030003b000 = TimeDateStamp + SizeOfImage.
     assert_eq!(amd["timestamp"], "0xc9c03000");
     assert_eq!(amd["size"], 0x3b000);
@@ -187,8 +207,16 @@ fn forged_dumps_match_their_truth() {
 
         assert_eq!(r["kdbg"]["found"], true, "{ctx}: {}", r["kdbg"]);
         assert_eq!(hx(&r["kdbg"]["va"]), hx(field(t, "kdbg")), "{ctx}");
-        assert_eq!(hx(&r["kdbg"]["fields"]["PsLoadedModuleList"]), hx(field(t, "ps_loaded_module_list")), "{ctx}");
-        assert_eq!(hx(&r["kdbg"]["fields"]["PsActiveProcessHead"]), hx(field(t, "ps_active_process_head")), "{ctx}");
+        assert_eq!(
+            hx(&r["kdbg"]["fields"]["PsLoadedModuleList"]),
+            hx(field(t, "ps_loaded_module_list")),
+            "{ctx}"
+        );
+        assert_eq!(
+            hx(&r["kdbg"]["fields"]["PsActiveProcessHead"]),
+            hx(field(t, "ps_active_process_head")),
+            "{ctx}"
+        );
 
         let tk = field(t, "kernel");
         assert_eq!(hx(&r["kernel"]["base"]), hx(field(tk, "base")), "{ctx}");
@@ -208,7 +236,12 @@ fn forged_dumps_match_their_truth() {
                 assert_eq!(hx(&g[key]), hx(&w[key]), "{ctx}: module {} {key}", w["name"]);
             }
         }
-        assert_eq!(r["warnings"].as_array().map(Vec::len), Some(0), "{ctx}: {}", r["warnings"]);
+        assert_eq!(
+            r["warnings"].as_array().map(Vec::len),
+            Some(0),
+            "{ctx}: {}",
+            r["warnings"]
+        );
     }
 }
 
@@ -249,7 +282,13 @@ fn arm64_header_and_bugcheck_without_translation() {
     assert_eq!(r["dump"]["build"], 22621);
     assert_eq!(r["dump"]["processors"], 8);
     assert_eq!(r["dump"]["virtual_memory"], false);
-    assert!(r["dump"]["virtual_memory_error"].as_str().is_some_and(|e| e.contains("arm64")), "{}", r["dump"]);
+    assert!(
+        r["dump"]["virtual_memory_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("arm64")),
+        "{}",
+        r["dump"]
+    );
     assert_eq!(r["bugcheck"]["code"], "0xc2");
     assert_eq!(r["bugcheck"]["name"], "BAD_POOL_CALLER");
     assert_eq!(r["bugcheck"]["pool_or_memory"], true);
@@ -260,5 +299,8 @@ fn arm64_header_and_bugcheck_without_translation() {
     let out = inspect(&path, false);
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("arm64") && text.contains("not readable") && text.contains("BAD_POOL_CALLER"), "{text}");
+    assert!(
+        text.contains("arm64") && text.contains("not readable") && text.contains("BAD_POOL_CALLER"),
+        "{text}"
+    );
 }

@@ -64,12 +64,20 @@ fn bugcheck_fields() {
     // u64s at 0x40..0x60.
     assert_eq!(
         b.params,
-        [Hex(0xffffffff_c0000005), Hex(0xfffff804_8b58334c), Hex(0xffff8504_29891ee8), Hex(0xffff8504_29891720)]
+        [
+            Hex(0xffffffff_c0000005),
+            Hex(0xfffff804_8b58334c),
+            Hex(0xffff8504_29891ee8),
+            Hex(0xffff8504_29891720)
+        ]
     );
     // README: the crash is in amdppm.sys. Its base 0xfffff8048b580000 and size 0x3b000 come
     // from its driver entry; 0xfffff8048b58334c - base = 0x334c. Param 1 is an NTSTATUS
     // (STATUS_ACCESS_VIOLATION), params 3-4 are stack addresses: no module.
-    assert_eq!(b.params_symbolized, [None, Some("amdppm.sys+0x334c".to_string()), None, None]);
+    assert_eq!(
+        b.params_symbolized,
+        [None, Some("amdppm.sys+0x334c".to_string()), None, None]
+    );
 }
 
 #[test]
@@ -81,9 +89,21 @@ fn kdbg_fields() {
     assert_eq!(k.size, Some(0x380)); // Size at block+0x14; TRIAGE_DUMP.DebuggerDataSize 0x380
     let f = |n: &str| k.fields.get(n).copied();
     assert_eq!(f("KernBase"), Some(Hex(0xfffff804_7ba00000)));
-    assert_eq!(f("PsLoadedModuleList"), Some(Hex(0xfffff804_7c62a390)), "agrees with the header");
-    assert_eq!(f("PsActiveProcessHead"), Some(Hex(0xfffff804_7c61e200)), "agrees with the header");
-    assert_eq!(f("MmPfnDatabase"), Some(Hex(0xfffff804_7c6fc500)), "agrees with the header");
+    assert_eq!(
+        f("PsLoadedModuleList"),
+        Some(Hex(0xfffff804_7c62a390)),
+        "agrees with the header"
+    );
+    assert_eq!(
+        f("PsActiveProcessHead"),
+        Some(Hex(0xfffff804_7c61e200)),
+        "agrees with the header"
+    );
+    assert_eq!(
+        f("MmPfnDatabase"),
+        Some(Hex(0xfffff804_7c6fc500)),
+        "agrees with the header"
+    );
     assert_eq!(f("PoolTrackTable"), Some(Hex(0xfffff804_7c6168a8)));
     assert_eq!(f("NtBuildLab"), Some(Hex(0xfffff804_7c64c0a0)));
     assert_eq!(f("PteBase"), Some(Hex(0xfffffd80_00000000)));
@@ -96,7 +116,7 @@ fn kernel_fields() {
     assert_eq!(k.base, Some(Hex(0xfffff804_7ba00000)));
     assert_eq!(k.name.as_deref(), Some("ntoskrnl.exe"));
     assert_eq!(k.size, Some(0x1046000)); // driver entry +0x48; pefile SizeOfImage
-    // The NUL-terminated string in the data block captured at NtBuildLab.
+                                         // The NUL-terminated string in the data block captured at NtBuildLab.
     assert_eq!(k.build_lab.as_deref(), Some("19041.1.amd64fre.vb_release.191206-1406"));
     // The kernel's debug directory page (0xfffff8047ba107a0) was not captured.
     assert_eq!(k.pdb, None);
@@ -112,15 +132,32 @@ fn module_fields() {
 
     // First, second and last driver entries (DriverListOffset 0x10828, 0x90 bytes each).
     let m = &r.modules[0];
-    assert_eq!((m.name.as_str(), m.path.as_str()), ("ntoskrnl.exe", "\\SystemRoot\\system32\\ntoskrnl.exe"));
+    assert_eq!(
+        (m.name.as_str(), m.path.as_str()),
+        ("ntoskrnl.exe", "\\SystemRoot\\system32\\ntoskrnl.exe")
+    );
     assert_eq!((m.base, m.size), (Hex(0xfffff804_7ba00000), 0x1046000));
     assert_eq!((m.timestamp, m.checksum), (Some(Hex(0xd8333e6)), Some(Hex(0xa5938c))));
     let m = &r.modules[1];
-    assert_eq!((m.name.as_str(), m.path.as_str()), ("hal.dll", "\\SystemRoot\\system32\\hal.dll"));
-    assert_eq!((m.base, m.size, m.timestamp, m.checksum), (Hex(0xfffff804_79440000), 0x6000, Some(Hex(0x1a7be8e9)), Some(Hex(0xce9f))));
+    assert_eq!(
+        (m.name.as_str(), m.path.as_str()),
+        ("hal.dll", "\\SystemRoot\\system32\\hal.dll")
+    );
+    assert_eq!(
+        (m.base, m.size, m.timestamp, m.checksum),
+        (
+            Hex(0xfffff804_79440000),
+            0x6000,
+            Some(Hex(0x1a7be8e9)),
+            Some(Hex(0xce9f))
+        )
+    );
     assert!(m.pe.is_none() && m.pe_error.is_some() && m.pdb.is_none());
     let m = &r.modules[150];
-    assert_eq!((m.name.as_str(), m.base, m.size), ("rdpbus.sys", Hex(0xfffff804_8b680000), 0xe000));
+    assert_eq!(
+        (m.name.as_str(), m.base, m.size),
+        ("rdpbus.sys", Hex(0xfffff804_8b680000), 0xe000)
+    );
 
     // The crashing driver: its timestamp and size are the symbol-store key c9c030003b000.
     let amd: Vec<_> = r.modules.iter().filter(|m| m.name == "amdppm.sys").collect();
@@ -132,7 +169,10 @@ fn module_fields() {
     assert_eq!(m.checksum, Some(Hex(0x38e6b))); // entry +0x80 (LDR CheckSum)
 
     // Every module is a kernel-space range; names are non-empty.
-    assert!(r.modules.iter().all(|m| m.base.0 >= 0xffff8000_00000000 && m.size > 0 && !m.name.is_empty()));
+    assert!(r
+        .modules
+        .iter()
+        .all(|m| m.base.0 >= 0xffff8000_00000000 && m.size > 0 && !m.name.is_empty()));
 }
 
 /// The kernel's PE header page is captured: its fields as pefile 2024.8.26 reads them.
@@ -151,7 +191,10 @@ fn kernel_pe_header() {
     assert!(names.contains(&"POOLCODE") && names.contains(&"PAGE") && names.contains(&"INIT"));
     assert_eq!(names[32], ".reloc");
     let s = &pe.sections[2];
-    assert_eq!((s.virtual_address, s.virtual_size, s.characteristics), (Hex(0x131000), 0x20c2, Hex(0x48000040)));
+    assert_eq!(
+        (s.virtual_address, s.virtual_size, s.characteristics),
+        (Hex(0x131000), 0x20c2, Hex(0x48000040))
+    );
     // The import table (RVA in .idata) was not captured: present but unreadable.
     let imports = pe.imports.as_ref().expect("the kernel has an import directory");
     assert!(!imports.complete && imports.dll_count == 0);

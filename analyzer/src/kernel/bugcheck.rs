@@ -130,13 +130,21 @@ fn lookup(code: u32) -> Option<(&'static str, bool)> {
 /// The name of `code`, or `None` when it is not in the table.
 pub fn bugcheck_name(code: u32) -> Option<BugcheckName> {
     if let Some((name, pool)) = lookup(code) {
-        return Some(BugcheckName { name: name.into(), base_code: code, pool_or_memory: pool });
+        return Some(BugcheckName {
+            name: name.into(),
+            base_code: code,
+            pool_or_memory: pool,
+        });
     }
     // 0x1000_00XX: the same check raised by KeBugCheck2 with the "_M" flag.
     if code & 0xF000_0000 == 0x1000_0000 {
         let base = code & 0x0FFF_FFFF;
         if let Some((name, pool)) = lookup(base) {
-            return Some(BugcheckName { name: format!("{name}_M"), base_code: base, pool_or_memory: pool });
+            return Some(BugcheckName {
+                name: format!("{name}_M"),
+                base_code: base,
+                pool_or_memory: pool,
+            });
         }
     }
     None
@@ -152,7 +160,10 @@ pub struct SymbolizedParam {
 
 /// Symbolizes each parameter against the module list.
 pub fn symbolize_params(params: &[u64; 4], modules: &[Module]) -> [SymbolizedParam; 4] {
-    params.map(|value| SymbolizedParam { value, symbol: module_offset(value, modules) })
+    params.map(|value| SymbolizedParam {
+        value,
+        symbol: module_offset(value, modules),
+    })
 }
 
 /// "name+0xoffset" for an address inside a module. Zero never counts (a null parameter is
@@ -162,7 +173,11 @@ pub fn module_offset(addr: u64, modules: &[Module]) -> Option<String> {
         return None;
     }
     find_module(modules, addr).map(|m| {
-        let name = if m.name.is_empty() { format!("module_{:x}", m.base) } else { m.name.clone() };
+        let name = if m.name.is_empty() {
+            format!("module_{:x}", m.base)
+        } else {
+            m.name.clone()
+        };
         format!("{name}+{:#x}", addr - m.base)
     })
 }
@@ -212,7 +227,10 @@ mod tests {
             pe: None,
             pe_error: None,
         };
-        let p = symbolize_params(&[0xc0000005, 0xfffff804_8b5912a0, 0, 0xfffff804_8b5bb000], std::slice::from_ref(&m));
+        let p = symbolize_params(
+            &[0xc0000005, 0xfffff804_8b5912a0, 0, 0xfffff804_8b5bb000],
+            std::slice::from_ref(&m),
+        );
         assert_eq!(p[0].symbol, None);
         assert_eq!(p[1].symbol.as_deref(), Some("amdppm.sys+0x112a0"));
         assert_eq!(p[2].symbol, None);

@@ -193,7 +193,12 @@ fn parse_block(va: u64, block: &[u8], was_encoded: bool, pointer_size: u8) -> Kd
             Some((name, if pointer_size == 4 { v & 0xffff_ffff } else { v }))
         })
         .collect();
-    Kdbg { va, size: block.len() as u32, was_encoded, fields }
+    Kdbg {
+        va,
+        size: block.len() as u32,
+        was_encoded,
+        fields,
+    }
 }
 
 #[cfg(test)]
@@ -255,7 +260,10 @@ mod tests {
         }
         // Rotation amounts of 0 and >= 64 (low byte of KiWaitNever) behave.
         for wn in [0x100u64, 0xff, 0x40, 0x3f] {
-            let k = KdbgKeys { ki_wait_never: wn, ..keys };
+            let k = KdbgKeys {
+                ki_wait_never: wn,
+                ..keys
+            };
             assert_eq!(decode_qword(encode_qword(0xdead_beef, &k), &k), 0xdead_beef);
         }
         // A whole encoded block decodes with the keys, and is refused without them.
@@ -267,24 +275,42 @@ mod tests {
         }
         let mem = SliceMemory::new(VA, &enc, 8);
         assert_eq!(read_kdbg(&mem, VA, None), Err(KdbgError::EncodedNoKeys { va: VA }));
-        assert!(read_kdbg(&mem, VA, None).unwrap_err().to_string().contains("encoded, no keys"));
+        assert!(read_kdbg(&mem, VA, None)
+            .unwrap_err()
+            .to_string()
+            .contains("encoded, no keys"));
         let k = read_kdbg(&mem, VA, Some(&keys)).unwrap();
         assert!(k.was_encoded);
         assert_eq!(k.kern_base(), Some(0xfffff800_00001018));
         // Wrong keys: a clear error, not garbage.
-        let wrong = KdbgKeys { ki_wait_always: 1, ..keys };
-        assert!(matches!(read_kdbg(&mem, VA, Some(&wrong)), Err(KdbgError::BadTag { .. })));
+        let wrong = KdbgKeys {
+            ki_wait_always: 1,
+            ..keys
+        };
+        assert!(matches!(
+            read_kdbg(&mem, VA, Some(&wrong)),
+            Err(KdbgError::BadTag { .. })
+        ));
     }
 
     #[test]
     fn hostile_sizes_and_holes() {
         let mut b = block(0x380);
         b[0x14..0x18].copy_from_slice(&0xffff_ffffu32.to_le_bytes());
-        assert!(matches!(read_kdbg(&SliceMemory::new(VA, &b, 8), VA, None), Err(KdbgError::BadSize { .. })));
+        assert!(matches!(
+            read_kdbg(&SliceMemory::new(VA, &b, 8), VA, None),
+            Err(KdbgError::BadSize { .. })
+        ));
         let b = block(0x380);
         // Block cut short by a missing page.
-        assert!(matches!(read_kdbg(&SliceMemory::new(VA, &b[..0x200], 8), VA, None), Err(KdbgError::Unreadable { .. })));
-        assert!(matches!(parse_kdbg_bytes(VA, &b[..0x200], 8), Err(KdbgError::BadSize { .. })));
+        assert!(matches!(
+            read_kdbg(&SliceMemory::new(VA, &b[..0x200], 8), VA, None),
+            Err(KdbgError::Unreadable { .. })
+        ));
+        assert!(matches!(
+            parse_kdbg_bytes(VA, &b[..0x200], 8),
+            Err(KdbgError::BadSize { .. })
+        ));
         assert!(parse_kdbg_bytes(VA, &b, 8).is_ok());
     }
 

@@ -78,7 +78,10 @@ pub fn read_kernel_with_keys(dump: &Dump, keys: Option<&KdbgKeys>) -> KernelInfo
 
     // The debugger data block: from memory at the header's address, else the triage copy.
     let (kdbg, kdbg_error) = match header.kd_debugger_data_block {
-        None => (None, Some("the header gives no debugger data block address".to_string())),
+        None => (
+            None,
+            Some("the header gives no debugger data block address".to_string()),
+        ),
         Some(va) => {
             let from_mem = match mem {
                 Some(m) => kdbg::read_kdbg(m, va, keys).map_err(|e| e.to_string()),
@@ -104,7 +107,10 @@ pub fn read_kernel_with_keys(dump: &Dump, keys: Option<&KdbgKeys>) -> KernelInfo
     let modules = match (dump.triage(), mem) {
         (Some(t), _) => modules::triage_modules(&t.drivers, mem),
         (None, Some(m)) => {
-            let head = kdbg.as_ref().and_then(Kdbg::ps_loaded_module_list).or(header.ps_loaded_module_list);
+            let head = kdbg
+                .as_ref()
+                .and_then(Kdbg::ps_loaded_module_list)
+                .or(header.ps_loaded_module_list);
             match head {
                 Some(h) => modules::walk_loaded_modules(m, h),
                 None => ModuleList {
@@ -131,7 +137,10 @@ pub fn read_kernel_with_keys(dump: &Dump, keys: Option<&KdbgKeys>) -> KernelInfo
         ));
     }
 
-    let kernel_base = kdbg.as_ref().and_then(Kdbg::kern_base).or_else(|| modules.modules.first().map(|m| m.base));
+    let kernel_base = kdbg
+        .as_ref()
+        .and_then(Kdbg::kern_base)
+        .or_else(|| modules.modules.first().map(|m| m.base));
     let build_lab = match (kdbg.as_ref().and_then(|k| k.get("NtBuildLab")), mem) {
         (Some(va), Some(m)) if va != 0 => match pe::read_c_string(m, va, MAX_BUILD_LAB) {
             Ok(s) => Some(s),
@@ -149,7 +158,16 @@ pub fn read_kernel_with_keys(dump: &Dump, keys: Option<&KdbgKeys>) -> KernelInfo
         name: bugcheck_name(bc.code),
         params: bugcheck::symbolize_params(&bc.params, &modules.modules),
     };
-    KernelInfo { memory_error, kdbg, kdbg_error, kernel_base, build_lab, modules, bugcheck, warnings }
+    KernelInfo {
+        memory_error,
+        kdbg,
+        kdbg_error,
+        kernel_base,
+        build_lab,
+        modules,
+        bugcheck,
+        warnings,
+    }
 }
 
 #[cfg(test)]

@@ -132,7 +132,8 @@ pub fn walk_loaded_modules(mem: &dyn VirtualMemory, head: u64) -> ModuleList {
     let mut next = match mem.read_ptr(head) {
         Ok(p) => p,
         Err(e) => {
-            list.warnings.push(format!("PsLoadedModuleList head at {head:#x} is not readable: {e}"));
+            list.warnings
+                .push(format!("PsLoadedModuleList head at {head:#x} is not readable: {e}"));
             return list;
         }
     };
@@ -151,13 +152,15 @@ pub fn walk_loaded_modules(mem: &dyn VirtualMemory, head: u64) -> ModuleList {
             break;
         }
         if list.modules.len() >= MAX_MODULES {
-            list.warnings.push(format!("module list: stopped after {MAX_MODULES} entries"));
+            list.warnings
+                .push(format!("module list: stopped after {MAX_MODULES} entries"));
             break;
         }
         let entry = match mem.read_vec(next, layout.read_len) {
             Ok(e) => e,
             Err(e) => {
-                list.warnings.push(format!("module list: entry {next:#x} is not readable: {e}"));
+                list.warnings
+                    .push(format!("module list: entry {next:#x} is not readable: {e}"));
                 break;
             }
         };
@@ -167,11 +170,13 @@ pub fn walk_loaded_modules(mem: &dyn VirtualMemory, head: u64) -> ModuleList {
         let size = u32_at(&entry, layout.size_of_image).unwrap_or(0);
         let ldr_checksum = u32_at(&entry, layout.checksum);
         let name = read_unicode_string(mem, &entry, layout.base_name, &layout).unwrap_or_else(|e| {
-            list.warnings.push(format!("module at {base:#x}: BaseDllName unreadable: {e}"));
+            list.warnings
+                .push(format!("module at {base:#x}: BaseDllName unreadable: {e}"));
             String::new()
         });
         let path = read_unicode_string(mem, &entry, layout.full_name, &layout).unwrap_or_else(|e| {
-            list.warnings.push(format!("module at {base:#x}: FullDllName unreadable: {e}"));
+            list.warnings
+                .push(format!("module at {base:#x}: FullDllName unreadable: {e}"));
             String::new()
         });
         let mut m = Module {
@@ -216,9 +221,17 @@ pub fn triage_modules(drivers: &[TriageDriver], mem: Option<&dyn VirtualMemory>)
         modules.push(m);
     }
     if drivers.len() > MAX_MODULES {
-        warnings.push(format!("triage driver list: stopped after {MAX_MODULES} of {} entries", drivers.len()));
+        warnings.push(format!(
+            "triage driver list: stopped after {MAX_MODULES} of {} entries",
+            drivers.len()
+        ));
     }
-    ModuleList { source: ModuleSource::TriageDriverList, modules, complete: drivers.len() <= MAX_MODULES, warnings }
+    ModuleList {
+        source: ModuleSource::TriageDriverList,
+        modules,
+        complete: drivers.len() <= MAX_MODULES,
+        warnings,
+    }
 }
 
 /// Reads the module's PE headers; their TimeDateStamp and CheckSum win over the loader's.
@@ -257,7 +270,11 @@ mod tests {
 
     impl Builder {
         fn new(base: u64, ptr: u8) -> Self {
-            Builder { base, mem: vec![0u8; 0x10000], ptr }
+            Builder {
+                base,
+                mem: vec![0u8; 0x10000],
+                ptr,
+            }
         }
         fn put_ptr(&mut self, va: u64, v: u64) {
             let o = (va - self.base) as usize;
@@ -294,7 +311,12 @@ mod tests {
                 self.put_u32(e + l.checksum as u64, 0x1234 + i as u32);
                 let sb = self.base + 0x8000 + i as u64 * 0x100;
                 self.put_ustr(e + l.base_name as u64, sb, n, l);
-                self.put_ustr(e + l.full_name as u64, sb + 0x80, &format!("\\SystemRoot\\system32\\{n}"), l);
+                self.put_ustr(
+                    e + l.full_name as u64,
+                    sb + 0x80,
+                    &format!("\\SystemRoot\\system32\\{n}"),
+                    l,
+                );
                 prev = e;
             }
             self.put_ptr(prev, head);
@@ -312,10 +334,16 @@ mod tests {
         assert_eq!(names, ["ntoskrnl.exe", "hal.dll", "amdppm.sys"]);
         let m = &list.modules[2];
         assert_eq!(m.path, "\\SystemRoot\\system32\\amdppm.sys");
-        assert_eq!((m.base, m.size, m.checksum), (0xfffff800_10200000, 0x8000, Some(0x1236)));
+        assert_eq!(
+            (m.base, m.size, m.checksum),
+            (0xfffff800_10200000, 0x8000, Some(0x1236))
+        );
         assert_eq!(m.timestamp, None);
         assert!(m.pe.is_none() && m.pe_error.is_some());
-        assert_eq!(find_module(&list.modules, 0xfffff800_10207fff).map(|m| m.name.as_str()), Some("amdppm.sys"));
+        assert_eq!(
+            find_module(&list.modules, 0xfffff800_10207fff).map(|m| m.name.as_str()),
+            Some("amdppm.sys")
+        );
         assert!(find_module(&list.modules, 0xfffff800_10208000).is_none());
     }
 
@@ -383,6 +411,9 @@ mod tests {
         let list = triage_modules(&drivers, None);
         assert_eq!(list.modules[0].name, "ntoskrnl.exe");
         assert_eq!(list.modules[0].path, "\\SystemRoot\\system32\\ntoskrnl.exe");
-        assert_eq!((list.modules[0].timestamp, list.modules[0].checksum), (Some(0x1234), Some(0x5678)));
+        assert_eq!(
+            (list.modules[0].timestamp, list.modules[0].checksum),
+            (Some(0x1234), Some(0x5678))
+        );
     }
 }

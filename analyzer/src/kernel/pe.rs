@@ -168,13 +168,23 @@ pub fn parse_codeview(b: &[u8]) -> Option<CodeView> {
             let guid: [u8; 16] = b.get(4..20)?.try_into().ok()?;
             let age = u32_at(b, 20)?;
             let name = b.get(24..)?;
-            Some(CodeView { pdb_path: c_string(name), guid: format_guid(&guid), age, format: "RSDS" })
+            Some(CodeView {
+                pdb_path: c_string(name),
+                guid: format_guid(&guid),
+                age,
+                format: "RSDS",
+            })
         }
         b"NB10" => {
             let sig = u32_at(b, 8)?;
             let age = u32_at(b, 12)?;
             let name = b.get(16..)?;
-            Some(CodeView { pdb_path: c_string(name), guid: format!("{sig:08X}"), age, format: "NB10" })
+            Some(CodeView {
+                pdb_path: c_string(name),
+                guid: format!("{sig:08X}"),
+                age,
+                format: "NB10",
+            })
         }
         _ => None,
     }
@@ -195,7 +205,9 @@ pub fn read_c_string(mem: &dyn VirtualMemory, va: u64, max: usize) -> Result<Str
             return Ok(String::from_utf8_lossy(&out).into_owned());
         }
         out.extend_from_slice(&chunk);
-        addr = addr.checked_add(n as u64).ok_or(MemoryError::AddressOverflow { addr })?;
+        addr = addr
+            .checked_add(n as u64)
+            .ok_or(MemoryError::AddressOverflow { addr })?;
     }
     Ok(String::from_utf8_lossy(&out).into_owned())
 }
@@ -218,7 +230,12 @@ struct Headers {
 fn read_headers(mem: &dyn VirtualMemory, base: u64) -> Result<Headers, PeError> {
     let unreadable = |source| PeError::Unreadable { base, source };
     let malformed = |reason| PeError::Malformed { base, reason };
-    let at = |off: u64| base.checked_add(off).ok_or(PeError::Malformed { base, reason: "address overflow" });
+    let at = |off: u64| {
+        base.checked_add(off).ok_or(PeError::Malformed {
+            base,
+            reason: "address overflow",
+        })
+    };
 
     let mut dos = [0u8; 64];
     mem.read(base, &mut dos).map_err(unreadable)?;
@@ -255,7 +272,12 @@ fn read_headers(mem: &dyn VirtualMemory, base: u64) -> Result<Headers, PeError> 
     };
     let short = || malformed("short optional header");
     let entry_point = u32_at(&opt, 16).ok_or_else(short)?;
-    let image_base = if is_64 { u64_at(&opt, 24) } else { u32_at(&opt, 28).map(u64::from) }.ok_or_else(short)?;
+    let image_base = if is_64 {
+        u64_at(&opt, 24)
+    } else {
+        u32_at(&opt, 28).map(u64::from)
+    }
+    .ok_or_else(short)?;
     let size_of_image = u32_at(&opt, 56).ok_or_else(short)?;
     let size_of_headers = u32_at(&opt, 60).ok_or_else(short)?;
     let checksum = u32_at(&opt, 64).ok_or_else(short)?;
@@ -267,7 +289,9 @@ fn read_headers(mem: &dyn VirtualMemory, base: u64) -> Result<Headers, PeError> 
         .filter_map(|i| Some((u32_at(&opt, dirs_off + i * 8)?, u32_at(&opt, dirs_off + i * 8 + 4)?)))
         .collect();
 
-    let sec_va = opt_va.checked_add(opt_size as u64).ok_or(malformed("address overflow"))?;
+    let sec_va = opt_va
+        .checked_add(opt_size as u64)
+        .ok_or(malformed("address overflow"))?;
     let table = mem.read_vec(sec_va, nsections * 40).map_err(unreadable)?;
     let sections = table
         .chunks_exact(40)
@@ -304,14 +328,21 @@ pub fn read_pe(mem: &dyn VirtualMemory, base: u64, module_size: Option<u32>) -> 
     };
     // Every RVA followed below is checked against `limit`, so `base + rva` cannot overflow.
     if base.checked_add(u64::from(limit)).is_none() {
-        return Err(PeError::Malformed { base, reason: "image extends past the end of the address space" });
+        return Err(PeError::Malformed {
+            base,
+            reason: "image extends past the end of the address space",
+        });
     }
     let mut warnings = Vec::new();
-    let dir = |i: usize| h.directories.get(i).copied().filter(|&(rva, size)| rva != 0 && size != 0);
+    let dir = |i: usize| {
+        h.directories
+            .get(i)
+            .copied()
+            .filter(|&(rva, size)| rva != 0 && size != 0)
+    };
 
-    let imports = dir(IMAGE_DIRECTORY_ENTRY_IMPORT).map(|(rva, _)| {
-        read_imports(mem, base, rva, limit, h.is_64, &mut warnings)
-    });
+    let imports =
+        dir(IMAGE_DIRECTORY_ENTRY_IMPORT).map(|(rva, _)| read_imports(mem, base, rva, limit, h.is_64, &mut warnings));
     let codeview = match dir(IMAGE_DIRECTORY_ENTRY_DEBUG) {
         Some((rva, size)) => read_codeview(mem, base, rva, size, limit, &mut warnings),
         None => None,
@@ -368,7 +399,11 @@ fn read_imports(
         if d.iter().all(|&b| b == 0) {
             break;
         }
-        let (oft, name_rva, ft) = (u32_at(&d, 0).unwrap_or(0), u32_at(&d, 12).unwrap_or(0), u32_at(&d, 16).unwrap_or(0));
+        let (oft, name_rva, ft) = (
+            u32_at(&d, 0).unwrap_or(0),
+            u32_at(&d, 12).unwrap_or(0),
+            u32_at(&d, 16).unwrap_or(0),
+        );
         let name = if rva_ok(name_rva, 1, limit) {
             match read_c_string(mem, base + u64::from(name_rva), MAX_NAME_LEN) {
                 Ok(n) => n,
@@ -388,7 +423,11 @@ fn read_imports(
         let table = if oft != 0 { oft } else { ft };
         let dll = read_thunks(mem, base, table, limit, is_64, &name, warnings);
         complete &= dll.complete;
-        dlls.push(ImportedDll { name, functions: dll.functions, complete: dll.complete });
+        dlls.push(ImportedDll {
+            name,
+            functions: dll.functions,
+            complete: dll.complete,
+        });
     }
     Imports { dlls, complete }
 }
@@ -413,24 +452,36 @@ fn read_thunks(
     for j in 0..=MAX_IMPORTS_PER_DLL {
         if j == MAX_IMPORTS_PER_DLL {
             warnings.push(format!("imports: {dll}: stopped after {MAX_IMPORTS_PER_DLL} functions"));
-            return Thunks { functions, complete: false };
+            return Thunks {
+                functions,
+                complete: false,
+            };
         }
         let t_rva = match table.checked_add(j as u32 * psize) {
             Some(r) if rva_ok(r, psize, limit) => r,
             _ => {
                 warnings.push(format!("imports: {dll}: lookup table runs outside the image"));
-                return Thunks { functions, complete: false };
+                return Thunks {
+                    functions,
+                    complete: false,
+                };
             }
         };
         let mut buf = [0u8; 8];
         let slot = &mut buf[..psize as usize];
         if let Err(e) = mem.read(base + u64::from(t_rva), slot) {
             warnings.push(format!("imports: {dll}: lookup table unreadable: {e}"));
-            return Thunks { functions, complete: false };
+            return Thunks {
+                functions,
+                complete: false,
+            };
         }
         let v = ptr_at(&buf, 0, psize as u8).unwrap_or(0);
         if v == 0 {
-            return Thunks { functions, complete: true };
+            return Thunks {
+                functions,
+                complete: true,
+            };
         }
         if v & ordinal_flag != 0 && (v & !ordinal_flag) <= 0xffff {
             functions.push(Import::Ordinal((v & 0xffff) as u16));
@@ -441,26 +492,40 @@ fn read_thunks(
         let hn = match u32::try_from(v) {
             Ok(r) if rva_ok(r, 2, limit) => r,
             _ => {
-                warnings.push(format!("imports: {dll}: address table already bound, names not available"));
-                return Thunks { functions, complete: false };
+                warnings.push(format!(
+                    "imports: {dll}: address table already bound, names not available"
+                ));
+                return Thunks {
+                    functions,
+                    complete: false,
+                };
             }
         };
         let hint = match mem.read_u16(base + u64::from(hn)) {
             Ok(h) => h,
             Err(e) => {
                 warnings.push(format!("imports: {dll}: hint/name unreadable: {e}"));
-                return Thunks { functions, complete: false };
+                return Thunks {
+                    functions,
+                    complete: false,
+                };
             }
         };
         match read_c_string(mem, base + u64::from(hn) + 2, MAX_NAME_LEN) {
             Ok(name) => functions.push(Import::Name { hint, name }),
             Err(e) => {
                 warnings.push(format!("imports: {dll}: function name unreadable: {e}"));
-                return Thunks { functions, complete: false };
+                return Thunks {
+                    functions,
+                    complete: false,
+                };
             }
         }
     }
-    Thunks { functions, complete: false }
+    Thunks {
+        functions,
+        complete: false,
+    }
 }
 
 fn read_codeview(
@@ -473,7 +538,9 @@ fn read_codeview(
 ) -> Option<CodeView> {
     let count = (size / 28) as usize;
     if count > MAX_DEBUG_ENTRIES {
-        warnings.push(format!("debug directory: {count} entries, reading the first {MAX_DEBUG_ENTRIES}"));
+        warnings.push(format!(
+            "debug directory: {count} entries, reading the first {MAX_DEBUG_ENTRIES}"
+        ));
     }
     for i in 0..count.min(MAX_DEBUG_ENTRIES) {
         let e_rva = rva.checked_add(i as u32 * 28).filter(|&r| rva_ok(r, 28, limit));
@@ -527,7 +594,11 @@ pub struct SliceMemory<'a> {
 
 impl<'a> SliceMemory<'a> {
     pub fn new(base: u64, bytes: &'a [u8], pointer_size: u8) -> Self {
-        SliceMemory { base, bytes, pointer_size }
+        SliceMemory {
+            base,
+            bytes,
+            pointer_size,
+        }
     }
 }
 
@@ -535,10 +606,14 @@ impl VirtualMemory for SliceMemory<'_> {
     fn read(&self, va: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
         let off = va.checked_sub(self.base).ok_or(MemoryError::NotMapped { va })?;
         let off = usize::try_from(off).map_err(|_| MemoryError::NotMapped { va })?;
-        let end = off.checked_add(buf.len()).ok_or(MemoryError::AddressOverflow { addr: va })?;
+        let end = off
+            .checked_add(buf.len())
+            .ok_or(MemoryError::AddressOverflow { addr: va })?;
         let src = self.bytes.get(off..end).ok_or_else(|| {
             // Name the first byte that is missing, as a page-table reader would.
-            MemoryError::NotMapped { va: self.base.saturating_add(self.bytes.len().max(off) as u64) }
+            MemoryError::NotMapped {
+                va: self.base.saturating_add(self.bytes.len().max(off) as u64),
+            }
         })?;
         buf.copy_from_slice(src);
         Ok(())
@@ -590,7 +665,10 @@ impl<'a> PeFile<'a> {
         if rva < self.size_of_headers {
             return Some(rva as usize);
         }
-        let s = self.sections.iter().find(|s| rva >= s.virtual_address && rva - s.virtual_address < s.raw_size)?;
+        let s = self
+            .sections
+            .iter()
+            .find(|s| rva >= s.virtual_address && rva - s.virtual_address < s.raw_size)?;
         (s.raw_offset as usize).checked_add((rva - s.virtual_address) as usize)
     }
 }
@@ -598,7 +676,9 @@ impl<'a> PeFile<'a> {
 impl VirtualMemory for PeFile<'_> {
     fn read(&self, va: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
         for (i, out) in buf.iter_mut().enumerate() {
-            let addr = va.checked_add(i as u64).ok_or(MemoryError::AddressOverflow { addr: va })?;
+            let addr = va
+                .checked_add(i as u64)
+                .ok_or(MemoryError::AddressOverflow { addr: va })?;
             let rva = addr
                 .checked_sub(self.base)
                 .and_then(|r| u32::try_from(r).ok())
@@ -606,7 +686,11 @@ impl VirtualMemory for PeFile<'_> {
                 .ok_or(MemoryError::NotMapped { va: addr })?;
             // Raw data declared past the end of the file reads as zeros, as a truncated
             // section would after mapping; only addresses outside SizeOfImage are unmapped.
-            *out = self.byte_source(rva).and_then(|off| self.bytes.get(off)).copied().unwrap_or(0);
+            *out = self
+                .byte_source(rva)
+                .and_then(|off| self.bytes.get(off))
+                .copied()
+                .unwrap_or(0);
         }
         Ok(())
     }
@@ -665,17 +749,29 @@ mod tests {
     #[test]
     fn garbage_is_an_error_not_a_panic() {
         let m0 = vec![0u8; 4096];
-        assert!(matches!(read_pe(&SliceMemory::new(0, &m0, 8), 0, None), Err(PeError::NoMz { .. })));
+        assert!(matches!(
+            read_pe(&SliceMemory::new(0, &m0, 8), 0, None),
+            Err(PeError::NoMz { .. })
+        ));
         let mut m = vec![0u8; 4096];
         m[0..2].copy_from_slice(b"MZ");
         m[0x3c..0x40].copy_from_slice(&0xffff_fff0u32.to_le_bytes());
-        assert!(matches!(read_pe(&SliceMemory::new(0, &m, 8), 0, None), Err(PeError::BadLfanew { .. })));
+        assert!(matches!(
+            read_pe(&SliceMemory::new(0, &m, 8), 0, None),
+            Err(PeError::BadLfanew { .. })
+        ));
         m[0x3c..0x40].copy_from_slice(&0xfe0u32.to_le_bytes());
-        assert!(matches!(read_pe(&SliceMemory::new(0, &m, 8), 0, None), Err(PeError::NoPe { .. })));
+        assert!(matches!(
+            read_pe(&SliceMemory::new(0, &m, 8), 0, None),
+            Err(PeError::NoPe { .. })
+        ));
         m[0x3c..0x40].copy_from_slice(&0xff8u32.to_le_bytes());
         m[0xff8..0xffc].copy_from_slice(b"PE\0\0");
         // File header runs past the end of the buffer.
-        assert!(matches!(read_pe(&SliceMemory::new(0, &m, 8), 0, None), Err(PeError::Unreadable { .. })));
+        assert!(matches!(
+            read_pe(&SliceMemory::new(0, &m, 8), 0, None),
+            Err(PeError::Unreadable { .. })
+        ));
     }
 
     /// A minimal hand-built 64-bit image whose import table points at a missing page.
@@ -699,7 +795,10 @@ mod tests {
         m[opt + 112 + 8..opt + 112 + 12].copy_from_slice(&0x2000u32.to_le_bytes());
         m[opt + 112 + 12..opt + 112 + 16].copy_from_slice(&0x28u32.to_le_bytes());
         let pe = read_pe(&SliceMemory::new(0xfffff800_00000000, &m, 8), 0xfffff800_00000000, None).unwrap();
-        assert_eq!((pe.machine, pe.timestamp, pe.size_of_image, pe.checksum), (0x8664, 0x1234_5678, 0x3000, 0xabcd));
+        assert_eq!(
+            (pe.machine, pe.timestamp, pe.size_of_image, pe.checksum),
+            (0x8664, 0x1234_5678, 0x3000, 0xabcd)
+        );
         assert!(pe.is_64 && pe.sections.is_empty() && pe.codeview.is_none());
         let imports = pe.imports.unwrap();
         assert!(!imports.complete && imports.dlls.is_empty());
@@ -725,16 +824,39 @@ mod tests {
         assert_eq!(cv.age, 1);
         assert_eq!(cv.symstore_key(), "1C19FDDB27BB3399D9B45973EFEAFCF31");
         // The rest from pefile 2024.8.26 (an independent PE parser).
-        assert_eq!((pe.machine, pe.checksum, pe.image_base, pe.entry_point), (0x8664, 0x3d883, 0x1c0000000, 0x27a0));
+        assert_eq!(
+            (pe.machine, pe.checksum, pe.image_base, pe.entry_point),
+            (0x8664, 0x3d883, 0x1c0000000, 0x27a0)
+        );
         let names: Vec<&str> = pe.sections.iter().map(|s| s.name.as_str()).collect();
-        assert_eq!(names, [".text", ".rdata", ".data", ".pdata", ".idata", "PAGE", "INIT", "GFIDS", ".rsrc", ".reloc"]);
+        assert_eq!(
+            names,
+            [".text", ".rdata", ".data", ".pdata", ".idata", "PAGE", "INIT", "GFIDS", ".rsrc", ".reloc"]
+        );
         let page = &pe.sections[5];
-        assert_eq!((page.virtual_address, page.virtual_size, page.characteristics), (0x1c000, 0x19848, 0x60000020));
+        assert_eq!(
+            (page.virtual_address, page.virtual_size, page.characteristics),
+            (0x1c000, 0x19848, 0x60000020)
+        );
         let imports = pe.imports.as_ref().unwrap();
         assert!(imports.complete, "{:?}", pe.warnings);
-        let dlls: Vec<(&str, usize)> = imports.dlls.iter().map(|d| (d.name.as_str(), d.functions.len())).collect();
-        assert_eq!(dlls, [("ntoskrnl.exe", 84), ("HAL.dll", 2), ("WppRecorder.sys", 4), ("WDFLDR.SYS", 4)]);
-        assert!(matches!(&imports.dlls[0].functions[0], Import::Name { name, .. } if name == "KeQueryLogicalProcessorRelationship"));
+        let dlls: Vec<(&str, usize)> = imports
+            .dlls
+            .iter()
+            .map(|d| (d.name.as_str(), d.functions.len()))
+            .collect();
+        assert_eq!(
+            dlls,
+            [
+                ("ntoskrnl.exe", 84),
+                ("HAL.dll", 2),
+                ("WppRecorder.sys", 4),
+                ("WDFLDR.SYS", 4)
+            ]
+        );
+        assert!(
+            matches!(&imports.dlls[0].functions[0], Import::Name { name, .. } if name == "KeQueryLogicalProcessorRelationship")
+        );
         assert!(pe.warnings.is_empty(), "{:?}", pe.warnings);
     }
 
@@ -743,20 +865,46 @@ mod tests {
     fn usbnet_and_usb2dbg_match_pefile() {
         let bytes = corpus("drivers/usbnet.sys");
         let pe = PeFile::new(&bytes).unwrap().info().unwrap();
-        assert_eq!((pe.machine, pe.timestamp, pe.size_of_image, pe.checksum), (0x8664, 0x9a2487fb, 0x14000, 0x202d5));
+        assert_eq!(
+            (pe.machine, pe.timestamp, pe.size_of_image, pe.checksum),
+            (0x8664, 0x9a2487fb, 0x14000, 0x202d5)
+        );
         assert_eq!(pe.sections.len(), 11);
         assert_eq!(pe.sections[1].name, "fothk");
         let cv = pe.codeview.as_ref().unwrap();
-        assert_eq!((cv.pdb_name(), cv.symstore_key().as_str()), ("usbnet.pdb", "9D020CA1E186B6B78FB38E96053DA2AF1"));
-        let dlls: Vec<(&str, usize)> =
-            pe.imports.as_ref().unwrap().dlls.iter().map(|d| (d.name.as_str(), d.functions.len())).collect();
-        assert_eq!(dlls, [("ntoskrnl.exe", 41), ("NDIS.SYS", 33), ("ksecdd.sys", 3), ("NETIO.SYS", 8)]);
+        assert_eq!(
+            (cv.pdb_name(), cv.symstore_key().as_str()),
+            ("usbnet.pdb", "9D020CA1E186B6B78FB38E96053DA2AF1")
+        );
+        let dlls: Vec<(&str, usize)> = pe
+            .imports
+            .as_ref()
+            .unwrap()
+            .dlls
+            .iter()
+            .map(|d| (d.name.as_str(), d.functions.len()))
+            .collect();
+        assert_eq!(
+            dlls,
+            [
+                ("ntoskrnl.exe", 41),
+                ("NDIS.SYS", 33),
+                ("ksecdd.sys", 3),
+                ("NETIO.SYS", 8)
+            ]
+        );
 
         let bytes = corpus("drivers/usb2dbg.sys");
         let pe = PeFile::new(&bytes).unwrap().info().unwrap();
-        assert_eq!((pe.machine, pe.timestamp, pe.size_of_image, pe.checksum), (0x8664, 0x9264fd86, 0xe000, 0x1e53b));
+        assert_eq!(
+            (pe.machine, pe.timestamp, pe.size_of_image, pe.checksum),
+            (0x8664, 0x9264fd86, 0xe000, 0x1e53b)
+        );
         let cv = pe.codeview.as_ref().unwrap();
-        assert_eq!((cv.pdb_name(), cv.symstore_key().as_str()), ("usb2dbg.pdb", "FA013ACC175478C10865912465B4885F1"));
+        assert_eq!(
+            (cv.pdb_name(), cv.symstore_key().as_str()),
+            ("usb2dbg.pdb", "FA013ACC175478C10865912465B4885F1")
+        );
         assert_eq!(pe.imports.as_ref().unwrap().function_count(), 40);
     }
 
@@ -776,7 +924,10 @@ mod tests {
             fn read(&self, va: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
                 let end = va + buf.len() as u64;
                 if va < self.1.end && end > self.1.start {
-                    return Err(MemoryError::PageMissing { va: Some(va.max(self.1.start)), pa: 0 });
+                    return Err(MemoryError::PageMissing {
+                        va: Some(va.max(self.1.start)),
+                        pa: 0,
+                    });
                 }
                 self.0.read(va, buf)
             }

@@ -57,7 +57,9 @@ impl<'de> Deserialize<'de> for Hex {
                 f.write_str("a \"0x...\" hex string")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Hex, E> {
-                parse_hex(v).map(Hex).ok_or_else(|| E::custom(format!("not a 0x hex string: {v:?}")))
+                parse_hex(v)
+                    .map(Hex)
+                    .ok_or_else(|| E::custom(format!("not a 0x hex string: {v:?}")))
             }
         }
         d.deserialize_str(V)
@@ -70,7 +72,10 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        assert_eq!(serde_json::to_string(&Hex(0xfffff804_7ba00000)).unwrap(), "\"0xfffff8047ba00000\"");
+        assert_eq!(
+            serde_json::to_string(&Hex(0xfffff804_7ba00000)).unwrap(),
+            "\"0xfffff8047ba00000\""
+        );
         assert_eq!(serde_json::to_string(&Hex(0)).unwrap(), "\"0x0\"");
         let h: Hex = serde_json::from_str("\"0xFFfe\"").unwrap();
         assert_eq!(h, Hex(0xfffe));

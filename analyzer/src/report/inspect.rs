@@ -261,7 +261,10 @@ impl InspectReport {
         InspectReport {
             schema_version: SCHEMA_VERSION,
             generator: format!("pooltriage {}", env!("CARGO_PKG_VERSION")),
-            file: FileInfo { path: path.to_string(), size: dump.file_size() },
+            file: FileInfo {
+                path: path.to_string(),
+                size: dump.file_size(),
+            },
             dump: dump_info,
             bugcheck,
             kdbg,
@@ -277,7 +280,12 @@ fn pdb_ref(pe: &PeInfo) -> Option<PdbRef> {
     let cv = pe.codeview.as_ref()?;
     let name = cv.pdb_name().to_string();
     let path = (cv.pdb_path != name).then(|| cv.pdb_path.clone());
-    Some(PdbRef { name, guid: cv.guid.clone(), age: cv.age, path })
+    Some(PdbRef {
+        name,
+        guid: cv.guid.clone(),
+        age: cv.age,
+        path,
+    })
 }
 
 fn module_report(m: &Module) -> ModuleReport {

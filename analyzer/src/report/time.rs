@@ -14,7 +14,12 @@ pub fn filetime_to_rfc3339(ft: u64) -> Option<String> {
     if y > 9999 {
         return None;
     }
-    Some(format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60))
+    Some(format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    ))
 }
 
 /// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar.
@@ -37,7 +42,10 @@ mod tests {
 
     #[test]
     fn known_instants() {
-        assert_eq!(filetime_to_rfc3339(FILETIME_UNIX_EPOCH).as_deref(), Some("1970-01-01T00:00:00Z"));
+        assert_eq!(
+            filetime_to_rfc3339(FILETIME_UNIX_EPOCH).as_deref(),
+            Some("1970-01-01T00:00:00Z")
+        );
         // 2000-02-29T12:34:56Z = Unix 951827696 (date -u -d @951827696).
         let ft = FILETIME_UNIX_EPOCH + 951_827_696 * 10_000_000;
         assert_eq!(filetime_to_rfc3339(ft).as_deref(), Some("2000-02-29T12:34:56Z"));

@@ -32,7 +32,9 @@ pub fn run(args: &InspectArgs) -> ExitCode {
     let report = InspectReport::build(&path, &dump, &kernel);
     let mut out = io::stdout().lock();
     let written = if args.json {
-        serde_json::to_writer_pretty(&mut out, &report).map_err(io::Error::from).and_then(|()| writeln!(out))
+        serde_json::to_writer_pretty(&mut out, &report)
+            .map_err(io::Error::from)
+            .and_then(|()| writeln!(out))
     } else {
         write_text(&mut out, &report)
     };
@@ -69,7 +71,12 @@ fn write_text(w: &mut impl Write, r: &InspectReport) -> io::Result<()> {
     )?;
     writeln!(w, "System time   {}", d.system_time_utc.as_deref().unwrap_or("-"))?;
     if d.stored_pages > 0 {
-        writeln!(w, "Stored pages  {} ({} MiB)", d.stored_pages, d.stored_pages * 4096 / (1024 * 1024))?;
+        writeln!(
+            w,
+            "Stored pages  {} ({} MiB)",
+            d.stored_pages,
+            d.stored_pages * 4096 / (1024 * 1024)
+        )?;
     }
     if let Some(e) = &d.virtual_memory_error {
         writeln!(w, "Memory        not readable: {e}")?;
@@ -84,7 +91,12 @@ fn write_text(w: &mut impl Write, r: &InspectReport) -> io::Result<()> {
         if b.pool_or_memory { "  [pool/memory]" } else { "" }
     )?;
     for (i, (p, s)) in b.params.iter().zip(&b.params_symbolized).enumerate() {
-        let line = format!("  param {}     {:<20}{}", i + 1, p.to_string(), s.as_deref().unwrap_or(""));
+        let line = format!(
+            "  param {}     {:<20}{}",
+            i + 1,
+            p.to_string(),
+            s.as_deref().unwrap_or("")
+        );
         writeln!(w, "{}", line.trim_end())?;
     }
 
@@ -126,7 +138,11 @@ fn write_text(w: &mut impl Write, r: &InspectReport) -> io::Result<()> {
         ml.source,
         if ml.complete { "" } else { " (incomplete)" }
     )?;
-    writeln!(w, "  {:<18} {:>10} {:<10} {:<28} PDB", "BASE", "SIZE", "TIMESTAMP", "NAME")?;
+    writeln!(
+        w,
+        "  {:<18} {:>10} {:<10} {:<28} PDB",
+        "BASE", "SIZE", "TIMESTAMP", "NAME"
+    )?;
     for m in &r.modules {
         write_module(w, m)?;
     }
@@ -140,7 +156,17 @@ fn write_text(w: &mut impl Write, r: &InspectReport) -> io::Result<()> {
 }
 
 fn write_module(w: &mut impl Write, m: &ModuleReport) -> io::Result<()> {
-    let pdb = m.pdb.as_ref().map_or_else(String::new, |p| format!("{} {} {}", p.name, p.guid, p.age));
-    let line = format!("  {:<18} {:>#10x} {:<10} {:<28} {}", m.base.to_string(), m.size, opt(&m.timestamp), m.name, pdb);
+    let pdb = m
+        .pdb
+        .as_ref()
+        .map_or_else(String::new, |p| format!("{} {} {}", p.name, p.guid, p.age));
+    let line = format!(
+        "  {:<18} {:>#10x} {:<10} {:<28} {}",
+        m.base.to_string(),
+        m.size,
+        opt(&m.timestamp),
+        m.name,
+        pdb
+    );
     writeln!(w, "{}", line.trim_end())
 }
