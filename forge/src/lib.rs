@@ -126,6 +126,9 @@ pub fn forge(opts: &Options, out: &Path) -> Result<truth::Truth, ForgeError> {
     let mut sys = system::System::build(spec, profile, opts.size, processors, &seed, data_limit)?;
     let pool = scenario.plant(&mut sys)?;
     sys.machine.finish();
+    // Low physical memory (1-16 MiB) is stored too; pages in 0x1000-0xFF000 never are (that is
+    // where Volatility looks for the boot trampoline).
+    sys.machine.store_zero_frames(0x100, 0x1000);
 
     let values = writer::HeaderValues {
         build: spec.build,

@@ -87,7 +87,7 @@ pub const PROFILES: &[ProfileSpec] = &[
             kuser_shared_data: 0xffdf_0000,
             self_map_index: 0,
         },
-        system_time: 0x01ca_d2e4_5c3a_8000, // 2010-05-14
+        system_time: 0x01ca_d2e4_5c3a_8000, // 2010-04-03 04:15:57 UTC
         kernel_timestamp: 0x4b7d_0f3c,
         has_ci: false,
     },
@@ -113,7 +113,7 @@ pub const PROFILES: &[ProfileSpec] = &[
             kuser_shared_data: 0xfffff780_00000000,
             self_map_index: 0x1ed,
         },
-        system_time: 0x01d5_c1ae_7f2b_3000, // 2020-01-02
+        system_time: 0x01d5_c1ae_7f2b_3000, // 2020-01-02 20:52:07 UTC
         kernel_timestamp: 0x5e0e_b0b6,
         has_ci: true,
     },
@@ -129,7 +129,7 @@ pub const PROFILES: &[ProfileSpec] = &[
         build_lab: "17763.1.amd64fre.rs5_release.180914-1434",
         csd_version: 0,
         plan: AddressPlan { self_map_index: 0x1a4, ..WIN10_PLAN },
-        system_time: 0x01d4_8a4f_3b1c_d000, // 2018-11-22
+        system_time: 0x01d4_8a4f_3b1c_d000, // 2018-12-02 14:56:39 UTC
         kernel_timestamp: 0x5b9c_2c1a,
         has_ci: true,
     },
@@ -145,7 +145,7 @@ pub const PROFILES: &[ProfileSpec] = &[
         build_lab: "19041.1.amd64fre.vb_release.191206-1406",
         csd_version: 0,
         plan: WIN10_PLAN,
-        system_time: 0x01d7_15b4_6c8a_e000, // 2021-03-10
+        system_time: 0x01d7_15b4_6c8a_e000, // 2021-03-10 13:51:09 UTC
         kernel_timestamp: 0x6e0f_9c2a,
         has_ci: true,
     },
@@ -161,7 +161,7 @@ pub const PROFILES: &[ProfileSpec] = &[
         build_lab: "20348.1.amd64fre.fe_release.210507-1500",
         csd_version: 0,
         plan: AddressPlan { self_map_index: 0x1c7, ..WIN10_PLAN },
-        system_time: 0x01d8_1f0c_9e5d_4000, // 2022-02-11
+        system_time: 0x01d8_1f0c_9e5d_4000, // 2022-02-11 06:00:06 UTC
         kernel_timestamp: 0x2c7a_59a1,
         has_ci: true,
     },

@@ -291,6 +291,15 @@ impl Machine {
         }
     }
 
+    /// Stores every frame of `[first, end)` that is not stored yet, as a zero page. Used for
+    /// physical 1-16 MiB, which real kernel dumps hold and which brings even a small kernel
+    /// bitmap dump to the 16 MB MemProcFS expects.
+    pub fn store_zero_frames(&mut self, first: u64, end: u64) {
+        for pfn in first..end {
+            self.new_page(pfn);
+        }
+    }
+
     /// Stored pages in ascending frame order.
     pub fn pages(&self) -> impl Iterator<Item = (u64, &[u8])> + '_ {
         self.pages.iter().map(|(k, v)| (*k, &v[..]))

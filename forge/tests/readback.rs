@@ -1,0 +1,444 @@
+//! Reads forged dumps back with a tiny reader written here from the format description
+//! (/work/shared/docs/windows-internals.md), not through the analyzer, and checks them against
+//! the truth file and the profile's symbols.
+//!
+//! Needs the corpus at ../shared/corpus (symbols); a missing corpus file fails the test.
+
+use analyzer::symbols::Profile;
+use forge::{Options, DEFAULT_SIZE};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus");
+
+/// A forged dump, read back independently.
+struct Reader {
+    file: File,
+    x64: bool,
+    dtb: u64,
+    /// pfn -> file offset.
+    pages: HashMap<u64, u64>,
+    header: Vec<u8>,
+}
+
+fn u16_at(b: &[u8], o: usize) -> u16 {
+    u16::from_le_bytes(b[o..o + 2].try_into().unwrap())
+}
+fn u32_at(b: &[u8], o: usize) -> u32 {
+    u32::from_le_bytes(b[o..o + 4].try_into().unwrap())
+}
+fn u64_at(b: &[u8], o: usize) -> u64 {
+    u64::from_le_bytes(b[o..o + 8].try_into().unwrap())
+}
+fn hex(v: &Value) -> u64 {
+    u64::from_str_radix(v.as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
+}
+
+impl Reader {
+    fn open(path: &Path) -> Reader {
+        let file = File::open(path).unwrap();
+        let mut header = vec![0u8; 0x2000];
+        file.read_exact_at(&mut header[..0x1000], 0).unwrap();
+        assert_eq!(&header[0..4], b"PAGE");
+        let x64 = &header[4..8] == b"DU64";
+        if x64 {
+            file.read_exact_at(&mut header[0x1000..], 0x1000).unwrap();
+        } else {
+            assert_eq!(&header[4..8], b"DUMP");
+            header.truncate(0x1000);
+        }
+        let (dtb, dump_type) = if x64 {
+            (u64_at(&header, 0x10), u32_at(&header, 0xf98))
+        } else {
+            (u64::from(u32_at(&header, 0x10)), u32_at(&header, 0xf88))
+        };
+        let hsize = if x64 { 0x2000u64 } else { 0x1000 };
+        let mut pages = HashMap::new();
+        match dump_type {
+            1 => {
+                let mut off = hsize;
+                let (n, mut o, step) = if x64 { (u32_at(&header, 0x88), 0x98, 16) } else { (u32_at(&header, 0x64), 0x6c, 8) };
+                for _ in 0..n {
+                    let (base, count) = if x64 {
+                        (u64_at(&header, o), u64_at(&header, o + 8))
+                    } else {
+                        (u64::from(u32_at(&header, o)), u64::from(u32_at(&header, o + 4)))
+                    };
+                    for i in 0..count {
+                        pages.insert(base + i, off);
+                        off += 0x1000;
+                    }
+                    o += step;
+                }
+            }
+            5 => {
+                let mut sub = vec![0u8; 0x38];
+                file.read_exact_at(&mut sub, hsize).unwrap();
+                assert!(&sub[0..4] == b"SDMP" || &sub[0..4] == b"FDMP");
+                assert_eq!(&sub[4..8], b"DUMP");
+                let first = u64_at(&sub, 0x20);
+                let bits = u64_at(&sub, 0x30);
+                assert_eq!(bits % 64, 0, "bitmap bit count must be a multiple of 64");
+                assert_eq!(first % 0x1000, 0);
+                let mut bitmap = vec![0u8; (bits / 8) as usize];
+                file.read_exact_at(&mut bitmap, hsize + 0x38).unwrap();
+                let mut off = first;
+                for pfn in 0..bits {
+                    if bitmap[(pfn / 8) as usize] & (1 << (pfn % 8)) != 0 {
+                        pages.insert(pfn, off);
+                        off += 0x1000;
+                    }
+                }
+                assert_eq!(u64_at(&sub, 0x28), pages.len() as u64, "TotalPresentPages");
+            }
+            t => panic!("unexpected DumpType {t}"),
+        }
+        Reader { file, x64, dtb, pages, header }
+    }
+
+    fn phys(&self, pa: u64, buf: &mut [u8]) -> bool {
+        match self.pages.get(&(pa >> 12)) {
+            Some(off) => {
+                self.file.read_exact_at(buf, off + (pa & 0xfff)).unwrap();
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn phys_u64(&self, pa: u64) -> Option<u64> {
+        let mut b = [0u8; 8];
+        self.phys(pa, &mut b).then(|| u64::from_le_bytes(b))
+    }
+
+    /// x64 4-level or PAE 3-level walk with 4 KiB pages (the forge uses no large pages).
+    fn translate(&self, va: u64) -> Option<u64> {
+        let mask = 0x000f_ffff_ffff_f000u64;
+        let levels: Vec<(u32, u64)> = if self.x64 {
+            vec![(39, 0x1ff), (30, 0x1ff), (21, 0x1ff), (12, 0x1ff)]
+        } else {
+            vec![(30, 0x3), (21, 0x1ff), (12, 0x1ff)]
+        };
+        let mut table = self.dtb & !0x1f;
+        for (shift, idx_mask) in levels {
+            let e = self.phys_u64(table + ((va >> shift) & idx_mask) * 8)?;
+            if e & 1 == 0 {
+                return None;
+            }
+            table = e & mask;
+        }
+        Some(table | (va & 0xfff))
+    }
+
+    fn read(&self, va: u64, len: usize) -> Option<Vec<u8>> {
+        let mut out = vec![0u8; len];
+        let mut done = 0;
+        while done < len {
+            let a = va + done as u64;
+            let n = (0x1000 - (a & 0xfff) as usize).min(len - done);
+            let pa = self.translate(a)?;
+            if !self.phys(pa, &mut out[done..done + n]) {
+                return None;
+            }
+            done += n;
+        }
+        Some(out)
+    }
+
+    fn ptr(&self, va: u64) -> u64 {
+        let b = self.read(va, if self.x64 { 8 } else { 4 }).expect("pointer readable");
+        if self.x64 { u64_at(&b, 0) } else { u64::from(u32_at(&b, 0)) }
+    }
+}
+
+fn forge_one(profile: &str, format: &str, dir: &Path) -> (PathBuf, Value) {
+    let out = dir.join(format!("{profile}-{format}.dmp"));
+    let mut opts = Options::new(profile, format);
+    opts.corpus = Some(PathBuf::from(CORPUS));
+    opts.size = 512 << 20;
+    forge::forge(&opts, &out).unwrap_or_else(|e| panic!("forge {profile} {format}: {e}"));
+    let truth: Value = serde_json::from_slice(&std::fs::read(forge::truth_path(&out)).unwrap()).unwrap();
+    (out, truth)
+}
+
+fn profile_of(truth: &Value) -> Profile {
+    let name = truth["profile"].as_str().unwrap();
+    let spec = forge::profiles::find(name).unwrap();
+    forge::load_profile(spec, Path::new(CORPUS)).unwrap()
+}
+
+/// Walks a LIST_ENTRY ring from `head`, returning the entry addresses (minus `link_offset`);
+/// asserts the ring closes on the head both ways.
+fn walk(r: &Reader, head: u64, link_offset: u64) -> Vec<u64> {
+    let p = if r.x64 { 8 } else { 4 };
+    let mut out = Vec::new();
+    let mut prev = head;
+    let mut cur = r.ptr(head);
+    while cur != head {
+        assert_eq!(r.ptr(cur + p), prev, "Blink of {cur:#x}");
+        out.push(cur - link_offset);
+        prev = cur;
+        cur = r.ptr(cur);
+        assert!(out.len() < 1000, "list does not close");
+    }
+    assert_eq!(r.ptr(head + p), prev, "head Blink");
+    out
+}
+
+fn unicode(r: &Reader, prof: &Profile, at: u64) -> String {
+    let len = u16_at(&r.read(at, 2).unwrap(), 0) as usize;
+    let buf = r.ptr(at + prof.offset("_UNICODE_STRING", "Buffer").unwrap());
+    let raw = r.read(buf, len).unwrap();
+    String::from_utf16(&raw.chunks(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect::<Vec<_>>()).unwrap()
+}
+
+fn check(profile: &str, format: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, truth) = forge_one(profile, format, dir.path());
+    let prof = profile_of(&truth);
+    let r = Reader::open(&path);
+    let sext = |v: u64| if !r.x64 && v & 0x8000_0000 != 0 { v | 0xffff_ffff_0000_0000 } else { v };
+
+    // Header against truth.
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), truth["file_size"].as_u64().unwrap());
+    assert_eq!(r.dtb, hex(&truth["directory_table_base"]));
+    let (build, dt, bug, kdbg_hdr, plm, pah, machine, procs, systime) = if r.x64 {
+        let h = &r.header;
+        (u32_at(h, 0xc), u32_at(h, 0xf98), u32_at(h, 0x38), u64_at(h, 0x80), u64_at(h, 0x20), u64_at(h, 0x28), u32_at(h, 0x30), u32_at(h, 0x34), u64_at(h, 0xfa8))
+    } else {
+        let h = &r.header;
+        assert_eq!(h[0x5c], 1, "PaeEnabled");
+        (u32_at(h, 0xc), u32_at(h, 0xf88), u32_at(h, 0x28), u64::from(u32_at(h, 0x60)), u64::from(u32_at(h, 0x18)), u64::from(u32_at(h, 0x1c)), u32_at(h, 0x20), u32_at(h, 0x24), u64_at(h, 0xfc0))
+    };
+    assert_eq!(u64::from(build), truth["build"].as_u64().unwrap());
+    assert_eq!(u64::from(dt), truth["dump_type"].as_u64().unwrap());
+    assert_eq!(bug, 0xe2);
+    assert_eq!(kdbg_hdr, hex(&truth["kdbg"]));
+    assert_eq!(plm, hex(&truth["ps_loaded_module_list"]));
+    assert_eq!(pah, hex(&truth["ps_active_process_head"]));
+    assert_eq!(machine, if r.x64 { 0x8664 } else { 0x14c });
+    assert_eq!(u64::from(procs), truth["processors"].as_u64().unwrap());
+    assert_eq!(systime, hex(&truth["system_time"]));
+    let stored = if format == "kernel-bitmap" { r.pages.len() as u64 } else { truth["physical_pages_stored"].as_u64().unwrap() };
+    assert_eq!(stored, truth["physical_pages_stored"].as_u64().unwrap());
+
+    // Page tables: the self-map, and the kernel base translates to a PE image.
+    let kbase = hex(&truth["kernel"]["base"]);
+    if r.x64 {
+        let pml4: Vec<u64> = (0..512).map(|i| r.phys_u64(r.dtb + i * 8).unwrap()).collect();
+        let selfs: Vec<usize> = (0..512).filter(|&i| pml4[i] & 1 == 1 && pml4[i] & 0x000f_ffff_ffff_f000 == r.dtb).collect();
+        assert_eq!(selfs.len(), 1, "exactly one self-map entry");
+        assert!((0x100..0x1ff).contains(&selfs[0]));
+        assert!(pml4.iter().all(|e| e & 1 == 0 || e & 0x80 == 0), "no large-page bit in the PML4");
+        let kernel_half = pml4[256..].iter().filter(|e| *e & 1 == 1).count();
+        assert!(kernel_half >= 6, "{kernel_half} kernel-half PML4 entries");
+        assert!(pml4[..256].iter().filter(|e| **e == 0).count() > 0x40);
+        assert!(pml4[256..].iter().filter(|e| **e == 0).count() > 0x40);
+        assert!((0x150000..0x2a0000).contains(&r.dtb));
+        // KUSER_SHARED_DATA at its fixed address.
+        let k = r.read(0xffff_f780_0000_0000 + 0x26c, 4).unwrap();
+        assert!([6, 10].contains(&u32_at(&k, 0)));
+    } else {
+        // PAE: PDPT followed by its four page directories; PD3 maps PD0..PD3 at entries 0..3.
+        for i in 0..4u64 {
+            assert_eq!(r.phys_u64(r.dtb + i * 8).unwrap() & !0xfff, r.dtb + (i + 1) * 0x1000);
+            assert_eq!(r.phys_u64(r.dtb + 0x4000 + i * 8).unwrap() & 0x000f_ffff_ffff_f000, r.dtb + (i + 1) * 0x1000);
+        }
+        let k = r.read(0xffdf_0000 + 0x26c, 4).unwrap();
+        assert_eq!(u32_at(&k, 0), 5);
+    }
+    // Low memory 0x1000-0xFF000 is never stored (no trampoline pattern there).
+    assert!((1..0xff).all(|pfn| format != "kernel-bitmap" || !r.pages.contains_key(&pfn)));
+
+    // Kernel image: MZ, PE, CodeView GUID/age/name of the profile, POOLCODE, export name.
+    let mz = r.read(kbase, 0x1000).unwrap();
+    assert_eq!(&mz[0..2], b"MZ");
+    let pe = u32_at(&mz, 0x3c) as usize;
+    assert_eq!(&mz[pe..pe + 4], b"PE\0\0");
+    let opt = pe + 24;
+    let dirs = opt + if r.x64 { 112 } else { 96 };
+    let nsec = u16_at(&mz, pe + 6) as usize;
+    let secs = opt + u16_at(&mz, pe + 20) as usize;
+    let names: Vec<String> = (0..nsec).map(|i| String::from_utf8_lossy(&mz[secs + 40 * i..secs + 40 * i + 8]).trim_end_matches('\0').to_string()).collect();
+    assert!(names.contains(&"POOLCODE".to_string()), "{names:?}");
+    let size_of_image = u32_at(&mz, opt + 56);
+    assert_eq!(u64::from(size_of_image), truth["kernel"]["size"].as_u64().unwrap());
+    let dbg = u64::from(u32_at(&mz, dirs + 6 * 8));
+    let dd = r.read(kbase + dbg, 28).unwrap();
+    assert_eq!(u32_at(&dd, 12), 2);
+    let rsds = r.read(kbase + u64::from(u32_at(&dd, 20)), u32_at(&dd, 16) as usize).unwrap();
+    assert_eq!(&rsds[0..4], b"RSDS");
+    assert_eq!(rsds[4..20], prof.guid_bytes().unwrap());
+    assert_eq!(u32_at(&rsds, 20), prof.age);
+    assert_eq!(&rsds[24..rsds.len() - 1], prof.pdb_name.as_bytes());
+    let exp = u64::from(u32_at(&mz, dirs));
+    let ed = r.read(kbase + exp, 40).unwrap();
+    let ename = r.read(kbase + u64::from(u32_at(&ed, 12)), 12).unwrap();
+    assert_eq!(&ename, if r.x64 { b"ntoskrnl.exe" } else { b"ntkrnlpa.exe" });
+    let nnames = u32_at(&ed, 24) as u64;
+    let name_rvas = r.read(kbase + u64::from(u32_at(&ed, 32)), (nnames * 4) as usize).unwrap();
+    let exported: Vec<String> = (0..nnames as usize)
+        .map(|i| {
+            let s = r.read(kbase + u64::from(u32_at(&name_rvas, 4 * i)), 40).unwrap();
+            String::from_utf8_lossy(&s[..s.iter().position(|b| *b == 0).unwrap()]).to_string()
+        })
+        .collect();
+    for e in ["PsInitialSystemProcess", "PsLoadedModuleList", "KeNumberProcessors", "MmSystemRangeStart", "NtBuildLab", "NtBuildNumber"] {
+        assert!(exported.iter().any(|x| x == e), "{e} not exported");
+    }
+    let mut sorted = exported.clone();
+    sorted.sort();
+    assert_eq!(sorted, exported, "export names sorted");
+
+    // Globals at their real RVAs.
+    let g = |n: &str| kbase + prof.global(n).unwrap();
+    assert_eq!(g("KdDebuggerDataBlock"), hex(&truth["kdbg"]));
+    assert_eq!(g("PsLoadedModuleList"), plm);
+    assert_eq!(g("PsActiveProcessHead"), pah);
+    let kd = r.read(g("KdDebuggerDataBlock"), 0x270).unwrap();
+    assert_eq!(&kd[0x10..0x14], b"KDBG");
+    assert_eq!(u64_at(&kd, 0x18), sext(kbase));
+    assert_eq!(u64_at(&kd, 0x48), sext(plm));
+    assert_eq!(u64_at(&kd, 0x50), sext(pah));
+    let lab_ptr = u64_at(&kd, 0x208) & if r.x64 { u64::MAX } else { 0xffff_ffff };
+    assert_eq!(lab_ptr, g("NtBuildLab"));
+    let lab = r.read(lab_ptr, 8).unwrap();
+    assert!(lab.starts_with(truth["build"].to_string().as_bytes()));
+
+    // Module list: the real _LDR_DATA_TABLE_ENTRY layout, a closed ring, as in the truth.
+    let links = prof.offset("_LDR_DATA_TABLE_ENTRY", "InLoadOrderLinks").unwrap();
+    let entries = walk(&r, plm, links);
+    let mods = truth["modules"].as_array().unwrap();
+    assert_eq!(entries.len(), mods.len());
+    for (e, m) in entries.iter().zip(mods) {
+        let base = r.ptr(e + prof.offset("_LDR_DATA_TABLE_ENTRY", "DllBase").unwrap());
+        assert_eq!(base, hex(&m["base"]));
+        let size = u32_at(&r.read(e + prof.offset("_LDR_DATA_TABLE_ENTRY", "SizeOfImage").unwrap(), 4).unwrap(), 0);
+        assert_eq!(u64::from(size), m["size"].as_u64().unwrap());
+        assert_eq!(unicode(&r, &prof, e + prof.offset("_LDR_DATA_TABLE_ENTRY", "BaseDllName").unwrap()), m["name"].as_str().unwrap());
+        assert_eq!(unicode(&r, &prof, e + prof.offset("_LDR_DATA_TABLE_ENTRY", "FullDllName").unwrap()), m["path"].as_str().unwrap());
+        // Every page of every image is readable, and each image starts with MZ.
+        let img = r.read(base, size as usize).expect("whole image readable");
+        assert_eq!(&img[0..2], b"MZ");
+    }
+
+    // Process list.
+    let apl = prof.offset("_EPROCESS", "ActiveProcessLinks").unwrap();
+    let eps = walk(&r, pah, apl);
+    let procs_t = truth["processes"].as_array().unwrap();
+    assert!(eps.len() >= 11);
+    assert_eq!(eps.len(), procs_t.len());
+    let esize = prof.type_size("_EPROCESS").unwrap() as usize;
+    for (ep, t) in eps.iter().zip(procs_t) {
+        assert_eq!(*ep, hex(&t["eprocess"]));
+        let body = r.read(*ep, esize).expect("whole EPROCESS readable");
+        let pid = r.ptr(ep + prof.offset("_EPROCESS", "UniqueProcessId").unwrap());
+        let ppid = r.ptr(ep + prof.offset("_EPROCESS", "InheritedFromUniqueProcessId").unwrap());
+        assert_eq!((pid, ppid), (t["pid"].as_u64().unwrap(), t["ppid"].as_u64().unwrap()));
+        let n = prof.offset("_EPROCESS", "ImageFileName").unwrap() as usize;
+        let name = &body[n..n + 15];
+        let name = String::from_utf8_lossy(&name[..name.iter().position(|b| *b == 0).unwrap_or(15)]).to_string();
+        assert_eq!(name, t["name"].as_str().unwrap());
+        let dtb = r.ptr(ep + prof.offset("_KPROCESS", "DirectoryTableBase").unwrap());
+        assert_eq!(dtb, hex(&t["directory_table_base"]));
+    }
+    assert_eq!(procs_t[0]["pid"], 4);
+    assert!(procs_t.iter().any(|p| p["name"] == "smss.exe" && p["ppid"] == 4));
+    assert_eq!(r.ptr(g("PsInitialSystemProcess")), hex(&procs_t[0]["eprocess"]));
+
+    // Every mapped range of the truth is readable (first and last byte of each page).
+    for m in truth["mapped"].as_array().unwrap() {
+        let va = hex(&m["va"]);
+        let size = m["size"].as_u64().unwrap();
+        let mut a = va;
+        while a < va + size {
+            assert!(r.read(a, 1).is_some() && r.read(a + 0xfff, 1).is_some(), "mapped {a:#x} unreadable");
+            a += 0x1000;
+        }
+    }
+}
+
+#[test]
+fn xp_sp3_pae_full() {
+    check("xp-2600-x86pae", "full");
+}
+#[test]
+fn xp_sp3_pae_kernel_bitmap() {
+    check("xp-2600-x86pae", "kernel-bitmap");
+}
+#[test]
+fn win7_7601_full_bitmap() {
+    check("win7-7601-x64", "full-bitmap");
+}
+#[test]
+fn win10_17763_kernel_bitmap() {
+    check("win10-17763-x64", "kernel-bitmap");
+}
+#[test]
+fn win10_19041_full() {
+    check("win10-19041-x64", "full");
+}
+#[test]
+fn win10_19041_kernel_bitmap() {
+    check("win10-19041-x64", "kernel-bitmap");
+}
+#[test]
+fn server2022_20348_full() {
+    check("server2022-20348-x64", "full");
+}
+
+#[test]
+fn same_arguments_same_bytes() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    let (pa, _) = forge_one("win10-17763-x64", "kernel-bitmap", a.path());
+    let (pb, _) = forge_one("win10-17763-x64", "kernel-bitmap", b.path());
+    assert!(std::fs::read(&pa).unwrap() == std::fs::read(&pb).unwrap());
+    assert_eq!(std::fs::read(forge::truth_path(&pa)).unwrap(), std::fs::read(forge::truth_path(&pb)).unwrap());
+}
+
+/// A 16 GiB complete dump is a sparse file written in seconds.
+#[test]
+fn sixteen_gib_full_dump_is_sparse_and_fast() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("big.dmp");
+    let mut opts = Options::new("win10-17763-x64", "full");
+    opts.corpus = Some(PathBuf::from(CORPUS));
+    opts.size = 16 << 30;
+    let t = std::time::Instant::now();
+    let truth = forge::forge(&opts, &out).unwrap();
+    assert!(t.elapsed().as_secs() < 20, "took {:?}", t.elapsed());
+    let md = std::fs::metadata(&out).unwrap();
+    assert!(md.len() > 15 << 30);
+    assert!(md.blocks() * 512 < 256 << 20, "not sparse: {} bytes allocated", md.blocks() * 512);
+    assert_eq!(truth.file_size, md.len());
+    // The high run (above 4 GiB) is in the run table.
+    let r = Reader::open(&out);
+    assert!(r.pages.contains_key(&0x100000));
+    let _ = DEFAULT_SIZE;
+}
+
+#[test]
+fn bad_options_are_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("x.dmp");
+    let mut o = Options::new("win10-17763-x64", "full");
+    o.corpus = Some(PathBuf::from(CORPUS));
+    o.size = 1 << 20;
+    assert!(matches!(forge::forge(&o, &out), Err(forge::ForgeError::BadSize(_))));
+    let mut o = Options::new("nope", "full");
+    o.corpus = Some(PathBuf::from(CORPUS));
+    assert!(matches!(forge::forge(&o, &out), Err(forge::ForgeError::UnknownProfile(_))));
+    let mut o = Options::new("win10-17763-x64", "triage");
+    o.corpus = Some(PathBuf::from(CORPUS));
+    assert!(matches!(forge::forge(&o, &out), Err(forge::ForgeError::UnknownFormat(_))));
+    let mut o = Options::new("win10-17763-x64", "full");
+    o.corpus = Some(dir.path().to_path_buf());
+    let e = forge::forge(&o, &out).unwrap_err();
+    assert!(matches!(e, forge::ForgeError::CorpusMissing { .. }), "{e}");
+    assert!(e.to_string().contains("--corpus"));
+}
