@@ -304,3 +304,60 @@ fn arm64_header_and_bugcheck_without_translation() {
         "{text}"
     );
 }
+
+/// A Windows 8+ style encoded debugger data block: the forged block is encoded in place in a
+/// copy of the dump (the formula of ../shared/docs/windows-internals.md, through
+/// `kdbg::encode_qword`, whose inverse is unit-tested against a hand-built block). Without
+/// keys `inspect` says "encoded, no keys" and still lists the modules from the header's
+/// PsLoadedModuleList; with the keys the library decodes the block to the forge's values.
+#[test]
+fn encoded_kdbg_is_reported_and_decodes_with_keys() {
+    use analyzer::dump::Dump;
+    use analyzer::kernel::kdbg::{encode_qword, KdbgKeys};
+    use analyzer::kernel::{read_kernel, read_kernel_with_keys};
+    use analyzer::memory::{PageTableMemory, PagingMode};
+
+    let dir = tempfile::tempdir().unwrap();
+    let f = forge(dir.path(), "win10-17763-x64", "kernel-bitmap", None);
+    let kdbg_va = hx(field(&f.truth, "kdbg"));
+    let mut bytes = std::fs::read(&f.dump).unwrap();
+    let keys = KdbgKeys {
+        ki_wait_never: 0x3c1f_9a27_d04e_61b5,
+        ki_wait_always: 0x8e2d_7710_5ab3_c94f,
+        kdp_data_block_encoded: kdbg_va + 0x1_0000,
+    };
+    {
+        let dump = Dump::open(&f.dump).unwrap();
+        let size = u32::from_le_bytes(bytes_at(&dump, kdbg_va + 0x14, 4).try_into().unwrap()) as u64;
+        assert!(size >= 0x300, "forged block size {size:#x}");
+        let pt = PageTableMemory::new(dump.physical(), dump.header().directory_table_base, PagingMode::X64);
+        for q in (0..size.div_ceil(8) * 8).step_by(8) {
+            let va = kdbg_va + q;
+            let pa = pt.translate(va).unwrap();
+            let off = (dump.page_file_offset(pa >> 12).unwrap() + (pa & 0xfff)) as usize;
+            let v = u64::from_le_bytes(bytes[off..off + 8].try_into().unwrap());
+            bytes[off..off + 8].copy_from_slice(&encode_qword(v, &keys).to_le_bytes());
+        }
+    }
+    let encoded = dir.path().join("encoded.dmp");
+    std::fs::write(&encoded, &bytes).unwrap();
+
+    let r = inspect_json(&encoded);
+    assert_eq!(r["kdbg"]["found"], false);
+    assert!(r["kdbg"]["error"].as_str().is_some_and(|e| e.contains("encoded, no keys")), "{}", r["kdbg"]);
+    assert_eq!(r["module_list"]["source"], "PsLoadedModuleList");
+    assert_eq!(hx(&r["module_list"]["list_head"]), hx(field(&f.truth, "ps_loaded_module_list")));
+    assert_eq!(r["modules"].as_array().map(Vec::len), Some(array(&f.truth, "modules").len()));
+
+    let dump = Dump::open(&encoded).unwrap();
+    assert!(read_kernel(&dump).kdbg.is_none());
+    let k = read_kernel_with_keys(&dump, Some(&keys));
+    let kdbg = k.kdbg.expect("decoded with the keys");
+    assert!(kdbg.was_encoded);
+    assert_eq!(kdbg.kern_base(), Some(hx(&f.truth["kernel"]["base"])));
+    assert_eq!(kdbg.ps_active_process_head(), Some(hx(field(&f.truth, "ps_active_process_head"))));
+}
+
+fn bytes_at(dump: &analyzer::dump::Dump, va: u64, len: usize) -> Vec<u8> {
+    dump.kernel_memory().unwrap().read_vec(va, len).unwrap()
+}
