@@ -315,7 +315,6 @@ fn encoded_kdbg_is_reported_and_decodes_with_keys() {
     use analyzer::dump::Dump;
     use analyzer::kernel::kdbg::{encode_qword, KdbgKeys};
     use analyzer::kernel::{read_kernel, read_kernel_with_keys};
-    use analyzer::memory::{PageTableMemory, PagingMode};
 
     let dir = tempfile::tempdir().unwrap();
     let f = forge(dir.path(), "win10-17763-x64", "kernel-bitmap", None);
@@ -330,11 +329,8 @@ fn encoded_kdbg_is_reported_and_decodes_with_keys() {
         let dump = Dump::open(&f.dump).unwrap();
         let size = u32::from_le_bytes(bytes_at(&dump, kdbg_va + 0x14, 4).try_into().unwrap()) as u64;
         assert!(size >= 0x300, "forged block size {size:#x}");
-        let pt = PageTableMemory::new(dump.physical(), dump.header().directory_table_base, PagingMode::X64);
         for q in (0..size.div_ceil(8) * 8).step_by(8) {
-            let va = kdbg_va + q;
-            let pa = pt.translate(va).unwrap();
-            let off = (dump.page_file_offset(pa >> 12).unwrap() + (pa & 0xfff)) as usize;
+            let off = file_offset(&dump, kdbg_va + q);
             let v = u64::from_le_bytes(bytes[off..off + 8].try_into().unwrap());
             bytes[off..off + 8].copy_from_slice(&encode_qword(v, &keys).to_le_bytes());
         }
@@ -344,10 +340,22 @@ fn encoded_kdbg_is_reported_and_decodes_with_keys() {
 
     let r = inspect_json(&encoded);
     assert_eq!(r["kdbg"]["found"], false);
-    assert!(r["kdbg"]["error"].as_str().is_some_and(|e| e.contains("encoded, no keys")), "{}", r["kdbg"]);
+    assert!(
+        r["kdbg"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("encoded, no keys")),
+        "{}",
+        r["kdbg"]
+    );
     assert_eq!(r["module_list"]["source"], "PsLoadedModuleList");
-    assert_eq!(hx(&r["module_list"]["list_head"]), hx(field(&f.truth, "ps_loaded_module_list")));
-    assert_eq!(r["modules"].as_array().map(Vec::len), Some(array(&f.truth, "modules").len()));
+    assert_eq!(
+        hx(&r["module_list"]["list_head"]),
+        hx(field(&f.truth, "ps_loaded_module_list"))
+    );
+    assert_eq!(
+        r["modules"].as_array().map(Vec::len),
+        Some(array(&f.truth, "modules").len())
+    );
 
     let dump = Dump::open(&encoded).unwrap();
     assert!(read_kernel(&dump).kdbg.is_none());
@@ -355,9 +363,59 @@ fn encoded_kdbg_is_reported_and_decodes_with_keys() {
     let kdbg = k.kdbg.expect("decoded with the keys");
     assert!(kdbg.was_encoded);
     assert_eq!(kdbg.kern_base(), Some(hx(&f.truth["kernel"]["base"])));
-    assert_eq!(kdbg.ps_active_process_head(), Some(hx(field(&f.truth, "ps_active_process_head"))));
+    assert_eq!(
+        kdbg.ps_active_process_head(),
+        Some(hx(field(&f.truth, "ps_active_process_head")))
+    );
 }
 
 fn bytes_at(dump: &analyzer::dump::Dump, va: u64, len: usize) -> Vec<u8> {
     dump.kernel_memory().unwrap().read_vec(va, len).unwrap()
+}
+
+/// File offset of the byte at kernel virtual address `va` of an x64 dump.
+fn file_offset(dump: &analyzer::dump::Dump, va: u64) -> usize {
+    use analyzer::memory::{PageTableMemory, PagingMode};
+    let pt = PageTableMemory::new(dump.physical(), dump.header().directory_table_base, PagingMode::X64);
+    let pa = pt.translate(va).unwrap();
+    (dump.page_file_offset(pa >> 12).unwrap() + (pa & 0xfff)) as usize
+}
+
+/// A module list whose third entry links back to the second: the walk stops with a warning
+/// naming the loop, the report still lists the three modules, exit code 0.
+#[test]
+fn module_list_loop_is_reported() {
+    use analyzer::dump::Dump;
+    let dir = tempfile::tempdir().unwrap();
+    let f = forge(dir.path(), "server2022-20348-x64", "full", None);
+    let head = hx(field(&f.truth, "ps_loaded_module_list"));
+    let mut bytes = std::fs::read(&f.dump).unwrap();
+    {
+        let dump = Dump::open(&f.dump).unwrap();
+        let flink = |va: u64| u64::from_le_bytes(bytes_at(&dump, va, 8).try_into().unwrap());
+        let first = flink(head);
+        let second = flink(first);
+        let third = flink(second);
+        let off = file_offset(&dump, third);
+        bytes[off..off + 8].copy_from_slice(&second.to_le_bytes());
+    }
+    let looped = dir.path().join("loop.dmp");
+    std::fs::write(&looped, &bytes).unwrap();
+    let out = inspect(&looped, true);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["module_list"]["complete"], false);
+    assert_eq!(r["module_list"]["count"], 3);
+    let want: Vec<&Value> = array(&f.truth, "modules").iter().take(3).map(|m| &m["name"]).collect();
+    let got: Vec<&Value> = r["modules"].as_array().unwrap().iter().map(|m| &m["name"]).collect();
+    assert_eq!(got, want);
+    assert!(
+        r["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w.as_str().is_some_and(|w| w.contains("loop"))),
+        "{}",
+        r["warnings"]
+    );
 }
