@@ -173,6 +173,7 @@ fn bad_input_exits_2_with_one_line() {
     assert_bad_input(&random, "");
 
     assert_bad_input(&dir.path().join("missing.dmp"), "cannot read");
+    assert_bad_input(dir.path(), "is a directory");
 }
 
 /// Forged dumps: the report shows what the forge planted (its truth file), on x64 and XP PAE.

@@ -3,7 +3,7 @@
 //! Bad input (unreadable, truncated or malformed dump) exits with code 2 and one line on
 //! stderr naming the file and the problem, so that a ticket shows the cause at a glance.
 
-use analyzer::dump::Dump;
+use analyzer::dump::{Dump, DumpError};
 use analyzer::kernel::read_kernel;
 use analyzer::report::inspect::{InspectReport, ModuleReport};
 use std::io::{self, Write};
@@ -21,10 +21,18 @@ pub struct InspectArgs {
 
 pub fn run(args: &InspectArgs) -> ExitCode {
     let path = args.dump.display().to_string();
+    if args.dump.is_dir() {
+        eprintln!("error: {path}: is a directory, not a dump file");
+        return ExitCode::from(2);
+    }
     let dump = match Dump::open(&args.dump) {
         Ok(d) => d,
         Err(e) => {
-            eprintln!("error: {path}: {e}");
+            // The I/O error already names the path; say it once.
+            match e {
+                DumpError::Io { source, .. } => eprintln!("error: {path}: cannot read: {source}"),
+                e => eprintln!("error: {path}: {e}"),
+            }
             return ExitCode::from(2);
         }
     };
