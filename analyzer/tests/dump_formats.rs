@@ -144,3 +144,22 @@ fn virtual_reads_over_a_full_dump() {
     assert_eq!(mem.read_u8(va + 0x2000), Err(MemoryError::PageMissing { va: Some(va + 0x2000), pa: 0x7000 }));
     assert_eq!(mem.read_u8(va + 0x3000), Err(MemoryError::NotMapped { va: va + 0x3000 }));
 }
+
+#[test]
+fn triage32_synthetic() {
+    let d = Dump::from_bytes(triage32("\\SystemRoot\\System32\\DRIVERS\\foo.sys", 0xF7A0_0000, 0x5000, 0x4802_5E4C, 0x1_2345, (0x8055_0000, b"blockdata"))).unwrap();
+    assert_eq!(d.format(), DumpFormat::Triage);
+    assert_eq!(d.header().arch, Arch::X86);
+    let t = d.triage().unwrap();
+    assert_eq!(t.drivers.len(), 1);
+    let m = &t.drivers[0];
+    assert_eq!((m.name.as_str(), m.base, m.size, m.timestamp, m.checksum), ("foo.sys", 0xF7A0_0000, 0x5000, 0x4802_5E4C, 0x1_2345));
+    let mem = d.kernel_memory().unwrap();
+    assert_eq!(mem.pointer_size(), 4);
+    assert_eq!(mem.read_vec(0x8055_0005, 4).unwrap(), b"data");
+    // Every cut of this file loses a structure.
+    let full = triage32("a.sys", 1, 2, 3, 4, (0x1000, b"x"));
+    for l in 0..full.len() {
+        assert!(Dump::from_bytes(full[..l].to_vec()).is_err(), "len {l}");
+    }
+}

@@ -239,3 +239,42 @@ pub fn full64_with_page_tables() -> (Vec<u8>, u64) {
     put64(&mut v, page_off(4) + 16, 0x7000 | 3);
     (v, va)
 }
+
+/// A minimal x86 triage dump (rizin dmp32_triage / dmp_driver_entry32 layout): TRIAGE_DUMP32
+/// at 0x1000 (0x68 bytes), one 0x4C-byte driver entry, 12-byte data blocks.
+pub fn triage32(name: &str, base: u32, size: u32, ts: u32, sum: u32, block: (u32, &[u8])) -> Vec<u8> {
+    let mut v = header32(4, true);
+    v.resize(0x1068, 0);
+    let drv = v.len();
+    v.resize(drv + 0x4C, 0);
+    let pool = v.len();
+    let units: Vec<u16> = name.encode_utf16().collect();
+    v.extend_from_slice(&(units.len() as u32).to_le_bytes());
+    for u in &units {
+        v.extend_from_slice(&u.to_le_bytes());
+    }
+    put32(&mut v, drv, pool as u32);
+    put32(&mut v, drv + 4 + 0x18, base);
+    put32(&mut v, drv + 4 + 0x20, size);
+    put32(&mut v, drv + 4 + 0x40, sum);
+    put32(&mut v, drv + 4 + 0x44, ts);
+    let table = v.len();
+    v.resize(table + 12, 0);
+    let data = v.len();
+    v.extend_from_slice(block.1);
+    put32(&mut v, table, block.0);
+    put32(&mut v, table + 4, data as u32);
+    put32(&mut v, table + 8, block.1.len() as u32);
+    let valid = v.len();
+    v.extend_from_slice(b"TRGD");
+    let t = 0x1000;
+    let total = v.len() as u32;
+    put32(&mut v, t + 0x04, total);
+    put32(&mut v, t + 0x08, valid as u32);
+    put32(&mut v, t + 0x30, drv as u32);
+    put32(&mut v, t + 0x34, 1);
+    put32(&mut v, t + 0x38, pool as u32);
+    put32(&mut v, t + 0x60, table as u32);
+    put32(&mut v, t + 0x64, 1);
+    v
+}
