@@ -197,7 +197,7 @@ impl Dump {
                 let f = if full { DumpFormat::FullBitmap } else { DumpFormat::KernelBitmap };
                 (f, PageIndex::Bitmap(idx), None)
             }
-            8 | 9 | 0xA => {
+            8..=0xA => {
                 if !parsed.wide {
                     return Err(DumpError::Unsupported(format!("DumpType {:#x} with a 32-bit header", h.dump_type)));
                 }

@@ -33,7 +33,7 @@ impl RunIndex {
         let mut runs = Vec::with_capacity(raw.len());
         let mut total = 0u64;
         for (i, &(base_pfn, count)) in raw.iter().enumerate() {
-            if base_pfn.checked_add(count).map_or(true, |end| end > (1u64 << 40)) {
+            if !matches!(base_pfn.checked_add(count), Some(end) if end <= 1u64 << 40) {
                 return Err(DumpError::malformed(what, format!("run {i} (base page {base_pfn:#x}, {count:#x} pages) exceeds the physical address space")));
             }
             if count > 0 {
