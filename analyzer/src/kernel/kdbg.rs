@@ -118,7 +118,46 @@ impl Kdbg {
     pub fn ps_active_process_head(&self) -> Option<u64> {
         self.get("PsActiveProcessHead").filter(|&v| v != 0)
     }
+
+    /// The pointer-sized kernel variables whose ADDRESS the block holds ([`DEREF_FIELDS`]),
+    /// read from `mem`: `(name, value)` for each one that is non-zero and readable, and the
+    /// names of those that could not be read.
+    pub fn deref_values(&self, mem: &dyn VirtualMemory) -> (Vec<(&'static str, u64)>, Vec<&'static str>) {
+        let mut values = Vec::new();
+        let mut unreadable = Vec::new();
+        for &name in DEREF_FIELDS {
+            if let Some(addr) = self.get(name).filter(|&a| a != 0) {
+                match mem.read_ptr(addr) {
+                    Ok(v) => values.push((name, v)),
+                    Err(_) => unreadable.push(name),
+                }
+            }
+        }
+        (values, unreadable)
+    }
 }
+
+/// Fields that hold the address of a pointer-sized (PVOID, SIZE_T, PFN_NUMBER) kernel
+/// variable worth showing by value: where the PFN database, the pool tag table and the pool
+/// ranges are, and the pool usage counters.
+pub const DEREF_FIELDS: &[&str] = &[
+    "MmPfnDatabase",
+    "PoolTrackTable",
+    "MmSystemRangeStart",
+    "MmHighestUserAddress",
+    "MmNonPagedPoolStart",
+    "MmNonPagedPoolEnd",
+    "MmPagedPoolStart",
+    "MmPagedPoolEnd",
+    "MmMaximumNonPagedPoolInBytes",
+    "MmSizeOfPagedPoolInBytes",
+    "MmPagedPoolCommit",
+    "MmAllocatedNonPagedPool",
+    "MmNumberOfPhysicalPages",
+    "MmTotalCommitLimit",
+    "MmTotalCommittedPages",
+    "MmUnloadedDrivers",
+];
 
 /// Decodes one qword of an encoded block (qemu contrib/elf2dmp; ../shared/docs).
 pub fn decode_qword(q: u64, keys: &KdbgKeys) -> u64 {
@@ -236,6 +275,23 @@ mod tests {
         assert_eq!(k.get("PoolTrackTable"), Some(0xfffff800_000011b8));
         assert_eq!(k.get("PteBase"), Some(0xfffff800_00001360));
         assert_eq!(k.fields.len(), FIELDS.len());
+    }
+
+    #[test]
+    fn deref_values_read_what_is_there() {
+        // Block at VA, then an 8-byte variable at VA+0x400 that MmPfnDatabase points to.
+        let mut b = block(0x380);
+        b.resize(0x408, 0);
+        b[0xc0..0xc8].copy_from_slice(&(VA + 0x400).to_le_bytes());
+        b[0x400..0x408].copy_from_slice(&0xffffc000_00000000u64.to_le_bytes());
+        b[0x1b8..0x1c0].copy_from_slice(&0u64.to_le_bytes()); // PoolTrackTable: 0 = skipped
+        let mem = SliceMemory::new(VA, &b, 8);
+        let k = read_kdbg(&mem, VA, None).unwrap();
+        let (values, unreadable) = k.deref_values(&mem);
+        assert_eq!(values, [("MmPfnDatabase", 0xffffc000_00000000)]);
+        // Every other DEREF field points at 0xfffff800_00001xxx, outside the buffer.
+        assert_eq!(unreadable.len(), DEREF_FIELDS.len() - 2);
+        assert!(!unreadable.contains(&"PoolTrackTable"));
     }
 
     #[test]

@@ -43,6 +43,9 @@ pub struct KernelInfo {
     pub kernel_base: Option<u64>,
     /// The string at KDBG NtBuildLab, e.g. "19041.1.amd64fre.vb_release.191206-1406".
     pub build_lab: Option<String>,
+    /// Values of the kernel variables whose addresses the debugger data block holds
+    /// ([`kdbg::DEREF_FIELDS`]), for those in the dump.
+    pub kdbg_values: Vec<(&'static str, u64)>,
     pub modules: ModuleList,
     pub bugcheck: BugcheckInfo,
     /// Everything that could not be read, one line each.
@@ -152,6 +155,17 @@ pub fn read_kernel_with_keys(dump: &Dump, keys: Option<&KdbgKeys>) -> KernelInfo
         _ => None,
     };
 
+    let kdbg_values = match (&kdbg, mem) {
+        (Some(k), Some(m)) => {
+            let (values, unreadable) = k.deref_values(m);
+            if !unreadable.is_empty() {
+                warnings.push(format!("kernel variables not in the dump: {}", unreadable.join(", ")));
+            }
+            values
+        }
+        _ => Vec::new(),
+    };
+
     let bc = header.bugcheck;
     let bugcheck = BugcheckInfo {
         code: bc.code,
@@ -164,6 +178,7 @@ pub fn read_kernel_with_keys(dump: &Dump, keys: Option<&KdbgKeys>) -> KernelInfo
         kdbg_error,
         kernel_base,
         build_lab,
+        kdbg_values,
         modules,
         bugcheck,
         warnings,
@@ -203,7 +218,7 @@ mod tests {
             // Make list links point inside the buffer half of the time.
             for i in (0x100..0x4000).step_by(0x100) {
                 if next() % 2 == 0 {
-                    let target = base + (next() % 0x4000) & !7;
+                    let target = (base + next() % 0x4000) & !7;
                     m[i..i + 8].copy_from_slice(&target.to_le_bytes());
                 }
             }

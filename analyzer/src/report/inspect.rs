@@ -95,6 +95,9 @@ pub struct KdbgReport {
     pub error: Option<String>,
     /// Field name (wdbgexts.h) -> value, for the fields inside the block.
     pub fields: std::collections::BTreeMap<String, Hex>,
+    /// Field name -> the pointer-sized value stored AT that field's address (e.g. the PFN
+    /// database, PoolTrackTable, pool bounds and counters), for those in the dump.
+    pub values: std::collections::BTreeMap<String, Hex>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -227,6 +230,7 @@ impl InspectReport {
                 decoded: k.was_encoded,
                 error: None,
                 fields: k.fields.iter().map(|&(n, v)| (n.to_string(), Hex(v))).collect(),
+                values: kernel.kdbg_values.iter().map(|&(n, v)| (n.to_string(), Hex(v))).collect(),
             },
             None => KdbgReport {
                 found: false,
@@ -235,6 +239,7 @@ impl InspectReport {
                 decoded: false,
                 error: kernel.kdbg_error.clone(),
                 fields: Default::default(),
+                values: Default::default(),
             },
         };
         let km = kernel.kernel_module();
