@@ -134,6 +134,11 @@ fn write_text(w: &mut impl Write, r: &InspectReport) -> io::Result<()> {
             g.size.unwrap_or(0),
             if g.decoded { ", decoded" } else { "" }
         )?;
+        for name in ["MmPfnDatabase", "PoolTrackTable", "MmPagedPoolCommit", "MmAllocatedNonPagedPool"] {
+            if let Some(v) = g.values.get(name) {
+                writeln!(w, "  {name:<26}{v}")?;
+            }
+        }
     } else {
         writeln!(w, "KDBG          not read: {}", g.error.as_deref().unwrap_or("-"))?;
     }
