@@ -46,9 +46,9 @@ def children(pid):
 
 
 def run_once(cmd):
-    with tempfile.NamedTemporaryFile("r", suffix=".time") as tf:
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as tf, tempfile.TemporaryFile("w+") as err:
         t0 = time.perf_counter()
-        p = subprocess.Popen(["/usr/bin/time", "-v", "-o", tf.name] + cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        p = subprocess.Popen(["/usr/bin/time", "-v", "-o", tf.name] + cmd, stdout=subprocess.PIPE, stderr=err)
         anon = file_ = 0
         child = None
         out_chunks = []
@@ -75,12 +75,14 @@ def run_once(cmd):
         if rest:
             out_chunks.append(rest)
         text = tf.read()
+        err.seek(0)
+        stderr = err.read()
     if p.returncode != 0:
         sys.exit(f"benchmark command failed ({p.returncode}): {' '.join(cmd)}\n{text}")
     m = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (?:(\d+):)?(\d+):([\d.]+)", text)
     wall = int(m.group(1) or 0) * 3600 + int(m.group(2)) * 60 + float(m.group(3))
     rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", text).group(1))
-    return {"wall_s": wall_precise, "time_v_wall_s": wall, "max_rss_kb": rss, "peak_anon_kb": anon, "peak_file_kb": file_, "stdout": b"".join(out_chunks).decode(errors="replace")}
+    return {"wall_s": wall_precise, "time_v_wall_s": wall, "max_rss_kb": rss, "peak_anon_kb": anon, "peak_file_kb": file_, "stdout": b"".join(out_chunks).decode(errors="replace"), "stderr": stderr}
 
 
 def machine():
@@ -158,6 +160,7 @@ def main():
                 "peak_file_kb": statistics.median(r["peak_file_kb"] for r in rs),
                 "kdmp": kdmp_inner,
                 "stdout_tail": rs[-1]["stdout"].strip().splitlines()[-1:] if rs[-1]["stdout"].strip() else [],
+                "stderr_tail": rs[-1]["stderr"].strip().splitlines()[-1:] if rs[-1]["stderr"].strip() else [],
             })
         raw[label] = path
     m = machine()
@@ -177,6 +180,19 @@ def main():
             f"| {r['dump']} | {r['file_gib']:.2f} GiB ({r['alloc_gib']:.2f}) | {r['command']} | {r['wall_s']:.3f} | "
             f"{', '.join(f'{w:.3f}' for w in r['wall_all'])} | {mib(r['max_rss_kb'])} | {mib(r['peak_anon_kb'])} | {mib(r['peak_file_kb'])} |"
         )
+    lines += ["", "Summary per dump (medians):", ""]
+    for label in raw:
+        by = {r["command"]: r for r in rows if r["dump"] == label}
+        ours = by["pooltriage reader: every stored page"]
+        kd = by["kdmp-parser (Python wheel): every stored page"]
+        insp = by["pooltriage inspect"]
+        pages = kd["kdmp"]["pages"] or 1
+        lines.append(
+            f"- {label}: {pages} stored pages. Every page: pooltriage {ours['wall_s']:.3f} s "
+            f"({ours['wall_s'] / pages * 1e6:.2f} us/page, heap {mib(ours['peak_anon_kb'])} MiB) vs kdmp-parser "
+            f"{kd['wall_s']:.3f} s ({kd['wall_s'] / pages * 1e6:.2f} us/page, heap {mib(kd['peak_anon_kb'])} MiB). "
+            f"Opening: kdmp-parser's C++ parse alone {kd['kdmp']['parse_s']:.3f} s; the whole `pooltriage inspect` {insp['wall_s']:.3f} s."
+        )
     lines += ["", "kdmp-parser's own timings inside its process (medians):", ""]
     lines += ["| dump | stored pages | parse (C++: map file, build page map) s | read every page via binding s | Python loop alone s |", "|---|---|---|---|---|"]
     for r in rows:
@@ -190,7 +206,8 @@ def main():
     lines += ["", "Last line each of our commands printed:", ""]
     for r in rows:
         if "kdmp" not in r["command"]:
-            lines.append(f"- {r['dump']}, {r['command']}: `{' '.join(r['stdout_tail'])[:200]}`")
+            lines.append(f"- {r['dump']}, {r['command']}: `{' '.join(r['stdout_tail'])[:200]}`"
+                         + (f" (stderr: `{' '.join(r['stderr_tail'])[:200]}`)" if r["stderr_tail"] else ""))
     lines.append("")
     with open(a.out, "w") as f:
         f.write("\n".join(lines))
