@@ -141,6 +141,7 @@ pub fn forge(opts: &Options, out: &Path) -> Result<truth::Truth, ForgeError> {
         bugcheck_code: system::BUGCHECK_MANUALLY_INITIATED_CRASH,
         bugcheck_params: [0; 4],
         system_time: spec.system_time,
+        system_up_time: sys.up_time(),
         product_type: spec.product_type,
     };
     let written = writer::write_dump(out, format, spec.paging, &values, &runs, &sys.machine)?;

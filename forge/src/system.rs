@@ -238,9 +238,12 @@ impl System {
         Ok(())
     }
 
+    /// Base name, full path and export-directory name of the kernel. The PAE kernel file is
+    /// ntkrnlpa.exe but it is loaded, listed and exports as ntoskrnl.exe (MemProcFS finds the
+    /// kernel by that export name on x86 too).
     fn kernel_names(&self) -> (&'static str, String, &'static str) {
         match self.spec.paging {
-            Paging::X86Pae => ("ntoskrnl.exe", "\\WINDOWS\\system32\\ntkrnlpa.exe".into(), "ntkrnlpa.exe"),
+            Paging::X86Pae => ("ntoskrnl.exe", "\\WINDOWS\\system32\\ntkrnlpa.exe".into(), "ntoskrnl.exe"),
             Paging::X64 => ("ntoskrnl.exe", "\\SystemRoot\\system32\\ntoskrnl.exe".into(), "ntoskrnl.exe"),
         }
     }
@@ -616,6 +619,11 @@ impl System {
         m.write(vb + 24, &x(self.ps_loaded_module_list))?;
         m.write(vb + 32, &x(kdbg))?;
         Ok(())
+    }
+
+    /// Time since boot at the crash, 100 ns units.
+    pub fn up_time(&self) -> u64 {
+        self.spec.system_time - self.boot_time
     }
 
     /// Everything the truth file reports about virtual memory: merged mapped ranges.

@@ -62,6 +62,8 @@ pub struct HeaderValues {
     pub bugcheck_code: u32,
     pub bugcheck_params: [u64; 4],
     pub system_time: u64,
+    /// Time since boot, 100 ns units.
+    pub system_up_time: u64,
     pub product_type: u32,
 }
 
@@ -247,6 +249,7 @@ fn build_header(
         put(&mut h, 0xf9c, &0u32.to_le_bytes());
         put(&mut h, 0xfa0, &file_size.to_le_bytes());
         put(&mut h, 0xfa8, &v.system_time.to_le_bytes());
+        put(&mut h, 0x1030, &v.system_up_time.to_le_bytes());
     } else {
         put(&mut h, 0x04, b"DUMP");
         put(&mut h, 0x08, &0xfu32.to_le_bytes());
@@ -279,6 +282,7 @@ fn build_header(
         put(&mut h, 0xf88, &format.dump_type().to_le_bytes());
         put(&mut h, 0xf94, &v.product_type.to_le_bytes());
         put(&mut h, 0xfa0, &file_size.to_le_bytes());
+        put(&mut h, 0xfb8, &v.system_up_time.to_le_bytes());
         put(&mut h, 0xfc0, &v.system_time.to_le_bytes());
     }
     h

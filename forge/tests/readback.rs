@@ -277,7 +277,7 @@ fn check(profile: &str, format: &str) {
     let exp = u64::from(u32_at(&mz, dirs));
     let ed = r.read(kbase + exp, 40).unwrap();
     let ename = r.read(kbase + u64::from(u32_at(&ed, 12)), 12).unwrap();
-    assert_eq!(&ename, if r.x64 { b"ntoskrnl.exe" } else { b"ntkrnlpa.exe" });
+    assert_eq!(&ename, b"ntoskrnl.exe");
     let nnames = u32_at(&ed, 24) as u64;
     let name_rvas = r.read(kbase + u64::from(u32_at(&ed, 32)), (nnames * 4) as usize).unwrap();
     let exported: Vec<String> = (0..nnames as usize)
