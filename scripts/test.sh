@@ -123,6 +123,10 @@ if [ "${1:-}" = "--setup-only" ]; then
 fi
 
 # --- 4. build and test ---------------------------------------------------------------------------
+if ! command -v cargo >/dev/null && [ -x "$HOME/.cargo/bin/cargo" ]; then
+    export PATH="$HOME/.cargo/bin:$PATH"
+fi
+command -v cargo >/dev/null || die "cargo not found (install the Rust toolchain with rustup)"
 step "cargo build --workspace --bins"
 cargo build --workspace --bins
 step "cargo test --workspace --no-fail-fast"
