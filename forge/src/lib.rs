@@ -112,7 +112,7 @@ pub fn forge(opts: &Options, out: &Path) -> Result<truth::Truth, ForgeError> {
     let spec = profiles::find(&opts.profile).ok_or_else(|| ForgeError::UnknownProfile(opts.profile.clone()))?;
     let format = Format::parse(&opts.format).ok_or_else(|| ForgeError::UnknownFormat(opts.format.clone()))?;
     let scenario = scenario::find(&opts.scenario).ok_or_else(|| ForgeError::UnknownScenario(opts.scenario.clone()))?;
-    if !(MIN_SIZE..=MAX_SIZE).contains(&opts.size) || opts.size % space::PAGE != 0 {
+    if !(MIN_SIZE..=MAX_SIZE).contains(&opts.size) || opts.size & (space::PAGE - 1) != 0 {
         return Err(ForgeError::BadSize(opts.size));
     }
     let processors = opts.processors.clamp(1, 64);

@@ -63,7 +63,7 @@ impl PoolRegion {
         if self.next % PAGE + block > PAGE {
             self.next = self.next.div_ceil(PAGE) * PAGE;
         }
-        if self.next % PAGE == 0 {
+        if self.next & (PAGE - 1) == 0 {
             self.previous_units = 0;
         }
         let va = self.next;
