@@ -43,6 +43,8 @@ pub enum ForgeError {
     UnknownScenario(String),
     #[error("memory size {0} is out of range (256 MiB .. 1 TiB, multiple of 4096)")]
     BadSize(u64),
+    #[error("processor count {0} is out of range (1..={1} for this profile)")]
+    BadProcessors(u32, u32),
     #[error("memory size too small for the forged system")]
     TooSmall,
     #[error("symbols for profile {profile} not found at {path}: set --corpus DIR or {CORPUS_ENV} to the corpus directory (holding isf/ and pdb/)")]
@@ -115,7 +117,12 @@ pub fn forge(opts: &Options, out: &Path) -> Result<truth::Truth, ForgeError> {
     if !(MIN_SIZE..=MAX_SIZE).contains(&opts.size) || opts.size & (space::PAGE - 1) != 0 {
         return Err(ForgeError::BadSize(opts.size));
     }
-    let processors = opts.processors.clamp(1, 64);
+    // KiProcessorBlock holds 32 entries on x86, 64 on x64 (without processor groups).
+    let max_cpus = if spec.paging == space::Paging::X86Pae { 32 } else { 64 };
+    if !(1..=max_cpus).contains(&opts.processors) {
+        return Err(ForgeError::BadProcessors(opts.processors, max_cpus));
+    }
+    let processors = opts.processors;
     let profile = load_profile(spec, &corpus_dir(opts.corpus.as_deref()))?;
 
     let runs = writer::physical_runs(opts.size);

@@ -113,7 +113,7 @@ const PLANTED: &[(&str, u64)] = &[
     ("PsInitialSystemProcess", 8),
     ("MmSystemRangeStart", 8),
     ("MmPfnDatabase", 8),
-    ("KiProcessorBlock", 0x100),
+    ("KiProcessorBlock", 0x200),
     ("MmNumberOfPhysicalPages", 4),
 ];
 

@@ -430,6 +430,10 @@ fn bad_options_are_errors() {
     o.corpus = Some(PathBuf::from(CORPUS));
     o.size = 1 << 20;
     assert!(matches!(forge::forge(&o, &out), Err(forge::ForgeError::BadSize(_))));
+    let mut o = Options::new("xp-2600-x86pae", "full");
+    o.corpus = Some(PathBuf::from(CORPUS));
+    o.processors = 33;
+    assert!(matches!(forge::forge(&o, &out), Err(forge::ForgeError::BadProcessors(33, 32))));
     let mut o = Options::new("nope", "full");
     o.corpus = Some(PathBuf::from(CORPUS));
     assert!(matches!(forge::forge(&o, &out), Err(forge::ForgeError::UnknownProfile(_))));

@@ -71,6 +71,7 @@ pub fn run(args: &ForgeArgs) -> ExitCode {
                     | ForgeError::UnknownFormat(_)
                     | ForgeError::UnknownScenario(_)
                     | ForgeError::BadSize(_)
+                    | ForgeError::BadProcessors(..)
                     | ForgeError::TooSmall
                     | ForgeError::CorpusMissing { .. }
                     | ForgeError::Symbols(_)
