@@ -36,6 +36,7 @@ APT_PACKAGES=(
     xz-utils               # the XP ISF is stored as .json.xz
     time                   # /usr/bin/time -v in bench/run.sh
     ca-certificates        # crates.io and PyPI over TLS
+    llvm                   # llvm-pdbutil: independent PDB reader for the symbol-name tests
 )
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

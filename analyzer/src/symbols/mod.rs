@@ -8,6 +8,7 @@
 //! than from constants in our code.
 
 mod isf;
+pub mod names;
 mod pdb_file;
 
 use std::collections::BTreeMap;
