@@ -10,6 +10,7 @@
 mod isf;
 pub mod names;
 mod pdb_file;
+pub mod store;
 
 use std::collections::BTreeMap;
 use std::path::Path;
