@@ -8,5 +8,6 @@
 pub mod dump;
 pub mod kernel;
 pub mod memory;
+pub mod pool;
 pub mod report;
 pub mod symbols;

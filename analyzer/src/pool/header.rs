@@ -1,0 +1,197 @@
+//! POOL_HEADER, the 8-byte (x86) or 16-byte (x64) header in front of every classic pool block.
+//!
+//! x86 (XP to 8.1): `PreviousSize:9 PoolIndex:7` in the first USHORT, `BlockSize:9 PoolType:7`
+//! in the second, then the tag; sizes in 8-byte units. x64: `PreviousSize:8 PoolIndex:8
+//! BlockSize:8 PoolType:8` in one ULONG, the tag, then ProcessBilled (or the back-trace index);
+//! sizes in 16-byte units. The field positions are read from the profile's `_POOL_HEADER`
+//! (a PDB gives the x86 fields as 9/7-bit fields of USHORTs at 0 and 2, an ISF the x64 ones as
+//! 8-bit fields of the ULONG at 0, or of the USHORT at 2 on Windows 10): both are handled, as
+//! [`FieldSpec`] reads "bits of the integer at this offset".
+
+use super::layout::{FieldSpec, LayoutSource};
+use super::tag::Tag;
+use super::types::PoolType;
+use crate::symbols::Profile;
+
+/// Where the fields of a POOL_HEADER are, and how big its units are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeaderLayout {
+    /// sizeof(POOL_HEADER): 8 on x86, 16 on x64. Also the unit of BlockSize and PreviousSize.
+    pub size: u64,
+    pub previous_size: FieldSpec,
+    pub pool_index: FieldSpec,
+    pub block_size: FieldSpec,
+    pub pool_type: FieldSpec,
+    pub pool_tag: FieldSpec,
+    /// x64 only: the quota-charged process (encoded on Windows 8+, see `vm`). On x86 the
+    /// charged process is the last pointer of the block instead.
+    pub process_billed: Option<FieldSpec>,
+    pub source: LayoutSource,
+}
+
+/// A decoded header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolHeader {
+    /// In units of [`HeaderLayout::size`].
+    pub previous_size: u32,
+    pub pool_index: u32,
+    /// In units of [`HeaderLayout::size`]; the block's size including its header.
+    pub block_size: u32,
+    pub pool_type: PoolType,
+    pub tag: Tag,
+    /// The raw ProcessBilled field (x64), whatever the pool type says.
+    pub process_billed: Option<u64>,
+}
+
+impl HeaderLayout {
+    /// The layout from the profile's `_POOL_HEADER`, if it has the fields we need and a size
+    /// that is a header's (8 or 16).
+    pub fn from_profile(profile: &Profile) -> Option<HeaderLayout> {
+        const T: &str = "_POOL_HEADER";
+        let size = profile.type_size(T)?;
+        if size != 8 && size != 16 {
+            return None;
+        }
+        let f = |name, width| FieldSpec::from_profile(profile, T, name, width);
+        let layout = HeaderLayout {
+            size,
+            previous_size: f("PreviousSize", 1)?,
+            pool_index: f("PoolIndex", 1).unwrap_or(FieldSpec::plain(0, 0)),
+            block_size: f("BlockSize", 1)?,
+            pool_type: f("PoolType", 1)?,
+            pool_tag: f("PoolTag", 4)?,
+            process_billed: if size == 16 { f("ProcessBilled", 8) } else { None },
+            source: LayoutSource::Profile,
+        };
+        // Every field must lie inside the header.
+        let fields = [layout.previous_size, layout.block_size, layout.pool_type, layout.pool_tag];
+        fields.iter().all(|f| f.end() <= size).then_some(layout)
+    }
+
+    /// The built-in layout for a pointer size (the same on every classic-pool build of it: XP
+    /// to 8.1 on x86, Vista to 10 on x64, per the ntkrnlpa.pdb and ntkrnlmp ISFs).
+    pub fn built_in(pointer_size: u8) -> HeaderLayout {
+        if pointer_size == 4 {
+            HeaderLayout {
+                size: 8,
+                previous_size: FieldSpec::bitfield(0, 2, 0, 9),
+                pool_index: FieldSpec::bitfield(0, 2, 9, 7),
+                block_size: FieldSpec::bitfield(2, 2, 0, 9),
+                pool_type: FieldSpec::bitfield(2, 2, 9, 7),
+                pool_tag: FieldSpec::plain(4, 4),
+                process_billed: None,
+                source: LayoutSource::BuiltIn,
+            }
+        } else {
+            HeaderLayout {
+                size: 16,
+                previous_size: FieldSpec::bitfield(0, 4, 0, 8),
+                pool_index: FieldSpec::bitfield(0, 4, 8, 8),
+                block_size: FieldSpec::bitfield(0, 4, 16, 8),
+                pool_type: FieldSpec::bitfield(0, 4, 24, 8),
+                pool_tag: FieldSpec::plain(4, 4),
+                process_billed: Some(FieldSpec::plain(8, 8)),
+                source: LayoutSource::BuiltIn,
+            }
+        }
+    }
+
+    /// The profile's layout when it has one, else the built-in one.
+    pub fn for_kernel(profile: Option<&Profile>, pointer_size: u8) -> HeaderLayout {
+        profile
+            .and_then(HeaderLayout::from_profile)
+            .filter(|l| (l.size == 16) == (pointer_size == 8))
+            .unwrap_or_else(|| HeaderLayout::built_in(pointer_size))
+    }
+
+    /// Decodes one header from at least [`HeaderLayout::size`] bytes.
+    pub fn decode(&self, bytes: &[u8]) -> Option<PoolHeader> {
+        let small = |f: FieldSpec| f.read(bytes).map(|v| v as u32);
+        Some(PoolHeader {
+            previous_size: small(self.previous_size)?,
+            pool_index: small(self.pool_index).unwrap_or(0),
+            block_size: small(self.block_size)?,
+            pool_type: PoolType::from_header_field(small(self.pool_type)?),
+            tag: Tag::from_u32(small(self.pool_tag)?),
+            process_billed: self.process_billed.and_then(|f| f.read(bytes)),
+        })
+    }
+
+    /// Bytes in `units` header units.
+    pub fn bytes(&self, units: u32) -> u64 {
+        u64::from(units) * self.size
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pool::types::PoolKind;
+
+    fn corpus(rel: &str) -> String {
+        format!("{}/../../shared/corpus/{rel}", env!("CARGO_MANIFEST_DIR"))
+    }
+
+    /// An x86 header as the XP kernel writes it (WRK pool.c): PreviousSize 3, PoolIndex 1,
+    /// BlockSize 5 (40 bytes), PoolType PagedPool+1 = 2, tag "Leak".
+    /// Bits of USHORT 0: 3 | 1 << 9 = 0x0203; USHORT 2: 5 | 2 << 9 = 0x0405.
+    const X86: [u8; 8] = [0x03, 0x02, 0x05, 0x04, b'L', b'e', b'a', b'k'];
+
+    /// An x64 header: ULONG 0 = PreviousSize 2 | PoolIndex 0 << 8 | BlockSize 4 << 16 |
+    /// PoolType (NonPagedPool|quota = 8) + 1 = 9 << 24 = 0x0904_0002; tag "Proc";
+    /// ProcessBilled 0xffff_e000_1234_5678.
+    const X64: [u8; 16] = [
+        0x02, 0x00, 0x04, 0x09, b'P', b'r', b'o', b'c', 0x78, 0x56, 0x34, 0x12, 0x00, 0xe0, 0xff, 0xff,
+    ];
+
+    fn check_x86(h: PoolHeader) {
+        assert_eq!((h.previous_size, h.pool_index, h.block_size), (3, 1, 5));
+        assert_eq!(h.pool_type.kind, PoolKind::Paged);
+        assert_eq!(h.tag, Tag(*b"Leak"));
+        assert_eq!(h.process_billed, None);
+    }
+
+    fn check_x64(h: PoolHeader) {
+        assert_eq!((h.previous_size, h.pool_index, h.block_size), (2, 0, 4));
+        assert_eq!((h.pool_type.kind, h.pool_type.quota), (PoolKind::Nonpaged, true));
+        assert_eq!(h.tag, Tag(*b"Proc"));
+        assert_eq!(h.process_billed, Some(0xffff_e000_1234_5678));
+    }
+
+    #[test]
+    fn built_in_layouts_decode_hand_made_headers() {
+        let l86 = HeaderLayout::built_in(4);
+        check_x86(l86.decode(&X86).unwrap());
+        assert_eq!(l86.bytes(5), 40);
+        let l64 = HeaderLayout::built_in(8);
+        check_x64(l64.decode(&X64).unwrap());
+        assert_eq!(l64.bytes(4), 64);
+        assert_eq!(l64.decode(&X64[..8]).map(|h| h.process_billed), Some(None));
+        assert_eq!(l64.decode(&X64[..3]), None);
+    }
+
+    #[test]
+    fn xp_pdb_layout_decodes_like_the_built_in_one() {
+        let p = Profile::from_pdb(corpus("pdb/ntkrnlpa.pdb")).unwrap();
+        let l = HeaderLayout::from_profile(&p).expect("ntkrnlpa.pdb has _POOL_HEADER");
+        assert_eq!(l.size, 8);
+        assert_eq!(l.source, LayoutSource::Profile);
+        check_x86(l.decode(&X86).unwrap());
+    }
+
+    #[test]
+    fn isf_layouts_decode_like_the_built_in_one() {
+        // 7601 declares the bitfields in the ULONG at 0; 17763+ in the USHORT at 2.
+        for guid in [
+            "339E74133576439CBCDF7E0229DA3773-1",
+            "8B11040A5928757B11390AC78F6B6925-1",
+            "5278AFF86C341677D7D7835C85B7B844-1",
+            "C2EADB24A615E9472CE47C8ADD31F130-1",
+        ] {
+            let p = Profile::from_isf(corpus(&format!("isf/ntkrnlmp.pdb/{guid}.json.xz"))).unwrap();
+            let l = HeaderLayout::for_kernel(Some(&p), 8);
+            assert_eq!(l.source, LayoutSource::Profile, "{guid}");
+            check_x64(l.decode(&X64).unwrap());
+        }
+    }
+}
