@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 mod forge;
 mod inspect;
+mod symbols;
 
 #[derive(Parser)]
 #[command(name = "pooltriage", version, about = "Find the driver that leaks kernel pool, from a Windows crash dump")]
@@ -22,6 +23,8 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Write a synthetic kernel dump that follows a real kernel's layouts, with FILE.truth.json.
     Forge(forge::ForgeArgs),
+    /// Symbol files: `symbols fetch` gets a PDB or image from the symbol path.
+    Symbols(symbols::SymbolsArgs),
 }
 
 pub fn run() -> ExitCode {
@@ -29,5 +32,6 @@ pub fn run() -> ExitCode {
     match cli.command {
         Command::Inspect(args) => inspect::run(&args),
         Command::Forge(args) => forge::run(&args),
+        Command::Symbols(args) => symbols::run(&args),
     }
 }
