@@ -33,6 +33,7 @@ pub(crate) struct Http {
     retry_backoff: Duration,
     max_backoff: Duration,
     total_timeout: Duration,
+    read_timeout: Duration,
     max_bytes: u64,
 }
 
@@ -76,6 +77,10 @@ impl Http {
             .user_agent(&cfg.user_agent)
             // Microsoft's server answers with a redirect to its blob storage.
             .redirects(5)
+            // No connection reuse: ureq 2 clears a pooled socket's read timeout and only
+            // restores it for requests with an overall deadline, which in turn replaces the
+            // read timeout. A fresh connection per request keeps the read timeout in force.
+            .max_idle_connections(0)
             .build();
         Http {
             agent,
@@ -84,6 +89,7 @@ impl Http {
             retry_backoff: cfg.retry_backoff,
             max_backoff: cfg.max_backoff,
             total_timeout: cfg.total_timeout,
+            read_timeout: cfg.read_timeout,
             max_bytes: cfg.max_download_bytes,
         }
     }
@@ -142,7 +148,14 @@ impl Http {
     }
 
     fn attempt(&self, url: &str, out: &mut File, remaining: Duration) -> Result<Got, Failure> {
-        let resp = match self.agent.get(url).timeout(remaining).call() {
+        let start = Instant::now();
+        let mut request = self.agent.get(url);
+        if remaining <= self.read_timeout {
+            // Near the end of the total budget the deadline is the tighter bound (in ureq a
+            // deadline replaces the per-read timeout, so it is only set when it is shorter).
+            request = request.timeout(remaining);
+        }
+        let resp = match request.call() {
             Ok(r) => r,
             Err(ureq::Error::Status(code, _)) => {
                 let e = FetchError::DownloadFailed { url: url.into(), reason: format!("HTTP {code}") };
@@ -190,6 +203,13 @@ impl Http {
             total += n as u64;
             if total > self.max_bytes {
                 return Err(too_large());
+            }
+            if start.elapsed() > remaining {
+                // Every read arrived in time, but the whole is too slow.
+                return Err(Failure::Retry(
+                    FetchError::TimedOut { url: url.into(), reason: format!("total timeout after {total} bytes") },
+                    FailKind::TimedOut,
+                ));
             }
             out.write_all(buf.get(..n).unwrap_or(&[])).map_err(|e| {
                 Failure::Final(FetchError::Cache { path: "(temp file)".into(), reason: e.to_string() })
