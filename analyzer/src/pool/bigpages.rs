@@ -229,7 +229,7 @@ mod tests {
                 img.u64(e + 0x18, 0xffffb000_0000_0080);
             }
             let mem = img.memory();
-            let b = read_big_pages(&mem, &ctx(Some(&p), 8, build, KB64)).unwrap();
+            let b = read_big_pages(mem, &ctx(Some(&p), 8, build, KB64)).unwrap();
             assert_eq!(b.layout_source, LayoutSource::Profile);
             assert_eq!((b.free, b.unreadable, b.entries.len()), (1, 0, 2), "{build}");
             let leak = b.entries[0];
@@ -257,7 +257,7 @@ mod tests {
         img.u32(t + 0xc, 0x21); // PagedPoolSession
         img.u64(t + 0x10, 0x3000);
         let mem = img.memory();
-        let b = read_big_pages(&mem, &ctx(Some(&p), 8, 7601, KB64)).unwrap();
+        let b = read_big_pages(mem, &ctx(Some(&p), 8, 7601, KB64)).unwrap();
         assert_eq!(b.entries.len(), 1);
         let pt = b.entries[0].pool_type.unwrap();
         assert_eq!((pt.kind, pt.session, b.entries[0].size), (PoolKind::Paged, true, 0x3000));
@@ -280,7 +280,7 @@ mod tests {
         img.write(t + 4, b"Ntfx");
         img.u32(t + 8, 3);
         let mem = img.memory();
-        let b = read_big_pages(&mem, &ctx(Some(&p), 4, 2600, KB32)).unwrap();
+        let b = read_big_pages(mem, &ctx(Some(&p), 4, 2600, KB32)).unwrap();
         assert_eq!((b.entries.len(), b.unreadable), (1, 1));
         assert_eq!((b.entries[0].va, b.entries[0].size, b.entries[0].pool_type), (0x8234_5000, 0x3000, None));
         assert_eq!(BigPageLayout::built_in(4, 2600).size, 0xc);
@@ -293,7 +293,7 @@ mod tests {
         img.u64(KB64 + p.global("PoolBigPageTableSize").unwrap(), u64::MAX);
         img.u64(KB64 + p.global("PoolBigPageTable").unwrap(), 0x1000);
         let mem = img.memory();
-        assert!(matches!(read_big_pages(&mem, &ctx(Some(&p), 8, 17763, KB64)), Err(PoolError::Implausible { .. })));
-        assert!(matches!(read_big_pages(&mem, &ctx(None, 8, 17763, KB64)), Err(PoolError::Missing { .. })));
+        assert!(matches!(read_big_pages(mem, &ctx(Some(&p), 8, 17763, KB64)), Err(PoolError::Implausible { .. })));
+        assert!(matches!(read_big_pages(mem, &ctx(None, 8, 17763, KB64)), Err(PoolError::Missing { .. })));
     }
 }

@@ -1,1 +1,199 @@
-//! TODO
+//! Classic pool pages, walked header by header as `!pool` does.
+//!
+//! A page of small pool allocations is a chain of blocks: the first has PreviousSize 0, each
+//! block's BlockSize equals the next one's PreviousSize, no block is empty, and the last one
+//! ends exactly at the end of the page. A page that breaks any of these is not trusted (it is a
+//! big allocation's interior, a free page, another kind of memory, or damaged) and its blocks
+//! are not reported; the scan counts such pages and keeps a few examples with the reason.
+//!
+//! Which pages: the paged and nonpaged pool ranges from the debugger data block
+//! (MmNonPagedPoolStart/End, MmPagedPoolStart/End), meaningful on kernels before Windows 10.
+//! A page of a range that the page tables map but the dump did not store is counted in
+//! `missing_pool_pages`, so the report can say how complete it is.
+
+use super::header::HeaderLayout;
+use super::tag::Tag;
+use super::types::{PoolKind, PoolType};
+use super::{hex, hex_opt};
+use crate::memory::{MemoryError, VirtualMemory, PAGE_SIZE};
+use serde::Serialize;
+
+/// Most pages scanned per range: 2^26 pages is 256 GiB of address space, more than any
+/// classic pool range (Windows 7 x64 paged pool is 128 GiB).
+pub const MAX_RANGE_PAGES: u64 = 1 << 26;
+/// Invalid pages kept as examples in a scan.
+const MAX_EXAMPLES: usize = 20;
+
+/// One pool block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Block {
+    /// Address of the block's POOL_HEADER.
+    #[serde(serialize_with = "hex")]
+    pub address: u64,
+    /// Bytes, header included.
+    pub size: u64,
+    pub tag: Tag,
+    pub pool_type: PoolType,
+    pub allocated: bool,
+    /// The quota-charged process pointer as stored, for a quota block: the header's
+    /// ProcessBilled on x64 (encoded on Windows 8+), the block's last pointer on x86.
+    #[serde(serialize_with = "hex_opt")]
+    pub process_billed: Option<u64>,
+}
+
+/// Walks the header chain of one page (`page` is its [`PAGE_SIZE`] bytes, at `page_va`).
+/// Returns the blocks, or why the page is not a valid classic pool page.
+pub fn walk_page(page: &[u8], page_va: u64, layout: &HeaderLayout) -> Result<Vec<Block>, String> {
+    if page.len() as u64 != PAGE_SIZE {
+        return Err(format!("page is {} bytes, not {PAGE_SIZE}", page.len()));
+    }
+    let mut blocks = Vec::new();
+    let mut off = 0u64;
+    let mut prev = 0u32;
+    while off < PAGE_SIZE {
+        let bytes = page.get(off as usize..).unwrap_or(&[]);
+        let h = layout.decode(bytes).ok_or_else(|| format!("header at +{off:#x} runs past the page"))?;
+        if h.previous_size != prev {
+            return Err(format!("block at +{off:#x}: PreviousSize {} but the previous block is {prev}", h.previous_size));
+        }
+        if h.block_size == 0 {
+            return Err(format!("block at +{off:#x} has BlockSize 0"));
+        }
+        let size = layout.bytes(h.block_size);
+        let end = off + size;
+        if end > PAGE_SIZE {
+            return Err(format!("block at +{off:#x} of {size:#x} bytes runs past the page end"));
+        }
+        let pool_type = h.pool_type;
+        let allocated = !pool_type.is_free();
+        let process_billed = if allocated && pool_type.quota {
+            match layout.process_billed {
+                Some(_) => h.process_billed,
+                // x86: the charged EPROCESS is the block's last pointer (WRK pool.c).
+                None => page.get((end - 4) as usize..end as usize).map(|b| u64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))),
+            }
+        } else {
+            None
+        };
+        blocks.push(Block { address: page_va + off, size, tag: h.tag, pool_type, allocated, process_billed });
+        prev = h.block_size;
+        off = end;
+    }
+    Ok(blocks)
+}
+
+/// A virtual range that holds pool pages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PoolRange {
+    #[serde(serialize_with = "hex")]
+    pub start: u64,
+    /// Exclusive.
+    #[serde(serialize_with = "hex")]
+    pub end: u64,
+    pub kind: PoolKind,
+}
+
+/// The pool ranges the debugger data block gives, from its dereferenced values
+/// (`KernelInfo::kdbg_values`): `MmNonPagedPoolStart`..`MmNonPagedPoolEnd` and
+/// `MmPagedPoolStart`..`MmPagedPoolEnd`, where both ends are non-zero and in order.
+/// The end variables hold the last byte of the range (WRK), so one is added.
+pub fn ranges_from_kdbg(values: &[(&str, u64)]) -> Vec<PoolRange> {
+    let get = |n: &str| values.iter().find(|(k, _)| *k == n).map(|&(_, v)| v).filter(|&v| v != 0);
+    let mut out = Vec::new();
+    for (s, e, kind) in [
+        ("MmNonPagedPoolStart", "MmNonPagedPoolEnd", PoolKind::Nonpaged),
+        ("MmPagedPoolStart", "MmPagedPoolEnd", PoolKind::Paged),
+    ] {
+        if let (Some(start), Some(last)) = (get(s), get(e)) {
+            if last > start {
+                let start = start & !(PAGE_SIZE - 1);
+                let end = last.saturating_add(1).saturating_add(PAGE_SIZE - 1) & !(PAGE_SIZE - 1);
+                out.push(PoolRange { start, end, kind });
+            }
+        }
+    }
+    out
+}
+
+/// Counts from scanning pool ranges.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PageScan {
+    pub pages_in_ranges: u64,
+    /// Pages whose header chain validated.
+    pub pages_valid: u64,
+    /// Mapped, stored pages that are not valid classic pool pages (free pages, big
+    /// allocations not in the big page table, other memory, damage).
+    pub pages_invalid: u64,
+    /// Pages inside big allocations from the big page table (no headers to walk).
+    pub pages_big: u64,
+    /// Pages the page tables do not map (never committed).
+    pub pages_unmapped: u64,
+    /// Pages mapped but not stored in the dump.
+    pub missing_pool_pages: u64,
+    /// Ranges cut at [`MAX_RANGE_PAGES`].
+    pub truncated: bool,
+    /// The first few invalid pages and why.
+    pub invalid_examples: Vec<InvalidPage>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InvalidPage {
+    #[serde(serialize_with = "hex")]
+    pub va: u64,
+    pub reason: String,
+}
+
+/// Walks every page of `ranges`, calling `on_block` for each block of each valid page, so that
+/// millions of blocks never have to be held at once. `big` lists big allocations as sorted,
+/// non-overlapping `(start, end)` ranges; their pages are skipped.
+pub fn scan_ranges(
+    mem: &dyn VirtualMemory,
+    layout: &HeaderLayout,
+    ranges: &[PoolRange],
+    big: &[(u64, u64)],
+    on_block: &mut dyn FnMut(&Block),
+) -> PageScan {
+    let mut scan = PageScan::default();
+    let mut page = vec![0u8; PAGE_SIZE as usize];
+    for r in ranges {
+        let mut pages = (r.end.saturating_sub(r.start)) / PAGE_SIZE;
+        if pages > MAX_RANGE_PAGES {
+            pages = MAX_RANGE_PAGES;
+            scan.truncated = true;
+        }
+        for i in 0..pages {
+            let va = r.start + i * PAGE_SIZE;
+            scan.pages_in_ranges += 1;
+            if in_big(big, va) {
+                scan.pages_big += 1;
+                continue;
+            }
+            match mem.read(va, &mut page) {
+                Ok(()) => match walk_page(&page, va, layout) {
+                    Ok(blocks) => {
+                        scan.pages_valid += 1;
+                        blocks.iter().for_each(&mut *on_block);
+                    }
+                    Err(reason) => {
+                        scan.pages_invalid += 1;
+                        if scan.invalid_examples.len() < MAX_EXAMPLES {
+                            scan.invalid_examples.push(InvalidPage { va, reason });
+                        }
+                    }
+                },
+                Err(MemoryError::PageMissing { .. } | MemoryError::NotCaptured { .. }) => scan.missing_pool_pages += 1,
+                Err(_) => scan.pages_unmapped += 1,
+            }
+        }
+    }
+    scan
+}
+
+fn in_big(big: &[(u64, u64)], va: u64) -> bool {
+    let i = big.partition_point(|&(s, _)| s <= va);
+    i > 0 && big.get(i - 1).is_some_and(|&(_, e)| va < e)
+}
+
+#[cfg(test)]
+#[path = "pages_tests.rs"]
+mod tests;

@@ -61,7 +61,7 @@ fn win10_sums_per_cpu_tables_and_expansion_keeps_session_apart() {
     w10_entry(&mut img, &p, ts + 0x38, b"Gses", 4, 1, 0x300, 0, 0, 0);
     let mem = img.memory();
 
-    let t = read_tag_tables(&mem, &ctx(Some(&p), 8, 19041, KB64), None).unwrap();
+    let t = read_tag_tables(mem, &ctx(Some(&p), 8, 19041, KB64), None).unwrap();
     assert_eq!(t.layout_source, LayoutSource::Profile);
     assert_eq!(t.tags.len(), 3, "{:?}", t.tags);
     let leak = find(&t.tags, "Leak");
@@ -112,7 +112,7 @@ fn win7_x64_counts_are_32_bit_and_missing_pages_are_counted() {
     img.u32(e + 0x1c, 0);
     img.u64(e + 0x20, 0x40);
     let mem = img.memory();
-    let t = read_tag_tables(&mem, &ctx(Some(&p), 8, 7601, KB64), None).unwrap();
+    let t = read_tag_tables(mem, &ctx(Some(&p), 8, 7601, KB64), None).unwrap();
     assert_eq!(t.tags.len(), 1);
     let irp = t.tags[0];
     assert_eq!((irp.nonpaged_allocs, irp.nonpaged_frees, irp.nonpaged_bytes), (12, 2, 0x1400));
@@ -154,7 +154,7 @@ fn xp_x86_with_pdb_and_without_symbols() {
     }
     let mem = img.memory();
     for (profile, source) in [(Some(&p), LayoutSource::Profile), (None, LayoutSource::BuiltIn)] {
-        let t = read_tag_tables(&mem, &ctx(profile, 4, 2600, KB32), Some(var)).unwrap();
+        let t = read_tag_tables(mem, &ctx(profile, 4, 2600, KB32), Some(var)).unwrap();
         assert_eq!(t.layout_source, source);
         assert_eq!(t.tags.len(), 2);
         let mm = find(&t.tags, "MmSt");
@@ -173,10 +173,10 @@ fn absurd_table_size_is_refused_before_reading() {
     img.u64(g(&p, KB64, "PoolTrackTable"), 0xffffc000_0010_0000);
     img.u64(g(&p, KB64, "PoolTrackTableSize"), 1 << 40);
     let mem = img.memory();
-    let e = read_tag_tables(&mem, &ctx(Some(&p), 8, 17763, KB64), None).unwrap_err();
+    let e = read_tag_tables(mem, &ctx(Some(&p), 8, 17763, KB64), None).unwrap_err();
     assert!(matches!(e, PoolError::Implausible { what: "PoolTrackTableSize", .. }), "{e}");
     // No symbols and no debugger data block: nothing to go on.
-    let e = read_tag_tables(&mem, &ctx(None, 8, 17763, KB64), None).unwrap_err();
+    let e = read_tag_tables(mem, &ctx(None, 8, 17763, KB64), None).unwrap_err();
     assert!(matches!(e, PoolError::Missing { what: "PoolTrackTable", .. }), "{e}");
 }
 

@@ -1,17 +1,19 @@
-//! Test helper: a sparse kernel address space built by hand, page by page. Pages never written
-//! are not captured, so reading them fails as a page missing from a dump does.
+//! Test helper: a sparse kernel address space built by hand, page by page. A page never written
+//! is not mapped; a page marked [`Image::missing`] is mapped but not in the dump, as page-table
+//! translation reports them.
 
-use crate::memory::BlockMemory;
-use std::collections::BTreeMap;
+use crate::memory::{MemoryError, VirtualMemory};
+use std::collections::{BTreeMap, BTreeSet};
 
 pub struct Image {
     pub pointer_size: u8,
     pages: BTreeMap<u64, Vec<u8>>,
+    missing: BTreeSet<u64>,
 }
 
 impl Image {
     pub fn new(pointer_size: u8) -> Image {
-        Image { pointer_size, pages: BTreeMap::new() }
+        Image { pointer_size, pages: BTreeMap::new(), missing: BTreeSet::new() }
     }
 
     pub fn write(&mut self, va: u64, bytes: &[u8]) {
@@ -41,8 +43,31 @@ impl Image {
     pub fn touch(&mut self, va: u64) {
         self.pages.entry(va & !0xfff).or_insert_with(|| vec![0u8; 0x1000]);
     }
-    pub fn memory(&self) -> BlockMemory<'_> {
-        BlockMemory::new(self.pages.iter().map(|(va, b)| (*va, &b[..])).collect(), self.pointer_size)
+    /// Marks a page as mapped but not stored in the dump (and drops it if written).
+    pub fn missing(&mut self, va: u64) {
+        self.pages.remove(&(va & !0xfff));
+        self.missing.insert(va & !0xfff);
+    }
+    pub fn memory(&self) -> &Image {
+        self
+    }
+}
+
+impl VirtualMemory for Image {
+    fn read(&self, va: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+        for (i, b) in buf.iter_mut().enumerate() {
+            let a = va.checked_add(i as u64).ok_or(MemoryError::AddressOverflow { addr: va })?;
+            let page = a & !0xfff;
+            match self.pages.get(&page) {
+                Some(p) => *b = p[(a & 0xfff) as usize],
+                None if self.missing.contains(&page) => return Err(MemoryError::PageMissing { va: Some(a), pa: 0 }),
+                None => return Err(MemoryError::NotMapped { va: a }),
+            }
+        }
+        Ok(())
+    }
+    fn pointer_size(&self) -> u8 {
+        self.pointer_size
     }
 }
 

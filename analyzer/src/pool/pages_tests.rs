@@ -1,0 +1,93 @@
+//! Pool pages built by hand in the real header layouts (7601 ISF, ntkrnlpa.pdb); the header
+//! words are composed here from the bit positions the symbols declare.
+
+use super::*;
+use crate::pool::testmem::*;
+
+/// x64 ULONG 0 of a POOL_HEADER (7601 ISF: PreviousSize@0:8, PoolIndex@8:8, BlockSize@16:8,
+/// PoolType@24:8).
+fn x64_header(img: &mut Image, at: u64, prev: u32, size: u32, pool_type_plus_one: u32, tag: &[u8; 4], billed: u64) {
+    img.u32(at, prev | (size << 16) | (pool_type_plus_one << 24));
+    img.write(at + 4, tag);
+    img.u64(at + 8, billed);
+}
+
+#[test]
+fn x64_page_chain_and_range_accounting() {
+    let p = isf(W7601);
+    let layout = HeaderLayout::for_kernel(Some(&p), 8);
+    let base = 0xfffffa80_0400_0000u64;
+    let mut img = Image::new(8);
+    // Page 0: Irp (64 B nonpaged), a free 256 B block, Proc (3776 B nonpaged, quota) to the end.
+    x64_header(&mut img, base, 0, 4, 1, b"Irp ", 0);
+    x64_header(&mut img, base + 0x40, 4, 0x10, 0, b"Free", 0);
+    x64_header(&mut img, base + 0x140, 0x10, 0xec, 9, b"Proc", 0xfffffa80_0999_0000);
+    // Page 1: first block claims PreviousSize 3.
+    x64_header(&mut img, base + 0x1000, 3, 0x100 - 1, 1, b"Bad ", 0);
+    // Page 2: mapped, not in the dump. Page 3: not mapped. Pages 4-5: a big allocation.
+    img.missing(base + 0x2000);
+    let mem = img.memory();
+    let range = PoolRange { start: base, end: base + 0x6000, kind: PoolKind::Nonpaged };
+    let mut blocks = Vec::new();
+    let scan = scan_ranges(mem, &layout, &[range], &[(base + 0x4000, base + 0x6000)], &mut |b| blocks.push(*b));
+    assert_eq!(
+        (scan.pages_in_ranges, scan.pages_valid, scan.pages_invalid, scan.missing_pool_pages, scan.pages_unmapped, scan.pages_big),
+        (6, 1, 1, 1, 1, 2)
+    );
+    assert_eq!(scan.invalid_examples[0].va, base + 0x1000);
+    assert!(scan.invalid_examples[0].reason.contains("PreviousSize 3"), "{}", scan.invalid_examples[0].reason);
+    let summary: Vec<_> = blocks.iter().map(|b| (b.address - base, b.size, b.tag.to_string(), b.allocated)).collect();
+    assert_eq!(
+        summary,
+        [(0, 64, "Irp ".to_string(), true), (0x40, 256, "Free".into(), false), (0x140, 3776, "Proc".into(), true)]
+    );
+    assert_eq!(blocks[0].pool_type.kind, PoolKind::Nonpaged);
+    assert_eq!(blocks[2].process_billed, Some(0xfffffa80_0999_0000));
+    assert_eq!(blocks[0].process_billed, None, "not a quota block");
+}
+
+#[test]
+fn x86_page_with_quota_pointer_at_the_block_end() {
+    let p = xp_pdb();
+    let layout = HeaderLayout::for_kernel(Some(&p), 4);
+    assert_eq!(layout.size, 8);
+    let base = 0xe100_0000u64;
+    let mut img = Image::new(4);
+    // Block 0: PreviousSize 0, BlockSize 0x100 (2 KiB), PoolType (PagedPool|quota)+1 = 10:
+    // USHORT 2 = 0x100 | 10 << 9 = 0x1500 (ntkrnlpa.pdb: BlockSize@2:0:9, PoolType@2:9:7).
+    img.u16(base, 0);
+    img.u16(base + 2, 0x1500);
+    img.write(base + 4, b"Quot");
+    img.u32(base + 0x7fc, 0x8888_0000);
+    // Block 1: PreviousSize 0x100 (USHORT 0), BlockSize 0x100, free.
+    img.u16(base + 0x800, 0x100);
+    img.u16(base + 0x802, 0x100);
+    img.write(base + 0x804, b"Fre ");
+    let mut page = vec![0u8; 0x1000];
+    img.memory().read(base, &mut page).unwrap();
+    let blocks = walk_page(&page, base, &layout).unwrap();
+    assert_eq!(blocks.len(), 2);
+    assert_eq!((blocks[0].size, blocks[0].pool_type.kind, blocks[0].pool_type.quota), (0x800, PoolKind::Paged, true));
+    assert_eq!(blocks[0].process_billed, Some(0x8888_0000));
+    assert_eq!((blocks[1].address, blocks[1].allocated), (base + 0x800, false));
+
+    // The same page with the last block one unit too long no longer validates.
+    img.u16(base + 0x802, 0x101);
+    img.memory().read(base, &mut page).unwrap();
+    assert!(walk_page(&page, base, &layout).unwrap_err().contains("past the page end"));
+    // And a zero BlockSize is refused rather than looping.
+    img.u16(base + 0x802, 0);
+    img.memory().read(base, &mut page).unwrap();
+    assert!(walk_page(&page, base, &layout).unwrap_err().contains("BlockSize 0"));
+}
+
+#[test]
+fn kdbg_ranges_end_variables_hold_the_last_byte() {
+    let r = ranges_from_kdbg(&[
+        ("MmNonPagedPoolStart", 0x8974_3000),
+        ("MmNonPagedPoolEnd", 0x8a00_0000 - 1),
+        ("MmPagedPoolStart", 0xe100_0000),
+        ("MmPagedPoolEnd", 0),
+    ]);
+    assert_eq!(r, [PoolRange { start: 0x8974_3000, end: 0x8a00_0000, kind: PoolKind::Nonpaged }]);
+}
