@@ -37,6 +37,7 @@ APT_PACKAGES=(
     time                   # /usr/bin/time -v in bench/run.sh
     ca-certificates        # crates.io and PyPI over TLS
     llvm                   # llvm-pdbutil: independent PDB reader for the symbol-name tests
+    gcab                   # independent CAB writer: .pd_ files for the symbol store tests
     binutils-mingw-w64-x86-64  # x86_64-w64-mingw32-objdump: independent disassembler for the pool-tag scan tests
 )
 missing=()
