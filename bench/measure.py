@@ -99,11 +99,13 @@ def machine():
         "mem_gib": round(int(mem) / 1024 / 1024, 1),
         "kernel": platform.release(),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": cmd(["git", "rev-parse", "--short", "HEAD"]).strip() or "?",
+        "dirty": bool(cmd(["git", "status", "--porcelain", "--untracked-files=no"]).strip()),
     }
 
 
 def mib(kb):
-    return f"{kb / 1024:.0f}"
+    return f"{kb / 1024:.1f}"
 
 
 def main():
@@ -167,17 +169,18 @@ def main():
     lines = [
         "# Benchmark results",
         "",
-        f"Made by `bench/run.sh` on {m['date']}: {m['nproc']} cores ({m['cpu']}), {m['mem_gib']} GiB RAM, Linux {m['kernel']}.",
+        f"Made by `bench/run.sh` on {m['date']} at commit {m['commit']}{' (with uncommitted changes)' if m['dirty'] else ''}: "
+        f"{m['nproc']} cores ({m['cpu']}), {m['mem_gib']} GiB RAM, Linux {m['kernel']}.",
         f"Forged dumps of {a.size} of physical memory (profile and formats below); {a.runs} timed runs per command after one",
         "warm-up run (the dump is in the page cache: this measures the readers, not the disk); medians.",
         "The machine is shared (other builds may run at the same time), so treat differences under ~20 % as noise.",
         "",
-        "| dump | file (allocated) | command | wall s (median) | all runs | max RSS MiB | peak RssAnon MiB | peak RssFile MiB |",
+        "| dump | file size (allocated on disk) | command | wall s (median) | all runs | max RSS MiB | peak RssAnon MiB | peak RssFile MiB |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['dump']} | {r['file_gib']:.2f} GiB ({r['alloc_gib']:.2f}) | {r['command']} | {r['wall_s']:.3f} | "
+            f"| {r['dump']} | {r['file_gib']:.2f} GiB ({r['alloc_gib'] * 1024:.1f} MiB) | {r['command']} | {r['wall_s']:.3f} | "
             f"{', '.join(f'{w:.3f}' for w in r['wall_all'])} | {mib(r['max_rss_kb'])} | {mib(r['peak_anon_kb'])} | {mib(r['peak_file_kb'])} |"
         )
     lines += ["", "Summary per dump (medians):", ""]
