@@ -41,7 +41,10 @@ impl Server {
         std::thread::spawn(move || {
             let _ = reader.read_to_end(&mut Vec::new());
         });
-        Server { child, url: format!("http://127.0.0.1:{port}") }
+        Server {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        }
     }
 }
 
@@ -84,7 +87,18 @@ fn by_key_and_by_dump_module_over_loopback_http_then_offline() {
     let server = Server::start(&corpus().join("symstore"));
     let sympath = format!("srv*{}*{}", cache.display(), server.url);
 
-    let v = json(&fetch(&["--pdb", "amdppm.pdb", PDB_GUID, "1", "--symbol-path", &sympath, "--json"], None));
+    let v = json(&fetch(
+        &[
+            "--pdb",
+            "amdppm.pdb",
+            PDB_GUID,
+            "1",
+            "--symbol-path",
+            &sympath,
+            "--json",
+        ],
+        None,
+    ));
     let r = &v["results"][0];
     assert_eq!(r["status"], "found");
     assert_eq!(r["kind"], "pdb");
@@ -92,20 +106,35 @@ fn by_key_and_by_dump_module_over_loopback_http_then_offline() {
     assert_eq!(r["source"], server.url.as_str());
     let path = r["path"].as_str().unwrap();
     assert!(Path::new(path).starts_with(&cache), "{path}");
-    assert_eq!(std::fs::read(path).unwrap(), corpus_file("amdppm.pdb/1C19FDDB27BB3399D9B45973EFEAFCF31/amdppm.pdb"));
+    assert_eq!(
+        std::fs::read(path).unwrap(),
+        corpus_file("amdppm.pdb/1C19FDDB27BB3399D9B45973EFEAFCF31/amdppm.pdb")
+    );
 
     // The crashing driver of the real triage dump: the dump holds no image of it, so it is
     // fetched by the timestamp and size of the triage driver list.
     let dump = corpus().join("dumps/triage_x64.dmp");
     let v = json(&fetch(
-        &["--dump", dump.to_str().unwrap(), "--module", "AMDPPM.SYS", "--symbol-path", &sympath, "--json"],
+        &[
+            "--dump",
+            dump.to_str().unwrap(),
+            "--module",
+            "AMDPPM.SYS",
+            "--symbol-path",
+            &sympath,
+            "--json",
+        ],
         None,
     ));
     let results = v["results"].as_array().unwrap();
     assert_eq!(results.len(), 1, "{v}");
     let r = &results[0];
     assert_eq!(r["module"], "amdppm.sys");
-    assert_eq!((r["kind"].as_str(), r["status"].as_str()), (Some("pe"), Some("found")), "{r}");
+    assert_eq!(
+        (r["kind"].as_str(), r["status"].as_str()),
+        (Some("pe"), Some("found")),
+        "{r}"
+    );
     assert!(r["key"].as_str().unwrap().eq_ignore_ascii_case("c9c030003b000"), "{r}");
     assert_eq!(
         std::fs::read(r["path"].as_str().unwrap()).unwrap(),
@@ -115,13 +144,29 @@ fn by_key_and_by_dump_module_over_loopback_http_then_offline() {
     // Server gone, default symbol path (srv*DATA/symbols*https://msdl...): the cache answers
     // before any network access.
     drop(server);
-    let out = fetch(&["--pe", "amdppm.sys", "0xC9C03000", "0x3B000", "--data-dir", data.to_str().unwrap()], None);
+    let out = fetch(
+        &[
+            "--pe",
+            "amdppm.sys",
+            "0xC9C03000",
+            "0x3B000",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+        None,
+    );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("found") && text.contains(&cache.display().to_string()), "{text}");
+    assert!(
+        text.contains("found") && text.contains(&cache.display().to_string()),
+        "{text}"
+    );
 
     // _NT_SYMBOL_PATH is used when there is no flag.
-    let v = json(&fetch(&["--pdb", "amdppm.pdb", PDB_GUID, "0x1", "--json"], Some(&format!("cache*{}", cache.display()))));
+    let v = json(&fetch(
+        &["--pdb", "amdppm.pdb", PDB_GUID, "0x1", "--json"],
+        Some(&format!("cache*{}", cache.display())),
+    ));
     assert_eq!(v["results"][0]["source"], cache.display().to_string().as_str());
     assert_eq!(v["symbol_path"], format!("cache*{}", cache.display()).as_str());
 }
@@ -132,7 +177,10 @@ fn misses_hostile_names_and_bad_arguments() {
     let local = corpus().join("symstore");
     let sp = local.to_str().unwrap();
     // A key the store does not have: exit 1, one line saying so.
-    let out = fetch(&["--pe", "amdppm.sys", "0xC9C03000", "0x3C000", "--symbol-path", sp], None);
+    let out = fetch(
+        &["--pe", "amdppm.sys", "0xC9C03000", "0x3C000", "--symbol-path", sp],
+        None,
+    );
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("not found"));
     // Hostile names and malformed numbers: exit 2 with one line, nothing written anywhere.
@@ -151,8 +199,26 @@ fn misses_hostile_names_and_bad_arguments() {
     assert_eq!(std::fs::read_dir(work.path()).unwrap().count(), 0);
     // A dump without such a module, and a file that is not a dump.
     let dump = corpus().join("dumps/triage_x64.dmp");
-    let out = fetch(&["--dump", dump.to_str().unwrap(), "--module", "nosuch.sys", "--symbol-path", sp], None);
+    let out = fetch(
+        &[
+            "--dump",
+            dump.to_str().unwrap(),
+            "--module",
+            "nosuch.sys",
+            "--symbol-path",
+            sp,
+        ],
+        None,
+    );
     assert_eq!(out.status.code(), Some(2));
-    let out = fetch(&["--dump", local.join("amdppm.sys/c9c030003b000/amdppm.sys").to_str().unwrap(), "--symbol-path", sp], None);
+    let out = fetch(
+        &[
+            "--dump",
+            local.join("amdppm.sys/c9c030003b000/amdppm.sys").to_str().unwrap(),
+            "--symbol-path",
+            sp,
+        ],
+        None,
+    );
     assert_eq!(out.status.code(), Some(2));
 }

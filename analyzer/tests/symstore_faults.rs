@@ -32,7 +32,11 @@ fn pe_body(len: usize, fill: u8) -> Vec<u8> {
 }
 
 fn ok(body: Vec<u8>) -> Reply {
-    Reply::Body { content_length: Some(body.len() as u64), body, delay: Duration::ZERO }
+    Reply::Body {
+        content_length: Some(body.len() as u64),
+        body,
+        delay: Duration::ZERO,
+    }
 }
 
 fn no_temp_files(dir: &Path) -> bool {
@@ -55,7 +59,11 @@ fn no_temp_files(dir: &Path) -> bool {
 fn a_silent_server_times_out_with_bounded_retries() {
     let server = FaultServer::start(|_| Reply::Hang(Duration::from_secs(5)));
     let cache = tempfile::tempdir().unwrap();
-    let cfg = StoreConfig { read_timeout: Duration::from_millis(300), max_retries: 1, ..fast_config(cache.path()) };
+    let cfg = StoreConfig {
+        read_timeout: Duration::from_millis(300),
+        max_retries: 1,
+        ..fast_config(cache.path())
+    };
     let t = Instant::now();
     let e = store_with(&server, cache.path(), cfg).fetch(&amdppm_pdb()).unwrap_err();
     assert_eq!(e.status(), "timed out", "{e}");
@@ -87,11 +95,17 @@ fn total_timeout_bounds_a_slow_drip() {
 fn server_errors_are_retried_then_reported() {
     let server = FaultServer::start(|_| Reply::Status(500));
     let cache = tempfile::tempdir().unwrap();
-    let e = store_with(&server, cache.path(), fast_config(cache.path())).fetch(&amdppm_pdb()).unwrap_err();
+    let e = store_with(&server, cache.path(), fast_config(cache.path()))
+        .fetch(&amdppm_pdb())
+        .unwrap_err();
     assert_eq!(e.status(), "download failed", "{e}");
     assert!(e.to_string().contains("HTTP 500"), "{e}");
     assert_eq!(server.count(PDB_PATH), 3, "1 + max_retries attempts");
-    assert_eq!(server.total(), 3, "a failing server is not asked for the other spellings");
+    assert_eq!(
+        server.total(),
+        3,
+        "a failing server is not asked for the other spellings"
+    );
     assert!(no_temp_files(cache.path()));
 }
 
@@ -100,10 +114,16 @@ fn retries_recover_from_transient_errors() {
     let n = Arc::new(AtomicUsize::new(0));
     let n2 = Arc::clone(&n);
     let server = FaultServer::start(move |_| {
-        if n2.fetch_add(1, Ordering::SeqCst) < 2 { Reply::Status(503) } else { ok(pdb_body(4096)) }
+        if n2.fetch_add(1, Ordering::SeqCst) < 2 {
+            Reply::Status(503)
+        } else {
+            ok(pdb_body(4096))
+        }
     });
     let cache = tempfile::tempdir().unwrap();
-    let f = store_with(&server, cache.path(), fast_config(cache.path())).fetch(&amdppm_pdb()).unwrap();
+    let f = store_with(&server, cache.path(), fast_config(cache.path()))
+        .fetch(&amdppm_pdb())
+        .unwrap();
     assert_eq!(std::fs::read(&f.path).unwrap(), pdb_body(4096));
     assert_eq!(server.count(PDB_PATH), 3);
 }
@@ -112,7 +132,9 @@ fn retries_recover_from_transient_errors() {
 fn not_found_is_never_retried() {
     let server = FaultServer::start(|_| Reply::Status(404));
     let cache = tempfile::tempdir().unwrap();
-    let e = store_with(&server, cache.path(), fast_config(cache.path())).fetch(&amdppm_pdb()).unwrap_err();
+    let e = store_with(&server, cache.path(), fast_config(cache.path()))
+        .fetch(&amdppm_pdb())
+        .unwrap_err();
     assert!(matches!(e, FetchError::NotFound { .. }), "{e}");
     // Plain, .pd_ and file.ptr, each as Microsoft spells the key and in lower case: once each.
     for p in [
@@ -132,7 +154,9 @@ fn not_found_is_never_retried() {
 fn dropped_connections_fail_after_retries() {
     let server = FaultServer::start(|_| Reply::Drop);
     let cache = tempfile::tempdir().unwrap();
-    let e = store_with(&server, cache.path(), fast_config(cache.path())).fetch(&amdppm_pdb()).unwrap_err();
+    let e = store_with(&server, cache.path(), fast_config(cache.path()))
+        .fetch(&amdppm_pdb())
+        .unwrap_err();
     assert_eq!(e.status(), "download failed", "{e}");
     // ureq itself retries a request once on a connection closed before any response (it may
     // be a stale pooled connection), so the server sees 3 or 6 requests.
@@ -141,9 +165,14 @@ fn dropped_connections_fail_after_retries() {
 
 #[test]
 fn a_body_shorter_than_its_content_length_is_rejected() {
-    let server = FaultServer::start(|_| Reply::Truncated { content_length: 100_000, sent: 1000 });
+    let server = FaultServer::start(|_| Reply::Truncated {
+        content_length: 100_000,
+        sent: 1000,
+    });
     let cache = tempfile::tempdir().unwrap();
-    let e = store_with(&server, cache.path(), fast_config(cache.path())).fetch(&amdppm_sys()).unwrap_err();
+    let e = store_with(&server, cache.path(), fast_config(cache.path()))
+        .fetch(&amdppm_sys())
+        .unwrap_err();
     assert_eq!(e.status(), "download failed", "{e}");
     assert_eq!(server.count("/amdppm.sys/C9C030003b000/amdppm.sys"), 3);
     assert!(!cache.path().join("amdppm.sys/C9C030003b000/amdppm.sys").exists());
@@ -153,16 +182,25 @@ fn a_body_shorter_than_its_content_length_is_rejected() {
 #[test]
 fn the_size_limit_holds_whatever_content_length_says() {
     let cache = tempfile::tempdir().unwrap();
-    let cfg = || StoreConfig { max_download_bytes: 1 << 20, ..fast_config(cache.path()) };
+    let cfg = || StoreConfig {
+        max_download_bytes: 1 << 20,
+        ..fast_config(cache.path())
+    };
     // Announced too large: refused before reading, not retried.
-    let big = FaultServer::start(|_| Reply::Body { body: pe_body(10, 0), content_length: Some(5 << 20), delay: Duration::ZERO });
+    let big = FaultServer::start(|_| Reply::Body {
+        body: pe_body(10, 0),
+        content_length: Some(5 << 20),
+        delay: Duration::ZERO,
+    });
     let e = store_with(&big, cache.path(), cfg()).fetch(&amdppm_sys()).unwrap_err();
     assert_eq!(e.status(), "too large", "{e}");
     assert_eq!(big.total(), 1);
     // No Content-Length and an endless body: aborted once past the limit.
     let endless = FaultServer::start(|_| Reply::Endless(1 << 30));
     let t = Instant::now();
-    let e = store_with(&endless, cache.path(), cfg()).fetch(&amdppm_sys()).unwrap_err();
+    let e = store_with(&endless, cache.path(), cfg())
+        .fetch(&amdppm_sys())
+        .unwrap_err();
     assert_eq!(e.status(), "too large", "{e}");
     assert!(t.elapsed() < Duration::from_secs(5), "took {:?}", t.elapsed());
     assert_eq!(endless.total(), 1);
@@ -177,7 +215,9 @@ fn the_size_limit_holds_whatever_content_length_says() {
 fn an_html_page_served_as_a_pdb_is_not_cached() {
     let server = FaultServer::start(|_| ok(b"<html><body>Sign in to the hotel wifi</body></html>".to_vec()));
     let cache = tempfile::tempdir().unwrap();
-    let e = store_with(&server, cache.path(), fast_config(cache.path())).fetch(&amdppm_pdb()).unwrap_err();
+    let e = store_with(&server, cache.path(), fast_config(cache.path()))
+        .fetch(&amdppm_pdb())
+        .unwrap_err();
     assert_eq!(e.status(), "malformed", "{e}");
     assert!(!cache.path().join(&PDB_PATH[1..]).exists());
 }
@@ -186,7 +226,13 @@ fn an_html_page_served_as_a_pdb_is_not_cached() {
 fn the_circuit_breaker_skips_a_failing_host_then_probes_it_again() {
     let healthy = Arc::new(AtomicBool::new(false));
     let h = Arc::clone(&healthy);
-    let server = FaultServer::start(move |_| if h.load(Ordering::SeqCst) { ok(pe_body(64, 2)) } else { Reply::Status(502) });
+    let server = FaultServer::start(move |_| {
+        if h.load(Ordering::SeqCst) {
+            ok(pe_body(64, 2))
+        } else {
+            Reply::Status(502)
+        }
+    });
     let cache = tempfile::tempdir().unwrap();
     let cfg = StoreConfig {
         max_retries: 0,
@@ -231,13 +277,26 @@ fn the_negative_cache_is_shared_through_the_cache_dir_and_expires() {
     assert_eq!(server.total(), asked);
     // A TTL shorter than the record's age: asked again.
     std::thread::sleep(Duration::from_millis(1100));
-    let third =
-        store_with(&server, cache.path(), StoreConfig { negative_ttl: Duration::from_secs(1), ..fast_config(cache.path()) });
+    let third = store_with(
+        &server,
+        cache.path(),
+        StoreConfig {
+            negative_ttl: Duration::from_secs(1),
+            ..fast_config(cache.path())
+        },
+    );
     assert!(matches!(third.fetch(&key), Err(FetchError::NotFound { .. })));
     assert_eq!(server.total(), 2 * asked);
     // Failures are not remembered as misses.
     let failing = FaultServer::start(|_| Reply::Status(500));
-    let s = store_with(&failing, cache.path(), StoreConfig { max_retries: 0, ..fast_config(cache.path()) });
+    let s = store_with(
+        &failing,
+        cache.path(),
+        StoreConfig {
+            max_retries: 0,
+            ..fast_config(cache.path())
+        },
+    );
     let _ = s.fetch(&key);
     let _ = s.fetch(&key);
     assert_eq!(failing.total(), 2);
@@ -247,7 +306,11 @@ fn the_negative_cache_is_shared_through_the_cache_dir_and_expires() {
 fn concurrent_requests_for_one_key_make_one_download() {
     let server = FaultServer::start(|p| {
         if p == PDB_PATH {
-            Reply::Body { body: pdb_body(200_000), content_length: Some(200_000), delay: Duration::from_millis(300) }
+            Reply::Body {
+                body: pdb_body(200_000),
+                content_length: Some(200_000),
+                delay: Duration::from_millis(300),
+            }
         } else {
             Reply::Status(404)
         }
@@ -274,7 +337,10 @@ fn concurrent_requests_for_one_key_make_one_download() {
         ha.join().unwrap().unwrap();
         hb.join().unwrap().unwrap();
     });
-    assert_eq!(std::fs::read(cache2.path().join(&PDB_PATH[1..])).unwrap(), pdb_body(200_000));
+    assert_eq!(
+        std::fs::read(cache2.path().join(&PDB_PATH[1..])).unwrap(),
+        pdb_body(200_000)
+    );
     assert!(no_temp_files(cache2.path()));
 }
 
@@ -282,10 +348,17 @@ fn concurrent_requests_for_one_key_make_one_download() {
 fn the_cache_evicts_the_least_recently_used_file() {
     let server = FaultServer::start(|p| {
         let fill = p.as_bytes().get(1).copied().unwrap_or(0);
-        if p.ends_with(".sys") && !p.contains("/file.ptr") { ok(pe_body(100_000, fill)) } else { Reply::Status(404) }
+        if p.ends_with(".sys") && !p.contains("/file.ptr") {
+            ok(pe_body(100_000, fill))
+        } else {
+            Reply::Status(404)
+        }
     });
     let cache = tempfile::tempdir().unwrap();
-    let cfg = StoreConfig { max_cache_bytes: Some(250_000), ..fast_config(cache.path()) };
+    let cfg = StoreConfig {
+        max_cache_bytes: Some(250_000),
+        ..fast_config(cache.path())
+    };
     let s = store_with(&server, cache.path(), cfg);
     let key = |n: &str| SymbolKey::pe(format!("{n}.sys"), 1, 0x1000);
     let nap = || std::thread::sleep(Duration::from_millis(30));
@@ -300,5 +373,9 @@ fn the_cache_evicts_the_least_recently_used_file() {
     assert!(a.exists() && c.exists(), "a was used recently, c just arrived");
     assert!(!b.exists(), "b was the least recently used");
     assert!(!b.parent().unwrap().exists(), "its empty key directory went too");
-    assert_eq!(server.count("/a.sys/000000011000/a.sys"), 1, "the hit did not download again");
+    assert_eq!(
+        server.count("/a.sys/000000011000/a.sys"),
+        1,
+        "the hit did not download again"
+    );
 }

@@ -28,12 +28,21 @@ fn corpus_store_over_http_then_offline_from_the_cache() {
     assert_eq!(fs::read(&sys.path).unwrap(), corpus_sys_bytes());
     assert_eq!(sys.path, cache.join("amdppm.sys/C9C030003b000/amdppm.sys"));
     assert_eq!(sys.source, server.url());
-    assert_eq!(sys.origin, format!("{}/amdppm.sys/c9c030003b000/amdppm.sys", server.url()));
+    assert_eq!(
+        sys.origin,
+        format!("{}/amdppm.sys/c9c030003b000/amdppm.sys", server.url())
+    );
 
     // PDB by GUID and age: Microsoft's spelling is the corpus's.
     let pdb = s.fetch(&amdppm_pdb()).unwrap();
     assert_eq!(fs::read(&pdb.path).unwrap(), corpus_pdb_bytes());
-    assert_eq!(pdb.origin, format!("{}/amdppm.pdb/1C19FDDB27BB3399D9B45973EFEAFCF31/amdppm.pdb", server.url()));
+    assert_eq!(
+        pdb.origin,
+        format!(
+            "{}/amdppm.pdb/1C19FDDB27BB3399D9B45973EFEAFCF31/amdppm.pdb",
+            server.url()
+        )
+    );
 
     // A second fetch in the same process is a cache hit.
     assert_eq!(s.fetch(&amdppm_pdb()).unwrap().source, cache.display().to_string());
@@ -64,7 +73,10 @@ fn symstore_tool_layout_and_gcab_and_file_ptr_over_http() {
     // 1. Laid out by the symstore tool (it wants the parent directory to exist).
     fs::create_dir_all(&root).unwrap();
     let by_tool = root.join("tool");
-    run(Command::new(symstore_tool()).arg(&by_tool).arg(files.join("amdppm.sys")).arg(files.join("amdppm.pdb")));
+    run(Command::new(symstore_tool())
+        .arg(&by_tool)
+        .arg(files.join("amdppm.sys"))
+        .arg(files.join("amdppm.pdb")));
     // 2. Compressed with gcab (as Microsoft's server stores many files).
     let cabbed = root.join("cab");
     let kd = cabbed.join("amdppm.pdb/1C19FDDB27BB3399D9B45973EFEAFCF31");
@@ -81,12 +93,20 @@ fn symstore_tool_layout_and_gcab_and_file_ptr_over_http() {
     fs::write(root.join("blobs/amdppm-pdb.bin"), corpus_pdb_bytes()).unwrap();
 
     let server = StaticServer::start(&root);
-    fs::write(kd.join("file.ptr"), format!("PATH:{}/blobs/amdppm-pdb.bin", server.url())).unwrap();
+    fs::write(
+        kd.join("file.ptr"),
+        format!("PATH:{}/blobs/amdppm-pdb.bin", server.url()),
+    )
+    .unwrap();
     // 4. A file.ptr served over HTTP that points at a local file: refused.
     let evil = root.join("evil");
     let kd = evil.join("amdppm.pdb/1C19FDDB27BB3399D9B45973EFEAFCF31");
     fs::create_dir_all(&kd).unwrap();
-    fs::write(kd.join("file.ptr"), format!("PATH:{}", files.join("amdppm.pdb").display())).unwrap();
+    fs::write(
+        kd.join("file.ptr"),
+        format!("PATH:{}", files.join("amdppm.pdb").display()),
+    )
+    .unwrap();
 
     for sub in ["tool", "cab", "ptr"] {
         let cache = work.path().join(format!("cache-{sub}"));
@@ -103,6 +123,11 @@ fn symstore_tool_layout_and_gcab_and_file_ptr_over_http() {
         }
     }
     let cache = work.path().join("cache-evil");
-    let e = store(&format!("srv*{}*{}/evil", cache.display(), server.url()), &cache).fetch(&amdppm_pdb()).unwrap_err();
-    assert!(matches!(e, FetchError::Malformed { .. }) && e.to_string().contains("refused"), "{e}");
+    let e = store(&format!("srv*{}*{}/evil", cache.display(), server.url()), &cache)
+        .fetch(&amdppm_pdb())
+        .unwrap_err();
+    assert!(
+        matches!(e, FetchError::Malformed { .. }) && e.to_string().contains("refused"),
+        "{e}"
+    );
 }

@@ -28,7 +28,10 @@ fn corpus_store_as_a_local_directory() {
     // The corpus key directory is "c9c030003b000": Microsoft's "C9C030003b000" matched ignoring case.
     let sys = s.fetch(&amdppm_sys()).unwrap();
     assert_eq!(fs::read(&sys.path).unwrap(), corpus_sys_bytes());
-    assert!(sys.path.starts_with(&corpus), "a plain local hit is used in place: {sys:?}");
+    assert!(
+        sys.path.starts_with(&corpus),
+        "a plain local hit is used in place: {sys:?}"
+    );
     assert_eq!(sys.source, corpus.display().to_string());
     let pdb = s.fetch(&amdppm_pdb()).unwrap();
     assert_eq!(fs::read(&pdb.path).unwrap(), corpus_pdb_bytes());
@@ -51,7 +54,10 @@ fn layout_written_by_the_symstore_tool() {
     fs::create_dir_all(&files).unwrap();
     fs::write(files.join("amdppm.sys"), corpus_sys_bytes()).unwrap();
     fs::write(files.join("amdppm.pdb"), corpus_pdb_bytes()).unwrap();
-    run(Command::new(symstore_tool()).arg(&st).arg(files.join("amdppm.sys")).arg(files.join("amdppm.pdb")));
+    run(Command::new(symstore_tool())
+        .arg(&st)
+        .arg(files.join("amdppm.sys"))
+        .arg(files.join("amdppm.pdb")));
     let s = store(&format!("srv*{}", st.display()), work.path());
     for (key, bytes) in [(amdppm_sys(), corpus_sys_bytes()), (amdppm_pdb(), corpus_pdb_bytes())] {
         let f = s.fetch(&key).unwrap();
@@ -110,14 +116,25 @@ fn compressed_files_made_by_gcab_are_decompressed_into_the_cache() {
     let key_dir = st.join("amdppm.pdb/1C19FDDB27BB3399D9B45973EFEAFCF31");
     fs::create_dir_all(&key_dir).unwrap();
     gcab_compress(&src, &key_dir.join("amdppm.pd_"));
-    let before: Vec<_> = fs::read_dir(&key_dir).unwrap().flatten().map(|e| e.file_name()).collect();
+    let before: Vec<_> = fs::read_dir(&key_dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
 
     let s = store(&format!("cache*{};{}", cache.display(), st.display()), &cache);
     let f = s.fetch(&amdppm_pdb()).unwrap();
-    assert_eq!(f.path, cache.join("amdppm.pdb/1C19FDDB27BB3399D9B45973EFEAFCF31/amdppm.pdb"));
+    assert_eq!(
+        f.path,
+        cache.join("amdppm.pdb/1C19FDDB27BB3399D9B45973EFEAFCF31/amdppm.pdb")
+    );
     assert_eq!(fs::read(&f.path).unwrap(), corpus_pdb_bytes());
     assert!(f.origin.ends_with("amdppm.pd_"), "{f:?}");
-    let after: Vec<_> = fs::read_dir(&key_dir).unwrap().flatten().map(|e| e.file_name()).collect();
+    let after: Vec<_> = fs::read_dir(&key_dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
     assert_eq!(before, after, "nothing is written next to the source");
 
     // The same through a srv* chain: decompressed into the downstream store.
@@ -132,9 +149,13 @@ fn compressed_files_made_by_gcab_are_decompressed_into_the_cache() {
     cab.truncate(cab.len() / 2);
     fs::write(bad_dir.join("amdppm.pd_"), &cab).unwrap();
     let cache2 = work.path().join("cache2");
-    let err = store(work.path().join("bad").to_str().unwrap(), &cache2).fetch(&amdppm_pdb()).unwrap_err();
+    let err = store(work.path().join("bad").to_str().unwrap(), &cache2)
+        .fetch(&amdppm_pdb())
+        .unwrap_err();
     assert_eq!(err.status(), "malformed", "{err}");
-    assert!(!cache2.join("amdppm.pdb/1C19FDDB27BB3399D9B45973EFEAFCF31/amdppm.pdb").exists());
+    assert!(!cache2
+        .join("amdppm.pdb/1C19FDDB27BB3399D9B45973EFEAFCF31/amdppm.pdb")
+        .exists());
 }
 
 #[test]
@@ -146,7 +167,10 @@ fn compressed_content_over_the_size_limit_is_refused() {
     let key_dir = st.join("amdppm.pdb/1C19FDDB27BB3399D9B45973EFEAFCF31");
     fs::create_dir_all(&key_dir).unwrap();
     gcab_compress(&src, &key_dir.join("amdppm.pd_"));
-    let cfg = StoreConfig { max_download_bytes: 100_000, ..fast_config(&work.path().join("cache")) };
+    let cfg = StoreConfig {
+        max_download_bytes: 100_000,
+        ..fast_config(&work.path().join("cache"))
+    };
     let s = SymbolStore::new(SymbolPath::parse(st.to_str().unwrap()).unwrap(), cfg);
     assert_eq!(s.fetch(&amdppm_pdb()).unwrap_err().status(), "too large");
 }
@@ -160,16 +184,18 @@ fn file_ptr_in_every_form() {
     fs::create_dir_all(&shared).unwrap();
     fs::copy(&target, shared.join("amdppm.pdb")).unwrap();
     let forms = [
-        format!("PATH:{}", target.display()),            // as symstore.exe writes it
-        format!("{}\r\n", target.display()),             // a plain path
-        "../../../share/amdppm.pdb".to_string(),         // relative to the file.ptr
+        format!("PATH:{}", target.display()),    // as symstore.exe writes it
+        format!("{}\r\n", target.display()),     // a plain path
+        "../../../share/amdppm.pdb".to_string(), // relative to the file.ptr
     ];
     for (i, content) in forms.iter().enumerate() {
         let st = work.path().join(format!("store{i}"));
         let key_dir = st.join("amdppm.pdb/1C19FDDB27BB3399D9B45973EFEAFCF31");
         fs::create_dir_all(&key_dir).unwrap();
         fs::write(key_dir.join("file.ptr"), content).unwrap();
-        let f = store(st.to_str().unwrap(), &cache).fetch(&amdppm_pdb()).unwrap_or_else(|e| panic!("{content}: {e}"));
+        let f = store(st.to_str().unwrap(), &cache)
+            .fetch(&amdppm_pdb())
+            .unwrap_or_else(|e| panic!("{content}: {e}"));
         assert_eq!(fs::read(&f.path).unwrap(), corpus_pdb_bytes(), "{content}");
     }
     // A pointer to a cabinet is decompressed into the cache.
@@ -189,7 +215,13 @@ fn file_ptr_in_every_form() {
     let kd2 = st2.join("amdppm.pdb/1C19FDDB27BB3399D9B45973EFEAFCF31");
     fs::create_dir_all(&kd2).unwrap();
     fs::write(kd2.join("file.ptr"), format!("PATH:{}", kd2.join("file.ptr").display())).unwrap();
-    assert_eq!(store(st2.to_str().unwrap(), &cache).fetch(&amdppm_pdb()).unwrap_err().status(), "malformed");
+    assert_eq!(
+        store(st2.to_str().unwrap(), &cache)
+            .fetch(&amdppm_pdb())
+            .unwrap_err()
+            .status(),
+        "malformed"
+    );
     // symstore's marker for a deleted entry.
     fs::write(kd2.join("file.ptr"), "MSG: deleted by transaction 0000000042").unwrap();
     let e = store(st2.to_str().unwrap(), &cache).fetch(&amdppm_pdb()).unwrap_err();
@@ -203,7 +235,9 @@ fn wrong_content_is_malformed_not_found() {
     let kd = st.join("amdppm.pdb/1C19FDDB27BB3399D9B45973EFEAFCF31");
     fs::create_dir_all(&kd).unwrap();
     fs::write(kd.join("amdppm.pdb"), "<html>captive portal</html>").unwrap();
-    let e = store(st.to_str().unwrap(), work.path()).fetch(&amdppm_pdb()).unwrap_err();
+    let e = store(st.to_str().unwrap(), work.path())
+        .fetch(&amdppm_pdb())
+        .unwrap_err();
     assert_eq!(e.status(), "malformed", "{e}");
 }
 
@@ -216,10 +250,23 @@ fn hostile_names_from_a_dump_touch_nothing() {
     fs::create_dir_all(&st).unwrap();
     // A file the hostile names aim at, outside the store.
     fs::write(root.join("secret.pdb"), "secret").unwrap();
-    let s = store(&format!("srv*{}*http://127.0.0.1:9;{}", cache.display(), st.display()), &cache);
-    for name in ["../secret.pdb", "..\\secret.pdb", "..", "C:secret.pdb", "sec\0ret.pdb", "a\nb.pdb", &"x".repeat(4000)]
-    {
-        for key in [SymbolKey::pdb(name, "1C19FDDB27BB3399D9B45973EFEAFCF3", 1), SymbolKey::pe(name, 1, 2)] {
+    let s = store(
+        &format!("srv*{}*http://127.0.0.1:9;{}", cache.display(), st.display()),
+        &cache,
+    );
+    for name in [
+        "../secret.pdb",
+        "..\\secret.pdb",
+        "..",
+        "C:secret.pdb",
+        "sec\0ret.pdb",
+        "a\nb.pdb",
+        &"x".repeat(4000),
+    ] {
+        for key in [
+            SymbolKey::pdb(name, "1C19FDDB27BB3399D9B45973EFEAFCF3", 1),
+            SymbolKey::pe(name, 1, 2),
+        ] {
             match s.fetch(&key) {
                 Err(FetchError::HostileName { .. }) => {}
                 other => panic!("{name:?}: {other:?}"),

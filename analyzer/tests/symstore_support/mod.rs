@@ -73,16 +73,18 @@ pub fn python() -> PathBuf {
     if venv.exists() {
         return venv;
     }
-    let ok = Command::new("python3").arg("--version").output().is_ok_and(|o| o.status.success());
+    let ok = Command::new("python3")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
     assert!(ok, "no python found (.venv/bin/python or python3): {SETUP_HINT}");
     PathBuf::from("python3")
 }
 
 /// A tool on PATH, or a loud failure.
 pub fn tool(name: &str) -> PathBuf {
-    let found = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|p| p.is_file()))
-        .flatten();
+    let found =
+        std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|p| p.is_file()));
     found.unwrap_or_else(|| panic!("`{name}` not found on PATH: {SETUP_HINT}"))
 }
 
@@ -90,12 +92,19 @@ pub fn tool(name: &str) -> PathBuf {
 pub fn symstore_tool() -> PathBuf {
     let py = python();
     let bin = py.parent().map(|d| d.join("symstore")).filter(|p| p.is_file());
-    bin.unwrap_or_else(|| panic!("the symstore tool is not installed next to {}: {SETUP_HINT}", py.display()))
+    bin.unwrap_or_else(|| {
+        panic!(
+            "the symstore tool is not installed next to {}: {SETUP_HINT}",
+            py.display()
+        )
+    })
 }
 
 /// Runs a command; panics with its output when it fails.
 pub fn run(cmd: &mut Command) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e} ({SETUP_HINT})"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e} ({SETUP_HINT})"));
     assert!(
         out.status.success(),
         "{cmd:?} failed: {}\n{}",
@@ -106,7 +115,12 @@ pub fn run(cmd: &mut Command) {
 
 /// Makes `out` (a cabinet holding `src` under its file name) with Debian's gcab, MSZIP.
 pub fn gcab_compress(src: &Path, out: &Path) {
-    run(Command::new(tool("gcab")).arg("-c").arg("-z").arg("-n").arg(out).arg(src));
+    run(Command::new(tool("gcab"))
+        .arg("-c")
+        .arg("-z")
+        .arg("-n")
+        .arg(out)
+        .arg(src));
 }
 
 /// Python's `http.server` serving `dir` on 127.0.0.1 (an ephemeral port); killed on drop.
@@ -165,7 +179,11 @@ pub enum Reply {
     /// A status with an empty body.
     Status(u16),
     /// 200 with this body; `content_length` as sent (None: no header, close-delimited).
-    Body { body: Vec<u8>, content_length: Option<u64>, delay: Duration },
+    Body {
+        body: Vec<u8>,
+        content_length: Option<u64>,
+        delay: Duration,
+    },
     /// Accept, read the request, then say nothing for this long.
     Hang(Duration),
     /// Close the connection without a response.
@@ -250,7 +268,11 @@ fn serve(conn: TcpStream, handler: &Handler, counts: &Mutex<HashMap<String, usiz
         let status_line = |code: u16| format!("HTTP/1.1 {code} X\r\nContent-Length: 0\r\n\r\n");
         let result = match handler(&path) {
             Reply::Status(code) => conn.write_all(status_line(code).as_bytes()),
-            Reply::Body { body, content_length, delay } => {
+            Reply::Body {
+                body,
+                content_length,
+                delay,
+            } => {
                 std::thread::sleep(delay);
                 let mut head = "HTTP/1.1 200 OK\r\n".to_string();
                 match content_length {
@@ -270,7 +292,9 @@ fn serve(conn: TcpStream, handler: &Handler, counts: &Mutex<HashMap<String, usiz
             Reply::Drop => return,
             Reply::Truncated { content_length, sent } => {
                 let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {content_length}\r\n\r\n");
-                let _ = conn.write_all(head.as_bytes()).and_then(|()| conn.write_all(&vec![b'M'; sent]));
+                let _ = conn
+                    .write_all(head.as_bytes())
+                    .and_then(|()| conn.write_all(&vec![b'M'; sent]));
                 return;
             }
             Reply::Endless(n) => {

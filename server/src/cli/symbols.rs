@@ -128,22 +128,40 @@ fn number(what: &str, s: &str) -> Result<u32, String> {
 fn jobs_from_args(args: &FetchArgs) -> Result<Vec<Job>, String> {
     let one = |key: SymbolKey| -> Result<Vec<Job>, String> {
         key.validate().map_err(|e| e.to_string())?;
-        Ok(vec![Job { module: None, key: Some(key), no_key: None }])
+        Ok(vec![Job {
+            module: None,
+            key: Some(key),
+            no_key: None,
+        }])
     };
     if let Some(v) = &args.pdb {
-        let [name, guid, age] = v.as_slice() else { return Err("--pdb takes NAME GUID AGE".into()) };
+        let [name, guid, age] = v.as_slice() else {
+            return Err("--pdb takes NAME GUID AGE".into());
+        };
         return one(SymbolKey::pdb(name.as_str(), guid, number("age", age)?));
     }
     if let Some(v) = &args.pe {
-        let [name, ts, size] = v.as_slice() else { return Err("--pe takes NAME TIMESTAMP SIZE".into()) };
-        return one(SymbolKey::pe(name.as_str(), number("timestamp", ts)?, number("size", size)?));
+        let [name, ts, size] = v.as_slice() else {
+            return Err("--pe takes NAME TIMESTAMP SIZE".into());
+        };
+        return one(SymbolKey::pe(
+            name.as_str(),
+            number("timestamp", ts)?,
+            number("size", size)?,
+        ));
     }
-    let Some(path) = &args.dump else { return Err("one of --pdb, --pe, --dump is required".into()) };
+    let Some(path) = &args.dump else {
+        return Err("one of --pdb, --pe, --dump is required".into());
+    };
     let dump = Dump::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let kernel = read_kernel(&dump);
     let mut jobs = Vec::new();
     for m in &kernel.modules.modules {
-        if args.module.as_deref().is_some_and(|want| !want.eq_ignore_ascii_case(&m.name)) {
+        if args
+            .module
+            .as_deref()
+            .is_some_and(|want| !want.eq_ignore_ascii_case(&m.name))
+        {
             continue;
         }
         let cv = m.pe.as_ref().and_then(|pe| pe.codeview.as_ref());
@@ -153,9 +171,11 @@ fn jobs_from_args(args: &FetchArgs) -> Result<Vec<Job>, String> {
                 key: Some(SymbolKey::pdb(cv.pdb_name(), &cv.guid, cv.age)),
                 no_key: None,
             },
-            (None, Some(ts)) if m.size != 0 => {
-                Job { module: Some(m.name.clone()), key: Some(SymbolKey::pe(m.name.as_str(), ts, m.size)), no_key: None }
-            }
+            (None, Some(ts)) if m.size != 0 => Job {
+                module: Some(m.name.clone()),
+                key: Some(SymbolKey::pe(m.name.as_str(), ts, m.size)),
+                no_key: None,
+            },
             _ => Job {
                 module: Some(m.name.clone()),
                 key: None,
@@ -221,19 +241,28 @@ fn fetch(args: &FetchArgs) -> ExitCode {
         for _ in 0..FETCH_THREADS.min(jobs.len()) {
             s.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::SeqCst);
-                let (Some(job), Some(slot)) = (jobs.get(i), results.get(i)) else { break };
+                let (Some(job), Some(slot)) = (jobs.get(i), results.get(i)) else {
+                    break;
+                };
                 let r = run_job(&store, job);
                 *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
             });
         }
     });
-    let results: Vec<FetchResult> =
-        results.into_iter().filter_map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner())).collect();
+    let results: Vec<FetchResult> = results
+        .into_iter()
+        .filter_map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()))
+        .collect();
     let all_found = results.iter().all(|r| r.status == "found");
-    let report = FetchReport { symbol_path: store.symbol_path().to_string(), results };
+    let report = FetchReport {
+        symbol_path: store.symbol_path().to_string(),
+        results,
+    };
     let mut out = io::stdout().lock();
     let written = if args.json {
-        serde_json::to_writer_pretty(&mut out, &report).map_err(io::Error::from).and_then(|()| writeln!(out))
+        serde_json::to_writer_pretty(&mut out, &report)
+            .map_err(io::Error::from)
+            .and_then(|()| writeln!(out))
     } else {
         write_text(&mut out, &report)
     };
@@ -253,7 +282,15 @@ fn fetch(args: &FetchArgs) -> ExitCode {
 
 /// Control characters in names from a dump are shown escaped.
 fn clean(s: &str) -> String {
-    s.chars().flat_map(|c| if c.is_control() { c.escape_default().collect::<Vec<_>>() } else { vec![c] }).collect()
+    s.chars()
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
 }
 
 fn write_text(w: &mut impl Write, report: &FetchReport) -> io::Result<()> {

@@ -38,7 +38,11 @@ pub(crate) struct Open {
 
 impl Breaker {
     pub fn new(threshold: u32, cooldown: Duration) -> Breaker {
-        Breaker { threshold, cooldown, hosts: Mutex::new(HashMap::new()) }
+        Breaker {
+            threshold,
+            cooldown,
+            hosts: Mutex::new(HashMap::new()),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, HostState>> {
@@ -49,10 +53,18 @@ impl Breaker {
     pub fn check(&self, host: &str) -> Result<(), Open> {
         let hosts = self.lock();
         match hosts.get(host) {
-            Some(HostState { failures, open_until: Some(until), last }) => {
+            Some(HostState {
+                failures,
+                open_until: Some(until),
+                last,
+            }) => {
                 let now = Instant::now();
                 if now < *until {
-                    Err(Open { failures: *failures, retry_in: *until - now, last: last.unwrap_or(FailKind::Failed) })
+                    Err(Open {
+                        failures: *failures,
+                        retry_in: *until - now,
+                        last: last.unwrap_or(FailKind::Failed),
+                    })
                 } else {
                     Ok(())
                 }

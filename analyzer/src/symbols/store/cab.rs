@@ -14,7 +14,9 @@ pub(crate) fn extract(src: &mut File, want: &str, out: &mut impl Write, max_byte
     src.rewind().map_err(|e| e.to_string())?;
     // The decoder is fed bytes from the network: a panic inside it must not take the process
     // down (house rule: typed errors, never a panic on foreign data).
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| extract_inner(src, want, out, max_bytes)));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        extract_inner(src, want, out, max_bytes)
+    }));
     match result {
         Ok(r) => r,
         Err(_) => Err("the CAB decoder failed on this file".to_string()),
@@ -36,9 +38,14 @@ fn extract_inner(src: &mut File, want: &str, out: &mut impl Write, max_bytes: u6
         .ok_or_else(|| format!("cabinet holds {} files, none named {want}", names.len()))?
         .clone();
     if chosen.1 > max_bytes {
-        return Err(format!("content of {} bytes exceeds the limit of {max_bytes}", chosen.1));
+        return Err(format!(
+            "content of {} bytes exceeds the limit of {max_bytes}",
+            chosen.1
+        ));
     }
-    let reader = cabinet.read_file(&chosen.0).map_err(|e| format!("cannot read {}: {e}", chosen.0))?;
+    let reader = cabinet
+        .read_file(&chosen.0)
+        .map_err(|e| format!("cannot read {}: {e}", chosen.0))?;
     let copied = io::copy(&mut reader.take(max_bytes + 1), out).map_err(|e| format!("decompressing: {e}"))?;
     if copied > max_bytes {
         return Err(format!("content exceeds the limit of {max_bytes} bytes"));

@@ -29,13 +29,26 @@ pub(crate) struct TempFile {
 impl TempFile {
     /// Creates `DIR/.NAME.PID.N.tmp` (creating DIR).
     pub fn new_for(dest: &Path) -> io::Result<TempFile> {
-        let dir = dest.parent().ok_or_else(|| io::Error::other("destination has no directory"))?;
+        let dir = dest
+            .parent()
+            .ok_or_else(|| io::Error::other("destination has no directory"))?;
         fs::create_dir_all(dir)?;
-        let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = dest
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let path = dir.join(format!(".{name}.{}.{n}.tmp", std::process::id()));
-        let file = fs::OpenOptions::new().read(true).write(true).create_new(true).open(&path)?;
-        Ok(TempFile { path, file, installed: false })
+        let file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
+        Ok(TempFile {
+            path,
+            file,
+            installed: false,
+        })
     }
 
     /// Flushes to disk and renames over `dest`.
@@ -100,15 +113,27 @@ fn walk(dir: &Path, depth: usize, out: &mut Vec<Entry>) {
         if meta.is_dir() {
             walk(&path, depth + 1, out);
         } else if meta.is_file() {
-            let used = meta.accessed().or_else(|_| meta.modified()).unwrap_or(SystemTime::UNIX_EPOCH);
+            let used = meta
+                .accessed()
+                .or_else(|_| meta.modified())
+                .unwrap_or(SystemTime::UNIX_EPOCH);
             if name.to_string_lossy().ends_with(".tmp") && name.to_string_lossy().starts_with('.') {
                 // Another process's download in progress, or a leftover.
-                if meta.modified().ok().and_then(|m| m.elapsed().ok()).is_some_and(|age| age > STALE_TEMP) {
+                if meta
+                    .modified()
+                    .ok()
+                    .and_then(|m| m.elapsed().ok())
+                    .is_some_and(|age| age > STALE_TEMP)
+                {
                     let _ = fs::remove_file(&path);
                 }
                 continue;
             }
-            out.push(Entry { path, size: meta.len(), used });
+            out.push(Entry {
+                path,
+                size: meta.len(),
+                used,
+            });
         }
     }
 }

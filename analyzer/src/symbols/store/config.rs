@@ -64,6 +64,9 @@ impl Default for StoreConfig {
 impl StoreConfig {
     /// The default configuration with the default cache under `data_dir` (`DATA_DIR/symbols`).
     pub fn with_data_dir(data_dir: impl Into<PathBuf>) -> StoreConfig {
-        StoreConfig { default_cache_dir: data_dir.into().join("symbols"), ..StoreConfig::default() }
+        StoreConfig {
+            default_cache_dir: data_dir.into().join("symbols"),
+            ..StoreConfig::default()
+        }
     }
 }

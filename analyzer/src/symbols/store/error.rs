@@ -56,10 +56,16 @@ impl FetchError {
     }
 
     pub(crate) fn cache(path: &std::path::Path, e: impl std::fmt::Display) -> FetchError {
-        FetchError::Cache { path: path.display().to_string(), reason: e.to_string() }
+        FetchError::Cache {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        }
     }
 
     pub(crate) fn malformed(what: impl std::fmt::Display, reason: impl std::fmt::Display) -> FetchError {
-        FetchError::Malformed { what: what.to_string(), reason: reason.to_string() }
+        FetchError::Malformed {
+            what: what.to_string(),
+            reason: reason.to_string(),
+        }
     }
 }

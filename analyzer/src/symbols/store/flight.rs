@@ -47,7 +47,9 @@ impl<T: Clone> Drop for Publish<'_, T> {
 
 impl<T: Clone> SingleFlight<T> {
     pub fn new() -> Self {
-        SingleFlight { slots: Mutex::new(HashMap::new()) }
+        SingleFlight {
+            slots: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Runs `work` unless a call with the same key is in progress, in which case its result is
@@ -58,14 +60,22 @@ impl<T: Clone> SingleFlight<T> {
             match slots.get(key) {
                 Some(s) => (Arc::clone(s), false),
                 None => {
-                    let s = Arc::new(Slot { result: Mutex::new(None), done: Condvar::new() });
+                    let s = Arc::new(Slot {
+                        result: Mutex::new(None),
+                        done: Condvar::new(),
+                    });
                     slots.insert(key.to_string(), Arc::clone(&s));
                     (s, true)
                 }
             }
         };
         if leader {
-            let mut publish = Publish { flight: self, key, slot, on_panic: Some(on_panic) };
+            let mut publish = Publish {
+                flight: self,
+                key,
+                slot,
+                on_panic: Some(on_panic),
+            };
             let value = work();
             publish.set(value.clone());
             value

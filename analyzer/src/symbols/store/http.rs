@@ -62,9 +62,21 @@ fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
 
 fn io_failure(url: &str, e: &io::Error) -> Failure {
     if is_timeout(e) {
-        Failure::Retry(FetchError::TimedOut { url: url.into(), reason: e.to_string() }, FailKind::TimedOut)
+        Failure::Retry(
+            FetchError::TimedOut {
+                url: url.into(),
+                reason: e.to_string(),
+            },
+            FailKind::TimedOut,
+        )
     } else {
-        Failure::Retry(FetchError::DownloadFailed { url: url.into(), reason: e.to_string() }, FailKind::Failed)
+        Failure::Retry(
+            FetchError::DownloadFailed {
+                url: url.into(),
+                reason: e.to_string(),
+            },
+            FailKind::Failed,
+        )
     }
 }
 
@@ -107,18 +119,29 @@ impl Http {
                     open.retry_in.as_secs().max(1)
                 );
                 return Err(match open.last {
-                    FailKind::TimedOut => FetchError::TimedOut { url: url.into(), reason },
-                    FailKind::Failed => FetchError::DownloadFailed { url: url.into(), reason },
+                    FailKind::TimedOut => FetchError::TimedOut {
+                        url: url.into(),
+                        reason,
+                    },
+                    FailKind::Failed => FetchError::DownloadFailed {
+                        url: url.into(),
+                        reason,
+                    },
                 });
             }
             let remaining = self.total_timeout.saturating_sub(start.elapsed());
             if remaining.is_zero() {
-                return Err(FetchError::TimedOut { url: url.into(), reason: "total timeout".into() });
+                return Err(FetchError::TimedOut {
+                    url: url.into(),
+                    reason: "total timeout".into(),
+                });
             }
-            out.set_len(0).and_then(|()| out.rewind()).map_err(|e| FetchError::Cache {
-                path: "(temp file)".into(),
-                reason: e.to_string(),
-            })?;
+            out.set_len(0)
+                .and_then(|()| out.rewind())
+                .map_err(|e| FetchError::Cache {
+                    path: "(temp file)".into(),
+                    reason: e.to_string(),
+                })?;
             match self.attempt(url, out, remaining) {
                 Ok(got) => {
                     self.breaker.success(&host);
@@ -136,7 +159,10 @@ impl Http {
                     if retries >= self.max_retries {
                         return Err(e);
                     }
-                    let backoff = self.retry_backoff.saturating_mul(1u32 << retries.min(16)).min(self.max_backoff);
+                    let backoff = self
+                        .retry_backoff
+                        .saturating_mul(1u32 << retries.min(16))
+                        .min(self.max_backoff);
                     if start.elapsed() + backoff >= self.total_timeout {
                         return Err(e);
                     }
@@ -158,7 +184,10 @@ impl Http {
         let resp = match request.call() {
             Ok(r) => r,
             Err(ureq::Error::Status(code, _)) => {
-                let e = FetchError::DownloadFailed { url: url.into(), reason: format!("HTTP {code}") };
+                let e = FetchError::DownloadFailed {
+                    url: url.into(),
+                    reason: format!("HTTP {code}"),
+                };
                 return match code {
                     404 | 410 => Ok(Got::Missing),
                     408 | 429 | 500..=599 => Err(Failure::Retry(e, FailKind::Failed)),
@@ -169,11 +198,17 @@ impl Http {
                 let reason = t.to_string();
                 if is_timeout(&t) {
                     return Err(Failure::Retry(
-                        FetchError::TimedOut { url: url.into(), reason },
+                        FetchError::TimedOut {
+                            url: url.into(),
+                            reason,
+                        },
                         FailKind::TimedOut,
                     ));
                 }
-                let e = FetchError::DownloadFailed { url: url.into(), reason };
+                let e = FetchError::DownloadFailed {
+                    url: url.into(),
+                    reason,
+                };
                 return Err(match t.kind() {
                     ureq::ErrorKind::InvalidUrl
                     | ureq::ErrorKind::UnknownScheme
@@ -184,7 +219,12 @@ impl Http {
                 });
             }
         };
-        let too_large = || Failure::Final(FetchError::TooLarge { url: url.into(), limit: self.max_bytes });
+        let too_large = || {
+            Failure::Final(FetchError::TooLarge {
+                url: url.into(),
+                limit: self.max_bytes,
+            })
+        };
         let declared = resp.header("Content-Length").and_then(|v| v.trim().parse::<u64>().ok());
         if declared.is_some_and(|n| n > self.max_bytes) {
             return Err(too_large());
@@ -207,12 +247,18 @@ impl Http {
             if start.elapsed() > remaining {
                 // Every read arrived in time, but the whole is too slow.
                 return Err(Failure::Retry(
-                    FetchError::TimedOut { url: url.into(), reason: format!("total timeout after {total} bytes") },
+                    FetchError::TimedOut {
+                        url: url.into(),
+                        reason: format!("total timeout after {total} bytes"),
+                    },
                     FailKind::TimedOut,
                 ));
             }
             out.write_all(buf.get(..n).unwrap_or(&[])).map_err(|e| {
-                Failure::Final(FetchError::Cache { path: "(temp file)".into(), reason: e.to_string() })
+                Failure::Final(FetchError::Cache {
+                    path: "(temp file)".into(),
+                    reason: e.to_string(),
+                })
             })?;
         }
         if let Some(n) = declared {
@@ -236,7 +282,10 @@ mod tests {
 
     #[test]
     fn hosts() {
-        assert_eq!(host_of("https://msdl.microsoft.com/download/symbols/x"), "msdl.microsoft.com");
+        assert_eq!(
+            host_of("https://msdl.microsoft.com/download/symbols/x"),
+            "msdl.microsoft.com"
+        );
         assert_eq!(host_of("http://u:p@H:8080/x?y"), "h:8080");
         assert_eq!(host_of("http://127.0.0.1:1"), "127.0.0.1:1");
     }

@@ -13,8 +13,8 @@ pub const MAX_NAME_LEN: usize = 255;
 
 /// Device names Windows resolves in any directory (`NUL.pdb` is the NUL device there).
 const RESERVED_STEMS: [&str; 22] = [
-    "CON", "PRN", "AUX", "NUL", "COM1", "COM2", "COM3", "COM4", "COM5", "COM6", "COM7", "COM8", "COM9", "LPT1",
-    "LPT2", "LPT3", "LPT4", "LPT5", "LPT6", "LPT7", "LPT8", "LPT9",
+    "CON", "PRN", "AUX", "NUL", "COM1", "COM2", "COM3", "COM4", "COM5", "COM6", "COM7", "COM8", "COM9", "LPT1", "LPT2",
+    "LPT3", "LPT4", "LPT5", "LPT6", "LPT7", "LPT8", "LPT9",
 ];
 
 /// What to fetch: a PDB by its CodeView identity, or an image (PE) by its header identity.
@@ -44,7 +44,11 @@ impl SymbolKey {
             .filter(|c| !matches!(c, '-' | '{' | '}'))
             .map(|c| c.to_ascii_uppercase())
             .collect();
-        SymbolKey::Pdb { name: name.into(), guid, age }
+        SymbolKey::Pdb {
+            name: name.into(),
+            guid,
+            age,
+        }
     }
 
     /// A PDB key from the 16 GUID bytes as a CodeView (RSDS) record stores them (Data1..Data3
@@ -57,12 +61,20 @@ impl SymbolKey {
         for b in &guid[8..] {
             hex.push_str(&format!("{b:02X}"));
         }
-        SymbolKey::Pdb { name: name.into(), guid: hex, age }
+        SymbolKey::Pdb {
+            name: name.into(),
+            guid: hex,
+            age,
+        }
     }
 
     /// A PE key (TimeDateStamp and SizeOfImage from the image's headers or the module list).
     pub fn pe(name: impl Into<String>, timestamp: u32, size_of_image: u32) -> SymbolKey {
-        SymbolKey::Pe { name: name.into(), timestamp, size_of_image }
+        SymbolKey::Pe {
+            name: name.into(),
+            timestamp,
+            size_of_image,
+        }
     }
 
     /// The file name as given (not yet checked).
@@ -84,7 +96,11 @@ impl SymbolKey {
     pub fn id(&self) -> String {
         match self {
             SymbolKey::Pdb { guid, age, .. } => format!("{guid}{age:X}"),
-            SymbolKey::Pe { timestamp, size_of_image, .. } => format!("{timestamp:08X}{size_of_image:x}"),
+            SymbolKey::Pe {
+                timestamp,
+                size_of_image,
+                ..
+            } => format!("{timestamp:08X}{size_of_image:x}"),
         }
     }
 
@@ -158,7 +174,12 @@ pub(crate) fn escaped(name: &str) -> String {
 /// letters or stream names (`:`), no `.`/`..`, no NUL or control characters, none of the
 /// characters Windows forbids in names, no trailing dot or space, no device name.
 pub fn check_name(name: &str) -> Result<(), FetchError> {
-    let bad = |reason: &str| Err(FetchError::HostileName { name: escaped(name), reason: reason.to_string() });
+    let bad = |reason: &str| {
+        Err(FetchError::HostileName {
+            name: escaped(name),
+            reason: reason.to_string(),
+        })
+    };
     if name.is_empty() {
         return bad("empty name");
     }
@@ -221,15 +242,24 @@ mod tests {
     fn keys_as_microsoft_writes_them() {
         // The corpus store's directories (rizinorg/test-pdb-repository, from Microsoft's server).
         let pdb = SymbolKey::pdb("amdppm.pdb", "1C19FDDB-27BB-3399-D9B4-5973EFEAFCF3", 1);
-        assert_eq!(pdb.index_path().unwrap(), "amdppm.pdb/1C19FDDB27BB3399D9B45973EFEAFCF31/amdppm.pdb");
+        assert_eq!(
+            pdb.index_path().unwrap(),
+            "amdppm.pdb/1C19FDDB27BB3399D9B45973EFEAFCF31/amdppm.pdb"
+        );
         let pe = SymbolKey::pe("amdppm.sys", 0xC9C0_3000, 0x3B000);
         assert!(pe.id().eq_ignore_ascii_case("c9c030003b000"));
         // %08X%x: the time stamp upper case and zero-padded, the size lower case.
         assert_eq!(SymbolKey::pe("a.sys", 0x1234, 0xABC00).id(), "00001234abc00");
         // Age in hex, no padding.
-        assert_eq!(SymbolKey::pdb("a.pdb", &"ab".repeat(16), 0x1a).id(), format!("{}1A", "AB".repeat(16)));
+        assert_eq!(
+            SymbolKey::pdb("a.pdb", &"ab".repeat(16), 0x1a).id(),
+            format!("{}1A", "AB".repeat(16))
+        );
         // NB10: 8-digit signature.
-        assert_eq!(SymbolKey::pdb("a.pdb", "3b7d8a1f", 2).index_path().unwrap(), "a.pdb/3B7D8A1F2/a.pdb");
+        assert_eq!(
+            SymbolKey::pdb("a.pdb", "3b7d8a1f", 2).index_path().unwrap(),
+            "a.pdb/3B7D8A1F2/a.pdb"
+        );
     }
 
     #[test]
@@ -266,9 +296,18 @@ mod tests {
 
     #[test]
     fn bad_guids_are_refused() {
-        for g in ["", "123", "ZZ19FDDB27BB3399D9B45973EFEAFCF3", "1C19FDDB27BB3399D9B45973EFEAFCF3/..", "../x"] {
+        for g in [
+            "",
+            "123",
+            "ZZ19FDDB27BB3399D9B45973EFEAFCF3",
+            "1C19FDDB27BB3399D9B45973EFEAFCF3/..",
+            "../x",
+        ] {
             assert!(
-                matches!(SymbolKey::pdb("a.pdb", g, 1).index_path(), Err(FetchError::HostileName { .. })),
+                matches!(
+                    SymbolKey::pdb("a.pdb", g, 1).index_path(),
+                    Err(FetchError::HostileName { .. })
+                ),
                 "{g:?}"
             );
         }
@@ -276,8 +315,16 @@ mod tests {
 
     #[test]
     fn ordinary_names_pass() {
-        for n in ["ntkrnlmp.pdb", "amdppm.sys", "Ntfs.sys", "win32k base.sys", "a", "100%.pdb", "naïve.pdb", "x..y.pdb"]
-        {
+        for n in [
+            "ntkrnlmp.pdb",
+            "amdppm.sys",
+            "Ntfs.sys",
+            "win32k base.sys",
+            "a",
+            "100%.pdb",
+            "naïve.pdb",
+            "x..y.pdb",
+        ] {
             check_name(n).unwrap_or_else(|e| panic!("{n}: {e}"));
         }
     }

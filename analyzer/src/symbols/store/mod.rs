@@ -80,7 +80,12 @@ struct Target<'a> {
 impl SymbolStore {
     pub fn new(path: SymbolPath, config: StoreConfig) -> SymbolStore {
         let http = Http::new(&config);
-        SymbolStore { path, config, http, flights: SingleFlight::new() }
+        SymbolStore {
+            path,
+            config,
+            http,
+            flights: SingleFlight::new(),
+        }
     }
 
     pub fn symbol_path(&self) -> &SymbolPath {
@@ -99,7 +104,8 @@ impl SymbolStore {
             url: index.clone(),
             reason: "internal error: the fetching thread panicked".into(),
         };
-        self.flights.run(&index.to_lowercase(), Err(panicked), || self.fetch_now(key, &index))
+        self.flights
+            .run(&index.to_lowercase(), Err(panicked), || self.fetch_now(key, &index))
     }
 
     fn fetch_now(&self, key: &SymbolKey, index: &str) -> Result<Fetched, FetchError> {
@@ -111,13 +117,23 @@ impl SymbolStore {
                 PathEntry::Cache(dir) => {
                     let d = dir.clone().unwrap_or_else(|| self.config.default_cache_dir.clone());
                     cache = Some(d.clone());
-                    self.from_local(&d, key, index, Target { dir: &d, managed: true }, false, &mut tried)
+                    self.search_local(&d, key, index, Target { dir: &d, managed: true }, false, &mut tried)
                 }
                 PathEntry::Local(dir) => {
                     let to = cache.as_deref().unwrap_or(&self.config.default_cache_dir);
-                    self.from_local(dir, key, index, Target { dir: to, managed: false }, true, &mut tried)
+                    self.search_local(
+                        dir,
+                        key,
+                        index,
+                        Target {
+                            dir: to,
+                            managed: false,
+                        },
+                        true,
+                        &mut tried,
+                    )
                 }
-                PathEntry::Server(stores) => self.from_chain(stores, cache.as_deref(), key, index, &mut tried),
+                PathEntry::Server(stores) => self.search_chain(stores, cache.as_deref(), key, index, &mut tried),
             };
             match outcome {
                 Ok(Some(found)) => return Ok(found),
@@ -133,7 +149,7 @@ impl SymbolStore {
 
     /// A local store (or flat directory when `flat`); compressed or pointed-to files are
     /// materialised in `to.dir`.
-    fn from_local(
+    fn search_local(
         &self,
         dir: &Path,
         key: &SymbolKey,
@@ -148,7 +164,11 @@ impl SymbolStore {
             if managed {
                 cache::touch(&p);
             }
-            Ok(Some(Fetched { origin: p.display().to_string(), path: p, source: source.clone() }))
+            Ok(Some(Fetched {
+                origin: p.display().to_string(),
+                path: p,
+                source: source.clone(),
+            }))
         };
         match local::find_in_store(dir, key)? {
             Some(Found::Plain(p)) => return in_place(p, to.managed && to.dir == dir),
@@ -157,7 +177,9 @@ impl SymbolStore {
                 if let Ok(Some(Found::Plain(p))) = local::find_in_store(to.dir, key) {
                     return in_place(p, true);
                 }
-                return self.materialise(Material::Store(found), key, index, &to, &source).map(Some);
+                return self
+                    .materialise(Material::Store(found), key, index, &to, &source)
+                    .map(Some);
             }
             None => {}
         }
@@ -171,7 +193,7 @@ impl SymbolStore {
     }
 
     /// A `srv*A*B*...` chain: the first store is the downstream cache of the others.
-    fn from_chain(
+    fn search_chain(
         &self,
         stores: &[StoreLocation],
         cache: Option<&Path>,
@@ -189,23 +211,52 @@ impl SymbolStore {
             .collect();
         if let [StoreLocation::Local(dir)] = chain.as_slice() {
             // A lone store (srv*\\server\share) is read in place.
-            return self.from_local(dir, key, index, Target { dir: &default, managed: false }, false, tried);
+            return self.search_local(
+                dir,
+                key,
+                index,
+                Target {
+                    dir: &default,
+                    managed: false,
+                },
+                false,
+                tried,
+            );
         }
         if !matches!(chain.first(), Some(StoreLocation::Local(_))) {
             chain.insert(0, StoreLocation::Local(default.clone()));
         }
-        let Some(StoreLocation::Local(down)) = chain.first() else { return Ok(None) };
+        let Some(StoreLocation::Local(down)) = chain.first() else {
+            return Ok(None);
+        };
         let down = down.clone();
         let mut first_error = None;
         for (i, loc) in chain.iter().enumerate() {
             let found = match loc {
-                StoreLocation::Local(dir) if i == 0 => {
-                    self.from_local(dir, key, index, Target { dir: &down, managed: true }, false, tried)
-                }
+                StoreLocation::Local(dir) if i == 0 => self.search_local(
+                    dir,
+                    key,
+                    index,
+                    Target {
+                        dir: &down,
+                        managed: true,
+                    },
+                    false,
+                    tried,
+                ),
                 StoreLocation::Local(dir) => {
                     let mut scratch = Vec::new();
-                    match self.from_local(dir, key, index, Target { dir: &down, managed: true }, false, &mut scratch)
-                    {
+                    match self.search_local(
+                        dir,
+                        key,
+                        index,
+                        Target {
+                            dir: &down,
+                            managed: true,
+                        },
+                        false,
+                        &mut scratch,
+                    ) {
                         // Found in place upstream: copy it down (WinDbg does the same).
                         Ok(Some(f)) if !f.path.starts_with(&down) => {
                             let dest = down.join(index);
@@ -219,7 +270,7 @@ impl SymbolStore {
                         }
                     }
                 }
-                StoreLocation::Http(base) => self.from_http(base, key, index, &down, tried),
+                StoreLocation::Http(base) => self.search_http(base, key, index, &down, tried),
                 StoreLocation::DefaultCache => Ok(None),
             };
             match found {
@@ -244,7 +295,7 @@ impl SymbolStore {
 
     /// An HTTP server: the plain file, `name.pd_`, then `file.ptr`, each under the key as
     /// Microsoft spells it and (optionally) in lower case.
-    fn from_http(
+    fn search_http(
         &self,
         base: &str,
         key: &SymbolKey,
@@ -266,7 +317,16 @@ impl SymbolStore {
                     continue;
                 }
                 let found = Material::from_download(&file, name, tmp, &url)?;
-                let fetched = self.materialise(found, key, index, &Target { dir: down, managed: true }, base)?;
+                let fetched = self.materialise(
+                    found,
+                    key,
+                    index,
+                    &Target {
+                        dir: down,
+                        managed: true,
+                    },
+                    base,
+                )?;
                 negative::clear(down, base, index);
                 return Ok(Some(Fetched { origin: url, ..fetched }));
             }
@@ -279,8 +339,11 @@ impl SymbolStore {
     fn urls(&self, base: &str, key: &SymbolKey, file: &str) -> Vec<String> {
         let seg = key::url_segment;
         let name = key.name();
-        let mut urls: Vec<String> =
-            key.id_variants().iter().map(|id| format!("{base}/{}/{}/{}", seg(name), seg(id), seg(file))).collect();
+        let mut urls: Vec<String> = key
+            .id_variants()
+            .iter()
+            .map(|id| format!("{base}/{}/{}/{}", seg(name), seg(id), seg(file)))
+            .collect();
         if self.config.http_case_variants {
             let lower = format!(
                 "{base}/{}/{}/{}",
@@ -307,11 +370,19 @@ impl SymbolStore {
         source: &str,
     ) -> Result<Fetched, FetchError> {
         let dest = to.dir.join(index);
-        let done = |origin: String| Fetched { path: dest.clone(), source: source.to_string(), origin };
+        let done = |origin: String| Fetched {
+            path: dest.clone(),
+            source: source.to_string(),
+            origin,
+        };
         match found {
             Material::Store(Found::Plain(p)) => {
                 check_file_magic(key, &p)?;
-                Ok(Fetched { origin: p.display().to_string(), path: p, source: source.to_string() })
+                Ok(Fetched {
+                    origin: p.display().to_string(),
+                    path: p,
+                    source: source.to_string(),
+                })
             }
             Material::Store(Found::Compressed(p)) => {
                 let mut src = File::open(&p).map_err(|e| FetchError::malformed(p.display(), e))?;
@@ -319,7 +390,10 @@ impl SymbolStore {
                 self.evict(to.dir, &dest);
                 Ok(done(p.display().to_string()))
             }
-            Material::Store(Found::Pointer { ptr, target: PtrTarget::Path(t) }) => {
+            Material::Store(Found::Pointer {
+                ptr,
+                target: PtrTarget::Path(t),
+            }) => {
                 let what = format!("{} -> {}", ptr.display(), t.display());
                 let mut src = File::open(&t).map_err(|e| FetchError::malformed(&what, e))?;
                 if cab::is_cab(&mut src) {
@@ -328,13 +402,23 @@ impl SymbolStore {
                     Ok(done(t.display().to_string()))
                 } else {
                     check_file_magic(key, &t)?;
-                    Ok(Fetched { origin: t.display().to_string(), path: t, source: source.to_string() })
+                    Ok(Fetched {
+                        origin: t.display().to_string(),
+                        path: t,
+                        source: source.to_string(),
+                    })
                 }
             }
-            Material::Store(Found::Pointer { ptr, target: PtrTarget::Url(url) }) => {
+            Material::Store(Found::Pointer {
+                ptr,
+                target: PtrTarget::Url(url),
+            }) => {
                 let mut tmp = TempFile::new_for(&dest).map_err(|e| FetchError::cache(&dest, e))?;
                 if self.http.get(&url, &mut tmp.file)? == Got::Missing {
-                    return Err(FetchError::malformed(ptr.display(), format!("points to {url}, which is not there")));
+                    return Err(FetchError::malformed(
+                        ptr.display(),
+                        format!("points to {url}, which is not there"),
+                    ));
                 }
                 if cab::is_cab(&mut tmp.file) {
                     self.decompress_to(&mut tmp.file, key, &dest, &url)?;
@@ -364,7 +448,10 @@ impl SymbolStore {
         let max = self.config.max_download_bytes;
         cab::extract(src, key.name(), &mut out.file, max).map_err(|e| {
             if e.contains("exceeds the limit") {
-                FetchError::TooLarge { url: what.to_string(), limit: max }
+                FetchError::TooLarge {
+                    url: what.to_string(),
+                    limit: max,
+                }
             } else {
                 FetchError::malformed(what, e)
             }
@@ -403,11 +490,17 @@ impl Material {
             return Err(FetchError::malformed(url, "file.ptr larger than 4 KiB"));
         }
         match ptr::parse(&content, Path::new("")).map_err(|e| FetchError::malformed(url, e))? {
-            PtrTarget::Url(u) => Ok(Material::Store(Found::Pointer { ptr: PathBuf::from(url), target: PtrTarget::Url(u) })),
+            PtrTarget::Url(u) => Ok(Material::Store(Found::Pointer {
+                ptr: PathBuf::from(url),
+                target: PtrTarget::Url(u),
+            })),
             // A server must not make us read local files.
             PtrTarget::Path(p) => Err(FetchError::malformed(
                 url,
-                format!("file.ptr served over HTTP points to a local path ({}); refused", p.display()),
+                format!(
+                    "file.ptr served over HTTP points to a local path ({}); refused",
+                    p.display()
+                ),
             )),
         }
     }
@@ -427,4 +520,3 @@ fn _assert_send_sync() {
     fn is<T: Send + Sync>() {}
     is::<SymbolStore>();
 }
-

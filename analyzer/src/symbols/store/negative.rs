@@ -21,11 +21,17 @@ fn fnv1a(s: &str) -> u64 {
 
 fn record_path(cache: &Path, source: &str, index: &str) -> (PathBuf, String) {
     let id = format!("{source}\n{}", index.to_ascii_lowercase());
-    (cache.join(STATE_DIR).join("miss").join(format!("{:016x}", fnv1a(&id))), id)
+    (
+        cache.join(STATE_DIR).join("miss").join(format!("{:016x}", fnv1a(&id))),
+        id,
+    )
 }
 
 fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// True when `source` said "not there" for `index` less than `ttl` ago.
@@ -34,9 +40,15 @@ pub(crate) fn is_missing(cache: &Path, source: &str, index: &str, ttl: Duration)
         return false;
     }
     let (path, id) = record_path(cache, source, index);
-    let Ok(text) = fs::read_to_string(&path) else { return false };
-    let Some((created, rest)) = text.split_once('\n') else { return false };
-    let Ok(created) = created.trim().parse::<u64>() else { return false };
+    let Ok(text) = fs::read_to_string(&path) else {
+        return false;
+    };
+    let Some((created, rest)) = text.split_once('\n') else {
+        return false;
+    };
+    let Ok(created) = created.trim().parse::<u64>() else {
+        return false;
+    };
     if rest != id {
         return false; // hash collision or damaged record
     }

@@ -68,7 +68,9 @@ fn location(s: &str) -> Result<StoreLocation, FetchError> {
     } else if is_url(s) {
         Ok(StoreLocation::Http(s.trim_end_matches('/').to_string()))
     } else if s.contains("://") {
-        Err(FetchError::BadSymbolPath(format!("unsupported URL scheme in {s:?} (http and https only)")))
+        Err(FetchError::BadSymbolPath(format!(
+            "unsupported URL scheme in {s:?} (http and https only)"
+        )))
     } else {
         Ok(StoreLocation::Local(PathBuf::from(s)))
     }
@@ -167,9 +169,11 @@ impl fmt::Display for SymbolPath {
                         }
                     }
                 }
-                PathEntry::Cache(dir) => {
-                    write!(f, "cache*{}", dir.as_ref().map(|d| d.display().to_string()).unwrap_or_default())?
-                }
+                PathEntry::Cache(dir) => write!(
+                    f,
+                    "cache*{}",
+                    dir.as_ref().map(|d| d.display().to_string()).unwrap_or_default()
+                )?,
                 PathEntry::Local(dir) => write!(f, "{}", dir.display())?,
             }
         }
@@ -197,8 +201,14 @@ mod tests {
                 ]),
                 PathEntry::Cache(Some("/tmp/c".into())),
                 PathEntry::Local("/opt/flat".into()),
-                PathEntry::Server(vec![StoreLocation::DefaultCache, StoreLocation::Http("http://h/s".into())]),
-                PathEntry::Server(vec![StoreLocation::Local("/down".into()), StoreLocation::Http("http://x".into())]),
+                PathEntry::Server(vec![
+                    StoreLocation::DefaultCache,
+                    StoreLocation::Http("http://h/s".into())
+                ]),
+                PathEntry::Server(vec![
+                    StoreLocation::Local("/down".into()),
+                    StoreLocation::Http("http://x".into())
+                ]),
                 PathEntry::Cache(None),
                 PathEntry::Server(vec![StoreLocation::Http("https://bare".into())]),
             ]
@@ -216,10 +226,16 @@ mod tests {
     #[test]
     fn default_and_round_trip() {
         let d = SymbolPath::default_for(Path::new("./data"));
-        assert_eq!(d.to_string(), "srv*./data/symbols*https://msdl.microsoft.com/download/symbols");
+        assert_eq!(
+            d.to_string(),
+            "srv*./data/symbols*https://msdl.microsoft.com/download/symbols"
+        );
         assert_eq!(SymbolPath::parse(&d.to_string()).unwrap(), d);
         assert!(d.uses_network());
         // The flag wins over the environment and the default.
-        assert_eq!(SymbolPath::resolve(Some("/x"), Path::new("d")).unwrap().entries, vec![PathEntry::Local("/x".into())]);
+        assert_eq!(
+            SymbolPath::resolve(Some("/x"), Path::new("d")).unwrap().entries,
+            vec![PathEntry::Local("/x".into())]
+        );
     }
 }

@@ -15,7 +15,9 @@ pub(crate) enum PtrTarget {
 }
 
 fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
-    s.get(..prefix.len()).filter(|p| p.eq_ignore_ascii_case(prefix)).and_then(|_| s.get(prefix.len()..))
+    s.get(..prefix.len())
+        .filter(|p| p.eq_ignore_ascii_case(prefix))
+        .and_then(|_| s.get(prefix.len()..))
 }
 
 /// Parses a `file.ptr`'s content. `base` is its directory.
@@ -51,17 +53,37 @@ mod tests {
     #[test]
     fn forms() {
         let base = Path::new("/store/a.pdb/K");
-        assert_eq!(parse(b"PATH:/srv/x/a.pdb\r\n", base), Ok(PtrTarget::Path("/srv/x/a.pdb".into())));
-        assert_eq!(parse(b"path: /srv/x/a.pdb", base), Ok(PtrTarget::Path("/srv/x/a.pdb".into())));
+        assert_eq!(
+            parse(b"PATH:/srv/x/a.pdb\r\n", base),
+            Ok(PtrTarget::Path("/srv/x/a.pdb".into()))
+        );
+        assert_eq!(
+            parse(b"path: /srv/x/a.pdb", base),
+            Ok(PtrTarget::Path("/srv/x/a.pdb".into()))
+        );
         assert_eq!(parse(b"/srv/x/a.pdb", base), Ok(PtrTarget::Path("/srv/x/a.pdb".into())));
-        assert_eq!(parse(b"rel/a.pdb", base), Ok(PtrTarget::Path("/store/a.pdb/K/rel/a.pdb".into())));
-        assert_eq!(parse(b"https://h/a.pdb", base), Ok(PtrTarget::Url("https://h/a.pdb".into())));
-        assert_eq!(parse(b"PATH:http://h/a.pdb", base), Ok(PtrTarget::Url("http://h/a.pdb".into())));
-        assert!(parse(b"MSG: deleted by transaction 12", base).unwrap_err().contains("deleted"));
+        assert_eq!(
+            parse(b"rel/a.pdb", base),
+            Ok(PtrTarget::Path("/store/a.pdb/K/rel/a.pdb".into()))
+        );
+        assert_eq!(
+            parse(b"https://h/a.pdb", base),
+            Ok(PtrTarget::Url("https://h/a.pdb".into()))
+        );
+        assert_eq!(
+            parse(b"PATH:http://h/a.pdb", base),
+            Ok(PtrTarget::Url("http://h/a.pdb".into()))
+        );
+        assert!(parse(b"MSG: deleted by transaction 12", base)
+            .unwrap_err()
+            .contains("deleted"));
         assert!(parse(b"", base).is_err());
         assert!(parse(b"ftp://h/a", base).is_err());
         assert!(parse(b"\xff\xfe", base).is_err());
         assert!(parse(b"PATH:/a\x01b", base).is_err());
-        assert!(parse("é€".as_bytes(), base).is_ok(), "multi-byte text never splits a character");
+        assert!(
+            parse("é€".as_bytes(), base).is_ok(),
+            "multi-byte text never splits a character"
+        );
     }
 }

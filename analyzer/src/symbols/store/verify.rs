@@ -13,7 +13,9 @@ const MSF2: &[u8] = b"Microsoft C/C++ program database 2.00\r\n\x1aJG\0\0";
 const IMAGE_EXTENSIONS: [&str; 8] = ["exe", "dll", "sys", "ocx", "drv", "efi", "cpl", "scr"];
 
 fn extension(name: &str) -> String {
-    name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default()
+    name.rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .unwrap_or_default()
 }
 
 /// Err(reason) when the file's first bytes cannot be a file of this key's kind. Unknown
@@ -90,11 +92,16 @@ pub(crate) fn pdb_identity(path: &Path) -> Option<(String, String, u32)> {
 /// True when the file at `path` is the one `key` names (used for flat directories).
 pub(crate) fn matches_key(key: &SymbolKey, path: &Path) -> bool {
     match key {
-        SymbolKey::Pe { timestamp, size_of_image, .. } => File::open(path)
+        SymbolKey::Pe {
+            timestamp,
+            size_of_image,
+            ..
+        } => File::open(path)
             .ok()
             .and_then(|mut f| pe_identity(&mut f))
             .is_some_and(|id| id == (*timestamp, *size_of_image)),
-        SymbolKey::Pdb { guid, age, .. } => pdb_identity(path)
-            .is_some_and(|(g, sig, a)| a == *age && (g == *guid || (guid.len() == 8 && sig == *guid))),
+        SymbolKey::Pdb { guid, age, .. } => {
+            pdb_identity(path).is_some_and(|(g, sig, a)| a == *age && (g == *guid || (guid.len() == 8 && sig == *guid)))
+        }
     }
 }
