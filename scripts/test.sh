@@ -133,4 +133,19 @@ command -v cargo >/dev/null || die "cargo not found (install the Rust toolchain 
 step "cargo build --workspace --bins"
 cargo build --workspace --bins
 step "cargo test --workspace --no-fail-fast"
-cargo test --workspace --no-fail-fast
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --workspace --no-fail-fast 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+# One closing line over every test binary (cargo's own last lines are the doc-tests' counts).
+awk '/^test result:/ {
+        for (i = 2; i <= NF; i++) {
+            if ($i ~ /^passed;?$/) p += $(i - 1)
+            if ($i ~ /^failed;?$/) f += $(i - 1)
+            if ($i ~ /^ignored;?$/) s += $(i - 1)
+        }
+    }
+    END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, s }' "$log"
+exit "$status"
