@@ -78,6 +78,21 @@ fn bugcheck_fields() {
         b.params_symbolized,
         [None, Some("amdppm.sys+0x334c".to_string()), None, None]
     );
+    // 0x7E: parameter 2 is the exception address (bug check reference).
+    let f = b.faulting.as_ref().unwrap();
+    assert_eq!((f.address, f.from.as_str()), (Hex(0xfffff804_8b58334c), "param 2"));
+    assert_eq!(f.module_offset.as_deref(), Some("amdppm.sys+0x334c"));
+    assert_eq!((f.symbol.as_deref(), f.named), (None, false), "no symbols looked up");
+}
+
+/// The header's context record (x64 CONTEXT at 0x348, winnt.h layout): hand read with Python's
+/// struct, ContextFlags at 0x378 = 0x0010001f (CONTEXT_AMD64 | ALL), Rip at 0x440 =
+/// 0xfffff8048b58334c, the same instruction as bugcheck parameter 2.
+#[test]
+fn context_record_instruction_pointer() {
+    let dump = Dump::open(DUMP).unwrap();
+    let ip = analyzer::kernel::fault::context_instruction_pointer(dump.file_bytes(), dump.header().arch);
+    assert_eq!(ip, Some(0xfffff804_8b58334c));
 }
 
 #[test]

@@ -7,11 +7,13 @@
 
 pub mod bugcheck;
 mod bytes;
+pub mod fault;
 pub mod kdbg;
 pub mod modules;
 pub mod pe;
 
 pub use bugcheck::{bugcheck_name, BugcheckName, SymbolizedParam};
+pub use fault::{FaultSource, FaultingAddress};
 pub use kdbg::{Kdbg, KdbgError, KdbgKeys};
 pub use modules::{Module, ModuleList, ModuleSource};
 pub use pe::{CodeView, Import, ImportedDll, Imports, PeError, PeFile, PeInfo, Section, SliceMemory};
@@ -29,6 +31,8 @@ pub struct BugcheckInfo {
     /// `None` for a code not in the table.
     pub name: Option<BugcheckName>,
     pub params: [SymbolizedParam; 4],
+    /// The instruction the crash is about (documented parameter, else the context record).
+    pub faulting: Option<FaultingAddress>,
 }
 
 /// Everything the kernel layer could read from a dump.
@@ -171,6 +175,11 @@ pub fn read_kernel_with_keys(dump: &Dump, keys: Option<&KdbgKeys>) -> KernelInfo
         code: bc.code,
         name: bugcheck_name(bc.code),
         params: bugcheck::symbolize_params(&bc.params, &modules.modules),
+        faulting: fault::faulting_address(
+            bc.code,
+            &bc.params,
+            fault::context_instruction_pointer(dump.file_bytes(), header.arch),
+        ),
     };
     KernelInfo {
         memory_error,

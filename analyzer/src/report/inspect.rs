@@ -7,6 +7,7 @@ use super::time::filetime_to_rfc3339;
 use crate::dump::Dump;
 use crate::kernel::pe::{machine_name, Import};
 use crate::kernel::{KernelInfo, Module, ModuleSource, PeInfo};
+use crate::symbols::resolve::{SymbolState, SymbolStatus, Symbolizer};
 use serde::{Deserialize, Serialize};
 
 /// Version of the inspect JSON schema. Ticket systems parse this output: bump only on an
@@ -29,6 +30,12 @@ pub struct InspectReport {
     pub modules: Vec<ModuleReport>,
     /// Everything that could not be read, one line each.
     pub warnings: Vec<String>,
+    /// The symbol path used (WinDbg form), or null when symbols were not looked up.
+    #[serde(default)]
+    pub symbol_path: Option<String>,
+    /// Per symbol status, how many modules have it (e.g. {"found": 3, "not found": 148}).
+    #[serde(default)]
+    pub symbol_summary: std::collections::BTreeMap<String, usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,6 +88,51 @@ pub struct BugcheckReport {
     pub params: [Hex; 4],
     /// "module+0xoffset" for each parameter inside a loaded module, else null.
     pub params_symbolized: [Option<String>; 4],
+    /// `module!Function+0xoff` (WinDbg's form) for each parameter inside a loaded module,
+    /// `module+0xoff` when its PDB gives no name; null outside modules or without symbols.
+    #[serde(default)]
+    pub params_named: [Option<String>; 4],
+    /// The instruction the crash is about, when known.
+    #[serde(default)]
+    pub faulting: Option<FaultingReport>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FaultingReport {
+    pub address: Hex,
+    /// "param N" (the bugcheck parameter the reference documents) or "context record".
+    pub from: String,
+    /// The module's file name, when the address is inside one.
+    pub module: Option<String>,
+    /// "module+0xoffset".
+    pub module_offset: Option<String>,
+    /// `module!Function+0xoff`, or `module+0xoff` without a usable PDB; null outside modules.
+    pub symbol: Option<String>,
+    /// Whether `symbol` carries a function name.
+    pub named: bool,
+    /// Why there is no function name.
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModuleSymbolsReport {
+    /// "found" | "not found" | "malformed" | "download failed" | "timed out" | "no key" |
+    /// "too large" | "hostile name" | "cache error"
+    pub status: String,
+    /// The symbol-path entry that answered the PDB.
+    pub source: Option<String>,
+    /// The PDB's key and where it came from.
+    pub pdb: Option<PdbRef>,
+    /// "dump" (PE headers in the dump) | "image" (the image fetched by timestamp and size).
+    pub pdb_key_from: Option<String>,
+    /// Local path of the PDB (cache or store).
+    pub pdb_path: Option<String>,
+    /// Local path of the image fetched for its CodeView record.
+    pub image_path: Option<String>,
+    /// The symbol-path entry that answered the image.
+    pub image_source: Option<String>,
+    /// Why not found, one line.
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -147,6 +199,9 @@ pub struct ModuleReport {
     pub pe: Option<PeReport>,
     /// Why `pe` is null.
     pub pe_error: Option<String>,
+    /// Symbol status; null when symbols were not looked up.
+    #[serde(default)]
+    pub symbols: Option<ModuleSymbolsReport>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -221,6 +276,20 @@ impl InspectReport {
             pool_or_memory: bc.name.as_ref().is_some_and(|n| n.pool_or_memory),
             params: bc.params.clone().map(|p| Hex(p.value)),
             params_symbolized: bc.params.clone().map(|p| p.symbol),
+            params_named: Default::default(),
+            faulting: bc.faulting.map(|f| {
+                let module_offset = crate::kernel::bugcheck::module_offset(f.address, &kernel.modules.modules);
+                FaultingReport {
+                    address: Hex(f.address),
+                    from: f.source.describe(),
+                    module: crate::kernel::modules::find_module(&kernel.modules.modules, f.address)
+                        .map(|m| m.name.clone()),
+                    symbol: None,
+                    named: false,
+                    note: module_offset.is_some().then(|| "symbols not looked up".to_string()),
+                    module_offset,
+                }
+            }),
         };
         let kdbg = match &kernel.kdbg {
             Some(k) => KdbgReport {
@@ -230,7 +299,11 @@ impl InspectReport {
                 decoded: k.was_encoded,
                 error: None,
                 fields: k.fields.iter().map(|&(n, v)| (n.to_string(), Hex(v))).collect(),
-                values: kernel.kdbg_values.iter().map(|&(n, v)| (n.to_string(), Hex(v))).collect(),
+                values: kernel
+                    .kdbg_values
+                    .iter()
+                    .map(|&(n, v)| (n.to_string(), Hex(v)))
+                    .collect(),
             },
             None => KdbgReport {
                 found: false,
@@ -277,6 +350,49 @@ impl InspectReport {
             module_list,
             modules,
             warnings: kernel.warnings.clone(),
+            symbol_path: None,
+            symbol_summary: Default::default(),
+        }
+    }
+
+    /// Adds the symbol status of each module (`statuses` in module order, as
+    /// [`crate::symbols::resolve::resolve_modules`] returns them) and names the bugcheck
+    /// parameters and the faulting address by function.
+    pub fn add_symbols(&mut self, kernel: &KernelInfo, symbol_path: String, statuses: &[SymbolStatus]) {
+        self.symbol_path = Some(symbol_path);
+        self.symbol_summary.clear();
+        for (m, st) in self.modules.iter_mut().zip(statuses) {
+            *self.symbol_summary.entry(st.status.as_str().to_string()).or_default() += 1;
+            m.symbols = Some(ModuleSymbolsReport {
+                status: st.status.as_str().to_string(),
+                source: st.source.clone(),
+                pdb: st.codeview.as_ref().map(|cv| PdbRef {
+                    name: cv.pdb_name().to_string(),
+                    guid: cv.guid.clone(),
+                    age: cv.age,
+                    path: (cv.pdb_path != cv.pdb_name()).then(|| cv.pdb_path.clone()),
+                }),
+                pdb_key_from: st.codeview_from.map(|o| o.as_str().to_string()),
+                pdb_path: st.pdb.as_ref().map(|p| p.display().to_string()),
+                image_path: st.image.as_ref().map(|p| p.display().to_string()),
+                image_source: st.image_source.clone(),
+                error: if st.status == SymbolState::Found {
+                    None
+                } else {
+                    st.error.clone()
+                },
+            });
+        }
+        let mut sym = Symbolizer::new(&kernel.modules.modules, statuses, kernel.kernel_base);
+        for (slot, p) in self.bugcheck.params_named.iter_mut().zip(&kernel.bugcheck.params) {
+            *slot = sym.name(p.value).map(|n| n.symbol);
+        }
+        if let Some(f) = self.bugcheck.faulting.as_mut() {
+            if let Some(n) = sym.name(f.address.0) {
+                f.symbol = Some(n.symbol);
+                f.named = n.named;
+                f.note = n.note;
+            }
         }
     }
 }
@@ -304,6 +420,7 @@ fn module_report(m: &Module) -> ModuleReport {
         pdb: m.pe.as_ref().and_then(pdb_ref),
         pe: m.pe.as_ref().map(pe_report),
         pe_error: m.pe_error.clone(),
+        symbols: None,
     }
 }
 

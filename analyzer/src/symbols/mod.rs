@@ -10,6 +10,7 @@
 mod isf;
 pub mod names;
 mod pdb_file;
+pub mod resolve;
 pub mod store;
 
 use std::collections::BTreeMap;

@@ -6,9 +6,15 @@
 use analyzer::dump::{Dump, DumpError};
 use analyzer::kernel::read_kernel;
 use analyzer::report::inspect::{InspectReport, ModuleReport};
+use analyzer::symbols::resolve::{resolve_modules, ResolveOptions};
+use analyzer::symbols::store::{StoreConfig, SymbolPath, SymbolStore};
 use std::io::{self, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+/// Where the default symbol cache lives (`DATA_DIR/symbols`), as for every command.
+const DATA_DIR: &str = "data";
 
 #[derive(clap::Args)]
 pub struct InspectArgs {
@@ -17,6 +23,30 @@ pub struct InspectArgs {
     /// Print the JSON report (docs/json.md) instead of the text summary.
     #[arg(long)]
     pub json: bool,
+    /// Symbol path, as WinDbg's `_NT_SYMBOL_PATH` (`srv*CACHE*URL;DIR;...`). Default: the
+    /// environment variable, else `srv*data/symbols*https://msdl.microsoft.com/download/symbols`.
+    #[arg(long, value_name = "PATH")]
+    pub symbol_path: Option<String>,
+    /// Do not look up symbols (no symbol status, no function names).
+    #[arg(long)]
+    pub no_symbols: bool,
+    /// Time budget in seconds for all symbol lookups; modules not reached by then are
+    /// reported "timed out".
+    #[arg(long, value_name = "SECS", default_value_t = 120)]
+    pub symbol_timeout: u64,
+}
+
+/// inspect must stay quick offline: short timeouts, one retry, and a host that fails three
+/// times in a row is skipped for the rest of the run (the circuit breaker).
+fn inspect_store_config() -> StoreConfig {
+    StoreConfig {
+        connect_timeout: Duration::from_secs(3),
+        read_timeout: Duration::from_secs(15),
+        total_timeout: Duration::from_secs(60),
+        max_retries: 1,
+        breaker_threshold: 3,
+        ..StoreConfig::with_data_dir(Path::new(DATA_DIR))
+    }
 }
 
 pub fn run(args: &InspectArgs) -> ExitCode {
@@ -37,7 +67,24 @@ pub fn run(args: &InspectArgs) -> ExitCode {
         }
     };
     let kernel = read_kernel(&dump);
-    let report = InspectReport::build(&path, &dump, &kernel);
+    let mut report = InspectReport::build(&path, &dump, &kernel);
+    if !args.no_symbols {
+        let symbol_path = match SymbolPath::resolve(args.symbol_path.as_deref(), Path::new(DATA_DIR)) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        let shown = symbol_path.to_string();
+        let store = SymbolStore::new(symbol_path, inspect_store_config());
+        let opts = ResolveOptions {
+            workers: 8,
+            deadline: Some(Instant::now() + Duration::from_secs(args.symbol_timeout)),
+        };
+        let statuses = resolve_modules(&store, &kernel.modules.modules, opts);
+        report.add_symbols(&kernel, shown, &statuses);
+    }
     let mut out = io::stdout().lock();
     let written = if args.json {
         serde_json::to_writer_pretty(&mut out, &report)
@@ -98,14 +145,40 @@ fn write_text(w: &mut impl Write, r: &InspectReport) -> io::Result<()> {
         b.name.as_deref().unwrap_or("(unknown code)"),
         if b.pool_or_memory { "  [pool/memory]" } else { "" }
     )?;
-    for (i, (p, s)) in b.params.iter().zip(&b.params_symbolized).enumerate() {
+    for (i, ((p, s), n)) in b
+        .params
+        .iter()
+        .zip(&b.params_symbolized)
+        .zip(&b.params_named)
+        .enumerate()
+    {
+        // module+offset, then the function name when a PDB gave one.
+        let function = n.as_deref().filter(|n| n.contains('!')).unwrap_or("");
         let line = format!(
-            "  param {}     {:<20}{}",
+            "  param {}     {:<20}{:<24}{function}",
             i + 1,
             p.to_string(),
             s.as_deref().unwrap_or("")
         );
         writeln!(w, "{}", line.trim_end())?;
+    }
+    if let Some(f) = &b.faulting {
+        let at = f.module_offset.as_deref().unwrap_or("(not in a module)");
+        let function = if f.named { f.symbol.as_deref().unwrap_or("") } else { "" };
+        let note = f.note.as_deref().map_or_else(String::new, |n| format!(" ({n})"));
+        let at = format!("{at:<24}{function}");
+        let line = format!(
+            "  faulting    {:<20}{}  [{}]{note}",
+            f.address.to_string(),
+            at.trim_end(),
+            f.from
+        );
+        writeln!(w, "{}", line.trim_end())?;
+    }
+    if let Some(sp) = &r.symbol_path {
+        let summary: Vec<String> = r.symbol_summary.iter().map(|(k, v)| format!("{v} {k}")).collect();
+        writeln!(w, "Symbols       {sp}")?;
+        writeln!(w, "  status      {}", summary.join(", "))?;
     }
 
     let k = &r.kernel;
@@ -134,7 +207,12 @@ fn write_text(w: &mut impl Write, r: &InspectReport) -> io::Result<()> {
             g.size.unwrap_or(0),
             if g.decoded { ", decoded" } else { "" }
         )?;
-        for name in ["MmPfnDatabase", "PoolTrackTable", "MmPagedPoolCommit", "MmAllocatedNonPagedPool"] {
+        for name in [
+            "MmPfnDatabase",
+            "PoolTrackTable",
+            "MmPagedPoolCommit",
+            "MmAllocatedNonPagedPool",
+        ] {
             if let Some(v) = g.values.get(name) {
                 writeln!(w, "  {name:<26}{v}")?;
             }
@@ -159,6 +237,13 @@ fn write_text(w: &mut impl Write, r: &InspectReport) -> io::Result<()> {
     for m in &r.modules {
         write_module(w, m)?;
     }
+    let with_symbols: Vec<&ModuleReport> = r.modules.iter().filter(|m| m.symbols.is_some()).collect();
+    if !with_symbols.is_empty() {
+        writeln!(w, "Module symbols")?;
+        for m in with_symbols {
+            write_module_symbols(w, m)?;
+        }
+    }
     if !r.warnings.is_empty() {
         writeln!(w, "Warnings")?;
         for x in &r.warnings {
@@ -181,5 +266,25 @@ fn write_module(w: &mut impl Write, m: &ModuleReport) -> io::Result<()> {
         m.name,
         pdb
     );
+    writeln!(w, "{}", line.trim_end())
+}
+
+/// One line per module: status, then where the PDB came from or why not.
+fn write_module_symbols(w: &mut impl Write, m: &ModuleReport) -> io::Result<()> {
+    let Some(s) = &m.symbols else { return Ok(()) };
+    let detail = if s.status == "found" {
+        let via = match (s.pdb_key_from.as_deref(), s.image_source.as_deref()) {
+            (Some("image"), Some(src)) => format!(" (key from the image, from {src})"),
+            _ => String::new(),
+        };
+        format!(
+            "{} from {}{via}",
+            s.pdb.as_ref().map_or("", |p| p.name.as_str()),
+            opt(&s.source)
+        )
+    } else {
+        s.error.clone().unwrap_or_default()
+    };
+    let line = format!("  {:<28} {:<16} {detail}", m.name, s.status);
     writeln!(w, "{}", line.trim_end())
 }
