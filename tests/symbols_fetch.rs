@@ -222,3 +222,37 @@ fn misses_hostile_names_and_bad_arguments() {
     );
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn several_processes_share_one_cache() {
+    // Four processes fetch the same files into one cache at once: each download goes through
+    // a temp file renamed into place, so every process succeeds, the files are whole and no
+    // temp file is left behind.
+    let work = tempfile::tempdir().unwrap();
+    let cache = work.path().join("cache");
+    let server = Server::start(&corpus().join("symstore"));
+    let sympath = format!("srv*{}*{}", cache.display(), server.url);
+    let children: Vec<Child> = (0..4)
+        .map(|_| {
+            Command::new(pooltriage_bin())
+                .args(["symbols", "fetch", "--pdb", "amdppm.pdb", PDB_GUID, "1", "--symbol-path", &sympath])
+                .env_remove("_NT_SYMBOL_PATH")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("pooltriage runs")
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let dir = cache.join("amdppm.pdb/1C19FDDB27BB3399D9B45973EFEAFCF31");
+    assert_eq!(
+        std::fs::read(dir.join("amdppm.pdb")).unwrap(),
+        corpus_file("amdppm.pdb/1C19FDDB27BB3399D9B45973EFEAFCF31/amdppm.pdb")
+    );
+    let names: Vec<String> =
+        std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    assert_eq!(names, vec!["amdppm.pdb".to_string()]);
+}

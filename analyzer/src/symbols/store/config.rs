@@ -11,7 +11,7 @@ pub struct StoreConfig {
     pub connect_timeout: Duration,
     /// Longest wait for any single read from the socket (a stalled server).
     pub read_timeout: Duration,
-    /// Wall-clock limit for one file, all attempts and backoff included.
+    /// Wall-clock limit for one URL (one spelling of one file), all attempts and backoff included.
     pub total_timeout: Duration,
     /// Retries after a failed attempt (timeouts, connection errors, 408/429/5xx); never after
     /// a 404 or another 4xx.
