@@ -9,5 +9,6 @@ pub mod dump;
 pub mod kernel;
 pub mod memory;
 pub mod pool;
+pub mod attribution;
 pub mod report;
 pub mod symbols;

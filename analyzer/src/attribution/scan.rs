@@ -1,0 +1,183 @@
+//! Evidence from drivers' code: a pool tag is a 32-bit constant, and the code that allocates
+//! with it holds it as an immediate operand. On x64 the tag is ExAllocatePoolWithTag's (and
+//! ExAllocatePool2's) third argument, loaded with `mov r8d, imm32`; on x86 it is pushed first
+//! (`push imm32`). Those are the strong signal; the same constant in any other instruction
+//! (ExFreePoolWithTag's `mov edx, imm32`, comparisons) is a weaker one; the four bytes found
+//! anywhere in the image (data, strings) the weakest.
+//!
+//! Code is decoded linearly, section by section, with iced-x86; a wrong start inside data
+//! resynchronises within a few instructions, and only printable four-byte constants count.
+
+use crate::kernel::{PeInfo, Section};
+use crate::memory::{VirtualMemory, PAGE_SIZE};
+use crate::pool::Tag;
+use iced_x86::{Decoder, DecoderOptions, Instruction, Mnemonic, OpKind, Register};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// Largest executable section decoded (real drivers' are under a few MB).
+pub const MAX_SECTION_BYTES: u64 = 64 << 20;
+const IMAGE_SCN_CNT_CODE: u32 = 0x20;
+const IMAGE_SCN_MEM_EXECUTE: u32 = 0x2000_0000;
+
+/// Where a tag was seen in one image.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct TagHits {
+    /// `mov r8d, imm32` (x64) or `push imm32` (x86): the tag argument of an allocation.
+    pub alloc_argument: u32,
+    /// The constant in any other instruction.
+    pub other_immediate: u32,
+    /// Address of the first instruction that holds it.
+    #[serde(serialize_with = "crate::pool::hex")]
+    pub first: u64,
+}
+
+/// A run of code bytes at a virtual address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeRegion {
+    pub address: u64,
+    pub bytes: Vec<u8>,
+}
+
+/// Every printable four-byte immediate in `regions`, by tag.
+pub fn scan_code(bitness: u32, regions: &[CodeRegion]) -> BTreeMap<Tag, TagHits> {
+    let mut out: BTreeMap<Tag, TagHits> = BTreeMap::new();
+    let mut ins = Instruction::default();
+    for r in regions {
+        let mut d = Decoder::with_ip(bitness, &r.bytes, r.address, DecoderOptions::NONE);
+        while d.can_decode() {
+            d.decode_out(&mut ins);
+            if ins.is_invalid() {
+                continue;
+            }
+            for i in 0..ins.op_count() {
+                let kind = ins.op_kind(i);
+                if !matches!(kind, OpKind::Immediate32 | OpKind::Immediate32to64) {
+                    continue;
+                }
+                let tag = Tag::from_u32(ins.immediate(i) as u32);
+                if !tag.is_printable() || tag.0 == [b' '; 4] {
+                    continue;
+                }
+                let alloc = match ins.mnemonic() {
+                    Mnemonic::Mov => i == 1 && matches!(ins.op0_register(), Register::R8D | Register::R8),
+                    Mnemonic::Push => bitness == 32,
+                    _ => false,
+                };
+                let h = out.entry(tag).or_insert(TagHits { first: ins.ip(), ..TagHits::default() });
+                if alloc {
+                    h.alloc_argument += 1;
+                } else {
+                    h.other_immediate += 1;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The code sections of a PE file on disk, and the bitness to decode them with.
+pub fn code_regions_from_file(bytes: &[u8]) -> Result<(u32, Vec<CodeRegion>), String> {
+    use object::{Object, ObjectSection, SectionKind};
+    let file = object::File::parse(bytes).map_err(|e| format!("not a PE image: {e}"))?;
+    let bitness = if file.is_64() { 64 } else { 32 };
+    let mut regions = Vec::new();
+    for s in file.sections() {
+        if s.kind() != SectionKind::Text || s.size() > MAX_SECTION_BYTES {
+            continue;
+        }
+        let data = s.data().map_err(|e| format!("section {}: {e}", s.name().unwrap_or("?")))?;
+        let len = data.len().min(s.size() as usize);
+        regions.push(CodeRegion { address: s.address(), bytes: data[..len].to_vec() });
+    }
+    Ok((bitness, regions))
+}
+
+/// The executable sections of a loaded image, read from the dump page by page; pages not in
+/// the dump split a section into separate runs (and are counted).
+pub fn code_regions_from_memory(mem: &dyn VirtualMemory, base: u64, pe: &PeInfo) -> (u32, Vec<CodeRegion>, u64) {
+    let bitness = if pe.is_64 { 64 } else { 32 };
+    let mut regions = Vec::new();
+    let mut missing = 0u64;
+    let mut page = vec![0u8; PAGE_SIZE as usize];
+    for s in pe.sections.iter().filter(|s| is_code(s)) {
+        let size = u64::from(s.virtual_size.max(s.raw_size)).min(MAX_SECTION_BYTES);
+        let start = base.wrapping_add(u64::from(s.virtual_address));
+        let mut run: Option<CodeRegion> = None;
+        let mut off = 0u64;
+        while off < size {
+            let va = start.wrapping_add(off);
+            let n = (PAGE_SIZE - (va & (PAGE_SIZE - 1))).min(size - off) as usize;
+            match mem.read(va, &mut page[..n]) {
+                Ok(()) => run.get_or_insert_with(|| CodeRegion { address: va, bytes: Vec::new() }).bytes.extend_from_slice(&page[..n]),
+                Err(_) => {
+                    missing += 1;
+                    regions.extend(run.take());
+                }
+            }
+            off += n as u64;
+        }
+        regions.extend(run);
+    }
+    (bitness, regions, missing)
+}
+
+fn is_code(s: &Section) -> bool {
+    s.characteristics & (IMAGE_SCN_CNT_CODE | IMAGE_SCN_MEM_EXECUTE) != 0
+}
+
+/// How many times each of `tags` occurs as four raw bytes anywhere in `bytes`.
+pub fn byte_hits(bytes: &[u8], tags: &[Tag]) -> BTreeMap<Tag, u32> {
+    let mut out = BTreeMap::new();
+    for t in tags {
+        let n = bytes.windows(4).filter(|w| *w == t.0).count() as u32;
+        if n > 0 {
+            out.insert(*t, n);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scan_driver(name: &str) -> BTreeMap<Tag, TagHits> {
+        let bytes = std::fs::read(crate::pool::testmem::corpus(&format!("drivers/{name}"))).unwrap();
+        let (bitness, regions) = code_regions_from_file(&bytes).unwrap();
+        assert_eq!(bitness, 64);
+        scan_code(bitness, &regions)
+    }
+
+    fn hits(m: &BTreeMap<Tag, TagHits>) -> Vec<(String, u32, u32)> {
+        m.iter().map(|(t, h)| (t.to_string(), h.alloc_argument, h.alloc_argument + h.other_immediate)).collect()
+    }
+
+    /// Expected values from GNU objdump (Debian binutils-mingw-w64-x86-64):
+    /// `x86_64-w64-mingw32-objdump -d usbnet.sys`, counting `$0xXXXXXXXX,` operands whose four
+    /// bytes are printable: Ueem (0x6d656555) 12 times, 5 of them `mov $0x6d656555,%r8d`;
+    /// USBD (0x44425355) once, not into r8d.
+    #[test]
+    fn usbnet_tags_match_objdump() {
+        let m = scan_driver("usbnet.sys");
+        assert_eq!(hits(&m), [("USBD".to_string(), 0, 1), ("Ueem".to_string(), 5, 12)]);
+    }
+
+    /// objdump on usb2dbg.sys: UDbg (0x67624455) 39 times, 14 `mov $0x67624455,%r8d`;
+    /// NAME (0x454d414e) once.
+    #[test]
+    fn usb2dbg_tags_match_objdump() {
+        let m = scan_driver("usb2dbg.sys");
+        assert_eq!(hits(&m), [("NAME".to_string(), 0, 1), ("UDbg".to_string(), 14, 39)]);
+    }
+
+    #[test]
+    fn x86_push_is_an_allocation_argument() {
+        // push 0x6b61654c ("Leak"); mov eax, 0x6b61654c; push 0x00000010 (not printable)
+        let code = [0x68, 0x4c, 0x65, 0x61, 0x6b, 0xb8, 0x4c, 0x65, 0x61, 0x6b, 0x68, 0x10, 0, 0, 0];
+        let m = scan_code(32, &[CodeRegion { address: 0x1000, bytes: code.to_vec() }]);
+        assert_eq!(hits(&m), [("Leak".to_string(), 1, 2)]);
+        assert_eq!(m[&Tag(*b"Leak")].first, 0x1000);
+        assert_eq!(byte_hits(&code, &[Tag(*b"Leak"), Tag(*b"None")]).into_iter().collect::<Vec<_>>(), [(Tag(*b"Leak"), 2)]);
+    }
+}
