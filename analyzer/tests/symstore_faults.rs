@@ -379,3 +379,19 @@ fn the_cache_evicts_the_least_recently_used_file() {
         "the hit did not download again"
     );
 }
+
+#[test]
+fn names_are_percent_encoded_in_urls() {
+    let server = FaultServer::start(|_| Reply::Status(404));
+    let cache = tempfile::tempdir().unwrap();
+    let s = store_with(&server, cache.path(), fast_config(cache.path()));
+    let _ = s.fetch(&SymbolKey::pe("win32k base%.sys", 0xAB, 0x1000));
+    assert_eq!(
+        server.count("/win32k%20base%25.sys/000000AB1000/win32k%20base%25.sys"),
+        1
+    );
+    // A hostile name never reaches the server at all.
+    let _ = s.fetch(&SymbolKey::pe("../../x.sys", 0xAB, 0x1000));
+    let _ = s.fetch(&SymbolKey::pe("x.sys?a=b#c", 0xAB, 0x1000));
+    assert_eq!(server.total(), 6, "only the first key's six spellings were requested");
+}

@@ -275,3 +275,26 @@ fn hostile_names_from_a_dump_touch_nothing() {
     }
     assert!(!cache.exists(), "no cache directory was even created");
 }
+
+#[test]
+fn a_chain_copies_what_it_finds_upstream_into_the_downstream_store() {
+    let work = tempfile::tempdir().unwrap();
+    let (down, mid) = (work.path().join("down"), work.path().join("mid"));
+    let corpus = corpus_store();
+    let path = format!("srv*{}*{}*{}", down.display(), mid.display(), corpus.display());
+    let f = store(&path, work.path()).fetch(&amdppm_pdb()).unwrap();
+    assert_eq!(f.source, corpus.display().to_string());
+    assert_eq!(
+        f.path,
+        down.join("amdppm.pdb/1C19FDDB27BB3399D9B45973EFEAFCF31/amdppm.pdb")
+    );
+    assert_eq!(fs::read(&f.path).unwrap(), corpus_pdb_bytes());
+    assert_eq!(
+        fs::read(mid.join("amdppm.pdb/1C19FDDB27BB3399D9B45973EFEAFCF31/amdppm.pdb")).unwrap(),
+        corpus_pdb_bytes(),
+        "the intermediate store gets a copy too"
+    );
+    // Next time the downstream store answers.
+    let again = store(&path, work.path()).fetch(&amdppm_pdb()).unwrap();
+    assert_eq!((again.source, again.path), (down.display().to_string(), f.path));
+}
