@@ -239,3 +239,47 @@ fn unreachable_server_is_a_status_not_an_error() {
     assert_eq!(f["named"], false);
     assert_eq!(f["module_offset"], "amdppm.sys+0x334c");
 }
+
+/// The same two files published by the `symstore` PyPI tool (which computes the keys itself,
+/// `amdppm.sys/C9C030003b000` and `amdppm.pdb/1C19FDDB...1`, and writes its 000Admin files),
+/// served over loopback, and then read as a plain local directory: the same answer.
+#[test]
+fn store_written_by_the_symstore_tool() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let symstore_tool = python().parent().unwrap().join("symstore");
+    let c = corpus().join("symstore");
+    let out = Command::new(&symstore_tool)
+        .arg(&store)
+        .arg(c.join("amdppm.sys/c9c030003b000/amdppm.sys"))
+        .arg(c.join("amdppm.pdb/1C19FDDB27BB3399D9B45973EFEAFCF31/amdppm.pdb"))
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "{} not runnable ({e}): scripts/test.sh installs it",
+                symstore_tool.display()
+            )
+        });
+    assert!(
+        out.status.success(),
+        "symstore failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(store.join("000Admin").is_dir(), "symstore wrote its admin directory");
+
+    let server = StaticServer::start(&store);
+    let cache = tmp.path().join("cache");
+    let (report, _) = inspect(&format!("srv*{}*{}", cache.display(), server.url), tmp.path(), true);
+    check_named(&report);
+    assert_eq!(module(&report, "amdppm.sys")["symbols"]["source"], server.url.as_str());
+
+    // A plain directory entry in symbol-store layout: found in place, no cache involved.
+    let (report, _) = inspect(&store.display().to_string(), tmp.path(), true);
+    check_named(&report);
+    let s = &module(&report, "amdppm.sys")["symbols"];
+    assert_eq!(s["source"], store.display().to_string().as_str(), "{s}");
+    assert!(
+        s["pdb_path"].as_str().is_some_and(|p| Path::new(p).starts_with(&store)),
+        "{s}"
+    );
+}
