@@ -395,3 +395,26 @@ fn names_are_percent_encoded_in_urls() {
     let _ = s.fetch(&SymbolKey::pe("x.sys?a=b#c", 0xAB, 0x1000));
     assert_eq!(server.total(), 6, "only the first key's six spellings were requested");
 }
+
+#[test]
+fn requests_go_through_the_configured_proxy() {
+    // A forward proxy receives the absolute URL in the request line.
+    let proxy = FaultServer::start(|_| ok(pdb_body(4096)));
+    let cache = tempfile::tempdir().unwrap();
+    let cfg = StoreConfig {
+        proxy: Some(proxy.url()),
+        ..fast_config(cache.path())
+    };
+    let path = SymbolPath::parse(&format!("srv*{}*http://symbols.invalid/x", cache.path().display())).unwrap();
+    let f = SymbolStore::new(path, cfg).fetch(&amdppm_pdb()).unwrap();
+    assert_eq!(std::fs::read(&f.path).unwrap(), pdb_body(4096));
+    assert_eq!(proxy.count(&format!("http://symbols.invalid/x{PDB_PATH}")), 1);
+    // A proxy setting that cannot be used fails every download, clearly.
+    let cfg = StoreConfig {
+        proxy: Some("ftp://nope".into()),
+        ..fast_config(cache.path())
+    };
+    let path = SymbolPath::parse(&format!("srv*{}*http://symbols.invalid/x", cache.path().display())).unwrap();
+    let e = SymbolStore::new(path, cfg).fetch(&amdppm_sys()).unwrap_err();
+    assert!(e.to_string().contains("bad proxy"), "{e}");
+}

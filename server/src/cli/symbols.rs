@@ -15,6 +15,10 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
+/// An HTTP proxy for symbol servers (not HTTPS_PROXY: that one also names the proxy for
+/// crates.io and PyPI on build machines, where symbol servers may be local).
+const PROXY_ENV: &str = "POOLTRIAGE_SYMBOL_PROXY";
+
 /// Downloads in parallel for `--dump` (a triage dump lists ~150 drivers).
 const FETCH_THREADS: usize = 4;
 
@@ -46,7 +50,9 @@ impl SymbolPathArgs {
     /// The symbol store these options describe (flag, else `_NT_SYMBOL_PATH`, else default).
     pub fn store(&self) -> Result<SymbolStore, FetchError> {
         let path = SymbolPath::resolve(self.symbol_path.as_deref(), &self.data_dir)?;
-        Ok(SymbolStore::new(path, StoreConfig::with_data_dir(&self.data_dir)))
+        let mut config = StoreConfig::with_data_dir(&self.data_dir);
+        config.proxy = std::env::var(PROXY_ENV).ok().filter(|p| !p.trim().is_empty());
+        Ok(SymbolStore::new(path, config))
     }
 }
 

@@ -38,6 +38,9 @@ pub struct StoreConfig {
     /// case-sensitive file systems hold what their uploader wrote; Microsoft's is case-blind).
     pub http_case_variants: bool,
     pub user_agent: String,
+    /// HTTP proxy for symbol servers, e.g. `http://proxy:3128` (`user:password@` allowed).
+    /// Environment variables are not read here: a proxy must not swallow loopback servers.
+    pub proxy: Option<String>,
 }
 
 impl Default for StoreConfig {
@@ -57,6 +60,7 @@ impl Default for StoreConfig {
             default_cache_dir: PathBuf::from("data").join("symbols"),
             http_case_variants: true,
             user_agent: format!("pooltriage/{} (symbol store client)", env!("CARGO_PKG_VERSION")),
+            proxy: None,
         }
     }
 }

@@ -28,6 +28,8 @@ enum Failure {
 
 pub(crate) struct Http {
     agent: ureq::Agent,
+    /// A proxy setting that could not be used: every request fails with it.
+    bad_proxy: Option<String>,
     breaker: Breaker,
     max_retries: u32,
     retry_backoff: Duration,
@@ -82,7 +84,15 @@ fn io_failure(url: &str, e: &io::Error) -> Failure {
 
 impl Http {
     pub fn new(cfg: &StoreConfig) -> Http {
-        let agent = ureq::AgentBuilder::new()
+        let mut builder = ureq::AgentBuilder::new();
+        let mut bad_proxy = None;
+        if let Some(p) = &cfg.proxy {
+            match ureq::Proxy::new(p) {
+                Ok(proxy) => builder = builder.proxy(proxy),
+                Err(e) => bad_proxy = Some(format!("bad proxy {p:?}: {e}")),
+            }
+        }
+        let agent = builder
             .timeout_connect(cfg.connect_timeout)
             .timeout_read(cfg.read_timeout)
             .timeout_write(cfg.read_timeout)
@@ -96,6 +106,7 @@ impl Http {
             .build();
         Http {
             agent,
+            bad_proxy,
             breaker: Breaker::new(cfg.breaker_threshold, cfg.breaker_cooldown),
             max_retries: cfg.max_retries,
             retry_backoff: cfg.retry_backoff,
@@ -108,6 +119,12 @@ impl Http {
 
     /// GETs `url` into `out` (emptied before each attempt).
     pub fn get(&self, url: &str, out: &mut File) -> Result<Got, FetchError> {
+        if let Some(reason) = &self.bad_proxy {
+            return Err(FetchError::DownloadFailed {
+                url: url.into(),
+                reason: reason.clone(),
+            });
+        }
         let host = host_of(url);
         let start = Instant::now();
         let mut retries = 0u32;

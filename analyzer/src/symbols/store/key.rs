@@ -336,7 +336,10 @@ mod tests {
         assert_eq!(url_segment("100%.pdb"), "100%25.pdb");
         assert_eq!(url_segment("naïve"), "na%C3%AFve");
         assert_eq!(escaped("a\nb"), "\"a\\nb\"");
-        assert_eq!(SymbolKey::pe("a\nb.sys", 1, 0x1000).to_string(), "a\\nb.sys/000000011000");
+        assert_eq!(
+            SymbolKey::pe("a\nb.sys", 1, 0x1000).to_string(),
+            "a\\nb.sys/000000011000"
+        );
         assert_eq!(compressed_name("amdppm.pdb"), "amdppm.pd_");
         assert_eq!(file_name_of("d:\\build\\amdppm.pdb"), "amdppm.pdb");
     }
