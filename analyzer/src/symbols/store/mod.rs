@@ -3,10 +3,10 @@
 //! Microsoft's), into a local cache.
 //!
 //! One job per file: [`path`] parses the symbol path, [`key`] builds keys and refuses hostile
-//! names, [`local`] searches local stores, [`http`] downloads (timeouts, retries, size limit,
-//! [`breaker`]), [`cache`] installs files atomically and evicts by LRU, [`negative`] remembers
-//! misses, [`flight`] merges concurrent requests, [`cab`] and [`ptr`] read `.pd_` and
-//! `file.ptr` entries, [`verify`] checks that a file is what its key says.
+//! names, `local` searches local stores, `http` downloads (timeouts, retries, size limit,
+//! `breaker`), [`cache`] installs files atomically and evicts by LRU, `negative` remembers
+//! misses, `flight` merges concurrent requests, `cab` and `ptr` read `.pd_` and
+//! `file.ptr` entries, `verify` checks that a file is what its key says.
 //!
 //! Everything is blocking and [`SymbolStore`] is `Send + Sync`: share one across threads.
 
