@@ -283,3 +283,31 @@ fn store_written_by_the_symstore_tool() {
         "{s}"
     );
 }
+
+/// A server that accepts connections and never answers: the first lookups time out, the host
+/// is then skipped (circuit breaker), and inspect still finishes in bounded time with the
+/// statuses saying so.
+#[test]
+fn stalled_server_times_out_then_is_skipped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming().map_while(Result::ok) {
+            held.push(conn); // never read, never answered, never closed
+        }
+    });
+    let symbol_path = format!("srv*{}*http://127.0.0.1:{port}", tmp.path().join("cache").display());
+    let t = Instant::now();
+    let (report, _) = inspect(&symbol_path, tmp.path(), true);
+    let elapsed = t.elapsed();
+    eprintln!("stalled server: {elapsed:?}");
+    assert!(elapsed < Duration::from_secs(90), "{elapsed:?}");
+    let summary = &report["symbol_summary"];
+    assert!(summary["timed out"].as_u64().unwrap_or(0) >= 1, "{summary}");
+    let total: u64 = summary.as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
+    assert_eq!(total, 151);
+    assert!(summary.get("found").is_none(), "{summary}");
+    assert_eq!(report["bugcheck"]["faulting"]["module_offset"], "amdppm.sys+0x334c");
+}

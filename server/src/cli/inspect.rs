@@ -41,7 +41,7 @@ pub struct InspectArgs {
 fn inspect_store_config() -> StoreConfig {
     StoreConfig {
         connect_timeout: Duration::from_secs(3),
-        read_timeout: Duration::from_secs(15),
+        read_timeout: Duration::from_secs(10),
         total_timeout: Duration::from_secs(60),
         max_retries: 1,
         breaker_threshold: 3,
