@@ -207,6 +207,8 @@ fn read(file: File, undecorate: Undecorate) -> pdb::Result<FunctionNames> {
     let machine = dbi.machine_type().unwrap_or(pdb::MachineType::Unknown);
     let address_map = pdb.address_map()?;
     let mut raw: Vec<Raw> = Vec::new();
+    // Total name bytes so far: with MAX_SYMBOLS it bounds the memory a hostile PDB can cost.
+    let mut name_bytes = 0usize;
     let mut capped = false;
 
     // Publics (and nothing else) from the global symbol stream.
@@ -221,7 +223,7 @@ fn read(file: File, undecorate: Undecorate) -> pdb::Result<FunctionNames> {
                 break;
             }
         };
-        if raw.len() >= MAX_SYMBOLS {
+        if raw.len() >= MAX_SYMBOLS || name_bytes >= MAX_ARENA {
             capped = true;
             break;
         }
@@ -232,6 +234,7 @@ fn read(file: File, undecorate: Undecorate) -> pdb::Result<FunctionNames> {
                 } else {
                     SymbolKind::PublicData
                 };
+                name_bytes += p.name.as_bytes().len().min(MAX_NAME_LEN);
                 raw.push(Raw {
                     rva: rva.0,
                     len: 0,
@@ -275,12 +278,13 @@ fn read(file: File, undecorate: Undecorate) -> pdb::Result<FunctionNames> {
                     break;
                 }
             };
-            if raw.len() >= MAX_SYMBOLS {
+            if raw.len() >= MAX_SYMBOLS || name_bytes >= MAX_ARENA {
                 capped = true;
                 break 'modules;
             }
             if let Ok(SymbolData::Procedure(p)) = symbol.parse() {
                 if let Some(rva) = p.offset.to_rva(&address_map) {
+                    name_bytes += p.name.as_bytes().len().min(MAX_NAME_LEN);
                     raw.push(Raw {
                         rva: rva.0,
                         len: p.len,
@@ -297,7 +301,10 @@ fn read(file: File, undecorate: Undecorate) -> pdb::Result<FunctionNames> {
         ));
     }
     if capped {
-        warnings.push(format!("symbol table cut at {MAX_SYMBOLS} entries"));
+        warnings.push(format!(
+            "symbol table cut at {} entries ({MAX_SYMBOLS} or {MAX_ARENA} name bytes at most)",
+            raw.len()
+        ));
     }
 
     let x86 = match undecorate {
