@@ -148,6 +148,9 @@ fn not_found_is_never_retried() {
         assert_eq!(server.count(p), 1, "{p}");
     }
     assert_eq!(server.total(), 6);
+    // A miss leaves no empty name/KEY directories in the cache.
+    assert!(!cache.path().join("amdppm.pdb").exists());
+    assert!(no_temp_files(cache.path()));
 }
 
 #[test]

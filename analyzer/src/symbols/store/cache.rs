@@ -19,7 +19,9 @@ const MAX_DEPTH: usize = 5;
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
-/// A temp file next to where the final file goes; removed on drop unless installed.
+/// A temp file in the cache's `.pooltriage/tmp/` (same file system as the cache, so the final
+/// rename is atomic; nothing is created under `name/KEY/` until a file really lands there).
+/// Removed on drop unless installed.
 pub(crate) struct TempFile {
     pub path: PathBuf,
     pub file: File,
@@ -27,18 +29,12 @@ pub(crate) struct TempFile {
 }
 
 impl TempFile {
-    /// Creates `DIR/.NAME.PID.N.tmp` (creating DIR).
-    pub fn new_for(dest: &Path) -> io::Result<TempFile> {
-        let dir = dest
-            .parent()
-            .ok_or_else(|| io::Error::other("destination has no directory"))?;
-        fs::create_dir_all(dir)?;
-        let name = dest
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+    /// Creates `ROOT/.pooltriage/tmp/PID.N.tmp` (creating the directories).
+    pub fn new_in(root: &Path) -> io::Result<TempFile> {
+        let dir = root.join(STATE_DIR).join("tmp");
+        fs::create_dir_all(&dir)?;
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path = dir.join(format!(".{name}.{}.{n}.tmp", std::process::id()));
+        let path = dir.join(format!("{}.{n}.tmp", std::process::id()));
         let file = fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -51,9 +47,12 @@ impl TempFile {
         })
     }
 
-    /// Flushes to disk and renames over `dest`.
+    /// Flushes to disk and renames over `dest` (creating its directory).
     pub fn install(mut self, dest: &Path) -> io::Result<()> {
         self.file.sync_all()?;
+        if let Some(dir) = dest.parent() {
+            fs::create_dir_all(dir)?;
+        }
         fs::rename(&self.path, dest)?;
         self.installed = true;
         touch(dest);
@@ -77,9 +76,9 @@ pub(crate) fn touch(path: &Path) {
     }
 }
 
-/// Copies `src` into `dest` through a temp file.
-pub(crate) fn copy_in(src: &Path, dest: &Path) -> io::Result<()> {
-    let mut tmp = TempFile::new_for(dest)?;
+/// Copies `src` into `dest` (inside the cache `root`) through a temp file.
+pub(crate) fn copy_in(src: &Path, root: &Path, dest: &Path) -> io::Result<()> {
+    let mut tmp = TempFile::new_in(root)?;
     io::copy(&mut File::open(src)?, &mut tmp.file)?;
     tmp.install(dest)
 }
@@ -90,6 +89,23 @@ pub struct EvictStats {
     pub bytes: u64,
     pub evicted_files: u64,
     pub evicted_bytes: u64,
+}
+
+/// Temp files of killed processes (older than an hour; live downloads are younger).
+fn remove_stale_temps(cache: &Path) {
+    let Ok(rd) = fs::read_dir(cache.join(STATE_DIR).join("tmp")) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let age = e
+            .metadata()
+            .ok()
+            .and_then(|m| m.modified().ok())
+            .and_then(|m| m.elapsed().ok());
+        if age.is_some_and(|age| age > STALE_TEMP) {
+            let _ = fs::remove_file(e.path());
+        }
+    }
 }
 
 struct Entry {
@@ -140,6 +156,7 @@ fn walk(dir: &Path, depth: usize, out: &mut Vec<Entry>) {
 
 /// Evicts least recently used files until the cache holds at most `max_bytes`, never `keep`.
 pub(crate) fn evict(cache: &Path, max_bytes: u64, keep: &Path) -> EvictStats {
+    remove_stale_temps(cache);
     let mut files = Vec::new();
     walk(cache, 0, &mut files);
     let mut stats = EvictStats {

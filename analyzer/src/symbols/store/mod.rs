@@ -260,7 +260,7 @@ impl SymbolStore {
                         // Found in place upstream: copy it down (WinDbg does the same).
                         Ok(Some(f)) if !f.path.starts_with(&down) => {
                             let dest = down.join(index);
-                            cache::copy_in(&f.path, &dest).map_err(|e| FetchError::cache(&dest, e))?;
+                            cache::copy_in(&f.path, &down, &dest).map_err(|e| FetchError::cache(&dest, e))?;
                             self.evict(&down, &dest);
                             Ok(Some(Fetched { path: dest, ..f }))
                         }
@@ -278,7 +278,7 @@ impl SymbolStore {
                     // Copy into the intermediate local stores too (srv*A*B*URL).
                     for mid in chain.iter().take(i).skip(1) {
                         if let StoreLocation::Local(m) = mid {
-                            let _ = cache::copy_in(&f.path, &m.join(index));
+                            let _ = cache::copy_in(&f.path, m, &m.join(index));
                         }
                     }
                     return Ok(Some(f));
@@ -308,11 +308,10 @@ impl SymbolStore {
             tried.push(format!("{base} (not there, remembered)"));
             return Ok(None);
         }
-        let dest = down.join(index);
         let name = key.name();
         for file in [name.to_string(), compressed_name(name), "file.ptr".to_string()] {
             for url in self.urls(base, key, &file) {
-                let mut tmp = TempFile::new_for(&dest).map_err(|e| FetchError::cache(&dest, e))?;
+                let mut tmp = TempFile::new_in(down).map_err(|e| FetchError::cache(down, e))?;
                 if self.http.get(&url, &mut tmp.file)? == Got::Missing {
                     continue;
                 }
@@ -386,7 +385,7 @@ impl SymbolStore {
             }
             Material::Store(Found::Compressed(p)) => {
                 let mut src = File::open(&p).map_err(|e| FetchError::malformed(p.display(), e))?;
-                self.decompress_to(&mut src, key, &dest, &p.display().to_string())?;
+                self.decompress_to(&mut src, key, to.dir, &dest, &p.display().to_string())?;
                 self.evict(to.dir, &dest);
                 Ok(done(p.display().to_string()))
             }
@@ -397,7 +396,7 @@ impl SymbolStore {
                 let what = format!("{} -> {}", ptr.display(), t.display());
                 let mut src = File::open(&t).map_err(|e| FetchError::malformed(&what, e))?;
                 if cab::is_cab(&mut src) {
-                    self.decompress_to(&mut src, key, &dest, &what)?;
+                    self.decompress_to(&mut src, key, to.dir, &dest, &what)?;
                     self.evict(to.dir, &dest);
                     Ok(done(t.display().to_string()))
                 } else {
@@ -413,7 +412,7 @@ impl SymbolStore {
                 ptr,
                 target: PtrTarget::Url(url),
             }) => {
-                let mut tmp = TempFile::new_for(&dest).map_err(|e| FetchError::cache(&dest, e))?;
+                let mut tmp = TempFile::new_in(to.dir).map_err(|e| FetchError::cache(to.dir, e))?;
                 if self.http.get(&url, &mut tmp.file)? == Got::Missing {
                     return Err(FetchError::malformed(
                         ptr.display(),
@@ -421,7 +420,7 @@ impl SymbolStore {
                     ));
                 }
                 if cab::is_cab(&mut tmp.file) {
-                    self.decompress_to(&mut tmp.file, key, &dest, &url)?;
+                    self.decompress_to(&mut tmp.file, key, to.dir, &dest, &url)?;
                 } else {
                     check_magic_open(key, &mut tmp.file, &url)?;
                     tmp.install(&dest).map_err(|e| FetchError::cache(&dest, e))?;
@@ -436,15 +435,22 @@ impl SymbolStore {
                 Ok(done(url))
             }
             Material::DownloadedCab(mut tmp, url) => {
-                self.decompress_to(&mut tmp.file, key, &dest, &url)?;
+                self.decompress_to(&mut tmp.file, key, to.dir, &dest, &url)?;
                 self.evict(to.dir, &dest);
                 Ok(done(url))
             }
         }
     }
 
-    fn decompress_to(&self, src: &mut File, key: &SymbolKey, dest: &Path, what: &str) -> Result<(), FetchError> {
-        let mut out = TempFile::new_for(dest).map_err(|e| FetchError::cache(dest, e))?;
+    fn decompress_to(
+        &self,
+        src: &mut File,
+        key: &SymbolKey,
+        root: &Path,
+        dest: &Path,
+        what: &str,
+    ) -> Result<(), FetchError> {
+        let mut out = TempFile::new_in(root).map_err(|e| FetchError::cache(root, e))?;
         let max = self.config.max_download_bytes;
         cab::extract(src, key.name(), &mut out.file, max).map_err(|e| {
             if e.contains("exceeds the limit") {

@@ -67,7 +67,7 @@ pub(crate) fn record_miss(cache: &Path, source: &str, index: &str, ttl: Duration
         return;
     }
     let (path, id) = record_path(cache, source, index);
-    if let Ok(mut tmp) = TempFile::new_for(&path) {
+    if let Ok(mut tmp) = TempFile::new_in(cache) {
         if write!(tmp.file, "{}\n{id}", now_secs()).is_ok() {
             let _ = tmp.install(&path);
         }
