@@ -192,7 +192,7 @@ mod tests {
     use crate::pool::testmem::*;
     use crate::pool::PoolKind;
 
-    const KB64: u64 = 0xfffff800_1000_0000;
+    const KB64: u64 = 0xffff_f800_1000_0000;
     const KB32: u64 = 0x8040_0000;
 
     fn ctx(p: Option<&Profile>, ptr: u8, build: u32, kb: u64) -> KernelContext<'_> {
@@ -207,37 +207,37 @@ mod tests {
             let p = isf(guid);
             assert_eq!(p.type_size("_POOL_TRACKER_BIG_PAGES"), Some(esize));
             let mut img = Image::new(8);
-            let t = 0xffffc000_0050_0000u64;
+            let t = 0xffff_c000_0050_0000_u64;
             img.u64(KB64 + p.global("PoolBigPageTable").unwrap(), t);
             img.u64(KB64 + p.global("PoolBigPageTableSize").unwrap(), 4);
             // 0: paged (PoolType 1) "Leak" 64 KiB; pattern byte 0x5a and slush 0x123 around it.
-            img.u64(t, 0xffffc000_1000_0000);
+            img.u64(t, 0xffff_c000_1000_0000);
             img.write(t + 8, b"Leak");
             img.u32(t + 0xc, 0x5a | (1 << 8) | (0x123 << 20));
             img.u64(t + 0x10, 0x10000);
             // 1: freed (Va bit 0) but still keyed.
-            img.u64(t + esize, 0xffffc000_2000_0001);
+            img.u64(t + esize, 0xffff_c000_2000_0001);
             img.write(t + esize + 8, b"Gone");
             // 2: never used (key 0).
             // 3: NonPagedPoolNx (0x200) "Nx  " 8 KiB.
             let e = t + 3 * esize;
-            img.u64(e, 0xffffc000_3000_0000);
+            img.u64(e, 0xffff_c000_3000_0000);
             img.write(e + 8, b"Nx  ");
             img.u32(e + 0xc, 0x200 << 8);
             img.u64(e + 0x10, 0x2000);
             if build >= 20348 {
-                img.u64(e + 0x18, 0xffffb000_0000_0080);
+                img.u64(e + 0x18, 0xffff_b000_0000_0080);
             }
             let mem = img.memory();
             let b = read_big_pages(mem, &ctx(Some(&p), 8, build, KB64)).unwrap();
             assert_eq!(b.layout_source, LayoutSource::Profile);
             assert_eq!((b.free, b.unreadable, b.entries.len()), (1, 0, 2), "{build}");
             let leak = b.entries[0];
-            assert_eq!((leak.va, leak.tag, leak.size), (0xffffc000_1000_0000, Tag(*b"Leak"), 0x10000));
+            assert_eq!((leak.va, leak.tag, leak.size), (0xffff_c000_1000_0000, Tag(*b"Leak"), 0x10000));
             assert_eq!(leak.pool_type.unwrap().kind, PoolKind::Paged);
             let nx = b.entries[1];
             assert_eq!((nx.size, nx.pool_type.unwrap().raw, nx.pool_type.unwrap().kind), (0x2000, 0x200, PoolKind::Nonpaged));
-            assert_eq!(nx.process_billed, (build >= 20348).then_some(0xffffb000_0000_0080));
+            assert_eq!(nx.process_billed, (build >= 20348).then_some(0xffff_b000_0000_0080));
             // The built-in layout is the ISF's, field by field.
             let bi = BigPageLayout { source: LayoutSource::Profile, ..BigPageLayout::built_in(8, build) };
             assert_eq!(Some(bi), BigPageLayout::from_profile(&p, 8), "{build}");
@@ -249,10 +249,10 @@ mod tests {
     fn win7_plain_pool_type() {
         let p = isf(W7601);
         let mut img = Image::new(8);
-        let t = 0xfffffa80_0200_0000u64;
+        let t = 0xffff_fa80_0200_0000_u64;
         img.u64(KB64 + p.global("PoolBigPageTable").unwrap(), t);
         img.u64(KB64 + p.global("PoolBigPageTableSize").unwrap(), 1);
-        img.u64(t, 0xfffff8a0_0123_4000);
+        img.u64(t, 0xffff_f8a0_0123_4000);
         img.write(t + 8, b"CM31");
         img.u32(t + 0xc, 0x21); // PagedPoolSession
         img.u64(t + 0x10, 0x3000);
@@ -273,7 +273,7 @@ mod tests {
         let p = xp_pdb();
         assert_eq!(p.type_size("_POOL_TRACKER_BIG_PAGES"), Some(0xc));
         let mut img = Image::new(4);
-        let t = 0x8200_0ff4u64; // entry 1 starts at 0x82001000, on a page we leave out
+        let t = 0x8200_0ff4_u64; // entry 1 starts at 0x82001000, on a page we leave out
         img.u32(KB32 + p.global("PoolBigPageTable").unwrap(), t as u32);
         img.u32(KB32 + p.global("PoolBigPageTableSize").unwrap(), 2);
         img.u32(t, 0x8234_5000);

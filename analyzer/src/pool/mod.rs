@@ -10,6 +10,7 @@
 //! Everything read from the dump is bounded before anything is allocated: a table size or a
 //! processor count is a number the dump's writer chose, not a fact.
 
+pub mod analyze;
 pub mod bigpages;
 pub mod header;
 mod layout;
@@ -19,6 +20,7 @@ pub mod tags;
 pub mod types;
 pub mod vm;
 
+pub use analyze::{analyze, AnalyzeOptions, PoolReport};
 pub use layout::{FieldSpec, LayoutSource};
 pub use tag::{Tag, TagPattern};
 pub use types::{PoolKind, PoolType};

@@ -16,12 +16,12 @@ fn x64_header(img: &mut Image, at: u64, prev: u32, size: u32, pool_type_plus_one
 fn x64_page_chain_and_range_accounting() {
     let p = isf(W7601);
     let layout = HeaderLayout::for_kernel(Some(&p), 8);
-    let base = 0xfffffa80_0400_0000u64;
+    let base = 0xffff_fa80_0400_0000_u64;
     let mut img = Image::new(8);
     // Page 0: Irp (64 B nonpaged), a free 256 B block, Proc (3776 B nonpaged, quota) to the end.
     x64_header(&mut img, base, 0, 4, 1, b"Irp ", 0);
     x64_header(&mut img, base + 0x40, 4, 0x10, 0, b"Free", 0);
-    x64_header(&mut img, base + 0x140, 0x10, 0xec, 9, b"Proc", 0xfffffa80_0999_0000);
+    x64_header(&mut img, base + 0x140, 0x10, 0xec, 9, b"Proc", 0xffff_fa80_0999_0000);
     // Page 1: first block claims PreviousSize 3.
     x64_header(&mut img, base + 0x1000, 3, 0x100 - 1, 1, b"Bad ", 0);
     // Page 2: mapped, not in the dump. Page 3: not mapped. Pages 4-5: a big allocation.
@@ -42,7 +42,7 @@ fn x64_page_chain_and_range_accounting() {
         [(0, 64, "Irp ".to_string(), true), (0x40, 256, "Free".into(), false), (0x140, 3776, "Proc".into(), true)]
     );
     assert_eq!(blocks[0].pool_type.kind, PoolKind::Nonpaged);
-    assert_eq!(blocks[2].process_billed, Some(0xfffffa80_0999_0000));
+    assert_eq!(blocks[2].process_billed, Some(0xffff_fa80_0999_0000));
     assert_eq!(blocks[0].process_billed, None, "not a quota block");
 }
 
@@ -51,7 +51,7 @@ fn x86_page_with_quota_pointer_at_the_block_end() {
     let p = xp_pdb();
     let layout = HeaderLayout::for_kernel(Some(&p), 4);
     assert_eq!(layout.size, 8);
-    let base = 0xe100_0000u64;
+    let base = 0xe100_0000_u64;
     let mut img = Image::new(4);
     // Block 0: PreviousSize 0, BlockSize 0x100 (2 KiB), PoolType (PagedPool|quota)+1 = 10:
     // USHORT 2 = 0x100 | 10 << 9 = 0x1500 (ntkrnlpa.pdb: BlockSize@2:0:9, PoolType@2:9:7).

@@ -4,7 +4,7 @@
 use super::*;
 use crate::pool::testmem::*;
 
-const KB64: u64 = 0xfffff800_1000_0000;
+const KB64: u64 = 0xffff_f800_1000_0000;
 const KB32: u64 = 0x8040_0000;
 
 fn ctx<'a>(p: Option<&'a Profile>, ptr: u8, build: u32, kb: u64) -> KernelContext<'a> {
@@ -37,7 +37,7 @@ fn win10_sums_per_cpu_tables_and_expansion_keeps_session_apart() {
     let p = isf(W19041);
     assert_eq!(p.type_size("_POOL_TRACKER_TABLE"), Some(0x38));
     let mut img = Image::new(8);
-    let (t0, t1, te, ts) = (0xffffc000_0010_0000u64, 0xffffc000_0020_0000, 0xffffc000_0030_0000, 0xffffc000_0040_0000);
+    let (t0, t1, te, ts) = (0xffff_c000_0010_0000_u64, 0xffff_c000_0020_0000, 0xffff_c000_0030_0000, 0xffff_c000_0040_0000);
     img.u64(g(&p, KB64, "PoolTrackTable"), t0);
     img.u64(g(&p, KB64, "PoolTrackTableSize"), 4);
     img.u32(g(&p, KB64, "KeNumberProcessors"), 2);
@@ -91,7 +91,7 @@ fn win7_x64_counts_are_32_bit_and_missing_pages_are_counted() {
     let p = isf(W7601);
     assert_eq!(p.type_size("_POOL_TRACKER_TABLE"), Some(0x28));
     let mut img = Image::new(8);
-    let t0 = 0xfffffa80_0100_0000u64;
+    let t0 = 0xffff_fa80_0100_0000_u64;
     img.u64(g(&p, KB64, "PoolTrackTable"), t0);
     img.u64(g(&p, KB64, "PoolTrackTableSize"), 0x200);
     img.u32(g(&p, KB64, "KeNumberProcessors"), 1);
@@ -133,7 +133,7 @@ fn xp_x86_with_pdb_and_without_symbols() {
     let var = g(&p, KB32, "PoolTrackTable");
     assert_eq!(g(&p, KB32, "PoolTrackTableSize"), var - 4, "XP keeps the size just before the table pointer");
     let mut img = Image::new(4);
-    let t0 = 0x8100_0000u64;
+    let t0 = 0x8100_0000_u64;
     img.u32(var, t0 as u32);
     img.u32(var - 4, 0x800);
     img.touch(t0);
@@ -170,7 +170,7 @@ fn xp_x86_with_pdb_and_without_symbols() {
 fn absurd_table_size_is_refused_before_reading() {
     let p = isf(W17763);
     let mut img = Image::new(8);
-    img.u64(g(&p, KB64, "PoolTrackTable"), 0xffffc000_0010_0000);
+    img.u64(g(&p, KB64, "PoolTrackTable"), 0xffff_c000_0010_0000);
     img.u64(g(&p, KB64, "PoolTrackTableSize"), 1 << 40);
     let mem = img.memory();
     let e = read_tag_tables(mem, &ctx(Some(&p), 8, 17763, KB64), None).unwrap_err();

@@ -32,13 +32,6 @@ impl Image {
     pub fn u64(&mut self, va: u64, v: u64) {
         self.write(va, &v.to_le_bytes());
     }
-    pub fn ptr(&mut self, va: u64, v: u64) {
-        if self.pointer_size == 4 {
-            self.u32(va, v as u32)
-        } else {
-            self.u64(va, v)
-        }
-    }
     /// Makes a zero-filled page present.
     pub fn touch(&mut self, va: u64) {
         self.pages.entry(va & !0xfff).or_insert_with(|| vec![0u8; 0x1000]);

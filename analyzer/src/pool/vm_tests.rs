@@ -6,7 +6,7 @@ use crate::pool::testmem::*;
 use crate::pool::types::PoolType;
 use crate::symbols::Profile;
 
-const KB64: u64 = 0xfffff800_1000_0000;
+const KB64: u64 = 0xffff_f800_1000_0000;
 const KB32: u64 = 0x8040_0000;
 
 fn ctx(p: Option<&Profile>, ptr: u8, build: u32, kb: u64) -> KernelContext<'_> {
@@ -75,7 +75,7 @@ fn quota_decoded_with_cookie_and_named_from_the_process_list() {
     let off = |f| p.offset("_EPROCESS", f).unwrap();
     let mut img = Image::new(8);
     let head = KB64 + p.global("PsActiveProcessHead").unwrap();
-    let (sys, app) = (0xffffa000_0000_1000u64, 0xffffa000_0010_0000u64);
+    let (sys, app) = (0xffff_a000_0000_1000_u64, 0xffff_a000_0010_0000_u64);
     // head -> System -> leaky.exe -> head
     img.u64(head, sys + off("ActiveProcessLinks"));
     img.u64(sys + off("ActiveProcessLinks"), app + off("ActiveProcessLinks"));
@@ -84,7 +84,7 @@ fn quota_decoded_with_cookie_and_named_from_the_process_list() {
     img.write(sys + off("ImageFileName"), b"System\0");
     img.u64(app + off("UniqueProcessId"), 0x1234);
     img.write(app + off("ImageFileName"), b"leaky.exe\0");
-    let cookie = 0x5a5a_1234_8765_f0f0u64;
+    let cookie = 0x5a5a_1234_8765_f0f0_u64;
     img.u64(KB64 + p.global("ExpPoolQuotaCookie").unwrap(), cookie);
     let mem = img.memory();
     let c = ctx(Some(&p), 8, 19041, KB64);
@@ -104,13 +104,13 @@ fn quota_decoded_with_cookie_and_named_from_the_process_list() {
         allocated: true,
         process_billed: billed,
     };
-    let a1 = 0xffffc000_0000_0040u64;
-    let a2 = 0xffffc000_0000_0400u64;
+    let a1 = 0xffff_c000_0000_0040_u64;
+    let a2 = 0xffff_c000_0000_0400_u64;
     let mut acc = QuotaAccumulator::new(enc);
     acc.add(&block(a1, 0x100, Some(app ^ cookie ^ a1), quota));
     acc.add(&block(a2, 0x200, Some(app ^ cookie ^ a2), quota));
     // Not a quota block: its ProcessBilled bytes are the back-trace index, not a process.
-    acc.add(&block(0xffffc000_0000_0800, 0x50, Some(0x1234), PoolType::from_header_field(1)));
+    acc.add(&block(0xffff_c000_0000_0800, 0x50, Some(0x1234), PoolType::from_header_field(1)));
     let r = acc.finish(&procs);
     assert_eq!(r.processes.len(), 1);
     let q = &r.processes[0];
@@ -127,7 +127,7 @@ fn process_list_loop_stops() {
     let links = p.offset("_EPROCESS", "ActiveProcessLinks").unwrap();
     let mut img = Image::new(8);
     let head = KB64 + p.global("PsActiveProcessHead").unwrap();
-    let ep = 0xffffa000_0000_1000u64;
+    let ep = 0xffff_a000_0000_1000_u64;
     img.u64(head, ep + links);
     img.u64(ep + links, ep + links); // points at itself, never back to the head
     let (procs, warnings) = walk_processes(img.memory(), &ctx(Some(&p), 8, 17763, KB64), head).unwrap();

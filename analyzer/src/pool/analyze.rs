@@ -1,0 +1,355 @@
+//! The whole pool analysis of a dump, in one call: tag tables, big pages, classic pool pages,
+//! the `!vm` summary, quota charges, and tags mapped to drivers. Each part that cannot be read
+//! becomes a `None` plus an error line; the report always says which symbols and layouts it
+//! used.
+
+use super::bigpages::{read_big_pages, BigPage, BigPages};
+use super::header::HeaderLayout;
+use super::pages::{ranges_from_kdbg, scan_ranges, Block, PageScan};
+use super::tags::{read_tag_tables, sort_tags, SortKey, TableInfo, TagStats, TagTables};
+use super::vm::{vm_summary, walk_processes, QuotaAccumulator, QuotaEncoding, QuotaReport, VmSummary};
+use super::{hex, KernelContext, LayoutSource, PoolKind, PoolType, Tag, TagPattern};
+use crate::attribution::{Attributor, Mapping, PoolTagFile, Source};
+use crate::dump::{Arch, Dump};
+use crate::kernel::{read_kernel, KernelInfo};
+use crate::symbols::Profile;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// Most blocks kept for a `blocks` listing (the scan itself streams; this bounds the report).
+pub const MAX_LISTED_BLOCKS: usize = 5_000_000;
+
+/// Where the profile came from, as the caller found it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SymbolsInfo {
+    /// "pdb", "isf" or "none".
+    pub source: &'static str,
+    pub path: Option<String>,
+    pub guid: Option<String>,
+    pub age: Option<u32>,
+    /// Whether the profile's GUID/age equal the kernel image's CodeView record in the dump
+    /// (`None` when the dump does not hold it).
+    pub matches_kernel: Option<bool>,
+}
+
+pub struct AnalyzeOptions<'a> {
+    pub profile: Option<&'a Profile>,
+    /// "pdb" / "isf" / "none", and the file.
+    pub symbols_source: &'static str,
+    pub symbols_path: Option<String>,
+    pub sort: SortKey,
+    pub tag: Option<TagPattern>,
+    /// Keep every block (for `pooltriage blocks`).
+    pub list_blocks: bool,
+    pub pooltag: Option<PoolTagFile>,
+    /// Scan loaded drivers' code for tags.
+    pub scan_drivers: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Layouts {
+    pub pool_header: LayoutSource,
+    pub tag_table: Option<LayoutSource>,
+    pub big_pages: Option<LayoutSource>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TagRow {
+    #[serde(flatten)]
+    pub stats: TagStats,
+    pub paged_outstanding: u64,
+    pub nonpaged_outstanding: u64,
+    pub drivers: Vec<Mapping>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ListedBlock {
+    #[serde(flatten)]
+    pub block: Block,
+    /// "classic" or "big".
+    pub source: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DriverRow {
+    pub module: String,
+    /// Tags the module's code passes to an allocation.
+    pub tags: Vec<Tag>,
+    /// Outstanding paged + nonpaged bytes of those tags (tag tables).
+    pub bytes: u64,
+    /// Tags of this list that other modules' code also allocates with.
+    pub shared_tags: Vec<Tag>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DumpSummary {
+    pub format: &'static str,
+    pub arch: &'static str,
+    pub build: u32,
+    #[serde(serialize_with = "hex")]
+    pub kernel_base: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PoolReport {
+    pub schema: u32,
+    pub dump: DumpSummary,
+    pub symbols: SymbolsInfo,
+    pub layouts: Layouts,
+    pub sort: &'static str,
+    pub tag_filter: Option<String>,
+    /// Sorted and filtered; `None` when the tag tables could not be read.
+    pub tags: Option<Vec<TagRow>>,
+    pub session_tags: Option<Vec<TagRow>>,
+    pub tag_tables: Vec<TableInfo>,
+    pub big_pages: Option<BigPages>,
+    pub pages: Option<PageScan>,
+    pub missing_pool_pages: Option<u64>,
+    /// Only with `list_blocks`: classic and big blocks matching the filter.
+    pub blocks: Option<Vec<ListedBlock>>,
+    pub blocks_truncated: bool,
+    pub vm: VmSummary,
+    pub quota: Option<QuotaReport>,
+    pub drivers: Vec<DriverRow>,
+    pub warnings: Vec<String>,
+    pub errors: Vec<String>,
+}
+
+pub fn analyze(dump: &Dump, opts: AnalyzeOptions) -> Result<PoolReport, String> {
+    let kernel = read_kernel(dump);
+    analyze_with_kernel(dump, &kernel, opts)
+}
+
+pub fn analyze_with_kernel(dump: &Dump, kernel: &KernelInfo, opts: AnalyzeOptions) -> Result<PoolReport, String> {
+    let header = dump.header();
+    let mem = dump.kernel_memory().map_err(|e| e.to_string())?;
+    let mem = &*mem;
+    let kernel_base = kernel.kernel_base.ok_or("the kernel's base address is unknown (no debugger data block and no module list)")?;
+    let pointer_size = if header.arch == Arch::X86 { 4 } else { 8 };
+    let ctx = KernelContext { kernel_base, pointer_size, build: header.build, processors: header.processors, profile: opts.profile };
+    let mut warnings = Vec::new();
+    let mut errors = Vec::new();
+
+    let symbols = symbols_info(&opts, kernel);
+    if symbols.matches_kernel == Some(false) {
+        warnings.push("the symbols given are not the dump's kernel's (GUID/age differ): layouts and globals may be wrong".into());
+    }
+
+    // Tag tables.
+    let ptt_var = kernel.kdbg.as_ref().and_then(|k| k.get("PoolTrackTable")).filter(|&v| v != 0);
+    let tables: Option<TagTables> = match read_tag_tables(mem, &ctx, ptt_var) {
+        Ok(t) => {
+            warnings.extend(t.warnings.iter().cloned());
+            Some(t)
+        }
+        Err(e) => {
+            errors.push(format!("tag tables: {e}"));
+            None
+        }
+    };
+
+    // Big pages.
+    let big = match read_big_pages(mem, &ctx) {
+        Ok(b) => Some(b),
+        Err(e) => {
+            errors.push(format!("big pages: {e}"));
+            None
+        }
+    };
+
+    // Quota decoding and processes.
+    let quota_enc = match QuotaEncoding::for_kernel(mem, &ctx) {
+        Ok(q) => Some(q),
+        Err(e) => {
+            warnings.push(format!("quota: {e}"));
+            None
+        }
+    };
+    let head = kernel.kdbg.as_ref().and_then(|k| k.ps_active_process_head()).or(header.ps_active_process_head);
+    let processes = match head.map(|h| walk_processes(mem, &ctx, h)) {
+        Some(Ok((p, w))) => {
+            warnings.extend(w);
+            p
+        }
+        Some(Err(e)) => {
+            warnings.push(format!("processes: {e}"));
+            Vec::new()
+        }
+        None => Vec::new(),
+    };
+
+    // Classic pool pages.
+    let layout = HeaderLayout::for_kernel(opts.profile, pointer_size);
+    let ranges = ranges_from_kdbg(&kernel.kdbg_values);
+    let mut quota = quota_enc.map(QuotaAccumulator::new);
+    let mut listed: Vec<ListedBlock> = Vec::new();
+    let mut truncated = false;
+    let filter = opts.tag.clone();
+    let wanted = |t: Tag| match filter.as_ref() {
+        None => true,
+        Some(p) => p.matches(t) || p.matches(t.unprotected()),
+    };
+    let mut big_ranges: Vec<(u64, u64)> =
+        big.iter().flat_map(|b| b.entries.iter()).map(|e| (e.va & !0xfff, e.va.saturating_add(e.size))).collect();
+    big_ranges.sort_unstable();
+    big_ranges.dedup_by(|b, a| {
+        // merge overlaps so the lookup's binary search stays correct
+        if b.0 <= a.1 {
+            a.1 = a.1.max(b.1);
+            true
+        } else {
+            false
+        }
+    });
+    let pages = if dump.triage().is_some() {
+        warnings.push("triage dump: pool pages are not captured, no block walk".into());
+        None
+    } else if ranges.is_empty() {
+        if header.build >= 10240 {
+            warnings.push("no classic pool ranges on this build (Windows 10+ pool is in dynamic system VA; the segment heap walker is not written yet)".into());
+        } else {
+            warnings.push("the debugger data block gives no pool ranges: no block walk".into());
+        }
+        None
+    } else {
+        let mut on_block = |b: &Block| {
+            if let Some(q) = quota.as_mut() {
+                q.add(b);
+            }
+            if opts.list_blocks && wanted(b.tag) {
+                if listed.len() < MAX_LISTED_BLOCKS {
+                    listed.push(ListedBlock { block: *b, source: "classic" });
+                } else {
+                    truncated = true;
+                }
+            }
+        };
+        Some(scan_ranges(mem, &layout, &ranges, &big_ranges, &mut on_block))
+    };
+    if let Some(b) = &big {
+        for e in &b.entries {
+            let blk = big_block(e);
+            if let Some(q) = quota.as_mut() {
+                if e.process_billed.is_some() {
+                    q.add(&blk);
+                }
+            }
+            if opts.list_blocks && wanted(e.tag) {
+                if listed.len() < MAX_LISTED_BLOCKS {
+                    listed.push(ListedBlock { block: blk, source: "big" });
+                } else {
+                    truncated = true;
+                }
+            }
+        }
+    }
+
+    // Attribution.
+    let mut attributor = Attributor::new(opts.pooltag);
+    if opts.scan_drivers {
+        attributor.add_modules(mem, &kernel.modules.modules);
+        warnings.extend(attributor.warnings.iter().cloned());
+    }
+    let row = |s: &TagStats| TagRow {
+        stats: *s,
+        paged_outstanding: s.paged_outstanding(),
+        nonpaged_outstanding: s.nonpaged_outstanding(),
+        drivers: attributor.mappings(s.tag),
+    };
+    let rows_of = |v: &[TagStats]| -> Vec<TagRow> {
+        let mut v: Vec<TagStats> = v.iter().filter(|s| wanted(s.tag)).copied().collect();
+        sort_tags(&mut v, opts.sort);
+        v.iter().map(row).collect()
+    };
+    let tags = tables.as_ref().map(|t| rows_of(&t.tags));
+    let session_tags = tables.as_ref().and_then(|t| t.session.as_deref()).map(rows_of);
+    let drivers = tags.as_deref().map(driver_rows).unwrap_or_default();
+
+    let vm = vm_summary(mem, &ctx, &kernel.kdbg_values, tables.as_ref().map(|t| &t.tags[..]));
+    warnings.extend(vm.warnings.iter().cloned());
+
+    let mut big_out = big;
+    if let (Some(b), Some(_)) = (big_out.as_mut(), &opts.tag) {
+        b.entries.retain(|e| wanted(e.tag));
+    }
+    Ok(PoolReport {
+        schema: 1,
+        dump: DumpSummary { format: dump.format().as_str(), arch: header.arch.as_str(), build: header.build, kernel_base },
+        symbols,
+        layouts: Layouts {
+            pool_header: layout.source,
+            tag_table: tables.as_ref().map(|t| t.layout_source),
+            big_pages: big_out.as_ref().map(|b| b.layout_source),
+        },
+        sort: match opts.sort {
+            SortKey::PagedBytes => "paged",
+            SortKey::NonpagedBytes => "nonpaged",
+            SortKey::Allocs => "allocs",
+        },
+        tag_filter: opts.tag.as_ref().map(|p| p.to_string()),
+        tags,
+        session_tags,
+        tag_tables: tables.as_ref().map(|t| t.tables.clone()).unwrap_or_default(),
+        missing_pool_pages: pages.as_ref().map(|p| p.missing_pool_pages),
+        pages,
+        big_pages: big_out,
+        blocks: opts.list_blocks.then_some(listed),
+        blocks_truncated: truncated,
+        vm,
+        quota: quota.map(|q| q.finish(&processes)),
+        drivers,
+        warnings,
+        errors,
+    })
+}
+
+fn big_block(e: &BigPage) -> Block {
+    let pool_type = e.pool_type.unwrap_or(PoolType { raw: 0, kind: PoolKind::Nonpaged, session: false, quota: false });
+    Block {
+        address: e.va,
+        size: e.size,
+        tag: e.tag,
+        pool_type,
+        allocated: true,
+        process_billed: e.process_billed.filter(|&v| v != 0),
+    }
+}
+
+fn symbols_info(opts: &AnalyzeOptions, kernel: &KernelInfo) -> SymbolsInfo {
+    let cv = kernel.kernel_module().and_then(|m| m.pe.as_ref()).and_then(|pe| pe.codeview.as_ref());
+    SymbolsInfo {
+        source: opts.symbols_source,
+        path: opts.symbols_path.clone(),
+        guid: opts.profile.map(|p| p.guid.clone()),
+        age: opts.profile.map(|p| p.age),
+        matches_kernel: match (opts.profile, cv) {
+            (Some(p), Some(cv)) => Some(p.guid.eq_ignore_ascii_case(&cv.guid) && p.age == cv.age),
+            _ => None,
+        },
+    }
+}
+
+/// Modules whose code allocates with a tag, with the outstanding bytes of those tags.
+fn driver_rows(rows: &[TagRow]) -> Vec<DriverRow> {
+    let mut by_module: BTreeMap<String, (Vec<Tag>, u64, Vec<Tag>)> = BTreeMap::new();
+    for r in rows {
+        let owners: Vec<&str> = r
+            .drivers
+            .iter()
+            .filter(|m| m.source == Source::DriverCodeAllocation)
+            .filter_map(|m| m.module.as_deref())
+            .collect();
+        for o in &owners {
+            let e = by_module.entry(o.to_string()).or_default();
+            e.0.push(r.stats.tag);
+            e.1 = e.1.saturating_add(r.stats.paged_bytes).saturating_add(r.stats.nonpaged_bytes);
+            if owners.len() > 1 {
+                e.2.push(r.stats.tag);
+            }
+        }
+    }
+    let mut out: Vec<DriverRow> =
+        by_module.into_iter().map(|(module, (tags, bytes, shared_tags))| DriverRow { module, tags, bytes, shared_tags }).collect();
+    out.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(a.module.cmp(&b.module)));
+    out
+}
