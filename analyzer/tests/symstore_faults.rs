@@ -421,3 +421,48 @@ fn requests_go_through_the_configured_proxy() {
     let e = SymbolStore::new(path, cfg).fetch(&amdppm_sys()).unwrap_err();
     assert!(e.to_string().contains("bad proxy"), "{e}");
 }
+
+#[test]
+fn offline_skips_servers_and_fetch_many_keeps_order() {
+    let server = FaultServer::start(|p| {
+        if p.contains("/missing.sys/") {
+            Reply::Status(404)
+        } else {
+            ok(pe_body(1000, p.as_bytes().get(1).copied().unwrap_or(0)))
+        }
+    });
+    let cache = tempfile::tempdir().unwrap();
+    let offline = store_with(
+        &server,
+        cache.path(),
+        StoreConfig {
+            offline: true,
+            ..fast_config(cache.path())
+        },
+    );
+    match offline.fetch(&amdppm_sys()) {
+        Err(FetchError::NotFound { tried }) => assert!(tried.iter().any(|t| t.ends_with("(offline)")), "{tried:?}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(server.total(), 0);
+
+    let s = store_with(&server, cache.path(), fast_config(cache.path()));
+    let keys: Vec<SymbolKey> = ["a", "missing", "b", "c"]
+        .iter()
+        .map(|n| SymbolKey::pe(format!("{n}.sys"), 1, 0x1000))
+        .collect();
+    let results = s.fetch_many(&keys, 3);
+    assert_eq!(results.len(), 4);
+    for (key, r) in keys.iter().zip(&results) {
+        match (key.name(), r) {
+            ("missing.sys", Err(FetchError::NotFound { .. })) => {}
+            (name, Ok(f)) => {
+                assert!(f.path.ends_with(format!("{name}/000000011000/{name}")), "{f:?}");
+                assert_eq!(std::fs::read(&f.path).unwrap()[2], name.as_bytes()[0]);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    // Now cached: the offline store finds them.
+    assert!(offline.fetch(&keys[0]).is_ok());
+}

@@ -41,6 +41,9 @@ pub struct StoreConfig {
     /// HTTP proxy for symbol servers, e.g. `http://proxy:3128` (`user:password@` allowed).
     /// Environment variables are not read here: a proxy must not swallow loopback servers.
     pub proxy: Option<String>,
+    /// Never use the network: HTTP entries of the symbol path are skipped (reported as
+    /// "offline" among the places tried); caches and local stores still answer.
+    pub offline: bool,
 }
 
 impl Default for StoreConfig {
@@ -61,6 +64,7 @@ impl Default for StoreConfig {
             http_case_variants: true,
             user_agent: format!("pooltriage/{} (symbol store client)", env!("CARGO_PKG_VERSION")),
             proxy: None,
+            offline: false,
         }
     }
 }

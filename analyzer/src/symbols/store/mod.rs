@@ -108,6 +108,37 @@ impl SymbolStore {
             .run(&index.to_lowercase(), Err(panicked), || self.fetch_now(key, &index))
     }
 
+    /// Fetches several files with up to `threads` in parallel; results in the order of `keys`.
+    /// (A dump lists ~150 modules; one at a time, each a round trip to the server, is slow.)
+    pub fn fetch_many(&self, keys: &[SymbolKey], threads: usize) -> Vec<Result<Fetched, FetchError>> {
+        let slots: Vec<std::sync::Mutex<Option<Result<Fetched, FetchError>>>> =
+            keys.iter().map(|_| std::sync::Mutex::new(None)).collect();
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..threads.clamp(1, keys.len().max(1)) {
+                s.spawn(|| loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let (Some(key), Some(slot)) = (keys.get(i), slots.get(i)) else {
+                        break;
+                    };
+                    let r = self.fetch(key);
+                    *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+                });
+            }
+        });
+        slots
+            .into_iter()
+            .map(|m| {
+                m.into_inner().unwrap_or_else(|e| e.into_inner()).unwrap_or_else(|| {
+                    Err(FetchError::DownloadFailed {
+                        url: String::new(),
+                        reason: "internal error: not fetched".into(),
+                    })
+                })
+            })
+            .collect()
+    }
+
     fn fetch_now(&self, key: &SymbolKey, index: &str) -> Result<Fetched, FetchError> {
         let mut tried = Vec::new();
         let mut first_error = None;
@@ -303,6 +334,10 @@ impl SymbolStore {
         down: &Path,
         tried: &mut Vec<String>,
     ) -> Result<Option<Fetched>, FetchError> {
+        if self.config.offline {
+            tried.push(format!("{base} (offline)"));
+            return Ok(None);
+        }
         let ttl = self.config.negative_ttl;
         if negative::is_missing(down, base, index, ttl) {
             tried.push(format!("{base} (not there, remembered)"));
