@@ -39,8 +39,10 @@ pub struct Mapping {
     pub module: Option<String>,
     pub description: Option<String>,
     pub source: Source,
-    /// Occurrences (for driver evidence) or the pooltag file's line.
+    /// Occurrences in the driver's code (driver evidence), 0 otherwise.
     pub count: u32,
+    /// The pooltag file's line (1-based), for that source.
+    pub line: Option<usize>,
 }
 
 /// Collects evidence and answers "who uses this tag".
@@ -92,14 +94,20 @@ impl Attributor {
                 } else {
                     (Source::DriverCodeImmediate, h.other_immediate)
                 };
-                out.push(Mapping { module: Some(module.clone()), description: None, source, count });
+                out.push(Mapping { module: Some(module.clone()), description: None, source, count, line: None });
             }
         }
         if out.is_empty() {
             for (module, regions) in &self.bytes {
                 let n: u32 = regions.iter().filter_map(|r| scan::byte_hits(&r.bytes, &[tag]).get(&tag).copied()).sum();
                 if n > 0 {
-                    out.push(Mapping { module: Some(module.clone()), description: None, source: Source::DriverBytes, count: n });
+                    out.push(Mapping {
+                        module: Some(module.clone()),
+                        description: None,
+                        source: Source::DriverBytes,
+                        count: n,
+                        line: None,
+                    });
                 }
             }
         }
@@ -109,12 +117,19 @@ impl Attributor {
                     module: e.binary.clone(),
                     description: Some(e.description.clone()),
                     source: Source::PoolTagFile,
-                    count: e.line as u32,
+                    count: 0,
+                    line: Some(e.line),
                 });
             }
         }
         if let Some((b, d)) = builtin::lookup(tag) {
-            out.push(Mapping { module: Some(b.to_string()), description: Some(d.to_string()), source: Source::BuiltIn, count: 0 });
+            out.push(Mapping {
+                module: Some(b.to_string()),
+                description: Some(d.to_string()),
+                source: Source::BuiltIn,
+                count: 0,
+                line: None,
+            });
         }
         out.sort_by_key(|m| m.source);
         out
@@ -133,8 +148,11 @@ mod tests {
         a.add_code("leaky.sys", 64, vec![CodeRegion { address: 0x1000, bytes: mov_r8d }]);
         a.add_code("other.sys", 64, vec![CodeRegion { address: 0x2000, bytes: vec![0xc3, b'N', b'o', b'n', b'e'] }]);
         let m = a.mappings(Tag(*b"Leak"));
-        let got: Vec<_> = m.iter().map(|m| (m.module.as_deref(), m.source, m.count)).collect();
-        assert_eq!(got, [(Some("leaky.sys"), Source::DriverCodeAllocation, 1), (Some("leaky.sys"), Source::PoolTagFile, 1)]);
+        let got: Vec<_> = m.iter().map(|m| (m.module.as_deref(), m.source, m.count, m.line)).collect();
+        assert_eq!(
+            got,
+            [(Some("leaky.sys"), Source::DriverCodeAllocation, 1, None), (Some("leaky.sys"), Source::PoolTagFile, 0, Some(1))]
+        );
         let none = a.mappings(Tag(*b"None"));
         // Byte evidence is the weakest source: after the built-in table.
         assert_eq!(none.iter().map(|m| m.source).collect::<Vec<_>>(), [Source::BuiltIn, Source::DriverBytes]);
