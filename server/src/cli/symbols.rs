@@ -7,17 +7,18 @@
 
 use analyzer::dump::Dump;
 use analyzer::kernel::read_kernel;
-use analyzer::symbols::store::{FetchError, StoreConfig, SymbolKey, SymbolPath, SymbolStore};
+use analyzer::symbols::store::{FetchError, Fetched, StoreConfig, SymbolKey, SymbolPath, SymbolStore};
 use serde::Serialize;
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 
 /// An HTTP proxy for symbol servers (not HTTPS_PROXY: that one also names the proxy for
 /// crates.io and PyPI on build machines, where symbol servers may be local).
 const PROXY_ENV: &str = "POOLTRIAGE_SYMBOL_PROXY";
+
+/// Set (not "0") to never use the network for symbols: caches and local stores only.
+const OFFLINE_ENV: &str = "POOLTRIAGE_OFFLINE";
 
 /// Downloads in parallel for `--dump` (a triage dump lists ~150 drivers).
 const FETCH_THREADS: usize = 4;
@@ -52,6 +53,7 @@ impl SymbolPathArgs {
         let path = SymbolPath::resolve(self.symbol_path.as_deref(), &self.data_dir)?;
         let mut config = StoreConfig::with_data_dir(&self.data_dir);
         config.proxy = std::env::var(PROXY_ENV).ok().filter(|p| !p.trim().is_empty());
+        config.offline = std::env::var(OFFLINE_ENV).is_ok_and(|v| !v.is_empty() && v != "0");
         Ok(SymbolStore::new(path, config))
     }
 }
@@ -199,7 +201,7 @@ fn jobs_from_args(args: &FetchArgs) -> Result<Vec<Job>, String> {
     Ok(jobs)
 }
 
-fn run_job(store: &SymbolStore, job: &Job) -> FetchResult {
+fn result_for(job: &Job, outcome: Option<Result<Fetched, FetchError>>) -> FetchResult {
     let mut r = FetchResult {
         module: job.module.clone(),
         kind: job.key.as_ref().map(SymbolKey::kind),
@@ -211,23 +213,21 @@ fn run_job(store: &SymbolStore, job: &Job) -> FetchResult {
         origin: None,
         error: None,
     };
-    match &job.key {
+    match outcome {
         None => {
             r.status = "no key".into();
             r.error = job.no_key.clone();
         }
-        Some(key) => match store.fetch(key) {
-            Ok(f) => {
-                r.status = "found".into();
-                r.path = Some(f.path.display().to_string());
-                r.source = Some(f.source);
-                r.origin = Some(f.origin);
-            }
-            Err(e) => {
-                r.status = e.status().into();
-                r.error = Some(e.to_string());
-            }
-        },
+        Some(Ok(f)) => {
+            r.status = "found".into();
+            r.path = Some(f.path.display().to_string());
+            r.source = Some(f.source);
+            r.origin = Some(f.origin);
+        }
+        Some(Err(e)) => {
+            r.status = e.status().into();
+            r.error = Some(e.to_string());
+        }
     }
     r
 }
@@ -241,23 +241,14 @@ fn fetch(args: &FetchArgs) -> ExitCode {
         Ok(s) => s,
         Err(e) => return bad(e),
     };
-    let results: Vec<Mutex<Option<FetchResult>>> = jobs.iter().map(|_| Mutex::new(None)).collect();
-    let next = AtomicUsize::new(0);
-    std::thread::scope(|s| {
-        for _ in 0..FETCH_THREADS.min(jobs.len()) {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                let (Some(job), Some(slot)) = (jobs.get(i), results.get(i)) else {
-                    break;
-                };
-                let r = run_job(&store, job);
-                *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
-            });
-        }
-    });
-    let results: Vec<FetchResult> = results
-        .into_iter()
-        .filter_map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()))
+    let keys: Vec<SymbolKey> = jobs.iter().filter_map(|j| j.key.clone()).collect();
+    let mut fetched = store.fetch_many(&keys, FETCH_THREADS).into_iter();
+    let results: Vec<FetchResult> = jobs
+        .iter()
+        .map(|job| {
+            let outcome = if job.key.is_some() { fetched.next() } else { None };
+            result_for(job, outcome)
+        })
         .collect();
     let all_found = results.iter().all(|r| r.status == "found");
     let report = FetchReport {
