@@ -378,7 +378,9 @@ impl SymbolStore {
             .iter()
             .map(|id| format!("{base}/{}/{}/{}", seg(name), seg(id), seg(file)))
             .collect();
-        if self.config.http_case_variants {
+        // Microsoft's own server ignores case: asking it twice would only double the misses.
+        let case_blind = http::host_of(base) == "msdl.microsoft.com";
+        if self.config.http_case_variants && !case_blind {
             let lower = format!(
                 "{base}/{}/{}/{}",
                 seg(&name.to_lowercase()),
@@ -560,4 +562,42 @@ fn check_file_magic(key: &SymbolKey, p: &Path) -> Result<(), FetchError> {
 fn _assert_send_sync() {
     fn is<T: Send + Sync>() {}
     is::<SymbolStore>();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_spellings() {
+        let s = SymbolStore::new(SymbolPath::default(), StoreConfig::default());
+        let pe = SymbolKey::pe("Ntfs.sys", 0x5E00_00AB, 0x2AB000);
+        assert_eq!(
+            s.urls("http://h/s", &pe, "Ntfs.sys"),
+            vec![
+                "http://h/s/Ntfs.sys/5E0000AB2ab000/Ntfs.sys",
+                "http://h/s/ntfs.sys/5e0000ab2ab000/ntfs.sys"
+            ]
+        );
+        // symstore.py writes the age in lower-case hex.
+        let pdb = SymbolKey::pdb("a.pdb", &"AB".repeat(16), 0x1c);
+        assert_eq!(
+            s.urls("http://h", &pdb, "a.pdb"),
+            vec![
+                format!("http://h/a.pdb/{}1C/a.pdb", "AB".repeat(16)),
+                format!("http://h/a.pdb/{}1c/a.pdb", "AB".repeat(16)),
+                format!("http://h/a.pdb/{}1c/a.pdb", "ab".repeat(16)),
+            ]
+        );
+        // Microsoft's server ignores case: one spelling.
+        assert_eq!(s.urls(MICROSOFT_SYMBOL_SERVER, &pe, "Ntfs.sys").len(), 1);
+        let strict = SymbolStore::new(
+            SymbolPath::default(),
+            StoreConfig {
+                http_case_variants: false,
+                ..StoreConfig::default()
+            },
+        );
+        assert_eq!(strict.urls("http://h", &pdb, "a.pdb").len(), 1);
+    }
 }

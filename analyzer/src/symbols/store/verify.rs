@@ -80,6 +80,12 @@ pub(crate) fn pe_identity(f: &mut File) -> Option<(u32, u32)> {
 /// (GUID as 32 upper-case hex digits, or the NB10 signature as 8; age) of a PDB. The age is the
 /// DBI stream's (the one CodeView records carry), else the PDB info stream's.
 pub(crate) fn pdb_identity(path: &Path) -> Option<(String, String, u32)> {
+    // Any file with the right name in a flat directory gets here: a parser panic on junk must
+    // not take the process down.
+    std::panic::catch_unwind(|| pdb_identity_inner(path)).ok().flatten()
+}
+
+fn pdb_identity_inner(path: &Path) -> Option<(String, String, u32)> {
     let file = File::open(path).ok()?;
     let mut pdb = pdb::PDB::open(file).ok()?;
     let info = pdb.pdb_information().ok()?;
