@@ -466,3 +466,14 @@ fn offline_skips_servers_and_fetch_many_keeps_order() {
     // Now cached: the offline store finds them.
     assert!(offline.fetch(&keys[0]).is_ok());
 }
+
+#[test]
+fn a_redirect_loop_or_odd_status_is_a_failure_not_a_file() {
+    let cache = tempfile::tempdir().unwrap();
+    let odd = FaultServer::start(|_| Reply::Status(304));
+    let e = store_with(&odd, cache.path(), fast_config(cache.path()))
+        .fetch(&amdppm_pdb())
+        .unwrap_err();
+    assert_eq!(e.status(), "download failed", "{e}");
+    assert_eq!(odd.total(), 1, "not retried");
+}

@@ -236,6 +236,13 @@ impl Http {
                 });
             }
         };
+        if !(200..300).contains(&resp.status()) {
+            // A redirect ureq did not follow (no Location, too many) or an odd 1xx/3xx.
+            return Err(Failure::Final(FetchError::DownloadFailed {
+                url: url.into(),
+                reason: format!("HTTP {} {}", resp.status(), resp.status_text()),
+            }));
+        }
         let too_large = || {
             Failure::Final(FetchError::TooLarge {
                 url: url.into(),
