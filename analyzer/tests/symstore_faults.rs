@@ -477,3 +477,22 @@ fn a_redirect_loop_or_odd_status_is_a_failure_not_a_file() {
     assert_eq!(e.status(), "download failed", "{e}");
     assert_eq!(odd.total(), 1, "not retried");
 }
+
+#[test]
+fn redirects_are_followed() {
+    let server = FaultServer::start(|p| {
+        if p == PDB_PATH {
+            Reply::Redirect("/blob/abc?sig=1".into())
+        } else if p == "/blob/abc?sig=1" {
+            ok(pdb_body(3000))
+        } else {
+            Reply::Status(404)
+        }
+    });
+    let cache = tempfile::tempdir().unwrap();
+    let f = store_with(&server, cache.path(), fast_config(cache.path()))
+        .fetch(&amdppm_pdb())
+        .unwrap();
+    assert_eq!(std::fs::read(&f.path).unwrap(), pdb_body(3000));
+    assert_eq!((server.count(PDB_PATH), server.count("/blob/abc?sig=1")), (1, 1));
+}

@@ -188,6 +188,8 @@ pub enum Reply {
     Hang(Duration),
     /// Close the connection without a response.
     Drop,
+    /// 302 to this location (Microsoft's server redirects to its blob storage).
+    Redirect(String),
     /// Headers with Content-Length, then this many body bytes, then close.
     Truncated { content_length: u64, sent: usize },
     /// 200 without Content-Length, streaming this many bytes.
@@ -290,6 +292,9 @@ fn serve(conn: TcpStream, handler: &Handler, counts: &Mutex<HashMap<String, usiz
                 return;
             }
             Reply::Drop => return,
+            Reply::Redirect(to) => {
+                conn.write_all(format!("HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\n\r\n").as_bytes())
+            }
             Reply::Truncated { content_length, sent } => {
                 let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {content_length}\r\n\r\n");
                 let _ = conn
