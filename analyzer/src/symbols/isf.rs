@@ -82,10 +82,10 @@ pub(super) fn read(path: &Path) -> Result<Profile, SymbolsError> {
         serde_json::from_reader(reader)
     }
     .map_err(|e| SymbolsError::Isf { path: shown.clone(), reason: e.to_string() })?;
-    to_profile(isf, &shown)
+    to_profile(isf, &shown, super::ProfileSource::Isf(path.to_path_buf()))
 }
 
-fn to_profile(isf: Isf, shown: &str) -> Result<Profile, SymbolsError> {
+fn to_profile(isf: Isf, shown: &str, source: super::ProfileSource) -> Result<Profile, SymbolsError> {
     let bad = |reason: &str| SymbolsError::Isf { path: shown.to_string(), reason: reason.to_string() };
     let pdb = isf
         .metadata
@@ -123,7 +123,7 @@ fn to_profile(isf: Isf, shown: &str) -> Result<Profile, SymbolsError> {
             (name, TypeLayout { size: t.size, fields })
         })
         .collect();
-    Ok(Profile { pdb_name: pdb.database, guid, age: pdb.age, pointer_size, globals, types })
+    Ok(Profile { pdb_name: pdb.database, guid, age: pdb.age, pointer_size, globals, types, source })
 }
 
 #[cfg(test)]

@@ -7,15 +7,55 @@
 //! ([`Profile::from_pdb`]), so that layouts always come from the kernel's own symbols rather
 //! than from constants in our code.
 
+pub mod fallback;
+mod fallback_table;
 mod isf;
+pub mod kernel_profile;
 pub mod names;
+pub mod profile_report;
 mod pdb_file;
 pub mod resolve;
 pub mod store;
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use thiserror::Error;
+
+/// Where a profile's values came from, so every output can say which were assumed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProfileSource {
+    /// Read from the kernel's PDB.
+    Pdb(PathBuf),
+    /// Read from a Volatility 3 ISF file.
+    Isf(PathBuf),
+    /// No symbols: layouts from the built-in table of `table_build` (the build nearest the
+    /// dump's `build`), globals from the debugger data block if `kdbg`.
+    Fallback { build: u32, table_build: u32, kdbg: bool },
+}
+
+impl ProfileSource {
+    /// "pdb", "isf" or "fallback".
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ProfileSource::Pdb(_) => "pdb",
+            ProfileSource::Isf(_) => "isf",
+            ProfileSource::Fallback { .. } => "fallback",
+        }
+    }
+
+    /// One line naming the source, e.g. `isf /path/x.json.xz`.
+    pub fn describe(&self) -> String {
+        match self {
+            ProfileSource::Pdb(p) => format!("pdb {}", p.display()),
+            ProfileSource::Isf(p) => format!("isf {}", p.display()),
+            ProfileSource::Fallback { build, table_build, kdbg } => format!(
+                "fallback (no symbols): layouts of build {table_build} from the built-in table{}{}",
+                if build != table_build { format!(" assumed for build {build}") } else { String::new() },
+                if *kdbg { ", globals from the debugger data block" } else { ", no globals" }
+            ),
+        }
+    }
+}
 
 /// A kernel's symbols: identity (PDB name, GUID, age), globals and structure layouts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +71,8 @@ pub struct Profile {
     pub globals: BTreeMap<String, u64>,
     /// Structure/union name (e.g. `_EPROCESS`) -> layout.
     pub types: BTreeMap<String, TypeLayout>,
+    /// Where these values came from.
+    pub source: ProfileSource,
 }
 
 /// The layout of one structure or union.
@@ -71,6 +113,15 @@ impl Profile {
     /// the section map, layouts from the type (TPI) stream.
     pub fn from_pdb(path: impl AsRef<Path>) -> Result<Profile, SymbolsError> {
         pdb_file::read(path.as_ref())
+    }
+
+    /// `Some(explanation)` when the values are assumed rather than read from the kernel's own
+    /// symbols (the built-in fallback); `None` for a PDB or ISF profile.
+    pub fn assumed(&self) -> Option<String> {
+        match &self.source {
+            ProfileSource::Fallback { .. } => Some(self.source.describe()),
+            _ => None,
+        }
     }
 
     /// RVA of a global symbol.

@@ -46,11 +46,11 @@ pub(super) fn read(path: &Path) -> Result<Profile, SymbolsError> {
             }
         },
     };
-    let globals = read_globals(&mut pdb, pointer_size).map_err(bad)?;
-    Ok(Profile { pdb_name, guid, age, pointer_size, globals, types })
+    let globals = read_globals(&mut pdb).map_err(bad)?;
+    Ok(Profile { pdb_name, guid, age, pointer_size, globals, types, source: super::ProfileSource::Pdb(path.to_path_buf()) })
 }
 
-fn read_globals(pdb: &mut pdb::PDB<'_, std::fs::File>, pointer_size: u8) -> pdb::Result<BTreeMap<String, u64>> {
+fn read_globals(pdb: &mut pdb::PDB<'_, std::fs::File>) -> pdb::Result<BTreeMap<String, u64>> {
     let address_map = pdb.address_map()?;
     let symbols = pdb.global_symbols()?;
     let mut publics = BTreeMap::new();
@@ -62,13 +62,13 @@ fn read_globals(pdb: &mut pdb::PDB<'_, std::fs::File>, pointer_size: u8) -> pdb:
         match parsed {
             SymbolData::Public(p) => {
                 if let Some(rva) = p.offset.to_rva(&address_map) {
-                    let name = undecorate(&p.name.to_string(), pointer_size);
+                    let name = undecorate(&p.name.to_string());
                     publics.entry(name).or_insert(u64::from(rva.0));
                 }
             }
             SymbolData::Data(d) => {
                 if let Some(rva) = d.offset.to_rva(&address_map) {
-                    data.entry(d.name.to_string().into_owned()).or_insert(u64::from(rva.0));
+                    data.entry(undecorate(&d.name.to_string())).or_insert(u64::from(rva.0));
                 }
             }
             _ => {}
@@ -80,20 +80,41 @@ fn read_globals(pdb: &mut pdb::PDB<'_, std::fs::File>, pointer_size: u8) -> pdb:
     Ok(publics)
 }
 
-/// Strips x86 C/stdcall/fastcall decoration: `_Name`, `_Name@12`, `@Name@8`. C++ (`?...`) and
-/// x64 names are left as they are.
-fn undecorate(name: &str, pointer_size: u8) -> String {
-    if pointer_size != 4 || name.starts_with('?') {
-        return name.to_string();
-    }
-    let stripped = name.strip_prefix('_').or_else(|| name.strip_prefix('@')).unwrap_or(name);
-    let stripped = match stripped.rfind('@') {
-        Some(at) if at > 0 && stripped[at + 1..].bytes().all(|b| b.is_ascii_digit()) && at + 1 < stripped.len() => {
-            &stripped[..at]
-        }
-        _ => stripped,
+/// Strips C/stdcall/fastcall decoration the way Volatility's pdbconv does (its `name_strip`),
+/// so a profile from a PDB and one from the ISF pdbconv makes of it use the same names:
+/// one leading `_`, `@` or DEL is dropped; then a name of exactly two `@`-separated parts
+/// whose second part is a number loses that suffix (`_KeBugCheckEx@20` -> `KeBugCheckEx`),
+/// a two-part name whose suffix is not a number is kept whole as written (`__real@4147...`),
+/// and any other name keeps only the leading character dropped (`__imp_@KfLowerIrql@4` ->
+/// `_imp_@KfLowerIrql@4`). C++ names (`?...`) are left as they are. The same rule on x86 and
+/// x64, as pdbconv applies it.
+fn undecorate(name: &str) -> String {
+    let stripped = match name.chars().next() {
+        Some('_' | '@' | '\u{7f}') => &name[1..],
+        _ => name,
     };
+    let parts: Vec<&str> = stripped.split('@').collect();
+    if let [first, second] = parts[..] {
+        let numeric = !second.is_empty() && second.bytes().all(|b| b.is_ascii_digit());
+        return if numeric && !first.is_empty() && !first.starts_with('?') {
+            first.to_string()
+        } else {
+            name.to_string()
+        };
+    }
     stripped.to_string()
+}
+
+/// Anonymous structures and unions all carry the same placeholder name in a PDB; they are
+/// named after their type index, `__unnamed_<index hex>`, exactly as Volatility's pdbconv does,
+/// so that each keeps its own layout and names agree between PDB and ISF profiles.
+fn type_name(name: &str, index: TypeIndex) -> String {
+    for tag in ["unnamed", "anonymous"] {
+        if name == format!("<{tag}-tag>") || name == format!("__{tag}") {
+            return format!("__{tag}_{:x}", index.0);
+        }
+    }
+    name.to_string()
 }
 
 fn read_types(pdb: &mut pdb::PDB<'_, std::fs::File>) -> pdb::Result<BTreeMap<String, TypeLayout>> {
@@ -107,11 +128,11 @@ fn read_types(pdb: &mut pdb::PDB<'_, std::fs::File>) -> pdb::Result<BTreeMap<Str
         match data {
             TypeData::Class(c) if !c.properties.forward_reference() => {
                 if let Some(fields) = c.fields {
-                    records.push((c.name.to_string().into_owned(), c.size, fields));
+                    records.push((type_name(&c.name.to_string(), item.index()), c.size, fields));
                 }
             }
             TypeData::Union(u) if !u.properties.forward_reference() => {
-                records.push((u.name.to_string().into_owned(), u.size, u.fields));
+                records.push((type_name(&u.name.to_string(), item.index()), u.size, u.fields));
             }
             _ => {}
         }
@@ -158,12 +179,16 @@ mod tests {
     const XP_PDB: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus/pdb/ntkrnlpa.pdb");
 
     #[test]
-    fn undecorates_x86_names_only() {
-        assert_eq!(undecorate("_PsLoadedModuleList", 4), "PsLoadedModuleList");
-        assert_eq!(undecorate("_KeBugCheckEx@20", 4), "KeBugCheckEx");
-        assert_eq!(undecorate("@ExfInterlockedPushEntryList@8", 4), "ExfInterlockedPushEntryList");
-        assert_eq!(undecorate("?foo@@YAXXZ", 4), "?foo@@YAXXZ");
-        assert_eq!(undecorate("_Name", 8), "_Name");
+    fn undecorates_as_pdbconv_does() {
+        // Expected values: what pdbconv wrote for these names of ntkrnlpa.pdb (symbols.* keys).
+        assert_eq!(undecorate("_PsLoadedModuleList"), "PsLoadedModuleList");
+        assert_eq!(undecorate("_KeBugCheckEx@20"), "KeBugCheckEx");
+        assert_eq!(undecorate("@ExfInterlockedPushEntryList@8"), "ExfInterlockedPushEntryList");
+        assert_eq!(undecorate("?foo@@YAXXZ"), "?foo@@YAXXZ");
+        assert_eq!(undecorate("__imp_@KfLowerIrql@4"), "_imp_@KfLowerIrql@4");
+        assert_eq!(undecorate("__real@4147ffff80000000"), "__real@4147ffff80000000");
+        assert_eq!(undecorate("\u{7f}HAL_NULL_THUNK_DATA"), "HAL_NULL_THUNK_DATA");
+        assert_eq!(undecorate("KiWaitNever"), "KiWaitNever");
     }
 
     /// Expected values: the XP SP3 PAE kernel as Volatility's pdbconv reads the same PDB
