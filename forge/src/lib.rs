@@ -11,6 +11,8 @@
 
 pub mod pe;
 pub mod pool;
+pub mod pool_scenarios;
+pub mod poolstate;
 pub mod profiles;
 pub mod rng;
 pub mod scenario;
@@ -130,7 +132,7 @@ pub fn forge(opts: &Options, out: &Path) -> Result<truth::Truth, ForgeError> {
     let data_limit = runs.get(1).map(|r| r.0 + r.1).unwrap_or(0);
     // The seed ignores the format, so every format of one profile holds the same memory.
     let seed = format!("{}/{}/{}/{}", spec.name, scenario.name(), opts.size, processors);
-    let mut sys = system::System::build(spec, profile, opts.size, processors, &seed, data_limit)?;
+    let mut sys = system::System::build(spec, profile, opts.size, processors, &seed, data_limit, &scenario.drivers())?;
     let pool = scenario.plant(&mut sys)?;
     sys.machine.finish();
     // Low physical memory (1-16 MiB) is stored too; pages in 0x1000-0xFF000 never are (that is

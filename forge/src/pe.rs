@@ -35,6 +35,20 @@ pub struct PeImage<'a> {
     pub guid: [u8; 16],
     pub age: u32,
     pub os_version: (u16, u16),
+    /// Functions imported from ntoskrnl.exe with the address the loader bound them to; the
+    /// import address table lies at [`iat_rva`].
+    pub imports: Vec<(&'a str, u64)>,
+}
+
+/// Where the import directory and the import address table of an image are placed.
+const IMPORT_DIR: u32 = 0x400;
+const IMPORT_ILT: u32 = 0x440;
+const IMPORT_IAT: u32 = 0x600;
+const IMPORT_NAMES: u32 = 0x700;
+
+/// RVA of the `index`th import address table slot of an image whose metadata is at `meta_rva`.
+pub fn iat_rva(meta_rva: u32, index: usize, pe64: bool) -> u32 {
+    meta_rva + IMPORT_IAT + (index as u32) * if pe64 { 8 } else { 4 }
 }
 
 fn put(buf: &mut Vec<u8>, off: usize, bytes: &[u8]) {
@@ -165,6 +179,37 @@ pub fn write_image(m: &mut Machine, img: &PeImage<'_>) -> Result<(), ForgeError>
         put(&mut meta, dir + 36, &ords.to_le_bytes());
         put(&mut h, dirs, &dir_rva.to_le_bytes());
         put(&mut h, dirs + 4, &(strings - dir_rva).to_le_bytes());
+    }
+    if !img.imports.is_empty() {
+        // One descriptor (ntoskrnl.exe) and a null one; lookup table and IAT of name RVAs,
+        // the IAT then holding the bound addresses as a loaded image's does.
+        let slot = if pe64 { 8 } else { 4 };
+        let rel = |rva: u32| (rva - img.meta_rva) as usize;
+        let mut names = img.meta_rva + IMPORT_NAMES;
+        let dll_rva = names;
+        put(&mut meta, rel(names), b"ntoskrnl.exe\0");
+        names += 14;
+        for (i, (func, bound)) in img.imports.iter().enumerate() {
+            let hint_name = names;
+            put(&mut meta, rel(names) + 2, func.as_bytes());
+            names += 2 + func.len() as u32 + 1;
+            names += names & 1;
+            let ilt = img.meta_rva + IMPORT_ILT + (i * slot) as u32;
+            put(&mut meta, rel(ilt), &u64::from(hint_name).to_le_bytes()[..slot]);
+            put(&mut meta, rel(iat_rva(img.meta_rva, i, pe64)), &bound.to_le_bytes()[..slot]);
+        }
+        let d = rel(img.meta_rva + IMPORT_DIR);
+        put(&mut meta, d, &(img.meta_rva + IMPORT_ILT).to_le_bytes());
+        put(&mut meta, d + 12, &dll_rva.to_le_bytes());
+        put(&mut meta, d + 16, &iat_rva(img.meta_rva, 0, pe64).to_le_bytes());
+        put(&mut meta, d + 39, &[0]);
+        put(&mut h, dirs + 8, &(img.meta_rva + IMPORT_DIR).to_le_bytes());
+        put(&mut h, dirs + 12, &40u32.to_le_bytes());
+        put(&mut h, dirs + 12 * 8, &iat_rva(img.meta_rva, 0, pe64).to_le_bytes());
+        put(&mut h, dirs + 12 * 8 + 4, &((img.imports.len() as u32 + 1) * slot as u32).to_le_bytes());
+        if names > img.meta_rva + 0x1000 {
+            return Err(ForgeError::Internal("import names exceed the metadata page".into()));
+        }
     }
     if meta.len() > 0x1000 {
         return Err(ForgeError::Internal("PE metadata exceeds one page".into()));

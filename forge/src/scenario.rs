@@ -7,7 +7,7 @@
 //! [`registry`]. The pool-engine issue plugs its pool scenarios (tag tables, big pages, pool
 //! pages) in here.
 
-use crate::system::System;
+use crate::system::{System, VendorDriver};
 use crate::ForgeError;
 
 pub trait Scenario {
@@ -15,6 +15,11 @@ pub trait Scenario {
     fn name(&self) -> &'static str;
     /// One line for `forge --list`.
     fn description(&self) -> &'static str;
+    /// Third-party drivers the scenario needs loaded (built with the base system, so they are
+    /// on the module list).
+    fn drivers(&self) -> Vec<VendorDriver> {
+        Vec::new()
+    }
     /// Plants the scenario's contents; returns the truth file's `pool` value (None = null).
     fn plant(&self, system: &mut System) -> Result<Option<serde_json::Value>, ForgeError>;
 }
@@ -36,7 +41,15 @@ impl Scenario for Baseline {
 
 /// Every scenario the forge knows, in `--list` order.
 pub fn registry() -> Vec<Box<dyn Scenario>> {
-    vec![Box::new(Baseline)]
+    use crate::pool_scenarios::*;
+    vec![
+        Box::new(Baseline),
+        Box::new(LeakTagged),
+        Box::new(LeakUntagged),
+        Box::new(SharedTag),
+        Box::new(QuotaLeak),
+        Box::new(NonpagedExhaustion),
+    ]
 }
 
 pub fn find(name: &str) -> Option<Box<dyn Scenario>> {

@@ -5,7 +5,7 @@
 //! Every structure offset comes from the [`Profile`]; a field the kernel does not have is
 //! simply not written (e.g. `_LDR_DATA_TABLE_ENTRY.CheckSum` on Windows 10).
 
-use crate::pool::{PoolKind, PoolRegion};
+use crate::pool::{HeaderLayout, PoolKind, PoolRegion};
 use crate::profiles::ProfileSpec;
 use crate::rng::SplitMix64;
 use crate::space::{Machine, Paging, PAGE};
@@ -34,7 +34,30 @@ pub struct System {
     pub processes: Vec<ProcessTruth>,
     pub nonpaged: PoolRegion,
     pub paged: PoolRegion,
+    /// Scenario drivers as loaded: (name, base, RVAs of their allocation call sites).
+    pub vendor_drivers: Vec<(String, u64, Vec<u32>)>,
     boot_time: u64,
+}
+
+/// A third-party driver a scenario plants: its image holds one allocation call site per
+/// [`AllocSite`], as a compiler emits it (x64: `mov ecx, type; mov edx, size; mov r8d, tag;
+/// call [__imp_ExAllocatePoolWithTag]`; x86: `push tag; push size; push type; call [...]`), so
+/// a reader that scans driver code for the tag as an immediate finds it.
+#[derive(Debug, Clone)]
+pub struct VendorDriver {
+    pub name: &'static str,
+    pub pdb: &'static str,
+    pub size: u32,
+    pub sites: Vec<AllocSite>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct AllocSite {
+    /// `None`: ExAllocatePool (no tag; the kernel tags the block "None").
+    pub tag: Option<[u8; 4]>,
+    /// POOL_TYPE: 0 NonPagedPool, 1 PagedPool.
+    pub pool_type: u32,
+    pub size: u32,
 }
 
 struct DriverSpec {
@@ -115,6 +138,23 @@ const PLANTED: &[(&str, u64)] = &[
     ("MmPfnDatabase", 8),
     ("KiProcessorBlock", 0x200),
     ("MmNumberOfPhysicalPages", 4),
+    // Written by the pool scenarios (crate::poolstate).
+    ("PoolTrackTable", 8),
+    ("PoolTrackTableSize", 8),
+    ("ExPoolTagTables", 0x200),
+    ("PoolTrackTableExpansion", 8),
+    ("PoolTrackTableExpansionSize", 8),
+    ("PoolBigPageTable", 8),
+    ("PoolBigPageTableSize", 8),
+    ("ExpPoolQuotaCookie", 8),
+    ("MmNonPagedPoolStart", 8),
+    ("MmNonPagedPoolEnd", 8),
+    ("MmPagedPoolStart", 8),
+    ("MmPagedPoolEnd", 8),
+    ("MmSizeOfPagedPoolInBytes", 8),
+    ("MmMaximumNonPagedPoolInBytes", 8),
+    ("MmPagedPoolCommit", 8),
+    ("MmAllocatedNonPagedPool", 8),
 ];
 
 fn sign_extend32(ptr_size: u8, v: u64) -> u64 {
@@ -133,13 +173,15 @@ impl System {
         processors: u32,
         seed: &str,
         data_limit_pfn: u64,
+        vendor_drivers: &[VendorDriver],
     ) -> Result<System, ForgeError> {
         let machine = Machine::new(spec.paging, spec.plan.self_map_index, data_limit_pfn)?;
         let ptr = machine.pointer_size();
         let uptime = 3 * 3600 + 17 * 60 + 29;
+        let header = HeaderLayout::from_profile(&profile)?;
         let mut sys = System {
-            nonpaged: PoolRegion::new(spec.plan.nonpaged_pool, PoolKind::NonPaged, spec.paging, spec.build),
-            paged: PoolRegion::new(spec.plan.paged_pool, PoolKind::Paged, spec.paging, spec.build),
+            nonpaged: PoolRegion::new(spec.plan.nonpaged_pool, PoolKind::NonPaged, spec.paging, spec.build, header),
+            paged: PoolRegion::new(spec.plan.paged_pool, PoolKind::Paged, spec.paging, spec.build, header),
             machine,
             profile,
             spec,
@@ -154,6 +196,7 @@ impl System {
             pfn_database: spec.plan.pfn_database,
             modules: Vec::new(),
             processes: Vec::new(),
+            vendor_drivers: Vec::new(),
             boot_time: spec.system_time - uptime * 10_000_000,
         };
         for g in ["PsLoadedModuleList", "PsActiveProcessHead", "KdDebuggerDataBlock"] {
@@ -165,6 +208,9 @@ impl System {
         sys.build_kernel_image()?;
         sys.build_kuser_shared_data()?;
         sys.build_drivers()?;
+        for d in vendor_drivers {
+            sys.build_vendor_driver(d)?;
+        }
         sys.build_module_list()?;
         sys.build_processes()?;
         sys.build_globals()?;
@@ -307,6 +353,7 @@ impl System {
             guid,
             age: self.profile.age,
             os_version: (self.spec.nt_major as u16, self.spec.nt_minor as u16),
+            imports: Vec::new(),
         };
         pe::write_image(&mut self.machine, &img)?;
         self.modules.push(ModuleTruth {
@@ -368,6 +415,7 @@ impl System {
                 guid,
                 age: 1,
                 os_version: (self.spec.nt_major as u16, self.spec.nt_minor as u16),
+                imports: Vec::new(),
             };
             pe::write_image(&mut self.machine, &img)?;
             let root = if xp && d.path.starts_with("system32\\") && !d.path.contains("drivers") {
@@ -398,6 +446,103 @@ impl System {
         self.machine.write_u16(at + 2, len + 2)?;
         let off = self.offset("_UNICODE_STRING", "Buffer")?;
         self.machine.write_ptr(at + off, buf)
+    }
+
+    fn build_vendor_driver(&mut self, d: &VendorDriver) -> Result<(), ForgeError> {
+        let base = match self.modules.iter().filter(|m| m.base < self.spec.plan.session_drivers && m.base >= self.spec.plan.drivers).map(|m| m.base + u64::from(m.size)).max() {
+            Some(end) => (end + 0x1000).div_ceil(0x10000) * 0x10000,
+            None => self.spec.plan.drivers,
+        };
+        let size = d.size.max(0x8000) & !0xfff;
+        self.machine.map_range(base, u64::from(size))?;
+        let meta = (size / 2) & !0xfff;
+        let pe64 = self.spec.paging == Paging::X64;
+        let sections = vec![
+            pe::Section { name: ".text", rva: 0x1000, size: meta - 0x1000, characteristics: pe::CODE },
+            pe::Section { name: ".rdata", rva: meta, size: 0x1000, characteristics: pe::RDATA },
+            pe::Section { name: ".data", rva: meta + 0x1000, size: size - meta - 0x2000, characteristics: pe::DATA },
+            pe::Section { name: "INIT", rva: size - 0x1000, size: 0x1000, characteristics: pe::DISCARD },
+        ];
+        let mut imports = Vec::new();
+        for f in ["ExAllocatePoolWithTag", "ExAllocatePool", "ExFreePoolWithTag"] {
+            let rva = self.profile.global(f).ok_or_else(|| ForgeError::MissingSymbol(f.to_string()))?;
+            imports.push((f, self.kernel_base + rva));
+        }
+        // The code: one function per call site, 0x40 bytes apart, from .text + 0x100.
+        let mut code = Vec::new();
+        let mut site_rvas = Vec::new();
+        for site in &d.sites {
+            let start = 0x1100 + code.len() as u32;
+            site_rvas.push(start);
+            let import = if site.tag.is_some() { 0 } else { 1 };
+            let iat = pe::iat_rva(meta, import, pe64);
+            let mut f = Vec::new();
+            if pe64 {
+                f.extend_from_slice(&[0x48, 0x83, 0xec, 0x28]); // sub rsp, 28h
+                f.push(0xb9); // mov ecx, PoolType
+                f.extend_from_slice(&site.pool_type.to_le_bytes());
+                f.push(0xba); // mov edx, NumberOfBytes
+                f.extend_from_slice(&site.size.to_le_bytes());
+                if let Some(tag) = site.tag {
+                    f.extend_from_slice(&[0x41, 0xb8]); // mov r8d, Tag
+                    f.extend_from_slice(&tag);
+                }
+                // call qword ptr [rip + disp32] (disp from the end of this 6-byte instruction)
+                let next = start + f.len() as u32 + 6;
+                f.extend_from_slice(&[0xff, 0x15]);
+                f.extend_from_slice(&(iat.wrapping_sub(next)).to_le_bytes());
+                f.extend_from_slice(&[0x48, 0x83, 0xc4, 0x28, 0xc3]); // add rsp, 28h; ret
+            } else {
+                if let Some(tag) = site.tag {
+                    f.push(0x68); // push Tag
+                    f.extend_from_slice(&tag);
+                }
+                f.push(0x68); // push NumberOfBytes
+                f.extend_from_slice(&site.size.to_le_bytes());
+                f.extend_from_slice(&[0x6a, site.pool_type as u8]); // push PoolType
+                f.extend_from_slice(&[0xff, 0x15]); // call dword ptr [iat]
+                f.extend_from_slice(&((base as u32).wrapping_add(iat)).to_le_bytes());
+                f.push(0xc3);
+            }
+            f.resize(0x40, 0xcc);
+            code.extend_from_slice(&f);
+        }
+        let guid: [u8; 16] = self.rng.bytes();
+        let timestamp = self.spec.kernel_timestamp.wrapping_add(0x0120_0000).wrapping_add(self.rng.below(0xffff) as u32);
+        let checksum = (self.rng.next_u64() as u32 & 0x3f_ffff) | 0x1_0000;
+        let img = pe::PeImage {
+            machine: self.spec.machine_type(),
+            base,
+            size,
+            timestamp,
+            checksum,
+            entry_rva: 0x1000,
+            dll: false,
+            sections,
+            meta_rva: meta,
+            export_name: None,
+            exports: Vec::new(),
+            pdb_name: d.pdb,
+            guid,
+            age: 1,
+            os_version: (self.spec.nt_major as u16, self.spec.nt_minor as u16),
+            imports,
+        };
+        pe::write_image(&mut self.machine, &img)?;
+        // DriverEntry: ret.
+        self.machine.write(base + 0x1000, &[0xc3])?;
+        self.machine.write(base + 0x1100, &code)?;
+        self.modules.push(ModuleTruth {
+            name: d.name.to_string(),
+            path: format!("\\SystemRoot\\System32\\drivers\\{}", d.name),
+            base,
+            size,
+            timestamp,
+            checksum,
+            pdb: Some(PdbTruth { name: d.pdb.to_string(), guid: guid_string(&guid), age: 1 }),
+        });
+        self.vendor_drivers.push((d.name.to_string(), base, site_rvas));
+        Ok(())
     }
 
     fn build_module_list(&mut self) -> Result<(), ForgeError> {

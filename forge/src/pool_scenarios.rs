@@ -1,0 +1,259 @@
+//! Pool scenarios (issue 4 item 7): a system's ordinary pool use plus one story each, with the
+//! tag tables, big page table and classic pool pages all consistent ([`crate::poolstate`]).
+//!
+//! Sizes are data bytes as a driver asks for them; the header is added by the pool region.
+
+use crate::pool::PoolKind;
+use crate::poolstate::{self, DriverLeak, FreedBig, PoolPlan};
+use crate::scenario::Scenario;
+use crate::system::{AllocSite, System, VendorDriver};
+use crate::ForgeError;
+use serde_json::Value;
+
+const PAGED: u32 = 1;
+const NONPAGED: u32 = 0;
+
+fn alloc(sys: &mut System, kind: PoolKind, size: u64, tag: &[u8; 4]) -> Result<u64, ForgeError> {
+    match kind {
+        PoolKind::Paged => sys.alloc_paged(size, tag),
+        PoolKind::NonPaged => sys.alloc_nonpaged(size, tag),
+    }
+}
+
+fn free(sys: &mut System, kind: PoolKind, size: u64, tag: &[u8; 4]) -> Result<u64, ForgeError> {
+    let System { machine, nonpaged, paged, .. } = sys;
+    match kind {
+        PoolKind::Paged => paged.free_block(machine, size, tag),
+        PoolKind::NonPaged => nonpaged.free_block(machine, size, tag),
+    }
+}
+
+/// The ordinary pool of a quiet system: common Windows tags, a few freed blocks, a few big
+/// allocations (one freed), and a history of allocate/free pairs.
+fn background(sys: &mut System, plan: &mut PoolPlan) -> Result<(), ForgeError> {
+    use PoolKind::{NonPaged as N, Paged as P};
+    let rows: &[(PoolKind, &[u8; 4], u64, u64)] = &[
+        (N, b"Irp ", 0x1f0, 12),
+        (P, b"NtfF", 0x170, 10),
+        (N, b"Thre", 0x2f0, 8),
+        (P, b"CM31", 0xf0, 16),
+        (N, b"Even", 0x30, 20),
+        (P, b"Toke", 0x270, 6),
+        (N, b"File", 0xc8, 14),
+        (P, b"MmSt", 0x90, 9),
+    ];
+    for round in 0..2 {
+        for &(kind, tag, size, n) in rows {
+            for i in 0..n / 2 {
+                alloc(sys, kind, size + 0x10 * ((i + round) % 3), tag)?;
+            }
+        }
+        // A freed block of some tags, as ExFreePool leaves it (PoolType 0, tag kept).
+        free(sys, N, 0x30, b"Even")?;
+        free(sys, P, 0xf0, b"CM31")?;
+    }
+    alloc(sys, P, 0x3000, b"MmSt")?;
+    alloc(sys, P, 0x2400, b"CM31")?;
+    alloc(sys, N, 0x2000, b"Irp ")?;
+    // A freed big allocation still listed (Va bit 0): memory returned, entry kept.
+    plan.freed_big.push(FreedBig { va: sys.nonpaged.base + 0x1000_0000, tag: *b"Mdl ", size: 0x5000, kind: N });
+    plan.history.extend([(*b"Irp ", N, 500), (*b"CM31", P, 1200), (*b"File", N, 300), (*b"Toke", P, 40)]);
+    plan.expansion_tags.push(*b"Toke");
+    Ok(())
+}
+
+fn finish(sys: &mut System, plan: PoolPlan) -> Result<Option<Value>, ForgeError> {
+    poolstate::finish(sys, &plan).map(Some)
+}
+
+fn driver(name: &'static str, pdb: &'static str, sites: Vec<AllocSite>) -> VendorDriver {
+    VendorDriver { name, pdb, size: 0xa000, sites }
+}
+
+/// `leak-tagged`: leaky.sys leaks paged pool tagged "Leak".
+pub struct LeakTagged;
+
+impl Scenario for LeakTagged {
+    fn name(&self) -> &'static str {
+        "leak-tagged"
+    }
+    fn description(&self) -> &'static str {
+        "leaky.sys leaks paged pool tagged 'Leak' (classic blocks and big allocations); the tag is an immediate in its code"
+    }
+    fn drivers(&self) -> Vec<VendorDriver> {
+        vec![driver(
+            "leaky.sys",
+            "leaky.pdb",
+            vec![
+                AllocSite { tag: Some(*b"Leak"), pool_type: PAGED, size: 0x7f0 },
+                AllocSite { tag: Some(*b"Leak"), pool_type: PAGED, size: 0x10000 },
+            ],
+        )]
+    }
+    fn plant(&self, sys: &mut System) -> Result<Option<Value>, ForgeError> {
+        let mut plan = PoolPlan::default();
+        background(sys, &mut plan)?;
+        for i in 0..48u64 {
+            sys.alloc_paged(0x7f0 - 0x10 * (i % 4), b"Leak")?;
+            if i % 12 == 0 {
+                alloc(sys, PoolKind::Paged, 0x170, b"NtfF")?;
+            }
+        }
+        for _ in 0..4 {
+            sys.alloc_paged(0x10000, b"Leak")?;
+        }
+        plan.history.push((*b"Leak", PoolKind::Paged, 3));
+        plan.drivers.push(DriverLeak { module: "leaky.sys".into(), tags: vec![*b"Leak"] });
+        finish(sys, plan)
+    }
+}
+
+/// `leak-untagged`: untagged.sys leaks nonpaged pool through ExAllocatePool ("None").
+pub struct LeakUntagged;
+
+impl Scenario for LeakUntagged {
+    fn name(&self) -> &'static str {
+        "leak-untagged"
+    }
+    fn description(&self) -> &'static str {
+        "untagged.sys leaks nonpaged pool through ExAllocatePool: blocks tagged 'None'"
+    }
+    fn drivers(&self) -> Vec<VendorDriver> {
+        vec![driver("untagged.sys", "untagged.pdb", vec![AllocSite { tag: None, pool_type: NONPAGED, size: 0x180 }])]
+    }
+    fn plant(&self, sys: &mut System) -> Result<Option<Value>, ForgeError> {
+        let mut plan = PoolPlan::default();
+        background(sys, &mut plan)?;
+        for _ in 0..60 {
+            sys.alloc_nonpaged(0x180, b"None")?;
+        }
+        for _ in 0..2 {
+            sys.alloc_nonpaged(0x8000, b"None")?;
+        }
+        plan.history.push((*b"None", PoolKind::NonPaged, 10));
+        plan.drivers.push(DriverLeak { module: "untagged.sys".into(), tags: vec![*b"None"] });
+        finish(sys, plan)
+    }
+}
+
+/// `shared-tag`: two drivers of one vendor both allocate with "Acme"; only one leaks, and
+/// the tag alone cannot say which (both images hold the immediate).
+pub struct SharedTag;
+
+impl Scenario for SharedTag {
+    fn name(&self) -> &'static str {
+        "shared-tag"
+    }
+    fn description(&self) -> &'static str {
+        "acmenet.sys and acmestor.sys share the tag 'Acme' (paged and nonpaged); both images hold it"
+    }
+    fn drivers(&self) -> Vec<VendorDriver> {
+        vec![
+            driver("acmenet.sys", "acmenet.pdb", vec![AllocSite { tag: Some(*b"Acme"), pool_type: NONPAGED, size: 0x200 }]),
+            driver("acmestor.sys", "acmestor.pdb", vec![AllocSite { tag: Some(*b"Acme"), pool_type: PAGED, size: 0x600 }]),
+        ]
+    }
+    fn plant(&self, sys: &mut System) -> Result<Option<Value>, ForgeError> {
+        let mut plan = PoolPlan::default();
+        background(sys, &mut plan)?;
+        for _ in 0..30 {
+            sys.alloc_nonpaged(0x200, b"Acme")?;
+        }
+        for _ in 0..25 {
+            sys.alloc_paged(0x600, b"Acme")?;
+        }
+        sys.alloc_paged(0x6000, b"Acme")?;
+        plan.history.push((*b"Acme", PoolKind::NonPaged, 100));
+        // Both modules hold the tag; leaked_bytes is the tag's total for each (not split).
+        plan.drivers.push(DriverLeak { module: "acmenet.sys".into(), tags: vec![*b"Acme"] });
+        plan.drivers.push(DriverLeak { module: "acmestor.sys".into(), tags: vec![*b"Acme"] });
+        finish(sys, plan)
+    }
+}
+
+/// `quota-leak`: blocks charged to a user process (explorer.exe) through ProcessBilled:
+/// Windows 8+ stores EPROCESS ^ ExpPoolQuotaCookie ^ header address, Windows 7 the EPROCESS.
+pub struct QuotaLeak;
+
+impl Scenario for QuotaLeak {
+    fn name(&self) -> &'static str {
+        "quota-leak"
+    }
+    fn description(&self) -> &'static str {
+        "quotadrv.sys leaks quota-charged paged pool 'QLek' billed to explorer.exe (x64 profiles)"
+    }
+    fn drivers(&self) -> Vec<VendorDriver> {
+        vec![driver("quotadrv.sys", "quotadrv.pdb", vec![AllocSite { tag: Some(*b"QLek"), pool_type: PAGED | 8, size: 0x300 }])]
+    }
+    fn plant(&self, sys: &mut System) -> Result<Option<Value>, ForgeError> {
+        if sys.ptr_size() != 8 {
+            return Err(ForgeError::Internal("quota-leak needs an x64 profile (x86 headers have no ProcessBilled)".into()));
+        }
+        let mut plan = PoolPlan::default();
+        background(sys, &mut plan)?;
+        let eprocess = sys
+            .processes
+            .iter()
+            .find(|p| p.name == "explorer.exe")
+            .map(|p| p.eprocess)
+            .ok_or_else(|| ForgeError::Internal("no explorer.exe".into()))?;
+        let cookie = match sys.global("ExpPoolQuotaCookie") {
+            Ok(at) => {
+                let c = sys.rng.next_u64() | 1;
+                sys.machine.write_u64(at, c)?;
+                Some(c)
+            }
+            Err(_) => None,
+        };
+        let encode = move |header: u64| match cookie {
+            Some(c) => eprocess ^ c ^ header,
+            None => eprocess,
+        };
+        for _ in 0..40 {
+            let System { machine, paged, .. } = &mut *sys;
+            paged.alloc_quota(machine, 0x300, b"QLek", eprocess, &encode)?;
+        }
+        // Charged to nobody: a driver's own allocations.
+        for _ in 0..10 {
+            sys.alloc_paged(0x300, b"QLek")?;
+        }
+        plan.drivers.push(DriverLeak { module: "quotadrv.sys".into(), tags: vec![*b"QLek"] });
+        finish(sys, plan)
+    }
+}
+
+/// `nonpaged-exhaustion`: hogdrv.sys has taken nearly all nonpaged pool.
+pub struct NonpagedExhaustion;
+
+impl Scenario for NonpagedExhaustion {
+    fn name(&self) -> &'static str {
+        "nonpaged-exhaustion"
+    }
+    fn description(&self) -> &'static str {
+        "hogdrv.sys holds nonpaged pool 'Hog!' until 97% of the maximum is in use (XP/7 set the !vm variables)"
+    }
+    fn drivers(&self) -> Vec<VendorDriver> {
+        vec![driver(
+            "hogdrv.sys",
+            "hogdrv.pdb",
+            vec![
+                AllocSite { tag: Some(*b"Hog!"), pool_type: NONPAGED, size: 0xf00 },
+                AllocSite { tag: Some(*b"Hog!"), pool_type: NONPAGED, size: 0x40000 },
+            ],
+        )]
+    }
+    fn plant(&self, sys: &mut System) -> Result<Option<Value>, ForgeError> {
+        let mut plan = PoolPlan::default();
+        background(sys, &mut plan)?;
+        for _ in 0..300 {
+            sys.alloc_nonpaged(0xf00, b"Hog!")?;
+        }
+        for _ in 0..16 {
+            sys.alloc_nonpaged(0x40000, b"Hog!")?;
+        }
+        plan.history.push((*b"Hog!", PoolKind::NonPaged, 20));
+        plan.nonpaged_max_percent_of_use = Some(103);
+        plan.drivers.push(DriverLeak { module: "hogdrv.sys".into(), tags: vec![*b"Hog!"] });
+        finish(sys, plan)
+    }
+}

@@ -1,0 +1,412 @@
+//! The kernel's pool bookkeeping, written to agree with the blocks the pool regions planted:
+//! the tag tracker tables (PoolTrackTable of PoolTrackTableSize entries; Windows 8+ one table
+//! per processor in ExPoolTagTables[] plus PoolTrackTableExpansion), the big page table
+//! (PoolBigPageTable / PoolBigPageTableSize), the !vm variables and their debugger-data-block
+//! entries; and the truth file's `pool` section (schema in /work/notes/issue4.md and
+//! docs/forge.md).
+//!
+//! Every layout comes from the profile: entry sizes, field offsets, the big-page PoolType
+//! bitfield of 17763+. Field widths follow from the next field's offset (the tracker entries
+//! are plain integers; padding is zero).
+
+use crate::pool::{Allocation, PoolKind, FREE_TAG};
+use crate::space::{Paging, PAGE};
+use crate::system::System;
+use crate::truth::hex;
+use crate::ForgeError;
+use analyzer::symbols::Field;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+/// Entries of each tag tracker table (a power of two, as the kernel sizes it).
+pub const TRACK_TABLE_SIZE: u64 = 2048;
+/// Entries of the expansion table (Windows 8+).
+pub const EXPANSION_SIZE: u64 = 16;
+/// Entries of the big page table: page aligned, a multiple of 0x1000 entries (MemProcFS).
+pub const BIG_TABLE_SIZE: u64 = 0x1000;
+
+/// Per-tag counters as the tracker tables hold them (and the truth reports them).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TagStats {
+    pub paged_allocs: u64,
+    pub paged_frees: u64,
+    pub paged_bytes: u64,
+    pub nonpaged_allocs: u64,
+    pub nonpaged_frees: u64,
+    pub nonpaged_bytes: u64,
+}
+
+impl TagStats {
+    fn add(&mut self, kind: PoolKind, allocs: u64, frees: u64, bytes: u64) {
+        match kind {
+            PoolKind::Paged => {
+                self.paged_allocs += allocs;
+                self.paged_frees += frees;
+                self.paged_bytes += bytes;
+            }
+            PoolKind::NonPaged => {
+                self.nonpaged_allocs += allocs;
+                self.nonpaged_frees += frees;
+                self.nonpaged_bytes += bytes;
+            }
+        }
+    }
+}
+
+/// A freed big allocation still listed in the big page table (Va bit 0 set).
+#[derive(Debug, Clone)]
+pub struct FreedBig {
+    pub va: u64,
+    pub tag: [u8; 4],
+    pub size: u64,
+    pub kind: PoolKind,
+}
+
+/// A driver and what it leaked, for the truth's `drivers`.
+#[derive(Debug, Clone)]
+pub struct DriverLeak {
+    pub module: String,
+    pub tags: Vec<[u8; 4]>,
+}
+
+/// What a scenario adds beyond the planted blocks.
+#[derive(Debug, Clone, Default)]
+pub struct PoolPlan {
+    /// Earlier allocate/free pairs no longer visible in memory: (tag, kind, count).
+    pub history: Vec<([u8; 4], PoolKind, u64)>,
+    pub freed_big: Vec<FreedBig>,
+    /// Tags counted in the expansion table instead of the per-CPU tables (Windows 8+).
+    pub expansion_tags: Vec<[u8; 4]>,
+    pub drivers: Vec<DriverLeak>,
+    /// MmMaximumNonPagedPoolInBytes as a multiple of the nonpaged bytes in use (percent);
+    /// `None` = a roomy default.
+    pub nonpaged_max_percent_of_use: Option<u64>,
+}
+
+/// One counting event for the tables: an allocation (maybe freed since).
+struct Event {
+    tag: [u8; 4],
+    kind: PoolKind,
+    bytes: u64,
+    freed: bool,
+}
+
+fn tag_str(t: &[u8; 4]) -> String {
+    t.iter().map(|&b| if b.is_ascii_graphic() || b == b' ' { b as char } else { '?' }).collect()
+}
+
+/// The kernel's tag hash (ReactOS `ExpComputeHashForTag`, windows-internals.md).
+pub fn tag_hash(tag: [u8; 4], mask: u64) -> u64 {
+    let r = 40543u64.wrapping_mul(u64::from(u32::from_le_bytes(tag)));
+    mask & (r ^ (r >> 32))
+}
+
+/// Offsets and widths of the fields of a structure, widths from the next field's offset.
+fn field_widths(sys: &System, ty: &str) -> Result<BTreeMap<String, (u64, u64)>, ForgeError> {
+    let t = sys.profile.types.get(ty).ok_or_else(|| ForgeError::MissingSymbol(ty.to_string()))?;
+    let mut plain: Vec<(u64, &String)> =
+        t.fields.iter().filter(|(_, f)| f.bit_length.is_none()).map(|(n, f)| (f.offset, n)).collect();
+    plain.sort();
+    let mut out = BTreeMap::new();
+    for (i, (off, name)) in plain.iter().enumerate() {
+        let next = plain.iter().skip(i + 1).map(|(o, _)| *o).find(|o| o > off).unwrap_or(t.size);
+        out.insert((*name).clone(), (*off, (next - off).min(8)));
+    }
+    Ok(out)
+}
+
+fn put(sys: &mut System, at: u64, width: u64, v: u64) -> Result<(), ForgeError> {
+    let b = v.to_le_bytes();
+    sys.machine.write(at, &b[..width as usize])
+}
+
+fn put_bits(sys: &mut System, at: u64, f: Field, v: u64) -> Result<(), ForgeError> {
+    let (Some(pos), Some(len)) = (f.bit_position, f.bit_length) else {
+        return put(sys, at + f.offset, 4, v);
+    };
+    let cur = sys.machine.read(at + f.offset, 4).ok_or(ForgeError::Unmapped(at + f.offset))?;
+    let mut w = u32::from_le_bytes([cur[0], cur[1], cur[2], cur[3]]);
+    let mask = ((1u64 << len) - 1) as u32;
+    w = (w & !(mask << pos)) | (((v as u32) & mask) << pos);
+    sys.machine.write_u32(at + f.offset, w)
+}
+
+/// A VA area for the kernel's pool tables, below the nonpaged pool region.
+fn tables_area(sys: &System) -> u64 {
+    sys.spec.plan.nonpaged_pool - 0x200_0000
+}
+
+struct TableWriter {
+    next: u64,
+}
+
+impl TableWriter {
+    fn alloc(&mut self, sys: &mut System, bytes: u64) -> Result<u64, ForgeError> {
+        let va = self.next;
+        let len = bytes.div_ceil(PAGE) * PAGE;
+        sys.machine.map_range(va, len)?;
+        self.next = va + len + PAGE;
+        Ok(va)
+    }
+}
+
+fn write_tracker(
+    sys: &mut System,
+    table: u64,
+    entries: u64,
+    stats: &BTreeMap<[u8; 4], TagStats>,
+    hashed: bool,
+) -> Result<(), ForgeError> {
+    let size = sys.type_size("_POOL_TRACKER_TABLE")?;
+    let w = field_widths(sys, "_POOL_TRACKER_TABLE")?;
+    let get = |n: &str| w.get(n).copied().ok_or_else(|| ForgeError::MissingSymbol(format!("_POOL_TRACKER_TABLE.{n}")));
+    let mut used = vec![false; entries as usize];
+    for (i, (tag, s)) in stats.iter().enumerate() {
+        // Hashed tables: linear probing from the tag's hash, the last entry left as the
+        // overflow bucket; the expansion table is searched linearly, filled in order.
+        let mut idx = if hashed { tag_hash(*tag, entries - 1) } else { i as u64 };
+        let mut probes = 0;
+        while used.get(idx as usize).copied().unwrap_or(true) || (hashed && idx == entries - 1) {
+            idx = (idx + 1) % entries;
+            probes += 1;
+            if probes > entries {
+                return Err(ForgeError::Internal("tag table full".into()));
+            }
+        }
+        used[idx as usize] = true;
+        let e = table + idx * size;
+        let (o, n) = get("Key")?;
+        put(sys, e + o, n.min(4), u64::from(u32::from_le_bytes(*tag)))?;
+        for (field, v) in [
+            ("NonPagedAllocs", s.nonpaged_allocs),
+            ("NonPagedFrees", s.nonpaged_frees),
+            ("NonPagedBytes", s.nonpaged_bytes),
+            ("PagedAllocs", s.paged_allocs),
+            ("PagedFrees", s.paged_frees),
+            ("PagedBytes", s.paged_bytes),
+        ] {
+            let (o, n) = get(field)?;
+            put(sys, e + o, n, v)?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes the bookkeeping for everything planted and returns the truth's `pool` value.
+pub fn finish(sys: &mut System, plan: &PoolPlan) -> Result<Value, ForgeError> {
+    let ptr = u64::from(sys.ptr_size());
+    {
+        let System { machine, nonpaged, paged, .. } = sys;
+        nonpaged.close_page(machine)?;
+        paged.close_page(machine)?;
+    }
+    let blocks: Vec<Allocation> = sys.nonpaged.allocations.iter().chain(sys.paged.allocations.iter()).cloned().collect();
+
+    // ---- Counting events: every allocation still in memory, freed blocks, history, freed big.
+    let mut events = Vec::new();
+    for b in &blocks {
+        if b.tag == FREE_TAG && !b.allocated {
+            continue; // the free rest of a page was never an allocation
+        }
+        events.push(Event { tag: b.tag, kind: b.kind, bytes: b.size, freed: !b.allocated });
+    }
+    for (tag, kind, n) in &plan.history {
+        for _ in 0..*n {
+            events.push(Event { tag: *tag, kind: *kind, bytes: 0, freed: true });
+        }
+    }
+    for f in &plan.freed_big {
+        events.push(Event { tag: f.tag, kind: f.kind, bytes: f.size, freed: true });
+    }
+
+    let per_cpu = sys.profile.global("ExPoolTagTables").is_some();
+    let cpus = if per_cpu { sys.processors as usize } else { 1 };
+    let mut tables: Vec<BTreeMap<[u8; 4], TagStats>> = vec![BTreeMap::new(); cpus];
+    let mut expansion: BTreeMap<[u8; 4], TagStats> = BTreeMap::new();
+    let mut totals: BTreeMap<[u8; 4], TagStats> = BTreeMap::new();
+    for (i, e) in events.iter().enumerate() {
+        let (frees, bytes) = if e.freed { (1, 0) } else { (0, e.bytes) };
+        totals.entry(e.tag).or_default().add(e.kind, 1, frees, bytes);
+        let t = if per_cpu && plan.expansion_tags.contains(&e.tag) { &mut expansion } else { &mut tables[i % cpus] };
+        t.entry(e.tag).or_default().add(e.kind, 1, frees, bytes);
+    }
+
+    // ---- Tag tables.
+    let entry = sys.type_size("_POOL_TRACKER_TABLE")?;
+    let mut area = TableWriter { next: tables_area(sys) };
+    let mut table_vas = Vec::new();
+    for t in &tables {
+        let va = area.alloc(sys, TRACK_TABLE_SIZE * entry)?;
+        write_tracker(sys, va, TRACK_TABLE_SIZE, t, true)?;
+        table_vas.push(va);
+    }
+    let first = table_vas.first().copied().unwrap_or(0);
+    let g = sys.global("PoolTrackTable")?;
+    sys.machine.write_ptr(g, first)?;
+    let g = sys.global("PoolTrackTableSize")?;
+    sys.machine.write_ptr(g, TRACK_TABLE_SIZE)?;
+    if let Ok(g) = sys.global("ExPoolTagTables") {
+        for (cpu, va) in table_vas.iter().enumerate() {
+            sys.machine.write_ptr(g + cpu as u64 * ptr, *va)?;
+        }
+    }
+    if let (Ok(gx), Ok(gs)) = (sys.global("PoolTrackTableExpansion"), sys.global("PoolTrackTableExpansionSize")) {
+        if !expansion.is_empty() {
+            let va = area.alloc(sys, EXPANSION_SIZE * entry)?;
+            write_tracker(sys, va, EXPANSION_SIZE, &expansion, false)?;
+            sys.machine.write_ptr(gx, va)?;
+            sys.machine.write_ptr(gs, EXPANSION_SIZE)?;
+        }
+    }
+
+    // ---- Big page table.
+    let big_size = sys.type_size("_POOL_TRACKER_BIG_PAGES")?;
+    let big_table = area.alloc(sys, BIG_TABLE_SIZE * big_size)?;
+    let bw = field_widths(sys, "_POOL_TRACKER_BIG_PAGES")?;
+    let big_pool_type = sys.profile.field("_POOL_TRACKER_BIG_PAGES", "PoolType");
+    let mut used = vec![false; BIG_TABLE_SIZE as usize];
+    let mut big_truth = Vec::new();
+    let bigs: Vec<(u64, [u8; 4], u64, PoolKind, bool, Option<u64>)> = blocks
+        .iter()
+        .filter(|b| b.big)
+        .map(|b| (b.address, b.tag, b.size, b.kind, false, b.quota.map(|q| q.eprocess)))
+        .chain(plan.freed_big.iter().map(|f| (f.va, f.tag, f.size, f.kind, true, None)))
+        .collect();
+    for (va, tag, size, kind, free, _billed) in &bigs {
+        let mut idx = (va >> 12) & (BIG_TABLE_SIZE - 1);
+        while used[idx as usize] {
+            idx = (idx + 1) % BIG_TABLE_SIZE;
+        }
+        used[idx as usize] = true;
+        let e = big_table + idx * big_size;
+        let (o, n) = bw.get("Va").copied().ok_or_else(|| ForgeError::MissingSymbol("_POOL_TRACKER_BIG_PAGES.Va".into()))?;
+        put(sys, e + o, n.min(ptr), va | u64::from(*free))?;
+        let (o, _) = bw.get("Key").copied().ok_or_else(|| ForgeError::MissingSymbol("_POOL_TRACKER_BIG_PAGES.Key".into()))?;
+        put(sys, e + o, 4, u64::from(u32::from_le_bytes(*tag)))?;
+        if let Some(&(o, n)) = bw.get("NumberOfBytes") {
+            put(sys, e + o, n, *size)?;
+        } else if let Some(&(o, n)) = bw.get("NumberOfPages") {
+            put(sys, e + o, n, size / PAGE)?;
+        }
+        // POOL_TYPE: NonPagedPool 0, PagedPool 1 (XP's 12-byte entry has no PoolType).
+        if let Some(f) = big_pool_type {
+            put_bits(sys, e, f, if *kind == PoolKind::Paged { 1 } else { 0 })?;
+        }
+        big_truth.push(json!({ "va": hex(*va), "tag": tag_str(tag), "size": size, "pool_type": kind.as_str(), "free": free }));
+    }
+    let g = sys.global("PoolBigPageTable")?;
+    sys.machine.write_ptr(g, big_table)?;
+    let g = sys.global("PoolBigPageTableSize")?;
+    sys.machine.write_ptr(g, BIG_TABLE_SIZE)?;
+
+    // ---- !vm variables (XP/7 only: later kernels keep them inside MiState).
+    let used_pages = |kind: PoolKind| -> u64 {
+        let mut pages: Vec<u64> = blocks
+            .iter()
+            .filter(|b| b.kind == kind)
+            .flat_map(|b| (b.address / PAGE..(b.address + b.size).div_ceil(PAGE)).collect::<Vec<_>>())
+            .collect();
+        pages.sort_unstable();
+        pages.dedup();
+        pages.len() as u64
+    };
+    let np_pages = used_pages(PoolKind::NonPaged);
+    let p_pages = used_pages(PoolKind::Paged);
+    let nonpaged_max = match plan.nonpaged_max_percent_of_use {
+        Some(pct) => (np_pages * PAGE * pct / 100).div_ceil(PAGE) * PAGE,
+        None => 0x1000_0000,
+    };
+    let paged_max = 0x2000_0000u64;
+    let np_base = sys.nonpaged.base;
+    let p_base = sys.paged.base;
+    let vars: [(&str, u64, u64); 8] = [
+        ("MmNonPagedPoolStart", 0x110, np_base),
+        ("MmNonPagedPoolEnd", 0x118, np_base + nonpaged_max.max(0x400_0000)),
+        ("MmPagedPoolStart", 0x120, p_base),
+        ("MmPagedPoolEnd", 0x128, p_base + paged_max),
+        ("MmMaximumNonPagedPoolInBytes", 0x100, nonpaged_max),
+        ("MmSizeOfPagedPoolInBytes", 0x140, paged_max),
+        ("MmPagedPoolCommit", 0x170, p_pages),
+        ("MmAllocatedNonPagedPool", 0x250, np_pages),
+    ];
+    let kdbg = sys.kdbg;
+    let mut have_vm = true;
+    for (name, kdbg_off, value) in vars {
+        match sys.global(name) {
+            Ok(addr) => {
+                sys.machine.write_ptr(addr, value)?;
+                let stored = if ptr == 4 && addr & 0x8000_0000 != 0 { addr | 0xffff_ffff_0000_0000 } else { addr };
+                sys.machine.write_u64(kdbg + kdbg_off, stored)?;
+            }
+            Err(_) => {
+                if !name.ends_with("Start") && !name.ends_with("End") {
+                    have_vm = false;
+                }
+            }
+        }
+    }
+    let track = sys.global("PoolTrackTable")?;
+    let stored = if ptr == 4 && track & 0x8000_0000 != 0 { track | 0xffff_ffff_0000_0000 } else { track };
+    sys.machine.write_u64(kdbg + 0x1b8, stored)?;
+
+    // ---- Truth.
+    let tags: Vec<Value> = totals
+        .iter()
+        .map(|(t, s)| {
+            json!({ "tag": tag_str(t), "paged_allocs": s.paged_allocs, "paged_frees": s.paged_frees,
+                    "paged_bytes": s.paged_bytes, "nonpaged_allocs": s.nonpaged_allocs,
+                    "nonpaged_frees": s.nonpaged_frees, "nonpaged_bytes": s.nonpaged_bytes })
+        })
+        .collect();
+    let block_truth: Vec<Value> = blocks
+        .iter()
+        .map(|b| {
+            let mut v = json!({ "address": hex(b.address), "size": b.size, "tag": tag_str(&b.tag),
+                "pool_type": b.kind.as_str(), "allocated": b.allocated, "source": if b.big { "big" } else { "classic" } });
+            if let Some(q) = b.quota {
+                v["process_billed"] = json!(hex(q.eprocess));
+            }
+            v
+        })
+        .collect();
+    let drivers: Vec<Value> = plan
+        .drivers
+        .iter()
+        .map(|d| {
+            let leaked: u64 = d.tags.iter().filter_map(|t| totals.get(t)).map(|s| s.paged_bytes + s.nonpaged_bytes).sum();
+            json!({ "module": d.module, "tags": d.tags.iter().map(tag_str).collect::<Vec<_>>(), "leaked_bytes": leaked })
+        })
+        .collect();
+    let vm = if have_vm {
+        json!({ "paged_in_use": p_pages * PAGE, "nonpaged_in_use": np_pages * PAGE, "paged_max": paged_max,
+                "nonpaged_max": nonpaged_max, "paged_commit": p_pages * PAGE })
+    } else {
+        // Windows 8+ keeps these figures inside MiState; the forge does not plant them yet.
+        Value::Null
+    };
+    let _ = sys.spec.paging == Paging::X64;
+    Ok(json!({
+        "tags": tags,
+        "big_pages": big_truth,
+        "blocks": block_truth,
+        "missing_pool_pages": 0,
+        "drivers": drivers,
+        "vm": vm,
+        "tag_tables": { "per_cpu": per_cpu, "tables": table_vas.len(), "entries": TRACK_TABLE_SIZE,
+                        "expansion_tags": plan.expansion_tags.iter().map(tag_str).collect::<Vec<_>>() },
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// ReactOS ExpComputeHashForTag: (40543 * Tag) folded, masked.
+    #[test]
+    fn tag_hash_matches_the_kernel_formula() {
+        let t = u32::from_le_bytes(*b"Leak") as u64;
+        let r = 40543 * t;
+        assert_eq!(tag_hash(*b"Leak", 2047), (r ^ (r >> 32)) & 2047);
+        assert!(tag_hash(*b"Proc", 2047) < 2048);
+    }
+}
