@@ -40,11 +40,17 @@ struct KdmpRead {
 
 fn parse_hex_bytes(s: &str) -> Vec<u8> {
     (0..s.len() / 2)
-        .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).expect("kdmp_read.py printed bad hex"))
+        .map(|i| {
+            u8::from_str_radix(&s[2 * i..2 * i + 2], 16).expect("kdmp_read.py printed bad hex")
+        })
         .collect()
 }
 
-fn kdmp_read(dump: &std::path::Path, vas: &[u64], dir: &std::path::Path) -> (Value, BTreeMap<u64, KdmpRead>) {
+fn kdmp_read(
+    dump: &std::path::Path,
+    vas: &[u64],
+    dir: &std::path::Path,
+) -> (Value, BTreeMap<u64, KdmpRead>) {
     let list = dir.join("addrs.txt");
     let mut text = String::new();
     for va in vas {
@@ -52,7 +58,10 @@ fn kdmp_read(dump: &std::path::Path, vas: &[u64], dir: &std::path::Path) -> (Val
     }
     std::fs::write(&list, text).expect("write address list");
     let out = run(
-        Command::new(python()).arg(script("kdmp_read.py")).arg(dump).arg(&list),
+        Command::new(python())
+            .arg(script("kdmp_read.py"))
+            .arg(dump)
+            .arg(&list),
         "kdmp-parser (tests/independent/kdmp_read.py)",
     );
     let v: Value = serde_json::from_slice(&out).expect("kdmp_read.py printed no JSON");
@@ -62,7 +71,11 @@ fn kdmp_read(dump: &std::path::Path, vas: &[u64], dir: &std::path::Path) -> (Val
         let pa = (!r["pa"].is_null()).then(|| hx(&r["pa"]));
         let page = r["page"].as_str().map(parse_hex_bytes);
         if let Some(p) = &page {
-            assert_eq!(p.len() as u64, PAGE, "kdmp-parser page at {va:#x} is not 4 KiB");
+            assert_eq!(
+                p.len() as u64,
+                PAGE,
+                "kdmp-parser page at {va:#x} is not 4 KiB"
+            );
         }
         reads.insert(va, KdmpRead { pa, page });
     }
@@ -119,7 +132,12 @@ fn check(build: u32, format: &str) {
     // What to read.
     let mut module_bases: Vec<(String, u64)> = array(truth, "modules")
         .iter()
-        .map(|m| (field(m, "name").as_str().unwrap_or("?").to_owned(), hx(field(m, "base"))))
+        .map(|m| {
+            (
+                field(m, "name").as_str().unwrap_or("?").to_owned(),
+                hx(field(m, "base")),
+            )
+        })
         .collect();
     module_bases.push(("kernel".into(), hx(field(field(truth, "kernel"), "base"))));
     let random = random_mapped(&ranges, &mut rng, RANDOM_READS);
@@ -142,12 +160,21 @@ fn check(build: u32, format: &str) {
         }
         let &(s, e) = &ranges[rng.below(ranges.len() as u64) as usize];
         let off = rng.below(16 * PAGE);
-        let va = if rng.below(2) == 0 { e.checked_add(off) } else { s.checked_sub(off + 1) };
+        let va = if rng.below(2) == 0 {
+            e.checked_add(off)
+        } else {
+            s.checked_sub(off + 1)
+        };
         if let Some(va) = va.filter(|&va| !is_mapped(&ranges, va)) {
             gaps.push(va);
         }
     }
-    let mut all: Vec<u64> = module_bases.iter().map(|&(_, b)| b).chain(random.iter().copied()).chain(gaps.iter().copied()).collect();
+    let mut all: Vec<u64> = module_bases
+        .iter()
+        .map(|&(_, b)| b)
+        .chain(random.iter().copied())
+        .chain(gaps.iter().copied())
+        .collect();
     for &b in &boundaries {
         all.push(b - PAGE);
         all.push(b);
@@ -156,31 +183,86 @@ fn check(build: u32, format: &str) {
 
     // The header as kdmp-parser decodes it, against the truth file.
     let ctx = format!("{profile} {format}");
-    assert_eq!(header["dump_type"].as_u64(), truth["dump_type"].as_u64(), "{ctx}: DumpType");
-    assert_eq!(hx(&header["directory_table_base"]) & !0xfff, hx(field(truth, "directory_table_base")) & !0xfff, "{ctx}: DTB");
-    assert_eq!(header["processors"].as_u64(), truth["processors"].as_u64(), "{ctx}: processors");
-    assert_eq!(header["minor_version"].as_u64(), truth["build"].as_u64(), "{ctx}: build (MinorVersion)");
-    assert_eq!(hx(&header["bugcheck_code"]), hx(field(field(truth, "bugcheck"), "code")), "{ctx}: bugcheck code");
-    let params: Vec<u64> = array(field(truth, "bugcheck"), "params").iter().map(hx).collect();
-    let kparams: Vec<u64> = header["bugcheck_params"].as_array().expect("params").iter().map(hx).collect();
+    assert_eq!(
+        header["dump_type"].as_u64(),
+        truth["dump_type"].as_u64(),
+        "{ctx}: DumpType"
+    );
+    assert_eq!(
+        hx(&header["directory_table_base"]) & !0xfff,
+        hx(field(truth, "directory_table_base")) & !0xfff,
+        "{ctx}: DTB"
+    );
+    assert_eq!(
+        header["processors"].as_u64(),
+        truth["processors"].as_u64(),
+        "{ctx}: processors"
+    );
+    assert_eq!(
+        header["minor_version"].as_u64(),
+        truth["build"].as_u64(),
+        "{ctx}: build (MinorVersion)"
+    );
+    assert_eq!(
+        hx(&header["bugcheck_code"]),
+        hx(field(field(truth, "bugcheck"), "code")),
+        "{ctx}: bugcheck code"
+    );
+    let params: Vec<u64> = array(field(truth, "bugcheck"), "params")
+        .iter()
+        .map(hx)
+        .collect();
+    let kparams: Vec<u64> = header["bugcheck_params"]
+        .as_array()
+        .expect("params")
+        .iter()
+        .map(hx)
+        .collect();
     assert_eq!(kparams, params, "{ctx}: bugcheck params");
-    assert_eq!(hx(&header["kd_debugger_data_block"]), hx(field(truth, "kdbg")), "{ctx}: KdDebuggerDataBlock");
-    assert_eq!(hx(&header["ps_loaded_module_list"]), hx(field(truth, "ps_loaded_module_list")), "{ctx}: PsLoadedModuleList");
-    assert_eq!(hx(&header["ps_active_process_head"]), hx(field(truth, "ps_active_process_head")), "{ctx}: PsActiveProcessHead");
+    assert_eq!(
+        hx(&header["kd_debugger_data_block"]),
+        hx(field(truth, "kdbg")),
+        "{ctx}: KdDebuggerDataBlock"
+    );
+    assert_eq!(
+        hx(&header["ps_loaded_module_list"]),
+        hx(field(truth, "ps_loaded_module_list")),
+        "{ctx}: PsLoadedModuleList"
+    );
+    assert_eq!(
+        hx(&header["ps_active_process_head"]),
+        hx(field(truth, "ps_active_process_head")),
+        "{ctx}: PsActiveProcessHead"
+    );
 
     // Our reader.
-    let dump = Dump::open(&forged.dump).unwrap_or_else(|e| panic!("{ctx}: our reader cannot open the dump: {e}"));
+    let dump = Dump::open(&forged.dump)
+        .unwrap_or_else(|e| panic!("{ctx}: our reader cannot open the dump: {e}"));
     assert_eq!(dump.format().as_str(), format, "{ctx}: format");
-    assert_eq!(Some(dump.stored_page_count()), truth["physical_pages_stored"].as_u64(), "{ctx}: stored pages");
-    let vm = dump.kernel_memory().unwrap_or_else(|e| panic!("{ctx}: kernel_memory: {e}"));
-    let walker = PageTableMemory::new(dump.physical(), dump.header().directory_table_base, PagingMode::X64);
+    assert_eq!(
+        Some(dump.stored_page_count()),
+        truth["physical_pages_stored"].as_u64(),
+        "{ctx}: stored pages"
+    );
+    let vm = dump
+        .kernel_memory()
+        .unwrap_or_else(|e| panic!("{ctx}: kernel_memory: {e}"));
+    let walker = PageTableMemory::new(
+        dump.physical(),
+        dump.header().directory_table_base,
+        PagingMode::X64,
+    );
 
     let mut failures: Vec<String> = Vec::new();
     let mut compared = 0usize;
     let mut page_buf = vec![0u8; PAGE as usize];
     // Distinct page contents seen: identical bytes prove little if every page were zero.
     let mut distinct: std::collections::BTreeSet<Vec<u8>> = std::collections::BTreeSet::new();
-    let mut compare_page = |what: &str, va: u64, must_be_readable: bool, failures: &mut Vec<String>| -> bool {
+    let mut compare_page = |what: &str,
+                            va: u64,
+                            must_be_readable: bool,
+                            failures: &mut Vec<String>|
+     -> bool {
         let page_va = va & !(PAGE - 1);
         let k = &kdmp[&va];
         let Some(kpage) = &k.page else {
@@ -190,22 +272,32 @@ fn check(build: u32, format: &str) {
             return false;
         };
         if must_be_readable && k.pa.is_none() {
-            failures.push(format!("{what} {va:#x}: kdmp-parser reads the page but cannot translate the address"));
+            failures.push(format!(
+                "{what} {va:#x}: kdmp-parser reads the page but cannot translate the address"
+            ));
         }
         // Translation: our page-table walk must land on kdmp-parser's physical address (this
         // catches a wrong walk even where the two pages' bytes happen to be equal, e.g. zeros).
         match (k.pa, walker.translate(va)) {
             (Some(kpa), Ok(pa)) if pa == kpa => {}
-            (Some(kpa), Ok(pa)) => failures.push(format!("{what} {va:#x}: we translate to {pa:#x}, kdmp-parser to {kpa:#x}")),
-            (Some(kpa), Err(e)) => failures.push(format!("{what} {va:#x}: our translation fails ({e}), kdmp-parser gives {kpa:#x}")),
+            (Some(kpa), Ok(pa)) => failures.push(format!(
+                "{what} {va:#x}: we translate to {pa:#x}, kdmp-parser to {kpa:#x}"
+            )),
+            (Some(kpa), Err(e)) => failures.push(format!(
+                "{what} {va:#x}: our translation fails ({e}), kdmp-parser gives {kpa:#x}"
+            )),
             (None, _) => {}
         }
         // The physical layer alone: our page at kdmp-parser's physical address.
         if let Some(pa) = k.pa {
             match dump.physical().page(pa >> 12) {
                 Some(p) if p == &kpage[..] => {}
-                Some(_) => failures.push(format!("{what} {va:#x}: our physical page {pa:#x} differs from kdmp-parser's")),
-                None => failures.push(format!("{what} {va:#x}: our reader has no physical page {pa:#x}, kdmp-parser has")),
+                Some(_) => failures.push(format!(
+                    "{what} {va:#x}: our physical page {pa:#x} differs from kdmp-parser's"
+                )),
+                None => failures.push(format!(
+                    "{what} {va:#x}: our reader has no physical page {pa:#x}, kdmp-parser has"
+                )),
             }
         }
         match vm.read(page_va, &mut page_buf) {
@@ -214,7 +306,11 @@ fn check(build: u32, format: &str) {
                 true
             }
             Ok(()) => {
-                let at = page_buf.iter().zip(kpage.iter()).position(|(a, b)| a != b).unwrap_or(0);
+                let at = page_buf
+                    .iter()
+                    .zip(kpage.iter())
+                    .position(|(a, b)| a != b)
+                    .unwrap_or(0);
                 failures.push(format!(
                     "{what} {va:#x}: bytes differ from kdmp-parser's at page offset {at:#x} (ours {:02x?}, kdmp {:02x?}; kdmp pa {:?})",
                     &page_buf[at..(at + 8).min(page_buf.len())],
@@ -224,13 +320,21 @@ fn check(build: u32, format: &str) {
                 false
             }
             Err(e) => {
-                failures.push(format!("{what} {va:#x}: our reader fails ({e}) where kdmp-parser reads pa {:?}", k.pa.map(|p| format!("{p:#x}"))));
+                failures.push(format!(
+                    "{what} {va:#x}: our reader fails ({e}) where kdmp-parser reads pa {:?}",
+                    k.pa.map(|p| format!("{p:#x}"))
+                ));
                 false
             }
         }
     };
     for (name, base) in &module_bases {
-        compared += usize::from(compare_page(&format!("module {name} base"), *base, true, &mut failures));
+        compared += usize::from(compare_page(
+            &format!("module {name} base"),
+            *base,
+            true,
+            &mut failures,
+        ));
     }
     for &va in &random {
         compared += usize::from(compare_page("random mapped", va, true, &mut failures));
@@ -242,7 +346,9 @@ fn check(build: u32, format: &str) {
     let mut crossing = 0usize;
     for &b in &boundaries {
         let (Some(lo), Some(hi)) = (&kdmp[&(b - PAGE)].page, &kdmp[&b].page) else {
-            failures.push(format!("boundary {b:#x}: kdmp-parser cannot read both pages of a mapped range"));
+            failures.push(format!(
+                "boundary {b:#x}: kdmp-parser cannot read both pages of a mapped range"
+            ));
             continue;
         };
         let mut expected = lo[PAGE as usize - 16..].to_vec();
@@ -250,7 +356,9 @@ fn check(build: u32, format: &str) {
         let mut ours = [0u8; 32];
         match vm.read(b - 16, &mut ours) {
             Ok(()) if ours[..] == expected[..] => crossing += 1,
-            Ok(()) => failures.push(format!("read across {b:#x}: ours {ours:02x?} != kdmp {expected:02x?}")),
+            Ok(()) => failures.push(format!(
+                "read across {b:#x}: ours {ours:02x?} != kdmp {expected:02x?}"
+            )),
             Err(e) => failures.push(format!("read across {b:#x}: our reader fails: {e}")),
         }
     }
@@ -260,10 +368,18 @@ fn check(build: u32, format: &str) {
         "{ctx}: {} of {} checks disagree with kdmp-parser; first ones:\n{}",
         failures.len(),
         module_bases.len() + random.len() + gaps.len() + boundaries.len(),
-        shown.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n")
+        shown
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
     );
     // Not vacuous: every planted module and every random address was compared.
-    assert_eq!(compared, module_bases.len() + random.len(), "{ctx}: pages compared");
+    assert_eq!(
+        compared,
+        module_bases.len() + random.len(),
+        "{ctx}: pages compared"
+    );
     eprintln!(
         "{ctx}: {compared} pages identical to kdmp-parser's ({} distinct contents; {} module bases, {} random), \
          {crossing} cross-page reads, {gap_readable}/{} outside-truth addresses readable by kdmp-parser and identical",

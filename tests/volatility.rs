@@ -36,53 +36,117 @@ fn vol_json(dump: &Path, plugin: &str, cache: &Path) -> Vec<Value> {
             .arg(plugin),
         &format!("vol {plugin}"),
     );
-    let v: Value = serde_json::from_slice(&out)
-        .unwrap_or_else(|e| panic!("vol {plugin} printed no JSON ({e}): {}", String::from_utf8_lossy(&out)));
-    v.as_array().unwrap_or_else(|| panic!("vol {plugin}: not a list: {v}")).clone()
+    let v: Value = serde_json::from_slice(&out).unwrap_or_else(|e| {
+        panic!(
+            "vol {plugin} printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&out)
+        )
+    });
+    v.as_array()
+        .unwrap_or_else(|| panic!("vol {plugin}: not a list: {v}"))
+        .clone()
 }
 
 fn num(row: &Value, key: &str) -> u64 {
-    row[key].as_u64().unwrap_or_else(|| panic!("vol row lacks number {key:?}: {row}"))
+    row[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("vol row lacks number {key:?}: {row}"))
 }
 
 fn text<'a>(row: &'a Value, key: &str) -> &'a str {
-    row[key].as_str().unwrap_or_else(|| panic!("vol row lacks string {key:?}: {row}"))
+    row[key]
+        .as_str()
+        .unwrap_or_else(|| panic!("vol row lacks string {key:?}: {row}"))
 }
 
 fn check_info(ctx: &str, truth: &Value, rows: &[Value]) {
-    let info: BTreeMap<&str, &str> = rows.iter().map(|r| (text(r, "Variable"), text(r, "Value"))).collect();
-    let get = |k: &str| *info.get(k).unwrap_or_else(|| panic!("{ctx}: windows.info has no {k:?}: {info:?}"));
+    let info: BTreeMap<&str, &str> = rows
+        .iter()
+        .map(|r| (text(r, "Variable"), text(r, "Value")))
+        .collect();
+    let get = |k: &str| {
+        *info
+            .get(k)
+            .unwrap_or_else(|| panic!("{ctx}: windows.info has no {k:?}: {info:?}"))
+    };
     let parse = |k: &str| {
         let v = get(k);
-        u64::from_str_radix(v.trim_start_matches("0x"), 16).unwrap_or_else(|e| panic!("{ctx}: {k} {v:?}: {e}"))
+        u64::from_str_radix(v.trim_start_matches("0x"), 16)
+            .unwrap_or_else(|e| panic!("{ctx}: {k} {v:?}: {e}"))
     };
     let kernel = field(truth, "kernel");
-    assert_eq!(parse("Kernel Base") & MASK48, hx(field(kernel, "base")) & MASK48, "{ctx}: windows.info Kernel Base");
+    assert_eq!(
+        parse("Kernel Base") & MASK48,
+        hx(field(kernel, "base")) & MASK48,
+        "{ctx}: windows.info Kernel Base"
+    );
     let pdb = field(kernel, "pdb");
     let isf = format!(
         "{}/{}-{}.json",
         field(pdb, "name").as_str().expect("pdb name"),
-        field(pdb, "guid").as_str().expect("pdb guid").replace('-', "").to_uppercase(),
+        field(pdb, "guid")
+            .as_str()
+            .expect("pdb guid")
+            .replace('-', "")
+            .to_uppercase(),
         field(pdb, "age").as_u64().expect("pdb age")
     );
-    assert!(get("Symbols").contains(&isf), "{ctx}: Volatility chose symbols {:?}, expected the ISF {isf}", get("Symbols"));
+    assert!(
+        get("Symbols").contains(&isf),
+        "{ctx}: Volatility chose symbols {:?}, expected the ISF {isf}",
+        get("Symbols")
+    );
     let minor = get("Major/Minor").rsplit('.').next().unwrap_or("");
-    assert_eq!(minor, field(truth, "build").to_string(), "{ctx}: windows.info Major/Minor (KdVersionBlock build)");
-    assert_eq!(get("KeNumberProcessors"), field(truth, "processors").to_string(), "{ctx}: KeNumberProcessors");
+    assert_eq!(
+        minor,
+        field(truth, "build").to_string(),
+        "{ctx}: windows.info Major/Minor (KdVersionBlock build)"
+    );
+    assert_eq!(
+        get("KeNumberProcessors"),
+        field(truth, "processors").to_string(),
+        "{ctx}: KeNumberProcessors"
+    );
     let x64 = truth["arch"] == "x64";
-    assert_eq!(get("Is64Bit"), if x64 { "True" } else { "False" }, "{ctx}: Is64Bit");
+    assert_eq!(
+        get("Is64Bit"),
+        if x64 { "True" } else { "False" },
+        "{ctx}: Is64Bit"
+    );
     let pae = truth["pae"].as_bool().unwrap_or(false);
-    assert_eq!(get("IsPAE"), if pae { "True" } else { "False" }, "{ctx}: IsPAE");
+    assert_eq!(
+        get("IsPAE"),
+        if pae { "True" } else { "False" },
+        "{ctx}: IsPAE"
+    );
     // Volatility read the file through its crash-dump layer, not as a raw memory image.
-    let layer = if x64 { "WindowsCrashDump64Layer" } else { "WindowsCrashDump32Layer" };
-    assert!(info.values().any(|v| v.ends_with(layer)), "{ctx}: Volatility did not use its {layer}: {info:?}");
+    let layer = if x64 {
+        "WindowsCrashDump64Layer"
+    } else {
+        "WindowsCrashDump32Layer"
+    };
+    assert!(
+        info.values().any(|v| v.ends_with(layer)),
+        "{ctx}: Volatility did not use its {layer}: {info:?}"
+    );
     if let Some(lab) = info.get("NTBuildLab") {
-        assert!(lab.starts_with(&format!("{}.", field(truth, "build"))), "{ctx}: NTBuildLab {lab:?}");
+        assert!(
+            lab.starts_with(&format!("{}.", field(truth, "build"))),
+            "{ctx}: NTBuildLab {lab:?}"
+        );
     }
     let dtb_mask = if x64 { !0xfff } else { !0x1f };
-    assert_eq!(parse("DTB") & dtb_mask, hx(field(truth, "directory_table_base")) & dtb_mask, "{ctx}: page tables Volatility found");
+    assert_eq!(
+        parse("DTB") & dtb_mask,
+        hx(field(truth, "directory_table_base")) & dtb_mask,
+        "{ctx}: page tables Volatility found"
+    );
     if info.contains_key("KdDebuggerDataBlock") {
-        assert_eq!(parse("KdDebuggerDataBlock") & MASK48, hx(field(truth, "kdbg")) & MASK48, "{ctx}: KdDebuggerDataBlock");
+        assert_eq!(
+            parse("KdDebuggerDataBlock") & MASK48,
+            hx(field(truth, "kdbg")) & MASK48,
+            "{ctx}: KdDebuggerDataBlock"
+        );
     }
 }
 
@@ -93,16 +157,33 @@ fn check_modules(ctx: &str, truth: &Value, rows: &[Value]) {
     for m in planted {
         let name = field(m, "name").as_str().expect("module name");
         let base = hx(field(m, "base")) & MASK48;
-        let row = by_base
-            .get(&base)
-            .unwrap_or_else(|| panic!("{ctx}: windows.modules has no module at {base:#x} ({name}); it lists {:?}", rows.iter().map(|r| (text(r, "Name"), num(r, "Base"))).collect::<Vec<_>>()));
-        assert_eq!(text(row, "Name"), name, "{ctx}: name of module at {base:#x}");
-        assert_eq!(num(row, "Size"), hx(field(m, "size")), "{ctx}: size of {name}");
+        let row = by_base.get(&base).unwrap_or_else(|| {
+            panic!(
+                "{ctx}: windows.modules has no module at {base:#x} ({name}); it lists {:?}",
+                rows.iter()
+                    .map(|r| (text(r, "Name"), num(r, "Base")))
+                    .collect::<Vec<_>>()
+            )
+        });
+        assert_eq!(
+            text(row, "Name"),
+            name,
+            "{ctx}: name of module at {base:#x}"
+        );
+        assert_eq!(
+            num(row, "Size"),
+            hx(field(m, "size")),
+            "{ctx}: size of {name}"
+        );
         if let Some(path) = m["path"].as_str() {
             assert_eq!(text(row, "Path"), path, "{ctx}: path of {name}");
         }
     }
-    assert_eq!(rows.len(), planted.len(), "{ctx}: windows.modules lists other modules than were planted");
+    assert_eq!(
+        rows.len(),
+        planted.len(),
+        "{ctx}: windows.modules lists other modules than were planted"
+    );
 }
 
 fn check_pslist(ctx: &str, truth: &Value, rows: &[Value]) {
@@ -112,8 +193,14 @@ fn check_pslist(ctx: &str, truth: &Value, rows: &[Value]) {
     for p in planted {
         let pid = field(p, "pid").as_u64().expect("pid");
         let name = field(p, "name").as_str().expect("process name");
-        let row = by_pid.get(&pid).unwrap_or_else(|| panic!("{ctx}: windows.pslist has no PID {pid} ({name}): {rows:?}"));
-        assert_eq!(num(row, "PPID"), field(p, "ppid").as_u64().expect("ppid"), "{ctx}: PPID of {pid}");
+        let row = by_pid
+            .get(&pid)
+            .unwrap_or_else(|| panic!("{ctx}: windows.pslist has no PID {pid} ({name}): {rows:?}"));
+        assert_eq!(
+            num(row, "PPID"),
+            field(p, "ppid").as_u64().expect("ppid"),
+            "{ctx}: PPID of {pid}"
+        );
         // EPROCESS.ImageFileName is UCHAR[15]: Windows keeps at most the first 14 characters + NUL.
         let got = text(row, "ImageFileName");
         assert!(
@@ -122,10 +209,18 @@ fn check_pslist(ctx: &str, truth: &Value, rows: &[Value]) {
         );
         if let Some(eprocess) = p["eprocess"].as_str() {
             let want = hx(&Value::String(eprocess.to_owned())) & MASK48;
-            assert_eq!(num(row, "Offset(V)") & MASK48, want, "{ctx}: EPROCESS of {pid}");
+            assert_eq!(
+                num(row, "Offset(V)") & MASK48,
+                want,
+                "{ctx}: EPROCESS of {pid}"
+            );
         }
     }
-    assert_eq!(rows.len(), planted.len(), "{ctx}: windows.pslist lists other processes than were planted");
+    assert_eq!(
+        rows.len(),
+        planted.len(),
+        "{ctx}: windows.pslist lists other processes than were planted"
+    );
 }
 
 fn check(build: u32, format: &str) {
@@ -134,7 +229,11 @@ fn check(build: u32, format: &str) {
     let tmp = tempfile::tempdir().expect("tempdir");
     let forged = forge(tmp.path(), &profile, format, Some(DUMP_SIZE));
     let truth = &forged.truth;
-    assert_eq!(truth["build"].as_u64(), Some(u64::from(build)), "{ctx}: truth build");
+    assert_eq!(
+        truth["build"].as_u64(),
+        Some(u64::from(build)),
+        "{ctx}: truth build"
+    );
     // The three plugins are independent runs (each re-scans the dump): run them side by side.
     let plugins = ["windows.info", "windows.modules", "windows.pslist"];
     let results: Vec<std::thread::Result<Vec<Value>>> = std::thread::scope(|s| {
@@ -158,7 +257,11 @@ fn check(build: u32, format: &str) {
     check_info(&ctx, truth, &rows[0]);
     check_modules(&ctx, truth, &rows[1]);
     check_pslist(&ctx, truth, &rows[2]);
-    eprintln!("{ctx}: Volatility 3 agrees: kernel base, ISF, build, CPUs; {} modules; {} processes", rows[1].len(), rows[2].len());
+    eprintln!(
+        "{ctx}: Volatility 3 agrees: kernel base, ISF, build, CPUs; {} modules; {} processes",
+        rows[1].len(),
+        rows[2].len()
+    );
 }
 
 macro_rules! cases {

@@ -11,7 +11,8 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-pub const SETUP_HINT: &str = "run scripts/test.sh (it installs the independent readers into .venv/, \
+pub const SETUP_HINT: &str =
+    "run scripts/test.sh (it installs the independent readers into .venv/, \
      lays out .cache/vol-symbols/ and builds the pooltriage binary)";
 
 pub fn repo_root() -> PathBuf {
@@ -23,7 +24,11 @@ fn env_or(var: &str, default: PathBuf) -> PathBuf {
 }
 
 fn must_exist(what: &str, var: &str, path: PathBuf) -> PathBuf {
-    assert!(path.exists(), "{what} not found at {} (set {var} or {SETUP_HINT})", path.display());
+    assert!(
+        path.exists(),
+        "{what} not found at {} (set {var} or {SETUP_HINT})",
+        path.display()
+    );
     path
 }
 
@@ -34,43 +39,75 @@ pub fn pooltriage_bin() -> PathBuf {
         .ok()
         .and_then(|exe| exe.parent()?.parent().map(|dir| dir.join("pooltriage")))
         .unwrap_or_else(|| PathBuf::from("target/debug/pooltriage"));
-    must_exist("the pooltriage binary", "POOLTRIAGE_BIN", env_or("POOLTRIAGE_BIN", default))
+    must_exist(
+        "the pooltriage binary",
+        "POOLTRIAGE_BIN",
+        env_or("POOLTRIAGE_BIN", default),
+    )
 }
 
 /// The venv python that has kdmp-parser and Volatility 3 (pinned in tests/independent/requirements.txt).
 pub fn python() -> PathBuf {
-    must_exist("the venv python", "POOLTRIAGE_PYTHON", env_or("POOLTRIAGE_PYTHON", repo_root().join(".venv/bin/python")))
+    must_exist(
+        "the venv python",
+        "POOLTRIAGE_PYTHON",
+        env_or("POOLTRIAGE_PYTHON", repo_root().join(".venv/bin/python")),
+    )
 }
 
 pub fn vol() -> PathBuf {
-    must_exist("Volatility 3 (vol)", "POOLTRIAGE_VOL", env_or("POOLTRIAGE_VOL", repo_root().join(".venv/bin/vol")))
+    must_exist(
+        "Volatility 3 (vol)",
+        "POOLTRIAGE_VOL",
+        env_or("POOLTRIAGE_VOL", repo_root().join(".venv/bin/vol")),
+    )
 }
 
 /// A Volatility symbols dir with `windows/ntkrnlmp.pdb/*.json.xz` (the corpus ISFs) and
 /// `windows/ntkrnlpa.pdb/*.json.xz` (the XP ISF made by pdbconv).
 pub fn vol_symbols() -> PathBuf {
-    let dir = env_or("POOLTRIAGE_VOL_SYMBOLS", repo_root().join(".cache/vol-symbols"));
+    let dir = env_or(
+        "POOLTRIAGE_VOL_SYMBOLS",
+        repo_root().join(".cache/vol-symbols"),
+    );
     for sub in ["windows/ntkrnlmp.pdb", "windows/ntkrnlpa.pdb"] {
         let has_isf = std::fs::read_dir(dir.join(sub))
-            .map(|rd| rd.flatten().any(|e| e.file_name().to_string_lossy().ends_with(".json.xz")))
+            .map(|rd| {
+                rd.flatten()
+                    .any(|e| e.file_name().to_string_lossy().ends_with(".json.xz"))
+            })
             .unwrap_or(false);
-        assert!(has_isf, "no ISF in {} (set POOLTRIAGE_VOL_SYMBOLS or {SETUP_HINT})", dir.join(sub).display());
+        assert!(
+            has_isf,
+            "no ISF in {} (set POOLTRIAGE_VOL_SYMBOLS or {SETUP_HINT})",
+            dir.join(sub).display()
+        );
     }
     dir
 }
 
 /// The real test data, `../shared/corpus` beside the repository (or POOLTRIAGE_CORPUS).
 pub fn corpus() -> PathBuf {
-    must_exist("the corpus", "POOLTRIAGE_CORPUS", env_or("POOLTRIAGE_CORPUS", repo_root().join("../shared/corpus")))
+    must_exist(
+        "the corpus",
+        "POOLTRIAGE_CORPUS",
+        env_or("POOLTRIAGE_CORPUS", repo_root().join("../shared/corpus")),
+    )
 }
 
 pub fn script(name: &str) -> PathBuf {
-    must_exist("helper script", "-", repo_root().join("tests/independent").join(name))
+    must_exist(
+        "helper script",
+        "-",
+        repo_root().join("tests/independent").join(name),
+    )
 }
 
 /// Runs a command, panicking with its stderr when it fails; returns stdout.
 pub fn run(cmd: &mut Command, what: &str) -> Vec<u8> {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: cannot start {cmd:?}: {e} ({SETUP_HINT})"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: cannot start {cmd:?}: {e} ({SETUP_HINT})"));
     assert!(
         out.status.success(),
         "{what} failed ({}): {cmd:?}\n--- stderr ---\n{}\n--- stdout (start) ---\n{}",
@@ -86,13 +123,19 @@ pub fn run(cmd: &mut Command, what: &str) -> Vec<u8> {
 pub fn profile_for_build(build: u32) -> String {
     static LIST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let text = LIST.get_or_init(|| {
-        let out = run(Command::new(pooltriage_bin()).args(["forge", "--list"]), "pooltriage forge --list");
+        let out = run(
+            Command::new(pooltriage_bin()).args(["forge", "--list"]),
+            "pooltriage forge --list",
+        );
         String::from_utf8_lossy(&out).into_owned()
     });
     let needle = build.to_string();
     let mut found: Vec<String> = text
         .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.'))
-        .filter(|tok| tok.chars().any(|c| c.is_ascii_alphabetic()) && tok.split(['-', '_']).any(|part| part == needle))
+        .filter(|tok| {
+            tok.chars().any(|c| c.is_ascii_alphabetic())
+                && tok.split(['-', '_']).any(|part| part == needle)
+        })
         .map(str::to_owned)
         .collect();
     found.sort();
@@ -111,7 +154,8 @@ pub fn forge(dir: &Path, profile: &str, format: &str, size: Option<u64>) -> Forg
     let dump = dir.join(format!("{profile}-{format}.dmp"));
     let mut cmd = Command::new(pooltriage_bin());
     cmd.env("POOLTRIAGE_CORPUS", corpus());
-    cmd.args(["forge", "--profile", profile, "--format", format, "--out"]).arg(&dump);
+    cmd.args(["forge", "--profile", profile, "--format", format, "--out"])
+        .arg(&dump);
     if let Some(size) = size {
         cmd.args(["--size", &size.to_string()]);
     }
@@ -119,7 +163,8 @@ pub fn forge(dir: &Path, profile: &str, format: &str, size: Option<u64>) -> Forg
     let truth_path = PathBuf::from(format!("{}.truth.json", dump.display()));
     let text = std::fs::read_to_string(&truth_path)
         .unwrap_or_else(|e| panic!("forge wrote no truth file {}: {e}", truth_path.display()));
-    let truth: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", truth_path.display()));
+    let truth: Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", truth_path.display()));
     assert_eq!(truth["schema"], 1, "truth schema");
     assert_eq!(truth["profile"], profile, "truth profile");
     assert_eq!(truth["format"], format, "truth format");
@@ -130,7 +175,9 @@ pub fn forge(dir: &Path, profile: &str, format: &str, size: Option<u64>) -> Forg
 pub fn hx(v: &Value) -> u64 {
     match v {
         Value::String(s) => {
-            let digits = s.strip_prefix("0x").unwrap_or_else(|| panic!("not a 0x hex string: {s:?}"));
+            let digits = s
+                .strip_prefix("0x")
+                .unwrap_or_else(|| panic!("not a 0x hex string: {s:?}"));
             u64::from_str_radix(digits, 16).unwrap_or_else(|e| panic!("bad hex {s:?}: {e}"))
         }
         Value::Number(n) => n.as_u64().unwrap_or_else(|| panic!("not a u64: {n}")),
@@ -145,7 +192,9 @@ pub fn field<'a>(v: &'a Value, key: &str) -> &'a Value {
 }
 
 pub fn array<'a>(v: &'a Value, key: &str) -> &'a Vec<Value> {
-    field(v, key).as_array().unwrap_or_else(|| panic!("truth {key:?} is not an array"))
+    field(v, key)
+        .as_array()
+        .unwrap_or_else(|| panic!("truth {key:?} is not an array"))
 }
 
 /// SplitMix64: a fixed seed gives the same "random" addresses on every run and machine.
