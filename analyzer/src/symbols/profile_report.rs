@@ -70,7 +70,11 @@ pub fn to_json(p: &Profile) -> Value {
 /// A readable summary: identity, source, counts, the pool engine's globals and structure sizes.
 pub fn to_text(p: &Profile) -> String {
     let mut s = String::new();
-    s.push_str(&format!("PDB:      {} {} age {}\n", p.pdb_name, p.guid, p.age));
+    if p.pdb_name.is_empty() {
+        s.push_str("PDB:      (none)\n");
+    } else {
+        s.push_str(&format!("PDB:      {} {} age {}\n", p.pdb_name, p.guid, p.age));
+    }
     s.push_str(&format!("Source:   {}\n", p.source.describe()));
     if let Some(a) = p.assumed() {
         s.push_str(&format!("ASSUMED:  {a}\n"));

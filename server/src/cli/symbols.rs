@@ -33,7 +33,12 @@ pub struct SymbolsArgs {
 pub enum SymbolsCommand {
     /// Get a PDB or an image (PE) from the symbol path: by key, or for the modules of a dump.
     Fetch(FetchArgs),
+    /// Show the kernel profile (global RVAs, structure layouts) a PDB or ISF file gives.
+    Profile(profile_cmd::ProfileArgs),
 }
+
+#[path = "symbols_profile.rs"]
+mod profile_cmd;
 
 /// Where symbols come from; every command that needs symbols flattens this.
 #[derive(clap::Args, Debug, Clone)]
@@ -84,6 +89,7 @@ pub struct FetchArgs {
 pub fn run(args: &SymbolsArgs) -> ExitCode {
     match &args.command {
         SymbolsCommand::Fetch(a) => fetch(a),
+        SymbolsCommand::Profile(a) => profile_cmd::run(a),
     }
 }
 
