@@ -71,9 +71,10 @@ impl Attributor {
 
     /// Reads and scans the code of every loaded module that has PE headers in the dump.
     pub fn add_modules(&mut self, mem: &dyn VirtualMemory, modules: &[Module]) {
+        let mut no_pe = 0usize;
         for m in modules {
             let Some(pe) = &m.pe else {
-                self.warnings.push(format!("{}: no PE headers in the dump, code not scanned", m.name));
+                no_pe += 1;
                 continue;
             };
             let (bitness, regions, missing) = scan::code_regions_from_memory(mem, m.base, pe);
@@ -81,6 +82,12 @@ impl Attributor {
                 self.warnings.push(format!("{}: {missing} code pages not in the dump", m.name));
             }
             self.add_code(&m.name, bitness, regions);
+        }
+        if no_pe > 0 {
+            self.warnings.push(format!(
+                "PE headers not in the dump for {no_pe} of {} modules: their code was not scanned for tags",
+                modules.len()
+            ));
         }
     }
 

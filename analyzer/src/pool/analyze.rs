@@ -5,7 +5,7 @@
 
 use super::bigpages::{read_big_pages, BigPage, BigPages};
 use super::header::HeaderLayout;
-use super::pages::{ranges_from_kdbg, scan_ranges, Block, PageScan};
+use super::pages::{pool_ranges, scan_ranges, Block, PageScan, PoolRange};
 use super::tags::{read_tag_tables, sort_tags, SortKey, TableInfo, TagStats, TagTables};
 use super::vm::{vm_summary, walk_processes, QuotaAccumulator, QuotaEncoding, QuotaReport, VmSummary};
 use super::{hex, KernelContext, LayoutSource, PoolKind, PoolType, Tag, TagPattern};
@@ -179,8 +179,14 @@ pub fn analyze_with_kernel(dump: &Dump, kernel: &KernelInfo, opts: AnalyzeOption
     };
 
     // Classic pool pages.
-    let layout = HeaderLayout::for_kernel(opts.profile, pointer_size);
-    let ranges = ranges_from_kdbg(&kernel.kdbg_values);
+    let layout = HeaderLayout::for_kernel(opts.profile, pointer_size, header.build);
+    let lookup = |name: &str| -> Option<u64> {
+        match kernel.kdbg_values.iter().find(|(n, _)| *n == name) {
+            Some(&(_, v)) => Some(v),
+            None => ctx.global(name).and_then(|va| mem.read_ptr(va).ok()),
+        }
+    };
+    let ranges = pool_ranges(&lookup, pointer_size, header.build);
     let mut quota = quota_enc.map(QuotaAccumulator::new);
     let mut listed: Vec<ListedBlock> = Vec::new();
     let mut truncated = false;
@@ -205,10 +211,10 @@ pub fn analyze_with_kernel(dump: &Dump, kernel: &KernelInfo, opts: AnalyzeOption
         warnings.push("triage dump: pool pages are not captured, no block walk".into());
         None
     } else if ranges.is_empty() {
-        if header.build >= 10240 {
-            warnings.push("no classic pool ranges on this build (Windows 10+ pool is in dynamic system VA; the segment heap walker is not written yet)".into());
+        if header.build >= 9200 {
+            warnings.push("no classic pool ranges on this build (Windows 8+ pool is in dynamic system VA; the walker for it is not written yet): blocks from the big page table only".into());
         } else {
-            warnings.push("the debugger data block gives no pool ranges: no block walk".into());
+            warnings.push("no pool ranges (neither the debugger data block nor the symbols give them): no block walk".into());
         }
         None
     } else {
@@ -228,7 +234,7 @@ pub fn analyze_with_kernel(dump: &Dump, kernel: &KernelInfo, opts: AnalyzeOption
     };
     if let Some(b) = &big {
         for e in &b.entries {
-            let blk = big_block(e);
+            let blk = big_block(e, &ranges);
             if let Some(q) = quota.as_mut() {
                 if e.process_billed.is_some() {
                     q.add(&blk);
@@ -303,13 +309,20 @@ pub fn analyze_with_kernel(dump: &Dump, kernel: &KernelInfo, opts: AnalyzeOption
     })
 }
 
-fn big_block(e: &BigPage) -> Block {
-    let pool_type = e.pool_type.unwrap_or(PoolType { raw: 0, kind: PoolKind::Nonpaged, session: false, quota: false });
+/// A big allocation as a block. XP's entries record no pool type: the pool range that holds the
+/// address says which pool, else it is unknown.
+fn big_block(e: &BigPage, ranges: &[PoolRange]) -> Block {
+    let pool = match e.pool_type {
+        Some(t) => t.kind,
+        None => ranges.iter().find(|r| (r.start..r.end).contains(&e.va)).map_or(PoolKind::Unknown, |r| r.kind),
+    };
+    let pool_type = e.pool_type.unwrap_or(PoolType { raw: 0, kind: pool, session: false, quota: false });
     Block {
         address: e.va,
         size: e.size,
         tag: e.tag,
         pool_type,
+        pool,
         allocated: true,
         process_billed: e.process_billed.filter(|&v| v != 0),
     }

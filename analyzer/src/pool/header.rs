@@ -26,6 +26,8 @@ pub struct HeaderLayout {
     /// x64 only: the quota-charged process (encoded on Windows 8+, see `vm`). On x86 the
     /// charged process is the last pointer of the block instead.
     pub process_billed: Option<FieldSpec>,
+    /// XP/2003: PoolType holds `POOL_TYPE + 1`; later: the type with an in-use bit.
+    pub pre_vista: bool,
     pub source: LayoutSource,
 }
 
@@ -46,7 +48,7 @@ pub struct PoolHeader {
 impl HeaderLayout {
     /// The layout from the profile's `_POOL_HEADER`, if it has the fields we need and a size
     /// that is a header's (8 or 16).
-    pub fn from_profile(profile: &Profile) -> Option<HeaderLayout> {
+    pub fn from_profile(profile: &Profile, build: u32) -> Option<HeaderLayout> {
         const T: &str = "_POOL_HEADER";
         let size = profile.type_size(T)?;
         if size != 8 && size != 16 {
@@ -61,6 +63,7 @@ impl HeaderLayout {
             pool_type: f("PoolType", 1)?,
             pool_tag: f("PoolTag", 4)?,
             process_billed: if size == 16 { f("ProcessBilled", 8) } else { None },
+            pre_vista: build < 6000,
             source: LayoutSource::Profile,
         };
         // Every field must lie inside the header.
@@ -70,7 +73,7 @@ impl HeaderLayout {
 
     /// The built-in layout for a pointer size (the same on every classic-pool build of it: XP
     /// to 8.1 on x86, Vista to 10 on x64, per the ntkrnlpa.pdb and ntkrnlmp ISFs).
-    pub fn built_in(pointer_size: u8) -> HeaderLayout {
+    pub fn built_in(pointer_size: u8, build: u32) -> HeaderLayout {
         if pointer_size == 4 {
             HeaderLayout {
                 size: 8,
@@ -80,6 +83,7 @@ impl HeaderLayout {
                 pool_type: FieldSpec::bitfield(2, 2, 9, 7),
                 pool_tag: FieldSpec::plain(4, 4),
                 process_billed: None,
+                pre_vista: build < 6000,
                 source: LayoutSource::BuiltIn,
             }
         } else {
@@ -91,17 +95,18 @@ impl HeaderLayout {
                 pool_type: FieldSpec::bitfield(0, 4, 24, 8),
                 pool_tag: FieldSpec::plain(4, 4),
                 process_billed: Some(FieldSpec::plain(8, 8)),
+                pre_vista: build < 6000,
                 source: LayoutSource::BuiltIn,
             }
         }
     }
 
     /// The profile's layout when it has one, else the built-in one.
-    pub fn for_kernel(profile: Option<&Profile>, pointer_size: u8) -> HeaderLayout {
+    pub fn for_kernel(profile: Option<&Profile>, pointer_size: u8, build: u32) -> HeaderLayout {
         profile
-            .and_then(HeaderLayout::from_profile)
+            .and_then(|p| HeaderLayout::from_profile(p, build))
             .filter(|l| (l.size == 16) == (pointer_size == 8))
-            .unwrap_or_else(|| HeaderLayout::built_in(pointer_size))
+            .unwrap_or_else(|| HeaderLayout::built_in(pointer_size, build))
     }
 
     /// Decodes one header from at least [`HeaderLayout::size`] bytes.
@@ -111,7 +116,7 @@ impl HeaderLayout {
             previous_size: small(self.previous_size)?,
             pool_index: small(self.pool_index).unwrap_or(0),
             block_size: small(self.block_size)?,
-            pool_type: PoolType::from_header_field(small(self.pool_type)?),
+            pool_type: PoolType::from_header_field(small(self.pool_type)?, self.pre_vista),
             tag: Tag::from_u32(small(self.pool_tag)?),
             process_billed: self.process_billed.and_then(|f| f.read(bytes)),
         })
@@ -137,11 +142,11 @@ mod tests {
     /// Bits of USHORT 0: 3 | 1 << 9 = 0x0203; USHORT 2: 5 | 2 << 9 = 0x0405.
     const X86: [u8; 8] = [0x03, 0x02, 0x05, 0x04, b'L', b'e', b'a', b'k'];
 
-    /// An x64 header: ULONG 0 = PreviousSize 2 | PoolIndex 0 << 8 | BlockSize 4 << 16 |
-    /// PoolType (NonPagedPool|quota = 8) + 1 = 9 << 24 = 0x0904_0002; tag "Proc";
+    /// An x64 (Vista+) header: ULONG 0 = PreviousSize 2 | PoolIndex 0 << 8 | BlockSize 4 << 16 |
+    /// PoolType (NonPagedPool|quota 8, in-use bit 2) = 0x0a << 24 = 0x0a04_0002; tag "Proc";
     /// ProcessBilled 0xffff_e000_1234_5678.
     const X64: [u8; 16] = [
-        0x02, 0x00, 0x04, 0x09, b'P', b'r', b'o', b'c', 0x78, 0x56, 0x34, 0x12, 0x00, 0xe0, 0xff, 0xff,
+        0x02, 0x00, 0x04, 0x0a, b'P', b'r', b'o', b'c', 0x78, 0x56, 0x34, 0x12, 0x00, 0xe0, 0xff, 0xff,
     ];
 
     fn check_x86(h: PoolHeader) {
@@ -160,10 +165,10 @@ mod tests {
 
     #[test]
     fn built_in_layouts_decode_hand_made_headers() {
-        let l86 = HeaderLayout::built_in(4);
+        let l86 = HeaderLayout::built_in(4, 2600);
         check_x86(l86.decode(&X86).unwrap());
         assert_eq!(l86.bytes(5), 40);
-        let l64 = HeaderLayout::built_in(8);
+        let l64 = HeaderLayout::built_in(8, 7601);
         check_x64(l64.decode(&X64).unwrap());
         assert_eq!(l64.bytes(4), 64);
         assert_eq!(l64.decode(&X64[..8]).map(|h| h.process_billed), Some(None));
@@ -173,7 +178,7 @@ mod tests {
     #[test]
     fn xp_pdb_layout_decodes_like_the_built_in_one() {
         let p = Profile::from_pdb(corpus("pdb/ntkrnlpa.pdb")).unwrap();
-        let l = HeaderLayout::from_profile(&p).expect("ntkrnlpa.pdb has _POOL_HEADER");
+        let l = HeaderLayout::from_profile(&p, 2600).expect("ntkrnlpa.pdb has _POOL_HEADER");
         assert_eq!(l.size, 8);
         assert_eq!(l.source, LayoutSource::Profile);
         check_x86(l.decode(&X86).unwrap());
@@ -189,7 +194,7 @@ mod tests {
             "C2EADB24A615E9472CE47C8ADD31F130-1",
         ] {
             let p = Profile::from_isf(corpus(&format!("isf/ntkrnlmp.pdb/{guid}.json.xz"))).unwrap();
-            let l = HeaderLayout::for_kernel(Some(&p), 8);
+            let l = HeaderLayout::for_kernel(Some(&p), 8, 7601);
             assert_eq!(l.source, LayoutSource::Profile, "{guid}");
             check_x64(l.decode(&X64).unwrap());
         }

@@ -34,6 +34,9 @@ pub struct Block {
     pub size: u64,
     pub tag: Tag,
     pub pool_type: PoolType,
+    /// The pool the block lives in: its header's type, or for a free block (whose header
+    /// records none) the pool range it was found in.
+    pub pool: PoolKind,
     pub allocated: bool,
     /// The quota-charged process pointer as stored, for a quota block: the header's
     /// ProcessBilled on x64 (encoded on Windows 8+), the block's last pointer on x86.
@@ -75,7 +78,7 @@ pub fn walk_page(page: &[u8], page_va: u64, layout: &HeaderLayout) -> Result<Vec
         } else {
             None
         };
-        blocks.push(Block { address: page_va + off, size, tag: h.tag, pool_type, allocated, process_billed });
+        blocks.push(Block { address: page_va + off, size, tag: h.tag, pool_type, pool: pool_type.kind, allocated, process_billed });
         prev = h.block_size;
         off = end;
     }
@@ -93,23 +96,38 @@ pub struct PoolRange {
     pub kind: PoolKind,
 }
 
-/// The pool ranges the debugger data block gives, from its dereferenced values
-/// (`KernelInfo::kdbg_values`): `MmNonPagedPoolStart`..`MmNonPagedPoolEnd` and
-/// `MmPagedPoolStart`..`MmPagedPoolEnd`, where both ends are non-zero and in order.
-/// The end variables hold the last byte of the range (WRK), so one is added.
-pub fn ranges_from_kdbg(values: &[(&str, u64)]) -> Vec<PoolRange> {
-    let get = |n: &str| values.iter().find(|(k, _)| *k == n).map(|&(_, v)| v).filter(|&v| v != 0);
+/// Windows 7/Vista x64 paged pool starts at a fixed address (MM_PAGED_POOL_START; the kernel has
+/// no variable for it, and its ISF no MmPagedPoolStart).
+pub const X64_PAGED_POOL_START: u64 = 0xffff_f8a0_0000_0000;
+
+/// The classic pool ranges, from kernel variables (`get` answers from the debugger data block's
+/// dereferenced values, else the profile's globals):
+/// nonpaged `MmNonPagedPoolStart`..`MmNonPagedPoolEnd`, paged `MmPagedPoolStart`..`MmPagedPoolEnd`
+/// (the end variables hold the last byte, WRK). Where an end is missing, start plus the
+/// pool's maximum (MmMaximumNonPagedPoolInBytes, MmSizeOfPagedPoolInBytes); where the paged
+/// start is missing on x64 before Windows 8, [`X64_PAGED_POOL_START`]. Later kernels place pool
+/// in dynamic system VA: no ranges (their walker is the segment heap's).
+pub fn pool_ranges(get: &dyn Fn(&str) -> Option<u64>, pointer_size: u8, build: u32) -> Vec<PoolRange> {
+    if build >= 9200 {
+        return Vec::new();
+    }
+    let get = |n: &str| get(n).filter(|&v| v != 0);
     let mut out = Vec::new();
-    for (s, e, kind) in [
-        ("MmNonPagedPoolStart", "MmNonPagedPoolEnd", PoolKind::Nonpaged),
-        ("MmPagedPoolStart", "MmPagedPoolEnd", PoolKind::Paged),
+    let paged_start = get("MmPagedPoolStart").or((pointer_size == 8).then_some(X64_PAGED_POOL_START));
+    for (start, end, max, kind) in [
+        (get("MmNonPagedPoolStart"), "MmNonPagedPoolEnd", "MmMaximumNonPagedPoolInBytes", PoolKind::Nonpaged),
+        (paged_start, "MmPagedPoolEnd", "MmSizeOfPagedPoolInBytes", PoolKind::Paged),
     ] {
-        if let (Some(start), Some(last)) = (get(s), get(e)) {
-            if last > start {
-                let start = start & !(PAGE_SIZE - 1);
-                let end = last.saturating_add(1).saturating_add(PAGE_SIZE - 1) & !(PAGE_SIZE - 1);
-                out.push(PoolRange { start, end, kind });
-            }
+        let Some(start) = start else { continue };
+        let end = match (get(end), get(max)) {
+            (Some(last), _) if last > start => last.saturating_add(1),
+            (_, Some(m)) => start.saturating_add(m),
+            _ => continue,
+        };
+        let start = start & !(PAGE_SIZE - 1);
+        let end = end.saturating_add(PAGE_SIZE - 1) & !(PAGE_SIZE - 1);
+        if end > start {
+            out.push(PoolRange { start, end, kind });
         }
     }
     out
@@ -170,9 +188,14 @@ pub fn scan_ranges(
             }
             match mem.read(va, &mut page) {
                 Ok(()) => match walk_page(&page, va, layout) {
-                    Ok(blocks) => {
+                    Ok(mut blocks) => {
                         scan.pages_valid += 1;
-                        blocks.iter().for_each(&mut *on_block);
+                        for b in &mut blocks {
+                            if !b.allocated {
+                                b.pool = r.kind;
+                            }
+                            on_block(b);
+                        }
                     }
                     Err(reason) => {
                         scan.pages_invalid += 1;

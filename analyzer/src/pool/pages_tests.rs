@@ -6,8 +6,9 @@ use crate::pool::testmem::*;
 
 /// x64 ULONG 0 of a POOL_HEADER (7601 ISF: PreviousSize@0:8, PoolIndex@8:8, BlockSize@16:8,
 /// PoolType@24:8).
-fn x64_header(img: &mut Image, at: u64, prev: u32, size: u32, pool_type_plus_one: u32, tag: &[u8; 4], billed: u64) {
-    img.u32(at, prev | (size << 16) | (pool_type_plus_one << 24));
+/// `pool_type` is the field as Vista+ stores it: 0 free, nonpaged 2, paged 3, quota bit 8.
+fn x64_header(img: &mut Image, at: u64, prev: u32, size: u32, pool_type: u32, tag: &[u8; 4], billed: u64) {
+    img.u32(at, prev | (size << 16) | (pool_type << 24));
     img.write(at + 4, tag);
     img.u64(at + 8, billed);
 }
@@ -15,15 +16,15 @@ fn x64_header(img: &mut Image, at: u64, prev: u32, size: u32, pool_type_plus_one
 #[test]
 fn x64_page_chain_and_range_accounting() {
     let p = isf(W7601);
-    let layout = HeaderLayout::for_kernel(Some(&p), 8);
+    let layout = HeaderLayout::for_kernel(Some(&p), 8, 7601);
     let base = 0xffff_fa80_0400_0000_u64;
     let mut img = Image::new(8);
     // Page 0: Irp (64 B nonpaged), a free 256 B block, Proc (3776 B nonpaged, quota) to the end.
-    x64_header(&mut img, base, 0, 4, 1, b"Irp ", 0);
+    x64_header(&mut img, base, 0, 4, 2, b"Irp ", 0);
     x64_header(&mut img, base + 0x40, 4, 0x10, 0, b"Free", 0);
-    x64_header(&mut img, base + 0x140, 0x10, 0xec, 9, b"Proc", 0xffff_fa80_0999_0000);
+    x64_header(&mut img, base + 0x140, 0x10, 0xec, 0x0a, b"Proc", 0xffff_fa80_0999_0000);
     // Page 1: first block claims PreviousSize 3.
-    x64_header(&mut img, base + 0x1000, 3, 0x100 - 1, 1, b"Bad ", 0);
+    x64_header(&mut img, base + 0x1000, 3, 0x100 - 1, 2, b"Bad ", 0);
     // Page 2: mapped, not in the dump. Page 3: not mapped. Pages 4-5: a big allocation.
     img.missing(base + 0x2000);
     let mem = img.memory();
@@ -42,6 +43,7 @@ fn x64_page_chain_and_range_accounting() {
         [(0, 64, "Irp ".to_string(), true), (0x40, 256, "Free".into(), false), (0x140, 3776, "Proc".into(), true)]
     );
     assert_eq!(blocks[0].pool_type.kind, PoolKind::Nonpaged);
+    assert_eq!((blocks[1].pool_type.kind, blocks[1].pool), (PoolKind::Free, PoolKind::Nonpaged), "free: the range's pool");
     assert_eq!(blocks[2].process_billed, Some(0xffff_fa80_0999_0000));
     assert_eq!(blocks[0].process_billed, None, "not a quota block");
 }
@@ -49,7 +51,7 @@ fn x64_page_chain_and_range_accounting() {
 #[test]
 fn x86_page_with_quota_pointer_at_the_block_end() {
     let p = xp_pdb();
-    let layout = HeaderLayout::for_kernel(Some(&p), 4);
+    let layout = HeaderLayout::for_kernel(Some(&p), 4, 2600);
     assert_eq!(layout.size, 8);
     let base = 0xe100_0000_u64;
     let mut img = Image::new(4);
@@ -82,12 +84,36 @@ fn x86_page_with_quota_pointer_at_the_block_end() {
 }
 
 #[test]
-fn kdbg_ranges_end_variables_hold_the_last_byte() {
-    let r = ranges_from_kdbg(&[
-        ("MmNonPagedPoolStart", 0x8974_3000),
-        ("MmNonPagedPoolEnd", 0x8a00_0000 - 1),
-        ("MmPagedPoolStart", 0xe100_0000),
-        ("MmPagedPoolEnd", 0),
-    ]);
-    assert_eq!(r, [PoolRange { start: 0x8974_3000, end: 0x8a00_0000, kind: PoolKind::Nonpaged }]);
+fn pool_ranges_from_variables() {
+    // XP: both ends known; the end variables hold the last byte.
+    let xp = |n: &str| match n {
+        "MmNonPagedPoolStart" => Some(0x8974_3000),
+        "MmNonPagedPoolEnd" => Some(0x8a00_0000 - 1),
+        "MmPagedPoolStart" => Some(0xe100_0000),
+        "MmPagedPoolEnd" => Some(0),
+        "MmSizeOfPagedPoolInBytes" => Some(0x1000_0000),
+        _ => None,
+    };
+    assert_eq!(
+        pool_ranges(&xp, 4, 2600),
+        [
+            PoolRange { start: 0x8974_3000, end: 0x8a00_0000, kind: PoolKind::Nonpaged },
+            PoolRange { start: 0xe100_0000, end: 0xf100_0000, kind: PoolKind::Paged },
+        ]
+    );
+    // Windows 7 x64: no end variables, no paged start variable.
+    let w7 = |n: &str| match n {
+        "MmNonPagedPoolStart" => Some(0xffff_fa80_0000_0000),
+        "MmMaximumNonPagedPoolInBytes" => Some(0x1000_0000),
+        "MmSizeOfPagedPoolInBytes" => Some(0x2000_0000),
+        _ => None,
+    };
+    assert_eq!(
+        pool_ranges(&w7, 8, 7601),
+        [
+            PoolRange { start: 0xffff_fa80_0000_0000, end: 0xffff_fa80_1000_0000, kind: PoolKind::Nonpaged },
+            PoolRange { start: 0xffff_f8a0_0000_0000, end: 0xffff_f8a0_2000_0000, kind: PoolKind::Paged },
+        ]
+    );
+    assert!(pool_ranges(&w7, 8, 19041).is_empty());
 }

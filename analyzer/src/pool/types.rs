@@ -2,9 +2,12 @@
 //! 2 must-succeed, 4 cache-aligned, 8 quota charged (POOL_QUOTA_MASK), 0x20 session
 //! (SESSION_POOL_MASK), 0x40 verifier, 0x200 no-execute.
 //!
-//! A classic POOL_HEADER stores `POOL_TYPE + 1` in its PoolType field, so that 0 means free
-//! (WRK `ExAllocatePoolWithTag`, and Volatility 3's `is_free_pool`/`is_paged_pool` read it the
-//! same way). The big page table stores the POOL_TYPE itself.
+//! A classic POOL_HEADER's PoolType field is 0 for a free block. Otherwise, before Vista (XP,
+//! 2003) it holds `POOL_TYPE + 1` (WRK `ExAllocatePoolWithTag`: nonpaged 1, paged 2); from
+//! Vista on it holds the POOL_TYPE with bit 1 set as the in-use mark (nonpaged 2, paged 3:
+//! paged is odd, nonpaged even and non-zero). Volatility 3's POOL_HEADER and POOL_HEADER_VISTA
+//! (`is_paged_pool`/`is_nonpaged_pool`) read them the same way. The big page table stores the
+//! POOL_TYPE itself.
 
 use serde::Serialize;
 
@@ -18,6 +21,8 @@ pub enum PoolKind {
     Free,
     Paged,
     Nonpaged,
+    /// Not recorded (an XP big page entry outside the known pool ranges).
+    Unknown,
 }
 
 impl PoolKind {
@@ -26,6 +31,7 @@ impl PoolKind {
             PoolKind::Free => "free",
             PoolKind::Paged => "paged",
             PoolKind::Nonpaged => "nonpaged",
+            PoolKind::Unknown => "unknown",
         }
     }
 }
@@ -33,7 +39,7 @@ impl PoolKind {
 /// A decoded pool type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct PoolType {
-    /// The POOL_TYPE value (for a header: the field minus one; 0 for a free block).
+    /// The value as stored: a header's PoolType field, or a big page entry's POOL_TYPE.
     pub raw: u32,
     pub kind: PoolKind,
     pub session: bool,
@@ -52,12 +58,15 @@ impl PoolType {
         }
     }
 
-    /// From a POOL_HEADER's PoolType field (`POOL_TYPE + 1`, 0 = free).
-    pub fn from_header_field(field: u32) -> PoolType {
-        match field.checked_sub(1) {
-            None => PoolType { raw: 0, kind: PoolKind::Free, session: false, quota: false },
-            Some(v) => PoolType::from_pool_type(v),
-        }
+    /// From a POOL_HEADER's PoolType field; `pre_vista` selects the XP/2003 `type + 1` rule.
+    pub fn from_header_field(field: u32, pre_vista: bool) -> PoolType {
+        let free = PoolType { raw: 0, kind: PoolKind::Free, session: false, quota: false };
+        let value = match (field, pre_vista) {
+            (0, _) => return free,
+            (f, true) => f - 1,
+            (f, false) => f,
+        };
+        PoolType { raw: field, ..PoolType::from_pool_type(value) }
     }
 
     pub fn is_free(&self) -> bool {
@@ -70,15 +79,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn header_field_is_type_plus_one() {
-        // wdm.h: NonPagedPool 0, PagedPool 1, PagedPoolSession 33, NonPagedPool|quota 8.
-        assert!(PoolType::from_header_field(0).is_free());
-        assert_eq!(PoolType::from_header_field(1).kind, PoolKind::Nonpaged);
-        assert_eq!(PoolType::from_header_field(2).kind, PoolKind::Paged);
-        let s = PoolType::from_header_field(34);
-        assert_eq!((s.kind, s.session, s.quota), (PoolKind::Paged, true, false));
-        let q = PoolType::from_header_field(9);
+    fn header_field_rules_before_and_after_vista() {
+        // XP (WRK): type + 1. NonPagedPool 0 -> 1, PagedPool 1 -> 2, PagedPoolSession 33 -> 34,
+        // NonPagedPool|quota 8 -> 9.
+        assert!(PoolType::from_header_field(0, true).is_free());
+        assert_eq!(PoolType::from_header_field(1, true).kind, PoolKind::Nonpaged);
+        assert_eq!(PoolType::from_header_field(2, true).kind, PoolKind::Paged);
+        let s = PoolType::from_header_field(34, true);
+        assert_eq!((s.kind, s.session, s.quota, s.raw), (PoolKind::Paged, true, false, 34));
+        let q = PoolType::from_header_field(9, true);
         assert_eq!((q.kind, q.quota), (PoolKind::Nonpaged, true));
+        // Vista+ (Volatility 3 POOL_HEADER_VISTA): paged odd, nonpaged even and non-zero.
+        assert!(PoolType::from_header_field(0, false).is_free());
+        assert_eq!(PoolType::from_header_field(2, false).kind, PoolKind::Nonpaged);
+        assert_eq!(PoolType::from_header_field(3, false).kind, PoolKind::Paged);
+        let q = PoolType::from_header_field(0x0b, false);
+        assert_eq!((q.kind, q.quota), (PoolKind::Paged, true));
+        let s = PoolType::from_header_field(0x22, false);
+        assert_eq!((s.kind, s.session), (PoolKind::Nonpaged, true));
         // Big pages store the type itself: NonPagedPoolNx (0x200) is nonpaged.
         assert_eq!(PoolType::from_pool_type(0x200).kind, PoolKind::Nonpaged);
         assert_eq!(PoolType::from_pool_type(1).kind, PoolKind::Paged);

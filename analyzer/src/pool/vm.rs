@@ -53,10 +53,12 @@ pub fn vm_summary(mem: &dyn VirtualMemory, ctx: &KernelContext, kdbg_values: &[(
         let v = mem.read_ptr(va).ok()?;
         Some(Figure { bytes: v.saturating_mul(unit), source: format!("profile:{name}") })
     };
+    let paged_commit = var("MmPagedPoolCommit", PAGE_SIZE);
     let mut s = VmSummary {
-        paged_in_use: paged_pool_info(mem, ctx),
+        // !vm's paged usage: MmPagedPoolInfo where the kernel has it, else the commit.
+        paged_in_use: paged_pool_info(mem, ctx).or_else(|| paged_commit.clone()),
         paged_max: var("MmSizeOfPagedPoolInBytes", 1),
-        paged_commit: var("MmPagedPoolCommit", PAGE_SIZE),
+        paged_commit,
         nonpaged_in_use: var("MmAllocatedNonPagedPool", PAGE_SIZE),
         nonpaged_max: var("MmMaximumNonPagedPoolInBytes", 1),
         warnings: Vec::new(),
@@ -89,7 +91,7 @@ fn paged_pool_info(mem: &dyn VirtualMemory, ctx: &KernelContext) -> Option<Figur
     let p = ctx.profile?;
     let info = ctx.global("MmPagedPoolInfo")?;
     let off = p.offset("_MM_PAGED_POOL_INFO", "AllocatedPagedPool")?;
-    let pages = mem.read_ptr(info.checked_add(off)?).ok()?;
+    let pages = mem.read_ptr(info.checked_add(off)?).ok().filter(|&p| p != 0)?;
     Some(Figure { bytes: pages.saturating_mul(PAGE_SIZE), source: "profile:MmPagedPoolInfo.AllocatedPagedPool".into() })
 }
 
@@ -114,6 +116,7 @@ pub fn walk_processes(mem: &dyn VirtualMemory, ctx: &KernelContext, head: u64) -
     let mut warnings = Vec::new();
     let mut link = mem.read_ptr(head).map_err(|source| PoolError::Memory { what: "PsActiveProcessHead", va: head, source })?;
     let mut seen = std::collections::HashSet::new();
+    let mut unreadable = Vec::new();
     while link != head && link != 0 {
         if out.len() >= MAX_PROCESSES || !seen.insert(link) {
             warnings.push(format!("process list does not return to its head (stopped at {link:#x})"));
@@ -129,7 +132,7 @@ pub fn walk_processes(mem: &dyn VirtualMemory, ctx: &KernelContext, head: u64) -
                 let name = name[..end].iter().map(|&b| if (0x20..0x7f).contains(&b) { b as char } else { '?' }).collect();
                 out.push(Process { eprocess: ep, pid, name });
             }
-            _ => warnings.push(format!("EPROCESS at {ep:#x} unreadable")),
+            _ => unreadable.push(ep),
         }
         match mem.read_ptr(link) {
             Ok(next) => link = next,
@@ -138,6 +141,9 @@ pub fn walk_processes(mem: &dyn VirtualMemory, ctx: &KernelContext, head: u64) -
                 break;
             }
         }
+    }
+    if let Some(first) = unreadable.first() {
+        warnings.push(format!("{} EPROCESS structures not in the dump (first at {first:#x})", unreadable.len()));
     }
     Ok((out, warnings))
 }

@@ -33,7 +33,8 @@ fn xp_figures_from_the_profile_and_exhaustion_warning() {
     assert_eq!(s.paged_commit.as_ref().unwrap().bytes, 0x200_0000);
     assert_eq!(s.nonpaged_in_use.as_ref().unwrap().bytes, 0x7a0_0000);
     assert_eq!(s.nonpaged_max.as_ref().unwrap().bytes, 0x800_0000);
-    assert_eq!(s.paged_in_use.as_ref().map(|f| f.bytes), has_info.map(|_| 0x180_0000));
+    // MmPagedPoolInfo.AllocatedPagedPool when the PDB describes it, else the commit.
+    assert_eq!(s.paged_in_use.as_ref().map(|f| f.bytes), Some(has_info.map_or(0x200_0000, |_| 0x180_0000)));
     assert_eq!(s.warnings.len(), 1, "{:?}", s.warnings);
     assert!(s.warnings[0].starts_with("nonpaged pool is near exhaustion") && s.warnings[0].contains("95%"), "{}", s.warnings[0]);
 
@@ -95,12 +96,13 @@ fn quota_decoded_with_cookie_and_named_from_the_process_list() {
 
     let enc = QuotaEncoding::for_kernel(mem, &c).unwrap();
     assert_eq!(enc, QuotaEncoding::Cookie(cookie));
-    let quota = PoolType::from_header_field(9); // NonPagedPool | quota, plus one
+    let quota = PoolType::from_header_field(0x0a, false); // NonPagedPool | quota | in-use
     let block = |address: u64, size, billed: Option<u64>, pool_type| Block {
         address,
         size,
         tag: Tag(*b"Proc"),
         pool_type,
+        pool: pool_type.kind,
         allocated: true,
         process_billed: billed,
     };
@@ -110,7 +112,7 @@ fn quota_decoded_with_cookie_and_named_from_the_process_list() {
     acc.add(&block(a1, 0x100, Some(app ^ cookie ^ a1), quota));
     acc.add(&block(a2, 0x200, Some(app ^ cookie ^ a2), quota));
     // Not a quota block: its ProcessBilled bytes are the back-trace index, not a process.
-    acc.add(&block(0xffff_c000_0000_0800, 0x50, Some(0x1234), PoolType::from_header_field(1)));
+    acc.add(&block(0xffff_c000_0000_0800, 0x50, Some(0x1234), PoolType::from_header_field(2, false)));
     let r = acc.finish(&procs);
     assert_eq!(r.processes.len(), 1);
     let q = &r.processes[0];

@@ -6,8 +6,11 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+mod blocks;
 mod forge;
 mod inspect;
+mod pool;
+mod pool_common;
 mod symbols;
 
 #[derive(Parser)]
@@ -25,6 +28,10 @@ enum Command {
     Forge(forge::ForgeArgs),
     /// Symbol files: `symbols fetch` gets a PDB or image from the symbol path.
     Symbols(symbols::SymbolsArgs),
+    /// Pool usage per tag (!poolused), the pool summary (!vm), quota charges, tags -> drivers.
+    Pool(pool::PoolArgs),
+    /// Every pool block found in the dump (!poolfind): address, size, tag, type, allocated.
+    Blocks(blocks::BlocksArgs),
 }
 
 pub fn run() -> ExitCode {
@@ -33,5 +40,7 @@ pub fn run() -> ExitCode {
         Command::Inspect(args) => inspect::run(&args),
         Command::Forge(args) => forge::run(&args),
         Command::Symbols(args) => symbols::run(&args),
+        Command::Pool(args) => pool::run(&args),
+        Command::Blocks(args) => blocks::run(&args),
     }
 }

@@ -1,0 +1,131 @@
+//! `pooltriage pool DUMP [--sort paged|nonpaged|allocs] [--tag PATTERN] [--json]`: pool usage
+//! per tag like `!poolused`, the `!vm` pool summary, quota charges, and the drivers behind the
+//! tags.
+
+use super::pool_common::{load, notes, parse_sort, parse_tag, provenance, run_analysis, SymbolArgs};
+use analyzer::pool::PoolReport;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(clap::Args)]
+pub struct PoolArgs {
+    /// The dump file.
+    pub dump: PathBuf,
+    /// Sort order: paged (bytes), nonpaged (bytes), allocs (outstanding allocations).
+    #[arg(long, default_value = "paged", value_name = "KEY")]
+    pub sort: String,
+    /// Only tags matching PATTERN (`?` one character, `*` any run), case-sensitive.
+    #[arg(long, value_name = "PATTERN")]
+    pub tag: Option<String>,
+    /// Print the JSON report (docs/json.md) instead of text.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub symbols: SymbolArgs,
+}
+
+pub fn run(args: &PoolArgs) -> ExitCode {
+    let result = (|| {
+        let sort = parse_sort(&args.sort)?;
+        let tag = args.tag.as_deref().map(parse_tag).transpose()?;
+        let loaded = load(&args.dump, &args.symbols)?;
+        run_analysis(&loaded, &args.symbols, sort, tag, false)
+    })();
+    let report = match result {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let out = if args.json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(s) => s + "\n",
+            Err(e) => {
+                eprintln!("error: cannot write the JSON report: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    } else {
+        text(&report)
+    };
+    super::pool_common::print(&out)
+}
+
+fn text(r: &PoolReport) -> String {
+    let mut s = provenance(r);
+    let _ = writeln!(s);
+    let vm = &r.vm;
+    let fig = |f: &Option<analyzer::pool::vm::Figure>| f.as_ref().map_or("?".to_string(), |f| format!("{} KB ({})", f.bytes / 1024, f.source));
+    let _ = writeln!(s, "Pool summary (!vm)");
+    let _ = writeln!(s, "  NonPagedPool usage: {}", fig(&vm.nonpaged_in_use));
+    let _ = writeln!(s, "  NonPagedPool max:   {}", fig(&vm.nonpaged_max));
+    let _ = writeln!(s, "  PagedPool usage:    {}", fig(&vm.paged_in_use));
+    let _ = writeln!(s, "  PagedPool max:      {}", fig(&vm.paged_max));
+    let _ = writeln!(s, "  PagedPool commit:   {}", fig(&vm.paged_commit));
+    let _ = writeln!(s);
+    match &r.tags {
+        Some(tags) => {
+            let _ = writeln!(
+                s,
+                "Pool tags (!poolused, sorted by {}{}): {} tags",
+                r.sort,
+                r.tag_filter.as_ref().map(|f| format!(", tag {f}")).unwrap_or_default(),
+                tags.len()
+            );
+            let _ = writeln!(s, "  {:<6} {:>10} {:>14} {:>10} {:>14}  Driver", "Tag", "NP allocs", "NP bytes", "P allocs", "P bytes");
+            for t in tags {
+                let d = t.drivers.first().map_or(String::new(), |m| {
+                    format!("{} [{}]", m.module.as_deref().unwrap_or("?"), serde_json::to_value(m.source).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default())
+                });
+                let _ = writeln!(
+                    s,
+                    "  {:<6} {:>10} {:>14} {:>10} {:>14}  {d}",
+                    t.stats.tag.to_string(),
+                    t.nonpaged_outstanding,
+                    t.stats.nonpaged_bytes,
+                    t.paged_outstanding,
+                    t.stats.paged_bytes
+                );
+            }
+            if let Some(st) = &r.session_tags {
+                let _ = writeln!(s, "  session pool: {} tags", st.len());
+            }
+        }
+        None => {
+            let _ = writeln!(s, "Pool tags: not read");
+        }
+    }
+    if let Some(b) = &r.big_pages {
+        let bytes: u64 = b.entries.iter().map(|e| e.size).sum();
+        let _ = writeln!(s, "\nBig allocations: {} ({} bytes), {} free slots, {} unreadable", b.entries.len(), bytes, b.free, b.unreadable);
+    }
+    if let Some(p) = &r.pages {
+        let _ = writeln!(
+            s,
+            "Pool pages: {} valid, {} not pool pages, {} in big allocations, {} missing from the dump",
+            p.pages_valid, p.pages_invalid, p.pages_big, p.missing_pool_pages
+        );
+    }
+    if let Some(q) = &r.quota {
+        let _ = writeln!(s, "\nQuota charged to processes:");
+        for p in q.processes.iter().take(20) {
+            let _ = writeln!(s, "  {:#x} {:>6} {:<16} {:>8} blocks {:>12} bytes", p.eprocess, p.pid.map(|v| v.to_string()).unwrap_or("?".into()), p.name.as_deref().unwrap_or("?"), p.blocks, p.bytes);
+        }
+        let _ = writeln!(s, "  charged to no process: {} blocks, {} bytes", q.uncharged_blocks, q.uncharged_bytes);
+    }
+    if !r.drivers.is_empty() {
+        let _ = writeln!(s, "\nDrivers whose code allocates with these tags:");
+        for d in &r.drivers {
+            let tags: Vec<String> = d.tags.iter().map(|t| t.to_string()).collect();
+            let _ = writeln!(s, "  {:<20} {:>14} bytes  {}", d.module, d.bytes, tags.join(" "));
+        }
+    }
+    let n = notes(r);
+    if !n.is_empty() {
+        let _ = writeln!(s);
+        s.push_str(&n);
+    }
+    s
+}
