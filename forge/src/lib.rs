@@ -47,6 +47,8 @@ pub enum ForgeError {
     BadSize(u64),
     #[error("processor count {0} is out of range (1..={1} for this profile)")]
     BadProcessors(u32, u32),
+    #[error("scenario {scenario} is not available on profile {profile}: {reason}")]
+    ScenarioUnsupported { scenario: String, profile: String, reason: String },
     #[error("memory size too small for the forged system")]
     TooSmall,
     #[error("symbols for profile {profile} not found at {path}: set --corpus DIR or {CORPUS_ENV} to the corpus directory (holding isf/ and pdb/)")]

@@ -187,7 +187,11 @@ impl Scenario for QuotaLeak {
     }
     fn plant(&self, sys: &mut System) -> Result<Option<Value>, ForgeError> {
         if sys.ptr_size() != 8 {
-            return Err(ForgeError::Internal("quota-leak needs an x64 profile (x86 headers have no ProcessBilled)".into()));
+            return Err(ForgeError::ScenarioUnsupported {
+                scenario: self.name().into(),
+                profile: sys.spec.name.into(),
+                reason: "x86 pool headers have no ProcessBilled; use an x64 profile".into(),
+            });
         }
         let mut plan = PoolPlan::default();
         background(sys, &mut plan)?;

@@ -7,7 +7,7 @@
 use analyzer::symbols::Profile;
 use forge::{Options, DEFAULT_SIZE};
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -445,4 +445,237 @@ fn bad_options_are_errors() {
     let e = forge::forge(&o, &out).unwrap_err();
     assert!(matches!(e, forge::ForgeError::CorpusMissing { .. }), "{e}");
     assert!(e.to_string().contains("--corpus"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pool scenarios: read the pool bookkeeping back with the raw layouts of windows-internals.md
+// (headers) and the profile's offsets (tables), and check it against the truth's `pool`.
+
+fn forge_scenario(profile: &str, scenario: &str, dir: &Path) -> (PathBuf, Value) {
+    let out = dir.join(format!("{profile}-{scenario}.dmp"));
+    let mut opts = Options::new(profile, "kernel-bitmap");
+    opts.corpus = Some(PathBuf::from(CORPUS));
+    opts.size = 512 << 20;
+    opts.scenario = scenario.to_string();
+    opts.processors = 3;
+    forge::forge(&opts, &out).unwrap_or_else(|e| panic!("forge {profile} {scenario}: {e}"));
+    let truth: Value = serde_json::from_slice(&std::fs::read(forge::truth_path(&out)).unwrap()).unwrap();
+    (out, truth)
+}
+
+fn tag_of(v: u32) -> String {
+    v.to_le_bytes().iter().map(|&b| b as char).collect()
+}
+
+/// Sums the counters of one tracker table into `totals` (tag -> [pa, pf, pb, na, nf, nb]).
+fn sum_tracker(r: &Reader, prof: &Profile, table: u64, entries: u64, totals: &mut BTreeMap<String, [u64; 6]>) {
+    let size = prof.type_size("_POOL_TRACKER_TABLE").unwrap();
+    let raw = r.read(table, (entries * size) as usize).expect("tag table readable");
+    // Field widths: the x86 table is all 32-bit; x64 counts are 32-bit on 7601 (allocs/frees),
+    // 64-bit from Windows 10 on; bytes are 64-bit on x64.
+    let width = |f: &str| -> usize {
+        let o = prof.offset("_POOL_TRACKER_TABLE", f).unwrap();
+        let next = prof.types["_POOL_TRACKER_TABLE"].fields.values().map(|x| x.offset).filter(|&x| x > o).min().unwrap_or(size);
+        (next - o).min(8) as usize
+    };
+    let get = |e: &[u8], f: &str| -> u64 {
+        let o = prof.offset("_POOL_TRACKER_TABLE", f).unwrap() as usize;
+        let mut b = [0u8; 8];
+        b[..width(f)].copy_from_slice(&e[o..o + width(f)]);
+        u64::from_le_bytes(b)
+    };
+    for e in raw.chunks(size as usize) {
+        let key = u32_at(e, 0);
+        if key == 0 {
+            continue;
+        }
+        let t = totals.entry(tag_of(key)).or_default();
+        for (i, f) in ["PagedAllocs", "PagedFrees", "PagedBytes", "NonPagedAllocs", "NonPagedFrees", "NonPagedBytes"].iter().enumerate() {
+            t[i] += get(e, f);
+        }
+    }
+}
+
+fn check_pool(profile: &str, scenario: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, truth) = forge_scenario(profile, scenario, dir.path());
+    let r = Reader::open(&path);
+    let prof = profile_of(&truth);
+    let kbase = hex(&truth["kernel"]["base"]);
+    let pool = &truth["pool"];
+    let g = |n: &str| kbase + prof.global(n).unwrap_or_else(|| panic!("{n}"));
+
+    // Tag tables: every per-CPU table plus the expansion table, summed.
+    let mut totals = BTreeMap::new();
+    let size = r.ptr(g("PoolTrackTableSize"));
+    assert_eq!(size, 2048);
+    match prof.global("ExPoolTagTables") {
+        Some(rva) => {
+            let cpus = truth["processors"].as_u64().unwrap();
+            for cpu in 0..cpus {
+                let t = r.ptr(kbase + rva + cpu * 8);
+                if cpu == 0 {
+                    assert_eq!(t, r.ptr(g("PoolTrackTable")), "ExPoolTagTables[0] == PoolTrackTable");
+                }
+                sum_tracker(&r, &prof, t, size, &mut totals);
+            }
+            let x = r.ptr(g("PoolTrackTableExpansion"));
+            assert_ne!(x, 0, "the scenario puts a tag in the expansion table");
+            sum_tracker(&r, &prof, x, r.ptr(g("PoolTrackTableExpansionSize")), &mut totals);
+        }
+        None => sum_tracker(&r, &prof, r.ptr(g("PoolTrackTable")), size, &mut totals),
+    }
+    let truth_tags: BTreeMap<String, [u64; 6]> = pool["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            let n = |k: &str| t[k].as_u64().unwrap();
+            (t["tag"].as_str().unwrap().to_string(), [n("paged_allocs"), n("paged_frees"), n("paged_bytes"), n("nonpaged_allocs"), n("nonpaged_frees"), n("nonpaged_bytes")])
+        })
+        .collect();
+    assert_eq!(totals, truth_tags, "{profile} {scenario}: tag tables vs truth");
+
+    // Blocks: outstanding bytes per tag in the truth's blocks equal the tag's bytes.
+    let mut bytes: BTreeMap<String, [u64; 2]> = BTreeMap::new();
+    for b in pool["blocks"].as_array().unwrap() {
+        if b["allocated"].as_bool().unwrap() {
+            let i = if b["pool_type"] == "paged" { 0 } else { 1 };
+            bytes.entry(b["tag"].as_str().unwrap().to_string()).or_default()[i] += b["size"].as_u64().unwrap();
+        }
+    }
+    for (tag, t) in &truth_tags {
+        assert_eq!(bytes.get(tag).copied().unwrap_or_default(), [t[2], t[5]], "{tag}: block bytes vs tag bytes");
+    }
+
+    // Classic pages: walk each page's header chain from its start to its end; every block is
+    // the truth's, and every truth block is on a walked page.
+    let x64 = r.x64;
+    let unit: u64 = if x64 { 16 } else { 8 };
+    let classic: BTreeMap<u64, &Value> = pool["blocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["source"] == "classic")
+        .map(|b| (hex(&b["address"]), b))
+        .collect();
+    let pages: std::collections::BTreeSet<u64> = classic.keys().map(|a| a & !0xfff).collect();
+    let mut seen = 0;
+    for page in pages {
+        let raw = r.read(page, 0x1000).expect("pool page stored");
+        let mut off = 0u64;
+        let mut prev = 0u64;
+        while off < 0x1000 {
+            let o = off as usize;
+            let (prev_size, block_size, pool_type) = if x64 {
+                (u64::from(raw[o]), u64::from(raw[o + 2]), u64::from(raw[o + 3]))
+            } else {
+                let w0 = u16_at(&raw, o);
+                let w1 = u16_at(&raw, o + 2);
+                (u64::from(w0 & 0x1ff), u64::from(w1 & 0x1ff), u64::from(w1 >> 9))
+            };
+            assert_eq!(prev_size, prev, "{page:#x}+{off:#x}: PreviousSize");
+            assert!(block_size > 0, "{page:#x}+{off:#x}: BlockSize 0");
+            let b = classic.get(&(page + off)).unwrap_or_else(|| panic!("{page:#x}+{off:#x} not in the truth"));
+            assert_eq!(b["size"].as_u64().unwrap(), block_size * unit);
+            assert_eq!(b["tag"].as_str().unwrap(), tag_of(u32_at(&raw, o + 4)));
+            assert_eq!(b["allocated"].as_bool().unwrap(), pool_type & 7 != 0, "{page:#x}+{off:#x}: PoolType {pool_type}");
+            if pool_type != 0 {
+                // Volatility's rules: XP nonpaged odd; Vista+ paged odd.
+                let paged = if truth["build"].as_u64().unwrap() < 6000 { pool_type % 2 == 0 } else { pool_type % 2 == 1 };
+                assert_eq!(b["pool_type"] == "paged", paged, "{page:#x}+{off:#x}");
+            }
+            if let Some(billed) = b.get("process_billed") {
+                let stored = u64_at(&raw, o + 8);
+                let cookie = prof.global("ExpPoolQuotaCookie").map(|c| r.ptr(kbase + c));
+                let eprocess = match cookie {
+                    Some(c) => stored ^ c ^ (page + off),
+                    None => stored,
+                };
+                assert_eq!(eprocess, hex(billed));
+                assert!(truth["processes"].as_array().unwrap().iter().any(|p| hex(&p["eprocess"]) == eprocess));
+            }
+            seen += 1;
+            prev = block_size;
+            off += block_size * unit;
+        }
+        assert_eq!(off, 0x1000, "{page:#x}: chain ends at the page end");
+    }
+    assert_eq!(seen, classic.len());
+
+    // Big page table: page aligned, a multiple of 0x1000 entries, the truth's entries exactly.
+    let table = r.ptr(g("PoolBigPageTable"));
+    let n = r.ptr(g("PoolBigPageTableSize"));
+    assert_eq!(table & 0xfff, 0);
+    assert_eq!(n % 0x1000, 0);
+    let esize = prof.type_size("_POOL_TRACKER_BIG_PAGES").unwrap();
+    let raw = r.read(table, (n * esize) as usize).unwrap();
+    let mut got = Vec::new();
+    for e in raw.chunks(esize as usize) {
+        let key = u32_at(e, prof.offset("_POOL_TRACKER_BIG_PAGES", "Key").unwrap() as usize);
+        if key == 0 {
+            continue;
+        }
+        let va = if x64 { u64_at(e, 0) } else { u64::from(u32_at(e, 0)) };
+        let size = match prof.offset("_POOL_TRACKER_BIG_PAGES", "NumberOfBytes") {
+            Some(o) => u64_at(e, o as usize),
+            None => u64::from(u32_at(e, 8)) * 0x1000,
+        };
+        got.push((va & !1, tag_of(key), size, va & 1 == 1));
+    }
+    got.sort();
+    let mut want: Vec<(u64, String, u64, bool)> = pool["big_pages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| (hex(&b["va"]), b["tag"].as_str().unwrap().to_string(), b["size"].as_u64().unwrap(), b["free"].as_bool().unwrap()))
+        .collect();
+    want.sort();
+    assert_eq!(got, want, "big page table vs truth");
+
+    // The leaking driver's code holds its tag as an immediate (x64 `mov r8d, imm32`, x86 `push imm32`).
+    for d in pool["drivers"].as_array().unwrap() {
+        let m = truth["modules"].as_array().unwrap().iter().find(|m| m["name"] == d["module"]).expect("driver loaded");
+        let code = r.read(hex(&m["base"]) + 0x1000, 0x1000).unwrap();
+        for tag in d["tags"].as_array().unwrap() {
+            let t = tag.as_str().unwrap().as_bytes();
+            if t == b"None" {
+                continue;
+            }
+            let mut pat = if x64 { vec![0x41, 0xb8] } else { vec![0x68] };
+            pat.extend_from_slice(t);
+            assert!(code.windows(pat.len()).any(|w| w == pat), "{}: tag immediate", d["module"]);
+        }
+        assert!(d["leaked_bytes"].as_u64().unwrap() > 0);
+    }
+}
+
+#[test]
+fn pool_leak_tagged_xp() {
+    check_pool("xp-2600-x86pae", "leak-tagged");
+}
+#[test]
+fn pool_leak_tagged_7601() {
+    check_pool("win7-7601-x64", "leak-tagged");
+}
+#[test]
+fn pool_leak_untagged_17763() {
+    check_pool("win10-17763-x64", "leak-untagged");
+}
+#[test]
+fn pool_quota_leak_19041() {
+    check_pool("win10-19041-x64", "quota-leak");
+}
+#[test]
+fn pool_shared_tag_20348() {
+    check_pool("server2022-20348-x64", "shared-tag");
+}
+#[test]
+fn pool_nonpaged_exhaustion_7601_sets_vm() {
+    check_pool("win7-7601-x64", "nonpaged-exhaustion");
+    let dir = tempfile::tempdir().unwrap();
+    let (_, truth) = forge_scenario("win7-7601-x64", "nonpaged-exhaustion", dir.path());
+    let vm = &truth["pool"]["vm"];
+    let (used, max) = (vm["nonpaged_in_use"].as_u64().unwrap(), vm["nonpaged_max"].as_u64().unwrap());
+    assert!(used * 100 >= max * 95 && used <= max, "{used} of {max}");
 }

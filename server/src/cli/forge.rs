@@ -70,6 +70,7 @@ pub fn run(args: &ForgeArgs) -> ExitCode {
                 ForgeError::UnknownProfile(_)
                     | ForgeError::UnknownFormat(_)
                     | ForgeError::UnknownScenario(_)
+                    | ForgeError::ScenarioUnsupported { .. }
                     | ForgeError::BadSize(_)
                     | ForgeError::BadProcessors(..)
                     | ForgeError::TooSmall
