@@ -43,6 +43,9 @@ pub struct Mapping {
     pub count: u32,
     /// The pooltag file's line (1-based), for that source.
     pub line: Option<usize>,
+    /// Driver code evidence: the address of the first instruction holding the tag.
+    #[serde(serialize_with = "crate::pool::hex_opt")]
+    pub address: Option<u64>,
 }
 
 /// Collects evidence and answers "who uses this tag".
@@ -101,7 +104,7 @@ impl Attributor {
                 } else {
                     (Source::DriverCodeImmediate, h.other_immediate)
                 };
-                out.push(Mapping { module: Some(module.clone()), description: None, source, count, line: None });
+                out.push(Mapping { module: Some(module.clone()), description: None, source, count, line: None, address: Some(h.first) });
             }
         }
         if out.is_empty() {
@@ -114,6 +117,7 @@ impl Attributor {
                         source: Source::DriverBytes,
                         count: n,
                         line: None,
+                        address: None,
                     });
                 }
             }
@@ -126,6 +130,7 @@ impl Attributor {
                     source: Source::PoolTagFile,
                     count: 0,
                     line: Some(e.line),
+                    address: None,
                 });
             }
         }
@@ -136,6 +141,7 @@ impl Attributor {
                 source: Source::BuiltIn,
                 count: 0,
                 line: None,
+                address: None,
             });
         }
         out.sort_by_key(|m| m.source);

@@ -75,6 +75,15 @@ pub trait VirtualMemory {
             _ => self.read_u64(va),
         }
     }
+    /// Calls `f(va, page)` for every 4 KiB page of `[start, end)` that the address space maps,
+    /// in ascending order: `Some(bytes)` when the dump holds the page, `None` when it is mapped
+    /// but not stored. Unmapped ranges are skipped without visiting their pages, which is what
+    /// makes scanning a 128 GiB pool range or the whole kernel half affordable. Returns `false`
+    /// when this memory cannot enumerate its mappings (the caller then reads page by page).
+    fn for_each_mapped_page(&self, _start: u64, _end: u64, _f: &mut dyn FnMut(u64, Option<&[u8]>)) -> bool {
+        false
+    }
+
     /// Reads `len` bytes into a new vector; `len` is capped by the caller's own sanity limits.
     fn read_vec(&self, va: u64, len: usize) -> Result<Vec<u8>, MemoryError> {
         let mut v = vec![0u8; len];

@@ -140,7 +140,90 @@ fn table_of32(va: u64, entry: u64) -> Result<u64, MemoryError> {
     if usable(entry) { Ok(entry & 0xFFFF_F000) } else { Err(MemoryError::NotMapped { va }) }
 }
 
+/// One level of a page-table format, for enumeration.
+struct Level {
+    entries: u64,
+    /// log2 of the bytes one entry maps.
+    shift: u32,
+    /// Whether a valid entry with the large bit maps a page directly (PDPT/PD levels).
+    large: bool,
+}
+
+const X64_LEVELS: [Level; 4] = [
+    Level { entries: 512, shift: 39, large: false },
+    Level { entries: 512, shift: 30, large: true },
+    Level { entries: 512, shift: 21, large: true },
+    Level { entries: 512, shift: 12, large: false },
+];
+const PAE_LEVELS: [Level; 3] = [
+    Level { entries: 4, shift: 30, large: false },
+    Level { entries: 512, shift: 21, large: true },
+    Level { entries: 512, shift: 12, large: false },
+];
+const X86_LEVELS: [Level; 2] = [Level { entries: 1024, shift: 22, large: true }, Level { entries: 1024, shift: 12, large: false }];
+
+impl PageTableMemory<'_> {
+    /// Walks the tables below `table` (level `depth` of `levels`), visiting mapped pages of
+    /// `[start, end)`. A table page missing from the dump hides what it maps: skipped.
+    #[allow(clippy::too_many_arguments)]
+    fn walk(&self, levels: &[Level], depth: usize, table: u64, base: u64, start: u64, end: u64, f: &mut dyn FnMut(u64, Option<&[u8]>)) {
+        let Some(level) = levels.get(depth) else { return };
+        let leaf = depth + 1 == levels.len();
+        let span = 1u64 << level.shift;
+        let esize = if self.mode == PagingMode::X86 { 4 } else { 8 };
+        for idx in 0..level.entries {
+            let mut va = base.wrapping_add(idx << level.shift);
+            if depth == 0 && self.mode == PagingMode::X64 && idx >= 256 {
+                va |= 0xFFFF_0000_0000_0000; // canonical upper half
+            }
+            let last = va.wrapping_add(span - 1);
+            if last < start {
+                continue;
+            }
+            if va >= end {
+                break;
+            }
+            let mut b = [0u8; 8];
+            if self.phys.read_physical(table + idx * esize, &mut b[..esize as usize]).is_err() {
+                continue;
+            }
+            let entry = u64::from_le_bytes(b);
+            let frame_mask = if self.mode == PagingMode::X86 { 0xFFFF_F000 } else { PFN_MASK_64 };
+            // PAE's PDPTEs have no transition form; elsewhere a transition entry still maps.
+            let present = if self.mode == PagingMode::X86Pae && depth == 0 { entry & VALID != 0 } else { usable(entry) };
+            if !present {
+                continue;
+            }
+            if leaf || (level.large && entry & (VALID | LARGE) == VALID | LARGE) {
+                let frame = (entry & frame_mask) & !(span - 1);
+                let from = va.max(start & !(PAGE_SIZE - 1));
+                let to = last.min(end.saturating_sub(1));
+                let mut page_va = from;
+                while page_va <= to {
+                    let pfn = (frame + (page_va - va)) >> PAGE_SHIFT;
+                    f(page_va, self.phys.page(pfn));
+                    match page_va.checked_add(PAGE_SIZE) {
+                        Some(n) => page_va = n,
+                        None => break,
+                    }
+                }
+            } else {
+                self.walk(levels, depth + 1, entry & frame_mask, va, start, end, f);
+            }
+        }
+    }
+}
+
 impl VirtualMemory for PageTableMemory<'_> {
+    fn for_each_mapped_page(&self, start: u64, end: u64, f: &mut dyn FnMut(u64, Option<&[u8]>)) -> bool {
+        match self.mode {
+            PagingMode::X64 => self.walk(&X64_LEVELS, 0, self.dtb, 0, start, end, f),
+            PagingMode::X86Pae => self.walk(&PAE_LEVELS, 0, self.dtb, 0, start, end, f),
+            PagingMode::X86 => self.walk(&X86_LEVELS, 0, self.dtb, 0, start, end, f),
+        }
+        true
+    }
+
     fn read(&self, va: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
         let mut done = 0usize;
         while done < buf.len() {
@@ -256,6 +339,22 @@ mod tests {
         assert_eq!(v.read_u8(0x1000), Err(MemoryError::NotMapped { va: 0x1000 }));
         // Reading up to the top of the address space does not wrap.
         assert!(v.read(u64::MAX, &mut [0u8; 2]).is_err());
+
+        // Enumeration of PT entries 0..6: 0 empty, 1 valid, 2 transition, 3 prototype (not
+        // mapped), 4 valid but not stored, 5 absurd frame (not stored).
+        let mut seen = Vec::new();
+        assert!(v.for_each_mapped_page(base, base + 0x6000, &mut |va, p| seen.push((va - base, p.map(|p| p[0])))));
+        assert_eq!(seen, [(0x1000, Some(0)), (0x2000, Some(5)), (0x4000, None), (0x5000, None)]);
+        // A 1 GB page is enumerated 4 KiB at a time, only inside the range asked for.
+        let g = va & !0x7F_FFFF_FFFF;
+        let mut n = 0;
+        v.for_each_mapped_page(g + 0x4000_0000 + 0x12_3000, g + 0x4000_0000 + 0x12_5000, &mut |va, p| {
+            n += 1;
+            if va == g + 0x4000_0000 + 0x12_3000 {
+                assert_eq!(&p.unwrap()[0x456..0x459], b"1gb");
+            }
+        });
+        assert_eq!(n, 2);
     }
 
     #[test]
@@ -273,6 +372,12 @@ mod tests {
         assert_eq!(v.read_u64(looped).unwrap(), 0x7_7000 | P); // reads the PML4 page itself
         let to_missing = 0x80_0000_0000u64 + (1 << 30) + (1 << 21);
         assert_eq!(v.read_u8(to_missing), Err(MemoryError::PageMissing { va: Some(to_missing), pa: 0x7_7000 }));
+        // Enumerating the whole space through the loop ends (fixed depth): PML4 1 -> 1 -> 1
+        // -> PT entries 0 (frame 0x77, not stored) and 1 (the PML4 page itself).
+        let mut seen = Vec::new();
+        v.for_each_mapped_page(0, u64::MAX, &mut |va, p| seen.push((va, p.is_some())));
+        assert!(seen.contains(&(looped, true)) && seen.contains(&(to_missing, false)), "{seen:x?}");
+        assert!(seen.windows(2).all(|w| w[0].0 < w[1].0), "ascending");
     }
 
     #[test]
@@ -297,6 +402,13 @@ mod tests {
         assert_eq!(v.read_vec(0x8060_0000 + 0x1_0001, 3).unwrap(), b"big");
         assert_eq!(v.read_u8(0x1234), Err(MemoryError::NotMapped { va: 0x1234 })); // PDPT 0 empty
         assert_eq!(v.read_u8(0x1_0000_0000), Err(MemoryError::NotMapped { va: 0x1_0000_0000 }));
+        // Enumeration: PT 1 and 2 (stored), then PD 3's 2 MB page (512 pages, one stored).
+        let (mut all, mut stored) = (0, 0);
+        v.for_each_mapped_page(0x8040_0000, 0x8080_0000, &mut |_, p| {
+            all += 1;
+            stored += usize::from(p.is_some());
+        });
+        assert_eq!((all, stored), (2 + 512, 2 + 1));
     }
 
     #[test]
@@ -320,5 +432,17 @@ mod tests {
         assert_eq!(v.read_u8(0x8040_3000), Err(MemoryError::NotMapped { va: 0x8040_3000 }));
         assert_eq!(v.read_vec(0x8080_0000 + 0x2F_0010, 3).unwrap(), b"4mb");
         assert_eq!(v.read_ptr(0x8040_1234).unwrap(), u64::from(u32::from_le_bytes(*b"x86\0")));
+
+        // Enumeration: PT 1 (stored), PT 2 (transition, stored), PT 3 prototype (skipped), then
+        // the 4 MB page's 1024 pages of which one is stored.
+        let (mut all, mut stored) = (0, 0);
+        assert!(v.for_each_mapped_page(0x8000_0000, 0x8100_0000, &mut |_, p| {
+            all += 1;
+            stored += usize::from(p.is_some());
+        }));
+        assert_eq!((all, stored), (2 + 1024, 2 + 1));
+        let mut one = Vec::new();
+        v.for_each_mapped_page(0x8090_0000, 0x8090_1000, &mut |va, p| one.push((va, p.is_some())));
+        assert_eq!(one, [(0x8090_0000, false)]);
     }
 }

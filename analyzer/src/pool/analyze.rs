@@ -5,7 +5,7 @@
 
 use super::bigpages::{read_big_pages, BigPage, BigPages};
 use super::header::HeaderLayout;
-use super::pages::{pool_ranges, scan_ranges, Block, PageScan, PoolRange};
+use super::pages::{pool_ranges, scan_kernel_space, scan_ranges, Block, PageScan, PoolRange};
 use super::tags::{read_tag_tables, sort_tags, SortKey, TableInfo, TagStats, TagTables};
 use super::vm::{vm_summary, walk_processes, QuotaAccumulator, QuotaEncoding, QuotaReport, VmSummary};
 use super::{hex, KernelContext, LayoutSource, PoolKind, PoolType, Tag, TagPattern};
@@ -210,13 +210,6 @@ pub fn analyze_with_kernel(dump: &Dump, kernel: &KernelInfo, opts: AnalyzeOption
     let pages = if dump.triage().is_some() {
         warnings.push("triage dump: pool pages are not captured, no block walk".into());
         None
-    } else if ranges.is_empty() {
-        if header.build >= 9200 {
-            warnings.push("no classic pool ranges on this build (Windows 8+ pool is in dynamic system VA; the walker for it is not written yet): blocks from the big page table only".into());
-        } else {
-            warnings.push("no pool ranges (neither the debugger data block nor the symbols give them): no block walk".into());
-        }
-        None
     } else {
         let mut on_block = |b: &Block| {
             if let Some(q) = quota.as_mut() {
@@ -230,7 +223,20 @@ pub fn analyze_with_kernel(dump: &Dump, kernel: &KernelInfo, opts: AnalyzeOption
                 }
             }
         };
-        Some(scan_ranges(mem, &layout, &ranges, &big_ranges, &mut on_block))
+        if !ranges.is_empty() {
+            Some(scan_ranges(mem, &layout, &ranges, &big_ranges, &mut on_block))
+        } else if header.build >= 9200 {
+            // No fixed pool ranges: every mapped kernel page is tried as a classic pool page.
+            // 19H1+ pool is mostly segment heap (LFH/VS), which this walk does not cover.
+            let scan = scan_kernel_space(mem, &layout, &big_ranges, &mut on_block);
+            if scan.is_some() && header.build >= 18362 {
+                warnings.push("segment heap (LFH/VS) blocks are not walked yet: blocks are the classic pages and big allocations only".into());
+            }
+            scan
+        } else {
+            warnings.push("no pool ranges (neither the debugger data block nor the symbols give them): no block walk".into());
+            None
+        }
     };
     if let Some(b) = &big {
         for e in &b.entries {

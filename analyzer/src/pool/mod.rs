@@ -65,12 +65,12 @@ impl KernelContext<'_> {
 }
 
 /// Serializes an address or 64-bit value as a "0x..." lowercase hex string (docs/json.md).
-pub(crate) fn hex<S: serde::Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
+pub fn hex<S: serde::Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(&format_args!("{v:#x}"))
 }
 
 /// As [`hex`], for an optional value (null when absent).
-pub(crate) fn hex_opt<S: serde::Serializer>(v: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
+pub fn hex_opt<S: serde::Serializer>(v: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
     match v {
         Some(v) => s.collect_str(&format_args!("{v:#x}")),
         None => s.serialize_none(),

@@ -136,6 +136,10 @@ pub fn pool_ranges(get: &dyn Fn(&str) -> Option<u64>, pointer_size: u8, build: u
 /// Counts from scanning pool ranges.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct PageScan {
+    /// "pool-ranges" (the kernel's pool ranges) or "kernel-space" (every mapped kernel page,
+    /// for kernels whose pool has no fixed range).
+    pub mode: &'static str,
+    /// Pages of the ranges (in kernel-space mode: mapped pages).
     pub pages_in_ranges: u64,
     /// Pages whose header chain validated.
     pub pages_valid: u64,
@@ -146,11 +150,12 @@ pub struct PageScan {
     pub pages_big: u64,
     /// Pages the page tables do not map (never committed).
     pub pages_unmapped: u64,
-    /// Pages mapped but not stored in the dump.
+    /// Pages mapped but not stored in the dump. In kernel-space mode an upper bound: any
+    /// missing kernel page could have been pool.
     pub missing_pool_pages: u64,
     /// Ranges cut at [`MAX_RANGE_PAGES`].
     pub truncated: bool,
-    /// The first few invalid pages and why.
+    /// The first few invalid pages and why (pool-ranges mode only).
     pub invalid_examples: Vec<InvalidPage>,
 }
 
@@ -161,9 +166,19 @@ pub struct InvalidPage {
     pub reason: String,
 }
 
+/// The kernel half of the address space, for [`scan_kernel_space`].
+pub fn kernel_space(pointer_size: u8) -> PoolRange {
+    if pointer_size == 8 {
+        PoolRange { start: 0xffff_8000_0000_0000, end: u64::MAX, kind: PoolKind::Unknown }
+    } else {
+        PoolRange { start: 0x8000_0000, end: 0x1_0000_0000, kind: PoolKind::Unknown }
+    }
+}
+
 /// Walks every page of `ranges`, calling `on_block` for each block of each valid page, so that
 /// millions of blocks never have to be held at once. `big` lists big allocations as sorted,
-/// non-overlapping `(start, end)` ranges; their pages are skipped.
+/// non-overlapping `(start, end)` ranges; their pages are skipped. Uses the memory's mapping
+/// enumeration when it has one (unmapped stretches cost nothing), else reads page by page.
 pub fn scan_ranges(
     mem: &dyn VirtualMemory,
     layout: &HeaderLayout,
@@ -171,45 +186,100 @@ pub fn scan_ranges(
     big: &[(u64, u64)],
     on_block: &mut dyn FnMut(&Block),
 ) -> PageScan {
-    let mut scan = PageScan::default();
-    let mut page = vec![0u8; PAGE_SIZE as usize];
+    let mut scan = PageScan { mode: "pool-ranges", ..PageScan::default() };
+    let mut buf = vec![0u8; PAGE_SIZE as usize];
     for r in ranges {
         let mut pages = (r.end.saturating_sub(r.start)) / PAGE_SIZE;
         if pages > MAX_RANGE_PAGES {
             pages = MAX_RANGE_PAGES;
             scan.truncated = true;
         }
+        let end = r.start + pages * PAGE_SIZE;
+        scan.pages_in_ranges += pages;
+        let mut mapped = 0u64;
+        let enumerated = mem.for_each_mapped_page(r.start, end, &mut |va, page| {
+            mapped += 1;
+            visit(&mut scan, layout, r.kind, big, va, page, on_block);
+        });
+        if enumerated {
+            scan.pages_unmapped += pages - mapped.min(pages);
+            continue;
+        }
         for i in 0..pages {
             let va = r.start + i * PAGE_SIZE;
-            scan.pages_in_ranges += 1;
-            if in_big(big, va) {
-                scan.pages_big += 1;
-                continue;
-            }
-            match mem.read(va, &mut page) {
-                Ok(()) => match walk_page(&page, va, layout) {
-                    Ok(mut blocks) => {
-                        scan.pages_valid += 1;
-                        for b in &mut blocks {
-                            if !b.allocated {
-                                b.pool = r.kind;
-                            }
-                            on_block(b);
-                        }
-                    }
-                    Err(reason) => {
-                        scan.pages_invalid += 1;
-                        if scan.invalid_examples.len() < MAX_EXAMPLES {
-                            scan.invalid_examples.push(InvalidPage { va, reason });
-                        }
-                    }
-                },
-                Err(MemoryError::PageMissing { .. } | MemoryError::NotCaptured { .. }) => scan.missing_pool_pages += 1,
+            match mem.read(va, &mut buf) {
+                Ok(()) => visit(&mut scan, layout, r.kind, big, va, Some(&buf), on_block),
+                Err(MemoryError::PageMissing { .. } | MemoryError::NotCaptured { .. }) => {
+                    visit(&mut scan, layout, r.kind, big, va, None, on_block)
+                }
                 Err(_) => scan.pages_unmapped += 1,
             }
         }
     }
     scan
+}
+
+/// Validates every mapped page of the kernel half as a classic pool page: for kernels whose
+/// pool lives in dynamic system VA (Windows 8 to 10 1809, and classic pages of later ones).
+/// Returns `None` when the memory cannot enumerate its mappings (a triage dump).
+pub fn scan_kernel_space(
+    mem: &dyn VirtualMemory,
+    layout: &HeaderLayout,
+    big: &[(u64, u64)],
+    on_block: &mut dyn FnMut(&Block),
+) -> Option<PageScan> {
+    let mut scan = PageScan { mode: "kernel-space", ..PageScan::default() };
+    let r = kernel_space(mem.pointer_size());
+    let ok = mem.for_each_mapped_page(r.start, r.end, &mut |va, page| {
+        scan.pages_in_ranges += 1;
+        visit(&mut scan, layout, PoolKind::Unknown, big, va, page, on_block);
+    });
+    scan.invalid_examples.clear();
+    ok.then_some(scan)
+}
+
+fn visit(
+    scan: &mut PageScan,
+    layout: &HeaderLayout,
+    kind: PoolKind,
+    big: &[(u64, u64)],
+    va: u64,
+    page: Option<&[u8]>,
+    on_block: &mut dyn FnMut(&Block),
+) {
+    if in_big(big, va) {
+        scan.pages_big += 1;
+        return;
+    }
+    let Some(page) = page else {
+        scan.missing_pool_pages += 1;
+        return;
+    };
+    match walk_page(page, va, layout) {
+        Ok(mut blocks) => {
+            scan.pages_valid += 1;
+            for b in &mut blocks {
+                if !b.allocated {
+                    // A free block's pool: the range's, or in kernel-space mode its page
+                    // neighbours' (the first allocated block of the page).
+                    b.pool = kind;
+                }
+            }
+            if kind == PoolKind::Unknown {
+                let page_kind = blocks.iter().find(|b| b.allocated).map_or(PoolKind::Unknown, |b| b.pool_type.kind);
+                for b in blocks.iter_mut().filter(|b| !b.allocated) {
+                    b.pool = page_kind;
+                }
+            }
+            blocks.iter().for_each(&mut *on_block);
+        }
+        Err(reason) => {
+            scan.pages_invalid += 1;
+            if scan.invalid_examples.len() < MAX_EXAMPLES {
+                scan.invalid_examples.push(InvalidPage { va, reason });
+            }
+        }
+    }
 }
 
 fn in_big(big: &[(u64, u64)], va: u64) -> bool {

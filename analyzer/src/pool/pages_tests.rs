@@ -27,13 +27,33 @@ fn x64_page_chain_and_range_accounting() {
     x64_header(&mut img, base + 0x1000, 3, 0x100 - 1, 2, b"Bad ", 0);
     // Page 2: mapped, not in the dump. Page 3: not mapped. Pages 4-5: a big allocation.
     img.missing(base + 0x2000);
+    // Pages 4-5 are mapped (and zero) so that enumeration reaches them: they must be skipped
+    // as the big allocation's, not reported invalid.
+    img.touch(base + 0x4000);
+    img.touch(base + 0x5000);
+    for enumerate in [false, true] {
+        img.enumerate = enumerate;
+        check_scan(&img, &layout, base);
+    }
+    // Kernel-space mode finds the same page among every mapped page.
+    img.enumerate = true;
+    let mut n = 0;
+    let scan = scan_kernel_space(img.memory(), &layout, &[], &mut |_| n += 1).unwrap();
+    assert_eq!((scan.mode, scan.pages_valid, scan.pages_invalid, scan.missing_pool_pages, n), ("kernel-space", 1, 3, 1, 3));
+    img.enumerate = false;
+    assert!(scan_kernel_space(img.memory(), &layout, &[], &mut |_| {}).is_none());
+}
+
+fn check_scan(img: &Image, layout: &HeaderLayout, base: u64) {
     let mem = img.memory();
     let range = PoolRange { start: base, end: base + 0x6000, kind: PoolKind::Nonpaged };
     let mut blocks = Vec::new();
-    let scan = scan_ranges(mem, &layout, &[range], &[(base + 0x4000, base + 0x6000)], &mut |b| blocks.push(*b));
+    let scan = scan_ranges(mem, layout, &[range], &[(base + 0x4000, base + 0x6000)], &mut |b| blocks.push(*b));
     assert_eq!(
         (scan.pages_in_ranges, scan.pages_valid, scan.pages_invalid, scan.missing_pool_pages, scan.pages_unmapped, scan.pages_big),
-        (6, 1, 1, 1, 1, 2)
+        (6, 1, 1, 1, 1, 2),
+        "enumerate: {}",
+        img.enumerate
     );
     assert_eq!(scan.invalid_examples[0].va, base + 0x1000);
     assert!(scan.invalid_examples[0].reason.contains("PreviousSize 3"), "{}", scan.invalid_examples[0].reason);

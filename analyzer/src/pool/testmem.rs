@@ -9,11 +9,14 @@ pub struct Image {
     pub pointer_size: u8,
     pages: BTreeMap<u64, Vec<u8>>,
     missing: BTreeSet<u64>,
+    /// Whether to offer mapping enumeration (as page-table memory does) or not (as a triage
+    /// dump's captured blocks do).
+    pub enumerate: bool,
 }
 
 impl Image {
     pub fn new(pointer_size: u8) -> Image {
-        Image { pointer_size, pages: BTreeMap::new(), missing: BTreeSet::new() }
+        Image { pointer_size, pages: BTreeMap::new(), missing: BTreeSet::new(), enumerate: false }
     }
 
     pub fn write(&mut self, va: u64, bytes: &[u8]) {
@@ -61,6 +64,17 @@ impl VirtualMemory for Image {
     }
     fn pointer_size(&self) -> u8 {
         self.pointer_size
+    }
+    fn for_each_mapped_page(&self, start: u64, end: u64, f: &mut dyn FnMut(u64, Option<&[u8]>)) -> bool {
+        if !self.enumerate {
+            return false;
+        }
+        let mut all: Vec<u64> = self.pages.keys().chain(self.missing.iter()).copied().filter(|&p| p >= start && p < end).collect();
+        all.sort_unstable();
+        for p in all {
+            f(p, self.pages.get(&p).map(|v| &v[..]));
+        }
+        true
     }
 }
 
