@@ -206,7 +206,7 @@ impl Dump {
                     9 => DumpFormat::RdmpKernelUser,
                     _ => DumpFormat::RdmpComplete,
                 };
-                (f, PageIndex::Runs(rdmp::parse(bytes, at)?), None)
+                (f, PageIndex::Runs(rdmp::parse(bytes, at, h.dump_type == 0xA)?), None)
             }
             3 => return Err(DumpError::Unsupported("DumpType 3 (header-only dump) holds no memory".into())),
             7 => return Err(DumpError::Unsupported("DumpType 7 (automatic, unconverted) is not a file format".into())),

@@ -1,19 +1,38 @@
 //! DumpType 8/9/0xA (kernel, kernel+user, complete; Windows 10 2022+): an "RDMP" sub-header
 //! after the 64-bit dump header, PFN ranges as metadata, then the pages back to back.
 //!
-//! Layout and consistency check from kdmp-parser (`RDMP_HEADER64::LooksGood`,
-//! `BuildPhysicalMemoryFromDump`): `{u32 Marker = 0x40; "RDMP"; "DUMP"; u32; u64 MetadataSize;
-//! u64 FirstPageOffset}`, MetadataSize - 0x20 == FirstPageOffset - 0x2040, then (after 0x10
-//! more header bytes) `{u64 Pfn; u64 PageCount}` ranges, MetadataSize / 16 of them at most,
-//! ended early by a zero Pfn. UNCONFIRMED against a real Windows RDMP file (none in corpus).
+//! Layout (kdmp-parser `RDMP_HEADER64` / `KERNEL_RDMP_HEADER64` / `FULL_RDMP_HEADER64`, and its
+//! Rust port kdmp-parser-rs `KernelRdmpHeader64` / `FullRdmpHeader64`):
+//! `{u32 Marker = 0x40; "RDMP"; "DUMP"; u32; u64 MetadataSize; u64 FirstPageOffset}`, then at
+//! +0x20 `{u32 NumberOfRanges; u16; u16; u64 TotalNumberOfPages}` (named for the complete type;
+//! unknown for 8/9), then `{u64 Pfn; u64 PageCount}` ranges from +0x30 up to FirstPageOffset.
+//! Consistency: MetadataSize - 0x20 == FirstPageOffset - 0x2040, i.e. MetadataSize counts the
+//! bytes from +0x20 to the first page, so at most (MetadataSize - 0x10) / 16 ranges exist.
+//!
+//! Verified (tests/formats_independent.rs) by building RDMP files by hand and checking that
+//! kdmp-parser 0.7.4 (PyPI) indexes the same PFNs and serves the same bytes: ranges start at
+//! +0x30, not +0x31 (kdmp-parser reads them from the address of its 1-byte `Bitmap[1]` member
+//! at +0x30, not after `sizeof(KERNEL_RDMP_HEADER64)` = 0x31; ranges written at +0x31 make it
+//! refuse the file). A real Windows complete dump (kdmp-parser issue #27, debugger session on
+//! the file) agrees: MetadataSize 0x70 held the six ranges `1/9f, 100/91e, ae3/940d, a001/1ff,
+//! a20d/ad0ed, bcffe/1002` at +0x30..+0x90 (the classic PC memory map starting at PFN 1), with
+//! no zero terminator; reading MetadataSize / 16 = 7 entries took the first 16 bytes of page
+//! data as a range (`100064de9/1018003f00000000`). So the range list is bounded by
+//! FirstPageOffset, and kdmp-parser since PR #28 also stops a complete dump (0xA) once
+//! TotalNumberOfPages pages are indexed. Both bounds are applied here; a zero Pfn also ends
+//! the list (kdmp-parser). No real RDMP file is in the corpus.
 
 use super::bytes::{slice, u64_at};
 use super::runs::RunIndex;
 use super::DumpError;
 
-pub(crate) fn parse(data: &[u8], at: u64) -> Result<RunIndex, DumpError> {
+/// Where the PFN ranges start, relative to the RDMP sub-header.
+const RANGES: u64 = 0x30;
+
+/// `complete`: DumpType 0xA, whose list is also bounded by TotalNumberOfPages (+0x28).
+pub(crate) fn parse(data: &[u8], at: u64, complete: bool) -> Result<RunIndex, DumpError> {
     let w = "RDMP header";
-    let h = slice(data, w, at, 0x30)?;
+    let h = slice(data, w, at, RANGES)?;
     let marker = u32::from_le_bytes([h[0], h[1], h[2], h[3]]);
     if marker != 0x40 || &h[4..8] != b"RDMP" || &h[8..12] != b"DUMP" {
         return Err(DumpError::malformed(w, "no 0x40/\"RDMP\"/\"DUMP\" signature"));
@@ -33,9 +52,18 @@ pub(crate) fn parse(data: &[u8], at: u64) -> Result<RunIndex, DumpError> {
     if metadata_size % 16 != 0 {
         return Err(DumpError::malformed(w, format!("MetadataSize {metadata_size:#x} is not a multiple of 16")));
     }
-    let ranges_at = at + 0x30;
+    let ranges_at = at + RANGES;
+    let slots = first_page
+        .checked_sub(ranges_at)
+        .ok_or_else(|| DumpError::malformed(w, format!("FirstPageOffset {first_page:#x} points inside the RDMP header")))?
+        / 16;
+    let total_pages = if complete { Some(u64_at(data, w, at + 0x28)?) } else { None };
     let mut raw = Vec::new();
-    for i in 0..metadata_size / 16 {
+    let mut pages = 0u64;
+    for i in 0..slots {
+        if total_pages.is_some_and(|t| pages >= t) {
+            break;
+        }
         let e = ranges_at + i * 16;
         // Every range read is bounds-checked, so a lying MetadataSize ends in `Truncated`
         // long before the vector grows beyond the file's size.
@@ -43,7 +71,9 @@ pub(crate) fn parse(data: &[u8], at: u64) -> Result<RunIndex, DumpError> {
         if pfn == 0 {
             break;
         }
-        raw.push((pfn, u64_at(data, "RDMP page ranges", e + 8)?));
+        let count = u64_at(data, "RDMP page ranges", e + 8)?;
+        pages = pages.saturating_add(count);
+        raw.push((pfn, count));
     }
     RunIndex::build(&raw, first_page, data.len() as u64, "RDMP page ranges")
 }

@@ -155,6 +155,10 @@ pub fn rdmp64(dump_type: u32, ranges: &[(u64, u64)]) -> Vec<u8> {
     v[0x2008..0x200C].copy_from_slice(b"DUMP");
     put64(&mut v, 0x2010, metadata);
     put64(&mut v, 0x2018, first);
+    // FULL_RDMP_HEADER64 NumberOfRanges and TotalNumberOfPages (kdmp-parser): a complete dump
+    // (0xA) is read only up to TotalNumberOfPages. Written for 8/9 too, where they are unknown.
+    put32(&mut v, 0x2020, ranges.len() as u32);
+    put64(&mut v, 0x2028, ranges.iter().map(|r| r.1).sum());
     for (i, &(pfn, count)) in ranges.iter().enumerate() {
         put64(&mut v, 0x2030 + 16 * i, pfn);
         put64(&mut v, 0x2038 + 16 * i, count);
