@@ -22,13 +22,15 @@ use std::collections::BTreeMap;
 pub enum Source {
     /// The driver's code passes the tag to an allocation (`mov r8d, imm32` / `push imm32`).
     DriverCodeAllocation,
+    /// For the tag "None": the driver's code calls ExAllocatePool (which tags "None").
+    DriverCallsUntaggedAllocator,
     /// The pooltag file.
     PoolTagFile,
     /// Our built-in table.
     BuiltIn,
     /// The driver's code holds the tag in another instruction.
     DriverCodeImmediate,
-    /// The tag's four bytes occur in the driver's code sections.
+    /// The tag's four bytes occur in the driver's code sections, in no instruction.
     DriverBytes,
 }
 
@@ -48,33 +50,71 @@ pub struct Mapping {
     pub address: Option<u64>,
 }
 
+/// What one module's code says about tags.
+#[derive(Debug, Default)]
+struct ModuleEvidence {
+    name: String,
+    /// Instruction evidence: the linear decode's, or the anchored decode's where it found more.
+    hits: BTreeMap<Tag, TagHits>,
+    /// Byte occurrences of candidate tags.
+    bytes: BTreeMap<Tag, u32>,
+    /// Calls through an import slot that holds ExAllocatePool.
+    untagged_calls: u32,
+}
+
 /// Collects evidence and answers "who uses this tag".
 #[derive(Debug, Default)]
 pub struct Attributor {
     pooltag: Option<PoolTagFile>,
-    /// Per module: immediate hits.
-    code: Vec<(String, BTreeMap<Tag, TagHits>)>,
-    /// Per module: its code bytes, kept only for the byte search of tags with no immediate.
-    bytes: Vec<(String, Vec<CodeRegion>)>,
+    modules: Vec<ModuleEvidence>,
     /// Modules whose code could not be read at all, and pages missing from those that could.
     pub warnings: Vec<String>,
 }
+
+/// The tag ExAllocatePool gives its blocks.
+pub const UNTAGGED: Tag = Tag(*b"None");
 
 impl Attributor {
     pub fn new(pooltag: Option<PoolTagFile>) -> Self {
         Attributor { pooltag, ..Default::default() }
     }
 
-    /// Adds one image's code (from a file, or read from the dump).
-    pub fn add_code(&mut self, module: &str, bitness: u32, regions: Vec<CodeRegion>) {
-        let hits = scan::scan_code(bitness, &regions);
-        self.code.push((module.to_string(), hits));
-        self.bytes.push((module.to_string(), regions));
+    /// Adds one image's code (from a file, or read from the dump). `candidates` are the tags
+    /// worth a byte search and an anchored decode (those of the tag tables); the linear decode
+    /// reports every tag. `untagged_call` says whether an indirect call's memory operand is an
+    /// import slot of ExAllocatePool.
+    pub fn add_code(
+        &mut self,
+        module: &str,
+        bitness: u32,
+        regions: &[CodeRegion],
+        candidates: &[Tag],
+        untagged_call: &dyn Fn(u64) -> bool,
+    ) {
+        let linear = scan::scan(bitness, regions);
+        let mut ev = ModuleEvidence { name: module.to_string(), hits: linear.tags, ..Default::default() };
+        let set: std::collections::HashSet<Tag> = candidates.iter().copied().collect();
+        let (anchored, bytes) = scan::anchored_all(bitness, regions, &set);
+        ev.bytes = bytes;
+        let total = |h: &TagHits| h.alloc_argument + h.other_immediate;
+        for (tag, a) in anchored {
+            let better = match ev.hits.get(&tag) {
+                Some(l) => total(&a) > total(l),
+                None => true,
+            };
+            if better {
+                ev.hits.insert(tag, a);
+            }
+        }
+        ev.untagged_calls = linear.indirect_calls.iter().filter(|(t, _)| untagged_call(**t)).map(|(_, n)| *n).sum();
+        self.modules.push(ev);
     }
 
     /// Reads and scans the code of every loaded module that has PE headers in the dump.
-    pub fn add_modules(&mut self, mem: &dyn VirtualMemory, modules: &[Module]) {
+    /// `ex_allocate_pool` is nt!ExAllocatePool's address, when the symbols give it.
+    pub fn add_modules(&mut self, mem: &dyn VirtualMemory, modules: &[Module], candidates: &[Tag], ex_allocate_pool: Option<u64>) {
         let mut no_pe = 0usize;
+        let untagged = |slot: u64| ex_allocate_pool.is_some_and(|a| mem.read_ptr(slot).ok() == Some(a));
         for m in modules {
             let Some(pe) = &m.pe else {
                 no_pe += 1;
@@ -84,7 +124,7 @@ impl Attributor {
             if missing > 0 {
                 self.warnings.push(format!("{}: {missing} code pages not in the dump", m.name));
             }
-            self.add_code(&m.name, bitness, regions);
+            self.add_code(&m.name, bitness, &regions, candidates, &untagged);
         }
         if no_pe > 0 {
             self.warnings.push(format!(
@@ -97,29 +137,27 @@ impl Attributor {
     /// Every mapping for `tag`, strongest source first.
     pub fn mappings(&self, tag: Tag) -> Vec<Mapping> {
         let mut out = Vec::new();
-        for (module, hits) in &self.code {
-            if let Some(h) = hits.get(&tag) {
+        let driver = |module: &str, source, count, address| Mapping {
+            module: Some(module.to_string()),
+            description: None,
+            source,
+            count,
+            line: None,
+            address,
+        };
+        for m in &self.modules {
+            if let Some(h) = m.hits.get(&tag) {
                 let (source, count) = if h.alloc_argument > 0 {
                     (Source::DriverCodeAllocation, h.alloc_argument)
                 } else {
                     (Source::DriverCodeImmediate, h.other_immediate)
                 };
-                out.push(Mapping { module: Some(module.clone()), description: None, source, count, line: None, address: Some(h.first) });
+                out.push(driver(&m.name, source, count, Some(h.first)));
+            } else if let Some(&n) = m.bytes.get(&tag) {
+                out.push(driver(&m.name, Source::DriverBytes, n, None));
             }
-        }
-        if out.is_empty() {
-            for (module, regions) in &self.bytes {
-                let n: u32 = regions.iter().filter_map(|r| scan::byte_hits(&r.bytes, &[tag]).get(&tag).copied()).sum();
-                if n > 0 {
-                    out.push(Mapping {
-                        module: Some(module.clone()),
-                        description: None,
-                        source: Source::DriverBytes,
-                        count: n,
-                        line: None,
-                        address: None,
-                    });
-                }
+            if tag == UNTAGGED && m.untagged_calls > 0 {
+                out.push(driver(&m.name, Source::DriverCallsUntaggedAllocator, m.untagged_calls, None));
             }
         }
         if let Some(f) = &self.pooltag {
@@ -156,20 +194,33 @@ mod tests {
     #[test]
     fn sources_are_ranked_and_named() {
         let mut a = Attributor::new(Some(PoolTagFile::parse("Leak - leaky.sys - leaks on purpose\nIrp  - nt - irps\n")));
-        // mov r8d, 'Leak' in leaky.sys; 'Leak' as bytes in other.sys's code (no instruction).
+        let cands = [Tag(*b"Leak"), Tag(*b"None"), Tag(*b"Irp ")];
+        let never = |_: u64| false;
+        // mov r8d, 'Leak' in leaky.sys; 'None' as bytes in other.sys's code (no instruction).
         let mov_r8d = vec![0x41, 0xb8, b'L', b'e', b'a', b'k'];
-        a.add_code("leaky.sys", 64, vec![CodeRegion { address: 0x1000, bytes: mov_r8d }]);
-        a.add_code("other.sys", 64, vec![CodeRegion { address: 0x2000, bytes: vec![0xc3, b'N', b'o', b'n', b'e'] }]);
+        a.add_code("leaky.sys", 64, &[CodeRegion { address: 0x1000, bytes: mov_r8d }], &cands, &never);
+        a.add_code("other.sys", 64, &[CodeRegion { address: 0x2000, bytes: vec![0xc3, b'N', b'o', b'n', b'e'] }], &cands, &never);
+        // untagged.sys: call qword ptr [rip+0] -> slot 0x3006, which holds ExAllocatePool.
+        a.add_code("untagged.sys", 64, &[CodeRegion { address: 0x3000, bytes: vec![0xff, 0x15, 0, 0, 0, 0] }], &cands, &|t| t == 0x3006);
         let m = a.mappings(Tag(*b"Leak"));
-        let got: Vec<_> = m.iter().map(|m| (m.module.as_deref(), m.source, m.count, m.line)).collect();
+        let got: Vec<_> = m.iter().map(|m| (m.module.as_deref(), m.source, m.count, m.line, m.address)).collect();
         assert_eq!(
             got,
-            [(Some("leaky.sys"), Source::DriverCodeAllocation, 1, None), (Some("leaky.sys"), Source::PoolTagFile, 0, Some(1))]
+            [
+                (Some("leaky.sys"), Source::DriverCodeAllocation, 1, None, Some(0x1000)),
+                (Some("leaky.sys"), Source::PoolTagFile, 0, Some(1), None)
+            ]
         );
-        let none = a.mappings(Tag(*b"None"));
-        // Byte evidence is the weakest source: after the built-in table.
-        assert_eq!(none.iter().map(|m| m.source).collect::<Vec<_>>(), [Source::BuiltIn, Source::DriverBytes]);
-        assert_eq!(none[1].module.as_deref(), Some("other.sys"));
+        let none = a.mappings(UNTAGGED);
+        let got: Vec<_> = none.iter().map(|m| (m.module.as_deref(), m.source)).collect();
+        assert_eq!(
+            got,
+            [
+                (Some("untagged.sys"), Source::DriverCallsUntaggedAllocator),
+                (Some("<any>"), Source::BuiltIn),
+                (Some("other.sys"), Source::DriverBytes)
+            ]
+        );
         let irp = a.mappings(Tag(*b"Irp "));
         assert_eq!(irp.iter().map(|m| m.source).collect::<Vec<_>>(), [Source::PoolTagFile, Source::BuiltIn]);
     }

@@ -13,7 +13,7 @@ use crate::memory::{VirtualMemory, PAGE_SIZE};
 use crate::pool::Tag;
 use iced_x86::{Decoder, DecoderOptions, Instruction, Mnemonic, OpKind, Register};
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 /// Largest executable section decoded (real drivers' are under a few MB).
 pub const MAX_SECTION_BYTES: u64 = 64 << 20;
@@ -39,9 +39,52 @@ pub struct CodeRegion {
     pub bytes: Vec<u8>,
 }
 
+/// What a linear decode of an image's code found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CodeScan {
+    /// Every printable four-byte immediate, by tag.
+    pub tags: BTreeMap<Tag, TagHits>,
+    /// Memory operands of indirect calls (`call [mem]`: an import's IAT slot), with counts.
+    pub indirect_calls: BTreeMap<u64, u32>,
+}
+
+/// The printable four-byte immediates of one instruction, with whether each is an allocation's
+/// tag argument.
+fn immediates(bitness: u32, ins: &Instruction) -> impl Iterator<Item = (Tag, bool)> + '_ {
+    (0..ins.op_count()).filter_map(move |i| {
+        if !matches!(ins.op_kind(i), OpKind::Immediate32 | OpKind::Immediate32to64) {
+            return None;
+        }
+        let tag = Tag::from_u32(ins.immediate(i) as u32);
+        if !tag.is_printable() || tag.0 == [b' '; 4] {
+            return None;
+        }
+        let alloc = match ins.mnemonic() {
+            Mnemonic::Mov => i == 1 && matches!(ins.op0_register(), Register::R8D | Register::R8),
+            Mnemonic::Push => bitness == 32,
+            _ => false,
+        };
+        Some((tag, alloc))
+    })
+}
+
+fn add_hit(h: &mut BTreeMap<Tag, TagHits>, tag: Tag, alloc: bool, ip: u64) {
+    let e = h.entry(tag).or_insert(TagHits { first: ip, ..TagHits::default() });
+    if alloc {
+        e.alloc_argument += 1;
+    } else {
+        e.other_immediate += 1;
+    }
+}
+
 /// Every printable four-byte immediate in `regions`, by tag.
 pub fn scan_code(bitness: u32, regions: &[CodeRegion]) -> BTreeMap<Tag, TagHits> {
-    let mut out: BTreeMap<Tag, TagHits> = BTreeMap::new();
+    scan(bitness, regions).tags
+}
+
+/// Linear decode of `regions`: immediates and indirect call targets.
+pub fn scan(bitness: u32, regions: &[CodeRegion]) -> CodeScan {
+    let mut out = CodeScan::default();
     let mut ins = Instruction::default();
     for r in regions {
         let mut d = Decoder::with_ip(bitness, &r.bytes, r.address, DecoderOptions::NONE);
@@ -50,30 +93,71 @@ pub fn scan_code(bitness: u32, regions: &[CodeRegion]) -> BTreeMap<Tag, TagHits>
             if ins.is_invalid() {
                 continue;
             }
-            for i in 0..ins.op_count() {
-                let kind = ins.op_kind(i);
-                if !matches!(kind, OpKind::Immediate32 | OpKind::Immediate32to64) {
-                    continue;
-                }
-                let tag = Tag::from_u32(ins.immediate(i) as u32);
-                if !tag.is_printable() || tag.0 == [b' '; 4] {
-                    continue;
-                }
-                let alloc = match ins.mnemonic() {
-                    Mnemonic::Mov => i == 1 && matches!(ins.op0_register(), Register::R8D | Register::R8),
-                    Mnemonic::Push => bitness == 32,
-                    _ => false,
-                };
-                let h = out.entry(tag).or_insert(TagHits { first: ins.ip(), ..TagHits::default() });
-                if alloc {
-                    h.alloc_argument += 1;
+            for (tag, alloc) in immediates(bitness, &ins) {
+                add_hit(&mut out.tags, tag, alloc, ins.ip());
+            }
+            if ins.mnemonic() == Mnemonic::Call && ins.op_count() == 1 && ins.op0_kind() == OpKind::Memory {
+                let target = if ins.is_ip_rel_memory_operand() {
+                    Some(ins.ip_rel_memory_address())
+                } else if ins.memory_base() == Register::None && ins.memory_index() == Register::None {
+                    Some(ins.memory_displacement64())
                 } else {
-                    h.other_immediate += 1;
+                    None
+                };
+                if let Some(t) = target {
+                    *out.indirect_calls.entry(t).or_insert(0) += 1;
                 }
             }
         }
     }
     out
+}
+
+/// Longest x86 instruction: an anchored decode starts at most this far before the tag.
+const MAX_INSTRUCTION: usize = 15;
+
+/// Instruction evidence for `tag` at each byte offset where its four bytes occur: see
+/// [`anchored_all`]. Returns the hits and the number of byte occurrences.
+pub fn anchored_hits(bitness: u32, regions: &[CodeRegion], tag: Tag) -> (Option<TagHits>, u32) {
+    let (mut hits, bytes) = anchored_all(bitness, regions, &HashSet::from([tag]));
+    (hits.remove(&tag), bytes.get(&tag).copied().unwrap_or(0))
+}
+
+/// For every byte offset where one of `candidates` occurs (one pass, a set lookup per
+/// offset), an anchored decode: an instruction that starts up to 15 bytes before the
+/// occurrence and ends exactly after it, with the tag as its immediate. This finds call sites
+/// that a linear decode misses when it is out of step (data or padding before a function).
+/// Returns the instruction hits and the byte-occurrence counts, by tag.
+pub fn anchored_all(bitness: u32, regions: &[CodeRegion], candidates: &HashSet<Tag>) -> (BTreeMap<Tag, TagHits>, BTreeMap<Tag, u32>) {
+    let mut hits = BTreeMap::new();
+    let mut bytes = BTreeMap::new();
+    if candidates.is_empty() {
+        return (hits, bytes);
+    }
+    let mut ins = Instruction::default();
+    for r in regions {
+        for (o, w) in r.bytes.windows(4).enumerate() {
+            let tag = Tag([w[0], w[1], w[2], w[3]]);
+            if !candidates.contains(&tag) {
+                continue;
+            }
+            *bytes.entry(tag).or_insert(0u32) += 1;
+            for back in 1..=MAX_INSTRUCTION.min(o) {
+                let start = o - back;
+                let Some(code) = r.bytes.get(start..o + 4) else { continue };
+                let mut d = Decoder::with_ip(bitness, code, r.address + start as u64, DecoderOptions::NONE);
+                d.decode_out(&mut ins);
+                if ins.is_invalid() || ins.len() != code.len() {
+                    continue;
+                }
+                if let Some((t, alloc)) = immediates(bitness, &ins).find(|(t, _)| *t == tag) {
+                    add_hit(&mut hits, t, alloc, ins.ip());
+                    break;
+                }
+            }
+        }
+    }
+    (hits, bytes)
 }
 
 /// The code sections of a PE file on disk, and the bitness to decode them with.
@@ -179,5 +263,21 @@ mod tests {
         assert_eq!(hits(&m), [("Leak".to_string(), 1, 2)]);
         assert_eq!(m[&Tag(*b"Leak")].first, 0x1000);
         assert_eq!(byte_hits(&code, &[Tag(*b"Leak"), Tag(*b"None")]).into_iter().collect::<Vec<_>>(), [(Tag(*b"Leak"), 2)]);
+    }
+
+    /// A linear decode thrown out of step by an odd run of zero bytes swallows `push 'Acme'`
+    /// (`00 68` decodes as `add [eax+..], ch`); the anchored decode still finds it.
+    #[test]
+    fn anchored_decode_recovers_desynchronised_sites() {
+        let mut code = vec![0xc3];
+        code.extend_from_slice(&[0u8; 0xff]);
+        code.extend_from_slice(&[0x68, b'A', b'c', b'm', b'e', 0x68, 0x10, 0, 0, 0, 0x6a, 0, 0xff, 0x15, 0, 0x20, 0, 0, 0xc3]);
+        let regions = [CodeRegion { address: 0x1000, bytes: code }];
+        let tag = Tag(*b"Acme");
+        assert_eq!(scan_code(32, &regions).get(&tag).map(|h| h.alloc_argument), None, "linear decode misses it");
+        let (h, bytes) = anchored_hits(32, &regions, tag);
+        assert_eq!((h.map(|h| (h.alloc_argument, h.first)), bytes), (Some((1, 0x1100)), 1));
+        // The indirect call through [0x2000] is recorded.
+        assert_eq!(scan(32, &regions).indirect_calls.get(&0x2000), Some(&1));
     }
 }

@@ -16,6 +16,9 @@ use crate::symbols::Profile;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
+/// Most tags searched for in drivers' code bytes (a real system has a few thousand).
+pub const MAX_CANDIDATE_TAGS: usize = 20_000;
+
 /// Most blocks kept for a `blocks` listing (the scan itself streams; this bounds the report).
 pub const MAX_LISTED_BLOCKS: usize = 5_000_000;
 
@@ -259,7 +262,12 @@ pub fn analyze_with_kernel(dump: &Dump, kernel: &KernelInfo, opts: AnalyzeOption
     // Attribution.
     let mut attributor = Attributor::new(opts.pooltag);
     if opts.scan_drivers {
-        attributor.add_modules(mem, &kernel.modules.modules);
+        let mut candidates: Vec<Tag> = tables.iter().flat_map(|t| t.tags.iter().chain(t.session.iter().flatten())).map(|s| s.tag).collect();
+        candidates.extend(big.iter().flat_map(|b| b.entries.iter().map(|e| e.tag)));
+        candidates.sort_unstable();
+        candidates.dedup();
+        candidates.truncate(MAX_CANDIDATE_TAGS);
+        attributor.add_modules(mem, &kernel.modules.modules, &candidates, ctx.global("ExAllocatePool"));
         warnings.extend(attributor.warnings.iter().cloned());
     }
     let row = |s: &TagStats| TagRow {
@@ -281,8 +289,13 @@ pub fn analyze_with_kernel(dump: &Dump, kernel: &KernelInfo, opts: AnalyzeOption
     warnings.extend(vm.warnings.iter().cloned());
 
     let mut big_out = big;
-    if let (Some(b), Some(_)) = (big_out.as_mut(), &opts.tag) {
-        b.entries.retain(|e| wanted(e.tag));
+    if let Some(b) = big_out.as_mut() {
+        if opts.tag.is_some() {
+            b.entries.retain(|e| wanted(e.tag));
+        }
+        for e in b.entries.iter_mut().filter(|e| e.pool == PoolKind::Unknown) {
+            e.pool = big_block(e, &ranges).pool;
+        }
     }
     Ok(PoolReport {
         schema: 1,
@@ -318,9 +331,9 @@ pub fn analyze_with_kernel(dump: &Dump, kernel: &KernelInfo, opts: AnalyzeOption
 /// A big allocation as a block. XP's entries record no pool type: the pool range that holds the
 /// address says which pool, else it is unknown.
 fn big_block(e: &BigPage, ranges: &[PoolRange]) -> Block {
-    let pool = match e.pool_type {
-        Some(t) => t.kind,
-        None => ranges.iter().find(|r| (r.start..r.end).contains(&e.va)).map_or(PoolKind::Unknown, |r| r.kind),
+    let pool = match e.pool {
+        PoolKind::Unknown => ranges.iter().find(|r| (r.start..r.end).contains(&e.va)).map_or(PoolKind::Unknown, |r| r.kind),
+        k => k,
     };
     let pool_type = e.pool_type.unwrap_or(PoolType { raw: 0, kind: pool, session: false, quota: false });
     Block {
@@ -348,14 +361,15 @@ fn symbols_info(opts: &AnalyzeOptions, kernel: &KernelInfo) -> SymbolsInfo {
     }
 }
 
-/// Modules whose code allocates with a tag, with the outstanding bytes of those tags.
+/// Modules whose code allocates with a tag (or, for "None", calls ExAllocatePool), with the
+/// outstanding bytes of those tags.
 fn driver_rows(rows: &[TagRow]) -> Vec<DriverRow> {
     let mut by_module: BTreeMap<String, (Vec<Tag>, u64, Vec<Tag>)> = BTreeMap::new();
     for r in rows {
         let owners: Vec<&str> = r
             .drivers
             .iter()
-            .filter(|m| m.source == Source::DriverCodeAllocation)
+            .filter(|m| matches!(m.source, Source::DriverCodeAllocation | Source::DriverCallsUntaggedAllocator))
             .filter_map(|m| m.module.as_deref())
             .collect();
         for o in &owners {

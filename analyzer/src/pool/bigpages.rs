@@ -8,7 +8,7 @@
 
 use super::layout::{FieldSpec, LayoutSource};
 use super::tag::Tag;
-use super::types::PoolType;
+use super::types::{PoolKind, PoolType};
 use super::{hex, hex_opt, KernelContext, PoolError};
 use crate::memory::{VirtualMemory, PAGE_SIZE};
 use crate::symbols::Profile;
@@ -107,6 +107,9 @@ pub struct BigPage {
     pub size: u64,
     /// `None` on XP, whose entries have no pool type.
     pub pool_type: Option<PoolType>,
+    /// The pool: from the pool type, else (XP) from the pool range holding `va` when the
+    /// caller knows the ranges, else unknown.
+    pub pool: PoolKind,
     /// 20348+: the entry's ProcessBilled as stored.
     #[serde(serialize_with = "hex_opt")]
     pub process_billed: Option<u64>,
@@ -177,11 +180,13 @@ fn decode(l: &BigPageLayout, e: &[u8], out: &mut BigPages) {
         (None, Some(f)) => f.read(e).unwrap_or(0).saturating_mul(PAGE_SIZE),
         (None, None) => 0,
     };
+    let pool_type = l.pool_type.and_then(|f| f.read(e)).map(|v| PoolType::from_pool_type(v as u32));
     out.entries.push(BigPage {
         va,
         tag: Tag::from_u32(key),
         size,
-        pool_type: l.pool_type.and_then(|f| f.read(e)).map(|v| PoolType::from_pool_type(v as u32)),
+        pool_type,
+        pool: pool_type.map_or(PoolKind::Unknown, |t| t.kind),
         process_billed: l.process_billed.and_then(|f| f.read(e)),
     });
 }
@@ -190,7 +195,6 @@ fn decode(l: &BigPageLayout, e: &[u8], out: &mut BigPages) {
 mod tests {
     use super::*;
     use crate::pool::testmem::*;
-    use crate::pool::PoolKind;
 
     const KB64: u64 = 0xffff_f800_1000_0000;
     const KB32: u64 = 0x8040_0000;
@@ -283,6 +287,7 @@ mod tests {
         let b = read_big_pages(mem, &ctx(Some(&p), 4, 2600, KB32)).unwrap();
         assert_eq!((b.entries.len(), b.unreadable), (1, 1));
         assert_eq!((b.entries[0].va, b.entries[0].size, b.entries[0].pool_type), (0x8234_5000, 0x3000, None));
+        assert_eq!(b.entries[0].pool, PoolKind::Unknown, "XP entries record no pool");
         assert_eq!(BigPageLayout::built_in(4, 2600).size, 0xc);
     }
 
