@@ -122,7 +122,7 @@ def main():
     for spec in a.dumps:
         label, path = spec.split("=", 1)
         cmds = {
-            "pooltriage inspect": [env["BENCH_POOLTRIAGE"], "inspect", path],
+            "pooltriage inspect": [env["BENCH_POOLTRIAGE"], "inspect", path] + env.get("BENCH_INSPECT_ARGS", "").split(),
             "pooltriage reader: every stored page": [env["BENCH_READ_ALL"], path],
             "kdmp-parser (Python wheel): every stored page": [env["BENCH_PYTHON"], env["BENCH_KDMP_SCRIPT"], path],
         }

@@ -40,6 +40,14 @@ for fmt in kernel-bitmap full-bitmap; do
     dumps+=("$PROFILE $fmt=$dump")
 done
 
+# inspect's symbol lookups (symbol server, cache) are not dump reading: leave them out when the
+# binary has them, so the number is the dump reader's.
+INSPECT_ARGS=""
+if target/release/pooltriage inspect --help 2>/dev/null | grep -q -- '--no-symbols'; then
+    INSPECT_ARGS="--no-symbols"
+fi
+
+BENCH_INSPECT_ARGS="$INSPECT_ARGS" \
 BENCH_POOLTRIAGE="$ROOT/target/release/pooltriage" \
 BENCH_READ_ALL="$ROOT/target/release/examples/read_all_pages" \
 BENCH_PYTHON="$POOLTRIAGE_PYTHON" \
