@@ -16,6 +16,7 @@ pub mod poolstate;
 pub mod profiles;
 pub mod rng;
 pub mod scenario;
+pub mod segheap;
 pub mod space;
 pub mod system;
 pub mod truth;
@@ -136,6 +137,13 @@ pub fn forge(opts: &Options, out: &Path) -> Result<truth::Truth, ForgeError> {
     let seed = format!("{}/{}/{}/{}", spec.name, scenario.name(), opts.size, processors);
     let mut sys = system::System::build(spec, profile, opts.size, processors, &seed, data_limit, &scenario.drivers())?;
     let pool = scenario.plant(&mut sys)?;
+    // Close the last classic pool page and seal open VS subsegments (also for scenarios that
+    // plant no pool of their own: the base system's blocks are in the pool too).
+    {
+        let system::System { machine, nonpaged, paged, .. } = &mut sys;
+        nonpaged.close_page(machine)?;
+        paged.close_page(machine)?;
+    }
     sys.machine.finish();
     // Low physical memory (1-16 MiB) is stored too; pages in 0x1000-0xFF000 never are (that is
     // where Volatility looks for the boot trampoline).

@@ -9,6 +9,7 @@
 //! Every block is recorded in [`PoolRegion::allocations`]; the pool scenarios
 //! ([`crate::poolstate`]) turn them into tag tables, the big page table and the truth.
 
+use crate::segheap::SegmentHeap;
 use crate::space::{Machine, Paging, PAGE};
 use crate::ForgeError;
 use analyzer::symbols::{Field, Profile};
@@ -100,6 +101,8 @@ pub struct Allocation {
     pub allocated: bool,
     pub big: bool,
     pub quota: Option<Quota>,
+    /// "classic", "big", "lfh" or "vs".
+    pub source: &'static str,
 }
 
 #[derive(Debug, Clone)]
@@ -114,6 +117,8 @@ pub struct PoolRegion {
     /// Size in header units of the previous block in the current page (for PreviousSize).
     previous_units: u64,
     pub allocations: Vec<Allocation>,
+    /// Windows 10 19H1+: small blocks go to this segment heap instead of classic pages.
+    pub segment_heap: Option<SegmentHeap>,
 }
 
 /// Tag of the free block that closes a partly used page.
@@ -121,7 +126,17 @@ pub const FREE_TAG: [u8; 4] = *b"Free";
 
 impl PoolRegion {
     pub fn new(base: u64, kind: PoolKind, paging: Paging, build: u32, layout: HeaderLayout) -> PoolRegion {
-        PoolRegion { kind, base, next: base, paging, build, layout, previous_units: 0, allocations: Vec::new() }
+        PoolRegion {
+            kind,
+            base,
+            next: base,
+            paging,
+            build,
+            layout,
+            previous_units: 0,
+            allocations: Vec::new(),
+            segment_heap: None,
+        }
     }
 
     /// Header size and allocation granularity.
@@ -150,8 +165,8 @@ impl PoolRegion {
         self.block(m, size, tag, true, None)
     }
 
-    /// A quota-charged allocation: `billed` is the value stored in the header's ProcessBilled,
-    /// computed from the header address by the caller's closure.
+    /// A quota-charged allocation: `encode` turns the POOL_HEADER's address into the value
+    /// stored in its ProcessBilled.
     pub fn alloc_quota(
         &mut self,
         m: &mut Machine,
@@ -165,9 +180,7 @@ impl PoolRegion {
         if block > PAGE - h || self.layout.process_billed.is_none() {
             return Err(ForgeError::Internal("quota blocks need an x64 header and fit one page".into()));
         }
-        self.fit(m, block)?;
-        let stored = encode(self.next);
-        self.block(m, size, tag, true, Some(Quota { eprocess, stored }))
+        self.block(m, size, tag, true, Some((eprocess, encode)))
     }
 
     /// A free block (PoolType 0) of `size` data bytes that still carries `tag`, as a freed
@@ -190,28 +203,44 @@ impl PoolRegion {
         size: u64,
         tag: &[u8; 4],
         allocated: bool,
-        quota: Option<Quota>,
+        quota: Option<(u64, &dyn Fn(u64) -> u64)>,
     ) -> Result<u64, ForgeError> {
         let h = self.header_size();
         let block = (size + h).div_ceil(h) * h;
-        if block > PAGE - h {
+        let big = if self.segment_heap.is_some() { block > 0xfe0 } else { block > PAGE - h };
+        if big {
             if !allocated {
                 return Err(ForgeError::Internal("free big allocations are not mapped".into()));
             }
             // Big-page allocation: page aligned, no header.
-            self.close_page(m)?;
+            if self.segment_heap.is_none() {
+                self.close_page(m)?;
+            }
             let va = self.next;
             let bytes = size.div_ceil(PAGE) * PAGE;
             m.map_range(va, bytes)?;
             self.next = va + bytes;
             self.previous_units = 0;
-            self.allocations.push(Allocation { address: va, size: bytes, tag: *tag, kind: self.kind, allocated, big: true, quota });
+            let quota = quota.map(|(eprocess, encode)| Quota { eprocess, stored: encode(va) });
+            self.allocations.push(Allocation { address: va, size: bytes, tag: *tag, kind: self.kind, allocated, big: true, quota, source: "big" });
             return Ok(va);
+        }
+        let pool_type = if allocated { self.header_pool_type() } else { 0 };
+        if let Some(heap) = self.segment_heap.as_mut() {
+            let placed = heap.place(m, block, allocated)?;
+            let quota = quota.map(|(eprocess, encode)| Quota { eprocess, stored: encode(placed.header) });
+            // Heap blocks have no neighbours in a header chain: PreviousSize 0.
+            self.previous_units = 0;
+            self.write_header(m, placed.header, block, tag, pool_type, quota)?;
+            self.previous_units = 0;
+            self.allocations.push(Allocation { address: placed.header, size: block, tag: *tag, kind: self.kind, allocated, big: false, quota, source: placed.source });
+            return Ok(placed.header + h);
         }
         self.fit(m, block)?;
         let va = self.next;
-        self.write_header(m, va, block, tag, if allocated { self.header_pool_type() } else { 0 }, quota)?;
-        self.allocations.push(Allocation { address: va, size: block, tag: *tag, kind: self.kind, allocated, big: false, quota });
+        let quota = quota.map(|(eprocess, encode)| Quota { eprocess, stored: encode(va) });
+        self.write_header(m, va, block, tag, pool_type, quota)?;
+        self.allocations.push(Allocation { address: va, size: block, tag: *tag, kind: self.kind, allocated, big: false, quota, source: "classic" });
         self.next = va + block;
         if self.next % PAGE == 0 {
             self.previous_units = 0;
@@ -249,6 +278,9 @@ impl PoolRegion {
     /// Fills the rest of a partly used page with one free block, so the header chain reaches
     /// the page end, and moves to the next page.
     pub fn close_page(&mut self, m: &mut Machine) -> Result<(), ForgeError> {
+        if let Some(heap) = self.segment_heap.as_mut() {
+            return heap.seal(m);
+        }
         let used = self.next % PAGE;
         if used == 0 {
             return Ok(());
@@ -256,7 +288,7 @@ impl PoolRegion {
         let rest = PAGE - used;
         let va = self.next;
         self.write_header(m, va, rest, &FREE_TAG, 0, None)?;
-        self.allocations.push(Allocation { address: va, size: rest, tag: FREE_TAG, kind: self.kind, allocated: false, big: false, quota: None });
+        self.allocations.push(Allocation { address: va, size: rest, tag: FREE_TAG, kind: self.kind, allocated: false, big: false, quota: None, source: "classic" });
         self.next = va + rest;
         self.previous_units = 0;
         Ok(())

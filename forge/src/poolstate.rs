@@ -362,7 +362,7 @@ pub fn finish(sys: &mut System, plan: &PoolPlan) -> Result<Value, ForgeError> {
         .iter()
         .map(|b| {
             let mut v = json!({ "address": hex(b.address), "size": b.size, "tag": tag_str(&b.tag),
-                "pool_type": b.kind.as_str(), "allocated": b.allocated, "source": if b.big { "big" } else { "classic" } });
+                "pool_type": b.kind.as_str(), "allocated": b.allocated, "source": b.source });
             if let Some(q) = b.quota {
                 v["process_billed"] = json!(hex(q.eprocess));
             }

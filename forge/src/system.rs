@@ -8,6 +8,7 @@
 use crate::pool::{HeaderLayout, PoolKind, PoolRegion};
 use crate::profiles::ProfileSpec;
 use crate::rng::SplitMix64;
+use crate::segheap::{SegLayout, SegmentHeap};
 use crate::space::{Machine, Paging, PAGE};
 use crate::truth::{ModuleTruth, PdbTruth, ProcessTruth};
 use crate::{pe, ForgeError};
@@ -155,6 +156,8 @@ const PLANTED: &[(&str, u64)] = &[
     ("MmMaximumNonPagedPoolInBytes", 8),
     ("MmPagedPoolCommit", 8),
     ("MmAllocatedNonPagedPool", 8),
+    ("ExPoolState", 0x6000),
+    ("RtlpHpHeapGlobals", 0x40),
 ];
 
 fn sign_extend32(ptr_size: u8, v: u64) -> u64 {
@@ -206,6 +209,7 @@ impl System {
             return Err(ForgeError::Internal("profile pointer size does not match the paging mode".into()));
         }
         sys.build_kernel_image()?;
+        sys.build_segment_heaps()?;
         sys.build_kuser_shared_data()?;
         sys.build_drivers()?;
         for d in vendor_drivers {
@@ -446,6 +450,42 @@ impl System {
         self.machine.write_u16(at + 2, len + 2)?;
         let off = self.offset("_UNICODE_STRING", "Buffer")?;
         self.machine.write_ptr(at + off, buf)
+    }
+
+    /// Windows 10 19H1+ kernels (those whose symbols have ExPoolState and the segment-heap
+    /// types): one segment heap per pool, registered in ExPoolState.PoolNode[0].Heaps[] (index
+    /// 0 NonPagedPool, 2 PagedPool), keys in RtlpHpHeapGlobals, which ExPoolState's first
+    /// pointer names. Small pool blocks then live in LFH/VS subsegments ([`crate::segheap`]).
+    fn build_segment_heaps(&mut self) -> Result<(), ForgeError> {
+        if self.spec.build < 18362 {
+            return Ok(());
+        }
+        let Some(layout) = SegLayout::from_profile(&self.profile) else { return Ok(()) };
+        let state = self.global("ExPoolState")?;
+        let globals = self.global("RtlpHpHeapGlobals")?;
+        let pool_node = self.offset("_EX_POOL_HEAP_MANAGER_STATE", "PoolNode")?;
+        let pools = self.offset("_EX_POOL_HEAP_MANAGER_STATE", "NumberOfPools")?;
+        let heaps = self.offset("_EX_HEAP_POOL_NODE", "Heaps")?;
+        let heap_key = self.rng.next_u64() | 0x0101_0101_0101_0101;
+        let lfh_key = self.rng.next_u64() | 0x0101_0101_0101_0101;
+        self.machine.write_u64(globals, heap_key)?;
+        self.machine.write_u64(globals + 8, lfh_key)?;
+        self.machine.write_u64(state, globals)?;
+        self.machine.write_u32(state + pools, 1)?;
+        for (index, region) in [(0u64, PoolKind::NonPaged), (2, PoolKind::Paged)] {
+            let base = match region {
+                PoolKind::NonPaged => self.nonpaged.base,
+                PoolKind::Paged => self.paged.base,
+            };
+            let heap_va = base + 0x3000_0000;
+            let heap = SegmentHeap::new(&mut self.machine, layout, heap_va, heap_va + 0x10_0000, heap_key, lfh_key)?;
+            self.machine.write_u64(state + pool_node + heaps + index * 8, heap_va)?;
+            match region {
+                PoolKind::NonPaged => self.nonpaged.segment_heap = Some(heap),
+                PoolKind::Paged => self.paged.segment_heap = Some(heap),
+            }
+        }
+        Ok(())
     }
 
     fn build_vendor_driver(&mut self, d: &VendorDriver) -> Result<(), ForgeError> {

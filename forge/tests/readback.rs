@@ -603,6 +603,36 @@ fn check_pool(profile: &str, scenario: &str) {
     }
     assert_eq!(seen, classic.len());
 
+    // Segment-heap blocks (19041, 20348): each starts with a POOL_HEADER covering it exactly;
+    // quota blocks decode to a planted EPROCESS.
+    let cookie = prof.global("ExpPoolQuotaCookie").map(|c| r.ptr(kbase + c));
+    for b in pool["blocks"].as_array().unwrap().iter().filter(|b| b["source"] == "lfh" || b["source"] == "vs") {
+        let a = hex(&b["address"]);
+        let raw = r.read(a, 16).expect("heap block readable");
+        assert_eq!(u64::from(raw[2]) * 16, b["size"].as_u64().unwrap(), "{a:#x}: BlockSize");
+        assert_eq!(tag_of(u32_at(&raw, 4)), b["tag"].as_str().unwrap(), "{a:#x}: tag");
+        assert_eq!(raw[3] & 7 != 0, b["allocated"].as_bool().unwrap(), "{a:#x}: PoolType");
+        if let Some(billed) = b.get("process_billed") {
+            let e = u64_at(&raw, 8) ^ cookie.unwrap_or(0) ^ if cookie.is_some() { a } else { 0 };
+            assert_eq!(e, hex(billed));
+        }
+    }
+    if truth["build"].as_u64().unwrap() >= 18362 {
+        let walked = walk_segment_heap(&r, &prof, kbase);
+        let mut want: Vec<(u64, u64, String, bool, &str)> = pool["blocks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|b| b["source"] == "lfh" || (b["source"] == "vs" && b["allocated"] == true))
+            .map(|b| {
+                (hex(&b["address"]), b["size"].as_u64().unwrap(), b["tag"].as_str().unwrap().to_string(), b["allocated"].as_bool().unwrap(), if b["source"] == "lfh" { "lfh" } else { "vs" })
+            })
+            .collect();
+        want.sort();
+        assert!(!want.is_empty());
+        assert_eq!(walked, want, "segment heap walk vs truth");
+    }
+
     // Big page table: page aligned, a multiple of 0x1000 entries, the truth's entries exactly.
     let table = r.ptr(g("PoolBigPageTable"));
     let n = r.ptr(g("PoolBigPageTableSize"));
@@ -648,6 +678,90 @@ fn check_pool(profile: &str, scenario: &str) {
         }
         assert!(d["leaked_bytes"].as_u64().unwrap() > 0);
     }
+}
+
+/// Walks the segment heap from nt!ExPoolState the way Windows lays it out (and MemProcFS /
+/// PoolViewer decode it), written here from those encodings: heaps of PoolNode[0], page
+/// segments from SegContexts[0].SegmentListHead (signature check), range descriptors (11 LFH,
+/// 15 VS), LFH blocks by the decoded BlockOffsets and 2-bit bitmap (present = header non-zero),
+/// VS chunks by their decoded headers (allocated ones). Returns (header address, size, tag,
+/// allocated, "lfh"|"vs"), sorted.
+fn walk_segment_heap(r: &Reader, prof: &Profile, kbase: u64) -> Vec<(u64, u64, String, bool, &'static str)> {
+    let o = |t: &str, f: &str| prof.offset(t, f).unwrap_or_else(|| panic!("{t}.{f}"));
+    let state = kbase + prof.global("ExPoolState").unwrap();
+    let globals = r.ptr(state);
+    let key = u64_at(&r.read(globals, 16).unwrap(), 0);
+    let lfh_key = u64_at(&r.read(globals, 16).unwrap(), 8);
+    let pools = u32_at(&r.read(state + o("_EX_POOL_HEAP_MANAGER_STATE", "NumberOfPools"), 4).unwrap(), 0);
+    assert!((1..=64).contains(&pools));
+    let node = state + o("_EX_POOL_HEAP_MANAGER_STATE", "PoolNode");
+    let mut out = Vec::new();
+    for i in 0..4u64 {
+        let heap = r.ptr(node + o("_EX_HEAP_POOL_NODE", "Heaps") + i * 8);
+        if heap == 0 {
+            continue;
+        }
+        assert_eq!(heap & 0xfff, 0);
+        assert_eq!(u32_at(&r.read(heap + 16, 4).unwrap(), 0), 0xddee_ddee, "heap signature");
+        let ctx = heap + o("_SEGMENT_HEAP", "SegContexts");
+        let first = u64::from(r.read(ctx + o("_HEAP_SEG_CONTEXT", "FirstDescriptorIndex"), 1).unwrap()[0]);
+        let shift = r.read(ctx + o("_HEAP_SEG_CONTEXT", "UnitShift"), 1).unwrap()[0];
+        assert_eq!(shift, 12);
+        let head = ctx + o("_HEAP_SEG_CONTEXT", "SegmentListHead");
+        for seg in walk(r, head, 0) {
+            let sig = u64_at(&r.read(seg + 16, 8).unwrap(), 0) ^ key ^ seg ^ 0xa2e6_4ead_a2e6_4ead;
+            assert_eq!(sig, heap, "segment {seg:#x} signature");
+            let dsize = prof.type_size("_HEAP_PAGE_RANGE_DESCRIPTOR").unwrap();
+            let mut unit = first;
+            while unit < 256 {
+                let d = r.read(seg + unit * dsize, dsize as usize).unwrap();
+                let flags = d[o("_HEAP_PAGE_RANGE_DESCRIPTOR", "RangeFlags") as usize];
+                let units = u64::from(d[o("_HEAP_PAGE_RANGE_DESCRIPTOR", "UnitSize") as usize]);
+                if units == 0 {
+                    unit += 1;
+                    continue;
+                }
+                let va = seg + (unit << 12);
+                let raw = r.read(va, (units << 12) as usize).expect("subsegment stored");
+                if flags == 11 {
+                    let enc = u32_at(&raw, o("_HEAP_LFH_SUBSEGMENT", "BlockOffsets") as usize) ^ (lfh_key as u32) ^ ((va as u32) >> 12);
+                    let (bs, firstb) = (u64::from(enc & 0xffff), u64::from(enc >> 16));
+                    let bitmap = o("_HEAP_LFH_SUBSEGMENT", "BlockBitmap") as usize;
+                    for b in 0..(raw.len() as u64 - firstb) / bs {
+                        let at = (firstb + b * bs) as usize;
+                        if u64_at(&raw, at) == 0 {
+                            continue;
+                        }
+                        let bits = (raw[bitmap + (b / 4) as usize] >> ((b % 4) * 2)) & 3;
+                        out.push((va + at as u64, bs, tag_of(u32_at(&raw, at + 4)), bits == 1, "lfh"));
+                    }
+                } else if flags == 15 {
+                    let size = u16_at(&raw, o("_HEAP_VS_SUBSEGMENT", "Size") as usize);
+                    let sign = u16_at(&raw, o("_HEAP_VS_SUBSEGMENT", "Signature") as usize) & 0x7fff;
+                    assert_eq!(size, sign ^ 0x2bed, "VS subsegment signature");
+                    let mut off = 0x30u64;
+                    while off + 0x30 < raw.len() as u64 {
+                        let bits = u64_at(&raw, off as usize) ^ (va + off) ^ key;
+                        let chunk = ((bits >> 16) & 0xffff) << 4;
+                        assert!(chunk >= 16 && off + chunk <= raw.len() as u64, "VS chunk at {:#x}", va + off);
+                        if (bits >> 48) & 1 == 1 {
+                            let h = (off + 16) as usize;
+                            out.push((va + off + 16, chunk - 16, tag_of(u32_at(&raw, h + 4)), true, "vs"));
+                        }
+                        off += chunk;
+                    }
+                }
+                unit += units;
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn pool_leak_tagged_19041_segment_heap() {
+    check_pool("win10-19041-x64", "leak-tagged");
 }
 
 #[test]
