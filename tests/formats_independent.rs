@@ -768,8 +768,15 @@ fn x86_and_x64_full_and_bitmap_dumps_read_as_volatility_reads_them() {
     assert_eq!(d.format().as_str(), "kernel-bitmap");
 }
 
-/// Neither independent reader handles DumpType 2 (old summary dump): both must refuse it, so
-/// that a future version that reads it is noticed and this check turned into a comparison.
+/// No independent reader installable here reads DumpType 2 (old summary dump); the two in the
+/// venv must refuse it, so that a future version that reads it is noticed and this check
+/// becomes a comparison. Checked and ruled out (2026-11): Volatility 3 (crash layer: types 1
+/// and 5 only), kdmp-parser 0.7.4 (its DumpType_t names 2 "KernelDump" but HEADER64::LooksGood
+/// rejects it), Volatility 2 (PyPI volatility261 2.6.2, Python 2; crash AS asserts DumpType 1,
+/// crashbmp takes 5), Rekall (PyPI rekall-core 1.7.1, 2017: "Kernel crash dumps are not
+/// supported"), LeechCore/MemProcFS (PyPI leechcorepyc 2.23.3: types 1, 5, 6), rizin/radare2
+/// (not in Debian bookworm; rizin's dmp reader defines DMP_DUMPTYPE_SUMMARY but parses runs,
+/// bitmaps 5/6 and triage only).
 #[test]
 fn no_independent_reader_takes_dump_type_2() {
     let pages = x64_pages();
@@ -787,4 +794,138 @@ fn no_independent_reader_takes_dump_type_2() {
         false,
         "Volatility now reads DumpType 2"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// DumpType 2 (old "summary" kernel dump: XP/2003 x86, and x64 up to Windows 7, where WinDbg
+// says "Kernel Summary Dump File"). No installable reader takes it (see the test above), so the
+// layout is held against published structure definitions instead:
+// - Microsoft Research Singularity `base/Windows/Inc/Dump.h`: DUMP_TYPE_SUMMARY = 2,
+//   DUMP_SUMMARY_SIGNATURE 'PMDS' ("SDMP" on disk), DUMP_SUMMARY_VALID 'PMUD' ("DUMP"), and
+//   SUMMARY_DUMP64 {ULONG Signature, ValidDump, DumpOptions, HeaderSize, BitmapSize, Pages;
+//   struct {ULONG SizeOfBitMap; ULONG64 _reserved0; ULONG Buffer[];} Bitmap} after the header;
+// - WDK 10 symbols of _SUMMARY_DUMP32 (size 0x20) and _SUMMARY_DUMP64 (size 0x28), as dumped
+//   by can1357/selene `resources/sdk/nt/summary_dump{32,64}_t.hpp`: the same six ULONGs at
+//   0x0..0x14 and the on-disk RTL_BITMAP at +0x18.
+// Where the bitmap starts (+0x18 + sizeof(RTL_BITMAP)) is taken at test time from Microsoft's
+// own kernel symbols: _RTL_BITMAP of the corpus 19041 ISF (x64) and of the XP ntkrnlpa.pdb
+// ISF made by Volatility's pdbconv (x86).
+
+/// SUMMARY_DUMP field offsets shared by both sources above.
+const SUM_HEADER_SIZE: usize = 0x0C;
+const SUM_BITMAP_SIZE: usize = 0x10;
+const SUM_PAGES: usize = 0x14;
+const SUM_RTL_BITMAP: usize = 0x18;
+
+fn rtl_bitmap_size(isf: &Path) -> usize {
+    let out = harness::run(
+        Command::new(harness::python())
+            .arg(harness::script("formats_read.py"))
+            .arg("isf-type")
+            .arg(isf)
+            .arg("_RTL_BITMAP"),
+        "read _RTL_BITMAP from an ISF",
+    );
+    let t: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(
+        t["fields"]["SizeOfBitMap"]["offset"],
+        0,
+        "{}: {t}",
+        isf.display()
+    );
+    t["size"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{}: no _RTL_BITMAP", isf.display())) as usize
+}
+
+fn first_isf(dir: &Path) -> std::path::PathBuf {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.to_string_lossy().ends_with(".json.xz"))
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("no ISF in {}", dir.display()))
+}
+
+fn summary_dump(
+    x64: bool,
+    rtl_bitmap: usize,
+    bits: u64,
+    pages: &BTreeMap<u64, Vec<u8>>,
+) -> Vec<u8> {
+    let size = if x64 { 0x2000 } else { 0x1000 };
+    let mut v: Vec<u8> = b"PAGE".iter().copied().cycle().take(size).collect();
+    if x64 {
+        v[4..8].copy_from_slice(b"DU64");
+        put32(&mut v, 0x30, 0x8664);
+        put32(&mut v, 0xF98, 2);
+    } else {
+        v[4..8].copy_from_slice(b"DUMP");
+        put32(&mut v, 0x20, 0x14C);
+        v[0x5C] = 1;
+        put32(&mut v, 0xF88, 2);
+    }
+    let bitmap_at = SUM_RTL_BITMAP + rtl_bitmap;
+    let first = (size + bitmap_at + bits.div_ceil(8) as usize).div_ceil(PAGE) * PAGE;
+    let mut s = vec![0u8; first - size];
+    s[..4].copy_from_slice(&0x504D_4453u32.to_le_bytes()); // 'PMDS'
+    s[4..8].copy_from_slice(&0x504D_5544u32.to_le_bytes()); // 'PMUD'
+    put32(&mut s, 0x08, 1); // DUMP_SUMMARY_VALID_KERNEL_VA
+    put32(&mut s, SUM_HEADER_SIZE, first as u32);
+    put32(&mut s, SUM_BITMAP_SIZE, bits as u32);
+    put32(&mut s, SUM_PAGES, pages.len() as u32);
+    put32(&mut s, SUM_RTL_BITMAP, bits as u32); // Bitmap.SizeOfBitMap
+    for &pfn in pages.keys() {
+        s[bitmap_at + (pfn / 8) as usize] |= 1 << (pfn % 8);
+    }
+    v.extend_from_slice(&s);
+    for content in pages.values() {
+        v.extend_from_slice(content);
+    }
+    v
+}
+
+#[test]
+fn summary_dump_type_2_follows_the_published_layout() {
+    let x64_bitmap = rtl_bitmap_size(&first_isf(&harness::corpus().join("isf/ntkrnlmp.pdb")));
+    let x86_bitmap = rtl_bitmap_size(&first_isf(
+        &harness::vol_symbols().join("windows/ntkrnlpa.pdb"),
+    ));
+    // SUMMARY_DUMP64's Bitmap {ULONG; ULONG64; Buffer} and SUMMARY_DUMP32's {ULONG; ULONG;
+    // Buffer} are on-disk RTL_BITMAPs: the kernel's own type must have the same size.
+    assert_eq!(
+        (x64_bitmap, x86_bitmap),
+        (16, 8),
+        "RTL_BITMAP sizes from the kernel symbols"
+    );
+
+    let pages = x64_pages();
+    for (x64, rtl) in [(true, x64_bitmap), (false, x86_bitmap)] {
+        let what = if x64 {
+            "x64 DumpType 2"
+        } else {
+            "x86 DumpType 2"
+        };
+        let d = Dump::from_bytes(summary_dump(x64, rtl, 0x80, &pages))
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(d.format().as_str(), "summary", "{what}");
+        assert_eq!(
+            d.stored_pfns().collect::<Vec<_>>(),
+            pages.keys().copied().collect::<Vec<_>>(),
+            "{what}"
+        );
+        for (&pfn, content) in &pages {
+            assert_eq!(
+                d.physical().page(pfn),
+                Some(&content[..]),
+                "{what}: pfn {pfn:#x}"
+            );
+        }
+        assert_eq!(d.physical().page(0x13), None, "{what}: a page not stored");
+    }
 }

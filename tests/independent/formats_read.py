@@ -6,6 +6,7 @@ Usage:
   formats_read.py kdmp DUMP PFNS VAS   kdmp-parser (PyPI, C++ core): 64-bit dumps incl. RDMP types
   formats_read.py vol DUMP PFNS        Volatility 3's crash layer: x86 and x64, DumpType 1 and 5
   formats_read.py vol-json NAME        path of Volatility's symbols/windows/NAME (e.g. crash.json)
+  formats_read.py isf-type ISF NAME    user type NAME of an ISF file (.json or .json.xz) as JSON
 
 PFNS and VAS are comma-separated hex numbers ("0x10,0x11"; may be empty). Output:
   {"ok": true, "stored": ["0x..", ...],            # every PFN the reader indexes (kdmp only)
@@ -86,9 +87,20 @@ def vol_json(name):
     return os.path.join(os.path.dirname(w.__file__), name)
 
 
+def isf_type(path, name):
+    import lzma
+
+    opener = lzma.open if path.endswith(".xz") else open
+    with opener(path, "rt") as f:
+        return json.load(f)["user_types"].get(name)
+
+
 def main(argv):
     if len(argv) >= 3 and argv[1] == "vol-json":
         print(vol_json(argv[2]))
+        return 0
+    if len(argv) == 4 and argv[1] == "isf-type":
+        print(json.dumps(isf_type(argv[2], argv[3])))
         return 0
     out = quiet_stdout()
     if len(argv) == 5 and argv[1] == "kdmp":

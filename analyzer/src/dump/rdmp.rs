@@ -77,3 +77,58 @@ pub(crate) fn parse(data: &[u8], at: u64, complete: bool) -> Result<RunIndex, Du
     }
     RunIndex::build(&raw, first_page, data.len() as u64, "RDMP page ranges")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// RDMP sub-header at 0x2000 with `ranges` filling the metadata exactly (no zero entry),
+    /// first page right after them, every page's first qword non-zero: the shape of the real
+    /// complete dump in kdmp-parser issue #27.
+    fn unterminated(ranges: &[(u64, u64)], total_pages: u64) -> Vec<u8> {
+        let first = 0x2030 + 16 * ranges.len() as u64;
+        let mut v = vec![0u8; first as usize];
+        v[0x2000..0x2004].copy_from_slice(&0x40u32.to_le_bytes());
+        v[0x2004..0x2008].copy_from_slice(b"RDMP");
+        v[0x2008..0x200C].copy_from_slice(b"DUMP");
+        v[0x2010..0x2018].copy_from_slice(&(first - 0x2020).to_le_bytes());
+        v[0x2018..0x2020].copy_from_slice(&first.to_le_bytes());
+        v[0x2028..0x2030].copy_from_slice(&total_pages.to_le_bytes());
+        for (i, &(pfn, count)) in ranges.iter().enumerate() {
+            let e = 0x2030 + 16 * i;
+            v[e..e + 8].copy_from_slice(&pfn.to_le_bytes());
+            v[e + 8..e + 16].copy_from_slice(&count.to_le_bytes());
+        }
+        let pages: u64 = ranges.iter().map(|r| r.1).sum();
+        v.resize(v.len() + (pages * 0x1000) as usize, 0xA5);
+        v
+    }
+
+    #[test]
+    fn ranges_end_at_the_first_page_not_at_metadata_size_over_16() {
+        let v = unterminated(&[(1, 2), (0x10, 1)], 3);
+        for complete in [false, true] {
+            let idx = parse(&v, 0x2000, complete).unwrap();
+            assert_eq!(idx.pfns().collect::<Vec<_>>(), vec![1, 2, 0x10]);
+            assert_eq!(idx.offset(0x10), Some(0x2050 + 2 * 0x1000));
+        }
+    }
+
+    #[test]
+    fn complete_dump_stops_at_total_number_of_pages() {
+        let v = unterminated(&[(1, 2), (0x10, 1)], 2);
+        assert_eq!(parse(&v, 0x2000, true).unwrap().pfns().collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(parse(&v, 0x2000, false).unwrap().total(), 3);
+    }
+
+    #[test]
+    fn first_page_inside_the_header_is_an_error() {
+        let mut v = unterminated(&[(1, 1)], 1);
+        // MetadataSize 2^64 - 0x20 passes the (wrapping) consistency check with FirstPageOffset
+        // 0x2000, the sub-header itself.
+        v[0x2010..0x2018].copy_from_slice(&(u64::MAX - 0x1F).to_le_bytes());
+        v[0x2018..0x2020].copy_from_slice(&0x2000u64.to_le_bytes());
+        let e = parse(&v, 0x2000, false).unwrap_err().to_string();
+        assert!(e.contains("points inside the RDMP header"), "{e}");
+    }
+}
