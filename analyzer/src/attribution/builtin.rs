@@ -30,7 +30,11 @@ pub const BUILT_IN: &[(&[u8; 4], &str, &str)] = &[
     (b"AlMs", "nt", "ALPC messages"),
     (b"EtwB", "nt", "ETW trace buffers"),
     (b"IoNm", "nt", "I/O manager: name buffers"),
-    (b"None", "<any>", "allocations through ExAllocatePool, which takes no tag: see which drivers call it"),
+    (
+        b"None",
+        "<any>",
+        "allocations through ExAllocatePool, which takes no tag: see which drivers call it",
+    ),
     (b"Ddk ", "<any>", "default tag of old-DDK ExAllocatePool callers"),
     (b"NtFs", "ntfs.sys", "NTFS structures"),
     (b"Ntfx", "ntfs.sys", "NTFS general allocations"),

@@ -76,7 +76,10 @@ pub const UNTAGGED: Tag = Tag(*b"None");
 
 impl Attributor {
     pub fn new(pooltag: Option<PoolTagFile>) -> Self {
-        Attributor { pooltag, ..Default::default() }
+        Attributor {
+            pooltag,
+            ..Default::default()
+        }
     }
 
     /// Adds one image's code (from a file, or read from the dump). `candidates` are the tags
@@ -92,7 +95,11 @@ impl Attributor {
         untagged_call: &dyn Fn(u64) -> bool,
     ) {
         let linear = scan::scan(bitness, regions);
-        let mut ev = ModuleEvidence { name: module.to_string(), hits: linear.tags, ..Default::default() };
+        let mut ev = ModuleEvidence {
+            name: module.to_string(),
+            hits: linear.tags,
+            ..Default::default()
+        };
         let set: std::collections::HashSet<Tag> = candidates.iter().copied().collect();
         let (anchored, bytes) = scan::anchored_all(bitness, regions, &set);
         ev.bytes = bytes;
@@ -106,13 +113,24 @@ impl Attributor {
                 ev.hits.insert(tag, a);
             }
         }
-        ev.untagged_calls = linear.indirect_calls.iter().filter(|(t, _)| untagged_call(**t)).map(|(_, n)| *n).sum();
+        ev.untagged_calls = linear
+            .indirect_calls
+            .iter()
+            .filter(|(t, _)| untagged_call(**t))
+            .map(|(_, n)| *n)
+            .sum();
         self.modules.push(ev);
     }
 
     /// Reads and scans the code of every loaded module that has PE headers in the dump.
     /// `ex_allocate_pool` is nt!ExAllocatePool's address, when the symbols give it.
-    pub fn add_modules(&mut self, mem: &dyn VirtualMemory, modules: &[Module], candidates: &[Tag], ex_allocate_pool: Option<u64>) {
+    pub fn add_modules(
+        &mut self,
+        mem: &dyn VirtualMemory,
+        modules: &[Module],
+        candidates: &[Tag],
+        ex_allocate_pool: Option<u64>,
+    ) {
         let mut no_pe = 0usize;
         let untagged = |slot: u64| ex_allocate_pool.is_some_and(|a| mem.read_ptr(slot).ok() == Some(a));
         for m in modules {
@@ -122,7 +140,8 @@ impl Attributor {
             };
             let (bitness, regions, missing) = scan::code_regions_from_memory(mem, m.base, pe);
             if missing > 0 {
-                self.warnings.push(format!("{}: {missing} code pages not in the dump", m.name));
+                self.warnings
+                    .push(format!("{}: {missing} code pages not in the dump", m.name));
             }
             self.add_code(&m.name, bitness, &regions, candidates, &untagged);
         }
@@ -157,7 +176,12 @@ impl Attributor {
                 out.push(driver(&m.name, Source::DriverBytes, n, None));
             }
             if tag == UNTAGGED && m.untagged_calls > 0 {
-                out.push(driver(&m.name, Source::DriverCallsUntaggedAllocator, m.untagged_calls, None));
+                out.push(driver(
+                    &m.name,
+                    Source::DriverCallsUntaggedAllocator,
+                    m.untagged_calls,
+                    None,
+                ));
             }
         }
         if let Some(f) = &self.pooltag {
@@ -193,17 +217,49 @@ mod tests {
 
     #[test]
     fn sources_are_ranked_and_named() {
-        let mut a = Attributor::new(Some(PoolTagFile::parse("Leak - leaky.sys - leaks on purpose\nIrp  - nt - irps\n")));
+        let mut a = Attributor::new(Some(PoolTagFile::parse(
+            "Leak - leaky.sys - leaks on purpose\nIrp  - nt - irps\n",
+        )));
         let cands = [Tag(*b"Leak"), Tag(*b"None"), Tag(*b"Irp ")];
         let never = |_: u64| false;
         // mov r8d, 'Leak' in leaky.sys; 'None' as bytes in other.sys's code (no instruction).
         let mov_r8d = vec![0x41, 0xb8, b'L', b'e', b'a', b'k'];
-        a.add_code("leaky.sys", 64, &[CodeRegion { address: 0x1000, bytes: mov_r8d }], &cands, &never);
-        a.add_code("other.sys", 64, &[CodeRegion { address: 0x2000, bytes: vec![0xc3, b'N', b'o', b'n', b'e'] }], &cands, &never);
+        a.add_code(
+            "leaky.sys",
+            64,
+            &[CodeRegion {
+                address: 0x1000,
+                bytes: mov_r8d,
+            }],
+            &cands,
+            &never,
+        );
+        a.add_code(
+            "other.sys",
+            64,
+            &[CodeRegion {
+                address: 0x2000,
+                bytes: vec![0xc3, b'N', b'o', b'n', b'e'],
+            }],
+            &cands,
+            &never,
+        );
         // untagged.sys: call qword ptr [rip+0] -> slot 0x3006, which holds ExAllocatePool.
-        a.add_code("untagged.sys", 64, &[CodeRegion { address: 0x3000, bytes: vec![0xff, 0x15, 0, 0, 0, 0] }], &cands, &|t| t == 0x3006);
+        a.add_code(
+            "untagged.sys",
+            64,
+            &[CodeRegion {
+                address: 0x3000,
+                bytes: vec![0xff, 0x15, 0, 0, 0, 0],
+            }],
+            &cands,
+            &|t| t == 0x3006,
+        );
         let m = a.mappings(Tag(*b"Leak"));
-        let got: Vec<_> = m.iter().map(|m| (m.module.as_deref(), m.source, m.count, m.line, m.address)).collect();
+        let got: Vec<_> = m
+            .iter()
+            .map(|m| (m.module.as_deref(), m.source, m.count, m.line, m.address))
+            .collect();
         assert_eq!(
             got,
             [
@@ -222,6 +278,9 @@ mod tests {
             ]
         );
         let irp = a.mappings(Tag(*b"Irp "));
-        assert_eq!(irp.iter().map(|m| m.source).collect::<Vec<_>>(), [Source::PoolTagFile, Source::BuiltIn]);
+        assert_eq!(
+            irp.iter().map(|m| m.source).collect::<Vec<_>>(),
+            [Source::PoolTagFile, Source::BuiltIn]
+        );
     }
 }

@@ -71,8 +71,15 @@ fn parse_line(line: &str, n: usize) -> Option<PoolTagEntry> {
         Some(d) => (Some(second), d),
         None => (None, second),
     };
-    let binary = binary.filter(|b| !b.is_empty() && !b.eq_ignore_ascii_case("<unknown>")).map(str::to_string);
-    Some(PoolTagEntry { pattern, binary, description: description.to_string(), line: n })
+    let binary = binary
+        .filter(|b| !b.is_empty() && !b.eq_ignore_ascii_case("<unknown>"))
+        .map(str::to_string);
+    Some(PoolTagEntry {
+        pattern,
+        binary,
+        description: description.to_string(),
+        line: n,
+    })
 }
 
 #[cfg(test)]
@@ -91,7 +98,10 @@ mod tests {
         assert_eq!(f.entries.len(), 5);
         assert_eq!(f.skipped_lines, 2);
         let mp = &f.lookup(tag("@MP"))[0];
-        assert_eq!((mp.binary.as_deref(), mp.description.as_str(), mp.line), (None, "(Intel video driver) Miniport", 6));
+        assert_eq!(
+            (mp.binary.as_deref(), mp.description.as_str(), mp.line),
+            (None, "(Intel video driver) Miniport", 6)
+        );
         let afd = f.lookup(tag("AfdB"));
         assert_eq!(afd.len(), 2);
         assert_eq!(afd[0].description, "AFD data buffer", "exact before wildcard");
@@ -110,7 +120,10 @@ mod tests {
         assert!(f.entries.len() > 4000, "{}", f.entries.len());
         // grep '^USBD ' pooltag.txt: "USBD - <unknown>    - Universal Serial Bus Class Driver"
         let usbd = f.lookup(tag("USBD"));
-        assert_eq!((usbd[0].binary.as_deref(), usbd[0].description.as_str()), (None, "Universal Serial Bus Class Driver"));
+        assert_eq!(
+            (usbd[0].binary.as_deref(), usbd[0].description.as_str()),
+            (None, "Universal Serial Bus Class Driver")
+        );
         // grep '^AcpA ': "AcpA - acpi.sys     - ACPI arbiter data"
         assert_eq!(f.lookup(tag("AcpA"))[0].binary.as_deref(), Some("acpi.sys"));
         // "CM?? - nt!cm        - Internal Configuration manager allocations"

@@ -69,7 +69,10 @@ fn immediates(bitness: u32, ins: &Instruction) -> impl Iterator<Item = (Tag, boo
 }
 
 fn add_hit(h: &mut BTreeMap<Tag, TagHits>, tag: Tag, alloc: bool, ip: u64) {
-    let e = h.entry(tag).or_insert(TagHits { first: ip, ..TagHits::default() });
+    let e = h.entry(tag).or_insert(TagHits {
+        first: ip,
+        ..TagHits::default()
+    });
     if alloc {
         e.alloc_argument += 1;
     } else {
@@ -128,7 +131,11 @@ pub fn anchored_hits(bitness: u32, regions: &[CodeRegion], tag: Tag) -> (Option<
 /// occurrence and ends exactly after it, with the tag as its immediate. This finds call sites
 /// that a linear decode misses when it is out of step (data or padding before a function).
 /// Returns the instruction hits and the byte-occurrence counts, by tag.
-pub fn anchored_all(bitness: u32, regions: &[CodeRegion], candidates: &HashSet<Tag>) -> (BTreeMap<Tag, TagHits>, BTreeMap<Tag, u32>) {
+pub fn anchored_all(
+    bitness: u32,
+    regions: &[CodeRegion],
+    candidates: &HashSet<Tag>,
+) -> (BTreeMap<Tag, TagHits>, BTreeMap<Tag, u32>) {
     let mut hits = BTreeMap::new();
     let mut bytes = BTreeMap::new();
     if candidates.is_empty() {
@@ -144,7 +151,9 @@ pub fn anchored_all(bitness: u32, regions: &[CodeRegion], candidates: &HashSet<T
             *bytes.entry(tag).or_insert(0u32) += 1;
             for back in 1..=MAX_INSTRUCTION.min(o) {
                 let start = o - back;
-                let Some(code) = r.bytes.get(start..o + 4) else { continue };
+                let Some(code) = r.bytes.get(start..o + 4) else {
+                    continue;
+                };
                 let mut d = Decoder::with_ip(bitness, code, r.address + start as u64, DecoderOptions::NONE);
                 d.decode_out(&mut ins);
                 if ins.is_invalid() || ins.len() != code.len() {
@@ -170,9 +179,14 @@ pub fn code_regions_from_file(bytes: &[u8]) -> Result<(u32, Vec<CodeRegion>), St
         if s.kind() != SectionKind::Text || s.size() > MAX_SECTION_BYTES {
             continue;
         }
-        let data = s.data().map_err(|e| format!("section {}: {e}", s.name().unwrap_or("?")))?;
+        let data = s
+            .data()
+            .map_err(|e| format!("section {}: {e}", s.name().unwrap_or("?")))?;
         let len = data.len().min(s.size() as usize);
-        regions.push(CodeRegion { address: s.address(), bytes: data[..len].to_vec() });
+        regions.push(CodeRegion {
+            address: s.address(),
+            bytes: data[..len].to_vec(),
+        });
     }
     Ok((bitness, regions))
 }
@@ -193,7 +207,13 @@ pub fn code_regions_from_memory(mem: &dyn VirtualMemory, base: u64, pe: &PeInfo)
             let va = start.wrapping_add(off);
             let n = (PAGE_SIZE - (va & (PAGE_SIZE - 1))).min(size - off) as usize;
             match mem.read(va, &mut page[..n]) {
-                Ok(()) => run.get_or_insert_with(|| CodeRegion { address: va, bytes: Vec::new() }).bytes.extend_from_slice(&page[..n]),
+                Ok(()) => run
+                    .get_or_insert_with(|| CodeRegion {
+                        address: va,
+                        bytes: Vec::new(),
+                    })
+                    .bytes
+                    .extend_from_slice(&page[..n]),
                 Err(_) => {
                     missing += 1;
                     regions.extend(run.take());
@@ -234,7 +254,9 @@ mod tests {
     }
 
     fn hits(m: &BTreeMap<Tag, TagHits>) -> Vec<(String, u32, u32)> {
-        m.iter().map(|(t, h)| (t.to_string(), h.alloc_argument, h.alloc_argument + h.other_immediate)).collect()
+        m.iter()
+            .map(|(t, h)| (t.to_string(), h.alloc_argument, h.alloc_argument + h.other_immediate))
+            .collect()
     }
 
     /// Expected values from GNU objdump (Debian binutils-mingw-w64-x86-64):
@@ -258,11 +280,24 @@ mod tests {
     #[test]
     fn x86_push_is_an_allocation_argument() {
         // push 0x6b61654c ("Leak"); mov eax, 0x6b61654c; push 0x00000010 (not printable)
-        let code = [0x68, 0x4c, 0x65, 0x61, 0x6b, 0xb8, 0x4c, 0x65, 0x61, 0x6b, 0x68, 0x10, 0, 0, 0];
-        let m = scan_code(32, &[CodeRegion { address: 0x1000, bytes: code.to_vec() }]);
+        let code = [
+            0x68, 0x4c, 0x65, 0x61, 0x6b, 0xb8, 0x4c, 0x65, 0x61, 0x6b, 0x68, 0x10, 0, 0, 0,
+        ];
+        let m = scan_code(
+            32,
+            &[CodeRegion {
+                address: 0x1000,
+                bytes: code.to_vec(),
+            }],
+        );
         assert_eq!(hits(&m), [("Leak".to_string(), 1, 2)]);
         assert_eq!(m[&Tag(*b"Leak")].first, 0x1000);
-        assert_eq!(byte_hits(&code, &[Tag(*b"Leak"), Tag(*b"None")]).into_iter().collect::<Vec<_>>(), [(Tag(*b"Leak"), 2)]);
+        assert_eq!(
+            byte_hits(&code, &[Tag(*b"Leak"), Tag(*b"None")])
+                .into_iter()
+                .collect::<Vec<_>>(),
+            [(Tag(*b"Leak"), 2)]
+        );
     }
 
     /// A linear decode thrown out of step by an odd run of zero bytes swallows `push 'Acme'`
@@ -271,10 +306,19 @@ mod tests {
     fn anchored_decode_recovers_desynchronised_sites() {
         let mut code = vec![0xc3];
         code.extend_from_slice(&[0u8; 0xff]);
-        code.extend_from_slice(&[0x68, b'A', b'c', b'm', b'e', 0x68, 0x10, 0, 0, 0, 0x6a, 0, 0xff, 0x15, 0, 0x20, 0, 0, 0xc3]);
-        let regions = [CodeRegion { address: 0x1000, bytes: code }];
+        code.extend_from_slice(&[
+            0x68, b'A', b'c', b'm', b'e', 0x68, 0x10, 0, 0, 0, 0x6a, 0, 0xff, 0x15, 0, 0x20, 0, 0, 0xc3,
+        ]);
+        let regions = [CodeRegion {
+            address: 0x1000,
+            bytes: code,
+        }];
         let tag = Tag(*b"Acme");
-        assert_eq!(scan_code(32, &regions).get(&tag).map(|h| h.alloc_argument), None, "linear decode misses it");
+        assert_eq!(
+            scan_code(32, &regions).get(&tag).map(|h| h.alloc_argument),
+            None,
+            "linear decode misses it"
+        );
         let (h, bytes) = anchored_hits(32, &regions, tag);
         assert_eq!((h.map(|h| (h.alloc_argument, h.first)), bytes), (Some((1, 0x1100)), 1));
         // The indirect call through [0x2000] is recorded.

@@ -33,7 +33,9 @@ impl VirtualMemory for BlockMemory<'_> {
     fn read(&self, va: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
         let mut done = 0usize;
         while done < buf.len() {
-            let addr = va.checked_add(done as u64).ok_or(MemoryError::AddressOverflow { addr: va })?;
+            let addr = va
+                .checked_add(done as u64)
+                .ok_or(MemoryError::AddressOverflow { addr: va })?;
             let src = self.find(addr).ok_or(MemoryError::NotCaptured { va: addr })?;
             let n = src.len().min(buf.len() - done);
             buf[done..done + n].copy_from_slice(&src[..n]);

@@ -25,7 +25,9 @@ pub trait PhysicalMemory {
     fn read_physical(&self, pa: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
         let mut done = 0usize;
         while done < buf.len() {
-            let addr = pa.checked_add(done as u64).ok_or(MemoryError::AddressOverflow { addr: pa })?;
+            let addr = pa
+                .checked_add(done as u64)
+                .ok_or(MemoryError::AddressOverflow { addr: pa })?;
             let page = self
                 .page(addr >> PAGE_SHIFT)
                 .ok_or(MemoryError::PageMissing { va: None, pa: addr })?;

@@ -61,14 +61,18 @@ impl<'a> PageTableMemory<'a> {
     fn entry64(&self, va: u64, table: u64, index: u64) -> Result<u64, MemoryError> {
         let pa = table + index * 8;
         let mut b = [0u8; 8];
-        self.phys.read_physical(pa, &mut b).map_err(|_| MemoryError::PageMissing { va: Some(va), pa })?;
+        self.phys
+            .read_physical(pa, &mut b)
+            .map_err(|_| MemoryError::PageMissing { va: Some(va), pa })?;
         Ok(u64::from_le_bytes(b))
     }
 
     fn entry32(&self, va: u64, table: u64, index: u64) -> Result<u64, MemoryError> {
         let pa = table + index * 4;
         let mut b = [0u8; 4];
-        self.phys.read_physical(pa, &mut b).map_err(|_| MemoryError::PageMissing { va: Some(va), pa })?;
+        self.phys
+            .read_physical(pa, &mut b)
+            .map_err(|_| MemoryError::PageMissing { va: Some(va), pa })?;
         Ok(u64::from(u32::from_le_bytes(b)))
     }
 
@@ -133,11 +137,19 @@ fn usable(entry: u64) -> bool {
 
 /// The physical base of the table/page a 64-bit entry points to.
 fn table_of(va: u64, entry: u64) -> Result<u64, MemoryError> {
-    if usable(entry) { Ok(entry & PFN_MASK_64) } else { Err(MemoryError::NotMapped { va }) }
+    if usable(entry) {
+        Ok(entry & PFN_MASK_64)
+    } else {
+        Err(MemoryError::NotMapped { va })
+    }
 }
 
 fn table_of32(va: u64, entry: u64) -> Result<u64, MemoryError> {
-    if usable(entry) { Ok(entry & 0xFFFF_F000) } else { Err(MemoryError::NotMapped { va }) }
+    if usable(entry) {
+        Ok(entry & 0xFFFF_F000)
+    } else {
+        Err(MemoryError::NotMapped { va })
+    }
 }
 
 /// One level of a page-table format, for enumeration.
@@ -150,23 +162,71 @@ struct Level {
 }
 
 const X64_LEVELS: [Level; 4] = [
-    Level { entries: 512, shift: 39, large: false },
-    Level { entries: 512, shift: 30, large: true },
-    Level { entries: 512, shift: 21, large: true },
-    Level { entries: 512, shift: 12, large: false },
+    Level {
+        entries: 512,
+        shift: 39,
+        large: false,
+    },
+    Level {
+        entries: 512,
+        shift: 30,
+        large: true,
+    },
+    Level {
+        entries: 512,
+        shift: 21,
+        large: true,
+    },
+    Level {
+        entries: 512,
+        shift: 12,
+        large: false,
+    },
 ];
 const PAE_LEVELS: [Level; 3] = [
-    Level { entries: 4, shift: 30, large: false },
-    Level { entries: 512, shift: 21, large: true },
-    Level { entries: 512, shift: 12, large: false },
+    Level {
+        entries: 4,
+        shift: 30,
+        large: false,
+    },
+    Level {
+        entries: 512,
+        shift: 21,
+        large: true,
+    },
+    Level {
+        entries: 512,
+        shift: 12,
+        large: false,
+    },
 ];
-const X86_LEVELS: [Level; 2] = [Level { entries: 1024, shift: 22, large: true }, Level { entries: 1024, shift: 12, large: false }];
+const X86_LEVELS: [Level; 2] = [
+    Level {
+        entries: 1024,
+        shift: 22,
+        large: true,
+    },
+    Level {
+        entries: 1024,
+        shift: 12,
+        large: false,
+    },
+];
 
 impl PageTableMemory<'_> {
     /// Walks the tables below `table` (level `depth` of `levels`), visiting mapped pages of
     /// `[start, end)`. A table page missing from the dump hides what it maps: skipped.
     #[allow(clippy::too_many_arguments)]
-    fn walk(&self, levels: &[Level], depth: usize, table: u64, base: u64, start: u64, end: u64, f: &mut dyn FnMut(u64, Option<&[u8]>)) {
+    fn walk(
+        &self,
+        levels: &[Level],
+        depth: usize,
+        table: u64,
+        base: u64,
+        start: u64,
+        end: u64,
+        f: &mut dyn FnMut(u64, Option<&[u8]>),
+    ) {
         let Some(level) = levels.get(depth) else { return };
         let leaf = depth + 1 == levels.len();
         let span = 1u64 << level.shift;
@@ -184,13 +244,25 @@ impl PageTableMemory<'_> {
                 break;
             }
             let mut b = [0u8; 8];
-            if self.phys.read_physical(table + idx * esize, &mut b[..esize as usize]).is_err() {
+            if self
+                .phys
+                .read_physical(table + idx * esize, &mut b[..esize as usize])
+                .is_err()
+            {
                 continue;
             }
             let entry = u64::from_le_bytes(b);
-            let frame_mask = if self.mode == PagingMode::X86 { 0xFFFF_F000 } else { PFN_MASK_64 };
+            let frame_mask = if self.mode == PagingMode::X86 {
+                0xFFFF_F000
+            } else {
+                PFN_MASK_64
+            };
             // PAE's PDPTEs have no transition form; elsewhere a transition entry still maps.
-            let present = if self.mode == PagingMode::X86Pae && depth == 0 { entry & VALID != 0 } else { usable(entry) };
+            let present = if self.mode == PagingMode::X86Pae && depth == 0 {
+                entry & VALID != 0
+            } else {
+                usable(entry)
+            };
             if !present {
                 continue;
             }
@@ -227,7 +299,9 @@ impl VirtualMemory for PageTableMemory<'_> {
     fn read(&self, va: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
         let mut done = 0usize;
         while done < buf.len() {
-            let addr = va.checked_add(done as u64).ok_or(MemoryError::AddressOverflow { addr: va })?;
+            let addr = va
+                .checked_add(done as u64)
+                .ok_or(MemoryError::AddressOverflow { addr: va })?;
             let pa = self.translate(addr)?;
             let page = self
                 .phys
@@ -323,11 +397,23 @@ mod tests {
         let base = va & !0xFFF & !0x1FF000; // PT index 0 of this table
         let page1 = base + 0x1000;
         assert_eq!(v.read_vec(page1 + 0xFFC, 8).unwrap(), [1, 2, 3, 4, 5, 6, 7, 8]);
-        assert_eq!(v.read(page1 + 0x2000, &mut [0u8; 1]), Err(MemoryError::NotMapped { va: page1 + 0x2000 }));
-        assert!(matches!(v.read_u8(page1 + 0x3000), Err(MemoryError::PageMissing { pa: 0x99_000, .. })));
-        assert!(matches!(v.read_u8(page1 + 0x4000), Err(MemoryError::PageMissing { .. })));
+        assert_eq!(
+            v.read(page1 + 0x2000, &mut [0u8; 1]),
+            Err(MemoryError::NotMapped { va: page1 + 0x2000 })
+        );
+        assert!(matches!(
+            v.read_u8(page1 + 0x3000),
+            Err(MemoryError::PageMissing { pa: 0x99_000, .. })
+        ));
+        assert!(matches!(
+            v.read_u8(page1 + 0x4000),
+            Err(MemoryError::PageMissing { .. })
+        ));
         // PTE 6 is empty.
-        assert_eq!(v.read_u8(page1 + 0x5000), Err(MemoryError::NotMapped { va: page1 + 0x5000 }));
+        assert_eq!(
+            v.read_u8(page1 + 0x5000),
+            Err(MemoryError::NotMapped { va: page1 + 0x5000 })
+        );
         // 2 MB page: PD index 2 of the same PDPT entry.
         let va2m = (va & !0x3FFF_FFFF) + 2 * 0x20_0000 + 0x1_2345;
         assert_eq!(v.read_vec(va2m, 3).unwrap(), b"2mb");
@@ -335,7 +421,12 @@ mod tests {
         let va1g = (va & !0x7F_FFFF_FFFF) + 0x4000_0000 + 0x12_3456;
         assert_eq!(v.read_vec(va1g, 3).unwrap(), b"1gb");
         // Non-canonical and unmapped PML4 slot.
-        assert_eq!(v.read_u8(0x0000_8000_0000_0000), Err(MemoryError::NotMapped { va: 0x0000_8000_0000_0000 }));
+        assert_eq!(
+            v.read_u8(0x0000_8000_0000_0000),
+            Err(MemoryError::NotMapped {
+                va: 0x0000_8000_0000_0000
+            })
+        );
         assert_eq!(v.read_u8(0x1000), Err(MemoryError::NotMapped { va: 0x1000 }));
         // Reading up to the top of the address space does not wrap.
         assert!(v.read(u64::MAX, &mut [0u8; 2]).is_err());
@@ -343,17 +434,25 @@ mod tests {
         // Enumeration of PT entries 0..6: 0 empty, 1 valid, 2 transition, 3 prototype (not
         // mapped), 4 valid but not stored, 5 absurd frame (not stored).
         let mut seen = Vec::new();
-        assert!(v.for_each_mapped_page(base, base + 0x6000, &mut |va, p| seen.push((va - base, p.map(|p| p[0])))));
-        assert_eq!(seen, [(0x1000, Some(0)), (0x2000, Some(5)), (0x4000, None), (0x5000, None)]);
+        assert!(v.for_each_mapped_page(base, base + 0x6000, &mut |va, p| seen
+            .push((va - base, p.map(|p| p[0])))));
+        assert_eq!(
+            seen,
+            [(0x1000, Some(0)), (0x2000, Some(5)), (0x4000, None), (0x5000, None)]
+        );
         // A 1 GB page is enumerated 4 KiB at a time, only inside the range asked for.
         let g = va & !0x7F_FFFF_FFFF;
         let mut n = 0;
-        v.for_each_mapped_page(g + 0x4000_0000 + 0x12_3000, g + 0x4000_0000 + 0x12_5000, &mut |va, p| {
-            n += 1;
-            if va == g + 0x4000_0000 + 0x12_3000 {
-                assert_eq!(&p.unwrap()[0x456..0x459], b"1gb");
-            }
-        });
+        v.for_each_mapped_page(
+            g + 0x4000_0000 + 0x12_3000,
+            g + 0x4000_0000 + 0x12_5000,
+            &mut |va, p| {
+                n += 1;
+                if va == g + 0x4000_0000 + 0x12_3000 {
+                    assert_eq!(&p.unwrap()[0x456..0x459], b"1gb");
+                }
+            },
+        );
         assert_eq!(n, 2);
     }
 
@@ -366,17 +465,32 @@ mod tests {
         // reinterprets the PML4 as lower levels and ends.
         m.put64(0x1000 + 8, 0x1000 | P);
         let v = PageTableMemory::new(&m, 0x1000, PagingMode::X64);
-        assert_eq!(v.read_u8(0x10), Err(MemoryError::PageMissing { va: Some(0x10), pa: 0x7_7000 }));
+        assert_eq!(
+            v.read_u8(0x10),
+            Err(MemoryError::PageMissing {
+                va: Some(0x10),
+                pa: 0x7_7000
+            })
+        );
         // PML4 1 -> PDPT = PML4, PDPT 1 -> PD = PML4, PD 1 -> PT = PML4, PT 0 -> page 0x77.
         let looped = 0x80_0000_0000u64 + (1 << 30) + (1 << 21) + (1 << 12);
         assert_eq!(v.read_u64(looped).unwrap(), 0x7_7000 | P); // reads the PML4 page itself
         let to_missing = 0x80_0000_0000u64 + (1 << 30) + (1 << 21);
-        assert_eq!(v.read_u8(to_missing), Err(MemoryError::PageMissing { va: Some(to_missing), pa: 0x7_7000 }));
+        assert_eq!(
+            v.read_u8(to_missing),
+            Err(MemoryError::PageMissing {
+                va: Some(to_missing),
+                pa: 0x7_7000
+            })
+        );
         // Enumerating the whole space through the loop ends (fixed depth): PML4 1 -> 1 -> 1
         // -> PT entries 0 (frame 0x77, not stored) and 1 (the PML4 page itself).
         let mut seen = Vec::new();
         v.for_each_mapped_page(0, u64::MAX, &mut |va, p| seen.push((va, p.is_some())));
-        assert!(seen.contains(&(looped, true)) && seen.contains(&(to_missing, false)), "{seen:x?}");
+        assert!(
+            seen.contains(&(looped, true)) && seen.contains(&(to_missing, false)),
+            "{seen:x?}"
+        );
         assert!(seen.windows(2).all(|w| w[0].0 < w[1].0), "ascending");
     }
 
@@ -401,7 +515,10 @@ mod tests {
         assert_eq!(v.read_vec(0x8040_1FFE, 4).unwrap(), [1, 2, 3, 4]);
         assert_eq!(v.read_vec(0x8060_0000 + 0x1_0001, 3).unwrap(), b"big");
         assert_eq!(v.read_u8(0x1234), Err(MemoryError::NotMapped { va: 0x1234 })); // PDPT 0 empty
-        assert_eq!(v.read_u8(0x1_0000_0000), Err(MemoryError::NotMapped { va: 0x1_0000_0000 }));
+        assert_eq!(
+            v.read_u8(0x1_0000_0000),
+            Err(MemoryError::NotMapped { va: 0x1_0000_0000 })
+        );
         // Enumeration: PT 1 and 2 (stored), then PD 3's 2 MB page (512 pages, one stored).
         let (mut all, mut stored) = (0, 0);
         v.for_each_mapped_page(0x8040_0000, 0x8080_0000, &mut |_, p| {
@@ -431,7 +548,10 @@ mod tests {
         assert_eq!(v.read_vec(0x8040_1FFF, 2).unwrap(), [9, 10]);
         assert_eq!(v.read_u8(0x8040_3000), Err(MemoryError::NotMapped { va: 0x8040_3000 }));
         assert_eq!(v.read_vec(0x8080_0000 + 0x2F_0010, 3).unwrap(), b"4mb");
-        assert_eq!(v.read_ptr(0x8040_1234).unwrap(), u64::from(u32::from_le_bytes(*b"x86\0")));
+        assert_eq!(
+            v.read_ptr(0x8040_1234).unwrap(),
+            u64::from(u32::from_le_bytes(*b"x86\0"))
+        );
 
         // Enumeration: PT 1 (stored), PT 2 (transition, stored), PT 3 prototype (skipped), then
         // the 4 MB page's 1024 pages of which one is stored.

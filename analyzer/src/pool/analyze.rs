@@ -69,6 +69,9 @@ pub struct TagRow {
 pub struct ListedBlock {
     #[serde(flatten)]
     pub block: Block,
+    /// The EPROCESS a quota block is charged to (ProcessBilled decoded), when decodable.
+    #[serde(serialize_with = "super::hex_opt")]
+    pub billed_process: Option<u64>,
     /// "classic" or "big".
     pub source: &'static str,
 }
@@ -127,19 +130,33 @@ pub fn analyze_with_kernel(dump: &Dump, kernel: &KernelInfo, opts: AnalyzeOption
     let header = dump.header();
     let mem = dump.kernel_memory().map_err(|e| e.to_string())?;
     let mem = &*mem;
-    let kernel_base = kernel.kernel_base.ok_or("the kernel's base address is unknown (no debugger data block and no module list)")?;
+    let kernel_base = kernel
+        .kernel_base
+        .ok_or("the kernel's base address is unknown (no debugger data block and no module list)")?;
     let pointer_size = if header.arch == Arch::X86 { 4 } else { 8 };
-    let ctx = KernelContext { kernel_base, pointer_size, build: header.build, processors: header.processors, profile: opts.profile };
+    let ctx = KernelContext {
+        kernel_base,
+        pointer_size,
+        build: header.build,
+        processors: header.processors,
+        profile: opts.profile,
+    };
     let mut warnings = Vec::new();
     let mut errors = Vec::new();
 
     let symbols = symbols_info(&opts, kernel);
     if symbols.matches_kernel == Some(false) {
-        warnings.push("the symbols given are not the dump's kernel's (GUID/age differ): layouts and globals may be wrong".into());
+        warnings.push(
+            "the symbols given are not the dump's kernel's (GUID/age differ): layouts and globals may be wrong".into(),
+        );
     }
 
     // Tag tables.
-    let ptt_var = kernel.kdbg.as_ref().and_then(|k| k.get("PoolTrackTable")).filter(|&v| v != 0);
+    let ptt_var = kernel
+        .kdbg
+        .as_ref()
+        .and_then(|k| k.get("PoolTrackTable"))
+        .filter(|&v| v != 0);
     let tables: Option<TagTables> = match read_tag_tables(mem, &ctx, ptt_var) {
         Ok(t) => {
             warnings.extend(t.warnings.iter().cloned());
@@ -168,7 +185,11 @@ pub fn analyze_with_kernel(dump: &Dump, kernel: &KernelInfo, opts: AnalyzeOption
             None
         }
     };
-    let head = kernel.kdbg.as_ref().and_then(|k| k.ps_active_process_head()).or(header.ps_active_process_head);
+    let head = kernel
+        .kdbg
+        .as_ref()
+        .and_then(|k| k.ps_active_process_head())
+        .or(header.ps_active_process_head);
     let processes = match head.map(|h| walk_processes(mem, &ctx, h)) {
         Some(Ok((p, w))) => {
             warnings.extend(w);
@@ -198,8 +219,11 @@ pub fn analyze_with_kernel(dump: &Dump, kernel: &KernelInfo, opts: AnalyzeOption
         None => true,
         Some(p) => p.matches(t) || p.matches(t.unprotected()),
     };
-    let mut big_ranges: Vec<(u64, u64)> =
-        big.iter().flat_map(|b| b.entries.iter()).map(|e| (e.va & !0xfff, e.va.saturating_add(e.size))).collect();
+    let mut big_ranges: Vec<(u64, u64)> = big
+        .iter()
+        .flat_map(|b| b.entries.iter())
+        .map(|e| (e.va & !0xfff, e.va.saturating_add(e.size)))
+        .collect();
     big_ranges.sort_unstable();
     big_ranges.dedup_by(|b, a| {
         // merge overlaps so the lookup's binary search stays correct
@@ -220,7 +244,12 @@ pub fn analyze_with_kernel(dump: &Dump, kernel: &KernelInfo, opts: AnalyzeOption
             }
             if opts.list_blocks && wanted(b.tag) {
                 if listed.len() < MAX_LISTED_BLOCKS {
-                    listed.push(ListedBlock { block: *b, source: "classic" });
+                    let billed_process = billed(quota_enc, b);
+                    listed.push(ListedBlock {
+                        block: *b,
+                        billed_process,
+                        source: "classic",
+                    });
                 } else {
                     truncated = true;
                 }
@@ -237,7 +266,9 @@ pub fn analyze_with_kernel(dump: &Dump, kernel: &KernelInfo, opts: AnalyzeOption
             }
             scan
         } else {
-            warnings.push("no pool ranges (neither the debugger data block nor the symbols give them): no block walk".into());
+            warnings.push(
+                "no pool ranges (neither the debugger data block nor the symbols give them): no block walk".into(),
+            );
             None
         }
     };
@@ -251,7 +282,12 @@ pub fn analyze_with_kernel(dump: &Dump, kernel: &KernelInfo, opts: AnalyzeOption
             }
             if opts.list_blocks && wanted(e.tag) {
                 if listed.len() < MAX_LISTED_BLOCKS {
-                    listed.push(ListedBlock { block: blk, source: "big" });
+                    let billed_process = billed(quota_enc, &blk);
+                    listed.push(ListedBlock {
+                        block: blk,
+                        billed_process,
+                        source: "big",
+                    });
                 } else {
                     truncated = true;
                 }
@@ -262,7 +298,11 @@ pub fn analyze_with_kernel(dump: &Dump, kernel: &KernelInfo, opts: AnalyzeOption
     // Attribution.
     let mut attributor = Attributor::new(opts.pooltag);
     if opts.scan_drivers {
-        let mut candidates: Vec<Tag> = tables.iter().flat_map(|t| t.tags.iter().chain(t.session.iter().flatten())).map(|s| s.tag).collect();
+        let mut candidates: Vec<Tag> = tables
+            .iter()
+            .flat_map(|t| t.tags.iter().chain(t.session.iter().flatten()))
+            .map(|s| s.tag)
+            .collect();
         candidates.extend(big.iter().flat_map(|b| b.entries.iter().map(|e| e.tag)));
         candidates.sort_unstable();
         candidates.dedup();
@@ -299,7 +339,12 @@ pub fn analyze_with_kernel(dump: &Dump, kernel: &KernelInfo, opts: AnalyzeOption
     }
     Ok(PoolReport {
         schema: 1,
-        dump: DumpSummary { format: dump.format().as_str(), arch: header.arch.as_str(), build: header.build, kernel_base },
+        dump: DumpSummary {
+            format: dump.format().as_str(),
+            arch: header.arch.as_str(),
+            build: header.build,
+            kernel_base,
+        },
         symbols,
         layouts: Layouts {
             pool_header: layout.source,
@@ -328,14 +373,28 @@ pub fn analyze_with_kernel(dump: &Dump, kernel: &KernelInfo, opts: AnalyzeOption
     })
 }
 
+/// The decoded EPROCESS of a quota-charged block.
+fn billed(enc: Option<QuotaEncoding>, b: &Block) -> Option<u64> {
+    let raw = b.process_billed.filter(|_| b.allocated && b.pool_type.quota)?;
+    Some(enc?.decode(raw, b.address))
+}
+
 /// A big allocation as a block. XP's entries record no pool type: the pool range that holds the
 /// address says which pool, else it is unknown.
 fn big_block(e: &BigPage, ranges: &[PoolRange]) -> Block {
     let pool = match e.pool {
-        PoolKind::Unknown => ranges.iter().find(|r| (r.start..r.end).contains(&e.va)).map_or(PoolKind::Unknown, |r| r.kind),
+        PoolKind::Unknown => ranges
+            .iter()
+            .find(|r| (r.start..r.end).contains(&e.va))
+            .map_or(PoolKind::Unknown, |r| r.kind),
         k => k,
     };
-    let pool_type = e.pool_type.unwrap_or(PoolType { raw: 0, kind: pool, session: false, quota: false });
+    let pool_type = e.pool_type.unwrap_or(PoolType {
+        raw: 0,
+        kind: pool,
+        session: false,
+        quota: false,
+    });
     Block {
         address: e.va,
         size: e.size,
@@ -348,7 +407,10 @@ fn big_block(e: &BigPage, ranges: &[PoolRange]) -> Block {
 }
 
 fn symbols_info(opts: &AnalyzeOptions, kernel: &KernelInfo) -> SymbolsInfo {
-    let cv = kernel.kernel_module().and_then(|m| m.pe.as_ref()).and_then(|pe| pe.codeview.as_ref());
+    let cv = kernel
+        .kernel_module()
+        .and_then(|m| m.pe.as_ref())
+        .and_then(|pe| pe.codeview.as_ref());
     SymbolsInfo {
         source: opts.symbols_source,
         path: opts.symbols_path.clone(),
@@ -369,20 +431,34 @@ fn driver_rows(rows: &[TagRow]) -> Vec<DriverRow> {
         let owners: Vec<&str> = r
             .drivers
             .iter()
-            .filter(|m| matches!(m.source, Source::DriverCodeAllocation | Source::DriverCallsUntaggedAllocator))
+            .filter(|m| {
+                matches!(
+                    m.source,
+                    Source::DriverCodeAllocation | Source::DriverCallsUntaggedAllocator
+                )
+            })
             .filter_map(|m| m.module.as_deref())
             .collect();
         for o in &owners {
             let e = by_module.entry(o.to_string()).or_default();
             e.0.push(r.stats.tag);
-            e.1 = e.1.saturating_add(r.stats.paged_bytes).saturating_add(r.stats.nonpaged_bytes);
+            e.1 =
+                e.1.saturating_add(r.stats.paged_bytes)
+                    .saturating_add(r.stats.nonpaged_bytes);
             if owners.len() > 1 {
                 e.2.push(r.stats.tag);
             }
         }
     }
-    let mut out: Vec<DriverRow> =
-        by_module.into_iter().map(|(module, (tags, bytes, shared_tags))| DriverRow { module, tags, bytes, shared_tags }).collect();
+    let mut out: Vec<DriverRow> = by_module
+        .into_iter()
+        .map(|(module, (tags, bytes, shared_tags))| DriverRow {
+            module,
+            tags,
+            bytes,
+            shared_tags,
+        })
+        .collect();
     out.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(a.module.cmp(&b.module)));
     out
 }

@@ -49,7 +49,14 @@ impl BigPageLayout {
             source: LayoutSource::Profile,
         };
         let sized = l.number_of_bytes.is_some() || l.number_of_pages.is_some();
-        let all = [Some(l.va), Some(l.key), l.pool_type, l.number_of_bytes, l.number_of_pages, l.process_billed];
+        let all = [
+            Some(l.va),
+            Some(l.key),
+            l.pool_type,
+            l.number_of_bytes,
+            l.number_of_pages,
+            l.process_billed,
+        ];
         (sized && all.iter().flatten().all(|f| f.end() <= size)).then_some(l)
     }
 
@@ -133,17 +140,41 @@ pub struct BigPages {
 /// block does not say).
 pub fn read_big_pages(mem: &dyn VirtualMemory, ctx: &KernelContext) -> Result<BigPages, PoolError> {
     let layout = BigPageLayout::for_kernel(ctx);
-    let missing = |what| PoolError::Missing { what, why: "needs the kernel's symbols (a PDB or ISF)".into() };
-    let var = ctx.global("PoolBigPageTable").ok_or_else(|| missing("PoolBigPageTable"))?;
-    let size_var = ctx.global("PoolBigPageTableSize").ok_or_else(|| missing("PoolBigPageTableSize"))?;
-    let table = mem.read_ptr(var).map_err(|source| PoolError::Memory { what: "PoolBigPageTable", va: var, source })?;
-    let n = mem
-        .read_ptr(size_var)
-        .map_err(|source| PoolError::Memory { what: "PoolBigPageTableSize", va: size_var, source })?;
+    let missing = |what| PoolError::Missing {
+        what,
+        why: "needs the kernel's symbols (a PDB or ISF)".into(),
+    };
+    let var = ctx
+        .global("PoolBigPageTable")
+        .ok_or_else(|| missing("PoolBigPageTable"))?;
+    let size_var = ctx
+        .global("PoolBigPageTableSize")
+        .ok_or_else(|| missing("PoolBigPageTableSize"))?;
+    let table = mem.read_ptr(var).map_err(|source| PoolError::Memory {
+        what: "PoolBigPageTable",
+        va: var,
+        source,
+    })?;
+    let n = mem.read_ptr(size_var).map_err(|source| PoolError::Memory {
+        what: "PoolBigPageTableSize",
+        va: size_var,
+        source,
+    })?;
     if n > MAX_BIG_ENTRIES {
-        return Err(PoolError::Implausible { what: "PoolBigPageTableSize", value: n, limit: MAX_BIG_ENTRIES });
+        return Err(PoolError::Implausible {
+            what: "PoolBigPageTableSize",
+            value: n,
+            limit: MAX_BIG_ENTRIES,
+        });
     }
-    let mut out = BigPages { entries: Vec::new(), table, table_size: n, free: 0, unreadable: 0, layout_source: layout.source };
+    let mut out = BigPages {
+        entries: Vec::new(),
+        table,
+        table_size: n,
+        free: 0,
+        unreadable: 0,
+        layout_source: layout.source,
+    };
     let es = layout.size;
     let mut buf = vec![0u8; (CHUNK_ENTRIES * es) as usize];
     let mut i = 0;
@@ -180,7 +211,10 @@ fn decode(l: &BigPageLayout, e: &[u8], out: &mut BigPages) {
         (None, Some(f)) => f.read(e).unwrap_or(0).saturating_mul(PAGE_SIZE),
         (None, None) => 0,
     };
-    let pool_type = l.pool_type.and_then(|f| f.read(e)).map(|v| PoolType::from_pool_type(v as u32));
+    let pool_type = l
+        .pool_type
+        .and_then(|f| f.read(e))
+        .map(|v| PoolType::from_pool_type(v as u32));
     out.entries.push(BigPage {
         va,
         tag: Tag::from_u32(key),
@@ -200,7 +234,13 @@ mod tests {
     const KB32: u64 = 0x8040_0000;
 
     fn ctx(p: Option<&Profile>, ptr: u8, build: u32, kb: u64) -> KernelContext<'_> {
-        KernelContext { kernel_base: kb, pointer_size: ptr, build, processors: 1, profile: p }
+        KernelContext {
+            kernel_base: kb,
+            pointer_size: ptr,
+            build,
+            processors: 1,
+            profile: p,
+        }
     }
 
     /// Windows 10 entries (19041 ISF, 0x18 bytes): Va u64@0, Key u32@8, the u32@0xc with
@@ -237,13 +277,22 @@ mod tests {
             assert_eq!(b.layout_source, LayoutSource::Profile);
             assert_eq!((b.free, b.unreadable, b.entries.len()), (1, 0, 2), "{build}");
             let leak = b.entries[0];
-            assert_eq!((leak.va, leak.tag, leak.size), (0xffff_c000_1000_0000, Tag(*b"Leak"), 0x10000));
+            assert_eq!(
+                (leak.va, leak.tag, leak.size),
+                (0xffff_c000_1000_0000, Tag(*b"Leak"), 0x10000)
+            );
             assert_eq!(leak.pool_type.unwrap().kind, PoolKind::Paged);
             let nx = b.entries[1];
-            assert_eq!((nx.size, nx.pool_type.unwrap().raw, nx.pool_type.unwrap().kind), (0x2000, 0x200, PoolKind::Nonpaged));
+            assert_eq!(
+                (nx.size, nx.pool_type.unwrap().raw, nx.pool_type.unwrap().kind),
+                (0x2000, 0x200, PoolKind::Nonpaged)
+            );
             assert_eq!(nx.process_billed, (build >= 20348).then_some(0xffff_b000_0000_0080));
             // The built-in layout is the ISF's, field by field.
-            let bi = BigPageLayout { source: LayoutSource::Profile, ..BigPageLayout::built_in(8, build) };
+            let bi = BigPageLayout {
+                source: LayoutSource::Profile,
+                ..BigPageLayout::built_in(8, build)
+            };
             assert_eq!(Some(bi), BigPageLayout::from_profile(&p, 8), "{build}");
         }
     }
@@ -264,10 +313,16 @@ mod tests {
         let b = read_big_pages(mem, &ctx(Some(&p), 8, 7601, KB64)).unwrap();
         assert_eq!(b.entries.len(), 1);
         let pt = b.entries[0].pool_type.unwrap();
-        assert_eq!((pt.kind, pt.session, b.entries[0].size), (PoolKind::Paged, true, 0x3000));
+        assert_eq!(
+            (pt.kind, pt.session, b.entries[0].size),
+            (PoolKind::Paged, true, 0x3000)
+        );
         let l = BigPageLayout::from_profile(&p, 8).unwrap();
         let bi = BigPageLayout::built_in(8, 7601);
-        assert_eq!((l.size, l.va, l.key, l.pool_type, l.number_of_bytes), (bi.size, bi.va, bi.key, bi.pool_type, bi.number_of_bytes));
+        assert_eq!(
+            (l.size, l.va, l.key, l.pool_type, l.number_of_bytes),
+            (bi.size, bi.va, bi.key, bi.pool_type, bi.number_of_bytes)
+        );
     }
 
     /// XP x86 (ntkrnlpa.pdb): 12-byte entries {Va, Key, NumberOfPages}; one entry sits on a page
@@ -286,7 +341,10 @@ mod tests {
         let mem = img.memory();
         let b = read_big_pages(mem, &ctx(Some(&p), 4, 2600, KB32)).unwrap();
         assert_eq!((b.entries.len(), b.unreadable), (1, 1));
-        assert_eq!((b.entries[0].va, b.entries[0].size, b.entries[0].pool_type), (0x8234_5000, 0x3000, None));
+        assert_eq!(
+            (b.entries[0].va, b.entries[0].size, b.entries[0].pool_type),
+            (0x8234_5000, 0x3000, None)
+        );
         assert_eq!(b.entries[0].pool, PoolKind::Unknown, "XP entries record no pool");
         assert_eq!(BigPageLayout::built_in(4, 2600).size, 0xc);
     }
@@ -298,7 +356,13 @@ mod tests {
         img.u64(KB64 + p.global("PoolBigPageTableSize").unwrap(), u64::MAX);
         img.u64(KB64 + p.global("PoolBigPageTable").unwrap(), 0x1000);
         let mem = img.memory();
-        assert!(matches!(read_big_pages(mem, &ctx(Some(&p), 8, 17763, KB64)), Err(PoolError::Implausible { .. })));
-        assert!(matches!(read_big_pages(mem, &ctx(None, 8, 17763, KB64)), Err(PoolError::Missing { .. })));
+        assert!(matches!(
+            read_big_pages(mem, &ctx(Some(&p), 8, 17763, KB64)),
+            Err(PoolError::Implausible { .. })
+        ));
+        assert!(matches!(
+            read_big_pages(mem, &ctx(None, 8, 17763, KB64)),
+            Err(PoolError::Missing { .. })
+        ));
     }
 }

@@ -67,7 +67,12 @@ impl HeaderLayout {
             source: LayoutSource::Profile,
         };
         // Every field must lie inside the header.
-        let fields = [layout.previous_size, layout.block_size, layout.pool_type, layout.pool_tag];
+        let fields = [
+            layout.previous_size,
+            layout.block_size,
+            layout.pool_type,
+            layout.pool_tag,
+        ];
         fields.iter().all(|f| f.end() <= size).then_some(layout)
     }
 

@@ -37,10 +37,18 @@ pub struct FieldSpec {
 
 impl FieldSpec {
     pub const fn plain(offset: u64, width: u8) -> FieldSpec {
-        FieldSpec { offset, width, bits: None }
+        FieldSpec {
+            offset,
+            width,
+            bits: None,
+        }
     }
     pub const fn bitfield(offset: u64, width: u8, position: u32, length: u32) -> FieldSpec {
-        FieldSpec { offset, width, bits: Some((position, length)) }
+        FieldSpec {
+            offset,
+            width,
+            bits: Some((position, length)),
+        }
     }
 
     /// A field from the profile. The profile gives offsets and bit ranges but not integer

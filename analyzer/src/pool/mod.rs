@@ -32,7 +32,11 @@ use thiserror::Error;
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum PoolError {
     #[error("cannot read {what} at {va:#x}: {source}")]
-    Memory { what: &'static str, va: u64, source: MemoryError },
+    Memory {
+        what: &'static str,
+        va: u64,
+        source: MemoryError,
+    },
     #[error("{what} is unknown: {why}")]
     Missing { what: &'static str, why: String },
     #[error("{what} is implausible: {value:#x} (limit {limit:#x})")]
@@ -57,7 +61,9 @@ pub struct KernelContext<'a> {
 impl KernelContext<'_> {
     /// Virtual address of a kernel global, from the profile's RVA.
     pub fn global(&self, name: &str) -> Option<u64> {
-        self.profile?.global(name).and_then(|rva| self.kernel_base.checked_add(rva))
+        self.profile?
+            .global(name)
+            .and_then(|rva| self.kernel_base.checked_add(rva))
     }
     pub fn is_x64(&self) -> bool {
         self.pointer_size == 8

@@ -55,9 +55,14 @@ pub fn walk_page(page: &[u8], page_va: u64, layout: &HeaderLayout) -> Result<Vec
     let mut prev = 0u32;
     while off < PAGE_SIZE {
         let bytes = page.get(off as usize..).unwrap_or(&[]);
-        let h = layout.decode(bytes).ok_or_else(|| format!("header at +{off:#x} runs past the page"))?;
+        let h = layout
+            .decode(bytes)
+            .ok_or_else(|| format!("header at +{off:#x} runs past the page"))?;
         if h.previous_size != prev {
-            return Err(format!("block at +{off:#x}: PreviousSize {} but the previous block is {prev}", h.previous_size));
+            return Err(format!(
+                "block at +{off:#x}: PreviousSize {} but the previous block is {prev}",
+                h.previous_size
+            ));
         }
         if h.block_size == 0 {
             return Err(format!("block at +{off:#x} has BlockSize 0"));
@@ -73,12 +78,22 @@ pub fn walk_page(page: &[u8], page_va: u64, layout: &HeaderLayout) -> Result<Vec
             match layout.process_billed {
                 Some(_) => h.process_billed,
                 // x86: the charged EPROCESS is the block's last pointer (WRK pool.c).
-                None => page.get((end - 4) as usize..end as usize).map(|b| u64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))),
+                None => page
+                    .get((end - 4) as usize..end as usize)
+                    .map(|b| u64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))),
             }
         } else {
             None
         };
-        blocks.push(Block { address: page_va + off, size, tag: h.tag, pool_type, pool: pool_type.kind, allocated, process_billed });
+        blocks.push(Block {
+            address: page_va + off,
+            size,
+            tag: h.tag,
+            pool_type,
+            pool: pool_type.kind,
+            allocated,
+            process_billed,
+        });
         prev = h.block_size;
         off = end;
     }
@@ -115,8 +130,18 @@ pub fn pool_ranges(get: &dyn Fn(&str) -> Option<u64>, pointer_size: u8, build: u
     let mut out = Vec::new();
     let paged_start = get("MmPagedPoolStart").or((pointer_size == 8).then_some(X64_PAGED_POOL_START));
     for (start, end, max, kind) in [
-        (get("MmNonPagedPoolStart"), "MmNonPagedPoolEnd", "MmMaximumNonPagedPoolInBytes", PoolKind::Nonpaged),
-        (paged_start, "MmPagedPoolEnd", "MmSizeOfPagedPoolInBytes", PoolKind::Paged),
+        (
+            get("MmNonPagedPoolStart"),
+            "MmNonPagedPoolEnd",
+            "MmMaximumNonPagedPoolInBytes",
+            PoolKind::Nonpaged,
+        ),
+        (
+            paged_start,
+            "MmPagedPoolEnd",
+            "MmSizeOfPagedPoolInBytes",
+            PoolKind::Paged,
+        ),
     ] {
         let Some(start) = start else { continue };
         let end = match (get(end), get(max)) {
@@ -169,9 +194,17 @@ pub struct InvalidPage {
 /// The kernel half of the address space, for [`scan_kernel_space`].
 pub fn kernel_space(pointer_size: u8) -> PoolRange {
     if pointer_size == 8 {
-        PoolRange { start: 0xffff_8000_0000_0000, end: u64::MAX, kind: PoolKind::Unknown }
+        PoolRange {
+            start: 0xffff_8000_0000_0000,
+            end: u64::MAX,
+            kind: PoolKind::Unknown,
+        }
     } else {
-        PoolRange { start: 0x8000_0000, end: 0x1_0000_0000, kind: PoolKind::Unknown }
+        PoolRange {
+            start: 0x8000_0000,
+            end: 0x1_0000_0000,
+            kind: PoolKind::Unknown,
+        }
     }
 }
 
@@ -186,7 +219,10 @@ pub fn scan_ranges(
     big: &[(u64, u64)],
     on_block: &mut dyn FnMut(&Block),
 ) -> PageScan {
-    let mut scan = PageScan { mode: "pool-ranges", ..PageScan::default() };
+    let mut scan = PageScan {
+        mode: "pool-ranges",
+        ..PageScan::default()
+    };
     let mut buf = vec![0u8; PAGE_SIZE as usize];
     for r in ranges {
         let mut pages = (r.end.saturating_sub(r.start)) / PAGE_SIZE;
@@ -228,7 +264,10 @@ pub fn scan_kernel_space(
     big: &[(u64, u64)],
     on_block: &mut dyn FnMut(&Block),
 ) -> Option<PageScan> {
-    let mut scan = PageScan { mode: "kernel-space", ..PageScan::default() };
+    let mut scan = PageScan {
+        mode: "kernel-space",
+        ..PageScan::default()
+    };
     let r = kernel_space(mem.pointer_size());
     let ok = mem.for_each_mapped_page(r.start, r.end, &mut |va, page| {
         scan.pages_in_ranges += 1;
@@ -266,7 +305,10 @@ fn visit(
                 }
             }
             if kind == PoolKind::Unknown {
-                let page_kind = blocks.iter().find(|b| b.allocated).map_or(PoolKind::Unknown, |b| b.pool_type.kind);
+                let page_kind = blocks
+                    .iter()
+                    .find(|b| b.allocated)
+                    .map_or(PoolKind::Unknown, |b| b.pool_type.kind);
                 for b in blocks.iter_mut().filter(|b| !b.allocated) {
                     b.pool = page_kind;
                 }

@@ -39,31 +39,68 @@ fn x64_page_chain_and_range_accounting() {
     img.enumerate = true;
     let mut n = 0;
     let scan = scan_kernel_space(img.memory(), &layout, &[], &mut |_| n += 1).unwrap();
-    assert_eq!((scan.mode, scan.pages_valid, scan.pages_invalid, scan.missing_pool_pages, n), ("kernel-space", 1, 3, 1, 3));
+    assert_eq!(
+        (
+            scan.mode,
+            scan.pages_valid,
+            scan.pages_invalid,
+            scan.missing_pool_pages,
+            n
+        ),
+        ("kernel-space", 1, 3, 1, 3)
+    );
     img.enumerate = false;
     assert!(scan_kernel_space(img.memory(), &layout, &[], &mut |_| {}).is_none());
 }
 
 fn check_scan(img: &Image, layout: &HeaderLayout, base: u64) {
     let mem = img.memory();
-    let range = PoolRange { start: base, end: base + 0x6000, kind: PoolKind::Nonpaged };
+    let range = PoolRange {
+        start: base,
+        end: base + 0x6000,
+        kind: PoolKind::Nonpaged,
+    };
     let mut blocks = Vec::new();
-    let scan = scan_ranges(mem, layout, &[range], &[(base + 0x4000, base + 0x6000)], &mut |b| blocks.push(*b));
+    let scan = scan_ranges(mem, layout, &[range], &[(base + 0x4000, base + 0x6000)], &mut |b| {
+        blocks.push(*b)
+    });
     assert_eq!(
-        (scan.pages_in_ranges, scan.pages_valid, scan.pages_invalid, scan.missing_pool_pages, scan.pages_unmapped, scan.pages_big),
+        (
+            scan.pages_in_ranges,
+            scan.pages_valid,
+            scan.pages_invalid,
+            scan.missing_pool_pages,
+            scan.pages_unmapped,
+            scan.pages_big
+        ),
         (6, 1, 1, 1, 1, 2),
         "enumerate: {}",
         img.enumerate
     );
     assert_eq!(scan.invalid_examples[0].va, base + 0x1000);
-    assert!(scan.invalid_examples[0].reason.contains("PreviousSize 3"), "{}", scan.invalid_examples[0].reason);
-    let summary: Vec<_> = blocks.iter().map(|b| (b.address - base, b.size, b.tag.to_string(), b.allocated)).collect();
+    assert!(
+        scan.invalid_examples[0].reason.contains("PreviousSize 3"),
+        "{}",
+        scan.invalid_examples[0].reason
+    );
+    let summary: Vec<_> = blocks
+        .iter()
+        .map(|b| (b.address - base, b.size, b.tag.to_string(), b.allocated))
+        .collect();
     assert_eq!(
         summary,
-        [(0, 64, "Irp ".to_string(), true), (0x40, 256, "Free".into(), false), (0x140, 3776, "Proc".into(), true)]
+        [
+            (0, 64, "Irp ".to_string(), true),
+            (0x40, 256, "Free".into(), false),
+            (0x140, 3776, "Proc".into(), true)
+        ]
     );
     assert_eq!(blocks[0].pool_type.kind, PoolKind::Nonpaged);
-    assert_eq!((blocks[1].pool_type.kind, blocks[1].pool), (PoolKind::Free, PoolKind::Nonpaged), "free: the range's pool");
+    assert_eq!(
+        (blocks[1].pool_type.kind, blocks[1].pool),
+        (PoolKind::Free, PoolKind::Nonpaged),
+        "free: the range's pool"
+    );
     assert_eq!(blocks[2].process_billed, Some(0xffff_fa80_0999_0000));
     assert_eq!(blocks[0].process_billed, None, "not a quota block");
 }
@@ -89,14 +126,19 @@ fn x86_page_with_quota_pointer_at_the_block_end() {
     img.memory().read(base, &mut page).unwrap();
     let blocks = walk_page(&page, base, &layout).unwrap();
     assert_eq!(blocks.len(), 2);
-    assert_eq!((blocks[0].size, blocks[0].pool_type.kind, blocks[0].pool_type.quota), (0x800, PoolKind::Paged, true));
+    assert_eq!(
+        (blocks[0].size, blocks[0].pool_type.kind, blocks[0].pool_type.quota),
+        (0x800, PoolKind::Paged, true)
+    );
     assert_eq!(blocks[0].process_billed, Some(0x8888_0000));
     assert_eq!((blocks[1].address, blocks[1].allocated), (base + 0x800, false));
 
     // The same page with the last block one unit too long no longer validates.
     img.u16(base + 0x802, 0x101);
     img.memory().read(base, &mut page).unwrap();
-    assert!(walk_page(&page, base, &layout).unwrap_err().contains("past the page end"));
+    assert!(walk_page(&page, base, &layout)
+        .unwrap_err()
+        .contains("past the page end"));
     // And a zero BlockSize is refused rather than looping.
     img.u16(base + 0x802, 0);
     img.memory().read(base, &mut page).unwrap();
@@ -117,8 +159,16 @@ fn pool_ranges_from_variables() {
     assert_eq!(
         pool_ranges(&xp, 4, 2600),
         [
-            PoolRange { start: 0x8974_3000, end: 0x8a00_0000, kind: PoolKind::Nonpaged },
-            PoolRange { start: 0xe100_0000, end: 0xf100_0000, kind: PoolKind::Paged },
+            PoolRange {
+                start: 0x8974_3000,
+                end: 0x8a00_0000,
+                kind: PoolKind::Nonpaged
+            },
+            PoolRange {
+                start: 0xe100_0000,
+                end: 0xf100_0000,
+                kind: PoolKind::Paged
+            },
         ]
     );
     // Windows 7 x64: no end variables, no paged start variable.
@@ -131,8 +181,16 @@ fn pool_ranges_from_variables() {
     assert_eq!(
         pool_ranges(&w7, 8, 7601),
         [
-            PoolRange { start: 0xffff_fa80_0000_0000, end: 0xffff_fa80_1000_0000, kind: PoolKind::Nonpaged },
-            PoolRange { start: 0xffff_f8a0_0000_0000, end: 0xffff_f8a0_2000_0000, kind: PoolKind::Paged },
+            PoolRange {
+                start: 0xffff_fa80_0000_0000,
+                end: 0xffff_fa80_1000_0000,
+                kind: PoolKind::Nonpaged
+            },
+            PoolRange {
+                start: 0xffff_f8a0_0000_0000,
+                end: 0xffff_f8a0_2000_0000,
+                kind: PoolKind::Paged
+            },
         ]
     );
     assert!(pool_ranges(&w7, 8, 19041).is_empty());

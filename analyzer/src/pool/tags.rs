@@ -79,12 +79,37 @@ impl TrackerLayout {
     pub fn built_in(pointer_size: u8, build: u32) -> TrackerLayout {
         let p = FieldSpec::plain;
         let (size, fields) = if pointer_size == 4 {
-            (0x1c, [p(0, 4), p(4, 4), p(8, 4), p(0xc, 4), p(0x10, 4), p(0x14, 4), p(0x18, 4)])
+            (
+                0x1c,
+                [p(0, 4), p(4, 4), p(8, 4), p(0xc, 4), p(0x10, 4), p(0x14, 4), p(0x18, 4)],
+            )
         } else if build < 10240 {
-            (0x28, [p(0, 4), p(4, 4), p(8, 4), p(0x10, 8), p(0x18, 4), p(0x1c, 4), p(0x20, 8)])
+            (
+                0x28,
+                [
+                    p(0, 4),
+                    p(4, 4),
+                    p(8, 4),
+                    p(0x10, 8),
+                    p(0x18, 4),
+                    p(0x1c, 4),
+                    p(0x20, 8),
+                ],
+            )
         } else {
             let size = if build >= 20348 { 0x50 } else { 0x38 };
-            (size, [p(0, 4), p(0x10, 8), p(0x18, 8), p(8, 8), p(0x28, 8), p(0x30, 8), p(0x20, 8)])
+            (
+                size,
+                [
+                    p(0, 4),
+                    p(0x10, 8),
+                    p(0x18, 8),
+                    p(8, 8),
+                    p(0x28, 8),
+                    p(0x30, 8),
+                    p(0x20, 8),
+                ],
+            )
         };
         let [key, nonpaged_allocs, nonpaged_frees, nonpaged_bytes, paged_allocs, paged_frees, paged_bytes] = fields;
         TrackerLayout {
@@ -134,7 +159,15 @@ pub struct TagStats {
 
 impl TagStats {
     fn new(tag: Tag) -> TagStats {
-        TagStats { tag, paged_allocs: 0, paged_frees: 0, paged_bytes: 0, nonpaged_allocs: 0, nonpaged_frees: 0, nonpaged_bytes: 0 }
+        TagStats {
+            tag,
+            paged_allocs: 0,
+            paged_frees: 0,
+            paged_bytes: 0,
+            nonpaged_allocs: 0,
+            nonpaged_frees: 0,
+            nonpaged_bytes: 0,
+        }
     }
     pub fn paged_outstanding(&self) -> u64 {
         self.paged_allocs.saturating_sub(self.paged_frees)
@@ -198,10 +231,13 @@ pub fn read_tag_tables(
 ) -> Result<TagTables, PoolError> {
     let layout = TrackerLayout::for_kernel(ctx);
     let mut warnings = Vec::new();
-    let var = ctx.global("PoolTrackTable").or(pool_track_table_var).ok_or_else(|| PoolError::Missing {
-        what: "PoolTrackTable",
-        why: "neither the profile nor the debugger data block gives its address".into(),
-    })?;
+    let var = ctx
+        .global("PoolTrackTable")
+        .or(pool_track_table_var)
+        .ok_or_else(|| PoolError::Missing {
+            what: "PoolTrackTable",
+            why: "neither the profile nor the debugger data block gives its address".into(),
+        })?;
     let table = read_ptr(mem, var, "PoolTrackTable")?;
     let size = match ctx.global("PoolTrackTableSize") {
         Some(a) => read_ptr(mem, a, "PoolTrackTableSize")?,
@@ -245,7 +281,10 @@ pub fn read_tag_tables(
         }
     }
 
-    if let (Some(a), Some(s)) = (ctx.global("PoolTrackTableExpansion"), ctx.global("PoolTrackTableExpansionSize")) {
+    if let (Some(a), Some(s)) = (
+        ctx.global("PoolTrackTableExpansion"),
+        ctx.global("PoolTrackTableExpansionSize"),
+    ) {
         match (mem.read_ptr(a), mem.read_ptr(s)) {
             (Ok(0), _) | (_, Ok(0)) => {}
             (Ok(t), Ok(n)) => match check_size("PoolTrackTableExpansionSize", n) {
@@ -257,7 +296,10 @@ pub fn read_tag_tables(
     }
 
     let mut session = None;
-    if let (Some(a), Some(s)) = (ctx.global("ExpSessionPoolTrackTable"), ctx.global("ExpSessionPoolTrackTableSize")) {
+    if let (Some(a), Some(s)) = (
+        ctx.global("ExpSessionPoolTrackTable"),
+        ctx.global("ExpSessionPoolTrackTableSize"),
+    ) {
         match (mem.read_ptr(a), mem.read_ptr(s)) {
             (Ok(0), _) | (_, Ok(0)) => {}
             (Ok(t), Ok(n)) => match check_size("ExpSessionPoolTrackTableSize", n) {
@@ -277,19 +319,33 @@ pub fn read_tag_tables(
 
     for t in &tables {
         if t.unreadable > 0 {
-            warnings.push(format!("{}: {} of {} entries are not in the dump", t.name, t.unreadable, t.entries));
+            warnings.push(format!(
+                "{}: {} of {} entries are not in the dump",
+                t.name, t.unreadable, t.entries
+            ));
         }
     }
-    Ok(TagTables { tags: acc.finish(), session, tables, layout_source: layout.source, warnings })
+    Ok(TagTables {
+        tags: acc.finish(),
+        session,
+        tables,
+        layout_source: layout.source,
+        warnings,
+    })
 }
 
 fn read_ptr(mem: &dyn VirtualMemory, va: u64, what: &'static str) -> Result<u64, PoolError> {
-    mem.read_ptr(va).map_err(|source| PoolError::Memory { what, va, source })
+    mem.read_ptr(va)
+        .map_err(|source| PoolError::Memory { what, va, source })
 }
 
 fn check_size(what: &'static str, n: u64) -> Result<(), PoolError> {
     if n > MAX_TABLE_ENTRIES {
-        return Err(PoolError::Implausible { what, value: n, limit: MAX_TABLE_ENTRIES });
+        return Err(PoolError::Implausible {
+            what,
+            value: n,
+            limit: MAX_TABLE_ENTRIES,
+        });
     }
     Ok(())
 }
@@ -322,11 +378,20 @@ struct Accumulator {
 
 impl Accumulator {
     fn new(layout: TrackerLayout) -> Self {
-        Accumulator { layout, by_tag: HashMap::new() }
+        Accumulator {
+            layout,
+            by_tag: HashMap::new(),
+        }
     }
 
     fn add_table(&mut self, mem: &dyn VirtualMemory, name: String, va: u64, entries: u64) -> TableInfo {
-        let mut info = TableInfo { name, address: va, entries, used: 0, unreadable: 0 };
+        let mut info = TableInfo {
+            name,
+            address: va,
+            entries,
+            used: 0,
+            unreadable: 0,
+        };
         let esize = self.layout.size;
         let mut buf = vec![0u8; (CHUNK_ENTRIES * esize) as usize];
         let mut i = 0;
@@ -361,7 +426,10 @@ impl Accumulator {
             return false;
         }
         let v = |f: FieldSpec| f.read(e).unwrap_or(0);
-        let s = self.by_tag.entry(Tag::from_u32(key)).or_insert_with(|| TagStats::new(Tag::from_u32(key)));
+        let s = self
+            .by_tag
+            .entry(Tag::from_u32(key))
+            .or_insert_with(|| TagStats::new(Tag::from_u32(key)));
         s.nonpaged_allocs = s.nonpaged_allocs.wrapping_add(v(l.nonpaged_allocs));
         s.nonpaged_frees = s.nonpaged_frees.wrapping_add(v(l.nonpaged_frees));
         s.nonpaged_bytes = s.nonpaged_bytes.wrapping_add(v(l.nonpaged_bytes));
@@ -373,7 +441,13 @@ impl Accumulator {
 
     fn finish(self) -> Vec<TagStats> {
         let l = self.layout;
-        let mask = |f: FieldSpec, v: u64| if f.width >= 8 { v } else { v & ((1u64 << (8 * f.width)) - 1) };
+        let mask = |f: FieldSpec, v: u64| {
+            if f.width >= 8 {
+                v
+            } else {
+                v & ((1u64 << (8 * f.width)) - 1)
+            }
+        };
         let mut rows: Vec<TagStats> = self
             .by_tag
             .into_values()

@@ -8,7 +8,13 @@ const KB64: u64 = 0xffff_f800_1000_0000;
 const KB32: u64 = 0x8040_0000;
 
 fn ctx<'a>(p: Option<&'a Profile>, ptr: u8, build: u32, kb: u64) -> KernelContext<'a> {
-    KernelContext { kernel_base: kb, pointer_size: ptr, build, processors: 1, profile: p }
+    KernelContext {
+        kernel_base: kb,
+        pointer_size: ptr,
+        build,
+        processors: 1,
+        profile: p,
+    }
 }
 
 fn g(p: &Profile, kb: u64, name: &str) -> u64 {
@@ -16,12 +22,26 @@ fn g(p: &Profile, kb: u64, name: &str) -> u64 {
 }
 
 fn find(rows: &[TagStats], tag: &str) -> TagStats {
-    *rows.iter().find(|r| r.tag == Tag::from_text(tag).unwrap()).unwrap_or_else(|| panic!("{tag} missing"))
+    *rows
+        .iter()
+        .find(|r| r.tag == Tag::from_text(tag).unwrap())
+        .unwrap_or_else(|| panic!("{tag} missing"))
 }
 
 /// Windows 10 entry (19041 ISF: 0x38 bytes, Key at 0, all counters 64-bit).
 #[allow(clippy::too_many_arguments)]
-fn w10_entry(img: &mut Image, p: &Profile, at: u64, tag: &[u8; 4], pa: u64, pf: u64, pb: u64, na: u64, nf: u64, nb: u64) {
+fn w10_entry(
+    img: &mut Image,
+    p: &Profile,
+    at: u64,
+    tag: &[u8; 4],
+    pa: u64,
+    pf: u64,
+    pb: u64,
+    na: u64,
+    nf: u64,
+    nb: u64,
+) {
     let o = |f| p.offset("_POOL_TRACKER_TABLE", f).unwrap();
     img.write(at + o("Key"), tag);
     img.u64(at + o("PagedAllocs"), pa);
@@ -37,7 +57,12 @@ fn win10_sums_per_cpu_tables_and_expansion_keeps_session_apart() {
     let p = isf(W19041);
     assert_eq!(p.type_size("_POOL_TRACKER_TABLE"), Some(0x38));
     let mut img = Image::new(8);
-    let (t0, t1, te, ts) = (0xffff_c000_0010_0000_u64, 0xffff_c000_0020_0000, 0xffff_c000_0030_0000, 0xffff_c000_0040_0000);
+    let (t0, t1, te, ts) = (
+        0xffff_c000_0010_0000_u64,
+        0xffff_c000_0020_0000,
+        0xffff_c000_0030_0000,
+        0xffff_c000_0040_0000,
+    );
     img.u64(g(&p, KB64, "PoolTrackTable"), t0);
     img.u64(g(&p, KB64, "PoolTrackTableSize"), 4);
     img.u32(g(&p, KB64, "KeNumberProcessors"), 2);
@@ -68,13 +93,27 @@ fn win10_sums_per_cpu_tables_and_expansion_keeps_session_apart() {
     assert_eq!((leak.paged_allocs, leak.paged_frees, leak.paged_bytes), (14, 7, 81920));
     assert_eq!(leak.paged_outstanding(), 7);
     let ntfs = find(&t.tags, "Ntfs");
-    assert_eq!((ntfs.nonpaged_allocs, ntfs.nonpaged_frees, ntfs.nonpaged_bytes), (5, 1, 0x400));
+    assert_eq!(
+        (ntfs.nonpaged_allocs, ntfs.nonpaged_frees, ntfs.nonpaged_bytes),
+        (5, 1, 0x400)
+    );
     assert_eq!(find(&t.tags, "Exp1").nonpaged_bytes, 0x70);
     let session = t.session.as_ref().unwrap();
     assert_eq!(session.len(), 1);
-    assert_eq!((session[0].paged_allocs, session[0].paged_frees, session[0].paged_bytes), (4, 1, 0x300));
+    assert_eq!(
+        (session[0].paged_allocs, session[0].paged_frees, session[0].paged_bytes),
+        (4, 1, 0x300)
+    );
     let names: Vec<_> = t.tables.iter().map(|t| t.name.as_str()).collect();
-    assert_eq!(names, ["PoolTrackTable", "ExPoolTagTables[1]", "PoolTrackTableExpansion", "ExpSessionPoolTrackTable"]);
+    assert_eq!(
+        names,
+        [
+            "PoolTrackTable",
+            "ExPoolTagTables[1]",
+            "PoolTrackTableExpansion",
+            "ExpSessionPoolTrackTable"
+        ]
+    );
     assert!(t.warnings.is_empty(), "{:?}", t.warnings);
 
     let mut rows = t.tags.clone();
@@ -115,7 +154,10 @@ fn win7_x64_counts_are_32_bit_and_missing_pages_are_counted() {
     let t = read_tag_tables(mem, &ctx(Some(&p), 8, 7601, KB64), None).unwrap();
     assert_eq!(t.tags.len(), 1);
     let irp = t.tags[0];
-    assert_eq!((irp.nonpaged_allocs, irp.nonpaged_frees, irp.nonpaged_bytes), (12, 2, 0x1400));
+    assert_eq!(
+        (irp.nonpaged_allocs, irp.nonpaged_frees, irp.nonpaged_bytes),
+        (12, 2, 0x1400)
+    );
     assert_eq!((irp.paged_allocs, irp.paged_frees, irp.paged_bytes), (1, 0, 0x40));
     // Entries 204..=307 touch the missing page (204*0x28 = 0x1fe0 .. 307*0x28 = 0x2ff8).
     assert_eq!(t.tables.len(), 1, "ExPoolTagTables[0] is PoolTrackTable itself");
@@ -131,7 +173,11 @@ fn xp_x86_with_pdb_and_without_symbols() {
     let p = xp_pdb();
     assert_eq!(p.type_size("_POOL_TRACKER_TABLE"), Some(0x1c));
     let var = g(&p, KB32, "PoolTrackTable");
-    assert_eq!(g(&p, KB32, "PoolTrackTableSize"), var - 4, "XP keeps the size just before the table pointer");
+    assert_eq!(
+        g(&p, KB32, "PoolTrackTableSize"),
+        var - 4,
+        "XP keeps the size just before the table pointer"
+    );
     let mut img = Image::new(4);
     let t0 = 0x8100_0000_u64;
     img.u32(var, t0 as u32);
@@ -161,7 +207,10 @@ fn xp_x86_with_pdb_and_without_symbols() {
         assert_eq!((mm.paged_allocs, mm.paged_frees, mm.paged_bytes), (300, 100, 0x32000));
         assert_eq!((mm.nonpaged_allocs, mm.nonpaged_frees), (1, 1));
         let th = find(&t.tags, "Thre");
-        assert_eq!((th.nonpaged_allocs, th.nonpaged_frees, th.nonpaged_bytes), (50, 8, 0x6900));
+        assert_eq!(
+            (th.nonpaged_allocs, th.nonpaged_frees, th.nonpaged_bytes),
+            (50, 8, 0x6900)
+        );
         assert_eq!(t.warnings.len(), usize::from(profile.is_none()), "{:?}", t.warnings);
     }
 }
@@ -174,17 +223,40 @@ fn absurd_table_size_is_refused_before_reading() {
     img.u64(g(&p, KB64, "PoolTrackTableSize"), 1 << 40);
     let mem = img.memory();
     let e = read_tag_tables(mem, &ctx(Some(&p), 8, 17763, KB64), None).unwrap_err();
-    assert!(matches!(e, PoolError::Implausible { what: "PoolTrackTableSize", .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            PoolError::Implausible {
+                what: "PoolTrackTableSize",
+                ..
+            }
+        ),
+        "{e}"
+    );
     // No symbols and no debugger data block: nothing to go on.
     let e = read_tag_tables(mem, &ctx(None, 8, 17763, KB64), None).unwrap_err();
-    assert!(matches!(e, PoolError::Missing { what: "PoolTrackTable", .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            PoolError::Missing {
+                what: "PoolTrackTable",
+                ..
+            }
+        ),
+        "{e}"
+    );
 }
 
 #[test]
 fn built_in_layouts_match_the_corpus_symbols() {
     // The built-in table must say what the real symbols say, field by field.
-    let cases: [(Profile, u8, u32); 5] =
-        [(xp_pdb(), 4, 2600), (isf(W7601), 8, 7601), (isf(W17763), 8, 17763), (isf(W19041), 8, 19041), (isf(W20348), 8, 20348)];
+    let cases: [(Profile, u8, u32); 5] = [
+        (xp_pdb(), 4, 2600),
+        (isf(W7601), 8, 7601),
+        (isf(W17763), 8, 17763),
+        (isf(W19041), 8, 19041),
+        (isf(W20348), 8, 20348),
+    ];
     for (p, ptr, build) in cases {
         let a = TrackerLayout::from_profile(&p, ptr).unwrap();
         let b = TrackerLayout::built_in(ptr, build);

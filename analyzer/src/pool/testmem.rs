@@ -16,7 +16,12 @@ pub struct Image {
 
 impl Image {
     pub fn new(pointer_size: u8) -> Image {
-        Image { pointer_size, pages: BTreeMap::new(), missing: BTreeSet::new(), enumerate: false }
+        Image {
+            pointer_size,
+            pages: BTreeMap::new(),
+            missing: BTreeSet::new(),
+            enumerate: false,
+        }
     }
 
     pub fn write(&mut self, va: u64, bytes: &[u8]) {
@@ -52,7 +57,9 @@ impl Image {
 impl VirtualMemory for Image {
     fn read(&self, va: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
         for (i, b) in buf.iter_mut().enumerate() {
-            let a = va.checked_add(i as u64).ok_or(MemoryError::AddressOverflow { addr: va })?;
+            let a = va
+                .checked_add(i as u64)
+                .ok_or(MemoryError::AddressOverflow { addr: va })?;
             let page = a & !0xfff;
             match self.pages.get(&page) {
                 Some(p) => *b = p[(a & 0xfff) as usize],
@@ -69,7 +76,13 @@ impl VirtualMemory for Image {
         if !self.enumerate {
             return false;
         }
-        let mut all: Vec<u64> = self.pages.keys().chain(self.missing.iter()).copied().filter(|&p| p >= start && p < end).collect();
+        let mut all: Vec<u64> = self
+            .pages
+            .keys()
+            .chain(self.missing.iter())
+            .copied()
+            .filter(|&p| p >= start && p < end)
+            .collect();
         all.sort_unstable();
         for p in all {
             f(p, self.pages.get(&p).map(|v| &v[..]));

@@ -52,7 +52,11 @@ impl PoolType {
     pub fn from_pool_type(value: u32) -> PoolType {
         PoolType {
             raw: value,
-            kind: if value & BASE_POOL_TYPE_MASK != 0 { PoolKind::Paged } else { PoolKind::Nonpaged },
+            kind: if value & BASE_POOL_TYPE_MASK != 0 {
+                PoolKind::Paged
+            } else {
+                PoolKind::Nonpaged
+            },
             session: value & SESSION_POOL_MASK != 0,
             quota: value & POOL_QUOTA_MASK != 0,
         }
@@ -60,13 +64,21 @@ impl PoolType {
 
     /// From a POOL_HEADER's PoolType field; `pre_vista` selects the XP/2003 `type + 1` rule.
     pub fn from_header_field(field: u32, pre_vista: bool) -> PoolType {
-        let free = PoolType { raw: 0, kind: PoolKind::Free, session: false, quota: false };
+        let free = PoolType {
+            raw: 0,
+            kind: PoolKind::Free,
+            session: false,
+            quota: false,
+        };
         let value = match (field, pre_vista) {
             (0, _) => return free,
             (f, true) => f - 1,
             (f, false) => f,
         };
-        PoolType { raw: field, ..PoolType::from_pool_type(value) }
+        PoolType {
+            raw: field,
+            ..PoolType::from_pool_type(value)
+        }
     }
 
     pub fn is_free(&self) -> bool {

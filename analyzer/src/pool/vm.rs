@@ -44,14 +44,25 @@ pub struct VmSummary {
 
 /// Reads the summary. `kdbg_values` are the dereferenced debugger-data-block variables
 /// (`KernelInfo::kdbg_values`); `tags` the tag tables' rows, for the fallback.
-pub fn vm_summary(mem: &dyn VirtualMemory, ctx: &KernelContext, kdbg_values: &[(&str, u64)], tags: Option<&[TagStats]>) -> VmSummary {
+pub fn vm_summary(
+    mem: &dyn VirtualMemory,
+    ctx: &KernelContext,
+    kdbg_values: &[(&str, u64)],
+    tags: Option<&[TagStats]>,
+) -> VmSummary {
     let var = |name: &'static str, unit: u64| -> Option<Figure> {
         if let Some(&(_, v)) = kdbg_values.iter().find(|(n, _)| *n == name) {
-            return Some(Figure { bytes: v.saturating_mul(unit), source: format!("kdbg:{name}") });
+            return Some(Figure {
+                bytes: v.saturating_mul(unit),
+                source: format!("kdbg:{name}"),
+            });
         }
         let va = ctx.global(name)?;
         let v = mem.read_ptr(va).ok()?;
-        Some(Figure { bytes: v.saturating_mul(unit), source: format!("profile:{name}") })
+        Some(Figure {
+            bytes: v.saturating_mul(unit),
+            source: format!("profile:{name}"),
+        })
     };
     let paged_commit = var("MmPagedPoolCommit", PAGE_SIZE);
     let mut s = VmSummary {
@@ -66,13 +77,22 @@ pub fn vm_summary(mem: &dyn VirtualMemory, ctx: &KernelContext, kdbg_values: &[(
     if let Some(rows) = tags {
         let sum = |f: fn(&TagStats) -> u64| rows.iter().fold(0u64, |a, r| a.saturating_add(f(r)));
         if s.paged_in_use.is_none() {
-            s.paged_in_use = Some(Figure { bytes: sum(|r| r.paged_bytes), source: "tag tables".into() });
+            s.paged_in_use = Some(Figure {
+                bytes: sum(|r| r.paged_bytes),
+                source: "tag tables".into(),
+            });
         }
         if s.nonpaged_in_use.is_none() {
-            s.nonpaged_in_use = Some(Figure { bytes: sum(|r| r.nonpaged_bytes), source: "tag tables".into() });
+            s.nonpaged_in_use = Some(Figure {
+                bytes: sum(|r| r.nonpaged_bytes),
+                source: "tag tables".into(),
+            });
         }
     }
-    for (what, used, max) in [("paged", &s.paged_in_use, &s.paged_max), ("nonpaged", &s.nonpaged_in_use, &s.nonpaged_max)] {
+    for (what, used, max) in [
+        ("paged", &s.paged_in_use, &s.paged_max),
+        ("nonpaged", &s.nonpaged_in_use, &s.nonpaged_max),
+    ] {
         if let (Some(u), Some(m)) = (used, max) {
             if m.bytes > 0 && u128::from(u.bytes) * 100 > u128::from(m.bytes) * u128::from(EXHAUSTION_PERCENT) {
                 let pct = u128::from(u.bytes) * 100 / u128::from(m.bytes);
@@ -92,7 +112,10 @@ fn paged_pool_info(mem: &dyn VirtualMemory, ctx: &KernelContext) -> Option<Figur
     let info = ctx.global("MmPagedPoolInfo")?;
     let off = p.offset("_MM_PAGED_POOL_INFO", "AllocatedPagedPool")?;
     let pages = mem.read_ptr(info.checked_add(off)?).ok().filter(|&p| p != 0)?;
-    Some(Figure { bytes: pages.saturating_mul(PAGE_SIZE), source: "profile:MmPagedPoolInfo.AllocatedPagedPool".into() })
+    Some(Figure {
+        bytes: pages.saturating_mul(PAGE_SIZE),
+        source: "profile:MmPagedPoolInfo.AllocatedPagedPool".into(),
+    })
 }
 
 /// A process from the active process list.
@@ -106,20 +129,40 @@ pub struct Process {
 
 /// Walks PsActiveProcessHead with the profile's `_EPROCESS` offsets. Stops (with what it has)
 /// at an unreadable link, a loop, or [`MAX_PROCESSES`].
-pub fn walk_processes(mem: &dyn VirtualMemory, ctx: &KernelContext, head: u64) -> Result<(Vec<Process>, Vec<String>), PoolError> {
-    let p = ctx.profile.ok_or_else(|| PoolError::Missing { what: "_EPROCESS layout", why: "needs the kernel's symbols".into() })?;
+pub fn walk_processes(
+    mem: &dyn VirtualMemory,
+    ctx: &KernelContext,
+    head: u64,
+) -> Result<(Vec<Process>, Vec<String>), PoolError> {
+    let p = ctx.profile.ok_or_else(|| PoolError::Missing {
+        what: "_EPROCESS layout",
+        why: "needs the kernel's symbols".into(),
+    })?;
     let off = |f: &'static str| {
-        p.offset("_EPROCESS", f).ok_or_else(|| PoolError::Missing { what: f, why: "not in the profile's _EPROCESS".into() })
+        p.offset("_EPROCESS", f).ok_or_else(|| PoolError::Missing {
+            what: f,
+            why: "not in the profile's _EPROCESS".into(),
+        })
     };
-    let (links, pid_off, name_off) = (off("ActiveProcessLinks")?, off("UniqueProcessId")?, off("ImageFileName")?);
+    let (links, pid_off, name_off) = (
+        off("ActiveProcessLinks")?,
+        off("UniqueProcessId")?,
+        off("ImageFileName")?,
+    );
     let mut out = Vec::new();
     let mut warnings = Vec::new();
-    let mut link = mem.read_ptr(head).map_err(|source| PoolError::Memory { what: "PsActiveProcessHead", va: head, source })?;
+    let mut link = mem.read_ptr(head).map_err(|source| PoolError::Memory {
+        what: "PsActiveProcessHead",
+        va: head,
+        source,
+    })?;
     let mut seen = std::collections::HashSet::new();
     let mut unreadable = Vec::new();
     while link != head && link != 0 {
         if out.len() >= MAX_PROCESSES || !seen.insert(link) {
-            warnings.push(format!("process list does not return to its head (stopped at {link:#x})"));
+            warnings.push(format!(
+                "process list does not return to its head (stopped at {link:#x})"
+            ));
             break;
         }
         let ep = link.wrapping_sub(links);
@@ -129,8 +172,15 @@ pub fn walk_processes(mem: &dyn VirtualMemory, ctx: &KernelContext, head: u64) -
         match (pid, name_ok) {
             (Ok(pid), Ok(())) => {
                 let end = name.iter().position(|&b| b == 0).unwrap_or(name.len());
-                let name = name[..end].iter().map(|&b| if (0x20..0x7f).contains(&b) { b as char } else { '?' }).collect();
-                out.push(Process { eprocess: ep, pid, name });
+                let name = name[..end]
+                    .iter()
+                    .map(|&b| if (0x20..0x7f).contains(&b) { b as char } else { '?' })
+                    .collect();
+                out.push(Process {
+                    eprocess: ep,
+                    pid,
+                    name,
+                });
             }
             _ => unreadable.push(ep),
         }
@@ -143,7 +193,10 @@ pub fn walk_processes(mem: &dyn VirtualMemory, ctx: &KernelContext, head: u64) -
         }
     }
     if let Some(first) = unreadable.first() {
-        warnings.push(format!("{} EPROCESS structures not in the dump (first at {first:#x})", unreadable.len()));
+        warnings.push(format!(
+            "{} EPROCESS structures not in the dump (first at {first:#x})",
+            unreadable.len()
+        ));
     }
     Ok((out, warnings))
 }
@@ -166,7 +219,11 @@ impl QuotaEncoding {
             what: "ExpPoolQuotaCookie",
             why: "ProcessBilled is encoded on this kernel and decoding needs its symbols".into(),
         })?;
-        let cookie = mem.read_u64(va).map_err(|source| PoolError::Memory { what: "ExpPoolQuotaCookie", va, source })?;
+        let cookie = mem.read_u64(va).map_err(|source| PoolError::Memory {
+            what: "ExpPoolQuotaCookie",
+            va,
+            source,
+        })?;
         Ok(QuotaEncoding::Cookie(cookie))
     }
 
@@ -210,7 +267,11 @@ pub struct QuotaAccumulator {
 
 impl QuotaAccumulator {
     pub fn new(encoding: QuotaEncoding) -> Self {
-        QuotaAccumulator { encoding, by_process: HashMap::new(), uncharged: (0, 0) }
+        QuotaAccumulator {
+            encoding,
+            by_process: HashMap::new(),
+            uncharged: (0, 0),
+        }
     }
 
     pub fn add(&mut self, b: &Block) {
@@ -237,7 +298,13 @@ impl QuotaAccumulator {
             .into_iter()
             .map(|(ep, (blocks, bytes))| {
                 let p = processes.iter().find(|p| p.eprocess == ep);
-                QuotaCharge { eprocess: ep, pid: p.map(|p| p.pid), name: p.map(|p| p.name.clone()), blocks, bytes }
+                QuotaCharge {
+                    eprocess: ep,
+                    pid: p.map(|p| p.pid),
+                    name: p.map(|p| p.name.clone()),
+                    blocks,
+                    bytes,
+                }
             })
             .collect();
         rows.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(a.eprocess.cmp(&b.eprocess)));

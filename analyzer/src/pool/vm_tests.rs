@@ -10,7 +10,13 @@ const KB64: u64 = 0xffff_f800_1000_0000;
 const KB32: u64 = 0x8040_0000;
 
 fn ctx(p: Option<&Profile>, ptr: u8, build: u32, kb: u64) -> KernelContext<'_> {
-    KernelContext { kernel_base: kb, pointer_size: ptr, build, processors: 1, profile: p }
+    KernelContext {
+        kernel_base: kb,
+        pointer_size: ptr,
+        build,
+        processors: 1,
+        profile: p,
+    }
 }
 
 #[test]
@@ -34,14 +40,29 @@ fn xp_figures_from_the_profile_and_exhaustion_warning() {
     assert_eq!(s.nonpaged_in_use.as_ref().unwrap().bytes, 0x7a0_0000);
     assert_eq!(s.nonpaged_max.as_ref().unwrap().bytes, 0x800_0000);
     // MmPagedPoolInfo.AllocatedPagedPool when the PDB describes it, else the commit.
-    assert_eq!(s.paged_in_use.as_ref().map(|f| f.bytes), Some(has_info.map_or(0x200_0000, |_| 0x180_0000)));
+    assert_eq!(
+        s.paged_in_use.as_ref().map(|f| f.bytes),
+        Some(has_info.map_or(0x200_0000, |_| 0x180_0000))
+    );
     assert_eq!(s.warnings.len(), 1, "{:?}", s.warnings);
-    assert!(s.warnings[0].starts_with("nonpaged pool is near exhaustion") && s.warnings[0].contains("95%"), "{}", s.warnings[0]);
+    assert!(
+        s.warnings[0].starts_with("nonpaged pool is near exhaustion") && s.warnings[0].contains("95%"),
+        "{}",
+        s.warnings[0]
+    );
 
     // The debugger data block's values win over the profile, and say so.
-    let s = vm_summary(img.memory(), &ctx(Some(&p), 4, 2600, KB32), &[("MmAllocatedNonPagedPool", 0x100)], None);
+    let s = vm_summary(
+        img.memory(),
+        &ctx(Some(&p), 4, 2600, KB32),
+        &[("MmAllocatedNonPagedPool", 0x100)],
+        None,
+    );
     assert_eq!(s.nonpaged_in_use.as_ref().unwrap().bytes, 0x10_0000);
-    assert_eq!(s.nonpaged_in_use.as_ref().unwrap().source, "kdbg:MmAllocatedNonPagedPool");
+    assert_eq!(
+        s.nonpaged_in_use.as_ref().unwrap().source,
+        "kdbg:MmAllocatedNonPagedPool"
+    );
     assert!(s.warnings.is_empty());
 }
 
@@ -112,15 +133,26 @@ fn quota_decoded_with_cookie_and_named_from_the_process_list() {
     acc.add(&block(a1, 0x100, Some(app ^ cookie ^ a1), quota));
     acc.add(&block(a2, 0x200, Some(app ^ cookie ^ a2), quota));
     // Not a quota block: its ProcessBilled bytes are the back-trace index, not a process.
-    acc.add(&block(0xffff_c000_0000_0800, 0x50, Some(0x1234), PoolType::from_header_field(2, false)));
+    acc.add(&block(
+        0xffff_c000_0000_0800,
+        0x50,
+        Some(0x1234),
+        PoolType::from_header_field(2, false),
+    ));
     let r = acc.finish(&procs);
     assert_eq!(r.processes.len(), 1);
     let q = &r.processes[0];
-    assert_eq!((q.eprocess, q.pid, q.name.as_deref(), q.blocks, q.bytes), (app, Some(0x1234), Some("leaky.exe"), 2, 0x300));
+    assert_eq!(
+        (q.eprocess, q.pid, q.name.as_deref(), q.blocks, q.bytes),
+        (app, Some(0x1234), Some("leaky.exe"), 2, 0x300)
+    );
     assert_eq!((r.uncharged_blocks, r.uncharged_bytes), (1, 0x50));
 
     // Windows 7 x64 stores the pointer itself.
-    assert_eq!(QuotaEncoding::for_kernel(mem, &ctx(Some(&isf(W7601)), 8, 7601, KB64)).unwrap(), QuotaEncoding::Plain);
+    assert_eq!(
+        QuotaEncoding::for_kernel(mem, &ctx(Some(&isf(W7601)), 8, 7601, KB64)).unwrap(),
+        QuotaEncoding::Plain
+    );
 }
 
 #[test]

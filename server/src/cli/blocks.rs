@@ -45,7 +45,16 @@ pub fn run(args: &BlocksArgs) -> ExitCode {
     } else {
         let mut s = provenance(&report);
         let blocks = report.blocks.as_deref().unwrap_or(&[]);
-        let _ = writeln!(s, "\n{} blocks{}", blocks.len(), if report.blocks_truncated { " (list truncated)" } else { "" });
+        let _ = writeln!(
+            s,
+            "\n{} blocks{}",
+            blocks.len(),
+            if report.blocks_truncated {
+                " (list truncated)"
+            } else {
+                ""
+            }
+        );
         for b in blocks {
             let k = &b.block;
             let _ = writeln!(

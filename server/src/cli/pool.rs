@@ -57,7 +57,10 @@ fn text(r: &PoolReport) -> String {
     let mut s = provenance(r);
     let _ = writeln!(s);
     let vm = &r.vm;
-    let fig = |f: &Option<analyzer::pool::vm::Figure>| f.as_ref().map_or("?".to_string(), |f| format!("{} KB ({})", f.bytes / 1024, f.source));
+    let fig = |f: &Option<analyzer::pool::vm::Figure>| {
+        f.as_ref()
+            .map_or("?".to_string(), |f| format!("{} KB ({})", f.bytes / 1024, f.source))
+    };
     let _ = writeln!(s, "Pool summary (!vm)");
     let _ = writeln!(s, "  NonPagedPool usage: {}", fig(&vm.nonpaged_in_use));
     let _ = writeln!(s, "  NonPagedPool max:   {}", fig(&vm.nonpaged_max));
@@ -74,10 +77,21 @@ fn text(r: &PoolReport) -> String {
                 r.tag_filter.as_ref().map(|f| format!(", tag {f}")).unwrap_or_default(),
                 tags.len()
             );
-            let _ = writeln!(s, "  {:<6} {:>10} {:>14} {:>10} {:>14}  Driver", "Tag", "NP allocs", "NP bytes", "P allocs", "P bytes");
+            let _ = writeln!(
+                s,
+                "  {:<6} {:>10} {:>14} {:>10} {:>14}  Driver",
+                "Tag", "NP allocs", "NP bytes", "P allocs", "P bytes"
+            );
             for t in tags {
                 let d = t.drivers.first().map_or(String::new(), |m| {
-                    format!("{} [{}]", m.module.as_deref().unwrap_or("?"), serde_json::to_value(m.source).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default())
+                    format!(
+                        "{} [{}]",
+                        m.module.as_deref().unwrap_or("?"),
+                        serde_json::to_value(m.source)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_string))
+                            .unwrap_or_default()
+                    )
                 });
                 let _ = writeln!(
                     s,
@@ -99,7 +113,14 @@ fn text(r: &PoolReport) -> String {
     }
     if let Some(b) = &r.big_pages {
         let bytes: u64 = b.entries.iter().map(|e| e.size).sum();
-        let _ = writeln!(s, "\nBig allocations: {} ({} bytes), {} free slots, {} unreadable", b.entries.len(), bytes, b.free, b.unreadable);
+        let _ = writeln!(
+            s,
+            "\nBig allocations: {} ({} bytes), {} free slots, {} unreadable",
+            b.entries.len(),
+            bytes,
+            b.free,
+            b.unreadable
+        );
     }
     if let Some(p) = &r.pages {
         let _ = writeln!(
@@ -111,9 +132,21 @@ fn text(r: &PoolReport) -> String {
     if let Some(q) = &r.quota {
         let _ = writeln!(s, "\nQuota charged to processes:");
         for p in q.processes.iter().take(20) {
-            let _ = writeln!(s, "  {:#x} {:>6} {:<16} {:>8} blocks {:>12} bytes", p.eprocess, p.pid.map(|v| v.to_string()).unwrap_or("?".into()), p.name.as_deref().unwrap_or("?"), p.blocks, p.bytes);
+            let _ = writeln!(
+                s,
+                "  {:#x} {:>6} {:<16} {:>8} blocks {:>12} bytes",
+                p.eprocess,
+                p.pid.map(|v| v.to_string()).unwrap_or("?".into()),
+                p.name.as_deref().unwrap_or("?"),
+                p.blocks,
+                p.bytes
+            );
         }
-        let _ = writeln!(s, "  charged to no process: {} blocks, {} bytes", q.uncharged_blocks, q.uncharged_bytes);
+        let _ = writeln!(
+            s,
+            "  charged to no process: {} blocks, {} bytes",
+            q.uncharged_blocks, q.uncharged_bytes
+        );
     }
     if !r.drivers.is_empty() {
         let _ = writeln!(s, "\nDrivers whose code allocates with these tags:");

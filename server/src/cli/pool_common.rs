@@ -52,8 +52,17 @@ pub fn load(dump_path: &Path, s: &SymbolArgs) -> Result<Loaded, String> {
     let (profile, source, profile_path) = match &s.symbols {
         Some(f) => {
             let is_pdb = f.extension().is_some_and(|e| e.eq_ignore_ascii_case("pdb"));
-            let p = if is_pdb { Profile::from_pdb(f) } else { Profile::from_isf(f) }.map_err(|e| e.to_string())?;
-            (Some(p), if is_pdb { "pdb" } else { "isf" }, Some(f.display().to_string()))
+            let p = if is_pdb {
+                Profile::from_pdb(f)
+            } else {
+                Profile::from_isf(f)
+            }
+            .map_err(|e| e.to_string())?;
+            (
+                Some(p),
+                if is_pdb { "pdb" } else { "isf" },
+                Some(f.display().to_string()),
+            )
         }
         None => match s.isf_dir.as_deref().and_then(|d| find_isf(d, &kernel)) {
             Some(f) => {
@@ -67,14 +76,26 @@ pub fn load(dump_path: &Path, s: &SymbolArgs) -> Result<Loaded, String> {
         Some(f) => {
             let meta = std::fs::metadata(f).map_err(|e| format!("{}: {e}", f.display()))?;
             if meta.len() > analyzer::attribution::pooltag::MAX_FILE_BYTES as u64 {
-                return Err(format!("{}: larger than {} bytes, not a pooltag file", f.display(), analyzer::attribution::pooltag::MAX_FILE_BYTES));
+                return Err(format!(
+                    "{}: larger than {} bytes, not a pooltag file",
+                    f.display(),
+                    analyzer::attribution::pooltag::MAX_FILE_BYTES
+                ));
             }
             let bytes = std::fs::read(f).map_err(|e| format!("{}: {e}", f.display()))?;
             Some(PoolTagFile::parse(&String::from_utf8_lossy(&bytes)))
         }
         None => None,
     };
-    Ok(Loaded { path, dump, kernel, profile, source, profile_path, pooltag })
+    Ok(Loaded {
+        path,
+        dump,
+        kernel,
+        profile,
+        source,
+        profile_path,
+        pooltag,
+    })
 }
 
 /// `DIR/<pdb name>/<GUID without dashes>-<age>.json(.xz)` for the kernel image's CodeView record.
@@ -82,14 +103,21 @@ fn find_isf(dir: &Path, kernel: &KernelInfo) -> Option<PathBuf> {
     let cv = kernel.kernel_module()?.pe.as_ref()?.codeview.as_ref()?;
     let pdb = cv.pdb_path.rsplit(['\\', '/']).next()?.to_ascii_lowercase();
     // The name comes from the dump: only a plain file name is used as a folder name.
-    if pdb.is_empty() || pdb.contains("..") || !pdb.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_') {
+    if pdb.is_empty() || pdb.contains("..") || !pdb.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_')
+    {
         return None;
     }
     let guid: String = cv.guid.chars().filter(|c| *c != '-').collect();
     if guid.len() != 32 || !guid.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
-    ["json.xz", "json"].iter().map(|ext| dir.join(&pdb).join(format!("{}-{}.{ext}", guid.to_ascii_uppercase(), cv.age))).find(|p| p.is_file())
+    ["json.xz", "json"]
+        .iter()
+        .map(|ext| {
+            dir.join(&pdb)
+                .join(format!("{}-{}.{ext}", guid.to_ascii_uppercase(), cv.age))
+        })
+        .find(|p| p.is_file())
 }
 
 pub fn parse_sort(s: &str) -> Result<SortKey, String> {
@@ -105,7 +133,13 @@ pub fn parse_tag(s: &str) -> Result<TagPattern, String> {
     TagPattern::parse(s).ok_or_else(|| format!("bad tag pattern '{s}': up to 4 characters, with ? and * as wildcards"))
 }
 
-pub fn run_analysis(l: &Loaded, s: &SymbolArgs, sort: SortKey, tag: Option<TagPattern>, list_blocks: bool) -> Result<PoolReport, String> {
+pub fn run_analysis(
+    l: &Loaded,
+    s: &SymbolArgs,
+    sort: SortKey,
+    tag: Option<TagPattern>,
+    list_blocks: bool,
+) -> Result<PoolReport, String> {
     let opts = AnalyzeOptions {
         profile: l.profile.as_ref(),
         symbols_source: l.source,

@@ -1,0 +1,260 @@
+//! `pooltriage blocks --json` on forged dumps of every profile and pool scenario: the reader
+//! (analyzer::pool, written by one engineer) against the forge's truth file (written by
+//! another from the same corpus layouts). The two meet only in the truth's `pool` section,
+//! mapped here onto the reader's own JSON (docs/json.md).
+//!
+//! Build the binary first (`cargo build -p pooltriage`); the CI builds the workspace.
+
+#[path = "independent/harness.rs"]
+mod harness;
+
+use harness::{array, corpus, field, hx, pooltriage_bin, run};
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::Command;
+
+const PROFILES: [&str; 5] = [
+    "xp-2600-x86pae",
+    "win7-7601-x64",
+    "win10-17763-x64",
+    "win10-19041-x64",
+    "server2022-20348-x64",
+];
+const SCENARIOS: [&str; 5] = [
+    "leak-tagged",
+    "leak-untagged",
+    "shared-tag",
+    "quota-leak",
+    "nonpaged-exhaustion",
+];
+
+fn forge(dir: &Path, profile: &str, scenario: &str) -> Option<(std::path::PathBuf, Value)> {
+    let dump = dir.join(format!("{profile}-{scenario}.dmp"));
+    let out = Command::new(pooltriage_bin())
+        .env("POOLTRIAGE_CORPUS", corpus())
+        .args([
+            "forge",
+            "--profile",
+            profile,
+            "--format",
+            "kernel-bitmap",
+            "--scenario",
+            scenario,
+            "--out",
+        ])
+        .arg(&dump)
+        .output()
+        .expect("pooltriage forge runs");
+    if !out.status.success() {
+        // quota-leak needs x64 headers (ProcessBilled): the forge refuses it on x86.
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            scenario == "quota-leak" && profile.starts_with("xp"),
+            "forge {profile} {scenario}: {err}"
+        );
+        return None;
+    }
+    let truth: Value =
+        serde_json::from_slice(&std::fs::read(format!("{}.truth.json", dump.display())).unwrap()).unwrap();
+    Some((dump, truth))
+}
+
+fn blocks_json(dump: &Path, profile: &str) -> Value {
+    let mut cmd = Command::new(pooltriage_bin());
+    cmd.arg("blocks").arg(dump).arg("--json");
+    // XP from its PDB, the others found by the kernel's GUID in the ISF folder.
+    if profile.starts_with("xp") {
+        cmd.arg("--symbols").arg(corpus().join("pdb/ntkrnlpa.pdb"));
+    } else {
+        cmd.arg("--isf-dir").arg(corpus().join("isf"));
+    }
+    serde_json::from_slice(&run(&mut cmd, "pooltriage blocks")).expect("blocks --json prints JSON")
+}
+
+fn s(v: &Value) -> String {
+    v.as_str().unwrap_or_else(|| panic!("not a string: {v}")).to_string()
+}
+
+fn n(v: &Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("not a number: {v}"))
+}
+
+#[test]
+fn pool_reader_matches_the_forge_truth_on_every_profile_and_scenario() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut checked = 0;
+    for profile in PROFILES {
+        for scenario in SCENARIOS {
+            let Some((dump, truth)) = forge(dir.path(), profile, scenario) else {
+                continue;
+            };
+            let t = field(&truth, "pool");
+            let r = blocks_json(&dump, profile);
+            let ctx = format!("{profile} {scenario}");
+            assert_eq!(
+                r["symbols"]["matches_kernel"], true,
+                "{ctx}: the symbols must be the kernel's"
+            );
+            assert!(r["errors"].as_array().unwrap().is_empty(), "{ctx}: {}", r["errors"]);
+            std::fs::remove_file(&dump).ok();
+
+            // Tag statistics: every counter of every tag, summed over CPUs and expansion.
+            const COUNTERS: [&str; 6] = [
+                "paged_allocs",
+                "paged_frees",
+                "paged_bytes",
+                "nonpaged_allocs",
+                "nonpaged_frees",
+                "nonpaged_bytes",
+            ];
+            let tags = |v: &Vec<Value>| -> BTreeMap<String, Vec<u64>> {
+                v.iter()
+                    .map(|x| (s(&x["tag"]), COUNTERS.iter().map(|c| n(&x[*c])).collect()))
+                    .collect()
+            };
+            assert_eq!(tags(array(&r, "tags")), tags(array(t, "tags")), "{ctx}: tags");
+
+            // Big allocations: the used ones listed, the freed ones not.
+            let truth_big: BTreeSet<(u64, String, u64, String)> = array(t, "big_pages")
+                .iter()
+                .filter(|b| b["free"] == false)
+                .map(|b| (hx(&b["va"]), s(&b["tag"]), n(&b["size"]), s(&b["pool_type"])))
+                .collect();
+            let our_big: BTreeSet<(u64, String, u64, String)> = array(field(&r, "big_pages"), "entries")
+                .iter()
+                .map(|b| (hx(&b["va"]), s(&b["tag"]), n(&b["size"]), s(&b["pool"])))
+                .collect();
+            assert_eq!(our_big, truth_big, "{ctx}: big pages");
+            let freed = array(t, "big_pages").iter().filter(|b| b["free"] == true).count() as u64;
+            assert_eq!(n(&r["big_pages"]["free"]), freed, "{ctx}: freed big page slots");
+
+            // Every block: classic pages walked header by header, and big allocations.
+            type Row = (u64, u64, String, String, bool, String, Option<u64>);
+            // The segment heap (19H1+ LFH and VS blocks) is not walked yet: those truth blocks
+            // are left out, and the report must say so.
+            let segment_heap = array(t, "blocks")
+                .iter()
+                .any(|b| b["source"] == "lfh" || b["source"] == "vs");
+            if segment_heap {
+                assert!(
+                    array(&r, "warnings").iter().any(|w| s(w).contains("segment heap")),
+                    "{ctx}: {}",
+                    r["warnings"]
+                );
+            }
+            let truth_blocks: BTreeSet<Row> = array(t, "blocks")
+                .iter()
+                .filter(|b| b["source"] == "classic" || b["source"] == "big")
+                .map(|b| {
+                    let billed = b.get("process_billed").filter(|v| !v.is_null()).map(hx);
+                    (
+                        hx(&b["address"]),
+                        n(&b["size"]),
+                        s(&b["tag"]),
+                        s(&b["pool_type"]),
+                        b["allocated"] == true,
+                        s(&b["source"]),
+                        billed,
+                    )
+                })
+                .collect();
+            let our_blocks: BTreeSet<Row> = array(&r, "blocks")
+                .iter()
+                .map(|b| {
+                    let billed = Some(&b["billed_process"]).filter(|v| !v.is_null()).map(hx);
+                    (
+                        hx(&b["address"]),
+                        n(&b["size"]),
+                        s(&b["tag"]),
+                        s(&b["pool"]),
+                        b["allocated"] == true,
+                        s(&b["source"]),
+                        billed,
+                    )
+                })
+                .collect();
+            let missing: Vec<_> = truth_blocks.difference(&our_blocks).take(3).collect();
+            let extra: Vec<_> = our_blocks.difference(&truth_blocks).take(3).collect();
+            assert!(
+                missing.is_empty() && extra.is_empty(),
+                "{ctx}: blocks missing {missing:x?} extra {extra:x?}"
+            );
+            assert_eq!(
+                r["missing_pool_pages"], t["missing_pool_pages"],
+                "{ctx}: missing pool pages"
+            );
+
+            // !vm, where the forge sets the variables (XP and 7).
+            if !t["vm"].is_null() {
+                for k in [
+                    "paged_in_use",
+                    "paged_max",
+                    "paged_commit",
+                    "nonpaged_in_use",
+                    "nonpaged_max",
+                ] {
+                    assert_eq!(n(&r["vm"][k]["bytes"]), n(&t["vm"][k]), "{ctx}: vm.{k}");
+                }
+            }
+
+            // Drivers: each leaking driver named with its tags and bytes. A module the reader
+            // adds must share its code with a named one (the same base in the module list).
+            let base_of = |name: &str| {
+                array(&truth, "modules")
+                    .iter()
+                    .find(|m| m["name"] == name)
+                    .map(|m| hx(&m["base"]))
+            };
+            let ours: BTreeMap<String, (Vec<String>, u64)> = array(&r, "drivers")
+                .iter()
+                .map(|d| {
+                    (
+                        s(&d["module"]),
+                        (array(d, "tags").iter().map(s).collect(), n(&d["bytes"])),
+                    )
+                })
+                .collect();
+            let mut named_bases = BTreeSet::new();
+            for d in array(t, "drivers") {
+                let m = s(&d["module"]);
+                let want = (
+                    array(d, "tags").iter().map(s).collect::<Vec<_>>(),
+                    n(&d["leaked_bytes"]),
+                );
+                assert_eq!(ours.get(&m), Some(&want), "{ctx}: driver {m} in {ours:?}");
+                named_bases.insert(base_of(&m));
+            }
+            for m in ours.keys() {
+                let named = array(t, "drivers").iter().any(|d| d["module"] == m.as_str());
+                assert!(
+                    named || named_bases.contains(&base_of(m)),
+                    "{ctx}: {m} blamed without sharing a named driver's code"
+                );
+            }
+
+            // Quota: the charged process by name, with the bytes of its blocks.
+            let charged: u64 = array(t, "blocks")
+                .iter()
+                .filter(|b| b["source"] == "classic" || b["source"] == "big")
+                .filter(|b| b.get("process_billed").is_some_and(|v| !v.is_null()))
+                .map(|b| n(&b["size"]))
+                .sum();
+            if charged > 0 {
+                let q = array(field(&r, "quota"), "processes");
+                assert_eq!(q.len(), 1, "{ctx}: {q:?}");
+                assert_eq!(
+                    (q[0]["name"].as_str(), n(&q[0]["bytes"])),
+                    (Some("explorer.exe"), charged),
+                    "{ctx}: quota"
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert_eq!(
+        checked,
+        PROFILES.len() * SCENARIOS.len() - 1,
+        "every profile and scenario but x86 quota-leak"
+    );
+}
