@@ -195,3 +195,45 @@ fn pool_ranges_from_variables() {
     );
     assert!(pool_ranges(&w7, 8, 19041).is_empty());
 }
+
+/// Random pages and pages of random header chains: the walker returns (blocks or a reason),
+/// never panics or loops, and every block it returns lies inside the page.
+#[test]
+fn hostile_pages_never_panic() {
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let layouts = [HeaderLayout::built_in(4, 2600), HeaderLayout::built_in(8, 7601), HeaderLayout::built_in(8, 19041)];
+    let mut valid = 0;
+    for round in 0..3000 {
+        let mut page = vec![0u8; 0x1000];
+        if round % 2 == 0 {
+            page.iter_mut().for_each(|b| *b = next() as u8);
+        } else {
+            // A plausible chain with one random corruption.
+            let mut off = 0usize;
+            let mut prev = 0u32;
+            while off < 0x1000 {
+                let units = ((next() % 32) as u32 + 1).min(((0x1000 - off) / 16) as u32);
+                let word = prev | (units << 16) | (3 << 24);
+                page[off..off + 4].copy_from_slice(&word.to_le_bytes());
+                prev = units;
+                off += units as usize * 16;
+            }
+            let at = (next() % 0x1000) as usize;
+            page[at] = next() as u8;
+        }
+        for l in &layouts {
+            if let Ok(blocks) = walk_page(&page, 0x1000, l) {
+                valid += 1;
+                assert!(blocks.iter().all(|b| b.address >= 0x1000 && b.address + b.size <= 0x2000 && b.size > 0));
+            }
+        }
+    }
+    assert!(valid > 0, "some corrupted chains still validate (the corruption hit a tag)");
+    assert!(walk_page(&[0u8; 10], 0, &layouts[0]).is_err(), "short page");
+}

@@ -260,6 +260,13 @@ pub fn read_tag_tables(
     };
     check_size("PoolTrackTableSize", size)?;
 
+    if ctx.profile.is_none() && ctx.build >= 7600 {
+        warnings.push(
+            "without symbols only PoolTrackTable is read: the per-processor tables (ExPoolTagTables) and the \
+             expansion table are not, so the counts can be short; give symbols"
+                .into(),
+        );
+    }
     let mut acc = Accumulator::new(layout);
     let mut tables = Vec::new();
     let mut seen = vec![table];

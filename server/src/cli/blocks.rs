@@ -59,7 +59,7 @@ pub fn run(args: &BlocksArgs) -> ExitCode {
             let k = &b.block;
             let _ = writeln!(
                 s,
-                "  {:#018x} size {:>8x}  {}  {:<8} {:<9} {}",
+                "  {:#018x} size {:>#8x}  {}  {:<8} {:<9} {}",
                 k.address,
                 k.size,
                 k.tag,

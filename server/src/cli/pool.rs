@@ -84,14 +84,13 @@ fn text(r: &PoolReport) -> String {
             );
             for t in tags {
                 let d = t.drivers.first().map_or(String::new(), |m| {
-                    format!(
-                        "{} [{}]",
-                        m.module.as_deref().unwrap_or("?"),
-                        serde_json::to_value(m.source)
-                            .ok()
-                            .and_then(|v| v.as_str().map(str::to_string))
-                            .unwrap_or_default()
-                    )
+                    let source = serde_json::to_value(m.source).ok().and_then(|v| v.as_str().map(str::to_string));
+                    let who = match (&m.module, &m.description) {
+                        (Some(module), _) => module.clone(),
+                        (None, Some(d)) => format!("({})", d.chars().take(40).collect::<String>()),
+                        (None, None) => "?".into(),
+                    };
+                    format!("{who} [{}]", source.unwrap_or_default())
                 });
                 let _ = writeln!(
                     s,
