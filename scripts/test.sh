@@ -6,8 +6,8 @@
 #   1. Debian packages (one list below), installed only when missing, so a warm machine skips apt.
 #   2. A project-local venv `.venv/` with the independent readers pinned in
 #      tests/independent/requirements.txt (kdmp-parser, Volatility 3, symstore).
-#   3. `.cache/vol-symbols/`: a Volatility 3 symbols dir. `windows/ntkrnlmp.pdb` is the corpus ISF
-#      folder (linked, never copied); `windows/ntkrnlpa.pdb/<GUID>-<age>.json.xz` is the XP SP3
+#   3. `.cache/vol-symbols/`: a Volatility 3 symbols dir. `windows/ntkrnlmp.pdb` holds copies of
+#      the corpus ISFs (never links: see below); `windows/ntkrnlpa.pdb/<GUID>-<age>.json.xz` is the XP SP3
 #      PAE kernel's ISF, made here by Volatility's own pdbconv from the corpus ntkrnlpa.pdb, so
 #      the XP checks rely on Volatility's reading of Microsoft's PDB, not on ours.
 #   4. `cargo build` of every binary, then `cargo test --workspace`, with POOLTRIAGE_PYTHON,
@@ -78,12 +78,15 @@ fi
 # --- 3. Volatility symbols dir -------------------------------------------------------------------
 CACHE="$ROOT/.cache"
 SYMS="$CACHE/vol-symbols"
-# Volatility's ISF index walks the dirs without following directory links, so the corpus files are
-# linked one by one into a real directory.
+# The corpus ISFs are COPIED (2 MB), never linked: Volatility may rewrite a symbol file it fails to
+# identify, and a write through a link lands in ../shared/corpus (as root, its read-only bits do
+# not stop it). This happened once while the forge was built.
 [ -L "$SYMS/windows/ntkrnlmp.pdb" ] && rm -f "$SYMS/windows/ntkrnlmp.pdb"
 mkdir -p "$SYMS/windows/ntkrnlpa.pdb" "$SYMS/windows/ntkrnlmp.pdb" "$CACHE/vol-cache"
 for isf in "$(cd "$CORPUS/isf/ntkrnlmp.pdb" && pwd)"/*.json.xz; do
-    ln -sfn "$isf" "$SYMS/windows/ntkrnlmp.pdb/$(basename "$isf")"
+    dest="$SYMS/windows/ntkrnlmp.pdb/$(basename "$isf")"
+    [ -L "$dest" ] && rm -f "$dest"
+    cmp -s "$isf" "$dest" 2>/dev/null || cp -f "$isf" "$dest"
 done
 if ! ls "$SYMS/windows/ntkrnlpa.pdb/"*.json.xz >/dev/null 2>&1; then
     step "making the XP SP3 PAE ISF with Volatility's pdbconv"
