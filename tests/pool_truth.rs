@@ -258,3 +258,36 @@ fn pool_reader_matches_the_forge_truth_on_every_profile_and_scenario() {
         "every profile and scenario but x86 quota-leak"
     );
 }
+
+/// Bad input to `pool` and `blocks`: exit code 2, nothing on stdout, one line on stderr.
+#[test]
+fn pool_and_blocks_bad_input_is_one_line_and_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.dmp");
+    std::fs::write(&empty, b"").unwrap();
+    let random = dir.path().join("random.dmp");
+    std::fs::write(
+        &random,
+        (0..100_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let e = empty.to_str().unwrap();
+    let r = random.to_str().unwrap();
+    let cases: [&[&str]; 6] = [
+        &["pool", e],
+        &["blocks", e, "--json"],
+        &["pool", r, "--json"],
+        &["pool", e, "--sort", "bogus"],
+        &["blocks", e, "--tag", "toolong"],
+        &["pool", e, "--symbols", "/nonexistent/ntkrnlmp.pdb"],
+    ];
+    for args in cases {
+        let out = Command::new(pooltriage_bin()).args(args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+    }
+}
