@@ -1,0 +1,105 @@
+//! Axum extractors: who is calling, from `Authorization: Bearer` or the session cookie.
+
+use super::{cookie, store, AuthError, AuthState, Principal};
+use axum::extract::{FromRef, FromRequestParts, Request, State};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+
+impl<S> FromRequestParts<S> for Principal
+where
+    AuthState: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = AuthError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        // A middleware (the upload rate limit) may already have authenticated this request.
+        if let Some(p) = parts.extensions.get::<Principal>() {
+            return Ok(p.clone());
+        }
+        let auth = AuthState::from_ref(state);
+        let principal = authenticate(&auth, parts).await?;
+        parts.extensions.insert(principal.clone());
+        Ok(principal)
+    }
+}
+
+/// Bearer token first; if an `Authorization` header is present it alone decides (a wrong token is
+/// 401 even with a valid cookie, so a client never silently acts as someone else). Otherwise the
+/// session cookie.
+async fn authenticate(auth: &AuthState, parts: &Parts) -> Result<Principal, AuthError> {
+    let now = store::now_unix();
+    if let Some(value) = parts.headers.get(AUTHORIZATION) {
+        let value = value.to_str().map_err(|_| AuthError::Unauthorized)?;
+        let secret = bearer(value).ok_or(AuthError::Unauthorized)?;
+        return store::principal_for_token(&auth.pool, secret, now)
+            .await?
+            .ok_or(AuthError::Unauthorized);
+    }
+    if let Some(c) = cookie::get(&parts.headers, cookie::SESSION_COOKIE) {
+        return store::principal_for_session(&auth.pool, c, now)
+            .await?
+            .ok_or(AuthError::Unauthorized);
+    }
+    Err(AuthError::Unauthorized)
+}
+
+/// The credentials of an `Authorization: Bearer <token>` value (scheme case-insensitive, RFC 9110).
+fn bearer(value: &str) -> Option<&str> {
+    let (scheme, rest) = value.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+}
+
+/// For HTML pages: like [`Principal`], but an unauthenticated browser is sent to `/login`
+/// instead of receiving a JSON 401.
+#[derive(Debug, Clone)]
+pub struct BrowserPrincipal(pub Principal);
+
+impl<S> FromRequestParts<S> for BrowserPrincipal
+where
+    AuthState: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Principal::from_request_parts(parts, state).await {
+            Ok(p) => Ok(BrowserPrincipal(p)),
+            Err(AuthError::Unauthorized) => Err(Redirect::to("/login").into_response()),
+            Err(e) => Err(e.into_response()),
+        }
+    }
+}
+
+/// Middleware for the routes that start an upload: authenticates, then takes one upload from the
+/// token's bucket (429 with `Retry-After` when empty). Apply it to the upload-starting routes only
+/// (not to each chunk of a resumable upload), e.g.
+/// `.route_layer(axum::middleware::from_fn_with_state(auth_state, auth::upload_rate_limit))`.
+/// The principal is left in the request extensions, so the handler's own `Principal` extractor does
+/// not query the database again.
+pub async fn upload_rate_limit(
+    State(auth): State<AuthState>,
+    principal: Principal,
+    mut req: Request,
+    next: Next,
+) -> Result<Response, AuthError> {
+    auth.check_upload(&principal)?;
+    req.extensions_mut().insert(principal);
+    Ok(next.run(req).await)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer;
+
+    #[test]
+    fn bearer_scheme_parsing() {
+        assert_eq!(bearer("Bearer pt_abc"), Some("pt_abc"));
+        assert_eq!(bearer("bearer  pt_abc "), Some("pt_abc"));
+        assert_eq!(bearer("Basic dXNlcjpwYXNz"), None);
+        assert_eq!(bearer("Bearer"), None);
+        assert_eq!(bearer(""), None);
+    }
+}

@@ -1,0 +1,155 @@
+//! Authentication and authorisation for the service (issue 5, item 6).
+//!
+//! - API tokens `pt_<64 hex>`, stored as SHA-256 ([`token`], [`store`]), each with a tenant and a
+//!   [`Role`]; sent as `Authorization: Bearer`.
+//! - Browser sessions: `POST /login` with a token sets an HttpOnly, SameSite=Lax cookie
+//!   ([`routes`], [`cookie`]); forms are protected against CSRF ([`csrf`]).
+//! - The [`Principal`] extractor accepts either ([`extract`]); [`can_see`] decides tenant
+//!   visibility — a customer asking for another tenant's dump gets 404 ([`AuthError::NotFound`]).
+//! - Upload rate limit per token ([`rate_limit`], [`extract::upload_rate_limit`]).
+//!
+//! See docs/auth.md.
+
+pub mod cookie;
+pub mod csrf;
+pub mod extract;
+pub mod rate_limit;
+pub mod role;
+pub mod routes;
+pub mod store;
+pub mod token;
+
+pub use extract::{upload_rate_limit, BrowserPrincipal};
+pub use rate_limit::{RateLimit, RateLimiter};
+pub use role::{can_see, Principal, Role};
+pub use routes::routes;
+pub use store::DbPool;
+
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// Auth settings; part of the service configuration (`[auth]` in the config file).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AuthConfig {
+    /// Mark cookies `Secure` (only sent over HTTPS). Turn on when the service is served over TLS,
+    /// directly or behind a TLS-terminating proxy; off by default so plain-HTTP loopback works.
+    pub secure_cookies: bool,
+    /// Lifetime of a browser session, in seconds.
+    pub session_ttl_secs: i64,
+    /// Upload rate limit, per token.
+    pub upload_rate: RateLimit,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            secure_cookies: false,
+            session_ttl_secs: 12 * 3600,
+            upload_rate: RateLimit::default(),
+        }
+    }
+}
+
+/// What auth needs at request time. The service's router state holds one and implements
+/// `FromRef<AppState> for AuthState` (or uses it as the state directly).
+#[derive(Clone)]
+pub struct AuthState {
+    pub pool: DbPool,
+    pub config: Arc<AuthConfig>,
+    pub limiter: Arc<RateLimiter>,
+}
+
+impl AuthState {
+    pub fn new(pool: DbPool, config: AuthConfig) -> Self {
+        let limiter = Arc::new(RateLimiter::new(config.upload_rate));
+        AuthState {
+            pool,
+            config: Arc::new(config),
+            limiter,
+        }
+    }
+
+    /// Take one upload from the principal's bucket: `Err(RateLimited)` (429) when it is empty.
+    pub fn check_upload(&self, principal: &Principal) -> Result<(), AuthError> {
+        self.limiter
+            .check(&principal.token_id)
+            .map_err(|wait| AuthError::RateLimited {
+                retry_after_secs: rate_limit::retry_after_secs(wait),
+            })
+    }
+}
+
+/// Why a request is refused. Each maps to one status code, with a JSON body `{"error": "..."}`.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// No credentials, or a token/session that is unknown, revoked or expired.
+    #[error("missing, invalid or revoked token")]
+    Unauthorized,
+    /// Authenticated but the role may not do this (e.g. token management by a non-admin).
+    #[error("this token's role may not do that")]
+    Forbidden,
+    /// The thing does not exist — or exists in a tenant the caller may not see: both answer the
+    /// same, so ids of other tenants cannot be probed.
+    #[error("not found")]
+    NotFound,
+    #[error("CSRF token missing or wrong; reload the page and try again")]
+    BadCsrf,
+    #[error("upload rate limit reached; retry in {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl From<store::StoreError> for AuthError {
+    fn from(e: store::StoreError) -> Self {
+        match e {
+            store::StoreError::InvalidTenant(_) | store::StoreError::NameTooLong => {
+                AuthError::BadRequest(e.to_string())
+            }
+            other => AuthError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl AuthError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            AuthError::Unauthorized => StatusCode::UNAUTHORIZED,
+            AuthError::Forbidden | AuthError::BadCsrf => StatusCode::FORBIDDEN,
+            AuthError::NotFound => StatusCode::NOT_FOUND,
+            AuthError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            AuthError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            AuthError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl IntoResponse for AuthError {
+    fn into_response(self) -> Response {
+        if let AuthError::Internal(detail) = &self {
+            // The detail goes to the log, not to the client.
+            tracing::error!("auth: {detail}");
+        }
+        let body = axum::Json(serde_json::json!({ "error": self.to_string() }));
+        let mut resp = (self.status(), body).into_response();
+        let headers = resp.headers_mut();
+        match &self {
+            AuthError::Unauthorized => {
+                headers.insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+            }
+            AuthError::RateLimited { retry_after_secs } => {
+                headers.insert(header::RETRY_AFTER, header::HeaderValue::from(*retry_after_secs));
+            }
+            _ => {}
+        }
+        resp
+    }
+}
+
+#[cfg(test)]
+mod http_tests;
