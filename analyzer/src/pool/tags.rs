@@ -169,11 +169,31 @@ impl TagStats {
             nonpaged_bytes: 0,
         }
     }
+    /// Allocations minus frees. Counters that wrapped (32-bit on older kernels) are still
+    /// right modulo 2^32 as long as fewer than 2^32 are outstanding; a negative difference
+    /// (a damaged table) is shown as 0.
     pub fn paged_outstanding(&self) -> u64 {
-        self.paged_allocs.saturating_sub(self.paged_frees)
+        outstanding(self.paged_allocs, self.paged_frees)
     }
     pub fn nonpaged_outstanding(&self) -> u64 {
-        self.nonpaged_allocs.saturating_sub(self.nonpaged_frees)
+        outstanding(self.nonpaged_allocs, self.nonpaged_frees)
+    }
+}
+
+fn outstanding(allocs: u64, frees: u64) -> u64 {
+    if allocs >= frees {
+        allocs - frees
+    } else if allocs <= u64::from(u32::MAX) && frees <= u64::from(u32::MAX) {
+        // A 32-bit allocation counter that wrapped past the frees gives a small difference
+        // modulo 2^32; a large one means frees really exceed allocations (damage): 0.
+        let d = (allocs as u32).wrapping_sub(frees as u32);
+        if d < 1 << 31 {
+            u64::from(d)
+        } else {
+            0
+        }
+    } else {
+        0
     }
 }
 
@@ -471,6 +491,17 @@ impl Accumulator {
         rows.sort_by_key(|r| r.tag);
         rows
     }
+}
+
+#[cfg(test)]
+#[test]
+fn outstanding_handles_wrapped_32_bit_counters() {
+    assert_eq!(outstanding(10, 4), 6);
+    // allocs wrapped: 2^32 + 5 allocations, 0xffff_fff0 frees -> 21 outstanding.
+    assert_eq!(outstanding(5, 0xffff_fff0), 21);
+    // frees slightly above allocs (damage): 0, not four billion.
+    assert_eq!(outstanding(5, 7), 0);
+    assert_eq!(outstanding(5, 1 << 40), 0);
 }
 
 #[cfg(test)]

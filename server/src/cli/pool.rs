@@ -84,7 +84,9 @@ fn text(r: &PoolReport) -> String {
             );
             for t in tags {
                 let d = t.drivers.first().map_or(String::new(), |m| {
-                    let source = serde_json::to_value(m.source).ok().and_then(|v| v.as_str().map(str::to_string));
+                    let source = serde_json::to_value(m.source)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string));
                     let who = match (&m.module, &m.description) {
                         (Some(module), _) => module.clone(),
                         (None, Some(d)) => format!("({})", d.chars().take(40).collect::<String>()),
@@ -124,8 +126,8 @@ fn text(r: &PoolReport) -> String {
     if let Some(p) = &r.pages {
         let _ = writeln!(
             s,
-            "Pool pages: {} valid, {} not pool pages, {} in big allocations, {} missing from the dump",
-            p.pages_valid, p.pages_invalid, p.pages_big, p.missing_pool_pages
+            "Pool pages ({}): {} valid, {} not pool pages, {} in big allocations, {} missing from the dump",
+            p.mode, p.pages_valid, p.pages_invalid, p.pages_big, p.missing_pool_pages
         );
     }
     if let Some(q) = &r.quota {
