@@ -10,6 +10,7 @@
 //!
 //! See docs/auth.md.
 
+pub mod config;
 pub mod cookie;
 pub mod csrf;
 pub mod extract;
@@ -19,6 +20,7 @@ pub mod routes;
 pub mod store;
 pub mod token;
 
+pub use config::AuthArgs;
 pub use extract::{upload_rate_limit, BrowserPrincipal};
 pub use rate_limit::{RateLimit, RateLimiter};
 pub use role::{can_see, Principal, Role};
@@ -82,7 +84,8 @@ impl AuthState {
     }
 }
 
-/// Why a request is refused. Each maps to one status code, with a JSON body `{"error": "..."}`.
+/// Why a request is refused. Each maps to one status code, with a JSON body
+/// `{"error": "<one line>", "code": "<machine name>"}`.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
     /// No credentials, or a token/session that is unknown, revoked or expired.
@@ -117,6 +120,19 @@ impl From<store::StoreError> for AuthError {
 }
 
 impl AuthError {
+    /// Machine-readable name, the `code` of the JSON body (same shape as the dump API's errors).
+    pub fn code(&self) -> &'static str {
+        match self {
+            AuthError::Unauthorized => "unauthorized",
+            AuthError::Forbidden => "forbidden",
+            AuthError::NotFound => "not_found",
+            AuthError::BadCsrf => "csrf",
+            AuthError::RateLimited { .. } => "rate_limited",
+            AuthError::BadRequest(_) => "bad_request",
+            AuthError::Internal(_) => "internal",
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             AuthError::Unauthorized => StatusCode::UNAUTHORIZED,
@@ -135,7 +151,7 @@ impl IntoResponse for AuthError {
             // The detail goes to the log, not to the client.
             tracing::error!("auth: {detail}");
         }
-        let body = axum::Json(serde_json::json!({ "error": self.to_string() }));
+        let body = axum::Json(serde_json::json!({ "error": self.to_string(), "code": self.code() }));
         let mut resp = (self.status(), body).into_response();
         let headers = resp.headers_mut();
         match &self {
