@@ -34,15 +34,10 @@ pub fn run(args: &BlocksArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let out = if args.json {
-        match serde_json::to_string_pretty(&report) {
-            Ok(s) => s + "\n",
-            Err(e) => {
-                eprintln!("error: cannot write the JSON report: {e}");
-                return ExitCode::from(1);
-            }
-        }
-    } else {
+    if args.json {
+        return super::pool_common::print_json(&report);
+    }
+    let out = {
         let mut s = provenance(&report);
         let blocks = report.blocks.as_deref().unwrap_or(&[]);
         let _ = writeln!(

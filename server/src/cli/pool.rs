@@ -39,18 +39,10 @@ pub fn run(args: &PoolArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let out = if args.json {
-        match serde_json::to_string_pretty(&report) {
-            Ok(s) => s + "\n",
-            Err(e) => {
-                eprintln!("error: cannot write the JSON report: {e}");
-                return ExitCode::from(1);
-            }
-        }
-    } else {
-        text(&report)
-    };
-    super::pool_common::print(&out)
+    if args.json {
+        return super::pool_common::print_json(&report);
+    }
+    super::pool_common::print(&text(&report))
 }
 
 fn text(r: &PoolReport) -> String {

@@ -197,3 +197,22 @@ pub fn print(out: &str) -> std::process::ExitCode {
         }
     }
 }
+
+/// Writes the JSON report straight to stdout (no whole-report string: a `blocks` report of
+/// millions of blocks is large); a closed pipe is not an error.
+pub fn print_json(report: &PoolReport) -> std::process::ExitCode {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let result = serde_json::to_writer_pretty(&mut out, report)
+        .map_err(std::io::Error::from)
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.flush());
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: cannot write the report: {e}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}
