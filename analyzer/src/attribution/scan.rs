@@ -277,6 +277,55 @@ mod tests {
         assert_eq!(hits(&m), [("NAME".to_string(), 0, 1), ("UDbg".to_string(), 14, 39)]);
     }
 
+    /// A loaded image read from memory: only executable sections, split where a page is
+    /// missing from the dump, and the call site on a present page still found.
+    #[test]
+    fn code_from_memory_skips_missing_pages() {
+        use crate::pool::testmem::Image;
+        let base = 0xfffff800_0100_0000u64;
+        let mut img = Image::new(8);
+        // .text: 3 pages at +0x1000; the middle one is mapped but not in the dump.
+        img.write(base + 0x1000, &[0x41, 0xb8, b'L', b'e', b'a', b'k', 0xc3]);
+        img.missing(base + 0x2000);
+        img.write(base + 0x3000, &[0xc3]);
+        // .data (not executable) holds the tag too: not code.
+        img.write(base + 0x4000, b"Data");
+        let sec = |name: &str, va: u32, size: u32, ch: u32| Section {
+            name: name.into(),
+            virtual_address: va,
+            virtual_size: size,
+            raw_size: size,
+            raw_offset: va,
+            characteristics: ch,
+        };
+        let pe = PeInfo {
+            machine: 0x8664,
+            timestamp: 0,
+            size_of_image: 0x5000,
+            checksum: 0,
+            image_base: base,
+            entry_point: 0x1000,
+            is_64: true,
+            sections: vec![
+                sec(".text", 0x1000, 0x3000, 0x6000_0020),
+                sec(".data", 0x4000, 0x1000, 0xc000_0040),
+            ],
+            imports: None,
+            codeview: None,
+            warnings: Vec::new(),
+        };
+        let (bitness, regions, missing) = code_regions_from_memory(img.memory(), base, &pe);
+        assert_eq!((bitness, missing), (64, 1));
+        let runs: Vec<_> = regions.iter().map(|r| (r.address - base, r.bytes.len())).collect();
+        assert_eq!(runs, [(0x1000, 0x1000), (0x3000, 0x1000)]);
+        let hits = scan_code(bitness, &regions);
+        assert_eq!(
+            hits.get(&Tag(*b"Leak")).map(|h| (h.alloc_argument, h.first)),
+            Some((1, base + 0x1000))
+        );
+        assert!(!hits.contains_key(&Tag(*b"Data")));
+    }
+
     #[test]
     fn x86_push_is_an_allocation_argument() {
         // push 0x6b61654c ("Leak"); mov eax, 0x6b61654c; push 0x00000010 (not printable)
