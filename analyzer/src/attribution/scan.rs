@@ -282,7 +282,7 @@ mod tests {
     #[test]
     fn code_from_memory_skips_missing_pages() {
         use crate::pool::testmem::Image;
-        let base = 0xfffff800_0100_0000u64;
+        let base = 0xffff_f800_0100_0000_u64;
         let mut img = Image::new(8);
         // .text: 3 pages at +0x1000; the middle one is mapped but not in the dump.
         img.write(base + 0x1000, &[0x41, 0xb8, b'L', b'e', b'a', b'k', 0xc3]);
