@@ -1,6 +1,12 @@
 //! `pooltriage`: one binary, one subcommand per job.
 
+mod auth;
 mod cli;
+mod config;
+mod db;
+mod http;
+mod jobs;
+mod storage;
 
 use std::process::ExitCode;
 

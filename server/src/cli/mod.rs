@@ -11,6 +11,7 @@ mod forge;
 mod inspect;
 mod pool;
 mod pool_common;
+mod serve;
 mod symbols;
 
 #[derive(Parser)]
@@ -32,6 +33,8 @@ enum Command {
     Pool(pool::PoolArgs),
     /// Every pool block found in the dump (!poolfind): address, size, tag, type, allocated.
     Blocks(blocks::BlocksArgs),
+    /// The HTTP service: upload API, durable job queue and workers (docs/api.md).
+    Serve(crate::config::ServeArgs),
 }
 
 pub fn run() -> ExitCode {
@@ -42,5 +45,6 @@ pub fn run() -> ExitCode {
         Command::Symbols(args) => symbols::run(&args),
         Command::Pool(args) => pool::run(&args),
         Command::Blocks(args) => blocks::run(&args),
+        Command::Serve(args) => serve::run(&args),
     }
 }

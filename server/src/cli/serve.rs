@@ -1,0 +1,92 @@
+//! `pooltriage serve [--listen 127.0.0.1:8080] [--data-dir ./data]`: the HTTP service with its
+//! workers. Runs with no set-up: creates the data directory, the SQLite database (migrations
+//! applied at start) and the storage folders. Prints `listening on http://ADDR` on stdout once
+//! the socket is bound (with `--listen 127.0.0.1:0`, the port the system chose). Stops
+//! gracefully on SIGINT/SIGTERM: no new connections, running analyses killed and their jobs
+//! returned to the queue.
+
+use crate::config::{Config, ServeArgs};
+use crate::http::{self, AppState};
+use crate::jobs::{self, WorkerContext};
+use crate::storage::Storage;
+use std::io::Write;
+use std::process::ExitCode;
+use tokio::sync::watch;
+
+pub fn run(args: &ServeArgs) -> ExitCode {
+    use std::io::IsTerminal;
+    let ansi = std::io::stderr().is_terminal();
+    let _ = tracing_subscriber::fmt().with_writer(std::io::stderr).with_ansi(ansi).with_target(false).try_init();
+    let config = match Config::resolve(args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(serve(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let dir = &config.data_dir;
+    std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("cannot create data directory {}: {e}", dir.display()))?;
+    let storage = Storage::open(dir).map_err(|e| anyhow::anyhow!("storage in {}: {e}", dir.display()))?;
+    let db = crate::db::open(dir).await?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+    let addr = listener.local_addr()?;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let ctx = WorkerContext { db: db.clone(), storage: storage.clone(), limits: config.job, work_dir: dir.clone() };
+    let workers = jobs::start(ctx, config.workers, stop_rx.clone());
+    let app = http::router(AppState { db: db.clone(), storage, limits: config.limits });
+
+    tracing::info!(data_dir = %dir.display(), workers = config.workers, "pooltriage serve started");
+    println!("listening on http://{addr}");
+    let _ = std::io::stdout().flush();
+
+    let mut stop_http = stop_rx.clone();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        let _ = stop_http.wait_for(|s| *s).await;
+    });
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        let _ = stop_tx.send(true);
+    });
+    server.await?;
+    for w in workers {
+        let _ = w.await;
+    }
+    db.close().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

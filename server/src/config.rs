@@ -1,0 +1,200 @@
+//! Service configuration: flags, then `POOLTRIAGE_*` environment variables (clap reads both),
+//! then an optional TOML file (`--config FILE`, else `<data dir>/pooltriage.toml` if present),
+//! then built-in defaults. The service runs with no set-up at all: every field has a default.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Command-line and environment view of the settings; `None` means "not given here".
+#[derive(clap::Args, Debug, Default, Clone)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port; the bound address is printed on stdout).
+    #[arg(long, env = "POOLTRIAGE_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Directory holding the database, the dumps and temporary files (created if missing).
+    #[arg(long, env = "POOLTRIAGE_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// TOML configuration file (default: `<data dir>/pooltriage.toml` when it exists).
+    #[arg(long, env = "POOLTRIAGE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Largest accepted upload, in bytes as received (before decompression).
+    #[arg(long, env = "POOLTRIAGE_MAX_UPLOAD_BYTES", value_name = "BYTES")]
+    pub max_upload_bytes: Option<u64>,
+    /// Largest accepted dump after decompression, in bytes.
+    #[arg(long, env = "POOLTRIAGE_MAX_DUMP_BYTES", value_name = "BYTES")]
+    pub max_dump_bytes: Option<u64>,
+    /// Largest accepted decompressed/compressed ratio (zip-bomb guard), once past the floor.
+    #[arg(long, env = "POOLTRIAGE_MAX_RATIO", value_name = "N")]
+    pub max_ratio: Option<u64>,
+    /// Decompressed size below which the ratio is not checked.
+    #[arg(long, env = "POOLTRIAGE_RATIO_FLOOR_BYTES", value_name = "BYTES")]
+    pub ratio_floor_bytes: Option<u64>,
+    /// Number of worker tasks (concurrent analyses).
+    #[arg(long, env = "POOLTRIAGE_WORKERS", value_name = "N")]
+    pub workers: Option<usize>,
+    /// Wall-clock limit of one analysis; the child is killed when it expires.
+    #[arg(long, env = "POOLTRIAGE_JOB_TIMEOUT_SECS", value_name = "SECS")]
+    pub job_timeout_secs: Option<u64>,
+    /// Memory (heap, RLIMIT_DATA) limit of one analysis child, in bytes; 0 = no limit.
+    #[arg(long, env = "POOLTRIAGE_JOB_MEMORY_BYTES", value_name = "BYTES")]
+    pub job_memory_bytes: Option<u64>,
+    /// How long a worker's claim on a job lives without a heartbeat.
+    #[arg(long, env = "POOLTRIAGE_JOB_LEASE_SECS", value_name = "SECS")]
+    pub job_lease_secs: Option<u64>,
+    /// Attempts before a job that keeps failing transiently is marked failed.
+    #[arg(long, env = "POOLTRIAGE_JOB_MAX_ATTEMPTS", value_name = "N")]
+    pub job_max_attempts: Option<u32>,
+}
+
+/// The optional config file. Same names as the flags, with underscores.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    max_upload_bytes: Option<u64>,
+    max_dump_bytes: Option<u64>,
+    max_ratio: Option<u64>,
+    ratio_floor_bytes: Option<u64>,
+    workers: Option<usize>,
+    job_timeout_secs: Option<u64>,
+    job_memory_bytes: Option<u64>,
+    job_lease_secs: Option<u64>,
+    job_max_attempts: Option<u32>,
+    /// Owned by the auth module; accepted here so one file configures the whole service.
+    auth: Option<toml::Table>,
+}
+
+/// Resolved settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub limits: UploadLimits,
+    pub workers: usize,
+    pub job: JobLimits,
+    /// The `[auth]` table of the config file, for the auth module to resolve (once wired).
+    #[allow(dead_code)]
+    pub auth_file: Option<toml::Table>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct UploadLimits {
+    pub max_upload_bytes: u64,
+    pub max_dump_bytes: u64,
+    pub max_ratio: u64,
+    pub ratio_floor_bytes: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct JobLimits {
+    pub timeout: Duration,
+    /// 0 = unlimited.
+    pub memory_bytes: u64,
+    pub lease: Duration,
+    pub max_attempts: u32,
+}
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_DATA_DIR: &str = "data";
+const GIB: u64 = 1 << 30;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("config file {path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Merges flags/env over the config file over the defaults.
+    pub fn resolve(args: &ServeArgs) -> Result<Config, ConfigError> {
+        let file = match &args.config {
+            Some(path) => read_file(path)?,
+            None => {
+                let dir = args.data_dir.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+                let default_path = dir.join("pooltriage.toml");
+                if default_path.is_file() {
+                    read_file(&default_path)?
+                } else {
+                    FileConfig::default()
+                }
+            }
+        };
+        let listen = args.listen.or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("constant address"));
+        let data_dir = args.data_dir.clone().or(file.data_dir).unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        let limits = UploadLimits {
+            max_upload_bytes: args.max_upload_bytes.or(file.max_upload_bytes).unwrap_or(64 * GIB),
+            max_dump_bytes: args.max_dump_bytes.or(file.max_dump_bytes).unwrap_or(128 * GIB),
+            max_ratio: args.max_ratio.or(file.max_ratio).unwrap_or(100),
+            ratio_floor_bytes: args.ratio_floor_bytes.or(file.ratio_floor_bytes).unwrap_or(16 << 20),
+        };
+        let workers = args.workers.or(file.workers).unwrap_or(2);
+        let job = JobLimits {
+            timeout: Duration::from_secs(args.job_timeout_secs.or(file.job_timeout_secs).unwrap_or(600)),
+            memory_bytes: args.job_memory_bytes.or(file.job_memory_bytes).unwrap_or(4 * GIB),
+            lease: Duration::from_secs(args.job_lease_secs.or(file.job_lease_secs).unwrap_or(30)),
+            max_attempts: args.job_max_attempts.or(file.job_max_attempts).unwrap_or(3),
+        };
+        if workers == 0 || workers > 256 {
+            return Err(ConfigError::Invalid(format!("workers must be between 1 and 256, not {workers}")));
+        }
+        if job.lease.as_secs() == 0 || job.timeout.as_secs() == 0 {
+            return Err(ConfigError::Invalid("job lease and timeout must be at least 1 second".into()));
+        }
+        if job.max_attempts == 0 {
+            return Err(ConfigError::Invalid("job_max_attempts must be at least 1".into()));
+        }
+        if limits.max_ratio == 0 {
+            return Err(ConfigError::Invalid("max_ratio must be at least 1".into()));
+        }
+        Ok(Config { listen, data_dir, limits, workers, job, auth_file: file.auth })
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: shown.clone(), source })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Parse { path: shown, message: e.to_string().replace('\n', " ") })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_without_anything() {
+        let dir = tempfile::tempdir().unwrap();
+        let args = ServeArgs { data_dir: Some(dir.path().into()), ..Default::default() };
+        let c = Config::resolve(&args).unwrap();
+        assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(c.workers, 2);
+        assert_eq!(c.limits.max_upload_bytes, 64 * GIB);
+    }
+
+    #[test]
+    fn flags_override_file_which_overrides_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("pooltriage.toml"), "workers = 5\nmax_upload_bytes = 1000\nlisten = \"127.0.0.1:9\"\n").unwrap();
+        let args = ServeArgs { data_dir: Some(dir.path().into()), workers: Some(7), ..Default::default() };
+        let c = Config::resolve(&args).unwrap();
+        assert_eq!(c.workers, 7);
+        assert_eq!(c.limits.max_upload_bytes, 1000);
+        assert_eq!(c.listen.to_string(), "127.0.0.1:9");
+    }
+
+    #[test]
+    fn unknown_key_in_file_is_an_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.toml");
+        std::fs::write(&path, "wrokers = 5\n").unwrap();
+        let args = ServeArgs { config: Some(path), ..Default::default() };
+        let e = Config::resolve(&args).unwrap_err().to_string();
+        assert!(e.contains("x.toml") && e.contains("wrokers"), "{e}");
+    }
+}

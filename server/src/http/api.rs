@@ -1,0 +1,261 @@
+//! REST API v1 for dumps (docs/api.md; OpenAPI document at `/api/v1/openapi.json`).
+
+use super::caller::Caller;
+use super::{ApiError, AppState};
+use crate::db::{self, dumps};
+use crate::storage::ingest::{self, IngestError};
+use crate::storage::source::{self, Chunk};
+use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Query, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use futures_util::StreamExt;
+use serde::Deserialize;
+use serde_json::json;
+
+const OPENAPI: &str = include_str!("openapi.json");
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/api/v1/dumps",
+            // The upload enforces its own limits while streaming (UploadLimits).
+            axum::routing::post(upload).get(list).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/api/v1/dumps/{id}", get(status).delete(delete))
+        .route("/api/v1/dumps/{id}/report", get(report))
+        .route("/api/v1/openapi.json", get(openapi))
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+fn status_url(id: &str) -> String {
+    format!("/api/v1/dumps/{id}")
+}
+
+fn dump_json(d: &dumps::DumpRow) -> serde_json::Value {
+    let mut v = json!({
+        "id": d.id,
+        "tenant": d.tenant,
+        "status": d.state,
+        "stage": d.stage,
+        "sha256": d.sha256,
+        "size": d.size,
+        "upload_size": d.upload_size,
+        "compression": d.compression,
+        "original_name": d.original_name,
+        "attempts": d.attempts,
+        "created_at": db::rfc3339(d.created_at),
+        "status_url": status_url(&d.id),
+        "report_url": format!("/api/v1/dumps/{}/report", d.id),
+    });
+    if let (Some(e), Some(obj)) = (&d.error, v.as_object_mut()) {
+        obj.insert("error".into(), json!(e));
+    }
+    v
+}
+
+#[derive(Deserialize)]
+struct UploadQuery {
+    /// Original file name, for display (the multipart file name wins).
+    name: Option<String>,
+}
+
+fn ingest_error(e: IngestError) -> ApiError {
+    let msg = e.to_string();
+    match e {
+        IngestError::UploadTooLarge { .. } => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "upload_too_large", msg),
+        IngestError::DumpTooLarge { .. } => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "dump_too_large", msg),
+        IngestError::Ratio { .. } => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "compression_ratio", msg),
+        IngestError::NotADump(_) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "not_a_dump", msg),
+        IngestError::BadArchive { .. } => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_archive", msg),
+        IngestError::Incomplete(_) => ApiError::new(StatusCode::BAD_REQUEST, "incomplete_upload", msg),
+        IngestError::Io(e) => ApiError::internal("storage", e),
+    }
+}
+
+/// `POST /api/v1/dumps`: raw body, or multipart/form-data with the dump in the `file` field.
+async fn upload(State(app): State<AppState>, caller: Caller, Query(q): Query<UploadQuery>, req: Request) -> Result<Response, ApiError> {
+    let limit = app.limits.max_upload_bytes;
+    let too_large = || ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "upload_too_large", format!("upload larger than the limit of {limit} bytes"));
+    // Refuse before reading a byte when the client announces the size.
+    let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit.saturating_add(64 * 1024)) {
+        return Err(too_large());
+    }
+    let is_multipart = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"));
+    let (tx, reader) = source::channel();
+    let tmp = app.storage.tmp_dir();
+    let limits = app.limits;
+    let mut name = q.name;
+    let (name_tx, name_rx) = tokio::sync::oneshot::channel::<Option<String>>();
+    let ingest_task = tokio::task::spawn_blocking(move || {
+        let name = name_rx.blocking_recv().ok().flatten();
+        ingest::ingest(reader, &tmp, &limits, name)
+    });
+    // Pump the body into the channel; stop early when the ingest side has given up.
+    let pumped: Result<(), String> = if is_multipart {
+        let mut mp = Multipart::from_request(req, &()).await.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_multipart", e.body_text()))?;
+        let mut found = false;
+        let mut result = Ok(());
+        loop {
+            let field = match mp.next_field().await {
+                Ok(Some(f)) => f,
+                Ok(None) => break,
+                Err(e) => {
+                    result = Err(e.body_text());
+                    break;
+                }
+            };
+            if field.name() != Some("file") {
+                continue;
+            }
+            found = true;
+            if let Some(f) = field.file_name() {
+                name = Some(f.to_string());
+            }
+            let _ = name_tx.send(name.take());
+            let mut field = field;
+            result = loop {
+                match field.chunk().await {
+                    Ok(Some(b)) => {
+                        if tx.send(Chunk::Data(b)).await.is_err() {
+                            break Ok(());
+                        }
+                    }
+                    Ok(None) => {
+                        let _ = tx.send(Chunk::End).await;
+                        break Ok(());
+                    }
+                    Err(e) => break Err(e.body_text()),
+                }
+            };
+            break;
+        }
+        if !found && result.is_ok() {
+            drop(tx);
+            let _ = ingest_task.await;
+            return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_multipart", "multipart upload without a `file` field"));
+        }
+        result
+    } else {
+        let _ = name_tx.send(name.take());
+        let mut stream = req.into_body().into_data_stream();
+        loop {
+            match stream.next().await {
+                Some(Ok(b)) => {
+                    if tx.send(Chunk::Data(b)).await.is_err() {
+                        break Ok(());
+                    }
+                }
+                Some(Err(e)) => break Err(e.to_string()),
+                None => {
+                    let _ = tx.send(Chunk::End).await;
+                    break Ok(());
+                }
+            }
+        }
+    };
+    if let Err(why) = &pumped {
+        let _ = tx.send(Chunk::Failed(why.clone())).await;
+    }
+    drop(tx);
+    let ingested = ingest_task.await.map_err(|e| ApiError::internal("upload task", e))?.map_err(ingest_error)?;
+    let (sha, size, received, compression, original) =
+        (ingested.sha256.clone(), ingested.size, ingested.received, ingested.compression, ingested.original_name.clone());
+    let storage = app.storage.clone();
+    tokio::task::spawn_blocking(move || storage.store(ingested))
+        .await
+        .map_err(|e| ApiError::internal("upload task", e))?
+        .map_err(|e| ApiError::internal("storage", e))?;
+    let new = dumps::NewDump {
+        tenant: &caller.tenant,
+        sha256: &sha,
+        size,
+        upload_size: received,
+        compression: compression.as_str(),
+        original_name: original.as_deref(),
+    };
+    let (id, created) = dumps::insert_or_get(&app.db, &new, db::now_unix()).await?;
+    tracing::info!(dump = %id, sha256 = %sha, size, received, created, "upload stored");
+    let code = if created { StatusCode::CREATED } else { StatusCode::OK };
+    let url = status_url(&id);
+    let mut resp = (code, Json(json!({ "id": id, "status_url": url, "sha256": sha, "size": size, "duplicate": !created }))).into_response();
+    if let Ok(v) = HeaderValue::from_str(&url) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(resp)
+}
+
+/// `GET /api/v1/dumps/{id}`.
+async fn status(State(app): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+    let d = dumps::get(&app.db, &id, caller.tenant_filter()).await?.ok_or_else(ApiError::not_found)?;
+    Ok(Json(dump_json(&d)))
+}
+
+/// `GET /api/v1/dumps/{id}/report`: 200 with the analyzer's JSON when done; 409 with the
+/// status while queued, running, or failed.
+async fn report(State(app): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let d = dumps::get(&app.db, &id, caller.tenant_filter()).await?.ok_or_else(ApiError::not_found)?;
+    if d.state == "done" {
+        if let Some(json) = dumps::report(&app.db, &d.sha256).await? {
+            return Ok(([(header::CONTENT_TYPE, "application/json")], json).into_response());
+        }
+    }
+    let (code, msg) = match d.state.as_str() {
+        "failed" => ("analysis_failed", format!("analysis failed: {}", d.error.as_deref().unwrap_or("unknown reason"))),
+        "done" => ("report_missing", "report missing".to_string()),
+        _ => ("not_ready", format!("analysis {} (stage {})", d.state, d.stage)),
+    };
+    let mut e = ApiError::new(StatusCode::CONFLICT, code, msg);
+    e.extra = Some(json!({ "status": d.state, "stage": d.stage }));
+    let mut resp = e.into_response();
+    if d.state == "queued" || d.state == "running" {
+        resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+    }
+    Ok(resp)
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+/// `GET /api/v1/dumps?limit=N&cursor=C`: newest first; `next_cursor` is null on the last page.
+async fn list(State(app): State<AppState>, caller: Caller, Query(q): Query<ListQuery>) -> Result<Json<serde_json::Value>, ApiError> {
+    let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    let bad_cursor = || ApiError::new(StatusCode::BAD_REQUEST, "bad_cursor", "cursor is not one this API returned");
+    let cursor = match &q.cursor {
+        None => None,
+        Some(c) => {
+            let (t, id) = c.split_once('.').ok_or_else(bad_cursor)?;
+            Some((t.parse::<i64>().map_err(|_| bad_cursor())?, id))
+        }
+    };
+    let rows = dumps::list(&app.db, caller.tenant_filter(), limit, cursor).await?;
+    let next = (rows.len() as i64 == limit).then(|| rows.last().map(|d| format!("{}.{}", d.created_at, d.id))).flatten();
+    Ok(Json(json!({ "items": rows.iter().map(dump_json).collect::<Vec<_>>(), "next_cursor": next })))
+}
+
+/// `DELETE /api/v1/dumps/{id}`: removes the dump; the file and report go with the last
+/// reference to the content.
+async fn delete(State(app): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    let (sha, last) = dumps::delete(&app.db, &id, caller.tenant_filter()).await?.ok_or_else(ApiError::not_found)?;
+    if last {
+        let storage = app.storage.clone();
+        tokio::task::spawn_blocking(move || storage.remove(&sha))
+            .await
+            .map_err(|e| ApiError::internal("delete task", e))?
+            .map_err(|e| ApiError::internal("storage", e))?;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+

@@ -1,0 +1,143 @@
+//! Worker tasks: take jobs from the durable queue in the database, analyse in a child process
+//! ([`runner`]), record the stage, store the report, retry transient failures with backoff, and
+//! fail for good, with the reason, a dump that breaks the analyzer.
+
+pub mod runner;
+
+use crate::config::JobLimits;
+use crate::db::{self, jobs, Db};
+use crate::storage::Storage;
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// How often an idle worker looks for a job.
+const POLL: Duration = Duration::from_millis(250);
+
+#[derive(Clone)]
+pub struct WorkerContext {
+    pub db: Db,
+    pub storage: Storage,
+    pub limits: JobLimits,
+    /// Working directory of the analyzer children.
+    pub work_dir: PathBuf,
+}
+
+/// Starts `count` workers and the lease reaper; they stop when `shutdown` turns true.
+pub fn start(ctx: WorkerContext, count: usize, shutdown: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
+    let instance = uuid::Uuid::new_v4().simple().to_string();
+    let mut handles: Vec<JoinHandle<()>> = (0..count)
+        .map(|i| {
+            let owner = format!("{}-{i}", &instance[..12]);
+            tokio::spawn(worker(ctx.clone(), owner, shutdown.clone()))
+        })
+        .collect();
+    handles.push(tokio::spawn(reaper(ctx, shutdown)));
+    handles
+}
+
+/// Returns expired leases to the queue, now and then every half lease.
+async fn reaper(ctx: WorkerContext, mut shutdown: watch::Receiver<bool>) {
+    let every = (ctx.limits.lease / 2).max(Duration::from_secs(1));
+    loop {
+        match jobs::recover_expired(&ctx.db, db::now_unix(), i64::from(ctx.limits.max_attempts)).await {
+            Ok((0, 0)) => {}
+            Ok((requeued, failed)) => tracing::info!(requeued, failed, "expired job leases recovered"),
+            Err(e) => tracing::error!("lease recovery: {e}"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+async fn worker(ctx: WorkerContext, owner: String, mut shutdown: watch::Receiver<bool>) {
+    let lease = ctx.limits.lease.as_secs() as i64;
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let claimed = match jobs::claim(&ctx.db, &owner, db::now_unix(), lease).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!("claiming a job: {e}");
+                None
+            }
+        };
+        let Some(job) = claimed else {
+            tokio::select! {
+                _ = tokio::time::sleep(POLL) => {}
+                _ = shutdown.changed() => {}
+            }
+            continue;
+        };
+        tracing::info!(job = %job.id, sha256 = %job.sha256, attempt = job.attempts, "analysis started");
+        if let Err(e) = run_one(&ctx, &owner, &job, &mut shutdown).await {
+            tracing::error!(job = %job.id, "recording the job's result: {e}");
+        }
+    }
+}
+
+/// Runs one claimed job to an outcome, heartbeating the lease meanwhile.
+async fn run_one(ctx: &WorkerContext, owner: &str, job: &jobs::Claimed, shutdown: &mut watch::Receiver<bool>) -> Result<(), sqlx::Error> {
+    let lease = ctx.limits.lease.as_secs() as i64;
+    let now = db::now_unix;
+    let dump = ctx.storage.dump_path(&job.sha256);
+    if !dump.is_file() {
+        jobs::fail(&ctx.db, job, owner, "analyzing", "the dump file is missing from storage", now()).await?;
+        return Ok(());
+    }
+    if !jobs::heartbeat(&ctx.db, &job.id, owner, "analyzing", now(), lease).await? {
+        return Ok(());
+    }
+    // Relative to the child's working directory (the data directory): the report names the
+    // dump by its content, not by a server path.
+    let shown = dump.strip_prefix(&ctx.work_dir).unwrap_or(&dump);
+    let analysis = runner::analyze(shown, &ctx.work_dir, ctx.limits.timeout, ctx.limits.memory_bytes);
+    tokio::pin!(analysis);
+    let beat = (ctx.limits.lease / 3).max(Duration::from_millis(500));
+    let outcome = loop {
+        tokio::select! {
+            o = &mut analysis => break o,
+            _ = tokio::time::sleep(beat) => {
+                match jobs::heartbeat(&ctx.db, &job.id, owner, "analyzing", now(), lease).await {
+                    // Deleted, or taken over after our lease expired: drop (and kill) the child.
+                    Ok(false) => { tracing::warn!(job = %job.id, "job no longer ours; analysis abandoned"); return Ok(()); }
+                    Ok(true) => {}
+                    Err(e) => tracing::error!(job = %job.id, "heartbeat: {e}"),
+                }
+            }
+            _ = shutdown.changed() => {
+                // Server stopping: the child is killed on drop; the job goes back to the queue
+                // without spending an attempt.
+                jobs::requeue(&ctx.db, job, owner, "server shut down during analysis", 0, true, now()).await?;
+                return Ok(());
+            }
+        }
+    };
+    match outcome {
+        runner::Outcome::Report(json) => {
+            jobs::heartbeat(&ctx.db, &job.id, owner, "storing", now(), lease).await?;
+            jobs::complete(&ctx.db, job, owner, &json, now()).await?;
+            tracing::info!(job = %job.id, "analysis done");
+        }
+        runner::Outcome::Broken(reason) => {
+            tracing::warn!(job = %job.id, "analysis failed: {reason}");
+            jobs::fail(&ctx.db, job, owner, "analyzing", &reason, now()).await?;
+        }
+        runner::Outcome::Transient(reason) if job.attempts >= i64::from(ctx.limits.max_attempts) => {
+            let reason = format!("{reason} (after {} attempts)", job.attempts);
+            tracing::warn!(job = %job.id, "analysis failed: {reason}");
+            jobs::fail(&ctx.db, job, owner, "analyzing", &reason, now()).await?;
+        }
+        runner::Outcome::Transient(reason) => {
+            // Backoff: 2, 4, 8... seconds.
+            let delay = 1i64 << job.attempts.clamp(1, 10);
+            tracing::warn!(job = %job.id, "analysis attempt {} failed, retrying in {delay} s: {reason}", job.attempts);
+            jobs::requeue(&ctx.db, job, owner, &reason, now() + delay, false, now()).await?;
+        }
+    }
+    Ok(())
+}
