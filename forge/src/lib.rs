@@ -49,7 +49,11 @@ pub enum ForgeError {
     #[error("processor count {0} is out of range (1..={1} for this profile)")]
     BadProcessors(u32, u32),
     #[error("scenario {scenario} is not available on profile {profile}: {reason}")]
-    ScenarioUnsupported { scenario: String, profile: String, reason: String },
+    ScenarioUnsupported {
+        scenario: String,
+        profile: String,
+        reason: String,
+    },
     #[error("memory size too small for the forged system")]
     TooSmall,
     #[error("symbols for profile {profile} not found at {path}: set --corpus DIR or {CORPUS_ENV} to the corpus directory (holding isf/ and pdb/)")]
@@ -106,7 +110,10 @@ pub fn corpus_dir(explicit: Option<&Path>) -> PathBuf {
 pub fn load_profile(spec: &profiles::ProfileSpec, corpus: &Path) -> Result<Profile, ForgeError> {
     let path = spec.symbol_path(corpus);
     if !path.is_file() {
-        return Err(ForgeError::CorpusMissing { profile: spec.name.to_string(), path: path.display().to_string() });
+        return Err(ForgeError::CorpusMissing {
+            profile: spec.name.to_string(),
+            path: path.display().to_string(),
+        });
     }
     Ok(match spec.symbols {
         profiles::SymbolSource::Isf(_) => Profile::from_isf(&path)?,
@@ -135,12 +142,25 @@ pub fn forge(opts: &Options, out: &Path) -> Result<truth::Truth, ForgeError> {
     let data_limit = runs.get(1).map(|r| r.0 + r.1).unwrap_or(0);
     // The seed ignores the format, so every format of one profile holds the same memory.
     let seed = format!("{}/{}/{}/{}", spec.name, scenario.name(), opts.size, processors);
-    let mut sys = system::System::build(spec, profile, opts.size, processors, &seed, data_limit, &scenario.drivers())?;
+    let mut sys = system::System::build(
+        spec,
+        profile,
+        opts.size,
+        processors,
+        &seed,
+        data_limit,
+        &scenario.drivers(),
+    )?;
     let pool = scenario.plant(&mut sys)?;
     // Close the last classic pool page and seal open VS subsegments (also for scenarios that
     // plant no pool of their own: the base system's blocks are in the pool too).
     {
-        let system::System { machine, nonpaged, paged, .. } = &mut sys;
+        let system::System {
+            machine,
+            nonpaged,
+            paged,
+            ..
+        } = &mut sys;
         nonpaged.close_page(machine)?;
         paged.close_page(machine)?;
     }
@@ -194,7 +214,11 @@ pub fn forge(opts: &Options, out: &Path) -> Result<truth::Truth, ForgeError> {
         },
         modules: sys.modules.iter().map(truth::ModuleJson::from).collect(),
         processes: sys.processes.iter().map(truth::ProcessJson::from).collect(),
-        mapped: sys.mapped().into_iter().map(|(va, size)| truth::RangeJson { va: hex(va), size }).collect(),
+        mapped: sys
+            .mapped()
+            .into_iter()
+            .map(|(va, size)| truth::RangeJson { va: hex(va), size })
+            .collect(),
         pool,
     };
     let truth_path = truth_path(out);

@@ -85,8 +85,18 @@ pub fn write_image(m: &mut Machine, img: &PeImage<'_>) -> Result<(), ForgeError>
     put(&mut h, coff + 18, &characteristics.to_le_bytes());
 
     let o = coff + 20;
-    let code_size: u32 = img.sections.iter().filter(|s| s.characteristics & 0x20 != 0).map(|s| s.size).sum();
-    let data_size: u32 = img.sections.iter().filter(|s| s.characteristics & 0x40 != 0).map(|s| s.size).sum();
+    let code_size: u32 = img
+        .sections
+        .iter()
+        .filter(|s| s.characteristics & 0x20 != 0)
+        .map(|s| s.size)
+        .sum();
+    let data_size: u32 = img
+        .sections
+        .iter()
+        .filter(|s| s.characteristics & 0x40 != 0)
+        .map(|s| s.size)
+        .sum();
     let base_of_code = img.sections.first().map(|s| s.rva).unwrap_or(0x1000);
     put(&mut h, o, &(if pe64 { 0x20bu16 } else { 0x10bu16 }).to_le_bytes());
     put(&mut h, o + 2, &[14, 0]);
@@ -106,14 +116,21 @@ pub fn write_image(m: &mut Machine, img: &PeImage<'_>) -> Result<(), ForgeError>
     };
     put(&mut h, d, &0x1000u32.to_le_bytes()); // SectionAlignment
     put(&mut h, d + 4, &0x200u32.to_le_bytes()); // FileAlignment
-    for (i, v) in [ver_major, ver_minor, ver_major, ver_minor, ver_major, ver_minor].iter().enumerate() {
+    for (i, v) in [ver_major, ver_minor, ver_major, ver_minor, ver_major, ver_minor]
+        .iter()
+        .enumerate()
+    {
         put(&mut h, d + 8 + 2 * i, &v.to_le_bytes());
     }
     put(&mut h, d + 24, &img.size.to_le_bytes()); // SizeOfImage
     put(&mut h, d + 28, &0x1000u32.to_le_bytes()); // SizeOfHeaders
     put(&mut h, d + 32, &img.checksum.to_le_bytes());
     put(&mut h, d + 36, &1u16.to_le_bytes()); // native subsystem
-    put(&mut h, d + 38, &(if pe64 { 0x4160u16 } else { 0x4140u16 }).to_le_bytes());
+    put(
+        &mut h,
+        d + 38,
+        &(if pe64 { 0x4160u16 } else { 0x4140u16 }).to_le_bytes(),
+    );
     let dirs = if pe64 {
         for (i, v) in [0x80000u64, 0x2000, 0x100000, 0x1000].iter().enumerate() {
             put(&mut h, d + 40 + 8 * i, &v.to_le_bytes());
@@ -196,7 +213,11 @@ pub fn write_image(m: &mut Machine, img: &PeImage<'_>) -> Result<(), ForgeError>
             names += names & 1;
             let ilt = img.meta_rva + IMPORT_ILT + (i * slot) as u32;
             put(&mut meta, rel(ilt), &u64::from(hint_name).to_le_bytes()[..slot]);
-            put(&mut meta, rel(iat_rva(img.meta_rva, i, pe64)), &bound.to_le_bytes()[..slot]);
+            put(
+                &mut meta,
+                rel(iat_rva(img.meta_rva, i, pe64)),
+                &bound.to_le_bytes()[..slot],
+            );
         }
         let d = rel(img.meta_rva + IMPORT_DIR);
         put(&mut meta, d, &(img.meta_rva + IMPORT_ILT).to_le_bytes());
@@ -206,7 +227,11 @@ pub fn write_image(m: &mut Machine, img: &PeImage<'_>) -> Result<(), ForgeError>
         put(&mut h, dirs + 8, &(img.meta_rva + IMPORT_DIR).to_le_bytes());
         put(&mut h, dirs + 12, &40u32.to_le_bytes());
         put(&mut h, dirs + 12 * 8, &iat_rva(img.meta_rva, 0, pe64).to_le_bytes());
-        put(&mut h, dirs + 12 * 8 + 4, &((img.imports.len() as u32 + 1) * slot as u32).to_le_bytes());
+        put(
+            &mut h,
+            dirs + 12 * 8 + 4,
+            &((img.imports.len() as u32 + 1) * slot as u32).to_le_bytes(),
+        );
         if names > img.meta_rva + 0x1000 {
             return Err(ForgeError::Internal("import names exceed the metadata page".into()));
         }
@@ -223,7 +248,11 @@ pub fn write_image(m: &mut Machine, img: &PeImage<'_>) -> Result<(), ForgeError>
         put(&mut h, sh, &name);
         put(&mut h, sh + 8, &s.size.to_le_bytes());
         put(&mut h, sh + 12, &s.rva.to_le_bytes());
-        put(&mut h, sh + 16, &s.size.div_ceil(0x200).wrapping_mul(0x200).to_le_bytes());
+        put(
+            &mut h,
+            sh + 16,
+            &s.size.div_ceil(0x200).wrapping_mul(0x200).to_le_bytes(),
+        );
         put(&mut h, sh + 20, &s.rva.to_le_bytes());
         put(&mut h, sh + 36, &s.characteristics.to_le_bytes());
         sh += 40;

@@ -44,9 +44,12 @@ pub struct HeaderLayout {
 impl HeaderLayout {
     pub fn from_profile(p: &Profile) -> Result<HeaderLayout, ForgeError> {
         let f = |name: &str| {
-            p.field("_POOL_HEADER", name).ok_or_else(|| ForgeError::MissingSymbol(format!("_POOL_HEADER.{name}")))
+            p.field("_POOL_HEADER", name)
+                .ok_or_else(|| ForgeError::MissingSymbol(format!("_POOL_HEADER.{name}")))
         };
-        let size = p.type_size("_POOL_HEADER").ok_or_else(|| ForgeError::MissingSymbol("_POOL_HEADER".into()))?;
+        let size = p
+            .type_size("_POOL_HEADER")
+            .ok_or_else(|| ForgeError::MissingSymbol("_POOL_HEADER".into()))?;
         // On x86 ProcessBilled shares the tag's place (a union); only x64 has its own slot.
         let process_billed = p.field("_POOL_HEADER", "ProcessBilled").filter(|b| b.offset >= 8);
         Ok(HeaderLayout {
@@ -178,7 +181,9 @@ impl PoolRegion {
         let h = self.header_size();
         let block = (size + h).div_ceil(h) * h;
         if block > PAGE - h || self.layout.process_billed.is_none() {
-            return Err(ForgeError::Internal("quota blocks need an x64 header and fit one page".into()));
+            return Err(ForgeError::Internal(
+                "quota blocks need an x64 header and fit one page".into(),
+            ));
         }
         self.block(m, size, tag, true, Some((eprocess, encode)))
     }
@@ -191,7 +196,7 @@ impl PoolRegion {
 
     /// Moves to the next page if `block` bytes do not fit in the current one, closing it.
     fn fit(&mut self, m: &mut Machine, block: u64) -> Result<(), ForgeError> {
-        if self.next % PAGE != 0 && self.next % PAGE + block > PAGE {
+        if !self.next.is_multiple_of(PAGE) && self.next % PAGE + block > PAGE {
             self.close_page(m)?;
         }
         Ok(())
@@ -207,7 +212,11 @@ impl PoolRegion {
     ) -> Result<u64, ForgeError> {
         let h = self.header_size();
         let block = (size + h).div_ceil(h) * h;
-        let big = if self.segment_heap.is_some() { block > 0xfe0 } else { block > PAGE - h };
+        let big = if self.segment_heap.is_some() {
+            block > 0xfe0
+        } else {
+            block > PAGE - h
+        };
         if big {
             if !allocated {
                 return Err(ForgeError::Internal("free big allocations are not mapped".into()));
@@ -221,28 +230,64 @@ impl PoolRegion {
             m.map_range(va, bytes)?;
             self.next = va + bytes;
             self.previous_units = 0;
-            let quota = quota.map(|(eprocess, encode)| Quota { eprocess, stored: encode(va) });
-            self.allocations.push(Allocation { address: va, size: bytes, tag: *tag, kind: self.kind, allocated, big: true, quota, source: "big" });
+            let quota = quota.map(|(eprocess, encode)| Quota {
+                eprocess,
+                stored: encode(va),
+            });
+            self.allocations.push(Allocation {
+                address: va,
+                size: bytes,
+                tag: *tag,
+                kind: self.kind,
+                allocated,
+                big: true,
+                quota,
+                source: "big",
+            });
             return Ok(va);
         }
         let pool_type = if allocated { self.header_pool_type() } else { 0 };
         if let Some(heap) = self.segment_heap.as_mut() {
             let placed = heap.place(m, block, allocated)?;
-            let quota = quota.map(|(eprocess, encode)| Quota { eprocess, stored: encode(placed.header) });
+            let quota = quota.map(|(eprocess, encode)| Quota {
+                eprocess,
+                stored: encode(placed.header),
+            });
             // Heap blocks have no neighbours in a header chain: PreviousSize 0.
             self.previous_units = 0;
             self.write_header(m, placed.header, block, tag, pool_type, quota)?;
             self.previous_units = 0;
-            self.allocations.push(Allocation { address: placed.header, size: block, tag: *tag, kind: self.kind, allocated, big: false, quota, source: placed.source });
+            self.allocations.push(Allocation {
+                address: placed.header,
+                size: block,
+                tag: *tag,
+                kind: self.kind,
+                allocated,
+                big: false,
+                quota,
+                source: placed.source,
+            });
             return Ok(placed.header + h);
         }
         self.fit(m, block)?;
         let va = self.next;
-        let quota = quota.map(|(eprocess, encode)| Quota { eprocess, stored: encode(va) });
+        let quota = quota.map(|(eprocess, encode)| Quota {
+            eprocess,
+            stored: encode(va),
+        });
         self.write_header(m, va, block, tag, pool_type, quota)?;
-        self.allocations.push(Allocation { address: va, size: block, tag: *tag, kind: self.kind, allocated, big: false, quota, source: "classic" });
+        self.allocations.push(Allocation {
+            address: va,
+            size: block,
+            tag: *tag,
+            kind: self.kind,
+            allocated,
+            big: false,
+            quota,
+            source: "classic",
+        });
         self.next = va + block;
-        if self.next % PAGE == 0 {
+        if self.next.is_multiple_of(PAGE) {
             self.previous_units = 0;
         }
         Ok(va + h)
@@ -264,7 +309,11 @@ impl PoolRegion {
         HeaderLayout::set(&mut b, l.previous_size, self.previous_units);
         HeaderLayout::set(&mut b, l.block_size, units);
         // Vista+ x64 marks a quota-charged block with bit 3 of PoolType (POOL_QUOTA).
-        let quota_bit = if quota.is_some() && self.paging == Paging::X64 { 8 } else { 0 };
+        let quota_bit = if quota.is_some() && self.paging == Paging::X64 {
+            8
+        } else {
+            0
+        };
         HeaderLayout::set(&mut b, l.pool_type, u64::from(pool_type | quota_bit));
         HeaderLayout::set(&mut b, l.pool_tag, u64::from(u32::from_le_bytes(*tag)));
         if let (Some(q), Some(f)) = (quota, l.process_billed) {
@@ -288,7 +337,16 @@ impl PoolRegion {
         let rest = PAGE - used;
         let va = self.next;
         self.write_header(m, va, rest, &FREE_TAG, 0, None)?;
-        self.allocations.push(Allocation { address: va, size: rest, tag: FREE_TAG, kind: self.kind, allocated: false, big: false, quota: None, source: "classic" });
+        self.allocations.push(Allocation {
+            address: va,
+            size: rest,
+            tag: FREE_TAG,
+            kind: self.kind,
+            allocated: false,
+            big: false,
+            quota: None,
+            source: "classic",
+        });
         self.next = va + rest;
         self.previous_units = 0;
         Ok(())

@@ -21,7 +21,12 @@ fn alloc(sys: &mut System, kind: PoolKind, size: u64, tag: &[u8; 4]) -> Result<u
 }
 
 fn free(sys: &mut System, kind: PoolKind, size: u64, tag: &[u8; 4]) -> Result<u64, ForgeError> {
-    let System { machine, nonpaged, paged, .. } = sys;
+    let System {
+        machine,
+        nonpaged,
+        paged,
+        ..
+    } = sys;
     match kind {
         PoolKind::Paged => paged.free_block(machine, size, tag),
         PoolKind::NonPaged => nonpaged.free_block(machine, size, tag),
@@ -56,8 +61,18 @@ fn background(sys: &mut System, plan: &mut PoolPlan) -> Result<(), ForgeError> {
     alloc(sys, P, 0x2400, b"CM31")?;
     alloc(sys, N, 0x2000, b"Irp ")?;
     // A freed big allocation still listed (Va bit 0): memory returned, entry kept.
-    plan.freed_big.push(FreedBig { va: sys.nonpaged.base + 0x1000_0000, tag: *b"Mdl ", size: 0x5000, kind: N });
-    plan.history.extend([(*b"Irp ", N, 500), (*b"CM31", P, 1200), (*b"File", N, 300), (*b"Toke", P, 40)]);
+    plan.freed_big.push(FreedBig {
+        va: sys.nonpaged.base + 0x1000_0000,
+        tag: *b"Mdl ",
+        size: 0x5000,
+        kind: N,
+    });
+    plan.history.extend([
+        (*b"Irp ", N, 500),
+        (*b"CM31", P, 1200),
+        (*b"File", N, 300),
+        (*b"Toke", P, 40),
+    ]);
     plan.expansion_tags.push(*b"Toke");
     Ok(())
 }
@@ -67,7 +82,12 @@ fn finish(sys: &mut System, plan: PoolPlan) -> Result<Option<Value>, ForgeError>
 }
 
 fn driver(name: &'static str, pdb: &'static str, sites: Vec<AllocSite>) -> VendorDriver {
-    VendorDriver { name, pdb, size: 0xa000, sites }
+    VendorDriver {
+        name,
+        pdb,
+        size: 0xa000,
+        sites,
+    }
 }
 
 /// `leak-tagged`: leaky.sys leaks paged pool tagged "Leak".
@@ -85,8 +105,16 @@ impl Scenario for LeakTagged {
             "leaky.sys",
             "leaky.pdb",
             vec![
-                AllocSite { tag: Some(*b"Leak"), pool_type: PAGED, size: 0x7f0 },
-                AllocSite { tag: Some(*b"Leak"), pool_type: PAGED, size: 0x10000 },
+                AllocSite {
+                    tag: Some(*b"Leak"),
+                    pool_type: PAGED,
+                    size: 0x7f0,
+                },
+                AllocSite {
+                    tag: Some(*b"Leak"),
+                    pool_type: PAGED,
+                    size: 0x10000,
+                },
             ],
         )]
     }
@@ -103,7 +131,10 @@ impl Scenario for LeakTagged {
             sys.alloc_paged(0x10000, b"Leak")?;
         }
         plan.history.push((*b"Leak", PoolKind::Paged, 3));
-        plan.drivers.push(DriverLeak { module: "leaky.sys".into(), tags: vec![*b"Leak"] });
+        plan.drivers.push(DriverLeak {
+            module: "leaky.sys".into(),
+            tags: vec![*b"Leak"],
+        });
         finish(sys, plan)
     }
 }
@@ -119,7 +150,15 @@ impl Scenario for LeakUntagged {
         "untagged.sys leaks nonpaged pool through ExAllocatePool: blocks tagged 'None'"
     }
     fn drivers(&self) -> Vec<VendorDriver> {
-        vec![driver("untagged.sys", "untagged.pdb", vec![AllocSite { tag: None, pool_type: NONPAGED, size: 0x180 }])]
+        vec![driver(
+            "untagged.sys",
+            "untagged.pdb",
+            vec![AllocSite {
+                tag: None,
+                pool_type: NONPAGED,
+                size: 0x180,
+            }],
+        )]
     }
     fn plant(&self, sys: &mut System) -> Result<Option<Value>, ForgeError> {
         let mut plan = PoolPlan::default();
@@ -131,7 +170,10 @@ impl Scenario for LeakUntagged {
             sys.alloc_nonpaged(0x8000, b"None")?;
         }
         plan.history.push((*b"None", PoolKind::NonPaged, 10));
-        plan.drivers.push(DriverLeak { module: "untagged.sys".into(), tags: vec![*b"None"] });
+        plan.drivers.push(DriverLeak {
+            module: "untagged.sys".into(),
+            tags: vec![*b"None"],
+        });
         finish(sys, plan)
     }
 }
@@ -149,8 +191,24 @@ impl Scenario for SharedTag {
     }
     fn drivers(&self) -> Vec<VendorDriver> {
         vec![
-            driver("acmenet.sys", "acmenet.pdb", vec![AllocSite { tag: Some(*b"Acme"), pool_type: NONPAGED, size: 0x200 }]),
-            driver("acmestor.sys", "acmestor.pdb", vec![AllocSite { tag: Some(*b"Acme"), pool_type: PAGED, size: 0x600 }]),
+            driver(
+                "acmenet.sys",
+                "acmenet.pdb",
+                vec![AllocSite {
+                    tag: Some(*b"Acme"),
+                    pool_type: NONPAGED,
+                    size: 0x200,
+                }],
+            ),
+            driver(
+                "acmestor.sys",
+                "acmestor.pdb",
+                vec![AllocSite {
+                    tag: Some(*b"Acme"),
+                    pool_type: PAGED,
+                    size: 0x600,
+                }],
+            ),
         ]
     }
     fn plant(&self, sys: &mut System) -> Result<Option<Value>, ForgeError> {
@@ -165,8 +223,14 @@ impl Scenario for SharedTag {
         sys.alloc_paged(0x6000, b"Acme")?;
         plan.history.push((*b"Acme", PoolKind::NonPaged, 100));
         // Both modules hold the tag; leaked_bytes is the tag's total for each (not split).
-        plan.drivers.push(DriverLeak { module: "acmenet.sys".into(), tags: vec![*b"Acme"] });
-        plan.drivers.push(DriverLeak { module: "acmestor.sys".into(), tags: vec![*b"Acme"] });
+        plan.drivers.push(DriverLeak {
+            module: "acmenet.sys".into(),
+            tags: vec![*b"Acme"],
+        });
+        plan.drivers.push(DriverLeak {
+            module: "acmestor.sys".into(),
+            tags: vec![*b"Acme"],
+        });
         finish(sys, plan)
     }
 }
@@ -183,7 +247,15 @@ impl Scenario for QuotaLeak {
         "quotadrv.sys leaks quota-charged paged pool 'QLek' billed to explorer.exe (x64 profiles)"
     }
     fn drivers(&self) -> Vec<VendorDriver> {
-        vec![driver("quotadrv.sys", "quotadrv.pdb", vec![AllocSite { tag: Some(*b"QLek"), pool_type: PAGED | 8, size: 0x300 }])]
+        vec![driver(
+            "quotadrv.sys",
+            "quotadrv.pdb",
+            vec![AllocSite {
+                tag: Some(*b"QLek"),
+                pool_type: PAGED | 8,
+                size: 0x300,
+            }],
+        )]
     }
     fn plant(&self, sys: &mut System) -> Result<Option<Value>, ForgeError> {
         if sys.ptr_size() != 8 {
@@ -221,7 +293,10 @@ impl Scenario for QuotaLeak {
         for _ in 0..10 {
             sys.alloc_paged(0x300, b"QLek")?;
         }
-        plan.drivers.push(DriverLeak { module: "quotadrv.sys".into(), tags: vec![*b"QLek"] });
+        plan.drivers.push(DriverLeak {
+            module: "quotadrv.sys".into(),
+            tags: vec![*b"QLek"],
+        });
         finish(sys, plan)
     }
 }
@@ -241,8 +316,16 @@ impl Scenario for NonpagedExhaustion {
             "hogdrv.sys",
             "hogdrv.pdb",
             vec![
-                AllocSite { tag: Some(*b"Hog!"), pool_type: NONPAGED, size: 0xf00 },
-                AllocSite { tag: Some(*b"Hog!"), pool_type: NONPAGED, size: 0x40000 },
+                AllocSite {
+                    tag: Some(*b"Hog!"),
+                    pool_type: NONPAGED,
+                    size: 0xf00,
+                },
+                AllocSite {
+                    tag: Some(*b"Hog!"),
+                    pool_type: NONPAGED,
+                    size: 0x40000,
+                },
             ],
         )]
     }
@@ -257,7 +340,88 @@ impl Scenario for NonpagedExhaustion {
         }
         plan.history.push((*b"Hog!", PoolKind::NonPaged, 20));
         plan.nonpaged_max_percent_of_use = Some(103);
-        plan.drivers.push(DriverLeak { module: "hogdrv.sys".into(), tags: vec![*b"Hog!"] });
+        plan.drivers.push(DriverLeak {
+            module: "hogdrv.sys".into(),
+            tags: vec![*b"Hog!"],
+        });
+        finish(sys, plan)
+    }
+}
+
+/// `busy-server`: a busy server's normal pool: thousands of tags and one block per 4 KiB of
+/// memory (2 million for an 8 GiB dump), sizes and tag frequencies skewed as on real systems
+/// (a few tags hold most blocks), some freed blocks, a few hundred big allocations. No driver
+/// leaks. The truth's `blocks` list is left out (null; `block_counts` instead): it would be
+/// larger than the pool itself; tags, big pages and the vm figures are exact.
+pub struct BusyServer;
+
+/// Tags of the busy server.
+pub const BUSY_TAGS: usize = 3000;
+
+impl Scenario for BusyServer {
+    fn name(&self) -> &'static str {
+        "busy-server"
+    }
+    fn description(&self) -> &'static str {
+        "a busy server's normal pool: 3000 tags, one block per 4 KiB of --size (2 million at 8 GiB); truth without the block list"
+    }
+    fn plant(&self, sys: &mut System) -> Result<Option<Value>, ForgeError> {
+        let mut plan = PoolPlan {
+            omit_blocks: true,
+            ..PoolPlan::default()
+        };
+        background(sys, &mut plan)?;
+        // Tags: an upper-case letter then three of [A-Za-z0-9], deterministic, distinct.
+        const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+        let mut seen = std::collections::BTreeSet::new();
+        let mut tags: Vec<([u8; 4], PoolKind, u64)> = Vec::new();
+        while tags.len() < BUSY_TAGS {
+            let r = sys.rng.next_u64();
+            let t = [
+                CHARS[(r % 26) as usize],
+                CHARS[((r >> 8) % 62) as usize],
+                CHARS[((r >> 16) % 62) as usize],
+                CHARS[((r >> 24) % 62) as usize],
+            ];
+            if &t == b"Free" || !seen.insert(t) {
+                continue;
+            }
+            let kind = if (r >> 32).is_multiple_of(3) {
+                PoolKind::NonPaged
+            } else {
+                PoolKind::Paged
+            };
+            // Typical sizes: mostly small; one tag in 40 allocates up to 2 KB.
+            let size = if (r >> 40).is_multiple_of(40) {
+                0x200 + ((r >> 44) % 0x600)
+            } else {
+                0x10 + ((r >> 44) % 0x170)
+            };
+            tags.push((t, kind, size & !0xf));
+        }
+        let blocks = sys.memory_size / 4096;
+        let ln = ((BUSY_TAGS + 1) as f64).ln();
+        for i in 0..blocks {
+            // Log-uniform tag choice: tag k is picked with probability ~ 1/(k+1).
+            let u = (sys.rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+            let k = ((u * ln).exp() as usize).saturating_sub(1).min(BUSY_TAGS - 1);
+            let (tag, kind, size) = tags[k];
+            let jitter = (sys.rng.next_u64() % 4) * 0x10;
+            let size = size.max(0x10) + jitter;
+            if i % 50 == 49 {
+                free(sys, kind, size, &tag)?;
+            } else {
+                alloc(sys, kind, size, &tag)?;
+            }
+        }
+        for i in 0..300u64 {
+            let (tag, kind, _) = tags[(i * 7) as usize % 40];
+            let pages = 2 + sys.rng.next_u64() % 30;
+            alloc(sys, kind, pages * 0x1000 - 0x10 * (i % 3), &tag)?;
+        }
+        for (i, (tag, kind, _)) in tags.iter().enumerate().take(500) {
+            plan.history.push((*tag, *kind, 10 + (i as u64 * 37) % 2000));
+        }
         finish(sys, plan)
     }
 }

@@ -18,8 +18,13 @@ use analyzer::symbols::Field;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
-/// Entries of each tag tracker table (a power of two, as the kernel sizes it).
+/// Entries of each tag tracker table (a power of two, as the kernel sizes it); more for
+/// systems with many tags (at least twice the tags, so probing stays short).
 pub const TRACK_TABLE_SIZE: u64 = 2048;
+
+fn track_table_size(tags: usize) -> u64 {
+    (2 * tags as u64).next_power_of_two().max(TRACK_TABLE_SIZE)
+}
 /// Entries of the expansion table (Windows 8+).
 pub const EXPANSION_SIZE: u64 = 16;
 /// Entries of the big page table: page aligned, a multiple of 0x1000 entries (MemProcFS).
@@ -81,6 +86,9 @@ pub struct PoolPlan {
     /// MmMaximumNonPagedPoolInBytes as a multiple of the nonpaged bytes in use (percent);
     /// `None` = a roomy default.
     pub nonpaged_max_percent_of_use: Option<u64>,
+    /// Leave the truth's `blocks` out (null) and give `block_counts` instead: for millions of
+    /// blocks the list would be larger than the dump's pool.
+    pub omit_blocks: bool,
 }
 
 /// One counting event for the tables: an allocation (maybe freed since).
@@ -92,7 +100,15 @@ struct Event {
 }
 
 fn tag_str(t: &[u8; 4]) -> String {
-    t.iter().map(|&b| if b.is_ascii_graphic() || b == b' ' { b as char } else { '?' }).collect()
+    t.iter()
+        .map(|&b| {
+            if b.is_ascii_graphic() || b == b' ' {
+                b as char
+            } else {
+                '?'
+            }
+        })
+        .collect()
 }
 
 /// The kernel's tag hash (ReactOS `ExpComputeHashForTag`, windows-internals.md).
@@ -103,13 +119,26 @@ pub fn tag_hash(tag: [u8; 4], mask: u64) -> u64 {
 
 /// Offsets and widths of the fields of a structure, widths from the next field's offset.
 fn field_widths(sys: &System, ty: &str) -> Result<BTreeMap<String, (u64, u64)>, ForgeError> {
-    let t = sys.profile.types.get(ty).ok_or_else(|| ForgeError::MissingSymbol(ty.to_string()))?;
-    let mut plain: Vec<(u64, &String)> =
-        t.fields.iter().filter(|(_, f)| f.bit_length.is_none()).map(|(n, f)| (f.offset, n)).collect();
+    let t = sys
+        .profile
+        .types
+        .get(ty)
+        .ok_or_else(|| ForgeError::MissingSymbol(ty.to_string()))?;
+    let mut plain: Vec<(u64, &String)> = t
+        .fields
+        .iter()
+        .filter(|(_, f)| f.bit_length.is_none())
+        .map(|(n, f)| (f.offset, n))
+        .collect();
     plain.sort();
     let mut out = BTreeMap::new();
     for (i, (off, name)) in plain.iter().enumerate() {
-        let next = plain.iter().skip(i + 1).map(|(o, _)| *o).find(|o| o > off).unwrap_or(t.size);
+        let next = plain
+            .iter()
+            .skip(i + 1)
+            .map(|(o, _)| *o)
+            .find(|o| o > off)
+            .unwrap_or(t.size);
         out.insert((*name).clone(), (*off, (next - off).min(8)));
     }
     Ok(out)
@@ -124,7 +153,10 @@ fn put_bits(sys: &mut System, at: u64, f: Field, v: u64) -> Result<(), ForgeErro
     let (Some(pos), Some(len)) = (f.bit_position, f.bit_length) else {
         return put(sys, at + f.offset, 4, v);
     };
-    let cur = sys.machine.read(at + f.offset, 4).ok_or(ForgeError::Unmapped(at + f.offset))?;
+    let cur = sys
+        .machine
+        .read(at + f.offset, 4)
+        .ok_or(ForgeError::Unmapped(at + f.offset))?;
     let mut w = u32::from_le_bytes([cur[0], cur[1], cur[2], cur[3]]);
     let mask = ((1u64 << len) - 1) as u32;
     w = (w & !(mask << pos)) | (((v as u32) & mask) << pos);
@@ -159,7 +191,11 @@ fn write_tracker(
 ) -> Result<(), ForgeError> {
     let size = sys.type_size("_POOL_TRACKER_TABLE")?;
     let w = field_widths(sys, "_POOL_TRACKER_TABLE")?;
-    let get = |n: &str| w.get(n).copied().ok_or_else(|| ForgeError::MissingSymbol(format!("_POOL_TRACKER_TABLE.{n}")));
+    let get = |n: &str| {
+        w.get(n)
+            .copied()
+            .ok_or_else(|| ForgeError::MissingSymbol(format!("_POOL_TRACKER_TABLE.{n}")))
+    };
     let mut used = vec![false; entries as usize];
     for (i, (tag, s)) in stats.iter().enumerate() {
         // Hashed tables: linear probing from the tag's hash, the last entry left as the
@@ -196,11 +232,17 @@ fn write_tracker(
 pub fn finish(sys: &mut System, plan: &PoolPlan) -> Result<Value, ForgeError> {
     let ptr = u64::from(sys.ptr_size());
     {
-        let System { machine, nonpaged, paged, .. } = sys;
+        let System {
+            machine,
+            nonpaged,
+            paged,
+            ..
+        } = sys;
         nonpaged.close_page(machine)?;
         paged.close_page(machine)?;
     }
-    let blocks: Vec<Allocation> = sys.nonpaged.allocations.iter().chain(sys.paged.allocations.iter()).cloned().collect();
+    let mut blocks: Vec<Allocation> = std::mem::take(&mut sys.nonpaged.allocations);
+    blocks.append(&mut std::mem::take(&mut sys.paged.allocations));
 
     // ---- Counting events: every allocation still in memory, freed blocks, history, freed big.
     let mut events = Vec::new();
@@ -208,15 +250,20 @@ pub fn finish(sys: &mut System, plan: &PoolPlan) -> Result<Value, ForgeError> {
         if b.tag == FREE_TAG && !b.allocated {
             continue; // the free rest of a page was never an allocation
         }
-        events.push(Event { tag: b.tag, kind: b.kind, bytes: b.size, freed: !b.allocated });
-    }
-    for (tag, kind, n) in &plan.history {
-        for _ in 0..*n {
-            events.push(Event { tag: *tag, kind: *kind, bytes: 0, freed: true });
-        }
+        events.push(Event {
+            tag: b.tag,
+            kind: b.kind,
+            bytes: b.size,
+            freed: !b.allocated,
+        });
     }
     for f in &plan.freed_big {
-        events.push(Event { tag: f.tag, kind: f.kind, bytes: f.size, freed: true });
+        events.push(Event {
+            tag: f.tag,
+            kind: f.kind,
+            bytes: f.size,
+            freed: true,
+        });
     }
 
     let per_cpu = sys.profile.global("ExPoolTagTables").is_some();
@@ -224,33 +271,56 @@ pub fn finish(sys: &mut System, plan: &PoolPlan) -> Result<Value, ForgeError> {
     let mut tables: Vec<BTreeMap<[u8; 4], TagStats>> = vec![BTreeMap::new(); cpus];
     let mut expansion: BTreeMap<[u8; 4], TagStats> = BTreeMap::new();
     let mut totals: BTreeMap<[u8; 4], TagStats> = BTreeMap::new();
+    let expansion_set: std::collections::BTreeSet<[u8; 4]> = plan.expansion_tags.iter().copied().collect();
     for (i, e) in events.iter().enumerate() {
         let (frees, bytes) = if e.freed { (1, 0) } else { (0, e.bytes) };
         totals.entry(e.tag).or_default().add(e.kind, 1, frees, bytes);
-        let t = if per_cpu && plan.expansion_tags.contains(&e.tag) { &mut expansion } else { &mut tables[i % cpus] };
+        let t = if per_cpu && expansion_set.contains(&e.tag) {
+            &mut expansion
+        } else {
+            &mut tables[i % cpus]
+        };
         t.entry(e.tag).or_default().add(e.kind, 1, frees, bytes);
+    }
+    // Allocate/free pairs no longer in memory: spread over the CPUs, each pair on one CPU.
+    for &(tag, kind, n) in &plan.history {
+        totals.entry(tag).or_default().add(kind, n, n, 0);
+        if per_cpu && expansion_set.contains(&tag) {
+            expansion.entry(tag).or_default().add(kind, n, n, 0);
+        } else {
+            for (cpu, t) in tables.iter_mut().enumerate() {
+                let share = n / cpus as u64 + u64::from((cpu as u64) < n % cpus as u64);
+                if share > 0 {
+                    t.entry(tag).or_default().add(kind, share, share, 0);
+                }
+            }
+        }
     }
 
     // ---- Tag tables.
     let entry = sys.type_size("_POOL_TRACKER_TABLE")?;
+    let table_size = track_table_size(totals.len());
     let mut area = TableWriter { next: tables_area(sys) };
     let mut table_vas = Vec::new();
     for t in &tables {
-        let va = area.alloc(sys, TRACK_TABLE_SIZE * entry)?;
-        write_tracker(sys, va, TRACK_TABLE_SIZE, t, true)?;
+        let va = area.alloc(sys, table_size * entry)?;
+        write_tracker(sys, va, table_size, t, true)?;
         table_vas.push(va);
     }
     let first = table_vas.first().copied().unwrap_or(0);
     let g = sys.global("PoolTrackTable")?;
     sys.machine.write_ptr(g, first)?;
     let g = sys.global("PoolTrackTableSize")?;
-    sys.machine.write_ptr(g, TRACK_TABLE_SIZE)?;
+    sys.machine.write_ptr(g, table_size)?;
     if let Ok(g) = sys.global("ExPoolTagTables") {
         for (cpu, va) in table_vas.iter().enumerate() {
             sys.machine.write_ptr(g + cpu as u64 * ptr, *va)?;
         }
     }
-    if let (Ok(gx), Ok(gs)) = (sys.global("PoolTrackTableExpansion"), sys.global("PoolTrackTableExpansionSize")) {
+    if let (Ok(gx), Ok(gs)) = (
+        sys.global("PoolTrackTableExpansion"),
+        sys.global("PoolTrackTableExpansionSize"),
+    ) {
         if !expansion.is_empty() {
             let va = area.alloc(sys, EXPANSION_SIZE * entry)?;
             write_tracker(sys, va, EXPANSION_SIZE, &expansion, false)?;
@@ -266,7 +336,9 @@ pub fn finish(sys: &mut System, plan: &PoolPlan) -> Result<Value, ForgeError> {
     let big_pool_type = sys.profile.field("_POOL_TRACKER_BIG_PAGES", "PoolType");
     let mut used = vec![false; BIG_TABLE_SIZE as usize];
     let mut big_truth = Vec::new();
-    let bigs: Vec<(u64, [u8; 4], u64, PoolKind, bool, Option<u64>)> = blocks
+    // (va, tag, bytes, pool, freed, billed EPROCESS)
+    type BigEntry = (u64, [u8; 4], u64, PoolKind, bool, Option<u64>);
+    let bigs: Vec<BigEntry> = blocks
         .iter()
         .filter(|b| b.big)
         .map(|b| (b.address, b.tag, b.size, b.kind, false, b.quota.map(|q| q.eprocess)))
@@ -279,9 +351,15 @@ pub fn finish(sys: &mut System, plan: &PoolPlan) -> Result<Value, ForgeError> {
         }
         used[idx as usize] = true;
         let e = big_table + idx * big_size;
-        let (o, n) = bw.get("Va").copied().ok_or_else(|| ForgeError::MissingSymbol("_POOL_TRACKER_BIG_PAGES.Va".into()))?;
+        let (o, n) = bw
+            .get("Va")
+            .copied()
+            .ok_or_else(|| ForgeError::MissingSymbol("_POOL_TRACKER_BIG_PAGES.Va".into()))?;
         put(sys, e + o, n.min(ptr), va | u64::from(*free))?;
-        let (o, _) = bw.get("Key").copied().ok_or_else(|| ForgeError::MissingSymbol("_POOL_TRACKER_BIG_PAGES.Key".into()))?;
+        let (o, _) = bw
+            .get("Key")
+            .copied()
+            .ok_or_else(|| ForgeError::MissingSymbol("_POOL_TRACKER_BIG_PAGES.Key".into()))?;
         put(sys, e + o, 4, u64::from(u32::from_le_bytes(*tag)))?;
         if let Some(&(o, n)) = bw.get("NumberOfBytes") {
             put(sys, e + o, n, *size)?;
@@ -292,7 +370,9 @@ pub fn finish(sys: &mut System, plan: &PoolPlan) -> Result<Value, ForgeError> {
         if let Some(f) = big_pool_type {
             put_bits(sys, e, f, if *kind == PoolKind::Paged { 1 } else { 0 })?;
         }
-        big_truth.push(json!({ "va": hex(*va), "tag": tag_str(tag), "size": size, "pool_type": kind.as_str(), "free": free }));
+        big_truth.push(
+            json!({ "va": hex(*va), "tag": tag_str(tag), "size": size, "pool_type": kind.as_str(), "free": free }),
+        );
     }
     let g = sys.global("PoolBigPageTable")?;
     sys.machine.write_ptr(g, big_table)?;
@@ -301,13 +381,12 @@ pub fn finish(sys: &mut System, plan: &PoolPlan) -> Result<Value, ForgeError> {
 
     // ---- !vm variables (XP/7 only: later kernels keep them inside MiState).
     let used_pages = |kind: PoolKind| -> u64 {
-        let mut pages: Vec<u64> = blocks
-            .iter()
-            .filter(|b| b.kind == kind)
-            .flat_map(|b| (b.address / PAGE..(b.address + b.size).div_ceil(PAGE)).collect::<Vec<_>>())
-            .collect();
-        pages.sort_unstable();
-        pages.dedup();
+        let mut pages = std::collections::BTreeSet::new();
+        for b in blocks.iter().filter(|b| b.kind == kind) {
+            for p in b.address / PAGE..(b.address + b.size).div_ceil(PAGE) {
+                pages.insert(p);
+            }
+        }
         pages.len() as u64
     };
     let np_pages = used_pages(PoolKind::NonPaged);
@@ -335,7 +414,11 @@ pub fn finish(sys: &mut System, plan: &PoolPlan) -> Result<Value, ForgeError> {
         match sys.global(name) {
             Ok(addr) => {
                 sys.machine.write_ptr(addr, value)?;
-                let stored = if ptr == 4 && addr & 0x8000_0000 != 0 { addr | 0xffff_ffff_0000_0000 } else { addr };
+                let stored = if ptr == 4 && addr & 0x8000_0000 != 0 {
+                    addr | 0xffff_ffff_0000_0000
+                } else {
+                    addr
+                };
                 sys.machine.write_u64(kdbg + kdbg_off, stored)?;
             }
             Err(_) => {
@@ -346,7 +429,11 @@ pub fn finish(sys: &mut System, plan: &PoolPlan) -> Result<Value, ForgeError> {
         }
     }
     let track = sys.global("PoolTrackTable")?;
-    let stored = if ptr == 4 && track & 0x8000_0000 != 0 { track | 0xffff_ffff_0000_0000 } else { track };
+    let stored = if ptr == 4 && track & 0x8000_0000 != 0 {
+        track | 0xffff_ffff_0000_0000
+    } else {
+        track
+    };
     sys.machine.write_u64(kdbg + 0x1b8, stored)?;
 
     // ---- Truth.
@@ -358,17 +445,31 @@ pub fn finish(sys: &mut System, plan: &PoolPlan) -> Result<Value, ForgeError> {
                     "nonpaged_frees": s.nonpaged_frees, "nonpaged_bytes": s.nonpaged_bytes })
         })
         .collect();
-    let block_truth: Vec<Value> = blocks
-        .iter()
-        .map(|b| {
-            let mut v = json!({ "address": hex(b.address), "size": b.size, "tag": tag_str(&b.tag),
-                "pool_type": b.kind.as_str(), "allocated": b.allocated, "source": b.source });
-            if let Some(q) = b.quota {
-                v["process_billed"] = json!(hex(q.eprocess));
-            }
-            v
-        })
-        .collect();
+    let mut block_counts: BTreeMap<String, u64> = BTreeMap::new();
+    for b in &blocks {
+        *block_counts
+            .entry(if b.allocated {
+                b.source.to_string()
+            } else {
+                format!("{}_free", b.source)
+            })
+            .or_default() += 1;
+    }
+    let block_truth: Value = if plan.omit_blocks {
+        Value::Null
+    } else {
+        blocks
+            .iter()
+            .map(|b| {
+                let mut v = json!({ "address": hex(b.address), "size": b.size, "tag": tag_str(&b.tag),
+                    "pool_type": b.kind.as_str(), "allocated": b.allocated, "source": b.source });
+                if let Some(q) = b.quota {
+                    v["process_billed"] = json!(hex(q.eprocess));
+                }
+                v
+            })
+            .collect()
+    };
     let drivers: Vec<Value> = plan
         .drivers
         .iter()
@@ -389,10 +490,11 @@ pub fn finish(sys: &mut System, plan: &PoolPlan) -> Result<Value, ForgeError> {
         "tags": tags,
         "big_pages": big_truth,
         "blocks": block_truth,
+        "block_counts": block_counts,
         "missing_pool_pages": 0,
         "drivers": drivers,
         "vm": vm,
-        "tag_tables": { "per_cpu": per_cpu, "tables": table_vas.len(), "entries": TRACK_TABLE_SIZE,
+        "tag_tables": { "per_cpu": per_cpu, "tables": table_vas.len(), "entries": table_size,
                         "expansion_tags": plan.expansion_tags.iter().map(tag_str).collect::<Vec<_>>() },
     }))
 }

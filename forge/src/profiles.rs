@@ -128,7 +128,10 @@ pub const PROFILES: &[ProfileSpec] = &[
         product_type: 1,
         build_lab: "17763.1.amd64fre.rs5_release.180914-1434",
         csd_version: 0,
-        plan: AddressPlan { self_map_index: 0x1a4, ..WIN10_PLAN },
+        plan: AddressPlan {
+            self_map_index: 0x1a4,
+            ..WIN10_PLAN
+        },
         system_time: 0x01d4_8a4f_3b1c_d000, // 2018-12-02 14:56:39 UTC
         kernel_timestamp: 0x5b9c_2c1a,
         has_ci: true,
@@ -160,7 +163,10 @@ pub const PROFILES: &[ProfileSpec] = &[
         product_type: 3,
         build_lab: "20348.1.amd64fre.fe_release.210507-1500",
         csd_version: 0,
-        plan: AddressPlan { self_map_index: 0x1c7, ..WIN10_PLAN },
+        plan: AddressPlan {
+            self_map_index: 0x1c7,
+            ..WIN10_PLAN
+        },
         system_time: 0x01d8_1f0c_9e5d_4000, // 2022-02-11 06:00:06 UTC
         kernel_timestamp: 0x2c7a_59a1,
         has_ci: true,

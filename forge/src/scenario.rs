@@ -49,6 +49,7 @@ pub fn registry() -> Vec<Box<dyn Scenario>> {
         Box::new(SharedTag),
         Box::new(QuotaLeak),
         Box::new(NonpagedExhaustion),
+        Box::new(BusyServer),
     ]
 }
 

@@ -11,6 +11,7 @@
 //! - VS subsegment Size / Signature with Size == Signature ^ 0x2BED; chunk headers
 //!   {MemoryCost:16, UnsafeSize:16 (16-byte units, header included), UnsafePrevSize:16,
 //!   Allocated:8} ^ chunk address ^ HeapKey; the POOL_HEADER follows the 16-byte chunk header.
+//!
 //! Every block (LFH and VS) starts with a POOL_HEADER whose BlockSize covers the block exactly.
 //! VS chunks never cross a page (a free chunk fills the rest of a page), and the unused rest of
 //! a VS subsegment is free chunks, so a walker decodes nothing but what was planted.
@@ -81,7 +82,6 @@ impl SegLayout {
 #[derive(Debug, Clone)]
 struct LfhSub {
     va: u64,
-    block_size: u64,
     first: u64,
     count: u64,
     next: u64,
@@ -105,7 +105,8 @@ pub struct SegmentHeap {
     next_segment_va: u64,
     segments: Vec<u64>,
     next_unit: u64,
-    lfh: Vec<LfhSub>,
+    /// The open LFH subsegment of each block size (full ones are done with).
+    lfh: std::collections::BTreeMap<u64, LfhSub>,
     vs: Option<VsSub>,
 }
 
@@ -150,7 +151,7 @@ impl SegmentHeap {
             next_segment_va: segments_va,
             segments: Vec::new(),
             next_unit: UNITS,
-            lfh: Vec::new(),
+            lfh: std::collections::BTreeMap::new(),
             vs: None,
         })
     }
@@ -180,7 +181,10 @@ impl SegmentHeap {
             }
             self.next_unit = (UNITS * self.layout.descriptor_size).div_ceil(PAGE);
         }
-        let seg = *self.segments.last().ok_or_else(|| ForgeError::Internal("no segment".into()))?;
+        let seg = *self
+            .segments
+            .last()
+            .ok_or_else(|| ForgeError::Internal("no segment".into()))?;
         let unit = self.next_unit;
         self.next_unit += units;
         let d = seg + unit * self.layout.descriptor_size;
@@ -202,25 +206,31 @@ impl SegmentHeap {
     }
 
     fn place_lfh(&mut self, m: &mut Machine, block: u64, allocated: bool) -> Result<Placed, ForgeError> {
-        let i = match self.lfh.iter().position(|s| s.block_size == block && s.next < s.count) {
-            Some(i) => i,
-            None => {
-                let va = self.range(m, 1, LFH_RANGE)?;
-                // Bitmap: 2 bits for each block a page can hold; blocks after it, aligned.
-                let first = (self.layout.lfh_block_bitmap + PAGE / 16 / 4).div_ceil(16) * 16;
-                let first = first.div_ceil(block) * block;
-                let count = (PAGE - first) / block;
-                let encoded =
-                    ((block as u32) | ((first as u32) << 16)) ^ (self.lfh_key as u32) ^ ((va as u32) >> 12);
-                m.write_u32(va + self.layout.lfh_block_offsets, encoded)?;
-                if let Some(o) = self.layout.lfh_block_count {
-                    m.write_u16(va + o, count as u16)?;
-                }
-                self.lfh.push(LfhSub { va, block_size: block, first, count, next: 0 });
-                self.lfh.len() - 1
+        if self.lfh.get(&block).is_none_or(|s| s.next >= s.count) {
+            let va = self.range(m, 1, LFH_RANGE)?;
+            // Bitmap: 2 bits for each block a page can hold; blocks after it, aligned.
+            let first = (self.layout.lfh_block_bitmap + PAGE / 16 / 4).div_ceil(16) * 16;
+            let first = first.div_ceil(block) * block;
+            let count = (PAGE - first) / block;
+            let encoded = ((block as u32) | ((first as u32) << 16)) ^ (self.lfh_key as u32) ^ ((va as u32) >> 12);
+            m.write_u32(va + self.layout.lfh_block_offsets, encoded)?;
+            if let Some(o) = self.layout.lfh_block_count {
+                m.write_u16(va + o, count as u16)?;
             }
-        };
-        let s = &mut self.lfh[i];
+            self.lfh.insert(
+                block,
+                LfhSub {
+                    va,
+                    first,
+                    count,
+                    next: 0,
+                },
+            );
+        }
+        let s = self
+            .lfh
+            .get_mut(&block)
+            .ok_or_else(|| ForgeError::Internal("no LFH subsegment".into()))?;
         let index = s.next;
         s.next += 1;
         let header = s.va + s.first + index * block;
@@ -232,7 +242,14 @@ impl SegmentHeap {
         Ok(Placed { header, source: "lfh" })
     }
 
-    fn write_chunk(&self, m: &mut Machine, at: u64, units: u64, prev_units: u64, allocated: bool) -> Result<(), ForgeError> {
+    fn write_chunk(
+        &self,
+        m: &mut Machine,
+        at: u64,
+        units: u64,
+        prev_units: u64,
+        allocated: bool,
+    ) -> Result<(), ForgeError> {
         let bits = (units << 16) | (prev_units << 32) | (u64::from(allocated) << 48);
         m.write_u64(at, bits ^ at ^ self.heap_key)
     }
@@ -240,7 +257,9 @@ impl SegmentHeap {
     fn place_vs(&mut self, m: &mut Machine, block: u64, allocated: bool) -> Result<Placed, ForgeError> {
         let chunk = block + 16;
         if chunk > PAGE {
-            return Err(ForgeError::Internal(format!("VS block of {block:#x} bytes does not fit a page")));
+            return Err(ForgeError::Internal(format!(
+                "VS block of {block:#x} bytes does not fit a page"
+            )));
         }
         loop {
             if self.vs.is_none() {
@@ -248,7 +267,11 @@ impl SegmentHeap {
                 let size = (VS_UNITS * PAGE) >> 4;
                 m.write_u16(va + self.layout.vs_size, size as u16)?;
                 m.write_u16(va + self.layout.vs_signature, (size as u16 ^ 0x2bed) & 0x7fff)?;
-                self.vs = Some(VsSub { va, next: VS_FIRST_CHUNK, prev_units: 0 });
+                self.vs = Some(VsSub {
+                    va,
+                    next: VS_FIRST_CHUNK,
+                    prev_units: 0,
+                });
             }
             let Some(mut s) = self.vs.take() else { continue };
             let end = VS_UNITS * PAGE;
@@ -272,7 +295,10 @@ impl SegmentHeap {
             s.prev_units = chunk >> 4;
             s.next += chunk;
             self.vs = Some(s);
-            return Ok(Placed { header: at + 16, source: "vs" });
+            return Ok(Placed {
+                header: at + 16,
+                source: "vs",
+            });
         }
     }
 

@@ -107,7 +107,9 @@ impl Machine {
     }
 
     fn new_page(&mut self, pfn: u64) {
-        self.pages.entry(pfn).or_insert_with(|| vec![0u8; PAGE as usize].into_boxed_slice());
+        self.pages
+            .entry(pfn)
+            .or_insert_with(|| vec![0u8; PAGE as usize].into_boxed_slice());
     }
 
     fn alloc_table(&mut self) -> Result<u64, ForgeError> {
@@ -169,7 +171,9 @@ impl Machine {
             Paging::X64 => {
                 let i4 = (va >> 39) & 0x1ff;
                 if i4 == self.self_map_index || i4 < 0x100 {
-                    return Err(ForgeError::Internal(format!("cannot map {va:#x}: self-map or user half")));
+                    return Err(ForgeError::Internal(format!(
+                        "cannot map {va:#x}: self-map or user half"
+                    )));
                 }
                 let pdpt = self.next_level(self.dtb, i4)?;
                 let pd = self.next_level(pdpt, (va >> 30) & 0x1ff)?;
@@ -191,7 +195,9 @@ impl Machine {
     /// Maps every page of `[va, va+len)` not yet mapped to a fresh zeroed page.
     pub fn map_range(&mut self, va: u64, len: u64) -> Result<(), ForgeError> {
         let start = va & !(PAGE - 1);
-        let end = va.checked_add(len).ok_or_else(|| ForgeError::Internal("range overflow".into()))?;
+        let end = va
+            .checked_add(len)
+            .ok_or_else(|| ForgeError::Internal("range overflow".into()))?;
         let mut p = start;
         while p < end {
             if !self.mapped.contains_key(&p) {

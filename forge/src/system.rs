@@ -73,14 +73,78 @@ struct DriverSpec {
 }
 
 const DRIVERS: &[DriverSpec] = &[
-    DriverSpec { name: "hal.dll", path: "system32\\hal.dll", pdb: "hal.pdb", size: 0x60000, dll: true, session: false, vista_plus: false },
-    DriverSpec { name: "kdcom.dll", path: "system32\\kdcom.dll", pdb: "kdcom.pdb", size: 0xb000, dll: true, session: false, vista_plus: false },
-    DriverSpec { name: "CI.dll", path: "system32\\CI.dll", pdb: "ci.pdb", size: 0x90000, dll: true, session: false, vista_plus: true },
-    DriverSpec { name: "Ntfs.sys", path: "System32\\Drivers\\Ntfs.sys", pdb: "ntfs.pdb", size: 0x120000, dll: false, session: false, vista_plus: false },
-    DriverSpec { name: "NDIS.SYS", path: "system32\\drivers\\NDIS.SYS", pdb: "ndis.pdb", size: 0xd0000, dll: false, session: false, vista_plus: false },
-    DriverSpec { name: "tcpip.sys", path: "System32\\drivers\\tcpip.sys", pdb: "tcpip.pdb", size: 0x200000, dll: false, session: false, vista_plus: false },
-    DriverSpec { name: "acmeflt.sys", path: "System32\\drivers\\acmeflt.sys", pdb: "acmeflt.pdb", size: 0x12000, dll: false, session: false, vista_plus: false },
-    DriverSpec { name: "win32k.sys", path: "System32\\win32k.sys", pdb: "win32k.pdb", size: 0x100000, dll: false, session: true, vista_plus: false },
+    DriverSpec {
+        name: "hal.dll",
+        path: "system32\\hal.dll",
+        pdb: "hal.pdb",
+        size: 0x60000,
+        dll: true,
+        session: false,
+        vista_plus: false,
+    },
+    DriverSpec {
+        name: "kdcom.dll",
+        path: "system32\\kdcom.dll",
+        pdb: "kdcom.pdb",
+        size: 0xb000,
+        dll: true,
+        session: false,
+        vista_plus: false,
+    },
+    DriverSpec {
+        name: "CI.dll",
+        path: "system32\\CI.dll",
+        pdb: "ci.pdb",
+        size: 0x90000,
+        dll: true,
+        session: false,
+        vista_plus: true,
+    },
+    DriverSpec {
+        name: "Ntfs.sys",
+        path: "System32\\Drivers\\Ntfs.sys",
+        pdb: "ntfs.pdb",
+        size: 0x120000,
+        dll: false,
+        session: false,
+        vista_plus: false,
+    },
+    DriverSpec {
+        name: "NDIS.SYS",
+        path: "system32\\drivers\\NDIS.SYS",
+        pdb: "ndis.pdb",
+        size: 0xd0000,
+        dll: false,
+        session: false,
+        vista_plus: false,
+    },
+    DriverSpec {
+        name: "tcpip.sys",
+        path: "System32\\drivers\\tcpip.sys",
+        pdb: "tcpip.pdb",
+        size: 0x200000,
+        dll: false,
+        session: false,
+        vista_plus: false,
+    },
+    DriverSpec {
+        name: "acmeflt.sys",
+        path: "System32\\drivers\\acmeflt.sys",
+        pdb: "acmeflt.pdb",
+        size: 0x12000,
+        dll: false,
+        session: false,
+        vista_plus: false,
+    },
+    DriverSpec {
+        name: "win32k.sys",
+        path: "System32\\win32k.sys",
+        pdb: "win32k.pdb",
+        size: 0x100000,
+        dll: false,
+        session: true,
+        vista_plus: false,
+    },
 ];
 
 struct ProcSpec {
@@ -93,34 +157,184 @@ struct ProcSpec {
 }
 
 const PROCS_NT6: &[ProcSpec] = &[
-    ProcSpec { pid: 4, ppid: 0, name: "System", threads: 98, started: 0 },
-    ProcSpec { pid: 340, ppid: 4, name: "smss.exe", threads: 2, started: 2 },
-    ProcSpec { pid: 440, ppid: 432, name: "csrss.exe", threads: 10, started: 5 },
-    ProcSpec { pid: 512, ppid: 432, name: "wininit.exe", threads: 1, started: 5 },
-    ProcSpec { pid: 524, ppid: 504, name: "csrss.exe", threads: 12, started: 5 },
-    ProcSpec { pid: 588, ppid: 504, name: "winlogon.exe", threads: 5, started: 6 },
-    ProcSpec { pid: 640, ppid: 512, name: "services.exe", threads: 7, started: 6 },
-    ProcSpec { pid: 656, ppid: 512, name: "lsass.exe", threads: 9, started: 6 },
-    ProcSpec { pid: 780, ppid: 640, name: "svchost.exe", threads: 14, started: 8 },
-    ProcSpec { pid: 840, ppid: 640, name: "svchost.exe", threads: 11, started: 8 },
-    ProcSpec { pid: 1020, ppid: 640, name: "svchost.exe", threads: 23, started: 9 },
-    ProcSpec { pid: 1320, ppid: 640, name: "spoolsv.exe", threads: 8, started: 12 },
-    ProcSpec { pid: 3012, ppid: 2988, name: "explorer.exe", threads: 41, started: 40 },
+    ProcSpec {
+        pid: 4,
+        ppid: 0,
+        name: "System",
+        threads: 98,
+        started: 0,
+    },
+    ProcSpec {
+        pid: 340,
+        ppid: 4,
+        name: "smss.exe",
+        threads: 2,
+        started: 2,
+    },
+    ProcSpec {
+        pid: 440,
+        ppid: 432,
+        name: "csrss.exe",
+        threads: 10,
+        started: 5,
+    },
+    ProcSpec {
+        pid: 512,
+        ppid: 432,
+        name: "wininit.exe",
+        threads: 1,
+        started: 5,
+    },
+    ProcSpec {
+        pid: 524,
+        ppid: 504,
+        name: "csrss.exe",
+        threads: 12,
+        started: 5,
+    },
+    ProcSpec {
+        pid: 588,
+        ppid: 504,
+        name: "winlogon.exe",
+        threads: 5,
+        started: 6,
+    },
+    ProcSpec {
+        pid: 640,
+        ppid: 512,
+        name: "services.exe",
+        threads: 7,
+        started: 6,
+    },
+    ProcSpec {
+        pid: 656,
+        ppid: 512,
+        name: "lsass.exe",
+        threads: 9,
+        started: 6,
+    },
+    ProcSpec {
+        pid: 780,
+        ppid: 640,
+        name: "svchost.exe",
+        threads: 14,
+        started: 8,
+    },
+    ProcSpec {
+        pid: 840,
+        ppid: 640,
+        name: "svchost.exe",
+        threads: 11,
+        started: 8,
+    },
+    ProcSpec {
+        pid: 1020,
+        ppid: 640,
+        name: "svchost.exe",
+        threads: 23,
+        started: 9,
+    },
+    ProcSpec {
+        pid: 1320,
+        ppid: 640,
+        name: "spoolsv.exe",
+        threads: 8,
+        started: 12,
+    },
+    ProcSpec {
+        pid: 3012,
+        ppid: 2988,
+        name: "explorer.exe",
+        threads: 41,
+        started: 40,
+    },
 ];
 
 const PROCS_XP: &[ProcSpec] = &[
-    ProcSpec { pid: 4, ppid: 0, name: "System", threads: 56, started: 0 },
-    ProcSpec { pid: 368, ppid: 4, name: "smss.exe", threads: 3, started: 2 },
-    ProcSpec { pid: 584, ppid: 368, name: "csrss.exe", threads: 11, started: 5 },
-    ProcSpec { pid: 608, ppid: 368, name: "winlogon.exe", threads: 18, started: 5 },
-    ProcSpec { pid: 652, ppid: 608, name: "services.exe", threads: 15, started: 6 },
-    ProcSpec { pid: 664, ppid: 608, name: "lsass.exe", threads: 21, started: 6 },
-    ProcSpec { pid: 820, ppid: 652, name: "svchost.exe", threads: 19, started: 8 },
-    ProcSpec { pid: 904, ppid: 652, name: "svchost.exe", threads: 10, started: 8 },
-    ProcSpec { pid: 1000, ppid: 652, name: "svchost.exe", threads: 64, started: 9 },
-    ProcSpec { pid: 1200, ppid: 652, name: "spoolsv.exe", threads: 12, started: 12 },
-    ProcSpec { pid: 1500, ppid: 1480, name: "explorer.exe", threads: 16, started: 40 },
-    ProcSpec { pid: 1624, ppid: 1500, name: "notepad.exe", threads: 1, started: 300 },
+    ProcSpec {
+        pid: 4,
+        ppid: 0,
+        name: "System",
+        threads: 56,
+        started: 0,
+    },
+    ProcSpec {
+        pid: 368,
+        ppid: 4,
+        name: "smss.exe",
+        threads: 3,
+        started: 2,
+    },
+    ProcSpec {
+        pid: 584,
+        ppid: 368,
+        name: "csrss.exe",
+        threads: 11,
+        started: 5,
+    },
+    ProcSpec {
+        pid: 608,
+        ppid: 368,
+        name: "winlogon.exe",
+        threads: 18,
+        started: 5,
+    },
+    ProcSpec {
+        pid: 652,
+        ppid: 608,
+        name: "services.exe",
+        threads: 15,
+        started: 6,
+    },
+    ProcSpec {
+        pid: 664,
+        ppid: 608,
+        name: "lsass.exe",
+        threads: 21,
+        started: 6,
+    },
+    ProcSpec {
+        pid: 820,
+        ppid: 652,
+        name: "svchost.exe",
+        threads: 19,
+        started: 8,
+    },
+    ProcSpec {
+        pid: 904,
+        ppid: 652,
+        name: "svchost.exe",
+        threads: 10,
+        started: 8,
+    },
+    ProcSpec {
+        pid: 1000,
+        ppid: 652,
+        name: "svchost.exe",
+        threads: 64,
+        started: 9,
+    },
+    ProcSpec {
+        pid: 1200,
+        ppid: 652,
+        name: "spoolsv.exe",
+        threads: 12,
+        started: 12,
+    },
+    ProcSpec {
+        pid: 1500,
+        ppid: 1480,
+        name: "explorer.exe",
+        threads: 16,
+        started: 40,
+    },
+    ProcSpec {
+        pid: 1624,
+        ppid: 1500,
+        name: "notepad.exe",
+        threads: 1,
+        started: 300,
+    },
 ];
 
 /// Globals the forge writes, with the bytes each occupies (to keep the PE metadata clear).
@@ -183,7 +397,13 @@ impl System {
         let uptime = 3 * 3600 + 17 * 60 + 29;
         let header = HeaderLayout::from_profile(&profile)?;
         let mut sys = System {
-            nonpaged: PoolRegion::new(spec.plan.nonpaged_pool, PoolKind::NonPaged, spec.paging, spec.build, header),
+            nonpaged: PoolRegion::new(
+                spec.plan.nonpaged_pool,
+                PoolKind::NonPaged,
+                spec.paging,
+                spec.build,
+                header,
+            ),
             paged: PoolRegion::new(spec.plan.paged_pool, PoolKind::Paged, spec.paging, spec.build, header),
             machine,
             profile,
@@ -206,7 +426,9 @@ impl System {
             sys.global(g)?;
         }
         if sys.profile.pointer_size != ptr {
-            return Err(ForgeError::Internal("profile pointer size does not match the paging mode".into()));
+            return Err(ForgeError::Internal(
+                "profile pointer size does not match the paging mode".into(),
+            ));
         }
         sys.build_kernel_image()?;
         sys.build_segment_heaps()?;
@@ -236,11 +458,15 @@ impl System {
 
     /// Offset of a required structure field.
     pub fn offset(&self, ty: &str, field: &str) -> Result<u64, ForgeError> {
-        self.profile.offset(ty, field).ok_or_else(|| ForgeError::MissingSymbol(format!("{ty}.{field}")))
+        self.profile
+            .offset(ty, field)
+            .ok_or_else(|| ForgeError::MissingSymbol(format!("{ty}.{field}")))
     }
 
     pub fn type_size(&self, ty: &str) -> Result<u64, ForgeError> {
-        self.profile.type_size(ty).ok_or_else(|| ForgeError::MissingSymbol(ty.to_string()))
+        self.profile
+            .type_size(ty)
+            .ok_or_else(|| ForgeError::MissingSymbol(ty.to_string()))
     }
 
     /// Writes `value` at `base + ty.field` if the profile's structure has that field.
@@ -293,21 +519,38 @@ impl System {
     /// kernel by that export name on x86 too).
     fn kernel_names(&self) -> (&'static str, String, &'static str) {
         match self.spec.paging {
-            Paging::X86Pae => ("ntoskrnl.exe", "\\WINDOWS\\system32\\ntkrnlpa.exe".into(), "ntoskrnl.exe"),
-            Paging::X64 => ("ntoskrnl.exe", "\\SystemRoot\\system32\\ntoskrnl.exe".into(), "ntoskrnl.exe"),
+            Paging::X86Pae => (
+                "ntoskrnl.exe",
+                "\\WINDOWS\\system32\\ntkrnlpa.exe".into(),
+                "ntoskrnl.exe",
+            ),
+            Paging::X64 => (
+                "ntoskrnl.exe",
+                "\\SystemRoot\\system32\\ntoskrnl.exe".into(),
+                "ntoskrnl.exe",
+            ),
         }
     }
 
     fn build_kernel_image(&mut self) -> Result<(), ForgeError> {
-        let max_rva = self.profile.globals.values().copied().filter(|r| *r < 0x400_0000).max().unwrap_or(0);
+        let max_rva = self
+            .profile
+            .globals
+            .values()
+            .copied()
+            .filter(|r| *r < 0x400_0000)
+            .max()
+            .unwrap_or(0);
         let size = (max_rva + 0x1000 + 0x100).div_ceil(PAGE) * PAGE;
         self.kernel_size = u32::try_from(size).map_err(|_| ForgeError::Internal("kernel too large".into()))?;
         // Every page of the image is present: readers walk it page by page from the base.
         self.machine.map_range(self.kernel_base, size)?;
 
         // A page-aligned area of two pages no planted global touches, for PE metadata.
-        let planted: Vec<(u64, u64)> =
-            PLANTED.iter().filter_map(|(n, len)| self.profile.global(n).map(|r| (r, *len))).collect();
+        let planted: Vec<(u64, u64)> = PLANTED
+            .iter()
+            .filter_map(|(n, len)| self.profile.global(n).map(|r| (r, *len)))
+            .collect();
         let mut meta = 0x2000u64;
         while planted.iter().any(|&(r, len)| r < meta + 0x3000 && r + len > meta) {
             meta += PAGE;
@@ -318,14 +561,48 @@ impl System {
         let meta = meta as u32;
         let ksize = self.kernel_size;
         let sections = vec![
-            pe::Section { name: ".text", rva: 0x1000, size: meta - 0x1000, characteristics: pe::CODE },
-            pe::Section { name: ".rdata", rva: meta, size: 0x1000, characteristics: pe::RDATA },
-            pe::Section { name: "POOLCODE", rva: meta + 0x1000, size: 0x1000, characteristics: pe::CODE },
-            pe::Section { name: ".data", rva: meta + 0x2000, size: ksize - meta - 0x3000, characteristics: pe::DATA },
-            pe::Section { name: "INIT", rva: ksize - 0x1000, size: 0x1000, characteristics: pe::DISCARD },
+            pe::Section {
+                name: ".text",
+                rva: 0x1000,
+                size: meta - 0x1000,
+                characteristics: pe::CODE,
+            },
+            pe::Section {
+                name: ".rdata",
+                rva: meta,
+                size: 0x1000,
+                characteristics: pe::RDATA,
+            },
+            pe::Section {
+                name: "POOLCODE",
+                rva: meta + 0x1000,
+                size: 0x1000,
+                characteristics: pe::CODE,
+            },
+            pe::Section {
+                name: ".data",
+                rva: meta + 0x2000,
+                size: ksize - meta - 0x3000,
+                characteristics: pe::DATA,
+            },
+            pe::Section {
+                name: "INIT",
+                rva: ksize - 0x1000,
+                size: 0x1000,
+                characteristics: pe::DISCARD,
+            },
         ];
         let mut exports = Vec::new();
-        for name in ["PsInitialSystemProcess", "PsLoadedModuleList", "KeNumberProcessors", "MmSystemRangeStart", "NtBuildLab", "NtBuildNumber", "PsActiveProcessHead", "KdDebuggerDataBlock"] {
+        for name in [
+            "PsInitialSystemProcess",
+            "PsLoadedModuleList",
+            "KeNumberProcessors",
+            "MmSystemRangeStart",
+            "NtBuildLab",
+            "NtBuildNumber",
+            "PsActiveProcessHead",
+            "KdDebuggerDataBlock",
+        ] {
             // Only names the real kernel exports: PsActiveProcessHead/KdDebuggerDataBlock are not.
             if matches!(name, "PsActiveProcessHead" | "KdDebuggerDataBlock") {
                 continue;
@@ -367,7 +644,11 @@ impl System {
             size: ksize,
             timestamp: self.spec.kernel_timestamp,
             checksum,
-            pdb: Some(PdbTruth { name: pdb_name, guid: self.profile.guid.clone(), age: self.profile.age }),
+            pdb: Some(PdbTruth {
+                name: pdb_name,
+                guid: self.profile.guid.clone(),
+                age: self.profile.age,
+            }),
         });
         Ok(())
     }
@@ -395,13 +676,34 @@ impl System {
             self.machine.map_range(base, u64::from(d.size))?;
             let meta = (d.size / 2) & !0xfff;
             let sections = vec![
-                pe::Section { name: ".text", rva: 0x1000, size: meta - 0x1000, characteristics: pe::CODE },
-                pe::Section { name: ".rdata", rva: meta, size: 0x1000, characteristics: pe::RDATA },
-                pe::Section { name: ".data", rva: meta + 0x1000, size: d.size - meta - 0x2000, characteristics: pe::DATA },
-                pe::Section { name: "INIT", rva: d.size - 0x1000, size: 0x1000, characteristics: pe::DISCARD },
+                pe::Section {
+                    name: ".text",
+                    rva: 0x1000,
+                    size: meta - 0x1000,
+                    characteristics: pe::CODE,
+                },
+                pe::Section {
+                    name: ".rdata",
+                    rva: meta,
+                    size: 0x1000,
+                    characteristics: pe::RDATA,
+                },
+                pe::Section {
+                    name: ".data",
+                    rva: meta + 0x1000,
+                    size: d.size - meta - 0x2000,
+                    characteristics: pe::DATA,
+                },
+                pe::Section {
+                    name: "INIT",
+                    rva: d.size - 0x1000,
+                    size: 0x1000,
+                    characteristics: pe::DISCARD,
+                },
             ];
             let guid: [u8; 16] = self.rng.bytes();
-            let timestamp = (self.spec.kernel_timestamp.wrapping_sub(0x0100_0000)).wrapping_add(self.rng.below(0x00ff_ffff) as u32);
+            let timestamp =
+                (self.spec.kernel_timestamp.wrapping_sub(0x0100_0000)).wrapping_add(self.rng.below(0x00ff_ffff) as u32);
             let checksum = (self.rng.next_u64() as u32 & 0x3f_ffff) | 0x1_0000;
             let img = pe::PeImage {
                 machine: self.spec.machine_type(),
@@ -434,7 +736,11 @@ impl System {
                 size: d.size,
                 timestamp,
                 checksum,
-                pdb: Some(PdbTruth { name: d.pdb.to_string(), guid: guid_string(&guid), age: 1 }),
+                pdb: Some(PdbTruth {
+                    name: d.pdb.to_string(),
+                    guid: guid_string(&guid),
+                    age: 1,
+                }),
             });
         }
         Ok(())
@@ -460,7 +766,9 @@ impl System {
         if self.spec.build < 18362 {
             return Ok(());
         }
-        let Some(layout) = SegLayout::from_profile(&self.profile) else { return Ok(()) };
+        let Some(layout) = SegLayout::from_profile(&self.profile) else {
+            return Ok(());
+        };
         let state = self.global("ExPoolState")?;
         let globals = self.global("RtlpHpHeapGlobals")?;
         let pool_node = self.offset("_EX_POOL_HEAP_MANAGER_STATE", "PoolNode")?;
@@ -478,7 +786,14 @@ impl System {
                 PoolKind::Paged => self.paged.base,
             };
             let heap_va = base + 0x3000_0000;
-            let heap = SegmentHeap::new(&mut self.machine, layout, heap_va, heap_va + 0x10_0000, heap_key, lfh_key)?;
+            let heap = SegmentHeap::new(
+                &mut self.machine,
+                layout,
+                heap_va,
+                heap_va + 0x10_0000,
+                heap_key,
+                lfh_key,
+            )?;
             self.machine.write_u64(state + pool_node + heaps + index * 8, heap_va)?;
             match region {
                 PoolKind::NonPaged => self.nonpaged.segment_heap = Some(heap),
@@ -489,7 +804,13 @@ impl System {
     }
 
     fn build_vendor_driver(&mut self, d: &VendorDriver) -> Result<(), ForgeError> {
-        let base = match self.modules.iter().filter(|m| m.base < self.spec.plan.session_drivers && m.base >= self.spec.plan.drivers).map(|m| m.base + u64::from(m.size)).max() {
+        let base = match self
+            .modules
+            .iter()
+            .filter(|m| m.base < self.spec.plan.session_drivers && m.base >= self.spec.plan.drivers)
+            .map(|m| m.base + u64::from(m.size))
+            .max()
+        {
             Some(end) => (end + 0x1000).div_ceil(0x10000) * 0x10000,
             None => self.spec.plan.drivers,
         };
@@ -498,14 +819,37 @@ impl System {
         let meta = (size / 2) & !0xfff;
         let pe64 = self.spec.paging == Paging::X64;
         let sections = vec![
-            pe::Section { name: ".text", rva: 0x1000, size: meta - 0x1000, characteristics: pe::CODE },
-            pe::Section { name: ".rdata", rva: meta, size: 0x1000, characteristics: pe::RDATA },
-            pe::Section { name: ".data", rva: meta + 0x1000, size: size - meta - 0x2000, characteristics: pe::DATA },
-            pe::Section { name: "INIT", rva: size - 0x1000, size: 0x1000, characteristics: pe::DISCARD },
+            pe::Section {
+                name: ".text",
+                rva: 0x1000,
+                size: meta - 0x1000,
+                characteristics: pe::CODE,
+            },
+            pe::Section {
+                name: ".rdata",
+                rva: meta,
+                size: 0x1000,
+                characteristics: pe::RDATA,
+            },
+            pe::Section {
+                name: ".data",
+                rva: meta + 0x1000,
+                size: size - meta - 0x2000,
+                characteristics: pe::DATA,
+            },
+            pe::Section {
+                name: "INIT",
+                rva: size - 0x1000,
+                size: 0x1000,
+                characteristics: pe::DISCARD,
+            },
         ];
         let mut imports = Vec::new();
         for f in ["ExAllocatePoolWithTag", "ExAllocatePool", "ExFreePoolWithTag"] {
-            let rva = self.profile.global(f).ok_or_else(|| ForgeError::MissingSymbol(f.to_string()))?;
+            let rva = self
+                .profile
+                .global(f)
+                .ok_or_else(|| ForgeError::MissingSymbol(f.to_string()))?;
             imports.push((f, self.kernel_base + rva));
         }
         // The code: one function per call site, 0x40 bytes apart, from .text + 0x100.
@@ -548,7 +892,11 @@ impl System {
             code.extend_from_slice(&f);
         }
         let guid: [u8; 16] = self.rng.bytes();
-        let timestamp = self.spec.kernel_timestamp.wrapping_add(0x0120_0000).wrapping_add(self.rng.below(0xffff) as u32);
+        let timestamp = self
+            .spec
+            .kernel_timestamp
+            .wrapping_add(0x0120_0000)
+            .wrapping_add(self.rng.below(0xffff) as u32);
         let checksum = (self.rng.next_u64() as u32 & 0x3f_ffff) | 0x1_0000;
         let img = pe::PeImage {
             machine: self.spec.machine_type(),
@@ -579,7 +927,11 @@ impl System {
             size,
             timestamp,
             checksum,
-            pdb: Some(PdbTruth { name: d.pdb.to_string(), guid: guid_string(&guid), age: 1 }),
+            pdb: Some(PdbTruth {
+                name: d.pdb.to_string(),
+                guid: guid_string(&guid),
+                age: 1,
+            }),
         });
         self.vendor_drivers.push((d.name.to_string(), base, site_rvas));
         Ok(())
@@ -605,8 +957,18 @@ impl System {
             self.machine.write_ptr(entry + dll_base, m.base)?;
             let size_of_image = self.offset("_LDR_DATA_TABLE_ENTRY", "SizeOfImage")?;
             self.machine.write_u32(entry + size_of_image, m.size)?;
-            self.put_ptr_opt(entry, "_LDR_DATA_TABLE_ENTRY", "EntryPoint", m.base + u64::from(m.size) - 0x1000)?;
-            self.put_opt(entry, "_LDR_DATA_TABLE_ENTRY", "TimeDateStamp", &m.timestamp.to_le_bytes())?;
+            self.put_ptr_opt(
+                entry,
+                "_LDR_DATA_TABLE_ENTRY",
+                "EntryPoint",
+                m.base + u64::from(m.size) - 0x1000,
+            )?;
+            self.put_opt(
+                entry,
+                "_LDR_DATA_TABLE_ENTRY",
+                "TimeDateStamp",
+                &m.timestamp.to_le_bytes(),
+            )?;
             self.put_opt(entry, "_LDR_DATA_TABLE_ENTRY", "CheckSum", &m.checksum.to_le_bytes())?;
             // LDRP_ENTRY_PROCESSED | LDRP_IMAGE_DLL-ish flags as the kernel loader leaves them.
             self.put_opt(entry, "_LDR_DATA_TABLE_ENTRY", "Flags", &0x0900_4000u32.to_le_bytes())?;
@@ -630,25 +992,39 @@ impl System {
         let links = self.offset("_EPROCESS", "ActiveProcessLinks")?;
         let pcb = self.offset("_EPROCESS", "Pcb")?;
         let dtb_off = self.offset("_KPROCESS", "DirectoryTableBase")?;
-        let table = if self.spec.paging == Paging::X86Pae { PROCS_XP } else { PROCS_NT6 };
+        let table = if self.spec.paging == Paging::X86Pae {
+            PROCS_XP
+        } else {
+            PROCS_NT6
+        };
         let mut nodes = Vec::new();
         for (i, p) in table.iter().enumerate() {
             let ep = self.alloc_nonpaged(size, b"Proc")?;
             // Pcb.Header.Type = ProcessObject; Size in dwords.
             self.machine.write_u8(ep + pcb, 3)?;
-            self.machine.write_u8(ep + pcb + 2, ((self.type_size("_KPROCESS")? / 4).min(255)) as u8)?;
-            let dtb = if i == 0 { self.machine.dtb } else { self.machine.new_process_root()? };
+            self.machine
+                .write_u8(ep + pcb + 2, ((self.type_size("_KPROCESS")? / 4).min(255)) as u8)?;
+            let dtb = if i == 0 {
+                self.machine.dtb
+            } else {
+                self.machine.new_process_root()?
+            };
             self.machine.write_ptr(ep + pcb + dtb_off, dtb)?;
-            self.machine.write_ptr(ep + self.offset("_EPROCESS", "UniqueProcessId")?, p.pid)?;
-            self.machine.write_ptr(ep + self.offset("_EPROCESS", "InheritedFromUniqueProcessId")?, p.ppid)?;
+            self.machine
+                .write_ptr(ep + self.offset("_EPROCESS", "UniqueProcessId")?, p.pid)?;
+            self.machine
+                .write_ptr(ep + self.offset("_EPROCESS", "InheritedFromUniqueProcessId")?, p.ppid)?;
             let mut name = [0u8; 15];
             let n = p.name.len().min(14);
             name[..n].copy_from_slice(&p.name.as_bytes()[..n]);
-            self.machine.write(ep + self.offset("_EPROCESS", "ImageFileName")?, &name)?;
+            self.machine
+                .write(ep + self.offset("_EPROCESS", "ImageFileName")?, &name)?;
             let jitter = self.rng.below(10_000_000);
             let create = self.boot_time + p.started * 10_000_000 + jitter;
-            self.machine.write_u64(ep + self.offset("_EPROCESS", "CreateTime")?, create)?;
-            self.machine.write_u32(ep + self.offset("_EPROCESS", "ActiveThreads")?, p.threads)?;
+            self.machine
+                .write_u64(ep + self.offset("_EPROCESS", "CreateTime")?, create)?;
+            self.machine
+                .write_u32(ep + self.offset("_EPROCESS", "ActiveThreads")?, p.threads)?;
             if i > 0 {
                 let peb = match self.spec.paging {
                     Paging::X64 => 0x0000_00a0_0000_0000 + (self.rng.below(0x7_0000) << 12),
@@ -663,7 +1039,15 @@ impl System {
                 }
             }
             nodes.push(ep + links);
-            self.processes.push(ProcessTruth { pid: p.pid, ppid: p.ppid, name: p.name.to_string(), eprocess: ep, create_time: create, threads: p.threads, directory_table_base: dtb });
+            self.processes.push(ProcessTruth {
+                pid: p.pid,
+                ppid: p.ppid,
+                name: p.name.to_string(),
+                eprocess: ep,
+                create_time: create,
+                threads: p.threads,
+                directory_table_base: dtb,
+            });
         }
         self.link_ring(head, &nodes)
     }
@@ -689,7 +1073,11 @@ impl System {
         let machine = self.spec.machine_type();
         self.put_opt(k, t, "ImageNumberLow", &machine.to_le_bytes())?;
         self.put_opt(k, t, "ImageNumberHigh", &machine.to_le_bytes())?;
-        let root = if self.spec.paging == Paging::X86Pae { "C:\\WINDOWS" } else { "C:\\Windows" };
+        let root = if self.spec.paging == Paging::X86Pae {
+            "C:\\WINDOWS"
+        } else {
+            "C:\\Windows"
+        };
         let root16: Vec<u8> = root.encode_utf16().flat_map(|c| c.to_le_bytes()).collect();
         self.put_opt(k, t, "NtSystemRoot", &root16)?;
         self.put_opt(k, t, "NtProductType", &self.spec.product_type.to_le_bytes())?;
@@ -710,8 +1098,12 @@ impl System {
         s.push(0);
         self.machine.write(lab, &s)?;
         if let Ok(lab_ex) = self.global("NtBuildLabEx") {
-            let mut s = format!("{}.{}", self.spec.build, self.spec.build_lab.split_once('.').map(|x| x.1).unwrap_or(""))
-                .into_bytes();
+            let mut s = format!(
+                "{}.{}",
+                self.spec.build,
+                self.spec.build_lab.split_once('.').map(|x| x.1).unwrap_or("")
+            )
+            .into_bytes();
             s.push(0);
             self.machine.write(lab_ex, &s)?;
         }
@@ -736,7 +1128,8 @@ impl System {
         }
         // MmPfnDatabase points at a mapped (empty) PFN database page.
         self.machine.map_range(self.pfn_database, PAGE)?;
-        self.machine.write_ptr(self.global("MmPfnDatabase")?, self.pfn_database)?;
+        self.machine
+            .write_ptr(self.global("MmPfnDatabase")?, self.pfn_database)?;
         // KiProcessorBlock[i] -> the PRCB inside each processor's PCR page.
         let prcb_off = if ptr == 4 { 0x120 } else { 0x180 };
         let kpb = self.global("KiProcessorBlock")?;
@@ -823,6 +1216,13 @@ pub fn guid_string(b: &[u8; 16]) -> String {
         u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
         u16::from_le_bytes([b[4], b[5]]),
         u16::from_le_bytes([b[6], b[7]]),
-        b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]
+        b[8],
+        b[9],
+        b[10],
+        b[11],
+        b[12],
+        b[13],
+        b[14],
+        b[15]
     )
 }

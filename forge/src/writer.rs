@@ -108,12 +108,20 @@ pub fn write_dump(
     machine: &Machine,
 ) -> Result<Written, ForgeError> {
     let layout = match paging {
-        Paging::X64 => Layout { header_size: 0x2000, x64: true },
-        Paging::X86Pae => Layout { header_size: 0x1000, x64: false },
+        Paging::X64 => Layout {
+            header_size: 0x2000,
+            x64: true,
+        },
+        Paging::X86Pae => Layout {
+            header_size: 0x1000,
+            x64: false,
+        },
     };
     for (pfn, _) in machine.pages() {
         if !in_runs(runs, pfn) {
-            return Err(ForgeError::Internal(format!("forged page {pfn:#x} lies outside physical memory")));
+            return Err(ForgeError::Internal(format!(
+                "forged page {pfn:#x} lies outside physical memory"
+            )));
         }
     }
     let run_pages: u64 = runs.iter().map(|r| r.1).sum();
@@ -191,7 +199,10 @@ pub fn write_dump(
         file.write_all(data).map_err(io)?;
     }
     file.flush().map_err(io)?;
-    Ok(Written { file_size, pages_stored: stored_pages })
+    Ok(Written {
+        file_size,
+        pages_stored: stored_pages,
+    })
 }
 
 fn put(buf: &mut [u8], off: usize, bytes: &[u8]) {

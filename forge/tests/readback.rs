@@ -60,7 +60,11 @@ impl Reader {
         match dump_type {
             1 => {
                 let mut off = hsize;
-                let (n, mut o, step) = if x64 { (u32_at(&header, 0x88), 0x98, 16) } else { (u32_at(&header, 0x64), 0x6c, 8) };
+                let (n, mut o, step) = if x64 {
+                    (u32_at(&header, 0x88), 0x98, 16)
+                } else {
+                    (u32_at(&header, 0x64), 0x6c, 8)
+                };
                 for _ in 0..n {
                     let (base, count) = if x64 {
                         (u64_at(&header, o), u64_at(&header, o + 8))
@@ -96,7 +100,13 @@ impl Reader {
             }
             t => panic!("unexpected DumpType {t}"),
         }
-        Reader { file, x64, dtb, pages, header }
+        Reader {
+            file,
+            x64,
+            dtb,
+            pages,
+            header,
+        }
     }
 
     fn phys(&self, pa: u64, buf: &mut [u8]) -> bool {
@@ -150,7 +160,11 @@ impl Reader {
 
     fn ptr(&self, va: u64) -> u64 {
         let b = self.read(va, if self.x64 { 8 } else { 4 }).expect("pointer readable");
-        if self.x64 { u64_at(&b, 0) } else { u64::from(u32_at(&b, 0)) }
+        if self.x64 {
+            u64_at(&b, 0)
+        } else {
+            u64::from(u32_at(&b, 0))
+        }
     }
 }
 
@@ -192,7 +206,12 @@ fn unicode(r: &Reader, prof: &Profile, at: u64) -> String {
     let len = u16_at(&r.read(at, 2).unwrap(), 0) as usize;
     let buf = r.ptr(at + prof.offset("_UNICODE_STRING", "Buffer").unwrap());
     let raw = r.read(buf, len).unwrap();
-    String::from_utf16(&raw.chunks(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect::<Vec<_>>()).unwrap()
+    String::from_utf16(
+        &raw.chunks(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .collect::<Vec<_>>(),
+    )
+    .unwrap()
 }
 
 fn check(profile: &str, format: &str) {
@@ -200,18 +219,47 @@ fn check(profile: &str, format: &str) {
     let (path, truth) = forge_one(profile, format, dir.path());
     let prof = profile_of(&truth);
     let r = Reader::open(&path);
-    let sext = |v: u64| if !r.x64 && v & 0x8000_0000 != 0 { v | 0xffff_ffff_0000_0000 } else { v };
+    let sext = |v: u64| {
+        if !r.x64 && v & 0x8000_0000 != 0 {
+            v | 0xffff_ffff_0000_0000
+        } else {
+            v
+        }
+    };
 
     // Header against truth.
-    assert_eq!(std::fs::metadata(&path).unwrap().len(), truth["file_size"].as_u64().unwrap());
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().len(),
+        truth["file_size"].as_u64().unwrap()
+    );
     assert_eq!(r.dtb, hex(&truth["directory_table_base"]));
     let (build, dt, bug, kdbg_hdr, plm, pah, machine, procs, systime) = if r.x64 {
         let h = &r.header;
-        (u32_at(h, 0xc), u32_at(h, 0xf98), u32_at(h, 0x38), u64_at(h, 0x80), u64_at(h, 0x20), u64_at(h, 0x28), u32_at(h, 0x30), u32_at(h, 0x34), u64_at(h, 0xfa8))
+        (
+            u32_at(h, 0xc),
+            u32_at(h, 0xf98),
+            u32_at(h, 0x38),
+            u64_at(h, 0x80),
+            u64_at(h, 0x20),
+            u64_at(h, 0x28),
+            u32_at(h, 0x30),
+            u32_at(h, 0x34),
+            u64_at(h, 0xfa8),
+        )
     } else {
         let h = &r.header;
         assert_eq!(h[0x5c], 1, "PaeEnabled");
-        (u32_at(h, 0xc), u32_at(h, 0xf88), u32_at(h, 0x28), u64::from(u32_at(h, 0x60)), u64::from(u32_at(h, 0x18)), u64::from(u32_at(h, 0x1c)), u32_at(h, 0x20), u32_at(h, 0x24), u64_at(h, 0xfc0))
+        (
+            u32_at(h, 0xc),
+            u32_at(h, 0xf88),
+            u32_at(h, 0x28),
+            u64::from(u32_at(h, 0x60)),
+            u64::from(u32_at(h, 0x18)),
+            u64::from(u32_at(h, 0x1c)),
+            u32_at(h, 0x20),
+            u32_at(h, 0x24),
+            u64_at(h, 0xfc0),
+        )
     };
     assert_eq!(u64::from(build), truth["build"].as_u64().unwrap());
     assert_eq!(u64::from(dt), truth["dump_type"].as_u64().unwrap());
@@ -222,17 +270,26 @@ fn check(profile: &str, format: &str) {
     assert_eq!(machine, if r.x64 { 0x8664 } else { 0x14c });
     assert_eq!(u64::from(procs), truth["processors"].as_u64().unwrap());
     assert_eq!(systime, hex(&truth["system_time"]));
-    let stored = if format == "kernel-bitmap" { r.pages.len() as u64 } else { truth["physical_pages_stored"].as_u64().unwrap() };
+    let stored = if format == "kernel-bitmap" {
+        r.pages.len() as u64
+    } else {
+        truth["physical_pages_stored"].as_u64().unwrap()
+    };
     assert_eq!(stored, truth["physical_pages_stored"].as_u64().unwrap());
 
     // Page tables: the self-map, and the kernel base translates to a PE image.
     let kbase = hex(&truth["kernel"]["base"]);
     if r.x64 {
         let pml4: Vec<u64> = (0..512).map(|i| r.phys_u64(r.dtb + i * 8).unwrap()).collect();
-        let selfs: Vec<usize> = (0..512).filter(|&i| pml4[i] & 1 == 1 && pml4[i] & 0x000f_ffff_ffff_f000 == r.dtb).collect();
+        let selfs: Vec<usize> = (0..512)
+            .filter(|&i| pml4[i] & 1 == 1 && pml4[i] & 0x000f_ffff_ffff_f000 == r.dtb)
+            .collect();
         assert_eq!(selfs.len(), 1, "exactly one self-map entry");
         assert!((0x100..0x1ff).contains(&selfs[0]));
-        assert!(pml4.iter().all(|e| e & 1 == 0 || e & 0x80 == 0), "no large-page bit in the PML4");
+        assert!(
+            pml4.iter().all(|e| e & 1 == 0 || e & 0x80 == 0),
+            "no large-page bit in the PML4"
+        );
         let kernel_half = pml4[256..].iter().filter(|e| *e & 1 == 1).count();
         assert!(kernel_half >= 6, "{kernel_half} kernel-half PML4 entries");
         assert!(pml4[..256].iter().filter(|e| **e == 0).count() > 0x40);
@@ -245,7 +302,10 @@ fn check(profile: &str, format: &str) {
         // PAE: PDPT followed by its four page directories; PD3 maps PD0..PD3 at entries 0..3.
         for i in 0..4u64 {
             assert_eq!(r.phys_u64(r.dtb + i * 8).unwrap() & !0xfff, r.dtb + (i + 1) * 0x1000);
-            assert_eq!(r.phys_u64(r.dtb + 0x4000 + i * 8).unwrap() & 0x000f_ffff_ffff_f000, r.dtb + (i + 1) * 0x1000);
+            assert_eq!(
+                r.phys_u64(r.dtb + 0x4000 + i * 8).unwrap() & 0x000f_ffff_ffff_f000,
+                r.dtb + (i + 1) * 0x1000
+            );
         }
         let k = r.read(0xffdf_0000 + 0x26c, 4).unwrap();
         assert_eq!(u32_at(&k, 0), 5);
@@ -262,14 +322,22 @@ fn check(profile: &str, format: &str) {
     let dirs = opt + if r.x64 { 112 } else { 96 };
     let nsec = u16_at(&mz, pe + 6) as usize;
     let secs = opt + u16_at(&mz, pe + 20) as usize;
-    let names: Vec<String> = (0..nsec).map(|i| String::from_utf8_lossy(&mz[secs + 40 * i..secs + 40 * i + 8]).trim_end_matches('\0').to_string()).collect();
+    let names: Vec<String> = (0..nsec)
+        .map(|i| {
+            String::from_utf8_lossy(&mz[secs + 40 * i..secs + 40 * i + 8])
+                .trim_end_matches('\0')
+                .to_string()
+        })
+        .collect();
     assert!(names.contains(&"POOLCODE".to_string()), "{names:?}");
     let size_of_image = u32_at(&mz, opt + 56);
     assert_eq!(u64::from(size_of_image), truth["kernel"]["size"].as_u64().unwrap());
     let dbg = u64::from(u32_at(&mz, dirs + 6 * 8));
     let dd = r.read(kbase + dbg, 28).unwrap();
     assert_eq!(u32_at(&dd, 12), 2);
-    let rsds = r.read(kbase + u64::from(u32_at(&dd, 20)), u32_at(&dd, 16) as usize).unwrap();
+    let rsds = r
+        .read(kbase + u64::from(u32_at(&dd, 20)), u32_at(&dd, 16) as usize)
+        .unwrap();
     assert_eq!(&rsds[0..4], b"RSDS");
     assert_eq!(rsds[4..20], prof.guid_bytes().unwrap());
     assert_eq!(u32_at(&rsds, 20), prof.age);
@@ -279,14 +347,23 @@ fn check(profile: &str, format: &str) {
     let ename = r.read(kbase + u64::from(u32_at(&ed, 12)), 12).unwrap();
     assert_eq!(&ename, b"ntoskrnl.exe");
     let nnames = u32_at(&ed, 24) as u64;
-    let name_rvas = r.read(kbase + u64::from(u32_at(&ed, 32)), (nnames * 4) as usize).unwrap();
+    let name_rvas = r
+        .read(kbase + u64::from(u32_at(&ed, 32)), (nnames * 4) as usize)
+        .unwrap();
     let exported: Vec<String> = (0..nnames as usize)
         .map(|i| {
             let s = r.read(kbase + u64::from(u32_at(&name_rvas, 4 * i)), 40).unwrap();
             String::from_utf8_lossy(&s[..s.iter().position(|b| *b == 0).unwrap()]).to_string()
         })
         .collect();
-    for e in ["PsInitialSystemProcess", "PsLoadedModuleList", "KeNumberProcessors", "MmSystemRangeStart", "NtBuildLab", "NtBuildNumber"] {
+    for e in [
+        "PsInitialSystemProcess",
+        "PsLoadedModuleList",
+        "KeNumberProcessors",
+        "MmSystemRangeStart",
+        "NtBuildLab",
+        "NtBuildNumber",
+    ] {
         assert!(exported.iter().any(|x| x == e), "{e} not exported");
     }
     let mut sorted = exported.clone();
@@ -316,10 +393,28 @@ fn check(profile: &str, format: &str) {
     for (e, m) in entries.iter().zip(mods) {
         let base = r.ptr(e + prof.offset("_LDR_DATA_TABLE_ENTRY", "DllBase").unwrap());
         assert_eq!(base, hex(&m["base"]));
-        let size = u32_at(&r.read(e + prof.offset("_LDR_DATA_TABLE_ENTRY", "SizeOfImage").unwrap(), 4).unwrap(), 0);
+        let size = u32_at(
+            &r.read(e + prof.offset("_LDR_DATA_TABLE_ENTRY", "SizeOfImage").unwrap(), 4)
+                .unwrap(),
+            0,
+        );
         assert_eq!(u64::from(size), m["size"].as_u64().unwrap());
-        assert_eq!(unicode(&r, &prof, e + prof.offset("_LDR_DATA_TABLE_ENTRY", "BaseDllName").unwrap()), m["name"].as_str().unwrap());
-        assert_eq!(unicode(&r, &prof, e + prof.offset("_LDR_DATA_TABLE_ENTRY", "FullDllName").unwrap()), m["path"].as_str().unwrap());
+        assert_eq!(
+            unicode(
+                &r,
+                &prof,
+                e + prof.offset("_LDR_DATA_TABLE_ENTRY", "BaseDllName").unwrap()
+            ),
+            m["name"].as_str().unwrap()
+        );
+        assert_eq!(
+            unicode(
+                &r,
+                &prof,
+                e + prof.offset("_LDR_DATA_TABLE_ENTRY", "FullDllName").unwrap()
+            ),
+            m["path"].as_str().unwrap()
+        );
         // Every page of every image is readable, and each image starts with MZ.
         let img = r.read(base, size as usize).expect("whole image readable");
         assert_eq!(&img[0..2], b"MZ");
@@ -355,7 +450,10 @@ fn check(profile: &str, format: &str) {
         let size = m["size"].as_u64().unwrap();
         let mut a = va;
         while a < va + size {
-            assert!(r.read(a, 1).is_some() && r.read(a + 0xfff, 1).is_some(), "mapped {a:#x} unreadable");
+            assert!(
+                r.read(a, 1).is_some() && r.read(a + 0xfff, 1).is_some(),
+                "mapped {a:#x} unreadable"
+            );
             a += 0x1000;
         }
     }
@@ -397,7 +495,10 @@ fn same_arguments_same_bytes() {
     let (pa, _) = forge_one("win10-17763-x64", "kernel-bitmap", a.path());
     let (pb, _) = forge_one("win10-17763-x64", "kernel-bitmap", b.path());
     assert!(std::fs::read(&pa).unwrap() == std::fs::read(&pb).unwrap());
-    assert_eq!(std::fs::read(forge::truth_path(&pa)).unwrap(), std::fs::read(forge::truth_path(&pb)).unwrap());
+    assert_eq!(
+        std::fs::read(forge::truth_path(&pa)).unwrap(),
+        std::fs::read(forge::truth_path(&pb)).unwrap()
+    );
 }
 
 /// A 16 GiB complete dump is a sparse file written in seconds.
@@ -414,7 +515,11 @@ fn sixteen_gib_full_dump_is_sparse_and_fast() {
     assert!(t.elapsed().as_secs() < 20, "took {:?}", t.elapsed());
     let md = std::fs::metadata(&out).unwrap();
     assert!(md.len() > 15 << 30);
-    assert!(md.blocks() * 512 < 256 << 20, "not sparse: {} bytes allocated", md.blocks() * 512);
+    assert!(
+        md.blocks() * 512 < 256 << 20,
+        "not sparse: {} bytes allocated",
+        md.blocks() * 512
+    );
     assert_eq!(truth.file_size, md.len());
     // The high run (above 4 GiB) is in the run table.
     let r = Reader::open(&out);
@@ -433,13 +538,22 @@ fn bad_options_are_errors() {
     let mut o = Options::new("xp-2600-x86pae", "full");
     o.corpus = Some(PathBuf::from(CORPUS));
     o.processors = 33;
-    assert!(matches!(forge::forge(&o, &out), Err(forge::ForgeError::BadProcessors(33, 32))));
+    assert!(matches!(
+        forge::forge(&o, &out),
+        Err(forge::ForgeError::BadProcessors(33, 32))
+    ));
     let mut o = Options::new("nope", "full");
     o.corpus = Some(PathBuf::from(CORPUS));
-    assert!(matches!(forge::forge(&o, &out), Err(forge::ForgeError::UnknownProfile(_))));
+    assert!(matches!(
+        forge::forge(&o, &out),
+        Err(forge::ForgeError::UnknownProfile(_))
+    ));
     let mut o = Options::new("win10-17763-x64", "triage");
     o.corpus = Some(PathBuf::from(CORPUS));
-    assert!(matches!(forge::forge(&o, &out), Err(forge::ForgeError::UnknownFormat(_))));
+    assert!(matches!(
+        forge::forge(&o, &out),
+        Err(forge::ForgeError::UnknownFormat(_))
+    ));
     let mut o = Options::new("win10-17763-x64", "full");
     o.corpus = Some(dir.path().to_path_buf());
     let e = forge::forge(&o, &out).unwrap_err();
@@ -475,7 +589,13 @@ fn sum_tracker(r: &Reader, prof: &Profile, table: u64, entries: u64, totals: &mu
     // 64-bit from Windows 10 on; bytes are 64-bit on x64.
     let width = |f: &str| -> usize {
         let o = prof.offset("_POOL_TRACKER_TABLE", f).unwrap();
-        let next = prof.types["_POOL_TRACKER_TABLE"].fields.values().map(|x| x.offset).filter(|&x| x > o).min().unwrap_or(size);
+        let next = prof.types["_POOL_TRACKER_TABLE"]
+            .fields
+            .values()
+            .map(|x| x.offset)
+            .filter(|&x| x > o)
+            .min()
+            .unwrap_or(size);
         (next - o).min(8) as usize
     };
     let get = |e: &[u8], f: &str| -> u64 {
@@ -490,7 +610,17 @@ fn sum_tracker(r: &Reader, prof: &Profile, table: u64, entries: u64, totals: &mu
             continue;
         }
         let t = totals.entry(tag_of(key)).or_default();
-        for (i, f) in ["PagedAllocs", "PagedFrees", "PagedBytes", "NonPagedAllocs", "NonPagedFrees", "NonPagedBytes"].iter().enumerate() {
+        for (i, f) in [
+            "PagedAllocs",
+            "PagedFrees",
+            "PagedBytes",
+            "NonPagedAllocs",
+            "NonPagedFrees",
+            "NonPagedBytes",
+        ]
+        .iter()
+        .enumerate()
+        {
             t[i] += get(e, f);
         }
     }
@@ -531,7 +661,17 @@ fn check_pool(profile: &str, scenario: &str) {
         .iter()
         .map(|t| {
             let n = |k: &str| t[k].as_u64().unwrap();
-            (t["tag"].as_str().unwrap().to_string(), [n("paged_allocs"), n("paged_frees"), n("paged_bytes"), n("nonpaged_allocs"), n("nonpaged_frees"), n("nonpaged_bytes")])
+            (
+                t["tag"].as_str().unwrap().to_string(),
+                [
+                    n("paged_allocs"),
+                    n("paged_frees"),
+                    n("paged_bytes"),
+                    n("nonpaged_allocs"),
+                    n("nonpaged_frees"),
+                    n("nonpaged_bytes"),
+                ],
+            )
         })
         .collect();
     assert_eq!(totals, truth_tags, "{profile} {scenario}: tag tables vs truth");
@@ -545,7 +685,11 @@ fn check_pool(profile: &str, scenario: &str) {
         }
     }
     for (tag, t) in &truth_tags {
-        assert_eq!(bytes.get(tag).copied().unwrap_or_default(), [t[2], t[5]], "{tag}: block bytes vs tag bytes");
+        assert_eq!(
+            bytes.get(tag).copied().unwrap_or_default(),
+            [t[2], t[5]],
+            "{tag}: block bytes vs tag bytes"
+        );
     }
 
     // Classic pages: walk each page's header chain from its start to its end; every block is
@@ -576,13 +720,23 @@ fn check_pool(profile: &str, scenario: &str) {
             };
             assert_eq!(prev_size, prev, "{page:#x}+{off:#x}: PreviousSize");
             assert!(block_size > 0, "{page:#x}+{off:#x}: BlockSize 0");
-            let b = classic.get(&(page + off)).unwrap_or_else(|| panic!("{page:#x}+{off:#x} not in the truth"));
+            let b = classic
+                .get(&(page + off))
+                .unwrap_or_else(|| panic!("{page:#x}+{off:#x} not in the truth"));
             assert_eq!(b["size"].as_u64().unwrap(), block_size * unit);
             assert_eq!(b["tag"].as_str().unwrap(), tag_of(u32_at(&raw, o + 4)));
-            assert_eq!(b["allocated"].as_bool().unwrap(), pool_type & 7 != 0, "{page:#x}+{off:#x}: PoolType {pool_type}");
+            assert_eq!(
+                b["allocated"].as_bool().unwrap(),
+                pool_type & 7 != 0,
+                "{page:#x}+{off:#x}: PoolType {pool_type}"
+            );
             if pool_type != 0 {
                 // Volatility's rules: XP nonpaged odd; Vista+ paged odd.
-                let paged = if truth["build"].as_u64().unwrap() < 6000 { pool_type % 2 == 0 } else { pool_type % 2 == 1 };
+                let paged = if truth["build"].as_u64().unwrap() < 6000 {
+                    pool_type % 2 == 0
+                } else {
+                    pool_type % 2 == 1
+                };
                 assert_eq!(b["pool_type"] == "paged", paged, "{page:#x}+{off:#x}");
             }
             if let Some(billed) = b.get("process_billed") {
@@ -593,7 +747,11 @@ fn check_pool(profile: &str, scenario: &str) {
                     None => stored,
                 };
                 assert_eq!(eprocess, hex(billed));
-                assert!(truth["processes"].as_array().unwrap().iter().any(|p| hex(&p["eprocess"]) == eprocess));
+                assert!(truth["processes"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|p| hex(&p["eprocess"]) == eprocess));
             }
             seen += 1;
             prev = block_size;
@@ -606,7 +764,12 @@ fn check_pool(profile: &str, scenario: &str) {
     // Segment-heap blocks (19041, 20348): each starts with a POOL_HEADER covering it exactly;
     // quota blocks decode to a planted EPROCESS.
     let cookie = prof.global("ExpPoolQuotaCookie").map(|c| r.ptr(kbase + c));
-    for b in pool["blocks"].as_array().unwrap().iter().filter(|b| b["source"] == "lfh" || b["source"] == "vs") {
+    for b in pool["blocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["source"] == "lfh" || b["source"] == "vs")
+    {
         let a = hex(&b["address"]);
         let raw = r.read(a, 16).expect("heap block readable");
         assert_eq!(u64::from(raw[2]) * 16, b["size"].as_u64().unwrap(), "{a:#x}: BlockSize");
@@ -625,7 +788,13 @@ fn check_pool(profile: &str, scenario: &str) {
             .iter()
             .filter(|b| b["source"] == "lfh" || (b["source"] == "vs" && b["allocated"] == true))
             .map(|b| {
-                (hex(&b["address"]), b["size"].as_u64().unwrap(), b["tag"].as_str().unwrap().to_string(), b["allocated"].as_bool().unwrap(), if b["source"] == "lfh" { "lfh" } else { "vs" })
+                (
+                    hex(&b["address"]),
+                    b["size"].as_u64().unwrap(),
+                    b["tag"].as_str().unwrap().to_string(),
+                    b["allocated"].as_bool().unwrap(),
+                    if b["source"] == "lfh" { "lfh" } else { "vs" },
+                )
             })
             .collect();
         want.sort();
@@ -658,14 +827,26 @@ fn check_pool(profile: &str, scenario: &str) {
         .as_array()
         .unwrap()
         .iter()
-        .map(|b| (hex(&b["va"]), b["tag"].as_str().unwrap().to_string(), b["size"].as_u64().unwrap(), b["free"].as_bool().unwrap()))
+        .map(|b| {
+            (
+                hex(&b["va"]),
+                b["tag"].as_str().unwrap().to_string(),
+                b["size"].as_u64().unwrap(),
+                b["free"].as_bool().unwrap(),
+            )
+        })
         .collect();
     want.sort();
     assert_eq!(got, want, "big page table vs truth");
 
     // The leaking driver's code holds its tag as an immediate (x64 `mov r8d, imm32`, x86 `push imm32`).
     for d in pool["drivers"].as_array().unwrap() {
-        let m = truth["modules"].as_array().unwrap().iter().find(|m| m["name"] == d["module"]).expect("driver loaded");
+        let m = truth["modules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == d["module"])
+            .expect("driver loaded");
         let code = r.read(hex(&m["base"]) + 0x1000, 0x1000).unwrap();
         for tag in d["tags"].as_array().unwrap() {
             let t = tag.as_str().unwrap().as_bytes();
@@ -674,7 +855,11 @@ fn check_pool(profile: &str, scenario: &str) {
             }
             let mut pat = if x64 { vec![0x41, 0xb8] } else { vec![0x68] };
             pat.extend_from_slice(t);
-            assert!(code.windows(pat.len()).any(|w| w == pat), "{}: tag immediate", d["module"]);
+            assert!(
+                code.windows(pat.len()).any(|w| w == pat),
+                "{}: tag immediate",
+                d["module"]
+            );
         }
         assert!(d["leaked_bytes"].as_u64().unwrap() > 0);
     }
@@ -692,7 +877,11 @@ fn walk_segment_heap(r: &Reader, prof: &Profile, kbase: u64) -> Vec<(u64, u64, S
     let globals = r.ptr(state);
     let key = u64_at(&r.read(globals, 16).unwrap(), 0);
     let lfh_key = u64_at(&r.read(globals, 16).unwrap(), 8);
-    let pools = u32_at(&r.read(state + o("_EX_POOL_HEAP_MANAGER_STATE", "NumberOfPools"), 4).unwrap(), 0);
+    let pools = u32_at(
+        &r.read(state + o("_EX_POOL_HEAP_MANAGER_STATE", "NumberOfPools"), 4)
+            .unwrap(),
+        0,
+    );
     assert!((1..=64).contains(&pools));
     let node = state + o("_EX_POOL_HEAP_MANAGER_STATE", "PoolNode");
     let mut out = Vec::new();
@@ -724,7 +913,9 @@ fn walk_segment_heap(r: &Reader, prof: &Profile, kbase: u64) -> Vec<(u64, u64, S
                 let va = seg + (unit << 12);
                 let raw = r.read(va, (units << 12) as usize).expect("subsegment stored");
                 if flags == 11 {
-                    let enc = u32_at(&raw, o("_HEAP_LFH_SUBSEGMENT", "BlockOffsets") as usize) ^ (lfh_key as u32) ^ ((va as u32) >> 12);
+                    let enc = u32_at(&raw, o("_HEAP_LFH_SUBSEGMENT", "BlockOffsets") as usize)
+                        ^ (lfh_key as u32)
+                        ^ ((va as u32) >> 12);
                     let (bs, firstb) = (u64::from(enc & 0xffff), u64::from(enc >> 16));
                     let bitmap = o("_HEAP_LFH_SUBSEGMENT", "BlockBitmap") as usize;
                     for b in 0..(raw.len() as u64 - firstb) / bs {
@@ -743,7 +934,11 @@ fn walk_segment_heap(r: &Reader, prof: &Profile, kbase: u64) -> Vec<(u64, u64, S
                     while off + 0x30 < raw.len() as u64 {
                         let bits = u64_at(&raw, off as usize) ^ (va + off) ^ key;
                         let chunk = ((bits >> 16) & 0xffff) << 4;
-                        assert!(chunk >= 16 && off + chunk <= raw.len() as u64, "VS chunk at {:#x}", va + off);
+                        assert!(
+                            chunk >= 16 && off + chunk <= raw.len() as u64,
+                            "VS chunk at {:#x}",
+                            va + off
+                        );
                         if (bits >> 48) & 1 == 1 {
                             let h = (off + 16) as usize;
                             out.push((va + off + 16, chunk - 16, tag_of(u32_at(&raw, h + 4)), true, "vs"));
@@ -790,6 +985,100 @@ fn pool_nonpaged_exhaustion_7601_sets_vm() {
     let dir = tempfile::tempdir().unwrap();
     let (_, truth) = forge_scenario("win7-7601-x64", "nonpaged-exhaustion", dir.path());
     let vm = &truth["pool"]["vm"];
-    let (used, max) = (vm["nonpaged_in_use"].as_u64().unwrap(), vm["nonpaged_max"].as_u64().unwrap());
+    let (used, max) = (
+        vm["nonpaged_in_use"].as_u64().unwrap(),
+        vm["nonpaged_max"].as_u64().unwrap(),
+    );
     assert!(used * 100 >= max * 95 && used <= max, "{used} of {max}");
+}
+
+/// busy-server (truth without the block list): thousands of tags, tag tables (grown past 2048
+/// entries) summed over CPUs equal the truth, the segment heap walk finds as many LFH and VS
+/// blocks as the truth counts, the big page table equals the truth's.
+#[test]
+fn pool_busy_server_19041() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, truth) = forge_scenario("win10-19041-x64", "busy-server", dir.path());
+    let r = Reader::open(&path);
+    let prof = profile_of(&truth);
+    let kbase = hex(&truth["kernel"]["base"]);
+    let pool = &truth["pool"];
+    assert!(pool["blocks"].is_null());
+    let g = |n: &str| kbase + prof.global(n).unwrap();
+    let size = r.ptr(g("PoolTrackTableSize"));
+    assert!(size >= 6000 && size.is_power_of_two(), "{size}");
+    let mut totals = BTreeMap::new();
+    for cpu in 0..truth["processors"].as_u64().unwrap() {
+        sum_tracker(&r, &prof, r.ptr(g("ExPoolTagTables") + cpu * 8), size, &mut totals);
+    }
+    sum_tracker(
+        &r,
+        &prof,
+        r.ptr(g("PoolTrackTableExpansion")),
+        r.ptr(g("PoolTrackTableExpansionSize")),
+        &mut totals,
+    );
+    assert!(totals.len() >= 3000, "{} tags", totals.len());
+    let truth_tags: BTreeMap<String, [u64; 6]> = pool["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            let n = |k: &str| t[k].as_u64().unwrap();
+            (
+                t["tag"].as_str().unwrap().to_string(),
+                [
+                    n("paged_allocs"),
+                    n("paged_frees"),
+                    n("paged_bytes"),
+                    n("nonpaged_allocs"),
+                    n("nonpaged_frees"),
+                    n("nonpaged_bytes"),
+                ],
+            )
+        })
+        .collect();
+    assert_eq!(totals, truth_tags);
+    let walked = walk_segment_heap(&r, &prof, kbase);
+    let counts = &pool["block_counts"];
+    let n = |k: &str| counts[k].as_u64().unwrap_or(0);
+    assert_eq!(
+        walked.iter().filter(|b| b.4 == "lfh").count() as u64,
+        n("lfh") + n("lfh_free")
+    );
+    assert_eq!(walked.iter().filter(|b| b.4 == "vs").count() as u64, n("vs"));
+    assert!(n("lfh") + n("vs") + n("big") > 60_000);
+    // Outstanding bytes of the walked blocks plus big allocations equal the tags' bytes.
+    let heap_bytes: u64 = walked.iter().filter(|b| b.3).map(|b| b.1).sum();
+    let big_bytes: u64 = pool["big_pages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["free"] == false)
+        .map(|b| b["size"].as_u64().unwrap())
+        .sum();
+    let tag_bytes: u64 = truth_tags.values().map(|t| t[2] + t[5]).sum();
+    assert_eq!(heap_bytes + big_bytes, tag_bytes);
+}
+
+/// Timing of the benchmark dump (issue 4 item 10): busy-server at 8 GiB holds over 2 million
+/// blocks. `cargo test --release -p pooltriage-forge --test readback -- --ignored busy_server_8gib`.
+#[test]
+#[ignore]
+fn busy_server_8gib() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("busy8.dmp");
+    let mut opts = Options::new("win10-19041-x64", "kernel-bitmap");
+    opts.corpus = Some(PathBuf::from(CORPUS));
+    opts.size = 8 << 30;
+    opts.scenario = "busy-server".into();
+    let t = std::time::Instant::now();
+    let truth = forge::forge(&opts, &out).unwrap();
+    let counts = &truth.pool.as_ref().unwrap()["block_counts"];
+    let blocks: u64 = counts.as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
+    eprintln!(
+        "8 GiB busy-server: {blocks} blocks in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    assert!(blocks >= 2_000_000);
 }
