@@ -47,7 +47,10 @@ fn xp_pdb_profile_equals_pdbconv() {
     let meta = &isf["metadata"]["windows"]["pdb"];
     assert_eq!(meta["GUID"].as_str().unwrap(), ours.guid.replace('-', ""));
     assert_eq!(meta["age"].as_u64().unwrap(), u64::from(ours.age));
-    assert_eq!(isf["base_types"]["pointer"]["size"].as_u64().unwrap(), u64::from(ours.pointer_size));
+    assert_eq!(
+        isf["base_types"]["pointer"]["size"].as_u64().unwrap(),
+        u64::from(ours.pointer_size)
+    );
 
     // ---- Globals --------------------------------------------------------------------------
     // pdbconv keeps, per name, the address of the public symbol (S_PUB32) with its x86
@@ -69,7 +72,12 @@ fn xp_pdb_profile_equals_pdbconv() {
             }
         }
     }
-    assert!(differ.is_empty(), "{} of {compared} globals differ:\n{}", differ.len(), differ.join("\n"));
+    assert!(
+        differ.is_empty(),
+        "{} of {compared} globals differ:\n{}",
+        differ.len(),
+        differ.join("\n")
+    );
     let only_theirs: Vec<&String> = theirs.keys().filter(|k| !ours.globals.contains_key(*k)).collect();
     let only_ours: Vec<&String> = ours.globals.keys().filter(|k| !theirs.contains_key(*k)).collect();
     eprintln!(
@@ -79,15 +87,30 @@ fn xp_pdb_profile_equals_pdbconv() {
     );
     // The pool engine's globals must be in both and equal (checked above).
     for g in [
-        "PoolTrackTable", "PoolTrackTableSize", "PoolBigPageTable", "PoolBigPageTableSize",
-        "MmSizeOfPagedPoolInBytes", "MmMaximumNonPagedPoolInBytes", "MmPagedPoolCommit",
-        "MmAllocatedNonPagedPool", "MmNonPagedPoolStart", "MmNonPagedPoolEnd", "MmPagedPoolStart",
-        "MmPagedPoolEnd", "KdDebuggerDataBlock", "PsLoadedModuleList", "PsActiveProcessHead", "KeNumberProcessors",
+        "PoolTrackTable",
+        "PoolTrackTableSize",
+        "PoolBigPageTable",
+        "PoolBigPageTableSize",
+        "MmSizeOfPagedPoolInBytes",
+        "MmMaximumNonPagedPoolInBytes",
+        "MmPagedPoolCommit",
+        "MmAllocatedNonPagedPool",
+        "MmNonPagedPoolStart",
+        "MmNonPagedPoolEnd",
+        "MmPagedPoolStart",
+        "MmPagedPoolEnd",
+        "KdDebuggerDataBlock",
+        "PsLoadedModuleList",
+        "PsActiveProcessHead",
+        "KeNumberProcessors",
     ] {
         assert!(ours.globals.contains_key(g) && theirs.contains_key(g), "{g}");
     }
     // With pdbconv's own decoration rule (see pdb_file.rs `undecorate`) the name sets are equal.
-    assert!(only_theirs.is_empty(), "globals pdbconv has and we lack: {only_theirs:?}");
+    assert!(
+        only_theirs.is_empty(),
+        "globals pdbconv has and we lack: {only_theirs:?}"
+    );
     assert!(only_ours.is_empty(), "globals we have and pdbconv lacks: {only_ours:?}");
     assert!(compared > 10_000, "too few globals compared: {compared}");
 
@@ -114,7 +137,10 @@ fn xp_pdb_profile_equals_pdbconv() {
             let off = f["offset"].as_u64().unwrap();
             let ty = &f["type"];
             let (pos, len) = if ty["kind"] == "bitfield" {
-                (ty["bit_position"].as_u64().map(|v| v as u32), ty["bit_length"].as_u64().map(|v| v as u32))
+                (
+                    ty["bit_position"].as_u64().map(|v| v as u32),
+                    ty["bit_length"].as_u64().map(|v| v as u32),
+                )
             } else {
                 (None, None)
             };
@@ -133,12 +159,28 @@ fn xp_pdb_profile_equals_pdbconv() {
         }
     }
     eprintln!("types: {types_compared} compared, {fields_compared} fields equal");
-    assert!(differ.is_empty(), "{} type/field values differ:\n{}", differ.len(), differ.join("\n"));
-    assert!(missing_fields.is_empty(), "fields present on one side only:\n{}", missing_fields.join("\n"));
+    assert!(
+        differ.is_empty(),
+        "{} type/field values differ:\n{}",
+        differ.len(),
+        differ.join("\n")
+    );
+    assert!(
+        missing_fields.is_empty(),
+        "fields present on one side only:\n{}",
+        missing_fields.join("\n")
+    );
     let only_theirs: Vec<&String> = user_types.keys().filter(|k| !ours.types.contains_key(*k)).collect();
     let only_ours: Vec<&String> = ours.types.keys().filter(|k| !user_types.contains_key(*k)).collect();
-    eprintln!("types only in pdbconv: {}, only in ours: {}", only_theirs.len(), only_ours.len());
+    eprintln!(
+        "types only in pdbconv: {}, only in ours: {}",
+        only_theirs.len(),
+        only_ours.len()
+    );
     assert!(only_theirs.is_empty(), "types pdbconv has and we lack: {only_theirs:?}");
     assert!(only_ours.is_empty(), "types we have and pdbconv lacks: {only_ours:?}");
-    assert!(types_compared > 500 && fields_compared > 3000, "too little compared: {types_compared} / {fields_compared}");
+    assert!(
+        types_compared > 500 && fields_compared > 3000,
+        "too little compared: {types_compared} / {fields_compared}"
+    );
 }

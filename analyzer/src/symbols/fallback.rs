@@ -49,7 +49,11 @@ pub fn known_builds() -> impl Iterator<Item = (u32, u8)> {
 /// pointer size (layouts of a later revision resemble its predecessor more than its successor),
 /// else the earliest build of that pointer size.
 pub fn table_for(build: u32, pointer_size: u8) -> Option<&'static BuildLayouts> {
-    let same_arch = || super::fallback_table::TABLE.iter().filter(move |b| b.pointer_size == pointer_size);
+    let same_arch = || {
+        super::fallback_table::TABLE
+            .iter()
+            .filter(move |b| b.pointer_size == pointer_size)
+    };
     same_arch()
         .filter(|b| b.build <= build)
         .max_by_key(|b| b.build)
@@ -67,7 +71,14 @@ pub fn layouts(entry: &BuildLayouts) -> BTreeMap<String, TypeLayout> {
                 .iter()
                 .map(|&(name, offset, pos, len)| {
                     let (bit_position, bit_length) = if len == 0 { (None, None) } else { (Some(pos), Some(len)) };
-                    (name.to_string(), Field { offset, bit_position, bit_length })
+                    (
+                        name.to_string(),
+                        Field {
+                            offset,
+                            bit_position,
+                            bit_length,
+                        },
+                    )
                 })
                 .collect();
             (t.name.to_string(), TypeLayout { size: t.size, fields })
@@ -78,7 +89,9 @@ pub fn layouts(entry: &BuildLayouts) -> BTreeMap<String, TypeLayout> {
 /// Globals from a debugger data block: every field holding the address of a kernel variable,
 /// as an RVA from KernBase. Empty when the block has no KernBase.
 pub fn globals_from_kdbg(kdbg: &Kdbg) -> BTreeMap<String, u64> {
-    let Some(base) = kdbg.kern_base() else { return BTreeMap::new() };
+    let Some(base) = kdbg.kern_base() else {
+        return BTreeMap::new();
+    };
     kdbg.fields
         .iter()
         .filter(|(name, _)| !NOT_ADDRESSES.contains(name))
@@ -101,7 +114,11 @@ pub fn profile(build: u32, pointer_size: u8, kdbg: Option<&Kdbg>) -> Option<Prof
         pointer_size,
         globals,
         types: layouts(entry),
-        source: ProfileSource::Fallback { build, table_build: entry.build, kdbg: kdbg.is_some() },
+        source: ProfileSource::Fallback {
+            build,
+            table_build: entry.build,
+            kdbg: kdbg.is_some(),
+        },
     })
 }
 
@@ -121,10 +138,22 @@ mod tests {
     fn table_matches_the_real_symbol_files() {
         let real: Vec<(u32, Profile)> = vec![
             (2600, Profile::from_pdb(corpus("pdb/ntkrnlpa.pdb")).unwrap()),
-            (7601, Profile::from_isf(corpus("isf/ntkrnlmp.pdb/339E74133576439CBCDF7E0229DA3773-1.json.xz")).unwrap()),
-            (17763, Profile::from_isf(corpus("isf/ntkrnlmp.pdb/8B11040A5928757B11390AC78F6B6925-1.json.xz")).unwrap()),
-            (19041, Profile::from_isf(corpus("isf/ntkrnlmp.pdb/5278AFF86C341677D7D7835C85B7B844-1.json.xz")).unwrap()),
-            (20348, Profile::from_isf(corpus("isf/ntkrnlmp.pdb/C2EADB24A615E9472CE47C8ADD31F130-1.json.xz")).unwrap()),
+            (
+                7601,
+                Profile::from_isf(corpus("isf/ntkrnlmp.pdb/339E74133576439CBCDF7E0229DA3773-1.json.xz")).unwrap(),
+            ),
+            (
+                17763,
+                Profile::from_isf(corpus("isf/ntkrnlmp.pdb/8B11040A5928757B11390AC78F6B6925-1.json.xz")).unwrap(),
+            ),
+            (
+                19041,
+                Profile::from_isf(corpus("isf/ntkrnlmp.pdb/5278AFF86C341677D7D7835C85B7B844-1.json.xz")).unwrap(),
+            ),
+            (
+                20348,
+                Profile::from_isf(corpus("isf/ntkrnlmp.pdb/C2EADB24A615E9472CE47C8ADD31F130-1.json.xz")).unwrap(),
+            ),
         ];
         assert_eq!(known_builds().count(), real.len());
         for (build, p) in &real {
@@ -134,7 +163,10 @@ mod tests {
             let key = format!("{}-{}", p.guid.replace('-', ""), p.age);
             assert_eq!(entry.symbols, key, "build {build}");
             for (name, t) in layouts(entry) {
-                let r = p.types.get(&name).unwrap_or_else(|| panic!("{build}: {name} not in the real symbols"));
+                let r = p
+                    .types
+                    .get(&name)
+                    .unwrap_or_else(|| panic!("{build}: {name} not in the real symbols"));
                 assert_eq!(t.size, r.size, "{build} {name} size");
                 for (f, v) in &t.fields {
                     assert_eq!(Some(v), r.fields.get(f), "{build} {name}.{f}");
@@ -148,11 +180,25 @@ mod tests {
     fn table_has_the_pool_structures() {
         for (build, ptr) in known_builds() {
             let t = layouts(table_for(build, ptr).unwrap());
-            for ty in ["_POOL_HEADER", "_POOL_TRACKER_TABLE", "_POOL_TRACKER_BIG_PAGES", "_LDR_DATA_TABLE_ENTRY", "_EPROCESS", "_KPROCESS"] {
+            for ty in [
+                "_POOL_HEADER",
+                "_POOL_TRACKER_TABLE",
+                "_POOL_TRACKER_BIG_PAGES",
+                "_LDR_DATA_TABLE_ENTRY",
+                "_EPROCESS",
+                "_KPROCESS",
+            ] {
                 assert!(t.contains_key(ty), "{build}: {ty}");
             }
             if build >= 18362 {
-                for ty in ["_EX_POOL_HEAP_MANAGER_STATE", "_SEGMENT_HEAP", "_HEAP_PAGE_SEGMENT", "_HEAP_LFH_SUBSEGMENT", "_HEAP_VS_SUBSEGMENT", "_HEAP_VS_CHUNK_HEADER"] {
+                for ty in [
+                    "_EX_POOL_HEAP_MANAGER_STATE",
+                    "_SEGMENT_HEAP",
+                    "_HEAP_PAGE_SEGMENT",
+                    "_HEAP_LFH_SUBSEGMENT",
+                    "_HEAP_VS_SUBSEGMENT",
+                    "_HEAP_VS_CHUNK_HEADER",
+                ] {
                     assert!(t.contains_key(ty), "{build}: {ty}");
                 }
             }
@@ -174,13 +220,13 @@ mod tests {
         assert!(table_for(19041, 2).is_none());
 
         let kdbg = Kdbg {
-            va: 0xfffff800_1000_0000 + 0x400,
+            va: 0xffff_f800_1000_0000 + 0x400,
             size: 0x368,
             was_encoded: false,
             fields: vec![
-                ("KernBase", 0xfffff800_1000_0000),
-                ("PsLoadedModuleList", 0xfffff800_1000_0000 + 0xc2a2b0),
-                ("PoolTrackTable", 0xfffff800_1000_0000 + 0xcfc000),
+                ("KernBase", 0xffff_f800_1000_0000),
+                ("PsLoadedModuleList", 0xffff_f800_1000_0000 + 0xc2a2b0),
+                ("PoolTrackTable", 0xffff_f800_1000_0000 + 0xcfc000),
                 ("MmPagedPoolStart", 0),
                 ("PteBase", 0xffff_f680_0000_0000),
             ],

@@ -71,22 +71,33 @@ struct TypeRef {
 
 pub(super) fn read(path: &Path) -> Result<Profile, SymbolsError> {
     let shown = path.display().to_string();
-    let file = std::fs::File::open(path).map_err(|source| SymbolsError::Io { path: shown.clone(), source })?;
+    let file = std::fs::File::open(path).map_err(|source| SymbolsError::Io {
+        path: shown.clone(),
+        source,
+    })?;
     let mut reader = BufReader::new(file);
     let isf: Isf = if shown.ends_with(".xz") {
         let mut json = Vec::new();
-        lzma_rs::xz_decompress(&mut reader, &mut json)
-            .map_err(|e| SymbolsError::Xz { path: shown.clone(), reason: e.to_string() })?;
+        lzma_rs::xz_decompress(&mut reader, &mut json).map_err(|e| SymbolsError::Xz {
+            path: shown.clone(),
+            reason: e.to_string(),
+        })?;
         serde_json::from_slice(&json)
     } else {
         serde_json::from_reader(reader)
     }
-    .map_err(|e| SymbolsError::Isf { path: shown.clone(), reason: e.to_string() })?;
+    .map_err(|e| SymbolsError::Isf {
+        path: shown.clone(),
+        reason: e.to_string(),
+    })?;
     to_profile(isf, &shown, super::ProfileSource::Isf(path.to_path_buf()))
 }
 
 fn to_profile(isf: Isf, shown: &str, source: super::ProfileSource) -> Result<Profile, SymbolsError> {
-    let bad = |reason: &str| SymbolsError::Isf { path: shown.to_string(), reason: reason.to_string() };
+    let bad = |reason: &str| SymbolsError::Isf {
+        path: shown.to_string(),
+        reason: reason.to_string(),
+    };
     let pdb = isf
         .metadata
         .windows
@@ -123,7 +134,15 @@ fn to_profile(isf: Isf, shown: &str, source: super::ProfileSource) -> Result<Pro
             (name, TypeLayout { size: t.size, fields })
         })
         .collect();
-    Ok(Profile { pdb_name: pdb.database, guid, age: pdb.age, pointer_size, globals, types, source })
+    Ok(Profile {
+        pdb_name: pdb.database,
+        guid,
+        age: pdb.age,
+        pointer_size,
+        globals,
+        types,
+        source,
+    })
 }
 
 #[cfg(test)]
@@ -132,7 +151,11 @@ mod tests {
     use std::path::PathBuf;
 
     fn isf(name: &str) -> PathBuf {
-        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus/isf/ntkrnlmp.pdb")).join(name)
+        PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/corpus/isf/ntkrnlmp.pdb"
+        ))
+        .join(name)
     }
 
     /// Expected values read by hand with `xz -dc FILE | python3 -c 'import json,sys; ...'`.

@@ -62,12 +62,19 @@ pub struct NoProfile {
 }
 
 fn describe(tried: &[Attempt]) -> String {
-    tried.iter().map(|a| format!("{} {}: {}", a.step, a.what, a.outcome)).collect::<Vec<_>>().join("; ")
+    tried
+        .iter()
+        .map(|a| format!("{} {}: {}", a.step, a.what, a.outcome))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Upper-case GUID without dashes or braces.
 fn bare_guid(guid: &str) -> String {
-    guid.chars().filter(|c| c.is_ascii_hexdigit()).map(|c| c.to_ascii_uppercase()).collect()
+    guid.chars()
+        .filter(|c| c.is_ascii_hexdigit())
+        .map(|c| c.to_ascii_uppercase())
+        .collect()
 }
 
 /// The PDB file name of a CodeView path (`d:\build\ntkrnlmp.pdb` -> `ntkrnlmp.pdb`).
@@ -108,7 +115,11 @@ pub fn find(req: &ProfileRequest<'_>) -> Result<FoundProfile, NoProfile> {
         let name = file_name(&pdb.name).to_string();
         let want_guid = bare_guid(&pdb.guid);
         if let Err(e) = check_name(&name) {
-            tried.push(Attempt { step: "isf", what: format!("{:?}", pdb.name), outcome: e.to_string() });
+            tried.push(Attempt {
+                step: "isf",
+                what: format!("{:?}", pdb.name),
+                outcome: e.to_string(),
+            });
         } else {
             for dir in req.isf_dirs {
                 for path in isf_candidates(dir, pdb) {
@@ -118,7 +129,11 @@ pub fn find(req: &ProfileRequest<'_>) -> Result<FoundProfile, NoProfile> {
                     let what = path.display().to_string();
                     match Profile::from_isf(&path) {
                         Ok(p) if bare_guid(&p.guid) == want_guid && p.age == pdb.age => {
-                            tried.push(Attempt { step: "isf", what, outcome: "found".into() });
+                            tried.push(Attempt {
+                                step: "isf",
+                                what,
+                                outcome: "found".into(),
+                            });
                             return Ok(FoundProfile { profile: p, tried });
                         }
                         Ok(p) => tried.push(Attempt {
@@ -126,7 +141,11 @@ pub fn find(req: &ProfileRequest<'_>) -> Result<FoundProfile, NoProfile> {
                             what,
                             outcome: format!("mismatch: the file is for {}-{}", p.guid, p.age),
                         }),
-                        Err(e) => tried.push(Attempt { step: "isf", what, outcome: format!("malformed: {e}") }),
+                        Err(e) => tried.push(Attempt {
+                            step: "isf",
+                            what,
+                            outcome: format!("malformed: {e}"),
+                        }),
                     }
                 }
             }
@@ -146,12 +165,24 @@ pub fn find(req: &ProfileRequest<'_>) -> Result<FoundProfile, NoProfile> {
                         Ok(mut p) => {
                             // The cache names the file after the key; keep the CodeView name.
                             p.pdb_name = name.clone();
-                            tried.push(Attempt { step: "pdb", what, outcome: format!("found ({})", fetched.source) });
+                            tried.push(Attempt {
+                                step: "pdb",
+                                what,
+                                outcome: format!("found ({})", fetched.source),
+                            });
                             return Ok(FoundProfile { profile: p, tried });
                         }
-                        Err(e) => tried.push(Attempt { step: "pdb", what, outcome: format!("malformed: {e}") }),
+                        Err(e) => tried.push(Attempt {
+                            step: "pdb",
+                            what,
+                            outcome: format!("malformed: {e}"),
+                        }),
                     },
-                    Err(e) => tried.push(Attempt { step: "pdb", what, outcome: e.to_string() }),
+                    Err(e) => tried.push(Attempt {
+                        step: "pdb",
+                        what,
+                        outcome: e.to_string(),
+                    }),
                 }
             }
         }
@@ -163,14 +194,21 @@ pub fn find(req: &ProfileRequest<'_>) -> Result<FoundProfile, NoProfile> {
                 p.guid = pdb.guid.clone();
                 p.age = pdb.age;
             }
-            tried.push(Attempt { step: "fallback", what: format!("build {}", req.build), outcome: p.source.describe() });
+            tried.push(Attempt {
+                step: "fallback",
+                what: format!("build {}", req.build),
+                outcome: p.source.describe(),
+            });
             Ok(FoundProfile { profile: p, tried })
         }
         None => {
             tried.push(Attempt {
                 step: "fallback",
                 what: format!("build {}", req.build),
-                outcome: format!("no built-in layouts for {}-bit kernels", u32::from(req.pointer_size) * 8),
+                outcome: format!(
+                    "no built-in layouts for {}-bit kernels",
+                    u32::from(req.pointer_size) * 8
+                ),
             });
             Err(NoProfile { tried })
         }
@@ -186,11 +224,22 @@ mod tests {
     const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus");
 
     fn kernel_19041() -> KernelPdb {
-        KernelPdb { name: "ntkrnlmp.pdb".into(), guid: "5278AFF8-6C34-1677-D7D7-835C85B7B844".into(), age: 1 }
+        KernelPdb {
+            name: "ntkrnlmp.pdb".into(),
+            guid: "5278AFF8-6C34-1677-D7D7-835C85B7B844".into(),
+            age: 1,
+        }
     }
 
     fn req<'a>(pdb: Option<KernelPdb>, dirs: &'a [PathBuf], store: Option<&'a SymbolStore>) -> ProfileRequest<'a> {
-        ProfileRequest { pdb, build: 19041, pointer_size: 8, kdbg: None, isf_dirs: dirs, store }
+        ProfileRequest {
+            pdb,
+            build: 19041,
+            pointer_size: 8,
+            kdbg: None,
+            isf_dirs: dirs,
+            store,
+        }
     }
 
     /// The corpus `isf/` folder is laid out as Volatility's `symbols/windows/`.
@@ -209,7 +258,10 @@ mod tests {
         std::fs::copy(src, win.join("5278AFF86C341677D7D7835C85B7B844-1.json.xz")).unwrap();
         let dirs = [tmp.path().to_path_buf()];
         // Upper-case PDB name and a full build path in the CodeView record still match.
-        let pdb = KernelPdb { name: "d:\\os\\obj\\NTKRNLMP.PDB".into(), ..kernel_19041() };
+        let pdb = KernelPdb {
+            name: "d:\\os\\obj\\NTKRNLMP.PDB".into(),
+            ..kernel_19041()
+        };
         let found = find(&req(Some(pdb), &dirs, None)).unwrap();
         assert_eq!(found.profile.source.kind(), "isf");
     }
@@ -233,12 +285,22 @@ mod tests {
     fn falls_back_by_build() {
         let found = find(&req(Some(kernel_19041()), &[], None)).unwrap();
         let p = &found.profile;
-        assert_eq!(p.source, ProfileSource::Fallback { build: 19041, table_build: 19041, kdbg: false });
+        assert_eq!(
+            p.source,
+            ProfileSource::Fallback {
+                build: 19041,
+                table_build: 19041,
+                kdbg: false
+            }
+        );
         assert!(p.assumed().is_some());
         assert_eq!(p.guid, "5278AFF8-6C34-1677-D7D7-835C85B7B844");
         assert_eq!(p.type_size("_POOL_TRACKER_TABLE"), Some(0x38));
         assert_eq!(found.tried.last().unwrap().step, "fallback");
-        let none = find(&ProfileRequest { pointer_size: 2, ..req(None, &[], None) });
+        let none = find(&ProfileRequest {
+            pointer_size: 2,
+            ..req(None, &[], None)
+        });
         assert!(none.is_err());
     }
 
@@ -247,17 +309,37 @@ mod tests {
     #[test]
     fn hostile_pdb_names_stay_inside_the_folder() {
         let dir = PathBuf::from(CORPUS).join("isf");
-        for name in ["../../etc/passwd", "..\\..\\x.pdb", "..", "a\0b.pdb", "c:evil.pdb", "CON.pdb", "/"] {
-            let pdb = KernelPdb { name: name.into(), ..kernel_19041() };
+        for name in [
+            "../../etc/passwd",
+            "..\\..\\x.pdb",
+            "..",
+            "a\0b.pdb",
+            "c:evil.pdb",
+            "CON.pdb",
+            "/",
+        ] {
+            let pdb = KernelPdb {
+                name: name.into(),
+                ..kernel_19041()
+            };
             for c in isf_candidates(&dir, &pdb) {
-                let rel = c.strip_prefix(&dir).unwrap_or_else(|_| panic!("{name}: {}", c.display()));
-                assert!(rel.components().all(|p| matches!(p, std::path::Component::Normal(_))), "{name}: {}", c.display());
+                let rel = c
+                    .strip_prefix(&dir)
+                    .unwrap_or_else(|_| panic!("{name}: {}", c.display()));
+                assert!(
+                    rel.components().all(|p| matches!(p, std::path::Component::Normal(_))),
+                    "{name}: {}",
+                    c.display()
+                );
             }
-            let found = find(&req(Some(pdb), &[dir.clone()], None)).unwrap();
+            let found = find(&req(Some(pdb), std::slice::from_ref(&dir), None)).unwrap();
             assert_eq!(found.profile.source.kind(), "fallback", "{name}");
         }
         for name in ["..", "a\0b.pdb", "c:evil.pdb", "CON.pdb", "/"] {
-            let pdb = KernelPdb { name: name.into(), ..kernel_19041() };
+            let pdb = KernelPdb {
+                name: name.into(),
+                ..kernel_19041()
+            };
             assert!(isf_candidates(&dir, &pdb).is_empty(), "{name}");
         }
     }
@@ -268,11 +350,26 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let key_dir = tmp.path().join("store/ntkrnlpa.pdb/30B5FB31AE7E4ACAABA750AA241FF3311");
         std::fs::create_dir_all(&key_dir).unwrap();
-        std::fs::copy(PathBuf::from(CORPUS).join("pdb/ntkrnlpa.pdb"), key_dir.join("ntkrnlpa.pdb")).unwrap();
+        std::fs::copy(
+            PathBuf::from(CORPUS).join("pdb/ntkrnlpa.pdb"),
+            key_dir.join("ntkrnlpa.pdb"),
+        )
+        .unwrap();
         let path = SymbolPath::parse(&tmp.path().join("store").display().to_string()).unwrap();
         let store = SymbolStore::new(path, StoreConfig::with_data_dir(tmp.path().join("data")));
-        let pdb = KernelPdb { name: "ntkrnlpa.pdb".into(), guid: "30B5FB31-AE7E-4ACA-ABA7-50AA241FF331".into(), age: 1 };
-        let r = ProfileRequest { pdb: Some(pdb), build: 2600, pointer_size: 4, kdbg: None, isf_dirs: &[], store: Some(&store) };
+        let pdb = KernelPdb {
+            name: "ntkrnlpa.pdb".into(),
+            guid: "30B5FB31-AE7E-4ACA-ABA7-50AA241FF331".into(),
+            age: 1,
+        };
+        let r = ProfileRequest {
+            pdb: Some(pdb),
+            build: 2600,
+            pointer_size: 4,
+            kdbg: None,
+            isf_dirs: &[],
+            store: Some(&store),
+        };
         let found = find(&r).unwrap();
         assert_eq!(found.profile.source.kind(), "pdb");
         assert_eq!(found.profile.type_size("_POOL_HEADER"), Some(8));

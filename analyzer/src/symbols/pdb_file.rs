@@ -14,8 +14,14 @@ use std::path::Path;
 
 pub(super) fn read(path: &Path) -> Result<Profile, SymbolsError> {
     let shown = path.display().to_string();
-    let bad = |e: pdb::Error| SymbolsError::Pdb { path: shown.clone(), reason: e.to_string() };
-    let file = std::fs::File::open(path).map_err(|source| SymbolsError::Io { path: shown.clone(), source })?;
+    let bad = |e: pdb::Error| SymbolsError::Pdb {
+        path: shown.clone(),
+        reason: e.to_string(),
+    };
+    let file = std::fs::File::open(path).map_err(|source| SymbolsError::Io {
+        path: shown.clone(),
+        source,
+    })?;
     let mut pdb = pdb::PDB::open(file).map_err(bad)?;
 
     let info = pdb.pdb_information().map_err(bad)?;
@@ -47,7 +53,15 @@ pub(super) fn read(path: &Path) -> Result<Profile, SymbolsError> {
         },
     };
     let globals = read_globals(&mut pdb).map_err(bad)?;
-    Ok(Profile { pdb_name, guid, age, pointer_size, globals, types, source: super::ProfileSource::Pdb(path.to_path_buf()) })
+    Ok(Profile {
+        pdb_name,
+        guid,
+        age,
+        pointer_size,
+        globals,
+        types,
+        source: super::ProfileSource::Pdb(path.to_path_buf()),
+    })
 }
 
 fn read_globals(pdb: &mut pdb::PDB<'_, std::fs::File>) -> pdb::Result<BTreeMap<String, u64>> {
@@ -152,16 +166,20 @@ fn read_types(pdb: &mut pdb::PDB<'_, std::fs::File>) -> pdb::Result<BTreeMap<Str
             if hops > 1024 {
                 break;
             }
-            let Ok(TypeData::FieldList(list)) = finder.find(index).and_then(|t| t.parse()) else { break };
+            let Ok(TypeData::FieldList(list)) = finder.find(index).and_then(|t| t.parse()) else {
+                break;
+            };
             for member in list.fields {
                 if let TypeData::Member(m) = member {
                     let (bit_position, bit_length) = match finder.find(m.field_type).and_then(|t| t.parse()) {
                         Ok(TypeData::Bitfield(b)) => (Some(u32::from(b.position)), Some(u32::from(b.length))),
                         _ => (None, None),
                     };
-                    fields
-                        .entry(m.name.to_string().into_owned())
-                        .or_insert(Field { offset: m.offset, bit_position, bit_length });
+                    fields.entry(m.name.to_string().into_owned()).or_insert(Field {
+                        offset: m.offset,
+                        bit_position,
+                        bit_length,
+                    });
                 }
             }
             next = list.continuation;
@@ -183,7 +201,10 @@ mod tests {
         // Expected values: what pdbconv wrote for these names of ntkrnlpa.pdb (symbols.* keys).
         assert_eq!(undecorate("_PsLoadedModuleList"), "PsLoadedModuleList");
         assert_eq!(undecorate("_KeBugCheckEx@20"), "KeBugCheckEx");
-        assert_eq!(undecorate("@ExfInterlockedPushEntryList@8"), "ExfInterlockedPushEntryList");
+        assert_eq!(
+            undecorate("@ExfInterlockedPushEntryList@8"),
+            "ExfInterlockedPushEntryList"
+        );
         assert_eq!(undecorate("?foo@@YAXXZ"), "?foo@@YAXXZ");
         assert_eq!(undecorate("__imp_@KfLowerIrql@4"), "_imp_@KfLowerIrql@4");
         assert_eq!(undecorate("__real@4147ffff80000000"), "__real@4147ffff80000000");

@@ -10,24 +10,56 @@ use serde_json::{json, Map, Value};
 
 /// Globals and types the pool engine reads, listed first in the text summary.
 const POOL_GLOBALS: &[&str] = &[
-    "PoolTrackTable", "PoolTrackTableSize", "ExPoolTagTables", "PoolTrackTableExpansion",
-    "PoolTrackTableExpansionSize", "PoolBigPageTable", "PoolBigPageTableSize", "ExPoolState",
-    "ExpPoolQuotaCookie", "MmSizeOfPagedPoolInBytes", "MmMaximumNonPagedPoolInBytes", "MmPagedPoolCommit",
-    "MmAllocatedNonPagedPool", "MmNonPagedPoolStart", "MmNonPagedPoolEnd", "MmPagedPoolStart", "MmPagedPoolEnd",
-    "MiState", "KdDebuggerDataBlock", "KiWaitNever", "KiWaitAlways", "KdpDataBlockEncoded", "PsLoadedModuleList",
-    "PsActiveProcessHead", "KeNumberProcessors",
+    "PoolTrackTable",
+    "PoolTrackTableSize",
+    "ExPoolTagTables",
+    "PoolTrackTableExpansion",
+    "PoolTrackTableExpansionSize",
+    "PoolBigPageTable",
+    "PoolBigPageTableSize",
+    "ExPoolState",
+    "ExpPoolQuotaCookie",
+    "MmSizeOfPagedPoolInBytes",
+    "MmMaximumNonPagedPoolInBytes",
+    "MmPagedPoolCommit",
+    "MmAllocatedNonPagedPool",
+    "MmNonPagedPoolStart",
+    "MmNonPagedPoolEnd",
+    "MmPagedPoolStart",
+    "MmPagedPoolEnd",
+    "MiState",
+    "KdDebuggerDataBlock",
+    "KiWaitNever",
+    "KiWaitAlways",
+    "KdpDataBlockEncoded",
+    "PsLoadedModuleList",
+    "PsActiveProcessHead",
+    "KeNumberProcessors",
 ];
 const POOL_TYPES: &[&str] = &[
-    "_POOL_HEADER", "_POOL_TRACKER_TABLE", "_POOL_TRACKER_BIG_PAGES", "_LDR_DATA_TABLE_ENTRY", "_EPROCESS",
-    "_KPROCESS", "_EX_POOL_HEAP_MANAGER_STATE", "_SEGMENT_HEAP", "_HEAP_PAGE_SEGMENT", "_HEAP_LFH_SUBSEGMENT",
-    "_HEAP_VS_SUBSEGMENT", "_HEAP_VS_CHUNK_HEADER",
+    "_POOL_HEADER",
+    "_POOL_TRACKER_TABLE",
+    "_POOL_TRACKER_BIG_PAGES",
+    "_LDR_DATA_TABLE_ENTRY",
+    "_EPROCESS",
+    "_KPROCESS",
+    "_EX_POOL_HEAP_MANAGER_STATE",
+    "_SEGMENT_HEAP",
+    "_HEAP_PAGE_SEGMENT",
+    "_HEAP_LFH_SUBSEGMENT",
+    "_HEAP_VS_SUBSEGMENT",
+    "_HEAP_VS_CHUNK_HEADER",
 ];
 
 fn source_json(s: &ProfileSource) -> Value {
     match s {
         ProfileSource::Pdb(p) => json!({ "kind": "pdb", "path": p.display().to_string() }),
         ProfileSource::Isf(p) => json!({ "kind": "isf", "path": p.display().to_string() }),
-        ProfileSource::Fallback { build, table_build, kdbg } => json!({
+        ProfileSource::Fallback {
+            build,
+            table_build,
+            kdbg,
+        } => json!({
             "kind": "fallback", "build": build, "table_build": table_build, "globals_from_kdbg": kdbg,
             "assumed": s.describe(),
         }),
@@ -36,8 +68,11 @@ fn source_json(s: &ProfileSource) -> Value {
 
 /// The profile as the `symbols profile --json` document.
 pub fn to_json(p: &Profile) -> Value {
-    let globals: Map<String, Value> =
-        p.globals.iter().map(|(k, v)| (k.clone(), Value::String(format!("{v:#x}")))).collect();
+    let globals: Map<String, Value> = p
+        .globals
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(format!("{v:#x}"))))
+        .collect();
     let types: Map<String, Value> = p
         .types
         .iter()
@@ -115,8 +150,17 @@ mod tests {
         assert_eq!(j["pdb"]["guid"], "5278AFF8-6C34-1677-D7D7-835C85B7B844");
         assert_eq!(j["globals"]["PsLoadedModuleList"], format!("{:#x}", 12755856));
         let bs = &j["types"]["_POOL_HEADER"]["fields"]["BlockSize"];
-        assert_eq!((bs["offset"].as_u64(), bs["bit_position"].as_u64(), bs["bit_length"].as_u64()), (Some(2), Some(0), Some(8)));
-        assert!(j["types"]["_POOL_HEADER"]["fields"]["PoolTag"].get("bit_position").is_none());
+        assert_eq!(
+            (
+                bs["offset"].as_u64(),
+                bs["bit_position"].as_u64(),
+                bs["bit_length"].as_u64()
+            ),
+            (Some(2), Some(0), Some(8))
+        );
+        assert!(j["types"]["_POOL_HEADER"]["fields"]["PoolTag"]
+            .get("bit_position")
+            .is_none());
         let t = to_text(&p);
         assert!(t.contains("PoolBigPageTable") && !t.contains("ASSUMED"), "{t}");
     }

@@ -39,7 +39,11 @@ fn is_pdb(path: &std::path::Path) -> bool {
 pub fn run(args: &ProfileArgs) -> ExitCode {
     let profile = match (&args.file, args.fallback) {
         (Some(path), _) => {
-            let read = if is_pdb(path) { Profile::from_pdb(path) } else { Profile::from_isf(path) };
+            let read = if is_pdb(path) {
+                Profile::from_pdb(path)
+            } else {
+                Profile::from_isf(path)
+            };
             match read {
                 Ok(p) => p,
                 Err(e) => {
