@@ -73,6 +73,27 @@ where
     }
 }
 
+/// Extractor for a handler that starts an upload: authenticates (like [`Principal`]) and takes one
+/// upload from the token's bucket, rejecting with 429 + `Retry-After` when it is empty. Put it
+/// before the body extractor, so a refused upload is answered before its body is read:
+/// `async fn upload(_permit: UploadPermit, caller: Caller, req: Request)`.
+#[derive(Debug, Clone)]
+pub struct UploadPermit(pub Principal);
+
+impl<S> FromRequestParts<S> for UploadPermit
+where
+    AuthState: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = AuthError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let principal = Principal::from_request_parts(parts, state).await?;
+        AuthState::from_ref(state).check_upload(&principal)?;
+        Ok(UploadPermit(principal))
+    }
+}
+
 /// Middleware for the routes that start an upload: authenticates, then takes one upload from the
 /// token's bucket (429 with `Retry-After` when empty). Apply it to the upload-starting routes only
 /// (not to each chunk of a resumable upload), e.g.

@@ -22,6 +22,10 @@ async fn upload(principal: Principal) -> String {
     format!("uploaded by {}", principal.token_id)
 }
 
+async fn upload_with_permit(UploadPermit(principal): UploadPermit, body: axum::body::Bytes) -> String {
+    format!("uploaded {} bytes by {}", body.len(), principal.token_id)
+}
+
 async fn form_post(principal: Principal, body: axum::body::Bytes) -> Result<&'static str, AuthError> {
     #[derive(serde::Deserialize)]
     struct F {
@@ -54,6 +58,7 @@ fn start(config: AuthConfig) -> Server {
                 post(upload).route_layer(axum::middleware::from_fn_with_state(state.clone(), upload_rate_limit)),
             )
             .route("/form", post(form_post))
+            .route("/permit", post(upload_with_permit))
             .merge(routes())
             .with_state(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -299,6 +304,23 @@ fn upload_rate_limit_answers_429_with_retry_after() {
         200
     );
     assert_eq!(request(s.addr, "POST", "/api/v1/dumps", &[], "").status, 401);
+
+    // The same limit through the extractor (a separate bucket state per token, shared limiter).
+    let c = token(&s, "acme", Role::Customer);
+    let h = bearer(&c.token);
+    let r = request(s.addr, "POST", "/permit", &[("Authorization", &h)], "abc");
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (200, format!("uploaded 3 bytes by {}", c.info.id).as_str())
+    );
+    assert_eq!(
+        request(s.addr, "POST", "/permit", &[("Authorization", &h)], "abc").status,
+        200
+    );
+    let r = request(s.addr, "POST", "/permit", &[("Authorization", &h)], "abc");
+    assert_eq!(r.status, 429);
+    assert!(r.header("retry-after").is_some());
+    assert_eq!(request(s.addr, "POST", "/permit", &[], "abc").status, 401);
 }
 
 #[test]

@@ -21,7 +21,7 @@ pub mod store;
 pub mod token;
 
 pub use config::AuthArgs;
-pub use extract::{upload_rate_limit, BrowserPrincipal};
+pub use extract::{upload_rate_limit, BrowserPrincipal, UploadPermit};
 pub use rate_limit::{RateLimit, RateLimiter};
 pub use role::{can_see, Principal, Role};
 pub use routes::routes;

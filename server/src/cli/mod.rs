@@ -13,6 +13,7 @@ mod pool;
 mod pool_common;
 mod serve;
 mod symbols;
+mod tokens;
 
 #[derive(Parser)]
 #[command(name = "pooltriage", version, about = "Find the driver that leaks kernel pool, from a Windows crash dump")]
@@ -35,6 +36,8 @@ enum Command {
     Blocks(blocks::BlocksArgs),
     /// The HTTP service: upload API, durable job queue and workers (docs/api.md).
     Serve(crate::config::ServeArgs),
+    /// API tokens of the service: `tokens create --tenant T --role R`, `tokens list`, `tokens revoke ID`.
+    Tokens(tokens::TokensArgs),
 }
 
 pub fn run() -> ExitCode {
@@ -46,5 +49,6 @@ pub fn run() -> ExitCode {
         Command::Pool(args) => pool::run(&args),
         Command::Blocks(args) => blocks::run(&args),
         Command::Serve(args) => serve::run(&args),
+        Command::Tokens(args) => tokens::run(&args),
     }
 }
