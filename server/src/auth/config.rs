@@ -20,6 +20,21 @@ pub struct AuthArgs {
     pub uploads_per_minute: Option<f64>,
 }
 
+impl AuthArgs {
+    /// The settings given by `POOLTRIAGE_*` environment variables alone, parsed by the same clap
+    /// definitions as the flags (for a caller whose command line does not flatten [`AuthArgs`]).
+    pub fn from_env() -> Result<AuthArgs, String> {
+        #[derive(clap::Parser)]
+        struct EnvOnly {
+            #[command(flatten)]
+            auth: AuthArgs,
+        }
+        <EnvOnly as clap::Parser>::try_parse_from(["pooltriage"])
+            .map(|e| e.auth)
+            .map_err(|e| e.to_string().lines().next().unwrap_or("bad auth setting").to_string())
+    }
+}
+
 /// The `[auth]` table of the config file: every key optional.
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -1,10 +1,9 @@
 //! Axum extractors: who is calling, from `Authorization: Bearer` or the session cookie.
 
 use super::{cookie, store, AuthError, AuthState, Principal};
-use axum::extract::{FromRef, FromRequestParts, Request, State};
+use axum::extract::{FromRef, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 
 impl<S> FromRequestParts<S> for Principal
@@ -55,6 +54,7 @@ fn bearer(value: &str) -> Option<&str> {
 /// For HTML pages: like [`Principal`], but an unauthenticated browser is sent to `/login`
 /// instead of receiving a JSON 401.
 #[derive(Debug, Clone)]
+#[allow(dead_code)] // for the HTML pages (pages.rs, a later session); tested in http_tests
 pub struct BrowserPrincipal(pub Principal);
 
 impl<S> FromRequestParts<S> for BrowserPrincipal
@@ -78,7 +78,7 @@ where
 /// before the body extractor, so a refused upload is answered before its body is read:
 /// `async fn upload(_permit: UploadPermit, caller: Caller, req: Request)`.
 #[derive(Debug, Clone)]
-pub struct UploadPermit(pub Principal);
+pub struct UploadPermit(#[allow(dead_code)] pub Principal);
 
 impl<S> FromRequestParts<S> for UploadPermit
 where
@@ -92,23 +92,6 @@ where
         AuthState::from_ref(state).check_upload(&principal)?;
         Ok(UploadPermit(principal))
     }
-}
-
-/// Middleware for the routes that start an upload: authenticates, then takes one upload from the
-/// token's bucket (429 with `Retry-After` when empty). Apply it to the upload-starting routes only
-/// (not to each chunk of a resumable upload), e.g.
-/// `.route_layer(axum::middleware::from_fn_with_state(auth_state, auth::upload_rate_limit))`.
-/// The principal is left in the request extensions, so the handler's own `Principal` extractor does
-/// not query the database again.
-pub async fn upload_rate_limit(
-    State(auth): State<AuthState>,
-    principal: Principal,
-    mut req: Request,
-    next: Next,
-) -> Result<Response, AuthError> {
-    auth.check_upload(&principal)?;
-    req.extensions_mut().insert(principal);
-    Ok(next.run(req).await)
 }
 
 #[cfg(test)]

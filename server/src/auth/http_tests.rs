@@ -18,10 +18,6 @@ async fn dump(principal: Principal, Path(id): Path<String>) -> Result<String, Au
     Ok(format!("{id} for {}", principal.tenant))
 }
 
-async fn upload(principal: Principal) -> String {
-    format!("uploaded by {}", principal.token_id)
-}
-
 async fn upload_with_permit(UploadPermit(principal): UploadPermit, body: axum::body::Bytes) -> String {
     format!("uploaded {} bytes by {}", body.len(), principal.token_id)
 }
@@ -53,12 +49,8 @@ fn start(config: AuthConfig) -> Server {
         let state = AuthState::new(pool.clone(), config);
         let app = Router::new()
             .route("/api/v1/dumps/{id}", get(dump))
-            .route(
-                "/api/v1/dumps",
-                post(upload).route_layer(axum::middleware::from_fn_with_state(state.clone(), upload_rate_limit)),
-            )
+            .route("/api/v1/dumps", post(upload_with_permit))
             .route("/form", post(form_post))
-            .route("/permit", post(upload_with_permit))
             .merge(routes())
             .with_state(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -304,23 +296,6 @@ fn upload_rate_limit_answers_429_with_retry_after() {
         200
     );
     assert_eq!(request(s.addr, "POST", "/api/v1/dumps", &[], "").status, 401);
-
-    // The same limit through the extractor (a separate bucket state per token, shared limiter).
-    let c = token(&s, "acme", Role::Customer);
-    let h = bearer(&c.token);
-    let r = request(s.addr, "POST", "/permit", &[("Authorization", &h)], "abc");
-    assert_eq!(
-        (r.status, r.body.as_str()),
-        (200, format!("uploaded 3 bytes by {}", c.info.id).as_str())
-    );
-    assert_eq!(
-        request(s.addr, "POST", "/permit", &[("Authorization", &h)], "abc").status,
-        200
-    );
-    let r = request(s.addr, "POST", "/permit", &[("Authorization", &h)], "abc");
-    assert_eq!(r.status, 429);
-    assert!(r.header("retry-after").is_some());
-    assert_eq!(request(s.addr, "POST", "/permit", &[], "abc").status, 401);
 }
 
 #[test]

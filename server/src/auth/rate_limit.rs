@@ -53,10 +53,6 @@ impl RateLimiter {
         }
     }
 
-    pub fn limit(&self) -> RateLimit {
-        self.limit
-    }
-
     /// Take one upload from `key`'s bucket at time `now`. `Err(wait)` says how long until one is
     /// available (the `Retry-After` of the 429). `now` is a parameter so tests control the clock.
     pub fn check_at(&self, key: &str, now: Instant) -> Result<(), Duration> {

@@ -24,6 +24,15 @@ pub fn run(args: &ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let auth_config = match crate::auth::AuthArgs::from_env()
+        .and_then(|a| crate::auth::config::resolve(&a, config.auth_file.clone()))
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -31,7 +40,7 @@ pub fn run(args: &ServeArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match rt.block_on(serve(config)) {
+    match rt.block_on(serve(config, auth_config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -40,7 +49,7 @@ pub fn run(args: &ServeArgs) -> ExitCode {
     }
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(config: Config, auth_config: crate::auth::AuthConfig) -> anyhow::Result<()> {
     let dir = &config.data_dir;
     std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("cannot create data directory {}: {e}", dir.display()))?;
     let storage = Storage::open(dir).map_err(|e| anyhow::anyhow!("storage in {}: {e}", dir.display()))?;
@@ -53,7 +62,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let ctx = WorkerContext { db: db.clone(), storage: storage.clone(), limits: config.job, work_dir: dir.clone() };
     let workers = jobs::start(ctx, config.workers, stop_rx.clone());
-    let app = http::router(AppState { db: db.clone(), storage, limits: config.limits });
+    let auth = crate::auth::AuthState::new(db.clone(), auth_config);
+    let app = http::router(AppState { db: db.clone(), storage, limits: config.limits, auth });
 
     tracing::info!(data_dir = %dir.display(), workers = config.workers, "pooltriage serve started");
     println!("listening on http://{addr}");

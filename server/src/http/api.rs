@@ -78,7 +78,15 @@ fn ingest_error(e: IngestError) -> ApiError {
 }
 
 /// `POST /api/v1/dumps`: raw body, or multipart/form-data with the dump in the `file` field.
-async fn upload(State(app): State<AppState>, caller: Caller, Query(q): Query<UploadQuery>, req: Request) -> Result<Response, ApiError> {
+async fn upload(
+    State(app): State<AppState>,
+    // Authenticates and takes one upload from the token's bucket (429 + Retry-After when empty),
+    // before a byte of the body is read.
+    _permit: crate::auth::UploadPermit,
+    caller: Caller,
+    Query(q): Query<UploadQuery>,
+    req: Request,
+) -> Result<Response, ApiError> {
     let limit = app.limits.max_upload_bytes;
     let too_large = || ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "upload_too_large", format!("upload larger than the limit of {limit} bytes"));
     // Refuse before reading a byte when the client announces the size.

@@ -1,19 +1,13 @@
 //! Who is calling the API, as the dump routes need it: a tenant and whether every tenant's
 //! dumps are visible.
 //!
-//! AUTH HOOK: this is the one place where authentication plugs into the dump API. Until the
-//! auth module (`crate::auth`, H5: `Principal { tenant, role }` from `Authorization: Bearer` or
-//! the session cookie) is wired in, every caller is the anonymous admin of tenant
-//! [`DEFAULT_TENANT`]. Wiring it means: build `Caller` from `crate::auth::Principal` here
-//! (`tenant: p.tenant, sees_all_tenants: p.role.sees_all_tenants()`), with `AuthState:
-//! FromRef<AppState>`, and map the rejection; the handlers in `api.rs` do not change.
+//! Built from the authenticated `crate::auth::Principal` (a bearer token or the session cookie):
+//! no credentials answer 401 before any handler runs. This is the one place where authentication
+//! plugs into the dump API; the handlers in `api.rs` only see a tenant and its visibility.
 
-use axum::extract::FromRequestParts;
+use crate::auth::{AuthError, AuthState, Principal};
+use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
-use std::convert::Infallible;
-
-/// Tenant of uploads made without authentication.
-pub const DEFAULT_TENANT: &str = "default";
 
 #[derive(Debug, Clone)]
 pub struct Caller {
@@ -31,10 +25,18 @@ impl Caller {
     }
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for Caller {
-    type Rejection = Infallible;
+impl<S> FromRequestParts<S> for Caller
+where
+    AuthState: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = AuthError;
 
-    async fn from_request_parts(_parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Ok(Caller { tenant: DEFAULT_TENANT.to_string(), sees_all_tenants: true })
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let p = Principal::from_request_parts(parts, state).await?;
+        Ok(Caller {
+            sees_all_tenants: p.role.sees_all_tenants(),
+            tenant: p.tenant,
+        })
     }
 }

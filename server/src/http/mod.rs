@@ -15,11 +15,20 @@ pub struct AppState {
     pub db: Db,
     pub storage: Storage,
     pub limits: UploadLimits,
+    /// Tokens, sessions and the upload rate limit (`crate::auth`).
+    pub auth: crate::auth::AuthState,
+}
+
+impl axum::extract::FromRef<AppState> for crate::auth::AuthState {
+    fn from_ref(app: &AppState) -> Self {
+        app.auth.clone()
+    }
 }
 
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(api::routes())
+        .merge(crate::auth::routes())
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }
