@@ -46,6 +46,10 @@ pub struct ServeArgs {
     /// Attempts before a job that keeps failing transiently is marked failed.
     #[arg(long, env = "POOLTRIAGE_JOB_MAX_ATTEMPTS", value_name = "N")]
     pub job_max_attempts: Option<u32>,
+    /// Program run as the analyzer (default: this executable). It is called as
+    /// `PROGRAM inspect --json --no-symbols DUMP` and must behave like `pooltriage`.
+    #[arg(long, env = "POOLTRIAGE_ANALYZER", value_name = "PROGRAM")]
+    pub analyzer: Option<PathBuf>,
 }
 
 /// The optional config file. Same names as the flags, with underscores.
@@ -63,6 +67,7 @@ struct FileConfig {
     job_memory_bytes: Option<u64>,
     job_lease_secs: Option<u64>,
     job_max_attempts: Option<u32>,
+    analyzer: Option<PathBuf>,
     /// Owned by the auth module; accepted here so one file configures the whole service.
     auth: Option<toml::Table>,
 }
@@ -75,6 +80,8 @@ pub struct Config {
     pub limits: UploadLimits,
     pub workers: usize,
     pub job: JobLimits,
+    /// Analyzer program; None = this executable.
+    pub analyzer: Option<PathBuf>,
     /// The `[auth]` table of the config file, for the auth module to resolve (once wired).
     #[allow(dead_code)]
     pub auth_file: Option<toml::Table>,
@@ -153,7 +160,8 @@ impl Config {
         if limits.max_ratio == 0 {
             return Err(ConfigError::Invalid("max_ratio must be at least 1".into()));
         }
-        Ok(Config { listen, data_dir, limits, workers, job, auth_file: file.auth })
+        let analyzer = args.analyzer.clone().or(file.analyzer);
+        Ok(Config { listen, data_dir, limits, workers, job, analyzer, auth_file: file.auth })
     }
 }
 

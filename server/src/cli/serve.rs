@@ -60,7 +60,7 @@ async fn serve(config: Config, auth_config: crate::auth::AuthConfig) -> anyhow::
     let addr = listener.local_addr()?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let ctx = WorkerContext { db: db.clone(), storage: storage.clone(), limits: config.job, work_dir: dir.clone() };
+    let ctx = WorkerContext { db: db.clone(), storage: storage.clone(), limits: config.job, work_dir: dir.clone(), analyzer: config.analyzer.clone() };
     let workers = jobs::start(ctx, config.workers, stop_rx.clone());
     let auth = crate::auth::AuthState::new(db.clone(), auth_config);
     let app = http::router(AppState { db: db.clone(), storage, limits: config.limits, auth });

@@ -22,6 +22,8 @@ pub struct WorkerContext {
     pub limits: JobLimits,
     /// Working directory of the analyzer children.
     pub work_dir: PathBuf,
+    /// Analyzer program; None = this executable.
+    pub analyzer: Option<PathBuf>,
 }
 
 /// Starts `count` workers and the lease reaper; they stop when `shutdown` turns true.
@@ -95,7 +97,7 @@ async fn run_one(ctx: &WorkerContext, owner: &str, job: &jobs::Claimed, shutdown
     // Relative to the child's working directory (the data directory): the report names the
     // dump by its content, not by a server path.
     let shown = dump.strip_prefix(&ctx.work_dir).unwrap_or(&dump);
-    let analysis = runner::analyze(shown, &ctx.work_dir, ctx.limits.timeout, ctx.limits.memory_bytes);
+    let analysis = runner::analyze(ctx.analyzer.as_deref(), shown, &ctx.work_dir, ctx.limits.timeout, ctx.limits.memory_bytes);
     tokio::pin!(analysis);
     let beat = (ctx.limits.lease / 3).max(Duration::from_millis(500));
     let outcome = loop {

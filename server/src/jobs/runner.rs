@@ -36,10 +36,13 @@ pub enum Outcome {
 
 static WARNED_NO_PRLIMIT: AtomicBool = AtomicBool::new(false);
 
-pub async fn analyze(dump: &Path, work_dir: &Path, timeout: Duration, memory_bytes: u64) -> Outcome {
-    let exe = match std::env::current_exe() {
-        Ok(p) => p,
-        Err(e) => return Outcome::Transient(format!("cannot find own executable: {e}")),
+pub async fn analyze(program: Option<&Path>, dump: &Path, work_dir: &Path, timeout: Duration, memory_bytes: u64) -> Outcome {
+    let exe = match program {
+        Some(p) => p.to_path_buf(),
+        None => match std::env::current_exe() {
+            Ok(p) => p,
+            Err(e) => return Outcome::Transient(format!("cannot find own executable: {e}")),
+        },
     };
     let mut cmd = if memory_bytes > 0 && prlimit_available() {
         let mut c = Command::new("prlimit");
