@@ -154,17 +154,18 @@ pub async fn principal_for_token(pool: &DbPool, secret: &str, now: i64) -> Resul
         return Ok(None);
     }
     let hash = token::hash_token(secret);
-    let row = sqlx::query("SELECT id, tenant, role, hash FROM tokens WHERE hash = $1 AND revoked_at IS NULL")
-        .bind(&hash)
-        .fetch_optional(pool)
-        .await?;
+    let row =
+        sqlx::query("SELECT id, tenant, role, hash, last_used_at FROM tokens WHERE hash = $1 AND revoked_at IS NULL")
+            .bind(&hash)
+            .fetch_optional(pool)
+            .await?;
     let Some(row) = row else { return Ok(None) };
     let stored: String = row.try_get("hash")?;
     if !token::verify_token(secret, &stored) {
         return Ok(None);
     }
     let principal = principal_from_row(&row, None)?;
-    touch(pool, &principal.token_id, now).await?;
+    touch(pool, &principal.token_id, row.try_get("last_used_at")?, now).await?;
     Ok(Some(principal))
 }
 
@@ -200,7 +201,8 @@ pub async fn principal_for_session(pool: &DbPool, cookie: &str, now: i64) -> Res
         return Ok(None);
     }
     let row = sqlx::query(
-        "SELECT t.id AS id, t.tenant AS tenant, t.role AS role, s.csrf AS csrf FROM sessions s \
+        "SELECT t.id AS id, t.tenant AS tenant, t.role AS role, t.last_used_at AS last_used_at, s.csrf AS csrf \
+         FROM sessions s \
          JOIN tokens t ON t.id = s.token_id \
          WHERE s.id_hash = $1 AND s.expires_at > $2 AND t.revoked_at IS NULL",
     )
@@ -211,7 +213,7 @@ pub async fn principal_for_session(pool: &DbPool, cookie: &str, now: i64) -> Res
     let Some(row) = row else { return Ok(None) };
     let csrf: String = row.try_get("csrf")?;
     let principal = principal_from_row(&row, Some(csrf))?;
-    touch(pool, &principal.token_id, now).await?;
+    touch(pool, &principal.token_id, row.try_get("last_used_at")?, now).await?;
     Ok(Some(principal))
 }
 
@@ -234,7 +236,12 @@ fn principal_from_row(row: &sqlx::sqlite::SqliteRow, csrf: Option<String>) -> Re
     })
 }
 
-async fn touch(pool: &DbPool, token_id: &str, now: i64) -> Result<(), StoreError> {
+/// Record a use of the token. Skipped without a query when the stored time is recent: an UPDATE
+/// takes SQLite's single write lock even when it changes nothing, and uploads and workers need it.
+async fn touch(pool: &DbPool, token_id: &str, last_used_at: Option<i64>, now: i64) -> Result<(), StoreError> {
+    if last_used_at.is_some_and(|t| t >= now.saturating_sub(LAST_USED_RESOLUTION_SECS)) {
+        return Ok(());
+    }
     sqlx::query("UPDATE tokens SET last_used_at = $1 WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $3)")
         .bind(now)
         .bind(token_id)
