@@ -8,6 +8,7 @@
 //!   cookie [`LOGIN_COOKIE`] and puts the same random value in the form; `POST /login` requires
 //!   both to match ([`check_double_submit`]). This stops "login CSRF" (a site logging the victim in
 //!   with the attacker's token).
+//!
 //! SameSite=Lax on the cookies is a second layer, not the only one.
 
 use super::role::Principal;
