@@ -31,7 +31,25 @@ impl AuthArgs {
         }
         <EnvOnly as clap::Parser>::try_parse_from(["pooltriage"])
             .map(|e| e.auth)
-            .map_err(|e| e.to_string().lines().next().unwrap_or("bad auth setting").to_string())
+            .map_err(|e| {
+                // clap names the flag; the value came from its environment variable.
+                let mut line = e
+                    .to_string()
+                    .lines()
+                    .next()
+                    .unwrap_or("bad auth setting")
+                    .trim_start_matches("error: ")
+                    .to_string();
+                for (flag, var) in [
+                    ("'--secure-cookies <BOOL>'", "POOLTRIAGE_SECURE_COOKIES"),
+                    ("'--session-ttl-secs <SECS>'", "POOLTRIAGE_SESSION_TTL_SECS"),
+                    ("'--upload-burst <N>'", "POOLTRIAGE_UPLOAD_BURST"),
+                    ("'--uploads-per-minute <N>'", "POOLTRIAGE_UPLOADS_PER_MINUTE"),
+                ] {
+                    line = line.replace(flag, var);
+                }
+                line
+            })
     }
 }
 
@@ -114,6 +132,20 @@ mod tests {
             }
         );
         assert_eq!(c.session_ttl_secs, AuthConfig::default().session_ttl_secs);
+    }
+
+    #[test]
+    fn environment_values_are_parsed_and_bad_ones_named() {
+        // One test owns these variables (tests run in parallel threads of one process).
+        std::env::set_var("POOLTRIAGE_UPLOAD_BURST", "7");
+        std::env::set_var("POOLTRIAGE_SECURE_COOKIES", "true");
+        let a = AuthArgs::from_env().unwrap();
+        assert_eq!((a.upload_burst, a.secure_cookies), (Some(7), Some(true)));
+        std::env::set_var("POOLTRIAGE_UPLOAD_BURST", "x");
+        let e = AuthArgs::from_env().unwrap_err();
+        std::env::remove_var("POOLTRIAGE_UPLOAD_BURST");
+        std::env::remove_var("POOLTRIAGE_SECURE_COOKIES");
+        assert!(e.starts_with("invalid value 'x' for POOLTRIAGE_UPLOAD_BURST"), "{e}");
     }
 
     #[test]
