@@ -20,7 +20,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const TRIAGE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus/dumps/triage_x64.dmp");
+const TRIAGE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../shared/corpus/dumps/triage_x64.dmp"
+);
 
 /// A running `pooltriage serve`, killed when dropped.
 struct Service {
@@ -53,14 +56,20 @@ impl Service {
         let mut child = cmd.spawn().expect("pooltriage serve starts");
         let stdout = child.stdout.take().unwrap();
         let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).expect("serve prints its address");
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("serve prints its address");
         let addr = line
             .trim()
             .strip_prefix("listening on http://")
             .unwrap_or_else(|| panic!("unexpected first line from serve: {line:?}"))
             .parse()
             .unwrap();
-        Service { child, addr, auth: format!("Bearer {token}") }
+        Service {
+            child,
+            addr,
+            auth: format!("Bearer {token}"),
+        }
     }
 
     fn url(&self, path: &str) -> String {
@@ -69,7 +78,9 @@ impl Service {
 
     /// (status, JSON body) of a request, whatever the status.
     fn call(&self, method: &str, path: &str, body: Option<&[u8]>) -> (u16, Value) {
-        let req = ureq::request(method, &self.url(path)).timeout(Duration::from_secs(60)).set("Authorization", &self.auth);
+        let req = ureq::request(method, &self.url(path))
+            .timeout(Duration::from_secs(60))
+            .set("Authorization", &self.auth);
         let r = match body {
             Some(b) => req.send_bytes(b),
             None => req.call(),
@@ -81,7 +92,11 @@ impl Service {
         };
         let status = resp.status();
         let text = resp.into_string().unwrap();
-        let v = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}: {text}")) };
+        let v = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}: {text}"))
+        };
         (status, v)
     }
 
@@ -98,7 +113,10 @@ impl Service {
             if v["status"] == "done" || v["status"] == "failed" {
                 return v;
             }
-            assert!(start.elapsed() < within, "dump {id} not finished after {within:?}: {v}");
+            assert!(
+                start.elapsed() < within,
+                "dump {id} not finished after {within:?}: {v}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -107,11 +125,23 @@ impl Service {
 /// An admin token (auth is H5's: `pooltriage tokens create`, also with the service running).
 fn create_token(dir: &Path) -> String {
     let out = Command::new(pooltriage_bin())
-        .args(["tokens", "create", "--tenant", "acme", "--role", "admin", "--data-dir"])
+        .args([
+            "tokens",
+            "create",
+            "--tenant",
+            "acme",
+            "--role",
+            "admin",
+            "--data-dir",
+        ])
         .arg(dir)
         .output()
         .expect("pooltriage tokens runs");
-    assert!(out.status.success(), "tokens create: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "tokens create: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
@@ -127,7 +157,9 @@ fn gzip(data: &[u8]) -> Vec<u8> {
 
 fn zip_of(parts: &[&[u8]], repeat_last: usize) -> Vec<u8> {
     let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated).large_file(true);
+    let opts = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated)
+        .large_file(true);
     w.start_file("memory.dmp", opts).unwrap();
     for p in parts {
         w.write_all(p).unwrap();
@@ -141,11 +173,15 @@ fn zip_of(parts: &[&[u8]], repeat_last: usize) -> Vec<u8> {
 }
 
 fn files_in(dir: &Path) -> Vec<PathBuf> {
-    std::fs::read_dir(dir).map(|d| d.map(|e| e.unwrap().path()).collect()).unwrap_or_default()
+    std::fs::read_dir(dir)
+        .map(|d| d.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default()
 }
 
 fn hex(v: &Value) -> u64 {
-    let s = v.as_str().unwrap_or_else(|| panic!("not a hex string: {v}"));
+    let s = v
+        .as_str()
+        .unwrap_or_else(|| panic!("not a hex string: {v}"));
     u64::from_str_radix(s.trim_start_matches("0x"), 16).unwrap()
 }
 
@@ -167,11 +203,19 @@ fn upload_analyse_and_read_the_report_in_every_encoding() {
     let (code, report) = svc.call("GET", &format!("/api/v1/dumps/{id}/report"), None);
     assert_eq!(code, 200);
     assert_eq!(report["dump"]["build"], 19041, "corpus README: build 19041");
-    assert_eq!(hex(&report["bugcheck"]["code"]), 0x1000_007E, "corpus README: bugcheck 0x1000007E");
+    assert_eq!(
+        hex(&report["bugcheck"]["code"]),
+        0x1000_007E,
+        "corpus README: bugcheck 0x1000007E"
+    );
     assert_eq!(report["dump"]["processors"], 16, "corpus README: 16 CPUs");
 
     // The same content again, raw, gzipped, zipped, or as a multipart form: the same dump.
-    for (what, body) in [("raw", dump.clone()), ("gzip", gzip(&dump)), ("zip", zip_of(&[&dump], 0))] {
+    for (what, body) in [
+        ("raw", dump.clone()),
+        ("gzip", gzip(&dump)),
+        ("zip", zip_of(&[&dump], 0)),
+    ] {
         let (code, again) = svc.upload(&body);
         assert_eq!(code, 200, "{what}: {again}");
         assert_eq!(again["id"], id.as_str(), "{what}");
@@ -186,7 +230,10 @@ fn upload_analyse_and_read_the_report_in_every_encoding() {
     form.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
     let resp = ureq::post(&svc.url("/api/v1/dumps"))
         .set("Authorization", &svc.auth)
-        .set("Content-Type", &format!("multipart/form-data; boundary={boundary}"))
+        .set(
+            "Content-Type",
+            &format!("multipart/form-data; boundary={boundary}"),
+        )
         .send_bytes(&form)
         .unwrap();
     assert_eq!(resp.status(), 200);
@@ -201,7 +248,11 @@ fn upload_analyse_and_read_the_report_in_every_encoding() {
     // The OpenAPI document names every route.
     let (code, doc) = svc.call("GET", "/api/v1/openapi.json", None);
     assert_eq!(code, 200);
-    for p in ["/api/v1/dumps", "/api/v1/dumps/{id}", "/api/v1/dumps/{id}/report"] {
+    for p in [
+        "/api/v1/dumps",
+        "/api/v1/dumps/{id}",
+        "/api/v1/dumps/{id}/report",
+    ] {
         assert!(doc["paths"].get(p).is_some(), "openapi lacks {p}");
     }
 
@@ -209,7 +260,11 @@ fn upload_analyse_and_read_the_report_in_every_encoding() {
     let (code, _) = svc.call("DELETE", &format!("/api/v1/dumps/{id}"), None);
     assert_eq!(code, 204);
     assert_eq!(svc.call("GET", &format!("/api/v1/dumps/{id}"), None).0, 404);
-    assert_eq!(svc.call("GET", &format!("/api/v1/dumps/{id}/report"), None).0, 404);
+    assert_eq!(
+        svc.call("GET", &format!("/api/v1/dumps/{id}/report"), None)
+            .0,
+        404
+    );
     assert!(files_in(&dir.path().join("dumps")).is_empty());
 }
 
@@ -220,10 +275,14 @@ fn hostile_uploads_are_refused_and_leave_nothing_behind() {
     let dump = triage();
 
     // Not a dump: 422 with the reader's message.
-    let (code, v) = svc.upload(b"MDMP\x93\xa7\0\0this is a user-mode minidump, not a kernel dump............");
+    let (code, v) =
+        svc.upload(b"MDMP\x93\xa7\0\0this is a user-mode minidump, not a kernel dump............");
     assert_eq!(code, 422, "{v}");
     assert_eq!(v["code"], "not_a_dump");
-    assert!(v["error"].as_str().unwrap().contains("not a kernel dump"), "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("not a kernel dump"),
+        "{v}"
+    );
     let (code, v) = svc.upload(&gzip(b"just some text"));
     assert_eq!(code, 422, "{v}");
 
@@ -238,7 +297,13 @@ fn hostile_uploads_are_refused_and_leave_nothing_behind() {
     // A truncated body: Content-Length promises the whole dump, the client sends a third and
     // closes the socket.
     let mut s = TcpStream::connect(svc.addr).unwrap();
-    write!(s, "POST /api/v1/dumps HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\nContent-Length: {}\r\n\r\n", svc.auth, dump.len()).unwrap();
+    write!(
+        s,
+        "POST /api/v1/dumps HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\nContent-Length: {}\r\n\r\n",
+        svc.auth,
+        dump.len()
+    )
+    .unwrap();
     s.write_all(dump.get(..dump.len() / 3).unwrap()).unwrap();
     s.flush().unwrap();
     std::thread::sleep(Duration::from_millis(300));
@@ -249,7 +314,11 @@ fn hostile_uploads_are_refused_and_leave_nothing_behind() {
     let (_, list) = svc.call("GET", "/api/v1/dumps", None);
     assert_eq!(list["items"].as_array().unwrap().len(), 0, "{list}");
     assert!(files_in(&dir.path().join("dumps")).is_empty());
-    assert!(files_in(&dir.path().join("tmp")).is_empty(), "{:?}", files_in(&dir.path().join("tmp")));
+    assert!(
+        files_in(&dir.path().join("tmp")).is_empty(),
+        "{:?}",
+        files_in(&dir.path().join("tmp"))
+    );
 }
 
 #[test]
@@ -261,7 +330,13 @@ fn size_limit_answers_413_with_or_without_content_length() {
     // Declared length: refused before the body is read. Sent by hand: the server answers
     // before the client has finished writing, which a plain client may report as a write error.
     let mut s = TcpStream::connect(svc.addr).unwrap();
-    write!(s, "POST /api/v1/dumps HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\nContent-Length: {}\r\n\r\n", svc.auth, dump.len()).unwrap();
+    write!(
+        s,
+        "POST /api/v1/dumps HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\nContent-Length: {}\r\n\r\n",
+        svc.auth,
+        dump.len()
+    )
+    .unwrap();
     let _ = s.write_all(dump.get(..200_000).unwrap());
     let mut answer = String::new();
     let _ = s.read_to_string(&mut answer);
@@ -269,9 +344,13 @@ fn size_limit_answers_413_with_or_without_content_length() {
     assert!(answer.contains("upload_too_large"), "{answer}");
 
     // Chunked, no length: stopped while streaming.
-    let resp = ureq::post(&svc.url("/api/v1/dumps")).set("Authorization", &svc.auth).send(std::io::Cursor::new(dump.clone()));
+    let resp = ureq::post(&svc.url("/api/v1/dumps"))
+        .set("Authorization", &svc.auth)
+        .send(std::io::Cursor::new(dump.clone()));
     match resp {
-        Err(ureq::Error::Status(413, r)) => assert!(r.into_string().unwrap().contains("upload_too_large")),
+        Err(ureq::Error::Status(413, r)) => {
+            assert!(r.into_string().unwrap().contains("upload_too_large"))
+        }
         Err(ureq::Error::Transport(t)) => panic!("transport error instead of 413: {t}"),
         other => panic!("expected 413, got {:?}", other.map(|r| r.status())),
     }
@@ -310,7 +389,13 @@ fn twenty_uploads_at_once() {
     });
     let distinct: std::collections::BTreeSet<&String> = ids.iter().collect();
     assert_eq!(distinct.len(), 11, "10 variants + 1 shared content");
-    assert!(ids.get(10..).unwrap().iter().all(|id| Some(id) == ids.get(10)), "identical uploads share one id");
+    assert!(
+        ids.get(10..)
+            .unwrap()
+            .iter()
+            .all(|id| Some(id) == ids.get(10)),
+        "identical uploads share one id"
+    );
     for id in &distinct {
         let v = svc.wait_finished(id, Duration::from_secs(120));
         assert_eq!(v["status"], "done", "{v}");
@@ -321,7 +406,14 @@ fn twenty_uploads_at_once() {
 fn slow_analyzer(dir: &Path, secs: u32) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
     let path = dir.join(format!("slow-analyzer-{secs}.sh"));
-    std::fs::write(&path, format!("#!/bin/sh\nsleep {secs}\nexec '{}' \"$@\"\n", pooltriage_bin().display())).unwrap();
+    std::fs::write(
+        &path,
+        format!(
+            "#!/bin/sh\nsleep {secs}\nexec '{}' \"$@\"\n",
+            pooltriage_bin().display()
+        ),
+    )
+    .unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
     path
 }
@@ -332,7 +424,11 @@ fn a_server_killed_mid_job_finishes_the_job_after_restart() {
     let scripts = tempfile::tempdir().unwrap();
     let analyzer = slow_analyzer(scripts.path(), 3);
     let analyzer = analyzer.to_str().unwrap();
-    let env = [("POOLTRIAGE_ANALYZER", analyzer), ("POOLTRIAGE_JOB_LEASE_SECS", "2"), ("POOLTRIAGE_WORKERS", "1")];
+    let env = [
+        ("POOLTRIAGE_ANALYZER", analyzer),
+        ("POOLTRIAGE_JOB_LEASE_SECS", "2"),
+        ("POOLTRIAGE_WORKERS", "1"),
+    ];
     let mut svc = Service::start(dir.path(), &env);
     let (code, v) = svc.upload(&triage());
     assert_eq!(code, 201, "{v}");
@@ -340,7 +436,10 @@ fn a_server_killed_mid_job_finishes_the_job_after_restart() {
     // Wait until the job runs, then SIGKILL the server.
     let start = Instant::now();
     while svc.call("GET", &format!("/api/v1/dumps/{id}"), None).1["status"] != "running" {
-        assert!(start.elapsed() < Duration::from_secs(20), "job never started");
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "job never started"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     svc.child.kill().unwrap();
@@ -350,7 +449,10 @@ fn a_server_killed_mid_job_finishes_the_job_after_restart() {
     let svc = Service::start(dir.path(), &env);
     let v = svc.wait_finished(&id, Duration::from_secs(60));
     assert_eq!(v["status"], "done", "{v}");
-    assert_eq!(v["attempts"], 2, "claimed once before the kill, once after: {v}");
+    assert_eq!(
+        v["attempts"], 2,
+        "claimed once before the kill, once after: {v}"
+    );
     let (code, report) = svc.call("GET", &format!("/api/v1/dumps/{id}/report"), None);
     assert_eq!(code, 200);
     assert_eq!(report["dump"]["build"], 19041);
@@ -361,7 +463,13 @@ fn a_dump_that_breaks_the_analyzer_fails_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
     let scripts = tempfile::tempdir().unwrap();
     let slow = slow_analyzer(scripts.path(), 30);
-    let svc = Service::start(dir.path(), &[("POOLTRIAGE_ANALYZER", slow.to_str().unwrap()), ("POOLTRIAGE_JOB_TIMEOUT_SECS", "1")]);
+    let svc = Service::start(
+        dir.path(),
+        &[
+            ("POOLTRIAGE_ANALYZER", slow.to_str().unwrap()),
+            ("POOLTRIAGE_JOB_TIMEOUT_SECS", "1"),
+        ],
+    );
     let dump = triage();
 
     // Header valid (accepted at upload), body cut short: the analyzer exits 2 naming the problem.
@@ -371,7 +479,11 @@ fn a_dump_that_breaks_the_analyzer_fails_with_the_reason() {
     let v = svc.wait_finished(v["id"].as_str().unwrap(), Duration::from_secs(30));
     assert_eq!(v["status"], "failed", "{v}");
     assert!(v["error"].as_str().unwrap().contains("time limit"), "{v}");
-    let (code, r) = svc.call("GET", &format!("/api/v1/dumps/{}/report", v["id"].as_str().unwrap()), None);
+    let (code, r) = svc.call(
+        "GET",
+        &format!("/api/v1/dumps/{}/report", v["id"].as_str().unwrap()),
+        None,
+    );
     assert_eq!(code, 409, "{r}");
     assert_eq!(r["status"], "failed");
     drop(svc);

@@ -111,7 +111,10 @@ const GIB: u64 = 1 << 30;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("config file {path}: {message}")]
     Parse { path: String, message: String },
     #[error("{0}")]
@@ -124,7 +127,10 @@ impl Config {
         let file = match &args.config {
             Some(path) => read_file(path)?,
             None => {
-                let dir = args.data_dir.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+                let dir = args
+                    .data_dir
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
                 let default_path = dir.join("pooltriage.toml");
                 if default_path.is_file() {
                     read_file(&default_path)?
@@ -133,42 +139,85 @@ impl Config {
                 }
             }
         };
-        let listen = args.listen.or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("constant address"));
-        let data_dir = args.data_dir.clone().or(file.data_dir).unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        let listen = args
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("constant address"));
+        let data_dir = args
+            .data_dir
+            .clone()
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
         let limits = UploadLimits {
-            max_upload_bytes: args.max_upload_bytes.or(file.max_upload_bytes).unwrap_or(64 * GIB),
-            max_dump_bytes: args.max_dump_bytes.or(file.max_dump_bytes).unwrap_or(128 * GIB),
+            max_upload_bytes: args
+                .max_upload_bytes
+                .or(file.max_upload_bytes)
+                .unwrap_or(64 * GIB),
+            max_dump_bytes: args
+                .max_dump_bytes
+                .or(file.max_dump_bytes)
+                .unwrap_or(128 * GIB),
             max_ratio: args.max_ratio.or(file.max_ratio).unwrap_or(100),
-            ratio_floor_bytes: args.ratio_floor_bytes.or(file.ratio_floor_bytes).unwrap_or(16 << 20),
+            ratio_floor_bytes: args
+                .ratio_floor_bytes
+                .or(file.ratio_floor_bytes)
+                .unwrap_or(16 << 20),
         };
         let workers = args.workers.or(file.workers).unwrap_or(2);
         let job = JobLimits {
-            timeout: Duration::from_secs(args.job_timeout_secs.or(file.job_timeout_secs).unwrap_or(600)),
-            memory_bytes: args.job_memory_bytes.or(file.job_memory_bytes).unwrap_or(4 * GIB),
+            timeout: Duration::from_secs(
+                args.job_timeout_secs
+                    .or(file.job_timeout_secs)
+                    .unwrap_or(600),
+            ),
+            memory_bytes: args
+                .job_memory_bytes
+                .or(file.job_memory_bytes)
+                .unwrap_or(4 * GIB),
             lease: Duration::from_secs(args.job_lease_secs.or(file.job_lease_secs).unwrap_or(30)),
             max_attempts: args.job_max_attempts.or(file.job_max_attempts).unwrap_or(3),
         };
         if workers == 0 || workers > 256 {
-            return Err(ConfigError::Invalid(format!("workers must be between 1 and 256, not {workers}")));
+            return Err(ConfigError::Invalid(format!(
+                "workers must be between 1 and 256, not {workers}"
+            )));
         }
         if job.lease.as_secs() == 0 || job.timeout.as_secs() == 0 {
-            return Err(ConfigError::Invalid("job lease and timeout must be at least 1 second".into()));
+            return Err(ConfigError::Invalid(
+                "job lease and timeout must be at least 1 second".into(),
+            ));
         }
         if job.max_attempts == 0 {
-            return Err(ConfigError::Invalid("job_max_attempts must be at least 1".into()));
+            return Err(ConfigError::Invalid(
+                "job_max_attempts must be at least 1".into(),
+            ));
         }
         if limits.max_ratio == 0 {
             return Err(ConfigError::Invalid("max_ratio must be at least 1".into()));
         }
         let analyzer = args.analyzer.clone().or(file.analyzer);
-        Ok(Config { listen, data_dir, limits, workers, job, analyzer, auth_file: file.auth })
+        Ok(Config {
+            listen,
+            data_dir,
+            limits,
+            workers,
+            job,
+            analyzer,
+            auth_file: file.auth,
+        })
     }
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
     let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: shown.clone(), source })?;
-    toml::from_str(&text).map_err(|e| ConfigError::Parse { path: shown, message: e.to_string().replace('\n', " ") })
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: shown.clone(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: shown,
+        message: e.to_string().replace('\n', " "),
+    })
 }
 
 #[cfg(test)]
@@ -178,7 +227,10 @@ mod tests {
     #[test]
     fn defaults_without_anything() {
         let dir = tempfile::tempdir().unwrap();
-        let args = ServeArgs { data_dir: Some(dir.path().into()), ..Default::default() };
+        let args = ServeArgs {
+            data_dir: Some(dir.path().into()),
+            ..Default::default()
+        };
         let c = Config::resolve(&args).unwrap();
         assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!(c.workers, 2);
@@ -188,8 +240,16 @@ mod tests {
     #[test]
     fn flags_override_file_which_overrides_defaults() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("pooltriage.toml"), "workers = 5\nmax_upload_bytes = 1000\nlisten = \"127.0.0.1:9\"\n").unwrap();
-        let args = ServeArgs { data_dir: Some(dir.path().into()), workers: Some(7), ..Default::default() };
+        std::fs::write(
+            dir.path().join("pooltriage.toml"),
+            "workers = 5\nmax_upload_bytes = 1000\nlisten = \"127.0.0.1:9\"\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            data_dir: Some(dir.path().into()),
+            workers: Some(7),
+            ..Default::default()
+        };
         let c = Config::resolve(&args).unwrap();
         assert_eq!(c.workers, 7);
         assert_eq!(c.limits.max_upload_bytes, 1000);
@@ -201,7 +261,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.toml");
         std::fs::write(&path, "wrokers = 5\n").unwrap();
-        let args = ServeArgs { config: Some(path), ..Default::default() };
+        let args = ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        };
         let e = Config::resolve(&args).unwrap_err().to_string();
         assert!(e.contains("x.toml") && e.contains("wrokers"), "{e}");
     }

@@ -16,7 +16,11 @@ use tokio::sync::watch;
 pub fn run(args: &ServeArgs) -> ExitCode {
     use std::io::IsTerminal;
     let ansi = std::io::stderr().is_terminal();
-    let _ = tracing_subscriber::fmt().with_writer(std::io::stderr).with_ansi(ansi).with_target(false).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .with_target(false)
+        .try_init();
     let config = match Config::resolve(args) {
         Ok(c) => c,
         Err(e) => {
@@ -33,7 +37,10 @@ pub fn run(args: &ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -51,8 +58,10 @@ pub fn run(args: &ServeArgs) -> ExitCode {
 
 async fn serve(config: Config, auth_config: crate::auth::AuthConfig) -> anyhow::Result<()> {
     let dir = &config.data_dir;
-    std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("cannot create data directory {}: {e}", dir.display()))?;
-    let storage = Storage::open(dir).map_err(|e| anyhow::anyhow!("storage in {}: {e}", dir.display()))?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| anyhow::anyhow!("cannot create data directory {}: {e}", dir.display()))?;
+    let storage =
+        Storage::open(dir).map_err(|e| anyhow::anyhow!("storage in {}: {e}", dir.display()))?;
     let db = crate::db::open(dir).await?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -60,10 +69,21 @@ async fn serve(config: Config, auth_config: crate::auth::AuthConfig) -> anyhow::
     let addr = listener.local_addr()?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let ctx = WorkerContext { db: db.clone(), storage: storage.clone(), limits: config.job, work_dir: dir.clone(), analyzer: config.analyzer.clone() };
+    let ctx = WorkerContext {
+        db: db.clone(),
+        storage: storage.clone(),
+        limits: config.job,
+        work_dir: dir.clone(),
+        analyzer: config.analyzer.clone(),
+    };
     let workers = jobs::start(ctx, config.workers, stop_rx.clone());
     let auth = crate::auth::AuthState::new(db.clone(), auth_config);
-    let app = http::router(AppState { db: db.clone(), storage, limits: config.limits, auth });
+    let app = http::router(AppState {
+        db: db.clone(),
+        storage,
+        limits: config.limits,
+        auth,
+    });
 
     tracing::info!(data_dir = %dir.display(), workers = config.workers, "pooltriage serve started");
     println!("listening on http://{addr}");

@@ -30,7 +30,8 @@ pub struct NewDump<'a> {
     pub original_name: Option<&'a str>,
 }
 
-const SELECT: &str = "SELECT d.id, d.tenant, d.sha256, d.size, d.upload_size, d.compression, d.original_name, \
+const SELECT: &str =
+    "SELECT d.id, d.tenant, d.sha256, d.size, d.upload_size, d.compression, d.original_name, \
      d.created_at, COALESCE(j.state, 'failed') AS state, COALESCE(j.stage, 'lost') AS stage, \
      CASE WHEN j.id IS NULL THEN 'analysis job missing' ELSE j.error END AS error, \
      COALESCE(j.attempts, 0) AS attempts \
@@ -56,7 +57,11 @@ fn from_row(r: &sqlx::sqlite::SqliteRow) -> Result<DumpRow, sqlx::Error> {
 /// Records an upload and queues its content's analysis unless that exists already, in one
 /// transaction. Returns the dump id and whether the row is new (false: this tenant had uploaded
 /// the same content before, and gets that dump's id back).
-pub async fn insert_or_get(db: &Db, new: &NewDump<'_>, now: i64) -> Result<(String, bool), sqlx::Error> {
+pub async fn insert_or_get(
+    db: &Db,
+    new: &NewDump<'_>,
+    now: i64,
+) -> Result<(String, bool), sqlx::Error> {
     let mut tx = db.begin().await?;
     let id = uuid::Uuid::new_v4().simple().to_string();
     let inserted = sqlx::query(
@@ -101,7 +106,11 @@ pub async fn insert_or_get(db: &Db, new: &NewDump<'_>, now: i64) -> Result<(Stri
 /// One dump, if it exists and `tenant` (None = every tenant) may see it.
 pub async fn get(db: &Db, id: &str, tenant: Option<&str>) -> Result<Option<DumpRow>, sqlx::Error> {
     let sql = format!("{SELECT} WHERE d.id = $1 AND ($2 IS NULL OR d.tenant = $2)");
-    let row = sqlx::query(&sql).bind(id).bind(tenant).fetch_optional(db).await?;
+    let row = sqlx::query(&sql)
+        .bind(id)
+        .bind(tenant)
+        .fetch_optional(db)
+        .await?;
     row.as_ref().map(from_row).transpose()
 }
 
@@ -130,25 +139,46 @@ pub async fn list(
 
 /// The report of a content, if its analysis is done.
 pub async fn report(db: &Db, sha256: &str) -> Result<Option<String>, sqlx::Error> {
-    sqlx::query_scalar("SELECT json FROM reports WHERE sha256 = $1").bind(sha256).fetch_optional(db).await
+    sqlx::query_scalar("SELECT json FROM reports WHERE sha256 = $1")
+        .bind(sha256)
+        .fetch_optional(db)
+        .await
 }
 
 /// Deletes one dump row. Returns `Some(true)` when it was the last reference to its content:
 /// then the job and report rows are gone too, and the caller removes the file.
-pub async fn delete(db: &Db, id: &str, tenant: Option<&str>) -> Result<Option<(String, bool)>, sqlx::Error> {
+pub async fn delete(
+    db: &Db,
+    id: &str,
+    tenant: Option<&str>,
+) -> Result<Option<(String, bool)>, sqlx::Error> {
     let mut tx = db.begin().await?;
-    let sha: Option<String> = sqlx::query_scalar("SELECT sha256 FROM dumps WHERE id = $1 AND ($2 IS NULL OR tenant = $2)")
-        .bind(id)
-        .bind(tenant)
-        .fetch_optional(&mut *tx)
-        .await?;
+    let sha: Option<String> = sqlx::query_scalar(
+        "SELECT sha256 FROM dumps WHERE id = $1 AND ($2 IS NULL OR tenant = $2)",
+    )
+    .bind(id)
+    .bind(tenant)
+    .fetch_optional(&mut *tx)
+    .await?;
     let Some(sha) = sha else { return Ok(None) };
-    sqlx::query("DELETE FROM dumps WHERE id = $1").bind(id).execute(&mut *tx).await?;
-    let others: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM dumps WHERE sha256 = $1").bind(&sha).fetch_one(&mut *tx).await?;
+    sqlx::query("DELETE FROM dumps WHERE id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    let others: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM dumps WHERE sha256 = $1")
+        .bind(&sha)
+        .fetch_one(&mut *tx)
+        .await?;
     let last = others == 0;
     if last {
-        sqlx::query("DELETE FROM jobs WHERE sha256 = $1").bind(&sha).execute(&mut *tx).await?;
-        sqlx::query("DELETE FROM reports WHERE sha256 = $1").bind(&sha).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM jobs WHERE sha256 = $1")
+            .bind(&sha)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM reports WHERE sha256 = $1")
+            .bind(&sha)
+            .execute(&mut *tx)
+            .await?;
     }
     tx.commit().await?;
     Ok(Some((sha, last)))
@@ -159,7 +189,14 @@ mod tests {
     use super::*;
 
     fn new<'a>(tenant: &'a str, sha: &'a str) -> NewDump<'a> {
-        NewDump { tenant, sha256: sha, size: 10, upload_size: 5, compression: "gzip", original_name: Some("a.dmp.gz") }
+        NewDump {
+            tenant,
+            sha256: sha,
+            size: 10,
+            upload_size: 5,
+            compression: "gzip",
+            original_name: Some("a.dmp.gz"),
+        }
     }
 
     #[tokio::test]
@@ -171,15 +208,27 @@ mod tests {
         assert!(new_a && !new_b && new_c);
         assert_eq!(a, b);
         assert_ne!(a, c);
-        let jobs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs").fetch_one(&db).await.unwrap();
+        let jobs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs")
+            .fetch_one(&db)
+            .await
+            .unwrap();
         assert_eq!(jobs, 1);
         // Tenant filter: t2 cannot see t1's dump.
         assert!(get(&db, &a, Some("t2")).await.unwrap().is_none());
         assert_eq!(get(&db, &a, None).await.unwrap().unwrap().state, "queued");
         // Deleting one reference keeps the content; deleting the last removes the job.
-        assert_eq!(delete(&db, &a, None).await.unwrap(), Some(("aa".into(), false)));
-        assert_eq!(delete(&db, &c, Some("t2")).await.unwrap(), Some(("aa".into(), true)));
-        let jobs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs").fetch_one(&db).await.unwrap();
+        assert_eq!(
+            delete(&db, &a, None).await.unwrap(),
+            Some(("aa".into(), false))
+        );
+        assert_eq!(
+            delete(&db, &c, Some("t2")).await.unwrap(),
+            Some(("aa".into(), true))
+        );
+        let jobs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs")
+            .fetch_one(&db)
+            .await
+            .unwrap();
         assert_eq!(jobs, 0);
     }
 
@@ -190,9 +239,17 @@ mod tests {
             insert_or_get(&db, &new("t", sha), i as i64).await.unwrap();
         }
         let p1 = list(&db, None, 2, None).await.unwrap();
-        assert_eq!(p1.iter().map(|d| d.sha256.as_str()).collect::<Vec<_>>(), ["c", "b"]);
+        assert_eq!(
+            p1.iter().map(|d| d.sha256.as_str()).collect::<Vec<_>>(),
+            ["c", "b"]
+        );
         let last = p1.last().unwrap();
-        let p2 = list(&db, None, 2, Some((last.created_at, &last.id))).await.unwrap();
-        assert_eq!(p2.iter().map(|d| d.sha256.as_str()).collect::<Vec<_>>(), ["a"]);
+        let p2 = list(&db, None, 2, Some((last.created_at, &last.id)))
+            .await
+            .unwrap();
+        assert_eq!(
+            p2.iter().map(|d| d.sha256.as_str()).collect::<Vec<_>>(),
+            ["a"]
+        );
     }
 }

@@ -18,7 +18,12 @@ pub struct Claimed {
 
 /// Atomically takes the oldest queued job that is due, leasing it to `owner` until
 /// `now + lease_secs`.
-pub async fn claim(db: &Db, owner: &str, now: i64, lease_secs: i64) -> Result<Option<Claimed>, sqlx::Error> {
+pub async fn claim(
+    db: &Db,
+    owner: &str,
+    now: i64,
+    lease_secs: i64,
+) -> Result<Option<Claimed>, sqlx::Error> {
     let row = sqlx::query(
         "UPDATE jobs SET state = 'running', stage = 'starting', attempts = attempts + 1, \
              lease_owner = $1, lease_expires = $2, updated_at = $3 \
@@ -32,13 +37,26 @@ pub async fn claim(db: &Db, owner: &str, now: i64, lease_secs: i64) -> Result<Op
     .bind(now)
     .fetch_optional(db)
     .await?;
-    row.map(|r| Ok(Claimed { id: r.try_get("id")?, sha256: r.try_get("sha256")?, attempts: r.try_get("attempts")? }))
-        .transpose()
+    row.map(|r| {
+        Ok(Claimed {
+            id: r.try_get("id")?,
+            sha256: r.try_get("sha256")?,
+            attempts: r.try_get("attempts")?,
+        })
+    })
+    .transpose()
 }
 
 /// Renews the lease and records the stage. Returns false when the job is no longer ours
 /// (deleted, or the lease expired and someone else took it): the worker then abandons it.
-pub async fn heartbeat(db: &Db, id: &str, owner: &str, stage: &str, now: i64, lease_secs: i64) -> Result<bool, sqlx::Error> {
+pub async fn heartbeat(
+    db: &Db,
+    id: &str,
+    owner: &str,
+    stage: &str,
+    now: i64,
+    lease_secs: i64,
+) -> Result<bool, sqlx::Error> {
     let n = sqlx::query(
         "UPDATE jobs SET lease_expires = $1, stage = $2, updated_at = $3 \
          WHERE id = $4 AND state = 'running' AND lease_owner = $5",
@@ -55,7 +73,13 @@ pub async fn heartbeat(db: &Db, id: &str, owner: &str, stage: &str, now: i64, le
 }
 
 /// Stores the report and marks the job done, in one transaction (both or neither).
-pub async fn complete(db: &Db, job: &Claimed, owner: &str, report_json: &str, now: i64) -> Result<bool, sqlx::Error> {
+pub async fn complete(
+    db: &Db,
+    job: &Claimed,
+    owner: &str,
+    report_json: &str,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
     let mut tx = db.begin().await?;
     let n = sqlx::query(
         "UPDATE jobs SET state = 'done', stage = 'done', error = NULL, lease_owner = NULL, lease_expires = NULL, \
@@ -82,7 +106,14 @@ pub async fn complete(db: &Db, job: &Claimed, owner: &str, report_json: &str, no
 }
 
 /// Marks the job failed for good with a reason.
-pub async fn fail(db: &Db, job: &Claimed, owner: &str, stage: &str, reason: &str, now: i64) -> Result<bool, sqlx::Error> {
+pub async fn fail(
+    db: &Db,
+    job: &Claimed,
+    owner: &str,
+    stage: &str,
+    reason: &str,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
     let n = sqlx::query(
         "UPDATE jobs SET state = 'failed', stage = $1, error = $2, lease_owner = NULL, lease_expires = NULL, \
              updated_at = $3, finished_at = $3 \
@@ -101,7 +132,15 @@ pub async fn fail(db: &Db, job: &Claimed, owner: &str, stage: &str, reason: &str
 
 /// Puts the job back in the queue, not to be claimed before `not_before` (retry with backoff).
 /// `refund` gives back the attempt (the server shut down: not the job's fault).
-pub async fn requeue(db: &Db, job: &Claimed, owner: &str, reason: &str, not_before: i64, refund: bool, now: i64) -> Result<bool, sqlx::Error> {
+pub async fn requeue(
+    db: &Db,
+    job: &Claimed,
+    owner: &str,
+    reason: &str,
+    not_before: i64,
+    refund: bool,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
     let n = sqlx::query(
         "UPDATE jobs SET state = 'queued', stage = 'queued', error = $1, not_before = $2, \
              attempts = attempts - $3, lease_owner = NULL, lease_expires = NULL, updated_at = $4 \
@@ -122,7 +161,11 @@ pub async fn requeue(db: &Db, job: &Claimed, owner: &str, reason: &str, not_befo
 /// Jobs whose lease expired (their worker or server died): back to the queue, or failed when
 /// they have used every attempt (a dump that kills whatever analyses it must not loop forever).
 /// Returns (requeued, failed).
-pub async fn recover_expired(db: &Db, now: i64, max_attempts: i64) -> Result<(u64, u64), sqlx::Error> {
+pub async fn recover_expired(
+    db: &Db,
+    now: i64,
+    max_attempts: i64,
+) -> Result<(u64, u64), sqlx::Error> {
     let failed = sqlx::query(
         "UPDATE jobs SET state = 'failed', error = 'analysis was interrupted ' || attempts || ' times (worker lost)', \
              lease_owner = NULL, lease_expires = NULL, updated_at = $1, finished_at = $1 \
@@ -151,12 +194,23 @@ mod tests {
     use crate::db::dumps::{insert_or_get, NewDump};
 
     async fn queued(db: &Db, sha: &str, now: i64) {
-        let d = NewDump { tenant: "t", sha256: sha, size: 1, upload_size: 1, compression: "none", original_name: None };
+        let d = NewDump {
+            tenant: "t",
+            sha256: sha,
+            size: 1,
+            upload_size: 1,
+            compression: "none",
+            original_name: None,
+        };
         insert_or_get(db, &d, now).await.unwrap();
     }
 
     async fn state(db: &Db, sha: &str) -> (String, i64) {
-        let r = sqlx::query("SELECT state, attempts FROM jobs WHERE sha256 = $1").bind(sha).fetch_one(db).await.unwrap();
+        let r = sqlx::query("SELECT state, attempts FROM jobs WHERE sha256 = $1")
+            .bind(sha)
+            .fetch_one(db)
+            .await
+            .unwrap();
         (r.get(0), r.get(1))
     }
 
@@ -197,11 +251,15 @@ mod tests {
         let db = crate::db::open_memory().await;
         queued(&db, "s", 1).await;
         let job = claim(&db, "w", 10, 30).await.unwrap().unwrap();
-        assert!(requeue(&db, &job, "w", "spawn failed", 20, false, 11).await.unwrap());
+        assert!(requeue(&db, &job, "w", "spawn failed", 20, false, 11)
+            .await
+            .unwrap());
         assert!(claim(&db, "w", 19, 30).await.unwrap().is_none());
         let job = claim(&db, "w", 20, 30).await.unwrap().unwrap();
         assert_eq!(job.attempts, 2);
-        assert!(requeue(&db, &job, "w", "shutdown", 0, true, 21).await.unwrap());
+        assert!(requeue(&db, &job, "w", "shutdown", 0, true, 21)
+            .await
+            .unwrap());
         assert_eq!(state(&db, "s").await, ("queued".into(), 1));
     }
 }

@@ -12,8 +12,14 @@ use std::pin::Pin;
 
 /// (file name, contents), in version order. File names are `<version>_<description>.sql`.
 pub const EMBEDDED: &[(&str, &str)] = &[
-    ("0001_dumps_jobs.sql", include_str!("../../../migrations/0001_dumps_jobs.sql")),
-    ("0002_tokens.sql", include_str!("../../../migrations/0002_tokens.sql")),
+    (
+        "0001_dumps_jobs.sql",
+        include_str!("../../../migrations/0001_dumps_jobs.sql"),
+    ),
+    (
+        "0002_tokens.sql",
+        include_str!("../../../migrations/0002_tokens.sql"),
+    ),
 ];
 
 #[derive(Debug)]
@@ -22,7 +28,9 @@ struct Embedded;
 type BoxDynError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 impl MigrationSource<'static> for Embedded {
-    fn resolve(self) -> Pin<Box<dyn Future<Output = Result<Vec<Migration>, BoxDynError>> + Send + 'static>> {
+    fn resolve(
+        self,
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<Migration>, BoxDynError>> + Send + 'static>> {
         Box::pin(async move { migrations().map_err(|e| e.into()) })
     }
 }
@@ -31,10 +39,22 @@ fn migrations() -> Result<Vec<Migration>, String> {
     EMBEDDED
         .iter()
         .map(|(name, sql)| {
-            let stem = name.strip_suffix(".sql").ok_or_else(|| format!("migration {name}: not a .sql file"))?;
-            let (version, description) = stem.split_once('_').ok_or_else(|| format!("migration {name}: no version prefix"))?;
-            let version: i64 = version.parse().map_err(|_| format!("migration {name}: bad version"))?;
-            Ok(Migration::new(version, Cow::Owned(description.replace('_', " ")), MigrationType::Simple, Cow::Borrowed(*sql), false))
+            let stem = name
+                .strip_suffix(".sql")
+                .ok_or_else(|| format!("migration {name}: not a .sql file"))?;
+            let (version, description) = stem
+                .split_once('_')
+                .ok_or_else(|| format!("migration {name}: no version prefix"))?;
+            let version: i64 = version
+                .parse()
+                .map_err(|_| format!("migration {name}: bad version"))?;
+            Ok(Migration::new(
+                version,
+                Cow::Owned(description.replace('_', " ")),
+                MigrationType::Simple,
+                Cow::Borrowed(*sql),
+                false,
+            ))
         })
         .collect()
 }
@@ -59,7 +79,10 @@ mod tests {
         let embedded: Vec<&str> = EMBEDDED.iter().map(|(n, _)| *n).collect();
         assert_eq!(files, embedded);
         for (name, sql) in EMBEDDED {
-            assert_eq!(std::fs::read_to_string(format!("{dir}/{name}")).unwrap(), *sql);
+            assert_eq!(
+                std::fs::read_to_string(format!("{dir}/{name}")).unwrap(),
+                *sql
+            );
         }
         assert!(migrations().is_ok());
     }

@@ -41,7 +41,10 @@ pub async fn open(data_dir: &Path) -> Result<Db, DbError> {
         .synchronous(SqliteSynchronous::Normal)
         .busy_timeout(Duration::from_secs(10))
         .foreign_keys(true);
-    let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
+    let pool = SqlitePoolOptions::new()
+        .max_connections(8)
+        .connect_with(options)
+        .await?;
     migrations::migrator().await?.run(&pool).await?;
     Ok(pool)
 }
@@ -49,14 +52,26 @@ pub async fn open(data_dir: &Path) -> Result<Db, DbError> {
 /// An in-memory database with every migration applied (unit tests).
 #[cfg(test)]
 pub async fn open_memory() -> Db {
-    let pool = SqlitePoolOptions::new().max_connections(1).connect("sqlite::memory:").await.unwrap();
-    migrations::migrator().await.unwrap().run(&pool).await.unwrap();
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect("sqlite::memory:")
+        .await
+        .unwrap();
+    migrations::migrator()
+        .await
+        .unwrap()
+        .run(&pool)
+        .await
+        .unwrap();
     pool
 }
 
 /// Unix seconds now; the one clock of the database.
 pub fn now_unix() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 /// RFC 3339 UTC text (`2026-11-25T18:41:14Z`) of Unix seconds, for the API.
@@ -73,7 +88,12 @@ pub fn rfc3339(unix: i64) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", secs / 3600, secs % 3600 / 60, secs % 60)
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
 }
 
 #[cfg(test)]

@@ -21,7 +21,9 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/api/v1/dumps",
             // The upload enforces its own limits while streaming (UploadLimits).
-            axum::routing::post(upload).get(list).layer(DefaultBodyLimit::disable()),
+            axum::routing::post(upload)
+                .get(list)
+                .layer(DefaultBodyLimit::disable()),
         )
         .route("/api/v1/dumps/{id}", get(status).delete(delete))
         .route("/api/v1/dumps/{id}/report", get(report))
@@ -67,12 +69,24 @@ struct UploadQuery {
 fn ingest_error(e: IngestError) -> ApiError {
     let msg = e.to_string();
     match e {
-        IngestError::UploadTooLarge { .. } => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "upload_too_large", msg),
-        IngestError::DumpTooLarge { .. } => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "dump_too_large", msg),
-        IngestError::Ratio { .. } => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "compression_ratio", msg),
-        IngestError::NotADump(_) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "not_a_dump", msg),
-        IngestError::BadArchive { .. } => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_archive", msg),
-        IngestError::Incomplete(_) => ApiError::new(StatusCode::BAD_REQUEST, "incomplete_upload", msg),
+        IngestError::UploadTooLarge { .. } => {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "upload_too_large", msg)
+        }
+        IngestError::DumpTooLarge { .. } => {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "dump_too_large", msg)
+        }
+        IngestError::Ratio { .. } => {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "compression_ratio", msg)
+        }
+        IngestError::NotADump(_) => {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "not_a_dump", msg)
+        }
+        IngestError::BadArchive { .. } => {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_archive", msg)
+        }
+        IngestError::Incomplete(_) => {
+            ApiError::new(StatusCode::BAD_REQUEST, "incomplete_upload", msg)
+        }
         IngestError::Io(e) => ApiError::internal("storage", e),
     }
 }
@@ -88,9 +102,19 @@ async fn upload(
     req: Request,
 ) -> Result<Response, ApiError> {
     let limit = app.limits.max_upload_bytes;
-    let too_large = || ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "upload_too_large", format!("upload larger than the limit of {limit} bytes"));
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "upload_too_large",
+            format!("upload larger than the limit of {limit} bytes"),
+        )
+    };
     // Refuse before reading a byte when the client announces the size.
-    let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit.saturating_add(64 * 1024)) {
         return Err(too_large());
     }
@@ -110,7 +134,9 @@ async fn upload(
     });
     // Pump the body into the channel; stop early when the ingest side has given up.
     let pumped: Result<(), String> = if is_multipart {
-        let mut mp = Multipart::from_request(req, &()).await.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_multipart", e.body_text()))?;
+        let mut mp = Multipart::from_request(req, &())
+            .await
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_multipart", e.body_text()))?;
         let mut found = false;
         let mut result = Ok(());
         loop {
@@ -150,7 +176,11 @@ async fn upload(
         if !found && result.is_ok() {
             drop(tx);
             let _ = ingest_task.await;
-            return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_multipart", "multipart upload without a `file` field"));
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_multipart",
+                "multipart upload without a `file` field",
+            ));
         }
         result
     } else {
@@ -175,9 +205,17 @@ async fn upload(
         let _ = tx.send(Chunk::Failed(why.clone())).await;
     }
     drop(tx);
-    let ingested = ingest_task.await.map_err(|e| ApiError::internal("upload task", e))?.map_err(ingest_error)?;
-    let (sha, size, received, compression, original) =
-        (ingested.sha256.clone(), ingested.size, ingested.received, ingested.compression, ingested.original_name.clone());
+    let ingested = ingest_task
+        .await
+        .map_err(|e| ApiError::internal("upload task", e))?
+        .map_err(ingest_error)?;
+    let (sha, size, received, compression, original) = (
+        ingested.sha256.clone(),
+        ingested.size,
+        ingested.received,
+        ingested.compression,
+        ingested.original_name.clone(),
+    );
     let storage = app.storage.clone();
     tokio::task::spawn_blocking(move || storage.store(ingested))
         .await
@@ -193,7 +231,11 @@ async fn upload(
     };
     let (id, created) = dumps::insert_or_get(&app.db, &new, db::now_unix()).await?;
     tracing::info!(dump = %id, sha256 = %sha, size, received, created, "upload stored");
-    let code = if created { StatusCode::CREATED } else { StatusCode::OK };
+    let code = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     let url = status_url(&id);
     let mut resp = (code, Json(json!({ "id": id, "status_url": url, "sha256": sha, "size": size, "duplicate": !created }))).into_response();
     if let Ok(v) = HeaderValue::from_str(&url) {
@@ -203,30 +245,52 @@ async fn upload(
 }
 
 /// `GET /api/v1/dumps/{id}`.
-async fn status(State(app): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
-    let d = dumps::get(&app.db, &id, caller.tenant_filter()).await?.ok_or_else(ApiError::not_found)?;
+async fn status(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let d = dumps::get(&app.db, &id, caller.tenant_filter())
+        .await?
+        .ok_or_else(ApiError::not_found)?;
     Ok(Json(dump_json(&d)))
 }
 
 /// `GET /api/v1/dumps/{id}/report`: 200 with the analyzer's JSON when done; 409 with the
 /// status while queued, running, or failed.
-async fn report(State(app): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let d = dumps::get(&app.db, &id, caller.tenant_filter()).await?.ok_or_else(ApiError::not_found)?;
+async fn report(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let d = dumps::get(&app.db, &id, caller.tenant_filter())
+        .await?
+        .ok_or_else(ApiError::not_found)?;
     if d.state == "done" {
         if let Some(json) = dumps::report(&app.db, &d.sha256).await? {
             return Ok(([(header::CONTENT_TYPE, "application/json")], json).into_response());
         }
     }
     let (code, msg) = match d.state.as_str() {
-        "failed" => ("analysis_failed", format!("analysis failed: {}", d.error.as_deref().unwrap_or("unknown reason"))),
+        "failed" => (
+            "analysis_failed",
+            format!(
+                "analysis failed: {}",
+                d.error.as_deref().unwrap_or("unknown reason")
+            ),
+        ),
         "done" => ("report_missing", "report missing".to_string()),
-        _ => ("not_ready", format!("analysis {} (stage {})", d.state, d.stage)),
+        _ => (
+            "not_ready",
+            format!("analysis {} (stage {})", d.state, d.stage),
+        ),
     };
     let mut e = ApiError::new(StatusCode::CONFLICT, code, msg);
     e.extra = Some(json!({ "status": d.state, "stage": d.stage }));
     let mut resp = e.into_response();
     if d.state == "queued" || d.state == "running" {
-        resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
     }
     Ok(resp)
 }
@@ -238,9 +302,19 @@ struct ListQuery {
 }
 
 /// `GET /api/v1/dumps?limit=N&cursor=C`: newest first; `next_cursor` is null on the last page.
-async fn list(State(app): State<AppState>, caller: Caller, Query(q): Query<ListQuery>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn list(
+    State(app): State<AppState>,
+    caller: Caller,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let limit = q.limit.unwrap_or(50).clamp(1, 500);
-    let bad_cursor = || ApiError::new(StatusCode::BAD_REQUEST, "bad_cursor", "cursor is not one this API returned");
+    let bad_cursor = || {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_cursor",
+            "cursor is not one this API returned",
+        )
+    };
     let cursor = match &q.cursor {
         None => None,
         Some(c) => {
@@ -249,14 +323,24 @@ async fn list(State(app): State<AppState>, caller: Caller, Query(q): Query<ListQ
         }
     };
     let rows = dumps::list(&app.db, caller.tenant_filter(), limit, cursor).await?;
-    let next = (rows.len() as i64 == limit).then(|| rows.last().map(|d| format!("{}.{}", d.created_at, d.id))).flatten();
-    Ok(Json(json!({ "items": rows.iter().map(dump_json).collect::<Vec<_>>(), "next_cursor": next })))
+    let next = (rows.len() as i64 == limit)
+        .then(|| rows.last().map(|d| format!("{}.{}", d.created_at, d.id)))
+        .flatten();
+    Ok(Json(
+        json!({ "items": rows.iter().map(dump_json).collect::<Vec<_>>(), "next_cursor": next }),
+    ))
 }
 
 /// `DELETE /api/v1/dumps/{id}`: removes the dump; the file and report go with the last
 /// reference to the content.
-async fn delete(State(app): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
-    let (sha, last) = dumps::delete(&app.db, &id, caller.tenant_filter()).await?.ok_or_else(ApiError::not_found)?;
+async fn delete(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let (sha, last) = dumps::delete(&app.db, &id, caller.tenant_filter())
+        .await?
+        .ok_or_else(ApiError::not_found)?;
     if last {
         let storage = app.storage.clone();
         tokio::task::spawn_blocking(move || storage.remove(&sha))
@@ -266,4 +350,3 @@ async fn delete(State(app): State<AppState>, caller: Caller, Path(id): Path<Stri
     }
     Ok(StatusCode::NO_CONTENT)
 }
-

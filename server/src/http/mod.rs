@@ -44,7 +44,12 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into(), extra: None }
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            extra: None,
+        }
     }
 
     pub fn not_found() -> Self {
@@ -54,7 +59,11 @@ impl ApiError {
     pub fn internal(what: &str, e: impl std::fmt::Display) -> Self {
         // Details go to the log, not to the client.
         tracing::error!("{what}: {e}");
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("internal error ({what})"))
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("internal error ({what})"),
+        )
     }
 }
 
@@ -67,7 +76,9 @@ impl From<sqlx::Error> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut body = serde_json::json!({ "error": self.message, "code": self.code });
-        if let (Some(serde_json::Value::Object(extra)), Some(obj)) = (self.extra, body.as_object_mut()) {
+        if let (Some(serde_json::Value::Object(extra)), Some(obj)) =
+            (self.extra, body.as_object_mut())
+        {
             obj.extend(extra);
         }
         (self.status, axum::Json(body)).into_response()

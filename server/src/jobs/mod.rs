@@ -27,7 +27,11 @@ pub struct WorkerContext {
 }
 
 /// Starts `count` workers and the lease reaper; they stop when `shutdown` turns true.
-pub fn start(ctx: WorkerContext, count: usize, shutdown: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
+pub fn start(
+    ctx: WorkerContext,
+    count: usize,
+    shutdown: watch::Receiver<bool>,
+) -> Vec<JoinHandle<()>> {
     let instance = uuid::Uuid::new_v4().simple().to_string();
     let mut handles: Vec<JoinHandle<()>> = (0..count)
         .map(|i| {
@@ -43,9 +47,13 @@ pub fn start(ctx: WorkerContext, count: usize, shutdown: watch::Receiver<bool>) 
 async fn reaper(ctx: WorkerContext, mut shutdown: watch::Receiver<bool>) {
     let every = (ctx.limits.lease / 2).max(Duration::from_secs(1));
     loop {
-        match jobs::recover_expired(&ctx.db, db::now_unix(), i64::from(ctx.limits.max_attempts)).await {
+        match jobs::recover_expired(&ctx.db, db::now_unix(), i64::from(ctx.limits.max_attempts))
+            .await
+        {
             Ok((0, 0)) => {}
-            Ok((requeued, failed)) => tracing::info!(requeued, failed, "expired job leases recovered"),
+            Ok((requeued, failed)) => {
+                tracing::info!(requeued, failed, "expired job leases recovered")
+            }
             Err(e) => tracing::error!("lease recovery: {e}"),
         }
         tokio::select! {
@@ -83,12 +91,25 @@ async fn worker(ctx: WorkerContext, owner: String, mut shutdown: watch::Receiver
 }
 
 /// Runs one claimed job to an outcome, heartbeating the lease meanwhile.
-async fn run_one(ctx: &WorkerContext, owner: &str, job: &jobs::Claimed, shutdown: &mut watch::Receiver<bool>) -> Result<(), sqlx::Error> {
+async fn run_one(
+    ctx: &WorkerContext,
+    owner: &str,
+    job: &jobs::Claimed,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<(), sqlx::Error> {
     let lease = ctx.limits.lease.as_secs() as i64;
     let now = db::now_unix;
     let dump = ctx.storage.dump_path(&job.sha256);
     if !dump.is_file() {
-        jobs::fail(&ctx.db, job, owner, "analyzing", "the dump file is missing from storage", now()).await?;
+        jobs::fail(
+            &ctx.db,
+            job,
+            owner,
+            "analyzing",
+            "the dump file is missing from storage",
+            now(),
+        )
+        .await?;
         return Ok(());
     }
     if !jobs::heartbeat(&ctx.db, &job.id, owner, "analyzing", now(), lease).await? {
@@ -97,7 +118,13 @@ async fn run_one(ctx: &WorkerContext, owner: &str, job: &jobs::Claimed, shutdown
     // Relative to the child's working directory (the data directory): the report names the
     // dump by its content, not by a server path.
     let shown = dump.strip_prefix(&ctx.work_dir).unwrap_or(&dump);
-    let analysis = runner::analyze(ctx.analyzer.as_deref(), shown, &ctx.work_dir, ctx.limits.timeout, ctx.limits.memory_bytes);
+    let analysis = runner::analyze(
+        ctx.analyzer.as_deref(),
+        shown,
+        &ctx.work_dir,
+        ctx.limits.timeout,
+        ctx.limits.memory_bytes,
+    );
     tokio::pin!(analysis);
     let beat = (ctx.limits.lease / 3).max(Duration::from_millis(500));
     let outcome = loop {
@@ -129,7 +156,9 @@ async fn run_one(ctx: &WorkerContext, owner: &str, job: &jobs::Claimed, shutdown
             tracing::warn!(job = %job.id, "analysis failed: {reason}");
             jobs::fail(&ctx.db, job, owner, "analyzing", &reason, now()).await?;
         }
-        runner::Outcome::Transient(reason) if job.attempts >= i64::from(ctx.limits.max_attempts) => {
+        runner::Outcome::Transient(reason)
+            if job.attempts >= i64::from(ctx.limits.max_attempts) =>
+        {
             let reason = format!("{reason} (after {} attempts)", job.attempts);
             tracing::warn!(job = %job.id, "analysis failed: {reason}");
             jobs::fail(&ctx.db, job, owner, "analyzing", &reason, now()).await?;

@@ -36,7 +36,13 @@ pub enum Outcome {
 
 static WARNED_NO_PRLIMIT: AtomicBool = AtomicBool::new(false);
 
-pub async fn analyze(program: Option<&Path>, dump: &Path, work_dir: &Path, timeout: Duration, memory_bytes: u64) -> Outcome {
+pub async fn analyze(
+    program: Option<&Path>,
+    dump: &Path,
+    work_dir: &Path,
+    timeout: Duration,
+    memory_bytes: u64,
+) -> Outcome {
     let exe = match program {
         Some(p) => p.to_path_buf(),
         None => match std::env::current_exe() {
@@ -91,7 +97,13 @@ pub async fn analyze(program: Option<&Path>, dump: &Path, work_dir: &Path, timeo
     let stdout = out_task.await.ok().and_then(Result::ok).unwrap_or_default();
     let stderr = err_task.await.unwrap_or_default();
     let stderr = String::from_utf8_lossy(&stderr);
-    let last_line = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string();
+    let last_line = stderr
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim()
+        .to_string();
     let status = match status {
         Ok(s) => s,
         Err(e) => return Outcome::Transient(format!("waiting for the analyzer: {e}")),
@@ -99,7 +111,12 @@ pub async fn analyze(program: Option<&Path>, dump: &Path, work_dir: &Path, timeo
     classify(status, stdout, &stderr, last_line)
 }
 
-fn classify(status: std::process::ExitStatus, stdout: Vec<u8>, stderr: &str, last_line: String) -> Outcome {
+fn classify(
+    status: std::process::ExitStatus,
+    stdout: Vec<u8>,
+    stderr: &str,
+    last_line: String,
+) -> Outcome {
     use std::os::unix::process::ExitStatusExt;
     let out_of_memory = stderr.contains("memory allocation of") || stderr.contains("out of memory");
     match status.code() {
@@ -108,14 +125,23 @@ fn classify(status: std::process::ExitStatus, stdout: Vec<u8>, stderr: &str, las
                 return Outcome::Broken(format!("report larger than {MAX_REPORT_BYTES} bytes"));
             }
             match String::from_utf8(stdout) {
-                Ok(s) if serde_json::from_str::<serde::de::IgnoredAny>(&s).is_ok() => Outcome::Report(s),
-                _ => Outcome::Broken("the analyzer printed something that is not a JSON report".into()),
+                Ok(s) if serde_json::from_str::<serde::de::IgnoredAny>(&s).is_ok() => {
+                    Outcome::Report(s)
+                }
+                _ => Outcome::Broken(
+                    "the analyzer printed something that is not a JSON report".into(),
+                ),
             }
         }
         // Exit 2: bad input, with one line naming the problem.
         Some(2) => Outcome::Broken(strip_error(&last_line)),
-        Some(code) if out_of_memory => Outcome::Broken(format!("analysis exceeded the memory limit (exit {code})")),
-        Some(code) => Outcome::Transient(format!("analyzer failed (exit {code}): {}", strip_error(&last_line))),
+        Some(code) if out_of_memory => {
+            Outcome::Broken(format!("analysis exceeded the memory limit (exit {code})"))
+        }
+        Some(code) => Outcome::Transient(format!(
+            "analyzer failed (exit {code}): {}",
+            strip_error(&last_line)
+        )),
         None => {
             let sig = status.signal().unwrap_or(0);
             if out_of_memory {
@@ -129,7 +155,11 @@ fn classify(status: std::process::ExitStatus, stdout: Vec<u8>, stderr: &str, las
 
 fn strip_error(line: &str) -> String {
     let s = line.strip_prefix("error: ").unwrap_or(line);
-    if s.is_empty() { "analyzer failed without a message".into() } else { s.chars().take(500).collect() }
+    if s.is_empty() {
+        "analyzer failed without a message".into()
+    } else {
+        s.chars().take(500).collect()
+    }
 }
 
 fn prlimit_available() -> bool {
@@ -152,16 +182,46 @@ mod tests {
 
     #[test]
     fn exit_codes_map_to_outcomes() {
-        assert!(matches!(classify(exit(0), b"{\"a\":1}".to_vec(), "", String::new()), Outcome::Report(_)));
-        assert!(matches!(classify(exit(0), b"{trunc".to_vec(), "", String::new()), Outcome::Broken(_)));
-        match classify(exit(2), vec![], "error: x.dmp: truncated: header\n", "error: x.dmp: truncated: header".into()) {
+        assert!(matches!(
+            classify(exit(0), b"{\"a\":1}".to_vec(), "", String::new()),
+            Outcome::Report(_)
+        ));
+        assert!(matches!(
+            classify(exit(0), b"{trunc".to_vec(), "", String::new()),
+            Outcome::Broken(_)
+        ));
+        match classify(
+            exit(2),
+            vec![],
+            "error: x.dmp: truncated: header\n",
+            "error: x.dmp: truncated: header".into(),
+        ) {
             Outcome::Broken(m) => assert_eq!(m, "x.dmp: truncated: header"),
             o => panic!("{o:?}"),
         }
-        assert!(matches!(classify(exit(1), vec![], "", String::new()), Outcome::Transient(_)));
+        assert!(matches!(
+            classify(exit(1), vec![], "", String::new()),
+            Outcome::Transient(_)
+        ));
         // SIGABRT after a failed allocation under the memory limit: broken, not retried.
         let abrt = std::process::ExitStatus::from_raw(6);
-        assert!(matches!(classify(abrt, vec![], "memory allocation of 8 bytes failed", String::new()), Outcome::Broken(_)));
-        assert!(matches!(classify(std::process::ExitStatus::from_raw(9), vec![], "", String::new()), Outcome::Transient(_)));
+        assert!(matches!(
+            classify(
+                abrt,
+                vec![],
+                "memory allocation of 8 bytes failed",
+                String::new()
+            ),
+            Outcome::Broken(_)
+        ));
+        assert!(matches!(
+            classify(
+                std::process::ExitStatus::from_raw(9),
+                vec![],
+                "",
+                String::new()
+            ),
+            Outcome::Transient(_)
+        ));
     }
 }

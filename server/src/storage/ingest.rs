@@ -54,7 +54,10 @@ pub enum IngestError {
     #[error("{0}")]
     NotADump(String),
     #[error("bad {format} archive: {reason}")]
-    BadArchive { format: &'static str, reason: String },
+    BadArchive {
+        format: &'static str,
+        reason: String,
+    },
     #[error("{0}")]
     Incomplete(String),
     #[error("storage: {0}")]
@@ -72,7 +75,9 @@ impl IngestError {
     fn from_read(e: io::Error, compression: Compression, limits: &UploadLimits) -> IngestError {
         if let Some(inner) = e.get_ref() {
             if inner.is::<UploadLimit>() {
-                return IngestError::UploadTooLarge { limit: limits.max_upload_bytes };
+                return IngestError::UploadTooLarge {
+                    limit: limits.max_upload_bytes,
+                };
             }
             if let Some(i) = inner.downcast_ref::<super::source::Incomplete>() {
                 return IngestError::Incomplete(i.to_string());
@@ -80,7 +85,10 @@ impl IngestError {
         }
         match compression {
             Compression::None => IngestError::Io(e),
-            c => IngestError::BadArchive { format: c.as_str(), reason: e.to_string() },
+            c => IngestError::BadArchive {
+                format: c.as_str(),
+                reason: e.to_string(),
+            },
         }
     }
 }
@@ -104,12 +112,24 @@ impl<R: Read> Read for Counted<R> {
 }
 
 /// Streams `input` into a new temporary file in `tmp_dir`.
-pub fn ingest(input: impl Read, tmp_dir: &Path, limits: &UploadLimits, original_name: Option<String>) -> Result<Ingested, IngestError> {
+pub fn ingest(
+    input: impl Read,
+    tmp_dir: &Path,
+    limits: &UploadLimits,
+    original_name: Option<String>,
+) -> Result<Ingested, IngestError> {
     let received = Arc::new(AtomicU64::new(0));
-    let mut counted = Counted { inner: input, count: received.clone(), limit: limits.max_upload_bytes };
+    let mut counted = Counted {
+        inner: input,
+        count: received.clone(),
+        limit: limits.max_upload_bytes,
+    };
     // Sniff the magic: read up to 4 bytes (network chunks can be tiny), then put them back.
     let mut magic = Vec::with_capacity(4);
-    (&mut counted).take(4).read_to_end(&mut magic).map_err(|e| IngestError::from_read(e, Compression::None, limits))?;
+    (&mut counted)
+        .take(4)
+        .read_to_end(&mut magic)
+        .map_err(|e| IngestError::from_read(e, Compression::None, limits))?;
     let compression = match magic.as_slice() {
         [0x1f, 0x8b, ..] => Compression::Gzip,
         [b'P', b'K', 3, 4] => Compression::Zip,
@@ -118,19 +138,31 @@ pub fn ingest(input: impl Read, tmp_dir: &Path, limits: &UploadLimits, original_
     let mut stream = io::Cursor::new(magic).chain(counted);
     let file = NamedTempFile::new_in(tmp_dir).map_err(IngestError::Io)?;
     match compression {
-        Compression::None => write_out(&mut stream, file, compression, &received, limits, original_name),
+        Compression::None => write_out(
+            &mut stream,
+            file,
+            compression,
+            &received,
+            limits,
+            original_name,
+        ),
         Compression::Gzip => {
             let mut gz = flate2::read::MultiGzDecoder::new(stream);
             write_out(&mut gz, file, compression, &received, limits, original_name)
         }
         Compression::Zip => {
-            let bad = |reason: String| IngestError::BadArchive { format: "zip", reason };
+            let bad = |reason: String| IngestError::BadArchive {
+                format: "zip",
+                reason,
+            };
             let entry = loop {
                 match zip::read::read_zipfile_from_stream(&mut stream) {
                     Ok(Some(e)) if e.is_dir() => continue,
                     Ok(Some(e)) => break e,
                     Ok(None) => return Err(bad("no file in the archive".into())),
-                    Err(zip::result::ZipError::Io(e)) => return Err(IngestError::from_read(e, compression, limits)),
+                    Err(zip::result::ZipError::Io(e)) => {
+                        return Err(IngestError::from_read(e, compression, limits))
+                    }
                     Err(e) => return Err(bad(e.to_string())),
                 }
             };
@@ -139,7 +171,9 @@ pub fn ingest(input: impl Read, tmp_dir: &Path, limits: &UploadLimits, original_
                 // read front to back safely; such archives are rare for dumps.
                 return Err(bad("the first entry has no sizes in its local header (streamed zip); upload the .dmp or a .gz".into()));
             }
-            let name = Some(entry.name().to_string()).filter(|n| !n.is_empty()).or(original_name);
+            let name = Some(entry.name().to_string())
+                .filter(|n| !n.is_empty())
+                .or(original_name);
             let mut entry = entry;
             write_out(&mut entry, file, compression, &received, limits, name)
         }
@@ -169,12 +203,16 @@ fn write_out(
         let chunk = buf.get(..n).unwrap_or_default();
         size += n as u64;
         if size > limits.max_dump_bytes {
-            return Err(IngestError::DumpTooLarge { limit: limits.max_dump_bytes });
+            return Err(IngestError::DumpTooLarge {
+                limit: limits.max_dump_bytes,
+            });
         }
         if compression != Compression::None && size > limits.ratio_floor_bytes {
             let got = received.load(Ordering::Relaxed).max(1);
             if size / got > limits.max_ratio {
-                return Err(IngestError::Ratio { ratio: limits.max_ratio });
+                return Err(IngestError::Ratio {
+                    ratio: limits.max_ratio,
+                });
             }
         }
         if !probed {
@@ -192,30 +230,56 @@ fn write_out(
         check_header(&probe)?;
     }
     file.as_file().sync_all().map_err(IngestError::Io)?;
-    let sha256 = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
-    Ok(Ingested { file, sha256, size, received: received.load(Ordering::Relaxed), compression, original_name })
+    let sha256 = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Ok(Ingested {
+        file,
+        sha256,
+        size,
+        received: received.load(Ordering::Relaxed),
+        compression,
+        original_name,
+    })
 }
 
 /// Rejects early what is not a kernel dump, with the dump reader's own one-line reason.
 fn check_header(probe: &[u8]) -> Result<(), IngestError> {
     if probe.is_empty() {
-        return Err(IngestError::NotADump("empty upload: not a kernel dump".into()));
+        return Err(IngestError::NotADump(
+            "empty upload: not a kernel dump".into(),
+        ));
     }
-    analyzer::dump::parse_header(probe).map(|_| ()).map_err(|e| IngestError::NotADump(e.to_string()))
+    analyzer::dump::parse_header(probe)
+        .map(|_| ())
+        .map_err(|e| IngestError::NotADump(e.to_string()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus/dumps/triage_x64.dmp");
+    const CORPUS: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/corpus/dumps/triage_x64.dmp"
+    );
 
     fn limits() -> UploadLimits {
-        UploadLimits { max_upload_bytes: 1 << 30, max_dump_bytes: 1 << 30, max_ratio: 100, ratio_floor_bytes: 1 << 20 }
+        UploadLimits {
+            max_upload_bytes: 1 << 30,
+            max_dump_bytes: 1 << 30,
+            max_ratio: 100,
+            ratio_floor_bytes: 1 << 20,
+        }
     }
 
     fn sha(bytes: &[u8]) -> String {
-        Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+        Sha256::digest(bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 
     #[test]
@@ -249,8 +313,14 @@ mod tests {
     fn limits_stop_the_stream() {
         let dir = tempfile::tempdir().unwrap();
         let dump = std::fs::read(CORPUS).unwrap();
-        let small = UploadLimits { max_upload_bytes: 100_000, ..limits() };
-        assert!(matches!(ingest(&dump[..], dir.path(), &small, None), Err(IngestError::UploadTooLarge { limit: 100_000 })));
+        let small = UploadLimits {
+            max_upload_bytes: 100_000,
+            ..limits()
+        };
+        assert!(matches!(
+            ingest(&dump[..], dir.path(), &small, None),
+            Err(IngestError::UploadTooLarge { limit: 100_000 })
+        ));
         // A gzip bomb with a real header: header, then 64 MiB of zeros.
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
         gz.write_all(&dump[..HEADER_PROBE]).unwrap();
@@ -259,9 +329,19 @@ mod tests {
             gz.write_all(&zeros).unwrap();
         }
         let bomb = gz.finish().unwrap();
-        assert!(matches!(ingest(&bomb[..], dir.path(), &limits(), None), Err(IngestError::Ratio { ratio: 100 })));
-        let capped = UploadLimits { max_dump_bytes: 2 << 20, max_ratio: 1 << 20, ..limits() };
-        assert!(matches!(ingest(&bomb[..], dir.path(), &capped, None), Err(IngestError::DumpTooLarge { .. })));
+        assert!(matches!(
+            ingest(&bomb[..], dir.path(), &limits(), None),
+            Err(IngestError::Ratio { ratio: 100 })
+        ));
+        let capped = UploadLimits {
+            max_dump_bytes: 2 << 20,
+            max_ratio: 1 << 20,
+            ..limits()
+        };
+        assert!(matches!(
+            ingest(&bomb[..], dir.path(), &capped, None),
+            Err(IngestError::DumpTooLarge { .. })
+        ));
         // Nothing left behind by the failures.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
@@ -269,7 +349,16 @@ mod tests {
     #[test]
     fn corrupt_gzip_is_a_bad_archive() {
         let dir = tempfile::tempdir().unwrap();
-        let e = ingest(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 0xff, 0xff, 0xff][..], dir.path(), &limits(), None).unwrap_err();
-        assert!(matches!(e, IngestError::BadArchive { format: "gzip", .. }), "{e}");
+        let e = ingest(
+            &[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 0xff, 0xff, 0xff][..],
+            dir.path(),
+            &limits(),
+            None,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(e, IngestError::BadArchive { format: "gzip", .. }),
+            "{e}"
+        );
     }
 }

@@ -19,7 +19,9 @@ pub struct Storage {
 impl Storage {
     /// Creates the directories if needed and removes temporary files left by a killed server.
     pub fn open(data_dir: &Path) -> io::Result<Storage> {
-        let s = Storage { root: data_dir.to_path_buf() };
+        let s = Storage {
+            root: data_dir.to_path_buf(),
+        };
         std::fs::create_dir_all(s.dumps_dir())?;
         std::fs::create_dir_all(s.tmp_dir())?;
         for entry in std::fs::read_dir(s.tmp_dir())? {

@@ -18,7 +18,14 @@ pub const CHANNEL_DEPTH: usize = 8;
 
 pub fn channel() -> (mpsc::Sender<Chunk>, ChannelReader) {
     let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
-    (tx, ChannelReader { rx, current: Bytes::new(), done: false })
+    (
+        tx,
+        ChannelReader {
+            rx,
+            current: Bytes::new(),
+            done: false,
+        },
+    )
 }
 
 /// A blocking `Read` over the chunks (call only from a blocking thread).
@@ -64,8 +71,10 @@ mod tests {
             let mut v = Vec::new();
             r.read_to_end(&mut v).map(|_| v)
         });
-        tx.blocking_send(Chunk::Data(Bytes::from_static(b"ab"))).unwrap();
-        tx.blocking_send(Chunk::Data(Bytes::from_static(b"cd"))).unwrap();
+        tx.blocking_send(Chunk::Data(Bytes::from_static(b"ab")))
+            .unwrap();
+        tx.blocking_send(Chunk::Data(Bytes::from_static(b"cd")))
+            .unwrap();
         tx.blocking_send(Chunk::End).unwrap();
         assert_eq!(t.join().unwrap().unwrap(), b"abcd");
     }
@@ -73,7 +82,8 @@ mod tests {
     #[test]
     fn a_channel_closed_without_end_is_an_error_not_eof() {
         let (tx, mut r) = channel();
-        tx.blocking_send(Chunk::Data(Bytes::from_static(b"ab"))).unwrap();
+        tx.blocking_send(Chunk::Data(Bytes::from_static(b"ab")))
+            .unwrap();
         drop(tx);
         let mut v = Vec::new();
         let e = r.read_to_end(&mut v).unwrap_err();
