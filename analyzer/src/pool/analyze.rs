@@ -5,6 +5,7 @@
 
 use super::bigpages::{read_big_pages, BigPage, BigPages};
 use super::header::HeaderLayout;
+use super::segheap::{walk_segment_heap, SegLayout, SegmentHeapScan};
 use super::pages::{pool_ranges, scan_kernel_space, scan_ranges, Block, PageScan, PoolRange};
 use super::tags::{read_tag_tables, sort_tags, SortKey, TableInfo, TagStats, TagTables};
 use super::vm::{vm_summary, walk_processes, QuotaAccumulator, QuotaEncoding, QuotaReport, VmSummary};
@@ -21,6 +22,9 @@ pub const MAX_CANDIDATE_TAGS: usize = 20_000;
 
 /// Most blocks kept for a `blocks` listing (the scan itself streams; this bounds the report).
 pub const MAX_LISTED_BLOCKS: usize = 5_000_000;
+
+/// The first build whose small pool allocations live in the kernel segment heap (19H1).
+pub const SEGMENT_HEAP_BUILD: u32 = 18362;
 
 /// Where the profile came from, as the caller found it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -72,7 +76,7 @@ pub struct ListedBlock {
     /// The EPROCESS a quota block is charged to (ProcessBilled decoded), when decodable.
     #[serde(serialize_with = "super::hex_opt")]
     pub billed_process: Option<u64>,
-    /// "classic" or "big".
+    /// "classic", "big", "lfh" or "vs".
     pub source: &'static str,
 }
 
@@ -111,7 +115,9 @@ pub struct PoolReport {
     pub big_pages: Option<BigPages>,
     pub pages: Option<PageScan>,
     pub missing_pool_pages: Option<u64>,
-    /// Only with `list_blocks`: classic and big blocks matching the filter.
+    /// The Windows 10 19H1+ kernel segment heap walk (LFH and VS blocks), when there is one.
+    pub segment_heap: Option<SegmentHeapScan>,
+    /// Only with `list_blocks`: classic, big, LFH and VS blocks matching the filter.
     pub blocks: Option<Vec<ListedBlock>>,
     pub blocks_truncated: bool,
     pub vm: VmSummary,
@@ -234,6 +240,78 @@ pub fn analyze_with_kernel(dump: &Dump, kernel: &KernelInfo, opts: AnalyzeOption
             false
         }
     });
+    // Segment heap (19H1+): walked first so that its ranges are kept out of the classic scan.
+    let segment_heap = if header.build < SEGMENT_HEAP_BUILD || dump.triage().is_some() {
+        None
+    } else if pointer_size != 8 {
+        warnings.push("segment heap: only the x64 kernel segment heap is walked".into());
+        None
+    } else {
+        match opts.profile.map(SegLayout::from_profile) {
+            None => {
+                warnings.push(
+                    "segment heap (LFH/VS) could not be walked: it needs the kernel's symbols (ExPoolState, heap layouts)"
+                        .into(),
+                );
+                None
+            }
+            Some(Err(e)) => {
+                errors.push(format!("segment heap: {e}"));
+                None
+            }
+            Some(Ok(seg_layout)) => {
+                let mut on_seg_block = |b: &Block, source: &'static str| {
+                    if let Some(q) = quota.as_mut() {
+                        q.add(b);
+                    }
+                    if opts.list_blocks && wanted(b.tag) {
+                        if listed.len() < MAX_LISTED_BLOCKS {
+                            let billed_process = billed(quota_enc, b);
+                            listed.push(ListedBlock {
+                                block: *b,
+                                billed_process,
+                                source,
+                            });
+                        } else {
+                            truncated = true;
+                        }
+                    }
+                };
+                match walk_segment_heap(mem, &ctx, &seg_layout, &layout, &mut on_seg_block) {
+                    Ok(s) => {
+                        if s.heaps == 0 {
+                            warnings.push("segment heap: no valid segment heap found from ExPoolState".into());
+                        }
+                        if let Some(first) = s.problems.first() {
+                            warnings.push(format!(
+                                "segment heap: {} problem(s), {} page segment(s) and {} subsegment(s) rejected; first: {first}",
+                                s.problems.len(),
+                                s.segments_invalid,
+                                s.subsegments_invalid
+                            ));
+                        }
+                        Some(s)
+                    }
+                    Err(e) => {
+                        errors.push(format!("segment heap: {e}"));
+                        None
+                    }
+                }
+            }
+        }
+    };
+    if let Some(s) = &segment_heap {
+        big_ranges.extend(s.ranges.iter().copied());
+        big_ranges.sort_unstable();
+        big_ranges.dedup_by(|b, a| {
+            if b.0 <= a.1 {
+                a.1 = a.1.max(b.1);
+                true
+            } else {
+                false
+            }
+        });
+    }
     let pages = if dump.triage().is_some() {
         warnings.push("triage dump: pool pages are not captured, no block walk".into());
         None
@@ -259,12 +337,8 @@ pub fn analyze_with_kernel(dump: &Dump, kernel: &KernelInfo, opts: AnalyzeOption
             Some(scan_ranges(mem, &layout, &ranges, &big_ranges, &mut on_block))
         } else if header.build >= 9200 {
             // No fixed pool ranges: every mapped kernel page is tried as a classic pool page.
-            // 19H1+ pool is mostly segment heap (LFH/VS), which this walk does not cover.
-            let scan = scan_kernel_space(mem, &layout, &big_ranges, &mut on_block);
-            if scan.is_some() && header.build >= 18362 {
-                warnings.push("segment heap (LFH/VS) blocks are not walked yet: blocks are the classic pages and big allocations only".into());
-            }
-            scan
+            // 19H1+: the segment heap ranges walked above are skipped here.
+            scan_kernel_space(mem, &layout, &big_ranges, &mut on_block)
         } else {
             warnings.push(
                 "no pool ranges (neither the debugger data block nor the symbols give them): no block walk".into(),
@@ -360,7 +434,10 @@ pub fn analyze_with_kernel(dump: &Dump, kernel: &KernelInfo, opts: AnalyzeOption
         tags,
         session_tags,
         tag_tables: tables.as_ref().map(|t| t.tables.clone()).unwrap_or_default(),
-        missing_pool_pages: pages.as_ref().map(|p| p.missing_pool_pages),
+        missing_pool_pages: pages
+            .as_ref()
+            .map(|p| p.missing_pool_pages + segment_heap.as_ref().map_or(0, |s| s.missing_pages)),
+        segment_heap,
         pages,
         big_pages: big_out,
         blocks: opts.list_blocks.then_some(listed),

@@ -1,0 +1,106 @@
+//! VS subsegments: a `_HEAP_VS_SUBSEGMENT` header, then chunks back to back, each starting
+//! with a `_HEAP_VS_CHUNK_HEADER` whose first 8 bytes (`Sizes.HeaderBits`) are stored XORed
+//! with HeapKey and the chunk header's own address. Decoded, bits 16..32 are the chunk size
+//! in 16-byte units (UnsafeSize) and the byte at +6 is `Allocated`. An allocated chunk holds
+//! a POOL_HEADER right after its chunk header; that is the block.
+//!
+//! The subsegment's `Signature` (15 bits) is its `Size` XORed with 0x2BED (MemProcFS
+//! vmmwinpool.c checks the same).
+
+use super::range::RangeBytes;
+use super::{block_from_header, SegLayout, SegmentHeapScan};
+use crate::pool::header::HeaderLayout;
+use crate::pool::pages::Block;
+use crate::memory::PAGE_SIZE;
+use crate::pool::PoolKind;
+
+/// `_HEAP_VS_SUBSEGMENT.Signature` = `Size ^ VS_SIGNATURE_KEY` (15 bits).
+pub const VS_SIGNATURE_KEY: u16 = 0x2BED;
+/// Most chunks walked in one subsegment (a 1 MiB range of 32-byte chunks).
+pub const MAX_CHUNKS: usize = 1 << 15;
+
+/// A decoded chunk header: `(size in bytes, allocated)`.
+pub fn decode_chunk(header_bits: u64, chunk_va: u64, heap_key: u64) -> (u64, bool) {
+    let d = header_bits ^ chunk_va ^ heap_key;
+    (((d >> 16) & 0xffff) * 16, (d >> 48) & 1 == 1)
+}
+
+pub fn walk_vs(
+    r: &RangeBytes,
+    l: &SegLayout,
+    header: &HeaderLayout,
+    heap_key: u64,
+    heap_kind: PoolKind,
+    scan: &mut SegmentHeapScan,
+    on_block: &mut dyn FnMut(&Block, &'static str),
+) {
+    let (Some(size), Some(sig)) = (r.u16(l.vs_size), r.u16(l.vs_signature)) else {
+        scan.problem(format!("VS subsegment {:#x}: header not in the dump", r.va));
+        return;
+    };
+    if (size ^ VS_SIGNATURE_KEY) & 0x7fff != sig & 0x7fff {
+        scan.subsegments_invalid += 1;
+        scan.problem(format!(
+            "VS subsegment {:#x}: signature {:#x} does not match size {size:#x}",
+            r.va,
+            sig & 0x7fff
+        ));
+        return;
+    }
+    scan.vs_subsegments += 1;
+    let hdr = l.vs_chunk_header_size;
+    let mut off = l.vs_subsegment_size.next_multiple_of(16);
+    for _ in 0..MAX_CHUNKS {
+        if off + hdr > r.len() {
+            return;
+        }
+        let chunk_va = r.va + off;
+        let Some(bits) = r.u64(off) else {
+            // A chunk header on a missing page: the chain cannot be followed further.
+            return;
+        };
+        let (chunk_size, allocated) = decode_chunk(bits, chunk_va, heap_key);
+        // A chunk of just a header holds no block (MemProcFS walks past such chunks too: it
+        // stops only below 16 bytes); anything smaller, or past the range, ends the walk.
+        if chunk_size < hdr || off + chunk_size > r.len() {
+            scan.problem(format!(
+                "VS subsegment {:#x}: chunk at +{off:#x} decodes to {chunk_size:#x} bytes: walk stopped",
+                r.va
+            ));
+            return;
+        }
+        if allocated && chunk_size >= hdr + header.size {
+            let (block, size) = block_in_chunk(r, header, off + hdr, chunk_size - hdr);
+            if let Some(hb) = r.get(block, header.size) {
+                if let Some(b) = block_from_header(header, hb, r.va + block, size, true, heap_kind) {
+                    scan.vs_blocks += 1;
+                    on_block(&b, "vs");
+                }
+            }
+        }
+        off += chunk_size;
+    }
+    scan.truncated = true;
+}
+
+/// Where the POOL_HEADER of an allocated chunk is. Normally right after the chunk header; but a
+/// block smaller than a page is not left straddling a page boundary: the kernel then puts the
+/// POOL_HEADER at the start of the next page (MemProcFS vmmwinpool.c moves such blocks the
+/// same way). We move only when the header found there describes exactly the rest of the
+/// chunk, so a chunk without that layout keeps its plain position.
+fn block_in_chunk(r: &RangeBytes, header: &HeaderLayout, block: u64, size: u64) -> (u64, u64) {
+    let in_page = (r.va + block) & (PAGE_SIZE - 1);
+    if size >= PAGE_SIZE || in_page + size <= PAGE_SIZE {
+        return (block, size);
+    }
+    let shift = PAGE_SIZE - in_page;
+    let moved = r
+        .get(block + shift, header.size)
+        .and_then(|hb| header.decode(hb))
+        .is_some_and(|h| header.bytes(h.block_size) == size - shift);
+    if moved {
+        (block + shift, size - shift)
+    } else {
+        (block, size)
+    }
+}

@@ -1,0 +1,241 @@
+//! From nt!ExPoolState down to the LFH and VS ranges of every page segment.
+
+use super::lfh::walk_lfh;
+use super::range::{is_missing, RangeBytes};
+use super::vs::walk_vs;
+use super::*;
+use crate::memory::{VirtualMemory, PAGE_SIZE};
+use crate::pool::header::HeaderLayout;
+use crate::pool::pages::Block;
+use crate::pool::{KernelContext, PoolError, PoolKind};
+use std::collections::BTreeSet;
+
+/// The pool of `Heaps[i]` / `SpecialHeaps[i]`: nonpaged, nonpaged NX, paged, paged (session).
+fn heap_kind(i: u64) -> PoolKind {
+    if i < 2 {
+        PoolKind::Nonpaged
+    } else {
+        PoolKind::Paged
+    }
+}
+
+/// Walks every segment heap of the kernel pool, calling `on_block(block, "lfh" | "vs")` for
+/// each block. `Err` only when the roots (ExPoolState, the heap keys) cannot be read; damage
+/// below them is counted in the scan.
+pub fn walk_segment_heap(
+    mem: &dyn VirtualMemory,
+    ctx: &KernelContext,
+    l: &SegLayout,
+    header: &HeaderLayout,
+    on_block: &mut dyn FnMut(&Block, &'static str),
+) -> Result<SegmentHeapScan, PoolError> {
+    let rd = |what: &'static str, va: u64, r: Result<u64, crate::memory::MemoryError>| {
+        r.map_err(|source| PoolError::Memory { what, va, source })
+    };
+    let state = ctx.kernel_base.wrapping_add(l.ex_pool_state_rva);
+    let globals = ctx.kernel_base.wrapping_add(l.heap_globals_rva);
+    let mut scan = SegmentHeapScan {
+        heap_key: rd("RtlpHpHeapGlobals.HeapKey", globals, mem.read_u64(globals + l.heap_key))?,
+        lfh_key: rd("RtlpHpHeapGlobals.LfhKey", globals, mem.read_u64(globals + l.lfh_key))?,
+        ..SegmentHeapScan::default()
+    };
+    let pools = rd(
+        "ExPoolState.NumberOfPools",
+        state,
+        mem.read_u32(state + l.number_of_pools).map(u64::from),
+    )?;
+    if pools == 0 || pools > u64::from(MAX_POOLS) {
+        return Err(PoolError::Implausible {
+            what: "ExPoolState.NumberOfPools",
+            value: pools,
+            limit: u64::from(MAX_POOLS),
+        });
+    }
+    scan.pools = pools as u32;
+
+    // Heaps[4] of each pool node, then SpecialHeaps[4]; each heap once.
+    let mut slots: Vec<(u64, u64)> = Vec::new();
+    for n in 0..pools {
+        let base = state + l.pool_node + n * l.pool_node_size + l.node_heaps;
+        slots.extend((0..4).map(|i| (base + i * 8, i)));
+    }
+    if let Some(sh) = l.special_heaps {
+        slots.extend((0..4).map(|i| (state + sh + i * 8, i)));
+    }
+    let mut seen = BTreeSet::new();
+    for (slot, i) in slots {
+        let heap = match mem.read_u64(slot) {
+            Ok(h) => h,
+            Err(e) => {
+                if is_missing(&e) {
+                    scan.missing_pages += 1;
+                }
+                scan.problem(format!("heap pointer at {slot:#x}: {e}"));
+                continue;
+            }
+        };
+        if heap == 0 || !seen.insert(heap) {
+            continue;
+        }
+        walk_heap(mem, l, header, heap, heap_kind(i), &mut scan, on_block);
+    }
+    scan.ranges.sort_unstable();
+    Ok(scan)
+}
+
+fn walk_heap(
+    mem: &dyn VirtualMemory,
+    l: &SegLayout,
+    header: &HeaderLayout,
+    heap: u64,
+    kind: PoolKind,
+    scan: &mut SegmentHeapScan,
+    on_block: &mut dyn FnMut(&Block, &'static str),
+) {
+    match mem.read_u32(heap.wrapping_add(l.heap_signature)) {
+        Ok(SEGMENT_HEAP_SIGNATURE) => scan.heaps += 1,
+        Ok(sig) => {
+            scan.heaps_invalid += 1;
+            scan.problem(format!("heap {heap:#x}: signature {sig:#x}, not {SEGMENT_HEAP_SIGNATURE:#x}"));
+            return;
+        }
+        Err(e) => {
+            if is_missing(&e) {
+                scan.missing_pages += 1;
+            }
+            scan.heaps_invalid += 1;
+            scan.problem(format!("heap {heap:#x}: {e}"));
+            return;
+        }
+    }
+    for c in 0..2 {
+        let seg_ctx = heap + l.seg_contexts + c * l.seg_context_size;
+        let (Ok(shift), Ok(first)) = (
+            mem.read_u8(seg_ctx + l.unit_shift),
+            mem.read_u8(seg_ctx + l.first_descriptor_index),
+        ) else {
+            scan.problem(format!("segment context {seg_ctx:#x} unreadable"));
+            continue;
+        };
+        // Units are pages (12) or 64 KiB (16) on the kernels we know; a page segment's 256
+        // units must stay addressable.
+        if !(12..=20).contains(&shift) {
+            scan.problem(format!("segment context {seg_ctx:#x}: UnitShift {shift}"));
+            continue;
+        }
+        walk_segment_list(mem, l, header, seg_ctx, shift, first, kind, scan, on_block);
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn walk_segment_list(
+    mem: &dyn VirtualMemory,
+    l: &SegLayout,
+    header: &HeaderLayout,
+    seg_ctx: u64,
+    shift: u8,
+    first_index: u8,
+    kind: PoolKind,
+    scan: &mut SegmentHeapScan,
+    on_block: &mut dyn FnMut(&Block, &'static str),
+) {
+    let head = seg_ctx + l.segment_list_head;
+    let mut visited = BTreeSet::new();
+    let mut entry = match mem.read_u64(head) {
+        Ok(f) => f,
+        Err(e) => {
+            scan.problem(format!("segment list {head:#x}: {e}"));
+            return;
+        }
+    };
+    while entry != head {
+        if visited.len() >= MAX_SEGMENTS_PER_LIST {
+            scan.truncated = true;
+            return;
+        }
+        if !visited.insert(entry) {
+            scan.problem(format!("segment list {head:#x} loops at {entry:#x}"));
+            return;
+        }
+        // `_HEAP_PAGE_SEGMENT.ListEntry` is at offset 0: the entry is the segment.
+        let seg = entry;
+        let next = match mem.read_u64(seg) {
+            Ok(n) => n,
+            Err(e) => {
+                if is_missing(&e) {
+                    scan.missing_pages += 1;
+                }
+                scan.problem(format!("page segment {seg:#x}: {e}"));
+                return;
+            }
+        };
+        match mem.read_u64(seg + l.segment_signature) {
+            Ok(sig) if sig ^ scan.heap_key ^ seg ^ SEGMENT_SIGNATURE_KEY == seg_ctx => {
+                scan.segments += 1;
+                walk_descriptors(mem, l, header, seg, shift, first_index, kind, scan, on_block);
+            }
+            Ok(sig) => {
+                scan.segments_invalid += 1;
+                scan.problem(format!(
+                    "page segment {seg:#x}: signature {sig:#x} decodes to {:#x}, not its segment context {seg_ctx:#x}",
+                    sig ^ scan.heap_key ^ seg ^ SEGMENT_SIGNATURE_KEY
+                ));
+                return;
+            }
+            Err(e) => {
+                scan.problem(format!("page segment {seg:#x}: {e}"));
+                return;
+            }
+        }
+        entry = next;
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn walk_descriptors(
+    mem: &dyn VirtualMemory,
+    l: &SegLayout,
+    header: &HeaderLayout,
+    seg: u64,
+    shift: u8,
+    first_index: u8,
+    kind: PoolKind,
+    scan: &mut SegmentHeapScan,
+    on_block: &mut dyn FnMut(&Block, &'static str),
+) {
+    let descs = RangeBytes::read(mem, seg, l.page_segment_size);
+    scan.missing_pages += descs.missing_pages();
+    let mut i = u64::from(first_index);
+    while i < 256 {
+        let d = i * l.descriptor_size;
+        let (Some(units), Some(flags)) = (
+            descs.get(d + l.unit_size, 1).map(|b| b[0]),
+            descs.get(d + l.range_flags, 1).map(|b| b[0]),
+        ) else {
+            i += 1;
+            continue;
+        };
+        if units == 0 {
+            i += 1;
+            continue;
+        }
+        let start = seg + (i << shift);
+        let len = u64::from(units) << shift;
+        i += u64::from(units);
+        if flags != RANGE_LFH && flags != RANGE_VS {
+            continue;
+        }
+        if len > MAX_RANGE_BYTES || len < PAGE_SIZE {
+            scan.problem(format!("range {start:#x}: {len:#x} bytes"));
+            continue;
+        }
+        scan.ranges.push((start, start + len));
+        let r = RangeBytes::read(mem, start, len);
+        scan.missing_pages += r.missing_pages();
+        if flags == RANGE_LFH {
+            walk_lfh(&r, l, header, scan.lfh_key, kind, scan, on_block);
+        } else {
+            walk_vs(&r, l, header, scan.heap_key, kind, scan, on_block);
+        }
+    }
+}
