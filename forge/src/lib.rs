@@ -126,6 +126,16 @@ pub fn forge(opts: &Options, out: &Path) -> Result<truth::Truth, ForgeError> {
     let spec = profiles::find(&opts.profile).ok_or_else(|| ForgeError::UnknownProfile(opts.profile.clone()))?;
     let format = Format::parse(&opts.format).ok_or_else(|| ForgeError::UnknownFormat(opts.format.clone()))?;
     let scenario = scenario::find(&opts.scenario).ok_or_else(|| ForgeError::UnknownScenario(opts.scenario.clone()))?;
+    if scenario.kernel_bitmap_only() && format != Format::KernelBitmap {
+        return Err(ForgeError::ScenarioUnsupported {
+            scenario: scenario.name().into(),
+            profile: spec.name.into(),
+            reason: format!(
+                "it leaves pages out of the dump, which only kernel-bitmap can ({} stores every page)",
+                format.as_str()
+            ),
+        });
+    }
     if !(MIN_SIZE..=MAX_SIZE).contains(&opts.size) || opts.size & (space::PAGE - 1) != 0 {
         return Err(ForgeError::BadSize(opts.size));
     }

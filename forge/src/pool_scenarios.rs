@@ -425,3 +425,42 @@ impl Scenario for BusyServer {
         finish(sys, plan)
     }
 }
+
+/// `missing-pages`: leak-tagged, but the dump writer did not capture three pool pages (those
+/// holding NtfF blocks: classic pages, or one-page LFH subsegments on 19041/20348). Their
+/// blocks are not in the truth's `blocks`; `missing_pool_pages` is 3; the tag tables still
+/// count them. kernel-bitmap only.
+pub struct MissingPages;
+
+impl Scenario for MissingPages {
+    fn name(&self) -> &'static str {
+        "missing-pages"
+    }
+    fn description(&self) -> &'static str {
+        "leak-tagged with three pool pages left out of the dump (kernel-bitmap only): missing_pool_pages = 3"
+    }
+    fn kernel_bitmap_only(&self) -> bool {
+        true
+    }
+    fn drivers(&self) -> Vec<VendorDriver> {
+        LeakTagged.drivers()
+    }
+    fn plant(&self, sys: &mut System) -> Result<Option<Value>, ForgeError> {
+        let mut plan = PoolPlan {
+            omit_pages_of: Some((*b"NtfF", 3)),
+            ..PoolPlan::default()
+        };
+        background(sys, &mut plan)?;
+        for i in 0..48u64 {
+            sys.alloc_paged(0x7f0 - 0x10 * (i % 4), b"Leak")?;
+            if i % 6 == 0 {
+                alloc(sys, PoolKind::Paged, 0x170, b"NtfF")?;
+            }
+        }
+        plan.drivers.push(DriverLeak {
+            module: "leaky.sys".into(),
+            tags: vec![*b"Leak"],
+        });
+        finish(sys, plan)
+    }
+}

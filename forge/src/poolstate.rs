@@ -89,6 +89,10 @@ pub struct PoolPlan {
     /// Leave the truth's `blocks` out (null) and give `block_counts` instead: for millions of
     /// blocks the list would be larger than the dump's pool.
     pub omit_blocks: bool,
+    /// Leave out of the dump up to `.1` pool pages holding blocks of tag `.0` (classic pages
+    /// or one-page LFH subsegments): their blocks leave the truth's `blocks`, and they count
+    /// in `missing_pool_pages`; the tag tables still count them.
+    pub omit_pages_of: Option<([u8; 4], usize)>,
 }
 
 /// One counting event for the tables: an allocation (maybe freed since).
@@ -243,6 +247,26 @@ pub fn finish(sys: &mut System, plan: &PoolPlan) -> Result<Value, ForgeError> {
     }
     let mut blocks: Vec<Allocation> = std::mem::take(&mut sys.nonpaged.allocations);
     blocks.append(&mut std::mem::take(&mut sys.paged.allocations));
+
+    // ---- Pages left out of the dump.
+    let mut omitted = std::collections::BTreeSet::new();
+    if let Some((tag, n)) = plan.omit_pages_of {
+        for b in blocks
+            .iter()
+            .filter(|b| b.tag == tag && (b.source == "classic" || b.source == "lfh"))
+        {
+            if omitted.len() >= n {
+                break;
+            }
+            omitted.insert(b.address & !(PAGE - 1));
+        }
+        for &page in &omitted {
+            sys.machine.omit_page(page).ok_or(ForgeError::Unmapped(page))?;
+        }
+    }
+    let on_omitted = |b: &Allocation| -> bool {
+        !b.big && (b.address / PAGE..(b.address + b.size).div_ceil(PAGE)).any(|p| omitted.contains(&(p * PAGE)))
+    };
 
     // ---- Counting events: every allocation still in memory, freed blocks, history, freed big.
     let mut events = Vec::new();
@@ -460,6 +484,7 @@ pub fn finish(sys: &mut System, plan: &PoolPlan) -> Result<Value, ForgeError> {
     } else {
         blocks
             .iter()
+            .filter(|b| !on_omitted(b))
             .map(|b| {
                 let mut v = json!({ "address": hex(b.address), "size": b.size, "tag": tag_str(&b.tag),
                     "pool_type": b.kind.as_str(), "allocated": b.allocated, "source": b.source });
@@ -491,7 +516,7 @@ pub fn finish(sys: &mut System, plan: &PoolPlan) -> Result<Value, ForgeError> {
         "big_pages": big_truth,
         "blocks": block_truth,
         "block_counts": block_counts,
-        "missing_pool_pages": 0,
+        "missing_pool_pages": omitted.len(),
         "drivers": drivers,
         "vm": vm,
         "tag_tables": { "per_cpu": per_cpu, "tables": table_vas.len(), "entries": table_size,

@@ -20,6 +20,11 @@ pub trait Scenario {
     fn drivers(&self) -> Vec<VendorDriver> {
         Vec::new()
     }
+    /// True when the scenario leaves pages out of the dump, which only the kernel-bitmap
+    /// format can (full formats hold every page of physical memory).
+    fn kernel_bitmap_only(&self) -> bool {
+        false
+    }
     /// Plants the scenario's contents; returns the truth file's `pool` value (None = null).
     fn plant(&self, system: &mut System) -> Result<Option<serde_json::Value>, ForgeError>;
 }
@@ -50,6 +55,7 @@ pub fn registry() -> Vec<Box<dyn Scenario>> {
         Box::new(QuotaLeak),
         Box::new(NonpagedExhaustion),
         Box::new(BusyServer),
+        Box::new(MissingPages),
     ]
 }
 

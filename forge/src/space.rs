@@ -40,6 +40,9 @@ pub struct Machine {
     data_limit: u64,
     self_map_index: u64,
     process_roots: Vec<ProcessRoot>,
+    /// Frames that exist (mapped, written) but a kernel-bitmap dump leaves out: memory the
+    /// dump writer did not capture, so readers must report it missing.
+    omitted: std::collections::BTreeSet<u64>,
 }
 
 impl Machine {
@@ -66,6 +69,7 @@ impl Machine {
             data_limit: data_limit_pfn,
             self_map_index,
             process_roots: Vec::new(),
+            omitted: std::collections::BTreeSet::new(),
         };
         m.new_page(dtb_pfn);
         match paging {
@@ -311,6 +315,25 @@ impl Machine {
         self.pages.iter().map(|(k, v)| (*k, &v[..]))
     }
 
+    /// Leaves the frame behind `va` out of kernel-bitmap dumps; returns the frame.
+    pub fn omit_page(&mut self, va: u64) -> Option<u64> {
+        let pfn = *self.mapped.get(&(va & !(PAGE - 1)))?;
+        self.omitted.insert(pfn);
+        Some(pfn)
+    }
+
+    /// Pages a kernel-bitmap dump stores: every page but the omitted ones.
+    pub fn stored_pages(&self) -> impl Iterator<Item = (u64, &[u8])> + '_ {
+        self.pages
+            .iter()
+            .filter(|(k, _)| !self.omitted.contains(k))
+            .map(|(k, v)| (*k, &v[..]))
+    }
+
+    pub fn omitted_count(&self) -> u64 {
+        self.omitted.len() as u64
+    }
+
     pub fn page_count(&self) -> u64 {
         self.pages.len() as u64
     }
@@ -320,9 +343,13 @@ impl Machine {
     }
 
     /// Mapped kernel virtual ranges (page-granular, merged when contiguous in VA).
+    /// Omitted frames (not stored in a kernel-bitmap dump) are left out.
     pub fn mapped_ranges(&self) -> Vec<(u64, u64)> {
         let mut out: Vec<(u64, u64)> = Vec::new();
-        for &va in self.mapped.keys() {
+        for (&va, pfn) in &self.mapped {
+            if self.omitted.contains(pfn) {
+                continue;
+            }
             match out.last_mut() {
                 Some((start, size)) if *start + *size == va => *size += PAGE,
                 _ => out.push((va, PAGE)),

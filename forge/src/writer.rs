@@ -117,6 +117,12 @@ pub fn write_dump(
             x64: false,
         },
     };
+    // Full formats store every page of physical memory: they never omit one.
+    if format != Format::KernelBitmap && machine.omitted_count() > 0 {
+        return Err(ForgeError::Internal(
+            "omitted pages need the kernel-bitmap format".into(),
+        ));
+    }
     for (pfn, _) in machine.pages() {
         if !in_runs(runs, pfn) {
             return Err(ForgeError::Internal(format!(
@@ -146,10 +152,10 @@ pub fn write_dump(
                 }
                 run_pages
             } else {
-                for (pfn, _) in machine.pages() {
+                for (pfn, _) in machine.stored_pages() {
                     set(pfn);
                 }
-                machine.page_count()
+                machine.page_count() - machine.omitted_count()
             };
             let first = (layout.header_size + 0x38 + bits / 8).div_ceil(PAGE) * PAGE;
             (first, count, Some((bits, bitmap)))
@@ -191,7 +197,7 @@ pub fn write_dump(
             Format::KernelBitmap => first_page_offset + rank_in_machine * PAGE,
         }
     };
-    for (rank, (pfn, data)) in machine.pages().enumerate() {
+    for (rank, (pfn, data)) in machine.stored_pages().enumerate() {
         if data.iter().all(|b| *b == 0) {
             continue; // a hole in the sparse file reads as zeros
         }
