@@ -70,8 +70,9 @@ pub fn walk_vs(
             return;
         }
         if allocated && chunk_size >= hdr + header.size {
-            let (block, size) = block_in_chunk(r, header, off + hdr, chunk_size - hdr);
-            if let Some(hb) = r.get(block, header.size) {
+            let placed = block_in_chunk(r, header, off + hdr, chunk_size - hdr)
+                .and_then(|(block, size)| Some((block, size, r.get(block, header.size)?)));
+            if let Some((block, size, hb)) = placed {
                 if let Some(b) = block_from_header(header, hb, r.va + block, size, true, heap_kind) {
                     scan.vs_blocks += 1;
                     on_block(&b, "vs");
@@ -87,20 +88,18 @@ pub fn walk_vs(
 /// block smaller than a page is not left straddling a page boundary: the kernel then puts the
 /// POOL_HEADER at the start of the next page (MemProcFS vmmwinpool.c moves such blocks the
 /// same way). We move only when the header found there describes exactly the rest of the
-/// chunk, so a chunk without that layout keeps its plain position.
-fn block_in_chunk(r: &RangeBytes, header: &HeaderLayout, block: u64, size: u64) -> (u64, u64) {
+/// chunk, so a chunk without that layout keeps its plain position; `None` when that page is
+/// not in the dump (where the block starts cannot be told).
+fn block_in_chunk(r: &RangeBytes, header: &HeaderLayout, block: u64, size: u64) -> Option<(u64, u64)> {
     let in_page = (r.va + block) & (PAGE_SIZE - 1);
     if size >= PAGE_SIZE || in_page + size <= PAGE_SIZE {
-        return (block, size);
+        return Some((block, size));
     }
     let shift = PAGE_SIZE - in_page;
-    let moved = r
-        .get(block + shift, header.size)
-        .and_then(|hb| header.decode(hb))
-        .is_some_and(|h| header.bytes(h.block_size) == size - shift);
-    if moved {
-        (block + shift, size - shift)
+    let next = header.decode(r.get(block + shift, header.size)?)?;
+    if header.bytes(next.block_size) == size - shift {
+        Some((block + shift, size - shift))
     } else {
-        (block, size)
+        Some((block, size))
     }
 }
