@@ -163,3 +163,25 @@ fn triage32_synthetic() {
         assert!(Dump::from_bytes(full[..l].to_vec()).is_err(), "len {l}");
     }
 }
+
+/// A full scan over more than two release windows (64 MiB each) of a mapped file: every stored
+/// page is visited once, in order, with its contents, and pages released behind the scan still
+/// read back correctly afterwards.
+#[test]
+fn for_each_stored_page_visits_all_and_released_pages_stay_readable() {
+    let pfns: Vec<u64> = (0..40_000u64).map(|i| i * 3 + 1).collect();
+    let d = via_file(&bmp64(b"FDMP", 40_000 * 3 + 64, &pfns));
+    let mut seen = Vec::with_capacity(pfns.len());
+    let mut bad = 0usize;
+    d.for_each_stored_page(|pfn, page| {
+        if page != page_of(pfn).as_slice() {
+            bad += 1;
+        }
+        seen.push(pfn);
+    });
+    assert_eq!(bad, 0);
+    assert_eq!(seen, pfns);
+    for &pfn in [pfns[0], pfns[1000], pfns[20_000]].iter() {
+        assert_eq!(d.physical().page(pfn).unwrap(), page_of(pfn).as_slice(), "pfn {pfn:#x} after release");
+    }
+}

@@ -240,6 +240,43 @@ impl Dump {
         }
     }
 
+    /// Drops the file pages of `offset..offset + len` from this process's resident set, for
+    /// readers that stream through a dump many times larger than memory: without it a full scan
+    /// of a 64 GB dump leaves 64 GB of file pages mapped and counted as resident. The bytes stay
+    /// readable; touching them again reloads them from the file. A hint: errors are ignored.
+    pub fn release(&self, offset: u64, len: u64) {
+        let Data::Map(m) = &self.data else { return };
+        let page = PAGE_SIZE;
+        let start = offset.div_ceil(page) * page;
+        let end = offset.saturating_add(len).min(m.len() as u64) / page * page;
+        if end <= start {
+            return;
+        }
+        // SAFETY: the map is a read-only shared file mapping; MADV_DONTNEED only unmaps its pages
+        // from this process, and any later access (including through slices handed out
+        // earlier) faults the same file contents back in. The soundness assumption is the one
+        // `open` already makes: nobody rewrites the file while it is open.
+        let _ = unsafe {
+            m.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start as usize, (end - start) as usize)
+        };
+    }
+
+    /// Calls `f(pfn, page)` for every stored page in ascending page order, releasing the file
+    /// pages already visited every 64 MiB (see [`Dump::release`]) so that resident memory stays
+    /// bounded however large the dump is.
+    pub fn for_each_stored_page(&self, mut f: impl FnMut(u64, &[u8])) {
+        const WINDOW: u64 = 64 << 20;
+        let mut released_to = 0u64;
+        for pfn in self.stored_pfns() {
+            let (Some(page), Some(off)) = (self.page(pfn), self.page_file_offset(pfn)) else { continue };
+            f(pfn, page);
+            if off >= released_to + 2 * WINDOW {
+                self.release(released_to, off - WINDOW - released_to);
+                released_to = off - WINDOW;
+            }
+        }
+    }
+
     /// The raw file bytes (e.g. for the context record inside the header).
     pub fn file_bytes(&self) -> &[u8] {
         self.data.bytes()
