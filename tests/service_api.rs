@@ -497,3 +497,51 @@ fn a_dump_that_breaks_the_analyzer_fails_with_the_reason() {
     assert!(v["error"].as_str().unwrap().contains("truncated"), "{v}");
     assert_eq!(v["attempts"], 1, "bad input is not retried: {v}");
 }
+
+#[test]
+fn sigterm_stops_gracefully_and_the_interrupted_job_keeps_its_attempt() {
+    let dir = tempfile::tempdir().unwrap();
+    let scripts = tempfile::tempdir().unwrap();
+    let analyzer = slow_analyzer(scripts.path(), 3);
+    let env = [
+        ("POOLTRIAGE_ANALYZER", analyzer.to_str().unwrap()),
+        ("POOLTRIAGE_WORKERS", "1"),
+    ];
+    let mut svc = Service::start(dir.path(), &env);
+    let (code, v) = svc.upload(&triage());
+    assert_eq!(code, 201, "{v}");
+    let id = v["id"].as_str().unwrap().to_string();
+    let start = Instant::now();
+    while svc.call("GET", &format!("/api/v1/dumps/{id}"), None).1["status"] != "running" {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "job never started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pid = svc.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = svc.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "serve did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    drop(svc);
+
+    // Back in the queue without spending an attempt: the restart's claim is attempt 1.
+    let svc = Service::start(dir.path(), &env);
+    let v = svc.wait_finished(&id, Duration::from_secs(60));
+    assert_eq!(v["status"], "done", "{v}");
+    assert_eq!(v["attempts"], 1, "{v}");
+}

@@ -13,6 +13,9 @@ use std::io::Write;
 use std::process::ExitCode;
 use tokio::sync::watch;
 
+/// How long a graceful shutdown waits for open connections (uploads in flight).
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(20);
+
 pub fn run(args: &ServeArgs) -> ExitCode {
     use std::io::IsTerminal;
     let ansi = std::io::stderr().is_terminal();
@@ -98,7 +101,17 @@ async fn serve(config: Config, auth_config: crate::auth::AuthConfig) -> anyhow::
         tracing::info!("shutting down");
         let _ = stop_tx.send(true);
     });
-    server.await?;
+    // Graceful, but bounded: an upload still streaming after the grace period is cut off (its
+    // temporary file is removed at the next start) rather than holding the shutdown forever.
+    let mut stopped = stop_rx.clone();
+    let deadline = async move {
+        let _ = stopped.wait_for(|s| *s).await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        r = server => r?,
+        _ = deadline => tracing::warn!("connections still open after {} s; stopping anyway", SHUTDOWN_GRACE.as_secs()),
+    }
     for w in workers {
         let _ = w.await;
     }

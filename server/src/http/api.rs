@@ -91,6 +91,48 @@ fn ingest_error(e: IngestError) -> ApiError {
     }
 }
 
+/// After the ingest side gave up (limit reached, not a dump), this much more of the body is read
+/// and dropped before answering, within [`DRAIN_TIME`]: a client that is still sending then
+/// reads our answer instead of a connection reset (the "lingering close" of web servers).
+const DRAIN_BYTES: u64 = 16 << 20;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Moves body chunks into the ingest channel; `Err` when the body failed (client gone, bad
+/// framing). Ends with `Chunk::End` only when the body really ended.
+async fn pump<S, E>(stream: S, tx: &tokio::sync::mpsc::Sender<Chunk>) -> Result<(), String>
+where
+    S: futures_util::Stream<Item = Result<bytes::Bytes, E>>,
+    E: std::fmt::Display,
+{
+    futures_util::pin_mut!(stream);
+    loop {
+        match stream.next().await {
+            Some(Ok(b)) => {
+                if tx.send(Chunk::Data(b)).await.is_err() {
+                    break;
+                }
+            }
+            Some(Err(e)) => return Err(e.to_string()),
+            None => {
+                let _ = tx.send(Chunk::End).await;
+                return Ok(());
+            }
+        }
+    }
+    // The ingest side stopped early: drain a bounded amount so the answer can be read.
+    let drain = async {
+        let mut drained = 0u64;
+        while let Some(Ok(b)) = stream.next().await {
+            drained += b.len() as u64;
+            if drained > DRAIN_BYTES {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
+    Ok(())
+}
+
 /// `POST /api/v1/dumps`: raw body, or multipart/form-data with the dump in the `file` field.
 async fn upload(
     State(app): State<AppState>,
@@ -156,21 +198,7 @@ async fn upload(
                 name = Some(f.to_string());
             }
             let _ = name_tx.send(name.take());
-            let mut field = field;
-            result = loop {
-                match field.chunk().await {
-                    Ok(Some(b)) => {
-                        if tx.send(Chunk::Data(b)).await.is_err() {
-                            break Ok(());
-                        }
-                    }
-                    Ok(None) => {
-                        let _ = tx.send(Chunk::End).await;
-                        break Ok(());
-                    }
-                    Err(e) => break Err(e.body_text()),
-                }
-            };
+            result = pump(field, &tx).await;
             break;
         }
         if !found && result.is_ok() {
@@ -185,21 +213,7 @@ async fn upload(
         result
     } else {
         let _ = name_tx.send(name.take());
-        let mut stream = req.into_body().into_data_stream();
-        loop {
-            match stream.next().await {
-                Some(Ok(b)) => {
-                    if tx.send(Chunk::Data(b)).await.is_err() {
-                        break Ok(());
-                    }
-                }
-                Some(Err(e)) => break Err(e.to_string()),
-                None => {
-                    let _ = tx.send(Chunk::End).await;
-                    break Ok(());
-                }
-            }
-        }
+        pump(req.into_body().into_data_stream(), &tx).await
     };
     if let Err(why) = &pumped {
         let _ = tx.send(Chunk::Failed(why.clone())).await;
