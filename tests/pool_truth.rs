@@ -129,23 +129,19 @@ fn pool_reader_matches_the_forge_truth_on_every_profile_and_scenario() {
             let freed = array(t, "big_pages").iter().filter(|b| b["free"] == true).count() as u64;
             assert_eq!(n(&r["big_pages"]["free"]), freed, "{ctx}: freed big page slots");
 
-            // Every block: classic pages walked header by header, and big allocations.
+            // Every block: classic pages walked header by header, big allocations, and on 19H1+
+            // the segment heap's LFH and VS blocks.
             type Row = (u64, u64, String, String, bool, String, Option<u64>);
-            // The segment heap (19H1+ LFH and VS blocks) is not walked yet: those truth blocks
-            // are left out, and the report must say so.
             let segment_heap = array(t, "blocks")
                 .iter()
                 .any(|b| b["source"] == "lfh" || b["source"] == "vs");
             if segment_heap {
-                assert!(
-                    array(&r, "warnings").iter().any(|w| s(w).contains("segment heap")),
-                    "{ctx}: {}",
-                    r["warnings"]
-                );
+                let sh = field(&r, "segment_heap");
+                assert!(n(&sh["heaps"]) > 0 && n(&sh["segments"]) > 0, "{ctx}: {sh}");
+                assert_eq!(n(&sh["segments_invalid"]) + n(&sh["subsegments_invalid"]), 0, "{ctx}: {sh}");
             }
             let truth_blocks: BTreeSet<Row> = array(t, "blocks")
                 .iter()
-                .filter(|b| b["source"] == "classic" || b["source"] == "big")
                 .map(|b| {
                     let billed = b.get("process_billed").filter(|v| !v.is_null()).map(hx);
                     (
@@ -236,7 +232,6 @@ fn pool_reader_matches_the_forge_truth_on_every_profile_and_scenario() {
             // Quota: the charged process by name, with the bytes of its blocks.
             let charged: u64 = array(t, "blocks")
                 .iter()
-                .filter(|b| b["source"] == "classic" || b["source"] == "big")
                 .filter(|b| b.get("process_billed").is_some_and(|v| !v.is_null()))
                 .map(|b| n(&b["size"]))
                 .sum();
@@ -257,6 +252,28 @@ fn pool_reader_matches_the_forge_truth_on_every_profile_and_scenario() {
         PROFILES.len() * SCENARIOS.len() - 1,
         "every profile and scenario but x86 quota-leak"
     );
+}
+
+/// Without the kernel's symbols the 19H1+ segment heap (ExPoolState, its layouts) cannot be
+/// found: the report must say so rather than list a partial picture as the whole.
+#[test]
+fn blocks_without_symbols_say_the_segment_heap_was_not_walked() {
+    let dir = tempfile::tempdir().unwrap();
+    let (dump, truth) = forge(dir.path(), "win10-19041-x64", "leak-tagged").unwrap();
+    assert!(array(field(&truth, "pool"), "blocks").iter().any(|b| b["source"] == "lfh"));
+    let mut cmd = Command::new(pooltriage_bin());
+    cmd.env_remove("POOLTRIAGE_ISF_DIR").arg("blocks").arg(&dump).arg("--json");
+    let r: Value = serde_json::from_slice(&run(&mut cmd, "pooltriage blocks")).unwrap();
+    assert_eq!(r["symbols"]["source"], "none");
+    assert!(r["segment_heap"].is_null());
+    assert!(
+        array(&r, "warnings")
+            .iter()
+            .any(|w| s(w).contains("segment heap") && s(w).contains("could not be walked")),
+        "{}",
+        r["warnings"]
+    );
+    assert!(array(&r, "blocks").iter().all(|b| b["source"] != "lfh" && b["source"] != "vs"));
 }
 
 /// Bad input to `pool` and `blocks`: exit code 2, nothing on stdout, one line on stderr.
