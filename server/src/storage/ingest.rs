@@ -346,6 +346,42 @@ mod tests {
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 
+    fn zip_with(entries: &[(&str, zip::CompressionMethod, &[u8])]) -> Vec<u8> {
+        let mut w = zip::ZipWriter::new(io::Cursor::new(Vec::new()));
+        for (name, method, data) in entries {
+            let opts = zip::write::SimpleFileOptions::default().compression_method(*method);
+            if name.ends_with('/') {
+                w.add_directory(*name, opts).unwrap();
+            } else {
+                w.start_file(*name, opts).unwrap();
+                w.write_all(data).unwrap();
+            }
+        }
+        w.finish().unwrap().into_inner()
+    }
+
+    #[test]
+    fn zip_entries_stored_or_deflated_after_a_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let dump = std::fs::read(CORPUS).unwrap();
+        for method in [
+            zip::CompressionMethod::Stored,
+            zip::CompressionMethod::Deflated,
+        ] {
+            let z = zip_with(&[("dumps/", method, b""), ("dumps/MEMORY.DMP", method, &dump)]);
+            let got = ingest(&z[..], dir.path(), &limits(), None).unwrap();
+            assert_eq!(got.compression, Compression::Zip);
+            assert_eq!(got.sha256, sha(&dump), "{method:?}");
+            assert_eq!(got.original_name.as_deref(), Some("dumps/MEMORY.DMP"));
+        }
+        let empty = zip_with(&[("only-a-dir/", zip::CompressionMethod::Stored, b"")]);
+        let e = ingest(&empty[..], dir.path(), &limits(), None).unwrap_err();
+        assert!(
+            matches!(e, IngestError::BadArchive { format: "zip", .. }),
+            "{e}"
+        );
+    }
+
     #[test]
     fn corrupt_gzip_is_a_bad_archive() {
         let dir = tempfile::tempdir().unwrap();
