@@ -138,7 +138,11 @@ fn pool_reader_matches_the_forge_truth_on_every_profile_and_scenario() {
             if segment_heap {
                 let sh = field(&r, "segment_heap");
                 assert!(n(&sh["heaps"]) > 0 && n(&sh["segments"]) > 0, "{ctx}: {sh}");
-                assert_eq!(n(&sh["segments_invalid"]) + n(&sh["subsegments_invalid"]), 0, "{ctx}: {sh}");
+                assert_eq!(
+                    n(&sh["segments_invalid"]) + n(&sh["subsegments_invalid"]),
+                    0,
+                    "{ctx}: {sh}"
+                );
             }
             let truth_blocks: BTreeSet<Row> = array(t, "blocks")
                 .iter()
@@ -260,9 +264,14 @@ fn pool_reader_matches_the_forge_truth_on_every_profile_and_scenario() {
 fn blocks_without_symbols_say_the_segment_heap_was_not_walked() {
     let dir = tempfile::tempdir().unwrap();
     let (dump, truth) = forge(dir.path(), "win10-19041-x64", "leak-tagged").unwrap();
-    assert!(array(field(&truth, "pool"), "blocks").iter().any(|b| b["source"] == "lfh"));
+    assert!(array(field(&truth, "pool"), "blocks")
+        .iter()
+        .any(|b| b["source"] == "lfh"));
     let mut cmd = Command::new(pooltriage_bin());
-    cmd.env_remove("POOLTRIAGE_ISF_DIR").arg("blocks").arg(&dump).arg("--json");
+    cmd.env_remove("POOLTRIAGE_ISF_DIR")
+        .arg("blocks")
+        .arg(&dump)
+        .arg("--json");
     let r: Value = serde_json::from_slice(&run(&mut cmd, "pooltriage blocks")).unwrap();
     assert_eq!(r["symbols"]["source"], "none");
     assert!(r["segment_heap"].is_null());
@@ -273,7 +282,9 @@ fn blocks_without_symbols_say_the_segment_heap_was_not_walked() {
         "{}",
         r["warnings"]
     );
-    assert!(array(&r, "blocks").iter().all(|b| b["source"] != "lfh" && b["source"] != "vs"));
+    assert!(array(&r, "blocks")
+        .iter()
+        .all(|b| b["source"] != "lfh" && b["source"] != "vs"));
 }
 
 /// Bad input to `pool` and `blocks`: exit code 2, nothing on stdout, one line on stderr.

@@ -5,8 +5,8 @@
 
 use super::bigpages::{read_big_pages, BigPage, BigPages};
 use super::header::HeaderLayout;
-use super::segheap::{walk_segment_heap, SegLayout, SegmentHeapScan};
 use super::pages::{pool_ranges, scan_kernel_space, scan_ranges, Block, PageScan, PoolRange};
+use super::segheap::{walk_segment_heap, SegLayout, SegmentHeapScan};
 use super::tags::{read_tag_tables, sort_tags, SortKey, TableInfo, TagStats, TagTables};
 use super::vm::{vm_summary, walk_processes, QuotaAccumulator, QuotaEncoding, QuotaReport, VmSummary};
 use super::{hex, KernelContext, LayoutSource, PoolKind, PoolType, Tag, TagPattern};

@@ -65,7 +65,9 @@ pub fn walk_lfh(
         };
         if !busy {
             let described = hb.iter().any(|b| *b != 0)
-                && header.decode(hb).is_some_and(|h| header.bytes(h.block_size) == block_size);
+                && header
+                    .decode(hb)
+                    .is_some_and(|h| header.bytes(h.block_size) == block_size);
             if !described {
                 continue;
             }

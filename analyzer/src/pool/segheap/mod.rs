@@ -18,8 +18,8 @@
 
 pub mod layout;
 pub mod lfh;
-pub mod vs;
 mod range;
+pub mod vs;
 mod walk;
 
 pub use layout::SegLayout;

@@ -16,11 +16,7 @@ impl RangeBytes {
         let pages = len.div_ceil(PAGE_SIZE) as usize;
         let mut bytes = vec![0u8; pages * PAGE_SIZE as usize];
         let mut present = vec![false; pages];
-        for (i, (chunk, p)) in bytes
-            .chunks_mut(PAGE_SIZE as usize)
-            .zip(present.iter_mut())
-            .enumerate()
-        {
+        for (i, (chunk, p)) in bytes.chunks_mut(PAGE_SIZE as usize).zip(present.iter_mut()).enumerate() {
             let page_va = va.wrapping_add(i as u64 * PAGE_SIZE);
             *p = matches!(mem.read(page_va, chunk), Ok(()));
         }

@@ -8,7 +8,7 @@ use crate::pool::testmem::{isf, Image, W19041};
 use crate::pool::{KernelContext, PoolError, PoolKind, Tag};
 use crate::symbols::Profile;
 
-const KBASE: u64 = 0xfffff800_0000_0000;
+const KBASE: u64 = 0xffff_f800_0000_0000;
 const HEAP_KEY: u64 = 0x1111_2222_3333_4444;
 const LFH_KEY: u64 = 0x5555_6666_7777_8888;
 const HEAP: u64 = 0xffff_c000_0000_0000;
@@ -93,7 +93,10 @@ fn fixture() -> Fixture {
     Fixture { img, p }
 }
 
-fn walk(f: &Fixture) -> (Result<SegmentHeapScan, PoolError>, Vec<(u64, u64, Tag, PoolKind, bool, &'static str)>) {
+/// (address, size, tag, pool, allocated, source) of each block, in walk order.
+type Listed = Vec<(u64, u64, Tag, PoolKind, bool, &'static str)>;
+
+fn walk(f: &Fixture) -> (Result<SegmentHeapScan, PoolError>, Listed) {
     let ctx = KernelContext {
         kernel_base: KBASE,
         pointer_size: 8,
@@ -120,8 +123,14 @@ fn layouts_of_19041_and_20348_differ_where_the_kernels_do() {
     let b = SegLayout::from_profile(&isf(crate::pool::testmem::W20348)).unwrap();
     assert_eq!((a.seg_contexts, b.seg_contexts), (0x100, 0x140));
     assert_eq!((a.number_of_pools, b.number_of_pools), (0x38d0, 0x38e0));
-    assert_eq!((a.lfh_block_offsets, a.lfh_block_bitmap, a.vs_chunk_header_size), (0x28, 0x30, 0x10));
-    assert!(SegLayout::from_profile(&crate::pool::testmem::xp_pdb()).is_err(), "XP has no segment heap");
+    assert_eq!(
+        (a.lfh_block_offsets, a.lfh_block_bitmap, a.vs_chunk_header_size),
+        (0x28, 0x30, 0x10)
+    );
+    assert!(
+        SegLayout::from_profile(&crate::pool::testmem::xp_pdb()).is_err(),
+        "XP has no segment heap"
+    );
 }
 
 #[test]
@@ -213,5 +222,8 @@ fn decoders_match_hand_computed_values() {
     assert_eq!(lfh::decode_offsets(0x7737_89ca, LFH_KEY, LFH), (0x40, 0x40));
     // Size 0x60 (6 units), allocated: 0x0001_0000_0006_0000.
     let va = VS + 0x30;
-    assert_eq!(vs::decode_chunk(0x0001_0000_0006_0000 ^ va ^ HEAP_KEY, va, HEAP_KEY), (0x60, true));
+    assert_eq!(
+        vs::decode_chunk(0x0001_0000_0006_0000 ^ va ^ HEAP_KEY, va, HEAP_KEY),
+        (0x60, true)
+    );
 }

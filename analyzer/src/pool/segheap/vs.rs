@@ -9,9 +9,9 @@
 
 use super::range::RangeBytes;
 use super::{block_from_header, SegLayout, SegmentHeapScan};
+use crate::memory::PAGE_SIZE;
 use crate::pool::header::HeaderLayout;
 use crate::pool::pages::Block;
-use crate::memory::PAGE_SIZE;
 use crate::pool::PoolKind;
 
 /// `_HEAP_VS_SUBSEGMENT.Signature` = `Size ^ VS_SIGNATURE_KEY` (15 bits).

@@ -96,7 +96,9 @@ fn walk_heap(
         Ok(SEGMENT_HEAP_SIGNATURE) => scan.heaps += 1,
         Ok(sig) => {
             scan.heaps_invalid += 1;
-            scan.problem(format!("heap {heap:#x}: signature {sig:#x}, not {SEGMENT_HEAP_SIGNATURE:#x}"));
+            scan.problem(format!(
+                "heap {heap:#x}: signature {sig:#x}, not {SEGMENT_HEAP_SIGNATURE:#x}"
+            ));
             return;
         }
         Err(e) => {
@@ -225,7 +227,7 @@ fn walk_descriptors(
         if flags != RANGE_LFH && flags != RANGE_VS {
             continue;
         }
-        if len > MAX_RANGE_BYTES || len < PAGE_SIZE {
+        if !(PAGE_SIZE..=MAX_RANGE_BYTES).contains(&len) {
             scan.problem(format!("range {start:#x}: {len:#x} bytes"));
             continue;
         }
