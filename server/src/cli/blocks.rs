@@ -63,6 +63,26 @@ pub fn run(args: &BlocksArgs) -> ExitCode {
                 b.source
             );
         }
+        if let Some(h) = &report.segment_heap {
+            let _ = writeln!(
+                s,
+                "segment heap: {} heap(s), {} page segment(s), {} LFH and {} VS subsegment(s), {} LFH and {} VS block(s){}",
+                h.heaps,
+                h.segments,
+                h.lfh_subsegments,
+                h.vs_subsegments,
+                h.lfh_blocks,
+                h.vs_blocks,
+                if h.segments_invalid + h.subsegments_invalid > 0 {
+                    format!(
+                        " ({} segment(s), {} subsegment(s) rejected)",
+                        h.segments_invalid, h.subsegments_invalid
+                    )
+                } else {
+                    String::new()
+                }
+            );
+        }
         if let Some(m) = report.missing_pool_pages {
             let _ = writeln!(s, "pool pages missing from the dump: {m}");
         }
