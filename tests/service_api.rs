@@ -545,3 +545,95 @@ fn sigterm_stops_gracefully_and_the_interrupted_job_keeps_its_attempt() {
     assert_eq!(v["status"], "done", "{v}");
     assert_eq!(v["attempts"], 1, "{v}");
 }
+
+#[test]
+fn an_analyzer_killed_by_a_signal_is_retried_once_then_the_dump_fails() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let scripts = tempfile::tempdir().unwrap();
+    let killer = scripts.path().join("killed.sh");
+    std::fs::write(&killer, "#!/bin/sh\nkill -KILL $$\n").unwrap();
+    std::fs::set_permissions(&killer, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let svc = Service::start(
+        dir.path(),
+        &[("POOLTRIAGE_ANALYZER", killer.to_str().unwrap())],
+    );
+    let (code, v) = svc.upload(&triage());
+    assert_eq!(code, 201, "{v}");
+    let v = svc.wait_finished(v["id"].as_str().unwrap(), Duration::from_secs(30));
+    assert_eq!(v["status"], "failed", "{v}");
+    assert_eq!(v["attempts"], 2, "{v}");
+    let error = v["error"].as_str().unwrap();
+    assert!(error.contains("signal 9") && error.contains("twice"), "{v}");
+}
+
+#[test]
+fn tenants_get_their_own_id_for_the_same_content_and_share_the_analysis() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(dir.path(), &[]);
+    let out = Command::new(pooltriage_bin())
+        .args([
+            "tokens",
+            "create",
+            "--tenant",
+            "other",
+            "--role",
+            "customer",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let customer = format!("Bearer {}", String::from_utf8(out.stdout).unwrap().trim());
+    let dump = triage();
+
+    let (code, v) = svc.upload(&dump);
+    assert_eq!(code, 201, "{v}");
+    let admin_id = v["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        svc.wait_finished(&admin_id, Duration::from_secs(60))["status"],
+        "done"
+    );
+
+    let resp = ureq::post(&svc.url("/api/v1/dumps"))
+        .set("Authorization", &customer)
+        .send_bytes(&gzip(&dump))
+        .unwrap();
+    assert_eq!(resp.status(), 201, "a new dump for this tenant");
+    let v: Value = serde_json::from_str(&resp.into_string().unwrap()).unwrap();
+    let customer_id = v["id"].as_str().unwrap().to_string();
+    assert_ne!(customer_id, admin_id);
+    // Already analysed: done at once, same report.
+    let status: Value = serde_json::from_str(
+        &ureq::get(&svc.url(&format!("/api/v1/dumps/{customer_id}")))
+            .set("Authorization", &customer)
+            .call()
+            .unwrap()
+            .into_string()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(status["status"], "done", "{status}");
+    // The customer cannot see the admin tenant's dump.
+    match ureq::get(&svc.url(&format!("/api/v1/dumps/{admin_id}")))
+        .set("Authorization", &customer)
+        .call()
+    {
+        Err(ureq::Error::Status(404, _)) => {}
+        other => panic!("expected 404, got {:?}", other.map(|r| r.status())),
+    }
+    // Deleting one tenant's dump keeps the other's file and report.
+    assert_eq!(
+        svc.call("DELETE", &format!("/api/v1/dumps/{admin_id}"), None)
+            .0,
+        204
+    );
+    let r = ureq::get(&svc.url(&format!("/api/v1/dumps/{customer_id}/report")))
+        .set("Authorization", &customer)
+        .call()
+        .unwrap();
+    let report: Value = serde_json::from_str(&r.into_string().unwrap()).unwrap();
+    assert_eq!(report["dump"]["build"], 19041);
+    assert_eq!(files_in(&dir.path().join("dumps")).len(), 1);
+}

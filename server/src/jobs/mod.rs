@@ -156,14 +156,20 @@ async fn run_one(
             tracing::warn!(job = %job.id, "analysis failed: {reason}");
             jobs::fail(&ctx.db, job, owner, "analyzing", &reason, now()).await?;
         }
-        runner::Outcome::Transient(reason)
+        // A second kill by a signal is no accident: the dump is what kills the analyzer.
+        runner::Outcome::Killed(reason) if job.attempts >= 2 => {
+            let reason = format!("{reason} (twice)");
+            tracing::warn!(job = %job.id, "analysis failed: {reason}");
+            jobs::fail(&ctx.db, job, owner, "analyzing", &reason, now()).await?;
+        }
+        runner::Outcome::Transient(reason) | runner::Outcome::Killed(reason)
             if job.attempts >= i64::from(ctx.limits.max_attempts) =>
         {
             let reason = format!("{reason} (after {} attempts)", job.attempts);
             tracing::warn!(job = %job.id, "analysis failed: {reason}");
             jobs::fail(&ctx.db, job, owner, "analyzing", &reason, now()).await?;
         }
-        runner::Outcome::Transient(reason) => {
+        runner::Outcome::Transient(reason) | runner::Outcome::Killed(reason) => {
             // Backoff: 2, 4, 8... seconds.
             let delay = 1i64 << job.attempts.clamp(1, 10);
             tracing::warn!(job = %job.id, "analysis attempt {} failed, retrying in {delay} s: {reason}", job.attempts);

@@ -30,8 +30,10 @@ pub enum Outcome {
     Report(String),
     /// The dump breaks the analyzer: do not retry.
     Broken(String),
-    /// Might work next time (spawn failure, killed by a signal we did not send, internal error).
+    /// Might work next time (spawn failure, internal error).
     Transient(String),
+    /// Killed by a signal we did not send (OOM killer, an operator): retried once only.
+    Killed(String),
 }
 
 static WARNED_NO_PRLIMIT: AtomicBool = AtomicBool::new(false);
@@ -147,7 +149,7 @@ fn classify(
             if out_of_memory {
                 Outcome::Broken("analysis exceeded the memory limit".into())
             } else {
-                Outcome::Transient(format!("analyzer killed by signal {sig}"))
+                Outcome::Killed(format!("analyzer killed by signal {sig}"))
             }
         }
     }
@@ -221,7 +223,7 @@ mod tests {
                 "",
                 String::new()
             ),
-            Outcome::Transient(_)
+            Outcome::Killed(_)
         ));
     }
 }
