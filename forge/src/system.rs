@@ -804,10 +804,14 @@ impl System {
     }
 
     fn build_vendor_driver(&mut self, d: &VendorDriver) -> Result<(), ForgeError> {
+        // After the last driver of the system-driver area. Session drivers (win32k) live in their
+        // own area, which lies below the driver area on Windows 10 and above it on older builds.
+        let (drivers, session) = (self.spec.plan.drivers, self.spec.plan.session_drivers);
+        let in_driver_area = |b: u64| b >= drivers && (session < drivers || b < session);
         let base = match self
             .modules
             .iter()
-            .filter(|m| m.base < self.spec.plan.session_drivers && m.base >= self.spec.plan.drivers)
+            .filter(|m| in_driver_area(m.base))
             .map(|m| m.base + u64::from(m.size))
             .max()
         {

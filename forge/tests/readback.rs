@@ -1151,3 +1151,30 @@ fn pool_missing_pages_7601_and_19041() {
     let e = forge::forge(&o, &dir.path().join("x.dmp")).unwrap_err().to_string();
     assert!(e.contains("kernel-bitmap"), "{e}");
 }
+
+/// No two planted modules share address space: scenario drivers are placed after the system
+/// drivers on every profile (they once landed on hal.dll's base on builds whose session-driver
+/// area lies below the driver area).
+#[test]
+fn scenario_drivers_do_not_overlap_other_modules() {
+    let dir = tempfile::tempdir().unwrap();
+    for profile in ["xp-2600-x86pae", "win7-7601-x64", "win10-19041-x64", "server2022-20348-x64"] {
+        let out = dir.path().join(format!("{profile}.dmp"));
+        let mut opts = Options::new(profile, "kernel-bitmap");
+        opts.corpus = Some(PathBuf::from(CORPUS));
+        opts.scenario = "shared-tag".to_string();
+        let truth = forge::forge(&opts, &out).unwrap_or_else(|e| panic!("forge {profile}: {e}"));
+        let truth: Value = serde_json::to_value(&truth).unwrap();
+        let mut spans: Vec<(u64, u64, String)> = truth["modules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| (hex(&m["base"]), m["size"].as_u64().unwrap(), m["name"].as_str().unwrap().to_string()))
+            .collect();
+        assert!(spans.iter().any(|s| s.2 == "acmenet.sys"), "{profile}: scenario driver planted");
+        spans.sort();
+        for w in spans.windows(2) {
+            assert!(w[0].0 + w[0].1 <= w[1].0, "{profile}: {} overlaps {}", w[0].2, w[1].2);
+        }
+    }
+}
