@@ -306,9 +306,27 @@ fn hostile_uploads_are_refused_and_leave_nothing_behind() {
     .unwrap();
     s.write_all(dump.get(..dump.len() / 3).unwrap()).unwrap();
     s.flush().unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    // The upload is in progress (its temporary file exists) before the client goes away...
+    let tmp = dir.path().join("tmp");
+    let start = Instant::now();
+    while files_in(&tmp).is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "upload never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     drop(s);
-    std::thread::sleep(Duration::from_millis(700));
+    // ...and is cleaned up after.
+    let start = Instant::now();
+    while !files_in(&tmp).is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "temporary file left: {:?}",
+            files_in(&tmp)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 
     // Nothing stored, nothing queued, no temporary file left.
     let (_, list) = svc.call("GET", "/api/v1/dumps", None);
