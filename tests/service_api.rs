@@ -9,7 +9,6 @@
 //! Build the binary first (`cargo build -p pooltriage`); the CI builds the workspace.
 
 #[path = "independent/harness.rs"]
-#[allow(dead_code)]
 mod harness;
 
 use harness::pooltriage_bin;
@@ -386,7 +385,7 @@ fn twenty_uploads_at_once() {
         .map(|i| {
             let mut b = dump.clone();
             if i < 10 {
-                b.extend(std::iter::repeat(i).take(usize::from(i) + 1));
+                b.extend(vec![i; usize::from(i) + 1]);
             }
             b
         })
