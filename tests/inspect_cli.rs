@@ -421,3 +421,57 @@ fn module_list_loop_is_reported() {
         r["warnings"]
     );
 }
+
+/// The same encoded block, now with its keys where Windows keeps them: nt!KiWaitNever and
+/// nt!KiWaitAlways hold the two secrets and the block is encoded with the address of
+/// nt!KdpDataBlockEncoded, at the RVAs of the kernel's ISF (the corpus file, not our code).
+/// Given that ISF, `inspect` finds the profile by the kernel's CodeView GUID, reads the keys
+/// and decodes the block itself.
+#[test]
+fn encoded_kdbg_is_decoded_with_keys_from_the_kernel_isf() {
+    use analyzer::dump::Dump;
+    use analyzer::kernel::kdbg::{encode_qword, KdbgKeys};
+    use analyzer::symbols::Profile;
+
+    let isf_dir = harness::corpus().join("isf");
+    let profile = Profile::from_isf(isf_dir.join("ntkrnlmp.pdb/8B11040A5928757B11390AC78F6B6925-1.json.xz")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let f = forge(dir.path(), "win10-17763-x64", "kernel-bitmap", None);
+    let base = hx(&f.truth["kernel"]["base"]);
+    let kdbg_va = hx(field(&f.truth, "kdbg"));
+    let va_of = |name: &str| base + profile.global(name).unwrap_or_else(|| panic!("{name} in the 17763 ISF"));
+    let keys = KdbgKeys {
+        ki_wait_never: 0x5a17_c3e9_0b2d_8f61,
+        ki_wait_always: 0x9e04_b7d2_6c13_a5f8,
+        kdp_data_block_encoded: va_of("KdpDataBlockEncoded"),
+    };
+    let mut bytes = std::fs::read(&f.dump).unwrap();
+    {
+        let dump = Dump::open(&f.dump).unwrap();
+        let size = u32::from_le_bytes(bytes_at(&dump, kdbg_va + 0x14, 4).try_into().unwrap()) as u64;
+        for q in (0..size.div_ceil(8) * 8).step_by(8) {
+            let off = file_offset(&dump, kdbg_va + q);
+            let v = u64::from_le_bytes(bytes[off..off + 8].try_into().unwrap());
+            bytes[off..off + 8].copy_from_slice(&encode_qword(v, &keys).to_le_bytes());
+        }
+        for (name, value) in [("KiWaitNever", keys.ki_wait_never), ("KiWaitAlways", keys.ki_wait_always)] {
+            let off = file_offset(&dump, va_of(name));
+            bytes[off..off + 8].copy_from_slice(&value.to_le_bytes());
+        }
+    }
+    let encoded = dir.path().join("encoded.dmp");
+    std::fs::write(&encoded, &bytes).unwrap();
+
+    let out = Command::new(pooltriage_bin())
+        .args(["inspect", "--no-symbols", "--json", "--isf-dir"])
+        .arg(&isf_dir)
+        .arg(&encoded)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["kdbg"]["found"], true, "{}", r["kdbg"]);
+    assert_eq!(hx(&r["kernel"]["base"]), base);
+    let warnings = r["warnings"].to_string();
+    assert!(warnings.contains("decoded with keys from"), "{warnings}");
+}

@@ -13,7 +13,8 @@
 
 use super::store::{check_name, SymbolKey, SymbolStore};
 use super::{fallback, Profile};
-use crate::kernel::kdbg::Kdbg;
+use crate::kernel::kdbg::{Kdbg, KdbgKeys};
+use crate::memory::VirtualMemory;
 use std::path::{Path, PathBuf};
 
 /// The kernel's identity from its CodeView record.
@@ -80,6 +81,28 @@ fn bare_guid(guid: &str) -> String {
 /// The PDB file name of a CodeView path (`d:\build\ntkrnlmp.pdb` -> `ntkrnlmp.pdb`).
 fn file_name(path: &str) -> &str {
     path.rsplit(['\\', '/']).next().unwrap_or(path)
+}
+
+/// The keys that decode a Windows 8+ encoded debugger data block: the values of nt!KiWaitNever
+/// and nt!KiWaitAlways and the address of nt!KdpDataBlockEncoded, at the RVAs `profile` gives
+/// from the kernel base. Only a profile read from the kernel's own symbols (PDB or ISF) knows
+/// those RVAs; the fallback does not. `Err` names what is missing.
+pub fn kdbg_keys(mem: &dyn VirtualMemory, kernel_base: u64, profile: &Profile) -> Result<KdbgKeys, String> {
+    let rva = |name: &str| {
+        profile
+            .global(name)
+            .ok_or_else(|| format!("the kernel profile has no {name}"))
+    };
+    let at = |name: &str| rva(name).map(|r| kernel_base.wrapping_add(r));
+    let read = |name: &str| {
+        let va = at(name)?;
+        mem.read_u64(va).map_err(|e| format!("{name}: {e}"))
+    };
+    Ok(KdbgKeys {
+        ki_wait_never: read("KiWaitNever")?,
+        ki_wait_always: read("KiWaitAlways")?,
+        kdp_data_block_encoded: at("KdpDataBlockEncoded")?,
+    })
 }
 
 /// Candidate ISF paths for a kernel in one symbols folder.

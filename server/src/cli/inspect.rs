@@ -4,7 +4,8 @@
 //! stderr naming the file and the problem, so that a ticket shows the cause at a glance.
 
 use analyzer::dump::{Dump, DumpError};
-use analyzer::kernel::read_kernel;
+use analyzer::kernel::{read_kernel, read_kernel_with_keys, KernelInfo};
+use analyzer::symbols::kernel_profile::{self, KernelPdb, ProfileRequest};
 use analyzer::report::inspect::{InspectReport, ModuleReport};
 use analyzer::symbols::resolve::{resolve_modules, ResolveOptions};
 use analyzer::symbols::store::{StoreConfig, SymbolPath, SymbolStore};
@@ -34,6 +35,11 @@ pub struct InspectArgs {
     /// reported "timed out".
     #[arg(long, value_name = "SECS", default_value_t = 120)]
     pub symbol_timeout: u64,
+    /// A Volatility-style symbols folder (`ntkrnlmp.pdb/<GUID>-<age>.json.xz`) to find the
+    /// kernel's ISF in; with the symbol path, the source of the keys that decode an encoded
+    /// debugger data block.
+    #[arg(long, value_name = "DIR", env = "POOLTRIAGE_ISF_DIR")]
+    pub isf_dir: Option<PathBuf>,
 }
 
 /// inspect must stay quick offline: short timeouts, one retry, and a host that fails three
@@ -66,24 +72,29 @@ pub fn run(args: &InspectArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let kernel = read_kernel(&dump);
-    let mut report = InspectReport::build(&path, &dump, &kernel);
-    if !args.no_symbols {
-        let symbol_path = match SymbolPath::resolve(args.symbol_path.as_deref(), Path::new(DATA_DIR)) {
-            Ok(p) => p,
+    let store = if args.no_symbols {
+        None
+    } else {
+        match SymbolPath::resolve(args.symbol_path.as_deref(), Path::new(DATA_DIR)) {
+            Ok(p) => Some(SymbolStore::new(p, inspect_store_config())),
             Err(e) => {
                 eprintln!("error: {e}");
                 return ExitCode::from(2);
             }
-        };
-        let shown = symbol_path.to_string();
-        let store = SymbolStore::new(symbol_path, inspect_store_config());
+        }
+    };
+    let mut kernel = read_kernel(&dump);
+    if kernel.kdbg.is_none() {
+        kernel = decode_kdbg(&dump, kernel, args.isf_dir.as_deref(), store.as_ref());
+    }
+    let mut report = InspectReport::build(&path, &dump, &kernel);
+    if let Some(store) = &store {
         let opts = ResolveOptions {
             workers: 8,
             deadline: Some(Instant::now() + Duration::from_secs(args.symbol_timeout)),
         };
-        let statuses = resolve_modules(&store, &kernel.modules.modules, opts);
-        report.add_symbols(&kernel, shown, &statuses);
+        let statuses = resolve_modules(store, &kernel.modules.modules, opts);
+        report.add_symbols(&kernel, store.symbol_path().to_string(), &statuses);
     }
     let mut out = io::stdout().lock();
     let written = if args.json {
@@ -102,6 +113,49 @@ pub fn run(args: &InspectArgs) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// A debugger data block that could not be read is most often encoded (Windows 8+ keeps it
+/// so in memory). Its keys are kernel variables: with the kernel's own symbols (an ISF in
+/// `isf_dir`, or its PDB through the symbol store) read them and read the kernel again.
+/// Whatever happens is said in the kernel's warnings; the first reading is kept on failure.
+fn decode_kdbg(dump: &Dump, kernel: KernelInfo, isf_dir: Option<&Path>, store: Option<&SymbolStore>) -> KernelInfo {
+    let (Some(base), Some(cv)) = (
+        kernel.kernel_base,
+        kernel.kernel_module().and_then(|m| m.pe.as_ref()).and_then(|pe| pe.codeview.as_ref()),
+    ) else {
+        return kernel;
+    };
+    let Ok(mem) = dump.kernel_memory() else { return kernel };
+    let isf_dirs: Vec<PathBuf> = isf_dir.into_iter().map(Path::to_path_buf).collect();
+    let header = dump.header();
+    let request = ProfileRequest {
+        pdb: Some(KernelPdb { name: cv.pdb_path.clone(), guid: cv.guid.clone(), age: cv.age }),
+        build: header.build,
+        pointer_size: if header.arch == analyzer::dump::Arch::X86 { 4 } else { 8 },
+        kdbg: None,
+        isf_dirs: &isf_dirs,
+        store,
+    };
+    let why = match kernel_profile::find(&request) {
+        Ok(found) => match kernel_profile::kdbg_keys(mem.as_ref(), base, &found.profile) {
+            Ok(keys) => {
+                let mut decoded = read_kernel_with_keys(dump, Some(&keys));
+                if decoded.kdbg.is_some() {
+                    decoded
+                        .warnings
+                        .push(format!("debugger data block decoded with keys from {}", found.profile.source.describe()));
+                    return decoded;
+                }
+                "the keys from the kernel's symbols do not decode it".to_string()
+            }
+            Err(e) => e,
+        },
+        Err(e) => e.to_string(),
+    };
+    let mut kernel = kernel;
+    kernel.warnings.push(format!("debugger data block not decoded: {why}"));
+    kernel
 }
 
 fn opt<T: std::fmt::Display>(v: &Option<T>) -> String {
