@@ -36,9 +36,10 @@ pub async fn open(data_dir: &Path) -> Result<Db, DbError> {
         .create_if_missing(true)
         // WAL: readers (status polls) never wait for the writer (workers, uploads).
         .journal_mode(SqliteJournalMode::Wal)
-        // NORMAL is durable across process crashes in WAL mode (only an OS crash can lose the
-        // last transactions), which is what "a killed server loses no job" needs.
-        .synchronous(SqliteSynchronous::Normal)
+        // FULL: a commit (an acknowledged upload, a finished job) survives an OS crash or power
+        // loss too, not only a killed process. Writes are few (uploads, job transitions,
+        // heartbeats every few seconds), so the fsyncs cost nothing that matters.
+        .synchronous(SqliteSynchronous::Full)
         .busy_timeout(Duration::from_secs(10))
         .foreign_keys(true);
     let pool = SqlitePoolOptions::new()

@@ -54,6 +54,8 @@ impl Storage {
             return Ok(());
         }
         ingested.file.persist(&dest).map_err(|e| e.error)?;
+        // The rename is only durable once the directory is: the upload is acknowledged after.
+        std::fs::File::open(self.dumps_dir())?.sync_all()?;
         Ok(())
     }
 
