@@ -21,12 +21,13 @@ const PROFILES: [&str; 5] = [
     "win10-19041-x64",
     "server2022-20348-x64",
 ];
-const SCENARIOS: [&str; 5] = [
+const SCENARIOS: [&str; 6] = [
     "leak-tagged",
     "leak-untagged",
     "shared-tag",
     "quota-leak",
     "nonpaged-exhaustion",
+    "missing-pages",
 ];
 
 fn forge(dir: &Path, profile: &str, scenario: &str) -> Option<(std::path::PathBuf, Value)> {
