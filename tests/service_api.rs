@@ -419,6 +419,25 @@ fn twenty_uploads_at_once() {
     }
 }
 
+/// Pids of live processes whose command line mentions `dir`.
+fn processes_running(dir: &Path) -> Vec<u32> {
+    let needle = dir.to_str().unwrap().as_bytes().to_vec();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            // Zombies (state Z) are dead already.
+            let zombie = state
+                .rsplit(')')
+                .next()
+                .is_some_and(|r| r.trim_start().starts_with('Z'));
+            !zombie && cmd.windows(needle.len()).any(|w| w == needle.as_slice())
+        })
+        .collect()
+}
+
 /// A stand-in analyzer that takes its time, then runs the real one.
 fn slow_analyzer(dir: &Path, secs: u32) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
@@ -459,9 +478,23 @@ fn a_server_killed_mid_job_finishes_the_job_after_restart() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    assert!(
+        !processes_running(scripts.path()).is_empty(),
+        "the analyzer runs"
+    );
     svc.child.kill().unwrap();
     svc.child.wait().unwrap();
     drop(svc);
+    // The analyzer dies with the server (parent-death signal), no orphan left running.
+    let start = Instant::now();
+    while !processes_running(scripts.path()).is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_millis(1500), // well before the stand-in's 3 s sleep ends
+            "orphaned analyzer: {:?}",
+            processes_running(scripts.path())
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 
     let svc = Service::start(dir.path(), &env);
     let v = svc.wait_finished(&id, Duration::from_secs(60));

@@ -7,7 +7,10 @@
 //! - memory: `prlimit --data=BYTES` (util-linux) caps the child's heap (RLIMIT_DATA counts
 //!   private writable mappings since Linux 4.7, not the read-only mapping of the dump, so a
 //!   50 GB dump is still mapped whole). Without `prlimit` on PATH the child runs unlimited and
-//!   a warning is logged once. No `unsafe` `pre_exec` is needed.
+//!   a warning is logged once;
+//! - lifetime: `setpriv --pdeathsig KILL` (util-linux) kills the child when the server dies,
+//!   even by SIGKILL (the thread that spawned it is a runtime worker, alive as long as the
+//!   server). No `unsafe` `pre_exec` is needed for any of these.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -52,16 +55,36 @@ pub async fn analyze(
             Err(e) => return Outcome::Transient(format!("cannot find own executable: {e}")),
         },
     };
-    let mut cmd = if memory_bytes > 0 && prlimit_available() {
-        let mut c = Command::new("prlimit");
-        c.arg(format!("--data={memory_bytes}")).arg("--").arg(&exe);
-        c
-    } else {
-        if memory_bytes > 0 && !WARNED_NO_PRLIMIT.swap(true, Ordering::Relaxed) {
+    // The command line is a chain of util-linux tools that each set something on themselves and
+    // exec the next: `prlimit --data=N -- setpriv --pdeathsig KILL -- ANALYZER ARGS`.
+    let mut program: Vec<std::ffi::OsString> = Vec::new();
+    if memory_bytes > 0 {
+        if on_path("prlimit") {
+            program.extend([
+                "prlimit".into(),
+                format!("--data={memory_bytes}").into(),
+                "--".into(),
+            ]);
+        } else if !WARNED_NO_PRLIMIT.swap(true, Ordering::Relaxed) {
             tracing::warn!("prlimit (util-linux) not found: analyses run without a memory limit");
         }
-        Command::new(&exe)
+    }
+    // Parent-death signal: if the server dies (even by SIGKILL), the analyzer dies with it
+    // instead of running on as an orphan whose result nobody will take.
+    if on_path("setpriv") {
+        program.extend([
+            "setpriv".into(),
+            "--pdeathsig".into(),
+            "KILL".into(),
+            "--".into(),
+        ]);
+    }
+    program.push(exe.into_os_string());
+    let Some((first, rest)) = program.split_first() else {
+        return Outcome::Transient("empty analyzer command".into());
     };
+    let mut cmd = Command::new(first);
+    cmd.args(rest);
     cmd.args(ANALYZE_ARGS)
         .arg(dump)
         .current_dir(work_dir)
@@ -164,13 +187,23 @@ fn strip_error(line: &str) -> String {
     }
 }
 
-fn prlimit_available() -> bool {
-    static FOUND: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *FOUND.get_or_init(|| {
+/// Whether a tool is on PATH (looked up once per name).
+fn on_path(tool: &'static str) -> bool {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    static FOUND: Mutex<Option<HashMap<&'static str, bool>>> = Mutex::new(None);
+    let look = || {
         std::env::var_os("PATH")
-            .map(|p| std::env::split_paths(&p).any(|d| d.join("prlimit").is_file()))
+            .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
             .unwrap_or(false)
-    })
+    };
+    match FOUND.lock() {
+        Ok(mut guard) => *guard
+            .get_or_insert_with(HashMap::new)
+            .entry(tool)
+            .or_insert_with(look),
+        Err(_) => look(),
+    }
 }
 
 #[cfg(test)]
