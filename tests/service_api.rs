@@ -687,3 +687,61 @@ fn tenants_get_their_own_id_for_the_same_content_and_share_the_analysis() {
     assert_eq!(report["dump"]["build"], 19041);
     assert_eq!(files_in(&dir.path().join("dumps")).len(), 1);
 }
+
+#[test]
+fn an_analysis_over_the_memory_limit_fails_with_the_reason() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    // A forged 19041 kernel-bitmap dump (the forge is ours, but only its size matters here):
+    // the pool analysis of it needs far more than 1 MB of heap.
+    let dump = work.path().join("forged.dmp");
+    let out = Command::new(pooltriage_bin())
+        .args([
+            "forge",
+            "--profile",
+            "win10-19041-x64",
+            "--format",
+            "kernel-bitmap",
+            "--size",
+            "268435456",
+            "--out",
+        ])
+        .arg(&dump)
+        .env(
+            "POOLTRIAGE_CORPUS",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus"),
+        )
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "forge: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Stand-in analyzer: the pool analysis instead of inspect (called as `inspect --json
+    // --no-symbols DUMP`).
+    let analyzer = work.path().join("pool.sh");
+    std::fs::write(
+        &analyzer,
+        format!(
+            "#!/bin/sh\nshift 3\nexec '{}' pool --json \"$@\"\n",
+            pooltriage_bin().display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&analyzer, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let svc = Service::start(
+        dir.path(),
+        &[
+            ("POOLTRIAGE_ANALYZER", analyzer.to_str().unwrap()),
+            ("POOLTRIAGE_JOB_MEMORY_BYTES", "1000000"),
+        ],
+    );
+    let (code, v) = svc.upload(&std::fs::read(&dump).unwrap());
+    assert_eq!(code, 201, "{v}");
+    let v = svc.wait_finished(v["id"].as_str().unwrap(), Duration::from_secs(60));
+    assert_eq!(v["status"], "failed", "{v}");
+    assert!(v["error"].as_str().unwrap().contains("memory limit"), "{v}");
+    assert_eq!(v["attempts"], 1, "not retried: {v}");
+}
