@@ -4,7 +4,7 @@
 use super::*;
 use crate::pool::header::HeaderLayout;
 use crate::pool::pages::Block;
-use crate::pool::testmem::{isf, Image, W19041};
+use crate::pool::testmem::{isf, Image, W19041, W20348};
 use crate::pool::{KernelContext, PoolError, PoolKind, Tag};
 use crate::symbols::Profile;
 
@@ -27,22 +27,55 @@ struct Fixture {
     p: Profile,
 }
 
+/// Where the two kernels differ (their ISFs): `NumberOfPools`, `_SEGMENT_HEAP.SegContexts`,
+/// and so the segment signature, which encodes the segment context's address.
+struct Kernel {
+    guid: &'static str,
+    number_of_pools: u64,
+    seg_contexts: u64,
+    /// ctx0 ^ HeapKey ^ SEG ^ 0xa2e64eada2e64ead, worked out below.
+    signature: u64,
+}
+
+// 19041, ctx0 = HEAP + 0x100:
+// 0xffffc00000000100 ^ 0x1111222233334444 ^ 0xffffc00000100000 ^ 0xa2e64eada2e64ead
+//   = 0x0000000000100100 ^ 0x1111222233334444 ^ 0xa2e64eada2e64ead
+//   = 0x11112222_33234544 ^ 0xa2e64ead_a2e64ead = 0xb3f76c8f_91c50be9
+const K19041: Kernel = Kernel {
+    guid: W19041,
+    number_of_pools: 0x38d0,
+    seg_contexts: 0x100,
+    signature: 0xb3f7_6c8f_91c5_0be9,
+};
+// 20348, ctx0 = HEAP + 0x140: 0x...00100140 ^ 0x...33334444 = 0x...33234504;
+// 0x11112222_33234504 ^ 0xa2e64ead_a2e64ead = 0xb3f76c8f_91c50ba9
+const K20348: Kernel = Kernel {
+    guid: W20348,
+    number_of_pools: 0x38e0,
+    seg_contexts: 0x140,
+    signature: 0xb3f7_6c8f_91c5_0ba9,
+};
+
 fn fixture() -> Fixture {
-    let p = isf(W19041);
+    fixture_for(&K19041)
+}
+
+fn fixture_for(k: &Kernel) -> Fixture {
+    let p = isf(k.guid);
     let mut img = Image::new(8);
     let state = KBASE + p.global("ExPoolState").unwrap();
     let globals = KBASE + p.global("RtlpHpHeapGlobals").unwrap();
-    // 19041: _RTLP_HP_HEAP_GLOBALS HeapKey +0, LfhKey +8; NumberOfPools +0x38d0; PoolNode
-    // +0x3900 with Heaps[4] at +0; _SEGMENT_HEAP Signature +0x10, SegContexts +0x100 (0xc0
-    // each: UnitShift +8, FirstDescriptorIndex +0xa, SegmentListHead +0x48).
+    // Both kernels: _RTLP_HP_HEAP_GLOBALS HeapKey +0, LfhKey +8; PoolNode +0x3900 with
+    // Heaps[4] at +0; SpecialHeaps +0x86900; _SEGMENT_HEAP Signature +0x10; _HEAP_SEG_CONTEXT
+    // 0xc0 bytes (UnitShift +8, FirstDescriptorIndex +0xa, SegmentListHead +0x48).
     img.u64(globals, HEAP_KEY);
     img.u64(globals + 8, LFH_KEY);
-    img.u32(state + 0x38d0, 1);
+    img.u32(state + k.number_of_pools, 1);
     img.touch(state + 0x86900); // SpecialHeaps[4]: none
     img.u64(state + 0x3900 + 2 * 8, HEAP); // Heaps[2]: paged
     img.u32(HEAP + 0x10, 0xDDEE_DDEE);
-    let ctx0 = HEAP + 0x100;
-    let ctx1 = HEAP + 0x1c0;
+    let ctx0 = HEAP + k.seg_contexts;
+    let ctx1 = ctx0 + 0xc0;
     img.write(ctx0 + 8, &[12]);
     img.write(ctx0 + 0xa, &[2]);
     img.u64(ctx0 + 0x48, SEG);
@@ -50,13 +83,10 @@ fn fixture() -> Fixture {
     img.write(ctx1 + 8, &[16]);
     img.u64(ctx1 + 0x48, ctx1 + 0x48); // empty list
     img.u64(ctx1 + 0x50, ctx1 + 0x48);
-    // Page segment: ListEntry back to the head; Signature = ctx0 ^ HeapKey ^ SEG ^ A2E6..:
-    // 0xffffc00000000100 ^ 0x1111222233334444 ^ 0xffffc00000100000 ^ 0xa2e64eada2e64ead
-    //   = 0x0000000000100100 ^ 0x1111222233334444 ^ 0xa2e64eada2e64ead
-    //   = 0x11112222_33234544 ^ 0xa2e64ead_a2e64ead = 0xb3f76c8f_91c50be9
+    // Page segment: ListEntry back to the head; Signature = ctx0 ^ HeapKey ^ SEG ^ A2E6...
     img.u64(SEG, ctx0 + 0x48);
     img.u64(SEG + 8, ctx0 + 0x48);
-    img.u64(SEG + 0x10, 0xb3f7_6c8f_91c5_0be9);
+    img.u64(SEG + 0x10, k.signature);
     // Descriptors (0x20 each; RangeFlags +0x18, UnitSize +0x1f): #2 LFH 1 unit, #3 VS 2 units,
     // #5 a large range (flags 3) that is not ours.
     for (i, flags, units) in [(2u64, 11u8, 1u8), (3, 15, 2), (5, 3, 1)] {
@@ -155,6 +185,19 @@ fn walks_lfh_and_vs_blocks_of_a_hand_built_heap() {
             (VS + 0x1110, 0xef0, t(b"VsE5"), p, true, "vs"),
         ]
     );
+}
+
+#[test]
+fn the_20348_layout_walks_the_same_heap() {
+    let f = fixture_for(&K20348);
+    let (r, blocks) = walk(&f);
+    let s = r.unwrap();
+    assert_eq!((s.segments, s.lfh_blocks, s.vs_blocks), (1, 3, 3), "{:?}", s.problems);
+    assert_eq!(blocks.len(), 6);
+    // The 19041 signature (context at +0x100) is not valid for a 20348 heap (+0x140).
+    let mut f = fixture_for(&K20348);
+    f.img.u64(SEG + 0x10, K19041.signature);
+    assert_eq!(walk(&f).0.unwrap().segments_invalid, 1);
 }
 
 #[test]
