@@ -104,7 +104,11 @@ pub struct JobLimits {
     pub max_attempts: u32,
 }
 
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// The default listen address, 127.0.0.1:8080 (loopback: exposing the service is a decision).
+pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::LOCALHOST,
+    8080,
+));
 pub const DEFAULT_DATA_DIR: &str = "data";
 const GIB: u64 = 1 << 30;
 
@@ -139,10 +143,7 @@ impl Config {
                 }
             }
         };
-        let listen = args
-            .listen
-            .or(file.listen)
-            .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("constant address"));
+        let listen = args.listen.or(file.listen).unwrap_or(DEFAULT_LISTEN);
         let data_dir = args
             .data_dir
             .clone()
@@ -232,7 +233,7 @@ mod tests {
             ..Default::default()
         };
         let c = Config::resolve(&args).unwrap();
-        assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(c.workers, 2);
         assert_eq!(c.limits.max_upload_bytes, 64 * GIB);
     }

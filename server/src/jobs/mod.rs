@@ -35,7 +35,7 @@ pub fn start(
     let instance = uuid::Uuid::new_v4().simple().to_string();
     let mut handles: Vec<JoinHandle<()>> = (0..count)
         .map(|i| {
-            let owner = format!("{}-{i}", &instance[..12]);
+            let owner = format!("{}-{i}", instance.get(..12).unwrap_or(&instance));
             tokio::spawn(worker(ctx.clone(), owner, shutdown.clone()))
         })
         .collect();

@@ -55,7 +55,9 @@ impl Read for ChannelReader {
         }
         let n = buf.len().min(self.current.len());
         let head = self.current.split_to(n);
-        buf[..n].copy_from_slice(&head);
+        if let Some(dst) = buf.get_mut(..n) {
+            dst.copy_from_slice(&head);
+        }
         Ok(n)
     }
 }
