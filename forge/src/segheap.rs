@@ -5,7 +5,9 @@
 //! LFH (RangeFlags 11) and VS (15) subsegments.
 //!
 //! Encodings as Windows writes them (and MemProcFS `vmmwinpool.c` and PoolViewer decode them):
-//! - page segment Signature = segment ^ heap ^ HeapKey ^ 0xA2E64EADA2E64EAD;
+//! - page segment Signature = segment ^ its segment context (&heap.SegContexts[i]) ^ HeapKey ^
+//!   0xA2E64EADA2E64EAD (the kernel checks the decoded value against the context it walks from;
+//!   MemProcFS only checks that it is a kernel address, so it cannot catch the heap's address here);
 //! - LFH BlockOffsets {BlockSize u16, FirstBlockOffset u16} ^ LfhKey ^ (u32(subsegment) >> 12);
 //!   BlockBitmap 2 bits per block, 01 = allocated;
 //! - VS subsegment Size / Signature with Size == Signature ^ 0x2BED; chunk headers
@@ -168,7 +170,9 @@ impl SegmentHeap {
             self.next_segment_va += SEGMENT_SIZE;
             // The segment header is the 256 range descriptors (two pages).
             m.map_range(seg, UNITS * self.layout.descriptor_size)?;
-            let sig = seg ^ self.heap_va ^ self.heap_key ^ SEGMENT_SIGNATURE_KEY;
+            // Every segment hangs off SegContexts[0] (see list_head).
+            let context = self.heap_va + self.layout.seg_contexts;
+            let sig = seg ^ context ^ self.heap_key ^ SEGMENT_SIGNATURE_KEY;
             m.write_u64(seg + 16, sig)?;
             self.segments.push(seg);
             let head = self.list_head();

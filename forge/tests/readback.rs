@@ -902,7 +902,8 @@ fn walk_segment_heap(r: &Reader, prof: &Profile, kbase: u64) -> Vec<(u64, u64, S
         let head = ctx + o("_HEAP_SEG_CONTEXT", "SegmentListHead");
         for seg in walk(r, head, 0) {
             let sig = u64_at(&r.read(seg + 16, 8).unwrap(), 0) ^ key ^ seg ^ 0xa2e6_4ead_a2e6_4ead;
-            assert_eq!(sig, heap, "segment {seg:#x} signature");
+            // The kernel checks the decoded signature against the segment context it walks from.
+            assert_eq!(sig, ctx, "segment {seg:#x} signature");
             let dsize = prof.type_size("_HEAP_PAGE_RANGE_DESCRIPTOR").unwrap();
             let mut unit = first;
             while unit < 256 {
