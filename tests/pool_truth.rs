@@ -272,7 +272,8 @@ fn blocks_without_symbols_say_the_segment_heap_was_not_walked() {
     cmd.env_remove("POOLTRIAGE_ISF_DIR")
         .arg("blocks")
         .arg(&dump)
-        .arg("--json");
+        .arg("--json")
+        .arg("--no-symbols");
     let r: Value = serde_json::from_slice(&run(&mut cmd, "pooltriage blocks")).unwrap();
     assert_eq!(r["symbols"]["source"], "none");
     assert!(r["segment_heap"].is_null());
@@ -319,4 +320,33 @@ fn pool_and_blocks_bad_input_is_one_line_and_exit_2() {
         assert!(out.stdout.is_empty(), "{args:?}");
         assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
     }
+}
+
+/// Without --symbols or an ISF folder, `pool` finds the kernel's PDB through the symbol path by
+/// the kernel's CodeView identity, as WinDbg would: here a local store laid out as Microsoft's
+/// (`ntkrnlpa.pdb/<GUID><age>/ntkrnlpa.pdb`) holding the corpus XP kernel PDB.
+#[test]
+fn pool_finds_the_kernel_pdb_through_the_symbol_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((dump, truth)) = forge(dir.path(), "xp-2600-x86pae", "leak-tagged") else {
+        panic!("the forge refused xp-2600-x86pae leak-tagged");
+    };
+    let pdb = &truth["kernel"]["pdb"];
+    let key = format!("{}{}", s(&pdb["guid"]).replace('-', ""), n(&pdb["age"]));
+    let store = dir.path().join("store");
+    let at = store.join("ntkrnlpa.pdb").join(&key);
+    std::fs::create_dir_all(&at).unwrap();
+    std::fs::copy(corpus().join("pdb/ntkrnlpa.pdb"), at.join("ntkrnlpa.pdb")).unwrap();
+    let mut cmd = Command::new(pooltriage_bin());
+    cmd.env_remove("POOLTRIAGE_ISF_DIR")
+        .env_remove("_NT_SYMBOL_PATH")
+        .arg("pool")
+        .arg(&dump)
+        .arg("--json")
+        .arg("--symbol-path")
+        .arg(&store);
+    let r: Value = serde_json::from_slice(&run(&mut cmd, "pooltriage pool")).unwrap();
+    assert_eq!(r["symbols"]["source"], "pdb", "{}", r["symbols"]);
+    let leak = array(&r, "tags").iter().find(|t| t["tag"] == "Leak").cloned();
+    assert!(leak.is_some(), "the planted tag is listed with the PDB's layouts");
 }

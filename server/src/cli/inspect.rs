@@ -42,9 +42,9 @@ pub struct InspectArgs {
     pub isf_dir: Option<PathBuf>,
 }
 
-/// inspect must stay quick offline: short timeouts, one retry, and a host that fails three
+/// inspect (and pool, blocks) must stay quick offline: short timeouts, one retry, and a host that fails three
 /// times in a row is skipped for the rest of the run (the circuit breaker).
-fn inspect_store_config() -> StoreConfig {
+pub(crate) fn inspect_store_config() -> StoreConfig {
     StoreConfig {
         connect_timeout: Duration::from_secs(3),
         read_timeout: Duration::from_secs(10),

@@ -1,5 +1,6 @@
 //! What `pool` and `blocks` share: opening the dump, finding the kernel's profile (`--symbols`
-//! file, else the kernel's GUID in an ISF folder, else none), and running the analysis.
+//! file, else by the kernel's CodeView GUID: its ISF in `--isf-dir`, then its PDB through the
+//! symbol path; else none), and running the analysis.
 
 use analyzer::attribution::PoolTagFile;
 use analyzer::dump::{Dump, DumpError};
@@ -7,7 +8,9 @@ use analyzer::kernel::{read_kernel, KernelInfo};
 use analyzer::pool::analyze::analyze_with_kernel;
 use analyzer::pool::tags::SortKey;
 use analyzer::pool::{AnalyzeOptions, PoolReport, TagPattern};
-use analyzer::symbols::Profile;
+use analyzer::symbols::kernel_profile::{self, KernelPdb, ProfileRequest};
+use analyzer::symbols::store::{SymbolPath, SymbolStore};
+use analyzer::symbols::{Profile, ProfileSource};
 use std::path::{Path, PathBuf};
 
 #[derive(clap::Args)]
@@ -20,6 +23,13 @@ pub struct SymbolArgs {
     /// searched by the kernel's PDB GUID when --symbols is not given.
     #[arg(long, value_name = "DIR", env = "POOLTRIAGE_ISF_DIR")]
     pub isf_dir: Option<PathBuf>,
+    /// Symbol path for the kernel's PDB, as WinDbg's `_NT_SYMBOL_PATH` (`srv*CACHE*URL;DIR;...`).
+    /// Default: the environment variable, else `srv*data/symbols*https://msdl.microsoft.com/download/symbols`.
+    #[arg(long, value_name = "PATH")]
+    pub symbol_path: Option<String>,
+    /// Look up no symbols beyond --symbols and --isf-dir (no symbol path).
+    #[arg(long)]
+    pub no_symbols: bool,
     /// A pooltag.txt (`Tag - binary - description`) for tag descriptions.
     #[arg(long, value_name = "FILE")]
     pub pooltag: Option<PathBuf>,
@@ -64,13 +74,7 @@ pub fn load(dump_path: &Path, s: &SymbolArgs) -> Result<Loaded, String> {
                 Some(f.display().to_string()),
             )
         }
-        None => match s.isf_dir.as_deref().and_then(|d| find_isf(d, &kernel)) {
-            Some(f) => {
-                let p = Profile::from_isf(&f).map_err(|e| e.to_string())?;
-                (Some(p), "isf", Some(f.display().to_string()))
-            }
-            None => (None, "none", None),
-        },
+        None => find_profile(&dump, &kernel, s)?,
     };
     let pooltag = match &s.pooltag {
         Some(f) => {
@@ -98,26 +102,48 @@ pub fn load(dump_path: &Path, s: &SymbolArgs) -> Result<Loaded, String> {
     })
 }
 
-/// `DIR/<pdb name>/<GUID without dashes>-<age>.json(.xz)` for the kernel image's CodeView record.
-fn find_isf(dir: &Path, kernel: &KernelInfo) -> Option<PathBuf> {
-    let cv = kernel.kernel_module()?.pe.as_ref()?.codeview.as_ref()?;
-    let pdb = cv.pdb_path.rsplit(['\\', '/']).next()?.to_ascii_lowercase();
-    // The name comes from the dump: only a plain file name is used as a folder name.
-    if pdb.is_empty() || pdb.contains("..") || !pdb.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_')
-    {
-        return None;
-    }
-    let guid: String = cv.guid.chars().filter(|c| *c != '-').collect();
-    if guid.len() != 32 || !guid.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    ["json.xz", "json"]
-        .iter()
-        .map(|ext| {
-            dir.join(&pdb)
-                .join(format!("{}-{}.{ext}", guid.to_ascii_uppercase(), cv.age))
-        })
-        .find(|p| p.is_file())
+/// The kernel's profile by its CodeView identity (see `kernel_profile::find`): its ISF in
+/// `--isf-dir`, then its PDB through the symbol path. The built-in fallback the finder ends
+/// with is not taken here: without the kernel's own symbols the pool engine uses its own
+/// per-version layouts and says so.
+fn find_profile(
+    dump: &Dump,
+    kernel: &KernelInfo,
+    s: &SymbolArgs,
+) -> Result<(Option<Profile>, &'static str, Option<String>), String> {
+    let Some(cv) = kernel.kernel_module().and_then(|m| m.pe.as_ref()).and_then(|pe| pe.codeview.as_ref()) else {
+        return Ok((None, "none", None));
+    };
+    let store = if s.no_symbols {
+        None
+    } else {
+        let path = SymbolPath::resolve(s.symbol_path.as_deref(), Path::new("data")).map_err(|e| e.to_string())?;
+        Some(SymbolStore::new(path, super::inspect::inspect_store_config()))
+    };
+    let isf_dirs: Vec<PathBuf> = s.isf_dir.iter().cloned().collect();
+    let header = dump.header();
+    let request = ProfileRequest {
+        pdb: Some(KernelPdb { name: cv.pdb_path.clone(), guid: cv.guid.clone(), age: cv.age }),
+        build: header.build,
+        pointer_size: if header.arch == analyzer::dump::Arch::X86 { 4 } else { 8 },
+        kdbg: None,
+        isf_dirs: &isf_dirs,
+        store: store.as_ref(),
+    };
+    Ok(match kernel_profile::find(&request) {
+        Ok(found) => match &found.profile.source {
+            ProfileSource::Isf(p) => {
+                let p = p.display().to_string();
+                (Some(found.profile), "isf", Some(p))
+            }
+            ProfileSource::Pdb(p) => {
+                let p = p.display().to_string();
+                (Some(found.profile), "pdb", Some(p))
+            }
+            _ => (None, "none", None),
+        },
+        Err(_) => (None, "none", None),
+    })
 }
 
 pub fn parse_sort(s: &str) -> Result<SortKey, String> {
