@@ -1069,28 +1069,6 @@ fn pool_busy_server_19041() {
     assert_eq!(heap_bytes + big_bytes, tag_bytes);
 }
 
-/// Timing of the benchmark dump (issue 4 item 10): busy-server at 8 GiB holds over 2 million
-/// blocks. `cargo test --release -p pooltriage-forge --test readback -- --ignored busy_server_8gib`.
-#[test]
-#[ignore]
-fn busy_server_8gib() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("busy8.dmp");
-    let mut opts = Options::new("win10-19041-x64", "kernel-bitmap");
-    opts.corpus = Some(PathBuf::from(CORPUS));
-    opts.size = 8 << 30;
-    opts.scenario = "busy-server".into();
-    let t = std::time::Instant::now();
-    let truth = forge::forge(&opts, &out).unwrap();
-    let counts = &truth.pool.as_ref().unwrap()["block_counts"];
-    let blocks: u64 = counts.as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
-    eprintln!(
-        "8 GiB busy-server: {blocks} blocks in {:.1} s",
-        t.elapsed().as_secs_f64()
-    );
-    assert!(blocks >= 2_000_000);
-}
-
 /// missing-pages: the three pool pages are mapped but not stored, their blocks are not in the
 /// truth, and everything else still holds.
 #[test]
