@@ -140,7 +140,11 @@ pub fn profile_for_build(build: u32) -> String {
         .collect();
     found.sort();
     found.dedup();
-    assert_eq!(found.len(), 1, "expected exactly one forge profile named with build {build} in `pooltriage forge --list`:\n{text}");
+    assert_eq!(
+        found.len(),
+        1,
+        "expected exactly one forge profile named with build {build} in `pooltriage forge --list`:\n{text}"
+    );
     found.remove(0)
 }
 
