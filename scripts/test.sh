@@ -39,6 +39,7 @@ APT_PACKAGES=(
     llvm                   # llvm-pdbutil: independent PDB reader for the symbol-name tests
     gcab                   # independent CAB writer: .pd_ files for the symbol store tests
     binutils-mingw-w64-x86-64  # x86_64-w64-mingw32-objdump: independent disassembler for the pool-tag scan tests
+    libusb-1.0-0           # loaded by MemProcFS's leechcore (tests/pool_independent.rs)
 )
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
@@ -59,7 +60,7 @@ REQ="tests/independent/requirements.txt"
 VENV="$ROOT/.venv"
 stamp="$(sha256sum "$REQ" | cut -d' ' -f1)"
 if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$VENV/.requirements.sha256" 2>/dev/null)" != "$stamp" ] \
-    || ! "$VENV/bin/python" -c 'import kdmp_parser, volatility3' 2>/dev/null; then
+    || ! "$VENV/bin/python" -c 'import kdmp_parser, volatility3, importlib.util as u; assert u.find_spec("memprocfs") and u.find_spec("leechcorepyc")' 2>/dev/null; then
     step "creating .venv from $REQ"
     # Debian's python3 (with python3-venv) is always there after step 1; another python3 on PATH
     # (pyenv) is used only if it can make a venv too.
@@ -73,7 +74,7 @@ if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$VENV/.requirements.sha256" 2>/dev/n
 else
     step ".venv up to date"
 fi
-"$VENV/bin/python" -c 'import kdmp_parser, volatility3' || die ".venv is broken; delete it and run again"
+"$VENV/bin/python" -c 'import kdmp_parser, volatility3, importlib.util as u; assert u.find_spec("memprocfs") and u.find_spec("leechcorepyc")' || die ".venv is broken; delete it and run again"
 
 # --- 3. Volatility symbols dir -------------------------------------------------------------------
 CACHE="$ROOT/.cache"

@@ -1,0 +1,325 @@
+//! Our pool reader (`pooltriage blocks --json`) against pool readers nobody here wrote, on forged
+//! pool-scenario dumps (issue 4 item 9):
+//! - Volatility 3's `windows.bigpools` (PyPI, pinned in tests/independent/requirements.txt) with
+//!   the corpus ISFs lists exactly the big allocations we list, on forged leak-tagged
+//!   kernel-bitmap dumps of 7601, 17763, 19041 and 20348;
+//! - MemProcFS (PyPI `memprocfs`), which walks the Windows 10 19H1+ segment heap itself, lists the
+//!   same LFH, VS and big blocks as we do on forged 19041 leak-tagged and shared-tag dumps.
+//!
+//! Expected values are the independent tool's output; the truth file is not consulted. Allowed
+//! quirks (../shared/docs/independent-readers.md): Volatility prints integers in decimal,
+//! pointers masked to 48 bits on some builds, tags without trailing spaces, and (with
+//! `--show-free`) freed entries with Va bit 0 set, which we count in `big_pages.free` instead of
+//! listing; MemProcFS gives LFH/VS addresses of the data after the 16-byte POOL_HEADER and sizes
+//! without it, reports freed big-page entries as allocated, and does not report free VS chunks
+//! (we list only allocated VS blocks too).
+//!
+//! Needs the venv and symbols dir of `scripts/test.sh` and a built `pooltriage` binary; a missing
+//! tool fails the test. The external processes of one test run in parallel threads.
+
+#[path = "independent/harness.rs"]
+mod harness;
+
+use harness::{corpus, pooltriage_bin, python, run, script, vol, vol_symbols};
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Volatility's JSON renderer masks some pointers to 48 bits: compare both sides masked.
+const MASK48: u64 = (1 << 48) - 1;
+
+/// The size of an x64 POOL_HEADER, which MemProcFS leaves out of LFH/VS addresses and sizes.
+const POOL_HEADER: u64 = 16;
+
+fn forge(dir: &Path, profile: &str, scenario: &str) -> PathBuf {
+    let dump = dir.join(format!("{profile}-{scenario}.dmp"));
+    run(
+        Command::new(pooltriage_bin())
+            .env("POOLTRIAGE_CORPUS", corpus())
+            .args(["forge", "--profile", profile, "--format", "kernel-bitmap"])
+            .args(["--scenario", scenario, "--out"])
+            .arg(&dump),
+        &format!("pooltriage forge {profile} {scenario}"),
+    );
+    dump
+}
+
+/// Our reader: `pooltriage blocks DUMP --json --isf-dir corpus/isf` (docs/json.md).
+fn our_blocks(dump: &Path) -> Value {
+    let out = run(
+        Command::new(pooltriage_bin())
+            .arg("blocks")
+            .arg(dump)
+            .arg("--json")
+            .arg("--isf-dir")
+            .arg(corpus().join("isf")),
+        "pooltriage blocks",
+    );
+    serde_json::from_slice(&out).expect("blocks --json prints JSON")
+}
+
+fn hex(v: &Value) -> u64 {
+    let s = v
+        .as_str()
+        .unwrap_or_else(|| panic!("not a hex string: {v}"));
+    u64::from_str_radix(s.trim_start_matches("0x"), 16).unwrap_or_else(|e| panic!("{s:?}: {e}"))
+}
+
+fn num(v: &Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("not a number: {v}"))
+}
+
+fn text(v: &Value) -> String {
+    v.as_str()
+        .unwrap_or_else(|| panic!("not a string: {v}"))
+        .to_string()
+}
+
+fn blocks(report: &Value) -> &Vec<Value> {
+    report["blocks"].as_array().unwrap_or_else(|| {
+        panic!(
+            "blocks --json has no blocks list: errors {}",
+            report["errors"]
+        )
+    })
+}
+
+/// Runs `f` on every item in its own thread and returns the results in order.
+fn parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = items.iter().map(|i| s.spawn(|| f(i))).collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    })
+}
+
+// ----- Volatility 3 windows.bigpools ------------------------------------------------------------
+
+/// (address masked to 48 bits, tag without trailing spaces, size, "paged"/"nonpaged")
+type Big = (u64, String, u64, String);
+
+/// `vol windows.bigpools --show-free`: (allocated entries, number of freed entries).
+fn vol_bigpools(dump: &Path, cache: &Path) -> (BTreeSet<Big>, usize) {
+    // A private cache per process (several run at once); Volatility needs it to exist.
+    std::fs::create_dir_all(cache).expect("vol cache dir");
+    let out = run(
+        Command::new(vol())
+            .args(["-q", "--offline", "-r", "json", "-s"])
+            .arg(vol_symbols())
+            .arg("--cache-path")
+            .arg(cache)
+            .arg("-f")
+            .arg(dump)
+            .args(["windows.bigpools", "--show-free"]),
+        "vol windows.bigpools",
+    );
+    let rows: Value = serde_json::from_slice(&out).unwrap_or_else(|e| {
+        panic!(
+            "vol printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&out)
+        )
+    });
+    let rows = rows.as_array().expect("vol JSON is a list");
+    let mut allocated = BTreeSet::new();
+    let mut freed = 0;
+    for r in rows {
+        let status = text(&r["Status"]);
+        if status != "Allocated" {
+            assert_eq!(status, "Free", "vol row status: {r}");
+            freed += 1;
+            continue;
+        }
+        let pool_type = text(&r["PoolType"]);
+        let kind = if pool_type.starts_with("NonPaged") {
+            "nonpaged"
+        } else if pool_type.starts_with("Paged") {
+            "paged"
+        } else {
+            pool_type.as_str()
+        };
+        allocated.insert((
+            num(&r["Allocation"]) & MASK48,
+            text(&r["Tag"]).trim_end_matches(' ').to_string(),
+            num(&r["NumberOfBytes"]),
+            kind.to_string(),
+        ));
+    }
+    (allocated, freed)
+}
+
+/// Our big allocations: the `blocks` list's "big" entries, and `big_pages.free`.
+fn our_bigpools(report: &Value) -> (BTreeSet<Big>, usize) {
+    let ours = blocks(report)
+        .iter()
+        .filter(|b| b["source"] == "big")
+        .map(|b| {
+            assert_eq!(b["allocated"], true, "a listed big block is allocated: {b}");
+            (
+                hex(&b["address"]) & MASK48,
+                text(&b["tag"]).trim_end_matches(' ').to_string(),
+                num(&b["size"]),
+                text(&b["pool_type"]["kind"]),
+            )
+        })
+        .collect();
+    let free = num(&report["big_pages"]["free"]) as usize;
+    (ours, free)
+}
+
+#[test]
+fn volatility_bigpools_lists_exactly_our_big_allocations() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let profiles = [
+        "win7-7601-x64",
+        "win10-17763-x64",
+        "win10-19041-x64",
+        "server2022-20348-x64",
+    ];
+    let dumps: Vec<PathBuf> = profiles
+        .iter()
+        .map(|p| forge(dir.path(), p, "leak-tagged"))
+        .collect();
+    let results = parallel(&dumps, |dump| {
+        let cache = dump.with_extension("vol-cache");
+        (vol_bigpools(dump, &cache), our_bigpools(&our_blocks(dump)))
+    });
+    for (profile, ((vol_alloc, vol_free), (ours, our_free))) in profiles.iter().zip(results) {
+        // Two empty lists would agree on nothing: the scenario plants big allocations.
+        assert!(!ours.is_empty(), "{profile}: we list no big allocation");
+        let vol_only: Vec<_> = vol_alloc.difference(&ours).collect();
+        let ours_only: Vec<_> = ours.difference(&vol_alloc).collect();
+        assert!(
+            vol_only.is_empty() && ours_only.is_empty(),
+            "{profile}: big allocations differ (numbers in hex)\n  volatility only: {vol_only:x?}\n  ours only: {ours_only:x?}"
+        );
+        eprintln!(
+            "{profile}: {} big allocations and {vol_free} freed entries agree with Volatility",
+            ours.len()
+        );
+        assert_eq!(
+            vol_free, our_free,
+            "{profile}: freed big-page entries (vol Status Free vs our big_pages.free)"
+        );
+    }
+}
+
+// ----- MemProcFS pool map -----------------------------------------------------------------------
+
+/// (kind "big"/"lfh"/"vs", address, size, tag, allocated) as MemProcFS reports blocks.
+type Mpfs = (String, u64, u64, String, bool);
+
+/// The folders of the installed `memprocfs` and `leechcorepyc` packages, found without importing
+/// them (their shared objects load only with LD_LIBRARY_PATH naming these folders).
+fn mpfs_library_path() -> String {
+    let out = run(
+        Command::new(python()).args([
+            "-c",
+            "import importlib.util as u\n\
+             print(':'.join(u.find_spec(m).submodule_search_locations[0] for m in ('leechcorepyc', 'memprocfs')))",
+        ]),
+        "locating the memprocfs and leechcorepyc packages",
+    );
+    String::from_utf8(out).expect("utf-8").trim().to_string()
+}
+
+fn mpfs_pool(dump: &Path, lib_path: &str) -> BTreeSet<Mpfs> {
+    let out = run(
+        Command::new(python())
+            .env("LD_LIBRARY_PATH", lib_path)
+            .arg(script("mpfs_pool.py"))
+            .arg(dump),
+        "MemProcFS pool map (tests/independent/mpfs_pool.py)",
+    );
+    let rows: Value = serde_json::from_slice(&out).unwrap_or_else(|e| {
+        panic!(
+            "mpfs_pool.py printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&out)
+        )
+    });
+    rows.as_array()
+        .expect("a list")
+        .iter()
+        .map(|r| {
+            (
+                r["kind"].to_string().trim_matches('"').to_string(),
+                hex(&r["va"]),
+                num(&r["size"]),
+                text(&r["tag"]),
+                r["allocated"].as_bool().expect("allocated is a bool"),
+            )
+        })
+        .collect()
+}
+
+/// Our LFH, VS and big blocks in MemProcFS's terms.
+fn ours_as_mpfs(report: &Value) -> BTreeSet<Mpfs> {
+    blocks(report)
+        .iter()
+        .filter_map(|b| {
+            let source = text(&b["source"]);
+            let (addr, size, tag) = (hex(&b["address"]), num(&b["size"]), text(&b["tag"]));
+            let allocated = b["allocated"].as_bool().expect("allocated is a bool");
+            match source.as_str() {
+                "big" => Some((source, addr, size, tag, allocated)),
+                "lfh" | "vs" => Some((
+                    source,
+                    addr + POOL_HEADER,
+                    size - POOL_HEADER,
+                    tag,
+                    allocated,
+                )),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn memprocfs_lists_our_segment_heap_and_big_blocks() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let scenarios = ["leak-tagged", "shared-tag"];
+    let dumps: Vec<PathBuf> = scenarios
+        .iter()
+        .map(|s| forge(dir.path(), "win10-19041-x64", s))
+        .collect();
+    let lib_path = mpfs_library_path();
+    let results = parallel(&dumps, |dump| {
+        (mpfs_pool(dump, &lib_path), our_blocks(dump))
+    });
+    for (scenario, (theirs, report)) in scenarios.iter().zip(results) {
+        let ours = ours_as_mpfs(&report);
+        for kind in ["lfh", "vs", "big"] {
+            assert!(
+                ours.iter().any(|b| b.0 == kind),
+                "19041 {scenario}: we list no {kind} block (the scenario plants them)"
+            );
+        }
+        let ours_only: Vec<_> = ours.difference(&theirs).collect();
+        // MemProcFS lists freed big-page entries as allocated; we count them in big_pages.free.
+        let theirs_only: Vec<_> = theirs.difference(&ours).collect();
+        let freed_big = theirs_only.iter().filter(|b| b.0 == "big" && b.4).count();
+        let other: Vec<_> = theirs_only
+            .iter()
+            .filter(|b| !(b.0 == "big" && b.4))
+            .collect();
+        assert!(
+            ours_only.is_empty() && other.is_empty(),
+            "19041 {scenario}: blocks differ (numbers in hex)\n  MemProcFS only: {other:x?}\n  ours only: {ours_only:x?}"
+        );
+        let count = |k: &str| ours.iter().filter(|b| b.0 == k).count();
+        eprintln!(
+            "19041 {scenario}: MemProcFS agrees on {} lfh, {} vs, {} big blocks (+{freed_big} freed big entries)",
+            count("lfh"),
+            count("vs"),
+            count("big")
+        );
+        assert_eq!(
+            freed_big as u64,
+            num(&report["big_pages"]["free"]),
+            "19041 {scenario}: big entries MemProcFS adds ({theirs_only:x?}) vs our big_pages.free"
+        );
+    }
+}
