@@ -11,12 +11,12 @@
 #[path = "independent/harness.rs"]
 mod harness;
 
-use harness::pooltriage_bin;
+use harness::{create_token, pooltriage_bin, spawn_serve};
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 const TRIAGE: &str = concat!(
@@ -41,29 +41,10 @@ impl Drop for Service {
 
 impl Service {
     fn start(dir: &Path, env: &[(&str, &str)]) -> Service {
-        let token = create_token(dir);
-        let mut cmd = Command::new(pooltriage_bin());
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .env("POOLTRIAGE_UPLOAD_BURST", "100");
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("pooltriage serve starts");
-        let stdout = child.stdout.take().unwrap();
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("serve prints its address");
-        let addr = line
-            .trim()
-            .strip_prefix("listening on http://")
-            .unwrap_or_else(|| panic!("unexpected first line from serve: {line:?}"))
-            .parse()
-            .unwrap();
+        let token = create_token(dir, "acme", "admin");
+        let mut env = env.to_vec();
+        env.insert(0, ("POOLTRIAGE_UPLOAD_BURST", "100"));
+        let (child, addr) = spawn_serve(dir, &env);
         Service {
             child,
             addr,
@@ -122,28 +103,6 @@ impl Service {
 }
 
 /// An admin token (auth is H5's: `pooltriage tokens create`, also with the service running).
-fn create_token(dir: &Path) -> String {
-    let out = Command::new(pooltriage_bin())
-        .args([
-            "tokens",
-            "create",
-            "--tenant",
-            "acme",
-            "--role",
-            "admin",
-            "--data-dir",
-        ])
-        .arg(dir)
-        .output()
-        .expect("pooltriage tokens runs");
-    assert!(
-        out.status.success(),
-        "tokens create: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
 fn triage() -> Vec<u8> {
     std::fs::read(TRIAGE).expect("corpus triage dump")
 }

@@ -8,12 +8,12 @@
 #[path = "independent/harness.rs"]
 mod harness;
 
-use harness::pooltriage_bin;
+use harness::{create_token, spawn_serve};
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 const TRIAGE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus/dumps/triage_x64.dmp");
@@ -32,43 +32,10 @@ impl Drop for Service {
 }
 
 fn serve(dir: &Path, env: &[(&str, &str)]) -> Service {
-    let mut cmd = Command::new(pooltriage_bin());
-    cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir)
-        .env("POOLTRIAGE_WORKERS", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().expect("pooltriage serve starts");
-    let stdout = child.stdout.take().unwrap();
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("serve prints its address");
-    let addr = line
-        .trim()
-        .strip_prefix("listening on http://")
-        .unwrap_or_else(|| panic!("unexpected first line from serve: {line:?}"))
-        .parse()
-        .unwrap();
+    let mut env = env.to_vec();
+    env.insert(0, ("POOLTRIAGE_WORKERS", "1"));
+    let (child, addr) = spawn_serve(dir, &env);
     Service { child, addr }
-}
-
-fn create_token(dir: &Path, tenant: &str, role: &str) -> String {
-    let out = Command::new(pooltriage_bin())
-        .args(["tokens", "create", "--tenant", tenant, "--role", role, "--data-dir"])
-        .arg(dir)
-        .output()
-        .expect("pooltriage tokens runs");
-    assert!(
-        out.status.success(),
-        "tokens create: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
 struct Reply {

@@ -220,3 +220,47 @@ impl Rng {
         self.next_u64() % n
     }
 }
+
+/// Starts `pooltriage serve` on a free loopback port with `dir` as its data directory and the
+/// extra environment `env`; returns the child and the address it printed on its first line.
+pub fn spawn_serve(dir: &Path, env: &[(&str, &str)]) -> (std::process::Child, std::net::SocketAddr) {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let mut cmd = Command::new(pooltriage_bin());
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("pooltriage serve starts");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("serve prints its address");
+    let addr = line
+        .trim()
+        .strip_prefix("listening on http://")
+        .unwrap_or_else(|| panic!("unexpected first line from serve: {line:?}"))
+        .parse()
+        .expect("serve prints a socket address");
+    (child, addr)
+}
+
+/// `pooltriage tokens create` in data directory `dir`; returns the new token.
+pub fn create_token(dir: &Path, tenant: &str, role: &str) -> String {
+    let out = Command::new(pooltriage_bin())
+        .args(["tokens", "create", "--tenant", tenant, "--role", role, "--data-dir"])
+        .arg(dir)
+        .output()
+        .expect("pooltriage tokens runs");
+    assert!(
+        out.status.success(),
+        "tokens create: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 token").trim().to_string()
+}
