@@ -51,104 +51,87 @@ impl<'a> PageTableMemory<'a> {
     /// The physical address `va` maps to. Errors: `NotMapped` (entry not present, or not a
     /// valid address for the mode), `PageMissing` (a table page is not in the dump).
     pub fn translate(&self, va: u64) -> Result<u64, MemoryError> {
+        let valid_va = match self.mode {
+            // Canonical: bits 63..47 all equal.
+            PagingMode::X64 => matches!(va >> 47, 0 | 0x1_FFFF),
+            PagingMode::X86Pae | PagingMode::X86 => va <= u64::from(u32::MAX),
+        };
+        if !valid_va {
+            return Err(MemoryError::NotMapped { va });
+        }
+        let levels = self.levels();
+        let mut table = self.dtb;
+        for (depth, level) in levels.iter().enumerate() {
+            let index = (va >> level.shift) & (level.entries - 1);
+            let pa = table + index * self.entry_size();
+            let entry = self
+                .entry(pa)
+                .ok_or(MemoryError::PageMissing { va: Some(va), pa })?;
+            if !self.present(depth, entry) {
+                return Err(MemoryError::NotMapped { va });
+            }
+            if let Some(frame) = self.maps_page(levels, depth, entry) {
+                let span_mask = (1u64 << level.shift) - 1;
+                return Ok(frame | (va & span_mask));
+            }
+            table = entry & self.frame_mask();
+        }
+        // Unreachable for non-empty level tables: the last level always maps a page.
+        Err(MemoryError::NotMapped { va })
+    }
+
+    fn levels(&self) -> &'static [Level] {
         match self.mode {
-            PagingMode::X64 => self.translate_x64(va),
-            PagingMode::X86Pae => self.translate_pae(va),
-            PagingMode::X86 => self.translate_x86(va),
+            PagingMode::X64 => &X64_LEVELS,
+            PagingMode::X86Pae => &PAE_LEVELS,
+            PagingMode::X86 => &X86_LEVELS,
         }
     }
 
-    fn entry64(&self, va: u64, table: u64, index: u64) -> Result<u64, MemoryError> {
-        let pa = table + index * 8;
+    fn entry_size(&self) -> u64 {
+        if self.mode == PagingMode::X86 {
+            4
+        } else {
+            8
+        }
+    }
+
+    fn frame_mask(&self) -> u64 {
+        if self.mode == PagingMode::X86 {
+            0xFFFF_F000
+        } else {
+            PFN_MASK_64
+        }
+    }
+
+    /// The table entry at physical address `pa`, or `None` when its page is not in the dump.
+    fn entry(&self, pa: u64) -> Option<u64> {
         let mut b = [0u8; 8];
-        self.phys
-            .read_physical(pa, &mut b)
-            .map_err(|_| MemoryError::PageMissing { va: Some(va), pa })?;
-        Ok(u64::from_le_bytes(b))
+        let size = self.entry_size() as usize;
+        self.phys.read_physical(pa, &mut b[..size]).ok()?;
+        Some(u64::from_le_bytes(b))
     }
 
-    fn entry32(&self, va: u64, table: u64, index: u64) -> Result<u64, MemoryError> {
-        let pa = table + index * 4;
-        let mut b = [0u8; 4];
-        self.phys
-            .read_physical(pa, &mut b)
-            .map_err(|_| MemoryError::PageMissing { va: Some(va), pa })?;
-        Ok(u64::from(u32::from_le_bytes(b)))
+    /// Whether an entry maps anything. PAE's PDPTEs have no transition form; elsewhere a
+    /// transition entry still maps (the data is in RAM and in the dump).
+    fn present(&self, depth: usize, entry: u64) -> bool {
+        if self.mode == PagingMode::X86Pae && depth == 0 {
+            entry & VALID != 0
+        } else {
+            entry & VALID != 0 || entry & (TRANSITION | PROTOTYPE) == TRANSITION
+        }
     }
 
-    fn translate_x64(&self, va: u64) -> Result<u64, MemoryError> {
-        // Canonical: bits 63..47 all equal.
-        let top = va >> 47;
-        if top != 0 && top != 0x1_FFFF {
-            return Err(MemoryError::NotMapped { va });
+    /// For a present entry that maps a page (a PTE, or a large PDE/PDPTE), the physical base
+    /// of that page (aligned to the span the entry maps); `None` for an entry naming a table.
+    fn maps_page(&self, levels: &[Level], depth: usize, entry: u64) -> Option<u64> {
+        let level = levels.get(depth)?;
+        let leaf = depth + 1 == levels.len();
+        if leaf || (level.large && entry & (VALID | LARGE) == VALID | LARGE) {
+            Some(entry & self.frame_mask() & !((1u64 << level.shift) - 1))
+        } else {
+            None
         }
-        let pml4e = self.entry64(va, self.dtb, (va >> 39) & 0x1FF)?;
-        let pdpt = table_of(va, pml4e)?;
-        let pdpte = self.entry64(va, pdpt, (va >> 30) & 0x1FF)?;
-        if pdpte & (VALID | LARGE) == VALID | LARGE {
-            return Ok((pdpte & PFN_MASK_64 & !0x3FFF_FFFF) | (va & 0x3FFF_FFFF));
-        }
-        let pd = table_of(va, pdpte)?;
-        let pde = self.entry64(va, pd, (va >> 21) & 0x1FF)?;
-        if pde & (VALID | LARGE) == VALID | LARGE {
-            return Ok((pde & PFN_MASK_64 & !0x1F_FFFF) | (va & 0x1F_FFFF));
-        }
-        let pt = table_of(va, pde)?;
-        let pte = self.entry64(va, pt, (va >> 12) & 0x1FF)?;
-        Ok(table_of(va, pte)? | (va & 0xFFF))
-    }
-
-    fn translate_pae(&self, va: u64) -> Result<u64, MemoryError> {
-        if va > u64::from(u32::MAX) {
-            return Err(MemoryError::NotMapped { va });
-        }
-        let pdpte = self.entry64(va, self.dtb, (va >> 30) & 0x3)?;
-        if pdpte & VALID == 0 {
-            return Err(MemoryError::NotMapped { va });
-        }
-        let pd = pdpte & PFN_MASK_64;
-        let pde = self.entry64(va, pd, (va >> 21) & 0x1FF)?;
-        if pde & (VALID | LARGE) == VALID | LARGE {
-            return Ok((pde & PFN_MASK_64 & !0x1F_FFFF) | (va & 0x1F_FFFF));
-        }
-        let pt = table_of(va, pde)?;
-        let pte = self.entry64(va, pt, (va >> 12) & 0x1FF)?;
-        Ok(table_of(va, pte)? | (va & 0xFFF))
-    }
-
-    fn translate_x86(&self, va: u64) -> Result<u64, MemoryError> {
-        if va > u64::from(u32::MAX) {
-            return Err(MemoryError::NotMapped { va });
-        }
-        let pde = self.entry32(va, self.dtb, (va >> 22) & 0x3FF)?;
-        if pde & (VALID | LARGE) == VALID | LARGE {
-            return Ok((pde & 0xFFC0_0000) | (va & 0x3F_FFFF));
-        }
-        let pt = table_of32(va, pde)?;
-        let pte = self.entry32(va, pt, (va >> 12) & 0x3FF)?;
-        Ok(table_of32(va, pte)? | (va & 0xFFF))
-    }
-}
-
-/// Is a non-large entry usable: hardware-valid, or a transition entry (data still in RAM)?
-fn usable(entry: u64) -> bool {
-    entry & VALID != 0 || entry & (TRANSITION | PROTOTYPE) == TRANSITION
-}
-
-/// The physical base of the table/page a 64-bit entry points to.
-fn table_of(va: u64, entry: u64) -> Result<u64, MemoryError> {
-    if usable(entry) {
-        Ok(entry & PFN_MASK_64)
-    } else {
-        Err(MemoryError::NotMapped { va })
-    }
-}
-
-fn table_of32(va: u64, entry: u64) -> Result<u64, MemoryError> {
-    if usable(entry) {
-        Ok(entry & 0xFFFF_F000)
-    } else {
-        Err(MemoryError::NotMapped { va })
     }
 }
 
@@ -161,65 +144,34 @@ struct Level {
     large: bool,
 }
 
+impl Level {
+    const fn new(entries: u64, shift: u32, large: bool) -> Level {
+        Level {
+            entries,
+            shift,
+            large,
+        }
+    }
+}
+
 const X64_LEVELS: [Level; 4] = [
-    Level {
-        entries: 512,
-        shift: 39,
-        large: false,
-    },
-    Level {
-        entries: 512,
-        shift: 30,
-        large: true,
-    },
-    Level {
-        entries: 512,
-        shift: 21,
-        large: true,
-    },
-    Level {
-        entries: 512,
-        shift: 12,
-        large: false,
-    },
+    Level::new(512, 39, false),
+    Level::new(512, 30, true),
+    Level::new(512, 21, true),
+    Level::new(512, 12, false),
 ];
 const PAE_LEVELS: [Level; 3] = [
-    Level {
-        entries: 4,
-        shift: 30,
-        large: false,
-    },
-    Level {
-        entries: 512,
-        shift: 21,
-        large: true,
-    },
-    Level {
-        entries: 512,
-        shift: 12,
-        large: false,
-    },
+    Level::new(4, 30, false),
+    Level::new(512, 21, true),
+    Level::new(512, 12, false),
 ];
-const X86_LEVELS: [Level; 2] = [
-    Level {
-        entries: 1024,
-        shift: 22,
-        large: true,
-    },
-    Level {
-        entries: 1024,
-        shift: 12,
-        large: false,
-    },
-];
+const X86_LEVELS: [Level; 2] = [Level::new(1024, 22, true), Level::new(1024, 12, false)];
 
 impl PageTableMemory<'_> {
     /// Walks the tables below `table` (level `depth` of `levels`), visiting mapped pages of
     /// `[start, end)`. A table page missing from the dump hides what it maps: skipped.
-    #[allow(clippy::too_many_arguments)]
     fn walk(
         &self,
-        levels: &[Level],
         depth: usize,
         table: u64,
         base: u64,
@@ -227,10 +179,11 @@ impl PageTableMemory<'_> {
         end: u64,
         f: &mut dyn FnMut(u64, Option<&[u8]>),
     ) {
-        let Some(level) = levels.get(depth) else { return };
-        let leaf = depth + 1 == levels.len();
+        let levels = self.levels();
+        let Some(level) = levels.get(depth) else {
+            return;
+        };
         let span = 1u64 << level.shift;
-        let esize = if self.mode == PagingMode::X86 { 4 } else { 8 };
         for idx in 0..level.entries {
             let mut va = base.wrapping_add(idx << level.shift);
             if depth == 0 && self.mode == PagingMode::X64 && idx >= 256 {
@@ -243,56 +196,40 @@ impl PageTableMemory<'_> {
             if va >= end {
                 break;
             }
-            let mut b = [0u8; 8];
-            if self
-                .phys
-                .read_physical(table + idx * esize, &mut b[..esize as usize])
-                .is_err()
-            {
+            let Some(entry) = self.entry(table + idx * self.entry_size()) else {
+                continue;
+            };
+            if !self.present(depth, entry) {
                 continue;
             }
-            let entry = u64::from_le_bytes(b);
-            let frame_mask = if self.mode == PagingMode::X86 {
-                0xFFFF_F000
-            } else {
-                PFN_MASK_64
-            };
-            // PAE's PDPTEs have no transition form; elsewhere a transition entry still maps.
-            let present = if self.mode == PagingMode::X86Pae && depth == 0 {
-                entry & VALID != 0
-            } else {
-                usable(entry)
-            };
-            if !present {
-                continue;
-            }
-            if leaf || (level.large && entry & (VALID | LARGE) == VALID | LARGE) {
-                let frame = (entry & frame_mask) & !(span - 1);
-                let from = va.max(start & !(PAGE_SIZE - 1));
-                let to = last.min(end.saturating_sub(1));
-                let mut page_va = from;
-                while page_va <= to {
-                    let pfn = (frame + (page_va - va)) >> PAGE_SHIFT;
-                    f(page_va, self.phys.page(pfn));
-                    match page_va.checked_add(PAGE_SIZE) {
-                        Some(n) => page_va = n,
-                        None => break,
+            match self.maps_page(levels, depth, entry) {
+                Some(frame) => {
+                    let from = va.max(start & !(PAGE_SIZE - 1));
+                    let to = last.min(end.saturating_sub(1));
+                    let mut page_va = from;
+                    while page_va <= to {
+                        let pfn = (frame + (page_va - va)) >> PAGE_SHIFT;
+                        f(page_va, self.phys.page(pfn));
+                        match page_va.checked_add(PAGE_SIZE) {
+                            Some(n) => page_va = n,
+                            None => break,
+                        }
                     }
                 }
-            } else {
-                self.walk(levels, depth + 1, entry & frame_mask, va, start, end, f);
+                None => self.walk(depth + 1, entry & self.frame_mask(), va, start, end, f),
             }
         }
     }
 }
 
 impl VirtualMemory for PageTableMemory<'_> {
-    fn for_each_mapped_page(&self, start: u64, end: u64, f: &mut dyn FnMut(u64, Option<&[u8]>)) -> bool {
-        match self.mode {
-            PagingMode::X64 => self.walk(&X64_LEVELS, 0, self.dtb, 0, start, end, f),
-            PagingMode::X86Pae => self.walk(&PAE_LEVELS, 0, self.dtb, 0, start, end, f),
-            PagingMode::X86 => self.walk(&X86_LEVELS, 0, self.dtb, 0, start, end, f),
-        }
+    fn for_each_mapped_page(
+        &self,
+        start: u64,
+        end: u64,
+        f: &mut dyn FnMut(u64, Option<&[u8]>),
+    ) -> bool {
+        self.walk(0, self.dtb, 0, start, end, f);
         true
     }
 
@@ -338,7 +275,9 @@ mod tests {
 
     impl Phys {
         fn page_mut(&mut self, pfn: u64) -> &mut Vec<u8> {
-            self.0.entry(pfn).or_insert_with(|| vec![0u8; PAGE_SIZE as usize])
+            self.0
+                .entry(pfn)
+                .or_insert_with(|| vec![0u8; PAGE_SIZE as usize])
         }
         fn put64(&mut self, pa: u64, v: u64) {
             let off = (pa & 0xFFF) as usize;
@@ -396,7 +335,10 @@ mod tests {
         // Across the boundary from a valid page into a transition page.
         let base = va & !0xFFF & !0x1FF000; // PT index 0 of this table
         let page1 = base + 0x1000;
-        assert_eq!(v.read_vec(page1 + 0xFFC, 8).unwrap(), [1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(
+            v.read_vec(page1 + 0xFFC, 8).unwrap(),
+            [1, 2, 3, 4, 5, 6, 7, 8]
+        );
         assert_eq!(
             v.read(page1 + 0x2000, &mut [0u8; 1]),
             Err(MemoryError::NotMapped { va: page1 + 0x2000 })
@@ -427,18 +369,28 @@ mod tests {
                 va: 0x0000_8000_0000_0000
             })
         );
-        assert_eq!(v.read_u8(0x1000), Err(MemoryError::NotMapped { va: 0x1000 }));
+        assert_eq!(
+            v.read_u8(0x1000),
+            Err(MemoryError::NotMapped { va: 0x1000 })
+        );
         // Reading up to the top of the address space does not wrap.
         assert!(v.read(u64::MAX, &mut [0u8; 2]).is_err());
 
         // Enumeration of PT entries 0..6: 0 empty, 1 valid, 2 transition, 3 prototype (not
         // mapped), 4 valid but not stored, 5 absurd frame (not stored).
         let mut seen = Vec::new();
-        assert!(v.for_each_mapped_page(base, base + 0x6000, &mut |va, p| seen
-            .push((va - base, p.map(|p| p[0])))));
+        assert!(
+            v.for_each_mapped_page(base, base + 0x6000, &mut |va, p| seen
+                .push((va - base, p.map(|p| p[0]))))
+        );
         assert_eq!(
             seen,
-            [(0x1000, Some(0)), (0x2000, Some(5)), (0x4000, None), (0x5000, None)]
+            [
+                (0x1000, Some(0)),
+                (0x2000, Some(5)),
+                (0x4000, None),
+                (0x5000, None)
+            ]
         );
         // A 1 GB page is enumerated 4 KiB at a time, only inside the range asked for.
         let g = va & !0x7F_FFFF_FFFF;
@@ -514,7 +466,10 @@ mod tests {
         assert_eq!(v.read_vec(va, 3).unwrap(), b"pae");
         assert_eq!(v.read_vec(0x8040_1FFE, 4).unwrap(), [1, 2, 3, 4]);
         assert_eq!(v.read_vec(0x8060_0000 + 0x1_0001, 3).unwrap(), b"big");
-        assert_eq!(v.read_u8(0x1234), Err(MemoryError::NotMapped { va: 0x1234 })); // PDPT 0 empty
+        assert_eq!(
+            v.read_u8(0x1234),
+            Err(MemoryError::NotMapped { va: 0x1234 })
+        ); // PDPT 0 empty
         assert_eq!(
             v.read_u8(0x1_0000_0000),
             Err(MemoryError::NotMapped { va: 0x1_0000_0000 })
@@ -546,7 +501,10 @@ mod tests {
         let v = PageTableMemory::new(&m, pd, PagingMode::X86);
         assert_eq!(v.read_vec(va, 3).unwrap(), b"x86");
         assert_eq!(v.read_vec(0x8040_1FFF, 2).unwrap(), [9, 10]);
-        assert_eq!(v.read_u8(0x8040_3000), Err(MemoryError::NotMapped { va: 0x8040_3000 }));
+        assert_eq!(
+            v.read_u8(0x8040_3000),
+            Err(MemoryError::NotMapped { va: 0x8040_3000 })
+        );
         assert_eq!(v.read_vec(0x8080_0000 + 0x2F_0010, 3).unwrap(), b"4mb");
         assert_eq!(
             v.read_ptr(0x8040_1234).unwrap(),
@@ -556,13 +514,17 @@ mod tests {
         // Enumeration: PT 1 (stored), PT 2 (transition, stored), PT 3 prototype (skipped), then
         // the 4 MB page's 1024 pages of which one is stored.
         let (mut all, mut stored) = (0, 0);
-        assert!(v.for_each_mapped_page(0x8000_0000, 0x8100_0000, &mut |_, p| {
-            all += 1;
-            stored += usize::from(p.is_some());
-        }));
+        assert!(
+            v.for_each_mapped_page(0x8000_0000, 0x8100_0000, &mut |_, p| {
+                all += 1;
+                stored += usize::from(p.is_some());
+            })
+        );
         assert_eq!((all, stored), (2 + 1024, 2 + 1));
         let mut one = Vec::new();
-        v.for_each_mapped_page(0x8090_0000, 0x8090_1000, &mut |va, p| one.push((va, p.is_some())));
+        v.for_each_mapped_page(0x8090_0000, 0x8090_1000, &mut |va, p| {
+            one.push((va, p.is_some()))
+        });
         assert_eq!(one, [(0x8090_0000, false)]);
     }
 }
