@@ -3,10 +3,14 @@
 //! - Volatility 3's `windows.bigpools` (PyPI, pinned in tests/independent/requirements.txt) with
 //!   the corpus ISFs lists exactly the big allocations we list, on forged leak-tagged
 //!   kernel-bitmap dumps of 7601, 17763, 19041 and 20348;
+//! - Volatility 3's `windows.pslist` lists the process that the forged `quota-leak` dumps (same
+//!   four builds) bill their quota blocks to, with the pid, name and EPROCESS the truth file
+//!   gives, and our `pool --json` quota report names that same process with the truth's count;
 //! - MemProcFS (PyPI `memprocfs`), which walks the Windows 10 19H1+ segment heap itself, lists the
 //!   same LFH, VS and big blocks as we do on forged 19041 leak-tagged and shared-tag dumps.
 //!
-//! Expected values are the independent tool's output; the truth file is not consulted. Allowed
+//! Expected values are the independent tool's output (the truth file is consulted only for the
+//! quota check, to name the process billed and its blocks). Allowed
 //! quirks (../shared/docs/independent-readers.md): Volatility prints integers in decimal,
 //! pointers masked to 48 bits on some builds, tags without trailing spaces, and (with
 //! `--show-free`) freed entries with Va bit 0 set, which we count in `big_pages.free` instead of
@@ -321,5 +325,157 @@ fn memprocfs_lists_our_segment_heap_and_big_blocks() {
             num(&report["big_pages"]["free"]),
             "19041 {scenario}: big entries MemProcFS adds ({theirs_only:x?}) vs our big_pages.free"
         );
+    }
+}
+
+// ----- Volatility 3 windows.pslist on quota-leak dumps ------------------------------------------
+
+/// `pooltriage pool DUMP --json --isf-dir corpus/isf` (docs/json.md).
+fn our_pool(dump: &Path) -> Value {
+    let out = run(
+        Command::new(pooltriage_bin())
+            .arg("pool")
+            .arg(dump)
+            .arg("--json")
+            .arg("--isf-dir")
+            .arg(corpus().join("isf")),
+        "pooltriage pool",
+    );
+    serde_json::from_slice(&out).expect("pool --json prints JSON")
+}
+
+fn truth_of(dump: &Path) -> Value {
+    let path = PathBuf::from(format!("{}.truth.json", dump.display()));
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("forge wrote no truth file {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// `vol windows.pslist` rows.
+fn vol_pslist(dump: &Path, cache: &Path) -> Vec<Value> {
+    std::fs::create_dir_all(cache).expect("vol cache dir");
+    let out = run(
+        Command::new(vol())
+            .args(["-q", "--offline", "-r", "json", "-s"])
+            .arg(vol_symbols())
+            .arg("--cache-path")
+            .arg(cache)
+            .arg("-f")
+            .arg(dump)
+            .arg("windows.pslist"),
+        "vol windows.pslist",
+    );
+    let rows: Value = serde_json::from_slice(&out).unwrap_or_else(|e| {
+        panic!(
+            "vol printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&out)
+        )
+    });
+    rows.as_array().expect("vol JSON is a list").clone()
+}
+
+/// The processes the truth bills quota blocks to: EPROCESS -> (pid, name, blocks, bytes).
+fn billed_in_truth(truth: &Value) -> std::collections::BTreeMap<u64, (u64, String, u64, u64)> {
+    let processes = truth["processes"].as_array().expect("truth processes");
+    let mut billed = std::collections::BTreeMap::new();
+    for b in truth["pool"]["blocks"]
+        .as_array()
+        .expect("truth pool.blocks")
+    {
+        let Some(eprocess) = b.get("process_billed") else {
+            continue;
+        };
+        let eprocess = hex(eprocess);
+        let entry = billed.entry(eprocess).or_insert_with(|| {
+            let p = processes
+                .iter()
+                .find(|p| hex(&p["eprocess"]) == eprocess)
+                .unwrap_or_else(|| {
+                    panic!("truth bills {eprocess:#x}, which is no planted process")
+                });
+            (num(&p["pid"]), text(&p["name"]), 0, 0)
+        });
+        entry.2 += 1;
+        entry.3 += num(&b["size"]);
+    }
+    billed
+}
+
+#[test]
+fn volatility_pslist_lists_the_processes_billed_for_quota() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let profiles = [
+        "win7-7601-x64",
+        "win10-17763-x64",
+        "win10-19041-x64",
+        "server2022-20348-x64",
+    ];
+    let dumps: Vec<PathBuf> = profiles
+        .iter()
+        .map(|p| forge(dir.path(), p, "quota-leak"))
+        .collect();
+    let results = parallel(&dumps, |dump| {
+        let cache = dump.with_extension("vol-cache");
+        (vol_pslist(dump, &cache), our_pool(dump), truth_of(dump))
+    });
+    for (profile, (rows, pool, truth)) in profiles.iter().zip(results) {
+        let billed = billed_in_truth(&truth);
+        // The scenario bills its blocks to a user process: an empty map would check nothing.
+        assert!(!billed.is_empty(), "{profile}: the truth bills no block");
+        let ours = pool["quota"]["processes"].as_array().unwrap_or_else(|| {
+            panic!(
+                "{profile}: pool --json has no quota.processes: {}",
+                pool["quota"]
+            )
+        });
+        assert_eq!(
+            ours.len(),
+            billed.len(),
+            "{profile}: processes in our quota report {ours:?} vs billed in the truth {billed:x?}"
+        );
+        for (&eprocess, (pid, name, blocks, bytes)) in &billed {
+            // Volatility walks PsActiveProcessHead itself; its JSON masks pointers to 48 bits.
+            let row = rows
+                .iter()
+                .find(|r| num(&r["Offset(V)"]) & MASK48 == eprocess & MASK48)
+                .unwrap_or_else(|| {
+                    panic!("{profile}: windows.pslist has no EPROCESS {eprocess:#x} ({name}): {rows:?}")
+                });
+            assert_eq!(num(&row["PID"]), *pid, "{profile}: PID of {eprocess:#x}");
+            assert_eq!(
+                text(&row["ImageFileName"]),
+                *name,
+                "{profile}: ImageFileName of {eprocess:#x}"
+            );
+            let mine = ours
+                .iter()
+                .find(|p| hex(&p["eprocess"]) == eprocess)
+                .unwrap_or_else(|| {
+                    panic!("{profile}: our quota report lacks {eprocess:#x} ({name}): {ours:?}")
+                });
+            assert_eq!(
+                num(&mine["pid"]),
+                num(&row["PID"]),
+                "{profile}: our pid vs vol"
+            );
+            assert_eq!(
+                text(&mine["name"]),
+                text(&row["ImageFileName"]),
+                "{profile}: our process name vs vol"
+            );
+            assert_eq!(
+                num(&mine["blocks"]),
+                *blocks,
+                "{profile}: blocks billed to {name}"
+            );
+            assert_eq!(
+                num(&mine["bytes"]),
+                *bytes,
+                "{profile}: bytes billed to {name}"
+            );
+            eprintln!(
+                "{profile}: Volatility lists {name} (pid {pid}, EPROCESS {eprocess:#x}); we bill it {blocks} blocks, {bytes} bytes"
+            );
+        }
     }
 }
