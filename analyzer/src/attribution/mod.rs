@@ -13,11 +13,11 @@ pub use scan::{CodeRegion, TagHits};
 use crate::kernel::Module;
 use crate::memory::VirtualMemory;
 use crate::pool::Tag;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Where a mapping came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Source {
     /// The driver's code passes the tag to an allocation (`mov r8d, imm32` / `push imm32`).
