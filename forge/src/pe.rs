@@ -17,6 +17,41 @@ pub const RDATA: u32 = 0x4000_0040; // initialised data, read
 pub const DATA: u32 = 0xc800_0040; // initialised data, read, write, not paged
 pub const DISCARD: u32 = 0xe200_0020; // INIT: code, discardable
 
+/// The section layout of every forged driver image of `size` bytes (at least 16 KiB): code
+/// in the first half, one page of read-only data (which holds the PE metadata: headers' tail,
+/// debug directory, imports, at the returned `meta` RVA), writable data, and a last page of
+/// discardable INIT code, as real drivers are laid out.
+pub fn driver_sections(size: u32) -> (u32, Vec<Section>) {
+    let meta = (size / 2) & !0xfff;
+    let sections = vec![
+        Section {
+            name: ".text",
+            rva: 0x1000,
+            size: meta.saturating_sub(0x1000),
+            characteristics: CODE,
+        },
+        Section {
+            name: ".rdata",
+            rva: meta,
+            size: 0x1000,
+            characteristics: RDATA,
+        },
+        Section {
+            name: ".data",
+            rva: meta + 0x1000,
+            size: size.saturating_sub(meta + 0x2000),
+            characteristics: DATA,
+        },
+        Section {
+            name: "INIT",
+            rva: size.saturating_sub(0x1000),
+            size: 0x1000,
+            characteristics: DISCARD,
+        },
+    ];
+    (meta, sections)
+}
+
 pub struct PeImage<'a> {
     pub machine: u16,
     pub base: u64,

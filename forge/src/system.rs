@@ -674,33 +674,7 @@ impl System {
                 b
             };
             self.machine.map_range(base, u64::from(d.size))?;
-            let meta = (d.size / 2) & !0xfff;
-            let sections = vec![
-                pe::Section {
-                    name: ".text",
-                    rva: 0x1000,
-                    size: meta - 0x1000,
-                    characteristics: pe::CODE,
-                },
-                pe::Section {
-                    name: ".rdata",
-                    rva: meta,
-                    size: 0x1000,
-                    characteristics: pe::RDATA,
-                },
-                pe::Section {
-                    name: ".data",
-                    rva: meta + 0x1000,
-                    size: d.size - meta - 0x2000,
-                    characteristics: pe::DATA,
-                },
-                pe::Section {
-                    name: "INIT",
-                    rva: d.size - 0x1000,
-                    size: 0x1000,
-                    characteristics: pe::DISCARD,
-                },
-            ];
+            let (meta, sections) = pe::driver_sections(d.size);
             let guid: [u8; 16] = self.rng.bytes();
             let timestamp =
                 (self.spec.kernel_timestamp.wrapping_sub(0x0100_0000)).wrapping_add(self.rng.below(0x00ff_ffff) as u32);
@@ -820,34 +794,8 @@ impl System {
         };
         let size = d.size.max(0x8000) & !0xfff;
         self.machine.map_range(base, u64::from(size))?;
-        let meta = (size / 2) & !0xfff;
         let pe64 = self.spec.paging == Paging::X64;
-        let sections = vec![
-            pe::Section {
-                name: ".text",
-                rva: 0x1000,
-                size: meta - 0x1000,
-                characteristics: pe::CODE,
-            },
-            pe::Section {
-                name: ".rdata",
-                rva: meta,
-                size: 0x1000,
-                characteristics: pe::RDATA,
-            },
-            pe::Section {
-                name: ".data",
-                rva: meta + 0x1000,
-                size: size - meta - 0x2000,
-                characteristics: pe::DATA,
-            },
-            pe::Section {
-                name: "INIT",
-                rva: size - 0x1000,
-                size: 0x1000,
-                characteristics: pe::DISCARD,
-            },
-        ];
+        let (meta, sections) = pe::driver_sections(size);
         let mut imports = Vec::new();
         for f in ["ExAllocatePoolWithTag", "ExAllocatePool", "ExFreePoolWithTag"] {
             let rva = self
