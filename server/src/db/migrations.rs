@@ -20,6 +20,10 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         "0002_tokens.sql",
         include_str!("../../../migrations/0002_tokens.sql"),
     ),
+    (
+        "0004_report_index.sql",
+        include_str!("../../../migrations/0004_report_index.sql"),
+    ),
 ];
 
 #[derive(Debug)]

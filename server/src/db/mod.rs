@@ -8,6 +8,8 @@
 pub mod dumps;
 pub mod jobs;
 pub mod migrations;
+pub mod report_index;
+pub mod stats;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use std::path::Path;
