@@ -149,7 +149,14 @@ async fn run_one(
     match outcome {
         runner::Outcome::Report(json) => {
             jobs::heartbeat(&ctx.db, &job.id, owner, "storing", now(), lease).await?;
-            jobs::complete(&ctx.db, job, owner, &json, now()).await?;
+            let stored = jobs::complete(&ctx.db, job, owner, &json, now()).await?;
+            // Search and per-driver statistics read the report index. A failure here only
+            // delays them: the start-up backfill indexes every report without a summary.
+            if stored {
+                if let Err(e) = db::report_index::index(&ctx.db, &job.sha256, &json, now()).await {
+                    tracing::error!(job = %job.id, "indexing the report: {e}");
+                }
+            }
             tracing::info!(job = %job.id, "analysis done");
         }
         runner::Outcome::Broken(reason) => {
