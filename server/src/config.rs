@@ -50,6 +50,56 @@ pub struct ServeArgs {
     /// `PROGRAM inspect --json --no-symbols DUMP` and must behave like `pooltriage`.
     #[arg(long, env = "POOLTRIAGE_ANALYZER", value_name = "PROGRAM")]
     pub analyzer: Option<PathBuf>,
+    /// Delete dump files this many days after their last upload (reports are kept); 0 = as
+    /// soon as the analysis finished. Not set: dump files are kept forever.
+    #[arg(long, env = "POOLTRIAGE_RETENTION_DAYS", value_name = "DAYS")]
+    pub retention_days: Option<u64>,
+    /// How often the retention sweep runs.
+    #[arg(long, env = "POOLTRIAGE_RETENTION_INTERVAL_SECS", value_name = "SECS")]
+    pub retention_interval_secs: Option<u64>,
+    /// Test knob: the retention sweep's clock runs this many seconds ahead of the real one
+    /// (so a test can age a dump by days without waiting). Leave at 0 in production.
+    #[arg(
+        long,
+        env = "POOLTRIAGE_RETENTION_CLOCK_OFFSET_SECS",
+        value_name = "SECS"
+    )]
+    pub retention_clock_offset_secs: Option<i64>,
+    /// Base URL of the service as its users reach it (`https://triage.example.com`), for the
+    /// absolute links in webhook events. Not set: the links are paths (`/dumps/ID`).
+    #[arg(long, env = "POOLTRIAGE_PUBLIC_URL", value_name = "URL")]
+    pub public_url: Option<String>,
+    /// Webhook called for every dump (server-wide default; an upload's own `webhook_url` and a
+    /// tenant's default in the config file take precedence).
+    #[arg(long, env = "POOLTRIAGE_WEBHOOK_URL", value_name = "URL")]
+    pub webhook_url: Option<String>,
+    /// Key of the HMAC-SHA256 signature of webhook bodies. Not set: a random key is made once
+    /// and kept in `<data dir>/webhook_secret`.
+    #[arg(
+        long,
+        env = "POOLTRIAGE_WEBHOOK_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    pub webhook_secret: Option<String>,
+    /// Hosts an upload's own `webhook_url` may name (comma-separated; `*.example.com` matches
+    /// sub-domains). Empty: uploads cannot name a webhook (configured defaults still work).
+    #[arg(
+        long,
+        env = "POOLTRIAGE_WEBHOOK_ALLOWED_HOSTS",
+        value_name = "HOSTS",
+        value_delimiter = ','
+    )]
+    pub webhook_allowed_hosts: Option<Vec<String>>,
+    /// Time limit of one webhook request (connect + answer).
+    #[arg(long, env = "POOLTRIAGE_WEBHOOK_TIMEOUT_SECS", value_name = "SECS")]
+    pub webhook_timeout_secs: Option<u64>,
+    /// Attempts before a webhook delivery is given up.
+    #[arg(long, env = "POOLTRIAGE_WEBHOOK_MAX_ATTEMPTS", value_name = "N")]
+    pub webhook_max_attempts: Option<u32>,
+    /// First retry delay of a failed delivery; doubles at each attempt, capped at an hour.
+    #[arg(long, env = "POOLTRIAGE_WEBHOOK_RETRY_BASE_SECS", value_name = "SECS")]
+    pub webhook_retry_base_secs: Option<u64>,
 }
 
 /// The optional config file. Same names as the flags, with underscores.
@@ -68,6 +118,18 @@ struct FileConfig {
     job_lease_secs: Option<u64>,
     job_max_attempts: Option<u32>,
     analyzer: Option<PathBuf>,
+    retention_days: Option<u64>,
+    retention_interval_secs: Option<u64>,
+    retention_clock_offset_secs: Option<i64>,
+    public_url: Option<String>,
+    webhook_url: Option<String>,
+    webhook_secret: Option<String>,
+    webhook_allowed_hosts: Option<Vec<String>>,
+    webhook_timeout_secs: Option<u64>,
+    webhook_max_attempts: Option<u32>,
+    webhook_retry_base_secs: Option<u64>,
+    /// Per-tenant default webhooks, `{ acme = "https://..." }` (config file only).
+    webhook_tenant_urls: Option<std::collections::BTreeMap<String, String>>,
     /// Owned by the auth module; accepted here so one file configures the whole service.
     auth: Option<toml::Table>,
 }
@@ -82,6 +144,10 @@ pub struct Config {
     pub job: JobLimits,
     /// Analyzer program; None = this executable.
     pub analyzer: Option<PathBuf>,
+    /// Dump file retention (`crate::retention`).
+    pub retention: RetentionConfig,
+    /// Webhooks (`crate::webhooks`).
+    pub webhooks: WebhookConfig,
     /// The `[auth]` table of the config file, for the auth module to resolve (once wired).
     #[allow(dead_code)]
     pub auth_file: Option<toml::Table>,
@@ -102,6 +168,34 @@ pub struct JobLimits {
     pub memory_bytes: u64,
     pub lease: Duration,
     pub max_attempts: u32,
+}
+
+/// Dump file retention: files go, reports stay.
+#[derive(Debug, Clone, Copy)]
+pub struct RetentionConfig {
+    /// None: keep dump files forever.
+    pub days: Option<u64>,
+    pub interval: Duration,
+    /// Seconds added to the clock of the retention sweep (tests only).
+    pub clock_offset_secs: i64,
+}
+
+/// Webhook settings (docs/api.md, "Webhooks").
+#[derive(Debug, Clone, Default)]
+pub struct WebhookConfig {
+    /// Base URL for the links in events (no trailing slash); None = paths.
+    pub public_url: Option<String>,
+    /// Server-wide default webhook.
+    pub default_url: Option<String>,
+    /// Per-tenant default webhooks (win over the server-wide one).
+    pub tenant_urls: std::collections::BTreeMap<String, String>,
+    /// HMAC key; None = the key kept in the data directory.
+    pub secret: Option<String>,
+    /// Hosts an upload's own webhook URL may name (lower-case; `*.` prefix = sub-domains).
+    pub allowed_hosts: Vec<String>,
+    pub timeout: Duration,
+    pub max_attempts: u32,
+    pub retry_base: Duration,
 }
 
 /// The default listen address, 127.0.0.1:8080 (loopback: exposing the service is a decision).
@@ -197,7 +291,63 @@ impl Config {
             return Err(ConfigError::Invalid("max_ratio must be at least 1".into()));
         }
         let analyzer = args.analyzer.clone().or(file.analyzer);
+        let retention = RetentionConfig {
+            days: args.retention_days.or(file.retention_days),
+            interval: Duration::from_secs(
+                args.retention_interval_secs
+                    .or(file.retention_interval_secs)
+                    .unwrap_or(3600)
+                    .max(1),
+            ),
+            clock_offset_secs: args
+                .retention_clock_offset_secs
+                .or(file.retention_clock_offset_secs)
+                .unwrap_or(0),
+        };
+        let webhooks = WebhookConfig {
+            public_url: args
+                .public_url
+                .clone()
+                .or(file.public_url)
+                .map(|u| u.trim_end_matches('/').to_string()),
+            default_url: args.webhook_url.clone().or(file.webhook_url),
+            tenant_urls: file.webhook_tenant_urls.unwrap_or_default(),
+            secret: args.webhook_secret.clone().or(file.webhook_secret),
+            allowed_hosts: args
+                .webhook_allowed_hosts
+                .clone()
+                .or(file.webhook_allowed_hosts)
+                .unwrap_or_default()
+                .iter()
+                .map(|h| h.trim().to_ascii_lowercase())
+                .filter(|h| !h.is_empty())
+                .collect(),
+            timeout: Duration::from_secs(
+                args.webhook_timeout_secs
+                    .or(file.webhook_timeout_secs)
+                    .unwrap_or(10)
+                    .max(1),
+            ),
+            max_attempts: args
+                .webhook_max_attempts
+                .or(file.webhook_max_attempts)
+                .unwrap_or(8)
+                .max(1),
+            retry_base: Duration::from_secs(
+                args.webhook_retry_base_secs
+                    .or(file.webhook_retry_base_secs)
+                    .unwrap_or(30)
+                    .max(1),
+            ),
+        };
+        if webhooks.secret.as_deref() == Some("") {
+            return Err(ConfigError::Invalid(
+                "webhook_secret must not be empty".into(),
+            ));
+        }
         Ok(Config {
+            retention,
+            webhooks,
             listen,
             data_dir,
             limits,
