@@ -50,6 +50,13 @@ pub struct ServeArgs {
     /// `PROGRAM inspect --json --no-symbols DUMP` and must behave like `pooltriage`.
     #[arg(long, env = "POOLTRIAGE_ANALYZER", value_name = "PROGRAM")]
     pub analyzer: Option<PathBuf>,
+    /// A resumable upload with no activity for this long is abandoned: its row and its partial
+    /// file are removed (default 86400, a day).
+    #[arg(long, env = "POOLTRIAGE_UPLOAD_EXPIRY_SECS", value_name = "SECS")]
+    pub upload_expiry_secs: Option<u64>,
+    /// Auth settings (`--secure-cookies`, `--upload-burst`, ...; docs/auth.md).
+    #[command(flatten)]
+    pub auth: crate::auth::AuthArgs,
     /// Delete dump files this many days after their last upload (reports are kept); 0 = as
     /// soon as the analysis finished. Not set: dump files are kept forever.
     #[arg(long, env = "POOLTRIAGE_RETENTION_DAYS", value_name = "DAYS")]
@@ -118,6 +125,7 @@ struct FileConfig {
     job_lease_secs: Option<u64>,
     job_max_attempts: Option<u32>,
     analyzer: Option<PathBuf>,
+    upload_expiry_secs: Option<u64>,
     retention_days: Option<u64>,
     retention_interval_secs: Option<u64>,
     retention_clock_offset_secs: Option<i64>,
@@ -144,6 +152,8 @@ pub struct Config {
     pub job: JobLimits,
     /// Analyzer program; None = this executable.
     pub analyzer: Option<PathBuf>,
+    /// Abandoned resumable uploads are removed after this long without activity.
+    pub upload_expiry: Duration,
     /// Dump file retention (`crate::retention`).
     pub retention: RetentionConfig,
     /// Webhooks (`crate::webhooks`).
@@ -291,6 +301,16 @@ impl Config {
             return Err(ConfigError::Invalid("max_ratio must be at least 1".into()));
         }
         let analyzer = args.analyzer.clone().or(file.analyzer);
+        let upload_expiry = Duration::from_secs(
+            args.upload_expiry_secs
+                .or(file.upload_expiry_secs)
+                .unwrap_or(24 * 3600),
+        );
+        if upload_expiry.as_secs() == 0 {
+            return Err(ConfigError::Invalid(
+                "upload_expiry_secs must be at least 1".into(),
+            ));
+        }
         let retention = RetentionConfig {
             days: args.retention_days.or(file.retention_days),
             interval: Duration::from_secs(
@@ -348,6 +368,7 @@ impl Config {
         Ok(Config {
             retention,
             webhooks,
+            upload_expiry,
             listen,
             data_dir,
             limits,

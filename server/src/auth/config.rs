@@ -23,6 +23,7 @@ pub struct AuthArgs {
 impl AuthArgs {
     /// The settings given by `POOLTRIAGE_*` environment variables alone, parsed by the same clap
     /// definitions as the flags (for a caller whose command line does not flatten [`AuthArgs`]).
+    #[allow(dead_code)] // serve flattens AuthArgs now; kept for commands that do not
     pub fn from_env() -> Result<AuthArgs, String> {
         #[derive(clap::Parser)]
         struct EnvOnly {

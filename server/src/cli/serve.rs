@@ -31,9 +31,8 @@ pub fn run(args: &ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let auth_config = match crate::auth::AuthArgs::from_env()
-        .and_then(|a| crate::auth::config::resolve(&a, config.auth_file.clone()))
-    {
+    // Flags and POOLTRIAGE_* variables both arrive through `args.auth` (clap reads the env).
+    let auth_config = match crate::auth::config::resolve(&args.auth, config.auth_file.clone()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
@@ -81,11 +80,16 @@ async fn serve(config: Config, auth_config: crate::auth::AuthConfig) -> anyhow::
     };
     let workers = jobs::start(ctx, config.workers, stop_rx.clone());
     let auth = crate::auth::AuthState::new(db.clone(), auth_config);
+    let chunk_files = crate::storage::chunked::ChunkFiles::open(dir)
+        .map_err(|e| anyhow::anyhow!("upload storage in {}: {e}", dir.display()))?;
+    let uploads = http::uploads::UploadService::new(chunk_files, config.upload_expiry);
+    let sweeper = http::uploads::start_sweeper(db.clone(), uploads.clone(), stop_rx.clone());
     let app = http::router(AppState {
         db: db.clone(),
         storage,
         limits: config.limits,
         auth,
+        uploads,
     });
 
     tracing::info!(data_dir = %dir.display(), workers = config.workers, "pooltriage serve started");
@@ -115,6 +119,7 @@ async fn serve(config: Config, auth_config: crate::auth::AuthConfig) -> anyhow::
     for w in workers {
         let _ = w.await;
     }
+    let _ = sweeper.await;
     db.close().await;
     Ok(())
 }

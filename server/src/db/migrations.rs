@@ -21,6 +21,10 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         include_str!("../../../migrations/0002_tokens.sql"),
     ),
     (
+        "0003_uploads.sql",
+        include_str!("../../../migrations/0003_uploads.sql"),
+    ),
+    (
         "0004_report_index.sql",
         include_str!("../../../migrations/0004_report_index.sql"),
     ),

@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod caller;
+pub mod uploads;
 
 use crate::config::UploadLimits;
 use crate::db::Db;
@@ -17,6 +18,8 @@ pub struct AppState {
     pub limits: UploadLimits,
     /// Tokens, sessions and the upload rate limit (`crate::auth`).
     pub auth: crate::auth::AuthState,
+    /// Resumable chunked uploads (`uploads`).
+    pub uploads: uploads::UploadService,
 }
 
 impl axum::extract::FromRef<AppState> for crate::auth::AuthState {
@@ -28,6 +31,7 @@ impl axum::extract::FromRef<AppState> for crate::auth::AuthState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(api::routes())
+        .merge(uploads::routes())
         .merge(crate::auth::routes())
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)

@@ -180,9 +180,74 @@ pub fn ingest(
     }
 }
 
+/// Ingests a complete file already on disk (a finished resumable upload, see
+/// `super::chunked`) through the same checks as a streamed upload. A plain dump is hashed in
+/// place and the returned [`Ingested`] owns `path` itself (no copy of a 10 GB file; it is
+/// renamed into `dumps/` by `Storage::store`, or deleted if dropped); a .gz/.zip is decompressed
+/// into a new temporary file in `tmp_dir` and `path` is left alone.
+pub fn ingest_file(
+    path: &Path,
+    tmp_dir: &Path,
+    limits: &UploadLimits,
+    original_name: Option<String>,
+) -> Result<Ingested, IngestError> {
+    let mut input = std::fs::File::open(path).map_err(IngestError::Io)?;
+    let len = input.metadata().map_err(IngestError::Io)?.len();
+    if len > limits.max_upload_bytes {
+        return Err(IngestError::UploadTooLarge {
+            limit: limits.max_upload_bytes,
+        });
+    }
+    let mut magic = Vec::with_capacity(4);
+    (&mut input)
+        .take(4)
+        .read_to_end(&mut magic)
+        .map_err(IngestError::Io)?;
+    let plain = !matches!(magic.as_slice(), [0x1f, 0x8b, ..] | [b'P', b'K', 3, 4]);
+    let rest = input;
+    let mut input = io::Cursor::new(magic).chain(rest);
+    if !plain {
+        return ingest(input, tmp_dir, limits, original_name);
+    }
+    let own = std::fs::File::open(path).map_err(IngestError::Io)?;
+    let file = NamedTempFile::from_parts(own, tempfile::TempPath::try_from_path(path).map_err(IngestError::Io)?);
+    let received = AtomicU64::new(len);
+    write_out_to(
+        &mut input,
+        file,
+        false,
+        Compression::None,
+        &received,
+        limits,
+        original_name,
+    )
+}
+
 fn write_out(
     input: &mut dyn Read,
+    file: NamedTempFile,
+    compression: Compression,
+    received: &AtomicU64,
+    limits: &UploadLimits,
+    original_name: Option<String>,
+) -> Result<Ingested, IngestError> {
+    write_out_to(
+        input,
+        file,
+        true,
+        compression,
+        received,
+        limits,
+        original_name,
+    )
+}
+
+/// Reads `input` to its end: limits, header check, SHA-256; the bytes go to `file` unless the
+/// input is `file` itself (`copy` false: a finished resumable upload, hashed in place).
+fn write_out_to(
+    input: &mut dyn Read,
     mut file: NamedTempFile,
+    copy: bool,
     compression: Compression,
     received: &AtomicU64,
     limits: &UploadLimits,
@@ -224,7 +289,9 @@ fn write_out(
             }
         }
         hasher.update(chunk);
-        file.write_all(chunk).map_err(IngestError::Io)?;
+        if copy {
+            file.write_all(chunk).map_err(IngestError::Io)?;
+        }
     }
     if !probed {
         check_header(&probe)?;
@@ -380,6 +447,44 @@ mod tests {
             matches!(e, IngestError::BadArchive { format: "zip", .. }),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_file_on_disk_is_hashed_in_place_or_decompressed() {
+        let dir = tempfile::tempdir().unwrap();
+        let tmp = dir.path().join("tmp");
+        std::fs::create_dir(&tmp).unwrap();
+        let dump = std::fs::read(CORPUS).unwrap();
+        // Plain: the returned file IS the given file (no copy), and nothing appears in tmp/.
+        let part = dir.path().join("part");
+        std::fs::write(&part, &dump).unwrap();
+        let got = ingest_file(&part, &tmp, &limits(), Some("m.dmp".into())).unwrap();
+        assert_eq!(got.sha256, sha(&dump));
+        assert_eq!((got.size, got.received), (dump.len() as u64, dump.len() as u64));
+        assert_eq!(got.file.path(), part.as_path());
+        assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0);
+        drop(got);
+        assert!(!part.exists(), "dropped before being stored: removed");
+        // Gzip: decompressed into tmp/, the given file untouched.
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&dump).unwrap();
+        std::fs::write(&part, gz.finish().unwrap()).unwrap();
+        let got = ingest_file(&part, &tmp, &limits(), None).unwrap();
+        assert_eq!(got.compression, Compression::Gzip);
+        assert_eq!(got.sha256, sha(&dump));
+        assert!(got.file.path().starts_with(&tmp));
+        assert!(part.exists());
+        // Same checks as a stream: not a dump, over the limit.
+        std::fs::write(&part, b"MDMP\x93\xa7 not a kernel dump").unwrap();
+        let e = ingest_file(&part, &tmp, &limits(), None).unwrap_err();
+        assert!(matches!(e, IngestError::NotADump(_)), "{e}");
+        std::fs::write(&part, &dump).unwrap();
+        let small = UploadLimits {
+            max_upload_bytes: 1000,
+            ..limits()
+        };
+        let e = ingest_file(&part, &tmp, &small, None).unwrap_err();
+        assert!(matches!(e, IngestError::UploadTooLarge { .. }), "{e}");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! A dump enters `dumps/` only by an atomic rename of a complete, fsynced file, so the directory
 //! never holds a partial dump.
 
+pub mod chunked;
 pub mod ingest;
 pub mod source;
 

@@ -1,0 +1,171 @@
+//! `GET /dumps/{id}`: a dump's live status while it waits or runs (the page refreshes itself
+//! every 3 s with `<meta http-equiv=refresh>`, no script), then its report; and
+//! `GET /dumps/{id}/drivers/{module}`: one driver's tags, call sites and largest blocks.
+//! Another tenant's dump answers the same 404 page as a dump that does not exist.
+
+use super::super::AppState;
+use super::report_view::{self, AnalysisView, DriverView, InspectView, Stored, TagSort};
+use super::user::percent_encode;
+use super::{format, render, Nav, PageError, PageUser};
+use crate::db::dumps::{self, DumpRow};
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde::Deserialize;
+
+/// Seconds between refreshes of a page whose analysis is not finished.
+const REFRESH_SECS: u32 = 3;
+
+/// The dump's own facts, above the report.
+pub struct DumpFacts {
+    pub name: String,
+    pub tenant: String,
+    pub status: String,
+    pub stage: String,
+    pub error: Option<String>,
+    pub attempts: i64,
+    pub size: String,
+    pub upload: String,
+    pub sha256: String,
+    pub date: String,
+    pub report_url: String,
+}
+
+impl DumpFacts {
+    fn of(d: &DumpRow) -> DumpFacts {
+        DumpFacts {
+            name: d.original_name.clone().unwrap_or_else(|| d.id.clone()),
+            tenant: d.tenant.clone(),
+            status: d.state.clone(),
+            stage: d.stage.clone(),
+            error: d.error.clone(),
+            attempts: d.attempts,
+            size: format::bytes_i64(d.size),
+            upload: match d.compression.as_str() {
+                "none" => format!("{} uploaded as is", format::bytes_i64(d.upload_size)),
+                c => format!("{} uploaded ({c})", format::bytes_i64(d.upload_size)),
+            },
+            sha256: d.sha256.clone(),
+            date: format::datetime(d.created_at),
+            report_url: format!("/api/v1/dumps/{}/report", percent_encode(&d.id)),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "dump.html")]
+struct DumpPage {
+    nav: Nav,
+    title: String,
+    d: DumpFacts,
+    refresh: Option<u32>,
+    analysis: Option<AnalysisView>,
+    inspect: Option<InspectView>,
+    unreadable: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct ReportQuery {
+    #[serde(default)]
+    sort: Option<String>,
+    /// `all`: every tag row instead of the first [`report_view::TAG_ROWS`].
+    #[serde(default)]
+    tags: Option<String>,
+}
+
+/// The dump if this user may see it, else the 404 page.
+async fn load(app: &AppState, user: &PageUser, nav: &Nav, id: &str) -> Result<DumpRow, PageError> {
+    dumps::get(&app.db, id, user.tenant_filter())
+        .await
+        .map_err(|e| PageError::internal("database", e, nav))?
+        .ok_or_else(|| PageError::not_found(nav))
+}
+
+async fn load_report(app: &AppState, nav: &Nav, d: &DumpRow) -> Result<Option<Stored>, PageError> {
+    if d.state != "done" {
+        return Ok(None);
+    }
+    let json = dumps::report(&app.db, &d.sha256)
+        .await
+        .map_err(|e| PageError::internal("database", e, nav))?;
+    Ok(Some(match json {
+        Some(j) => report_view::parse(&j),
+        None => Stored::Unreadable("the analysis is done but its report is missing".into()),
+    }))
+}
+
+pub async fn page(
+    State(app): State<AppState>,
+    user: PageUser,
+    Path(id): Path<String>,
+    Query(q): Query<ReportQuery>,
+) -> Result<Response, PageError> {
+    let nav = Nav::new(&user, "dumps");
+    let d = load(&app, &user, &nav, &id).await?;
+    let stored = load_report(&app, &nav, &d).await?;
+    let sort = TagSort::parse(q.sort.as_deref());
+    let all_tags = q.tags.as_deref() == Some("all");
+    let (mut analysis, mut inspect, mut unreadable) = (None, None, None);
+    match stored {
+        Some(Stored::Analysis(r)) => {
+            analysis = Some(AnalysisView::build(&d.id, &r, sort, all_tags))
+        }
+        Some(Stored::Inspect(r)) => inspect = Some(InspectView::build(&r)),
+        Some(Stored::Unreadable(why)) => unreadable = Some(why),
+        None => {}
+    }
+    let refresh = matches!(d.state.as_str(), "queued" | "running").then_some(REFRESH_SECS);
+    let facts = DumpFacts::of(&d);
+    Ok(render(&DumpPage {
+        nav,
+        title: format!("Dump {}", facts.name),
+        d: facts,
+        refresh,
+        analysis,
+        inspect,
+        unreadable,
+    }))
+}
+
+#[derive(Template)]
+#[template(path = "driver.html")]
+struct DriverPage {
+    nav: Nav,
+    title: String,
+    dump_href: String,
+    dump_name: String,
+    v: DriverView,
+}
+
+pub async fn driver_page(
+    State(app): State<AppState>,
+    user: PageUser,
+    Path((id, module)): Path<(String, String)>,
+) -> Result<Response, PageError> {
+    let nav = Nav::new(&user, "dumps");
+    let d = load(&app, &user, &nav, &id).await?;
+    let no_driver = || {
+        PageError::new(
+            StatusCode::NOT_FOUND,
+            "This dump's report names no such driver.",
+            &nav,
+        )
+    };
+    let Some(Stored::Analysis(r)) = load_report(&app, &nav, &d).await? else {
+        return Err(no_driver());
+    };
+    let driver = report_view::find_driver(&r, &module).ok_or_else(no_driver)?;
+    let v = DriverView::build(driver);
+    Ok(render(&DriverPage {
+        title: format!(
+            "{} in dump {}",
+            v.module,
+            d.original_name.as_deref().unwrap_or(&d.id)
+        ),
+        nav,
+        dump_href: format!("/dumps/{}", percent_encode(&d.id)),
+        dump_name: d.original_name.clone().unwrap_or_else(|| d.id.clone()),
+        v,
+    }))
+}

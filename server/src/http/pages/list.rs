@@ -1,0 +1,191 @@
+//! `GET /dumps`: the dump list, newest first, filtered by GET query (status, driver, bugcheck,
+//! date range, free text; support also by tenant), paged by keyset cursor. Customers only ever
+//! see their own tenant's dumps.
+
+use super::super::AppState;
+use super::user::percent_encode;
+use super::{format, render, Nav, PageError, PageUser};
+use crate::db::stats::{self, DumpFilter, DumpItem};
+use askama::Template;
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+/// The list's filters, as the form sends them (empty fields are "no filter").
+#[derive(Debug, Default, Deserialize)]
+pub struct ListQuery {
+    #[serde(default)]
+    pub status: String,
+    #[serde(default)]
+    pub driver: String,
+    #[serde(default)]
+    pub bugcheck: String,
+    /// `YYYY-MM-DD`, inclusive.
+    #[serde(default)]
+    pub from: String,
+    /// `YYYY-MM-DD`, inclusive.
+    #[serde(default)]
+    pub to: String,
+    #[serde(default)]
+    pub q: String,
+    /// Support and admin only; ignored for customers.
+    #[serde(default)]
+    pub tenant: String,
+    #[serde(default)]
+    pub cursor: String,
+}
+
+pub const STATUSES: [&str; 4] = ["queued", "running", "done", "failed"];
+
+/// Page size of the list.
+const PAGE: i64 = 50;
+
+impl ListQuery {
+    /// The search filter for this caller: a customer's tenant always wins over the query.
+    pub fn filter(&self, user: &PageUser, limit: i64) -> DumpFilter {
+        let opt = |s: &str| {
+            let t = s.trim();
+            (!t.is_empty()).then(|| t.to_string())
+        };
+        DumpFilter {
+            tenant: match user.tenant_filter() {
+                Some(t) => Some(t.to_string()),
+                None => opt(&self.tenant),
+            },
+            status: opt(&self.status).filter(|s| STATUSES.contains(&s.as_str())),
+            driver: opt(&self.driver),
+            bugcheck: opt(&self.bugcheck),
+            since: format::parse_date(&self.from),
+            // Inclusive end date: before the next midnight.
+            until: format::parse_date(&self.to).map(|t| t + 86_400),
+            q: opt(&self.q),
+            limit,
+            cursor: stats::parse_cursor(&self.cursor),
+        }
+    }
+
+    /// The query string of these filters (without the cursor), for links that keep them.
+    pub fn query_string(&self) -> String {
+        let pairs = [
+            ("status", &self.status),
+            ("driver", &self.driver),
+            ("bugcheck", &self.bugcheck),
+            ("from", &self.from),
+            ("to", &self.to),
+            ("q", &self.q),
+            ("tenant", &self.tenant),
+        ];
+        pairs
+            .iter()
+            .filter(|(_, v)| !v.trim().is_empty())
+            .map(|(k, v)| format!("{k}={}", percent_encode(v.trim())))
+            .collect::<Vec<_>>()
+            .join("&")
+    }
+}
+
+/// One dump in a list.
+pub struct Row {
+    pub href: String,
+    pub name: String,
+    pub tenant: String,
+    pub status: String,
+    pub stage: String,
+    pub summary: String,
+    pub bugcheck: String,
+    pub date: String,
+    pub size: String,
+}
+
+impl Row {
+    pub fn of(item: &DumpItem) -> Row {
+        let d = &item.dump;
+        let summary = match (d.state.as_str(), &item.summary) {
+            ("failed", _) => format!(
+                "Analysis failed: {}",
+                d.error.as_deref().unwrap_or("unknown reason")
+            ),
+            ("queued" | "running", _) => String::new(),
+            (_, Some(s)) => match (&s.verdict_sentence, s.report_kind.as_str()) {
+                (Some(v), _) => v.clone(),
+                (None, "inspect") => "No pool analysis (module list and bugcheck only).".into(),
+                (None, _) => "No verdict.".into(),
+            },
+            (_, None) => String::new(),
+        };
+        let bugcheck = item
+            .summary
+            .as_ref()
+            .map(|s| match (&s.bugcheck_code, &s.bugcheck_name) {
+                (Some(c), Some(n)) => format!("{n} ({c})"),
+                (Some(c), None) => c.clone(),
+                (None, Some(n)) => n.clone(),
+                (None, None) => String::new(),
+            })
+            .unwrap_or_default();
+        Row {
+            href: format!("/dumps/{}", percent_encode(&d.id)),
+            name: d.original_name.clone().unwrap_or_else(|| d.id.clone()),
+            tenant: d.tenant.clone(),
+            status: d.state.clone(),
+            stage: d.stage.clone(),
+            summary,
+            bugcheck,
+            date: format::datetime(d.created_at),
+            size: format::bytes_i64(d.size),
+        }
+    }
+}
+
+pub struct StatusOption {
+    pub value: &'static str,
+    pub selected: bool,
+}
+
+#[derive(Template)]
+#[template(path = "dumps.html")]
+struct ListPage {
+    nav: Nav,
+    title: &'static str,
+    q: ListQuery,
+    statuses: Vec<StatusOption>,
+    rows: Vec<Row>,
+    next_href: Option<String>,
+    first_href: Option<String>,
+}
+
+pub async fn page(
+    State(app): State<AppState>,
+    user: PageUser,
+    Query(q): Query<ListQuery>,
+) -> Response {
+    let nav = Nav::new(&user, "dumps");
+    let filter = q.filter(&user, PAGE);
+    let found = match stats::search_dumps(&app.db, &filter).await {
+        Ok(p) => p,
+        Err(e) => return PageError::internal("database", e, &nav).into_response(),
+    };
+    let qs = q.query_string();
+    let sep = if qs.is_empty() { "" } else { "&" };
+    let next_href = found
+        .next_cursor
+        .as_ref()
+        .map(|c| format!("/dumps?{qs}{sep}cursor={}", percent_encode(c)));
+    let first_href = (!q.cursor.is_empty()).then(|| format!("/dumps?{qs}"));
+    let statuses = STATUSES
+        .iter()
+        .map(|s| StatusOption {
+            value: s,
+            selected: q.status == *s,
+        })
+        .collect();
+    render(&ListPage {
+        nav,
+        title: "Dumps",
+        rows: found.items.iter().map(Row::of).collect(),
+        q,
+        statuses,
+        next_href,
+        first_href,
+    })
+}

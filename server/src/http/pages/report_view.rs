@@ -1,0 +1,742 @@
+//! A stored report as the pages show it: parsed with the analyzer's own types, then turned into
+//! rows of display strings (the templates only lay them out).
+//!
+//! Two shapes are stored: `"kind": "analysis"` reports (`pooltriage analyze`,
+//! `analyzer::report::analysis`) and, from before the workers ran the pool analysis, `inspect`
+//! reports (`analyzer::report::inspect`). An inspect report still has a module list and a
+//! bugcheck, so it is rendered with those and "no pool analysis".
+
+use super::format;
+use super::svg::{self, Bar, Svg};
+use super::user::percent_encode;
+use analyzer::attribution::Source;
+use analyzer::report::analysis::{
+    AnalysisReport, BlockSource, CallSiteKind, DriverReport, PoolName, TagReport,
+};
+use analyzer::report::InspectReport;
+
+/// A stored report, parsed.
+pub enum Stored {
+    Analysis(Box<AnalysisReport>),
+    Inspect(Box<InspectReport>),
+    /// Valid or not, a report these types cannot read; the reason, for the page.
+    Unreadable(String),
+}
+
+pub fn parse(json: &str) -> Stored {
+    let value: serde_json::Value = match serde_json::from_str(json) {
+        Ok(v) => v,
+        Err(e) => return Stored::Unreadable(format!("the stored report is not JSON: {e}")),
+    };
+    let is_analysis = value.get("kind").and_then(|k| k.as_str()) == Some("analysis");
+    if is_analysis {
+        match serde_json::from_value::<AnalysisReport>(value) {
+            Ok(r) => Stored::Analysis(Box::new(r)),
+            Err(e) => Stored::Unreadable(format!("analysis report of an unknown shape: {e}")),
+        }
+    } else {
+        match serde_json::from_value::<InspectReport>(value) {
+            Ok(r) => Stored::Inspect(Box::new(r)),
+            Err(e) => Stored::Unreadable(format!("report of an unknown shape: {e}")),
+        }
+    }
+}
+
+/// How the per-tag table is sorted (`?sort=`); always descending by the quantity, the tag name
+/// breaking ties, except `tag` (ascending by name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TagSort {
+    Paged,
+    Nonpaged,
+    Allocs,
+    Tag,
+}
+
+impl TagSort {
+    pub const ALL: [TagSort; 4] = [
+        TagSort::Paged,
+        TagSort::Nonpaged,
+        TagSort::Allocs,
+        TagSort::Tag,
+    ];
+
+    /// Unknown values fall back to the report's own order (paged + nonpaged bytes), shown as
+    /// `None`.
+    pub fn parse(s: Option<&str>) -> Option<TagSort> {
+        match s? {
+            "paged" => Some(TagSort::Paged),
+            "nonpaged" => Some(TagSort::Nonpaged),
+            "allocs" => Some(TagSort::Allocs),
+            "tag" => Some(TagSort::Tag),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TagSort::Paged => "paged",
+            TagSort::Nonpaged => "nonpaged",
+            TagSort::Allocs => "allocs",
+            TagSort::Tag => "tag",
+        }
+    }
+}
+
+/// Sorts tags for the table (stable; ties by tag name).
+pub fn sort_tags(tags: &mut [&TagReport], sort: Option<TagSort>) {
+    let outstanding = |t: &TagReport| t.paged_outstanding.saturating_add(t.nonpaged_outstanding);
+    match sort {
+        None => {}
+        Some(TagSort::Paged) => tags.sort_by(|a, b| {
+            b.paged_bytes
+                .cmp(&a.paged_bytes)
+                .then_with(|| a.tag.cmp(&b.tag))
+        }),
+        Some(TagSort::Nonpaged) => tags.sort_by(|a, b| {
+            b.nonpaged_bytes
+                .cmp(&a.nonpaged_bytes)
+                .then_with(|| a.tag.cmp(&b.tag))
+        }),
+        Some(TagSort::Allocs) => tags.sort_by(|a, b| {
+            outstanding(b)
+                .cmp(&outstanding(a))
+                .then_with(|| a.tag.cmp(&b.tag))
+        }),
+        Some(TagSort::Tag) => tags.sort_by(|a, b| a.tag.cmp(&b.tag)),
+    }
+}
+
+/// Most tag rows shown before "show all".
+pub const TAG_ROWS: usize = 100;
+/// Bars in each chart.
+const CHART_BARS: usize = 10;
+
+pub struct VerdictView {
+    pub sentence: String,
+    pub kind: &'static str,
+    pub confidence: &'static str,
+    pub reasons: Vec<String>,
+}
+
+pub struct PoolRow {
+    pub pool: &'static str,
+    pub in_use: String,
+    pub max: String,
+    pub commit: String,
+    pub used: String,
+    pub source: String,
+    pub near_exhaustion: bool,
+}
+
+pub struct DriverRow {
+    pub module: String,
+    pub href: String,
+    pub paged: String,
+    pub nonpaged: String,
+    pub total: String,
+    pub allocations: u64,
+    pub share: String,
+    pub tags: String,
+    pub is_verdict: bool,
+}
+
+pub struct TagRow {
+    pub tag: String,
+    pub paged: String,
+    pub paged_outstanding: u64,
+    pub nonpaged: String,
+    pub nonpaged_outstanding: u64,
+    pub owners: String,
+}
+
+pub struct SortLink {
+    pub label: &'static str,
+    pub href: String,
+    pub active: bool,
+}
+
+pub struct ModuleRow {
+    pub name: String,
+    pub base: String,
+    pub size: String,
+    pub symbols: String,
+    pub href: Option<String>,
+}
+
+pub struct BugcheckView {
+    pub code: String,
+    pub name: String,
+    pub params: Vec<String>,
+    pub note: Option<String>,
+}
+
+pub struct BlockRow {
+    pub source: &'static str,
+    pub count: u64,
+    pub bytes: String,
+}
+
+pub struct QuotaRow {
+    pub process: String,
+    pub eprocess: String,
+    pub blocks: u64,
+    pub bytes: String,
+}
+
+/// An analysis report, ready for `templates/dump.html`.
+pub struct AnalysisView {
+    pub verdict: VerdictView,
+    pub gauges: Vec<Svg>,
+    pub pools: Vec<PoolRow>,
+    pub drivers: Vec<DriverRow>,
+    pub drivers_chart: Option<Svg>,
+    pub tags_chart: Option<Svg>,
+    pub tags: Vec<TagRow>,
+    pub tags_total: usize,
+    pub tags_hidden: usize,
+    pub show_all_href: String,
+    pub sort_links: Vec<SortLink>,
+    pub modules: Vec<ModuleRow>,
+    pub bugcheck: BugcheckView,
+    pub blocks: Vec<BlockRow>,
+    pub blocks_note: String,
+    pub quota: Vec<QuotaRow>,
+    pub quota_uncharged: Option<String>,
+    pub dump_line: String,
+    pub symbols_line: String,
+    pub warnings: Vec<String>,
+    pub errors: Vec<String>,
+}
+
+pub fn pool_name(p: PoolName) -> &'static str {
+    match p {
+        PoolName::Paged => "Paged pool",
+        PoolName::Nonpaged => "Nonpaged pool",
+    }
+}
+
+pub fn source_text(s: Source) -> &'static str {
+    match s {
+        Source::DriverCodeAllocation => "allocation in its code",
+        Source::DriverCallsUntaggedAllocator => "calls ExAllocatePool (untagged)",
+        Source::PoolTagFile => "pooltag file",
+        Source::BuiltIn => "built-in table",
+        Source::DriverCodeImmediate => "immediate in its code",
+        Source::DriverBytes => "bytes in its code",
+    }
+}
+
+pub fn block_source(s: BlockSource) -> &'static str {
+    match s {
+        BlockSource::Classic => "classic",
+        BlockSource::Big => "big",
+        BlockSource::Lfh => "LFH",
+        BlockSource::Vs => "VS",
+    }
+}
+
+/// The page of one driver of a dump.
+pub fn driver_href(dump_id: &str, module: &str) -> String {
+    format!(
+        "/dumps/{}/drivers/{}",
+        percent_encode(dump_id),
+        percent_encode(module)
+    )
+}
+
+impl AnalysisView {
+    pub fn build(
+        dump_id: &str,
+        r: &AnalysisReport,
+        sort: Option<TagSort>,
+        all_tags: bool,
+    ) -> AnalysisView {
+        let verdict_drivers: Vec<String> =
+            r.verdict.drivers.iter().map(|d| d.to_lowercase()).collect();
+        let gauges = r
+            .pools
+            .iter()
+            .map(|p| svg::gauge(pool_name(p.pool), p.in_use, p.max, p.near_exhaustion))
+            .collect();
+        let pools = r
+            .pools
+            .iter()
+            .map(|p| PoolRow {
+                pool: pool_name(p.pool),
+                in_use: format::bytes(p.in_use),
+                max: p.max.map(format::bytes).unwrap_or_else(|| "unknown".into()),
+                commit: p.commit.map(format::bytes).unwrap_or_else(|| "–".into()),
+                used: format::percent(p.used_fraction),
+                source: p.source.clone(),
+                near_exhaustion: p.near_exhaustion,
+            })
+            .collect();
+        let drivers = r
+            .drivers
+            .iter()
+            .map(|d| DriverRow {
+                module: d.module.clone(),
+                href: driver_href(dump_id, &d.module),
+                paged: format::bytes(d.paged_bytes),
+                nonpaged: format::bytes(d.nonpaged_bytes),
+                total: format::bytes(d.bytes),
+                allocations: d.allocations,
+                share: format::percent(d.share_of_pool),
+                tags: d
+                    .tags
+                    .iter()
+                    .map(|t| t.tag.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                is_verdict: verdict_drivers.contains(&d.module.to_lowercase()),
+            })
+            .collect();
+        let drivers_chart = (!r.drivers.is_empty()).then(|| {
+            let bars: Vec<Bar> = r
+                .drivers
+                .iter()
+                .take(CHART_BARS)
+                .map(|d| Bar {
+                    label: d.module.clone(),
+                    paged: d.paged_bytes,
+                    nonpaged: d.nonpaged_bytes,
+                })
+                .collect();
+            svg::bar_chart("Outstanding pool of the top drivers", &bars)
+        });
+        let tags_chart = (!r.tags.is_empty()).then(|| {
+            let bars: Vec<Bar> = r
+                .tags
+                .iter()
+                .take(CHART_BARS)
+                .map(|t| Bar {
+                    label: t.tag.clone(),
+                    paged: t.paged_bytes,
+                    nonpaged: t.nonpaged_bytes,
+                })
+                .collect();
+            svg::bar_chart("Outstanding pool of the top tags", &bars)
+        });
+        let mut sorted: Vec<&TagReport> = r.tags.iter().collect();
+        sort_tags(&mut sorted, sort);
+        let shown = if all_tags {
+            sorted.len()
+        } else {
+            sorted.len().min(TAG_ROWS)
+        };
+        let tags = sorted
+            .iter()
+            .take(shown)
+            .map(|t| TagRow {
+                tag: t.tag.clone(),
+                paged: format::bytes(t.paged_bytes),
+                paged_outstanding: t.paged_outstanding,
+                nonpaged: format::bytes(t.nonpaged_bytes),
+                nonpaged_outstanding: t.nonpaged_outstanding,
+                owners: t
+                    .owners
+                    .iter()
+                    .map(|o| match &o.module {
+                        Some(m) => format!("{m} ({})", source_text(o.source)),
+                        None => match &o.description {
+                            Some(d) => format!("{d} ({})", source_text(o.source)),
+                            None => source_text(o.source).to_string(),
+                        },
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            })
+            .collect();
+        let base = format!("/dumps/{}", percent_encode(dump_id));
+        let sort_links = TagSort::ALL
+            .iter()
+            .map(|s| SortLink {
+                label: match s {
+                    TagSort::Paged => "paged bytes",
+                    TagSort::Nonpaged => "nonpaged bytes",
+                    TagSort::Allocs => "allocations",
+                    TagSort::Tag => "tag",
+                },
+                href: format!(
+                    "{base}?sort={}{}#tags",
+                    s.as_str(),
+                    if all_tags { "&tags=all" } else { "" }
+                ),
+                active: sort == Some(*s),
+            })
+            .collect();
+        let show_all_href = format!(
+            "{base}?{}tags=all#tags",
+            sort.map(|s| format!("sort={}&", s.as_str()))
+                .unwrap_or_default()
+        );
+        let driver_names: Vec<String> = r.drivers.iter().map(|d| d.module.to_lowercase()).collect();
+        let modules = r
+            .modules
+            .iter()
+            .map(|m| ModuleRow {
+                name: m.name.clone(),
+                base: m.base.to_string(),
+                size: format::bytes(m.size),
+                symbols: m.symbols.clone(),
+                href: driver_names
+                    .contains(&m.name.to_lowercase())
+                    .then(|| driver_href(dump_id, &m.name)),
+            })
+            .collect();
+        let b = &r.bugcheck;
+        let bugcheck = BugcheckView {
+            code: b.code.to_string(),
+            name: b.name.clone().unwrap_or_else(|| "unknown bugcheck".into()),
+            params: b.params.iter().map(|p| p.to_string()).collect(),
+            note: b
+                .pool_related
+                .then(|| "This bugcheck concerns pool itself.".to_string()),
+        };
+        let bt = &r.blocks;
+        let blocks = [
+            ("classic", bt.classic),
+            ("big", bt.big),
+            ("LFH", bt.lfh),
+            ("VS", bt.vs),
+        ]
+        .into_iter()
+        .map(|(source, cb)| BlockRow {
+            source,
+            count: cb.count,
+            bytes: format::bytes(cb.bytes),
+        })
+        .collect();
+        let blocks_note = if bt.complete {
+            format!(
+                "Every pool page was walked; {} free blocks seen.",
+                bt.free_blocks
+            )
+        } else {
+            format!(
+                "Incomplete: {} pool pages are not in the dump; {} free blocks seen.",
+                bt.missing_pool_pages, bt.free_blocks
+            )
+        };
+        let (quota, quota_uncharged) = match &r.quota {
+            Some(q) => (
+                q.processes
+                    .iter()
+                    .map(|p| QuotaRow {
+                        process: match (&p.name, p.pid) {
+                            (Some(n), Some(pid)) => format!("{n} (pid {pid})"),
+                            (Some(n), None) => n.clone(),
+                            (None, Some(pid)) => format!("pid {pid}"),
+                            (None, None) => "unnamed process".into(),
+                        },
+                        eprocess: p.eprocess.to_string(),
+                        blocks: p.blocks,
+                        bytes: format::bytes(p.bytes),
+                    })
+                    .collect(),
+                Some(format!(
+                    "{} in {} blocks charged to no process we could name.",
+                    format::bytes(q.uncharged_bytes),
+                    q.uncharged_blocks
+                )),
+            ),
+            None => (Vec::new(), None),
+        };
+        let dm = &r.dump;
+        let dump_line = format!(
+            "{} dump (type {}), {}{}, build {}, {} processors, {}{}",
+            dm.format,
+            dm.dump_type,
+            dm.arch,
+            if dm.pae { " PAE" } else { "" },
+            dm.build,
+            dm.processors,
+            format::bytes(dm.file_size),
+            dm.system_time
+                .as_ref()
+                .map(|t| format!(", crashed {t}"))
+                .unwrap_or_default()
+        );
+        let s = &r.symbols;
+        let symbols_line = match s.source.as_str() {
+            "none" => {
+                "Kernel symbols: none (debugger data block and built-in layouts).".to_string()
+            }
+            other => format!(
+                "Kernel symbols: {other}{}{}",
+                s.path.as_ref().map(|p| format!(" {p}")).unwrap_or_default(),
+                match s.matches_kernel {
+                    Some(false) => " (does NOT match the kernel image)",
+                    _ => "",
+                }
+            ),
+        };
+        AnalysisView {
+            verdict: VerdictView {
+                sentence: r.verdict.sentence.clone(),
+                kind: r.verdict.kind.as_str(),
+                confidence: match r.verdict.confidence {
+                    analyzer::report::analysis::Confidence::High => "high",
+                    analyzer::report::analysis::Confidence::Medium => "medium",
+                    analyzer::report::analysis::Confidence::Low => "low",
+                },
+                reasons: r.verdict.reasons.clone(),
+            },
+            gauges,
+            pools,
+            drivers,
+            drivers_chart,
+            tags_chart,
+            tags,
+            tags_total: sorted.len(),
+            tags_hidden: sorted.len() - shown,
+            show_all_href,
+            sort_links,
+            modules,
+            bugcheck,
+            blocks,
+            blocks_note,
+            quota,
+            quota_uncharged,
+            dump_line,
+            symbols_line,
+            warnings: r.warnings.clone(),
+            errors: r.errors.clone(),
+        }
+    }
+}
+
+/// An `inspect` report: modules and bugcheck only.
+pub struct InspectView {
+    pub modules: Vec<ModuleRow>,
+    pub bugcheck: BugcheckView,
+    pub dump_line: String,
+    pub warnings: Vec<String>,
+}
+
+impl InspectView {
+    pub fn build(r: &InspectReport) -> InspectView {
+        let modules = r
+            .modules
+            .iter()
+            .map(|m| ModuleRow {
+                name: m.name.clone(),
+                base: m.base.to_string(),
+                size: format::bytes(u64::from(m.size)),
+                symbols: m
+                    .symbols
+                    .as_ref()
+                    .map(|s| s.status.clone())
+                    .unwrap_or_else(|| "not looked up".into()),
+                href: None,
+            })
+            .collect();
+        let b = &r.bugcheck;
+        let bugcheck = BugcheckView {
+            code: b.code.to_string(),
+            name: b.name.clone().unwrap_or_else(|| "unknown bugcheck".into()),
+            params: b
+                .params
+                .iter()
+                .zip(b.params_symbolized.iter())
+                .map(|(p, s)| match s {
+                    Some(s) => format!("{p} ({s})"),
+                    None => p.to_string(),
+                })
+                .collect(),
+            note: b
+                .pool_or_memory
+                .then(|| "This bugcheck concerns pool or memory.".to_string()),
+        };
+        let dm = &r.dump;
+        InspectView {
+            modules,
+            bugcheck,
+            dump_line: format!(
+                "{} dump (type {}), {}{}, build {}, {} processors",
+                dm.format,
+                dm.dump_type,
+                dm.arch,
+                if dm.pae { " PAE" } else { "" },
+                dm.build,
+                dm.processors
+            ),
+            warnings: r.warnings.clone(),
+        }
+    }
+}
+
+pub struct CallSiteRow {
+    pub offset: String,
+    pub symbol: String,
+    pub tag: String,
+    pub kind: &'static str,
+    pub pool: &'static str,
+    pub size: String,
+}
+
+pub struct LargestRow {
+    pub address: String,
+    pub size: String,
+    pub tag: String,
+    pub pool: &'static str,
+    pub source: &'static str,
+}
+
+pub struct DriverTagRow {
+    pub tag: String,
+    pub paged: String,
+    pub nonpaged: String,
+    pub allocations: u64,
+    pub evidence: &'static str,
+    pub shared_with: String,
+}
+
+/// One driver of an analysis report, for `templates/driver.html`.
+pub struct DriverView {
+    pub module: String,
+    pub path: String,
+    pub base: String,
+    pub size: String,
+    pub paged: String,
+    pub nonpaged: String,
+    pub total: String,
+    pub allocations: u64,
+    pub share: String,
+    pub tags: Vec<DriverTagRow>,
+    pub call_sites: Vec<CallSiteRow>,
+    pub call_sites_truncated: bool,
+    pub block_count: u64,
+    pub block_bytes: String,
+    pub largest: Vec<LargestRow>,
+}
+
+/// The driver named `module` (case-insensitive, as Windows module names are).
+pub fn find_driver<'a>(r: &'a AnalysisReport, module: &str) -> Option<&'a DriverReport> {
+    r.drivers
+        .iter()
+        .find(|d| d.module.eq_ignore_ascii_case(module))
+}
+
+impl DriverView {
+    pub fn build(d: &DriverReport) -> DriverView {
+        let pool = |p: Option<PoolName>| match p {
+            Some(PoolName::Paged) => "paged",
+            Some(PoolName::Nonpaged) => "nonpaged",
+            None => "–",
+        };
+        DriverView {
+            module: d.module.clone(),
+            path: d.path.clone().unwrap_or_default(),
+            base: d.base.map(|b| b.to_string()).unwrap_or_else(|| "–".into()),
+            size: d.size.map(format::bytes).unwrap_or_else(|| "–".into()),
+            paged: format::bytes(d.paged_bytes),
+            nonpaged: format::bytes(d.nonpaged_bytes),
+            total: format::bytes(d.bytes),
+            allocations: d.allocations,
+            share: format::percent(d.share_of_pool),
+            tags: d
+                .tags
+                .iter()
+                .map(|t| DriverTagRow {
+                    tag: t.tag.clone(),
+                    paged: format::bytes(t.paged_bytes),
+                    nonpaged: format::bytes(t.nonpaged_bytes),
+                    allocations: t.allocations,
+                    evidence: source_text(t.evidence),
+                    shared_with: t.shared_with.join(", "),
+                })
+                .collect(),
+            call_sites: d
+                .call_sites
+                .iter()
+                .map(|c| CallSiteRow {
+                    offset: c.offset.clone(),
+                    symbol: c.symbol.clone().unwrap_or_default(),
+                    tag: c.tag.clone(),
+                    kind: match c.kind {
+                        CallSiteKind::TagArgument => "tag argument",
+                        CallSiteKind::UntaggedAllocatorCall => "untagged allocator call",
+                    },
+                    pool: pool(c.pool_type),
+                    size: c.size.map(format::bytes).unwrap_or_else(|| "–".into()),
+                })
+                .collect(),
+            call_sites_truncated: d.call_sites_truncated,
+            block_count: d.blocks.count,
+            block_bytes: format::bytes(d.blocks.bytes),
+            largest: d
+                .blocks
+                .largest
+                .iter()
+                .map(|b| LargestRow {
+                    address: b.address.to_string(),
+                    size: format::bytes(b.size),
+                    tag: b.tag.clone(),
+                    pool: pool(b.pool),
+                    source: block_source(b.source),
+                })
+                .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tag(name: &str, paged: u64, nonpaged: u64, outstanding: u64) -> TagReport {
+        TagReport {
+            tag: name.into(),
+            paged_allocs: outstanding,
+            paged_frees: 0,
+            paged_bytes: paged,
+            nonpaged_allocs: 0,
+            nonpaged_frees: 0,
+            nonpaged_bytes: nonpaged,
+            paged_outstanding: outstanding,
+            nonpaged_outstanding: 0,
+            owners: vec![],
+            blocks: None,
+        }
+    }
+
+    #[test]
+    fn tag_sorts() {
+        let tags = [
+            tag("Bbbb", 10, 300, 1),
+            tag("Aaaa", 200, 0, 7),
+            tag("Cccc", 200, 5, 3),
+        ];
+        let order = |sort| {
+            let mut v: Vec<&TagReport> = tags.iter().collect();
+            sort_tags(&mut v, sort);
+            v.iter().map(|t| t.tag.as_str()).collect::<Vec<_>>()
+        };
+        assert_eq!(order(None), ["Bbbb", "Aaaa", "Cccc"]);
+        assert_eq!(order(Some(TagSort::Paged)), ["Aaaa", "Cccc", "Bbbb"]);
+        assert_eq!(order(Some(TagSort::Nonpaged)), ["Bbbb", "Cccc", "Aaaa"]);
+        assert_eq!(order(Some(TagSort::Allocs)), ["Aaaa", "Cccc", "Bbbb"]);
+        assert_eq!(order(Some(TagSort::Tag)), ["Aaaa", "Bbbb", "Cccc"]);
+        assert_eq!(TagSort::parse(Some("bogus")), None);
+        assert_eq!(TagSort::parse(Some("allocs")), Some(TagSort::Allocs));
+    }
+
+    #[test]
+    fn unknown_shapes_are_reported_not_panicked_on() {
+        assert!(matches!(parse("not json"), Stored::Unreadable(_)));
+        assert!(matches!(
+            parse("{\"kind\": \"analysis\"}"),
+            Stored::Unreadable(_)
+        ));
+        assert!(matches!(parse("[1,2]"), Stored::Unreadable(_)));
+    }
+
+    #[test]
+    fn driver_links_encode_hostile_names() {
+        assert_eq!(
+            driver_href("abc", "a/b?.sys"),
+            "/dumps/abc/drivers/a%2Fb%3F.sys"
+        );
+    }
+}

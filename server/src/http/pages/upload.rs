@@ -1,0 +1,184 @@
+//! The upload portal: `GET /` (the page) and `POST /upload` (its form, without JavaScript).
+//!
+//! The form posts `multipart/form-data` with the hidden `csrf` field FIRST and the dump in
+//! `file`; the handler streams it through the same ingest as `POST /api/v1/dumps`
+//! (`crate::storage::ingest`: .gz/.zip by magic, limits, SHA-256, header check) and answers
+//! 303 to the dump's page. `static/upload.js` (drag and drop, progress, resumable chunks over
+//! `/api/v1/uploads`) takes the same form over when scripts run; the element ids
+//! `#drop-zone`, `#file-input`, `#upload-form`, `#progress`, `#upload-status` and
+//! `<meta name="csrf-token">` are its contract with this page.
+
+use super::super::api::{ingest_error, pump};
+use super::super::AppState;
+use super::{format, render, render_status, Nav, PageError, PageUser};
+use crate::auth::{csrf, AuthError};
+use crate::db::{self, dumps};
+use crate::storage::ingest;
+use crate::storage::source::{self, Chunk};
+use askama::Template;
+use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{post, MethodRouter};
+
+#[derive(Template)]
+#[template(path = "upload.html")]
+struct UploadPage {
+    nav: Nav,
+    title: &'static str,
+    max_upload: String,
+    error: Option<String>,
+}
+
+fn upload_page(app: &AppState, nav: Nav, error: Option<String>) -> UploadPage {
+    UploadPage {
+        nav,
+        title: "Upload a dump",
+        max_upload: format::bytes(app.limits.max_upload_bytes),
+        error,
+    }
+}
+
+/// `GET /`.
+pub async fn page(State(app): State<AppState>, user: PageUser) -> Response {
+    render(&upload_page(&app, Nav::new(&user, "upload"), None))
+}
+
+/// `POST /upload`, without a body limit of its own: the ingest enforces the upload limits
+/// while streaming.
+pub fn post_route() -> MethodRouter<AppState> {
+    post(upload).layer(DefaultBodyLimit::disable())
+}
+
+/// An upload refused: the portal again, with the reason and the matching status.
+fn refused(app: &AppState, nav: &Nav, status: StatusCode, message: String) -> Response {
+    render_status(status, &upload_page(app, nav.clone(), Some(message)))
+}
+
+async fn upload(State(app): State<AppState>, user: PageUser, req: Request) -> Response {
+    let nav = Nav::new(&user, "upload");
+    match app.auth.check_upload(&user.0) {
+        Ok(()) => {}
+        Err(e @ AuthError::RateLimited { .. }) => {
+            return refused(&app, &nav, StatusCode::TOO_MANY_REQUESTS, e.to_string());
+        }
+        Err(e) => return e.into_response(),
+    }
+    let is_multipart = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"));
+    if !is_multipart {
+        return refused(
+            &app,
+            &nav,
+            StatusCode::BAD_REQUEST,
+            "The form must be sent as multipart/form-data.".into(),
+        );
+    }
+    let mut mp = match Multipart::from_request(req, &()).await {
+        Ok(mp) => mp,
+        Err(e) => return refused(&app, &nav, StatusCode::BAD_REQUEST, e.body_text()),
+    };
+    // Fields in document order: the CSRF token must come before the file, so a forged post is
+    // refused before a byte of its dump is stored.
+    let mut csrf_value: Option<String> = None;
+    let field = loop {
+        match mp.next_field().await {
+            Ok(Some(f)) if f.name() == Some(csrf::FORM_FIELD) => match small_text(f, 256).await {
+                Some(t) => csrf_value = Some(t),
+                None => {
+                    let e = AuthError::BadCsrf;
+                    return PageError::new(e.status(), e.to_string(), &nav).into_response();
+                }
+            },
+            Ok(Some(f)) if f.name() == Some("file") => break f,
+            Ok(Some(_)) => continue,
+            Ok(None) => {
+                return refused(
+                    &app,
+                    &nav,
+                    StatusCode::BAD_REQUEST,
+                    "The form has no file.".into(),
+                );
+            }
+            Err(e) => return refused(&app, &nav, StatusCode::BAD_REQUEST, e.body_text()),
+        }
+    };
+    if let Err(e) = csrf::check_form(&user.0, csrf_value.as_deref()) {
+        return PageError::new(e.status(), e.to_string(), &nav).into_response();
+    }
+    let name = field
+        .file_name()
+        .map(str::to_string)
+        .filter(|n| !n.is_empty());
+    let (tx, reader) = source::channel();
+    let tmp = app.storage.tmp_dir();
+    let limits = app.limits;
+    let ingest_task =
+        tokio::task::spawn_blocking(move || ingest::ingest(reader, &tmp, &limits, name));
+    let pumped = pump(field, &tx).await;
+    if let Err(why) = &pumped {
+        let _ = tx.send(Chunk::Failed(why.clone())).await;
+    }
+    drop(tx);
+    let ingested = match ingest_task.await {
+        Ok(Ok(i)) => i,
+        Ok(Err(e)) => {
+            let e = ingest_error(e);
+            return refused(&app, &nav, e.status, e.message);
+        }
+        Err(e) => return PageError::internal("upload task", e, &nav).into_response(),
+    };
+    let (sha, size, received, compression, original) = (
+        ingested.sha256.clone(),
+        ingested.size,
+        ingested.received,
+        ingested.compression,
+        ingested.original_name.clone(),
+    );
+    let storage = app.storage.clone();
+    match tokio::task::spawn_blocking(move || storage.store(ingested)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return PageError::internal("storage", e, &nav).into_response(),
+        Err(e) => return PageError::internal("upload task", e, &nav).into_response(),
+    }
+    let new = dumps::NewDump {
+        tenant: &user.0.tenant,
+        sha256: &sha,
+        size,
+        upload_size: received,
+        compression: compression.as_str(),
+        original_name: original.as_deref(),
+    };
+    let id = match dumps::insert_or_get(&app.db, &new, db::now_unix()).await {
+        Ok((id, _created)) => id,
+        Err(e) => return PageError::internal("database", e, &nav).into_response(),
+    };
+    tracing::info!(dump = %id, sha256 = %sha, size, received, "upload stored (form)");
+    let mut resp = StatusCode::SEE_OTHER.into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!("/dumps/{id}")) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp
+}
+
+/// The text of a small form field, read chunk by chunk up to `max` bytes; `None` when it is
+/// longer or not UTF-8 (a CSRF token is 64 hex digits: anything long is not one).
+async fn small_text(mut f: axum::extract::multipart::Field<'_>, max: usize) -> Option<String> {
+    let mut buf = Vec::new();
+    loop {
+        match f.chunk().await {
+            Ok(Some(chunk)) => {
+                if buf.len() + chunk.len() > max {
+                    return None;
+                }
+                buf.extend_from_slice(&chunk);
+            }
+            Ok(None) => break,
+            Err(_) => return None,
+        }
+    }
+    String::from_utf8(buf).ok()
+}
