@@ -84,16 +84,18 @@ async fn revoke_token(
 }
 
 /// The login page. Minimal inline HTML until the askama pages exist; it needs no JavaScript.
-fn login_page(status: StatusCode, csrf_value: &str, secure: bool, error: Option<&str>) -> Response {
+fn login_page(status: StatusCode, csrf_value: &str, secure: bool, error: Option<&str>, next: &str) -> Response {
     let error = error
         .map(|e| format!("<p class=\"error\" role=\"alert\">{e}</p>"))
         .unwrap_or_default();
+    let next = html_attr(safe_next(Some(next)));
     let body = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>pooltriage: sign in</title></head>\
          <body><h1>Sign in</h1>{error}\
          <form method=\"post\" action=\"/login\">\
          <label>API token <input type=\"password\" name=\"token\" autocomplete=\"off\" required></label>\
          <input type=\"hidden\" name=\"{field}\" value=\"{csrf_value}\">\
+         <input type=\"hidden\" name=\"next\" value=\"{next}\">\
          <button type=\"submit\">Sign in</button></form></body></html>",
         field = csrf::FORM_FIELD,
     );
@@ -105,9 +107,52 @@ fn login_page(status: StatusCode, csrf_value: &str, secure: bool, error: Option<
         .into_response()
 }
 
-async fn login_form(State(auth): State<AuthState>) -> Result<Response, AuthError> {
+/// `GET /login?next=/dumps/...`: the page to return to after signing in (the HTML pages send
+/// an unauthenticated browser here with it).
+#[derive(Debug, Default, Deserialize)]
+struct NextQuery {
+    #[serde(default)]
+    next: Option<String>,
+}
+
+/// Where to go after signing in: a local path only (starts with one `/`, not `//` or `/\`,
+/// which browsers read as another host), else `/`. Stops an open redirect through the form.
+fn safe_next(next: Option<&str>) -> &str {
+    match next {
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && !n.starts_with("/\\")
+                && n.len() <= 2048
+                && !n.chars().any(|c| c.is_control()) =>
+        {
+            n
+        }
+        _ => "/",
+    }
+}
+
+/// HTML attribute escaping for the one request value the login page echoes (`next`).
+fn html_attr(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('"', "&quot;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('\'', "&#39;")
+}
+
+async fn login_form(
+    State(auth): State<AuthState>,
+    axum::extract::Query(q): axum::extract::Query<NextQuery>,
+) -> Result<Response, AuthError> {
     let v = super::token::random_hex(32).map_err(|e| AuthError::Internal(e.to_string()))?;
-    Ok(login_page(StatusCode::OK, &v, auth.config.secure_cookies, None))
+    Ok(login_page(
+        StatusCode::OK,
+        &v,
+        auth.config.secure_cookies,
+        None,
+        safe_next(q.next.as_deref()),
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -116,12 +161,31 @@ struct LoginForm {
     token: String,
     #[serde(default)]
     csrf: Option<String>,
+    /// The page to return to (`safe_next`).
+    #[serde(default)]
+    next: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
 struct CsrfForm {
     #[serde(default)]
     csrf: Option<String>,
+}
+
+#[cfg(test)]
+mod next_tests {
+    use super::{html_attr, safe_next};
+
+    #[test]
+    fn only_local_paths_are_followed() {
+        assert_eq!(safe_next(Some("/dumps/abc?sort=tag")), "/dumps/abc?sort=tag");
+        assert_eq!(safe_next(Some("//evil.example/")), "/");
+        assert_eq!(safe_next(Some("/\\evil.example/")), "/");
+        assert_eq!(safe_next(Some("https://evil.example/")), "/");
+        assert_eq!(safe_next(Some("/a\nb")), "/");
+        assert_eq!(safe_next(None), "/");
+        assert_eq!(html_attr("/x?a=1&b=\"<>'"), "/x?a=1&amp;b=&quot;&lt;&gt;&#39;");
+    }
 }
 
 fn is_form(headers: &HeaderMap) -> bool {
@@ -148,6 +212,7 @@ async fn login(State(auth): State<AuthState>, headers: HeaderMap, body: Bytes) -
             &v,
             secure,
             Some("That token is not valid."),
+            safe_next(form.next.as_deref()),
         ));
     };
     let ttl = auth.config.session_ttl_secs.max(60);
@@ -161,7 +226,7 @@ async fn login(State(auth): State<AuthState>, headers: HeaderMap, body: Bytes) -
             ),
             (SET_COOKIE, cookie::set(csrf::LOGIN_COOKIE, "", 0, secure)),
         ]),
-        Redirect::to("/"),
+        Redirect::to(safe_next(form.next.as_deref())),
     )
         .into_response())
 }
