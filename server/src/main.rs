@@ -6,7 +6,9 @@ mod config;
 mod db;
 mod http;
 mod jobs;
+mod retention;
 mod storage;
+mod webhooks;
 
 use std::process::ExitCode;
 

@@ -65,6 +65,18 @@ async fn serve(config: Config, auth_config: crate::auth::AuthConfig) -> anyhow::
     let storage =
         Storage::open(dir).map_err(|e| anyhow::anyhow!("storage in {}: {e}", dir.display()))?;
     let db = crate::db::open(dir).await?;
+    let webhooks = crate::webhooks::Webhooks::new(config.webhooks.clone(), dir)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    // Reports stored before the index existed (or by an older index version): in the
+    // background, so a large store does not delay the start.
+    let index_db = db.clone();
+    tokio::spawn(async move {
+        match crate::db::report_index::backfill(&index_db, crate::db::now_unix()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(reports = n, "report index backfilled"),
+            Err(e) => tracing::error!("report index backfill: {e}"),
+        }
+    });
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
@@ -79,6 +91,13 @@ async fn serve(config: Config, auth_config: crate::auth::AuthConfig) -> anyhow::
         analyzer: config.analyzer.clone(),
     };
     let workers = jobs::start(ctx, config.workers, stop_rx.clone());
+    let dispatcher = crate::webhooks::start(db.clone(), webhooks.clone(), stop_rx.clone());
+    let retention = crate::retention::start(
+        db.clone(),
+        storage.clone(),
+        config.retention,
+        stop_rx.clone(),
+    );
     let auth = crate::auth::AuthState::new(db.clone(), auth_config);
     let chunk_files = crate::storage::chunked::ChunkFiles::open(dir)
         .map_err(|e| anyhow::anyhow!("upload storage in {}: {e}", dir.display()))?;
@@ -89,6 +108,7 @@ async fn serve(config: Config, auth_config: crate::auth::AuthConfig) -> anyhow::
         storage,
         limits: config.limits,
         auth,
+        webhooks,
         uploads,
     });
 
@@ -120,6 +140,10 @@ async fn serve(config: Config, auth_config: crate::auth::AuthConfig) -> anyhow::
         let _ = w.await;
     }
     let _ = sweeper.await;
+    let _ = dispatcher.await;
+    if let Some(r) = retention {
+        let _ = r.await;
+    }
     db.close().await;
     Ok(())
 }

@@ -10,6 +10,7 @@ pub mod jobs;
 pub mod migrations;
 pub mod report_index;
 pub mod stats;
+pub mod webhooks;
 pub mod uploads;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};

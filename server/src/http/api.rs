@@ -22,7 +22,7 @@ pub fn routes() -> Router<AppState> {
             "/api/v1/dumps",
             // The upload enforces its own limits while streaming (UploadLimits).
             axum::routing::post(upload)
-                .get(list)
+                .get(super::stats::search)
                 .layer(DefaultBodyLimit::disable()),
         )
         .route("/api/v1/dumps/{id}", get(status).delete(delete))
@@ -38,7 +38,7 @@ fn status_url(id: &str) -> String {
     format!("/api/v1/dumps/{id}")
 }
 
-fn dump_json(d: &dumps::DumpRow) -> serde_json::Value {
+pub fn dump_json(d: &dumps::DumpRow) -> serde_json::Value {
     let mut v = json!({
         "id": d.id,
         "tenant": d.tenant,
@@ -64,6 +64,8 @@ fn dump_json(d: &dumps::DumpRow) -> serde_json::Value {
 struct UploadQuery {
     /// Original file name, for display (the multipart file name wins).
     name: Option<String>,
+    /// Webhook called when the report is ready or the analysis failed (docs/api.md).
+    webhook_url: Option<String>,
 }
 
 pub(super) fn ingest_error(e: IngestError) -> ApiError {
@@ -143,6 +145,11 @@ async fn upload(
     Query(q): Query<UploadQuery>,
     req: Request,
 ) -> Result<Response, ApiError> {
+    // Checked before a byte of the body is read (SSRF rules: crate::webhooks::policy).
+    let mut webhook = match q.webhook_url.as_deref() {
+        Some(u) => Some(super::hooks::check_webhook(&app, u)?),
+        None => None,
+    };
     let limit = app.limits.max_upload_bytes;
     let too_large = || {
         ApiError::new(
@@ -190,6 +197,12 @@ async fn upload(
                     break;
                 }
             };
+            // A form field before the file (a field after it is not read).
+            if field.name() == Some("webhook_url") {
+                let text = super::hooks::small_field(field, 4096).await?;
+                webhook = Some(super::hooks::check_webhook(&app, &text)?);
+                continue;
+            }
             if field.name() != Some("file") {
                 continue;
             }
@@ -244,6 +257,7 @@ async fn upload(
         original_name: original.as_deref(),
     };
     let (id, created) = dumps::insert_or_get(&app.db, &new, db::now_unix()).await?;
+    super::hooks::after_upload(&app, &id, &caller.tenant, &sha, created, webhook.as_deref()).await;
     tracing::info!(dump = %id, sha256 = %sha, size, received, created, "upload stored");
     let code = if created {
         StatusCode::CREATED
@@ -264,10 +278,10 @@ async fn status(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let d = dumps::get(&app.db, &id, caller.tenant_filter())
+    let d = crate::db::stats::get_dump(&app.db, &id, caller.tenant_filter())
         .await?
         .ok_or_else(ApiError::not_found)?;
-    Ok(Json(dump_json(&d)))
+    Ok(Json(super::stats::item_json(&d)))
 }
 
 /// `GET /api/v1/dumps/{id}/report`: 200 with the analyzer's JSON when done; 409 with the
@@ -309,42 +323,6 @@ async fn report(
     Ok(resp)
 }
 
-#[derive(Deserialize)]
-struct ListQuery {
-    limit: Option<i64>,
-    cursor: Option<String>,
-}
-
-/// `GET /api/v1/dumps?limit=N&cursor=C`: newest first; `next_cursor` is null on the last page.
-async fn list(
-    State(app): State<AppState>,
-    caller: Caller,
-    Query(q): Query<ListQuery>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let limit = q.limit.unwrap_or(50).clamp(1, 500);
-    let bad_cursor = || {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_cursor",
-            "cursor is not one this API returned",
-        )
-    };
-    let cursor = match &q.cursor {
-        None => None,
-        Some(c) => {
-            let (t, id) = c.split_once('.').ok_or_else(bad_cursor)?;
-            Some((t.parse::<i64>().map_err(|_| bad_cursor())?, id))
-        }
-    };
-    let rows = dumps::list(&app.db, caller.tenant_filter(), limit, cursor).await?;
-    let next = (rows.len() as i64 == limit)
-        .then(|| rows.last().map(|d| format!("{}.{}", d.created_at, d.id)))
-        .flatten();
-    Ok(Json(
-        json!({ "items": rows.iter().map(dump_json).collect::<Vec<_>>(), "next_cursor": next }),
-    ))
-}
-
 /// `DELETE /api/v1/dumps/{id}`: removes the dump; the file and report go with the last
 /// reference to the content.
 async fn delete(
@@ -356,6 +334,7 @@ async fn delete(
         .await?
         .ok_or_else(ApiError::not_found)?;
     if last {
+        crate::retention::forget(&app.db, &sha).await?;
         let storage = app.storage.clone();
         tokio::task::spawn_blocking(move || storage.remove(&sha))
             .await

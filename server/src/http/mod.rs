@@ -2,6 +2,8 @@
 
 pub mod api;
 pub mod caller;
+pub mod hooks;
+pub mod stats;
 pub mod uploads;
 
 use crate::config::UploadLimits;
@@ -20,6 +22,8 @@ pub struct AppState {
     pub auth: crate::auth::AuthState,
     /// Resumable chunked uploads (`uploads`).
     pub uploads: uploads::UploadService,
+    /// Webhook settings and signing key (`crate::webhooks`).
+    pub webhooks: crate::webhooks::Webhooks,
 }
 
 impl axum::extract::FromRef<AppState> for crate::auth::AuthState {
@@ -31,6 +35,7 @@ impl axum::extract::FromRef<AppState> for crate::auth::AuthState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(api::routes())
+        .merge(stats::routes())
         .merge(uploads::routes())
         .merge(crate::auth::routes())
         .layer(tower_http::trace::TraceLayer::new_for_http())

@@ -1,0 +1,65 @@
+//! What follows every recorded upload, whichever route took it (API, resumable upload, browser
+//! form): webhook deliveries are recorded, and a file that retention had deleted and that the
+//! upload brought back loses its "deleted" mark.
+
+use super::AppState;
+
+/// Call after `db::dumps::insert_or_get` succeeded. `created`: the dump row is new (a
+/// re-upload of the same content by the same tenant does not notify the default webhooks
+/// again). `own_webhook`: the upload's `webhook_url`, already checked with
+/// `crate::webhooks::policy::check_upload_url`. Errors are logged, never fail the upload.
+pub async fn after_upload(
+    app: &AppState,
+    dump_id: &str,
+    tenant: &str,
+    sha256: &str,
+    created: bool,
+    own_webhook: Option<&str>,
+) {
+    let now = crate::db::now_unix();
+    let hooks = &app.webhooks;
+    let targets: Vec<String> = if created {
+        hooks.targets(tenant, own_webhook)
+    } else {
+        own_webhook.map(str::to_string).into_iter().collect()
+    };
+    for url in targets {
+        if let Err(e) = crate::db::webhooks::add_waiting(&app.db, dump_id, &url, now).await {
+            tracing::error!(dump = %dump_id, "recording a webhook delivery: {e}");
+        }
+    }
+    if let Err(e) = crate::retention::file_restored(&app.db, &app.storage, sha256).await {
+        tracing::error!(dump = %dump_id, "clearing a retention mark: {e}");
+    }
+}
+
+/// Checks an upload's `webhook_url` (query parameter or form field): 400 `bad_webhook_url`
+/// naming the rule it breaks (scheme, credentials, not on the allow-list...).
+pub fn check_webhook(app: &AppState, url: &str) -> Result<String, super::ApiError> {
+    crate::webhooks::policy::check_upload_url(url, &app.webhooks.config.allowed_hosts).map_err(
+        |e| {
+            super::ApiError::new(
+                axum::http::StatusCode::BAD_REQUEST,
+                "bad_webhook_url",
+                e.to_string(),
+            )
+        },
+    )
+}
+
+/// Reads a small text form field (at most `max` bytes): 400 `bad_multipart` beyond.
+pub async fn small_field(
+    mut field: axum::extract::multipart::Field<'_>,
+    max: usize,
+) -> Result<String, super::ApiError> {
+    let bad =
+        |m: String| super::ApiError::new(axum::http::StatusCode::BAD_REQUEST, "bad_multipart", m);
+    let mut buf = Vec::new();
+    while let Some(chunk) = field.chunk().await.map_err(|e| bad(e.body_text()))? {
+        if buf.len() + chunk.len() > max {
+            return Err(bad(format!("form field larger than {max} bytes")));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    String::from_utf8(buf).map_err(|_| bad("form field is not UTF-8".into()))
+}

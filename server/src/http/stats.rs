@@ -1,0 +1,393 @@
+//! Search and statistics API (docs/api.md): `GET /api/v1/dumps` with filters,
+//! `GET /api/v1/drivers`, `GET /api/v1/drivers/{module}`, `GET /api/v1/queue`, and a dump's
+//! webhook deliveries. The queries are `crate::db::stats`; this file turns query strings into
+//! filters (customers always scoped to their tenant) and rows into JSON.
+
+use super::caller::Caller;
+use super::{ApiError, AppState};
+use crate::db::{self, stats, webhooks};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/drivers", get(drivers))
+        .route("/api/v1/drivers/{module}", get(driver))
+        .route("/api/v1/queue", get(queue))
+        .route("/api/v1/dumps/{id}/webhooks", get(deliveries))
+}
+
+/// Unix seconds from `2026-11-25T18:41:14Z`, `2026-11-25` (midnight UTC) or plain seconds.
+pub fn parse_time(text: &str) -> Option<i64> {
+    let t = text.trim();
+    if let Ok(n) = t.parse::<i64>() {
+        return Some(n);
+    }
+    let (date, time) = match t.split_once(['T', 't', ' ']) {
+        Some((d, tm)) => (d, Some(tm)),
+        None => (t, None),
+    };
+    let mut dp = date.splitn(3, '-');
+    let y: i64 = dp.next()?.parse().ok()?;
+    let m: i64 = dp.next()?.parse().ok()?;
+    let d: i64 = dp.next()?.parse().ok()?;
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || !(1970..=9999).contains(&y) {
+        return None;
+    }
+    let secs = match time {
+        None => 0,
+        Some(tm) => {
+            let tm = tm
+                .strip_suffix('Z')
+                .or_else(|| tm.strip_suffix('z'))
+                .or_else(|| tm.strip_suffix("+00:00"))?;
+            let tm = tm.split_once('.').map_or(tm, |(whole, _)| whole);
+            let mut tp = tm.splitn(3, ':');
+            let h: i64 = tp.next()?.parse().ok()?;
+            let mi: i64 = tp.next()?.parse().ok()?;
+            let s: i64 = tp.next().unwrap_or("0").parse().ok()?;
+            if h > 23 || mi > 59 || s > 60 {
+                return None;
+            }
+            h * 3600 + mi * 60 + s
+        }
+    };
+    // Days from civil (Howard Hinnant), the inverse of `db::rfc3339`.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + secs)
+}
+
+fn bad(code: &'static str, msg: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, code, msg)
+}
+
+fn time_param(name: &str, v: &Option<String>) -> Result<Option<i64>, ApiError> {
+    match v.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some(t) => parse_time(t).map(Some).ok_or_else(|| {
+            bad(
+                "bad_time",
+                format!("{name}: expected RFC 3339 (2026-11-25T18:41:14Z), a date or Unix seconds"),
+            )
+        }),
+    }
+}
+
+/// The tenant a query may see: customers their own (asking for another answers 403),
+/// support and admin the `tenant` parameter or every tenant.
+fn tenant_scope(caller: &Caller, asked: &Option<String>) -> Result<Option<String>, ApiError> {
+    let asked = asked.as_deref().map(str::trim).filter(|s| !s.is_empty());
+    if caller.sees_all_tenants {
+        return Ok(asked.map(str::to_string));
+    }
+    match asked {
+        Some(t) if t != caller.tenant => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "the tenant filter is for support and admin tokens",
+        )),
+        _ => Ok(Some(caller.tenant.clone())),
+    }
+}
+
+fn link_rfc(t: Option<i64>) -> Value {
+    t.map_or(Value::Null, |t| json!(db::rfc3339(t)))
+}
+
+/// The JSON of a dump with its summary: the status object (`super::api::dump_json`) plus
+/// `verdict`, `report_kind`, `bugcheck`, `build`, `arch`, `page_url`, `file_deleted`
+/// (`file_deleted_at`, `file_note`), and `driver` in driver-filtered lists.
+pub fn item_json(item: &stats::DumpItem) -> Value {
+    let mut v = super::api::dump_json(&item.dump);
+    let Some(obj) = v.as_object_mut() else {
+        return v;
+    };
+    let s = item.summary.as_ref();
+    let verdict = s
+        .filter(|s| s.verdict_kind.is_some())
+        .map_or(Value::Null, |s| {
+            json!({
+                "kind": s.verdict_kind,
+                "sentence": s.verdict_sentence,
+                "drivers": s.verdict_drivers,
+                "pool": s.verdict_pool,
+                "bytes": s.verdict_bytes,
+            })
+        });
+    obj.insert("verdict".into(), verdict);
+    obj.insert("report_kind".into(), json!(s.map(|s| &s.report_kind)));
+    let bugcheck = s
+        .filter(|s| s.bugcheck_code.is_some() || s.bugcheck_name.is_some())
+        .map_or(
+            Value::Null,
+            |s| json!({ "code": s.bugcheck_code, "name": s.bugcheck_name }),
+        );
+    obj.insert("bugcheck".into(), bugcheck);
+    obj.insert("build".into(), json!(s.and_then(|s| s.build)));
+    obj.insert("arch".into(), json!(s.and_then(|s| s.arch.as_ref())));
+    obj.insert("page_url".into(), json!(format!("/dumps/{}", item.dump.id)));
+    obj.insert("file_deleted".into(), json!(item.file_deleted_at.is_some()));
+    obj.insert("file_deleted_at".into(), link_rfc(item.file_deleted_at));
+    if item.file_deleted_at.is_some() {
+        obj.insert("file_note".into(), json!(crate::retention::REASON));
+    }
+    if let Some(d) = &item.driver {
+        obj.insert(
+            "driver".into(),
+            json!({
+                "bytes": d.bytes,
+                "paged_bytes": d.paged_bytes,
+                "nonpaged_bytes": d.nonpaged_bytes,
+                "is_verdict": d.is_verdict,
+            }),
+        );
+    }
+    v
+}
+
+#[derive(Deserialize)]
+pub struct SearchQuery {
+    status: Option<String>,
+    driver: Option<String>,
+    bugcheck: Option<String>,
+    tenant: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    q: Option<String>,
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+/// Longest accepted text filter (module names, bugcheck, free text).
+const MAX_FILTER_LEN: usize = 256;
+
+fn text_param(name: &str, v: &Option<String>) -> Result<Option<String>, ApiError> {
+    match v.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some(t) if t.len() > MAX_FILTER_LEN => Err(bad(
+            "bad_filter",
+            format!("{name}: at most {MAX_FILTER_LEN} bytes"),
+        )),
+        Some(t) => Ok(Some(t.to_string())),
+    }
+}
+
+/// `GET /api/v1/dumps`: list and search, newest first, keyset pages.
+pub async fn search(
+    State(app): State<AppState>,
+    caller: Caller,
+    Query(q): Query<SearchQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let status = text_param("status", &q.status)?;
+    if let Some(s) = &status {
+        if !["queued", "running", "done", "failed"].contains(&s.as_str()) {
+            return Err(bad(
+                "bad_status",
+                "status: one of queued, running, done, failed",
+            ));
+        }
+    }
+    let cursor = match q.cursor.as_deref() {
+        None | Some("") => None,
+        Some(c) => Some(
+            stats::parse_cursor(c)
+                .ok_or_else(|| bad("bad_cursor", "cursor is not one this API returned"))?,
+        ),
+    };
+    let f = stats::DumpFilter {
+        tenant: tenant_scope(&caller, &q.tenant)?,
+        status,
+        driver: text_param("driver", &q.driver)?,
+        bugcheck: text_param("bugcheck", &q.bugcheck)?,
+        since: time_param("since", &q.since)?,
+        until: time_param("until", &q.until)?,
+        q: text_param("q", &q.q)?,
+        limit: q.limit.unwrap_or(50).clamp(1, stats::MAX_LIMIT),
+        cursor,
+    };
+    let page = stats::search_dumps(&app.db, &f).await?;
+    Ok(Json(json!({
+        "items": page.items.iter().map(item_json).collect::<Vec<_>>(),
+        "next_cursor": page.next_cursor,
+    })))
+}
+
+#[derive(Deserialize)]
+struct DriversQuery {
+    tenant: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+fn driver_json(d: &stats::DriverStats) -> Value {
+    json!({
+        "module": d.module,
+        "verdict_dumps": d.verdict_dumps,
+        "dumps": d.dumps,
+        "total_bytes": d.total_bytes,
+        "max_bytes": d.max_bytes,
+        "first_seen": db::rfc3339(d.first_seen),
+        "last_seen": db::rfc3339(d.last_seen),
+        "url": format!("/api/v1/drivers/{}", d.module),
+    })
+}
+
+/// `GET /api/v1/drivers`: per driver module across dumps, most often the verdict first.
+async fn drivers(
+    State(app): State<AppState>,
+    caller: Caller,
+    Query(q): Query<DriversQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let f = stats::DriverFilter {
+        tenant: tenant_scope(&caller, &q.tenant)?,
+        since: time_param("since", &q.since)?,
+        until: time_param("until", &q.until)?,
+        module: None,
+        limit: q.limit.unwrap_or(50).clamp(1, stats::MAX_LIMIT),
+    };
+    let rows = stats::top_drivers(&app.db, &f).await?;
+    Ok(Json(
+        json!({ "items": rows.iter().map(driver_json).collect::<Vec<_>>() }),
+    ))
+}
+
+/// `GET /api/v1/drivers/{module}`: the driver's figures and its dumps (newest first, pages).
+/// 404 when no dump the caller may see names it.
+async fn driver(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(module): Path<String>,
+    Query(q): Query<DriversQuery>,
+) -> Result<Json<Value>, ApiError> {
+    if module.len() > MAX_FILTER_LEN {
+        return Err(bad("bad_filter", "module name too long"));
+    }
+    let tenant = tenant_scope(&caller, &q.tenant)?;
+    let (since, until) = (
+        time_param("since", &q.since)?,
+        time_param("until", &q.until)?,
+    );
+    let f = stats::DriverFilter {
+        tenant: tenant.clone(),
+        since,
+        until,
+        module: Some(module.clone()),
+        limit: 1,
+    };
+    let Some(st) = stats::top_drivers(&app.db, &f).await?.into_iter().next() else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no dump names this driver",
+        ));
+    };
+    let cursor = match q.cursor.as_deref() {
+        None | Some("") => None,
+        Some(c) => Some(
+            stats::parse_cursor(c)
+                .ok_or_else(|| bad("bad_cursor", "cursor is not one this API returned"))?,
+        ),
+    };
+    let page = stats::search_dumps(
+        &app.db,
+        &stats::DumpFilter {
+            tenant,
+            driver: Some(module),
+            since,
+            until,
+            limit: q.limit.unwrap_or(50).clamp(1, stats::MAX_LIMIT),
+            cursor,
+            ..Default::default()
+        },
+    )
+    .await?;
+    Ok(Json(json!({
+        "module": st.module,
+        "stats": driver_json(&st),
+        "items": page.items.iter().map(item_json).collect::<Vec<_>>(),
+        "next_cursor": page.next_cursor,
+    })))
+}
+
+/// `GET /api/v1/queue`: queue health (support and admin).
+async fn queue(State(app): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    if !caller.sees_all_tenants {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "queue health is for support and admin tokens",
+        ));
+    }
+    let h = stats::queue_health(&app.db, db::now_unix()).await?;
+    Ok(Json(json!({
+        "queued": h.queued,
+        "running": h.running,
+        "done": h.done,
+        "failed": h.failed,
+        "oldest_queued_age_secs": h.oldest_queued_age_secs,
+        "done_last_hour": h.done_last_hour,
+        "failed_last_hour": h.failed_last_hour,
+        "webhooks_pending": h.webhooks_pending,
+        "webhooks_failed": h.webhooks_failed,
+        "files_deleted_by_retention": h.files_deleted_by_retention,
+    })))
+}
+
+/// `GET /api/v1/dumps/{id}/webhooks`: the dump's webhook deliveries and their state.
+async fn deliveries(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    crate::db::dumps::get(&app.db, &id, caller.tenant_filter())
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    let rows = webhooks::for_dump(&app.db, &id).await?;
+    let items: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            json!({
+                "id": r.id,
+                "url": r.url,
+                "state": r.state,
+                "event": r.event,
+                "attempts": r.attempts,
+                "last_status": r.last_status,
+                "last_error": r.last_error,
+                "created_at": db::rfc3339(r.created_at),
+                "delivered_at": link_rfc(r.delivered_at),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "items": items })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_round_trip_with_rfc3339() {
+        for t in [0i64, 951_782_400, 1_795_632_074] {
+            assert_eq!(parse_time(&db::rfc3339(t)), Some(t));
+        }
+        assert_eq!(parse_time("2026-11-25"), Some(1_795_564_800));
+        assert_eq!(parse_time("1795632074"), Some(1_795_632_074));
+        assert_eq!(parse_time("2026-11-25T18:41:14.5Z"), Some(1_795_632_074));
+        assert_eq!(parse_time("2026-13-01"), None);
+        assert_eq!(parse_time("2026-11-25T18:41:14+02:00"), None);
+        assert_eq!(parse_time("yesterday"), None);
+    }
+}

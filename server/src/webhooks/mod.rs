@@ -1,0 +1,283 @@
+//! Webhooks: a signed POST to a URL when a dump's report is ready or its analysis failed.
+//!
+//! Flow (durable: every step is a database row, so a restart loses nothing):
+//! 1. at upload, `crate::http::hooks::after_upload` records one `waiting` delivery per target: the upload's own
+//!    `webhook_url` (checked against the allow-list, see [`policy`]), the tenant's default and
+//!    the server-wide default (each URL once);
+//! 2. the dispatcher ([`start`]) polls: a waiting delivery whose job is done or failed gets its
+//!    event body frozen (`pending`);
+//! 3. pending deliveries are POSTed (signed, see [`sign`]) with a time limit; a 2xx answer
+//!    ends them, anything else (error status, redirect, timeout, refused connection) is retried
+//!    after `retry_base × 2^(attempt-1)` (capped at an hour) until `max_attempts`.
+//!
+//! Event body: `{event: "report.ready"|"dump.failed", delivery, id, status, sha256, verdict?,
+//! error?, report_url, page_url, status_url}`; headers `X-Pooltriage-Event`,
+//! `X-Pooltriage-Delivery`, `X-Pooltriage-Signature: sha256=<hex>`.
+
+pub mod policy;
+pub mod send;
+pub mod sign;
+
+use crate::config::WebhookConfig;
+use crate::db::{self, report_index, stats, webhooks as store, Db};
+use serde_json::json;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// How often the dispatcher looks for work.
+const POLL: Duration = Duration::from_millis(500);
+/// Deliveries sent concurrently (a slow receiver does not hold up the others).
+const CONCURRENCY: usize = 4;
+/// Longest retry delay.
+const MAX_BACKOFF_SECS: u64 = 3600;
+/// File of the generated signing key, in the data directory.
+pub const SECRET_FILE: &str = "webhook_secret";
+
+/// What the upload handler and the dispatcher need.
+#[derive(Clone, Debug)]
+pub struct Webhooks {
+    pub config: Arc<WebhookConfig>,
+    secret: Arc<Vec<u8>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("webhook secret file {path}: {source}")]
+    Secret {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("webhook secret: no randomness: {0}")]
+    Random(String),
+    #[error("configured webhook {which}: {error}")]
+    Url {
+        which: String,
+        error: policy::UrlError,
+    },
+}
+
+impl Webhooks {
+    /// Checks the configured default URLs and loads (or makes) the signing key.
+    pub fn new(config: WebhookConfig, data_dir: &Path) -> Result<Webhooks, SetupError> {
+        if let Some(u) = &config.default_url {
+            policy::parse(u).map_err(|error| SetupError::Url {
+                which: "webhook_url".into(),
+                error,
+            })?;
+        }
+        for (tenant, u) in &config.tenant_urls {
+            policy::parse(u).map_err(|error| SetupError::Url {
+                which: format!("webhook_tenant_urls.{tenant}"),
+                error,
+            })?;
+        }
+        let secret = match &config.secret {
+            Some(s) => s.as_bytes().to_vec(),
+            None => load_or_make_secret(&data_dir.join(SECRET_FILE))?,
+        };
+        Ok(Webhooks {
+            config: Arc::new(config),
+            secret: Arc::new(secret),
+        })
+    }
+
+    /// The delivery targets of an upload: its own URL (already checked), the tenant's
+    /// default, the server-wide default; each URL once.
+    pub fn targets(&self, tenant: &str, own: Option<&str>) -> Vec<String> {
+        let mut v: Vec<String> = Vec::new();
+        let candidates = [
+            own.map(str::to_string),
+            self.config.tenant_urls.get(tenant).cloned(),
+            self.config.default_url.clone(),
+        ];
+        for u in candidates.into_iter().flatten() {
+            if !v.contains(&u) {
+                v.push(u);
+            }
+        }
+        v
+    }
+}
+
+/// Reads the key file, or writes a new random key (64 hex characters, mode 0600) the first
+/// time, so that signatures work with no set-up and the operator can read the key to give it
+/// to receivers.
+fn load_or_make_secret(path: &Path) -> Result<Vec<u8>, SetupError> {
+    let err = |source| SetupError::Secret {
+        path: path.display().to_string(),
+        source,
+    };
+    match std::fs::read_to_string(path) {
+        Ok(s) if !s.trim().is_empty() => return Ok(s.trim().as_bytes().to_vec()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(err(e)),
+    }
+    let mut raw = [0u8; 32];
+    getrandom::fill(&mut raw).map_err(|e| SetupError::Random(e.to_string()))?;
+    let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(err)?;
+    f.write_all(hex.as_bytes()).map_err(err)?;
+    f.sync_all().map_err(err)?;
+    Ok(hex.into_bytes())
+}
+
+/// Starts the dispatcher; it stops when `shutdown` turns true.
+pub fn start(db: Db, hooks: Webhooks, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            if let Err(e) = promote(&db, &hooks).await {
+                tracing::error!("webhooks: preparing events: {e}");
+            }
+            if let Err(e) = send_due(&db, &hooks).await {
+                tracing::error!("webhooks: sending: {e}");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(POLL) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+    })
+}
+
+fn link(hooks: &Webhooks, path: &str) -> String {
+    match &hooks.config.public_url {
+        Some(base) => format!("{base}{path}"),
+        None => path.to_string(),
+    }
+}
+
+/// The event body of a finished dump.
+pub fn event_body(
+    hooks: &Webhooks,
+    delivery: &str,
+    item: &stats::DumpItem,
+) -> (&'static str, String) {
+    let d = &item.dump;
+    let event = if d.state == "done" {
+        "report.ready"
+    } else {
+        "dump.failed"
+    };
+    let mut v = json!({
+        "event": event,
+        "delivery": delivery,
+        "id": d.id,
+        "status": d.state,
+        "sha256": d.sha256,
+        "report_url": link(hooks, &format!("/api/v1/dumps/{}/report", d.id)),
+        "page_url": link(hooks, &format!("/dumps/{}", d.id)),
+        "status_url": link(hooks, &format!("/api/v1/dumps/{}", d.id)),
+    });
+    if let Some(obj) = v.as_object_mut() {
+        if let Some(s) = item.summary.as_ref().filter(|s| s.verdict_kind.is_some()) {
+            obj.insert(
+                "verdict".into(),
+                json!({
+                    "kind": s.verdict_kind,
+                    "sentence": s.verdict_sentence,
+                    "drivers": s.verdict_drivers,
+                    "pool": s.verdict_pool,
+                    "bytes": s.verdict_bytes,
+                }),
+            );
+        }
+        if event == "dump.failed" {
+            obj.insert("error".into(), json!(d.error));
+        }
+    }
+    (event, v.to_string())
+}
+
+/// Freezes the bodies of waiting deliveries whose dump's analysis ended.
+async fn promote(db: &Db, hooks: &Webhooks) -> Result<(), sqlx::Error> {
+    for r in store::ready(db, 100).await? {
+        let mut item = stats::get_dump(db, &r.dump_id, None).await?;
+        // A report stored by a worker that died before indexing it: index it now, so the
+        // event carries the verdict.
+        if item
+            .as_ref()
+            .is_some_and(|i| i.dump.state == "done" && i.summary.is_none())
+        {
+            if let Some(json) = db::dumps::report(db, &r.sha256).await? {
+                report_index::index(db, &r.sha256, &json, db::now_unix()).await?;
+                item = stats::get_dump(db, &r.dump_id, None).await?;
+            }
+        }
+        // The dump was deleted meanwhile: its deliveries went with it (cascade).
+        let Some(item) = item else { continue };
+        let (event, body) = event_body(hooks, &r.id, &item);
+        store::make_pending(db, &r.id, event, &body, db::now_unix()).await?;
+    }
+    Ok(())
+}
+
+/// Sends every due delivery, a few at a time.
+async fn send_due(db: &Db, hooks: &Webhooks) -> Result<(), sqlx::Error> {
+    let timeout = hooks.config.timeout;
+    // The lease outlives the request: a server killed mid-request retries after it.
+    let lease = timeout.as_secs() as i64 + 30;
+    loop {
+        let mut batch = Vec::new();
+        while batch.len() < CONCURRENCY {
+            match store::claim_due(db, db::now_unix(), lease).await? {
+                Some(d) => batch.push(d),
+                None => break,
+            }
+        }
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut set = tokio::task::JoinSet::new();
+        for due in batch {
+            let secret = hooks.secret.clone();
+            set.spawn_blocking(move || {
+                let result = send::post(&due, &secret, timeout);
+                (due, result)
+            });
+        }
+        while let Some(joined) = set.join_next().await {
+            let Ok((due, result)) = joined else { continue };
+            let now = db::now_unix();
+            match result {
+                Ok(status) => {
+                    tracing::info!(delivery = %due.id, status, "webhook delivered");
+                    store::record(db, &due.id, true, Some(status), None, None, now).await?;
+                }
+                Err(fail) => {
+                    let retry_at =
+                        (due.attempts < i64::from(hooks.config.max_attempts)).then(|| {
+                            let base = hooks.config.retry_base.as_secs();
+                            let exp = (due.attempts - 1).clamp(0, 20) as u32;
+                            let delay = base.saturating_mul(1u64 << exp).min(MAX_BACKOFF_SECS);
+                            now + delay as i64
+                        });
+                    tracing::warn!(delivery = %due.id, attempt = due.attempts, retry_at, "webhook attempt failed: {}", fail.message);
+                    store::record(
+                        db,
+                        &due.id,
+                        false,
+                        fail.status,
+                        Some(&fail.message),
+                        retry_at,
+                        now,
+                    )
+                    .await?;
+                }
+            }
+        }
+    }
+}
