@@ -9,6 +9,7 @@ pub mod dump;
 pub mod kernel;
 pub mod memory;
 pub mod pool;
+pub mod analysis;
 pub mod attribution;
 pub mod report;
 pub mod symbols;

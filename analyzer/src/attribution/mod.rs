@@ -8,7 +8,7 @@ pub mod pooltag;
 pub mod scan;
 
 pub use pooltag::{PoolTagEntry, PoolTagFile};
-pub use scan::{CodeRegion, TagHits};
+pub use scan::{AllocSite, Allocator, AllocatorKind, CodeRegion, TagHits};
 
 use crate::kernel::Module;
 use crate::memory::VirtualMemory;
@@ -60,7 +60,15 @@ struct ModuleEvidence {
     bytes: BTreeMap<Tag, u32>,
     /// Calls through an import slot that holds ExAllocatePool.
     untagged_calls: u32,
+    /// Every allocation call site found (bounded by [`MAX_SITES_PER_MODULE`]).
+    sites: Vec<AllocSite>,
+    /// More sites than kept.
+    sites_truncated: bool,
 }
+
+/// Most call sites kept per module: enough to list every site of a real driver's few leaking
+/// tags while a huge image (nt has thousands) stays bounded.
+pub const MAX_SITES_PER_MODULE: usize = 512;
 
 /// Collects evidence and answers "who uses this tag".
 #[derive(Debug, Default)]
@@ -94,6 +102,27 @@ impl Attributor {
         candidates: &[Tag],
         untagged_call: &dyn Fn(u64) -> bool,
     ) {
+        let allocator = |slot: u64| {
+            untagged_call(slot).then_some(Allocator {
+                kind: AllocatorKind::Untagged,
+                name: "ExAllocatePool",
+            })
+        };
+        self.add_code_with(module, bitness, regions, candidates, &allocator);
+    }
+
+    /// As [`Attributor::add_code`], with `allocator` saying which allocator (if any) a call's
+    /// memory operand (an import slot) goes to: calls to ExAllocatePool count as untagged
+    /// allocations, and every call site's pool type and size are decoded against it.
+    pub fn add_code_with(
+        &mut self,
+        module: &str,
+        bitness: u32,
+        regions: &[CodeRegion],
+        candidates: &[Tag],
+        allocator: &dyn Fn(u64) -> Option<Allocator>,
+    ) {
+        let untagged_call = |slot: u64| allocator(slot).is_some_and(|a| a.kind == AllocatorKind::Untagged);
         let linear = scan::scan(bitness, regions);
         let mut ev = ModuleEvidence {
             name: module.to_string(),
@@ -119,6 +148,32 @@ impl Attributor {
             .filter(|(t, _)| untagged_call(**t))
             .map(|(_, n)| *n)
             .sum();
+        let (mut sites, truncated) = scan::alloc_sites(bitness, regions, &set, allocator, MAX_SITES_PER_MODULE);
+        // Sites only the anchored decode found (the linear one was out of step there): kept
+        // when every instruction hit of the tag is an allocation argument, so `first` is one.
+        for (tag, h) in &ev.hits {
+            if h.alloc_argument > 0
+                && h.other_immediate == 0
+                && !sites.iter().any(|s| s.tag == *tag && !s.untagged_call)
+                && set.contains(tag)
+            {
+                if sites.len() < MAX_SITES_PER_MODULE {
+                    sites.push(AllocSite {
+                        address: h.first,
+                        tag: *tag,
+                        untagged_call: false,
+                        callee: None,
+                        paged: None,
+                        size: None,
+                    });
+                } else {
+                    ev.sites_truncated = true;
+                }
+            }
+        }
+        sites.sort_by_key(|s| s.address);
+        ev.sites = sites;
+        ev.sites_truncated |= truncated;
         self.modules.push(ev);
     }
 
@@ -132,18 +187,30 @@ impl Attributor {
         ex_allocate_pool: Option<u64>,
     ) {
         let mut no_pe = 0usize;
-        let untagged = |slot: u64| ex_allocate_pool.is_some_and(|a| mem.read_ptr(slot).ok() == Some(a));
         for m in modules {
             let Some(pe) = &m.pe else {
                 no_pe += 1;
                 continue;
+            };
+            let slots = allocator_slots(m.base, pe);
+            // An import slot named as an allocator in the module's import table, else (bound
+            // or unnamed imports) a slot that holds nt!ExAllocatePool's address.
+            let allocator = |slot: u64| {
+                slots.get(&slot).copied().or_else(|| {
+                    ex_allocate_pool
+                        .is_some_and(|a| mem.read_ptr(slot).ok() == Some(a))
+                        .then_some(Allocator {
+                            kind: AllocatorKind::Untagged,
+                            name: "ExAllocatePool",
+                        })
+                })
             };
             let (bitness, regions, missing) = scan::code_regions_from_memory(mem, m.base, pe);
             if missing > 0 {
                 self.warnings
                     .push(format!("{}: {missing} code pages not in the dump", m.name));
             }
-            self.add_code(&m.name, bitness, &regions, candidates, &untagged);
+            self.add_code_with(&m.name, bitness, &regions, candidates, &allocator);
         }
         if no_pe > 0 {
             self.warnings.push(format!(
@@ -151,6 +218,15 @@ impl Attributor {
                 modules.len()
             ));
         }
+    }
+
+    /// The allocation call sites found in `module`'s code (address order), and whether more
+    /// were found than kept. `None` when the module's code was not scanned.
+    pub fn sites(&self, module: &str) -> Option<(&[AllocSite], bool)> {
+        self.modules
+            .iter()
+            .find(|m| m.name == module)
+            .map(|m| (&m.sites[..], m.sites_truncated))
     }
 
     /// Every mapping for `tag`, strongest source first.
@@ -209,6 +285,29 @@ impl Attributor {
         out.sort_by_key(|m| m.source);
         out
     }
+}
+
+/// The import slots of a module that hold a pool allocator, by the names in its import table.
+fn allocator_slots(base: u64, pe: &crate::kernel::PeInfo) -> std::collections::HashMap<u64, Allocator> {
+    let psize: u64 = if pe.is_64 { 8 } else { 4 };
+    let mut out = std::collections::HashMap::new();
+    for dll in pe.imports.iter().flat_map(|i| i.dlls.iter()) {
+        if dll.first_thunk == 0 {
+            continue;
+        }
+        for (i, f) in dll.functions.iter().enumerate() {
+            let crate::kernel::Import::Name { name, .. } = f else {
+                continue;
+            };
+            if let Some(a) = scan::allocator_named(name) {
+                let slot = base
+                    .wrapping_add(u64::from(dll.first_thunk))
+                    .wrapping_add(i as u64 * psize);
+                out.insert(slot, a);
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]

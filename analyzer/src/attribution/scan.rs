@@ -116,6 +116,441 @@ pub fn scan(bitness: u32, regions: &[CodeRegion]) -> CodeScan {
     out
 }
 
+/// How an allocator import takes its arguments. Names and argument orders from wdm.h.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AllocatorKind {
+    /// `ExAllocatePool(POOL_TYPE, size)` / `ExAllocatePoolWithQuota`: the kernel tags the block
+    /// "None".
+    Untagged,
+    /// `ExAllocatePoolWithTag(POOL_TYPE, size, tag)`, `...WithQuotaTag`, `...WithTagPriority`.
+    PoolType,
+    /// `ExAllocatePool2(POOL_FLAGS, size, tag)`, `ExAllocatePool3`: flags, not a POOL_TYPE.
+    PoolFlags,
+}
+
+/// An allocator a call goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Allocator {
+    pub kind: AllocatorKind,
+    /// The import's name ("ExAllocatePoolWithTag").
+    pub name: &'static str,
+}
+
+/// nt's pool allocators by export name.
+pub const ALLOCATORS: &[(&str, AllocatorKind)] = &[
+    ("ExAllocatePool", AllocatorKind::Untagged),
+    ("ExAllocatePoolWithQuota", AllocatorKind::Untagged),
+    ("ExAllocatePoolWithTag", AllocatorKind::PoolType),
+    ("ExAllocatePoolWithQuotaTag", AllocatorKind::PoolType),
+    ("ExAllocatePoolWithTagPriority", AllocatorKind::PoolType),
+    ("ExAllocatePool2", AllocatorKind::PoolFlags),
+    ("ExAllocatePool3", AllocatorKind::PoolFlags),
+];
+
+/// The allocator an imported function name is, if it is one.
+pub fn allocator_named(name: &str) -> Option<Allocator> {
+    ALLOCATORS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|&(name, kind)| Allocator { kind, name })
+}
+
+/// POOL_FLAGS bits (wdm.h) that say which pool ExAllocatePool2 takes.
+const POOL_FLAG_NON_PAGED: u64 = 0x40;
+const POOL_FLAG_NON_PAGED_EXECUTE: u64 = 0x80;
+const POOL_FLAG_PAGED: u64 = 0x100;
+
+/// One allocation call site in a driver's code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllocSite {
+    /// The instruction: the tag argument (`mov r8d, imm32` / `push imm32`), or for an untagged
+    /// allocation the `call [import]` itself.
+    pub address: u64,
+    /// The tag; "None" for an untagged allocator call.
+    pub tag: Tag,
+    /// True for `call [ExAllocatePool import]`.
+    pub untagged_call: bool,
+    /// The allocator the next call goes to, when it is an import we recognise.
+    pub callee: Option<&'static str>,
+    /// Paged (true) or nonpaged (false), from a plain immediate pool-type (or POOL_FLAGS)
+    /// argument set before the call.
+    pub paged: Option<bool>,
+    /// The requested size, from a plain immediate size argument.
+    pub size: Option<u64>,
+}
+
+/// What is known of an argument register between two control-flow instructions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Arg {
+    Unknown,
+    Imm(u64),
+}
+
+/// Argument tracking for one linear run of code: the x64 rcx/rdx values and the x86 pushes
+/// since the last call or branch, and the tag arguments waiting for their call.
+#[derive(Default)]
+struct ArgState {
+    rcx: Option<Arg>,
+    rdx: Option<Arg>,
+    /// x86: each push since the last call, as its immediate when it pushes one.
+    pushes: Vec<Option<u64>>,
+    /// Tag arguments seen: (address, tag, index into `pushes` on x86).
+    pending: Vec<(u64, Tag, usize)>,
+}
+
+impl ArgState {
+    fn reset(&mut self) {
+        self.rcx = None;
+        self.rdx = None;
+        self.pushes.clear();
+        self.pending.clear();
+    }
+}
+
+fn arg_value(a: Option<Arg>) -> Option<u64> {
+    match a {
+        Some(Arg::Imm(v)) => Some(v),
+        _ => None,
+    }
+}
+
+/// Which pool a pool-type or flags argument asks for.
+fn paged_of(kind: AllocatorKind, v: u64) -> Option<bool> {
+    match kind {
+        // POOL_TYPE: bit 0 is the paged bit (BASE_POOL_TYPE_MASK); only values a POOL_TYPE can
+        // take (< 0x400: NonPagedPoolNx 0x200, session 0x20, quota 8, ...).
+        AllocatorKind::Untagged | AllocatorKind::PoolType => (v < 0x400).then_some(v & 1 == 1),
+        AllocatorKind::PoolFlags => {
+            let paged = v & POOL_FLAG_PAGED != 0;
+            let nonpaged = v & (POOL_FLAG_NON_PAGED | POOL_FLAG_NON_PAGED_EXECUTE) != 0;
+            match (paged, nonpaged) {
+                (true, false) => Some(true),
+                (false, true) => Some(false),
+                _ => None,
+            }
+        }
+    }
+}
+
+/// The register family an operand register belongs to, for rcx and rdx.
+fn family(r: Register) -> Option<bool> {
+    match r {
+        Register::RCX | Register::ECX | Register::CX | Register::CL | Register::CH => Some(true),
+        Register::RDX | Register::EDX | Register::DX | Register::DL | Register::DH => Some(false),
+        _ => None,
+    }
+}
+
+/// Updates the x64 argument registers for one instruction. A `mov reg, imm` or `xor reg, reg`
+/// gives a known value; any other write to the register (explicit first operand, or the
+/// implicit writes of mul/div/cdq/rdtsc/cpuid/rep/loop) makes it unknown.
+fn track_x64(st: &mut ArgState, ins: &Instruction) {
+    let set = |st: &mut ArgState, rcx: bool, v: Arg| {
+        if rcx {
+            st.rcx = Some(v);
+        } else {
+            st.rdx = Some(v);
+        }
+    };
+    let m = ins.mnemonic();
+    if matches!(
+        m,
+        Mnemonic::Mul
+            | Mnemonic::Div
+            | Mnemonic::Idiv
+            | Mnemonic::Cdq
+            | Mnemonic::Cqo
+            | Mnemonic::Cwd
+            | Mnemonic::Rdtsc
+            | Mnemonic::Rdtscp
+            | Mnemonic::Rdmsr
+            | Mnemonic::Cpuid
+            | Mnemonic::Xgetbv
+    ) || (m == Mnemonic::Imul && ins.op_count() == 1)
+    {
+        set(st, false, Arg::Unknown);
+    }
+    if matches!(
+        m,
+        Mnemonic::Loop | Mnemonic::Loope | Mnemonic::Loopne | Mnemonic::Cpuid | Mnemonic::Rdtscp
+    ) || ins.has_rep_prefix()
+        || ins.has_repne_prefix()
+    {
+        set(st, true, Arg::Unknown);
+    }
+    if ins.op_count() == 0 || ins.op0_kind() != OpKind::Register {
+        return;
+    }
+    let Some(rcx) = family(ins.op0_register()) else {
+        return;
+    };
+    if matches!(m, Mnemonic::Cmp | Mnemonic::Test | Mnemonic::Push | Mnemonic::Bt) {
+        return;
+    }
+    let full = matches!(
+        ins.op0_register(),
+        Register::RCX | Register::ECX | Register::RDX | Register::EDX
+    );
+    let v = if m == Mnemonic::Mov
+        && full
+        && matches!(
+            ins.op1_kind(),
+            OpKind::Immediate32 | OpKind::Immediate32to64 | OpKind::Immediate64
+        ) {
+        // A 32-bit mov zero-extends; a 64-bit one sign-extends its imm32 (iced gives the value).
+        let v = ins.immediate(1);
+        Arg::Imm(
+            if ins.op0_register() == Register::ECX || ins.op0_register() == Register::EDX {
+                v & 0xffff_ffff
+            } else {
+                v
+            },
+        )
+    } else if m == Mnemonic::Xor
+        && full
+        && ins.op1_kind() == OpKind::Register
+        && ins.op1_register() == ins.op0_register()
+    {
+        Arg::Imm(0)
+    } else {
+        Arg::Unknown
+    };
+    set(st, rcx, v);
+}
+
+/// The memory slot (or direct target) a call goes through.
+fn call_target(ins: &Instruction) -> Option<u64> {
+    if ins.op_count() != 1 {
+        return None;
+    }
+    match ins.op0_kind() {
+        OpKind::Memory if ins.is_ip_rel_memory_operand() => Some(ins.ip_rel_memory_address()),
+        OpKind::Memory if ins.memory_base() == Register::None && ins.memory_index() == Register::None => {
+            Some(ins.memory_displacement64())
+        }
+        _ => None,
+    }
+}
+
+/// Every allocation call site in `regions`, decoded linearly: each tag argument (`mov r8d,
+/// imm32` on x64, `push imm32` on x86) of a tag in `tags`, and each `call` through a slot that
+/// `allocator` says is ExAllocatePool (untagged). When the following call goes to a known
+/// allocator, its pool-type/flags and size arguments are decoded when they are plain
+/// immediates set since the last call or branch (x64: rcx/ecx and rdx/edx; x86: the pushes
+/// after the tag, last pushed = first argument). At most `max` sites; the flag says more
+/// were found.
+///
+/// A linear decode can be out of step where a function starts (an odd run of padding bytes
+/// before it swallows its first instruction), losing the argument moves before the tag. So a
+/// site whose call or arguments were not all seen is decoded again from the 16-byte-aligned
+/// addresses just before it (MSVC aligns functions to 16 bytes), nearest first; a window
+/// counts only if its decode lands exactly on the site's instruction, and the first window
+/// that decodes more of them is taken.
+pub fn alloc_sites(
+    bitness: u32,
+    regions: &[CodeRegion],
+    tags: &HashSet<Tag>,
+    allocator: &dyn Fn(u64) -> Option<Allocator>,
+    max: usize,
+) -> (Vec<AllocSite>, bool) {
+    let (mut sites, truncated) = linear_sites(bitness, regions, tags, allocator, max);
+    let known = |s: &AllocSite| usize::from(s.callee.is_some()) + usize::from(s.paged.is_some()) + usize::from(s.size.is_some());
+    for site in sites.iter_mut().filter(|s| !s.untagged_call && known(s) < 3) {
+        let Some(r) = regions
+            .iter()
+            .find(|r| site.address >= r.address && site.address - r.address < r.bytes.len() as u64)
+        else {
+            continue;
+        };
+        let off = (site.address - r.address) as usize;
+        let mut start = site.address & !0xf;
+        for _ in 0..RESYNC_WINDOWS {
+            let Some(from) = start.checked_sub(r.address).map(|v| v as usize) else {
+                break;
+            };
+            let end = (off + RESYNC_AFTER).min(r.bytes.len());
+            if let Some(bytes) = r.bytes.get(from..end) {
+                let window = [CodeRegion {
+                    address: start,
+                    bytes: bytes.to_vec(),
+                }];
+                let (again, _) = linear_sites(bitness, &window, tags, allocator, 16);
+                if let Some(better) = again
+                    .into_iter()
+                    .find(|s| s.address == site.address && !s.untagged_call && s.callee.is_some())
+                    .filter(|s| known(s) > known(site))
+                {
+                    *site = better;
+                    break;
+                }
+            }
+            match start.checked_sub(16) {
+                Some(s) if s >= r.address => start = s,
+                _ => break,
+            }
+        }
+    }
+    (sites, truncated)
+}
+
+/// Aligned starts tried before a site whose arguments the linear decode missed.
+const RESYNC_WINDOWS: usize = 8;
+/// Bytes decoded after such a site to reach its call.
+const RESYNC_AFTER: usize = 96;
+
+fn linear_sites(
+    bitness: u32,
+    regions: &[CodeRegion],
+    tags: &HashSet<Tag>,
+    allocator: &dyn Fn(u64) -> Option<Allocator>,
+    max: usize,
+) -> (Vec<AllocSite>, bool) {
+    let mut out = Vec::new();
+    let mut truncated = false;
+    let mut push = |out: &mut Vec<AllocSite>, s: AllocSite| {
+        if out.len() < max {
+            out.push(s);
+        } else {
+            truncated = true;
+        }
+    };
+    let mut ins = Instruction::default();
+    let mut st = ArgState::default();
+    for r in regions {
+        st.reset();
+        let mut d = Decoder::with_ip(bitness, &r.bytes, r.address, DecoderOptions::NONE);
+        while d.can_decode() {
+            d.decode_out(&mut ins);
+            if ins.is_invalid() {
+                st.reset();
+                continue;
+            }
+            let m = ins.mnemonic();
+            if m == Mnemonic::Call {
+                let alloc = call_target(&ins).and_then(allocator);
+                let (a1, a2) = if bitness == 64 {
+                    (arg_value(st.rcx), arg_value(st.rdx))
+                } else {
+                    let n = st.pushes.len();
+                    let at = |k: usize| n.checked_sub(k).and_then(|i| st.pushes.get(i).copied().flatten());
+                    (at(1), at(2))
+                };
+                for &(address, tag, idx) in &st.pending {
+                    // x86: the tag is the third argument, pushed two pushes before the call.
+                    let in_place = bitness == 64 || idx + 3 == st.pushes.len();
+                    let decoded = alloc.filter(|a| a.kind != AllocatorKind::Untagged && in_place);
+                    push(
+                        &mut out,
+                        AllocSite {
+                            address,
+                            tag,
+                            untagged_call: false,
+                            callee: alloc.map(|a| a.name),
+                            paged: decoded.and_then(|a| a1.and_then(|v| paged_of(a.kind, v))),
+                            size: decoded.and(a2),
+                        },
+                    );
+                }
+                if let Some(a) = alloc.filter(|a| a.kind == AllocatorKind::Untagged) {
+                    push(
+                        &mut out,
+                        AllocSite {
+                            address: ins.ip(),
+                            tag: super::UNTAGGED,
+                            untagged_call: true,
+                            callee: Some(a.name),
+                            paged: a1.and_then(|v| paged_of(a.kind, v)),
+                            size: a2,
+                        },
+                    );
+                }
+                st.reset();
+                continue;
+            }
+            let near_branch = ins.op_count() > 0
+                && matches!(
+                    ins.op0_kind(),
+                    OpKind::NearBranch16
+                        | OpKind::NearBranch32
+                        | OpKind::NearBranch64
+                        | OpKind::FarBranch16
+                        | OpKind::FarBranch32
+                );
+            if near_branch
+                || matches!(
+                    m,
+                    Mnemonic::Ret
+                        | Mnemonic::Retf
+                        | Mnemonic::Jmp
+                        | Mnemonic::Int3
+                        | Mnemonic::Int
+                        | Mnemonic::Ud2
+                        | Mnemonic::Iret
+                        | Mnemonic::Iretd
+                        | Mnemonic::Iretq
+                        | Mnemonic::Loop
+                        | Mnemonic::Loope
+                        | Mnemonic::Loopne
+                )
+            {
+                // The arguments seen so far reach no call on this path: report the tag
+                // arguments without decoded values.
+                for &(address, tag, _) in &st.pending {
+                    push(
+                        &mut out,
+                        AllocSite {
+                            address,
+                            tag,
+                            untagged_call: false,
+                            callee: None,
+                            paged: None,
+                            size: None,
+                        },
+                    );
+                }
+                st.reset();
+                continue;
+            }
+            for (tag, alloc) in immediates(bitness, &ins) {
+                if alloc && tags.contains(&tag) {
+                    st.pending.push((ins.ip(), tag, st.pushes.len()));
+                }
+            }
+            if bitness == 64 {
+                track_x64(&mut st, &ins);
+            } else if m == Mnemonic::Push {
+                let imm = matches!(
+                    ins.op0_kind(),
+                    OpKind::Immediate8to32 | OpKind::Immediate32 | OpKind::Immediate8 | OpKind::Immediate16
+                )
+                .then(|| ins.immediate(0) & 0xffff_ffff);
+                st.pushes.push(imm);
+            } else if ins.op_count() > 0
+                && ins.op0_kind() == OpKind::Register
+                && matches!(ins.op0_register(), Register::ESP | Register::SP)
+            {
+                // The stack pointer moved: the pushes no longer line up with arguments.
+                st.pushes.clear();
+                st.pending.retain(|_| false);
+            }
+        }
+        for &(address, tag, _) in &st.pending {
+            push(
+                &mut out,
+                AllocSite {
+                    address,
+                    tag,
+                    untagged_call: false,
+                    callee: None,
+                    paged: None,
+                    size: None,
+                },
+            );
+        }
+    }
+    (out, truncated)
+}
+
 /// Longest x86 instruction: an anchored decode starts at most this far before the tag.
 const MAX_INSTRUCTION: usize = 15;
 

@@ -115,6 +115,9 @@ impl Imports {
 pub struct ImportedDll {
     pub name: String,
     pub functions: Vec<Import>,
+    /// RVA of its import address table (FirstThunk): function `i`'s resolved address is the
+    /// pointer at `first_thunk + i * pointer size`, the slot a `call [slot]` goes through.
+    pub first_thunk: u32,
     /// False when the lookup table could not be read to its end.
     pub complete: bool,
 }
@@ -426,6 +429,7 @@ fn read_imports(
         dlls.push(ImportedDll {
             name,
             functions: dll.functions,
+            first_thunk: ft,
             complete: dll.complete,
         });
     }

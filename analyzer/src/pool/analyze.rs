@@ -133,6 +133,28 @@ pub fn analyze(dump: &Dump, opts: AnalyzeOptions) -> Result<PoolReport, String> 
 }
 
 pub fn analyze_with_kernel(dump: &Dump, kernel: &KernelInfo, opts: AnalyzeOptions) -> Result<PoolReport, String> {
+    analyze_parts(dump, kernel, opts, &mut |_| {}).map(|(r, _)| r)
+}
+
+/// One block as the walks find it, handed to [`analyze_parts`]' sink: allocated or free, with
+/// the walk that found it and, for a quota-charged block, the decoded EPROCESS it is billed to.
+#[derive(Debug, Clone, Copy)]
+pub struct SeenBlock<'b> {
+    pub block: &'b Block,
+    /// "classic", "big", "lfh" or "vs".
+    pub source: &'static str,
+    pub billed_process: Option<u64>,
+}
+
+/// As [`analyze_with_kernel`], and also streams every block the walks find to `sink` (so a
+/// caller can aggregate millions of blocks without keeping them) and returns the attributor
+/// with its per-module code evidence (call sites) for the caller to report.
+pub fn analyze_parts(
+    dump: &Dump,
+    kernel: &KernelInfo,
+    opts: AnalyzeOptions,
+    sink: &mut dyn FnMut(SeenBlock),
+) -> Result<(PoolReport, Attributor), String> {
     let header = dump.header();
     let mem = dump.kernel_memory().map_err(|e| e.to_string())?;
     let mem = &*mem;
@@ -264,6 +286,11 @@ pub fn analyze_with_kernel(dump: &Dump, kernel: &KernelInfo, opts: AnalyzeOption
                     if let Some(q) = quota.as_mut() {
                         q.add(b);
                     }
+                    sink(SeenBlock {
+                        block: b,
+                        source,
+                        billed_process: billed(quota_enc, b),
+                    });
                     if opts.list_blocks && wanted(b.tag) {
                         if listed.len() < MAX_LISTED_BLOCKS {
                             let billed_process = billed(quota_enc, b);
@@ -320,6 +347,11 @@ pub fn analyze_with_kernel(dump: &Dump, kernel: &KernelInfo, opts: AnalyzeOption
             if let Some(q) = quota.as_mut() {
                 q.add(b);
             }
+            sink(SeenBlock {
+                block: b,
+                source: "classic",
+                billed_process: billed(quota_enc, b),
+            });
             if opts.list_blocks && wanted(b.tag) {
                 if listed.len() < MAX_LISTED_BLOCKS {
                     let billed_process = billed(quota_enc, b);
@@ -354,6 +386,11 @@ pub fn analyze_with_kernel(dump: &Dump, kernel: &KernelInfo, opts: AnalyzeOption
                     q.add(&blk);
                 }
             }
+            sink(SeenBlock {
+                block: &blk,
+                source: "big",
+                billed_process: billed(quota_enc, &blk),
+            });
             if opts.list_blocks && wanted(e.tag) {
                 if listed.len() < MAX_LISTED_BLOCKS {
                     let billed_process = billed(quota_enc, &blk);
@@ -411,7 +448,7 @@ pub fn analyze_with_kernel(dump: &Dump, kernel: &KernelInfo, opts: AnalyzeOption
             e.pool = big_block(e, &ranges).pool;
         }
     }
-    Ok(PoolReport {
+    let report = PoolReport {
         schema: 1,
         dump: DumpSummary {
             format: dump.format().as_str(),
@@ -447,7 +484,8 @@ pub fn analyze_with_kernel(dump: &Dump, kernel: &KernelInfo, opts: AnalyzeOption
         drivers,
         warnings,
         errors,
-    })
+    };
+    Ok((report, attributor))
 }
 
 /// The decoded EPROCESS of a quota-charged block.

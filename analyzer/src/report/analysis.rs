@@ -294,6 +294,10 @@ pub struct CallSite {
     pub pool_type: Option<PoolName>,
     /// From a plain immediate size argument (rdx/edx on x64, the second push on x86), else null.
     pub size: Option<u64>,
+    /// The allocator the call goes to, when it is an import we recognise
+    /// ("ExAllocatePoolWithTag", "ExAllocatePool2", "ExAllocatePool", ...).
+    #[serde(default)]
+    pub callee: Option<String>,
 }
 
 /// A driver's blocks from the block walk.
@@ -362,6 +366,31 @@ pub struct TagBlocks {
     pub big: CountBytes,
     pub lfh: CountBytes,
     pub vs: CountBytes,
+    /// Bytes of those blocks charged to a process's quota (ProcessBilled decoded).
+    #[serde(default)]
+    pub quota_bytes: u64,
+    /// The processes charged, biggest first (EPROCESS only; `quota.processes` names them).
+    #[serde(default)]
+    pub quota_processes: Vec<QuotaShare>,
+    /// Block sizes seen (as the walks report them, header included) with their counts, at
+    /// most 32 distinct sizes: what the call sites' requested sizes are compared with.
+    #[serde(default)]
+    pub sizes: Vec<SizeCount>,
+}
+
+/// Blocks of one tag charged to one process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuotaShare {
+    pub eprocess: Hex,
+    pub blocks: u64,
+    pub bytes: u64,
+}
+
+/// How many blocks of one size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SizeCount {
+    pub size: u64,
+    pub count: u64,
 }
 
 /// One mapping of a tag to a binary.
@@ -470,6 +499,7 @@ mod tests {
             kind: CallSiteKind::UntaggedAllocatorCall,
             pool_type: Some(PoolName::Paged),
             size: Some(2032),
+            callee: None,
         };
         let j = serde_json::to_value(&c).unwrap();
         assert_eq!(j["address"], "0xfffff80001001040");
@@ -479,10 +509,7 @@ mod tests {
             source: Source::DriverCodeAllocation,
             description: None,
         };
-        assert_eq!(
-            serde_json::to_value(&o).unwrap()["source"],
-            "driver-code-allocation"
-        );
+        assert_eq!(serde_json::to_value(&o).unwrap()["source"], "driver-code-allocation");
         assert_eq!(serde_json::to_value(BlockSource::Lfh).unwrap(), "lfh");
     }
 }

@@ -6,6 +6,7 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+mod analyze;
 mod blocks;
 mod forge;
 mod inspect;
@@ -34,6 +35,8 @@ enum Command {
     Pool(pool::PoolArgs),
     /// Every pool block found in the dump (!poolfind): address, size, tag, type, allocated.
     Blocks(blocks::BlocksArgs),
+    /// The answer: which driver is eating which pool, and where in its code it allocates.
+    Analyze(analyze::AnalyzeArgs),
     /// The HTTP service: upload API, durable job queue and workers (docs/api.md).
     Serve(crate::config::ServeArgs),
     /// API tokens of the service: `tokens create --tenant T --role R`, `tokens list`, `tokens revoke ID`.
@@ -48,6 +51,7 @@ pub fn run() -> ExitCode {
         Command::Symbols(args) => symbols::run(&args),
         Command::Pool(args) => pool::run(&args),
         Command::Blocks(args) => blocks::run(&args),
+        Command::Analyze(args) => analyze::run(&args),
         Command::Serve(args) => serve::run(&args),
         Command::Tokens(args) => tokens::run(&args),
     }

@@ -1,0 +1,912 @@
+//! The verdict: one answer to "which driver is eating which pool", decided by a fixed,
+//! documented rule over the report's own figures (tag tables, block walk, code evidence,
+//! quota), never by scenario names. The same rule is written for users in docs/json.md
+//! ("verdict").
+//!
+//! Definitions:
+//! - A pool's *in use* is the `!vm` figure (`pools[].in_use`); without it, the sum of the tags'
+//!   outstanding bytes in that pool.
+//! - A *Windows module* is the kernel image, hal.dll, or a binary the built-in tag table names
+//!   (ntfs.sys, fltmgr.sys, ...). A *Windows tag* is one the built-in table (or a pooltag-file
+//!   line naming nt or hal) gives to Windows, or one only Windows modules' code allocates with.
+//!   A Windows tag never makes a third-party driver the leaker: Windows allocates it on behalf
+//!   of many callers.
+//! - A tag's *owners* are the non-Windows modules whose own code passes it to an allocator
+//!   (`driver-code-allocation`), or for "None" calls ExAllocatePool
+//!   (`driver-calls-untagged-allocator`); failing those, a loaded module a pooltag-file line
+//!   names (weaker evidence).
+//!
+//! Rule, in order:
+//! 1. No tag figures at all (no tag tables and no blocks, e.g. a triage dump) ->
+//!    `not-analyzable`.
+//! 2. Driver candidate: rank the non-Windows drivers by the outstanding bytes of the owned tags
+//!    in their row; take the first, and its largest owned tag T. The candidate's tags are its
+//!    tags with the same owners as T. It is *significant* when its bytes in T's main pool are
+//!    at least [`SIGNIFICANT_SHARE`] of that pool in use, or that pool is near exhaustion and T
+//!    is its largest tag.
+//! 3. Quota candidate: the process charged the most quota (ProcessBilled). It is *significant*
+//!    when it holds at least [`QUOTA_DOMINANCE`] of all charged bytes and at least
+//!    [`SIGNIFICANT_SHARE`] of the pool its charges are in.
+//! 4. A significant quota candidate wins when there is no significant driver candidate, when
+//!    its largest charged tag is one of the driver candidate's tags (the same story, told with
+//!    the process), or when it holds more bytes -> `process-quota` (process, tag, the tag's
+//!    owners).
+//! 5. Else a significant driver candidate gives `untagged-leak` (T is "None"), `shared-tag` (T
+//!    has several owners: all are named; call-site pool types and sizes that separate them are
+//!    given as reasons) or `driver-leak`.
+//! 6. Else a pool near exhaustion ([`crate::report::analysis::NEAR_EXHAUSTION`]) whose largest
+//!    tag has no owner (or is a Windows tag) -> `unattributed-tag`.
+//! 7. Else `no-leak-found`, naming the largest owned tag (if any) and its share.
+//!
+//! Confidence: `high` when the share is at least [`HIGH_SHARE`] (or the pool is near
+//! exhaustion) and the evidence is the driver's own code; `medium` from [`SIGNIFICANT_SHARE`];
+//! one step lower (never below `low`) for each of: only a pooltag file ties the tag to the
+//! driver; the owners cannot be separated (shared, several ExAllocatePool callers); the block
+//! walk is complete but found none of the bytes; the symbols do not match the kernel; the
+//! figures come from the block walk because the tag tables were unreadable.
+
+use crate::attribution::{builtin, Source};
+use crate::report::analysis::*;
+use std::collections::BTreeSet;
+
+/// A driver (or process) holding this share of a pool is reported as the likely leaker.
+/// Ordinary drivers each hold well under a few percent of a pool.
+pub const SIGNIFICANT_SHARE: f64 = 0.10;
+/// From this share on, confidence is high.
+pub const HIGH_SHARE: f64 = 0.25;
+/// One process holding this share of all quota-charged bytes "dominates" the charges.
+pub const QUOTA_DOMINANCE: f64 = 0.5;
+
+/// A `not-analyzable` verdict with its reason.
+pub fn not_analyzable(reason: String) -> Verdict {
+    Verdict {
+        kind: VerdictKind::NotAnalyzable,
+        sentence: format!("This dump cannot show pool usage: {reason}."),
+        pool: None,
+        drivers: Vec::new(),
+        tags: Vec::new(),
+        bytes: 0,
+        share_of_pool: None,
+        confidence: Confidence::High,
+        process: None,
+        reasons: vec![reason],
+    }
+}
+
+/// "812 bytes", "351 KiB", "5.1 MiB".
+pub fn human(bytes: u64) -> String {
+    const KIB: u64 = 1024;
+    const MIB: u64 = 1024 * 1024;
+    if bytes < KIB {
+        format!("{bytes} bytes")
+    } else if bytes < 10 * MIB {
+        if bytes >= MIB {
+            format!("{:.1} MiB", bytes as f64 / MIB as f64)
+        } else {
+            format!("{} KiB", (bytes + KIB / 2) / KIB)
+        }
+    } else {
+        format!("{} MiB", (bytes + MIB / 2) / MIB)
+    }
+}
+
+fn pct(f: f64) -> String {
+    let p = f * 100.0;
+    if p < 1.0 {
+        format!("{p:.1}%")
+    } else {
+        format!("{}%", p.round() as u64)
+    }
+}
+
+fn lower(c: Confidence) -> Confidence {
+    match c {
+        Confidence::High => Confidence::Medium,
+        _ => Confidence::Low,
+    }
+}
+
+/// The report's view used by the rule.
+struct Ctx<'a> {
+    r: &'a AnalysisReport,
+    windows_modules: BTreeSet<String>,
+}
+
+impl<'a> Ctx<'a> {
+    fn new(r: &'a AnalysisReport) -> Self {
+        let mut windows_modules: BTreeSet<String> = ["nt", "hal.dll", "<any>"].iter().map(|s| s.to_string()).collect();
+        for (_, b, _) in builtin::BUILT_IN {
+            windows_modules.insert(b.to_ascii_lowercase());
+        }
+        if let Some(kb) = r.dump.kernel_base {
+            for m in r.modules.iter().filter(|m| m.base == kb) {
+                windows_modules.insert(m.name.to_ascii_lowercase());
+            }
+        }
+        Ctx { r, windows_modules }
+    }
+
+    fn is_windows_module(&self, name: &str) -> bool {
+        let n = name.to_ascii_lowercase();
+        n == "<any>" || n.starts_with("nt!") || self.windows_modules.contains(&n)
+    }
+
+    fn in_use(&self, pool: PoolName) -> Option<u64> {
+        match self.r.pools.iter().find(|p| p.pool == pool) {
+            Some(g) if g.in_use > 0 => Some(g.in_use),
+            _ => {
+                let sum: u64 = self.r.tags.iter().map(|t| bytes_in(t, pool)).sum();
+                (sum > 0).then_some(sum)
+            }
+        }
+    }
+
+    fn gauge(&self, pool: PoolName) -> Option<&PoolGauge> {
+        self.r.pools.iter().find(|p| p.pool == pool)
+    }
+
+    fn near(&self, pool: PoolName) -> bool {
+        self.gauge(pool).is_some_and(|g| g.near_exhaustion)
+    }
+
+    /// Windows gives the tag to itself (built-in table, or a pooltag line naming nt/hal), or
+    /// only Windows modules' code allocates with it.
+    fn windows_tag(&self, t: &TagReport) -> bool {
+        let named = t.owners.iter().any(|o| {
+            matches!(o.source, Source::BuiltIn | Source::PoolTagFile)
+                && o.module
+                    .as_deref()
+                    .is_some_and(|m| m != "<any>" && self.is_windows_module(m))
+                && (o.source == Source::BuiltIn || is_nt_or_hal(o.module.as_deref().unwrap_or("")))
+        });
+        let code: Vec<&str> = t
+            .owners
+            .iter()
+            .filter(|o| is_code(o.source))
+            .filter_map(|o| o.module.as_deref())
+            .collect();
+        named || (!code.is_empty() && code.iter().all(|m| self.is_windows_module(m)))
+    }
+
+    /// The tag's non-Windows owners and whether the evidence is their code.
+    fn owners(&self, t: &TagReport) -> (Vec<String>, bool) {
+        if self.windows_tag(t) {
+            return (Vec::new(), false);
+        }
+        let mut code: Vec<String> = t
+            .owners
+            .iter()
+            .filter(|o| is_code(o.source) && (t.tag != "None" || o.source == Source::DriverCallsUntaggedAllocator))
+            .filter_map(|o| o.module.clone())
+            .filter(|m| !self.is_windows_module(m))
+            .collect();
+        code.sort();
+        code.dedup();
+        if !code.is_empty() {
+            return (code, true);
+        }
+        let mut named: Vec<String> = t
+            .owners
+            .iter()
+            .filter(|o| o.source == Source::PoolTagFile)
+            .filter_map(|o| o.module.clone())
+            .filter(|m| !self.is_windows_module(m))
+            .filter_map(|m| {
+                self.r
+                    .drivers
+                    .iter()
+                    .find(|d| d.module.eq_ignore_ascii_case(&m))
+                    .map(|d| d.module.clone())
+            })
+            .collect();
+        named.sort();
+        named.dedup();
+        (named, false)
+    }
+
+    fn tag(&self, name: &str) -> Option<&TagReport> {
+        self.r.tags.iter().find(|t| t.tag == name)
+    }
+
+    /// The largest tag of a pool.
+    fn top_tag(&self, pool: PoolName) -> Option<&TagReport> {
+        self.r
+            .tags
+            .iter()
+            .filter(|t| bytes_in(t, pool) > 0)
+            .max_by(|a, b| bytes_in(a, pool).cmp(&bytes_in(b, pool)).then(b.tag.cmp(&a.tag)))
+    }
+}
+
+fn is_nt_or_hal(m: &str) -> bool {
+    let m = m.to_ascii_lowercase();
+    m == "nt" || m.starts_with("nt!") || m.starts_with("ntoskrnl") || m.starts_with("ntkrnl") || m.starts_with("hal")
+}
+
+fn is_code(s: Source) -> bool {
+    matches!(s, Source::DriverCodeAllocation | Source::DriverCallsUntaggedAllocator)
+}
+
+fn bytes_in(t: &TagReport, pool: PoolName) -> u64 {
+    match pool {
+        PoolName::Paged => t.paged_bytes,
+        PoolName::Nonpaged => t.nonpaged_bytes,
+    }
+}
+
+fn total(t: &TagReport) -> u64 {
+    t.paged_bytes.saturating_add(t.nonpaged_bytes)
+}
+
+fn main_pool(paged: u64, nonpaged: u64) -> PoolName {
+    if nonpaged > paged {
+        PoolName::Nonpaged
+    } else {
+        PoolName::Paged
+    }
+}
+
+/// The driver candidate of rule 2.
+struct DriverCandidate<'a> {
+    driver: &'a DriverReport,
+    owners: Vec<String>,
+    code_evidence: bool,
+    tags: Vec<&'a TagReport>,
+    main: &'a TagReport,
+    pool: PoolName,
+    bytes: u64,
+    pool_bytes: u64,
+    share: Option<f64>,
+    significant: bool,
+}
+
+fn driver_candidate<'a>(c: &'a Ctx<'a>) -> Option<DriverCandidate<'a>> {
+    let mut best: Option<(u64, &DriverReport)> = None;
+    for d in c.r.drivers.iter().filter(|d| !c.is_windows_module(&d.module)) {
+        let owned: u64 = d
+            .tags
+            .iter()
+            .filter_map(|dt| c.tag(&dt.tag))
+            .filter(|t| c.owners(t).0.contains(&d.module))
+            .map(total)
+            .sum();
+        if owned > 0 && best.is_none_or(|(b, bd)| owned > b || (owned == b && d.module < bd.module)) {
+            best = Some((owned, d));
+        }
+    }
+    let (_, driver) = best?;
+    let owned: Vec<&TagReport> = driver
+        .tags
+        .iter()
+        .filter_map(|dt| c.tag(&dt.tag))
+        .filter(|t| c.owners(t).0.contains(&driver.module))
+        .collect();
+    let main = *owned
+        .iter()
+        .max_by(|a, b| total(a).cmp(&total(b)).then(b.tag.cmp(&a.tag)))?;
+    let (owners, code_evidence) = c.owners(main);
+    let tags: Vec<&TagReport> = owned.iter().copied().filter(|t| c.owners(t).0 == owners).collect();
+    let bytes: u64 = tags.iter().map(|t| total(t)).sum();
+    let pool = main_pool(main.paged_bytes, main.nonpaged_bytes);
+    let pool_bytes: u64 = tags.iter().map(|t| bytes_in(t, pool)).sum();
+    let share = c.in_use(pool).map(|u| pool_bytes as f64 / u as f64);
+    let top_of_pool = c.top_tag(pool).is_some_and(|t| t.tag == main.tag);
+    let significant = share.is_some_and(|s| s >= SIGNIFICANT_SHARE) || (c.near(pool) && top_of_pool);
+    Some(DriverCandidate {
+        driver,
+        owners,
+        code_evidence,
+        tags,
+        main,
+        pool,
+        bytes,
+        pool_bytes,
+        share,
+        significant,
+    })
+}
+
+/// The quota candidate of rule 3.
+struct QuotaCandidate<'a> {
+    process: &'a QuotaProcess,
+    /// Tags charged to it, biggest first: (tag, bytes).
+    tags: Vec<(&'a TagReport, u64)>,
+    pool: PoolName,
+    share: Option<f64>,
+    dominance: f64,
+    significant: bool,
+}
+
+fn quota_candidate<'a>(c: &'a Ctx<'a>) -> Option<QuotaCandidate<'a>> {
+    let q = c.r.quota.as_ref()?;
+    let process = q
+        .processes
+        .iter()
+        .max_by(|a, b| a.bytes.cmp(&b.bytes).then(b.eprocess.cmp(&a.eprocess)))?;
+    let charged: u64 = q.processes.iter().map(|p| p.bytes).sum();
+    if process.bytes == 0 || charged == 0 {
+        return None;
+    }
+    let mut tags: Vec<(&TagReport, u64)> =
+        c.r.tags
+            .iter()
+            .filter_map(|t| {
+                let b = t.blocks.as_ref()?;
+                let share = b.quota_processes.iter().find(|s| s.eprocess == process.eprocess)?;
+                Some((t, share.bytes))
+            })
+            .collect();
+    tags.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.tag.cmp(&b.0.tag)));
+    let pool = tags
+        .first()
+        .and_then(|(t, _)| t.blocks.as_ref())
+        .map_or(PoolName::Paged, |b| main_pool(b.paged_bytes, b.nonpaged_bytes));
+    let share = c.in_use(pool).map(|u| process.bytes as f64 / u as f64);
+    let dominance = process.bytes as f64 / charged as f64;
+    let significant = dominance >= QUOTA_DOMINANCE && share.is_some_and(|s| s >= SIGNIFICANT_SHARE);
+    Some(QuotaCandidate {
+        process,
+        tags,
+        pool,
+        share,
+        dominance,
+        significant,
+    })
+}
+
+/// The verdict for a report whose other fields are filled in.
+pub fn decide(r: &AnalysisReport) -> Verdict {
+    let c = Ctx::new(r);
+    if r.tags.is_empty() {
+        if r.dump.format == "triage" {
+            return not_analyzable(
+                "it is a triage (small memory) dump, which holds neither the pool tag tables nor pool pages".into(),
+            );
+        }
+        let walked = r.blocks.classic.count + r.blocks.big.count + r.blocks.lfh.count + r.blocks.vs.count;
+        if walked == 0 {
+            let why = r
+                .errors
+                .iter()
+                .find(|e| e.starts_with("tag tables") || e.starts_with("pool analysis"))
+                .cloned()
+                .unwrap_or_else(|| "neither the tag tables nor any pool block could be read".into());
+            return not_analyzable(why);
+        }
+    }
+    let mut base_reasons = Vec::new();
+    if r.bugcheck.pool_related {
+        base_reasons.push(format!(
+            "the bugcheck {} ({}) is about pool",
+            r.bugcheck.code,
+            r.bugcheck.name.as_deref().unwrap_or("unknown name")
+        ));
+    }
+    for g in r.pools.iter().filter(|g| g.near_exhaustion) {
+        base_reasons.push(format!(
+            "{} pool is near exhaustion: {} in use of {} ({})",
+            g.pool.as_str(),
+            human(g.in_use),
+            g.max.map_or("?".into(), human),
+            g.used_fraction.map_or("?".into(), pct)
+        ));
+    }
+    let dc = driver_candidate(&c);
+    let qc = quota_candidate(&c);
+
+    if let Some(q) = qc.as_ref().filter(|q| q.significant) {
+        let same_story = dc.as_ref().is_some_and(|d| {
+            q.tags
+                .first()
+                .is_some_and(|(t, _)| d.tags.iter().any(|dt| dt.tag == t.tag))
+        });
+        let wins = match dc.as_ref().filter(|d| d.significant) {
+            None => true,
+            Some(d) => same_story || q.process.bytes > d.bytes,
+        };
+        if wins {
+            return process_quota(&c, q, base_reasons);
+        }
+    }
+    if let Some(d) = dc.as_ref().filter(|d| d.significant) {
+        return driver_verdict(&c, d, base_reasons);
+    }
+    for pool in [PoolName::Nonpaged, PoolName::Paged] {
+        if !c.near(pool) {
+            continue;
+        }
+        if let Some(t) = c.top_tag(pool) {
+            if c.owners(t).0.is_empty() {
+                return unattributed(&c, t, pool, base_reasons);
+            }
+        }
+    }
+    no_leak(&c, dc.as_ref(), qc.as_ref(), base_reasons)
+}
+
+fn list(names: &[String]) -> String {
+    match names {
+        [] => String::new(),
+        [a] => a.clone(),
+        [a, b] => format!("{a} and {b}"),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+    }
+}
+
+fn sites_text(d: &DriverReport, tag: &str, max: usize) -> (usize, String) {
+    let sites: Vec<&CallSite> = d.call_sites.iter().filter(|s| s.tag == tag).collect();
+    let shown: Vec<String> = sites
+        .iter()
+        .take(max)
+        .map(|s| s.symbol.clone().unwrap_or_else(|| s.offset.clone()))
+        .collect();
+    let more = if sites.len() > max {
+        format!(", and {} more", sites.len() - max)
+    } else {
+        String::new()
+    };
+    (sites.len(), format!("{}{more}", shown.join(", ")))
+}
+
+fn share_text(share: Option<f64>, pool: PoolName) -> String {
+    match share {
+        Some(s) => format!(" ({} of {} pool in use)", pct(s), pool.as_str()),
+        None => String::new(),
+    }
+}
+
+fn block_reason(t: &TagReport) -> Option<String> {
+    let b = t.blocks.as_ref()?;
+    let mut parts = Vec::new();
+    for (name, cb) in [("classic", b.classic), ("big", b.big), ("LFH", b.lfh), ("VS", b.vs)] {
+        if cb.count > 0 {
+            parts.push(format!("{} {name}", cb.count));
+        }
+    }
+    Some(format!(
+        "the block walk found {} allocated '{}' blocks ({}): {}",
+        b.count,
+        t.tag,
+        human(b.bytes),
+        parts.join(", ")
+    ))
+}
+
+/// How the owners' call sites line up with the pools (and block sizes) holding the tag's
+/// bytes: a reason line per owner whose sites say something, and the owners whose sites
+/// allocate from `pool`.
+fn separation(c: &Ctx, t: &TagReport, owners: &[String], pool: PoolName) -> (Vec<String>, Vec<String>) {
+    let mut reasons = Vec::new();
+    let mut matching = Vec::new();
+    for o in owners {
+        let Some(d) = c.r.drivers.iter().find(|d| &d.module == o) else {
+            continue;
+        };
+        let sites: Vec<&CallSite> = d.call_sites.iter().filter(|s| s.tag == t.tag).collect();
+        let pools: BTreeSet<PoolName> = sites.iter().filter_map(|s| s.pool_type).collect();
+        let sizes: BTreeSet<u64> = sites.iter().filter_map(|s| s.size).collect();
+        if pools.is_empty() {
+            continue;
+        }
+        if pools.contains(&pool) {
+            matching.push(o.clone());
+        }
+        let matched_blocks: u64 = t.blocks.as_ref().map_or(0, |b| {
+            b.sizes
+                .iter()
+                .filter(|sc| {
+                    sizes.iter().any(|&s| {
+                        sc.size >= s && sc.size <= s.saturating_add(0x40) || sc.size == s.div_ceil(0x1000) * 0x1000
+                    })
+                })
+                .map(|sc| sc.count)
+                .sum()
+        });
+        let pools_s: Vec<&str> = pools.iter().map(|p| p.as_str()).collect();
+        let sizes_s: Vec<String> = sizes.iter().map(|s| format!("{s:#x}")).collect();
+        let mut line = format!(
+            "{o}'s call sites allocate '{}' from {} pool{}",
+            t.tag,
+            pools_s.join(" and "),
+            if sizes_s.is_empty() {
+                String::new()
+            } else {
+                format!(" with size {}", sizes_s.join(", "))
+            }
+        );
+        if matched_blocks > 0 {
+            line.push_str(&format!("; {matched_blocks} walked blocks have a matching size"));
+        }
+        reasons.push(line);
+    }
+    (reasons, matching)
+}
+
+fn driver_verdict(c: &Ctx, d: &DriverCandidate, mut reasons: Vec<String>) -> Verdict {
+    let t = d.main;
+    let untagged = t.tag == "None";
+    let mut confidence = if d.share.is_some_and(|s| s >= HIGH_SHARE) || c.near(d.pool) {
+        Confidence::High
+    } else {
+        Confidence::Medium
+    };
+    let mut ev = Vec::new();
+    let mut drivers = d.owners.clone();
+    let tag_names: Vec<String> = d.tags.iter().map(|t| t.tag.clone()).collect();
+    let kind;
+    let sentence;
+    let pool_s = d.pool.as_str();
+    if untagged {
+        kind = VerdictKind::UntaggedLeak;
+        let (sep, matching) = separation(c, t, &d.owners, d.pool);
+        if d.owners.len() > 1 {
+            if matching.len() == 1 {
+                drivers = matching.clone();
+                ev.push(format!(
+                    "{} loaded drivers call ExAllocatePool ({}); only {}'s calls ask for {pool_s} pool, where the bytes are",
+                    d.owners.len(),
+                    list(&d.owners),
+                    matching[0]
+                ));
+            } else {
+                ev.push(format!(
+                    "{} loaded drivers call ExAllocatePool ({}): the untagged bytes cannot be split between them",
+                    d.owners.len(),
+                    list(&d.owners)
+                ));
+            }
+            confidence = lower(confidence);
+        }
+        ev.extend(sep);
+        let who = drivers.first().cloned().unwrap_or_default();
+        let (n, at) = sites_text(d.driver, "None", 3);
+        sentence = if drivers.len() == 1 {
+            format!(
+                "{who} is the likely leaker: {} of {pool_s} pool is untagged ('None', from ExAllocatePool){} and {who} is the loaded driver that calls ExAllocatePool{}.",
+                human(d.pool_bytes),
+                share_text(d.share, d.pool),
+                if n > 0 { format!(" (at {at})") } else { String::new() }
+            )
+        } else {
+            format!(
+                "{} of {pool_s} pool is untagged ('None', from ExAllocatePool){}; the drivers that call ExAllocatePool are {}.",
+                human(d.pool_bytes),
+                share_text(d.share, d.pool),
+                list(&drivers)
+            )
+        };
+        if n > 0 {
+            ev.insert(
+                0,
+                format!(
+                    "{} calls ExAllocatePool, which tags its blocks 'None' ({n} call sites: {at})",
+                    d.driver.module
+                ),
+            );
+        } else {
+            ev.insert(
+                0,
+                format!(
+                    "{} imports and calls ExAllocatePool, which tags its blocks 'None'",
+                    d.driver.module
+                ),
+            );
+        }
+    } else if d.owners.len() > 1 {
+        kind = VerdictKind::SharedTag;
+        confidence = lower(confidence);
+        let (sep, matching) = separation(c, t, &d.owners, d.pool);
+        ev.push(format!(
+            "the tag '{}' is an allocation argument in the code of {} drivers: {}",
+            t.tag,
+            d.owners.len(),
+            list(&d.owners)
+        ));
+        ev.extend(sep);
+        if matching.len() == 1 {
+            ev.push(format!(
+                "only {}'s call sites allocate from {pool_s} pool, which holds most of the bytes: it is the more likely leaker",
+                matching[0]
+            ));
+        }
+        sentence = format!(
+            "Tag '{}' holds {} of {pool_s} pool{} and is allocated by {} drivers ({}): one of them is the likely leaker{}.",
+            t.tag,
+            human(d.pool_bytes),
+            share_text(d.share, d.pool),
+            d.owners.len(),
+            list(&d.owners),
+            if matching.len() == 1 {
+                format!(", most likely {} (its call sites allocate {pool_s} pool)", matching[0])
+            } else {
+                String::new()
+            }
+        );
+    } else {
+        kind = VerdictKind::DriverLeak;
+        let who = &d.driver.module;
+        let (n, at) = sites_text(d.driver, &t.tag, 3);
+        if d.code_evidence {
+            ev.push(format!(
+                "the tag '{}' is an allocation argument in {who}'s code ({n} call site{}{})",
+                t.tag,
+                if n == 1 { "" } else { "s" },
+                if n > 0 { format!(": {at}") } else { String::new() }
+            ));
+            ev.push(format!(
+                "no other loaded module's code allocates with '{}', and it is not a Windows tag",
+                t.tag
+            ));
+        } else {
+            confidence = lower(confidence);
+            ev.push(format!(
+                "only the pooltag file ties '{}' to {who}: its code does not hold the tag as an allocation argument",
+                t.tag
+            ));
+        }
+        let tags_s = if d.tags.len() == 1 {
+            format!("tag '{}'", t.tag)
+        } else {
+            format!(
+                "tags {}",
+                d.tags
+                    .iter()
+                    .map(|t| format!("'{}'", t.tag))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        sentence = format!(
+            "{who} is the likely leaker: {} of {pool_s} pool under {tags_s}{}{}.",
+            human(d.pool_bytes),
+            share_text(d.share, d.pool),
+            if n > 0 {
+                format!(", allocated at {at}")
+            } else {
+                String::new()
+            }
+        );
+    }
+    ev.push(format!(
+        "'{}' holds {} of paged and {} of nonpaged pool in {} outstanding allocations (tag tables)",
+        t.tag,
+        human(t.paged_bytes),
+        human(t.nonpaged_bytes),
+        t.paged_outstanding + t.nonpaged_outstanding
+    ));
+    match block_reason(t) {
+        Some(b) => ev.push(b),
+        None if c.r.blocks.complete => {
+            confidence = lower(confidence);
+            ev.push(format!("the block walk is complete but found no '{}' block", t.tag));
+        }
+        None => {}
+    }
+    common_downgrades(c, &mut confidence, &mut ev);
+    ev.append(&mut reasons);
+    Verdict {
+        kind,
+        sentence,
+        pool: Some(d.pool),
+        drivers,
+        tags: tag_names,
+        bytes: d.bytes,
+        share_of_pool: d.share,
+        confidence,
+        process: None,
+        reasons: ev,
+    }
+}
+
+fn common_downgrades(c: &Ctx, confidence: &mut Confidence, ev: &mut Vec<String>) {
+    if c.r.symbols.matches_kernel == Some(false) {
+        *confidence = lower(*confidence);
+        ev.push("the kernel symbols used do not match the dump's kernel".into());
+    }
+    if c.r
+        .warnings
+        .iter()
+        .any(|w| w.starts_with("the tag tables could not be read"))
+    {
+        *confidence = lower(*confidence);
+        ev.push("the tag tables could not be read: the figures come from the block walk".into());
+    }
+}
+
+fn process_quota(c: &Ctx, q: &QuotaCandidate, mut reasons: Vec<String>) -> Verdict {
+    let p = q.process;
+    let name = p
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("the process at {}", p.eprocess));
+    let pid = p.pid.map(|v| format!(" (pid {v})")).unwrap_or_default();
+    let main = q.tags.first().map(|(t, _)| *t);
+    let (drivers, code) = main.map(|t| c.owners(t)).unwrap_or_default();
+    let mut confidence = if q.share.is_some_and(|s| s >= HIGH_SHARE) && code {
+        Confidence::High
+    } else {
+        Confidence::Medium
+    };
+    let mut ev = vec![format!(
+        "{name}{pid} is charged {} of pool quota in {} blocks: {} of all quota-charged bytes",
+        human(p.bytes),
+        p.blocks,
+        pct(q.dominance)
+    )];
+    if let Some(t) = main {
+        let charged = q.tags.first().map_or(0, |x| x.1);
+        ev.push(format!("{} of it is tag '{}'", human(charged), t.tag));
+        if drivers.is_empty() {
+            ev.push(format!(
+                "no loaded third-party driver's code allocates with '{}'",
+                t.tag
+            ));
+        } else {
+            let d = c.r.drivers.iter().find(|d| d.module == drivers[0]);
+            let (n, at) = d.map(|d| sites_text(d, &t.tag, 3)).unwrap_or((0, String::new()));
+            ev.push(format!(
+                "'{}' is an allocation argument in {}'s code{}",
+                t.tag,
+                list(&drivers),
+                if n > 0 { format!(" ({at})") } else { String::new() }
+            ));
+        }
+    } else {
+        confidence = lower(confidence);
+    }
+    common_downgrades(c, &mut confidence, &mut ev);
+    ev.append(&mut reasons);
+    let tag_s = main.map(|t| format!(", mostly tag '{}'", t.tag)).unwrap_or_default();
+    let by = if drivers.is_empty() {
+        String::new()
+    } else {
+        format!(" allocated by {}", list(&drivers))
+    };
+    Verdict {
+        kind: VerdictKind::ProcessQuota,
+        sentence: format!(
+            "{name}{pid} is charged {} of {} pool quota{}{tag_s}{by}: the pool is being consumed on behalf of that process.",
+            human(p.bytes),
+            q.pool.as_str(),
+            share_text(q.share, q.pool)
+        ),
+        pool: Some(q.pool),
+        drivers,
+        tags: q.tags.iter().take(3).map(|(t, _)| t.tag.clone()).collect(),
+        bytes: p.bytes,
+        share_of_pool: q.share,
+        confidence,
+        process: Some(VerdictProcess {
+            pid: p.pid,
+            name: p.name.clone(),
+            eprocess: p.eprocess,
+        }),
+        reasons: ev,
+    }
+}
+
+fn unattributed(c: &Ctx, t: &TagReport, pool: PoolName, mut reasons: Vec<String>) -> Verdict {
+    let bytes = bytes_in(t, pool);
+    let share = c.in_use(pool).map(|u| bytes as f64 / u as f64);
+    let windows = c.windows_tag(t);
+    let why = if windows {
+        let who = t
+            .owners
+            .iter()
+            .find_map(|o| o.module.clone())
+            .unwrap_or_else(|| "Windows".into());
+        format!(
+            "'{}' is a Windows tag ({who}): which driver makes Windows allocate it cannot be told from the tag",
+            t.tag
+        )
+    } else {
+        format!(
+            "no loaded driver's code allocates with '{}' and no pooltag entry names a loaded driver",
+            t.tag
+        )
+    };
+    let fill = c
+        .gauge(pool)
+        .and_then(|g| g.used_fraction)
+        .map_or(String::new(), |f| format!(" is {} full", pct(f)));
+    let mut ev = vec![why];
+    ev.extend(block_reason(t));
+    ev.append(&mut reasons);
+    Verdict {
+        kind: VerdictKind::UnattributedTag,
+        sentence: format!(
+            "{} pool{fill}; its largest user is tag '{}' with {}{}, which {}.",
+            capitalize(pool.as_str()),
+            t.tag,
+            human(bytes),
+            share_text(share, pool),
+            if windows {
+                "is a Windows component's tag, so the driver behind it cannot be named from the dump"
+            } else {
+                "no loaded driver's code allocates with"
+            }
+        ),
+        pool: Some(pool),
+        drivers: Vec::new(),
+        tags: vec![t.tag.clone()],
+        bytes,
+        share_of_pool: share,
+        confidence: if windows { Confidence::Low } else { Confidence::Medium },
+        process: None,
+        reasons: ev,
+    }
+}
+
+fn capitalize(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
+fn no_leak(c: &Ctx, dc: Option<&DriverCandidate>, qc: Option<&QuotaCandidate>, mut reasons: Vec<String>) -> Verdict {
+    let mut ev = Vec::new();
+    let sentence = match dc {
+        Some(d) => {
+            ev.push(format!(
+                "the largest driver-owned tag is '{}' ({}): {} of {} pool in use, under the {} threshold",
+                d.main.tag,
+                list(&d.owners),
+                d.share.map_or("an unknown share".into(), pct),
+                d.pool.as_str(),
+                pct(SIGNIFICANT_SHARE)
+            ));
+            format!(
+                "No driver stands out: the largest pool user attributable to a third-party driver is {} with {} of {} pool{}.",
+                list(&d.owners),
+                human(d.pool_bytes),
+                d.pool.as_str(),
+                share_text(d.share, d.pool)
+            )
+        }
+        None => {
+            ev.push("no loaded third-party driver's code allocates with a tag that has outstanding bytes".into());
+            "No driver stands out: no loaded third-party driver's code allocates with the tags that hold pool.".into()
+        }
+    };
+    if let Some(q) = qc {
+        ev.push(format!(
+            "the process charged the most quota is {} with {} ({} of all charged bytes)",
+            q.process.name.as_deref().unwrap_or("?"),
+            human(q.process.bytes),
+            pct(q.dominance)
+        ));
+    }
+    for pool in [PoolName::Paged, PoolName::Nonpaged] {
+        if let Some(t) = c.top_tag(pool) {
+            ev.push(format!(
+                "the largest {} pool tag is '{}' with {}",
+                pool.as_str(),
+                t.tag,
+                human(bytes_in(t, pool))
+            ));
+        }
+    }
+    if !c.r.blocks.complete {
+        ev.push("the block walk is incomplete (pages missing from the dump or a walk skipped)".into());
+    }
+    ev.append(&mut reasons);
+    let confidence = if c.r.blocks.complete && !c.r.tags.is_empty() {
+        Confidence::Medium
+    } else {
+        Confidence::Low
+    };
+    Verdict {
+        kind: VerdictKind::NoLeakFound,
+        sentence,
+        pool: None,
+        drivers: Vec::new(),
+        tags: Vec::new(),
+        bytes: 0,
+        share_of_pool: None,
+        confidence,
+        process: None,
+        reasons: ev,
+    }
+}

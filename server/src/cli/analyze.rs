@@ -1,0 +1,250 @@
+//! `pooltriage analyze DUMP [--json] [--symbol-path P | --no-symbols] [--pooltag FILE]`: the
+//! whole pool analysis and its answer, which driver is eating which pool and where in its code
+//! it allocates (analyzer::analysis; JSON in docs/json.md, "`pooltriage analyze DUMP --json`").
+//!
+//! Exit codes as `pool`: 0 when a report was written (even one whose verdict is
+//! `not-analyzable` or that lists errors), 2 when the dump cannot be read at all.
+
+use super::pool_common::{load, SymbolArgs};
+use analyzer::analysis::verdict::human;
+use analyzer::analysis::{analyze_dump, AnalysisOptions};
+use analyzer::pool::tags::SortKey;
+use analyzer::pool::AnalyzeOptions;
+use analyzer::report::analysis::AnalysisReport;
+use analyzer::symbols::store::{SymbolPath, SymbolStore};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+/// Drivers and tags shown in the text report (the JSON has them all).
+const TEXT_ROWS: usize = 15;
+
+#[derive(clap::Args)]
+pub struct AnalyzeArgs {
+    /// The dump file.
+    pub dump: PathBuf,
+    /// Print the JSON report (docs/json.md) instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Time budget in seconds for the drivers' PDB lookups (call-site function names).
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub symbol_timeout: u64,
+    #[command(flatten)]
+    pub symbols: SymbolArgs,
+}
+
+pub fn run(args: &AnalyzeArgs) -> ExitCode {
+    let loaded = match load(&args.dump, &args.symbols) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let store = if args.symbols.no_symbols {
+        None
+    } else {
+        match SymbolPath::resolve(args.symbols.symbol_path.as_deref(), Path::new("data")) {
+            Ok(p) => Some(SymbolStore::new(p, super::inspect::inspect_store_config())),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    };
+    let opts = AnalysisOptions {
+        pool: AnalyzeOptions {
+            profile: loaded.profile.as_ref(),
+            symbols_source: loaded.source,
+            symbols_path: loaded.profile_path.clone(),
+            sort: SortKey::PagedBytes,
+            tag: None,
+            list_blocks: false,
+            pooltag: loaded.pooltag.clone(),
+            scan_drivers: !args.symbols.no_scan,
+        },
+        symbol_store: store.as_ref(),
+        symbol_deadline: Some(Instant::now() + Duration::from_secs(args.symbol_timeout)),
+        generator: format!("pooltriage {}", env!("CARGO_PKG_VERSION")),
+    };
+    let report = analyze_dump(&loaded.dump, &loaded.kernel, opts);
+    if args.json {
+        return print_json(&report);
+    }
+    super::pool_common::print(&text(&report))
+}
+
+fn print_json(report: &AnalysisReport) -> ExitCode {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let result = serde_json::to_writer_pretty(&mut out, report)
+        .map_err(std::io::Error::from)
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.flush());
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: cannot write the report: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// The text report: the verdict first (what a ticket needs), then the evidence.
+pub fn text(r: &AnalysisReport) -> String {
+    let mut s = String::new();
+    let v = &r.verdict;
+    let _ = writeln!(s, "{}", v.sentence);
+    let _ = writeln!(
+        s,
+        "  verdict: {} (confidence {})",
+        v.kind.as_str(),
+        serde_json::to_value(v.confidence)
+            .ok()
+            .and_then(|c| c.as_str().map(str::to_string))
+            .unwrap_or_default()
+    );
+    if let Some(p) = &v.process {
+        let _ = writeln!(
+            s,
+            "  process: {} pid {} EPROCESS {}",
+            p.name.as_deref().unwrap_or("?"),
+            p.pid.map_or("?".into(), |p| p.to_string()),
+            p.eprocess
+        );
+    }
+    for reason in &v.reasons {
+        let _ = writeln!(s, "  - {reason}");
+    }
+    let _ = writeln!(s);
+    let d = &r.dump;
+    let _ = writeln!(
+        s,
+        "Dump:     {} {} build {}, bugcheck {} {}",
+        d.format,
+        d.arch,
+        d.build,
+        r.bugcheck.code,
+        r.bugcheck.name.as_deref().unwrap_or("")
+    );
+    let sym = match (&r.symbols.path, r.symbols.matches_kernel) {
+        (Some(p), Some(false)) => format!("{} {p} (DOES NOT match the kernel)", r.symbols.source),
+        (Some(p), _) => format!("{} {p}", r.symbols.source),
+        (None, _) => "none: debugger data block and built-in layouts".into(),
+    };
+    let _ = writeln!(s, "Symbols:  {sym}");
+    let _ = writeln!(s);
+    let _ = writeln!(s, "Pools");
+    if r.pools.is_empty() {
+        let _ = writeln!(s, "  not read");
+    }
+    for p in &r.pools {
+        let _ = writeln!(
+            s,
+            "  {:<9} {:>12} in use{}{}{}",
+            p.pool.as_str(),
+            human(p.in_use),
+            p.max.map_or(String::new(), |m| format!(" of {}", human(m))),
+            p.used_fraction
+                .map_or(String::new(), |f| format!(" ({:.0}%)", f * 100.0)),
+            if p.near_exhaustion { "  NEAR EXHAUSTION" } else { "" }
+        );
+    }
+    let _ = writeln!(s);
+    let _ = writeln!(s, "Drivers (code that allocates with tags holding pool)");
+    if r.drivers.is_empty() {
+        let _ = writeln!(s, "  none");
+    }
+    for dr in r.drivers.iter().take(TEXT_ROWS) {
+        let tags: Vec<String> = dr.tags.iter().map(|t| format!("'{}'", t.tag)).collect();
+        let _ = writeln!(
+            s,
+            "  {:<20} {:>12} paged {:>12} nonpaged {:>7} allocs  {}",
+            dr.module,
+            human(dr.paged_bytes),
+            human(dr.nonpaged_bytes),
+            dr.allocations,
+            tags.join(" ")
+        );
+        for c in dr.call_sites.iter().take(8) {
+            let _ = writeln!(
+                s,
+                "      {} {}  '{}'{}{}{}",
+                c.address,
+                c.symbol.as_deref().unwrap_or(&c.offset),
+                c.tag,
+                c.callee.as_deref().map_or(String::new(), |f| format!(" -> {f}")),
+                c.pool_type.map_or(String::new(), |p| format!(" {}", p.as_str())),
+                c.size.map_or(String::new(), |z| format!(" size {z:#x}"))
+            );
+        }
+        if dr.call_sites.len() > 8 || dr.call_sites_truncated {
+            let _ = writeln!(s, "      ... {} call sites in all", dr.call_sites.len());
+        }
+    }
+    if r.drivers.len() > TEXT_ROWS {
+        let _ = writeln!(s, "  ... {} drivers in all (--json lists them)", r.drivers.len());
+    }
+    let _ = writeln!(s);
+    let _ = writeln!(s, "Top tags");
+    if r.tags.is_empty() {
+        let _ = writeln!(s, "  not read");
+    }
+    for t in r.tags.iter().take(TEXT_ROWS) {
+        let who = t
+            .owners
+            .first()
+            .map(|o| {
+                let src = serde_json::to_value(o.source)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default();
+                format!("{} [{src}]", o.module.as_deref().unwrap_or("?"))
+            })
+            .unwrap_or_default();
+        let _ = writeln!(
+            s,
+            "  {:<6} {:>12} paged {:>12} nonpaged {:>7} allocs  {who}",
+            t.tag,
+            human(t.paged_bytes),
+            human(t.nonpaged_bytes),
+            t.paged_outstanding + t.nonpaged_outstanding
+        );
+    }
+    let b = &r.blocks;
+    let _ = writeln!(
+        s,
+        "\nBlocks: {} classic, {} big, {} LFH, {} VS allocated; {} free; {} pool pages missing{}",
+        b.classic.count,
+        b.big.count,
+        b.lfh.count,
+        b.vs.count,
+        b.free_blocks,
+        b.missing_pool_pages,
+        if b.complete { "" } else { " (walk incomplete)" }
+    );
+    if let Some(q) = &r.quota {
+        for p in q.processes.iter().take(5) {
+            let _ = writeln!(
+                s,
+                "Quota:  {} pid {} {} in {} blocks",
+                p.name.as_deref().unwrap_or("?"),
+                p.pid.map_or("?".into(), |v| v.to_string()),
+                human(p.bytes),
+                p.blocks
+            );
+        }
+    }
+    if !r.warnings.is_empty() || !r.errors.is_empty() {
+        let _ = writeln!(s);
+    }
+    for w in &r.warnings {
+        let _ = writeln!(s, "warning: {w}");
+    }
+    for e in &r.errors {
+        let _ = writeln!(s, "not read: {e}");
+    }
+    s
+}
