@@ -172,22 +172,6 @@ struct CsrfForm {
     csrf: Option<String>,
 }
 
-#[cfg(test)]
-mod next_tests {
-    use super::{html_attr, safe_next};
-
-    #[test]
-    fn only_local_paths_are_followed() {
-        assert_eq!(safe_next(Some("/dumps/abc?sort=tag")), "/dumps/abc?sort=tag");
-        assert_eq!(safe_next(Some("//evil.example/")), "/");
-        assert_eq!(safe_next(Some("/\\evil.example/")), "/");
-        assert_eq!(safe_next(Some("https://evil.example/")), "/");
-        assert_eq!(safe_next(Some("/a\nb")), "/");
-        assert_eq!(safe_next(None), "/");
-        assert_eq!(html_attr("/x?a=1&b=\"<>'"), "/x?a=1&amp;b=&quot;&lt;&gt;&#39;");
-    }
-}
-
 fn is_form(headers: &HeaderMap) -> bool {
     headers
         .get(CONTENT_TYPE)
@@ -254,4 +238,20 @@ async fn logout(
         Redirect::to("/login"),
     )
         .into_response())
+}
+
+#[cfg(test)]
+mod next_tests {
+    use super::{html_attr, safe_next};
+
+    #[test]
+    fn only_local_paths_are_followed() {
+        assert_eq!(safe_next(Some("/dumps/abc?sort=tag")), "/dumps/abc?sort=tag");
+        assert_eq!(safe_next(Some("//evil.example/")), "/");
+        assert_eq!(safe_next(Some("/\\evil.example/")), "/");
+        assert_eq!(safe_next(Some("https://evil.example/")), "/");
+        assert_eq!(safe_next(Some("/a\nb")), "/");
+        assert_eq!(safe_next(None), "/");
+        assert_eq!(html_attr("/x?a=1&b=\"<>'"), "/x?a=1&amp;b=&quot;&lt;&gt;&#39;");
+    }
 }
