@@ -24,8 +24,8 @@ const MAX_REPORT_BYTES: u64 = 512 << 20;
 /// Kept from the child's stderr for the failure reason.
 const MAX_STDERR_BYTES: u64 = 64 << 10;
 
-/// The analyzer command, before the dump path (replaced by the pool engine's command later).
-pub const ANALYZE_ARGS: &[&str] = &["inspect", "--json", "--no-symbols"];
+/// The analyzer command, before the dump path: the whole pool analysis (docs/json.md, analyze).
+pub const ANALYZE_ARGS: &[&str] = &["analyze", "--json", "--no-symbols"];
 
 #[derive(Debug)]
 pub enum Outcome {
