@@ -261,7 +261,11 @@ fn forged_leak_report_page() {
         .trim()
         .to_string();
 
-    let svc = Service::start(&dir, &[]);
+    // The analyzer child inherits the service's environment: the kernel's layouts come from the
+    // corpus ISF folder (read only), as `analyze --isf-dir` would take them. Without symbols a
+    // 19041 dump's tag table size is unknown and the report says "not analyzable".
+    let isf = harness::corpus().join("isf");
+    let svc = Service::start(&dir, &[("POOLTRIAGE_ISF_DIR", isf.to_str().unwrap())]);
     let id = svc.upload(&token, &dump);
     let st = svc.wait_finished(&token, &id);
     assert_eq!(st["status"], "done", "{st}");
