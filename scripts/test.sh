@@ -40,6 +40,7 @@ APT_PACKAGES=(
     gcab                   # independent CAB writer: .pd_ files for the symbol store tests
     binutils-mingw-w64-x86-64  # x86_64-w64-mingw32-objdump: independent disassembler for the pool-tag scan tests
     libusb-1.0-0           # loaded by MemProcFS's leechcore (tests/pool_independent.rs)
+    chromium               # headless browser driven over CDP by tests/service_browser.rs (upload portal)
 )
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
