@@ -569,6 +569,8 @@ impl InspectView {
 pub struct CallSiteRow {
     pub offset: String,
     pub symbol: String,
+    /// The allocator called ("ExAllocatePoolWithTag"...), when recognised.
+    pub callee: String,
     pub tag: String,
     pub kind: &'static str,
     pub pool: &'static str,
@@ -653,6 +655,7 @@ impl DriverView {
                 .map(|c| CallSiteRow {
                     offset: c.offset.clone(),
                     symbol: c.symbol.clone().unwrap_or_default(),
+                    callee: c.callee.clone().unwrap_or_default(),
                     tag: c.tag.clone(),
                     kind: match c.kind {
                         CallSiteKind::TagArgument => "tag argument",
