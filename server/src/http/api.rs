@@ -200,7 +200,13 @@ async fn upload(
             // A form field before the file (a field after it is not read).
             if field.name() == Some("webhook_url") {
                 let text = super::hooks::small_field(field, 4096).await?;
-                webhook = Some(super::hooks::check_webhook(&app, &text)?);
+                match super::hooks::check_webhook(&app, &text) {
+                    Ok(u) => webhook = Some(u),
+                    Err(e) => {
+                        super::hooks::drain_form(&mut mp).await;
+                        return Err(e);
+                    }
+                }
                 continue;
             }
             if field.name() != Some("file") {

@@ -63,3 +63,20 @@ pub async fn small_field(
     }
     String::from_utf8(buf).map_err(|_| bad("form field is not UTF-8".into()))
 }
+
+/// Reads and drops what is left of a form (at most 16 MiB, within 2 s) before an error answer,
+/// so that a client still sending its file reads the answer instead of a broken pipe.
+pub async fn drain_form(mp: &mut axum::extract::Multipart) {
+    let drain = async {
+        let mut drained = 0usize;
+        while let Ok(Some(mut field)) = mp.next_field().await {
+            while let Ok(Some(chunk)) = field.chunk().await {
+                drained += chunk.len();
+                if drained > 16 << 20 {
+                    return;
+                }
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), drain).await;
+}
