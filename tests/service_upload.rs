@@ -464,6 +464,16 @@ fn chunked_uploads_follow_the_upload_rules() {
     assert_eq!(c.put(&url, 0, b"x").status, 409);
     assert!(files_in(&dir.path().join("uploads")).is_empty());
     assert!(files_in(&dir.path().join("tmp")).is_empty());
+
+    // The OpenAPI document describes the routes.
+    let doc = c.get("/api/v1/openapi.json").body;
+    for (path, method) in [
+        ("/api/v1/uploads", "post"),
+        ("/api/v1/uploads/{id}", "get"),
+        ("/api/v1/uploads/{id}", "put"),
+    ] {
+        assert!(doc["paths"][path][method].is_object(), "openapi lacks {method} {path}");
+    }
 }
 
 /// Browser login (`GET /login` for the double-submit value, `POST /login` with the token);
