@@ -8,6 +8,7 @@ use super::report_view::{self, AnalysisView, DriverView, InspectView, Stored, Ta
 use super::user::percent_encode;
 use super::{format, render, Nav, PageError, PageUser};
 use crate::db::dumps::{self, DumpRow};
+use crate::db::stats;
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -30,10 +31,12 @@ pub struct DumpFacts {
     pub sha256: String,
     pub date: String,
     pub report_url: String,
+    /// Set when retention removed the dump file (the report stays).
+    pub file_deleted: Option<String>,
 }
 
 impl DumpFacts {
-    fn of(d: &DumpRow) -> DumpFacts {
+    fn of(d: &DumpRow, file_deleted_at: Option<i64>) -> DumpFacts {
         DumpFacts {
             name: d.original_name.clone().unwrap_or_else(|| d.id.clone()),
             tenant: d.tenant.clone(),
@@ -49,6 +52,7 @@ impl DumpFacts {
             sha256: d.sha256.clone(),
             date: format::datetime(d.created_at),
             report_url: format!("/api/v1/dumps/{}/report", percent_encode(&d.id)),
+            file_deleted: file_deleted_at.map(format::datetime),
         }
     }
 }
@@ -74,12 +78,19 @@ pub struct ReportQuery {
     tags: Option<String>,
 }
 
-/// The dump if this user may see it, else the 404 page.
-async fn load(app: &AppState, user: &PageUser, nav: &Nav, id: &str) -> Result<DumpRow, PageError> {
-    dumps::get(&app.db, id, user.tenant_filter())
+/// The dump if this user may see it (else the 404 page), with when retention removed its
+/// file.
+async fn load(
+    app: &AppState,
+    user: &PageUser,
+    nav: &Nav,
+    id: &str,
+) -> Result<(DumpRow, Option<i64>), PageError> {
+    let item = stats::get_dump(&app.db, id, user.tenant_filter())
         .await
         .map_err(|e| PageError::internal("database", e, nav))?
-        .ok_or_else(|| PageError::not_found(nav))
+        .ok_or_else(|| PageError::not_found(nav))?;
+    Ok((item.dump, item.file_deleted_at))
 }
 
 async fn load_report(app: &AppState, nav: &Nav, d: &DumpRow) -> Result<Option<Stored>, PageError> {
@@ -102,7 +113,7 @@ pub async fn page(
     Query(q): Query<ReportQuery>,
 ) -> Result<Response, PageError> {
     let nav = Nav::new(&user, "dumps");
-    let d = load(&app, &user, &nav, &id).await?;
+    let (d, file_deleted_at) = load(&app, &user, &nav, &id).await?;
     let stored = load_report(&app, &nav, &d).await?;
     let sort = TagSort::parse(q.sort.as_deref());
     let all_tags = q.tags.as_deref() == Some("all");
@@ -116,7 +127,7 @@ pub async fn page(
         None => {}
     }
     let refresh = matches!(d.state.as_str(), "queued" | "running").then_some(REFRESH_SECS);
-    let facts = DumpFacts::of(&d);
+    let facts = DumpFacts::of(&d, file_deleted_at);
     Ok(render(&DumpPage {
         nav,
         title: format!("Dump {}", facts.name),
@@ -144,7 +155,7 @@ pub async fn driver_page(
     Path((id, module)): Path<(String, String)>,
 ) -> Result<Response, PageError> {
     let nav = Nav::new(&user, "dumps");
-    let d = load(&app, &user, &nav, &id).await?;
+    let (d, _) = load(&app, &user, &nav, &id).await?;
     let no_driver = || {
         PageError::new(
             StatusCode::NOT_FOUND,
