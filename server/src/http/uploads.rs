@@ -588,6 +588,8 @@ async fn finish(app: &AppState, u: uploads::UploadRow) -> Result<Response, Respo
     let (dump_id, created) = dumps::insert_or_get(&app.db, &new, db::now_unix())
         .await
         .map_err(|e| ApiError::from(e).into_response())?;
+    // Webhook deliveries and retention marks, as after every upload route (`super::hooks`).
+    super::hooks::after_upload(app, &dump_id, &u.tenant, &sha, created, None).await;
     uploads::complete(&app.db, &u.id, &dump_id, db::now_unix())
         .await
         .map_err(|e| ApiError::from(e).into_response())?;

@@ -153,7 +153,11 @@ async fn upload(State(app): State<AppState>, user: PageUser, req: Request) -> Re
         original_name: original.as_deref(),
     };
     let id = match dumps::insert_or_get(&app.db, &new, db::now_unix()).await {
-        Ok((id, _created)) => id,
+        Ok((id, created)) => {
+            // Webhook deliveries and retention marks, as after every upload route.
+            crate::http::hooks::after_upload(&app, &id, &user.0.tenant, &sha, created, None).await;
+            id
+        }
         Err(e) => return PageError::internal("database", e, &nav).into_response(),
     };
     tracing::info!(dump = %id, sha256 = %sha, size, received, "upload stored (form)");
