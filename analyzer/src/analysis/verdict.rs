@@ -42,8 +42,9 @@
 //! exhaustion) and the evidence is the driver's own code; `medium` from [`SIGNIFICANT_SHARE`];
 //! one step lower (never below `low`) for each of: only a pooltag file ties the tag to the
 //! driver; the owners cannot be separated (shared, several ExAllocatePool callers); the block
-//! walk is complete but found none of the bytes; the symbols do not match the kernel; the
-//! figures come from the block walk because the tag tables were unreadable.
+//! walk is complete but found none of the bytes; the symbols do not match the kernel; there
+//! are no kernel symbols and the engine says part of the pool was not read for want of them;
+//! the figures come from the block walk because the tag tables were unreadable.
 
 use crate::attribution::{builtin, Source};
 use crate::report::analysis::*;
@@ -371,6 +372,11 @@ pub fn decide(r: &AnalysisReport) -> Verdict {
                 .find(|e| e.starts_with("tag tables") || e.starts_with("pool analysis"))
                 .cloned()
                 .unwrap_or_else(|| "neither the tag tables nor any pool block could be read".into());
+            if r.symbols.source == "none" {
+                return not_analyzable(format!(
+                    "{why} (the kernel's symbols, through --symbol-path, --isf-dir or --symbols, may let it be read)"
+                ));
+            }
             return not_analyzable(why);
         }
     }
@@ -702,6 +708,13 @@ fn common_downgrades(c: &Ctx, confidence: &mut Confidence, ev: &mut Vec<String>)
     if c.r.symbols.matches_kernel == Some(false) {
         *confidence = lower(*confidence);
         ev.push("the kernel symbols used do not match the dump's kernel".into());
+    }
+    if c.r.symbols.source == "none" && (!c.r.errors.is_empty() || c.r.warnings.iter().any(|w| w.contains("symbols"))) {
+        *confidence = lower(*confidence);
+        ev.push(
+            "without the kernel's symbols part of the pool was not read (see warnings): the figures can be short"
+                .into(),
+        );
     }
     if c.r
         .warnings

@@ -149,28 +149,6 @@ impl Attributor {
             .map(|(_, n)| *n)
             .sum();
         let (mut sites, truncated) = scan::alloc_sites(bitness, regions, &set, allocator, MAX_SITES_PER_MODULE);
-        // Sites only the anchored decode found (the linear one was out of step there): kept
-        // when every instruction hit of the tag is an allocation argument, so `first` is one.
-        for (tag, h) in &ev.hits {
-            if h.alloc_argument > 0
-                && h.other_immediate == 0
-                && !sites.iter().any(|s| s.tag == *tag && !s.untagged_call)
-                && set.contains(tag)
-            {
-                if sites.len() < MAX_SITES_PER_MODULE {
-                    sites.push(AllocSite {
-                        address: h.first,
-                        tag: *tag,
-                        untagged_call: false,
-                        callee: None,
-                        paged: None,
-                        size: None,
-                    });
-                } else {
-                    ev.sites_truncated = true;
-                }
-            }
-        }
         sites.sort_by_key(|s| s.address);
         ev.sites = sites;
         ev.sites_truncated |= truncated;

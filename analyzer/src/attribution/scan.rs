@@ -353,8 +353,27 @@ pub fn alloc_sites(
     allocator: &dyn Fn(u64) -> Option<Allocator>,
     max: usize,
 ) -> (Vec<AllocSite>, bool) {
-    let (mut sites, truncated) = linear_sites(bitness, regions, tags, allocator, max);
-    let known = |s: &AllocSite| usize::from(s.callee.is_some()) + usize::from(s.paged.is_some()) + usize::from(s.size.is_some());
+    let (mut sites, mut truncated) = linear_sites(bitness, regions, tags, allocator, max);
+    for (address, tag) in anchored_alloc_sites(bitness, regions, tags) {
+        if sites.iter().any(|s| s.address == address) {
+            continue;
+        }
+        if sites.len() >= max {
+            truncated = true;
+            break;
+        }
+        sites.push(AllocSite {
+            address,
+            tag,
+            untagged_call: false,
+            callee: None,
+            paged: None,
+            size: None,
+        });
+    }
+    let known = |s: &AllocSite| {
+        usize::from(s.callee.is_some()) + usize::from(s.paged.is_some()) + usize::from(s.size.is_some())
+    };
     for site in sites.iter_mut().filter(|s| !s.untagged_call && known(s) < 3) {
         let Some(r) = regions
             .iter()
@@ -584,24 +603,61 @@ pub fn anchored_all(
                 continue;
             }
             *bytes.entry(tag).or_insert(0u32) += 1;
-            for back in 1..=MAX_INSTRUCTION.min(o) {
-                let start = o - back;
-                let Some(code) = r.bytes.get(start..o + 4) else {
-                    continue;
-                };
-                let mut d = Decoder::with_ip(bitness, code, r.address + start as u64, DecoderOptions::NONE);
-                d.decode_out(&mut ins);
-                if ins.is_invalid() || ins.len() != code.len() {
-                    continue;
-                }
-                if let Some((t, alloc)) = immediates(bitness, &ins).find(|(t, _)| *t == tag) {
-                    add_hit(&mut hits, t, alloc, ins.ip());
-                    break;
-                }
+            if let Some((ip, alloc)) = anchored_at(bitness, r, o, tag, &mut ins) {
+                add_hit(&mut hits, tag, alloc, ip);
             }
         }
     }
     (hits, bytes)
+}
+
+/// The instruction that ends exactly after the tag's bytes at offset `o` of `r` and holds the
+/// tag as its immediate: an allocation-argument reading when there is one (x64 `41 b8 imm32`
+/// is `mov r8d, imm32`, while its last five bytes alone read as `mov eax, imm32`), else the
+/// shortest other reading. Returns its address and whether it is an allocation argument.
+fn anchored_at(bitness: u32, r: &CodeRegion, o: usize, tag: Tag, ins: &mut Instruction) -> Option<(u64, bool)> {
+    let mut other = None;
+    for back in 1..=MAX_INSTRUCTION.min(o) {
+        let start = o - back;
+        let Some(code) = r.bytes.get(start..o + 4) else {
+            continue;
+        };
+        let mut d = Decoder::with_ip(bitness, code, r.address + start as u64, DecoderOptions::NONE);
+        d.decode_out(ins);
+        if ins.is_invalid() || ins.len() != code.len() {
+            continue;
+        }
+        if let Some((_, alloc)) = immediates(bitness, ins).find(|(t, _)| *t == tag) {
+            if alloc {
+                return Some((ins.ip(), true));
+            }
+            other.get_or_insert((ins.ip(), false));
+        }
+    }
+    other
+}
+
+/// Addresses of the allocation-argument instructions (`mov r8d, imm32` / `push imm32`) that
+/// hold one of `tags`, found by an anchored decode at every byte occurrence (see
+/// [`anchored_all`]): the sites a linear decode out of step misses.
+pub fn anchored_alloc_sites(bitness: u32, regions: &[CodeRegion], tags: &HashSet<Tag>) -> Vec<(u64, Tag)> {
+    let mut out = Vec::new();
+    if tags.is_empty() {
+        return out;
+    }
+    let mut ins = Instruction::default();
+    for r in regions {
+        for (o, w) in r.bytes.windows(4).enumerate() {
+            let tag = Tag([w[0], w[1], w[2], w[3]]);
+            if !tags.contains(&tag) {
+                continue;
+            }
+            if let Some((ip, true)) = anchored_at(bitness, r, o, tag, &mut ins) {
+                out.push((ip, tag));
+            }
+        }
+    }
+    out
 }
 
 /// The code sections of a PE file on disk, and the bitness to decode them with.
