@@ -189,3 +189,67 @@ pub async fn page(
         first_href,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::{Principal, Role};
+
+    fn user(role: Role) -> PageUser {
+        PageUser(Principal {
+            token_id: "t".into(),
+            tenant: "acme".into(),
+            role,
+            csrf: None,
+        })
+    }
+
+    #[test]
+    fn filters_from_the_form() {
+        let q = ListQuery {
+            status: "failed".into(),
+            driver: " leaky.sys ".into(),
+            bugcheck: "0x19".into(),
+            from: "2026-11-25".into(),
+            to: "2026-11-25".into(),
+            q: String::new(),
+            tenant: "globex".into(),
+            cursor: "12.abc".into(),
+        };
+        let f = q.filter(&user(Role::Support), 50);
+        assert_eq!(f.tenant.as_deref(), Some("globex"));
+        assert_eq!(f.status.as_deref(), Some("failed"));
+        assert_eq!(f.driver.as_deref(), Some("leaky.sys"));
+        // Inclusive dates: the whole of the `to` day (`date -u -d 2026-11-25 +%s` = 1795564800).
+        assert_eq!(
+            (f.since, f.until),
+            (Some(1_795_564_800), Some(1_795_651_200))
+        );
+        assert_eq!(f.q, None);
+        assert_eq!(f.cursor, Some((12, "abc".to_string())));
+        // A customer's own tenant always wins over ?tenant=.
+        assert_eq!(
+            q.filter(&user(Role::Customer), 50).tenant.as_deref(),
+            Some("acme")
+        );
+        // Unknown status and bad dates are no filter.
+        let junk = ListQuery {
+            status: "everything".into(),
+            from: "yesterday".into(),
+            ..Default::default()
+        };
+        let f = junk.filter(&user(Role::Admin), 50);
+        assert_eq!((f.status, f.since, f.tenant), (None, None, None));
+    }
+
+    #[test]
+    fn links_keep_the_filters_encoded() {
+        let q = ListQuery {
+            driver: "a&b.sys".into(),
+            q: "x y".into(),
+            ..Default::default()
+        };
+        assert_eq!(q.query_string(), "driver=a%26b.sys&q=x%20y");
+        assert_eq!(ListQuery::default().query_string(), "");
+    }
+}

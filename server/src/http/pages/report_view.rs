@@ -735,6 +735,101 @@ mod tests {
         assert!(matches!(parse("[1,2]"), Stored::Unreadable(_)));
     }
 
+    /// A report in the analysis schema with `n_tags` tags ("T000", "T001"... with decreasing
+    /// paged bytes) and two drivers, the second named by the verdict.
+    fn report(n_tags: usize) -> AnalysisReport {
+        let tags: Vec<serde_json::Value> = (0..n_tags)
+            .map(|i| {
+                serde_json::json!({ "tag": format!("T{i:03}"), "paged_allocs": 1, "paged_frees": 0,
+                    "paged_bytes": 10_000 - i, "nonpaged_allocs": 0, "nonpaged_frees": 0, "nonpaged_bytes": i,
+                    "paged_outstanding": 1, "nonpaged_outstanding": 0, "owners": [] })
+            })
+            .collect();
+        let driver = |name: &str, bytes: u64| {
+            serde_json::json!({ "module": name, "base": null, "size": null, "path": null,
+                "paged_bytes": bytes, "nonpaged_bytes": 0, "bytes": bytes, "allocations": 1, "share_of_pool": null,
+                "tags": [], "call_sites": [], "blocks": { "count": 0, "bytes": 0, "largest": [] } })
+        };
+        let v = serde_json::json!({
+            "schema_version": 1, "kind": "analysis", "generator": "test",
+            "dump": { "format": "kernel-bitmap", "dump_type": 5, "arch": "x64", "pae": false, "build": 19041,
+                      "processors": 2, "system_time": null, "file_size": 1, "kernel_base": null },
+            "bugcheck": { "code": "0x19", "name": null, "params": ["0x0","0x0","0x0","0x0"], "pool_related": true },
+            "symbols": { "source": "none", "path": null, "guid": null, "age": null, "matches_kernel": null },
+            "verdict": { "kind": "driver-leak", "sentence": "s", "pool": "paged", "drivers": ["B.SYS"], "tags": [],
+                         "bytes": 1, "share_of_pool": null, "confidence": "low", "process": null, "reasons": [] },
+            "pools": [ { "pool": "paged", "in_use": 50, "max": 100, "commit": null, "used_fraction": 0.5,
+                         "near_exhaustion": false, "source": "t" },
+                       { "pool": "nonpaged", "in_use": 5, "max": null, "commit": null, "used_fraction": null,
+                         "near_exhaustion": false, "source": "t" } ],
+            "drivers": [ driver("a.sys", 20), driver("b.sys", 10) ],
+            "tags": tags, "session_tags": null,
+            "blocks": { "classic": {"count":0,"bytes":0}, "big": {"count":0,"bytes":0}, "lfh": {"count":0,"bytes":0},
+                        "vs": {"count":0,"bytes":0}, "free_blocks": 0, "missing_pool_pages": 3, "complete": false },
+            "quota": null,
+            "modules": [ { "name": "a.sys", "base": "0x1000", "size": 4096, "timestamp": null, "pdb": null, "symbols": "found" },
+                         { "name": "c.sys", "base": "0x2000", "size": 4096, "timestamp": null, "pdb": null, "symbols": "not found" } ],
+            "warnings": [], "errors": []
+        });
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn analysis_view_rows_links_and_limits() {
+        let r = report(TAG_ROWS + 50);
+        let v = AnalysisView::build("d1", &r, Some(TagSort::Nonpaged), false);
+        // One gauge per pool; the verdict's driver is matched case-insensitively.
+        assert_eq!(v.gauges.len(), 2);
+        assert_eq!(
+            v.drivers
+                .iter()
+                .map(|d| (d.module.as_str(), d.is_verdict))
+                .collect::<Vec<_>>(),
+            [("a.sys", false), ("b.sys", true)]
+        );
+        assert_eq!(v.drivers[0].href, "/dumps/d1/drivers/a.sys");
+        // 100 rows shown, sorted by nonpaged bytes (the last tag has the most), 50 hidden.
+        assert_eq!(v.tags.len(), TAG_ROWS);
+        assert_eq!(v.tags_hidden, 50);
+        assert_eq!(v.tags_total, TAG_ROWS + 50);
+        assert_eq!(v.tags[0].tag, format!("T{:03}", TAG_ROWS + 49));
+        assert_eq!(v.show_all_href, "/dumps/d1?sort=nonpaged&tags=all#tags");
+        let links: Vec<_> = v
+            .sort_links
+            .iter()
+            .map(|l| (l.href.as_str(), l.active))
+            .collect();
+        assert_eq!(
+            links,
+            [
+                ("/dumps/d1?sort=paged#tags", false),
+                ("/dumps/d1?sort=nonpaged#tags", true),
+                ("/dumps/d1?sort=allocs#tags", false),
+                ("/dumps/d1?sort=tag#tags", false)
+            ]
+        );
+        let all = AnalysisView::build("d1", &r, None, true);
+        assert_eq!((all.tags.len(), all.tags_hidden), (TAG_ROWS + 50, 0));
+        assert_eq!(
+            all.tags[0].tag, "T000",
+            "the report's own order without ?sort"
+        );
+        assert!(all
+            .sort_links
+            .iter()
+            .all(|l| l.href.contains("&tags=all") && !l.active));
+        // Modules link to a driver page only when the report has that driver.
+        assert_eq!(
+            v.modules[0].href.as_deref(),
+            Some("/dumps/d1/drivers/a.sys")
+        );
+        assert_eq!(v.modules[1].href, None);
+        assert!(v.blocks_note.contains("3 pool pages are not in the dump"));
+        assert_eq!(v.bugcheck.name, "unknown bugcheck");
+        assert!(v.bugcheck.note.is_some());
+        assert!(find_driver(&r, "A.SYS").is_some() && find_driver(&r, "z.sys").is_none());
+    }
+
     #[test]
     fn driver_links_encode_hostile_names() {
         assert_eq!(
