@@ -44,7 +44,7 @@ pub fn parse(text: &str) -> Result<Url, UrlError> {
     if !matches!(url.scheme(), "http" | "https") {
         return Err(UrlError::Scheme);
     }
-    if url.host_str().map_or(true, str::is_empty) {
+    if matches!(url.host_str(), None | Some("")) {
         return Err(UrlError::NoHost);
     }
     if !url.username().is_empty() || url.password().is_some() {
