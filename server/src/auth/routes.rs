@@ -90,13 +90,18 @@ fn login_page(status: StatusCode, csrf_value: &str, secure: bool, error: Option<
         .unwrap_or_default();
     let next = html_attr(safe_next(Some(next)));
     let body = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>pooltriage: sign in</title></head>\
-         <body><h1>Sign in</h1>{error}\
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>pooltriage: sign in</title><link rel=\"stylesheet\" href=\"/static/style.css\"></head>\
+         <body><header class=\"top\"><nav><a class=\"brand\" href=\"/\">pooltriage</a></nav></header>\
+         <main class=\"login\"><h1>Sign in</h1>{error}\
          <form method=\"post\" action=\"/login\">\
          <label>API token <input type=\"password\" name=\"token\" autocomplete=\"off\" required></label>\
          <input type=\"hidden\" name=\"{field}\" value=\"{csrf_value}\">\
          <input type=\"hidden\" name=\"next\" value=\"{next}\">\
-         <button type=\"submit\">Sign in</button></form></body></html>",
+         <button type=\"submit\" class=\"primary\">Sign in</button></form>\
+         <p class=\"hint\">Use the API token your administrator gave you (<code>pt_…</code>).</p>\
+         </main></body></html>",
         field = csrf::FORM_FIELD,
     );
     (
