@@ -5,8 +5,9 @@
 //! server is killed (SIGKILL) and restarted in the middle of the upload: `static/upload.js`
 //! must resume from the server's offset and the stored dump must be the file, byte for byte.
 //!
-//! Expected values come from the forge's truth file (the leaking driver) and from coreutils'
-//! `sha256sum` of the file. Needs `chromium` (scripts/test.sh APT_PACKAGES) and the venv's
+//! Expected values come from the forge's truth file (the leaking driver, which the page's
+//! one-sentence verdict must name) and from coreutils' `sha256sum` of the file. The service gets
+//! a copy of the corpus kernel ISFs (`POOLTRIAGE_ISF_DIR`, inherited by the analyzer child). Needs `chromium` (scripts/test.sh APT_PACKAGES) and the venv's
 //! websocket-client (tests/independent/requirements.txt): missing, the test FAILS.
 
 #[path = "independent/harness.rs"]
@@ -34,15 +35,42 @@ impl Drop for Service {
     }
 }
 
-const ENV: &[(&str, &str)] = &[("POOLTRIAGE_WORKERS", "1")];
+/// The service's environment: one worker, and the corpus kernel ISFs (a copy) for the analyzer
+/// child, which inherits the environment (`POOLTRIAGE_ISF_DIR`, `pooltriage analyze --isf-dir`):
+/// without the kernel's layouts the pool cannot be read and the verdict names no driver.
+fn env(isf: &Path) -> Vec<(String, String)> {
+    vec![
+        ("POOLTRIAGE_WORKERS".into(), "1".into()),
+        ("POOLTRIAGE_ISF_DIR".into(), isf.display().to_string()),
+    ]
+}
+
+/// A writable copy of the corpus ISF folder (never a link into ../shared).
+fn copy_isf(to: &Path) -> PathBuf {
+    fn copy(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            let dest = to.join(e.file_name());
+            if e.file_type().unwrap().is_dir() {
+                copy(&e.path(), &dest);
+            } else {
+                std::fs::copy(e.path(), &dest).unwrap();
+            }
+        }
+    }
+    let dir = to.join("isf");
+    copy(&harness::corpus().join("isf"), &dir);
+    dir
+}
 
 /// `pooltriage serve` again on the address a previous instance had (the browser's page and
 /// cookie belong to that origin).
-fn serve_at(dir: &Path, addr: SocketAddr) -> Service {
+fn serve_at(dir: &Path, addr: SocketAddr, env: &[(String, String)]) -> Service {
     let mut cmd = Command::new(pooltriage_bin());
     cmd.args(["serve", "--listen", &addr.to_string(), "--data-dir"])
         .arg(dir)
-        .envs(ENV.iter().copied())
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
@@ -177,7 +205,7 @@ impl Browser {
     fn finish(mut self) -> Value {
         let done = self.wait("done", Duration::from_secs(240));
         let status = self.child.wait().unwrap();
-        // The driver's own verdict: every --expect was on the page.
+        // The driver's own check: every --expect / --verdict was on the page.
         let rest: Vec<Value> = self.lines.try_iter().collect();
         assert!(status.success(), "browser driver failed: {rest:?}; {done}");
         done
@@ -210,22 +238,29 @@ fn chromium_drops_a_dump_on_the_portal_and_lands_on_its_report() {
     let dir = tempfile::tempdir().unwrap();
     let (dump, driver) = leak_dump(work.path());
     let token = create_token(dir.path(), "acme", "customer");
-    let (child, addr) = spawn_serve(dir.path(), ENV);
+    let env = env(&copy_isf(work.path()));
+    let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let (child, addr) = spawn_serve(dir.path(), &env_ref);
     let _svc = Service { child, addr };
 
     let mut b = Browser::start(
         addr,
         &token,
         &dump,
-        &["--expect", &driver, "--timeout", "180"],
+        &["--verdict", &driver, "--timeout", "180"],
     );
     b.wait("logged_in", Duration::from_secs(60));
     b.wait("dropped", Duration::from_secs(30));
     let page = b.wait("page", Duration::from_secs(120));
     let id = dump_id_of(page["url"].as_str().unwrap(), addr);
     let done = b.finish();
-    let text = done["text"].as_str().unwrap_or_default();
-    assert!(text.contains(&driver), "the report names {driver}: {text}");
+    // The report's one-sentence verdict names the driver the forge made leak.
+    let verdict = done["verdict"].as_str().unwrap_or_default();
+    assert!(
+        verdict.contains(&driver) && verdict.contains("leak"),
+        "the verdict names {driver}: {verdict:?}; page: {}",
+        done["text"]
+    );
 
     // The dump the browser landed on is this tenant's, and it is the dropped file.
     let status = api_get(addr, &token, &format!("/api/v1/dumps/{id}"));
@@ -246,7 +281,9 @@ fn the_browser_upload_resumes_after_the_server_is_killed_mid_upload() {
     let (dump, driver) = leak_dump(work.path());
     let size = std::fs::metadata(&dump).unwrap().len();
     let token = create_token(dir.path(), "acme", "customer");
-    let (child, addr) = spawn_serve(dir.path(), ENV);
+    let env = env(&copy_isf(work.path()));
+    let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let (child, addr) = spawn_serve(dir.path(), &env_ref);
     let svc = Service { child, addr };
 
     // 4 MB/s: the ~36 MB upload takes ~9 s, long enough to kill the server in the middle.
@@ -257,7 +294,7 @@ fn the_browser_upload_resumes_after_the_server_is_killed_mid_upload() {
         &[
             "--throttle",
             "4000000",
-            "--expect",
+            "--verdict",
             &driver,
             "--timeout",
             "180",
@@ -293,7 +330,7 @@ fn the_browser_upload_resumes_after_the_server_is_killed_mid_upload() {
     assert!(offset < size, "killed before the end ({offset} of {size})");
     drop(svc); // SIGKILL
     std::thread::sleep(Duration::from_millis(500));
-    let svc = serve_at(dir.path(), addr);
+    let svc = serve_at(dir.path(), addr, &env);
     let resumed = api_get(addr, &token, &format!("/api/v1/uploads/{upload_id}"));
     assert!(resumed["offset"].as_u64().unwrap() >= offset, "{resumed}");
     assert_eq!(resumed["complete"], false);
@@ -309,7 +346,13 @@ fn the_browser_upload_resumes_after_the_server_is_killed_mid_upload() {
         b.seen
     );
     let done = b.finish();
-    assert!(done["text"].as_str().unwrap_or_default().contains(&driver));
+    assert!(
+        done["verdict"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&driver),
+        "{done}"
+    );
     let status = api_get(addr, &token, &format!("/api/v1/dumps/{id}"));
     assert_eq!(
         status["sha256"],

@@ -6,7 +6,8 @@ upload portal of `pooltriage serve`, for tests/service_browser.rs:
 2. opens the portal `/` and drops a file on #drop-zone with a REAL drag and drop
    (CDP Input.dispatchDragEvent with `data.files`: Chromium builds the File and fires
    dragenter/dragover/drop on the page, as when a user drops a file from the desktop);
-3. waits until the page navigates to /dumps/{id}, then until its text contains every --expect.
+3. waits until the page navigates to /dumps/{id}, then until its text contains every --expect
+   and its #verdict every --verdict.
 
 Progress goes to stdout as JSON lines ({"event": ...}), so the Rust test can act while the upload
 runs (restart the server); the last line is {"event": "done", "url", "text", "title"}.
@@ -198,7 +199,12 @@ def run(args):
         else:
             raise TimeoutError(f"the browser never reached /dumps/ (last state {last})")
         emit(event="page", url=cdp.eval("location.href"))
-        want = " && ".join(f"document.body.innerText.includes({json.dumps(e)})" for e in args.expect) or "true"
+        conds = [f"document.body.innerText.includes({json.dumps(e)})" for e in args.expect]
+        conds += [
+            f"(document.getElementById('verdict') || {{innerText: ''}}).innerText.includes({json.dumps(v)})"
+            for v in args.verdict
+        ]
+        want = " && ".join(conds) or "true"
         try:
             cdp.wait_for(f"document.readyState === 'complete' && {want}", args.timeout, f"page text with {args.expect}")
         finally:
@@ -207,7 +213,12 @@ def run(args):
                 text = cdp.eval("document.body.innerText")
             except RuntimeError:
                 pass
-            emit(event="done", url=cdp.eval("location.href"), title=cdp.eval("document.title"), text=text)
+            verdict = None
+            try:
+                verdict = cdp.eval("(document.getElementById('verdict') || {innerText: null}).innerText")
+            except RuntimeError:
+                pass
+            emit(event="done", url=cdp.eval("location.href"), title=cdp.eval("document.title"), text=text, verdict=verdict)
     finally:
         if proc is not None:
             proc.kill()
@@ -221,6 +232,7 @@ def main():
     ap.add_argument("--token", required=True)
     ap.add_argument("--file", required=True, help="the dump to drop")
     ap.add_argument("--expect", action="append", default=[], help="text the dump page must show")
+    ap.add_argument("--verdict", action="append", default=[], help="text the page's #verdict must show")
     ap.add_argument("--throttle", type=int, default=0, help="upload bytes per second (0 = no limit)")
     ap.add_argument("--timeout", type=float, default=120)
     args = ap.parse_args()
