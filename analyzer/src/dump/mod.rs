@@ -360,6 +360,11 @@ impl PhysicalMemory for Dump {
         let off = self.page_file_offset(pfn)?;
         self.data.bytes().get(off as usize..(off + PAGE_SIZE) as usize)
     }
+
+    /// The whole file: see [`Dump::release`].
+    fn release_resident(&self) {
+        self.release(0, self.file_size());
+    }
 }
 
 impl std::fmt::Debug for Dump {

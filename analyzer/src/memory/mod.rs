@@ -38,6 +38,12 @@ pub trait PhysicalMemory {
         }
         Ok(())
     }
+
+    /// Lets go of the resident pages behind this memory (a memory-mapped dump's file pages),
+    /// for walks that touch far more of a dump than they need at once: a pool walk over a
+    /// multi-GiB dump otherwise ends with all of it resident. Everything stays readable (pages
+    /// are read back on the next access). A hint; the default does nothing.
+    fn release_resident(&self) {}
 }
 
 /// Kernel virtual memory. Implemented by page-table translation over [`PhysicalMemory`] and by
@@ -85,6 +91,9 @@ pub trait VirtualMemory {
     fn for_each_mapped_page(&self, _start: u64, _end: u64, _f: &mut dyn FnMut(u64, Option<&[u8]>)) -> bool {
         false
     }
+
+    /// As [`PhysicalMemory::release_resident`], for the memory under this address space.
+    fn release_resident(&self) {}
 
     /// Reads `len` bytes into a new vector; `len` is capped by the caller's own sanity limits.
     fn read_vec(&self, va: u64, len: usize) -> Result<Vec<u8>, MemoryError> {

@@ -223,6 +223,10 @@ impl PageTableMemory<'_> {
 }
 
 impl VirtualMemory for PageTableMemory<'_> {
+    fn release_resident(&self) {
+        self.phys.release_resident();
+    }
+
     fn for_each_mapped_page(
         &self,
         start: u64,

@@ -15,6 +15,7 @@ pub mod bigpages;
 pub mod header;
 mod layout;
 pub mod pages;
+pub mod resident;
 pub mod segheap;
 pub mod tag;
 pub mod tags;

@@ -12,6 +12,7 @@
 //! `missing_pool_pages`, so the report can say how complete it is.
 
 use super::header::HeaderLayout;
+use super::resident::Releasing;
 use super::tag::Tag;
 use super::types::{PoolKind, PoolType};
 use super::{hex, hex_opt};
@@ -219,6 +220,8 @@ pub fn scan_ranges(
     big: &[(u64, u64)],
     on_block: &mut dyn FnMut(&Block),
 ) -> PageScan {
+    let releasing = Releasing::new(mem);
+    let mem: &dyn VirtualMemory = &releasing;
     let mut scan = PageScan {
         mode: "pool-ranges",
         ..PageScan::default()
@@ -264,6 +267,8 @@ pub fn scan_kernel_space(
     big: &[(u64, u64)],
     on_block: &mut dyn FnMut(&Block),
 ) -> Option<PageScan> {
+    let releasing = Releasing::new(mem);
+    let mem: &dyn VirtualMemory = &releasing;
     let mut scan = PageScan {
         mode: "kernel-space",
         ..PageScan::default()

@@ -7,6 +7,7 @@ use super::*;
 use crate::memory::{VirtualMemory, PAGE_SIZE};
 use crate::pool::header::HeaderLayout;
 use crate::pool::pages::Block;
+use crate::pool::resident::Releasing;
 use crate::pool::{KernelContext, PoolError, PoolKind};
 use std::collections::BTreeSet;
 
@@ -29,6 +30,8 @@ pub fn walk_segment_heap(
     header: &HeaderLayout,
     on_block: &mut dyn FnMut(&Block, &'static str),
 ) -> Result<SegmentHeapScan, PoolError> {
+    let releasing = Releasing::new(mem);
+    let mem: &dyn VirtualMemory = &releasing;
     let rd = |what: &'static str, va: u64, r: Result<u64, crate::memory::MemoryError>| {
         r.map_err(|source| PoolError::Memory { what, va, source })
     };
