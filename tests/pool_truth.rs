@@ -350,3 +350,52 @@ fn pool_finds_the_kernel_pdb_through_the_symbol_path() {
     let leak = array(&r, "tags").iter().find(|t| t["tag"] == "Leak").cloned();
     assert!(leak.is_some(), "the planted tag is listed with the PDB's layouts");
 }
+
+/// Without any symbols (`--no-symbols`, no ISF folder) the pool engine falls back on the
+/// built-in table of kernel layouts (symbols::fallback) for POOL_HEADER and the tag tracker,
+/// with PoolTrackTable and the pool ranges from the debugger data block. On the classic-pool
+/// builds that is enough for the whole block walk: every classic block of the truth, exactly;
+/// and the tags read from PoolTrackTable are the truth's (the expansion and per-CPU tables need
+/// symbols, so their counts may be short, never over).
+#[test]
+fn without_symbols_the_built_in_layouts_walk_every_classic_block() {
+    let dir = tempfile::tempdir().unwrap();
+    for profile in ["xp-2600-x86pae", "win7-7601-x64", "win10-17763-x64"] {
+        let (dump, truth) = forge(dir.path(), profile, "leak-tagged").unwrap();
+        let t = field(&truth, "pool");
+        let mut cmd = Command::new(pooltriage_bin());
+        cmd.env_remove("POOLTRIAGE_ISF_DIR")
+            .arg("blocks")
+            .arg(&dump)
+            .arg("--json")
+            .arg("--no-symbols");
+        let r: Value = serde_json::from_slice(&run(&mut cmd, "pooltriage blocks --no-symbols")).unwrap();
+        assert_eq!(r["symbols"]["source"], "none", "{profile}");
+        assert_eq!(r["layouts"]["pool_header"], "built-in", "{profile}");
+        assert_eq!(r["layouts"]["tag_table"], "built-in", "{profile}");
+
+        type Blk = (u64, u64, String, bool);
+        let classic = |v: &Vec<Value>| -> BTreeSet<Blk> {
+            v.iter()
+                .filter(|b| b["source"] == "classic")
+                .map(|b| (hx(&b["address"]), n(&b["size"]), s(&b["tag"]), b["allocated"] == true))
+                .collect()
+        };
+        let truth_blocks = classic(array(t, "blocks"));
+        assert!(!truth_blocks.is_empty(), "{profile}: the scenario plants classic blocks");
+        assert_eq!(classic(array(&r, "blocks")), truth_blocks, "{profile}: classic blocks");
+
+        let truth_tags: BTreeMap<String, &Value> = array(t, "tags").iter().map(|x| (s(&x["tag"]), x)).collect();
+        let ours = array(&r, "tags");
+        assert!(ours.iter().any(|x| x["tag"] == "Leak"), "{profile}: the leaking tag is read");
+        for x in ours {
+            let tag = s(&x["tag"]);
+            let want = truth_tags
+                .get(&tag)
+                .unwrap_or_else(|| panic!("{profile}: tag {tag:?} is not in the truth"));
+            for c in ["paged_allocs", "paged_frees", "nonpaged_allocs", "nonpaged_frees"] {
+                assert!(n(&x[c]) <= n(&want[c]), "{profile} {tag} {c}: {} > truth {}", x[c], want[c]);
+            }
+        }
+    }
+}

@@ -6,7 +6,7 @@
 //! PoolType a 12-bit field beside Pattern and SlushSize; 20348+ 0x20 with ProcessBilled. A free
 //! slot has bit 0 of Va set (POOL_BIG_TABLE_ENTRY_FREE); a slot never used has key 0.
 
-use super::layout::{FieldSpec, LayoutSource};
+use super::layout::{table_profile, FieldSpec, LayoutSource};
 use super::tag::Tag;
 use super::types::{PoolKind, PoolType};
 use super::{hex, hex_opt, KernelContext, PoolError};
@@ -60,48 +60,43 @@ impl BigPageLayout {
         (sized && all.iter().flatten().all(|f| f.end() <= size)).then_some(l)
     }
 
-    /// Built-in layouts, as the corpus symbols give them (ntkrnlpa.pdb; 7601, 17763, 19041,
-    /// 20348 ISFs). Vista/7 x86 (0x10) is from the same definition with 32-bit pointers.
-    pub fn built_in(pointer_size: u8, build: u32) -> BigPageLayout {
-        let p = FieldSpec::plain;
-        let mut l = BigPageLayout {
-            size: 0x18,
-            va: p(0, pointer_size),
-            key: p(u64::from(pointer_size), 4),
-            pool_type: None,
-            number_of_bytes: None,
-            number_of_pages: None,
-            process_billed: None,
-            source: LayoutSource::BuiltIn,
-        };
-        if pointer_size == 4 {
-            if build < 6000 {
-                l.size = 0xc;
-                l.number_of_pages = Some(p(8, 4));
-            } else {
-                l.size = 0x10;
-                l.pool_type = Some(p(8, 4));
-                l.number_of_bytes = Some(p(0xc, 4));
-            }
-        } else {
-            l.number_of_bytes = Some(p(0x10, 8));
-            if build < 10240 {
-                l.pool_type = Some(p(0xc, 4));
-            } else {
-                l.pool_type = Some(FieldSpec::bitfield(0xc, 4, 8, 12));
-                if build >= 20348 {
-                    l.size = 0x20;
-                    l.process_billed = Some(p(0x18, 8));
-                }
-            }
+    /// Built-in layouts: from the built-in table of kernel layouts (ntkrnlpa.pdb; 7601, 17763,
+    /// 19041, 20348), by era: XP 12-byte entries, Vista to 8.1 x64 0x18 with a plain PoolType,
+    /// Windows 10 x64 0x18 with PoolType a bitfield, 20348+ 0x20 with ProcessBilled. The table
+    /// has no Vista+ x86 kernel: that entry (0x10: Va, Key, PoolType, NumberOfBytes) is the
+    /// Windows 10 definition with 32-bit pointers, written here.
+    pub fn built_in(pointer_size: u8, build: u32) -> Option<BigPageLayout> {
+        if pointer_size == 4 && build >= 6000 {
+            let p = FieldSpec::plain;
+            return Some(BigPageLayout {
+                size: 0x10,
+                va: p(0, 4),
+                key: p(4, 4),
+                pool_type: Some(p(8, 4)),
+                number_of_bytes: Some(p(0xc, 4)),
+                number_of_pages: None,
+                process_billed: None,
+                source: LayoutSource::BuiltIn,
+            });
         }
-        l
+        let era = match (pointer_size, build) {
+            (4, _) => 0..6000,
+            (_, 0..=10239) => 0..10240,
+            (_, 10240..=20347) => 10240..20348,
+            _ => 20348..u32::MAX,
+        };
+        let p = table_profile(pointer_size, build, era)?;
+        BigPageLayout::from_profile(&p, pointer_size).map(|l| BigPageLayout {
+            source: LayoutSource::BuiltIn,
+            ..l
+        })
     }
 
-    pub fn for_kernel(ctx: &KernelContext) -> BigPageLayout {
+    /// The profile's layout, else the built-in one; `None` when neither has one.
+    pub fn for_kernel(ctx: &KernelContext) -> Option<BigPageLayout> {
         ctx.profile
             .and_then(|p| BigPageLayout::from_profile(p, ctx.pointer_size))
-            .unwrap_or_else(|| BigPageLayout::built_in(ctx.pointer_size, ctx.build))
+            .or_else(|| BigPageLayout::built_in(ctx.pointer_size, ctx.build))
     }
 }
 
@@ -139,11 +134,11 @@ pub struct BigPages {
 /// Reads the big page table. Needs the profile for where the table is (the debugger data
 /// block does not say).
 pub fn read_big_pages(mem: &dyn VirtualMemory, ctx: &KernelContext) -> Result<BigPages, PoolError> {
-    let layout = BigPageLayout::for_kernel(ctx);
     let missing = |what| PoolError::Missing {
         what,
         why: "needs the kernel's symbols (a PDB or ISF)".into(),
     };
+    let layout = BigPageLayout::for_kernel(ctx).ok_or_else(|| missing("_POOL_TRACKER_BIG_PAGES layout"))?;
     let var = ctx
         .global("PoolBigPageTable")
         .ok_or_else(|| missing("PoolBigPageTable"))?;
@@ -291,7 +286,7 @@ mod tests {
             // The built-in layout is the ISF's, field by field.
             let bi = BigPageLayout {
                 source: LayoutSource::Profile,
-                ..BigPageLayout::built_in(8, build)
+                ..BigPageLayout::built_in(8, build).unwrap()
             };
             assert_eq!(Some(bi), BigPageLayout::from_profile(&p, 8), "{build}");
         }
@@ -318,7 +313,7 @@ mod tests {
             (PoolKind::Paged, true, 0x3000)
         );
         let l = BigPageLayout::from_profile(&p, 8).unwrap();
-        let bi = BigPageLayout::built_in(8, 7601);
+        let bi = BigPageLayout::built_in(8, 7601).unwrap();
         assert_eq!(
             (l.size, l.va, l.key, l.pool_type, l.number_of_bytes),
             (bi.size, bi.va, bi.key, bi.pool_type, bi.number_of_bytes)
@@ -346,7 +341,28 @@ mod tests {
             (0x8234_5000, 0x3000, None)
         );
         assert_eq!(b.entries[0].pool, PoolKind::Unknown, "XP entries record no pool");
-        assert_eq!(BigPageLayout::built_in(4, 2600).size, 0xc);
+        assert_eq!(BigPageLayout::built_in(4, 2600).unwrap().size, 0xc);
+    }
+
+    #[test]
+    fn built_in_layouts_by_era() {
+        let l = |ptr, build| BigPageLayout::built_in(ptr, build).unwrap();
+        assert_eq!(
+            (l(4, 7601).size, l(4, 7601).number_of_bytes),
+            (0x10, Some(FieldSpec::plain(0xc, 4)))
+        );
+        assert_eq!(
+            l(8, 9600).pool_type,
+            Some(FieldSpec::plain(0xc, 4)),
+            "8.1: plain PoolType"
+        );
+        assert_eq!(
+            l(8, 10586).pool_type,
+            Some(FieldSpec::bitfield(0xc, 4, 8, 12)),
+            "Windows 10 before the first table build: PoolType a bitfield"
+        );
+        assert_eq!((l(8, 22621).size, l(8, 22621).process_billed.is_some()), (0x20, true));
+        assert_eq!(l(8, 19041).source, LayoutSource::BuiltIn);
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! 8-bit fields of the ULONG at 0, or of the USHORT at 2 on Windows 10): both are handled, as
 //! [`FieldSpec`] reads "bits of the integer at this offset".
 
-use super::layout::{FieldSpec, LayoutSource};
+use super::layout::{table_profile, FieldSpec, LayoutSource};
 use super::tag::Tag;
 use super::types::PoolType;
 use crate::symbols::Profile;
@@ -76,43 +76,44 @@ impl HeaderLayout {
         fields.iter().all(|f| f.end() <= size).then_some(layout)
     }
 
-    /// The built-in layout for a pointer size (the same on every classic-pool build of it: XP
-    /// to 8.1 on x86, Vista to 10 on x64, per the ntkrnlpa.pdb and ntkrnlmp ISFs).
-    pub fn built_in(pointer_size: u8, build: u32) -> HeaderLayout {
-        if pointer_size == 4 {
-            HeaderLayout {
-                size: 8,
-                previous_size: FieldSpec::bitfield(0, 2, 0, 9),
-                pool_index: FieldSpec::bitfield(0, 2, 9, 7),
-                block_size: FieldSpec::bitfield(2, 2, 0, 9),
-                pool_type: FieldSpec::bitfield(2, 2, 9, 7),
-                pool_tag: FieldSpec::plain(4, 4),
-                process_billed: None,
-                pre_vista: build < 6000,
+    /// The built-in layout for a pointer size, from the built-in table of kernel layouts (the
+    /// header is the same on every classic-pool build of a pointer size: XP to 8.1 on x86,
+    /// Vista to 10 on x64, per the ntkrnlpa.pdb and ntkrnlmp ISFs). `None` only if that table
+    /// has no kernel of this pointer size (it has x86 and x64 ones: tested).
+    pub fn built_in(pointer_size: u8, build: u32) -> Option<HeaderLayout> {
+        let p = table_profile(pointer_size, build, 0..u32::MAX)?;
+        HeaderLayout::from_profile(&p, build)
+            .filter(|l| (l.size == 16) == (pointer_size == 8))
+            .map(|l| HeaderLayout {
                 source: LayoutSource::BuiltIn,
-            }
-        } else {
-            HeaderLayout {
-                size: 16,
-                previous_size: FieldSpec::bitfield(0, 4, 0, 8),
-                pool_index: FieldSpec::bitfield(0, 4, 8, 8),
-                block_size: FieldSpec::bitfield(0, 4, 16, 8),
-                pool_type: FieldSpec::bitfield(0, 4, 24, 8),
-                pool_tag: FieldSpec::plain(4, 4),
-                process_billed: Some(FieldSpec::plain(8, 8)),
-                pre_vista: build < 6000,
-                source: LayoutSource::BuiltIn,
-            }
-        }
+                ..l
+            })
     }
 
     /// The profile's layout when it has one, else the built-in one.
+    ///
+    /// Without either (a pointer size the table has no kernel of), a layout that decodes no
+    /// header: every block walk then finds nothing rather than guessing.
     pub fn for_kernel(profile: Option<&Profile>, pointer_size: u8, build: u32) -> HeaderLayout {
         profile
             .and_then(|p| HeaderLayout::from_profile(p, build))
             .filter(|l| (l.size == 16) == (pointer_size == 8))
-            .unwrap_or_else(|| HeaderLayout::built_in(pointer_size, build))
+            .or_else(|| HeaderLayout::built_in(pointer_size, build))
+            .unwrap_or(HeaderLayout::NONE)
     }
+
+    /// Decodes nothing: every field lies past any header.
+    const NONE: HeaderLayout = HeaderLayout {
+        size: 16,
+        previous_size: FieldSpec::plain(u64::MAX >> 1, 1),
+        pool_index: FieldSpec::plain(u64::MAX >> 1, 1),
+        block_size: FieldSpec::plain(u64::MAX >> 1, 1),
+        pool_type: FieldSpec::plain(u64::MAX >> 1, 1),
+        pool_tag: FieldSpec::plain(u64::MAX >> 1, 4),
+        process_billed: None,
+        pre_vista: false,
+        source: LayoutSource::BuiltIn,
+    };
 
     /// Decodes one header from at least [`HeaderLayout::size`] bytes.
     pub fn decode(&self, bytes: &[u8]) -> Option<PoolHeader> {
@@ -170,14 +171,26 @@ mod tests {
 
     #[test]
     fn built_in_layouts_decode_hand_made_headers() {
-        let l86 = HeaderLayout::built_in(4, 2600);
+        let l86 = HeaderLayout::built_in(4, 2600).unwrap();
         check_x86(l86.decode(&X86).unwrap());
         assert_eq!(l86.bytes(5), 40);
-        let l64 = HeaderLayout::built_in(8, 7601);
+        let l64 = HeaderLayout::built_in(8, 7601).unwrap();
         check_x64(l64.decode(&X64).unwrap());
         assert_eq!(l64.bytes(4), 64);
         assert_eq!(l64.decode(&X64[..8]).map(|h| h.process_billed), Some(None));
         assert_eq!(l64.decode(&X64[..3]), None);
+    }
+
+    #[test]
+    fn built_in_layouts_for_builds_the_table_lacks() {
+        let vista86 = HeaderLayout::built_in(4, 6002).unwrap();
+        assert_eq!((vista86.size, vista86.pre_vista), (8, false));
+        check_x86(HeaderLayout::built_in(4, 3790).unwrap().decode(&X86).unwrap());
+        let w11 = HeaderLayout::for_kernel(None, 8, 22621);
+        assert_eq!((w11.size, w11.source), (16, LayoutSource::BuiltIn));
+        check_x64(w11.decode(&X64).unwrap());
+        // No kernel of that pointer size in the table: nothing decodes.
+        assert_eq!(HeaderLayout::for_kernel(None, 2, 19041).decode(&X64), None);
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! Reading structure fields out of raw bytes, with offsets and bitfields from the kernel's
 //! profile (or a built-in table), and the record of which of the two was used.
 
-use crate::symbols::Profile;
+use crate::symbols::{fallback, Profile};
 use serde::Serialize;
+use std::ops::Range;
 
 /// Where a structure layout or a global came from. Every report says it, because a layout we
 /// assumed can be wrong for a build we never saw.
@@ -11,7 +12,8 @@ use serde::Serialize;
 pub enum LayoutSource {
     /// The kernel's own symbols (PDB or ISF).
     Profile,
-    /// Our per-version table, chosen by pointer size and build number.
+    /// The built-in table of kernel layouts (`symbols::fallback`), chosen by pointer size and
+    /// build number.
     BuiltIn,
 }
 
@@ -22,6 +24,23 @@ impl LayoutSource {
             LayoutSource::BuiltIn => "built-in",
         }
     }
+}
+
+/// The built-in layouts of a structure for `build`, without the kernel's symbols: a profile of
+/// the built-in table of kernel layouts ([`fallback`], copied from the real symbol files and
+/// tested against them), from the table build nearest below `build` inside `era`, else the
+/// era's earliest table build. `era` is the range of builds over which the caller's structure
+/// is known to keep one layout: the table's own "nearest earlier build" rule would, for
+/// example, give a Windows 10 1511 (10586) kernel the Windows 7 tracker entry. `None` when the
+/// table holds no build of that era for this pointer size.
+pub(crate) fn table_profile(pointer_size: u8, build: u32, era: Range<u32>) -> Option<Profile> {
+    let in_era = || {
+        fallback::known_builds()
+            .filter(|&(b, p)| p == pointer_size && era.contains(&b))
+            .map(|(b, _)| b)
+    };
+    let pick = in_era().filter(|&b| b <= build).max().or_else(|| in_era().min())?;
+    fallback::profile(pick, pointer_size, None)
 }
 
 /// One field: byte offset, width in bytes of the integer read there, and for a bitfield the bit

@@ -207,7 +207,7 @@ fn hostile_pages_never_panic() {
         state ^= state << 17;
         state
     };
-    let layouts = [HeaderLayout::built_in(4, 2600), HeaderLayout::built_in(8, 7601), HeaderLayout::built_in(8, 19041)];
+    let layouts = [(4, 2600), (8, 7601), (8, 19041)].map(|(p, b)| HeaderLayout::built_in(p, b).unwrap());
     let mut valid = 0;
     for round in 0..3000 {
         let mut page = vec![0u8; 0x1000];

@@ -15,7 +15,7 @@
 //! 8-byte boundary of an x64 entry of at least 0x38 bytes (true of the 10/20348 ISFs, false of
 //! the 7601 ISF where NonPagedAllocs is at 4).
 
-use super::layout::{FieldSpec, LayoutSource};
+use super::layout::{table_profile, FieldSpec, LayoutSource};
 use super::tag::Tag;
 use super::{KernelContext, PoolError};
 use crate::memory::VirtualMemory;
@@ -73,62 +73,28 @@ impl TrackerLayout {
         l.fields().iter().all(|f| f.end() <= size).then_some(l)
     }
 
-    /// Built-in layouts, as the corpus symbols give them: x86 (ntkrnlpa.pdb) 0x1C; x64 before
-    /// Windows 10 (7601 ISF) 0x28; Windows 10 x64 (17763/19041 ISF) 0x38; 20348 0x50. Builds
-    /// between those we have symbols for are assumed to follow the nearest older one.
-    pub fn built_in(pointer_size: u8, build: u32) -> TrackerLayout {
-        let p = FieldSpec::plain;
-        let (size, fields) = if pointer_size == 4 {
-            (
-                0x1c,
-                [p(0, 4), p(4, 4), p(8, 4), p(0xc, 4), p(0x10, 4), p(0x14, 4), p(0x18, 4)],
-            )
-        } else if build < 10240 {
-            (
-                0x28,
-                [
-                    p(0, 4),
-                    p(4, 4),
-                    p(8, 4),
-                    p(0x10, 8),
-                    p(0x18, 4),
-                    p(0x1c, 4),
-                    p(0x20, 8),
-                ],
-            )
-        } else {
-            let size = if build >= 20348 { 0x50 } else { 0x38 };
-            (
-                size,
-                [
-                    p(0, 4),
-                    p(0x10, 8),
-                    p(0x18, 8),
-                    p(8, 8),
-                    p(0x28, 8),
-                    p(0x30, 8),
-                    p(0x20, 8),
-                ],
-            )
+    /// Built-in layouts: from the built-in table of kernel layouts, by era: x86 (ntkrnlpa.pdb)
+    /// 0x1C on every build; x64 before Windows 10 (7601) 0x28; Windows 10 x64 (17763/19041)
+    /// 0x38; 20348+ 0x50. A build between table builds takes the nearest older one of its era.
+    pub fn built_in(pointer_size: u8, build: u32) -> Option<TrackerLayout> {
+        let era = match (pointer_size, build) {
+            (4, _) => 0..u32::MAX,
+            (_, 0..=10239) => 0..10240,
+            (_, 10240..=20347) => 10240..20348,
+            _ => 20348..u32::MAX,
         };
-        let [key, nonpaged_allocs, nonpaged_frees, nonpaged_bytes, paged_allocs, paged_frees, paged_bytes] = fields;
-        TrackerLayout {
-            size,
-            key,
-            nonpaged_allocs,
-            nonpaged_frees,
-            nonpaged_bytes,
-            paged_allocs,
-            paged_frees,
-            paged_bytes,
+        let p = table_profile(pointer_size, build, era)?;
+        TrackerLayout::from_profile(&p, pointer_size).map(|l| TrackerLayout {
             source: LayoutSource::BuiltIn,
-        }
+            ..l
+        })
     }
 
-    pub fn for_kernel(ctx: &KernelContext) -> TrackerLayout {
+    /// The profile's layout, else the built-in one; `None` when neither has one.
+    pub fn for_kernel(ctx: &KernelContext) -> Option<TrackerLayout> {
         ctx.profile
             .and_then(|p| TrackerLayout::from_profile(p, ctx.pointer_size))
-            .unwrap_or_else(|| TrackerLayout::built_in(ctx.pointer_size, ctx.build))
+            .or_else(|| TrackerLayout::built_in(ctx.pointer_size, ctx.build))
     }
 
     fn fields(&self) -> [FieldSpec; 7] {
@@ -249,7 +215,10 @@ pub fn read_tag_tables(
     ctx: &KernelContext,
     pool_track_table_var: Option<u64>,
 ) -> Result<TagTables, PoolError> {
-    let layout = TrackerLayout::for_kernel(ctx);
+    let layout = TrackerLayout::for_kernel(ctx).ok_or_else(|| PoolError::Missing {
+        what: "_POOL_TRACKER_TABLE layout",
+        why: "no symbols, and no built-in layout for this pointer size".into(),
+    })?;
     let mut warnings = Vec::new();
     let var = ctx
         .global("PoolTrackTable")

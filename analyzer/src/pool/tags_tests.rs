@@ -259,8 +259,24 @@ fn built_in_layouts_match_the_corpus_symbols() {
     ];
     for (p, ptr, build) in cases {
         let a = TrackerLayout::from_profile(&p, ptr).unwrap();
-        let b = TrackerLayout::built_in(ptr, build);
+        let b = TrackerLayout::built_in(ptr, build).unwrap();
         assert_eq!(a.size, b.size, "{build}");
         assert_eq!(a.fields(), b.fields(), "{build}");
     }
+}
+
+#[test]
+fn built_in_layouts_follow_the_era_of_builds_between_table_builds() {
+    // The table's own nearest-earlier rule would give 10586 the 7601 entry (0x28).
+    let size = |ptr, build| TrackerLayout::built_in(ptr, build).unwrap().size;
+    assert_eq!(size(8, 9600), 0x28, "8.1 x64 is in the Windows 7 era");
+    assert_eq!(
+        size(8, 10586),
+        0x38,
+        "Windows 10 1511 takes the earliest Windows 10 entry"
+    );
+    assert_eq!(size(8, 18362), 0x38);
+    assert_eq!(size(8, 22621), 0x50, "Windows 11 follows 20348");
+    assert_eq!(size(4, 7601), 0x1c, "x86 keeps one layout");
+    assert_eq!(TrackerLayout::built_in(8, 10586).unwrap().source, LayoutSource::BuiltIn);
 }
