@@ -420,6 +420,29 @@ fn chunked_uploads_follow_the_upload_rules() {
     assert_eq!(r.status, 413, "{}", r.body);
     assert_eq!(r.body["code"], "chunk_too_large");
     assert_eq!(c.get(&url).body["offset"], 0);
+    // The same without a Content-Length (chunked transfer encoding): found while streaming.
+    let streamed = ureq::put(&format!("http://{}{url}", svc.addr))
+        .set("Authorization", &c.auth)
+        .set("Upload-Offset", "0")
+        .send(std::io::Cursor::new(too_much.clone()));
+    match streamed {
+        Err(ureq::Error::Status(413, r)) => {
+            assert!(r.into_string().unwrap().contains("chunk_too_large"))
+        }
+        other => panic!("expected 413, got {:?}", other.map(|r| r.status())),
+    }
+    assert_eq!(c.get(&url).body["offset"], 0);
+    assert_eq!(
+        std::fs::metadata(
+            dir.path()
+                .join("uploads")
+                .join(url.rsplit('/').next().unwrap())
+        )
+        .unwrap()
+        .len(),
+        0,
+        "nothing of the refused chunk kept"
+    );
     // The offset may also come as ?offset=N.
     let r = call(
         svc.addr,
@@ -472,7 +495,10 @@ fn chunked_uploads_follow_the_upload_rules() {
         ("/api/v1/uploads/{id}", "get"),
         ("/api/v1/uploads/{id}", "put"),
     ] {
-        assert!(doc["paths"][path][method].is_object(), "openapi lacks {method} {path}");
+        assert!(
+            doc["paths"][path][method].is_object(),
+            "openapi lacks {method} {path}"
+        );
     }
 }
 
