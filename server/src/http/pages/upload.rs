@@ -107,6 +107,9 @@ async fn upload(State(app): State<AppState>, user: PageUser, req: Request) -> Re
         }
     };
     if let Err(e) = csrf::check_form(&user.0, csrf_value.as_deref()) {
+        // Read (and drop) a bounded part of the file first, so a browser still sending can
+        // read the answer instead of a reset connection.
+        drain(field).await;
         return PageError::new(e.status(), e.to_string(), &nav).into_response();
     }
     let name = field
@@ -185,4 +188,22 @@ async fn small_text(mut f: axum::extract::multipart::Field<'_>, max: usize) -> O
         }
     }
     String::from_utf8(buf).ok()
+}
+
+/// After an early refusal, this much more of the file is read and dropped, within
+/// [`DRAIN_TIME`] (as the API does after a 413/422).
+const DRAIN_BYTES: usize = 16 << 20;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
+async fn drain(mut f: axum::extract::multipart::Field<'_>) {
+    let read = async {
+        let mut n = 0usize;
+        while let Ok(Some(chunk)) = f.chunk().await {
+            n += chunk.len();
+            if n > DRAIN_BYTES {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIME, read).await;
 }
