@@ -44,7 +44,7 @@ fn old_dump_files_go_reports_stay_and_delete_removes_everything() {
         assert_eq!(st["status"], "done", "{st}");
         let sha = st["sha256"].as_str().unwrap().to_string();
         std::thread::sleep(Duration::from_secs(3));
-        assert_eq!(files_in(&dumps), [sha.clone()], "a day-young file is kept");
+        assert_eq!(files_in(&dumps), [sha.as_str()], "a day-young file is kept");
         let st = svc.get(&admin, &format!("/api/v1/dumps/{id}"));
         assert_eq!(st["file_deleted"], false);
         let (code, report) = svc.call(&admin, "GET", &format!("/api/v1/dumps/{id}/report"), None);
@@ -87,11 +87,11 @@ fn old_dump_files_go_reports_stay_and_delete_removes_everything() {
     let st = svc.get(&admin, &format!("/api/v1/dumps/{id}"));
     assert_eq!(st["file_deleted"], false, "{st}");
     std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(files_in(&dumps), [sha.clone()], "young again: kept");
+    assert_eq!(files_in(&dumps), [sha.as_str()], "young again: kept");
     // Deleting one of two uploads of a content keeps the file and the report.
     let (code, _) = svc.call(&other, "DELETE", &format!("/api/v1/dumps/{id2}"), None);
     assert_eq!(code, 204);
-    assert_eq!(files_in(&dumps), [sha.clone()]);
+    assert_eq!(files_in(&dumps), [sha.as_str()]);
     let (code, _) = svc.call(&admin, "GET", &format!("/api/v1/dumps/{id}/report"), None);
     assert_eq!(code, 200);
 

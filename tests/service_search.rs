@@ -89,7 +89,10 @@ fn expected_stats(planted: &[&Planted]) -> BTreeMap<String, (i64, i64, i64, i64)
             .map(|d| d.as_str().unwrap().to_lowercase())
             .collect();
         let mut seen = BTreeSet::new();
-        for d in p.report["drivers"].as_array().map_or(&[][..], |a| a.as_slice()) {
+        for d in p.report["drivers"]
+            .as_array()
+            .map_or(&[][..], |a| a.as_slice())
+        {
             let name = d["module"].as_str().unwrap().to_lowercase();
             let bytes = d["bytes"].as_i64().unwrap();
             seen.insert(name.clone());
@@ -144,7 +147,7 @@ fn search_filters_pages_and_tenant_scoped_driver_stats() {
         ],
     );
 
-    let mut planted = vec![
+    let mut planted = [
         Planted {
             tenant: "acme",
             report: analysis(
@@ -302,7 +305,7 @@ fn search_filters_pages_and_tenant_scoped_driver_stats() {
         Vec::<String>::new(),
         "codes match whole"
     );
-    assert_eq!(by(&support, "status=failed"), [failing.clone()]);
+    assert_eq!(by(&support, "status=failed"), [failing.as_str()]);
     assert_eq!(by(&support, "status=done&tenant=acme").len(), 3);
     assert_eq!(by(&support, "q=untagged"), [planted[1].id.clone()]);
     assert_eq!(by(&support, "q=planted-3.DMP"), [planted[3].id.clone()]);
