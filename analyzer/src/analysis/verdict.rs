@@ -923,3 +923,428 @@ fn no_leak(c: &Ctx, dc: Option<&DriverCandidate>, qc: Option<&QuotaCandidate>, m
         reasons: ev,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::hex::Hex;
+
+    fn report(tags: Vec<TagReport>, drivers: Vec<DriverReport>, pools: Vec<PoolGauge>) -> AnalysisReport {
+        AnalysisReport {
+            schema_version: 1,
+            kind: "analysis".into(),
+            generator: "test".into(),
+            dump: AnalysisDump {
+                format: "kernel-bitmap".into(),
+                dump_type: 5,
+                arch: "x64".into(),
+                pae: false,
+                build: 19041,
+                processors: 2,
+                system_time: None,
+                file_size: 0,
+                kernel_base: Some(Hex(0xfffff800_00000000)),
+            },
+            bugcheck: AnalysisBugcheck {
+                code: Hex(0xe2),
+                name: Some("MANUALLY_INITIATED_CRASH".into()),
+                params: [Hex(0); 4],
+                pool_related: false,
+            },
+            symbols: AnalysisSymbols {
+                source: "isf".into(),
+                path: None,
+                guid: None,
+                age: None,
+                matches_kernel: Some(true),
+            },
+            verdict: not_analyzable("placeholder".into()),
+            pools,
+            drivers,
+            tags,
+            session_tags: None,
+            blocks: BlockTotals {
+                complete: true,
+                ..BlockTotals::default()
+            },
+            quota: None,
+            modules: vec![AnalysisModule {
+                name: "ntoskrnl.exe".into(),
+                base: Hex(0xfffff800_00000000),
+                size: 0x100000,
+                timestamp: None,
+                pdb: None,
+                symbols: "not looked up".into(),
+            }],
+            warnings: Vec::new(),
+            errors: Vec::new(),
+        }
+    }
+
+    fn owner(module: &str, source: Source) -> TagOwner {
+        TagOwner {
+            module: Some(module.into()),
+            source,
+            description: None,
+        }
+    }
+
+    fn tag(name: &str, paged: u64, nonpaged: u64, owners: Vec<TagOwner>) -> TagReport {
+        TagReport {
+            tag: name.into(),
+            paged_allocs: 10,
+            paged_frees: 0,
+            paged_bytes: paged,
+            nonpaged_allocs: 10,
+            nonpaged_frees: 0,
+            nonpaged_bytes: nonpaged,
+            paged_outstanding: if paged > 0 { 10 } else { 0 },
+            nonpaged_outstanding: if nonpaged > 0 { 10 } else { 0 },
+            owners,
+            // The block walk agrees with the tag tables.
+            blocks: Some(TagBlocks {
+                count: 20,
+                bytes: paged + nonpaged,
+                paged_bytes: paged,
+                nonpaged_bytes: nonpaged,
+                ..TagBlocks::default()
+            }),
+        }
+    }
+
+    fn site(tag: &str, pool: Option<PoolName>, size: Option<u64>) -> CallSite {
+        CallSite {
+            address: Hex(0x1000),
+            offset: "x+0x1000".into(),
+            symbol: None,
+            tag: tag.into(),
+            kind: if tag == "None" {
+                CallSiteKind::UntaggedAllocatorCall
+            } else {
+                CallSiteKind::TagArgument
+            },
+            pool_type: pool,
+            size,
+            callee: None,
+        }
+    }
+
+    fn driver(module: &str, tags: &[(&str, u64, u64, Source)], sites: Vec<CallSite>) -> DriverReport {
+        DriverReport {
+            module: module.into(),
+            base: None,
+            size: None,
+            path: None,
+            paged_bytes: tags.iter().map(|t| t.1).sum(),
+            nonpaged_bytes: tags.iter().map(|t| t.2).sum(),
+            bytes: tags.iter().map(|t| t.1 + t.2).sum(),
+            allocations: 0,
+            share_of_pool: None,
+            tags: tags
+                .iter()
+                .map(|t| DriverTag {
+                    tag: t.0.into(),
+                    paged_bytes: t.1,
+                    nonpaged_bytes: t.2,
+                    allocations: 0,
+                    evidence: t.3,
+                    shared_with: Vec::new(),
+                })
+                .collect(),
+            call_sites: sites,
+            call_sites_truncated: false,
+            blocks: DriverBlocks::default(),
+        }
+    }
+
+    fn gauge(pool: PoolName, in_use: u64, max: Option<u64>) -> PoolGauge {
+        let used_fraction = max.map(|m| in_use as f64 / m as f64);
+        PoolGauge {
+            pool,
+            in_use,
+            max,
+            commit: None,
+            used_fraction,
+            near_exhaustion: used_fraction.is_some_and(|f| f >= NEAR_EXHAUSTION),
+            source: "test".into(),
+        }
+    }
+
+    const CODE: Source = Source::DriverCodeAllocation;
+
+    #[test]
+    fn empty_tables_are_not_analyzable_and_say_why() {
+        let mut r = report(Vec::new(), Vec::new(), Vec::new());
+        r.errors.push("tag tables: PoolTrackTable is unknown".into());
+        let v = decide(&r);
+        assert_eq!(v.kind, VerdictKind::NotAnalyzable);
+        assert!(v.reasons[0].contains("PoolTrackTable"), "{:?}", v.reasons);
+        r.dump.format = "triage".into();
+        let v = decide(&r);
+        assert_eq!(v.kind, VerdictKind::NotAnalyzable);
+        assert!(v.sentence.contains("triage"), "{}", v.sentence);
+        assert!(v.drivers.is_empty() && v.bytes == 0);
+    }
+
+    #[test]
+    fn tables_read_but_missing_blocks_and_no_owner_is_no_leak() {
+        // Tag tables read but nothing owned: no-leak-found, never a made-up driver.
+        let tags = vec![tag("Abcd", 500_000, 0, vec![])];
+        let mut r = report(tags, Vec::new(), vec![gauge(PoolName::Paged, 1_000_000, None)]);
+        r.blocks.complete = false;
+        let v = decide(&r);
+        assert_eq!(v.kind, VerdictKind::NoLeakFound);
+        assert_eq!(v.confidence, Confidence::Low);
+        assert!(v.drivers.is_empty());
+    }
+
+    #[test]
+    fn a_third_party_tag_holding_a_big_share_is_a_driver_leak() {
+        let tags = vec![
+            tag("Leak", 400_000, 0, vec![owner("leaky.sys", CODE)]),
+            tag("Irp ", 0, 50_000, vec![owner("nt", Source::BuiltIn)]),
+        ];
+        let drivers = vec![driver(
+            "leaky.sys",
+            &[("Leak", 400_000, 0, CODE)],
+            vec![site("Leak", Some(PoolName::Paged), Some(0x7f0))],
+        )];
+        let r = report(
+            tags,
+            drivers,
+            vec![
+                gauge(PoolName::Paged, 1_000_000, None),
+                gauge(PoolName::Nonpaged, 100_000, None),
+            ],
+        );
+        let v = decide(&r);
+        assert_eq!(v.kind, VerdictKind::DriverLeak);
+        assert_eq!(v.drivers, ["leaky.sys"]);
+        assert_eq!(v.tags, ["Leak"]);
+        assert_eq!((v.bytes, v.pool), (400_000, Some(PoolName::Paged)));
+        assert_eq!(v.share_of_pool, Some(0.4));
+        assert_eq!(v.confidence, Confidence::High);
+        assert!(
+            v.sentence.starts_with("leaky.sys is the likely leaker"),
+            "{}",
+            v.sentence
+        );
+        assert!(v.sentence.contains("x+0x1000"), "{}", v.sentence);
+    }
+
+    #[test]
+    fn below_the_threshold_nothing_stands_out() {
+        let tags = vec![tag("Leak", 50_000, 0, vec![owner("leaky.sys", CODE)])];
+        let drivers = vec![driver("leaky.sys", &[("Leak", 50_000, 0, CODE)], vec![])];
+        let r = report(tags, drivers, vec![gauge(PoolName::Paged, 1_000_000, None)]);
+        let v = decide(&r);
+        assert_eq!(v.kind, VerdictKind::NoLeakFound);
+        assert!(v.sentence.contains("leaky.sys"), "{}", v.sentence);
+        // Medium share: medium confidence.
+        let tags = vec![tag("Leak", 150_000, 0, vec![owner("leaky.sys", CODE)])];
+        let drivers = vec![driver("leaky.sys", &[("Leak", 150_000, 0, CODE)], vec![])];
+        let r = report(tags, drivers, vec![gauge(PoolName::Paged, 1_000_000, None)]);
+        let v = decide(&r);
+        assert_eq!((v.kind, v.confidence), (VerdictKind::DriverLeak, Confidence::Medium));
+    }
+
+    #[test]
+    fn a_complete_walk_that_finds_none_of_the_bytes_lowers_confidence() {
+        let mut t = tag("Leak", 400_000, 0, vec![owner("leaky.sys", CODE)]);
+        t.blocks = None;
+        let drivers = vec![driver("leaky.sys", &[("Leak", 400_000, 0, CODE)], vec![])];
+        let r = report(vec![t], drivers, vec![gauge(PoolName::Paged, 1_000_000, None)]);
+        let v = decide(&r);
+        assert_eq!((v.kind, v.confidence), (VerdictKind::DriverLeak, Confidence::Medium));
+        assert!(
+            v.reasons.iter().any(|r| r.contains("found no 'Leak' block")),
+            "{:?}",
+            v.reasons
+        );
+    }
+
+    #[test]
+    fn a_windows_tag_never_blames_a_third_party_driver() {
+        // 'Irp ' is nt's (built-in table) even though vendor.sys's code also allocates it.
+        let tags = vec![tag(
+            "Irp ",
+            0,
+            900_000,
+            vec![owner("vendor.sys", CODE), owner("nt", Source::BuiltIn)],
+        )];
+        let drivers = vec![driver("vendor.sys", &[("Irp ", 0, 900_000, CODE)], vec![])];
+        let r = report(
+            tags.clone(),
+            drivers.clone(),
+            vec![gauge(PoolName::Nonpaged, 1_000_000, None)],
+        );
+        let v = decide(&r);
+        assert_eq!(v.kind, VerdictKind::NoLeakFound);
+        assert!(v.drivers.is_empty());
+        // Near exhaustion: the Windows tag is named, no driver is.
+        let r = report(
+            tags,
+            drivers,
+            vec![gauge(PoolName::Nonpaged, 1_000_000, Some(1_050_000))],
+        );
+        let v = decide(&r);
+        assert_eq!(v.kind, VerdictKind::UnattributedTag);
+        assert_eq!((v.tags.clone(), v.drivers.len()), (vec!["Irp ".to_string()], 0));
+        assert_eq!(v.confidence, Confidence::Low);
+    }
+
+    #[test]
+    fn nt_code_evidence_alone_makes_a_windows_tag() {
+        let tags = vec![tag("Wxyz", 600_000, 0, vec![owner("ntoskrnl.exe", CODE)])];
+        let drivers = vec![driver("ntoskrnl.exe", &[("Wxyz", 600_000, 0, CODE)], vec![])];
+        let r = report(tags, drivers, vec![gauge(PoolName::Paged, 1_000_000, None)]);
+        assert_eq!(decide(&r).kind, VerdictKind::NoLeakFound);
+    }
+
+    #[test]
+    fn an_unowned_tag_filling_a_pool_is_unattributed() {
+        let tags = vec![
+            tag("Zzzz", 0, 900_000, vec![]),
+            tag("Leak", 0, 20_000, vec![owner("a.sys", CODE)]),
+        ];
+        let drivers = vec![driver("a.sys", &[("Leak", 0, 20_000, CODE)], vec![])];
+        let r = report(tags, drivers, vec![gauge(PoolName::Nonpaged, 950_000, Some(1_000_000))]);
+        let v = decide(&r);
+        assert_eq!(v.kind, VerdictKind::UnattributedTag);
+        assert_eq!(v.tags, ["Zzzz"]);
+        assert_eq!(v.pool, Some(PoolName::Nonpaged));
+        assert_eq!(v.confidence, Confidence::Medium);
+    }
+
+    #[test]
+    fn shared_tags_name_every_owner_and_call_sites_separate_them() {
+        let owners = vec![owner("a.sys", CODE), owner("b.sys", CODE)];
+        let tags = vec![tag("Acme", 600_000, 100_000, owners)];
+        let drivers = vec![
+            driver(
+                "a.sys",
+                &[("Acme", 600_000, 100_000, CODE)],
+                vec![site("Acme", Some(PoolName::Nonpaged), Some(0x200))],
+            ),
+            driver(
+                "b.sys",
+                &[("Acme", 600_000, 100_000, CODE)],
+                vec![site("Acme", Some(PoolName::Paged), Some(0x600))],
+            ),
+        ];
+        let r = report(
+            tags,
+            drivers,
+            vec![
+                gauge(PoolName::Paged, 1_000_000, None),
+                gauge(PoolName::Nonpaged, 500_000, None),
+            ],
+        );
+        let v = decide(&r);
+        assert_eq!(v.kind, VerdictKind::SharedTag);
+        assert_eq!(v.drivers, ["a.sys", "b.sys"]);
+        assert_eq!(v.bytes, 700_000);
+        assert_eq!(v.confidence, Confidence::Medium);
+        assert!(
+            v.reasons
+                .iter()
+                .any(|r| r.contains("only b.sys's call sites allocate from paged pool")),
+            "{:?}",
+            v.reasons
+        );
+    }
+
+    #[test]
+    fn untagged_bytes_go_to_the_exallocatepool_caller() {
+        let none = vec![
+            owner("u.sys", Source::DriverCallsUntaggedAllocator),
+            owner("<any>", Source::BuiltIn),
+        ];
+        let tags = vec![tag("None", 0, 300_000, none)];
+        let drivers = vec![driver(
+            "u.sys",
+            &[("None", 0, 300_000, Source::DriverCallsUntaggedAllocator)],
+            vec![site("None", Some(PoolName::Nonpaged), Some(0x180))],
+        )];
+        let r = report(tags, drivers, vec![gauge(PoolName::Nonpaged, 500_000, None)]);
+        let v = decide(&r);
+        assert_eq!(v.kind, VerdictKind::UntaggedLeak);
+        assert_eq!(v.drivers, ["u.sys"]);
+        assert_eq!(v.confidence, Confidence::High);
+    }
+
+    #[test]
+    fn quota_dominated_by_one_process_names_the_process_and_the_driver() {
+        let mut t = tag("QLek", 400_000, 0, vec![owner("q.sys", CODE)]);
+        t.blocks = Some(TagBlocks {
+            count: 50,
+            bytes: 400_000,
+            paged_bytes: 400_000,
+            quota_bytes: 320_000,
+            quota_processes: vec![QuotaShare {
+                eprocess: Hex(0xe1),
+                blocks: 40,
+                bytes: 320_000,
+            }],
+            ..TagBlocks::default()
+        });
+        let drivers = vec![driver("q.sys", &[("QLek", 400_000, 0, CODE)], vec![])];
+        let mut r = report(vec![t], drivers, vec![gauge(PoolName::Paged, 1_000_000, None)]);
+        r.quota = Some(QuotaSummary {
+            processes: vec![
+                QuotaProcess {
+                    pid: Some(3012),
+                    name: Some("explorer.exe".into()),
+                    eprocess: Hex(0xe1),
+                    blocks: 40,
+                    bytes: 320_000,
+                },
+                QuotaProcess {
+                    pid: Some(4),
+                    name: Some("System".into()),
+                    eprocess: Hex(0xe2),
+                    blocks: 1,
+                    bytes: 1000,
+                },
+            ],
+            uncharged_blocks: 0,
+            uncharged_bytes: 0,
+        });
+        let v = decide(&r);
+        assert_eq!(v.kind, VerdictKind::ProcessQuota);
+        assert_eq!(v.process.as_ref().and_then(|p| p.name.as_deref()), Some("explorer.exe"));
+        assert_eq!(v.drivers, ["q.sys"]);
+        assert_eq!(v.bytes, 320_000);
+        // The same charges spread over several processes do not make a process verdict.
+        if let Some(q) = r.quota.as_mut() {
+            q.processes[1].bytes = 320_000;
+            let mut third = q.processes[1].clone();
+            third.eprocess = Hex(0xe3);
+            q.processes.push(third);
+        }
+        assert_eq!(decide(&r).kind, VerdictKind::DriverLeak);
+    }
+
+    #[test]
+    fn mismatched_symbols_and_pooltag_only_evidence_lower_confidence() {
+        let tags = vec![tag("Leak", 400_000, 0, vec![owner("leaky.sys", Source::PoolTagFile)])];
+        let drivers = vec![driver(
+            "leaky.sys",
+            &[("Leak", 400_000, 0, Source::PoolTagFile)],
+            vec![],
+        )];
+        let mut r = report(tags, drivers, vec![gauge(PoolName::Paged, 1_000_000, None)]);
+        r.symbols.matches_kernel = Some(false);
+        let v = decide(&r);
+        assert_eq!(v.kind, VerdictKind::DriverLeak);
+        assert_eq!(v.confidence, Confidence::Low);
+    }
+
+    #[test]
+    fn sizes_read_as_people_write_them() {
+        assert_eq!(human(812), "812 bytes");
+        assert_eq!(human(359_296), "351 KiB");
+        assert_eq!(human(5_351_104), "5.1 MiB");
+        assert_eq!(human(64 << 20), "64 MiB");
+    }
+}

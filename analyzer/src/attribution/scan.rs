@@ -864,4 +864,153 @@ mod tests {
         // The indirect call through [0x2000] is recorded.
         assert_eq!(scan(32, &regions).indirect_calls.get(&0x2000), Some(&1));
     }
+
+    fn allocators(slot: u64) -> Option<Allocator> {
+        match slot {
+            0x2000 => allocator_named("ExAllocatePoolWithTag"),
+            0x2008 => allocator_named("ExAllocatePool2"),
+            0x2010 => allocator_named("ExAllocatePool"),
+            _ => None,
+        }
+    }
+
+    fn site(
+        address: u64,
+        tag: &[u8; 4],
+        callee: Option<&'static str>,
+        paged: Option<bool>,
+        size: Option<u64>,
+    ) -> AllocSite {
+        AllocSite {
+            address,
+            tag: Tag(*tag),
+            untagged_call: tag == b"None",
+            callee,
+            paged,
+            size,
+        }
+    }
+
+    /// Hand-assembled x64; the listing is GNU objdump's (`x86_64-w64-mingw32-objdump -D -b
+    /// binary -m i386:x86-64 --adjust-vma=0x1000`):
+    /// 1000 mov $0x1,%ecx; 1005 mov $0x7f0,%edx; 100a mov $'Leak',%r8d; 1010 call *[0x2000]; ret
+    /// 1017 mov $0x100,%ecx; 101c mov $0x200,%edx; 1021 mov $'Flag',%r8d; 1027 call *[0x2008]; ret
+    /// 102e xor %ecx,%ecx; 1030 mov $0x180,%edx; 1035 call *[0x2010]; ret
+    /// 103c mov $0x1,%ecx; 1041 mov $'Unkn',%r8d; 1047 call 0x104c; ret
+    /// 104d mov $0x1,%ecx; 1052 mov %ebx,%ecx; 1054 mov $'Clob',%r8d; 105a call *[0x2000]; ret
+    const X64_SITES: &str = "b901000000baf007000041b84c65616bff15ea0f0000c3b900010000ba0002000041b8466c6167ff15db0f0000c331c9ba80010000ff15d50f0000c3b90100000041b8556e6b6ee800000000c3b90100000089d941b8436c6f62ff15a00f0000c3";
+
+    fn unhex(s: &str) -> Vec<u8> {
+        (0..s.len() / 2)
+            .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn x64_call_sites_with_their_arguments() {
+        let regions = [CodeRegion {
+            address: 0x1000,
+            bytes: unhex(X64_SITES),
+        }];
+        let tags: HashSet<Tag> = [b"Leak", b"Flag", b"Unkn", b"Clob"].iter().map(|t| Tag(**t)).collect();
+        let (sites, truncated) = alloc_sites(64, &regions, &tags, &allocators, 100);
+        assert!(!truncated);
+        assert_eq!(
+            sites,
+            [
+                // POOL_TYPE 1 = PagedPool, 0x7f0 bytes.
+                site(0x100a, b"Leak", Some("ExAllocatePoolWithTag"), Some(true), Some(0x7f0)),
+                // ExAllocatePool2: 0x100 is POOL_FLAG_PAGED, not a POOL_TYPE.
+                site(0x1021, b"Flag", Some("ExAllocatePool2"), Some(true), Some(0x200)),
+                // ExAllocatePool(NonPagedPool = xor ecx,ecx, 0x180): the call is the site.
+                site(0x1035, b"None", Some("ExAllocatePool"), Some(false), Some(0x180)),
+                // A call to an unknown function: the tag argument, nothing decoded.
+                site(0x1041, b"Unkn", None, None, None),
+                // ecx overwritten from a register, edx never set: nothing decoded.
+                site(0x1054, b"Clob", Some("ExAllocatePoolWithTag"), None, None),
+            ]
+        );
+        // Bounded.
+        let (few, truncated) = alloc_sites(64, &regions, &tags, &allocators, 2);
+        assert_eq!((few.len(), truncated), (2, true));
+    }
+
+    /// x86 stdcall: `push 'Leak'; push 0x7f0; push 1; call [0x2000]` (arguments pushed last to
+    /// first), and `push 'Late'; push 0x10; call [0x2000]` where the tag is not the third
+    /// argument, so nothing is decoded.
+    #[test]
+    fn x86_pushes_are_read_as_arguments() {
+        let mut code = vec![0x68, b'L', b'e', b'a', b'k', 0x68, 0xf0, 0x07, 0, 0, 0x6a, 0x01];
+        code.extend_from_slice(&[0xff, 0x15, 0x00, 0x20, 0, 0, 0xc3]);
+        code.extend_from_slice(&[
+            0x68, b'L', b'a', b't', b'e', 0x6a, 0x10, 0xff, 0x15, 0x00, 0x20, 0, 0, 0xc3,
+        ]);
+        let regions = [CodeRegion {
+            address: 0x1000,
+            bytes: code,
+        }];
+        let tags: HashSet<Tag> = [Tag(*b"Leak"), Tag(*b"Late")].into();
+        let (sites, _) = alloc_sites(32, &regions, &tags, &allocators, 100);
+        assert_eq!(
+            sites,
+            [
+                site(0x1000, b"Leak", Some("ExAllocatePoolWithTag"), Some(true), Some(0x7f0)),
+                site(0x1013, b"Late", Some("ExAllocatePoolWithTag"), None, None),
+            ]
+        );
+    }
+
+    /// An odd run of zero bytes before an aligned function throws the linear decode out of step
+    /// (`00 b9 01 00 00 00` reads as `add cl, bh ...`): the site is still listed and its
+    /// arguments decoded from the aligned start.
+    #[test]
+    fn a_site_after_desynchronising_padding_is_decoded_from_its_aligned_start() {
+        let mut code = vec![0xc3];
+        code.extend_from_slice(&[0u8; 0xff]);
+        code.extend_from_slice(&unhex(&X64_SITES[..2 * 0x17]));
+        let regions = [CodeRegion {
+            address: 0x1000,
+            bytes: code,
+        }];
+        let tags: HashSet<Tag> = [Tag(*b"Leak")].into();
+        let never = |_: u64| None;
+        let (linear, _) = linear_sites(64, &regions, &tags, &never, 100);
+        assert_eq!(
+            linear.first().map(|s| (s.address, s.paged)),
+            Some((0x110a, None)),
+            "the linear decode is out of step"
+        );
+        let (sites, _) = alloc_sites(
+            64,
+            &regions,
+            &tags,
+            &|slot| {
+                (slot == 0x2000 - 0x1000 + 0x1100)
+                    .then(|| allocator_named("ExAllocatePoolWithTag"))
+                    .flatten()
+            },
+            100,
+        );
+        assert_eq!(
+            sites,
+            [site(
+                0x110a,
+                b"Leak",
+                Some("ExAllocatePoolWithTag"),
+                Some(true),
+                Some(0x7f0)
+            )]
+        );
+    }
+
+    #[test]
+    fn anchored_decode_reads_41_b8_as_mov_r8d() {
+        // `41 b8 'Leak'` after a byte that hides it from the linear decode.
+        let regions = [CodeRegion {
+            address: 0x1000,
+            bytes: vec![0x48, 0x41, 0xb8, b'L', b'e', b'a', b'k', 0xc3],
+        }];
+        let (h, _) = anchored_hits(64, &regions, Tag(*b"Leak"));
+        assert_eq!(h.map(|h| (h.alloc_argument, h.first)), Some((1, 0x1001)));
+    }
 }
