@@ -416,7 +416,7 @@ fn stand_in_analyzer(
         "#!/bin/sh\n\
          for last in \"$@\"; do :; done\n\
          size=$(stat -c %s \"$last\")\n\
-         if [ \"$size\" -eq {hostile_size} ]; then sleep 3; cat '{json}'; exit 0; fi\n\
+         if [ \"$size\" -eq {hostile_size} ]; then sleep 5; cat '{json}'; exit 0; fi\n\
          if [ \"$size\" -eq {triage_size} ]; then exec '{bin}' inspect --json --no-symbols \"$last\"; fi\n\
          echo 'not a dump this stand-in analyses: pool header <b>broken</b>' >&2\n\
          exit 2\n",
@@ -496,7 +496,7 @@ fn live_status_failure_old_reports_and_hostile_names() {
     );
     let svc = Service::start(&dir, &[("POOLTRIAGE_ANALYZER", script.to_str().unwrap())]);
 
-    // While the analysis runs (the stand-in pauses 3 s), the page refreshes itself and says
+    // While the analysis runs (the stand-in pauses 5 s), the page refreshes itself and says
     // what is happening, without a script.
     let id = svc.upload(&token, &hostile_dump);
     let doc = svc.get(&format!("/dumps/{id}"), &token).html();
