@@ -429,6 +429,42 @@ mod tests {
     }
 
     #[test]
+    fn retention_and_webhook_settings_from_file_and_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("pooltriage.toml"),
+            "retention_days = 30\npublic_url = \"https://t.example.com/\"\n\
+             webhook_allowed_hosts = [\"Hooks.Example.com\", \" \"]\n\
+             webhook_tenant_urls = { acme = \"https://acme.example.com/h\" }\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            data_dir: Some(dir.path().into()),
+            retention_days: Some(7),
+            webhook_max_attempts: Some(0),
+            ..Default::default()
+        };
+        let c = Config::resolve(&args).unwrap();
+        assert_eq!(c.retention.days, Some(7));
+        assert_eq!(c.retention.interval, Duration::from_secs(3600));
+        assert_eq!(
+            c.webhooks.public_url.as_deref(),
+            Some("https://t.example.com")
+        );
+        assert_eq!(c.webhooks.allowed_hosts, ["hooks.example.com"]);
+        assert_eq!(c.webhooks.tenant_urls["acme"], "https://acme.example.com/h");
+        assert_eq!(c.webhooks.max_attempts, 1, "at least one attempt");
+        // Not set anywhere: files are kept forever.
+        let bare = tempfile::tempdir().unwrap();
+        let c = Config::resolve(&ServeArgs {
+            data_dir: Some(bare.path().into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(c.retention.days, None);
+    }
+
+    #[test]
     fn unknown_key_in_file_is_an_error_naming_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.toml");

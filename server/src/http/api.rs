@@ -339,8 +339,8 @@ async fn delete(
     let (sha, last) = dumps::delete(&app.db, &id, caller.tenant_filter())
         .await?
         .ok_or_else(ApiError::not_found)?;
+    super::hooks::after_delete(&app, &id, &sha, last).await?;
     if last {
-        crate::retention::forget(&app.db, &sha).await?;
         let storage = app.storage.clone();
         tokio::task::spawn_blocking(move || storage.remove(&sha))
             .await

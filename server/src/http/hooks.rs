@@ -80,3 +80,23 @@ pub async fn drain_form(mp: &mut axum::extract::Multipart) {
     };
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), drain).await;
 }
+
+/// Call after `db::dumps::delete` removed dump `dump_id` (`last`: it was the last upload of
+/// its content, whose job, report and index rows went with it). Removes what else names the
+/// dump or its content: a completed resumable upload's record (its file name) and the
+/// retention mark. Webhook deliveries go with the dump row (foreign key cascade).
+pub async fn after_delete(
+    app: &AppState,
+    dump_id: &str,
+    sha256: &str,
+    last: bool,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM uploads WHERE dump_id = $1")
+        .bind(dump_id)
+        .execute(&app.db)
+        .await?;
+    if last {
+        crate::retention::forget(&app.db, sha256).await?;
+    }
+    Ok(())
+}

@@ -281,3 +281,64 @@ async fn send_due(db: &Db, hooks: &Webhooks) -> Result<(), sqlx::Error> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_are_own_then_tenant_then_server_each_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = WebhookConfig {
+            default_url: Some("https://ops.example.com/all".into()),
+            secret: Some("k".into()),
+            ..Default::default()
+        };
+        config
+            .tenant_urls
+            .insert("acme".into(), "https://acme.example.com/h".into());
+        let hooks = Webhooks::new(config, dir.path()).unwrap();
+        assert_eq!(
+            hooks.targets("acme", Some("https://own.example.com/x")),
+            [
+                "https://own.example.com/x",
+                "https://acme.example.com/h",
+                "https://ops.example.com/all"
+            ]
+        );
+        assert_eq!(
+            hooks.targets("globex", None),
+            ["https://ops.example.com/all"]
+        );
+        assert_eq!(
+            hooks.targets("globex", Some("https://ops.example.com/all")),
+            ["https://ops.example.com/all"]
+        );
+    }
+
+    #[test]
+    fn a_generated_secret_is_kept_private_and_reused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let a = Webhooks::new(WebhookConfig::default(), dir.path()).unwrap();
+        let b = Webhooks::new(WebhookConfig::default(), dir.path()).unwrap();
+        assert_eq!(a.secret, b.secret);
+        assert_eq!(a.secret.len(), 64);
+        let mode = std::fs::metadata(dir.path().join(SECRET_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_bad_configured_url_stops_the_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = WebhookConfig {
+            default_url: Some("ftp://x/".into()),
+            secret: Some("k".into()),
+            ..Default::default()
+        };
+        assert!(Webhooks::new(config, dir.path()).is_err());
+    }
+}
