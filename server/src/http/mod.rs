@@ -4,6 +4,7 @@ pub mod api;
 pub mod caller;
 pub mod hooks;
 pub mod stats;
+pub mod pages;
 pub mod uploads;
 
 use crate::config::UploadLimits;
@@ -38,6 +39,7 @@ pub fn router(state: AppState) -> Router {
         .merge(stats::routes())
         .merge(uploads::routes())
         .merge(crate::auth::routes())
+        .merge(pages::routes())
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }
