@@ -629,6 +629,18 @@ fn tenant_isolation_and_roles_on_pages() {
             .status,
         404
     );
+    // ... and cannot delete it from a page either.
+    let r = svc.request(
+        "POST",
+        &format!("/dumps/{id}/delete"),
+        &[
+            ("Authorization", &format!("Bearer {globex}")),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        Some(b"confirm=yes"),
+    );
+    assert_eq!(r.status, 404);
+    assert_eq!(svc.get(&format!("/dumps/{id}"), &acme).status, 200);
     let list = svc.get("/dumps", &globex);
     assert_eq!(list.status, 200);
     assert!(!list.body.contains(&id));
@@ -828,6 +840,14 @@ fn browser_login_form_upload_and_logout() {
     assert_eq!(v["size"], dump.len() as u64);
     let page = svc.request("GET", &location, &[("Cookie", &cookie)], None);
     assert_eq!(page.status, 200);
+    let delete_action = page
+        .html()
+        .select(&sel("#delete form"))
+        .next()
+        .and_then(|f| f.value().attr("action"))
+        .map(str::to_string)
+        .expect("the dump page has a delete form");
+    assert_eq!(delete_action, format!("/dumps/{id}/delete"));
     // Not a dump: the portal again with the reader's reason, 422.
     let (ct, body) = multipart(&[("csrf", &meta)], b"this is not a crash dump at all");
     let r = svc.request(
@@ -838,6 +858,29 @@ fn browser_login_form_upload_and_logout() {
     );
     assert_eq!(r.status, 422);
     assert_eq!(r.html().select(&sel("#upload-error")).count(), 1);
+
+    // Delete from the page: the token and the confirmation box are both required.
+    let form_post = |body: String| {
+        svc.request(
+            "POST",
+            &delete_action,
+            &[
+                ("Cookie", &cookie),
+                ("Content-Type", "application/x-www-form-urlencoded"),
+            ],
+            Some(body.as_bytes()),
+        )
+    };
+    assert_eq!(form_post("confirm=yes".into()).status, 403);
+    assert_eq!(form_post(format!("csrf={meta}")).status, 400);
+    let r = form_post(format!("csrf={meta}&confirm=yes"));
+    assert_eq!((r.status, r.location.as_deref()), (303, Some("/dumps")));
+    assert_eq!(
+        svc.request("GET", &location, &[("Cookie", &cookie)], None)
+            .status,
+        404
+    );
+    assert_eq!(svc.get(&format!("/api/v1/dumps/{id}"), &token).status, 404);
 
     // Sign out: the cookie stops working.
     let r = svc.request(

@@ -12,7 +12,7 @@ use crate::db::stats;
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 /// Seconds between refreshes of a page whose analysis is not finished.
@@ -33,6 +33,8 @@ pub struct DumpFacts {
     pub report_url: String,
     /// Set when retention removed the dump file (the report stays).
     pub file_deleted: Option<String>,
+    /// Where the delete form posts.
+    pub delete_action: String,
 }
 
 impl DumpFacts {
@@ -53,6 +55,7 @@ impl DumpFacts {
             date: format::datetime(d.created_at),
             report_url: format!("/api/v1/dumps/{}/report", percent_encode(&d.id)),
             file_deleted: file_deleted_at.map(format::datetime),
+            delete_action: format!("/dumps/{}/delete", percent_encode(&d.id)),
         }
     }
 }
@@ -179,4 +182,51 @@ pub async fn driver_page(
         dump_name: d.original_name.clone().unwrap_or_else(|| d.id.clone()),
         v,
     }))
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct DeleteForm {
+    #[serde(default)]
+    csrf: Option<String>,
+    /// The form's checkbox: a delete is never one stray click.
+    #[serde(default)]
+    confirm: Option<String>,
+}
+
+/// `POST /dumps/{id}/delete` (form fields `csrf`, `confirm=yes`): deletes the dump as
+/// `DELETE /api/v1/dumps/{id}` does (its row; with the last upload of the content, the file, the
+/// job and the report), then 303 to the list.
+pub async fn delete(
+    State(app): State<AppState>,
+    user: PageUser,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, PageError> {
+    let nav = Nav::new(&user, "dumps");
+    let form: DeleteForm = serde_urlencoded::from_bytes(&body).unwrap_or_default();
+    crate::auth::csrf::check_form(&user.0, form.csrf.as_deref())
+        .map_err(|e| PageError::new(e.status(), e.to_string(), &nav))?;
+    if form.confirm.as_deref() != Some("yes") {
+        return Err(PageError::new(
+            StatusCode::BAD_REQUEST,
+            "Tick the box to confirm the deletion.",
+            &nav,
+        ));
+    }
+    let (sha, last) = dumps::delete(&app.db, &id, user.tenant_filter())
+        .await
+        .map_err(|e| PageError::internal("database", e, &nav))?
+        .ok_or_else(|| PageError::not_found(&nav))?;
+    crate::http::hooks::after_delete(&app, &id, &sha, last)
+        .await
+        .map_err(|e| PageError::internal("database", e, &nav))?;
+    if last {
+        let storage = app.storage.clone();
+        tokio::task::spawn_blocking(move || storage.remove(&sha))
+            .await
+            .map_err(|e| PageError::internal("delete task", e, &nav))?
+            .map_err(|e| PageError::internal("storage", e, &nav))?;
+    }
+    tracing::info!(dump = %id, "deleted (form)");
+    Ok(axum::response::Redirect::to("/dumps").into_response())
 }

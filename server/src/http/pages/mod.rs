@@ -35,6 +35,7 @@ pub fn routes() -> Router<AppState> {
         .route("/dumps", get(list::page))
         .route("/dumps/{id}", get(dump::page))
         .route("/dumps/{id}/drivers/{module}", get(dump::driver_page))
+        .route("/dumps/{id}/delete", axum::routing::post(dump::delete))
         .route("/dashboard", get(dashboard::page))
         .merge(assets::routes())
 }
