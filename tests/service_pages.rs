@@ -222,6 +222,7 @@ fn forged_leak_report_page() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
     let token = create_token(&dir, "acme", "customer");
+    let support = create_token(&dir, "internal", "support");
     let forged = {
         let fdir = tmp.path().join("forge");
         std::fs::create_dir_all(&fdir).unwrap();
@@ -393,6 +394,16 @@ fn forged_leak_report_page() {
     // The bugcheck block shows the truth's code.
     let code = truth["bugcheck"]["code"].as_str().unwrap();
     assert!(text(&doc, "#bugcheck").contains(code));
+
+    // The support dashboard: the driver tops the drivers blamed, with its chart.
+    let dash = svc.get("/dashboard", &support).html();
+    let top = first_cells(&dash, "table.drivers");
+    assert_eq!(
+        top.first().map(String::as_str),
+        Some(driver.to_lowercase().as_str())
+    );
+    let chart = texts(&dash, "svg.counts g.bar title");
+    assert_eq!(chart, [format!("{}: 1 dump", driver.to_lowercase())]);
 
     // The list shows the dump with its verdict.
     let list = svc.get("/dumps", &token).html();

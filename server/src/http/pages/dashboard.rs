@@ -39,6 +39,8 @@ struct DashboardPage {
     q: ListQuery,
     health: Health,
     drivers: Vec<DriverRow>,
+    /// How often each top driver is the verdict (inline SVG), when any is.
+    drivers_chart: Option<super::svg::Svg>,
     rows: Vec<Row>,
     more_href: String,
 }
@@ -103,6 +105,26 @@ pub async fn page(
             last_seen: format::datetime(d.last_seen),
         })
         .collect();
+    let verdicts: Vec<(String, u64)> = top
+        .iter()
+        .filter(|d| d.verdict_dumps > 0)
+        .take(10)
+        .map(|d| {
+            (
+                d.module.clone(),
+                u64::try_from(d.verdict_dumps).unwrap_or(0),
+            )
+        })
+        .collect();
+    let drivers_chart = (!verdicts.is_empty()).then(|| {
+        super::svg::count_chart("Dumps whose verdict names the driver", &verdicts, |n| {
+            if n == 1 {
+                "1 dump".to_string()
+            } else {
+                format!("{n} dumps")
+            }
+        })
+    });
     render(&DashboardPage {
         nav,
         title: "Support dashboard",
@@ -119,6 +141,7 @@ pub async fn page(
             failed_last_hour: health.failed_last_hour,
         },
         drivers,
+        drivers_chart,
         rows: found.items.iter().map(Row::of).collect(),
         more_href: keep(""),
         q,

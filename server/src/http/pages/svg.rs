@@ -203,6 +203,49 @@ pub fn bar_chart(title: &str, bars: &[Bar]) -> Svg {
     Svg(s)
 }
 
+/// Horizontal bars of one series of counts (e.g. dumps per driver), scaled to the largest,
+/// each followed by `value_label(count)`. Labels as in [`bar_chart`].
+pub fn count_chart(title: &str, bars: &[(String, u64)], value_label: fn(u64) -> String) -> Svg {
+    let max = bars.iter().map(|b| b.1).max().unwrap_or(0);
+    let height = bars.len() as f64 * (BAR_H + BAR_GAP);
+    let width = BAR_LABEL_W + BAR_W + BAR_VALUE_W;
+    let title = escape(title);
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        "<svg class=\"bars counts\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" \
+         viewBox=\"0 0 {width} {height}\" role=\"img\" aria-label=\"{title}\"><title>{title}</title>"
+    );
+    for (i, (label, count)) in bars.iter().enumerate() {
+        let y = i as f64 * (BAR_H + BAR_GAP);
+        let w = if max == 0 {
+            0.0
+        } else {
+            (*count as f64 / max as f64 * BAR_W).round()
+        };
+        let short: String = if label.chars().count() > 24 {
+            label.chars().take(23).chain(std::iter::once('…')).collect()
+        } else {
+            label.clone()
+        };
+        let value = escape(&value_label(*count));
+        let _ = write!(
+            s,
+            "<g class=\"bar\"><title>{full}: {value}</title>\
+             <text class=\"bar-label\" x=\"{lx}\" y=\"{ty}\" text-anchor=\"end\">{label}</text>\
+             <rect class=\"bar-count\" x=\"{BAR_LABEL_W}\" y=\"{y}\" width=\"{w}\" height=\"{BAR_H}\"/>\
+             <text class=\"bar-value\" x=\"{vx}\" y=\"{ty}\">{value}</text></g>",
+            full = escape(label),
+            lx = BAR_LABEL_W - 6.0,
+            ty = y + BAR_H - 4.0,
+            label = escape(&short),
+            vx = BAR_LABEL_W + w + 6.0,
+        );
+    }
+    s.push_str("</svg>");
+    Svg(s)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -307,6 +350,22 @@ mod tests {
         let g = gauge("\"><script>", 1, Some(2), false);
         assert!(!g.as_str().contains("<script"));
         assert!(g.as_str().contains("&quot;&gt;&lt;script&gt;"));
+    }
+
+    #[test]
+    fn count_bars_scale_to_the_largest_and_escape() {
+        let bars = [
+            ("<x>.sys".to_string(), 4),
+            ("b.sys".to_string(), 1),
+            ("c.sys".to_string(), 0),
+        ];
+        let c = count_chart("Verdicts", &bars, |n| format!("{n} dumps"));
+        assert_eq!(attrs(c.as_str(), "bar-count", "width"), [330.0, 83.0, 0.0]);
+        assert_eq!(attrs(c.as_str(), "bar-count", "y"), [0.0, 22.0, 44.0]);
+        assert!(c.as_str().contains("&lt;x&gt;.sys: 4 dumps"));
+        assert!(!c.as_str().contains("<x>"));
+        let empty = count_chart("none", &[], |n| n.to_string());
+        assert!(empty.as_str().ends_with("</svg>"));
     }
 
     #[test]
