@@ -95,6 +95,8 @@ pub struct Row {
     pub bugcheck: String,
     pub date: String,
     pub size: String,
+    /// Retention removed the dump file (the report stays).
+    pub file_deleted: bool,
 }
 
 impl Row {
@@ -133,6 +135,7 @@ impl Row {
             bugcheck,
             date: format::datetime(d.created_at),
             size: format::bytes_i64(d.size),
+            file_deleted: item.file_deleted_at.is_some(),
         }
     }
 }
