@@ -12,8 +12,9 @@
 use crate::memory::{MemoryError, VirtualMemory, PAGE_SHIFT};
 use std::cell::Cell;
 
-/// Pages touched between two releases: 64 MiB of 4 KiB pages.
-pub const RELEASE_EVERY_PAGES: u64 = 16 * 1024;
+/// Page changes between two releases: 16 MiB of 4 KiB pages (the kernel maps up to 16 pages
+/// around each fault, so the resident peak is a small multiple of this).
+pub const RELEASE_EVERY_PAGES: u64 = 4 * 1024;
 
 /// A [`VirtualMemory`] that forwards to `inner` and releases its resident pages every
 /// [`RELEASE_EVERY_PAGES`] page changes.
