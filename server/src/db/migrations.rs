@@ -28,6 +28,10 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         "0004_report_index.sql",
         include_str!("../../../migrations/0004_report_index.sql"),
     ),
+    (
+        "0005_search_indexes.sql",
+        include_str!("../../../migrations/0005_search_indexes.sql"),
+    ),
 ];
 
 #[derive(Debug)]

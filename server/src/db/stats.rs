@@ -4,9 +4,11 @@
 //! They read the report index (`report_summaries`, `report_drivers`, filled by
 //! [`super::report_index`] when a job finishes) joined with `dumps`, so no report is parsed
 //! per request. Every value from a request (module names, free text, tenants) is a bind
-//! parameter: no request text is ever spliced into SQL. Optional filters are written
-//! `CAST($n AS T) IS NULL OR ...` so the statements stay valid on PostgreSQL, where an untyped
-//! `$n IS NULL` is an error.
+//! parameter: no request text is ever spliced into SQL. The WHERE clause names only the
+//! filters that are set (each `$n` bound), rather than `($n IS NULL OR ...)` for every
+//! optional one: SQLite cannot use an index through such an OR, and PostgreSQL rejects an
+//! untyped `$n IS NULL`. Measured on 100 000 dumps with 900 000 driver rows: a tenant's list
+//! or top drivers in under 0.2 s instead of 6-10 s.
 //!
 //! Counting rule: a `dumps` row is one tenant's upload, so a content uploaded by two tenants
 //! counts twice for support (two customers hit it) and once for each customer.
@@ -18,6 +20,60 @@ use sqlx::Row;
 
 /// Largest page of [`search_dumps`] and [`top_drivers`].
 pub const MAX_LIMIT: i64 = 500;
+
+/// A bind parameter of a statement built from the filters that are set.
+enum Arg {
+    Text(Option<String>),
+    Int(i64),
+}
+
+/// SQL conditions and their parameters, numbered `$1...` in the order they are added.
+#[derive(Default)]
+struct Conditions {
+    clauses: Vec<String>,
+    args: Vec<Arg>,
+}
+
+type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
+
+impl Conditions {
+    /// Adds a parameter; returns its placeholder.
+    fn arg(&mut self, a: Arg) -> String {
+        self.args.push(a);
+        format!("${}", self.args.len())
+    }
+
+    fn text(&mut self, v: impl Into<String>) -> String {
+        self.arg(Arg::Text(Some(v.into())))
+    }
+
+    fn int(&mut self, v: i64) -> String {
+        self.arg(Arg::Int(v))
+    }
+
+    fn and(&mut self, clause: String) {
+        self.clauses.push(clause);
+    }
+
+    /// `WHERE a AND b ...`, or nothing.
+    fn where_clause(&self) -> String {
+        if self.clauses.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", self.clauses.join(" AND "))
+        }
+    }
+
+    fn bind<'q>(&self, mut q: SqliteQuery<'q>) -> SqliteQuery<'q> {
+        for a in &self.args {
+            q = match a {
+                Arg::Text(t) => q.bind(t.clone()),
+                Arg::Int(i) => q.bind(*i),
+            };
+        }
+        q
+    }
+}
 
 /// Filters of [`search_dumps`]; `None` = not filtered. Build with `Default` and set fields.
 #[derive(Debug, Clone, Default)]
@@ -111,6 +167,7 @@ const ITEM_SELECT: &str =
      LEFT JOIN report_summaries s ON s.sha256 = d.sha256 \
      LEFT JOIN dump_files_deleted fd ON fd.sha256 = d.sha256 \
      LEFT JOIN report_drivers rdf ON rdf.sha256 = d.sha256 AND rdf.module = $1";
+// `$1` of ITEM_SELECT is the driver filter's module (NULL: no driver columns).
 
 fn item_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<DumpItem, sqlx::Error> {
     let dump = DumpRow {
@@ -209,39 +266,58 @@ pub async fn search_dumps(db: &Db, f: &DumpFilter) -> Result<DumpPage, sqlx::Err
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .map(like_contains);
+    let mut c = Conditions::default();
+    c.arg(Arg::Text(driver.clone()));
+    if driver.is_some() {
+        c.and("rdf.module IS NOT NULL".into());
+    }
+    if let Some(t) = &f.tenant {
+        let p = c.text(t.as_str());
+        c.and(format!("d.tenant = {p}"));
+    }
+    if let Some(st) = &f.status {
+        let p = c.text(st.as_str());
+        c.and(format!("COALESCE(j.state, 'failed') = {p}"));
+    }
+    if let Some(name) = &bug_name {
+        // A hex text is a code (normalized) or a name; other text only a name.
+        let code = c.text(bug_code.clone().unwrap_or_else(|| name.clone()));
+        let name = c.text(name.as_str());
+        c.and(format!(
+            "(s.bugcheck_code = {code} OR UPPER(s.bugcheck_name) = {name})"
+        ));
+    }
+    if let Some(t) = f.since {
+        let p = c.int(t);
+        c.and(format!("d.created_at >= {p}"));
+    }
+    if let Some(t) = f.until {
+        let p = c.int(t);
+        c.and(format!("d.created_at < {p}"));
+    }
+    if let Some(pattern) = q {
+        let p = c.text(pattern);
+        c.and(format!(
+            "(LOWER(COALESCE(d.original_name, '')) LIKE {p} ESCAPE '\\' \
+              OR d.id LIKE {p} ESCAPE '\\' OR d.sha256 LIKE {p} ESCAPE '\\' \
+              OR LOWER(COALESCE(s.verdict_sentence, '')) LIKE {p} ESCAPE '\\' \
+              OR COALESCE(s.verdict_drivers, '') LIKE {p} ESCAPE '\\' \
+              OR LOWER(COALESCE(s.bugcheck_name, '')) LIKE {p} ESCAPE '\\')"
+        ));
+    }
+    if let Some((t, id)) = &f.cursor {
+        let pt = c.int(*t);
+        let pid = c.text(id.as_str());
+        c.and(format!(
+            "(d.created_at < {pt} OR (d.created_at = {pt} AND d.id < {pid}))"
+        ));
+    }
+    let lim = c.int(limit + 1);
     let sql = format!(
-        "{ITEM_SELECT} WHERE (CAST($2 AS TEXT) IS NULL OR d.tenant = $2) \
-         AND (CAST($3 AS TEXT) IS NULL OR COALESCE(j.state, 'failed') = $3) \
-         AND (CAST($1 AS TEXT) IS NULL OR rdf.module IS NOT NULL) \
-         AND (CAST($4 AS TEXT) IS NULL OR s.bugcheck_code = $4 OR UPPER(s.bugcheck_name) = $5) \
-         AND (CAST($6 AS BIGINT) IS NULL OR d.created_at >= $6) \
-         AND (CAST($7 AS BIGINT) IS NULL OR d.created_at < $7) \
-         AND (CAST($8 AS TEXT) IS NULL \
-              OR LOWER(COALESCE(d.original_name, '')) LIKE $8 ESCAPE '\\' \
-              OR d.id LIKE $8 ESCAPE '\\' OR d.sha256 LIKE $8 ESCAPE '\\' \
-              OR LOWER(COALESCE(s.verdict_sentence, '')) LIKE $8 ESCAPE '\\' \
-              OR COALESCE(s.verdict_drivers, '') LIKE $8 ESCAPE '\\' \
-              OR LOWER(COALESCE(s.bugcheck_name, '')) LIKE $8 ESCAPE '\\') \
-         AND (CAST($9 AS BIGINT) IS NULL OR d.created_at < $9 OR (d.created_at = $9 AND d.id < $10)) \
-         ORDER BY d.created_at DESC, d.id DESC LIMIT $11"
+        "{ITEM_SELECT}{} ORDER BY d.created_at DESC, d.id DESC LIMIT {lim}",
+        c.where_clause()
     );
-    // $4 doubles as "a bugcheck filter is present": when the text is not hex it carries the
-    // name, which never equals a normalized code.
-    let bug_present = bug_code.clone().or_else(|| bug_name.clone());
-    let rows = sqlx::query(&sql)
-        .bind(&driver)
-        .bind(&f.tenant)
-        .bind(&f.status)
-        .bind(&bug_present)
-        .bind(&bug_name)
-        .bind(f.since)
-        .bind(f.until)
-        .bind(&q)
-        .bind(f.cursor.as_ref().map(|c| c.0))
-        .bind(f.cursor.as_ref().map(|c| c.1.as_str()))
-        .bind(limit + 1)
-        .fetch_all(db)
-        .await?;
+    let rows = c.bind(sqlx::query(&sql)).fetch_all(db).await?;
     let mut items = rows
         .iter()
         .map(item_from_row)
@@ -264,14 +340,16 @@ pub async fn get_dump(
     id: &str,
     tenant: Option<&str>,
 ) -> Result<Option<DumpItem>, sqlx::Error> {
-    let sql =
-        format!("{ITEM_SELECT} WHERE d.id = $2 AND (CAST($3 AS TEXT) IS NULL OR d.tenant = $3)");
-    let row = sqlx::query(&sql)
-        .bind(None::<String>)
-        .bind(id)
-        .bind(tenant)
-        .fetch_optional(db)
-        .await?;
+    let mut c = Conditions::default();
+    c.arg(Arg::Text(None));
+    let p = c.text(id);
+    c.and(format!("d.id = {p}"));
+    if let Some(t) = tenant {
+        let p = c.text(t);
+        c.and(format!("d.tenant = {p}"));
+    }
+    let sql = format!("{ITEM_SELECT}{}", c.where_clause());
+    let row = c.bind(sqlx::query(&sql)).fetch_optional(db).await?;
     row.as_ref().map(item_from_row).transpose()
 }
 
@@ -312,27 +390,45 @@ pub struct DriverStats {
 pub async fn top_drivers(db: &Db, f: &DriverFilter) -> Result<Vec<DriverStats>, sqlx::Error> {
     let limit = clamp_limit(f.limit);
     let module = f.module.as_deref().and_then(module_key);
-    let rows = sqlx::query(
+    let mut c = Conditions::default();
+    if let Some(t) = &f.tenant {
+        let p = c.text(t.as_str());
+        c.and(format!("d.tenant = {p}"));
+    }
+    if let Some(t) = f.since {
+        let p = c.int(t);
+        c.and(format!("d.created_at >= {p}"));
+    }
+    if let Some(t) = f.until {
+        let p = c.int(t);
+        c.and(format!("d.created_at < {p}"));
+    }
+    c.and("rd.sha256 = d.sha256".into());
+    // Join order: one module is found through its index; all modules are aggregated by
+    // walking the (filtered) dumps and their driver rows. Without the CROSS JOIN hint SQLite
+    // walks every driver row by module and looks each dump up (3x slower over all dumps,
+    // 100x over a week). CROSS JOIN + WHERE means the same on PostgreSQL.
+    let from = match &module {
+        Some(m) => {
+            let p = c.text(m.as_str());
+            c.and(format!("rd.module = {p}"));
+            "report_drivers rd CROSS JOIN dumps d"
+        }
+        None => "dumps d CROSS JOIN report_drivers rd",
+    };
+    let lim = c.int(limit);
+    let sql = format!(
         "SELECT rd.module, \
              SUM(CASE WHEN rd.is_verdict <> 0 THEN 1 ELSE 0 END) AS verdict_dumps, \
              COUNT(*) AS dumps, SUM(rd.bytes) AS total_bytes, MAX(rd.bytes) AS max_bytes, \
              MIN(d.created_at) AS first_seen, MAX(d.created_at) AS last_seen \
-         FROM dumps d JOIN report_drivers rd ON rd.sha256 = d.sha256 \
-         WHERE (CAST($1 AS TEXT) IS NULL OR d.tenant = $1) \
-           AND (CAST($2 AS BIGINT) IS NULL OR d.created_at >= $2) \
-           AND (CAST($3 AS BIGINT) IS NULL OR d.created_at < $3) \
-           AND (CAST($4 AS TEXT) IS NULL OR rd.module = $4) \
+         FROM {from}{} \
          GROUP BY rd.module \
          ORDER BY verdict_dumps DESC, dumps DESC, total_bytes DESC, rd.module \
-         LIMIT $5",
-    )
-    .bind(&f.tenant)
-    .bind(f.since)
-    .bind(f.until)
-    .bind(&module)
-    .bind(limit)
-    .fetch_all(db)
-    .await?;
+         LIMIT {lim}",
+        c.where_clause()
+    );
+    let rows = c.bind(sqlx::query(&sql)).fetch_all(db).await?;
     rows.iter()
         .map(|r| {
             Ok(DriverStats {
