@@ -25,7 +25,6 @@ use std::time::{Duration, Instant};
 /// A running `pooltriage serve`, killed when dropped.
 struct Service {
     child: Child,
-    addr: SocketAddr,
 }
 
 impl Drop for Service {
@@ -84,7 +83,7 @@ fn serve_at(dir: &Path, addr: SocketAddr, env: &[(String, String)]) -> Service {
         format!("listening on http://{addr}"),
         "restart"
     );
-    Service { child, addr }
+    Service { child }
 }
 
 fn sha256sum(path: &Path) -> String {
@@ -241,7 +240,7 @@ fn chromium_drops_a_dump_on_the_portal_and_lands_on_its_report() {
     let env = env(&copy_isf(work.path()));
     let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let (child, addr) = spawn_serve(dir.path(), &env_ref);
-    let _svc = Service { child, addr };
+    let _svc = Service { child };
 
     let mut b = Browser::start(
         addr,
@@ -284,7 +283,7 @@ fn the_browser_upload_resumes_after_the_server_is_killed_mid_upload() {
     let env = env(&copy_isf(work.path()));
     let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let (child, addr) = spawn_serve(dir.path(), &env_ref);
-    let svc = Service { child, addr };
+    let svc = Service { child };
 
     // 4 MB/s: the ~36 MB upload takes ~9 s, long enough to kill the server in the middle.
     let mut b = Browser::start(

@@ -125,9 +125,9 @@ fn auth_error(e: AuthError) -> Response {
 
 /// A session-authenticated call must show the session's CSRF token in `X-CSRF-Token` (bearer
 /// calls need none), as for the token endpoints (docs/auth.md).
-fn check_csrf(p: &Principal, headers: &HeaderMap) -> Result<(), Response> {
+fn check_csrf(p: &Principal, headers: &HeaderMap) -> Result<(), Box<Response>> {
     let h = headers.get("x-csrf-token").and_then(|v| v.to_str().ok());
-    csrf::check_form(p, h).map_err(auth_error)
+    csrf::check_form(p, h).map_err(|e| Box::new(auth_error(e)))
 }
 
 fn upload_url(id: &str) -> String {
@@ -201,7 +201,7 @@ async fn create(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Response> {
-    check_csrf(&principal, &headers)?;
+    check_csrf(&principal, &headers).map_err(|r| *r)?;
     app.auth.check_upload(&principal).map_err(auth_error)?;
     let req: CreateBody = serde_json::from_slice(&body).map_err(|e| {
         api_error(
@@ -309,7 +309,7 @@ async fn put_chunk(
     Query(q): Query<OffsetQuery>,
     req: Request,
 ) -> Result<Response, Response> {
-    check_csrf(&principal, req.headers())?;
+    check_csrf(&principal, req.headers()).map_err(|r| *r)?;
     let given = req
         .headers()
         .get(&UPLOAD_OFFSET)

@@ -210,7 +210,10 @@ pub fn ingest_file(
         return ingest(input, tmp_dir, limits, original_name);
     }
     let own = std::fs::File::open(path).map_err(IngestError::Io)?;
-    let file = NamedTempFile::from_parts(own, tempfile::TempPath::try_from_path(path).map_err(IngestError::Io)?);
+    let file = NamedTempFile::from_parts(
+        own,
+        tempfile::TempPath::try_from_path(path).map_err(IngestError::Io)?,
+    );
     let received = AtomicU64::new(len);
     write_out_to(
         &mut input,
@@ -460,7 +463,10 @@ mod tests {
         std::fs::write(&part, &dump).unwrap();
         let got = ingest_file(&part, &tmp, &limits(), Some("m.dmp".into())).unwrap();
         assert_eq!(got.sha256, sha(&dump));
-        assert_eq!((got.size, got.received), (dump.len() as u64, dump.len() as u64));
+        assert_eq!(
+            (got.size, got.received),
+            (dump.len() as u64, dump.len() as u64)
+        );
         assert_eq!(got.file.path(), part.as_path());
         assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0);
         drop(got);
