@@ -345,6 +345,58 @@ fn an_interrupted_upload_resumes_at_the_exact_offset_even_across_a_sigkill() {
 }
 
 #[test]
+fn a_long_chunk_is_made_durable_every_64_mib_while_it_streams() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // A full-bitmap dump stores every page: about 256 MiB for a 256 MiB machine.
+    let profile = harness::profile_for_build(19041);
+    let dump_path = harness::forge(work.path(), &profile, "full-bitmap", Some(256 << 20)).dump;
+    let dump = std::fs::read(&dump_path).unwrap();
+    assert!(dump.len() > 100 << 20, "{}", dump.len());
+    let token = create_token(dir.path(), "acme", "customer");
+    let mut svc = serve(dir.path(), &[]);
+    let c = Client::new(svc.addr, &token);
+    let r = c.start("full.dmp", dump.len() as u64);
+    let url = r.body["upload_url"].as_str().unwrap().to_string();
+
+    // One PUT for the whole file; 80 MiB of it sent, the connection kept open.
+    let s = partial_put(
+        svc.addr,
+        &c.auth,
+        &url,
+        0,
+        dump.len(),
+        dump.get(..80 << 20).unwrap(),
+    );
+    // The checkpoint (docs/api.md: every 64 MiB within a chunk) shows while the chunk streams.
+    let durable = poll("a checkpoint within the chunk", || {
+        let o = c.get(&url).body["offset"].as_u64().unwrap();
+        (o > 0).then_some(o)
+    });
+    assert!(
+        (64 << 20..=80 << 20).contains(&durable),
+        "first checkpoint at {durable}"
+    );
+    svc.child.kill().unwrap();
+    svc.child.wait().unwrap();
+    drop(s);
+    drop(svc);
+    let svc = serve(dir.path(), &[]);
+    let c = Client::new(svc.addr, &token);
+    assert_eq!(
+        c.get(&url).body["offset"],
+        durable,
+        "the durable offset survives SIGKILL"
+    );
+    let done = c.send_rest(&url, &dump, durable, 64 << 20);
+    let status = c.get(&format!(
+        "/api/v1/dumps/{}",
+        done.body["dump_id"].as_str().unwrap()
+    ));
+    assert_eq!(status.body["sha256"], sha256sum(&dump_path));
+}
+
+#[test]
 fn chunked_uploads_follow_the_upload_rules() {
     let dir = tempfile::tempdir().unwrap();
     let acme = create_token(dir.path(), "acme", "customer");
