@@ -335,7 +335,30 @@ pub async fn search_dumps(db: &Db, f: &DumpFilter) -> Result<DumpPage, sqlx::Err
 }
 
 /// One dump with its summary, if it exists and `tenant` (None = any) may see it.
+///
+/// A done dump whose report has no summary yet is indexed here first: the worker stores the
+/// report and marks the job done in one transaction and indexes it just after, so a client
+/// polling the status (or a webhook event) could otherwise see `done` without its verdict.
 pub async fn get_dump(
+    db: &Db,
+    id: &str,
+    tenant: Option<&str>,
+) -> Result<Option<DumpItem>, sqlx::Error> {
+    let item = fetch_dump(db, id, tenant).await?;
+    let Some(found) = &item else { return Ok(item) };
+    if found.dump.state != "done" || found.summary.is_some() {
+        return Ok(item);
+    }
+    match super::dumps::report(db, &found.dump.sha256).await? {
+        Some(json) => {
+            super::report_index::index(db, &found.dump.sha256, &json, super::now_unix()).await?;
+            fetch_dump(db, id, tenant).await
+        }
+        None => Ok(item),
+    }
+}
+
+async fn fetch_dump(
     db: &Db,
     id: &str,
     tenant: Option<&str>,
@@ -704,6 +727,26 @@ mod tests {
         let h = queue_health(&db, 100).await.unwrap();
         assert_eq!((h.queued, h.done, h.done_last_hour), (1, 3, 3));
         assert_eq!(h.oldest_queued_age_secs, Some(60));
+    }
+
+    #[tokio::test]
+    async fn get_dump_indexes_a_done_report_not_indexed_yet() {
+        let db = crate::db::open_memory().await;
+        let id = done(
+            &db,
+            "a",
+            "s1",
+            10,
+            &report("leaky.sys", &[("leaky.sys", 1)], "0xe2"),
+        )
+        .await;
+        sqlx::query("DELETE FROM report_summaries")
+            .execute(&db)
+            .await
+            .unwrap();
+        let item = get_dump(&db, &id, Some("a")).await.unwrap().unwrap();
+        assert_eq!(item.summary.unwrap().verdict_drivers, ["leaky.sys"]);
+        assert!(get_dump(&db, &id, Some("b")).await.unwrap().is_none());
     }
 
     #[test]

@@ -35,13 +35,12 @@ pub async fn add_waiting(
 pub struct Ready {
     pub id: String,
     pub dump_id: String,
-    pub sha256: String,
 }
 
 /// Waiting deliveries whose job is done or failed (at most `limit`).
 pub async fn ready(db: &Db, limit: i64) -> Result<Vec<Ready>, sqlx::Error> {
     let rows = sqlx::query(
-        "SELECT w.id, w.dump_id, d.sha256 \
+        "SELECT w.id, w.dump_id \
          FROM webhook_deliveries w JOIN dumps d ON d.id = w.dump_id \
          JOIN jobs j ON j.sha256 = d.sha256 \
          WHERE w.state = 'waiting' AND j.state IN ('done', 'failed') \
@@ -55,7 +54,6 @@ pub async fn ready(db: &Db, limit: i64) -> Result<Vec<Ready>, sqlx::Error> {
             Ok(Ready {
                 id: r.try_get("id")?,
                 dump_id: r.try_get("dump_id")?,
-                sha256: r.try_get("sha256")?,
             })
         })
         .collect()

@@ -19,7 +19,7 @@ pub mod send;
 pub mod sign;
 
 use crate::config::WebhookConfig;
-use crate::db::{self, report_index, stats, webhooks as store, Db};
+use crate::db::{self, stats, webhooks as store, Db};
 use serde_json::json;
 use std::path::Path;
 use std::sync::Arc;
@@ -205,18 +205,9 @@ pub fn event_body(
 /// Freezes the bodies of waiting deliveries whose dump's analysis ended.
 async fn promote(db: &Db, hooks: &Webhooks) -> Result<(), sqlx::Error> {
     for r in store::ready(db, 100).await? {
-        let mut item = stats::get_dump(db, &r.dump_id, None).await?;
-        // A report stored by a worker that died before indexing it: index it now, so the
-        // event carries the verdict.
-        if item
-            .as_ref()
-            .is_some_and(|i| i.dump.state == "done" && i.summary.is_none())
-        {
-            if let Some(json) = db::dumps::report(db, &r.sha256).await? {
-                report_index::index(db, &r.sha256, &json, db::now_unix()).await?;
-                item = stats::get_dump(db, &r.dump_id, None).await?;
-            }
-        }
+        // get_dump indexes a report the worker stored but did not index yet, so the event
+        // carries the verdict.
+        let item = stats::get_dump(db, &r.dump_id, None).await?;
         // The dump was deleted meanwhile: its deliveries went with it (cascade).
         let Some(item) = item else { continue };
         let (event, body) = event_body(hooks, &r.id, &item);
