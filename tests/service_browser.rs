@@ -366,3 +366,44 @@ fn the_browser_upload_resumes_after_the_server_is_killed_mid_upload() {
     );
     drop(svc);
 }
+
+#[test]
+fn the_file_picker_and_submit_button_upload_through_the_script_too() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (dump, driver) = leak_dump(work.path());
+    let token = create_token(dir.path(), "acme", "customer");
+    let env = env(&copy_isf(work.path()));
+    let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let (child, addr) = spawn_serve(dir.path(), &env_ref);
+    let _svc = Service { child };
+    let mut b = Browser::start(
+        addr,
+        &token,
+        &dump,
+        // Throttled to ~2 s so the progress is seen whatever the machine's speed.
+        &[
+            "--via",
+            "picker",
+            "--throttle",
+            "20000000",
+            "--verdict",
+            &driver,
+            "--timeout",
+            "180",
+        ],
+    );
+    let page = b.wait("page", Duration::from_secs(120));
+    let id = dump_id_of(page["url"].as_str().unwrap(), addr);
+    // The script took over the form (chunked upload with progress), not the plain multipart post.
+    assert!(
+        b.seen.iter().any(|e| e["status"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("Uploading leak.dmp"))),
+        "no progress from upload.js: {:#?}",
+        b.seen
+    );
+    b.finish();
+    let status = api_get(addr, &token, &format!("/api/v1/dumps/{id}"));
+    assert_eq!(status["sha256"], sha256sum(&dump));
+}

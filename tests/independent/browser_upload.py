@@ -168,14 +168,28 @@ def run(args):
         cdp.wait_for(
             "Array.from(document.scripts).some(s => s.src.endsWith('/static/upload.js'))", 10, "upload.js on the page"
         )
-        rect = cdp.eval(
-            "(() => { const r = document.getElementById('drop-zone').getBoundingClientRect();"
-            " return {x: r.left + r.width / 2, y: r.top + r.height / 2}; })()"
-        )
-        data = {"items": [], "files": [os.path.abspath(args.file)], "dragOperationsMask": 1}
-        for kind in ("dragEnter", "dragOver", "drop"):
-            cdp.call("Input.dispatchDragEvent", type=kind, x=rect["x"], y=rect["y"], data=data)
-        emit(event="dropped", file=os.path.abspath(args.file))
+        if args.via == "drop":
+            rect = cdp.eval(
+                "(() => { const r = document.getElementById('drop-zone').getBoundingClientRect();"
+                " return {x: r.left + r.width / 2, y: r.top + r.height / 2}; })()"
+            )
+            data = {"items": [], "files": [os.path.abspath(args.file)], "dragOperationsMask": 1}
+            for kind in ("dragEnter", "dragOver", "drop"):
+                cdp.call("Input.dispatchDragEvent", type=kind, x=rect["x"], y=rect["y"], data=data)
+        else:
+            # The file picker: set #file-input's file as a user choosing it would, then click the
+            # form's submit button with a real mouse click.
+            root = cdp.call("DOM.getDocument")["root"]["nodeId"]
+            node = cdp.call("DOM.querySelector", nodeId=root, selector="#file-input")["nodeId"]
+            cdp.call("DOM.setFileInputFiles", files=[os.path.abspath(args.file)], nodeId=node)
+            rect = cdp.eval(
+                "(() => { const b = document.querySelector('#upload-form [type=submit]');"
+                " b.scrollIntoView(); const r = b.getBoundingClientRect();"
+                " return {x: r.left + r.width / 2, y: r.top + r.height / 2}; })()"
+            )
+            for kind in ("mousePressed", "mouseReleased"):
+                cdp.call("Input.dispatchMouseEvent", type=kind, x=rect["x"], y=rect["y"], button="left", clickCount=1)
+        emit(event="dropped", file=os.path.abspath(args.file), via=args.via)
 
         # 3. Progress, then the dump's page.
         end = time.time() + args.timeout
@@ -233,6 +247,8 @@ def main():
     ap.add_argument("--file", required=True, help="the dump to drop")
     ap.add_argument("--expect", action="append", default=[], help="text the dump page must show")
     ap.add_argument("--verdict", action="append", default=[], help="text the page's #verdict must show")
+    ap.add_argument("--via", choices=["drop", "picker"], default="drop",
+                    help="drag and drop on #drop-zone, or choose in #file-input and submit")
     ap.add_argument("--throttle", type=int, default=0, help="upload bytes per second (0 = no limit)")
     ap.add_argument("--timeout", type=float, default=120)
     args = ap.parse_args()
