@@ -271,7 +271,7 @@ fn driver_candidate<'a>(c: &'a Ctx<'a>) -> Option<DriverCandidate<'a>> {
             .filter(|t| c.owners(t).0.contains(&d.module))
             .map(total)
             .sum();
-        if owned > 0 && best.is_none_or(|(b, bd)| owned > b || (owned == b && d.module < bd.module)) {
+        if owned > 0 && !best.is_some_and(|(b, bd)| owned < b || (owned == b && d.module >= bd.module)) {
             best = Some((owned, d));
         }
     }

@@ -374,7 +374,7 @@ pub fn alloc_sites(
     let known = |s: &AllocSite| {
         usize::from(s.callee.is_some()) + usize::from(s.paged.is_some()) + usize::from(s.size.is_some())
     };
-    for site in sites.iter_mut().filter(|s| !s.untagged_call && known(s) < 3) {
+    for site in sites.iter_mut().filter(|s| known(s) < 3) {
         let Some(r) = regions
             .iter()
             .find(|r| site.address >= r.address && site.address - r.address < r.bytes.len() as u64)
@@ -396,7 +396,7 @@ pub fn alloc_sites(
                 let (again, _) = linear_sites(bitness, &window, tags, allocator, 16);
                 if let Some(better) = again
                     .into_iter()
-                    .find(|s| s.address == site.address && !s.untagged_call && s.callee.is_some())
+                    .find(|s| s.address == site.address && s.untagged_call == site.untagged_call && s.callee.is_some())
                     .filter(|s| known(s) > known(site))
                 {
                     *site = better;

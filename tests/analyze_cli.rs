@@ -1,0 +1,465 @@
+//! `pooltriage analyze --json` end to end: every profile × pool scenario the forge supports,
+//! the verdict against the forge's truth (`pool.drivers`, the blocks it bills to a process, its
+//! `!vm` figures), and every reported call site checked independently: the driver's image is
+//! read out of the dump by kdmp-parser (PyPI, C++ core; x64 dumps) and GNU objdump decodes the
+//! instruction at each reported address. The real triage dump must give a report too.
+//!
+//! Expected values come from the truth file only (scenario names are not looked at), mapped
+//! onto the contract of docs/json.md ("`pooltriage analyze DUMP --json`").
+//!
+//! Build the binary first (`cargo build -p pooltriage`); the CI builds the workspace.
+
+#[path = "independent/harness.rs"]
+mod harness;
+
+use harness::{corpus, hx, pooltriage_bin, python, run, script};
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::Command;
+
+const PROFILES: [&str; 5] = [
+    "xp-2600-x86pae",
+    "win7-7601-x64",
+    "win10-17763-x64",
+    "win10-19041-x64",
+    "server2022-20348-x64",
+];
+const SCENARIOS: [&str; 8] = [
+    "leak-tagged",
+    "leak-untagged",
+    "shared-tag",
+    "quota-leak",
+    "nonpaged-exhaustion",
+    "missing-pages",
+    "busy-server",
+    "baseline",
+];
+/// Small machines keep the dumps small (busy-server: one block per 4 KiB, 64 Ki blocks).
+const SIZE: &str = "268435456";
+const OBJDUMP: &str = "x86_64-w64-mingw32-objdump";
+
+fn forge(dir: &Path, profile: &str, scenario: &str) -> Option<(std::path::PathBuf, Value)> {
+    let dump = dir.join(format!("{profile}-{scenario}.dmp"));
+    let out = Command::new(pooltriage_bin())
+        .env("POOLTRIAGE_CORPUS", corpus())
+        .args([
+            "forge",
+            "--profile",
+            profile,
+            "--format",
+            "kernel-bitmap",
+            "--size",
+            SIZE,
+        ])
+        .args(["--scenario", scenario, "--out"])
+        .arg(&dump)
+        .output()
+        .expect("pooltriage forge runs");
+    if !out.status.success() {
+        // quota-leak needs x64 headers (ProcessBilled): the forge refuses it on x86.
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            scenario == "quota-leak" && profile.starts_with("xp"),
+            "forge {profile} {scenario}: {err}"
+        );
+        return None;
+    }
+    let truth: Value =
+        serde_json::from_slice(&std::fs::read(format!("{}.truth.json", dump.display())).unwrap()).unwrap();
+    Some((dump, truth))
+}
+
+fn analyze(dump: &Path, profile: &str) -> Value {
+    let mut cmd = Command::new(pooltriage_bin());
+    cmd.arg("analyze").arg(dump).args(["--json", "--no-symbols"]);
+    // The kernel's own symbols (not the drivers'): XP from its PDB, the others by GUID.
+    if profile.starts_with("xp") {
+        cmd.arg("--symbols").arg(corpus().join("pdb/ntkrnlpa.pdb"));
+    } else {
+        cmd.arg("--isf-dir").arg(corpus().join("isf"));
+    }
+    let r: Value = serde_json::from_slice(&run(&mut cmd, "pooltriage analyze")).expect("analyze --json prints JSON");
+    assert_eq!(r["schema_version"], 1);
+    assert_eq!(r["kind"], "analysis");
+    // The stored report deserializes into the contract's types (the service reads it back).
+    let typed: analyzer::report::AnalysisReport =
+        serde_json::from_value(r.clone()).expect("the report deserializes into AnalysisReport");
+    assert_eq!(serde_json::to_value(&typed).unwrap(), r, "round trip");
+    r
+}
+
+fn s(v: &Value) -> &str {
+    v.as_str().unwrap_or_else(|| panic!("not a string: {v}"))
+}
+
+fn strings(v: &Value) -> BTreeSet<String> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not an array: {v}"))
+        .iter()
+        .map(|x| s(x).to_string())
+        .collect()
+}
+
+/// What the truth says the verdict must be.
+struct Expected {
+    kind: &'static str,
+    drivers: BTreeSet<String>,
+    tags: BTreeSet<String>,
+    /// The planted process (eprocess) for a quota verdict.
+    process: Option<u64>,
+}
+
+fn expected(truth: &Value) -> Expected {
+    let pool = &truth["pool"];
+    let drivers: Vec<&Value> = pool["drivers"]
+        .as_array()
+        .map(|a| a.iter().collect())
+        .unwrap_or_default();
+    let names: BTreeSet<String> = drivers.iter().map(|d| s(&d["module"]).to_string()).collect();
+    let tags: BTreeSet<String> = drivers.iter().flat_map(|d| strings(&d["tags"])).collect();
+    if drivers.is_empty() {
+        return Expected {
+            kind: "no-leak-found",
+            drivers: names,
+            tags,
+            process: None,
+        };
+    }
+    // Blocks of the drivers' tags billed to a process: most of them to one -> that process.
+    let mut billed: BTreeMap<u64, u64> = BTreeMap::new();
+    let mut tag_bytes = 0u64;
+    for b in pool["blocks"].as_array().into_iter().flatten() {
+        if b["allocated"] != true || !tags.contains(s(&b["tag"])) {
+            continue;
+        }
+        let size = b["size"].as_u64().unwrap();
+        tag_bytes += size;
+        if let Some(p) = b.get("process_billed").filter(|p| !p.is_null()) {
+            *billed.entry(hx(p)).or_insert(0) += size;
+        }
+    }
+    let top = billed.iter().max_by_key(|(_, b)| **b).map(|(p, b)| (*p, *b));
+    if let Some((p, bytes)) = top.filter(|(_, b)| *b * 2 >= tag_bytes) {
+        let _ = bytes;
+        return Expected {
+            kind: "process-quota",
+            drivers: names,
+            tags,
+            process: Some(p),
+        };
+    }
+    let kind = if tags.contains("None") {
+        "untagged-leak"
+    } else if names.len() > 1 {
+        "shared-tag"
+    } else {
+        "driver-leak"
+    };
+    Expected {
+        kind,
+        drivers: names,
+        tags,
+        process: None,
+    }
+}
+
+/// The instruction objdump decodes at `addr` of `image` (loaded at `base`).
+fn objdump_at(image: &Path, base: u64, addr: u64, bits64: bool) -> String {
+    let out = run(
+        Command::new(OBJDUMP)
+            .args(["-D", "-b", "binary", "-m"])
+            .arg(if bits64 { "i386:x86-64" } else { "i386" })
+            .arg(format!("--adjust-vma={base:#x}"))
+            .arg(format!("--start-address={addr:#x}"))
+            .arg(format!("--stop-address={:#x}", addr + 15))
+            .arg(image),
+        "objdump",
+    );
+    let text = String::from_utf8_lossy(&out).to_string();
+    let want = format!("{addr:x}:");
+    text.lines()
+        .find(|l| l.trim_start().starts_with(&want))
+        .unwrap_or_else(|| panic!("objdump shows no instruction at {addr:#x}:\n{text}"))
+        .to_string()
+}
+
+/// The module's image (base..base+size) read from the dump by kdmp-parser.
+fn image_from_dump(dump: &Path, dir: &Path, base: u64, size: u64) -> std::path::PathBuf {
+    let addrs = dir.join("addrs.txt");
+    let list: String = (0..size.div_ceil(0x1000))
+        .map(|i| format!("{:#x}\n", base + i * 0x1000))
+        .collect();
+    std::fs::write(&addrs, list).unwrap();
+    let out = run(
+        Command::new(python()).arg(script("kdmp_read.py")).arg(dump).arg(&addrs),
+        "kdmp_read.py",
+    );
+    let v: Value = serde_json::from_slice(&out).expect("kdmp_read.py prints JSON");
+    let mut image = Vec::new();
+    for r in v["reads"].as_array().unwrap() {
+        match r["page"].as_str() {
+            Some(h) => image.extend((0..h.len() / 2).map(|i| u8::from_str_radix(&h[2 * i..2 * i + 2], 16).unwrap())),
+            None => image.extend_from_slice(&[0u8; 0x1000]),
+        }
+    }
+    let path = dir.join(format!("{base:x}.img"));
+    std::fs::write(&path, image).unwrap();
+    path
+}
+
+/// Every call site of the named drivers: the instruction at its address, decoded by objdump
+/// from that address on, is `mov $TAG,%r8d` / `push $TAG` or a `call` through memory.
+fn check_call_sites(dump: &Path, dir: &Path, r: &Value, drivers: &BTreeSet<String>, x64: bool) -> usize {
+    let mut checked = 0;
+    for d in r["drivers"].as_array().unwrap() {
+        if !drivers.contains(s(&d["module"])) {
+            continue;
+        }
+        let sites = d["call_sites"].as_array().unwrap();
+        assert!(!sites.is_empty(), "{}: no call site", d["module"]);
+        if !x64 {
+            // kdmp-parser reads 64-bit dumps only: x86 sites are held to the module range.
+            let (base, size) = (hx(&d["base"]), d["size"].as_u64().unwrap());
+            for c in sites {
+                assert!((base..base + size).contains(&hx(&c["address"])), "{c}");
+            }
+            continue;
+        }
+        let (base, size) = (hx(&d["base"]), d["size"].as_u64().unwrap());
+        let image = image_from_dump(dump, dir, base, size);
+        for c in sites {
+            let addr = hx(&c["address"]);
+            assert_eq!(s(&c["offset"]), format!("{}+{:#x}", s(&d["module"]), addr - base));
+            let line = objdump_at(&image, base, addr, x64);
+            match s(&c["kind"]) {
+                "tag-argument" => {
+                    let t = s(&c["tag"]).as_bytes();
+                    let imm = u32::from_le_bytes([t[0], t[1], t[2], t[3]]);
+                    let want = if x64 {
+                        format!("mov    $0x{imm:x},%r8d")
+                    } else {
+                        format!("push   $0x{imm:x}")
+                    };
+                    assert!(line.contains(&want), "{}: want {want:?}, objdump: {line}", d["module"]);
+                }
+                "untagged-allocator-call" => {
+                    assert_eq!(s(&c["tag"]), "None");
+                    assert!(
+                        line.contains("call   *"),
+                        "{}: want an indirect call, objdump: {line}",
+                        d["module"]
+                    );
+                }
+                k => panic!("unknown call-site kind {k}"),
+            }
+            checked += 1;
+        }
+    }
+    checked
+}
+
+/// Decoded pool types and sizes agree with the truth's blocks: a block of the site's tag whose
+/// size fits the requested size (plus header and rounding; big allocations are whole pages)
+/// lies in the pool the site asks for, and every driver has a decoded site that such blocks
+/// fit. (A site need not have outstanding blocks: some scenarios do not call every site.)
+fn check_decoded_arguments(what: &str, r: &Value, truth: &Value, drivers: &BTreeSet<String>) -> usize {
+    let Some(blocks) = truth["pool"]["blocks"].as_array() else {
+        return 0;
+    };
+    let mut checked = 0;
+    for d in r["drivers"].as_array().unwrap() {
+        if !drivers.contains(s(&d["module"])) {
+            continue;
+        }
+        let mut fitting_sites = 0;
+        for c in d["call_sites"].as_array().unwrap() {
+            let (Some(pool), Some(size)) = (c["pool_type"].as_str(), c["size"].as_u64()) else {
+                continue;
+            };
+            let fits = |z: u64| (size..=size + 0x40).contains(&z) || z == size.div_ceil(0x1000) * 0x1000;
+            let fitting: Vec<&Value> = blocks
+                .iter()
+                .filter(|b| b["allocated"] == true && b["tag"] == c["tag"] && b["size"].as_u64().is_some_and(fits))
+                .collect();
+            for b in &fitting {
+                assert_eq!(
+                    b["pool_type"], pool,
+                    "{what}: {}: site {c} vs truth block {b}",
+                    d["module"]
+                );
+            }
+            if !fitting.is_empty() {
+                fitting_sites += 1;
+                checked += 1;
+            }
+        }
+        assert!(
+            fitting_sites > 0,
+            "{what}: {}: no decoded call site fits a truth block",
+            d["module"]
+        );
+    }
+    checked
+}
+
+/// One profile's scenarios; returns (analyses, call sites checked by objdump, decoded
+/// arguments checked against the truth).
+fn check_profile(profile: &str) -> (usize, usize, usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut checked_sites = 0;
+    let mut checked_args = 0;
+    let mut runs = 0;
+    for scenario in SCENARIOS {
+        let Some((dump, truth)) = forge(dir.path(), profile, scenario) else {
+            continue;
+        };
+        let what = format!("{profile} {scenario}");
+        let r = analyze(&dump, profile);
+        runs += 1;
+        let v = &r["verdict"];
+        let want = expected(&truth);
+        if truth["pool"].is_null() {
+            // No pool planted at all: nothing to blame, and the report says why.
+            assert!(
+                matches!(s(&v["kind"]), "no-leak-found" | "not-analyzable"),
+                "{what}: {v}"
+            );
+            assert!(v["drivers"].as_array().unwrap().is_empty(), "{what}: {v}");
+            assert!(!v["reasons"].as_array().unwrap().is_empty(), "{what}");
+            continue;
+        }
+        assert_eq!(s(&v["kind"]), want.kind, "{what}: {v}");
+        assert!(!s(&v["sentence"]).is_empty());
+        // Per-driver bytes: the truth's leaked bytes (the tags' outstanding bytes).
+        let ours: BTreeMap<String, u64> = r["drivers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| (s(&d["module"]).to_string(), d["bytes"].as_u64().unwrap()))
+            .collect();
+        for d in truth["pool"]["drivers"].as_array().unwrap() {
+            let m = s(&d["module"]);
+            assert_eq!(ours.get(m).copied(), d["leaked_bytes"].as_u64(), "{what}: {m} bytes");
+        }
+        if want.kind == "no-leak-found" {
+            assert!(v["drivers"].as_array().unwrap().is_empty(), "{what}: {v}");
+            continue;
+        }
+        assert_eq!(strings(&v["drivers"]), want.drivers, "{what}: verdict drivers");
+        assert!(strings(&v["tags"]).iter().any(|t| want.tags.contains(t)), "{what}: {v}");
+        if let Some(p) = want.process {
+            assert_eq!(hx(&v["process"]["eprocess"]), p, "{what}: {v}");
+            let tp = truth["processes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|x| hx(&x["eprocess"]) == p)
+                .expect("the truth lists the billed process");
+            assert_eq!(v["process"]["pid"], tp["pid"], "{what}");
+            assert_eq!(v["process"]["name"], tp["name"], "{what}");
+        } else {
+            assert!(v["process"].is_null(), "{what}: {v}");
+            let leaked: u64 = truth["pool"]["drivers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d["leaked_bytes"].as_u64().unwrap())
+                .max()
+                .unwrap();
+            assert_eq!(v["bytes"].as_u64(), Some(leaked), "{what}: verdict bytes");
+        }
+        // !vm: near exhaustion exactly where the truth's figures put a pool at 80%+.
+        let vm = &truth["pool"]["vm"];
+        if let (Some(u), Some(m)) = (vm["nonpaged_in_use"].as_u64(), vm["nonpaged_max"].as_u64()) {
+            let near = r["pools"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["pool"] == "nonpaged")
+                .map(|p| p["near_exhaustion"].as_bool().unwrap());
+            assert_eq!(
+                near,
+                Some(u as f64 / m as f64 >= 0.8),
+                "{what}: nonpaged near_exhaustion"
+            );
+            if near == Some(true) {
+                assert_eq!(v["pool"], "nonpaged", "{what}");
+            }
+        }
+        checked_sites += check_call_sites(&dump, dir.path(), &r, &want.drivers, !profile.starts_with("xp"));
+        checked_args += check_decoded_arguments(&what, &r, &truth, &want.drivers);
+        std::fs::remove_file(&dump).ok();
+    }
+    (runs, checked_sites, checked_args)
+}
+
+#[test]
+fn analyze_gives_the_truths_verdict_on_every_profile_and_scenario() {
+    // One thread per profile: forging and analysing are independent (and CPU-bound).
+    let results: Vec<(usize, usize, usize)> = std::thread::scope(|sc| {
+        let handles: Vec<_> = PROFILES.iter().map(|p| sc.spawn(move || check_profile(p))).collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a profile's checks failed"))
+            .collect()
+    });
+    let runs: usize = results.iter().map(|r| r.0).sum();
+    let checked_sites: usize = results.iter().map(|r| r.1).sum();
+    let checked_args: usize = results.iter().map(|r| r.2).sum();
+    assert_eq!(runs, 39, "5 profiles x 8 scenarios, quota-leak not on x86");
+    assert!(
+        checked_sites >= 20,
+        "only {checked_sites} call sites checked with objdump"
+    );
+    assert!(checked_args >= 20, "only {checked_args} decoded arguments checked");
+}
+
+#[test]
+fn the_real_triage_dump_gives_a_report_that_says_why_it_cannot_answer() {
+    let dump = corpus().join("dumps/triage_x64.dmp");
+    let out = Command::new(pooltriage_bin())
+        .arg("analyze")
+        .arg(&dump)
+        .args(["--json", "--no-symbols"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    // corpus README: build 19041, bugcheck 0x1000007E, 16 processors.
+    assert_eq!(r["dump"]["build"], 19041);
+    assert_eq!(hx(&r["bugcheck"]["code"]), 0x1000_007e);
+    assert_eq!(r["dump"]["processors"], 16);
+    assert_eq!(r["dump"]["format"], "triage");
+    let v = &r["verdict"];
+    assert!(matches!(s(&v["kind"]), "not-analyzable" | "no-leak-found"), "{v}");
+    assert!(s(&v["sentence"]).contains("triage"), "{v}");
+    assert!(!v["reasons"].as_array().unwrap().is_empty());
+    assert!(!r["modules"].as_array().unwrap().is_empty());
+    // Text output leads with the verdict sentence.
+    let out = Command::new(pooltriage_bin())
+        .arg("analyze")
+        .arg(&dump)
+        .arg("--no-symbols")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.lines().next(), v["sentence"].as_str());
+}
+
+#[test]
+fn a_file_that_is_not_a_dump_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("not.dmp");
+    std::fs::write(&f, b"this is not a crash dump at all, just text").unwrap();
+    let out = Command::new(pooltriage_bin())
+        .arg("analyze")
+        .arg(&f)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not.dmp"));
+}
