@@ -465,6 +465,41 @@ mod tests {
     }
 
     #[test]
+    fn serve_takes_the_auth_flags_and_the_upload_expiry() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        let cli = <Cli as clap::Parser>::try_parse_from([
+            "serve",
+            "--upload-burst",
+            "3",
+            "--uploads-per-minute",
+            "0.5",
+            "--secure-cookies",
+            "true",
+            "--upload-expiry-secs",
+            "60",
+        ])
+        .unwrap();
+        assert_eq!(cli.serve.auth.upload_burst, Some(3));
+        assert_eq!(cli.serve.auth.uploads_per_minute, Some(0.5));
+        assert_eq!(cli.serve.auth.secure_cookies, Some(true));
+        let dir = tempfile::tempdir().unwrap();
+        let args = ServeArgs {
+            data_dir: Some(dir.path().into()),
+            ..cli.serve
+        };
+        assert_eq!(Config::resolve(&args).unwrap().upload_expiry.as_secs(), 60);
+        let zero = ServeArgs {
+            upload_expiry_secs: Some(0),
+            ..args
+        };
+        assert!(Config::resolve(&zero).is_err());
+    }
+
+    #[test]
     fn unknown_key_in_file_is_an_error_naming_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.toml");
