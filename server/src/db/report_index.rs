@@ -180,14 +180,9 @@ pub async fn index(db: &Db, sha256: &str, json: &str, now: i64) -> Result<(), sq
 
 async fn store(db: &Db, sha256: &str, e: &Extracted, now: i64) -> Result<(), sqlx::Error> {
     let mut tx = db.begin().await?;
-    // The report may have been deleted meanwhile (the summary references it): nothing to index.
-    let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM reports WHERE sha256 = $1")
-        .bind(sha256)
-        .fetch_optional(&mut *tx)
-        .await?;
-    if exists.is_none() {
-        return Ok(());
-    }
+    // A write first: the transaction takes the write lock before it reads anything, so two
+    // indexers of one report (worker, start-up backfill, a status read) simply take turns
+    // (a read-then-write transaction would fail to upgrade after the other one committed).
     sqlx::query("DELETE FROM report_summaries WHERE sha256 = $1")
         .bind(sha256)
         .execute(&mut *tx)
@@ -196,11 +191,13 @@ async fn store(db: &Db, sha256: &str, e: &Extracted, now: i64) -> Result<(), sql
         .bind(sha256)
         .execute(&mut *tx)
         .await?;
-    sqlx::query(
+    // Nothing to index when the report was deleted meanwhile (the summary references it).
+    let inserted = sqlx::query(
         "INSERT INTO report_summaries (sha256, index_version, report_kind, verdict_kind, \
              verdict_sentence, verdict_pool, verdict_bytes, verdict_drivers, bugcheck_code, \
              bugcheck_name, build, arch, indexed_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13 \
+         WHERE EXISTS (SELECT 1 FROM reports WHERE sha256 = $1)",
     )
     .bind(sha256)
     .bind(INDEX_VERSION)
@@ -216,7 +213,11 @@ async fn store(db: &Db, sha256: &str, e: &Extracted, now: i64) -> Result<(), sql
     .bind(&e.arch)
     .bind(now)
     .execute(&mut *tx)
-    .await?;
+    .await?
+    .rows_affected();
+    if inserted == 0 {
+        return tx.commit().await;
+    }
     for (module, d) in &e.drivers {
         sqlx::query(
             "INSERT INTO report_drivers (sha256, module, bytes, paged_bytes, nonpaged_bytes, is_verdict) \

@@ -351,8 +351,15 @@ pub async fn get_dump(
     }
     match super::dumps::report(db, &found.dump.sha256).await? {
         Some(json) => {
-            super::report_index::index(db, &found.dump.sha256, &json, super::now_unix()).await?;
-            fetch_dump(db, id, tenant).await
+            let sha = &found.dump.sha256;
+            // Best effort: on failure the status is served without its summary this time.
+            match super::report_index::index(db, sha, &json, super::now_unix()).await {
+                Ok(()) => fetch_dump(db, id, tenant).await,
+                Err(e) => {
+                    tracing::warn!(sha256 = %sha, "indexing a report on read: {e}");
+                    Ok(item)
+                }
+            }
         }
         None => Ok(item),
     }
