@@ -32,6 +32,8 @@ pub struct TagAggregate {
     pub bytes: u64,
     pub paged_bytes: u64,
     pub nonpaged_bytes: u64,
+    /// Blocks in paged pool (the rest are nonpaged or of unrecorded pool).
+    pub paged_count: u64,
     pub by_source: BTreeMap<BlockSource, CountBytes>,
     /// Biggest first, at most [`MAX_LARGEST_BLOCKS`].
     pub largest: Vec<KeptBlock>,
@@ -82,7 +84,10 @@ impl BlockAggregator {
         a.count += 1;
         a.bytes = a.bytes.saturating_add(b.size);
         match b.pool {
-            PoolKind::Paged => a.paged_bytes = a.paged_bytes.saturating_add(b.size),
+            PoolKind::Paged => {
+                a.paged_bytes = a.paged_bytes.saturating_add(b.size);
+                a.paged_count += 1;
+            }
             PoolKind::Nonpaged => a.nonpaged_bytes = a.nonpaged_bytes.saturating_add(b.size),
             _ => {}
         }

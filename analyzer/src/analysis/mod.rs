@@ -18,7 +18,7 @@ use crate::pool::{AnalyzeOptions, PoolKind, Tag};
 use crate::report::analysis::*;
 use crate::report::hex::Hex;
 use crate::report::time::filetime_to_rfc3339;
-use crate::symbols::resolve::{resolve_modules, ResolveOptions, SymbolState, SymbolStatus, Symbolizer};
+use crate::symbols::resolve::{resolve_modules, ResolveOptions, SymbolStatus, Symbolizer};
 use crate::symbols::store::SymbolStore;
 use blocks::{keep_largest, BlockAggregator, TagAggregate};
 use std::collections::{BTreeMap, BTreeSet};
@@ -82,7 +82,7 @@ pub fn analyze_dump(dump: &Dump, kernel: &KernelInfo, opts: AnalysisOptions) -> 
         Ok(p) => p,
         Err(e) => {
             report.errors.push(format!("pool analysis: {e}"));
-            report.modules = modules(kernel, &[], &BTreeMap::new());
+            report.modules = modules(kernel, &BTreeMap::new());
             report.verdict = verdict::not_analyzable(format!("the pool analysis could not start: {e}"));
             return report;
         }
@@ -174,7 +174,7 @@ fn fill(
     }
     drivers.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(a.module.cmp(&b.module)));
     report.drivers = drivers;
-    report.modules = modules(kernel, &report.drivers, &statuses_by_module);
+    report.modules = modules(kernel, &statuses_by_module);
 }
 
 fn bugcheck(kernel: &KernelInfo) -> AnalysisBugcheck {
@@ -303,21 +303,17 @@ fn tags_from_blocks(agg: &BlockAggregator, attributor: &Attributor) -> Vec<TagRe
         .tags
         .iter()
         .map(|(tag, a)| {
-            let paged_share = if a.bytes == 0 {
-                0
-            } else {
-                a.count * a.paged_bytes / a.bytes
-            };
+            let paged_share = a.paged_count;
             TagReport {
                 tag: tag.to_string(),
                 paged_allocs: paged_share,
                 paged_frees: 0,
                 paged_bytes: a.paged_bytes,
-                nonpaged_allocs: a.count - paged_share,
+                nonpaged_allocs: a.count.saturating_sub(paged_share),
                 nonpaged_frees: 0,
                 nonpaged_bytes: a.nonpaged_bytes,
                 paged_outstanding: paged_share,
-                nonpaged_outstanding: a.count - paged_share,
+                nonpaged_outstanding: a.count.saturating_sub(paged_share),
                 owners: attributor.mappings(*tag).iter().map(owner).collect(),
                 blocks: Some(tag_blocks(a)),
             }
@@ -511,12 +507,7 @@ fn call_site(s: &AllocSite, module: &str, m: Option<&Module>) -> CallSite {
     }
 }
 
-fn modules(
-    kernel: &KernelInfo,
-    drivers: &[DriverReport],
-    statuses: &BTreeMap<String, SymbolStatus>,
-) -> Vec<AnalysisModule> {
-    let _ = drivers;
+fn modules(kernel: &KernelInfo, statuses: &BTreeMap<String, SymbolStatus>) -> Vec<AnalysisModule> {
     kernel
         .modules
         .modules
@@ -540,9 +531,4 @@ fn modules(
             }
         })
         .collect()
-}
-
-/// Whether a symbol lookup found the module's PDB.
-pub fn found(s: &SymbolStatus) -> bool {
-    s.status == SymbolState::Found
 }

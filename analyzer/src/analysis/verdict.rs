@@ -1341,6 +1341,24 @@ mod tests {
     }
 
     #[test]
+    fn figures_from_the_block_walk_alone_lower_confidence() {
+        // Tag tables unreadable: the rows come from the block walk and the report warns so.
+        let tags = vec![tag("Leak", 400_000, 0, vec![owner("leaky.sys", CODE)])];
+        let drivers = vec![driver("leaky.sys", &[("Leak", 400_000, 0, CODE)], vec![])];
+        let mut r = report(tags, drivers, Vec::new());
+        r.errors.push("tag tables: PoolTrackTable is unknown".into());
+        r.warnings.push(
+            "the tag tables could not be read: tag figures below come from the block walk (allocated blocks only)"
+                .into(),
+        );
+        let v = decide(&r);
+        assert_eq!(v.kind, VerdictKind::DriverLeak);
+        // No !vm figure: the share is of the tags' own sum in that pool.
+        assert_eq!(v.share_of_pool, Some(1.0));
+        assert_eq!(v.confidence, Confidence::Medium);
+    }
+
+    #[test]
     fn sizes_read_as_people_write_them() {
         assert_eq!(human(812), "812 bytes");
         assert_eq!(human(359_296), "351 KiB");
