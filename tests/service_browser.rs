@@ -135,7 +135,18 @@ struct Browser {
 }
 
 impl Drop for Browser {
+    /// SIGTERM first, so the driver kills Chromium (its process group) before it exits; SIGKILL
+    /// after 10 s (Chromium then dies of its parent-death signal).
     fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.child.id().to_string()])
+                .status();
+            let end = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < end && matches!(self.child.try_wait(), Ok(None)) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -99,7 +100,14 @@ def start_chromium(profile_dir):
         f"--user-data-dir={profile_dir}",
         "about:blank",
     ]
-    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # Chromium and its helpers in their own process group, killed together at the end; and, where
+    # util-linux's setpriv is there, a parent-death signal: if this driver is killed outright
+    # (the test failed and dropped it), Chromium dies with it instead of running on.
+    setpriv = shutil.which("setpriv")
+    if setpriv:
+        args = [setpriv, "--pdeathsig", "KILL", "--"] + args
+    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
     # Chromium writes the port it chose into DevToolsActivePort in the profile directory.
     port_file = os.path.join(profile_dir, "DevToolsActivePort")
     end = time.time() + 60
@@ -235,12 +243,20 @@ def run(args):
             emit(event="done", url=cdp.eval("location.href"), title=cdp.eval("document.title"), text=text, verdict=verdict)
     finally:
         if proc is not None:
-            proc.kill()
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
             proc.wait()
         shutil.rmtree(profile, ignore_errors=True)
 
 
+def on_term(signum, frame):
+    raise SystemExit(f"stopped by signal {signum}")  # runs the clean-up in run()'s finally
+
+
 def main():
+    signal.signal(signal.SIGTERM, on_term)
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--base", required=True, help="http://127.0.0.1:PORT")
     ap.add_argument("--token", required=True)
@@ -254,7 +270,7 @@ def main():
     args = ap.parse_args()
     try:
         run(args)
-    except Exception as e:  # one line for the test's failure message
+    except (Exception, SystemExit) as e:  # one line for the test's failure message
         emit(event="error", error=f"{type(e).__name__}: {e}")
         sys.exit(1)
 
