@@ -113,7 +113,14 @@ fn fixture_for(k: &Kernel) -> Fixture {
     };
     chunk(&mut img, VS + 0x30, 0x60, true);
     pool_header(&mut img, VS + 0x40, 5, 3, b"VsA1");
-    chunk(&mut img, VS + 0x90, 0xf40, false);
+    // A freed chunk whose block's POOL_HEADER is intact (listed free), one whose header the
+    // free-tree node overwrote (skipped), and free space that never held a block (skipped).
+    chunk(&mut img, VS + 0x90, 0x60, false);
+    pool_header(&mut img, VS + 0xa0, 5, 0, b"VsF2");
+    chunk(&mut img, VS + 0xf0, 0x60, false);
+    img.u64(VS + 0x100, 0xffff_a000_1234_5670);
+    img.u64(VS + 0x108, 0xffff_a000_1234_5a81);
+    chunk(&mut img, VS + 0x150, 0xe80, false);
     // Straddling chunk: header +0xfd0, 0x120 bytes; its POOL_HEADER at the next page, 0xf0.
     chunk(&mut img, VS + 0xfd0, 0x120, true);
     pool_header(&mut img, VS + 0x1000, 0xf, 3, b"VsC3");
@@ -181,6 +188,7 @@ fn walks_lfh_and_vs_blocks_of_a_hand_built_heap() {
             (LFH + 0x80, 0x40, t(b"Free"), p, false, "lfh"),
             (LFH + 0xc0, 0x40, t(b"Ccc2"), p, true, "lfh"),
             (VS + 0x40, 0x50, t(b"VsA1"), p, true, "vs"),
+            (VS + 0xa0, 0x50, t(b"VsF2"), p, false, "vs"),
             (VS + 0x1000, 0xf0, t(b"VsC3"), p, true, "vs"),
             (VS + 0x1110, 0xef0, t(b"VsE5"), p, true, "vs"),
         ]
@@ -192,8 +200,8 @@ fn the_20348_layout_walks_the_same_heap() {
     let f = fixture_for(&K20348);
     let (r, blocks) = walk(&f);
     let s = r.unwrap();
-    assert_eq!((s.segments, s.lfh_blocks, s.vs_blocks), (1, 3, 3), "{:?}", s.problems);
-    assert_eq!(blocks.len(), 6);
+    assert_eq!((s.segments, s.lfh_blocks, s.vs_blocks), (1, 3, 4), "{:?}", s.problems);
+    assert_eq!(blocks.len(), 7);
     // The 19041 signature (context at +0x100) is not valid for a 20348 heap (+0x140).
     let mut f = fixture_for(&K20348);
     f.img.u64(SEG + 0x10, K19041.signature);
@@ -220,7 +228,7 @@ fn hostile_heaps_end_cleanly() {
     let (r, blocks) = walk(&f);
     let s = r.unwrap();
     assert_eq!(s.segments, 1);
-    assert_eq!(blocks.len(), 6);
+    assert_eq!(blocks.len(), 7);
     assert!(s.problems.iter().any(|p| p.contains("loops")), "{:?}", s.problems);
 
     // LFH offsets that decode to garbage: the subsegment is rejected, VS still walked.
@@ -228,8 +236,8 @@ fn hostile_heaps_end_cleanly() {
     f.img.u32(LFH + 0x28, 0xdead_beef);
     let (r, blocks) = walk(&f);
     let s = r.unwrap();
-    assert_eq!((s.lfh_subsegments, s.subsegments_invalid, s.vs_blocks), (0, 1, 3));
-    assert_eq!(blocks.len(), 3);
+    assert_eq!((s.lfh_subsegments, s.subsegments_invalid, s.vs_blocks), (0, 1, 4));
+    assert_eq!(blocks.len(), 4);
 
     // A VS chunk of 0 bytes stops that subsegment's walk.
     let mut f = fixture();
@@ -252,11 +260,11 @@ fn a_missing_page_is_counted_not_read_as_zeros() {
     let (r, blocks) = walk(&f);
     let s = r.unwrap();
     assert_eq!(s.missing_pages, 2);
-    // The LFH header is gone. Of VS only the first block is certain: the straddling chunk's
+    // The LFH header is gone. Of VS only the blocks on the first page are certain: the straddling chunk's
     // POOL_HEADER and the next chunk header are on the missing page, so the chain ends there
     // (no block is made up from the zeros a missing page is not).
     let vs: Vec<u64> = blocks.iter().map(|b| b.0).collect();
-    assert_eq!(vs, vec![VS + 0x40]);
+    assert_eq!(vs, vec![VS + 0x40, VS + 0xa0]);
 }
 
 #[test]

@@ -2,7 +2,8 @@
 //! with a `_HEAP_VS_CHUNK_HEADER` whose first 8 bytes (`Sizes.HeaderBits`) are stored XORed
 //! with HeapKey and the chunk header's own address. Decoded, bits 16..32 are the chunk size
 //! in 16-byte units (UnsafeSize) and the byte at +6 is `Allocated`. An allocated chunk holds
-//! a POOL_HEADER right after its chunk header; that is the block.
+//! a POOL_HEADER right after its chunk header; that is the block. A free chunk is listed as a
+//! free block when its last block's POOL_HEADER is still intact (see [`free_block`]).
 //!
 //! The subsegment's `Signature` (15 bits) is its `Size` XORed with 0x2BED (MemProcFS
 //! vmmwinpool.c checks the same).
@@ -78,10 +79,32 @@ pub fn walk_vs(
                     on_block(&b, "vs");
                 }
             }
+        } else if !allocated {
+            if let Some(b) = free_block(r, header, off + hdr, chunk_size - hdr, heap_kind) {
+                scan.vs_blocks += 1;
+                on_block(&b, "vs");
+            }
         }
         off += chunk_size;
     }
     scan.truncated = true;
+}
+
+/// A free chunk as a free block (allocated false), as `!pool` lists freed blocks: only when the
+/// POOL_HEADER its last owner left after the chunk header is still there and its BlockSize
+/// covers exactly the rest of the chunk. A chunk carved from free space that never held a
+/// block, or one whose header the free-tree node (`_HEAP_VS_CHUNK_FREE_HEADER.Node`, bytes
+/// 8..32) has overwritten, has no such header: it is free space, not a block, and is skipped.
+fn free_block(r: &RangeBytes, header: &HeaderLayout, block: u64, size: u64, heap_kind: PoolKind) -> Option<Block> {
+    if size < header.size {
+        return None;
+    }
+    let hb = r.get(block, header.size)?;
+    let h = header.decode(hb)?;
+    if h.block_size == 0 || header.bytes(h.block_size) != size {
+        return None;
+    }
+    block_from_header(header, hb, r.va + block, size, false, heap_kind)
 }
 
 /// Where the POOL_HEADER of an allocated chunk is. Normally right after the chunk header; but a
