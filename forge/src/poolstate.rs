@@ -452,6 +452,19 @@ pub fn finish(sys: &mut System, plan: &PoolPlan) -> Result<Value, ForgeError> {
             }
         }
     }
+    // Windows 10 keeps the !vm figures in nt!MiState (_MI_SYSTEM_INFORMATION) instead: plant
+    // them there, from the same pages (analyzer::pool::vm reads them by the profile's names).
+    let mut mi_state = false;
+    if !have_vm {
+        if let Some(fields) = mi_state_fields(sys) {
+            let values = [p_pages, paged_max / PAGE, np_pages, nonpaged_max / PAGE];
+            for (va, v) in fields.into_iter().zip(values) {
+                sys.machine.write_u64(va, v)?;
+            }
+            have_vm = true;
+            mi_state = true;
+        }
+    }
     let track = sys.global("PoolTrackTable")?;
     let stored = if ptr == 4 && track & 0x8000_0000 != 0 {
         track | 0xffff_ffff_0000_0000
@@ -504,10 +517,12 @@ pub fn finish(sys: &mut System, plan: &PoolPlan) -> Result<Value, ForgeError> {
         })
         .collect();
     let vm = if have_vm {
+        // MiState has no paged-pool commit figure: null there.
+        let paged_commit = if mi_state { Value::Null } else { json!(p_pages * PAGE) };
         json!({ "paged_in_use": p_pages * PAGE, "nonpaged_in_use": np_pages * PAGE, "paged_max": paged_max,
-                "nonpaged_max": nonpaged_max, "paged_commit": p_pages * PAGE })
+                "nonpaged_max": nonpaged_max, "paged_commit": paged_commit })
     } else {
-        // Windows 8+ keeps these figures inside MiState; the forge does not plant them yet.
+        // Windows 8.x keeps them where the profiles we have do not describe (no MiState.Vs).
         Value::Null
     };
     let _ = sys.spec.paging == Paging::X64;
@@ -536,4 +551,20 @@ mod tests {
         assert_eq!(tag_hash(*b"Leak", 2047), (r ^ (r >> 32)) & 2047);
         assert!(tag_hash(*b"Proc", 2047) < 2048);
     }
+}
+
+/// Where MiState keeps AllocatedPagedPool, SizeOfPagedPoolInPages, AllocatedNonPagedPool and
+/// MaximumNonPagedPoolInPages (pages each), when the profile has MiState and those fields
+/// (the 17763, 19041 and 20348 ISFs).
+fn mi_state_fields(sys: &System) -> Option<[u64; 4]> {
+    let base = sys.global("MiState").ok()?;
+    let off = |ty: &str, f: &str| sys.offset(ty, f).ok();
+    let vs = base + off("_MI_SYSTEM_INFORMATION", "Vs")?;
+    let pools = base + off("_MI_SYSTEM_INFORMATION", "Pools")?;
+    Some([
+        vs + off("_MI_VISIBLE_STATE", "PagedPoolInfo")? + off("_MM_PAGED_POOL_INFO", "AllocatedPagedPool")?,
+        vs + off("_MI_VISIBLE_STATE", "SizeOfPagedPoolInPages")?,
+        pools + off("_MI_POOL_STATE", "AllocatedNonPagedPool")?,
+        vs + off("_MI_VISIBLE_STATE", "MaximumNonPagedPoolInPages")?,
+    ])
 }

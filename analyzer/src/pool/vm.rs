@@ -6,7 +6,7 @@
 //! (bytes), MmPagedPoolCommit and MmAllocatedNonPagedPool (pages). Their addresses come from
 //! the debugger data block or the profile; Windows 10 keeps few of them, so when a figure is
 //! missing the in-use numbers fall back to the tag tables' outstanding bytes, and each figure
-//! says where it came from.
+//! says where it came from. Windows 10 keeps the figures inside nt!MiState ([`MiState`]).
 //!
 //! ProcessBilled: a plain EPROCESS pointer before Windows 8; from Windows 8 on x64 it is stored
 //! as `EPROCESS ^ ExpPoolQuotaCookie ^ address of the POOL_HEADER`.
@@ -65,13 +65,17 @@ pub fn vm_summary(
         })
     };
     let paged_commit = var("MmPagedPoolCommit", PAGE_SIZE);
+    let mi = MiState::read(mem, ctx);
     let mut s = VmSummary {
-        // !vm's paged usage: MmPagedPoolInfo where the kernel has it, else the commit.
-        paged_in_use: paged_pool_info(mem, ctx).or_else(|| paged_commit.clone()),
-        paged_max: var("MmSizeOfPagedPoolInBytes", 1),
+        // !vm's paged usage: MmPagedPoolInfo where the kernel has it, else MiState's copy
+        // (Windows 10), else the commit.
+        paged_in_use: paged_pool_info(mem, ctx)
+            .or_else(|| mi.paged_in_use.clone())
+            .or_else(|| paged_commit.clone()),
+        paged_max: var("MmSizeOfPagedPoolInBytes", 1).or_else(|| mi.paged_max.clone()),
         paged_commit,
-        nonpaged_in_use: var("MmAllocatedNonPagedPool", PAGE_SIZE),
-        nonpaged_max: var("MmMaximumNonPagedPoolInBytes", 1),
+        nonpaged_in_use: var("MmAllocatedNonPagedPool", PAGE_SIZE).or_else(|| mi.nonpaged_in_use.clone()),
+        nonpaged_max: var("MmMaximumNonPagedPoolInBytes", 1).or_else(|| mi.nonpaged_max.clone()),
         warnings: Vec::new(),
     };
     if let Some(rows) = tags {
@@ -116,6 +120,63 @@ fn paged_pool_info(mem: &dyn VirtualMemory, ctx: &KernelContext) -> Option<Figur
         bytes: pages.saturating_mul(PAGE_SIZE),
         source: "profile:MmPagedPoolInfo.AllocatedPagedPool".into(),
     })
+}
+
+/// The pool figures Windows 10 keeps in nt!MiState (`_MI_SYSTEM_INFORMATION`) instead of the
+/// variables of earlier kernels: `Vs` (`_MI_VISIBLE_STATE`) holds `PagedPoolInfo`
+/// (`_MM_PAGED_POOL_INFO`, AllocatedPagedPool in pages), `SizeOfPagedPoolInPages` and
+/// `MaximumNonPagedPoolInPages`; `Pools` (`_MI_POOL_STATE`) holds `AllocatedNonPagedPool`
+/// (pages). Names and offsets come from the kernel's profile (the 19041 and 20348 ISFs carry
+/// them); each figure is read only if its field is there, and a zero is taken as "not set".
+#[derive(Debug, Default)]
+struct MiState {
+    paged_in_use: Option<Figure>,
+    paged_max: Option<Figure>,
+    nonpaged_in_use: Option<Figure>,
+    nonpaged_max: Option<Figure>,
+}
+
+impl MiState {
+    fn read(mem: &dyn VirtualMemory, ctx: &KernelContext) -> MiState {
+        let (Some(p), Some(base)) = (ctx.profile, ctx.global("MiState")) else {
+            return MiState::default();
+        };
+        const SI: &str = "_MI_SYSTEM_INFORMATION";
+        let pages = |path: &[(&str, &str)], name: &str| -> Option<Figure> {
+            let mut va = base;
+            for (ty, field) in path {
+                va = va.checked_add(p.offset(ty, field)?)?;
+            }
+            let v = mem.read_u64(va).ok().filter(|&v| v != 0)?;
+            Some(Figure {
+                bytes: v.saturating_mul(PAGE_SIZE),
+                source: format!("profile:MiState.{name}"),
+            })
+        };
+        const VS: (&str, &str) = (SI, "Vs");
+        MiState {
+            paged_in_use: pages(
+                &[
+                    VS,
+                    ("_MI_VISIBLE_STATE", "PagedPoolInfo"),
+                    ("_MM_PAGED_POOL_INFO", "AllocatedPagedPool"),
+                ],
+                "Vs.PagedPoolInfo.AllocatedPagedPool",
+            ),
+            paged_max: pages(
+                &[VS, ("_MI_VISIBLE_STATE", "SizeOfPagedPoolInPages")],
+                "Vs.SizeOfPagedPoolInPages",
+            ),
+            nonpaged_in_use: pages(
+                &[(SI, "Pools"), ("_MI_POOL_STATE", "AllocatedNonPagedPool")],
+                "Pools.AllocatedNonPagedPool",
+            ),
+            nonpaged_max: pages(
+                &[VS, ("_MI_VISIBLE_STATE", "MaximumNonPagedPoolInPages")],
+                "Vs.MaximumNonPagedPoolInPages",
+            ),
+        }
+    }
 }
 
 /// A process from the active process list.

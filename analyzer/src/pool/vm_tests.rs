@@ -168,3 +168,42 @@ fn process_list_loop_stops() {
     assert_eq!(procs.len(), 1);
     assert!(warnings[0].contains("does not return"), "{warnings:?}");
 }
+
+#[test]
+fn win10_figures_from_mi_state() {
+    // Offsets read off the ISFs by hand: MiState.Vs at 0x2600 (19041) / 0x4200 (20348);
+    // in _MI_VISIBLE_STATE, PagedPoolInfo +0x18 (AllocatedPagedPool +0x10 in it),
+    // MaximumNonPagedPoolInPages +0x30, SizeOfPagedPoolInPages +0x38; Pools.AllocatedNonPagedPool +8.
+    for (p, build, vs) in [
+        (isf(W19041), 19041, 0x2600),
+        (isf(crate::pool::testmem::W20348), 20348, 0x4200),
+    ] {
+        let mi = KB64 + p.global("MiState").unwrap();
+        let mut img = Image::new(8);
+        img.u64(mi + vs + 0x28, 0x300); // paged pages in use
+        img.u64(mi + vs + 0x38, 0x1000); // paged maximum, pages
+        img.u64(mi + 8, 0xf80); // nonpaged pages in use
+        img.u64(mi + vs + 0x30, 0x1000); // nonpaged maximum, pages: 96.9% used
+        let s = vm_summary(img.memory(), &ctx(Some(&p), 8, build, KB64), &[], None);
+        let f = |x: &Option<Figure>| x.as_ref().map(|f| (f.bytes, f.source.clone()));
+        assert_eq!(
+            f(&s.paged_in_use),
+            Some((0x30_0000, "profile:MiState.Vs.PagedPoolInfo.AllocatedPagedPool".into())),
+            "{build}"
+        );
+        assert_eq!(f(&s.paged_max).map(|x| x.0), Some(0x100_0000), "{build}");
+        assert_eq!(f(&s.nonpaged_in_use).map(|x| x.0), Some(0xf8_0000), "{build}");
+        assert_eq!(
+            f(&s.nonpaged_max),
+            Some((0x100_0000, "profile:MiState.Vs.MaximumNonPagedPoolInPages".into())),
+            "{build}"
+        );
+        assert_eq!(s.paged_commit, None, "{build}: MiState keeps no paged commit");
+        assert_eq!(s.warnings.len(), 1, "{build}: {:?}", s.warnings);
+        assert!(
+            s.warnings[0].starts_with("nonpaged pool is near exhaustion"),
+            "{}",
+            s.warnings[0]
+        );
+    }
+}
