@@ -444,13 +444,13 @@ fn search_filters_pages_and_tenant_scoped_driver_stats() {
     assert_eq!(code, 403);
 
     // Deleting a dump removes it from the statistics too.
-    let (code, _) = svc.call(
+    let (code, v) = svc.call(
         &globex,
         "DELETE",
         &format!("/api/v1/dumps/{}", planted[2].id),
         None,
     );
-    assert_eq!(code, 204);
+    assert_eq!(code, 204, "{v}");
     let rest: Vec<&Planted> = planted.iter().filter(|p| p.id != planted[2].id).collect();
     assert_eq!(
         stats_of(&svc.get(&support, "/api/v1/drivers")),

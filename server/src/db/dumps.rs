@@ -155,18 +155,17 @@ pub async fn delete(
     tenant: Option<&str>,
 ) -> Result<Option<(String, bool)>, sqlx::Error> {
     let mut tx = db.begin().await?;
+    // The first statement writes: SQLite then takes the write lock before reading, and waits
+    // (busy timeout) for another writer. A SELECT first made the later DELETE fail at once
+    // with SQLITE_BUSY_SNAPSHOT whenever a worker committed in between (a 500 on DELETE).
     let sha: Option<String> = sqlx::query_scalar(
-        "SELECT sha256 FROM dumps WHERE id = $1 AND ($2 IS NULL OR tenant = $2)",
+        "DELETE FROM dumps WHERE id = $1 AND ($2 IS NULL OR tenant = $2) RETURNING sha256",
     )
     .bind(id)
     .bind(tenant)
     .fetch_optional(&mut *tx)
     .await?;
     let Some(sha) = sha else { return Ok(None) };
-    sqlx::query("DELETE FROM dumps WHERE id = $1")
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
     let others: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM dumps WHERE sha256 = $1")
         .bind(&sha)
         .fetch_one(&mut *tx)
