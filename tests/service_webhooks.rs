@@ -385,3 +385,44 @@ fn assert_no_tmp_left(dir: &Path) {
         (n == 0).then_some(())
     });
 }
+
+/// A tenant's default webhook from the config file: only that tenant's dumps notify it, and
+/// without a configured secret the signature uses the key the service wrote to
+/// `<data dir>/webhook_secret`.
+#[test]
+fn tenant_default_from_the_config_file_signed_with_the_generated_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let acme = Token::new(dir.path(), "acme", "customer");
+    let globex = Token::new(dir.path(), "globex", "customer");
+    let receiver = Receiver::start(TcpListener::bind("127.0.0.1:0").unwrap(), vec![200]);
+    std::fs::write(
+        dir.path().join("pooltriage.toml"),
+        format!(
+            "webhook_retry_base_secs = 1\n\
+             webhook_tenant_urls = {{ acme = \"http://127.0.0.1:{}/acme\" }}\n",
+            receiver.port
+        ),
+    )
+    .unwrap();
+    let svc = Service::start(dir.path(), &[]);
+    let g = svc.upload(&globex, &triage_variant("globex"), "");
+    let a = svc.upload(&acme, &triage_variant("acme"), "");
+    svc.wait_finished(&globex, &g, Duration::from_secs(60));
+    svc.wait_finished(&acme, &a, Duration::from_secs(60));
+    let got = wait_for("acme's event", Duration::from_secs(30), || {
+        let r = receiver.received();
+        (!r.is_empty()).then_some(r)
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let got_all = receiver.received();
+    assert_eq!(got_all.len(), 1, "only acme's dump: {got_all:?}");
+    assert_eq!(got[0].path, "/acme");
+    assert_eq!(got[0].json()["id"], a.as_str());
+    assert!(deliveries(&svc, &globex, &g).is_empty());
+    let key = std::fs::read_to_string(dir.path().join("webhook_secret")).expect("generated key");
+    assert_eq!(key.trim().len(), 64);
+    assert_eq!(
+        got[0].header("X-Pooltriage-Signature").unwrap(),
+        python_signature(key.trim(), &got[0].body)
+    );
+}
