@@ -26,6 +26,13 @@ import tempfile
 import time
 
 
+# bench/pool.sh's section of RESULTS.md (bench/pool_measure.py writes it between these).
+POOL_SECTION_BEGIN = "<!-- bench/pool.sh -->"
+POOL_SECTION_END = "<!-- /bench/pool.sh -->"
+# Every other bench script's section starts with "<!-- bench/NAME -->": run.sh keeps them all.
+OTHER_SECTIONS = "<!-- bench/"
+
+
 def status_kb(pid, key):
     try:
         with open(f"/proc/{pid}/status") as f:
@@ -45,10 +52,14 @@ def children(pid):
         return []
 
 
-def run_once(cmd):
+def run_once(cmd, timeout=None):
+    """Runs `cmd` under /usr/bin/time -v. With `timeout` (seconds), a command still running then
+    is killed (with its process group) and the result says `timed_out` instead of exiting."""
+    timed_out = False
     with tempfile.NamedTemporaryFile("r", suffix=".time") as tf, tempfile.TemporaryFile("w+") as err:
         t0 = time.perf_counter()
-        p = subprocess.Popen(["/usr/bin/time", "-v", "-o", tf.name] + cmd, stdout=subprocess.PIPE, stderr=err)
+        p = subprocess.Popen(["/usr/bin/time", "-v", "-o", tf.name] + cmd, stdout=subprocess.PIPE, stderr=err,
+                             start_new_session=timeout is not None)
         anon = file_ = 0
         child = None
         out_chunks = []
@@ -70,6 +81,9 @@ def run_once(cmd):
             except (BlockingIOError, TypeError):
                 pass
             time.sleep(0.002)
+            if timeout is not None and not timed_out and time.perf_counter() - t0 > timeout:
+                timed_out = True
+                os.killpg(p.pid, 9)
         wall_precise = time.perf_counter() - t0
         rest = p.stdout.read()
         if rest:
@@ -77,6 +91,9 @@ def run_once(cmd):
         text = tf.read()
         err.seek(0)
         stderr = err.read()
+    if timed_out:
+        return {"wall_s": wall_precise, "timed_out": True, "max_rss_kb": 0, "peak_anon_kb": anon, "peak_file_kb": file_,
+                "stdout": "", "stderr": stderr}
     if p.returncode != 0:
         sys.exit(f"benchmark command failed ({p.returncode}): {' '.join(cmd)}\n{text}")
     m = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (?:(\d+):)?(\d+):([\d.]+)", text)
@@ -212,8 +229,18 @@ def main():
             lines.append(f"- {r['dump']}, {r['command']}: `{' '.join(r['stdout_tail'])[:200]}`"
                          + (f" (stderr: `{' '.join(r['stderr_tail'])[:200]}`)" if r["stderr_tail"] else ""))
     lines.append("")
+    # Other bench scripts (pool.sh, service.sh) keep their sections after this one: carry them over.
+    kept = ""
+    try:
+        with open(a.out) as f:
+            old = f.read()
+        at = old.find(OTHER_SECTIONS)
+        if at >= 0:
+            kept = "\n" + old[at:]
+    except OSError:
+        pass
     with open(a.out, "w") as f:
-        f.write("\n".join(lines))
+        f.write("\n".join(lines) + kept)
     with open(a.out.replace(".md", ".json"), "w") as f:
         json.dump({"machine": m, "rows": rows}, f, indent=1)
     print("\n".join(lines))
