@@ -529,7 +529,9 @@ fn reports_are_backfilled_at_start() {
 }
 
 /// The real analyzer on forged dumps: the leaking driver of each scenario (from its truth file)
-/// is the verdict driver in the statistics, counted per tenant.
+/// is the verdict driver in the statistics, counted per tenant, with the truth's leaked bytes.
+/// The kernel's layouts come from a copy of the corpus ISF folder (`POOLTRIAGE_ISF_DIR`, which
+/// the analyzer child inherits from the service).
 #[test]
 fn forged_leaks_show_up_in_driver_stats() {
     let dir = tempfile::tempdir().unwrap();
@@ -563,20 +565,33 @@ fn forged_leaks_show_up_in_driver_stats() {
             &std::fs::read_to_string(format!("{}.truth.json", dump.display())).unwrap(),
         )
         .unwrap();
-        let leakers: Vec<String> = truth["pool"]["drivers"]
+        let leakers: Vec<(String, i64)> = truth["pool"]["drivers"]
             .as_array()
             .expect("truth pool.drivers")
             .iter()
-            .map(|d| d["module"].as_str().unwrap().to_lowercase())
+            .map(|d| {
+                (
+                    d["module"].as_str().unwrap().to_lowercase(),
+                    d["leaked_bytes"].as_i64().expect("truth leaked_bytes"),
+                )
+            })
             .collect();
         (std::fs::read(&dump).unwrap(), leakers)
     };
     let (tagged, tagged_leakers) = forge("leak-tagged");
     let (untagged, untagged_leakers) = forge("leak-untagged");
-    assert_eq!(tagged_leakers, ["leaky.sys"], "truth of leak-tagged");
-    assert_eq!(untagged_leakers, ["untagged.sys"], "truth of leak-untagged");
+    assert_eq!(tagged_leakers.len(), 1, "truth of leak-tagged: one leaker");
+    assert_eq!(
+        untagged_leakers.len(),
+        1,
+        "truth of leak-untagged: one leaker"
+    );
+    let (leaky, leaky_bytes) = tagged_leakers[0].clone();
+    let (untag, untag_bytes) = untagged_leakers[0].clone();
 
-    let svc = Service::start(dir.path(), &[]);
+    let isf = work.path().join("isf");
+    copy_dir(&harness::corpus().join("isf"), &isf);
+    let svc = Service::start(dir.path(), &[("POOLTRIAGE_ISF_DIR", isf.to_str().unwrap())]);
     let a1 = svc.upload(&acme, &tagged, "");
     let a2 = svc.upload(&acme, &untagged, "");
     let g1 = svc.upload(&globex, &tagged, "");
@@ -597,8 +612,8 @@ fn forged_leaks_show_up_in_driver_stats() {
             .map(|d| d.as_str().unwrap().to_string())
             .collect()
     };
-    assert_eq!(verdict_of(&acme, &a1), tagged_leakers);
-    assert_eq!(verdict_of(&acme, &a2), untagged_leakers);
+    assert_eq!(verdict_of(&acme, &a1), [leaky.as_str()]);
+    assert_eq!(verdict_of(&acme, &a2), [untag.as_str()]);
 
     let verdicts = |t: &Token| -> BTreeMap<String, (i64, i64)> {
         let v = svc.get(t, "/api/v1/drivers");
@@ -608,8 +623,6 @@ fn forged_leaks_show_up_in_driver_stats() {
             .map(|(m, s)| (m, (s.0, s.1)))
             .collect()
     };
-    let leaky = tagged_leakers[0].clone();
-    let untag = untagged_leakers[0].clone();
     assert_eq!(
         verdicts(&support),
         BTreeMap::from([(leaky.clone(), (2, 2)), (untag.clone(), (1, 1))])
@@ -619,8 +632,28 @@ fn forged_leaks_show_up_in_driver_stats() {
         BTreeMap::from([(leaky.clone(), (1, 1)), (untag.clone(), (1, 1))])
     );
     assert_eq!(verdicts(&globex), BTreeMap::from([(leaky.clone(), (1, 1))]));
-    assert_eq!(
-        ids(&svc.get(&support, &format!("/api/v1/dumps?driver={leaky}"))),
-        [g1.clone(), a1.clone()]
-    );
+    // The driver's outstanding bytes in each report are what the forge leaked.
+    let all = stats_of(&svc.get(&support, "/api/v1/drivers"));
+    assert_eq!(all[&leaky], (2, 2, 2 * leaky_bytes, leaky_bytes));
+    assert_eq!(all[&untag], (1, 1, untag_bytes, untag_bytes));
+    // Uploaded within the same second: compared as a set.
+    let mut by_driver = ids(&svc.get(&support, &format!("/api/v1/dumps?driver={leaky}")));
+    by_driver.sort();
+    let mut expected = vec![g1.clone(), a1.clone()];
+    expected.sort();
+    assert_eq!(by_driver, expected);
+}
+
+/// Copies a folder tree (the corpus is read-only and never linked into: see the README).
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), &dest).unwrap();
+        }
+    }
 }
