@@ -2,7 +2,8 @@
 //! the verdict against the forge's truth (`pool.drivers`, the blocks it bills to a process, its
 //! `!vm` figures), and every reported call site checked independently: the driver's image is
 //! read out of the dump by kdmp-parser (PyPI, C++ core; x64 dumps) and GNU objdump decodes the
-//! instruction at each reported address. The real triage dump must give a report too.
+//! instruction at each reported address (x86 dumps: Volatility 3's layers read the image). The
+//! real triage dump must give a report too.
 //!
 //! Expected values come from the truth file only (scenario names are not looked at), mapped
 //! onto the contract of docs/json.md ("`pooltriage analyze DUMP --json`").
@@ -184,16 +185,20 @@ fn objdump_at(image: &Path, base: u64, addr: u64, bits64: bool) -> String {
         .to_string()
 }
 
-/// The module's image (base..base+size) read from the dump by kdmp-parser.
-fn image_from_dump(dump: &Path, dir: &Path, base: u64, size: u64) -> std::path::PathBuf {
+/// The module's image (base..base+size) read from the dump by kdmp-parser (x64) or by
+/// Volatility 3's crash-dump and Intel PAE layers (x86: kdmp-parser reads 64-bit dumps only).
+fn image_from_dump(dump: &Path, dir: &Path, base: u64, size: u64, x64: bool) -> std::path::PathBuf {
     let addrs = dir.join("addrs.txt");
     let list: String = (0..size.div_ceil(0x1000))
         .map(|i| format!("{:#x}\n", base + i * 0x1000))
         .collect();
     std::fs::write(&addrs, list).unwrap();
     let out = run(
-        Command::new(python()).arg(script("kdmp_read.py")).arg(dump).arg(&addrs),
-        "kdmp_read.py",
+        Command::new(python())
+            .arg(script(if x64 { "kdmp_read.py" } else { "vol_virt_read.py" }))
+            .arg(dump)
+            .arg(&addrs),
+        "read the driver image",
     );
     let v: Value = serde_json::from_slice(&out).expect("kdmp_read.py prints JSON");
     let mut image = Vec::new();
@@ -218,16 +223,8 @@ fn check_call_sites(dump: &Path, dir: &Path, r: &Value, drivers: &BTreeSet<Strin
         }
         let sites = d["call_sites"].as_array().unwrap();
         assert!(!sites.is_empty(), "{}: no call site", d["module"]);
-        if !x64 {
-            // kdmp-parser reads 64-bit dumps only: x86 sites are held to the module range.
-            let (base, size) = (hx(&d["base"]), d["size"].as_u64().unwrap());
-            for c in sites {
-                assert!((base..base + size).contains(&hx(&c["address"])), "{c}");
-            }
-            continue;
-        }
         let (base, size) = (hx(&d["base"]), d["size"].as_u64().unwrap());
-        let image = image_from_dump(dump, dir, base, size);
+        let image = image_from_dump(dump, dir, base, size, x64);
         for c in sites {
             let addr = hx(&c["address"]);
             assert_eq!(s(&c["offset"]), format!("{}+{:#x}", s(&d["module"]), addr - base));
