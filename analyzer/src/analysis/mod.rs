@@ -436,7 +436,12 @@ fn driver_reports(
                 evidence: source,
                 shared_with,
             });
-            if let Some((tag, a)) = agg.tags.iter().find(|(tag, _)| tag.to_string() == t.tag) {
+            // Printable tags parse back from their text; an escaped one is looked up by text.
+            let found = match tag_of(&t.tag) {
+                Some(tag) => agg.tags.get_key_value(&tag),
+                None => agg.tags.iter().find(|(tag, _)| tag.to_string() == t.tag),
+            };
+            if let Some((tag, a)) = found {
                 tag_set.insert(*tag);
                 d.blocks.count += a.count;
                 d.blocks.bytes = d.blocks.bytes.saturating_add(a.bytes);
@@ -474,8 +479,10 @@ fn driver_reports(
 
 /// The tag a report string names (printable tags only; a `\xNN` escape does not parse back).
 fn tag_of(s: &str) -> Option<Tag> {
-    let b = s.as_bytes();
-    (b.len() == 4 && !s.contains('\\')).then(|| Tag([b[0], b[1], b[2], b[3]]))
+    if s.contains('\\') {
+        return None;
+    }
+    <[u8; 4]>::try_from(s.as_bytes()).ok().map(Tag)
 }
 
 pub(crate) fn pool_name(k: PoolKind) -> Option<PoolName> {
