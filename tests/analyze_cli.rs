@@ -428,6 +428,12 @@ fn the_real_triage_dump_gives_a_report_that_says_why_it_cannot_answer() {
     assert_eq!(hx(&r["bugcheck"]["code"]), 0x1000_007e);
     assert_eq!(r["dump"]["processors"], 16);
     assert_eq!(r["dump"]["format"], "triage");
+    // corpus README: the crash is in amdppm.sys.
+    assert!(
+        s(&r["bugcheck"]["faulting"]).starts_with("amdppm.sys+0x"),
+        "{}",
+        r["bugcheck"]
+    );
     let v = &r["verdict"];
     assert!(matches!(s(&v["kind"]), "not-analyzable" | "no-leak-found"), "{v}");
     assert!(s(&v["sentence"]).contains("triage"), "{v}");

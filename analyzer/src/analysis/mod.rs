@@ -185,6 +185,10 @@ fn bugcheck(kernel: &KernelInfo) -> AnalysisBugcheck {
         name: b.name.as_ref().map(|n| n.name.clone()),
         params: [0, 1, 2, 3].map(|i| Hex(b.params.get(i).map_or(0, |p| p.value))),
         pool_related: POOL_BUGCHECKS.contains(&base),
+        faulting: b
+            .faulting
+            .as_ref()
+            .and_then(|f| crate::kernel::bugcheck::module_offset(f.address, &kernel.modules.modules)),
     }
 }
 

@@ -355,14 +355,26 @@ fn quota_candidate<'a>(c: &'a Ctx<'a>) -> Option<QuotaCandidate<'a>> {
     })
 }
 
+/// Where the crash itself happened, for verdicts that cannot name a pool user.
+fn faulting_reason(r: &AnalysisReport) -> Option<String> {
+    r.bugcheck.faulting.as_ref().map(|at| {
+        format!(
+            "the crash ({}) is about the instruction at {at}",
+            r.bugcheck.name.as_deref().unwrap_or("unknown bugcheck")
+        )
+    })
+}
+
 /// The verdict for a report whose other fields are filled in.
 pub fn decide(r: &AnalysisReport) -> Verdict {
     let c = Ctx::new(r);
     if r.tags.is_empty() {
         if r.dump.format == "triage" {
-            return not_analyzable(
+            let mut v = not_analyzable(
                 "it is a triage (small memory) dump, which holds neither the pool tag tables nor pool pages".into(),
             );
+            v.reasons.extend(faulting_reason(r));
+            return v;
         }
         let walked = r.blocks.classic.count + r.blocks.big.count + r.blocks.lfh.count + r.blocks.vs.count;
         if walked == 0 {
@@ -904,6 +916,7 @@ fn no_leak(c: &Ctx, dc: Option<&DriverCandidate>, qc: Option<&QuotaCandidate>, m
     if !c.r.blocks.complete {
         ev.push("the block walk is incomplete (pages missing from the dump or a walk skipped)".into());
     }
+    ev.extend(faulting_reason(c.r));
     ev.append(&mut reasons);
     let confidence = if c.r.blocks.complete && !c.r.tags.is_empty() {
         Confidence::Medium
@@ -950,6 +963,7 @@ mod tests {
                 name: Some("MANUALLY_INITIATED_CRASH".into()),
                 params: [Hex(0); 4],
                 pool_related: false,
+                faulting: None,
             },
             symbols: AnalysisSymbols {
                 source: "isf".into(),

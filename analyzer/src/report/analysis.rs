@@ -82,6 +82,10 @@ pub struct AnalysisBugcheck {
     /// The code is one of the pool-related bugchecks listed in docs/json.md
     /// ([`POOL_BUGCHECKS`]): the crash itself points at pool.
     pub pool_related: bool,
+    /// The instruction the crash is about (the documented bugcheck parameter, else the context
+    /// record) as "module+0xoffset", when it lies in a loaded module.
+    #[serde(default)]
+    pub faulting: Option<String>,
 }
 
 /// Bugcheck codes (without the 0x10000000 "_M" flag) whose subject is kernel pool itself, from
