@@ -155,7 +155,7 @@ def main():
         anon = max(by[n]["peak_anon_kb"] for n in ours_names)
         lines.append(f"- {label}: {total:.2f} s, max RSS {mib(rss)} MiB (heap at most {mib(anon)} MiB).")
     lines += ["", "Same pool? (untimed runs) Our `pool --json` block counts against the truth file, our big allocations against `windows.bigpools`:", ""]
-    lines += ["| dump | truth blocks (with free) | ours: LFH + VS + big (with free LFH) | truth counts | our tags | big: ours / vol rows | same big set |",
+    lines += ["| dump | truth blocks (with free) | ours: LFH + VS + big (free LFH and VS included) | truth counts | our tags | big: ours / vol rows | same big set |",
               "|---|---|---|---|---|---|---|"]
     for label, c in checks.items():
         lines.append(
