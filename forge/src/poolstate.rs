@@ -539,20 +539,6 @@ pub fn finish(sys: &mut System, plan: &PoolPlan) -> Result<Value, ForgeError> {
     }))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// ReactOS ExpComputeHashForTag: (40543 * Tag) folded, masked.
-    #[test]
-    fn tag_hash_matches_the_kernel_formula() {
-        let t = u32::from_le_bytes(*b"Leak") as u64;
-        let r = 40543 * t;
-        assert_eq!(tag_hash(*b"Leak", 2047), (r ^ (r >> 32)) & 2047);
-        assert!(tag_hash(*b"Proc", 2047) < 2048);
-    }
-}
-
 /// Where MiState keeps AllocatedPagedPool, SizeOfPagedPoolInPages, AllocatedNonPagedPool and
 /// MaximumNonPagedPoolInPages (pages each), when the profile has MiState and those fields
 /// (the 17763, 19041 and 20348 ISFs).
@@ -567,4 +553,18 @@ fn mi_state_fields(sys: &System) -> Option<[u64; 4]> {
         pools + off("_MI_POOL_STATE", "AllocatedNonPagedPool")?,
         vs + off("_MI_VISIBLE_STATE", "MaximumNonPagedPoolInPages")?,
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// ReactOS ExpComputeHashForTag: (40543 * Tag) folded, masked.
+    #[test]
+    fn tag_hash_matches_the_kernel_formula() {
+        let t = u32::from_le_bytes(*b"Leak") as u64;
+        let r = 40543 * t;
+        assert_eq!(tag_hash(*b"Leak", 2047), (r ^ (r >> 32)) & 2047);
+        assert!(tag_hash(*b"Proc", 2047) < 2048);
+    }
 }
