@@ -309,7 +309,7 @@ impl Scenario for NonpagedExhaustion {
         "nonpaged-exhaustion"
     }
     fn description(&self) -> &'static str {
-        "hogdrv.sys holds nonpaged pool 'Hog!' until 97% of the maximum is in use (XP/7 set the !vm variables)"
+        "hogdrv.sys holds nonpaged pool 'Hog!' until 97% of the maximum is in use (!vm variables on XP/7, nt!MiState on 17763+)"
     }
     fn drivers(&self) -> Vec<VendorDriver> {
         vec![driver(
