@@ -466,3 +466,47 @@ fn a_file_that_is_not_a_dump_exits_2() {
     assert!(out.stdout.is_empty());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not.dmp"));
 }
+
+/// Service mode on an older kernel: no kernel symbols at all. ExAllocatePool callers are still
+/// found by the import names in the driver's own import table, and the verdict says the figures
+/// can be short (the engine reads only part of the pool without symbols).
+#[test]
+fn without_kernel_symbols_the_exallocatepool_caller_is_still_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let (dump, truth) = forge(dir.path(), "win7-7601-x64", "leak-untagged").expect("forged");
+    let out = Command::new(pooltriage_bin())
+        .env_remove("POOLTRIAGE_ISF_DIR")
+        .env_remove("_NT_SYMBOL_PATH")
+        .arg("analyze")
+        .arg(&dump)
+        .args(["--json", "--no-symbols"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["symbols"]["source"], "none");
+    let v = &r["verdict"];
+    let leakers: BTreeSet<String> = truth["pool"]["drivers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| s(&d["module"]).to_string())
+        .collect();
+    assert_eq!(s(&v["kind"]), "untagged-leak", "{v}");
+    assert_eq!(strings(&v["drivers"]), leakers, "{v}");
+    assert_ne!(v["confidence"], "high", "{v}");
+    let d = r["drivers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| leakers.contains(s(&d["module"])))
+        .expect("the leaking driver has a row");
+    let calls: Vec<&Value> = d["call_sites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["kind"] == "untagged-allocator-call")
+        .collect();
+    assert!(!calls.is_empty(), "{d}");
+    assert!(calls.iter().all(|c| c["callee"] == "ExAllocatePool"), "{d}");
+}
