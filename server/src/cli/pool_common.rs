@@ -179,6 +179,30 @@ pub fn run_analysis(
     analyze_with_kernel(&l.dump, &l.kernel, opts).map_err(|e| format!("{}: {e}", l.path))
 }
 
+/// As [`run_analysis`] without keeping a block list, handing every block the walks find to
+/// `sink` instead (`blocks` streams its listing through a spill file with it).
+pub fn run_analysis_streaming(
+    l: &Loaded,
+    s: &SymbolArgs,
+    sort: SortKey,
+    tag: Option<TagPattern>,
+    sink: &mut dyn FnMut(analyzer::pool::analyze::SeenBlock),
+) -> Result<PoolReport, String> {
+    let opts = AnalyzeOptions {
+        profile: l.profile.as_ref(),
+        symbols_source: l.source,
+        symbols_path: l.profile_path.clone(),
+        sort,
+        tag,
+        list_blocks: false,
+        pooltag: l.pooltag.clone(),
+        scan_drivers: !s.no_scan,
+    };
+    analyzer::pool::analyze::analyze_parts(&l.dump, &l.kernel, opts, sink)
+        .map(|(r, _)| r)
+        .map_err(|e| format!("{}: {e}", l.path))
+}
+
 /// The lines every text report starts with: which symbols and layouts were used.
 pub fn provenance(r: &PoolReport) -> String {
     let sym = match (&r.symbols.path, r.symbols.matches_kernel) {
