@@ -179,6 +179,21 @@ pub struct AllocSite {
     pub size: Option<u64>,
 }
 
+impl AllocSite {
+    /// A tag argument whose call was never reached on its linear path (a branch or the end of
+    /// the code came first): where and which tag, nothing decoded.
+    fn undecoded(address: u64, tag: Tag) -> AllocSite {
+        AllocSite {
+            address,
+            tag,
+            untagged_call: false,
+            callee: None,
+            paged: None,
+            size: None,
+        }
+    }
+}
+
 /// What is known of an argument register between two control-flow instructions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Arg {
@@ -515,17 +530,7 @@ fn linear_sites(
                 // The arguments seen so far reach no call on this path: report the tag
                 // arguments without decoded values.
                 for &(address, tag, _) in &st.pending {
-                    push(
-                        &mut out,
-                        AllocSite {
-                            address,
-                            tag,
-                            untagged_call: false,
-                            callee: None,
-                            paged: None,
-                            size: None,
-                        },
-                    );
+                    push(&mut out, AllocSite::undecoded(address, tag));
                 }
                 st.reset();
                 continue;
@@ -550,21 +555,11 @@ fn linear_sites(
             {
                 // The stack pointer moved: the pushes no longer line up with arguments.
                 st.pushes.clear();
-                st.pending.retain(|_| false);
+                st.pending.clear();
             }
         }
         for &(address, tag, _) in &st.pending {
-            push(
-                &mut out,
-                AllocSite {
-                    address,
-                    tag,
-                    untagged_call: false,
-                    callee: None,
-                    paged: None,
-                    size: None,
-                },
-            );
+            push(&mut out, AllocSite::undecoded(address, tag));
         }
     }
     (out, truncated)
