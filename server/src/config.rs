@@ -16,6 +16,16 @@ pub struct ServeArgs {
     /// Directory holding the database, the dumps and temporary files (created if missing).
     #[arg(long, env = "POOLTRIAGE_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Database URL for scale-out: `postgres://user:password@host:5432/db` lets several
+    /// service instances share one queue (and one data directory on a shared file system).
+    /// Default: the SQLite file `<data dir>/pooltriage.db`.
+    #[arg(
+        long,
+        env = "POOLTRIAGE_DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub database_url: Option<String>,
     /// TOML configuration file (default: `<data dir>/pooltriage.toml` when it exists).
     #[arg(long, env = "POOLTRIAGE_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -115,6 +125,7 @@ pub struct ServeArgs {
 struct FileConfig {
     listen: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
+    database_url: Option<String>,
     max_upload_bytes: Option<u64>,
     max_dump_bytes: Option<u64>,
     max_ratio: Option<u64>,
@@ -147,6 +158,8 @@ struct FileConfig {
 pub struct Config {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
+    /// `None`: the SQLite file under `data_dir` (see `crate::db::open`).
+    pub database_url: Option<String>,
     pub limits: UploadLimits,
     pub workers: usize,
     pub job: JobLimits,
@@ -253,6 +266,7 @@ impl Config {
             .clone()
             .or(file.data_dir)
             .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        let database_url = args.database_url.clone().or(file.database_url);
         let limits = UploadLimits {
             max_upload_bytes: args
                 .max_upload_bytes
@@ -371,6 +385,7 @@ impl Config {
             upload_expiry,
             listen,
             data_dir,
+            database_url,
             limits,
             workers,
             job,

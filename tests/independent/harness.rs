@@ -7,6 +7,9 @@
 //! cannot fail.
 #![allow(dead_code)]
 
+#[path = "postgres.rs"]
+pub mod postgres;
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -232,6 +235,7 @@ pub fn spawn_serve(dir: &Path, env: &[(&str, &str)]) -> (std::process::Child, st
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
+    with_test_database(&mut cmd, dir);
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -252,15 +256,37 @@ pub fn spawn_serve(dir: &Path, env: &[(&str, &str)]) -> (std::process::Child, st
 
 /// `pooltriage tokens create` in data directory `dir`; returns the new token.
 pub fn create_token(dir: &Path, tenant: &str, role: &str) -> String {
-    let out = Command::new(pooltriage_bin())
-        .args(["tokens", "create", "--tenant", tenant, "--role", role, "--data-dir"])
-        .arg(dir)
-        .output()
-        .expect("pooltriage tokens runs");
+    let mut cmd = Command::new(pooltriage_bin());
+    cmd.args(["tokens", "create", "--tenant", tenant, "--role", role, "--data-dir"])
+        .arg(dir);
+    with_test_database(&mut cmd, dir);
+    let out = cmd.output().expect("pooltriage tokens runs");
     assert!(
         out.status.success(),
         "tokens create: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).expect("utf-8 token").trim().to_string()
+}
+
+/// The database backend the service tests run on: `POOLTRIAGE_TEST_DATABASE=postgres` runs them
+/// on a real PostgreSQL server (tests/independent/postgres.rs), one database per data
+/// directory; unset or `sqlite`, on the default SQLite file. scripts/test.sh runs the service
+/// suites both ways.
+pub fn test_database() -> &'static str {
+    match std::env::var("POOLTRIAGE_TEST_DATABASE").as_deref() {
+        Ok("postgres") => "postgres",
+        Ok("sqlite") | Ok("") | Err(_) => "sqlite",
+        Ok(other) => panic!("POOLTRIAGE_TEST_DATABASE={other}: expected sqlite or postgres"),
+    }
+}
+
+/// Points `cmd` (`serve` or `tokens`) at the test database of data directory `dir`. An
+/// explicit `POOLTRIAGE_DATABASE_URL` in a test's own env (set after this) still wins.
+pub fn with_test_database(cmd: &mut Command, dir: &Path) {
+    if test_database() == "postgres" {
+        cmd.env("POOLTRIAGE_DATABASE_URL", postgres::database_for(dir));
+    } else {
+        cmd.env_remove("POOLTRIAGE_DATABASE_URL");
+    }
 }

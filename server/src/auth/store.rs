@@ -10,7 +10,7 @@ use sqlx::Row;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The pool type of the service's database (see `crate::db`).
-pub type DbPool = sqlx::SqlitePool;
+pub type DbPool = crate::db::Db;
 
 /// `last_used_at` is refreshed at most this often per token, so a busy API client does not turn
 /// every read into a database write.
@@ -226,7 +226,7 @@ pub async fn delete_session(pool: &DbPool, cookie: &str) -> Result<(), StoreErro
     Ok(())
 }
 
-fn principal_from_row(row: &sqlx::sqlite::SqliteRow, csrf: Option<String>) -> Result<Principal, StoreError> {
+fn principal_from_row(row: &crate::db::Row, csrf: Option<String>) -> Result<Principal, StoreError> {
     let role: String = row.try_get("role")?;
     Ok(Principal {
         token_id: row.try_get("id")?,
@@ -258,7 +258,8 @@ pub(crate) mod tests {
     /// An in-memory database with only the auth tables: these tests do not depend on the rest of
     /// the schema.
     pub(crate) async fn memory_pool() -> DbPool {
-        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::any::AnyPoolOptions::new()
             .max_connections(1)
             .connect("sqlite::memory:")
             .await

@@ -64,7 +64,7 @@ async fn serve(config: Config, auth_config: crate::auth::AuthConfig) -> anyhow::
         .map_err(|e| anyhow::anyhow!("cannot create data directory {}: {e}", dir.display()))?;
     let storage =
         Storage::open(dir).map_err(|e| anyhow::anyhow!("storage in {}: {e}", dir.display()))?;
-    let db = crate::db::open(dir).await?;
+    let db = crate::db::open(dir, config.database_url.as_deref()).await?;
     let webhooks = crate::webhooks::Webhooks::new(config.webhooks.clone(), dir)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     // Reports stored before the index existed (or by an older index version): in the

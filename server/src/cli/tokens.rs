@@ -1,12 +1,13 @@
 //! `pooltriage tokens create|list|revoke`: manage API tokens from the shell.
 //!
-//! Works with or without the service running: it opens the same SQLite database under the data
-//! directory (WAL mode, so a running service keeps serving) and applies pending migrations, so the
-//! very first admin token can be made before the service has ever started.
+//! Works with or without the service running: it opens the same database as the service (the
+//! SQLite file under the data directory, in WAL mode so a running service keeps serving, or the
+//! PostgreSQL server of `--database-url`) and applies pending migrations, so the very first admin
+//! token can be made before the service has ever started.
 
 use crate::auth::{store, Role};
 use clap::{Args, Subcommand};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Args, Debug)]
@@ -55,6 +56,9 @@ struct DataDir {
     /// The service's data directory (holds pooltriage.db).
     #[arg(long, env = "POOLTRIAGE_DATA_DIR", value_name = "DIR", default_value = crate::config::DEFAULT_DATA_DIR)]
     data_dir: PathBuf,
+    /// The service's database when it is not the SQLite file (`postgres://...`), as `serve`.
+    #[arg(long, env = "POOLTRIAGE_DATABASE_URL", value_name = "URL")]
+    database_url: Option<String>,
 }
 
 fn parse_role(s: &str) -> Result<Role, String> {
@@ -69,13 +73,17 @@ pub fn run(args: &TokensArgs) -> ExitCode {
     rt.block_on(run_async(args))
 }
 
-async fn open(dir: &Path) -> Result<crate::db::Db, ExitCode> {
-    if let Err(e) = std::fs::create_dir_all(dir) {
-        return Err(fail(1, &format!("cannot create data directory {}: {e}", dir.display())));
+async fn open(dir: &DataDir) -> Result<crate::db::Db, ExitCode> {
+    let path = &dir.data_dir;
+    if let Err(e) = std::fs::create_dir_all(path) {
+        return Err(fail(1, &format!("cannot create data directory {}: {e}", path.display())));
     }
-    crate::db::open(dir)
+    crate::db::open(path, dir.database_url.as_deref())
         .await
-        .map_err(|e| fail(1, &format!("{}: {e}", dir.join(crate::db::DB_FILE).display())))
+        .map_err(|e| match &dir.database_url {
+            Some(_) => fail(1, &e.to_string()),
+            None => fail(1, &format!("{}: {e}", path.join(crate::db::DB_FILE).display())),
+        })
 }
 
 async fn run_async(args: &TokensArgs) -> ExitCode {
@@ -88,7 +96,7 @@ async fn run_async(args: &TokensArgs) -> ExitCode {
             dir,
             json,
         } => {
-            let pool = match open(&dir.data_dir).await {
+            let pool = match open(dir).await {
                 Ok(p) => p,
                 Err(code) => return code,
             };
@@ -112,7 +120,7 @@ async fn run_async(args: &TokensArgs) -> ExitCode {
             }
         }
         TokensCommand::List { dir, json } => {
-            let pool = match open(&dir.data_dir).await {
+            let pool = match open(dir).await {
                 Ok(p) => p,
                 Err(code) => return code,
             };
@@ -146,7 +154,7 @@ async fn run_async(args: &TokensArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         TokensCommand::Revoke { id, dir } => {
-            let pool = match open(&dir.data_dir).await {
+            let pool = match open(dir).await {
                 Ok(p) => p,
                 Err(code) => return code,
             };

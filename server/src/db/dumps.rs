@@ -37,7 +37,7 @@ const SELECT: &str =
      COALESCE(j.attempts, 0) AS attempts \
      FROM dumps d LEFT JOIN jobs j ON j.sha256 = d.sha256";
 
-fn from_row(r: &sqlx::sqlite::SqliteRow) -> Result<DumpRow, sqlx::Error> {
+fn from_row(r: &super::Row) -> Result<DumpRow, sqlx::Error> {
     Ok(DumpRow {
         id: r.try_get("id")?,
         tenant: r.try_get("tenant")?,

@@ -18,20 +18,34 @@ pub struct Claimed {
 
 /// Atomically takes the oldest queued job that is due, leasing it to `owner` until
 /// `now + lease_secs`.
+///
+/// Safe with any number of claimers, in one process or in several service instances on one
+/// database: the UPDATE re-checks `state = 'queued'` on the row it changes, so of two claimers
+/// that picked the same id only one changes it and gets it back from RETURNING; the other gets
+/// no row (and polls again). On SQLite claimers cannot even overlap (one writer at a time).
+/// On PostgreSQL (READ COMMITTED) they can: the subquery there takes the row lock with
+/// `FOR UPDATE SKIP LOCKED`, so a second claimer skips a job another transaction is claiming
+/// and takes the next one instead of queueing behind that lock and then coming back empty.
+/// SQLite has no row locks and no FOR UPDATE, hence the two texts.
 pub async fn claim(
     db: &Db,
     owner: &str,
     now: i64,
     lease_secs: i64,
 ) -> Result<Option<Claimed>, sqlx::Error> {
-    let row = sqlx::query(
+    let lock = match super::backend(db) {
+        super::Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+        super::Backend::Sqlite => "",
+    };
+    let sql = format!(
         "UPDATE jobs SET state = 'running', stage = 'starting', attempts = attempts + 1, \
              lease_owner = $1, lease_expires = $2, updated_at = $3 \
          WHERE id = (SELECT id FROM jobs WHERE state = 'queued' AND not_before <= $3 \
-                     ORDER BY created_at, id LIMIT 1) \
+                     ORDER BY created_at, id LIMIT 1{lock}) \
            AND state = 'queued' \
-         RETURNING id, sha256, attempts",
-    )
+         RETURNING id, sha256, attempts"
+    );
+    let row = sqlx::query(&sql)
     .bind(owner)
     .bind(now + lease_secs)
     .bind(now)

@@ -192,12 +192,17 @@ async fn store(db: &Db, sha256: &str, e: &Extracted, now: i64) -> Result<(), sql
         .execute(&mut *tx)
         .await?;
     // Nothing to index when the report was deleted meanwhile (the summary references it).
+    // On PostgreSQL two indexers are not serialized by a database-wide write lock: the second
+    // one's INSERT waits for the first to commit and then finds its row (DO NOTHING, 0 rows),
+    // and leaves the driver rows to it. (SQLite needs the WHERE before ON CONFLICT to parse an
+    // upsert of a SELECT; it has one.)
     let inserted = sqlx::query(
         "INSERT INTO report_summaries (sha256, index_version, report_kind, verdict_kind, \
              verdict_sentence, verdict_pool, verdict_bytes, verdict_drivers, bugcheck_code, \
              bugcheck_name, build, arch, indexed_at) \
          SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13 \
-         WHERE EXISTS (SELECT 1 FROM reports WHERE sha256 = $1)",
+         WHERE EXISTS (SELECT 1 FROM reports WHERE sha256 = $1) \
+         ON CONFLICT (sha256) DO NOTHING",
     )
     .bind(sha256)
     .bind(INDEX_VERSION)

@@ -34,7 +34,7 @@ struct Conditions {
     args: Vec<Arg>,
 }
 
-type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
 
 impl Conditions {
     /// Adds a parameter; returns its placeholder.
@@ -64,7 +64,7 @@ impl Conditions {
         }
     }
 
-    fn bind<'q>(&self, mut q: SqliteQuery<'q>) -> SqliteQuery<'q> {
+    fn bind<'q>(&self, mut q: AnyQuery<'q>) -> AnyQuery<'q> {
         for a in &self.args {
             q = match a {
                 Arg::Text(t) => q.bind(t.clone()),
@@ -169,7 +169,7 @@ const ITEM_SELECT: &str =
      LEFT JOIN report_drivers rdf ON rdf.sha256 = d.sha256 AND rdf.module = $1";
 // `$1` of ITEM_SELECT is the driver filter's module (NULL: no driver columns).
 
-fn item_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<DumpItem, sqlx::Error> {
+fn item_from_row(r: &super::Row) -> Result<DumpItem, sqlx::Error> {
     let dump = DumpRow {
         id: r.try_get("id")?,
         tenant: r.try_get("tenant")?,
@@ -449,8 +449,9 @@ pub async fn top_drivers(db: &Db, f: &DriverFilter) -> Result<Vec<DriverStats>, 
     let lim = c.int(limit);
     let sql = format!(
         "SELECT rd.module, \
-             SUM(CASE WHEN rd.is_verdict <> 0 THEN 1 ELSE 0 END) AS verdict_dumps, \
-             COUNT(*) AS dumps, SUM(rd.bytes) AS total_bytes, MAX(rd.bytes) AS max_bytes, \
+             CAST(SUM(CASE WHEN rd.is_verdict <> 0 THEN 1 ELSE 0 END) AS BIGINT) AS verdict_dumps, \
+             COUNT(*) AS dumps, CAST(SUM(rd.bytes) AS BIGINT) AS total_bytes, \
+             MAX(rd.bytes) AS max_bytes, \
              MIN(d.created_at) AS first_seen, MAX(d.created_at) AS last_seen \
          FROM {from}{} \
          GROUP BY rd.module \
@@ -498,13 +499,13 @@ pub struct QueueHealth {
 pub async fn queue_health(db: &Db, now: i64) -> Result<QueueHealth, sqlx::Error> {
     let r = sqlx::query(
         "SELECT \
-           COALESCE(SUM(CASE WHEN state = 'queued' THEN 1 ELSE 0 END), 0) AS queued, \
-           COALESCE(SUM(CASE WHEN state = 'running' THEN 1 ELSE 0 END), 0) AS running, \
-           COALESCE(SUM(CASE WHEN state = 'done' THEN 1 ELSE 0 END), 0) AS done, \
-           COALESCE(SUM(CASE WHEN state = 'failed' THEN 1 ELSE 0 END), 0) AS failed, \
+           CAST(COALESCE(SUM(CASE WHEN state = 'queued' THEN 1 ELSE 0 END), 0) AS BIGINT) AS queued, \
+           CAST(COALESCE(SUM(CASE WHEN state = 'running' THEN 1 ELSE 0 END), 0) AS BIGINT) AS running, \
+           CAST(COALESCE(SUM(CASE WHEN state = 'done' THEN 1 ELSE 0 END), 0) AS BIGINT) AS done, \
+           CAST(COALESCE(SUM(CASE WHEN state = 'failed' THEN 1 ELSE 0 END), 0) AS BIGINT) AS failed, \
            MIN(CASE WHEN state = 'queued' THEN created_at END) AS oldest_queued, \
-           COALESCE(SUM(CASE WHEN state = 'done' AND finished_at >= $1 THEN 1 ELSE 0 END), 0) AS done_hour, \
-           COALESCE(SUM(CASE WHEN state = 'failed' AND finished_at >= $1 THEN 1 ELSE 0 END), 0) AS failed_hour \
+           CAST(COALESCE(SUM(CASE WHEN state = 'done' AND finished_at >= $1 THEN 1 ELSE 0 END), 0) AS BIGINT) AS done_hour, \
+           CAST(COALESCE(SUM(CASE WHEN state = 'failed' AND finished_at >= $1 THEN 1 ELSE 0 END), 0) AS BIGINT) AS failed_hour \
          FROM jobs",
     )
     .bind(now - 3600)
@@ -513,8 +514,8 @@ pub async fn queue_health(db: &Db, now: i64) -> Result<QueueHealth, sqlx::Error>
     let oldest: Option<i64> = r.try_get("oldest_queued")?;
     let w = sqlx::query(
         "SELECT \
-           COALESCE(SUM(CASE WHEN state IN ('waiting', 'pending') THEN 1 ELSE 0 END), 0) AS pending, \
-           COALESCE(SUM(CASE WHEN state = 'failed' THEN 1 ELSE 0 END), 0) AS failed \
+           CAST(COALESCE(SUM(CASE WHEN state IN ('waiting', 'pending') THEN 1 ELSE 0 END), 0) AS BIGINT) AS pending, \
+           CAST(COALESCE(SUM(CASE WHEN state = 'failed' THEN 1 ELSE 0 END), 0) AS BIGINT) AS failed \
          FROM webhook_deliveries",
     )
     .fetch_one(db)

@@ -27,7 +27,7 @@ pub struct UploadRow {
 const SELECT: &str = "SELECT id, tenant, filename, size, received, state, dump_id, error, \
                       error_code, created_at, updated_at FROM uploads";
 
-fn from_row(r: &sqlx::sqlite::SqliteRow) -> Result<UploadRow, sqlx::Error> {
+fn from_row(r: &super::Row) -> Result<UploadRow, sqlx::Error> {
     Ok(UploadRow {
         id: r.try_get("id")?,
         tenant: r.try_get("tenant")?,

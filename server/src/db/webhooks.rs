@@ -94,14 +94,22 @@ pub struct Due {
 }
 
 /// Takes the oldest due pending delivery for one attempt, leasing it until `now + lease`.
+/// Several dispatchers (service instances on one PostgreSQL database) never send one attempt
+/// twice: as in `jobs::claim`, the UPDATE re-checks the row's state and due time, and on
+/// PostgreSQL the subquery skips rows another dispatcher is claiming (`FOR UPDATE SKIP LOCKED`).
 pub async fn claim_due(db: &Db, now: i64, lease: i64) -> Result<Option<Due>, sqlx::Error> {
-    let row = sqlx::query(
+    let lock = match super::backend(db) {
+        super::Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+        super::Backend::Sqlite => "",
+    };
+    let sql = format!(
         "UPDATE webhook_deliveries SET attempts = attempts + 1, next_attempt_at = $1, updated_at = $2 \
          WHERE id = (SELECT id FROM webhook_deliveries WHERE state = 'pending' AND next_attempt_at <= $2 \
-                     ORDER BY next_attempt_at, id LIMIT 1) \
+                     ORDER BY next_attempt_at, id LIMIT 1{lock}) \
            AND state = 'pending' AND next_attempt_at <= $2 \
-         RETURNING id, url, event, body, attempts",
-    )
+         RETURNING id, url, event, body, attempts"
+    );
+    let row = sqlx::query(&sql)
     .bind(now + lease)
     .bind(now)
     .fetch_optional(db)
