@@ -17,6 +17,7 @@ pub mod profiles;
 pub mod rng;
 pub mod scenario;
 pub mod segheap;
+pub mod session;
 pub mod space;
 pub mod system;
 pub mod truth;

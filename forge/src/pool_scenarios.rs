@@ -4,7 +4,7 @@
 //! Sizes are data bytes as a driver asks for them; the header is added by the pool region.
 
 use crate::pool::PoolKind;
-use crate::poolstate::{self, DriverLeak, FreedBig, PoolPlan};
+use crate::poolstate::{self, DriverLeak, FreedBig, PoolPlan, SessionAlloc};
 use crate::scenario::Scenario;
 use crate::system::{AllocSite, System, VendorDriver};
 use crate::ForgeError;
@@ -74,6 +74,34 @@ fn background(sys: &mut System, plan: &mut PoolPlan) -> Result<(), ForgeError> {
         (*b"Toke", P, 40),
     ]);
     plan.expansion_tags.push(*b"Toke");
+    // Session paged pool of an interactive session: win32k's GDI and USER objects (counted in
+    // the session's own tag table on Vista+; nothing on XP). 'Gla5' sits in the session's
+    // expansion table.
+    plan.session.extend([
+        SessionAlloc {
+            tag: *b"Gh05",
+            count: 120,
+            bytes: 0x190,
+        },
+        SessionAlloc {
+            tag: *b"Uscu",
+            count: 60,
+            bytes: 0x110,
+        },
+        SessionAlloc {
+            tag: *b"Usqm",
+            count: 30,
+            bytes: 0x90,
+        },
+        SessionAlloc {
+            tag: *b"Gla5",
+            count: 20,
+            bytes: 0x80,
+        },
+    ]);
+    plan.session_history
+        .extend([(*b"Gh05", 400), (*b"Usqm", 50)]);
+    plan.session_expansion_tags.push(*b"Gla5");
     Ok(())
 }
 
@@ -348,6 +376,56 @@ impl Scenario for NonpagedExhaustion {
     }
 }
 
+/// `session-leak`: dispkmd.sys, a display driver, leaks session paged pool (PagedPoolSession)
+/// tagged 'DspK': counted in the session's own tag table, apart from system pool. Vista+
+/// profiles only (XP keeps no session tag table).
+pub struct SessionLeak;
+
+/// PagedPoolSession: PagedPool | the session bit (0x20).
+const PAGED_SESSION: u32 = 0x21;
+
+impl Scenario for SessionLeak {
+    fn name(&self) -> &'static str {
+        "session-leak"
+    }
+    fn description(&self) -> &'static str {
+        "dispkmd.sys (a display driver) leaks session paged pool 'DspK' (session tag table only, no blocks; not on XP)"
+    }
+    fn drivers(&self) -> Vec<VendorDriver> {
+        vec![driver(
+            "dispkmd.sys",
+            "dispkmd.pdb",
+            vec![AllocSite {
+                tag: Some(*b"DspK"),
+                pool_type: PAGED_SESSION,
+                size: 0x3f0,
+            }],
+        )]
+    }
+    fn plant(&self, sys: &mut System) -> Result<Option<Value>, ForgeError> {
+        if sys.profile.global("ExpSessionPoolTrackTable").is_none() {
+            return Err(ForgeError::ScenarioUnsupported {
+                scenario: self.name().into(),
+                profile: sys.spec.name.into(),
+                reason: "this kernel keeps no session tag table (ExpSessionPoolTrackTable); use a Vista+ profile".into(),
+            });
+        }
+        let mut plan = PoolPlan::default();
+        background(sys, &mut plan)?;
+        plan.session.push(SessionAlloc {
+            tag: *b"DspK",
+            count: 900,
+            bytes: 0x400,
+        });
+        plan.session_history.push((*b"DspK", 75));
+        plan.drivers.push(DriverLeak {
+            module: "dispkmd.sys".into(),
+            tags: vec![*b"DspK"],
+        });
+        finish(sys, plan)
+    }
+}
+
 /// `busy-server`: a busy server's normal pool: thousands of tags and one block per 4 KiB of
 /// memory (2 million for an 8 GiB dump), sizes and tag frequencies skewed as on real systems
 /// (a few tags hold most blocks), some freed blocks, a few hundred big allocations. No driver
@@ -404,7 +482,9 @@ impl Scenario for BusyServer {
         for i in 0..blocks {
             // Log-uniform tag choice: tag k is picked with probability ~ 1/(k+1).
             let u = (sys.rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
-            let k = ((u * ln).exp() as usize).saturating_sub(1).min(BUSY_TAGS - 1);
+            let k = ((u * ln).exp() as usize)
+                .saturating_sub(1)
+                .min(BUSY_TAGS - 1);
             let (tag, kind, size) = tags[k];
             let jitter = (sys.rng.next_u64() % 4) * 0x10;
             let size = size.max(0x10) + jitter;
@@ -420,7 +500,8 @@ impl Scenario for BusyServer {
             alloc(sys, kind, pages * 0x1000 - 0x10 * (i % 3), &tag)?;
         }
         for (i, (tag, kind, _)) in tags.iter().enumerate().take(500) {
-            plan.history.push((*tag, *kind, 10 + (i as u64 * 37) % 2000));
+            plan.history
+                .push((*tag, *kind, 10 + (i as u64 * 37) % 2000));
         }
         finish(sys, plan)
     }

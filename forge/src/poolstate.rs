@@ -42,7 +42,7 @@ pub struct TagStats {
 }
 
 impl TagStats {
-    fn add(&mut self, kind: PoolKind, allocs: u64, frees: u64, bytes: u64) {
+    pub(crate) fn add(&mut self, kind: PoolKind, allocs: u64, frees: u64, bytes: u64) {
         match kind {
             PoolKind::Paged => {
                 self.paged_allocs += allocs;
@@ -93,6 +93,22 @@ pub struct PoolPlan {
     /// or one-page LFH subsegments): their blocks leave the truth's `blocks`, and they count
     /// in `missing_pool_pages`; the tag tables still count them.
     pub omit_pages_of: Option<([u8; 4], usize)>,
+    /// Session paged pool (PagedPoolSession) outstanding per tag, counted in the session's own
+    /// tag table ([`crate::session`]); ignored on kernels without one (XP).
+    pub session: Vec<SessionAlloc>,
+    /// Session allocate/free pairs no longer in memory: (tag, count).
+    pub session_history: Vec<([u8; 4], u64)>,
+    /// Session tags counted in the session's expansion table (MM_SESSION_SPACE
+    /// .PoolTrackTableExpansion) instead of ExpSessionPoolTrackTable.
+    pub session_expansion_tags: Vec<[u8; 4]>,
+}
+
+/// `count` outstanding session paged allocations of `bytes` each (as the tracker counts them).
+#[derive(Debug, Clone, Copy)]
+pub struct SessionAlloc {
+    pub tag: [u8; 4],
+    pub count: u64,
+    pub bytes: u64,
 }
 
 /// One counting event for the tables: an allocation (maybe freed since).
@@ -103,7 +119,7 @@ struct Event {
     freed: bool,
 }
 
-fn tag_str(t: &[u8; 4]) -> String {
+pub(crate) fn tag_str(t: &[u8; 4]) -> String {
     t.iter()
         .map(|&b| {
             if b.is_ascii_graphic() || b == b' ' {
@@ -122,7 +138,10 @@ pub fn tag_hash(tag: [u8; 4], mask: u64) -> u64 {
 }
 
 /// Offsets and widths of the fields of a structure, widths from the next field's offset.
-fn field_widths(sys: &System, ty: &str) -> Result<BTreeMap<String, (u64, u64)>, ForgeError> {
+pub(crate) fn field_widths(
+    sys: &System,
+    ty: &str,
+) -> Result<BTreeMap<String, (u64, u64)>, ForgeError> {
     let t = sys
         .profile
         .types
@@ -172,12 +191,12 @@ fn tables_area(sys: &System) -> u64 {
     sys.spec.plan.nonpaged_pool - 0x200_0000
 }
 
-struct TableWriter {
+pub(crate) struct TableWriter {
     next: u64,
 }
 
 impl TableWriter {
-    fn alloc(&mut self, sys: &mut System, bytes: u64) -> Result<u64, ForgeError> {
+    pub(crate) fn alloc(&mut self, sys: &mut System, bytes: u64) -> Result<u64, ForgeError> {
         let va = self.next;
         let len = bytes.div_ceil(PAGE) * PAGE;
         sys.machine.map_range(va, len)?;
@@ -186,7 +205,7 @@ impl TableWriter {
     }
 }
 
-fn write_tracker(
+pub(crate) fn write_tracker(
     sys: &mut System,
     table: u64,
     entries: u64,
@@ -204,7 +223,11 @@ fn write_tracker(
     for (i, (tag, s)) in stats.iter().enumerate() {
         // Hashed tables: linear probing from the tag's hash, the last entry left as the
         // overflow bucket; the expansion table is searched linearly, filled in order.
-        let mut idx = if hashed { tag_hash(*tag, entries - 1) } else { i as u64 };
+        let mut idx = if hashed {
+            tag_hash(*tag, entries - 1)
+        } else {
+            i as u64
+        };
         let mut probes = 0;
         while used.get(idx as usize).copied().unwrap_or(true) || (hashed && idx == entries - 1) {
             idx = (idx + 1) % entries;
@@ -261,11 +284,15 @@ pub fn finish(sys: &mut System, plan: &PoolPlan) -> Result<Value, ForgeError> {
             omitted.insert(b.address & !(PAGE - 1));
         }
         for &page in &omitted {
-            sys.machine.omit_page(page).ok_or(ForgeError::Unmapped(page))?;
+            sys.machine
+                .omit_page(page)
+                .ok_or(ForgeError::Unmapped(page))?;
         }
     }
     let on_omitted = |b: &Allocation| -> bool {
-        !b.big && (b.address / PAGE..(b.address + b.size).div_ceil(PAGE)).any(|p| omitted.contains(&(p * PAGE)))
+        !b.big
+            && (b.address / PAGE..(b.address + b.size).div_ceil(PAGE))
+                .any(|p| omitted.contains(&(p * PAGE)))
     };
 
     // ---- Counting events: every allocation still in memory, freed blocks, history, freed big.
@@ -295,10 +322,14 @@ pub fn finish(sys: &mut System, plan: &PoolPlan) -> Result<Value, ForgeError> {
     let mut tables: Vec<BTreeMap<[u8; 4], TagStats>> = vec![BTreeMap::new(); cpus];
     let mut expansion: BTreeMap<[u8; 4], TagStats> = BTreeMap::new();
     let mut totals: BTreeMap<[u8; 4], TagStats> = BTreeMap::new();
-    let expansion_set: std::collections::BTreeSet<[u8; 4]> = plan.expansion_tags.iter().copied().collect();
+    let expansion_set: std::collections::BTreeSet<[u8; 4]> =
+        plan.expansion_tags.iter().copied().collect();
     for (i, e) in events.iter().enumerate() {
         let (frees, bytes) = if e.freed { (1, 0) } else { (0, e.bytes) };
-        totals.entry(e.tag).or_default().add(e.kind, 1, frees, bytes);
+        totals
+            .entry(e.tag)
+            .or_default()
+            .add(e.kind, 1, frees, bytes);
         let t = if per_cpu && expansion_set.contains(&e.tag) {
             &mut expansion
         } else {
@@ -324,7 +355,9 @@ pub fn finish(sys: &mut System, plan: &PoolPlan) -> Result<Value, ForgeError> {
     // ---- Tag tables.
     let entry = sys.type_size("_POOL_TRACKER_TABLE")?;
     let table_size = track_table_size(totals.len());
-    let mut area = TableWriter { next: tables_area(sys) };
+    let mut area = TableWriter {
+        next: tables_area(sys),
+    };
     let mut table_vas = Vec::new();
     for t in &tables {
         let va = area.alloc(sys, table_size * entry)?;
@@ -353,6 +386,9 @@ pub fn finish(sys: &mut System, plan: &PoolPlan) -> Result<Value, ForgeError> {
         }
     }
 
+    // ---- Session pool's own tag table (Vista+ x64 profiles; XP has none).
+    let session = crate::session::plant(sys, plan, &mut area)?;
+
     // ---- Big page table.
     let big_size = sys.type_size("_POOL_TRACKER_BIG_PAGES")?;
     let big_table = area.alloc(sys, BIG_TABLE_SIZE * big_size)?;
@@ -365,8 +401,21 @@ pub fn finish(sys: &mut System, plan: &PoolPlan) -> Result<Value, ForgeError> {
     let bigs: Vec<BigEntry> = blocks
         .iter()
         .filter(|b| b.big)
-        .map(|b| (b.address, b.tag, b.size, b.kind, false, b.quota.map(|q| q.eprocess)))
-        .chain(plan.freed_big.iter().map(|f| (f.va, f.tag, f.size, f.kind, true, None)))
+        .map(|b| {
+            (
+                b.address,
+                b.tag,
+                b.size,
+                b.kind,
+                false,
+                b.quota.map(|q| q.eprocess),
+            )
+        })
+        .chain(
+            plan.freed_big
+                .iter()
+                .map(|f| (f.va, f.tag, f.size, f.kind, true, None)),
+        )
         .collect();
     for (va, tag, size, kind, free, _billed) in &bigs {
         let mut idx = (va >> 12) & (BIG_TABLE_SIZE - 1);
@@ -424,7 +473,11 @@ pub fn finish(sys: &mut System, plan: &PoolPlan) -> Result<Value, ForgeError> {
     let p_base = sys.paged.base;
     let vars: [(&str, u64, u64); 8] = [
         ("MmNonPagedPoolStart", 0x110, np_base),
-        ("MmNonPagedPoolEnd", 0x118, np_base + nonpaged_max.max(0x400_0000)),
+        (
+            "MmNonPagedPoolEnd",
+            0x118,
+            np_base + nonpaged_max.max(0x400_0000),
+        ),
         ("MmPagedPoolStart", 0x120, p_base),
         ("MmPagedPoolEnd", 0x128, p_base + paged_max),
         ("MmMaximumNonPagedPoolInBytes", 0x100, nonpaged_max),
@@ -512,13 +565,24 @@ pub fn finish(sys: &mut System, plan: &PoolPlan) -> Result<Value, ForgeError> {
         .drivers
         .iter()
         .map(|d| {
-            let leaked: u64 = d.tags.iter().filter_map(|t| totals.get(t)).map(|s| s.paged_bytes + s.nonpaged_bytes).sum();
+            let system: u64 = d.tags.iter().filter_map(|t| totals.get(t)).map(|s| s.paged_bytes + s.nonpaged_bytes).sum();
+            let in_session: u64 = d
+                .tags
+                .iter()
+                .filter_map(|t| session.as_ref().and_then(|s| s.totals.get(t)))
+                .map(|s| s.paged_bytes + s.nonpaged_bytes)
+                .sum();
+            let leaked = system + in_session;
             json!({ "module": d.module, "tags": d.tags.iter().map(tag_str).collect::<Vec<_>>(), "leaked_bytes": leaked })
         })
         .collect();
     let vm = if have_vm {
         // MiState has no paged-pool commit figure: null there.
-        let paged_commit = if mi_state { Value::Null } else { json!(p_pages * PAGE) };
+        let paged_commit = if mi_state {
+            Value::Null
+        } else {
+            json!(p_pages * PAGE)
+        };
         json!({ "paged_in_use": p_pages * PAGE, "nonpaged_in_use": np_pages * PAGE, "paged_max": paged_max,
                 "nonpaged_max": nonpaged_max, "paged_commit": paged_commit })
     } else {
@@ -528,6 +592,8 @@ pub fn finish(sys: &mut System, plan: &PoolPlan) -> Result<Value, ForgeError> {
     let _ = sys.spec.paging == Paging::X64;
     Ok(json!({
         "tags": tags,
+        "session_tags": session.as_ref().map(|s| s.rows()),
+        "session": session.as_ref().map(|s| s.truth()),
         "big_pages": big_truth,
         "blocks": block_truth,
         "block_counts": block_counts,
@@ -548,7 +614,8 @@ fn mi_state_fields(sys: &System) -> Option<[u64; 4]> {
     let vs = base + off("_MI_SYSTEM_INFORMATION", "Vs")?;
     let pools = base + off("_MI_SYSTEM_INFORMATION", "Pools")?;
     Some([
-        vs + off("_MI_VISIBLE_STATE", "PagedPoolInfo")? + off("_MM_PAGED_POOL_INFO", "AllocatedPagedPool")?,
+        vs + off("_MI_VISIBLE_STATE", "PagedPoolInfo")?
+            + off("_MM_PAGED_POOL_INFO", "AllocatedPagedPool")?,
         vs + off("_MI_VISIBLE_STATE", "SizeOfPagedPoolInPages")?,
         pools + off("_MI_POOL_STATE", "AllocatedNonPagedPool")?,
         vs + off("_MI_VISIBLE_STATE", "MaximumNonPagedPoolInPages")?,

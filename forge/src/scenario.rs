@@ -55,6 +55,7 @@ pub fn registry() -> Vec<Box<dyn Scenario>> {
         Box::new(QuotaLeak),
         Box::new(NonpagedExhaustion),
         Box::new(BusyServer),
+        Box::new(SessionLeak),
         Box::new(MissingPages),
     ]
 }

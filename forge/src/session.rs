@@ -1,0 +1,203 @@
+//! Session pool bookkeeping: the session's own tag tracker table, as Windows Vista+ keeps it
+//! (docs/pool.md "Session pool").
+//!
+//! What the kernel does (decompiled ntoskrnl in public repositories, ISF layouts in the corpus):
+//! allocations whose pool type has the session bit (0x20, PagedPoolSession = 0x21) are counted
+//! in `ExpSessionPoolTrackTable`, a pointer to `_POOL_TRACKER_TABLE` entries of the same
+//! layout as PoolTrackTable's, hashed the same way, `ExpSessionPoolTrackTableSize` entries
+//! (mask `ExpSessionPoolTrackTableMask`); never per processor. The table lives in session
+//! space: on 17763+ it is `MM_SESSION_SPACE.PoolTags` (ExInitializePoolDescriptor sets the
+//! pointer to the session space base + that field's offset and the size to the largest power
+//! of two of entries that fits the field), so the same address shows each session its own
+//! table. Tags that find no free entry go to the session's expansion table,
+//! `MM_SESSION_SPACE.PoolTrackTableExpansion` (`PoolTrackTableExpansionSize` entries), reached
+//! from the current process's `EPROCESS.Session`.
+//!
+//! The forge plants one session (SessionId 1) whose MM_SESSION_SPACE every process but System
+//! and smss.exe points at, mapped in the kernel half (real Windows maps session space only in
+//! the processes of that session; the reader reads it through a session process's page
+//! tables, which works for both). Session pool blocks themselves are not planted: the truth's
+//! `session_tags` are tag-table counts only.
+
+use crate::pool::PoolKind;
+use crate::poolstate::{field_widths, tag_str, write_tracker, PoolPlan, TableWriter, TagStats};
+use crate::space::PAGE;
+use crate::system::System;
+use crate::truth::hex;
+use crate::ForgeError;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+/// Session id of the forged session.
+pub const SESSION_ID: u32 = 1;
+/// Entries of the session table on kernels whose MM_SESSION_SPACE has no PoolTags field
+/// (7601): the forge's choice, a power of two as the kernel's are.
+pub const SESSION_TABLE_SIZE: u64 = 256;
+/// Entries of the session's expansion table.
+pub const SESSION_EXPANSION_SIZE: u64 = 16;
+/// Where the forged MM_SESSION_SPACE lives: this far above the session drivers (win32k).
+const SESSION_SPACE_OFFSET: u64 = 0x1000_0000;
+
+/// What was planted, for the truth and the driver totals.
+pub struct PlantedSession {
+    pub session_space: u64,
+    pub table: u64,
+    pub entries: u64,
+    pub expansion: Option<u64>,
+    pub expansion_tags: Vec<[u8; 4]>,
+    /// Per tag, summed over the table and the expansion table.
+    pub totals: BTreeMap<[u8; 4], TagStats>,
+}
+
+impl PlantedSession {
+    /// The truth's `session_tags`: the same fields as `tags`.
+    pub fn rows(&self) -> Value {
+        self.totals
+            .iter()
+            .map(|(t, s)| {
+                json!({ "tag": tag_str(t), "paged_allocs": s.paged_allocs, "paged_frees": s.paged_frees,
+                        "paged_bytes": s.paged_bytes, "nonpaged_allocs": s.nonpaged_allocs,
+                        "nonpaged_frees": s.nonpaged_frees, "nonpaged_bytes": s.nonpaged_bytes })
+            })
+            .collect()
+    }
+
+    /// The truth's `session`: where the tables are.
+    pub fn truth(&self) -> Value {
+        json!({
+            "session_id": SESSION_ID,
+            "mm_session_space": hex(self.session_space),
+            "table": hex(self.table),
+            "entries": self.entries,
+            "expansion": self.expansion.map(hex),
+            "expansion_tags": self.expansion_tags.iter().map(tag_str).collect::<Vec<_>>(),
+            "blocks_planted": false,
+        })
+    }
+}
+
+/// Bytes of a field that is an array: up to the next field, or the structure's end.
+fn field_bytes(sys: &System, ty: &str, field: &str) -> Option<(u64, u64)> {
+    let t = sys.profile.types.get(ty)?;
+    let off = t.fields.get(field)?.offset;
+    let end = t
+        .fields
+        .values()
+        .map(|f| f.offset)
+        .filter(|&o| o > off)
+        .min()
+        .unwrap_or(t.size);
+    Some((off, end - off))
+}
+
+/// Plants the session table (and expansion table) for `plan.session`; `None` when the plan
+/// has no session pool or the kernel keeps no session table (XP).
+pub(crate) fn plant(
+    sys: &mut System,
+    plan: &PoolPlan,
+    area: &mut TableWriter,
+) -> Result<Option<PlantedSession>, ForgeError> {
+    if plan.session.is_empty() && plan.session_history.is_empty() {
+        return Ok(None);
+    }
+    let (Ok(g_table), Ok(g_size)) = (
+        sys.global("ExpSessionPoolTrackTable"),
+        sys.global("ExpSessionPoolTrackTableSize"),
+    ) else {
+        return Ok(None);
+    };
+    let space_size = sys.type_size("_MM_SESSION_SPACE")?;
+    let session_field = sys.offset("_EPROCESS", "Session")?;
+    let session_space = sys.spec.plan.session_drivers + SESSION_SPACE_OFFSET;
+    let space_bytes = space_size.div_ceil(PAGE) * PAGE;
+    sys.machine.map_range(session_space, space_bytes)?;
+    sys.machine.write_u32(
+        session_space + sys.offset("_MM_SESSION_SPACE", "SessionId")?,
+        SESSION_ID,
+    )?;
+
+    let entry = sys.type_size("_POOL_TRACKER_TABLE")?;
+    // 17763+: the table is MM_SESSION_SPACE.PoolTags, as many entries as fit, rounded down to
+    // a power of two. 7601: a page-aligned table after the structure.
+    let (table, entries) = match field_bytes(sys, "_MM_SESSION_SPACE", "PoolTags") {
+        Some((off, bytes)) if bytes / entry >= 2 => {
+            let n = bytes / entry;
+            (session_space + off, 1u64 << (63 - n.leading_zeros()))
+        }
+        _ => {
+            let va = session_space + space_bytes;
+            sys.machine
+                .map_range(va, (SESSION_TABLE_SIZE * entry).div_ceil(PAGE) * PAGE)?;
+            (va, SESSION_TABLE_SIZE)
+        }
+    };
+
+    // Counting: outstanding allocations, then history pairs. Expansion tags, and tags beyond
+    // what the hashed table holds (its last entry stays free), go to the expansion table.
+    let mut totals: BTreeMap<[u8; 4], TagStats> = BTreeMap::new();
+    for a in &plan.session {
+        totals
+            .entry(a.tag)
+            .or_default()
+            .add(PoolKind::Paged, a.count, 0, a.count * a.bytes);
+    }
+    for &(tag, n) in &plan.session_history {
+        totals.entry(tag).or_default().add(PoolKind::Paged, n, n, 0);
+    }
+    let mut main: BTreeMap<[u8; 4], TagStats> = BTreeMap::new();
+    let mut expansion: BTreeMap<[u8; 4], TagStats> = BTreeMap::new();
+    for (tag, s) in &totals {
+        if plan.session_expansion_tags.contains(tag) || main.len() as u64 >= entries / 2 {
+            expansion.insert(*tag, *s);
+        } else {
+            main.insert(*tag, *s);
+        }
+    }
+    if expansion.len() as u64 > SESSION_EXPANSION_SIZE {
+        return Err(ForgeError::Internal(
+            "too many session tags for the expansion table".into(),
+        ));
+    }
+    write_tracker(sys, table, entries, &main, true)?;
+    sys.machine.write_ptr(g_table, table)?;
+    sys.machine.write_ptr(g_size, entries)?;
+    if let Ok(g) = sys.global("ExpSessionPoolTrackTableMask") {
+        sys.machine.write_ptr(g, entries - 1)?;
+    }
+    let mut expansion_va = None;
+    if !expansion.is_empty() {
+        let va = area.alloc(sys, SESSION_EXPANSION_SIZE * entry)?;
+        write_tracker(sys, va, SESSION_EXPANSION_SIZE, &expansion, false)?;
+        let w = field_widths(sys, "_MM_SESSION_SPACE")?;
+        let at = |n: &str| {
+            w.get(n)
+                .map(|&(o, _)| o)
+                .ok_or_else(|| ForgeError::MissingSymbol(format!("_MM_SESSION_SPACE.{n}")))
+        };
+        sys.machine
+            .write_ptr(session_space + at("PoolTrackTableExpansion")?, va)?;
+        sys.machine.write_ptr(
+            session_space + at("PoolTrackTableExpansionSize")?,
+            SESSION_EXPANSION_SIZE,
+        )?;
+        expansion_va = Some(va);
+    }
+    // Every process but System and smss.exe runs in the session.
+    let members: Vec<u64> = sys
+        .processes
+        .iter()
+        .filter(|p| p.pid != 4 && p.name != "smss.exe")
+        .map(|p| p.eprocess)
+        .collect();
+    for ep in members {
+        sys.machine.write_ptr(ep + session_field, session_space)?;
+    }
+    Ok(Some(PlantedSession {
+        session_space,
+        table,
+        entries,
+        expansion: expansion_va,
+        expansion_tags: expansion.keys().copied().collect(),
+        totals,
+    }))
+}
