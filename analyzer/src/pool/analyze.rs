@@ -102,7 +102,8 @@ pub struct DumpSummary {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PoolReport {
-    pub schema: u32,
+    /// Same meaning and name as in every other report (docs/json.md).
+    pub schema_version: u32,
     pub dump: DumpSummary,
     pub symbols: SymbolsInfo,
     pub layouts: Layouts,
@@ -449,7 +450,7 @@ pub fn analyze_parts(
         }
     }
     let report = PoolReport {
-        schema: 1,
+        schema_version: 1,
         dump: DumpSummary {
             format: dump.format().as_str(),
             arch: header.arch.as_str(),

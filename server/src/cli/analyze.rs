@@ -5,11 +5,10 @@
 //! Exit codes as `pool`: 0 when a report was written (even one whose verdict is
 //! `not-analyzable` or that lists errors), 2 when the dump cannot be read at all.
 
-use super::pool_common::{load, SymbolArgs};
+use super::pool_common::{load, options, SymbolArgs};
 use analyzer::analysis::verdict::human;
 use analyzer::analysis::{analyze_dump, AnalysisOptions};
 use analyzer::pool::tags::SortKey;
-use analyzer::pool::AnalyzeOptions;
 use analyzer::report::analysis::AnalysisReport;
 use analyzer::symbols::store::{SymbolPath, SymbolStore};
 use std::fmt::Write as _;
@@ -54,42 +53,16 @@ pub fn run(args: &AnalyzeArgs) -> ExitCode {
         }
     };
     let opts = AnalysisOptions {
-        pool: AnalyzeOptions {
-            profile: loaded.profile.as_ref(),
-            symbols_source: loaded.source,
-            symbols_path: loaded.profile_path.clone(),
-            sort: SortKey::PagedBytes,
-            tag: None,
-            list_blocks: false,
-            pooltag: loaded.pooltag.clone(),
-            scan_drivers: !args.symbols.no_scan,
-        },
+        pool: options(&loaded, &args.symbols, SortKey::PagedBytes, None, false),
         symbol_store: store.as_ref(),
         symbol_deadline: Some(Instant::now() + Duration::from_secs(args.symbol_timeout)),
         generator: format!("pooltriage {}", env!("CARGO_PKG_VERSION")),
     };
     let report = analyze_dump(&loaded.dump, &loaded.kernel, opts);
     if args.json {
-        return print_json(&report);
+        return super::pool_common::print_json(&report);
     }
     super::pool_common::print(&text(&report))
-}
-
-fn print_json(report: &AnalysisReport) -> ExitCode {
-    use std::io::Write;
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    let result = serde_json::to_writer_pretty(&mut out, report)
-        .map_err(std::io::Error::from)
-        .and_then(|()| out.write_all(b"\n"))
-        .and_then(|()| out.flush());
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: cannot write the report: {e}");
-            ExitCode::from(1)
-        }
-    }
 }
 
 /// The text report: the verdict first (what a ticket needs), then the evidence.

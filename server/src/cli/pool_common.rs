@@ -159,14 +159,15 @@ pub fn parse_tag(s: &str) -> Result<TagPattern, String> {
     TagPattern::parse(s).ok_or_else(|| format!("bad tag pattern '{s}': up to 4 characters, with ? and * as wildcards"))
 }
 
-pub fn run_analysis(
-    l: &Loaded,
+/// The pool engine's options for what was loaded and asked for.
+pub fn options<'a>(
+    l: &'a Loaded,
     s: &SymbolArgs,
     sort: SortKey,
     tag: Option<TagPattern>,
     list_blocks: bool,
-) -> Result<PoolReport, String> {
-    let opts = AnalyzeOptions {
+) -> AnalyzeOptions<'a> {
+    AnalyzeOptions {
         profile: l.profile.as_ref(),
         symbols_source: l.source,
         symbols_path: l.profile_path.clone(),
@@ -175,8 +176,17 @@ pub fn run_analysis(
         list_blocks,
         pooltag: l.pooltag.clone(),
         scan_drivers: !s.no_scan,
-    };
-    analyze_with_kernel(&l.dump, &l.kernel, opts).map_err(|e| format!("{}: {e}", l.path))
+    }
+}
+
+pub fn run_analysis(
+    l: &Loaded,
+    s: &SymbolArgs,
+    sort: SortKey,
+    tag: Option<TagPattern>,
+    list_blocks: bool,
+) -> Result<PoolReport, String> {
+    analyze_with_kernel(&l.dump, &l.kernel, options(l, s, sort, tag, list_blocks)).map_err(|e| format!("{}: {e}", l.path))
 }
 
 /// As [`run_analysis`] without keeping a block list, handing every block the walks find to
@@ -188,17 +198,7 @@ pub fn run_analysis_streaming(
     tag: Option<TagPattern>,
     sink: &mut dyn FnMut(analyzer::pool::analyze::SeenBlock),
 ) -> Result<PoolReport, String> {
-    let opts = AnalyzeOptions {
-        profile: l.profile.as_ref(),
-        symbols_source: l.source,
-        symbols_path: l.profile_path.clone(),
-        sort,
-        tag,
-        list_blocks: false,
-        pooltag: l.pooltag.clone(),
-        scan_drivers: !s.no_scan,
-    };
-    analyzer::pool::analyze::analyze_parts(&l.dump, &l.kernel, opts, sink)
+    analyzer::pool::analyze::analyze_parts(&l.dump, &l.kernel, options(l, s, sort, tag, false), sink)
         .map(|(r, _)| r)
         .map_err(|e| format!("{}: {e}", l.path))
 }
@@ -248,9 +248,9 @@ pub fn print(out: &str) -> std::process::ExitCode {
     }
 }
 
-/// Writes the JSON report straight to stdout (no whole-report string: a `blocks` report of
+/// Writes a JSON report straight to stdout (no whole-report string: a `blocks` report of
 /// millions of blocks is large); a closed pipe is not an error.
-pub fn print_json(report: &PoolReport) -> std::process::ExitCode {
+pub fn print_json(report: &impl serde::Serialize) -> std::process::ExitCode {
     use std::io::Write;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let result = serde_json::to_writer_pretty(&mut out, report)
