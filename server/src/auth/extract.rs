@@ -4,7 +4,6 @@ use super::{cookie, store, AuthError, AuthState, Principal};
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use axum::response::{IntoResponse, Redirect, Response};
 
 impl<S> FromRequestParts<S> for Principal
 where
@@ -49,28 +48,6 @@ async fn authenticate(auth: &AuthState, parts: &Parts) -> Result<Principal, Auth
 fn bearer(value: &str) -> Option<&str> {
     let (scheme, rest) = value.trim().split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
-}
-
-/// For HTML pages: like [`Principal`], but an unauthenticated browser is sent to `/login`
-/// instead of receiving a JSON 401.
-#[derive(Debug, Clone)]
-#[allow(dead_code)] // for the HTML pages (pages.rs, a later session); tested in http_tests
-pub struct BrowserPrincipal(pub Principal);
-
-impl<S> FromRequestParts<S> for BrowserPrincipal
-where
-    AuthState: FromRef<S>,
-    S: Send + Sync,
-{
-    type Rejection = Response;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        match Principal::from_request_parts(parts, state).await {
-            Ok(p) => Ok(BrowserPrincipal(p)),
-            Err(AuthError::Unauthorized) => Err(Redirect::to("/login").into_response()),
-            Err(e) => Err(e.into_response()),
-        }
-    }
 }
 
 /// Extractor for a handler that starts an upload: authenticates (like [`Principal`]) and takes one

@@ -21,8 +21,7 @@ pub mod store;
 pub mod token;
 
 pub use config::AuthArgs;
-#[allow(unused_imports)] // BrowserPrincipal: for the HTML pages (later session)
-pub use extract::{BrowserPrincipal, UploadPermit};
+pub use extract::UploadPermit;
 pub use rate_limit::{RateLimit, RateLimiter};
 #[allow(unused_imports)] // can_see: for handlers that load a row first (the dump API filters in SQL)
 pub use role::{can_see, Principal, Role};

@@ -73,7 +73,6 @@ impl Principal {
     /// The tenant filter for listing dumps: `Some(tenant)` for a customer, `None` (all tenants) for
     /// support and admin. List queries take this so a customer's list can never include another
     /// tenant's dump.
-    #[allow(dead_code)] // the dump API filters through http::caller::Caller, built from this
     pub fn tenant_filter(&self) -> Option<&str> {
         if self.role.sees_all_tenants() {
             None

@@ -17,7 +17,7 @@ impl PageUser {
     /// Tenant filter for queries: `Some(tenant)` for a customer, `None` (every tenant) for
     /// support and admin.
     pub fn tenant_filter(&self) -> Option<&str> {
-        (!self.0.role.sees_all_tenants()).then_some(self.0.tenant.as_str())
+        self.0.tenant_filter()
     }
 }
 
