@@ -117,6 +117,23 @@ pub struct ServeArgs {
     /// First retry delay of a failed delivery; doubles at each attempt, capped at an hour.
     #[arg(long, env = "POOLTRIAGE_WEBHOOK_RETRY_BASE_SECS", value_name = "SECS")]
     pub webhook_retry_base_secs: Option<u64>,
+    /// Symbol path of the analyses (kernel profile, drivers' PDBs), WinDbg `_NT_SYMBOL_PATH`
+    /// syntax as `analyze --symbol-path`. Default: `_NT_SYMBOL_PATH` of the service's
+    /// environment, else `srv*<data dir>/symbols*https://msdl.microsoft.com/download/symbols`
+    /// (one cache shared by all workers). Relative directories are taken from the service's
+    /// working directory.
+    #[arg(long, env = "POOLTRIAGE_SYMBOL_PATH", value_name = "PATH")]
+    pub symbol_path: Option<String>,
+    /// No symbol path for the analyses (no downloads): only --isf-dir and the built-in layouts.
+    #[arg(long, env = "POOLTRIAGE_NO_SYMBOLS")]
+    pub no_symbols: bool,
+    /// A folder of Volatility ISFs (`ntkrnlmp.pdb/<GUID>-<AGE>.json.xz`), searched for the
+    /// kernel's profile before the symbol path (as `analyze --isf-dir`).
+    #[arg(long, env = "POOLTRIAGE_ISF_DIR", value_name = "DIR")]
+    pub isf_dir: Option<PathBuf>,
+    /// The operator's pooltag.txt (`Tag - binary - description`) for tag descriptions.
+    #[arg(long, env = "POOLTRIAGE_POOLTAG", value_name = "FILE")]
+    pub pooltag: Option<PathBuf>,
 }
 
 /// The optional config file. Same names as the flags, with underscores.
@@ -151,6 +168,10 @@ struct FileConfig {
     webhook_tenant_urls: Option<std::collections::BTreeMap<String, String>>,
     /// Owned by the auth module; accepted here so one file configures the whole service.
     auth: Option<toml::Table>,
+    symbol_path: Option<String>,
+    no_symbols: Option<bool>,
+    isf_dir: Option<PathBuf>,
+    pooltag: Option<PathBuf>,
 }
 
 /// Resolved settings.
@@ -171,6 +192,8 @@ pub struct Config {
     pub retention: RetentionConfig,
     /// Webhooks (`crate::webhooks`).
     pub webhooks: WebhookConfig,
+    /// Symbols handed to the analyzer child (`crate::jobs::runner`).
+    pub symbols: SymbolConfig,
     /// The `[auth]` table of the config file, for the auth module to resolve (once wired).
     #[allow(dead_code)]
     pub auth_file: Option<toml::Table>,
@@ -221,6 +244,107 @@ pub struct WebhookConfig {
     pub retry_base: Duration,
 }
 
+/// What the analyses get for symbols. Every path is absolute: the analyzer child runs in the
+/// data directory, not in the service's working directory.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SymbolConfig {
+    /// The symbol path in WinDbg syntax, passed as `--symbol-path`; None = `--no-symbols`.
+    pub symbol_path: Option<String>,
+    pub isf_dir: Option<PathBuf>,
+    pub pooltag: Option<PathBuf>,
+}
+
+impl SymbolConfig {
+    /// Resolves the symbol settings: flag/env over the file; the symbol path then falls back
+    /// to `_NT_SYMBOL_PATH`, then to the default store with its cache under the data directory.
+    fn resolve(args: &ServeArgs, file: &FileConfig, data_dir: &Path) -> Result<Self, ConfigError> {
+        use analyzer::symbols::store::SymbolPath;
+        let abs = |p: &Path| {
+            std::path::absolute(p).map_err(|e| {
+                ConfigError::Invalid(format!("cannot make {} absolute: {e}", p.display()))
+            })
+        };
+        let data_dir = abs(data_dir)?;
+        let no_symbols = args.no_symbols || file.no_symbols.unwrap_or(false);
+        let symbol_path = if no_symbols {
+            None
+        } else {
+            let given = args
+                .symbol_path
+                .clone()
+                .or_else(|| file.symbol_path.clone())
+                .filter(|s| !s.trim().is_empty());
+            let parsed = SymbolPath::resolve(given.as_deref(), &data_dir)
+                .map_err(|e| ConfigError::Invalid(format!("symbol_path: {e}")))?;
+            Some(absolute_symbol_path(parsed, &data_dir)?.to_string())
+        };
+        let isf_dir = match args.isf_dir.clone().or_else(|| file.isf_dir.clone()) {
+            Some(d) if !d.is_dir() => {
+                return Err(ConfigError::Invalid(format!(
+                    "isf_dir {} is not a directory",
+                    d.display()
+                )))
+            }
+            Some(d) => Some(abs(&d)?),
+            None => None,
+        };
+        let pooltag = match args.pooltag.clone().or_else(|| file.pooltag.clone()) {
+            Some(f) if !f.is_file() => {
+                return Err(ConfigError::Invalid(format!(
+                    "pooltag {} is not a file",
+                    f.display()
+                )))
+            }
+            Some(f) => Some(abs(&f)?),
+            None => None,
+        };
+        Ok(SymbolConfig {
+            symbol_path,
+            isf_dir,
+            pooltag,
+        })
+    }
+}
+
+/// The symbol path with every directory absolute and the default cache spelt out as
+/// `<data dir>/symbols`: the child would otherwise read them from its own working directory.
+fn absolute_symbol_path(
+    p: analyzer::symbols::store::SymbolPath,
+    data_dir: &Path,
+) -> Result<analyzer::symbols::store::SymbolPath, ConfigError> {
+    use analyzer::symbols::store::{PathEntry, StoreLocation};
+    let abs = |d: PathBuf| {
+        std::path::absolute(&d).map_err(|e| {
+            ConfigError::Invalid(format!(
+                "symbol_path: cannot make {} absolute: {e}",
+                d.display()
+            ))
+        })
+    };
+    let cache = data_dir.join("symbols");
+    let mut entries = Vec::with_capacity(p.entries.len());
+    for e in p.entries {
+        entries.push(match e {
+            PathEntry::Server(stores) => PathEntry::Server(
+                stores
+                    .into_iter()
+                    .map(|s| match s {
+                        StoreLocation::Local(d) => abs(d).map(StoreLocation::Local),
+                        StoreLocation::DefaultCache => Ok(StoreLocation::Local(cache.clone())),
+                        http => Ok(http),
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
+            PathEntry::Cache(d) => PathEntry::Cache(Some(match d {
+                Some(d) => abs(d)?,
+                None => cache.clone(),
+            })),
+            PathEntry::Local(d) => PathEntry::Local(abs(d)?),
+        });
+    }
+    Ok(analyzer::symbols::store::SymbolPath { entries })
+}
+
 /// The default listen address, 127.0.0.1:8080 (loopback: exposing the service is a decision).
 pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
     std::net::Ipv4Addr::LOCALHOST,
@@ -264,8 +388,9 @@ impl Config {
         let data_dir = args
             .data_dir
             .clone()
-            .or(file.data_dir)
+            .or(file.data_dir.clone())
             .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        let symbols = SymbolConfig::resolve(args, &file, &data_dir)?;
         let database_url = args.database_url.clone().or(file.database_url);
         let limits = UploadLimits {
             max_upload_bytes: args
@@ -380,6 +505,7 @@ impl Config {
             ));
         }
         Ok(Config {
+            symbols,
             retention,
             webhooks,
             upload_expiry,
@@ -512,6 +638,98 @@ mod tests {
             ..args
         };
         assert!(Config::resolve(&zero).is_err());
+    }
+
+    #[test]
+    fn symbol_settings_default_to_the_data_dir_cache_and_are_made_absolute() {
+        let dir = tempfile::tempdir().unwrap();
+        let abs_data = std::path::absolute(dir.path()).unwrap();
+        // Default (unless the environment has _NT_SYMBOL_PATH): Microsoft's server, cached
+        // under the data directory.
+        if std::env::var(analyzer::symbols::store::path::ENV_VAR).is_err() {
+            let c = Config::resolve(&ServeArgs {
+                data_dir: Some(dir.path().into()),
+                ..Default::default()
+            })
+            .unwrap();
+            assert_eq!(
+                c.symbols.symbol_path.as_deref(),
+                Some(
+                    format!(
+                        "srv*{}*https://msdl.microsoft.com/download/symbols",
+                        abs_data.join("symbols").display()
+                    )
+                    .as_str()
+                )
+            );
+        }
+        // A relative cache and the default cache (`srv**URL`) become absolute paths.
+        let c = Config::resolve(&ServeArgs {
+            data_dir: Some(dir.path().into()),
+            symbol_path: Some("srv*rel/cache*http://127.0.0.1:9/s;srv**http://h/".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(
+            c.symbols.symbol_path.unwrap(),
+            format!(
+                "srv*{}*http://127.0.0.1:9/s;srv*{}*http://h",
+                cwd.join("rel/cache").display(),
+                abs_data.join("symbols").display()
+            )
+        );
+        // The file's settings; --no-symbols wins over any path.
+        let isf = dir.path().join("isf");
+        std::fs::create_dir(&isf).unwrap();
+        let tags = dir.path().join("pooltag.txt");
+        std::fs::write(&tags, "Leak - leaky.sys - test\n").unwrap();
+        std::fs::write(
+            dir.path().join("pooltriage.toml"),
+            format!(
+                "symbol_path = \"srv*/c*http://x\"\nisf_dir = {:?}\npooltag = {:?}\n",
+                isf.display().to_string(),
+                tags.display().to_string()
+            ),
+        )
+        .unwrap();
+        let args = ServeArgs {
+            data_dir: Some(dir.path().into()),
+            ..Default::default()
+        };
+        let c = Config::resolve(&args).unwrap();
+        assert_eq!(c.symbols.symbol_path.as_deref(), Some("srv*/c*http://x"));
+        assert_eq!(
+            c.symbols.isf_dir.as_deref(),
+            Some(abs_data.join("isf").as_path())
+        );
+        assert_eq!(
+            c.symbols.pooltag.as_deref(),
+            Some(abs_data.join("pooltag.txt").as_path())
+        );
+        let c = Config::resolve(&ServeArgs {
+            no_symbols: true,
+            ..args.clone()
+        })
+        .unwrap();
+        assert_eq!(c.symbols.symbol_path, None);
+        // Bad values are refused at start, not at the first job.
+        for bad in [
+            ServeArgs {
+                symbol_path: Some("srv*/c*ftp://x/".into()),
+                ..args.clone()
+            },
+            ServeArgs {
+                isf_dir: Some(dir.path().join("missing")),
+                ..args.clone()
+            },
+            ServeArgs {
+                pooltag: Some(isf.clone()),
+                ..args.clone()
+            },
+        ] {
+            assert!(Config::resolve(&bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -38,7 +38,7 @@ enum Command {
     /// The answer: which driver is eating which pool, and where in its code it allocates.
     Analyze(analyze::AnalyzeArgs),
     /// The HTTP service: upload API, durable job queue and workers (docs/api.md).
-    Serve(crate::config::ServeArgs),
+    Serve(Box<crate::config::ServeArgs>),
     /// API tokens of the service: `tokens create --tenant T --role R`, `tokens list`, `tokens revoke ID`.
     Tokens(tokens::TokensArgs),
 }

@@ -89,6 +89,7 @@ async fn serve(config: Config, auth_config: crate::auth::AuthConfig) -> anyhow::
         limits: config.job,
         work_dir: dir.clone(),
         analyzer: config.analyzer.clone(),
+        symbols: config.symbols.clone(),
     };
     let workers = jobs::start(ctx, config.workers, stop_rx.clone());
     let dispatcher = crate::webhooks::start(db.clone(), webhooks.clone(), stop_rx.clone());
@@ -113,6 +114,11 @@ async fn serve(config: Config, auth_config: crate::auth::AuthConfig) -> anyhow::
     });
 
     tracing::info!(data_dir = %dir.display(), workers = config.workers, "pooltriage serve started");
+    tracing::info!(
+        symbol_path = config.symbols.symbol_path.as_deref().unwrap_or("(none: --no-symbols)"),
+        isf_dir = %config.symbols.isf_dir.as_deref().map(|d| d.display().to_string()).unwrap_or_default(),
+        "analysis symbols"
+    );
     println!("listening on http://{addr}");
     let _ = std::io::stdout().flush();
 

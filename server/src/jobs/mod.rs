@@ -14,6 +14,10 @@ use tokio::task::JoinHandle;
 
 /// How often an idle worker looks for a job.
 const POLL: Duration = Duration::from_millis(250);
+/// A stage the analyzer announces is written at most this often (else with the next heartbeat).
+const STAGE_WRITE_INTERVAL: Duration = Duration::from_secs(1);
+/// The stage recorded from the start of the child until it announces one.
+const CHILD_STAGE: &str = "analyzing";
 
 #[derive(Clone)]
 pub struct WorkerContext {
@@ -24,6 +28,8 @@ pub struct WorkerContext {
     pub work_dir: PathBuf,
     /// Analyzer program; None = this executable.
     pub analyzer: Option<PathBuf>,
+    /// Symbol settings handed to every analysis.
+    pub symbols: crate::config::SymbolConfig,
 }
 
 /// Starts `count` workers and the lease reaper; they stop when `shutdown` turns true.
@@ -112,30 +118,54 @@ async fn run_one(
         .await?;
         return Ok(());
     }
-    if !jobs::heartbeat(&ctx.db, &job.id, owner, "analyzing", now(), lease).await? {
+    if !jobs::heartbeat(&ctx.db, &job.id, owner, CHILD_STAGE, now(), lease).await? {
         return Ok(());
     }
     // Relative to the child's working directory (the data directory): the report names the
     // dump by its content, not by a server path.
     let shown = dump.strip_prefix(&ctx.work_dir).unwrap_or(&dump);
+    let (stage_tx, mut stage_rx) = watch::channel(CHILD_STAGE.to_string());
     let analysis = runner::analyze(
-        ctx.analyzer.as_deref(),
-        shown,
-        &ctx.work_dir,
-        ctx.limits.timeout,
-        ctx.limits.memory_bytes,
+        runner::ChildSpec {
+            program: ctx.analyzer.as_deref(),
+            dump: shown,
+            work_dir: &ctx.work_dir,
+            timeout: ctx.limits.timeout,
+            memory_bytes: ctx.limits.memory_bytes,
+            symbols: &ctx.symbols,
+        },
+        stage_tx,
     );
     tokio::pin!(analysis);
     let beat = (ctx.limits.lease / 3).max(Duration::from_millis(500));
+    // The stage rides on the heartbeat: a new stage is written at most once per
+    // STAGE_WRITE_INTERVAL, else the lease is renewed every `beat` with the current stage.
+    let mut written = CHILD_STAGE.to_string();
+    let mut last_write = tokio::time::Instant::now();
+    let mut stages_open = true;
     let outcome = loop {
+        let current = stage_rx.borrow().clone();
+        let due = if current != written {
+            last_write + STAGE_WRITE_INTERVAL
+        } else {
+            last_write + beat
+        };
         tokio::select! {
             o = &mut analysis => break o,
-            _ = tokio::time::sleep(beat) => {
-                match jobs::heartbeat(&ctx.db, &job.id, owner, "analyzing", now(), lease).await {
+            _ = tokio::time::sleep_until(due) => {
+                last_write = tokio::time::Instant::now();
+                match jobs::heartbeat(&ctx.db, &job.id, owner, &current, now(), lease).await {
                     // Deleted, or taken over after our lease expired: drop (and kill) the child.
                     Ok(false) => { tracing::warn!(job = %job.id, "job no longer ours; analysis abandoned"); return Ok(()); }
-                    Ok(true) => {}
+                    Ok(true) => written = current,
                     Err(e) => tracing::error!(job = %job.id, "heartbeat: {e}"),
+                }
+            }
+            changed = stage_rx.changed(), if stages_open => {
+                // The sender is gone once the child's stderr closed; the loop goes on until
+                // the analysis future finishes.
+                if changed.is_err() {
+                    stages_open = false;
                 }
             }
             _ = shutdown.changed() => {
@@ -146,6 +176,8 @@ async fn run_one(
             }
         }
     };
+    // The stage a failed analysis stopped in.
+    let last_stage = stage_rx.borrow().clone();
     match outcome {
         runner::Outcome::Report(json) => {
             jobs::heartbeat(&ctx.db, &job.id, owner, "storing", now(), lease).await?;
@@ -161,20 +193,20 @@ async fn run_one(
         }
         runner::Outcome::Broken(reason) => {
             tracing::warn!(job = %job.id, "analysis failed: {reason}");
-            jobs::fail(&ctx.db, job, owner, "analyzing", &reason, now()).await?;
+            jobs::fail(&ctx.db, job, owner, &last_stage, &reason, now()).await?;
         }
         // A second kill by a signal is no accident: the dump is what kills the analyzer.
         runner::Outcome::Killed(reason) if job.attempts >= 2 => {
             let reason = format!("{reason} (twice)");
             tracing::warn!(job = %job.id, "analysis failed: {reason}");
-            jobs::fail(&ctx.db, job, owner, "analyzing", &reason, now()).await?;
+            jobs::fail(&ctx.db, job, owner, &last_stage, &reason, now()).await?;
         }
         runner::Outcome::Transient(reason) | runner::Outcome::Killed(reason)
             if job.attempts >= i64::from(ctx.limits.max_attempts) =>
         {
             let reason = format!("{reason} (after {} attempts)", job.attempts);
             tracing::warn!(job = %job.id, "analysis failed: {reason}");
-            jobs::fail(&ctx.db, job, owner, "analyzing", &reason, now()).await?;
+            jobs::fail(&ctx.db, job, owner, &last_stage, &reason, now()).await?;
         }
         runner::Outcome::Transient(reason) | runner::Outcome::Killed(reason) => {
             // Backoff: 2, 4, 8... seconds.

@@ -11,21 +11,135 @@
 //! - lifetime: `setpriv --pdeathsig KILL` (util-linux) kills the child when the server dies,
 //!   even by SIGKILL (the thread that spawned it is a runtime worker, alive as long as the
 //!   server). No `unsafe` `pre_exec` is needed for any of these.
+//!
+//! Symbols: the child gets the service's symbol settings as flags (`--symbol-path` or
+//! `--no-symbols`, `--isf-dir`, `--pooltag`) and none of the corresponding environment
+//! variables, so what it uses is what the service was configured with. Its only network access
+//! is the symbol store named by that path (the analyzer has no other network code); with
+//! `--no-symbols` it also gets `POOLTRIAGE_OFFLINE=1`.
+//!
+//! Progress: with `POOLTRIAGE_PROGRESS=1` the analyzer writes `progress: <stage>` lines on
+//! stderr as it enters each stage; they are read as they come ([`StderrLog`]) and reported
+//! through a watch channel, and kept out of the failure reason.
 
+use crate::config::SymbolConfig;
+use std::ffi::OsString;
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
+use tokio::sync::watch;
 
 /// Largest report accepted from the child's stdout.
 const MAX_REPORT_BYTES: u64 = 512 << 20;
 /// Kept from the child's stderr for the failure reason.
-const MAX_STDERR_BYTES: u64 = 64 << 10;
+const MAX_STDERR_BYTES: usize = 64 << 10;
+/// A stderr line longer than this is cut (the rest of it is dropped).
+const MAX_LINE_BYTES: usize = 4096;
+/// Longest stage name taken from a `progress:` line.
+const MAX_STAGE_LEN: usize = 40;
 
-/// The analyzer command, before the dump path: the whole pool analysis (docs/json.md, analyze).
-pub const ANALYZE_ARGS: &[&str] = &["analyze", "--json", "--no-symbols"];
+/// The analyzer command, before the symbol flags and the dump path: the whole pool analysis
+/// (docs/json.md, analyze).
+pub const ANALYZE_ARGS: &[&str] = &["analyze", "--json"];
+
+/// The arguments after [`ANALYZE_ARGS`]: the symbol settings, then the dump.
+pub fn analyze_args(symbols: &SymbolConfig, dump: &Path) -> Vec<OsString> {
+    let mut v: Vec<OsString> = Vec::new();
+    match &symbols.symbol_path {
+        Some(p) => v.extend(["--symbol-path".into(), p.into()]),
+        None => v.push("--no-symbols".into()),
+    }
+    if let Some(d) = &symbols.isf_dir {
+        v.extend(["--isf-dir".into(), d.into()]);
+    }
+    if let Some(f) = &symbols.pooltag {
+        v.extend(["--pooltag".into(), f.into()]);
+    }
+    v.push(dump.into());
+    v
+}
+
+/// The child's stderr, read as it comes: `progress: <stage>` lines give the stage, the other
+/// lines are kept (the first [`MAX_STDERR_BYTES`]) for the failure reason, and the last
+/// non-empty one is the reason itself.
+#[derive(Debug, Default)]
+pub struct StderrLog {
+    /// The current, unfinished line (at most [`MAX_LINE_BYTES`]).
+    partial: Vec<u8>,
+    /// Bytes of the current line dropped beyond [`MAX_LINE_BYTES`].
+    overflow: bool,
+    pub kept: String,
+    pub last_line: String,
+}
+
+impl StderrLog {
+    /// Takes a chunk of stderr; returns the last stage announced by the lines it completes.
+    pub fn push(&mut self, chunk: &[u8]) -> Option<String> {
+        let mut stage = None;
+        for &b in chunk {
+            if b == b'\n' {
+                if let Some(s) = self.end_line() {
+                    stage = Some(s);
+                }
+            } else if self.partial.len() < MAX_LINE_BYTES {
+                self.partial.push(b);
+            } else {
+                self.overflow = true;
+            }
+        }
+        stage
+    }
+
+    /// Ends the input: an unterminated last line counts as a line.
+    pub fn finish(&mut self) -> Option<String> {
+        if self.partial.is_empty() {
+            None
+        } else {
+            self.end_line()
+        }
+    }
+
+    fn end_line(&mut self) -> Option<String> {
+        let line = String::from_utf8_lossy(&self.partial).into_owned();
+        let overflow = self.overflow;
+        self.partial.clear();
+        self.overflow = false;
+        let text = line.trim_end_matches('\r');
+        if !overflow {
+            if let Some(stage) = parse_progress(text) {
+                return Some(stage.to_string());
+            }
+        }
+        if self.kept.len() < MAX_STDERR_BYTES {
+            let room = MAX_STDERR_BYTES - self.kept.len();
+            let mut take = text.len().min(room);
+            while !text.is_char_boundary(take) {
+                take -= 1;
+            }
+            self.kept.push_str(text.get(..take).unwrap_or(""));
+            self.kept.push('\n');
+        }
+        if !text.trim().is_empty() {
+            self.last_line = text.trim().to_string();
+        }
+        None
+    }
+}
+
+/// The stage of a `progress: <stage>` line: lower-case letters, digits and `-`, at most
+/// [`MAX_STAGE_LEN`] characters (the stage goes into the database and the API as is).
+pub fn parse_progress(line: &str) -> Option<&str> {
+    let stage = line.strip_prefix("progress: ")?.trim();
+    let ok = !stage.is_empty()
+        && stage.len() <= MAX_STAGE_LEN
+        && stage
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    ok.then_some(stage)
+}
 
 #[derive(Debug)]
 pub enum Outcome {
@@ -41,13 +155,28 @@ pub enum Outcome {
 
 static WARNED_NO_PRLIMIT: AtomicBool = AtomicBool::new(false);
 
-pub async fn analyze(
-    program: Option<&Path>,
-    dump: &Path,
-    work_dir: &Path,
-    timeout: Duration,
-    memory_bytes: u64,
-) -> Outcome {
+/// What one analysis child gets.
+pub struct ChildSpec<'a> {
+    /// Analyzer program; None = this executable.
+    pub program: Option<&'a Path>,
+    pub dump: &'a Path,
+    pub work_dir: &'a Path,
+    pub timeout: Duration,
+    /// RLIMIT_DATA of the child; 0 = unlimited.
+    pub memory_bytes: u64,
+    pub symbols: &'a SymbolConfig,
+}
+
+/// Runs one analysis; each stage the child announces is sent on `stage`.
+pub async fn analyze(spec: ChildSpec<'_>, stage: watch::Sender<String>) -> Outcome {
+    let ChildSpec {
+        program,
+        dump,
+        work_dir,
+        timeout,
+        memory_bytes,
+        symbols,
+    } = spec;
     let exe = match program {
         Some(p) => p.to_path_buf(),
         None => match std::env::current_exe() {
@@ -86,13 +215,21 @@ pub async fn analyze(
     let mut cmd = Command::new(first);
     cmd.args(rest);
     cmd.args(ANALYZE_ARGS)
-        .arg(dump)
+        .args(analyze_args(symbols, dump))
         .current_dir(work_dir)
-        .env("POOLTRIAGE_OFFLINE", "1")
+        // The flags above are the whole symbol configuration: nothing from the service's own
+        // environment (`analyze` reads these as defaults) may add to it.
+        .env_remove(analyzer::symbols::store::path::ENV_VAR)
+        .env_remove("POOLTRIAGE_ISF_DIR")
+        .env_remove("POOLTRIAGE_OFFLINE")
+        .env("POOLTRIAGE_PROGRESS", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
+    if symbols.symbol_path.is_none() {
+        cmd.env("POOLTRIAGE_OFFLINE", "1");
+    }
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => return Outcome::Transient(format!("cannot start the analyzer: {e}")),
@@ -106,9 +243,23 @@ pub async fn analyze(
         r.map(|_| v)
     });
     let err_task = tokio::spawn(async move {
-        let mut v = Vec::new();
-        let _ = stderr.take(MAX_STDERR_BYTES).read_to_end(&mut v).await;
-        v
+        let mut stderr = stderr;
+        let mut log = StderrLog::default();
+        let mut buf = vec![0u8; 8192];
+        loop {
+            match stderr.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if let Some(s) = log.push(buf.get(..n).unwrap_or(&[])) {
+                        stage.send_replace(s);
+                    }
+                }
+            }
+        }
+        if let Some(s) = log.finish() {
+            stage.send_replace(s);
+        }
+        log
     });
     let status = tokio::select! {
         s = child.wait() => s,
@@ -120,20 +271,14 @@ pub async fn analyze(
         }
     };
     let stdout = out_task.await.ok().and_then(Result::ok).unwrap_or_default();
-    let stderr = err_task.await.unwrap_or_default();
-    let stderr = String::from_utf8_lossy(&stderr);
-    let last_line = stderr
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("")
-        .trim()
-        .to_string();
+    let log = err_task.await.unwrap_or_default();
     let status = match status {
         Ok(s) => s,
         Err(e) => return Outcome::Transient(format!("waiting for the analyzer: {e}")),
     };
-    classify(status, stdout, &stderr, last_line)
+    // The last line too: the allocation failure message comes last, maybe past the kept part.
+    let stderr = format!("{}\n{}", log.kept, log.last_line);
+    classify(status, stdout, &stderr, log.last_line)
 }
 
 fn classify(
@@ -213,6 +358,87 @@ mod tests {
 
     fn exit(code: i32) -> std::process::ExitStatus {
         std::process::ExitStatus::from_raw(code << 8)
+    }
+
+    #[test]
+    fn progress_lines_give_stages_and_stay_out_of_the_reason() {
+        let mut log = StderrLog::default();
+        // Chunks split anywhere, even inside a line.
+        assert_eq!(log.push(b"progress: open"), None);
+        assert_eq!(log.push(b"ing-dump\nprogr"), Some("opening-dump".into()));
+        assert_eq!(
+            log.push(b"ess: reading-kernel\r\nwarning: x\nprogress: loading-symbols\n"),
+            Some("loading-symbols".into()),
+            "the last stage of a chunk wins"
+        );
+        // Not stages: a bad name, upper case, spaces, too long, another prefix. Kept as text.
+        let long = format!("progress: {}\n", "a".repeat(MAX_STAGE_LEN + 1));
+        for line in [
+            "progress: Reading\n",
+            "progress: two words\n",
+            "progress:\n",
+            long.as_str(),
+            "  progress: reading-pool\n",
+        ] {
+            assert_eq!(log.push(line.as_bytes()), None, "{line:?}");
+        }
+        assert_eq!(
+            log.push(b"progress: reading-pool\n"),
+            Some("reading-pool".into())
+        );
+        assert_eq!(log.push(b"error: x.dmp: truncated"), None);
+        assert_eq!(log.finish(), None);
+        assert_eq!(log.last_line, "error: x.dmp: truncated");
+        assert!(
+            !log.kept.contains("opening-dump") && !log.kept.contains("\nprogress: reading-pool\n")
+        );
+        assert!(
+            log.kept.starts_with("warning: x\nprogress: Reading\n"),
+            "{:?}",
+            log.kept
+        );
+        // An unterminated progress line at the end still counts.
+        let mut log = StderrLog::default();
+        log.push(b"progress: writing-report");
+        assert_eq!(log.finish(), Some("writing-report".into()));
+        assert_eq!(log.last_line, "");
+        // A huge line is cut, and one that overflowed is never a stage.
+        let mut log = StderrLog::default();
+        let mut big = b"progress: ".to_vec();
+        big.extend(std::iter::repeat_n(b'a', MAX_LINE_BYTES * 3));
+        big.push(b'\n');
+        assert_eq!(log.push(&big), None);
+        assert_eq!(log.last_line.len(), MAX_LINE_BYTES);
+        // The kept text is bounded.
+        let mut log = StderrLog::default();
+        for _ in 0..(MAX_STDERR_BYTES / 10 + 10) {
+            log.push(b"123456789\n");
+        }
+        assert!(log.kept.len() <= MAX_STDERR_BYTES + 1);
+    }
+
+    #[test]
+    fn the_child_gets_the_symbol_settings_as_flags() {
+        let dump = Path::new("dumps/ab");
+        let none = SymbolConfig::default();
+        assert_eq!(analyze_args(&none, dump), ["--no-symbols", "dumps/ab"]);
+        let all = SymbolConfig {
+            symbol_path: Some("srv*/d/symbols*http://127.0.0.1:1/".into()),
+            isf_dir: Some("/isf".into()),
+            pooltag: Some("/p.txt".into()),
+        };
+        assert_eq!(
+            analyze_args(&all, dump),
+            [
+                "--symbol-path",
+                "srv*/d/symbols*http://127.0.0.1:1/",
+                "--isf-dir",
+                "/isf",
+                "--pooltag",
+                "/p.txt",
+                "dumps/ab"
+            ]
+        );
     }
 
     #[test]
