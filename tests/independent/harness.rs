@@ -236,6 +236,15 @@ pub fn spawn_serve(dir: &Path, env: &[(&str, &str)]) -> (std::process::Child, st
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
     with_test_database(&mut cmd, dir);
+    // Tests use no network but loopback, and serve's default symbol path is Microsoft's
+    // server: no symbol path unless the test names one (or the ISF folder, which still works).
+    cmd.env_remove("_NT_SYMBOL_PATH");
+    if !env
+        .iter()
+        .any(|(k, _)| *k == "POOLTRIAGE_SYMBOL_PATH" || *k == "POOLTRIAGE_NO_SYMBOLS")
+    {
+        cmd.env("POOLTRIAGE_NO_SYMBOLS", "true");
+    }
     for (k, v) in env {
         cmd.env(k, v);
     }
