@@ -41,6 +41,8 @@ fn env(isf: &Path) -> Vec<(String, String)> {
     vec![
         ("POOLTRIAGE_WORKERS".into(), "1".into()),
         ("POOLTRIAGE_ISF_DIR".into(), isf.display().to_string()),
+        // No symbol server (serve's default is Microsoft's): tests use no network.
+        ("POOLTRIAGE_NO_SYMBOLS".into(), "true".into()),
     ]
 }
 
