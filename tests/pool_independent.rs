@@ -37,6 +37,14 @@ const MASK48: u64 = (1 << 48) - 1;
 /// The size of an x64 POOL_HEADER, which MemProcFS leaves out of LFH/VS addresses and sizes.
 const POOL_HEADER: u64 = 16;
 
+/// The x64 profiles whose kernels have a corpus ISF (Volatility 3 reads their dumps).
+const ISF_PROFILES: [&str; 4] = [
+    "win7-7601-x64",
+    "win10-17763-x64",
+    "win10-19041-x64",
+    "server2022-20348-x64",
+];
+
 fn forge(dir: &Path, profile: &str, scenario: &str) -> PathBuf {
     let dump = dir.join(format!("{profile}-{scenario}.dmp"));
     let mut cmd = Command::new(pooltriage_bin());
@@ -180,16 +188,8 @@ fn our_bigpools(report: &Value) -> (BTreeSet<Big>, usize) {
 #[test]
 fn volatility_bigpools_lists_exactly_our_big_allocations() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let profiles = [
-        "win7-7601-x64",
-        "win10-17763-x64",
-        "win10-19041-x64",
-        "server2022-20348-x64",
-    ];
-    let dumps: Vec<PathBuf> = profiles
-        .iter()
-        .map(|p| forge(dir.path(), p, "leak-tagged"))
-        .collect();
+    let profiles = ISF_PROFILES;
+    let dumps: Vec<PathBuf> = profiles.iter().map(|p| forge(dir.path(), p, "leak-tagged")).collect();
     let results = parallel(&dumps, |dump| {
         let cache = dump.with_extension("vol-cache");
         (vol_bigpools(dump, &cache), our_bigpools(&our_blocks(dump)))
@@ -421,16 +421,8 @@ fn billed_in_truth(truth: &Value) -> std::collections::BTreeMap<u64, (u64, Strin
 #[test]
 fn volatility_pslist_lists_the_processes_billed_for_quota() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let profiles = [
-        "win7-7601-x64",
-        "win10-17763-x64",
-        "win10-19041-x64",
-        "server2022-20348-x64",
-    ];
-    let dumps: Vec<PathBuf> = profiles
-        .iter()
-        .map(|p| forge(dir.path(), p, "quota-leak"))
-        .collect();
+    let profiles = ISF_PROFILES;
+    let dumps: Vec<PathBuf> = profiles.iter().map(|p| forge(dir.path(), p, "quota-leak")).collect();
     let results = parallel(&dumps, |dump| {
         let cache = dump.with_extension("vol-cache");
         (vol_pslist(dump, &cache), our_pool(dump), truth_of(dump))
