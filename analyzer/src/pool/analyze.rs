@@ -7,12 +7,14 @@ use super::bigpages::{read_big_pages, BigPage, BigPages};
 use super::header::HeaderLayout;
 use super::pages::{pool_ranges, scan_kernel_space, scan_ranges, Block, PageScan, PoolRange};
 use super::segheap::{walk_segment_heap, SegLayout, SegmentHeapScan};
-use super::tags::{read_tag_tables, sort_tags, SortKey, TableInfo, TagStats, TagTables};
+use super::session::{find_sessions, read_session_tables, SessionInfo};
+use super::tags::{read_tag_tables, sort_tags, SortKey, TableInfo, TagStats, TagTables, TrackerLayout};
 use super::vm::{vm_summary, walk_processes, QuotaAccumulator, QuotaEncoding, QuotaReport, VmSummary};
 use super::{hex, KernelContext, LayoutSource, PoolKind, PoolType, Tag, TagPattern};
 use crate::attribution::{Attributor, Mapping, PoolTagFile, Source};
 use crate::dump::{Arch, Dump};
 use crate::kernel::{read_kernel, KernelInfo};
+use crate::memory::PagingMode;
 use crate::symbols::Profile;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -112,6 +114,9 @@ pub struct PoolReport {
     /// Sorted and filtered; `None` when the tag tables could not be read.
     pub tags: Option<Vec<TagRow>>,
     pub session_tags: Option<Vec<TagRow>>,
+    /// Each session whose tag tables were read through its own page tables, with its totals
+    /// (`session_tags` sums them).
+    pub sessions: Vec<SessionInfo>,
     pub tag_tables: Vec<TableInfo>,
     pub big_pages: Option<BigPages>,
     pub pages: Option<PageScan>,
@@ -186,7 +191,7 @@ pub fn analyze_parts(
         .as_ref()
         .and_then(|k| k.get("PoolTrackTable"))
         .filter(|&v| v != 0);
-    let tables: Option<TagTables> = match read_tag_tables(mem, &ctx, ptt_var) {
+    let mut tables: Option<TagTables> = match read_tag_tables(mem, &ctx, ptt_var) {
         Ok(t) => {
             warnings.extend(t.warnings.iter().cloned());
             Some(t)
@@ -230,6 +235,23 @@ pub fn analyze_parts(
         }
         None => Vec::new(),
     };
+
+    // Session pool: each session's tables through its own page tables (session space).
+    let mut sessions = Vec::new();
+    let session_layout = TrackerLayout::for_kernel(&ctx);
+    if let (Some(t), Some(layout), Some(mode)) = (tables.as_mut(), session_layout, paging_mode(dump)) {
+        let refs = find_sessions(mem, &ctx, &processes);
+        if !refs.is_empty() {
+            let st = read_session_tables(dump.physical(), mode, &ctx, layout, &refs);
+            warnings.extend(st.warnings.iter().cloned());
+            if !st.tables.is_empty() {
+                t.tables.retain(|i| i.name != "ExpSessionPoolTrackTable");
+                t.tables.extend(st.tables);
+                t.session = st.rows;
+                sessions = st.sessions;
+            }
+        }
+    }
 
     // Classic pool pages.
     let layout = HeaderLayout::for_kernel(opts.profile, pointer_size, header.build);
@@ -435,7 +457,15 @@ pub fn analyze_parts(
     };
     let tags = tables.as_ref().map(|t| rows_of(&t.tags));
     let session_tags = tables.as_ref().and_then(|t| t.session.as_deref()).map(rows_of);
-    let drivers = tags.as_deref().map(driver_rows).unwrap_or_default();
+    // A driver's row counts its tags in session pool too (a display driver's leak is there).
+    let drivers = tags
+        .as_deref()
+        .map(|t| {
+            let mut all = t.to_vec();
+            all.extend(session_tags.iter().flatten().cloned());
+            driver_rows(&all)
+        })
+        .unwrap_or_default();
 
     let vm = vm_summary(mem, &ctx, &kernel.kdbg_values, tables.as_ref().map(|t| &t.tags[..]));
     warnings.extend(vm.warnings.iter().cloned());
@@ -471,6 +501,7 @@ pub fn analyze_parts(
         tag_filter: opts.tag.as_ref().map(|p| p.to_string()),
         tags,
         session_tags,
+        sessions,
         tag_tables: tables.as_ref().map(|t| t.tables.clone()).unwrap_or_default(),
         missing_pool_pages: pages
             .as_ref()
@@ -487,6 +518,20 @@ pub fn analyze_parts(
         errors,
     };
     Ok((report, attributor))
+}
+
+/// The dump's paging mode, for reading through a process's own page tables.
+fn paging_mode(dump: &Dump) -> Option<PagingMode> {
+    let h = dump.header();
+    if dump.triage().is_some() {
+        return None;
+    }
+    match (h.arch, h.pae) {
+        (Arch::X64, _) => Some(PagingMode::X64),
+        (Arch::X86, true) => Some(PagingMode::X86Pae),
+        (Arch::X86, false) => Some(PagingMode::X86),
+        (Arch::Arm64, _) => None,
+    }
 }
 
 /// The decoded EPROCESS of a quota-charged block.
@@ -557,11 +602,13 @@ fn driver_rows(rows: &[TagRow]) -> Vec<DriverRow> {
             .collect();
         for o in &owners {
             let e = by_module.entry(o.to_string()).or_default();
-            e.0.push(r.stats.tag);
+            if !e.0.contains(&r.stats.tag) {
+                e.0.push(r.stats.tag);
+            }
             e.1 =
                 e.1.saturating_add(r.stats.paged_bytes)
                     .saturating_add(r.stats.nonpaged_bytes);
-            if owners.len() > 1 {
+            if owners.len() > 1 && !e.2.contains(&r.stats.tag) {
                 e.2.push(r.stats.tag);
             }
         }

@@ -17,6 +17,7 @@ mod layout;
 pub mod pages;
 pub mod resident;
 pub mod segheap;
+pub mod session;
 pub mod tag;
 pub mod tags;
 pub mod types;

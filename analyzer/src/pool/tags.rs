@@ -6,7 +6,9 @@
 //! (index 0 is PoolTrackTable itself), and tags that overflow them in
 //! `PoolTrackTableExpansion` (`PoolTrackTableExpansionSize` entries). The counts of one tag
 //! are summed over all of them. Session pool has its own table (`ExpSessionPoolTrackTable`),
-//! reported apart.
+//! reported apart; it is session space, so [`super::session`] re-reads it through each
+//! session's own page tables (with the session's expansion table) when the process list
+//! shows sessions; what is read here through the dump's page tables is the fallback.
 //!
 //! Entry layout (`_POOL_TRACKER_TABLE`): XP/7 x86 0x1C bytes (ULONG counts, SIZE_T bytes),
 //! 7/8 x64 0x28 (LONG/ULONG counts at 4-byte offsets, SIZE_T bytes), Windows 10 x64 0x38 and
@@ -335,7 +337,7 @@ fn read_ptr(mem: &dyn VirtualMemory, va: u64, what: &'static str) -> Result<u64,
         .map_err(|source| PoolError::Memory { what, va, source })
 }
 
-fn check_size(what: &'static str, n: u64) -> Result<(), PoolError> {
+pub(super) fn check_size(what: &'static str, n: u64) -> Result<(), PoolError> {
     if n > MAX_TABLE_ENTRIES {
         return Err(PoolError::Implausible {
             what,
@@ -367,20 +369,20 @@ fn processor_count(mem: &dyn VirtualMemory, ctx: &KernelContext, warnings: &mut 
 
 /// Sums entries by tag. Counters are added modulo their width: per-processor byte counts can
 /// be "negative" (freed on another processor) and only their sum is meaningful.
-struct Accumulator {
+pub(super) struct Accumulator {
     layout: TrackerLayout,
     by_tag: HashMap<Tag, TagStats>,
 }
 
 impl Accumulator {
-    fn new(layout: TrackerLayout) -> Self {
+    pub(super) fn new(layout: TrackerLayout) -> Self {
         Accumulator {
             layout,
             by_tag: HashMap::new(),
         }
     }
 
-    fn add_table(&mut self, mem: &dyn VirtualMemory, name: String, va: u64, entries: u64) -> TableInfo {
+    pub(super) fn add_table(&mut self, mem: &dyn VirtualMemory, name: String, va: u64, entries: u64) -> TableInfo {
         let mut info = TableInfo {
             name,
             address: va,
@@ -435,7 +437,7 @@ impl Accumulator {
         true
     }
 
-    fn finish(self) -> Vec<TagStats> {
+    pub(super) fn finish(self) -> Vec<TagStats> {
         let l = self.layout;
         let mask = |f: FieldSpec, v: u64| {
             if f.width >= 8 {

@@ -1,0 +1,217 @@
+//! Session pool tag statistics, as `!poolused 8` shows them (WinDbg: "bit 3 (0x8) displays
+//! session pool instead of standard pool; use !session to switch between sessions").
+//!
+//! How Windows keeps them (Vista+ x64; decompiled ntoskrnl in public repositories, the corpus
+//! ISFs; docs/pool.md "Session pool"): an allocation whose pool type has the session bit (0x20)
+//! is counted in `ExpSessionPoolTrackTable` — a pointer to `_POOL_TRACKER_TABLE` entries of the
+//! same layout and hash as PoolTrackTable's, `ExpSessionPoolTrackTableSize` of them, never per
+//! processor — and, when its tag finds no free entry there, in the session's expansion table
+//! `MM_SESSION_SPACE.PoolTrackTableExpansion` (`PoolTrackTableExpansionSize` entries). The
+//! pointer is one session-space address (17763+: `&MmSessionSpace->PoolTags`) that every
+//! session maps to its own table, so the tables can only be read through the page tables of a
+//! process in that session: the dump's own DirectoryTableBase may belong to a process of
+//! another session, or to System, which is in none.
+//!
+//! So each distinct `EPROCESS.Session` (its MM_SESSION_SPACE) is read through the page tables
+//! of its first process, the tables of all sessions are summed (a table reached twice through
+//! the same physical page is read once), and each session is listed with its own totals. XP
+//! has no session tag table (ntkrnlpa.pdb has no ExpSessionPoolTrackTable).
+
+use super::tags::{check_size, Accumulator, TableInfo, TagStats, TrackerLayout};
+use super::vm::Process;
+use super::{hex, KernelContext};
+use crate::memory::{PageTableMemory, PagingMode, PhysicalMemory, VirtualMemory};
+use serde::Serialize;
+
+/// Most sessions read (Windows allows thousands on a terminal server; each costs a table read).
+pub const MAX_SESSIONS: usize = 1024;
+
+/// One session found on the process list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionRef {
+    /// Its MM_SESSION_SPACE (EPROCESS.Session).
+    pub session_space: u64,
+    /// DirectoryTableBase of the first process in it.
+    pub dtb: u64,
+}
+
+/// One session's totals, for the report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SessionInfo {
+    /// MM_SESSION_SPACE.SessionId, when readable.
+    pub session_id: Option<u32>,
+    #[serde(serialize_with = "hex")]
+    pub mm_session_space: u64,
+    /// Tags with a non-zero key in its tables.
+    pub tags: u64,
+    pub paged_bytes: u64,
+    pub nonpaged_bytes: u64,
+}
+
+/// What the session tables say.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionTables {
+    /// Summed over every session; `None` when no session table was read or all were empty.
+    pub rows: Option<Vec<TagStats>>,
+    pub tables: Vec<TableInfo>,
+    pub sessions: Vec<SessionInfo>,
+    pub warnings: Vec<String>,
+}
+
+/// The distinct sessions of `processes` (EPROCESS.Session non-zero), each with the page tables
+/// of its first process. Empty without the profile's `_EPROCESS.Session`.
+pub fn find_sessions(
+    mem: &dyn VirtualMemory,
+    ctx: &KernelContext,
+    processes: &[Process],
+) -> Vec<SessionRef> {
+    let Some(p) = ctx.profile else {
+        return Vec::new();
+    };
+    let (Some(session), Some(pcb), Some(dtb)) = (
+        p.offset("_EPROCESS", "Session"),
+        p.offset("_EPROCESS", "Pcb"),
+        p.offset("_KPROCESS", "DirectoryTableBase"),
+    ) else {
+        return Vec::new();
+    };
+    let mut out: Vec<SessionRef> = Vec::new();
+    for pr in processes {
+        let Ok(s) = mem.read_ptr(pr.eprocess.wrapping_add(session)) else {
+            continue;
+        };
+        if s == 0 || out.iter().any(|r| r.session_space == s) {
+            continue;
+        }
+        let Ok(d) = mem.read_ptr(pr.eprocess.wrapping_add(pcb).wrapping_add(dtb)) else {
+            continue;
+        };
+        if d == 0 {
+            continue;
+        }
+        out.push(SessionRef {
+            session_space: s,
+            dtb: d,
+        });
+        if out.len() >= MAX_SESSIONS {
+            break;
+        }
+    }
+    out
+}
+
+/// CR3 bits that are not part of the table address: x64 PCID / flags (low 12 bits), PAE the
+/// low 5 bits.
+fn table_base(dtb: u64, mode: PagingMode) -> u64 {
+    match mode {
+        PagingMode::X64 | PagingMode::X86 => dtb & !0xfff,
+        PagingMode::X86Pae => dtb & !0x1f,
+    }
+}
+
+/// Reads every session's tag tables through its own page tables and sums them.
+pub fn read_session_tables(
+    phys: &dyn PhysicalMemory,
+    mode: PagingMode,
+    ctx: &KernelContext,
+    layout: TrackerLayout,
+    sessions: &[SessionRef],
+) -> SessionTables {
+    let mut out = SessionTables::default();
+    let (Some(g_table), Some(g_size)) = (
+        ctx.global("ExpSessionPoolTrackTable"),
+        ctx.global("ExpSessionPoolTrackTableSize"),
+    ) else {
+        return out;
+    };
+    let p = ctx.profile;
+    let exp_off = p.and_then(|p| p.offset("_MM_SESSION_SPACE", "PoolTrackTableExpansion"));
+    let exp_size_off = p.and_then(|p| p.offset("_MM_SESSION_SPACE", "PoolTrackTableExpansionSize"));
+    let id_off = p.and_then(|p| p.offset("_MM_SESSION_SPACE", "SessionId"));
+    let mut total = Accumulator::new(layout);
+    let mut seen_tables: Vec<u64> = Vec::new();
+    for s in sessions {
+        let mem = PageTableMemory::new(phys, table_base(s.dtb, mode), mode);
+        let id = id_off.and_then(|o| mem.read_u32(s.session_space.wrapping_add(o)).ok());
+        let label = match id {
+            Some(id) => format!("session {id}"),
+            None => format!("session at {:#x}", s.session_space),
+        };
+        let mut one = Accumulator::new(layout);
+        match (mem.read_ptr(g_table), mem.read_ptr(g_size)) {
+            (Ok(0), _) | (_, Ok(0)) => {}
+            (Ok(t), Ok(n)) => match (
+                check_size("ExpSessionPoolTrackTableSize", n),
+                mem.translate(t),
+            ) {
+                (Err(e), _) => out.warnings.push(format!("{label}: {e}")),
+                (Ok(()), Ok(pa)) if seen_tables.contains(&pa) => {}
+                (Ok(()), pa) => {
+                    if let Ok(pa) = pa {
+                        seen_tables.push(pa);
+                    }
+                    let name = format!("ExpSessionPoolTrackTable ({label})");
+                    total.add_table(&mem, name.clone(), t, n);
+                    out.tables.push(one.add_table(&mem, name, t, n));
+                }
+            },
+            (Err(e), _) | (_, Err(e)) => out
+                .warnings
+                .push(format!("{label}: ExpSessionPoolTrackTable unreadable: {e}")),
+        }
+        if let (Some(xo), Some(so)) = (exp_off, exp_size_off) {
+            let at = s.session_space;
+            match (
+                mem.read_ptr(at.wrapping_add(xo)),
+                mem.read_ptr(at.wrapping_add(so)),
+            ) {
+                (Ok(0), _) | (_, Ok(0)) => {}
+                (Ok(t), Ok(n)) => {
+                    match check_size("MM_SESSION_SPACE.PoolTrackTableExpansionSize", n) {
+                        Ok(()) => {
+                            let name =
+                                format!("MM_SESSION_SPACE.PoolTrackTableExpansion ({label})");
+                            total.add_table(&mem, name.clone(), t, n);
+                            out.tables.push(one.add_table(&mem, name, t, n));
+                        }
+                        Err(e) => out.warnings.push(format!("{label}: {e}")),
+                    }
+                }
+                (Err(e), _) | (_, Err(e)) => out.warnings.push(format!(
+                    "{label}: MM_SESSION_SPACE at {at:#x} unreadable: {e}"
+                )),
+            }
+        }
+        let rows = one.finish();
+        if !rows.is_empty() {
+            out.sessions.push(SessionInfo {
+                session_id: id,
+                mm_session_space: s.session_space,
+                tags: rows.len() as u64,
+                paged_bytes: rows
+                    .iter()
+                    .fold(0u64, |a, r| a.saturating_add(r.paged_bytes)),
+                nonpaged_bytes: rows
+                    .iter()
+                    .fold(0u64, |a, r| a.saturating_add(r.nonpaged_bytes)),
+            });
+        }
+    }
+    let rows = total.finish();
+    out.rows = (!rows.is_empty()).then_some(rows);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cr3_flag_bits_are_not_part_of_the_table_address() {
+        assert_eq!(table_base(0x1ad002, PagingMode::X64), 0x1ad000);
+        assert_eq!(
+            table_base(0x2f0_0c60 | 0x18, PagingMode::X86Pae),
+            0x2f0_0c60
+        );
+    }
+}
