@@ -125,6 +125,25 @@ def mib(kb):
     return f"{kb / 1024:.1f}"
 
 
+def write_section(results_md, begin, end, text):
+    """Puts `text` between the markers `begin` and `end` in results_md: replaced where the
+    section already is (the rest of the file is other scripts'), else appended."""
+    try:
+        with open(results_md) as f:
+            old = f.read()
+    except OSError:
+        old = "# Benchmark results\n"
+    section = f"{begin}\n{text.strip()}\n{end}\n"
+    at, until = old.find(begin), old.find(end)
+    if at >= 0 and until > at:
+        tail = old[until + len(end):].lstrip("\n")
+        new = old[:at] + section + ("\n" + tail if tail else "")
+    else:
+        new = old.rstrip("\n") + "\n\n" + section
+    with open(results_md, "w") as f:
+        f.write(new)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=5)

@@ -73,10 +73,6 @@ def check(dump, label, env):
     }
 
 
-def mib(kb):
-    return f"{kb / 1024:.1f}"
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3)
@@ -100,7 +96,7 @@ def main():
         for i in range(a.runs):
             for name, c in cmds.items():
                 r = measure.run_once(c, timeout=timeout[name])
-                what = "TIMED OUT" if r.get("timed_out") else f"max RSS {mib(r['max_rss_kb'])} MiB"
+                what = "TIMED OUT" if r.get("timed_out") else f"max RSS {measure.mib(r['max_rss_kb'])} MiB"
                 print(f"{label} run {i + 1}: {name}: {r['wall_s']:.2f} s, {what}", file=sys.stderr)
                 results[name].append(r)
         for name, rs in results.items():
@@ -122,7 +118,6 @@ def main():
     whole = env.get("BENCH_WHOLE", env["BENCH_OUR_COMMANDS"]).split()
     ours_names = [f"pooltriage {s} --json" for s in whole]
     lines = [
-        measure.POOL_SECTION_BEGIN,
         "# Pool analysis benchmark (`bench/pool.sh`)",
         "",
         f"Made on {m['date']} at commit {m['commit']}{' (with uncommitted changes)' if m['dirty'] else ''}: "
@@ -142,10 +137,10 @@ def main():
         wall = "timed out" if r["wall_s"] is None else f"{r['wall_s']:.3f}"
         if r["timed_out"] and r["wall_s"] is not None:
             wall += f" ({r['timed_out']} run(s) timed out)"
-        rss = "-" if r["max_rss_kb"] is None else mib(r["max_rss_kb"])
+        rss = "-" if r["max_rss_kb"] is None else measure.mib(r["max_rss_kb"])
         lines.append(
             f"| {r['dump']} | {r['file_gib']:.2f} GiB ({r['alloc_gib']:.2f} GiB) | {r['command']} | {wall} | "
-            f"{', '.join(f'{w:.2f}' for w in r['wall_all'])} | {rss} | {mib(r['peak_anon_kb'])} | {mib(r['peak_file_kb'])} |"
+            f"{', '.join(f'{w:.2f}' for w in r['wall_all'])} | {rss} | {measure.mib(r['peak_anon_kb'])} | {measure.mib(r['peak_file_kb'])} |"
         )
     lines += ["", "Whole pool analysis by pooltriage (sum of the medians of " + " + ".join(f"`{n}`" for n in ours_names) + "):", ""]
     for label in checks:
@@ -153,7 +148,7 @@ def main():
         total = sum(by[n]["wall_s"] for n in ours_names)
         rss = max(by[n]["max_rss_kb"] for n in ours_names)
         anon = max(by[n]["peak_anon_kb"] for n in ours_names)
-        lines.append(f"- {label}: {total:.2f} s, max RSS {mib(rss)} MiB (heap at most {mib(anon)} MiB).")
+        lines.append(f"- {label}: {total:.2f} s, max RSS {measure.mib(rss)} MiB (heap at most {measure.mib(anon)} MiB).")
     lines += ["", "Same pool? (untimed runs) Our `pool --json` block counts against the truth file, our big allocations against `windows.bigpools`:", ""]
     lines += ["| dump | truth blocks (with free) | ours: LFH + VS + big (free LFH and VS included) | truth counts | our tags | big: ours / vol rows | same big set |",
               "|---|---|---|---|---|---|---|"]
@@ -162,22 +157,8 @@ def main():
             f"| {label} | {c['truth_blocks']} | {c['our_blocks']} = {c['our_lfh_blocks']} + {c['our_vs_blocks']} + {c['our_big']} | "
             f"{c['truth_block_counts']} | {c['our_tags']} | {c['our_big']} / {c['vol_bigpools_rows']} | {'yes' if c['big_agree'] else '**NO**'} |"
         )
-    lines.append(measure.POOL_SECTION_END)
     text = "\n".join(lines) + "\n"
-    try:
-        with open(a.out) as f:
-            old = f.read()
-    except OSError:
-        old = ""
-    # Replace our section where it is (the rest of the file is other scripts'), else append it.
-    begin = old.find(measure.POOL_SECTION_BEGIN)
-    end = old.find(measure.POOL_SECTION_END)
-    if begin >= 0 and end > begin:
-        new = old[:begin] + text + old[end + len(measure.POOL_SECTION_END):].lstrip("\n")
-    else:
-        new = old.rstrip("\n") + "\n\n" + text
-    with open(a.out, "w") as f:
-        f.write(new)
+    measure.write_section(a.out, measure.POOL_SECTION_BEGIN, measure.POOL_SECTION_END, text)
     with open(os.path.join(os.path.dirname(a.out), "POOL_RESULTS.json"), "w") as f:
         json.dump({"machine": m, "rows": rows, "checks": checks}, f, indent=1)
     print(text)

@@ -18,33 +18,24 @@ Writes its section of bench/RESULTS.md between SECTION_BEGIN and SECTION_END (re
 run, the rest of the file untouched) and the raw figures to bench/out/service.json.
 """
 import argparse
+import sys
 import datetime
 import http.client
 import json
 import os
-import platform
 import re
 import shutil
 import statistics
 import subprocess
-import tempfile
 import threading
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import measure  # noqa: E402  (status_kb, machine, write_section)
 
 SECTION_BEGIN = "<!-- bench/service.sh -->"
 SECTION_END = "<!-- /bench/service.sh -->"
 BLOCK = 1 << 20
-
-
-def status_kb(pid, key):
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
 
 
 class RssSampler:
@@ -60,8 +51,8 @@ class RssSampler:
 
     def _run(self):
         while not self._stop.is_set():
-            rss = status_kb(self.pid, "VmRSS")
-            anon = status_kb(self.pid, "RssAnon")
+            rss = measure.status_kb(self.pid, "VmRSS")
+            anon = measure.status_kb(self.pid, "RssAnon")
             if rss is not None:
                 self.peak_rss = max(self.peak_rss, rss)
                 self.samples += 1
@@ -171,26 +162,14 @@ def upload_chunked(srv, path, chunk):
 
 
 def machine():
-    model = ""
+    """measure.machine() plus the file system the data directories are on."""
+    m = measure.machine()
     try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        m = re.search(r"Model name:\s*(.+)", out)
-        model = m.group(1).strip() if m else ""
-    except OSError:
-        pass
-    mem_kb = 0
-    try:
-        with open("/proc/meminfo") as f:
-            mem_kb = int(f.readline().split()[1])
-    except OSError:
-        pass
-    disk = ""
-    try:
-        disk = subprocess.run(["df", "-h", "--output=source,fstype", "."], capture_output=True, text=True).stdout.split("\n")[1]
+        out = subprocess.run(["df", "-h", "--output=source,fstype", "."], capture_output=True, text=True).stdout
+        m["disk"] = " ".join(out.split("\n")[1].split())
     except (OSError, IndexError):
-        pass
-    return {"cpus": os.cpu_count(), "model": model, "memory_gib": round(mem_kb / 1048576, 1),
-            "kernel": platform.release(), "disk": " ".join(disk.split())}
+        m["disk"] = ""
+    return m
 
 
 def throughput(binary, big, runs, work):
@@ -205,7 +184,7 @@ def throughput(binary, big, runs, work):
             d = os.path.join(work, f"tp-{len(results)}-{i}")
             srv = Server(binary, d, {"POOLTRIAGE_ANALYZER": "/bin/true", "POOLTRIAGE_WORKERS": "1"})
             try:
-                idle = status_kb(srv.proc.pid, "VmRSS")
+                idle = measure.status_kb(srv.proc.pid, "VmRSS")
                 with RssSampler(srv.proc.pid) as s:
                     dt, _ = fn(srv)
                 times.append(dt)
@@ -259,19 +238,6 @@ def jobs_per_minute(binary, small, workers_list, work):
     return out
 
 
-def write_section(results_md, text):
-    old = open(results_md).read() if os.path.exists(results_md) else "# Benchmark results\n"
-    section = f"{SECTION_BEGIN}\n{text.rstrip()}\n{SECTION_END}\n"
-    if SECTION_BEGIN in old and SECTION_END in old:
-        head, rest = old.split(SECTION_BEGIN, 1)
-        tail = rest.split(SECTION_END, 1)[1].lstrip("\n")
-        new = head + section + ("\n" + tail if tail else "")
-    else:
-        new = old.rstrip("\n") + "\n\n" + section
-    with open(results_md, "w") as f:
-        f.write(new)
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
@@ -298,7 +264,7 @@ def main():
     lines = [
         "# Service benchmark (`bench/service.sh`)",
         "",
-        f"{date}; {m['cpus']} CPUs ({m['model']}), {m['memory_gib']} GiB RAM, Linux {m['kernel']}, "
+        f"{date}; {m['nproc']} CPUs ({m['cpu']}), {m['mem_gib']} GiB RAM, Linux {m['kernel']}, "
         f"data directory on {m['disk']}. Release build; server and client on loopback; the machine is "
         "shared with other builds, so expect noise of tens of percent.",
         "",
@@ -326,7 +292,7 @@ def main():
     for j in jobs:
         lines.append(f"| {j['workers']} | {j['dumps']} | {j['seconds']:.1f} s | {j['jobs_per_minute']:.1f} | {len(j['failed'])} |")
     lines += ["", "Raw figures: `bench/out/service.json` (not committed). Rerun: `bench/service.sh` (see bench/README.md)."]
-    write_section(a.results, "\n".join(lines))
+    measure.write_section(a.results, SECTION_BEGIN, SECTION_END, "\n".join(lines))
     print("\n".join(lines))
 
 
