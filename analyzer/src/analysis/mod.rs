@@ -8,6 +8,7 @@
 //! call sites (with the driver's PDB when the symbol path finds it), and [`verdict`] decides.
 
 pub mod blocks;
+pub mod progress;
 pub mod verdict;
 
 use crate::attribution::{AllocSite, Attributor, Mapping, Source};
@@ -38,6 +39,17 @@ pub struct AnalysisOptions<'a> {
 /// Runs the analysis. Never fails: what cannot be read becomes `errors` and, when nothing about
 /// pool could be read, a `not-analyzable` verdict.
 pub fn analyze_dump(dump: &Dump, kernel: &KernelInfo, opts: AnalysisOptions) -> AnalysisReport {
+    analyze_dump_with_progress(dump, kernel, opts, &mut |_| {})
+}
+
+/// As [`analyze_dump`], calling `progress` as it enters each of its stages
+/// ([`progress::Stage::ReadingPool`], then [`progress::Stage::Attributing`]).
+pub fn analyze_dump_with_progress(
+    dump: &Dump,
+    kernel: &KernelInfo,
+    opts: AnalysisOptions,
+    progress: &mut dyn FnMut(progress::Stage),
+) -> AnalysisReport {
     let header = dump.header();
     let symbols = AnalysisSymbols {
         source: opts.pool.symbols_source.to_string(),
@@ -77,6 +89,7 @@ pub fn analyze_dump(dump: &Dump, kernel: &KernelInfo, opts: AnalysisOptions) -> 
     let mut agg = BlockAggregator::default();
     let store = opts.symbol_store;
     let deadline = opts.symbol_deadline;
+    progress(progress::Stage::ReadingPool);
     let parts = analyze_parts(dump, kernel, opts.pool, &mut |b| agg.add(b));
     let (pool, attributor) = match parts {
         Ok(p) => p,
@@ -94,6 +107,7 @@ pub fn analyze_dump(dump: &Dump, kernel: &KernelInfo, opts: AnalysisOptions) -> 
             blocks::MAX_BLOCK_TAGS
         ));
     }
+    progress(progress::Stage::Attributing);
     fill(&mut report, dump, kernel, &pool, &attributor, &agg, store, deadline);
     report.verdict = verdict::decide(&report);
     report

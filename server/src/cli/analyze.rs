@@ -5,9 +5,10 @@
 //! Exit codes as `pool`: 0 when a report was written (even one whose verdict is
 //! `not-analyzable` or that lists errors), 2 when the dump cannot be read at all.
 
-use super::pool_common::{load, options, SymbolArgs};
+use super::pool_common::{load_with_progress, options, SymbolArgs};
+use analyzer::analysis::progress::Stage;
 use analyzer::analysis::verdict::human;
-use analyzer::analysis::{analyze_dump, AnalysisOptions};
+use analyzer::analysis::{analyze_dump_with_progress, AnalysisOptions};
 use analyzer::pool::tags::SortKey;
 use analyzer::report::analysis::AnalysisReport;
 use analyzer::symbols::store::{SymbolPath, SymbolStore};
@@ -29,12 +30,32 @@ pub struct AnalyzeArgs {
     /// Time budget in seconds for the drivers' PDB lookups (call-site function names).
     #[arg(long, value_name = "SECS", default_value_t = 60)]
     pub symbol_timeout: u64,
+    /// Write `progress: <stage>` on stderr as each stage starts (docs/api.md lists the
+    /// stages); also when the environment has `POOLTRIAGE_PROGRESS` (not `0`), as the
+    /// service's workers set it.
+    #[arg(long)]
+    pub progress: bool,
     #[command(flatten)]
     pub symbols: SymbolArgs,
 }
 
+/// `progress: <stage>` on stderr, one whole line per write (the service reads it as it comes).
+fn announce(stage: Stage) {
+    use std::io::Write;
+    let _ = std::io::stderr()
+        .lock()
+        .write_all(format!("progress: {}\n", stage.as_str()).as_bytes());
+}
+
 pub fn run(args: &AnalyzeArgs) -> ExitCode {
-    let loaded = match load(&args.dump, &args.symbols) {
+    let progress_on = args.progress
+        || std::env::var("POOLTRIAGE_PROGRESS").is_ok_and(|v| !v.is_empty() && v != "0");
+    let mut progress = |stage: Stage| {
+        if progress_on {
+            announce(stage)
+        }
+    };
+    let loaded = match load_with_progress(&args.dump, &args.symbols, &mut progress) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("error: {e}");
@@ -58,7 +79,8 @@ pub fn run(args: &AnalyzeArgs) -> ExitCode {
         symbol_deadline: Some(Instant::now() + Duration::from_secs(args.symbol_timeout)),
         generator: format!("pooltriage {}", env!("CARGO_PKG_VERSION")),
     };
-    let report = analyze_dump(&loaded.dump, &loaded.kernel, opts);
+    let report = analyze_dump_with_progress(&loaded.dump, &loaded.kernel, opts, &mut progress);
+    progress(Stage::WritingReport);
     if args.json {
         return super::pool_common::print_json(&report);
     }

@@ -50,15 +50,28 @@ pub struct Loaded {
 
 /// Opens everything; `Err` is the one line to print (exit code 2).
 pub fn load(dump_path: &Path, s: &SymbolArgs) -> Result<Loaded, String> {
+    load_with_progress(dump_path, s, &mut |_| {})
+}
+
+/// As [`load`], calling `progress` as it enters each stage (`analyze --progress`).
+pub fn load_with_progress(
+    dump_path: &Path,
+    s: &SymbolArgs,
+    progress: &mut dyn FnMut(analyzer::analysis::progress::Stage),
+) -> Result<Loaded, String> {
+    use analyzer::analysis::progress::Stage;
     let path = dump_path.display().to_string();
     if dump_path.is_dir() {
         return Err(format!("{path}: is a directory, not a dump file"));
     }
+    progress(Stage::OpeningDump);
     let dump = Dump::open(dump_path).map_err(|e| match e {
         DumpError::Io { source, .. } => format!("{path}: cannot read: {source}"),
         e => format!("{path}: {e}"),
     })?;
+    progress(Stage::ReadingKernel);
     let kernel = read_kernel(&dump);
+    progress(Stage::LoadingSymbols);
     let (profile, source, profile_path) = match &s.symbols {
         Some(f) => {
             let is_pdb = f.extension().is_some_and(|e| e.eq_ignore_ascii_case("pdb"));
