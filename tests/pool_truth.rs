@@ -21,13 +21,14 @@ const PROFILES: [&str; 5] = [
     "win10-19041-x64",
     "server2022-20348-x64",
 ];
-const SCENARIOS: [&str; 6] = [
+const SCENARIOS: [&str; 7] = [
     "leak-tagged",
     "leak-untagged",
     "shared-tag",
     "quota-leak",
     "nonpaged-exhaustion",
     "missing-pages",
+    "session-leak",
 ];
 
 fn forge(dir: &Path, profile: &str, scenario: &str) -> Option<(std::path::PathBuf, Value)> {
@@ -48,10 +49,11 @@ fn forge(dir: &Path, profile: &str, scenario: &str) -> Option<(std::path::PathBu
         .output()
         .expect("pooltriage forge runs");
     if !out.status.success() {
-        // quota-leak needs x64 headers (ProcessBilled): the forge refuses it on x86.
+        // quota-leak needs x64 headers (ProcessBilled), session-leak a session tag table
+        // (ExpSessionPoolTrackTable, Vista+): the forge refuses both on XP.
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
-            scenario == "quota-leak" && profile.starts_with("xp"),
+            (scenario == "quota-leak" || scenario == "session-leak") && profile.starts_with("xp"),
             "forge {profile} {scenario}: {err}"
         );
         return None;
@@ -85,6 +87,7 @@ fn n(v: &Value) -> u64 {
 fn pool_reader_matches_the_forge_truth_on_every_profile_and_scenario() {
     let dir = tempfile::tempdir().unwrap();
     let mut checked = 0;
+    let mut session_checked = 0;
     for profile in PROFILES {
         for scenario in SCENARIOS {
             let Some((dump, truth)) = forge(dir.path(), profile, scenario) else {
@@ -115,6 +118,29 @@ fn pool_reader_matches_the_forge_truth_on_every_profile_and_scenario() {
                     .collect()
             };
             assert_eq!(tags(array(&r, "tags")), tags(array(t, "tags")), "{ctx}: tags");
+
+            // Session pool, apart: the session's table plus its expansion table, read through
+            // a session process's page tables. Every Vista+ profile plants win32k rows; XP
+            // keeps no session table, so there are none.
+            if t["session_tags"].is_null() {
+                assert!(profile.starts_with("xp"), "{ctx}: the forge planted no session pool");
+                assert!(r["session_tags"].is_null(), "{ctx}: session tags on XP: {}", r["session_tags"]);
+            } else {
+                assert_eq!(
+                    tags(array(&r, "session_tags")),
+                    tags(array(t, "session_tags")),
+                    "{ctx}: session tags"
+                );
+                let sessions = array(&r, "sessions");
+                assert_eq!(sessions.len(), 1, "{ctx}: {sessions:?}");
+                assert_eq!(sessions[0]["session_id"], t["session"]["session_id"], "{ctx}");
+                assert_eq!(
+                    hx(&sessions[0]["mm_session_space"]),
+                    hx(&t["session"]["mm_session_space"]),
+                    "{ctx}"
+                );
+                session_checked += 1;
+            }
 
             // Big allocations: the used ones listed, the freed ones not.
             let truth_big: BTreeSet<(u64, String, u64, String)> = array(t, "big_pages")
@@ -260,8 +286,13 @@ fn pool_reader_matches_the_forge_truth_on_every_profile_and_scenario() {
     }
     assert_eq!(
         checked,
-        PROFILES.len() * SCENARIOS.len() - 1,
-        "every profile and scenario but x86 quota-leak"
+        PROFILES.len() * SCENARIOS.len() - 2,
+        "every profile and scenario but x86 quota-leak and session-leak"
+    );
+    assert_eq!(
+        session_checked,
+        (PROFILES.len() - 1) * SCENARIOS.len(),
+        "session pool on every Vista+ profile and scenario"
     );
 }
 
