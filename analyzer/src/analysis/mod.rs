@@ -80,6 +80,7 @@ pub fn analyze_dump_with_progress(
         drivers: Vec::new(),
         tags: Vec::new(),
         session_tags: None,
+        sessions: Vec::new(),
         blocks: BlockTotals::default(),
         quota: None,
         modules: Vec::new(),
@@ -140,11 +141,27 @@ fn fill(
         );
         report.tags = tags_from_blocks(agg, attributor);
     }
+    // The block walk covers system pool only: session tags carry no block figures.
     report.session_tags = pool
         .session_tags
         .as_deref()
-        .map(|rows| tag_reports(rows, agg))
+        .map(|rows| {
+            let mut v = tag_reports(rows, agg);
+            v.iter_mut().for_each(|t| t.blocks = None);
+            v
+        })
         .filter(|v| !v.is_empty());
+    report.sessions = pool
+        .sessions
+        .iter()
+        .map(|s| AnalysisSession {
+            session_id: s.session_id,
+            mm_session_space: Hex(s.mm_session_space),
+            tags: s.tags,
+            paged_bytes: s.paged_bytes,
+            nonpaged_bytes: s.nonpaged_bytes,
+        })
+        .collect();
     report.blocks = block_totals(pool, agg, dump);
     report.quota = pool.quota.as_ref().map(|q| QuotaSummary {
         processes: q
@@ -166,7 +183,11 @@ fn fill(
         let v: Vec<u64> = report.pools.iter().map(|p| p.in_use).collect();
         (v.len() == 2).then(|| v.iter().sum::<u64>()).filter(|&t| t > 0)
     };
-    let mut drivers = driver_reports(&report.tags, agg, attributor, mods, in_use_total);
+    // Session tags after the system ones: a driver's row counts both, each tag marked.
+    let mut all_tags = report.tags.clone();
+    let session_from = all_tags.len();
+    all_tags.extend(report.session_tags.iter().flatten().cloned());
+    let mut drivers = driver_reports(&all_tags, session_from, agg, attributor, mods, in_use_total);
     // Function names for call sites: the drivers' PDBs through the symbol path.
     let mut statuses_by_module: BTreeMap<String, SymbolStatus> = BTreeMap::new();
     if let Some(store) = store {
@@ -372,8 +393,10 @@ fn allocates(m: &Mapping) -> bool {
     )
 }
 
+/// `tags[session_from..]` are session pool's.
 fn driver_reports(
     tags: &[TagReport],
+    session_from: usize,
     agg: &BlockAggregator,
     attributor: &Attributor,
     mods: &[Module],
@@ -424,6 +447,7 @@ fn driver_reports(
             path: m.map(|m| m.path.clone()),
             paged_bytes: 0,
             nonpaged_bytes: 0,
+            session_bytes: 0,
             bytes: 0,
             allocations: 0,
             share_of_pool: None,
@@ -436,8 +460,16 @@ fn driver_reports(
         let mut tag_set: BTreeSet<Tag> = BTreeSet::new();
         for (i, source) in list {
             let Some(t) = tags.get(i) else { continue };
-            d.paged_bytes = d.paged_bytes.saturating_add(t.paged_bytes);
-            d.nonpaged_bytes = d.nonpaged_bytes.saturating_add(t.nonpaged_bytes);
+            let session = i >= session_from;
+            if session {
+                d.session_bytes = d
+                    .session_bytes
+                    .saturating_add(t.paged_bytes)
+                    .saturating_add(t.nonpaged_bytes);
+            } else {
+                d.paged_bytes = d.paged_bytes.saturating_add(t.paged_bytes);
+                d.nonpaged_bytes = d.nonpaged_bytes.saturating_add(t.nonpaged_bytes);
+            }
             d.allocations = d
                 .allocations
                 .saturating_add(t.paged_outstanding)
@@ -453,7 +485,15 @@ fn driver_reports(
                 allocations: t.paged_outstanding.saturating_add(t.nonpaged_outstanding),
                 evidence: source,
                 shared_with,
+                session,
             });
+            if session {
+                // The block walk does not cover session pool.
+                if let Some(tag) = tag_of(&t.tag) {
+                    tag_set.insert(tag);
+                }
+                continue;
+            }
             // Printable tags parse back from their text; an escaped one is looked up by text.
             let found = match tag_of(&t.tag) {
                 Some(tag) => agg.tags.get_key_value(&tag),
@@ -470,8 +510,10 @@ fn driver_reports(
                 tag_set.insert(tag);
             }
         }
-        d.bytes = d.paged_bytes.saturating_add(d.nonpaged_bytes);
-        d.share_of_pool = in_use_total.map(|t| d.bytes as f64 / t as f64);
+        let system = d.paged_bytes.saturating_add(d.nonpaged_bytes);
+        d.bytes = system.saturating_add(d.session_bytes);
+        // Share of system pool in use (session pool has no !vm figure here).
+        d.share_of_pool = in_use_total.map(|t| system as f64 / t as f64);
         d.blocks.largest = largest
             .iter()
             .map(|b| BlockRef {

@@ -34,6 +34,13 @@
 //! 5. Else a significant driver candidate gives `untagged-leak` (T is "None"), `shared-tag` (T
 //!    has several owners: all are named; call-site pool types and sizes that separate them are
 //!    given as reasons) or `driver-leak`.
+//! 5a. (Before 5.) Session candidate: the non-Windows driver whose owned tags hold the most of
+//!    session pool (the session tag tables; session pool in use is the sum of every session
+//!    tag's outstanding bytes, as no `!vm` figure is read for it). It is *significant* at
+//!    [`SIGNIFICANT_SHARE`] of session pool, and wins unless a significant driver candidate
+//!    holds at least as many bytes -> `driver-leak` (or `shared-tag` / `untagged-leak`) with
+//!    `session: true`, `pool` the session pool's kind ("paged") and `share_of_pool` its share
+//!    of session pool.
 //! 6. Else a pool near exhaustion ([`crate::report::analysis::NEAR_EXHAUSTION`]) whose largest
 //!    tag has no owner (or is a Windows tag) -> `unattributed-tag`.
 //! 7. Else `no-leak-found`, naming the largest owned tag (if any) and its share.
@@ -64,6 +71,7 @@ pub fn not_analyzable(reason: String) -> Verdict {
         kind: VerdictKind::NotAnalyzable,
         sentence: format!("This dump cannot show pool usage: {reason}."),
         pool: None,
+        session: false,
         drivers: Vec::new(),
         tags: Vec::new(),
         bytes: 0,
@@ -267,6 +275,7 @@ fn driver_candidate<'a>(c: &'a Ctx<'a>) -> Option<DriverCandidate<'a>> {
         let owned: u64 = d
             .tags
             .iter()
+            .filter(|dt| !dt.session)
             .filter_map(|dt| c.tag(&dt.tag))
             .filter(|t| c.owners(t).0.contains(&d.module))
             .map(total)
@@ -279,6 +288,7 @@ fn driver_candidate<'a>(c: &'a Ctx<'a>) -> Option<DriverCandidate<'a>> {
     let owned: Vec<&TagReport> = driver
         .tags
         .iter()
+        .filter(|dt| !dt.session)
         .filter_map(|dt| c.tag(&dt.tag))
         .filter(|t| c.owners(t).0.contains(&driver.module))
         .collect();
@@ -304,6 +314,63 @@ fn driver_candidate<'a>(c: &'a Ctx<'a>) -> Option<DriverCandidate<'a>> {
         pool_bytes,
         share,
         significant,
+    })
+}
+
+/// The session candidate of rule 5a: the driver owning the most session pool.
+struct SessionCandidate<'a> {
+    driver: &'a DriverReport,
+    owners: Vec<String>,
+    code_evidence: bool,
+    tags: Vec<&'a TagReport>,
+    main: &'a TagReport,
+    pool: PoolName,
+    bytes: u64,
+    /// Session pool in use: every session tag's outstanding bytes.
+    in_use: u64,
+    share: f64,
+    significant: bool,
+}
+
+fn session_candidate<'a>(c: &'a Ctx<'a>) -> Option<SessionCandidate<'a>> {
+    let all = c.r.session_tags.as_ref()?;
+    let in_use = all.iter().fold(0u64, |a, t| a.saturating_add(total(t)));
+    if in_use == 0 {
+        return None;
+    }
+    let mut best: Option<(u64, &DriverReport, Vec<&TagReport>)> = None;
+    for d in c.r.drivers.iter().filter(|d| !c.is_windows_module(&d.module)) {
+        let owned: Vec<&TagReport> = d
+            .tags
+            .iter()
+            .filter(|dt| dt.session)
+            .filter_map(|dt| all.iter().find(|t| t.tag == dt.tag))
+            .filter(|t| c.owners(t).0.contains(&d.module))
+            .collect();
+        let bytes = owned.iter().fold(0u64, |a, t| a.saturating_add(total(t)));
+        if bytes > 0 && !best.as_ref().is_some_and(|(b, bd, _)| bytes < *b || (bytes == *b && d.module >= bd.module)) {
+            best = Some((bytes, d, owned));
+        }
+    }
+    let (_, driver, owned) = best?;
+    let main = *owned
+        .iter()
+        .max_by(|a, b| total(a).cmp(&total(b)).then(b.tag.cmp(&a.tag)))?;
+    let (owners, code_evidence) = c.owners(main);
+    let tags: Vec<&TagReport> = owned.iter().copied().filter(|t| c.owners(t).0 == owners).collect();
+    let bytes = tags.iter().fold(0u64, |a, t| a.saturating_add(total(t)));
+    let share = bytes as f64 / in_use as f64;
+    Some(SessionCandidate {
+        driver,
+        owners,
+        code_evidence,
+        tags,
+        main,
+        pool: main_pool(main.paged_bytes, main.nonpaged_bytes),
+        bytes,
+        in_use,
+        share,
+        significant: share >= SIGNIFICANT_SHARE,
     })
 }
 
@@ -426,6 +493,12 @@ pub fn decide(r: &AnalysisReport) -> Verdict {
             return process_quota(&c, q, base_reasons);
         }
     }
+    // Rule 5a: a driver dominating session pool, unless a system-pool leak is larger.
+    if let Some(s) = session_candidate(&c).filter(|s| s.significant) {
+        if !dc.as_ref().is_some_and(|d| d.significant && d.bytes >= s.bytes) {
+            return session_verdict(&c, &s, base_reasons);
+        }
+    }
     if let Some(d) = dc.as_ref().filter(|d| d.significant) {
         return driver_verdict(&c, d, base_reasons);
     }
@@ -538,6 +611,85 @@ fn separation(c: &Ctx, t: &TagReport, owners: &[String], pool: PoolName) -> (Vec
         reasons.push(line);
     }
     (reasons, matching)
+}
+
+/// Rule 5a's verdict: session pool, named as such (`session` true).
+fn session_verdict(c: &Ctx, s: &SessionCandidate, mut reasons: Vec<String>) -> Verdict {
+    let t = s.main;
+    let mut confidence = if s.share >= HIGH_SHARE {
+        Confidence::High
+    } else {
+        Confidence::Medium
+    };
+    if !s.code_evidence {
+        confidence = lower(confidence);
+    }
+    if s.owners.len() > 1 {
+        confidence = lower(confidence);
+    }
+    if c.r.symbols.matches_kernel == Some(false) {
+        confidence = lower(confidence);
+    }
+    let kind = if s.owners.len() > 1 {
+        VerdictKind::SharedTag
+    } else if t.tag == "None" {
+        VerdictKind::UntaggedLeak
+    } else {
+        VerdictKind::DriverLeak
+    };
+    let pool_s = s.pool.as_str();
+    let tag_names: Vec<String> = s.tags.iter().map(|t| t.tag.clone()).collect();
+    let quoted: Vec<String> = tag_names.iter().map(|t| format!("'{t}'")).collect();
+    let who = list(&s.owners);
+    let (n, at) = sites_text(s.driver, &t.tag, 3);
+    let sentence = if s.owners.len() == 1 {
+        format!(
+            "{who} is the likely leaker: {} of session {pool_s} pool is tagged {} ({} of session pool in use), and {who}'s own code allocates with that tag{}.",
+            human(s.bytes),
+            list(&quoted),
+            pct(s.share),
+            if n > 0 { format!(" (at {at})") } else { String::new() }
+        )
+    } else {
+        format!(
+            "{} of session {pool_s} pool is tagged {} ({} of session pool in use); the drivers whose code allocates with it are {who}.",
+            human(s.bytes),
+            list(&quoted),
+            pct(s.share)
+        )
+    };
+    let sessions = c.r.sessions.len().max(1);
+    reasons.push(format!(
+        "session pool is counted apart from system pool, in the session tag tables (ExpSessionPoolTrackTable and MM_SESSION_SPACE.PoolTrackTableExpansion): {} in use in {sessions} session{}",
+        human(s.in_use),
+        if sessions == 1 { "" } else { "s" }
+    ));
+    if n > 0 {
+        reasons.push(format!(
+            "{}'s code passes '{}' to an allocator ({n} call sites: {at})",
+            s.driver.module, t.tag
+        ));
+    } else if !s.code_evidence {
+        reasons.push(format!(
+            "only a pool tag file ties '{}' to {}",
+            t.tag,
+            list(&s.owners)
+        ));
+    }
+    reasons.push("the block walk does not cover session pool: these figures are the session tag tables' counters".into());
+    Verdict {
+        kind,
+        sentence,
+        pool: Some(s.pool),
+        session: true,
+        drivers: s.owners.clone(),
+        tags: tag_names,
+        bytes: s.bytes,
+        share_of_pool: Some(s.share),
+        confidence,
+        process: None,
+        reasons,
+    }
 }
 
 fn driver_verdict(c: &Ctx, d: &DriverCandidate, mut reasons: Vec<String>) -> Verdict {
@@ -706,6 +858,7 @@ fn driver_verdict(c: &Ctx, d: &DriverCandidate, mut reasons: Vec<String>) -> Ver
         kind,
         sentence,
         pool: Some(d.pool),
+        session: false,
         drivers,
         tags: tag_names,
         bytes: d.bytes,
@@ -796,6 +949,7 @@ fn process_quota(c: &Ctx, q: &QuotaCandidate, mut reasons: Vec<String>) -> Verdi
             share_text(q.share, q.pool)
         ),
         pool: Some(q.pool),
+        session: false,
         drivers,
         tags: q.tags.iter().take(3).map(|(t, _)| t.tag.clone()).collect(),
         bytes: p.bytes,
@@ -852,6 +1006,7 @@ fn unattributed(c: &Ctx, t: &TagReport, pool: PoolName, mut reasons: Vec<String>
             }
         ),
         pool: Some(pool),
+        session: false,
         drivers: Vec::new(),
         tags: vec![t.tag.clone()],
         bytes,
@@ -927,6 +1082,7 @@ fn no_leak(c: &Ctx, dc: Option<&DriverCandidate>, qc: Option<&QuotaCandidate>, m
         kind: VerdictKind::NoLeakFound,
         sentence,
         pool: None,
+        session: false,
         drivers: Vec::new(),
         tags: Vec::new(),
         bytes: 0,
@@ -977,6 +1133,7 @@ mod tests {
             drivers,
             tags,
             session_tags: None,
+            sessions: Vec::new(),
             blocks: BlockTotals {
                 complete: true,
                 ..BlockTotals::default()
@@ -1051,6 +1208,7 @@ mod tests {
             path: None,
             paged_bytes: tags.iter().map(|t| t.1).sum(),
             nonpaged_bytes: tags.iter().map(|t| t.2).sum(),
+            session_bytes: 0,
             bytes: tags.iter().map(|t| t.1 + t.2).sum(),
             allocations: 0,
             share_of_pool: None,
@@ -1063,6 +1221,7 @@ mod tests {
                     allocations: 0,
                     evidence: t.3,
                     shared_with: Vec::new(),
+                    session: false,
                 })
                 .collect(),
             call_sites: sites,
@@ -1370,6 +1529,63 @@ mod tests {
         // No !vm figure: the share is of the tags' own sum in that pool.
         assert_eq!(v.share_of_pool, Some(1.0));
         assert_eq!(v.confidence, Confidence::Medium);
+    }
+
+    /// A display driver's tag holding most of session pool: named, with `session` set and the
+    /// share of session pool; a larger system-pool leak still wins; session figures never feed
+    /// the system-pool candidate.
+    #[test]
+    fn a_driver_dominating_session_pool_is_named_as_a_session_leak() {
+        let system = vec![
+            tag("Ntfx", 300_000, 0, vec![owner("ntfs.sys", Source::BuiltIn)]),
+            tag("Irp ", 0, 200_000, vec![owner("nt", Source::BuiltIn)]),
+        ];
+        let mut disp = driver("dispkmd.sys", &[], vec![site("DspK", Some(PoolName::Paged), Some(0x3f0))]);
+        disp.session_bytes = 900_000;
+        disp.bytes = 900_000;
+        disp.tags.push(DriverTag {
+            tag: "DspK".into(),
+            paged_bytes: 900_000,
+            nonpaged_bytes: 0,
+            allocations: 900,
+            evidence: CODE,
+            shared_with: Vec::new(),
+            session: true,
+        });
+        let mut r = report(system, vec![disp], vec![gauge(PoolName::Paged, 1_000_000, Some(1 << 30))]);
+        r.session_tags = Some(vec![
+            tag("DspK", 900_000, 0, vec![owner("dispkmd.sys", CODE)]),
+            tag("Gh05", 100_000, 0, Vec::new()),
+        ]);
+        let v = decide(&r);
+        assert_eq!(v.kind, VerdictKind::DriverLeak, "{v:?}");
+        assert!(v.session);
+        assert_eq!(v.pool, Some(PoolName::Paged));
+        assert_eq!(v.drivers, vec!["dispkmd.sys".to_string()]);
+        assert_eq!(v.tags, vec!["DspK".to_string()]);
+        assert_eq!(v.bytes, 900_000);
+        // 900 000 of the session tags' 1 000 000 bytes.
+        assert_eq!(v.share_of_pool, Some(0.9));
+        assert_eq!(v.confidence, Confidence::High);
+        assert!(v.sentence.contains("session paged pool"), "{}", v.sentence);
+
+        // The same driver with a larger system-pool leak of another driver beside it.
+        r.tags.push(tag("Leak", 2_000_000, 0, vec![owner("leaky.sys", CODE)]));
+        r.drivers.push(driver("leaky.sys", &[("Leak", 2_000_000, 0, CODE)], vec![]));
+        r.pools = vec![gauge(PoolName::Paged, 2_500_000, Some(1 << 30))];
+        let v = decide(&r);
+        assert_eq!((v.kind, v.session), (VerdictKind::DriverLeak, false), "{v:?}");
+        assert_eq!(v.drivers, vec!["leaky.sys".to_string()]);
+
+        // Session pool spread thin (the driver holds under 10% of it): no session verdict.
+        r.tags.pop();
+        r.drivers.pop();
+        if let Some(st) = r.session_tags.as_mut() {
+            st[1].paged_bytes = 9_000_000;
+        }
+        let v = decide(&r);
+        assert!(!v.session, "{v:?}");
+        assert_eq!(v.kind, VerdictKind::NoLeakFound, "{v:?}");
     }
 
     #[test]

@@ -39,8 +39,12 @@ pub struct AnalysisReport {
     /// Every tag with outstanding bytes, by paged + nonpaged bytes descending. Empty when the
     /// tag tables could not be read (see `errors`).
     pub tags: Vec<TagReport>,
-    /// Session pool tags (Windows 8+ keeps them apart), same order; null when there are none.
+    /// Session pool tags (Vista+ keeps them apart: ExpSessionPoolTrackTable and each session's
+    /// expansion table, summed over sessions), same order; null when there are none.
     pub session_tags: Option<Vec<TagReport>>,
+    /// Each session whose tag tables were read, with its totals (`session_tags` sums them).
+    #[serde(default)]
+    pub sessions: Vec<AnalysisSession>,
     /// Totals of the block walk.
     pub blocks: BlockTotals,
     /// Pool charged to processes' quota (ProcessBilled), null when it could not be decoded.
@@ -51,6 +55,19 @@ pub struct AnalysisReport {
     pub warnings: Vec<String>,
     /// What could not be read at all, one line each.
     pub errors: Vec<String>,
+}
+
+/// One session's pool, from its own tag tables.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnalysisSession {
+    /// MM_SESSION_SPACE.SessionId, null when unreadable.
+    pub session_id: Option<u32>,
+    /// Its MM_SESSION_SPACE (EPROCESS.Session).
+    pub mm_session_space: Hex,
+    /// Tags with outstanding or past allocations in its tables.
+    pub tags: u64,
+    pub paged_bytes: u64,
+    pub nonpaged_bytes: u64,
 }
 
 /// What the dump is.
@@ -182,8 +199,13 @@ pub struct Verdict {
     pub kind: VerdictKind,
     /// One plain-English sentence to paste into a ticket.
     pub sentence: String,
-    /// The pool the verdict is about, null when none.
+    /// The pool the verdict is about, null when none. With `session` true it is that pool of
+    /// session space ("paged": session paged pool).
     pub pool: Option<PoolName>,
+    /// The verdict is about session pool (the session tag tables), not system pool;
+    /// `share_of_pool` is then the share of session pool in use.
+    #[serde(default)]
+    pub session: bool,
     /// The driver(s) named: one for driver-leak / untagged-leak (and process-quota when the
     /// quota tag is attributed), all owners for shared-tag, [] otherwise.
     pub drivers: Vec<String>,
@@ -238,9 +260,13 @@ pub struct DriverReport {
     pub size: Option<u64>,
     /// Full path from the module list.
     pub path: Option<String>,
-    /// Outstanding bytes of its tags, from the tag tables.
+    /// Outstanding bytes of its tags in system pool, from the tag tables.
     pub paged_bytes: u64,
     pub nonpaged_bytes: u64,
+    /// Outstanding bytes of its tags in session pool (session tag tables).
+    #[serde(default)]
+    pub session_bytes: u64,
+    /// `paged_bytes + nonpaged_bytes + session_bytes`.
     pub bytes: u64,
     /// Outstanding allocations of its tags.
     pub allocations: u64,
@@ -267,6 +293,9 @@ pub struct DriverTag {
     pub allocations: u64,
     /// How the tag is tied to this driver.
     pub evidence: Source,
+    /// The figures are the tag's in session pool (a tag used in both pools is listed twice).
+    #[serde(default)]
+    pub session: bool,
     /// Other modules whose code also allocates with the tag.
     pub shared_with: Vec<String>,
 }
@@ -480,6 +509,7 @@ mod tests {
             kind: VerdictKind::UntaggedLeak,
             sentence: "s".into(),
             pool: Some(PoolName::Nonpaged),
+            session: false,
             drivers: vec!["untagged.sys".into()],
             tags: vec!["None".into()],
             bytes: 10,
