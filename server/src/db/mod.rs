@@ -21,7 +21,7 @@ pub mod webhooks;
 pub mod uploads;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::Executor;
+use sqlx::{Connection, Executor};
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -89,6 +89,20 @@ pub async fn open(data_dir: &Path, database_url: Option<&str>) -> Result<Db, DbE
             (url, pool)
         }
         Some(url) if is_postgres_url(url) => {
+            // One plain connection first: a refused connection, a bad password or a missing
+            // database fails here at once with the server's reason. (The pool would retry
+            // until its acquire timeout and then report only "pool timed out".)
+            match sqlx::AnyConnection::connect(url).await {
+                Ok(conn) => {
+                    let _ = conn.close().await;
+                }
+                Err(source) => {
+                    return Err(DbError::Connect {
+                        url: redact(url),
+                        source,
+                    })
+                }
+            }
             // 16 per instance: 8 workers' heartbeats and transitions, HTTP handlers, the
             // webhook dispatcher. Several instances share the server's max_connections (100 by
             // default), so this stays well below it for a handful of instances.
