@@ -100,7 +100,15 @@ fn ready(mut child: Child, dir: &Path) -> Service {
 /// `pooltriage tokens create` on database `url` (the `--database-url` flag); the bearer token.
 fn token(dir: &Path, url: &str, tenant: &str, role: &str) -> Token {
     let out = Command::new(pooltriage_bin())
-        .args(["tokens", "create", "--tenant", tenant, "--role", role, "--data-dir"])
+        .args([
+            "tokens",
+            "create",
+            "--tenant",
+            tenant,
+            "--role",
+            role,
+            "--data-dir",
+        ])
         .arg(dir)
         .args(["--database-url", url])
         .env_remove("POOLTRIAGE_DATABASE_URL")
@@ -145,7 +153,13 @@ fn two_instances_share_one_queue() {
     let applied = psql(&url, "SELECT COUNT(*) FROM _sqlx_migrations WHERE success");
     let files = std::fs::read_dir(repo_root().join("migrations"))
         .unwrap()
-        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "sql"))
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "sql")
+        })
         .count();
     assert_eq!(applied, files.to_string(), "each migration applied once");
 
@@ -172,7 +186,11 @@ fn two_instances_share_one_queue() {
         "SELECT COUNT(*), SUM(attempts), COUNT(*) FILTER (WHERE state = 'done'), \
                 COUNT(DISTINCT sha256), COUNT(*) FILTER (WHERE lease_owner IS NOT NULL) FROM jobs",
     );
-    assert_eq!(jobs, format!("{DUMPS}|{DUMPS}|{DUMPS}|{DUMPS}|0"), "jobs: count|attempts|done|contents|leased");
+    assert_eq!(
+        jobs,
+        format!("{DUMPS}|{DUMPS}|{DUMPS}|{DUMPS}|0"),
+        "jobs: count|attempts|done|contents|leased"
+    );
     let reports = psql(&url, "SELECT COUNT(*) FROM reports");
     assert_eq!(reports, DUMPS.to_string());
     // ... and from the analyzer's own log: one run per content, both instances worked.
@@ -189,7 +207,11 @@ fn two_instances_share_one_queue() {
         *per_instance.entry(inst).or_default() += 1;
     }
     println!("jobs per instance: {per_instance:?}");
-    assert_eq!(per_instance.keys().copied().collect::<Vec<_>>(), ["a", "b"], "{log}");
+    assert_eq!(
+        per_instance.keys().copied().collect::<Vec<_>>(),
+        ["a", "b"],
+        "{log}"
+    );
 
     // Reports and the shared dump files are readable from either instance, and the index
     // (filled by whichever instance finished the job) answers on both.
@@ -203,11 +225,11 @@ fn two_instances_share_one_queue() {
         assert_eq!(seen[0], seen[1]);
         let st = a.get(&support, &format!("/api/v1/dumps/{id}"));
         assert!(
-            dir.path()
-                .join("dumps")
-                .read_dir()
+            dir.path().join("dumps").read_dir().unwrap().any(|e| e
                 .unwrap()
-                .any(|e| e.unwrap().file_name().to_string_lossy() == st["sha256"].as_str().unwrap()),
+                .file_name()
+                .to_string_lossy()
+                == st["sha256"].as_str().unwrap()),
             "dump file of {id} in the shared data directory"
         );
     }
@@ -225,7 +247,10 @@ fn migrations_run_at_start_on_an_empty_database() {
     let dir = tempfile::tempdir().unwrap();
     let url = postgres::new_database("fresh");
     assert_eq!(
-        psql(&url, "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = 'public'"),
+        psql(
+            &url,
+            "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = 'public'"
+        ),
         "0"
     );
     let svc = ready(spawn(dir.path(), &url, &[]), dir.path());
@@ -256,7 +281,10 @@ fn migrations_run_at_start_on_an_empty_database() {
         .map(|p| {
             let name = p.file_name().unwrap().to_string_lossy().into_owned();
             let version: i64 = name.split('_').next().unwrap().parse().unwrap();
-            let out = Command::new("sha384sum").arg(p).output().expect("sha384sum");
+            let out = Command::new("sha384sum")
+                .arg(p)
+                .output()
+                .expect("sha384sum");
             let sum = String::from_utf8(out.stdout).unwrap();
             format!("{version} {}", sum.split_whitespace().next().unwrap())
         })
@@ -271,7 +299,9 @@ fn migrations_run_at_start_on_an_empty_database() {
     assert_eq!(
         psql(
             &url,
-            &format!("SELECT COUNT(*) FROM tokens WHERE hash = encode(sha256('{secret}'::bytea), 'hex')")
+            &format!(
+                "SELECT COUNT(*) FROM tokens WHERE hash = encode(sha256('{secret}'::bytea), 'hex')"
+            )
         ),
         "1"
     );
@@ -321,14 +351,20 @@ fn a_bad_database_url_fails_clearly_without_the_password() {
         .unwrap()
         .port();
     let admin = postgres::admin_url();
-    let missing_db = admin.replace("postgres@", "postgres:Pw-missing-db@").replace("/postgres", "/no_such_db");
+    let missing_db = admin
+        .replace("postgres@", "postgres:Pw-missing-db@")
+        .replace("/postgres", "/no_such_db");
     let cases = [
         (
             format!("postgres://pooltriage:Pw-unreachable@127.0.0.1:{closed}/triage"),
             format!("postgres://pooltriage:***@127.0.0.1:{closed}/triage"),
             "Pw-unreachable",
         ),
-        (missing_db.clone(), missing_db.replace("Pw-missing-db", "***"), "Pw-missing-db"),
+        (
+            missing_db.clone(),
+            missing_db.replace("Pw-missing-db", "***"),
+            "Pw-missing-db",
+        ),
         (
             "mysql://root:Pw-mysql@127.0.0.1/triage".to_string(),
             "only postgres://".to_string(),
@@ -343,12 +379,21 @@ fn a_bad_database_url_fails_clearly_without_the_password() {
             let (ok, err) = run_to_end(&args, dir.path());
             assert!(!ok, "{args:?} succeeded");
             assert!(err.contains(shown.as_str()), "{args:?}: {err}");
-            assert!(!err.contains(password), "{args:?} shows the password: {err}");
+            assert!(
+                !err.contains(password),
+                "{args:?} shows the password: {err}"
+            );
         }
     }
     // The missing database is named as such by the server's error.
-    let (_, err) = run_to_end(&["tokens", "list", "--database-url", &missing_db], dir.path());
-    assert!(err.contains("no_such_db") && err.contains("does not exist"), "{err}");
+    let (_, err) = run_to_end(
+        &["tokens", "list", "--database-url", &missing_db],
+        dir.path(),
+    );
+    assert!(
+        err.contains("no_such_db") && err.contains("does not exist"),
+        "{err}"
+    );
     // No SQLite file was made as a fallback.
     assert!(!dir.path().join("pooltriage.db").exists());
 }
@@ -363,7 +408,9 @@ fn serve_help() -> (BTreeSet<String>, BTreeSet<String>) {
     let text = String::from_utf8(out.stdout).unwrap();
     let mut flags = BTreeSet::new();
     let mut envs = BTreeSet::new();
-    for word in text.split(|c: char| c.is_whitespace() || c == ',' || c == '[' || c == ']' || c == '=') {
+    for word in
+        text.split(|c: char| c.is_whitespace() || c == ',' || c == '[' || c == ']' || c == '=')
+    {
         if let Some(f) = word.strip_prefix("--") {
             flags.insert(f.to_string());
         }
@@ -401,13 +448,22 @@ fn docker_compose_and_dockerfile_use_flags_the_binary_accepts() {
     let services = compose["services"].as_object().expect("services");
     let app = &services["pooltriage"];
     let pg = &services["postgres"];
-    assert_eq!(app["build"].as_str().or(app["build"]["context"].as_str()), Some("."));
-    assert!(pg["image"].as_str().unwrap().starts_with("postgres:"), "{pg}");
+    assert_eq!(
+        app["build"].as_str().or(app["build"]["context"].as_str()),
+        Some(".")
+    );
+    assert!(
+        pg["image"].as_str().unwrap().starts_with("postgres:"),
+        "{pg}"
+    );
     assert!(
         pg["healthcheck"]["test"].to_string().contains("pg_isready"),
         "{pg}"
     );
-    assert_eq!(app["depends_on"]["postgres"]["condition"], "service_healthy", "{app}");
+    assert_eq!(
+        app["depends_on"]["postgres"]["condition"], "service_healthy",
+        "{app}"
+    );
     // Every POOLTRIAGE_* variable the app gets is one `serve` reads.
     let env: Vec<String> = match &app["environment"] {
         serde_json::Value::Object(m) => m.keys().cloned().collect(),
@@ -417,12 +473,23 @@ fn docker_compose_and_dockerfile_use_flags_the_binary_accepts() {
             .collect(),
         other => panic!("environment: {other}"),
     };
-    assert!(env.iter().any(|e| e == "POOLTRIAGE_DATABASE_URL"), "{env:?}");
+    assert!(
+        env.iter().any(|e| e == "POOLTRIAGE_DATABASE_URL"),
+        "{env:?}"
+    );
     for e in env.iter().filter(|e| e.starts_with("POOLTRIAGE_")) {
-        assert!(envs.contains(e), "compose sets {e}, which `serve --help` does not list");
+        assert!(
+            envs.contains(e),
+            "compose sets {e}, which `serve --help` does not list"
+        );
     }
-    let url = app["environment"]["POOLTRIAGE_DATABASE_URL"].as_str().unwrap_or_default();
-    assert!(url.starts_with("postgres://") && url.contains("@postgres:5432/"), "{url}");
+    let url = app["environment"]["POOLTRIAGE_DATABASE_URL"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        url.starts_with("postgres://") && url.contains("@postgres:5432/"),
+        "{url}"
+    );
     // The command (compose's, else the Dockerfile's CMD): `serve` and known flags only.
     let dockerfile = std::fs::read_to_string(repo_root().join("Dockerfile")).unwrap();
     let cmd_line = dockerfile
@@ -437,7 +504,8 @@ fn docker_compose_and_dockerfile_use_flags_the_binary_accepts() {
         .rev()
         .find(|l| l.starts_with("ENTRYPOINT "))
         .expect("Dockerfile ENTRYPOINT");
-    let entry: Vec<String> = serde_json::from_str(entry.trim_start_matches("ENTRYPOINT ").trim()).unwrap();
+    let entry: Vec<String> =
+        serde_json::from_str(entry.trim_start_matches("ENTRYPOINT ").trim()).unwrap();
     assert_eq!(entry, ["/usr/local/bin/pooltriage"]);
     let mut commands = vec![cmd];
     if let Some(c) = app["command"].as_array() {

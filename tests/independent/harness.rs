@@ -226,7 +226,10 @@ impl Rng {
 
 /// Starts `pooltriage serve` on a free loopback port with `dir` as its data directory and the
 /// extra environment `env`; returns the child and the address it printed on its first line.
-pub fn spawn_serve(dir: &Path, env: &[(&str, &str)]) -> (std::process::Child, std::net::SocketAddr) {
+pub fn spawn_serve(
+    dir: &Path,
+    env: &[(&str, &str)],
+) -> (std::process::Child, std::net::SocketAddr) {
     use std::io::{BufRead, BufReader};
     use std::process::Stdio;
     let mut cmd = Command::new(pooltriage_bin());
@@ -266,8 +269,16 @@ pub fn spawn_serve(dir: &Path, env: &[(&str, &str)]) -> (std::process::Child, st
 /// `pooltriage tokens create` in data directory `dir`; returns the new token.
 pub fn create_token(dir: &Path, tenant: &str, role: &str) -> String {
     let mut cmd = Command::new(pooltriage_bin());
-    cmd.args(["tokens", "create", "--tenant", tenant, "--role", role, "--data-dir"])
-        .arg(dir);
+    cmd.args([
+        "tokens",
+        "create",
+        "--tenant",
+        tenant,
+        "--role",
+        role,
+        "--data-dir",
+    ])
+    .arg(dir);
     with_test_database(&mut cmd, dir);
     let out = cmd.output().expect("pooltriage tokens runs");
     assert!(
@@ -275,7 +286,10 @@ pub fn create_token(dir: &Path, tenant: &str, role: &str) -> String {
         "tokens create: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8(out.stdout).expect("utf-8 token").trim().to_string()
+    String::from_utf8(out.stdout)
+        .expect("utf-8 token")
+        .trim()
+        .to_string()
 }
 
 /// The database backend the service tests run on: `POOLTRIAGE_TEST_DATABASE=postgres` runs them

@@ -94,7 +94,9 @@ fn start() -> Server {
     std::fs::create_dir_all(&data).expect("cluster dir");
     if root {
         run(
-            Command::new("chown").args(["-R", "postgres:postgres"]).arg(&data),
+            Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&data),
             "chown",
         );
         run(Command::new("chmod").arg("0755").arg(&base), "chmod");
@@ -102,7 +104,16 @@ fn start() -> Server {
     run(
         setpriv(root)
             .arg(bin.join("initdb"))
-            .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync", "-D"])
+            .args([
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+                "-D",
+            ])
             .arg(&data),
         "initdb",
     );
@@ -140,7 +151,10 @@ fn start() -> Server {
         .status()
         .is_ok_and(|s| s.success())
     {
-        assert!(Instant::now() < deadline, "PostgreSQL did not become ready on port {port}");
+        assert!(
+            Instant::now() < deadline,
+            "PostgreSQL did not become ready on port {port}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     Server {
