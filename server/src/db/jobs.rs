@@ -46,11 +46,11 @@ pub async fn claim(
          RETURNING id, sha256, attempts"
     );
     let row = sqlx::query(&sql)
-    .bind(owner)
-    .bind(now + lease_secs)
-    .bind(now)
-    .fetch_optional(db)
-    .await?;
+        .bind(owner)
+        .bind(now + lease_secs)
+        .bind(now)
+        .fetch_optional(db)
+        .await?;
     row.map(|r| {
         Ok(Claimed {
             id: r.try_get("id")?,

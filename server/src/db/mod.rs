@@ -17,8 +17,8 @@ pub mod jobs;
 pub mod migrations;
 pub mod report_index;
 pub mod stats;
-pub mod webhooks;
 pub mod uploads;
+pub mod webhooks;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{Connection, Executor};
@@ -43,7 +43,9 @@ pub enum DbError {
     /// Connecting failed; the URL is shown without its password.
     #[error("cannot connect to database {url}: {source}")]
     Connect { url: String, source: sqlx::Error },
-    #[error("database URL {0}: only postgres:// (or postgresql://) and sqlite: URLs are supported")]
+    #[error(
+        "database URL {0}: only postgres:// (or postgresql://) and sqlite: URLs are supported"
+    )]
     UnsupportedUrl(String),
     #[error("database file {path}: {source}")]
     Path {

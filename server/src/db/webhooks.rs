@@ -110,10 +110,10 @@ pub async fn claim_due(db: &Db, now: i64, lease: i64) -> Result<Option<Due>, sql
          RETURNING id, url, event, body, attempts"
     );
     let row = sqlx::query(&sql)
-    .bind(now + lease)
-    .bind(now)
-    .fetch_optional(db)
-    .await?;
+        .bind(now + lease)
+        .bind(now)
+        .fetch_optional(db)
+        .await?;
     row.map(|r| {
         Ok(Due {
             id: r.try_get("id")?,
