@@ -3,6 +3,7 @@
 //! tags.
 
 use super::pool_common::{load, notes, parse_sort, parse_tag, provenance, run_analysis, SymbolArgs};
+use analyzer::pool::analyze::TagRow;
 use analyzer::pool::PoolReport;
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -45,6 +46,37 @@ pub fn run(args: &PoolArgs) -> ExitCode {
     super::pool_common::print(&text(&report))
 }
 
+/// One `!poolused` table: a header line and a row per tag.
+fn tag_rows(s: &mut String, tags: &[TagRow]) {
+    let _ = writeln!(
+        s,
+        "  {:<6} {:>10} {:>14} {:>10} {:>14}  Driver",
+        "Tag", "NP allocs", "NP bytes", "P allocs", "P bytes"
+    );
+    for t in tags {
+        let d = t.drivers.first().map_or(String::new(), |m| {
+            let source = serde_json::to_value(m.source)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string));
+            let who = match (&m.module, &m.description) {
+                (Some(module), _) => module.clone(),
+                (None, Some(d)) => format!("({})", d.chars().take(40).collect::<String>()),
+                (None, None) => "?".into(),
+            };
+            format!("{who} [{}]", source.unwrap_or_default())
+        });
+        let _ = writeln!(
+            s,
+            "  {:<6} {:>10} {:>14} {:>10} {:>14}  {d}",
+            t.stats.tag.to_string(),
+            t.nonpaged_outstanding,
+            t.stats.nonpaged_bytes,
+            t.paged_outstanding,
+            t.stats.paged_bytes
+        );
+    }
+}
+
 fn text(r: &PoolReport) -> String {
     let mut s = provenance(r);
     let _ = writeln!(s);
@@ -69,35 +101,25 @@ fn text(r: &PoolReport) -> String {
                 r.tag_filter.as_ref().map(|f| format!(", tag {f}")).unwrap_or_default(),
                 tags.len()
             );
-            let _ = writeln!(
-                s,
-                "  {:<6} {:>10} {:>14} {:>10} {:>14}  Driver",
-                "Tag", "NP allocs", "NP bytes", "P allocs", "P bytes"
-            );
-            for t in tags {
-                let d = t.drivers.first().map_or(String::new(), |m| {
-                    let source = serde_json::to_value(m.source)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_string));
-                    let who = match (&m.module, &m.description) {
-                        (Some(module), _) => module.clone(),
-                        (None, Some(d)) => format!("({})", d.chars().take(40).collect::<String>()),
-                        (None, None) => "?".into(),
-                    };
-                    format!("{who} [{}]", source.unwrap_or_default())
-                });
+            tag_rows(&mut s, tags);
+            // Session pool apart, as `!poolused 8` shows it (summed over the sessions read).
+            if let Some(st) = &r.session_tags {
+                let ids: Vec<String> = r
+                    .sessions
+                    .iter()
+                    .map(|x| x.session_id.map_or(format!("{:#x}", x.mm_session_space), |i| i.to_string()))
+                    .collect();
                 let _ = writeln!(
                     s,
-                    "  {:<6} {:>10} {:>14} {:>10} {:>14}  {d}",
-                    t.stats.tag.to_string(),
-                    t.nonpaged_outstanding,
-                    t.stats.nonpaged_bytes,
-                    t.paged_outstanding,
-                    t.stats.paged_bytes
+                    "\nSession pool tags (!poolused 8{}): {} tags",
+                    if ids.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", session {}", ids.join(", "))
+                    },
+                    st.len()
                 );
-            }
-            if let Some(st) = &r.session_tags {
-                let _ = writeln!(s, "  session pool: {} tags", st.len());
+                tag_rows(&mut s, st);
             }
         }
         None => {
