@@ -140,11 +140,35 @@ async fn upload(
     State(app): State<AppState>,
     // Authenticates and takes one upload from the token's bucket (429 + Retry-After when empty),
     // before a byte of the body is read.
-    _permit: crate::auth::UploadPermit,
+    permit: crate::auth::UploadPermit,
     caller: Caller,
     Query(q): Query<UploadQuery>,
     req: Request,
 ) -> Result<Response, ApiError> {
+    // A caller authenticated by the session cookie must show the session's CSRF token in
+    // `X-CSRF-Token` (a cross-site form could otherwise upload as the user); bearer callers
+    // need none (docs/auth.md). As the chunked uploads (`uploads::check_csrf`).
+    let shown = req
+        .headers()
+        .get("x-csrf-token")
+        .and_then(|v| v.to_str().ok());
+    if let Err(e) = crate::auth::csrf::check_form(&permit.0, shown) {
+        // Read (and drop) a bounded part of the body first, so a client still sending reads
+        // the 403 instead of a connection reset.
+        let drain = async {
+            let stream = req.into_body().into_data_stream();
+            futures_util::pin_mut!(stream);
+            let mut drained = 0u64;
+            while let Some(Ok(b)) = stream.next().await {
+                drained += b.len() as u64;
+                if drained > DRAIN_BYTES {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
+        return Ok(e.into_response());
+    }
     // Checked before a byte of the body is read (SSRF rules: crate::webhooks::policy).
     let mut webhook = match q.webhook_url.as_deref() {
         Some(u) => Some(super::hooks::check_webhook(&app, u)?),
