@@ -156,10 +156,15 @@ pub fn text(r: &AnalysisReport) -> String {
         let tags: Vec<String> = dr.tags.iter().map(|t| format!("'{}'", t.tag)).collect();
         let _ = writeln!(
             s,
-            "  {:<20} {:>12} paged {:>12} nonpaged {:>7} allocs  {}",
+            "  {:<20} {:>12} paged {:>12} nonpaged{} {:>7} allocs  {}",
             dr.module,
             human(dr.paged_bytes),
             human(dr.nonpaged_bytes),
+            if dr.session_bytes > 0 {
+                format!(" {:>12} session", human(dr.session_bytes))
+            } else {
+                String::new()
+            },
             dr.allocations,
             tags.join(" ")
         );
@@ -207,6 +212,26 @@ pub fn text(r: &AnalysisReport) -> String {
             human(t.nonpaged_bytes),
             t.paged_outstanding + t.nonpaged_outstanding
         );
+    }
+    // Session pool apart (summed over the sessions read), as `!poolused 8` shows it.
+    if let Some(st) = &r.session_tags {
+        let total: u64 = st.iter().map(|t| t.paged_bytes.saturating_add(t.nonpaged_bytes)).sum();
+        let _ = writeln!(s, "\nSession pool tags ({} in use, {} session(s))", human(total), r.sessions.len().max(1));
+        for t in st.iter().take(TEXT_ROWS) {
+            let who = t
+                .owners
+                .first()
+                .map(|o| o.module.as_deref().unwrap_or("?").to_string())
+                .unwrap_or_default();
+            let _ = writeln!(
+                s,
+                "  {:<6} {:>12} paged {:>12} nonpaged {:>7} allocs  {who}",
+                t.tag,
+                human(t.paged_bytes),
+                human(t.nonpaged_bytes),
+                t.paged_outstanding + t.nonpaged_outstanding
+            );
+        }
     }
     let b = &r.blocks;
     let _ = writeln!(
