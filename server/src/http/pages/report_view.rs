@@ -192,6 +192,8 @@ pub struct AnalysisView {
     pub drivers_chart: Option<Svg>,
     pub tags_chart: Option<Svg>,
     pub tags: Vec<TagRow>,
+    /// Session pool tags, apart; empty when the report has none.
+    pub session_tags: Vec<TagRow>,
     pub tags_total: usize,
     pub tags_hidden: usize,
     pub show_all_href: String,
@@ -324,10 +326,7 @@ impl AnalysisView {
         } else {
             sorted.len().min(TAG_ROWS)
         };
-        let tags = sorted
-            .iter()
-            .take(shown)
-            .map(|t| TagRow {
+        let tag_row = |t: &TagReport| TagRow {
                 tag: t.tag.clone(),
                 paged: format::bytes(t.paged_bytes),
                 paged_outstanding: t.paged_outstanding,
@@ -345,8 +344,12 @@ impl AnalysisView {
                     })
                     .collect::<Vec<_>>()
                     .join("; "),
-            })
-            .collect();
+        };
+        let tags = sorted.iter().take(shown).map(|t| tag_row(t)).collect();
+        // Session pool apart (the analysis sums the sessions' own tag tables), same order.
+        let mut session_sorted: Vec<&TagReport> = r.session_tags.iter().flatten().collect();
+        sort_tags(&mut session_sorted, sort);
+        let session_tags = session_sorted.iter().map(|t| tag_row(t)).collect();
         let base = format!("/dumps/{}", percent_encode(dump_id));
         let sort_links = TagSort::ALL
             .iter()
@@ -488,6 +491,7 @@ impl AnalysisView {
             drivers_chart,
             tags_chart,
             tags,
+            session_tags,
             tags_total: sorted.len(),
             tags_hidden: sorted.len() - shown,
             show_all_href,
@@ -828,6 +832,24 @@ mod tests {
         assert_eq!(v.bugcheck.name, "unknown bugcheck");
         assert!(v.bugcheck.note.is_some());
         assert!(find_driver(&r, "A.SYS").is_some() && find_driver(&r, "z.sys").is_none());
+    }
+
+    #[test]
+    fn session_pool_tags_are_rows_of_their_own() {
+        let mut r = report(3);
+        assert!(AnalysisView::build("d1", &r, None, false).session_tags.is_empty());
+        let system = r.tags[0].clone();
+        let mut small = system.clone();
+        small.tag = "Gh05".into();
+        small.paged_bytes = 100;
+        let mut big = system;
+        big.tag = "DspK".into();
+        big.paged_bytes = 900_000;
+        r.session_tags = Some(vec![small, big]);
+        let v = AnalysisView::build("d1", &r, Some(TagSort::Paged), false);
+        let tags: Vec<&str> = v.session_tags.iter().map(|t| t.tag.as_str()).collect();
+        assert_eq!(tags, ["DspK", "Gh05"], "largest paged first");
+        assert_eq!(v.tags.len(), 3, "system rows unchanged");
     }
 
     #[test]
