@@ -41,6 +41,7 @@ APT_PACKAGES=(
     binutils-mingw-w64-x86-64  # x86_64-w64-mingw32-objdump: independent disassembler for the pool-tag scan tests
     libusb-1.0-0           # loaded by MemProcFS's leechcore (tests/pool_independent.rs)
     chromium               # headless browser driven over CDP by tests/service_browser.rs (upload portal)
+    postgresql             # initdb/postgres/psql: throwaway clusters of tests/service_postgres.rs and the PostgreSQL pass below
 )
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
@@ -143,6 +144,19 @@ trap 'rm -f "$log"' EXIT
 set +e
 cargo test --workspace --no-fail-fast 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
+# The service suites a second time on PostgreSQL (README "Scale-out with PostgreSQL"): the
+# harness starts a throwaway cluster per test binary (tests/independent/postgres.rs) and gives
+# each data directory its own database. Skipped here, because they make tokens or read the
+# database without the harness (SQLite file): service_api's tenants test and service_search's
+# backfill test. tokens_cli and service_browser do not go through the harness at all.
+step "service suites on PostgreSQL (POOLTRIAGE_TEST_DATABASE=postgres)"
+POOLTRIAGE_TEST_DATABASE=postgres cargo test -p pooltriage-e2e --no-fail-fast \
+    --test service_api --test service_auth --test service_upload --test service_search \
+    --test service_webhooks --test service_retention --test service_pages \
+    -- --skip tenants_get_their_own_id_for_the_same_content_and_share_the_analysis \
+    --skip reports_are_backfilled_at_start 2>&1 | tee -a "$log"
+pg_status=${PIPESTATUS[0]}
+[ "$status" -ne 0 ] || status=$pg_status
 set -e
 # One closing line over every test binary (cargo's own last lines are the doc-tests' counts).
 awk '/^test result:/ {
