@@ -121,15 +121,33 @@ fn load_or_make_secret(path: &Path) -> Result<Vec<u8>, SetupError> {
     let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(err)?;
-    f.write_all(hex.as_bytes()).map_err(err)?;
-    f.sync_all().map_err(err)?;
-    Ok(hex.into_bytes())
+    // Several instances may share the data directory (PostgreSQL scale-out) and start
+    // together. The key is written to a file of our own, then hard-linked into place: that
+    // succeeds for exactly one instance, and the others read the winner's complete key (a
+    // plain create_new would let them fail, or read a half-written file).
+    let own = path.with_extension(format!("new-{}", uuid::Uuid::new_v4().simple()));
+    let written = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&own)?;
+        f.write_all(hex.as_bytes())?;
+        f.sync_all()?;
+        std::fs::hard_link(&own, path)
+    })();
+    let _ = std::fs::remove_file(&own);
+    match written {
+        Ok(()) => Ok(hex.into_bytes()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let s = std::fs::read_to_string(path).map_err(err)?;
+            if s.trim().is_empty() {
+                return Err(err(std::io::Error::other("the key file is empty")));
+            }
+            Ok(s.trim().as_bytes().to_vec())
+        }
+        Err(e) => Err(err(e)),
+    }
 }
 
 /// Starts the dispatcher; it stops when `shutdown` turns true.
@@ -320,6 +338,22 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn instances_starting_together_share_one_generated_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(SECRET_FILE);
+        let keys: Vec<Vec<u8>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| load_or_make_secret(&path).unwrap()))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(keys.iter().all(|k| k == &keys[0] && k.len() == 64));
+        assert_eq!(std::fs::read(&path).unwrap(), keys[0]);
+        // Only the key file is left (no per-instance files).
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     #[test]
