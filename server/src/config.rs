@@ -57,7 +57,8 @@ pub struct ServeArgs {
     #[arg(long, env = "POOLTRIAGE_JOB_MAX_ATTEMPTS", value_name = "N")]
     pub job_max_attempts: Option<u32>,
     /// Program run as the analyzer (default: this executable). It is called as
-    /// `PROGRAM inspect --json --no-symbols DUMP` and must behave like `pooltriage`.
+    /// `PROGRAM analyze --json (--symbol-path P | --no-symbols) [--isf-dir D] [--pooltag F] DUMP`
+    /// and must behave like `pooltriage` (docs/api.md, "Jobs").
     #[arg(long, env = "POOLTRIAGE_ANALYZER", value_name = "PROGRAM")]
     pub analyzer: Option<PathBuf>,
     /// A resumable upload with no activity for this long is abandoned: its row and its partial
