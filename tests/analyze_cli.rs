@@ -384,22 +384,25 @@ fn check_profile(profile: &str) -> (usize, usize, usize) {
                 .unwrap();
             assert_eq!(v["bytes"].as_u64(), Some(leaked), "{what}: verdict bytes");
         }
-        // !vm: near exhaustion exactly where the truth's figures put a pool at 80%+.
+        // !vm: near exhaustion exactly where WinDbg's !vm says "Excessive ... Pool Usage" for
+        // the truth's figures: nonpaged above 4/5 of its maximum, paged above 95%.
         let vm = &truth["pool"]["vm"];
-        if let (Some(u), Some(m)) = (vm["nonpaged_in_use"].as_u64(), vm["nonpaged_max"].as_u64()) {
+        for (pool, pct) in [("nonpaged", 80u64), ("paged", 95)] {
+            let (Some(u), Some(m)) = (
+                vm[format!("{pool}_in_use")].as_u64(),
+                vm[format!("{pool}_max")].as_u64(),
+            ) else {
+                continue;
+            };
             let near = r["pools"]
                 .as_array()
                 .unwrap()
                 .iter()
-                .find(|p| p["pool"] == "nonpaged")
+                .find(|p| p["pool"] == pool)
                 .map(|p| p["near_exhaustion"].as_bool().unwrap());
-            assert_eq!(
-                near,
-                Some(u as f64 / m as f64 >= 0.8),
-                "{what}: nonpaged near_exhaustion"
-            );
+            assert_eq!(near, Some(u * 100 > m * pct), "{what}: {pool} near_exhaustion");
             if near == Some(true) {
-                assert_eq!(v["pool"], "nonpaged", "{what}");
+                assert_eq!(v["pool"], pool, "{what}");
             }
         }
         checked_sites += check_call_sites(&dump, dir.path(), &r, &want.drivers, !profile.starts_with("xp"));

@@ -242,7 +242,7 @@ fn pools(pool: &PoolReport) -> Vec<PoolGauge> {
             max,
             commit: commit.map(|f| f.bytes),
             used_fraction,
-            near_exhaustion: used_fraction.is_some_and(|f| f >= NEAR_EXHAUSTION),
+            near_exhaustion: near_exhaustion(name, in_use.bytes, max),
             source: in_use.source.clone(),
         })
     };

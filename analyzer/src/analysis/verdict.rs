@@ -41,7 +41,8 @@
 //!    holds at least as many bytes -> `driver-leak` (or `shared-tag` / `untagged-leak`) with
 //!    `session: true`, `pool` the session pool's kind ("paged") and `share_of_pool` its share
 //!    of session pool.
-//! 6. Else a pool near exhaustion ([`crate::report::analysis::NEAR_EXHAUSTION`]) whose largest
+//! 6. Else a pool near exhaustion ([`crate::report::analysis::near_exhaustion`]: WinDbg `!vm`'s
+//!    thresholds, 80% nonpaged, 95% paged) whose largest
 //!    tag has no owner (or is a Windows tag) -> `unattributed-tag`.
 //! 7. Else `no-leak-found`, naming the largest owned tag (if any) and its share.
 //!
@@ -1238,7 +1239,7 @@ mod tests {
             max,
             commit: None,
             used_fraction,
-            near_exhaustion: used_fraction.is_some_and(|f| f >= NEAR_EXHAUSTION),
+            near_exhaustion: near_exhaustion(pool, in_use, max),
             source: "test".into(),
         }
     }

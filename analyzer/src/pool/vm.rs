@@ -18,8 +18,25 @@ use crate::memory::{VirtualMemory, PAGE_SIZE};
 use serde::Serialize;
 use std::collections::HashMap;
 
-/// Share of the maximum above which a pool is reported as near exhaustion.
-pub const EXHAUSTION_PERCENT: u64 = 90;
+/// Percent of its maximum above which nonpaged pool is near exhaustion: WinDbg's `!vm` prints
+/// "Excessive NonPaged Pool Usage" when the pages in use exceed 4/5 of the maximum (the kdexts
+/// `!vm` source, memory.c). The one definition: the `!vm` warning here and the analysis
+/// report's `pools[].near_exhaustion` both use [`near_exhaustion`].
+pub const NONPAGED_EXHAUSTION_PERCENT: u64 = 80;
+/// Percent for paged pool: `!vm` prints "Excessive Paged Pool Usage" above 95% of the
+/// maximum (paged pool is far larger and pages out, so it warns later).
+pub const PAGED_EXHAUSTION_PERCENT: u64 = 95;
+
+/// Whether `in_use` bytes exceed the pool's `!vm` threshold of `max` (strictly, as `!vm`
+/// compares); never for an unknown (zero) maximum.
+pub fn near_exhaustion(paged: bool, in_use: u64, max: u64) -> bool {
+    let pct = if paged {
+        PAGED_EXHAUSTION_PERCENT
+    } else {
+        NONPAGED_EXHAUSTION_PERCENT
+    };
+    max > 0 && u128::from(in_use) * 100 > u128::from(max) * u128::from(pct)
+}
 /// Most processes walked.
 pub const MAX_PROCESSES: usize = 65_536;
 
@@ -98,7 +115,7 @@ pub fn vm_summary(
         ("nonpaged", &s.nonpaged_in_use, &s.nonpaged_max),
     ] {
         if let (Some(u), Some(m)) = (used, max) {
-            if m.bytes > 0 && u128::from(u.bytes) * 100 > u128::from(m.bytes) * u128::from(EXHAUSTION_PERCENT) {
+            if near_exhaustion(what == "paged", u.bytes, m.bytes) {
                 let pct = u128::from(u.bytes) * 100 / u128::from(m.bytes);
                 s.warnings.push(format!(
                     "{what} pool is near exhaustion: {} of {} bytes in use ({pct}% of the maximum)",

@@ -242,14 +242,19 @@ pub struct PoolGauge {
     pub commit: Option<u64>,
     /// `in_use / max`, when `max` is known and non-zero.
     pub used_fraction: Option<f64>,
-    /// `used_fraction` ≥ [`NEAR_EXHAUSTION`].
+    /// `in_use` is above WinDbg `!vm`'s "Excessive ... Pool Usage" threshold of `max`:
+    /// 80% for nonpaged pool, 95% for paged ([`crate::pool::vm::near_exhaustion`], the same
+    /// test as the pool engine's `!vm` warning).
     pub near_exhaustion: bool,
     /// Where `in_use` came from (e.g. "kdbg:MmPagedPoolInfo", "tag tables").
     pub source: String,
 }
 
-/// A pool is near exhaustion when this fraction of its maximum is in use.
-pub const NEAR_EXHAUSTION: f64 = 0.80;
+/// Whether a pool of this name is near exhaustion with `in_use` of `max` bytes: the pool
+/// engine's one definition ([`crate::pool::vm::near_exhaustion`]).
+pub fn near_exhaustion(pool: PoolName, in_use: u64, max: Option<u64>) -> bool {
+    max.is_some_and(|m| crate::pool::vm::near_exhaustion(pool == PoolName::Paged, in_use, m))
+}
 
 /// One module with code evidence for a tag that has outstanding bytes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
