@@ -8,7 +8,7 @@
 #[path = "independent/harness.rs"]
 mod harness;
 
-use harness::{array, corpus, field, hx, pooltriage_bin, run};
+use harness::{array, corpus, field, hx, pooltriage_bin, run, vol, vol_symbols};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -468,4 +468,50 @@ fn busy_server_block_counts_equal_the_truth_free_vs_blocks_included() {
         *got.entry(key).or_default() += 1;
     }
     assert_eq!(got, want, "blocks by walk and state");
+}
+
+/// No independent tool reads session pool tag tables (Volatility 3 reads no tag tracker table
+/// at all, its poolscanner tells only paged/nonpaged/free; MemProcFS reads the big page table
+/// and the segment heap). What one can check independently is the session wiring our session
+/// reader starts from: Volatility 3's `windows.sessions` follows each EPROCESS.Session to
+/// MM_SESSION_SPACE.SessionId with the corpus ISF; the sessions it reports must be the ones
+/// whose tables we read (session-leak, every Vista+ profile).
+#[test]
+fn volatility_sessions_name_the_sessions_whose_tables_we_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("vol-cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    let mut checked = 0;
+    for profile in PROFILES.iter().filter(|p| !p.starts_with("xp")) {
+        let (dump, _) = forge(dir.path(), profile, "session-leak").expect("session-leak forges on Vista+");
+        let out = run(
+            Command::new(vol())
+                .args(["-q", "--offline", "-r", "json", "-s"])
+                .arg(vol_symbols())
+                .arg("--cache-path")
+                .arg(&cache)
+                .arg("-f")
+                .arg(&dump)
+                .arg("windows.sessions"),
+            "vol windows.sessions",
+        );
+        let rows: Value = serde_json::from_slice(&out)
+            .unwrap_or_else(|e| panic!("vol printed no JSON ({e}): {}", String::from_utf8_lossy(&out)));
+        let vol_ids: BTreeSet<u64> = rows
+            .as_array()
+            .expect("vol JSON is a list")
+            .iter()
+            .filter_map(|r| r["Session ID"].as_u64())
+            .collect();
+        let r = blocks_json(&dump, profile);
+        let ours: BTreeSet<u64> = array(&r, "sessions")
+            .iter()
+            .map(|x| x["session_id"].as_u64().expect("session id read"))
+            .collect();
+        assert!(!vol_ids.is_empty(), "{profile}: Volatility found no session");
+        assert_eq!(ours, vol_ids, "{profile}: sessions");
+        std::fs::remove_file(&dump).ok();
+        checked += 1;
+    }
+    assert_eq!(checked, 4);
 }
