@@ -552,6 +552,29 @@ mod tests {
     }
 
     #[test]
+    fn database_url_from_file_or_flag_else_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let args = ServeArgs {
+            data_dir: Some(dir.path().into()),
+            ..Default::default()
+        };
+        assert_eq!(Config::resolve(&args).unwrap().database_url, None);
+        std::fs::write(
+            dir.path().join("pooltriage.toml"),
+            "database_url = \"postgres://u:p@file/db\"\n",
+        )
+        .unwrap();
+        let c = Config::resolve(&args).unwrap();
+        assert_eq!(c.database_url.as_deref(), Some("postgres://u:p@file/db"));
+        let c = Config::resolve(&ServeArgs {
+            database_url: Some("postgres://flag/db".into()),
+            ..args
+        })
+        .unwrap();
+        assert_eq!(c.database_url.as_deref(), Some("postgres://flag/db"));
+    }
+
+    #[test]
     fn flags_override_file_which_overrides_defaults() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
