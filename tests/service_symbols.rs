@@ -7,7 +7,8 @@
 //!   big allocations are not found), the store is asked once, a second dump of the same
 //!   kernel is served from the cache; two workers fetching at once leave one whole file;
 //! - a symbol server that does not answer: the job is done (not failed), without a profile;
-//! - `serve --isf-dir` with a copy of the corpus ISF folder: a Windows 10 19041 dump.
+//! - `serve --isf-dir` with a copy of the corpus ISF folder: a Windows 10 19041 dump; with
+//!   `--pooltag`, the operator's tag description in the report.
 //!
 //! No `POOLTRIAGE_ISF_DIR` reaches the service (removed from its environment). The store is a
 //! small HTTP server in this file, because the test must see which files were asked for.
@@ -406,13 +407,41 @@ fn isf_dir_flag_gives_the_windows_10_profile() {
     let tagged = forge_scenario(work.path(), WIN10, "leak-tagged");
     let isf = work.path().join("isf");
     copy_dir(&corpus().join("isf"), &isf);
+    // The operator's pooltag file (`Tag - binary - description`): its description is shown.
+    let pooltag = work.path().join("pooltag.txt");
+    std::fs::write(
+        &pooltag,
+        "Leak - leaky.sys - the operator's own description\n",
+    )
+    .unwrap();
     let token = Token::new(data.path(), "acme", "customer");
     let svc = serve(
         data.path(),
-        &["--isf-dir", isf.to_str().unwrap(), "--no-symbols"],
+        &[
+            "--isf-dir",
+            isf.to_str().unwrap(),
+            "--no-symbols",
+            "--pooltag",
+            pooltag.to_str().unwrap(),
+        ],
         1,
     );
     let (_, report) = analyse(&svc, &token, &tagged);
+    let leak = report["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["tag"] == "Leak")
+        .expect("tag Leak in the report");
+    assert!(
+        leak["owners"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o["source"] == "pool-tag-file"
+                && o["description"] == "the operator's own description"),
+        "{leak}"
+    );
     assert_eq!(report["symbols"]["source"], "isf", "{}", report["symbols"]);
     let path = report["symbols"]["path"].as_str().unwrap();
     assert!(
