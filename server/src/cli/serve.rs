@@ -113,7 +113,11 @@ async fn serve(config: Config, auth_config: crate::auth::AuthConfig) -> anyhow::
         uploads,
     });
 
-    tracing::info!(data_dir = %dir.display(), workers = config.workers, "pooltriage serve started");
+    let database = match config.database_url.as_deref() {
+        Some(url) => crate::db::redact(url),
+        None => format!("sqlite: {}", dir.join(crate::db::DB_FILE).display()),
+    };
+    tracing::info!(data_dir = %dir.display(), %database, workers = config.workers, "pooltriage serve started");
     tracing::info!(
         symbol_path = config.symbols.symbol_path.as_deref().unwrap_or("(none: --no-symbols)"),
         isf_dir = %config.symbols.isf_dir.as_deref().map(|d| d.display().to_string()).unwrap_or_default(),
