@@ -41,16 +41,15 @@ fn session_callers_need_the_csrf_token_bearer_callers_do_not() {
     let login_page = agent.get(&svc.url("/login")).call().unwrap();
     let login_csrf = set_cookie(&login_page, "pt_login_csrf").expect("login csrf cookie");
     let value = login_csrf.split_once('=').unwrap().1.to_string();
-    let resp = agent
+    let resp = match agent
         .post(&svc.url("/login"))
         .set("Cookie", &login_csrf)
         .set("Content-Type", "application/x-www-form-urlencoded")
         .send_string(&format!("token={raw_token}&csrf={value}"))
-        .or_else(|e| match e {
-            ureq::Error::Status(_, r) => Ok(r),
-            e => Err(e),
-        })
-        .unwrap();
+    {
+        Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("login: {e}"),
+    };
     assert_eq!(resp.status(), 303, "login");
     let session = set_cookie(&resp, "pt_session").expect("session cookie");
 
