@@ -4,7 +4,8 @@
 //!
 //! - `two_instances_share_one_queue`: two service processes on one database and one data
 //!   directory, started together on an empty database (both run the migrations: sqlx's
-//!   advisory lock must make that safe), 12 dumps uploaded alternately to both. Every job is
+//!   advisory lock must make that safe), 12 dumps uploaded alternately to both (one of them
+//!   sent to both at the same moment: one dump, one job). Every job is
 //!   run exactly once: the stub analyzer logs each run with the instance that ran it, and
 //!   the `jobs` table (read with psql) has one attempt per content. Every report is readable
 //!   from either instance;
@@ -168,12 +169,26 @@ fn two_instances_share_one_queue() {
     // Uploads alternate between the instances; the same content twice (the second instance
     // gets the first's dump back: one content, one job).
     let mut ids = Vec::new();
-    for i in 0..DUMPS {
+    for i in 0..DUMPS - 1 {
         let svc = if i % 2 == 0 { &a } else { &b };
         ids.push(svc.upload(&acme, &triage_variant(&format!("scale-{i}")), ""));
     }
+    // The last content is sent to both instances at once: the UNIQUE (tenant, sha256) and
+    // UNIQUE (sha256) constraints make it one dump and one job, whoever commits first.
+    let race = triage_variant("scale-race");
+    let (ra, rb) = std::thread::scope(|s| {
+        let ta = s.spawn(|| a.upload(&acme, &race, ""));
+        let tb = s.spawn(|| b.upload(&acme, &race, ""));
+        (ta.join().unwrap(), tb.join().unwrap())
+    });
+    assert_eq!(
+        ra, rb,
+        "one content sent to both instances at once: one dump"
+    );
+    ids.push(ra);
     let again = b.upload(&acme, &triage_variant("scale-0"), "");
     assert_eq!(again, ids[0], "same tenant, same content: the same dump");
+    assert_eq!(psql(&url, "SELECT COUNT(*) FROM dumps"), DUMPS.to_string());
     for (i, id) in ids.iter().enumerate() {
         let svc = if i % 2 == 0 { &b } else { &a };
         let v = svc.wait_finished(&acme, id, Duration::from_secs(120));
