@@ -257,6 +257,79 @@ fn two_instances_share_one_queue() {
     }
 }
 
+/// 40 jobs already queued when two instances of 8 workers each start at the same moment: 16
+/// claimers race for the same oldest rows. Each job must still be run once (the claim's
+/// `FOR UPDATE SKIP LOCKED` and state check, `server/src/db/jobs.rs`).
+#[test]
+fn a_full_queue_is_drained_once_by_sixteen_workers() {
+    const JOBS: usize = 40;
+    let dir = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let url = postgres::new_database("drain");
+    let stub = write_stub(work.path());
+    let runs = work.path().join("runs.log");
+    // `tokens list` applies the migrations; the jobs and their (stand-in) dump files are then
+    // made from outside: the stub analyzer reads only the file's name.
+    let (ok, err) = run_to_end(&["tokens", "list", "--database-url", &url], dir.path());
+    assert!(ok, "{err}");
+    let dumps = dir.path().join("dumps");
+    std::fs::create_dir_all(&dumps).unwrap();
+    let mut values = Vec::new();
+    for i in 0..JOBS {
+        let sha = format!("{i:064x}");
+        std::fs::write(dumps.join(&sha), b"stand-in").unwrap();
+        values.push(format!("('job{i}', '{sha}', 'queued', 'queued', {i}, {i})"));
+    }
+    psql(
+        &url,
+        &format!(
+            "INSERT INTO jobs (id, sha256, state, stage, created_at, updated_at) VALUES {}",
+            values.join(", ")
+        ),
+    );
+    let common = [
+        ("POOLTRIAGE_ANALYZER", stub.to_str().unwrap()),
+        ("RUNS_LOG", runs.to_str().unwrap()),
+        ("POOLTRIAGE_WORKERS", "8"),
+    ];
+    let a = spawn(
+        dir.path(),
+        &url,
+        &[common.as_slice(), &[("POOLTRIAGE_TEST_INSTANCE", "a")]].concat(),
+    );
+    let b = spawn(
+        dir.path(),
+        &url,
+        &[common.as_slice(), &[("POOLTRIAGE_TEST_INSTANCE", "b")]].concat(),
+    );
+    let _services = (ready(a, dir.path()), ready(b, dir.path()));
+    service::wait_for("every job done", Duration::from_secs(120), || {
+        let left = psql(&url, "SELECT COUNT(*) FROM jobs WHERE state <> 'done'");
+        (left == "0").then_some(())
+    });
+    assert_eq!(
+        psql(
+            &url,
+            "SELECT COUNT(*), SUM(attempts), MAX(attempts) FROM jobs"
+        ),
+        format!("{JOBS}|{JOBS}|1")
+    );
+    let log = std::fs::read_to_string(&runs).unwrap();
+    let mut per_content: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut per_instance: BTreeMap<&str, usize> = BTreeMap::new();
+    for l in log.lines() {
+        let (inst, sha) = l.split_once(' ').expect("instance sha");
+        *per_content.entry(sha).or_default() += 1;
+        *per_instance.entry(inst).or_default() += 1;
+    }
+    println!("drain: jobs per instance: {per_instance:?}");
+    assert_eq!(per_content.len(), JOBS, "{log}");
+    assert!(
+        per_content.values().all(|n| *n == 1),
+        "a job ran twice:\n{log}"
+    );
+}
+
 #[test]
 fn migrations_run_at_start_on_an_empty_database() {
     let dir = tempfile::tempdir().unwrap();
