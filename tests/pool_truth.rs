@@ -88,6 +88,7 @@ fn pool_reader_matches_the_forge_truth_on_every_profile_and_scenario() {
     let dir = tempfile::tempdir().unwrap();
     let mut checked = 0;
     let mut session_checked = 0;
+    let mut session_blocks_checked = 0;
     for profile in PROFILES {
         for scenario in SCENARIOS {
             let Some((dump, truth)) = forge(dir.path(), profile, scenario) else {
@@ -211,6 +212,20 @@ fn pool_reader_matches_the_forge_truth_on_every_profile_and_scenario() {
                 r["missing_pool_pages"], t["missing_pool_pages"],
                 "{ctx}: missing pool pages"
             );
+            // Session pool blocks (classic session pages before 19H1) carry the session bit;
+            // a free block's header records no pool type, so allocated ones are compared.
+            let session_of = |v: &Vec<Value>, flag: &dyn Fn(&Value) -> bool| -> BTreeSet<u64> {
+                v.iter()
+                    .filter(|b| b["allocated"] == true && flag(b))
+                    .map(|b| hx(&b["address"]))
+                    .collect()
+            };
+            let truth_session = session_of(array(t, "blocks"), &|b| b["session"] == true);
+            let our_session = session_of(array(&r, "blocks"), &|b| b["pool_type"]["session"] == true);
+            assert_eq!(our_session, truth_session, "{ctx}: session pool blocks");
+            if !truth_session.is_empty() {
+                session_blocks_checked += 1;
+            }
 
             // !vm, where the forge sets the variables (XP and 7).
             if !t["vm"].is_null() {
@@ -293,6 +308,11 @@ fn pool_reader_matches_the_forge_truth_on_every_profile_and_scenario() {
         session_checked,
         (PROFILES.len() - 1) * SCENARIOS.len(),
         "session pool on every Vista+ profile and scenario"
+    );
+    assert_eq!(
+        session_blocks_checked,
+        2 * SCENARIOS.len(),
+        "session pool blocks on 7601 and 17763 (classic session pages), every scenario"
     );
 }
 
@@ -411,10 +431,16 @@ fn without_symbols_the_built_in_layouts_walk_every_classic_block() {
         assert_eq!(r["layouts"]["pool_header"], "built-in", "{profile}");
         assert_eq!(r["layouts"]["tag_table"], "built-in", "{profile}");
 
+        // System pool's classic blocks. Session pool pages are found through EPROCESS.Session
+        // and MM_SESSION_SPACE, which need symbols: they are left out on both sides.
+        let session_pool = t["session"]["paged_pool"].clone();
+        let in_session = |a: u64| {
+            !session_pool.is_null() && (hx(&session_pool["start"])..hx(&session_pool["start"]) + n(&session_pool["size"])).contains(&a)
+        };
         type Blk = (u64, u64, String, bool);
         let classic = |v: &Vec<Value>| -> BTreeSet<Blk> {
             v.iter()
-                .filter(|b| b["source"] == "classic")
+                .filter(|b| b["source"] == "classic" && !in_session(hx(&b["address"])))
                 .map(|b| (hx(&b["address"]), n(&b["size"]), s(&b["tag"]), b["allocated"] == true))
                 .collect()
         };

@@ -122,6 +122,8 @@ pub struct PoolRegion {
     pub allocations: Vec<Allocation>,
     /// Windows 10 19H1+: small blocks go to this segment heap instead of classic pages.
     pub segment_heap: Option<SegmentHeap>,
+    /// Session pool (Vista+): headers carry the session bit (0x20, SESSION_POOL_MASK).
+    pub session: bool,
 }
 
 /// Tag of the free block that closes a partly used page.
@@ -139,6 +141,7 @@ impl PoolRegion {
             previous_units: 0,
             allocations: Vec::new(),
             segment_heap: None,
+            session: false,
         }
     }
 
@@ -149,12 +152,18 @@ impl PoolRegion {
 
     /// The PoolType value the header stores for this region (Volatility's POOL_HEADER rules:
     /// XP/2003 store type+1, nonpaged 1, paged 2; Vista+ paged odd, nonpaged even > 0).
+    /// Session pool adds the session bit 0x20 (PagedPoolSession 0x21 is stored 0x23).
     pub fn header_pool_type(&self) -> u8 {
-        match (self.build < 6000, self.kind) {
+        let base = match (self.build < 6000, self.kind) {
             (true, PoolKind::NonPaged) => 1,
             (true, PoolKind::Paged) => 2,
             (false, PoolKind::NonPaged) => 2,
             (false, PoolKind::Paged) => 3,
+        };
+        if self.session && self.build >= 6000 {
+            base | 0x20
+        } else {
+            base
         }
     }
 

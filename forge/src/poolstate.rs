@@ -535,8 +535,9 @@ pub fn finish(sys: &mut System, plan: &PoolPlan) -> Result<Value, ForgeError> {
                     "nonpaged_frees": s.nonpaged_frees, "nonpaged_bytes": s.nonpaged_bytes })
         })
         .collect();
+    let session_blocks: &[Allocation] = session.as_ref().map_or(&[], |s| &s.blocks[..]);
     let mut block_counts: BTreeMap<String, u64> = BTreeMap::new();
-    for b in &blocks {
+    for b in blocks.iter().chain(session_blocks) {
         *block_counts
             .entry(if b.allocated {
                 b.source.to_string()
@@ -559,6 +560,10 @@ pub fn finish(sys: &mut System, plan: &PoolPlan) -> Result<Value, ForgeError> {
                 }
                 v
             })
+            .chain(session_blocks.iter().map(|b| {
+                json!({ "address": hex(b.address), "size": b.size, "tag": tag_str(&b.tag),
+                    "pool_type": b.kind.as_str(), "allocated": b.allocated, "source": b.source, "session": true })
+            }))
             .collect()
     };
     let drivers: Vec<Value> = plan

@@ -16,10 +16,13 @@
 //! The forge plants one session (SessionId 1) whose MM_SESSION_SPACE every process but System
 //! and smss.exe points at, mapped in the kernel half (real Windows maps session space only in
 //! the processes of that session; the reader reads it through a session process's page
-//! tables, which works for both). Session pool blocks themselves are not planted: the truth's
-//! `session_tags` are tag-table counts only.
+//! tables, which works for both). Before 19H1 (7601, 17763) session paged pool is classic pool
+//! pages between `MM_SESSION_SPACE.PagedPoolStart` and `PagedPoolEnd`: the forge plants the
+//! blocks there (PoolType with the session bit, 0x23) and counts the table from them, as it
+//! does for system pool. On 19041/20348 session pool is a session segment heap, which is not
+//! planted: there the truth's `session_tags` are tag-table counts only.
 
-use crate::pool::PoolKind;
+use crate::pool::{Allocation, HeaderLayout, PoolKind, PoolRegion, FREE_TAG};
 use crate::poolstate::{field_widths, tag_str, write_tracker, PoolPlan, TableWriter, TagStats};
 use crate::space::PAGE;
 use crate::system::System;
@@ -37,6 +40,12 @@ pub const SESSION_TABLE_SIZE: u64 = 256;
 pub const SESSION_EXPANSION_SIZE: u64 = 16;
 /// Where the forged MM_SESSION_SPACE lives: this far above the session drivers (win32k).
 const SESSION_SPACE_OFFSET: u64 = 0x1000_0000;
+/// Session paged pool: this far above MM_SESSION_SPACE, this large (PagedPoolEnd is its last
+/// byte, as the kernel's pool end variables are).
+const SESSION_PAGED_POOL_OFFSET: u64 = 0x0100_0000;
+pub const SESSION_PAGED_POOL_SIZE: u64 = 0x0400_0000;
+/// The first build whose pool is the segment heap (no classic session pool pages).
+const SEGMENT_HEAP_BUILD: u32 = 18362;
 
 /// What was planted, for the truth and the driver totals.
 pub struct PlantedSession {
@@ -47,6 +56,8 @@ pub struct PlantedSession {
     pub expansion_tags: Vec<[u8; 4]>,
     /// Per tag, summed over the table and the expansion table.
     pub totals: BTreeMap<[u8; 4], TagStats>,
+    /// The session paged pool blocks planted (classic pages, before 19H1), free ones included.
+    pub blocks: Vec<Allocation>,
 }
 
 impl PlantedSession {
@@ -71,7 +82,11 @@ impl PlantedSession {
             "entries": self.entries,
             "expansion": self.expansion.map(hex),
             "expansion_tags": self.expansion_tags.iter().map(tag_str).collect::<Vec<_>>(),
-            "blocks_planted": false,
+            "blocks_planted": !self.blocks.is_empty(),
+            "paged_pool": (!self.blocks.is_empty()).then(|| json!({
+                "start": hex(self.session_space + SESSION_PAGED_POOL_OFFSET),
+                "size": SESSION_PAGED_POOL_SIZE,
+            })),
         })
     }
 }
@@ -132,14 +147,59 @@ pub(crate) fn plant(
         }
     };
 
-    // Counting: outstanding allocations, then history pairs. Expansion tags, and tags beyond
-    // what the hashed table holds (its last entry stays free), go to the expansion table.
+    // Before 19H1: the blocks, in classic session paged pool pages; the counts come from them.
+    let mut blocks = Vec::new();
+    if sys.spec.build < SEGMENT_HEAP_BUILD && sys.spec.build >= 6000 {
+        let header = HeaderLayout::from_profile(&sys.profile)?;
+        let h = header.size;
+        let start = session_space + SESSION_PAGED_POOL_OFFSET;
+        let mut region = PoolRegion::new(start, PoolKind::Paged, sys.spec.paging, sys.spec.build, header);
+        region.session = true;
+        for a in &plan.session {
+            if a.bytes % h != 0 || a.bytes <= h {
+                return Err(ForgeError::Internal(format!(
+                    "session block of {:#x} bytes is not a whole number of {h}-byte header units",
+                    a.bytes
+                )));
+            }
+            for _ in 0..a.count {
+                region.alloc(&mut sys.machine, a.bytes - h, &a.tag)?;
+            }
+        }
+        region.close_page(&mut sys.machine)?;
+        if region.end() > start + SESSION_PAGED_POOL_SIZE {
+            return Err(ForgeError::Internal("session paged pool overflows its range".into()));
+        }
+        let w = field_widths(sys, "_MM_SESSION_SPACE")?;
+        for (name, v) in [
+            ("PagedPoolStart", start),
+            ("PagedPoolEnd", start + SESSION_PAGED_POOL_SIZE - 1),
+        ] {
+            let (o, _) = w
+                .get(name)
+                .copied()
+                .ok_or_else(|| ForgeError::MissingSymbol(format!("_MM_SESSION_SPACE.{name}")))?;
+            sys.machine.write_ptr(session_space + o, v)?;
+        }
+        blocks = region.allocations;
+    }
+
+    // Counting: outstanding allocations (the blocks where planted), then history pairs.
+    // Expansion tags, and tags beyond what the hashed table holds (its last entry stays free),
+    // go to the expansion table.
     let mut totals: BTreeMap<[u8; 4], TagStats> = BTreeMap::new();
-    for a in &plan.session {
-        totals
-            .entry(a.tag)
-            .or_default()
-            .add(PoolKind::Paged, a.count, 0, a.count * a.bytes);
+    if blocks.is_empty() {
+        for a in &plan.session {
+            totals
+                .entry(a.tag)
+                .or_default()
+                .add(PoolKind::Paged, a.count, 0, a.count * a.bytes);
+        }
+    } else {
+        for b in blocks.iter().filter(|b| !(b.tag == FREE_TAG && !b.allocated)) {
+            let (frees, bytes) = if b.allocated { (0, b.size) } else { (1, 0) };
+            totals.entry(b.tag).or_default().add(PoolKind::Paged, 1, frees, bytes);
+        }
     }
     for &(tag, n) in &plan.session_history {
         totals.entry(tag).or_default().add(PoolKind::Paged, n, n, 0);
@@ -199,5 +259,6 @@ pub(crate) fn plant(
         expansion: expansion_va,
         expansion_tags: expansion.keys().copied().collect(),
         totals,
+        blocks,
     }))
 }

@@ -141,15 +141,12 @@ fn fill(
         );
         report.tags = tags_from_blocks(agg, attributor);
     }
-    // The block walk covers system pool only: session tags carry no block figures.
+    // Block figures by tag: before 19H1 the walk includes each session's classic session pool
+    // pages (a tag used in both pools shows the blocks of both).
     report.session_tags = pool
         .session_tags
         .as_deref()
-        .map(|rows| {
-            let mut v = tag_reports(rows, agg);
-            v.iter_mut().for_each(|t| t.blocks = None);
-            v
-        })
+        .map(|rows| tag_reports(rows, agg))
         .filter(|v| !v.is_empty());
     report.sessions = pool
         .sessions
@@ -487,11 +484,8 @@ fn driver_reports(
                 shared_with,
                 session,
             });
-            if session {
-                // The block walk does not cover session pool.
-                if let Some(tag) = tag_of(&t.tag) {
-                    tag_set.insert(tag);
-                }
+            if session && d.tags.iter().any(|x| x.tag == t.tag && !x.session) {
+                // The same tag in system pool: its blocks are counted there once.
                 continue;
             }
             // Printable tags parse back from their text; an escaped one is looked up by text.

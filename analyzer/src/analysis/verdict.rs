@@ -677,7 +677,13 @@ fn session_verdict(c: &Ctx, s: &SessionCandidate, mut reasons: Vec<String>) -> V
             list(&s.owners)
         ));
     }
-    reasons.push("the block walk does not cover session pool: these figures are the session tag tables' counters".into());
+    match block_reason(t) {
+        Some(b) => reasons.push(b),
+        None => reasons.push(
+            "the block walk found no session pool block of the tag (session pool pages are walked on kernels before 19H1; later ones keep session pool in a session segment heap, not walked): these figures are the session tag tables' counters"
+                .into(),
+        ),
+    }
     Verdict {
         kind,
         sentence,

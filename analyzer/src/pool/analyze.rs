@@ -7,7 +7,7 @@ use super::bigpages::{read_big_pages, BigPage, BigPages};
 use super::header::HeaderLayout;
 use super::pages::{pool_ranges, scan_kernel_space, scan_ranges, Block, PageScan, PoolRange};
 use super::segheap::{walk_segment_heap, SegLayout, SegmentHeapScan};
-use super::session::{find_sessions, read_session_tables, SessionInfo};
+use super::session::{find_sessions, read_session_tables, session_memory, session_paged_pool, SessionInfo, SessionRef};
 use super::tags::{read_tag_tables, sort_tags, SortKey, TableInfo, TagStats, TagTables, TrackerLayout};
 use super::vm::{vm_summary, walk_processes, QuotaAccumulator, QuotaEncoding, QuotaReport, VmSummary};
 use super::{hex, KernelContext, LayoutSource, PoolKind, PoolType, Tag, TagPattern};
@@ -239,10 +239,15 @@ pub fn analyze_parts(
     // Session pool: each session's tables through its own page tables (session space).
     let mut sessions = Vec::new();
     let session_layout = TrackerLayout::for_kernel(&ctx);
-    if let (Some(t), Some(layout), Some(mode)) = (tables.as_mut(), session_layout, paging_mode(dump)) {
-        let refs = find_sessions(mem, &ctx, &processes);
+    let mode = paging_mode(dump);
+    let session_refs = match mode {
+        Some(_) => find_sessions(mem, &ctx, &processes),
+        None => Vec::new(),
+    };
+    if let (Some(t), Some(layout), Some(mode)) = (tables.as_mut(), session_layout, mode) {
+        let refs = &session_refs;
         if !refs.is_empty() {
-            let st = read_session_tables(dump.physical(), mode, &ctx, layout, &refs);
+            let st = read_session_tables(dump.physical(), mode, &ctx, layout, refs);
             warnings.extend(st.warnings.iter().cloned());
             if !st.tables.is_empty() {
                 t.tables.retain(|i| i.name != "ExpSessionPoolTrackTable");
@@ -388,18 +393,52 @@ pub fn analyze_parts(
                 }
             }
         };
-        if !ranges.is_empty() {
-            Some(scan_ranges(mem, &layout, &ranges, &big_ranges, &mut on_block))
+        // Session paged pool (before 19H1: classic pages in each session's range), walked
+        // through that session's page tables; kept out of the system walk so that a session
+        // mapped in the dump's own page tables is not walked twice.
+        let session_pools: Vec<(SessionRef, PoolRange)> = match mode {
+            Some(m) if header.build < SEGMENT_HEAP_BUILD => session_refs
+                .iter()
+                .filter_map(|s| session_paged_pool(dump.physical(), m, &ctx, s).map(|r| (*s, r)))
+                .collect(),
+            _ => Vec::new(),
+        };
+        let mut system_skip = big_ranges.clone();
+        if !session_pools.is_empty() {
+            system_skip.extend(session_pools.iter().map(|(_, r)| (r.start, r.end)));
+            system_skip.sort_unstable();
+            system_skip.dedup_by(|b, a| {
+                if b.0 <= a.1 {
+                    a.1 = a.1.max(b.1);
+                    true
+                } else {
+                    false
+                }
+            });
+        }
+        let mut scan = if !ranges.is_empty() {
+            Some(scan_ranges(mem, &layout, &ranges, &system_skip, &mut on_block))
         } else if header.build >= 9200 {
             // No fixed pool ranges: every mapped kernel page is tried as a classic pool page.
             // 19H1+: the segment heap ranges walked above are skipped here.
-            scan_kernel_space(mem, &layout, &big_ranges, &mut on_block)
+            scan_kernel_space(mem, &layout, &system_skip, &mut on_block)
         } else {
             warnings.push(
                 "no pool ranges (neither the debugger data block nor the symbols give them): no block walk".into(),
             );
             None
+        };
+        if let Some(m) = mode {
+            for (s, r) in &session_pools {
+                let smem = session_memory(dump.physical(), m, s);
+                let one = scan_ranges(&smem, &layout, std::slice::from_ref(r), &big_ranges, &mut on_block);
+                match scan.as_mut() {
+                    Some(total) => add_scan(total, &one),
+                    None => scan = Some(one),
+                }
+            }
         }
+        scan
     };
     if let Some(b) = &big {
         for e in &b.entries {
@@ -518,6 +557,22 @@ pub fn analyze_parts(
         errors,
     };
     Ok((report, attributor))
+}
+
+/// Adds a session pool walk's page counts to the system walk's.
+fn add_scan(total: &mut PageScan, one: &PageScan) {
+    total.pages_in_ranges += one.pages_in_ranges;
+    total.pages_valid += one.pages_valid;
+    total.pages_invalid += one.pages_invalid;
+    total.pages_big += one.pages_big;
+    total.pages_unmapped += one.pages_unmapped;
+    total.missing_pool_pages += one.missing_pool_pages;
+    total.truncated |= one.truncated;
+    for e in &one.invalid_examples {
+        if total.invalid_examples.len() < 20 {
+            total.invalid_examples.push(e.clone());
+        }
+    }
 }
 
 /// The dump's paging mode, for reading through a process's own page tables.

@@ -17,10 +17,12 @@
 //! the same physical page is read once), and each session is listed with its own totals. XP
 //! has no session tag table (ntkrnlpa.pdb has no ExpSessionPoolTrackTable).
 
+use super::pages::PoolRange;
 use super::tags::{check_size, Accumulator, TableInfo, TagStats, TrackerLayout};
+use super::PoolKind;
 use super::vm::Process;
 use super::{hex, KernelContext};
-use crate::memory::{PageTableMemory, PagingMode, PhysicalMemory, VirtualMemory};
+use crate::memory::{PageTableMemory, PagingMode, PhysicalMemory, VirtualMemory, PAGE_SIZE};
 use serde::Serialize;
 
 /// Most sessions read (Windows allows thousands on a terminal server; each costs a table read).
@@ -98,6 +100,38 @@ pub fn find_sessions(
         }
     }
     out
+}
+
+/// A session's paged pool range (`MM_SESSION_SPACE.PagedPoolStart` .. `PagedPoolEnd`, the end
+/// holding the last byte), read through that session's page tables: before 19H1 session pool is
+/// classic pool pages there. `None` when the profile lacks the fields or they are unset or
+/// implausible (over [`MAX_SESSION_POOL`]).
+pub fn session_paged_pool(
+    phys: &dyn PhysicalMemory,
+    mode: PagingMode,
+    ctx: &KernelContext,
+    s: &SessionRef,
+) -> Option<PoolRange> {
+    let p = ctx.profile?;
+    let start_off = p.offset("_MM_SESSION_SPACE", "PagedPoolStart")?;
+    let end_off = p.offset("_MM_SESSION_SPACE", "PagedPoolEnd")?;
+    let mem = session_memory(phys, mode, s);
+    let start = mem.read_ptr(s.session_space.wrapping_add(start_off)).ok()? & !(PAGE_SIZE - 1);
+    let last = mem.read_ptr(s.session_space.wrapping_add(end_off)).ok()?;
+    let end = last.checked_add(1)?.checked_add(PAGE_SIZE - 1)? & !(PAGE_SIZE - 1);
+    (start != 0 && end > start && end - start <= MAX_SESSION_POOL).then_some(PoolRange {
+        start,
+        end,
+        kind: PoolKind::Paged,
+    })
+}
+
+/// Largest session paged pool range walked (x64 session paged pool is at most a few GiB).
+pub const MAX_SESSION_POOL: u64 = 64 << 30;
+
+/// The session's address space: its first process's page tables.
+pub fn session_memory<'m>(phys: &'m dyn PhysicalMemory, mode: PagingMode, s: &SessionRef) -> PageTableMemory<'m> {
+    PageTableMemory::new(phys, table_base(s.dtb, mode), mode)
 }
 
 /// CR3 bits that are not part of the table address: x64 PCID / flags (low 12 bits), PAE the
