@@ -196,7 +196,7 @@ pub(crate) fn plant(
                 .add(PoolKind::Paged, a.count, 0, a.count * a.bytes);
         }
     } else {
-        for b in blocks.iter().filter(|b| !(b.tag == FREE_TAG && !b.allocated)) {
+        for b in blocks.iter().filter(|b| b.tag != FREE_TAG || b.allocated) {
             let (frees, bytes) = if b.allocated { (0, b.size) } else { (1, 0) };
             totals.entry(b.tag).or_default().add(PoolKind::Paged, 1, frees, bytes);
         }

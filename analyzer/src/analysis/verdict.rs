@@ -34,13 +34,15 @@
 //! 5. Else a significant driver candidate gives `untagged-leak` (T is "None"), `shared-tag` (T
 //!    has several owners: all are named; call-site pool types and sizes that separate them are
 //!    given as reasons) or `driver-leak`.
-//! 5a. (Before 5.) Session candidate: the non-Windows driver whose owned tags hold the most of
-//!    session pool (the session tag tables; session pool in use is the sum of every session
-//!    tag's outstanding bytes, as no `!vm` figure is read for it). It is *significant* at
-//!    [`SIGNIFICANT_SHARE`] of session pool, and wins unless a significant driver candidate
-//!    holds at least as many bytes -> `driver-leak` (or `shared-tag` / `untagged-leak`) with
-//!    `session: true`, `pool` the session pool's kind ("paged") and `share_of_pool` its share
-//!    of session pool.
+//!
+//!    5a (checked before 5). Session candidate: the non-Windows driver whose owned tags hold
+//!    the most of session pool (the session tag tables; session pool in use is the sum of
+//!    every session tag's outstanding bytes, as no `!vm` figure is read for it). It is
+//!    *significant* at [`SIGNIFICANT_SHARE`] of session pool, and wins unless a significant
+//!    driver candidate holds at least as many bytes -> `driver-leak` (or `shared-tag` /
+//!    `untagged-leak`) with `session: true`, `pool` the session pool's kind ("paged") and
+//!    `share_of_pool` its share of session pool.
+//!
 //! 6. Else a pool near exhaustion ([`crate::report::analysis::near_exhaustion`]: WinDbg `!vm`'s
 //!    thresholds, 80% nonpaged, 95% paged) whose largest
 //!    tag has no owner (or is a Windows tag) -> `unattributed-tag`.
