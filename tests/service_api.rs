@@ -11,7 +11,7 @@
 #[path = "independent/harness.rs"]
 mod harness;
 
-use harness::{create_token, pooltriage_bin, spawn_serve};
+use harness::{create_token, pooltriage_bin, spawn_serve, upload_temp_files};
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -265,9 +265,8 @@ fn hostile_uploads_are_refused_and_leave_nothing_behind() {
     s.write_all(dump.get(..dump.len() / 3).unwrap()).unwrap();
     s.flush().unwrap();
     // The upload is in progress (its temporary file exists) before the client goes away...
-    let tmp = dir.path().join("tmp");
     let start = Instant::now();
-    while files_in(&tmp).is_empty() {
+    while upload_temp_files(dir.path()).is_empty() {
         assert!(
             start.elapsed() < Duration::from_secs(10),
             "upload never started"
@@ -277,11 +276,11 @@ fn hostile_uploads_are_refused_and_leave_nothing_behind() {
     drop(s);
     // ...and is cleaned up after.
     let start = Instant::now();
-    while !files_in(&tmp).is_empty() {
+    while !upload_temp_files(dir.path()).is_empty() {
         assert!(
             start.elapsed() < Duration::from_secs(10),
             "temporary file left: {:?}",
-            files_in(&tmp)
+            upload_temp_files(dir.path())
         );
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -291,9 +290,9 @@ fn hostile_uploads_are_refused_and_leave_nothing_behind() {
     assert_eq!(list["items"].as_array().unwrap().len(), 0, "{list}");
     assert!(files_in(&dir.path().join("dumps")).is_empty());
     assert!(
-        files_in(&dir.path().join("tmp")).is_empty(),
+        upload_temp_files(dir.path()).is_empty(),
         "{:?}",
-        files_in(&dir.path().join("tmp"))
+        upload_temp_files(dir.path())
     );
 }
 
@@ -331,7 +330,7 @@ fn size_limit_answers_413_with_or_without_content_length() {
         other => panic!("expected 413, got {:?}", other.map(|r| r.status())),
     }
     assert!(files_in(&dir.path().join("dumps")).is_empty());
-    assert!(files_in(&dir.path().join("tmp")).is_empty());
+    assert!(upload_temp_files(dir.path()).is_empty());
 }
 
 #[test]

@@ -9,6 +9,9 @@
 //!   run exactly once: the stub analyzer logs each run with the instance that ran it, and
 //!   the `jobs` table (read with psql) has one attempt per content. Every report is readable
 //!   from either instance;
+//! - `an_instance_starting_keeps_another_instances_upload_in_flight`: a second instance starting
+//!   on the shared data directory does not remove the temporary file of an upload the first is
+//!   receiving (per-instance `tmp/` folders, server/src/storage);
 //! - `migrations_run_at_start_on_an_empty_database`: the applied versions and checksums equal
 //!   the files in migrations/ (SHA-384 by coreutils, as sqlx records them);
 //! - `a_bad_database_url_fails_clearly_without_the_password`: unreachable server, missing
@@ -255,6 +258,63 @@ fn two_instances_share_one_queue() {
         assert_eq!(leaky["dumps"], DUMPS, "{top}");
         assert_eq!(leaky["total_bytes"], 4096 * DUMPS, "{top}");
     }
+}
+
+/// An instance that starts (or restarts) on the shared data directory clears only what dead
+/// instances left in `tmp/`: an upload another instance is receiving at that moment completes.
+#[test]
+fn an_instance_starting_keeps_another_instances_upload_in_flight() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let url = postgres::new_database("restart");
+    let stub = write_stub(work.path());
+    let runs = work.path().join("runs.log");
+    let env = [
+        ("POOLTRIAGE_ANALYZER", stub.to_str().unwrap()),
+        ("RUNS_LOG", runs.to_str().unwrap()),
+        ("POOLTRIAGE_TEST_INSTANCE", "a"),
+    ];
+    let a = ready(spawn(dir.path(), &url, &env), dir.path());
+    let acme = token(dir.path(), &url, "acme", "customer");
+    let dump = triage_variant("in flight while b starts");
+
+    let mut conn = std::net::TcpStream::connect(a.addr).unwrap();
+    write!(
+        conn,
+        "POST /api/v1/dumps HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        acme.0,
+        dump.len()
+    )
+    .unwrap();
+    let half = dump.len() / 2;
+    conn.write_all(&dump[..half]).unwrap();
+    conn.flush().unwrap();
+    let start = std::time::Instant::now();
+    while harness::upload_temp_files(dir.path()).is_empty() {
+        assert!(start.elapsed() < Duration::from_secs(10), "the upload never reached tmp/");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // b starts on the same data directory while a is receiving.
+    let b = ready(spawn(dir.path(), &url, &[("POOLTRIAGE_TEST_INSTANCE", "b")]), dir.path());
+    assert_eq!(
+        harness::upload_temp_files(dir.path()).len(),
+        1,
+        "b's start removed a's upload in progress"
+    );
+
+    conn.write_all(&dump[half..]).unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    let sha = answer
+        .split("\"sha256\":\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap_or_else(|| panic!("no sha256 in {answer}"));
+    assert!(dir.path().join("dumps").join(sha).is_file(), "{answer}");
+    drop(b);
 }
 
 /// 40 jobs already queued when two instances of 8 workers each start at the same moment: 16

@@ -538,7 +538,7 @@ fn chunked_uploads_follow_the_upload_rules() {
     );
     assert_eq!(c.put(&url, 0, b"x").status, 409);
     assert!(files_in(&dir.path().join("uploads")).is_empty());
-    assert!(files_in(&dir.path().join("tmp")).is_empty());
+    assert!(harness::upload_temp_files(dir.path()).is_empty());
 
     // The OpenAPI document describes the routes.
     let doc = c.get("/api/v1/openapi.json").body;

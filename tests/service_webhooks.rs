@@ -379,10 +379,7 @@ fn multipart(svc: &Service, token: &Token, hook: &str, dump: &[u8]) -> (u16, Val
 
 fn assert_no_tmp_left(dir: &Path) {
     wait_for("temporary files removed", Duration::from_secs(10), || {
-        let n = std::fs::read_dir(dir.join("tmp"))
-            .map(|d| d.count())
-            .unwrap_or(0);
-        (n == 0).then_some(())
+        harness::upload_temp_files(dir).is_empty().then_some(())
     });
 }
 

@@ -224,6 +224,21 @@ impl Rng {
     }
 }
 
+/// Temporary upload files in a service data directory: the files inside the instances'
+/// folders `tmp/<instance>/` (not their lock files `tmp/<instance>.lock`, see server/src/storage).
+pub fn upload_temp_files(data_dir: &Path) -> Vec<PathBuf> {
+    let list = |dir: &Path| -> Vec<PathBuf> {
+        std::fs::read_dir(dir)
+            .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default()
+    };
+    list(&data_dir.join("tmp"))
+        .into_iter()
+        .filter(|p| p.is_dir())
+        .flat_map(|d| list(&d))
+        .collect()
+}
+
 /// Starts `pooltriage serve` on a free loopback port with `dir` as its data directory and the
 /// extra environment `env`; returns the child and the address it printed on its first line.
 pub fn spawn_serve(
