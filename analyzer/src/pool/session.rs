@@ -240,6 +240,63 @@ pub fn read_session_tables(
 mod tests {
     use super::*;
 
+    use crate::pool::testmem::{isf, Image, W19041};
+
+    /// Distinct EPROCESS.Session values, each with its first process's CR3; System (no
+    /// session) and unreadable processes are skipped; without the profile, nothing.
+    #[test]
+    fn one_session_ref_per_distinct_session_with_its_first_processes_page_tables() {
+        let p = isf(W19041);
+        let session = p.offset("_EPROCESS", "Session").unwrap();
+        let dtb = p.offset("_EPROCESS", "Pcb").unwrap() + p.offset("_KPROCESS", "DirectoryTableBase").unwrap();
+        let mut img = Image::new(8);
+        let procs: Vec<Process> = [
+            (0xffff_a000_0000_1000u64, 0u64, 0x1aa000u64), // System: no session
+            (0xffff_a000_0000_3000, 0xffff_9000_0000_0000, 0x2bb002), // session 0
+            (0xffff_a000_0000_5000, 0xffff_9000_0000_0000, 0x2cc000), // session 0 again
+            (0xffff_a000_0000_7000, 0xffff_9000_0010_0000, 0x2dd000), // session 1
+        ]
+        .iter()
+        .map(|&(ep, s, cr3)| {
+            img.u64(ep + session, s);
+            img.u64(ep + dtb, cr3);
+            Process {
+                eprocess: ep,
+                pid: 0,
+                name: String::new(),
+            }
+        })
+        .chain(std::iter::once(Process {
+            eprocess: 0xffff_a000_0000_9000, // not in the dump
+            pid: 0,
+            name: String::new(),
+        }))
+        .collect();
+        let ctx = KernelContext {
+            kernel_base: 0xfffff800_00000000,
+            pointer_size: 8,
+            build: 19041,
+            processors: 1,
+            profile: Some(&p),
+        };
+        let refs = find_sessions(img.memory(), &ctx, &procs);
+        assert_eq!(
+            refs,
+            vec![
+                SessionRef {
+                    session_space: 0xffff_9000_0000_0000,
+                    dtb: 0x2bb002
+                },
+                SessionRef {
+                    session_space: 0xffff_9000_0010_0000,
+                    dtb: 0x2dd000
+                },
+            ]
+        );
+        let none = KernelContext { profile: None, ..ctx };
+        assert!(find_sessions(img.memory(), &none, &procs).is_empty());
+    }
+
     #[test]
     fn cr3_flag_bits_are_not_part_of_the_table_address() {
         assert_eq!(table_base(0x1ad002, PagingMode::X64), 0x1ad000);
