@@ -42,6 +42,7 @@ APT_PACKAGES=(
     libusb-1.0-0           # loaded by MemProcFS's leechcore (tests/pool_independent.rs)
     chromium               # headless browser driven over CDP by tests/service_browser.rs (upload portal)
     postgresql             # initdb/postgres/psql: throwaway clusters of tests/service_postgres.rs and the PostgreSQL pass below
+    openssl                # a throwaway CA and server certificate: TLS to the test PostgreSQL server (sslmode=verify-full)
 )
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

@@ -12,6 +12,9 @@
 //! - `an_instance_starting_keeps_another_instances_upload_in_flight`: a second instance starting
 //!   on the shared data directory does not remove the temporary file of an upload the first is
 //!   receiving (per-instance `tmp/` folders, server/src/storage);
+//! - `the_database_connection_can_be_encrypted_and_the_server_verified`: `sslmode=verify-full`
+//!   against the test server's throwaway CA; `pg_stat_ssl` shows the connections encrypted; a
+//!   wrong CA stops the service at start;
 //! - `migrations_run_at_start_on_an_empty_database`: the applied versions and checksums equal
 //!   the files in migrations/ (SHA-384 by coreutils, as sqlx records them);
 //! - `a_bad_database_url_fails_clearly_without_the_password`: unreachable server, missing
@@ -292,12 +295,18 @@ fn an_instance_starting_keeps_another_instances_upload_in_flight() {
     conn.flush().unwrap();
     let start = std::time::Instant::now();
     while harness::upload_temp_files(dir.path()).is_empty() {
-        assert!(start.elapsed() < Duration::from_secs(10), "the upload never reached tmp/");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the upload never reached tmp/"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 
     // b starts on the same data directory while a is receiving.
-    let b = ready(spawn(dir.path(), &url, &[("POOLTRIAGE_TEST_INSTANCE", "b")]), dir.path());
+    let b = ready(
+        spawn(dir.path(), &url, &[("POOLTRIAGE_TEST_INSTANCE", "b")]),
+        dir.path(),
+    );
     assert_eq!(
         harness::upload_temp_files(dir.path()).len(),
         1,
@@ -487,6 +496,85 @@ fn run_to_end(args: &[&str], dir: &Path) -> (bool, String) {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// `sslmode=verify-full` with the CA that signed the server's certificate: the service and
+/// `tokens` work, and PostgreSQL's own `pg_stat_ssl` shows every connection of the service
+/// encrypted. With a CA that did not sign it, the service refuses to start and says why.
+#[test]
+fn the_database_connection_can_be_encrypted_and_the_server_verified() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = postgres::new_database("tls");
+    let ca = postgres::tls_ca();
+    let tls_url = format!("{url}?sslmode=verify-full&sslrootcert={}", ca.display());
+    let svc = ready(spawn(dir.path(), &tls_url, &[]), dir.path());
+    let admin = token(dir.path(), &tls_url, "acme", "admin");
+    let (status, list) = svc.call(&admin, "GET", "/api/v1/dumps", None);
+    assert_eq!(status, 200, "{list}");
+    let ssl = psql(
+        &postgres::admin_url(),
+        "SELECT s.ssl FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) \
+         WHERE a.datname = 'tls' AND a.pid <> pg_backend_pid()",
+    );
+    let flags: Vec<&str> = ssl
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    assert!(
+        !flags.is_empty(),
+        "no connection of the service to its database"
+    );
+    assert!(
+        flags.iter().all(|f| *f == "t"),
+        "unencrypted connections: {flags:?}"
+    );
+    drop(svc);
+
+    // A CA that did not sign the server's certificate.
+    let other = tempfile::tempdir().unwrap();
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args([
+            "-nodes",
+            "-keyout",
+            "k.pem",
+            "-out",
+            "ca.pem",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=other",
+        ])
+        .current_dir(other.path())
+        .output()
+        .expect("openssl runs");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let wrong = format!(
+        "{url}?sslmode=verify-full&sslrootcert={}",
+        other.path().join("ca.pem").display()
+    );
+    let (ok, err) = run_to_end(
+        &["serve", "--listen", "127.0.0.1:0", "--database-url", &wrong],
+        dir.path(),
+    );
+    assert!(
+        !ok,
+        "serve started with a database certificate its CA did not sign"
+    );
+    assert!(err.contains("cannot connect to database"), "{err}");
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
 }
 
 #[test]

@@ -20,6 +20,8 @@ use std::time::{Duration, Instant};
 
 struct Server {
     port: u16,
+    /// The CA certificate (PEM) that signed the server's certificate.
+    ca: PathBuf,
     /// The server's `bin` directory (psql, pg_isready of the same version).
     bin: PathBuf,
     /// Test data directory -> database URL.
@@ -77,6 +79,73 @@ fn run(cmd: &mut Command, what: &str) {
     );
 }
 
+/// Makes a CA and a server certificate for IP 127.0.0.1 signed by it in `dir` (openssl, P-256
+/// keys); returns (CA certificate, server certificate, server key).
+fn make_certs(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let openssl = |args: &[&str], what: &str| {
+        run(Command::new("openssl").args(args).current_dir(dir), what);
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    openssl(
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &["-keyout", "ca.key", "-out", "ca.pem", "-days", "2"],
+            &["-subj", "/CN=pooltriage test CA"],
+        ]
+        .concat(),
+        "openssl: test CA (install Debian's openssl: scripts/test.sh)",
+    );
+    openssl(
+        &[
+            &["req"][..],
+            &ec,
+            &[
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=127.0.0.1",
+            ],
+        ]
+        .concat(),
+        "openssl: server key",
+    );
+    std::fs::write(dir.join("server.ext"), "subjectAltName=IP:127.0.0.1\n").expect("server.ext");
+    openssl(
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+            "-out",
+            "server.pem",
+        ],
+        "openssl: server certificate",
+    );
+    (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+    )
+}
+
 fn start() -> Server {
     let bin = server_bin();
     let root = is_root();
@@ -117,6 +186,21 @@ fn start() -> Server {
             .arg(&data),
         "initdb",
     );
+    // The certificates live in the cluster folder, owned by the server user (PostgreSQL
+    // refuses a key file that others can read).
+    let (ca, cert, key) = make_certs(&data);
+    if root {
+        run(
+            Command::new("chown")
+                .arg("postgres:postgres")
+                .args([&cert, &key]),
+            "chown certificates",
+        );
+    }
+    run(
+        Command::new("chmod").arg("0600").arg(&key),
+        "chmod server.key",
+    );
     let port = free_port();
     let (tx, rx) = std::sync::mpsc::channel();
     let postgres = bin.join("postgres");
@@ -132,6 +216,11 @@ fn start() -> Server {
             .arg(&cluster)
             .args(["-c", "max_connections=300", "-c", "fsync=off"])
             .args(["-c", "synchronous_commit=off", "-c", "full_page_writes=off"])
+            .args(["-c", "ssl=on"])
+            .arg("-c")
+            .arg(format!("ssl_cert_file={}", cert.display()))
+            .arg("-c")
+            .arg(format!("ssl_key_file={}", key.display()))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -159,6 +248,7 @@ fn start() -> Server {
     }
     Server {
         port,
+        ca,
         bin,
         databases: Mutex::new(HashMap::new()),
     }
@@ -182,6 +272,11 @@ pub fn database_for(dir: &Path) -> String {
 /// A new, empty database of its own (not tied to a data directory); returns its URL.
 pub fn new_database(name: &str) -> String {
     create_database(server(), name)
+}
+
+/// The CA certificate (PEM) that signed the test server's certificate for 127.0.0.1.
+pub fn tls_ca() -> PathBuf {
+    server().ca.clone()
 }
 
 /// `postgres://postgres@127.0.0.1:<port>/postgres`: the server's maintenance database.
