@@ -411,8 +411,9 @@ fn forged_leak_report_page() {
     assert!(row.contains(driver), "list: {row}");
 }
 
-/// A stand-in analyzer: prints `report` for the dump of size `hostile_size` (after a pause, so
-/// the page can be seen while the job runs), runs the real `inspect` for the triage dump (the
+/// A stand-in analyzer: prints `report` for the dump of size `hostile_size` once the file
+/// [`release_file`] exists (so the test sees the page while the job runs, however slow the
+/// machine), runs the real `inspect` for the triage dump (the
 /// report shape stored before the pool engine ran), and fails like a bad dump otherwise.
 fn stand_in_analyzer(
     dir: &Path,
@@ -421,23 +422,32 @@ fn stand_in_analyzer(
     triage_size: u64,
 ) -> std::path::PathBuf {
     let json = dir.join("hostile-report.json");
+    let release = release_file(dir);
     std::fs::write(&json, serde_json::to_vec(report).unwrap()).unwrap();
     let script = dir.join("analyzer.sh");
     let text = format!(
         "#!/bin/sh\n\
          for last in \"$@\"; do :; done\n\
          size=$(stat -c %s \"$last\")\n\
-         if [ \"$size\" -eq {hostile_size} ]; then sleep 5; cat '{json}'; exit 0; fi\n\
+         if [ \"$size\" -eq {hostile_size} ]; then\n\
+           while [ ! -e '{release}' ]; do sleep 0.1; done; cat '{json}'; exit 0\n\
+         fi\n\
          if [ \"$size\" -eq {triage_size} ]; then exec '{bin}' inspect --json --no-symbols \"$last\"; fi\n\
          echo 'not a dump this stand-in analyses: pool header <b>broken</b>' >&2\n\
          exit 2\n",
         json = json.display(),
+        release = release.display(),
         bin = pooltriage_bin().display(),
     );
     std::fs::write(&script, text).unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
     script
+}
+
+/// Created by the test to let the stand-in analyzer finish the hostile dump's job.
+fn release_file(dir: &Path) -> std::path::PathBuf {
+    dir.join("release-hostile-job")
 }
 
 const EVIL_MODULE: &str = "<script>alert(1)</script>.sys";
@@ -507,7 +517,7 @@ fn live_status_failure_old_reports_and_hostile_names() {
     );
     let svc = Service::start(&dir, &[("POOLTRIAGE_ANALYZER", script.to_str().unwrap())]);
 
-    // While the analysis runs (the stand-in pauses 5 s), the page refreshes itself and says
+    // While the analysis runs (the stand-in waits for the release file), the page refreshes itself and says
     // what is happening, without a script.
     let id = svc.upload(&token, &hostile_dump);
     let doc = svc.get(&format!("/dumps/{id}"), &token).html();
@@ -531,6 +541,7 @@ fn live_status_failure_old_reports_and_hostile_names() {
     );
 
     // Done: every hostile text is text, not markup.
+    std::fs::write(release_file(tmp.path()), b"").unwrap();
     assert_eq!(svc.wait_finished(&token, &id)["status"], "done");
     let page = svc.get(&format!("/dumps/{id}"), &token);
     assert_eq!(page.status, 200);
