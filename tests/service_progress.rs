@@ -3,8 +3,9 @@
 //! `stage`, and `GET /api/v1/dumps/{id}` and the dump page show it while the job runs.
 //!
 //! - `stages_show_up_in_order_through_the_api_and_the_page`: a stand-in analyzer (the
-//!   documented `POOLTRIAGE_ANALYZER` override) announces the documented stages two seconds
-//!   apart; the test polls the API and the page and sees each of them, in order;
+//!   documented `POOLTRIAGE_ANALYZER` override) announces the documented stages, each held
+//!   until the test has seen it through the API and the page (an acknowledgement file), so
+//!   the test does not depend on how fast the machine is; it sees each of them, in order;
 //! - `a_failed_job_keeps_its_stage_and_a_reason_without_progress_lines`: the stand-in fails
 //!   with exit 2 after a progress line: the reason is its error line, the stage the last one
 //!   announced;
@@ -34,8 +35,9 @@ const STAGES: [&str; 6] = [
     "writing-report",
 ];
 
-/// A stand-in analyzer: announces STAGES on stderr, `$STAGE_SECS` apart, with an ordinary
-/// stderr line after each; then prints a small JSON report. A dump whose last bytes are `FAIL`
+/// A stand-in analyzer: announces STAGES on stderr, with an ordinary stderr line after each,
+/// and moves on when the file `$ACK_DIR/<stage>` exists (at most 60 s; without `ACK_DIR`,
+/// after `$STAGE_SECS`); then prints a small JSON report. A dump whose last bytes are `FAIL`
 /// makes it fail after the second stage: an error line, then one more progress line, exit 2.
 fn write_stand_in(dir: &Path) -> PathBuf {
     let path = dir.join("stand-in-analyzer.sh");
@@ -55,7 +57,11 @@ fn write_stand_in(dir: &Path) -> PathBuf {
                  echo 'progress: reading-pool' >&2\n\
                  exit 2\n\
                fi\n\
-               sleep \"$STAGE_SECS\"\n\
+               if [ -n \"$ACK_DIR\" ]; then\n\
+                 i=0; while [ ! -e \"$ACK_DIR/$s\" ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done\n\
+               else\n\
+                 sleep \"$STAGE_SECS\"\n\
+               fi\n\
              done\n\
              echo '{{\"schema_version\": 1, \"kind\": \"stand-in\"}}'\n"
         ),
@@ -66,13 +72,17 @@ fn write_stand_in(dir: &Path) -> PathBuf {
     path
 }
 
-fn start(dir: &Path, stand_in: &Path) -> Service {
+/// The service with the stand-in; `ack_dir`: where the test acknowledges stages (else the
+/// stand-in spends 2 s in each).
+fn start(dir: &Path, stand_in: &Path, ack_dir: Option<&Path>) -> Service {
+    let ack = ack_dir.map(|d| d.to_str().unwrap().to_string()).unwrap_or_default();
     Service::start(
         dir,
         &[
             ("POOLTRIAGE_ANALYZER", stand_in.to_str().unwrap()),
             ("POOLTRIAGE_WORKERS", "1"),
             ("STAGE_SECS", "2"),
+            ("ACK_DIR", ack.as_str()),
         ],
     )
 }
@@ -110,7 +120,8 @@ fn stages_show_up_in_order_through_the_api_and_the_page() {
     let dir = tempfile::tempdir().unwrap();
     let work = tempfile::tempdir().unwrap();
     let token = Token::new(dir.path(), "acme", "customer");
-    let svc = start(dir.path(), &write_stand_in(work.path()));
+    let acks = tempfile::tempdir().unwrap();
+    let svc = start(dir.path(), &write_stand_in(work.path()), Some(acks.path()));
     let id = svc.upload(&token, &triage_variant("progress"), "");
     let (mut api, mut page) = (Vec::new(), Vec::new());
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -122,6 +133,10 @@ fn stages_show_up_in_order_through_the_api_and_the_page() {
             break st;
         }
         if let Some(s) = page_stage(&svc, &token, &id) {
+            // Seen through both: let the stand-in move on.
+            if STAGES.contains(&s.as_str()) && api.last() == Some(&s) {
+                std::fs::write(acks.path().join(&s), b"").unwrap();
+            }
             page.push(s);
         }
         assert!(Instant::now() < deadline, "not done: {st}");
@@ -153,7 +168,7 @@ fn a_failed_job_keeps_its_stage_and_a_reason_without_progress_lines() {
     let dir = tempfile::tempdir().unwrap();
     let work = tempfile::tempdir().unwrap();
     let token = Token::new(dir.path(), "acme", "customer");
-    let svc = start(dir.path(), &write_stand_in(work.path()));
+    let svc = start(dir.path(), &write_stand_in(work.path()), None);
     let id = svc.upload(&token, &triage_variant("FAIL"), "");
     let st = svc.wait_finished(&token, &id, Duration::from_secs(60));
     assert_eq!(st["status"], "failed", "{st}");
