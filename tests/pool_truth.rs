@@ -89,6 +89,7 @@ fn pool_reader_matches_the_forge_truth_on_every_profile_and_scenario() {
     let mut checked = 0;
     let mut session_checked = 0;
     let mut session_blocks_checked = 0;
+    let mut session_big_checked = 0;
     for profile in PROFILES {
         for scenario in SCENARIOS {
             let Some((dump, truth)) = forge(dir.path(), profile, scenario) else {
@@ -156,6 +157,24 @@ fn pool_reader_matches_the_forge_truth_on_every_profile_and_scenario() {
             assert_eq!(our_big, truth_big, "{ctx}: big pages");
             let freed = array(t, "big_pages").iter().filter(|b| b["free"] == true).count() as u64;
             assert_eq!(n(&r["big_pages"]["free"]), freed, "{ctx}: freed big page slots");
+            // The session's own big page table (MM_SESSION_SPACE.PoolTrackBigPages), apart.
+            let truth_session_big: BTreeSet<(u64, String, u64, String)> = t["session"]["big_pages"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|b| (hx(&b["va"]), s(&b["tag"]), n(&b["size"]), s(&b["pool_type"])))
+                .collect();
+            let our_session_big: BTreeSet<(u64, String, u64, String)> = r["session_big_pages"]["entries"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|b| b["pool_type"]["session"] == true)
+                .map(|b| (hx(&b["va"]), s(&b["tag"]), n(&b["size"]), s(&b["pool"])))
+                .collect();
+            assert_eq!(our_session_big, truth_session_big, "{ctx}: session big pages");
+            if !truth_session_big.is_empty() {
+                session_big_checked += 1;
+            }
 
             // Every block: classic pages walked header by header, big allocations, and on 19H1+
             // the segment heap's LFH and VS blocks.
@@ -314,6 +333,7 @@ fn pool_reader_matches_the_forge_truth_on_every_profile_and_scenario() {
         2 * SCENARIOS.len(),
         "session pool blocks on 7601 and 17763 (classic session pages), every scenario"
     );
+    assert_eq!(session_big_checked, 2, "session big pages: session-leak on 7601 and 17763");
 }
 
 /// Without the kernel's symbols the 19H1+ segment heap (ExPoolState, its layouts) cannot be

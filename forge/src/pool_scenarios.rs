@@ -417,6 +417,13 @@ impl Scenario for SessionLeak {
             count: 900,
             bytes: 0x400,
         });
+        // Three surfaces larger than a page: big session allocations (the session's own big
+        // page table where session pool is classic pages, 7601/17763).
+        plan.session.push(SessionAlloc {
+            tag: *b"DspK",
+            count: 3,
+            bytes: 0x3000,
+        });
         plan.session_history.push((*b"DspK", 75));
         plan.drivers.push(DriverLeak {
             module: "dispkmd.sys".into(),

@@ -167,12 +167,12 @@ pub(crate) fn field_widths(
     Ok(out)
 }
 
-fn put(sys: &mut System, at: u64, width: u64, v: u64) -> Result<(), ForgeError> {
+pub(crate) fn put(sys: &mut System, at: u64, width: u64, v: u64) -> Result<(), ForgeError> {
     let b = v.to_le_bytes();
     sys.machine.write(at, &b[..width as usize])
 }
 
-fn put_bits(sys: &mut System, at: u64, f: Field, v: u64) -> Result<(), ForgeError> {
+pub(crate) fn put_bits(sys: &mut System, at: u64, f: Field, v: u64) -> Result<(), ForgeError> {
     let (Some(pos), Some(len)) = (f.bit_position, f.bit_length) else {
         return put(sys, at + f.offset, 4, v);
     };

@@ -23,7 +23,7 @@
 //! planted: there the truth's `session_tags` are tag-table counts only.
 
 use crate::pool::{Allocation, HeaderLayout, PoolKind, PoolRegion, FREE_TAG};
-use crate::poolstate::{field_widths, tag_str, write_tracker, PoolPlan, TableWriter, TagStats};
+use crate::poolstate::{field_widths, put, put_bits, tag_str, write_tracker, PoolPlan, TableWriter, TagStats};
 use crate::space::PAGE;
 use crate::system::System;
 use crate::truth::hex;
@@ -46,6 +46,10 @@ const SESSION_PAGED_POOL_OFFSET: u64 = 0x0100_0000;
 pub const SESSION_PAGED_POOL_SIZE: u64 = 0x0400_0000;
 /// The first build whose pool is the segment heap (no classic session pool pages).
 const SEGMENT_HEAP_BUILD: u32 = 18362;
+/// Entries of the session's big page table.
+pub const SESSION_BIG_TABLE_SIZE: u64 = 64;
+/// PagedPoolSession: the POOL_TYPE a session big page entry records.
+const PAGED_POOL_SESSION: u64 = 0x21;
 
 /// What was planted, for the truth and the driver totals.
 pub struct PlantedSession {
@@ -58,6 +62,8 @@ pub struct PlantedSession {
     pub totals: BTreeMap<[u8; 4], TagStats>,
     /// The session paged pool blocks planted (classic pages, before 19H1), free ones included.
     pub blocks: Vec<Allocation>,
+    /// The session's big page table, when big session allocations were planted.
+    pub big_table: Option<u64>,
 }
 
 impl PlantedSession {
@@ -83,6 +89,10 @@ impl PlantedSession {
             "expansion": self.expansion.map(hex),
             "expansion_tags": self.expansion_tags.iter().map(tag_str).collect::<Vec<_>>(),
             "blocks_planted": !self.blocks.is_empty(),
+            "big_table": self.big_table.map(hex),
+            "big_pages": self.blocks.iter().filter(|b| b.big).map(|b| json!({
+                "va": hex(b.address), "tag": tag_str(&b.tag), "size": b.size, "pool_type": "paged", "free": false,
+            })).collect::<Vec<_>>(),
             "paged_pool": (!self.blocks.is_empty()).then(|| json!({
                 "start": hex(self.session_space + SESSION_PAGED_POOL_OFFSET),
                 "size": SESSION_PAGED_POOL_SIZE,
@@ -183,6 +193,45 @@ pub(crate) fn plant(
         }
         blocks = region.allocations;
     }
+    // Big session allocations: the session's own big page table (MM_SESSION_SPACE
+    // .PoolTrackBigPages), entries laid out as PoolBigPageTable's, POOL_TYPE PagedPoolSession.
+    let mut big_table = None;
+    let bigs: Vec<(u64, [u8; 4], u64)> = blocks.iter().filter(|b| b.big).map(|b| (b.address, b.tag, b.size)).collect();
+    if !bigs.is_empty() {
+        let es = sys.type_size("_POOL_TRACKER_BIG_PAGES")?;
+        let table = area.alloc(sys, SESSION_BIG_TABLE_SIZE * es)?;
+        let bw = field_widths(sys, "_POOL_TRACKER_BIG_PAGES")?;
+        let f = |n: &str| {
+            bw.get(n)
+                .copied()
+                .ok_or_else(|| ForgeError::MissingSymbol(format!("_POOL_TRACKER_BIG_PAGES.{n}")))
+        };
+        let pool_type = sys.profile.field("_POOL_TRACKER_BIG_PAGES", "PoolType");
+        let ptr = u64::from(sys.ptr_size());
+        for (i, (va, tag, size)) in bigs.iter().enumerate() {
+            let e = table + i as u64 * es;
+            let (o, n) = f("Va")?;
+            put(sys, e + o, n.min(ptr), *va)?;
+            put(sys, e + f("Key")?.0, 4, u64::from(u32::from_le_bytes(*tag)))?;
+            let (o, n) = f("NumberOfBytes")?;
+            put(sys, e + o, n, *size)?;
+            if let Some(pt) = pool_type {
+                put_bits(sys, e, pt, PAGED_POOL_SESSION)?;
+            }
+        }
+        let w = field_widths(sys, "_MM_SESSION_SPACE")?;
+        let at = |n: &str| {
+            w.get(n)
+                .map(|&(o, _)| o)
+                .ok_or_else(|| ForgeError::MissingSymbol(format!("_MM_SESSION_SPACE.{n}")))
+        };
+        sys.machine.write_ptr(session_space + at("PoolTrackBigPages")?, table)?;
+        sys.machine
+            .write_ptr(session_space + at("PoolTrackBigPagesSize")?, SESSION_BIG_TABLE_SIZE)?;
+        sys.machine
+            .write_u32(session_space + at("PoolBigEntriesInUse")?, bigs.len() as u32)?;
+        big_table = Some(table);
+    }
 
     // Counting: outstanding allocations (the blocks where planted), then history pairs.
     // Expansion tags, and tags beyond what the hashed table holds (its last entry stays free),
@@ -260,5 +309,6 @@ pub(crate) fn plant(
         expansion_tags: expansion.keys().copied().collect(),
         totals,
         blocks,
+        big_table,
     }))
 }

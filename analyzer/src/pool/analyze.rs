@@ -7,7 +7,10 @@ use super::bigpages::{read_big_pages, BigPage, BigPages};
 use super::header::HeaderLayout;
 use super::pages::{pool_ranges, scan_kernel_space, scan_ranges, Block, PageScan, PoolRange};
 use super::segheap::{walk_segment_heap, SegLayout, SegmentHeapScan};
-use super::session::{find_sessions, read_session_tables, session_memory, session_paged_pool, SessionInfo, SessionRef};
+use super::session::{
+    find_sessions, read_session_big_pages, read_session_tables, session_memory, session_paged_pool, SessionInfo,
+    SessionRef,
+};
 use super::tags::{read_tag_tables, sort_tags, SortKey, TableInfo, TagStats, TagTables, TrackerLayout};
 use super::vm::{vm_summary, walk_processes, QuotaAccumulator, QuotaEncoding, QuotaReport, VmSummary};
 use super::{hex, KernelContext, LayoutSource, PoolKind, PoolType, Tag, TagPattern};
@@ -119,6 +122,9 @@ pub struct PoolReport {
     pub sessions: Vec<SessionInfo>,
     pub tag_tables: Vec<TableInfo>,
     pub big_pages: Option<BigPages>,
+    /// Every session's big page table (MM_SESSION_SPACE.PoolTrackBigPages), merged; `None`
+    /// when no session has one. Filtered by the tag pattern as `big_pages`.
+    pub session_big_pages: Option<BigPages>,
     pub pages: Option<PageScan>,
     pub missing_pool_pages: Option<u64>,
     /// The Windows 10 19H1+ kernel segment heap walk (LFH and VS blocks), when there is one.
@@ -243,6 +249,12 @@ pub fn analyze_parts(
     let session_refs = match mode {
         Some(_) => find_sessions(mem, &ctx, &processes),
         None => Vec::new(),
+    };
+    let mut session_big = match mode {
+        Some(m) if dump.triage().is_none() => {
+            read_session_big_pages(dump.physical(), m, &ctx, &session_refs, &mut warnings)
+        }
+        _ => None,
     };
     if let (Some(t), Some(layout), Some(mode)) = (tables.as_mut(), session_layout, mode) {
         let refs = &session_refs;
@@ -428,10 +440,25 @@ pub fn analyze_parts(
             );
             None
         };
+        // Session big allocations lie in session paged pool: their pages have no headers.
+        let mut session_skip: Vec<(u64, u64)> = session_big
+            .iter()
+            .flat_map(|b| b.entries.iter())
+            .map(|e| (e.va & !0xfff, e.va.saturating_add(e.size)))
+            .collect();
+        session_skip.sort_unstable();
+        session_skip.dedup_by(|b, a| {
+            if b.0 <= a.1 {
+                a.1 = a.1.max(b.1);
+                true
+            } else {
+                false
+            }
+        });
         if let Some(m) = mode {
             for (s, r) in &session_pools {
                 let smem = session_memory(dump.physical(), m, s);
-                let one = scan_ranges(&smem, &layout, std::slice::from_ref(r), &big_ranges, &mut on_block);
+                let one = scan_ranges(&smem, &layout, std::slice::from_ref(r), &session_skip, &mut on_block);
                 match scan.as_mut() {
                     Some(total) => add_scan(total, &one),
                     None => scan = Some(one),
@@ -440,7 +467,7 @@ pub fn analyze_parts(
         }
         scan
     };
-    if let Some(b) = &big {
+    for b in big.iter().chain(session_big.iter()) {
         for e in &b.entries {
             let blk = big_block(e, &ranges);
             if let Some(q) = quota.as_mut() {
@@ -509,6 +536,11 @@ pub fn analyze_parts(
     let vm = vm_summary(mem, &ctx, &kernel.kdbg_values, tables.as_ref().map(|t| &t.tags[..]));
     warnings.extend(vm.warnings.iter().cloned());
 
+    if let Some(b) = session_big.as_mut() {
+        if opts.tag.is_some() {
+            b.entries.retain(|e| wanted(e.tag));
+        }
+    }
     let mut big_out = big;
     if let Some(b) = big_out.as_mut() {
         if opts.tag.is_some() {
@@ -548,6 +580,7 @@ pub fn analyze_parts(
         segment_heap,
         pages,
         big_pages: big_out,
+        session_big_pages: session_big,
         blocks: opts.list_blocks.then_some(listed),
         blocks_truncated: truncated,
         vm,

@@ -155,9 +155,22 @@ pub fn read_big_pages(mem: &dyn VirtualMemory, ctx: &KernelContext) -> Result<Bi
         va: size_var,
         source,
     })?;
+    read_big_table(mem, layout, "PoolBigPageTableSize", table, n)
+}
+
+/// Reads `n` entries of a big page table at `table` (PoolBigPageTable, or a session's
+/// MM_SESSION_SPACE.PoolTrackBigPages, whose entries have the same layout: ExGetBigPoolInfo
+/// copies either with the same code).
+pub(super) fn read_big_table(
+    mem: &dyn VirtualMemory,
+    layout: BigPageLayout,
+    what: &'static str,
+    table: u64,
+    n: u64,
+) -> Result<BigPages, PoolError> {
     if n > MAX_BIG_ENTRIES {
         return Err(PoolError::Implausible {
-            what: "PoolBigPageTableSize",
+            what,
             value: n,
             limit: MAX_BIG_ENTRIES,
         });

@@ -17,6 +17,7 @@
 //! the same physical page is read once), and each session is listed with its own totals. XP
 //! has no session tag table (ntkrnlpa.pdb has no ExpSessionPoolTrackTable).
 
+use super::bigpages::{read_big_table, BigPageLayout, BigPages};
 use super::pages::PoolRange;
 use super::tags::{check_size, Accumulator, TableInfo, TagStats, TrackerLayout};
 use super::PoolKind;
@@ -124,6 +125,50 @@ pub fn session_paged_pool(
         end,
         kind: PoolKind::Paged,
     })
+}
+
+/// Every session's big page table (`MM_SESSION_SPACE.PoolTrackBigPages`,
+/// `PoolTrackBigPagesSize` entries), read through the session's page tables: the same
+/// `_POOL_TRACKER_BIG_PAGES` entries as PoolBigPageTable (decompiled ExGetBigPoolInfo reads
+/// either with one loop; ExGetSessionBigPoolInformation attaches to each session to read its
+/// own). Entries of all sessions are merged, in session order; `None` when no session has one.
+pub fn read_session_big_pages(
+    phys: &dyn PhysicalMemory,
+    mode: PagingMode,
+    ctx: &KernelContext,
+    sessions: &[SessionRef],
+    warnings: &mut Vec<String>,
+) -> Option<BigPages> {
+    let p = ctx.profile?;
+    let layout = BigPageLayout::for_kernel(ctx)?;
+    let table_off = p.offset("_MM_SESSION_SPACE", "PoolTrackBigPages")?;
+    let size_off = p.offset("_MM_SESSION_SPACE", "PoolTrackBigPagesSize")?;
+    let mut out: Option<BigPages> = None;
+    for s in sessions {
+        let mem = session_memory(phys, mode, s);
+        let (Ok(table), Ok(n)) = (
+            mem.read_ptr(s.session_space.wrapping_add(table_off)),
+            mem.read_ptr(s.session_space.wrapping_add(size_off)),
+        ) else {
+            continue;
+        };
+        if table == 0 || n == 0 {
+            continue;
+        }
+        match read_big_table(&mem, layout, "MM_SESSION_SPACE.PoolTrackBigPagesSize", table, n) {
+            Ok(b) => match out.as_mut() {
+                None => out = Some(b),
+                Some(all) => {
+                    all.entries.extend(b.entries);
+                    all.table_size += b.table_size;
+                    all.free += b.free;
+                    all.unreadable += b.unreadable;
+                }
+            },
+            Err(e) => warnings.push(format!("session big pages at {:#x}: {e}", s.session_space)),
+        }
+    }
+    out
 }
 
 /// Largest session paged pool range walked (x64 session paged pool is at most a few GiB).
