@@ -137,6 +137,17 @@ fn text(r: &PoolReport) -> String {
             b.unreadable
         );
     }
+    if let Some(b) = &r.session_big_pages {
+        let bytes: u64 = b.entries.iter().map(|e| e.size).sum();
+        let _ = writeln!(
+            s,
+            "Session big allocations: {} ({} bytes), {} free slots, {} unreadable",
+            b.entries.len(),
+            bytes,
+            b.free,
+            b.unreadable
+        );
+    }
     if let Some(p) = &r.pages {
         let _ = writeln!(
             s,
