@@ -11,12 +11,12 @@
 #[path = "independent/harness.rs"]
 mod harness;
 
-use harness::{create_token, pooltriage_bin, spawn_serve, upload_temp_files};
+use harness::{create_token, pooltriage_bin, spawn_serve, upload_temp_files, ServeProcess};
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const TRIAGE: &str = concat!(
@@ -24,19 +24,12 @@ const TRIAGE: &str = concat!(
     "/../shared/corpus/dumps/triage_x64.dmp"
 );
 
-/// A running `pooltriage serve`, killed when dropped.
+/// A running `pooltriage serve` (killed when dropped).
 struct Service {
-    child: Child,
+    child: ServeProcess,
     addr: SocketAddr,
     /// `Authorization` header value of an admin token made before the start.
     auth: String,
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Service {

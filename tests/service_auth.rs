@@ -8,34 +8,27 @@
 #[path = "independent/harness.rs"]
 mod harness;
 
-use harness::{create_token, spawn_serve};
+use harness::{create_token, spawn_serve, ServeProcess};
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::Child;
 use std::time::Duration;
 
 const TRIAGE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus/dumps/triage_x64.dmp");
 
-/// A running `pooltriage serve`, killed when dropped.
+/// A running `pooltriage serve` (killed when dropped).
 struct Service {
-    child: Child,
+    /// Held for its drop: the service stops with the test.
+    _process: ServeProcess,
     addr: SocketAddr,
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn serve(dir: &Path, env: &[(&str, &str)]) -> Service {
     let mut env = env.to_vec();
     env.insert(0, ("POOLTRIAGE_WORKERS", "1"));
     let (child, addr) = spawn_serve(dir, &env);
-    Service { child, addr }
+    Service { _process: child, addr }
 }
 
 struct Reply {

@@ -13,7 +13,7 @@
 #[path = "independent/harness.rs"]
 mod harness;
 
-use harness::{create_token, pooltriage_bin, python, script, spawn_serve};
+use harness::{create_token, pooltriage_bin, python, script, spawn_serve, ServeProcess};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -21,18 +21,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-
-/// A running `pooltriage serve`, killed when dropped.
-struct Service {
-    child: Child,
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// The service's environment: one worker, and the corpus kernel ISFs (a copy) for the analyzer
 /// child, which inherits the environment (`POOLTRIAGE_ISF_DIR`, `pooltriage analyze --isf-dir`):
@@ -67,7 +55,7 @@ fn copy_isf(to: &Path) -> PathBuf {
 
 /// `pooltriage serve` again on the address a previous instance had (the browser's page and
 /// cookie belong to that origin).
-fn serve_at(dir: &Path, addr: SocketAddr, env: &[(String, String)]) -> Service {
+fn serve_at(dir: &Path, addr: SocketAddr, env: &[(String, String)]) -> ServeProcess {
     let mut cmd = Command::new(pooltriage_bin());
     cmd.args(["serve", "--listen", &addr.to_string(), "--data-dir"])
         .arg(dir)
@@ -75,7 +63,7 @@ fn serve_at(dir: &Path, addr: SocketAddr, env: &[(String, String)]) -> Service {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
-    let mut child = cmd.spawn().expect("pooltriage serve starts");
+    let mut child = ServeProcess(cmd.spawn().expect("pooltriage serve starts"));
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
@@ -85,7 +73,7 @@ fn serve_at(dir: &Path, addr: SocketAddr, env: &[(String, String)]) -> Service {
         format!("listening on http://{addr}"),
         "restart"
     );
-    Service { child }
+    child
 }
 
 fn sha256sum(path: &Path) -> String {
@@ -252,8 +240,7 @@ fn chromium_drops_a_dump_on_the_portal_and_lands_on_its_report() {
     let token = create_token(dir.path(), "acme", "customer");
     let env = env(&copy_isf(work.path()));
     let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let (child, addr) = spawn_serve(dir.path(), &env_ref);
-    let _svc = Service { child };
+    let (_svc, addr) = spawn_serve(dir.path(), &env_ref);
 
     let mut b = Browser::start(
         addr,
@@ -295,8 +282,7 @@ fn the_browser_upload_resumes_after_the_server_is_killed_mid_upload() {
     let token = create_token(dir.path(), "acme", "customer");
     let env = env(&copy_isf(work.path()));
     let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let (child, addr) = spawn_serve(dir.path(), &env_ref);
-    let svc = Service { child };
+    let (svc, addr) = spawn_serve(dir.path(), &env_ref);
 
     // 4 MB/s: the ~36 MB upload takes ~9 s, long enough to kill the server in the middle.
     let mut b = Browser::start(
@@ -388,8 +374,7 @@ fn the_file_picker_and_submit_button_upload_through_the_script_too() {
     let token = create_token(dir.path(), "acme", "customer");
     let env = env(&copy_isf(work.path()));
     let env_ref: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let (child, addr) = spawn_serve(dir.path(), &env_ref);
-    let _svc = Service { child };
+    let (_svc, addr) = spawn_serve(dir.path(), &env_ref);
     let mut b = Browser::start(
         addr,
         &token,

@@ -14,13 +14,13 @@
 #[path = "independent/harness.rs"]
 mod harness;
 
-use harness::{create_token, forge, pooltriage_bin, spawn_serve};
+use harness::{create_token, forge, pooltriage_bin, spawn_serve, ServeProcess};
 use scraper::{Html, Selector};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const TRIAGE: &str = concat!(
@@ -28,18 +28,12 @@ const TRIAGE: &str = concat!(
     "/../shared/corpus/dumps/triage_x64.dmp"
 );
 
-/// A running `pooltriage serve`, killed when dropped.
+/// A running `pooltriage serve` (killed when dropped).
 struct Service {
-    child: Child,
+    /// Held for its drop: the service stops with the test.
+    _process: ServeProcess,
     addr: SocketAddr,
     agent: ureq::Agent,
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// A response, whatever its status; redirects are not followed.
@@ -69,7 +63,7 @@ impl Service {
         env.insert(0, ("POOLTRIAGE_UPLOAD_BURST", "100"));
         let (child, addr) = spawn_serve(dir, &env);
         Service {
-            child,
+            _process: child,
             addr,
             agent: ureq::AgentBuilder::new()
                 .redirects(0)

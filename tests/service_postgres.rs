@@ -98,7 +98,7 @@ fn ready(mut child: Child, dir: &Path) -> Service {
         .parse()
         .expect("a socket address");
     Service {
-        child,
+        child: harness::ServeProcess(child),
         addr,
         dir: dir.to_path_buf(),
     }

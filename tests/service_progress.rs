@@ -75,7 +75,9 @@ fn write_stand_in(dir: &Path) -> PathBuf {
 /// The service with the stand-in; `ack_dir`: where the test acknowledges stages (else the
 /// stand-in spends 2 s in each).
 fn start(dir: &Path, stand_in: &Path, ack_dir: Option<&Path>) -> Service {
-    let ack = ack_dir.map(|d| d.to_str().unwrap().to_string()).unwrap_or_default();
+    let ack = ack_dir
+        .map(|d| d.to_str().unwrap().to_string())
+        .unwrap_or_default();
     Service::start(
         dir,
         &[

@@ -143,7 +143,7 @@ fn serve(dir: &Path, flags: &[&str], workers: usize) -> Service {
         .parse()
         .unwrap();
     Service {
-        child,
+        child: harness::ServeProcess(child),
         addr,
         dir: dir.to_path_buf(),
     }

@@ -11,12 +11,12 @@
 #[path = "independent/harness.rs"]
 mod harness;
 
-use harness::{create_token, spawn_serve};
+use harness::{create_token, spawn_serve, ServeProcess};
 use serde_json::{json, Value};
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const TRIAGE: &str = concat!(
@@ -24,17 +24,10 @@ const TRIAGE: &str = concat!(
     "/../shared/corpus/dumps/triage_x64.dmp"
 );
 
-/// A running `pooltriage serve`, killed when dropped.
+/// A running `pooltriage serve` (killed when dropped).
 struct Service {
-    child: Child,
+    child: ServeProcess,
     addr: SocketAddr,
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn serve(dir: &Path, env: &[(&str, &str)]) -> Service {

@@ -239,12 +239,33 @@ pub fn upload_temp_files(data_dir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
+/// A `pooltriage serve` child process, SIGKILLed and reaped when dropped, so a test that fails
+/// half-way leaves no service running. Derefs to the [`std::process::Child`].
+pub struct ServeProcess(pub std::process::Child);
+
+impl std::ops::Deref for ServeProcess {
+    type Target = std::process::Child;
+    fn deref(&self) -> &std::process::Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for ServeProcess {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        &mut self.0
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Starts `pooltriage serve` on a free loopback port with `dir` as its data directory and the
-/// extra environment `env`; returns the child and the address it printed on its first line.
-pub fn spawn_serve(
-    dir: &Path,
-    env: &[(&str, &str)],
-) -> (std::process::Child, std::net::SocketAddr) {
+/// extra environment `env`; returns the process and the address it printed on its first line.
+pub fn spawn_serve(dir: &Path, env: &[(&str, &str)]) -> (ServeProcess, std::net::SocketAddr) {
     use std::io::{BufRead, BufReader};
     use std::process::Stdio;
     let mut cmd = Command::new(pooltriage_bin());
@@ -266,7 +287,7 @@ pub fn spawn_serve(
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let mut child = cmd.spawn().expect("pooltriage serve starts");
+    let mut child = ServeProcess(cmd.spawn().expect("pooltriage serve starts"));
     let stdout = child.stdout.take().expect("piped stdout");
     let mut line = String::new();
     BufReader::new(stdout)

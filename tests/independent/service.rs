@@ -3,25 +3,17 @@
 //! loopback port with tokens made beforehand, killed when dropped, and a small JSON client.
 #![allow(dead_code)]
 
-use super::harness::{create_token, spawn_serve};
+use super::harness::{create_token, spawn_serve, ServeProcess};
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Child;
 use std::time::{Duration, Instant};
 
-/// A running `pooltriage serve`, SIGKILLed when dropped.
+/// A running `pooltriage serve` (SIGKILLed when dropped).
 pub struct Service {
-    pub child: Child,
+    pub child: ServeProcess,
     pub addr: SocketAddr,
     pub dir: PathBuf,
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// A bearer token of one tenant and role.
