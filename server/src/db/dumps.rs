@@ -37,7 +37,8 @@ const SELECT: &str =
      COALESCE(j.attempts, 0) AS attempts \
      FROM dumps d LEFT JOIN jobs j ON j.sha256 = d.sha256";
 
-fn from_row(r: &super::Row) -> Result<DumpRow, sqlx::Error> {
+/// A [`DumpRow`] from a row with the columns of `SELECT` (search queries select them too).
+pub(super) fn from_row(r: &super::Row) -> Result<DumpRow, sqlx::Error> {
     Ok(DumpRow {
         id: r.try_get("id")?,
         tenant: r.try_get("tenant")?,

@@ -170,20 +170,7 @@ const ITEM_SELECT: &str =
 // `$1` of ITEM_SELECT is the driver filter's module (NULL: no driver columns).
 
 fn item_from_row(r: &super::Row) -> Result<DumpItem, sqlx::Error> {
-    let dump = DumpRow {
-        id: r.try_get("id")?,
-        tenant: r.try_get("tenant")?,
-        sha256: r.try_get("sha256")?,
-        size: r.try_get("size")?,
-        upload_size: r.try_get("upload_size")?,
-        compression: r.try_get("compression")?,
-        original_name: r.try_get("original_name")?,
-        created_at: r.try_get("created_at")?,
-        state: r.try_get("state")?,
-        stage: r.try_get("stage")?,
-        error: r.try_get("error")?,
-        attempts: r.try_get("attempts")?,
-    };
+    let dump = super::dumps::from_row(r)?;
     let s_sha: Option<String> = r.try_get("s_sha")?;
     let summary = match s_sha {
         None => None,
