@@ -261,7 +261,9 @@ pub fn analyze_parts(
         if !refs.is_empty() {
             let st = read_session_tables(dump.physical(), mode, &ctx, layout, refs);
             warnings.extend(st.warnings.iter().cloned());
-            if !st.tables.is_empty() {
+            // The per-session read replaces the one through the dump's page tables unless it
+            // found nothing where that one found rows (session pages left out of the dump).
+            if !st.tables.is_empty() && (st.rows.is_some() || t.session.is_none()) {
                 t.tables.retain(|i| i.name != "ExpSessionPoolTrackTable");
                 t.tables.extend(st.tables);
                 t.session = st.rows;
