@@ -293,32 +293,14 @@ impl AnalysisView {
                 is_verdict: verdict_drivers.contains(&d.module.to_lowercase()),
             })
             .collect();
-        let drivers_chart = (!r.drivers.is_empty()).then(|| {
-            let bars: Vec<Bar> = r
-                .drivers
-                .iter()
-                .take(CHART_BARS)
-                .map(|d| Bar {
-                    label: d.module.clone(),
-                    paged: d.paged_bytes,
-                    nonpaged: d.nonpaged_bytes,
-                })
-                .collect();
-            svg::bar_chart("Outstanding pool of the top drivers", &bars)
-        });
-        let tags_chart = (!r.tags.is_empty()).then(|| {
-            let bars: Vec<Bar> = r
-                .tags
-                .iter()
-                .take(CHART_BARS)
-                .map(|t| Bar {
-                    label: t.tag.clone(),
-                    paged: t.paged_bytes,
-                    nonpaged: t.nonpaged_bytes,
-                })
-                .collect();
-            svg::bar_chart("Outstanding pool of the top tags", &bars)
-        });
+        let drivers_chart = top_chart(
+            "Outstanding pool of the top drivers",
+            r.drivers.iter().map(|d| (&d.module, d.paged_bytes, d.nonpaged_bytes)),
+        );
+        let tags_chart = top_chart(
+            "Outstanding pool of the top tags",
+            r.tags.iter().map(|t| (&t.tag, t.paged_bytes, t.nonpaged_bytes)),
+        );
         let mut sorted: Vec<&TagReport> = r.tags.iter().collect();
         sort_tags(&mut sorted, sort);
         let shown = if all_tags {
@@ -686,6 +668,23 @@ impl DriverView {
                 .collect(),
         }
     }
+}
+
+
+/// A bar chart of the first [`CHART_BARS`] (label, paged, nonpaged) rows; `None` for no rows.
+fn top_chart<'a>(
+    title: &str,
+    rows: impl Iterator<Item = (&'a String, u64, u64)>,
+) -> Option<Svg> {
+    let bars: Vec<Bar> = rows
+        .take(CHART_BARS)
+        .map(|(label, paged, nonpaged)| Bar {
+            label: label.clone(),
+            paged,
+            nonpaged,
+        })
+        .collect();
+    (!bars.is_empty()).then(|| svg::bar_chart(title, &bars))
 }
 
 #[cfg(test)]
