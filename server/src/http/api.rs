@@ -266,36 +266,20 @@ async fn upload(
         .await
         .map_err(|e| ApiError::internal("upload task", e))?
         .map_err(ingest_error)?;
-    let (sha, size, received, compression, original) = (
-        ingested.sha256.clone(),
-        ingested.size,
-        ingested.received,
-        ingested.compression,
-        ingested.original_name.clone(),
-    );
     let storage = app.storage.clone();
-    tokio::task::spawn_blocking(move || storage.store(ingested))
+    let stored = tokio::task::spawn_blocking(move || storage.store(ingested))
         .await
         .map_err(|e| ApiError::internal("upload task", e))?
         .map_err(|e| ApiError::internal("storage", e))?;
-    let new = dumps::NewDump {
-        tenant: &caller.tenant,
-        sha256: &sha,
-        size,
-        upload_size: received,
-        compression: compression.as_str(),
-        original_name: original.as_deref(),
-    };
-    let (id, created) = dumps::insert_or_get(&app.db, &new, db::now_unix()).await?;
-    super::hooks::after_upload(&app, &id, &caller.tenant, &sha, created, webhook.as_deref()).await;
-    tracing::info!(dump = %id, sha256 = %sha, size, received, created, "upload stored");
+    let (id, created) =
+        super::hooks::record_upload(&app, &caller.tenant, &stored, webhook.as_deref()).await?;
     let code = if created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
     let url = status_url(&id);
-    let mut resp = (code, Json(json!({ "id": id, "status_url": url, "sha256": sha, "size": size, "duplicate": !created }))).into_response();
+    let mut resp = (code, Json(json!({ "id": id, "status_url": url, "sha256": stored.sha256, "size": stored.size, "duplicate": !created }))).into_response();
     if let Ok(v) = HeaderValue::from_str(&url) {
         resp.headers_mut().insert(header::LOCATION, v);
     }

@@ -1,14 +1,41 @@
-//! What follows every recorded upload, whichever route took it (API, resumable upload, browser
-//! form): webhook deliveries are recorded, and a file that retention had deleted and that the
-//! upload brought back loses its "deleted" mark.
+//! What follows every stored upload, whichever route took it (API, resumable upload, browser
+//! form): the dump is recorded for the tenant with its analysis job, webhook deliveries are
+//! recorded, and a file that retention had deleted and that the upload brought back loses its
+//! "deleted" mark.
 
 use super::AppState;
+use crate::db::{self, dumps};
+use crate::storage::StoredDump;
 
-/// Call after `db::dumps::insert_or_get` succeeded. `created`: the dump row is new (a
+/// Records a stored dump for `tenant` (a new dump and, for new content, its analysis job; or
+/// the tenant's existing dump of the same content), then [`after_upload`]. Returns the dump id
+/// and whether it is new.
+pub async fn record_upload(
+    app: &AppState,
+    tenant: &str,
+    stored: &StoredDump,
+    own_webhook: Option<&str>,
+) -> Result<(String, bool), sqlx::Error> {
+    let new = dumps::NewDump {
+        tenant,
+        sha256: &stored.sha256,
+        size: stored.size,
+        upload_size: stored.received,
+        compression: stored.compression,
+        original_name: stored.original_name.as_deref(),
+    };
+    let (id, created) = dumps::insert_or_get(&app.db, &new, db::now_unix()).await?;
+    after_upload(app, &id, tenant, &stored.sha256, created, own_webhook).await;
+    tracing::info!(dump = %id, sha256 = %stored.sha256, size = stored.size,
+        received = stored.received, created, "upload stored");
+    Ok((id, created))
+}
+
+/// Called by [`record_upload`] once the dump is recorded. `created`: the dump row is new (a
 /// re-upload of the same content by the same tenant does not notify the default webhooks
 /// again). `own_webhook`: the upload's `webhook_url`, already checked with
 /// `crate::webhooks::policy::check_upload_url`. Errors are logged, never fail the upload.
-pub async fn after_upload(
+async fn after_upload(
     app: &AppState,
     dump_id: &str,
     tenant: &str,

@@ -14,7 +14,7 @@
 
 use super::{ApiError, AppState};
 use crate::auth::{csrf, AuthError, Principal};
-use crate::db::{self, dumps, uploads};
+use crate::db::{self, uploads};
 use crate::storage::chunked::{self, ChunkFiles, LostBytes};
 use crate::storage::ingest::{self, IngestError};
 use axum::body::Bytes;
@@ -550,20 +550,12 @@ async fn finish(app: &AppState, u: uploads::UploadRow) -> Result<Response, Respo
     let storage = app.storage.clone();
     let done = tokio::task::spawn_blocking(move || {
         let ingested = ingest::ingest_file(&path, &tmp, &limits, name)?;
-        let meta = (
-            ingested.sha256.clone(),
-            ingested.size,
-            ingested.received,
-            ingested.compression,
-            ingested.original_name.clone(),
-        );
-        storage.store(ingested).map_err(IngestError::Io)?;
-        Ok::<_, IngestError>(meta)
+        storage.store(ingested).map_err(IngestError::Io)
     })
     .await
     .map_err(|e| ApiError::internal("upload task", e).into_response())?;
-    let (sha, size, received, compression, original) = match done {
-        Ok(m) => m,
+    let stored = match done {
+        Ok(s) => s,
         Err(IngestError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
             let msg = "the upload's data was lost on the server; start again".to_string();
             return Err(fail(app, &u, StatusCode::GONE, "upload_lost", msg).await);
@@ -577,19 +569,9 @@ async fn finish(app: &AppState, u: uploads::UploadRow) -> Result<Response, Respo
             return Err(fail(app, &u, api.status, api.code, api.message).await);
         }
     };
-    let new = dumps::NewDump {
-        tenant: &u.tenant,
-        sha256: &sha,
-        size,
-        upload_size: received,
-        compression: compression.as_str(),
-        original_name: original.as_deref(),
-    };
-    let (dump_id, created) = dumps::insert_or_get(&app.db, &new, db::now_unix())
+    let (dump_id, created) = super::hooks::record_upload(app, &u.tenant, &stored, None)
         .await
         .map_err(|e| ApiError::from(e).into_response())?;
-    // Webhook deliveries and retention marks, as after every upload route (`super::hooks`).
-    super::hooks::after_upload(app, &dump_id, &u.tenant, &sha, created, None).await;
     uploads::complete(&app.db, &u.id, &dump_id, db::now_unix())
         .await
         .map_err(|e| ApiError::from(e).into_response())?;
@@ -597,7 +579,7 @@ async fn finish(app: &AppState, u: uploads::UploadRow) -> Result<Response, Respo
     let files = app.uploads.files.clone();
     let fid = u.id.clone();
     let _ = tokio::task::spawn_blocking(move || files.remove(&fid)).await;
-    tracing::info!(upload = %u.id, dump = %dump_id, sha256 = %sha, size, created, "resumable upload stored");
+    tracing::info!(upload = %u.id, dump = %dump_id, "resumable upload complete");
     let mut done = u;
     done.state = "complete".into();
     done.received = done.size;

@@ -21,6 +21,18 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+/// A dump in `dumps/`, as its upload brought it.
+#[derive(Debug, Clone)]
+pub struct StoredDump {
+    pub sha256: String,
+    /// Bytes of the (decompressed) dump.
+    pub size: u64,
+    /// Bytes received (the .gz/.zip when compressed).
+    pub received: u64,
+    pub compression: &'static str,
+    pub original_name: Option<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Storage {
     root: PathBuf,
@@ -61,17 +73,24 @@ impl Storage {
         self.dumps_dir().join(sha256)
     }
 
-    /// Moves a complete upload into place under its content name.
-    pub fn store(&self, ingested: ingest::Ingested) -> io::Result<()> {
+    /// Moves a complete upload into place under its content name; returns what is known of it.
+    pub fn store(&self, ingested: ingest::Ingested) -> io::Result<StoredDump> {
+        let stored = StoredDump {
+            sha256: ingested.sha256.clone(),
+            size: ingested.size,
+            received: ingested.received,
+            compression: ingested.compression.as_str(),
+            original_name: ingested.original_name.clone(),
+        };
         let dest = self.dump_path(&ingested.sha256);
         // Same content already stored: keep that file, the temporary one is deleted on drop.
         if dest.is_file() {
-            return Ok(());
+            return Ok(stored);
         }
         ingested.file.persist(&dest).map_err(|e| e.error)?;
         // The rename is only durable once the directory is: the upload is acknowledged after.
         std::fs::File::open(self.dumps_dir())?.sync_all()?;
-        Ok(())
+        Ok(stored)
     }
 
     /// Removes a stored dump (no error if it is already gone).

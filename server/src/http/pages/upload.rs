@@ -12,7 +12,6 @@ use super::super::api::{ingest_error, pump};
 use super::super::AppState;
 use super::{format, render, render_status, Nav, PageError, PageUser};
 use crate::auth::{csrf, AuthError};
-use crate::db::{self, dumps};
 use crate::storage::ingest;
 use crate::storage::source::{self, Chunk};
 use askama::Template;
@@ -134,36 +133,16 @@ async fn upload(State(app): State<AppState>, user: PageUser, req: Request) -> Re
         }
         Err(e) => return PageError::internal("upload task", e, &nav).into_response(),
     };
-    let (sha, size, received, compression, original) = (
-        ingested.sha256.clone(),
-        ingested.size,
-        ingested.received,
-        ingested.compression,
-        ingested.original_name.clone(),
-    );
     let storage = app.storage.clone();
-    match tokio::task::spawn_blocking(move || storage.store(ingested)).await {
-        Ok(Ok(())) => {}
+    let stored = match tokio::task::spawn_blocking(move || storage.store(ingested)).await {
+        Ok(Ok(s)) => s,
         Ok(Err(e)) => return PageError::internal("storage", e, &nav).into_response(),
         Err(e) => return PageError::internal("upload task", e, &nav).into_response(),
-    }
-    let new = dumps::NewDump {
-        tenant: &user.0.tenant,
-        sha256: &sha,
-        size,
-        upload_size: received,
-        compression: compression.as_str(),
-        original_name: original.as_deref(),
     };
-    let id = match dumps::insert_or_get(&app.db, &new, db::now_unix()).await {
-        Ok((id, created)) => {
-            // Webhook deliveries and retention marks, as after every upload route.
-            crate::http::hooks::after_upload(&app, &id, &user.0.tenant, &sha, created, None).await;
-            id
-        }
+    let id = match crate::http::hooks::record_upload(&app, &user.0.tenant, &stored, None).await {
+        Ok((id, _)) => id,
         Err(e) => return PageError::internal("database", e, &nav).into_response(),
     };
-    tracing::info!(dump = %id, sha256 = %sha, size, received, "upload stored (form)");
     let mut resp = StatusCode::SEE_OTHER.into_response();
     if let Ok(v) = HeaderValue::from_str(&format!("/dumps/{id}")) {
         resp.headers_mut().insert(header::LOCATION, v);
