@@ -10,6 +10,7 @@
 //!   `translate_virtual`, and our physical page there against kdmp-parser's,
 //! - addresses just outside the mapped ranges: whatever kdmp-parser can read there, we must read
 //!   identically (we may read more: transition PTEs count as present for us, as in WinDbg).
+//!
 //! Expected bytes come from kdmp-parser, expected header values from the truth file; our
 //! reader's output is never the reference.
 //!
