@@ -53,11 +53,13 @@ pub enum Level {
 }
 
 impl Level {
-    /// Danger at 90% (or when the analyzer says "near exhaustion"), warning at 75%.
+    /// Danger when the analyzer says "near exhaustion" (WinDbg's `!vm` rule, one definition in
+    /// `analyzer::pool::vm::near_exhaustion`, so the red gauge and the warning always agree) or
+    /// the pool is over its maximum; warning from 75%.
     pub fn of(fraction: Option<f64>, near_exhaustion: bool) -> Level {
         match fraction {
             _ if near_exhaustion => Level::Danger,
-            Some(f) if f.is_finite() && f >= 0.9 => Level::Danger,
+            Some(f) if f.is_finite() && f > 1.0 => Level::Danger,
             Some(f) if f.is_finite() && f >= 0.75 => Level::Warn,
             Some(f) if f.is_finite() => Level::Ok,
             _ => Level::Unknown,
@@ -282,10 +284,13 @@ mod tests {
         let g = gauge("Paged pool", 2000, Some(1000), false);
         assert_eq!(attrs(g.as_str(), "gauge-fill", "width"), [GAUGE_W]);
         assert!(g.as_str().contains("gauge-danger"));
-        // 80%: warning; near exhaustion wins over a low fraction.
-        assert!(gauge("p", 80, Some(100), false)
-            .as_str()
-            .contains("gauge-warn"));
+        // 80% and 94% without the analyzer's near-exhaustion flag: warning; near exhaustion
+        // wins over a low fraction.
+        for in_use in [80, 94] {
+            assert!(gauge("p", in_use, Some(100), false)
+                .as_str()
+                .contains("gauge-warn"));
+        }
         assert!(gauge("p", 10, Some(100), true)
             .as_str()
             .contains("gauge-danger"));
