@@ -38,39 +38,11 @@ const SCENARIOS: [&str; 9] = [
     "session-leak",
 ];
 /// Small machines keep the dumps small (busy-server: one block per 4 KiB, 64 Ki blocks).
-const SIZE: &str = "268435456";
+const SIZE: u64 = 268_435_456;
 const OBJDUMP: &str = "x86_64-w64-mingw32-objdump";
 
 fn forge(dir: &Path, profile: &str, scenario: &str) -> Option<(std::path::PathBuf, Value)> {
-    let dump = dir.join(format!("{profile}-{scenario}.dmp"));
-    let out = Command::new(pooltriage_bin())
-        .env("POOLTRIAGE_CORPUS", corpus())
-        .args([
-            "forge",
-            "--profile",
-            profile,
-            "--format",
-            "kernel-bitmap",
-            "--size",
-            SIZE,
-        ])
-        .args(["--scenario", scenario, "--out"])
-        .arg(&dump)
-        .output()
-        .expect("pooltriage forge runs");
-    if !out.status.success() {
-        // quota-leak needs x64 headers (ProcessBilled), session-leak a session tag table
-        // (Vista+): the forge refuses both on XP.
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            (scenario == "quota-leak" || scenario == "session-leak") && profile.starts_with("xp"),
-            "forge {profile} {scenario}: {err}"
-        );
-        return None;
-    }
-    let truth: Value =
-        serde_json::from_slice(&std::fs::read(format!("{}.truth.json", dump.display())).unwrap()).unwrap();
-    Some((dump, truth))
+    harness::forge_scenario(dir, profile, scenario, Some(SIZE)).map(|f| (f.dump, f.truth))
 }
 
 fn analyze(dump: &Path, profile: &str) -> Value {

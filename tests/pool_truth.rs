@@ -32,35 +32,7 @@ const SCENARIOS: [&str; 7] = [
 ];
 
 fn forge(dir: &Path, profile: &str, scenario: &str) -> Option<(std::path::PathBuf, Value)> {
-    let dump = dir.join(format!("{profile}-{scenario}.dmp"));
-    let out = Command::new(pooltriage_bin())
-        .env("POOLTRIAGE_CORPUS", corpus())
-        .args([
-            "forge",
-            "--profile",
-            profile,
-            "--format",
-            "kernel-bitmap",
-            "--scenario",
-            scenario,
-            "--out",
-        ])
-        .arg(&dump)
-        .output()
-        .expect("pooltriage forge runs");
-    if !out.status.success() {
-        // quota-leak needs x64 headers (ProcessBilled), session-leak a session tag table
-        // (ExpSessionPoolTrackTable, Vista+): the forge refuses both on XP.
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            (scenario == "quota-leak" || scenario == "session-leak") && profile.starts_with("xp"),
-            "forge {profile} {scenario}: {err}"
-        );
-        return None;
-    }
-    let truth: Value =
-        serde_json::from_slice(&std::fs::read(format!("{}.truth.json", dump.display())).unwrap()).unwrap();
-    Some((dump, truth))
+    harness::forge_scenario(dir, profile, scenario, None).map(|f| (f.dump, f.truth))
 }
 
 fn blocks_json(dump: &Path, profile: &str) -> Value {

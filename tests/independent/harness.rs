@@ -178,6 +178,36 @@ pub fn forge(dir: &Path, profile: &str, format: &str, size: Option<u64>) -> Forg
     Forged { dump, truth }
 }
 
+/// Forges pool scenario `scenario` on `profile` as a kernel-bitmap dump into `dir` (of a
+/// `size`-byte machine when given). `None` when the forge refuses the scenario on XP, as it
+/// must: quota-leak needs x64 pool headers (ProcessBilled), session-leak a session tag table
+/// (`ExpSessionPoolTrackTable`, Vista+); any other refusal fails the test.
+pub fn forge_scenario(dir: &Path, profile: &str, scenario: &str, size: Option<u64>) -> Option<Forged> {
+    let dump = dir.join(format!("{profile}-{scenario}.dmp"));
+    let mut cmd = Command::new(pooltriage_bin());
+    cmd.env("POOLTRIAGE_CORPUS", corpus())
+        .args(["forge", "--profile", profile, "--format", "kernel-bitmap"])
+        .args(["--scenario", scenario, "--out"])
+        .arg(&dump);
+    if let Some(size) = size {
+        cmd.args(["--size", &size.to_string()]);
+    }
+    let out = cmd.output().expect("pooltriage forge runs");
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            (scenario == "quota-leak" || scenario == "session-leak") && profile.starts_with("xp"),
+            "forge {profile} {scenario}: {err}"
+        );
+        return None;
+    }
+    let truth_path = format!("{}.truth.json", dump.display());
+    let text = std::fs::read(&truth_path).unwrap_or_else(|e| panic!("{truth_path}: {e}"));
+    let truth: Value = serde_json::from_slice(&text).unwrap_or_else(|e| panic!("{truth_path}: {e}"));
+    assert_eq!(truth["scenario"], scenario, "truth scenario");
+    Some(Forged { dump, truth })
+}
+
 /// A "0x..." hex string (or a plain number) of the truth file as u64.
 pub fn hx(v: &Value) -> u64 {
     match v {
