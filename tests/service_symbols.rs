@@ -307,8 +307,12 @@ fn kernel_pdb_from_a_loopback_symbol_server_then_from_the_cache() {
         .into_string()
         .unwrap();
     assert!(
-        page.contains(&format!("Kernel symbols: pdb {}", cached.display())),
-        "dump page lacks the symbol source"
+        page.contains(&format!("Kernel symbols: pdb {}", key.split_once('/').unwrap().1)),
+        "dump page lacks the symbol source (<GUID><age>/ntkrnlpa.pdb of the store key {key})"
+    );
+    assert!(
+        !page.contains(&cache.display().to_string()),
+        "the dump page shows where the server keeps its symbol cache"
     );
 
     // Same kernel again: the cache answers, the server is not asked.

@@ -449,7 +449,7 @@ impl AnalysisView {
             }
             other => format!(
                 "Kernel symbols: {other}{}{}",
-                s.path.as_ref().map(|p| format!(" {p}")).unwrap_or_default(),
+                s.path.as_deref().map(|p| format!(" {}", store_key(p))).unwrap_or_default(),
                 match s.matches_kernel {
                     Some(false) => " (does NOT match the kernel image)",
                     _ => "",
@@ -670,6 +670,14 @@ impl DriverView {
     }
 }
 
+
+/// The last two components of a symbol file's path on the server (`<GUID><age>/ntkrnlmp.pdb`,
+/// `ntkrnlmp.pdb/<GUID>-<age>.json.xz`): which file it is, not where the server keeps it (a
+/// customer reads this page).
+fn store_key(path: &str) -> String {
+    let parts: Vec<&str> = path.split(['/', '\\']).filter(|p| !p.is_empty()).collect();
+    parts[parts.len().saturating_sub(2)..].join("/")
+}
 
 /// A bar chart of the first [`CHART_BARS`] (label, paged, nonpaged) rows; `None` for no rows.
 fn top_chart<'a>(
