@@ -3,6 +3,7 @@
 //! webhook deliveries. The queries are `crate::db::stats`; this file turns query strings into
 //! filters (customers always scoped to their tenant) and rows into JSON.
 
+use super::pages::format::{days_from_civil, days_in_month};
 use super::caller::Caller;
 use super::{ApiError, AppState};
 use crate::db::{self, stats, webhooks};
@@ -21,7 +22,8 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/dumps/{id}/webhooks", get(deliveries))
 }
 
-/// Unix seconds from `2026-11-25T18:41:14Z`, `2026-11-25` (midnight UTC) or plain seconds.
+/// Unix seconds from `2026-11-25T18:41:14Z`, `2026-11-25` (midnight UTC) or plain seconds;
+/// `None` for anything else, an impossible date (`2026-02-30`) included.
 pub fn parse_time(text: &str) -> Option<i64> {
     let t = text.trim();
     if let Ok(n) = t.parse::<i64>() {
@@ -35,7 +37,7 @@ pub fn parse_time(text: &str) -> Option<i64> {
     let y: i64 = dp.next()?.parse().ok()?;
     let m: i64 = dp.next()?.parse().ok()?;
     let d: i64 = dp.next()?.parse().ok()?;
-    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || !(1970..=9999).contains(&y) {
+    if !(1..=12).contains(&m) || !(1970..=9999).contains(&y) || d < 1 || d > days_in_month(y, m) {
         return None;
     }
     let secs = match time {
@@ -56,15 +58,7 @@ pub fn parse_time(text: &str) -> Option<i64> {
             h * 3600 + mi * 60 + s
         }
     };
-    // Days from civil (Howard Hinnant), the inverse of `db::rfc3339`.
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(days * 86_400 + secs)
+    Some(days_from_civil(y, m, d) * 86_400 + secs)
 }
 
 fn bad(code: &'static str, msg: impl Into<String>) -> ApiError {
@@ -387,6 +381,8 @@ mod tests {
         assert_eq!(parse_time("1795632074"), Some(1_795_632_074));
         assert_eq!(parse_time("2026-11-25T18:41:14.5Z"), Some(1_795_632_074));
         assert_eq!(parse_time("2026-13-01"), None);
+        assert_eq!(parse_time("2026-02-30"), None);
+        assert_eq!(parse_time("2024-02-29"), Some(1_709_164_800));
         assert_eq!(parse_time("2026-11-25T18:41:14+02:00"), None);
         assert_eq!(parse_time("yesterday"), None);
     }

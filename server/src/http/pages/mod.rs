@@ -13,7 +13,7 @@
 mod assets;
 mod dashboard;
 mod dump;
-mod format;
+pub(crate) mod format;
 mod list;
 mod report_view;
 mod svg;
