@@ -263,11 +263,14 @@ fn mpfs_pool(dump: &Path, lib_path: &str) -> BTreeSet<Mpfs> {
 }
 
 /// Our LFH, VS and big blocks in MemProcFS's terms (free VS blocks left out: MemProcFS does not
-/// report free VS chunks).
+/// report free VS chunks). Session pool blocks are left out too: MemProcFS walks the heaps of
+/// nt!ExPoolState and nt!PoolBigPageTable only, never a session's segment heap
+/// (MM_SESSION_SPACE.HeapState) or big page table (docs/pool.md).
 fn ours_as_mpfs(report: &Value) -> BTreeSet<Mpfs> {
     blocks(report)
         .iter()
         .filter(|b| !(b["source"] == "vs" && b["allocated"] == false))
+        .filter(|b| b["pool_type"]["session"] != true)
         .filter_map(|b| {
             let source = text(&b["source"]);
             let (addr, size, tag) = (hex(&b["address"]), num(&b["size"]), text(&b["tag"]));

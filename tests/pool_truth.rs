@@ -203,7 +203,8 @@ fn pool_reader_matches_the_forge_truth_on_every_profile_and_scenario() {
                 r["missing_pool_pages"], t["missing_pool_pages"],
                 "{ctx}: missing pool pages"
             );
-            // Session pool blocks (classic session pages before 19H1) carry the session bit;
+            // Session pool blocks (classic session pages before 19H1, the session's segment
+            // heap from 19H1 on) carry the session bit;
             // a free block's header records no pool type, so allocated ones are compared.
             let session_of = |v: &Vec<Value>, flag: &dyn Fn(&Value) -> bool| -> BTreeSet<u64> {
                 v.iter()
@@ -302,10 +303,14 @@ fn pool_reader_matches_the_forge_truth_on_every_profile_and_scenario() {
     );
     assert_eq!(
         session_blocks_checked,
-        2 * SCENARIOS.len(),
-        "session pool blocks on 7601 and 17763 (classic session pages), every scenario"
+        4 * SCENARIOS.len(),
+        "session pool blocks on 7601 and 17763 (classic session pages) and 19041 and 20348 (the \
+         session segment heap, MM_SESSION_SPACE.HeapState), every scenario"
     );
-    assert_eq!(session_big_checked, 2, "session big pages: session-leak on 7601 and 17763");
+    assert_eq!(
+        session_big_checked, 4,
+        "session big pages: session-leak on 7601, 17763, 19041 and 20348"
+    );
 }
 
 /// Without the kernel's symbols the 19H1+ segment heap (ExPoolState, its layouts) cannot be

@@ -389,7 +389,7 @@ impl Scenario for SessionLeak {
         "session-leak"
     }
     fn description(&self) -> &'static str {
-        "dispkmd.sys (a display driver) leaks session paged pool 'DspK' (session tag table only, no blocks; not on XP)"
+        "dispkmd.sys (a display driver) leaks session paged pool 'DspK' (session tag table, session pool blocks and big pages; not on XP)"
     }
     fn drivers(&self) -> Vec<VendorDriver> {
         vec![driver(
@@ -417,8 +417,8 @@ impl Scenario for SessionLeak {
             count: 900,
             bytes: 0x400,
         });
-        // Three surfaces larger than a page: big session allocations (the session's own big
-        // page table where session pool is classic pages, 7601/17763).
+        // Three surfaces larger than a page: big session allocations, in the session's own big
+        // page table (7601/17763 classic session pool and 19041/20348 session segment heap).
         plan.session.push(SessionAlloc {
             tag: *b"DspK",
             count: 3,

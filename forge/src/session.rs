@@ -19,11 +19,14 @@
 //! tables, which works for both). Before 19H1 (7601, 17763) session paged pool is classic pool
 //! pages between `MM_SESSION_SPACE.PagedPoolStart` and `PagedPoolEnd`: the forge plants the
 //! blocks there (PoolType with the session bit, 0x23) and counts the table from them, as it
-//! does for system pool. On 19041/20348 session pool is a session segment heap, which is not
-//! planted: there the truth's `session_tags` are tag-table counts only.
+//! does for system pool. On 19041/20348 session pool is the session's segment heap
+//! (`MM_SESSION_SPACE.HeapState` -> `_EX_HEAP_SESSION_STATE.PagedHeap`): the forge plants the
+//! blocks there with the system heaps' planter ([`crate::segheap`]) and counts the table from
+//! them too.
 
 use crate::pool::{Allocation, HeaderLayout, PoolKind, PoolRegion, FREE_TAG};
 use crate::poolstate::{field_widths, put, put_bits, tag_str, write_tracker, PoolPlan, TableWriter, TagStats};
+use crate::segheap::{SegLayout, SegmentHeap};
 use crate::space::PAGE;
 use crate::system::System;
 use crate::truth::hex;
@@ -44,6 +47,9 @@ const SESSION_SPACE_OFFSET: u64 = 0x1000_0000;
 /// byte, as the kernel's pool end variables are).
 const SESSION_PAGED_POOL_OFFSET: u64 = 0x0100_0000;
 pub const SESSION_PAGED_POOL_SIZE: u64 = 0x0400_0000;
+/// 19H1+: the session's `_SEGMENT_HEAP` this far into the session paged pool range (big
+/// session allocations take the range's start).
+const SESSION_HEAP_OFFSET: u64 = 0x0200_0000;
 /// The first build whose pool is the segment heap (no classic session pool pages).
 const SEGMENT_HEAP_BUILD: u32 = 18362;
 /// Entries of the session's big page table.
@@ -81,6 +87,8 @@ impl PlantedSession {
 
     /// The truth's `session`: where the tables are.
     pub fn truth(&self) -> Value {
+        // 19H1+: the blocks are in the session's segment heap, not in a classic page range.
+        let heap = self.blocks.iter().any(|b| b.source == "lfh" || b.source == "vs");
         json!({
             "session_id": SESSION_ID,
             "mm_session_space": hex(self.session_space),
@@ -93,7 +101,8 @@ impl PlantedSession {
             "big_pages": self.blocks.iter().filter(|b| b.big).map(|b| json!({
                 "va": hex(b.address), "tag": tag_str(&b.tag), "size": b.size, "pool_type": "paged", "free": false,
             })).collect::<Vec<_>>(),
-            "paged_pool": (!self.blocks.is_empty()).then(|| json!({
+            "segment_heap": heap,
+            "paged_pool": (!self.blocks.is_empty() && !heap).then(|| json!({
                 "start": hex(self.session_space + SESSION_PAGED_POOL_OFFSET),
                 "size": SESSION_PAGED_POOL_SIZE,
             })),
@@ -113,6 +122,79 @@ fn field_bytes(sys: &System, ty: &str, field: &str) -> Option<(u64, u64)> {
         .min()
         .unwrap_or(t.size);
     Some((off, end - off))
+}
+
+/// 19H1+: the session's segment heap. `MM_SESSION_SPACE.HeapState` points to an
+/// `_EX_HEAP_SESSION_STATE` whose `PagedHeap` is a `_SEGMENT_HEAP` (docs/pool.md): the forge
+/// plants the state in session space right after MM_SESSION_SPACE (Windows allocates it from
+/// nonpaged pool, tag 'HpSe'; planting it there would add a block to the system heap), the
+/// heap and its segments in the session paged pool range, keyed with the system heaps'
+/// RtlpHpHeapGlobals keys. Small blocks go to the heap's LFH/VS subsegments (headers with the
+/// session bit), blocks above 0xFE0 bytes are big allocations at the range's start (the
+/// session big page table, below). Returns the blocks; none when the kernel lacks the layout.
+fn plant_session_heap(
+    sys: &mut System,
+    plan: &PoolPlan,
+    session_space: u64,
+    space_bytes: u64,
+) -> Result<Vec<Allocation>, ForgeError> {
+    let (Some(layout), Some(state_off), Some(paged_off)) = (
+        SegLayout::from_profile(&sys.profile),
+        sys.profile.offset("_MM_SESSION_SPACE", "HeapState"),
+        sys.profile.offset("_EX_HEAP_SESSION_STATE", "PagedHeap"),
+    ) else {
+        return Ok(Vec::new());
+    };
+    let globals = sys.global("RtlpHpHeapGlobals")?;
+    let keys = sys
+        .machine
+        .read(globals, 16)
+        .ok_or_else(|| ForgeError::Internal("RtlpHpHeapGlobals is not planted".into()))?;
+    let key = |at: usize| -> Result<u64, ForgeError> {
+        keys.get(at..at + 8)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_le_bytes)
+            .ok_or_else(|| ForgeError::Internal("heap key".into()))
+    };
+    let (heap_key, lfh_key) = (key(0)?, key(8)?);
+    let state = session_space + space_bytes;
+    let state_size = sys.type_size("_EX_HEAP_SESSION_STATE")?;
+    sys.machine.map_range(state, state_size.div_ceil(PAGE) * PAGE)?;
+    let start = session_space + SESSION_PAGED_POOL_OFFSET;
+    let heap_va = start + SESSION_HEAP_OFFSET;
+    let heap = SegmentHeap::new(
+        &mut sys.machine,
+        layout,
+        heap_va,
+        heap_va + 0x10_0000,
+        heap_key,
+        lfh_key,
+    )?;
+    sys.machine.write_ptr(state + paged_off, heap_va)?;
+    sys.machine.write_ptr(session_space + state_off, state)?;
+    let header = HeaderLayout::from_profile(&sys.profile)?;
+    let h = header.size;
+    let mut region = PoolRegion::new(start, PoolKind::Paged, sys.spec.paging, sys.spec.build, header);
+    region.session = true;
+    region.segment_heap = Some(heap);
+    for a in &plan.session {
+        if a.bytes % h != 0 || a.bytes <= h {
+            return Err(ForgeError::Internal(format!(
+                "session block of {:#x} bytes is not a whole number of {h}-byte header units",
+                a.bytes
+            )));
+        }
+        for _ in 0..a.count {
+            region.alloc(&mut sys.machine, a.bytes - h, &a.tag)?;
+        }
+    }
+    region.close_page(&mut sys.machine)?;
+    if region.end() > heap_va {
+        return Err(ForgeError::Internal(
+            "session big allocations overflow into the session heap".into(),
+        ));
+    }
+    Ok(region.allocations)
 }
 
 /// Plants the session table (and expansion table) for `plan.session`; `None` when the plan
@@ -192,11 +274,17 @@ pub(crate) fn plant(
             sys.machine.write_ptr(session_space + o, v)?;
         }
         blocks = region.allocations;
+    } else if sys.spec.build >= SEGMENT_HEAP_BUILD {
+        blocks = plant_session_heap(sys, plan, session_space, space_bytes)?;
     }
     // Big session allocations: the session's own big page table (MM_SESSION_SPACE
     // .PoolTrackBigPages), entries laid out as PoolBigPageTable's, POOL_TYPE PagedPoolSession.
     let mut big_table = None;
-    let bigs: Vec<(u64, [u8; 4], u64)> = blocks.iter().filter(|b| b.big).map(|b| (b.address, b.tag, b.size)).collect();
+    let bigs: Vec<(u64, [u8; 4], u64)> = blocks
+        .iter()
+        .filter(|b| b.big)
+        .map(|b| (b.address, b.tag, b.size))
+        .collect();
     if !bigs.is_empty() {
         let es = sys.type_size("_POOL_TRACKER_BIG_PAGES")?;
         let table = area.alloc(sys, SESSION_BIG_TABLE_SIZE * es)?;

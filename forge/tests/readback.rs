@@ -784,7 +784,8 @@ fn check_pool(profile: &str, scenario: &str) {
         }
     }
     if truth["build"].as_u64().unwrap() >= 18362 {
-        let walked = walk_segment_heap(&r, &prof, kbase);
+        let session = &pool["session"]["mm_session_space"];
+        let walked = walk_segment_heap(&r, &prof, kbase, session.as_str().map(|_| hex(session)));
         let mut want: Vec<(u64, u64, String, bool, &str)> = pool["blocks"]
             .as_array()
             .unwrap()
@@ -874,7 +875,14 @@ fn check_pool(profile: &str, scenario: &str) {
 /// 15 VS), LFH blocks by the decoded BlockOffsets and 2-bit bitmap (present = header non-zero),
 /// VS chunks by their decoded headers (allocated ones). Returns (header address, size, tag,
 /// allocated, "lfh"|"vs"), sorted.
-fn walk_segment_heap(r: &Reader, prof: &Profile, kbase: u64) -> Vec<(u64, u64, String, bool, &'static str)> {
+/// `session_space`: the forged session's MM_SESSION_SPACE, whose `HeapState` ->
+/// `_EX_HEAP_SESSION_STATE.PagedHeap` is one more heap (19H1+ session pool).
+fn walk_segment_heap(
+    r: &Reader,
+    prof: &Profile,
+    kbase: u64,
+    session_space: Option<u64>,
+) -> Vec<(u64, u64, String, bool, &'static str)> {
     let o = |t: &str, f: &str| prof.offset(t, f).unwrap_or_else(|| panic!("{t}.{f}"));
     let state = kbase + prof.global("ExPoolState").unwrap();
     let globals = r.ptr(state);
@@ -888,8 +896,16 @@ fn walk_segment_heap(r: &Reader, prof: &Profile, kbase: u64) -> Vec<(u64, u64, S
     assert!((1..=64).contains(&pools));
     let node = state + o("_EX_POOL_HEAP_MANAGER_STATE", "PoolNode");
     let mut out = Vec::new();
-    for i in 0..4u64 {
-        let heap = r.ptr(node + o("_EX_HEAP_POOL_NODE", "Heaps") + i * 8);
+    let mut heaps: Vec<u64> = (0..4u64)
+        .map(|i| r.ptr(node + o("_EX_HEAP_POOL_NODE", "Heaps") + i * 8))
+        .collect();
+    if let Some(ss) = session_space {
+        let state = r.ptr(ss + o("_MM_SESSION_SPACE", "HeapState"));
+        if state != 0 {
+            heaps.push(r.ptr(state + o("_EX_HEAP_SESSION_STATE", "PagedHeap")));
+        }
+    }
+    for heap in heaps {
         if heap == 0 {
             continue;
         }
@@ -1047,7 +1063,11 @@ fn pool_busy_server_19041() {
         })
         .collect();
     assert_eq!(totals, truth_tags);
-    let walked = walk_segment_heap(&r, &prof, kbase);
+    // block_counts count the session's segment heap blocks too; the tags' bytes are system
+    // pool's only.
+    let session = &pool["session"]["mm_session_space"];
+    let walked = walk_segment_heap(&r, &prof, kbase, session.as_str().map(|_| hex(session)));
+    let system = walk_segment_heap(&r, &prof, kbase, None);
     let counts = &pool["block_counts"];
     let n = |k: &str| counts[k].as_u64().unwrap_or(0);
     assert_eq!(
@@ -1057,7 +1077,7 @@ fn pool_busy_server_19041() {
     assert_eq!(walked.iter().filter(|b| b.4 == "vs").count() as u64, n("vs"));
     assert!(n("lfh") + n("vs") + n("big") > 60_000);
     // Outstanding bytes of the walked blocks plus big allocations equal the tags' bytes.
-    let heap_bytes: u64 = walked.iter().filter(|b| b.3).map(|b| b.1).sum();
+    let heap_bytes: u64 = system.iter().filter(|b| b.3).map(|b| b.1).sum();
     let big_bytes: u64 = pool["big_pages"]
         .as_array()
         .unwrap()

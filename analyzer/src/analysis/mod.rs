@@ -141,8 +141,8 @@ fn fill(
         );
         report.tags = tags_from_blocks(agg, attributor);
     }
-    // Block figures by tag: before 19H1 the walk includes each session's classic session pool
-    // pages (a tag used in both pools shows the blocks of both).
+    // Block figures by tag: the walk includes each session's pool (classic pages before 19H1,
+    // its segment heap after; a tag used in both pools shows the blocks of both).
     report.session_tags = pool
         .session_tags
         .as_deref()

@@ -682,7 +682,7 @@ fn session_verdict(c: &Ctx, s: &SessionCandidate, mut reasons: Vec<String>) -> V
     match block_reason(t) {
         Some(b) => reasons.push(b),
         None => reasons.push(
-            "the block walk found no session pool block of the tag (session pool pages are walked on kernels before 19H1; later ones keep session pool in a session segment heap, not walked): these figures are the session tag tables' counters"
+            "the block walk found no session pool block of the tag (each session's classic pool pages before 19H1, its segment heap from MM_SESSION_SPACE.HeapState after): these figures are the session tag tables' counters"
                 .into(),
         ),
     }

@@ -6,7 +6,7 @@
 use super::bigpages::{read_big_pages, BigPage, BigPages};
 use super::header::HeaderLayout;
 use super::pages::{pool_ranges, scan_kernel_space, scan_ranges, Block, PageScan, PoolRange};
-use super::segheap::{walk_segment_heap, SegLayout, SegmentHeapScan};
+use super::segheap::{walk_segment_heap, walk_session_heap, SegLayout, SegmentHeapScan};
 use super::session::{
     find_sessions, read_session_big_pages, read_session_tables, session_memory, session_paged_pool, SessionInfo,
     SessionRef,
@@ -347,7 +347,29 @@ pub fn analyze_parts(
                     }
                 };
                 match walk_segment_heap(mem, &ctx, &seg_layout, &layout, &mut on_seg_block) {
-                    Ok(s) => {
+                    Ok(mut s) => {
+                        // Each session's segment heap (MM_SESSION_SPACE.HeapState), through
+                        // that session's page tables: session space is per session.
+                        if let Some(m) = mode {
+                            for r in &session_refs {
+                                let smem = session_memory(dump.physical(), m, r);
+                                match walk_session_heap(
+                                    &smem,
+                                    &ctx,
+                                    &seg_layout,
+                                    &layout,
+                                    r.session_space,
+                                    &mut on_seg_block,
+                                ) {
+                                    Ok(Some(one)) => s.add(&one),
+                                    Ok(None) => {}
+                                    Err(e) => warnings.push(format!(
+                                        "session segment heap of the session at {:#x}: {e}",
+                                        r.session_space
+                                    )),
+                                }
+                            }
+                        }
                         if s.heaps == 0 {
                             warnings.push("segment heap: no valid segment heap found from ExPoolState".into());
                         }
@@ -418,7 +440,14 @@ pub fn analyze_parts(
             _ => Vec::new(),
         };
         let mut system_skip = big_ranges.clone();
-        if !session_pools.is_empty() {
+        // Session big allocations have no headers (19H1+ they lie outside any walked range).
+        let session_big_ranges: Vec<(u64, u64)> = session_big
+            .iter()
+            .flat_map(|b| b.entries.iter())
+            .map(|e| (e.va & !0xfff, e.va.saturating_add(e.size)))
+            .collect();
+        if !session_pools.is_empty() || !session_big_ranges.is_empty() {
+            system_skip.extend(session_big_ranges);
             system_skip.extend(session_pools.iter().map(|(_, r)| (r.start, r.end)));
             system_skip.sort_unstable();
             system_skip.dedup_by(|b, a| {

@@ -46,6 +46,13 @@ pub struct SegLayout {
     pub vs_signature: u64,
     // _HEAP_VS_CHUNK_HEADER
     pub vs_chunk_header_size: u64,
+    /// `_MM_SESSION_SPACE.HeapState`, a pointer to the session's `_EX_HEAP_SESSION_STATE`
+    /// (docs/pool.md "Where the 19H1+ session segment heap is rooted"); `None` when the
+    /// symbols lack it, and then session segment heaps are not walked.
+    pub session_heap_state: Option<u64>,
+    /// `_EX_HEAP_SESSION_STATE.PagedHeap` and `.SpecialPoolHeap`: the session's segment heaps.
+    pub session_paged_heap: Option<u64>,
+    pub session_special_heap: Option<u64>,
 }
 
 impl SegLayout {
@@ -92,6 +99,9 @@ impl SegLayout {
             vs_size: off(VS, "Size", "_HEAP_VS_SUBSEGMENT.Size")?,
             vs_signature: off(VS, "Signature", "_HEAP_VS_SUBSEGMENT.Signature")?,
             vs_chunk_header_size: size("_HEAP_VS_CHUNK_HEADER", "_HEAP_VS_CHUNK_HEADER")?,
+            session_heap_state: p.offset("_MM_SESSION_SPACE", "HeapState"),
+            session_paged_heap: p.offset("_EX_HEAP_SESSION_STATE", "PagedHeap"),
+            session_special_heap: p.offset("_EX_HEAP_SESSION_STATE", "SpecialPoolHeap"),
         };
         // A page segment is its 256 range descriptors; anything else is not the layout this
         // walker knows.

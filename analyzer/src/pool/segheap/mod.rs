@@ -23,7 +23,7 @@ pub mod vs;
 mod walk;
 
 pub use layout::SegLayout;
-pub use walk::walk_segment_heap;
+pub use walk::{walk_segment_heap, walk_session_heap};
 
 use serde::Serialize;
 
@@ -80,6 +80,26 @@ pub struct SegmentHeapScan {
 }
 
 impl SegmentHeapScan {
+    /// Adds another walk's counts (a session heap's) to this one; ranges stay sorted.
+    pub fn add(&mut self, o: &SegmentHeapScan) {
+        self.heaps += o.heaps;
+        self.heaps_invalid += o.heaps_invalid;
+        self.segments += o.segments;
+        self.segments_invalid += o.segments_invalid;
+        self.lfh_subsegments += o.lfh_subsegments;
+        self.vs_subsegments += o.vs_subsegments;
+        self.subsegments_invalid += o.subsegments_invalid;
+        self.lfh_blocks += o.lfh_blocks;
+        self.vs_blocks += o.vs_blocks;
+        self.missing_pages += o.missing_pages;
+        self.truncated |= o.truncated;
+        for p in &o.problems {
+            self.problem(p.clone());
+        }
+        self.ranges.extend(o.ranges.iter().copied());
+        self.ranges.sort_unstable();
+    }
+
     pub(crate) fn problem(&mut self, p: String) {
         if self.problems.len() < MAX_EXAMPLES {
             self.problems.push(p);

@@ -278,3 +278,75 @@ fn decoders_match_hand_computed_values() {
         (0x60, true)
     );
 }
+
+/// A session's MM_SESSION_SPACE and its `_EX_HEAP_SESSION_STATE` (19041 ISF: HeapState at
+/// 0x2a0; PagedHeap 0x38e0, SpecialPoolHeap 0x38e8), pointing at the fixture's heap.
+const SESSION: u64 = 0xffff_d000_0000_0000;
+const SESSION_STATE: u64 = 0xffff_d000_0001_0000;
+
+fn walk_session(f: &Fixture) -> (Result<Option<SegmentHeapScan>, PoolError>, Listed) {
+    let ctx = KernelContext {
+        kernel_base: KBASE,
+        pointer_size: 8,
+        build: 19041,
+        processors: 1,
+        profile: Some(&f.p),
+    };
+    let l = SegLayout::from_profile(&f.p).unwrap();
+    let header = HeaderLayout::for_kernel(Some(&f.p), 8, 19041);
+    let mut out = Vec::new();
+    let r = walk_session_heap(&f.img, &ctx, &l, &header, SESSION, &mut |b: &Block, s| {
+        out.push((b.address, b.size, b.tag, b.pool, b.allocated, s))
+    });
+    (r, out)
+}
+
+#[test]
+fn session_heap_layouts_come_from_the_isfs() {
+    let a = SegLayout::from_profile(&isf(W19041)).unwrap();
+    let b = SegLayout::from_profile(&isf(W20348)).unwrap();
+    assert_eq!((a.session_heap_state, b.session_heap_state), (Some(0x2a0), Some(0x2a0)));
+    assert_eq!(
+        (a.session_paged_heap, a.session_special_heap),
+        (Some(0x38e0), Some(0x38e8))
+    );
+    assert_eq!(
+        (b.session_paged_heap, b.session_special_heap),
+        (Some(0x38f0), Some(0x38f8))
+    );
+}
+
+#[test]
+fn a_session_heap_is_walked_from_mm_session_space_heap_state() {
+    let mut f = fixture();
+    f.img.u64(SESSION + 0x2a0, SESSION_STATE);
+    f.img.u64(SESSION_STATE + 0x38e0, HEAP);
+    // SpecialPoolHeap naming the same heap again: walked once.
+    f.img.u64(SESSION_STATE + 0x38e8, HEAP);
+    let (r, blocks) = walk_session(&f);
+    let s = r.unwrap().expect("the session has a heap state");
+    assert_eq!((s.pools, s.heaps, s.segments, s.segments_invalid), (0, 1, 1, 0));
+    assert_eq!((s.heap_key, s.lfh_key), (HEAP_KEY, LFH_KEY));
+    assert_eq!(blocks.len(), 7, "{:?}", s.problems);
+    assert_eq!(blocks[0], (LFH + 0x40, 0x40, t(b"Aaaa"), PoolKind::Paged, true, "lfh"));
+    assert_eq!(s.ranges, vec![(LFH, LFH + 0x1000), (VS, VS + 0x2000)]);
+
+    // Heap-backed session pool off: HeapState 0, nothing to walk.
+    let mut f = fixture();
+    f.img.u64(SESSION + 0x2a0, 0);
+    assert_eq!(walk_session(&f).0.unwrap(), None);
+
+    // A state whose heap pointer does not lead to a segment heap: counted, no block.
+    let mut f = fixture();
+    f.img.u64(SESSION + 0x2a0, SESSION_STATE);
+    f.img.u64(SESSION_STATE + 0x38e0, SESSION_STATE);
+    f.img.u64(SESSION_STATE + 0x38e8, 0);
+    let (r, blocks) = walk_session(&f);
+    let s = r.unwrap().unwrap();
+    assert_eq!((s.heaps, s.heaps_invalid), (0, 1));
+    assert!(blocks.is_empty());
+
+    // Session space not in the dump: an error, not an empty session.
+    let f = fixture();
+    assert!(walk_session(&f).0.is_err());
+}

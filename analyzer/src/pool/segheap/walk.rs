@@ -86,6 +86,64 @@ pub fn walk_segment_heap(
     Ok(scan)
 }
 
+/// Walks one session's segment heaps (19H1+): `MM_SESSION_SPACE.HeapState` of the session at
+/// `session_space` points to its `_EX_HEAP_SESSION_STATE`, whose `PagedHeap` and
+/// `SpecialPoolHeap` are `_SEGMENT_HEAP`s of the system heaps' type, keyed with the same
+/// `RtlpHpHeapGlobals` keys (docs/pool.md). `mem` must be that session's address space.
+/// `Ok(None)` when the layout has no session heap fields or the session has no heap state
+/// (heap-backed session pool off); `Err` when the keys or the state pointer cannot be read.
+pub fn walk_session_heap(
+    mem: &dyn VirtualMemory,
+    ctx: &KernelContext,
+    l: &SegLayout,
+    header: &HeaderLayout,
+    session_space: u64,
+    on_block: &mut dyn FnMut(&Block, &'static str),
+) -> Result<Option<SegmentHeapScan>, PoolError> {
+    let (Some(state_off), Some(paged), special) = (l.session_heap_state, l.session_paged_heap, l.session_special_heap)
+    else {
+        return Ok(None);
+    };
+    let releasing = Releasing::new(mem);
+    let mem: &dyn VirtualMemory = &releasing;
+    let rd = |what: &'static str, va: u64, r: Result<u64, crate::memory::MemoryError>| {
+        r.map_err(|source| PoolError::Memory { what, va, source })
+    };
+    let globals = ctx.kernel_base.wrapping_add(l.heap_globals_rva);
+    let at = session_space.wrapping_add(state_off);
+    let state = rd("MM_SESSION_SPACE.HeapState", at, mem.read_u64(at))?;
+    if state == 0 {
+        return Ok(None);
+    }
+    let mut scan = SegmentHeapScan {
+        heap_key: rd("RtlpHpHeapGlobals.HeapKey", globals, mem.read_u64(globals + l.heap_key))?,
+        lfh_key: rd("RtlpHpHeapGlobals.LfhKey", globals, mem.read_u64(globals + l.lfh_key))?,
+        ..SegmentHeapScan::default()
+    };
+    let mut seen = BTreeSet::new();
+    for slot in std::iter::once(paged).chain(special) {
+        let slot = state.wrapping_add(slot);
+        let heap = match mem.read_u64(slot) {
+            Ok(h) => h,
+            Err(e) => {
+                if is_missing(&e) {
+                    scan.missing_pages += 1;
+                }
+                scan.problem(format!("session heap pointer at {slot:#x}: {e}"));
+                continue;
+            }
+        };
+        if heap == 0 || !seen.insert(heap) {
+            continue;
+        }
+        // Session pool is paged pool (PagedPoolSession); the blocks' headers carry the
+        // session bit.
+        walk_heap(mem, l, header, heap, PoolKind::Paged, &mut scan, on_block);
+    }
+    scan.ranges.sort_unstable();
+    Ok(Some(scan))
+}
+
 fn walk_heap(
     mem: &dyn VirtualMemory,
     l: &SegLayout,
