@@ -540,31 +540,9 @@ fn forged_leaks_show_up_in_driver_stats() {
     let acme = Token::new(dir.path(), "acme", "customer");
     let globex = Token::new(dir.path(), "globex", "customer");
     let forge = |scenario: &str| {
-        let dump = work.path().join(format!("{scenario}.dmp"));
-        let out = std::process::Command::new(harness::pooltriage_bin())
-            .env("POOLTRIAGE_CORPUS", harness::corpus())
-            .args([
-                "forge",
-                "--profile",
-                "win10-19041-x64",
-                "--format",
-                "kernel-bitmap",
-                "--scenario",
-                scenario,
-                "--out",
-            ])
-            .arg(&dump)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "forge: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let truth: Value = serde_json::from_str(
-            &std::fs::read_to_string(format!("{}.truth.json", dump.display())).unwrap(),
-        )
-        .unwrap();
+        let harness::Forged { dump, truth } =
+            harness::forge_scenario(work.path(), "win10-19041-x64", scenario, None)
+                .expect("the forge makes this scenario");
         let leakers: Vec<(String, i64)> = truth["pool"]["drivers"]
             .as_array()
             .expect("truth pool.drivers")

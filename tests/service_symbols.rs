@@ -162,24 +162,7 @@ fn leaker(f: &Forged) -> (String, u64) {
 }
 
 fn forge_scenario(dir: &Path, profile: &str, scenario: &str) -> Forged {
-    let out = dir.join(format!("{profile}-{scenario}.dmp"));
-    let run = Command::new(pooltriage_bin())
-        .env("POOLTRIAGE_CORPUS", corpus())
-        .args(["forge", "--profile", profile, "--format", "kernel-bitmap"])
-        .args(["--scenario", scenario, "--out"])
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "forge: {}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let truth: Value = serde_json::from_str(
-        &std::fs::read_to_string(format!("{}.truth.json", out.display())).unwrap(),
-    )
-    .unwrap();
-    Forged { dump: out, truth }
+    harness::forge_scenario(dir, profile, scenario, None).expect("the forge makes this scenario")
 }
 
 /// Uploads a dump and returns (id, its report) once done; a failed job fails the test.
