@@ -124,6 +124,24 @@ fn field_bytes(sys: &System, ty: &str, field: &str) -> Option<(u64, u64)> {
     Some((off, end - off))
 }
 
+/// Allocates the plan's session blocks (sizes with their header) in `region`, then closes its
+/// last page.
+fn plant_session_blocks(region: &mut PoolRegion, sys: &mut System, plan: &PoolPlan) -> Result<(), ForgeError> {
+    let h = region.header_size();
+    for a in &plan.session {
+        if a.bytes % h != 0 || a.bytes <= h {
+            return Err(ForgeError::Internal(format!(
+                "session block of {:#x} bytes is not a whole number of {h}-byte header units",
+                a.bytes
+            )));
+        }
+        for _ in 0..a.count {
+            region.alloc(&mut sys.machine, a.bytes - h, &a.tag)?;
+        }
+    }
+    region.close_page(&mut sys.machine)
+}
+
 /// 19H1+: the session's segment heap. `MM_SESSION_SPACE.HeapState` points to an
 /// `_EX_HEAP_SESSION_STATE` whose `PagedHeap` is a `_SEGMENT_HEAP` (docs/pool.md): the forge
 /// plants the state in session space right after MM_SESSION_SPACE (Windows allocates it from
@@ -173,22 +191,10 @@ fn plant_session_heap(
     sys.machine.write_ptr(state + paged_off, heap_va)?;
     sys.machine.write_ptr(session_space + state_off, state)?;
     let header = HeaderLayout::from_profile(&sys.profile)?;
-    let h = header.size;
     let mut region = PoolRegion::new(start, PoolKind::Paged, sys.spec.paging, sys.spec.build, header);
     region.session = true;
     region.segment_heap = Some(heap);
-    for a in &plan.session {
-        if a.bytes % h != 0 || a.bytes <= h {
-            return Err(ForgeError::Internal(format!(
-                "session block of {:#x} bytes is not a whole number of {h}-byte header units",
-                a.bytes
-            )));
-        }
-        for _ in 0..a.count {
-            region.alloc(&mut sys.machine, a.bytes - h, &a.tag)?;
-        }
-    }
-    region.close_page(&mut sys.machine)?;
+    plant_session_blocks(&mut region, sys, plan)?;
     if region.end() > heap_va {
         return Err(ForgeError::Internal(
             "session big allocations overflow into the session heap".into(),
@@ -243,22 +249,10 @@ pub(crate) fn plant(
     let mut blocks = Vec::new();
     if sys.spec.build < SEGMENT_HEAP_BUILD && sys.spec.build >= 6000 {
         let header = HeaderLayout::from_profile(&sys.profile)?;
-        let h = header.size;
         let start = session_space + SESSION_PAGED_POOL_OFFSET;
         let mut region = PoolRegion::new(start, PoolKind::Paged, sys.spec.paging, sys.spec.build, header);
         region.session = true;
-        for a in &plan.session {
-            if a.bytes % h != 0 || a.bytes <= h {
-                return Err(ForgeError::Internal(format!(
-                    "session block of {:#x} bytes is not a whole number of {h}-byte header units",
-                    a.bytes
-                )));
-            }
-            for _ in 0..a.count {
-                region.alloc(&mut sys.machine, a.bytes - h, &a.tag)?;
-            }
-        }
-        region.close_page(&mut sys.machine)?;
+        plant_session_blocks(&mut region, sys, plan)?;
         if region.end() > start + SESSION_PAGED_POOL_SIZE {
             return Err(ForgeError::Internal("session paged pool overflows its range".into()));
         }
