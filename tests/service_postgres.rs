@@ -37,7 +37,6 @@ use harness::postgres::{self, psql};
 use harness::{pooltriage_bin, repo_root};
 use service::{triage_variant, Service, Token};
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -86,17 +85,7 @@ fn spawn(dir: &Path, url: &str, env: &[(&str, &str)]) -> Child {
 
 /// Reads the address line of a spawned service.
 fn ready(mut child: Child, dir: &Path) -> Service {
-    let stdout = child.stdout.take().expect("piped stdout");
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("serve prints its address");
-    let addr = line
-        .trim()
-        .strip_prefix("listening on http://")
-        .unwrap_or_else(|| panic!("unexpected first line from serve: {line:?}"))
-        .parse()
-        .expect("a socket address");
+    let addr = harness::listening_address(&mut child);
     Service {
         child: harness::ServeProcess(child),
         addr,

@@ -23,7 +23,7 @@ use harness::{corpus, pooltriage_bin, Forged};
 use serde_json::Value;
 use service::{Service, Token};
 use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -132,16 +132,7 @@ fn serve(dir: &Path, flags: &[&str], workers: usize) -> Service {
         .stderr(Stdio::null());
     harness::with_test_database(&mut cmd, dir);
     let mut child = cmd.spawn().expect("pooltriage serve starts");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr: SocketAddr = line
-        .trim()
-        .strip_prefix("listening on http://")
-        .unwrap_or_else(|| panic!("unexpected first line from serve: {line:?}"))
-        .parse()
-        .unwrap();
+    let addr = harness::listening_address(&mut child);
     Service {
         child: harness::ServeProcess(child),
         addr,

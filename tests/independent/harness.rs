@@ -296,7 +296,6 @@ impl Drop for ServeProcess {
 /// Starts `pooltriage serve` on a free loopback port with `dir` as its data directory and the
 /// extra environment `env`; returns the process and the address it printed on its first line.
 pub fn spawn_serve(dir: &Path, env: &[(&str, &str)]) -> (ServeProcess, std::net::SocketAddr) {
-    use std::io::{BufRead, BufReader};
     use std::process::Stdio;
     let mut cmd = Command::new(pooltriage_bin());
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
@@ -318,18 +317,24 @@ pub fn spawn_serve(dir: &Path, env: &[(&str, &str)]) -> (ServeProcess, std::net:
         cmd.env(k, v);
     }
     let mut child = ServeProcess(cmd.spawn().expect("pooltriage serve starts"));
+    let addr = listening_address(&mut child);
+    (child, addr)
+}
+
+/// The address a `pooltriage serve` child with piped stdout prints on its first line
+/// (`listening on http://ADDR`), once it is bound.
+pub fn listening_address(child: &mut std::process::Child) -> std::net::SocketAddr {
+    use std::io::{BufRead, BufReader};
     let stdout = child.stdout.take().expect("piped stdout");
     let mut line = String::new();
     BufReader::new(stdout)
         .read_line(&mut line)
         .expect("serve prints its address");
-    let addr = line
-        .trim()
+    line.trim()
         .strip_prefix("listening on http://")
         .unwrap_or_else(|| panic!("unexpected first line from serve: {line:?}"))
         .parse()
-        .expect("serve prints a socket address");
-    (child, addr)
+        .expect("serve prints a socket address")
 }
 
 /// `pooltriage tokens create` in data directory `dir`; returns the new token.
