@@ -613,11 +613,12 @@ pub fn start_sweeper(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
+        let listed_at = std::time::SystemTime::now();
         match uploads::receiving_ids(&db).await {
             Ok(ids) => {
                 let keep: HashSet<String> = ids.into_iter().collect();
                 let files = svc.files.clone();
-                match tokio::task::spawn_blocking(move || files.remove_orphans(&keep)).await {
+                match tokio::task::spawn_blocking(move || files.remove_orphans(&keep, listed_at)).await {
                     Ok(Ok(n)) if n > 0 => tracing::info!("removed {n} orphaned upload files"),
                     Ok(Err(e)) => tracing::warn!("upload files: {e}"),
                     _ => {}

@@ -11,6 +11,7 @@ use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 #[derive(Debug, Clone)]
 pub struct ChunkFiles {
@@ -88,12 +89,23 @@ impl ChunkFiles {
 
     /// Removes every file that belongs to no receiving upload (left by an upload that completed
     /// or expired while the server was being killed). Returns how many went.
-    pub fn remove_orphans(&self, keep: &HashSet<String>) -> io::Result<usize> {
+    ///
+    /// `keep` was read from the database at `listed_at`, while this server (or another
+    /// instance on the same data directory) already takes uploads, and an upload's file is
+    /// made before its row: a file modified since `listed_at` may belong to an upload that
+    /// `keep` could not know of, so it stays.
+    pub fn remove_orphans(
+        &self,
+        keep: &HashSet<String>,
+        listed_at: SystemTime,
+    ) -> io::Result<usize> {
         let mut removed = 0;
         for entry in std::fs::read_dir(&self.dir)? {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if entry.file_type()?.is_file() && !keep.contains(&name) {
+            let meta = entry.metadata()?;
+            let recent = meta.modified().map_or(true, |m| m >= listed_at);
+            if meta.is_file() && !keep.contains(&name) && !recent {
                 std::fs::remove_file(entry.path())?;
                 removed += 1;
             }
@@ -148,11 +160,15 @@ mod tests {
         // The database claims more than the file has: refused, not papered over.
         let e = c.open_at(ID, 100).unwrap_err();
         assert!(e.get_ref().is_some_and(|i| i.is::<LostBytes>()), "{e}");
-        // Orphans go, kept ids stay.
+        // Orphans go, kept ids stay; a file made after the ids were listed stays too.
         let other = "f".repeat(32);
         c.create(&other).unwrap();
         let keep: HashSet<String> = [ID.to_string()].into();
-        assert_eq!(c.remove_orphans(&keep).unwrap(), 1);
+        let before = SystemTime::now() - std::time::Duration::from_secs(3600);
+        assert_eq!(c.remove_orphans(&keep, before).unwrap(), 0);
+        assert!(c.path(&other).unwrap().exists());
+        let after = SystemTime::now() + std::time::Duration::from_secs(3600);
+        assert_eq!(c.remove_orphans(&keep, after).unwrap(), 1);
         assert!(c.path(ID).unwrap().exists());
         c.remove(ID).unwrap();
         c.remove(ID).unwrap();
