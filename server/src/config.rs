@@ -2,6 +2,7 @@
 //! then an optional TOML file (`--config FILE`, else `<data dir>/pooltriage.toml` if present),
 //! then built-in defaults. The service runs with no set-up at all: every field has a default.
 
+pub use crate::http::connections::ConnectionLimits;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -65,6 +66,22 @@ pub struct ServeArgs {
     /// file are removed (default 86400, a day).
     #[arg(long, env = "POOLTRIAGE_UPLOAD_EXPIRY_SECS", value_name = "SECS")]
     pub upload_expiry_secs: Option<u64>,
+    /// A request's line and headers must arrive within this many seconds (also how long an
+    /// idle keep-alive connection stays open). Default 30.
+    #[arg(long, env = "POOLTRIAGE_HEADER_TIMEOUT_SECS", value_name = "SECS")]
+    pub header_timeout_secs: Option<u64>,
+    /// A request body (an upload) that sends nothing for this many seconds is cut off and its
+    /// partial data dropped (a resumable upload keeps what was made durable). Default 60.
+    #[arg(long, env = "POOLTRIAGE_BODY_IDLE_TIMEOUT_SECS", value_name = "SECS")]
+    pub body_idle_timeout_secs: Option<u64>,
+    /// Most connections open at once; beyond, new clients wait in the listen backlog.
+    /// Default 1024 (lowered to what the process's file descriptor limit allows).
+    #[arg(long, env = "POOLTRIAGE_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Most connections open at once from one client address; beyond, the newest is closed.
+    /// Default 128. Behind a reverse proxy every client has the proxy's address: raise it.
+    #[arg(long, env = "POOLTRIAGE_MAX_CONNECTIONS_PER_CLIENT", value_name = "N")]
+    pub max_connections_per_client: Option<usize>,
     /// Auth settings (`--secure-cookies`, `--upload-burst`, ...; docs/auth.md).
     #[command(flatten)]
     pub auth: crate::auth::AuthArgs,
@@ -155,6 +172,10 @@ struct FileConfig {
     job_max_attempts: Option<u32>,
     analyzer: Option<PathBuf>,
     upload_expiry_secs: Option<u64>,
+    header_timeout_secs: Option<u64>,
+    body_idle_timeout_secs: Option<u64>,
+    max_connections: Option<usize>,
+    max_connections_per_client: Option<usize>,
     retention_days: Option<u64>,
     retention_interval_secs: Option<u64>,
     retention_clock_offset_secs: Option<i64>,
@@ -189,6 +210,8 @@ pub struct Config {
     pub analyzer: Option<PathBuf>,
     /// Abandoned resumable uploads are removed after this long without activity.
     pub upload_expiry: Duration,
+    /// Timeouts and connection limits of the HTTP server (`crate::http::connections`).
+    pub connections: ConnectionLimits,
     /// Dump file retention (`crate::retention`).
     pub retention: RetentionConfig,
     /// Webhooks (`crate::webhooks`).
@@ -451,6 +474,33 @@ impl Config {
                 "upload_expiry_secs must be at least 1".into(),
             ));
         }
+        let connections = ConnectionLimits {
+            header_timeout: Duration::from_secs(
+                args.header_timeout_secs
+                    .or(file.header_timeout_secs)
+                    .unwrap_or(30),
+            ),
+            body_idle_timeout: Duration::from_secs(
+                args.body_idle_timeout_secs
+                    .or(file.body_idle_timeout_secs)
+                    .unwrap_or(60),
+            ),
+            max_connections: args.max_connections.or(file.max_connections).unwrap_or(1024),
+            max_connections_per_client: args
+                .max_connections_per_client
+                .or(file.max_connections_per_client)
+                .unwrap_or(128),
+        };
+        if connections.header_timeout.is_zero() || connections.body_idle_timeout.is_zero() {
+            return Err(ConfigError::Invalid(
+                "header_timeout_secs and body_idle_timeout_secs must be at least 1".into(),
+            ));
+        }
+        if connections.max_connections == 0 || connections.max_connections_per_client == 0 {
+            return Err(ConfigError::Invalid(
+                "max_connections and max_connections_per_client must be at least 1".into(),
+            ));
+        }
         let retention = RetentionConfig {
             days: args.retention_days.or(file.retention_days),
             interval: Duration::from_secs(
@@ -510,6 +560,7 @@ impl Config {
             retention,
             webhooks,
             upload_expiry,
+            connections,
             listen,
             data_dir,
             database_url,

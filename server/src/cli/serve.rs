@@ -126,10 +126,13 @@ async fn serve(config: Config, auth_config: crate::auth::AuthConfig) -> anyhow::
     println!("listening on http://{addr}");
     let _ = std::io::stdout().flush();
 
-    let mut stop_http = stop_rx.clone();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        let _ = stop_http.wait_for(|s| *s).await;
-    });
+    let connections = http::connections::ConnectionLimits {
+        max_connections: http::connections::fit_to_descriptor_limit(
+            config.connections.max_connections,
+        ),
+        ..config.connections
+    };
+    let server = http::connections::serve(listener, app, connections, stop_rx.clone());
     tokio::spawn(async move {
         shutdown_signal().await;
         tracing::info!("shutting down");
@@ -143,7 +146,7 @@ async fn serve(config: Config, auth_config: crate::auth::AuthConfig) -> anyhow::
         tokio::time::sleep(SHUTDOWN_GRACE).await;
     };
     tokio::select! {
-        r = server => r?,
+        () = server => {}
         _ = deadline => tracing::warn!("connections still open after {} s; stopping anyway", SHUTDOWN_GRACE.as_secs()),
     }
     for w in workers {

@@ -196,29 +196,30 @@ async fn upload(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"));
-    let (tx, reader) = source::channel();
     let tmp = app.storage.tmp_dir();
     let limits = app.limits;
     let mut name = q.name;
-    let (name_tx, name_rx) = tokio::sync::oneshot::channel::<Option<String>>();
-    let ingest_task = tokio::task::spawn_blocking(move || {
-        let name = name_rx.blocking_recv().ok().flatten();
-        ingest::ingest(reader, &tmp, &limits, name)
-    });
-    // Pump the body into the channel; stop early when the ingest side has given up.
-    let pumped: Result<(), String> = if is_multipart {
+    // The ingest thread starts only when the dump's bytes are about to flow (for multipart,
+    // once the `file` part is found), so that no early answer leaves it waiting.
+    let start_ingest = |name: Option<String>| {
+        let (tx, reader) = source::channel();
+        let task = tokio::task::spawn_blocking(move || ingest::ingest(reader, &tmp, &limits, name));
+        (tx, task)
+    };
+    let (tx, ingest_task, pumped) = if is_multipart {
         let mut mp = Multipart::from_request(req, &())
             .await
             .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_multipart", e.body_text()))?;
-        let mut found = false;
-        let mut result = Ok(());
-        loop {
+        let file = loop {
             let field = match mp.next_field().await {
                 Ok(Some(f)) => f,
-                Ok(None) => break,
+                Ok(None) => break None,
                 Err(e) => {
-                    result = Err(e.body_text());
-                    break;
+                    return Err(ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "bad_multipart",
+                        e.body_text(),
+                    ))
                 }
             };
             // A form field before the file (a field after it is not read).
@@ -233,30 +234,27 @@ async fn upload(
                 }
                 continue;
             }
-            if field.name() != Some("file") {
-                continue;
+            if field.name() == Some("file") {
+                break Some(field);
             }
-            found = true;
-            if let Some(f) = field.file_name() {
-                name = Some(f.to_string());
-            }
-            let _ = name_tx.send(name.take());
-            result = pump(field, &tx).await;
-            break;
-        }
-        if !found && result.is_ok() {
-            drop(tx);
-            let _ = ingest_task.await;
+        };
+        let Some(field) = file else {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "bad_multipart",
                 "multipart upload without a `file` field",
             ));
+        };
+        if let Some(f) = field.file_name() {
+            name = Some(f.to_string());
         }
-        result
+        let (tx, task) = start_ingest(name);
+        let pumped = pump(field, &tx).await;
+        (tx, task, pumped)
     } else {
-        let _ = name_tx.send(name.take());
-        pump(req.into_body().into_data_stream(), &tx).await
+        let (tx, task) = start_ingest(name);
+        let pumped = pump(req.into_body().into_data_stream(), &tx).await;
+        (tx, task, pumped)
     };
     if let Err(why) = &pumped {
         let _ = tx.send(Chunk::Failed(why.clone())).await;

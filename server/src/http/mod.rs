@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod caller;
+pub mod connections;
 pub mod hooks;
 pub mod stats;
 pub mod pages;
