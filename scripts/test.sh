@@ -10,7 +10,8 @@
 #      the corpus ISFs (never links: see below); `windows/ntkrnlpa.pdb/<GUID>-<age>.json.xz` is the XP SP3
 #      PAE kernel's ISF, made here by Volatility's own pdbconv from the corpus ntkrnlpa.pdb, so
 #      the XP checks rely on Volatility's reading of Microsoft's PDB, not on ours.
-#   4. `cargo build` of every binary, then `cargo test --workspace`, with POOLTRIAGE_PYTHON,
+#   4. `cargo fmt --check` and `cargo clippy -D warnings`, `cargo build` of every binary, then
+#      `cargo test --workspace`, with POOLTRIAGE_PYTHON,
 #      POOLTRIAGE_VOL and POOLTRIAGE_VOL_SYMBOLS telling the end-to-end tests where those are.
 #
 # Debug profile on purpose: dependencies are built with opt-level 2 (root Cargo.toml), the tests
@@ -137,6 +138,14 @@ if ! command -v cargo >/dev/null && [ -x "$HOME/.cargo/bin/cargo" ]; then
     export PATH="$HOME/.cargo/bin:$PATH"
 fi
 command -v cargo >/dev/null || die "cargo not found (install the Rust toolchain with rustup)"
+if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+    step "adding the rustfmt and clippy components"
+    rustup component add rustfmt clippy >/dev/null || die "rustfmt and clippy are needed (rustup component add rustfmt clippy)"
+fi
+step "cargo fmt --all -- --check"
+cargo fmt --all -- --check || die "the tree is not formatted: run cargo fmt --all"
+step "cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
 step "cargo build --workspace --bins"
 cargo build --workspace --bins
 step "cargo test --workspace --no-fail-fast"

@@ -47,14 +47,17 @@ fn forge(dir: &Path, profile: &str, scenario: &str) -> Option<(std::path::PathBu
 
 fn analyze(dump: &Path, profile: &str) -> Value {
     let mut cmd = Command::new(pooltriage_bin());
-    cmd.arg("analyze").arg(dump).args(["--json", "--no-symbols"]);
+    cmd.arg("analyze")
+        .arg(dump)
+        .args(["--json", "--no-symbols"]);
     // The kernel's own symbols (not the drivers'): XP from its PDB, the others by GUID.
     if profile.starts_with("xp") {
         cmd.arg("--symbols").arg(corpus().join("pdb/ntkrnlpa.pdb"));
     } else {
         cmd.arg("--isf-dir").arg(corpus().join("isf"));
     }
-    let r: Value = serde_json::from_slice(&run(&mut cmd, "pooltriage analyze")).expect("analyze --json prints JSON");
+    let r: Value = serde_json::from_slice(&run(&mut cmd, "pooltriage analyze"))
+        .expect("analyze --json prints JSON");
     assert_eq!(r["schema_version"], 1);
     assert_eq!(r["kind"], "analysis");
     // The stored report deserializes into the contract's types (the service reads it back).
@@ -94,7 +97,10 @@ fn expected(truth: &Value) -> Expected {
         .as_array()
         .map(|a| a.iter().collect())
         .unwrap_or_default();
-    let names: BTreeSet<String> = drivers.iter().map(|d| s(&d["module"]).to_string()).collect();
+    let names: BTreeSet<String> = drivers
+        .iter()
+        .map(|d| s(&d["module"]).to_string())
+        .collect();
     let tags: BTreeSet<String> = drivers.iter().flat_map(|d| strings(&d["tags"])).collect();
     let in_rows = |key: &str| -> BTreeSet<String> {
         pool[key]
@@ -104,7 +110,9 @@ fn expected(truth: &Value) -> Expected {
             .map(|t| s(&t["tag"]).to_string())
             .collect()
     };
-    let session = !tags.is_empty() && tags.is_subset(&in_rows("session_tags")) && tags.is_disjoint(&in_rows("tags"));
+    let session = !tags.is_empty()
+        && tags.is_subset(&in_rows("session_tags"))
+        && tags.is_disjoint(&in_rows("tags"));
     if drivers.is_empty() {
         return Expected {
             kind: "no-leak-found",
@@ -127,7 +135,10 @@ fn expected(truth: &Value) -> Expected {
             *billed.entry(hx(p)).or_insert(0) += size;
         }
     }
-    let top = billed.iter().max_by_key(|(_, b)| **b).map(|(p, b)| (*p, *b));
+    let top = billed
+        .iter()
+        .max_by_key(|(_, b)| **b)
+        .map(|(p, b)| (*p, *b));
     if let Some((p, bytes)) = top.filter(|(_, b)| *b * 2 >= tag_bytes) {
         let _ = bytes;
         return Expected {
@@ -184,7 +195,11 @@ fn image_from_dump(dump: &Path, dir: &Path, base: u64, size: u64, x64: bool) -> 
     std::fs::write(&addrs, list).unwrap();
     let out = run(
         Command::new(python())
-            .arg(script(if x64 { "kdmp_read.py" } else { "vol_virt_read.py" }))
+            .arg(script(if x64 {
+                "kdmp_read.py"
+            } else {
+                "vol_virt_read.py"
+            }))
             .arg(dump)
             .arg(&addrs),
         "read the driver image",
@@ -193,7 +208,9 @@ fn image_from_dump(dump: &Path, dir: &Path, base: u64, size: u64, x64: bool) -> 
     let mut image = Vec::new();
     for r in v["reads"].as_array().unwrap() {
         match r["page"].as_str() {
-            Some(h) => image.extend((0..h.len() / 2).map(|i| u8::from_str_radix(&h[2 * i..2 * i + 2], 16).unwrap())),
+            Some(h) => image.extend(
+                (0..h.len() / 2).map(|i| u8::from_str_radix(&h[2 * i..2 * i + 2], 16).unwrap()),
+            ),
             None => image.extend_from_slice(&[0u8; 0x1000]),
         }
     }
@@ -204,7 +221,13 @@ fn image_from_dump(dump: &Path, dir: &Path, base: u64, size: u64, x64: bool) -> 
 
 /// Every call site of the named drivers: the instruction at its address, decoded by objdump
 /// from that address on, is `mov $TAG,%r8d` / `push $TAG` or a `call` through memory.
-fn check_call_sites(dump: &Path, dir: &Path, r: &Value, drivers: &BTreeSet<String>, x64: bool) -> usize {
+fn check_call_sites(
+    dump: &Path,
+    dir: &Path,
+    r: &Value,
+    drivers: &BTreeSet<String>,
+    x64: bool,
+) -> usize {
     let mut checked = 0;
     for d in r["drivers"].as_array().unwrap() {
         if !drivers.contains(s(&d["module"])) {
@@ -216,7 +239,10 @@ fn check_call_sites(dump: &Path, dir: &Path, r: &Value, drivers: &BTreeSet<Strin
         let image = image_from_dump(dump, dir, base, size, x64);
         for c in sites {
             let addr = hx(&c["address"]);
-            assert_eq!(s(&c["offset"]), format!("{}+{:#x}", s(&d["module"]), addr - base));
+            assert_eq!(
+                s(&c["offset"]),
+                format!("{}+{:#x}", s(&d["module"]), addr - base)
+            );
             let line = objdump_at(&image, base, addr, x64);
             match s(&c["kind"]) {
                 "tag-argument" => {
@@ -227,7 +253,11 @@ fn check_call_sites(dump: &Path, dir: &Path, r: &Value, drivers: &BTreeSet<Strin
                     } else {
                         format!("push   $0x{imm:x}")
                     };
-                    assert!(line.contains(&want), "{}: want {want:?}, objdump: {line}", d["module"]);
+                    assert!(
+                        line.contains(&want),
+                        "{}: want {want:?}, objdump: {line}",
+                        d["module"]
+                    );
                 }
                 "untagged-allocator-call" => {
                     assert_eq!(s(&c["tag"]), "None");
@@ -249,7 +279,12 @@ fn check_call_sites(dump: &Path, dir: &Path, r: &Value, drivers: &BTreeSet<Strin
 /// size fits the requested size (plus header and rounding; big allocations are whole pages)
 /// lies in the pool the site asks for, and every driver has a decoded site that such blocks
 /// fit. (A site need not have outstanding blocks: some scenarios do not call every site.)
-fn check_decoded_arguments(what: &str, r: &Value, truth: &Value, drivers: &BTreeSet<String>) -> usize {
+fn check_decoded_arguments(
+    what: &str,
+    r: &Value,
+    truth: &Value,
+    drivers: &BTreeSet<String>,
+) -> usize {
     let Some(blocks) = truth["pool"]["blocks"].as_array() else {
         return 0;
     };
@@ -263,10 +298,15 @@ fn check_decoded_arguments(what: &str, r: &Value, truth: &Value, drivers: &BTree
             let (Some(pool), Some(size)) = (c["pool_type"].as_str(), c["size"].as_u64()) else {
                 continue;
             };
-            let fits = |z: u64| (size..=size + 0x40).contains(&z) || z == size.div_ceil(0x1000) * 0x1000;
+            let fits =
+                |z: u64| (size..=size + 0x40).contains(&z) || z == size.div_ceil(0x1000) * 0x1000;
             let fitting: Vec<&Value> = blocks
                 .iter()
-                .filter(|b| b["allocated"] == true && b["tag"] == c["tag"] && b["size"].as_u64().is_some_and(fits))
+                .filter(|b| {
+                    b["allocated"] == true
+                        && b["tag"] == c["tag"]
+                        && b["size"].as_u64().is_some_and(fits)
+                })
                 .collect();
             for b in &fitting {
                 assert_eq!(
@@ -326,15 +366,30 @@ fn check_profile(profile: &str) -> (usize, usize, usize) {
             .collect();
         for d in truth["pool"]["drivers"].as_array().unwrap() {
             let m = s(&d["module"]);
-            assert_eq!(ours.get(m).copied(), d["leaked_bytes"].as_u64(), "{what}: {m} bytes");
+            assert_eq!(
+                ours.get(m).copied(),
+                d["leaked_bytes"].as_u64(),
+                "{what}: {m} bytes"
+            );
         }
         if want.kind == "no-leak-found" {
             assert!(v["drivers"].as_array().unwrap().is_empty(), "{what}: {v}");
             continue;
         }
-        assert_eq!(strings(&v["drivers"]), want.drivers, "{what}: verdict drivers");
-        assert_eq!(v["session"].as_bool(), Some(want.session), "{what}: verdict session: {v}");
-        assert!(strings(&v["tags"]).iter().any(|t| want.tags.contains(t)), "{what}: {v}");
+        assert_eq!(
+            strings(&v["drivers"]),
+            want.drivers,
+            "{what}: verdict drivers"
+        );
+        assert_eq!(
+            v["session"].as_bool(),
+            Some(want.session),
+            "{what}: verdict session: {v}"
+        );
+        assert!(
+            strings(&v["tags"]).iter().any(|t| want.tags.contains(t)),
+            "{what}: {v}"
+        );
         if let Some(p) = want.process {
             assert_eq!(hx(&v["process"]["eprocess"]), p, "{what}: {v}");
             let tp = truth["processes"]
@@ -372,12 +427,22 @@ fn check_profile(profile: &str) -> (usize, usize, usize) {
                 .iter()
                 .find(|p| p["pool"] == pool)
                 .map(|p| p["near_exhaustion"].as_bool().unwrap());
-            assert_eq!(near, Some(u * 100 > m * pct), "{what}: {pool} near_exhaustion");
+            assert_eq!(
+                near,
+                Some(u * 100 > m * pct),
+                "{what}: {pool} near_exhaustion"
+            );
             if near == Some(true) {
                 assert_eq!(v["pool"], pool, "{what}");
             }
         }
-        checked_sites += check_call_sites(&dump, dir.path(), &r, &want.drivers, !profile.starts_with("xp"));
+        checked_sites += check_call_sites(
+            &dump,
+            dir.path(),
+            &r,
+            &want.drivers,
+            !profile.starts_with("xp"),
+        );
         // Session pool blocks are planted on classic-pool builds only (7601, 17763); on
         // 19041/20348 the truth has session tag counts only, no block to compare a site with.
         let has_blocks = truth["pool"]["blocks"]
@@ -395,7 +460,10 @@ fn check_profile(profile: &str) -> (usize, usize, usize) {
 fn analyze_gives_the_truths_verdict_on_every_profile_and_scenario() {
     // One thread per profile: forging and analysing are independent (and CPU-bound).
     let results: Vec<(usize, usize, usize)> = std::thread::scope(|sc| {
-        let handles: Vec<_> = PROFILES.iter().map(|p| sc.spawn(move || check_profile(p))).collect();
+        let handles: Vec<_> = PROFILES
+            .iter()
+            .map(|p| sc.spawn(move || check_profile(p)))
+            .collect();
         handles
             .into_iter()
             .map(|h| h.join().expect("a profile's checks failed"))
@@ -404,12 +472,18 @@ fn analyze_gives_the_truths_verdict_on_every_profile_and_scenario() {
     let runs: usize = results.iter().map(|r| r.0).sum();
     let checked_sites: usize = results.iter().map(|r| r.1).sum();
     let checked_args: usize = results.iter().map(|r| r.2).sum();
-    assert_eq!(runs, 43, "5 profiles x 9 scenarios, quota-leak and session-leak not on x86");
+    assert_eq!(
+        runs, 43,
+        "5 profiles x 9 scenarios, quota-leak and session-leak not on x86"
+    );
     assert!(
         checked_sites >= 20,
         "only {checked_sites} call sites checked with objdump"
     );
-    assert!(checked_args >= 20, "only {checked_args} decoded arguments checked");
+    assert!(
+        checked_args >= 20,
+        "only {checked_args} decoded arguments checked"
+    );
 }
 
 #[test]
@@ -421,7 +495,11 @@ fn the_real_triage_dump_gives_a_report_that_says_why_it_cannot_answer() {
         .args(["--json", "--no-symbols"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let r: Value = serde_json::from_slice(&out.stdout).unwrap();
     // corpus README: build 19041, bugcheck 0x1000007E, 16 processors.
     assert_eq!(r["dump"]["build"], 19041);
@@ -435,7 +513,10 @@ fn the_real_triage_dump_gives_a_report_that_says_why_it_cannot_answer() {
         r["bugcheck"]
     );
     let v = &r["verdict"];
-    assert!(matches!(s(&v["kind"]), "not-analyzable" | "no-leak-found"), "{v}");
+    assert!(
+        matches!(s(&v["kind"]), "not-analyzable" | "no-leak-found"),
+        "{v}"
+    );
     assert!(s(&v["sentence"]).contains("triage"), "{v}");
     assert!(!v["reasons"].as_array().unwrap().is_empty());
     assert!(!r["modules"].as_array().unwrap().is_empty());
@@ -482,7 +563,11 @@ fn without_kernel_symbols_the_exallocatepool_caller_is_still_named() {
         .args(["--json", "--no-symbols"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let r: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(r["symbols"]["source"], "none");
     let v = &r["verdict"];

@@ -13,7 +13,10 @@ use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Output};
 
-const TRIAGE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus/dumps/triage_x64.dmp");
+const TRIAGE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../shared/corpus/dumps/triage_x64.dmp"
+);
 
 fn inspect(path: &Path, json: bool) -> Output {
     let mut cmd = Command::new(pooltriage_bin());
@@ -38,8 +41,11 @@ fn inspect_json(path: &Path) -> Value {
 /// A "0x..." lowercase hex string.
 fn is_hex(v: &Value) -> bool {
     v.as_str().is_some_and(|s| {
-        s.strip_prefix("0x")
-            .is_some_and(|d| !d.is_empty() && d.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)))
+        s.strip_prefix("0x").is_some_and(|d| {
+            !d.is_empty()
+                && d.chars()
+                    .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+        })
     })
 }
 
@@ -52,14 +58,22 @@ fn assert_bad_input(path: &Path, want: &str) {
     for json in [false, true] {
         let out = inspect(path, json);
         let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{}: stderr {err}", path.display());
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{}: stderr {err}",
+            path.display()
+        );
         assert!(
             out.stdout.is_empty(),
             "stdout on bad input: {}",
             String::from_utf8_lossy(&out.stdout)
         );
         assert_eq!(err.lines().count(), 1, "one line on stderr, got {err:?}");
-        assert!(err.starts_with(&format!("error: {}: ", path.display())), "{err}");
+        assert!(
+            err.starts_with(&format!("error: {}: ", path.display())),
+            "{err}"
+        );
         assert!(err.contains(want), "{err:?} should mention {want:?}");
         assert!(!err.contains("panicked"), "{err}");
     }
@@ -104,10 +118,14 @@ fn triage_json_shape_and_values() {
         assert!(m["path"].is_string(), "{m}");
         assert!(is_hex(&m["base"]), "{m}");
         assert!(m["size"].as_u64().is_some_and(|s| s > 0), "{m}");
-        assert!(hex_or_null(&m["timestamp"]) && hex_or_null(&m["checksum"]), "{m}");
+        assert!(
+            hex_or_null(&m["timestamp"]) && hex_or_null(&m["checksum"]),
+            "{m}"
+        );
         let pdb = &m["pdb"];
         assert!(
-            pdb.is_null() || (pdb["name"].is_string() && pdb["guid"].is_string() && pdb["age"].is_u64()),
+            pdb.is_null()
+                || (pdb["name"].is_string() && pdb["guid"].is_string() && pdb["age"].is_u64()),
             "{m}"
         );
     }
@@ -124,7 +142,11 @@ fn triage_json_shape_and_values() {
 fn triage_text_summary() {
     let out = inspect(Path::new(TRIAGE), false);
     assert!(out.status.success());
-    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).expect("UTF-8");
     for want in [
         "triage (DumpType 4), x64, Windows build 19041",
@@ -200,11 +222,24 @@ fn forged_dumps_match_their_truth() {
         assert_eq!(d["dump_type"], *field(t, "dump_type"), "{ctx}");
         assert_eq!(d["processors"], *field(t, "processors"), "{ctx}");
         assert_eq!(hx(&d["system_time"]), hx(field(t, "system_time")), "{ctx}");
-        assert_eq!(d["stored_pages"], *field(t, "physical_pages_stored"), "{ctx}");
+        assert_eq!(
+            d["stored_pages"],
+            *field(t, "physical_pages_stored"),
+            "{ctx}"
+        );
 
-        assert_eq!(hx(&r["bugcheck"]["code"]), hx(&t["bugcheck"]["code"]), "{ctx}");
+        assert_eq!(
+            hx(&r["bugcheck"]["code"]),
+            hx(&t["bugcheck"]["code"]),
+            "{ctx}"
+        );
         let params: Vec<u64> = array(&t["bugcheck"], "params").iter().map(hx).collect();
-        let got: Vec<u64> = r["bugcheck"]["params"].as_array().unwrap().iter().map(hx).collect();
+        let got: Vec<u64> = r["bugcheck"]["params"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(hx)
+            .collect();
         assert_eq!(got, params, "{ctx}");
 
         assert_eq!(r["kdbg"]["found"], true, "{ctx}: {}", r["kdbg"]);
@@ -235,7 +270,12 @@ fn forged_dumps_match_their_truth() {
                 assert_eq!(g[key], w[key], "{ctx}: module {} {key}", w["name"]);
             }
             for key in ["base", "timestamp", "checksum"] {
-                assert_eq!(hx(&g[key]), hx(&w[key]), "{ctx}: module {} {key}", w["name"]);
+                assert_eq!(
+                    hx(&g[key]),
+                    hx(&w[key]),
+                    "{ctx}: module {} {key}",
+                    w["name"]
+                );
             }
         }
         assert_eq!(
@@ -329,7 +369,8 @@ fn encoded_kdbg_is_reported_and_decodes_with_keys() {
     };
     {
         let dump = Dump::open(&f.dump).unwrap();
-        let size = u32::from_le_bytes(bytes_at(&dump, kdbg_va + 0x14, 4).try_into().unwrap()) as u64;
+        let size =
+            u32::from_le_bytes(bytes_at(&dump, kdbg_va + 0x14, 4).try_into().unwrap()) as u64;
         assert!(size >= 0x300, "forged block size {size:#x}");
         for q in (0..size.div_ceil(8) * 8).step_by(8) {
             let off = file_offset(&dump, kdbg_va + q);
@@ -378,7 +419,11 @@ fn bytes_at(dump: &analyzer::dump::Dump, va: u64, len: usize) -> Vec<u8> {
 /// File offset of the byte at kernel virtual address `va` of an x64 dump.
 fn file_offset(dump: &analyzer::dump::Dump, va: u64) -> usize {
     use analyzer::memory::{PageTableMemory, PagingMode};
-    let pt = PageTableMemory::new(dump.physical(), dump.header().directory_table_base, PagingMode::X64);
+    let pt = PageTableMemory::new(
+        dump.physical(),
+        dump.header().directory_table_base,
+        PagingMode::X64,
+    );
     let pa = pt.translate(va).unwrap();
     (dump.page_file_offset(pa >> 12).unwrap() + (pa & 0xfff)) as usize
 }
@@ -404,12 +449,26 @@ fn module_list_loop_is_reported() {
     let looped = dir.path().join("loop.dmp");
     std::fs::write(&looped, &bytes).unwrap();
     let out = inspect(&looped, true);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let r: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(r["module_list"]["complete"], false);
     assert_eq!(r["module_list"]["count"], 3);
-    let want: Vec<&Value> = array(&f.truth, "modules").iter().take(3).map(|m| &m["name"]).collect();
-    let got: Vec<&Value> = r["modules"].as_array().unwrap().iter().map(|m| &m["name"]).collect();
+    let want: Vec<&Value> = array(&f.truth, "modules")
+        .iter()
+        .take(3)
+        .map(|m| &m["name"])
+        .collect();
+    let got: Vec<&Value> = r["modules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| &m["name"])
+        .collect();
     assert_eq!(got, want);
     assert!(
         r["warnings"]
@@ -434,12 +493,18 @@ fn encoded_kdbg_is_decoded_with_keys_from_the_kernel_isf() {
     use analyzer::symbols::Profile;
 
     let isf_dir = harness::corpus().join("isf");
-    let profile = Profile::from_isf(isf_dir.join("ntkrnlmp.pdb/8B11040A5928757B11390AC78F6B6925-1.json.xz")).unwrap();
+    let profile =
+        Profile::from_isf(isf_dir.join("ntkrnlmp.pdb/8B11040A5928757B11390AC78F6B6925-1.json.xz"))
+            .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let f = forge(dir.path(), "win10-17763-x64", "kernel-bitmap", None);
     let base = hx(&f.truth["kernel"]["base"]);
     let kdbg_va = hx(field(&f.truth, "kdbg"));
-    let va_of = |name: &str| base + profile.global(name).unwrap_or_else(|| panic!("{name} in the 17763 ISF"));
+    let va_of = |name: &str| {
+        base + profile
+            .global(name)
+            .unwrap_or_else(|| panic!("{name} in the 17763 ISF"))
+    };
     let keys = KdbgKeys {
         ki_wait_never: 0x5a17_c3e9_0b2d_8f61,
         ki_wait_always: 0x9e04_b7d2_6c13_a5f8,
@@ -448,13 +513,17 @@ fn encoded_kdbg_is_decoded_with_keys_from_the_kernel_isf() {
     let mut bytes = std::fs::read(&f.dump).unwrap();
     {
         let dump = Dump::open(&f.dump).unwrap();
-        let size = u32::from_le_bytes(bytes_at(&dump, kdbg_va + 0x14, 4).try_into().unwrap()) as u64;
+        let size =
+            u32::from_le_bytes(bytes_at(&dump, kdbg_va + 0x14, 4).try_into().unwrap()) as u64;
         for q in (0..size.div_ceil(8) * 8).step_by(8) {
             let off = file_offset(&dump, kdbg_va + q);
             let v = u64::from_le_bytes(bytes[off..off + 8].try_into().unwrap());
             bytes[off..off + 8].copy_from_slice(&encode_qword(v, &keys).to_le_bytes());
         }
-        for (name, value) in [("KiWaitNever", keys.ki_wait_never), ("KiWaitAlways", keys.ki_wait_always)] {
+        for (name, value) in [
+            ("KiWaitNever", keys.ki_wait_never),
+            ("KiWaitAlways", keys.ki_wait_always),
+        ] {
             let off = file_offset(&dump, va_of(name));
             bytes[off..off + 8].copy_from_slice(&value.to_le_bytes());
         }
@@ -468,7 +537,11 @@ fn encoded_kdbg_is_decoded_with_keys_from_the_kernel_isf() {
         .arg(&encoded)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let r: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(r["kdbg"]["found"], true, "{}", r["kdbg"]);
     assert_eq!(hx(&r["kernel"]["base"]), base);

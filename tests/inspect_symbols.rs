@@ -32,7 +32,15 @@ struct StaticServer {
 impl StaticServer {
     fn start(dir: &Path) -> StaticServer {
         let mut child = Command::new(python())
-            .args(["-u", "-m", "http.server", "--bind", "127.0.0.1", "0", "--directory"])
+            .args([
+                "-u",
+                "-m",
+                "http.server",
+                "--bind",
+                "127.0.0.1",
+                "0",
+                "--directory",
+            ])
             .arg(dir)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -41,7 +49,9 @@ impl StaticServer {
         // "Serving HTTP on 127.0.0.1 port 43117 (http://127.0.0.1:43117/) ..."
         let stdout = child.stdout.take().unwrap();
         let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).expect("server banner");
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("server banner");
         let port: u16 = line
             .split(" port ")
             .nth(1)
@@ -170,7 +180,10 @@ fn triage_dump_named_through_pe_then_pdb_over_http_then_from_cache() {
 
     // The static server really served the image and then the PDB (its access log, 200s).
     let log = server.requests();
-    let served = |needle: &str| log.iter().any(|l| l.contains(needle) && l.contains("\" 200 "));
+    let served = |needle: &str| {
+        log.iter()
+            .any(|l| l.contains(needle) && l.contains("\" 200 "))
+    };
     assert!(served("/amdppm.sys/"), "image not served: {log:#?}");
     assert!(
         served("/amdppm.pdb/1C19FDDB27BB3399D9B45973EFEAFCF31/amdppm.pdb"),
@@ -186,7 +199,8 @@ fn triage_dump_named_through_pe_then_pdb_over_http_then_from_cache() {
     // The text summary says the same.
     let (_, text) = inspect(&symbol_path, tmp.path(), false);
     assert!(
-        text.lines().any(|l| l.contains("faulting") && l.contains(EXPECTED)),
+        text.lines()
+            .any(|l| l.contains("faulting") && l.contains(EXPECTED)),
         "{text}"
     );
     assert!(
@@ -222,7 +236,10 @@ fn unreachable_server_is_a_status_not_an_error() {
         .local_addr()
         .unwrap()
         .port();
-    let symbol_path = format!("srv*{}*http://127.0.0.1:{port}", tmp.path().join("cache").display());
+    let symbol_path = format!(
+        "srv*{}*http://127.0.0.1:{port}",
+        tmp.path().join("cache").display()
+    );
     let t = Instant::now();
     let (report, _) = inspect(&symbol_path, tmp.path(), true);
     assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
@@ -233,7 +250,10 @@ fn unreachable_server_is_a_status_not_an_error() {
         .map(|m| m["symbols"]["status"].as_str().unwrap())
         .collect();
     assert_eq!(statuses.len(), 151);
-    assert!(statuses.iter().all(|s| *s == "download failed"), "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == "download failed"),
+        "{statuses:?}"
+    );
     let f = &report["bugcheck"]["faulting"];
     assert_eq!(f["symbol"], "amdppm+0x334c");
     assert_eq!(f["named"], false);
@@ -265,13 +285,23 @@ fn store_written_by_the_symstore_tool() {
         "symstore failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(store.join("000Admin").is_dir(), "symstore wrote its admin directory");
+    assert!(
+        store.join("000Admin").is_dir(),
+        "symstore wrote its admin directory"
+    );
 
     let server = StaticServer::start(&store);
     let cache = tmp.path().join("cache");
-    let (report, _) = inspect(&format!("srv*{}*{}", cache.display(), server.url), tmp.path(), true);
+    let (report, _) = inspect(
+        &format!("srv*{}*{}", cache.display(), server.url),
+        tmp.path(),
+        true,
+    );
     check_named(&report);
-    assert_eq!(module(&report, "amdppm.sys")["symbols"]["source"], server.url.as_str());
+    assert_eq!(
+        module(&report, "amdppm.sys")["symbols"]["source"],
+        server.url.as_str()
+    );
 
     // A plain directory entry in symbol-store layout: found in place, no cache involved.
     let (report, _) = inspect(&store.display().to_string(), tmp.path(), true);
@@ -279,7 +309,9 @@ fn store_written_by_the_symstore_tool() {
     let s = &module(&report, "amdppm.sys")["symbols"];
     assert_eq!(s["source"], store.display().to_string().as_str(), "{s}");
     assert!(
-        s["pdb_path"].as_str().is_some_and(|p| Path::new(p).starts_with(&store)),
+        s["pdb_path"]
+            .as_str()
+            .is_some_and(|p| Path::new(p).starts_with(&store)),
         "{s}"
     );
 }
@@ -298,7 +330,10 @@ fn stalled_server_times_out_then_is_skipped() {
             held.push(conn); // never read, never answered, never closed
         }
     });
-    let symbol_path = format!("srv*{}*http://127.0.0.1:{port}", tmp.path().join("cache").display());
+    let symbol_path = format!(
+        "srv*{}*http://127.0.0.1:{port}",
+        tmp.path().join("cache").display()
+    );
     let t = Instant::now();
     let (report, _) = inspect(&symbol_path, tmp.path(), true);
     let elapsed = t.elapsed();
@@ -306,8 +341,16 @@ fn stalled_server_times_out_then_is_skipped() {
     assert!(elapsed < Duration::from_secs(90), "{elapsed:?}");
     let summary = &report["symbol_summary"];
     assert!(summary["timed out"].as_u64().unwrap_or(0) >= 1, "{summary}");
-    let total: u64 = summary.as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
+    let total: u64 = summary
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
     assert_eq!(total, 151);
     assert!(summary.get("found").is_none(), "{summary}");
-    assert_eq!(report["bugcheck"]["faulting"]["module_offset"], "amdppm.sys+0x334c");
+    assert_eq!(
+        report["bugcheck"]["faulting"]["module_offset"],
+        "amdppm.sys+0x334c"
+    );
 }

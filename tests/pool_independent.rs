@@ -189,7 +189,10 @@ fn our_bigpools(report: &Value) -> (BTreeSet<Big>, usize) {
 fn volatility_bigpools_lists_exactly_our_big_allocations() {
     let dir = tempfile::tempdir().expect("tempdir");
     let profiles = ISF_PROFILES;
-    let dumps: Vec<PathBuf> = profiles.iter().map(|p| forge(dir.path(), p, "leak-tagged")).collect();
+    let dumps: Vec<PathBuf> = profiles
+        .iter()
+        .map(|p| forge(dir.path(), p, "leak-tagged"))
+        .collect();
     let results = parallel(&dumps, |dump| {
         let cache = dump.with_extension("vol-cache");
         (vol_bigpools(dump, &cache), our_bigpools(&our_blocks(dump)))
@@ -425,7 +428,10 @@ fn billed_in_truth(truth: &Value) -> std::collections::BTreeMap<u64, (u64, Strin
 fn volatility_pslist_lists_the_processes_billed_for_quota() {
     let dir = tempfile::tempdir().expect("tempdir");
     let profiles = ISF_PROFILES;
-    let dumps: Vec<PathBuf> = profiles.iter().map(|p| forge(dir.path(), p, "quota-leak")).collect();
+    let dumps: Vec<PathBuf> = profiles
+        .iter()
+        .map(|p| forge(dir.path(), p, "quota-leak"))
+        .collect();
     let results = parallel(&dumps, |dump| {
         let cache = dump.with_extension("vol-cache");
         (vol_pslist(dump, &cache), our_pool(dump), truth_of(dump))

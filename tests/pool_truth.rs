@@ -48,7 +48,9 @@ fn blocks_json(dump: &Path, profile: &str) -> Value {
 }
 
 fn s(v: &Value) -> String {
-    v.as_str().unwrap_or_else(|| panic!("not a string: {v}")).to_string()
+    v.as_str()
+        .unwrap_or_else(|| panic!("not a string: {v}"))
+        .to_string()
 }
 
 fn n(v: &Value) -> u64 {
@@ -74,7 +76,11 @@ fn pool_reader_matches_the_forge_truth_on_every_profile_and_scenario() {
                 r["symbols"]["matches_kernel"], true,
                 "{ctx}: the symbols must be the kernel's"
             );
-            assert!(r["errors"].as_array().unwrap().is_empty(), "{ctx}: {}", r["errors"]);
+            assert!(
+                r["errors"].as_array().unwrap().is_empty(),
+                "{ctx}: {}",
+                r["errors"]
+            );
             std::fs::remove_file(&dump).ok();
 
             // Tag statistics: every counter of every tag, summed over CPUs and expansion.
@@ -91,14 +97,25 @@ fn pool_reader_matches_the_forge_truth_on_every_profile_and_scenario() {
                     .map(|x| (s(&x["tag"]), COUNTERS.iter().map(|c| n(&x[*c])).collect()))
                     .collect()
             };
-            assert_eq!(tags(array(&r, "tags")), tags(array(t, "tags")), "{ctx}: tags");
+            assert_eq!(
+                tags(array(&r, "tags")),
+                tags(array(t, "tags")),
+                "{ctx}: tags"
+            );
 
             // Session pool, apart: the session's table plus its expansion table, read through
             // a session process's page tables. Every Vista+ profile plants win32k rows; XP
             // keeps no session table, so there are none.
             if t["session_tags"].is_null() {
-                assert!(profile.starts_with("xp"), "{ctx}: the forge planted no session pool");
-                assert!(r["session_tags"].is_null(), "{ctx}: session tags on XP: {}", r["session_tags"]);
+                assert!(
+                    profile.starts_with("xp"),
+                    "{ctx}: the forge planted no session pool"
+                );
+                assert!(
+                    r["session_tags"].is_null(),
+                    "{ctx}: session tags on XP: {}",
+                    r["session_tags"]
+                );
             } else {
                 assert_eq!(
                     tags(array(&r, "session_tags")),
@@ -107,7 +124,10 @@ fn pool_reader_matches_the_forge_truth_on_every_profile_and_scenario() {
                 );
                 let sessions = array(&r, "sessions");
                 assert_eq!(sessions.len(), 1, "{ctx}: {sessions:?}");
-                assert_eq!(sessions[0]["session_id"], t["session"]["session_id"], "{ctx}");
+                assert_eq!(
+                    sessions[0]["session_id"], t["session"]["session_id"],
+                    "{ctx}"
+                );
                 assert_eq!(
                     hx(&sessions[0]["mm_session_space"]),
                     hx(&t["session"]["mm_session_space"]),
@@ -120,30 +140,56 @@ fn pool_reader_matches_the_forge_truth_on_every_profile_and_scenario() {
             let truth_big: BTreeSet<(u64, String, u64, String)> = array(t, "big_pages")
                 .iter()
                 .filter(|b| b["free"] == false)
-                .map(|b| (hx(&b["va"]), s(&b["tag"]), n(&b["size"]), s(&b["pool_type"])))
+                .map(|b| {
+                    (
+                        hx(&b["va"]),
+                        s(&b["tag"]),
+                        n(&b["size"]),
+                        s(&b["pool_type"]),
+                    )
+                })
                 .collect();
-            let our_big: BTreeSet<(u64, String, u64, String)> = array(field(&r, "big_pages"), "entries")
-                .iter()
-                .map(|b| (hx(&b["va"]), s(&b["tag"]), n(&b["size"]), s(&b["pool"])))
-                .collect();
+            let our_big: BTreeSet<(u64, String, u64, String)> =
+                array(field(&r, "big_pages"), "entries")
+                    .iter()
+                    .map(|b| (hx(&b["va"]), s(&b["tag"]), n(&b["size"]), s(&b["pool"])))
+                    .collect();
             assert_eq!(our_big, truth_big, "{ctx}: big pages");
-            let freed = array(t, "big_pages").iter().filter(|b| b["free"] == true).count() as u64;
-            assert_eq!(n(&r["big_pages"]["free"]), freed, "{ctx}: freed big page slots");
+            let freed = array(t, "big_pages")
+                .iter()
+                .filter(|b| b["free"] == true)
+                .count() as u64;
+            assert_eq!(
+                n(&r["big_pages"]["free"]),
+                freed,
+                "{ctx}: freed big page slots"
+            );
             // The session's own big page table (MM_SESSION_SPACE.PoolTrackBigPages), apart.
             let truth_session_big: BTreeSet<(u64, String, u64, String)> = t["session"]["big_pages"]
                 .as_array()
                 .into_iter()
                 .flatten()
-                .map(|b| (hx(&b["va"]), s(&b["tag"]), n(&b["size"]), s(&b["pool_type"])))
+                .map(|b| {
+                    (
+                        hx(&b["va"]),
+                        s(&b["tag"]),
+                        n(&b["size"]),
+                        s(&b["pool_type"]),
+                    )
+                })
                 .collect();
-            let our_session_big: BTreeSet<(u64, String, u64, String)> = r["session_big_pages"]["entries"]
+            let our_session_big: BTreeSet<(u64, String, u64, String)> = r["session_big_pages"]
+                ["entries"]
                 .as_array()
                 .into_iter()
                 .flatten()
                 .filter(|b| b["pool_type"]["session"] == true)
                 .map(|b| (hx(&b["va"]), s(&b["tag"]), n(&b["size"]), s(&b["pool"])))
                 .collect();
-            assert_eq!(our_session_big, truth_session_big, "{ctx}: session big pages");
+            assert_eq!(
+                our_session_big, truth_session_big,
+                "{ctx}: session big pages"
+            );
             if !truth_session_big.is_empty() {
                 session_big_checked += 1;
             }
@@ -213,7 +259,8 @@ fn pool_reader_matches_the_forge_truth_on_every_profile_and_scenario() {
                     .collect()
             };
             let truth_session = session_of(array(t, "blocks"), &|b| b["session"] == true);
-            let our_session = session_of(array(&r, "blocks"), &|b| b["pool_type"]["session"] == true);
+            let our_session =
+                session_of(array(&r, "blocks"), &|b| b["pool_type"]["session"] == true);
             assert_eq!(our_session, truth_session, "{ctx}: session pool blocks");
             if !truth_session.is_empty() {
                 session_blocks_checked += 1;
@@ -266,7 +313,9 @@ fn pool_reader_matches_the_forge_truth_on_every_profile_and_scenario() {
                 named_bases.insert(base_of(&m));
             }
             for m in ours.keys() {
-                let named = array(t, "drivers").iter().any(|d| d["module"] == m.as_str());
+                let named = array(t, "drivers")
+                    .iter()
+                    .any(|d| d["module"] == m.as_str());
                 assert!(
                     named || named_bases.contains(&base_of(m)),
                     "{ctx}: {m} blamed without sharing a named driver's code"
@@ -401,8 +450,14 @@ fn pool_finds_the_kernel_pdb_through_the_symbol_path() {
         .arg(&store);
     let r: Value = serde_json::from_slice(&run(&mut cmd, "pooltriage pool")).unwrap();
     assert_eq!(r["symbols"]["source"], "pdb", "{}", r["symbols"]);
-    let leak = array(&r, "tags").iter().find(|t| t["tag"] == "Leak").cloned();
-    assert!(leak.is_some(), "the planted tag is listed with the PDB's layouts");
+    let leak = array(&r, "tags")
+        .iter()
+        .find(|t| t["tag"] == "Leak")
+        .cloned();
+    assert!(
+        leak.is_some(),
+        "the planted tag is listed with the PDB's layouts"
+    );
 }
 
 /// Without any symbols (`--no-symbols`, no ISF folder) the pool engine falls back on the
@@ -423,7 +478,8 @@ fn without_symbols_the_built_in_layouts_walk_every_classic_block() {
             .arg(&dump)
             .arg("--json")
             .arg("--no-symbols");
-        let r: Value = serde_json::from_slice(&run(&mut cmd, "pooltriage blocks --no-symbols")).unwrap();
+        let r: Value =
+            serde_json::from_slice(&run(&mut cmd, "pooltriage blocks --no-symbols")).unwrap();
         assert_eq!(r["symbols"]["source"], "none", "{profile}");
         assert_eq!(r["layouts"]["pool_header"], "built-in", "{profile}");
         assert_eq!(r["layouts"]["tag_table"], "built-in", "{profile}");
@@ -432,29 +488,60 @@ fn without_symbols_the_built_in_layouts_walk_every_classic_block() {
         // and MM_SESSION_SPACE, which need symbols: they are left out on both sides.
         let session_pool = t["session"]["paged_pool"].clone();
         let in_session = |a: u64| {
-            !session_pool.is_null() && (hx(&session_pool["start"])..hx(&session_pool["start"]) + n(&session_pool["size"])).contains(&a)
+            !session_pool.is_null()
+                && (hx(&session_pool["start"])
+                    ..hx(&session_pool["start"]) + n(&session_pool["size"]))
+                    .contains(&a)
         };
         type Blk = (u64, u64, String, bool);
         let classic = |v: &Vec<Value>| -> BTreeSet<Blk> {
             v.iter()
                 .filter(|b| b["source"] == "classic" && !in_session(hx(&b["address"])))
-                .map(|b| (hx(&b["address"]), n(&b["size"]), s(&b["tag"]), b["allocated"] == true))
+                .map(|b| {
+                    (
+                        hx(&b["address"]),
+                        n(&b["size"]),
+                        s(&b["tag"]),
+                        b["allocated"] == true,
+                    )
+                })
                 .collect()
         };
         let truth_blocks = classic(array(t, "blocks"));
-        assert!(!truth_blocks.is_empty(), "{profile}: the scenario plants classic blocks");
-        assert_eq!(classic(array(&r, "blocks")), truth_blocks, "{profile}: classic blocks");
+        assert!(
+            !truth_blocks.is_empty(),
+            "{profile}: the scenario plants classic blocks"
+        );
+        assert_eq!(
+            classic(array(&r, "blocks")),
+            truth_blocks,
+            "{profile}: classic blocks"
+        );
 
-        let truth_tags: BTreeMap<String, &Value> = array(t, "tags").iter().map(|x| (s(&x["tag"]), x)).collect();
+        let truth_tags: BTreeMap<String, &Value> =
+            array(t, "tags").iter().map(|x| (s(&x["tag"]), x)).collect();
         let ours = array(&r, "tags");
-        assert!(ours.iter().any(|x| x["tag"] == "Leak"), "{profile}: the leaking tag is read");
+        assert!(
+            ours.iter().any(|x| x["tag"] == "Leak"),
+            "{profile}: the leaking tag is read"
+        );
         for x in ours {
             let tag = s(&x["tag"]);
             let want = truth_tags
                 .get(&tag)
                 .unwrap_or_else(|| panic!("{profile}: tag {tag:?} is not in the truth"));
-            for c in ["paged_allocs", "paged_frees", "nonpaged_allocs", "nonpaged_frees"] {
-                assert!(n(&x[c]) <= n(&want[c]), "{profile} {tag} {c}: {} > truth {}", x[c], want[c]);
+            for c in [
+                "paged_allocs",
+                "paged_frees",
+                "nonpaged_allocs",
+                "nonpaged_frees",
+            ] {
+                assert!(
+                    n(&x[c]) <= n(&want[c]),
+                    "{profile} {tag} {c}: {} > truth {}",
+                    x[c],
+                    want[c]
+                );
             }
         }
     }
@@ -470,24 +557,44 @@ fn busy_server_block_counts_equal_the_truth_free_vs_blocks_included() {
     run(
         Command::new(pooltriage_bin())
             .env("POOLTRIAGE_CORPUS", corpus())
-            .args(["forge", "--profile", "win10-19041-x64", "--format", "kernel-bitmap"])
-            .args(["--scenario", "busy-server", "--size", &(256u64 << 20).to_string(), "--out"])
+            .args([
+                "forge",
+                "--profile",
+                "win10-19041-x64",
+                "--format",
+                "kernel-bitmap",
+            ])
+            .args([
+                "--scenario",
+                "busy-server",
+                "--size",
+                &(256u64 << 20).to_string(),
+                "--out",
+            ])
             .arg(&dump),
         "pooltriage forge busy-server",
     );
     let truth: Value =
-        serde_json::from_slice(&std::fs::read(format!("{}.truth.json", dump.display())).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(format!("{}.truth.json", dump.display())).unwrap())
+            .unwrap();
     let want: BTreeMap<String, u64> = field(field(&truth, "pool"), "block_counts")
         .as_object()
         .unwrap()
         .iter()
         .map(|(k, v)| (k.clone(), n(v)))
         .collect();
-    assert!(want.get("vs_free").copied().unwrap_or(0) > 0, "the scenario frees VS blocks: {want:?}");
+    assert!(
+        want.get("vs_free").copied().unwrap_or(0) > 0,
+        "the scenario frees VS blocks: {want:?}"
+    );
     let r = blocks_json(&dump, "win10-19041-x64");
     let mut got: BTreeMap<String, u64> = BTreeMap::new();
     for b in array(&r, "blocks") {
-        let key = format!("{}{}", s(&b["source"]), if b["allocated"] == true { "" } else { "_free" });
+        let key = format!(
+            "{}{}",
+            s(&b["source"]),
+            if b["allocated"] == true { "" } else { "_free" }
+        );
         *got.entry(key).or_default() += 1;
     }
     assert_eq!(got, want, "blocks by walk and state");
@@ -506,7 +613,8 @@ fn volatility_sessions_name_the_sessions_whose_tables_we_read() {
     std::fs::create_dir_all(&cache).unwrap();
     let mut checked = 0;
     for profile in PROFILES.iter().filter(|p| !p.starts_with("xp")) {
-        let (dump, _) = forge(dir.path(), profile, "session-leak").expect("session-leak forges on Vista+");
+        let (dump, _) =
+            forge(dir.path(), profile, "session-leak").expect("session-leak forges on Vista+");
         let out = run(
             Command::new(vol())
                 .args(["-q", "--offline", "-r", "json", "-s"])
@@ -518,8 +626,12 @@ fn volatility_sessions_name_the_sessions_whose_tables_we_read() {
                 .arg("windows.sessions"),
             "vol windows.sessions",
         );
-        let rows: Value = serde_json::from_slice(&out)
-            .unwrap_or_else(|e| panic!("vol printed no JSON ({e}): {}", String::from_utf8_lossy(&out)));
+        let rows: Value = serde_json::from_slice(&out).unwrap_or_else(|e| {
+            panic!(
+                "vol printed no JSON ({e}): {}",
+                String::from_utf8_lossy(&out)
+            )
+        });
         let vol_ids: BTreeSet<u64> = rows
             .as_array()
             .expect("vol JSON is a list")
@@ -531,7 +643,10 @@ fn volatility_sessions_name_the_sessions_whose_tables_we_read() {
             .iter()
             .map(|x| x["session_id"].as_u64().expect("session id read"))
             .collect();
-        assert!(!vol_ids.is_empty(), "{profile}: Volatility found no session");
+        assert!(
+            !vol_ids.is_empty(),
+            "{profile}: Volatility found no session"
+        );
         assert_eq!(ours, vol_ids, "{profile}: sessions");
         std::fs::remove_file(&dump).ok();
         checked += 1;

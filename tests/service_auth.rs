@@ -15,7 +15,10 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::Duration;
 
-const TRIAGE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus/dumps/triage_x64.dmp");
+const TRIAGE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../shared/corpus/dumps/triage_x64.dmp"
+);
 
 /// A running `pooltriage serve` (killed when dropped).
 struct Service {
@@ -28,7 +31,10 @@ fn serve(dir: &Path, env: &[(&str, &str)]) -> Service {
     let mut env = env.to_vec();
     env.insert(0, ("POOLTRIAGE_WORKERS", "1"));
     let (child, addr) = spawn_serve(dir, &env);
-    Service { _process: child, addr }
+    Service {
+        _process: child,
+        addr,
+    }
 }
 
 struct Reply {
@@ -45,7 +51,8 @@ impl Reply {
             .map(|(_, v)| v.as_str())
     }
     fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&self.body)))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&self.body)))
     }
     fn set_cookie(&self, name: &str) -> Option<String> {
         self.headers
@@ -58,7 +65,13 @@ impl Reply {
 }
 
 /// One HTTP/1.1 request with `Connection: close`, read to the end (chunked bodies decoded).
-fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Reply {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     let mut head = format!(
@@ -81,24 +94,38 @@ fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)],
     let head = String::from_utf8_lossy(&raw[..split]).to_string();
     let mut body = raw[split + 4..].to_vec();
     let mut lines = head.lines();
-    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
     let headers: Vec<(String, String)> = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
         .collect();
-    let chunked = headers
-        .iter()
-        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked"));
+    let chunked = headers.iter().any(|(k, v)| {
+        k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
+    });
     if chunked {
         body = dechunk(&body);
     }
-    Reply { status, headers, body }
+    Reply {
+        status,
+        headers,
+        body,
+    }
 }
 
 fn dechunk(mut b: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     loop {
-        let eol = b.windows(2).position(|w| w == b"\r\n").expect("chunk size line");
+        let eol = b
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .expect("chunk size line");
         let size = usize::from_str_radix(
             std::str::from_utf8(&b[..eol])
                 .unwrap()
@@ -161,13 +188,22 @@ fn tenants_roles_tokens_sessions_and_rate_limit() {
 
     let svc = serve(
         &dir,
-        &[("POOLTRIAGE_UPLOAD_BURST", "3"), ("POOLTRIAGE_UPLOADS_PER_MINUTE", "1")],
+        &[
+            ("POOLTRIAGE_UPLOAD_BURST", "3"),
+            ("POOLTRIAGE_UPLOADS_PER_MINUTE", "1"),
+        ],
     );
     let dump = std::fs::read(TRIAGE).unwrap();
 
     // No token, a malformed one, an unknown one: 401.
-    assert_eq!(request(svc.addr, "GET", "/api/v1/dumps", &[], b"").status, 401);
-    assert_eq!(request(svc.addr, "POST", "/api/v1/dumps", &[], b"MZ").status, 401);
+    assert_eq!(
+        request(svc.addr, "GET", "/api/v1/dumps", &[], b"").status,
+        401
+    );
+    assert_eq!(
+        request(svc.addr, "POST", "/api/v1/dumps", &[], b"MZ").status,
+        401
+    );
     assert_eq!(get(&svc, "/api/v1/dumps", "pt_nope").status, 401);
     let unknown = format!("pt_{}", "0".repeat(64));
     let r = get(&svc, "/api/v1/dumps", &unknown);
@@ -185,11 +221,18 @@ fn tenants_roles_tokens_sessions_and_rate_limit() {
     // an id that exists nowhere.
     let b_view = get(&svc, &a_path, &globex);
     assert_eq!(b_view.status, 404);
-    let nowhere = get(&svc, "/api/v1/dumps/00000000000000000000000000000000", &globex);
+    let nowhere = get(
+        &svc,
+        "/api/v1/dumps/00000000000000000000000000000000",
+        &globex,
+    );
     assert_eq!((nowhere.status, &nowhere.body), (404, &b_view.body));
     assert_eq!(get(&svc, &format!("{a_path}/report"), &globex).status, 404);
     let (k, v) = auth(&globex);
-    assert_eq!(request(svc.addr, "DELETE", &a_path, &[(k, &v)], b"").status, 404);
+    assert_eq!(
+        request(svc.addr, "DELETE", &a_path, &[(k, &v)], b"").status,
+        404
+    );
     assert!(!list_ids(&svc, &globex).contains(&a_id));
 
     // B uploads the same bytes: its own dump id, invisible to A.
@@ -199,7 +242,10 @@ fn tenants_roles_tokens_sessions_and_rate_limit() {
     assert_ne!(a_id, b_id);
     assert_eq!(list_ids(&svc, &globex), vec![b_id.clone()]);
     assert_eq!(list_ids(&svc, &acme), vec![a_id.clone()]);
-    assert_eq!(get(&svc, &format!("/api/v1/dumps/{b_id}"), &acme).status, 404);
+    assert_eq!(
+        get(&svc, &format!("/api/v1/dumps/{b_id}"), &acme).status,
+        404
+    );
 
     // Support and admin see both tenants.
     for t in [&support, &admin] {
@@ -230,7 +276,14 @@ fn tenants_roles_tokens_sessions_and_rate_limit() {
     assert_eq!(listed.json()["tokens"].as_array().unwrap().len(), 6);
     assert!(!String::from_utf8_lossy(&listed.body).contains(&new_token));
     assert_eq!(
-        request(svc.addr, "DELETE", &format!("/api/v1/tokens/{new_id}"), &[(k, &v)], b"").status,
+        request(
+            svc.addr,
+            "DELETE",
+            &format!("/api/v1/tokens/{new_id}"),
+            &[(k, &v)],
+            b""
+        )
+        .status,
         204
     );
     assert_eq!(get(&svc, &a_path, &new_token).status, 401);
@@ -279,7 +332,11 @@ fn tenants_roles_tokens_sessions_and_rate_limit() {
     // Refused before the body is read (a small body: not a dump, which would be 422 if it got through).
     let r = upload(&svc, &limited, b"not a dump");
     assert_eq!(r.status, 429, "{}", String::from_utf8_lossy(&r.body));
-    let wait: u64 = r.header("retry-after").expect("Retry-After").parse().unwrap();
+    let wait: u64 = r
+        .header("retry-after")
+        .expect("Retry-After")
+        .parse()
+        .unwrap();
     assert!((50..=60).contains(&wait), "Retry-After {wait}");
     // Other tokens are not affected.
     assert_eq!(upload(&svc, &globex, &dump).status, 200);

@@ -52,7 +52,10 @@ fn exchange(addr: SocketAddr, head: &str, body: &[u8], wait: Duration) -> (u16, 
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or_else(|| panic!("not an HTTP answer: {text:?}"));
-    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_string();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
     (status, body)
 }
 
@@ -197,7 +200,11 @@ fn half_sent_and_idle_requests_are_closed_after_the_header_timeout() {
             }
         }
     });
-    for (what, s) in [("half line", half), ("dribbled headers", dribble), ("silent", silent)] {
+    for (what, s) in [
+        ("half line", half),
+        ("dribbled headers", dribble),
+        ("silent", silent),
+    ] {
         let t = closed_within(s, Duration::from_secs(10));
         assert!(t < Duration::from_secs(5), "{what}: closed after {t:?}");
     }
@@ -216,7 +223,10 @@ fn half_sent_and_idle_requests_are_closed_after_the_header_timeout() {
     }
     assert!(got.starts_with(b"HTTP/1.1 200"));
     let t = closed_within(ka, Duration::from_secs(10));
-    assert!(t < Duration::from_secs(5), "idle keep-alive closed after {t:?}");
+    assert!(
+        t < Duration::from_secs(5),
+        "idle keep-alive closed after {t:?}"
+    );
 }
 
 #[test]
@@ -241,7 +251,10 @@ fn a_stalled_upload_is_cut_off_and_leaves_no_file() {
     while upload_temp_files(dir.path()).is_empty() && started.elapsed() < Duration::from_secs(5) {
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(!upload_temp_files(dir.path()).is_empty(), "no temporary file seen");
+    assert!(
+        !upload_temp_files(dir.path()).is_empty(),
+        "no temporary file seen"
+    );
     // ...then the client stalls: the server answers and removes it.
     s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
     let mut got = Vec::new();
@@ -260,7 +273,10 @@ fn a_stalled_upload_is_cut_off_and_leaves_no_file() {
     while !upload_temp_files(dir.path()).is_empty() && gone.elapsed() < Duration::from_secs(5) {
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(upload_temp_files(dir.path()), Vec::<std::path::PathBuf>::new());
+    assert_eq!(
+        upload_temp_files(dir.path()),
+        Vec::<std::path::PathBuf>::new()
+    );
 }
 
 /// A connection from another loopback address (all of 127/8 is this machine).
@@ -276,7 +292,8 @@ fn connect_from(source: &str, addr: SocketAddr) -> TcpStream {
 fn one_client_flooding_connections_does_not_shut_out_the_others() {
     let dir = tempfile::tempdir().unwrap();
     let (serve, addr) = strict_server(dir.path());
-    let get = format!("GET /api/v1/openapi.json HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let get =
+        format!("GET /api/v1/openapi.json HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
     assert_eq!(exchange(addr, &get, b"", Duration::from_secs(5)).0, 200);
     let before = open_sockets(&serve);
     // 200 half-sent requests from one address: 20 are served (and time out), the rest are
@@ -306,5 +323,8 @@ fn one_client_flooding_connections_does_not_shut_out_the_others() {
     }
     std::thread::sleep(Duration::from_millis(300));
     let after = open_sockets(&serve);
-    assert!(after <= before, "{after} sockets after the flood, {before} before");
+    assert!(
+        after <= before,
+        "{after} sockets after the flood, {before} before"
+    );
 }

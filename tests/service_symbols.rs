@@ -281,7 +281,10 @@ fn kernel_pdb_from_a_loopback_symbol_server_then_from_the_cache() {
         .into_string()
         .unwrap();
     assert!(
-        page.contains(&format!("Kernel symbols: pdb {}", key.split_once('/').unwrap().1)),
+        page.contains(&format!(
+            "Kernel symbols: pdb {}",
+            key.split_once('/').unwrap().1
+        )),
         "dump page lacks the symbol source (<GUID><age>/ntkrnlpa.pdb of the store key {key})"
     );
     assert!(

@@ -23,7 +23,15 @@ struct Server {
 impl Server {
     fn start(dir: &Path) -> Server {
         let mut child = Command::new(python())
-            .args(["-u", "-m", "http.server", "0", "--bind", "127.0.0.1", "--directory"])
+            .args([
+                "-u",
+                "-m",
+                "http.server",
+                "0",
+                "--bind",
+                "127.0.0.1",
+                "--directory",
+            ])
             .arg(dir)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -57,7 +65,9 @@ impl Drop for Server {
 
 fn fetch(args: &[&str], env_path: Option<&str>) -> Output {
     let mut cmd = Command::new(pooltriage_bin());
-    cmd.args(["symbols", "fetch"]).args(args).env_remove("_NT_SYMBOL_PATH");
+    cmd.args(["symbols", "fetch"])
+        .args(args)
+        .env_remove("_NT_SYMBOL_PATH");
     if let Some(p) = env_path {
         cmd.env("_NT_SYMBOL_PATH", p);
     }
@@ -135,7 +145,13 @@ fn by_key_and_by_dump_module_over_loopback_http_then_offline() {
         (Some("pe"), Some("found")),
         "{r}"
     );
-    assert!(r["key"].as_str().unwrap().eq_ignore_ascii_case("c9c030003b000"), "{r}");
+    assert!(
+        r["key"]
+            .as_str()
+            .unwrap()
+            .eq_ignore_ascii_case("c9c030003b000"),
+        "{r}"
+    );
     assert_eq!(
         std::fs::read(r["path"].as_str().unwrap()).unwrap(),
         corpus_file("amdppm.sys/c9c030003b000/amdppm.sys")
@@ -155,7 +171,11 @@ fn by_key_and_by_dump_module_over_loopback_http_then_offline() {
         ],
         None,
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains("found") && text.contains(&cache.display().to_string()),
@@ -167,8 +187,14 @@ fn by_key_and_by_dump_module_over_loopback_http_then_offline() {
         &["--pdb", "amdppm.pdb", PDB_GUID, "0x1", "--json"],
         Some(&format!("cache*{}", cache.display())),
     ));
-    assert_eq!(v["results"][0]["source"], cache.display().to_string().as_str());
-    assert_eq!(v["symbol_path"], format!("cache*{}", cache.display()).as_str());
+    assert_eq!(
+        v["results"][0]["source"],
+        cache.display().to_string().as_str()
+    );
+    assert_eq!(
+        v["symbol_path"],
+        format!("cache*{}", cache.display()).as_str()
+    );
 }
 
 #[test]
@@ -178,7 +204,14 @@ fn misses_hostile_names_and_bad_arguments() {
     let sp = local.to_str().unwrap();
     // A key the store does not have: exit 1, one line saying so.
     let out = fetch(
-        &["--pe", "amdppm.sys", "0xC9C03000", "0x3C000", "--symbol-path", sp],
+        &[
+            "--pe",
+            "amdppm.sys",
+            "0xC9C03000",
+            "0x3C000",
+            "--symbol-path",
+            sp,
+        ],
         None,
     );
     assert_eq!(out.status.code(), Some(1));
@@ -191,10 +224,19 @@ fn misses_hostile_names_and_bad_arguments() {
         vec!["--pe", "a.sys", "12zz", "0x1000"],
     ] {
         let mut a = args.clone();
-        a.extend(["--data-dir", work.path().to_str().unwrap(), "--symbol-path", sp]);
+        a.extend([
+            "--data-dir",
+            work.path().to_str().unwrap(),
+            "--symbol-path",
+            sp,
+        ]);
         let out = fetch(&a, None);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
-        assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1, "{args:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr).lines().count(),
+            1,
+            "{args:?}"
+        );
     }
     assert_eq!(std::fs::read_dir(work.path()).unwrap().count(), 0);
     // A dump without such a module, and a file that is not a dump.
@@ -214,7 +256,10 @@ fn misses_hostile_names_and_bad_arguments() {
     let out = fetch(
         &[
             "--dump",
-            local.join("amdppm.sys/c9c030003b000/amdppm.sys").to_str().unwrap(),
+            local
+                .join("amdppm.sys/c9c030003b000/amdppm.sys")
+                .to_str()
+                .unwrap(),
             "--symbol-path",
             sp,
         ],
@@ -235,7 +280,16 @@ fn several_processes_share_one_cache() {
     let children: Vec<Child> = (0..4)
         .map(|_| {
             Command::new(pooltriage_bin())
-                .args(["symbols", "fetch", "--pdb", "amdppm.pdb", PDB_GUID, "1", "--symbol-path", &sympath])
+                .args([
+                    "symbols",
+                    "fetch",
+                    "--pdb",
+                    "amdppm.pdb",
+                    PDB_GUID,
+                    "1",
+                    "--symbol-path",
+                    &sympath,
+                ])
                 .env_remove("_NT_SYMBOL_PATH")
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
@@ -245,14 +299,21 @@ fn several_processes_share_one_cache() {
         .collect();
     for c in children {
         let out = c.wait_with_output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let dir = cache.join("amdppm.pdb/1C19FDDB27BB3399D9B45973EFEAFCF31");
     assert_eq!(
         std::fs::read(dir.join("amdppm.pdb")).unwrap(),
         corpus_file("amdppm.pdb/1C19FDDB27BB3399D9B45973EFEAFCF31/amdppm.pdb")
     );
-    let names: Vec<String> =
-        std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    let names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
     assert_eq!(names, vec!["amdppm.pdb".to_string()]);
 }

@@ -24,7 +24,11 @@ fn tokens(dir: &Path, args: &[&str]) -> Output {
 }
 
 fn ok(out: &Output) -> String {
-    assert!(out.status.success(), "failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout.clone()).unwrap()
 }
 
@@ -45,7 +49,11 @@ fn sql_and_hash(db: &Path, cols: &str, to_hash: &[&str]) -> (Vec<String>, Vec<St
         .args(to_hash)
         .output()
         .expect("python runs");
-    assert!(out.status.success(), "python: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "python: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
     let (rows, hashes) = text.split_once("--\n").unwrap();
     (
@@ -83,7 +91,12 @@ fn create_list_revoke_on_a_fresh_data_dir() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("shown only now"), "{stderr}");
 
-    let out = tokens(&dir, &["create", "--tenant", "internal", "--role", "admin", "--json"]);
+    let out = tokens(
+        &dir,
+        &[
+            "create", "--tenant", "internal", "--role", "admin", "--json",
+        ],
+    );
     let admin: Value = serde_json::from_str(&ok(&out)).unwrap();
     assert_eq!(admin["role"], "admin");
     assert_eq!(admin["tenant"], "internal");
@@ -92,7 +105,11 @@ fn create_list_revoke_on_a_fresh_data_dir() {
 
     // Stored: SHA-256 of the token, never the token.
     let db = dir.join("pooltriage.db");
-    let (rows, hashes) = sql_and_hash(&db, "tenant, role, name, hash, revoked_at", &[&token, &admin_token]);
+    let (rows, hashes) = sql_and_hash(
+        &db,
+        "tenant, role, name, hash, revoked_at",
+        &[&token, &admin_token],
+    );
     assert_eq!(
         rows,
         vec![
@@ -109,7 +126,9 @@ fn create_list_revoke_on_a_fresh_data_dir() {
     let list: Value = serde_json::from_str(&ok(&tokens(&dir, &["list", "--json"]))).unwrap();
     let list = list["tokens"].as_array().unwrap();
     assert_eq!(list.len(), 2);
-    assert!(list.iter().all(|t| t.get("token").is_none() && t.get("hash").is_none()));
+    assert!(list
+        .iter()
+        .all(|t| t.get("token").is_none() && t.get("hash").is_none()));
     let id = list.iter().find(|t| t["tenant"] == "acme").unwrap()["id"]
         .as_str()
         .unwrap()
@@ -146,6 +165,12 @@ fn bad_input_exits_2_with_one_line() {
         );
         assert!(out.stdout.is_empty(), "{args:?}");
     }
-    let out = tokens(tmp.path(), &["create", "--tenant", "a/b", "--role", "customer"]);
-    assert_eq!(String::from_utf8_lossy(&out.stderr).trim().lines().count(), 1);
+    let out = tokens(
+        tmp.path(),
+        &["create", "--tenant", "a/b", "--role", "customer"],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim().lines().count(),
+        1
+    );
 }

@@ -30,17 +30,26 @@ fn main() -> ExitCode {
     // so a full read of a dump larger than memory keeps its resident memory bounded.
     dump.for_each_stored_page(|_pfn, page| {
         for w in page.chunks_exact(8) {
-            sum = sum.wrapping_add(u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]));
+            sum = sum.wrapping_add(u64::from_le_bytes([
+                w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7],
+            ]));
         }
         pages += 1;
     });
     if pages != dump.stored_page_count() {
-        eprintln!("error: read {pages} pages, the dump says it stores {}", dump.stored_page_count());
+        eprintln!(
+            "error: read {pages} pages, the dump says it stores {}",
+            dump.stored_page_count()
+        );
         return ExitCode::from(1);
     }
     println!("format: {}", dump.format());
     println!("pages: {pages}");
     println!("checksum: {sum:#018x}");
-    eprintln!("open: {:.3}s, total: {:.3}s", opened.as_secs_f64(), start.elapsed().as_secs_f64());
+    eprintln!(
+        "open: {:.3}s, total: {:.3}s",
+        opened.as_secs_f64(),
+        start.elapsed().as_secs_f64()
+    );
     ExitCode::SUCCESS
 }

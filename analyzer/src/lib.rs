@@ -5,11 +5,11 @@
 //! ([`kernel`]: debugger data block, modules, bugcheck) -> symbols ([`symbols`]: kernel profile)
 //! -> pool -> attribution -> report ([`report`]: the serde types of the JSON schema).
 
+pub mod analysis;
+pub mod attribution;
 pub mod dump;
 pub mod kernel;
 pub mod memory;
 pub mod pool;
-pub mod analysis;
-pub mod attribution;
 pub mod report;
 pub mod symbols;

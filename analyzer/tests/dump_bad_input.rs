@@ -7,7 +7,10 @@ mod dump_support;
 use analyzer::dump::{Dump, DumpError};
 use dump_support::*;
 
-const TRIAGE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus/dumps/triage_x64.dmp");
+const TRIAGE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../shared/corpus/dumps/triage_x64.dmp"
+);
 
 fn err(bytes: Vec<u8>) -> DumpError {
     match Dump::from_bytes(bytes) {
@@ -33,25 +36,40 @@ fn empty_file() {
 #[test]
 fn missing_file_names_the_path() {
     let e = Dump::open("/nonexistent/x.dmp").unwrap_err();
-    assert!(one_line(&e).starts_with("cannot read /nonexistent/x.dmp:"), "{e}");
+    assert!(
+        one_line(&e).starts_with("cannot read /nonexistent/x.dmp:"),
+        "{e}"
+    );
 }
 
 #[test]
 fn user_mode_minidump() {
     let mut m = b"MDMP\x93\xa7\x00\x00".to_vec();
     m.resize(0x400, 0);
-    assert_eq!(one_line(&err(m)), "not a kernel dump: user-mode minidump (MDMP)");
-    assert_eq!(one_line(&err(b"MDMP".to_vec())), "not a kernel dump: user-mode minidump (MDMP)");
+    assert_eq!(
+        one_line(&err(m)),
+        "not a kernel dump: user-mode minidump (MDMP)"
+    );
+    assert_eq!(
+        one_line(&err(b"MDMP".to_vec())),
+        "not a kernel dump: user-mode minidump (MDMP)"
+    );
 }
 
 #[test]
 fn short_header_is_truncated_with_sizes() {
     let mut b = header64(1, 0x8664);
     b.truncate(0x10);
-    assert_eq!(one_line(&err(b)), "truncated: header needs 0x2000 bytes, file has 0x10");
+    assert_eq!(
+        one_line(&err(b)),
+        "truncated: header needs 0x2000 bytes, file has 0x10"
+    );
     let mut b = header32(1, true);
     b.truncate(0x800);
-    assert_eq!(one_line(&err(b)), "truncated: header needs 0x1000 bytes, file has 0x800");
+    assert_eq!(
+        one_line(&err(b)),
+        "truncated: header needs 0x1000 bytes, file has 0x800"
+    );
 }
 
 #[test]
@@ -59,7 +77,12 @@ fn wrong_machine_and_dump_types() {
     let mut b = full64(&[(1, 1)]);
     put32(&mut b, 0x30, 0x14C);
     assert!(one_line(&err(b)).contains("MachineImageType 0x14c"));
-    for (t, what) in [(0u32, "DumpType 0x0"), (3, "header-only"), (7, "automatic"), (0x45474150, "DumpType 0x45474150")] {
+    for (t, what) in [
+        (0u32, "DumpType 0x0"),
+        (3, "header-only"),
+        (7, "automatic"),
+        (0x45474150, "DumpType 0x45474150"),
+    ] {
         let mut b = full64(&[(1, 1)]);
         put32(&mut b, 0xF98, t);
         let e = err(b);
@@ -71,8 +94,12 @@ fn wrong_machine_and_dump_types() {
 /// Every valid hand-built dump ends exactly at its last structure, so every shorter length
 /// must fail: structure boundaries first, then a sweep over all lengths.
 fn truncation_sweep(name: &str, full: Vec<u8>, boundaries: &[usize]) {
-    Dump::from_bytes(full.clone()).unwrap_or_else(|e| panic!("{name}: the untruncated file must open: {e}"));
-    let mut lens: Vec<usize> = boundaries.iter().flat_map(|&b| [b.saturating_sub(1), b, b + 1]).collect();
+    Dump::from_bytes(full.clone())
+        .unwrap_or_else(|e| panic!("{name}: the untruncated file must open: {e}"));
+    let mut lens: Vec<usize> = boundaries
+        .iter()
+        .flat_map(|&b| [b.saturating_sub(1), b, b + 1])
+        .collect();
     lens.extend((0..full.len().min(0x2200)).step_by(3));
     lens.extend((0..full.len()).step_by(0x1FF));
     lens.push(full.len() - 1);
@@ -86,36 +113,61 @@ fn truncation_sweep(name: &str, full: Vec<u8>, boundaries: &[usize]) {
 #[test]
 fn truncation_full64() {
     let b = full64(&[(0x100, 3), (0x10, 2)]);
-    truncation_sweep("full64", b, &[4, 8, 0x30, 0x38, 0x88, 0x90, 0x98, 0xB8, 0xF98, 0x2000, 0x3000, 0x6000]);
+    truncation_sweep(
+        "full64",
+        b,
+        &[
+            4, 8, 0x30, 0x38, 0x88, 0x90, 0x98, 0xB8, 0xF98, 0x2000, 0x3000, 0x6000,
+        ],
+    );
 }
 
 #[test]
 fn truncation_full32() {
-    truncation_sweep("full32", full32(&[(1, 2), (9, 1)], true), &[0x20, 0x5C, 0x64, 0x6C, 0xF88, 0x1000, 0x3000]);
+    truncation_sweep(
+        "full32",
+        full32(&[(1, 2), (9, 1)], true),
+        &[0x20, 0x5C, 0x64, 0x6C, 0xF88, 0x1000, 0x3000],
+    );
 }
 
 #[test]
 fn truncation_bitmap() {
     let b = bmp64(b"SDMP", 4096, &[0, 7, 64, 4095]);
-    truncation_sweep("bmp64", b, &[0x2000, 0x2008, 0x2020, 0x2030, 0x2038, 0x2038 + 512, 0x3000]);
+    truncation_sweep(
+        "bmp64",
+        b,
+        &[0x2000, 0x2008, 0x2020, 0x2030, 0x2038, 0x2038 + 512, 0x3000],
+    );
     let b = bmp64(b"FDMP", 100, &[99]);
     truncation_sweep("bmp64 full", b, &[0x2038, 0x2038 + 13, 0x3000]);
 }
 
 #[test]
 fn truncation_summary() {
-    truncation_sweep("summary32", summary32(1024, &[1, 1000]), &[0x1000, 0x1014, 0x1020, 0x1020 + 128, 0x2000]);
+    truncation_sweep(
+        "summary32",
+        summary32(1024, &[1, 1000]),
+        &[0x1000, 0x1014, 0x1020, 0x1020 + 128, 0x2000],
+    );
 }
 
 #[test]
 fn truncation_rdmp() {
-    truncation_sweep("rdmp", rdmp64(8, &[(0x30, 2)]), &[0x2000, 0x2010, 0x2020, 0x2030, 0x2040, 0x3000]);
+    truncation_sweep(
+        "rdmp",
+        rdmp64(8, &[(0x30, 2)]),
+        &[0x2000, 0x2010, 0x2020, 0x2030, 0x2040, 0x3000],
+    );
 }
 
 #[test]
 fn truncation_triage_synthetic() {
     let blob = [1u8; 0x40];
-    let b = triage64(&[("a.sys", 0xFFFF_F800_0000_0000, 0x1000, 1, 2)], &[(0xFFFF_F800_0000_0000, &blob)]);
+    let b = triage64(
+        &[("a.sys", 0xFFFF_F800_0000_0000, 0x1000, 1, 2)],
+        &[(0xFFFF_F800_0000_0000, &blob)],
+    );
     truncation_sweep("triage64", b, &[0x2000, 0x2040, 0x2080, 0x2080 + 0x90]);
 }
 
@@ -126,7 +178,18 @@ fn truncation_real_triage_dump() {
     // (header 0x2000, TRIAGE_DUMP 0x80): any cut before SizeOfDump loses something.
     let size_of_dump = u32::from_le_bytes(full[0x2004..0x2008].try_into().unwrap()) as usize;
     assert!(size_of_dump <= full.len());
-    let mut lens = vec![0, 1, 7, 8, 0x1FFF, 0x2000, 0x207F, 0x2080, size_of_dump - 4, size_of_dump - 1];
+    let mut lens = vec![
+        0,
+        1,
+        7,
+        8,
+        0x1FFF,
+        0x2000,
+        0x207F,
+        0x2080,
+        size_of_dump - 4,
+        size_of_dump - 1,
+    ];
     lens.extend((0..size_of_dump).step_by(0x3F1));
     for l in lens {
         one_line(&err(full[..l].to_vec()));
@@ -185,7 +248,10 @@ fn run_table_past_eof() {
     put64(&mut b, 0xA0, 0x10_0000); // run claims a million pages
     put64(&mut b, 0x90, 0x10_0000);
     let e = one_line(&err(b));
-    assert!(e.starts_with("truncated: page data of the run table needs 0x100002000 bytes"), "{e}");
+    assert!(
+        e.starts_with("truncated: page data of the run table needs 0x100002000 bytes"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -259,5 +325,8 @@ fn foreign_signatures() {
     b[..8].copy_from_slice(b"PAGEXXXX");
     assert!(one_line(&err(b.clone())).contains("unknown validity tag"));
     b[..8].copy_from_slice(b"\x01\x02\x03\x04\x05\x06\x07\x08");
-    assert_eq!(one_line(&err(b)), "not a kernel dump: unknown signature 01 02 03 04 05 06 07 08");
+    assert_eq!(
+        one_line(&err(b)),
+        "not a kernel dump: unknown signature 01 02 03 04 05 06 07 08"
+    );
 }

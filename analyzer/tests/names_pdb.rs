@@ -24,10 +24,19 @@ fn amdppm_bugcheck_address_matches_llvm_pdbutil() {
     assert_eq!(hit.rva, 0x32dc);
     assert_eq!(hit.offset, 0x70);
     assert_eq!(hit.kind, SymbolKind::PublicFunction);
-    assert_eq!(names.name_at(0x334c).as_deref(), Some("WriteIoMemRawEx+0x70"));
+    assert_eq!(
+        names.name_at(0x334c).as_deref(),
+        Some("WriteIoMemRawEx+0x70")
+    );
     // Neighbours from the same llvm-pdbutil listing.
-    assert_eq!(names.name_at(0x3370).as_deref(), Some("WriteIoMemRawHidden"));
-    assert_eq!(names.name_at(0x336f).as_deref(), Some("WriteIoMemRawEx+0x93"));
+    assert_eq!(
+        names.name_at(0x3370).as_deref(),
+        Some("WriteIoMemRawHidden")
+    );
+    assert_eq!(
+        names.name_at(0x336f).as_deref(),
+        Some("WriteIoMemRawEx+0x93")
+    );
     // 0001:49824 S_LPROC32 RtlStringCopyWorkerW, code size 83: the one procedure, with length.
     let p = names.lookup(0x1000 + 49824 + 10).unwrap();
     assert_eq!(
@@ -49,8 +58,12 @@ fn amdppm_bugcheck_address_matches_llvm_pdbutil() {
 /// `_PoolTrackTable`, `_KeBugCheckEx@20`, `_ExAllocatePoolWithTag@12`, `_KiTrap0E`.
 #[test]
 fn xp_kernel_publics_match_pdbconv() {
-    let names = FunctionNames::from_pdb(format!("{CORPUS}/pdb/ntkrnlpa.pdb"), Undecorate::Auto).unwrap();
-    assert!(names.undecorated, "machine type 0 with decorated names: x86 rules");
+    let names =
+        FunctionNames::from_pdb(format!("{CORPUS}/pdb/ntkrnlpa.pdb"), Undecorate::Auto).unwrap();
+    assert!(
+        names.undecorated,
+        "machine type 0 with decorated names: x86 rules"
+    );
     assert_eq!(names.rva_of("PoolTrackTable"), Some(546304));
     assert_eq!(names.rva_of("PoolBigPageTable"), Some(546292));
     assert_eq!(names.rva_of("KeBugCheckEx"), Some(138394));
@@ -70,12 +83,16 @@ fn xp_kernel_publics_match_pdbconv() {
 /// second even in a debug build (a linear scan would take minutes).
 #[test]
 fn lookup_is_fast() {
-    let names = FunctionNames::from_pdb(format!("{CORPUS}/pdb/ntkrnlpa.pdb"), Undecorate::Auto).unwrap();
+    let names =
+        FunctionNames::from_pdb(format!("{CORPUS}/pdb/ntkrnlpa.pdb"), Undecorate::Auto).unwrap();
     assert!(names.len() > 5000, "{}", names.len());
     let t = std::time::Instant::now();
     let mut named = 0u32;
     for i in 0..1_000_000u32 {
-        if names.lookup(i.wrapping_mul(2654435761) % 0x20_0000).is_some() {
+        if names
+            .lookup(i.wrapping_mul(2654435761) % 0x20_0000)
+            .is_some()
+        {
             named += 1;
         }
     }
@@ -93,7 +110,9 @@ fn amdppm_every_public_agrees_with_llvm_pdbutil() {
         .args(["dump", "--publics", "--section-headers"])
         .arg(amdppm_pdb())
         .output()
-        .unwrap_or_else(|e| panic!("{tool} not runnable ({e}): scripts/test.sh installs Debian llvm"));
+        .unwrap_or_else(|e| {
+            panic!("{tool} not runnable ({e}): scripts/test.sh installs Debian llvm")
+        });
     assert!(
         out.status.success(),
         "{tool} failed: {}",

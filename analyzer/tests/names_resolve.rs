@@ -20,7 +20,10 @@ fn corpus_store() -> PathBuf {
 }
 
 fn store(path: &str, data: &Path) -> SymbolStore {
-    SymbolStore::new(SymbolPath::parse(path).unwrap(), StoreConfig::with_data_dir(data))
+    SymbolStore::new(
+        SymbolPath::parse(path).unwrap(),
+        StoreConfig::with_data_dir(data),
+    )
 }
 
 /// As the triage dump's driver list gives amdppm.sys: no PE headers, timestamp and size only.
@@ -88,7 +91,10 @@ fn triage_module_image_then_pdb_then_names() {
     let statuses = [st];
     let mut names = Symbolizer::new(&mods, &statuses, None);
     let n = names.name(AMDPPM_BASE + 0x334c).unwrap();
-    assert_eq!((n.symbol.as_str(), n.named), ("amdppm!WriteIoMemRawEx+0x70", true));
+    assert_eq!(
+        (n.symbol.as_str(), n.named),
+        ("amdppm!WriteIoMemRawEx+0x70", true)
+    );
     assert_eq!(n.module_offset, 0x334c);
     assert_eq!(
         names.name(AMDPPM_BASE + 0x3370).unwrap().symbol,
@@ -140,7 +146,10 @@ fn mismatched_files_are_malformed() {
     m.timestamp = Some(0x11111111);
     let st = resolve_module(&s, &m);
     assert_eq!(st.status, SymbolState::Malformed, "{st:?}");
-    assert!(st.error.as_deref().unwrap().contains("do not match"), "{st:?}");
+    assert!(
+        st.error.as_deref().unwrap().contains("do not match"),
+        "{st:?}"
+    );
 
     let mut m = amdppm_triage();
     m.pe = Some(pe_with(
@@ -213,7 +222,11 @@ fn xp_kernel_names_are_undecorated() {
         &st_dir.join("ntkrnlpa.pdb/30B5FB31AE7E4ACAABA750AA241FF3311/ntkrnlpa.pdb"),
     );
     let s = store(
-        &format!("cache*{};{}", tmp.path().join("c").display(), st_dir.display()),
+        &format!(
+            "cache*{};{}",
+            tmp.path().join("c").display(),
+            st_dir.display()
+        ),
         tmp.path(),
     );
     let base = 0x804d_7000u64;

@@ -18,13 +18,21 @@ use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-const XP_PDB: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus/pdb/ntkrnlpa.pdb");
+const XP_PDB: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../shared/corpus/pdb/ntkrnlpa.pdb"
+);
 const ISF_REL: &str = "windows/ntkrnlpa.pdb/30B5FB31AE7E4ACAABA750AA241FF331-1.json.xz";
 
 fn pdbconv_isf() -> Value {
     let dir = std::env::var_os("POOLTRIAGE_VOL_SYMBOLS")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.cache/vol-symbols")));
+        .unwrap_or_else(|| {
+            PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../.cache/vol-symbols"
+            ))
+        });
     let path = dir.join(ISF_REL);
     let file = std::fs::File::open(&path).unwrap_or_else(|e| {
         panic!(
@@ -34,7 +42,8 @@ fn pdbconv_isf() -> Value {
         )
     });
     let mut json = Vec::new();
-    lzma_rs::xz_decompress(&mut std::io::BufReader::new(file), &mut json).expect("pdbconv ISF is valid xz");
+    lzma_rs::xz_decompress(&mut std::io::BufReader::new(file), &mut json)
+        .expect("pdbconv ISF is valid xz");
     serde_json::from_slice(&json).expect("pdbconv ISF is valid JSON")
 }
 
@@ -78,8 +87,15 @@ fn xp_pdb_profile_equals_pdbconv() {
         differ.len(),
         differ.join("\n")
     );
-    let only_theirs: Vec<&String> = theirs.keys().filter(|k| !ours.globals.contains_key(*k)).collect();
-    let only_ours: Vec<&String> = ours.globals.keys().filter(|k| !theirs.contains_key(*k)).collect();
+    let only_theirs: Vec<&String> = theirs
+        .keys()
+        .filter(|k| !ours.globals.contains_key(*k))
+        .collect();
+    let only_ours: Vec<&String> = ours
+        .globals
+        .keys()
+        .filter(|k| !theirs.contains_key(*k))
+        .collect();
     eprintln!(
         "globals: {compared} compared and equal; {} only in pdbconv, {} only in ours",
         only_theirs.len(),
@@ -104,14 +120,20 @@ fn xp_pdb_profile_equals_pdbconv() {
         "PsActiveProcessHead",
         "KeNumberProcessors",
     ] {
-        assert!(ours.globals.contains_key(g) && theirs.contains_key(g), "{g}");
+        assert!(
+            ours.globals.contains_key(g) && theirs.contains_key(g),
+            "{g}"
+        );
     }
     // With pdbconv's own decoration rule (see pdb_file.rs `undecorate`) the name sets are equal.
     assert!(
         only_theirs.is_empty(),
         "globals pdbconv has and we lack: {only_theirs:?}"
     );
-    assert!(only_ours.is_empty(), "globals we have and pdbconv lacks: {only_ours:?}");
+    assert!(
+        only_ours.is_empty(),
+        "globals we have and pdbconv lacks: {only_ours:?}"
+    );
     assert!(compared > 10_000, "too few globals compared: {compared}");
 
     // ---- Types ----------------------------------------------------------------------------
@@ -121,7 +143,9 @@ fn xp_pdb_profile_equals_pdbconv() {
     let mut differ = Vec::new();
     let mut missing_fields = Vec::new();
     for (name, t) in user_types {
-        let Some(our) = ours.types.get(name) else { continue };
+        let Some(our) = ours.types.get(name) else {
+            continue;
+        };
         types_compared += 1;
         let size = t["size"].as_u64().unwrap();
         if our.size != size {
@@ -170,15 +194,28 @@ fn xp_pdb_profile_equals_pdbconv() {
         "fields present on one side only:\n{}",
         missing_fields.join("\n")
     );
-    let only_theirs: Vec<&String> = user_types.keys().filter(|k| !ours.types.contains_key(*k)).collect();
-    let only_ours: Vec<&String> = ours.types.keys().filter(|k| !user_types.contains_key(*k)).collect();
+    let only_theirs: Vec<&String> = user_types
+        .keys()
+        .filter(|k| !ours.types.contains_key(*k))
+        .collect();
+    let only_ours: Vec<&String> = ours
+        .types
+        .keys()
+        .filter(|k| !user_types.contains_key(*k))
+        .collect();
     eprintln!(
         "types only in pdbconv: {}, only in ours: {}",
         only_theirs.len(),
         only_ours.len()
     );
-    assert!(only_theirs.is_empty(), "types pdbconv has and we lack: {only_theirs:?}");
-    assert!(only_ours.is_empty(), "types we have and pdbconv lacks: {only_ours:?}");
+    assert!(
+        only_theirs.is_empty(),
+        "types pdbconv has and we lack: {only_theirs:?}"
+    );
+    assert!(
+        only_ours.is_empty(),
+        "types we have and pdbconv lacks: {only_ours:?}"
+    );
     assert!(
         types_compared > 500 && fields_compared > 3000,
         "too little compared: {types_compared} / {fields_compared}"

@@ -65,9 +65,15 @@ fn a_silent_server_times_out_with_bounded_retries() {
         ..fast_config(cache.path())
     };
     let t = Instant::now();
-    let e = store_with(&server, cache.path(), cfg).fetch(&amdppm_pdb()).unwrap_err();
+    let e = store_with(&server, cache.path(), cfg)
+        .fetch(&amdppm_pdb())
+        .unwrap_err();
     assert_eq!(e.status(), "timed out", "{e}");
-    assert!(t.elapsed() < Duration::from_secs(3), "took {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        t.elapsed()
+    );
     assert_eq!(server.count(PDB_PATH), 2, "one attempt and one retry");
 }
 
@@ -86,9 +92,15 @@ fn total_timeout_bounds_a_slow_drip() {
         ..fast_config(cache.path())
     };
     let t = Instant::now();
-    let e = store_with(&server, cache.path(), cfg).fetch(&amdppm_pdb()).unwrap_err();
+    let e = store_with(&server, cache.path(), cfg)
+        .fetch(&amdppm_pdb())
+        .unwrap_err();
     assert_eq!(e.status(), "timed out", "{e}");
-    assert!(t.elapsed() < Duration::from_millis(1400), "took {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_millis(1400),
+        "took {:?}",
+        t.elapsed()
+    );
 }
 
 #[test]
@@ -163,7 +175,11 @@ fn dropped_connections_fail_after_retries() {
     assert_eq!(e.status(), "download failed", "{e}");
     // ureq itself retries a request once on a connection closed before any response (it may
     // be a stale pooled connection), so the server sees 3 or 6 requests.
-    assert!(matches!(server.count(PDB_PATH), 3 | 6), "{}", server.count(PDB_PATH));
+    assert!(
+        matches!(server.count(PDB_PATH), 3 | 6),
+        "{}",
+        server.count(PDB_PATH)
+    );
 }
 
 #[test]
@@ -178,7 +194,10 @@ fn a_body_shorter_than_its_content_length_is_rejected() {
         .unwrap_err();
     assert_eq!(e.status(), "download failed", "{e}");
     assert_eq!(server.count("/amdppm.sys/C9C030003b000/amdppm.sys"), 3);
-    assert!(!cache.path().join("amdppm.sys/C9C030003b000/amdppm.sys").exists());
+    assert!(!cache
+        .path()
+        .join("amdppm.sys/C9C030003b000/amdppm.sys")
+        .exists());
     assert!(no_temp_files(cache.path()));
 }
 
@@ -195,7 +214,9 @@ fn the_size_limit_holds_whatever_content_length_says() {
         content_length: Some(5 << 20),
         delay: Duration::ZERO,
     });
-    let e = store_with(&big, cache.path(), cfg()).fetch(&amdppm_sys()).unwrap_err();
+    let e = store_with(&big, cache.path(), cfg())
+        .fetch(&amdppm_sys())
+        .unwrap_err();
     assert_eq!(e.status(), "too large", "{e}");
     assert_eq!(big.total(), 1);
     // No Content-Length and an endless body: aborted once past the limit.
@@ -205,18 +226,25 @@ fn the_size_limit_holds_whatever_content_length_says() {
         .fetch(&amdppm_sys())
         .unwrap_err();
     assert_eq!(e.status(), "too large", "{e}");
-    assert!(t.elapsed() < Duration::from_secs(5), "took {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        t.elapsed()
+    );
     assert_eq!(endless.total(), 1);
     // Exactly at the limit is fine.
     let exact = FaultServer::start(|_| ok(pe_body(1 << 20, 1)));
-    let f = store_with(&exact, cache.path(), cfg()).fetch(&amdppm_sys()).unwrap();
+    let f = store_with(&exact, cache.path(), cfg())
+        .fetch(&amdppm_sys())
+        .unwrap();
     assert_eq!(std::fs::metadata(&f.path).unwrap().len(), 1 << 20);
     assert!(no_temp_files(cache.path()));
 }
 
 #[test]
 fn an_html_page_served_as_a_pdb_is_not_cached() {
-    let server = FaultServer::start(|_| ok(b"<html><body>Sign in to the hotel wifi</body></html>".to_vec()));
+    let server =
+        FaultServer::start(|_| ok(b"<html><body>Sign in to the hotel wifi</body></html>".to_vec()));
     let cache = tempfile::tempdir().unwrap();
     let e = store_with(&server, cache.path(), fast_config(cache.path()))
         .fetch(&amdppm_pdb())
@@ -245,7 +273,9 @@ fn the_circuit_breaker_skips_a_failing_host_then_probes_it_again() {
     };
     let s = store_with(&server, cache.path(), cfg);
     for i in 0..3 {
-        let e = s.fetch(&SymbolKey::pe(format!("d{i}.sys"), 1, 0x1000)).unwrap_err();
+        let e = s
+            .fetch(&SymbolKey::pe(format!("d{i}.sys"), 1, 0x1000))
+            .unwrap_err();
         assert!(e.to_string().contains("HTTP 502"), "{e}");
     }
     assert_eq!(server.total(), 3);
@@ -268,13 +298,18 @@ fn the_negative_cache_is_shared_through_the_cache_dir_and_expires() {
     let cache = tempfile::tempdir().unwrap();
     let key = SymbolKey::pe("thirdparty.sys", 0x5E00_0000, 0x2000);
     let first = store_with(&server, cache.path(), fast_config(cache.path()));
-    assert!(matches!(first.fetch(&key), Err(FetchError::NotFound { .. })));
+    assert!(matches!(
+        first.fetch(&key),
+        Err(FetchError::NotFound { .. })
+    ));
     let asked = server.total();
     assert!(asked >= 3);
     // Another store on the same cache directory (as another process would be): no request.
     let second = store_with(&server, cache.path(), fast_config(cache.path()));
     match second.fetch(&key) {
-        Err(FetchError::NotFound { tried }) => assert!(tried.iter().any(|t| t.contains("remembered")), "{tried:?}"),
+        Err(FetchError::NotFound { tried }) => {
+            assert!(tried.iter().any(|t| t.contains("remembered")), "{tried:?}")
+        }
         other => panic!("{other:?}"),
     }
     assert_eq!(server.total(), asked);
@@ -288,7 +323,10 @@ fn the_negative_cache_is_shared_through_the_cache_dir_and_expires() {
             ..fast_config(cache.path())
         },
     );
-    assert!(matches!(third.fetch(&key), Err(FetchError::NotFound { .. })));
+    assert!(matches!(
+        third.fetch(&key),
+        Err(FetchError::NotFound { .. })
+    ));
     assert_eq!(server.total(), 2 * asked);
     // Failures are not remembered as misses.
     let failing = FaultServer::start(|_| Reply::Status(500));
@@ -321,7 +359,9 @@ fn concurrent_requests_for_one_key_make_one_download() {
     let cache = tempfile::tempdir().unwrap();
     let s = store_with(&server, cache.path(), fast_config(cache.path()));
     let results: Vec<_> = std::thread::scope(|sc| {
-        let hs: Vec<_> = (0..8).map(|_| sc.spawn(|| s.fetch(&amdppm_pdb()))).collect();
+        let hs: Vec<_> = (0..8)
+            .map(|_| sc.spawn(|| s.fetch(&amdppm_pdb())))
+            .collect();
         hs.into_iter().map(|h| h.join().unwrap()).collect()
     });
     for r in &results {
@@ -370,12 +410,21 @@ fn the_cache_evicts_the_least_recently_used_file() {
     let b = s.fetch(&key("b")).unwrap().path;
     nap();
     // A hit on a: now b is the least recently used.
-    assert_eq!(s.fetch(&key("a")).unwrap().source, cache.path().display().to_string());
+    assert_eq!(
+        s.fetch(&key("a")).unwrap().source,
+        cache.path().display().to_string()
+    );
     nap();
     let c = s.fetch(&key("c")).unwrap().path;
-    assert!(a.exists() && c.exists(), "a was used recently, c just arrived");
+    assert!(
+        a.exists() && c.exists(),
+        "a was used recently, c just arrived"
+    );
     assert!(!b.exists(), "b was the least recently used");
-    assert!(!b.parent().unwrap().exists(), "its empty key directory went too");
+    assert!(
+        !b.parent().unwrap().exists(),
+        "its empty key directory went too"
+    );
     assert_eq!(
         server.count("/a.sys/000000011000/a.sys"),
         1,
@@ -396,7 +445,11 @@ fn names_are_percent_encoded_in_urls() {
     // A hostile name never reaches the server at all.
     let _ = s.fetch(&SymbolKey::pe("../../x.sys", 0xAB, 0x1000));
     let _ = s.fetch(&SymbolKey::pe("x.sys?a=b#c", 0xAB, 0x1000));
-    assert_eq!(server.total(), 6, "only the first key's six spellings were requested");
+    assert_eq!(
+        server.total(),
+        6,
+        "only the first key's six spellings were requested"
+    );
 }
 
 #[test]
@@ -408,17 +461,30 @@ fn requests_go_through_the_configured_proxy() {
         proxy: Some(proxy.url()),
         ..fast_config(cache.path())
     };
-    let path = SymbolPath::parse(&format!("srv*{}*http://symbols.invalid/x", cache.path().display())).unwrap();
+    let path = SymbolPath::parse(&format!(
+        "srv*{}*http://symbols.invalid/x",
+        cache.path().display()
+    ))
+    .unwrap();
     let f = SymbolStore::new(path, cfg).fetch(&amdppm_pdb()).unwrap();
     assert_eq!(std::fs::read(&f.path).unwrap(), pdb_body(4096));
-    assert_eq!(proxy.count(&format!("http://symbols.invalid/x{PDB_PATH}")), 1);
+    assert_eq!(
+        proxy.count(&format!("http://symbols.invalid/x{PDB_PATH}")),
+        1
+    );
     // A proxy setting that cannot be used fails every download, clearly.
     let cfg = StoreConfig {
         proxy: Some("ftp://nope".into()),
         ..fast_config(cache.path())
     };
-    let path = SymbolPath::parse(&format!("srv*{}*http://symbols.invalid/x", cache.path().display())).unwrap();
-    let e = SymbolStore::new(path, cfg).fetch(&amdppm_sys()).unwrap_err();
+    let path = SymbolPath::parse(&format!(
+        "srv*{}*http://symbols.invalid/x",
+        cache.path().display()
+    ))
+    .unwrap();
+    let e = SymbolStore::new(path, cfg)
+        .fetch(&amdppm_sys())
+        .unwrap_err();
     assert!(e.to_string().contains("bad proxy"), "{e}");
 }
 
@@ -441,7 +507,9 @@ fn offline_skips_servers_and_fetch_many_keeps_order() {
         },
     );
     match offline.fetch(&amdppm_sys()) {
-        Err(FetchError::NotFound { tried }) => assert!(tried.iter().any(|t| t.ends_with("(offline)")), "{tried:?}"),
+        Err(FetchError::NotFound { tried }) => {
+            assert!(tried.iter().any(|t| t.ends_with("(offline)")), "{tried:?}")
+        }
         other => panic!("{other:?}"),
     }
     assert_eq!(server.total(), 0);
@@ -457,7 +525,10 @@ fn offline_skips_servers_and_fetch_many_keeps_order() {
         match (key.name(), r) {
             ("missing.sys", Err(FetchError::NotFound { .. })) => {}
             (name, Ok(f)) => {
-                assert!(f.path.ends_with(format!("{name}/000000011000/{name}")), "{f:?}");
+                assert!(
+                    f.path.ends_with(format!("{name}/000000011000/{name}")),
+                    "{f:?}"
+                );
                 assert_eq!(std::fs::read(&f.path).unwrap()[2], name.as_bytes()[0]);
             }
             other => panic!("{other:?}"),
@@ -494,5 +565,8 @@ fn redirects_are_followed() {
         .fetch(&amdppm_pdb())
         .unwrap();
     assert_eq!(std::fs::read(&f.path).unwrap(), pdb_body(3000));
-    assert_eq!((server.count(PDB_PATH), server.count("/blob/abc?sig=1")), (1, 1));
+    assert_eq!(
+        (server.count(PDB_PATH), server.count("/blob/abc?sig=1")),
+        (1, 1)
+    );
 }

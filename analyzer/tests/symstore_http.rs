@@ -45,19 +45,29 @@ fn corpus_store_over_http_then_offline_from_the_cache() {
     );
 
     // A second fetch in the same process is a cache hit.
-    assert_eq!(s.fetch(&amdppm_pdb()).unwrap().source, cache.display().to_string());
+    assert_eq!(
+        s.fetch(&amdppm_pdb()).unwrap().source,
+        cache.display().to_string()
+    );
 
     // Server gone: a new process (new store) still gets both from the cache.
     server.stop();
     let offline = store(&path, &cache);
-    for (key, bytes) in [(amdppm_sys(), corpus_sys_bytes()), (amdppm_pdb(), corpus_pdb_bytes())] {
+    for (key, bytes) in [
+        (amdppm_sys(), corpus_sys_bytes()),
+        (amdppm_pdb(), corpus_pdb_bytes()),
+    ] {
         let f = offline.fetch(&key).unwrap();
         assert_eq!(f.source, cache.display().to_string(), "{f:?}");
         assert_eq!(fs::read(&f.path).unwrap(), bytes);
     }
     // And something not cached fails as a download failure (connection refused), not a hang.
     let e = offline
-        .fetch(&analyzer::symbols::store::SymbolKey::pe("other.sys", 1, 0x1000))
+        .fetch(&analyzer::symbols::store::SymbolKey::pe(
+            "other.sys",
+            1,
+            0x1000,
+        ))
         .unwrap_err();
     assert_eq!(e.status(), "download failed", "{e}");
 }
@@ -110,12 +120,19 @@ fn symstore_tool_layout_and_gcab_and_file_ptr_over_http() {
 
     for sub in ["tool", "cab", "ptr"] {
         let cache = work.path().join(format!("cache-{sub}"));
-        let s = store(&format!("srv*{}*{}/{sub}", cache.display(), server.url()), &cache);
-        let f = s.fetch(&amdppm_pdb()).unwrap_or_else(|e| panic!("{sub}: {e}"));
+        let s = store(
+            &format!("srv*{}*{}/{sub}", cache.display(), server.url()),
+            &cache,
+        );
+        let f = s
+            .fetch(&amdppm_pdb())
+            .unwrap_or_else(|e| panic!("{sub}: {e}"));
         assert!(f.path.starts_with(&cache), "{sub}: {f:?}");
         assert_eq!(fs::read(&f.path).unwrap(), corpus_pdb_bytes(), "{sub}");
         if sub != "ptr" {
-            let f = s.fetch(&amdppm_sys()).unwrap_or_else(|e| panic!("{sub}: {e}"));
+            let f = s
+                .fetch(&amdppm_sys())
+                .unwrap_or_else(|e| panic!("{sub}: {e}"));
             assert_eq!(fs::read(&f.path).unwrap(), corpus_sys_bytes(), "{sub}");
             if sub == "cab" {
                 assert!(f.origin.ends_with("amdppm.sy_"), "{f:?}");
@@ -123,9 +140,12 @@ fn symstore_tool_layout_and_gcab_and_file_ptr_over_http() {
         }
     }
     let cache = work.path().join("cache-evil");
-    let e = store(&format!("srv*{}*{}/evil", cache.display(), server.url()), &cache)
-        .fetch(&amdppm_pdb())
-        .unwrap_err();
+    let e = store(
+        &format!("srv*{}*{}/evil", cache.display(), server.url()),
+        &cache,
+    )
+    .fetch(&amdppm_pdb())
+    .unwrap_err();
     assert!(
         matches!(e, FetchError::Malformed { .. }) && e.to_string().contains("refused"),
         "{e}"

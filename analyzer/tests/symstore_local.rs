@@ -36,13 +36,20 @@ fn corpus_store_as_a_local_directory() {
     let pdb = s.fetch(&amdppm_pdb()).unwrap();
     assert_eq!(fs::read(&pdb.path).unwrap(), corpus_pdb_bytes());
     // Upper-case names match too.
-    let upper = s.fetch(&SymbolKey::pe("AMDPPM.SYS", 0xC9C0_3000, 0x3B000)).unwrap();
+    let upper = s
+        .fetch(&SymbolKey::pe("AMDPPM.SYS", 0xC9C0_3000, 0x3B000))
+        .unwrap();
     assert_eq!(upper.path, sys.path);
     // Nothing was written to the cache.
-    assert_eq!(fs::read_dir(cache.path()).map(|d| d.count()).unwrap_or(0), 0);
+    assert_eq!(
+        fs::read_dir(cache.path()).map(|d| d.count()).unwrap_or(0),
+        0
+    );
     // A key the store does not have.
     match s.fetch(&SymbolKey::pe("amdppm.sys", 0xC9C0_3000, 0x3C000)) {
-        Err(FetchError::NotFound { tried }) => assert_eq!(tried, vec![corpus.display().to_string()]),
+        Err(FetchError::NotFound { tried }) => {
+            assert_eq!(tried, vec![corpus.display().to_string()])
+        }
         other => panic!("{other:?}"),
     }
 }
@@ -59,7 +66,10 @@ fn layout_written_by_the_symstore_tool() {
         .arg(files.join("amdppm.sys"))
         .arg(files.join("amdppm.pdb")));
     let s = store(&format!("srv*{}", st.display()), work.path());
-    for (key, bytes) in [(amdppm_sys(), corpus_sys_bytes()), (amdppm_pdb(), corpus_pdb_bytes())] {
+    for (key, bytes) in [
+        (amdppm_sys(), corpus_sys_bytes()),
+        (amdppm_pdb(), corpus_pdb_bytes()),
+    ] {
         let f = s.fetch(&key).unwrap();
         assert!(f.path.starts_with(&st), "{f:?}");
         assert_eq!(fs::read(&f.path).unwrap(), bytes);
@@ -76,7 +86,9 @@ fn two_tier_store_with_index2() {
         &corpus_store().join("amdppm.pdb/1C19FDDB27BB3399D9B45973EFEAFCF31/amdppm.pdb"),
         &st.join("am/amdppm.pdb/1C19FDDB27BB3399D9B45973EFEAFCF31/amdppm.pdb"),
     );
-    let f = store(st.to_str().unwrap(), work.path()).fetch(&amdppm_pdb()).unwrap();
+    let f = store(st.to_str().unwrap(), work.path())
+        .fetch(&amdppm_pdb())
+        .unwrap();
     assert_eq!(fs::read(&f.path).unwrap(), corpus_pdb_bytes());
     // Without index2.txt the same tree is not a two-tier store.
     fs::remove_file(st.join("index2.txt")).unwrap();
@@ -94,8 +106,14 @@ fn flat_directory_checks_the_identity() {
     fs::write(flat.join("amdppm.sys"), corpus_sys_bytes()).unwrap();
     fs::write(flat.join("AMDPPM.PDB"), corpus_pdb_bytes()).unwrap();
     let s = store(flat.to_str().unwrap(), &work.path().join("cache"));
-    assert_eq!(s.fetch(&amdppm_sys()).unwrap().path, flat.join("amdppm.sys"));
-    assert_eq!(s.fetch(&amdppm_pdb()).unwrap().path, flat.join("AMDPPM.PDB"));
+    assert_eq!(
+        s.fetch(&amdppm_sys()).unwrap().path,
+        flat.join("amdppm.sys")
+    );
+    assert_eq!(
+        s.fetch(&amdppm_pdb()).unwrap().path,
+        flat.join("AMDPPM.PDB")
+    );
     // Same names, other builds: not these files.
     for other in [
         SymbolKey::pe("amdppm.sys", 0xC9C0_3001, 0x3B000),
@@ -103,7 +121,10 @@ fn flat_directory_checks_the_identity() {
         SymbolKey::pdb("amdppm.pdb", "1C19FDDB-27BB-3399-D9B4-5973EFEAFCF3", 2),
         SymbolKey::pdb("amdppm.pdb", "2C19FDDB-27BB-3399-D9B4-5973EFEAFCF3", 1),
     ] {
-        assert!(matches!(s.fetch(&other), Err(FetchError::NotFound { .. })), "{other}");
+        assert!(
+            matches!(s.fetch(&other), Err(FetchError::NotFound { .. })),
+            "{other}"
+        );
     }
 }
 
@@ -122,7 +143,10 @@ fn compressed_files_made_by_gcab_are_decompressed_into_the_cache() {
         .map(|e| e.file_name())
         .collect();
 
-    let s = store(&format!("cache*{};{}", cache.display(), st.display()), &cache);
+    let s = store(
+        &format!("cache*{};{}", cache.display(), st.display()),
+        &cache,
+    );
     let f = s.fetch(&amdppm_pdb()).unwrap();
     assert_eq!(
         f.path,
@@ -140,10 +164,16 @@ fn compressed_files_made_by_gcab_are_decompressed_into_the_cache() {
     // The same through a srv* chain: decompressed into the downstream store.
     let down = work.path().join("down");
     let chained = store(&format!("srv*{}*{}", down.display(), st.display()), &cache);
-    assert!(chained.fetch(&amdppm_pdb()).unwrap().path.starts_with(&down));
+    assert!(chained
+        .fetch(&amdppm_pdb())
+        .unwrap()
+        .path
+        .starts_with(&down));
 
     // A damaged cabinet is "malformed", never a panic or a half-written file.
-    let bad_dir = work.path().join("bad/amdppm.pdb/1C19FDDB27BB3399D9B45973EFEAFCF31");
+    let bad_dir = work
+        .path()
+        .join("bad/amdppm.pdb/1C19FDDB27BB3399D9B45973EFEAFCF31");
     fs::create_dir_all(&bad_dir).unwrap();
     let mut cab = fs::read(key_dir.join("amdppm.pd_")).unwrap();
     cab.truncate(cab.len() / 2);
@@ -184,8 +214,8 @@ fn file_ptr_in_every_form() {
     fs::create_dir_all(&shared).unwrap();
     fs::copy(&target, shared.join("amdppm.pdb")).unwrap();
     let forms = [
-        format!("PATH:{}", target.display()),    // as symstore.exe writes it
-        format!("{}\r\n", target.display()),     // a plain path
+        format!("PATH:{}", target.display()), // as symstore.exe writes it
+        format!("{}\r\n", target.display()),  // a plain path
         "../../../share/amdppm.pdb".to_string(), // relative to the file.ptr
     ];
     for (i, content) in forms.iter().enumerate() {
@@ -204,8 +234,14 @@ fn file_ptr_in_every_form() {
     let st = work.path().join("store-cab");
     let key_dir = st.join("amdppm.pdb/1C19FDDB27BB3399D9B45973EFEAFCF31");
     fs::create_dir_all(&key_dir).unwrap();
-    fs::write(key_dir.join("file.ptr"), format!("PATH:{}", cabbed.display())).unwrap();
-    let f = store(st.to_str().unwrap(), &cache).fetch(&amdppm_pdb()).unwrap();
+    fs::write(
+        key_dir.join("file.ptr"),
+        format!("PATH:{}", cabbed.display()),
+    )
+    .unwrap();
+    let f = store(st.to_str().unwrap(), &cache)
+        .fetch(&amdppm_pdb())
+        .unwrap();
     assert!(f.path.starts_with(&cache));
     assert_eq!(fs::read(&f.path).unwrap(), corpus_pdb_bytes());
     // A pointer to a pointer is followed once: the second file.ptr is not a PDB. (A fresh
@@ -214,7 +250,11 @@ fn file_ptr_in_every_form() {
     let st2 = work.path().join("store-loop");
     let kd2 = st2.join("amdppm.pdb/1C19FDDB27BB3399D9B45973EFEAFCF31");
     fs::create_dir_all(&kd2).unwrap();
-    fs::write(kd2.join("file.ptr"), format!("PATH:{}", kd2.join("file.ptr").display())).unwrap();
+    fs::write(
+        kd2.join("file.ptr"),
+        format!("PATH:{}", kd2.join("file.ptr").display()),
+    )
+    .unwrap();
     assert_eq!(
         store(st2.to_str().unwrap(), &cache)
             .fetch(&amdppm_pdb())
@@ -223,8 +263,14 @@ fn file_ptr_in_every_form() {
         "malformed"
     );
     // symstore's marker for a deleted entry.
-    fs::write(kd2.join("file.ptr"), "MSG: deleted by transaction 0000000042").unwrap();
-    let e = store(st2.to_str().unwrap(), &cache).fetch(&amdppm_pdb()).unwrap_err();
+    fs::write(
+        kd2.join("file.ptr"),
+        "MSG: deleted by transaction 0000000042",
+    )
+    .unwrap();
+    let e = store(st2.to_str().unwrap(), &cache)
+        .fetch(&amdppm_pdb())
+        .unwrap_err();
     assert!(e.to_string().contains("deleted"), "{e}");
 }
 
@@ -251,7 +297,11 @@ fn hostile_names_from_a_dump_touch_nothing() {
     // A file the hostile names aim at, outside the store.
     fs::write(root.join("secret.pdb"), "secret").unwrap();
     let s = store(
-        &format!("srv*{}*http://127.0.0.1:9;{}", cache.display(), st.display()),
+        &format!(
+            "srv*{}*http://127.0.0.1:9;{}",
+            cache.display(),
+            st.display()
+        ),
         &cache,
     );
     for name in [
@@ -281,7 +331,12 @@ fn a_chain_copies_what_it_finds_upstream_into_the_downstream_store() {
     let work = tempfile::tempdir().unwrap();
     let (down, mid) = (work.path().join("down"), work.path().join("mid"));
     let corpus = corpus_store();
-    let path = format!("srv*{}*{}*{}", down.display(), mid.display(), corpus.display());
+    let path = format!(
+        "srv*{}*{}*{}",
+        down.display(),
+        mid.display(),
+        corpus.display()
+    );
     let f = store(&path, work.path()).fetch(&amdppm_pdb()).unwrap();
     assert_eq!(f.source, corpus.display().to_string());
     assert_eq!(
@@ -296,5 +351,8 @@ fn a_chain_copies_what_it_finds_upstream_into_the_downstream_store() {
     );
     // Next time the downstream store answers.
     let again = store(&path, work.path()).fetch(&amdppm_pdb()).unwrap();
-    assert_eq!((again.source, again.path), (down.display().to_string(), f.path));
+    assert_eq!(
+        (again.source, again.path),
+        (down.display().to_string(), f.path)
+    );
 }

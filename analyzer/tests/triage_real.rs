@@ -19,7 +19,10 @@ use analyzer::dump::Dump;
 use analyzer::kernel::read_kernel;
 use analyzer::report::{Hex, InspectReport};
 
-const DUMP: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus/dumps/triage_x64.dmp");
+const DUMP: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../shared/corpus/dumps/triage_x64.dmp"
+);
 
 fn report() -> InspectReport {
     let dump = Dump::open(DUMP).expect("the corpus triage dump opens");
@@ -58,7 +61,10 @@ fn bugcheck_fields() {
     let r = report();
     let b = &r.bugcheck;
     assert_eq!(b.code, Hex(0x1000_007e)); // README
-    assert_eq!(b.name.as_deref(), Some("SYSTEM_THREAD_EXCEPTION_NOT_HANDLED_M"));
+    assert_eq!(
+        b.name.as_deref(),
+        Some("SYSTEM_THREAD_EXCEPTION_NOT_HANDLED_M")
+    );
     assert_eq!(b.base_code, Hex(0x7e));
     assert!(!b.pool_or_memory);
     // u64s at 0x40..0x60.
@@ -80,9 +86,16 @@ fn bugcheck_fields() {
     );
     // 0x7E: parameter 2 is the exception address (bug check reference).
     let f = b.faulting.as_ref().unwrap();
-    assert_eq!((f.address, f.from.as_str()), (Hex(0xfffff804_8b58334c), "param 2"));
+    assert_eq!(
+        (f.address, f.from.as_str()),
+        (Hex(0xfffff804_8b58334c), "param 2")
+    );
     assert_eq!(f.module_offset.as_deref(), Some("amdppm.sys+0x334c"));
-    assert_eq!((f.symbol.as_deref(), f.named), (None, false), "no symbols looked up");
+    assert_eq!(
+        (f.symbol.as_deref(), f.named),
+        (None, false),
+        "no symbols looked up"
+    );
 }
 
 /// The header's context record (x64 CONTEXT at 0x348, winnt.h layout): hand read with Python's
@@ -91,7 +104,8 @@ fn bugcheck_fields() {
 #[test]
 fn context_record_instruction_pointer() {
     let dump = Dump::open(DUMP).unwrap();
-    let ip = analyzer::kernel::fault::context_instruction_pointer(dump.file_bytes(), dump.header().arch);
+    let ip =
+        analyzer::kernel::fault::context_instruction_pointer(dump.file_bytes(), dump.header().arch);
     assert_eq!(ip, Some(0xfffff804_8b58334c));
 }
 
@@ -132,7 +146,10 @@ fn kernel_fields() {
     assert_eq!(k.name.as_deref(), Some("ntoskrnl.exe"));
     assert_eq!(k.size, Some(0x1046000)); // driver entry +0x48; pefile SizeOfImage
                                          // The NUL-terminated string in the data block captured at NtBuildLab.
-    assert_eq!(k.build_lab.as_deref(), Some("19041.1.amd64fre.vb_release.191206-1406"));
+    assert_eq!(
+        k.build_lab.as_deref(),
+        Some("19041.1.amd64fre.vb_release.191206-1406")
+    );
     // The kernel's debug directory page (0xfffff8047ba107a0) was not captured.
     assert_eq!(k.pdb, None);
 }
@@ -152,7 +169,10 @@ fn module_fields() {
         ("ntoskrnl.exe", "\\SystemRoot\\system32\\ntoskrnl.exe")
     );
     assert_eq!((m.base, m.size), (Hex(0xfffff804_7ba00000), 0x1046000));
-    assert_eq!((m.timestamp, m.checksum), (Some(Hex(0xd8333e6)), Some(Hex(0xa5938c))));
+    assert_eq!(
+        (m.timestamp, m.checksum),
+        (Some(Hex(0xd8333e6)), Some(Hex(0xa5938c)))
+    );
     let m = &r.modules[1];
     assert_eq!(
         (m.name.as_str(), m.path.as_str()),
@@ -175,12 +195,19 @@ fn module_fields() {
     );
 
     // The crashing driver: its timestamp and size are the symbol-store key c9c030003b000.
-    let amd: Vec<_> = r.modules.iter().filter(|m| m.name == "amdppm.sys").collect();
+    let amd: Vec<_> = r
+        .modules
+        .iter()
+        .filter(|m| m.name == "amdppm.sys")
+        .collect();
     assert_eq!(amd.len(), 1);
     let m = amd[0];
     assert_eq!(m.path, "\\SystemRoot\\System32\\drivers\\amdppm.sys");
     assert_eq!(m.base, Hex(0xfffff804_8b580000));
-    assert_eq!(format!("{:x}{:x}", m.timestamp.unwrap().0, m.size), "c9c030003b000");
+    assert_eq!(
+        format!("{:x}{:x}", m.timestamp.unwrap().0, m.size),
+        "c9c030003b000"
+    );
     assert_eq!(m.checksum, Some(Hex(0x38e6b))); // entry +0x80 (LDR CheckSum)
 
     // Every module is a kernel-space range; names are non-empty.
@@ -194,7 +221,10 @@ fn module_fields() {
 #[test]
 fn kernel_pe_header() {
     let r = report();
-    let pe = r.modules[0].pe.as_ref().expect("kernel header page is in a data block");
+    let pe = r.modules[0]
+        .pe
+        .as_ref()
+        .expect("kernel header page is in a data block");
     assert_eq!(pe.machine, Hex(0x8664));
     assert_eq!(pe.machine_name.as_deref(), Some("x64"));
     assert_eq!(pe.timestamp, Hex(0xd8333e6));
@@ -211,7 +241,10 @@ fn kernel_pe_header() {
         (Hex(0x131000), 0x20c2, Hex(0x48000040))
     );
     // The import table (RVA in .idata) was not captured: present but unreadable.
-    let imports = pe.imports.as_ref().expect("the kernel has an import directory");
+    let imports = pe
+        .imports
+        .as_ref()
+        .expect("the kernel has an import directory");
     assert!(!imports.complete && imports.dll_count == 0);
     assert!(pe.warnings.iter().any(|w| w.contains("imports")));
 }
@@ -258,5 +291,8 @@ fn corrupted_copies_never_panic() {
             serde_json::to_string(&r).unwrap();
         }
     }
-    assert!(opened > 0, "no damaged copy opened: the test exercised nothing");
+    assert!(
+        opened > 0,
+        "no damaged copy opened: the test exercised nothing"
+    );
 }

@@ -124,9 +124,12 @@ pub fn load_profile(spec: &profiles::ProfileSpec, corpus: &Path) -> Result<Profi
 
 /// Forges a dump at `out` and its truth file at `out` + ".truth.json"; returns the truth.
 pub fn forge(opts: &Options, out: &Path) -> Result<truth::Truth, ForgeError> {
-    let spec = profiles::find(&opts.profile).ok_or_else(|| ForgeError::UnknownProfile(opts.profile.clone()))?;
-    let format = Format::parse(&opts.format).ok_or_else(|| ForgeError::UnknownFormat(opts.format.clone()))?;
-    let scenario = scenario::find(&opts.scenario).ok_or_else(|| ForgeError::UnknownScenario(opts.scenario.clone()))?;
+    let spec = profiles::find(&opts.profile)
+        .ok_or_else(|| ForgeError::UnknownProfile(opts.profile.clone()))?;
+    let format = Format::parse(&opts.format)
+        .ok_or_else(|| ForgeError::UnknownFormat(opts.format.clone()))?;
+    let scenario = scenario::find(&opts.scenario)
+        .ok_or_else(|| ForgeError::UnknownScenario(opts.scenario.clone()))?;
     if scenario.kernel_bitmap_only() && format != Format::KernelBitmap {
         return Err(ForgeError::ScenarioUnsupported {
             scenario: scenario.name().into(),
@@ -141,7 +144,11 @@ pub fn forge(opts: &Options, out: &Path) -> Result<truth::Truth, ForgeError> {
         return Err(ForgeError::BadSize(opts.size));
     }
     // KiProcessorBlock holds 32 entries on x86, 64 on x64 (without processor groups).
-    let max_cpus = if spec.paging == space::Paging::X86Pae { 32 } else { 64 };
+    let max_cpus = if spec.paging == space::Paging::X86Pae {
+        32
+    } else {
+        64
+    };
     if !(1..=max_cpus).contains(&opts.processors) {
         return Err(ForgeError::BadProcessors(opts.processors, max_cpus));
     }
@@ -152,7 +159,13 @@ pub fn forge(opts: &Options, out: &Path) -> Result<truth::Truth, ForgeError> {
     // Forged pages stay in the first 3 GiB run, below the end of low memory.
     let data_limit = runs.get(1).map(|r| r.0 + r.1).unwrap_or(0);
     // The seed ignores the format, so every format of one profile holds the same memory.
-    let seed = format!("{}/{}/{}/{}", spec.name, scenario.name(), opts.size, processors);
+    let seed = format!(
+        "{}/{}/{}/{}",
+        spec.name,
+        scenario.name(),
+        opts.size,
+        processors
+    );
     let mut sys = system::System::build(
         spec,
         profile,
@@ -233,8 +246,10 @@ pub fn forge(opts: &Options, out: &Path) -> Result<truth::Truth, ForgeError> {
         pool,
     };
     let truth_path = truth_path(out);
-    let json = serde_json::to_vec_pretty(&truth).map_err(|e| ForgeError::Internal(e.to_string()))?;
-    std::fs::write(&truth_path, json).map_err(|e| ForgeError::Io(truth_path.display().to_string(), e))?;
+    let json =
+        serde_json::to_vec_pretty(&truth).map_err(|e| ForgeError::Internal(e.to_string()))?;
+    std::fs::write(&truth_path, json)
+        .map_err(|e| ForgeError::Io(truth_path.display().to_string(), e))?;
     Ok(truth)
 }
 

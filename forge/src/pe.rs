@@ -104,7 +104,11 @@ pub fn write_image(m: &mut Machine, img: &PeImage<'_>) -> Result<(), ForgeError>
     put(&mut h, 8, &4u16.to_le_bytes());
     put(&mut h, 0x18, &0x40u16.to_le_bytes());
     put(&mut h, 0x3c, &(lfanew as u32).to_le_bytes());
-    put(&mut h, 0x4e, b"This program cannot be run in DOS mode.\r\r\n$");
+    put(
+        &mut h,
+        0x4e,
+        b"This program cannot be run in DOS mode.\r\r\n$",
+    );
     put(&mut h, lfanew, b"PE\0\0");
 
     let opt_size: u16 = if pe64 { 0xf0 } else { 0xe0 };
@@ -133,7 +137,11 @@ pub fn write_image(m: &mut Machine, img: &PeImage<'_>) -> Result<(), ForgeError>
         .map(|s| s.size)
         .sum();
     let base_of_code = img.sections.first().map(|s| s.rva).unwrap_or(0x1000);
-    put(&mut h, o, &(if pe64 { 0x20bu16 } else { 0x10bu16 }).to_le_bytes());
+    put(
+        &mut h,
+        o,
+        &(if pe64 { 0x20bu16 } else { 0x10bu16 }).to_le_bytes(),
+    );
     put(&mut h, o + 2, &[14, 0]);
     put(&mut h, o + 4, &code_size.to_le_bytes());
     put(&mut h, o + 8, &data_size.to_le_bytes());
@@ -151,9 +159,11 @@ pub fn write_image(m: &mut Machine, img: &PeImage<'_>) -> Result<(), ForgeError>
     };
     put(&mut h, d, &0x1000u32.to_le_bytes()); // SectionAlignment
     put(&mut h, d + 4, &0x200u32.to_le_bytes()); // FileAlignment
-    for (i, v) in [ver_major, ver_minor, ver_major, ver_minor, ver_major, ver_minor]
-        .iter()
-        .enumerate()
+    for (i, v) in [
+        ver_major, ver_minor, ver_major, ver_minor, ver_major, ver_minor,
+    ]
+    .iter()
+    .enumerate()
     {
         put(&mut h, d + 8 + 2 * i, &v.to_le_bytes());
     }
@@ -247,7 +257,11 @@ pub fn write_image(m: &mut Machine, img: &PeImage<'_>) -> Result<(), ForgeError>
             names += 2 + func.len() as u32 + 1;
             names += names & 1;
             let ilt = img.meta_rva + IMPORT_ILT + (i * slot) as u32;
-            put(&mut meta, rel(ilt), &u64::from(hint_name).to_le_bytes()[..slot]);
+            put(
+                &mut meta,
+                rel(ilt),
+                &u64::from(hint_name).to_le_bytes()[..slot],
+            );
             put(
                 &mut meta,
                 rel(iat_rva(img.meta_rva, i, pe64)),
@@ -257,18 +271,28 @@ pub fn write_image(m: &mut Machine, img: &PeImage<'_>) -> Result<(), ForgeError>
         let d = rel(img.meta_rva + IMPORT_DIR);
         put(&mut meta, d, &(img.meta_rva + IMPORT_ILT).to_le_bytes());
         put(&mut meta, d + 12, &dll_rva.to_le_bytes());
-        put(&mut meta, d + 16, &iat_rva(img.meta_rva, 0, pe64).to_le_bytes());
+        put(
+            &mut meta,
+            d + 16,
+            &iat_rva(img.meta_rva, 0, pe64).to_le_bytes(),
+        );
         put(&mut meta, d + 39, &[0]);
         put(&mut h, dirs + 8, &(img.meta_rva + IMPORT_DIR).to_le_bytes());
         put(&mut h, dirs + 12, &40u32.to_le_bytes());
-        put(&mut h, dirs + 12 * 8, &iat_rva(img.meta_rva, 0, pe64).to_le_bytes());
+        put(
+            &mut h,
+            dirs + 12 * 8,
+            &iat_rva(img.meta_rva, 0, pe64).to_le_bytes(),
+        );
         put(
             &mut h,
             dirs + 12 * 8 + 4,
             &((img.imports.len() as u32 + 1) * slot as u32).to_le_bytes(),
         );
         if names > img.meta_rva + 0x1000 {
-            return Err(ForgeError::Internal("import names exceed the metadata page".into()));
+            return Err(ForgeError::Internal(
+                "import names exceed the metadata page".into(),
+            ));
         }
     }
     if meta.len() > 0x1000 {

@@ -51,7 +51,9 @@ impl HeaderLayout {
             .type_size("_POOL_HEADER")
             .ok_or_else(|| ForgeError::MissingSymbol("_POOL_HEADER".into()))?;
         // On x86 ProcessBilled shares the tag's place (a union); only x64 has its own slot.
-        let process_billed = p.field("_POOL_HEADER", "ProcessBilled").filter(|b| b.offset >= 8);
+        let process_billed = p
+            .field("_POOL_HEADER", "ProcessBilled")
+            .filter(|b| b.offset >= 8);
         Ok(HeaderLayout {
             size,
             previous_size: f("PreviousSize")?,
@@ -67,7 +69,9 @@ impl HeaderLayout {
         let off = field.offset as usize;
         match (field.bit_position, field.bit_length) {
             (Some(pos), Some(len)) => {
-                let Some(word) = buf.get_mut(off..off + 4) else { return };
+                let Some(word) = buf.get_mut(off..off + 4) else {
+                    return;
+                };
                 let mut w = u32::from_le_bytes([word[0], word[1], word[2], word[3]]);
                 let mask = ((1u64 << len) - 1) as u32;
                 w = (w & !(mask << pos)) | (((value as u32) & mask) << pos);
@@ -130,7 +134,13 @@ pub struct PoolRegion {
 pub const FREE_TAG: [u8; 4] = *b"Free";
 
 impl PoolRegion {
-    pub fn new(base: u64, kind: PoolKind, paging: Paging, build: u32, layout: HeaderLayout) -> PoolRegion {
+    pub fn new(
+        base: u64,
+        kind: PoolKind,
+        paging: Paging,
+        build: u32,
+        layout: HeaderLayout,
+    ) -> PoolRegion {
         PoolRegion {
             kind,
             base,
@@ -199,7 +209,12 @@ impl PoolRegion {
 
     /// A free block (PoolType 0) of `size` data bytes that still carries `tag`, as a freed
     /// allocation leaves it.
-    pub fn free_block(&mut self, m: &mut Machine, size: u64, tag: &[u8; 4]) -> Result<u64, ForgeError> {
+    pub fn free_block(
+        &mut self,
+        m: &mut Machine,
+        size: u64,
+        tag: &[u8; 4],
+    ) -> Result<u64, ForgeError> {
         self.block(m, size, tag, false, None)
     }
 
@@ -228,7 +243,9 @@ impl PoolRegion {
         };
         if big {
             if !allocated {
-                return Err(ForgeError::Internal("free big allocations are not mapped".into()));
+                return Err(ForgeError::Internal(
+                    "free big allocations are not mapped".into(),
+                ));
             }
             // Big-page allocation: page aligned, no header.
             if self.segment_heap.is_none() {
@@ -255,7 +272,11 @@ impl PoolRegion {
             });
             return Ok(va);
         }
-        let pool_type = if allocated { self.header_pool_type() } else { 0 };
+        let pool_type = if allocated {
+            self.header_pool_type()
+        } else {
+            0
+        };
         if let Some(heap) = self.segment_heap.as_mut() {
             let placed = heap.place(m, block, allocated)?;
             let quota = quota.map(|(eprocess, encode)| Quota {

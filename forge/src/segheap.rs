@@ -201,7 +201,12 @@ impl SegmentHeap {
 
     /// Places a block of `block` bytes (POOL_HEADER included, a multiple of 16, at most 0xFE0)
     /// and marks it allocated or free; the caller writes the POOL_HEADER at `header`.
-    pub fn place(&mut self, m: &mut Machine, block: u64, allocated: bool) -> Result<Placed, ForgeError> {
+    pub fn place(
+        &mut self,
+        m: &mut Machine,
+        block: u64,
+        allocated: bool,
+    ) -> Result<Placed, ForgeError> {
         if block <= LFH_MAX {
             self.place_lfh(m, block, allocated)
         } else {
@@ -209,14 +214,21 @@ impl SegmentHeap {
         }
     }
 
-    fn place_lfh(&mut self, m: &mut Machine, block: u64, allocated: bool) -> Result<Placed, ForgeError> {
+    fn place_lfh(
+        &mut self,
+        m: &mut Machine,
+        block: u64,
+        allocated: bool,
+    ) -> Result<Placed, ForgeError> {
         if self.lfh.get(&block).is_none_or(|s| s.next >= s.count) {
             let va = self.range(m, 1, LFH_RANGE)?;
             // Bitmap: 2 bits for each block a page can hold; blocks after it, aligned.
             let first = (self.layout.lfh_block_bitmap + PAGE / 16 / 4).div_ceil(16) * 16;
             let first = first.div_ceil(block) * block;
             let count = (PAGE - first) / block;
-            let encoded = ((block as u32) | ((first as u32) << 16)) ^ (self.lfh_key as u32) ^ ((va as u32) >> 12);
+            let encoded = ((block as u32) | ((first as u32) << 16))
+                ^ (self.lfh_key as u32)
+                ^ ((va as u32) >> 12);
             m.write_u32(va + self.layout.lfh_block_offsets, encoded)?;
             if let Some(o) = self.layout.lfh_block_count {
                 m.write_u16(va + o, count as u16)?;
@@ -240,10 +252,16 @@ impl SegmentHeap {
         let header = s.va + s.first + index * block;
         let bitmap = s.va + self.layout.lfh_block_bitmap + index / 4;
         let shift = (index % 4) * 2;
-        let cur = m.read(bitmap, 1).and_then(|b| b.first().copied()).unwrap_or(0);
+        let cur = m
+            .read(bitmap, 1)
+            .and_then(|b| b.first().copied())
+            .unwrap_or(0);
         let bits = if allocated { 1u8 } else { 0 };
         m.write_u8(bitmap, (cur & !(3 << shift)) | (bits << shift))?;
-        Ok(Placed { header, source: "lfh" })
+        Ok(Placed {
+            header,
+            source: "lfh",
+        })
     }
 
     fn write_chunk(
@@ -258,7 +276,12 @@ impl SegmentHeap {
         m.write_u64(at, bits ^ at ^ self.heap_key)
     }
 
-    fn place_vs(&mut self, m: &mut Machine, block: u64, allocated: bool) -> Result<Placed, ForgeError> {
+    fn place_vs(
+        &mut self,
+        m: &mut Machine,
+        block: u64,
+        allocated: bool,
+    ) -> Result<Placed, ForgeError> {
         let chunk = block + 16;
         if chunk > PAGE {
             return Err(ForgeError::Internal(format!(
@@ -270,14 +293,19 @@ impl SegmentHeap {
                 let va = self.range(m, VS_UNITS, VS_RANGE)?;
                 let size = (VS_UNITS * PAGE) >> 4;
                 m.write_u16(va + self.layout.vs_size, size as u16)?;
-                m.write_u16(va + self.layout.vs_signature, (size as u16 ^ 0x2bed) & 0x7fff)?;
+                m.write_u16(
+                    va + self.layout.vs_signature,
+                    (size as u16 ^ 0x2bed) & 0x7fff,
+                )?;
                 self.vs = Some(VsSub {
                     va,
                     next: VS_FIRST_CHUNK,
                     prev_units: 0,
                 });
             }
-            let Some(mut s) = self.vs.take() else { continue };
+            let Some(mut s) = self.vs.take() else {
+                continue;
+            };
             let end = VS_UNITS * PAGE;
             // A chunk never crosses a page: fill the rest of this page with a free chunk.
             if s.next % PAGE + chunk > PAGE {

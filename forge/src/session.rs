@@ -25,7 +25,9 @@
 //! them too.
 
 use crate::pool::{Allocation, HeaderLayout, PoolKind, PoolRegion, FREE_TAG};
-use crate::poolstate::{field_widths, put, put_bits, tag_str, write_tracker, PoolPlan, TableWriter, TagStats};
+use crate::poolstate::{
+    field_widths, put, put_bits, tag_str, write_tracker, PoolPlan, TableWriter, TagStats,
+};
 use crate::segheap::{SegLayout, SegmentHeap};
 use crate::space::PAGE;
 use crate::system::System;
@@ -88,7 +90,10 @@ impl PlantedSession {
     /// The truth's `session`: where the tables are.
     pub fn truth(&self) -> Value {
         // 19H1+: the blocks are in the session's segment heap, not in a classic page range.
-        let heap = self.blocks.iter().any(|b| b.source == "lfh" || b.source == "vs");
+        let heap = self
+            .blocks
+            .iter()
+            .any(|b| b.source == "lfh" || b.source == "vs");
         json!({
             "session_id": SESSION_ID,
             "mm_session_space": hex(self.session_space),
@@ -126,7 +131,11 @@ fn field_bytes(sys: &System, ty: &str, field: &str) -> Option<(u64, u64)> {
 
 /// Allocates the plan's session blocks (sizes with their header) in `region`, then closes its
 /// last page.
-fn plant_session_blocks(region: &mut PoolRegion, sys: &mut System, plan: &PoolPlan) -> Result<(), ForgeError> {
+fn plant_session_blocks(
+    region: &mut PoolRegion,
+    sys: &mut System,
+    plan: &PoolPlan,
+) -> Result<(), ForgeError> {
     let h = region.header_size();
     for a in &plan.session {
         if a.bytes % h != 0 || a.bytes <= h {
@@ -177,7 +186,8 @@ fn plant_session_heap(
     let (heap_key, lfh_key) = (key(0)?, key(8)?);
     let state = session_space + space_bytes;
     let state_size = sys.type_size("_EX_HEAP_SESSION_STATE")?;
-    sys.machine.map_range(state, state_size.div_ceil(PAGE) * PAGE)?;
+    sys.machine
+        .map_range(state, state_size.div_ceil(PAGE) * PAGE)?;
     let start = session_space + SESSION_PAGED_POOL_OFFSET;
     let heap_va = start + SESSION_HEAP_OFFSET;
     let heap = SegmentHeap::new(
@@ -191,7 +201,13 @@ fn plant_session_heap(
     sys.machine.write_ptr(state + paged_off, heap_va)?;
     sys.machine.write_ptr(session_space + state_off, state)?;
     let header = HeaderLayout::from_profile(&sys.profile)?;
-    let mut region = PoolRegion::new(start, PoolKind::Paged, sys.spec.paging, sys.spec.build, header);
+    let mut region = PoolRegion::new(
+        start,
+        PoolKind::Paged,
+        sys.spec.paging,
+        sys.spec.build,
+        header,
+    );
     region.session = true;
     region.segment_heap = Some(heap);
     plant_session_blocks(&mut region, sys, plan)?;
@@ -250,11 +266,19 @@ pub(crate) fn plant(
     if sys.spec.build < SEGMENT_HEAP_BUILD && sys.spec.build >= 6000 {
         let header = HeaderLayout::from_profile(&sys.profile)?;
         let start = session_space + SESSION_PAGED_POOL_OFFSET;
-        let mut region = PoolRegion::new(start, PoolKind::Paged, sys.spec.paging, sys.spec.build, header);
+        let mut region = PoolRegion::new(
+            start,
+            PoolKind::Paged,
+            sys.spec.paging,
+            sys.spec.build,
+            header,
+        );
         region.session = true;
         plant_session_blocks(&mut region, sys, plan)?;
         if region.end() > start + SESSION_PAGED_POOL_SIZE {
-            return Err(ForgeError::Internal("session paged pool overflows its range".into()));
+            return Err(ForgeError::Internal(
+                "session paged pool overflows its range".into(),
+            ));
         }
         let w = field_widths(sys, "_MM_SESSION_SPACE")?;
         for (name, v) in [
@@ -307,11 +331,16 @@ pub(crate) fn plant(
                 .map(|&(o, _)| o)
                 .ok_or_else(|| ForgeError::MissingSymbol(format!("_MM_SESSION_SPACE.{n}")))
         };
-        sys.machine.write_ptr(session_space + at("PoolTrackBigPages")?, table)?;
         sys.machine
-            .write_ptr(session_space + at("PoolTrackBigPagesSize")?, SESSION_BIG_TABLE_SIZE)?;
-        sys.machine
-            .write_u32(session_space + at("PoolBigEntriesInUse")?, bigs.len() as u32)?;
+            .write_ptr(session_space + at("PoolTrackBigPages")?, table)?;
+        sys.machine.write_ptr(
+            session_space + at("PoolTrackBigPagesSize")?,
+            SESSION_BIG_TABLE_SIZE,
+        )?;
+        sys.machine.write_u32(
+            session_space + at("PoolBigEntriesInUse")?,
+            bigs.len() as u32,
+        )?;
         big_table = Some(table);
     }
 
@@ -329,7 +358,10 @@ pub(crate) fn plant(
     } else {
         for b in blocks.iter().filter(|b| b.tag != FREE_TAG || b.allocated) {
             let (frees, bytes) = if b.allocated { (0, b.size) } else { (1, 0) };
-            totals.entry(b.tag).or_default().add(PoolKind::Paged, 1, frees, bytes);
+            totals
+                .entry(b.tag)
+                .or_default()
+                .add(PoolKind::Paged, 1, frees, bytes);
         }
     }
     for &(tag, n) in &plan.session_history {

@@ -47,7 +47,11 @@ pub struct Machine {
 
 impl Machine {
     /// `data_limit_pfn`: first page frame the forge must not use (end of the first big run).
-    pub fn new(paging: Paging, self_map_index: u64, data_limit_pfn: u64) -> Result<Machine, ForgeError> {
+    pub fn new(
+        paging: Paging,
+        self_map_index: u64,
+        data_limit_pfn: u64,
+    ) -> Result<Machine, ForgeError> {
         let (dtb_pfn, next_table, table_limit) = match paging {
             // PML4 inside the first range Volatility scans; tables right after it.
             Paging::X64 => (0x1ad, 0x1ae, 0x2a0),
@@ -75,7 +79,9 @@ impl Machine {
         match paging {
             Paging::X64 => {
                 if !(0x100..0x1ff).contains(&self_map_index) {
-                    return Err(ForgeError::Internal("self-map index outside 0x100..0x1FE".into()));
+                    return Err(ForgeError::Internal(
+                        "self-map index outside 0x100..0x1FE".into(),
+                    ));
                 }
                 m.put_u64_phys(m.dtb + self_map_index * 8, m.dtb | ENTRY_FLAGS);
             }
@@ -88,7 +94,10 @@ impl Machine {
                 }
                 // PD3 maps PD0..PD3 at entries 0..3: page tables appear at 0xC0000000.
                 for i in 0..4u64 {
-                    m.put_u64_phys((dtb_pfn + 4) * PAGE + i * 8, ((dtb_pfn + 1 + i) * PAGE) | ENTRY_FLAGS);
+                    m.put_u64_phys(
+                        (dtb_pfn + 4) * PAGE + i * 8,
+                        ((dtb_pfn + 1 + i) * PAGE) | ENTRY_FLAGS,
+                    );
                 }
             }
         }
@@ -222,7 +231,10 @@ impl Machine {
         let mut done = 0usize;
         while done < data.len() {
             let a = va + done as u64;
-            let pfn = *self.mapped.get(&(a & !(PAGE - 1))).ok_or(ForgeError::Unmapped(a))?;
+            let pfn = *self
+                .mapped
+                .get(&(a & !(PAGE - 1)))
+                .ok_or(ForgeError::Unmapped(a))?;
             let off = (a % PAGE) as usize;
             let n = (PAGE as usize - off).min(data.len() - done);
             let page = self.pages.get_mut(&pfn).ok_or(ForgeError::Unmapped(a))?;

@@ -404,7 +404,13 @@ impl System {
                 spec.build,
                 header,
             ),
-            paged: PoolRegion::new(spec.plan.paged_pool, PoolKind::Paged, spec.paging, spec.build, header),
+            paged: PoolRegion::new(
+                spec.plan.paged_pool,
+                PoolKind::Paged,
+                spec.paging,
+                spec.build,
+                header,
+            ),
             machine,
             profile,
             spec,
@@ -422,7 +428,11 @@ impl System {
             vendor_drivers: Vec::new(),
             boot_time: spec.system_time - uptime * 10_000_000,
         };
-        for g in ["PsLoadedModuleList", "PsActiveProcessHead", "KdDebuggerDataBlock"] {
+        for g in [
+            "PsLoadedModuleList",
+            "PsActiveProcessHead",
+            "KdDebuggerDataBlock",
+        ] {
             sys.global(g)?;
         }
         if sys.profile.pointer_size != ptr {
@@ -470,7 +480,13 @@ impl System {
     }
 
     /// Writes `value` at `base + ty.field` if the profile's structure has that field.
-    fn put_opt(&mut self, base: u64, ty: &str, field: &str, bytes: &[u8]) -> Result<(), ForgeError> {
+    fn put_opt(
+        &mut self,
+        base: u64,
+        ty: &str,
+        field: &str,
+        bytes: &[u8],
+    ) -> Result<(), ForgeError> {
         if let Some(off) = self.profile.offset(ty, field) {
             self.machine.write(base + off, bytes)?;
         }
@@ -542,7 +558,8 @@ impl System {
             .max()
             .unwrap_or(0);
         let size = (max_rva + 0x1000 + 0x100).div_ceil(PAGE) * PAGE;
-        self.kernel_size = u32::try_from(size).map_err(|_| ForgeError::Internal("kernel too large".into()))?;
+        self.kernel_size =
+            u32::try_from(size).map_err(|_| ForgeError::Internal("kernel too large".into()))?;
         // Every page of the image is present: readers walk it page by page from the base.
         self.machine.map_range(self.kernel_base, size)?;
 
@@ -552,10 +569,15 @@ impl System {
             .filter_map(|(n, len)| self.profile.global(n).map(|r| (r, *len)))
             .collect();
         let mut meta = 0x2000u64;
-        while planted.iter().any(|&(r, len)| r < meta + 0x3000 && r + len > meta) {
+        while planted
+            .iter()
+            .any(|&(r, len)| r < meta + 0x3000 && r + len > meta)
+        {
             meta += PAGE;
             if meta + 0x3000 >= size {
-                return Err(ForgeError::Internal("no room for the kernel's PE metadata".into()));
+                return Err(ForgeError::Internal(
+                    "no room for the kernel's PE metadata".into(),
+                ));
             }
         }
         let meta = meta as u32;
@@ -676,8 +698,8 @@ impl System {
             self.machine.map_range(base, u64::from(d.size))?;
             let (meta, sections) = pe::driver_sections(d.size);
             let guid: [u8; 16] = self.rng.bytes();
-            let timestamp =
-                (self.spec.kernel_timestamp.wrapping_sub(0x0100_0000)).wrapping_add(self.rng.below(0x00ff_ffff) as u32);
+            let timestamp = (self.spec.kernel_timestamp.wrapping_sub(0x0100_0000))
+                .wrapping_add(self.rng.below(0x00ff_ffff) as u32);
             let checksum = (self.rng.next_u64() as u32 & 0x3f_ffff) | 0x1_0000;
             let img = pe::PeImage {
                 machine: self.spec.machine_type(),
@@ -768,7 +790,8 @@ impl System {
                 heap_key,
                 lfh_key,
             )?;
-            self.machine.write_u64(state + pool_node + heaps + index * 8, heap_va)?;
+            self.machine
+                .write_u64(state + pool_node + heaps + index * 8, heap_va)?;
             match region {
                 PoolKind::NonPaged => self.nonpaged.segment_heap = Some(heap),
                 PoolKind::Paged => self.paged.segment_heap = Some(heap),
@@ -797,7 +820,11 @@ impl System {
         let pe64 = self.spec.paging == Paging::X64;
         let (meta, sections) = pe::driver_sections(size);
         let mut imports = Vec::new();
-        for f in ["ExAllocatePoolWithTag", "ExAllocatePool", "ExFreePoolWithTag"] {
+        for f in [
+            "ExAllocatePoolWithTag",
+            "ExAllocatePool",
+            "ExFreePoolWithTag",
+        ] {
             let rva = self
                 .profile
                 .global(f)
@@ -885,7 +912,8 @@ impl System {
                 age: 1,
             }),
         });
-        self.vendor_drivers.push((d.name.to_string(), base, site_rvas));
+        self.vendor_drivers
+            .push((d.name.to_string(), base, site_rvas));
         Ok(())
     }
 
@@ -921,11 +949,31 @@ impl System {
                 "TimeDateStamp",
                 &m.timestamp.to_le_bytes(),
             )?;
-            self.put_opt(entry, "_LDR_DATA_TABLE_ENTRY", "CheckSum", &m.checksum.to_le_bytes())?;
+            self.put_opt(
+                entry,
+                "_LDR_DATA_TABLE_ENTRY",
+                "CheckSum",
+                &m.checksum.to_le_bytes(),
+            )?;
             // LDRP_ENTRY_PROCESSED | LDRP_IMAGE_DLL-ish flags as the kernel loader leaves them.
-            self.put_opt(entry, "_LDR_DATA_TABLE_ENTRY", "Flags", &0x0900_4000u32.to_le_bytes())?;
-            self.put_opt(entry, "_LDR_DATA_TABLE_ENTRY", "LoadCount", &1u16.to_le_bytes())?;
-            self.put_opt(entry, "_LDR_DATA_TABLE_ENTRY", "ObsoleteLoadCount", &1u16.to_le_bytes())?;
+            self.put_opt(
+                entry,
+                "_LDR_DATA_TABLE_ENTRY",
+                "Flags",
+                &0x0900_4000u32.to_le_bytes(),
+            )?;
+            self.put_opt(
+                entry,
+                "_LDR_DATA_TABLE_ENTRY",
+                "LoadCount",
+                &1u16.to_le_bytes(),
+            )?;
+            self.put_opt(
+                entry,
+                "_LDR_DATA_TABLE_ENTRY",
+                "ObsoleteLoadCount",
+                &1u16.to_le_bytes(),
+            )?;
             // The other two link fields point at themselves (empty rings), as for kernel modules.
             for f in ["InMemoryOrderLinks", "InInitializationOrderLinks"] {
                 if let Some(o) = self.profile.offset("_LDR_DATA_TABLE_ENTRY", f) {
@@ -954,8 +1002,10 @@ impl System {
             let ep = self.alloc_nonpaged(size, b"Proc")?;
             // Pcb.Header.Type = ProcessObject; Size in dwords.
             self.machine.write_u8(ep + pcb, 3)?;
-            self.machine
-                .write_u8(ep + pcb + 2, ((self.type_size("_KPROCESS")? / 4).min(255)) as u8)?;
+            self.machine.write_u8(
+                ep + pcb + 2,
+                ((self.type_size("_KPROCESS")? / 4).min(255)) as u8,
+            )?;
             let dtb = if i == 0 {
                 self.machine.dtb
             } else {
@@ -964,8 +1014,10 @@ impl System {
             self.machine.write_ptr(ep + pcb + dtb_off, dtb)?;
             self.machine
                 .write_ptr(ep + self.offset("_EPROCESS", "UniqueProcessId")?, p.pid)?;
-            self.machine
-                .write_ptr(ep + self.offset("_EPROCESS", "InheritedFromUniqueProcessId")?, p.ppid)?;
+            self.machine.write_ptr(
+                ep + self.offset("_EPROCESS", "InheritedFromUniqueProcessId")?,
+                p.ppid,
+            )?;
             let mut name = [0u8; 15];
             let n = p.name.len().min(14);
             name[..n].copy_from_slice(&p.name.as_bytes()[..n]);
@@ -1053,7 +1105,11 @@ impl System {
             let mut s = format!(
                 "{}.{}",
                 self.spec.build,
-                self.spec.build_lab.split_once('.').map(|x| x.1).unwrap_or("")
+                self.spec
+                    .build_lab
+                    .split_once('.')
+                    .map(|x| x.1)
+                    .unwrap_or("")
             )
             .into_bytes();
             s.push(0);
@@ -1073,10 +1129,16 @@ impl System {
         let system = self.processes.first().map(|p| p.eprocess).unwrap_or(0);
         let psp = self.global("PsInitialSystemProcess")?;
         self.machine.write_ptr(psp, system)?;
-        let range = if ptr == 4 { 0x8000_0000 } else { 0xffff_8000_0000_0000 };
-        self.machine.write_ptr(self.global("MmSystemRangeStart")?, range)?;
+        let range = if ptr == 4 {
+            0x8000_0000
+        } else {
+            0xffff_8000_0000_0000
+        };
+        self.machine
+            .write_ptr(self.global("MmSystemRangeStart")?, range)?;
         if let Ok(n) = self.global("MmNumberOfPhysicalPages") {
-            self.machine.write_u32(n, (self.memory_size / PAGE) as u32)?;
+            self.machine
+                .write_u32(n, (self.memory_size / PAGE) as u32)?;
         }
         // MmPfnDatabase points at a mapped (empty) PFN database page.
         self.machine.map_range(self.pfn_database, PAGE)?;
@@ -1088,7 +1150,8 @@ impl System {
         for cpu in 0..u64::from(self.processors) {
             let pcr = self.spec.plan.prcb + cpu * 0x10 * PAGE;
             self.machine.map_range(pcr, PAGE)?;
-            self.machine.write_ptr(kpb + cpu * u64::from(ptr), pcr + prcb_off)?;
+            self.machine
+                .write_ptr(kpb + cpu * u64::from(ptr), pcr + prcb_off)?;
         }
         Ok(())
     }

@@ -43,8 +43,12 @@ impl Format {
     pub fn describe(self) -> &'static str {
         match self {
             Format::Full => "complete memory dump, DumpType 1 (run table)",
-            Format::KernelBitmap => "kernel memory dump, DumpType 5 bitmap \"SDMP\" (forged pages only)",
-            Format::FullBitmap => "complete memory dump, DumpType 5 bitmap \"FDMP\" (all physical pages)",
+            Format::KernelBitmap => {
+                "kernel memory dump, DumpType 5 bitmap \"SDMP\" (forged pages only)"
+            }
+            Format::FullBitmap => {
+                "complete memory dump, DumpType 5 bitmap \"FDMP\" (all physical pages)"
+            }
         }
     }
 }
@@ -165,7 +169,11 @@ pub fn write_dump(
 
     let mut header = build_header(&layout, format, values, runs, run_pages, file_size);
     if let Some((bits, bitmap)) = &bitmap {
-        let sig: &[u8; 4] = if format == Format::FullBitmap { b"FDMP" } else { b"SDMP" };
+        let sig: &[u8; 4] = if format == Format::FullBitmap {
+            b"FDMP"
+        } else {
+            b"SDMP"
+        };
         let mut sub = vec![0u8; 0x38];
         sub[0..4].copy_from_slice(sig);
         sub[4..8].copy_from_slice(b"DUMP");
@@ -176,7 +184,8 @@ pub fn write_dump(
         header.extend_from_slice(bitmap);
     }
 
-    let mut file = std::fs::File::create(path).map_err(|e| ForgeError::Io(path.display().to_string(), e))?;
+    let mut file =
+        std::fs::File::create(path).map_err(|e| ForgeError::Io(path.display().to_string(), e))?;
     let io = |e| ForgeError::Io(path.display().to_string(), e);
     file.set_len(file_size).map_err(io)?;
     file.write_all(&header).map_err(io)?;
@@ -201,7 +210,8 @@ pub fn write_dump(
         if data.iter().all(|b| *b == 0) {
             continue; // a hole in the sparse file reads as zeros
         }
-        file.seek(SeekFrom::Start(offset_of(pfn, rank as u64))).map_err(io)?;
+        file.seek(SeekFrom::Start(offset_of(pfn, rank as u64)))
+            .map_err(io)?;
         file.write_all(data).map_err(io)?;
     }
     file.flush().map_err(io)?;
@@ -273,8 +283,16 @@ fn build_header(
         put(&mut h, 0x0c, &v.build.to_le_bytes());
         put(&mut h, 0x10, &(v.directory_table_base as u32).to_le_bytes());
         put(&mut h, 0x14, &(v.pfn_database as u32).to_le_bytes());
-        put(&mut h, 0x18, &(v.ps_loaded_module_list as u32).to_le_bytes());
-        put(&mut h, 0x1c, &(v.ps_active_process_head as u32).to_le_bytes());
+        put(
+            &mut h,
+            0x18,
+            &(v.ps_loaded_module_list as u32).to_le_bytes(),
+        );
+        put(
+            &mut h,
+            0x1c,
+            &(v.ps_active_process_head as u32).to_le_bytes(),
+        );
         put(&mut h, 0x20, &0x14cu32.to_le_bytes());
         put(&mut h, 0x24, &v.processors.to_le_bytes());
         put(&mut h, 0x28, &v.bugcheck_code.to_le_bytes());
@@ -282,7 +300,11 @@ fn build_header(
             put(&mut h, 0x2c + 4 * i, &(*p as u32).to_le_bytes());
         }
         put(&mut h, 0x5c, &[1, 0, 0, 0]); // PaeEnabled, Spare3
-        put(&mut h, 0x60, &(v.kd_debugger_data_block as u32).to_le_bytes());
+        put(
+            &mut h,
+            0x60,
+            &(v.kd_debugger_data_block as u32).to_le_bytes(),
+        );
         let mut o = 0x64;
         put(&mut h, o, &(runs.len() as u32).to_le_bytes());
         put(&mut h, o + 4, &(run_pages as u32).to_le_bytes());
@@ -311,7 +333,10 @@ mod tests {
 
     #[test]
     fn runs_skip_legacy_and_pci_holes() {
-        assert_eq!(physical_runs(2 << 30), vec![(1, 0x9e), (0x100, 0x80000 - 0x100)]);
+        assert_eq!(
+            physical_runs(2 << 30),
+            vec![(1, 0x9e), (0x100, 0x80000 - 0x100)]
+        );
         let r = physical_runs(16 << 30);
         assert_eq!(r[2], (0x100000, 0x400000 - 0xc0000));
         // Total never exceeds the memory size.

@@ -69,7 +69,10 @@ impl Reader {
                     let (base, count) = if x64 {
                         (u64_at(&header, o), u64_at(&header, o + 8))
                     } else {
-                        (u64::from(u32_at(&header, o)), u64::from(u32_at(&header, o + 4)))
+                        (
+                            u64::from(u32_at(&header, o)),
+                            u64::from(u32_at(&header, o + 4)),
+                        )
                     };
                     for i in 0..count {
                         pages.insert(base + i, off);
@@ -159,7 +162,9 @@ impl Reader {
     }
 
     fn ptr(&self, va: u64) -> u64 {
-        let b = self.read(va, if self.x64 { 8 } else { 4 }).expect("pointer readable");
+        let b = self
+            .read(va, if self.x64 { 8 } else { 4 })
+            .expect("pointer readable");
         if self.x64 {
             u64_at(&b, 0)
         } else {
@@ -174,7 +179,8 @@ fn forge_one(profile: &str, format: &str, dir: &Path) -> (PathBuf, Value) {
     opts.corpus = Some(PathBuf::from(CORPUS));
     opts.size = 512 << 20;
     forge::forge(&opts, &out).unwrap_or_else(|e| panic!("forge {profile} {format}: {e}"));
-    let truth: Value = serde_json::from_slice(&std::fs::read(forge::truth_path(&out)).unwrap()).unwrap();
+    let truth: Value =
+        serde_json::from_slice(&std::fs::read(forge::truth_path(&out)).unwrap()).unwrap();
     (out, truth)
 }
 
@@ -280,7 +286,9 @@ fn check(profile: &str, format: &str) {
     // Page tables: the self-map, and the kernel base translates to a PE image.
     let kbase = hex(&truth["kernel"]["base"]);
     if r.x64 {
-        let pml4: Vec<u64> = (0..512).map(|i| r.phys_u64(r.dtb + i * 8).unwrap()).collect();
+        let pml4: Vec<u64> = (0..512)
+            .map(|i| r.phys_u64(r.dtb + i * 8).unwrap())
+            .collect();
         let selfs: Vec<usize> = (0..512)
             .filter(|&i| pml4[i] & 1 == 1 && pml4[i] & 0x000f_ffff_ffff_f000 == r.dtb)
             .collect();
@@ -301,7 +309,10 @@ fn check(profile: &str, format: &str) {
     } else {
         // PAE: PDPT followed by its four page directories; PD3 maps PD0..PD3 at entries 0..3.
         for i in 0..4u64 {
-            assert_eq!(r.phys_u64(r.dtb + i * 8).unwrap() & !0xfff, r.dtb + (i + 1) * 0x1000);
+            assert_eq!(
+                r.phys_u64(r.dtb + i * 8).unwrap() & !0xfff,
+                r.dtb + (i + 1) * 0x1000
+            );
             assert_eq!(
                 r.phys_u64(r.dtb + 0x4000 + i * 8).unwrap() & 0x000f_ffff_ffff_f000,
                 r.dtb + (i + 1) * 0x1000
@@ -331,7 +342,10 @@ fn check(profile: &str, format: &str) {
         .collect();
     assert!(names.contains(&"POOLCODE".to_string()), "{names:?}");
     let size_of_image = u32_at(&mz, opt + 56);
-    assert_eq!(u64::from(size_of_image), truth["kernel"]["size"].as_u64().unwrap());
+    assert_eq!(
+        u64::from(size_of_image),
+        truth["kernel"]["size"].as_u64().unwrap()
+    );
     let dbg = u64::from(u32_at(&mz, dirs + 6 * 8));
     let dd = r.read(kbase + dbg, 28).unwrap();
     assert_eq!(u32_at(&dd, 12), 2);
@@ -352,7 +366,9 @@ fn check(profile: &str, format: &str) {
         .unwrap();
     let exported: Vec<String> = (0..nnames as usize)
         .map(|i| {
-            let s = r.read(kbase + u64::from(u32_at(&name_rvas, 4 * i)), 40).unwrap();
+            let s = r
+                .read(kbase + u64::from(u32_at(&name_rvas, 4 * i)), 40)
+                .unwrap();
             String::from_utf8_lossy(&s[..s.iter().position(|b| *b == 0).unwrap()]).to_string()
         })
         .collect();
@@ -386,7 +402,9 @@ fn check(profile: &str, format: &str) {
     assert!(lab.starts_with(truth["build"].to_string().as_bytes()));
 
     // Module list: the real _LDR_DATA_TABLE_ENTRY layout, a closed ring, as in the truth.
-    let links = prof.offset("_LDR_DATA_TABLE_ENTRY", "InLoadOrderLinks").unwrap();
+    let links = prof
+        .offset("_LDR_DATA_TABLE_ENTRY", "InLoadOrderLinks")
+        .unwrap();
     let entries = walk(&r, plm, links);
     let mods = truth["modules"].as_array().unwrap();
     assert_eq!(entries.len(), mods.len());
@@ -394,8 +412,11 @@ fn check(profile: &str, format: &str) {
         let base = r.ptr(e + prof.offset("_LDR_DATA_TABLE_ENTRY", "DllBase").unwrap());
         assert_eq!(base, hex(&m["base"]));
         let size = u32_at(
-            &r.read(e + prof.offset("_LDR_DATA_TABLE_ENTRY", "SizeOfImage").unwrap(), 4)
-                .unwrap(),
+            &r.read(
+                e + prof.offset("_LDR_DATA_TABLE_ENTRY", "SizeOfImage").unwrap(),
+                4,
+            )
+            .unwrap(),
             0,
         );
         assert_eq!(u64::from(size), m["size"].as_u64().unwrap());
@@ -431,18 +452,32 @@ fn check(profile: &str, format: &str) {
         assert_eq!(*ep, hex(&t["eprocess"]));
         let body = r.read(*ep, esize).expect("whole EPROCESS readable");
         let pid = r.ptr(ep + prof.offset("_EPROCESS", "UniqueProcessId").unwrap());
-        let ppid = r.ptr(ep + prof.offset("_EPROCESS", "InheritedFromUniqueProcessId").unwrap());
-        assert_eq!((pid, ppid), (t["pid"].as_u64().unwrap(), t["ppid"].as_u64().unwrap()));
+        let ppid = r.ptr(
+            ep + prof
+                .offset("_EPROCESS", "InheritedFromUniqueProcessId")
+                .unwrap(),
+        );
+        assert_eq!(
+            (pid, ppid),
+            (t["pid"].as_u64().unwrap(), t["ppid"].as_u64().unwrap())
+        );
         let n = prof.offset("_EPROCESS", "ImageFileName").unwrap() as usize;
         let name = &body[n..n + 15];
-        let name = String::from_utf8_lossy(&name[..name.iter().position(|b| *b == 0).unwrap_or(15)]).to_string();
+        let name =
+            String::from_utf8_lossy(&name[..name.iter().position(|b| *b == 0).unwrap_or(15)])
+                .to_string();
         assert_eq!(name, t["name"].as_str().unwrap());
         let dtb = r.ptr(ep + prof.offset("_KPROCESS", "DirectoryTableBase").unwrap());
         assert_eq!(dtb, hex(&t["directory_table_base"]));
     }
     assert_eq!(procs_t[0]["pid"], 4);
-    assert!(procs_t.iter().any(|p| p["name"] == "smss.exe" && p["ppid"] == 4));
-    assert_eq!(r.ptr(g("PsInitialSystemProcess")), hex(&procs_t[0]["eprocess"]));
+    assert!(procs_t
+        .iter()
+        .any(|p| p["name"] == "smss.exe" && p["ppid"] == 4));
+    assert_eq!(
+        r.ptr(g("PsInitialSystemProcess")),
+        hex(&procs_t[0]["eprocess"])
+    );
 
     // Every mapped range of the truth is readable (first and last byte of each page).
     for m in truth["mapped"].as_array().unwrap() {
@@ -534,7 +569,10 @@ fn bad_options_are_errors() {
     let mut o = Options::new("win10-17763-x64", "full");
     o.corpus = Some(PathBuf::from(CORPUS));
     o.size = 1 << 20;
-    assert!(matches!(forge::forge(&o, &out), Err(forge::ForgeError::BadSize(_))));
+    assert!(matches!(
+        forge::forge(&o, &out),
+        Err(forge::ForgeError::BadSize(_))
+    ));
     let mut o = Options::new("xp-2600-x86pae", "full");
     o.corpus = Some(PathBuf::from(CORPUS));
     o.processors = 33;
@@ -573,7 +611,8 @@ fn forge_scenario(profile: &str, scenario: &str, dir: &Path) -> (PathBuf, Value)
     opts.scenario = scenario.to_string();
     opts.processors = 3;
     forge::forge(&opts, &out).unwrap_or_else(|e| panic!("forge {profile} {scenario}: {e}"));
-    let truth: Value = serde_json::from_slice(&std::fs::read(forge::truth_path(&out)).unwrap()).unwrap();
+    let truth: Value =
+        serde_json::from_slice(&std::fs::read(forge::truth_path(&out)).unwrap()).unwrap();
     (out, truth)
 }
 
@@ -582,9 +621,17 @@ fn tag_of(v: u32) -> String {
 }
 
 /// Sums the counters of one tracker table into `totals` (tag -> [pa, pf, pb, na, nf, nb]).
-fn sum_tracker(r: &Reader, prof: &Profile, table: u64, entries: u64, totals: &mut BTreeMap<String, [u64; 6]>) {
+fn sum_tracker(
+    r: &Reader,
+    prof: &Profile,
+    table: u64,
+    entries: u64,
+    totals: &mut BTreeMap<String, [u64; 6]>,
+) {
     let size = prof.type_size("_POOL_TRACKER_TABLE").unwrap();
-    let raw = r.read(table, (entries * size) as usize).expect("tag table readable");
+    let raw = r
+        .read(table, (entries * size) as usize)
+        .expect("tag table readable");
     // Field widths: the x86 table is all 32-bit; x64 counts are 32-bit on 7601 (allocs/frees),
     // 64-bit from Windows 10 on; bytes are 64-bit on x64.
     let width = |f: &str| -> usize {
@@ -645,13 +692,23 @@ fn check_pool(profile: &str, scenario: &str) {
             for cpu in 0..cpus {
                 let t = r.ptr(kbase + rva + cpu * 8);
                 if cpu == 0 {
-                    assert_eq!(t, r.ptr(g("PoolTrackTable")), "ExPoolTagTables[0] == PoolTrackTable");
+                    assert_eq!(
+                        t,
+                        r.ptr(g("PoolTrackTable")),
+                        "ExPoolTagTables[0] == PoolTrackTable"
+                    );
                 }
                 sum_tracker(&r, &prof, t, size, &mut totals);
             }
             let x = r.ptr(g("PoolTrackTableExpansion"));
             assert_ne!(x, 0, "the scenario puts a tag in the expansion table");
-            sum_tracker(&r, &prof, x, r.ptr(g("PoolTrackTableExpansionSize")), &mut totals);
+            sum_tracker(
+                &r,
+                &prof,
+                x,
+                r.ptr(g("PoolTrackTableExpansionSize")),
+                &mut totals,
+            );
         }
         None => sum_tracker(&r, &prof, r.ptr(g("PoolTrackTable")), size, &mut totals),
     }
@@ -674,14 +731,19 @@ fn check_pool(profile: &str, scenario: &str) {
             )
         })
         .collect();
-    assert_eq!(totals, truth_tags, "{profile} {scenario}: tag tables vs truth");
+    assert_eq!(
+        totals, truth_tags,
+        "{profile} {scenario}: tag tables vs truth"
+    );
 
     // Blocks: outstanding bytes per tag in the truth's blocks equal the tag's bytes.
     let mut bytes: BTreeMap<String, [u64; 2]> = BTreeMap::new();
     for b in pool["blocks"].as_array().unwrap() {
         if b["allocated"].as_bool().unwrap() {
             let i = if b["pool_type"] == "paged" { 0 } else { 1 };
-            bytes.entry(b["tag"].as_str().unwrap().to_string()).or_default()[i] += b["size"].as_u64().unwrap();
+            bytes
+                .entry(b["tag"].as_str().unwrap().to_string())
+                .or_default()[i] += b["size"].as_u64().unwrap();
         }
     }
     // (Blocks on pages left out of the dump are not listed, so the sums differ there.)
@@ -715,11 +777,19 @@ fn check_pool(profile: &str, scenario: &str) {
         while off < 0x1000 {
             let o = off as usize;
             let (prev_size, block_size, pool_type) = if x64 {
-                (u64::from(raw[o]), u64::from(raw[o + 2]), u64::from(raw[o + 3]))
+                (
+                    u64::from(raw[o]),
+                    u64::from(raw[o + 2]),
+                    u64::from(raw[o + 3]),
+                )
             } else {
                 let w0 = u16_at(&raw, o);
                 let w1 = u16_at(&raw, o + 2);
-                (u64::from(w0 & 0x1ff), u64::from(w1 & 0x1ff), u64::from(w1 >> 9))
+                (
+                    u64::from(w0 & 0x1ff),
+                    u64::from(w1 & 0x1ff),
+                    u64::from(w1 >> 9),
+                )
             };
             assert_eq!(prev_size, prev, "{page:#x}+{off:#x}: PreviousSize");
             assert!(block_size > 0, "{page:#x}+{off:#x}: BlockSize 0");
@@ -775,9 +845,21 @@ fn check_pool(profile: &str, scenario: &str) {
     {
         let a = hex(&b["address"]);
         let raw = r.read(a, 16).expect("heap block readable");
-        assert_eq!(u64::from(raw[2]) * 16, b["size"].as_u64().unwrap(), "{a:#x}: BlockSize");
-        assert_eq!(tag_of(u32_at(&raw, 4)), b["tag"].as_str().unwrap(), "{a:#x}: tag");
-        assert_eq!(raw[3] & 7 != 0, b["allocated"].as_bool().unwrap(), "{a:#x}: PoolType");
+        assert_eq!(
+            u64::from(raw[2]) * 16,
+            b["size"].as_u64().unwrap(),
+            "{a:#x}: BlockSize"
+        );
+        assert_eq!(
+            tag_of(u32_at(&raw, 4)),
+            b["tag"].as_str().unwrap(),
+            "{a:#x}: tag"
+        );
+        assert_eq!(
+            raw[3] & 7 != 0,
+            b["allocated"].as_bool().unwrap(),
+            "{a:#x}: PoolType"
+        );
         if let Some(billed) = b.get("process_billed") {
             let e = u64_at(&raw, 8) ^ cookie.unwrap_or(0) ^ if cookie.is_some() { a } else { 0 };
             assert_eq!(e, hex(billed));
@@ -815,11 +897,18 @@ fn check_pool(profile: &str, scenario: &str) {
     let raw = r.read(table, (n * esize) as usize).unwrap();
     let mut got = Vec::new();
     for e in raw.chunks(esize as usize) {
-        let key = u32_at(e, prof.offset("_POOL_TRACKER_BIG_PAGES", "Key").unwrap() as usize);
+        let key = u32_at(
+            e,
+            prof.offset("_POOL_TRACKER_BIG_PAGES", "Key").unwrap() as usize,
+        );
         if key == 0 {
             continue;
         }
-        let va = if x64 { u64_at(e, 0) } else { u64::from(u32_at(e, 0)) };
+        let va = if x64 {
+            u64_at(e, 0)
+        } else {
+            u64::from(u32_at(e, 0))
+        };
         let size = match prof.offset("_POOL_TRACKER_BIG_PAGES", "NumberOfBytes") {
             Some(o) => u64_at(e, o as usize),
             None => u64::from(u32_at(e, 8)) * 0x1000,
@@ -910,10 +999,19 @@ fn walk_segment_heap(
             continue;
         }
         assert_eq!(heap & 0xfff, 0);
-        assert_eq!(u32_at(&r.read(heap + 16, 4).unwrap(), 0), 0xddee_ddee, "heap signature");
+        assert_eq!(
+            u32_at(&r.read(heap + 16, 4).unwrap(), 0),
+            0xddee_ddee,
+            "heap signature"
+        );
         let ctx = heap + o("_SEGMENT_HEAP", "SegContexts");
-        let first = u64::from(r.read(ctx + o("_HEAP_SEG_CONTEXT", "FirstDescriptorIndex"), 1).unwrap()[0]);
-        let shift = r.read(ctx + o("_HEAP_SEG_CONTEXT", "UnitShift"), 1).unwrap()[0];
+        let first = u64::from(
+            r.read(ctx + o("_HEAP_SEG_CONTEXT", "FirstDescriptorIndex"), 1)
+                .unwrap()[0],
+        );
+        let shift = r
+            .read(ctx + o("_HEAP_SEG_CONTEXT", "UnitShift"), 1)
+            .unwrap()[0];
         assert_eq!(shift, 12);
         let head = ctx + o("_HEAP_SEG_CONTEXT", "SegmentListHead");
         for seg in walk(r, head, 0) {
@@ -948,11 +1046,18 @@ fn walk_segment_heap(
                             continue;
                         }
                         let bits = (raw[bitmap + (b / 4) as usize] >> ((b % 4) * 2)) & 3;
-                        out.push((va + at as u64, bs, tag_of(u32_at(&raw, at + 4)), bits == 1, "lfh"));
+                        out.push((
+                            va + at as u64,
+                            bs,
+                            tag_of(u32_at(&raw, at + 4)),
+                            bits == 1,
+                            "lfh",
+                        ));
                     }
                 } else if flags == 15 {
                     let size = u16_at(&raw, o("_HEAP_VS_SUBSEGMENT", "Size") as usize);
-                    let sign = u16_at(&raw, o("_HEAP_VS_SUBSEGMENT", "Signature") as usize) & 0x7fff;
+                    let sign =
+                        u16_at(&raw, o("_HEAP_VS_SUBSEGMENT", "Signature") as usize) & 0x7fff;
                     assert_eq!(size, sign ^ 0x2bed, "VS subsegment signature");
                     let mut off = 0x30u64;
                     while off + 0x30 < raw.len() as u64 {
@@ -965,7 +1070,13 @@ fn walk_segment_heap(
                         );
                         if (bits >> 48) & 1 == 1 {
                             let h = (off + 16) as usize;
-                            out.push((va + off + 16, chunk - 16, tag_of(u32_at(&raw, h + 4)), true, "vs"));
+                            out.push((
+                                va + off + 16,
+                                chunk - 16,
+                                tag_of(u32_at(&raw, h + 4)),
+                                true,
+                                "vs",
+                            ));
                         }
                         off += chunk;
                     }
@@ -1033,7 +1144,13 @@ fn pool_busy_server_19041() {
     assert!(size >= 6000 && size.is_power_of_two(), "{size}");
     let mut totals = BTreeMap::new();
     for cpu in 0..truth["processors"].as_u64().unwrap() {
-        sum_tracker(&r, &prof, r.ptr(g("ExPoolTagTables") + cpu * 8), size, &mut totals);
+        sum_tracker(
+            &r,
+            &prof,
+            r.ptr(g("ExPoolTagTables") + cpu * 8),
+            size,
+            &mut totals,
+        );
     }
     sum_tracker(
         &r,
@@ -1074,7 +1191,10 @@ fn pool_busy_server_19041() {
         walked.iter().filter(|b| b.4 == "lfh").count() as u64,
         n("lfh") + n("lfh_free")
     );
-    assert_eq!(walked.iter().filter(|b| b.4 == "vs").count() as u64, n("vs"));
+    assert_eq!(
+        walked.iter().filter(|b| b.4 == "vs").count() as u64,
+        n("vs")
+    );
     assert!(n("lfh") + n("vs") + n("big") > 60_000);
     // Outstanding bytes of the walked blocks plus big allocations equal the tags' bytes.
     let heap_bytes: u64 = system.iter().filter(|b| b.3).map(|b| b.1).sum();
@@ -1139,7 +1259,10 @@ fn pool_missing_pages_7601_and_19041() {
             .map(|i| area + i * 0x1000)
             .filter(|&p| r.translate(p).is_some() && r.read(p, 1).is_none())
             .count();
-        assert_eq!(absent, 3, "{profile}: pool pages mapped but absent from the dump");
+        assert_eq!(
+            absent, 3,
+            "{profile}: pool pages mapped but absent from the dump"
+        );
     }
     // Full formats store every page: the scenario is refused there.
     let dir = tempfile::tempdir().unwrap();
@@ -1147,7 +1270,9 @@ fn pool_missing_pages_7601_and_19041() {
     o.corpus = Some(PathBuf::from(CORPUS));
     o.size = 512 << 20;
     o.scenario = "missing-pages".into();
-    let e = forge::forge(&o, &dir.path().join("x.dmp")).unwrap_err().to_string();
+    let e = forge::forge(&o, &dir.path().join("x.dmp"))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("kernel-bitmap"), "{e}");
 }
 
@@ -1157,7 +1282,12 @@ fn pool_missing_pages_7601_and_19041() {
 #[test]
 fn scenario_drivers_do_not_overlap_other_modules() {
     let dir = tempfile::tempdir().unwrap();
-    for profile in ["xp-2600-x86pae", "win7-7601-x64", "win10-19041-x64", "server2022-20348-x64"] {
+    for profile in [
+        "xp-2600-x86pae",
+        "win7-7601-x64",
+        "win10-19041-x64",
+        "server2022-20348-x64",
+    ] {
         let out = dir.path().join(format!("{profile}.dmp"));
         let mut opts = Options::new(profile, "kernel-bitmap");
         opts.corpus = Some(PathBuf::from(CORPUS));
@@ -1168,12 +1298,26 @@ fn scenario_drivers_do_not_overlap_other_modules() {
             .as_array()
             .unwrap()
             .iter()
-            .map(|m| (hex(&m["base"]), m["size"].as_u64().unwrap(), m["name"].as_str().unwrap().to_string()))
+            .map(|m| {
+                (
+                    hex(&m["base"]),
+                    m["size"].as_u64().unwrap(),
+                    m["name"].as_str().unwrap().to_string(),
+                )
+            })
             .collect();
-        assert!(spans.iter().any(|s| s.2 == "acmenet.sys"), "{profile}: scenario driver planted");
+        assert!(
+            spans.iter().any(|s| s.2 == "acmenet.sys"),
+            "{profile}: scenario driver planted"
+        );
         spans.sort();
         for w in spans.windows(2) {
-            assert!(w[0].0 + w[0].1 <= w[1].0, "{profile}: {} overlaps {}", w[0].2, w[1].2);
+            assert!(
+                w[0].0 + w[0].1 <= w[1].0,
+                "{profile}: {} overlaps {}",
+                w[0].2,
+                w[1].2
+            );
         }
     }
 }

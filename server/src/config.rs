@@ -485,7 +485,10 @@ impl Config {
                     .or(file.body_idle_timeout_secs)
                     .unwrap_or(60),
             ),
-            max_connections: args.max_connections.or(file.max_connections).unwrap_or(1024),
+            max_connections: args
+                .max_connections
+                .or(file.max_connections)
+                .unwrap_or(1024),
             max_connections_per_client: args
                 .max_connections_per_client
                 .or(file.max_connections_per_client)

@@ -182,7 +182,12 @@ pub fn forge(dir: &Path, profile: &str, format: &str, size: Option<u64>) -> Forg
 /// `size`-byte machine when given). `None` when the forge refuses the scenario on XP, as it
 /// must: quota-leak needs x64 pool headers (ProcessBilled), session-leak a session tag table
 /// (`ExpSessionPoolTrackTable`, Vista+); any other refusal fails the test.
-pub fn forge_scenario(dir: &Path, profile: &str, scenario: &str, size: Option<u64>) -> Option<Forged> {
+pub fn forge_scenario(
+    dir: &Path,
+    profile: &str,
+    scenario: &str,
+    size: Option<u64>,
+) -> Option<Forged> {
     let dump = dir.join(format!("{profile}-{scenario}.dmp"));
     let mut cmd = Command::new(pooltriage_bin());
     cmd.env("POOLTRIAGE_CORPUS", corpus())
@@ -203,7 +208,8 @@ pub fn forge_scenario(dir: &Path, profile: &str, scenario: &str, size: Option<u6
     }
     let truth_path = format!("{}.truth.json", dump.display());
     let text = std::fs::read(&truth_path).unwrap_or_else(|e| panic!("{truth_path}: {e}"));
-    let truth: Value = serde_json::from_slice(&text).unwrap_or_else(|e| panic!("{truth_path}: {e}"));
+    let truth: Value =
+        serde_json::from_slice(&text).unwrap_or_else(|e| panic!("{truth_path}: {e}"));
     assert_eq!(truth["scenario"], scenario, "truth scenario");
     Some(Forged { dump, truth })
 }

@@ -99,7 +99,9 @@ impl BlockAggregator {
         }
         if let Some(ep) = seen.billed_process {
             a.quota_bytes = a.quota_bytes.saturating_add(b.size);
-            if a.quota_by_process.len() < MAX_QUOTA_PROCESSES_PER_TAG || a.quota_by_process.contains_key(&ep) {
+            if a.quota_by_process.len() < MAX_QUOTA_PROCESSES_PER_TAG
+                || a.quota_by_process.contains_key(&ep)
+            {
                 let e = a.quota_by_process.entry(ep).or_insert((0, 0));
                 e.0 += 1;
                 e.1 = e.1.saturating_add(b.size);

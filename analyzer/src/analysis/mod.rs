@@ -97,7 +97,8 @@ pub fn analyze_dump_with_progress(
         Err(e) => {
             report.errors.push(format!("pool analysis: {e}"));
             report.modules = modules(kernel, &BTreeMap::new());
-            report.verdict = verdict::not_analyzable(format!("the pool analysis could not start: {e}"));
+            report.verdict =
+                verdict::not_analyzable(format!("the pool analysis could not start: {e}"));
             return report;
         }
     };
@@ -109,7 +110,16 @@ pub fn analyze_dump_with_progress(
         ));
     }
     progress(progress::Stage::Attributing);
-    fill(&mut report, dump, kernel, &pool, &attributor, &agg, store, deadline);
+    fill(
+        &mut report,
+        dump,
+        kernel,
+        &pool,
+        &attributor,
+        &agg,
+        store,
+        deadline,
+    );
     report.verdict = verdict::decide(&report);
     report
 }
@@ -178,7 +188,9 @@ fn fill(
     let mods = &kernel.modules.modules;
     let in_use_total = {
         let v: Vec<u64> = report.pools.iter().map(|p| p.in_use).collect();
-        (v.len() == 2).then(|| v.iter().sum::<u64>()).filter(|&t| t > 0)
+        (v.len() == 2)
+            .then(|| v.iter().sum::<u64>())
+            .filter(|&t| t > 0)
     };
     // Session tags after the system ones: a driver's row counts both, each tag marked.
     let mut all_tags = report.tags.clone();
@@ -190,10 +202,21 @@ fn fill(
     if let Some(store) = store {
         let wanted: Vec<Module> = mods
             .iter()
-            .filter(|m| drivers.iter().any(|d| d.module == m.name && !d.call_sites.is_empty()))
+            .filter(|m| {
+                drivers
+                    .iter()
+                    .any(|d| d.module == m.name && !d.call_sites.is_empty())
+            })
             .cloned()
             .collect();
-        let statuses = resolve_modules(store, &wanted, ResolveOptions { workers: 8, deadline });
+        let statuses = resolve_modules(
+            store,
+            &wanted,
+            ResolveOptions {
+                workers: 8,
+                deadline,
+            },
+        );
         let mut sym = Symbolizer::new(&wanted, &statuses, None);
         for d in drivers.iter_mut() {
             for c in d.call_sites.iter_mut() {
@@ -211,16 +234,18 @@ fn fill(
 
 fn bugcheck(kernel: &KernelInfo) -> AnalysisBugcheck {
     let b = &kernel.bugcheck;
-    let base = b.name.as_ref().map_or(b.code & !0x1000_0000, |n| n.base_code);
+    let base = b
+        .name
+        .as_ref()
+        .map_or(b.code & !0x1000_0000, |n| n.base_code);
     AnalysisBugcheck {
         code: Hex(u64::from(b.code)),
         name: b.name.as_ref().map(|n| n.name.clone()),
         params: [0, 1, 2, 3].map(|i| Hex(b.params.get(i).map_or(0, |p| p.value))),
         pool_related: POOL_BUGCHECKS.contains(&base),
-        faulting: b
-            .faulting
-            .as_ref()
-            .and_then(|f| crate::kernel::bugcheck::module_offset(f.address, &kernel.modules.modules)),
+        faulting: b.faulting.as_ref().and_then(|f| {
+            crate::kernel::bugcheck::module_offset(f.address, &kernel.modules.modules)
+        }),
     }
 }
 
@@ -250,7 +275,12 @@ fn pools(pool: &PoolReport) -> Vec<PoolGauge> {
             &vm.paged_max,
             vm.paged_commit.as_ref(),
         ),
-        gauge(PoolName::Nonpaged, &vm.nonpaged_in_use, &vm.nonpaged_max, None),
+        gauge(
+            PoolName::Nonpaged,
+            &vm.nonpaged_in_use,
+            &vm.nonpaged_max,
+            None,
+        ),
     ]
     .into_iter()
     .flatten()
@@ -416,8 +446,8 @@ fn driver_reports(
                 address: None,
             });
             // A pooltag-file mapping counts when it names a loaded module.
-            let named_loaded =
-                o.source == Source::PoolTagFile && mods.iter().any(|m| m.name.eq_ignore_ascii_case(module));
+            let named_loaded = o.source == Source::PoolTagFile
+                && mods.iter().any(|m| m.name.eq_ignore_ascii_case(module));
             if !(code || named_loaded) {
                 continue;
             }
@@ -562,7 +592,13 @@ fn call_site(s: &AllocSite, module: &str, m: Option<&Module>) -> CallSite {
         } else {
             CallSiteKind::TagArgument
         },
-        pool_type: s.paged.map(|p| if p { PoolName::Paged } else { PoolName::Nonpaged }),
+        pool_type: s.paged.map(|p| {
+            if p {
+                PoolName::Paged
+            } else {
+                PoolName::Nonpaged
+            }
+        }),
         size: s.size,
         callee: s.callee.map(str::to_string),
     }

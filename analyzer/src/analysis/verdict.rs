@@ -126,7 +126,10 @@ struct Ctx<'a> {
 
 impl<'a> Ctx<'a> {
     fn new(r: &'a AnalysisReport) -> Self {
-        let mut windows_modules: BTreeSet<String> = ["nt", "hal.dll", "<any>"].iter().map(|s| s.to_string()).collect();
+        let mut windows_modules: BTreeSet<String> = ["nt", "hal.dll", "<any>"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         for (_, b, _) in builtin::BUILT_IN {
             windows_modules.insert(b.to_ascii_lowercase());
         }
@@ -188,7 +191,10 @@ impl<'a> Ctx<'a> {
         let mut code: Vec<String> = t
             .owners
             .iter()
-            .filter(|o| is_code(o.source) && (t.tag != "None" || o.source == Source::DriverCallsUntaggedAllocator))
+            .filter(|o| {
+                is_code(o.source)
+                    && (t.tag != "None" || o.source == Source::DriverCallsUntaggedAllocator)
+            })
             .filter_map(|o| o.module.clone())
             .filter(|m| !self.is_windows_module(m))
             .collect();
@@ -226,17 +232,28 @@ impl<'a> Ctx<'a> {
             .tags
             .iter()
             .filter(|t| bytes_in(t, pool) > 0)
-            .max_by(|a, b| bytes_in(a, pool).cmp(&bytes_in(b, pool)).then(b.tag.cmp(&a.tag)))
+            .max_by(|a, b| {
+                bytes_in(a, pool)
+                    .cmp(&bytes_in(b, pool))
+                    .then(b.tag.cmp(&a.tag))
+            })
     }
 }
 
 fn is_nt_or_hal(m: &str) -> bool {
     let m = m.to_ascii_lowercase();
-    m == "nt" || m.starts_with("nt!") || m.starts_with("ntoskrnl") || m.starts_with("ntkrnl") || m.starts_with("hal")
+    m == "nt"
+        || m.starts_with("nt!")
+        || m.starts_with("ntoskrnl")
+        || m.starts_with("ntkrnl")
+        || m.starts_with("hal")
 }
 
 fn is_code(s: Source) -> bool {
-    matches!(s, Source::DriverCodeAllocation | Source::DriverCallsUntaggedAllocator)
+    matches!(
+        s,
+        Source::DriverCodeAllocation | Source::DriverCallsUntaggedAllocator
+    )
 }
 
 fn bytes_in(t: &TagReport, pool: PoolName) -> u64 {
@@ -274,7 +291,11 @@ struct DriverCandidate<'a> {
 
 fn driver_candidate<'a>(c: &'a Ctx<'a>) -> Option<DriverCandidate<'a>> {
     let mut best: Option<(u64, &DriverReport)> = None;
-    for d in c.r.drivers.iter().filter(|d| !c.is_windows_module(&d.module)) {
+    for d in
+        c.r.drivers
+            .iter()
+            .filter(|d| !c.is_windows_module(&d.module))
+    {
         let owned: u64 = d
             .tags
             .iter()
@@ -283,7 +304,9 @@ fn driver_candidate<'a>(c: &'a Ctx<'a>) -> Option<DriverCandidate<'a>> {
             .filter(|t| c.owners(t).0.contains(&d.module))
             .map(total)
             .sum();
-        if owned > 0 && !best.is_some_and(|(b, bd)| owned < b || (owned == b && d.module >= bd.module)) {
+        if owned > 0
+            && !best.is_some_and(|(b, bd)| owned < b || (owned == b && d.module >= bd.module))
+        {
             best = Some((owned, d));
         }
     }
@@ -299,13 +322,18 @@ fn driver_candidate<'a>(c: &'a Ctx<'a>) -> Option<DriverCandidate<'a>> {
         .iter()
         .max_by(|a, b| total(a).cmp(&total(b)).then(b.tag.cmp(&a.tag)))?;
     let (owners, code_evidence) = c.owners(main);
-    let tags: Vec<&TagReport> = owned.iter().copied().filter(|t| c.owners(t).0 == owners).collect();
+    let tags: Vec<&TagReport> = owned
+        .iter()
+        .copied()
+        .filter(|t| c.owners(t).0 == owners)
+        .collect();
     let bytes: u64 = tags.iter().map(|t| total(t)).sum();
     let pool = main_pool(main.paged_bytes, main.nonpaged_bytes);
     let pool_bytes: u64 = tags.iter().map(|t| bytes_in(t, pool)).sum();
     let share = c.in_use(pool).map(|u| pool_bytes as f64 / u as f64);
     let top_of_pool = c.top_tag(pool).is_some_and(|t| t.tag == main.tag);
-    let significant = share.is_some_and(|s| s >= SIGNIFICANT_SHARE) || (c.near(pool) && top_of_pool);
+    let significant =
+        share.is_some_and(|s| s >= SIGNIFICANT_SHARE) || (c.near(pool) && top_of_pool);
     Some(DriverCandidate {
         driver,
         owners,
@@ -342,7 +370,11 @@ fn session_candidate<'a>(c: &'a Ctx<'a>) -> Option<SessionCandidate<'a>> {
         return None;
     }
     let mut best: Option<(u64, &DriverReport, Vec<&TagReport>)> = None;
-    for d in c.r.drivers.iter().filter(|d| !c.is_windows_module(&d.module)) {
+    for d in
+        c.r.drivers
+            .iter()
+            .filter(|d| !c.is_windows_module(&d.module))
+    {
         let owned: Vec<&TagReport> = d
             .tags
             .iter()
@@ -351,7 +383,11 @@ fn session_candidate<'a>(c: &'a Ctx<'a>) -> Option<SessionCandidate<'a>> {
             .filter(|t| c.owners(t).0.contains(&d.module))
             .collect();
         let bytes = owned.iter().fold(0u64, |a, t| a.saturating_add(total(t)));
-        if bytes > 0 && !best.as_ref().is_some_and(|(b, bd, _)| bytes < *b || (bytes == *b && d.module >= bd.module)) {
+        if bytes > 0
+            && !best
+                .as_ref()
+                .is_some_and(|(b, bd, _)| bytes < *b || (bytes == *b && d.module >= bd.module))
+        {
             best = Some((bytes, d, owned));
         }
     }
@@ -360,7 +396,11 @@ fn session_candidate<'a>(c: &'a Ctx<'a>) -> Option<SessionCandidate<'a>> {
         .iter()
         .max_by(|a, b| total(a).cmp(&total(b)).then(b.tag.cmp(&a.tag)))?;
     let (owners, code_evidence) = c.owners(main);
-    let tags: Vec<&TagReport> = owned.iter().copied().filter(|t| c.owners(t).0 == owners).collect();
+    let tags: Vec<&TagReport> = owned
+        .iter()
+        .copied()
+        .filter(|t| c.owners(t).0 == owners)
+        .collect();
     let bytes = tags.iter().fold(0u64, |a, t| a.saturating_add(total(t)));
     let share = bytes as f64 / in_use as f64;
     Some(SessionCandidate {
@@ -403,7 +443,10 @@ fn quota_candidate<'a>(c: &'a Ctx<'a>) -> Option<QuotaCandidate<'a>> {
             .iter()
             .filter_map(|t| {
                 let b = t.blocks.as_ref()?;
-                let share = b.quota_processes.iter().find(|s| s.eprocess == process.eprocess)?;
+                let share = b
+                    .quota_processes
+                    .iter()
+                    .find(|s| s.eprocess == process.eprocess)?;
                 Some((t, share.bytes))
             })
             .collect();
@@ -411,7 +454,9 @@ fn quota_candidate<'a>(c: &'a Ctx<'a>) -> Option<QuotaCandidate<'a>> {
     let pool = tags
         .first()
         .and_then(|(t, _)| t.blocks.as_ref())
-        .map_or(PoolName::Paged, |b| main_pool(b.paged_bytes, b.nonpaged_bytes));
+        .map_or(PoolName::Paged, |b| {
+            main_pool(b.paged_bytes, b.nonpaged_bytes)
+        });
     let share = c.in_use(pool).map(|u| process.bytes as f64 / u as f64);
     let dominance = process.bytes as f64 / charged as f64;
     let significant = dominance >= QUOTA_DOMINANCE && share.is_some_and(|s| s >= SIGNIFICANT_SHARE);
@@ -446,14 +491,17 @@ pub fn decide(r: &AnalysisReport) -> Verdict {
             v.reasons.extend(faulting_reason(r));
             return v;
         }
-        let walked = r.blocks.classic.count + r.blocks.big.count + r.blocks.lfh.count + r.blocks.vs.count;
+        let walked =
+            r.blocks.classic.count + r.blocks.big.count + r.blocks.lfh.count + r.blocks.vs.count;
         if walked == 0 {
             let why = r
                 .errors
                 .iter()
                 .find(|e| e.starts_with("tag tables") || e.starts_with("pool analysis"))
                 .cloned()
-                .unwrap_or_else(|| "neither the tag tables nor any pool block could be read".into());
+                .unwrap_or_else(|| {
+                    "neither the tag tables nor any pool block could be read".into()
+                });
             if r.symbols.source == "none" {
                 return not_analyzable(format!(
                     "{why} (the kernel's symbols, through --symbol-path, --isf-dir or --symbols, may let it be read)"
@@ -498,7 +546,10 @@ pub fn decide(r: &AnalysisReport) -> Verdict {
     }
     // Rule 5a: a driver dominating session pool, unless a system-pool leak is larger.
     if let Some(s) = session_candidate(&c).filter(|s| s.significant) {
-        if !dc.as_ref().is_some_and(|d| d.significant && d.bytes >= s.bytes) {
+        if !dc
+            .as_ref()
+            .is_some_and(|d| d.significant && d.bytes >= s.bytes)
+        {
             return session_verdict(&c, &s, base_reasons);
         }
     }
@@ -552,7 +603,12 @@ fn share_text(share: Option<f64>, pool: PoolName) -> String {
 fn block_reason(t: &TagReport) -> Option<String> {
     let b = t.blocks.as_ref()?;
     let mut parts = Vec::new();
-    for (name, cb) in [("classic", b.classic), ("big", b.big), ("LFH", b.lfh), ("VS", b.vs)] {
+    for (name, cb) in [
+        ("classic", b.classic),
+        ("big", b.big),
+        ("LFH", b.lfh),
+        ("VS", b.vs),
+    ] {
         if cb.count > 0 {
             parts.push(format!("{} {name}", cb.count));
         }
@@ -569,7 +625,12 @@ fn block_reason(t: &TagReport) -> Option<String> {
 /// How the owners' call sites line up with the pools (and block sizes) holding the tag's
 /// bytes: a reason line per owner whose sites say something, and the owners whose sites
 /// allocate from `pool`.
-fn separation(c: &Ctx, t: &TagReport, owners: &[String], pool: PoolName) -> (Vec<String>, Vec<String>) {
+fn separation(
+    c: &Ctx,
+    t: &TagReport,
+    owners: &[String],
+    pool: PoolName,
+) -> (Vec<String>, Vec<String>) {
     let mut reasons = Vec::new();
     let mut matching = Vec::new();
     for o in owners {
@@ -590,7 +651,8 @@ fn separation(c: &Ctx, t: &TagReport, owners: &[String], pool: PoolName) -> (Vec
                 .iter()
                 .filter(|sc| {
                     sizes.iter().any(|&s| {
-                        sc.size >= s && sc.size <= s.saturating_add(0x40) || sc.size == s.div_ceil(0x1000) * 0x1000
+                        sc.size >= s && sc.size <= s.saturating_add(0x40)
+                            || sc.size == s.div_ceil(0x1000) * 0x1000
                     })
                 })
                 .map(|sc| sc.count)
@@ -609,7 +671,9 @@ fn separation(c: &Ctx, t: &TagReport, owners: &[String], pool: PoolName) -> (Vec
             }
         );
         if matched_blocks > 0 {
-            line.push_str(&format!("; {matched_blocks} walked blocks have a matching size"));
+            line.push_str(&format!(
+                "; {matched_blocks} walked blocks have a matching size"
+            ));
         }
         reasons.push(line);
     }
@@ -810,7 +874,11 @@ fn driver_verdict(c: &Ctx, d: &DriverCandidate, mut reasons: Vec<String>) -> Ver
                 "the tag '{}' is an allocation argument in {who}'s code ({n} call site{}{})",
                 t.tag,
                 if n == 1 { "" } else { "s" },
-                if n > 0 { format!(": {at}") } else { String::new() }
+                if n > 0 {
+                    format!(": {at}")
+                } else {
+                    String::new()
+                }
             ));
             ev.push(format!(
                 "no other loaded module's code allocates with '{}', and it is not a Windows tag",
@@ -857,7 +925,10 @@ fn driver_verdict(c: &Ctx, d: &DriverCandidate, mut reasons: Vec<String>) -> Ver
         Some(b) => ev.push(b),
         None if c.r.blocks.complete => {
             confidence = lower(confidence);
-            ev.push(format!("the block walk is complete but found no '{}' block", t.tag));
+            ev.push(format!(
+                "the block walk is complete but found no '{}' block",
+                t.tag
+            ));
         }
         None => {}
     }
@@ -883,7 +954,9 @@ fn common_downgrades(c: &Ctx, confidence: &mut Confidence, ev: &mut Vec<String>)
         *confidence = lower(*confidence);
         ev.push("the kernel symbols used do not match the dump's kernel".into());
     }
-    if c.r.symbols.source == "none" && (!c.r.errors.is_empty() || c.r.warnings.iter().any(|w| w.contains("symbols"))) {
+    if c.r.symbols.source == "none"
+        && (!c.r.errors.is_empty() || c.r.warnings.iter().any(|w| w.contains("symbols")))
+    {
         *confidence = lower(*confidence);
         ev.push(
             "without the kernel's symbols part of the pool was not read (see warnings): the figures can be short"
@@ -930,12 +1003,18 @@ fn process_quota(c: &Ctx, q: &QuotaCandidate, mut reasons: Vec<String>) -> Verdi
             ));
         } else {
             let d = c.r.drivers.iter().find(|d| d.module == drivers[0]);
-            let (n, at) = d.map(|d| sites_text(d, &t.tag, 3)).unwrap_or((0, String::new()));
+            let (n, at) = d
+                .map(|d| sites_text(d, &t.tag, 3))
+                .unwrap_or((0, String::new()));
             ev.push(format!(
                 "'{}' is an allocation argument in {}'s code{}",
                 t.tag,
                 list(&drivers),
-                if n > 0 { format!(" ({at})") } else { String::new() }
+                if n > 0 {
+                    format!(" ({at})")
+                } else {
+                    String::new()
+                }
             ));
         }
     } else {
@@ -943,7 +1022,9 @@ fn process_quota(c: &Ctx, q: &QuotaCandidate, mut reasons: Vec<String>) -> Verdi
     }
     common_downgrades(c, &mut confidence, &mut ev);
     ev.append(&mut reasons);
-    let tag_s = main.map(|t| format!(", mostly tag '{}'", t.tag)).unwrap_or_default();
+    let tag_s = main
+        .map(|t| format!(", mostly tag '{}'", t.tag))
+        .unwrap_or_default();
     let by = if drivers.is_empty() {
         String::new()
     } else {
@@ -1020,7 +1101,11 @@ fn unattributed(c: &Ctx, t: &TagReport, pool: PoolName, mut reasons: Vec<String>
         tags: vec![t.tag.clone()],
         bytes,
         share_of_pool: share,
-        confidence: if windows { Confidence::Low } else { Confidence::Medium },
+        confidence: if windows {
+            Confidence::Low
+        } else {
+            Confidence::Medium
+        },
         process: None,
         reasons: ev,
     }
@@ -1034,7 +1119,12 @@ fn capitalize(s: &str) -> String {
     }
 }
 
-fn no_leak(c: &Ctx, dc: Option<&DriverCandidate>, qc: Option<&QuotaCandidate>, mut reasons: Vec<String>) -> Verdict {
+fn no_leak(
+    c: &Ctx,
+    dc: Option<&DriverCandidate>,
+    qc: Option<&QuotaCandidate>,
+    mut reasons: Vec<String>,
+) -> Verdict {
     let mut ev = Vec::new();
     let sentence = match dc {
         Some(d) => {
@@ -1078,7 +1168,9 @@ fn no_leak(c: &Ctx, dc: Option<&DriverCandidate>, qc: Option<&QuotaCandidate>, m
         }
     }
     if !c.r.blocks.complete {
-        ev.push("the block walk is incomplete (pages missing from the dump or a walk skipped)".into());
+        ev.push(
+            "the block walk is incomplete (pages missing from the dump or a walk skipped)".into(),
+        );
     }
     ev.extend(faulting_reason(c.r));
     ev.append(&mut reasons);
@@ -1107,7 +1199,11 @@ mod tests {
     use super::*;
     use crate::report::hex::Hex;
 
-    fn report(tags: Vec<TagReport>, drivers: Vec<DriverReport>, pools: Vec<PoolGauge>) -> AnalysisReport {
+    fn report(
+        tags: Vec<TagReport>,
+        drivers: Vec<DriverReport>,
+        pools: Vec<PoolGauge>,
+    ) -> AnalysisReport {
         AnalysisReport {
             schema_version: 1,
             kind: "analysis".into(),
@@ -1209,7 +1305,11 @@ mod tests {
         }
     }
 
-    fn driver(module: &str, tags: &[(&str, u64, u64, Source)], sites: Vec<CallSite>) -> DriverReport {
+    fn driver(
+        module: &str,
+        tags: &[(&str, u64, u64, Source)],
+        sites: Vec<CallSite>,
+    ) -> DriverReport {
         DriverReport {
             module: module.into(),
             base: None,
@@ -1257,7 +1357,8 @@ mod tests {
     #[test]
     fn empty_tables_are_not_analyzable_and_say_why() {
         let mut r = report(Vec::new(), Vec::new(), Vec::new());
-        r.errors.push("tag tables: PoolTrackTable is unknown".into());
+        r.errors
+            .push("tag tables: PoolTrackTable is unknown".into());
         let v = decide(&r);
         assert_eq!(v.kind, VerdictKind::NotAnalyzable);
         assert!(v.reasons[0].contains("PoolTrackTable"), "{:?}", v.reasons);
@@ -1272,7 +1373,11 @@ mod tests {
     fn tables_read_but_missing_blocks_and_no_owner_is_no_leak() {
         // Tag tables read but nothing owned: no-leak-found, never a made-up driver.
         let tags = vec![tag("Abcd", 500_000, 0, vec![])];
-        let mut r = report(tags, Vec::new(), vec![gauge(PoolName::Paged, 1_000_000, None)]);
+        let mut r = report(
+            tags,
+            Vec::new(),
+            vec![gauge(PoolName::Paged, 1_000_000, None)],
+        );
         r.blocks.complete = false;
         let v = decide(&r);
         assert_eq!(v.kind, VerdictKind::NoLeakFound);
@@ -1327,7 +1432,10 @@ mod tests {
         let drivers = vec![driver("leaky.sys", &[("Leak", 150_000, 0, CODE)], vec![])];
         let r = report(tags, drivers, vec![gauge(PoolName::Paged, 1_000_000, None)]);
         let v = decide(&r);
-        assert_eq!((v.kind, v.confidence), (VerdictKind::DriverLeak, Confidence::Medium));
+        assert_eq!(
+            (v.kind, v.confidence),
+            (VerdictKind::DriverLeak, Confidence::Medium)
+        );
     }
 
     #[test]
@@ -1335,11 +1443,20 @@ mod tests {
         let mut t = tag("Leak", 400_000, 0, vec![owner("leaky.sys", CODE)]);
         t.blocks = None;
         let drivers = vec![driver("leaky.sys", &[("Leak", 400_000, 0, CODE)], vec![])];
-        let r = report(vec![t], drivers, vec![gauge(PoolName::Paged, 1_000_000, None)]);
+        let r = report(
+            vec![t],
+            drivers,
+            vec![gauge(PoolName::Paged, 1_000_000, None)],
+        );
         let v = decide(&r);
-        assert_eq!((v.kind, v.confidence), (VerdictKind::DriverLeak, Confidence::Medium));
+        assert_eq!(
+            (v.kind, v.confidence),
+            (VerdictKind::DriverLeak, Confidence::Medium)
+        );
         assert!(
-            v.reasons.iter().any(|r| r.contains("found no 'Leak' block")),
+            v.reasons
+                .iter()
+                .any(|r| r.contains("found no 'Leak' block")),
             "{:?}",
             v.reasons
         );
@@ -1371,14 +1488,21 @@ mod tests {
         );
         let v = decide(&r);
         assert_eq!(v.kind, VerdictKind::UnattributedTag);
-        assert_eq!((v.tags.clone(), v.drivers.len()), (vec!["Irp ".to_string()], 0));
+        assert_eq!(
+            (v.tags.clone(), v.drivers.len()),
+            (vec!["Irp ".to_string()], 0)
+        );
         assert_eq!(v.confidence, Confidence::Low);
     }
 
     #[test]
     fn nt_code_evidence_alone_makes_a_windows_tag() {
         let tags = vec![tag("Wxyz", 600_000, 0, vec![owner("ntoskrnl.exe", CODE)])];
-        let drivers = vec![driver("ntoskrnl.exe", &[("Wxyz", 600_000, 0, CODE)], vec![])];
+        let drivers = vec![driver(
+            "ntoskrnl.exe",
+            &[("Wxyz", 600_000, 0, CODE)],
+            vec![],
+        )];
         let r = report(tags, drivers, vec![gauge(PoolName::Paged, 1_000_000, None)]);
         assert_eq!(decide(&r).kind, VerdictKind::NoLeakFound);
     }
@@ -1390,7 +1514,11 @@ mod tests {
             tag("Leak", 0, 20_000, vec![owner("a.sys", CODE)]),
         ];
         let drivers = vec![driver("a.sys", &[("Leak", 0, 20_000, CODE)], vec![])];
-        let r = report(tags, drivers, vec![gauge(PoolName::Nonpaged, 950_000, Some(1_000_000))]);
+        let r = report(
+            tags,
+            drivers,
+            vec![gauge(PoolName::Nonpaged, 950_000, Some(1_000_000))],
+        );
         let v = decide(&r);
         assert_eq!(v.kind, VerdictKind::UnattributedTag);
         assert_eq!(v.tags, ["Zzzz"]);
@@ -1448,7 +1576,11 @@ mod tests {
             &[("None", 0, 300_000, Source::DriverCallsUntaggedAllocator)],
             vec![site("None", Some(PoolName::Nonpaged), Some(0x180))],
         )];
-        let r = report(tags, drivers, vec![gauge(PoolName::Nonpaged, 500_000, None)]);
+        let r = report(
+            tags,
+            drivers,
+            vec![gauge(PoolName::Nonpaged, 500_000, None)],
+        );
         let v = decide(&r);
         assert_eq!(v.kind, VerdictKind::UntaggedLeak);
         assert_eq!(v.drivers, ["u.sys"]);
@@ -1471,7 +1603,11 @@ mod tests {
             ..TagBlocks::default()
         });
         let drivers = vec![driver("q.sys", &[("QLek", 400_000, 0, CODE)], vec![])];
-        let mut r = report(vec![t], drivers, vec![gauge(PoolName::Paged, 1_000_000, None)]);
+        let mut r = report(
+            vec![t],
+            drivers,
+            vec![gauge(PoolName::Paged, 1_000_000, None)],
+        );
         r.quota = Some(QuotaSummary {
             processes: vec![
                 QuotaProcess {
@@ -1494,7 +1630,10 @@ mod tests {
         });
         let v = decide(&r);
         assert_eq!(v.kind, VerdictKind::ProcessQuota);
-        assert_eq!(v.process.as_ref().and_then(|p| p.name.as_deref()), Some("explorer.exe"));
+        assert_eq!(
+            v.process.as_ref().and_then(|p| p.name.as_deref()),
+            Some("explorer.exe")
+        );
         assert_eq!(v.drivers, ["q.sys"]);
         assert_eq!(v.bytes, 320_000);
         // The same charges spread over several processes do not make a process verdict.
@@ -1509,7 +1648,12 @@ mod tests {
 
     #[test]
     fn mismatched_symbols_and_pooltag_only_evidence_lower_confidence() {
-        let tags = vec![tag("Leak", 400_000, 0, vec![owner("leaky.sys", Source::PoolTagFile)])];
+        let tags = vec![tag(
+            "Leak",
+            400_000,
+            0,
+            vec![owner("leaky.sys", Source::PoolTagFile)],
+        )];
         let drivers = vec![driver(
             "leaky.sys",
             &[("Leak", 400_000, 0, Source::PoolTagFile)],
@@ -1528,7 +1672,8 @@ mod tests {
         let tags = vec![tag("Leak", 400_000, 0, vec![owner("leaky.sys", CODE)])];
         let drivers = vec![driver("leaky.sys", &[("Leak", 400_000, 0, CODE)], vec![])];
         let mut r = report(tags, drivers, Vec::new());
-        r.errors.push("tag tables: PoolTrackTable is unknown".into());
+        r.errors
+            .push("tag tables: PoolTrackTable is unknown".into());
         r.warnings.push(
             "the tag tables could not be read: tag figures below come from the block walk (allocated blocks only)"
                 .into(),
@@ -1549,7 +1694,11 @@ mod tests {
             tag("Ntfx", 300_000, 0, vec![owner("ntfs.sys", Source::BuiltIn)]),
             tag("Irp ", 0, 200_000, vec![owner("nt", Source::BuiltIn)]),
         ];
-        let mut disp = driver("dispkmd.sys", &[], vec![site("DspK", Some(PoolName::Paged), Some(0x3f0))]);
+        let mut disp = driver(
+            "dispkmd.sys",
+            &[],
+            vec![site("DspK", Some(PoolName::Paged), Some(0x3f0))],
+        );
         disp.session_bytes = 900_000;
         disp.bytes = 900_000;
         disp.tags.push(DriverTag {
@@ -1561,7 +1710,11 @@ mod tests {
             shared_with: Vec::new(),
             session: true,
         });
-        let mut r = report(system, vec![disp], vec![gauge(PoolName::Paged, 1_000_000, Some(1 << 30))]);
+        let mut r = report(
+            system,
+            vec![disp],
+            vec![gauge(PoolName::Paged, 1_000_000, Some(1 << 30))],
+        );
         r.session_tags = Some(vec![
             tag("DspK", 900_000, 0, vec![owner("dispkmd.sys", CODE)]),
             tag("Gh05", 100_000, 0, Vec::new()),
@@ -1579,11 +1732,17 @@ mod tests {
         assert!(v.sentence.contains("session paged pool"), "{}", v.sentence);
 
         // The same driver with a larger system-pool leak of another driver beside it.
-        r.tags.push(tag("Leak", 2_000_000, 0, vec![owner("leaky.sys", CODE)]));
-        r.drivers.push(driver("leaky.sys", &[("Leak", 2_000_000, 0, CODE)], vec![]));
+        r.tags
+            .push(tag("Leak", 2_000_000, 0, vec![owner("leaky.sys", CODE)]));
+        r.drivers
+            .push(driver("leaky.sys", &[("Leak", 2_000_000, 0, CODE)], vec![]));
         r.pools = vec![gauge(PoolName::Paged, 2_500_000, Some(1 << 30))];
         let v = decide(&r);
-        assert_eq!((v.kind, v.session), (VerdictKind::DriverLeak, false), "{v:?}");
+        assert_eq!(
+            (v.kind, v.session),
+            (VerdictKind::DriverLeak, false),
+            "{v:?}"
+        );
         assert_eq!(v.drivers, vec!["leaky.sys".to_string()]);
 
         // Session pool spread thin (the driver holds under 10% of it): no session verdict.

@@ -35,7 +35,11 @@ pub const BUILT_IN: &[(&[u8; 4], &str, &str)] = &[
         "<any>",
         "allocations through ExAllocatePool, which takes no tag: see which drivers call it",
     ),
-    (b"Ddk ", "<any>", "default tag of old-DDK ExAllocatePool callers"),
+    (
+        b"Ddk ",
+        "<any>",
+        "default tag of old-DDK ExAllocatePool callers",
+    ),
     (b"NtFs", "ntfs.sys", "NTFS structures"),
     (b"Ntfx", "ntfs.sys", "NTFS general allocations"),
     (b"FMfn", "fltmgr.sys", "filter manager: name cache"),
@@ -47,7 +51,10 @@ pub const BUILT_IN: &[(&[u8; 4], &str, &str)] = &[
 
 /// The built-in entry for a tag.
 pub fn lookup(tag: Tag) -> Option<(&'static str, &'static str)> {
-    BUILT_IN.iter().find(|(t, _, _)| **t == tag.0).map(|&(_, b, d)| (b, d))
+    BUILT_IN
+        .iter()
+        .find(|(t, _, _)| **t == tag.0)
+        .map(|&(_, b, d)| (b, d))
 }
 
 #[cfg(test)]

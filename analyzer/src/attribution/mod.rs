@@ -122,7 +122,8 @@ impl Attributor {
         candidates: &[Tag],
         allocator: &dyn Fn(u64) -> Option<Allocator>,
     ) {
-        let untagged_call = |slot: u64| allocator(slot).is_some_and(|a| a.kind == AllocatorKind::Untagged);
+        let untagged_call =
+            |slot: u64| allocator(slot).is_some_and(|a| a.kind == AllocatorKind::Untagged);
         let linear = scan::scan(bitness, regions);
         let mut ev = ModuleEvidence {
             name: module.to_string(),
@@ -148,7 +149,8 @@ impl Attributor {
             .filter(|(t, _)| untagged_call(**t))
             .map(|(_, n)| *n)
             .sum();
-        let (mut sites, truncated) = scan::alloc_sites(bitness, regions, &set, allocator, MAX_SITES_PER_MODULE);
+        let (mut sites, truncated) =
+            scan::alloc_sites(bitness, regions, &set, allocator, MAX_SITES_PER_MODULE);
         sites.sort_by_key(|s| s.address);
         ev.sites = sites;
         ev.sites_truncated |= truncated;
@@ -266,7 +268,10 @@ impl Attributor {
 }
 
 /// The import slots of a module that hold a pool allocator, by the names in its import table.
-fn allocator_slots(base: u64, pe: &crate::kernel::PeInfo) -> std::collections::HashMap<u64, Allocator> {
+fn allocator_slots(
+    base: u64,
+    pe: &crate::kernel::PeInfo,
+) -> std::collections::HashMap<u64, Allocator> {
     let psize: u64 = if pe.is_64 { 8 } else { 4 };
     let mut out = std::collections::HashMap::new();
     for dll in pe.imports.iter().flat_map(|i| i.dlls.iter()) {
@@ -340,12 +345,21 @@ mod tests {
         assert_eq!(
             got,
             [
-                (Some("leaky.sys"), Source::DriverCodeAllocation, 1, None, Some(0x1000)),
+                (
+                    Some("leaky.sys"),
+                    Source::DriverCodeAllocation,
+                    1,
+                    None,
+                    Some(0x1000)
+                ),
                 (Some("leaky.sys"), Source::PoolTagFile, 0, Some(1), None)
             ]
         );
         let none = a.mappings(UNTAGGED);
-        let got: Vec<_> = none.iter().map(|m| (m.module.as_deref(), m.source)).collect();
+        let got: Vec<_> = none
+            .iter()
+            .map(|m| (m.module.as_deref(), m.source))
+            .collect();
         assert_eq!(
             got,
             [

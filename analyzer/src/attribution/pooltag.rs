@@ -36,7 +36,10 @@ impl PoolTagFile {
         for (i, raw) in text.lines().enumerate() {
             let line = raw.trim_end_matches('\r');
             let t = line.trim_start();
-            if t.is_empty() || t.starts_with("//") || t.get(..3).is_some_and(|p| p.eq_ignore_ascii_case("rem")) {
+            if t.is_empty()
+                || t.starts_with("//")
+                || t.get(..3).is_some_and(|p| p.eq_ignore_ascii_case("rem"))
+            {
                 continue;
             }
             match parse_line(line, i + 1) {
@@ -51,7 +54,11 @@ impl PoolTagFile {
     /// file order.
     pub fn lookup(&self, tag: Tag) -> Vec<&PoolTagEntry> {
         let wild = |e: &&PoolTagEntry| e.pattern.to_string().contains(['?', '*']);
-        let hits: Vec<&PoolTagEntry> = self.entries.iter().filter(|e| e.pattern.matches(tag)).collect();
+        let hits: Vec<&PoolTagEntry> = self
+            .entries
+            .iter()
+            .filter(|e| e.pattern.matches(tag))
+            .collect();
         let (w, mut exact): (Vec<_>, Vec<_>) = hits.into_iter().partition(wild);
         exact.extend(w);
         exact
@@ -104,7 +111,10 @@ mod tests {
         );
         let afd = f.lookup(tag("AfdB"));
         assert_eq!(afd.len(), 2);
-        assert_eq!(afd[0].description, "AFD data buffer", "exact before wildcard");
+        assert_eq!(
+            afd[0].description, "AFD data buffer",
+            "exact before wildcard"
+        );
         assert_eq!(f.lookup(tag("AfdX"))[0].binary.as_deref(), Some("afd.sys"));
         assert_eq!(f.lookup(tag("PX1"))[0].description, "PX_EVENT_TAG");
         assert_eq!(f.lookup(tag("ATmp"))[0].binary, None);
@@ -127,6 +137,9 @@ mod tests {
         // grep '^AcpA ': "AcpA - acpi.sys     - ACPI arbiter data"
         assert_eq!(f.lookup(tag("AcpA"))[0].binary.as_deref(), Some("acpi.sys"));
         // "CM?? - nt!cm        - Internal Configuration manager allocations"
-        assert_eq!(f.lookup(tag("CM31")).last().unwrap().binary.as_deref(), Some("nt!cm"));
+        assert_eq!(
+            f.lookup(tag("CM31")).last().unwrap().binary.as_deref(),
+            Some("nt!cm")
+        );
     }
 }

@@ -52,7 +52,10 @@ pub struct CodeScan {
 /// tag argument.
 fn immediates(bitness: u32, ins: &Instruction) -> impl Iterator<Item = (Tag, bool)> + '_ {
     (0..ins.op_count()).filter_map(move |i| {
-        if !matches!(ins.op_kind(i), OpKind::Immediate32 | OpKind::Immediate32to64) {
+        if !matches!(
+            ins.op_kind(i),
+            OpKind::Immediate32 | OpKind::Immediate32to64
+        ) {
             return None;
         }
         let tag = Tag::from_u32(ins.immediate(i) as u32);
@@ -99,10 +102,15 @@ pub fn scan(bitness: u32, regions: &[CodeRegion]) -> CodeScan {
             for (tag, alloc) in immediates(bitness, &ins) {
                 add_hit(&mut out.tags, tag, alloc, ins.ip());
             }
-            if ins.mnemonic() == Mnemonic::Call && ins.op_count() == 1 && ins.op0_kind() == OpKind::Memory {
+            if ins.mnemonic() == Mnemonic::Call
+                && ins.op_count() == 1
+                && ins.op0_kind() == OpKind::Memory
+            {
                 let target = if ins.is_ip_rel_memory_operand() {
                     Some(ins.ip_rel_memory_address())
-                } else if ins.memory_base() == Register::None && ins.memory_index() == Register::None {
+                } else if ins.memory_base() == Register::None
+                    && ins.memory_index() == Register::None
+                {
                     Some(ins.memory_displacement64())
                 } else {
                     None
@@ -299,7 +307,10 @@ fn track_x64(st: &mut ArgState, ins: &Instruction) {
     let Some(rcx) = family(ins.op0_register()) else {
         return;
     };
-    if matches!(m, Mnemonic::Cmp | Mnemonic::Test | Mnemonic::Push | Mnemonic::Bt) {
+    if matches!(
+        m,
+        Mnemonic::Cmp | Mnemonic::Test | Mnemonic::Push | Mnemonic::Bt
+    ) {
         return;
     }
     let full = matches!(
@@ -340,7 +351,9 @@ fn call_target(ins: &Instruction) -> Option<u64> {
     }
     match ins.op0_kind() {
         OpKind::Memory if ins.is_ip_rel_memory_operand() => Some(ins.ip_rel_memory_address()),
-        OpKind::Memory if ins.memory_base() == Register::None && ins.memory_index() == Register::None => {
+        OpKind::Memory
+            if ins.memory_base() == Register::None && ins.memory_index() == Register::None =>
+        {
             Some(ins.memory_displacement64())
         }
         _ => None,
@@ -387,7 +400,9 @@ pub fn alloc_sites(
         });
     }
     let known = |s: &AllocSite| {
-        usize::from(s.callee.is_some()) + usize::from(s.paged.is_some()) + usize::from(s.size.is_some())
+        usize::from(s.callee.is_some())
+            + usize::from(s.paged.is_some())
+            + usize::from(s.size.is_some())
     };
     for site in sites.iter_mut().filter(|s| known(s) < 3) {
         let Some(r) = regions
@@ -411,7 +426,11 @@ pub fn alloc_sites(
                 let (again, _) = linear_sites(bitness, &window, tags, allocator, 16);
                 if let Some(better) = again
                     .into_iter()
-                    .find(|s| s.address == site.address && s.untagged_call == site.untagged_call && s.callee.is_some())
+                    .find(|s| {
+                        s.address == site.address
+                            && s.untagged_call == site.untagged_call
+                            && s.callee.is_some()
+                    })
                     .filter(|s| known(s) > known(site))
                 {
                     *site = better;
@@ -466,7 +485,10 @@ fn linear_sites(
                     (arg_value(st.rcx), arg_value(st.rdx))
                 } else {
                     let n = st.pushes.len();
-                    let at = |k: usize| n.checked_sub(k).and_then(|i| st.pushes.get(i).copied().flatten());
+                    let at = |k: usize| {
+                        n.checked_sub(k)
+                            .and_then(|i| st.pushes.get(i).copied().flatten())
+                    };
                     (at(1), at(2))
                 };
                 for &(address, tag, idx) in &st.pending {
@@ -545,7 +567,10 @@ fn linear_sites(
             } else if m == Mnemonic::Push {
                 let imm = matches!(
                     ins.op0_kind(),
-                    OpKind::Immediate8to32 | OpKind::Immediate32 | OpKind::Immediate8 | OpKind::Immediate16
+                    OpKind::Immediate8to32
+                        | OpKind::Immediate32
+                        | OpKind::Immediate8
+                        | OpKind::Immediate16
                 )
                 .then(|| ins.immediate(0) & 0xffff_ffff);
                 st.pushes.push(imm);
@@ -610,14 +635,25 @@ pub fn anchored_all(
 /// tag as its immediate: an allocation-argument reading when there is one (x64 `41 b8 imm32`
 /// is `mov r8d, imm32`, while its last five bytes alone read as `mov eax, imm32`), else the
 /// shortest other reading. Returns its address and whether it is an allocation argument.
-fn anchored_at(bitness: u32, r: &CodeRegion, o: usize, tag: Tag, ins: &mut Instruction) -> Option<(u64, bool)> {
+fn anchored_at(
+    bitness: u32,
+    r: &CodeRegion,
+    o: usize,
+    tag: Tag,
+    ins: &mut Instruction,
+) -> Option<(u64, bool)> {
     let mut other = None;
     for back in 1..=MAX_INSTRUCTION.min(o) {
         let start = o - back;
         let Some(code) = r.bytes.get(start..o + 4) else {
             continue;
         };
-        let mut d = Decoder::with_ip(bitness, code, r.address + start as u64, DecoderOptions::NONE);
+        let mut d = Decoder::with_ip(
+            bitness,
+            code,
+            r.address + start as u64,
+            DecoderOptions::NONE,
+        );
         d.decode_out(ins);
         if ins.is_invalid() || ins.len() != code.len() {
             continue;
@@ -635,7 +671,11 @@ fn anchored_at(bitness: u32, r: &CodeRegion, o: usize, tag: Tag, ins: &mut Instr
 /// Addresses of the allocation-argument instructions (`mov r8d, imm32` / `push imm32`) that
 /// hold one of `tags`, found by an anchored decode at every byte occurrence (see
 /// [`anchored_all`]): the sites a linear decode out of step misses.
-pub fn anchored_alloc_sites(bitness: u32, regions: &[CodeRegion], tags: &HashSet<Tag>) -> Vec<(u64, Tag)> {
+pub fn anchored_alloc_sites(
+    bitness: u32,
+    regions: &[CodeRegion],
+    tags: &HashSet<Tag>,
+) -> Vec<(u64, Tag)> {
     let mut out = Vec::new();
     if tags.is_empty() {
         return out;
@@ -679,7 +719,11 @@ pub fn code_regions_from_file(bytes: &[u8]) -> Result<(u32, Vec<CodeRegion>), St
 
 /// The executable sections of a loaded image, read from the dump page by page; pages not in
 /// the dump split a section into separate runs (and are counted).
-pub fn code_regions_from_memory(mem: &dyn VirtualMemory, base: u64, pe: &PeInfo) -> (u32, Vec<CodeRegion>, u64) {
+pub fn code_regions_from_memory(
+    mem: &dyn VirtualMemory,
+    base: u64,
+    pe: &PeInfo,
+) -> (u32, Vec<CodeRegion>, u64) {
     let bitness = if pe.is_64 { 64 } else { 32 };
     let mut regions = Vec::new();
     let mut missing = 0u64;
@@ -733,7 +777,8 @@ mod tests {
     use super::*;
 
     fn scan_driver(name: &str) -> BTreeMap<Tag, TagHits> {
-        let bytes = std::fs::read(crate::pool::testmem::corpus(&format!("drivers/{name}"))).unwrap();
+        let bytes =
+            std::fs::read(crate::pool::testmem::corpus(&format!("drivers/{name}"))).unwrap();
         let (bitness, regions) = code_regions_from_file(&bytes).unwrap();
         assert_eq!(bitness, 64);
         scan_code(bitness, &regions)
@@ -741,7 +786,13 @@ mod tests {
 
     fn hits(m: &BTreeMap<Tag, TagHits>) -> Vec<(String, u32, u32)> {
         m.iter()
-            .map(|(t, h)| (t.to_string(), h.alloc_argument, h.alloc_argument + h.other_immediate))
+            .map(|(t, h)| {
+                (
+                    t.to_string(),
+                    h.alloc_argument,
+                    h.alloc_argument + h.other_immediate,
+                )
+            })
             .collect()
     }
 
@@ -752,7 +803,10 @@ mod tests {
     #[test]
     fn usbnet_tags_match_objdump() {
         let m = scan_driver("usbnet.sys");
-        assert_eq!(hits(&m), [("USBD".to_string(), 0, 1), ("Ueem".to_string(), 5, 12)]);
+        assert_eq!(
+            hits(&m),
+            [("USBD".to_string(), 0, 1), ("Ueem".to_string(), 5, 12)]
+        );
     }
 
     /// objdump on usb2dbg.sys: UDbg (0x67624455) 39 times, 14 `mov $0x67624455,%r8d`;
@@ -760,7 +814,10 @@ mod tests {
     #[test]
     fn usb2dbg_tags_match_objdump() {
         let m = scan_driver("usb2dbg.sys");
-        assert_eq!(hits(&m), [("NAME".to_string(), 0, 1), ("UDbg".to_string(), 14, 39)]);
+        assert_eq!(
+            hits(&m),
+            [("NAME".to_string(), 0, 1), ("UDbg".to_string(), 14, 39)]
+        );
     }
 
     /// A loaded image read from memory: only executable sections, split where a page is
@@ -802,11 +859,15 @@ mod tests {
         };
         let (bitness, regions, missing) = code_regions_from_memory(img.memory(), base, &pe);
         assert_eq!((bitness, missing), (64, 1));
-        let runs: Vec<_> = regions.iter().map(|r| (r.address - base, r.bytes.len())).collect();
+        let runs: Vec<_> = regions
+            .iter()
+            .map(|r| (r.address - base, r.bytes.len()))
+            .collect();
         assert_eq!(runs, [(0x1000, 0x1000), (0x3000, 0x1000)]);
         let hits = scan_code(bitness, &regions);
         assert_eq!(
-            hits.get(&Tag(*b"Leak")).map(|h| (h.alloc_argument, h.first)),
+            hits.get(&Tag(*b"Leak"))
+                .map(|h| (h.alloc_argument, h.first)),
             Some((1, base + 0x1000))
         );
         assert!(!hits.contains_key(&Tag(*b"Data")));
@@ -842,7 +903,8 @@ mod tests {
         let mut code = vec![0xc3];
         code.extend_from_slice(&[0u8; 0xff]);
         code.extend_from_slice(&[
-            0x68, b'A', b'c', b'm', b'e', 0x68, 0x10, 0, 0, 0, 0x6a, 0, 0xff, 0x15, 0, 0x20, 0, 0, 0xc3,
+            0x68, b'A', b'c', b'm', b'e', 0x68, 0x10, 0, 0, 0, 0x6a, 0, 0xff, 0x15, 0, 0x20, 0, 0,
+            0xc3,
         ]);
         let regions = [CodeRegion {
             address: 0x1000,
@@ -855,7 +917,10 @@ mod tests {
             "linear decode misses it"
         );
         let (h, bytes) = anchored_hits(32, &regions, tag);
-        assert_eq!((h.map(|h| (h.alloc_argument, h.first)), bytes), (Some((1, 0x1100)), 1));
+        assert_eq!(
+            (h.map(|h| (h.alloc_argument, h.first)), bytes),
+            (Some((1, 0x1100)), 1)
+        );
         // The indirect call through [0x2000] is recorded.
         assert_eq!(scan(32, &regions).indirect_calls.get(&0x2000), Some(&1));
     }
@@ -907,18 +972,39 @@ mod tests {
             address: 0x1000,
             bytes: unhex(X64_SITES),
         }];
-        let tags: HashSet<Tag> = [b"Leak", b"Flag", b"Unkn", b"Clob"].iter().map(|t| Tag(**t)).collect();
+        let tags: HashSet<Tag> = [b"Leak", b"Flag", b"Unkn", b"Clob"]
+            .iter()
+            .map(|t| Tag(**t))
+            .collect();
         let (sites, truncated) = alloc_sites(64, &regions, &tags, &allocators, 100);
         assert!(!truncated);
         assert_eq!(
             sites,
             [
                 // POOL_TYPE 1 = PagedPool, 0x7f0 bytes.
-                site(0x100a, b"Leak", Some("ExAllocatePoolWithTag"), Some(true), Some(0x7f0)),
+                site(
+                    0x100a,
+                    b"Leak",
+                    Some("ExAllocatePoolWithTag"),
+                    Some(true),
+                    Some(0x7f0)
+                ),
                 // ExAllocatePool2: 0x100 is POOL_FLAG_PAGED, not a POOL_TYPE.
-                site(0x1021, b"Flag", Some("ExAllocatePool2"), Some(true), Some(0x200)),
+                site(
+                    0x1021,
+                    b"Flag",
+                    Some("ExAllocatePool2"),
+                    Some(true),
+                    Some(0x200)
+                ),
                 // ExAllocatePool(NonPagedPool = xor ecx,ecx, 0x180): the call is the site.
-                site(0x1035, b"None", Some("ExAllocatePool"), Some(false), Some(0x180)),
+                site(
+                    0x1035,
+                    b"None",
+                    Some("ExAllocatePool"),
+                    Some(false),
+                    Some(0x180)
+                ),
                 // A call to an unknown function: the tag argument, nothing decoded.
                 site(0x1041, b"Unkn", None, None, None),
                 // ecx overwritten from a register, edx never set: nothing decoded.
@@ -935,7 +1021,9 @@ mod tests {
     /// argument, so nothing is decoded.
     #[test]
     fn x86_pushes_are_read_as_arguments() {
-        let mut code = vec![0x68, b'L', b'e', b'a', b'k', 0x68, 0xf0, 0x07, 0, 0, 0x6a, 0x01];
+        let mut code = vec![
+            0x68, b'L', b'e', b'a', b'k', 0x68, 0xf0, 0x07, 0, 0, 0x6a, 0x01,
+        ];
         code.extend_from_slice(&[0xff, 0x15, 0x00, 0x20, 0, 0, 0xc3]);
         code.extend_from_slice(&[
             0x68, b'L', b'a', b't', b'e', 0x6a, 0x10, 0xff, 0x15, 0x00, 0x20, 0, 0, 0xc3,
@@ -949,7 +1037,13 @@ mod tests {
         assert_eq!(
             sites,
             [
-                site(0x1000, b"Leak", Some("ExAllocatePoolWithTag"), Some(true), Some(0x7f0)),
+                site(
+                    0x1000,
+                    b"Leak",
+                    Some("ExAllocatePoolWithTag"),
+                    Some(true),
+                    Some(0x7f0)
+                ),
                 site(0x1013, b"Late", Some("ExAllocatePoolWithTag"), None, None),
             ]
         );

@@ -35,7 +35,11 @@ fn word(data: &[u8], bitmap_offset: u64, bits: u64, i: u64) -> u64 {
     }
     let w = u64::from_le_bytes(b);
     let valid = bits.saturating_sub(i * 64);
-    if valid >= 64 { w } else { w & ((1u64 << valid) - 1) }
+    if valid >= 64 {
+        w
+    } else {
+        w & ((1u64 << valid) - 1)
+    }
 }
 
 impl BitmapIndex {
@@ -50,7 +54,10 @@ impl BitmapIndex {
     ) -> Result<BitmapIndex, DumpError> {
         // 2^52 physical bytes = 2^40 pages: anything beyond is a lie, not a machine.
         if bits > 1u64 << 40 {
-            return Err(DumpError::malformed(what, format!("bitmap claims {bits:#x} pages")));
+            return Err(DumpError::malformed(
+                what,
+                format!("bitmap claims {bits:#x} pages"),
+            ));
         }
         // The whole bitmap must be in the file before we size anything by it.
         need(data, "bitmap", bitmap_offset, bits.div_ceil(8))?;
@@ -73,7 +80,13 @@ impl BitmapIndex {
             .and_then(|b| b.checked_add(first_page))
             .ok_or_else(|| DumpError::malformed(what, "page data offset overflows"))?;
         need(data, "page data of the bitmap", 0, end)?;
-        Ok(BitmapIndex { bitmap_offset, bits, first_page, ranks, present })
+        Ok(BitmapIndex {
+            bitmap_offset,
+            bits,
+            first_page,
+            ranks,
+            present,
+        })
     }
 
     pub(crate) fn present(&self) -> u64 {
@@ -125,10 +138,21 @@ pub(crate) fn parse_bmp(data: &[u8], at: u64) -> Result<(BitmapIndex, bool), Dum
     let full = match &h[..4] {
         b"SDMP" => false,
         b"FDMP" => true,
-        other => return Err(DumpError::malformed(w, format!("signature {:?} is neither \"SDMP\" nor \"FDMP\"", String::from_utf8_lossy(other)))),
+        other => {
+            return Err(DumpError::malformed(
+                w,
+                format!(
+                    "signature {:?} is neither \"SDMP\" nor \"FDMP\"",
+                    String::from_utf8_lossy(other)
+                ),
+            ))
+        }
     };
     if &h[4..8] != b"DUMP" {
-        return Err(DumpError::malformed(w, "no \"DUMP\" tag after the signature"));
+        return Err(DumpError::malformed(
+            w,
+            "no \"DUMP\" tag after the signature",
+        ));
     }
     let rd = |o: usize| {
         let mut b = [0u8; 8];
@@ -155,7 +179,10 @@ pub(crate) fn parse_summary(data: &[u8], at: u64, wide: bool) -> Result<BitmapIn
     let (first_page, bits, present) = (rd(0xC), rd(0x10), rd(0x14));
     let bitmap_offset = at + bitmap_at;
     if first_page < bitmap_offset + bits.div_ceil(8) {
-        return Err(DumpError::malformed(w, format!("HeaderSize {first_page:#x} points inside the bitmap")));
+        return Err(DumpError::malformed(
+            w,
+            format!("HeaderSize {first_page:#x} points inside the bitmap"),
+        ));
     }
     BitmapIndex::build(data, w, bitmap_offset, bits, first_page, Some(present))
 }
@@ -181,7 +208,11 @@ mod tests {
         let data = file(1001, &set, 0x1000);
         let idx = BitmapIndex::build(&data, "t", 0, 1001, 0x1000, Some(set.len() as u64)).unwrap();
         for (k, &b) in set.iter().enumerate() {
-            assert_eq!(idx.offset(&data, b), Some(0x1000 + k as u64 * 0x1000), "bit {b}");
+            assert_eq!(
+                idx.offset(&data, b),
+                Some(0x1000 + k as u64 * 0x1000),
+                "bit {b}"
+            );
         }
         assert_eq!(idx.offset(&data, 1), None);
         assert_eq!(idx.offset(&data, 1001), None);
@@ -201,13 +232,20 @@ mod tests {
     #[test]
     fn lies_are_errors() {
         let data = file(64, &[1, 2], 0x1000);
-        assert!(BitmapIndex::build(&data, "t", 0, 64, 0x1000, Some(3)).unwrap_err().to_string().contains("set bits"));
+        assert!(BitmapIndex::build(&data, "t", 0, 64, 0x1000, Some(3))
+            .unwrap_err()
+            .to_string()
+            .contains("set bits"));
         assert!(BitmapIndex::build(&data, "t", 0, 1 << 45, 0x1000, None).is_err());
         // Bitmap past EOF.
-        let e = BitmapIndex::build(&data, "t", 0, 1 << 30, 0x1000, None).unwrap_err().to_string();
+        let e = BitmapIndex::build(&data, "t", 0, 1 << 30, 0x1000, None)
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("truncated: bitmap"), "{e}");
         // Pages past EOF.
-        let e = BitmapIndex::build(&data, "t", 0, 64, 0x2000, None).unwrap_err().to_string();
+        let e = BitmapIndex::build(&data, "t", 0, 64, 0x2000, None)
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("truncated: page data"), "{e}");
     }
 }

@@ -15,7 +15,11 @@ pub enum DumpError {
     Empty,
     /// A structure runs past the end of the file.
     #[error("truncated: {what} needs {need:#x} bytes, file has {have:#x}")]
-    Truncated { what: &'static str, need: u64, have: u64 },
+    Truncated {
+        what: &'static str,
+        need: u64,
+        have: u64,
+    },
     /// The file is something else (user-mode minidump, random bytes, ...).
     #[error("not a kernel dump: {0}")]
     NotKernelDump(String),
@@ -29,6 +33,9 @@ pub enum DumpError {
 
 impl DumpError {
     pub(crate) fn malformed(what: &'static str, reason: impl Into<String>) -> Self {
-        DumpError::Malformed { what, reason: reason.into() }
+        DumpError::Malformed {
+            what,
+            reason: reason.into(),
+        }
     }
 }

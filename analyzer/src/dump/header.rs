@@ -47,7 +47,9 @@ fn identify_foreign(data: &[u8]) -> String {
     }
     if head.starts_with(b"PAGE") {
         let rest = String::from_utf8_lossy(&head[4..]).into_owned();
-        return format!("\"PAGE\" header with unknown validity tag {rest:?} (expected \"DU64\" or \"DUMP\")");
+        return format!(
+            "\"PAGE\" header with unknown validity tag {rest:?} (expected \"DU64\" or \"DUMP\")"
+        );
     }
     if head.starts_with(b"HIBR") || head.starts_with(b"hibr") || head.starts_with(b"WAKE") {
         return "hibernation file".into();
@@ -70,7 +72,11 @@ pub(crate) fn parse(data: &[u8]) -> Result<ParsedHeader, DumpError> {
         if data.starts_with(b"MDMP") {
             return Err(DumpError::NotKernelDump(identify_foreign(data)));
         }
-        return Err(DumpError::Truncated { what: "header signature", need: 8, have: data.len() as u64 });
+        return Err(DumpError::Truncated {
+            what: "header signature",
+            need: 8,
+            have: data.len() as u64,
+        });
     }
     let wide = match &data[..8] {
         b"PAGEDU64" => true,
@@ -79,10 +85,18 @@ pub(crate) fn parse(data: &[u8]) -> Result<ParsedHeader, DumpError> {
     };
     let size = if wide { HEADER64_SIZE } else { HEADER32_SIZE };
     if (data.len() as u64) < size {
-        return Err(DumpError::Truncated { what: "header", need: size, have: data.len() as u64 });
+        return Err(DumpError::Truncated {
+            what: "header",
+            need: size,
+            have: data.len() as u64,
+        });
     }
     let w = "header";
-    if wide { parse64(data, w) } else { parse32(data, w) }
+    if wide {
+        parse64(data, w)
+    } else {
+        parse32(data, w)
+    }
 }
 
 fn parse64(d: &[u8], w: &'static str) -> Result<ParsedHeader, DumpError> {
@@ -109,14 +123,25 @@ fn parse64(d: &[u8], w: &'static str) -> Result<ParsedHeader, DumpError> {
         processors: u32_at(d, w, 0x34)?,
         bugcheck: BugCheck {
             code: u32_at(d, w, 0x38)?,
-            params: [u64_at(d, w, 0x40)?, u64_at(d, w, 0x48)?, u64_at(d, w, 0x50)?, u64_at(d, w, 0x58)?],
+            params: [
+                u64_at(d, w, 0x40)?,
+                u64_at(d, w, 0x48)?,
+                u64_at(d, w, 0x50)?,
+                u64_at(d, w, 0x58)?,
+            ],
         },
         kd_debugger_data_block: opt64(u64_at(d, w, 0x80)?),
         dump_type: u32_at(d, w, 0xF98)?,
         required_dump_space: opt64(u64_at(d, w, 0xFA0)?),
         system_time: opt64(u64_at(d, w, 0xFA8)?),
     };
-    Ok(ParsedHeader { header, size: HEADER64_SIZE, wide: true, run_table_offset: 0x88, run_table_capacity: 700 })
+    Ok(ParsedHeader {
+        header,
+        size: HEADER64_SIZE,
+        wide: true,
+        run_table_offset: 0x88,
+        run_table_capacity: 700,
+    })
 }
 
 fn parse32(d: &[u8], w: &'static str) -> Result<ParsedHeader, DumpError> {
@@ -154,5 +179,11 @@ fn parse32(d: &[u8], w: &'static str) -> Result<ParsedHeader, DumpError> {
         required_dump_space: opt64(u64_at(d, w, 0xFA0)?),
         system_time: opt64(u64_at(d, w, 0xFC0)?),
     };
-    Ok(ParsedHeader { header, size: HEADER32_SIZE, wide: false, run_table_offset: 0x64, run_table_capacity: 700 })
+    Ok(ParsedHeader {
+        header,
+        size: HEADER32_SIZE,
+        wide: false,
+        run_table_offset: 0x64,
+        run_table_capacity: 700,
+    })
 }

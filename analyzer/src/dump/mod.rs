@@ -11,7 +11,9 @@ use std::path::Path;
 use memmap2::Mmap;
 use serde::Serialize;
 
-use crate::memory::{BlockMemory, PageTableMemory, PagingMode, PhysicalMemory, VirtualMemory, PAGE_SIZE};
+use crate::memory::{
+    BlockMemory, PageTableMemory, PagingMode, PhysicalMemory, VirtualMemory, PAGE_SIZE,
+};
 
 mod bitmap;
 mod bytes;
@@ -160,7 +162,10 @@ impl Dump {
     /// Maps the file read-only and parses it. The file must not be modified while open.
     pub fn open(path: impl AsRef<Path>) -> Result<Dump, DumpError> {
         let path = path.as_ref();
-        let io = |source| DumpError::Io { path: path.display().to_string(), source };
+        let io = |source| DumpError::Io {
+            path: path.display().to_string(),
+            source,
+        };
         let file = File::open(path).map_err(io)?;
         let len = file.metadata().map_err(io)?.len();
         if len == 0 {
@@ -184,35 +189,75 @@ impl Dump {
         let at = parsed.size;
         let (format, index, triage) = match h.dump_type {
             1 => {
-                let idx = runs::parse_run_table(bytes, parsed.run_table_offset, parsed.run_table_capacity, parsed.wide, at)?;
+                let idx = runs::parse_run_table(
+                    bytes,
+                    parsed.run_table_offset,
+                    parsed.run_table_capacity,
+                    parsed.wide,
+                    at,
+                )?;
                 (DumpFormat::Full, PageIndex::Runs(idx), None)
             }
-            2 => (DumpFormat::Summary, PageIndex::Bitmap(bitmap::parse_summary(bytes, at, parsed.wide)?), None),
+            2 => (
+                DumpFormat::Summary,
+                PageIndex::Bitmap(bitmap::parse_summary(bytes, at, parsed.wide)?),
+                None,
+            ),
             4 => {
                 let t = triage::parse(bytes, at, parsed.wide, h.kd_debugger_data_block)?;
                 (DumpFormat::Triage, PageIndex::None, Some(t))
             }
             5 | 6 => {
                 let (idx, full) = bitmap::parse_bmp(bytes, at)?;
-                let f = if full { DumpFormat::FullBitmap } else { DumpFormat::KernelBitmap };
+                let f = if full {
+                    DumpFormat::FullBitmap
+                } else {
+                    DumpFormat::KernelBitmap
+                };
                 (f, PageIndex::Bitmap(idx), None)
             }
             8..=0xA => {
                 if !parsed.wide {
-                    return Err(DumpError::Unsupported(format!("DumpType {:#x} with a 32-bit header", h.dump_type)));
+                    return Err(DumpError::Unsupported(format!(
+                        "DumpType {:#x} with a 32-bit header",
+                        h.dump_type
+                    )));
                 }
                 let f = match h.dump_type {
                     8 => DumpFormat::RdmpKernel,
                     9 => DumpFormat::RdmpKernelUser,
                     _ => DumpFormat::RdmpComplete,
                 };
-                (f, PageIndex::Runs(rdmp::parse(bytes, at, h.dump_type == 0xA)?), None)
+                (
+                    f,
+                    PageIndex::Runs(rdmp::parse(bytes, at, h.dump_type == 0xA)?),
+                    None,
+                )
             }
-            3 => return Err(DumpError::Unsupported("DumpType 3 (header-only dump) holds no memory".into())),
-            7 => return Err(DumpError::Unsupported("DumpType 7 (automatic, unconverted) is not a file format".into())),
-            other => return Err(DumpError::Unsupported(format!("unknown DumpType {other:#x}"))),
+            3 => {
+                return Err(DumpError::Unsupported(
+                    "DumpType 3 (header-only dump) holds no memory".into(),
+                ))
+            }
+            7 => {
+                return Err(DumpError::Unsupported(
+                    "DumpType 7 (automatic, unconverted) is not a file format".into(),
+                ))
+            }
+            other => {
+                return Err(DumpError::Unsupported(format!(
+                    "unknown DumpType {other:#x}"
+                )))
+            }
         };
-        Ok(Dump { header: parsed.header, header_size: parsed.size, format, index, triage, data })
+        Ok(Dump {
+            header: parsed.header,
+            header_size: parsed.size,
+            format,
+            index,
+            triage,
+            data,
+        })
     }
 
     pub fn header(&self) -> &DumpHeader {
@@ -257,7 +302,11 @@ impl Dump {
         // earlier) faults the same file contents back in. The soundness assumption is the one
         // `open` already makes: nobody rewrites the file while it is open.
         let _ = unsafe {
-            m.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start as usize, (end - start) as usize)
+            m.unchecked_advise_range(
+                memmap2::UncheckedAdvice::DontNeed,
+                start as usize,
+                (end - start) as usize,
+            )
         };
     }
 
@@ -268,7 +317,9 @@ impl Dump {
         const WINDOW: u64 = 64 << 20;
         let mut released_to = 0u64;
         for pfn in self.stored_pfns() {
-            let (Some(page), Some(off)) = (self.page(pfn), self.page_file_offset(pfn)) else { continue };
+            let (Some(page), Some(off)) = (self.page(pfn), self.page_file_offset(pfn)) else {
+                continue;
+            };
             f(pfn, page);
             if off >= released_to + 2 * WINDOW {
                 self.release(released_to, off - WINDOW - released_to);
@@ -325,7 +376,9 @@ impl Dump {
             let blocks = t
                 .regions()
                 .filter_map(|b| {
-                    let s = bytes.get(b.offset as usize..(b.offset as usize).checked_add(b.size as usize)?)?;
+                    let s = bytes.get(
+                        b.offset as usize..(b.offset as usize).checked_add(b.size as usize)?,
+                    )?;
                     Some((b.address, s))
                 })
                 .collect();
@@ -341,7 +394,11 @@ impl Dump {
                 ))
             }
         };
-        Ok(Box::new(PageTableMemory::new(self, self.header.directory_table_base, mode)))
+        Ok(Box::new(PageTableMemory::new(
+            self,
+            self.header.directory_table_base,
+            mode,
+        )))
     }
 
     pub fn triage(&self) -> Option<&TriageDump> {
@@ -351,14 +408,18 @@ impl Dump {
     /// The triage dump's copy of the debugger data block (KDDEBUGGER_DATA64), if captured.
     pub fn triage_debugger_data(&self) -> Option<&[u8]> {
         let b = self.triage.as_ref()?.debugger_data?;
-        self.data.bytes().get(b.offset as usize..(b.offset as usize).checked_add(b.size as usize)?)
+        self.data
+            .bytes()
+            .get(b.offset as usize..(b.offset as usize).checked_add(b.size as usize)?)
     }
 }
 
 impl PhysicalMemory for Dump {
     fn page(&self, pfn: u64) -> Option<&[u8]> {
         let off = self.page_file_offset(pfn)?;
-        self.data.bytes().get(off as usize..(off + PAGE_SIZE) as usize)
+        self.data
+            .bytes()
+            .get(off as usize..(off + PAGE_SIZE) as usize)
     }
 
     /// The whole file: see [`Dump::release`].

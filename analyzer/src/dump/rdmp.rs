@@ -35,29 +35,46 @@ pub(crate) fn parse(data: &[u8], at: u64, complete: bool) -> Result<RunIndex, Du
     let h = slice(data, w, at, RANGES)?;
     let marker = u32::from_le_bytes([h[0], h[1], h[2], h[3]]);
     if marker != 0x40 || &h[4..8] != b"RDMP" || &h[8..12] != b"DUMP" {
-        return Err(DumpError::malformed(w, "no 0x40/\"RDMP\"/\"DUMP\" signature"));
+        return Err(DumpError::malformed(
+            w,
+            "no 0x40/\"RDMP\"/\"DUMP\" signature",
+        ));
     }
     let metadata_size = u64_at(data, w, at + 0x10)?;
     let first_page = u64_at(data, w, at + 0x18)?;
     if metadata_size == 0 || first_page == 0 {
-        return Err(DumpError::malformed(w, "MetadataSize or FirstPageOffset is zero"));
+        return Err(DumpError::malformed(
+            w,
+            "MetadataSize or FirstPageOffset is zero",
+        ));
     }
     // kdmp-parser's check, in its unsigned (wrapping) arithmetic.
     if metadata_size.wrapping_sub(0x20) != first_page.wrapping_sub(at + 0x40) {
         return Err(DumpError::malformed(
             w,
-            format!("MetadataSize {metadata_size:#x} does not match FirstPageOffset {first_page:#x}"),
+            format!(
+                "MetadataSize {metadata_size:#x} does not match FirstPageOffset {first_page:#x}"
+            ),
         ));
     }
     if metadata_size % 16 != 0 {
-        return Err(DumpError::malformed(w, format!("MetadataSize {metadata_size:#x} is not a multiple of 16")));
+        return Err(DumpError::malformed(
+            w,
+            format!("MetadataSize {metadata_size:#x} is not a multiple of 16"),
+        ));
     }
     let ranges_at = at + RANGES;
-    let slots = first_page
-        .checked_sub(ranges_at)
-        .ok_or_else(|| DumpError::malformed(w, format!("FirstPageOffset {first_page:#x} points inside the RDMP header")))?
-        / 16;
-    let total_pages = if complete { Some(u64_at(data, w, at + 0x28)?) } else { None };
+    let slots = first_page.checked_sub(ranges_at).ok_or_else(|| {
+        DumpError::malformed(
+            w,
+            format!("FirstPageOffset {first_page:#x} points inside the RDMP header"),
+        )
+    })? / 16;
+    let total_pages = if complete {
+        Some(u64_at(data, w, at + 0x28)?)
+    } else {
+        None
+    };
     let mut raw = Vec::new();
     let mut pages = 0u64;
     for i in 0..slots {
@@ -117,7 +134,10 @@ mod tests {
     #[test]
     fn complete_dump_stops_at_total_number_of_pages() {
         let v = unterminated(&[(1, 2), (0x10, 1)], 2);
-        assert_eq!(parse(&v, 0x2000, true).unwrap().pfns().collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(
+            parse(&v, 0x2000, true).unwrap().pfns().collect::<Vec<_>>(),
+            vec![1, 2]
+        );
         assert_eq!(parse(&v, 0x2000, false).unwrap().total(), 3);
     }
 

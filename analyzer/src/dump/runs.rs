@@ -37,22 +37,46 @@ impl RunIndex {
                 return Err(DumpError::malformed(what, format!("run {i} (base page {base_pfn:#x}, {count:#x} pages) exceeds the physical address space")));
             }
             if count > 0 {
-                runs.push(Run { base_pfn, count, first: total });
+                runs.push(Run {
+                    base_pfn,
+                    count,
+                    first: total,
+                });
             }
-            total = total.checked_add(count).ok_or_else(|| DumpError::malformed(what, "page count overflows"))?;
+            total = total
+                .checked_add(count)
+                .ok_or_else(|| DumpError::malformed(what, "page count overflows"))?;
         }
-        let bytes = total.checked_mul(PAGE_SIZE).ok_or_else(|| DumpError::malformed(what, "page count overflows"))?;
-        let end = data_offset.checked_add(bytes).ok_or_else(|| DumpError::malformed(what, "page data overflows"))?;
+        let bytes = total
+            .checked_mul(PAGE_SIZE)
+            .ok_or_else(|| DumpError::malformed(what, "page count overflows"))?;
+        let end = data_offset
+            .checked_add(bytes)
+            .ok_or_else(|| DumpError::malformed(what, "page data overflows"))?;
         if end > file_len {
-            return Err(DumpError::Truncated { what: "page data of the run table", need: end, have: file_len });
+            return Err(DumpError::Truncated {
+                what: "page data of the run table",
+                need: end,
+                have: file_len,
+            });
         }
         runs.sort_by_key(|r| r.base_pfn);
         for pair in runs.windows(2) {
             if pair[0].base_pfn + pair[0].count > pair[1].base_pfn {
-                return Err(DumpError::malformed(what, format!("runs at page {:#x} and {:#x} overlap", pair[0].base_pfn, pair[1].base_pfn)));
+                return Err(DumpError::malformed(
+                    what,
+                    format!(
+                        "runs at page {:#x} and {:#x} overlap",
+                        pair[0].base_pfn, pair[1].base_pfn
+                    ),
+                ));
             }
         }
-        Ok(RunIndex { runs, data_offset, total })
+        Ok(RunIndex {
+            runs,
+            data_offset,
+            total,
+        })
     }
 
     pub(crate) fn total(&self) -> u64 {
@@ -60,7 +84,10 @@ impl RunIndex {
     }
 
     pub(crate) fn offset(&self, pfn: u64) -> Option<u64> {
-        let i = self.runs.partition_point(|r| r.base_pfn <= pfn).checked_sub(1)?;
+        let i = self
+            .runs
+            .partition_point(|r| r.base_pfn <= pfn)
+            .checked_sub(1)?;
         let r = self.runs.get(i)?;
         let k = pfn - r.base_pfn;
         (k < r.count).then(|| self.data_offset + (r.first + k) * PAGE_SIZE)
@@ -68,7 +95,9 @@ impl RunIndex {
 
     /// Stored page numbers, ascending.
     pub(crate) fn pfns(&self) -> impl Iterator<Item = u64> + '_ {
-        self.runs.iter().flat_map(|r| r.base_pfn..r.base_pfn + r.count)
+        self.runs
+            .iter()
+            .flat_map(|r| r.base_pfn..r.base_pfn + r.count)
     }
 }
 
@@ -89,11 +118,17 @@ pub(crate) fn parse_run_table(
         (u64::from(u32_at(data, w, at + 4)?), at + 8, 8u64)
     };
     if n == u64::from(super::header::PAGE_FILL32) {
-        return Err(DumpError::malformed(w, "PhysicalMemoryBlock is not set (\"PAGE\" filler)"));
+        return Err(DumpError::malformed(
+            w,
+            "PhysicalMemoryBlock is not set (\"PAGE\" filler)",
+        ));
     }
     let max = (capacity - (runs_at - at)) / esize;
     if n > max {
-        return Err(DumpError::malformed(w, format!("NumberOfRuns {n} exceeds the {max} that fit in the header")));
+        return Err(DumpError::malformed(
+            w,
+            format!("NumberOfRuns {n} exceeds the {max} that fit in the header"),
+        ));
     }
     need(data, w, runs_at, n * esize)?;
     let mut raw = Vec::with_capacity(n as usize);
@@ -102,12 +137,21 @@ pub(crate) fn parse_run_table(
         raw.push(if wide {
             (u64_at(data, w, e)?, u64_at(data, w, e + 8)?)
         } else {
-            (u64::from(u32_at(data, w, e)?), u64::from(u32_at(data, w, e + 4)?))
+            (
+                u64::from(u32_at(data, w, e)?),
+                u64::from(u32_at(data, w, e + 4)?),
+            )
         });
     }
     let index = RunIndex::build(&raw, data_offset, data.len() as u64, w)?;
     if index.total() != pages {
-        return Err(DumpError::malformed(w, format!("NumberOfPages {pages:#x} but the runs hold {:#x} pages", index.total())));
+        return Err(DumpError::malformed(
+            w,
+            format!(
+                "NumberOfPages {pages:#x} but the runs hold {:#x} pages",
+                index.total()
+            ),
+        ));
     }
     Ok(index)
 }
@@ -131,8 +175,13 @@ mod tests {
 
     #[test]
     fn overlap_and_past_eof_are_errors() {
-        assert!(RunIndex::build(&[(0, 4), (2, 1)], 0, 1 << 20, "t").unwrap_err().to_string().contains("overlap"));
-        let e = RunIndex::build(&[(0, 4)], 0x2000, 0x3000, "t").unwrap_err().to_string();
+        assert!(RunIndex::build(&[(0, 4), (2, 1)], 0, 1 << 20, "t")
+            .unwrap_err()
+            .to_string()
+            .contains("overlap"));
+        let e = RunIndex::build(&[(0, 4)], 0x2000, 0x3000, "t")
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("truncated: page data"), "{e}");
         assert!(RunIndex::build(&[(u64::MAX, 2)], 0, 1 << 20, "t").is_err());
     }

@@ -5,7 +5,10 @@
 
 use super::*;
 
-const TRIAGE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus/dumps/triage_x64.dmp");
+const TRIAGE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../shared/corpus/dumps/triage_x64.dmp"
+);
 
 fn triage() -> Dump {
     Dump::open(TRIAGE).expect("open corpus triage dump")
@@ -42,16 +45,29 @@ fn triage_drivers_match_symbol_store() {
     let d = triage();
     let t = d.triage().expect("triage data");
     assert_eq!(t.drivers.len(), 151);
-    let amd = t.drivers.iter().find(|m| m.name.eq_ignore_ascii_case("amdppm.sys")).expect("amdppm.sys");
+    let amd = t
+        .drivers
+        .iter()
+        .find(|m| m.name.eq_ignore_ascii_case("amdppm.sys"))
+        .expect("amdppm.sys");
     assert_eq!(amd.timestamp, 0xC9C0_3000);
     assert_eq!(amd.size, 0x3B000);
     // The symbol store holds the very file: its PE header names the same key.
-    let store = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus/symstore/amdppm.sys/c9c030003b000");
-    assert!(Path::new(store).is_dir(), "symbol store key directory exists");
+    let store = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/corpus/symstore/amdppm.sys/c9c030003b000"
+    );
+    assert!(
+        Path::new(store).is_dir(),
+        "symbol store key directory exists"
+    );
     // The first LDR entry is the kernel, loaded at a kernel-space address.
     assert_eq!(amd.path, "\\SystemRoot\\System32\\drivers\\amdppm.sys");
     assert_eq!(t.drivers[0].name, "ntoskrnl.exe");
-    assert!(t.drivers.iter().all(|m| m.base >= 0xFFFF_8000_0000_0000 && m.size > 0));
+    assert!(t
+        .drivers
+        .iter()
+        .all(|m| m.base >= 0xFFFF_8000_0000_0000 && m.size > 0));
 }
 
 #[test]
@@ -59,10 +75,16 @@ fn triage_debugger_data_is_kdbg_and_readable_as_memory() {
     let d = triage();
     let kdbg = d.triage_debugger_data().expect("debugger data");
     assert_eq!(&kdbg[0x10..0x14], b"KDBG");
-    let va = d.header().kd_debugger_data_block.expect("KdDebuggerDataBlock");
+    let va = d
+        .header()
+        .kd_debugger_data_block
+        .expect("KdDebuggerDataBlock");
     let mem = d.kernel_memory().unwrap();
     assert_eq!(mem.pointer_size(), 8);
-    assert_eq!(mem.read_u32(va + 0x10).unwrap(), u32::from_le_bytes(*b"KDBG"));
+    assert_eq!(
+        mem.read_u32(va + 0x10).unwrap(),
+        u32::from_le_bytes(*b"KDBG")
+    );
     // KernBase (+0x18) equals the kernel driver entry's base.
     let kern_base = mem.read_u64(va + 0x18).unwrap();
     assert_eq!(kern_base, d.triage().unwrap().drivers[0].base);
@@ -82,7 +104,15 @@ fn triage_data_blocks_are_in_file() {
         let got = mem.read_vec(b.address, b.size as usize).unwrap();
         // Overlapping blocks may serve a later copy; compare only the first byte run for
         // blocks that do not overlap another.
-        if t.data_blocks.iter().filter(|o| o.address < b.address + u64::from(b.size) && b.address < o.address + u64::from(o.size)).count() == 1 {
+        if t.data_blocks
+            .iter()
+            .filter(|o| {
+                o.address < b.address + u64::from(b.size)
+                    && b.address < o.address + u64::from(o.size)
+            })
+            .count()
+            == 1
+        {
             assert_eq!(got, want);
         }
     }

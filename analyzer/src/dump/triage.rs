@@ -83,7 +83,11 @@ pub struct TriageDump {
 impl TriageDump {
     /// Every captured virtual range: data blocks, the data page and the debugger data block.
     pub fn regions(&self) -> impl Iterator<Item = TriageDataBlock> + '_ {
-        self.data_blocks.iter().copied().chain(self.data_page).chain(self.debugger_data)
+        self.data_blocks
+            .iter()
+            .copied()
+            .chain(self.data_page)
+            .chain(self.debugger_data)
     }
 }
 
@@ -148,8 +152,18 @@ pub(crate) fn parse(
     }
 
     // The writer's own idea of the dump size: a shorter file lost its tail.
-    need(data, "triage dump (SizeOfDump)", 0, u64::from(h.size_of_dump))?;
-    let valid = slice(data, "triage ValidOffset marker", u64::from(h.valid_offset), 4)?;
+    need(
+        data,
+        "triage dump (SizeOfDump)",
+        0,
+        u64::from(h.size_of_dump),
+    )?;
+    let valid = slice(
+        data,
+        "triage ValidOffset marker",
+        u64::from(h.valid_offset),
+        4,
+    )?;
     if valid != TRIAGE_VALID {
         return Err(DumpError::malformed(
             "triage header",
@@ -159,32 +173,63 @@ pub(crate) fn parse(
 
     let drivers = parse_drivers(data, &h, wide)?;
     let data_blocks = parse_blocks(data, &h, wide)?;
-    let region = |what: &'static str, address: u64, offset: u32, size: u32| -> Result<Option<TriageDataBlock>, DumpError> {
+    let region = |what: &'static str,
+                  address: u64,
+                  offset: u32,
+                  size: u32|
+     -> Result<Option<TriageDataBlock>, DumpError> {
         if offset == 0 || size == 0 {
             return Ok(None);
         }
         need(data, what, u64::from(offset), u64::from(size))?;
-        Ok(Some(TriageDataBlock { address, offset, size }))
+        Ok(Some(TriageDataBlock {
+            address,
+            offset,
+            size,
+        }))
     };
     let debugger_data = match kd_debugger_data_block {
-        Some(va) => region("triage debugger data", va, h.debugger_data_offset, h.debugger_data_size)?,
+        Some(va) => region(
+            "triage debugger data",
+            va,
+            h.debugger_data_offset,
+            h.debugger_data_size,
+        )?,
         None => None,
     };
     let data_page = if h.data_page_address != 0 {
-        region("triage data page", h.data_page_address, h.data_page_offset, h.data_page_size)?
+        region(
+            "triage data page",
+            h.data_page_address,
+            h.data_page_offset,
+            h.data_page_size,
+        )?
     } else {
         None
     };
-    Ok(TriageDump { header: h, drivers, data_blocks, debugger_data, data_page })
+    Ok(TriageDump {
+        header: h,
+        drivers,
+        data_blocks,
+        debugger_data,
+        data_page,
+    })
 }
 
-fn parse_drivers(data: &[u8], h: &TriageHeader, wide: bool) -> Result<Vec<TriageDriver>, DumpError> {
+fn parse_drivers(
+    data: &[u8],
+    h: &TriageHeader,
+    wide: bool,
+) -> Result<Vec<TriageDriver>, DumpError> {
     let w = "triage driver list";
     // DUMP_DRIVER_ENTRY64 = {u32 name offset; u32 pad; LDR_DATA_TABLE_ENTRY64 (0x88)};
     // DUMP_DRIVER_ENTRY32 = {u32 name offset; LDR_DATA_TABLE_ENTRY32 (0x48)}.
     // (entry size, DllBase, SizeOfImage, CheckSum, TimeDateStamp) offsets within an entry:
-    let (esize, o_base, o_size, o_sum, o_time) =
-        if wide { (0x90u64, 0x38u64, 0x48u64, 0x80u64, 0x88u64) } else { (0x4C, 0x1C, 0x24, 0x44, 0x48) };
+    let (esize, o_base, o_size, o_sum, o_time) = if wide {
+        (0x90u64, 0x38u64, 0x48u64, 0x80u64, 0x88u64)
+    } else {
+        (0x4C, 0x1C, 0x24, 0x44, 0x48)
+    };
     let list = u64::from(h.driver_list_offset);
     let count = u64::from(h.driver_count);
     // Check the whole list against the file before allocating for it: a lying count fails here.
@@ -193,10 +238,18 @@ fn parse_drivers(data: &[u8], h: &TriageHeader, wide: bool) -> Result<Vec<Triage
     for i in 0..count {
         let e = list + i * esize;
         let name_off = u64::from(u32_at(data, w, e)?);
-        let base = if wide { u64_at(data, w, e + o_base)? } else { u64::from(u32_at(data, w, e + o_base)?) };
+        let base = if wide {
+            u64_at(data, w, e + o_base)?
+        } else {
+            u64::from(u32_at(data, w, e + o_base)?)
+        };
         let path = read_pool_string(data, name_off, i)?;
         drivers.push(TriageDriver {
-            name: path.rsplit(['\\', '/']).next().unwrap_or_default().to_string(),
+            name: path
+                .rsplit(['\\', '/'])
+                .next()
+                .unwrap_or_default()
+                .to_string(),
             path,
             base,
             size: u32_at(data, w, e + o_size)?,
@@ -218,7 +271,10 @@ fn read_pool_string(data: &[u8], off: u64, index: u64) -> Result<String, DumpErr
         ));
     }
     let raw = slice(data, w, off + 4, chars * 2)?;
-    let units: Vec<u16> = raw.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
+    let units: Vec<u16> = raw
+        .chunks_exact(2)
+        .map(|c| u16::from_le_bytes([c[0], c[1]]))
+        .collect();
     let mut s = String::from_utf16_lossy(&units);
     while s.ends_with('\0') {
         s.pop();
@@ -226,7 +282,11 @@ fn read_pool_string(data: &[u8], off: u64, index: u64) -> Result<String, DumpErr
     Ok(s)
 }
 
-fn parse_blocks(data: &[u8], h: &TriageHeader, wide: bool) -> Result<Vec<TriageDataBlock>, DumpError> {
+fn parse_blocks(
+    data: &[u8],
+    h: &TriageHeader,
+    wide: bool,
+) -> Result<Vec<TriageDataBlock>, DumpError> {
     let w = "triage data blocks";
     let esize = if wide { 16u64 } else { 12u64 };
     let at = u64::from(h.data_blocks_offset);
@@ -238,15 +298,30 @@ fn parse_blocks(data: &[u8], h: &TriageHeader, wide: bool) -> Result<Vec<TriageD
     let mut blocks = Vec::with_capacity(count as usize);
     for i in 0..count {
         let e = at + i * esize;
-        let (address, rest) =
-            if wide { (u64_at(data, w, e)?, e + 8) } else { (u64::from(u32_at(data, w, e)?), e + 4) };
+        let (address, rest) = if wide {
+            (u64_at(data, w, e)?, e + 8)
+        } else {
+            (u64::from(u32_at(data, w, e)?), e + 4)
+        };
         let offset = u32_at(data, w, rest)?;
         let size = u32_at(data, w, rest + 4)?;
-        need(data, "triage data block contents", u64::from(offset), u64::from(size))?;
+        need(
+            data,
+            "triage data block contents",
+            u64::from(offset),
+            u64::from(size),
+        )?;
         if address.checked_add(u64::from(size)).is_none() {
-            return Err(DumpError::malformed(w, format!("block {i} at {address:#x} wraps the address space")));
+            return Err(DumpError::malformed(
+                w,
+                format!("block {i} at {address:#x} wraps the address space"),
+            ));
         }
-        blocks.push(TriageDataBlock { address, offset, size });
+        blocks.push(TriageDataBlock {
+            address,
+            offset,
+            size,
+        });
     }
     Ok(blocks)
 }

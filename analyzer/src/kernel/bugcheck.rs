@@ -61,8 +61,16 @@ const TABLE: &[(u32, &str, bool)] = &[
     (0xCB, "DRIVER_LEFT_LOCKED_PAGES_IN_PROCESS", true),
     (0xCC, "PAGE_FAULT_IN_FREED_SPECIAL_POOL", true),
     (0xCD, "PAGE_FAULT_BEYOND_END_OF_ALLOCATION", true),
-    (0xCE, "DRIVER_UNLOADED_WITHOUT_CANCELLING_PENDING_OPERATIONS", false),
-    (0xCF, "TERMINAL_SERVER_DRIVER_MADE_INCORRECT_MEMORY_REFERENCE", true),
+    (
+        0xCE,
+        "DRIVER_UNLOADED_WITHOUT_CANCELLING_PENDING_OPERATIONS",
+        false,
+    ),
+    (
+        0xCF,
+        "TERMINAL_SERVER_DRIVER_MADE_INCORRECT_MEMORY_REFERENCE",
+        true,
+    ),
     (0xD0, "DRIVER_CORRUPTED_MMPOOL", true),
     (0xD1, "DRIVER_IRQL_NOT_LESS_OR_EQUAL", true),
     (0xD3, "DRIVER_PORTION_MUST_BE_NONPAGED", true),
@@ -124,7 +132,10 @@ pub struct BugcheckName {
 }
 
 fn lookup(code: u32) -> Option<(&'static str, bool)> {
-    TABLE.iter().find(|&&(c, _, _)| c == code).map(|&(_, n, p)| (n, p))
+    TABLE
+        .iter()
+        .find(|&&(c, _, _)| c == code)
+        .map(|&(_, n, p)| (n, p))
 }
 
 /// The name of `code`, or `None` when it is not in the table.
@@ -195,8 +206,14 @@ mod tests {
         assert_eq!(n(0x13A).as_deref(), Some("KERNEL_MODE_HEAP_CORRUPTION"));
         assert_eq!(n(0xE2).as_deref(), Some("MANUALLY_INITIATED_CRASH"));
         assert_eq!(n(0xDEADDEAD).as_deref(), Some("MANUALLY_INITIATED_CRASH1"));
-        assert_eq!(n(0x1000007E).as_deref(), Some("SYSTEM_THREAD_EXCEPTION_NOT_HANDLED_M"));
-        assert_eq!(n(0x1000008E).as_deref(), Some("KERNEL_MODE_EXCEPTION_NOT_HANDLED_M"));
+        assert_eq!(
+            n(0x1000007E).as_deref(),
+            Some("SYSTEM_THREAD_EXCEPTION_NOT_HANDLED_M")
+        );
+        assert_eq!(
+            n(0x1000008E).as_deref(),
+            Some("KERNEL_MODE_EXCEPTION_NOT_HANDLED_M")
+        );
         assert_eq!(n(0x12345), None);
         assert_eq!(n(0x10012345), None);
         let b = bugcheck_name(0x100000C5).unwrap();

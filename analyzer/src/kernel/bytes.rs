@@ -38,7 +38,10 @@ pub(crate) fn c_string(b: &[u8]) -> String {
 
 /// UTF-16LE bytes (odd trailing byte ignored) to a String, replacing invalid sequences.
 pub(crate) fn utf16le(b: &[u8]) -> String {
-    let units: Vec<u16> = b.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
+    let units: Vec<u16> = b
+        .chunks_exact(2)
+        .map(|c| u16::from_le_bytes([c[0], c[1]]))
+        .collect();
     String::from_utf16_lossy(&units)
 }
 

@@ -70,15 +70,26 @@ pub fn fault_param(code: u32) -> Option<u8> {
     } else {
         code
     };
-    PARAM_TABLE.iter().find(|&&(c, _)| c == base).map(|&(_, p)| p)
+    PARAM_TABLE
+        .iter()
+        .find(|&&(c, _)| c == base)
+        .map(|&(_, p)| p)
 }
 
 /// The instruction pointer (Eip / Rip / Pc) of the context record in the header `bytes`, when
 /// the record is there (its ContextFlags carry the architecture's flag).
 pub fn context_instruction_pointer(bytes: &[u8], arch: Arch) -> Option<u64> {
     let (flags_at, flag, ip) = match arch {
-        Arch::X86 => (CONTEXT_X86, FLAG_I386, u32_at(bytes, CONTEXT_X86 + 0xB8).map(u64::from)),
-        Arch::X64 => (CONTEXT_64 + 0x30, FLAG_AMD64, u64_at(bytes, CONTEXT_64 + 0xF8)),
+        Arch::X86 => (
+            CONTEXT_X86,
+            FLAG_I386,
+            u32_at(bytes, CONTEXT_X86 + 0xB8).map(u64::from),
+        ),
+        Arch::X64 => (
+            CONTEXT_64 + 0x30,
+            FLAG_AMD64,
+            u64_at(bytes, CONTEXT_64 + 0xF8),
+        ),
         Arch::Arm64 => (CONTEXT_64, FLAG_ARM64, u64_at(bytes, CONTEXT_64 + 0x108)),
     };
     let flags = u32_at(bytes, flags_at)?;
@@ -90,7 +101,11 @@ pub fn context_instruction_pointer(bytes: &[u8], arch: Arch) -> Option<u64> {
 
 /// The faulting address: the documented parameter for exception bugchecks (when non-zero),
 /// else the context record's instruction pointer.
-pub fn faulting_address(code: u32, params: &[u64; 4], context_ip: Option<u64>) -> Option<FaultingAddress> {
+pub fn faulting_address(
+    code: u32,
+    params: &[u64; 4],
+    context_ip: Option<u64>,
+) -> Option<FaultingAddress> {
     if let Some(p) = fault_param(code) {
         if let Some(&v) = params.get(usize::from(p) - 1) {
             if v != 0 {
@@ -119,8 +134,16 @@ mod tests {
         assert_eq!(fault_param(0x1000_008E), Some(2));
         assert_eq!(fault_param(0xD1), Some(4));
         assert_eq!(fault_param(0xE2), None);
-        let f = faulting_address(0x1000_007E, &[0xc0000005, 0xfffff804_8b58334c, 1, 2], Some(7)).unwrap();
-        assert_eq!((f.address, f.source), (0xfffff804_8b58334c, FaultSource::Param(2)));
+        let f = faulting_address(
+            0x1000_007E,
+            &[0xc0000005, 0xfffff804_8b58334c, 1, 2],
+            Some(7),
+        )
+        .unwrap();
+        assert_eq!(
+            (f.address, f.source),
+            (0xfffff804_8b58334c, FaultSource::Param(2))
+        );
         // Unknown parameter or a zero one: the context record.
         let f = faulting_address(0xE2, &[0; 4], Some(0x1234)).unwrap();
         assert_eq!(f.source, FaultSource::ContextRecord);
@@ -133,11 +156,17 @@ mod tests {
         assert_eq!(context_instruction_pointer(&h, Arch::X64), None);
         h[0x348 + 0x30..0x348 + 0x34].copy_from_slice(&0x0010_001fu32.to_le_bytes());
         h[0x440..0x448].copy_from_slice(&0xfffff804_8b58334cu64.to_le_bytes());
-        assert_eq!(context_instruction_pointer(&h, Arch::X64), Some(0xfffff804_8b58334c));
+        assert_eq!(
+            context_instruction_pointer(&h, Arch::X64),
+            Some(0xfffff804_8b58334c)
+        );
         let mut x = vec![0u8; 0x1000];
         x[0x320..0x324].copy_from_slice(&0x0001_0007u32.to_le_bytes());
         x[0x3d8..0x3dc].copy_from_slice(&0x8050_1234u32.to_le_bytes());
-        assert_eq!(context_instruction_pointer(&x, Arch::X86), Some(0x8050_1234));
+        assert_eq!(
+            context_instruction_pointer(&x, Arch::X86),
+            Some(0x8050_1234)
+        );
         let fill: Vec<u8> = b"PAGE".iter().copied().cycle().take(0x2000).collect();
         assert_eq!(context_instruction_pointer(&fill, Arch::X64), None);
         assert_eq!(context_instruction_pointer(&[], Arch::Arm64), None);

@@ -84,7 +84,9 @@ pub enum KdbgError {
     Unreadable { va: u64, source: MemoryError },
     #[error("debugger data block at {va:#x} is not tagged \"KDBG\": encoded, no keys (decoding needs KiWaitNever, KiWaitAlways and KdpDataBlockEncoded from the kernel's symbols)")]
     EncodedNoKeys { va: u64 },
-    #[error("debugger data block at {va:#x} has tag {tag:#010x}, not \"KDBG\", even after decoding")]
+    #[error(
+        "debugger data block at {va:#x} has tag {tag:#010x}, not \"KDBG\", even after decoding"
+    )]
     BadTag { va: u64, tag: u32 },
     #[error("debugger data block at {va:#x} has an implausible size {size:#x}")]
     BadSize { va: u64, size: u32 },
@@ -107,7 +109,10 @@ pub struct Kdbg {
 impl Kdbg {
     /// The value of a field by its wdbgexts.h name.
     pub fn get(&self, name: &str) -> Option<u64> {
-        self.fields.iter().find(|(n, _)| *n == name).map(|&(_, v)| v)
+        self.fields
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|&(_, v)| v)
     }
     pub fn kern_base(&self) -> Option<u64> {
         self.get("KernBase").filter(|&v| v != 0)
@@ -122,7 +127,10 @@ impl Kdbg {
     /// The pointer-sized kernel variables whose ADDRESS the block holds ([`DEREF_FIELDS`]),
     /// read from `mem`: `(name, value)` for each one that is non-zero and readable, and the
     /// names of those that could not be read.
-    pub fn deref_values(&self, mem: &dyn VirtualMemory) -> (Vec<(&'static str, u64)>, Vec<&'static str>) {
+    pub fn deref_values(
+        &self,
+        mem: &dyn VirtualMemory,
+    ) -> (Vec<(&'static str, u64)>, Vec<&'static str>) {
         let mut values = Vec::new();
         let mut unreadable = Vec::new();
         for &name in DEREF_FIELDS {
@@ -162,13 +170,15 @@ pub const DEREF_FIELDS: &[&str] = &[
 /// Decodes one qword of an encoded block (qemu contrib/elf2dmp; ../shared/docs).
 pub fn decode_qword(q: u64, keys: &KdbgKeys) -> u64 {
     let rot = (keys.ki_wait_never & 0xff) as u32;
-    ((q ^ keys.ki_wait_never).rotate_left(rot) ^ keys.kdp_data_block_encoded).swap_bytes() ^ keys.ki_wait_always
+    ((q ^ keys.ki_wait_never).rotate_left(rot) ^ keys.kdp_data_block_encoded).swap_bytes()
+        ^ keys.ki_wait_always
 }
 
 /// The inverse of [`decode_qword`]: what Windows stores. Used by the forge and by tests.
 pub fn encode_qword(v: u64, keys: &KdbgKeys) -> u64 {
     let rot = (keys.ki_wait_never & 0xff) as u32;
-    ((v ^ keys.ki_wait_always).swap_bytes() ^ keys.kdp_data_block_encoded).rotate_right(rot) ^ keys.ki_wait_never
+    ((v ^ keys.ki_wait_always).swap_bytes() ^ keys.kdp_data_block_encoded).rotate_right(rot)
+        ^ keys.ki_wait_never
 }
 
 fn decode_in_place(bytes: &mut [u8], keys: &KdbgKeys) {
@@ -181,7 +191,11 @@ fn decode_in_place(bytes: &mut [u8], keys: &KdbgKeys) {
 
 /// Reads and validates the block at `va`, decoding it with `keys` when it is encoded.
 /// Pointers are truncated to 32 bits when `mem` is a 32-bit address space.
-pub fn read_kdbg(mem: &dyn VirtualMemory, va: u64, keys: Option<&KdbgKeys>) -> Result<Kdbg, KdbgError> {
+pub fn read_kdbg(
+    mem: &dyn VirtualMemory,
+    va: u64,
+    keys: Option<&KdbgKeys>,
+) -> Result<Kdbg, KdbgError> {
     let unreadable = |source| KdbgError::Unreadable { va, source };
     let mut head = [0u8; HEADER_SIZE];
     mem.read(va, &mut head).map_err(unreadable)?;
@@ -207,7 +221,12 @@ pub fn read_kdbg(mem: &dyn VirtualMemory, va: u64, keys: Option<&KdbgKeys>) -> R
             decode_in_place(&mut block, k);
         }
     }
-    Ok(parse_block(va, &block[..size as usize], encoded, mem.pointer_size()))
+    Ok(parse_block(
+        va,
+        &block[..size as usize],
+        encoded,
+        mem.pointer_size(),
+    ))
 }
 
 /// Parses a block already in plain form (e.g. the decoded copy a triage dump keeps at
@@ -221,7 +240,12 @@ pub fn parse_kdbg_bytes(va: u64, bytes: &[u8], pointer_size: u8) -> Result<Kdbg,
     if !(MIN_SIZE..=MAX_SIZE).contains(&size) || size as usize > bytes.len() {
         return Err(KdbgError::BadSize { va, size });
     }
-    Ok(parse_block(va, &bytes[..size as usize], false, pointer_size))
+    Ok(parse_block(
+        va,
+        &bytes[..size as usize],
+        false,
+        pointer_size,
+    ))
 }
 
 fn parse_block(va: u64, block: &[u8], was_encoded: bool, pointer_size: u8) -> Kdbg {
@@ -229,7 +253,14 @@ fn parse_block(va: u64, block: &[u8], was_encoded: bool, pointer_size: u8) -> Kd
         .iter()
         .filter_map(|&(name, off)| {
             let v = u64_at(block, off)?;
-            Some((name, if pointer_size == 4 { v & 0xffff_ffff } else { v }))
+            Some((
+                name,
+                if pointer_size == 4 {
+                    v & 0xffff_ffff
+                } else {
+                    v
+                },
+            ))
         })
         .collect();
     Kdbg {
@@ -256,7 +287,8 @@ mod tests {
         b[0x14..0x18].copy_from_slice(&size.to_le_bytes());
         for &(_, off) in FIELDS {
             if off + 8 <= b.len() {
-                b[off..off + 8].copy_from_slice(&(0xfffff800_00001000u64 + off as u64).to_le_bytes());
+                b[off..off + 8]
+                    .copy_from_slice(&(0xfffff800_00001000u64 + off as u64).to_le_bytes());
             }
         }
         b
@@ -310,7 +342,13 @@ mod tests {
             ki_wait_always: 0x1234_5678_9abc_def0,
             kdp_data_block_encoded: 0xfffff804_7c6fc438,
         };
-        for v in [0u64, 1, u64::MAX, 0x4742_444b_0000_0380, 0xfffff804_7ba00000] {
+        for v in [
+            0u64,
+            1,
+            u64::MAX,
+            0x4742_444b_0000_0380,
+            0xfffff804_7ba00000,
+        ] {
             assert_eq!(decode_qword(encode_qword(v, &keys), &keys), v);
             assert_ne!(encode_qword(v, &keys), v);
         }
@@ -330,7 +368,10 @@ mod tests {
             c.copy_from_slice(&encode_qword(v, &keys).to_le_bytes());
         }
         let mem = SliceMemory::new(VA, &enc, 8);
-        assert_eq!(read_kdbg(&mem, VA, None), Err(KdbgError::EncodedNoKeys { va: VA }));
+        assert_eq!(
+            read_kdbg(&mem, VA, None),
+            Err(KdbgError::EncodedNoKeys { va: VA })
+        );
         assert!(read_kdbg(&mem, VA, None)
             .unwrap_err()
             .to_string()
@@ -376,7 +417,10 @@ mod tests {
     /// header captured at that address (MZ) and the README's 19041 kernel.
     #[test]
     fn real_triage_block() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus/dumps/triage_x64.dmp");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/corpus/dumps/triage_x64.dmp"
+        );
         let file = std::fs::read(path).unwrap();
         let bytes = &file[0x104a8..0x104a8 + 0x380];
         let k = parse_kdbg_bytes(0xfffff804_7c600b20, bytes, 8).unwrap();

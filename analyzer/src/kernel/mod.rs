@@ -16,7 +16,9 @@ pub use bugcheck::{bugcheck_name, BugcheckName, SymbolizedParam};
 pub use fault::{FaultSource, FaultingAddress};
 pub use kdbg::{Kdbg, KdbgError, KdbgKeys};
 pub use modules::{Module, ModuleList, ModuleSource};
-pub use pe::{CodeView, Import, ImportedDll, Imports, PeError, PeFile, PeInfo, Section, SliceMemory};
+pub use pe::{
+    CodeView, Import, ImportedDll, Imports, PeError, PeFile, PeInfo, Section, SliceMemory,
+};
 
 use crate::dump::Dump;
 use crate::memory::VirtualMemory;
@@ -97,7 +99,11 @@ pub fn read_kernel_with_keys(dump: &Dump, keys: Option<&KdbgKeys>) -> KernelInfo
             match (from_mem, dump.triage_debugger_data()) {
                 (Ok(k), _) => (Some(k), None),
                 (Err(e), Some(bytes)) => {
-                    let ptr = if header.arch == crate::dump::Arch::X86 { 4 } else { 8 };
+                    let ptr = if header.arch == crate::dump::Arch::X86 {
+                        4
+                    } else {
+                        8
+                    };
                     match kdbg::parse_kdbg_bytes(va, bytes, ptr) {
                         Ok(k) => (Some(k), None),
                         Err(e2) => (None, Some(format!("{e}; triage copy: {e2}"))),
@@ -124,7 +130,10 @@ pub fn read_kernel_with_keys(dump: &Dump, keys: Option<&KdbgKeys>) -> KernelInfo
                     source: ModuleSource::None,
                     modules: Vec::new(),
                     complete: false,
-                    warnings: vec!["no PsLoadedModuleList address in the debugger data block or the header".into()],
+                    warnings: vec![
+                        "no PsLoadedModuleList address in the debugger data block or the header"
+                            .into(),
+                    ],
                 },
             }
         }
@@ -163,7 +172,10 @@ pub fn read_kernel_with_keys(dump: &Dump, keys: Option<&KdbgKeys>) -> KernelInfo
         (Some(k), Some(m)) => {
             let (values, unreadable) = k.deref_values(m);
             if !unreadable.is_empty() {
-                warnings.push(format!("kernel variables not in the dump: {}", unreadable.join(", ")));
+                warnings.push(format!(
+                    "kernel variables not in the dump: {}",
+                    unreadable.join(", ")
+                ));
             }
             values
         }
@@ -221,7 +233,11 @@ mod tests {
                 m[l..l + 4].copy_from_slice(b"PE\0\0");
             }
             if l + 26 <= m.len() {
-                m[l + 24..l + 26].copy_from_slice(if round % 2 == 0 { &[0x0b, 0x02] } else { &[0x0b, 0x01] });
+                m[l + 24..l + 26].copy_from_slice(if round % 2 == 0 {
+                    &[0x0b, 0x02]
+                } else {
+                    &[0x0b, 0x01]
+                });
             }
             m[0x10..0x14].copy_from_slice(b"KDBG");
             // Make list links point inside the buffer half of the time.

@@ -111,18 +111,29 @@ const LDR_X86: LdrLayout = LdrLayout {
 
 /// Reads a UNICODE_STRING whose descriptor is at `off` in `entry`. Length is a u16 byte
 /// count, so the read is at most 64 KiB whatever the dump says.
-fn read_unicode_string(mem: &dyn VirtualMemory, entry: &[u8], off: usize, l: &LdrLayout) -> Result<String, String> {
+fn read_unicode_string(
+    mem: &dyn VirtualMemory,
+    entry: &[u8],
+    off: usize,
+    l: &LdrLayout,
+) -> Result<String, String> {
     let len = u16_at(entry, off).ok_or("short entry")? as usize & !1;
     let buf = ptr_at(entry, off + l.us_buffer, l.ptr).ok_or("short entry")?;
     if len == 0 {
         return Ok(String::new());
     }
-    mem.read_vec(buf, len).map(|b| utf16le(&b)).map_err(|e| e.to_string())
+    mem.read_vec(buf, len)
+        .map(|b| utf16le(&b))
+        .map_err(|e| e.to_string())
 }
 
 /// Walks the InLoadOrderLinks list whose head (nt!PsLoadedModuleList) is at `head`.
 pub fn walk_loaded_modules(mem: &dyn VirtualMemory, head: u64) -> ModuleList {
-    let layout = if mem.pointer_size() == 4 { LDR_X86 } else { LDR_X64 };
+    let layout = if mem.pointer_size() == 4 {
+        LDR_X86
+    } else {
+        LDR_X64
+    };
     let mut list = ModuleList {
         source: ModuleSource::LoadedModuleList { head },
         modules: Vec::new(),
@@ -132,8 +143,9 @@ pub fn walk_loaded_modules(mem: &dyn VirtualMemory, head: u64) -> ModuleList {
     let mut next = match mem.read_ptr(head) {
         Ok(p) => p,
         Err(e) => {
-            list.warnings
-                .push(format!("PsLoadedModuleList head at {head:#x} is not readable: {e}"));
+            list.warnings.push(format!(
+                "PsLoadedModuleList head at {head:#x} is not readable: {e}"
+            ));
             return list;
         }
     };
@@ -144,11 +156,13 @@ pub fn walk_loaded_modules(mem: &dyn VirtualMemory, head: u64) -> ModuleList {
             break;
         }
         if next == 0 {
-            list.warnings.push("module list: null link before the list head".into());
+            list.warnings
+                .push("module list: null link before the list head".into());
             break;
         }
         if !visited.insert(next) {
-            list.warnings.push(format!("module list: loop at entry {next:#x}"));
+            list.warnings
+                .push(format!("module list: loop at entry {next:#x}"));
             break;
         }
         if list.modules.len() >= MAX_MODULES {
@@ -169,16 +183,18 @@ pub fn walk_loaded_modules(mem: &dyn VirtualMemory, head: u64) -> ModuleList {
         let base = ptr_at(&entry, layout.dll_base, layout.ptr).unwrap_or(0);
         let size = u32_at(&entry, layout.size_of_image).unwrap_or(0);
         let ldr_checksum = u32_at(&entry, layout.checksum);
-        let name = read_unicode_string(mem, &entry, layout.base_name, &layout).unwrap_or_else(|e| {
-            list.warnings
-                .push(format!("module at {base:#x}: BaseDllName unreadable: {e}"));
-            String::new()
-        });
-        let path = read_unicode_string(mem, &entry, layout.full_name, &layout).unwrap_or_else(|e| {
-            list.warnings
-                .push(format!("module at {base:#x}: FullDllName unreadable: {e}"));
-            String::new()
-        });
+        let name =
+            read_unicode_string(mem, &entry, layout.base_name, &layout).unwrap_or_else(|e| {
+                list.warnings
+                    .push(format!("module at {base:#x}: BaseDllName unreadable: {e}"));
+                String::new()
+            });
+        let path =
+            read_unicode_string(mem, &entry, layout.full_name, &layout).unwrap_or_else(|e| {
+                list.warnings
+                    .push(format!("module at {base:#x}: FullDllName unreadable: {e}"));
+                String::new()
+            });
         let mut m = Module {
             name,
             path,
@@ -306,7 +322,10 @@ mod tests {
             for (i, n) in names.iter().enumerate() {
                 let e = entry(i);
                 self.put_ptr(prev, e);
-                self.put_ptr(e + l.dll_base as u64, 0xfffff800_10000000 + i as u64 * 0x100000);
+                self.put_ptr(
+                    e + l.dll_base as u64,
+                    0xfffff800_10000000 + i as u64 * 0x100000,
+                );
                 self.put_u32(e + l.size_of_image as u64, 0x8000);
                 self.put_u32(e + l.checksum as u64, 0x1234 + i as u32);
                 let sb = self.base + 0x8000 + i as u64 * 0x100;

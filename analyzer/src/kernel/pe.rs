@@ -144,7 +144,10 @@ pub struct CodeView {
 impl CodeView {
     /// The PDB file name without its directory: the first half of the symbol-store path.
     pub fn pdb_name(&self) -> &str {
-        self.pdb_path.rsplit(['\\', '/']).next().unwrap_or(&self.pdb_path)
+        self.pdb_path
+            .rsplit(['\\', '/'])
+            .next()
+            .unwrap_or(&self.pdb_path)
     }
 
     /// The symbol-store key: GUID without dashes followed by the age in hex (upper case).
@@ -289,7 +292,12 @@ fn read_headers(mem: &dyn VirtualMemory, base: u64) -> Result<Headers, PeError> 
     // Only directories that fit inside SizeOfOptionalHeader are real, whatever the count says.
     let fit = opt.len().saturating_sub(dirs_off) / 8;
     let directories = (0..declared.min(fit).min(16))
-        .filter_map(|i| Some((u32_at(&opt, dirs_off + i * 8)?, u32_at(&opt, dirs_off + i * 8 + 4)?)))
+        .filter_map(|i| {
+            Some((
+                u32_at(&opt, dirs_off + i * 8)?,
+                u32_at(&opt, dirs_off + i * 8 + 4)?,
+            ))
+        })
         .collect();
 
     let sec_va = opt_va
@@ -323,7 +331,11 @@ fn read_headers(mem: &dyn VirtualMemory, base: u64) -> Result<Headers, PeError> 
 
 /// Reads the PE image mapped at `base`. `module_size`, when known (from the loader entry),
 /// bounds the RVAs we follow in addition to the image's own SizeOfImage.
-pub fn read_pe(mem: &dyn VirtualMemory, base: u64, module_size: Option<u32>) -> Result<PeInfo, PeError> {
+pub fn read_pe(
+    mem: &dyn VirtualMemory,
+    base: u64,
+    module_size: Option<u32>,
+) -> Result<PeInfo, PeError> {
     let h = read_headers(mem, base)?;
     let limit = match module_size {
         Some(s) if s > 0 => s.min(h.size_of_image),
@@ -344,8 +356,8 @@ pub fn read_pe(mem: &dyn VirtualMemory, base: u64, module_size: Option<u32>) -> 
             .filter(|&(rva, size)| rva != 0 && size != 0)
     };
 
-    let imports =
-        dir(IMAGE_DIRECTORY_ENTRY_IMPORT).map(|(rva, _)| read_imports(mem, base, rva, limit, h.is_64, &mut warnings));
+    let imports = dir(IMAGE_DIRECTORY_ENTRY_IMPORT)
+        .map(|(rva, _)| read_imports(mem, base, rva, limit, h.is_64, &mut warnings));
     let codeview = match dir(IMAGE_DIRECTORY_ENTRY_DEBUG) {
         Some((rva, size)) => read_codeview(mem, base, rva, size, limit, &mut warnings),
         None => None,
@@ -455,7 +467,9 @@ fn read_thunks(
     let mut functions = Vec::new();
     for j in 0..=MAX_IMPORTS_PER_DLL {
         if j == MAX_IMPORTS_PER_DLL {
-            warnings.push(format!("imports: {dll}: stopped after {MAX_IMPORTS_PER_DLL} functions"));
+            warnings.push(format!(
+                "imports: {dll}: stopped after {MAX_IMPORTS_PER_DLL} functions"
+            ));
             return Thunks {
                 functions,
                 complete: false,
@@ -464,7 +478,9 @@ fn read_thunks(
         let t_rva = match table.checked_add(j as u32 * psize) {
             Some(r) if rva_ok(r, psize, limit) => r,
             _ => {
-                warnings.push(format!("imports: {dll}: lookup table runs outside the image"));
+                warnings.push(format!(
+                    "imports: {dll}: lookup table runs outside the image"
+                ));
                 return Thunks {
                     functions,
                     complete: false,
@@ -547,7 +563,9 @@ fn read_codeview(
         ));
     }
     for i in 0..count.min(MAX_DEBUG_ENTRIES) {
-        let e_rva = rva.checked_add(i as u32 * 28).filter(|&r| rva_ok(r, 28, limit));
+        let e_rva = rva
+            .checked_add(i as u32 * 28)
+            .filter(|&r| rva_ok(r, 28, limit));
         let Some(e_rva) = e_rva else {
             warnings.push("debug directory lies outside the image".into());
             return None;
@@ -608,7 +626,9 @@ impl<'a> SliceMemory<'a> {
 
 impl VirtualMemory for SliceMemory<'_> {
     fn read(&self, va: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
-        let off = va.checked_sub(self.base).ok_or(MemoryError::NotMapped { va })?;
+        let off = va
+            .checked_sub(self.base)
+            .ok_or(MemoryError::NotMapped { va })?;
         let off = usize::try_from(off).map_err(|_| MemoryError::NotMapped { va })?;
         let end = off
             .checked_add(buf.len())
@@ -711,7 +731,8 @@ mod tests {
     fn guid_formatting_matches_windows() {
         // Bytes of {1C19FDDB-27BB-3399-D9B4-5973EFEAFCF3} as stored in an RSDS record.
         let b = [
-            0xdb, 0xfd, 0x19, 0x1c, 0xbb, 0x27, 0x99, 0x33, 0xd9, 0xb4, 0x59, 0x73, 0xef, 0xea, 0xfc, 0xf3,
+            0xdb, 0xfd, 0x19, 0x1c, 0xbb, 0x27, 0x99, 0x33, 0xd9, 0xb4, 0x59, 0x73, 0xef, 0xea,
+            0xfc, 0xf3,
         ];
         assert_eq!(format_guid(&b), "1C19FDDB-27BB-3399-D9B4-5973EFEAFCF3");
     }
@@ -735,7 +756,10 @@ mod tests {
         n.extend_from_slice(&2u32.to_le_bytes());
         n.extend_from_slice(b"ntoskrnl.pdb\0");
         let cv = parse_codeview(&n).unwrap();
-        assert_eq!((cv.guid.as_str(), cv.age, cv.format), ("3B7D84A5", 2, "NB10"));
+        assert_eq!(
+            (cv.guid.as_str(), cv.age, cv.format),
+            ("3B7D84A5", 2, "NB10")
+        );
         assert!(parse_codeview(b"RSDS\0\0").is_none());
         assert!(parse_codeview(b"XXXX0000000000000000000000000").is_none());
     }
@@ -798,7 +822,12 @@ mod tests {
         // Import directory at RVA 0x2000 (not in the buffer: a page missing from the dump).
         m[opt + 112 + 8..opt + 112 + 12].copy_from_slice(&0x2000u32.to_le_bytes());
         m[opt + 112 + 12..opt + 112 + 16].copy_from_slice(&0x28u32.to_le_bytes());
-        let pe = read_pe(&SliceMemory::new(0xfffff800_00000000, &m, 8), 0xfffff800_00000000, None).unwrap();
+        let pe = read_pe(
+            &SliceMemory::new(0xfffff800_00000000, &m, 8),
+            0xfffff800_00000000,
+            None,
+        )
+        .unwrap();
         assert_eq!(
             (pe.machine, pe.timestamp, pe.size_of_image, pe.checksum),
             (0x8664, 0x1234_5678, 0x3000, 0xabcd)
@@ -821,7 +850,10 @@ mod tests {
     fn amdppm_matches_symbol_store_keys() {
         let bytes = corpus("symstore/amdppm.sys/c9c030003b000/amdppm.sys");
         let pe = PeFile::new(&bytes).unwrap().info().unwrap();
-        assert_eq!(format!("{:x}{:x}", pe.timestamp, pe.size_of_image), "c9c030003b000");
+        assert_eq!(
+            format!("{:x}{:x}", pe.timestamp, pe.size_of_image),
+            "c9c030003b000"
+        );
         let cv = pe.codeview.as_ref().unwrap();
         assert_eq!(cv.pdb_name(), "amdppm.pdb");
         assert_eq!(cv.guid, "1C19FDDB-27BB-3399-D9B4-5973EFEAFCF3");
@@ -835,11 +867,18 @@ mod tests {
         let names: Vec<&str> = pe.sections.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(
             names,
-            [".text", ".rdata", ".data", ".pdata", ".idata", "PAGE", "INIT", "GFIDS", ".rsrc", ".reloc"]
+            [
+                ".text", ".rdata", ".data", ".pdata", ".idata", "PAGE", "INIT", "GFIDS", ".rsrc",
+                ".reloc"
+            ]
         );
         let page = &pe.sections[5];
         assert_eq!(
-            (page.virtual_address, page.virtual_size, page.characteristics),
+            (
+                page.virtual_address,
+                page.virtual_size,
+                page.characteristics
+            ),
             (0x1c000, 0x19848, 0x60000020)
         );
         let imports = pe.imports.as_ref().unwrap();
@@ -939,10 +978,16 @@ mod tests {
                 8
             }
         }
-        let mem = Holey(SliceMemory::new(base, &image, 8), base + 0x1b000..base + 0x1c000);
+        let mem = Holey(
+            SliceMemory::new(base, &image, 8),
+            base + 0x1b000..base + 0x1c000,
+        );
         let pe = read_pe(&mem, base, Some(0x3b000)).unwrap();
         assert_eq!(pe.timestamp, 0xc9c03000);
-        assert_eq!(pe.codeview.unwrap().guid, "1C19FDDB-27BB-3399-D9B4-5973EFEAFCF3");
+        assert_eq!(
+            pe.codeview.unwrap().guid,
+            "1C19FDDB-27BB-3399-D9B4-5973EFEAFCF3"
+        );
         let imports = pe.imports.unwrap();
         assert!(!imports.complete);
         assert!(!pe.warnings.is_empty());

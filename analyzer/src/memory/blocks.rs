@@ -14,7 +14,10 @@ impl<'a> BlockMemory<'a> {
     pub fn new(mut blocks: Vec<(u64, &'a [u8])>, pointer_size: u8) -> Self {
         blocks.retain(|(_, b)| !b.is_empty());
         blocks.sort_by_key(|(va, _)| *va);
-        BlockMemory { blocks, pointer_size }
+        BlockMemory {
+            blocks,
+            pointer_size,
+        }
     }
 
     /// The captured bytes from `va` to the end of the block that holds it.
@@ -36,7 +39,9 @@ impl VirtualMemory for BlockMemory<'_> {
             let addr = va
                 .checked_add(done as u64)
                 .ok_or(MemoryError::AddressOverflow { addr: va })?;
-            let src = self.find(addr).ok_or(MemoryError::NotCaptured { va: addr })?;
+            let src = self
+                .find(addr)
+                .ok_or(MemoryError::NotCaptured { va: addr })?;
             let n = src.len().min(buf.len() - done);
             buf[done..done + n].copy_from_slice(&src[..n]);
             done += n;
@@ -69,8 +74,17 @@ mod tests {
         let a = [1u8, 2];
         let m = BlockMemory::new(vec![(0x1000, &a[..])], 4);
         let mut buf = [0u8; 3];
-        assert_eq!(m.read(0x1000, &mut buf), Err(MemoryError::NotCaptured { va: 0x1002 }));
-        assert_eq!(m.read_u8(0xfff), Err(MemoryError::NotCaptured { va: 0xfff }));
-        assert!(matches!(m.read_u8(u64::MAX), Err(MemoryError::NotCaptured { .. })));
+        assert_eq!(
+            m.read(0x1000, &mut buf),
+            Err(MemoryError::NotCaptured { va: 0x1002 })
+        );
+        assert_eq!(
+            m.read_u8(0xfff),
+            Err(MemoryError::NotCaptured { va: 0xfff })
+        );
+        assert!(matches!(
+            m.read_u8(u64::MAX),
+            Err(MemoryError::NotCaptured { .. })
+        ));
     }
 }

@@ -88,7 +88,12 @@ pub trait VirtualMemory {
     /// but not stored. Unmapped ranges are skipped without visiting their pages, which is what
     /// makes scanning a 128 GiB pool range or the whole kernel half affordable. Returns `false`
     /// when this memory cannot enumerate its mappings (the caller then reads page by page).
-    fn for_each_mapped_page(&self, _start: u64, _end: u64, _f: &mut dyn FnMut(u64, Option<&[u8]>)) -> bool {
+    fn for_each_mapped_page(
+        &self,
+        _start: u64,
+        _end: u64,
+        _f: &mut dyn FnMut(u64, Option<&[u8]>),
+    ) -> bool {
         false
     }
 

@@ -8,11 +8,15 @@ use super::header::HeaderLayout;
 use super::pages::{pool_ranges, scan_kernel_space, scan_ranges, Block, PageScan, PoolRange};
 use super::segheap::{walk_segment_heap, walk_session_heap, SegLayout, SegmentHeapScan};
 use super::session::{
-    find_sessions, read_session_big_pages, read_session_tables, session_memory, session_paged_pool, SessionInfo,
-    SessionRef,
+    find_sessions, read_session_big_pages, read_session_tables, session_memory, session_paged_pool,
+    SessionInfo, SessionRef,
 };
-use super::tags::{read_tag_tables, sort_tags, SortKey, TableInfo, TagStats, TagTables, TrackerLayout};
-use super::vm::{vm_summary, walk_processes, QuotaAccumulator, QuotaEncoding, QuotaReport, VmSummary};
+use super::tags::{
+    read_tag_tables, sort_tags, SortKey, TableInfo, TagStats, TagTables, TrackerLayout,
+};
+use super::vm::{
+    vm_summary, walk_processes, QuotaAccumulator, QuotaEncoding, QuotaReport, VmSummary,
+};
 use super::{hex, KernelContext, LayoutSource, PoolKind, PoolType, Tag, TagPattern};
 use crate::attribution::{Attributor, Mapping, PoolTagFile, Source};
 use crate::dump::{Arch, Dump};
@@ -144,7 +148,11 @@ pub fn analyze(dump: &Dump, opts: AnalyzeOptions) -> Result<PoolReport, String> 
     analyze_with_kernel(dump, &kernel, opts)
 }
 
-pub fn analyze_with_kernel(dump: &Dump, kernel: &KernelInfo, opts: AnalyzeOptions) -> Result<PoolReport, String> {
+pub fn analyze_with_kernel(
+    dump: &Dump,
+    kernel: &KernelInfo,
+    opts: AnalyzeOptions,
+) -> Result<PoolReport, String> {
     analyze_parts(dump, kernel, opts, &mut |_| {}).map(|(r, _)| r)
 }
 
@@ -170,9 +178,9 @@ pub fn analyze_parts(
     let header = dump.header();
     let mem = dump.kernel_memory().map_err(|e| e.to_string())?;
     let mem = &*mem;
-    let kernel_base = kernel
-        .kernel_base
-        .ok_or("the kernel's base address is unknown (no debugger data block and no module list)")?;
+    let kernel_base = kernel.kernel_base.ok_or(
+        "the kernel's base address is unknown (no debugger data block and no module list)",
+    )?;
     let pointer_size = if header.arch == Arch::X86 { 4 } else { 8 };
     let ctx = KernelContext {
         kernel_base,
@@ -371,7 +379,9 @@ pub fn analyze_parts(
                             }
                         }
                         if s.heaps == 0 {
-                            warnings.push("segment heap: no valid segment heap found from ExPoolState".into());
+                            warnings.push(
+                                "segment heap: no valid segment heap found from ExPoolState".into(),
+                            );
                         }
                         if let Some(first) = s.problems.first() {
                             warnings.push(format!(
@@ -460,7 +470,13 @@ pub fn analyze_parts(
             });
         }
         let mut scan = if !ranges.is_empty() {
-            Some(scan_ranges(mem, &layout, &ranges, &system_skip, &mut on_block))
+            Some(scan_ranges(
+                mem,
+                &layout,
+                &ranges,
+                &system_skip,
+                &mut on_block,
+            ))
         } else if header.build >= 9200 {
             // No fixed pool ranges: every mapped kernel page is tried as a classic pool page.
             // 19H1+: the segment heap ranges walked above are skipped here.
@@ -489,7 +505,13 @@ pub fn analyze_parts(
         if let Some(m) = mode {
             for (s, r) in &session_pools {
                 let smem = session_memory(dump.physical(), m, s);
-                let one = scan_ranges(&smem, &layout, std::slice::from_ref(r), &session_skip, &mut on_block);
+                let one = scan_ranges(
+                    &smem,
+                    &layout,
+                    std::slice::from_ref(r),
+                    &session_skip,
+                    &mut on_block,
+                );
                 match scan.as_mut() {
                     Some(total) => add_scan(total, &one),
                     None => scan = Some(one),
@@ -538,7 +560,12 @@ pub fn analyze_parts(
         candidates.sort_unstable();
         candidates.dedup();
         candidates.truncate(MAX_CANDIDATE_TAGS);
-        attributor.add_modules(mem, &kernel.modules.modules, &candidates, ctx.global("ExAllocatePool"));
+        attributor.add_modules(
+            mem,
+            &kernel.modules.modules,
+            &candidates,
+            ctx.global("ExAllocatePool"),
+        );
         warnings.extend(attributor.warnings.iter().cloned());
     }
     let row = |s: &TagStats| TagRow {
@@ -553,7 +580,10 @@ pub fn analyze_parts(
         v.iter().map(row).collect()
     };
     let tags = tables.as_ref().map(|t| rows_of(&t.tags));
-    let session_tags = tables.as_ref().and_then(|t| t.session.as_deref()).map(rows_of);
+    let session_tags = tables
+        .as_ref()
+        .and_then(|t| t.session.as_deref())
+        .map(rows_of);
     // A driver's row counts its tags in session pool too (a display driver's leak is there).
     let drivers = tags
         .as_deref()
@@ -564,7 +594,12 @@ pub fn analyze_parts(
         })
         .unwrap_or_default();
 
-    let vm = vm_summary(mem, &ctx, &kernel.kdbg_values, tables.as_ref().map(|t| &t.tags[..]));
+    let vm = vm_summary(
+        mem,
+        &ctx,
+        &kernel.kdbg_values,
+        tables.as_ref().map(|t| &t.tags[..]),
+    );
     warnings.extend(vm.warnings.iter().cloned());
 
     if let Some(b) = session_big.as_mut() {
@@ -604,7 +639,10 @@ pub fn analyze_parts(
         tags,
         session_tags,
         sessions,
-        tag_tables: tables.as_ref().map(|t| t.tables.clone()).unwrap_or_default(),
+        tag_tables: tables
+            .as_ref()
+            .map(|t| t.tables.clone())
+            .unwrap_or_default(),
         missing_pool_pages: pages
             .as_ref()
             .map(|p| p.missing_pool_pages + segment_heap.as_ref().map_or(0, |s| s.missing_pages)),
@@ -655,7 +693,9 @@ fn paging_mode(dump: &Dump) -> Option<PagingMode> {
 
 /// The decoded EPROCESS of a quota-charged block.
 fn billed(enc: Option<QuotaEncoding>, b: &Block) -> Option<u64> {
-    let raw = b.process_billed.filter(|_| b.allocated && b.pool_type.quota)?;
+    let raw = b
+        .process_billed
+        .filter(|_| b.allocated && b.pool_type.quota)?;
     Some(enc?.decode(raw, b.address))
 }
 

@@ -138,7 +138,8 @@ pub fn read_big_pages(mem: &dyn VirtualMemory, ctx: &KernelContext) -> Result<Bi
         what,
         why: "needs the kernel's symbols (a PDB or ISF)".into(),
     };
-    let layout = BigPageLayout::for_kernel(ctx).ok_or_else(|| missing("_POOL_TRACKER_BIG_PAGES layout"))?;
+    let layout =
+        BigPageLayout::for_kernel(ctx).ok_or_else(|| missing("_POOL_TRACKER_BIG_PAGES layout"))?;
     let var = ctx
         .global("PoolBigPageTable")
         .ok_or_else(|| missing("PoolBigPageTable"))?;
@@ -283,7 +284,11 @@ mod tests {
             let mem = img.memory();
             let b = read_big_pages(mem, &ctx(Some(&p), 8, build, KB64)).unwrap();
             assert_eq!(b.layout_source, LayoutSource::Profile);
-            assert_eq!((b.free, b.unreadable, b.entries.len()), (1, 0, 2), "{build}");
+            assert_eq!(
+                (b.free, b.unreadable, b.entries.len()),
+                (1, 0, 2),
+                "{build}"
+            );
             let leak = b.entries[0];
             assert_eq!(
                 (leak.va, leak.tag, leak.size),
@@ -292,10 +297,17 @@ mod tests {
             assert_eq!(leak.pool_type.unwrap().kind, PoolKind::Paged);
             let nx = b.entries[1];
             assert_eq!(
-                (nx.size, nx.pool_type.unwrap().raw, nx.pool_type.unwrap().kind),
+                (
+                    nx.size,
+                    nx.pool_type.unwrap().raw,
+                    nx.pool_type.unwrap().kind
+                ),
                 (0x2000, 0x200, PoolKind::Nonpaged)
             );
-            assert_eq!(nx.process_billed, (build >= 20348).then_some(0xffff_b000_0000_0080));
+            assert_eq!(
+                nx.process_billed,
+                (build >= 20348).then_some(0xffff_b000_0000_0080)
+            );
             // The built-in layout is the ISF's, field by field.
             let bi = BigPageLayout {
                 source: LayoutSource::Profile,
@@ -353,7 +365,11 @@ mod tests {
             (b.entries[0].va, b.entries[0].size, b.entries[0].pool_type),
             (0x8234_5000, 0x3000, None)
         );
-        assert_eq!(b.entries[0].pool, PoolKind::Unknown, "XP entries record no pool");
+        assert_eq!(
+            b.entries[0].pool,
+            PoolKind::Unknown,
+            "XP entries record no pool"
+        );
         assert_eq!(BigPageLayout::built_in(4, 2600).unwrap().size, 0xc);
     }
 
@@ -374,7 +390,10 @@ mod tests {
             Some(FieldSpec::bitfield(0xc, 4, 8, 12)),
             "Windows 10 before the first table build: PoolType a bitfield"
         );
-        assert_eq!((l(8, 22621).size, l(8, 22621).process_billed.is_some()), (0x20, true));
+        assert_eq!(
+            (l(8, 22621).size, l(8, 22621).process_billed.is_some()),
+            (0x20, true)
+        );
         assert_eq!(l(8, 19041).source, LayoutSource::BuiltIn);
     }
 

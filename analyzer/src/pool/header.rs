@@ -62,7 +62,11 @@ impl HeaderLayout {
             block_size: f("BlockSize", 1)?,
             pool_type: f("PoolType", 1)?,
             pool_tag: f("PoolTag", 4)?,
-            process_billed: if size == 16 { f("ProcessBilled", 8) } else { None },
+            process_billed: if size == 16 {
+                f("ProcessBilled", 8)
+            } else {
+                None
+            },
             pre_vista: build < 6000,
             source: LayoutSource::Profile,
         };
@@ -152,7 +156,8 @@ mod tests {
     /// PoolType (NonPagedPool|quota 8, in-use bit 2) = 0x0a << 24 = 0x0a04_0002; tag "Proc";
     /// ProcessBilled 0xffff_e000_1234_5678.
     const X64: [u8; 16] = [
-        0x02, 0x00, 0x04, 0x0a, b'P', b'r', b'o', b'c', 0x78, 0x56, 0x34, 0x12, 0x00, 0xe0, 0xff, 0xff,
+        0x02, 0x00, 0x04, 0x0a, b'P', b'r', b'o', b'c', 0x78, 0x56, 0x34, 0x12, 0x00, 0xe0, 0xff,
+        0xff,
     ];
 
     fn check_x86(h: PoolHeader) {
@@ -164,7 +169,10 @@ mod tests {
 
     fn check_x64(h: PoolHeader) {
         assert_eq!((h.previous_size, h.pool_index, h.block_size), (2, 0, 4));
-        assert_eq!((h.pool_type.kind, h.pool_type.quota), (PoolKind::Nonpaged, true));
+        assert_eq!(
+            (h.pool_type.kind, h.pool_type.quota),
+            (PoolKind::Nonpaged, true)
+        );
         assert_eq!(h.tag, Tag(*b"Proc"));
         assert_eq!(h.process_billed, Some(0xffff_e000_1234_5678));
     }
@@ -185,7 +193,12 @@ mod tests {
     fn built_in_layouts_for_builds_the_table_lacks() {
         let vista86 = HeaderLayout::built_in(4, 6002).unwrap();
         assert_eq!((vista86.size, vista86.pre_vista), (8, false));
-        check_x86(HeaderLayout::built_in(4, 3790).unwrap().decode(&X86).unwrap());
+        check_x86(
+            HeaderLayout::built_in(4, 3790)
+                .unwrap()
+                .decode(&X86)
+                .unwrap(),
+        );
         let w11 = HeaderLayout::for_kernel(None, 8, 22621);
         assert_eq!((w11.size, w11.source), (16, LayoutSource::BuiltIn));
         check_x64(w11.decode(&X64).unwrap());

@@ -39,7 +39,10 @@ pub(crate) fn table_profile(pointer_size: u8, build: u32, era: Range<u32>) -> Op
             .filter(|&(b, p)| p == pointer_size && era.contains(&b))
             .map(|(b, _)| b)
     };
-    let pick = in_era().filter(|&b| b <= build).max().or_else(|| in_era().min())?;
+    let pick = in_era()
+        .filter(|&b| b <= build)
+        .max()
+        .or_else(|| in_era().min())?;
     fallback::profile(pick, pointer_size, None)
 }
 

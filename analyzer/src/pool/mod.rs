@@ -43,7 +43,11 @@ pub enum PoolError {
     #[error("{what} is unknown: {why}")]
     Missing { what: &'static str, why: String },
     #[error("{what} is implausible: {value:#x} (limit {limit:#x})")]
-    Implausible { what: &'static str, value: u64, limit: u64 },
+    Implausible {
+        what: &'static str,
+        value: u64,
+        limit: u64,
+    },
 }
 
 /// What the pool readers know about the kernel: where it is loaded, which build, and its

@@ -71,7 +71,9 @@ pub fn walk_page(page: &[u8], page_va: u64, layout: &HeaderLayout) -> Result<Vec
         let size = layout.bytes(h.block_size);
         let end = off + size;
         if end > PAGE_SIZE {
-            return Err(format!("block at +{off:#x} of {size:#x} bytes runs past the page end"));
+            return Err(format!(
+                "block at +{off:#x} of {size:#x} bytes runs past the page end"
+            ));
         }
         let pool_type = h.pool_type;
         let allocated = !pool_type.is_free();
@@ -123,13 +125,18 @@ pub const X64_PAGED_POOL_START: u64 = 0xffff_f8a0_0000_0000;
 /// pool's maximum (MmMaximumNonPagedPoolInBytes, MmSizeOfPagedPoolInBytes); where the paged
 /// start is missing on x64 before Windows 8, [`X64_PAGED_POOL_START`]. Later kernels place pool
 /// in dynamic system VA: no ranges (their walker is the segment heap's).
-pub fn pool_ranges(get: &dyn Fn(&str) -> Option<u64>, pointer_size: u8, build: u32) -> Vec<PoolRange> {
+pub fn pool_ranges(
+    get: &dyn Fn(&str) -> Option<u64>,
+    pointer_size: u8,
+    build: u32,
+) -> Vec<PoolRange> {
     if build >= 9200 {
         return Vec::new();
     }
     let get = |n: &str| get(n).filter(|&v| v != 0);
     let mut out = Vec::new();
-    let paged_start = get("MmPagedPoolStart").or((pointer_size == 8).then_some(X64_PAGED_POOL_START));
+    let paged_start =
+        get("MmPagedPoolStart").or((pointer_size == 8).then_some(X64_PAGED_POOL_START));
     for (start, end, max, kind) in [
         (
             get("MmNonPagedPoolStart"),
@@ -276,7 +283,15 @@ pub fn scan_kernel_space(
     let r = kernel_space(mem.pointer_size());
     let ok = mem.for_each_mapped_page(r.start, r.end, &mut |va, page| {
         scan.pages_in_ranges += 1;
-        visit(&mut scan, layout, PoolKind::Unknown, big, va, page, on_block);
+        visit(
+            &mut scan,
+            layout,
+            PoolKind::Unknown,
+            big,
+            va,
+            page,
+            on_block,
+        );
     });
     scan.invalid_examples.clear();
     ok.then_some(scan)

@@ -7,7 +7,15 @@ use crate::pool::testmem::*;
 /// x64 ULONG 0 of a POOL_HEADER (7601 ISF: PreviousSize@0:8, PoolIndex@8:8, BlockSize@16:8,
 /// PoolType@24:8).
 /// `pool_type` is the field as Vista+ stores it: 0 free, nonpaged 2, paged 3, quota bit 8.
-fn x64_header(img: &mut Image, at: u64, prev: u32, size: u32, pool_type: u32, tag: &[u8; 4], billed: u64) {
+fn x64_header(
+    img: &mut Image,
+    at: u64,
+    prev: u32,
+    size: u32,
+    pool_type: u32,
+    tag: &[u8; 4],
+    billed: u64,
+) {
     img.u32(at, prev | (size << 16) | (pool_type << 24));
     img.write(at + 4, tag);
     img.u64(at + 8, billed);
@@ -22,7 +30,15 @@ fn x64_page_chain_and_range_accounting() {
     // Page 0: Irp (64 B nonpaged), a free 256 B block, Proc (3776 B nonpaged, quota) to the end.
     x64_header(&mut img, base, 0, 4, 2, b"Irp ", 0);
     x64_header(&mut img, base + 0x40, 4, 0x10, 0, b"Free", 0);
-    x64_header(&mut img, base + 0x140, 0x10, 0xec, 0x0a, b"Proc", 0xffff_fa80_0999_0000);
+    x64_header(
+        &mut img,
+        base + 0x140,
+        0x10,
+        0xec,
+        0x0a,
+        b"Proc",
+        0xffff_fa80_0999_0000,
+    );
     // Page 1: first block claims PreviousSize 3.
     x64_header(&mut img, base + 0x1000, 3, 0x100 - 1, 2, b"Bad ", 0);
     // Page 2: mapped, not in the dump. Page 3: not mapped. Pages 4-5: a big allocation.
@@ -61,9 +77,13 @@ fn check_scan(img: &Image, layout: &HeaderLayout, base: u64) {
         kind: PoolKind::Nonpaged,
     };
     let mut blocks = Vec::new();
-    let scan = scan_ranges(mem, layout, &[range], &[(base + 0x4000, base + 0x6000)], &mut |b| {
-        blocks.push(*b)
-    });
+    let scan = scan_ranges(
+        mem,
+        layout,
+        &[range],
+        &[(base + 0x4000, base + 0x6000)],
+        &mut |b| blocks.push(*b),
+    );
     assert_eq!(
         (
             scan.pages_in_ranges,
@@ -127,11 +147,18 @@ fn x86_page_with_quota_pointer_at_the_block_end() {
     let blocks = walk_page(&page, base, &layout).unwrap();
     assert_eq!(blocks.len(), 2);
     assert_eq!(
-        (blocks[0].size, blocks[0].pool_type.kind, blocks[0].pool_type.quota),
+        (
+            blocks[0].size,
+            blocks[0].pool_type.kind,
+            blocks[0].pool_type.quota
+        ),
         (0x800, PoolKind::Paged, true)
     );
     assert_eq!(blocks[0].process_billed, Some(0x8888_0000));
-    assert_eq!((blocks[1].address, blocks[1].allocated), (base + 0x800, false));
+    assert_eq!(
+        (blocks[1].address, blocks[1].allocated),
+        (base + 0x800, false)
+    );
 
     // The same page with the last block one unit too long no longer validates.
     img.u16(base + 0x802, 0x101);
@@ -142,7 +169,9 @@ fn x86_page_with_quota_pointer_at_the_block_end() {
     // And a zero BlockSize is refused rather than looping.
     img.u16(base + 0x802, 0);
     img.memory().read(base, &mut page).unwrap();
-    assert!(walk_page(&page, base, &layout).unwrap_err().contains("BlockSize 0"));
+    assert!(walk_page(&page, base, &layout)
+        .unwrap_err()
+        .contains("BlockSize 0"));
 }
 
 #[test]
@@ -207,7 +236,8 @@ fn hostile_pages_never_panic() {
         state ^= state << 17;
         state
     };
-    let layouts = [(4, 2600), (8, 7601), (8, 19041)].map(|(p, b)| HeaderLayout::built_in(p, b).unwrap());
+    let layouts =
+        [(4, 2600), (8, 7601), (8, 19041)].map(|(p, b)| HeaderLayout::built_in(p, b).unwrap());
     let mut valid = 0;
     for round in 0..3000 {
         let mut page = vec![0u8; 0x1000];
@@ -230,10 +260,15 @@ fn hostile_pages_never_panic() {
         for l in &layouts {
             if let Ok(blocks) = walk_page(&page, 0x1000, l) {
                 valid += 1;
-                assert!(blocks.iter().all(|b| b.address >= 0x1000 && b.address + b.size <= 0x2000 && b.size > 0));
+                assert!(blocks
+                    .iter()
+                    .all(|b| b.address >= 0x1000 && b.address + b.size <= 0x2000 && b.size > 0));
             }
         }
     }
-    assert!(valid > 0, "some corrupted chains still validate (the corruption hit a tag)");
+    assert!(
+        valid > 0,
+        "some corrupted chains still validate (the corruption hit a tag)"
+    );
     assert!(walk_page(&[0u8; 10], 0, &layouts[0]).is_err(), "short page");
 }

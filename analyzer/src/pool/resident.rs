@@ -71,13 +71,19 @@ impl VirtualMemory for Releasing<'_> {
         self.inner.pointer_size()
     }
 
-    fn for_each_mapped_page(&self, start: u64, end: u64, f: &mut dyn FnMut(u64, Option<&[u8]>)) -> bool {
-        self.inner.for_each_mapped_page(start, end, &mut |va, page| {
-            f(va, page);
-            if page.is_some() {
-                self.touch(va >> PAGE_SHIFT, 1);
-            }
-        })
+    fn for_each_mapped_page(
+        &self,
+        start: u64,
+        end: u64,
+        f: &mut dyn FnMut(u64, Option<&[u8]>),
+    ) -> bool {
+        self.inner
+            .for_each_mapped_page(start, end, &mut |va, page| {
+                f(va, page);
+                if page.is_some() {
+                    self.touch(va >> PAGE_SHIFT, 1);
+                }
+            })
     }
 
     fn release_resident(&self) {
@@ -102,7 +108,12 @@ mod tests {
         fn pointer_size(&self) -> u8 {
             8
         }
-        fn for_each_mapped_page(&self, start: u64, end: u64, f: &mut dyn FnMut(u64, Option<&[u8]>)) -> bool {
+        fn for_each_mapped_page(
+            &self,
+            start: u64,
+            end: u64,
+            f: &mut dyn FnMut(u64, Option<&[u8]>),
+        ) -> bool {
             let page = [0u8; 4096];
             let mut va = start;
             while va < end.min(16 << PAGE_SHIFT) {
@@ -118,7 +129,9 @@ mod tests {
 
     #[test]
     fn reads_within_one_page_count_once() {
-        let inner = Counting { releases: Cell::new(0) };
+        let inner = Counting {
+            releases: Cell::new(0),
+        };
         let m = Releasing::every(&inner, 4);
         for i in 0..100 {
             m.read_u64(0x1000 + 8 * (i % 500)).expect("read");
@@ -133,16 +146,24 @@ mod tests {
 
     #[test]
     fn a_read_across_pages_counts_every_page() {
-        let inner = Counting { releases: Cell::new(0) };
+        let inner = Counting {
+            releases: Cell::new(0),
+        };
         let m = Releasing::every(&inner, 3);
         let mut buf = vec![0u8; 2 * 4096];
         m.read(0x1800, &mut buf).expect("read");
-        assert_eq!(inner.releases.get(), 1, "0x1800..0x3800 spans pages 1, 2, 3");
+        assert_eq!(
+            inner.releases.get(),
+            1,
+            "0x1800..0x3800 spans pages 1, 2, 3"
+        );
     }
 
     #[test]
     fn page_walks_release_every_period_and_visit_every_page() {
-        let inner = Counting { releases: Cell::new(0) };
+        let inner = Counting {
+            releases: Cell::new(0),
+        };
         let m = Releasing::every(&inner, 5);
         let mut seen = 0;
         assert!(m.for_each_mapped_page(0, u64::MAX, &mut |_, p| {

@@ -20,8 +20,8 @@
 use super::bigpages::{read_big_table, BigPageLayout, BigPages};
 use super::pages::PoolRange;
 use super::tags::{check_size, Accumulator, TableInfo, TagStats, TrackerLayout};
-use super::PoolKind;
 use super::vm::Process;
+use super::PoolKind;
 use super::{hex, KernelContext};
 use crate::memory::{PageTableMemory, PagingMode, PhysicalMemory, VirtualMemory, PAGE_SIZE};
 use serde::Serialize;
@@ -155,7 +155,13 @@ pub fn read_session_big_pages(
         if table == 0 || n == 0 {
             continue;
         }
-        match read_big_table(&mem, layout, "MM_SESSION_SPACE.PoolTrackBigPagesSize", table, n) {
+        match read_big_table(
+            &mem,
+            layout,
+            "MM_SESSION_SPACE.PoolTrackBigPagesSize",
+            table,
+            n,
+        ) {
             Ok(b) => match out.as_mut() {
                 None => out = Some(b),
                 Some(all) => {
@@ -175,7 +181,11 @@ pub fn read_session_big_pages(
 pub const MAX_SESSION_POOL: u64 = 64 << 30;
 
 /// The session's address space: its first process's page tables.
-pub fn session_memory<'m>(phys: &'m dyn PhysicalMemory, mode: PagingMode, s: &SessionRef) -> PageTableMemory<'m> {
+pub fn session_memory<'m>(
+    phys: &'m dyn PhysicalMemory,
+    mode: PagingMode,
+    s: &SessionRef,
+) -> PageTableMemory<'m> {
     PageTableMemory::new(phys, table_base(s.dtb, mode), mode)
 }
 
@@ -293,7 +303,8 @@ mod tests {
     fn one_session_ref_per_distinct_session_with_its_first_processes_page_tables() {
         let p = isf(W19041);
         let session = p.offset("_EPROCESS", "Session").unwrap();
-        let dtb = p.offset("_EPROCESS", "Pcb").unwrap() + p.offset("_KPROCESS", "DirectoryTableBase").unwrap();
+        let dtb = p.offset("_EPROCESS", "Pcb").unwrap()
+            + p.offset("_KPROCESS", "DirectoryTableBase").unwrap();
         let mut img = Image::new(8);
         let procs: Vec<Process> = [
             (0xffff_a000_0000_1000u64, 0u64, 0x1aa000u64), // System: no session
@@ -338,7 +349,10 @@ mod tests {
                 },
             ]
         );
-        let none = KernelContext { profile: None, ..ctx };
+        let none = KernelContext {
+            profile: None,
+            ..ctx
+        };
         assert!(find_sessions(img.memory(), &none, &procs).is_empty());
     }
 

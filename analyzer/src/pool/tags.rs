@@ -179,7 +179,9 @@ pub fn sort_tags(tags: &mut [TagStats], key: SortKey) {
     let k = |t: &TagStats| match key {
         SortKey::PagedBytes => t.paged_bytes,
         SortKey::NonpagedBytes => t.nonpaged_bytes,
-        SortKey::Allocs => t.paged_outstanding().saturating_add(t.nonpaged_outstanding()),
+        SortKey::Allocs => t
+            .paged_outstanding()
+            .saturating_add(t.nonpaged_outstanding()),
     };
     tags.sort_by(|a, b| k(b).cmp(&k(a)).then(a.tag.cmp(&b.tag)));
 }
@@ -236,11 +238,16 @@ pub fn read_tag_tables(
             // Without symbols: XP to 10 1809 keep PoolTrackTableSize in the pointer just
             // before PoolTrackTable (ntkrnlpa.pdb, 7601 and 17763 ISFs); accept it only if it
             // is a power of two in the range Windows uses.
-            let guess = read_ptr(mem, var.wrapping_sub(u64::from(ctx.pointer_size)), "PoolTrackTableSize")?;
+            let guess = read_ptr(
+                mem,
+                var.wrapping_sub(u64::from(ctx.pointer_size)),
+                "PoolTrackTableSize",
+            )?;
             if !(guess.is_power_of_two() && (0x100..=MAX_TABLE_ENTRIES).contains(&guess)) {
                 return Err(PoolError::Missing {
                     what: "PoolTrackTableSize",
-                    why: "no symbols, and the word before PoolTrackTable is not a plausible size".into(),
+                    why: "no symbols, and the word before PoolTrackTable is not a plausible size"
+                        .into(),
                 });
             }
             warnings.push(format!(
@@ -274,7 +281,9 @@ pub fn read_tag_tables(
                     seen.push(t);
                     tables.push(acc.add_table(mem, format!("ExPoolTagTables[{cpu}]"), t, size));
                 }
-                Err(e) => warnings.push(format!("ExPoolTagTables[{cpu}] at {slot:#x} unreadable: {e}")),
+                Err(e) => warnings.push(format!(
+                    "ExPoolTagTables[{cpu}] at {slot:#x} unreadable: {e}"
+                )),
             }
         }
     }
@@ -289,7 +298,9 @@ pub fn read_tag_tables(
                 Ok(()) => tables.push(acc.add_table(mem, "PoolTrackTableExpansion".into(), t, n)),
                 Err(e) => warnings.push(e.to_string()),
             },
-            (Err(e), _) | (_, Err(e)) => warnings.push(format!("PoolTrackTableExpansion unreadable: {e}")),
+            (Err(e), _) | (_, Err(e)) => {
+                warnings.push(format!("PoolTrackTableExpansion unreadable: {e}"))
+            }
         }
     }
 
@@ -311,7 +322,9 @@ pub fn read_tag_tables(
                 }
                 Err(e) => warnings.push(e.to_string()),
             },
-            (Err(e), _) | (_, Err(e)) => warnings.push(format!("ExpSessionPoolTrackTable unreadable: {e}")),
+            (Err(e), _) | (_, Err(e)) => {
+                warnings.push(format!("ExpSessionPoolTrackTable unreadable: {e}"))
+            }
         }
     }
 
@@ -349,7 +362,11 @@ pub(super) fn check_size(what: &'static str, n: u64) -> Result<(), PoolError> {
 }
 
 /// KeNumberProcessors (a CCHAR before Vista, a ULONG after), else the dump header's count.
-fn processor_count(mem: &dyn VirtualMemory, ctx: &KernelContext, warnings: &mut Vec<String>) -> u64 {
+fn processor_count(
+    mem: &dyn VirtualMemory,
+    ctx: &KernelContext,
+    warnings: &mut Vec<String>,
+) -> u64 {
     let from_kernel = ctx.global("KeNumberProcessors").and_then(|a| {
         if ctx.build < 6000 {
             mem.read_u8(a).ok().map(u64::from)
@@ -382,7 +399,13 @@ impl Accumulator {
         }
     }
 
-    pub(super) fn add_table(&mut self, mem: &dyn VirtualMemory, name: String, va: u64, entries: u64) -> TableInfo {
+    pub(super) fn add_table(
+        &mut self,
+        mem: &dyn VirtualMemory,
+        name: String,
+        va: u64,
+        entries: u64,
+    ) -> TableInfo {
         let mut info = TableInfo {
             name,
             address: va,

@@ -76,7 +76,18 @@ fn win10_sums_per_cpu_tables_and_expansion_keeps_session_apart() {
     w10_entry(&mut img, &p, t0, b"Leak", 10, 2, 81920, 0, 0, 0);
     w10_entry(&mut img, &p, t0 + 2 * 0x38, b"Ntfs", 0, 0, 0, 5, 1, 0x400);
     // CPU 1: Leak 3 allocs, 5 frees, -4 KiB (freed here, allocated on CPU 0).
-    w10_entry(&mut img, &p, t1 + 0x38, b"Leak", 3, 5, 4096u64.wrapping_neg(), 0, 0, 0);
+    w10_entry(
+        &mut img,
+        &p,
+        t1 + 0x38,
+        b"Leak",
+        3,
+        5,
+        4096u64.wrapping_neg(),
+        0,
+        0,
+        0,
+    );
     // A free slot with stale counters (key 0) is not a tag.
     w10_entry(&mut img, &p, t1 + 3 * 0x38, &[0; 4], 99, 0, 99, 99, 0, 99);
     // Expansion: Leak 1 alloc of 4 KiB; Exp1 7 nonpaged allocs of 0x70 bytes.
@@ -90,18 +101,29 @@ fn win10_sums_per_cpu_tables_and_expansion_keeps_session_apart() {
     assert_eq!(t.layout_source, LayoutSource::Profile);
     assert_eq!(t.tags.len(), 3, "{:?}", t.tags);
     let leak = find(&t.tags, "Leak");
-    assert_eq!((leak.paged_allocs, leak.paged_frees, leak.paged_bytes), (14, 7, 81920));
+    assert_eq!(
+        (leak.paged_allocs, leak.paged_frees, leak.paged_bytes),
+        (14, 7, 81920)
+    );
     assert_eq!(leak.paged_outstanding(), 7);
     let ntfs = find(&t.tags, "Ntfs");
     assert_eq!(
-        (ntfs.nonpaged_allocs, ntfs.nonpaged_frees, ntfs.nonpaged_bytes),
+        (
+            ntfs.nonpaged_allocs,
+            ntfs.nonpaged_frees,
+            ntfs.nonpaged_bytes
+        ),
         (5, 1, 0x400)
     );
     assert_eq!(find(&t.tags, "Exp1").nonpaged_bytes, 0x70);
     let session = t.session.as_ref().unwrap();
     assert_eq!(session.len(), 1);
     assert_eq!(
-        (session[0].paged_allocs, session[0].paged_frees, session[0].paged_bytes),
+        (
+            session[0].paged_allocs,
+            session[0].paged_frees,
+            session[0].paged_bytes
+        ),
         (4, 1, 0x300)
     );
     let names: Vec<_> = t.tables.iter().map(|t| t.name.as_str()).collect();
@@ -158,12 +180,23 @@ fn win7_x64_counts_are_32_bit_and_missing_pages_are_counted() {
         (irp.nonpaged_allocs, irp.nonpaged_frees, irp.nonpaged_bytes),
         (12, 2, 0x1400)
     );
-    assert_eq!((irp.paged_allocs, irp.paged_frees, irp.paged_bytes), (1, 0, 0x40));
+    assert_eq!(
+        (irp.paged_allocs, irp.paged_frees, irp.paged_bytes),
+        (1, 0, 0x40)
+    );
     // Entries 204..=307 touch the missing page (204*0x28 = 0x1fe0 .. 307*0x28 = 0x2ff8).
-    assert_eq!(t.tables.len(), 1, "ExPoolTagTables[0] is PoolTrackTable itself");
+    assert_eq!(
+        t.tables.len(),
+        1,
+        "ExPoolTagTables[0] is PoolTrackTable itself"
+    );
     assert_eq!(t.tables[0].unreadable, 104);
     assert_eq!(t.tables[0].used, 1);
-    assert!(t.warnings.iter().any(|w| w.contains("104 of 512")), "{:?}", t.warnings);
+    assert!(
+        t.warnings.iter().any(|w| w.contains("104 of 512")),
+        "{:?}",
+        t.warnings
+    );
 }
 
 /// XP x86 (ntkrnlpa.pdb: 0x1C entries of ULONGs), once with the PDB and once with no symbols
@@ -190,7 +223,14 @@ fn xp_x86_with_pdb_and_without_symbols() {
     // Entry 6: "Thre" nonpaged 50 allocs, 8 frees, 42*0x280 = 0x6900 bytes.
     let e = t0 + 5 * 0x1c;
     img.write(e, b"MmSt");
-    for (off, v) in [(4, 1u32), (8, 1), (0xc, 0), (0x10, 300), (0x14, 100), (0x18, 0x32000)] {
+    for (off, v) in [
+        (4, 1u32),
+        (8, 1),
+        (0xc, 0),
+        (0x10, 300),
+        (0x14, 100),
+        (0x18, 0x32000),
+    ] {
         img.u32(e + off, v);
     }
     let e = t0 + 6 * 0x1c;
@@ -199,19 +239,30 @@ fn xp_x86_with_pdb_and_without_symbols() {
         img.u32(e + off, v);
     }
     let mem = img.memory();
-    for (profile, source) in [(Some(&p), LayoutSource::Profile), (None, LayoutSource::BuiltIn)] {
+    for (profile, source) in [
+        (Some(&p), LayoutSource::Profile),
+        (None, LayoutSource::BuiltIn),
+    ] {
         let t = read_tag_tables(mem, &ctx(profile, 4, 2600, KB32), Some(var)).unwrap();
         assert_eq!(t.layout_source, source);
         assert_eq!(t.tags.len(), 2);
         let mm = find(&t.tags, "MmSt");
-        assert_eq!((mm.paged_allocs, mm.paged_frees, mm.paged_bytes), (300, 100, 0x32000));
+        assert_eq!(
+            (mm.paged_allocs, mm.paged_frees, mm.paged_bytes),
+            (300, 100, 0x32000)
+        );
         assert_eq!((mm.nonpaged_allocs, mm.nonpaged_frees), (1, 1));
         let th = find(&t.tags, "Thre");
         assert_eq!(
             (th.nonpaged_allocs, th.nonpaged_frees, th.nonpaged_bytes),
             (50, 8, 0x6900)
         );
-        assert_eq!(t.warnings.len(), usize::from(profile.is_none()), "{:?}", t.warnings);
+        assert_eq!(
+            t.warnings.len(),
+            usize::from(profile.is_none()),
+            "{:?}",
+            t.warnings
+        );
     }
 }
 
@@ -278,5 +329,8 @@ fn built_in_layouts_follow_the_era_of_builds_between_table_builds() {
     assert_eq!(size(8, 18362), 0x38);
     assert_eq!(size(8, 22621), 0x50, "Windows 11 follows 20348");
     assert_eq!(size(4, 7601), 0x1c, "x86 keeps one layout");
-    assert_eq!(TrackerLayout::built_in(8, 10586).unwrap().source, LayoutSource::BuiltIn);
+    assert_eq!(
+        TrackerLayout::built_in(8, 10586).unwrap().source,
+        LayoutSource::BuiltIn
+    );
 }

@@ -27,7 +27,10 @@ impl Image {
     pub fn write(&mut self, va: u64, bytes: &[u8]) {
         for (i, &b) in bytes.iter().enumerate() {
             let a = va + i as u64;
-            let page = self.pages.entry(a & !0xfff).or_insert_with(|| vec![0u8; 0x1000]);
+            let page = self
+                .pages
+                .entry(a & !0xfff)
+                .or_insert_with(|| vec![0u8; 0x1000]);
             page[(a & 0xfff) as usize] = b;
         }
     }
@@ -42,7 +45,9 @@ impl Image {
     }
     /// Makes a zero-filled page present.
     pub fn touch(&mut self, va: u64) {
-        self.pages.entry(va & !0xfff).or_insert_with(|| vec![0u8; 0x1000]);
+        self.pages
+            .entry(va & !0xfff)
+            .or_insert_with(|| vec![0u8; 0x1000]);
     }
     /// Marks a page as mapped but not stored in the dump (and drops it if written).
     pub fn missing(&mut self, va: u64) {
@@ -63,7 +68,9 @@ impl VirtualMemory for Image {
             let page = a & !0xfff;
             match self.pages.get(&page) {
                 Some(p) => *b = p[(a & 0xfff) as usize],
-                None if self.missing.contains(&page) => return Err(MemoryError::PageMissing { va: Some(a), pa: 0 }),
+                None if self.missing.contains(&page) => {
+                    return Err(MemoryError::PageMissing { va: Some(a), pa: 0 })
+                }
                 None => return Err(MemoryError::NotMapped { va: a }),
             }
         }
@@ -72,7 +79,12 @@ impl VirtualMemory for Image {
     fn pointer_size(&self) -> u8 {
         self.pointer_size
     }
-    fn for_each_mapped_page(&self, start: u64, end: u64, f: &mut dyn FnMut(u64, Option<&[u8]>)) -> bool {
+    fn for_each_mapped_page(
+        &self,
+        start: u64,
+        end: u64,
+        f: &mut dyn FnMut(u64, Option<&[u8]>),
+    ) -> bool {
         if !self.enumerate {
             return false;
         }
@@ -96,7 +108,8 @@ pub fn corpus(rel: &str) -> String {
 }
 
 pub fn isf(guid_age: &str) -> crate::symbols::Profile {
-    crate::symbols::Profile::from_isf(corpus(&format!("isf/ntkrnlmp.pdb/{guid_age}.json.xz"))).unwrap()
+    crate::symbols::Profile::from_isf(corpus(&format!("isf/ntkrnlmp.pdb/{guid_age}.json.xz")))
+        .unwrap()
 }
 
 pub fn xp_pdb() -> crate::symbols::Profile {

@@ -95,15 +95,24 @@ mod tests {
         // XP (WRK): type + 1. NonPagedPool 0 -> 1, PagedPool 1 -> 2, PagedPoolSession 33 -> 34,
         // NonPagedPool|quota 8 -> 9.
         assert!(PoolType::from_header_field(0, true).is_free());
-        assert_eq!(PoolType::from_header_field(1, true).kind, PoolKind::Nonpaged);
+        assert_eq!(
+            PoolType::from_header_field(1, true).kind,
+            PoolKind::Nonpaged
+        );
         assert_eq!(PoolType::from_header_field(2, true).kind, PoolKind::Paged);
         let s = PoolType::from_header_field(34, true);
-        assert_eq!((s.kind, s.session, s.quota, s.raw), (PoolKind::Paged, true, false, 34));
+        assert_eq!(
+            (s.kind, s.session, s.quota, s.raw),
+            (PoolKind::Paged, true, false, 34)
+        );
         let q = PoolType::from_header_field(9, true);
         assert_eq!((q.kind, q.quota), (PoolKind::Nonpaged, true));
         // Vista+ (Volatility 3 POOL_HEADER_VISTA): paged odd, nonpaged even and non-zero.
         assert!(PoolType::from_header_field(0, false).is_free());
-        assert_eq!(PoolType::from_header_field(2, false).kind, PoolKind::Nonpaged);
+        assert_eq!(
+            PoolType::from_header_field(2, false).kind,
+            PoolKind::Nonpaged
+        );
         assert_eq!(PoolType::from_header_field(3, false).kind, PoolKind::Paged);
         let q = PoolType::from_header_field(0x0b, false);
         assert_eq!((q.kind, q.quota), (PoolKind::Paged, true));

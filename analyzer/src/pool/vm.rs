@@ -91,7 +91,8 @@ pub fn vm_summary(
             .or_else(|| paged_commit.clone()),
         paged_max: var("MmSizeOfPagedPoolInBytes", 1).or_else(|| mi.paged_max.clone()),
         paged_commit,
-        nonpaged_in_use: var("MmAllocatedNonPagedPool", PAGE_SIZE).or_else(|| mi.nonpaged_in_use.clone()),
+        nonpaged_in_use: var("MmAllocatedNonPagedPool", PAGE_SIZE)
+            .or_else(|| mi.nonpaged_in_use.clone()),
         nonpaged_max: var("MmMaximumNonPagedPoolInBytes", 1).or_else(|| mi.nonpaged_max.clone()),
         warnings: Vec::new(),
     };
@@ -132,7 +133,10 @@ fn paged_pool_info(mem: &dyn VirtualMemory, ctx: &KernelContext) -> Option<Figur
     let p = ctx.profile?;
     let info = ctx.global("MmPagedPoolInfo")?;
     let off = p.offset("_MM_PAGED_POOL_INFO", "AllocatedPagedPool")?;
-    let pages = mem.read_ptr(info.checked_add(off)?).ok().filter(|&p| p != 0)?;
+    let pages = mem
+        .read_ptr(info.checked_add(off)?)
+        .ok()
+        .filter(|&p| p != 0)?;
     Some(Figure {
         bytes: pages.saturating_mul(PAGE_SIZE),
         source: "profile:MmPagedPoolInfo.AllocatedPagedPool".into(),
@@ -252,7 +256,13 @@ pub fn walk_processes(
                 let end = name.iter().position(|&b| b == 0).unwrap_or(name.len());
                 let name = name[..end]
                     .iter()
-                    .map(|&b| if (0x20..0x7f).contains(&b) { b as char } else { '?' })
+                    .map(|&b| {
+                        if (0x20..0x7f).contains(&b) {
+                            b as char
+                        } else {
+                            '?'
+                        }
+                    })
                     .collect();
                 out.push(Process {
                     eprocess: ep,
@@ -289,14 +299,20 @@ pub enum QuotaEncoding {
 
 impl QuotaEncoding {
     /// Encoded when the kernel has ExpPoolQuotaCookie (x64 Windows 8+) and it is readable.
-    pub fn for_kernel(mem: &dyn VirtualMemory, ctx: &KernelContext) -> Result<QuotaEncoding, PoolError> {
+    pub fn for_kernel(
+        mem: &dyn VirtualMemory,
+        ctx: &KernelContext,
+    ) -> Result<QuotaEncoding, PoolError> {
         if !ctx.is_x64() || ctx.build < 9200 {
             return Ok(QuotaEncoding::Plain);
         }
-        let va = ctx.global("ExpPoolQuotaCookie").ok_or_else(|| PoolError::Missing {
-            what: "ExpPoolQuotaCookie",
-            why: "ProcessBilled is encoded on this kernel and decoding needs its symbols".into(),
-        })?;
+        let va = ctx
+            .global("ExpPoolQuotaCookie")
+            .ok_or_else(|| PoolError::Missing {
+                what: "ExpPoolQuotaCookie",
+                why: "ProcessBilled is encoded on this kernel and decoding needs its symbols"
+                    .into(),
+            })?;
         let cookie = mem.read_u64(va).map_err(|source| PoolError::Memory {
             what: "ExpPoolQuotaCookie",
             va,

@@ -35,7 +35,10 @@ fn xp_figures_from_the_profile_and_exhaustion_warning() {
     }
     let s = vm_summary(img.memory(), &ctx(Some(&p), 4, 2600, KB32), &[], None);
     assert_eq!(s.paged_max.as_ref().unwrap().bytes, 0x1000_0000);
-    assert_eq!(s.paged_max.as_ref().unwrap().source, "profile:MmSizeOfPagedPoolInBytes");
+    assert_eq!(
+        s.paged_max.as_ref().unwrap().source,
+        "profile:MmSizeOfPagedPoolInBytes"
+    );
     assert_eq!(s.paged_commit.as_ref().unwrap().bytes, 0x200_0000);
     assert_eq!(s.nonpaged_in_use.as_ref().unwrap().bytes, 0x7a0_0000);
     assert_eq!(s.nonpaged_max.as_ref().unwrap().bytes, 0x800_0000);
@@ -46,7 +49,8 @@ fn xp_figures_from_the_profile_and_exhaustion_warning() {
     );
     assert_eq!(s.warnings.len(), 1, "{:?}", s.warnings);
     assert!(
-        s.warnings[0].starts_with("nonpaged pool is near exhaustion") && s.warnings[0].contains("95%"),
+        s.warnings[0].starts_with("nonpaged pool is near exhaustion")
+            && s.warnings[0].contains("95%"),
         "{}",
         s.warnings[0]
     );
@@ -70,7 +74,10 @@ fn xp_figures_from_the_profile_and_exhaustion_warning() {
 fn win10_in_use_falls_back_to_the_tag_tables() {
     let p = isf(W19041);
     let mut img = Image::new(8);
-    img.u64(KB64 + p.global("MmSizeOfPagedPoolInBytes").unwrap(), 0x100_0000);
+    img.u64(
+        KB64 + p.global("MmSizeOfPagedPoolInBytes").unwrap(),
+        0x100_0000,
+    );
     let row = |tag: &str, pb, nb| TagStats {
         tag: Tag::from_text(tag).unwrap(),
         paged_allocs: 1,
@@ -81,16 +88,29 @@ fn win10_in_use_falls_back_to_the_tag_tables() {
         nonpaged_bytes: nb,
     };
     let rows = [row("Leak", 0xf0_0000, 0x10), row("Ntfs", 0x8000, 0x20)];
-    let s = vm_summary(img.memory(), &ctx(Some(&p), 8, 19041, KB64), &[], Some(&rows));
+    let s = vm_summary(
+        img.memory(),
+        &ctx(Some(&p), 8, 19041, KB64),
+        &[],
+        Some(&rows),
+    );
     let used = s.paged_in_use.unwrap();
-    assert_eq!((used.bytes, used.source.as_str()), (0xf0_8000, "tag tables"));
+    assert_eq!(
+        (used.bytes, used.source.as_str()),
+        (0xf0_8000, "tag tables")
+    );
     assert_eq!(s.nonpaged_in_use.unwrap().bytes, 0x30);
     assert_eq!(s.nonpaged_max, None);
     // 0xf0_8000 / 0x100_0000 = 15761408 / 16777216 = 93.9%: under !vm's 95% for paged pool.
     assert!(s.warnings.is_empty(), "{:?}", s.warnings);
     // 0xf8_8000 / 0x100_0000 = 97.1%: over it, shown rounded down.
     let rows = [row("Leak", 0xf8_0000, 0x10), row("Ntfs", 0x8000, 0x20)];
-    let s = vm_summary(img.memory(), &ctx(Some(&p), 8, 19041, KB64), &[], Some(&rows));
+    let s = vm_summary(
+        img.memory(),
+        &ctx(Some(&p), 8, 19041, KB64),
+        &[],
+        Some(&rows),
+    );
     assert_eq!(s.warnings.len(), 1);
     assert!(s.warnings[0].contains("97%"), "{}", s.warnings[0]);
 }
@@ -104,7 +124,10 @@ fn quota_decoded_with_cookie_and_named_from_the_process_list() {
     let (sys, app) = (0xffff_a000_0000_1000_u64, 0xffff_a000_0010_0000_u64);
     // head -> System -> leaky.exe -> head
     img.u64(head, sys + off("ActiveProcessLinks"));
-    img.u64(sys + off("ActiveProcessLinks"), app + off("ActiveProcessLinks"));
+    img.u64(
+        sys + off("ActiveProcessLinks"),
+        app + off("ActiveProcessLinks"),
+    );
     img.u64(app + off("ActiveProcessLinks"), head);
     img.u64(sys + off("UniqueProcessId"), 4);
     img.write(sys + off("ImageFileName"), b"System\0");
@@ -116,7 +139,10 @@ fn quota_decoded_with_cookie_and_named_from_the_process_list() {
     let c = ctx(Some(&p), 8, 19041, KB64);
     let (procs, warnings) = walk_processes(mem, &c, head).unwrap();
     assert!(warnings.is_empty(), "{warnings:?}");
-    let names: Vec<_> = procs.iter().map(|p| (p.pid, p.name.as_str(), p.eprocess)).collect();
+    let names: Vec<_> = procs
+        .iter()
+        .map(|p| (p.pid, p.name.as_str(), p.eprocess))
+        .collect();
     assert_eq!(names, [(4, "System", sys), (0x1234, "leaky.exe", app)]);
 
     let enc = QuotaEncoding::for_kernel(mem, &c).unwrap();
@@ -168,7 +194,8 @@ fn process_list_loop_stops() {
     let ep = 0xffff_a000_0000_1000_u64;
     img.u64(head, ep + links);
     img.u64(ep + links, ep + links); // points at itself, never back to the head
-    let (procs, warnings) = walk_processes(img.memory(), &ctx(Some(&p), 8, 17763, KB64), head).unwrap();
+    let (procs, warnings) =
+        walk_processes(img.memory(), &ctx(Some(&p), 8, 17763, KB64), head).unwrap();
     assert_eq!(procs.len(), 1);
     assert!(warnings[0].contains("does not return"), "{warnings:?}");
 }
@@ -192,17 +219,30 @@ fn win10_figures_from_mi_state() {
         let f = |x: &Option<Figure>| x.as_ref().map(|f| (f.bytes, f.source.clone()));
         assert_eq!(
             f(&s.paged_in_use),
-            Some((0x30_0000, "profile:MiState.Vs.PagedPoolInfo.AllocatedPagedPool".into())),
+            Some((
+                0x30_0000,
+                "profile:MiState.Vs.PagedPoolInfo.AllocatedPagedPool".into()
+            )),
             "{build}"
         );
         assert_eq!(f(&s.paged_max).map(|x| x.0), Some(0x100_0000), "{build}");
-        assert_eq!(f(&s.nonpaged_in_use).map(|x| x.0), Some(0xf8_0000), "{build}");
         assert_eq!(
-            f(&s.nonpaged_max),
-            Some((0x100_0000, "profile:MiState.Vs.MaximumNonPagedPoolInPages".into())),
+            f(&s.nonpaged_in_use).map(|x| x.0),
+            Some(0xf8_0000),
             "{build}"
         );
-        assert_eq!(s.paged_commit, None, "{build}: MiState keeps no paged commit");
+        assert_eq!(
+            f(&s.nonpaged_max),
+            Some((
+                0x100_0000,
+                "profile:MiState.Vs.MaximumNonPagedPoolInPages".into()
+            )),
+            "{build}"
+        );
+        assert_eq!(
+            s.paged_commit, None,
+            "{build}: MiState keeps no paged commit"
+        );
         assert_eq!(s.warnings.len(), 1, "{build}: {:?}", s.warnings);
         assert!(
             s.warnings[0].starts_with("nonpaged pool is near exhaustion"),

@@ -548,7 +548,10 @@ mod tests {
             source: Source::DriverCodeAllocation,
             description: None,
         };
-        assert_eq!(serde_json::to_value(&o).unwrap()["source"], "driver-code-allocation");
+        assert_eq!(
+            serde_json::to_value(&o).unwrap()["source"],
+            "driver-code-allocation"
+        );
         assert_eq!(serde_json::to_value(BlockSource::Lfh).unwrap(), "lfh");
     }
 }

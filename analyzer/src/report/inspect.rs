@@ -278,7 +278,8 @@ impl InspectReport {
             params_symbolized: bc.params.clone().map(|p| p.symbol),
             params_named: Default::default(),
             faulting: bc.faulting.map(|f| {
-                let module_offset = crate::kernel::bugcheck::module_offset(f.address, &kernel.modules.modules);
+                let module_offset =
+                    crate::kernel::bugcheck::module_offset(f.address, &kernel.modules.modules);
                 FaultingReport {
                     address: Hex(f.address),
                     from: f.source.describe(),
@@ -286,7 +287,9 @@ impl InspectReport {
                         .map(|m| m.name.clone()),
                     symbol: None,
                     named: false,
-                    note: module_offset.is_some().then(|| "symbols not looked up".to_string()),
+                    note: module_offset
+                        .is_some()
+                        .then(|| "symbols not looked up".to_string()),
                     module_offset,
                 }
             }),
@@ -298,7 +301,11 @@ impl InspectReport {
                 size: Some(k.size),
                 decoded: k.was_encoded,
                 error: None,
-                fields: k.fields.iter().map(|&(n, v)| (n.to_string(), Hex(v))).collect(),
+                fields: k
+                    .fields
+                    .iter()
+                    .map(|&(n, v)| (n.to_string(), Hex(v)))
+                    .collect(),
                 values: kernel
                     .kdbg_values
                     .iter()
@@ -358,11 +365,19 @@ impl InspectReport {
     /// Adds the symbol status of each module (`statuses` in module order, as
     /// [`crate::symbols::resolve::resolve_modules`] returns them) and names the bugcheck
     /// parameters and the faulting address by function.
-    pub fn add_symbols(&mut self, kernel: &KernelInfo, symbol_path: String, statuses: &[SymbolStatus]) {
+    pub fn add_symbols(
+        &mut self,
+        kernel: &KernelInfo,
+        symbol_path: String,
+        statuses: &[SymbolStatus],
+    ) {
         self.symbol_path = Some(symbol_path);
         self.symbol_summary.clear();
         for (m, st) in self.modules.iter_mut().zip(statuses) {
-            *self.symbol_summary.entry(st.status.as_str().to_string()).or_default() += 1;
+            *self
+                .symbol_summary
+                .entry(st.status.as_str().to_string())
+                .or_default() += 1;
             m.symbols = Some(ModuleSymbolsReport {
                 status: st.status.as_str().to_string(),
                 source: st.source.clone(),
@@ -384,7 +399,12 @@ impl InspectReport {
             });
         }
         let mut sym = Symbolizer::new(&kernel.modules.modules, statuses, kernel.kernel_base);
-        for (slot, p) in self.bugcheck.params_named.iter_mut().zip(&kernel.bugcheck.params) {
+        for (slot, p) in self
+            .bugcheck
+            .params_named
+            .iter_mut()
+            .zip(&kernel.bugcheck.params)
+        {
             *slot = sym.name(p.value).map(|n| n.symbol);
         }
         if let Some(f) = self.bugcheck.faulting.as_mut() {
@@ -451,7 +471,11 @@ fn pe_report(pe: &PeInfo) -> PeReport {
                 .map(|d| ImportedDllReport {
                     name: d.name.clone(),
                     functions: d.functions.len(),
-                    by_ordinal: d.functions.iter().filter(|f| matches!(f, Import::Ordinal(_))).count(),
+                    by_ordinal: d
+                        .functions
+                        .iter()
+                        .filter(|f| matches!(f, Import::Ordinal(_)))
+                        .count(),
                 })
                 .collect(),
         }),

@@ -48,10 +48,16 @@ mod tests {
         );
         // 2000-02-29T12:34:56Z = Unix 951827696 (date -u -d @951827696).
         let ft = FILETIME_UNIX_EPOCH + 951_827_696 * 10_000_000;
-        assert_eq!(filetime_to_rfc3339(ft).as_deref(), Some("2000-02-29T12:34:56Z"));
+        assert_eq!(
+            filetime_to_rfc3339(ft).as_deref(),
+            Some("2000-02-29T12:34:56Z")
+        );
         // 2021-03-10T00:00:00Z = Unix 1615334400.
         let ft = FILETIME_UNIX_EPOCH + 1_615_334_400 * 10_000_000 + 9_999_999;
-        assert_eq!(filetime_to_rfc3339(ft).as_deref(), Some("2021-03-10T00:00:00Z"));
+        assert_eq!(
+            filetime_to_rfc3339(ft).as_deref(),
+            Some("2021-03-10T00:00:00Z")
+        );
         assert_eq!(filetime_to_rfc3339(0), None);
         assert_eq!(filetime_to_rfc3339(u64::MAX), None);
     }

@@ -42,7 +42,9 @@ const MAX_KERNEL_RVA: u64 = 0x400_0000;
 
 /// `(build, pointer size)` of every build in the table.
 pub fn known_builds() -> impl Iterator<Item = (u32, u8)> {
-    super::fallback_table::TABLE.iter().map(|b| (b.build, b.pointer_size))
+    super::fallback_table::TABLE
+        .iter()
+        .map(|b| (b.build, b.pointer_size))
 }
 
 /// The table entry for `build`: the exact build, else the nearest earlier build of the same
@@ -70,7 +72,11 @@ pub fn layouts(entry: &BuildLayouts) -> BTreeMap<String, TypeLayout> {
                 .fields
                 .iter()
                 .map(|&(name, offset, pos, len)| {
-                    let (bit_position, bit_length) = if len == 0 { (None, None) } else { (Some(pos), Some(len)) };
+                    let (bit_position, bit_length) = if len == 0 {
+                        (None, None)
+                    } else {
+                        (Some(pos), Some(len))
+                    };
                     (
                         name.to_string(),
                         Field {
@@ -81,7 +87,13 @@ pub fn layouts(entry: &BuildLayouts) -> BTreeMap<String, TypeLayout> {
                     )
                 })
                 .collect();
-            (t.name.to_string(), TypeLayout { size: t.size, fields })
+            (
+                t.name.to_string(),
+                TypeLayout {
+                    size: t.size,
+                    fields,
+                },
+            )
         })
         .collect()
 }
@@ -140,19 +152,31 @@ mod tests {
             (2600, Profile::from_pdb(corpus("pdb/ntkrnlpa.pdb")).unwrap()),
             (
                 7601,
-                Profile::from_isf(corpus("isf/ntkrnlmp.pdb/339E74133576439CBCDF7E0229DA3773-1.json.xz")).unwrap(),
+                Profile::from_isf(corpus(
+                    "isf/ntkrnlmp.pdb/339E74133576439CBCDF7E0229DA3773-1.json.xz",
+                ))
+                .unwrap(),
             ),
             (
                 17763,
-                Profile::from_isf(corpus("isf/ntkrnlmp.pdb/8B11040A5928757B11390AC78F6B6925-1.json.xz")).unwrap(),
+                Profile::from_isf(corpus(
+                    "isf/ntkrnlmp.pdb/8B11040A5928757B11390AC78F6B6925-1.json.xz",
+                ))
+                .unwrap(),
             ),
             (
                 19041,
-                Profile::from_isf(corpus("isf/ntkrnlmp.pdb/5278AFF86C341677D7D7835C85B7B844-1.json.xz")).unwrap(),
+                Profile::from_isf(corpus(
+                    "isf/ntkrnlmp.pdb/5278AFF86C341677D7D7835C85B7B844-1.json.xz",
+                ))
+                .unwrap(),
             ),
             (
                 20348,
-                Profile::from_isf(corpus("isf/ntkrnlmp.pdb/C2EADB24A615E9472CE47C8ADD31F130-1.json.xz")).unwrap(),
+                Profile::from_isf(corpus(
+                    "isf/ntkrnlmp.pdb/C2EADB24A615E9472CE47C8ADD31F130-1.json.xz",
+                ))
+                .unwrap(),
             ),
         ];
         assert_eq!(known_builds().count(), real.len());

@@ -93,7 +93,11 @@ pub(super) fn read(path: &Path) -> Result<Profile, SymbolsError> {
     to_profile(isf, &shown, super::ProfileSource::Isf(path.to_path_buf()))
 }
 
-fn to_profile(isf: Isf, shown: &str, source: super::ProfileSource) -> Result<Profile, SymbolsError> {
+fn to_profile(
+    isf: Isf,
+    shown: &str,
+    source: super::ProfileSource,
+) -> Result<Profile, SymbolsError> {
     let bad = |reason: &str| SymbolsError::Isf {
         path: shown.to_string(),
         reason: reason.to_string(),
@@ -103,7 +107,8 @@ fn to_profile(isf: Isf, shown: &str, source: super::ProfileSource) -> Result<Pro
         .windows
         .and_then(|w| w.pdb)
         .ok_or_else(|| bad("no metadata.windows.pdb (not a Windows kernel ISF)"))?;
-    let guid = dashed_guid(&pdb.guid).ok_or_else(|| bad("metadata.windows.pdb.GUID is not 32 hex digits"))?;
+    let guid = dashed_guid(&pdb.guid)
+        .ok_or_else(|| bad("metadata.windows.pdb.GUID is not 32 hex digits"))?;
     let pointer_size = match isf.base_types.get("pointer").map(|p| p.size) {
         Some(4) => 4,
         Some(8) => 8,
@@ -131,7 +136,13 @@ fn to_profile(isf: Isf, shown: &str, source: super::ProfileSource) -> Result<Pro
                     (fname, field)
                 })
                 .collect();
-            (name, TypeLayout { size: t.size, fields })
+            (
+                name,
+                TypeLayout {
+                    size: t.size,
+                    fields,
+                },
+            )
         })
         .collect();
     Ok(Profile {
@@ -178,11 +189,20 @@ mod tests {
         assert_eq!(p.offset("_LDR_DATA_TABLE_ENTRY", "DllBase"), Some(48));
         assert_eq!(p.offset("_LDR_DATA_TABLE_ENTRY", "SizeOfImage"), Some(64));
         let cr = p.field("_EPROCESS", "CreateReported").unwrap();
-        assert_eq!((cr.offset, cr.bit_position, cr.bit_length), (1124, Some(0), Some(1)));
+        assert_eq!(
+            (cr.offset, cr.bit_position, cr.bit_length),
+            (1124, Some(0), Some(1))
+        );
         let bs = p.field("_POOL_HEADER", "BlockSize").unwrap();
-        assert_eq!((bs.offset, bs.bit_position, bs.bit_length), (2, Some(0), Some(8)));
+        assert_eq!(
+            (bs.offset, bs.bit_position, bs.bit_length),
+            (2, Some(0), Some(8))
+        );
         // A plain field is not a bitfield.
-        assert_eq!(p.field("_EPROCESS", "ActiveThreads").unwrap().bit_length, None);
+        assert_eq!(
+            p.field("_EPROCESS", "ActiveThreads").unwrap().bit_length,
+            None
+        );
     }
 
     #[test]

@@ -87,7 +87,11 @@ fn file_name(path: &str) -> &str {
 /// and nt!KiWaitAlways and the address of nt!KdpDataBlockEncoded, at the RVAs `profile` gives
 /// from the kernel base. Only a profile read from the kernel's own symbols (PDB or ISF) knows
 /// those RVAs; the fallback does not. `Err` names what is missing.
-pub fn kdbg_keys(mem: &dyn VirtualMemory, kernel_base: u64, profile: &Profile) -> Result<KdbgKeys, String> {
+pub fn kdbg_keys(
+    mem: &dyn VirtualMemory,
+    kernel_base: u64,
+    profile: &Profile,
+) -> Result<KdbgKeys, String> {
     let rva = |name: &str| {
         profile
             .global(name)
@@ -173,7 +177,11 @@ pub fn find(req: &ProfileRequest<'_>) -> Result<FoundProfile, NoProfile> {
                 }
             }
             if !tried.iter().any(|a| a.step == "isf") {
-                let dirs: Vec<String> = req.isf_dirs.iter().map(|d| d.display().to_string()).collect();
+                let dirs: Vec<String> = req
+                    .isf_dirs
+                    .iter()
+                    .map(|d| d.display().to_string())
+                    .collect();
                 tried.push(Attempt {
                     step: "isf",
                     what: format!("{name}/{want_guid}-{} in [{}]", pdb.age, dirs.join(", ")),
@@ -254,7 +262,11 @@ mod tests {
         }
     }
 
-    fn req<'a>(pdb: Option<KernelPdb>, dirs: &'a [PathBuf], store: Option<&'a SymbolStore>) -> ProfileRequest<'a> {
+    fn req<'a>(
+        pdb: Option<KernelPdb>,
+        dirs: &'a [PathBuf],
+        store: Option<&'a SymbolStore>,
+    ) -> ProfileRequest<'a> {
         ProfileRequest {
             pdb,
             build: 19041,
@@ -277,7 +289,8 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let win = tmp.path().join("windows").join("ntkrnlmp.pdb");
         std::fs::create_dir_all(&win).unwrap();
-        let src = PathBuf::from(CORPUS).join("isf/ntkrnlmp.pdb/5278AFF86C341677D7D7835C85B7B844-1.json.xz");
+        let src = PathBuf::from(CORPUS)
+            .join("isf/ntkrnlmp.pdb/5278AFF86C341677D7D7835C85B7B844-1.json.xz");
         std::fs::copy(src, win.join("5278AFF86C341677D7D7835C85B7B844-1.json.xz")).unwrap();
         let dirs = [tmp.path().to_path_buf()];
         // Upper-case PDB name and a full build path in the CodeView record still match.
@@ -295,12 +308,17 @@ mod tests {
         let dir = tmp.path().join("ntkrnlmp.pdb");
         std::fs::create_dir_all(&dir).unwrap();
         // The 7601 ISF, misnamed as the 19041 kernel's.
-        let src = PathBuf::from(CORPUS).join("isf/ntkrnlmp.pdb/339E74133576439CBCDF7E0229DA3773-1.json.xz");
+        let src = PathBuf::from(CORPUS)
+            .join("isf/ntkrnlmp.pdb/339E74133576439CBCDF7E0229DA3773-1.json.xz");
         std::fs::copy(src, dir.join("5278AFF86C341677D7D7835C85B7B844-1.json.xz")).unwrap();
         let dirs = [tmp.path().to_path_buf()];
         let found = find(&req(Some(kernel_19041()), &dirs, None)).unwrap();
         assert_eq!(found.profile.source.kind(), "fallback");
-        assert!(found.tried[0].outcome.starts_with("mismatch"), "{:?}", found.tried);
+        assert!(
+            found.tried[0].outcome.starts_with("mismatch"),
+            "{:?}",
+            found.tried
+        );
     }
 
     /// With neither ISF nor PDB: the fallback, saying so, keeping the CodeView identity.
@@ -350,7 +368,8 @@ mod tests {
                     .strip_prefix(&dir)
                     .unwrap_or_else(|_| panic!("{name}: {}", c.display()));
                 assert!(
-                    rel.components().all(|p| matches!(p, std::path::Component::Normal(_))),
+                    rel.components()
+                        .all(|p| matches!(p, std::path::Component::Normal(_))),
                     "{name}: {}",
                     c.display()
                 );
@@ -371,7 +390,9 @@ mod tests {
     #[test]
     fn finds_the_pdb_through_the_symbol_store() {
         let tmp = tempfile::tempdir().unwrap();
-        let key_dir = tmp.path().join("store/ntkrnlpa.pdb/30B5FB31AE7E4ACAABA750AA241FF3311");
+        let key_dir = tmp
+            .path()
+            .join("store/ntkrnlpa.pdb/30B5FB31AE7E4ACAABA750AA241FF3311");
         std::fs::create_dir_all(&key_dir).unwrap();
         std::fs::copy(
             PathBuf::from(CORPUS).join("pdb/ntkrnlpa.pdb"),
@@ -396,6 +417,9 @@ mod tests {
         let found = find(&r).unwrap();
         assert_eq!(found.profile.source.kind(), "pdb");
         assert_eq!(found.profile.type_size("_POOL_HEADER"), Some(8));
-        assert!(found.tried.iter().any(|a| a.step == "isf" && a.outcome == "not found"));
+        assert!(found
+            .tried
+            .iter()
+            .any(|a| a.step == "isf" && a.outcome == "not found"));
     }
 }

@@ -12,8 +12,8 @@ mod fallback_table;
 mod isf;
 pub mod kernel_profile;
 pub mod names;
-pub mod profile_report;
 mod pdb_file;
+pub mod profile_report;
 pub mod resolve;
 pub mod store;
 
@@ -30,7 +30,11 @@ pub enum ProfileSource {
     Isf(PathBuf),
     /// No symbols: layouts from the built-in table of `table_build` (the build nearest the
     /// dump's `build`), globals from the debugger data block if `kdbg`.
-    Fallback { build: u32, table_build: u32, kdbg: bool },
+    Fallback {
+        build: u32,
+        table_build: u32,
+        kdbg: bool,
+    },
 }
 
 impl ProfileSource {
@@ -48,10 +52,22 @@ impl ProfileSource {
         match self {
             ProfileSource::Pdb(p) => format!("pdb {}", p.display()),
             ProfileSource::Isf(p) => format!("isf {}", p.display()),
-            ProfileSource::Fallback { build, table_build, kdbg } => format!(
+            ProfileSource::Fallback {
+                build,
+                table_build,
+                kdbg,
+            } => format!(
                 "fallback (no symbols): layouts of build {table_build} from the built-in table{}{}",
-                if build != table_build { format!(" assumed for build {build}") } else { String::new() },
-                if *kdbg { ", globals from the debugger data block" } else { ", no globals" }
+                if build != table_build {
+                    format!(" assumed for build {build}")
+                } else {
+                    String::new()
+                },
+                if *kdbg {
+                    ", globals from the debugger data block"
+                } else {
+                    ", no globals"
+                }
             ),
         }
     }
@@ -94,7 +110,10 @@ pub struct Field {
 #[derive(Debug, Error)]
 pub enum SymbolsError {
     #[error("cannot read symbol file {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("symbol file {path} is not valid xz: {reason}")]
     Xz { path: String, reason: String },
     #[error("symbol file {path} is not a valid ISF: {reason}")]
@@ -136,7 +155,10 @@ impl Profile {
 
     /// A field of a structure.
     pub fn field(&self, ty: &str, field: &str) -> Option<Field> {
-        self.types.get(ty).and_then(|t| t.fields.get(field)).copied()
+        self.types
+            .get(ty)
+            .and_then(|t| t.fields.get(field))
+            .copied()
     }
 
     /// Byte offset of a field of a structure.
@@ -159,7 +181,14 @@ pub fn dashed_guid(hex32: &str) -> Option<String> {
         return None;
     }
     let u = h.to_ascii_uppercase();
-    Some(format!("{}-{}-{}-{}-{}", &u[0..8], &u[8..12], &u[12..16], &u[16..20], &u[20..32]))
+    Some(format!(
+        "{}-{}-{}-{}-{}",
+        &u[0..8],
+        &u[8..12],
+        &u[12..16],
+        &u[16..20],
+        &u[20..32]
+    ))
 }
 
 /// Parses a dashed (or undashed) GUID string into its 16 on-disk bytes.

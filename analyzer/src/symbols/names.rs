@@ -29,7 +29,10 @@ const MAX_ARENA: usize = 256 * 1024 * 1024;
 #[derive(Debug, Error)]
 pub enum NamesError {
     #[error("cannot read {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{path} is not a readable PDB: {reason}")]
     Malformed { path: String, reason: String },
 }
@@ -107,7 +110,10 @@ pub struct FunctionNames {
 
 impl FunctionNames {
     /// Reads the procedures and publics of the PDB at `path`.
-    pub fn from_pdb(path: impl AsRef<Path>, undecorate: Undecorate) -> Result<FunctionNames, NamesError> {
+    pub fn from_pdb(
+        path: impl AsRef<Path>,
+        undecorate: Undecorate,
+    ) -> Result<FunctionNames, NamesError> {
         let path = path.as_ref();
         let shown = path.display().to_string();
         let file = File::open(path).map_err(|source| NamesError::Io {
@@ -116,7 +122,8 @@ impl FunctionNames {
         })?;
         // The pdb crate parses untrusted bytes; a panic in it must become "malformed", not a
         // crash of the whole inspect run.
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read(file, undecorate)));
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read(file, undecorate)));
         match result {
             Ok(Ok(names)) => Ok(names),
             Ok(Err(e)) => Err(NamesError::Malformed {
@@ -141,7 +148,9 @@ impl FunctionNames {
 
     fn name_of(&self, e: &Entry) -> &str {
         let start = e.name_start as usize;
-        self.arena.get(start..start + e.name_len as usize).unwrap_or("")
+        self.arena
+            .get(start..start + e.name_len as usize)
+            .unwrap_or("")
     }
 
     /// The symbol that names `rva`: a procedure whose range contains it if there is one, else
@@ -402,7 +411,13 @@ pub fn undecorate_x86(name: &str) -> &str {
         return name;
     }
     match body.rfind('@') {
-        Some(at) if at > 0 && at + 1 < body.len() && body[at + 1..].bytes().all(|b| b.is_ascii_digit()) => &body[..at],
+        Some(at)
+            if at > 0
+                && at + 1 < body.len()
+                && body[at + 1..].bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            &body[..at]
+        }
         // `@name` without the byte count is not fastcall decoration.
         _ if fastcall => name,
         _ => body,

@@ -82,7 +82,8 @@ fn read_globals(pdb: &mut pdb::PDB<'_, std::fs::File>) -> pdb::Result<BTreeMap<S
             }
             SymbolData::Data(d) => {
                 if let Some(rva) = d.offset.to_rva(&address_map) {
-                    data.entry(undecorate(&d.name.to_string())).or_insert(u64::from(rva.0));
+                    data.entry(undecorate(&d.name.to_string()))
+                        .or_insert(u64::from(rva.0));
                 }
             }
             _ => {}
@@ -146,7 +147,11 @@ fn read_types(pdb: &mut pdb::PDB<'_, std::fs::File>) -> pdb::Result<BTreeMap<Str
                 }
             }
             TypeData::Union(u) if !u.properties.forward_reference() => {
-                records.push((type_name(&u.name.to_string(), item.index()), u.size, u.fields));
+                records.push((
+                    type_name(&u.name.to_string(), item.index()),
+                    u.size,
+                    u.fields,
+                ));
             }
             _ => {}
         }
@@ -171,15 +176,20 @@ fn read_types(pdb: &mut pdb::PDB<'_, std::fs::File>) -> pdb::Result<BTreeMap<Str
             };
             for member in list.fields {
                 if let TypeData::Member(m) = member {
-                    let (bit_position, bit_length) = match finder.find(m.field_type).and_then(|t| t.parse()) {
-                        Ok(TypeData::Bitfield(b)) => (Some(u32::from(b.position)), Some(u32::from(b.length))),
-                        _ => (None, None),
-                    };
-                    fields.entry(m.name.to_string().into_owned()).or_insert(Field {
-                        offset: m.offset,
-                        bit_position,
-                        bit_length,
-                    });
+                    let (bit_position, bit_length) =
+                        match finder.find(m.field_type).and_then(|t| t.parse()) {
+                            Ok(TypeData::Bitfield(b)) => {
+                                (Some(u32::from(b.position)), Some(u32::from(b.length)))
+                            }
+                            _ => (None, None),
+                        };
+                    fields
+                        .entry(m.name.to_string().into_owned())
+                        .or_insert(Field {
+                            offset: m.offset,
+                            bit_position,
+                            bit_length,
+                        });
                 }
             }
             next = list.continuation;
@@ -194,7 +204,10 @@ mod tests {
     use super::super::Profile;
     use super::undecorate;
 
-    const XP_PDB: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus/pdb/ntkrnlpa.pdb");
+    const XP_PDB: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/corpus/pdb/ntkrnlpa.pdb"
+    );
 
     #[test]
     fn undecorates_as_pdbconv_does() {
@@ -207,8 +220,14 @@ mod tests {
         );
         assert_eq!(undecorate("?foo@@YAXXZ"), "?foo@@YAXXZ");
         assert_eq!(undecorate("__imp_@KfLowerIrql@4"), "_imp_@KfLowerIrql@4");
-        assert_eq!(undecorate("__real@4147ffff80000000"), "__real@4147ffff80000000");
-        assert_eq!(undecorate("\u{7f}HAL_NULL_THUNK_DATA"), "HAL_NULL_THUNK_DATA");
+        assert_eq!(
+            undecorate("__real@4147ffff80000000"),
+            "__real@4147ffff80000000"
+        );
+        assert_eq!(
+            undecorate("\u{7f}HAL_NULL_THUNK_DATA"),
+            "HAL_NULL_THUNK_DATA"
+        );
         assert_eq!(undecorate("KiWaitNever"), "KiWaitNever");
     }
 
@@ -223,7 +242,10 @@ mod tests {
         assert_eq!(p.pointer_size, 4);
         assert_eq!(p.type_size("_POOL_HEADER"), Some(8));
         let bs = p.field("_POOL_HEADER", "BlockSize").unwrap();
-        assert_eq!((bs.offset, bs.bit_position, bs.bit_length), (2, Some(0), Some(9)));
+        assert_eq!(
+            (bs.offset, bs.bit_position, bs.bit_length),
+            (2, Some(0), Some(9))
+        );
         assert_eq!(p.offset("_POOL_HEADER", "PoolTag"), Some(4));
         assert_eq!(p.offset("_LDR_DATA_TABLE_ENTRY", "DllBase"), Some(0x18));
         assert_eq!(p.offset("_LDR_DATA_TABLE_ENTRY", "SizeOfImage"), Some(0x20));

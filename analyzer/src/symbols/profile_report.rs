@@ -108,14 +108,21 @@ pub fn to_text(p: &Profile) -> String {
     if p.pdb_name.is_empty() {
         s.push_str("PDB:      (none)\n");
     } else {
-        s.push_str(&format!("PDB:      {} {} age {}\n", p.pdb_name, p.guid, p.age));
+        s.push_str(&format!(
+            "PDB:      {} {} age {}\n",
+            p.pdb_name, p.guid, p.age
+        ));
     }
     s.push_str(&format!("Source:   {}\n", p.source.describe()));
     if let Some(a) = p.assumed() {
         s.push_str(&format!("ASSUMED:  {a}\n"));
     }
     s.push_str(&format!("Pointer:  {} bytes\n", p.pointer_size));
-    s.push_str(&format!("Globals:  {}    Types: {}\n", p.globals.len(), p.types.len()));
+    s.push_str(&format!(
+        "Globals:  {}    Types: {}\n",
+        p.globals.len(),
+        p.types.len()
+    ));
     s.push_str("\nPool engine globals (RVA):\n");
     for g in POOL_GLOBALS {
         match p.global(g) {
@@ -126,7 +133,11 @@ pub fn to_text(p: &Profile) -> String {
     s.push_str("\nPool engine structures (size, fields):\n");
     for t in POOL_TYPES {
         match p.types.get(*t) {
-            Some(l) => s.push_str(&format!("  {t:<32} {:#x} ({} fields)\n", l.size, l.fields.len())),
+            Some(l) => s.push_str(&format!(
+                "  {t:<32} {:#x} ({} fields)\n",
+                l.size,
+                l.fields.len()
+            )),
             None => s.push_str(&format!("  {t:<32} -\n")),
         }
     }
@@ -148,7 +159,10 @@ mod tests {
         let j = to_json(&p);
         assert_eq!(j["source"]["kind"], "isf");
         assert_eq!(j["pdb"]["guid"], "5278AFF8-6C34-1677-D7D7-835C85B7B844");
-        assert_eq!(j["globals"]["PsLoadedModuleList"], format!("{:#x}", 12755856));
+        assert_eq!(
+            j["globals"]["PsLoadedModuleList"],
+            format!("{:#x}", 12755856)
+        );
         let bs = &j["types"]["_POOL_HEADER"]["fields"]["BlockSize"];
         assert_eq!(
             (
@@ -162,6 +176,9 @@ mod tests {
             .get("bit_position")
             .is_none());
         let t = to_text(&p);
-        assert!(t.contains("PoolBigPageTable") && !t.contains("ASSUMED"), "{t}");
+        assert!(
+            t.contains("PoolBigPageTable") && !t.contains("ASSUMED"),
+            "{t}"
+        );
     }
 }

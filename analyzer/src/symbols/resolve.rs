@@ -181,7 +181,9 @@ pub fn resolve_module(store: &SymbolStore, module: &Module) -> SymbolStatus {
             let pe_key = SymbolKey::pe(module.name.clone(), timestamp, size);
             let fetched = match store.fetch(&pe_key) {
                 Ok(f) => f,
-                Err(e) => return SymbolStatus::failed(SymbolState::from_fetch(&e), format!("image: {e}")),
+                Err(e) => {
+                    return SymbolStatus::failed(SymbolState::from_fetch(&e), format!("image: {e}"))
+                }
             };
             st.image = Some(fetched.path.clone());
             st.image_source = Some(fetched.source.clone());
@@ -206,7 +208,11 @@ pub fn resolve_module(store: &SymbolStore, module: &Module) -> SymbolStatus {
             }
         }
     };
-    let pdb_key = SymbolKey::pdb(codeview.pdb_name().to_string(), &codeview.guid, codeview.age);
+    let pdb_key = SymbolKey::pdb(
+        codeview.pdb_name().to_string(),
+        &codeview.guid,
+        codeview.age,
+    );
     st.codeview = Some(codeview.clone());
     match store.fetch(&pdb_key) {
         Ok(f) => match check_pdb(&f.path, &codeview) {
@@ -229,8 +235,13 @@ pub fn resolve_module(store: &SymbolStore, module: &Module) -> SymbolStatus {
 }
 
 /// Resolves every module, `opts.workers` at a time; statuses in module order.
-pub fn resolve_modules(store: &SymbolStore, modules: &[Module], opts: ResolveOptions) -> Vec<SymbolStatus> {
-    let results: Vec<Mutex<Option<SymbolStatus>>> = modules.iter().map(|_| Mutex::new(None)).collect();
+pub fn resolve_modules(
+    store: &SymbolStore,
+    modules: &[Module],
+    opts: ResolveOptions,
+) -> Vec<SymbolStatus> {
+    let results: Vec<Mutex<Option<SymbolStatus>>> =
+        modules.iter().map(|_| Mutex::new(None)).collect();
     let next = AtomicUsize::new(0);
     let workers = opts.workers.clamp(1, 64).min(modules.len().max(1));
     std::thread::scope(|s| {
@@ -258,7 +269,10 @@ pub fn resolve_modules(store: &SymbolStore, modules: &[Module], opts: ResolveOpt
         .into_iter()
         .map(|m| {
             m.into_inner().ok().flatten().unwrap_or_else(|| {
-                SymbolStatus::failed(SymbolState::DownloadFailed, "the resolver thread failed".into())
+                SymbolStatus::failed(
+                    SymbolState::DownloadFailed,
+                    "the resolver thread failed".into(),
+                )
             })
         })
         .collect()
@@ -266,7 +280,11 @@ pub fn resolve_modules(store: &SymbolStore, modules: &[Module], opts: ResolveOpt
 
 /// Reads the image file, checks it is the module's (TimeDateStamp and SizeOfImage), returns its
 /// CodeView record (None when it has none) and machine.
-fn codeview_of_image(path: &Path, timestamp: u32, size: u32) -> Result<(Option<CodeView>, u16), String> {
+fn codeview_of_image(
+    path: &Path,
+    timestamp: u32,
+    size: u32,
+) -> Result<(Option<CodeView>, u16), String> {
     let len = std::fs::metadata(path).map_err(|e| e.to_string())?.len();
     if len > MAX_IMAGE_BYTES {
         return Err(format!(
@@ -288,32 +306,38 @@ fn codeview_of_image(path: &Path, timestamp: u32, size: u32) -> Result<(Option<C
 /// Opens the PDB and checks its GUID (or NB10 signature) and age against the CodeView record.
 fn check_pdb(path: &Path, cv: &CodeView) -> Result<(), String> {
     let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<(), String> {
-        let mut pdb = pdb::PDB::open(file).map_err(|e| e.to_string())?;
-        let info = pdb.pdb_information().map_err(|e| e.to_string())?;
-        let dbi_age = pdb.debug_information().ok().and_then(|d| d.age());
-        let want: String = cv
-            .guid
-            .chars()
-            .filter(|c| *c != '-')
-            .collect::<String>()
-            .to_ascii_uppercase();
-        let have_guid = info.guid.simple().to_string().to_ascii_uppercase();
-        let have_sig = format!("{:08X}", info.signature);
-        if want != have_guid && want != have_sig {
-            return Err(format!("GUID {have_guid} does not match the module's {}", cv.guid));
-        }
-        // The image records the DBI age; the PDB info stream's age may be higher (re-linked PDB).
-        let age_ok = dbi_age == Some(cv.age) || info.age == cv.age || (dbi_age.is_none() && info.age >= cv.age);
-        if !age_ok {
-            return Err(format!(
-                "age {} does not match the module's {}",
-                dbi_age.unwrap_or(info.age),
-                cv.age
-            ));
-        }
-        Ok(())
-    }));
+    let result =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<(), String> {
+            let mut pdb = pdb::PDB::open(file).map_err(|e| e.to_string())?;
+            let info = pdb.pdb_information().map_err(|e| e.to_string())?;
+            let dbi_age = pdb.debug_information().ok().and_then(|d| d.age());
+            let want: String = cv
+                .guid
+                .chars()
+                .filter(|c| *c != '-')
+                .collect::<String>()
+                .to_ascii_uppercase();
+            let have_guid = info.guid.simple().to_string().to_ascii_uppercase();
+            let have_sig = format!("{:08X}", info.signature);
+            if want != have_guid && want != have_sig {
+                return Err(format!(
+                    "GUID {have_guid} does not match the module's {}",
+                    cv.guid
+                ));
+            }
+            // The image records the DBI age; the PDB info stream's age may be higher (re-linked PDB).
+            let age_ok = dbi_age == Some(cv.age)
+                || info.age == cv.age
+                || (dbi_age.is_none() && info.age >= cv.age);
+            if !age_ok {
+                return Err(format!(
+                    "age {} does not match the module's {}",
+                    dbi_age.unwrap_or(info.age),
+                    cv.age
+                ));
+            }
+            Ok(())
+        }));
     result.unwrap_or_else(|_| Err("the PDB reader gave up (internal panic)".into()))
 }
 
@@ -361,7 +385,11 @@ pub struct NamedAddress {
 
 impl<'a> Symbolizer<'a> {
     /// `statuses` in the same order as `modules` (as [`resolve_modules`] returns them).
-    pub fn new(modules: &'a [Module], statuses: &'a [SymbolStatus], kernel_base: Option<u64>) -> Self {
+    pub fn new(
+        modules: &'a [Module],
+        statuses: &'a [SymbolStatus],
+        kernel_base: Option<u64>,
+    ) -> Self {
         Symbolizer {
             modules,
             statuses,
@@ -375,7 +403,11 @@ impl<'a> Symbolizer<'a> {
         if addr == 0 {
             return None;
         }
-        let (i, m) = self.modules.iter().enumerate().find(|(_, m)| m.contains(addr))?;
+        let (i, m) = self
+            .modules
+            .iter()
+            .enumerate()
+            .find(|(_, m)| m.contains(addr))?;
         let short = debugger_module_name(m, self.kernel_base == Some(m.base));
         let offset = addr - m.base;
         let mut out = NamedAddress {

@@ -235,9 +235,21 @@ pub fn full64_with_page_tables() -> (Vec<u8>, u64) {
         let o = page_off(pfn);
         v[o..o + PAGE].fill(0);
     }
-    put64(&mut v, page_off(1) + ((va >> 39) & 0x1FF) as usize * 8, 0x2000 | 3);
-    put64(&mut v, page_off(2) + ((va >> 30) & 0x1FF) as usize * 8, 0x3000 | 3);
-    put64(&mut v, page_off(3) + ((va >> 21) & 0x1FF) as usize * 8, 0x4000 | 3);
+    put64(
+        &mut v,
+        page_off(1) + ((va >> 39) & 0x1FF) as usize * 8,
+        0x2000 | 3,
+    );
+    put64(
+        &mut v,
+        page_off(2) + ((va >> 30) & 0x1FF) as usize * 8,
+        0x3000 | 3,
+    );
+    put64(
+        &mut v,
+        page_off(3) + ((va >> 21) & 0x1FF) as usize * 8,
+        0x4000 | 3,
+    );
     put64(&mut v, page_off(4), 0x5000 | 3);
     put64(&mut v, page_off(4) + 8, 0x6000 | 0x800);
     put64(&mut v, page_off(4) + 16, 0x7000 | 3);
@@ -246,7 +258,14 @@ pub fn full64_with_page_tables() -> (Vec<u8>, u64) {
 
 /// A minimal x86 triage dump (rizin dmp32_triage / dmp_driver_entry32 layout): TRIAGE_DUMP32
 /// at 0x1000 (0x68 bytes), one 0x4C-byte driver entry, 12-byte data blocks.
-pub fn triage32(name: &str, base: u32, size: u32, ts: u32, sum: u32, block: (u32, &[u8])) -> Vec<u8> {
+pub fn triage32(
+    name: &str,
+    base: u32,
+    size: u32,
+    ts: u32,
+    sum: u32,
+    block: (u32, &[u8]),
+) -> Vec<u8> {
     let mut v = header32(4, true);
     v.resize(0x1068, 0);
     let drv = v.len();

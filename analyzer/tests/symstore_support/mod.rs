@@ -14,7 +14,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-pub const SETUP_HINT: &str = "run scripts/test.sh (it installs python3 with the .venv, gcab and symstore)";
+pub const SETUP_HINT: &str =
+    "run scripts/test.sh (it installs python3 with the .venv, gcab and symstore)";
 
 pub fn repo_root() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
@@ -24,9 +25,15 @@ pub fn repo_root() -> PathBuf {
 pub fn corpus_store() -> PathBuf {
     let p = std::env::var_os("POOLTRIAGE_CORPUS")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus")))
+        .unwrap_or_else(|| {
+            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus"))
+        })
         .join("symstore");
-    assert!(p.is_dir(), "corpus symbol store not found at {}", p.display());
+    assert!(
+        p.is_dir(),
+        "corpus symbol store not found at {}",
+        p.display()
+    );
     p
 }
 
@@ -41,7 +48,8 @@ pub fn amdppm_pdb() -> SymbolKey {
 }
 
 pub fn corpus_sys_bytes() -> Vec<u8> {
-    std::fs::read(corpus_store().join("amdppm.sys/c9c030003b000/amdppm.sys")).expect("corpus amdppm.sys")
+    std::fs::read(corpus_store().join("amdppm.sys/c9c030003b000/amdppm.sys"))
+        .expect("corpus amdppm.sys")
 }
 
 pub fn corpus_pdb_bytes() -> Vec<u8> {
@@ -77,21 +85,30 @@ pub fn python() -> PathBuf {
         .arg("--version")
         .output()
         .is_ok_and(|o| o.status.success());
-    assert!(ok, "no python found (.venv/bin/python or python3): {SETUP_HINT}");
+    assert!(
+        ok,
+        "no python found (.venv/bin/python or python3): {SETUP_HINT}"
+    );
     PathBuf::from("python3")
 }
 
 /// A tool on PATH, or a loud failure.
 pub fn tool(name: &str) -> PathBuf {
-    let found =
-        std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|p| p.is_file()));
+    let found = std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+    });
     found.unwrap_or_else(|| panic!("`{name}` not found on PATH: {SETUP_HINT}"))
 }
 
 /// The `symstore` command of the venv (symstore on PyPI, pinned in tests/independent/requirements.txt).
 pub fn symstore_tool() -> PathBuf {
     let py = python();
-    let bin = py.parent().map(|d| d.join("symstore")).filter(|p| p.is_file());
+    let bin = py
+        .parent()
+        .map(|d| d.join("symstore"))
+        .filter(|p| p.is_file());
     bin.unwrap_or_else(|| {
         panic!(
             "the symstore tool is not installed next to {}: {SETUP_HINT}",
@@ -132,7 +149,15 @@ pub struct StaticServer {
 impl StaticServer {
     pub fn start(dir: &Path) -> StaticServer {
         let mut child = Command::new(python())
-            .args(["-u", "-m", "http.server", "0", "--bind", "127.0.0.1", "--directory"])
+            .args([
+                "-u",
+                "-m",
+                "http.server",
+                "0",
+                "--bind",
+                "127.0.0.1",
+                "--directory",
+            ])
             .arg(dir)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -141,7 +166,9 @@ impl StaticServer {
         let mut line = String::new();
         let stdout = child.stdout.take().expect("stdout");
         let mut reader = BufReader::new(stdout);
-        reader.read_line(&mut line).expect("http.server prints its port");
+        reader
+            .read_line(&mut line)
+            .expect("http.server prints its port");
         // "Serving HTTP on 127.0.0.1 port 41234 (http://127.0.0.1:41234/) ..."
         let port = line
             .split_whitespace()
@@ -265,7 +292,11 @@ fn serve(conn: TcpStream, handler: &Handler, counts: &Mutex<HashMap<String, usiz
                 break;
             }
         }
-        let path = request_line.split_whitespace().nth(1).unwrap_or("").to_string();
+        let path = request_line
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or("")
+            .to_string();
         *counts.lock().unwrap().entry(path.clone()).or_default() += 1;
         let status_line = |code: u16| format!("HTTP/1.1 {code} X\r\nContent-Length: 0\r\n\r\n");
         let result = match handler(&path) {
@@ -281,7 +312,9 @@ fn serve(conn: TcpStream, handler: &Handler, counts: &Mutex<HashMap<String, usiz
                     Some(n) => head.push_str(&format!("Content-Length: {n}\r\n\r\n")),
                     None => head.push_str("Connection: close\r\n\r\n"),
                 }
-                let r = conn.write_all(head.as_bytes()).and_then(|()| conn.write_all(&body));
+                let r = conn
+                    .write_all(head.as_bytes())
+                    .and_then(|()| conn.write_all(&body));
                 if content_length.is_none() {
                     return;
                 }
@@ -292,10 +325,14 @@ fn serve(conn: TcpStream, handler: &Handler, counts: &Mutex<HashMap<String, usiz
                 return;
             }
             Reply::Drop => return,
-            Reply::Redirect(to) => {
-                conn.write_all(format!("HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\n\r\n").as_bytes())
-            }
-            Reply::Truncated { content_length, sent } => {
+            Reply::Redirect(to) => conn.write_all(
+                format!("HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\n\r\n")
+                    .as_bytes(),
+            ),
+            Reply::Truncated {
+                content_length,
+                sent,
+            } => {
                 let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {content_length}\r\n\r\n");
                 let _ = conn
                     .write_all(head.as_bytes())

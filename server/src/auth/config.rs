@@ -45,7 +45,10 @@ impl AuthArgs {
                     ("'--secure-cookies <BOOL>'", "POOLTRIAGE_SECURE_COOKIES"),
                     ("'--session-ttl-secs <SECS>'", "POOLTRIAGE_SESSION_TTL_SECS"),
                     ("'--upload-burst <N>'", "POOLTRIAGE_UPLOAD_BURST"),
-                    ("'--uploads-per-minute <N>'", "POOLTRIAGE_UPLOADS_PER_MINUTE"),
+                    (
+                        "'--uploads-per-minute <N>'",
+                        "POOLTRIAGE_UPLOADS_PER_MINUTE",
+                    ),
                 ] {
                     line = line.replace(flag, var);
                 }
@@ -75,13 +78,19 @@ pub fn resolve(args: &AuthArgs, file: Option<toml::Table>) -> Result<AuthConfig,
     };
     let d = AuthConfig::default();
     let cfg = AuthConfig {
-        secure_cookies: args.secure_cookies.or(file.secure_cookies).unwrap_or(d.secure_cookies),
+        secure_cookies: args
+            .secure_cookies
+            .or(file.secure_cookies)
+            .unwrap_or(d.secure_cookies),
         session_ttl_secs: args
             .session_ttl_secs
             .or(file.session_ttl_secs)
             .unwrap_or(d.session_ttl_secs),
         upload_rate: RateLimit {
-            burst: args.upload_burst.or(file.upload_burst).unwrap_or(d.upload_rate.burst),
+            burst: args
+                .upload_burst
+                .or(file.upload_burst)
+                .unwrap_or(d.upload_rate.burst),
             per_minute: args
                 .uploads_per_minute
                 .or(file.uploads_per_minute)
@@ -146,7 +155,10 @@ mod tests {
         let e = AuthArgs::from_env().unwrap_err();
         std::env::remove_var("POOLTRIAGE_UPLOAD_BURST");
         std::env::remove_var("POOLTRIAGE_SECURE_COOKIES");
-        assert!(e.starts_with("invalid value 'x' for POOLTRIAGE_UPLOAD_BURST"), "{e}");
+        assert!(
+            e.starts_with("invalid value 'x' for POOLTRIAGE_UPLOAD_BURST"),
+            "{e}"
+        );
     }
 
     #[test]

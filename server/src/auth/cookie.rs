@@ -50,7 +50,10 @@ mod tests {
     #[test]
     fn set_cookie_carries_the_security_flags() {
         let v = set("pt_session", "abc", 3600, false);
-        assert_eq!(v, "pt_session=abc; Path=/; HttpOnly; SameSite=Lax; Max-Age=3600");
+        assert_eq!(
+            v,
+            "pt_session=abc; Path=/; HttpOnly; SameSite=Lax; Max-Age=3600"
+        );
         assert!(set("pt_session", "abc", 0, true).ends_with("Max-Age=0; Secure"));
     }
 }

@@ -27,7 +27,9 @@ pub fn check_form(principal: &Principal, submitted: Option<&str>) -> Result<(), 
     match &principal.csrf {
         None => Ok(()),
         Some(secret) => match submitted {
-            Some(s) if !secret.is_empty() && constant_time_eq(s.as_bytes(), secret.as_bytes()) => Ok(()),
+            Some(s) if !secret.is_empty() && constant_time_eq(s.as_bytes(), secret.as_bytes()) => {
+                Ok(())
+            }
             _ => Err(AuthError::BadCsrf),
         },
     }
@@ -36,7 +38,9 @@ pub fn check_form(principal: &Principal, submitted: Option<&str>) -> Result<(), 
 /// Check the login form: the hidden field must equal the cookie set with the form.
 pub fn check_double_submit(cookie: Option<&str>, field: Option<&str>) -> Result<(), AuthError> {
     match (cookie, field) {
-        (Some(c), Some(f)) if c.len() >= 32 && constant_time_eq(c.as_bytes(), f.as_bytes()) => Ok(()),
+        (Some(c), Some(f)) if c.len() >= 32 && constant_time_eq(c.as_bytes(), f.as_bytes()) => {
+            Ok(())
+        }
         _ => Err(AuthError::BadCsrf),
     }
 }
@@ -67,7 +71,11 @@ mod tests {
             Err(AuthError::BadCsrf)
         ));
         // Another session's secret is not this session's.
-        assert!(check_form(&session(Some("ffffffffffffffffffffffffffffffff")), Some(secret)).is_err());
+        assert!(check_form(
+            &session(Some("ffffffffffffffffffffffffffffffff")),
+            Some(secret)
+        )
+        .is_err());
         // A session whose secret is somehow empty never accepts an empty field.
         assert!(check_form(&session(Some("")), Some("")).is_err());
     }

@@ -18,16 +18,23 @@ async fn dump(principal: Principal, Path(id): Path<String>) -> Result<String, Au
     Ok(format!("{id} for {}", principal.tenant))
 }
 
-async fn upload_with_permit(UploadPermit(principal): UploadPermit, body: axum::body::Bytes) -> String {
+async fn upload_with_permit(
+    UploadPermit(principal): UploadPermit,
+    body: axum::body::Bytes,
+) -> String {
     format!("uploaded {} bytes by {}", body.len(), principal.token_id)
 }
 
-async fn form_post(principal: Principal, body: axum::body::Bytes) -> Result<&'static str, AuthError> {
+async fn form_post(
+    principal: Principal,
+    body: axum::body::Bytes,
+) -> Result<&'static str, AuthError> {
     #[derive(serde::Deserialize)]
     struct F {
         csrf: Option<String>,
     }
-    let f: F = serde_urlencoded::from_bytes(&body).map_err(|e| AuthError::BadRequest(e.to_string()))?;
+    let f: F =
+        serde_urlencoded::from_bytes(&body).map_err(|e| AuthError::BadRequest(e.to_string()))?;
     csrf::check_form(&principal, f.csrf.as_deref())?;
     Ok("changed")
 }
@@ -58,7 +65,11 @@ fn start(config: AuthConfig) -> Server {
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         (addr, pool)
     });
-    Server { addr, pool, _rt: rt }
+    Server {
+        addr,
+        pool,
+        _rt: rt,
+    }
 }
 
 struct Reply {
@@ -93,7 +104,13 @@ impl Reply {
 
 /// One HTTP/1.1 request with `Connection: close`, read to the end: a client small enough to see
 /// every byte we send.
-fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Reply {
+fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Reply {
     let mut s = TcpStream::connect(addr).unwrap();
     let mut req = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
@@ -109,7 +126,14 @@ fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)],
     s.read_to_string(&mut raw).unwrap();
     let (head, body) = raw.split_once("\r\n\r\n").unwrap();
     let mut lines = head.lines();
-    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
     let headers = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
@@ -127,7 +151,13 @@ fn bearer(t: &str) -> String {
 
 fn token(s: &Server, tenant: &str, role: Role) -> store::NewToken {
     s._rt
-        .block_on(store::create_token(&s.pool, tenant, role, "test", store::now_unix()))
+        .block_on(store::create_token(
+            &s.pool,
+            tenant,
+            role,
+            "test",
+            store::now_unix(),
+        ))
         .unwrap()
 }
 
@@ -202,7 +232,13 @@ fn admin_manages_tokens_and_revocation_is_immediate() {
         body,
     );
     assert_eq!(r.status, 403, "support may not create tokens");
-    let r = request(s.addr, "POST", "/api/v1/tokens", &[("Authorization", &adm), json], body);
+    let r = request(
+        s.addr,
+        "POST",
+        "/api/v1/tokens",
+        &[("Authorization", &adm), json],
+        body,
+    );
     assert_eq!(r.status, 201, "{}", r.body);
     let created: serde_json::Value = serde_json::from_str(&r.body).unwrap();
     let new_token = created["token"].as_str().unwrap().to_string();
@@ -219,26 +255,56 @@ fn admin_manages_tokens_and_revocation_is_immediate() {
     );
     assert_eq!(r.status, 200);
 
-    let r = request(s.addr, "GET", "/api/v1/tokens", &[("Authorization", &adm)], "");
+    let r = request(
+        s.addr,
+        "GET",
+        "/api/v1/tokens",
+        &[("Authorization", &adm)],
+        "",
+    );
     assert_eq!(r.status, 200);
-    assert!(!r.body.contains(&new_token), "the list never shows a secret");
+    assert!(
+        !r.body.contains(&new_token),
+        "the list never shows a secret"
+    );
     let list: serde_json::Value = serde_json::from_str(&r.body).unwrap();
     assert_eq!(list["tokens"].as_array().unwrap().len(), 3);
 
     let bad = r#"{"tenant":"a/b","role":"customer"}"#;
     assert_eq!(
-        request(s.addr, "POST", "/api/v1/tokens", &[("Authorization", &adm), json], bad).status,
+        request(
+            s.addr,
+            "POST",
+            "/api/v1/tokens",
+            &[("Authorization", &adm), json],
+            bad
+        )
+        .status,
         400
     );
     let bad = r#"{"tenant":"acme","role":"root"}"#;
     assert_eq!(
-        request(s.addr, "POST", "/api/v1/tokens", &[("Authorization", &adm), json], bad).status,
+        request(
+            s.addr,
+            "POST",
+            "/api/v1/tokens",
+            &[("Authorization", &adm), json],
+            bad
+        )
+        .status,
         422
     );
 
     let path = format!("/api/v1/tokens/{id}");
     assert_eq!(
-        request(s.addr, "DELETE", &path, &[("Authorization", &bearer(&sup.token))], "").status,
+        request(
+            s.addr,
+            "DELETE",
+            &path,
+            &[("Authorization", &bearer(&sup.token))],
+            ""
+        )
+        .status,
         403
     );
     assert_eq!(
@@ -272,14 +338,34 @@ fn upload_rate_limit_answers_429_with_retry_after() {
     let b = token(&s, "acme", Role::Customer);
     let h = bearer(&a.token);
     assert_eq!(
-        request(s.addr, "POST", "/api/v1/dumps", &[("Authorization", &h)], "").status,
+        request(
+            s.addr,
+            "POST",
+            "/api/v1/dumps",
+            &[("Authorization", &h)],
+            ""
+        )
+        .status,
         200
     );
     assert_eq!(
-        request(s.addr, "POST", "/api/v1/dumps", &[("Authorization", &h)], "").status,
+        request(
+            s.addr,
+            "POST",
+            "/api/v1/dumps",
+            &[("Authorization", &h)],
+            ""
+        )
+        .status,
         200
     );
-    let r = request(s.addr, "POST", "/api/v1/dumps", &[("Authorization", &h)], "");
+    let r = request(
+        s.addr,
+        "POST",
+        "/api/v1/dumps",
+        &[("Authorization", &h)],
+        "",
+    );
     assert_eq!(r.status, 429);
     let wait: u64 = r.header("retry-after").unwrap().parse().unwrap();
     assert!((58..=60).contains(&wait), "one upload a minute: {wait}");
@@ -295,7 +381,10 @@ fn upload_rate_limit_answers_429_with_retry_after() {
         .status,
         200
     );
-    assert_eq!(request(s.addr, "POST", "/api/v1/dumps", &[], "").status, 401);
+    assert_eq!(
+        request(s.addr, "POST", "/api/v1/dumps", &[], "").status,
+        401
+    );
 }
 
 #[test]
@@ -307,7 +396,9 @@ fn browser_login_session_csrf_and_logout() {
     let page = request(s.addr, "GET", "/login", &[], "");
     assert_eq!(page.status, 200);
     let login_csrf = page.cookie(csrf::LOGIN_COOKIE).unwrap();
-    assert!(page.body.contains(&format!("name=\"csrf\" value=\"{login_csrf}\"")));
+    assert!(page
+        .body
+        .contains(&format!("name=\"csrf\" value=\"{login_csrf}\"")));
     let cookie_hdr = format!("{}={login_csrf}", csrf::LOGIN_COOKIE);
 
     // Without the double-submit cookie (a cross-site form): refused.
@@ -353,10 +444,23 @@ fn browser_login_session_csrf_and_logout() {
     let sess_hdr = format!("{}={session}", cookie::SESSION_COOKIE);
 
     // The cookie authenticates like the token.
-    let r = request(s.addr, "GET", "/api/v1/dumps/acme-1", &[("Cookie", &sess_hdr)], "");
+    let r = request(
+        s.addr,
+        "GET",
+        "/api/v1/dumps/acme-1",
+        &[("Cookie", &sess_hdr)],
+        "",
+    );
     assert_eq!(r.status, 200);
     assert_eq!(
-        request(s.addr, "GET", "/api/v1/dumps/globex-1", &[("Cookie", &sess_hdr)], "").status,
+        request(
+            s.addr,
+            "GET",
+            "/api/v1/dumps/globex-1",
+            &[("Cookie", &sess_hdr)],
+            ""
+        )
+        .status,
         404
     );
 
@@ -365,7 +469,13 @@ fn browser_login_session_csrf_and_logout() {
         ._rt
         .block_on(sqlx::query_scalar("SELECT csrf FROM sessions").fetch_one(&s.pool))
         .unwrap();
-    let r = request(s.addr, "POST", "/form", &[form, ("Cookie", &sess_hdr)], "csrf=wrong");
+    let r = request(
+        s.addr,
+        "POST",
+        "/form",
+        &[form, ("Cookie", &sess_hdr)],
+        "csrf=wrong",
+    );
     assert_eq!(r.status, 403);
     assert_eq!(
         request(s.addr, "POST", "/form", &[form, ("Cookie", &sess_hdr)], "").status,
@@ -391,7 +501,14 @@ fn browser_login_session_csrf_and_logout() {
 
     // Logout needs the CSRF secret too, then the cookie is dead.
     assert_eq!(
-        request(s.addr, "POST", "/logout", &[form, ("Cookie", &sess_hdr)], "").status,
+        request(
+            s.addr,
+            "POST",
+            "/logout",
+            &[form, ("Cookie", &sess_hdr)],
+            ""
+        )
+        .status,
         403
     );
     let r = request(
@@ -407,7 +524,14 @@ fn browser_login_session_csrf_and_logout() {
         .iter()
         .any(|c| c.starts_with("pt_session=;") && c.contains("Max-Age=0")));
     assert_eq!(
-        request(s.addr, "GET", "/api/v1/dumps/acme-1", &[("Cookie", &sess_hdr)], "").status,
+        request(
+            s.addr,
+            "GET",
+            "/api/v1/dumps/acme-1",
+            &[("Cookie", &sess_hdr)],
+            ""
+        )
+        .status,
         401
     );
 }

@@ -23,7 +23,8 @@ pub mod token;
 pub use config::AuthArgs;
 pub use extract::UploadPermit;
 pub use rate_limit::{RateLimit, RateLimiter};
-#[allow(unused_imports)] // can_see: for handlers that load a row first (the dump API filters in SQL)
+#[allow(unused_imports)]
+// can_see: for handlers that load a row first (the dump API filters in SQL)
 pub use role::{can_see, Principal, Role};
 pub use routes::routes;
 pub use store::DbPool;
@@ -152,15 +153,22 @@ impl IntoResponse for AuthError {
             // The detail goes to the log, not to the client.
             tracing::error!("auth: {detail}");
         }
-        let body = axum::Json(serde_json::json!({ "error": self.to_string(), "code": self.code() }));
+        let body =
+            axum::Json(serde_json::json!({ "error": self.to_string(), "code": self.code() }));
         let mut resp = (self.status(), body).into_response();
         let headers = resp.headers_mut();
         match &self {
             AuthError::Unauthorized => {
-                headers.insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    header::HeaderValue::from_static("Bearer"),
+                );
             }
             AuthError::RateLimited { retry_after_secs } => {
-                headers.insert(header::RETRY_AFTER, header::HeaderValue::from(*retry_after_secs));
+                headers.insert(
+                    header::RETRY_AFTER,
+                    header::HeaderValue::from(*retry_after_secs),
+                );
             }
             _ => {}
         }

@@ -56,11 +56,21 @@ async fn create_token(
     Json(req): Json<CreateToken>,
 ) -> Result<Response, AuthError> {
     require_admin(&principal, &headers)?;
-    let t = store::create_token(&auth.pool, &req.tenant, req.role, &req.name, store::now_unix()).await?;
+    let t = store::create_token(
+        &auth.pool,
+        &req.tenant,
+        req.role,
+        &req.name,
+        store::now_unix(),
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(t)).into_response())
 }
 
-async fn list_tokens(State(auth): State<AuthState>, principal: Principal) -> Result<Response, AuthError> {
+async fn list_tokens(
+    State(auth): State<AuthState>,
+    principal: Principal,
+) -> Result<Response, AuthError> {
     // A read: no CSRF token needed (a cross-site page cannot read the answer).
     if !principal.is_admin() {
         return Err(AuthError::Forbidden);
@@ -84,7 +94,13 @@ async fn revoke_token(
 }
 
 /// The login page. Minimal inline HTML until the askama pages exist; it needs no JavaScript.
-fn login_page(status: StatusCode, csrf_value: &str, secure: bool, error: Option<&str>, next: &str) -> Response {
+fn login_page(
+    status: StatusCode,
+    csrf_value: &str,
+    secure: bool,
+    error: Option<&str>,
+    next: &str,
+) -> Response {
     let error = error
         .map(|e| format!("<p class=\"error\" role=\"alert\">{e}</p>"))
         .unwrap_or_default();
@@ -106,7 +122,10 @@ fn login_page(status: StatusCode, csrf_value: &str, secure: bool, error: Option<
     );
     (
         status,
-        AppendHeaders([(SET_COOKIE, cookie::set(csrf::LOGIN_COOKIE, csrf_value, 3600, secure))]),
+        AppendHeaders([(
+            SET_COOKIE,
+            cookie::set(csrf::LOGIN_COOKIE, csrf_value, 3600, secure),
+        )]),
         Html(body),
     )
         .into_response()
@@ -184,17 +203,26 @@ fn is_form(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"))
 }
 
-async fn login(State(auth): State<AuthState>, headers: HeaderMap, body: Bytes) -> Result<Response, AuthError> {
+async fn login(
+    State(auth): State<AuthState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, AuthError> {
     if !is_form(&headers) {
         return Err(AuthError::BadRequest(
             "expected an application/x-www-form-urlencoded form".into(),
         ));
     }
-    let form: LoginForm = serde_urlencoded::from_bytes(&body).map_err(|e| AuthError::BadRequest(e.to_string()))?;
-    csrf::check_double_submit(cookie::get(&headers, csrf::LOGIN_COOKIE), form.csrf.as_deref())?;
+    let form: LoginForm =
+        serde_urlencoded::from_bytes(&body).map_err(|e| AuthError::BadRequest(e.to_string()))?;
+    csrf::check_double_submit(
+        cookie::get(&headers, csrf::LOGIN_COOKIE),
+        form.csrf.as_deref(),
+    )?;
     let secure = auth.config.secure_cookies;
     let now = store::now_unix();
-    let Some(principal) = store::principal_for_token(&auth.pool, form.token.trim(), now).await? else {
+    let Some(principal) = store::principal_for_token(&auth.pool, form.token.trim(), now).await?
+    else {
         let v = super::token::random_hex(32).map_err(|e| AuthError::Internal(e.to_string()))?;
         return Ok(login_page(
             StatusCode::UNAUTHORIZED,
@@ -251,12 +279,18 @@ mod next_tests {
 
     #[test]
     fn only_local_paths_are_followed() {
-        assert_eq!(safe_next(Some("/dumps/abc?sort=tag")), "/dumps/abc?sort=tag");
+        assert_eq!(
+            safe_next(Some("/dumps/abc?sort=tag")),
+            "/dumps/abc?sort=tag"
+        );
         assert_eq!(safe_next(Some("//evil.example/")), "/");
         assert_eq!(safe_next(Some("/\\evil.example/")), "/");
         assert_eq!(safe_next(Some("https://evil.example/")), "/");
         assert_eq!(safe_next(Some("/a\nb")), "/");
         assert_eq!(safe_next(None), "/");
-        assert_eq!(html_attr("/x?a=1&b=\"<>'"), "/x?a=1&amp;b=&quot;&lt;&gt;&#39;");
+        assert_eq!(
+            html_attr("/x?a=1&b=\"<>'"),
+            "/x?a=1&amp;b=&quot;&lt;&gt;&#39;"
+        );
     }
 }

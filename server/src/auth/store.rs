@@ -104,7 +104,10 @@ pub async fn create_token(
         last_used_at: None,
         revoked_at: None,
     };
-    Ok(NewToken { info, token: secret })
+    Ok(NewToken {
+        info,
+        token: secret,
+    })
 }
 
 /// Every token, newest first, revoked ones included (they say when).
@@ -121,7 +124,9 @@ pub async fn list_tokens(pool: &DbPool) -> Result<Vec<TokenInfo>, StoreError> {
             Ok(TokenInfo {
                 id: r.try_get("id")?,
                 tenant: r.try_get("tenant")?,
-                role: role.parse().map_err(|_| StoreError::CorruptRole(role.clone()))?,
+                role: role
+                    .parse()
+                    .map_err(|_| StoreError::CorruptRole(role.clone()))?,
                 name: r.try_get("name")?,
                 created_at: r.try_get("created_at")?,
                 last_used_at: r.try_get("last_used_at")?,
@@ -134,12 +139,13 @@ pub async fn list_tokens(pool: &DbPool) -> Result<Vec<TokenInfo>, StoreError> {
 /// Revoke token `id` and end its sessions. `Ok(false)` when there is no such active token.
 pub async fn revoke_token(pool: &DbPool, id: &str, now: i64) -> Result<bool, StoreError> {
     let mut tx = pool.begin().await?;
-    let done = sqlx::query("UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
-        .bind(now)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+    let done =
+        sqlx::query("UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
     sqlx::query("DELETE FROM sessions WHERE token_id = $1")
         .bind(id)
         .execute(&mut *tx)
@@ -149,7 +155,11 @@ pub async fn revoke_token(pool: &DbPool, id: &str, now: i64) -> Result<bool, Sto
 }
 
 /// The principal of a bearer token, if the token exists and is not revoked.
-pub async fn principal_for_token(pool: &DbPool, secret: &str, now: i64) -> Result<Option<Principal>, StoreError> {
+pub async fn principal_for_token(
+    pool: &DbPool,
+    secret: &str,
+    now: i64,
+) -> Result<Option<Principal>, StoreError> {
     if !token::looks_like_token(secret) {
         return Ok(None);
     }
@@ -170,7 +180,12 @@ pub async fn principal_for_token(pool: &DbPool, secret: &str, now: i64) -> Resul
 }
 
 /// Open a session for token `token_id`, valid for `ttl_secs`.
-pub async fn create_session(pool: &DbPool, token_id: &str, ttl_secs: i64, now: i64) -> Result<NewSession, StoreError> {
+pub async fn create_session(
+    pool: &DbPool,
+    token_id: &str,
+    ttl_secs: i64,
+    now: i64,
+) -> Result<NewSession, StoreError> {
     let cookie = token::random_hex(32)?;
     let csrf = token::random_hex(32)?;
     let expires_at = now.saturating_add(ttl_secs);
@@ -195,7 +210,11 @@ pub async fn create_session(pool: &DbPool, token_id: &str, ttl_secs: i64, now: i
 }
 
 /// The principal of a session cookie: the session must be unexpired and its token not revoked.
-pub async fn principal_for_session(pool: &DbPool, cookie: &str, now: i64) -> Result<Option<Principal>, StoreError> {
+pub async fn principal_for_session(
+    pool: &DbPool,
+    cookie: &str,
+    now: i64,
+) -> Result<Option<Principal>, StoreError> {
     // Our cookies are 64 hex digits; anything else is not worth a query.
     if cookie.len() != 64 || !cookie.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Ok(None);
@@ -231,14 +250,21 @@ fn principal_from_row(row: &crate::db::Row, csrf: Option<String>) -> Result<Prin
     Ok(Principal {
         token_id: row.try_get("id")?,
         tenant: row.try_get("tenant")?,
-        role: role.parse().map_err(|_| StoreError::CorruptRole(role.clone()))?,
+        role: role
+            .parse()
+            .map_err(|_| StoreError::CorruptRole(role.clone()))?,
         csrf,
     })
 }
 
 /// Record a use of the token. Skipped without a query when the stored time is recent: an UPDATE
 /// takes SQLite's single write lock even when it changes nothing, and uploads and workers need it.
-async fn touch(pool: &DbPool, token_id: &str, last_used_at: Option<i64>, now: i64) -> Result<(), StoreError> {
+async fn touch(
+    pool: &DbPool,
+    token_id: &str,
+    last_used_at: Option<i64>,
+    now: i64,
+) -> Result<(), StoreError> {
     if last_used_at.is_some_and(|t| t >= now.saturating_sub(LAST_USED_RESOLUTION_SECS)) {
         return Ok(());
     }
@@ -282,8 +308,13 @@ pub(crate) mod tests {
     fn a_token_authenticates_until_revoked() {
         rt().block_on(async {
             let pool = memory_pool().await;
-            let t = create_token(&pool, "acme", Role::Customer, "ci", 1000).await.unwrap();
-            let p = principal_for_token(&pool, &t.token, 1001).await.unwrap().unwrap();
+            let t = create_token(&pool, "acme", Role::Customer, "ci", 1000)
+                .await
+                .unwrap();
+            let p = principal_for_token(&pool, &t.token, 1001)
+                .await
+                .unwrap()
+                .unwrap();
             assert_eq!(
                 (p.token_id.as_str(), p.tenant.as_str(), p.role),
                 (t.info.id.as_str(), "acme", Role::Customer)
@@ -298,8 +329,14 @@ pub(crate) mod tests {
             assert_eq!(stored, token::hash_token(&t.token));
 
             let other = token::generate_token().unwrap();
-            assert!(principal_for_token(&pool, &other, 1001).await.unwrap().is_none());
-            assert!(principal_for_token(&pool, "garbage", 1001).await.unwrap().is_none());
+            assert!(principal_for_token(&pool, &other, 1001)
+                .await
+                .unwrap()
+                .is_none());
+            assert!(principal_for_token(&pool, "garbage", 1001)
+                .await
+                .unwrap()
+                .is_none());
 
             assert!(revoke_token(&pool, &t.info.id, 1002).await.unwrap());
             assert!(
@@ -307,7 +344,10 @@ pub(crate) mod tests {
                 "second revoke is a no-op"
             );
             assert!(!revoke_token(&pool, "nope", 1003).await.unwrap());
-            assert!(principal_for_token(&pool, &t.token, 1004).await.unwrap().is_none());
+            assert!(principal_for_token(&pool, &t.token, 1004)
+                .await
+                .unwrap()
+                .is_none());
 
             let list = list_tokens(&pool).await.unwrap();
             assert_eq!(list.len(), 1);
@@ -320,12 +360,20 @@ pub(crate) mod tests {
     fn last_used_is_refreshed_at_most_once_a_minute() {
         rt().block_on(async {
             let pool = memory_pool().await;
-            let t = create_token(&pool, "acme", Role::Support, "", 0).await.unwrap();
+            let t = create_token(&pool, "acme", Role::Support, "", 0)
+                .await
+                .unwrap();
             for now in [100, 130, 159] {
-                principal_for_token(&pool, &t.token, now).await.unwrap().unwrap();
+                principal_for_token(&pool, &t.token, now)
+                    .await
+                    .unwrap()
+                    .unwrap();
             }
             assert_eq!(list_tokens(&pool).await.unwrap()[0].last_used_at, Some(100));
-            principal_for_token(&pool, &t.token, 161).await.unwrap().unwrap();
+            principal_for_token(&pool, &t.token, 161)
+                .await
+                .unwrap()
+                .unwrap();
             assert_eq!(list_tokens(&pool).await.unwrap()[0].last_used_at, Some(161));
         });
     }
@@ -334,14 +382,22 @@ pub(crate) mod tests {
     fn sessions_expire_and_die_with_their_token() {
         rt().block_on(async {
             let pool = memory_pool().await;
-            let t = create_token(&pool, "acme", Role::Admin, "", 0).await.unwrap();
+            let t = create_token(&pool, "acme", Role::Admin, "", 0)
+                .await
+                .unwrap();
             let s = create_session(&pool, &t.info.id, 100, 10).await.unwrap();
             assert_eq!(s.expires_at, 110);
-            let p = principal_for_session(&pool, &s.cookie, 50).await.unwrap().unwrap();
+            let p = principal_for_session(&pool, &s.cookie, 50)
+                .await
+                .unwrap()
+                .unwrap();
             assert_eq!(p.role, Role::Admin);
             assert_eq!(p.csrf.as_deref(), Some(s.csrf.as_str()));
             assert!(
-                principal_for_session(&pool, &s.cookie, 110).await.unwrap().is_none(),
+                principal_for_session(&pool, &s.cookie, 110)
+                    .await
+                    .unwrap()
+                    .is_none(),
                 "expired"
             );
             // The cookie is not stored, only its hash.
@@ -353,17 +409,26 @@ pub(crate) mod tests {
             assert_eq!(n, 0);
 
             let s2 = create_session(&pool, &t.info.id, 100, 200).await.unwrap();
-            assert!(principal_for_session(&pool, &s2.cookie, 201).await.unwrap().is_some());
+            assert!(principal_for_session(&pool, &s2.cookie, 201)
+                .await
+                .unwrap()
+                .is_some());
             delete_session(&pool, &s2.cookie).await.unwrap();
             assert!(
-                principal_for_session(&pool, &s2.cookie, 201).await.unwrap().is_none(),
+                principal_for_session(&pool, &s2.cookie, 201)
+                    .await
+                    .unwrap()
+                    .is_none(),
                 "logged out"
             );
 
             let s3 = create_session(&pool, &t.info.id, 100, 300).await.unwrap();
             revoke_token(&pool, &t.info.id, 301).await.unwrap();
             assert!(
-                principal_for_session(&pool, &s3.cookie, 302).await.unwrap().is_none(),
+                principal_for_session(&pool, &s3.cookie, 302)
+                    .await
+                    .unwrap()
+                    .is_none(),
                 "token revoked"
             );
         });

@@ -144,7 +144,11 @@ pub fn text(r: &AnalysisReport) -> String {
             p.max.map_or(String::new(), |m| format!(" of {}", human(m))),
             p.used_fraction
                 .map_or(String::new(), |f| format!(" ({:.0}%)", f * 100.0)),
-            if p.near_exhaustion { "  NEAR EXHAUSTION" } else { "" }
+            if p.near_exhaustion {
+                "  NEAR EXHAUSTION"
+            } else {
+                ""
+            }
         );
     }
     let _ = writeln!(s);
@@ -175,8 +179,11 @@ pub fn text(r: &AnalysisReport) -> String {
                 c.address,
                 c.symbol.as_deref().unwrap_or(&c.offset),
                 c.tag,
-                c.callee.as_deref().map_or(String::new(), |f| format!(" -> {f}")),
-                c.pool_type.map_or(String::new(), |p| format!(" {}", p.as_str())),
+                c.callee
+                    .as_deref()
+                    .map_or(String::new(), |f| format!(" -> {f}")),
+                c.pool_type
+                    .map_or(String::new(), |p| format!(" {}", p.as_str())),
                 c.size.map_or(String::new(), |z| format!(" size {z:#x}"))
             );
         }
@@ -185,7 +192,11 @@ pub fn text(r: &AnalysisReport) -> String {
         }
     }
     if r.drivers.len() > TEXT_ROWS {
-        let _ = writeln!(s, "  ... {} drivers in all (--json lists them)", r.drivers.len());
+        let _ = writeln!(
+            s,
+            "  ... {} drivers in all (--json lists them)",
+            r.drivers.len()
+        );
     }
     let _ = writeln!(s);
     let _ = writeln!(s, "Top tags");
@@ -215,8 +226,16 @@ pub fn text(r: &AnalysisReport) -> String {
     }
     // Session pool apart (summed over the sessions read), as `!poolused 8` shows it.
     if let Some(st) = &r.session_tags {
-        let total: u64 = st.iter().map(|t| t.paged_bytes.saturating_add(t.nonpaged_bytes)).sum();
-        let _ = writeln!(s, "\nSession pool tags ({} in use, {} session(s))", human(total), r.sessions.len().max(1));
+        let total: u64 = st
+            .iter()
+            .map(|t| t.paged_bytes.saturating_add(t.nonpaged_bytes))
+            .sum();
+        let _ = writeln!(
+            s,
+            "\nSession pool tags ({} in use, {} session(s))",
+            human(total),
+            r.sessions.len().max(1)
+        );
         for t in st.iter().take(TEXT_ROWS) {
             let who = t
                 .owners

@@ -5,8 +5,8 @@
 
 use analyzer::dump::{Dump, DumpError};
 use analyzer::kernel::{read_kernel, read_kernel_with_keys, KernelInfo};
-use analyzer::symbols::kernel_profile::{self, KernelPdb, ProfileRequest};
 use analyzer::report::inspect::{InspectReport, ModuleReport};
+use analyzer::symbols::kernel_profile::{self, KernelPdb, ProfileRequest};
 use analyzer::symbols::resolve::{resolve_modules, ResolveOptions};
 use analyzer::symbols::store::{StoreConfig, SymbolPath, SymbolStore};
 use std::io::{self, Write};
@@ -119,20 +119,38 @@ pub fn run(args: &InspectArgs) -> ExitCode {
 /// so in memory). Its keys are kernel variables: with the kernel's own symbols (an ISF in
 /// `isf_dir`, or its PDB through the symbol store) read them and read the kernel again.
 /// Whatever happens is said in the kernel's warnings; the first reading is kept on failure.
-fn decode_kdbg(dump: &Dump, kernel: KernelInfo, isf_dir: Option<&Path>, store: Option<&SymbolStore>) -> KernelInfo {
+fn decode_kdbg(
+    dump: &Dump,
+    kernel: KernelInfo,
+    isf_dir: Option<&Path>,
+    store: Option<&SymbolStore>,
+) -> KernelInfo {
     let (Some(base), Some(cv)) = (
         kernel.kernel_base,
-        kernel.kernel_module().and_then(|m| m.pe.as_ref()).and_then(|pe| pe.codeview.as_ref()),
+        kernel
+            .kernel_module()
+            .and_then(|m| m.pe.as_ref())
+            .and_then(|pe| pe.codeview.as_ref()),
     ) else {
         return kernel;
     };
-    let Ok(mem) = dump.kernel_memory() else { return kernel };
+    let Ok(mem) = dump.kernel_memory() else {
+        return kernel;
+    };
     let isf_dirs: Vec<PathBuf> = isf_dir.into_iter().map(Path::to_path_buf).collect();
     let header = dump.header();
     let request = ProfileRequest {
-        pdb: Some(KernelPdb { name: cv.pdb_path.clone(), guid: cv.guid.clone(), age: cv.age }),
+        pdb: Some(KernelPdb {
+            name: cv.pdb_path.clone(),
+            guid: cv.guid.clone(),
+            age: cv.age,
+        }),
         build: header.build,
-        pointer_size: if header.arch == analyzer::dump::Arch::X86 { 4 } else { 8 },
+        pointer_size: if header.arch == analyzer::dump::Arch::X86 {
+            4
+        } else {
+            8
+        },
         kdbg: None,
         isf_dirs: &isf_dirs,
         store,
@@ -142,9 +160,10 @@ fn decode_kdbg(dump: &Dump, kernel: KernelInfo, isf_dir: Option<&Path>, store: O
             Ok(keys) => {
                 let mut decoded = read_kernel_with_keys(dump, Some(&keys));
                 if decoded.kdbg.is_some() {
-                    decoded
-                        .warnings
-                        .push(format!("debugger data block decoded with keys from {}", found.profile.source.describe()));
+                    decoded.warnings.push(format!(
+                        "debugger data block decoded with keys from {}",
+                        found.profile.source.describe()
+                    ));
                     return decoded;
                 }
                 "the keys from the kernel's symbols do not decode it".to_string()
@@ -154,12 +173,15 @@ fn decode_kdbg(dump: &Dump, kernel: KernelInfo, isf_dir: Option<&Path>, store: O
         Err(e) => e.to_string(),
     };
     let mut kernel = kernel;
-    kernel.warnings.push(format!("debugger data block not decoded: {why}"));
+    kernel
+        .warnings
+        .push(format!("debugger data block not decoded: {why}"));
     kernel
 }
 
 fn opt<T: std::fmt::Display>(v: &Option<T>) -> String {
-    v.as_ref().map_or_else(|| "-".to_string(), |v| v.to_string())
+    v.as_ref()
+        .map_or_else(|| "-".to_string(), |v| v.to_string())
 }
 
 /// The readable summary: the fields a support engineer looks at first.
@@ -178,7 +200,11 @@ fn write_text(w: &mut impl Write, r: &InspectReport) -> io::Result<()> {
         d.processors,
         if d.processors == 1 { "" } else { "s" }
     )?;
-    writeln!(w, "System time   {}", d.system_time_utc.as_deref().unwrap_or("-"))?;
+    writeln!(
+        w,
+        "System time   {}",
+        d.system_time_utc.as_deref().unwrap_or("-")
+    )?;
     if d.stored_pages > 0 {
         writeln!(
             w,
@@ -197,7 +223,11 @@ fn write_text(w: &mut impl Write, r: &InspectReport) -> io::Result<()> {
         "Bugcheck      {} {}{}",
         b.code,
         b.name.as_deref().unwrap_or("(unknown code)"),
-        if b.pool_or_memory { "  [pool/memory]" } else { "" }
+        if b.pool_or_memory {
+            "  [pool/memory]"
+        } else {
+            ""
+        }
     )?;
     for (i, ((p, s), n)) in b
         .params
@@ -218,8 +248,15 @@ fn write_text(w: &mut impl Write, r: &InspectReport) -> io::Result<()> {
     }
     if let Some(f) = &b.faulting {
         let at = f.module_offset.as_deref().unwrap_or("(not in a module)");
-        let function = if f.named { f.symbol.as_deref().unwrap_or("") } else { "" };
-        let note = f.note.as_deref().map_or_else(String::new, |n| format!(" ({n})"));
+        let function = if f.named {
+            f.symbol.as_deref().unwrap_or("")
+        } else {
+            ""
+        };
+        let note = f
+            .note
+            .as_deref()
+            .map_or_else(String::new, |n| format!(" ({n})"));
         let at = format!("{at:<24}{function}");
         let line = format!(
             "  faulting    {:<20}{}  [{}]{note}",
@@ -230,7 +267,11 @@ fn write_text(w: &mut impl Write, r: &InspectReport) -> io::Result<()> {
         writeln!(w, "{}", line.trim_end())?;
     }
     if let Some(sp) = &r.symbol_path {
-        let summary: Vec<String> = r.symbol_summary.iter().map(|(k, v)| format!("{v} {k}")).collect();
+        let summary: Vec<String> = r
+            .symbol_summary
+            .iter()
+            .map(|(k, v)| format!("{v} {k}"))
+            .collect();
         writeln!(w, "Symbols       {sp}")?;
         writeln!(w, "  status      {}", summary.join(", "))?;
     }
@@ -241,7 +282,8 @@ fn write_text(w: &mut impl Write, r: &InspectReport) -> io::Result<()> {
             w,
             "Kernel        {} at {base}, size {}",
             name.as_deref().unwrap_or("(no module entry)"),
-            k.size.map_or_else(|| "-".to_string(), |s| format!("{s:#x}"))
+            k.size
+                .map_or_else(|| "-".to_string(), |s| format!("{s:#x}"))
         )?,
         (None, _) => writeln!(w, "Kernel        not found")?,
     }
@@ -272,7 +314,11 @@ fn write_text(w: &mut impl Write, r: &InspectReport) -> io::Result<()> {
             }
         }
     } else {
-        writeln!(w, "KDBG          not read: {}", g.error.as_deref().unwrap_or("-"))?;
+        writeln!(
+            w,
+            "KDBG          not read: {}",
+            g.error.as_deref().unwrap_or("-")
+        )?;
     }
 
     let ml = &r.module_list;
@@ -291,7 +337,8 @@ fn write_text(w: &mut impl Write, r: &InspectReport) -> io::Result<()> {
     for m in &r.modules {
         write_module(w, m)?;
     }
-    let with_symbols: Vec<&ModuleReport> = r.modules.iter().filter(|m| m.symbols.is_some()).collect();
+    let with_symbols: Vec<&ModuleReport> =
+        r.modules.iter().filter(|m| m.symbols.is_some()).collect();
     if !with_symbols.is_empty() {
         writeln!(w, "Module symbols")?;
         for m in with_symbols {

@@ -17,7 +17,11 @@ mod symbols;
 mod tokens;
 
 #[derive(Parser)]
-#[command(name = "pooltriage", version, about = "Find the driver that leaks kernel pool, from a Windows crash dump")]
+#[command(
+    name = "pooltriage",
+    version,
+    about = "Find the driver that leaks kernel pool, from a Windows crash dump"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

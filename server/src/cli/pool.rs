@@ -2,7 +2,9 @@
 //! per tag like `!poolused`, the `!vm` pool summary, quota charges, and the drivers behind the
 //! tags.
 
-use super::pool_common::{load, notes, parse_sort, parse_tag, provenance, run_analysis, SymbolArgs};
+use super::pool_common::{
+    load, notes, parse_sort, parse_tag, provenance, run_analysis, SymbolArgs,
+};
 use analyzer::pool::analyze::TagRow;
 use analyzer::pool::PoolReport;
 use std::fmt::Write as _;
@@ -82,8 +84,9 @@ fn text(r: &PoolReport) -> String {
     let _ = writeln!(s);
     let vm = &r.vm;
     let fig = |f: &Option<analyzer::pool::vm::Figure>| {
-        f.as_ref()
-            .map_or("?".to_string(), |f| format!("{} KB ({})", f.bytes / 1024, f.source))
+        f.as_ref().map_or("?".to_string(), |f| {
+            format!("{} KB ({})", f.bytes / 1024, f.source)
+        })
     };
     let _ = writeln!(s, "Pool summary (!vm)");
     let _ = writeln!(s, "  NonPagedPool usage: {}", fig(&vm.nonpaged_in_use));
@@ -98,7 +101,10 @@ fn text(r: &PoolReport) -> String {
                 s,
                 "Pool tags (!poolused, sorted by {}{}): {} tags",
                 r.sort,
-                r.tag_filter.as_ref().map(|f| format!(", tag {f}")).unwrap_or_default(),
+                r.tag_filter
+                    .as_ref()
+                    .map(|f| format!(", tag {f}"))
+                    .unwrap_or_default(),
                 tags.len()
             );
             tag_rows(&mut s, tags);
@@ -107,7 +113,10 @@ fn text(r: &PoolReport) -> String {
                 let ids: Vec<String> = r
                     .sessions
                     .iter()
-                    .map(|x| x.session_id.map_or(format!("{:#x}", x.mm_session_space), |i| i.to_string()))
+                    .map(|x| {
+                        x.session_id
+                            .map_or(format!("{:#x}", x.mm_session_space), |i| i.to_string())
+                    })
                     .collect();
                 let _ = writeln!(
                     s,
@@ -178,7 +187,13 @@ fn text(r: &PoolReport) -> String {
         let _ = writeln!(s, "\nDrivers whose code allocates with these tags:");
         for d in &r.drivers {
             let tags: Vec<String> = d.tags.iter().map(|t| t.to_string()).collect();
-            let _ = writeln!(s, "  {:<20} {:>14} bytes  {}", d.module, d.bytes, tags.join(" "));
+            let _ = writeln!(
+                s,
+                "  {:<20} {:>14} bytes  {}",
+                d.module,
+                d.bytes,
+                tags.join(" ")
+            );
         }
     }
     let n = notes(r);

@@ -124,21 +124,37 @@ fn find_profile(
     kernel: &KernelInfo,
     s: &SymbolArgs,
 ) -> Result<(Option<Profile>, &'static str, Option<String>), String> {
-    let Some(cv) = kernel.kernel_module().and_then(|m| m.pe.as_ref()).and_then(|pe| pe.codeview.as_ref()) else {
+    let Some(cv) = kernel
+        .kernel_module()
+        .and_then(|m| m.pe.as_ref())
+        .and_then(|pe| pe.codeview.as_ref())
+    else {
         return Ok((None, "none", None));
     };
     let store = if s.no_symbols {
         None
     } else {
-        let path = SymbolPath::resolve(s.symbol_path.as_deref(), Path::new("data")).map_err(|e| e.to_string())?;
-        Some(SymbolStore::new(path, super::inspect::inspect_store_config()))
+        let path = SymbolPath::resolve(s.symbol_path.as_deref(), Path::new("data"))
+            .map_err(|e| e.to_string())?;
+        Some(SymbolStore::new(
+            path,
+            super::inspect::inspect_store_config(),
+        ))
     };
     let isf_dirs: Vec<PathBuf> = s.isf_dir.iter().cloned().collect();
     let header = dump.header();
     let request = ProfileRequest {
-        pdb: Some(KernelPdb { name: cv.pdb_path.clone(), guid: cv.guid.clone(), age: cv.age }),
+        pdb: Some(KernelPdb {
+            name: cv.pdb_path.clone(),
+            guid: cv.guid.clone(),
+            age: cv.age,
+        }),
         build: header.build,
-        pointer_size: if header.arch == analyzer::dump::Arch::X86 { 4 } else { 8 },
+        pointer_size: if header.arch == analyzer::dump::Arch::X86 {
+            4
+        } else {
+            8
+        },
         kdbg: None,
         isf_dirs: &isf_dirs,
         store: store.as_ref(),
@@ -169,7 +185,9 @@ pub fn parse_sort(s: &str) -> Result<SortKey, String> {
 }
 
 pub fn parse_tag(s: &str) -> Result<TagPattern, String> {
-    TagPattern::parse(s).ok_or_else(|| format!("bad tag pattern '{s}': up to 4 characters, with ? and * as wildcards"))
+    TagPattern::parse(s).ok_or_else(|| {
+        format!("bad tag pattern '{s}': up to 4 characters, with ? and * as wildcards")
+    })
 }
 
 /// The pool engine's options for what was loaded and asked for.
@@ -199,7 +217,8 @@ pub fn run_analysis(
     tag: Option<TagPattern>,
     list_blocks: bool,
 ) -> Result<PoolReport, String> {
-    analyze_with_kernel(&l.dump, &l.kernel, options(l, s, sort, tag, list_blocks)).map_err(|e| format!("{}: {e}", l.path))
+    analyze_with_kernel(&l.dump, &l.kernel, options(l, s, sort, tag, list_blocks))
+        .map_err(|e| format!("{}: {e}", l.path))
 }
 
 /// As [`run_analysis`] without keeping a block list, handing every block the walks find to
@@ -211,9 +230,14 @@ pub fn run_analysis_streaming(
     tag: Option<TagPattern>,
     sink: &mut dyn FnMut(analyzer::pool::analyze::SeenBlock),
 ) -> Result<PoolReport, String> {
-    analyzer::pool::analyze::analyze_parts(&l.dump, &l.kernel, options(l, s, sort, tag, false), sink)
-        .map(|(r, _)| r)
-        .map_err(|e| format!("{}: {e}", l.path))
+    analyzer::pool::analyze::analyze_parts(
+        &l.dump,
+        &l.kernel,
+        options(l, s, sort, tag, false),
+        sink,
+    )
+    .map(|(r, _)| r)
+    .map_err(|e| format!("{}: {e}", l.path))
 }
 
 /// The lines every text report starts with: which symbols and layouts were used.

@@ -7,7 +7,9 @@
 
 use analyzer::dump::Dump;
 use analyzer::kernel::read_kernel;
-use analyzer::symbols::store::{FetchError, Fetched, StoreConfig, SymbolKey, SymbolPath, SymbolStore};
+use analyzer::symbols::store::{
+    FetchError, Fetched, StoreConfig, SymbolKey, SymbolPath, SymbolStore,
+};
 use serde::Serialize;
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -48,7 +50,12 @@ pub struct SymbolPathArgs {
     #[arg(long, value_name = "PATH")]
     pub symbol_path: Option<String>,
     /// pooltriage's data directory; the default symbol cache is DATA_DIR/symbols.
-    #[arg(long, value_name = "DIR", default_value = "data", env = "POOLTRIAGE_DATA_DIR")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "data",
+        env = "POOLTRIAGE_DATA_DIR"
+    )]
     pub data_dir: PathBuf,
 }
 
@@ -57,7 +64,9 @@ impl SymbolPathArgs {
     pub fn store(&self) -> Result<SymbolStore, FetchError> {
         let path = SymbolPath::resolve(self.symbol_path.as_deref(), &self.data_dir)?;
         let mut config = StoreConfig::with_data_dir(&self.data_dir);
-        config.proxy = std::env::var(PROXY_ENV).ok().filter(|p| !p.trim().is_empty());
+        config.proxy = std::env::var(PROXY_ENV)
+            .ok()
+            .filter(|p| !p.trim().is_empty());
         config.offline = std::env::var(OFFLINE_ENV).is_ok_and(|v| !v.is_empty() && v != "0");
         Ok(SymbolStore::new(path, config))
     }
@@ -252,7 +261,11 @@ fn fetch(args: &FetchArgs) -> ExitCode {
     let results: Vec<FetchResult> = jobs
         .iter()
         .map(|job| {
-            let outcome = if job.key.is_some() { fetched.next() } else { None };
+            let outcome = if job.key.is_some() {
+                fetched.next()
+            } else {
+                None
+            };
             result_for(job, outcome)
         })
         .collect();
@@ -307,7 +320,12 @@ fn write_text(w: &mut impl Write, report: &FetchReport) -> io::Result<()> {
         };
         match (&r.path, &r.source) {
             (Some(path), Some(source)) => writeln!(w, "{what}  found  {path}  (from {source})")?,
-            _ => writeln!(w, "{what}  {}  {}", r.status, clean(r.error.as_deref().unwrap_or("")))?,
+            _ => writeln!(
+                w,
+                "{what}  {}  {}",
+                r.status,
+                clean(r.error.as_deref().unwrap_or(""))
+            )?,
         }
     }
     Ok(())

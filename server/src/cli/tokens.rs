@@ -66,7 +66,10 @@ fn parse_role(s: &str) -> Result<Role, String> {
 }
 
 pub fn run(args: &TokensArgs) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => return fail(1, &format!("cannot start the async runtime: {e}")),
     };
@@ -76,13 +79,19 @@ pub fn run(args: &TokensArgs) -> ExitCode {
 async fn open(dir: &DataDir) -> Result<crate::db::Db, ExitCode> {
     let path = &dir.data_dir;
     if let Err(e) = std::fs::create_dir_all(path) {
-        return Err(fail(1, &format!("cannot create data directory {}: {e}", path.display())));
+        return Err(fail(
+            1,
+            &format!("cannot create data directory {}: {e}", path.display()),
+        ));
     }
     crate::db::open(path, dir.database_url.as_deref())
         .await
         .map_err(|e| match &dir.database_url {
             Some(_) => fail(1, &e.to_string()),
-            None => fail(1, &format!("{}: {e}", path.join(crate::db::DB_FILE).display())),
+            None => fail(
+                1,
+                &format!("{}: {e}", path.join(crate::db::DB_FILE).display()),
+            ),
         })
 }
 

@@ -101,7 +101,10 @@ const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Moves body chunks into the ingest channel; `Err` when the body failed (client gone, bad
 /// framing). Ends with `Chunk::End` only when the body really ended.
-pub(super) async fn pump<S, E>(stream: S, tx: &tokio::sync::mpsc::Sender<Chunk>) -> Result<(), String>
+pub(super) async fn pump<S, E>(
+    stream: S,
+    tx: &tokio::sync::mpsc::Sender<Chunk>,
+) -> Result<(), String>
 where
     S: futures_util::Stream<Item = Result<bytes::Bytes, E>>,
     E: std::fmt::Display,

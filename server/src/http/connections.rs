@@ -253,7 +253,9 @@ mod tests {
         let sender = tokio::spawn(async move {
             for _ in 0..4 {
                 tokio::time::sleep(Duration::from_millis(100)).await;
-                tx.send(Ok(bytes::Bytes::from_static(b"abc"))).await.unwrap();
+                tx.send(Ok(bytes::Bytes::from_static(b"abc")))
+                    .await
+                    .unwrap();
             }
             tokio::time::sleep(Duration::from_secs(5)).await;
             drop(tx);
@@ -285,6 +287,9 @@ mod tests {
         let three = t.enter(a, 2);
         assert!(three.is_some());
         drop((two, three));
-        assert!(t.0.lock().unwrap().get(&a).is_none(), "emptied entries are removed");
+        assert!(
+            t.0.lock().unwrap().get(&a).is_none(),
+            "emptied entries are removed"
+        );
     }
 }

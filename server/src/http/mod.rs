@@ -4,8 +4,8 @@ pub mod api;
 pub mod caller;
 pub mod connections;
 pub mod hooks;
-pub mod stats;
 pub mod pages;
+pub mod stats;
 pub mod uploads;
 
 use crate::config::UploadLimits;

@@ -3,8 +3,8 @@
 //! webhook deliveries. The queries are `crate::db::stats`; this file turns query strings into
 //! filters (customers always scoped to their tenant) and rows into JSON.
 
-use super::pages::format::{days_from_civil, days_in_month};
 use super::caller::Caller;
+use super::pages::format::{days_from_civil, days_in_month};
 use super::{ApiError, AppState};
 use crate::db::{self, stats, webhooks};
 use axum::extract::{Path, Query, State};

@@ -618,7 +618,9 @@ pub fn start_sweeper(
             Ok(ids) => {
                 let keep: HashSet<String> = ids.into_iter().collect();
                 let files = svc.files.clone();
-                match tokio::task::spawn_blocking(move || files.remove_orphans(&keep, listed_at)).await {
+                match tokio::task::spawn_blocking(move || files.remove_orphans(&keep, listed_at))
+                    .await
+                {
                     Ok(Ok(n)) if n > 0 => tracing::info!("removed {n} orphaned upload files"),
                     Ok(Err(e)) => tracing::warn!("upload files: {e}"),
                     _ => {}

@@ -109,7 +109,10 @@ fn claim(tmp_root: &Path) -> io::Result<(PathBuf, File)> {
     for _ in 0..16 {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let pending = tmp_root.join(format!(".{id}.lock.new"));
-        let lock = OpenOptions::new().write(true).create_new(true).open(&pending)?;
+        let lock = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&pending)?;
         match lock.try_lock() {
             Ok(()) => {}
             // Another instance's clean-up is testing this file: it will remove it.
@@ -126,7 +129,9 @@ fn claim(tmp_root: &Path) -> io::Result<(PathBuf, File)> {
         std::fs::create_dir(&dir)?;
         return Ok((dir, lock));
     }
-    Err(io::Error::other("cannot claim a temporary folder under tmp/"))
+    Err(io::Error::other(
+        "cannot claim a temporary folder under tmp/",
+    ))
 }
 
 /// Removes what instances that are no longer running left in `tmp/`: each folder whose lock can
@@ -143,9 +148,10 @@ fn remove_stale(tmp_root: &Path) -> io::Result<()> {
             }
             continue;
         }
-        let id = name
-            .strip_suffix(".lock")
-            .or_else(|| name.strip_prefix('.').and_then(|n| n.strip_suffix(".lock.new")));
+        let id = name.strip_suffix(".lock").or_else(|| {
+            name.strip_prefix('.')
+                .and_then(|n| n.strip_suffix(".lock.new"))
+        });
         let Some(id) = id else {
             remove_file(&path)?;
             continue;
@@ -227,7 +233,11 @@ mod tests {
         assert!(b_file.is_file(), "c removed b's upload");
         let mut left = files_under(&data.path().join("tmp"));
         left.sort();
-        let mut want = vec![b_file, c.tmp_dir().with_extension("lock"), b.tmp_dir().with_extension("lock")];
+        let mut want = vec![
+            b_file,
+            c.tmp_dir().with_extension("lock"),
+            b.tmp_dir().with_extension("lock"),
+        ];
         want.sort();
         assert_eq!(left, want);
     }

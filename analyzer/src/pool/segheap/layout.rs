@@ -62,7 +62,8 @@ impl SegLayout {
             what,
             why: "not in the kernel's symbols".into(),
         };
-        let off = |ty: &str, f: &str, what: &'static str| p.offset(ty, f).ok_or_else(|| missing(what));
+        let off =
+            |ty: &str, f: &str, what: &'static str| p.offset(ty, f).ok_or_else(|| missing(what));
         let size = |ty: &str, what: &'static str| p.type_size(ty).ok_or_else(|| missing(what));
         const M: &str = "_EX_POOL_HEAP_MANAGER_STATE";
         const SC: &str = "_HEAP_SEG_CONTEXT";
@@ -70,13 +71,27 @@ impl SegLayout {
         const LFH: &str = "_HEAP_LFH_SUBSEGMENT";
         const VS: &str = "_HEAP_VS_SUBSEGMENT";
         let l = SegLayout {
-            ex_pool_state_rva: p.global("ExPoolState").ok_or_else(|| missing("nt!ExPoolState"))?,
+            ex_pool_state_rva: p
+                .global("ExPoolState")
+                .ok_or_else(|| missing("nt!ExPoolState"))?,
             heap_globals_rva: p
                 .global("RtlpHpHeapGlobals")
                 .ok_or_else(|| missing("nt!RtlpHpHeapGlobals"))?,
-            heap_key: off("_RTLP_HP_HEAP_GLOBALS", "HeapKey", "_RTLP_HP_HEAP_GLOBALS.HeapKey")?,
-            lfh_key: off("_RTLP_HP_HEAP_GLOBALS", "LfhKey", "_RTLP_HP_HEAP_GLOBALS.LfhKey")?,
-            number_of_pools: off(M, "NumberOfPools", "_EX_POOL_HEAP_MANAGER_STATE.NumberOfPools")?,
+            heap_key: off(
+                "_RTLP_HP_HEAP_GLOBALS",
+                "HeapKey",
+                "_RTLP_HP_HEAP_GLOBALS.HeapKey",
+            )?,
+            lfh_key: off(
+                "_RTLP_HP_HEAP_GLOBALS",
+                "LfhKey",
+                "_RTLP_HP_HEAP_GLOBALS.LfhKey",
+            )?,
+            number_of_pools: off(
+                M,
+                "NumberOfPools",
+                "_EX_POOL_HEAP_MANAGER_STATE.NumberOfPools",
+            )?,
             pool_node: off(M, "PoolNode", "_EX_POOL_HEAP_MANAGER_STATE.PoolNode")?,
             special_heaps: p.offset(M, "SpecialHeaps"),
             pool_node_size: size("_EX_HEAP_POOL_NODE", "_EX_HEAP_POOL_NODE")?,
@@ -85,10 +100,18 @@ impl SegLayout {
             seg_contexts: off("_SEGMENT_HEAP", "SegContexts", "_SEGMENT_HEAP.SegContexts")?,
             seg_context_size: size(SC, "_HEAP_SEG_CONTEXT")?,
             unit_shift: off(SC, "UnitShift", "_HEAP_SEG_CONTEXT.UnitShift")?,
-            first_descriptor_index: off(SC, "FirstDescriptorIndex", "_HEAP_SEG_CONTEXT.FirstDescriptorIndex")?,
+            first_descriptor_index: off(
+                SC,
+                "FirstDescriptorIndex",
+                "_HEAP_SEG_CONTEXT.FirstDescriptorIndex",
+            )?,
             segment_list_head: off(SC, "SegmentListHead", "_HEAP_SEG_CONTEXT.SegmentListHead")?,
             page_segment_size: size("_HEAP_PAGE_SEGMENT", "_HEAP_PAGE_SEGMENT")?,
-            segment_signature: off("_HEAP_PAGE_SEGMENT", "Signature", "_HEAP_PAGE_SEGMENT.Signature")?,
+            segment_signature: off(
+                "_HEAP_PAGE_SEGMENT",
+                "Signature",
+                "_HEAP_PAGE_SEGMENT.Signature",
+            )?,
             descriptor_size: size(RD, "_HEAP_PAGE_RANGE_DESCRIPTOR")?,
             range_flags: off(RD, "RangeFlags", "_HEAP_PAGE_RANGE_DESCRIPTOR.RangeFlags")?,
             unit_size: off(RD, "UnitSize", "_HEAP_PAGE_RANGE_DESCRIPTOR.UnitSize")?,

@@ -30,7 +30,10 @@ pub fn walk_lfh(
     on_block: &mut dyn FnMut(&Block, &'static str),
 ) {
     let (Some(enc), Some(count)) = (r.u32(l.lfh_block_offsets), r.u16(l.lfh_block_count)) else {
-        scan.problem(format!("LFH subsegment {:#x}: header not in the dump", r.va));
+        scan.problem(format!(
+            "LFH subsegment {:#x}: header not in the dump",
+            r.va
+        ));
         return;
     };
     let (block_size, first) = decode_offsets(enc, lfh_key, r.va);
@@ -52,12 +55,17 @@ pub fn walk_lfh(
         return;
     }
     let Some(bitmap) = r.get(l.lfh_block_bitmap, bitmap_bytes.max(1)) else {
-        scan.problem(format!("LFH subsegment {:#x}: bitmap not in the dump", r.va));
+        scan.problem(format!(
+            "LFH subsegment {:#x}: bitmap not in the dump",
+            r.va
+        ));
         return;
     };
     scan.lfh_subsegments += 1;
     for i in 0..u64::from(count) {
-        let bits = bitmap.get((i / 4) as usize).map_or(0, |b| (b >> ((i % 4) * 2)) & 3);
+        let bits = bitmap
+            .get((i / 4) as usize)
+            .map_or(0, |b| (b >> ((i % 4) * 2)) & 3);
         let busy = bits & 1 == 1;
         let off = first + i * block_size;
         let Some(hb) = r.get(off, header.size) else {

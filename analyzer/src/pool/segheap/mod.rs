@@ -128,7 +128,9 @@ pub(crate) fn block_from_header(
     } else {
         heap_kind
     };
-    let process_billed = (allocated && h.pool_type.quota).then_some(h.process_billed).flatten();
+    let process_billed = (allocated && h.pool_type.quota)
+        .then_some(h.process_billed)
+        .flatten();
     Some(crate::pool::pages::Block {
         address,
         size,

@@ -16,7 +16,11 @@ impl RangeBytes {
         let pages = len.div_ceil(PAGE_SIZE) as usize;
         let mut bytes = vec![0u8; pages * PAGE_SIZE as usize];
         let mut present = vec![false; pages];
-        for (i, (chunk, p)) in bytes.chunks_mut(PAGE_SIZE as usize).zip(present.iter_mut()).enumerate() {
+        for (i, (chunk, p)) in bytes
+            .chunks_mut(PAGE_SIZE as usize)
+            .zip(present.iter_mut())
+            .enumerate()
+        {
             let page_va = va.wrapping_add(i as u64 * PAGE_SIZE);
             *p = matches!(mem.read(page_va, chunk), Ok(()));
         }
@@ -51,14 +55,20 @@ impl RangeBytes {
         self.get(off, 2).map(|b| u16::from_le_bytes([b[0], b[1]]))
     }
     pub fn u32(&self, off: u64) -> Option<u32> {
-        self.get(off, 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        self.get(off, 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     }
     pub fn u64(&self, off: u64) -> Option<u64> {
-        self.get(off, 8).and_then(|b| b.try_into().ok()).map(u64::from_le_bytes)
+        self.get(off, 8)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_le_bytes)
     }
 }
 
 /// Whether an error means "mapped but not in the dump" (counted) rather than "not mapped".
 pub fn is_missing(e: &MemoryError) -> bool {
-    matches!(e, MemoryError::PageMissing { .. } | MemoryError::NotCaptured { .. })
+    matches!(
+        e,
+        MemoryError::PageMissing { .. } | MemoryError::NotCaptured { .. }
+    )
 }

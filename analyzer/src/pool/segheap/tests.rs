@@ -109,7 +109,10 @@ fn fixture_for(k: &Kernel) -> Fixture {
     img.u16(VS + 0x22, 0x29ed);
     // Chunks from +0x30; HeaderBits = (size/16) << 16 | Allocated << 48, XOR chunk VA, HeapKey.
     let chunk = |img: &mut Image, va: u64, size: u64, alloc: bool| {
-        img.u64(va, ((size / 16) << 16 | u64::from(alloc) << 48) ^ va ^ HEAP_KEY);
+        img.u64(
+            va,
+            ((size / 16) << 16 | u64::from(alloc) << 48) ^ va ^ HEAP_KEY,
+        );
     };
     chunk(&mut img, VS + 0x30, 0x60, true);
     pool_header(&mut img, VS + 0x40, 5, 3, b"VsA1");
@@ -161,7 +164,11 @@ fn layouts_of_19041_and_20348_differ_where_the_kernels_do() {
     assert_eq!((a.seg_contexts, b.seg_contexts), (0x100, 0x140));
     assert_eq!((a.number_of_pools, b.number_of_pools), (0x38d0, 0x38e0));
     assert_eq!(
-        (a.lfh_block_offsets, a.lfh_block_bitmap, a.vs_chunk_header_size),
+        (
+            a.lfh_block_offsets,
+            a.lfh_block_bitmap,
+            a.vs_chunk_header_size
+        ),
         (0x28, 0x30, 0x10)
     );
     assert!(
@@ -175,8 +182,14 @@ fn walks_lfh_and_vs_blocks_of_a_hand_built_heap() {
     let f = fixture();
     let (r, blocks) = walk(&f);
     let s = r.unwrap();
-    assert_eq!((s.pools, s.heaps, s.segments, s.segments_invalid), (1, 1, 1, 0));
-    assert_eq!((s.lfh_subsegments, s.vs_subsegments, s.subsegments_invalid), (1, 1, 0));
+    assert_eq!(
+        (s.pools, s.heaps, s.segments, s.segments_invalid),
+        (1, 1, 1, 0)
+    );
+    assert_eq!(
+        (s.lfh_subsegments, s.vs_subsegments, s.subsegments_invalid),
+        (1, 1, 0)
+    );
     assert_eq!(s.missing_pages, 0);
     assert!(s.problems.is_empty(), "{:?}", s.problems);
     assert_eq!(s.ranges, vec![(LFH, LFH + 0x1000), (VS, VS + 0x2000)]);
@@ -200,7 +213,12 @@ fn the_20348_layout_walks_the_same_heap() {
     let f = fixture_for(&K20348);
     let (r, blocks) = walk(&f);
     let s = r.unwrap();
-    assert_eq!((s.segments, s.lfh_blocks, s.vs_blocks), (1, 3, 4), "{:?}", s.problems);
+    assert_eq!(
+        (s.segments, s.lfh_blocks, s.vs_blocks),
+        (1, 3, 4),
+        "{:?}",
+        s.problems
+    );
     assert_eq!(blocks.len(), 7);
     // The 19041 signature (context at +0x100) is not valid for a 20348 heap (+0x140).
     let mut f = fixture_for(&K20348);
@@ -217,7 +235,11 @@ fn a_segment_whose_signature_names_another_context_is_not_walked() {
     let s = r.unwrap();
     assert_eq!((s.segments, s.segments_invalid), (0, 1));
     assert!(blocks.is_empty());
-    assert!(s.problems[0].contains("not its segment context"), "{:?}", s.problems);
+    assert!(
+        s.problems[0].contains("not its segment context"),
+        "{:?}",
+        s.problems
+    );
 }
 
 #[test]
@@ -229,14 +251,21 @@ fn hostile_heaps_end_cleanly() {
     let s = r.unwrap();
     assert_eq!(s.segments, 1);
     assert_eq!(blocks.len(), 7);
-    assert!(s.problems.iter().any(|p| p.contains("loops")), "{:?}", s.problems);
+    assert!(
+        s.problems.iter().any(|p| p.contains("loops")),
+        "{:?}",
+        s.problems
+    );
 
     // LFH offsets that decode to garbage: the subsegment is rejected, VS still walked.
     let mut f = fixture();
     f.img.u32(LFH + 0x28, 0xdead_beef);
     let (r, blocks) = walk(&f);
     let s = r.unwrap();
-    assert_eq!((s.lfh_subsegments, s.subsegments_invalid, s.vs_blocks), (0, 1, 4));
+    assert_eq!(
+        (s.lfh_subsegments, s.subsegments_invalid, s.vs_blocks),
+        (0, 1, 4)
+    );
     assert_eq!(blocks.len(), 4);
 
     // A VS chunk of 0 bytes stops that subsegment's walk.
@@ -305,7 +334,10 @@ fn walk_session(f: &Fixture) -> (Result<Option<SegmentHeapScan>, PoolError>, Lis
 fn session_heap_layouts_come_from_the_isfs() {
     let a = SegLayout::from_profile(&isf(W19041)).unwrap();
     let b = SegLayout::from_profile(&isf(W20348)).unwrap();
-    assert_eq!((a.session_heap_state, b.session_heap_state), (Some(0x2a0), Some(0x2a0)));
+    assert_eq!(
+        (a.session_heap_state, b.session_heap_state),
+        (Some(0x2a0), Some(0x2a0))
+    );
     assert_eq!(
         (a.session_paged_heap, a.session_special_heap),
         (Some(0x38e0), Some(0x38e8))
@@ -325,10 +357,16 @@ fn a_session_heap_is_walked_from_mm_session_space_heap_state() {
     f.img.u64(SESSION_STATE + 0x38e8, HEAP);
     let (r, blocks) = walk_session(&f);
     let s = r.unwrap().expect("the session has a heap state");
-    assert_eq!((s.pools, s.heaps, s.segments, s.segments_invalid), (0, 1, 1, 0));
+    assert_eq!(
+        (s.pools, s.heaps, s.segments, s.segments_invalid),
+        (0, 1, 1, 0)
+    );
     assert_eq!((s.heap_key, s.lfh_key), (HEAP_KEY, LFH_KEY));
     assert_eq!(blocks.len(), 7, "{:?}", s.problems);
-    assert_eq!(blocks[0], (LFH + 0x40, 0x40, t(b"Aaaa"), PoolKind::Paged, true, "lfh"));
+    assert_eq!(
+        blocks[0],
+        (LFH + 0x40, 0x40, t(b"Aaaa"), PoolKind::Paged, true, "lfh")
+    );
     assert_eq!(s.ranges, vec![(LFH, LFH + 0x1000), (VS, VS + 0x2000)]);
 
     // Heap-backed session pool off: HeapState 0, nothing to walk.

@@ -74,7 +74,8 @@ pub fn walk_vs(
             let placed = block_in_chunk(r, header, off + hdr, chunk_size - hdr)
                 .and_then(|(block, size)| Some((block, size, r.get(block, header.size)?)));
             if let Some((block, size, hb)) = placed {
-                if let Some(b) = block_from_header(header, hb, r.va + block, size, true, heap_kind) {
+                if let Some(b) = block_from_header(header, hb, r.va + block, size, true, heap_kind)
+                {
                     scan.vs_blocks += 1;
                     on_block(&b, "vs");
                 }
@@ -95,7 +96,13 @@ pub fn walk_vs(
 /// covers exactly the rest of the chunk. A chunk carved from free space that never held a
 /// block, or one whose header the free-tree node (`_HEAP_VS_CHUNK_FREE_HEADER.Node`, bytes
 /// 8..32) has overwritten, has no such header: it is free space, not a block, and is skipped.
-fn free_block(r: &RangeBytes, header: &HeaderLayout, block: u64, size: u64, heap_kind: PoolKind) -> Option<Block> {
+fn free_block(
+    r: &RangeBytes,
+    header: &HeaderLayout,
+    block: u64,
+    size: u64,
+    heap_kind: PoolKind,
+) -> Option<Block> {
     if size < header.size {
         return None;
     }
@@ -113,7 +120,12 @@ fn free_block(r: &RangeBytes, header: &HeaderLayout, block: u64, size: u64, heap
 /// same way). We move only when the header found there describes exactly the rest of the
 /// chunk, so a chunk without that layout keeps its plain position; `None` when that page is
 /// not in the dump (where the block starts cannot be told).
-fn block_in_chunk(r: &RangeBytes, header: &HeaderLayout, block: u64, size: u64) -> Option<(u64, u64)> {
+fn block_in_chunk(
+    r: &RangeBytes,
+    header: &HeaderLayout,
+    block: u64,
+    size: u64,
+) -> Option<(u64, u64)> {
     let in_page = (r.va + block) & (PAGE_SIZE - 1);
     if size >= PAGE_SIZE || in_page + size <= PAGE_SIZE {
         return Some((block, size));

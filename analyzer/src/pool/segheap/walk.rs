@@ -38,8 +38,16 @@ pub fn walk_segment_heap(
     let state = ctx.kernel_base.wrapping_add(l.ex_pool_state_rva);
     let globals = ctx.kernel_base.wrapping_add(l.heap_globals_rva);
     let mut scan = SegmentHeapScan {
-        heap_key: rd("RtlpHpHeapGlobals.HeapKey", globals, mem.read_u64(globals + l.heap_key))?,
-        lfh_key: rd("RtlpHpHeapGlobals.LfhKey", globals, mem.read_u64(globals + l.lfh_key))?,
+        heap_key: rd(
+            "RtlpHpHeapGlobals.HeapKey",
+            globals,
+            mem.read_u64(globals + l.heap_key),
+        )?,
+        lfh_key: rd(
+            "RtlpHpHeapGlobals.LfhKey",
+            globals,
+            mem.read_u64(globals + l.lfh_key),
+        )?,
         ..SegmentHeapScan::default()
     };
     let pools = rd(
@@ -100,8 +108,11 @@ pub fn walk_session_heap(
     session_space: u64,
     on_block: &mut dyn FnMut(&Block, &'static str),
 ) -> Result<Option<SegmentHeapScan>, PoolError> {
-    let (Some(state_off), Some(paged), special) = (l.session_heap_state, l.session_paged_heap, l.session_special_heap)
-    else {
+    let (Some(state_off), Some(paged), special) = (
+        l.session_heap_state,
+        l.session_paged_heap,
+        l.session_special_heap,
+    ) else {
         return Ok(None);
     };
     let releasing = Releasing::new(mem);
@@ -116,8 +127,16 @@ pub fn walk_session_heap(
         return Ok(None);
     }
     let mut scan = SegmentHeapScan {
-        heap_key: rd("RtlpHpHeapGlobals.HeapKey", globals, mem.read_u64(globals + l.heap_key))?,
-        lfh_key: rd("RtlpHpHeapGlobals.LfhKey", globals, mem.read_u64(globals + l.lfh_key))?,
+        heap_key: rd(
+            "RtlpHpHeapGlobals.HeapKey",
+            globals,
+            mem.read_u64(globals + l.heap_key),
+        )?,
+        lfh_key: rd(
+            "RtlpHpHeapGlobals.LfhKey",
+            globals,
+            mem.read_u64(globals + l.lfh_key),
+        )?,
         ..SegmentHeapScan::default()
     };
     let mut seen = BTreeSet::new();
@@ -235,7 +254,17 @@ fn walk_segment_list(
         match mem.read_u64(seg + l.segment_signature) {
             Ok(sig) if sig ^ scan.heap_key ^ seg ^ SEGMENT_SIGNATURE_KEY == seg_ctx => {
                 scan.segments += 1;
-                walk_descriptors(mem, l, header, seg, shift, first_index, kind, scan, on_block);
+                walk_descriptors(
+                    mem,
+                    l,
+                    header,
+                    seg,
+                    shift,
+                    first_index,
+                    kind,
+                    scan,
+                    on_block,
+                );
             }
             Ok(sig) => {
                 scan.segments_invalid += 1;

@@ -109,7 +109,10 @@ mod tests {
         std::thread::sleep(Duration::from_millis(60));
         assert!(b.check("h").is_ok(), "half-open after the cool-down");
         b.failure("h", FailKind::Failed);
-        assert!(b.check("h").is_err(), "one failure while half-open trips it again");
+        assert!(
+            b.check("h").is_err(),
+            "one failure while half-open trips it again"
+        );
         b.success("h");
         assert!(b.check("h").is_ok());
         let off = Breaker::new(0, Duration::from_secs(60));

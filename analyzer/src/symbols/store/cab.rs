@@ -10,7 +10,12 @@ pub(crate) const CAB_MAGIC: &[u8; 4] = b"MSCF";
 /// Decompresses the file named `want` (case-insensitive; else the cabinet's only file) from
 /// the cabinet `src` into `out`. Returns the number of bytes written. Fails on a damaged
 /// cabinet, on more than one candidate, and on content larger than `max_bytes`.
-pub(crate) fn extract(src: &mut File, want: &str, out: &mut impl Write, max_bytes: u64) -> Result<u64, String> {
+pub(crate) fn extract(
+    src: &mut File,
+    want: &str,
+    out: &mut impl Write,
+    max_bytes: u64,
+) -> Result<u64, String> {
     src.rewind().map_err(|e| e.to_string())?;
     // The decoder is fed bytes from the network: a panic inside it must not take the process
     // down (house rule: typed errors, never a panic on foreign data).
@@ -23,7 +28,12 @@ pub(crate) fn extract(src: &mut File, want: &str, out: &mut impl Write, max_byte
     }
 }
 
-fn extract_inner(src: &mut File, want: &str, out: &mut impl Write, max_bytes: u64) -> Result<u64, String> {
+fn extract_inner(
+    src: &mut File,
+    want: &str,
+    out: &mut impl Write,
+    max_bytes: u64,
+) -> Result<u64, String> {
     let mut cabinet = cab::Cabinet::new(src).map_err(|e| format!("not a valid cabinet: {e}"))?;
     let mut names = Vec::new();
     for folder in cabinet.folder_entries() {
@@ -34,7 +44,11 @@ fn extract_inner(src: &mut File, want: &str, out: &mut impl Write, max_bytes: u6
     let chosen = names
         .iter()
         .find(|(n, _)| crate::symbols::store::key::file_name_of(n).eq_ignore_ascii_case(want))
-        .or(if names.len() == 1 { names.first() } else { None })
+        .or(if names.len() == 1 {
+            names.first()
+        } else {
+            None
+        })
         .ok_or_else(|| format!("cabinet holds {} files, none named {want}", names.len()))?
         .clone();
     if chosen.1 > max_bytes {
@@ -46,12 +60,16 @@ fn extract_inner(src: &mut File, want: &str, out: &mut impl Write, max_bytes: u6
     let reader = cabinet
         .read_file(&chosen.0)
         .map_err(|e| format!("cannot read {}: {e}", chosen.0))?;
-    let copied = io::copy(&mut reader.take(max_bytes + 1), out).map_err(|e| format!("decompressing: {e}"))?;
+    let copied = io::copy(&mut reader.take(max_bytes + 1), out)
+        .map_err(|e| format!("decompressing: {e}"))?;
     if copied > max_bytes {
         return Err(format!("content exceeds the limit of {max_bytes} bytes"));
     }
     if copied != chosen.1 {
-        return Err(format!("decompressed {copied} bytes, the cabinet says {}", chosen.1));
+        return Err(format!(
+            "decompressed {copied} bytes, the cabinet says {}",
+            chosen.1
+        ));
     }
     Ok(copied)
 }

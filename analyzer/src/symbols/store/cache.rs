@@ -71,7 +71,11 @@ impl Drop for TempFile {
 /// Marks a cache file as just used (its access time, which eviction sorts by). Best effort:
 /// a read-only cache still serves files.
 pub(crate) fn touch(path: &Path) {
-    if let Ok(f) = File::options().write(true).open(path).or_else(|_| File::open(path)) {
+    if let Ok(f) = File::options()
+        .write(true)
+        .open(path)
+        .or_else(|_| File::open(path))
+    {
         let _ = f.set_times(FileTimes::new().set_accessed(SystemTime::now()));
     }
 }

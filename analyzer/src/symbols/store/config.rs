@@ -62,7 +62,10 @@ impl Default for StoreConfig {
             max_cache_bytes: Some(10 << 30),
             default_cache_dir: PathBuf::from("data").join("symbols"),
             http_case_variants: true,
-            user_agent: format!("pooltriage/{} (symbol store client)", env!("CARGO_PKG_VERSION")),
+            user_agent: format!(
+                "pooltriage/{} (symbol store client)",
+                env!("CARGO_PKG_VERSION")
+            ),
             proxy: None,
             offline: false,
         }

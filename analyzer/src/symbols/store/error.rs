@@ -62,7 +62,10 @@ impl FetchError {
         }
     }
 
-    pub(crate) fn malformed(what: impl std::fmt::Display, reason: impl std::fmt::Display) -> FetchError {
+    pub(crate) fn malformed(
+        what: impl std::fmt::Display,
+        reason: impl std::fmt::Display,
+    ) -> FetchError {
         FetchError::Malformed {
             what: what.to_string(),
             reason: reason.to_string(),

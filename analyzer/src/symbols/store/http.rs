@@ -43,14 +43,21 @@ pub(crate) struct Http {
 pub(crate) fn host_of(url: &str) -> String {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    authority.rsplit('@').next().unwrap_or(authority).to_ascii_lowercase()
+    authority
+        .rsplit('@')
+        .next()
+        .unwrap_or(authority)
+        .to_ascii_lowercase()
 }
 
 fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = cur {
         if let Some(io) = err.downcast_ref::<io::Error>() {
-            if matches!(io.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock) {
+            if matches!(
+                io.kind(),
+                io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+            ) {
                 return true;
             }
         }
@@ -165,7 +172,10 @@ impl Http {
                     return Ok(got);
                 }
                 Err(Failure::Final(e)) => {
-                    if matches!(e, FetchError::DownloadFailed { .. } | FetchError::TooLarge { .. }) {
+                    if matches!(
+                        e,
+                        FetchError::DownloadFailed { .. } | FetchError::TooLarge { .. }
+                    ) {
                         // The host answered; it is not down.
                         self.breaker.success(&host);
                     }
@@ -249,7 +259,9 @@ impl Http {
                 limit: self.max_bytes,
             })
         };
-        let declared = resp.header("Content-Length").and_then(|v| v.trim().parse::<u64>().ok());
+        let declared = resp
+            .header("Content-Length")
+            .and_then(|v| v.trim().parse::<u64>().ok());
         if declared.is_some_and(|n| n > self.max_bytes) {
             return Err(too_large());
         }

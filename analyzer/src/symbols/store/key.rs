@@ -13,8 +13,8 @@ pub const MAX_NAME_LEN: usize = 255;
 
 /// Device names Windows resolves in any directory (`NUL.pdb` is the NUL device there).
 const RESERVED_STEMS: [&str; 22] = [
-    "CON", "PRN", "AUX", "NUL", "COM1", "COM2", "COM3", "COM4", "COM5", "COM6", "COM7", "COM8", "COM9", "LPT1", "LPT2",
-    "LPT3", "LPT4", "LPT5", "LPT6", "LPT7", "LPT8", "LPT9",
+    "CON", "PRN", "AUX", "NUL", "COM1", "COM2", "COM3", "COM4", "COM5", "COM6", "COM7", "COM8",
+    "COM9", "LPT1", "LPT2", "LPT3", "LPT4", "LPT5", "LPT6", "LPT7", "LPT8", "LPT9",
 ];
 
 /// What to fetch: a PDB by its CodeView identity, or an image (PE) by its header identity.
@@ -108,7 +108,9 @@ impl SymbolKey {
     pub fn validate(&self) -> Result<(), FetchError> {
         check_name(self.name())?;
         if let SymbolKey::Pdb { guid, .. } = self {
-            if !(guid.len() == 32 || guid.len() == 8) || !guid.bytes().all(|b| b.is_ascii_hexdigit()) {
+            if !(guid.len() == 32 || guid.len() == 8)
+                || !guid.bytes().all(|b| b.is_ascii_hexdigit())
+            {
                 return Err(FetchError::HostileName {
                     name: escaped(guid),
                     reason: "a PDB GUID is 32 hex digits (or an NB10 signature of 8)".into(),
@@ -142,7 +144,12 @@ impl SymbolKey {
 impl fmt::Display for SymbolKey {
     /// `name/KEY` with the name escaped, safe to print even when hostile.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let name: String = self.name().chars().take(80).flat_map(char::escape_debug).collect();
+        let name: String = self
+            .name()
+            .chars()
+            .take(80)
+            .flat_map(char::escape_debug)
+            .collect();
         write!(f, "{name}/{}", self.id())
     }
 }
@@ -250,7 +257,10 @@ mod tests {
         let pe = SymbolKey::pe("amdppm.sys", 0xC9C0_3000, 0x3B000);
         assert!(pe.id().eq_ignore_ascii_case("c9c030003b000"));
         // %08X%x: the time stamp upper case and zero-padded, the size lower case.
-        assert_eq!(SymbolKey::pe("a.sys", 0x1234, 0xABC00).id(), "00001234abc00");
+        assert_eq!(
+            SymbolKey::pe("a.sys", 0x1234, 0xABC00).id(),
+            "00001234abc00"
+        );
         // Age in hex, no padding.
         assert_eq!(
             SymbolKey::pdb("a.pdb", &"ab".repeat(16), 0x1a).id(),
@@ -266,7 +276,8 @@ mod tests {
     #[test]
     fn guid_bytes_in_codeview_order() {
         let raw = [
-            0xDB, 0xFD, 0x19, 0x1C, 0xBB, 0x27, 0x99, 0x33, 0xD9, 0xB4, 0x59, 0x73, 0xEF, 0xEA, 0xFC, 0xF3,
+            0xDB, 0xFD, 0x19, 0x1C, 0xBB, 0x27, 0x99, 0x33, 0xD9, 0xB4, 0x59, 0x73, 0xEF, 0xEA,
+            0xFC, 0xF3,
         ];
         assert_eq!(
             SymbolKey::pdb_from_guid_bytes("amdppm.pdb", &raw, 1),
@@ -289,8 +300,14 @@ mod tests {
         assert_eq!(hostile("x\u{85}.pdb"), "control character");
         assert_eq!(hostile(&"a".repeat(300)), "longer than 255 bytes");
         assert_eq!(hostile(""), "empty name");
-        assert_eq!(hostile("x*.pdb"), "wildcard or character Windows forbids in file names");
-        assert_eq!(hostile("x.pdb."), "trailing dot or space (Windows strips it)");
+        assert_eq!(
+            hostile("x*.pdb"),
+            "wildcard or character Windows forbids in file names"
+        );
+        assert_eq!(
+            hostile("x.pdb."),
+            "trailing dot or space (Windows strips it)"
+        );
         assert_eq!(hostile("NUL.pdb"), "Windows device name");
         assert_eq!(hostile("con"), "Windows device name");
     }

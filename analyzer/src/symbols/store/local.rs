@@ -62,7 +62,9 @@ fn key_dir(root: &Path, key: &SymbolKey) -> Option<PathBuf> {
 /// Looks `key` up in the store at `root`: the plain file, then `name.pd_`, then `file.ptr`.
 /// The key must have been validated (its name is one safe path component).
 pub(crate) fn find_in_store(root: &Path, key: &SymbolKey) -> Result<Option<Found>, FetchError> {
-    let Some(dir) = key_dir(root, key) else { return Ok(None) };
+    let Some(dir) = key_dir(root, key) else {
+        return Ok(None);
+    };
     if let Some(p) = file_ci(&dir, key.name()) {
         return Ok(Some(Found::Plain(p)));
     }
@@ -75,9 +77,13 @@ pub(crate) fn find_in_store(root: &Path, key: &SymbolKey) -> Result<Option<Found
             .and_then(|f| f.take(MAX_PTR_BYTES + 1).read_to_end(&mut content))
             .map_err(|e| FetchError::malformed(p.display(), e))?;
         if content.len() as u64 > MAX_PTR_BYTES {
-            return Err(FetchError::malformed(p.display(), "file.ptr larger than 4 KiB"));
+            return Err(FetchError::malformed(
+                p.display(),
+                "file.ptr larger than 4 KiB",
+            ));
         }
-        let target = ptr::parse(&content, &dir).map_err(|e| FetchError::malformed(p.display(), e))?;
+        let target =
+            ptr::parse(&content, &dir).map_err(|e| FetchError::malformed(p.display(), e))?;
         return Ok(Some(Found::Pointer { ptr: p, target }));
     }
     Ok(None)

@@ -104,13 +104,18 @@ impl SymbolStore {
             url: index.clone(),
             reason: "internal error: the fetching thread panicked".into(),
         };
-        self.flights
-            .run(&index.to_lowercase(), Err(panicked), || self.fetch_now(key, &index))
+        self.flights.run(&index.to_lowercase(), Err(panicked), || {
+            self.fetch_now(key, &index)
+        })
     }
 
     /// Fetches several files with up to `threads` in parallel; results in the order of `keys`.
     /// (A dump lists ~150 modules; one at a time, each a round trip to the server, is slow.)
-    pub fn fetch_many(&self, keys: &[SymbolKey], threads: usize) -> Vec<Result<Fetched, FetchError>> {
+    pub fn fetch_many(
+        &self,
+        keys: &[SymbolKey],
+        threads: usize,
+    ) -> Vec<Result<Fetched, FetchError>> {
         let slots: Vec<std::sync::Mutex<Option<Result<Fetched, FetchError>>>> =
             keys.iter().map(|_| std::sync::Mutex::new(None)).collect();
         let next = std::sync::atomic::AtomicUsize::new(0);
@@ -129,12 +134,14 @@ impl SymbolStore {
         slots
             .into_iter()
             .map(|m| {
-                m.into_inner().unwrap_or_else(|e| e.into_inner()).unwrap_or_else(|| {
-                    Err(FetchError::DownloadFailed {
-                        url: String::new(),
-                        reason: "internal error: not fetched".into(),
+                m.into_inner()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .unwrap_or_else(|| {
+                        Err(FetchError::DownloadFailed {
+                            url: String::new(),
+                            reason: "internal error: not fetched".into(),
+                        })
                     })
-                })
             })
             .collect()
     }
@@ -146,9 +153,21 @@ impl SymbolStore {
         for entry in &self.path.entries {
             let outcome = match entry {
                 PathEntry::Cache(dir) => {
-                    let d = dir.clone().unwrap_or_else(|| self.config.default_cache_dir.clone());
+                    let d = dir
+                        .clone()
+                        .unwrap_or_else(|| self.config.default_cache_dir.clone());
                     cache = Some(d.clone());
-                    self.search_local(&d, key, index, Target { dir: &d, managed: true }, false, &mut tried)
+                    self.search_local(
+                        &d,
+                        key,
+                        index,
+                        Target {
+                            dir: &d,
+                            managed: true,
+                        },
+                        false,
+                        &mut tried,
+                    )
                 }
                 PathEntry::Local(dir) => {
                     let to = cache.as_deref().unwrap_or(&self.config.default_cache_dir);
@@ -164,7 +183,9 @@ impl SymbolStore {
                         &mut tried,
                     )
                 }
-                PathEntry::Server(stores) => self.search_chain(stores, cache.as_deref(), key, index, &mut tried),
+                PathEntry::Server(stores) => {
+                    self.search_chain(stores, cache.as_deref(), key, index, &mut tried)
+                }
             };
             match outcome {
                 Ok(Some(found)) => return Ok(found),
@@ -232,7 +253,9 @@ impl SymbolStore {
         index: &str,
         tried: &mut Vec<String>,
     ) -> Result<Option<Fetched>, FetchError> {
-        let default = cache.unwrap_or(&self.config.default_cache_dir).to_path_buf();
+        let default = cache
+            .unwrap_or(&self.config.default_cache_dir)
+            .to_path_buf();
         let mut chain: Vec<StoreLocation> = stores
             .iter()
             .map(|s| match s {
@@ -291,7 +314,8 @@ impl SymbolStore {
                         // Found in place upstream: copy it down (WinDbg does the same).
                         Ok(Some(f)) if !f.path.starts_with(&down) => {
                             let dest = down.join(index);
-                            cache::copy_in(&f.path, &down, &dest).map_err(|e| FetchError::cache(&dest, e))?;
+                            cache::copy_in(&f.path, &down, &dest)
+                                .map_err(|e| FetchError::cache(&dest, e))?;
                             self.evict(&down, &dest);
                             Ok(Some(Fetched { path: dest, ..f }))
                         }
@@ -344,7 +368,11 @@ impl SymbolStore {
             return Ok(None);
         }
         let name = key.name();
-        for file in [name.to_string(), compressed_name(name), "file.ptr".to_string()] {
+        for file in [
+            name.to_string(),
+            compressed_name(name),
+            "file.ptr".to_string(),
+        ] {
             for url in self.urls(base, key, &file) {
                 let mut tmp = TempFile::new_in(down).map_err(|e| FetchError::cache(down, e))?;
                 if self.http.get(&url, &mut tmp.file)? == Got::Missing {
@@ -362,7 +390,10 @@ impl SymbolStore {
                     base,
                 )?;
                 negative::clear(down, base, index);
-                return Ok(Some(Fetched { origin: url, ..fetched }));
+                return Ok(Some(Fetched {
+                    origin: url,
+                    ..fetched
+                }));
             }
         }
         negative::record_miss(down, base, index, ttl);
@@ -460,14 +491,16 @@ impl SymbolStore {
                     self.decompress_to(&mut tmp.file, key, to.dir, &dest, &url)?;
                 } else {
                     check_magic_open(key, &mut tmp.file, &url)?;
-                    tmp.install(&dest).map_err(|e| FetchError::cache(&dest, e))?;
+                    tmp.install(&dest)
+                        .map_err(|e| FetchError::cache(&dest, e))?;
                 }
                 self.evict(to.dir, &dest);
                 Ok(done(url))
             }
             Material::Downloaded(mut tmp, url) => {
                 check_magic_open(key, &mut tmp.file, &url)?;
-                tmp.install(&dest).map_err(|e| FetchError::cache(&dest, e))?;
+                tmp.install(&dest)
+                    .map_err(|e| FetchError::cache(&dest, e))?;
                 self.evict(to.dir, &dest);
                 Ok(done(url))
             }
@@ -518,7 +551,12 @@ impl SymbolStore {
 
 impl Material {
     /// What a successful GET of `file` (the plain name, `name.pd_` or `file.ptr`) holds.
-    fn from_download(file: &str, name: &str, mut tmp: TempFile, url: &str) -> Result<Material, FetchError> {
+    fn from_download(
+        file: &str,
+        name: &str,
+        mut tmp: TempFile,
+        url: &str,
+    ) -> Result<Material, FetchError> {
         if file.eq_ignore_ascii_case(name) {
             return Ok(Material::Downloaded(tmp, url.to_string()));
         }
@@ -527,7 +565,11 @@ impl Material {
         }
         let mut content = Vec::new();
         std::io::Seek::rewind(&mut tmp.file)
-            .and_then(|()| (&mut tmp.file).take(ptr::MAX_PTR_BYTES + 1).read_to_end(&mut content))
+            .and_then(|()| {
+                (&mut tmp.file)
+                    .take(ptr::MAX_PTR_BYTES + 1)
+                    .read_to_end(&mut content)
+            })
             .map_err(|e| FetchError::malformed(url, e))?;
         if content.len() as u64 > ptr::MAX_PTR_BYTES {
             return Err(FetchError::malformed(url, "file.ptr larger than 4 KiB"));

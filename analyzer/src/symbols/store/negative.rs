@@ -22,7 +22,10 @@ fn fnv1a(s: &str) -> u64 {
 fn record_path(cache: &Path, source: &str, index: &str) -> (PathBuf, String) {
     let id = format!("{source}\n{}", index.to_ascii_lowercase());
     (
-        cache.join(STATE_DIR).join("miss").join(format!("{:016x}", fnv1a(&id))),
+        cache
+            .join(STATE_DIR)
+            .join("miss")
+            .join(format!("{:016x}", fnv1a(&id))),
         id,
     )
 }
@@ -90,9 +93,19 @@ mod tests {
         assert!(!is_missing(dir.path(), "http://h", "a.pdb/K/a.pdb", ttl));
         record_miss(dir.path(), "http://h", "a.pdb/K/a.pdb", ttl);
         assert!(is_missing(dir.path(), "http://h", "A.PDB/K/A.PDB", ttl));
-        assert!(!is_missing(dir.path(), "http://other", "a.pdb/K/a.pdb", ttl));
+        assert!(!is_missing(
+            dir.path(),
+            "http://other",
+            "a.pdb/K/a.pdb",
+            ttl
+        ));
         // Same record read with a shorter TTL by another process: expired.
-        assert!(!is_missing(dir.path(), "http://h", "a.pdb/K/a.pdb", Duration::ZERO));
+        assert!(!is_missing(
+            dir.path(),
+            "http://h",
+            "a.pdb/K/a.pdb",
+            Duration::ZERO
+        ));
         let (path, id) = record_path(dir.path(), "http://h", "a.pdb/K/a.pdb");
         fs::write(&path, format!("{}\n{id}", now_secs() - 120)).unwrap();
         assert!(!is_missing(dir.path(), "http://h", "a.pdb/K/a.pdb", ttl));

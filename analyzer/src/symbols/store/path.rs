@@ -94,7 +94,9 @@ impl SymbolPath {
                 entries.push(PathEntry::Server(Self::chain(rest, elem)?));
             } else if lower.starts_with("cache*") {
                 let dir = elem[6..].trim();
-                entries.push(PathEntry::Cache((!dir.is_empty()).then(|| PathBuf::from(dir))));
+                entries.push(PathEntry::Cache(
+                    (!dir.is_empty()).then(|| PathBuf::from(dir)),
+                ));
             } else if is_url(elem) {
                 entries.push(PathEntry::Server(vec![location(elem)?]));
             } else if elem.contains('*') {
@@ -109,9 +111,14 @@ impl SymbolPath {
     }
 
     fn chain(rest: &str, elem: &str) -> Result<Vec<StoreLocation>, FetchError> {
-        let stores = rest.split('*').map(location).collect::<Result<Vec<_>, _>>()?;
+        let stores = rest
+            .split('*')
+            .map(location)
+            .collect::<Result<Vec<_>, _>>()?;
         if stores.iter().all(|s| *s == StoreLocation::DefaultCache) {
-            return Err(FetchError::BadSymbolPath(format!("{elem:?} names no store")));
+            return Err(FetchError::BadSymbolPath(format!(
+                "{elem:?} names no store"
+            )));
         }
         Ok(stores)
     }
@@ -172,7 +179,9 @@ impl fmt::Display for SymbolPath {
                 PathEntry::Cache(dir) => write!(
                     f,
                     "cache*{}",
-                    dir.as_ref().map(|d| d.display().to_string()).unwrap_or_default()
+                    dir.as_ref()
+                        .map(|d| d.display().to_string())
+                        .unwrap_or_default()
                 )?,
                 PathEntry::Local(dir) => write!(f, "{}", dir.display())?,
             }
@@ -234,7 +243,9 @@ mod tests {
         assert!(d.uses_network());
         // The flag wins over the environment and the default.
         assert_eq!(
-            SymbolPath::resolve(Some("/x"), Path::new("d")).unwrap().entries,
+            SymbolPath::resolve(Some("/x"), Path::new("d"))
+                .unwrap()
+                .entries,
             vec![PathEntry::Local("/x".into())]
         );
     }

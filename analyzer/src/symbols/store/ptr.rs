@@ -43,7 +43,11 @@ pub(crate) fn parse(content: &[u8], base: &Path) -> Result<PtrTarget, String> {
         return Err(format!("file.ptr points to an unsupported URL: {target}"));
     }
     let path = PathBuf::from(target);
-    Ok(PtrTarget::Path(if path.is_absolute() { path } else { base.join(path) }))
+    Ok(PtrTarget::Path(if path.is_absolute() {
+        path
+    } else {
+        base.join(path)
+    }))
 }
 
 #[cfg(test)]
@@ -61,7 +65,10 @@ mod tests {
             parse(b"path: /srv/x/a.pdb", base),
             Ok(PtrTarget::Path("/srv/x/a.pdb".into()))
         );
-        assert_eq!(parse(b"/srv/x/a.pdb", base), Ok(PtrTarget::Path("/srv/x/a.pdb".into())));
+        assert_eq!(
+            parse(b"/srv/x/a.pdb", base),
+            Ok(PtrTarget::Path("/srv/x/a.pdb".into()))
+        );
         assert_eq!(
             parse(b"rel/a.pdb", base),
             Ok(PtrTarget::Path("/store/a.pdb/K/rel/a.pdb".into()))

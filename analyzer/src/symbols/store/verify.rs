@@ -54,7 +54,9 @@ fn read_up_to(f: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
 }
 
 fn u32_at(b: &[u8], off: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(off..off.checked_add(4)?)?.try_into().ok()?))
+    Some(u32::from_le_bytes(
+        b.get(off..off.checked_add(4)?)?.try_into().ok()?,
+    ))
 }
 
 /// (TimeDateStamp, SizeOfImage) of a PE file.
@@ -82,7 +84,9 @@ pub(crate) fn pe_identity(f: &mut File) -> Option<(u32, u32)> {
 pub(crate) fn pdb_identity(path: &Path) -> Option<(String, String, u32)> {
     // Any file with the right name in a flat directory gets here: a parser panic on junk must
     // not take the process down.
-    std::panic::catch_unwind(|| pdb_identity_inner(path)).ok().flatten()
+    std::panic::catch_unwind(|| pdb_identity_inner(path))
+        .ok()
+        .flatten()
 }
 
 fn pdb_identity_inner(path: &Path) -> Option<(String, String, u32)> {
@@ -91,7 +95,11 @@ fn pdb_identity_inner(path: &Path) -> Option<(String, String, u32)> {
     let info = pdb.pdb_information().ok()?;
     let guid = info.guid.simple().to_string().to_ascii_uppercase();
     let sig = format!("{:08X}", info.signature);
-    let age = pdb.debug_information().ok().and_then(|d| d.age()).unwrap_or(info.age);
+    let age = pdb
+        .debug_information()
+        .ok()
+        .and_then(|d| d.age())
+        .unwrap_or(info.age);
     Some((guid, sig, age))
 }
 
@@ -106,8 +114,8 @@ pub(crate) fn matches_key(key: &SymbolKey, path: &Path) -> bool {
             .ok()
             .and_then(|mut f| pe_identity(&mut f))
             .is_some_and(|id| id == (*timestamp, *size_of_image)),
-        SymbolKey::Pdb { guid, age, .. } => {
-            pdb_identity(path).is_some_and(|(g, sig, a)| a == *age && (g == *guid || (guid.len() == 8 && sig == *guid)))
-        }
+        SymbolKey::Pdb { guid, age, .. } => pdb_identity(path).is_some_and(|(g, sig, a)| {
+            a == *age && (g == *guid || (guid.len() == 8 && sig == *guid))
+        }),
     }
 }

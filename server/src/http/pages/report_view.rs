@@ -295,11 +295,15 @@ impl AnalysisView {
             .collect();
         let drivers_chart = top_chart(
             "Outstanding pool of the top drivers",
-            r.drivers.iter().map(|d| (&d.module, d.paged_bytes, d.nonpaged_bytes)),
+            r.drivers
+                .iter()
+                .map(|d| (&d.module, d.paged_bytes, d.nonpaged_bytes)),
         );
         let tags_chart = top_chart(
             "Outstanding pool of the top tags",
-            r.tags.iter().map(|t| (&t.tag, t.paged_bytes, t.nonpaged_bytes)),
+            r.tags
+                .iter()
+                .map(|t| (&t.tag, t.paged_bytes, t.nonpaged_bytes)),
         );
         let mut sorted: Vec<&TagReport> = r.tags.iter().collect();
         sort_tags(&mut sorted, sort);
@@ -309,23 +313,23 @@ impl AnalysisView {
             sorted.len().min(TAG_ROWS)
         };
         let tag_row = |t: &TagReport| TagRow {
-                tag: t.tag.clone(),
-                paged: format::bytes(t.paged_bytes),
-                paged_outstanding: t.paged_outstanding,
-                nonpaged: format::bytes(t.nonpaged_bytes),
-                nonpaged_outstanding: t.nonpaged_outstanding,
-                owners: t
-                    .owners
-                    .iter()
-                    .map(|o| match &o.module {
-                        Some(m) => format!("{m} ({})", source_text(o.source)),
-                        None => match &o.description {
-                            Some(d) => format!("{d} ({})", source_text(o.source)),
-                            None => source_text(o.source).to_string(),
-                        },
-                    })
-                    .collect::<Vec<_>>()
-                    .join("; "),
+            tag: t.tag.clone(),
+            paged: format::bytes(t.paged_bytes),
+            paged_outstanding: t.paged_outstanding,
+            nonpaged: format::bytes(t.nonpaged_bytes),
+            nonpaged_outstanding: t.nonpaged_outstanding,
+            owners: t
+                .owners
+                .iter()
+                .map(|o| match &o.module {
+                    Some(m) => format!("{m} ({})", source_text(o.source)),
+                    None => match &o.description {
+                        Some(d) => format!("{d} ({})", source_text(o.source)),
+                        None => source_text(o.source).to_string(),
+                    },
+                })
+                .collect::<Vec<_>>()
+                .join("; "),
         };
         let tags = sorted.iter().take(shown).map(|t| tag_row(t)).collect();
         // Session pool apart (the analysis sums the sessions' own tag tables), same order.
@@ -449,7 +453,10 @@ impl AnalysisView {
             }
             other => format!(
                 "Kernel symbols: {other}{}{}",
-                s.path.as_deref().map(|p| format!(" {}", store_key(p))).unwrap_or_default(),
+                s.path
+                    .as_deref()
+                    .map(|p| format!(" {}", store_key(p)))
+                    .unwrap_or_default(),
                 match s.matches_kernel {
                     Some(false) => " (does NOT match the kernel image)",
                     _ => "",
@@ -670,7 +677,6 @@ impl DriverView {
     }
 }
 
-
 /// The last two components of a symbol file's path on the server (`<GUID><age>/ntkrnlmp.pdb`,
 /// `ntkrnlmp.pdb/<GUID>-<age>.json.xz`): which file it is, not where the server keeps it (a
 /// customer reads this page).
@@ -680,10 +686,7 @@ fn store_key(path: &str) -> String {
 }
 
 /// A bar chart of the first [`CHART_BARS`] (label, paged, nonpaged) rows; `None` for no rows.
-fn top_chart<'a>(
-    title: &str,
-    rows: impl Iterator<Item = (&'a String, u64, u64)>,
-) -> Option<Svg> {
+fn top_chart<'a>(title: &str, rows: impl Iterator<Item = (&'a String, u64, u64)>) -> Option<Svg> {
     let bars: Vec<Bar> = rows
         .take(CHART_BARS)
         .map(|(label, paged, nonpaged)| Bar {
@@ -844,7 +847,9 @@ mod tests {
     #[test]
     fn session_pool_tags_are_rows_of_their_own() {
         let mut r = report(3);
-        assert!(AnalysisView::build("d1", &r, None, false).session_tags.is_empty());
+        assert!(AnalysisView::build("d1", &r, None, false)
+            .session_tags
+            .is_empty());
         let system = r.tags[0].clone();
         let mut small = system.clone();
         small.tag = "Gh05".into();
