@@ -3,7 +3,12 @@
 //! Data flows one way, one module per stage:
 //! dump file ([`dump`]) -> physical and virtual memory ([`memory`]) -> kernel structures
 //! ([`kernel`]: debugger data block, modules, bugcheck) -> symbols ([`symbols`]: kernel profile)
-//! -> pool -> attribution -> report ([`report`]: the serde types of the JSON schema).
+//! -> pool ([`pool`]: tag tables and every block) -> attribution ([`attribution`]: tags to the
+//! drivers' code) -> analysis ([`analysis`]: the join and the verdict) -> report ([`report`]:
+//! the serde types of the JSON schema).
+//!
+//! [`analysis::run`] is the one entry point: it opens a dump, finds its kernel's symbols and
+//! analyses it; `pooltriage analyze` and the service's workers (which run it) call it.
 
 pub mod analysis;
 pub mod attribution;

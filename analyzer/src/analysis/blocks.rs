@@ -2,7 +2,7 @@
 //! blocks, so each block is folded into its tag's counters as the walks stream it and only the
 //! largest few per tag are kept.
 
-use crate::pool::analyze::SeenBlock;
+use crate::pool::SeenBlock;
 use crate::pool::{PoolKind, Tag};
 use crate::report::analysis::{BlockSource, CountBytes, MAX_LARGEST_BLOCKS};
 use std::collections::{BTreeMap, HashMap};
@@ -55,15 +55,6 @@ pub struct BlockAggregator {
     pub tags_overflow: u64,
 }
 
-fn source_of(s: &str) -> BlockSource {
-    match s {
-        "big" => BlockSource::Big,
-        "lfh" => BlockSource::Lfh,
-        "vs" => BlockSource::Vs,
-        _ => BlockSource::Classic,
-    }
-}
-
 impl BlockAggregator {
     pub fn add(&mut self, seen: SeenBlock) {
         let b = seen.block;
@@ -71,7 +62,7 @@ impl BlockAggregator {
             self.free_blocks += 1;
             return;
         }
-        let source = source_of(seen.source);
+        let source = seen.source;
         let t = self.totals.entry(source).or_default();
         t.count += 1;
         t.bytes = t.bytes.saturating_add(b.size);
@@ -156,14 +147,14 @@ mod tests {
             let b = block(0x1000 + i * 0x100, 0x10 + i, b"Leak", true);
             agg.add(SeenBlock {
                 block: &b,
-                source: "classic",
+                source: BlockSource::Classic,
                 billed_process: (i % 2 == 0).then_some(0xe0),
             });
         }
         let f = block(0x9000, 0x40, b"Leak", false);
         agg.add(SeenBlock {
             block: &f,
-            source: "classic",
+            source: BlockSource::Classic,
             billed_process: None,
         });
         let a = &agg.tags[&Tag(*b"Leak")];

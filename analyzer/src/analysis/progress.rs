@@ -3,10 +3,8 @@
 //! a long analysis says where it is. The names are part of the API (docs/api.md): few, stable,
 //! named after what the analyzer is doing, not after functions.
 //!
-//! The library announces only the stages it runs itself ([`Stage::ReadingPool`],
-//! [`Stage::Attributing`], through `analyze_dump_with_progress`); the caller announces the
-//! others (opening the dump, reading the kernel, finding its symbols, writing the report). The
-//! library never prints.
+//! The library announces every stage it runs ([`crate::analysis::run`]: opening the dump to
+//! attributing); the caller announces writing the report. The library never prints.
 
 /// One stage of an analysis.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -58,6 +58,7 @@
 
 use crate::attribution::{builtin, Source};
 use crate::report::analysis::*;
+use crate::report::pool::SymbolSource;
 use std::collections::BTreeSet;
 
 /// A driver (or process) holding this share of a pool is reported as the likely leaker.
@@ -121,11 +122,12 @@ fn lower(c: Confidence) -> Confidence {
 /// The report's view used by the rule.
 struct Ctx<'a> {
     r: &'a AnalysisReport,
+    facts: &'a Facts,
     windows_modules: BTreeSet<String>,
 }
 
 impl<'a> Ctx<'a> {
-    fn new(r: &'a AnalysisReport) -> Self {
+    fn new(r: &'a AnalysisReport, facts: &'a Facts) -> Self {
         let mut windows_modules: BTreeSet<String> = ["nt", "hal.dll", "<any>"]
             .iter()
             .map(|s| s.to_string())
@@ -138,7 +140,11 @@ impl<'a> Ctx<'a> {
                 windows_modules.insert(m.name.to_ascii_lowercase());
             }
         }
-        Ctx { r, windows_modules }
+        Ctx {
+            r,
+            facts,
+            windows_modules,
+        }
     }
 
     fn is_windows_module(&self, name: &str) -> bool {
@@ -480,9 +486,22 @@ fn faulting_reason(r: &AnalysisReport) -> Option<String> {
     })
 }
 
+/// What the verdict needs to know beyond the report's figures, as kinds rather than messages
+/// (a reworded message never changes a verdict).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Facts {
+    /// Why the tag tables could not be read: the report's error line, quoted when nothing
+    /// about pool could be read.
+    pub unread: Option<String>,
+    /// Part of the pool was not read, or only partly, for want of the kernel's symbols.
+    pub needs_symbols: bool,
+    /// The tag figures come from the block walk: the tag tables could not be read.
+    pub figures_from_blocks: bool,
+}
+
 /// The verdict for a report whose other fields are filled in.
-pub fn decide(r: &AnalysisReport) -> Verdict {
-    let c = Ctx::new(r);
+pub fn decide(r: &AnalysisReport, facts: &Facts) -> Verdict {
+    let c = Ctx::new(r, facts);
     if r.tags.is_empty() {
         if r.dump.format == "triage" {
             let mut v = not_analyzable(
@@ -494,15 +513,10 @@ pub fn decide(r: &AnalysisReport) -> Verdict {
         let walked =
             r.blocks.classic.count + r.blocks.big.count + r.blocks.lfh.count + r.blocks.vs.count;
         if walked == 0 {
-            let why = r
-                .errors
-                .iter()
-                .find(|e| e.starts_with("tag tables") || e.starts_with("pool analysis"))
-                .cloned()
-                .unwrap_or_else(|| {
-                    "neither the tag tables nor any pool block could be read".into()
-                });
-            if r.symbols.source == "none" {
+            let why = facts.unread.clone().unwrap_or_else(|| {
+                "neither the tag tables nor any pool block could be read".into()
+            });
+            if r.symbols.source == SymbolSource::None {
                 return not_analyzable(format!(
                     "{why} (the kernel's symbols, through --symbol-path, --isf-dir or --symbols, may let it be read)"
                 ));
@@ -954,8 +968,7 @@ fn common_downgrades(c: &Ctx, confidence: &mut Confidence, ev: &mut Vec<String>)
         *confidence = lower(*confidence);
         ev.push("the kernel symbols used do not match the dump's kernel".into());
     }
-    if c.r.symbols.source == "none"
-        && (!c.r.errors.is_empty() || c.r.warnings.iter().any(|w| w.contains("symbols")))
+    if c.r.symbols.source == SymbolSource::None && (!c.r.errors.is_empty() || c.facts.needs_symbols)
     {
         *confidence = lower(*confidence);
         ev.push(
@@ -963,11 +976,7 @@ fn common_downgrades(c: &Ctx, confidence: &mut Confidence, ev: &mut Vec<String>)
                 .into(),
         );
     }
-    if c.r
-        .warnings
-        .iter()
-        .any(|w| w.starts_with("the tag tables could not be read"))
-    {
+    if c.facts.figures_from_blocks {
         *confidence = lower(*confidence);
         ev.push("the tag tables could not be read: the figures come from the block walk".into());
     }
@@ -1227,7 +1236,7 @@ mod tests {
                 faulting: None,
             },
             symbols: AnalysisSymbols {
-                source: "isf".into(),
+                source: SymbolSource::Isf,
                 path: None,
                 guid: None,
                 age: None,
@@ -1359,11 +1368,15 @@ mod tests {
         let mut r = report(Vec::new(), Vec::new(), Vec::new());
         r.errors
             .push("tag tables: PoolTrackTable is unknown".into());
-        let v = decide(&r);
+        let facts = Facts {
+            unread: Some(r.errors[0].clone()),
+            ..Facts::default()
+        };
+        let v = decide(&r, &facts);
         assert_eq!(v.kind, VerdictKind::NotAnalyzable);
         assert!(v.reasons[0].contains("PoolTrackTable"), "{:?}", v.reasons);
         r.dump.format = "triage".into();
-        let v = decide(&r);
+        let v = decide(&r, &facts);
         assert_eq!(v.kind, VerdictKind::NotAnalyzable);
         assert!(v.sentence.contains("triage"), "{}", v.sentence);
         assert!(v.drivers.is_empty() && v.bytes == 0);
@@ -1379,7 +1392,7 @@ mod tests {
             vec![gauge(PoolName::Paged, 1_000_000, None)],
         );
         r.blocks.complete = false;
-        let v = decide(&r);
+        let v = decide(&r, &Facts::default());
         assert_eq!(v.kind, VerdictKind::NoLeakFound);
         assert_eq!(v.confidence, Confidence::Low);
         assert!(v.drivers.is_empty());
@@ -1404,7 +1417,7 @@ mod tests {
                 gauge(PoolName::Nonpaged, 100_000, None),
             ],
         );
-        let v = decide(&r);
+        let v = decide(&r, &Facts::default());
         assert_eq!(v.kind, VerdictKind::DriverLeak);
         assert_eq!(v.drivers, ["leaky.sys"]);
         assert_eq!(v.tags, ["Leak"]);
@@ -1424,14 +1437,14 @@ mod tests {
         let tags = vec![tag("Leak", 50_000, 0, vec![owner("leaky.sys", CODE)])];
         let drivers = vec![driver("leaky.sys", &[("Leak", 50_000, 0, CODE)], vec![])];
         let r = report(tags, drivers, vec![gauge(PoolName::Paged, 1_000_000, None)]);
-        let v = decide(&r);
+        let v = decide(&r, &Facts::default());
         assert_eq!(v.kind, VerdictKind::NoLeakFound);
         assert!(v.sentence.contains("leaky.sys"), "{}", v.sentence);
         // Medium share: medium confidence.
         let tags = vec![tag("Leak", 150_000, 0, vec![owner("leaky.sys", CODE)])];
         let drivers = vec![driver("leaky.sys", &[("Leak", 150_000, 0, CODE)], vec![])];
         let r = report(tags, drivers, vec![gauge(PoolName::Paged, 1_000_000, None)]);
-        let v = decide(&r);
+        let v = decide(&r, &Facts::default());
         assert_eq!(
             (v.kind, v.confidence),
             (VerdictKind::DriverLeak, Confidence::Medium)
@@ -1448,7 +1461,7 @@ mod tests {
             drivers,
             vec![gauge(PoolName::Paged, 1_000_000, None)],
         );
-        let v = decide(&r);
+        let v = decide(&r, &Facts::default());
         assert_eq!(
             (v.kind, v.confidence),
             (VerdictKind::DriverLeak, Confidence::Medium)
@@ -1477,7 +1490,7 @@ mod tests {
             drivers.clone(),
             vec![gauge(PoolName::Nonpaged, 1_000_000, None)],
         );
-        let v = decide(&r);
+        let v = decide(&r, &Facts::default());
         assert_eq!(v.kind, VerdictKind::NoLeakFound);
         assert!(v.drivers.is_empty());
         // Near exhaustion: the Windows tag is named, no driver is.
@@ -1486,7 +1499,7 @@ mod tests {
             drivers,
             vec![gauge(PoolName::Nonpaged, 1_000_000, Some(1_050_000))],
         );
-        let v = decide(&r);
+        let v = decide(&r, &Facts::default());
         assert_eq!(v.kind, VerdictKind::UnattributedTag);
         assert_eq!(
             (v.tags.clone(), v.drivers.len()),
@@ -1504,7 +1517,7 @@ mod tests {
             vec![],
         )];
         let r = report(tags, drivers, vec![gauge(PoolName::Paged, 1_000_000, None)]);
-        assert_eq!(decide(&r).kind, VerdictKind::NoLeakFound);
+        assert_eq!(decide(&r, &Facts::default()).kind, VerdictKind::NoLeakFound);
     }
 
     #[test]
@@ -1519,7 +1532,7 @@ mod tests {
             drivers,
             vec![gauge(PoolName::Nonpaged, 950_000, Some(1_000_000))],
         );
-        let v = decide(&r);
+        let v = decide(&r, &Facts::default());
         assert_eq!(v.kind, VerdictKind::UnattributedTag);
         assert_eq!(v.tags, ["Zzzz"]);
         assert_eq!(v.pool, Some(PoolName::Nonpaged));
@@ -1550,7 +1563,7 @@ mod tests {
                 gauge(PoolName::Nonpaged, 500_000, None),
             ],
         );
-        let v = decide(&r);
+        let v = decide(&r, &Facts::default());
         assert_eq!(v.kind, VerdictKind::SharedTag);
         assert_eq!(v.drivers, ["a.sys", "b.sys"]);
         assert_eq!(v.bytes, 700_000);
@@ -1581,7 +1594,7 @@ mod tests {
             drivers,
             vec![gauge(PoolName::Nonpaged, 500_000, None)],
         );
-        let v = decide(&r);
+        let v = decide(&r, &Facts::default());
         assert_eq!(v.kind, VerdictKind::UntaggedLeak);
         assert_eq!(v.drivers, ["u.sys"]);
         assert_eq!(v.confidence, Confidence::High);
@@ -1628,7 +1641,7 @@ mod tests {
             uncharged_blocks: 0,
             uncharged_bytes: 0,
         });
-        let v = decide(&r);
+        let v = decide(&r, &Facts::default());
         assert_eq!(v.kind, VerdictKind::ProcessQuota);
         assert_eq!(
             v.process.as_ref().and_then(|p| p.name.as_deref()),
@@ -1643,7 +1656,7 @@ mod tests {
             third.eprocess = Hex(0xe3);
             q.processes.push(third);
         }
-        assert_eq!(decide(&r).kind, VerdictKind::DriverLeak);
+        assert_eq!(decide(&r, &Facts::default()).kind, VerdictKind::DriverLeak);
     }
 
     #[test]
@@ -1661,7 +1674,7 @@ mod tests {
         )];
         let mut r = report(tags, drivers, vec![gauge(PoolName::Paged, 1_000_000, None)]);
         r.symbols.matches_kernel = Some(false);
-        let v = decide(&r);
+        let v = decide(&r, &Facts::default());
         assert_eq!(v.kind, VerdictKind::DriverLeak);
         assert_eq!(v.confidence, Confidence::Low);
     }
@@ -1678,7 +1691,12 @@ mod tests {
             "the tag tables could not be read: tag figures below come from the block walk (allocated blocks only)"
                 .into(),
         );
-        let v = decide(&r);
+        let facts = Facts {
+            unread: Some(r.errors[0].clone()),
+            figures_from_blocks: true,
+            ..Facts::default()
+        };
+        let v = decide(&r, &facts);
         assert_eq!(v.kind, VerdictKind::DriverLeak);
         // No !vm figure: the share is of the tags' own sum in that pool.
         assert_eq!(v.share_of_pool, Some(1.0));
@@ -1719,7 +1737,7 @@ mod tests {
             tag("DspK", 900_000, 0, vec![owner("dispkmd.sys", CODE)]),
             tag("Gh05", 100_000, 0, Vec::new()),
         ]);
-        let v = decide(&r);
+        let v = decide(&r, &Facts::default());
         assert_eq!(v.kind, VerdictKind::DriverLeak, "{v:?}");
         assert!(v.session);
         assert_eq!(v.pool, Some(PoolName::Paged));
@@ -1737,7 +1755,7 @@ mod tests {
         r.drivers
             .push(driver("leaky.sys", &[("Leak", 2_000_000, 0, CODE)], vec![]));
         r.pools = vec![gauge(PoolName::Paged, 2_500_000, Some(1 << 30))];
-        let v = decide(&r);
+        let v = decide(&r, &Facts::default());
         assert_eq!(
             (v.kind, v.session),
             (VerdictKind::DriverLeak, false),
@@ -1751,7 +1769,7 @@ mod tests {
         if let Some(st) = r.session_tags.as_mut() {
             st[1].paged_bytes = 9_000_000;
         }
-        let v = decide(&r);
+        let v = decide(&r, &Facts::default());
         assert!(!v.session, "{v:?}");
         assert_eq!(v.kind, VerdictKind::NoLeakFound, "{v:?}");
     }

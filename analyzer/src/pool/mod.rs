@@ -10,12 +10,12 @@
 //! Everything read from the dump is bounded before anything is allocated: a table size or a
 //! processor count is a number the dump's writer chose, not a fact.
 
-pub mod analyze;
 pub mod bigpages;
 pub mod header;
 mod layout;
 pub mod pages;
 pub mod resident;
+pub mod scan;
 pub mod segheap;
 pub mod session;
 pub mod tag;
@@ -23,10 +23,10 @@ pub mod tags;
 pub mod types;
 pub mod vm;
 
-pub use analyze::{analyze, AnalyzeOptions, PoolReport};
 pub use layout::{FieldSpec, LayoutSource};
+pub use scan::{scan_pool, PartFailure, PoolPart, PoolScan, SeenBlock};
 pub use tag::{Tag, TagPattern};
-pub use types::{PoolKind, PoolType};
+pub use types::{BlockSource, PoolKind, PoolType};
 
 use crate::memory::MemoryError;
 use crate::symbols::Profile;
@@ -48,6 +48,11 @@ pub enum PoolError {
         value: u64,
         limit: u64,
     },
+    /// The dump gives no kernel virtual memory at all (the reader's reason).
+    #[error("{0}")]
+    NoKernelMemory(String),
+    #[error("the kernel's base address is unknown (no debugger data block and no module list)")]
+    NoKernelBase,
 }
 
 /// What the pool readers know about the kernel: where it is loaded, which build, and its

@@ -45,35 +45,55 @@ pub struct Block {
     pub process_billed: Option<u64>,
 }
 
+/// Why a page is not a valid classic pool page: where its header chain breaks.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PageError {
+    #[error("page is {0} bytes, not {PAGE_SIZE}")]
+    NotAPage(usize),
+    #[error("header at +{0:#x} runs past the page")]
+    HeaderPastEnd(u64),
+    #[error("block at +{offset:#x}: PreviousSize {found} but the previous block is {expected}")]
+    PreviousSize {
+        offset: u64,
+        found: u32,
+        expected: u32,
+    },
+    #[error("block at +{0:#x} has BlockSize 0")]
+    ZeroSize(u64),
+    #[error("block at +{offset:#x} of {size:#x} bytes runs past the page end")]
+    BlockPastEnd { offset: u64, size: u64 },
+}
+
 /// Walks the header chain of one page (`page` is its [`PAGE_SIZE`] bytes, at `page_va`).
 /// Returns the blocks, or why the page is not a valid classic pool page.
-pub fn walk_page(page: &[u8], page_va: u64, layout: &HeaderLayout) -> Result<Vec<Block>, String> {
+pub fn walk_page(
+    page: &[u8],
+    page_va: u64,
+    layout: &HeaderLayout,
+) -> Result<Vec<Block>, PageError> {
     if page.len() as u64 != PAGE_SIZE {
-        return Err(format!("page is {} bytes, not {PAGE_SIZE}", page.len()));
+        return Err(PageError::NotAPage(page.len()));
     }
     let mut blocks = Vec::new();
     let mut off = 0u64;
     let mut prev = 0u32;
     while off < PAGE_SIZE {
         let bytes = page.get(off as usize..).unwrap_or(&[]);
-        let h = layout
-            .decode(bytes)
-            .ok_or_else(|| format!("header at +{off:#x} runs past the page"))?;
+        let h = layout.decode(bytes).ok_or(PageError::HeaderPastEnd(off))?;
         if h.previous_size != prev {
-            return Err(format!(
-                "block at +{off:#x}: PreviousSize {} but the previous block is {prev}",
-                h.previous_size
-            ));
+            return Err(PageError::PreviousSize {
+                offset: off,
+                found: h.previous_size,
+                expected: prev,
+            });
         }
         if h.block_size == 0 {
-            return Err(format!("block at +{off:#x} has BlockSize 0"));
+            return Err(PageError::ZeroSize(off));
         }
         let size = layout.bytes(h.block_size);
         let end = off + size;
         if end > PAGE_SIZE {
-            return Err(format!(
-                "block at +{off:#x} of {size:#x} bytes runs past the page end"
-            ));
+            return Err(PageError::BlockPastEnd { offset: off, size });
         }
         let pool_type = h.pool_type;
         let allocated = !pool_type.is_free();
@@ -190,6 +210,24 @@ pub struct PageScan {
     pub truncated: bool,
     /// The first few invalid pages and why (pool-ranges mode only).
     pub invalid_examples: Vec<InvalidPage>,
+}
+
+impl PageScan {
+    /// Adds another walk's page counts (a session's pool walked apart) to these.
+    pub fn add(&mut self, one: &PageScan) {
+        self.pages_in_ranges += one.pages_in_ranges;
+        self.pages_valid += one.pages_valid;
+        self.pages_invalid += one.pages_invalid;
+        self.pages_big += one.pages_big;
+        self.pages_unmapped += one.pages_unmapped;
+        self.missing_pool_pages += one.missing_pool_pages;
+        self.truncated |= one.truncated;
+        for e in &one.invalid_examples {
+            if self.invalid_examples.len() < MAX_EXAMPLES {
+                self.invalid_examples.push(e.clone());
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -338,7 +376,10 @@ fn visit(
         Err(reason) => {
             scan.pages_invalid += 1;
             if scan.invalid_examples.len() < MAX_EXAMPLES {
-                scan.invalid_examples.push(InvalidPage { va, reason });
+                scan.invalid_examples.push(InvalidPage {
+                    va,
+                    reason: reason.to_string(),
+                });
             }
         }
     }

@@ -165,12 +165,14 @@ fn x86_page_with_quota_pointer_at_the_block_end() {
     img.memory().read(base, &mut page).unwrap();
     assert!(walk_page(&page, base, &layout)
         .unwrap_err()
+        .to_string()
         .contains("past the page end"));
     // And a zero BlockSize is refused rather than looping.
     img.u16(base + 0x802, 0);
     img.memory().read(base, &mut page).unwrap();
     assert!(walk_page(&page, base, &layout)
         .unwrap_err()
+        .to_string()
         .contains("BlockSize 0"));
 }
 

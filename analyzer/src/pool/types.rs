@@ -9,7 +9,35 @@
 //! (`is_paged_pool`/`is_nonpaged_pool`) read them the same way. The big page table stores the
 //! POOL_TYPE itself.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+/// Which walk found a block: a classic pool page, the big page table, or the Windows 10
+/// segment heap's LFH or VS subsegments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BlockSource {
+    Classic,
+    Big,
+    Lfh,
+    Vs,
+}
+
+impl BlockSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BlockSource::Classic => "classic",
+            BlockSource::Big => "big",
+            BlockSource::Lfh => "lfh",
+            BlockSource::Vs => "vs",
+        }
+    }
+}
+
+impl std::fmt::Display for BlockSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 pub const BASE_POOL_TYPE_MASK: u32 = 1;
 pub const POOL_QUOTA_MASK: u32 = 8;

@@ -124,7 +124,7 @@ pub const POOL_BUGCHECKS: &[u32] = &[
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AnalysisSymbols {
     /// "pdb" | "isf" | "none" (debugger data block and built-in layouts).
-    pub source: String,
+    pub source: crate::report::pool::SymbolSource,
     /// The file used.
     pub path: Option<String>,
     pub guid: Option<String>,
@@ -351,15 +351,7 @@ pub struct DriverBlocks {
 /// Most blocks listed per driver (and per tag) as "largest".
 pub const MAX_LARGEST_BLOCKS: usize = 20;
 
-/// Which walk found a block.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum BlockSource {
-    Classic,
-    Big,
-    Lfh,
-    Vs,
-}
+pub use crate::pool::BlockSource;
 
 /// One pool block.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

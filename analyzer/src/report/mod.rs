@@ -8,4 +8,5 @@ pub mod time;
 pub use hex::{parse_hex, Hex};
 pub use inspect::{InspectReport, SCHEMA_VERSION};
 pub mod analysis;
+pub mod pool;
 pub use analysis::{AnalysisReport, ANALYSIS_SCHEMA_VERSION};

@@ -83,6 +83,18 @@ fn file_name(path: &str) -> &str {
     path.rsplit(['\\', '/']).next().unwrap_or(path)
 }
 
+/// Why the keys of an encoded debugger data block cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KdbgKeyError {
+    #[error("the kernel profile has no {0}")]
+    NoSymbol(&'static str),
+    #[error("{name}: {source}")]
+    Unreadable {
+        name: &'static str,
+        source: crate::memory::MemoryError,
+    },
+}
+
 /// The keys that decode a Windows 8+ encoded debugger data block: the values of nt!KiWaitNever
 /// and nt!KiWaitAlways and the address of nt!KdpDataBlockEncoded, at the RVAs `profile` gives
 /// from the kernel base. Only a profile read from the kernel's own symbols (PDB or ISF) knows
@@ -91,16 +103,13 @@ pub fn kdbg_keys(
     mem: &dyn VirtualMemory,
     kernel_base: u64,
     profile: &Profile,
-) -> Result<KdbgKeys, String> {
-    let rva = |name: &str| {
-        profile
-            .global(name)
-            .ok_or_else(|| format!("the kernel profile has no {name}"))
-    };
-    let at = |name: &str| rva(name).map(|r| kernel_base.wrapping_add(r));
-    let read = |name: &str| {
+) -> Result<KdbgKeys, KdbgKeyError> {
+    let rva = |name: &'static str| profile.global(name).ok_or(KdbgKeyError::NoSymbol(name));
+    let at = |name: &'static str| rva(name).map(|r| kernel_base.wrapping_add(r));
+    let read = |name: &'static str| {
         let va = at(name)?;
-        mem.read_u64(va).map_err(|e| format!("{name}: {e}"))
+        mem.read_u64(va)
+            .map_err(|source| KdbgKeyError::Unreadable { name, source })
     };
     Ok(KdbgKeys {
         ki_wait_never: read("KiWaitNever")?,

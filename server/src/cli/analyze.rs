@@ -5,15 +5,13 @@
 //! Exit codes as `pool`: 0 when a report was written (even one whose verdict is
 //! `not-analyzable` or that lists errors), 2 when the dump cannot be read at all.
 
-use super::pool_common::{load_with_progress, options, SymbolArgs};
+use super::pool_common::SymbolArgs;
 use analyzer::analysis::progress::Stage;
 use analyzer::analysis::verdict::human;
-use analyzer::analysis::{analyze_dump_with_progress, AnalysisOptions};
-use analyzer::pool::tags::SortKey;
+use analyzer::analysis::AnalysisOptions;
 use analyzer::report::analysis::AnalysisReport;
-use analyzer::symbols::store::{SymbolPath, SymbolStore};
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -55,31 +53,21 @@ pub fn run(args: &AnalyzeArgs) -> ExitCode {
             announce(stage)
         }
     };
-    let loaded = match load_with_progress(&args.dump, &args.symbols, &mut progress) {
-        Ok(l) => l,
+    let opts = AnalysisOptions {
+        scan_drivers: !args.symbols.no_scan,
+        symbol_deadline: Some(Instant::now() + Duration::from_secs(args.symbol_timeout)),
+        generator: format!("pooltriage {}", env!("CARGO_PKG_VERSION")),
+    };
+    let report = args.symbols.input_options().and_then(|input| {
+        analyzer::analysis::run(&args.dump, &input, &opts, &mut progress).map_err(|e| e.to_string())
+    });
+    let report = match report {
+        Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);
         }
     };
-    let store = if args.symbols.no_symbols {
-        None
-    } else {
-        match SymbolPath::resolve(args.symbols.symbol_path.as_deref(), Path::new("data")) {
-            Ok(p) => Some(SymbolStore::new(p, super::inspect::inspect_store_config())),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::from(2);
-            }
-        }
-    };
-    let opts = AnalysisOptions {
-        pool: options(&loaded, &args.symbols, SortKey::PagedBytes, None, false),
-        symbol_store: store.as_ref(),
-        symbol_deadline: Some(Instant::now() + Duration::from_secs(args.symbol_timeout)),
-        generator: format!("pooltriage {}", env!("CARGO_PKG_VERSION")),
-    };
-    let report = analyze_dump_with_progress(&loaded.dump, &loaded.kernel, opts, &mut progress);
     progress(Stage::WritingReport);
     if args.json {
         return super::pool_common::print_json(&report);

@@ -6,10 +6,10 @@
 //! the list in memory cost ~87 bytes a block (174 MiB for a busy 8 GiB server's 2 million
 //! blocks, bench/RESULTS.md); streaming keeps resident memory bounded whatever the dump.
 
-use super::pool_common::{load, notes, parse_tag, provenance, run_analysis_streaming, SymbolArgs};
-use analyzer::pool::analyze::{ListedBlock, SeenBlock, MAX_LISTED_BLOCKS};
+use super::pool_common::{load, notes, parse_tag, provenance, run_pool, SymbolArgs};
 use analyzer::pool::tags::SortKey;
-use analyzer::pool::{PoolReport, TagPattern};
+use analyzer::pool::{SeenBlock, TagPattern};
+use analyzer::report::pool::{ListedBlock, PoolReport, MAX_LISTED_BLOCKS};
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Seek, Write};
@@ -119,10 +119,9 @@ pub fn run(args: &BlocksArgs) -> ExitCode {
         let tag = args.tag.as_deref().map(parse_tag).transpose()?;
         let loaded = load(&args.dump, &args.symbols)?;
         let mut spill = Spill::new(args.json, tag.clone())?;
-        let mut report =
-            run_analysis_streaming(&loaded, &args.symbols, SortKey::PagedBytes, tag, &mut |b| {
-                spill.push(b)
-            })?;
+        let mut report = run_pool(&loaded, &args.symbols, SortKey::PagedBytes, tag, &mut |b| {
+            spill.push(b)
+        })?;
         report.blocks_truncated = spill.truncated;
         Ok::<_, String>((report, spill))
     })();

@@ -168,7 +168,7 @@ fn decode_kdbg(
                 }
                 "the keys from the kernel's symbols do not decode it".to_string()
             }
-            Err(e) => e,
+            Err(e) => e.to_string(),
         },
         Err(e) => e.to_string(),
     };

@@ -2,11 +2,8 @@
 //! per tag like `!poolused`, the `!vm` pool summary, quota charges, and the drivers behind the
 //! tags.
 
-use super::pool_common::{
-    load, notes, parse_sort, parse_tag, provenance, run_analysis, SymbolArgs,
-};
-use analyzer::pool::analyze::TagRow;
-use analyzer::pool::PoolReport;
+use super::pool_common::{load, notes, parse_sort, parse_tag, provenance, run_pool, SymbolArgs};
+use analyzer::report::pool::{PoolReport, TagRow};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -33,7 +30,7 @@ pub fn run(args: &PoolArgs) -> ExitCode {
         let sort = parse_sort(&args.sort)?;
         let tag = args.tag.as_deref().map(parse_tag).transpose()?;
         let loaded = load(&args.dump, &args.symbols)?;
-        run_analysis(&loaded, &args.symbols, sort, tag, false)
+        run_pool(&loaded, &args.symbols, sort, tag, &mut |_| {})
     })();
     let report = match result {
         Ok(r) => r,

@@ -1,16 +1,14 @@
-//! What `pool` and `blocks` share: opening the dump, finding the kernel's profile (`--symbols`
-//! file, else by the kernel's CodeView GUID: its ISF in `--isf-dir`, then its PDB through the
-//! symbol path; else none), and running the analysis.
+//! What `pool`, `blocks` and `analyze` share: the symbol flags, opening the dump through the
+//! library (analyzer::analysis::input: `--symbols` file, else by the kernel's CodeView GUID: its
+//! ISF in `--isf-dir`, then its PDB through the symbol path; else none), and printing.
 
-use analyzer::attribution::PoolTagFile;
-use analyzer::dump::{Dump, DumpError};
-use analyzer::kernel::{read_kernel, KernelInfo};
-use analyzer::pool::analyze::analyze_with_kernel;
+use analyzer::analysis::input::{self, Input, InputOptions};
+use analyzer::analysis::progress::Stage;
+use analyzer::analysis::{pool_report, PoolQuery};
 use analyzer::pool::tags::SortKey;
-use analyzer::pool::{AnalyzeOptions, PoolReport, TagPattern};
-use analyzer::symbols::kernel_profile::{self, KernelPdb, ProfileRequest};
-use analyzer::symbols::store::{SymbolPath, SymbolStore};
-use analyzer::symbols::{Profile, ProfileSource};
+use analyzer::pool::{SeenBlock, TagPattern};
+use analyzer::report::pool::PoolReport;
+use analyzer::symbols::store::SymbolPath;
 use std::path::{Path, PathBuf};
 
 #[derive(clap::Args)]
@@ -38,18 +36,30 @@ pub struct SymbolArgs {
     pub no_scan: bool,
 }
 
-pub struct Loaded {
-    pub path: String,
-    pub dump: Dump,
-    pub kernel: KernelInfo,
-    pub profile: Option<Profile>,
-    pub source: &'static str,
-    pub profile_path: Option<String>,
-    pub pooltag: Option<PoolTagFile>,
+impl SymbolArgs {
+    /// What the library's input needs: the symbol path resolved (WinDbg syntax, `data/` for
+    /// the default cache), the files as given.
+    pub fn input_options(&self) -> Result<InputOptions, String> {
+        let symbol_path = if self.no_symbols {
+            None
+        } else {
+            Some(
+                SymbolPath::resolve(self.symbol_path.as_deref(), Path::new("data"))
+                    .map_err(|e| e.to_string())?,
+            )
+        };
+        Ok(InputOptions {
+            kernel_symbols: self.symbols.clone(),
+            isf_dirs: self.isf_dir.iter().cloned().collect(),
+            symbol_path,
+            store_config: super::inspect::inspect_store_config(),
+            pooltag: self.pooltag.clone(),
+        })
+    }
 }
 
-/// Opens everything; `Err` is the one line to print (exit code 2).
-pub fn load(dump_path: &Path, s: &SymbolArgs) -> Result<Loaded, String> {
+/// Opens the dump and its symbols; `Err` is the one line to print (exit code 2).
+pub fn load(dump_path: &Path, s: &SymbolArgs) -> Result<Input, String> {
     load_with_progress(dump_path, s, &mut |_| {})
 }
 
@@ -57,122 +67,9 @@ pub fn load(dump_path: &Path, s: &SymbolArgs) -> Result<Loaded, String> {
 pub fn load_with_progress(
     dump_path: &Path,
     s: &SymbolArgs,
-    progress: &mut dyn FnMut(analyzer::analysis::progress::Stage),
-) -> Result<Loaded, String> {
-    use analyzer::analysis::progress::Stage;
-    let path = dump_path.display().to_string();
-    if dump_path.is_dir() {
-        return Err(format!("{path}: is a directory, not a dump file"));
-    }
-    progress(Stage::OpeningDump);
-    let dump = Dump::open(dump_path).map_err(|e| match e {
-        DumpError::Io { source, .. } => format!("{path}: cannot read: {source}"),
-        e => format!("{path}: {e}"),
-    })?;
-    progress(Stage::ReadingKernel);
-    let kernel = read_kernel(&dump);
-    progress(Stage::LoadingSymbols);
-    let (profile, source, profile_path) = match &s.symbols {
-        Some(f) => {
-            let is_pdb = f.extension().is_some_and(|e| e.eq_ignore_ascii_case("pdb"));
-            let p = if is_pdb {
-                Profile::from_pdb(f)
-            } else {
-                Profile::from_isf(f)
-            }
-            .map_err(|e| e.to_string())?;
-            (
-                Some(p),
-                if is_pdb { "pdb" } else { "isf" },
-                Some(f.display().to_string()),
-            )
-        }
-        None => find_profile(&dump, &kernel, s)?,
-    };
-    let pooltag = match &s.pooltag {
-        Some(f) => {
-            let meta = std::fs::metadata(f).map_err(|e| format!("{}: {e}", f.display()))?;
-            if meta.len() > analyzer::attribution::pooltag::MAX_FILE_BYTES as u64 {
-                return Err(format!(
-                    "{}: larger than {} bytes, not a pooltag file",
-                    f.display(),
-                    analyzer::attribution::pooltag::MAX_FILE_BYTES
-                ));
-            }
-            let bytes = std::fs::read(f).map_err(|e| format!("{}: {e}", f.display()))?;
-            Some(PoolTagFile::parse(&String::from_utf8_lossy(&bytes)))
-        }
-        None => None,
-    };
-    Ok(Loaded {
-        path,
-        dump,
-        kernel,
-        profile,
-        source,
-        profile_path,
-        pooltag,
-    })
-}
-
-/// The kernel's profile by its CodeView identity (see `kernel_profile::find`): its ISF in
-/// `--isf-dir`, then its PDB through the symbol path. The built-in fallback the finder ends
-/// with is not taken here: without the kernel's own symbols the pool engine uses its own
-/// per-version layouts and says so.
-fn find_profile(
-    dump: &Dump,
-    kernel: &KernelInfo,
-    s: &SymbolArgs,
-) -> Result<(Option<Profile>, &'static str, Option<String>), String> {
-    let Some(cv) = kernel
-        .kernel_module()
-        .and_then(|m| m.pe.as_ref())
-        .and_then(|pe| pe.codeview.as_ref())
-    else {
-        return Ok((None, "none", None));
-    };
-    let store = if s.no_symbols {
-        None
-    } else {
-        let path = SymbolPath::resolve(s.symbol_path.as_deref(), Path::new("data"))
-            .map_err(|e| e.to_string())?;
-        Some(SymbolStore::new(
-            path,
-            super::inspect::inspect_store_config(),
-        ))
-    };
-    let isf_dirs: Vec<PathBuf> = s.isf_dir.iter().cloned().collect();
-    let header = dump.header();
-    let request = ProfileRequest {
-        pdb: Some(KernelPdb {
-            name: cv.pdb_path.clone(),
-            guid: cv.guid.clone(),
-            age: cv.age,
-        }),
-        build: header.build,
-        pointer_size: if header.arch == analyzer::dump::Arch::X86 {
-            4
-        } else {
-            8
-        },
-        kdbg: None,
-        isf_dirs: &isf_dirs,
-        store: store.as_ref(),
-    };
-    Ok(match kernel_profile::find(&request) {
-        Ok(found) => match &found.profile.source {
-            ProfileSource::Isf(p) => {
-                let p = p.display().to_string();
-                (Some(found.profile), "isf", Some(p))
-            }
-            ProfileSource::Pdb(p) => {
-                let p = p.display().to_string();
-                (Some(found.profile), "pdb", Some(p))
-            }
-            _ => (None, "none", None),
-        },
-        Err(_) => (None, "none", None),
-    })
+    progress: &mut dyn FnMut(Stage),
+) -> Result<Input, String> {
+    input::open(dump_path, &s.input_options()?, progress).map_err(|e| e.to_string())
 }
 
 pub fn parse_sort(s: &str) -> Result<SortKey, String> {
@@ -190,54 +87,21 @@ pub fn parse_tag(s: &str) -> Result<TagPattern, String> {
     })
 }
 
-/// The pool engine's options for what was loaded and asked for.
-pub fn options<'a>(
-    l: &'a Loaded,
+/// The `pool` report of an opened dump, every block handed to `sink` as the walks find it
+/// (`blocks` streams its listing through a spill file with it).
+pub fn run_pool(
+    input: &Input,
     s: &SymbolArgs,
     sort: SortKey,
     tag: Option<TagPattern>,
-    list_blocks: bool,
-) -> AnalyzeOptions<'a> {
-    AnalyzeOptions {
-        profile: l.profile.as_ref(),
-        symbols_source: l.source,
-        symbols_path: l.profile_path.clone(),
+    sink: &mut dyn FnMut(SeenBlock),
+) -> Result<PoolReport, String> {
+    let query = PoolQuery {
         sort,
         tag,
-        list_blocks,
-        pooltag: l.pooltag.clone(),
         scan_drivers: !s.no_scan,
-    }
-}
-
-pub fn run_analysis(
-    l: &Loaded,
-    s: &SymbolArgs,
-    sort: SortKey,
-    tag: Option<TagPattern>,
-    list_blocks: bool,
-) -> Result<PoolReport, String> {
-    analyze_with_kernel(&l.dump, &l.kernel, options(l, s, sort, tag, list_blocks))
-        .map_err(|e| format!("{}: {e}", l.path))
-}
-
-/// As [`run_analysis`] without keeping a block list, handing every block the walks find to
-/// `sink` instead (`blocks` streams its listing through a spill file with it).
-pub fn run_analysis_streaming(
-    l: &Loaded,
-    s: &SymbolArgs,
-    sort: SortKey,
-    tag: Option<TagPattern>,
-    sink: &mut dyn FnMut(analyzer::pool::analyze::SeenBlock),
-) -> Result<PoolReport, String> {
-    analyzer::pool::analyze::analyze_parts(
-        &l.dump,
-        &l.kernel,
-        options(l, s, sort, tag, false),
-        sink,
-    )
-    .map(|(r, _)| r)
-    .map_err(|e| format!("{}: {e}", l.path))
+    };
+    pool_report(input, &query, sink).map_err(|e| format!("{}: {e}", input.path))
 }
 
 /// The lines every text report starts with: which symbols and layouts were used.

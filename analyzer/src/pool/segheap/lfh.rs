@@ -9,7 +9,7 @@ use super::range::RangeBytes;
 use super::{block_from_header, SegLayout, SegmentHeapScan};
 use crate::pool::header::HeaderLayout;
 use crate::pool::pages::Block;
-use crate::pool::PoolKind;
+use crate::pool::{BlockSource, PoolKind};
 
 /// The decoded `BlockOffsets` of a subsegment at `va`: `(block_size, first_block_offset)`.
 pub fn decode_offsets(encoded: u32, lfh_key: u64, va: u64) -> (u32, u32) {
@@ -27,7 +27,7 @@ pub fn walk_lfh(
     lfh_key: u64,
     heap_kind: PoolKind,
     scan: &mut SegmentHeapScan,
-    on_block: &mut dyn FnMut(&Block, &'static str),
+    on_block: &mut dyn FnMut(&Block, BlockSource),
 ) {
     let (Some(enc), Some(count)) = (r.u32(l.lfh_block_offsets), r.u16(l.lfh_block_count)) else {
         scan.problem(format!(
@@ -82,7 +82,7 @@ pub fn walk_lfh(
         }
         if let Some(b) = block_from_header(header, hb, r.va + off, block_size, busy, heap_kind) {
             scan.lfh_blocks += 1;
-            on_block(&b, "lfh");
+            on_block(&b, BlockSource::Lfh);
         }
     }
 }

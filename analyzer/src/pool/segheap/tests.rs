@@ -148,7 +148,7 @@ fn walk(f: &Fixture) -> (Result<SegmentHeapScan, PoolError>, Listed) {
     let header = HeaderLayout::for_kernel(Some(&f.p), 8, 19041);
     let mut out = Vec::new();
     let r = walk_segment_heap(&f.img, &ctx, &l, &header, &mut |b: &Block, s| {
-        out.push((b.address, b.size, b.tag, b.pool, b.allocated, s))
+        out.push((b.address, b.size, b.tag, b.pool, b.allocated, s.as_str()))
     });
     (r, out)
 }
@@ -325,7 +325,7 @@ fn walk_session(f: &Fixture) -> (Result<Option<SegmentHeapScan>, PoolError>, Lis
     let header = HeaderLayout::for_kernel(Some(&f.p), 8, 19041);
     let mut out = Vec::new();
     let r = walk_session_heap(&f.img, &ctx, &l, &header, SESSION, &mut |b: &Block, s| {
-        out.push((b.address, b.size, b.tag, b.pool, b.allocated, s))
+        out.push((b.address, b.size, b.tag, b.pool, b.allocated, s.as_str()))
     });
     (r, out)
 }

@@ -13,7 +13,7 @@ use super::{block_from_header, SegLayout, SegmentHeapScan};
 use crate::memory::PAGE_SIZE;
 use crate::pool::header::HeaderLayout;
 use crate::pool::pages::Block;
-use crate::pool::PoolKind;
+use crate::pool::{BlockSource, PoolKind};
 
 /// `_HEAP_VS_SUBSEGMENT.Signature` = `Size ^ VS_SIGNATURE_KEY` (15 bits).
 pub const VS_SIGNATURE_KEY: u16 = 0x2BED;
@@ -33,7 +33,7 @@ pub fn walk_vs(
     heap_key: u64,
     heap_kind: PoolKind,
     scan: &mut SegmentHeapScan,
-    on_block: &mut dyn FnMut(&Block, &'static str),
+    on_block: &mut dyn FnMut(&Block, BlockSource),
 ) {
     let (Some(size), Some(sig)) = (r.u16(l.vs_size), r.u16(l.vs_signature)) else {
         scan.problem(format!("VS subsegment {:#x}: header not in the dump", r.va));
@@ -77,13 +77,13 @@ pub fn walk_vs(
                 if let Some(b) = block_from_header(header, hb, r.va + block, size, true, heap_kind)
                 {
                     scan.vs_blocks += 1;
-                    on_block(&b, "vs");
+                    on_block(&b, BlockSource::Vs);
                 }
             }
         } else if !allocated {
             if let Some(b) = free_block(r, header, off + hdr, chunk_size - hdr, heap_kind) {
                 scan.vs_blocks += 1;
-                on_block(&b, "vs");
+                on_block(&b, BlockSource::Vs);
             }
         }
         off += chunk_size;

@@ -8,7 +8,7 @@ use crate::memory::{VirtualMemory, PAGE_SIZE};
 use crate::pool::header::HeaderLayout;
 use crate::pool::pages::Block;
 use crate::pool::resident::Releasing;
-use crate::pool::{KernelContext, PoolError, PoolKind};
+use crate::pool::{BlockSource, KernelContext, PoolError, PoolKind};
 use std::collections::BTreeSet;
 
 /// The pool of `Heaps[i]` / `SpecialHeaps[i]`: nonpaged, nonpaged NX, paged, paged (session).
@@ -20,7 +20,7 @@ fn heap_kind(i: u64) -> PoolKind {
     }
 }
 
-/// Walks every segment heap of the kernel pool, calling `on_block(block, "lfh" | "vs")` for
+/// Walks every segment heap of the kernel pool, calling `on_block(block, BlockSource::Lfh | BlockSource::Vs)` for
 /// each block. `Err` only when the roots (ExPoolState, the heap keys) cannot be read; damage
 /// below them is counted in the scan.
 pub fn walk_segment_heap(
@@ -28,7 +28,7 @@ pub fn walk_segment_heap(
     ctx: &KernelContext,
     l: &SegLayout,
     header: &HeaderLayout,
-    on_block: &mut dyn FnMut(&Block, &'static str),
+    on_block: &mut dyn FnMut(&Block, BlockSource),
 ) -> Result<SegmentHeapScan, PoolError> {
     let releasing = Releasing::new(mem);
     let mem: &dyn VirtualMemory = &releasing;
@@ -106,7 +106,7 @@ pub fn walk_session_heap(
     l: &SegLayout,
     header: &HeaderLayout,
     session_space: u64,
-    on_block: &mut dyn FnMut(&Block, &'static str),
+    on_block: &mut dyn FnMut(&Block, BlockSource),
 ) -> Result<Option<SegmentHeapScan>, PoolError> {
     let (Some(state_off), Some(paged), special) = (
         l.session_heap_state,
@@ -170,7 +170,7 @@ fn walk_heap(
     heap: u64,
     kind: PoolKind,
     scan: &mut SegmentHeapScan,
-    on_block: &mut dyn FnMut(&Block, &'static str),
+    on_block: &mut dyn FnMut(&Block, BlockSource),
 ) {
     match mem.read_u32(heap.wrapping_add(l.heap_signature)) {
         Ok(SEGMENT_HEAP_SIGNATURE) => scan.heaps += 1,
@@ -219,7 +219,7 @@ fn walk_segment_list(
     first_index: u8,
     kind: PoolKind,
     scan: &mut SegmentHeapScan,
-    on_block: &mut dyn FnMut(&Block, &'static str),
+    on_block: &mut dyn FnMut(&Block, BlockSource),
 ) {
     let head = seg_ctx + l.segment_list_head;
     let mut visited = BTreeSet::new();
@@ -293,7 +293,7 @@ fn walk_descriptors(
     first_index: u8,
     kind: PoolKind,
     scan: &mut SegmentHeapScan,
-    on_block: &mut dyn FnMut(&Block, &'static str),
+    on_block: &mut dyn FnMut(&Block, BlockSource),
 ) {
     let descs = RangeBytes::read(mem, seg, l.page_segment_size);
     scan.missing_pages += descs.missing_pages();
