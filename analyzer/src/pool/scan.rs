@@ -114,7 +114,7 @@ impl PoolScan {
 struct Kernel<'a> {
     dump: &'a Dump,
     kernel: &'a KernelInfo,
-    mem: &'a dyn VirtualMemory,
+    mem: Box<dyn VirtualMemory + 'a>,
     ctx: KernelContext<'a>,
     /// For reading through a session process's own page tables; `None` for triage dumps.
     mode: Option<PagingMode>,
@@ -165,10 +165,46 @@ pub fn scan_pool(
     profile: Option<&Profile>,
     sink: &mut dyn FnMut(SeenBlock),
 ) -> Result<PoolScan, PoolError> {
+    let pool = read_pool(dump, kernel, profile)?;
+    let walk = pool.walk(sink);
+    Ok(pool.finish(walk))
+}
+
+/// The pool's tables, read before any block is walked: what the walks need, and what a caller
+/// may want first (the tags to search the drivers' code for). [`PoolReader::walk`] walks the
+/// blocks; it can run more than once (the same blocks in the same order).
+pub struct PoolReader<'a> {
+    k: Kernel<'a>,
+    notes: Notes,
+    tables: Option<TagTables>,
+    big: Option<BigPages>,
+    session_big: Option<BigPages>,
+    sessions: Vec<SessionInfo>,
+    session_refs: Vec<SessionRef>,
+    quota_enc: Option<QuotaEncoding>,
+    processes: Vec<Process>,
+    ranges: Vec<PoolRange>,
+}
+
+/// What one walk of the blocks found.
+pub struct BlockWalk {
+    segment_heap: Option<SegmentHeapScan>,
+    pages: Option<PageScan>,
+    quota: Option<QuotaAccumulator>,
+    notes: Notes,
+}
+
+/// Reads the pool's tables (tag tables, big pages, sessions, processes); `Err` only when
+/// nothing can be read at all: no kernel memory, or no kernel base.
+pub fn read_pool<'a>(
+    dump: &'a Dump,
+    kernel: &'a KernelInfo,
+    profile: Option<&'a Profile>,
+) -> Result<PoolReader<'a>, PoolError> {
     let mem = dump
         .kernel_memory()
         .map_err(|e| PoolError::NoKernelMemory(e.to_string()))?;
-    let k = Kernel::new(dump, kernel, &*mem, profile)?;
+    let k = Kernel::new(dump, kernel, mem, profile)?;
     let mut notes = Notes::default();
     if symbols_mismatch(profile, kernel) {
         notes.warnings.push(
@@ -176,7 +212,7 @@ pub fn scan_pool(
         );
     }
     let mut tables = read_tables(&k, &mut notes);
-    let big = match read_big_pages(k.mem, &k.ctx) {
+    let big = match read_big_pages(k.mem(), &k.ctx) {
         Ok(b) => Some(b),
         Err(e) => {
             notes.fail(PoolPart::BigPages, e);
@@ -186,7 +222,7 @@ pub fn scan_pool(
     let quota_enc = quota_encoding(&k, &mut notes);
     let processes = processes(&k, &mut notes);
     let session_refs = match k.mode {
-        Some(_) => find_sessions(k.mem, &k.ctx, &processes),
+        Some(_) => find_sessions(k.mem(), &k.ctx, &processes),
         None => Vec::new(),
     };
     let session_big = match k.mode {
@@ -201,71 +237,126 @@ pub fn scan_pool(
     };
     let sessions = read_sessions(&k, &session_refs, tables.as_mut(), &mut notes);
     let ranges = pool_ranges(&|name| k.lookup(name), k.ctx.pointer_size, k.ctx.build);
-    let mut stream = BlockStream {
-        sink,
-        quota_enc,
-        quota: quota_enc.map(QuotaAccumulator::new),
-    };
-    let mut skip = merged(big.iter().flat_map(|b| b.entries.iter()).map(page_span));
-    let segment_heap = walk_segment_heaps(&k, &session_refs, &mut stream, &mut notes);
-    if let Some(s) = &segment_heap {
-        skip = merged(skip.into_iter().chain(s.ranges.iter().copied()));
-    }
-    let pages = walk_classic_pages(
-        &k,
-        &session_refs,
-        &ranges,
-        &skip,
-        session_big.as_ref(),
-        &mut stream,
-        &mut notes,
-    );
-    for e in big
-        .iter()
-        .chain(session_big.iter())
-        .flat_map(|b| b.entries.iter())
-    {
-        let blk = big_block(e, &ranges);
-        if let Some(q) = stream.quota.as_mut() {
-            if e.process_billed.is_some() {
-                q.add(&blk);
-            }
-        }
-        (stream.sink)(SeenBlock {
-            block: &blk,
-            source: BlockSource::Big,
-            billed_process: billed(quota_enc, &blk),
-        });
-    }
-    let vm = vm_summary(
-        k.mem,
-        &k.ctx,
-        &kernel.kdbg_values,
-        tables.as_ref().map(|t| &t.tags[..]),
-    );
-    Ok(PoolScan {
-        kernel_base: k.ctx.kernel_base,
-        header_layout: k.layout,
+    Ok(PoolReader {
+        k,
+        notes,
         tables,
+        big,
+        session_big,
         sessions,
-        big_pages: big,
-        session_big_pages: session_big,
-        pages,
-        segment_heap,
+        session_refs,
+        quota_enc,
+        processes,
         ranges,
-        vm,
-        quota: stream.quota.map(|q| q.finish(&processes)),
-        warnings: notes.warnings,
-        failures: notes.failures,
-        needs_symbols: notes.needs_symbols,
     })
+}
+
+impl<'a> PoolReader<'a> {
+    /// The kernel's virtual memory, as the walks read it.
+    pub fn memory(&self) -> &dyn VirtualMemory {
+        self.k.mem()
+    }
+
+    pub fn context(&self) -> &KernelContext<'a> {
+        &self.k.ctx
+    }
+
+    pub fn tables(&self) -> Option<&TagTables> {
+        self.tables.as_ref()
+    }
+
+    pub fn big_pages(&self) -> Option<&BigPages> {
+        self.big.as_ref()
+    }
+
+    /// The process list (for quota charges and sessions).
+    pub fn processes(&self) -> &[Process] {
+        &self.processes
+    }
+
+    /// Walks every block: the segment heaps (their ranges are then kept out of the classic
+    /// walk), the classic pool pages, then the big allocations; each goes to `sink`.
+    pub fn walk(&self, sink: &mut dyn FnMut(SeenBlock)) -> BlockWalk {
+        let k = &self.k;
+        let mut notes = Notes::default();
+        let mut stream = BlockStream {
+            sink,
+            quota_enc: self.quota_enc,
+            quota: self.quota_enc.map(QuotaAccumulator::new),
+        };
+        let mut skip = merged(self.big.iter().flat_map(|b| b.entries.iter()).map(page_span));
+        let segment_heap = walk_segment_heaps(k, &self.session_refs, &mut stream, &mut notes);
+        if let Some(s) = &segment_heap {
+            skip = merged(skip.into_iter().chain(s.ranges.iter().copied()));
+        }
+        let pages = walk_classic_pages(
+            k,
+            &self.session_refs,
+            &self.ranges,
+            &skip,
+            self.session_big.as_ref(),
+            &mut stream,
+            &mut notes,
+        );
+        let big = self.big.iter().chain(self.session_big.iter());
+        for e in big.flat_map(|b| b.entries.iter()) {
+            let blk = big_block(e, &self.ranges);
+            if let Some(q) = stream.quota.as_mut() {
+                if e.process_billed.is_some() {
+                    q.add(&blk);
+                }
+            }
+            (stream.sink)(SeenBlock {
+                block: &blk,
+                source: BlockSource::Big,
+                billed_process: billed(self.quota_enc, &blk),
+            });
+        }
+        BlockWalk {
+            segment_heap,
+            pages,
+            quota: stream.quota,
+            notes,
+        }
+    }
+
+    /// The scan's figures: the tables, `walk`'s results and the `!vm` summary.
+    pub fn finish(self, walk: BlockWalk) -> PoolScan {
+        let k = &self.k;
+        let vm = vm_summary(
+            k.mem(),
+            &k.ctx,
+            &k.kernel.kdbg_values,
+            self.tables.as_ref().map(|t| &t.tags[..]),
+        );
+        let mut notes = self.notes;
+        notes.warnings.extend(walk.notes.warnings);
+        notes.failures.extend(walk.notes.failures);
+        notes.needs_symbols |= walk.notes.needs_symbols;
+        PoolScan {
+            kernel_base: k.ctx.kernel_base,
+            header_layout: k.layout,
+            tables: self.tables,
+            sessions: self.sessions,
+            big_pages: self.big,
+            session_big_pages: self.session_big,
+            pages: walk.pages,
+            segment_heap: walk.segment_heap,
+            ranges: self.ranges,
+            vm,
+            quota: walk.quota.map(|q| q.finish(&self.processes)),
+            warnings: notes.warnings,
+            failures: notes.failures,
+            needs_symbols: notes.needs_symbols,
+        }
+    }
 }
 
 impl<'a> Kernel<'a> {
     fn new(
         dump: &'a Dump,
         kernel: &'a KernelInfo,
-        mem: &'a dyn VirtualMemory,
+        mem: Box<dyn VirtualMemory + 'a>,
         profile: Option<&'a Profile>,
     ) -> Result<Self, PoolError> {
         let header = dump.header();
@@ -287,6 +378,10 @@ impl<'a> Kernel<'a> {
         })
     }
 
+    fn mem(&self) -> &dyn VirtualMemory {
+        &*self.mem
+    }
+
     /// A kernel variable's value: the debugger data block's, else read at its symbol.
     fn lookup(&self, name: &str) -> Option<u64> {
         match self.kernel.kdbg_values.iter().find(|(n, _)| *n == name) {
@@ -294,7 +389,7 @@ impl<'a> Kernel<'a> {
             None => self
                 .ctx
                 .global(name)
-                .and_then(|va| self.mem.read_ptr(va).ok()),
+                .and_then(|va| self.mem().read_ptr(va).ok()),
         }
     }
 
@@ -322,7 +417,7 @@ fn read_tables(k: &Kernel, notes: &mut Notes) -> Option<TagTables> {
         .as_ref()
         .and_then(|d| d.get("PoolTrackTable"))
         .filter(|&v| v != 0);
-    match read_tag_tables(k.mem, &k.ctx, ptt_var) {
+    match read_tag_tables(k.mem(), &k.ctx, ptt_var) {
         Ok(t) => {
             notes.warnings.extend(t.warnings.iter().cloned());
             Some(t)
@@ -335,7 +430,7 @@ fn read_tables(k: &Kernel, notes: &mut Notes) -> Option<TagTables> {
 }
 
 fn quota_encoding(k: &Kernel, notes: &mut Notes) -> Option<QuotaEncoding> {
-    match QuotaEncoding::for_kernel(k.mem, &k.ctx) {
+    match QuotaEncoding::for_kernel(k.mem(), &k.ctx) {
         Ok(q) => Some(q),
         Err(e) => {
             notes.warnings.push(format!("quota: {e}"));
@@ -352,7 +447,7 @@ fn processes(k: &Kernel, notes: &mut Notes) -> Vec<Process> {
         .as_ref()
         .and_then(|d| d.ps_active_process_head())
         .or(k.dump.header().ps_active_process_head);
-    match head.map(|h| walk_processes(k.mem, &k.ctx, h)) {
+    match head.map(|h| walk_processes(k.mem(), &k.ctx, h)) {
         Some(Ok((p, w))) => {
             notes.warnings.extend(w);
             p
@@ -424,7 +519,7 @@ fn walk_segment_heaps(
         }
     };
     let mut on_block = |b: &Block, source: BlockSource| stream.block(b, source);
-    let mut scan = match walk_segment_heap(k.mem, &k.ctx, &seg_layout, &k.layout, &mut on_block) {
+    let mut scan = match walk_segment_heap(k.mem(), &k.ctx, &seg_layout, &k.layout, &mut on_block) {
         Ok(s) => s,
         Err(e) => {
             notes.fail(PoolPart::SegmentHeap, e);
@@ -514,7 +609,7 @@ fn walk_classic_pages(
     let mut on_block = |b: &Block| stream.block(b, BlockSource::Classic);
     let mut scan = if !ranges.is_empty() {
         Some(scan_ranges(
-            k.mem,
+            k.mem(),
             &k.layout,
             ranges,
             &system_skip,
@@ -522,7 +617,7 @@ fn walk_classic_pages(
         ))
     } else if k.ctx.build >= 9200 {
         // No fixed pool ranges: every mapped kernel page is tried as a classic pool page.
-        scan_kernel_space(k.mem, &k.layout, &system_skip, &mut on_block)
+        scan_kernel_space(k.mem(), &k.layout, &system_skip, &mut on_block)
     } else {
         notes.warnings.push(
             "no pool ranges (neither the debugger data block nor the symbols give them): no block walk".into(),
