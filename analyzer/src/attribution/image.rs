@@ -160,20 +160,122 @@ fn count_sites(tags: &mut BTreeMap<Tag, TagHits>, found: &SiteScan) {
 }
 
 #[cfg(test)]
-mod dev {
+mod tests {
+    use super::*;
+
+    fn scan_corpus(name: &str) -> ImageScan {
+        let path = crate::pool::testmem::corpus(&format!("drivers/{name}"));
+        scan_pe_file(&std::fs::read(path).unwrap()).unwrap()
+    }
+
+    type Brief = (u64, String, Option<bool>, Option<u64>, &'static str);
+
+    fn brief(s: &ImageScan) -> Vec<Brief> {
+        s.sites
+            .iter()
+            .map(|x| {
+                (
+                    x.call,
+                    x.tag.to_string(),
+                    x.paged,
+                    x.size,
+                    x.callee.unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    /// usbnet.sys, read with GNU objdump (`x86_64-w64-mingw32-objdump -d` and `-p`: the IAT
+    /// slots 0x1c0009280 ExAllocatePoolWithTag, 0x1c0009180 ExInitializeNPagedLookasideList,
+    /// 0x1c0009040 NdisAllocateMemoryWithTagPriority):
+    /// - 252c: `mov $Ueem,%r8d` at 250f, `mov 0x4c5e(%rip),%ecx` (the global 0x1c0007180),
+    ///   `lea 0x18(%rbx),%esi; mov %esi,%edx` (rbx from memory);
+    /// - 26f3: `mov 0x4a98(%rip),%ecx` (the global), `mov $0x1c0,%edx`, `mov $Ueem,%r8d`;
+    /// - 2d44: `mov $0xe8,%edi; mov $Ueem,%r8d; mov %edi,%edx` (ecx from before a join);
+    /// - bec1: `mov $Ueem,%r8d` at be52, `mov %r8d,0x28(%rsp)` (the lookaside's Tag), size at
+    ///   0x20(%rsp) from a computed rax;
+    /// - dfb3: `mov $0x5c0,%edx; mov $Ueem,%r8d` (NDIS: nonpaged).
+    ///
+    /// The global 0x1c0007180 holds 0 in .data (`objdump -s -j .data`) and the code writes it
+    /// only with `mov %ebx,..` (ebx = 0 from `xor %ebx,%ebx` at 2c0f, on every path to 2c5e)
+    /// and `mov $0x200,%ecx; mov %ecx,..` (NonPagedPoolNx): a default nonpaged pool type.
+    /// The other 7 Ueem immediates reach no allocator (ExFreePoolWithTag and the like).
     #[test]
-    #[ignore]
-    fn print_sites() {
-        let p = std::env::var("SITES_FILE").unwrap();
-        let s = super::scan_pe_file(&std::fs::read(p).unwrap()).unwrap();
-        for x in &s.sites {
-            println!(
-                "{:#x} call={:#x} {} {:?} paged={:?} size={:?} via={:?} {:?} tag_from={:?} size_from={:?} paged_from={:?}",
-                x.address, x.call, x.tag, x.callee, x.paged, x.size, x.via, x.kind, x.tag_from, x.size_from, x.paged_from
-            );
-        }
-        for (t, h) in &s.tags {
-            println!("{t} {h:?}");
-        }
+    fn usbnet_sites_match_objdump() {
+        let s = scan_corpus("usbnet.sys");
+        let ueem = |call, paged, size, callee| (call, "Ueem".to_string(), paged, size, callee);
+        let tagged = "ExAllocatePoolWithTag";
+        assert_eq!(
+            brief(&s),
+            [
+                ueem(0x1c000252c, Some(false), None, tagged),
+                ueem(0x1c00026f3, Some(false), Some(0x1c0), tagged),
+                ueem(0x1c0002d44, None, Some(0xe8), tagged),
+                ueem(
+                    0x1c000bec1,
+                    Some(false),
+                    None,
+                    "ExInitializeNPagedLookasideList"
+                ),
+                ueem(
+                    0x1c000dfb3,
+                    Some(false),
+                    Some(0x5c0),
+                    "NdisAllocateMemoryWithTagPriority"
+                ),
+            ]
+        );
+        assert_eq!(s.sites[3].address, 0x1c000be52);
+        let h = s.tags[&Tag(*b"Ueem")];
+        assert_eq!((h.alloc_argument, h.other_immediate), (5, 7));
+        assert_eq!(s.tags[&Tag(*b"USBD")].alloc_argument, 0);
+        assert_eq!(s.untagged_sites, 0);
+    }
+
+    /// usb2dbg.sys (objdump as above; ExAllocatePoolWithTag's slot is 0x1c0007138): 14 calls,
+    /// each after `mov $UDbg,%r8d`. Among them 1099: `mov $0x40,%r15d` at 106b (kept across
+    /// a call: r15 is callee-saved), `lea 0x22(%r15),%r12d; mov %r12d,%edx` (0x62) and
+    /// `lea -0x3f(%r15),%ecx` (1, PagedPool); 8dc0: `xor %r15d,%r15d` at 8d85, then
+    /// `lea 0x28(%r15),%r13d; mov %r13d,%edx` and `xor %ecx,%ecx`; 922c: `mov $0x28,%r14d;
+    /// mov %r14d,%edx; xor %ecx,%ecx`. 25 UDbg immediates are ExFreePoolWithTag's and the like.
+    #[test]
+    fn usb2dbg_sites_match_objdump() {
+        let s = scan_corpus("usb2dbg.sys");
+        let calls: Vec<u64> = s.sites.iter().map(|x| x.call).collect();
+        assert_eq!(
+            calls,
+            [
+                0x1c0001099,
+                0x1c00012ff,
+                0x1c0001331,
+                0x1c00016bf,
+                0x1c000183e,
+                0x1c0001872,
+                0x1c0008439,
+                0x1c0008469,
+                0x1c00089ed,
+                0x1c0008aa7,
+                0x1c0008dc0,
+                0x1c000922c,
+                0x1c00092d3,
+                0x1c000953c
+            ]
+        );
+        assert!(s.sites.iter().all(|x| x.tag == Tag(*b"UDbg")));
+        let at = |call| brief(&s).into_iter().find(|b| b.0 == call).unwrap();
+        assert_eq!(
+            (at(0x1c0001099).2, at(0x1c0001099).3),
+            (Some(true), Some(0x62))
+        );
+        assert_eq!(
+            (at(0x1c0008dc0).2, at(0x1c0008dc0).3),
+            (Some(false), Some(0x28))
+        );
+        assert_eq!(
+            (at(0x1c000922c).2, at(0x1c000922c).3),
+            (Some(false), Some(0x28))
+        );
+        let h = s.tags[&Tag(*b"UDbg")];
+        assert_eq!((h.alloc_argument, h.other_immediate), (14, 25));
     }
 }

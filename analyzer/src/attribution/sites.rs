@@ -460,3 +460,7 @@ fn resync_undecoded(runner: &mut Runner, sites: &mut [RawSite]) {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "sites_tests.rs"]
+mod tests;
