@@ -441,10 +441,10 @@ fn resync_missed(runner: &mut Runner, sites: &mut Vec<RawSite>, imm_at: &HashSet
 
 /// Sites whose size or pool type stayed unknown, decoded again from an aligned start.
 fn resync_undecoded(runner: &mut Runner, sites: &mut [RawSite]) {
-    for i in 0..sites.len() {
-        let s = &sites[i].site;
+    for raw in sites.iter_mut() {
+        let s = &raw.site;
         let wanted = runner.filter.is_none_or(|f| f.contains(&s.tag));
-        let known = sites[i].known();
+        let known = raw.known();
         if known == 2 || !wanted {
             continue;
         }
@@ -456,7 +456,7 @@ fn resync_undecoded(runner: &mut Runner, sites: &mut [RawSite]) {
                 .cloned()
         };
         if let Some(better) = runner.window(address, &accept) {
-            sites[i] = better;
+            *raw = better;
         }
     }
 }
