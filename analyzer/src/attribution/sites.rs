@@ -117,6 +117,8 @@ const MAX_FOUND: usize = 1 << 16;
 const RESYNC_WINDOWS: usize = 8;
 /// Bytes decoded after that instruction, to reach its call.
 const RESYNC_AFTER: u64 = 96;
+/// Most instructions resynchronised per module, for each of the two reasons.
+const MAX_RESYNC: usize = 4096;
 
 /// Every allocation call site of `m`. `filter`: keep only untagged sites and tagged ones of
 /// these tags (and resynchronise only for these); `None` keeps all. At most `max` are kept.
@@ -424,9 +426,10 @@ fn resync_missed(runner: &mut Runner, sites: &mut Vec<RawSite>, imm_at: &HashSet
         .into_iter()
         .filter(|(ip, _)| !imm_at.contains(ip))
         .map(|(ip, _)| ip)
+        .take(MAX_RESYNC)
         .collect();
+    let mut known: HashSet<u64> = sites.iter().map(|s| s.site.call).collect();
     for ip in missed {
-        let known: HashSet<u64> = sites.iter().map(|s| s.site.call).collect();
         let accept = |found: &[RawSite]| {
             found
                 .iter()
@@ -434,6 +437,7 @@ fn resync_missed(runner: &mut Runner, sites: &mut Vec<RawSite>, imm_at: &HashSet
                 .cloned()
         };
         if let Some(s) = runner.window(ip, &accept) {
+            known.insert(s.site.call);
             sites.push(s);
         }
     }
@@ -441,13 +445,15 @@ fn resync_missed(runner: &mut Runner, sites: &mut Vec<RawSite>, imm_at: &HashSet
 
 /// Sites whose size or pool type stayed unknown, decoded again from an aligned start.
 fn resync_undecoded(runner: &mut Runner, sites: &mut [RawSite]) {
+    let mut tried = 0;
     for raw in sites.iter_mut() {
         let s = &raw.site;
         let wanted = runner.filter.is_none_or(|f| f.contains(&s.tag));
         let known = raw.known();
-        if known == 2 || !wanted {
+        if known == 2 || !wanted || tried >= MAX_RESYNC {
             continue;
         }
+        tried += 1;
         let (call, tag, address) = (s.call, s.tag, s.address);
         let accept = |found: &[RawSite]| {
             found
