@@ -1,26 +1,49 @@
 //! Pool tags mapped to drivers, as `poolmon /g` does, from three kinds of evidence, each
 //! mapping saying which: a pooltag file (the SDK's `pooltag.txt` or the user's), the built-in
-//! table of common Windows tags ([`builtin`]), and the loaded drivers' own code ([`scan`]:
-//! the tag as an immediate operand, or as bytes).
+//! table of common Windows tags ([`builtin`]), and the loaded drivers' own code: allocation
+//! call sites whose tag reaches a pool allocator ([`sites`], through import slots, import
+//! thunks and the driver's wrappers), else the tag as an immediate in any instruction, else as
+//! bytes ([`scan`]).
+//!
+//! Allocators recognised ([`allocators`]): ExAllocatePool, ExAllocatePoolWithQuota (untagged:
+//! 'None'), ExAllocatePoolWithTag, ...WithQuotaTag, ...WithTagPriority, ExAllocatePool2 and 3
+//! (POOL_FLAGS), the lookaside list initialisations (ExInitializeNPagedLookasideList,
+//! ExInitializePagedLookasideList, ExInitializeLookasideListEx) and
+//! NdisAllocateMemoryWithTagPriority. ExAllocatePoolZero and the other `...Zero` /
+//! `...Uninitialized` routines are inline wrappers in wdm.h, seen as the calls they make. The
+//! framework's WdfMemoryCreate (through the WdfFunctions table) is not recognised.
 
+pub mod allocators;
 pub mod builtin;
+pub mod dataflow;
+mod flow;
+mod globals;
+pub mod image;
 pub mod pooltag;
 pub mod scan;
+pub mod sites;
+pub mod wrappers;
 
+pub use allocators::{ImportUse, KnownData};
+pub use dataflow::Origin;
+pub use image::{scan_pe_file, ImageScan, ScanError};
 pub use pooltag::{PoolTagEntry, PoolTagFile};
 pub use scan::{AllocSite, Allocator, AllocatorKind, CodeRegion, TagHits};
+pub use sites::{SiteKind, Via};
 
 use crate::kernel::Module;
 use crate::memory::VirtualMemory;
 use crate::pool::Tag;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use sites::ModuleCode;
+use std::collections::{BTreeMap, HashSet};
 
 /// Where a mapping came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Source {
-    /// The driver's code passes the tag to an allocation (`mov r8d, imm32` / `push imm32`).
+    /// The driver's code passes the tag to a pool allocator call (directly, through an import
+    /// thunk or one of its wrappers).
     DriverCodeAllocation,
     /// For the tag "None": the driver's code calls ExAllocatePool (which tags "None").
     DriverCallsUntaggedAllocator,
@@ -28,7 +51,8 @@ pub enum Source {
     PoolTagFile,
     /// Our built-in table.
     BuiltIn,
-    /// The driver's code holds the tag in another instruction.
+    /// The driver's code holds the tag as an immediate that reaches no allocator call (a tag
+    /// reference: ExFreePoolWithTag, a comparison, an argument of another function).
     DriverCodeImmediate,
     /// The tag's four bytes occur in the driver's code sections, in no instruction.
     DriverBytes,
@@ -58,7 +82,7 @@ struct ModuleEvidence {
     hits: BTreeMap<Tag, TagHits>,
     /// Byte occurrences of candidate tags.
     bytes: BTreeMap<Tag, u32>,
-    /// Calls through an import slot that holds ExAllocatePool.
+    /// Untagged allocation sites (ExAllocatePool, ExAllocatePoolWithQuota).
     untagged_calls: u32,
     /// Every allocation call site found (bounded by [`MAX_SITES_PER_MODULE`]).
     sites: Vec<AllocSite>,
@@ -112,8 +136,8 @@ impl Attributor {
     }
 
     /// As [`Attributor::add_code`], with `allocator` saying which allocator (if any) a call's
-    /// memory operand (an import slot) goes to: calls to ExAllocatePool count as untagged
-    /// allocations, and every call site's pool type and size are decoded against it.
+    /// memory operand (an import slot) goes to. Without the image's data, a pool type read
+    /// from a global stays unknown; [`Attributor::add_modules`] reads it.
     pub fn add_code_with(
         &mut self,
         module: &str,
@@ -122,39 +146,27 @@ impl Attributor {
         candidates: &[Tag],
         allocator: &dyn Fn(u64) -> Option<Allocator>,
     ) {
-        let untagged_call =
-            |slot: u64| allocator(slot).is_some_and(|a| a.kind == AllocatorKind::Untagged);
-        let linear = scan::scan(bitness, regions);
-        let mut ev = ModuleEvidence {
-            name: module.to_string(),
-            hits: linear.tags,
-            ..Default::default()
+        let imports = |slot: u64| allocator(slot).map(ImportUse::Allocator);
+        let code = ModuleCode {
+            bitness,
+            regions,
+            imports: &imports,
+            read_u32: &|_| None,
         };
-        let set: std::collections::HashSet<Tag> = candidates.iter().copied().collect();
-        let (anchored, bytes) = scan::anchored_all(bitness, regions, &set);
-        ev.bytes = bytes;
-        let total = |h: &TagHits| h.alloc_argument + h.other_immediate;
-        for (tag, a) in anchored {
-            let better = match ev.hits.get(&tag) {
-                Some(l) => total(&a) > total(l),
-                None => true,
-            };
-            if better {
-                ev.hits.insert(tag, a);
-            }
-        }
-        ev.untagged_calls = linear
-            .indirect_calls
-            .iter()
-            .filter(|(t, _)| untagged_call(**t))
-            .map(|(_, n)| *n)
-            .sum();
-        let (mut sites, truncated) =
-            scan::alloc_sites(bitness, regions, &set, allocator, MAX_SITES_PER_MODULE);
-        sites.sort_by_key(|s| s.address);
-        ev.sites = sites;
-        ev.sites_truncated |= truncated;
-        self.modules.push(ev);
+        let set: HashSet<Tag> = candidates.iter().copied().collect();
+        let found = image::scan_code(&code, Some((&set, MAX_SITES_PER_MODULE)));
+        self.push(module, found);
+    }
+
+    fn push(&mut self, module: &str, found: ImageScan) {
+        self.modules.push(ModuleEvidence {
+            name: module.to_string(),
+            hits: found.tags,
+            bytes: found.bytes,
+            untagged_calls: found.untagged_sites,
+            sites: found.sites,
+            sites_truncated: found.truncated,
+        });
     }
 
     /// Reads and scans the code of every loaded module that has PE headers in the dump.
@@ -166,31 +178,37 @@ impl Attributor {
         candidates: &[Tag],
         ex_allocate_pool: Option<u64>,
     ) {
+        let set: HashSet<Tag> = candidates.iter().copied().collect();
         let mut no_pe = 0usize;
         for m in modules {
             let Some(pe) = &m.pe else {
                 no_pe += 1;
                 continue;
             };
-            let slots = allocator_slots(m.base, pe);
-            // An import slot named as an allocator in the module's import table, else (bound
-            // or unnamed imports) a slot that holds nt!ExAllocatePool's address.
-            let allocator = |slot: u64| {
-                slots.get(&slot).copied().or_else(|| {
-                    ex_allocate_pool
-                        .is_some_and(|a| mem.read_ptr(slot).ok() == Some(a))
-                        .then_some(Allocator {
-                            kind: AllocatorKind::Untagged,
-                            name: "ExAllocatePool",
-                        })
-                })
+            // A slot the import table does not name (bound or unnamed imports) that holds
+            // nt!ExAllocatePool's address.
+            let fallback = |slot: u64| {
+                ex_allocate_pool
+                    .is_some_and(|a| mem.read_ptr(slot).ok() == Some(a))
+                    .then_some(ImportUse::Allocator(Allocator {
+                        kind: AllocatorKind::Untagged,
+                        name: "ExAllocatePool",
+                    }))
             };
-            let (bitness, regions, missing) = scan::code_regions_from_memory(mem, m.base, pe);
-            if missing > 0 {
-                self.warnings
-                    .push(format!("{}: {missing} code pages not in the dump", m.name));
+            let found = image::scan_loaded(
+                mem,
+                m.base,
+                pe,
+                Some(&fallback),
+                Some((&set, MAX_SITES_PER_MODULE)),
+            );
+            if found.missing_pages > 0 {
+                self.warnings.push(format!(
+                    "{}: {} code pages not in the dump",
+                    m.name, found.missing_pages
+                ));
             }
-            self.add_code_with(&m.name, bitness, &regions, candidates, &allocator);
+            self.push(&m.name, found);
         }
         if no_pe > 0 {
             self.warnings.push(format!(
@@ -267,32 +285,6 @@ impl Attributor {
     }
 }
 
-/// The import slots of a module that hold a pool allocator, by the names in its import table.
-fn allocator_slots(
-    base: u64,
-    pe: &crate::kernel::PeInfo,
-) -> std::collections::HashMap<u64, Allocator> {
-    let psize: u64 = if pe.is_64 { 8 } else { 4 };
-    let mut out = std::collections::HashMap::new();
-    for dll in pe.imports.iter().flat_map(|i| i.dlls.iter()) {
-        if dll.first_thunk == 0 {
-            continue;
-        }
-        for (i, f) in dll.functions.iter().enumerate() {
-            let crate::kernel::Import::Name { name, .. } = f else {
-                continue;
-            };
-            if let Some(a) = scan::allocator_named(name) {
-                let slot = base
-                    .wrapping_add(u64::from(dll.first_thunk))
-                    .wrapping_add(i as u64 * psize);
-                out.insert(slot, a);
-            }
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -304,18 +296,33 @@ mod tests {
         )));
         let cands = [Tag(*b"Leak"), Tag(*b"None"), Tag(*b"Irp ")];
         let never = |_: u64| false;
-        // mov r8d, 'Leak' in leaky.sys; 'None' as bytes in other.sys's code (no instruction).
-        let mov_r8d = vec![0x41, 0xb8, b'L', b'e', b'a', b'k'];
-        a.add_code(
+        // leaky.sys: mov r8d, 'Leak'; call qword ptr [rip+0] -> slot 0x100c, which holds
+        // ExAllocatePoolWithTag.
+        let alloc = vec![0x41, 0xb8, b'L', b'e', b'a', b'k', 0xff, 0x15, 0, 0, 0, 0];
+        a.add_code_with(
             "leaky.sys",
             64,
             &[CodeRegion {
                 address: 0x1000,
-                bytes: mov_r8d,
+                bytes: alloc,
+            }],
+            &cands,
+            &|slot| {
+                (slot == 0x100c).then(|| allocators::allocator_named("ExAllocatePoolWithTag"))?
+            },
+        );
+        // free.sys: mov r8d, 'Leak' and no allocator call: a tag reference only.
+        a.add_code(
+            "free.sys",
+            64,
+            &[CodeRegion {
+                address: 0x4000,
+                bytes: vec![0x41, 0xb8, b'L', b'e', b'a', b'k', 0xc3],
             }],
             &cands,
             &never,
         );
+        // 'None' as bytes in other.sys's code (no instruction).
         a.add_code(
             "other.sys",
             64,
@@ -352,9 +359,26 @@ mod tests {
                     None,
                     Some(0x1000)
                 ),
-                (Some("leaky.sys"), Source::PoolTagFile, 0, Some(1), None)
+                (Some("leaky.sys"), Source::PoolTagFile, 0, Some(1), None),
+                (
+                    Some("free.sys"),
+                    Source::DriverCodeImmediate,
+                    1,
+                    None,
+                    Some(0x4000)
+                ),
             ]
         );
+        let (sites, truncated) = a.sites("leaky.sys").unwrap();
+        assert!(!truncated);
+        assert_eq!(
+            sites
+                .iter()
+                .map(|s| (s.address, s.call))
+                .collect::<Vec<_>>(),
+            [(0x1000, 0x1006)]
+        );
+        assert!(a.sites("free.sys").unwrap().0.is_empty());
         let none = a.mappings(UNTAGGED);
         let got: Vec<_> = none
             .iter()
