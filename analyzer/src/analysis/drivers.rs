@@ -80,6 +80,7 @@ pub(super) fn driver_reports(
             call_sites: Vec::new(),
             call_sites_truncated: false,
             blocks: DriverBlocks::default(),
+            provenance: None,
         };
         let mut largest = Vec::new();
         let mut tag_set: BTreeSet<Tag> = BTreeSet::new();

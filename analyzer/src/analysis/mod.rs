@@ -17,6 +17,7 @@ pub mod input;
 mod overview;
 pub mod pool_report;
 pub mod progress;
+pub mod provenance;
 mod tags;
 pub mod verdict;
 
@@ -24,8 +25,9 @@ pub use input::{open, Input, InputError, InputOptions};
 pub use pool_report::{pool_report, PoolQuery};
 
 use crate::kernel::Module;
+use crate::pool::scan::read_pool;
 use crate::pool::tags::SortKey;
-use crate::pool::{scan_pool, PoolError, PoolScan};
+use crate::pool::{PoolError, PoolScan};
 use crate::report::analysis::*;
 use crate::report::hex::Hex;
 use crate::report::pool::PoolReport;
@@ -70,15 +72,19 @@ pub fn analyze(
     let mut report = skeleton(input, &opts.generator);
     let mut agg = BlockAggregator::default();
     progress(Stage::ReadingPool);
-    let scan = match scan_pool(
-        &input.dump,
-        &input.kernel,
-        input.profile.as_ref(),
-        &mut |b| agg.add(b),
-    ) {
-        Ok(s) => s,
+    let profile = input.profile.as_ref();
+    let reader = match read_pool(&input.dump, &input.kernel, profile) {
+        Ok(r) => r,
         Err(e) => return not_started(report, input, e),
     };
+    let attributor = pool_report::attribute_tables(input, &reader, opts.scan_drivers);
+    let mut collector = provenance::Collector::new(&attributor, &input.kernel);
+    let walk = reader.walk(&mut |b| {
+        agg.add(b);
+        collector.add(b);
+    });
+    let traced = provenance::trace(&reader, &input.kernel, profile, collector, &attributor);
+    let scan = reader.finish(walk);
     if agg.tags_overflow > 0 {
         report.warnings.push(format!(
             "{} blocks of more than {} distinct tags counted only in the totals",
@@ -86,7 +92,7 @@ pub fn analyze(
             blocks::MAX_BLOCK_TAGS
         ));
     }
-    let pool = attributed(input, scan, opts.scan_drivers);
+    let pool = attributed(input, scan, attributor, opts.scan_drivers);
     progress(Stage::Attributing);
     let mut facts = verdict::Facts {
         unread: pool
@@ -100,6 +106,7 @@ pub fn analyze(
     };
     fill_figures(&mut report, input, &pool, &agg, &mut facts);
     fill_drivers(&mut report, input, &pool, &agg, opts.symbol_deadline);
+    fill_provenance(&mut report, input, &traced);
     report.verdict = verdict::decide(&report, &facts);
     report
 }
@@ -120,18 +127,12 @@ impl std::ops::Deref for Attributed {
     }
 }
 
-fn attributed(input: &Input, scan: PoolScan, scan_drivers: bool) -> Attributed {
-    let attributor = match input.dump.kernel_memory() {
-        Ok(mem) => attribute::attribute(
-            &*mem,
-            &input.kernel,
-            input.profile.as_ref(),
-            &scan,
-            input.pooltag.clone(),
-            scan_drivers,
-        ),
-        Err(_) => crate::attribution::Attributor::new(input.pooltag.clone()),
-    };
+fn attributed(
+    input: &Input,
+    scan: PoolScan,
+    attributor: crate::attribution::Attributor,
+    scan_drivers: bool,
+) -> Attributed {
     let failure_parts = scan.failures.iter().map(|f| f.part).collect();
     let needs_symbols = scan.needs_symbols;
     let query = PoolQuery {
@@ -186,6 +187,7 @@ fn skeleton(input: &Input, generator: &str) -> AnalysisReport {
         blocks: BlockTotals::default(),
         quota: None,
         modules: Vec::new(),
+        provenance: None,
         warnings: input.kernel.warnings.clone(),
         errors: Vec::new(),
     }
@@ -299,6 +301,19 @@ fn fill_drivers(
     drivers.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(a.module.cmp(&b.module)));
     report.drivers = drivers;
     report.modules = overview::modules(&input.kernel, &statuses);
+}
+
+/// Provenance: the dump's figures, and each driver's blocks.
+fn fill_provenance(report: &mut AnalysisReport, input: &Input, p: &provenance::Provenance) {
+    if p.limits.blocks_scanned == 0 {
+        return;
+    }
+    let mods = &input.kernel.modules.modules;
+    for d in report.drivers.iter_mut() {
+        let m = mods.iter().find(|m| m.name == d.module);
+        d.provenance = p.driver(&d.module, m);
+    }
+    report.provenance = Some(p.report());
 }
 
 /// Function names for call sites, from the drivers' PDBs through the symbol path; returns each

@@ -1,11 +1,14 @@
 //! `pooltriage pool` and `pooltriage blocks`: the pool engine's figures with each tag's
 //! drivers, sorted and filtered as asked ([`crate::report::pool::PoolReport`]).
 
+use super::attribute::PoolTags;
 use super::input::Input;
+use super::provenance::{trace, BlockProvenance, Collector, Provenance};
 use crate::attribution::{Attributor, Source};
 use crate::kernel::KernelInfo;
+use crate::pool::scan::{read_pool, PoolReader};
 use crate::pool::tags::{sort_tags, SortKey, TagStats};
-use crate::pool::{scan_pool, PoolError, PoolKind, PoolScan, SeenBlock, Tag, TagPattern};
+use crate::pool::{PoolError, PoolKind, PoolScan, SeenBlock, Tag, TagPattern};
 use crate::report::pool::*;
 use std::collections::BTreeMap;
 
@@ -19,27 +22,54 @@ pub struct PoolQuery {
     pub scan_drivers: bool,
 }
 
-/// Reads the pool and maps its tags to drivers; every block the walks find goes to `sink`.
+/// Reads the pool and maps its tags to drivers; every block the walk finds goes to `sink`.
 pub fn pool_report(
     input: &Input,
     query: &PoolQuery,
     sink: &mut dyn FnMut(SeenBlock),
 ) -> Result<PoolReport, PoolError> {
+    let reader = read_pool(&input.dump, &input.kernel, input.profile.as_ref())?;
+    let attributor = attribute_tables(input, &reader, query.scan_drivers);
+    let walk = reader.walk(sink);
+    Ok(build(input, query, reader.finish(walk), &attributor))
+}
+
+/// As [`pool_report`], with the provenance of every block: `sink` gets each block of a last
+/// walk with its decision (`None` for blocks whose tag names their owner's kind outright:
+/// Windows' own, or no code evidence at all).
+pub fn pool_report_with_provenance(
+    input: &Input,
+    query: &PoolQuery,
+    sink: &mut dyn FnMut(SeenBlock, Option<BlockProvenance>),
+) -> Result<(PoolReport, Provenance), PoolError> {
     let profile = input.profile.as_ref();
-    let scan = scan_pool(&input.dump, &input.kernel, profile, sink)?;
-    let mem = input
-        .dump
-        .kernel_memory()
-        .map_err(|e| PoolError::NoKernelMemory(e.to_string()))?;
-    let attributor = super::attribute::attribute(
-        &*mem,
+    let reader = read_pool(&input.dump, &input.kernel, profile)?;
+    let attributor = attribute_tables(input, &reader, query.scan_drivers);
+    let mut collector = Collector::new(&attributor, &input.kernel);
+    let walk = reader.walk(&mut |b| collector.add(b));
+    let provenance = trace(&reader, &input.kernel, profile, collector, &attributor);
+    let _ = reader.walk(&mut |b| sink(b, provenance.block_at(b.block.address)));
+    let report = build(input, query, reader.finish(walk), &attributor);
+    Ok((report, provenance))
+}
+
+/// The attributor for the tags the reader's tables hold.
+pub(crate) fn attribute_tables(
+    input: &Input,
+    reader: &PoolReader,
+    scan_drivers: bool,
+) -> Attributor {
+    super::attribute::attribute(
+        reader.memory(),
         &input.kernel,
-        profile,
-        &scan,
+        input.profile.as_ref(),
+        PoolTags {
+            tables: reader.tables(),
+            big_pages: reader.big_pages(),
+        },
         input.pooltag.clone(),
-        query.scan_drivers,
-    );
-    Ok(build(input, query, scan, &attributor))
+        scan_drivers,
+    )
 }
 
 /// The report of `scan`, its tags mapped by `attributor`.

@@ -1261,6 +1261,7 @@ mod tests {
                 pdb: None,
                 symbols: "not looked up".into(),
             }],
+            provenance: None,
             warnings: Vec::new(),
             errors: Vec::new(),
         }
@@ -1345,6 +1346,7 @@ mod tests {
             call_sites: sites,
             call_sites_truncated: false,
             blocks: DriverBlocks::default(),
+            provenance: None,
         }
     }
 

@@ -284,7 +284,12 @@ impl<'a> PoolReader<'a> {
             quota_enc: self.quota_enc,
             quota: self.quota_enc.map(QuotaAccumulator::new),
         };
-        let mut skip = merged(self.big.iter().flat_map(|b| b.entries.iter()).map(page_span));
+        let mut skip = merged(
+            self.big
+                .iter()
+                .flat_map(|b| b.entries.iter())
+                .map(page_span),
+        );
         let segment_heap = walk_segment_heaps(k, &self.session_refs, &mut stream, &mut notes);
         if let Some(s) = &segment_heap {
             skip = merged(skip.into_iter().chain(s.ranges.iter().copied()));

@@ -51,6 +51,10 @@ pub struct AnalysisReport {
     pub quota: Option<QuotaSummary>,
     /// Every loaded module, in list order.
     pub modules: Vec<AnalysisModule>,
+    /// Which module allocated the blocks whose tag does not say (docs/json.md "provenance");
+    /// null when no block was walked.
+    #[serde(default)]
+    pub provenance: Option<super::provenance::ProvenanceReport>,
     /// What was read only in part, one line each.
     pub warnings: Vec<String>,
     /// What could not be read at all, one line each.
@@ -286,6 +290,10 @@ pub struct DriverReport {
     pub call_sites_truncated: bool,
     /// Blocks of its tags found by the block walk.
     pub blocks: DriverBlocks,
+    /// The blocks provenance ties to it (its own tags', and its share of 'None' and shared
+    /// tags), with the evidence; null when none.
+    #[serde(default)]
+    pub provenance: Option<super::provenance::DriverProvenance>,
 }
 
 /// One of a driver's tags.
