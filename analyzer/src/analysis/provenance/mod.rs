@@ -232,3 +232,6 @@ fn sites(attributor: &Attributor, modules: &ModuleMap) -> Vec<Site> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests;
