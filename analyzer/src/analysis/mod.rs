@@ -15,6 +15,7 @@ pub mod blocks;
 mod drivers;
 pub mod input;
 mod overview;
+pub mod pool_at;
 pub mod pool_report;
 pub mod progress;
 pub mod provenance;

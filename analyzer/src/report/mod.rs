@@ -9,5 +9,6 @@ pub use hex::{parse_hex, Hex};
 pub use inspect::{InspectReport, SCHEMA_VERSION};
 pub mod analysis;
 pub mod pool;
+pub mod pool_at;
 pub mod provenance;
 pub use analysis::{AnalysisReport, ANALYSIS_SCHEMA_VERSION};

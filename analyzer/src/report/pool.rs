@@ -78,6 +78,9 @@ pub struct ListedBlock {
     #[serde(serialize_with = "hex_opt")]
     pub billed_process: Option<u64>,
     pub source: BlockSource,
+    /// Which module allocated it, with the evidence (docs/json.md "provenance"); null for
+    /// blocks provenance does not examine (tags only Windows allocates, free blocks).
+    pub owner: Option<super::provenance::BlockOwner>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

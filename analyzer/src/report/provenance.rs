@@ -134,6 +134,8 @@ pub struct BlockOwner {
     /// null: unattributed.
     pub module: Option<String>,
     pub site: Option<Hex>,
+    /// The site as `module+0x...`.
+    pub site_offset: Option<String>,
     pub site_basis: Option<SiteBasis>,
     pub evidence: Vec<EvidenceName>,
     /// null when unattributed.

@@ -6,10 +6,11 @@
 //! the list in memory cost ~87 bytes a block (174 MiB for a busy 8 GiB server's 2 million
 //! blocks, bench/RESULTS.md); streaming keeps resident memory bounded whatever the dump.
 
-use super::pool_common::{load, notes, parse_tag, provenance, run_pool, SymbolArgs};
+use super::pool_common::{load, notes, parse_tag, provenance, run_pool_with_owners, SymbolArgs};
 use analyzer::pool::tags::SortKey;
 use analyzer::pool::{SeenBlock, TagPattern};
 use analyzer::report::pool::{ListedBlock, PoolReport, MAX_LISTED_BLOCKS};
+use analyzer::report::provenance::BlockOwner;
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Seek, Write};
@@ -55,7 +56,7 @@ impl Spill {
         })
     }
 
-    fn push(&mut self, b: SeenBlock) {
+    fn push(&mut self, b: SeenBlock, owner: Option<BlockOwner>) {
         let tag = b.block.tag;
         if let Some(p) = &self.filter {
             if !(p.matches(tag) || p.matches(tag.unprotected())) {
@@ -74,6 +75,7 @@ impl Spill {
                 block: *b.block,
                 billed_process: b.billed_process,
                 source: b.source,
+                owner,
             };
             serde_json::to_writer(&mut self.out, &listed)
                 .map_err(std::io::Error::from)
@@ -82,13 +84,14 @@ impl Spill {
             let k = b.block;
             writeln!(
                 self.out,
-                "  {:#018x} size {:>#8x}  {}  {:<8} {:<9} {}",
+                "  {:#018x} size {:>#8x}  {}  {:<8} {:<9} {:<7}{}",
                 k.address,
                 k.size,
                 k.tag,
                 k.pool_type.kind.as_str(),
                 if k.allocated { "allocated" } else { "free" },
-                b.source
+                b.source,
+                owner.as_ref().map(owner_text).unwrap_or_default()
             )
         };
         match written {
@@ -114,14 +117,38 @@ impl Spill {
     }
 }
 
+/// ` owner [evidence] orphan`, or ` unattributed`.
+fn owner_text(o: &BlockOwner) -> String {
+    let who = o.module.as_deref().unwrap_or("unattributed");
+    let evidence: Vec<String> = o
+        .evidence
+        .iter()
+        .filter_map(|e| serde_json::to_value(e).ok()?.as_str().map(str::to_string))
+        .collect();
+    format!(
+        " {who}{}{}{}",
+        if evidence.is_empty() {
+            String::new()
+        } else {
+            format!(" [{}]", evidence.join(","))
+        },
+        if o.conflict { " conflict" } else { "" },
+        if o.orphan { " ORPHAN" } else { "" }
+    )
+}
+
 pub fn run(args: &BlocksArgs) -> ExitCode {
     let result = (|| {
         let tag = args.tag.as_deref().map(parse_tag).transpose()?;
         let loaded = load(&args.dump, &args.symbols)?;
         let mut spill = Spill::new(args.json, tag.clone())?;
-        let mut report = run_pool(&loaded, &args.symbols, SortKey::PagedBytes, tag, &mut |b| {
-            spill.push(b)
-        })?;
+        let mut report = run_pool_with_owners(
+            &loaded,
+            &args.symbols,
+            SortKey::PagedBytes,
+            tag,
+            &mut |b, o| spill.push(b, o),
+        )?;
         report.blocks_truncated = spill.truncated;
         Ok::<_, String>((report, spill))
     })();

@@ -11,6 +11,7 @@ mod blocks;
 mod forge;
 mod inspect;
 mod pool;
+mod pool_at;
 mod pool_common;
 mod serve;
 mod symbols;
@@ -39,6 +40,8 @@ enum Command {
     Pool(pool::PoolArgs),
     /// Every pool block found in the dump (!poolfind): address, size, tag, type, allocated.
     Blocks(blocks::BlocksArgs),
+    /// The pool block holding an address (!pool), its owner and call site, the pointers to it.
+    PoolAt(pool_at::PoolAtArgs),
     /// The answer: which driver is eating which pool, and where in its code it allocates.
     Analyze(analyze::AnalyzeArgs),
     /// The HTTP service: upload API, durable job queue and workers (docs/api.md).
@@ -55,6 +58,7 @@ pub fn run() -> ExitCode {
         Command::Symbols(args) => symbols::run(&args),
         Command::Pool(args) => pool::run(&args),
         Command::Blocks(args) => blocks::run(&args),
+        Command::PoolAt(args) => pool_at::run(&args),
         Command::Analyze(args) => analyze::run(&args),
         Command::Serve(args) => serve::run(&args),
         Command::Tokens(args) => tokens::run(&args),

@@ -4,10 +4,12 @@
 
 use analyzer::analysis::input::{self, Input, InputOptions};
 use analyzer::analysis::progress::Stage;
+use analyzer::analysis::provenance::BlockProvenance;
 use analyzer::analysis::{pool_report, PoolQuery};
 use analyzer::pool::tags::SortKey;
 use analyzer::pool::{SeenBlock, TagPattern};
 use analyzer::report::pool::PoolReport;
+use analyzer::report::provenance::BlockOwner;
 use analyzer::symbols::store::SymbolPath;
 use std::path::{Path, PathBuf};
 
@@ -102,6 +104,26 @@ pub fn run_pool(
         scan_drivers: !s.no_scan,
     };
     pool_report(input, &query, sink).map_err(|e| format!("{}: {e}", input.path))
+}
+
+/// As [`run_pool`], with each block's owner: the blocks go to `sink` from a last walk, after
+/// the provenance pointer scan.
+pub fn run_pool_with_owners(
+    input: &Input,
+    s: &SymbolArgs,
+    sort: SortKey,
+    tag: Option<TagPattern>,
+    sink: &mut dyn FnMut(SeenBlock, Option<BlockOwner>),
+) -> Result<PoolReport, String> {
+    let query = PoolQuery {
+        sort,
+        tag,
+        scan_drivers: !s.no_scan,
+    };
+    let mut owners = |b: SeenBlock, p: Option<BlockProvenance>| sink(b, p.map(|p| p.owner()));
+    analyzer::analysis::pool_report::pool_report_with_provenance(input, &query, &mut owners)
+        .map(|(r, _)| r)
+        .map_err(|e| format!("{}: {e}", input.path))
 }
 
 /// The lines every text report starts with: which symbols and layouts were used.

@@ -89,6 +89,11 @@ impl BlockIndex {
         &self.entries
     }
 
+    /// Whether `address` lies between the first block's start and the last one's end.
+    pub fn spans(&self, address: u64) -> bool {
+        address >= self.span.0 && address < self.span.1
+    }
+
     /// The block that holds `address` (anywhere inside it).
     pub fn containing(&self, address: u64) -> Option<usize> {
         if address < self.span.0 || address >= self.span.1 {

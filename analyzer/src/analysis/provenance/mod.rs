@@ -95,8 +95,9 @@ pub struct Limits {
 }
 
 /// One examined block and its decision.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct BlockProvenance<'p> {
+    provenance: &'p Provenance,
     pub entry: &'p Entry,
     pub decision: &'p Decision,
 }
@@ -164,13 +165,18 @@ impl Provenance {
             .entries()
             .iter()
             .zip(&self.decisions)
-            .map(|(entry, decision)| BlockProvenance { entry, decision })
+            .map(|(entry, decision)| BlockProvenance {
+                provenance: self,
+                entry,
+                decision,
+            })
     }
 
     /// The examined block that starts at `address`.
     pub fn block_at(&self, address: u64) -> Option<BlockProvenance<'_>> {
         let i = self.index.starting_at(address)?;
         Some(BlockProvenance {
+            provenance: self,
             entry: &self.index.entries()[i],
             decision: &self.decisions[i],
         })

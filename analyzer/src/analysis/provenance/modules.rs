@@ -19,6 +19,7 @@ pub struct ModuleMap {
     /// (start, end, index into the module list), sorted by start.
     ranges: Vec<(u64, u64, u16)>,
     names: Vec<String>,
+    bases: Vec<u64>,
     /// The kernel image and the HAL: everything points into them (object types, dispatch
     /// tables), so a pointer into them says nothing about who owns a block.
     core: Vec<bool>,
@@ -44,6 +45,7 @@ impl ModuleMap {
         ModuleMap {
             ranges,
             names: modules.iter().map(|m| m.name.clone()).collect(),
+            bases: modules.iter().map(|m| m.base).collect(),
             core,
         }
     }
@@ -57,6 +59,17 @@ impl ModuleMap {
 
     pub fn name(&self, i: u16) -> &str {
         self.names.get(usize::from(i)).map_or("?", String::as_str)
+    }
+
+    /// `module+0x...` for an address in a module's image, else the address.
+    pub fn offset(&self, address: u64) -> String {
+        match self.at(address) {
+            Some(m) => {
+                let base = self.bases.get(usize::from(m)).copied().unwrap_or(0);
+                format!("{}+{:#x}", self.name(m), address.wrapping_sub(base))
+            }
+            None => format!("{address:#x}"),
+        }
     }
 
     pub fn names(&self) -> &[String] {

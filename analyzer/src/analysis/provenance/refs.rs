@@ -102,6 +102,8 @@ pub struct RefScan<'a> {
     pub pointer_size: u8,
     pub refs: Refs,
     page: Vec<u8>,
+    /// The values of one range that may be pool addresses (reused between ranges).
+    values: Vec<(u64, u64)>,
 }
 
 impl<'a> RefScan<'a> {
@@ -124,6 +126,7 @@ impl<'a> RefScan<'a> {
                 ..Refs::default()
             },
             page: vec![0u8; PAGE_SIZE as usize],
+            values: Vec::new(),
         }
     }
 
@@ -131,7 +134,7 @@ impl<'a> RefScan<'a> {
     /// the kernel or the HAL, which point at everything) name the module.
     pub fn scan_section(&mut self, mem: &dyn VirtualMemory, module: u16, start: u64, size: u64) {
         let owner = (!self.modules.is_core(module)).then_some(module);
-        self.scan_range(mem, start, size, &mut |scan, value, _| {
+        self.scan_range(mem, start, size, false, &mut |scan, value, _| {
             if let Some(d) = scan.index.containing(value) {
                 scan.refs.live[d] = true;
                 if let Some(m) = owner {
@@ -153,7 +156,7 @@ impl<'a> RefScan<'a> {
         };
         self.refs.blocks_scanned += 1;
         let (start, size) = (b.block.address, b.block.size);
-        self.scan_range(mem, start, size, &mut |scan, value, at| {
+        self.scan_range(mem, start, size, this.is_some(), &mut |scan, value, at| {
             if let Some(s) = this {
                 scan.note_points_to(s, value);
             }
@@ -202,39 +205,79 @@ impl<'a> RefScan<'a> {
         }
     }
 
-    /// Calls `f(self, value, address_of_value)` for every aligned pointer-sized value of
-    /// `[start, start + size)`, page by page; unreadable pages are counted and skipped.
+    /// Calls `f(self, value, address_of_value)` for every non-zero aligned pointer-sized
+    /// value of `[start, start + size)` that may point into an indexed block (`all_values`:
+    /// every value); unreadable pages are counted and skipped.
     fn scan_range(
         &mut self,
         mem: &dyn VirtualMemory,
         start: u64,
         size: u64,
+        all_values: bool,
         f: &mut dyn FnMut(&mut Self, u64, u64),
     ) {
-        let ptr = u64::from(self.pointer_size);
-        let end = start.saturating_add(size);
-        let mut va = start.next_multiple_of(ptr);
         let mut page = std::mem::take(&mut self.page);
-        while va < end {
-            let n = (PAGE_SIZE - (va & (PAGE_SIZE - 1))).min(end - va) as usize;
-            let buf = &mut page[..n];
-            if mem.read(va, buf).is_err() {
-                self.refs.unread_pages += 1;
-                va += n as u64;
-                continue;
-            }
-            for (i, w) in buf.chunks_exact(ptr as usize).enumerate() {
-                let value = if ptr == 4 {
-                    u64::from(u32::from_le_bytes([w[0], w[1], w[2], w[3]]))
-                } else {
-                    u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]])
-                };
-                if value != 0 {
-                    f(self, value, va + (i as u64) * ptr);
+        let mut values = std::mem::take(&mut self.values);
+        values.clear();
+        let unread = for_each_pointer(
+            mem,
+            self.pointer_size,
+            start,
+            size,
+            &mut page,
+            &mut |v, at| {
+                // Most values are not pool addresses: unless asked for all, only those in the
+                // index's span are kept.
+                if all_values || self.index.spans(v) {
+                    values.push((v, at));
                 }
-            }
-            va += n as u64;
+            },
+        );
+        self.refs.unread_pages += unread;
+        for &(v, at) in &values {
+            f(self, v, at);
         }
         self.page = page;
+        self.values = values;
     }
+}
+
+/// Calls `f(value, address_of_value)` for every non-zero, aligned, pointer-sized value of
+/// `[start, start + size)`, reading page by page into `page` (a page-sized buffer). Returns
+/// how many pages could not be read (skipped).
+pub fn for_each_pointer(
+    mem: &dyn VirtualMemory,
+    pointer_size: u8,
+    start: u64,
+    size: u64,
+    page: &mut [u8],
+    f: &mut dyn FnMut(u64, u64),
+) -> u64 {
+    let ptr = u64::from(pointer_size);
+    let end = start.saturating_add(size);
+    let mut va = start.next_multiple_of(ptr);
+    let mut unread = 0;
+    while va < end {
+        let n = (PAGE_SIZE - (va & (PAGE_SIZE - 1))).min(end - va) as usize;
+        let Some(buf) = page.get_mut(..n) else {
+            break;
+        };
+        if mem.read(va, buf).is_err() {
+            unread += 1;
+            va += n as u64;
+            continue;
+        }
+        for (i, w) in buf.chunks_exact(ptr as usize).enumerate() {
+            let value = if ptr == 4 {
+                u64::from(u32::from_le_bytes([w[0], w[1], w[2], w[3]]))
+            } else {
+                u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]])
+            };
+            if value != 0 {
+                f(value, va + (i as u64) * ptr);
+            }
+        }
+        va += n as u64;
+    }
+    unread
 }

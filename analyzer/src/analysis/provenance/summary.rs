@@ -43,13 +43,14 @@ fn evidence_counts(by: &BTreeMap<EvidenceKind, CountBytes>) -> Vec<r::EvidenceCo
         .collect()
 }
 
-impl Provenance {
-    /// A block's owner for the listing.
-    pub fn owner(&self, b: BlockProvenance) -> r::BlockOwner {
-        let d = b.decision;
+impl BlockProvenance<'_> {
+    /// The block's owner, as the listings give it.
+    pub fn owner(&self) -> r::BlockOwner {
+        let d = self.decision;
         r::BlockOwner {
-            module: d.owner.map(|m| self.module_name(m).to_string()),
+            module: d.owner.map(|m| self.provenance.module_name(m).to_string()),
             site: d.site.map(|(a, _)| Hex(a)),
+            site_offset: d.site.map(|(a, _)| self.provenance.modules.offset(a)),
             site_basis: d.site.map(|(_, basis)| match basis {
                 SiteBasis::Verifier => r::SiteBasis::Verifier,
                 SiteBasis::Size => r::SiteBasis::Size,
@@ -61,7 +62,9 @@ impl Provenance {
             orphan: d.orphan,
         }
     }
+}
 
+impl Provenance {
     /// The whole dump's figures.
     pub fn report(&self) -> r::ProvenanceReport {
         let mut out = r::ProvenanceReport {

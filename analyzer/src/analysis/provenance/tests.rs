@@ -130,19 +130,19 @@ fn chains_orphans_and_conflicts_are_decided_from_the_pointers() {
     }
     let d = decide(&inputs, &scan.refs);
     let owner = |i: usize| d[i].owner.map(|m| w.modules.name(m).to_string());
-    for i in 0..=2 {
+    for (i, di) in d.iter().enumerate().take(3) {
         assert_eq!(owner(i).as_deref(), Some("a.sys"), "block {i}");
-        assert!(d[i].evidence.has(EvidenceKind::Reachable), "block {i}");
-        assert!(!d[i].orphan, "block {i}");
-        assert_eq!(d[i].certainty, Certainty::Medium);
+        assert!(di.evidence.has(EvidenceKind::Reachable), "block {i}");
+        assert!(!di.orphan, "block {i}");
+        assert_eq!(di.certainty, Certainty::Medium);
     }
     // Reached from a.sys and pointing into it: two kinds agree.
     assert_eq!(owner(3).as_deref(), Some("a.sys"));
     assert_eq!(d[3].certainty, Certainty::High);
     // The ring points to itself only: both orphans, no owner.
-    for i in 4..=5 {
-        assert!(d[i].orphan, "block {i}");
-        assert_eq!(d[i].owner, None, "block {i}");
+    for (i, di) in d.iter().enumerate().skip(4).take(2) {
+        assert!(di.orphan, "block {i}");
+        assert_eq!(di.owner, None, "block {i}");
     }
     // b.sys's data reaches it, its pointer names a.sys: unattributed, conflict.
     assert_eq!(d[6].owner, None);
