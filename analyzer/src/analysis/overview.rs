@@ -109,6 +109,7 @@ pub(super) fn modules(
                     guid: cv.guid.clone(),
                     age: cv.age,
                 }),
+                windows: crate::attribution::windows::windows_basis(m, kernel.kernel_base),
                 symbols: statuses
                     .get(&m.name)
                     .map_or("not looked up", |s| s.status.as_str())

@@ -140,6 +140,9 @@ impl<'a> Ctx<'a> {
                 windows_modules.insert(m.name.to_ascii_lowercase());
             }
         }
+        for m in r.modules.iter().filter(|m| m.windows.is_some()) {
+            windows_modules.insert(m.name.to_ascii_lowercase());
+        }
         Ctx {
             r,
             facts,
@@ -1260,6 +1263,7 @@ mod tests {
                 timestamp: None,
                 pdb: None,
                 symbols: "not looked up".into(),
+                windows: None,
             }],
             provenance: None,
             warnings: Vec::new(),

@@ -22,6 +22,7 @@ pub mod image;
 pub mod pooltag;
 pub mod scan;
 pub mod sites;
+pub mod windows;
 pub mod wrappers;
 
 pub use allocators::{ImportUse, KnownData};

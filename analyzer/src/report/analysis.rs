@@ -493,6 +493,10 @@ pub struct AnalysisModule {
     pub pdb: Option<ModulePdb>,
     /// "found" | "not found" | "not looked up" | the inspect report's other statuses.
     pub symbols: String,
+    /// Part of Windows, and why ("kernel-image", "inbox-list"); null for every other module.
+    /// A Windows module is never named the leaker on code evidence alone.
+    #[serde(default)]
+    pub windows: Option<crate::attribution::windows::WindowsBasis>,
 }
 
 /// A module's PDB key (CodeView record).
