@@ -106,8 +106,11 @@ pub fn analyze(
         figures_from_blocks: false,
     };
     fill_figures(&mut report, input, &pool, &agg, &mut facts);
+    if traced.limits.blocks_scanned > 0 {
+        report.provenance = Some(traced.report());
+    }
     fill_drivers(&mut report, input, &pool, &agg, opts.symbol_deadline);
-    fill_provenance(&mut report, input, &traced);
+    attach_provenance(&mut report, input, &traced);
     report.verdict = verdict::decide(&report, &facts);
     report
 }
@@ -287,14 +290,21 @@ fn fill_drivers(
     let mut all_tags = report.tags.clone();
     let session_from = all_tags.len();
     all_tags.extend(report.session_tags.iter().flatten().cloned());
-    let mut drivers = drivers::driver_reports(
-        &all_tags,
+    let splits = report
+        .provenance
+        .iter()
+        .flat_map(|p| p.tags.iter())
+        .map(|t| (t.tag.clone(), t.clone()))
+        .collect();
+    let mut drivers = drivers::driver_reports(&drivers::DriverInputs {
+        tags: &all_tags,
         session_from,
         agg,
-        &pool.attributor,
+        attributor: &pool.attributor,
         mods,
         in_use_total,
-    );
+        splits: &splits,
+    });
     let statuses = match &input.store {
         Some(store) => name_call_sites(store, mods, &mut drivers, deadline),
         None => BTreeMap::new(),
@@ -304,17 +314,13 @@ fn fill_drivers(
     report.modules = overview::modules(&input.kernel, &statuses);
 }
 
-/// Provenance: the dump's figures, and each driver's blocks.
-fn fill_provenance(report: &mut AnalysisReport, input: &Input, p: &provenance::Provenance) {
-    if p.limits.blocks_scanned == 0 {
-        return;
-    }
+/// Each driver's attributed blocks, per call site and evidence.
+fn attach_provenance(report: &mut AnalysisReport, input: &Input, p: &provenance::Provenance) {
     let mods = &input.kernel.modules.modules;
     for d in report.drivers.iter_mut() {
         let m = mods.iter().find(|m| m.name == d.module);
         d.provenance = p.driver(&d.module, m);
     }
-    report.provenance = Some(p.report());
 }
 
 /// Function names for call sites, from the drivers' PDBs through the symbol path; returns each

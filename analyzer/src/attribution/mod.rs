@@ -57,6 +57,9 @@ pub enum Source {
     DriverCodeImmediate,
     /// The tag's four bytes occur in the driver's code sections, in no instruction.
     DriverBytes,
+    /// Provenance tied some of the tag's blocks to the module (evidence in the blocks: its
+    /// size, pointers, reachability; docs/json.md "provenance").
+    BlockProvenance,
 }
 
 /// One tag-to-binary mapping.

@@ -311,6 +311,10 @@ pub struct DriverTag {
     pub session: bool,
     /// Other modules whose code also allocates with the tag.
     pub shared_with: Vec<String>,
+    /// The figures are this driver's share of a tag provenance split between modules ('None',
+    /// a tag several drivers allocate with): its attributed blocks, not the whole tag.
+    #[serde(default)]
+    pub attributed: bool,
 }
 
 /// What a call site does.

@@ -225,6 +225,7 @@ pub fn source_text(s: Source) -> &'static str {
         Source::BuiltIn => "built-in table",
         Source::DriverCodeImmediate => "immediate in its code",
         Source::DriverBytes => "bytes in its code",
+        Source::BlockProvenance => "its blocks (provenance)",
     }
 }
 
