@@ -34,16 +34,14 @@ pub(super) struct DriverInputs<'a> {
     pub splits: &'a BTreeMap<String, TagSplit>,
 }
 
+/// Module name -> the tags tied to it (index into the tags) and how.
+type Ties = BTreeMap<String, Vec<(usize, Source)>>;
+
 /// The modules tied to each tag: by their own code, by provenance's split of an ambiguous
 /// tag, and only failing both by a pooltag-file line naming a loaded module (a description
 /// never overrides evidence from code or blocks).
-fn ties(
-    x: &DriverInputs,
-) -> (
-    BTreeMap<String, Vec<(usize, Source)>>,
-    Vec<BTreeSet<String>>,
-) {
-    let mut by_module: BTreeMap<String, Vec<(usize, Source)>> = BTreeMap::new();
+fn ties(x: &DriverInputs) -> (Ties, Vec<BTreeSet<String>>) {
+    let mut by_module: Ties = BTreeMap::new();
     let mut owners_of: Vec<BTreeSet<String>> = vec![BTreeSet::new(); x.tags.len()];
     let loaded = |name: &str| {
         x.mods
@@ -51,7 +49,7 @@ fn ties(
             .find(|m| m.name.eq_ignore_ascii_case(name))
             .map(|m| m.name.clone())
     };
-    let tie = |by_module: &mut BTreeMap<String, Vec<(usize, Source)>>, name: String, i, source| {
+    let tie = |by_module: &mut Ties, name: String, i, source| {
         let e = by_module.entry(name).or_default();
         if !e.iter().any(|(j, _)| *j == i) {
             e.push((i, source));

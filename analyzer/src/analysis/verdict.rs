@@ -1345,6 +1345,7 @@ mod tests {
                     evidence: t.3,
                     shared_with: Vec::new(),
                     session: false,
+                    attributed: false,
                 })
                 .collect(),
             call_sites: sites,
@@ -1733,6 +1734,7 @@ mod tests {
             evidence: CODE,
             shared_with: Vec::new(),
             session: true,
+            attributed: false,
         });
         let mut r = report(
             system,
