@@ -104,8 +104,15 @@ pub fn analyze(
             .map(|(e, _)| e.clone()),
         needs_symbols: pool.needs_symbols,
         figures_from_blocks: false,
+        walk_short: None,
     };
     fill_figures(&mut report, input, &pool, &agg, &mut facts);
+    facts.walk_short = walk_short(&report, &facts);
+    if let Some((counted, found)) = facts.walk_short {
+        report.warnings.push(format!(
+            "the tag tables count {counted} outstanding allocations but the block walk found only {found} allocated blocks in the memory it could walk"
+        ));
+    }
     if traced.limits.blocks_scanned > 0 {
         report.provenance = Some(traced.report());
     }
@@ -113,6 +120,26 @@ pub fn analyze(
     attach_provenance(&mut report, input, &traced);
     report.verdict = verdict::decide(&report, &facts);
     report
+}
+
+/// The tag tables and the walk disagree: the tables count at least [`verdict::WALK_SHORT_MIN`]
+/// outstanding allocations and the walk found fewer than [`verdict::WALK_SHORT_SHARE`] of them,
+/// although it walked what it could (not a walk short for want of symbols).
+fn walk_short(r: &AnalysisReport, facts: &verdict::Facts) -> Option<(u64, u64)> {
+    if facts.figures_from_blocks || facts.needs_symbols {
+        return None;
+    }
+    let counted: u64 = r
+        .tags
+        .iter()
+        .chain(r.session_tags.iter().flatten())
+        .map(|t| t.paged_outstanding.saturating_add(t.nonpaged_outstanding))
+        .sum();
+    let b = &r.blocks;
+    let found = b.classic.count + b.big.count + b.lfh.count + b.vs.count;
+    (counted >= verdict::WALK_SHORT_MIN
+        && (found as f64) < counted as f64 * verdict::WALK_SHORT_SHARE)
+        .then_some((counted, found))
 }
 
 /// The pool report with its tags mapped to drivers, and what the verdict needs of the scan.

@@ -141,7 +141,8 @@ pub struct AnalysisSymbols {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum VerdictKind {
-    /// One third-party driver's own code allocates the tag(s) holding the most pool.
+    /// One third-party driver's own code allocates the tag(s) holding the most pool, and the
+    /// pool is under pressure.
     DriverLeak,
     /// The top tag is allocated by several drivers' code: all are named.
     SharedTag,
@@ -151,6 +152,10 @@ pub enum VerdictKind {
     ProcessQuota,
     /// A pool near exhaustion whose top tag no loaded driver's code allocates with.
     UnattributedTag,
+    /// A third-party driver holds a significant share of a pool that is not under pressure:
+    /// it is named as the largest consumer, not as a leaker (one dump shows who holds pool,
+    /// not that it grows).
+    LargestConsumer,
     /// Nothing stands out.
     NoLeakFound,
     /// The dump holds no pool statistics (e.g. a triage dump) or its kernel could not be read.
@@ -165,6 +170,7 @@ impl VerdictKind {
             VerdictKind::UntaggedLeak => "untagged-leak",
             VerdictKind::ProcessQuota => "process-quota",
             VerdictKind::UnattributedTag => "unattributed-tag",
+            VerdictKind::LargestConsumer => "largest-consumer",
             VerdictKind::NoLeakFound => "no-leak-found",
             VerdictKind::NotAnalyzable => "not-analyzable",
         }
@@ -222,8 +228,40 @@ pub struct Verdict {
     pub confidence: Confidence,
     /// The process, for process-quota only.
     pub process: Option<VerdictProcess>,
+    /// `bytes` in `pool` / that pool's maximum; null when the maximum is unknown.
+    #[serde(default)]
+    pub share_of_maximum: Option<f64>,
+    /// What makes the pool's state a leak's (docs/json.md "verdict"); null when the pool is
+    /// not under pressure: then no verdict says "leaker".
+    #[serde(default)]
+    pub pressure: Option<Pressure>,
+    /// The named driver's blocks that nothing in the dump points to (provenance).
+    #[serde(default)]
+    pub orphans: Option<CountBytes>,
     /// The evidence, one plain sentence each.
     pub reasons: Vec<String>,
+}
+
+/// Why a pool counts as under pressure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PressureRule {
+    /// The pool is near exhaustion by WinDbg `!vm`'s rule (nonpaged above 80%, paged above
+    /// 95% of its maximum).
+    NearExhaustion,
+    /// The named driver alone holds at least the documented share of the pool's maximum.
+    ShareOfMaximum,
+}
+
+/// The pressure a verdict rests on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pressure {
+    pub rule: PressureRule,
+    pub pool: PoolName,
+    pub in_use: u64,
+    pub max: Option<u64>,
+    /// `in_use / max`.
+    pub used_fraction: Option<f64>,
 }
 
 /// A process named by a process-quota verdict.
@@ -529,10 +567,24 @@ mod tests {
             share_of_pool: None,
             confidence: Confidence::Medium,
             process: None,
+            share_of_maximum: Some(0.5),
+            pressure: Some(Pressure {
+                rule: PressureRule::NearExhaustion,
+                pool: PoolName::Nonpaged,
+                in_use: 9,
+                max: Some(10),
+                used_fraction: Some(0.9),
+            }),
+            orphans: None,
             reasons: vec![],
         };
         let j = serde_json::to_value(&v).unwrap();
         assert_eq!(j["kind"], "untagged-leak");
+        assert_eq!(j["pressure"]["rule"], "near-exhaustion");
+        assert_eq!(
+            serde_json::to_value(VerdictKind::LargestConsumer).unwrap(),
+            "largest-consumer"
+        );
         assert_eq!(j["pool"], "nonpaged");
         assert_eq!(j["confidence"], "medium");
         assert!(j["share_of_pool"].is_null());
