@@ -17,6 +17,7 @@ use super::session::{
     SessionInfo, SessionRef,
 };
 use super::tags::{read_tag_tables, TagTables, TrackerLayout};
+use super::verifier::{read_verifier, VerifierTracking};
 use super::vm::{
     vm_summary, walk_processes, Process, QuotaAccumulator, QuotaEncoding, QuotaReport, VmSummary,
 };
@@ -44,6 +45,7 @@ pub enum PoolPart {
     TagTables,
     BigPages,
     SegmentHeap,
+    Verifier,
 }
 
 impl PoolPart {
@@ -52,6 +54,7 @@ impl PoolPart {
             PoolPart::TagTables => "tag tables",
             PoolPart::BigPages => "big pages",
             PoolPart::SegmentHeap => "segment heap",
+            PoolPart::Verifier => "Driver Verifier pool tracking",
         }
     }
 }
@@ -89,6 +92,10 @@ pub struct PoolScan {
     pub ranges: Vec<PoolRange>,
     pub vm: VmSummary,
     pub quota: Option<QuotaReport>,
+    /// Driver Verifier's record of each verified driver's outstanding allocations and their
+    /// callers (`!verifier 3`); `None` when the verifier does not track pool, without the
+    /// kernel's symbols, and on triage dumps.
+    pub verifier: Option<VerifierTracking>,
     pub warnings: Vec<String>,
     pub failures: Vec<PartFailure>,
     /// Part of the pool was not walked because it needs the kernel's symbols.
@@ -237,6 +244,7 @@ pub fn scan_pool(
             billed_process: billed(quota_enc, &blk),
         });
     }
+    let verifier = read_verifier_tracking(&k, &mut notes);
     let vm = vm_summary(
         k.mem,
         &k.ctx,
@@ -255,6 +263,7 @@ pub fn scan_pool(
         ranges,
         vm,
         quota: stream.quota.map(|q| q.finish(&processes)),
+        verifier,
         warnings: notes.warnings,
         failures: notes.failures,
         needs_symbols: notes.needs_symbols,
@@ -311,6 +320,22 @@ fn symbols_mismatch(profile: Option<&Profile>, kernel: &KernelInfo) -> bool {
     match (profile, cv) {
         (Some(p), Some(cv)) => !(p.guid.eq_ignore_ascii_case(&cv.guid) && p.age == cv.age),
         _ => false,
+    }
+}
+
+/// Driver Verifier's pool tracking. Nothing is claimed without the kernel's symbols (these
+/// structures have no built-in layout) or from a triage dump (it does not hold the tracker
+/// pages: Microsoft's pool-tracking documentation asks for a kernel or complete dump).
+fn read_verifier_tracking(k: &Kernel, notes: &mut Notes) -> Option<VerifierTracking> {
+    if k.is_triage() || k.ctx.profile.is_none() {
+        return None;
+    }
+    match read_verifier(k.mem, &k.ctx) {
+        Ok(v) => v,
+        Err(e) => {
+            notes.fail(PoolPart::Verifier, e);
+            None
+        }
     }
 }
 
