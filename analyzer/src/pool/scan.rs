@@ -331,7 +331,15 @@ fn read_verifier_tracking(k: &Kernel, notes: &mut Notes) -> Option<VerifierTrack
         return None;
     }
     match read_verifier(k.mem, &k.ctx) {
-        Ok(v) => v,
+        Ok(v) => {
+            if let Some(v) = &v {
+                let stopped = v.work.stopped.iter();
+                for w in v.warnings.iter().chain(stopped) {
+                    notes.warnings.push(format!("Driver Verifier: {w}"));
+                }
+            }
+            v
+        }
         Err(e) => {
             notes.fail(PoolPart::Verifier, e);
             None
