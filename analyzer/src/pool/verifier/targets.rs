@@ -36,6 +36,13 @@ pub(super) fn read(
     out: &mut VerifierTracking,
     budget: &mut Budget,
 ) {
+    if ctx.pointer_size != 8 {
+        // The SLIST heads and tracker entries of 32-bit Vista+ kernels are laid out
+        // differently, and no profile here has one to check them against.
+        out.work
+            .stop("32-bit Vista+ kernel: tracker pages are decoded on x64 kernels only".into());
+        return;
+    }
     let mut w = Walk {
         mem,
         ctx,

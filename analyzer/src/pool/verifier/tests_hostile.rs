@@ -237,3 +237,18 @@ fn a_broken_page_list_is_completed_from_the_big_page_table() {
     assert_eq!(v.drivers[0].allocations.len(), planted.len());
     assert_eq!(v.work.pages_missing, 1);
 }
+
+/// A 32-bit kernel with the Vista+ structures is not decoded with x64 offsets: a stated
+/// reason, nothing made up.
+#[test]
+fn a_32_bit_vista_kernel_is_refused_with_a_reason() {
+    let (f, _) = vista(W19041, 19041);
+    let c = KernelContext {
+        pointer_size: 4,
+        kernel_base: KB64,
+        ..ctx(&f.p, 8, 19041)
+    };
+    let v = read_verifier(f.img.memory(), &c).unwrap().unwrap();
+    assert!(v.drivers.is_empty());
+    assert!(stopped(&v, "x64 kernels only"), "{:?}", v.work.stopped);
+}
