@@ -21,6 +21,8 @@ pub mod session;
 pub mod space;
 pub mod system;
 pub mod truth;
+pub mod verifier;
+pub mod verifier_tracking;
 pub mod writer;
 
 use analyzer::symbols::{Profile, SymbolsError};

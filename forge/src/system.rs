@@ -37,6 +37,8 @@ pub struct System {
     pub paged: PoolRegion,
     /// Scenario drivers as loaded: (name, base, RVAs of their allocation call sites).
     pub vendor_drivers: Vec<(String, u64, Vec<u32>)>,
+    /// Scenario drivers' allocator calls as emitted, one [`SiteCall`] per [`AllocSite`].
+    pub vendor_calls: Vec<VendorCalls>,
     boot_time: u64,
 }
 
@@ -59,6 +61,26 @@ pub struct AllocSite {
     /// POOL_TYPE: 0 NonPagedPool, 1 PagedPool.
     pub pool_type: u32,
     pub size: u32,
+}
+
+/// A scenario driver's allocator calls as emitted in its image.
+#[derive(Debug, Clone)]
+pub struct VendorCalls {
+    pub name: String,
+    pub base: u64,
+    pub size: u32,
+    /// In [`VendorDriver::sites`] order.
+    pub calls: Vec<SiteCall>,
+}
+
+/// One `call [import]` of an allocation site: where the instruction is, the address right
+/// after it (the return address a callee sees, which Driver Verifier records as the
+/// allocation's CallingAddress) and the import address table slot it calls through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SiteCall {
+    pub call: u64,
+    pub return_address: u64,
+    pub iat_slot: u64,
 }
 
 struct DriverSpec {
@@ -372,6 +394,13 @@ const PLANTED: &[(&str, u64)] = &[
     ("MmAllocatedNonPagedPool", 8),
     ("ExPoolState", 0x6000),
     ("RtlpHpHeapGlobals", 0x40),
+    // Written by the verifier scenario (crate::verifier).
+    ("MmVerifierData", 0xb0),
+    ("MiSuspectDriverList", 0x10),
+    ("ViTargetDriversAvl", 0x40),
+    ("VfSuspectDriversList", 0x10),
+    ("VfRuleClasses", 8),
+    ("VerifierIsTrackingPool", 4),
 ];
 
 fn sign_extend32(ptr_size: u8, v: u64) -> u64 {
@@ -426,6 +455,7 @@ impl System {
             modules: Vec::new(),
             processes: Vec::new(),
             vendor_drivers: Vec::new(),
+            vendor_calls: Vec::new(),
             boot_time: spec.system_time - uptime * 10_000_000,
         };
         for g in [
@@ -834,6 +864,7 @@ impl System {
         // The code: one function per call site, 0x40 bytes apart, from .text + 0x100.
         let mut code = Vec::new();
         let mut site_rvas = Vec::new();
+        let mut calls = Vec::new();
         for site in &d.sites {
             let start = 0x1100 + code.len() as u32;
             site_rvas.push(start);
@@ -852,6 +883,7 @@ impl System {
                 }
                 // call qword ptr [rip + disp32] (disp from the end of this 6-byte instruction)
                 let next = start + f.len() as u32 + 6;
+                calls.push(site_call(base, start + f.len() as u32, next, iat));
                 f.extend_from_slice(&[0xff, 0x15]);
                 f.extend_from_slice(&(iat.wrapping_sub(next)).to_le_bytes());
                 f.extend_from_slice(&[0x48, 0x83, 0xc4, 0x28, 0xc3]); // add rsp, 28h; ret
@@ -863,6 +895,8 @@ impl System {
                 f.push(0x68); // push NumberOfBytes
                 f.extend_from_slice(&site.size.to_le_bytes());
                 f.extend_from_slice(&[0x6a, site.pool_type as u8]); // push PoolType
+                let call = start + f.len() as u32;
+                calls.push(site_call(base, call, call + 6, iat));
                 f.extend_from_slice(&[0xff, 0x15]); // call dword ptr [iat]
                 f.extend_from_slice(&((base as u32).wrapping_add(iat)).to_le_bytes());
                 f.push(0xc3);
@@ -914,6 +948,12 @@ impl System {
         });
         self.vendor_drivers
             .push((d.name.to_string(), base, site_rvas));
+        self.vendor_calls.push(VendorCalls {
+            name: d.name.to_string(),
+            base,
+            size,
+            calls,
+        });
         Ok(())
     }
 
@@ -1222,6 +1262,15 @@ impl System {
     /// Everything the truth file reports about virtual memory: merged mapped ranges.
     pub fn mapped(&self) -> Vec<(u64, u64)> {
         self.machine.mapped_ranges()
+    }
+}
+
+/// A [`SiteCall`] from RVAs in the image at `base`.
+fn site_call(base: u64, call: u32, next: u32, iat: u32) -> SiteCall {
+    SiteCall {
+        call: base + u64::from(call),
+        return_address: base + u64::from(next),
+        iat_slot: base + u64::from(iat),
     }
 }
 

@@ -1321,3 +1321,292 @@ fn scenario_drivers_do_not_overlap_other_modules() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Driver Verifier pool tracking (`verifier-tracking`): the kernel's structures read back with
+// the profile's offsets and checked against the truth's `pool.verifier` and `pool.blocks`.
+
+/// (VirtualAddress, NumberOfBytes, Tag, CallingAddress) of the `_VI_POOL_ENTRY` at `e`.
+fn pool_entry(r: &Reader, prof: &Profile, e: u64) -> (u64, u64, String, u64) {
+    let f = |n: &str| {
+        e + prof.offset("_VI_POOL_ENTRY", "InUse").unwrap()
+            + prof.offset("_VI_POOL_ENTRY_INUSE", n).unwrap()
+    };
+    let tag = u32_at(&r.read(f("Tag"), 4).unwrap(), 0);
+    (
+        r.ptr(f("VirtualAddress")),
+        r.ptr(f("NumberOfBytes")),
+        tag_of(tag),
+        r.ptr(f("CallingAddress")),
+    )
+}
+
+/// XP: the verified driver's `_MI_VERIFIER_DRIVER_ENTRY` on MiSuspectDriverList and its
+/// PoolHash slots in use (top bit set, not the 0xFFFFFFFF end marker); each allocation's
+/// `{ListIndex, Verifier}` names its slot and the entry; the free list covers the other slots.
+fn xp_tracked(r: &Reader, prof: &Profile, kb: u64, d: &Value) -> Vec<(u64, u64, String, u64)> {
+    const E: &str = "_MI_VERIFIER_DRIVER_ENTRY";
+    let o = |f: &str| prof.offset(E, f).unwrap();
+    let head = kb + prof.global("MiSuspectDriverList").unwrap();
+    let entries = walk(r, head, o("Links"));
+    assert_eq!(entries.len(), 2, "the driver and one never loaded");
+    let flags: Vec<u32> = entries
+        .iter()
+        .map(|&e| u32_at(&r.read(e + o("Flags"), 4).unwrap(), 0))
+        .collect();
+    assert_eq!(flags, [0, 1]);
+    let e = entries[1];
+    assert_eq!(hex(&d["entry"]), e);
+    assert_eq!(
+        u32_at(&r.read(e + o("Signature"), 4).unwrap(), 0),
+        0x9876_1940
+    );
+    assert_eq!(unicode(r, prof, e + o("BaseName")), "vrfdrv.sys");
+    assert_eq!(r.ptr(e + o("StartAddress")), hex(&d["image_base"]));
+    assert_eq!(
+        r.ptr(e + o("EndAddress")),
+        hex(&d["image_base"]) + d["image_size"].as_u64().unwrap()
+    );
+    let hash = r.ptr(e + o("PoolHash"));
+    let size = u64::from(u32_at(&r.read(e + o("PoolHashSize"), 4).unwrap(), 0));
+    assert_eq!(hash, hex(&d["pool_hash"]["address"]));
+    let mut out = Vec::new();
+    for i in 0..size {
+        let slot = hash + i * 16;
+        let first = r.ptr(slot);
+        if first & 0x8000_0000 == 0 || first == 0xffff_ffff {
+            continue;
+        }
+        let a = pool_entry(r, prof, slot);
+        let bp = r.read(a.0 + a.1 - 8, 8).unwrap();
+        assert_eq!(
+            (u32_at(&bp, 0) as u64, u32_at(&bp, 4) as u64),
+            (i, e),
+            "back-pointer"
+        );
+        out.push(a);
+    }
+    let mut free = 0;
+    let mut next = u32_at(&r.read(e + o("PoolHashFree"), 4).unwrap(), 0);
+    while next != 0xffff_ffff {
+        free += 1;
+        assert!(free <= size, "free list loops");
+        next = u32_at(&r.read(hash + u64::from(next) * 16, 4).unwrap(), 0);
+    }
+    assert_eq!(free + out.len() as u64, size, "every slot free or in use");
+    out
+}
+
+/// Vista+: ViTargetDriversAvl's one table -> the driver's node (image range, VerifiedData),
+/// the suspect entry's name, the tracker pages on PoolPageHeaders (newest first, 'Vepp' big
+/// pages with the header), entries in use (even NumberOfBytes) with back-pointers, and the
+/// free entries on PoolTrackers.
+fn vista_tracked(
+    r: &Reader,
+    prof: &Profile,
+    kb: u64,
+    d: &Value,
+    pool: &Value,
+) -> Vec<(u64, u64, String, u64)> {
+    let off = |t: &str, f: &str| prof.offset(t, f).unwrap();
+    let tree = kb + prof.global("ViTargetDriversAvl").unwrap();
+    let tables = r.ptr(tree + off("_VF_AVL_TREE", "Tables"));
+    let n = u32_at(
+        &r.read(tree + off("_VF_AVL_TREE", "TablesNo"), 4).unwrap(),
+        0,
+    );
+    assert_eq!(n, 1);
+    let node = r.ptr(tables + off("_RTL_BALANCED_LINKS", "RightChild"));
+    let count = off("_RTL_AVL_TABLE", "NumberGenericTableElements");
+    assert_eq!(u32_at(&r.read(tables + count, 4).unwrap(), 0), 1);
+    let t = node + prof.type_size("_RTL_BALANCED_LINKS").unwrap();
+    let tn = t
+        + off("_VF_TARGET_DRIVER", "TreeNode")
+        + prof.offset("_VF_AVL_TREE_NODE_EX", "Base").unwrap_or(0);
+    assert_eq!(
+        r.ptr(tn + off("_VF_AVL_TREE_NODE", "p")),
+        hex(&d["image_base"])
+    );
+    assert_eq!(
+        r.ptr(tn + off("_VF_AVL_TREE_NODE", "RangeSize")),
+        d["image_size"].as_u64().unwrap()
+    );
+    let data = r.ptr(t + off("_VF_TARGET_DRIVER", "VerifiedData"));
+    assert_eq!(data, hex(&d["entry"]));
+    const D: &str = "_VF_TARGET_VERIFIED_DRIVER_DATA";
+    let suspect = r.ptr(data + off(D, "SuspectDriverEntry"));
+    assert_eq!(
+        unicode(
+            r,
+            prof,
+            suspect + off("_VF_SUSPECT_DRIVER_ENTRY", "BaseName")
+        ),
+        "vrfdrv.sys"
+    );
+    let cur = off(D, "CurrentNonPagedPoolAllocations");
+    assert_eq!(
+        u64::from(u32_at(&r.read(data + cur, 4).unwrap(), 0)),
+        d["current_nonpaged_allocations"].as_u64().unwrap()
+    );
+    let mut pages = Vec::new();
+    let mut page = r.ptr(data + off(D, "PoolPageHeaders") + 8) & !0xf;
+    while page != 0 {
+        const H: &str = "_VI_POOL_PAGE_HEADER";
+        assert_eq!(r.ptr(page + off(H, "VerifierEntry")), data);
+        assert_eq!(r.ptr(page + off(H, "Signature")), 0x2132_1345);
+        pages.push(page);
+        assert!(pages.len() < 100, "page list loops");
+        page = r.ptr(page + off(H, "NextPage"));
+    }
+    let mut listed: Vec<u64> = d["tracker_pages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(hex)
+        .collect();
+    listed.reverse();
+    assert_eq!(
+        pages, listed,
+        "PoolPageHeaders lists the pages newest first"
+    );
+    for p in &pages {
+        assert!(
+            pool["big_pages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|b| hex(&b["va"]) == *p && b["tag"] == "Vepp" && b["size"] == 0x1000),
+            "tracker page {p:#x} is a 'Vepp' big allocation"
+        );
+    }
+    let mut out = Vec::new();
+    let mut free = 0;
+    for &p in &pages {
+        for j in 1..128u64 {
+            let e = p + j * 0x20;
+            let a = pool_entry(r, prof, e);
+            if a.1 & 1 == 1 {
+                free += 1;
+                continue;
+            }
+            assert_eq!(r.ptr(a.0 + a.1 - 8), e, "back-pointer");
+            out.push(a);
+        }
+    }
+    let mut on_list = 0;
+    let mut e = r.ptr(data + off(D, "PoolTrackers") + 8) & !0xf;
+    while e != 0 {
+        on_list += 1;
+        assert!(on_list <= free, "free list longer than the free entries");
+        e = r.ptr(e);
+    }
+    assert_eq!(on_list, free, "every free entry is on PoolTrackers");
+    out
+}
+
+/// The code at a site: `call [import]` (FF 15) ending at the recorded return address,
+/// through the IAT slot bound to the kernel's allocator.
+fn check_call(r: &Reader, prof: &Profile, kb: u64, site: u64, caller: u64, tag: &str) {
+    assert_eq!(
+        caller,
+        site + 6,
+        "the return address follows the 6-byte call"
+    );
+    let code = r.read(site, 6).unwrap();
+    assert_eq!(
+        &code[..2],
+        &[0xff, 0x15],
+        "call through memory at {site:#x}"
+    );
+    let slot = if r.x64 {
+        caller.wrapping_add(i64::from(u32_at(&code, 2) as i32) as u64)
+    } else {
+        u64::from(u32_at(&code, 2))
+    };
+    let f = if tag == "Vrfd" {
+        "ExAllocatePoolWithTag"
+    } else {
+        "ExAllocatePool"
+    };
+    assert_eq!(
+        r.ptr(slot),
+        kb + prof.global(f).unwrap(),
+        "{site:#x} calls {f}"
+    );
+}
+
+fn check_verifier(profile: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, truth) = forge_scenario(profile, "verifier-tracking", dir.path());
+    let r = Reader::open(&path);
+    let prof = profile_of(&truth);
+    let kb = hex(&truth["kernel"]["base"]);
+    let pool = &truth["pool"];
+    let v = &pool["verifier"];
+    let level = kb + prof.global("MmVerifierData").unwrap();
+    assert_eq!(u32_at(&r.read(level, 4).unwrap(), 0), 0x1a, "{profile}");
+    if let Some(rc) = prof.global("VfRuleClasses") {
+        assert_eq!(u32_at(&r.read(kb + rc, 4).unwrap(), 0), 0x1a);
+    }
+    let d = &v["drivers"][0];
+    let mut got = if r.x64 {
+        vista_tracked(&r, &prof, kb, d, pool)
+    } else {
+        xp_tracked(&r, &prof, kb, d)
+    };
+    let mut want: Vec<(u64, u64, String, u64)> = d["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let tag = e["tag"].as_str().unwrap().to_string();
+            check_call(&r, &prof, kb, hex(&e["site"]), hex(&e["caller"]), &tag);
+            (
+                hex(&e["address"]),
+                e["size"].as_u64().unwrap(),
+                tag,
+                hex(&e["caller"]),
+            )
+        })
+        .collect();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want, "{profile}: tracked allocations");
+    assert_eq!(want.len(), 171, "{profile}");
+    // The truth's blocks: each tracked allocation's block says so; plaindrv.sys's do not.
+    let blocks = pool["blocks"].as_array().unwrap();
+    let owned = |m: &str, tracked: bool| {
+        blocks
+            .iter()
+            .filter(|b| b["owner"] == m && b["verifier"] == tracked)
+            .count()
+    };
+    assert_eq!(owned("vrfdrv.sys", true), 171, "{profile}");
+    assert_eq!(owned("plaindrv.sys", false), 20, "{profile}");
+    for b in blocks.iter().filter(|b| b["owner"] == "plaindrv.sys") {
+        assert_eq!(b["tag"], "None");
+        assert!(!want
+            .iter()
+            .any(|w| w.0 >= hex(&b["address"])
+                && w.0 < hex(&b["address"]) + b["size"].as_u64().unwrap()));
+    }
+    let untagged = if r.x64 { "None" } else { "Wrap" };
+    assert_eq!(
+        want.iter().filter(|w| w.2 == untagged).count(),
+        162,
+        "{profile}"
+    );
+}
+
+#[test]
+fn pool_verifier_tracking_every_profile() {
+    for profile in [
+        "xp-2600-x86pae",
+        "win7-7601-x64",
+        "win10-17763-x64",
+        "win10-19041-x64",
+        "server2022-20348-x64",
+    ] {
+        check_verifier(profile);
+    }
+}

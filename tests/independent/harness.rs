@@ -390,3 +390,42 @@ pub fn with_test_database(cmd: &mut Command, dir: &Path) {
         cmd.env_remove("POOLTRIAGE_DATABASE_URL");
     }
 }
+
+/// GNU objdump for PE images (Debian `binutils-mingw-w64-x86-64`; it reads pe-i386 too).
+pub const OBJDUMP: &str = "x86_64-w64-mingw32-objdump";
+
+/// A module's image (`base..base+size`) read out of `dump` by kdmp-parser (x64) or by
+/// Volatility 3's crash-dump and Intel PAE layers (x86: kdmp-parser reads 64-bit dumps only),
+/// written to a file in `dir`; pages neither can read are zeros.
+pub fn image_from_dump(dump: &Path, dir: &Path, base: u64, size: u64, x64: bool) -> PathBuf {
+    let addrs = dir.join(format!("{base:x}.addrs"));
+    let list: String = (0..size.div_ceil(0x1000))
+        .map(|i| format!("{:#x}\n", base + i * 0x1000))
+        .collect();
+    std::fs::write(&addrs, list).unwrap();
+    let reader = if x64 {
+        "kdmp_read.py"
+    } else {
+        "vol_virt_read.py"
+    };
+    let out = run(
+        Command::new(python())
+            .arg(script(reader))
+            .arg(dump)
+            .arg(&addrs),
+        "read a module's image",
+    );
+    let v: Value = serde_json::from_slice(&out).expect("the reader prints JSON");
+    let mut image = Vec::new();
+    for r in v["reads"].as_array().unwrap() {
+        match r["page"].as_str() {
+            Some(h) => image.extend(
+                (0..h.len() / 2).map(|i| u8::from_str_radix(&h[2 * i..2 * i + 2], 16).unwrap()),
+            ),
+            None => image.extend_from_slice(&[0u8; 0x1000]),
+        }
+    }
+    let path = dir.join(format!("{base:x}.img"));
+    std::fs::write(&path, image).unwrap();
+    path
+}

@@ -158,6 +158,7 @@ pub(crate) fn build(
         blocks_truncated: false,
         vm: scan.vm,
         quota: scan.quota,
+        verifier: scan.verifier,
         drivers,
         warnings,
         errors: scan.failures.iter().map(|f| f.to_string()).collect(),

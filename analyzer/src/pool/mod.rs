@@ -21,6 +21,7 @@ pub mod session;
 pub mod tag;
 pub mod tags;
 pub mod types;
+pub mod verifier;
 pub mod vm;
 
 pub use layout::{FieldSpec, LayoutSource};

@@ -17,6 +17,7 @@ use super::session::{
     SessionInfo, SessionRef,
 };
 use super::tags::{read_tag_tables, TagTables, TrackerLayout};
+use super::verifier::{read_verifier, VerifierTracking};
 use super::vm::{
     vm_summary, walk_processes, Process, QuotaAccumulator, QuotaEncoding, QuotaReport, VmSummary,
 };
@@ -44,6 +45,7 @@ pub enum PoolPart {
     TagTables,
     BigPages,
     SegmentHeap,
+    Verifier,
 }
 
 impl PoolPart {
@@ -52,6 +54,7 @@ impl PoolPart {
             PoolPart::TagTables => "tag tables",
             PoolPart::BigPages => "big pages",
             PoolPart::SegmentHeap => "segment heap",
+            PoolPart::Verifier => "Driver Verifier pool tracking",
         }
     }
 }
@@ -89,6 +92,10 @@ pub struct PoolScan {
     pub ranges: Vec<PoolRange>,
     pub vm: VmSummary,
     pub quota: Option<QuotaReport>,
+    /// Driver Verifier's record of each verified driver's outstanding allocations and their
+    /// callers (`!verifier 3`); `None` when the verifier does not track pool, without the
+    /// kernel's symbols, and on triage dumps.
+    pub verifier: Option<VerifierTracking>,
     pub warnings: Vec<String>,
     pub failures: Vec<PartFailure>,
     /// Part of the pool was not walked because it needs the kernel's symbols.
@@ -176,6 +183,10 @@ pub fn scan_pool(
 pub struct PoolReader<'a> {
     k: Kernel<'a>,
     notes: Notes,
+    verifier: Option<VerifierTracking>,
+    /// The verifier's warnings, reported after the walk's (as the report has always ordered
+    /// them).
+    verifier_notes: Notes,
     tables: Option<TagTables>,
     big: Option<BigPages>,
     session_big: Option<BigPages>,
@@ -237,9 +248,13 @@ pub fn read_pool<'a>(
     };
     let sessions = read_sessions(&k, &session_refs, tables.as_mut(), &mut notes);
     let ranges = pool_ranges(&|name| k.lookup(name), k.ctx.pointer_size, k.ctx.build);
+    let mut verifier_notes = Notes::default();
+    let verifier = read_verifier_tracking(&k, &mut verifier_notes);
     Ok(PoolReader {
         k,
         notes,
+        verifier,
+        verifier_notes,
         tables,
         big,
         session_big,
@@ -267,6 +282,11 @@ impl<'a> PoolReader<'a> {
 
     pub fn big_pages(&self) -> Option<&BigPages> {
         self.big.as_ref()
+    }
+
+    /// Driver Verifier's pool tracking, when it is on and readable.
+    pub fn verifier(&self) -> Option<&VerifierTracking> {
+        self.verifier.as_ref()
     }
 
     /// The process list (for quota charges and sessions).
@@ -335,9 +355,11 @@ impl<'a> PoolReader<'a> {
             self.tables.as_ref().map(|t| &t.tags[..]),
         );
         let mut notes = self.notes;
-        notes.warnings.extend(walk.notes.warnings);
-        notes.failures.extend(walk.notes.failures);
-        notes.needs_symbols |= walk.notes.needs_symbols;
+        for more in [walk.notes, self.verifier_notes] {
+            notes.warnings.extend(more.warnings);
+            notes.failures.extend(more.failures);
+            notes.needs_symbols |= more.needs_symbols;
+        }
         PoolScan {
             kernel_base: k.ctx.kernel_base,
             header_layout: k.layout,
@@ -350,6 +372,7 @@ impl<'a> PoolReader<'a> {
             ranges: self.ranges,
             vm,
             quota: walk.quota.map(|q| q.finish(&self.processes)),
+            verifier: self.verifier,
             warnings: notes.warnings,
             failures: notes.failures,
             needs_symbols: notes.needs_symbols,
@@ -411,6 +434,30 @@ fn symbols_mismatch(profile: Option<&Profile>, kernel: &KernelInfo) -> bool {
     match (profile, cv) {
         (Some(p), Some(cv)) => !(p.guid.eq_ignore_ascii_case(&cv.guid) && p.age == cv.age),
         _ => false,
+    }
+}
+
+/// Driver Verifier's pool tracking. Nothing is claimed without the kernel's symbols (these
+/// structures have no built-in layout) or from a triage dump (it does not hold the tracker
+/// pages: Microsoft's pool-tracking documentation asks for a kernel or complete dump).
+fn read_verifier_tracking(k: &Kernel, notes: &mut Notes) -> Option<VerifierTracking> {
+    if k.is_triage() || k.ctx.profile.is_none() {
+        return None;
+    }
+    match read_verifier(k.mem(), &k.ctx) {
+        Ok(v) => {
+            if let Some(v) = &v {
+                let stopped = v.work.stopped.iter();
+                for w in v.warnings.iter().chain(stopped) {
+                    notes.warnings.push(format!("Driver Verifier: {w}"));
+                }
+            }
+            v
+        }
+        Err(e) => {
+            notes.fail(PoolPart::Verifier, e);
+            None
+        }
     }
 }
 

@@ -7,6 +7,7 @@ use crate::pool::pages::{Block, PageScan};
 use crate::pool::segheap::SegmentHeapScan;
 use crate::pool::session::SessionInfo;
 use crate::pool::tags::{TableInfo, TagStats};
+use crate::pool::verifier::VerifierTracking;
 use crate::pool::vm::{QuotaReport, VmSummary};
 use crate::pool::{hex, hex_opt, BlockSource, LayoutSource, Tag};
 use serde::{Deserialize, Serialize};
@@ -132,6 +133,9 @@ pub struct PoolReport {
     pub blocks_truncated: bool,
     pub vm: VmSummary,
     pub quota: Option<QuotaReport>,
+    /// Driver Verifier pool tracking (`!verifier 3`): each verified driver's outstanding
+    /// allocations with their callers; `None` when the verifier does not track pool.
+    pub verifier: Option<VerifierTracking>,
     pub drivers: Vec<DriverRow>,
     pub warnings: Vec<String>,
     pub errors: Vec<String>,

@@ -3,7 +3,9 @@
 //! tags.
 
 use super::pool_common::{load, notes, parse_sort, parse_tag, provenance, run_pool, SymbolArgs};
+use analyzer::pool::verifier::VerifierTracking;
 use analyzer::report::pool::{PoolReport, TagRow};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -73,6 +75,43 @@ fn tag_rows(s: &mut String, tags: &[TagRow]) {
             t.paged_outstanding,
             t.stats.paged_bytes
         );
+    }
+}
+
+/// Driver Verifier's tracked allocations (`!verifier 3`): per driver its count and bytes
+/// beside the kernel's own count, then its callers by bytes.
+fn verifier_rows(s: &mut String, v: &VerifierTracking) {
+    let _ = writeln!(
+        s,
+        "\nDriver Verifier pool tracking (!verifier 3, level {:#x}):",
+        v.level
+    );
+    for d in &v.drivers {
+        let bytes: u64 = d.allocations.iter().map(|a| a.size).sum();
+        let counted = d
+            .counters
+            .map_or("?".to_string(), |c| c.current_allocations().to_string());
+        let _ = writeln!(
+            s,
+            "  {:<20} {:>8} allocations {:>12} bytes  (the kernel counts {counted})",
+            d.name.as_deref().unwrap_or("?"),
+            d.allocations.len(),
+            bytes
+        );
+        let mut callers: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
+        for a in &d.allocations {
+            let c = callers.entry(a.caller).or_default();
+            c.0 += 1;
+            c.1 += a.size;
+        }
+        let mut rows: Vec<(u64, (u64, u64))> = callers.into_iter().collect();
+        rows.sort_by(|a, b| b.1 .1.cmp(&a.1 .1).then(a.0.cmp(&b.0)));
+        for (caller, (n, bytes)) in rows.iter().take(10) {
+            let _ = writeln!(
+                s,
+                "    caller {caller:#x} {n:>8} allocations {bytes:>12} bytes"
+            );
+        }
     }
 }
 
@@ -179,6 +218,9 @@ fn text(r: &PoolReport) -> String {
             "  charged to no process: {} blocks, {} bytes",
             q.uncharged_blocks, q.uncharged_bytes
         );
+    }
+    if let Some(v) = &r.verifier {
+        verifier_rows(&mut s, v);
     }
     if !r.drivers.is_empty() {
         let _ = writeln!(s, "\nDrivers whose code allocates with these tags:");
