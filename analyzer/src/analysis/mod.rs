@@ -79,7 +79,7 @@ pub fn analyze(
         Err(e) => return not_started(report, input, e),
     };
     let attributor = pool_report::attribute_tables(input, &reader, opts.scan_drivers);
-    let mut collector = provenance::Collector::new(&attributor, &input.kernel);
+    let mut collector = provenance::Collector::new(&attributor, &input.kernel, reader.verifier());
     let walk = reader.walk(&mut |b| {
         agg.add(b);
         collector.add(b);

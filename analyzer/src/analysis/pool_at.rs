@@ -33,7 +33,7 @@ pub fn pool_at(input: &Input, address: u64, scan_drivers: bool) -> Result<PoolAt
     let profile = input.profile.as_ref();
     let reader = read_pool(&input.dump, &input.kernel, profile)?;
     let attributor = attribute_tables(input, &reader, scan_drivers);
-    let mut collector = Collector::new(&attributor, &input.kernel);
+    let mut collector = Collector::new(&attributor, &input.kernel, reader.verifier());
     let page_of = address & !(PAGE_SIZE - 1);
     let mut kept: Vec<Kept> = Vec::new();
     let walk = reader.walk(&mut |b| {

@@ -45,7 +45,7 @@ pub fn pool_report_with_provenance(
     let profile = input.profile.as_ref();
     let reader = read_pool(&input.dump, &input.kernel, profile)?;
     let attributor = attribute_tables(input, &reader, query.scan_drivers);
-    let mut collector = Collector::new(&attributor, &input.kernel);
+    let mut collector = Collector::new(&attributor, &input.kernel, reader.verifier());
     let walk = reader.walk(&mut |b| collector.add(b));
     let provenance = trace(&reader, &input.kernel, profile, collector, &attributor);
     let _ = reader.walk(&mut |b| sink(b, provenance.block_at(b.block.address)));

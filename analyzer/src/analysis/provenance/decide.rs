@@ -99,6 +99,8 @@ pub struct Site {
     pub module: u16,
     /// Its address, as the report names it.
     pub address: u64,
+    /// The call instruction (Verifier records the return address just after it).
+    pub call: u64,
     /// The tag it allocates with ('None' for the untagged allocators).
     pub tag: Tag,
     /// Paged (true), nonpaged (false), unknown.

@@ -25,6 +25,7 @@ pub use index::{Entry, MAX_INDEXED_BLOCKS};
 use crate::attribution::Attributor;
 use crate::kernel::KernelInfo;
 use crate::pool::scan::PoolReader;
+use crate::pool::verifier::VerifierTracking;
 use crate::pool::{SeenBlock, Tag};
 use crate::symbols::Profile;
 use classify::{TagClass, TagClasses};
@@ -41,17 +42,40 @@ pub struct Collector<'a> {
     modules: ModuleMap,
     index: BlockIndex,
     driver_blocks: Vec<(u64, u64)>,
+    /// Driver Verifier's tracked allocations: (address the driver got, caller), sorted.
+    tracked: Vec<(u64, u64)>,
 }
 
 impl<'a> Collector<'a> {
-    pub fn new(attributor: &'a Attributor, kernel: &KernelInfo) -> Self {
+    pub fn new(
+        attributor: &'a Attributor,
+        kernel: &KernelInfo,
+        verifier: Option<&VerifierTracking>,
+    ) -> Self {
         let modules = ModuleMap::new(&kernel.modules.modules, kernel.kernel_base);
+        let mut tracked: Vec<(u64, u64)> = verifier
+            .iter()
+            .flat_map(|v| v.drivers.iter())
+            .flat_map(|d| d.allocations.iter())
+            .map(|a| (a.address, a.caller))
+            .collect();
+        tracked.sort_unstable();
         Collector {
             classes: TagClasses::new(attributor, modules.names()),
             modules,
             index: BlockIndex::default(),
             driver_blocks: Vec::new(),
+            tracked,
         }
+    }
+
+    /// The verifier's record of an allocation inside `[start, end)`: its caller.
+    fn tracked_in(&self, start: u64, end: u64) -> Option<u64> {
+        let i = self.tracked.partition_point(|&(a, _)| a < start);
+        self.tracked
+            .get(i)
+            .filter(|&&(a, _)| a < end)
+            .map(|&(_, caller)| caller)
     }
 
     pub fn add(&mut self, b: SeenBlock) {
@@ -66,6 +90,18 @@ impl<'a> Collector<'a> {
             TagClass::Ambiguous => self.index.push(&b, TagClass::Ambiguous),
             TagClass::Owned(m) if !self.modules.is_core(m) => {
                 self.index.push(&b, TagClass::Owned(m))
+            }
+            // Verifier tracked it: examined whatever its tag (a verified driver's
+            // ExAllocatePool blocks are tagged by the verifier's own wrapper on XP).
+            _ if !self.tracked.is_empty()
+                && self
+                    .tracked_in(
+                        b.block.address,
+                        b.block.address.saturating_add(b.block.size),
+                    )
+                    .is_some() =>
+            {
+                self.index.push(&b, TagClass::Ambiguous)
             }
             _ => {}
         }
@@ -133,7 +169,7 @@ pub fn trace(
     reader.walk(&mut |b| scan.scan_block(mem, &b, classes));
     let refs = scan.refs;
     let sites = sites(attributor, &collector.modules);
-    let tracked = vec![None::<Tracked>; collector.index.len()];
+    let tracked = tracked(&collector, &sites);
     let header = if pointer_size == 8 { 16 } else { 8 };
     let decisions = decide::decide(
         &Inputs {
@@ -216,6 +252,31 @@ fn object_ranges(drivers: &[DriverObjects], profile: Option<&Profile>) -> Object
     r
 }
 
+/// Verifier's record for each indexed block: the module holding the caller, and the call site
+/// right before the caller (the recorded address is the return address).
+fn tracked(collector: &Collector, sites: &[Site]) -> Vec<Option<Tracked>> {
+    collector
+        .index
+        .entries()
+        .iter()
+        .map(|e| {
+            let caller = collector.tracked_in(e.address, e.end())?;
+            let module = collector.modules.at(caller)?;
+            let site = sites
+                .iter()
+                .filter(|s| {
+                    s.module == module && s.call < caller && caller - s.call <= MAX_CALL_BYTES
+                })
+                .max_by_key(|s| s.call)
+                .map(|s| s.address);
+            Some(Tracked { module, site })
+        })
+        .collect()
+}
+
+/// The longest x86 instruction: a call ends at most this far after it starts.
+const MAX_CALL_BYTES: u64 = 15;
+
 /// Every module's allocation call sites, as provenance matches them.
 fn sites(attributor: &Attributor, modules: &ModuleMap) -> Vec<Site> {
     let mut out = Vec::new();
@@ -227,6 +288,7 @@ fn sites(attributor: &Attributor, modules: &ModuleMap) -> Vec<Site> {
         out.extend(sites.iter().map(|s| Site {
             module,
             address: s.address,
+            call: s.call,
             tag: if s.untagged_call {
                 classify::UNTAGGED
             } else {
