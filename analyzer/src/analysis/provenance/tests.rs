@@ -180,6 +180,7 @@ fn a_size_that_one_module_asks_for_names_it_and_its_site() {
         Site {
             module: 1,
             address: A + 0x100,
+            call: A + 0x100,
             tag: none,
             paged: Some(true),
             size: Some(0xf0),
@@ -187,6 +188,7 @@ fn a_size_that_one_module_asks_for_names_it_and_its_site() {
         Site {
             module: 1,
             address: A + 0x200,
+            call: A + 0x200,
             tag: none,
             paged: Some(true),
             size: Some(0x70),
@@ -194,6 +196,7 @@ fn a_size_that_one_module_asks_for_names_it_and_its_site() {
         Site {
             module: 2,
             address: B + 0x100,
+            call: B + 0x100,
             tag: none,
             paged: Some(true),
             size: Some(0x70),
@@ -202,6 +205,7 @@ fn a_size_that_one_module_asks_for_names_it_and_its_site() {
         Site {
             module: 2,
             address: B + 0x200,
+            call: B + 0x200,
             tag: none,
             paged: Some(false),
             size: Some(0xf0),
