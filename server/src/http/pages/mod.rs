@@ -15,6 +15,7 @@ mod dashboard;
 mod dump;
 pub(crate) mod format;
 mod list;
+mod provenance_view;
 mod report_view;
 mod svg;
 mod upload;

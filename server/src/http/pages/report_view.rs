@@ -115,6 +115,8 @@ pub struct VerdictView {
     pub sentence: String,
     pub kind: &'static str,
     pub confidence: &'static str,
+    /// What the pool's state says: the pressure a leak verdict rests on, or that there is none.
+    pub pressure: String,
     pub reasons: Vec<String>,
 }
 
@@ -137,6 +139,8 @@ pub struct DriverRow {
     pub allocations: u64,
     pub share: String,
     pub tags: String,
+    /// Its blocks nothing in the dump points to (provenance), "–" when none.
+    pub orphans: String,
     pub is_verdict: bool,
 }
 
@@ -186,6 +190,8 @@ pub struct QuotaRow {
 /// An analysis report, ready for `templates/dump.html`.
 pub struct AnalysisView {
     pub verdict: VerdictView,
+    /// Who holds the untagged and shared-tag blocks; `None` without provenance figures.
+    pub provenance: Option<super::provenance_view::ProvenanceView>,
     pub gauges: Vec<Svg>,
     pub pools: Vec<PoolRow>,
     pub drivers: Vec<DriverRow>,
@@ -208,6 +214,32 @@ pub struct AnalysisView {
     pub symbols_line: String,
     pub warnings: Vec<String>,
     pub errors: Vec<String>,
+}
+
+/// "pool under pressure: near exhaustion (97% of its maximum in use)", or why no leak is
+/// claimed; empty for verdicts about no pool.
+fn pressure_line(v: &analyzer::report::analysis::Verdict) -> String {
+    use analyzer::report::analysis::{PressureRule, VerdictKind};
+    match (&v.pressure, v.kind) {
+        (Some(p), _) => format!(
+            "{} under pressure: {}",
+            pool_name(p.pool),
+            match p.rule {
+                PressureRule::NearExhaustion => format!(
+                    "near exhaustion ({} of its maximum in use)",
+                    format::percent(p.used_fraction)
+                ),
+                PressureRule::ShareOfMaximum => format!(
+                    "the driver alone holds {} of its maximum",
+                    format::percent(v.share_of_maximum)
+                ),
+            }
+        ),
+        (None, VerdictKind::LargestConsumer) => {
+            "no pressure on the pool: the largest consumer, not a proven leak".into()
+        }
+        _ => String::new(),
+    }
 }
 
 pub fn pool_name(p: PoolName) -> &'static str {
@@ -291,6 +323,12 @@ impl AnalysisView {
                     .map(|t| t.tag.as_str())
                     .collect::<Vec<_>>()
                     .join(", "),
+                orphans: d
+                    .provenance
+                    .as_ref()
+                    .map(|p| p.orphans)
+                    .filter(|o| o.count > 0)
+                    .map_or("–".into(), |o| format!("{} ({})", format::bytes(o.bytes), o.count)),
                 is_verdict: verdict_drivers.contains(&d.module.to_lowercase()),
             })
             .collect();
@@ -473,8 +511,10 @@ impl AnalysisView {
                     analyzer::report::analysis::Confidence::Medium => "medium",
                     analyzer::report::analysis::Confidence::Low => "low",
                 },
+                pressure: pressure_line(&r.verdict),
                 reasons: r.verdict.reasons.clone(),
             },
+            provenance: super::provenance_view::ProvenanceView::from_report(dump_id, r),
             gauges,
             pools,
             drivers,
@@ -605,6 +645,8 @@ pub struct DriverView {
     pub block_count: u64,
     pub block_bytes: String,
     pub largest: Vec<LargestRow>,
+    /// The blocks the dump ties to it; `None` when none.
+    pub provenance: Option<super::provenance_view::DriverProvenanceView>,
 }
 
 /// The driver named `module` (case-insensitive, as Windows module names are).
@@ -662,6 +704,7 @@ impl DriverView {
             call_sites_truncated: d.call_sites_truncated,
             block_count: d.blocks.count,
             block_bytes: format::bytes(d.blocks.bytes),
+            provenance: super::provenance_view::DriverProvenanceView::build(d),
             largest: d
                 .blocks
                 .largest
