@@ -386,6 +386,11 @@ pub struct CallSite {
     /// ("ExAllocatePoolWithTag", "ExAllocatePool2", "ExAllocatePool", ...).
     #[serde(default)]
     pub callee: Option<String>,
+    /// The call instruction itself (`address` is the tag's instruction for a tagged site):
+    /// what provenance's per-site figures name, and the instruction before the return address
+    /// Driver Verifier records.
+    #[serde(default)]
+    pub call: Option<Hex>,
 }
 
 /// A driver's blocks from the block walk.
@@ -599,9 +604,11 @@ mod tests {
             pool_type: Some(PoolName::Paged),
             size: Some(2032),
             callee: None,
+            call: Some(Hex(0xfffff800_01001046)),
         };
         let j = serde_json::to_value(&c).unwrap();
         assert_eq!(j["address"], "0xfffff80001001040");
+        assert_eq!(j["call"], "0xfffff80001001046");
         assert_eq!(j["kind"], "untagged-allocator-call");
         let o = TagOwner {
             module: Some("leaky.sys".into()),

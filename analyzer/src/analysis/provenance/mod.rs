@@ -287,7 +287,7 @@ fn sites(attributor: &Attributor, modules: &ModuleMap) -> Vec<Site> {
         };
         out.extend(sites.iter().map(|s| Site {
             module,
-            address: s.address,
+            address: s.call,
             call: s.call,
             tag: if s.untagged_call {
                 classify::UNTAGGED

@@ -18,7 +18,7 @@ pub(super) fn sites_text(d: &DriverReport, tag: &str, max: usize) -> (usize, Str
             let name = d
                 .call_sites
                 .iter()
-                .find(|c| c.address == s.address)
+                .find(|c| c.call == Some(s.address))
                 .and_then(|c| c.symbol.clone())
                 .unwrap_or_else(|| s.offset.clone());
             format!(

@@ -108,6 +108,7 @@ fn site(tag: &str, pool: Option<PoolName>, size: Option<u64>) -> CallSite {
         pool_type: pool,
         size,
         callee: None,
+        call: Some(Hex(0x1000)),
     }
 }
 

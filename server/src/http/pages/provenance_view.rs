@@ -121,7 +121,9 @@ impl ProvenanceView {
             ));
         }
         if l.pointers_dropped {
-            notes.push("some pointers between blocks were not kept (their targets count as live)".into());
+            notes.push(
+                "some pointers between blocks were not kept (their targets count as live)".into(),
+            );
         }
         ProvenanceView {
             summary,
@@ -179,7 +181,7 @@ impl DriverProvenanceView {
                 symbol: d
                     .call_sites
                     .iter()
-                    .find(|c| c.address == s.address)
+                    .find(|c| c.call == Some(s.address))
                     .and_then(|c| c.symbol.clone())
                     .unwrap_or_default(),
                 tag: s.tag.clone(),

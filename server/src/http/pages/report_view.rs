@@ -328,7 +328,9 @@ impl AnalysisView {
                     .as_ref()
                     .map(|p| p.orphans)
                     .filter(|o| o.count > 0)
-                    .map_or("–".into(), |o| format!("{} ({})", format::bytes(o.bytes), o.count)),
+                    .map_or("–".into(), |o| {
+                        format!("{} ({})", format::bytes(o.bytes), o.count)
+                    }),
                 is_verdict: verdict_drivers.contains(&d.module.to_lowercase()),
             })
             .collect();
