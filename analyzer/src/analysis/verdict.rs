@@ -1237,6 +1237,8 @@ mod tests {
                 params: [Hex(0); 4],
                 pool_related: false,
                 faulting: None,
+                name_source: None,
+                description: None,
             },
             symbols: AnalysisSymbols {
                 source: SymbolSource::Isf,
