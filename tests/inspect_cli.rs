@@ -107,6 +107,13 @@ fn triage_json_shape_and_values() {
             .is_some_and(|s| s.starts_with("amdppm.sys+0x")),
         "{b}"
     );
+    // The 0x7E page of the bug check reference: parameter 2 is where the exception occurred.
+    assert_eq!(b["name_source"], "reference");
+    let p2 = &b["description"]["params"][1];
+    assert_eq!(p2["meaning"], "The address where the exception occurred");
+    assert_eq!(p2["kind"], "code");
+    assert_eq!(p2["address"], true);
+    assert_eq!(p2["module_offset"], b["params_symbolized"][1]);
 
     assert_eq!(r["kernel"]["base"], "0xfffff8047ba00000");
     assert!(is_hex(&r["kdbg"]["va"]));
@@ -335,6 +342,22 @@ fn arm64_header_and_bugcheck_without_translation() {
     assert_eq!(r["bugcheck"]["name"], "BAD_POOL_CALLER");
     assert_eq!(r["bugcheck"]["pool_or_memory"], true);
     assert_eq!(r["bugcheck"]["params"][3], "0xffff800000001000");
+    // BAD_POOL_CALLER with Parameter 1 = 7: the reference's row for freeing a freed block.
+    let d = &r["bugcheck"]["description"];
+    assert_eq!(d["selected_by"], 1);
+    assert_eq!(d["case_documented"], true);
+    assert!(
+        d["cause"]
+            .as_str()
+            .is_some_and(|c| c.contains("already freed")),
+        "{d}"
+    );
+    assert_eq!(d["params"][2]["meaning"], "Pool header contents");
+    assert_eq!(
+        d["params"][3]["meaning"],
+        "Address of the block of pool being freed"
+    );
+    assert_eq!(d["params"][3]["kind"], "pool_block");
     assert_eq!(r["kdbg"]["found"], false);
     assert_eq!(r["module_list"]["source"], "none");
 

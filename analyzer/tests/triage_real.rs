@@ -16,6 +16,7 @@
 //! 12, so the hand read above stands in for it.
 
 use analyzer::dump::Dump;
+use analyzer::kernel::bugcheck::{NameSource, ParamKind};
 use analyzer::kernel::read_kernel;
 use analyzer::report::{Hex, InspectReport};
 
@@ -96,6 +97,25 @@ fn bugcheck_fields() {
         (None, false),
         "no symbols looked up"
     );
+    // The 0x7E page of the bug check reference: parameter 2 is the exception address, 3 and 4
+    // the exception and context records.
+    assert_eq!(b.name_source, Some(NameSource::Reference));
+    let d = b.description.as_ref().expect("0x7E is described");
+    assert!(d
+        .page
+        .ends_with("bug-check-0x7e--system-thread-exception-not-handled"));
+    assert_eq!(d.selected_by, None);
+    assert_eq!(
+        d.params[0].meaning,
+        "The exception code that was not handled"
+    );
+    assert_eq!(d.params[1].kind, ParamKind::Code);
+    assert_eq!(
+        d.params[1].module_offset.as_deref(),
+        Some("amdppm.sys+0x334c")
+    );
+    assert_eq!(d.params[2].meaning, "The address of the exception record");
+    assert_eq!(d.params[3].module_offset, None, "a stack address");
 }
 
 /// The header's context record (x64 CONTEXT at 0x348, winnt.h layout): hand read with Python's

@@ -25,6 +25,12 @@ pub(super) fn bugcheck(kernel: &KernelInfo) -> AnalysisBugcheck {
         faulting: b.faulting.as_ref().and_then(|f| {
             crate::kernel::bugcheck::module_offset(f.address, &kernel.modules.modules)
         }),
+        name_source: b.name.as_ref().map(|n| n.source),
+        description: crate::report::bugcheck::describe_bugcheck(
+            b.code,
+            b.params.clone().map(|p| p.value),
+            &kernel.modules.modules,
+        ),
     }
 }
 
@@ -117,4 +123,35 @@ pub(super) fn modules(
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    /// The analyze report's bugcheck for the corpus triage dump: named as the inspect report
+    /// names it, and described from the 0x7E page.
+    #[test]
+    fn triage_bugcheck_named_and_described() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/corpus/dumps/triage_x64.dmp"
+        );
+        let dump = crate::dump::Dump::open(path).expect("the corpus triage dump opens");
+        let b = super::bugcheck(&crate::kernel::read_kernel(&dump));
+        assert_eq!(
+            b.name.as_deref(),
+            Some("SYSTEM_THREAD_EXCEPTION_NOT_HANDLED_M")
+        );
+        assert!(!b.pool_related);
+        let d = b.description.expect("described");
+        assert_eq!(
+            d.params[1].module_offset.as_deref(),
+            Some("amdppm.sys+0x334c")
+        );
+        let json = serde_json::to_value(&d).unwrap();
+        assert_eq!(json["params"][1]["kind"], "code");
+        assert_eq!(
+            json["params"][1]["meaning"],
+            "The address where the exception occurred"
+        );
+    }
 }

@@ -12,7 +12,7 @@ pub mod kdbg;
 pub mod modules;
 pub mod pe;
 
-pub use bugcheck::{bugcheck_name, BugcheckName, SymbolizedParam};
+pub use bugcheck::{bugcheck_name, describe, BugcheckDescription, BugcheckName, SymbolizedParam};
 pub use fault::{FaultSource, FaultingAddress};
 pub use kdbg::{Kdbg, KdbgError, KdbgKeys};
 pub use modules::{Module, ModuleList, ModuleSource};

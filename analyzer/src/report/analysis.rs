@@ -107,6 +107,14 @@ pub struct AnalysisBugcheck {
     /// record) as "module+0xoffset", when it lies in a loaded module.
     #[serde(default)]
     pub faulting: Option<String>,
+    /// Where `name` comes from; null for an unknown code (and in older reports).
+    #[serde(default)]
+    pub name_source: Option<crate::kernel::bugcheck::NameSource>,
+    /// What the code's page of the bug check reference says the parameters mean, as in the
+    /// inspect report; null when this tool does not carry the code's page (and in older
+    /// reports).
+    #[serde(default)]
+    pub description: Option<super::bugcheck::BugcheckDescriptionReport>,
 }
 
 /// Bugcheck codes (without the 0x10000000 "_M" flag) whose subject is kernel pool itself, from

@@ -2,9 +2,11 @@
 //! Documented field by field in docs/json.md; [`SCHEMA_VERSION`] changes on any incompatible
 //! change (fields are only ever added within a version).
 
+use super::bugcheck::{describe_bugcheck, BugcheckDescriptionReport};
 use super::hex::Hex;
 use super::time::filetime_to_rfc3339;
 use crate::dump::Dump;
+use crate::kernel::bugcheck::NameSource;
 use crate::kernel::pe::{machine_name, Import};
 use crate::kernel::{KernelInfo, Module, ModuleSource, PeInfo};
 use crate::symbols::resolve::{SymbolState, SymbolStatus, Symbolizer};
@@ -95,6 +97,13 @@ pub struct BugcheckReport {
     /// The instruction the crash is about, when known.
     #[serde(default)]
     pub faulting: Option<FaultingReport>,
+    /// Where `name` comes from; null for an unknown code.
+    #[serde(default)]
+    pub name_source: Option<NameSource>,
+    /// What the code's page of the bug check reference says the parameters mean; null when this
+    /// tool does not carry the code's page.
+    #[serde(default)]
+    pub description: Option<BugcheckDescriptionReport>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -293,6 +302,12 @@ impl InspectReport {
                     module_offset,
                 }
             }),
+            name_source: bc.name.as_ref().map(|n| n.source),
+            description: describe_bugcheck(
+                bc.code,
+                bc.params.clone().map(|p| p.value),
+                &kernel.modules.modules,
+            ),
         };
         let kdbg = match &kernel.kdbg {
             Some(k) => KdbgReport {

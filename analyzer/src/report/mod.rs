@@ -1,6 +1,7 @@
 //! The serde types of pooltriage's versioned JSON output. Addresses and other 64-bit values
 //! are "0x..." strings; counts and byte sizes are numbers.
 
+pub mod bugcheck;
 pub mod hex;
 pub mod inspect;
 pub mod time;

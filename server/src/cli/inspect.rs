@@ -5,7 +5,7 @@
 
 use analyzer::dump::{Dump, DumpError};
 use analyzer::kernel::{read_kernel, read_kernel_with_keys, KernelInfo};
-use analyzer::report::inspect::{InspectReport, ModuleReport};
+use analyzer::report::inspect::{BugcheckReport, InspectReport, ModuleReport};
 use analyzer::symbols::kernel_profile::{self, KernelPdb, ProfileRequest};
 use analyzer::symbols::resolve::{resolve_modules, ResolveOptions};
 use analyzer::symbols::store::{StoreConfig, SymbolPath, SymbolStore};
@@ -217,55 +217,7 @@ fn write_text(w: &mut impl Write, r: &InspectReport) -> io::Result<()> {
         writeln!(w, "Memory        not readable: {e}")?;
     }
 
-    let b = &r.bugcheck;
-    writeln!(
-        w,
-        "Bugcheck      {} {}{}",
-        b.code,
-        b.name.as_deref().unwrap_or("(unknown code)"),
-        if b.pool_or_memory {
-            "  [pool/memory]"
-        } else {
-            ""
-        }
-    )?;
-    for (i, ((p, s), n)) in b
-        .params
-        .iter()
-        .zip(&b.params_symbolized)
-        .zip(&b.params_named)
-        .enumerate()
-    {
-        // module+offset, then the function name when a PDB gave one.
-        let function = n.as_deref().filter(|n| n.contains('!')).unwrap_or("");
-        let line = format!(
-            "  param {}     {:<20}{:<24}{function}",
-            i + 1,
-            p.to_string(),
-            s.as_deref().unwrap_or("")
-        );
-        writeln!(w, "{}", line.trim_end())?;
-    }
-    if let Some(f) = &b.faulting {
-        let at = f.module_offset.as_deref().unwrap_or("(not in a module)");
-        let function = if f.named {
-            f.symbol.as_deref().unwrap_or("")
-        } else {
-            ""
-        };
-        let note = f
-            .note
-            .as_deref()
-            .map_or_else(String::new, |n| format!(" ({n})"));
-        let at = format!("{at:<24}{function}");
-        let line = format!(
-            "  faulting    {:<20}{}  [{}]{note}",
-            f.address.to_string(),
-            at.trim_end(),
-            f.from
-        );
-        writeln!(w, "{}", line.trim_end())?;
-    }
+    write_bugcheck(w, &r.bugcheck)?;
     if let Some(sp) = &r.symbol_path {
         let summary: Vec<String> = r
             .symbol_summary
@@ -350,6 +302,74 @@ fn write_text(w: &mut impl Write, r: &InspectReport) -> io::Result<()> {
         for x in &r.warnings {
             writeln!(w, "  - {x}")?;
         }
+    }
+    Ok(())
+}
+
+/// The bugcheck: code and name, the reference page's summary and the selected case, each
+/// parameter with module+offset, function and documented meaning, and the faulting address.
+fn write_bugcheck(w: &mut impl Write, b: &BugcheckReport) -> io::Result<()> {
+    writeln!(
+        w,
+        "Bugcheck      {} {}{}",
+        b.code,
+        b.name.as_deref().unwrap_or("(unknown code)"),
+        if b.pool_or_memory {
+            "  [pool/memory]"
+        } else {
+            ""
+        }
+    )?;
+    let d = b.description.as_ref();
+    if let Some(d) = d {
+        writeln!(w, "  summary     {}", d.summary)?;
+        if let (Some(n), Some(cause)) = (d.selected_by, &d.cause) {
+            writeln!(w, "  cause       {cause} (param {n})")?;
+        }
+    }
+    for (i, ((p, s), n)) in b
+        .params
+        .iter()
+        .zip(&b.params_symbolized)
+        .zip(&b.params_named)
+        .enumerate()
+    {
+        // module+offset, then the function name when a PDB gave one.
+        let function = n.as_deref().filter(|n| n.contains('!')).unwrap_or("");
+        let line = format!(
+            "  param {}     {:<20}{:<24}{function}",
+            i + 1,
+            p.to_string(),
+            s.as_deref().unwrap_or("")
+        );
+        writeln!(w, "{}", line.trim_end())?;
+        if let Some(m) = d.and_then(|d| d.params.get(i)) {
+            let tag = m
+                .tag
+                .as_ref()
+                .map_or_else(String::new, |t| format!(" \"{t}\""));
+            writeln!(w, "              {}{tag}", m.meaning)?;
+        }
+    }
+    if let Some(f) = &b.faulting {
+        let at = f.module_offset.as_deref().unwrap_or("(not in a module)");
+        let function = if f.named {
+            f.symbol.as_deref().unwrap_or("")
+        } else {
+            ""
+        };
+        let note = f
+            .note
+            .as_deref()
+            .map_or_else(String::new, |n| format!(" ({n})"));
+        let at = format!("{at:<24}{function}");
+        let line = format!(
+            "  faulting    {:<20}{}  [{}]{note}",
+            f.address.to_string(),
+            at.trim_end(),
+            f.from
+        );
+        writeln!(w, "{}", line.trim_end())?;
     }
     Ok(())
 }

@@ -29,6 +29,8 @@ fn report(
             params: [Hex(0); 4],
             pool_related: false,
             faulting: None,
+            name_source: None,
+            description: None,
         },
         symbols: AnalysisSymbols {
             source: SymbolSource::Isf,
