@@ -9,6 +9,7 @@
 //! [`space::Machine`]) -> [`scenario`] (what the dump is about) -> [`writer`] (file layout) and
 //! [`truth`] (FILE.truth.json).
 
+pub mod code;
 pub mod pe;
 pub mod pool;
 pub mod pool_scenarios;

@@ -115,6 +115,7 @@ fn driver(name: &'static str, pdb: &'static str, sites: Vec<AllocSite>) -> Vendo
         pdb,
         size: 0xa000,
         sites,
+        devices: Vec::new(),
     }
 }
 
@@ -133,16 +134,8 @@ impl Scenario for LeakTagged {
             "leaky.sys",
             "leaky.pdb",
             vec![
-                AllocSite {
-                    tag: Some(*b"Leak"),
-                    pool_type: PAGED,
-                    size: 0x7f0,
-                },
-                AllocSite {
-                    tag: Some(*b"Leak"),
-                    pool_type: PAGED,
-                    size: 0x10000,
-                },
+                AllocSite::fixed(Some(*b"Leak"), PAGED, 0x7f0),
+                AllocSite::fixed(Some(*b"Leak"), PAGED, 0x10000),
             ],
         )]
     }
@@ -181,11 +174,7 @@ impl Scenario for LeakUntagged {
         vec![driver(
             "untagged.sys",
             "untagged.pdb",
-            vec![AllocSite {
-                tag: None,
-                pool_type: NONPAGED,
-                size: 0x180,
-            }],
+            vec![AllocSite::fixed(None, NONPAGED, 0x180)],
         )]
     }
     fn plant(&self, sys: &mut System) -> Result<Option<Value>, ForgeError> {
@@ -222,20 +211,12 @@ impl Scenario for SharedTag {
             driver(
                 "acmenet.sys",
                 "acmenet.pdb",
-                vec![AllocSite {
-                    tag: Some(*b"Acme"),
-                    pool_type: NONPAGED,
-                    size: 0x200,
-                }],
+                vec![AllocSite::fixed(Some(*b"Acme"), NONPAGED, 0x200)],
             ),
             driver(
                 "acmestor.sys",
                 "acmestor.pdb",
-                vec![AllocSite {
-                    tag: Some(*b"Acme"),
-                    pool_type: PAGED,
-                    size: 0x600,
-                }],
+                vec![AllocSite::fixed(Some(*b"Acme"), PAGED, 0x600)],
             ),
         ]
     }
@@ -278,11 +259,7 @@ impl Scenario for QuotaLeak {
         vec![driver(
             "quotadrv.sys",
             "quotadrv.pdb",
-            vec![AllocSite {
-                tag: Some(*b"QLek"),
-                pool_type: PAGED | 8,
-                size: 0x300,
-            }],
+            vec![AllocSite::fixed(Some(*b"QLek"), PAGED | 8, 0x300)],
         )]
     }
     fn plant(&self, sys: &mut System) -> Result<Option<Value>, ForgeError> {
@@ -344,16 +321,8 @@ impl Scenario for NonpagedExhaustion {
             "hogdrv.sys",
             "hogdrv.pdb",
             vec![
-                AllocSite {
-                    tag: Some(*b"Hog!"),
-                    pool_type: NONPAGED,
-                    size: 0xf00,
-                },
-                AllocSite {
-                    tag: Some(*b"Hog!"),
-                    pool_type: NONPAGED,
-                    size: 0x40000,
-                },
+                AllocSite::fixed(Some(*b"Hog!"), NONPAGED, 0xf00),
+                AllocSite::fixed(Some(*b"Hog!"), NONPAGED, 0x40000),
             ],
         )]
     }
@@ -395,11 +364,7 @@ impl Scenario for SessionLeak {
         vec![driver(
             "dispkmd.sys",
             "dispkmd.pdb",
-            vec![AllocSite {
-                tag: Some(*b"DspK"),
-                pool_type: PAGED_SESSION,
-                size: 0x3f0,
-            }],
+            vec![AllocSite::fixed(Some(*b"DspK"), PAGED_SESSION, 0x3f0)],
         )]
     }
     fn plant(&self, sys: &mut System) -> Result<Option<Value>, ForgeError> {

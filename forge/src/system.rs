@@ -35,31 +35,13 @@ pub struct System {
     pub processes: Vec<ProcessTruth>,
     pub nonpaged: PoolRegion,
     pub paged: PoolRegion,
-    /// Scenario drivers as loaded: (name, base, RVAs of their allocation call sites).
-    pub vendor_drivers: Vec<(String, u64, Vec<u32>)>,
+    /// Every allocation call site in the drivers' code (scenario drivers, and base drivers a
+    /// scenario gave code to).
+    pub sites: Vec<crate::code::SiteRecord>,
     boot_time: u64,
 }
 
-/// A third-party driver a scenario plants: its image holds one allocation call site per
-/// [`AllocSite`], as a compiler emits it (x64: `mov ecx, type; mov edx, size; mov r8d, tag;
-/// call [__imp_ExAllocatePoolWithTag]`; x86: `push tag; push size; push type; call [...]`), so
-/// a reader that scans driver code for the tag as an immediate finds it.
-#[derive(Debug, Clone)]
-pub struct VendorDriver {
-    pub name: &'static str,
-    pub pdb: &'static str,
-    pub size: u32,
-    pub sites: Vec<AllocSite>,
-}
-
-#[derive(Debug, Clone, Copy)]
-pub struct AllocSite {
-    /// `None`: ExAllocatePool (no tag; the kernel tags the block "None").
-    pub tag: Option<[u8; 4]>,
-    /// POOL_TYPE: 0 NonPagedPool, 1 PagedPool.
-    pub pool_type: u32,
-    pub size: u32,
-}
+pub use crate::code::{AllocSite, SiteSize, VendorDriver};
 
 struct DriverSpec {
     name: &'static str,
@@ -425,7 +407,7 @@ impl System {
             pfn_database: spec.plan.pfn_database,
             modules: Vec::new(),
             processes: Vec::new(),
-            vendor_drivers: Vec::new(),
+            sites: Vec::new(),
             boot_time: spec.system_time - uptime * 10_000_000,
         };
         for g in [
@@ -443,9 +425,11 @@ impl System {
         sys.build_kernel_image()?;
         sys.build_segment_heaps()?;
         sys.build_kuser_shared_data()?;
-        sys.build_drivers()?;
+        sys.build_drivers(vendor_drivers)?;
         for d in vendor_drivers {
-            sys.build_vendor_driver(d)?;
+            if !DRIVERS.iter().any(|b| b.name == d.name) {
+                sys.build_vendor_driver(d)?;
+            }
         }
         sys.build_module_list()?;
         sys.build_processes()?;
@@ -675,7 +659,7 @@ impl System {
         Ok(())
     }
 
-    fn build_drivers(&mut self) -> Result<(), ForgeError> {
+    fn build_drivers(&mut self, with_code: &[VendorDriver]) -> Result<(), ForgeError> {
         let mut next = self.spec.plan.drivers;
         let mut next_session = self.spec.plan.session_drivers;
         let xp = self.spec.paging == Paging::X86Pae;
@@ -701,6 +685,12 @@ impl System {
             let timestamp = (self.spec.kernel_timestamp.wrapping_sub(0x0100_0000))
                 .wrapping_add(self.rng.below(0x00ff_ffff) as u32);
             let checksum = (self.rng.next_u64() as u32 & 0x3f_ffff) | 0x1_0000;
+            let sites = with_code
+                .iter()
+                .find(|v| v.name == d.name)
+                .map(|v| v.sites.as_slice())
+                .unwrap_or(&[]);
+            let (imports, code) = self.driver_code(d.name, base, meta, sites)?;
             let img = pe::PeImage {
                 machine: self.spec.machine_type(),
                 base,
@@ -717,9 +707,14 @@ impl System {
                 guid,
                 age: 1,
                 os_version: (self.spec.nt_major as u16, self.spec.nt_minor as u16),
-                imports: Vec::new(),
+                imports,
             };
             pe::write_image(&mut self.machine, &img)?;
+            if !code.is_empty() {
+                self.machine.write(base + 0x1000, &[0xc3])?;
+                self.machine
+                    .write(base + u64::from(crate::code::CODE_RVA), &code)?;
+            }
             let root = if xp && d.path.starts_with("system32\\") && !d.path.contains("drivers") {
                 "\\WINDOWS\\"
             } else {
@@ -817,59 +812,8 @@ impl System {
         };
         let size = d.size.max(0x8000) & !0xfff;
         self.machine.map_range(base, u64::from(size))?;
-        let pe64 = self.spec.paging == Paging::X64;
         let (meta, sections) = pe::driver_sections(size);
-        let mut imports = Vec::new();
-        for f in [
-            "ExAllocatePoolWithTag",
-            "ExAllocatePool",
-            "ExFreePoolWithTag",
-        ] {
-            let rva = self
-                .profile
-                .global(f)
-                .ok_or_else(|| ForgeError::MissingSymbol(f.to_string()))?;
-            imports.push((f, self.kernel_base + rva));
-        }
-        // The code: one function per call site, 0x40 bytes apart, from .text + 0x100.
-        let mut code = Vec::new();
-        let mut site_rvas = Vec::new();
-        for site in &d.sites {
-            let start = 0x1100 + code.len() as u32;
-            site_rvas.push(start);
-            let import = if site.tag.is_some() { 0 } else { 1 };
-            let iat = pe::iat_rva(meta, import, pe64);
-            let mut f = Vec::new();
-            if pe64 {
-                f.extend_from_slice(&[0x48, 0x83, 0xec, 0x28]); // sub rsp, 28h
-                f.push(0xb9); // mov ecx, PoolType
-                f.extend_from_slice(&site.pool_type.to_le_bytes());
-                f.push(0xba); // mov edx, NumberOfBytes
-                f.extend_from_slice(&site.size.to_le_bytes());
-                if let Some(tag) = site.tag {
-                    f.extend_from_slice(&[0x41, 0xb8]); // mov r8d, Tag
-                    f.extend_from_slice(&tag);
-                }
-                // call qword ptr [rip + disp32] (disp from the end of this 6-byte instruction)
-                let next = start + f.len() as u32 + 6;
-                f.extend_from_slice(&[0xff, 0x15]);
-                f.extend_from_slice(&(iat.wrapping_sub(next)).to_le_bytes());
-                f.extend_from_slice(&[0x48, 0x83, 0xc4, 0x28, 0xc3]); // add rsp, 28h; ret
-            } else {
-                if let Some(tag) = site.tag {
-                    f.push(0x68); // push Tag
-                    f.extend_from_slice(&tag);
-                }
-                f.push(0x68); // push NumberOfBytes
-                f.extend_from_slice(&site.size.to_le_bytes());
-                f.extend_from_slice(&[0x6a, site.pool_type as u8]); // push PoolType
-                f.extend_from_slice(&[0xff, 0x15]); // call dword ptr [iat]
-                f.extend_from_slice(&((base as u32).wrapping_add(iat)).to_le_bytes());
-                f.push(0xc3);
-            }
-            f.resize(0x40, 0xcc);
-            code.extend_from_slice(&f);
-        }
+        let (imports, code) = self.driver_code(d.name, base, meta, &d.sites)?;
         let guid: [u8; 16] = self.rng.bytes();
         let timestamp = self
             .spec
@@ -898,7 +842,8 @@ impl System {
         pe::write_image(&mut self.machine, &img)?;
         // DriverEntry: ret.
         self.machine.write(base + 0x1000, &[0xc3])?;
-        self.machine.write(base + 0x1100, &code)?;
+        self.machine
+            .write(base + u64::from(crate::code::CODE_RVA), &code)?;
         self.modules.push(ModuleTruth {
             name: d.name.to_string(),
             path: format!("\\SystemRoot\\System32\\drivers\\{}", d.name),
@@ -912,9 +857,33 @@ impl System {
                 age: 1,
             }),
         });
-        self.vendor_drivers
-            .push((d.name.to_string(), base, site_rvas));
         Ok(())
+    }
+
+    /// Imports (bound to the kernel's real RVAs) and code of a driver with allocation sites;
+    /// nothing for a driver without. The sites are recorded in [`System::sites`].
+    fn driver_code(
+        &mut self,
+        name: &str,
+        base: u64,
+        meta: u32,
+        sites: &[AllocSite],
+    ) -> Result<(Vec<(&'static str, u64)>, Vec<u8>), ForgeError> {
+        if sites.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let mut imports = Vec::new();
+        for f in crate::code::IMPORTS {
+            let rva = self
+                .profile
+                .global(f)
+                .ok_or_else(|| ForgeError::MissingSymbol(f.to_string()))?;
+            imports.push((f, self.kernel_base + rva));
+        }
+        let pe64 = self.spec.paging == Paging::X64;
+        let (code, records) = crate::code::emit(name, base, meta, pe64, sites);
+        self.sites.extend(records);
+        Ok((imports, code))
     }
 
     fn build_module_list(&mut self) -> Result<(), ForgeError> {
