@@ -10,6 +10,8 @@
 //! [`truth`] (FILE.truth.json).
 
 pub mod code;
+pub mod devices;
+pub mod objects;
 pub mod pe;
 pub mod pool;
 pub mod pool_scenarios;
@@ -239,6 +241,7 @@ pub fn forge(opts: &Options, out: &Path) -> Result<truth::Truth, ForgeError> {
         },
         modules: sys.modules.iter().map(truth::ModuleJson::from).collect(),
         processes: sys.processes.iter().map(truth::ProcessJson::from).collect(),
+        driver_objects: devices::truth(&sys.driver_objects),
         mapped: sys
             .mapped()
             .into_iter()

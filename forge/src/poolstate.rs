@@ -119,16 +119,23 @@ struct Event {
     freed: bool,
 }
 
+/// A tag as the truth spells it (and WinDbg-like readers print it): printable ASCII as is, a
+/// backslash doubled, any other byte as `\xNN` (XP/7 object tags such as 'Dri\xf6' carry
+/// PROTECTED_POOL in their last byte).
 pub(crate) fn tag_str(t: &[u8; 4]) -> String {
     t.iter()
-        .map(|&b| {
-            if b.is_ascii_graphic() || b == b' ' {
-                b as char
-            } else {
-                '?'
-            }
+        .map(|&b| match b {
+            b'\\' => "\\\\".to_string(),
+            0x20..=0x7e => (b as char).to_string(),
+            _ => format!("\\x{b:02x}"),
         })
         .collect()
+}
+
+/// The tag without PROTECTED_POOL (bit 31): what the kernel counts in its tag tables
+/// (ExpInsertPoolTracker clears the bit) while the POOL_HEADER keeps it.
+pub(crate) fn unprotected(t: [u8; 4]) -> [u8; 4] {
+    [t[0], t[1], t[2], t[3] & 0x7f]
 }
 
 /// The kernel's tag hash (ReactOS `ExpComputeHashForTag`, windows-internals.md).
@@ -302,7 +309,7 @@ pub fn finish(sys: &mut System, plan: &PoolPlan) -> Result<Value, ForgeError> {
             continue; // the free rest of a page was never an allocation
         }
         events.push(Event {
-            tag: b.tag,
+            tag: unprotected(b.tag),
             kind: b.kind,
             bytes: b.size,
             freed: !b.allocated,

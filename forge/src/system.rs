@@ -38,10 +38,20 @@ pub struct System {
     /// Every allocation call site in the drivers' code (scenario drivers, and base drivers a
     /// scenario gave code to).
     pub sites: Vec<crate::code::SiteRecord>,
+    /// `_LDR_DATA_TABLE_ENTRY` of each module, in [`System::modules`] order.
+    pub ldr_entries: Vec<u64>,
+    /// Driver and device objects as planted ([`crate::objects`]).
+    pub driver_objects: Vec<crate::objects::DriverObjects>,
+    /// Randomness of the object manager's structures (ObHeaderCookie), apart from [`System::rng`]
+    /// so that the scenarios' draws, and the dumps they make, do not move.
+    pub object_rng: SplitMix64,
     boot_time: u64,
 }
 
 pub use crate::code::{AllocSite, SiteSize, VendorDriver};
+
+/// Functions a driver imports from ntoskrnl.exe with the addresses the loader bound them to.
+type Imports = Vec<(&'static str, u64)>;
 
 struct DriverSpec {
     name: &'static str,
@@ -353,6 +363,19 @@ const PLANTED: &[(&str, u64)] = &[
     ("MmPagedPoolCommit", 8),
     ("MmAllocatedNonPagedPool", 8),
     ("ExPoolState", 0x6000),
+    // Written by crate::objects and crate::pte.
+    ("ObTypeIndexTable", 0x400),
+    ("ObpObjectTypes", 0x100),
+    ("ObHeaderCookie", 4),
+    ("ObpInfoMaskToOffset", 0x100),
+    ("ObpTypeObjectType", 8),
+    ("ObpDirectoryObjectType", 8),
+    ("ObpRootDirectoryObject", 8),
+    ("IoDriverObjectType", 8),
+    ("IoDeviceObjectType", 8),
+    ("MiInvalidPteMask", 8),
+    ("MmPagingFile", 0x80),
+    ("MmNumberOfPagingFiles", 4),
     ("RtlpHpHeapGlobals", 0x40),
 ];
 
@@ -408,6 +431,9 @@ impl System {
             modules: Vec::new(),
             processes: Vec::new(),
             sites: Vec::new(),
+            ldr_entries: Vec::new(),
+            driver_objects: Vec::new(),
+            object_rng: SplitMix64::from_str_seed(&format!("{seed}/objects")),
             boot_time: spec.system_time - uptime * 10_000_000,
         };
         for g in [
@@ -433,6 +459,7 @@ impl System {
         }
         sys.build_module_list()?;
         sys.build_processes()?;
+        crate::objects::plant(&mut sys, vendor_drivers)?;
         sys.build_globals()?;
         sys.build_debugger_data()?;
         Ok(sys)
@@ -738,7 +765,12 @@ impl System {
     }
 
     /// Writes a UNICODE_STRING at `at` whose buffer is `buf` holding `s` (UTF-16).
-    fn write_unicode_string(&mut self, at: u64, buf: u64, s: &str) -> Result<(), ForgeError> {
+    pub(crate) fn write_unicode_string(
+        &mut self,
+        at: u64,
+        buf: u64,
+        s: &str,
+    ) -> Result<(), ForgeError> {
         let utf16: Vec<u8> = s.encode_utf16().flat_map(|c| c.to_le_bytes()).collect();
         let len = utf16.len() as u16;
         self.machine.write(buf, &utf16)?;
@@ -868,7 +900,7 @@ impl System {
         base: u64,
         meta: u32,
         sites: &[AllocSite],
-    ) -> Result<(Vec<(&'static str, u64)>, Vec<u8>), ForgeError> {
+    ) -> Result<(Imports, Vec<u8>), ForgeError> {
         if sites.is_empty() {
             return Ok((Vec::new(), Vec::new()));
         }
@@ -950,6 +982,7 @@ impl System {
                 }
             }
             nodes.push(entry + links);
+            self.ldr_entries.push(entry);
         }
         self.link_ring(head, &nodes)
     }

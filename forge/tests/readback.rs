@@ -616,8 +616,31 @@ fn forge_scenario(profile: &str, scenario: &str, dir: &Path) -> (PathBuf, Value)
     (out, truth)
 }
 
+/// A tag as the truth spells it: printable ASCII as is, other bytes as `\xNN`.
 fn tag_of(v: u32) -> String {
-    v.to_le_bytes().iter().map(|&b| b as char).collect()
+    v.to_le_bytes()
+        .iter()
+        .map(|&b| match b {
+            b'\\' => "\\\\".to_string(),
+            0x20..=0x7e => (b as char).to_string(),
+            _ => format!("\\x{b:02x}"),
+        })
+        .collect()
+}
+
+/// The tag the tag tables count for a block's tag: PROTECTED_POOL (bit 31, XP/7 object tags
+/// such as 'Dri\xf6') cleared.
+fn tracked(tag: &str) -> String {
+    match tag
+        .strip_prefix(&tag[..3])
+        .and_then(|t| t.strip_prefix("\\x"))
+    {
+        Some(hex) if tag.len() == 7 => {
+            let b = u8::from_str_radix(hex, 16).unwrap() & 0x7f;
+            format!("{}{}", &tag[..3], b as char)
+        }
+        _ => tag.to_string(),
+    }
 }
 
 /// Sums the counters of one tracker table into `totals` (tag -> [pa, pf, pb, na, nf, nb]).
@@ -742,7 +765,7 @@ fn check_pool(profile: &str, scenario: &str) {
         if b["allocated"].as_bool().unwrap() {
             let i = if b["pool_type"] == "paged" { 0 } else { 1 };
             bytes
-                .entry(b["tag"].as_str().unwrap().to_string())
+                .entry(tracked(b["tag"].as_str().unwrap()))
                 .or_default()[i] += b["size"].as_u64().unwrap();
         }
     }
