@@ -12,11 +12,15 @@
 pub mod code;
 pub mod devices;
 pub mod objects;
+pub mod ownership;
 pub mod pe;
 pub mod pool;
 pub mod pool_scenarios;
 pub mod poolstate;
 pub mod profiles;
+pub mod provenance;
+pub mod provenance_truth;
+pub mod pte;
 pub mod rng;
 pub mod scenario;
 pub mod segheap;

@@ -35,7 +35,7 @@ fn free(sys: &mut System, kind: PoolKind, size: u64, tag: &[u8; 4]) -> Result<u6
 
 /// The ordinary pool of a quiet system: common Windows tags, a few freed blocks, a few big
 /// allocations (one freed), and a history of allocate/free pairs.
-fn background(sys: &mut System, plan: &mut PoolPlan) -> Result<(), ForgeError> {
+pub(crate) fn background(sys: &mut System, plan: &mut PoolPlan) -> Result<(), ForgeError> {
     use PoolKind::{NonPaged as N, Paged as P};
     let rows: &[(PoolKind, &[u8; 4], u64, u64)] = &[
         (N, b"Irp ", 0x1f0, 12),

@@ -86,6 +86,8 @@ pub struct PoolPlan {
     /// MmMaximumNonPagedPoolInBytes as a multiple of the nonpaged bytes in use (percent);
     /// `None` = a roomy default.
     pub nonpaged_max_percent_of_use: Option<u64>,
+    /// MmSizeOfPagedPoolInBytes (or MiState's paged maximum) the same way; `None` = 512 MiB.
+    pub paged_max_percent_of_use: Option<u64>,
     /// Leave the truth's `blocks` out (null) and give `block_counts` instead: for millions of
     /// blocks the list would be larger than the dump's pool.
     pub omit_blocks: bool,
@@ -475,7 +477,10 @@ pub fn finish(sys: &mut System, plan: &PoolPlan) -> Result<Value, ForgeError> {
         Some(pct) => (np_pages * PAGE * pct / 100).div_ceil(PAGE) * PAGE,
         None => 0x1000_0000,
     };
-    let paged_max = 0x2000_0000u64;
+    let paged_max = match plan.paged_max_percent_of_use {
+        Some(pct) => (p_pages * PAGE * pct / 100).div_ceil(PAGE) * PAGE,
+        None => 0x2000_0000u64,
+    };
     let np_base = sys.nonpaged.base;
     let p_base = sys.paged.base;
     let vars: [(&str, u64, u64); 8] = [
@@ -486,7 +491,7 @@ pub fn finish(sys: &mut System, plan: &PoolPlan) -> Result<Value, ForgeError> {
             np_base + nonpaged_max.max(0x400_0000),
         ),
         ("MmPagedPoolStart", 0x120, p_base),
-        ("MmPagedPoolEnd", 0x128, p_base + paged_max),
+        ("MmPagedPoolEnd", 0x128, p_base + paged_max.max(0x400_0000)),
         ("MmMaximumNonPagedPoolInBytes", 0x100, nonpaged_max),
         ("MmSizeOfPagedPoolInBytes", 0x140, paged_max),
         ("MmPagedPoolCommit", 0x170, p_pages),

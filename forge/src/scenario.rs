@@ -57,6 +57,7 @@ pub fn registry() -> Vec<Box<dyn Scenario>> {
         Box::new(BusyServer),
         Box::new(SessionLeak),
         Box::new(MissingPages),
+        Box::new(crate::provenance::UntaggedTwoDrivers),
     ]
 }
 
