@@ -25,6 +25,7 @@ pub mod rng;
 pub mod scenario;
 pub mod segheap;
 pub mod session;
+pub mod shared_tag;
 pub mod space;
 pub mod system;
 pub mod truth;

@@ -109,7 +109,7 @@ fn finish(sys: &mut System, plan: PoolPlan) -> Result<Option<Value>, ForgeError>
     poolstate::finish(sys, &plan).map(Some)
 }
 
-fn driver(name: &'static str, pdb: &'static str, sites: Vec<AllocSite>) -> VendorDriver {
+pub(crate) fn driver(name: &'static str, pdb: &'static str, sites: Vec<AllocSite>) -> VendorDriver {
     VendorDriver {
         name,
         pdb,
@@ -195,54 +195,7 @@ impl Scenario for LeakUntagged {
     }
 }
 
-/// `shared-tag`: two drivers of one vendor both allocate with "Acme"; only one leaks, and
-/// the tag alone cannot say which (both images hold the immediate).
-pub struct SharedTag;
-
-impl Scenario for SharedTag {
-    fn name(&self) -> &'static str {
-        "shared-tag"
-    }
-    fn description(&self) -> &'static str {
-        "acmenet.sys and acmestor.sys share the tag 'Acme' (paged and nonpaged); both images hold it"
-    }
-    fn drivers(&self) -> Vec<VendorDriver> {
-        vec![
-            driver(
-                "acmenet.sys",
-                "acmenet.pdb",
-                vec![AllocSite::fixed(Some(*b"Acme"), NONPAGED, 0x200)],
-            ),
-            driver(
-                "acmestor.sys",
-                "acmestor.pdb",
-                vec![AllocSite::fixed(Some(*b"Acme"), PAGED, 0x600)],
-            ),
-        ]
-    }
-    fn plant(&self, sys: &mut System) -> Result<Option<Value>, ForgeError> {
-        let mut plan = PoolPlan::default();
-        background(sys, &mut plan)?;
-        for _ in 0..30 {
-            sys.alloc_nonpaged(0x200, b"Acme")?;
-        }
-        for _ in 0..25 {
-            sys.alloc_paged(0x600, b"Acme")?;
-        }
-        sys.alloc_paged(0x6000, b"Acme")?;
-        plan.history.push((*b"Acme", PoolKind::NonPaged, 100));
-        // Both modules hold the tag; leaked_bytes is the tag's total for each (not split).
-        plan.drivers.push(DriverLeak {
-            module: "acmenet.sys".into(),
-            tags: vec![*b"Acme"],
-        });
-        plan.drivers.push(DriverLeak {
-            module: "acmestor.sys".into(),
-            tags: vec![*b"Acme"],
-        });
-        finish(sys, plan)
-    }
-}
+pub use crate::shared_tag::SharedTag;
 
 /// `quota-leak`: blocks charged to a user process (explorer.exe) through ProcessBilled:
 /// Windows 8+ stores EPROCESS ^ ExpPoolQuotaCookie ^ header address, Windows 7 the EPROCESS.

@@ -176,6 +176,16 @@ struct Owner {
     devices: Vec<(u64, u64)>,
 }
 
+/// The start of a driver's .data section (where the forge puts its list heads).
+pub fn data_section(sys: &System, module: &str) -> Result<u64, ForgeError> {
+    owner(sys, module).map(|o| o.data)
+}
+
+/// The device extension of a driver's first device.
+pub fn extension(sys: &System, module: &str) -> Result<u64, ForgeError> {
+    owner(sys, module).map(|o| o.devices[0].1)
+}
+
 fn owner(sys: &System, module: &str) -> Result<Owner, ForgeError> {
     let m = sys
         .modules

@@ -132,6 +132,16 @@ pub fn finish(
     Ok(pool)
 }
 
+/// Ownership without trimmed pages (shared-tag): the ledger blocks annotated, and
+/// `driver_objects` and `provenance.modules` added to `pool`.
+pub fn annotate(sys: &System, ledger: &Ledger, pool: &mut Value) {
+    let none = BTreeSet::new();
+    let ev = Evidence::new(ledger, &none, &sys.sites);
+    crate::ownership::annotate_blocks(&mut pool["blocks"], sys, &ev);
+    pool["driver_objects"] = crate::devices::truth(&sys.driver_objects);
+    pool["provenance"] = json!({ "modules": modules(sys, ledger) });
+}
+
 #[derive(Default)]
 struct Sum {
     blocks: u64,
