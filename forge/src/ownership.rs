@@ -141,11 +141,17 @@ impl Ledger {
     ) -> Result<(), ForgeError> {
         let nodes: Vec<u64> = blocks.iter().map(|&b| self.entries[b].data).collect();
         sys.link_ring(head, &nodes)?;
+        // The head points at the first and last entries, and they back at the head, which is
+        // in the owner's image.
         if let Some(&first) = blocks.first() {
             self.roots.push((owner.to_string(), first));
+            self.entries[first].pointers.push(Target::Owner);
         }
         if let Some(&last) = blocks.last() {
             self.roots.push((owner.to_string(), last));
+            if blocks.len() > 1 {
+                self.entries[last].pointers.push(Target::Owner);
+            }
         }
         for (i, &b) in blocks.iter().enumerate() {
             for n in [i + 1, i + blocks.len() - 1] {

@@ -113,6 +113,9 @@ impl Scenario for UntaggedTwoDrivers {
                 tags: vec![*b"None"],
             });
         }
+        // The paging files the trimmed pages go to: nonpaged blocks like any other, so
+        // planted before the pool's bookkeeping counts the blocks.
+        story.paging_files = crate::pte::plant_paging_files(sys)?;
         let pool = poolstate::finish(sys, &plan)?;
         crate::provenance_truth::finish(sys, &l, &story, pool).map(Some)
     }
@@ -123,6 +126,8 @@ impl Scenario for UntaggedTwoDrivers {
 pub struct Story {
     /// List-linked blocks: one of their pages goes into transition.
     pub listed: Vec<usize>,
+    /// The paging files' truth.
+    pub paging_files: Value,
 }
 
 /// The sites of `module`, in code order.

@@ -96,7 +96,6 @@ pub fn finish(
             "too few pages of leaked blocks".into(),
         ));
     }
-    let paging_files = pte::plant_paging_files(sys)?;
     let mut trimmed = Vec::new();
     for (i, &p) in out_pages.iter().enumerate() {
         trimmed.push(pte::page_out(sys, p, FIRST_OFFSET + 0x31 * i as u64)?);
@@ -126,7 +125,7 @@ pub fn finish(
         "paged_out_pages": trimmed.iter().map(Trimmed::truth).collect::<Vec<_>>(),
         "transition_pages": [transition.truth()],
         "paged_out_blocks": paged_out,
-        "paging_files": paging_files,
+        "paging_files": story.paging_files,
         "invalid_pte_mask": trimmed.first().filter(|t| t.swizzled).map(|_| hex(pte::INVALID_PTE_MASK)),
     });
     Ok(pool)

@@ -127,12 +127,13 @@ impl Reader {
     }
 
     /// x64 4-level or PAE 3-level walk with 4 KiB pages (the forge uses no large pages).
-    pub fn translate(&self, va: u64) -> Option<u64> {
+    /// The page-table entry that maps `va` (valid or not), walking valid upper levels.
+    pub fn pte(&self, va: u64) -> Option<u64> {
         let mask = 0x000f_ffff_ffff_f000u64;
         let levels: Vec<(u32, u64)> = if self.x64 {
-            vec![(39, 0x1ff), (30, 0x1ff), (21, 0x1ff), (12, 0x1ff)]
+            vec![(39, 0x1ff), (30, 0x1ff), (21, 0x1ff)]
         } else {
-            vec![(30, 0x3), (21, 0x1ff), (12, 0x1ff)]
+            vec![(30, 0x3), (21, 0x1ff)]
         };
         let mut table = self.dtb & !0x1f;
         for (shift, idx_mask) in levels {
@@ -142,7 +143,23 @@ impl Reader {
             }
             table = e & mask;
         }
-        Some(table | (va & 0xfff))
+        self.phys_u64(table + ((va >> 12) & 0x1ff) * 8)
+    }
+
+    /// x64 4-level or PAE 3-level walk with 4 KiB pages (the forge uses no large pages). A
+    /// last-level entry in transition (Valid 0, Prototype 0, Transition 1) still names its
+    /// frame, as WinDbg reads it; x64 transition entries may carry the swizzle bit 45, which
+    /// is not part of the frame.
+    pub fn translate(&self, va: u64) -> Option<u64> {
+        let e = self.pte(va)?;
+        let frame = if e & 1 == 1 {
+            e & 0x000f_ffff_ffff_f000
+        } else if e & 0xc00 == 0x800 {
+            e & 0x0000_dfff_ffff_f000
+        } else {
+            return None;
+        };
+        Some(frame | (va & 0xfff))
     }
 
     pub fn read(&self, va: u64, len: usize) -> Option<Vec<u8>> {
