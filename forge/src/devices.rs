@@ -35,6 +35,8 @@ pub struct DeviceObject {
     /// DeviceExtension (0 when the extension is empty).
     pub extension: u64,
     pub extension_size: u32,
+    /// DEVICE_OBJECT.DeviceType (FILE_DEVICE_*).
+    pub device_type: u32,
 }
 
 /// A driver's objects as planted.
@@ -301,11 +303,12 @@ fn plant_device(
         device_object: dev,
         extension,
         extension_size: ext_size,
+        device_type,
     })
 }
 
 /// The truth's `driver_objects`: `[{module, name, driver_object, devices: [{name,
-/// device_object, extension, extension_size}]}]`.
+/// device_object, extension, extension_size, device_type}]}]`.
 pub fn truth(drivers: &[DriverObjects]) -> serde_json::Value {
     use crate::truth::hex;
     drivers
@@ -316,7 +319,8 @@ pub fn truth(drivers: &[DriverObjects]) -> serde_json::Value {
                 .iter()
                 .map(|v| {
                     serde_json::json!({ "name": v.name, "device_object": hex(v.device_object),
-                        "extension": hex(v.extension), "extension_size": v.extension_size })
+                        "extension": hex(v.extension), "extension_size": v.extension_size,
+                        "device_type": v.device_type })
                 })
                 .collect();
             serde_json::json!({ "module": d.module, "name": d.name,
