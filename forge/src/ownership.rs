@@ -18,7 +18,7 @@
 
 use crate::code::SiteRecord;
 use crate::pool::{Allocation, PoolKind};
-use crate::poolstate::{tag_str, unprotected};
+use crate::poolstate::unprotected;
 use crate::space::PAGE;
 use crate::system::System;
 use crate::truth::hex;
@@ -334,9 +334,4 @@ pub fn annotate_blocks(blocks: &mut Value, sys: &System, ev: &Evidence<'_>) {
             obj.extend(extra);
         }
     }
-}
-
-/// The tag as the truth spells it.
-pub fn tag_of(e: &Entry) -> String {
-    tag_str(&e.block.tag)
 }
