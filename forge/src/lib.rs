@@ -9,15 +9,23 @@
 //! [`space::Machine`]) -> [`scenario`] (what the dump is about) -> [`writer`] (file layout) and
 //! [`truth`] (FILE.truth.json).
 
+pub mod code;
+pub mod devices;
+pub mod objects;
+pub mod ownership;
 pub mod pe;
 pub mod pool;
 pub mod pool_scenarios;
 pub mod poolstate;
 pub mod profiles;
+pub mod provenance;
+pub mod provenance_truth;
+pub mod pte;
 pub mod rng;
 pub mod scenario;
 pub mod segheap;
 pub mod session;
+pub mod shared_tag;
 pub mod space;
 pub mod system;
 pub mod truth;
@@ -240,6 +248,7 @@ pub fn forge(opts: &Options, out: &Path) -> Result<truth::Truth, ForgeError> {
         },
         modules: sys.modules.iter().map(truth::ModuleJson::from).collect(),
         processes: sys.processes.iter().map(truth::ProcessJson::from).collect(),
+        driver_objects: devices::truth(&sys.driver_objects),
         mapped: sys
             .mapped()
             .into_iter()

@@ -109,12 +109,13 @@ fn finish(sys: &mut System, plan: PoolPlan) -> Result<Option<Value>, ForgeError>
     poolstate::finish(sys, &plan).map(Some)
 }
 
-fn driver(name: &'static str, pdb: &'static str, sites: Vec<AllocSite>) -> VendorDriver {
+pub(crate) fn driver(name: &'static str, pdb: &'static str, sites: Vec<AllocSite>) -> VendorDriver {
     VendorDriver {
         name,
         pdb,
         size: 0xa000,
         sites,
+        devices: Vec::new(),
     }
 }
 
@@ -133,16 +134,8 @@ impl Scenario for LeakTagged {
             "leaky.sys",
             "leaky.pdb",
             vec![
-                AllocSite {
-                    tag: Some(*b"Leak"),
-                    pool_type: PAGED,
-                    size: 0x7f0,
-                },
-                AllocSite {
-                    tag: Some(*b"Leak"),
-                    pool_type: PAGED,
-                    size: 0x10000,
-                },
+                AllocSite::fixed(Some(*b"Leak"), PAGED, 0x7f0),
+                AllocSite::fixed(Some(*b"Leak"), PAGED, 0x10000),
             ],
         )]
     }
@@ -181,11 +174,7 @@ impl Scenario for LeakUntagged {
         vec![driver(
             "untagged.sys",
             "untagged.pdb",
-            vec![AllocSite {
-                tag: None,
-                pool_type: NONPAGED,
-                size: 0x180,
-            }],
+            vec![AllocSite::fixed(None, NONPAGED, 0x180)],
         )]
     }
     fn plant(&self, sys: &mut System) -> Result<Option<Value>, ForgeError> {
@@ -206,62 +195,7 @@ impl Scenario for LeakUntagged {
     }
 }
 
-/// `shared-tag`: two drivers of one vendor both allocate with "Acme"; only one leaks, and
-/// the tag alone cannot say which (both images hold the immediate).
-pub struct SharedTag;
-
-impl Scenario for SharedTag {
-    fn name(&self) -> &'static str {
-        "shared-tag"
-    }
-    fn description(&self) -> &'static str {
-        "acmenet.sys and acmestor.sys share the tag 'Acme' (paged and nonpaged); both images hold it"
-    }
-    fn drivers(&self) -> Vec<VendorDriver> {
-        vec![
-            driver(
-                "acmenet.sys",
-                "acmenet.pdb",
-                vec![AllocSite {
-                    tag: Some(*b"Acme"),
-                    pool_type: NONPAGED,
-                    size: 0x200,
-                }],
-            ),
-            driver(
-                "acmestor.sys",
-                "acmestor.pdb",
-                vec![AllocSite {
-                    tag: Some(*b"Acme"),
-                    pool_type: PAGED,
-                    size: 0x600,
-                }],
-            ),
-        ]
-    }
-    fn plant(&self, sys: &mut System) -> Result<Option<Value>, ForgeError> {
-        let mut plan = PoolPlan::default();
-        background(sys, &mut plan)?;
-        for _ in 0..30 {
-            sys.alloc_nonpaged(0x200, b"Acme")?;
-        }
-        for _ in 0..25 {
-            sys.alloc_paged(0x600, b"Acme")?;
-        }
-        sys.alloc_paged(0x6000, b"Acme")?;
-        plan.history.push((*b"Acme", PoolKind::NonPaged, 100));
-        // Both modules hold the tag; leaked_bytes is the tag's total for each (not split).
-        plan.drivers.push(DriverLeak {
-            module: "acmenet.sys".into(),
-            tags: vec![*b"Acme"],
-        });
-        plan.drivers.push(DriverLeak {
-            module: "acmestor.sys".into(),
-            tags: vec![*b"Acme"],
-        });
-        finish(sys, plan)
-    }
-}
+pub use crate::shared_tag::SharedTag;
 
 /// `quota-leak`: blocks charged to a user process (explorer.exe) through ProcessBilled:
 /// Windows 8+ stores EPROCESS ^ ExpPoolQuotaCookie ^ header address, Windows 7 the EPROCESS.
@@ -278,11 +212,7 @@ impl Scenario for QuotaLeak {
         vec![driver(
             "quotadrv.sys",
             "quotadrv.pdb",
-            vec![AllocSite {
-                tag: Some(*b"QLek"),
-                pool_type: PAGED | 8,
-                size: 0x300,
-            }],
+            vec![AllocSite::fixed(Some(*b"QLek"), PAGED | 8, 0x300)],
         )]
     }
     fn plant(&self, sys: &mut System) -> Result<Option<Value>, ForgeError> {
@@ -344,16 +274,8 @@ impl Scenario for NonpagedExhaustion {
             "hogdrv.sys",
             "hogdrv.pdb",
             vec![
-                AllocSite {
-                    tag: Some(*b"Hog!"),
-                    pool_type: NONPAGED,
-                    size: 0xf00,
-                },
-                AllocSite {
-                    tag: Some(*b"Hog!"),
-                    pool_type: NONPAGED,
-                    size: 0x40000,
-                },
+                AllocSite::fixed(Some(*b"Hog!"), NONPAGED, 0xf00),
+                AllocSite::fixed(Some(*b"Hog!"), NONPAGED, 0x40000),
             ],
         )]
     }
@@ -395,11 +317,7 @@ impl Scenario for SessionLeak {
         vec![driver(
             "dispkmd.sys",
             "dispkmd.pdb",
-            vec![AllocSite {
-                tag: Some(*b"DspK"),
-                pool_type: PAGED_SESSION,
-                size: 0x3f0,
-            }],
+            vec![AllocSite::fixed(Some(*b"DspK"), PAGED_SESSION, 0x3f0)],
         )]
     }
     fn plant(&self, sys: &mut System) -> Result<Option<Value>, ForgeError> {

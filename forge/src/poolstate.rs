@@ -86,6 +86,8 @@ pub struct PoolPlan {
     /// MmMaximumNonPagedPoolInBytes as a multiple of the nonpaged bytes in use (percent);
     /// `None` = a roomy default.
     pub nonpaged_max_percent_of_use: Option<u64>,
+    /// MmSizeOfPagedPoolInBytes (or MiState's paged maximum) the same way; `None` = 512 MiB.
+    pub paged_max_percent_of_use: Option<u64>,
     /// Leave the truth's `blocks` out (null) and give `block_counts` instead: for millions of
     /// blocks the list would be larger than the dump's pool.
     pub omit_blocks: bool,
@@ -119,16 +121,23 @@ struct Event {
     freed: bool,
 }
 
+/// A tag as the truth spells it (and WinDbg-like readers print it): printable ASCII as is, a
+/// backslash doubled, any other byte as `\xNN` (XP/7 object tags such as 'Dri\xf6' carry
+/// PROTECTED_POOL in their last byte).
 pub(crate) fn tag_str(t: &[u8; 4]) -> String {
     t.iter()
-        .map(|&b| {
-            if b.is_ascii_graphic() || b == b' ' {
-                b as char
-            } else {
-                '?'
-            }
+        .map(|&b| match b {
+            b'\\' => "\\\\".to_string(),
+            0x20..=0x7e => (b as char).to_string(),
+            _ => format!("\\x{b:02x}"),
         })
         .collect()
+}
+
+/// The tag without PROTECTED_POOL (bit 31): what the kernel counts in its tag tables
+/// (ExpInsertPoolTracker clears the bit) while the POOL_HEADER keeps it.
+pub(crate) fn unprotected(t: [u8; 4]) -> [u8; 4] {
+    [t[0], t[1], t[2], t[3] & 0x7f]
 }
 
 /// The kernel's tag hash (ReactOS `ExpComputeHashForTag`, windows-internals.md).
@@ -302,7 +311,7 @@ pub fn finish(sys: &mut System, plan: &PoolPlan) -> Result<Value, ForgeError> {
             continue; // the free rest of a page was never an allocation
         }
         events.push(Event {
-            tag: b.tag,
+            tag: unprotected(b.tag),
             kind: b.kind,
             bytes: b.size,
             freed: !b.allocated,
@@ -468,7 +477,10 @@ pub fn finish(sys: &mut System, plan: &PoolPlan) -> Result<Value, ForgeError> {
         Some(pct) => (np_pages * PAGE * pct / 100).div_ceil(PAGE) * PAGE,
         None => 0x1000_0000,
     };
-    let paged_max = 0x2000_0000u64;
+    let paged_max = match plan.paged_max_percent_of_use {
+        Some(pct) => (p_pages * PAGE * pct / 100).div_ceil(PAGE) * PAGE,
+        None => 0x2000_0000u64,
+    };
     let np_base = sys.nonpaged.base;
     let p_base = sys.paged.base;
     let vars: [(&str, u64, u64); 8] = [
@@ -479,7 +491,7 @@ pub fn finish(sys: &mut System, plan: &PoolPlan) -> Result<Value, ForgeError> {
             np_base + nonpaged_max.max(0x400_0000),
         ),
         ("MmPagedPoolStart", 0x120, p_base),
-        ("MmPagedPoolEnd", 0x128, p_base + paged_max),
+        ("MmPagedPoolEnd", 0x128, p_base + paged_max.max(0x400_0000)),
         ("MmMaximumNonPagedPoolInBytes", 0x100, nonpaged_max),
         ("MmSizeOfPagedPoolInBytes", 0x140, paged_max),
         ("MmPagedPoolCommit", 0x170, p_pages),

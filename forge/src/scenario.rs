@@ -58,6 +58,7 @@ pub fn registry() -> Vec<Box<dyn Scenario>> {
         Box::new(SessionLeak),
         Box::new(MissingPages),
         Box::new(crate::verifier_tracking::VerifierTracking),
+        Box::new(crate::provenance::UntaggedTwoDrivers),
     ]
 }
 

@@ -205,6 +205,53 @@ impl Machine {
         Ok(())
     }
 
+    /// Physical address of the page-table entry that maps `va` (the tables must exist).
+    fn pte_address(&self, va: u64) -> Option<u64> {
+        let entry = |table: u64, index: u64| {
+            let e = self.get_u64_phys(table + index * 8);
+            (e & 1 == 1).then_some(e & ADDR_MASK)
+        };
+        let pt = match self.paging {
+            Paging::X64 => {
+                let pdpt = entry(self.dtb, (va >> 39) & 0x1ff)?;
+                let pd = entry(pdpt, (va >> 30) & 0x1ff)?;
+                entry(pd, (va >> 21) & 0x1ff)?
+            }
+            Paging::X86Pae => entry(self.dtb + PAGE * (1 + ((va >> 30) & 3)), (va >> 21) & 0x1ff)?,
+        };
+        Some(pt + ((va >> 12) & 0x1ff) * 8)
+    }
+
+    /// Replaces the valid PTE of the mapped page `va` with `pte` (an invalid one: paged out or
+    /// in transition), as the memory manager does when it trims a page. The page leaves the
+    /// forge's map (it no longer translates); its frame stays stored when `keep_frame` (a
+    /// transition page: RAM still holds it), else it is dropped from the machine (paged out:
+    /// the dump cannot hold it). Returns the frame the page had.
+    pub fn invalidate_page(
+        &mut self,
+        va: u64,
+        pte: u64,
+        keep_frame: bool,
+    ) -> Result<u64, ForgeError> {
+        let va = va & !(PAGE - 1);
+        let pfn = *self.mapped.get(&va).ok_or(ForgeError::Unmapped(va))?;
+        let at = self.pte_address(va).ok_or(ForgeError::Unmapped(va))?;
+        if pte & 1 != 0 {
+            return Err(ForgeError::Internal(format!("{pte:#x} is a valid PTE")));
+        }
+        self.put_u64_phys(at, pte);
+        self.mapped.remove(&va);
+        if !keep_frame {
+            self.pages.remove(&pfn);
+        }
+        Ok(pfn)
+    }
+
+    /// Reads the PTE that maps `va` (valid or not), through the page tables.
+    pub fn pte(&self, va: u64) -> Option<u64> {
+        self.pte_address(va).map(|at| self.get_u64_phys(at))
+    }
+
     /// Maps every page of `[va, va+len)` not yet mapped to a fresh zeroed page.
     pub fn map_range(&mut self, va: u64, len: u64) -> Result<(), ForgeError> {
         let start = va & !(PAGE - 1);

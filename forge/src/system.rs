@@ -35,41 +35,27 @@ pub struct System {
     pub processes: Vec<ProcessTruth>,
     pub nonpaged: PoolRegion,
     pub paged: PoolRegion,
-    /// Scenario drivers as loaded: (name, base, RVAs of their allocation call sites).
-    pub vendor_drivers: Vec<(String, u64, Vec<u32>)>,
-    /// Scenario drivers' allocator calls as emitted, one [`SiteCall`] per [`AllocSite`].
-    pub vendor_calls: Vec<VendorCalls>,
+    /// Every allocation call site in the drivers' code (scenario drivers, and base drivers a
+    /// scenario gave code to).
+    pub sites: Vec<crate::code::SiteRecord>,
+    /// `_LDR_DATA_TABLE_ENTRY` of each module, in [`System::modules`] order.
+    pub ldr_entries: Vec<u64>,
+    /// Driver and device objects as planted ([`crate::objects`]).
+    pub driver_objects: Vec<crate::objects::DriverObjects>,
+    /// Randomness of the object manager's structures (ObHeaderCookie), apart from [`System::rng`]
+    /// so that the scenarios' draws, and the dumps they make, do not move.
+    pub object_rng: SplitMix64,
     boot_time: u64,
 }
 
-/// A third-party driver a scenario plants: its image holds one allocation call site per
-/// [`AllocSite`], as a compiler emits it (x64: `mov ecx, type; mov edx, size; mov r8d, tag;
-/// call [__imp_ExAllocatePoolWithTag]`; x86: `push tag; push size; push type; call [...]`), so
-/// a reader that scans driver code for the tag as an immediate finds it.
-#[derive(Debug, Clone)]
-pub struct VendorDriver {
-    pub name: &'static str,
-    pub pdb: &'static str,
-    pub size: u32,
-    pub sites: Vec<AllocSite>,
-}
+pub use crate::code::{AllocSite, SiteSize, VendorDriver};
 
-#[derive(Debug, Clone, Copy)]
-pub struct AllocSite {
-    /// `None`: ExAllocatePool (no tag; the kernel tags the block "None").
-    pub tag: Option<[u8; 4]>,
-    /// POOL_TYPE: 0 NonPagedPool, 1 PagedPool.
-    pub pool_type: u32,
-    pub size: u32,
-}
-
-/// A scenario driver's allocator calls as emitted in its image.
-#[derive(Debug, Clone)]
+/// A driver's allocator calls as emitted, one [`SiteCall`] per [`AllocSite`] in its order.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VendorCalls {
     pub name: String,
     pub base: u64,
     pub size: u32,
-    /// In [`VendorDriver::sites`] order.
     pub calls: Vec<SiteCall>,
 }
 
@@ -82,6 +68,9 @@ pub struct SiteCall {
     pub return_address: u64,
     pub iat_slot: u64,
 }
+
+/// Functions a driver imports from ntoskrnl.exe with the addresses the loader bound them to.
+type Imports = Vec<(&'static str, u64)>;
 
 struct DriverSpec {
     name: &'static str,
@@ -393,6 +382,19 @@ const PLANTED: &[(&str, u64)] = &[
     ("MmPagedPoolCommit", 8),
     ("MmAllocatedNonPagedPool", 8),
     ("ExPoolState", 0x6000),
+    // Written by crate::objects and crate::pte.
+    ("ObTypeIndexTable", 0x400),
+    ("ObpObjectTypes", 0x100),
+    ("ObHeaderCookie", 4),
+    ("ObpInfoMaskToOffset", 0x100),
+    ("ObpTypeObjectType", 8),
+    ("ObpDirectoryObjectType", 8),
+    ("ObpRootDirectoryObject", 8),
+    ("IoDriverObjectType", 8),
+    ("IoDeviceObjectType", 8),
+    ("MiInvalidPteMask", 8),
+    ("MmPagingFile", 0x80),
+    ("MmNumberOfPagingFiles", 4),
     ("RtlpHpHeapGlobals", 0x40),
     // Written by the verifier scenario (crate::verifier).
     ("MmVerifierData", 0xb0),
@@ -454,8 +456,10 @@ impl System {
             pfn_database: spec.plan.pfn_database,
             modules: Vec::new(),
             processes: Vec::new(),
-            vendor_drivers: Vec::new(),
-            vendor_calls: Vec::new(),
+            sites: Vec::new(),
+            ldr_entries: Vec::new(),
+            driver_objects: Vec::new(),
+            object_rng: SplitMix64::from_str_seed(&format!("{seed}/objects")),
             boot_time: spec.system_time - uptime * 10_000_000,
         };
         for g in [
@@ -473,12 +477,15 @@ impl System {
         sys.build_kernel_image()?;
         sys.build_segment_heaps()?;
         sys.build_kuser_shared_data()?;
-        sys.build_drivers()?;
+        sys.build_drivers(vendor_drivers)?;
         for d in vendor_drivers {
-            sys.build_vendor_driver(d)?;
+            if !DRIVERS.iter().any(|b| b.name == d.name) {
+                sys.build_vendor_driver(d)?;
+            }
         }
         sys.build_module_list()?;
         sys.build_processes()?;
+        crate::objects::plant(&mut sys, vendor_drivers)?;
         sys.build_globals()?;
         sys.build_debugger_data()?;
         Ok(sys)
@@ -705,7 +712,7 @@ impl System {
         Ok(())
     }
 
-    fn build_drivers(&mut self) -> Result<(), ForgeError> {
+    fn build_drivers(&mut self, with_code: &[VendorDriver]) -> Result<(), ForgeError> {
         let mut next = self.spec.plan.drivers;
         let mut next_session = self.spec.plan.session_drivers;
         let xp = self.spec.paging == Paging::X86Pae;
@@ -731,6 +738,12 @@ impl System {
             let timestamp = (self.spec.kernel_timestamp.wrapping_sub(0x0100_0000))
                 .wrapping_add(self.rng.below(0x00ff_ffff) as u32);
             let checksum = (self.rng.next_u64() as u32 & 0x3f_ffff) | 0x1_0000;
+            let sites = with_code
+                .iter()
+                .find(|v| v.name == d.name)
+                .map(|v| v.sites.as_slice())
+                .unwrap_or(&[]);
+            let (imports, code) = self.driver_code(d.name, base, meta, sites)?;
             let img = pe::PeImage {
                 machine: self.spec.machine_type(),
                 base,
@@ -747,9 +760,14 @@ impl System {
                 guid,
                 age: 1,
                 os_version: (self.spec.nt_major as u16, self.spec.nt_minor as u16),
-                imports: Vec::new(),
+                imports,
             };
             pe::write_image(&mut self.machine, &img)?;
+            if !code.is_empty() {
+                self.machine.write(base + 0x1000, &[0xc3])?;
+                self.machine
+                    .write(base + u64::from(crate::code::CODE_RVA), &code)?;
+            }
             let root = if xp && d.path.starts_with("system32\\") && !d.path.contains("drivers") {
                 "\\WINDOWS\\"
             } else {
@@ -773,7 +791,12 @@ impl System {
     }
 
     /// Writes a UNICODE_STRING at `at` whose buffer is `buf` holding `s` (UTF-16).
-    fn write_unicode_string(&mut self, at: u64, buf: u64, s: &str) -> Result<(), ForgeError> {
+    pub(crate) fn write_unicode_string(
+        &mut self,
+        at: u64,
+        buf: u64,
+        s: &str,
+    ) -> Result<(), ForgeError> {
         let utf16: Vec<u8> = s.encode_utf16().flat_map(|c| c.to_le_bytes()).collect();
         let len = utf16.len() as u16;
         self.machine.write(buf, &utf16)?;
@@ -847,63 +870,8 @@ impl System {
         };
         let size = d.size.max(0x8000) & !0xfff;
         self.machine.map_range(base, u64::from(size))?;
-        let pe64 = self.spec.paging == Paging::X64;
         let (meta, sections) = pe::driver_sections(size);
-        let mut imports = Vec::new();
-        for f in [
-            "ExAllocatePoolWithTag",
-            "ExAllocatePool",
-            "ExFreePoolWithTag",
-        ] {
-            let rva = self
-                .profile
-                .global(f)
-                .ok_or_else(|| ForgeError::MissingSymbol(f.to_string()))?;
-            imports.push((f, self.kernel_base + rva));
-        }
-        // The code: one function per call site, 0x40 bytes apart, from .text + 0x100.
-        let mut code = Vec::new();
-        let mut site_rvas = Vec::new();
-        let mut calls = Vec::new();
-        for site in &d.sites {
-            let start = 0x1100 + code.len() as u32;
-            site_rvas.push(start);
-            let import = if site.tag.is_some() { 0 } else { 1 };
-            let iat = pe::iat_rva(meta, import, pe64);
-            let mut f = Vec::new();
-            if pe64 {
-                f.extend_from_slice(&[0x48, 0x83, 0xec, 0x28]); // sub rsp, 28h
-                f.push(0xb9); // mov ecx, PoolType
-                f.extend_from_slice(&site.pool_type.to_le_bytes());
-                f.push(0xba); // mov edx, NumberOfBytes
-                f.extend_from_slice(&site.size.to_le_bytes());
-                if let Some(tag) = site.tag {
-                    f.extend_from_slice(&[0x41, 0xb8]); // mov r8d, Tag
-                    f.extend_from_slice(&tag);
-                }
-                // call qword ptr [rip + disp32] (disp from the end of this 6-byte instruction)
-                let next = start + f.len() as u32 + 6;
-                calls.push(site_call(base, start + f.len() as u32, next, iat));
-                f.extend_from_slice(&[0xff, 0x15]);
-                f.extend_from_slice(&(iat.wrapping_sub(next)).to_le_bytes());
-                f.extend_from_slice(&[0x48, 0x83, 0xc4, 0x28, 0xc3]); // add rsp, 28h; ret
-            } else {
-                if let Some(tag) = site.tag {
-                    f.push(0x68); // push Tag
-                    f.extend_from_slice(&tag);
-                }
-                f.push(0x68); // push NumberOfBytes
-                f.extend_from_slice(&site.size.to_le_bytes());
-                f.extend_from_slice(&[0x6a, site.pool_type as u8]); // push PoolType
-                let call = start + f.len() as u32;
-                calls.push(site_call(base, call, call + 6, iat));
-                f.extend_from_slice(&[0xff, 0x15]); // call dword ptr [iat]
-                f.extend_from_slice(&((base as u32).wrapping_add(iat)).to_le_bytes());
-                f.push(0xc3);
-            }
-            f.resize(0x40, 0xcc);
-            code.extend_from_slice(&f);
-        }
+        let (imports, code) = self.driver_code(d.name, base, meta, &d.sites)?;
         let guid: [u8; 16] = self.rng.bytes();
         let timestamp = self
             .spec
@@ -932,7 +900,8 @@ impl System {
         pe::write_image(&mut self.machine, &img)?;
         // DriverEntry: ret.
         self.machine.write(base + 0x1000, &[0xc3])?;
-        self.machine.write(base + 0x1100, &code)?;
+        self.machine
+            .write(base + u64::from(crate::code::CODE_RVA), &code)?;
         self.modules.push(ModuleTruth {
             name: d.name.to_string(),
             path: format!("\\SystemRoot\\System32\\drivers\\{}", d.name),
@@ -946,15 +915,54 @@ impl System {
                 age: 1,
             }),
         });
-        self.vendor_drivers
-            .push((d.name.to_string(), base, site_rvas));
-        self.vendor_calls.push(VendorCalls {
-            name: d.name.to_string(),
-            base,
-            size,
-            calls,
-        });
         Ok(())
+    }
+
+    /// A driver's calls, from [`System::sites`], in the order of its [`VendorDriver::sites`].
+    pub fn vendor_calls(&self, name: &str) -> Option<VendorCalls> {
+        let m = self.modules.iter().find(|m| m.name == name)?;
+        let calls = self
+            .sites
+            .iter()
+            .filter(|s| s.module == name)
+            .map(|s| SiteCall {
+                call: s.call,
+                return_address: s.return_address(),
+                iat_slot: s.iat_slot,
+            })
+            .collect();
+        Some(VendorCalls {
+            name: name.to_string(),
+            base: m.base,
+            size: m.size,
+            calls,
+        })
+    }
+
+    /// Imports (bound to the kernel's real RVAs) and code of a driver with allocation sites;
+    /// nothing for a driver without. The sites are recorded in [`System::sites`].
+    fn driver_code(
+        &mut self,
+        name: &str,
+        base: u64,
+        meta: u32,
+        sites: &[AllocSite],
+    ) -> Result<(Imports, Vec<u8>), ForgeError> {
+        if sites.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let mut imports = Vec::new();
+        for f in crate::code::IMPORTS {
+            let rva = self
+                .profile
+                .global(f)
+                .ok_or_else(|| ForgeError::MissingSymbol(f.to_string()))?;
+            imports.push((f, self.kernel_base + rva));
+        }
+        let pe64 = self.spec.paging == Paging::X64;
+        let (code, records) = crate::code::emit(name, base, meta, pe64, sites);
+        self.sites.extend(records);
+        Ok((imports, code))
     }
 
     fn build_module_list(&mut self) -> Result<(), ForgeError> {
@@ -1021,6 +1029,7 @@ impl System {
                 }
             }
             nodes.push(entry + links);
+            self.ldr_entries.push(entry);
         }
         self.link_ring(head, &nodes)
     }
@@ -1262,15 +1271,6 @@ impl System {
     /// Everything the truth file reports about virtual memory: merged mapped ranges.
     pub fn mapped(&self) -> Vec<(u64, u64)> {
         self.machine.mapped_ranges()
-    }
-}
-
-/// A [`SiteCall`] from RVAs in the image at `base`.
-fn site_call(base: u64, call: u32, next: u32, iat: u32) -> SiteCall {
-    SiteCall {
-        call: base + u64::from(call),
-        return_address: base + u64::from(next),
-        iat_slot: base + u64::from(iat),
     }
 }
 

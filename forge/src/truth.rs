@@ -61,6 +61,8 @@ pub struct Truth {
     pub kernel: KernelJson,
     pub modules: Vec<ModuleJson>,
     pub processes: Vec<ProcessJson>,
+    /// Additive: every driver's `_DRIVER_OBJECT` and device objects ([`crate::devices`]).
+    pub driver_objects: serde_json::Value,
     pub mapped: Vec<RangeJson>,
     pub pool: Option<serde_json::Value>,
 }

@@ -13,7 +13,7 @@ use crate::pool::PoolKind;
 use crate::pool_scenarios::background;
 use crate::poolstate::{self, DriverLeak, PoolPlan};
 use crate::scenario::Scenario;
-use crate::system::{AllocSite, SiteCall, System, VendorCalls, VendorDriver};
+use crate::system::{AllocSite, SiteCall, SiteSize, System, VendorCalls, VendorDriver};
 use crate::truth::hex;
 use crate::verifier::{self, Freed, Tracked, VerifiedImage};
 use crate::ForgeError;
@@ -68,7 +68,7 @@ impl Scenario for VerifierTracking {
         let alloc_site = |tag, kind, size| AllocSite {
             tag,
             pool_type: u32::from(kind == PoolKind::Paged),
-            size,
+            size: SiteSize::Fixed(size),
         };
         vec![
             VendorDriver {
@@ -79,12 +79,14 @@ impl Scenario for VerifierTracking {
                     .iter()
                     .map(|s| alloc_site(s.tag, s.kind, s.request))
                     .collect(),
+                devices: Vec::new(),
             },
             VendorDriver {
                 name: UNVERIFIED,
                 pdb: "plaindrv.pdb",
                 size: 0x8000,
                 sites: vec![alloc_site(None, PoolKind::NonPaged, PLAIN.0)],
+                devices: Vec::new(),
             },
         ]
     }
@@ -127,10 +129,7 @@ impl Scenario for VerifierTracking {
 }
 
 fn calls(sys: &System, name: &str) -> Result<VendorCalls, ForgeError> {
-    sys.vendor_calls
-        .iter()
-        .find(|c| c.name == name)
-        .cloned()
+    sys.vendor_calls(name)
         .ok_or_else(|| ForgeError::Internal(format!("{name} was not built")))
 }
 
