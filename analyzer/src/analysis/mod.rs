@@ -113,7 +113,8 @@ pub fn analyze(
             "the tag tables count {counted} outstanding allocations but the block walk found only {found} allocated blocks in the memory it could walk"
         ));
     }
-    if traced.limits.blocks_scanned > 0 {
+    let b = &report.blocks;
+    if b.classic.count + b.big.count + b.lfh.count + b.vs.count > 0 {
         report.provenance = Some(traced.report());
     }
     fill_drivers(&mut report, input, &pool, &agg, opts.symbol_deadline);

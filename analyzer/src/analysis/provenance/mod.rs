@@ -159,14 +159,18 @@ pub fn trace(
     let objects = object_ranges(&driver_objects, profile);
     let pointer_size = reader.context().pointer_size;
     let mut scan = RefScan::new(&collector.index, &collector.modules, &objects, pointer_size);
-    for (i, m) in kernel.modules.modules.iter().enumerate() {
-        let Ok(i) = u16::try_from(i) else { break };
-        for (start, size) in writable_sections(m) {
-            scan.scan_section(mem, i, start, size);
+    // Nothing to examine (a pool only Windows allocates from): no pointer can matter, and the
+    // second walk, which reads every block's contents, is skipped.
+    if !collector.index.is_empty() {
+        for (i, m) in kernel.modules.modules.iter().enumerate() {
+            let Ok(i) = u16::try_from(i) else { break };
+            for (start, size) in writable_sections(m) {
+                scan.scan_section(mem, i, start, size);
+            }
         }
+        let classes = &mut collector.classes;
+        reader.walk(&mut |b| scan.scan_block(mem, &b, classes));
     }
-    let classes = &mut collector.classes;
-    reader.walk(&mut |b| scan.scan_block(mem, &b, classes));
     let refs = scan.refs;
     let sites = sites(attributor, &collector.modules);
     let tracked = tracked(&collector, &sites);

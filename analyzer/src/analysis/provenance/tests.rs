@@ -231,3 +231,82 @@ fn a_size_that_one_module_asks_for_names_it_and_its_site() {
     assert_eq!(d[2].owner, None);
     assert!(d.iter().all(|d| d.orphan), "nothing points to any of them");
 }
+
+/// Hostile contents: a cycle of blocks reached from a module, blocks pointing at each other
+/// in a loop nobody reaches, pointers into unmapped memory, a block whose page is not in the
+/// dump. The scan and the decisions finish, state what they could not read, and name owners
+/// only where a chain from a module reaches.
+#[test]
+fn cycles_loops_and_unmapped_pointers_are_bounded() {
+    let mut mem = Image::new(8);
+    let n = 64;
+    let blocks: Vec<Block> = (0..n)
+        .map(|i| block(POOL + 0x100 * i as u64, 0x100, b"None"))
+        .collect();
+    for b in &blocks {
+        mem.touch(b.address);
+    }
+    let data = |i: usize| POOL + 0x100 * i as u64 + 0x10;
+    // 0..32: a ring reached from a.sys's data; 32..63: a ring nobody reaches; every block
+    // also points into unmapped memory and at itself.
+    mem.u64(A + 0x8000, data(0));
+    for i in 0..n {
+        let next = if i == 31 {
+            0
+        } else if i == n - 1 {
+            32
+        } else {
+            i + 1
+        };
+        mem.u64(data(i), data(next));
+        mem.u64(data(i) + 8, 0xffff_9000_dead_0000 + i as u64);
+        mem.u64(data(i) + 16, data(i));
+    }
+    // Block 63's page is not in the dump: its pointers are unseen.
+    mem.missing(POOL + 0x100 * 63);
+    let mods = vec![module("nt", NT), module("a.sys", A), module("b.sys", B)];
+    let modules = ModuleMap::new(&mods, Some(NT));
+    let mut index = BlockIndex::default();
+    for b in &blocks {
+        let seen = SeenBlock {
+            block: b,
+            source: BlockSource::Classic,
+            billed_process: None,
+        };
+        index.push(&seen, TagClass::Ambiguous);
+    }
+    index.seal();
+    let objects = ObjectRanges::default();
+    let mut scan = RefScan::new(&index, &modules, &objects, 8);
+    scan.scan_section(&mem, 1, A + 0x8000, 0x1000);
+    let attributor = crate::attribution::Attributor::new(None);
+    let mut classes = super::classify::TagClasses::new(&attributor, modules.names());
+    for b in &blocks {
+        let seen = SeenBlock {
+            block: b,
+            source: BlockSource::Classic,
+            billed_process: None,
+        };
+        scan.scan_block(&mem, &seen, &mut classes);
+    }
+    assert!(scan.refs.unread_pages >= 1, "the missing page is counted");
+    let tracked = vec![None; index.len()];
+    let d = decide(
+        &Inputs {
+            index: &index,
+            sites: &[],
+            header: 16,
+            tracked: &tracked,
+        },
+        &scan.refs,
+    );
+    for (i, di) in d.iter().enumerate() {
+        if i < 32 {
+            assert_eq!(di.owner, Some(1), "block {i} is reached from a.sys");
+            assert!(!di.orphan, "block {i}");
+        } else {
+            assert_eq!(di.owner, None, "block {i}");
+            assert!(di.orphan, "block {i}: a ring nobody reaches");
+        }
+    }
+}
