@@ -13,7 +13,9 @@
 pub mod bigpages;
 pub mod header;
 mod layout;
+pub mod page_states;
 pub mod pages;
+pub mod pte_info;
 pub mod resident;
 pub mod scan;
 pub mod segheap;

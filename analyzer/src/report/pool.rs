@@ -3,7 +3,9 @@
 
 use crate::attribution::Mapping;
 use crate::pool::bigpages::BigPages;
+use crate::pool::page_states::PageStates;
 use crate::pool::pages::{Block, PageScan};
+use crate::pool::pte_info::PteInfo;
 use crate::pool::segheap::SegmentHeapScan;
 use crate::pool::session::SessionInfo;
 use crate::pool::tags::{TableInfo, TagStats};
@@ -124,7 +126,14 @@ pub struct PoolReport {
     /// when no session has one. Filtered by the tag pattern as `big_pages`.
     pub session_big_pages: Option<BigPages>,
     pub pages: Option<PageScan>,
+    /// Committed pool pages that could not be read (not in the dump, paged out, prototype
+    /// PTE), classic and segment heap.
     pub missing_pool_pages: Option<u64>,
+    /// The classic and segment-heap walks' pages by what their PTEs say (`pages` and
+    /// `segment_heap` each give their own).
+    pub page_states: Option<PageStates>,
+    /// The PTE layout invalid entries were read with; `None` on triage dumps.
+    pub pte_layout: Option<PteInfo>,
     /// The Windows 10 19H1+ kernel segment heap walk (LFH and VS blocks), when there is one.
     pub segment_heap: Option<SegmentHeapScan>,
     /// `pooltriage blocks` streams its listing into this member; `pool` leaves it null.

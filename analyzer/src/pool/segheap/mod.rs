@@ -67,8 +67,11 @@ pub struct SegmentHeapScan {
     pub subsegments_invalid: u64,
     pub lfh_blocks: u64,
     pub vs_blocks: u64,
-    /// Pages of segment-heap metadata or subsegments the dump does not hold.
+    /// Committed pages of segment-heap metadata or subsegments that could not be read (not
+    /// in the dump, paged out, prototype PTE): `page_states.missing()`.
     pub missing_pages: u64,
+    /// The pages read or not, by what their PTEs say.
+    pub page_states: crate::pool::page_states::PageStates,
     /// Some list or count was cut at its bound.
     pub truncated: bool,
     /// The first few problems met.
@@ -92,6 +95,7 @@ impl SegmentHeapScan {
         self.lfh_blocks += o.lfh_blocks;
         self.vs_blocks += o.vs_blocks;
         self.missing_pages += o.missing_pages;
+        self.page_states.add(&o.page_states);
         self.truncated |= o.truncated;
         for p in &o.problems {
             self.problem(p.clone());

@@ -1,7 +1,7 @@
 //! From nt!ExPoolState down to the LFH and VS ranges of every page segment.
 
 use super::lfh::walk_lfh;
-use super::range::{is_missing, RangeBytes};
+use super::range::{count_unread, RangeBytes};
 use super::vs::walk_vs;
 use super::*;
 use crate::memory::{VirtualMemory, PAGE_SIZE};
@@ -78,9 +78,7 @@ pub fn walk_segment_heap(
         let heap = match mem.read_u64(slot) {
             Ok(h) => h,
             Err(e) => {
-                if is_missing(&e) {
-                    scan.missing_pages += 1;
-                }
+                count_unread(&mut scan, &e);
                 scan.problem(format!("heap pointer at {slot:#x}: {e}"));
                 continue;
             }
@@ -145,9 +143,7 @@ pub fn walk_session_heap(
         let heap = match mem.read_u64(slot) {
             Ok(h) => h,
             Err(e) => {
-                if is_missing(&e) {
-                    scan.missing_pages += 1;
-                }
+                count_unread(&mut scan, &e);
                 scan.problem(format!("session heap pointer at {slot:#x}: {e}"));
                 continue;
             }
@@ -182,9 +178,7 @@ fn walk_heap(
             return;
         }
         Err(e) => {
-            if is_missing(&e) {
-                scan.missing_pages += 1;
-            }
+            count_unread(scan, &e);
             scan.heaps_invalid += 1;
             scan.problem(format!("heap {heap:#x}: {e}"));
             return;
@@ -244,9 +238,7 @@ fn walk_segment_list(
         let next = match mem.read_u64(seg) {
             Ok(n) => n,
             Err(e) => {
-                if is_missing(&e) {
-                    scan.missing_pages += 1;
-                }
+                count_unread(scan, &e);
                 scan.problem(format!("page segment {seg:#x}: {e}"));
                 return;
             }
@@ -297,6 +289,7 @@ fn walk_descriptors(
 ) {
     let descs = RangeBytes::read(mem, seg, l.page_segment_size);
     scan.missing_pages += descs.missing_pages();
+    scan.page_states.add(&descs.states);
     let mut i = u64::from(first_index);
     while i < 256 {
         let d = i * l.descriptor_size;
@@ -324,6 +317,7 @@ fn walk_descriptors(
         scan.ranges.push((start, start + len));
         let r = RangeBytes::read(mem, start, len);
         scan.missing_pages += r.missing_pages();
+        scan.page_states.add(&r.states);
         if flags == RANGE_LFH {
             walk_lfh(&r, l, header, scan.lfh_key, kind, scan, on_block);
         } else {
