@@ -22,6 +22,7 @@ use super::tags::{read_tag_tables, TagTables, TrackerLayout};
 use super::vm::{
     vm_summary, walk_processes, Process, QuotaAccumulator, QuotaEncoding, QuotaReport, VmSummary,
 };
+use super::vm_sessions::session_figures;
 use super::{BlockSource, KernelContext, PoolError, PoolKind, PoolType};
 use crate::dump::{Arch, Dump};
 use crate::kernel::KernelInfo;
@@ -341,12 +342,16 @@ impl<'a> PoolReader<'a> {
     /// The scan's figures: the tables, `walk`'s results and the `!vm` summary.
     pub fn finish(self, walk: BlockWalk) -> PoolScan {
         let k = &self.k;
-        let vm = vm_summary(
+        let mut vm = vm_summary(
             k.mem(),
             &k.ctx,
             &k.kernel.kdbg_values,
             self.tables.as_ref().map(|t| &t.tags[..]),
         );
+        if let Some(f) = k.paging {
+            let phys = k.dump.physical();
+            vm.set_sessions(session_figures(phys, f, &k.ctx, &self.session_refs));
+        }
         let mut notes = self.notes;
         notes.warnings.extend(swizzle_warning(k, &walk));
         notes.warnings.extend(walk.notes.warnings);
