@@ -136,6 +136,7 @@ pub(crate) fn build(
             big_pages: big.as_ref().map(|b| b.layout_source),
         },
         sort: match query.sort {
+            SortKey::Tag => "tag",
             SortKey::PagedBytes => "paged",
             SortKey::NonpagedBytes => "nonpaged",
             SortKey::Allocs => "allocs",

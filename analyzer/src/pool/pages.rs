@@ -35,6 +35,9 @@ pub struct Block {
     pub address: u64,
     /// Bytes, header included.
     pub size: u64,
+    /// The POOL_HEADER's PreviousSize, in bytes (`!pool`'s and `!poolfind`'s "previous size");
+    /// `None` for a big allocation, which has no header.
+    pub previous_size: Option<u64>,
     pub tag: Tag,
     pub pool_type: PoolType,
     /// The pool the block lives in: its header's type, or for a free block (whose header
@@ -113,6 +116,7 @@ pub fn walk_page(
         blocks.push(Block {
             address: page_va + off,
             size,
+            previous_size: Some(layout.bytes(h.previous_size)),
             tag: h.tag,
             pool_type,
             pool: pool_type.kind,

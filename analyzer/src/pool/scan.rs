@@ -762,6 +762,7 @@ fn big_block(e: &BigPage, ranges: &[PoolRange]) -> Block {
     Block {
         address: e.va,
         size: e.size,
+        previous_size: None,
         tag: e.tag,
         pool_type,
         pool,

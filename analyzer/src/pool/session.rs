@@ -51,6 +51,10 @@ pub struct SessionInfo {
     pub tags: u64,
     pub paged_bytes: u64,
     pub nonpaged_bytes: u64,
+    /// Its own rows (table + expansion table), for a per-session `!poolused 8` listing; not
+    /// in the JSON (`session_tags` sums every session's, filtered by the tag pattern).
+    #[serde(skip)]
+    pub tag_rows: Vec<TagStats>,
 }
 
 /// What the session tables say.
@@ -285,6 +289,7 @@ pub fn read_session_tables(
                 nonpaged_bytes: rows
                     .iter()
                     .fold(0u64, |a, r| a.saturating_add(r.nonpaged_bytes)),
+                tag_rows: rows,
             });
         }
     }

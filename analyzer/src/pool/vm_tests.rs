@@ -153,6 +153,7 @@ fn quota_decoded_with_cookie_and_named_from_the_process_list() {
     let block = |address: u64, size, billed: Option<u64>, pool_type| Block {
         address,
         size,
+        previous_size: None,
         tag: Tag(*b"Proc"),
         pool_type,
         pool: pool_type.kind,

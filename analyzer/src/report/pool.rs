@@ -72,6 +72,49 @@ pub struct TagRow {
     pub drivers: Vec<Mapping>,
 }
 
+/// The `TOTAL` row of a `!poolused` table (`!poolused 1` prints one): every counter summed
+/// over the rows listed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct TagTotals {
+    pub nonpaged_allocs: u64,
+    pub nonpaged_frees: u64,
+    /// Allocs minus frees (poolmon's and `!poolused 1`'s Diff).
+    pub nonpaged_outstanding: u64,
+    pub nonpaged_bytes: u64,
+    pub paged_allocs: u64,
+    pub paged_frees: u64,
+    pub paged_outstanding: u64,
+    pub paged_bytes: u64,
+}
+
+impl TagTotals {
+    pub fn of(rows: &[TagRow]) -> TagTotals {
+        let mut t = TagTotals::default();
+        for r in rows {
+            let s = &r.stats;
+            for (sum, v) in [
+                (&mut t.nonpaged_allocs, s.nonpaged_allocs),
+                (&mut t.nonpaged_frees, s.nonpaged_frees),
+                (&mut t.nonpaged_outstanding, r.nonpaged_outstanding),
+                (&mut t.nonpaged_bytes, s.nonpaged_bytes),
+                (&mut t.paged_allocs, s.paged_allocs),
+                (&mut t.paged_frees, s.paged_frees),
+                (&mut t.paged_outstanding, r.paged_outstanding),
+                (&mut t.paged_bytes, s.paged_bytes),
+            ] {
+                *sum = sum.saturating_add(v);
+            }
+        }
+        t
+    }
+}
+
+/// poolmon's "Per Alloc": bytes divided by Diff (outstanding allocations); 0 when none is
+/// outstanding (learn.microsoft.com, devtest/poolmon-display).
+pub fn per_alloc(bytes: u64, outstanding: u64) -> u64 {
+    bytes.checked_div(outstanding).unwrap_or(0)
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ListedBlock {
     #[serde(flatten)]

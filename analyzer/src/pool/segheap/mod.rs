@@ -80,6 +80,10 @@ pub struct SegmentHeapScan {
     /// pool pages and the classic page scan skips them.
     #[serde(skip)]
     pub ranges: Vec<(u64, u64)>,
+    /// Those of the special pool heaps (`ExPoolState.SpecialHeaps`, a session's
+    /// `SpecialPoolHeap`): `!poolfind`'s special pool (`blocks --pool special`).
+    #[serde(skip)]
+    pub special_ranges: Vec<(u64, u64)>,
 }
 
 impl SegmentHeapScan {
@@ -102,6 +106,21 @@ impl SegmentHeapScan {
         }
         self.ranges.extend(o.ranges.iter().copied());
         self.ranges.sort_unstable();
+        self.special_ranges.extend(o.special_ranges.iter().copied());
+        self.special_ranges.sort_unstable();
+    }
+
+    /// Records the ranges walked since `ranges[before]` as a special pool heap's.
+    pub(crate) fn mark_special(&mut self, before: usize) {
+        let new = self.ranges.get(before..).unwrap_or(&[]).to_vec();
+        self.special_ranges.extend(new);
+        self.special_ranges.sort_unstable();
+    }
+
+    /// Whether `va` lies in a special pool heap's LFH or VS range.
+    pub fn in_special(&self, va: u64) -> bool {
+        let i = self.special_ranges.partition_point(|&(s, _)| s <= va);
+        i > 0 && self.special_ranges.get(i - 1).is_some_and(|&(_, e)| va < e)
     }
 
     pub(crate) fn problem(&mut self, p: String) {
@@ -138,6 +157,7 @@ pub(crate) fn block_from_header(
     Some(crate::pool::pages::Block {
         address,
         size,
+        previous_size: Some(header.bytes(h.previous_size)),
         tag: h.tag,
         pool_type: h.pool_type,
         pool,

@@ -317,6 +317,24 @@ fn unread_pages_are_counted_by_cause() {
     assert_eq!(vs, vec![VS + 0x40, VS + 0xa0]);
 }
 
+/// The same heap reached from `ExPoolState.SpecialHeaps[0]` instead of a pool node: its
+/// ranges are the special pool's (`blocks --pool special`).
+#[test]
+fn special_heap_ranges_are_recorded() {
+    let mut f = fixture();
+    let state = KBASE + f.p.global("ExPoolState").unwrap();
+    let (r, _) = walk(&f);
+    let s = r.unwrap();
+    assert!(s.special_ranges.is_empty() && !s.in_special(LFH));
+    f.img.u64(state + 0x3900 + 2 * 8, 0);
+    f.img.u64(state + 0x86900, HEAP);
+    let (r, blocks) = walk(&f);
+    let s = r.unwrap();
+    assert_eq!(s.special_ranges, [(LFH, LFH + 0x1000), (VS, VS + 0x2000)]);
+    assert!(blocks.iter().all(|b| s.in_special(b.0)), "{blocks:x?}");
+    assert!(!s.in_special(SEG));
+}
+
 #[test]
 fn decoders_match_hand_computed_values() {
     // 0x773789ca ^ 0x77778888 ^ (0x00102000 >> 12 = 0x102) = 0x00400040.

@@ -65,16 +65,16 @@ pub fn walk_segment_heap(
     scan.pools = pools as u32;
 
     // Heaps[4] of each pool node, then SpecialHeaps[4]; each heap once.
-    let mut slots: Vec<(u64, u64)> = Vec::new();
+    let mut slots: Vec<(u64, u64, bool)> = Vec::new();
     for n in 0..pools {
         let base = state + l.pool_node + n * l.pool_node_size + l.node_heaps;
-        slots.extend((0..4).map(|i| (base + i * 8, i)));
+        slots.extend((0..4).map(|i| (base + i * 8, i, false)));
     }
     if let Some(sh) = l.special_heaps {
-        slots.extend((0..4).map(|i| (state + sh + i * 8, i)));
+        slots.extend((0..4).map(|i| (state + sh + i * 8, i, true)));
     }
     let mut seen = BTreeSet::new();
-    for (slot, i) in slots {
+    for (slot, i, special) in slots {
         let heap = match mem.read_u64(slot) {
             Ok(h) => h,
             Err(e) => {
@@ -86,7 +86,11 @@ pub fn walk_segment_heap(
         if heap == 0 || !seen.insert(heap) {
             continue;
         }
+        let before = scan.ranges.len();
         walk_heap(mem, l, header, heap, heap_kind(i), &mut scan, on_block);
+        if special {
+            scan.mark_special(before);
+        }
     }
     scan.ranges.sort_unstable();
     Ok(scan)
@@ -138,7 +142,8 @@ pub fn walk_session_heap(
         ..SegmentHeapScan::default()
     };
     let mut seen = BTreeSet::new();
-    for slot in std::iter::once(paged).chain(special) {
+    for (slot, is_special) in [(Some(paged), false), (special, true)] {
+        let Some(slot) = slot else { continue };
         let slot = state.wrapping_add(slot);
         let heap = match mem.read_u64(slot) {
             Ok(h) => h,
@@ -153,7 +158,11 @@ pub fn walk_session_heap(
         }
         // Session pool is paged pool (PagedPoolSession); the blocks' headers carry the
         // session bit.
+        let before = scan.ranges.len();
         walk_heap(mem, l, header, heap, PoolKind::Paged, &mut scan, on_block);
+        if is_special {
+            scan.mark_special(before);
+        }
     }
     scan.ranges.sort_unstable();
     Ok(Some(scan))
