@@ -148,7 +148,7 @@ pub fn text(r: &AnalysisReport) -> String {
         let tags: Vec<String> = dr.tags.iter().map(|t| format!("'{}'", t.tag)).collect();
         let _ = writeln!(
             s,
-            "  {:<20} {:>12} paged {:>12} nonpaged{} {:>7} allocs  {}",
+            "  {:<20} {:>12} paged {:>12} nonpaged{} {:>7} outstanding  {}",
             dr.module,
             human(dr.paged_bytes),
             human(dr.nonpaged_bytes),
@@ -205,7 +205,7 @@ pub fn text(r: &AnalysisReport) -> String {
             .unwrap_or_default();
         let _ = writeln!(
             s,
-            "  {:<6} {:>12} paged {:>12} nonpaged {:>7} allocs  {who}",
+            "  {:<6} {:>12} paged {:>12} nonpaged {:>7} outstanding  {who}",
             t.tag,
             human(t.paged_bytes),
             human(t.nonpaged_bytes),
@@ -232,7 +232,7 @@ pub fn text(r: &AnalysisReport) -> String {
                 .unwrap_or_default();
             let _ = writeln!(
                 s,
-                "  {:<6} {:>12} paged {:>12} nonpaged {:>7} allocs  {who}",
+                "  {:<6} {:>12} paged {:>12} nonpaged {:>7} outstanding  {who}",
                 t.tag,
                 human(t.paged_bytes),
                 human(t.nonpaged_bytes),

@@ -384,7 +384,7 @@ impl AnalysisView {
                 label: match s {
                     TagSort::Paged => "paged bytes",
                     TagSort::Nonpaged => "nonpaged bytes",
-                    TagSort::Allocs => "allocations",
+                    TagSort::Allocs => "outstanding allocations",
                     TagSort::Tag => "tag",
                 },
                 href: format!(
