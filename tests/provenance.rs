@@ -279,6 +279,29 @@ fn untagged_two_drivers_split_none_between_the_modules_on_every_profile() {
             v["sentence"].as_str().unwrap().contains("acmefs.sys+0x"),
             "{what}: {v}"
         );
+        tables_agree(&what, &r);
+        // The paged-out pages the forge trimmed are counted as such, and the picture is
+        // incomplete (the transition page is read, as WinDbg reads it).
+        let paged_out = f.truth["pool"]["provenance"]["paged_out_pages"]
+            .as_array()
+            .unwrap()
+            .len() as u64;
+        assert!(paged_out > 0, "{what}");
+        assert_eq!(r["blocks"]["complete"], false, "{what}");
+        assert!(
+            r["blocks"]["missing_pool_pages"].as_u64().unwrap() >= paged_out,
+            "{what}"
+        );
+        let mut cmd = Command::new(pooltriage_bin());
+        cmd.arg("pool").arg(&f.dump).arg("--json");
+        with_kernel_symbols(&mut cmd, profile);
+        let pool = json_of(&mut cmd, "pooltriage pool");
+        assert_eq!(
+            pool["page_states"]["paged_out"].as_u64(),
+            Some(paged_out),
+            "{what}: {}",
+            pool["page_states"]
+        );
         std::fs::remove_file(&f.dump).ok();
     }
 }
