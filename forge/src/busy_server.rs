@@ -30,7 +30,7 @@ pub struct BusyServer;
 /// Tags of the busy server's Windows components.
 pub const BUSY_TAGS: usize = 3000;
 /// The most of a pool's maximum the busy server fills.
-pub const BUSY_SHARE_OF_MAXIMUM: f64 = 0.4;
+pub const BUSY_SHARE_OF_MAXIMUM: f64 = 0.35;
 /// The server driver and its tag: every [`SERVER_EVERY`]th allocation.
 pub const SERVER: &str = "acmesrv.sys";
 pub const SERVER_TAG: [u8; 4] = *b"AcSv";
@@ -46,7 +46,7 @@ impl Scenario for BusyServer {
         "busy-server"
     }
     fn description(&self) -> &'static str {
-        "a busy server's normal pool (3000 tags, one block per 4 KiB of --size up to 40% of a pool's maximum); acmesrv.sys's 'AcSv' is the largest tag, no leak; truth without the block list"
+        "a busy server's normal pool (3000 tags, one block per 4 KiB of --size up to 35% of a pool's maximum); acmesrv.sys's 'AcSv' is the largest tag, no leak; truth without the block list"
     }
     fn drivers(&self) -> Vec<VendorDriver> {
         let ddk = |size| AllocSite::fixed(Some(*b"Ddk "), NONPAGED, size);
