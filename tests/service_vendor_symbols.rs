@@ -123,6 +123,32 @@ fn page(svc: &Service, t: &Token, path: &str) -> String {
     r.into_string().unwrap()
 }
 
+/// The page's form as a browser without JavaScript posts it (the CSRF field first; a bearer
+/// token needs none, so it is empty): (status, HTML).
+fn form_upload(svc: &Service, t: &Token, name: &str, body: &[u8]) -> (u16, String) {
+    let b = "----vendorsymbolsboundary";
+    let mut form = format!(
+        "--{b}\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\n\r\n--{b}\r\n\
+         Content-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n\
+         Content-Type: application/octet-stream\r\n\r\n"
+    )
+    .into_bytes();
+    form.extend_from_slice(body);
+    form.extend_from_slice(format!("\r\n--{b}--\r\n").as_bytes());
+    let r = ureq::post(&svc.url("/symbols"))
+        .set("Authorization", &t.0)
+        .set(
+            "Content-Type",
+            &format!("multipart/form-data; boundary={b}"),
+        )
+        .send_bytes(&form);
+    let r = match r {
+        Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("POST /symbols: {e}"),
+    };
+    (r.status(), r.into_string().unwrap())
+}
+
 fn zip_of(entries: &[(&str, Vec<u8>)]) -> Vec<u8> {
     use std::io::Write;
     let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
@@ -313,6 +339,7 @@ fn a_tenants_pdb_names_its_crash_for_that_tenant_only() {
         let (code, up) = upload_symbols(&svc, &acme, name, &body);
         assert_eq!(code, 422, "{name}: {up}");
         assert_eq!(up["files"][0]["status"], "refused", "{name}: {up}");
+        assert_eq!(up["code"], "no_symbol_files");
         let e = up["files"][0]["error"].as_str().unwrap();
         assert!(e.contains(why), "{name}: {e}");
     }
@@ -329,10 +356,20 @@ fn a_tenants_pdb_names_its_crash_for_that_tenant_only() {
         2
     );
 
-    // The page: acme's files, not the other tenant's.
+    // The page: acme's files, not the other tenant's; its form takes an upload too.
     let html = page(&svc, &acme, "/symbols");
     assert!(html.contains("amdppm.pdb") && html.contains(key), "{html}");
     assert!(!page(&svc, &other, "/symbols").contains("amdppm.pdb"));
+    let (code, html) = form_upload(&svc, &acme, "amdppm.pdb", &pdb);
+    assert_eq!(code, 200, "{html}");
+    assert!(
+        html.contains("id=\"upload-result\"") && html.contains("duplicate"),
+        "{html}"
+    );
+    let doc = svc.get(&acme, "/api/v1/openapi.json");
+    for p in ["/api/v1/symbols", "/api/v1/symbols/{id}"] {
+        assert!(doc["paths"].get(p).is_some(), "openapi lacks {p}");
+    }
 
     // Deleting the PDB analyses the dump again, unnamed.
     let (code, del) = svc.call(&acme, "DELETE", &format!("/api/v1/symbols/{file_id}"), None);

@@ -85,21 +85,16 @@ pub async fn insert_or_get(
     now: i64,
 ) -> Result<(String, bool), sqlx::Error> {
     let mut tx = db.begin().await?;
-    let scoped: Option<i64> =
-        sqlx::query_scalar("SELECT 1 FROM symbol_files WHERE tenant = $1 LIMIT 1")
-            .bind(new.tenant)
-            .fetch_optional(&mut *tx)
-            .await?;
-    let key = analysis_key(new.sha256, new.tenant, scoped.is_some());
+    // The INSERT first: on SQLite the transaction then holds the write lock before it reads
+    // (a read first fails with SQLITE_BUSY_SNAPSHOT when another upload commits meanwhile).
     let id = uuid::Uuid::new_v4().simple().to_string();
     let inserted = sqlx::query(
         "INSERT INTO dumps (id, tenant, sha256, analysis, size, upload_size, compression, original_name, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (tenant, sha256) DO NOTHING",
+         VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8) ON CONFLICT (tenant, sha256) DO NOTHING",
     )
     .bind(&id)
     .bind(new.tenant)
     .bind(new.sha256)
-    .bind(&key)
     .bind(new.size as i64)
     .bind(new.upload_size as i64)
     .bind(new.compression)
@@ -110,6 +105,19 @@ pub async fn insert_or_get(
     .rows_affected()
         == 1;
     let (id, key) = if inserted {
+        let scoped: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM symbol_files WHERE tenant = $1 LIMIT 1")
+                .bind(new.tenant)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let key = analysis_key(new.sha256, new.tenant, scoped.is_some());
+        if scoped.is_some() {
+            sqlx::query("UPDATE dumps SET analysis = $1 WHERE id = $2")
+                .bind(&key)
+                .bind(&id)
+                .execute(&mut *tx)
+                .await?;
+        }
         (id, key)
     } else {
         let r = sqlx::query("SELECT id, analysis FROM dumps WHERE tenant = $1 AND sha256 = $2")

@@ -147,7 +147,13 @@ async fn upload(
         )
         .await
         .map_err(add_error)?;
-    Ok((add_status(&report), Json(report)).into_response())
+    let status = add_status(&report);
+    let mut body = serde_json::to_value(&report).map_err(|e| ApiError::internal("json", e))?;
+    if let (StatusCode::UNPROCESSABLE_ENTITY, Some(obj)) = (status, body.as_object_mut()) {
+        obj.insert("error".into(), json!("no file of the upload was accepted"));
+        obj.insert("code".into(), json!("no_symbol_files"));
+    }
+    Ok((status, Json(body)).into_response())
 }
 
 /// The upload's bytes and name, from a raw body or the multipart `file` field.
