@@ -191,9 +191,13 @@ fn virtual_reads_over_a_full_dump() {
             pa: 0x7000
         })
     );
+    // PTE 3 is zero: never committed.
     assert_eq!(
         mem.read_u8(va + 0x3000),
-        Err(MemoryError::NotMapped { va: va + 0x3000 })
+        Err(MemoryError::NotCommitted {
+            va: va + 0x3000,
+            demand_zero: false
+        })
     );
 }
 

@@ -132,6 +132,7 @@ mod tests {
         Block {
             address,
             size,
+            previous_size: None,
             tag: Tag(*tag),
             pool_type: PoolType::from_pool_type(1),
             pool: PoolKind::Paged,

@@ -106,7 +106,7 @@ pub(crate) fn build(
     let mut warnings = scan.warnings.clone();
     warnings.extend(attributor.warnings.iter().cloned());
     warnings.extend(scan.vm.warnings.iter().cloned());
-    let missing_pool_pages = scan.missing_pool_pages();
+    let (missing_pool_pages, page_states) = (scan.missing_pool_pages(), scan.page_states());
     let mut session_big = scan.session_big_pages.clone();
     if let Some(b) = session_big.as_mut() {
         b.entries.retain(|e| wanted(e.tag));
@@ -136,6 +136,7 @@ pub(crate) fn build(
             big_pages: big.as_ref().map(|b| b.layout_source),
         },
         sort: match query.sort {
+            SortKey::Tag => "tag",
             SortKey::PagedBytes => "paged",
             SortKey::NonpagedBytes => "nonpaged",
             SortKey::Allocs => "allocs",
@@ -150,6 +151,8 @@ pub(crate) fn build(
             .map(|t| t.tables.clone())
             .unwrap_or_default(),
         missing_pool_pages,
+        page_states,
+        pte_layout: scan.pte.clone(),
         segment_heap: scan.segment_heap,
         pages: scan.pages,
         big_pages: big,

@@ -12,7 +12,7 @@ use memmap2::Mmap;
 use serde::Serialize;
 
 use crate::memory::{
-    BlockMemory, PageTableMemory, PagingMode, PhysicalMemory, VirtualMemory, PAGE_SIZE,
+    BlockMemory, PageTableMemory, PagingMode, PhysicalMemory, PteFormat, VirtualMemory, PAGE_SIZE,
 };
 
 mod bitmap;
@@ -370,6 +370,16 @@ impl Dump {
     /// x86 non-PAE), or for a triage dump its captured data blocks (data blocks, data page and
     /// debugger data block). ARM64 page tables are not supported.
     pub fn kernel_memory(&self) -> Result<Box<dyn VirtualMemory + '_>, DumpError> {
+        self.kernel_memory_with(None)
+    }
+
+    /// As [`Dump::kernel_memory`], reading invalid PTEs with `format` (the kernel's layout,
+    /// `PteFormat::for_kernel`) when it is for this dump's paging mode; else with the mode's
+    /// built-in layout.
+    pub fn kernel_memory_with(
+        &self,
+        format: Option<PteFormat>,
+    ) -> Result<Box<dyn VirtualMemory + '_>, DumpError> {
         let ptr = if self.header.arch == Arch::X86 { 4 } else { 8 };
         if let Some(t) = &self.triage {
             let bytes = self.data.bytes();
@@ -394,10 +404,13 @@ impl Dump {
                 ))
             }
         };
-        Ok(Box::new(PageTableMemory::new(
+        let format = format
+            .filter(|f| f.mode == mode)
+            .unwrap_or_else(|| PteFormat::built_in(mode));
+        Ok(Box::new(PageTableMemory::with_format(
             self,
             self.header.directory_table_base,
-            mode,
+            format,
         )))
     }
 

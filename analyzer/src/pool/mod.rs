@@ -13,7 +13,10 @@
 pub mod bigpages;
 pub mod header;
 mod layout;
+pub mod page_states;
 pub mod pages;
+pub mod pte_info;
+pub mod quota;
 pub mod resident;
 pub mod scan;
 pub mod segheap;
@@ -23,6 +26,11 @@ pub mod tags;
 pub mod types;
 pub mod verifier;
 pub mod vm;
+pub mod vm_descriptors;
+pub mod vm_failures;
+mod vm_read;
+pub mod vm_sessions;
+mod vm_system;
 
 pub use layout::{FieldSpec, LayoutSource};
 pub use scan::{scan_pool, PartFailure, PoolPart, PoolScan, SeenBlock};

@@ -8,15 +8,17 @@
 //!
 //! Which pages: the paged and nonpaged pool ranges from the debugger data block
 //! (MmNonPagedPoolStart/End, MmPagedPoolStart/End), meaningful on kernels before Windows 10.
-//! A page of a range that the page tables map but the dump did not store is counted in
-//! `missing_pool_pages`, so the report can say how complete it is.
+//! A page of a range that the page tables say is committed but that cannot be read (not in
+//! the dump, paged out, a prototype PTE) is counted in `missing_pool_pages` and by cause in
+//! `page_states`, so the report can say how complete it is; a transition page is read.
 
 use super::header::HeaderLayout;
+use super::page_states::PageStates;
 use super::resident::Releasing;
 use super::tag::Tag;
 use super::types::{PoolKind, PoolType};
 use super::{hex, hex_opt};
-use crate::memory::{MemoryError, VirtualMemory, PAGE_SIZE};
+use crate::memory::{Absence, MappedPage, PageRead, VirtualMemory, PAGE_SIZE};
 use serde::Serialize;
 
 /// Most pages scanned per range: 2^26 pages is 256 GiB of address space, more than any
@@ -33,6 +35,9 @@ pub struct Block {
     pub address: u64,
     /// Bytes, header included.
     pub size: u64,
+    /// The POOL_HEADER's PreviousSize, in bytes (`!pool`'s and `!poolfind`'s "previous size");
+    /// `None` for a big allocation, which has no header.
+    pub previous_size: Option<u64>,
     pub tag: Tag,
     pub pool_type: PoolType,
     /// The pool the block lives in: its header's type, or for a free block (whose header
@@ -111,6 +116,7 @@ pub fn walk_page(
         blocks.push(Block {
             address: page_va + off,
             size,
+            previous_size: Some(layout.bytes(h.previous_size)),
             tag: h.tag,
             pool_type,
             pool: pool_type.kind,
@@ -203,9 +209,13 @@ pub struct PageScan {
     pub pages_big: u64,
     /// Pages the page tables do not map (never committed).
     pub pages_unmapped: u64,
-    /// Pages mapped but not stored in the dump. In kernel-space mode an upper bound: any
+    /// Committed pages that could not be read: not stored in the dump, paged out, or behind
+    /// a prototype PTE (`page_states.missing()`). In kernel-space mode an upper bound: any
     /// missing kernel page could have been pool.
     pub missing_pool_pages: u64,
+    /// The pages by what their PTEs say (in pool-ranges mode `never_committed` includes
+    /// `pages_unmapped`; in kernel-space mode unmapped VA is not visited).
+    pub page_states: PageStates,
     /// Ranges cut at [`MAX_RANGE_PAGES`].
     pub truncated: bool,
     /// The first few invalid pages and why (pool-ranges mode only).
@@ -221,6 +231,7 @@ impl PageScan {
         self.pages_big += one.pages_big;
         self.pages_unmapped += one.pages_unmapped;
         self.missing_pool_pages += one.missing_pool_pages;
+        self.page_states.add(&one.page_states);
         self.truncated |= one.truncated;
         for e in &one.invalid_examples {
             if self.invalid_examples.len() < MAX_EXAMPLES {
@@ -282,25 +293,56 @@ pub fn scan_ranges(
         scan.pages_in_ranges += pages;
         let mut mapped = 0u64;
         let enumerated = mem.for_each_mapped_page(r.start, end, &mut |va, page| {
-            mapped += 1;
+            mapped += page_count(&page);
             visit(&mut scan, layout, r.kind, big, va, page, on_block);
         });
         if enumerated {
-            scan.pages_unmapped += pages - mapped.min(pages);
+            scan.unmapped(pages - mapped.min(pages));
             continue;
         }
         for i in 0..pages {
             let va = r.start + i * PAGE_SIZE;
-            match mem.read(va, &mut buf) {
-                Ok(()) => visit(&mut scan, layout, r.kind, big, va, Some(&buf), on_block),
-                Err(MemoryError::PageMissing { .. } | MemoryError::NotCaptured { .. }) => {
-                    visit(&mut scan, layout, r.kind, big, va, None, on_block)
-                }
-                Err(_) => scan.pages_unmapped += 1,
+            match read_one(mem, va, &mut buf) {
+                Some(page) => visit(&mut scan, layout, r.kind, big, va, page, on_block),
+                None => scan.unmapped(1),
             }
         }
     }
     scan
+}
+
+/// One page read without enumeration: `None` when nothing maps it.
+fn read_one<'b>(mem: &dyn VirtualMemory, va: u64, buf: &'b mut [u8]) -> Option<MappedPage<'b>> {
+    match mem.read_page(va, buf) {
+        Ok(how) => Some(MappedPage::Stored {
+            bytes: buf,
+            transition: how == PageRead::Transition,
+        }),
+        Err(e) => e.absence().map(|why| MappedPage::Absent { why, pages: 1 }),
+    }
+}
+
+fn page_count(page: &MappedPage) -> u64 {
+    match page {
+        MappedPage::Stored { .. } => 1,
+        MappedPage::Absent { pages, .. } => *pages,
+    }
+}
+
+impl PageScan {
+    /// Pages no entry maps: never committed.
+    fn unmapped(&mut self, pages: u64) {
+        self.pages_unmapped += pages;
+        self.page_states.never_committed += pages;
+    }
+
+    /// Pages an entry maps that cannot be read.
+    fn absent(&mut self, why: Absence, pages: u64) {
+        self.page_states.absent(why, pages);
+        if why != Absence::NeverCommitted {
+            self.missing_pool_pages += pages;
+        }
+    }
 }
 
 /// Validates every mapped page of the kernel half as a classic pool page: for kernels whose
@@ -320,7 +362,7 @@ pub fn scan_kernel_space(
     };
     let r = kernel_space(mem.pointer_size());
     let ok = mem.for_each_mapped_page(r.start, r.end, &mut |va, page| {
-        scan.pages_in_ranges += 1;
+        scan.pages_in_ranges += page_count(&page);
         visit(
             &mut scan,
             layout,
@@ -341,17 +383,25 @@ fn visit(
     kind: PoolKind,
     big: &[(u64, u64)],
     va: u64,
-    page: Option<&[u8]>,
+    page: MappedPage<'_>,
     on_block: &mut dyn FnMut(&Block),
 ) {
+    let (page, transition) = match page {
+        MappedPage::Stored { bytes, transition } => (bytes, transition),
+        MappedPage::Absent { why, pages } => {
+            let in_big = big_pages(big, va, pages);
+            scan.pages_big += in_big;
+            scan.absent(why, pages - in_big);
+            return;
+        }
+    };
     if in_big(big, va) {
         scan.pages_big += 1;
         return;
     }
-    let Some(page) = page else {
-        scan.missing_pool_pages += 1;
-        return;
-    };
+    if transition {
+        scan.page_states.in_transition += 1;
+    }
     match walk_page(page, va, layout) {
         Ok(mut blocks) => {
             scan.pages_valid += 1;
@@ -388,6 +438,21 @@ fn visit(
 fn in_big(big: &[(u64, u64)], va: u64) -> bool {
     let i = big.partition_point(|&(s, _)| s <= va);
     i > 0 && big.get(i - 1).is_some_and(|&(_, e)| va < e)
+}
+
+/// How many of the `pages` pages from `va` lie in the (sorted, disjoint) skipped ranges.
+fn big_pages(big: &[(u64, u64)], va: u64, pages: u64) -> u64 {
+    let end = va.saturating_add(pages.saturating_mul(PAGE_SIZE));
+    let first = big.partition_point(|&(_, e)| e <= va);
+    let mut bytes = 0u64;
+    for &(s, e) in big.get(first..).unwrap_or(&[]) {
+        if s >= end {
+            break;
+        }
+        let (from, to) = (s.max(va) & !(PAGE_SIZE - 1), e.min(end));
+        bytes = bytes.saturating_add(to.saturating_sub(from).div_ceil(PAGE_SIZE) * PAGE_SIZE);
+    }
+    (bytes / PAGE_SIZE).min(pages)
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! words are composed here from the bit positions the symbols declare.
 
 use super::*;
+use crate::memory::Absence;
 use crate::pool::testmem::*;
 
 /// x64 ULONG 0 of a POOL_HEADER (7601 ISF: PreviousSize@0:8, PoolIndex@8:8, BlockSize@16:8,
@@ -273,4 +274,66 @@ fn hostile_pages_never_panic() {
         "some corrupted chains still validate (the corruption hit a tag)"
     );
     assert!(walk_page(&[0u8; 10], 0, &layouts[0]).is_err(), "short page");
+}
+
+/// Pages of a pool range counted by what their PTEs say: the transition page is walked, the
+/// paged-out, prototype and not-stored ones are missing, the demand-zero and unmapped ones
+/// never committed; the same with and without mapping enumeration.
+#[test]
+fn missing_pool_pages_are_counted_by_cause() {
+    let p = isf(W7601);
+    let layout = HeaderLayout::for_kernel(Some(&p), 8, 7601);
+    let base = 0xffff_f8a0_0100_0000_u64;
+    let mut img = Image::new(8);
+    // Page 0: two paged blocks filling the page, mapped by a transition PTE.
+    x64_header(&mut img, base, 0, 0x80, 3, b"Tran", 0);
+    x64_header(&mut img, base + 0x800, 0x80, 0x80, 3, b"Tran", 0);
+    img.transition(base);
+    img.absent(base + 0x1000, Absence::PagedOut);
+    img.absent(base + 0x2000, Absence::Prototype);
+    img.missing(base + 0x3000);
+    img.absent(base + 0x4000, Absence::NeverCommitted);
+    // Page 5 not mapped; pages 6-7 paged out inside a big allocation (not pool pages to walk).
+    img.absent(base + 0x6000, Absence::PagedOut);
+    img.absent(base + 0x7000, Absence::PagedOut);
+    let range = PoolRange {
+        start: base,
+        end: base + 0x8000,
+        kind: PoolKind::Paged,
+    };
+    for enumerate in [false, true] {
+        img.enumerate = enumerate;
+        let mut tags = Vec::new();
+        let big = [(base + 0x6000, base + 0x8000)];
+        let scan = scan_ranges(
+            img.memory(),
+            &layout,
+            std::slice::from_ref(&range),
+            &big,
+            &mut |b| tags.push(b.tag.to_string()),
+        );
+        let want = PageStates {
+            in_transition: 1,
+            paged_out: 1,
+            not_in_dump: 1,
+            prototype: 1,
+            never_committed: 2,
+        };
+        assert_eq!(scan.page_states, want, "enumerate: {enumerate}");
+        assert_eq!(scan.missing_pool_pages, 3, "enumerate: {enumerate}");
+        assert_eq!(
+            (scan.pages_valid, scan.pages_big, scan.pages_unmapped),
+            (1, 2, 1)
+        );
+        assert_eq!(tags, ["Tran", "Tran"]);
+    }
+}
+
+/// A run of absent pages (a paged-out page table) is counted page by page, less the pages
+/// of big allocations inside it.
+#[test]
+fn a_run_of_absent_pages_spares_big_allocations() {
+    assert_eq!(big_pages(&[(0x3000, 0x5800)], 0x1000, 8), 3);
+    assert_eq!(big_pages(&[(0x0, 0x2000), (0x8000, 0x9000)], 0x1000, 4), 1);
+    assert_eq!(big_pages(&[], 0x1000, 4), 0);
 }

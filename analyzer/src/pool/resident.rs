@@ -9,7 +9,7 @@
 //! (`VirtualMemory::release_resident`). The few hot pages (page tables, heap headers) are read
 //! back from the page cache on their next use, which costs a minor fault each.
 
-use crate::memory::{MemoryError, VirtualMemory, PAGE_SHIFT};
+use crate::memory::{MappedPage, MemoryError, PageRead, VirtualMemory, PAGE_SHIFT};
 use std::cell::Cell;
 
 /// Page changes between two releases: 16 MiB of 4 KiB pages (the kernel maps up to 16 pages
@@ -75,15 +75,21 @@ impl VirtualMemory for Releasing<'_> {
         &self,
         start: u64,
         end: u64,
-        f: &mut dyn FnMut(u64, Option<&[u8]>),
+        f: &mut dyn FnMut(u64, MappedPage<'_>),
     ) -> bool {
         self.inner
             .for_each_mapped_page(start, end, &mut |va, page| {
                 f(va, page);
-                if page.is_some() {
+                if page.bytes().is_some() {
                     self.touch(va >> PAGE_SHIFT, 1);
                 }
             })
+    }
+
+    fn read_page(&self, va: u64, buf: &mut [u8]) -> Result<PageRead, MemoryError> {
+        let r = self.inner.read_page(va, buf);
+        self.touch(va >> PAGE_SHIFT, 1);
+        r
     }
 
     fn release_resident(&self) {
@@ -112,12 +118,16 @@ mod tests {
             &self,
             start: u64,
             end: u64,
-            f: &mut dyn FnMut(u64, Option<&[u8]>),
+            f: &mut dyn FnMut(u64, MappedPage<'_>),
         ) -> bool {
             let page = [0u8; 4096];
             let mut va = start;
             while va < end.min(16 << PAGE_SHIFT) {
-                f(va, Some(&page));
+                let stored = MappedPage::Stored {
+                    bytes: &page,
+                    transition: false,
+                };
+                f(va, stored);
                 va += 4096;
             }
             true
@@ -167,7 +177,7 @@ mod tests {
         let m = Releasing::every(&inner, 5);
         let mut seen = 0;
         assert!(m.for_each_mapped_page(0, u64::MAX, &mut |_, p| {
-            assert!(p.is_some());
+            assert!(p.bytes().is_some());
             seen += 1;
         }));
         assert_eq!(seen, 16);

@@ -10,7 +10,9 @@
 
 use super::bigpages::{read_big_pages, BigPage, BigPages};
 use super::header::HeaderLayout;
+use super::page_states::PageStates;
 use super::pages::{pool_ranges, scan_kernel_space, scan_ranges, Block, PageScan, PoolRange};
+use super::pte_info::{kernel_pte_format, PteInfo};
 use super::segheap::{walk_segment_heap, walk_session_heap, SegLayout, SegmentHeapScan};
 use super::session::{
     find_sessions, read_session_big_pages, read_session_tables, session_memory, session_paged_pool,
@@ -21,10 +23,11 @@ use super::verifier::{read_verifier, VerifierTracking};
 use super::vm::{
     vm_summary, walk_processes, Process, QuotaAccumulator, QuotaEncoding, QuotaReport, VmSummary,
 };
+use super::vm_sessions::session_figures;
 use super::{BlockSource, KernelContext, PoolError, PoolKind, PoolType};
 use crate::dump::{Arch, Dump};
 use crate::kernel::KernelInfo;
-use crate::memory::{PagingMode, VirtualMemory};
+use crate::memory::{PagingMode, PteFormat, VirtualMemory};
 use crate::symbols::Profile;
 
 /// The first build whose small pool allocations live in the kernel segment heap (19H1).
@@ -96,6 +99,8 @@ pub struct PoolScan {
     /// callers (`!verifier 3`); `None` when the verifier does not track pool, without the
     /// kernel's symbols, and on triage dumps.
     pub verifier: Option<VerifierTracking>,
+    /// The PTE layout the walks read invalid entries with; `None` on triage dumps.
+    pub pte: Option<PteInfo>,
     pub warnings: Vec<String>,
     pub failures: Vec<PartFailure>,
     /// Part of the pool was not walked because it needs the kernel's symbols.
@@ -103,11 +108,21 @@ pub struct PoolScan {
 }
 
 impl PoolScan {
-    /// Pool pages that are mapped but not in the dump (classic and segment heap).
+    /// Committed pool pages that could not be read (classic and segment heap): not in the
+    /// dump, paged out, or behind a prototype PTE.
     pub fn missing_pool_pages(&self) -> Option<u64> {
         self.pages.as_ref().map(|p| {
             p.missing_pool_pages + self.segment_heap.as_ref().map_or(0, |s| s.missing_pages)
         })
+    }
+
+    /// The classic and segment-heap walks' pages by state; `None` when no page was walked.
+    pub fn page_states(&self) -> Option<PageStates> {
+        let mut all = self.pages.as_ref()?.page_states;
+        if let Some(s) = &self.segment_heap {
+            all.add(&s.page_states);
+        }
+        Some(all)
     }
 
     /// A big allocation's pool: the entry's, else (XP records none) the pool range that
@@ -123,8 +138,10 @@ struct Kernel<'a> {
     kernel: &'a KernelInfo,
     mem: Box<dyn VirtualMemory + 'a>,
     ctx: KernelContext<'a>,
-    /// For reading through a session process's own page tables; `None` for triage dumps.
-    mode: Option<PagingMode>,
+    /// For reading through a session process's own page tables (the kernel's PTE layout);
+    /// `None` for triage dumps.
+    paging: Option<PteFormat>,
+    pte: Option<PteInfo>,
     layout: HeaderLayout,
 }
 
@@ -212,10 +229,7 @@ pub fn read_pool<'a>(
     kernel: &'a KernelInfo,
     profile: Option<&'a Profile>,
 ) -> Result<PoolReader<'a>, PoolError> {
-    let mem = dump
-        .kernel_memory()
-        .map_err(|e| PoolError::NoKernelMemory(e.to_string()))?;
-    let k = Kernel::new(dump, kernel, mem, profile)?;
+    let k = Kernel::new(dump, kernel, profile)?;
     let mut notes = Notes::default();
     if symbols_mismatch(profile, kernel) {
         notes.warnings.push(
@@ -232,11 +246,11 @@ pub fn read_pool<'a>(
     };
     let quota_enc = quota_encoding(&k, &mut notes);
     let processes = processes(&k, &mut notes);
-    let session_refs = match k.mode {
+    let session_refs = match k.paging {
         Some(_) => find_sessions(k.mem(), &k.ctx, &processes),
         None => Vec::new(),
     };
-    let session_big = match k.mode {
+    let session_big = match k.paging {
         Some(m) if dump.triage().is_none() => read_session_big_pages(
             dump.physical(),
             m,
@@ -348,13 +362,18 @@ impl<'a> PoolReader<'a> {
     /// The scan's figures: the tables, `walk`'s results and the `!vm` summary.
     pub fn finish(self, walk: BlockWalk) -> PoolScan {
         let k = &self.k;
-        let vm = vm_summary(
+        let mut vm = vm_summary(
             k.mem(),
             &k.ctx,
             &k.kernel.kdbg_values,
             self.tables.as_ref().map(|t| &t.tags[..]),
         );
+        if let Some(f) = k.paging {
+            let phys = k.dump.physical();
+            vm.set_sessions(session_figures(phys, f, &k.ctx, &self.session_refs));
+        }
         let mut notes = self.notes;
+        notes.warnings.extend(swizzle_warning(k, &walk));
         for more in [walk.notes, self.verifier_notes] {
             notes.warnings.extend(more.warnings);
             notes.failures.extend(more.failures);
@@ -373,6 +392,7 @@ impl<'a> PoolReader<'a> {
             vm,
             quota: walk.quota.map(|q| q.finish(&self.processes)),
             verifier: self.verifier,
+            pte: k.pte.clone(),
             warnings: notes.warnings,
             failures: notes.failures,
             needs_symbols: notes.needs_symbols,
@@ -381,15 +401,27 @@ impl<'a> PoolReader<'a> {
 }
 
 impl<'a> Kernel<'a> {
+    /// The kernel's memory, read with its own PTE layout and swizzle mask where the profile
+    /// gives them (read first through the built-in layout: the kernel image's data is valid
+    /// memory whatever the layout).
     fn new(
         dump: &'a Dump,
         kernel: &'a KernelInfo,
-        mem: Box<dyn VirtualMemory + 'a>,
         profile: Option<&'a Profile>,
     ) -> Result<Self, PoolError> {
         let header = dump.header();
         let kernel_base = kernel.kernel_base.ok_or(PoolError::NoKernelBase)?;
         let pointer_size = if header.arch == Arch::X86 { 4 } else { 8 };
+        let no_memory = |e: crate::dump::DumpError| PoolError::NoKernelMemory(e.to_string());
+        let mut mem = dump.kernel_memory().map_err(no_memory)?;
+        let (paging, pte) = match paging_mode(dump) {
+            Some(mode) => {
+                let (f, info) = kernel_pte_format(&*mem, profile, kernel_base, mode);
+                mem = dump.kernel_memory_with(Some(f)).map_err(no_memory)?;
+                (Some(f), Some(info))
+            }
+            None => (None, None),
+        };
         Ok(Kernel {
             dump,
             kernel,
@@ -401,7 +433,8 @@ impl<'a> Kernel<'a> {
                 processors: header.processors,
                 profile,
             },
-            mode: paging_mode(dump),
+            paging,
+            pte,
             layout: HeaderLayout::for_kernel(profile, pointer_size, header.build),
         })
     }
@@ -521,7 +554,7 @@ fn read_sessions(
     tables: Option<&mut TagTables>,
     notes: &mut Notes,
 ) -> Vec<SessionInfo> {
-    let (Some(t), Some(layout), Some(mode)) = (tables, TrackerLayout::for_kernel(&k.ctx), k.mode)
+    let (Some(t), Some(layout), Some(mode)) = (tables, TrackerLayout::for_kernel(&k.ctx), k.paging)
     else {
         return Vec::new();
     };
@@ -578,7 +611,7 @@ fn walk_segment_heaps(
             return None;
         }
     };
-    if let Some(m) = k.mode {
+    if let Some(m) = k.paging {
         for r in session_refs {
             let smem = session_memory(k.dump.physical(), m, r);
             match walk_session_heap(
@@ -634,7 +667,7 @@ fn walk_classic_pages(
             .push("triage dump: pool pages are not captured, no block walk".into());
         return None;
     }
-    let session_pools: Vec<(SessionRef, PoolRange)> = match k.mode {
+    let session_pools: Vec<(SessionRef, PoolRange)> = match k.paging {
         Some(m) if k.ctx.build < SEGMENT_HEAP_BUILD => session_refs
             .iter()
             .filter_map(|s| session_paged_pool(k.dump.physical(), m, &k.ctx, s).map(|r| (*s, r)))
@@ -676,7 +709,7 @@ fn walk_classic_pages(
         );
         None
     };
-    if let Some(m) = k.mode {
+    if let Some(m) = k.paging {
         for (s, r) in &session_pools {
             let smem = session_memory(k.dump.physical(), m, s);
             let one = scan_ranges(
@@ -713,6 +746,26 @@ fn merged(ranges: impl Iterator<Item = (u64, u64)>) -> Vec<(u64, u64)> {
         }
     });
     v
+}
+
+/// Without the kernel's InvalidPteMask a swizzled demand-zero PTE reads as paged out and a
+/// swizzled transition PTE as not in the dump: said when the walks counted such pages.
+fn swizzle_warning(k: &Kernel, walk: &BlockWalk) -> Option<String> {
+    let (info, format) = (k.pte.as_ref()?, k.paging.as_ref()?);
+    let mut states = walk
+        .pages
+        .as_ref()
+        .map(|p| p.page_states)
+        .unwrap_or_default();
+    if let Some(s) = &walk.segment_heap {
+        states.add(&s.page_states);
+    }
+    (info.swizzle_unknown(format) && states.missing() > 0).then(|| {
+        format!(
+            "{} pool pages counted as paged out or not in the dump without the kernel's InvalidPteMask (no symbols give MiInvalidPteMask or MiState.Hardware.InvalidPteMask): swizzled demand-zero or transition PTEs among them are miscounted",
+            states.missing()
+        )
+    })
 }
 
 /// The dump's paging mode, for reading through a process's own page tables.
@@ -756,6 +809,7 @@ fn big_block(e: &BigPage, ranges: &[PoolRange]) -> Block {
     Block {
         address: e.va,
         size: e.size,
+        previous_size: None,
         tag: e.tag,
         pool_type,
         pool,

@@ -23,7 +23,9 @@ use super::tags::{check_size, Accumulator, TableInfo, TagStats, TrackerLayout};
 use super::vm::Process;
 use super::PoolKind;
 use super::{hex, KernelContext};
-use crate::memory::{PageTableMemory, PagingMode, PhysicalMemory, VirtualMemory, PAGE_SIZE};
+use crate::memory::{
+    PageTableMemory, PagingMode, PhysicalMemory, PteFormat, VirtualMemory, PAGE_SIZE,
+};
 use serde::Serialize;
 
 /// Most sessions read (Windows allows thousands on a terminal server; each costs a table read).
@@ -49,6 +51,10 @@ pub struct SessionInfo {
     pub tags: u64,
     pub paged_bytes: u64,
     pub nonpaged_bytes: u64,
+    /// Its own rows (table + expansion table), for a per-session `!poolused 8` listing; not
+    /// in the JSON (`session_tags` sums every session's, filtered by the tag pattern).
+    #[serde(skip)]
+    pub tag_rows: Vec<TagStats>,
 }
 
 /// What the session tables say.
@@ -109,14 +115,14 @@ pub fn find_sessions(
 /// implausible (over [`MAX_SESSION_POOL`]).
 pub fn session_paged_pool(
     phys: &dyn PhysicalMemory,
-    mode: PagingMode,
+    format: PteFormat,
     ctx: &KernelContext,
     s: &SessionRef,
 ) -> Option<PoolRange> {
     let p = ctx.profile?;
     let start_off = p.offset("_MM_SESSION_SPACE", "PagedPoolStart")?;
     let end_off = p.offset("_MM_SESSION_SPACE", "PagedPoolEnd")?;
-    let mem = session_memory(phys, mode, s);
+    let mem = session_memory(phys, format, s);
     let start = mem.read_ptr(s.session_space.wrapping_add(start_off)).ok()? & !(PAGE_SIZE - 1);
     let last = mem.read_ptr(s.session_space.wrapping_add(end_off)).ok()?;
     let end = last.checked_add(1)?.checked_add(PAGE_SIZE - 1)? & !(PAGE_SIZE - 1);
@@ -134,7 +140,7 @@ pub fn session_paged_pool(
 /// own). Entries of all sessions are merged, in session order; `None` when no session has one.
 pub fn read_session_big_pages(
     phys: &dyn PhysicalMemory,
-    mode: PagingMode,
+    format: PteFormat,
     ctx: &KernelContext,
     sessions: &[SessionRef],
     warnings: &mut Vec<String>,
@@ -145,7 +151,7 @@ pub fn read_session_big_pages(
     let size_off = p.offset("_MM_SESSION_SPACE", "PoolTrackBigPagesSize")?;
     let mut out: Option<BigPages> = None;
     for s in sessions {
-        let mem = session_memory(phys, mode, s);
+        let mem = session_memory(phys, format, s);
         let (Ok(table), Ok(n)) = (
             mem.read_ptr(s.session_space.wrapping_add(table_off)),
             mem.read_ptr(s.session_space.wrapping_add(size_off)),
@@ -183,10 +189,10 @@ pub const MAX_SESSION_POOL: u64 = 64 << 30;
 /// The session's address space: its first process's page tables.
 pub fn session_memory<'m>(
     phys: &'m dyn PhysicalMemory,
-    mode: PagingMode,
+    format: PteFormat,
     s: &SessionRef,
 ) -> PageTableMemory<'m> {
-    PageTableMemory::new(phys, table_base(s.dtb, mode), mode)
+    PageTableMemory::with_format(phys, table_base(s.dtb, format.mode), format)
 }
 
 /// CR3 bits that are not part of the table address: x64 PCID / flags (low 12 bits), PAE the
@@ -201,7 +207,7 @@ fn table_base(dtb: u64, mode: PagingMode) -> u64 {
 /// Reads every session's tag tables through its own page tables and sums them.
 pub fn read_session_tables(
     phys: &dyn PhysicalMemory,
-    mode: PagingMode,
+    format: PteFormat,
     ctx: &KernelContext,
     layout: TrackerLayout,
     sessions: &[SessionRef],
@@ -220,7 +226,7 @@ pub fn read_session_tables(
     let mut total = Accumulator::new(layout);
     let mut seen_tables: Vec<u64> = Vec::new();
     for s in sessions {
-        let mem = PageTableMemory::new(phys, table_base(s.dtb, mode), mode);
+        let mem = session_memory(phys, format, s);
         let id = id_off.and_then(|o| mem.read_u32(s.session_space.wrapping_add(o)).ok());
         let label = match id {
             Some(id) => format!("session {id}"),
@@ -283,6 +289,7 @@ pub fn read_session_tables(
                 nonpaged_bytes: rows
                     .iter()
                     .fold(0u64, |a, r| a.saturating_add(r.nonpaged_bytes)),
+                tag_rows: rows,
             });
         }
     }

@@ -168,15 +168,18 @@ fn outstanding(allocs: u64, frees: u64) -> u64 {
 /// Sort orders of `!poolused`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SortKey {
+    /// By tag, byte order: WinDbg's `!poolused` default ("Sorting by Tag") and poolmon's (`/t`).
+    Tag,
     PagedBytes,
     NonpagedBytes,
-    /// Outstanding allocations, paged plus nonpaged.
+    /// Outstanding allocations (Diff), paged plus nonpaged.
     Allocs,
 }
 
-/// Sorts largest first; ties by tag so the order is stable across runs.
+/// Sorts by tag, or largest first with ties by tag, so the order is stable across runs.
 pub fn sort_tags(tags: &mut [TagStats], key: SortKey) {
     let k = |t: &TagStats| match key {
+        SortKey::Tag => 0,
         SortKey::PagedBytes => t.paged_bytes,
         SortKey::NonpagedBytes => t.nonpaged_bytes,
         SortKey::Allocs => t

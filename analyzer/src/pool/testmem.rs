@@ -1,14 +1,16 @@
 //! Test helper: a sparse kernel address space built by hand, page by page. A page never written
-//! is not mapped; a page marked [`Image::missing`] is mapped but not in the dump, as page-table
-//! translation reports them.
+//! is not mapped; a page marked [`Image::missing`] is mapped but not in the dump, one marked
+//! [`Image::absent`] unreadable for another reason (paged out, prototype, demand-zero), as
+//! page-table translation reports them; [`Image::transition`] pages read as transition pages.
 
-use crate::memory::{MemoryError, VirtualMemory};
+use crate::memory::{Absence, MappedPage, MemoryError, PageRead, VirtualMemory};
 use std::collections::{BTreeMap, BTreeSet};
 
 pub struct Image {
     pub pointer_size: u8,
     pages: BTreeMap<u64, Vec<u8>>,
-    missing: BTreeSet<u64>,
+    missing: BTreeMap<u64, Absence>,
+    transition: BTreeSet<u64>,
     /// Whether to offer mapping enumeration (as page-table memory does) or not (as a triage
     /// dump's captured blocks do).
     pub enumerate: bool,
@@ -19,7 +21,8 @@ impl Image {
         Image {
             pointer_size,
             pages: BTreeMap::new(),
-            missing: BTreeSet::new(),
+            missing: BTreeMap::new(),
+            transition: BTreeSet::new(),
             enumerate: false,
         }
     }
@@ -51,8 +54,16 @@ impl Image {
     }
     /// Marks a page as mapped but not stored in the dump (and drops it if written).
     pub fn missing(&mut self, va: u64) {
+        self.absent(va, Absence::NotInDump);
+    }
+    /// Marks a page as unreadable for `why` (and drops it if written).
+    pub fn absent(&mut self, va: u64, why: Absence) {
         self.pages.remove(&(va & !0xfff));
-        self.missing.insert(va & !0xfff);
+        self.missing.insert(va & !0xfff, why);
+    }
+    /// Marks a written page as mapped by a transition PTE (still read).
+    pub fn transition(&mut self, va: u64) {
+        self.transition.insert(va & !0xfff);
     }
     pub fn memory(&self) -> &Image {
         self
@@ -68,10 +79,7 @@ impl VirtualMemory for Image {
             let page = a & !0xfff;
             match self.pages.get(&page) {
                 Some(p) => *b = p[(a & 0xfff) as usize],
-                None if self.missing.contains(&page) => {
-                    return Err(MemoryError::PageMissing { va: Some(a), pa: 0 })
-                }
-                None => return Err(MemoryError::NotMapped { va: a }),
+                None => return Err(self.error(a)),
             }
         }
         Ok(())
@@ -79,11 +87,19 @@ impl VirtualMemory for Image {
     fn pointer_size(&self) -> u8 {
         self.pointer_size
     }
+    fn read_page(&self, va: u64, buf: &mut [u8]) -> Result<PageRead, MemoryError> {
+        self.read(va, buf)?;
+        Ok(if self.transition.contains(&(va & !0xfff)) {
+            PageRead::Transition
+        } else {
+            PageRead::Resident
+        })
+    }
     fn for_each_mapped_page(
         &self,
         start: u64,
         end: u64,
-        f: &mut dyn FnMut(u64, Option<&[u8]>),
+        f: &mut dyn FnMut(u64, MappedPage<'_>),
     ) -> bool {
         if !self.enumerate {
             return false;
@@ -91,15 +107,47 @@ impl VirtualMemory for Image {
         let mut all: Vec<u64> = self
             .pages
             .keys()
-            .chain(self.missing.iter())
+            .chain(self.missing.keys())
             .copied()
             .filter(|&p| p >= start && p < end)
             .collect();
         all.sort_unstable();
         for p in all {
-            f(p, self.pages.get(&p).map(|v| &v[..]));
+            let page = match (self.pages.get(&p), self.missing.get(&p)) {
+                (Some(v), _) => MappedPage::Stored {
+                    bytes: v,
+                    transition: self.transition.contains(&p),
+                },
+                (None, Some(&why)) => MappedPage::Absent { why, pages: 1 },
+                (None, None) => continue,
+            };
+            f(p, page);
         }
         true
+    }
+}
+
+impl Image {
+    /// The error reading the unreadable address `a` gives.
+    fn error(&self, a: u64) -> MemoryError {
+        match self.missing.get(&(a & !0xfff)) {
+            Some(Absence::NotInDump) => MemoryError::PageMissing { va: Some(a), pa: 0 },
+            Some(Absence::PagedOut) => MemoryError::PagedOut {
+                va: a,
+                page_file: 0,
+                offset: 1,
+                table: false,
+            },
+            Some(Absence::Prototype) => MemoryError::Prototype {
+                va: a,
+                table: false,
+            },
+            Some(Absence::NeverCommitted) => MemoryError::NotCommitted {
+                va: a,
+                demand_zero: true,
+            },
+            None => MemoryError::NotMapped { va: a },
+        }
     }
 }
 

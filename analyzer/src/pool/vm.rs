@@ -1,22 +1,27 @@
-//! The `!vm` pool summary (pool in use, maximum, commit, with a warning near exhaustion) and
-//! pool quota: which process each quota-charged block is billed to, and how much is billed to
-//! none (allocations drivers made for themselves).
+//! The `!vm` figures the dump holds: pool in use and maximum (with a warning near
+//! exhaustion), paged pool commit, commit charge and limit, available pages, special pool,
+//! pool per descriptor, per session, and the allocation failure counters.
 //!
 //! The figures are kernel variables: MmSizeOfPagedPoolInBytes and MmMaximumNonPagedPoolInBytes
 //! (bytes), MmPagedPoolCommit and MmAllocatedNonPagedPool (pages). Their addresses come from
 //! the debugger data block or the profile; Windows 10 keeps few of them, so when a figure is
 //! missing the in-use numbers fall back to the tag tables' outstanding bytes, and each figure
-//! says where it came from. Windows 10 keeps the figures inside nt!MiState ([`MiState`]).
-//!
-//! ProcessBilled: a plain EPROCESS pointer before Windows 8; from Windows 8 on x64 it is stored
-//! as `EPROCESS ^ ExpPoolQuotaCookie ^ address of the POOL_HEADER`.
+//! says where it came from. Windows 10 keeps the figures inside nt!MiState ([`MiState`]) and
+//! nt!MiSystemPartition (`vm_system`). Quota charges are `super::quota`'s (re-exported here).
 
-use super::pages::Block;
+pub use super::quota::{
+    walk_processes, Process, QuotaAccumulator, QuotaCharge, QuotaEncoding, QuotaReport,
+    MAX_PROCESSES,
+};
 use super::tags::TagStats;
-use super::{hex, hex_opt, KernelContext, PoolError};
+use super::vm_descriptors::{nonpaged_descriptors, paged_descriptors, PoolDescriptorUsage};
+use super::vm_failures::{failures, FailureCount};
+use super::vm_read::Vars;
+use super::vm_sessions::{session_commit, SessionVm};
+use super::vm_system::{special_pool, system_figures};
+use super::KernelContext;
 use crate::memory::{VirtualMemory, PAGE_SIZE};
 use serde::Serialize;
-use std::collections::HashMap;
 
 /// Percent of its maximum above which nonpaged pool is near exhaustion: WinDbg's `!vm` prints
 /// "Excessive NonPaged Pool Usage" when the pages in use exceed 4/5 of the maximum (the kdexts
@@ -37,8 +42,6 @@ pub fn near_exhaustion(paged: bool, in_use: u64, max: u64) -> bool {
     };
     max > 0 && u128::from(in_use) * 100 > u128::from(max) * u128::from(pct)
 }
-/// Most processes walked.
-pub const MAX_PROCESSES: usize = 65_536;
 
 /// One figure of the summary, in bytes, with where it came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -55,8 +58,36 @@ pub struct VmSummary {
     pub paged_commit: Option<Figure>,
     pub nonpaged_in_use: Option<Figure>,
     pub nonpaged_max: Option<Figure>,
-    /// "nonpaged pool is at 95% of its maximum ..." lines.
+    /// "Committed pages": MmTotalCommittedPages, MiSystemPartition.Vp.TotalCommittedPages.
+    pub commit_charge: Option<Figure>,
+    /// "Commit limit": MmTotalCommitLimit, MiSystemPartition.Vp.TotalCommitLimit.
+    pub commit_limit: Option<Figure>,
+    /// MmPeakCommitment, MiSystemPartition.Commit.PeakCommitment.
+    pub commit_peak: Option<Figure>,
+    /// "Available Pages": MmAvailablePages, MiSystemPartition.Vp.AvailablePages.
+    pub available: Option<Figure>,
+    /// "Special Pool": pages in use, where the kernel counts them (`vm_system`).
+    pub special_pool: Option<Figure>,
+    /// "PagedPool N Usage": each paged pool descriptor (XP, 7601, 17763).
+    pub paged_pools: Vec<PoolDescriptorUsage>,
+    /// "NonPagedPool N Used": each nonpaged descriptor, when there are several.
+    pub nonpaged_pools: Vec<PoolDescriptorUsage>,
+    /// The sessions' CommittedPages summed.
+    pub session_commit: Option<Figure>,
+    /// Each session's pool and commit (`!vm 4`).
+    pub sessions: Vec<SessionVm>,
+    /// The allocation failure counters the kernel keeps (`vm_failures`).
+    pub failures: Vec<FailureCount>,
+    /// "nonpaged pool is near exhaustion ..." lines, naming the limit.
     pub warnings: Vec<String>,
+}
+
+impl VmSummary {
+    /// Adds the per-session figures (read through each session's page tables by the caller).
+    pub fn set_sessions(&mut self, sessions: Vec<SessionVm>) {
+        self.session_commit = session_commit(&sessions);
+        self.sessions = sessions;
+    }
 }
 
 /// Reads the summary. `kdbg_values` are the dereferenced debugger-data-block variables
@@ -67,50 +98,69 @@ pub fn vm_summary(
     kdbg_values: &[(&str, u64)],
     tags: Option<&[TagStats]>,
 ) -> VmSummary {
-    let var = |name: &'static str, unit: u64| -> Option<Figure> {
-        if let Some(&(_, v)) = kdbg_values.iter().find(|(n, _)| *n == name) {
-            return Some(Figure {
-                bytes: v.saturating_mul(unit),
-                source: format!("kdbg:{name}"),
-            });
-        }
-        let va = ctx.global(name)?;
-        let v = mem.read_ptr(va).ok()?;
-        Some(Figure {
-            bytes: v.saturating_mul(unit),
-            source: format!("profile:{name}"),
-        })
+    let v = Vars {
+        mem,
+        ctx,
+        kdbg: kdbg_values,
     };
-    let paged_commit = var("MmPagedPoolCommit", PAGE_SIZE);
-    let mi = MiState::read(mem, ctx);
+    let paged_commit = v.var("MmPagedPoolCommit", PAGE_SIZE);
+    let mi = MiState::read(&v);
+    let system = system_figures(&v);
     let mut s = VmSummary {
         // !vm's paged usage: MmPagedPoolInfo where the kernel has it, else MiState's copy
         // (Windows 10), else the commit.
         paged_in_use: paged_pool_info(mem, ctx)
             .or_else(|| mi.paged_in_use.clone())
             .or_else(|| paged_commit.clone()),
-        paged_max: var("MmSizeOfPagedPoolInBytes", 1).or_else(|| mi.paged_max.clone()),
+        paged_max: v
+            .var("MmSizeOfPagedPoolInBytes", 1)
+            .or_else(|| mi.paged_max.clone()),
         paged_commit,
-        nonpaged_in_use: var("MmAllocatedNonPagedPool", PAGE_SIZE)
+        nonpaged_in_use: v
+            .var("MmAllocatedNonPagedPool", PAGE_SIZE)
             .or_else(|| mi.nonpaged_in_use.clone()),
-        nonpaged_max: var("MmMaximumNonPagedPoolInBytes", 1).or_else(|| mi.nonpaged_max.clone()),
-        warnings: Vec::new(),
+        nonpaged_max: v
+            .var("MmMaximumNonPagedPoolInBytes", 1)
+            .or_else(|| mi.nonpaged_max.clone()),
+        commit_charge: system.commit_charge,
+        commit_limit: system.commit_limit,
+        commit_peak: system.commit_peak,
+        available: system.available,
+        special_pool: special_pool(&v),
+        paged_pools: paged_descriptors(&v),
+        nonpaged_pools: nonpaged_descriptors(&v),
+        failures: failures(&v),
+        ..VmSummary::default()
     };
     if let Some(rows) = tags {
-        let sum = |f: fn(&TagStats) -> u64| rows.iter().fold(0u64, |a, r| a.saturating_add(f(r)));
-        if s.paged_in_use.is_none() {
-            s.paged_in_use = Some(Figure {
-                bytes: sum(|r| r.paged_bytes),
-                source: "tag tables".into(),
-            });
-        }
-        if s.nonpaged_in_use.is_none() {
-            s.nonpaged_in_use = Some(Figure {
-                bytes: sum(|r| r.nonpaged_bytes),
-                source: "tag tables".into(),
-            });
-        }
+        tag_table_fallback(&mut s, rows);
     }
+    s.warnings = exhaustion_warnings(&s);
+    s
+}
+
+/// In-use figures from the tag tables' outstanding bytes, when the kernel keeps no variable.
+fn tag_table_fallback(s: &mut VmSummary, rows: &[TagStats]) {
+    let sum = |f: fn(&TagStats) -> u64| rows.iter().fold(0u64, |a, r| a.saturating_add(f(r)));
+    if s.paged_in_use.is_none() {
+        s.paged_in_use = Some(Figure {
+            bytes: sum(|r| r.paged_bytes),
+            source: "tag tables".into(),
+        });
+    }
+    if s.nonpaged_in_use.is_none() {
+        s.nonpaged_in_use = Some(Figure {
+            bytes: sum(|r| r.nonpaged_bytes),
+            source: "tag tables".into(),
+        });
+    }
+}
+
+/// `!vm`'s warnings, each naming the limit that is near: "Excessive NonPaged/Paged Pool
+/// Usage" ([`near_exhaustion`]) and "Number of committed pages is near limit" (the kdexts
+/// source prints it when the committed pages plus 100 exceed the commit limit).
+fn exhaustion_warnings(s: &VmSummary) -> Vec<String> {
+    let mut out = Vec::new();
     for (what, used, max) in [
         ("paged", &s.paged_in_use, &s.paged_max),
         ("nonpaged", &s.nonpaged_in_use, &s.nonpaged_max),
@@ -118,14 +168,33 @@ pub fn vm_summary(
         if let (Some(u), Some(m)) = (used, max) {
             if near_exhaustion(what == "paged", u.bytes, m.bytes) {
                 let pct = u128::from(u.bytes) * 100 / u128::from(m.bytes);
-                s.warnings.push(format!(
-                    "{what} pool is near exhaustion: {} of {} bytes in use ({pct}% of the maximum)",
-                    u.bytes, m.bytes
+                let limit = if what == "paged" {
+                    PAGED_EXHAUSTION_PERCENT
+                } else {
+                    NONPAGED_EXHAUSTION_PERCENT
+                };
+                out.push(format!(
+                    "{what} pool is near exhaustion: {} of {} bytes in use ({pct}% of the maximum, {}), above !vm's {limit}% (Excessive {} Pool Usage)",
+                    u.bytes,
+                    m.bytes,
+                    m.source,
+                    if what == "paged" { "Paged" } else { "NonPaged" }
                 ));
             }
         }
     }
-    s
+    if let (Some(c), Some(l)) = (&s.commit_charge, &s.commit_limit) {
+        if c.bytes.saturating_add(100 * PAGE_SIZE) > l.bytes {
+            out.push(format!(
+                "committed pages are near the commit limit: {} of {} pages ({}, {}), as !vm's \"Number of committed pages is near limit\"",
+                c.bytes / PAGE_SIZE,
+                l.bytes / PAGE_SIZE,
+                c.source,
+                l.source
+            ));
+        }
+    }
+    out
 }
 
 /// MmPagedPoolInfo.AllocatedPagedPool (pages), when the profile describes it (XP to 7).
@@ -158,258 +227,25 @@ struct MiState {
 }
 
 impl MiState {
-    fn read(mem: &dyn VirtualMemory, ctx: &KernelContext) -> MiState {
-        let (Some(p), Some(base)) = (ctx.profile, ctx.global("MiState")) else {
-            return MiState::default();
-        };
+    fn read(v: &Vars) -> MiState {
         const SI: &str = "_MI_SYSTEM_INFORMATION";
-        let pages = |path: &[(&str, &str)], name: &str| -> Option<Figure> {
-            let mut va = base;
-            for (ty, field) in path {
-                va = va.checked_add(p.offset(ty, field)?)?;
-            }
-            let v = mem.read_u64(va).ok().filter(|&v| v != 0)?;
-            Some(Figure {
-                bytes: v.saturating_mul(PAGE_SIZE),
-                source: format!("profile:MiState.{name}"),
-            })
-        };
         const VS: (&str, &str) = (SI, "Vs");
+        const VIS: &str = "_MI_VISIBLE_STATE";
         MiState {
-            paged_in_use: pages(
+            paged_in_use: v.pages_at(
+                "MiState",
                 &[
                     VS,
-                    ("_MI_VISIBLE_STATE", "PagedPoolInfo"),
+                    (VIS, "PagedPoolInfo"),
                     ("_MM_PAGED_POOL_INFO", "AllocatedPagedPool"),
                 ],
-                "Vs.PagedPoolInfo.AllocatedPagedPool",
             ),
-            paged_max: pages(
-                &[VS, ("_MI_VISIBLE_STATE", "SizeOfPagedPoolInPages")],
-                "Vs.SizeOfPagedPoolInPages",
-            ),
-            nonpaged_in_use: pages(
+            paged_max: v.pages_at("MiState", &[VS, (VIS, "SizeOfPagedPoolInPages")]),
+            nonpaged_in_use: v.pages_at(
+                "MiState",
                 &[(SI, "Pools"), ("_MI_POOL_STATE", "AllocatedNonPagedPool")],
-                "Pools.AllocatedNonPagedPool",
             ),
-            nonpaged_max: pages(
-                &[VS, ("_MI_VISIBLE_STATE", "MaximumNonPagedPoolInPages")],
-                "Vs.MaximumNonPagedPoolInPages",
-            ),
-        }
-    }
-}
-
-/// A process from the active process list.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Process {
-    #[serde(serialize_with = "hex")]
-    pub eprocess: u64,
-    pub pid: u64,
-    pub name: String,
-}
-
-/// Walks PsActiveProcessHead with the profile's `_EPROCESS` offsets. Stops (with what it has)
-/// at an unreadable link, a loop, or [`MAX_PROCESSES`].
-pub fn walk_processes(
-    mem: &dyn VirtualMemory,
-    ctx: &KernelContext,
-    head: u64,
-) -> Result<(Vec<Process>, Vec<String>), PoolError> {
-    let p = ctx.profile.ok_or_else(|| PoolError::Missing {
-        what: "_EPROCESS layout",
-        why: "needs the kernel's symbols".into(),
-    })?;
-    let off = |f: &'static str| {
-        p.offset("_EPROCESS", f).ok_or_else(|| PoolError::Missing {
-            what: f,
-            why: "not in the profile's _EPROCESS".into(),
-        })
-    };
-    let (links, pid_off, name_off) = (
-        off("ActiveProcessLinks")?,
-        off("UniqueProcessId")?,
-        off("ImageFileName")?,
-    );
-    let mut out = Vec::new();
-    let mut warnings = Vec::new();
-    let mut link = mem.read_ptr(head).map_err(|source| PoolError::Memory {
-        what: "PsActiveProcessHead",
-        va: head,
-        source,
-    })?;
-    let mut seen = std::collections::HashSet::new();
-    let mut unreadable = Vec::new();
-    while link != head && link != 0 {
-        if out.len() >= MAX_PROCESSES || !seen.insert(link) {
-            warnings.push(format!(
-                "process list does not return to its head (stopped at {link:#x})"
-            ));
-            break;
-        }
-        let ep = link.wrapping_sub(links);
-        let pid = mem.read_ptr(ep.wrapping_add(pid_off));
-        let mut name = [0u8; 15];
-        let name_ok = mem.read(ep.wrapping_add(name_off), &mut name);
-        match (pid, name_ok) {
-            (Ok(pid), Ok(())) => {
-                let end = name.iter().position(|&b| b == 0).unwrap_or(name.len());
-                let name = name[..end]
-                    .iter()
-                    .map(|&b| {
-                        if (0x20..0x7f).contains(&b) {
-                            b as char
-                        } else {
-                            '?'
-                        }
-                    })
-                    .collect();
-                out.push(Process {
-                    eprocess: ep,
-                    pid,
-                    name,
-                });
-            }
-            _ => unreadable.push(ep),
-        }
-        match mem.read_ptr(link) {
-            Ok(next) => link = next,
-            Err(e) => {
-                warnings.push(format!("process list broken at {link:#x}: {e}"));
-                break;
-            }
-        }
-    }
-    if let Some(first) = unreadable.first() {
-        warnings.push(format!(
-            "{} EPROCESS structures not in the dump (first at {first:#x})",
-            unreadable.len()
-        ));
-    }
-    Ok((out, warnings))
-}
-
-/// How ProcessBilled is stored on this kernel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum QuotaEncoding {
-    Plain,
-    /// Windows 8+ x64: XORed with ExpPoolQuotaCookie and the header's address.
-    Cookie(u64),
-}
-
-impl QuotaEncoding {
-    /// Encoded when the kernel has ExpPoolQuotaCookie (x64 Windows 8+) and it is readable.
-    pub fn for_kernel(
-        mem: &dyn VirtualMemory,
-        ctx: &KernelContext,
-    ) -> Result<QuotaEncoding, PoolError> {
-        if !ctx.is_x64() || ctx.build < 9200 {
-            return Ok(QuotaEncoding::Plain);
-        }
-        let va = ctx
-            .global("ExpPoolQuotaCookie")
-            .ok_or_else(|| PoolError::Missing {
-                what: "ExpPoolQuotaCookie",
-                why: "ProcessBilled is encoded on this kernel and decoding needs its symbols"
-                    .into(),
-            })?;
-        let cookie = mem.read_u64(va).map_err(|source| PoolError::Memory {
-            what: "ExpPoolQuotaCookie",
-            va,
-            source,
-        })?;
-        Ok(QuotaEncoding::Cookie(cookie))
-    }
-
-    pub fn decode(self, process_billed: u64, header_address: u64) -> u64 {
-        match self {
-            QuotaEncoding::Plain => process_billed,
-            QuotaEncoding::Cookie(c) => process_billed ^ c ^ header_address,
-        }
-    }
-}
-
-/// Pool charged to one process.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct QuotaCharge {
-    #[serde(serialize_with = "hex")]
-    pub eprocess: u64,
-    /// `None` when the EPROCESS is not in the active process list (exited, or decoding wrong).
-    pub pid: Option<u64>,
-    pub name: Option<String>,
-    pub blocks: u64,
-    pub bytes: u64,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct QuotaReport {
-    /// Largest first.
-    pub processes: Vec<QuotaCharge>,
-    /// Allocated blocks charged to no process, and their bytes.
-    pub uncharged_blocks: u64,
-    pub uncharged_bytes: u64,
-    #[serde(serialize_with = "hex_opt")]
-    pub cookie: Option<u64>,
-}
-
-/// Adds up allocated blocks by the process they are charged to.
-pub struct QuotaAccumulator {
-    encoding: QuotaEncoding,
-    by_process: HashMap<u64, (u64, u64)>,
-    uncharged: (u64, u64),
-}
-
-impl QuotaAccumulator {
-    pub fn new(encoding: QuotaEncoding) -> Self {
-        QuotaAccumulator {
-            encoding,
-            by_process: HashMap::new(),
-            uncharged: (0, 0),
-        }
-    }
-
-    pub fn add(&mut self, b: &Block) {
-        if !b.allocated {
-            return;
-        }
-        match b.process_billed.filter(|_| b.pool_type.quota) {
-            Some(raw) => {
-                let ep = self.encoding.decode(raw, b.address);
-                let e = self.by_process.entry(ep).or_insert((0, 0));
-                e.0 += 1;
-                e.1 = e.1.saturating_add(b.size);
-            }
-            None => {
-                self.uncharged.0 += 1;
-                self.uncharged.1 = self.uncharged.1.saturating_add(b.size);
-            }
-        }
-    }
-
-    pub fn finish(self, processes: &[Process]) -> QuotaReport {
-        let mut rows: Vec<QuotaCharge> = self
-            .by_process
-            .into_iter()
-            .map(|(ep, (blocks, bytes))| {
-                let p = processes.iter().find(|p| p.eprocess == ep);
-                QuotaCharge {
-                    eprocess: ep,
-                    pid: p.map(|p| p.pid),
-                    name: p.map(|p| p.name.clone()),
-                    blocks,
-                    bytes,
-                }
-            })
-            .collect();
-        rows.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(a.eprocess.cmp(&b.eprocess)));
-        QuotaReport {
-            processes: rows,
-            uncharged_blocks: self.uncharged.0,
-            uncharged_bytes: self.uncharged.1,
-            cookie: match self.encoding {
-                QuotaEncoding::Cookie(c) => Some(c),
-                QuotaEncoding::Plain => None,
-            },
+            nonpaged_max: v.pages_at("MiState", &[VS, (VIS, "MaximumNonPagedPoolInPages")]),
         }
     }
 }

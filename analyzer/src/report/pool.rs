@@ -3,7 +3,9 @@
 
 use crate::attribution::Mapping;
 use crate::pool::bigpages::BigPages;
+use crate::pool::page_states::PageStates;
 use crate::pool::pages::{Block, PageScan};
+use crate::pool::pte_info::PteInfo;
 use crate::pool::segheap::SegmentHeapScan;
 use crate::pool::session::SessionInfo;
 use crate::pool::tags::{TableInfo, TagStats};
@@ -71,6 +73,49 @@ pub struct TagRow {
     pub drivers: Vec<Mapping>,
 }
 
+/// The `TOTAL` row of a `!poolused` table (`!poolused 1` prints one): every counter summed
+/// over the rows listed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct TagTotals {
+    pub nonpaged_allocs: u64,
+    pub nonpaged_frees: u64,
+    /// Allocs minus frees (poolmon's and `!poolused 1`'s Diff).
+    pub nonpaged_outstanding: u64,
+    pub nonpaged_bytes: u64,
+    pub paged_allocs: u64,
+    pub paged_frees: u64,
+    pub paged_outstanding: u64,
+    pub paged_bytes: u64,
+}
+
+impl TagTotals {
+    pub fn of(rows: &[TagRow]) -> TagTotals {
+        let mut t = TagTotals::default();
+        for r in rows {
+            let s = &r.stats;
+            for (sum, v) in [
+                (&mut t.nonpaged_allocs, s.nonpaged_allocs),
+                (&mut t.nonpaged_frees, s.nonpaged_frees),
+                (&mut t.nonpaged_outstanding, r.nonpaged_outstanding),
+                (&mut t.nonpaged_bytes, s.nonpaged_bytes),
+                (&mut t.paged_allocs, s.paged_allocs),
+                (&mut t.paged_frees, s.paged_frees),
+                (&mut t.paged_outstanding, r.paged_outstanding),
+                (&mut t.paged_bytes, s.paged_bytes),
+            ] {
+                *sum = sum.saturating_add(v);
+            }
+        }
+        t
+    }
+}
+
+/// poolmon's "Per Alloc": bytes divided by Diff (outstanding allocations); 0 when none is
+/// outstanding (learn.microsoft.com, devtest/poolmon-display).
+pub fn per_alloc(bytes: u64, outstanding: u64) -> u64 {
+    bytes.checked_div(outstanding).unwrap_or(0)
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ListedBlock {
     #[serde(flatten)]
@@ -125,7 +170,14 @@ pub struct PoolReport {
     /// when no session has one. Filtered by the tag pattern as `big_pages`.
     pub session_big_pages: Option<BigPages>,
     pub pages: Option<PageScan>,
+    /// Committed pool pages that could not be read (not in the dump, paged out, prototype
+    /// PTE), classic and segment heap.
     pub missing_pool_pages: Option<u64>,
+    /// The classic and segment-heap walks' pages by what their PTEs say (`pages` and
+    /// `segment_heap` each give their own).
+    pub page_states: Option<PageStates>,
+    /// The PTE layout invalid entries were read with; `None` on triage dumps.
+    pub pte_layout: Option<PteInfo>,
     /// The Windows 10 19H1+ kernel segment heap walk (LFH and VS blocks), when there is one.
     pub segment_heap: Option<SegmentHeapScan>,
     /// `pooltriage blocks` streams its listing into this member; `pool` leaves it null.

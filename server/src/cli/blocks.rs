@@ -1,5 +1,7 @@
-//! `pooltriage blocks DUMP [--tag PATTERN] [--json]`: every pool block found in the dump, like
-//! `!poolfind`: address, size, tag, pool type, allocated or free, and where it was found.
+//! `pooltriage blocks DUMP [--tag PATTERN] [--pool nonpaged|paged|special|session] [--json]`:
+//! every pool block found in the dump, like `!poolfind`: address, size, previous size,
+//! allocated or free, tag, pool (session marked), where it was found, the process a quota block
+//! is charged to, and its owner (`poolfind_text` gives the line and the filter).
 //!
 //! The listing is streamed: each block the walks find goes to a spill file (an anonymous
 //! temporary file) as it is found, and is copied to stdout after the report's head. Keeping
@@ -7,6 +9,7 @@
 //! blocks, bench/RESULTS.md); streaming keeps resident memory bounded whatever the dump.
 
 use super::pool_common::{load, notes, parse_tag, provenance, run_pool_with_owners, SymbolArgs};
+use super::poolfind_text::{line, PoolFilter};
 use analyzer::pool::tags::SortKey;
 use analyzer::pool::{SeenBlock, TagPattern};
 use analyzer::report::pool::{ListedBlock, PoolReport, MAX_LISTED_BLOCKS};
@@ -24,6 +27,10 @@ pub struct BlocksArgs {
     /// Only blocks whose tag matches PATTERN (`?` one character, `*` any run).
     #[arg(long, value_name = "PATTERN")]
     pub tag: Option<String>,
+    /// Only blocks of one pool, as `!poolfind`'s PoolType: nonpaged, paged (both outside
+    /// session space), special (the segment heap's special pool heaps), session.
+    #[arg(long, value_name = "POOL")]
+    pub pool: Option<String>,
     /// Print JSON (docs/json.md) instead of text.
     #[arg(long)]
     pub json: bool,
@@ -36,6 +43,9 @@ struct Spill {
     out: BufWriter<File>,
     json: bool,
     filter: Option<TagPattern>,
+    /// `--pool`; special pool is decided at the end (each line then starts with its block's
+    /// address and a space, taken off when the list is copied out).
+    pool: Option<PoolFilter>,
     count: usize,
     truncated: bool,
     /// The first write error; the rest of the walk still runs, the command then fails.
@@ -43,13 +53,18 @@ struct Spill {
 }
 
 impl Spill {
-    fn new(json: bool, filter: Option<TagPattern>) -> Result<Spill, String> {
+    fn new(
+        json: bool,
+        filter: Option<TagPattern>,
+        pool: Option<PoolFilter>,
+    ) -> Result<Spill, String> {
         let file = tempfile::tempfile()
             .map_err(|e| format!("cannot create a temporary file for the listing: {e}"))?;
         Ok(Spill {
             out: BufWriter::with_capacity(1 << 20, file),
             json,
             filter,
+            pool,
             count: 0,
             truncated: false,
             error: None,
@@ -60,6 +75,15 @@ impl Spill {
         let tag = b.block.tag;
         if let Some(p) = &self.filter {
             if !(p.matches(tag) || p.matches(tag.unprotected())) {
+                return;
+            }
+        }
+        if self.pool.and_then(|p| p.matches(&b)) == Some(false) {
+            return;
+        }
+        if self.pool == Some(PoolFilter::Special) {
+            if let Err(e) = write!(self.out, "{:x} ", b.block.address) {
+                self.error = Some(e);
                 return;
             }
         }
@@ -81,23 +105,40 @@ impl Spill {
                 .map_err(std::io::Error::from)
                 .and_then(|()| self.out.write_all(b"\n"))
         } else {
-            let k = b.block;
-            writeln!(
-                self.out,
-                "  {:#018x} size {:>#8x}  {}  {:<8} {:<9} {:<7}{}",
-                k.address,
-                k.size,
-                k.tag,
-                k.pool_type.kind.as_str(),
-                if k.allocated { "allocated" } else { "free" },
-                b.source,
-                owner.as_ref().map(owner_text).unwrap_or_default()
-            )
+            let owner = owner.as_ref().map(owner_text).unwrap_or_default();
+            writeln!(self.out, "{}", line(&b, &owner))
         };
         match written {
             Ok(()) => self.count += 1,
             Err(e) => self.error = Some(e),
         }
+    }
+
+    /// A new spill with the lines of blocks in a special pool heap's ranges (the report's,
+    /// known once the walk is done), their address keys taken off.
+    fn keep_special(self, report: &PoolReport) -> Result<Spill, String> {
+        let (json, filter) = (self.json, self.filter.clone());
+        let truncated = self.truncated;
+        let mut out = Spill::new(json, filter, None)?;
+        out.truncated = truncated;
+        let special = |va: u64| {
+            report
+                .segment_heap
+                .as_ref()
+                .is_some_and(|h| h.in_special(va))
+        };
+        for l in self.lines()? {
+            let l = l.map_err(|e| format!("cannot read back the listing: {e}"))?;
+            let Some((key, rest)) = l.split_once(' ') else {
+                continue;
+            };
+            if u64::from_str_radix(key, 16).is_ok_and(special) {
+                writeln!(out.out, "{rest}")
+                    .map_err(|e| format!("cannot write the listing: {e}"))?;
+                out.count += 1;
+            }
+        }
+        Ok(out)
     }
 
     /// The spilled lines, from the start.
@@ -140,8 +181,9 @@ fn owner_text(o: &BlockOwner) -> String {
 pub fn run(args: &BlocksArgs) -> ExitCode {
     let result = (|| {
         let tag = args.tag.as_deref().map(parse_tag).transpose()?;
+        let pool = args.pool.as_deref().map(PoolFilter::parse).transpose()?;
         let loaded = load(&args.dump, &args.symbols)?;
-        let mut spill = Spill::new(args.json, tag.clone())?;
+        let mut spill = Spill::new(args.json, tag.clone(), pool)?;
         let mut report = run_pool_with_owners(
             &loaded,
             &args.symbols,
@@ -159,8 +201,11 @@ pub fn run(args: &BlocksArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let count = spill.count;
-    let lines = match spill.lines() {
+    let spill = match spill.pool {
+        Some(PoolFilter::Special) => spill.keep_special(&report),
+        _ => Ok(spill),
+    };
+    let (count, lines) = match spill.and_then(|s| Ok((s.count, s.lines()?))) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("error: {e}");
@@ -171,7 +216,7 @@ pub fn run(args: &BlocksArgs) -> ExitCode {
     let written = if args.json {
         write_json(&mut out, &report, lines)
     } else {
-        write_text(&mut out, &report, count, lines)
+        write_text(&mut out, &report, args.pool.as_deref(), count, lines)
     };
     match written.and_then(|()| out.flush()) {
         Ok(()) => ExitCode::SUCCESS,
@@ -217,13 +262,15 @@ fn write_json(
 fn write_text(
     out: &mut impl Write,
     report: &PoolReport,
+    pool: Option<&str>,
     count: usize,
     lines: impl Iterator<Item = std::io::Result<String>>,
 ) -> std::io::Result<()> {
     let mut s = provenance(report);
     let _ = writeln!(
         s,
-        "\n{count} blocks{}",
+        "\n{count} blocks{}{} (!poolfind: address, size, previous size, state, tag, pool, found in, Process: the EPROCESS a quota block is charged to, owner)",
+        pool.map(|p| format!(" in {p} pool")).unwrap_or_default(),
         if report.blocks_truncated {
             " (list truncated)"
         } else {
@@ -257,7 +304,14 @@ fn write_text(
         );
     }
     if let Some(m) = report.missing_pool_pages {
-        let _ = writeln!(s, "pool pages missing from the dump: {m}");
+        let _ = writeln!(s, "pool pages missing (committed, not read): {m}");
+    }
+    if let Some(st) = &report.page_states {
+        let _ = writeln!(
+            s,
+            "pool pages by PTE: {} paged out, {} not in the dump, {} prototype, {} in transition (read), {} never committed",
+            st.paged_out, st.not_in_dump, st.prototype, st.in_transition, st.never_committed
+        );
     }
     s.push_str(&notes(report));
     out.write_all(s.as_bytes())

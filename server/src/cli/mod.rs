@@ -13,9 +13,12 @@ mod inspect;
 mod pool;
 mod pool_at;
 mod pool_common;
+mod poolfind_text;
+mod poolused_text;
 mod serve;
 mod symbols;
 mod tokens;
+mod vm_text;
 
 #[derive(Parser)]
 #[command(

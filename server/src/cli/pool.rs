@@ -1,9 +1,14 @@
-//! `pooltriage pool DUMP [--sort paged|nonpaged|allocs] [--tag PATTERN] [--json]`: pool usage
-//! per tag like `!poolused`, the `!vm` pool summary, quota charges, and the drivers behind the
-//! tags.
+//! `pooltriage pool DUMP [--sort tag|paged|nonpaged|allocs] [--tag PATTERN] [--json]`: the
+//! `!vm` figures, pool usage per tag like `!poolused` (system pool, then each session's as
+//! `!poolused 8`), quota charges, and the drivers behind the tags. The layouts are
+//! `vm_text`'s and `poolused_text`'s (docs/pool.md cites WinDbg's and poolmon's).
 
 use super::pool_common::{load, notes, parse_sort, parse_tag, provenance, run_pool, SymbolArgs};
+use super::poolused_text::table;
+use super::vm_text::vm_text;
+use analyzer::pool::tags::{sort_tags, SortKey};
 use analyzer::pool::verifier::VerifierTracking;
+use analyzer::pool::TagPattern;
 use analyzer::report::pool::{PoolReport, TagRow};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -14,8 +19,9 @@ use std::process::ExitCode;
 pub struct PoolArgs {
     /// The dump file.
     pub dump: PathBuf,
-    /// Sort order: paged (bytes), nonpaged (bytes), allocs (outstanding allocations).
-    #[arg(long, default_value = "paged", value_name = "KEY")]
+    /// Sort order: tag (WinDbg's !poolused default), paged (bytes), nonpaged (bytes), allocs
+    /// (outstanding allocations, Diff).
+    #[arg(long, default_value = "tag", value_name = "KEY")]
     pub sort: String,
     /// Only tags matching PATTERN (`?` one character, `*` any run), case-sensitive.
     #[arg(long, value_name = "PATTERN")]
@@ -32,9 +38,9 @@ pub fn run(args: &PoolArgs) -> ExitCode {
         let sort = parse_sort(&args.sort)?;
         let tag = args.tag.as_deref().map(parse_tag).transpose()?;
         let loaded = load(&args.dump, &args.symbols)?;
-        run_pool(&loaded, &args.symbols, sort, tag, &mut |_| {})
+        run_pool(&loaded, &args.symbols, sort, tag, &mut |_| {}).map(|r| (r, sort))
     })();
-    let report = match result {
+    let (report, sort) = match result {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");
@@ -44,38 +50,7 @@ pub fn run(args: &PoolArgs) -> ExitCode {
     if args.json {
         return super::pool_common::print_json(&report);
     }
-    super::pool_common::print(&text(&report))
-}
-
-/// One `!poolused` table: a header line and a row per tag.
-fn tag_rows(s: &mut String, tags: &[TagRow]) {
-    let _ = writeln!(
-        s,
-        "  {:<6} {:>10} {:>14} {:>10} {:>14}  Driver",
-        "Tag", "NP allocs", "NP bytes", "P allocs", "P bytes"
-    );
-    for t in tags {
-        let d = t.drivers.first().map_or(String::new(), |m| {
-            let source = serde_json::to_value(m.source)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string));
-            let who = match (&m.module, &m.description) {
-                (Some(module), _) => module.clone(),
-                (None, Some(d)) => format!("({})", d.chars().take(40).collect::<String>()),
-                (None, None) => "?".into(),
-            };
-            format!("{who} [{}]", source.unwrap_or_default())
-        });
-        let _ = writeln!(
-            s,
-            "  {:<6} {:>10} {:>14} {:>10} {:>14}  {d}",
-            t.stats.tag.to_string(),
-            t.nonpaged_outstanding,
-            t.stats.nonpaged_bytes,
-            t.paged_outstanding,
-            t.stats.paged_bytes
-        );
-    }
+    super::pool_common::print(&text(&report, sort))
 }
 
 /// Driver Verifier's tracked allocations (`!verifier 3`): per driver its count and bytes
@@ -115,57 +90,31 @@ fn verifier_rows(s: &mut String, v: &VerifierTracking) {
     }
 }
 
-fn text(r: &PoolReport) -> String {
+fn text(r: &PoolReport, sort: SortKey) -> String {
     let mut s = provenance(r);
     let _ = writeln!(s);
-    let vm = &r.vm;
-    let fig = |f: &Option<analyzer::pool::vm::Figure>| {
-        f.as_ref().map_or("?".to_string(), |f| {
-            format!("{} KB ({})", f.bytes / 1024, f.source)
-        })
-    };
-    let _ = writeln!(s, "Pool summary (!vm)");
-    let _ = writeln!(s, "  NonPagedPool usage: {}", fig(&vm.nonpaged_in_use));
-    let _ = writeln!(s, "  NonPagedPool max:   {}", fig(&vm.nonpaged_max));
-    let _ = writeln!(s, "  PagedPool usage:    {}", fig(&vm.paged_in_use));
-    let _ = writeln!(s, "  PagedPool max:      {}", fig(&vm.paged_max));
-    let _ = writeln!(s, "  PagedPool commit:   {}", fig(&vm.paged_commit));
+    s.push_str(&vm_text(&r.vm));
     let _ = writeln!(s);
+    let order = match sort {
+        SortKey::Tag => "Tag (WinDbg's default)",
+        SortKey::PagedBytes => "Paged Pool Consumed",
+        SortKey::NonpagedBytes => "NonPaged Pool Consumed",
+        SortKey::Allocs => "outstanding allocations (Diff)",
+    };
+    let filter = r
+        .tag_filter
+        .as_ref()
+        .map(|f| format!(", tag {f}"))
+        .unwrap_or_default();
     match &r.tags {
         Some(tags) => {
             let _ = writeln!(
                 s,
-                "Pool tags (!poolused, sorted by {}{}): {} tags",
-                r.sort,
-                r.tag_filter
-                    .as_ref()
-                    .map(|f| format!(", tag {f}"))
-                    .unwrap_or_default(),
+                "Pool tags (!poolused 1): sorting by {order}{filter}: {} tags",
                 tags.len()
             );
-            tag_rows(&mut s, tags);
-            // Session pool apart, as `!poolused 8` shows it (summed over the sessions read).
-            if let Some(st) = &r.session_tags {
-                let ids: Vec<String> = r
-                    .sessions
-                    .iter()
-                    .map(|x| {
-                        x.session_id
-                            .map_or(format!("{:#x}", x.mm_session_space), |i| i.to_string())
-                    })
-                    .collect();
-                let _ = writeln!(
-                    s,
-                    "\nSession pool tags (!poolused 8{}): {} tags",
-                    if ids.is_empty() {
-                        String::new()
-                    } else {
-                        format!(", session {}", ids.join(", "))
-                    },
-                    st.len()
-                );
-                tag_rows(&mut s, st);
-            }
+            table(&mut s, tags);
+            session_tables(&mut s, r, sort, &filter);
         }
         None => {
             let _ = writeln!(s, "Pool tags: not read");
@@ -196,8 +145,15 @@ fn text(r: &PoolReport) -> String {
     if let Some(p) = &r.pages {
         let _ = writeln!(
             s,
-            "Pool pages ({}): {} valid, {} not pool pages, {} in big allocations, {} missing from the dump",
+            "Pool pages ({}): {} valid, {} not pool pages, {} in big allocations, {} missing",
             p.mode, p.pages_valid, p.pages_invalid, p.pages_big, p.missing_pool_pages
+        );
+    }
+    if let Some(st) = &r.page_states {
+        let _ = writeln!(
+            s,
+            "Pool pages by PTE: {} paged out, {} not in the dump, {} prototype, {} in transition (read), {} never committed",
+            st.paged_out, st.not_in_dump, st.prototype, st.in_transition, st.never_committed
         );
     }
     if let Some(q) = &r.quota {
@@ -241,4 +197,50 @@ fn text(r: &PoolReport) -> String {
         s.push_str(&n);
     }
     s
+}
+
+/// Session pool as `!poolused 8` shows it, one table per session (each session's own tag
+/// table and expansion table); the summed rows when the tables were read through the dump's
+/// own page tables only (no session known).
+fn session_tables(s: &mut String, r: &PoolReport, sort: SortKey, filter: &str) {
+    let Some(all) = &r.session_tags else {
+        return;
+    };
+    if r.sessions.is_empty() {
+        let _ = writeln!(
+            s,
+            "\nSession pool tags (!poolused 9){filter}: {} tags",
+            all.len()
+        );
+        table(s, all);
+        return;
+    }
+    let pattern = r.tag_filter.as_deref().and_then(TagPattern::parse);
+    for x in &r.sessions {
+        let mut stats = x.tag_rows.clone();
+        stats.retain(|t| pattern.as_ref().is_none_or(|p| p.matches(t.tag)));
+        sort_tags(&mut stats, sort);
+        let rows: Vec<TagRow> = stats
+            .iter()
+            .map(|t| TagRow {
+                stats: *t,
+                paged_outstanding: t.paged_outstanding(),
+                nonpaged_outstanding: t.nonpaged_outstanding(),
+                drivers: all
+                    .iter()
+                    .find(|a| a.stats.tag == t.tag)
+                    .map(|a| a.drivers.clone())
+                    .unwrap_or_default(),
+            })
+            .collect();
+        let id = x
+            .session_id
+            .map_or(format!("at {:#x}", x.mm_session_space), |i| i.to_string());
+        let _ = writeln!(
+            s,
+            "\nSession pool tags (!poolused 9), session {id}{filter}: {} tags",
+            rows.len()
+        );
+        table(s, &rows);
+    }
 }

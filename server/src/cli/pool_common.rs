@@ -74,12 +74,17 @@ pub fn load_with_progress(
     input::open(dump_path, &s.input_options()?, progress).map_err(|e| e.to_string())
 }
 
+/// `--sort`: `tag` (WinDbg's `!poolused` default and poolmon's), `paged`, `nonpaged` (bytes),
+/// `allocs` (outstanding allocations, Diff).
 pub fn parse_sort(s: &str) -> Result<SortKey, String> {
     match s {
+        "tag" => Ok(SortKey::Tag),
         "paged" => Ok(SortKey::PagedBytes),
         "nonpaged" => Ok(SortKey::NonpagedBytes),
         "allocs" => Ok(SortKey::Allocs),
-        _ => Err(format!("unknown sort '{s}' (paged, nonpaged or allocs)")),
+        _ => Err(format!(
+            "unknown sort '{s}' (tag, paged, nonpaged or allocs)"
+        )),
     }
 }
 

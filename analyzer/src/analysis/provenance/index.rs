@@ -122,6 +122,7 @@ mod tests {
         Block {
             address,
             size,
+            previous_size: None,
             tag: Tag(*b"None"),
             pool_type: PoolType {
                 raw: 3,

@@ -34,6 +34,7 @@ fn block(address: u64, size: u64, tag: &[u8; 4]) -> Block {
     Block {
         address,
         size,
+        previous_size: None,
         tag: Tag(*tag),
         pool_type: PoolType {
             raw: 3,

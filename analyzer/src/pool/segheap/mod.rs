@@ -67,8 +67,11 @@ pub struct SegmentHeapScan {
     pub subsegments_invalid: u64,
     pub lfh_blocks: u64,
     pub vs_blocks: u64,
-    /// Pages of segment-heap metadata or subsegments the dump does not hold.
+    /// Committed pages of segment-heap metadata or subsegments that could not be read (not
+    /// in the dump, paged out, prototype PTE): `page_states.missing()`.
     pub missing_pages: u64,
+    /// The pages read or not, by what their PTEs say.
+    pub page_states: crate::pool::page_states::PageStates,
     /// Some list or count was cut at its bound.
     pub truncated: bool,
     /// The first few problems met.
@@ -77,6 +80,10 @@ pub struct SegmentHeapScan {
     /// pool pages and the classic page scan skips them.
     #[serde(skip)]
     pub ranges: Vec<(u64, u64)>,
+    /// Those of the special pool heaps (`ExPoolState.SpecialHeaps`, a session's
+    /// `SpecialPoolHeap`): `!poolfind`'s special pool (`blocks --pool special`).
+    #[serde(skip)]
+    pub special_ranges: Vec<(u64, u64)>,
 }
 
 impl SegmentHeapScan {
@@ -92,12 +99,28 @@ impl SegmentHeapScan {
         self.lfh_blocks += o.lfh_blocks;
         self.vs_blocks += o.vs_blocks;
         self.missing_pages += o.missing_pages;
+        self.page_states.add(&o.page_states);
         self.truncated |= o.truncated;
         for p in &o.problems {
             self.problem(p.clone());
         }
         self.ranges.extend(o.ranges.iter().copied());
         self.ranges.sort_unstable();
+        self.special_ranges.extend(o.special_ranges.iter().copied());
+        self.special_ranges.sort_unstable();
+    }
+
+    /// Records the ranges walked since `ranges[before]` as a special pool heap's.
+    pub(crate) fn mark_special(&mut self, before: usize) {
+        let new = self.ranges.get(before..).unwrap_or(&[]).to_vec();
+        self.special_ranges.extend(new);
+        self.special_ranges.sort_unstable();
+    }
+
+    /// Whether `va` lies in a special pool heap's LFH or VS range.
+    pub fn in_special(&self, va: u64) -> bool {
+        let i = self.special_ranges.partition_point(|&(s, _)| s <= va);
+        i > 0 && self.special_ranges.get(i - 1).is_some_and(|&(_, e)| va < e)
     }
 
     pub(crate) fn problem(&mut self, p: String) {
@@ -134,6 +157,7 @@ pub(crate) fn block_from_header(
     Some(crate::pool::pages::Block {
         address,
         size,
+        previous_size: Some(header.bytes(h.previous_size)),
         tag: h.tag,
         pool_type: h.pool_type,
         pool,

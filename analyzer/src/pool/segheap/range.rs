@@ -1,40 +1,62 @@
 //! One LFH or VS range read from the dump page by page, remembering which pages it lacks, so
 //! that a block on a missing page is skipped and counted instead of read as zeros.
 
-use crate::memory::{MemoryError, VirtualMemory, PAGE_SIZE};
+use crate::memory::{MemoryError, PageRead, VirtualMemory, PAGE_SIZE};
+use crate::pool::page_states::PageStates;
 
 pub struct RangeBytes {
     pub va: u64,
     bytes: Vec<u8>,
     present: Vec<bool>,
+    /// The range's pages by what their PTEs say.
+    pub states: PageStates,
 }
 
 impl RangeBytes {
     /// Reads `len` bytes at `va` (both page-aligned by the caller's descriptors; `len` bounded
-    /// by [`super::MAX_RANGE_BYTES`]). Pages that cannot be read are marked absent.
+    /// by [`super::MAX_RANGE_BYTES`]). Pages that cannot be read are marked absent and
+    /// counted by cause.
     pub fn read(mem: &dyn VirtualMemory, va: u64, len: u64) -> RangeBytes {
         let pages = len.div_ceil(PAGE_SIZE) as usize;
         let mut bytes = vec![0u8; pages * PAGE_SIZE as usize];
         let mut present = vec![false; pages];
+        let mut states = PageStates::default();
         for (i, (chunk, p)) in bytes
             .chunks_mut(PAGE_SIZE as usize)
             .zip(present.iter_mut())
             .enumerate()
         {
             let page_va = va.wrapping_add(i as u64 * PAGE_SIZE);
-            *p = matches!(mem.read(page_va, chunk), Ok(()));
+            match mem.read_page(page_va, chunk) {
+                Ok(how) => {
+                    *p = true;
+                    states.in_transition += u64::from(how == PageRead::Transition);
+                }
+                Err(e) => {
+                    // An unmapped page inside a committed range: nothing committed there.
+                    if !states.error(&e) && e.absence().is_none() {
+                        states.never_committed += 1;
+                    }
+                }
+            }
         }
         bytes.truncate(len as usize);
-        RangeBytes { va, bytes, present }
+        RangeBytes {
+            va,
+            bytes,
+            present,
+            states,
+        }
     }
 
     pub fn len(&self) -> u64 {
         self.bytes.len() as u64
     }
 
-    /// Pages of the range the dump lacks.
+    /// Committed pages of the range that could not be read (not in the dump, paged out,
+    /// prototype PTE).
     pub fn missing_pages(&self) -> u64 {
-        self.present.iter().filter(|p| !**p).count() as u64
+        self.states.missing()
     }
 
     /// `len` bytes at offset `off`, if inside the range and every page they touch is present.
@@ -65,10 +87,10 @@ impl RangeBytes {
     }
 }
 
-/// Whether an error means "mapped but not in the dump" (counted) rather than "not mapped".
-pub fn is_missing(e: &MemoryError) -> bool {
-    matches!(
-        e,
-        MemoryError::PageMissing { .. } | MemoryError::NotCaptured { .. }
-    )
+/// Counts the page a failed metadata read was about in `scan` (by cause; `missing_pages`
+/// when it was committed but could not be read).
+pub fn count_unread(scan: &mut super::SegmentHeapScan, e: &MemoryError) {
+    if scan.page_states.error(e) {
+        scan.missing_pages += 1;
+    }
 }

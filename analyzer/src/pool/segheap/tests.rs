@@ -296,6 +296,45 @@ fn a_missing_page_is_counted_not_read_as_zeros() {
     assert_eq!(vs, vec![VS + 0x40, VS + 0xa0]);
 }
 
+/// The same walk with the LFH page paged out, the VS page's second half behind a prototype
+/// PTE and its first page in transition: counted by cause, the transition page read.
+#[test]
+fn unread_pages_are_counted_by_cause() {
+    let mut f = fixture();
+    f.img.absent(LFH, crate::memory::Absence::PagedOut);
+    f.img.absent(VS + 0x1000, crate::memory::Absence::Prototype);
+    f.img.transition(VS);
+    let (r, blocks) = walk(&f);
+    let s = r.unwrap();
+    assert_eq!(s.missing_pages, 2);
+    let states = s.page_states;
+    assert_eq!(
+        (states.paged_out, states.prototype, states.not_in_dump),
+        (1, 1, 0)
+    );
+    assert_eq!(states.in_transition, 1);
+    let vs: Vec<u64> = blocks.iter().map(|b| b.0).collect();
+    assert_eq!(vs, vec![VS + 0x40, VS + 0xa0]);
+}
+
+/// The same heap reached from `ExPoolState.SpecialHeaps[0]` instead of a pool node: its
+/// ranges are the special pool's (`blocks --pool special`).
+#[test]
+fn special_heap_ranges_are_recorded() {
+    let mut f = fixture();
+    let state = KBASE + f.p.global("ExPoolState").unwrap();
+    let (r, _) = walk(&f);
+    let s = r.unwrap();
+    assert!(s.special_ranges.is_empty() && !s.in_special(LFH));
+    f.img.u64(state + 0x3900 + 2 * 8, 0);
+    f.img.u64(state + 0x86900, HEAP);
+    let (r, blocks) = walk(&f);
+    let s = r.unwrap();
+    assert_eq!(s.special_ranges, [(LFH, LFH + 0x1000), (VS, VS + 0x2000)]);
+    assert!(blocks.iter().all(|b| s.in_special(b.0)), "{blocks:x?}");
+    assert!(!s.in_special(SEG));
+}
+
 #[test]
 fn decoders_match_hand_computed_values() {
     // 0x773789ca ^ 0x77778888 ^ (0x00102000 >> 12 = 0x102) = 0x00400040.

@@ -1,7 +1,7 @@
 //! From nt!ExPoolState down to the LFH and VS ranges of every page segment.
 
 use super::lfh::walk_lfh;
-use super::range::{is_missing, RangeBytes};
+use super::range::{count_unread, RangeBytes};
 use super::vs::walk_vs;
 use super::*;
 use crate::memory::{VirtualMemory, PAGE_SIZE};
@@ -65,22 +65,20 @@ pub fn walk_segment_heap(
     scan.pools = pools as u32;
 
     // Heaps[4] of each pool node, then SpecialHeaps[4]; each heap once.
-    let mut slots: Vec<(u64, u64)> = Vec::new();
+    let mut slots: Vec<(u64, u64, bool)> = Vec::new();
     for n in 0..pools {
         let base = state + l.pool_node + n * l.pool_node_size + l.node_heaps;
-        slots.extend((0..4).map(|i| (base + i * 8, i)));
+        slots.extend((0..4).map(|i| (base + i * 8, i, false)));
     }
     if let Some(sh) = l.special_heaps {
-        slots.extend((0..4).map(|i| (state + sh + i * 8, i)));
+        slots.extend((0..4).map(|i| (state + sh + i * 8, i, true)));
     }
     let mut seen = BTreeSet::new();
-    for (slot, i) in slots {
+    for (slot, i, special) in slots {
         let heap = match mem.read_u64(slot) {
             Ok(h) => h,
             Err(e) => {
-                if is_missing(&e) {
-                    scan.missing_pages += 1;
-                }
+                count_unread(&mut scan, &e);
                 scan.problem(format!("heap pointer at {slot:#x}: {e}"));
                 continue;
             }
@@ -88,7 +86,11 @@ pub fn walk_segment_heap(
         if heap == 0 || !seen.insert(heap) {
             continue;
         }
+        let before = scan.ranges.len();
         walk_heap(mem, l, header, heap, heap_kind(i), &mut scan, on_block);
+        if special {
+            scan.mark_special(before);
+        }
     }
     scan.ranges.sort_unstable();
     Ok(scan)
@@ -140,14 +142,13 @@ pub fn walk_session_heap(
         ..SegmentHeapScan::default()
     };
     let mut seen = BTreeSet::new();
-    for slot in std::iter::once(paged).chain(special) {
+    for (slot, is_special) in [(Some(paged), false), (special, true)] {
+        let Some(slot) = slot else { continue };
         let slot = state.wrapping_add(slot);
         let heap = match mem.read_u64(slot) {
             Ok(h) => h,
             Err(e) => {
-                if is_missing(&e) {
-                    scan.missing_pages += 1;
-                }
+                count_unread(&mut scan, &e);
                 scan.problem(format!("session heap pointer at {slot:#x}: {e}"));
                 continue;
             }
@@ -157,7 +158,11 @@ pub fn walk_session_heap(
         }
         // Session pool is paged pool (PagedPoolSession); the blocks' headers carry the
         // session bit.
+        let before = scan.ranges.len();
         walk_heap(mem, l, header, heap, PoolKind::Paged, &mut scan, on_block);
+        if is_special {
+            scan.mark_special(before);
+        }
     }
     scan.ranges.sort_unstable();
     Ok(Some(scan))
@@ -182,9 +187,7 @@ fn walk_heap(
             return;
         }
         Err(e) => {
-            if is_missing(&e) {
-                scan.missing_pages += 1;
-            }
+            count_unread(scan, &e);
             scan.heaps_invalid += 1;
             scan.problem(format!("heap {heap:#x}: {e}"));
             return;
@@ -244,9 +247,7 @@ fn walk_segment_list(
         let next = match mem.read_u64(seg) {
             Ok(n) => n,
             Err(e) => {
-                if is_missing(&e) {
-                    scan.missing_pages += 1;
-                }
+                count_unread(scan, &e);
                 scan.problem(format!("page segment {seg:#x}: {e}"));
                 return;
             }
@@ -297,6 +298,7 @@ fn walk_descriptors(
 ) {
     let descs = RangeBytes::read(mem, seg, l.page_segment_size);
     scan.missing_pages += descs.missing_pages();
+    scan.page_states.add(&descs.states);
     let mut i = u64::from(first_index);
     while i < 256 {
         let d = i * l.descriptor_size;
@@ -324,6 +326,7 @@ fn walk_descriptors(
         scan.ranges.push((start, start + len));
         let r = RangeBytes::read(mem, start, len);
         scan.missing_pages += r.missing_pages();
+        scan.page_states.add(&r.states);
         if flags == RANGE_LFH {
             walk_lfh(&r, l, header, scan.lfh_key, kind, scan, on_block);
         } else {
