@@ -163,10 +163,13 @@ fn procedures(pdb: &Path, vas: &[u64]) -> Vec<(String, u64, u64)> {
     out
 }
 
-/// Line blocks of `dump -l`: (start rva, end rva, [(rva, line)]), offsets in hex.
-fn line_blocks(pdb: &Path, vas: &[u64]) -> Vec<(u64, u64, Vec<(u64, u64)>)> {
+/// One line block of `dump -l`: (start rva, end rva, [(rva, line)]).
+type LineBlock = (u64, u64, Vec<(u64, u64)>);
+
+/// Line blocks of `dump -l` (offsets in hex there).
+fn line_blocks(pdb: &Path, vas: &[u64]) -> Vec<LineBlock> {
     let text = tool("llvm-pdbutil-14", &["dump", "-l"], pdb);
-    let mut blocks: Vec<(u64, u64, Vec<(u64, u64)>)> = Vec::new();
+    let mut blocks: Vec<LineBlock> = Vec::new();
     for l in text.lines() {
         let t = l.trim();
         if t.contains("line/addr entries") {
@@ -199,7 +202,7 @@ fn line_blocks(pdb: &Path, vas: &[u64]) -> Vec<(u64, u64, Vec<(u64, u64)>)> {
 
 /// The lines `dump -l` gives the instruction at `rva`: those of the greatest entry at or
 /// before it in the block that contains it (several lines can share an address).
-fn lines_at(blocks: &[(u64, u64, Vec<(u64, u64)>)], rva: u64) -> Vec<u64> {
+fn lines_at(blocks: &[LineBlock], rva: u64) -> Vec<u64> {
     let Some((_, _, entries)) = blocks.iter().find(|(a, b, _)| *a <= rva && rva <= *b) else {
         return Vec::new();
     };
@@ -221,14 +224,9 @@ fn symbolizer(sys: &Path, va: u64) -> (String, u64) {
     let text = String::from_utf8(out).unwrap();
     let mut l = text.lines();
     let func = l.next().unwrap().to_string();
-    let line = l
-        .next()
-        .unwrap()
-        .rsplitn(3, ':')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
+    // "file:line:column"
+    let mut parts = l.next().unwrap().rsplit(':');
+    let line = parts.nth(1).unwrap().parse().unwrap();
     (func, line)
 }
 

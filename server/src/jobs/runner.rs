@@ -357,9 +357,13 @@ fn classify(
     use std::os::unix::process::ExitStatusExt;
     // The allocator's abort message, and the dynamic loader's when the limit is below what
     // the analyzer needs to start at all (its data segment and libc's).
-    let out_of_memory = ["memory allocation of", "out of memory", "cannot map zero-fill pages"]
-        .iter()
-        .any(|m| stderr.contains(m));
+    let out_of_memory = [
+        "memory allocation of",
+        "out of memory",
+        "cannot map zero-fill pages",
+    ]
+    .iter()
+    .any(|m| stderr.contains(m));
     match status.code() {
         Some(0) => {
             if stdout.len() as u64 > MAX_REPORT_BYTES {
