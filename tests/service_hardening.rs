@@ -328,3 +328,87 @@ fn one_client_flooding_connections_does_not_shut_out_the_others() {
         "{after} sockets after the flood, {before} before"
     );
 }
+
+/// The headers of an answer, lower-case names.
+fn headers_of(addr: SocketAddr, path: &str, token: Option<&str>) -> (u16, Vec<(String, String)>) {
+    let mut req = ureq::get(&format!("http://{addr}{path}"));
+    if let Some(t) = token {
+        req = req.set("Authorization", &format!("Bearer {t}"));
+    }
+    let resp = match req.call() {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("{path}: {e}"),
+    };
+    let names = resp.headers_names();
+    let pairs = names
+        .iter()
+        .map(|n| {
+            (
+                n.to_ascii_lowercase(),
+                resp.header(n).unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    (resp.status(), pairs)
+}
+
+fn header<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    h.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+#[test]
+fn every_answer_carries_the_browser_security_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = create_token(dir.path(), "acme", "customer");
+    let (_serve, addr) = spawn_serve(dir.path(), &[]);
+    // A page, the JSON API, an error and a static asset.
+    for (path, auth, status) in [
+        ("/login", None, 200),
+        ("/api/v1/dumps", Some(token.as_str()), 200),
+        ("/api/v1/dumps/0123", Some(token.as_str()), 404),
+        ("/static/style.css", None, 200),
+    ] {
+        let (code, h) = headers_of(addr, path, auth);
+        assert_eq!(code, status, "{path}");
+        let csp = header(&h, "content-security-policy").unwrap_or_else(|| panic!("{path}: {h:?}"));
+        for directive in [
+            "default-src 'self'",
+            "frame-ancestors 'none'",
+            "object-src 'none'",
+        ] {
+            assert!(csp.contains(directive), "{path}: {csp}");
+        }
+        assert!(!csp.contains("unsafe-inline"), "{path}: {csp}");
+        assert_eq!(
+            header(&h, "x-content-type-options"),
+            Some("nosniff"),
+            "{path}"
+        );
+        assert_eq!(header(&h, "x-frame-options"), Some("DENY"), "{path}");
+        assert_eq!(header(&h, "referrer-policy"), Some("no-referrer"), "{path}");
+        let cache = header(&h, "cache-control").unwrap_or_default();
+        if path.starts_with("/static/") {
+            assert!(
+                !cache.contains("no-store"),
+                "{path}: assets may be cached: {cache}"
+            );
+        } else {
+            assert_eq!(cache, "no-store", "{path}");
+        }
+    }
+    // The policy allows no inline script or style: the pages must have none.
+    let page = ureq::get(&format!("http://{addr}/login"))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    assert!(!page.contains("style=\""), "inline style on /login");
+    for script in page.split("<script").skip(1) {
+        let tag = script.split('>').next().unwrap_or_default();
+        assert!(
+            tag.contains("src="),
+            "inline script on /login: <script{tag}>"
+        );
+    }
+}

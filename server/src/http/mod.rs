@@ -5,6 +5,7 @@ pub mod caller;
 pub mod connections;
 pub mod hooks;
 pub mod pages;
+pub mod security_headers;
 pub mod stats;
 pub mod symbols;
 pub mod uploads;
@@ -45,6 +46,7 @@ pub fn router(state: AppState) -> Router {
         .merge(symbols::routes())
         .merge(crate::auth::routes())
         .merge(pages::routes())
+        .layer(axum::middleware::from_fn(security_headers::add))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }
