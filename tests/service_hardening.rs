@@ -412,3 +412,47 @@ fn every_answer_carries_the_browser_security_headers() {
         );
     }
 }
+
+/// Every file and folder under `dir` whose mode lets group or others in.
+fn open_to_others(dir: &Path) -> Vec<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let meta = std::fs::symlink_metadata(&p).unwrap();
+        if meta.permissions().mode() & 0o077 != 0 {
+            found.push(format!("{} {:o}", p.display(), meta.permissions().mode()));
+        }
+        if meta.is_dir() {
+            stack.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        }
+    }
+    found
+}
+
+#[test]
+fn the_data_directory_and_everything_in_it_are_the_owners_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    // As an operator's `mkdir` under umask 022 leaves it.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let token = create_token(dir.path(), "acme", "customer");
+    let (_serve, addr) = spawn_serve(dir.path(), &[]);
+    let dump = std::fs::read(TRIAGE).unwrap();
+    let resp = ureq::post(&format!("http://{addr}/api/v1/dumps"))
+        .set("Authorization", &format!("Bearer {token}"))
+        .send_bytes(&dump)
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    // The database (and its journal), the stored dump, the storage folders.
+    let open = open_to_others(dir.path());
+    assert!(open.is_empty(), "readable by others: {open:?}");
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.iter().any(|n| n.starts_with("pooltriage.db")),
+        "{names:?}"
+    );
+}

@@ -60,8 +60,7 @@ pub fn run(args: &ServeArgs) -> ExitCode {
 
 async fn serve(config: Config, auth_config: crate::auth::AuthConfig) -> anyhow::Result<()> {
     let dir = &config.data_dir;
-    std::fs::create_dir_all(dir)
-        .map_err(|e| anyhow::anyhow!("cannot create data directory {}: {e}", dir.display()))?;
+    crate::storage::private::create_data_dir(dir)?;
     let storage =
         Storage::open(dir).map_err(|e| anyhow::anyhow!("storage in {}: {e}", dir.display()))?;
     let db = crate::db::open(dir, config.database_url.as_deref()).await?;

@@ -78,11 +78,8 @@ pub fn run(args: &TokensArgs) -> ExitCode {
 
 async fn open(dir: &DataDir) -> Result<crate::db::Db, ExitCode> {
     let path = &dir.data_dir;
-    if let Err(e) = std::fs::create_dir_all(path) {
-        return Err(fail(
-            1,
-            &format!("cannot create data directory {}: {e}", path.display()),
-        ));
+    if let Err(e) = crate::storage::private::create_data_dir(path) {
+        return Err(fail(1, &e.to_string()));
     }
     crate::db::open(path, dir.database_url.as_deref())
         .await

@@ -14,6 +14,7 @@
 
 pub mod chunked;
 pub mod ingest;
+pub mod private;
 pub mod source;
 
 use std::fs::{File, OpenOptions, TryLockError};
