@@ -12,4 +12,5 @@ pub mod analysis;
 pub mod pool;
 pub mod pool_at;
 pub mod provenance;
+pub mod trend;
 pub use analysis::{AnalysisReport, ANALYSIS_SCHEMA_VERSION};
