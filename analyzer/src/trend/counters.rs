@@ -135,7 +135,11 @@ impl Reader {
                 instance: process.then(|| p.instance.clone().unwrap_or_default()),
                 values: Vec::new(),
             };
-            let list = if process { &mut self.processes } else { &mut self.system };
+            let list = if process {
+                &mut self.processes
+            } else {
+                &mut self.system
+            };
             list.push(series);
             self.columns.push(Column {
                 index: i + 1,
@@ -185,7 +189,11 @@ impl Reader {
         }
         for c in &self.columns {
             let v = value(&f[c.index], line.number, &mut self.decimal).map_err(malformed)?;
-            let list = if c.process { &mut self.processes } else { &mut self.system };
+            let list = if c.process {
+                &mut self.processes
+            } else {
+                &mut self.system
+            };
             list[c.series].values.push(v);
         }
         self.times.push(time);
@@ -255,8 +263,9 @@ impl Reader {
                     });
                 }
                 if ms == prev {
-                    self.warnings
-                        .push(format!("line {line}: the same time as the sample before it"));
+                    self.warnings.push(format!(
+                        "line {line}: the same time as the sample before it"
+                    ));
                 }
             }
             out.push(ms);
@@ -325,7 +334,9 @@ impl CounterPath {
         let cut = rest.rfind('\\')?;
         let (obj, counter) = (&rest[..cut], &rest[cut + 1..]);
         let (object, instance) = match obj.find('(') {
-            Some(i) if obj.ends_with(')') => (&obj[..i], Some(obj[i + 1..obj.len() - 1].to_string())),
+            Some(i) if obj.ends_with(')') => {
+                (&obj[..i], Some(obj[i + 1..obj.len() - 1].to_string()))
+            }
             _ => (obj, None),
         };
         Some(CounterPath {

@@ -30,7 +30,9 @@ pub enum DetectError {
     Binary,
     #[error("a user-mode minidump (MDMP): a trend needs kernel dumps")]
     UserDump,
-    #[error("neither a kernel dump, a poolmon/poolsnap log nor a typeperf/relog CSV (it starts: {0:?})")]
+    #[error(
+        "neither a kernel dump, a poolmon/poolsnap log nor a typeperf/relog CSV (it starts: {0:?})"
+    )]
     Unknown(String),
 }
 
@@ -77,7 +79,10 @@ fn decode(head: &[u8]) -> Option<String> {
         _ if head.contains(&0) => return None,
         _ => String::from_utf8_lossy(head).into_owned(),
     };
-    let bad = text.chars().filter(|&c| c == char::REPLACEMENT_CHARACTER || (c.is_control() && !c.is_whitespace())).count();
+    let bad = text
+        .chars()
+        .filter(|&c| c == char::REPLACEMENT_CHARACTER || (c.is_control() && !c.is_whitespace()))
+        .count();
     (bad * 20 <= text.chars().count()).then_some(text)
 }
 
@@ -96,8 +101,13 @@ mod tests {
         assert_eq!(detect(log), Ok(InputKind::TagLog));
         assert_eq!(detect(b""), Err(DetectError::Empty));
         assert_eq!(detect(b"MDMP\x93\xa7"), Err(DetectError::UserDump));
-        let garbage: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        let garbage: Vec<u8> = (0..4096u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
         assert_eq!(detect(&garbage), Err(DetectError::Binary));
-        assert!(matches!(detect(b"hello, world\n"), Err(DetectError::Unknown(_))));
+        assert!(matches!(
+            detect(b"hello, world\n"),
+            Err(DetectError::Unknown(_))
+        ));
     }
 }

@@ -63,8 +63,18 @@ impl DumpSnapshot {
             .flat_map(|t| {
                 let driver = tag_drivers.get(&t.tag).and_then(|d| d.first().cloned());
                 [
-                    (PoolName::Paged, t.paged_allocs, t.paged_frees, t.paged_bytes),
-                    (PoolName::Nonpaged, t.nonpaged_allocs, t.nonpaged_frees, t.nonpaged_bytes),
+                    (
+                        PoolName::Paged,
+                        t.paged_allocs,
+                        t.paged_frees,
+                        t.paged_bytes,
+                    ),
+                    (
+                        PoolName::Nonpaged,
+                        t.nonpaged_allocs,
+                        t.nonpaged_frees,
+                        t.nonpaged_bytes,
+                    ),
                 ]
                 .into_iter()
                 .filter(|&(_, a, f, b)| a != 0 || f != 0 || b != 0)
@@ -149,6 +159,10 @@ fn identity(r: &AnalysisReport) -> DumpIdentity {
         kernel,
         kernel_base,
         boot_time_ms: r.dump.boot_time.as_deref().and_then(utc_millis),
-        modules: r.modules.iter().map(|m| (m.name.clone(), m.base.0)).collect(),
+        modules: r
+            .modules
+            .iter()
+            .map(|m| (m.name.clone(), m.base.0))
+            .collect(),
     }
 }

@@ -24,7 +24,9 @@ pub enum ParseError {
     TooManyRows { line: usize, max: usize },
     #[error("line {line}: {reason}")]
     Malformed { line: usize, reason: String },
-    #[error("line {line}: time {time} is before the previous sample's {previous}: samples out of order")]
+    #[error(
+        "line {line}: time {time} is before the previous sample's {previous}: samples out of order"
+    )]
     OutOfOrder {
         line: usize,
         time: String,

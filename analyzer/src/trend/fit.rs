@@ -75,7 +75,9 @@ mod tests {
 
     #[test]
     fn exact_line() {
-        let pts: Vec<(f64, f64)> = (0..6).map(|i| (i as f64 * 2.0, 100.0 + 50.0 * i as f64)).collect();
+        let pts: Vec<(f64, f64)> = (0..6)
+            .map(|i| (i as f64 * 2.0, 100.0 + 50.0 * i as f64))
+            .collect();
         let f = least_squares(&pts).unwrap();
         assert!((f.slope_per_hour - 25.0).abs() < 1e-9);
         assert_eq!(f.r2, Some(1.0));

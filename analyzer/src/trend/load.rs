@@ -56,7 +56,9 @@ pub fn read_log(path: &Path, kind: InputKind) -> Result<Source, LoadError> {
     };
     let data = match kind {
         InputKind::TagLog => SourceData::Tags(super::tagtable::parse(file).map_err(parse_err)?),
-        InputKind::Counters => SourceData::Counters(super::counters::parse(file).map_err(parse_err)?),
+        InputKind::Counters => {
+            SourceData::Counters(super::counters::parse(file).map_err(parse_err)?)
+        }
         InputKind::Dump => {
             return Err(LoadError::Kind {
                 path: name,

@@ -131,8 +131,16 @@ fn compare_modules(
             });
         }
     }
-    let added: Vec<&str> = bm.keys().filter(|n| !am.contains_key(*n)).copied().collect();
-    let gone: Vec<&str> = am.keys().filter(|n| !bm.contains_key(*n)).copied().collect();
+    let added: Vec<&str> = bm
+        .keys()
+        .filter(|n| !am.contains_key(*n))
+        .copied()
+        .collect();
+    let gone: Vec<&str> = am
+        .keys()
+        .filter(|n| !bm.contains_key(*n))
+        .copied()
+        .collect();
     if !added.is_empty() || !gone.is_empty() {
         warnings.push(format!(
             "{b_name}: modules loaded since {a_name}: [{}]; unloaded: [{}]",
@@ -173,7 +181,10 @@ mod tests {
         let two = check_dumps(&[("a", &a, 10), ("d", &d, 20)]).unwrap_err();
         assert!(two.to_string().contains("kernel images k1 and k2"), "{two}");
         let clones = check_dumps(&[("a", &a, 10), ("e", &e, 20)]).unwrap_err();
-        assert!(clones.to_string().contains("acme.sys is loaded at"), "{clones}");
+        assert!(
+            clones.to_string().contains("acme.sys is loaded at"),
+            "{clones}"
+        );
         assert!(check_hosts(&[("x", "SQL01"), ("y", "sql01")]).is_ok());
         assert!(check_hosts(&[("x", "SQL01"), ("y", "WEB02")]).is_err());
     }

@@ -22,13 +22,13 @@ pub mod limits;
 pub mod load;
 pub mod machine;
 mod points;
-mod pools;
 pub mod poolmon;
+mod pools;
 pub mod poolsnap;
 mod processes;
 pub mod rule;
-pub mod tagtable;
 mod tags;
+pub mod tagtable;
 pub mod text;
 pub mod timeline;
 pub mod timestamp;
@@ -68,7 +68,11 @@ pub fn analyze(sources: &[Source], opts: &TrendOptions) -> Result<TrendReport, T
     if table.keys.len().saturating_mul(snaps.len()) > limits::MAX_TAG_CELLS * 4 {
         return Err(TrendError::Unusable {
             name: "the inputs".into(),
-            reason: format!("{} tags x {} snapshots is more than this trend holds", table.keys.len(), snaps.len()),
+            reason: format!(
+                "{} tags x {} snapshots is more than this trend holds",
+                table.keys.len(),
+                snaps.len()
+            ),
         });
     }
     let max_of = |pool| pools::max_from_dumps(sources, &used, pool);
@@ -143,7 +147,9 @@ fn warn_local_times(sources: &[Source], offset: Option<LocalOffset>, warnings: &
         _ => true,
     });
     for s in sources {
-        let SourceData::Tags(t) = &s.data else { continue };
+        let SourceData::Tags(t) = &s.data else {
+            continue;
+        };
         if !t.local_times {
             continue;
         }
@@ -222,9 +228,19 @@ fn summaries(sources: &[Source], used: &[bool], offset: Option<LocalOffset>) -> 
                     t.warnings.clone(),
                     t.local_times,
                 ),
-                SourceData::Counters(c) => ("counters", c.times.clone(), c.host.clone(), c.warnings.clone(), false),
+                SourceData::Counters(c) => (
+                    "counters",
+                    c.times.clone(),
+                    c.host.clone(),
+                    c.warnings.clone(),
+                    false,
+                ),
             };
-            let shift = if local { offset.map(|o| o.minutes) } else { None };
+            let shift = if local {
+                offset.map(|o| o.minutes)
+            } else {
+                None
+            };
             let to_utc = |ms: i64| ms - i64::from(shift.unwrap_or(0)) * 60_000;
             TrendSource {
                 name: s.name.clone(),

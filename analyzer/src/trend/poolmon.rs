@@ -84,10 +84,12 @@ mod tests {
     #[test]
     fn headers_of_the_documented_examples() {
         // poolmon-display.md and poolmon-examples.md (Example 2).
-        let display = " Tag  Type     Allocs            Frees            Diff   Bytes       Per Alloc";
+        let display =
+            " Tag  Type     Allocs            Frees            Diff   Bytes       Per Alloc";
         let g = " Tag  Type     Allocs            Frees            Diff   Bytes      Per Alloc  Mapped_Driver";
         let g2 = " Tag  Type        Allocs          Frees      Diff   Bytes      Per Alloc    Mapped_Driver";
-        let printer = "Tag  Type        Allocs           Frees           Diff  Bytes           Per Alloc";
+        let printer =
+            "Tag  Type        Allocs           Frees           Diff  Bytes           Per Alloc";
         assert_eq!(header_column(display), Some(1));
         assert_eq!(header_column(g), Some(1));
         assert_eq!(header_column(g2), Some(1));
@@ -106,12 +108,24 @@ mod tests {
                 nonpaged_bytes: 8500 * 1024
             })
         );
-        let tight = "Commit: 193632K Limit:1279764K Peak: 987356K            Pool N:14332K P:18644K";
+        let tight =
+            "Commit: 193632K Limit:1279764K Peak: 987356K            Pool N:14332K P:18644K";
         assert_eq!(pool_totals(tight).unwrap().nonpaged_bytes, 14332 * 1024);
-        assert_eq!(pool_totals(" Memory:  260620K Avail:   65152K  PageFlts:    85   InRam Krnl: 2116K P:19560K"), None);
-        assert_eq!(mapped_driver("[ntfs.sys  -  AttrSup.c]").as_deref(), Some("ntfs.sys"));
+        assert_eq!(
+            pool_totals(
+                " Memory:  260620K Avail:   65152K  PageFlts:    85   InRam Krnl: 2116K P:19560K"
+            ),
+            None
+        );
+        assert_eq!(
+            mapped_driver("[ntfs.sys  -  AttrSup.c]").as_deref(),
+            Some("ntfs.sys")
+        );
         assert_eq!(mapped_driver("[el90xbc5]").as_deref(), Some("el90xbc5"));
-        assert_eq!(mapped_driver("[ipsec][ipsec.sys    -  event queue]").as_deref(), Some("ipsec"));
+        assert_eq!(
+            mapped_driver("[ipsec][ipsec.sys    -  event queue]").as_deref(),
+            Some("ipsec")
+        );
         assert_eq!(mapped_driver("  Unknown Driver"), None);
         assert!(is_session_title("All sessions pool information"));
         assert!(!is_session_title(" System pool information"));

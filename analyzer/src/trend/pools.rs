@@ -52,7 +52,11 @@ pub fn pool_trends(
             .iter()
             .filter_map(|s| {
                 let h = s.header?;
-                let v = if pool == PoolName::Paged { h.paged_bytes } else { h.nonpaged_bytes };
+                let v = if pool == PoolName::Paged {
+                    h.paged_bytes
+                } else {
+                    h.nonpaged_bytes
+                };
                 Some((hours(s.time_ms, t0), v as f64))
             })
             .collect();
@@ -69,7 +73,12 @@ pub fn pool_trends(
 }
 
 /// The tags' bytes and outstanding allocations in `pool`, summed per snapshot.
-fn tag_sums(table: &TagTable, snaps: &[Snap], t0: i64, pool: PoolName) -> (Vec<(f64, f64)>, Vec<(f64, f64)>) {
+fn tag_sums(
+    table: &TagTable,
+    snaps: &[Snap],
+    t0: i64,
+    pool: PoolName,
+) -> (Vec<(f64, f64)>, Vec<(f64, f64)>) {
     let mut bytes = vec![0.0; snaps.len()];
     let mut count = vec![0.0; snaps.len()];
     for (k, key) in table.keys.iter().enumerate() {
@@ -84,7 +93,11 @@ fn tag_sums(table: &TagTable, snaps: &[Snap], t0: i64, pool: PoolName) -> (Vec<(
         }
     }
     let at = |v: Vec<f64>| -> Vec<(f64, f64)> {
-        snaps.iter().zip(v).map(|(s, v)| (hours(s.time_ms, t0), v)).collect()
+        snaps
+            .iter()
+            .zip(v)
+            .map(|(s, v)| (hours(s.time_ms, t0), v))
+            .collect()
     };
     if table.keys.iter().all(|k| k.1 != pool) {
         return (Vec::new(), Vec::new());
@@ -92,7 +105,12 @@ fn tag_sums(table: &TagTable, snaps: &[Snap], t0: i64, pool: PoolName) -> (Vec<(
     (at(bytes), at(count))
 }
 
-fn counter_pools(out: &mut Vec<PoolTrend>, c: &CounterLog, t0: i64, max_of: &impl Fn(PoolName) -> Option<u64>) {
+fn counter_pools(
+    out: &mut Vec<PoolTrend>,
+    c: &CounterLog,
+    t0: i64,
+    max_of: &impl Fn(PoolName) -> Option<u64>,
+) {
     for (bytes_c, allocs_c) in [
         (Counter::PagedBytes, Counter::PagedAllocs),
         (Counter::NonpagedBytes, Counter::NonpagedAllocs),
@@ -114,7 +132,14 @@ fn counter_pools(out: &mut Vec<PoolTrend>, c: &CounterLog, t0: i64, max_of: &imp
         let allocs = series(allocs_c);
         let allocs = (!allocs.is_empty()).then_some(allocs);
         let pool = bytes_c.pool();
-        push(out, pool, "counters", &bytes, allocs.as_deref(), max_of(pool));
+        push(
+            out,
+            pool,
+            "counters",
+            &bytes,
+            allocs.as_deref(),
+            max_of(pool),
+        );
     }
 }
 

@@ -34,7 +34,9 @@ mod tests {
             Some(1)
         );
         assert_eq!(
-            header_column(" Tag  Type     Allocs            Frees            Diff   Bytes      Per Alloc"),
+            header_column(
+                " Tag  Type     Allocs            Frees            Diff   Bytes      Per Alloc"
+            ),
             None
         );
     }

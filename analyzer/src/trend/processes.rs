@@ -35,8 +35,14 @@ fn one_pool(c: &CounterLog, counter: Counter, name: &str) -> Option<ProcessAccou
     let system = c.system.iter().find(|s| s.counter == counter)?;
     let system_fit = fit(&points(c, system));
     let system_judgement = judge_bytes(Some(&system_fit));
-    let procs: Vec<&CounterSeries> = c.processes.iter().filter(|p| p.counter == counter).collect();
-    let total = procs.iter().find(|p| p.instance.as_deref() == Some("_Total"));
+    let procs: Vec<&CounterSeries> = c
+        .processes
+        .iter()
+        .filter(|p| p.counter == counter)
+        .collect();
+    let total = procs
+        .iter()
+        .find(|p| p.instance.as_deref() == Some("_Total"));
     let each: Vec<&CounterSeries> = procs
         .iter()
         .copied()

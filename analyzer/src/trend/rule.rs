@@ -140,18 +140,36 @@ mod tests {
     fn each_condition() {
         let mib = 1_048_576.0;
         let grow = [0.0, mib, 2.0 * mib, 3.0 * mib];
-        assert_eq!(judge_bytes(Some(&series(&grow, 1.0))), Judgement::SteadyGrowth);
-        assert_eq!(judge_bytes(Some(&series(&grow[..3], 1.0))), Judgement::TooFewPoints);
+        assert_eq!(
+            judge_bytes(Some(&series(&grow, 1.0))),
+            Judgement::SteadyGrowth
+        );
+        assert_eq!(
+            judge_bytes(Some(&series(&grow[..3], 1.0))),
+            Judgement::TooFewPoints
+        );
         assert_eq!(judge_bytes(Some(&series(&grow, 0.5))), Judgement::TooShort);
         let down = [3.0 * mib, 2.0 * mib, mib, 0.0];
-        assert_eq!(judge_bytes(Some(&series(&down, 1.0))), Judgement::NotGrowing);
+        assert_eq!(
+            judge_bytes(Some(&series(&down, 1.0))),
+            Judgement::NotGrowing
+        );
         let noisy = [0.0, 4.0 * mib, 0.0, 4.0 * mib, 0.5 * mib];
-        assert_eq!(judge_bytes(Some(&series(&noisy, 1.0))), Judgement::NotSteady);
+        assert_eq!(
+            judge_bytes(Some(&series(&noisy, 1.0))),
+            Judgement::NotSteady
+        );
         let small = [0.0, 1000.0, 2000.0, 3000.0];
         assert_eq!(judge_bytes(Some(&series(&small, 1.0))), Judgement::TooSmall);
-        assert_eq!(judge_count(Some(&series(&small, 1.0))), Judgement::SteadyGrowth);
+        assert_eq!(
+            judge_count(Some(&series(&small, 1.0))),
+            Judgement::SteadyGrowth
+        );
         let flat = [5.0, 5.0, 5.0, 5.0];
-        assert_eq!(judge_bytes(Some(&series(&flat, 1.0))), Judgement::NotGrowing);
+        assert_eq!(
+            judge_bytes(Some(&series(&flat, 1.0))),
+            Judgement::NotGrowing
+        );
         assert_eq!(judge_bytes(None), Judgement::TooFewPoints);
     }
 

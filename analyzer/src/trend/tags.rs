@@ -192,7 +192,10 @@ pub fn driver_trends(
     let mut groups: BTreeMap<(String, PoolName), Vec<usize>> = BTreeMap::new();
     for (k, ds) in drivers.iter().enumerate() {
         for d in ds {
-            groups.entry((d.clone(), table.keys[k].1)).or_default().push(k);
+            groups
+                .entry((d.clone(), table.keys[k].1))
+                .or_default()
+                .push(k);
         }
     }
     let mut out: Vec<DriverTrend> = groups

@@ -26,7 +26,15 @@ pub fn table_header_column(line: &str) -> Option<usize> {
         return None;
     }
     let mut at = col;
-    for word in ["Tag", "Type", "Allocs", "Frees", "Diff", "Bytes", "Per Alloc"] {
+    for word in [
+        "Tag",
+        "Type",
+        "Allocs",
+        "Frees",
+        "Diff",
+        "Bytes",
+        "Per Alloc",
+    ] {
         at += line[at..].find(word)? + word.len();
     }
     Some(line[..col].chars().count())
@@ -46,6 +54,9 @@ struct Pending {
 struct Reader {
     format: Option<TagLogFormat>,
     pending: Option<Pending>,
+    /// The last table header (column, line): poolsnap writes it once per file, so later runs
+    /// are rows straight after their timestamp.
+    last_table: Option<(usize, usize)>,
     done: Vec<Pending>,
     cells: usize,
     warnings: Warnings,
@@ -57,6 +68,7 @@ pub fn parse(input: impl Read + 'static) -> Result<TagLog, ParseError> {
     let mut r = Reader {
         format: None,
         pending: None,
+        last_table: None,
         done: Vec::new(),
         cells: 0,
         warnings: Warnings::default(),
@@ -93,10 +105,23 @@ impl Reader {
         match self.pending.as_ref().and_then(|p| p.table) {
             Some((col, start)) => self.row(line, col, start),
             None => {
+                if let Some((col, start)) = self.inherited_table(t) {
+                    return self.row(line, col, start);
+                }
                 self.preamble(line);
                 Ok(())
             }
         }
+    }
+
+    /// A row right after a timestamp, under the table header an earlier snapshot printed.
+    fn inherited_table(&mut self, t: &str) -> Option<(usize, usize)> {
+        let (col, start) = self.last_table?;
+        let with_driver = self.format == Some(TagLogFormat::Poolmon);
+        let p = self.pending.as_mut()?;
+        parse_row(t, col, with_driver).ok()?;
+        p.table = Some((col, start));
+        Some((col, start))
     }
 
     fn table_header(
@@ -129,6 +154,7 @@ impl Reader {
             )));
         }
         p.table = Some((col, line.number));
+        self.last_table = p.table;
         Ok(())
     }
 
@@ -238,7 +264,9 @@ impl Reader {
             return Err(ParseError::Empty("no poolmon or poolsnap table".into()));
         };
         if self.done.is_empty() {
-            return Err(ParseError::Empty("no snapshot with rows and a timestamp".into()));
+            return Err(ParseError::Empty(
+                "no snapshot with rows and a timestamp".into(),
+            ));
         }
         if self.done.len() > MAX_SNAPSHOTS {
             return Err(ParseError::TooManySnapshots { max: MAX_SNAPSHOTS });
@@ -282,12 +310,19 @@ fn resolve_times(done: &[Pending]) -> Result<(Vec<i64>, bool), ParseError> {
         line: done[0].line,
         reason: "the timestamps' dates read neither all month first nor all day first".into(),
     })?;
-    let zoned = done.iter().filter(|p| p.time.utc_offset_minutes.is_some()).count();
+    let zoned = done
+        .iter()
+        .filter(|p| p.time.utc_offset_minutes.is_some())
+        .count();
     if zoned != 0 && zoned != done.len() {
-        let p = done.iter().find(|p| p.time.utc_offset_minutes.is_none()).unwrap_or(&done[0]);
+        let p = done
+            .iter()
+            .find(|p| p.time.utc_offset_minutes.is_none())
+            .unwrap_or(&done[0]);
         return Err(ParseError::Malformed {
             line: p.line,
-            reason: "a timestamp without a time zone in a log whose other timestamps have one".into(),
+            reason: "a timestamp without a time zone in a log whose other timestamps have one"
+                .into(),
         });
     }
     let times = done
@@ -333,7 +368,10 @@ pub fn parse_row(
 ) -> Result<(TagRow, Option<String>), String> {
     let mut chars = line.char_indices().skip(col);
     let start = chars.next().map(|(i, _)| i).ok_or("no tag")?;
-    let end = chars.nth(3).map(|(i, _)| i).ok_or("shorter than a tag and its type")?;
+    let end = chars
+        .nth(3)
+        .map(|(i, _)| i)
+        .ok_or("shorter than a tag and its type")?;
     let tag = line[start..end].to_string();
     let rest = drop_changes(&line[end..]);
     if !rest.starts_with(char::is_whitespace) {
@@ -412,7 +450,9 @@ impl<'a> Fields<'a> {
     fn next(&mut self) -> Option<&'a str> {
         let rest = &self.s[self.at..];
         let start = rest.find(|c: char| !c.is_whitespace())?;
-        let len = rest[start..].find(char::is_whitespace).unwrap_or(rest.len() - start);
+        let len = rest[start..]
+            .find(char::is_whitespace)
+            .unwrap_or(rest.len() - start);
         self.at += start + len;
         Some(&rest[start..start + len])
     }

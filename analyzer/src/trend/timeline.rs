@@ -44,7 +44,11 @@ pub fn local_offset(sources: &[Source], given: Option<i32>) -> Option<LocalOffse
 }
 
 /// Every tag snapshot of the `used` dumps and of the tag logs, oldest first.
-pub fn snaps<'a>(sources: &'a [Source], used: &[bool], offset: Option<LocalOffset>) -> Vec<Snap<'a>> {
+pub fn snaps<'a>(
+    sources: &'a [Source],
+    used: &[bool],
+    offset: Option<LocalOffset>,
+) -> Vec<Snap<'a>> {
     let shift = offset.map_or(0, |o| i64::from(o.minutes) * 60_000);
     let mut out = Vec::new();
     for (i, s) in sources.iter().enumerate() {

@@ -185,17 +185,22 @@ fn clock_millis(clock: &str, half_pm: Option<bool>) -> Option<i64> {
         Some(i) => (&clock[..i], &clock[i + 1..]),
         None => (clock, ""),
     };
-    let mut it = hms.split(':');
-    let mut field = |max: i64| -> Option<i64> {
-        let s = it.next()?;
+    let parts: Vec<&str> = hms.split(':').collect();
+    if !(2..=3).contains(&parts.len()) {
+        return None;
+    }
+    let field = |s: &str, max: i64| -> Option<i64> {
         let v: i64 = (!s.is_empty() && s.len() <= 2 && s.bytes().all(|b| b.is_ascii_digit()))
             .then(|| s.parse().ok())
             .flatten()?;
         (v <= max).then_some(v)
     };
-    let mut h = field(23)?;
-    let m = field(59)?;
-    let s = field(60).unwrap_or(0);
+    let mut h = field(parts[0], 23)?;
+    let m = field(parts[1], 59)?;
+    let s = match parts.get(2) {
+        Some(p) => field(p, 60)?,
+        None => 0,
+    };
     if frac.len() > 9 || !frac.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }

@@ -28,7 +28,13 @@ pub fn decide(f: &Findings) -> TrendVerdict {
     } else {
         insufficient(f)
     };
-    for t in f.tags.iter().filter(|t| t.judgement.growing()).skip(1).take(4) {
+    for t in f
+        .tags
+        .iter()
+        .filter(|t| t.judgement.growing())
+        .skip(1)
+        .take(4)
+    {
         v.reasons.push(format!(
             "tag '{}' ({} pool{}) also grows steadily: {}/h (R² {:.3})",
             t.tag,
@@ -60,7 +66,13 @@ fn tag_growth(t: &TagTrend) -> TrendVerdict {
     );
     let until = t
         .hours_to_max
-        .map(|h| format!("; at this rate {} pool reaches its maximum in {:.1} h", t.pool.as_str(), h))
+        .map(|h| {
+            format!(
+                "; at this rate {} pool reaches its maximum in {:.1} h",
+                t.pool.as_str(),
+                h
+            )
+        })
         .unwrap_or_default();
     let (kind, sentence) = if t.drivers.is_empty() {
         (
@@ -70,7 +82,12 @@ fn tag_growth(t: &TagTrend) -> TrendVerdict {
     } else {
         (
             TrendVerdictKind::DriverGrowth,
-            format!("{} leaks {} pool: its tag '{}' {rate}{until}.", t.drivers.join(" and "), t.pool.as_str(), t.tag),
+            format!(
+                "{} leaks {} pool: its tag '{}' {rate}{until}.",
+                t.drivers.join(" and "),
+                t.pool.as_str(),
+                t.tag
+            ),
         )
     };
     TrendVerdict {
@@ -198,7 +215,9 @@ fn insufficient(f: &Findings) -> TrendVerdict {
 }
 
 fn process_reason(a: &ProcessAccounting) -> String {
-    let share = a.share.map_or("n/a".into(), |s| format!("{:.0}%", s * 100.0));
+    let share = a
+        .share
+        .map_or("n/a".into(), |s| format!("{:.0}%", s * 100.0));
     match a.conclusion.as_str() {
         "no-process" => format!(
             "{} pool grows by {}/h ({}) and the processes' pool quota by {}/h ({share} of it): no process accounts for it, a driver",
