@@ -3,7 +3,7 @@
 
 use super::analysis::PoolName;
 use super::hex::Hex;
-use crate::trend::fit::Fit;
+pub use crate::trend::fit::Fit;
 use crate::trend::rule::{Judgement, RuleConstants};
 use serde::{Deserialize, Serialize};
 
