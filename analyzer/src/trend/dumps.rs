@@ -16,6 +16,9 @@ pub struct DumpSnapshot {
     /// System pool tags (session pool is left out: it is per session, and poolmon's default
     /// table is system pool).
     pub rows: Vec<TagRow>,
+    /// Whether the analysis read the tag tables: a dump whose tags could not be read (no
+    /// symbols, say) lists none, and its tags must not count as zero in a trend.
+    pub tags_read: bool,
     /// `!vm`'s pool in use and maximum.
     pub pools: Vec<DumpPool>,
     /// The drivers whose code or blocks the analysis ties to each tag.
@@ -91,6 +94,7 @@ impl DumpSnapshot {
         Ok(DumpSnapshot {
             time_ms,
             identity: identity(r),
+            tags_read: !r.tags.is_empty(),
             rows,
             pools: r
                 .pools

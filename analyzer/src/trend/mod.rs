@@ -64,22 +64,24 @@ pub fn analyze(sources: &[Source], opts: &TrendOptions) -> Result<TrendReport, T
     warn_local_times(sources, offset, &mut warnings);
     let snaps = timeline::snaps(sources, &used, offset);
     let (t0, t1) = span(sources, &snaps);
-    let table = tags::TagTable::build(&snaps);
-    if table.keys.len().saturating_mul(snaps.len()) > limits::MAX_TAG_CELLS * 4 {
+    warn_unread_tags(sources, &used, &mut warnings);
+    let tag_snaps = timeline::tag_snaps(&snaps);
+    let table = tags::TagTable::build(&tag_snaps);
+    if table.keys.len().saturating_mul(tag_snaps.len()) > limits::MAX_TAG_CELLS * 4 {
         return Err(TrendError::Unusable {
             name: "the inputs".into(),
             reason: format!(
                 "{} tags x {} snapshots is more than this trend holds",
                 table.keys.len(),
-                snaps.len()
+                tag_snaps.len()
             ),
         });
     }
     let max_of = |pool| pools::max_from_dumps(sources, &used, pool);
     let drivers = tags::tag_drivers(sources, &used, &table);
-    let (tag_list, tags_not_listed) = tags::tag_trends(&table, &snaps, t0, &drivers, max_of);
-    let driver_list = tags::driver_trends(&table, &snaps, t0, &drivers);
-    let pool_list = pools::pool_trends(sources, &snaps, &table, t0, max_of);
+    let (tag_list, tags_not_listed) = tags::tag_trends(&table, &tag_snaps, t0, &drivers, max_of);
+    let driver_list = tags::driver_trends(&table, &tag_snaps, t0, &drivers);
+    let pool_list = pools::pool_trends(sources, &snaps, &tag_snaps, &table, t0, max_of);
     let process_list = processes::accounting(sources);
     let span_hours = timeline::hours(t1, t0);
     let verdict = verdict::decide(&verdict::Findings {
@@ -165,6 +167,21 @@ fn warn_local_times(sources: &[Source], offset: Option<LocalOffset>, warnings: &
                 s.name
             )),
             _ => {}
+        }
+    }
+}
+
+/// A used dump whose tag tables could not be read adds its pool figures only: say so, since
+/// its tags are then missing from the tag series.
+fn warn_unread_tags(sources: &[Source], used: &[bool], warnings: &mut Vec<String>) {
+    for (s, &u) in sources.iter().zip(used) {
+        if let SourceData::Dump(d) = &s.data {
+            if u && !d.tags_read {
+                warnings.push(format!(
+                    "{}: its tag tables could not be read (the kernel's symbols, through --symbol-path, --isf-dir or --symbols, may let them be read): only its pool figures are used",
+                    s.name
+                ));
+            }
         }
     }
 }

@@ -28,11 +28,12 @@ pub fn max_from_dumps(sources: &[Source], used: &[bool], pool: PoolName) -> Opti
         .map(|(_, m)| m)
 }
 
-/// Pool trends from the snapshots (dumps' `!vm`, poolmon's header, the tags summed) and the
-/// counter logs.
+/// Pool trends from the snapshots (dumps' `!vm`, poolmon's header), the tags summed over
+/// `tag_snaps` (those whose tag tables were read: `table`'s) and the counter logs.
 pub fn pool_trends(
     sources: &[Source],
     snaps: &[Snap],
+    tag_snaps: &[Snap],
     table: &TagTable,
     t0: i64,
     max_of: impl Fn(PoolName) -> Option<u64>,
@@ -61,7 +62,7 @@ pub fn pool_trends(
             })
             .collect();
         push(&mut out, pool, "poolmon", &header, None, max);
-        let (bytes, outstanding) = tag_sums(table, snaps, t0, pool);
+        let (bytes, outstanding) = tag_sums(table, tag_snaps, t0, pool);
         push(&mut out, pool, "tags", &bytes, Some(&outstanding), max);
     }
     for s in sources {

@@ -160,15 +160,27 @@ fn one_tag(
     }
 }
 
-/// poolmon's change columns between consecutive snapshots (the latest [`MAX_DELTAS`]).
+/// poolmon's change columns between consecutive snapshots (the latest [`MAX_DELTAS`]). Of
+/// several snapshots at one instant (a dump and the poolmon snapshot taken with it) the first
+/// stands for that instant: a change between two views of one moment is no change.
 fn deltas(cells: &[Option<&TagRow>], snaps: &[Snap]) -> Vec<Delta> {
     let v = |c: Option<&TagRow>, f: fn(&TagRow) -> u64| c.map_or(0, f) as i64;
-    let mut out: Vec<Delta> = (1..snaps.len())
-        .map(|i| {
-            let (a, b) = (cells[i - 1], cells[i]);
+    let mut instants: Vec<usize> = Vec::new();
+    for (i, s) in snaps.iter().enumerate() {
+        if instants
+            .last()
+            .is_none_or(|&p| snaps[p].time_ms < s.time_ms)
+        {
+            instants.push(i);
+        }
+    }
+    let mut out: Vec<Delta> = instants
+        .windows(2)
+        .map(|w| {
+            let (a, b) = (cells[w[0]], cells[w[1]]);
             Delta {
-                from: format_millis(snaps[i - 1].time_ms),
-                to: format_millis(snaps[i].time_ms),
+                from: format_millis(snaps[w[0]].time_ms),
+                to: format_millis(snaps[w[1]].time_ms),
                 allocs: v(b, |r| r.allocs) - v(a, |r| r.allocs),
                 frees: v(b, |r| r.frees) - v(a, |r| r.frees),
                 diff: v(b, TagRow::outstanding) - v(a, TagRow::outstanding),

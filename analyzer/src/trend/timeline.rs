@@ -7,6 +7,7 @@ use super::dumps::DumpPool;
 use super::input::{PoolTotals, Source, SourceData, TagRow};
 
 /// One tag table at one instant.
+#[derive(Clone, Copy)]
 pub struct Snap<'a> {
     pub time_ms: i64,
     pub source: usize,
@@ -15,6 +16,9 @@ pub struct Snap<'a> {
     pub header: Option<PoolTotals>,
     /// A dump's `!vm` figures.
     pub dump_pools: Option<&'a [DumpPool]>,
+    /// Whether `rows` is a tag table read whole (false for a dump whose tag tables could not
+    /// be read: only its pool figures count).
+    pub tags_read: bool,
 }
 
 /// How a source's local times were moved to UTC.
@@ -59,6 +63,7 @@ pub fn snaps<'a>(
                 rows: &d.rows,
                 header: None,
                 dump_pools: Some(&d.pools),
+                tags_read: d.tags_read,
             }),
             SourceData::Tags(log) => {
                 let delta = if log.local_times { shift } else { 0 };
@@ -68,6 +73,7 @@ pub fn snaps<'a>(
                     rows: &sn.rows,
                     header: sn.pools,
                     dump_pools: None,
+                    tags_read: true,
                 }));
             }
             _ => {}
@@ -75,6 +81,12 @@ pub fn snaps<'a>(
     }
     out.sort_by_key(|s| s.time_ms);
     out
+}
+
+/// The snapshots whose tag tables were read: the tag, driver and tag-sum series are fitted on
+/// these alone.
+pub fn tag_snaps<'a>(snaps: &[Snap<'a>]) -> Vec<Snap<'a>> {
+    snaps.iter().filter(|s| s.tags_read).copied().collect()
 }
 
 /// Hours from `t0` to `ms`.
