@@ -450,6 +450,10 @@ fn sign_extend32(ptr_size: u8, v: u64) -> u64 {
 }
 
 impl System {
+    /// Every argument is one independent fact of the forged machine (its kernel, memory, CPUs,
+    /// randomness, dump extent, third-party drivers, clock); a struct of them would only be
+    /// unpacked here.
+    #[allow(clippy::too_many_arguments)]
     pub fn build(
         spec: &'static ProfileSpec,
         profile: Profile,

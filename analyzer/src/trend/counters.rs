@@ -66,17 +66,23 @@ pub fn parse(input: impl Read + 'static) -> Result<CounterLog, ParseError> {
     let header = text
         .next_line()?
         .ok_or(ParseError::Empty("an empty file".into()))?;
-    let (mut r, host, zone, bias) = Reader::from_header(&header)?;
+    let (mut r, HeaderFacts { host, zone, bias }) = Reader::from_header(&header)?;
     while let Some(line) = text.next_line()? {
         r.sample(&line)?;
     }
     r.into_log(host, zone, bias)
 }
 
+/// What a log's header says of the machine: the one computer its counter paths name, its time
+/// zone's name and bias.
+struct HeaderFacts {
+    host: Option<String>,
+    zone: Option<String>,
+    bias: Option<i32>,
+}
+
 impl Reader {
-    fn from_header(
-        line: &Line,
-    ) -> Result<(Reader, Option<String>, Option<String>, Option<i32>), ParseError> {
+    fn from_header(line: &Line) -> Result<(Reader, HeaderFacts), ParseError> {
         let t = line.text.trim_start_matches('"');
         let sep = if t.starts_with(CSV_MAGIC) {
             ','
@@ -106,7 +112,7 @@ impl Reader {
             warnings: Warnings::default(),
         };
         let host = r.pick_columns(&f[1..])?;
-        Ok((r, host, zone, bias))
+        Ok((r, HeaderFacts { host, zone, bias }))
     }
 
     /// Keeps the pool counters' columns; returns the one host they all name.

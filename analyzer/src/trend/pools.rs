@@ -73,13 +73,11 @@ pub fn pool_trends(
     out
 }
 
+/// (hours, value) points of one series.
+type Points = Vec<(f64, f64)>;
+
 /// The tags' bytes and outstanding allocations in `pool`, summed per snapshot.
-fn tag_sums(
-    table: &TagTable,
-    snaps: &[Snap],
-    t0: i64,
-    pool: PoolName,
-) -> (Vec<(f64, f64)>, Vec<(f64, f64)>) {
+fn tag_sums(table: &TagTable, snaps: &[Snap], t0: i64, pool: PoolName) -> (Points, Points) {
     let mut bytes = vec![0.0; snaps.len()];
     let mut count = vec![0.0; snaps.len()];
     for (k, key) in table.keys.iter().enumerate() {
@@ -93,7 +91,7 @@ fn tag_sums(
             }
         }
     }
-    let at = |v: Vec<f64>| -> Vec<(f64, f64)> {
+    let at = |v: Vec<f64>| -> Points {
         snaps
             .iter()
             .zip(v)

@@ -80,7 +80,7 @@ pub fn write_poolmon(path: &Path, steps: &[Step]) -> Result<(), ForgeError> {
         );
         for (tag, ty, a, f, b) in rows(st.pool) {
             let d = a.saturating_sub(f);
-            let per = if d > 0 { b / d } else { 0 };
+            let per = b.checked_div(d).unwrap_or(0);
             let _ = write!(
                 s,
                 " {tag} {ty:<5} {a:>10} {f:>9} {d:>8} {b:>8} {per:>6} {}\r\n",

@@ -98,6 +98,8 @@ pub fn forge_series(opts: &SeriesOptions, dir: &Path) -> Result<Value, ForgeErro
             "system_time": hex(clock.system_time),
             "system_time_utc": analyzer::report::time::filetime_to_rfc3339(clock.system_time),
             "leak_blocks": pool["series"]["leak_blocks"],
+            "paged_in_use": pool["vm"]["paged_in_use"],
+            "nonpaged_in_use": pool["vm"]["nonpaged_in_use"],
         }));
         pools.push((clock.system_time, pool));
     }
@@ -154,6 +156,7 @@ fn series_truth(
             "jitter_blocks": growth::JITTER_BLOCKS,
             "bytes_per_hour": (blocks_per_step * block) as f64 / hours,
             "outstanding_per_hour": blocks_per_step as f64 / hours,
+            "allocs_per_hour": (blocks_per_step + growth::LEAK_FREES_PER_STEP) as f64 / hours,
             "frees_per_hour": growth::LEAK_FREES_PER_STEP as f64 / hours,
         }),
         Growth::Steady => Value::Null,

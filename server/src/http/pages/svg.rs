@@ -371,7 +371,7 @@ fn axes(s: &mut String, x_max: f64, y_max: f64, x: &dyn Fn(f64) -> f64, y: &dyn 
 
 /// The next 1, 2 or 5 times a power of ten at or above `v` (a chart's top).
 fn nice_ceiling(v: f64) -> f64 {
-    if !(v > 0.0) || !v.is_finite() {
+    if v.is_nan() || v <= 0.0 || !v.is_finite() {
         return 1.0;
     }
     let p = 10f64.powf(v.log10().floor());
