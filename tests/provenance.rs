@@ -194,6 +194,52 @@ fn check_module_bytes(what: &str, r: &Value, truth: &Value, tag: &str) {
     }
 }
 
+/// The verdict, the drivers table and the tags' split tell one story: the verdict's bytes are
+/// the named driver's row in that pool, and each driver's row for a split tag is its share.
+fn tables_agree(what: &str, r: &Value) {
+    let v = &r["verdict"];
+    let name = v["drivers"][0].as_str().unwrap();
+    let row = r["drivers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["module"] == name)
+        .unwrap_or_else(|| panic!("{what}: {name} not in drivers"));
+    let pool_key = format!("{}_bytes", v["pool"].as_str().unwrap());
+    assert_eq!(
+        v["bytes"], row[&pool_key],
+        "{what}: verdict vs drivers table"
+    );
+    for d in r["drivers"].as_array().unwrap() {
+        for t in d["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["attributed"] == true)
+        {
+            let split = r["provenance"]["tags"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["tag"] == t["tag"])
+                .unwrap_or_else(|| panic!("{what}: no split of {}", t["tag"]));
+            let share = split["modules"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|m| m["module"] == d["module"])
+                .map_or(0, |m| m["bytes"].as_u64().unwrap());
+            let row_bytes =
+                t["paged_bytes"].as_u64().unwrap() + t["nonpaged_bytes"].as_u64().unwrap();
+            assert_eq!(
+                row_bytes, share,
+                "{what}: {} '{}' row vs split",
+                d["module"], t["tag"]
+            );
+        }
+    }
+}
+
 #[test]
 fn untagged_two_drivers_split_none_between_the_modules_on_every_profile() {
     let dir = tempfile::tempdir().unwrap();
@@ -232,6 +278,29 @@ fn untagged_two_drivers_split_none_between_the_modules_on_every_profile() {
         assert!(
             v["sentence"].as_str().unwrap().contains("acmefs.sys+0x"),
             "{what}: {v}"
+        );
+        tables_agree(&what, &r);
+        // The paged-out pages the forge trimmed are counted as such, and the picture is
+        // incomplete (the transition page is read, as WinDbg reads it).
+        let paged_out = f.truth["pool"]["provenance"]["paged_out_pages"]
+            .as_array()
+            .unwrap()
+            .len() as u64;
+        assert!(paged_out > 0, "{what}");
+        assert_eq!(r["blocks"]["complete"], false, "{what}");
+        assert!(
+            r["blocks"]["missing_pool_pages"].as_u64().unwrap() >= paged_out,
+            "{what}"
+        );
+        let mut cmd = Command::new(pooltriage_bin());
+        cmd.arg("pool").arg(&f.dump).arg("--json");
+        with_kernel_symbols(&mut cmd, profile);
+        let pool = json_of(&mut cmd, "pooltriage pool");
+        assert_eq!(
+            pool["page_states"]["paged_out"].as_u64(),
+            Some(paged_out),
+            "{what}: {}",
+            pool["page_states"]
         );
         std::fs::remove_file(&f.dump).ok();
     }

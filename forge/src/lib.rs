@@ -9,8 +9,10 @@
 //! [`space::Machine`]) -> [`scenario`] (what the dump is about) -> [`writer`] (file layout) and
 //! [`truth`] (FILE.truth.json).
 
+pub mod busy_server;
 pub mod code;
 pub mod devices;
+pub mod maxima;
 pub mod objects;
 pub mod ownership;
 pub mod pe;
@@ -29,6 +31,7 @@ pub mod session;
 pub mod shared_tag;
 pub mod space;
 pub mod system;
+pub mod trim;
 pub mod truth;
 pub mod verifier;
 pub mod verifier_tracking;

@@ -174,6 +174,16 @@ impl Ledger {
     }
 }
 
+/// The `index`th call site (in code order) of `module`.
+pub fn site(sys: &System, module: &str, index: usize) -> Result<SiteRecord, ForgeError> {
+    sys.sites
+        .iter()
+        .filter(|s| s.module == module)
+        .nth(index)
+        .cloned()
+        .ok_or_else(|| ForgeError::Internal(format!("{module} has no site {index}")))
+}
+
 /// POOL_TYPE's pool: odd (bit 0) = paged.
 pub fn kind_of(pool_type: u32) -> PoolKind {
     if pool_type & 1 == 1 {

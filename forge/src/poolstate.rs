@@ -67,11 +67,32 @@ pub struct FreedBig {
     pub kind: PoolKind,
 }
 
-/// A driver and what it leaked, for the truth's `drivers`.
+/// A scenario driver and the tags it holds pool with, for the truth's `drivers`.
 #[derive(Debug, Clone)]
 pub struct DriverLeak {
     pub module: String,
     pub tags: Vec<[u8; 4]>,
+    /// The forge made it leak (false: it holds pool as a working driver does).
+    pub leak: bool,
+}
+
+impl DriverLeak {
+    /// A driver the scenario makes leak `tags`.
+    pub fn leaking(module: &str, tags: Vec<[u8; 4]>) -> Self {
+        DriverLeak {
+            module: module.into(),
+            tags,
+            leak: true,
+        }
+    }
+
+    /// A driver that holds pool with `tags` and leaks none of it.
+    pub fn holding(module: &str, tags: Vec<[u8; 4]>) -> Self {
+        DriverLeak {
+            leak: false,
+            ..DriverLeak::leaking(module, tags)
+        }
+    }
 }
 
 /// What a scenario adds beyond the planted blocks.
@@ -83,10 +104,13 @@ pub struct PoolPlan {
     /// Tags counted in the expansion table instead of the per-CPU tables (Windows 8+).
     pub expansion_tags: Vec<[u8; 4]>,
     pub drivers: Vec<DriverLeak>,
-    /// MmMaximumNonPagedPoolInBytes as a multiple of the nonpaged bytes in use (percent);
-    /// `None` = a roomy default.
+    /// MmMaximumNonPagedPoolInBytes (or MiState's nonpaged maximum) as a percentage of the
+    /// nonpaged bytes in use: a scenario about a pool near exhaustion sets it, because it plants
+    /// kilobytes where a real leak holds megabytes, so only a maximum sized to the pool's use (a
+    /// small pool) shows the pool as full as the dumps customers send. `None` = what Windows
+    /// gives the machine ([`crate::maxima`]).
     pub nonpaged_max_percent_of_use: Option<u64>,
-    /// MmSizeOfPagedPoolInBytes (or MiState's paged maximum) the same way; `None` = 512 MiB.
+    /// MmSizeOfPagedPoolInBytes (or MiState's paged maximum) the same way.
     pub paged_max_percent_of_use: Option<u64>,
     /// Leave the truth's `blocks` out (null) and give `block_counts` instead: for millions of
     /// blocks the list would be larger than the dump's pool.
@@ -473,13 +497,14 @@ pub fn finish(sys: &mut System, plan: &PoolPlan) -> Result<Value, ForgeError> {
     };
     let np_pages = used_pages(PoolKind::NonPaged);
     let p_pages = used_pages(PoolKind::Paged);
+    let machine = crate::maxima::pool_maxima(sys.spec, sys.memory_size);
     let nonpaged_max = match plan.nonpaged_max_percent_of_use {
-        Some(pct) => (np_pages * PAGE * pct / 100).div_ceil(PAGE) * PAGE,
-        None => 0x1000_0000,
+        Some(pct) => forced_max(np_pages, pct, VM_NONPAGED_PERCENT),
+        None => machine.nonpaged,
     };
     let paged_max = match plan.paged_max_percent_of_use {
-        Some(pct) => (p_pages * PAGE * pct / 100).div_ceil(PAGE) * PAGE,
-        None => 0x2000_0000u64,
+        Some(pct) => forced_max(p_pages, pct, VM_PAGED_PERCENT),
+        None => machine.paged,
     };
     let np_base = sys.nonpaged.base;
     let p_base = sys.paged.base;
@@ -590,7 +615,7 @@ pub fn finish(sys: &mut System, plan: &PoolPlan) -> Result<Value, ForgeError> {
                 .map(|s| s.paged_bytes + s.nonpaged_bytes)
                 .sum();
             let leaked = system + in_session;
-            json!({ "module": d.module, "tags": d.tags.iter().map(tag_str).collect::<Vec<_>>(), "leaked_bytes": leaked })
+            json!({ "module": d.module, "tags": d.tags.iter().map(tag_str).collect::<Vec<_>>(), "leaked_bytes": leaked, "leak": d.leak })
         })
         .collect();
     let vm = if have_vm {
@@ -622,6 +647,24 @@ pub fn finish(sys: &mut System, plan: &PoolPlan) -> Result<Value, ForgeError> {
     }))
 }
 
+/// WinDbg `!vm`'s "Excessive ... Pool Usage" thresholds: nonpaged pool above 80% of its
+/// maximum, paged pool above 95%.
+const VM_NONPAGED_PERCENT: u64 = 80;
+const VM_PAGED_PERCENT: u64 = 95;
+
+/// A forced maximum in bytes: `pct`% of the `pages` in use, rounded up to a page; when that
+/// rounding leaves the pool at or below `!vm`'s `threshold` (a pool of fewer than about twenty
+/// pages), the pages in use: the pool is exactly full.
+fn forced_max(pages: u64, pct: u64, threshold: u64) -> u64 {
+    let max = (pages * pct).div_ceil(100);
+    let max = if pages * 100 > max * threshold {
+        max
+    } else {
+        pages
+    };
+    max * PAGE
+}
+
 /// Where MiState keeps AllocatedPagedPool, SizeOfPagedPoolInPages, AllocatedNonPagedPool and
 /// MaximumNonPagedPoolInPages (pages each), when the profile has MiState and those fields
 /// (the 17763, 19041 and 20348 ISFs).
@@ -644,6 +687,21 @@ mod tests {
     use super::*;
 
     /// ReactOS ExpComputeHashForTag: (40543 * Tag) folded, masked.
+    #[test]
+    fn forced_maxima_put_the_pool_above_the_vm_threshold() {
+        for pages in 1..400 {
+            for (pct, threshold) in [(102, VM_PAGED_PERCENT), (110, VM_NONPAGED_PERCENT)] {
+                let max = forced_max(pages, pct, threshold) / PAGE;
+                assert!(
+                    max >= pages && pages * 100 > max * threshold,
+                    "{pages} {pct}"
+                );
+            }
+        }
+        assert_eq!(forced_max(300, 102, VM_PAGED_PERCENT), 306 * PAGE);
+        assert_eq!(forced_max(11, 102, VM_PAGED_PERCENT), 11 * PAGE);
+    }
+
     #[test]
     fn tag_hash_matches_the_kernel_formula() {
         let t = u32::from_le_bytes(*b"Leak") as u64;

@@ -108,10 +108,7 @@ impl Scenario for UntaggedTwoDrivers {
         plan.history
             .push((*b"None", crate::pool::PoolKind::Paged, 40));
         for m in ["acmefs.sys", "acmeflt.sys"] {
-            plan.drivers.push(DriverLeak {
-                module: m.into(),
-                tags: vec![*b"None"],
-            });
+            plan.drivers.push(DriverLeak::leaking(m, vec![*b"None"]));
         }
         // The paging files the trimmed pages go to: nonpaged blocks like any other, so
         // planted before the pool's bookkeeping counts the blocks.

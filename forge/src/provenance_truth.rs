@@ -7,6 +7,7 @@
 //! `provenance.paged_out_blocks` (`"paged_out": true`); the tag tables still count them. Blocks on
 //! the transition page stay in `blocks` with `"transition": true`.
 
+use crate::code::SiteRecord;
 use crate::ownership::{Evidence, Ledger};
 use crate::pool::PoolKind;
 use crate::provenance::Story;
@@ -21,7 +22,9 @@ use std::collections::{BTreeMap, BTreeSet};
 /// Pages paged out.
 const PAGED_OUT: usize = 3;
 /// Offset in the paging file (pages) of the first paged-out page.
-const FIRST_OFFSET: u64 = 0x1a40;
+pub(crate) const FIRST_OFFSET: u64 = 0x1a40;
+/// Pages between two trimmed pages' offsets in the paging file.
+pub(crate) const OFFSET_STEP: u64 = 0x31;
 
 fn hex_of(v: &Value) -> u64 {
     v.as_str()
@@ -29,7 +32,7 @@ fn hex_of(v: &Value) -> u64 {
         .unwrap_or(0)
 }
 
-fn pages_of(b: &Value) -> std::ops::Range<u64> {
+pub(crate) fn pages_of(b: &Value) -> std::ops::Range<u64> {
     let a = hex_of(&b["address"]);
     let size = b["size"].as_u64().unwrap_or(0);
     a / PAGE..(a + size).div_ceil(PAGE)
@@ -98,7 +101,11 @@ pub fn finish(
     }
     let mut trimmed = Vec::new();
     for (i, &p) in out_pages.iter().enumerate() {
-        trimmed.push(pte::page_out(sys, p, FIRST_OFFSET + 0x31 * i as u64)?);
+        trimmed.push(pte::page_out(
+            sys,
+            p,
+            FIRST_OFFSET + OFFSET_STEP * i as u64,
+        )?);
     }
     let transition = pte::transition(sys, transition_page)?;
     let unreadable: BTreeSet<u64> = out_pages.iter().copied().collect();
@@ -119,6 +126,7 @@ pub fn finish(
     crate::ownership::annotate_blocks(&mut resident, sys, &ev);
     crate::ownership::annotate_blocks(&mut paged_out, sys, &ev);
     pool["blocks"] = resident;
+    crate::trim::add_missing_pages(&mut pool, out_pages.len());
     pool["driver_objects"] = crate::devices::truth(&sys.driver_objects);
     pool["provenance"] = json!({
         "modules": modules(sys, ledger),
@@ -139,6 +147,24 @@ pub fn annotate(sys: &System, ledger: &Ledger, pool: &mut Value) {
     crate::ownership::annotate_blocks(&mut pool["blocks"], sys, &ev);
     pool["driver_objects"] = crate::devices::truth(&sys.driver_objects);
     pool["provenance"] = json!({ "modules": modules(sys, ledger) });
+}
+
+/// Adds `blocks` blocks of `bytes` to a site's figures in `provenance.modules`: blocks a
+/// scenario planted for the site without the ledger (busy-server's hundreds of thousands).
+pub fn add_site_blocks(pool: &mut Value, site: &SiteRecord, blocks: u64, bytes: u64) {
+    let address = json!(hex(site.call));
+    let sites = pool["provenance"]["modules"]
+        .as_array_mut()
+        .into_iter()
+        .flatten()
+        .filter(|m| m["module"] == site.module.as_str())
+        .filter_map(|m| m["sites"].as_array_mut())
+        .flatten();
+    for s in sites.filter(|s| s["address"] == address) {
+        let add = |v: &Value, n: u64| json!(v.as_u64().unwrap_or(0) + n);
+        s["blocks"] = add(&s["blocks"], blocks);
+        s["bytes"] = add(&s["bytes"], bytes);
+    }
 }
 
 #[derive(Default)]

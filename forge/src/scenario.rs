@@ -54,7 +54,7 @@ pub fn registry() -> Vec<Box<dyn Scenario>> {
         Box::new(SharedTag),
         Box::new(QuotaLeak),
         Box::new(NonpagedExhaustion),
-        Box::new(BusyServer),
+        Box::new(crate::busy_server::BusyServer),
         Box::new(SessionLeak),
         Box::new(MissingPages),
         Box::new(crate::verifier_tracking::VerifierTracking),

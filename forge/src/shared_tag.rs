@@ -5,8 +5,7 @@
 //! The truth names the owner, call site and evidence of every 'Acme' block
 //! ([`crate::ownership`]).
 
-use crate::code::SiteRecord;
-use crate::ownership::Ledger;
+use crate::ownership::{site, Ledger};
 use crate::pool::PoolKind;
 use crate::pool_scenarios::{background, driver};
 use crate::poolstate::{self, DriverLeak, PoolPlan};
@@ -19,15 +18,6 @@ const PAGED: u32 = 1;
 const NONPAGED: u32 = 0;
 
 pub struct SharedTag;
-
-fn site(sys: &System, module: &str, index: usize) -> Result<SiteRecord, ForgeError> {
-    sys.sites
-        .iter()
-        .filter(|s| s.module == module)
-        .nth(index)
-        .cloned()
-        .ok_or_else(|| ForgeError::Internal(format!("{module} has no site {index}")))
-}
 
 impl Scenario for SharedTag {
     fn name(&self) -> &'static str {
@@ -54,7 +44,11 @@ impl Scenario for SharedTag {
         ]
     }
     fn plant(&self, sys: &mut System) -> Result<Option<Value>, ForgeError> {
-        let mut plan = PoolPlan::default();
+        // acmestor.sys's paged share is the larger: paged pool is the one nearly exhausted.
+        let mut plan = PoolPlan {
+            paged_max_percent_of_use: Some(crate::pool_scenarios::FULL_PAGED_PERCENT),
+            ..PoolPlan::default()
+        };
         background(sys, &mut plan)?;
         let mut l = Ledger::default();
         let net = site(sys, "acmenet.sys", 0)?;
@@ -72,14 +66,10 @@ impl Scenario for SharedTag {
         l.root(sys, "acmestor.sys", ext, buffer)?;
         plan.history.push((*b"Acme", PoolKind::NonPaged, 100));
         // Both modules hold the tag; leaked_bytes is the tag's total for each (not split).
-        plan.drivers.push(DriverLeak {
-            module: "acmenet.sys".into(),
-            tags: vec![*b"Acme"],
-        });
-        plan.drivers.push(DriverLeak {
-            module: "acmestor.sys".into(),
-            tags: vec![*b"Acme"],
-        });
+        plan.drivers
+            .push(DriverLeak::leaking("acmenet.sys", vec![*b"Acme"]));
+        plan.drivers
+            .push(DriverLeak::leaking("acmestor.sys", vec![*b"Acme"]));
         let mut pool = poolstate::finish(sys, &plan)?;
         crate::provenance_truth::annotate(sys, &l, &mut pool);
         Ok(Some(pool))

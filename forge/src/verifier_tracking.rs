@@ -113,14 +113,10 @@ impl Scenario for VerifierTracking {
             .sum();
         let mut v = verifier::plant(sys, &image, &tracked, &freed, no_tag)?;
         v["untracked_drivers"] = json!([UNVERIFIED]);
-        plan.drivers.push(DriverLeak {
-            module: VERIFIED.into(),
-            tags: vec![untagged, *b"Vrfd"],
-        });
-        plan.drivers.push(DriverLeak {
-            module: UNVERIFIED.into(),
-            tags: vec![*b"None"],
-        });
+        plan.drivers
+            .push(DriverLeak::leaking(VERIFIED, vec![untagged, *b"Vrfd"]));
+        plan.drivers
+            .push(DriverLeak::leaking(UNVERIFIED, vec![*b"None"]));
         let mut pool = poolstate::finish(sys, &plan)?;
         annotate_blocks(&mut pool, &tracked, &plain_blocks);
         pool["verifier"] = v;

@@ -75,6 +75,21 @@ pub fn run(args: &AnalyzeArgs) -> ExitCode {
     super::pool_common::print(&text(&report))
 }
 
+/// A tag provenance split between modules, as the drivers table credits it:
+/// "acmefs.sys 74 KiB, acmeflt.sys 18 KiB, 9 KiB unattributed (blocks)".
+fn split_text(r: &AnalysisReport, tag: &str) -> Option<String> {
+    let split = r.provenance.as_ref()?.tags.iter().find(|s| s.tag == tag)?;
+    let mut parts: Vec<String> = split
+        .modules
+        .iter()
+        .map(|m| format!("{} {}", m.module, human(m.bytes)))
+        .collect();
+    if split.unattributed.count > 0 {
+        parts.push(format!("{} unattributed", human(split.unattributed.bytes)));
+    }
+    Some(format!("{} (blocks)", parts.join(", ")))
+}
+
 /// The text report: the verdict first (what a ticket needs), then the evidence.
 pub fn text(r: &AnalysisReport) -> String {
     let mut s = String::new();
@@ -192,17 +207,18 @@ pub fn text(r: &AnalysisReport) -> String {
         let _ = writeln!(s, "  not read");
     }
     for t in r.tags.iter().take(TEXT_ROWS) {
-        let who = t
-            .owners
-            .first()
-            .map(|o| {
-                let src = serde_json::to_value(o.source)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default();
-                format!("{} [{src}]", o.module.as_deref().unwrap_or("?"))
-            })
-            .unwrap_or_default();
+        let who = split_text(r, &t.tag).unwrap_or_else(|| {
+            t.owners
+                .first()
+                .map(|o| {
+                    let src = serde_json::to_value(o.source)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default();
+                    format!("{} [{src}]", o.module.as_deref().unwrap_or("?"))
+                })
+                .unwrap_or_default()
+        });
         let _ = writeln!(
             s,
             "  {:<6} {:>12} paged {:>12} nonpaged {:>7} outstanding  {who}",

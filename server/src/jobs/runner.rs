@@ -288,7 +288,15 @@ fn classify(
     last_line: String,
 ) -> Outcome {
     use std::os::unix::process::ExitStatusExt;
-    let out_of_memory = stderr.contains("memory allocation of") || stderr.contains("out of memory");
+    // The allocator's abort message, and the dynamic loader's when the limit is below what
+    // the analyzer needs to start at all (its data segment and libc's).
+    let out_of_memory = [
+        "memory allocation of",
+        "out of memory",
+        "cannot map zero-fill pages",
+    ]
+    .iter()
+    .any(|m| stderr.contains(m));
     match status.code() {
         Some(0) => {
             if stdout.len() as u64 > MAX_REPORT_BYTES {
@@ -463,6 +471,16 @@ mod tests {
         assert!(matches!(
             classify(exit(1), vec![], "", String::new()),
             Outcome::Transient(_)
+        ));
+        // A limit too low for the loader: broken, not retried.
+        assert!(matches!(
+            classify(
+                exit(127),
+                vec![],
+                "pooltriage: error while loading shared libraries: libc.so.6: cannot map zero-fill pages",
+                String::new()
+            ),
+            Outcome::Broken(_)
         ));
         // SIGABRT after a failed allocation under the memory limit: broken, not retried.
         let abrt = std::process::ExitStatus::from_raw(6);

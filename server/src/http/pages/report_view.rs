@@ -216,6 +216,23 @@ pub struct AnalysisView {
     pub errors: Vec<String>,
 }
 
+/// A tag provenance split between modules, as the drivers table credits it.
+fn split_owners(r: &AnalysisReport, tag: &str) -> Option<String> {
+    let split = r.provenance.as_ref()?.tags.iter().find(|s| s.tag == tag)?;
+    let mut parts: Vec<String> = split
+        .modules
+        .iter()
+        .map(|m| format!("{} {}", m.module, format::bytes(m.bytes)))
+        .collect();
+    if split.unattributed.count > 0 {
+        parts.push(format!(
+            "{} unattributed",
+            format::bytes(split.unattributed.bytes)
+        ));
+    }
+    Some(format!("{} (by block)", parts.join("; ")))
+}
+
 /// "pool under pressure: near exhaustion (97% of its maximum in use)", or why no leak is
 /// claimed; empty for verdicts about no pool.
 fn pressure_line(v: &analyzer::report::analysis::Verdict) -> String {
@@ -359,18 +376,19 @@ impl AnalysisView {
             paged_outstanding: t.paged_outstanding,
             nonpaged: format::bytes(t.nonpaged_bytes),
             nonpaged_outstanding: t.nonpaged_outstanding,
-            owners: t
-                .owners
-                .iter()
-                .map(|o| match &o.module {
-                    Some(m) => format!("{m} ({})", source_text(o.source)),
-                    None => match &o.description {
-                        Some(d) => format!("{d} ({})", source_text(o.source)),
-                        None => source_text(o.source).to_string(),
-                    },
-                })
-                .collect::<Vec<_>>()
-                .join("; "),
+            owners: split_owners(r, &t.tag).unwrap_or_else(|| {
+                t.owners
+                    .iter()
+                    .map(|o| match &o.module {
+                        Some(m) => format!("{m} ({})", source_text(o.source)),
+                        None => match &o.description {
+                            Some(d) => format!("{d} ({})", source_text(o.source)),
+                            None => source_text(o.source).to_string(),
+                        },
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            }),
         };
         let tags = sorted.iter().take(shown).map(|t| tag_row(t)).collect();
         // Session pool apart (the analysis sums the sessions' own tag tables), same order.
