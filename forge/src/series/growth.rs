@@ -111,9 +111,11 @@ impl Scenario for GrowthScenario {
             PoolKind::Paged,
             3 + LEAK_FREES_PER_STEP * self.step,
         ));
+        // On steady-state leaky.sys holds its blocks as a working driver does.
         plan.drivers.push(DriverLeak {
             module: "leaky.sys".into(),
             tags: vec![*b"Leak"],
+            leak: matches!(self.growth, Growth::Leaking { .. }),
         });
         let mut pool = poolstate::finish(sys, &plan)?;
         pool["series"] = json!({
