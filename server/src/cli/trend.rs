@@ -7,6 +7,7 @@
 
 use super::pool_common::SymbolArgs;
 use analyzer::analysis::AnalysisOptions;
+use analyzer::report::analysis::AnalysisReport;
 use analyzer::trend::detect::InputKind;
 use analyzer::trend::dumps::DumpSnapshot;
 use analyzer::trend::input::{Source, SourceData};
@@ -52,7 +53,7 @@ fn trend(args: &TrendArgs) -> Result<ExitCode, String> {
     let sources = args
         .inputs
         .iter()
-        .map(|p| read(p, args))
+        .map(|p| read(p, &args.symbols, args.symbol_timeout))
         .collect::<Result<Vec<_>, _>>()?;
     let opts = TrendOptions {
         generator: format!("pooltriage {}", env!("CARGO_PKG_VERSION")),
@@ -70,30 +71,39 @@ fn trend(args: &TrendArgs) -> Result<ExitCode, String> {
 }
 
 /// One input, by its content: a dump through the whole analysis, a log through its parser.
-fn read(path: &Path, args: &TrendArgs) -> Result<Source, String> {
+/// `analyze --trend` reads its inputs here too.
+pub(super) fn read(
+    path: &Path,
+    symbols: &SymbolArgs,
+    symbol_timeout: u64,
+) -> Result<Source, String> {
     match load::kind_of(path).map_err(|e| e.to_string())? {
         InputKind::Dump => {
-            let input = args.symbols.input_options()?;
+            let input = symbols.input_options()?;
             let opts = AnalysisOptions {
-                scan_drivers: !args.symbols.no_scan,
-                symbol_deadline: Some(Instant::now() + Duration::from_secs(args.symbol_timeout)),
+                scan_drivers: !symbols.no_scan,
+                symbol_deadline: Some(Instant::now() + Duration::from_secs(symbol_timeout)),
                 generator: format!("pooltriage {}", env!("CARGO_PKG_VERSION")),
             };
             let report = analyzer::analysis::run(path, &input, &opts, &mut |_| {})
                 .map_err(|e| e.to_string())?;
-            let snap = DumpSnapshot::from_report(&report)
-                .map_err(|e| format!("{}: {e}", path.display()))?;
-            Ok(Source {
-                name: path.display().to_string(),
-                data: SourceData::Dump(Box::new(snap)),
-            })
+            dump_source(path, &report)
         }
         kind => load::read_log(path, kind).map_err(|e| e.to_string()),
     }
 }
 
+/// A dump's analysis as a trend input.
+pub(super) fn dump_source(path: &Path, report: &AnalysisReport) -> Result<Source, String> {
+    let snap = DumpSnapshot::from_report(report).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(Source {
+        name: path.display().to_string(),
+        data: SourceData::Dump(Box::new(snap)),
+    })
+}
+
 /// `+09:00`, `-05:30`, `+9`, `0` to minutes east of UTC.
-fn parse_offset(s: &str) -> Result<i32, String> {
+pub(super) fn parse_offset(s: &str) -> Result<i32, String> {
     let bad = || format!("--utc-offset {s:?}: write it as +HH:MM or -HH:MM");
     let (sign, rest) = match s.as_bytes().first() {
         Some(b'-') => (-1, &s[1..]),
