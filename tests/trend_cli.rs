@@ -61,6 +61,22 @@ fn trend_json(inputs: &[PathBuf], extra: &[&str]) -> Value {
     serde_json::from_slice(&out.stdout).expect("trend --json prints JSON")
 }
 
+/// `pooltriage analyze DUMP --json`, with `--trend` inputs when given.
+fn analyze_verdict(dump: &Path, trend_inputs: &[PathBuf]) -> Value {
+    let mut cmd = Command::new(pooltriage_bin());
+    cmd.arg("analyze")
+        .arg(dump)
+        .args(["--json", "--no-symbols", "--isf-dir"])
+        .arg(corpus().join("isf"));
+    if !trend_inputs.is_empty() {
+        cmd.arg("--trend").args(trend_inputs);
+        cmd.args(["--utc-offset", "+09:00"]);
+    }
+    let out = run(&mut cmd, "pooltriage analyze");
+    let r: Value = serde_json::from_slice(&out).expect("analyze --json prints JSON");
+    r["verdict"].clone()
+}
+
 fn f(v: &Value) -> f64 {
     v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"))
 }
@@ -255,6 +271,19 @@ fn flat_machine_shows_no_growth() {
     }
     let leak = tag(&r, "Leak", "paged");
     assert!(f(&leak["bytes"]["slope_per_hour"]).abs() < 1.0, "{leak}");
+
+    // The flat machine's largest consumer stays a consumer, and the verdict says it does not grow.
+    let v = analyze_verdict(
+        &dumps(&dir)[DUMPS as usize - 1],
+        &[dir.join("poolmon.log"), dir.join("typeperf.csv")],
+    );
+    assert_eq!(v["kind"], "largest-consumer", "{v}");
+    assert!(
+        v["reasons"].as_array().expect("reasons").iter().any(|r| r
+            .as_str()
+            .is_some_and(|r| r.contains("'Leak' does not grow steadily"))),
+        "{v}"
+    );
 }
 
 #[test]

@@ -1,4 +1,4 @@
-//! `pooltriage analyze DUMP [--json] [--symbol-path P | --no-symbols] [--pooltag FILE]`: the
+//! `pooltriage analyze DUMP [--json] [--symbol-path P | --no-symbols] [--pooltag FILE] [--trend INPUT...]`: the
 //! whole pool analysis and its answer, which driver is eating which pool and where in its code
 //! it allocates (analyzer::analysis; JSON in docs/json.md, "`pooltriage analyze DUMP --json`").
 //!

@@ -90,3 +90,97 @@ fn rate_text(t: &TagTrend) -> String {
         t.bytes.span_hours
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::analysis::PoolName;
+    use crate::trend::rule::Judgement;
+    use crate::trend::{analyze, tagtable, Source, SourceData, TrendOptions};
+
+    /// The parser fixture's poolmon log: 'Leak' (leaky.sys) grows by 1 MiB/h in paged pool.
+    fn trend() -> TrendReport {
+        let log = include_bytes!("../../../tests/fixtures/trend/poolmon_n_g.log");
+        let log = tagtable::parse(std::io::Cursor::new(log.to_vec())).expect("fixture reads");
+        let sources = [Source {
+            name: "poolmon.log".into(),
+            data: SourceData::Tags(log),
+        }];
+        analyze(&sources, &TrendOptions::default()).expect("one machine")
+    }
+
+    fn verdict(kind: VerdictKind, confidence: Confidence) -> Verdict {
+        let mut v = super::super::not_analyzable("x".into());
+        v.kind = kind;
+        v.confidence = confidence;
+        v.pool = Some(PoolName::Paged);
+        v.tags = vec!["Leak".into()];
+        v.drivers = vec!["leaky.sys".into()];
+        v.bytes = 6 << 20;
+        v.reasons.clear();
+        v
+    }
+
+    #[test]
+    fn a_largest_consumer_that_grows_is_the_leaker() {
+        let mut v = verdict(VerdictKind::LargestConsumer, Confidence::Low);
+        apply_growth(&mut v, &trend(), false);
+        assert_eq!(
+            (v.kind, v.confidence),
+            (VerdictKind::DriverLeak, Confidence::Medium)
+        );
+        assert!(
+            v.sentence.starts_with(
+                "leaky.sys is the likely leaker: its tag 'Leak' grows steadily by 1.00 MiB/h"
+            ),
+            "{}",
+            v.sentence
+        );
+        assert_eq!(v.reasons.len(), 1);
+        // A tag provenance split is a shared tag even with one driver named.
+        let mut v = verdict(VerdictKind::LargestConsumer, Confidence::Low);
+        apply_growth(&mut v, &trend(), true);
+        assert_eq!(v.kind, VerdictKind::SharedTag);
+    }
+
+    #[test]
+    fn a_tag_that_does_not_grow_lowers_a_leak_and_never_raises_a_consumer() {
+        let mut t = trend();
+        for tag in &mut t.tags {
+            tag.judgement = Judgement::NotSteady;
+        }
+        let mut v = verdict(VerdictKind::DriverLeak, Confidence::High);
+        apply_growth(&mut v, &t, false);
+        assert_eq!(
+            (v.kind, v.confidence),
+            (VerdictKind::DriverLeak, Confidence::Medium)
+        );
+        assert!(
+            v.reasons[0].contains("does not grow steadily"),
+            "{:?}",
+            v.reasons
+        );
+        let mut v = verdict(VerdictKind::LargestConsumer, Confidence::Low);
+        apply_growth(&mut v, &t, false);
+        assert_eq!(
+            (v.kind, v.confidence),
+            (VerdictKind::LargestConsumer, Confidence::Low)
+        );
+        // Too little data says nothing either way.
+        for tag in &mut t.tags {
+            tag.judgement = Judgement::TooShort;
+        }
+        let mut v = verdict(VerdictKind::DriverLeak, Confidence::High);
+        apply_growth(&mut v, &t, false);
+        assert_eq!(v.confidence, Confidence::High);
+        assert!(v.reasons.is_empty());
+    }
+
+    #[test]
+    fn session_verdicts_are_left_alone() {
+        let mut v = verdict(VerdictKind::LargestConsumer, Confidence::Low);
+        v.session = true;
+        apply_growth(&mut v, &trend(), false);
+        assert_eq!(v.kind, VerdictKind::LargestConsumer);
+    }
+}
