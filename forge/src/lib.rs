@@ -71,6 +71,9 @@ pub enum ForgeError {
     },
     #[error("memory size too small for the forged system")]
     TooSmall,
+    /// A series asked for that cannot be forged (count, interval, scenario).
+    #[error("series: {0}")]
+    BadSeries(String),
     #[error("symbols for profile {profile} not found at {path}: set --corpus DIR or {CORPUS_ENV} to the corpus directory (holding isf/ and pdb/)")]
     CorpusMissing { profile: String, path: String },
     #[error(transparent)]

@@ -61,11 +61,7 @@ pub fn dump_path(dir: &Path, i: u32) -> PathBuf {
 pub fn forge_series(opts: &SeriesOptions, dir: &Path) -> Result<Value, ForgeError> {
     let spec = profiles::find(&opts.base.profile)
         .ok_or_else(|| ForgeError::UnknownProfile(opts.base.profile.clone()))?;
-    let bad = |reason: String| ForgeError::ScenarioUnsupported {
-        scenario: opts.base.scenario.clone(),
-        profile: spec.name.into(),
-        reason,
-    };
+    let bad = ForgeError::BadSeries;
     if !(2..=MAX_SERIES).contains(&opts.count) {
         return Err(bad(format!("--series takes 2 to {MAX_SERIES} dumps")));
     }
@@ -77,7 +73,11 @@ pub fn forge_series(opts: &SeriesOptions, dir: &Path) -> Result<Value, ForgeErro
             blocks_per_step: blocks_per_step(opts),
         },
         "steady-state" => Growth::Steady,
-        _ => return Err(bad("a series is growing-leak or steady-state".into())),
+        other => {
+            return Err(bad(format!(
+                "scenario {other:?}: a series is growing-leak or steady-state"
+            )))
+        }
     };
     std::fs::create_dir_all(dir).map_err(|e| ForgeError::Io(dir.display().to_string(), e))?;
     let start = Clock::of(spec);

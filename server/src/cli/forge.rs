@@ -128,6 +128,7 @@ fn fail(e: &ForgeError) -> ExitCode {
             | ForgeError::BadSize(_)
             | ForgeError::BadProcessors(..)
             | ForgeError::TooSmall
+            | ForgeError::BadSeries(_)
             | ForgeError::CorpusMissing { .. }
             | ForgeError::Symbols(_)
     );
