@@ -308,4 +308,24 @@ fn bad_inputs_are_refused_with_the_reason() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("line 5"), "{err}");
+
+    // Dumps of two machines (two Windows builds): refused, both named.
+    let mut two = Vec::new();
+    for profile in ["win10-17763-x64", PROFILE] {
+        let dump = tmp.path().join(format!("{profile}.dmp"));
+        let mut cmd = Command::new(pooltriage_bin());
+        cmd.env("POOLTRIAGE_CORPUS", corpus())
+            .args(["forge", "--profile", profile, "--format", "kernel-bitmap"])
+            .args(["--size", SIZE, "--out"])
+            .arg(&dump);
+        run(&mut cmd, "pooltriage forge");
+        two.push(dump);
+    }
+    let out = trend(&two, &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("not the same machine") && err.contains("win10-17763-x64.dmp"),
+        "{err}"
+    );
 }
