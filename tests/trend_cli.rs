@@ -204,7 +204,7 @@ fn growing_leak_rates_match_the_series_truth() {
     );
     assert_eq!(m["boot_time"], truth["boot_time_utc"]);
 
-    for name in ["pools.svg", "tags.svg"] {
+    for name in ["pool-paged.svg", "pool-nonpaged.svg", "tags.svg"] {
         let text = std::fs::read_to_string(svg.join(name)).expect("chart written");
         assert!(
             text.contains("<svg") && text.trim_end().ends_with("</svg>"),

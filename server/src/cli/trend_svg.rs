@@ -1,25 +1,30 @@
 //! `trend --svg DIR`: the trend as SVG line charts, hand-written as the service's pages draw
-//! theirs (server/src/http/pages/svg.rs: every label escaped): `pools.svg`, each pool in use
-//! over time per source with its fitted line, and `tags.svg`, the fastest-growing tags.
+//! theirs (server/src/http/pages/svg.rs: every label escaped): `pool-paged.svg` and
+//! `pool-nonpaged.svg`, the pool in use over time per kind of source with its fitted line (one
+//! chart per pool, so that no source is left out for want of colours), and `tags.svg`, the
+//! fastest-growing tags.
 
 use crate::http::pages::svg::{line_chart, standalone, Line, MAX_LINES};
+use analyzer::report::analysis::PoolName;
 use analyzer::report::trend::{Fit, Point, TrendReport};
 use std::path::Path;
 
 pub fn write_all(dir: &Path, r: &TrendReport) -> Result<(), String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let pools: Vec<Line> = r
-        .pools
-        .iter()
-        .map(|p| {
-            line(
-                &format!("{} pool ({})", p.pool.as_str(), p.source),
-                &p.points,
-                &p.bytes,
-            )
-        })
-        .collect();
-    write(dir, "pools.svg", "Pool in use over time", &pools)?;
+    for pool in [PoolName::Paged, PoolName::Nonpaged] {
+        let lines: Vec<Line> = r
+            .pools
+            .iter()
+            .filter(|p| p.pool == pool)
+            .map(|p| line(&p.source, &p.points, &p.bytes))
+            .collect();
+        write(
+            dir,
+            &format!("pool-{}.svg", pool.as_str()),
+            &format!("{} pool in use over time", capitalised(pool.as_str())),
+            &lines,
+        )?;
+    }
     let mut tags: Vec<_> = r
         .tags
         .iter()
@@ -43,6 +48,13 @@ pub fn write_all(dir: &Path, r: &TrendReport) -> Result<(), String> {
         })
         .collect();
     write(dir, "tags.svg", "Fastest-growing tags (bytes)", &tags)
+}
+
+fn capitalised(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().chain(c).collect())
+        .unwrap_or_default()
 }
 
 fn line(label: &str, points: &[Point], fit: &Fit) -> Line {
