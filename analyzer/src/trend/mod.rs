@@ -177,10 +177,16 @@ fn warn_unread_tags(sources: &[Source], used: &[bool], warnings: &mut Vec<String
     for (s, &u) in sources.iter().zip(used) {
         if let SourceData::Dump(d) = &s.data {
             if u && !d.tags_read {
-                warnings.push(format!(
-                    "{}: its tag tables could not be read (the kernel's symbols, through --symbol-path, --isf-dir or --symbols, may let them be read): only its pool figures are used",
-                    s.name
-                ));
+                // The dump's own analysis knows why (a triage dump holds no tag tables at all);
+                // otherwise missing symbols are the usual cause.
+                warnings.push(if d.verdict.0 == "not-analyzable" {
+                    format!("{}: {} Only its pool figures are used.", s.name, d.verdict.1)
+                } else {
+                    format!(
+                        "{}: its tag tables could not be read (the kernel's symbols, through --symbol-path, --isf-dir or --symbols, may let them be read): only its pool figures are used",
+                        s.name
+                    )
+                });
             }
         }
     }
