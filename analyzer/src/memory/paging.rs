@@ -11,6 +11,7 @@
 //! absurd physical address ends in `PageMissing`.
 
 use super::pte::{PteFormat, PteState};
+use std::cell::Cell;
 use super::{
     Absence, MappedPage, MemoryError, PageRead, PhysicalMemory, VirtualMemory, PAGE_SHIFT,
     PAGE_SIZE,
@@ -36,6 +37,9 @@ pub struct PageTableMemory<'a> {
     phys: &'a dyn PhysicalMemory,
     dtb: u64,
     format: PteFormat,
+    /// The last page translated: the pool walks read one page's headers one after another,
+    /// and a dump's page tables never change, so one entry saves most table walks.
+    last: Cell<Option<(u64, Resolved)>>,
 }
 
 /// Where a translation ended.
@@ -60,7 +64,12 @@ impl<'a> PageTableMemory<'a> {
             PagingMode::X86Pae => dtb & 0xFFFF_FFE0,
             PagingMode::X86 => dtb & 0xFFFF_F000,
         };
-        PageTableMemory { phys, dtb, format }
+        PageTableMemory {
+            phys,
+            dtb,
+            format,
+            last: Cell::new(None),
+        }
     }
 
     pub fn mode(&self) -> PagingMode {
@@ -80,6 +89,24 @@ impl<'a> PageTableMemory<'a> {
     }
 
     fn resolve(&self, va: u64) -> Result<Resolved, MemoryError> {
+        let page = va & !(PAGE_SIZE - 1);
+        let offset = va & (PAGE_SIZE - 1);
+        if let Some((_, r)) = self.last.get().filter(|&(p, _)| p == page) {
+            return Ok(Resolved {
+                pa: r.pa | offset,
+                ..r
+            });
+        }
+        let r = self.walk_tables(va)?;
+        let base = Resolved {
+            pa: r.pa & !(PAGE_SIZE - 1),
+            ..r
+        };
+        self.last.set(Some((page, base)));
+        Ok(r)
+    }
+
+    fn walk_tables(&self, va: u64) -> Result<Resolved, MemoryError> {
         if !self.valid_va(va) {
             return Err(MemoryError::NotMapped { va });
         }
