@@ -11,11 +11,11 @@
 //! absurd physical address ends in `PageMissing`.
 
 use super::pte::{PteFormat, PteState};
-use std::cell::Cell;
 use super::{
     Absence, MappedPage, MemoryError, PageRead, PhysicalMemory, VirtualMemory, PAGE_SHIFT,
     PAGE_SIZE,
 };
+use std::cell::Cell;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PagingMode {
