@@ -211,7 +211,14 @@ impl Reader {
     }
 
     fn add_row(&mut self, line: usize, row: TagRow) -> Result<(), ParseError> {
-        let p = self.pending.as_mut().expect("rows only inside a snapshot");
+        // Rows are read only once a table header opened a snapshot; should that ever not
+        // hold, the line is refused rather than the parser stopping.
+        let Some(p) = self.pending.as_mut() else {
+            return Err(ParseError::Malformed {
+                line,
+                reason: "a tag row outside any snapshot".into(),
+            });
+        };
         if !p.seen.insert((row.tag.clone(), row.pool)) {
             return Err(ParseError::Malformed {
                 line,
