@@ -42,6 +42,10 @@ pub struct ServeArgs {
     /// Decompressed size below which the ratio is not checked.
     #[arg(long, env = "POOLTRIAGE_RATIO_FLOOR_BYTES", value_name = "BYTES")]
     pub ratio_floor_bytes: Option<u64>,
+    /// Largest vendor symbol upload (a PDB, an image, or a zip of them) as received, and
+    /// largest single symbol file in it after decompression. Default 4 GiB.
+    #[arg(long, env = "POOLTRIAGE_MAX_SYMBOL_BYTES", value_name = "BYTES")]
+    pub max_symbol_bytes: Option<u64>,
     /// Number of worker tasks (concurrent analyses).
     #[arg(long, env = "POOLTRIAGE_WORKERS", value_name = "N")]
     pub workers: Option<usize>,
@@ -165,6 +169,7 @@ struct FileConfig {
     max_dump_bytes: Option<u64>,
     max_ratio: Option<u64>,
     ratio_floor_bytes: Option<u64>,
+    max_symbol_bytes: Option<u64>,
     workers: Option<usize>,
     job_timeout_secs: Option<u64>,
     job_memory_bytes: Option<u64>,
@@ -229,6 +234,8 @@ pub struct UploadLimits {
     pub max_dump_bytes: u64,
     pub max_ratio: u64,
     pub ratio_floor_bytes: u64,
+    /// Vendor symbol uploads: the upload as received, and each file in it (docs/api.md).
+    pub max_symbol_bytes: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -430,6 +437,10 @@ impl Config {
                 .ratio_floor_bytes
                 .or(file.ratio_floor_bytes)
                 .unwrap_or(16 << 20),
+            max_symbol_bytes: args
+                .max_symbol_bytes
+                .or(file.max_symbol_bytes)
+                .unwrap_or(4 * GIB),
         };
         let workers = args.workers.or(file.workers).unwrap_or(2);
         let job = JobLimits {

@@ -27,12 +27,15 @@ pub async fn sweep(db: &Db, storage: &Storage, days: u64, now: i64) -> Result<u6
     let cutoff = now.saturating_sub(i64::try_from(days.saturating_mul(86_400)).unwrap_or(i64::MAX));
     let mut done = 0u64;
     loop {
+        // Per content: every analysis of it (the shared one, tenants' own) has ended.
         let batch: Vec<String> = sqlx::query_scalar(
-            "SELECT j.sha256 FROM jobs j \
-             WHERE j.state IN ('done', 'failed') \
-               AND NOT EXISTS (SELECT 1 FROM dump_files_deleted f WHERE f.sha256 = j.sha256) \
-               AND (SELECT MAX(d.created_at) FROM dumps d WHERE d.sha256 = j.sha256) <= $1 \
-             ORDER BY j.sha256 LIMIT $2",
+            "SELECT t.c FROM (SELECT COALESCE(j.content, j.sha256) AS c, \
+                    SUM(CASE WHEN j.state IN ('done', 'failed') THEN 0 ELSE 1 END) AS busy \
+                    FROM jobs j GROUP BY COALESCE(j.content, j.sha256)) t \
+             WHERE t.busy = 0 \
+               AND NOT EXISTS (SELECT 1 FROM dump_files_deleted f WHERE f.sha256 = t.c) \
+               AND (SELECT MAX(d.created_at) FROM dumps d WHERE d.sha256 = t.c) <= $1 \
+             ORDER BY t.c LIMIT $2",
         )
         .bind(cutoff)
         .bind(BATCH)

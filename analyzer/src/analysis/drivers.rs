@@ -294,5 +294,6 @@ fn call_site(s: &AllocSite, module: &str, m: Option<&Module>) -> CallSite {
         size: s.size,
         callee: s.callee.map(str::to_string),
         call: Some(Hex(s.call)),
+        source: None,
     }
 }

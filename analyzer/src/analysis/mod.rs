@@ -14,6 +14,7 @@ pub mod attribute;
 pub mod blocks;
 mod drivers;
 pub mod input;
+mod naming;
 mod overview;
 pub mod pool_at;
 pub mod pool_report;
@@ -25,7 +26,6 @@ pub mod verdict;
 pub use input::{open, Input, InputError, InputOptions};
 pub use pool_report::{pool_report, PoolQuery};
 
-use crate::kernel::Module;
 use crate::pool::scan::read_pool;
 use crate::pool::tags::SortKey;
 use crate::pool::{PoolError, PoolScan};
@@ -33,10 +33,8 @@ use crate::report::analysis::*;
 use crate::report::hex::Hex;
 use crate::report::pool::PoolReport;
 use crate::report::time::filetime_to_rfc3339;
-use crate::symbols::resolve::{resolve_modules, ResolveOptions, SymbolStatus, Symbolizer};
 use blocks::BlockAggregator;
 use progress::Stage;
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 
@@ -76,7 +74,7 @@ pub fn analyze(
     let profile = input.profile.as_ref();
     let reader = match read_pool(&input.dump, &input.kernel, profile) {
         Ok(r) => r,
-        Err(e) => return not_started(report, input, e),
+        Err(e) => return not_started(report, input, e, opts.symbol_deadline),
     };
     let attributor = pool_report::attribute_tables(input, &reader, opts.scan_drivers);
     let mut collector = provenance::Collector::new(&attributor, &input.kernel, reader.verifier());
@@ -117,8 +115,9 @@ pub fn analyze(
     if b.classic.count + b.big.count + b.lfh.count + b.vs.count > 0 {
         report.provenance = Some(traced.report());
     }
-    fill_drivers(&mut report, input, &pool, &agg, opts.symbol_deadline);
+    fill_drivers(&mut report, input, &pool, &agg);
     attach_provenance(&mut report, input, &traced);
+    naming::name_code(&mut report, input, opts.symbol_deadline);
     report.verdict = verdict::decide(&report, &facts);
     report
 }
@@ -233,9 +232,14 @@ fn boot_time(header: &crate::dump::DumpHeader) -> Option<String> {
 }
 
 /// The pool engine could not start (no kernel memory, no kernel base).
-fn not_started(mut report: AnalysisReport, input: &Input, e: PoolError) -> AnalysisReport {
+fn not_started(
+    mut report: AnalysisReport,
+    input: &Input,
+    e: PoolError,
+    deadline: Option<Instant>,
+) -> AnalysisReport {
     report.errors.push(format!("pool analysis: {e}"));
-    report.modules = overview::modules(&input.kernel, &BTreeMap::new());
+    naming::name_code(&mut report, input, deadline);
     report.verdict = verdict::not_analyzable(format!("the pool analysis could not start: {e}"));
     report
 }
@@ -305,14 +309,13 @@ fn quota_summary(q: &crate::pool::vm::QuotaReport) -> QuotaSummary {
     }
 }
 
-/// The drivers: their tags' bytes, blocks and call sites, the sites named with the drivers'
-/// PDBs through the symbol path; then the module list with each module's symbol status.
+/// The drivers: their tags' bytes, blocks and call sites (named later, with the rest of the
+/// report's code addresses: [`naming`]).
 fn fill_drivers(
     report: &mut AnalysisReport,
     input: &Input,
     pool: &Attributed,
     agg: &BlockAggregator,
-    deadline: Option<Instant>,
 ) {
     let mods = &input.kernel.modules.modules;
     let in_use_total = {
@@ -340,13 +343,8 @@ fn fill_drivers(
         in_use_total,
         splits: &splits,
     });
-    let statuses = match &input.store {
-        Some(store) => name_call_sites(store, mods, &mut drivers, deadline),
-        None => BTreeMap::new(),
-    };
     drivers.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(a.module.cmp(&b.module)));
     report.drivers = drivers;
-    report.modules = overview::modules(&input.kernel, &statuses);
 }
 
 /// Each driver's attributed blocks, per call site and evidence.
@@ -356,42 +354,4 @@ fn attach_provenance(report: &mut AnalysisReport, input: &Input, p: &provenance:
         let m = mods.iter().find(|m| m.name == d.module);
         d.provenance = p.driver(&d.module, m);
     }
-}
-
-/// Function names for call sites, from the drivers' PDBs through the symbol path; returns each
-/// looked-up module's symbol status.
-fn name_call_sites(
-    store: &crate::symbols::store::SymbolStore,
-    mods: &[Module],
-    drivers: &mut [DriverReport],
-    deadline: Option<Instant>,
-) -> BTreeMap<String, SymbolStatus> {
-    let wanted: Vec<Module> = mods
-        .iter()
-        .filter(|m| {
-            drivers
-                .iter()
-                .any(|d| d.module == m.name && !d.call_sites.is_empty())
-        })
-        .cloned()
-        .collect();
-    let statuses = resolve_modules(
-        store,
-        &wanted,
-        ResolveOptions {
-            workers: 8,
-            deadline,
-        },
-    );
-    let mut sym = Symbolizer::new(&wanted, &statuses, None);
-    for d in drivers.iter_mut() {
-        for c in d.call_sites.iter_mut() {
-            c.symbol = sym.name(c.address.0).filter(|n| n.named).map(|n| n.symbol);
-        }
-    }
-    wanted
-        .iter()
-        .zip(statuses)
-        .map(|(m, s)| (m.name.clone(), s))
-        .collect()
 }

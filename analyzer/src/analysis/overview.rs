@@ -31,6 +31,8 @@ pub(super) fn bugcheck(kernel: &KernelInfo) -> AnalysisBugcheck {
             b.params.clone().map(|p| p.value),
             &kernel.modules.modules,
         ),
+        faulting_symbol: None,
+        faulting_source: None,
     }
 }
 
@@ -116,6 +118,8 @@ pub(super) fn modules(
                     age: cv.age,
                 }),
                 windows: crate::attribution::windows::windows_basis(m, kernel.kernel_base),
+                symbols_source: None,
+                line_info: None,
                 symbols: statuses
                     .get(&m.name)
                     .map_or("not looked up", |s| s.status.as_str())

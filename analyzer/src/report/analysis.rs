@@ -120,6 +120,13 @@ pub struct AnalysisBugcheck {
     /// reports).
     #[serde(default)]
     pub description: Option<super::bugcheck::BugcheckDescriptionReport>,
+    /// `faulting` by function (`amdppm!WriteIoMemRawEx+0x70`) when the module's PDB was found
+    /// (a tenant's uploaded symbols first, in the service); null otherwise.
+    #[serde(default)]
+    pub faulting_symbol: Option<String>,
+    /// The faulting instruction's source line, when that PDB carries line information.
+    #[serde(default)]
+    pub faulting_source: Option<super::source::SourceRef>,
 }
 
 /// Bugcheck codes (without the 0x10000000 "_M" flag) whose subject is kernel pool itself, from
@@ -404,6 +411,10 @@ pub struct CallSite {
     /// Driver Verifier records.
     #[serde(default)]
     pub call: Option<Hex>,
+    /// The site's source line, when the driver's PDB carries line information; null
+    /// otherwise (`modules[].line_info` says whether the PDB has any).
+    #[serde(default)]
+    pub source: Option<super::source::SourceRef>,
 }
 
 /// A driver's blocks from the block walk.
@@ -557,6 +568,14 @@ pub struct AnalysisModule {
     /// A Windows module is never named the leaker on code evidence alone.
     #[serde(default)]
     pub windows: Option<crate::attribution::windows::WindowsBasis>,
+    /// The symbol path entry that answered the module's PDB (in the service, the tenant's
+    /// uploaded store is `vendor-symbols/<tenant>`); null when not found or not looked up.
+    #[serde(default)]
+    pub symbols_source: Option<String>,
+    /// Whether that PDB carries source line information (false: a public PDB, names only);
+    /// null when no PDB of the module was read.
+    #[serde(default)]
+    pub line_info: Option<bool>,
 }
 
 /// A module's PDB key (CodeView record).
@@ -618,11 +637,17 @@ mod tests {
             size: Some(2032),
             callee: None,
             call: Some(Hex(0xfffff800_01001046)),
+            source: Some(crate::report::SourceRef {
+                file: r"d:\src\leaky.c".into(),
+                line: 118,
+            }),
         };
         let j = serde_json::to_value(&c).unwrap();
         assert_eq!(j["address"], "0xfffff80001001040");
         assert_eq!(j["call"], "0xfffff80001001046");
         assert_eq!(j["kind"], "untagged-allocator-call");
+        assert_eq!(j["source"]["line"], 118);
+        assert_eq!(j["source"]["file"], r"d:\src\leaky.c");
         let o = TagOwner {
             module: Some("leaky.sys".into()),
             source: Source::DriverCodeAllocation,

@@ -121,6 +121,12 @@ pub struct FaultingReport {
     pub named: bool,
     /// Why there is no function name.
     pub note: Option<String>,
+    /// The instruction's source line, when the module's PDB carries line information.
+    #[serde(default)]
+    pub source: Option<super::source::SourceRef>,
+    /// Why no source line although the PDB was read ("the PDB carries no line information").
+    #[serde(default)]
+    pub source_note: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -142,6 +148,10 @@ pub struct ModuleSymbolsReport {
     pub image_source: Option<String>,
     /// Why not found, one line.
     pub error: Option<String>,
+    /// Whether the PDB carries source line information; null when it was not read (only the
+    /// PDBs of modules an address was named in are read).
+    #[serde(default)]
+    pub line_info: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -300,6 +310,8 @@ impl InspectReport {
                         .is_some()
                         .then(|| "symbols not looked up".to_string()),
                     module_offset,
+                    source: None,
+                    source_note: None,
                 }
             }),
             name_source: bc.name.as_ref().map(|n| n.source),
@@ -411,6 +423,7 @@ impl InspectReport {
                 } else {
                     st.error.clone()
                 },
+                line_info: None,
             });
         }
         let mut sym = Symbolizer::new(&kernel.modules.modules, statuses, kernel.kernel_base);
@@ -427,6 +440,13 @@ impl InspectReport {
                 f.symbol = Some(n.symbol);
                 f.named = n.named;
                 f.note = n.note;
+                f.source = n.source.map(Into::into);
+                f.source_note = n.source_note;
+            }
+        }
+        for m in self.modules.iter_mut() {
+            if let Some(s) = m.symbols.as_mut() {
+                s.line_info = sym.has_lines(&m.name);
             }
         }
     }

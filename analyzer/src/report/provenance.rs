@@ -126,6 +126,13 @@ pub struct SiteBlocks {
     pub tag: String,
     pub blocks: CountBytes,
     pub orphans: CountBytes,
+    /// The site by function (`acmestor!AllocateRequestContext+0x2e`), when the driver's PDB
+    /// was found; null otherwise.
+    #[serde(default)]
+    pub symbol: Option<String>,
+    /// The site's source line, when that PDB carries line information.
+    #[serde(default)]
+    pub source: Option<super::source::SourceRef>,
 }
 
 /// A block's owner, as `blocks --json` and `pool-at` give it.

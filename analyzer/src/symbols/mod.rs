@@ -9,13 +9,17 @@
 
 pub mod fallback;
 mod fallback_table;
+pub mod identify;
 mod isf;
 pub mod kernel_profile;
+pub mod lines;
+pub mod msf_check;
 pub mod names;
 mod pdb_file;
 pub mod profile_report;
 pub mod resolve;
 pub mod store;
+pub mod symbolizer;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -16,6 +16,7 @@
 
 use pdb::{FallibleIterator, SymbolData};
 use std::fs::File;
+use std::io::Seek;
 use std::path::Path;
 use thiserror::Error;
 
@@ -35,6 +36,26 @@ pub enum NamesError {
     },
     #[error("{path} is not a readable PDB: {reason}")]
     Malformed { path: String, reason: String },
+}
+
+/// Opens a PDB for the `pdb` crate once its container passed [`super::msf_check`]: a file
+/// whose numbers would make the crate allocate gigabytes or read pages twice is refused here,
+/// with the reason, before the crate sees it.
+pub fn open_pdb(path: &Path) -> Result<File, NamesError> {
+    let shown = || path.display().to_string();
+    let mut file = File::open(path).map_err(|source| NamesError::Io {
+        path: shown(),
+        source,
+    })?;
+    super::msf_check::check(&mut file).map_err(|e| NamesError::Malformed {
+        path: shown(),
+        reason: e.to_string(),
+    })?;
+    file.rewind().map_err(|source| NamesError::Io {
+        path: shown(),
+        source,
+    })?;
+    Ok(file)
 }
 
 /// What kind of record named an address. Order = preference at the same RVA.
@@ -116,10 +137,7 @@ impl FunctionNames {
     ) -> Result<FunctionNames, NamesError> {
         let path = path.as_ref();
         let shown = path.display().to_string();
-        let file = File::open(path).map_err(|source| NamesError::Io {
-            path: shown.clone(),
-            source,
-        })?;
+        let file = open_pdb(path)?;
         // The pdb crate parses untrusted bytes; a panic in it must become "malformed", not a
         // crash of the whole inspect run.
         let result =

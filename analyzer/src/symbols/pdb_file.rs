@@ -18,9 +18,15 @@ pub(super) fn read(path: &Path) -> Result<Profile, SymbolsError> {
         path: shown.clone(),
         reason: e.to_string(),
     };
-    let file = std::fs::File::open(path).map_err(|source| SymbolsError::Io {
-        path: shown.clone(),
-        source,
+    let file = super::names::open_pdb(path).map_err(|e| match e {
+        super::names::NamesError::Io { source, .. } => SymbolsError::Io {
+            path: shown.clone(),
+            source,
+        },
+        super::names::NamesError::Malformed { reason, .. } => SymbolsError::Pdb {
+            path: shown.clone(),
+            reason,
+        },
     })?;
     let mut pdb = pdb::PDB::open(file).map_err(bad)?;
 

@@ -12,12 +12,12 @@
 //! or SizeOfImage differ, or a PDB whose GUID/age differ, is "malformed"), as WinDbg refuses a
 //! mismatched PDB.
 
-use super::names::{FunctionNames, Undecorate};
 use super::store::{FetchError, SymbolKey, SymbolStore};
 use crate::kernel::pe::{CodeView, PeFile};
 use crate::kernel::Module;
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+
+pub use super::symbolizer::{NamedAddress, Symbolizer};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
@@ -121,7 +121,7 @@ pub struct SymbolStatus {
 }
 
 impl SymbolStatus {
-    fn failed(status: SymbolState, error: String) -> SymbolStatus {
+    pub(crate) fn failed(status: SymbolState, error: String) -> SymbolStatus {
         SymbolStatus {
             status,
             source: None,
@@ -305,7 +305,10 @@ fn codeview_of_image(
 
 /// Opens the PDB and checks its GUID (or NB10 signature) and age against the CodeView record.
 fn check_pdb(path: &Path, cv: &CodeView) -> Result<(), String> {
-    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let file = super::names::open_pdb(path).map_err(|e| match e {
+        super::names::NamesError::Malformed { reason, .. } => reason,
+        e => e.to_string(),
+    })?;
     let result =
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<(), String> {
             let mut pdb = pdb::PDB::open(file).map_err(|e| e.to_string())?;
@@ -356,95 +359,6 @@ pub fn debugger_module_name(module: &Module, is_kernel: bool) -> String {
         format!("module_{:x}", module.base)
     } else {
         stem.to_string()
-    }
-}
-
-/// Names addresses `module!Function+0xoff` with the PDBs found; loads each PDB's names once,
-/// and only for modules an address falls in.
-pub struct Symbolizer<'a> {
-    modules: &'a [Module],
-    statuses: &'a [SymbolStatus],
-    kernel_base: Option<u64>,
-    loaded: HashMap<usize, Result<FunctionNames, String>>,
-}
-
-/// One named address.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NamedAddress {
-    pub address: u64,
-    /// The module's file name (`amdppm.sys`).
-    pub module: String,
-    pub module_offset: u64,
-    /// `amdppm!WriteIoMemRawEx+0x70`, or `amdppm+0x334c` without a usable PDB.
-    pub symbol: String,
-    /// Whether a function name (not just module+offset) was found.
-    pub named: bool,
-    /// Why only module+offset (no PDB, unreadable PDB, no symbol before the address).
-    pub note: Option<String>,
-}
-
-impl<'a> Symbolizer<'a> {
-    /// `statuses` in the same order as `modules` (as [`resolve_modules`] returns them).
-    pub fn new(
-        modules: &'a [Module],
-        statuses: &'a [SymbolStatus],
-        kernel_base: Option<u64>,
-    ) -> Self {
-        Symbolizer {
-            modules,
-            statuses,
-            kernel_base,
-            loaded: HashMap::new(),
-        }
-    }
-
-    /// Names `addr`, or `None` when it is in no module (or is 0).
-    pub fn name(&mut self, addr: u64) -> Option<NamedAddress> {
-        if addr == 0 {
-            return None;
-        }
-        let (i, m) = self
-            .modules
-            .iter()
-            .enumerate()
-            .find(|(_, m)| m.contains(addr))?;
-        let short = debugger_module_name(m, self.kernel_base == Some(m.base));
-        let offset = addr - m.base;
-        let mut out = NamedAddress {
-            address: addr,
-            module: m.name.clone(),
-            module_offset: offset,
-            symbol: format!("{short}+{offset:#x}"),
-            named: false,
-            note: None,
-        };
-        let Some(st) = self.statuses.get(i) else {
-            out.note = Some("symbols not looked up".into());
-            return Some(out);
-        };
-        let Some(pdb) = st.pdb.as_ref().filter(|_| st.status == SymbolState::Found) else {
-            out.note = Some(format!("symbols {}", st.status.as_str()));
-            return Some(out);
-        };
-        let undecorate = match st.machine {
-            Some(0x14c) => Undecorate::X86,
-            _ => Undecorate::Auto,
-        };
-        let names = self
-            .loaded
-            .entry(i)
-            .or_insert_with(|| FunctionNames::from_pdb(pdb, undecorate).map_err(|e| e.to_string()));
-        match names {
-            Ok(names) => match u32::try_from(offset).ok().and_then(|o| names.lookup(o)) {
-                Some(hit) => {
-                    out.symbol = format!("{short}!{}", hit.display());
-                    out.named = true;
-                }
-                None => out.note = Some("no symbol at or before this offset in the PDB".into()),
-            },
-            Err(e) => out.note = Some(format!("PDB unreadable: {e}")),
-        }
-        Some(out)
     }
 }
 

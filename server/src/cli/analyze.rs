@@ -140,6 +140,26 @@ fn split_text(r: &AnalysisReport, tag: &str) -> Option<String> {
 }
 
 /// The text report: the verdict first (what a ticket needs), then the evidence.
+/// The faulting instruction by function and line when symbols named it, else module+offset;
+/// says so when the module's PDB has no line information.
+fn crash_line(r: &AnalysisReport) -> Option<String> {
+    let b = &r.bugcheck;
+    let at = b.faulting.as_deref()?;
+    let Some(symbol) = &b.faulting_symbol else {
+        return Some(at.to_string());
+    };
+    let module = at.rsplit_once('+').map_or(at, |(m, _)| m);
+    let no_lines = r
+        .modules
+        .iter()
+        .any(|m| m.name == module && m.line_info == Some(false));
+    Some(match (&b.faulting_source, no_lines) {
+        (Some(l), _) => format!("{symbol} ({})", l.short()),
+        (None, true) => format!("{symbol} (the PDB carries no line information)"),
+        (None, false) => symbol.clone(),
+    })
+}
+
 pub fn text(r: &AnalysisReport) -> String {
     let mut s = String::new();
     let v = &r.verdict;
@@ -182,6 +202,9 @@ pub fn text(r: &AnalysisReport) -> String {
         (None, _) => "none: debugger data block and built-in layouts".into(),
     };
     let _ = writeln!(s, "Symbols:  {sym}");
+    if let Some(at) = crash_line(r) {
+        let _ = writeln!(s, "Crash:    {at}");
+    }
     let _ = writeln!(s);
     let _ = writeln!(s, "Pools");
     if r.pools.is_empty() {
@@ -227,9 +250,12 @@ pub fn text(r: &AnalysisReport) -> String {
         for c in dr.call_sites.iter().take(8) {
             let _ = writeln!(
                 s,
-                "      {} {}  '{}'{}{}{}",
+                "      {} {}{}  '{}'{}{}{}",
                 c.address,
                 c.symbol.as_deref().unwrap_or(&c.offset),
+                c.source
+                    .as_ref()
+                    .map_or(String::new(), |l| format!(" ({})", l.short())),
                 c.tag,
                 c.callee
                     .as_deref()

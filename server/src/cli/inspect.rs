@@ -361,8 +361,13 @@ fn write_bugcheck(w: &mut impl Write, b: &BugcheckReport) -> io::Result<()> {
         let note = f
             .note
             .as_deref()
+            .or(f.source_note.as_deref())
             .map_or_else(String::new, |n| format!(" ({n})"));
-        let at = format!("{at:<24}{function}");
+        let line = f
+            .source
+            .as_ref()
+            .map_or_else(String::new, |l| format!(" ({})", l.short()));
+        let at = format!("{at:<24}{function}{line}");
         let line = format!(
             "  faulting    {:<20}{}  [{}]{note}",
             f.address.to_string(),

@@ -104,6 +104,7 @@ async fn serve(config: Config, auth_config: crate::auth::AuthConfig) -> anyhow::
         .map_err(|e| anyhow::anyhow!("upload storage in {}: {e}", dir.display()))?;
     let uploads = http::uploads::UploadService::new(chunk_files, config.upload_expiry);
     let sweeper = http::uploads::start_sweeper(db.clone(), uploads.clone(), stop_rx.clone());
+    let symbols = crate::vendor_symbols::service::SymbolService::new(&config);
     let app = http::router(AppState {
         db: db.clone(),
         storage,
@@ -111,6 +112,7 @@ async fn serve(config: Config, auth_config: crate::auth::AuthConfig) -> anyhow::
         auth,
         webhooks,
         uploads,
+        symbols,
     });
 
     let database = match config.database_url.as_deref() {

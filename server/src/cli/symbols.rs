@@ -1,6 +1,8 @@
 //! `pooltriage symbols <sub>`: symbol files.
 //!
-//! `symbols fetch` gets a PDB or an image (PE) from the symbol path (WinDbg's syntax, see
+//! `symbols add` writes a local store (as symstore add), `symbols lookup` names an image's
+//! addresses or allocation call sites through the symbol path, `symbols ingest` is the
+//! service's sandbox for symbol uploads. `symbols fetch` gets a PDB or an image (PE) from the symbol path (WinDbg's syntax, see
 //! docs/symbols.md), by key or for the modules of a dump, and says where each file landed and
 //! which symbol path entry answered. Exit codes: 0 every file found, 1 some not (each line
 //! says why), 2 bad input (arguments, symbol path, unreadable dump).
@@ -37,8 +39,21 @@ pub enum SymbolsCommand {
     Fetch(FetchArgs),
     /// Show the kernel profile (global RVAs, structure layouts) a PDB or ISF file gives.
     Profile(profile_cmd::ProfileArgs),
+    /// Add PDBs and images to a local symbol store, keyed by their content (as symstore add).
+    Add(add_cmd::AddArgs),
+    /// Name addresses of an image, or its allocation call sites, through the symbol path.
+    Lookup(lookup_cmd::LookupArgs),
+    /// The service's sandbox for symbol uploads (run by `serve`, not by hand).
+    #[command(hide = true)]
+    Ingest(ingest_cmd::IngestArgs),
 }
 
+#[path = "symbols_add.rs"]
+mod add_cmd;
+#[path = "symbols_ingest.rs"]
+mod ingest_cmd;
+#[path = "symbols_lookup.rs"]
+mod lookup_cmd;
 #[path = "symbols_profile.rs"]
 mod profile_cmd;
 
@@ -99,6 +114,9 @@ pub fn run(args: &SymbolsArgs) -> ExitCode {
     match &args.command {
         SymbolsCommand::Fetch(a) => fetch(a),
         SymbolsCommand::Profile(a) => profile_cmd::run(a),
+        SymbolsCommand::Add(a) => add_cmd::run(a),
+        SymbolsCommand::Lookup(a) => lookup_cmd::run(a),
+        SymbolsCommand::Ingest(a) => ingest_cmd::run(a),
     }
 }
 

@@ -1,4 +1,10 @@
-//! Typed queries on `dumps` (one tenant's upload) joined with the job and report of its content.
+//! Typed queries on `dumps` (one tenant's upload) joined with the job and report of its
+//! analysis.
+//!
+//! A dump's analysis is keyed by `dumps.analysis`: the content's SHA-256 for the analysis
+//! shared by every tenant without vendor symbols, `<sha256>@<tenant>` for a tenant whose
+//! uploaded symbols it searched first ([`analysis_key`]). Jobs, reports and the report index
+//! are keyed by it; the dump file itself by the content.
 
 use super::Db;
 use sqlx::Row;
@@ -9,6 +15,8 @@ pub struct DumpRow {
     pub id: String,
     pub tenant: String,
     pub sha256: String,
+    /// The key of the analysis that answers for it (see the module documentation).
+    pub analysis: String,
     pub size: i64,
     pub upload_size: i64,
     pub compression: String,
@@ -31,11 +39,11 @@ pub struct NewDump<'a> {
 }
 
 const SELECT: &str =
-    "SELECT d.id, d.tenant, d.sha256, d.size, d.upload_size, d.compression, d.original_name, \
+    "SELECT d.id, d.tenant, d.sha256, d.analysis, d.size, d.upload_size, d.compression, d.original_name, \
      d.created_at, COALESCE(j.state, 'failed') AS state, COALESCE(j.stage, 'lost') AS stage, \
      CASE WHEN j.id IS NULL THEN 'analysis job missing' ELSE j.error END AS error, \
      COALESCE(j.attempts, 0) AS attempts \
-     FROM dumps d LEFT JOIN jobs j ON j.sha256 = d.sha256";
+     FROM dumps d LEFT JOIN jobs j ON j.sha256 = d.analysis";
 
 /// A [`DumpRow`] from a row with the columns of `SELECT` (search queries select them too).
 pub(super) fn from_row(r: &super::Row) -> Result<DumpRow, sqlx::Error> {
@@ -43,6 +51,7 @@ pub(super) fn from_row(r: &super::Row) -> Result<DumpRow, sqlx::Error> {
         id: r.try_get("id")?,
         tenant: r.try_get("tenant")?,
         sha256: r.try_get("sha256")?,
+        analysis: r.try_get("analysis")?,
         size: r.try_get("size")?,
         upload_size: r.try_get("upload_size")?,
         compression: r.try_get("compression")?,
@@ -55,19 +64,33 @@ pub(super) fn from_row(r: &super::Row) -> Result<DumpRow, sqlx::Error> {
     })
 }
 
-/// Records an upload and queues its content's analysis unless that exists already, in one
-/// transaction. Returns the dump id and whether the row is new (false: this tenant had uploaded
-/// the same content before, and gets that dump's id back).
+/// The key of the analysis of content `sha256` for `tenant`: the content itself (shared) when
+/// `scoped` is false, `<sha256>@<tenant>` when the tenant's own symbols are searched first.
+/// Tenant names never hold `@` (auth.md), so the key is unambiguous.
+pub fn analysis_key(sha256: &str, tenant: &str, scoped: bool) -> String {
+    if scoped {
+        format!("{sha256}@{tenant}")
+    } else {
+        sha256.to_string()
+    }
+}
+
+/// Records an upload and queues its analysis unless that exists already, in one transaction.
+/// A tenant with vendor symbols gets its own analysis; the others share one per content.
+/// Returns the dump id and whether the row is new (false: this tenant had uploaded the same
+/// content before, and gets that dump's id and analysis back).
 pub async fn insert_or_get(
     db: &Db,
     new: &NewDump<'_>,
     now: i64,
 ) -> Result<(String, bool), sqlx::Error> {
     let mut tx = db.begin().await?;
+    // The INSERT first: on SQLite the transaction then holds the write lock before it reads
+    // (a read first fails with SQLITE_BUSY_SNAPSHOT when another upload commits meanwhile).
     let id = uuid::Uuid::new_v4().simple().to_string();
     let inserted = sqlx::query(
-        "INSERT INTO dumps (id, tenant, sha256, size, upload_size, compression, original_name, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (tenant, sha256) DO NOTHING",
+        "INSERT INTO dumps (id, tenant, sha256, analysis, size, upload_size, compression, original_name, created_at) \
+         VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8) ON CONFLICT (tenant, sha256) DO NOTHING",
     )
     .bind(&id)
     .bind(new.tenant)
@@ -81,27 +104,55 @@ pub async fn insert_or_get(
     .await?
     .rows_affected()
         == 1;
-    let job_id = uuid::Uuid::new_v4().simple().to_string();
-    sqlx::query(
-        "INSERT INTO jobs (id, sha256, state, stage, created_at, updated_at) \
-         VALUES ($1, $2, 'queued', 'queued', $3, $3) ON CONFLICT (sha256) DO NOTHING",
-    )
-    .bind(&job_id)
-    .bind(new.sha256)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
-    let id: String = if inserted {
-        id
+    let (id, key) = if inserted {
+        let scoped: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM symbol_files WHERE tenant = $1 LIMIT 1")
+                .bind(new.tenant)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let key = analysis_key(new.sha256, new.tenant, scoped.is_some());
+        if scoped.is_some() {
+            sqlx::query("UPDATE dumps SET analysis = $1 WHERE id = $2")
+                .bind(&key)
+                .bind(&id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        (id, key)
     } else {
-        sqlx::query_scalar("SELECT id FROM dumps WHERE tenant = $1 AND sha256 = $2")
+        let r = sqlx::query("SELECT id, analysis FROM dumps WHERE tenant = $1 AND sha256 = $2")
             .bind(new.tenant)
             .bind(new.sha256)
             .fetch_one(&mut *tx)
-            .await?
+            .await?;
+        (r.try_get("id")?, r.try_get("analysis")?)
     };
+    queue_analysis(&mut tx, &key, new.sha256, new.tenant, now).await?;
     tx.commit().await?;
     Ok((id, inserted))
+}
+
+/// Makes sure the job of analysis `key` (of content `sha256`) exists, queued if new.
+pub async fn queue_analysis(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    key: &str,
+    sha256: &str,
+    tenant: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    let scoped = key != sha256;
+    sqlx::query(
+        "INSERT INTO jobs (id, sha256, content, tenant, state, stage, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, 'queued', 'queued', $5, $5) ON CONFLICT (sha256) DO NOTHING",
+    )
+    .bind(uuid::Uuid::new_v4().simple().to_string())
+    .bind(key)
+    .bind(scoped.then_some(sha256))
+    .bind(scoped.then_some(tenant))
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 /// One dump, if it exists and `tenant` (None = every tenant) may see it.
@@ -140,16 +191,17 @@ pub async fn list(
     rows.iter().map(from_row).collect()
 }
 
-/// The report of a content, if its analysis is done.
-pub async fn report(db: &Db, sha256: &str) -> Result<Option<String>, sqlx::Error> {
+/// The report of an analysis (key: [`DumpRow::analysis`]), if it is done.
+pub async fn report(db: &Db, analysis: &str) -> Result<Option<String>, sqlx::Error> {
     sqlx::query_scalar("SELECT json FROM reports WHERE sha256 = $1")
-        .bind(sha256)
+        .bind(analysis)
         .fetch_optional(db)
         .await
 }
 
-/// Deletes one dump row. Returns `Some(true)` when it was the last reference to its content:
-/// then the job and report rows are gone too, and the caller removes the file.
+/// Deletes one dump row. Returns `Some(true)` when it was the last reference to its content
+/// (the caller removes the file). The job and report of its analysis go with the last dump
+/// that uses them.
 pub async fn delete(
     db: &Db,
     id: &str,
@@ -159,31 +211,46 @@ pub async fn delete(
     // The first statement writes: SQLite then takes the write lock before reading, and waits
     // (busy timeout) for another writer. A SELECT first made the later DELETE fail at once
     // with SQLITE_BUSY_SNAPSHOT whenever a worker committed in between (a 500 on DELETE).
-    let sha: Option<String> = sqlx::query_scalar(
-        "DELETE FROM dumps WHERE id = $1 AND ($2 IS NULL OR tenant = $2) RETURNING sha256",
+    let row = sqlx::query(
+        "DELETE FROM dumps WHERE id = $1 AND ($2 IS NULL OR tenant = $2) RETURNING sha256, analysis",
     )
     .bind(id)
     .bind(tenant)
     .fetch_optional(&mut *tx)
     .await?;
-    let Some(sha) = sha else { return Ok(None) };
+    let Some(row) = row else { return Ok(None) };
+    let sha: String = row.try_get("sha256")?;
+    let analysis: Option<String> = row.try_get("analysis")?;
+    let analysis = analysis.unwrap_or_else(|| sha.clone());
+    drop_unused_analysis(&mut tx, &analysis).await?;
     let others: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM dumps WHERE sha256 = $1")
         .bind(&sha)
         .fetch_one(&mut *tx)
         .await?;
-    let last = others == 0;
-    if last {
+    tx.commit().await?;
+    Ok(Some((sha, others == 0)))
+}
+
+/// Deletes the job and report of analysis `key` when no dump uses it any more.
+pub async fn drop_unused_analysis(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    key: &str,
+) -> Result<(), sqlx::Error> {
+    let users: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM dumps WHERE analysis = $1")
+        .bind(key)
+        .fetch_one(&mut **tx)
+        .await?;
+    if users == 0 {
         sqlx::query("DELETE FROM jobs WHERE sha256 = $1")
-            .bind(&sha)
-            .execute(&mut *tx)
+            .bind(key)
+            .execute(&mut **tx)
             .await?;
         sqlx::query("DELETE FROM reports WHERE sha256 = $1")
-            .bind(&sha)
-            .execute(&mut *tx)
+            .bind(key)
+            .execute(&mut **tx)
             .await?;
     }
-    tx.commit().await?;
-    Ok(Some((sha, last)))
+    Ok(())
 }
 
 #[cfg(test)]

@@ -11,9 +11,16 @@ use sqlx::Row;
 #[derive(Debug, Clone)]
 pub struct Claimed {
     pub id: String,
+    /// The analysis key (`dumps.analysis`): the content's SHA-256, or `<sha256>@<tenant>`.
     pub sha256: String,
+    /// The dump file's content (SHA-256) the analysis reads.
+    pub content: String,
+    /// The tenant whose uploaded symbols the analysis searches first; None: the shared one.
+    pub tenant: Option<String>,
     /// Number of claims including this one.
     pub attempts: i64,
+    /// When it was claimed: symbol files added later may not have been seen by it.
+    pub claimed_at: i64,
 }
 
 /// Atomically takes the oldest queued job that is due, leasing it to `owner` until
@@ -43,7 +50,7 @@ pub async fn claim(
          WHERE id = (SELECT id FROM jobs WHERE state = 'queued' AND not_before <= $3 \
                      ORDER BY created_at, id LIMIT 1{lock}) \
            AND state = 'queued' \
-         RETURNING id, sha256, attempts"
+         RETURNING id, sha256, attempts, content, tenant"
     );
     let row = sqlx::query(&sql)
         .bind(owner)
@@ -52,10 +59,15 @@ pub async fn claim(
         .fetch_optional(db)
         .await?;
     row.map(|r| {
+        let sha256: String = r.try_get("sha256")?;
+        let content: Option<String> = r.try_get("content")?;
         Ok(Claimed {
             id: r.try_get("id")?,
-            sha256: r.try_get("sha256")?,
+            content: content.unwrap_or_else(|| sha256.clone()),
+            sha256,
+            tenant: r.try_get("tenant")?,
             attempts: r.try_get("attempts")?,
+            claimed_at: now,
         })
     })
     .transpose()
@@ -109,12 +121,16 @@ pub async fn complete(
     if n != 1 {
         return Ok(false);
     }
-    sqlx::query("INSERT INTO reports (sha256, json, created_at) VALUES ($1, $2, $3) ON CONFLICT (sha256) DO NOTHING")
-        .bind(&job.sha256)
-        .bind(report_json)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+    // A re-analysis (new vendor symbols) replaces the analysis' earlier report.
+    sqlx::query(
+        "INSERT INTO reports (sha256, json, created_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (sha256) DO UPDATE SET json = excluded.json, created_at = excluded.created_at",
+    )
+    .bind(&job.sha256)
+    .bind(report_json)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
     Ok(true)
 }

@@ -32,6 +32,10 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         "0005_search_indexes.sql",
         include_str!("../../../migrations/0005_search_indexes.sql"),
     ),
+    (
+        "0006_vendor_symbols.sql",
+        include_str!("../../../migrations/0006_vendor_symbols.sql"),
+    ),
 ];
 
 #[derive(Debug)]

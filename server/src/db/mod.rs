@@ -16,7 +16,9 @@ pub mod dumps;
 pub mod jobs;
 pub mod migrations;
 pub mod report_index;
+pub mod report_modules;
 pub mod stats;
+pub mod symbol_files;
 pub mod uploads;
 pub mod webhooks;
 

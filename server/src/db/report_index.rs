@@ -12,7 +12,7 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 
 /// Version of the extraction rules; rows with an older version are rebuilt at start.
-pub const INDEX_VERSION: i64 = 1;
+pub const INDEX_VERSION: i64 = 2;
 
 /// Longest module name indexed (a report is analyzer output, but bounded anyway).
 const MAX_MODULE_LEN: usize = 255;
@@ -36,6 +36,8 @@ pub struct Extracted {
     pub arch: Option<String>,
     /// Per module (lower-case), merged if a report names a module twice.
     pub drivers: BTreeMap<String, DriverBytes>,
+    /// Every module's symbol-store keys (`report_modules`, since index version 2).
+    pub modules: Vec<super::report_modules::ModuleKeys>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -121,6 +123,7 @@ pub fn extract(json: &str) -> Option<Extracted> {
     let bc = &v["bugcheck"];
     e.bugcheck_code = bc["code"].as_str().and_then(normalize_bugcheck_code);
     e.bugcheck_name = text(&bc["name"], 200);
+    e.modules = super::report_modules::extract(&v);
     if !is_analysis {
         return Some(e);
     }
@@ -191,6 +194,10 @@ async fn store(db: &Db, sha256: &str, e: &Extracted, now: i64) -> Result<(), sql
         .bind(sha256)
         .execute(&mut *tx)
         .await?;
+    sqlx::query("DELETE FROM report_modules WHERE sha256 = $1")
+        .bind(sha256)
+        .execute(&mut *tx)
+        .await?;
     // Nothing to index when the report was deleted meanwhile (the summary references it).
     // On PostgreSQL two indexers are not serialized by a database-wide write lock: the second
     // one's INSERT waits for the first to commit and then finds its row (DO NOTHING, 0 rows),
@@ -234,6 +241,17 @@ async fn store(db: &Db, sha256: &str, e: &Extracted, now: i64) -> Result<(), sql
         .bind(d.paged_bytes)
         .bind(d.nonpaged_bytes)
         .bind(i16::from(d.is_verdict))
+        .execute(&mut *tx)
+        .await?;
+    }
+    for m in &e.modules {
+        sqlx::query(
+            "INSERT INTO report_modules (sha256, module, image_key, pdb_key) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(sha256)
+        .bind(&m.module)
+        .bind(&m.image_key)
+        .bind(&m.pdb_key)
         .execute(&mut *tx)
         .await?;
     }

@@ -153,7 +153,7 @@ pub fn parse_cursor(text: &str) -> Option<(i64, String)> {
 }
 
 const ITEM_SELECT: &str =
-    "SELECT d.id, d.tenant, d.sha256, d.size, d.upload_size, d.compression, d.original_name, \
+    "SELECT d.id, d.tenant, d.sha256, d.analysis, d.size, d.upload_size, d.compression, d.original_name, \
      d.created_at, COALESCE(j.state, 'failed') AS state, COALESCE(j.stage, 'lost') AS stage, \
      CASE WHEN j.id IS NULL THEN 'analysis job missing' ELSE j.error END AS error, \
      COALESCE(j.attempts, 0) AS attempts, \
@@ -163,10 +163,10 @@ const ITEM_SELECT: &str =
      rdf.bytes AS f_bytes, rdf.paged_bytes AS f_paged, rdf.nonpaged_bytes AS f_nonpaged, \
      rdf.is_verdict AS f_verdict \
      FROM dumps d \
-     LEFT JOIN jobs j ON j.sha256 = d.sha256 \
-     LEFT JOIN report_summaries s ON s.sha256 = d.sha256 \
+     LEFT JOIN jobs j ON j.sha256 = d.analysis \
+     LEFT JOIN report_summaries s ON s.sha256 = d.analysis \
      LEFT JOIN dump_files_deleted fd ON fd.sha256 = d.sha256 \
-     LEFT JOIN report_drivers rdf ON rdf.sha256 = d.sha256 AND rdf.module = $1";
+     LEFT JOIN report_drivers rdf ON rdf.sha256 = d.analysis AND rdf.module = $1";
 // `$1` of ITEM_SELECT is the driver filter's module (NULL: no driver columns).
 
 fn item_from_row(r: &super::Row) -> Result<DumpItem, sqlx::Error> {
@@ -336,9 +336,9 @@ pub async fn get_dump(
     if found.dump.state != "done" || found.summary.is_some() {
         return Ok(item);
     }
-    match super::dumps::report(db, &found.dump.sha256).await? {
+    match super::dumps::report(db, &found.dump.analysis).await? {
         Some(json) => {
-            let sha = &found.dump.sha256;
+            let sha = &found.dump.analysis;
             // Best effort: on failure the status is served without its summary this time.
             match super::report_index::index(db, sha, &json, super::now_unix()).await {
                 Ok(()) => fetch_dump(db, id, tenant).await,
@@ -420,7 +420,7 @@ pub async fn top_drivers(db: &Db, f: &DriverFilter) -> Result<Vec<DriverStats>, 
         let p = c.int(t);
         c.and(format!("d.created_at < {p}"));
     }
-    c.and("rd.sha256 = d.sha256".into());
+    c.and("rd.sha256 = d.analysis".into());
     // Join order: one module is found through its index; all modules are aggregated by
     // walking the (filtered) dumps and their driver rows. Without the CROSS JOIN hint SQLite
     // walks every driver row by module and looks each dump up (3x slower over all dumps,

@@ -42,7 +42,7 @@ pub async fn ready(db: &Db, limit: i64) -> Result<Vec<Ready>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT w.id, w.dump_id \
          FROM webhook_deliveries w JOIN dumps d ON d.id = w.dump_id \
-         JOIN jobs j ON j.sha256 = d.sha256 \
+         JOIN jobs j ON j.sha256 = d.analysis \
          WHERE w.state = 'waiting' AND j.state IN ('done', 'failed') \
          ORDER BY w.created_at, w.id LIMIT $1",
     )

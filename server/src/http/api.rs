@@ -310,7 +310,7 @@ async fn report(
         .await?
         .ok_or_else(ApiError::not_found)?;
     if d.state == "done" {
-        if let Some(json) = dumps::report(&app.db, &d.sha256).await? {
+        if let Some(json) = dumps::report(&app.db, &d.analysis).await? {
             return Ok(([(header::CONTENT_TYPE, "application/json")], json).into_response());
         }
     }

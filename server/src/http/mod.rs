@@ -6,6 +6,7 @@ pub mod connections;
 pub mod hooks;
 pub mod pages;
 pub mod stats;
+pub mod symbols;
 pub mod uploads;
 
 use crate::config::UploadLimits;
@@ -26,6 +27,8 @@ pub struct AppState {
     pub uploads: uploads::UploadService,
     /// Webhook settings and signing key (`crate::webhooks`).
     pub webhooks: crate::webhooks::Webhooks,
+    /// Vendor symbol uploads (`crate::vendor_symbols`).
+    pub symbols: crate::vendor_symbols::service::SymbolService,
 }
 
 impl axum::extract::FromRef<AppState> for crate::auth::AuthState {
@@ -39,6 +42,7 @@ pub fn router(state: AppState) -> Router {
         .merge(api::routes())
         .merge(stats::routes())
         .merge(uploads::routes())
+        .merge(symbols::routes())
         .merge(crate::auth::routes())
         .merge(pages::routes())
         .layer(tower_http::trace::TraceLayer::new_for_http())

@@ -105,7 +105,7 @@ async fn run_one(
 ) -> Result<(), sqlx::Error> {
     let lease = ctx.limits.lease.as_secs() as i64;
     let now = db::now_unix;
-    let dump = ctx.storage.dump_path(&job.sha256);
+    let dump = ctx.storage.dump_path(&job.content);
     if !dump.is_file() {
         jobs::fail(
             &ctx.db,
@@ -125,6 +125,12 @@ async fn run_one(
     // dump by its content, not by a server path.
     let shown = dump.strip_prefix(&ctx.work_dir).unwrap_or(&dump);
     let (stage_tx, mut stage_rx) = watch::channel(CHILD_STAGE.to_string());
+    // A tenant's own analysis searches its uploaded symbols first (when it has a store).
+    let vendor_store = job
+        .tenant
+        .as_deref()
+        .map(crate::vendor_symbols::store::relative_dir)
+        .filter(|rel| ctx.work_dir.join(rel).is_dir());
     let analysis = runner::analyze(
         runner::ChildSpec {
             program: ctx.analyzer.as_deref(),
@@ -133,6 +139,7 @@ async fn run_one(
             timeout: ctx.limits.timeout,
             memory_bytes: ctx.limits.memory_bytes,
             symbols: &ctx.symbols,
+            vendor_store: vendor_store.as_deref(),
         },
         stage_tx,
     );
@@ -187,6 +194,12 @@ async fn run_one(
             if stored {
                 if let Err(e) = db::report_index::index(&ctx.db, &job.sha256, &json, now()).await {
                     tracing::error!(job = %job.id, "indexing the report: {e}");
+                }
+                // Symbol files that arrived while it ran may name its modules: analyse again.
+                if let Err(e) =
+                    crate::vendor_symbols::requeue::after_analysis(&ctx.db, job, now()).await
+                {
+                    tracing::error!(job = %job.id, "re-analysis check: {e}");
                 }
             }
             tracing::info!(job = %job.id, "analysis done");

@@ -45,10 +45,21 @@ const MAX_STAGE_LEN: usize = 40;
 /// (docs/json.md, analyze).
 pub const ANALYZE_ARGS: &[&str] = &["analyze", "--json"];
 
-/// The arguments after [`ANALYZE_ARGS`]: the symbol settings, then the dump.
-pub fn analyze_args(symbols: &SymbolConfig, dump: &Path) -> Vec<OsString> {
+/// The arguments after [`ANALYZE_ARGS`]: the symbol settings, then the dump. A tenant's
+/// uploaded store (`vendor_store`, relative to the child's working directory, the data
+/// directory) comes first in the symbol path, so its PDBs and images win over the public ones.
+pub fn analyze_args(
+    symbols: &SymbolConfig,
+    vendor_store: Option<&Path>,
+    dump: &Path,
+) -> Vec<OsString> {
     let mut v: Vec<OsString> = Vec::new();
-    match &symbols.symbol_path {
+    let path = match (vendor_store, &symbols.symbol_path) {
+        (Some(t), Some(p)) => Some(format!("{};{p}", t.display())),
+        (Some(t), None) => Some(t.display().to_string()),
+        (None, p) => p.clone(),
+    };
+    match path {
         Some(p) => v.extend(["--symbol-path".into(), p.into()]),
         None => v.push("--no-symbols".into()),
     }
@@ -165,31 +176,78 @@ pub struct ChildSpec<'a> {
     /// RLIMIT_DATA of the child; 0 = unlimited.
     pub memory_bytes: u64,
     pub symbols: &'a SymbolConfig,
+    /// The tenant's vendor symbol store, searched first (relative to `work_dir`).
+    pub vendor_store: Option<&'a Path>,
 }
 
 /// Runs one analysis; each stage the child announces is sent on `stage`.
 pub async fn analyze(spec: ChildSpec<'_>, stage: watch::Sender<String>) -> Outcome {
-    let ChildSpec {
-        program,
-        dump,
-        work_dir,
-        timeout,
-        memory_bytes,
-        symbols,
-    } = spec;
+    let mut cmd = match sandboxed(spec.program, spec.memory_bytes) {
+        Ok(c) => c,
+        Err(o) => return o,
+    };
+    cmd.args(ANALYZE_ARGS)
+        .args(analyze_args(spec.symbols, spec.vendor_store, spec.dump))
+        .current_dir(spec.work_dir);
+    // No public symbol path: no network either (a vendor store is local).
+    if spec.symbols.symbol_path.is_none() {
+        cmd.env("POOLTRIAGE_OFFLINE", "1");
+    }
+    run_child(cmd, spec.timeout, stage, "analysis").await
+}
+
+/// What one symbol-ingest child gets (`pooltriage symbols ingest`, the sandbox where uploaded
+/// PDBs and images are parsed).
+pub struct IngestSpec<'a> {
+    pub program: Option<&'a Path>,
+    /// The upload, and an empty directory for the files it holds.
+    pub upload: &'a Path,
+    pub out: &'a Path,
+    /// The upload's file name (a single file is stored under it).
+    pub name: Option<&'a str>,
+    pub limits: crate::vendor_symbols::ingest::IngestLimits,
+    pub work_dir: &'a Path,
+    pub timeout: Duration,
+    pub memory_bytes: u64,
+}
+
+/// Unpacks and identifies a symbol upload in a child with the analyses' limits: a hostile PDB
+/// or archive makes the child fail, hang (killed at the timeout) or run out of memory, never
+/// the server. `Outcome::Report` holds the child's JSON (`IngestOutput`).
+pub async fn ingest_symbols(spec: IngestSpec<'_>) -> Outcome {
+    let mut cmd = match sandboxed(spec.program, spec.memory_bytes) {
+        Ok(c) => c,
+        Err(o) => return o,
+    };
+    let l = spec.limits;
+    cmd.args(["symbols", "ingest", "--out"])
+        .arg(spec.out)
+        .args(["--max-file-bytes", &l.max_file_bytes.to_string()])
+        .args(["--max-files", &l.max_files.to_string()])
+        .args(["--max-total-bytes", &l.max_total_bytes.to_string()])
+        .args(["--max-ratio", &l.max_ratio.to_string()])
+        .args(["--ratio-floor-bytes", &l.ratio_floor_bytes.to_string()]);
+    if let Some(n) = spec.name {
+        cmd.arg("--name").arg(n);
+    }
+    cmd.arg(spec.upload).current_dir(spec.work_dir);
+    let (stage, _) = watch::channel(String::new());
+    run_child(cmd, spec.timeout, stage, "reading the symbol files").await
+}
+
+/// The child's command behind the sandbox tools: a chain of util-linux tools that each set
+/// something on themselves and exec the next, `prlimit --data=N -- setpriv --pdeathsig KILL
+/// -- PROGRAM`, with the environment's symbol settings removed.
+fn sandboxed(program: Option<&Path>, memory_bytes: u64) -> Result<Command, Outcome> {
     let exe = match program {
         Some(p) => p.to_path_buf(),
-        None => match std::env::current_exe() {
-            Ok(p) => p,
-            Err(e) => return Outcome::Transient(format!("cannot find own executable: {e}")),
-        },
+        None => std::env::current_exe()
+            .map_err(|e| Outcome::Transient(format!("cannot find own executable: {e}")))?,
     };
-    // The command line is a chain of util-linux tools that each set something on themselves and
-    // exec the next: `prlimit --data=N -- setpriv --pdeathsig KILL -- ANALYZER ARGS`.
-    let mut program: Vec<std::ffi::OsString> = Vec::new();
+    let mut chain: Vec<std::ffi::OsString> = Vec::new();
     if memory_bytes > 0 {
         if on_path("prlimit") {
-            program.extend([
+            chain.extend([
                 "prlimit".into(),
                 format!("--data={memory_bytes}").into(),
                 "--".into(),
@@ -198,26 +256,23 @@ pub async fn analyze(spec: ChildSpec<'_>, stage: watch::Sender<String>) -> Outco
             tracing::warn!("prlimit (util-linux) not found: analyses run without a memory limit");
         }
     }
-    // Parent-death signal: if the server dies (even by SIGKILL), the analyzer dies with it
+    // Parent-death signal: if the server dies (even by SIGKILL), the child dies with it
     // instead of running on as an orphan whose result nobody will take.
     if on_path("setpriv") {
-        program.extend([
+        chain.extend([
             "setpriv".into(),
             "--pdeathsig".into(),
             "KILL".into(),
             "--".into(),
         ]);
     }
-    program.push(exe.into_os_string());
-    let Some((first, rest)) = program.split_first() else {
-        return Outcome::Transient("empty analyzer command".into());
+    chain.push(exe.into_os_string());
+    let Some((first, rest)) = chain.split_first() else {
+        return Err(Outcome::Transient("empty analyzer command".into()));
     };
     let mut cmd = Command::new(first);
-    cmd.args(rest);
-    cmd.args(ANALYZE_ARGS)
-        .args(analyze_args(symbols, dump))
-        .current_dir(work_dir)
-        // The flags above are the whole symbol configuration: nothing from the service's own
+    cmd.args(rest)
+        // The flags are the whole symbol configuration: nothing from the service's own
         // environment (`analyze` reads these as defaults) may add to it.
         .env_remove(analyzer::symbols::store::path::ENV_VAR)
         .env_remove("POOLTRIAGE_ISF_DIR")
@@ -227,9 +282,17 @@ pub async fn analyze(spec: ChildSpec<'_>, stage: watch::Sender<String>) -> Outco
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    if symbols.symbol_path.is_none() {
-        cmd.env("POOLTRIAGE_OFFLINE", "1");
-    }
+    Ok(cmd)
+}
+
+/// Runs a prepared child to its outcome within `timeout`, reading its stdout (the JSON) and its
+/// stderr (progress lines on `stage`, the rest kept for the failure reason).
+async fn run_child(
+    mut cmd: Command,
+    timeout: Duration,
+    stage: watch::Sender<String>,
+    what: &str,
+) -> Outcome {
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => return Outcome::Transient(format!("cannot start the analyzer: {e}")),
@@ -242,32 +305,14 @@ pub async fn analyze(spec: ChildSpec<'_>, stage: watch::Sender<String>) -> Outco
         let r = stdout.take(MAX_REPORT_BYTES + 1).read_to_end(&mut v).await;
         r.map(|_| v)
     });
-    let err_task = tokio::spawn(async move {
-        let mut stderr = stderr;
-        let mut log = StderrLog::default();
-        let mut buf = vec![0u8; 8192];
-        loop {
-            match stderr.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    if let Some(s) = log.push(buf.get(..n).unwrap_or(&[])) {
-                        stage.send_replace(s);
-                    }
-                }
-            }
-        }
-        if let Some(s) = log.finish() {
-            stage.send_replace(s);
-        }
-        log
-    });
+    let err_task = tokio::spawn(read_stderr(stderr, stage));
     let status = tokio::select! {
         s = child.wait() => s,
         _ = tokio::time::sleep(timeout) => {
             let _ = child.kill().await;
             out_task.abort();
             err_task.abort();
-            return Outcome::Broken(format!("analysis exceeded the time limit of {} s", timeout.as_secs()));
+            return Outcome::Broken(format!("{what} exceeded the time limit of {} s", timeout.as_secs()));
         }
     };
     let stdout = out_task.await.ok().and_then(Result::ok).unwrap_or_default();
@@ -279,6 +324,28 @@ pub async fn analyze(spec: ChildSpec<'_>, stage: watch::Sender<String>) -> Outco
     // The last line too: the allocation failure message comes last, maybe past the kept part.
     let stderr = format!("{}\n{}", log.kept, log.last_line);
     classify(status, stdout, &stderr, log.last_line)
+}
+
+async fn read_stderr(
+    mut stderr: tokio::process::ChildStderr,
+    stage: watch::Sender<String>,
+) -> StderrLog {
+    let mut log = StderrLog::default();
+    let mut buf = vec![0u8; 8192];
+    loop {
+        match stderr.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if let Some(s) = log.push(buf.get(..n).unwrap_or(&[])) {
+                    stage.send_replace(s);
+                }
+            }
+        }
+    }
+    if let Some(s) = log.finish() {
+        stage.send_replace(s);
+    }
+    log
 }
 
 fn classify(
@@ -429,14 +496,27 @@ mod tests {
     fn the_child_gets_the_symbol_settings_as_flags() {
         let dump = Path::new("dumps/ab");
         let none = SymbolConfig::default();
-        assert_eq!(analyze_args(&none, dump), ["--no-symbols", "dumps/ab"]);
+        assert_eq!(
+            analyze_args(&none, None, dump),
+            ["--no-symbols", "dumps/ab"]
+        );
+        // A tenant's store alone (no public path), and before the public path.
+        let store = Path::new("vendor-symbols/acme");
+        assert_eq!(
+            analyze_args(&none, Some(store), dump),
+            ["--symbol-path", "vendor-symbols/acme", "dumps/ab"]
+        );
         let all = SymbolConfig {
             symbol_path: Some("srv*/d/symbols*http://127.0.0.1:1/".into()),
             isf_dir: Some("/isf".into()),
             pooltag: Some("/p.txt".into()),
         };
         assert_eq!(
-            analyze_args(&all, dump),
+            analyze_args(&all, Some(store), dump)[1],
+            "vendor-symbols/acme;srv*/d/symbols*http://127.0.0.1:1/"
+        );
+        assert_eq!(
+            analyze_args(&all, None, dump),
             [
                 "--symbol-path",
                 "srv*/d/symbols*http://127.0.0.1:1/",

@@ -342,6 +342,7 @@ mod tests {
             max_dump_bytes: 1 << 30,
             max_ratio: 100,
             ratio_floor_bytes: 1 << 20,
+            max_symbol_bytes: 1 << 30,
         }
     }
 

@@ -180,6 +180,8 @@ impl Provenance {
                 tag,
                 blocks,
                 orphans,
+                symbol: None,
+                source: None,
             })
             .collect();
         out.sites.sort_by(|a, b| {

@@ -32,6 +32,8 @@ fn report(
             faulting: None,
             name_source: None,
             description: None,
+            faulting_symbol: None,
+            faulting_source: None,
         },
         symbols: AnalysisSymbols {
             source: SymbolSource::Isf,
@@ -59,6 +61,8 @@ fn report(
             pdb: None,
             symbols: "not looked up".into(),
             windows: None,
+            symbols_source: None,
+            line_info: None,
         }],
         provenance: None,
         warnings: Vec::new(),
@@ -112,6 +116,7 @@ fn site(tag: &str, pool: Option<PoolName>, size: Option<u64>) -> CallSite {
         size,
         callee: None,
         call: Some(Hex(0x1000)),
+        source: None,
     }
 }
 
@@ -672,6 +677,8 @@ fn a_windows_driver_is_never_named_the_leaker() {
         pdb: None,
         symbols: "not looked up".into(),
         windows: Some(crate::attribution::windows::WindowsBasis::InboxList),
+        symbols_source: None,
+        line_info: None,
     });
     let v = decide(&r, &Facts::default());
     assert!(v.drivers.is_empty(), "{v:?}");
@@ -735,6 +742,8 @@ fn an_attributed_share_of_none_names_the_module_holding_it() {
                 count: 50,
                 bytes: 500_000,
             },
+            symbol: None,
+            source: None,
         }],
         unknown_site: CountBytes::default(),
     });

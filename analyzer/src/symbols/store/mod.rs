@@ -10,6 +10,7 @@
 //!
 //! Everything is blocking and [`SymbolStore`] is `Send + Sync`: share one across threads.
 
+pub mod add;
 mod breaker;
 mod cab;
 pub mod cache;

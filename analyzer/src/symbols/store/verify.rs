@@ -90,7 +90,7 @@ pub(crate) fn pdb_identity(path: &Path) -> Option<(String, String, u32)> {
 }
 
 fn pdb_identity_inner(path: &Path) -> Option<(String, String, u32)> {
-    let file = File::open(path).ok()?;
+    let file = crate::symbols::names::open_pdb(path).ok()?;
     let mut pdb = pdb::PDB::open(file).ok()?;
     let info = pdb.pdb_information().ok()?;
     let guid = info.guid.simple().to_string().to_ascii_uppercase();

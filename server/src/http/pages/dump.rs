@@ -100,7 +100,7 @@ async fn load_report(app: &AppState, nav: &Nav, d: &DumpRow) -> Result<Option<St
     if d.state != "done" {
         return Ok(None);
     }
-    let json = dumps::report(&app.db, &d.sha256)
+    let json = dumps::report(&app.db, &d.analysis)
         .await
         .map_err(|e| PageError::internal("database", e, nav))?;
     Ok(Some(match json {

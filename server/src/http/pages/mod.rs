@@ -18,6 +18,7 @@ mod list;
 mod provenance_view;
 mod report_view;
 pub(crate) mod svg;
+mod symbols;
 mod upload;
 mod user;
 
@@ -38,6 +39,8 @@ pub fn routes() -> Router<AppState> {
         .route("/dumps/{id}/drivers/{module}", get(dump::driver_page))
         .route("/dumps/{id}/delete", axum::routing::post(dump::delete))
         .route("/dashboard", get(dashboard::page))
+        .route("/symbols", get(symbols::page).merge(symbols::post_route()))
+        .route("/symbols/{id}/delete", axum::routing::post(symbols::delete))
         .merge(assets::routes())
 }
 

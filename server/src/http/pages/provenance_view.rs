@@ -145,6 +145,9 @@ impl ProvenanceView {
 pub struct SiteBlocksRow {
     pub offset: String,
     pub symbol: String,
+    /// `request.c:118` from the driver's PDB, empty without line information.
+    pub source: String,
+    pub source_file: String,
     pub tag: String,
     pub blocks: u64,
     pub bytes: String,
@@ -178,11 +181,21 @@ impl DriverProvenanceView {
             .iter()
             .map(|s| SiteBlocksRow {
                 offset: s.offset.clone(),
-                symbol: d
-                    .call_sites
-                    .iter()
-                    .find(|c| c.call == Some(s.address))
-                    .and_then(|c| c.symbol.clone())
+                symbol: s
+                    .symbol
+                    .clone()
+                    .or_else(|| {
+                        d.call_sites
+                            .iter()
+                            .find(|c| c.call == Some(s.address))
+                            .and_then(|c| c.symbol.clone())
+                    })
+                    .unwrap_or_default(),
+                source: s.source.as_ref().map(|l| l.short()).unwrap_or_default(),
+                source_file: s
+                    .source
+                    .as_ref()
+                    .map(|l| l.file.clone())
                     .unwrap_or_default(),
                 tag: s.tag.clone(),
                 blocks: s.blocks.count,

@@ -167,11 +167,53 @@ pub struct ModuleRow {
     pub href: Option<String>,
 }
 
+/// A module's symbol status as the table shows it: the status, the store that answered (the
+/// tenant's uploaded symbols are named so, which support needs to know) and whether the PDB
+/// gave source lines.
+pub fn symbols_text(m: &analyzer::report::analysis::AnalysisModule) -> String {
+    let mut s = m.symbols.clone();
+    if let Some(src) = &m.symbols_source {
+        let store = if src.starts_with("vendor-symbols/") {
+            format!("the tenant's uploaded symbols ({src})")
+        } else {
+            src.clone()
+        };
+        s.push_str(&format!(" · from {store}"));
+    }
+    match m.line_info {
+        Some(true) => s.push_str(" · with source lines"),
+        Some(false) => s.push_str(" · names only (the PDB carries no line information)"),
+        None => {}
+    }
+    s
+}
+
+/// The faulting instruction by function and line, as the bugcheck section shows it.
+pub fn faulting_text(r: &analyzer::report::analysis::AnalysisReport) -> Option<String> {
+    let b = &r.bugcheck;
+    let at = b.faulting.clone()?;
+    let Some(symbol) = &b.faulting_symbol else {
+        return Some(at);
+    };
+    let module = at.rsplit_once('+').map_or(at.as_str(), |(m, _)| m);
+    let no_lines = r
+        .modules
+        .iter()
+        .any(|m| m.name == module && m.line_info == Some(false));
+    Some(match (&b.faulting_source, no_lines) {
+        (Some(l), _) => format!("{symbol} ({}) at {at}", l.short()),
+        (None, true) => format!("{symbol} at {at} (the PDB carries no line information)"),
+        (None, false) => format!("{symbol} at {at}"),
+    })
+}
+
 pub struct BugcheckView {
     pub code: String,
     pub name: String,
     pub params: Vec<String>,
     pub note: Option<String>,
+    /// The faulting instruction (`amdppm!WriteIoMemRawEx+0x70 at amdppm.sys+0x334c`).
+    pub faulting: Option<String>,
 }
 
 pub struct BlockRow {
@@ -426,7 +468,7 @@ impl AnalysisView {
                 name: m.name.clone(),
                 base: m.base.to_string(),
                 size: format::bytes(m.size),
-                symbols: m.symbols.clone(),
+                symbols: symbols_text(m),
                 href: driver_names
                     .contains(&m.name.to_lowercase())
                     .then(|| driver_href(dump_id, &m.name)),
@@ -440,6 +482,7 @@ impl AnalysisView {
             note: b
                 .pool_related
                 .then(|| "This bugcheck concerns pool itself.".to_string()),
+            faulting: faulting_text(r),
         };
         let bt = &r.blocks;
         let blocks = [
@@ -601,6 +644,16 @@ impl InspectView {
             note: b
                 .pool_or_memory
                 .then(|| "This bugcheck concerns pool or memory.".to_string()),
+            faulting: b.faulting.as_ref().map(|f| {
+                let at = f
+                    .module_offset
+                    .clone()
+                    .unwrap_or_else(|| f.address.to_string());
+                match (&f.symbol, f.named) {
+                    (Some(s), true) => format!("{s} at {at}"),
+                    _ => at,
+                }
+            }),
         };
         let dm = &r.dump;
         InspectView {
@@ -623,6 +676,10 @@ impl InspectView {
 pub struct CallSiteRow {
     pub offset: String,
     pub symbol: String,
+    /// `request.c:118` from the driver's PDB, empty without line information.
+    pub source: String,
+    /// The source file as the PDB records it (the cell's title).
+    pub source_file: String,
     /// The allocator called ("ExAllocatePoolWithTag"...), when recognised.
     pub callee: String,
     pub tag: String,
@@ -711,6 +768,12 @@ impl DriverView {
                 .map(|c| CallSiteRow {
                     offset: c.offset.clone(),
                     symbol: c.symbol.clone().unwrap_or_default(),
+                    source: c.source.as_ref().map(|l| l.short()).unwrap_or_default(),
+                    source_file: c
+                        .source
+                        .as_ref()
+                        .map(|l| l.file.clone())
+                        .unwrap_or_default(),
                     callee: c.callee.clone().unwrap_or_default(),
                     tag: c.tag.clone(),
                     kind: match c.kind {

@@ -152,7 +152,10 @@ async fn upload(State(app): State<AppState>, user: PageUser, req: Request) -> Re
 
 /// The text of a small form field, read chunk by chunk up to `max` bytes; `None` when it is
 /// longer or not UTF-8 (a CSRF token is 64 hex digits: anything long is not one).
-async fn small_text(mut f: axum::extract::multipart::Field<'_>, max: usize) -> Option<String> {
+pub(super) async fn small_text(
+    mut f: axum::extract::multipart::Field<'_>,
+    max: usize,
+) -> Option<String> {
     let mut buf = Vec::new();
     loop {
         match f.chunk().await {
@@ -174,7 +177,7 @@ async fn small_text(mut f: axum::extract::multipart::Field<'_>, max: usize) -> O
 const DRAIN_BYTES: usize = 16 << 20;
 const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
 
-async fn drain(mut f: axum::extract::multipart::Field<'_>) {
+pub(super) async fn drain(mut f: axum::extract::multipart::Field<'_>) {
     let read = async {
         let mut n = 0usize;
         while let Ok(Some(chunk)) = f.chunk().await {
