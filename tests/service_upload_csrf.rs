@@ -1,6 +1,7 @@
-//! `POST /api/v1/dumps` and CSRF (docs/auth.md): a caller authenticated by the session cookie
-//! must show the session's CSRF token in `X-CSRF-Token` (else a cross-site form could upload
-//! as the user): without it 403, with it 201. A bearer caller needs none. Over real HTTP on
+//! `POST /api/v1/dumps`, `DELETE /api/v1/dumps/{id}` and CSRF (docs/auth.md): a caller
+//! authenticated by the session cookie must show the session's CSRF token in `X-CSRF-Token`
+//! (else a cross-site page could upload or delete as the user): without it 403, with it 201
+//! (204 for the delete). A bearer caller needs none. Over real HTTP on
 //! loopback; the session comes from the browser login (`/login` with a token), the CSRF token
 //! from the page's `<meta name="csrf-token">`, as the portal's script reads it.
 //!
@@ -91,6 +92,25 @@ fn session_callers_need_the_csrf_token_bearer_callers_do_not() {
     // With the token: 201.
     let (code, body) = upload(&[("Cookie", &session), ("X-CSRF-Token", &csrf)], &dump);
     assert_eq!(code, 201, "{body}");
+    let id = serde_json::from_str::<serde_json::Value>(&body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // DELETE is state-changing too: the session without the token is refused and the dump
+    // stays; with it, 204.
+    let delete = |headers: &[(&str, &str)]| {
+        let mut req = agent.delete(&svc.url(&format!("/api/v1/dumps/{id}")));
+        for (k, v) in headers {
+            req = req.set(k, v);
+        }
+        status_of(req.call())
+    };
+    let (code, body) = delete(&[("Cookie", &session)]);
+    assert_eq!(code, 403, "{body}");
+    let list = svc.get(&bearer, "/api/v1/dumps");
+    assert_eq!(list["items"].as_array().map(Vec::len), Some(1), "{list}");
+    let (code, body) = delete(&[("Cookie", &session), ("X-CSRF-Token", &csrf)]);
+    assert_eq!(code, 204, "{body}");
     // A bearer caller needs no CSRF token (another content, so a new dump: 201 again).
     let (code, body) = upload(
         &[("Authorization", &bearer.0)],

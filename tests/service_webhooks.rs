@@ -130,7 +130,8 @@ fn python_signature(key: &str, body: &[u8]) -> String {
 fn env_with<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
     let mut v = vec![
         ("POOLTRIAGE_WEBHOOK_SECRET", SECRET),
-        ("POOLTRIAGE_WEBHOOK_ALLOWED_HOSTS", "127.0.0.1"),
+        // The receivers listen on ports the system picks: any port of loopback.
+        ("POOLTRIAGE_WEBHOOK_ALLOWED_HOSTS", "127.0.0.1:*"),
         ("POOLTRIAGE_WEBHOOK_RETRY_BASE_SECS", "1"),
         ("POOLTRIAGE_WEBHOOK_TIMEOUT_SECS", "5"),
         ("POOLTRIAGE_PUBLIC_URL", "https://triage.example.com/"),
@@ -259,9 +260,14 @@ fn failed_dump_goes_to_the_default_webhook_and_bad_urls_are_refused() {
     let token = Token::new(dir.path(), "acme", "customer");
     let receiver = Receiver::start(TcpListener::bind("127.0.0.1:0").unwrap(), vec![204]);
     let default = format!("http://127.0.0.1:{}/default", receiver.port);
+    // Loopback on the receiver's port only: another port of the same host is refused.
+    let allowed = format!("127.0.0.1:{}", receiver.port);
     let svc = Service::start(
         dir.path(),
-        &env_with(&[("POOLTRIAGE_WEBHOOK_URL", default.as_str())]),
+        &env_with(&[
+            ("POOLTRIAGE_WEBHOOK_URL", default.as_str()),
+            ("POOLTRIAGE_WEBHOOK_ALLOWED_HOSTS", allowed.as_str()),
+        ]),
     );
     // A dump header and nothing else: accepted by the upload check, broken for the analyzer.
     let mut truncated = triage_variant("");
@@ -288,6 +294,8 @@ fn failed_dump_goes_to_the_default_webhook_and_bad_urls_are_refused() {
         "http://169.254.169.254/latest/meta-data/",
         "http://localhost:1/x",
         "http://127.0.0.2/x",
+        "http://127.0.0.1:6379/x",
+        "http://127.0.0.1/x",
         "ftp://127.0.0.1/x",
         "file:///etc/passwd",
         "http://user:pw@127.0.0.1/x",

@@ -6,7 +6,7 @@ use crate::db::{self, dumps};
 use crate::storage::ingest::{self, IngestError};
 use crate::storage::source::{self, Chunk};
 use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Query, Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -342,9 +342,17 @@ async fn report(
 /// reference to the content.
 async fn delete(
     State(app): State<AppState>,
+    principal: crate::auth::Principal,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<StatusCode, ApiError> {
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    // A browser session shows its CSRF token, as for every state-changing call it makes (a
+    // cross-site page could otherwise delete as the user); bearer callers need none.
+    let shown = headers.get("x-csrf-token").and_then(|v| v.to_str().ok());
+    if let Err(e) = crate::auth::csrf::check_form(&principal, shown) {
+        return Ok(e.into_response());
+    }
     let (sha, last) = dumps::delete(&app.db, &id, caller.tenant_filter())
         .await?
         .ok_or_else(ApiError::not_found)?;
@@ -356,5 +364,5 @@ async fn delete(
             .map_err(|e| ApiError::internal("delete task", e))?
             .map_err(|e| ApiError::internal("storage", e))?;
     }
-    Ok(StatusCode::NO_CONTENT)
+    Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -5,10 +5,13 @@
 //! (169.254.169.254), to `localhost` admin ports or to internal services no customer can
 //! reach. So:
 //! - only `http` and `https`, with a host, no user name or password in the URL, bounded length;
-//! - a URL given with an upload must name a host on the operator's allow-list
-//!   (`webhook_allowed_hosts`; exact name or address, or `*.example.com` for its sub-domains).
-//!   With an empty list uploads cannot name a webhook at all. The list is matched on the URL's
-//!   host text; the operator lists names whose DNS they trust;
+//! - a URL given with an upload must name a host and port on the operator's allow-list
+//!   (`webhook_allowed_hosts`; exact name or address, or `*.example.com` for its sub-domains,
+//!   each with `:PORT` for one port or `:*` for any). An entry without a port allows only the
+//!   scheme's default port: an allowed host may also run services (a cache on 6379, an admin
+//!   port) that a customer must not reach. With an empty list uploads cannot name a webhook at
+//!   all. The list is matched on the URL's host text; the operator lists names whose DNS they
+//!   trust;
 //! - webhooks configured by the operator (server-wide or per tenant) are trusted as written;
 //! - redirects are never followed (a 3xx is a failed attempt), so an allowed host cannot
 //!   bounce the request elsewhere; the answer's body is not read.
@@ -30,7 +33,7 @@ pub enum UrlError {
     NoHost,
     #[error("webhook_url must not carry a user name or password")]
     Credentials,
-    #[error("webhook_url host {0:?} is not on this server's webhook allow-list")]
+    #[error("webhook_url host and port {0:?} are not on this server's webhook allow-list")]
     NotAllowed(String),
 }
 
@@ -53,25 +56,52 @@ pub fn parse(text: &str) -> Result<Url, UrlError> {
     Ok(url)
 }
 
-/// Whether `host` (lower-case, as in the URL) is on the allow-list.
-pub fn host_allowed(host: &str, allowed: &[String]) -> bool {
+/// Whether `host` (lower-case, as in the URL) with `port` (the URL's, or its scheme's default)
+/// is on the allow-list; `default_port` is the scheme's.
+pub fn host_allowed(host: &str, port: u16, default_port: u16, allowed: &[String]) -> bool {
     let host = host.trim_end_matches('.');
-    allowed
-        .iter()
-        .any(|pattern| match pattern.strip_prefix("*.") {
+    allowed.iter().any(|entry| {
+        let (pattern, ports) = split_port(entry);
+        let port_ok = match ports {
+            None => port == default_port,
+            Some("*") => true,
+            Some(p) => p.parse::<u16>().is_ok_and(|p| p == port),
+        };
+        let host_ok = match pattern.strip_prefix("*.") {
             Some(domain) => host
                 .strip_suffix(domain)
                 .is_some_and(|head| head.len() > 1 && head.ends_with('.')),
             None => host == pattern.trim_end_matches('.'),
-        })
+        };
+        port_ok && host_ok
+    })
+}
+
+/// An allow-list entry's host pattern and port text: `host`, `host:PORT`, `host:*`,
+/// `[v6]:PORT`. A bare IPv6 address (several colons, no brackets) has no port.
+fn split_port(entry: &str) -> (&str, Option<&str>) {
+    if let Some(rest) = entry.strip_prefix('[') {
+        return match rest.split_once(']') {
+            Some((addr, tail)) => (addr, tail.strip_prefix(':')),
+            None => (entry, None),
+        };
+    }
+    match entry.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') => (host, Some(port)),
+        _ => (entry, None),
+    }
 }
 
 /// Checks a URL given with an upload: shape, then the allow-list. Returns the URL as stored.
 pub fn check_upload_url(text: &str, allowed: &[String]) -> Result<String, UrlError> {
     let url = parse(text)?;
     let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
-    if !host_allowed(&host, allowed) {
-        return Err(UrlError::NotAllowed(host));
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    // `parse` allows only these two schemes.
+    let default_port = if url.scheme() == "https" { 443 } else { 80 };
+    let port = url.port().unwrap_or(default_port);
+    if !host_allowed(host, port, default_port, allowed) {
+        return Err(UrlError::NotAllowed(format!("{host}:{port}")));
     }
     Ok(url.to_string())
 }
@@ -100,11 +130,27 @@ mod tests {
 
     #[test]
     fn allow_list() {
-        let a = list(&["127.0.0.1", "*.example.com", "hooks.acme.org"]);
+        let a = list(&[
+            "127.0.0.1:9999",
+            "*.example.com",
+            "hooks.acme.org",
+            "ci.acme.org:*",
+            "[::1]:8080",
+        ]);
         assert!(check_upload_url("http://127.0.0.1:9999/hook", &a).is_ok());
         assert!(check_upload_url("https://a.b.example.com/", &a).is_ok());
+        assert!(check_upload_url("https://a.example.com:443/", &a).is_ok());
         assert!(check_upload_url("https://HOOKS.ACME.ORG/", &a).is_ok());
+        assert!(check_upload_url("http://hooks.acme.org/", &a).is_ok());
+        assert!(check_upload_url("http://ci.acme.org:8123/", &a).is_ok());
+        assert!(check_upload_url("http://[::1]:8080/", &a).is_ok());
         for bad in [
+            // An allowed host on a port the list does not name.
+            "http://a.example.com:6379/",
+            "https://hooks.acme.org:8443/",
+            "http://127.0.0.1/",
+            "http://127.0.0.1:6379/",
+            "http://[::1]/",
             "https://example.com/",
             "https://evilexample.com/",
             "http://169.254.169.254/latest/meta-data/",
