@@ -506,6 +506,7 @@ fn our_field(h: &DumpHeader, name: &str) -> Vec<u64> {
         "DumpType" => vec![u64::from(h.dump_type)],
         "RequiredDumpSpace" => h.required_dump_space.into_iter().collect(),
         "SystemTime" => h.system_time.into_iter().collect(),
+        "SystemUpTime" => h.system_up_time.into_iter().collect(),
         other => panic!("no DumpHeader field for {other}"),
     }
 }
@@ -544,6 +545,7 @@ fn x86_header_offsets_match_volatility_crash_json() {
                 ("DumpType", &[1]),
                 ("RequiredDumpSpace", &[0x1234_5678_9000]),
                 ("SystemTime", &[0x01C9_8765_4321_0000]),
+                ("SystemUpTime", &[0x0000_0012_3456_7890]),
             ],
         );
     }
@@ -573,6 +575,7 @@ fn x64_header_offsets_match_volatility_crash64_json() {
             ("DumpType", &[5]),
             ("RequiredDumpSpace", &[0x4_0000_2000]),
             ("SystemTime", &[0x01D7_1234_5678_9ABC]),
+            ("SystemUpTime", &[0x0000_0023_4567_89AB]),
         ],
     );
     assert!(!h.pae, "a 64-bit header has no PAE flag");

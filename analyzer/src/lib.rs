@@ -18,3 +18,4 @@ pub mod memory;
 pub mod pool;
 pub mod report;
 pub mod symbols;
+pub mod trend;

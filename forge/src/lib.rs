@@ -26,6 +26,7 @@ pub mod pte;
 pub mod rng;
 pub mod scenario;
 pub mod segheap;
+pub mod series;
 pub mod session;
 pub mod shared_tag;
 pub mod space;
@@ -70,6 +71,9 @@ pub enum ForgeError {
     },
     #[error("memory size too small for the forged system")]
     TooSmall,
+    /// A series asked for that cannot be forged (count, interval, scenario).
+    #[error("series: {0}")]
+    BadSeries(String),
     #[error("symbols for profile {profile} not found at {path}: set --corpus DIR or {CORPUS_ENV} to the corpus directory (holding isf/ and pdb/)")]
     CorpusMissing { profile: String, path: String },
     #[error(transparent)]
@@ -137,12 +141,26 @@ pub fn load_profile(spec: &profiles::ProfileSpec, corpus: &Path) -> Result<Profi
 
 /// Forges a dump at `out` and its truth file at `out` + ".truth.json"; returns the truth.
 pub fn forge(opts: &Options, out: &Path) -> Result<truth::Truth, ForgeError> {
+    let scenario = scenario::find(&opts.scenario)
+        .ok_or_else(|| ForgeError::UnknownScenario(opts.scenario.clone()))?;
+    forge_with(opts, out, scenario.as_ref(), None)
+}
+
+/// As [`forge`], with the scenario given (ignoring `opts.scenario`) and the machine's clock
+/// (default: the profile's crash time): the series forge makes one machine's dumps at later
+/// times this way. The seed depends on the scenario's name, not its state, so dumps of one
+/// series share their base system (modules, processes, addresses).
+pub fn forge_with(
+    opts: &Options,
+    out: &Path,
+    scenario: &dyn scenario::Scenario,
+    clock: Option<system::Clock>,
+) -> Result<truth::Truth, ForgeError> {
     let spec = profiles::find(&opts.profile)
         .ok_or_else(|| ForgeError::UnknownProfile(opts.profile.clone()))?;
     let format = Format::parse(&opts.format)
         .ok_or_else(|| ForgeError::UnknownFormat(opts.format.clone()))?;
-    let scenario = scenario::find(&opts.scenario)
-        .ok_or_else(|| ForgeError::UnknownScenario(opts.scenario.clone()))?;
+    let clock = clock.unwrap_or_else(|| system::Clock::of(spec));
     if scenario.kernel_bitmap_only() && format != Format::KernelBitmap {
         return Err(ForgeError::ScenarioUnsupported {
             scenario: scenario.name().into(),
@@ -187,6 +205,7 @@ pub fn forge(opts: &Options, out: &Path) -> Result<truth::Truth, ForgeError> {
         &seed,
         data_limit,
         &scenario.drivers(),
+        clock,
     )?;
     let pool = scenario.plant(&mut sys)?;
     // Close the last classic pool page and seal open VS subsegments (also for scenarios that
@@ -216,7 +235,7 @@ pub fn forge(opts: &Options, out: &Path) -> Result<truth::Truth, ForgeError> {
         processors,
         bugcheck_code: system::BUGCHECK_MANUALLY_INITIATED_CRASH,
         bugcheck_params: [0; 4],
-        system_time: spec.system_time,
+        system_time: clock.system_time,
         system_up_time: sys.up_time(),
         product_type: spec.product_type,
     };
@@ -236,7 +255,8 @@ pub fn forge(opts: &Options, out: &Path) -> Result<truth::Truth, ForgeError> {
         file_size: written.file_size,
         physical_pages_stored: written.pages_stored,
         directory_table_base: hex(sys.machine.dtb),
-        system_time: hex(spec.system_time),
+        system_time: hex(clock.system_time),
+        system_up_time: hex(clock.up_time),
         bugcheck: truth::BugcheckJson {
             code: hex(u64::from(values.bugcheck_code)),
             params: values.bugcheck_params.map(hex),

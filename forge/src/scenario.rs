@@ -59,6 +59,16 @@ pub fn registry() -> Vec<Box<dyn Scenario>> {
         Box::new(MissingPages),
         Box::new(crate::verifier_tracking::VerifierTracking),
         Box::new(crate::provenance::UntaggedTwoDrivers),
+        Box::new(crate::series::growth::GrowthScenario {
+            growth: crate::series::growth::Growth::Leaking {
+                blocks_per_step: crate::series::growth::GrowthScenario::DEFAULT_BLOCKS_PER_STEP,
+            },
+            step: 0,
+        }),
+        Box::new(crate::series::growth::GrowthScenario {
+            growth: crate::series::growth::Growth::Steady,
+            step: 0,
+        }),
     ]
 }
 

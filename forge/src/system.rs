@@ -45,7 +45,43 @@ pub struct System {
     /// Randomness of the object manager's structures (ObHeaderCookie), apart from [`System::rng`]
     /// so that the scenarios' draws, and the dumps they make, do not move.
     pub object_rng: SplitMix64,
-    boot_time: u64,
+    /// When the crash happens and how long the machine has been up.
+    pub clock: Clock,
+}
+
+/// The machine's clock at the crash: SystemTime and the time since boot (100 ns units).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Clock {
+    /// FILETIME of the crash.
+    pub system_time: u64,
+    /// Time since boot, 100 ns units.
+    pub up_time: u64,
+}
+
+impl Clock {
+    /// Up time of a profile's single dump: 3 h 17 min 29 s.
+    pub const BASE_UP_TIME: u64 = (3 * 3600 + 17 * 60 + 29) * 10_000_000;
+
+    /// The profile's own crash time.
+    pub fn of(spec: &ProfileSpec) -> Clock {
+        Clock {
+            system_time: spec.system_time,
+            up_time: Clock::BASE_UP_TIME,
+        }
+    }
+
+    /// The same boot, `seconds` later.
+    pub fn later(self, seconds: u64) -> Clock {
+        Clock {
+            system_time: self.system_time + seconds * 10_000_000,
+            up_time: self.up_time + seconds * 10_000_000,
+        }
+    }
+
+    /// FILETIME of the boot.
+    pub fn boot_time(&self) -> u64 {
+        self.system_time - self.up_time
+    }
 }
 
 pub use crate::code::{AllocSite, SiteSize, VendorDriver};
@@ -414,6 +450,10 @@ fn sign_extend32(ptr_size: u8, v: u64) -> u64 {
 }
 
 impl System {
+    /// Every argument is one independent fact of the forged machine (its kernel, memory, CPUs,
+    /// randomness, dump extent, third-party drivers, clock); a struct of them would only be
+    /// unpacked here.
+    #[allow(clippy::too_many_arguments)]
     pub fn build(
         spec: &'static ProfileSpec,
         profile: Profile,
@@ -422,10 +462,10 @@ impl System {
         seed: &str,
         data_limit_pfn: u64,
         vendor_drivers: &[VendorDriver],
+        clock: Clock,
     ) -> Result<System, ForgeError> {
         let machine = Machine::new(spec.paging, spec.plan.self_map_index, data_limit_pfn)?;
         let ptr = machine.pointer_size();
-        let uptime = 3 * 3600 + 17 * 60 + 29;
         let header = HeaderLayout::from_profile(&profile)?;
         let mut sys = System {
             nonpaged: PoolRegion::new(
@@ -460,7 +500,7 @@ impl System {
             ldr_entries: Vec::new(),
             driver_objects: Vec::new(),
             object_rng: SplitMix64::from_str_seed(&format!("{seed}/objects")),
-            boot_time: spec.system_time - uptime * 10_000_000,
+            clock,
         };
         for g in [
             "PsLoadedModuleList",
@@ -1073,7 +1113,7 @@ impl System {
             self.machine
                 .write(ep + self.offset("_EPROCESS", "ImageFileName")?, &name)?;
             let jitter = self.rng.below(10_000_000);
-            let create = self.boot_time + p.started * 10_000_000 + jitter;
+            let create = self.clock.boot_time() + p.started * 10_000_000 + jitter;
             self.machine
                 .write_u64(ep + self.offset("_EPROCESS", "CreateTime")?, create)?;
             self.machine
@@ -1109,7 +1149,7 @@ impl System {
         let k = self.spec.plan.kuser_shared_data;
         self.machine.map_range(k, PAGE)?;
         let t = "_KUSER_SHARED_DATA";
-        let uptime = self.spec.system_time - self.boot_time;
+        let uptime = self.clock.up_time;
         self.put_opt(k, t, "TickCountMultiplier", &0x0fa0_0000u32.to_le_bytes())?;
         let ksystem_time = |v: u64| {
             let mut b = [0u8; 12];
@@ -1119,7 +1159,7 @@ impl System {
             b
         };
         self.put_opt(k, t, "InterruptTime", &ksystem_time(uptime))?;
-        self.put_opt(k, t, "SystemTime", &ksystem_time(self.spec.system_time))?;
+        self.put_opt(k, t, "SystemTime", &ksystem_time(self.clock.system_time))?;
         let ticks = uptime / 156_250;
         self.put_opt(k, t, "TickCount", &ksystem_time(ticks))?;
         self.put_opt(k, t, "TickCountLow", &(ticks as u32).to_le_bytes())?;
@@ -1265,7 +1305,7 @@ impl System {
 
     /// Time since boot at the crash, 100 ns units.
     pub fn up_time(&self) -> u64 {
-        self.spec.system_time - self.boot_time
+        self.clock.up_time
     }
 
     /// Everything the truth file reports about virtual memory: merged mapped ranges.

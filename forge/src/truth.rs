@@ -54,6 +54,8 @@ pub struct Truth {
     pub physical_pages_stored: u64,
     pub directory_table_base: String,
     pub system_time: String,
+    /// Additive: the header's SystemUpTime (100 ns since boot).
+    pub system_up_time: String,
     pub bugcheck: BugcheckJson,
     pub kdbg: String,
     pub ps_loaded_module_list: String,

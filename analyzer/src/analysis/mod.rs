@@ -200,6 +200,7 @@ fn skeleton(input: &Input, generator: &str) -> AnalysisReport {
             system_time: header.system_time.and_then(filetime_to_rfc3339),
             file_size: dump.file_size(),
             kernel_base: input.kernel.kernel_base.map(Hex),
+            boot_time: boot_time(header),
         },
         bugcheck: overview::bugcheck(&input.kernel),
         symbols: AnalysisSymbols {
@@ -222,6 +223,12 @@ fn skeleton(input: &Input, generator: &str) -> AnalysisReport {
         warnings: input.kernel.warnings.clone(),
         errors: Vec::new(),
     }
+}
+
+/// SystemTime minus SystemUpTime, when the header holds both (and up time is not after it).
+fn boot_time(header: &crate::dump::DumpHeader) -> Option<String> {
+    let boot = header.system_time?.checked_sub(header.system_up_time?)?;
+    filetime_to_rfc3339(boot)
 }
 
 /// The pool engine could not start (no kernel memory, no kernel base).

@@ -134,6 +134,7 @@ fn parse64(d: &[u8], w: &'static str) -> Result<ParsedHeader, DumpError> {
         dump_type: u32_at(d, w, 0xF98)?,
         required_dump_space: opt64(u64_at(d, w, 0xFA0)?),
         system_time: opt64(u64_at(d, w, 0xFA8)?),
+        system_up_time: opt64(u64_at(d, w, 0x1030)?),
     };
     Ok(ParsedHeader {
         header,
@@ -178,6 +179,7 @@ fn parse32(d: &[u8], w: &'static str) -> Result<ParsedHeader, DumpError> {
         dump_type: u32_at(d, w, 0xF88)?,
         required_dump_space: opt64(u64_at(d, w, 0xFA0)?),
         system_time: opt64(u64_at(d, w, 0xFC0)?),
+        system_up_time: opt64(u64_at(d, w, 0xFB8)?),
     };
     Ok(ParsedHeader {
         header,

@@ -76,6 +76,9 @@ pub struct DumpHeader {
     pub required_dump_space: Option<u64>,
     /// SystemTime as a Windows FILETIME (100 ns since 1601-01-01 UTC).
     pub system_time: Option<u64>,
+    /// SystemUpTime: time since boot at the crash, 100 ns units. With `system_time` it gives
+    /// the boot time, which tells dumps of one boot from dumps of another (trend analysis).
+    pub system_up_time: Option<u64>,
 }
 
 /// What kind of dump a file is, from DumpType and the sub-header signature.

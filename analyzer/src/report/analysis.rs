@@ -91,6 +91,11 @@ pub struct AnalysisDump {
     pub file_size: u64,
     /// nt's image base, null when it could not be found.
     pub kernel_base: Option<Hex>,
+    /// When the machine booted, "YYYY-MM-DDTHH:MM:SSZ": the header's SystemTime minus its
+    /// SystemUpTime; null when the writer left either unset (and in older reports). Dumps of
+    /// one boot share it, which is how a trend tells a series of one boot from a mix.
+    #[serde(default)]
+    pub boot_time: Option<String>,
 }
 
 /// The bugcheck, with whether it concerns pool.

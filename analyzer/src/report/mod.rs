@@ -14,5 +14,6 @@ pub mod pool_at;
 pub mod provenance;
 pub mod source;
 pub mod symbol_file;
+pub mod trend;
 pub use analysis::{AnalysisReport, ANALYSIS_SCHEMA_VERSION};
 pub use source::SourceRef;

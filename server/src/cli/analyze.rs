@@ -1,4 +1,4 @@
-//! `pooltriage analyze DUMP [--json] [--symbol-path P | --no-symbols] [--pooltag FILE]`: the
+//! `pooltriage analyze DUMP [--json] [--symbol-path P | --no-symbols] [--pooltag FILE] [--trend INPUT...]`: the
 //! whole pool analysis and its answer, which driver is eating which pool and where in its code
 //! it allocates (analyzer::analysis; JSON in docs/json.md, "`pooltriage analyze DUMP --json`").
 //!
@@ -33,6 +33,19 @@ pub struct AnalyzeArgs {
     /// service's workers set it.
     #[arg(long)]
     pub progress: bool,
+    /// Other dumps, poolmon/poolsnap logs or typeperf CSVs of the same machine: the verdict is
+    /// read again with the growth they show (docs/json.md, "verdict": growth).
+    #[arg(long, value_name = "INPUT", num_args = 1..)]
+    pub trend: Vec<PathBuf>,
+    /// With --trend: the machine's offset from UTC (`+09:00`) for logs whose timestamps name
+    /// no zone (default: the bias a typeperf log names).
+    #[arg(
+        long,
+        value_name = "±HH:MM",
+        allow_hyphen_values = true,
+        requires = "trend"
+    )]
+    pub utc_offset: Option<String>,
     #[command(flatten)]
     pub symbols: SymbolArgs,
 }
@@ -61,18 +74,54 @@ pub fn run(args: &AnalyzeArgs) -> ExitCode {
     let report = args.symbols.input_options().and_then(|input| {
         analyzer::analysis::run(&args.dump, &input, &opts, &mut progress).map_err(|e| e.to_string())
     });
-    let report = match report {
+    let mut report = match report {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);
         }
     };
+    if !args.trend.is_empty() {
+        if let Err(e) = with_growth(args, &mut report) {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    }
     progress(Stage::WritingReport);
     if args.json {
         return super::pool_common::print_json(&report);
     }
     super::pool_common::print(&text(&report))
+}
+
+/// `--trend`: the trend of this dump with the other inputs, and the verdict read again with
+/// it (analyzer::analysis::verdict::growth).
+fn with_growth(args: &AnalyzeArgs, report: &mut AnalysisReport) -> Result<(), String> {
+    let utc_offset_minutes = args
+        .utc_offset
+        .as_deref()
+        .map(super::trend::parse_offset)
+        .transpose()?;
+    let mut sources = vec![super::trend::dump_source(&args.dump, report)?];
+    for p in &args.trend {
+        sources.push(super::trend::read(p, &args.symbols, args.symbol_timeout)?);
+    }
+    let opts = analyzer::trend::TrendOptions {
+        generator: format!("pooltriage {}", env!("CARGO_PKG_VERSION")),
+        utc_offset_minutes,
+    };
+    let trend = analyzer::trend::analyze(&sources, &opts).map_err(|e| e.to_string())?;
+    let split = report.verdict.tags.first().is_some_and(|tag| {
+        report
+            .provenance
+            .as_ref()
+            .is_some_and(|p| p.tags.iter().any(|s| s.tag == *tag && s.modules.len() > 1))
+    });
+    analyzer::analysis::verdict::growth::apply_growth(&mut report.verdict, &trend, split);
+    report
+        .warnings
+        .extend(trend.warnings.iter().map(|w| format!("trend: {w}")));
+    Ok(())
 }
 
 /// A tag provenance split between modules, as the drivers table credits it:

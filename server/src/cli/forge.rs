@@ -28,9 +28,24 @@ pub struct ForgeArgs {
     /// Corpus directory holding isf/ and pdb/ (default: $POOLTRIAGE_CORPUS, else ../shared/corpus).
     #[arg(long)]
     corpus: Option<PathBuf>,
-    /// Output dump file; the truth goes to FILE.truth.json.
+    /// Output dump file; the truth goes to FILE.truth.json. With --series, a directory.
     #[arg(long, required_unless_present = "list")]
     out: Option<PathBuf>,
+    /// Forge N dumps of one machine (scenario growing-leak or steady-state) into the --out
+    /// directory, with poolmon.log, typeperf.csv and series.truth.json (docs/forge.md).
+    #[arg(long, value_name = "N")]
+    series: Option<u32>,
+    /// Time between the series' dumps: 30m, 1h, 2d... (default 1h).
+    #[arg(
+        long,
+        value_name = "DURATION",
+        requires = "series",
+        default_value = "1h"
+    )]
+    interval: String,
+    /// The growing leak's rate in bytes per hour (default: 1 024 blocks of ~2 KiB per step).
+    #[arg(long, value_name = "BYTES_PER_HOUR", requires = "series")]
+    rate: Option<u64>,
 }
 
 pub fn run(args: &ForgeArgs) -> ExitCode {
@@ -47,6 +62,9 @@ pub fn run(args: &ForgeArgs) -> ExitCode {
     opts.scenario = args.scenario.clone();
     opts.processors = args.processors;
     opts.corpus = args.corpus.clone();
+    if let Some(count) = args.series {
+        return series(args, opts, count, out);
+    }
     let start = std::time::Instant::now();
     match forge::forge(&opts, out) {
         Ok(truth) => {
@@ -63,21 +81,56 @@ pub fn run(args: &ForgeArgs) -> ExitCode {
             );
             ExitCode::SUCCESS
         }
-        Err(e) => {
-            eprintln!("error: {e}");
-            let bad_input = matches!(
-                e,
-                ForgeError::UnknownProfile(_)
-                    | ForgeError::UnknownFormat(_)
-                    | ForgeError::UnknownScenario(_)
-                    | ForgeError::ScenarioUnsupported { .. }
-                    | ForgeError::BadSize(_)
-                    | ForgeError::BadProcessors(..)
-                    | ForgeError::TooSmall
-                    | ForgeError::CorpusMissing { .. }
-                    | ForgeError::Symbols(_)
-            );
-            ExitCode::from(if bad_input { 2 } else { 1 })
-        }
+        Err(e) => fail(&e),
     }
+}
+
+/// `--series N`: the dumps, the logs and series.truth.json in the --out directory.
+fn series(args: &ForgeArgs, base: Options, count: u32, dir: &std::path::Path) -> ExitCode {
+    let Some(interval_secs) = forge::series::parse_duration(&args.interval) else {
+        eprintln!(
+            "error: --interval {:?}: a number with s, m, h or d (e.g. 1h)",
+            args.interval
+        );
+        return ExitCode::from(2);
+    };
+    let opts = forge::series::SeriesOptions {
+        base,
+        count,
+        interval_secs,
+        bytes_per_hour: args.rate,
+    };
+    let start = std::time::Instant::now();
+    match forge::series::forge_series(&opts, dir) {
+        Ok(truth) => {
+            println!(
+                "wrote {count} dumps, poolmon.log, typeperf.csv and series.truth.json to {} in {:.2}s (leak: {})",
+                dir.display(),
+                start.elapsed().as_secs_f64(),
+                truth["leak"]["bytes_per_hour"]
+                    .as_f64()
+                    .map_or("none".into(), |r| format!("{r:.0} bytes/h"))
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+fn fail(e: &ForgeError) -> ExitCode {
+    eprintln!("error: {e}");
+    let bad_input = matches!(
+        e,
+        ForgeError::UnknownProfile(_)
+            | ForgeError::UnknownFormat(_)
+            | ForgeError::UnknownScenario(_)
+            | ForgeError::ScenarioUnsupported { .. }
+            | ForgeError::BadSize(_)
+            | ForgeError::BadProcessors(..)
+            | ForgeError::TooSmall
+            | ForgeError::BadSeries(_)
+            | ForgeError::CorpusMissing { .. }
+            | ForgeError::Symbols(_)
+    );
+    ExitCode::from(if bad_input { 2 } else { 1 })
 }

@@ -18,6 +18,9 @@ mod poolused_text;
 mod serve;
 mod symbols;
 mod tokens;
+mod trend;
+mod trend_svg;
+mod trend_text;
 mod vm_text;
 
 #[derive(Parser)]
@@ -47,6 +50,8 @@ enum Command {
     PoolAt(pool_at::PoolAtArgs),
     /// The answer: which driver is eating which pool, and where in its code it allocates.
     Analyze(analyze::AnalyzeArgs),
+    /// Is pool growing? Dumps, poolmon/poolsnap logs and typeperf CSVs of one machine over time.
+    Trend(trend::TrendArgs),
     /// The HTTP service: upload API, durable job queue and workers (docs/api.md).
     Serve(Box<crate::config::ServeArgs>),
     /// API tokens of the service: `tokens create --tenant T --role R`, `tokens list`, `tokens revoke ID`.
@@ -63,6 +68,7 @@ pub fn run() -> ExitCode {
         Command::Blocks(args) => blocks::run(&args),
         Command::PoolAt(args) => pool_at::run(&args),
         Command::Analyze(args) => analyze::run(&args),
+        Command::Trend(args) => trend::run(&args),
         Command::Serve(args) => serve::run(&args),
         Command::Tokens(args) => tokens::run(&args),
     }

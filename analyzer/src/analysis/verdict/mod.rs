@@ -54,6 +54,7 @@
 mod candidates;
 mod context;
 mod driver;
+pub mod growth;
 mod other;
 #[cfg(test)]
 mod tests;

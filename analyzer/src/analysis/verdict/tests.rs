@@ -22,6 +22,7 @@ fn report(
             system_time: None,
             file_size: 0,
             kernel_base: Some(Hex(0xfffff800_00000000)),
+            boot_time: None,
         },
         bugcheck: AnalysisBugcheck {
             code: Hex(0xe2),

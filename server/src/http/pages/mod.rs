@@ -17,7 +17,7 @@ pub(crate) mod format;
 mod list;
 mod provenance_view;
 mod report_view;
-mod svg;
+pub(crate) mod svg;
 mod symbols;
 mod upload;
 mod user;

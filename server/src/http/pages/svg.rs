@@ -248,6 +248,140 @@ pub fn count_chart(title: &str, bars: &[(String, u64)], value_label: fn(u64) -> 
     Svg(s)
 }
 
+/// One series of a [`line_chart`]: (hours, bytes) points and, optionally, its fitted line's two
+/// ends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Line {
+    pub label: String,
+    pub points: Vec<(f64, f64)>,
+    pub fit: Option<[(f64, f64); 2]>,
+}
+
+const LINE_W: f64 = 640.0;
+const LINE_H: f64 = 300.0;
+const LINE_LEFT: f64 = 84.0;
+const LINE_RIGHT: f64 = 16.0;
+const LINE_TOP: f64 = 28.0;
+const LINE_BOTTOM: f64 = 36.0;
+/// Series drawn, most (their classes `line-0` .. `line-5` colour them).
+pub const MAX_LINES: usize = 6;
+
+/// A line chart of bytes over hours: one polyline per series (class `line-N`), its fitted line
+/// dashed (class `fit line-N`), axes with five ticks each, a legend under the title. Every
+/// label is escaped; the full label of a series is its `<title>`.
+pub fn line_chart(title: &str, lines: &[Line]) -> Svg {
+    let lines = &lines[..lines.len().min(MAX_LINES)];
+    let all = || {
+        lines
+            .iter()
+            .flat_map(|l| l.points.iter().chain(l.fit.iter().flatten()))
+    };
+    let x_max = all().map(|p| p.0).fold(0.0_f64, f64::max).max(1e-9);
+    let y_max = nice_ceiling(all().map(|p| p.1).fold(0.0_f64, f64::max));
+    let (pw, ph) = (
+        LINE_W - LINE_LEFT - LINE_RIGHT,
+        LINE_H - LINE_TOP - LINE_BOTTOM,
+    );
+    let x = |h: f64| LINE_LEFT + h / x_max * pw;
+    let y = |v: f64| LINE_TOP + ph - v.max(0.0) / y_max * ph;
+    let title = escape(title);
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        "<svg class=\"lines\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{LINE_W}\" height=\"{LINE_H}\" \
+         viewBox=\"0 0 {LINE_W} {LINE_H}\" role=\"img\" aria-label=\"{title}\"><title>{title}</title>\
+         <text class=\"chart-title\" x=\"{LINE_LEFT}\" y=\"14\">{title}</text>"
+    );
+    axes(&mut s, x_max, y_max, &x, &y);
+    for (i, l) in lines.iter().enumerate() {
+        let pts: Vec<String> = l
+            .points
+            .iter()
+            .map(|&(h, v)| format!("{:.1},{:.1}", x(h), y(v)))
+            .collect();
+        let label = escape(&l.label);
+        let _ = write!(
+            s,
+            "<g class=\"series\"><title>{label}</title><polyline class=\"line line-{i}\" fill=\"none\" points=\"{}\"/>",
+            pts.join(" ")
+        );
+        if let Some([(h0, v0), (h1, v1)]) = l.fit {
+            let _ = write!(
+                s,
+                "<line class=\"fit line-{i}\" stroke-dasharray=\"4 3\" x1=\"{:.1}\" y1=\"{:.1}\" x2=\"{:.1}\" y2=\"{:.1}\"/>",
+                x(h0), y(v0), x(h1), y(v1)
+            );
+        }
+        let short: String = l.label.chars().take(40).collect();
+        let _ = write!(
+            s,
+            "<text class=\"legend line-{i}\" x=\"{:.1}\" y=\"{:.1}\">{}</text></g>",
+            LINE_LEFT + 8.0,
+            LINE_TOP + 14.0 + 14.0 * i as f64,
+            escape(&short)
+        );
+    }
+    s.push_str("</svg>");
+    Svg(s)
+}
+
+/// The styles a chart carries when it is a file of its own (the pages style it with
+/// static/style.css): the pages' palette.
+const STANDALONE_STYLE: &str = "<style>text{font:12px system-ui,sans-serif;fill:#1d2330}\
+.axis{stroke:#5b6475}.line{stroke-width:2}.fit{stroke-width:1}\
+.line-0{stroke:#3d7dd8;fill:#3d7dd8}.line-1{stroke:#e08a2e;fill:#e08a2e}.line-2{stroke:#2e8540;fill:#2e8540}\
+.line-3{stroke:#c62828;fill:#c62828}.line-4{stroke:#7a4fb5;fill:#7a4fb5}.line-5{stroke:#5b6475;fill:#5b6475}\
+polyline.line,line.fit{fill:none}.chart-title{font-weight:bold}</style>";
+
+/// A chart as an SVG file: the XML declaration and its styles inside.
+pub fn standalone(svg: &Svg) -> String {
+    let s = &svg.0;
+    let at = s.find('>').map_or(0, |i| i + 1);
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n{}{STANDALONE_STYLE}{}\n",
+        &s[..at],
+        &s[at..]
+    )
+}
+
+/// The axes: hours along the bottom, bytes up the left, five ticks each.
+fn axes(s: &mut String, x_max: f64, y_max: f64, x: &dyn Fn(f64) -> f64, y: &dyn Fn(f64) -> f64) {
+    let (x0, y0) = (x(0.0), y(0.0));
+    let _ = write!(
+        s,
+        "<line class=\"axis\" x1=\"{x0}\" y1=\"{y0}\" x2=\"{:.1}\" y2=\"{y0}\"/>\
+         <line class=\"axis\" x1=\"{x0}\" y1=\"{y0}\" x2=\"{x0}\" y2=\"{LINE_TOP}\"/>",
+        x(x_max)
+    );
+    for k in 0..=4 {
+        let (h, v) = (x_max * k as f64 / 4.0, y_max * k as f64 / 4.0);
+        let _ = write!(
+            s,
+            "<text class=\"tick\" x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{:.1} h</text>\
+             <text class=\"tick\" x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
+            x(h),
+            y0 + 16.0,
+            h,
+            LINE_LEFT - 6.0,
+            y(v) + 4.0,
+            escape(&format::bytes(v.round() as u64))
+        );
+    }
+}
+
+/// The next 1, 2 or 5 times a power of ten at or above `v` (a chart's top).
+fn nice_ceiling(v: f64) -> f64 {
+    if v.is_nan() || v <= 0.0 || !v.is_finite() {
+        return 1.0;
+    }
+    let p = 10f64.powf(v.log10().floor());
+    [1.0, 2.0, 5.0, 10.0]
+        .iter()
+        .map(|m| m * p)
+        .find(|&c| c >= v)
+        .unwrap_or(10.0 * p)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -377,5 +511,25 @@ mod tests {
     fn empty_chart_is_valid() {
         let c = bar_chart("nothing", &[]);
         assert!(c.as_str().starts_with("<svg") && c.as_str().ends_with("</svg>"));
+    }
+
+    #[test]
+    fn line_chart_escapes_and_scales() {
+        let svg = line_chart(
+            "pool <&> growth",
+            &[Line {
+                label: "Leak \"x\" <tag>".into(),
+                points: vec![(0.0, 0.0), (2.0, 1000.0), (4.0, 2000.0)],
+                fit: Some([(0.0, 0.0), (4.0, 2000.0)]),
+            }],
+        );
+        let s = svg.as_str();
+        assert!(s.contains("pool &lt;&amp;&gt; growth"));
+        assert!(s.contains("Leak &quot;x&quot; &lt;tag&gt;"));
+        assert!(!s.contains("<tag>"));
+        // Top of the axis is 2000 (nice ceiling), the last point at the plot's top right.
+        assert!(s.contains(&format!("{:.1},{:.1}", LINE_W - LINE_RIGHT, LINE_TOP)));
+        assert_eq!(nice_ceiling(1234.0), 2000.0);
+        assert_eq!(nice_ceiling(0.0), 1.0);
     }
 }
