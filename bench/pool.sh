@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Pool benchmark (issue 4 item 10): forge busy-server kernel dumps (by default 2 GiB and 8 GiB of
+# Pool benchmark: forge busy-server kernel dumps (by default 2 GiB and 8 GiB of
 # physical memory, win10-19041-x64; 8 GiB holds ~2.1 million pool blocks), then time side by side,
 # in one run: pooltriage's whole pool analysis (`analyze --json`; also `pool --json` and
 # `blocks --json`) and Volatility 3's windows.bigpools and windows.poolscanner

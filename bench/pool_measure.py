@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The pool benchmark (issue 4 item 10), called by bench/pool.sh: times pooltriage's whole pool
+"""The pool benchmark, called by bench/pool.sh: times pooltriage's whole pool
 analysis side by side with Volatility 3's windows.bigpools and windows.poolscanner on forged
 busy-server dumps, and writes its section of bench/RESULTS.md (between its markers;
 the rest of the file is left alone) plus bench/POOL_RESULTS.json.

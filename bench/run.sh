@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmark (issue item 10): forge an 8 GiB kernel-bitmap and an 8 GiB full-bitmap dump, then time
+# Benchmark: forge an 8 GiB kernel-bitmap and an 8 GiB full-bitmap dump, then time
 # side by side, in one run: `pooltriage inspect`, our reader reading every stored page
 # (analyzer example read_all_pages), and kdmp-parser reading the same pages. Writes
 # bench/RESULTS.md. See bench/README.md.

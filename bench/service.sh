@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Service benchmark (issue 5, item 9): upload throughput on loopback (raw and resumable chunked)
+# Service benchmark: upload throughput on loopback (raw and resumable chunked)
 # with the server's resident memory while a 4 GiB dump streams in, and analysis jobs per minute
 # for small forged dumps with 1 and 2 workers. Writes its section of bench/RESULTS.md (between
 # the bench/service.sh markers) and bench/out/service.json. See bench/README.md.

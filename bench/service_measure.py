@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Service benchmark (issue 5, item 9), called by bench/service.sh:
+"""Service benchmark, called by bench/service.sh:
 
 1. upload throughput on loopback of one large dump to `pooltriage serve`, as one raw
    `POST /api/v1/dumps` and as a resumable chunked upload (`/api/v1/uploads`, sequential PUTs),

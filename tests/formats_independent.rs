@@ -1,5 +1,5 @@
-//! Dump formats the forge does not write, held against readers nobody here wrote (issue 2,
-//! items 2 and 8). Each dump is built by hand in this file from the published layouts; the
+//! Dump formats the forge does not write, held against readers nobody here wrote. Each
+//! dump is built by hand in this file from the published layouts; the
 //! independent reader (kdmp-parser's C++ core, Volatility 3's crash layer or Volatility's own
 //! structure definitions) and our `Dump` must then agree byte for byte, and both must agree with
 //! what was built.

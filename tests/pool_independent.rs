@@ -1,5 +1,5 @@
 //! Our pool reader (`pooltriage blocks --json`) against pool readers nobody here wrote, on forged
-//! pool-scenario dumps (issue 4 item 9):
+//! pool-scenario dumps:
 //! - Volatility 3's `windows.bigpools` (PyPI, pinned in tests/independent/requirements.txt) with
 //!   the corpus ISFs lists exactly the big allocations we list, on forged leak-tagged
 //!   kernel-bitmap dumps of 7601, 17763, 19041 and 20348;

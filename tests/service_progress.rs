@@ -1,4 +1,4 @@
-//! Jobs report progress by stage (issue 5 item 3; docs/api.md, "Status"): the analyzer child
+//! Jobs report progress by stage (docs/api.md, "Status"): the analyzer child
 //! writes `progress: <stage>` lines on stderr, the worker records the latest as the job's
 //! `stage`, and `GET /api/v1/dumps/{id}` and the dump page show it while the job runs.
 //!

@@ -1,4 +1,4 @@
-//! The service's analyses get kernel symbols (issue 5 item 3; docs/api.md, "Symbols"), over
+//! The service's analyses get kernel symbols (docs/api.md, "Symbols"), over
 //! real HTTP on loopback and nothing else:
 //! - `pooltriage serve --symbol-path srv*CACHE*http://127.0.0.1:PORT/` against a symbol store
 //!   laid out as Microsoft's (`name/GUIDAGE/name`) that holds the real XP kernel PDB

@@ -1,4 +1,4 @@
-//! Issue 3 item 10: the globals and layouts OUR PDB reader takes from the XP SP3 PAE kernel PDB
+//! The globals and layouts OUR PDB reader takes from the XP SP3 PAE kernel PDB
 //! (corpus/pdb/ntkrnlpa.pdb) equal those Volatility 3's `pdbconv` extracts from the same file.
 //!
 //! The pdbconv ISF is made by scripts/test.sh at

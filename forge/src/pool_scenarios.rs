@@ -1,4 +1,4 @@
-//! Pool scenarios (issue 4 item 7): a system's ordinary pool use plus one story each, with the
+//! Pool scenarios: a system's ordinary pool use plus one story each, with the
 //! tag tables, big page table and classic pool pages all consistent ([`crate::poolstate`]).
 //!
 //! Sizes are data bytes as a driver asks for them; the header is added by the pool region.

@@ -1,4 +1,4 @@
-//! Retention (issue 5, item 7): dump files are deleted a configurable number of days after the
+//! Retention: dump files are deleted a configurable number of days after the
 //! last upload of their content; reports, summaries and dump rows stay, and the API says
 //! "dump file deleted by retention".
 //!

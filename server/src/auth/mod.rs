@@ -1,4 +1,4 @@
-//! Authentication and authorisation for the service (issue 5, item 6).
+//! Authentication and authorisation for the service.
 //!
 //! - API tokens `pt_<64 hex>`, stored as SHA-256 ([`token`], [`store`]), each with a tenant and a
 //!   [`Role`]; sent as `Authorization: Bearer`.

@@ -1,4 +1,4 @@
-//! Server-rendered HTML pages (issue 5, item 4): the upload portal, the dump list, a dump's page
+//! Server-rendered HTML pages: the upload portal, the dump list, a dump's page
 //! (live status, then the report), a driver's drill-down and the support dashboard.
 //!
 //! Why server-rendered: support engineers open these pages from tickets, often on locked-down
