@@ -456,3 +456,93 @@ fn the_data_directory_and_everything_in_it_are_the_owners_only() {
         "{names:?}"
     );
 }
+
+/// The server's resident memory in KiB.
+fn rss_kib(serve: &ServeProcess) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", serve.id())).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("VmRSS")
+}
+
+/// Sends a multipart body whose `file` part has one endless header line (`pad` bytes) on
+/// `path`, and returns the status and body of the answer. The body is written from another
+/// thread: the server may answer (and stop reading) before it has all been sent.
+fn endless_part_header(addr: SocketAddr, path: &str, auth: &str, pad: usize) -> (u16, String) {
+    let boundary = "XyZzY";
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"d.dmp\"\r\nX-Pad: "
+    )
+    .into_bytes();
+    body.resize(body.len() + pad, b'a');
+    body.extend_from_slice(format!("\r\n\r\nMDMP\r\n--{boundary}--\r\n").as_bytes());
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}\
+         Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n",
+        body.len()
+    );
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let writer = std::thread::spawn(move || {
+        // A reset once the server has answered is expected.
+        let _ = w
+            .write_all(head.as_bytes())
+            .and_then(|_| w.write_all(&body));
+    });
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    let _ = s.shutdown(std::net::Shutdown::Both);
+    writer.join().unwrap();
+    let text = String::from_utf8_lossy(&got).to_string();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (
+        status,
+        text.split_once("\r\n\r\n")
+            .map_or("", |(_, b)| b)
+            .to_string(),
+    )
+}
+
+#[test]
+fn endless_multipart_part_headers_are_refused_with_bounded_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = create_token(dir.path(), "acme", "customer");
+    let (serve, addr) = spawn_serve(dir.path(), &[("POOLTRIAGE_UPLOAD_BURST", "100")]);
+    let auth = format!("Authorization: Bearer {token}\r\n");
+    // Warm up: the server's first request allocates its pools.
+    let (code, _) = endless_part_header(addr, "/api/v1/dumps", &auth, 16);
+    assert!(code >= 400, "a one-byte 'dump' is refused");
+    let before = rss_kib(&serve);
+    const PAD: usize = 24 << 20;
+    // Four at once, on the dump API and the symbols API (the portal's form takes the same
+    // path through the guard, after its CSRF field).
+    let answers: Vec<(u16, String)> = std::thread::scope(|sc| {
+        let mut hs = Vec::new();
+        for path in [
+            "/api/v1/dumps",
+            "/api/v1/dumps",
+            "/api/v1/symbols",
+            "/api/v1/symbols",
+        ] {
+            let auth = &auth;
+            hs.push(sc.spawn(move || endless_part_header(addr, path, auth, PAD)));
+        }
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let grown_mib = rss_kib(&serve).saturating_sub(before) >> 10;
+    // Four 24 MiB headers buffered whole would hold ~100 MiB.
+    assert!(grown_mib < 40, "the server grew by {grown_mib} MiB");
+    for (code, body) in &answers {
+        assert_eq!(*code, 400, "{body}");
+        assert!(body.contains("before the file's data"), "{body}");
+    }
+    assert!(upload_temp_files(dir.path()).is_empty());
+}

@@ -19,3 +19,6 @@ pub mod pool;
 pub mod report;
 pub mod symbols;
 pub mod trend;
+
+#[cfg(test)]
+mod test_corpus;

@@ -135,10 +135,7 @@ mod tests {
     /// names it, and described from the 0x7E page.
     #[test]
     fn triage_bugcheck_named_and_described() {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/corpus/dumps/triage_x64.dmp"
-        );
+        let path = crate::test_corpus::corpus("dumps/triage_x64.dmp");
         let dump = crate::dump::Dump::open(path).expect("the corpus triage dump opens");
         let b = super::bugcheck(&crate::kernel::read_kernel(&dump));
         assert_eq!(

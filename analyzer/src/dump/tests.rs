@@ -5,13 +5,12 @@
 
 use super::*;
 
-const TRIAGE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/corpus/dumps/triage_x64.dmp"
-);
+fn triage() -> std::path::PathBuf {
+    crate::test_corpus::corpus("dumps/triage_x64.dmp")
+}
 
 fn triage() -> Dump {
-    Dump::open(TRIAGE).expect("open corpus triage dump")
+    Dump::open(triage()).expect("open corpus triage dump")
 }
 
 #[test]
@@ -53,12 +52,9 @@ fn triage_drivers_match_symbol_store() {
     assert_eq!(amd.timestamp, 0xC9C0_3000);
     assert_eq!(amd.size, 0x3B000);
     // The symbol store holds the very file: its PE header names the same key.
-    let store = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/corpus/symstore/amdppm.sys/c9c030003b000"
-    );
+    let store = crate::test_corpus::corpus("symstore/amdppm.sys/c9c030003b000");
     assert!(
-        Path::new(store).is_dir(),
+        store.as_path().is_dir(),
         "symbol store key directory exists"
     );
     // The first LDR entry is the kernel, loaded at a kernel-space address.

@@ -417,10 +417,7 @@ mod tests {
     /// header captured at that address (MZ) and the README's 19041 kernel.
     #[test]
     fn real_triage_block() {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/corpus/dumps/triage_x64.dmp"
-        );
+        let path = crate::test_corpus::corpus("dumps/triage_x64.dmp");
         let file = std::fs::read(path).unwrap();
         let bytes = &file[0x104a8..0x104a8 + 0x380];
         let k = parse_kdbg_bytes(0xfffff804_7c600b20, bytes, 8).unwrap();

@@ -839,7 +839,7 @@ mod tests {
     }
 
     fn corpus(rel: &str) -> Vec<u8> {
-        let p = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus/").to_string() + rel;
+        let p = crate::test_corpus::corpus_str(rel);
         std::fs::read(&p).unwrap_or_else(|e| panic!("{p}: {e}"))
     }
 

@@ -144,7 +144,7 @@ mod tests {
     use crate::pool::types::PoolKind;
 
     fn corpus(rel: &str) -> String {
-        format!("{}/../../shared/corpus/{rel}", env!("CARGO_MANIFEST_DIR"))
+        crate::test_corpus::corpus_str(rel)
     }
 
     /// An x86 header as the XP kernel writes it (WRK pool.c): PreviousSize 3, PoolIndex 1,

@@ -152,7 +152,7 @@ impl Image {
 }
 
 pub fn corpus(rel: &str) -> String {
-    format!("{}/../../shared/corpus/{rel}", env!("CARGO_MANIFEST_DIR"))
+    crate::test_corpus::corpus_str(rel)
 }
 
 pub fn isf(guid_age: &str) -> crate::symbols::Profile {

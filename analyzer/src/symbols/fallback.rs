@@ -140,7 +140,7 @@ mod tests {
     use std::path::PathBuf;
 
     fn corpus(rel: &str) -> PathBuf {
-        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus")).join(rel)
+        crate::test_corpus::corpus(rel)
     }
 
     /// The table must equal the kernels' own symbols, read by our ISF and PDB readers from the

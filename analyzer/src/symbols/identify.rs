@@ -203,13 +203,18 @@ fn identify_pe(path: &Path, name: &str) -> Result<Identified, IdentifyError> {
 mod tests {
     use super::*;
 
-    const STORE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus/symstore");
+    fn store() -> String {
+        crate::test_corpus::corpus_str("symstore")
+    }
 
     /// The corpus store's own keys (its directory names, written by Microsoft's tools) are
     /// what identification reads from the files.
     #[test]
     fn corpus_files_get_the_corpus_store_keys() {
-        let pdb = format!("{STORE}/amdppm.pdb/1C19FDDB27BB3399D9B45973EFEAFCF31/amdppm.pdb");
+        let pdb = format!(
+            "{}/amdppm.pdb/1C19FDDB27BB3399D9B45973EFEAFCF31/amdppm.pdb",
+            store()
+        );
         let got = identify(Path::new(&pdb), "amdppm.pdb").unwrap();
         assert_eq!(got.key().id(), "1C19FDDB27BB3399D9B45973EFEAFCF31");
         let Identified::Pdb { facts, .. } = got else {
@@ -217,7 +222,7 @@ mod tests {
         };
         assert_eq!(facts.line_ranges, 0, "a public PDB");
         assert!(facts.functions > 10);
-        let sys = format!("{STORE}/amdppm.sys/c9c030003b000/amdppm.sys");
+        let sys = format!("{}/amdppm.sys/c9c030003b000/amdppm.sys", store());
         let got = identify(Path::new(&sys), "amdppm.sys").unwrap();
         assert_eq!(got.key().id().to_ascii_lowercase(), "c9c030003b000");
         let Identified::Pe { facts, .. } = got else {
@@ -237,7 +242,10 @@ mod tests {
             identify(&text, "notes.txt"),
             Err(IdentifyError::Neither { .. })
         ));
-        let pdb = format!("{STORE}/amdppm.pdb/1C19FDDB27BB3399D9B45973EFEAFCF31/amdppm.pdb");
+        let pdb = format!(
+            "{}/amdppm.pdb/1C19FDDB27BB3399D9B45973EFEAFCF31/amdppm.pdb",
+            store()
+        );
         assert!(matches!(
             identify(Path::new(&pdb), "amdppm.bin"),
             Err(IdentifyError::Name { .. })

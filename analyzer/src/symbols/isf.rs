@@ -162,11 +162,7 @@ mod tests {
     use std::path::PathBuf;
 
     fn isf(name: &str) -> PathBuf {
-        PathBuf::from(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/corpus/isf/ntkrnlmp.pdb"
-        ))
-        .join(name)
+        crate::test_corpus::corpus("isf/ntkrnlmp.pdb").join(name)
     }
 
     /// Expected values read by hand with `xz -dc FILE | python3 -c 'import json,sys; ...'`.

@@ -261,7 +261,7 @@ mod tests {
     use crate::symbols::store::{StoreConfig, SymbolPath};
     use crate::symbols::ProfileSource;
 
-    const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus");
+    use crate::test_corpus::corpus;
 
     fn kernel_19041() -> KernelPdb {
         KernelPdb {
@@ -289,7 +289,7 @@ mod tests {
     /// The corpus `isf/` folder is laid out as Volatility's `symbols/windows/`.
     #[test]
     fn finds_the_isf_in_a_volatility_folder() {
-        let dirs = [PathBuf::from(CORPUS).join("isf")];
+        let dirs = [corpus("isf")];
         let found = find(&req(Some(kernel_19041()), &dirs, None)).unwrap();
         assert_eq!(found.profile.source.kind(), "isf");
         assert_eq!(found.profile.guid, "5278AFF8-6C34-1677-D7D7-835C85B7B844");
@@ -358,7 +358,7 @@ mod tests {
     /// name (as WinDbg does), and names the store refuses give no candidate at all.
     #[test]
     fn hostile_pdb_names_stay_inside_the_folder() {
-        let dir = PathBuf::from(CORPUS).join("isf");
+        let dir = corpus("isf");
         for name in [
             "../../etc/passwd",
             "..\\..\\x.pdb",
@@ -403,11 +403,7 @@ mod tests {
             .path()
             .join("store/ntkrnlpa.pdb/30B5FB31AE7E4ACAABA750AA241FF3311");
         std::fs::create_dir_all(&key_dir).unwrap();
-        std::fs::copy(
-            PathBuf::from(CORPUS).join("pdb/ntkrnlpa.pdb"),
-            key_dir.join("ntkrnlpa.pdb"),
-        )
-        .unwrap();
+        std::fs::copy(corpus("pdb/ntkrnlpa.pdb"), key_dir.join("ntkrnlpa.pdb")).unwrap();
         let path = SymbolPath::parse(&tmp.path().join("store").display().to_string()).unwrap();
         let store = SymbolStore::new(path, StoreConfig::with_data_dir(tmp.path().join("data")));
         let pdb = KernelPdb {

@@ -305,9 +305,8 @@ mod tests {
     /// `dump -l` lists its modules without a line).
     #[test]
     fn the_public_corpus_pdb_has_no_lines() {
-        let p = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/corpus/symstore/amdppm.pdb/1C19FDDB27BB3399D9B45973EFEAFCF31/amdppm.pdb"
+        let p = crate::test_corpus::corpus(
+            "symstore/amdppm.pdb/1C19FDDB27BB3399D9B45973EFEAFCF31/amdppm.pdb",
         );
         let t = SourceLines::from_pdb(p).expect("readable");
         assert!(t.is_empty(), "{} ranges", t.len());

@@ -145,12 +145,12 @@ fn the_old_container_is_named() {
 /// Every real PDB of the corpus passes: the check refuses nothing a linker writes.
 #[test]
 fn corpus_pdbs_pass() {
-    let corpus = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus");
+    let corpus = crate::test_corpus::corpus_str("");
     for rel in [
         "pdb/ntkrnlpa.pdb",
         "symstore/amdppm.pdb/1C19FDDB27BB3399D9B45973EFEAFCF31/amdppm.pdb",
     ] {
-        let mut f = std::fs::File::open(format!("{corpus}/{rel}")).expect("corpus PDB");
+        let mut f = std::fs::File::open(format!("{corpus}{rel}")).expect("corpus PDB");
         let s = check(&mut f).unwrap_or_else(|e| panic!("{rel}: {e}"));
         assert!(s.streams > 3, "{rel}: {s:?}");
     }

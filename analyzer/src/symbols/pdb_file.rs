@@ -210,10 +210,9 @@ mod tests {
     use super::super::Profile;
     use super::undecorate;
 
-    const XP_PDB: &str = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/corpus/pdb/ntkrnlpa.pdb"
-    );
+    fn xp_pdb() -> std::path::PathBuf {
+        crate::test_corpus::corpus("pdb/ntkrnlpa.pdb")
+    }
 
     #[test]
     fn undecorates_as_pdbconv_does() {
@@ -242,7 +241,7 @@ mod tests {
     /// corpus README (GUID, 8-byte _POOL_HEADER).
     #[test]
     fn xp_sp3_pae_layouts_match_pdbconv() {
-        let p = Profile::from_pdb(XP_PDB).unwrap();
+        let p = Profile::from_pdb(xp_pdb()).unwrap();
         assert_eq!(p.pdb_name, "ntkrnlpa.pdb");
         assert_eq!(p.guid, "30B5FB31-AE7E-4ACA-ABA7-50AA241FF331");
         assert_eq!(p.pointer_size, 4);

@@ -151,9 +151,8 @@ mod tests {
     /// Values from the 19041 ISF as read by hand (`xz -dc | python3 -m json.tool`).
     #[test]
     fn json_has_hex_rvas_and_bitfields() {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/corpus/isf/ntkrnlmp.pdb/5278AFF86C341677D7D7835C85B7B844-1.json.xz"
+        let path = crate::test_corpus::corpus(
+            "isf/ntkrnlmp.pdb/5278AFF86C341677D7D7835C85B7B844-1.json.xz",
         );
         let p = Profile::from_isf(path).unwrap();
         let j = to_json(&p);

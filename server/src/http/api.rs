@@ -5,7 +5,7 @@ use super::{ApiError, AppState};
 use crate::db::{self, dumps};
 use crate::storage::ingest::{self, IngestError};
 use crate::storage::source::{self, Chunk};
-use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -210,7 +210,7 @@ async fn upload(
         (tx, task)
     };
     let (tx, ingest_task, pumped) = if is_multipart {
-        let mut mp = Multipart::from_request(req, &())
+        let (mut mp, gate) = super::multipart_guard::guarded(req)
             .await
             .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_multipart", e.body_text()))?;
         let file = loop {
@@ -221,7 +221,7 @@ async fn upload(
                     return Err(ApiError::new(
                         StatusCode::BAD_REQUEST,
                         "bad_multipart",
-                        e.body_text(),
+                        gate.explain(e.body_text()),
                     ))
                 }
             };
@@ -238,6 +238,7 @@ async fn upload(
                 continue;
             }
             if field.name() == Some("file") {
+                gate.open();
                 break Some(field);
             }
         };

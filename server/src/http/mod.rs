@@ -4,6 +4,7 @@ pub mod api;
 pub mod caller;
 pub mod connections;
 pub mod hooks;
+pub mod multipart_guard;
 pub mod pages;
 pub mod security_headers;
 pub mod stats;

@@ -10,7 +10,7 @@ use crate::db::symbol_files::{self, SymbolFileRow};
 use crate::storage::source::{self, Chunk};
 use crate::vendor_symbols::receive::{receive, ReceiveError, Received};
 use crate::vendor_symbols::service::{AddError, AddReport};
-use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -172,19 +172,20 @@ async fn receive_request(
         return Ok((r, name));
     }
     let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, "bad_multipart", m);
-    let mut mp = Multipart::from_request(req, &())
+    let (mut mp, gate) = super::multipart_guard::guarded(req)
         .await
         .map_err(|e| bad(e.body_text()))?;
     loop {
         match mp.next_field().await {
             Ok(Some(f)) if f.name() == Some("file") => {
+                gate.open();
                 let name = f.file_name().map(str::to_string).or(name);
                 let r = receive_stream(app, f).await?;
                 return Ok((r, name));
             }
             Ok(Some(_)) => continue,
             Ok(None) => return Err(bad("multipart upload without a `file` field".into())),
-            Err(e) => return Err(bad(e.body_text())),
+            Err(e) => return Err(bad(gate.explain(e.body_text()))),
         }
     }
 }

@@ -15,7 +15,7 @@ use crate::auth::{csrf, AuthError};
 use crate::storage::ingest;
 use crate::storage::source::{self, Chunk};
 use askama::Template;
-use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Request, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{post, MethodRouter};
@@ -76,8 +76,8 @@ async fn upload(State(app): State<AppState>, user: PageUser, req: Request) -> Re
             "The form must be sent as multipart/form-data.".into(),
         );
     }
-    let mut mp = match Multipart::from_request(req, &()).await {
-        Ok(mp) => mp,
+    let (mut mp, gate) = match crate::http::multipart_guard::guarded(req).await {
+        Ok(guarded) => guarded,
         Err(e) => return refused(&app, &nav, StatusCode::BAD_REQUEST, e.body_text()),
     };
     // Fields in document order: the CSRF token must come before the file, so a forged post is
@@ -92,7 +92,10 @@ async fn upload(State(app): State<AppState>, user: PageUser, req: Request) -> Re
                     return PageError::new(e.status(), e.to_string(), &nav).into_response();
                 }
             },
-            Ok(Some(f)) if f.name() == Some("file") => break f,
+            Ok(Some(f)) if f.name() == Some("file") => {
+                gate.open();
+                break f;
+            }
             Ok(Some(_)) => continue,
             Ok(None) => {
                 return refused(
@@ -102,7 +105,10 @@ async fn upload(State(app): State<AppState>, user: PageUser, req: Request) -> Re
                     "The form has no file.".into(),
                 );
             }
-            Err(e) => return refused(&app, &nav, StatusCode::BAD_REQUEST, e.body_text()),
+            Err(e) => {
+                let why = gate.explain(e.body_text());
+                return refused(&app, &nav, StatusCode::BAD_REQUEST, why);
+            }
         }
     };
     if let Err(e) = csrf::check_form(&user.0, csrf_value.as_deref()) {
