@@ -5,12 +5,12 @@
 
 use super::*;
 
-fn triage() -> std::path::PathBuf {
+fn triage_path() -> std::path::PathBuf {
     crate::test_corpus::corpus("dumps/triage_x64.dmp")
 }
 
 fn triage() -> Dump {
-    Dump::open(triage()).expect("open corpus triage dump")
+    Dump::open(triage_path()).expect("open corpus triage dump")
 }
 
 #[test]

@@ -298,8 +298,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let win = tmp.path().join("windows").join("ntkrnlmp.pdb");
         std::fs::create_dir_all(&win).unwrap();
-        let src = PathBuf::from(CORPUS)
-            .join("isf/ntkrnlmp.pdb/5278AFF86C341677D7D7835C85B7B844-1.json.xz");
+        let src = corpus("isf/ntkrnlmp.pdb/5278AFF86C341677D7D7835C85B7B844-1.json.xz");
         std::fs::copy(src, win.join("5278AFF86C341677D7D7835C85B7B844-1.json.xz")).unwrap();
         let dirs = [tmp.path().to_path_buf()];
         // Upper-case PDB name and a full build path in the CodeView record still match.
@@ -317,8 +316,7 @@ mod tests {
         let dir = tmp.path().join("ntkrnlmp.pdb");
         std::fs::create_dir_all(&dir).unwrap();
         // The 7601 ISF, misnamed as the 19041 kernel's.
-        let src = PathBuf::from(CORPUS)
-            .join("isf/ntkrnlmp.pdb/339E74133576439CBCDF7E0229DA3773-1.json.xz");
+        let src = corpus("isf/ntkrnlmp.pdb/339E74133576439CBCDF7E0229DA3773-1.json.xz");
         std::fs::copy(src, dir.join("5278AFF86C341677D7D7835C85B7B844-1.json.xz")).unwrap();
         let dirs = [tmp.path().to_path_buf()];
         let found = find(&req(Some(kernel_19041()), &dirs, None)).unwrap();
