@@ -496,6 +496,12 @@ fn a_dump_that_breaks_the_analyzer_fails_with_the_reason() {
     let v = svc.wait_finished(v["id"].as_str().unwrap(), Duration::from_secs(30));
     assert_eq!(v["status"], "failed", "{v}");
     assert!(v["error"].as_str().unwrap().contains("truncated"), "{v}");
+    // Written for the customer: no server path (the analyzer named the dump `dumps/<sha256>`).
+    let error = v["error"].as_str().unwrap();
+    assert!(
+        !error.contains("dumps/") && !error.contains(&*dir.path().to_string_lossy()),
+        "{v}"
+    );
     assert_eq!(v["attempts"], 1, "bad input is not retried: {v}");
 }
 
@@ -641,12 +647,12 @@ fn tenants_get_their_own_id_for_the_same_content_and_share_the_analysis() {
 
 #[test]
 fn an_analysis_over_the_memory_limit_fails_with_the_reason() {
-    use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     let work = tempfile::tempdir().unwrap();
-    // A forged 19041 kernel-bitmap dump (the forge is ours, but only its size matters here):
-    // the pool analysis of it needs far more than 1 MB of heap (and a debug build of the
-    // analyzer cannot even be loaded under 1 MB: either way the limit is what fails it).
+    // A forged 19041 busy server of 1 GiB (the forge is ours, but only its size matters here):
+    // with the kernel's layouts (the corpus ISF) the analysis walks the segment heap and ties
+    // blocks to modules, which needs more than 16 MB of heap; the analyzer itself starts in
+    // about 1 MB. So an 8 MB limit is what fails it.
     let dump = work.path().join("forged.dmp");
     let out = Command::new(pooltriage_bin())
         .args([
@@ -655,8 +661,10 @@ fn an_analysis_over_the_memory_limit_fails_with_the_reason() {
             "win10-19041-x64",
             "--format",
             "kernel-bitmap",
+            "--scenario",
+            "busy-server",
             "--size",
-            "268435456",
+            "1073741824",
             "--out",
         ])
         .arg(&dump)
@@ -671,23 +679,12 @@ fn an_analysis_over_the_memory_limit_fails_with_the_reason() {
         "forge: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // Stand-in analyzer: the pool analysis instead of inspect (called as `inspect --json
-    // --no-symbols DUMP`).
-    let analyzer = work.path().join("pool.sh");
-    std::fs::write(
-        &analyzer,
-        format!(
-            "#!/bin/sh\nshift 3\nexec '{}' pool --json \"$@\"\n",
-            pooltriage_bin().display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&analyzer, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let isf = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus/isf");
     let svc = Service::start(
         dir.path(),
         &[
-            ("POOLTRIAGE_ANALYZER", analyzer.to_str().unwrap()),
-            ("POOLTRIAGE_JOB_MEMORY_BYTES", "1000000"),
+            ("POOLTRIAGE_ISF_DIR", isf),
+            ("POOLTRIAGE_JOB_MEMORY_BYTES", "8000000"),
         ],
     );
     let (code, v) = svc.upload(&std::fs::read(&dump).unwrap());

@@ -3,6 +3,7 @@
 //! fail for good, with the reason, a dump that breaks the analyzer.
 
 pub mod runner;
+pub mod scrub;
 
 use crate::config::JobLimits;
 use crate::db::{self, jobs, Db};
@@ -124,6 +125,7 @@ async fn run_one(
     // Relative to the child's working directory (the data directory): the report names the
     // dump by its content, not by a server path.
     let shown = dump.strip_prefix(&ctx.work_dir).unwrap_or(&dump);
+    let scrub = scrub::Scrubber::new(&ctx.work_dir, shown, &ctx.symbols);
     let (stage_tx, mut stage_rx) = watch::channel(CHILD_STAGE.to_string());
     // A tenant's own analysis searches its uploaded symbols first (when it has a store).
     let vendor_store = job
@@ -185,6 +187,12 @@ async fn run_one(
     };
     // The stage a failed analysis stopped in.
     let last_stage = stage_rx.borrow().clone();
+    let outcome = match outcome {
+        runner::Outcome::Report(json) => runner::Outcome::Report(scrub_report(&scrub, json)),
+        runner::Outcome::Broken(r) => runner::Outcome::Broken(scrub.text(&r)),
+        runner::Outcome::Transient(r) => runner::Outcome::Transient(scrub.text(&r)),
+        runner::Outcome::Killed(r) => runner::Outcome::Killed(scrub.text(&r)),
+    };
     match outcome {
         runner::Outcome::Report(json) => {
             jobs::heartbeat(&ctx.db, &job.id, owner, "storing", now(), lease).await?;
@@ -229,4 +237,19 @@ async fn run_one(
         }
     }
     Ok(())
+}
+
+/// The report with server paths removed ([`scrub`]); a report that does not parse is kept as
+/// it is (the runner has checked it is JSON).
+fn scrub_report(scrub: &scrub::Scrubber, json: String) -> String {
+    if !scrub.mentioned_in(&json) {
+        return json;
+    }
+    match serde_json::from_str::<serde_json::Value>(&json) {
+        Ok(mut v) => {
+            scrub.json(&mut v);
+            serde_json::to_string(&v).unwrap_or(json)
+        }
+        Err(_) => json,
+    }
 }
