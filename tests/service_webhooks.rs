@@ -281,6 +281,19 @@ fn failed_dump_goes_to_the_default_webhook_and_bad_urls_are_refused() {
     });
     assert_eq!(got[0].path, "/default");
     assert_eq!(got[0].header("X-Pooltriage-Event"), Some("dump.failed"));
+    // The operator's webhook URL (secrets may be in it) is not the customer's to read; support
+    // sees it.
+    let support = Token::new(dir.path(), "internal", "support");
+    let seen_by = |t: &Token| {
+        wait_for("delivery recorded", Duration::from_secs(10), || {
+            let d = deliveries(&svc, t, &id);
+            (d.len() == 1 && d[0]["state"] == "delivered").then(|| d[0].clone())
+        })
+    };
+    let mine = seen_by(&token);
+    assert!(mine["url"].is_null(), "{mine}");
+    assert_eq!(mine["configured_by"], "operator", "{mine}");
+    assert_eq!(seen_by(&support)["url"], default.as_str());
     let e = got[0].json();
     assert_eq!(
         (e["event"].as_str(), e["status"].as_str()),

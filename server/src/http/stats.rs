@@ -349,17 +349,37 @@ async fn deliveries(
         .await?
         .ok_or_else(ApiError::not_found)?;
     let rows = webhooks::for_dump(&app.db, &id).await?;
+    let config = &app.webhooks.config;
+    // The operator's webhooks (server-wide, per tenant) may carry secrets in their URLs: a
+    // customer sees that one was called and how it went, not where.
+    let operators: Vec<&str> = config
+        .default_url
+        .iter()
+        .chain(config.tenant_urls.values())
+        .map(String::as_str)
+        .collect();
     let items: Vec<Value> = rows
         .iter()
         .map(|r| {
+            let hidden = !caller.sees_all_tenants && operators.contains(&r.url.as_str());
+            let (url, last_error) = if hidden {
+                let error = r
+                    .last_error
+                    .as_deref()
+                    .map(|e| e.replace(r.url.as_str(), "the operator's webhook"));
+                (None, error)
+            } else {
+                (Some(r.url.as_str()), r.last_error.clone())
+            };
             json!({
                 "id": r.id,
-                "url": r.url,
+                "url": url,
+                "configured_by": if operators.contains(&r.url.as_str()) { "operator" } else { "upload" },
                 "state": r.state,
                 "event": r.event,
                 "attempts": r.attempts,
                 "last_status": r.last_status,
-                "last_error": r.last_error,
+                "last_error": last_error,
                 "created_at": db::rfc3339(r.created_at),
                 "delivered_at": link_rfc(r.delivered_at),
             })

@@ -47,7 +47,39 @@ pub fn post(due: &Due, secret: &[u8], timeout: Duration) -> Result<u16, Failure>
         }),
         Err(ureq::Error::Transport(t)) => Err(Failure {
             status: None,
-            message: t.to_string().chars().take(300).collect(),
+            message: without_url(&t.to_string(), &due.url)
+                .chars()
+                .take(300)
+                .collect(),
         }),
+    }
+}
+
+/// `message` with the URL cut to its origin: its path and query may hold a secret (a token in
+/// `?key=`), and the message goes to the log and to the delivery list.
+fn without_url(message: &str, url: &str) -> String {
+    let origin = url::Url::parse(url)
+        .map(|u| u.origin().ascii_serialization())
+        .unwrap_or_else(|_| "the webhook".into());
+    message.replace(url, &origin)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failure_message_keeps_the_origin_only() {
+        let url = "https://hooks.example.com:8443/t/abc?key=s3cret";
+        let m = format!("{url}: Connection Failed: Connect error: connection refused");
+        let clean = without_url(&m, url);
+        assert!(
+            !clean.contains("s3cret") && !clean.contains("/t/abc"),
+            "{clean}"
+        );
+        assert!(
+            clean.starts_with("https://hooks.example.com:8443: "),
+            "{clean}"
+        );
     }
 }
