@@ -546,3 +546,54 @@ fn endless_multipart_part_headers_are_refused_with_bounded_memory() {
     }
     assert!(upload_temp_files(dir.path()).is_empty());
 }
+
+#[test]
+fn upload_names_lose_paths_and_control_characters_on_every_route() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = create_token(dir.path(), "acme", "customer");
+    let (_serve, addr) = spawn_serve(dir.path(), &[("POOLTRIAGE_UPLOAD_BURST", "100")]);
+    let bearer = format!("Bearer {token}");
+    let dump = std::fs::read(TRIAGE).unwrap();
+    let name_of = |resp: ureq::Response| -> String {
+        let json = |r: ureq::Response| -> serde_json::Value {
+            serde_json::from_str(&r.into_string().unwrap()).unwrap()
+        };
+        let id = json(resp)["id"].as_str().unwrap().to_string();
+        let st = json(
+            ureq::get(&format!("http://{addr}/api/v1/dumps/{id}"))
+                .set("Authorization", &bearer)
+                .call()
+                .unwrap(),
+        );
+        st["original_name"].as_str().unwrap_or_default().to_string()
+    };
+    // `?name=`: a path, a terminal escape and a newline that would forge a log line.
+    let raw = ureq::post(&format!(
+        "http://{addr}/api/v1/dumps?name=..%2F..%2Fx%1B%5B2J%0Aforged.dmp"
+    ))
+    .set("Authorization", &bearer)
+    .send_bytes(&dump)
+    .unwrap();
+    assert_eq!(name_of(raw), "x[2Jforged.dmp");
+    // A multipart file name (another content: a new dump) with the controls a part header can
+    // carry: a tab, CSI (U+009B, the 8-bit escape) and NEL (U+0085, a line break).
+    let mut other = dump.clone();
+    other.extend_from_slice(b"another");
+    let boundary = "b0undary";
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; \
+         filename=\"C:\\\\dumps\\\\a\t\u{9b}31m\u{85}b.dmp\"\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(&other);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let form = ureq::post(&format!("http://{addr}/api/v1/dumps"))
+        .set("Authorization", &bearer)
+        .set(
+            "Content-Type",
+            &format!("multipart/form-data; boundary={boundary}"),
+        )
+        .send_bytes(&body)
+        .unwrap();
+    assert_eq!(name_of(form), "a31mb.dmp");
+}

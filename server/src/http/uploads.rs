@@ -41,8 +41,6 @@ pub const CHECKPOINT_BYTES: u64 = 64 << 20;
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// The request and response header carrying the offset (as in the tus protocol).
 const UPLOAD_OFFSET: HeaderName = HeaderName::from_static("upload-offset");
-/// Longest file name kept for display.
-const MAX_NAME: usize = 255;
 /// The JavaScript of the upload portal (served here: it belongs to this API).
 const UPLOAD_JS: &str = include_str!("../../../static/upload.js");
 
@@ -181,19 +179,6 @@ struct CreateBody {
     size: u64,
 }
 
-/// Display name: the last path component, control characters dropped, at most [`MAX_NAME`].
-fn clean_name(name: Option<String>) -> Option<String> {
-    let name = name?;
-    let last = name.rsplit(['/', '\\']).next().unwrap_or_default();
-    let cleaned: String = last
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(MAX_NAME)
-        .collect();
-    let cleaned = cleaned.trim().to_string();
-    (!cleaned.is_empty()).then_some(cleaned)
-}
-
 /// `POST /api/v1/uploads`: starts an upload (counts against the upload rate limit).
 async fn create(
     State(app): State<AppState>,
@@ -228,7 +213,7 @@ async fn create(
         )
         .into_response());
     }
-    let name = clean_name(req.filename);
+    let name = crate::storage::name::display_name(req.filename);
     let id = uuid::Uuid::new_v4().simple().to_string();
     let files = app.uploads.files.clone();
     let fid = id.clone();
@@ -662,20 +647,6 @@ async fn sweep(db: &db::Db, svc: &UploadService) -> Result<(), sqlx::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn display_names_lose_paths_and_control_characters() {
-        assert_eq!(
-            clean_name(Some("C:\\dumps\\MEMORY.DMP".into())).as_deref(),
-            Some("MEMORY.DMP")
-        );
-        assert_eq!(
-            clean_name(Some("../../x\n.dmp".into())).as_deref(),
-            Some("x.dmp")
-        );
-        assert_eq!(clean_name(Some("dir/".into())), None);
-        assert_eq!(clean_name(Some("a".repeat(1000))).unwrap().len(), MAX_NAME);
-    }
 
     #[test]
     fn one_writer_per_upload() {

@@ -311,7 +311,7 @@ fn write_out_to(
         size,
         received: received.load(Ordering::Relaxed),
         compression,
-        original_name,
+        original_name: super::name::display_name(original_name),
     })
 }
 

@@ -14,6 +14,7 @@
 
 pub mod chunked;
 pub mod ingest;
+pub mod name;
 pub mod private;
 pub mod source;
 
