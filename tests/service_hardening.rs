@@ -597,3 +597,39 @@ fn upload_names_lose_paths_and_control_characters_on_every_route() {
         .unwrap();
     assert_eq!(name_of(form), "a31mb.dmp");
 }
+
+#[test]
+fn failed_authentications_from_one_client_are_throttled() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = create_token(dir.path(), "acme", "customer");
+    let (_serve, addr) = spawn_serve(dir.path(), &[]);
+    let status = |auth: &str| -> (u16, Option<String>) {
+        match ureq::get(&format!("http://{addr}/api/v1/dumps"))
+            .set("Authorization", auth)
+            .call()
+        {
+            Ok(r) => (r.status(), None),
+            Err(ureq::Error::Status(code, r)) => {
+                (code, r.header("retry-after").map(str::to_string))
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    // Twenty wrong tokens are answered 401, each; then the address is throttled.
+    for i in 0..20 {
+        assert_eq!(status(&format!("Bearer pt_wrong{i}")).0, 401, "attempt {i}");
+    }
+    let (code, retry) = status("Bearer pt_wrong_again");
+    assert_eq!(code, 429);
+    assert!(retry.is_some_and(|s| s.parse::<u64>().is_ok_and(|s| (1..=6).contains(&s))));
+    // While throttled the address cannot authenticate at all (a guess that happens to be right
+    // tells nothing), nor sign in through the login form.
+    assert_eq!(status(&format!("Bearer {token}")).0, 429);
+    let login = ureq::post(&format!("http://{addr}/login"))
+        .set("Content-Type", "application/x-www-form-urlencoded")
+        .send_string("token=pt_wrong&csrf=x");
+    assert!(
+        matches!(login, Err(ureq::Error::Status(429, _))),
+        "{login:?}"
+    );
+}

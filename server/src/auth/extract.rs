@@ -18,7 +18,18 @@ where
             return Ok(p.clone());
         }
         let auth = AuthState::from_ref(state);
-        let principal = authenticate(&auth, parts).await?;
+        let client = client_ip(parts);
+        auth.check_client(client)?;
+        let principal = match authenticate(&auth, parts).await {
+            Err(AuthError::Unauthorized) => {
+                // Nothing presented is not a failed attempt (the portal redirects to sign in).
+                if presents_credentials(parts) {
+                    auth.record_failure(client);
+                }
+                return Err(AuthError::Unauthorized);
+            }
+            other => other?,
+        };
         parts.extensions.insert(principal.clone());
         Ok(principal)
     }
@@ -42,6 +53,19 @@ async fn authenticate(auth: &AuthState, parts: &Parts) -> Result<Principal, Auth
             .ok_or(AuthError::Unauthorized);
     }
     Err(AuthError::Unauthorized)
+}
+
+/// The client's address, when the connection loop recorded it.
+pub fn client_ip(parts: &Parts) -> Option<std::net::IpAddr> {
+    parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip())
+}
+
+fn presents_credentials(parts: &Parts) -> bool {
+    parts.headers.contains_key(AUTHORIZATION)
+        || cookie::get(&parts.headers, cookie::SESSION_COOKIE).is_some()
 }
 
 /// The credentials of an `Authorization: Bearer <token>` value (scheme case-insensitive, RFC 9110).

@@ -64,7 +64,18 @@ pub struct AuthState {
     pub pool: DbPool,
     pub config: Arc<AuthConfig>,
     pub limiter: Arc<RateLimiter>,
+    /// Failed authentications per client address ([`FAILED_AUTH_LIMIT`]).
+    pub failures: Arc<RateLimiter>,
 }
+
+/// Failed authentications (unknown, revoked or expired tokens and sessions, bad sign-ins) one
+/// client address may make: 20 back to back, then 10 a minute. Past it every authentication
+/// from that address is answered 429 until the bucket refills: guessing tokens is hopeless
+/// (256 random bits) but each guess costs a database lookup and a log line.
+pub const FAILED_AUTH_LIMIT: RateLimit = RateLimit {
+    burst: 20,
+    per_minute: 10.0,
+};
 
 impl AuthState {
     pub fn new(pool: DbPool, config: AuthConfig) -> Self {
@@ -73,6 +84,28 @@ impl AuthState {
             pool,
             config: Arc::new(config),
             limiter,
+            failures: Arc::new(RateLimiter::new(FAILED_AUTH_LIMIT)),
+        }
+    }
+
+    /// Refuses (429) a client that has used up its failed authentications.
+    pub fn check_client(&self, client: Option<std::net::IpAddr>) -> Result<(), AuthError> {
+        let Some(ip) = client else { return Ok(()) };
+        match self
+            .failures
+            .empty_for_at(&ip.to_string(), std::time::Instant::now())
+        {
+            None => Ok(()),
+            Some(wait) => Err(AuthError::RateLimited {
+                retry_after_secs: rate_limit::retry_after_secs(wait),
+            }),
+        }
+    }
+
+    /// Counts one failed authentication of `client`.
+    pub fn record_failure(&self, client: Option<std::net::IpAddr>) {
+        if let Some(ip) = client {
+            let _ = self.failures.check(&ip.to_string());
         }
     }
 

@@ -85,6 +85,27 @@ impl RateLimiter {
     pub fn check(&self, key: &str) -> Result<(), Duration> {
         self.check_at(key, Instant::now())
     }
+
+    /// How long until `key`'s bucket holds one again, without taking from it; `None` when it
+    /// holds one now.
+    pub fn empty_for_at(&self, key: &str, now: Instant) -> Option<Duration> {
+        if self.limit.disabled() {
+            return None;
+        }
+        let buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let bucket = buckets.get(key)?;
+        let capacity = f64::from(self.limit.burst.max(1));
+        let per_sec = self.limit.per_minute.max(0.0) / 60.0;
+        let elapsed = now.saturating_duration_since(bucket.updated).as_secs_f64();
+        let tokens = (bucket.tokens + elapsed * per_sec).min(capacity);
+        if tokens >= 1.0 {
+            None
+        } else if per_sec > 0.0 {
+            Some(Duration::from_secs_f64((1.0 - tokens) / per_sec))
+        } else {
+            Some(Duration::from_secs(3600))
+        }
+    }
 }
 
 /// `Retry-After` value in whole seconds, rounded up and at least 1 (RFC 9110 delay-seconds).
@@ -120,6 +141,21 @@ mod tests {
             assert_eq!(rl.check_at("a", later), Ok(()));
         }
         assert!(rl.check_at("a", later).is_err());
+    }
+
+    #[test]
+    fn peeking_takes_nothing() {
+        let rl = RateLimiter::new(RateLimit {
+            burst: 2,
+            per_minute: 6.0,
+        });
+        let t0 = Instant::now();
+        assert_eq!(rl.empty_for_at("a", t0), None);
+        assert_eq!(rl.check_at("a", t0), Ok(()));
+        assert_eq!(rl.empty_for_at("a", t0), None);
+        assert_eq!(rl.check_at("a", t0), Ok(()));
+        assert_eq!(retry_after_secs(rl.empty_for_at("a", t0).unwrap()), 10);
+        assert_eq!(rl.empty_for_at("a", t0 + Duration::from_secs(10)), None);
     }
 
     #[test]

@@ -205,9 +205,12 @@ fn is_form(headers: &HeaderMap) -> bool {
 
 async fn login(
     State(auth): State<AuthState>,
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, AuthError> {
+    let client = peer.map(|p| p.0 .0.ip());
+    auth.check_client(client)?;
     if !is_form(&headers) {
         return Err(AuthError::BadRequest(
             "expected an application/x-www-form-urlencoded form".into(),
@@ -223,6 +226,7 @@ async fn login(
     let now = store::now_unix();
     let Some(principal) = store::principal_for_token(&auth.pool, form.token.trim(), now).await?
     else {
+        auth.record_failure(client);
         let v = super::token::random_hex(32).map_err(|e| AuthError::Internal(e.to_string()))?;
         return Ok(login_page(
             StatusCode::UNAUTHORIZED,
