@@ -443,7 +443,7 @@ mod tests {
             let got = ingest(&z[..], dir.path(), &limits(), None).unwrap();
             assert_eq!(got.compression, Compression::Zip);
             assert_eq!(got.sha256, sha(&dump), "{method:?}");
-            assert_eq!(got.original_name.as_deref(), Some("dumps/MEMORY.DMP"));
+            assert_eq!(got.original_name.as_deref(), Some("MEMORY.DMP"));
         }
         let empty = zip_with(&[("only-a-dir/", zip::CompressionMethod::Stored, b"")]);
         let e = ingest(&empty[..], dir.path(), &limits(), None).unwrap_err();
