@@ -183,6 +183,8 @@
           return step();
         }
         if (r.status >= 500 || r.status === 0) return retryLater("HTTP " + r.status).then(after);
+        // Every upload slot busy (the server's, or this tenant's share): the chunk waits its turn.
+        if (r.status === 429 && r.body.code === "too_many_uploads") return retryLater("server busy").then(after);
         throw new Refused(r.status, r.body);
       }, function (e) {
         return retryLater(e.message).then(after);

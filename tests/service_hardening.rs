@@ -633,3 +633,76 @@ fn failed_authentications_from_one_client_are_throttled() {
         "{login:?}"
     );
 }
+
+/// Starts a raw upload that sends its first bytes and then stalls (the connection stays open).
+/// It asks `Expect: 100-continue` and sends its bytes once the server, having admitted it (a
+/// refused upload is answered 429 at once), starts reading the body.
+fn stalled_upload(addr: SocketAddr, token: &str) -> TcpStream {
+    let dump = std::fs::read(TRIAGE).unwrap();
+    let mut s = TcpStream::connect(addr).unwrap();
+    let head = format!(
+        "POST /api/v1/dumps HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+         Expect: 100-continue\r\nContent-Length: {}\r\n\r\n",
+        dump.len() * 10
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut got = [0u8; 64];
+    let n = s.read(&mut got).unwrap();
+    let answer = String::from_utf8_lossy(&got[..n]);
+    assert!(answer.starts_with("HTTP/1.1 100"), "not admitted: {answer}");
+    s.write_all(&dump[..64 << 10]).unwrap();
+    s
+}
+
+#[test]
+fn one_tenant_cannot_take_every_upload_slot() {
+    let dir = tempfile::tempdir().unwrap();
+    let acme = create_token(dir.path(), "acme", "customer");
+    let globex = create_token(dir.path(), "globex", "customer");
+    // Four uploads in flight at most: two per tenant.
+    let (_serve, addr) = spawn_serve(
+        dir.path(),
+        &[
+            ("POOLTRIAGE_MAX_UPLOADS", "4"),
+            ("POOLTRIAGE_UPLOAD_BURST", "100"),
+        ],
+    );
+    let stalled: Vec<TcpStream> = (0..2).map(|_| stalled_upload(addr, &acme)).collect();
+    let dump = std::fs::read(TRIAGE).unwrap();
+    let upload = |token: &str, body: &[u8]| match ureq::post(&format!("http://{addr}/api/v1/dumps"))
+        .set("Authorization", &format!("Bearer {token}"))
+        .send_bytes(body)
+    {
+        Ok(r) => (r.status(), r.into_string().unwrap()),
+        Err(ureq::Error::Status(c, r)) => (c, r.into_string().unwrap()),
+        Err(e) => panic!("{e}"),
+    };
+    // acme's third upload waits for one of its own to finish; globex is served meanwhile.
+    let third = wait_for_status(|| upload(&acme, &dump), 429);
+    assert!(third.contains("too_many_uploads"), "{third}");
+    let (code, body) = upload(&globex, &dump);
+    assert_eq!(code, 201, "{body}");
+    // The stalled uploads end (the client goes away): acme may upload again.
+    drop(stalled);
+    let mut other = dump.clone();
+    other.extend_from_slice(b"later");
+    wait_for_status(|| upload(&acme, &other), 201);
+}
+
+/// Calls `f` until it answers `want` (the server sees the stalled connections, or their end,
+/// a moment after the client), at most 10 s; returns the body.
+fn wait_for_status(f: impl Fn() -> (u16, String), want: u16) -> String {
+    let started = Instant::now();
+    loop {
+        let (code, body) = f();
+        if code == want {
+            return body;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "still {code} instead of {want}: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -18,6 +18,9 @@ pub struct AuthArgs {
     /// Sustained uploads per minute and token.
     #[arg(long, env = "POOLTRIAGE_UPLOADS_PER_MINUTE", value_name = "N")]
     pub uploads_per_minute: Option<f64>,
+    /// Uploads in flight at once, all tenants (one tenant gets half). Default 64.
+    #[arg(long, env = "POOLTRIAGE_MAX_UPLOADS", value_name = "N")]
+    pub max_uploads: Option<usize>,
 }
 
 impl AuthArgs {
@@ -65,6 +68,7 @@ struct FileAuth {
     session_ttl_secs: Option<i64>,
     upload_burst: Option<u32>,
     uploads_per_minute: Option<f64>,
+    max_uploads: Option<usize>,
 }
 
 /// Resolve the auth settings. `file` is the config file's `[auth]` table, if any. The error is one
@@ -96,7 +100,14 @@ pub fn resolve(args: &AuthArgs, file: Option<toml::Table>) -> Result<AuthConfig,
                 .or(file.uploads_per_minute)
                 .unwrap_or(d.upload_rate.per_minute),
         },
+        max_uploads: args
+            .max_uploads
+            .or(file.max_uploads)
+            .unwrap_or(d.max_uploads),
     };
+    if cfg.max_uploads == 0 {
+        return Err("max_uploads must be at least 1".into());
+    }
     if !(60..=366 * 86_400).contains(&cfg.session_ttl_secs) {
         return Err(format!(
             "session_ttl_secs must be between 60 and 31622400, not {}",

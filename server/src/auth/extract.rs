@@ -79,7 +79,12 @@ fn bearer(value: &str) -> Option<&str> {
 /// before the body extractor, so a refused upload is answered before its body is read:
 /// `async fn upload(_permit: UploadPermit, caller: Caller, req: Request)`.
 #[derive(Debug, Clone)]
-pub struct UploadPermit(#[allow(dead_code)] pub Principal);
+pub struct UploadPermit(
+    #[allow(dead_code)] pub Principal,
+    /// The upload's slot, held while the handler runs.
+    #[allow(dead_code)]
+    pub std::sync::Arc<super::UploadSlot>,
+);
 
 impl<S> FromRequestParts<S> for UploadPermit
 where
@@ -90,8 +95,8 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let principal = Principal::from_request_parts(parts, state).await?;
-        AuthState::from_ref(state).check_upload(&principal)?;
-        Ok(UploadPermit(principal))
+        let slot = AuthState::from_ref(state).check_upload(&principal)?;
+        Ok(UploadPermit(principal, std::sync::Arc::new(slot)))
     }
 }
 

@@ -19,7 +19,7 @@ async fn dump(principal: Principal, Path(id): Path<String>) -> Result<String, Au
 }
 
 async fn upload_with_permit(
-    UploadPermit(principal): UploadPermit,
+    UploadPermit(principal, _): UploadPermit,
     body: axum::body::Bytes,
 ) -> String {
     format!("uploaded {} bytes by {}", body.len(), principal.token_id)

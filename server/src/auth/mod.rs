@@ -19,6 +19,7 @@ pub mod role;
 pub mod routes;
 pub mod store;
 pub mod token;
+pub mod upload_slots;
 
 pub use config::AuthArgs;
 pub use extract::UploadPermit;
@@ -28,6 +29,7 @@ pub use rate_limit::{RateLimit, RateLimiter};
 pub use role::{can_see, Principal, Role};
 pub use routes::routes;
 pub use store::DbPool;
+pub use upload_slots::{UploadSlot, UploadSlots};
 
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -45,6 +47,8 @@ pub struct AuthConfig {
     pub session_ttl_secs: i64,
     /// Upload rate limit, per token.
     pub upload_rate: RateLimit,
+    /// Uploads in flight at once, all tenants; one tenant gets half ([`upload_slots`]).
+    pub max_uploads: usize,
 }
 
 impl Default for AuthConfig {
@@ -53,6 +57,7 @@ impl Default for AuthConfig {
             secure_cookies: false,
             session_ttl_secs: 12 * 3600,
             upload_rate: RateLimit::default(),
+            max_uploads: 64,
         }
     }
 }
@@ -66,6 +71,8 @@ pub struct AuthState {
     pub limiter: Arc<RateLimiter>,
     /// Failed authentications per client address ([`FAILED_AUTH_LIMIT`]).
     pub failures: Arc<RateLimiter>,
+    /// Uploads in flight, per tenant.
+    pub slots: UploadSlots,
 }
 
 /// Failed authentications (unknown, revoked or expired tokens and sessions, bad sign-ins) one
@@ -80,11 +87,13 @@ pub const FAILED_AUTH_LIMIT: RateLimit = RateLimit {
 impl AuthState {
     pub fn new(pool: DbPool, config: AuthConfig) -> Self {
         let limiter = Arc::new(RateLimiter::new(config.upload_rate));
+        let slots = UploadSlots::new(config.max_uploads);
         AuthState {
             pool,
             config: Arc::new(config),
             limiter,
             failures: Arc::new(RateLimiter::new(FAILED_AUTH_LIMIT)),
+            slots,
         }
     }
 
@@ -96,10 +105,19 @@ impl AuthState {
             .empty_for_at(&ip.to_string(), std::time::Instant::now())
         {
             None => Ok(()),
-            Some(wait) => Err(AuthError::RateLimited {
+            Some(wait) => Err(AuthError::TooManyFailures {
                 retry_after_secs: rate_limit::retry_after_secs(wait),
             }),
         }
+    }
+
+    /// A slot for an upload whose bytes are about to flow, held until the request ends.
+    pub fn upload_slot(&self, principal: &Principal) -> Result<UploadSlot, AuthError> {
+        self.slots
+            .take(&principal.tenant)
+            .map_err(|busy| AuthError::UploadsBusy {
+                tenant: busy == upload_slots::Busy::Tenant,
+            })
     }
 
     /// Counts one failed authentication of `client`.
@@ -109,13 +127,17 @@ impl AuthState {
         }
     }
 
-    /// Take one upload from the principal's bucket: `Err(RateLimited)` (429) when it is empty.
-    pub fn check_upload(&self, principal: &Principal) -> Result<(), AuthError> {
+    /// Admits an upload: a slot while its bytes flow (`Err(UploadsBusy)`, 429, when none is
+    /// free), then one upload from the principal's bucket (`Err(RateLimited)`, 429, when empty).
+    /// The slot is free again when the returned guard is dropped.
+    pub fn check_upload(&self, principal: &Principal) -> Result<UploadSlot, AuthError> {
+        let slot = self.upload_slot(principal)?;
         self.limiter
             .check(&principal.token_id)
             .map_err(|wait| AuthError::RateLimited {
                 retry_after_secs: rate_limit::retry_after_secs(wait),
-            })
+            })?;
+        Ok(slot)
     }
 }
 
@@ -137,6 +159,11 @@ pub enum AuthError {
     BadCsrf,
     #[error("upload rate limit reached; retry in {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
+    #[error("too many failed sign-ins or tokens from this address; retry in {retry_after_secs} s")]
+    TooManyFailures { retry_after_secs: u64 },
+    /// Every upload slot is taken, or the tenant holds its share ([`upload_slots`]).
+    #[error("{}", if *tenant { "this tenant has as many uploads in flight as it may; retry when one finishes" } else { "the server is receiving as many uploads as it can; retry shortly" })]
+    UploadsBusy { tenant: bool },
     #[error("{0}")]
     BadRequest(String),
     #[error("internal error")]
@@ -163,6 +190,8 @@ impl AuthError {
             AuthError::NotFound => "not_found",
             AuthError::BadCsrf => "csrf",
             AuthError::RateLimited { .. } => "rate_limited",
+            AuthError::TooManyFailures { .. } => "too_many_failures",
+            AuthError::UploadsBusy { .. } => "too_many_uploads",
             AuthError::BadRequest(_) => "bad_request",
             AuthError::Internal(_) => "internal",
         }
@@ -173,7 +202,9 @@ impl AuthError {
             AuthError::Unauthorized => StatusCode::UNAUTHORIZED,
             AuthError::Forbidden | AuthError::BadCsrf => StatusCode::FORBIDDEN,
             AuthError::NotFound => StatusCode::NOT_FOUND,
-            AuthError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            AuthError::RateLimited { .. }
+            | AuthError::TooManyFailures { .. }
+            | AuthError::UploadsBusy { .. } => StatusCode::TOO_MANY_REQUESTS,
             AuthError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AuthError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -197,11 +228,15 @@ impl IntoResponse for AuthError {
                     header::HeaderValue::from_static("Bearer"),
                 );
             }
-            AuthError::RateLimited { retry_after_secs } => {
+            AuthError::RateLimited { retry_after_secs }
+            | AuthError::TooManyFailures { retry_after_secs } => {
                 headers.insert(
                     header::RETRY_AFTER,
                     header::HeaderValue::from(*retry_after_secs),
                 );
+            }
+            AuthError::UploadsBusy { .. } => {
+                headers.insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
             }
             _ => {}
         }

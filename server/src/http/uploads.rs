@@ -187,7 +187,8 @@ async fn create(
     body: Bytes,
 ) -> Result<Response, Response> {
     check_csrf(&principal, &headers).map_err(|r| *r)?;
-    app.auth.check_upload(&principal).map_err(auth_error)?;
+    // Counts against the rate limit; the slot is taken by each chunk while it flows.
+    drop(app.auth.check_upload(&principal).map_err(auth_error)?);
     let req: CreateBody = serde_json::from_slice(&body).map_err(|e| {
         api_error(
             StatusCode::BAD_REQUEST,
@@ -295,6 +296,7 @@ async fn put_chunk(
     req: Request,
 ) -> Result<Response, Response> {
     check_csrf(&principal, req.headers()).map_err(|r| *r)?;
+    let _slot = app.auth.upload_slot(&principal).map_err(auth_error)?;
     let given = req
         .headers()
         .get(&UPLOAD_OFFSET)

@@ -14,7 +14,7 @@ use crate::auth::{csrf, AuthError};
 use crate::db::symbol_files::{self, SymbolFileRow};
 use crate::vendor_symbols::service::{AddError, AddReport};
 use askama::Template;
-use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{post, MethodRouter};
@@ -170,9 +170,10 @@ pub fn post_route() -> MethodRouter<AppState> {
 
 async fn upload(State(app): State<AppState>, user: PageUser, req: Request) -> Response {
     let nav = Nav::new(&user, "symbols");
-    match app.auth.check_upload(&user.0) {
-        Ok(()) => {}
-        Err(e @ AuthError::RateLimited { .. }) => {
+    // Held until the upload is stored: the slot of an upload in flight.
+    let _slot = match app.auth.check_upload(&user.0) {
+        Ok(slot) => slot,
+        Err(e @ (AuthError::RateLimited { .. } | AuthError::UploadsBusy { .. })) => {
             let msg = e.to_string();
             return page_with(
                 &app,
@@ -185,13 +186,13 @@ async fn upload(State(app): State<AppState>, user: PageUser, req: Request) -> Re
             .await;
         }
         Err(e) => return e.into_response(),
-    }
+    };
     let refused = |status: StatusCode, msg: String| {
         let (app, user) = (app.clone(), user.clone());
         async move { page_with(&app, &user, None, status, None, Some(msg)).await }
     };
-    let mut mp = match Multipart::from_request(req, &()).await {
-        Ok(mp) => mp,
+    let (mut mp, gate) = match crate::http::multipart_guard::guarded(req).await {
+        Ok(guarded) => guarded,
         Err(e) => return refused(StatusCode::BAD_REQUEST, e.body_text()).await,
     };
     // The CSRF field comes first: a forged post is refused before a byte is stored.
@@ -199,12 +200,15 @@ async fn upload(State(app): State<AppState>, user: PageUser, req: Request) -> Re
     let field = loop {
         match mp.next_field().await {
             Ok(Some(f)) if f.name() == Some(csrf::FORM_FIELD) => token = small_text(f, 256).await,
-            Ok(Some(f)) if f.name() == Some("file") => break f,
+            Ok(Some(f)) if f.name() == Some("file") => {
+                gate.open();
+                break f;
+            }
             Ok(Some(_)) => continue,
             Ok(None) => {
                 return refused(StatusCode::BAD_REQUEST, "The form has no file.".into()).await
             }
-            Err(e) => return refused(StatusCode::BAD_REQUEST, e.body_text()).await,
+            Err(e) => return refused(StatusCode::BAD_REQUEST, gate.explain(e.body_text())).await,
         }
     };
     if let Err(e) = csrf::check_form(&user.0, token.as_deref()) {

@@ -56,13 +56,14 @@ fn refused(app: &AppState, nav: &Nav, status: StatusCode, message: String) -> Re
 
 async fn upload(State(app): State<AppState>, user: PageUser, req: Request) -> Response {
     let nav = Nav::new(&user, "upload");
-    match app.auth.check_upload(&user.0) {
-        Ok(()) => {}
-        Err(e @ AuthError::RateLimited { .. }) => {
+    // Held until the dump is stored: the slot of an upload in flight.
+    let _slot = match app.auth.check_upload(&user.0) {
+        Ok(slot) => slot,
+        Err(e @ (AuthError::RateLimited { .. } | AuthError::UploadsBusy { .. })) => {
             return refused(&app, &nav, StatusCode::TOO_MANY_REQUESTS, e.to_string());
         }
         Err(e) => return e.into_response(),
-    }
+    };
     let is_multipart = req
         .headers()
         .get(header::CONTENT_TYPE)
