@@ -362,6 +362,16 @@ pub fn read_pe(
         Some((rva, size)) => read_codeview(mem, base, rva, size, limit, &mut warnings),
         None => None,
     };
+    let codeview = codeview.or_else(|| {
+        let found = codeview_in_header_page(mem, base);
+        if found.is_some() {
+            warnings.push(
+                "no readable debug directory: the CodeView record was found in the header page"
+                    .into(),
+            );
+        }
+        found
+    });
     Ok(PeInfo {
         machine: h.machine,
         timestamp: h.timestamp,
@@ -546,6 +556,25 @@ fn read_thunks(
         functions,
         complete: false,
     }
+}
+
+/// A CodeView ("RSDS") record anywhere in the image's header page, for an image whose debug
+/// directory is missing or unreadable (a kernel whose directory page is not in the dump; some
+/// linkers place the record right after the section table). Volatility 3 finds the kernel's
+/// PDB the same way, by scanning for the signature. Only a record naming a `.pdb` file in
+/// printable characters is taken: the four letters alone prove nothing.
+fn codeview_in_header_page(mem: &dyn VirtualMemory, base: u64) -> Option<CodeView> {
+    let page = mem.read_vec(base, PAGE_SIZE as usize).ok()?;
+    page.windows(4)
+        .enumerate()
+        .filter(|(_, w)| *w == b"RSDS")
+        .filter_map(|(at, _)| parse_codeview(page.get(at..)?))
+        .find(|cv| {
+            let p = &cv.pdb_path;
+            p.len() > 4
+                && p.to_ascii_lowercase().ends_with(".pdb")
+                && p.chars().all(|c| c.is_ascii_graphic() || c == ' ')
+        })
 }
 
 fn read_codeview(
@@ -836,6 +865,43 @@ mod tests {
         let imports = pe.imports.unwrap();
         assert!(!imports.complete && imports.dlls.is_empty());
         assert_eq!(pe.warnings.len(), 1, "{:?}", pe.warnings);
+    }
+
+    /// No debug directory, but an RSDS record after the section table: found, with a warning;
+    /// a bare "RSDS" without a PDB name is not taken.
+    #[test]
+    fn codeview_found_in_the_header_page_without_a_debug_directory() {
+        let mut m = vec![0u8; 0x1000];
+        m[0..2].copy_from_slice(b"MZ");
+        m[0x3c..0x40].copy_from_slice(&0x80u32.to_le_bytes());
+        m[0x80..0x84].copy_from_slice(b"PE\0\0");
+        m[0x84..0x86].copy_from_slice(&IMAGE_FILE_MACHINE_AMD64.to_le_bytes());
+        m[0x94..0x96].copy_from_slice(&240u16.to_le_bytes());
+        let opt = 0x98;
+        m[opt..opt + 2].copy_from_slice(&0x20bu16.to_le_bytes());
+        m[opt + 56..opt + 60].copy_from_slice(&0x3000u32.to_le_bytes());
+        m[opt + 108..opt + 112].copy_from_slice(&16u32.to_le_bytes());
+        // A decoy, then the record.
+        m[0x300..0x308].copy_from_slice(b"RSDS\x01\x02\x03\x04");
+        let mut rec = b"RSDS".to_vec();
+        rec.extend_from_slice(&[0x11; 16]);
+        rec.extend_from_slice(&2u32.to_le_bytes());
+        rec.extend_from_slice(b"ntkrnlmp.pdb\0");
+        m[0x400..0x400 + rec.len()].copy_from_slice(&rec);
+        let base = 0xfffff800_00000000;
+        let pe = read_pe(&SliceMemory::new(base, &m, 8), base, None).unwrap();
+        let cv = pe.codeview.as_ref().expect("found in the header page");
+        assert_eq!((cv.pdb_name(), cv.age), ("ntkrnlmp.pdb", 2));
+        assert_eq!(cv.guid, "11111111-1111-1111-1111-111111111111");
+        assert!(
+            pe.warnings.iter().any(|w| w.contains("header page")),
+            "{:?}",
+            pe.warnings
+        );
+        // Without the record: nothing invented.
+        m[0x400..0x404].copy_from_slice(b"XXXX");
+        let pe = read_pe(&SliceMemory::new(base, &m, 8), base, None).unwrap();
+        assert!(pe.codeview.is_none());
     }
 
     fn corpus(rel: &str) -> Vec<u8> {
