@@ -283,7 +283,7 @@ fn blocks_pool_filter_lists_the_truths_blocks_of_that_pool() {
                     }
                 })
                 .map(|b| {
-                    let tag = b["tag"].as_str().unwrap().to_string();
+                    let tag = unprotected(b["tag"].as_str().unwrap());
                     (hx(&b["address"]), n(&b["size"]), tag)
                 })
                 .collect();
@@ -295,4 +295,17 @@ fn blocks_pool_filter_lists_the_truths_blocks_of_that_pool() {
         }
         std::fs::remove_file(&f.dump).ok();
     }
+}
+
+/// A tag as `!poolfind` prints it: the truth writes XP/7's protected tags (high bit of the last
+/// byte set, e.g. the object manager's 'Dire') with that byte escaped, `Dir\\xe5`.
+fn unprotected(tag: &str) -> String {
+    if let Some((head, hex)) = tag.rsplit_once("\\x") {
+        if let Ok(b) = u8::from_str_radix(hex, 16) {
+            if b >= 0x80 {
+                return format!("{head}{}", char::from(b & 0x7f));
+            }
+        }
+    }
+    tag.to_string()
 }

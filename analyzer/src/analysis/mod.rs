@@ -201,6 +201,12 @@ fn skeleton(input: &Input, generator: &str) -> AnalysisReport {
             file_size: dump.file_size(),
             kernel_base: input.kernel.kernel_base.map(Hex),
             boot_time: boot_time(header),
+            truncated: dump
+                .truncation()
+                .map(|t| crate::report::analysis::TruncatedFile {
+                    pages_in_file: t.pages_in_file,
+                    pages_listed: t.pages_listed,
+                }),
         },
         bugcheck: overview::bugcheck(&input.kernel),
         symbols: AnalysisSymbols {

@@ -23,6 +23,9 @@ pub(crate) struct BitmapIndex {
     /// Set bits before each 512-bit block.
     ranks: Vec<u64>,
     present: u64,
+    /// Stored pages whose bytes are wholly in the file: fewer than `present` when the file was
+    /// cut short.
+    in_file: u64,
 }
 
 /// Bitmap word `i` (bits 64i..64i+63), zero beyond `bits`; the tail word may be partial.
@@ -75,22 +78,30 @@ impl BitmapIndex {
                 return Err(DumpError::malformed(what, format!("header says {expected:#x} pages are stored but the bitmap has {present:#x} set bits")));
             }
         }
-        let end = present
+        present
             .checked_mul(PAGE_SIZE)
             .and_then(|b| b.checked_add(first_page))
             .ok_or_else(|| DumpError::malformed(what, "page data offset overflows"))?;
-        need(data, "page data of the bitmap", 0, end)?;
+        // A file cut short is read as far as it goes, as WinDbg opens it: the pages past its
+        // end are listed but not stored.
+        let in_file = ((data.len() as u64).saturating_sub(first_page) / PAGE_SIZE).min(present);
         Ok(BitmapIndex {
             bitmap_offset,
             bits,
             first_page,
             ranks,
             present,
+            in_file,
         })
     }
 
     pub(crate) fn present(&self) -> u64 {
         self.present
+    }
+
+    /// Stored pages whose bytes are in the file.
+    pub(crate) fn pages_in_file(&self) -> u64 {
+        self.in_file
     }
 
     pub(crate) fn offset(&self, data: &[u8], pfn: u64) -> Option<u64> {
@@ -242,10 +253,8 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("truncated: bitmap"), "{e}");
-        // Pages past EOF.
-        let e = BitmapIndex::build(&data, "t", 0, 64, 0x2000, None)
-            .unwrap_err()
-            .to_string();
-        assert!(e.starts_with("truncated: page data"), "{e}");
+        // Pages past EOF: listed, not in the file.
+        let idx = BitmapIndex::build(&data, "t", 0, 64, 0x2000, None).unwrap();
+        assert_eq!((idx.present(), idx.pages_in_file()), (2, 1));
     }
 }

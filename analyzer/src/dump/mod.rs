@@ -156,6 +156,27 @@ pub struct Dump {
     triage: Option<TriageDump>,
 }
 
+/// A dump file shorter than its header says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Truncation {
+    /// Pages whose bytes are in the file.
+    pub pages_in_file: u64,
+    /// Pages the header (run table or bitmap) lists as stored.
+    pub pages_listed: u64,
+}
+
+impl std::fmt::Display for Truncation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the dump file is cut short: it ends at page {} of the {} its header lists ({:.0}%); the pages past its end read as not in the dump",
+            self.pages_in_file,
+            self.pages_listed,
+            100.0 * self.pages_in_file as f64 / self.pages_listed.max(1) as f64
+        )
+    }
+}
+
 /// Parses only the dump header of `bytes` (the file's first 0x1000/0x2000 bytes suffice).
 pub fn parse_header(bytes: &[u8]) -> Result<DumpHeader, DumpError> {
     header::parse(bytes).map(|p| p.header)
@@ -347,6 +368,21 @@ impl Dump {
             PageIndex::Runs(r) => r.total(),
             PageIndex::Bitmap(b) => b.present(),
         }
+    }
+
+    /// How much of the page data the file holds, when it was cut short (the machine lost power
+    /// while writing, the dump file was too small, a copy or an upload broke off): the pages
+    /// past its end read as not in the dump.
+    pub fn truncation(&self) -> Option<Truncation> {
+        let (listed, in_file) = match &self.index {
+            PageIndex::None => return None,
+            PageIndex::Runs(r) => (r.total(), r.pages_in_file()),
+            PageIndex::Bitmap(b) => (b.present(), b.pages_in_file()),
+        };
+        (in_file < listed).then_some(Truncation {
+            pages_in_file: in_file,
+            pages_listed: listed,
+        })
     }
 
     /// Page frame numbers of the stored pages, ascending.

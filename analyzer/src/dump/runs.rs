@@ -20,10 +20,15 @@ pub(crate) struct RunIndex {
     runs: Vec<Run>,
     data_offset: u64,
     total: u64,
+    /// Pages whose bytes are wholly in the file: fewer than `total` when the file was cut
+    /// short (the writer stopped, a copy or upload broke off).
+    in_file: u64,
 }
 
 impl RunIndex {
     /// `raw` = (base pfn, page count) in file order; pages start at `data_offset` back to back.
+    /// A file that ends before the last page is read as far as it goes (pages past its end are
+    /// not stored: [`RunIndex::pages_in_file`]), as WinDbg opens such dumps.
     pub(crate) fn build(
         raw: &[(u64, u64)],
         data_offset: u64,
@@ -50,16 +55,10 @@ impl RunIndex {
         let bytes = total
             .checked_mul(PAGE_SIZE)
             .ok_or_else(|| DumpError::malformed(what, "page count overflows"))?;
-        let end = data_offset
+        data_offset
             .checked_add(bytes)
             .ok_or_else(|| DumpError::malformed(what, "page data overflows"))?;
-        if end > file_len {
-            return Err(DumpError::Truncated {
-                what: "page data of the run table",
-                need: end,
-                have: file_len,
-            });
-        }
+        let in_file = (file_len.saturating_sub(data_offset) / PAGE_SIZE).min(total);
         runs.sort_by_key(|r| r.base_pfn);
         for pair in runs.windows(2) {
             if pair[0].base_pfn + pair[0].count > pair[1].base_pfn {
@@ -76,11 +75,17 @@ impl RunIndex {
             runs,
             data_offset,
             total,
+            in_file,
         })
     }
 
     pub(crate) fn total(&self) -> u64 {
         self.total
+    }
+
+    /// Listed pages whose bytes are in the file.
+    pub(crate) fn pages_in_file(&self) -> u64 {
+        self.in_file
     }
 
     pub(crate) fn offset(&self, pfn: u64) -> Option<u64> {
@@ -174,15 +179,15 @@ mod tests {
     }
 
     #[test]
-    fn overlap_and_past_eof_are_errors() {
+    fn overlap_is_an_error_and_a_short_file_is_read_as_far_as_it_goes() {
         assert!(RunIndex::build(&[(0, 4), (2, 1)], 0, 1 << 20, "t")
             .unwrap_err()
             .to_string()
             .contains("overlap"));
-        let e = RunIndex::build(&[(0, 4)], 0x2000, 0x3000, "t")
-            .unwrap_err()
-            .to_string();
-        assert!(e.starts_with("truncated: page data"), "{e}");
+        // Four pages listed, one and a half in the file.
+        let idx = RunIndex::build(&[(0, 4)], 0x2000, 0x3800, "t").unwrap();
+        assert_eq!((idx.total(), idx.pages_in_file()), (4, 1));
+        assert_eq!(idx.offset(0), Some(0x2000));
         assert!(RunIndex::build(&[(u64::MAX, 2)], 0, 1 << 20, "t").is_err());
     }
 }

@@ -75,7 +75,7 @@ pub fn read_kernel(dump: &Dump) -> KernelInfo {
 /// As [`read_kernel`], decoding an encoded debugger data block with `keys` (from symbols).
 pub fn read_kernel_with_keys(dump: &Dump, keys: Option<&KdbgKeys>) -> KernelInfo {
     let header = dump.header();
-    let mut warnings = Vec::new();
+    let mut warnings: Vec<String> = dump.truncation().iter().map(|t| t.to_string()).collect();
     let (memory, memory_error) = match dump.kernel_memory() {
         Ok(m) => (Some(m), None),
         Err(e) => {

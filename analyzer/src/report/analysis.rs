@@ -96,6 +96,17 @@ pub struct AnalysisDump {
     /// one boot share it, which is how a trend tells a series of one boot from a mix.
     #[serde(default)]
     pub boot_time: Option<String>,
+    /// The file was cut short: `{pages_in_file, pages_listed}`; null for a whole file (and in
+    /// older reports).
+    #[serde(default)]
+    pub truncated: Option<TruncatedFile>,
+}
+
+/// How much of a cut-short dump file is there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TruncatedFile {
+    pub pages_in_file: u64,
+    pub pages_listed: u64,
 }
 
 /// The bugcheck, with whether it concerns pool.

@@ -121,7 +121,16 @@ pub fn not_analyzable(reason: String) -> Verdict {
 pub fn decide(r: &AnalysisReport, facts: &Facts) -> Verdict {
     let c = Ctx::new(r, facts);
     if r.tags.is_empty() {
-        if let Some(v) = unanalyzable(r, facts) {
+        if let Some(mut v) = unanalyzable(r, facts) {
+            // A cut-short file may be why: the missing part can hold what was needed.
+            if let Some(t) = &r.dump.truncated {
+                let detail = format!(
+                    "dump file is cut short: it holds {} of the {} pages its header lists, and what is missing may be what this needed",
+                    t.pages_in_file, t.pages_listed
+                );
+                v.sentence = format!("{} The {detail}.", v.sentence);
+                v.reasons.insert(0, format!("the {detail}"));
+            }
             return v;
         }
     }
@@ -238,6 +247,18 @@ fn common_downgrades(c: &Ctx, confidence: &mut Confidence, ev: &mut Vec<String>)
         ev.push(format!(
             "{} pool pages are not in the walk (paged out or not in the dump): their blocks are missing from the block figures and from provenance",
             c.r.blocks.missing_pool_pages
+        ));
+    }
+    if let Some(t) = &c.r.dump.truncated {
+        ev.push(format!(
+            "the dump file is cut short: it holds {} of the {} pages its header lists{}",
+            t.pages_in_file,
+            t.pages_listed,
+            if c.r.blocks.missing_pool_pages == 0 {
+                "; no pool page the walks reached was past its end"
+            } else {
+                ""
+            }
         ));
     }
     if let Some((counted, found)) = c.facts.walk_short {

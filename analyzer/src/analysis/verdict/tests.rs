@@ -23,6 +23,7 @@ fn report(
             file_size: 0,
             kernel_base: Some(Hex(0xfffff800_00000000)),
             boot_time: None,
+            truncated: None,
         },
         bugcheck: AnalysisBugcheck {
             code: Hex(0xe2),
