@@ -1,5 +1,7 @@
-//! Windows FILETIME to an RFC 3339 UTC string, without a date crate: the conversion is a
-//! dozen lines of integer arithmetic (days-to-civil, Howard Hinnant's algorithm).
+//! Calendar arithmetic, the one copy the workspace uses: Windows FILETIME and Unix seconds to
+//! RFC 3339 UTC text, and days since 1970 to and from civil dates, without a date crate (a
+//! dozen lines of integer arithmetic: Howard Hinnant's days_from_civil and its inverse, on the
+//! proleptic Gregorian calendar).
 
 /// 100 ns intervals between 1601-01-01 and 1970-01-01.
 const FILETIME_UNIX_EPOCH: u64 = 116_444_736_000_000_000;
@@ -8,22 +10,36 @@ const FILETIME_UNIX_EPOCH: u64 = 116_444_736_000_000_000;
 /// the field zero or garbage should not produce a plausible-looking date).
 pub fn filetime_to_rfc3339(ft: u64) -> Option<String> {
     let secs = ft.checked_sub(FILETIME_UNIX_EPOCH)? / 10_000_000;
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let (y, m, d) = civil_from_days(days);
-    if y > 9999 {
-        return None;
-    }
-    Some(format!(
+    let secs = i64::try_from(secs).ok()?;
+    let (y, _, _) = civil_from_days(secs.div_euclid(86_400));
+    (y <= 9999).then(|| unix_to_rfc3339(secs))
+}
+
+/// "YYYY-MM-DDTHH:MM:SSZ" of Unix seconds.
+pub fn unix_to_rfc3339(secs: i64) -> String {
+    let rem = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    format!(
         "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
         rem / 3600,
         rem % 3600 / 60,
         rem % 60
-    ))
+    )
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (`m` 1..=12; not validated).
+pub fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
 }
 
 /// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
+pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
@@ -39,6 +55,16 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn days_round_trip() {
+        for days in [-719_468, -1, 0, 11_016, 18_331, 2_932_896] {
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(days_from_civil(y, i64::from(m), i64::from(d)), days);
+        }
+        assert_eq!(unix_to_rfc3339(951_827_696), "2000-02-29T12:34:56Z");
+        assert_eq!(unix_to_rfc3339(-1), "1969-12-31T23:59:59Z");
+    }
 
     #[test]
     fn known_instants() {

@@ -226,35 +226,16 @@ pub fn days_from_civil(y: i32, m: u32, d: u32) -> Option<i64> {
     if d == 0 || d > len || !(1601..=9999).contains(&y) {
         return None;
     }
-    let y = i64::from(if m <= 2 { y - 1 } else { y });
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (i64::from(m) + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    Some(era * 146_097 + doe - 719_468)
+    Some(crate::report::time::days_from_civil(
+        i64::from(y),
+        i64::from(m),
+        i64::from(d),
+    ))
 }
 
 /// "YYYY-MM-DDTHH:MM:SSZ" of milliseconds since 1970 (for messages and reports).
 pub fn format_millis(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    crate::report::time::unix_to_rfc3339(ms.div_euclid(1000))
 }
 
 #[cfg(test)]

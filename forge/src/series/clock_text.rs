@@ -23,7 +23,7 @@ pub fn local(filetime: u64, bias_minutes: i64) -> Civil {
     let ms = unix_ms as i64 - bias_minutes * 60_000;
     let days = ms.div_euclid(86_400_000);
     let rem = ms.rem_euclid(86_400_000) as u64;
-    let (year, month, day) = civil_from_days(days);
+    let (year, month, day) = analyzer::report::time::civil_from_days(days);
     Civil {
         year,
         month,
@@ -60,18 +60,6 @@ pub fn pdh(c: &Civil) -> String {
         "{:02}/{:02}/{:04} {:02}:{:02}:{:02}.{:03}",
         c.month, c.day, c.year, c.hour, c.minute, c.second, c.millis
     )
-}
-
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 #[cfg(test)]

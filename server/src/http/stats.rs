@@ -4,9 +4,10 @@
 //! filters (customers always scoped to their tenant) and rows into JSON.
 
 use super::caller::Caller;
-use super::pages::format::{days_from_civil, days_in_month};
+use super::pages::format::days_in_month;
 use super::{ApiError, AppState};
 use crate::db::{self, stats, webhooks};
+use analyzer::report::time::days_from_civil;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::get;
