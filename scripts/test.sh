@@ -43,7 +43,7 @@ APT_PACKAGES=(
     binutils-mingw-w64-i686    # i686-w64-mingw32-objdump: the same for the x86 test driver (tests/alloc_sites_real.rs)
     clang-14 lld-14            # build the test drivers of tests/drivers/ at test time (with llvm's llvm-dlltool-14, llvm-pdbutil-14)
     libusb-1.0-0           # loaded by MemProcFS's leechcore (tests/pool_independent.rs)
-    chromium               # headless browser driven over CDP by tests/service_browser.rs (upload portal)
+    chromium               # headless browser driven over CDP by tests/service_browser.rs (upload portal) and tests/service_layout.rs (widths, contrast)
     postgresql             # initdb/postgres/psql: throwaway clusters of tests/service_postgres.rs and the PostgreSQL pass below
     openssl                # a throwaway CA and server certificate: TLS to the test PostgreSQL server (sslmode=verify-full)
 )

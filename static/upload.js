@@ -25,6 +25,10 @@
   var meta = document.querySelector('meta[name="csrf-token"]');
   var csrf = meta ? meta.getAttribute("content") || "" : "";
   var busy = false;
+  var cancelButton = document.getElementById("upload-cancel");
+  var unfinished = document.getElementById("unfinished-upload");
+  var current = null; // the XMLHttpRequest of the chunk in flight, for cancel
+  var cancelled = false;
 
   function say(text, isError) {
     if (statusLine) {
@@ -38,6 +42,33 @@
     bar.hidden = false;
     bar.max = total > 0 ? total : 1;
     bar.value = Math.min(done, bar.max);
+  }
+
+  function resetProgress() {
+    if (!bar) return;
+    bar.value = 0;
+    bar.hidden = true;
+  }
+
+  // "12.3 of 100.0 MiB (12%) · 45.6 MiB/s · about 2 min left", from the bytes this page has
+  // sent since it started (a resumed upload's earlier bytes do not inflate the speed).
+  function progressText(done, total, sentHere, startedAt) {
+    var pct = total > 0 ? Math.floor((done * 100) / total) : 100;
+    var text = mib(done) + " of " + mib(total) + " (" + pct + "%)";
+    var secs = (Date.now() - startedAt) / 1000;
+    if (secs >= 1 && sentHere > 0) {
+      var rate = sentHere / secs;
+      text += " · " + mib(rate) + "/s";
+      var left = (total - done) / rate;
+      if (left >= 1) text += " · about " + duration(left) + " left";
+    }
+    return text;
+  }
+
+  function duration(secs) {
+    if (secs < 90) return Math.round(secs) + " s";
+    if (secs < 5400) return Math.round(secs / 60) + " min";
+    return (secs / 3600).toFixed(1) + " h";
   }
 
   function mib(n) {
@@ -123,8 +154,10 @@
       xhr.withCredentials = true;
       var h = headers({ "Upload-Offset": String(offset), "Content-Type": "application/octet-stream" });
       for (var k in h) xhr.setRequestHeader(k, h[k]);
+      current = xhr;
       xhr.upload.onprogress = function (e) { onProgress(e.loaded); };
       xhr.onload = function () {
+        current = null;
         var body = {};
         try { body = xhr.responseText ? JSON.parse(xhr.responseText) : {}; } catch (e) { body = {}; }
         resolve({ status: xhr.status, body: body });
@@ -142,8 +175,17 @@
     var offset = 0;
     var chunk = 8 * 1048576;
     var failures = 0;
+    var startedAt = Date.now();
+    var firstOffset = null;
+
+    function report(done) {
+      if (firstOffset === null) firstOffset = done;
+      showProgress(done, total);
+      say("Uploading " + file.name + ": " + progressText(done, total, done - firstOffset, startedAt));
+    }
 
     function retryLater(why) {
+      if (cancelled) throw new Error("cancelled");
       failures += 1;
       if (failures > MAX_RETRIES) throw new Error("giving up after " + MAX_RETRIES + " attempts: " + why);
       var wait = Math.min(30000, 1000 * Math.pow(2, Math.min(failures - 1, 5)));
@@ -164,14 +206,15 @@
     function step() {
       var end = Math.min(total, offset + chunk);
       var from = offset;
-      say("Uploading " + file.name + ": " + mib(from) + " of " + mib(total));
+      if (cancelled) throw new Error("cancelled");
+      report(from);
       return putChunk(up.upload_url, from, file.slice(from, end), function (loaded) {
-        showProgress(from + loaded, total);
+        report(from + loaded);
       }).then(function (r) {
         if (r.status === 200) {
           failures = 0;
           offset = r.body.offset;
-          showProgress(offset, total);
+          report(offset);
           if (r.body.complete) return r.body;
           return step();
         }
@@ -206,6 +249,8 @@
       remember(file, null);
       showProgress(total, total);
       say("Uploaded. Opening the report…");
+      busy = false; // no leave-page question on the way to the report
+      if (cancelButton) cancelButton.hidden = true;
       window.location.assign(done.page_url);
     });
   }
@@ -214,13 +259,60 @@
     if (busy || !file) return;
     busy = true;
     form.classList.add("uploading");
+    cancelled = false;
+    if (cancelButton) cancelButton.hidden = false;
+    if (unfinished) unfinished.hidden = true;
     run(file).catch(function (e) {
       busy = false;
       form.classList.remove("uploading");
+      if (cancelButton) cancelButton.hidden = true;
+      resetProgress();
+      if (cancelled) {
+        remember(file, null);
+        say("Upload cancelled. Nothing was analysed; the server deletes the partial upload.");
+        return;
+      }
       if (e instanceof Refused && e.status !== 409) remember(file, null);
       say("Upload failed: " + e.message, true);
     });
   }
+
+  if (cancelButton) {
+    cancelButton.addEventListener("click", function () {
+      cancelled = true;
+      if (current) current.abort();
+    });
+  }
+
+  // Leaving the page stops the upload: the browser asks first. (It resumes from this page if
+  // the same file is chosen again.)
+  window.addEventListener("beforeunload", function (e) {
+    if (!busy) return;
+    e.preventDefault();
+    e.returnValue = "";
+  });
+
+  // An upload this browser started and did not finish (a reload, a closed tab): say so, and
+  // how to resume it. The file itself cannot be reopened by a page; the person chooses it.
+  function showUnfinished() {
+    if (!unfinished) return;
+    var names = [];
+    try {
+      for (var i = 0; i < localStorage.length; i++) {
+        var k = localStorage.key(i);
+        if (k && k.indexOf("pooltriage-upload:") === 0) {
+          var parts = k.split(":");
+          var size = Number(parts[parts.length - 2]);
+          names.push(parts.slice(1, parts.length - 2).join(":") + " (" + mib(size) + ")");
+        }
+      }
+    } catch (e) { return; }
+    if (names.length === 0) return;
+    unfinished.textContent = "Unfinished upload: " + names.join(", ") +
+      ". Choose or drop the same file again to go on where it stopped.";
+    unfinished.hidden = false;
+  }
+  showUnfinished();
 
   form.addEventListener("submit", function (e) {
     e.preventDefault();

@@ -410,6 +410,8 @@ fn browser_login_session_csrf_and_logout() {
         &format!("token={}&csrf={login_csrf}", a.token),
     );
     assert_eq!(r.status, 403);
+    assert!(r.body.contains("sign-in form has expired") && r.body.contains("name=\"csrf\""));
+    assert!(r.cookie(cookie::SESSION_COOKIE).is_none());
     // Wrong token: the form again, 401, no session.
     let r = request(
         s.addr,

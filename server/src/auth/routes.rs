@@ -93,6 +93,10 @@ async fn revoke_token(
     }
 }
 
+/// Why a sign-in form was refused although the token may be right.
+const STALE_FORM: &str = "This sign-in form has expired (a sign-in page was opened again since, \
+     perhaps in another tab). Enter your token once more.";
+
 /// The login page. Minimal inline HTML until the askama pages exist; it needs no JavaScript.
 fn login_page(
     status: StatusCode,
@@ -108,7 +112,7 @@ fn login_page(
     let body = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>pooltriage: sign in</title><link rel=\"stylesheet\" href=\"/static/style.css\"></head>\
+         <title>pooltriage: sign in</title><link rel=\"icon\" href=\"/static/favicon.svg\" type=\"image/svg+xml\"><link rel=\"stylesheet\" href=\"/static/style.css\"></head>\
          <body><header class=\"top\"><nav><a class=\"brand\" href=\"/\">pooltriage</a></nav></header>\
          <main class=\"login\"><h1>Sign in</h1>{error}\
          <form method=\"post\" action=\"/login\">\
@@ -218,11 +222,24 @@ async fn login(
     }
     let form: LoginForm =
         serde_urlencoded::from_bytes(&body).map_err(|e| AuthError::BadRequest(e.to_string()))?;
-    csrf::check_double_submit(
+    let secure = auth.config.secure_cookies;
+    // A second sign-in tab replaces the first one's cookie: the first form then fails the
+    // check. The person gets the form again with a fresh token and a sentence, not a JSON error.
+    if csrf::check_double_submit(
         cookie::get(&headers, csrf::LOGIN_COOKIE),
         form.csrf.as_deref(),
-    )?;
-    let secure = auth.config.secure_cookies;
+    )
+    .is_err()
+    {
+        let v = super::token::random_hex(32).map_err(|e| AuthError::Internal(e.to_string()))?;
+        return Ok(login_page(
+            StatusCode::FORBIDDEN,
+            &v,
+            secure,
+            Some(STALE_FORM),
+            safe_next(form.next.as_deref()),
+        ));
+    }
     let now = store::now_unix();
     let Some(principal) = store::principal_for_token(&auth.pool, form.token.trim(), now).await?
     else {

@@ -47,6 +47,7 @@ pub fn router(state: AppState) -> Router {
         .merge(symbols::routes())
         .merge(crate::auth::routes())
         .merge(pages::routes())
+        .fallback(pages::fallback)
         .layer(axum::middleware::from_fn(security_headers::add))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)

@@ -9,9 +9,15 @@ use axum::routing::get;
 use axum::Router;
 
 const STYLE_CSS: &str = include_str!("../../../../static/style.css");
+const FAVICON_SVG: &str = include_str!("../../../../static/favicon.svg");
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/static/style.css", get(style))
+    Router::new()
+        .route("/static/style.css", get(style))
+        .route("/static/favicon.svg", get(favicon))
+        // Browsers ask for /favicon.ico before reading the page's <link rel="icon">; every
+        // current browser renders the SVG served there too.
+        .route("/favicon.ico", get(favicon))
 }
 
 const CACHE: &str = "public, max-age=300";
@@ -23,5 +29,15 @@ async fn style() -> impl IntoResponse {
             (header::CACHE_CONTROL, CACHE),
         ],
         STYLE_CSS,
+    )
+}
+
+async fn favicon() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "image/svg+xml"),
+            (header::CACHE_CONTROL, CACHE),
+        ],
+        FAVICON_SVG,
     )
 }

@@ -64,6 +64,36 @@ impl ListQuery {
         }
     }
 
+    /// The filters that cannot be applied, each as a sentence for the page: the list is then
+    /// shown without them, and the person sees why rather than a list that silently ignores
+    /// what they typed.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let status = self.status.trim();
+        if !status.is_empty() && !STATUSES.contains(&status) {
+            out.push(format!(
+                "Unknown status \u{201c}{status}\u{201d}: choose one of {}.",
+                STATUSES.join(", ")
+            ));
+        }
+        for (label, value) in [("From", &self.from), ("To", &self.to)] {
+            let v = value.trim();
+            if !v.is_empty() && format::parse_date(v).is_none() {
+                out.push(format!(
+                    "{label} date \u{201c}{v}\u{201d} is not a date: use YYYY-MM-DD."
+                ));
+            }
+        }
+        if let (Some(from), Some(to)) =
+            (format::parse_date(&self.from), format::parse_date(&self.to))
+        {
+            if from > to {
+                out.push("The From date is after the To date: no dump can match.".into());
+            }
+        }
+        out
+    }
+
     /// The query string of these filters (without the cursor), for links that keep them.
     pub fn query_string(&self) -> String {
         let pairs = [
@@ -153,6 +183,8 @@ struct ListPage {
     q: ListQuery,
     statuses: Vec<StatusOption>,
     rows: Vec<Row>,
+    /// Filters that could not be applied, as sentences.
+    problems: Vec<String>,
     next_href: Option<String>,
     first_href: Option<String>,
 }
@@ -186,6 +218,7 @@ pub async fn page(
         nav,
         title: "Dumps",
         rows: found.items.iter().map(Row::of).collect(),
+        problems: q.problems(),
         q,
         statuses,
         next_href,
@@ -243,6 +276,33 @@ mod tests {
         };
         let f = junk.filter(&user(Role::Admin), 50);
         assert_eq!((f.status, f.since, f.tenant), (None, None, None));
+    }
+
+    #[test]
+    fn filters_that_cannot_apply_are_named() {
+        let junk = ListQuery {
+            status: "bogus".into(),
+            from: "notadate".into(),
+            to: "2026-02-30".into(),
+            ..Default::default()
+        };
+        let p = junk.problems();
+        assert_eq!(p.len(), 3, "{p:?}");
+        assert!(p[0].contains("bogus") && p[0].contains("queued, running, done, failed"));
+        assert!(p[1].starts_with("From date") && p[1].contains("notadate"));
+        assert!(p[2].starts_with("To date"));
+        let backwards = ListQuery {
+            from: "2026-03-02".into(),
+            to: "2026-03-01".into(),
+            ..Default::default()
+        };
+        assert_eq!(backwards.problems().len(), 1);
+        let fine = ListQuery {
+            status: "done".into(),
+            from: "2026-03-01".into(),
+            ..Default::default()
+        };
+        assert!(fine.problems().is_empty());
     }
 
     #[test]

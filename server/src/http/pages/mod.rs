@@ -15,6 +15,7 @@ mod dashboard;
 mod dump;
 pub(crate) mod format;
 mod list;
+mod not_found;
 mod provenance_view;
 mod report_view;
 pub(crate) mod svg;
@@ -28,6 +29,7 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+pub use not_found::fallback;
 pub use user::PageUser;
 
 pub fn routes() -> Router<AppState> {

@@ -231,6 +231,9 @@ pub struct QuotaRow {
 
 /// An analysis report, ready for `templates/dump.html`.
 pub struct AnalysisView {
+    /// No pool figure at all could be read (a triage or small dump): the page shows how to
+    /// capture a dump that can be analysed instead of a row of empty tables.
+    pub nothing_read: bool,
     pub verdict: VerdictView,
     /// Who holds the untagged and shared-tag blocks; `None` without provenance figures.
     pub provenance: Option<super::provenance_view::ProvenanceView>,
@@ -498,11 +501,18 @@ impl AnalysisView {
             bytes: format::bytes(cb.bytes),
         })
         .collect();
+        let walked = bt.complete
+            || bt.missing_pool_pages > 0
+            || [bt.classic, bt.big, bt.lfh, bt.vs]
+                .iter()
+                .any(|c| c.count > 0);
         let blocks_note = if bt.complete {
             format!(
                 "Every pool page was walked; {} free blocks seen.",
                 bt.free_blocks
             )
+        } else if !walked {
+            "The pool pages were not walked (see the warnings).".to_string()
         } else {
             format!(
                 "Incomplete: {} pool pages are not in the dump; {} free blocks seen.",
@@ -565,7 +575,10 @@ impl AnalysisView {
                 }
             ),
         };
+        let nothing_read =
+            !walked && r.pools.is_empty() && r.drivers.is_empty() && sorted.is_empty();
         AnalysisView {
+            nothing_read,
             verdict: VerdictView {
                 sentence: r.verdict.sentence.clone(),
                 kind: r.verdict.kind.as_str(),
@@ -913,6 +926,22 @@ mod tests {
             "warnings": [], "errors": []
         });
         serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn a_report_with_nothing_read_says_so_once() {
+        let mut r = report(0);
+        assert!(!AnalysisView::build("d1", &r, None, false).nothing_read);
+        r.pools.clear();
+        r.drivers.clear();
+        r.blocks.missing_pool_pages = 0;
+        let v = AnalysisView::build("d1", &r, None, false);
+        assert!(v.nothing_read);
+        // Not "Incomplete: 0 pool pages are not in the dump".
+        assert_eq!(
+            v.blocks_note,
+            "The pool pages were not walked (see the warnings)."
+        );
     }
 
     #[test]

@@ -1,0 +1,158 @@
+//! Every page, as each role sees it, in a real browser at a phone's width (390 px) and a
+//! desktop's (1400 px): nothing scrolls sideways and every piece of text has WCAG AA contrast,
+//! measured from the rendered page by `tests/independent/browser_layout.py` (Debian's headless
+//! Chromium over the DevTools protocol). The pages hold what customers really send: a forged
+//! leak analysed with the corpus ISFs, the corpus triage dump (nothing to analyse), a dump whose
+//! name is one long word, and filters a person mistyped.
+//!
+//! Also over plain HTTP: an unknown route answers a branded 404 page (JSON under `/api/`), the
+//! favicon is served, the verdict is a heading, and the report JSON link shows only for a
+//! finished analysis.
+//!
+//! Needs `chromium` (scripts/test.sh APT_PACKAGES) and the venv's websocket-client: missing, the
+//! test FAILS.
+
+#[path = "independent/harness.rs"]
+mod harness;
+#[path = "independent/service.rs"]
+mod service;
+
+use harness::{pooltriage_bin, python, script};
+use serde_json::Value;
+use service::{triage_variant, Service, Token};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+/// A forged 19041 leak-tagged dump on a 256 MiB machine and its leaking driver.
+fn leak_dump(dir: &Path) -> (Vec<u8>, String) {
+    let dump = dir.join("leak.dmp");
+    let mut cmd = Command::new(pooltriage_bin());
+    cmd.env("POOLTRIAGE_CORPUS", harness::corpus())
+        .args(["forge", "--profile", &harness::profile_for_build(19041)])
+        .args(["--format", "kernel-bitmap", "--scenario", "leak-tagged"])
+        .args(["--size", "268435456", "--out"])
+        .arg(&dump);
+    harness::run(&mut cmd, "pooltriage forge");
+    let truth: Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{}.truth.json", dump.display())).unwrap(),
+    )
+    .unwrap();
+    let driver = truth["pool"]["drivers"][0]["module"]
+        .as_str()
+        .expect("the truth names the leaking driver")
+        .to_string();
+    (std::fs::read(&dump).unwrap(), driver)
+}
+
+/// GET a page with a bearer token: (status, content type, body).
+fn page(svc: &Service, token: &Token, path: &str) -> (u16, String, String) {
+    let r = match ureq::get(&svc.url(path))
+        .set("Authorization", &token.0)
+        .call()
+    {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("GET {path}: {e}"),
+    };
+    let ct = r.content_type().to_string();
+    (r.status(), ct, r.into_string().unwrap())
+}
+
+#[test]
+fn every_page_fits_a_phone_and_a_desktop_with_readable_text_for_every_role() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let isf = harness::corpus().join("isf");
+    let isf = isf.to_str().unwrap();
+    let svc = Service::start(
+        dir.path(),
+        &[("POOLTRIAGE_WORKERS", "1"), ("POOLTRIAGE_ISF_DIR", isf)],
+    );
+    let customer = Token::new(dir.path(), "acme", "customer");
+    let support = Token::new(dir.path(), "support", "support");
+    let admin = Token::new(dir.path(), "ops", "admin");
+
+    let (leak, driver) = leak_dump(work.path());
+    let leak_id = svc.upload(&customer, &leak, "?name=leak.dmp");
+    let long_name = format!("{}.dmp", "customer_server_memory_dump_".repeat(6));
+    let triage_id = svc.upload(
+        &customer,
+        &triage_variant("layout"),
+        &format!("?name={long_name}"),
+    );
+    for id in [&leak_id, &triage_id] {
+        let v = svc.wait_finished(&customer, id, Duration::from_secs(240));
+        assert_eq!(v["status"], "done", "{v}");
+    }
+
+    // Plain HTTP first: what the browser check cannot see.
+    let (code, ct, html) = page(&svc, &customer, &format!("/dumps/{leak_id}"));
+    assert_eq!(code, 200);
+    assert!(ct.starts_with("text/html"));
+    assert!(
+        html.contains("<h2 id=\"verdict\" class=\"sentence\">") && html.contains(&driver),
+        "the verdict is a heading naming {driver}"
+    );
+    assert!(html.contains("report JSON") && html.contains("class=\"skip\""));
+    let (_, _, triage) = page(&svc, &customer, &format!("/dumps/{triage_id}"));
+    assert!(
+        triage.contains("id=\"capture-help\"") && !triage.contains("id=\"tags\""),
+        "a dump with nothing to analyse explains what to send, with no empty tables"
+    );
+    assert!(!triage.contains("Incomplete: 0 pool pages"));
+    let (code, ct, html) = page(&svc, &customer, "/no/such/page");
+    assert_eq!((code, ct.as_str()), (404, "text/html"));
+    assert!(html.contains("Page not found"));
+    let (code, _, body) = page(&svc, &customer, "/api/v1/no/such/route");
+    assert_eq!(code, 404);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["code"],
+        "no_such_route"
+    );
+    let (code, ct, _) = page(&svc, &customer, "/favicon.ico");
+    assert_eq!((code, ct.as_str()), (200, "image/svg+xml"));
+    let (_, _, list) = page(&svc, &customer, "/dumps?status=bogus&from=notadate");
+    assert!(list.contains("Unknown status") && list.contains("is not a date"));
+
+    // The browser: every page, every role, two widths.
+    let token_of = |t: &Token| t.0.trim_start_matches("Bearer ").to_string();
+    let pages = [
+        "/".to_string(),
+        "/dumps".to_string(),
+        "/dumps?status=bogus&from=notadate".to_string(),
+        format!("/dumps/{leak_id}"),
+        format!("/dumps/{leak_id}/drivers/{driver}"),
+        format!("/dumps/{triage_id}"),
+        "/symbols".to_string(),
+        "/no/such/page".to_string(),
+    ];
+    let mut cmd = Command::new(python());
+    cmd.arg(script("browser_layout.py"))
+        .args(["--base", &svc.url("")])
+        .args(["--login", &format!("customer={}", token_of(&customer))])
+        .args(["--login", &format!("support={}", token_of(&support))])
+        .args(["--login", &format!("admin={}", token_of(&admin))])
+        .args(["--support-path", "/dashboard"]);
+    for p in &pages {
+        cmd.args(["--path", p]);
+    }
+    let out = cmd.output().expect("the venv python runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let result: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+        panic!(
+            "browser_layout.py printed no result ({e}): {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert!(
+        result["checked"].as_u64().unwrap_or(0) > 500,
+        "text elements checked: {result}"
+    );
+    assert_eq!(
+        result["problems"],
+        Value::Array(vec![]),
+        "layout or contrast problems"
+    );
+    assert!(out.status.success());
+}
