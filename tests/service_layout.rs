@@ -116,6 +116,10 @@ fn every_page_fits_a_phone_and_a_desktop_with_readable_text_for_every_role() {
     assert!(list.contains("Unknown status") && list.contains("is not a date"));
 
     // The browser: every page, every role, two widths.
+    let problem_page = svc.get(&customer, "/api/v1/problems")["problems"][0]["page_url"]
+        .as_str()
+        .expect("the leak is a problem")
+        .to_string();
     let token_of = |t: &Token| t.0.trim_start_matches("Bearer ").to_string();
     let pages = [
         "/".to_string(),
@@ -125,6 +129,8 @@ fn every_page_fits_a_phone_and_a_desktop_with_readable_text_for_every_role() {
         format!("/dumps/{leak_id}/drivers/{driver}"),
         format!("/dumps/{triage_id}"),
         "/symbols".to_string(),
+        "/problems".to_string(),
+        problem_page,
         "/no/such/page".to_string(),
     ];
     let mut cmd = Command::new(python());

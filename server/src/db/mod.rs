@@ -15,6 +15,8 @@
 pub mod dumps;
 pub mod jobs;
 pub mod migrations;
+pub mod problem_key;
+pub mod problems;
 pub mod report_index;
 pub mod report_modules;
 pub mod stats;

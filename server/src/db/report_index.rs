@@ -12,7 +12,7 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 
 /// Version of the extraction rules; rows with an older version are rebuilt at start.
-pub const INDEX_VERSION: i64 = 2;
+pub const INDEX_VERSION: i64 = 3;
 
 /// Longest module name indexed (a report is analyzer output, but bounded anyway).
 const MAX_MODULE_LEN: usize = 255;
@@ -38,6 +38,8 @@ pub struct Extracted {
     pub drivers: BTreeMap<String, DriverBytes>,
     /// Every module's symbol-store keys (`report_modules`, since index version 2).
     pub modules: Vec<super::report_modules::ModuleKeys>,
+    /// The problem the report belongs to (since index version 3).
+    pub problem: Option<super::problem_key::ProblemKey>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -124,6 +126,7 @@ pub fn extract(json: &str) -> Option<Extracted> {
     e.bugcheck_code = bc["code"].as_str().and_then(normalize_bugcheck_code);
     e.bugcheck_name = text(&bc["name"], 200);
     e.modules = super::report_modules::extract(&v);
+    e.problem = super::problem_key::of_report(&v);
     if !is_analysis {
         return Some(e);
     }
@@ -206,8 +209,9 @@ async fn store(db: &Db, sha256: &str, e: &Extracted, now: i64) -> Result<(), sql
     let inserted = sqlx::query(
         "INSERT INTO report_summaries (sha256, index_version, report_kind, verdict_kind, \
              verdict_sentence, verdict_pool, verdict_bytes, verdict_drivers, bugcheck_code, \
-             bugcheck_name, build, arch, indexed_at) \
-         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13 \
+             bugcheck_name, build, arch, indexed_at, signature, problem_id, problem_kind, \
+             problem_title) \
+         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17 \
          WHERE EXISTS (SELECT 1 FROM reports WHERE sha256 = $1) \
          ON CONFLICT (sha256) DO NOTHING",
     )
@@ -224,6 +228,10 @@ async fn store(db: &Db, sha256: &str, e: &Extracted, now: i64) -> Result<(), sql
     .bind(e.build)
     .bind(&e.arch)
     .bind(now)
+    .bind(e.problem.as_ref().map(|p| p.signature.as_str()))
+    .bind(e.problem.as_ref().map(|p| p.id.as_str()))
+    .bind(e.problem.as_ref().map(|p| p.kind))
+    .bind(e.problem.as_ref().map(|p| p.title.as_str()))
     .execute(&mut *tx)
     .await?
     .rows_affected();

@@ -6,6 +6,7 @@ pub mod connections;
 pub mod hooks;
 pub mod multipart_guard;
 pub mod pages;
+pub mod problems;
 pub mod security_headers;
 pub mod stats;
 pub mod symbols;
@@ -43,6 +44,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(api::routes())
         .merge(stats::routes())
+        .merge(problems::routes())
         .merge(uploads::routes())
         .merge(symbols::routes())
         .merge(crate::auth::routes())

@@ -16,6 +16,7 @@ mod dump;
 pub(crate) mod format;
 mod list;
 mod not_found;
+mod problems;
 mod provenance_view;
 mod report_view;
 pub(crate) mod svg;
@@ -41,6 +42,12 @@ pub fn routes() -> Router<AppState> {
         .route("/dumps/{id}/drivers/{module}", get(dump::driver_page))
         .route("/dumps/{id}/delete", axum::routing::post(dump::delete))
         .route("/dashboard", get(dashboard::page))
+        .route("/problems", get(problems::list))
+        .route("/problems/{id}", get(problems::page).post(problems::update))
+        .route(
+            "/problems/{id}/comments",
+            axum::routing::post(problems::comment),
+        )
         .route("/symbols", get(symbols::page).merge(symbols::post_route()))
         .route("/symbols/{id}/delete", axum::routing::post(symbols::delete))
         .merge(assets::routes())

@@ -1,0 +1,321 @@
+//! `GET /problems` and `GET /problems/{id}`: dumps grouped by signature, with counts, first and
+//! last seen, kernel builds, driver versions, a chart of occurrences per day and, for support
+//! and admin, the workflow form, comments and audit trail (`POST /problems/{id}`,
+//! `POST /problems/{id}/comments`). The same rules as the API (`http::problems`).
+
+use super::super::problems::{actor, apply, comment_text, scope, ticket_summary, Change};
+use super::super::AppState;
+use super::{format, render, svg, Nav, PageError, PageUser};
+use crate::auth::csrf;
+use crate::db::problems::{self, Entry, ProblemDetail, ProblemRow, STATUSES};
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// One problem in a list.
+pub struct Item {
+    pub href: String,
+    pub title: String,
+    pub kind: String,
+    pub status: String,
+    pub dumps: i64,
+    pub customers: i64,
+    pub first_seen: String,
+    pub last_seen: String,
+}
+
+impl Item {
+    fn of(r: &ProblemRow) -> Item {
+        Item {
+            href: format!("/problems/{}", r.id),
+            title: r.title.clone(),
+            kind: r.kind.clone(),
+            status: r.workflow.status.clone(),
+            dumps: r.dumps,
+            customers: r.customers,
+            first_seen: format::datetime(r.first_seen),
+            last_seen: format::datetime(r.last_seen),
+        }
+    }
+}
+
+/// A facet value with its count, as a filter link.
+pub struct Facet {
+    pub label: String,
+    pub count: usize,
+    pub href: String,
+    pub active: bool,
+}
+
+#[derive(Template)]
+#[template(path = "problems.html")]
+struct ListPage {
+    nav: Nav,
+    title: &'static str,
+    items: Vec<Item>,
+    facets: Vec<Facet>,
+    problem: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct ListQuery {
+    #[serde(default)]
+    status: String,
+}
+
+pub async fn list(
+    State(app): State<AppState>,
+    user: PageUser,
+    Query(q): Query<ListQuery>,
+) -> Response {
+    let nav = Nav::new(&user, "problems");
+    let tenant = scope(&user.0, None);
+    let all = match problems::list(&app.db, tenant.as_deref(), None).await {
+        Ok(r) => r,
+        Err(e) => return PageError::internal("database", e, &nav).into_response(),
+    };
+    let status = q.status.trim();
+    let problem = (!status.is_empty() && !STATUSES.contains(&status)).then(|| {
+        format!(
+            "Unknown status \u{201c}{status}\u{201d}: choose one of {}.",
+            STATUSES.join(", ")
+        )
+    });
+    let mut facets = vec![Facet {
+        label: "all".into(),
+        count: all.len(),
+        href: "/problems".into(),
+        active: status.is_empty(),
+    }];
+    for s in STATUSES {
+        facets.push(Facet {
+            label: s.to_string(),
+            count: all.iter().filter(|r| r.workflow.status == s).count(),
+            href: format!("/problems?status={s}"),
+            active: status == s,
+        });
+    }
+    let items = all
+        .iter()
+        .filter(|r| status.is_empty() || problem.is_some() || r.workflow.status == status)
+        .map(Item::of)
+        .collect();
+    render(&ListPage {
+        nav,
+        title: "Problems",
+        items,
+        facets,
+        problem,
+    })
+}
+
+pub struct DumpLine {
+    pub href: String,
+    pub name: String,
+    pub tenant: String,
+    pub date: String,
+    pub build: String,
+    pub verdict: String,
+}
+
+#[derive(Template)]
+#[template(path = "problem.html")]
+struct ProblemPage {
+    nav: Nav,
+    title: String,
+    id: String,
+    p: Item,
+    fixed_in: String,
+    assignee: String,
+    ticket_url: String,
+    signature: String,
+    builds: String,
+    versions: Vec<String>,
+    chart: Option<svg::Svg>,
+    dumps: Vec<DumpLine>,
+    summary: String,
+    statuses: Vec<(&'static str, bool)>,
+    comments: Vec<EntryLine>,
+    events: Vec<EntryLine>,
+}
+
+/// A comment or audit event with its time as text.
+pub struct EntryLine {
+    pub actor: String,
+    pub action: String,
+    pub text: String,
+    pub at: String,
+}
+
+fn lines(v: Vec<Entry>) -> Vec<EntryLine> {
+    v.into_iter()
+        .map(|e| EntryLine {
+            actor: e.actor,
+            action: e.action,
+            text: e.text,
+            at: format::datetime(e.at),
+        })
+        .collect()
+}
+
+/// Dumps per day (UTC), oldest first, the last 30 days that had any.
+fn per_day(d: &ProblemDetail) -> Vec<(String, u64)> {
+    let mut days: BTreeMap<i64, u64> = BTreeMap::new();
+    for x in &d.dumps {
+        *days.entry(x.created_at.div_euclid(86_400)).or_default() += 1;
+    }
+    let skip = days.len().saturating_sub(30);
+    days.into_iter()
+        .skip(skip)
+        .map(|(day, n)| {
+            let t = format::datetime(day * 86_400);
+            (t.get(..10).unwrap_or(&t).to_string(), n)
+        })
+        .collect()
+}
+
+pub async fn page(
+    State(app): State<AppState>,
+    user: PageUser,
+    Path(id): Path<String>,
+) -> Result<Response, PageError> {
+    let nav = Nav::new(&user, "problems");
+    let not_found = || {
+        PageError::new(
+            StatusCode::NOT_FOUND,
+            "No such problem (or none of its dumps is one you may see).",
+            &nav,
+        )
+    };
+    let tenant = scope(&user.0, None);
+    let d = problems::detail(&app.db, &id, tenant.as_deref())
+        .await
+        .map_err(|e| PageError::internal("database", e, &nav))?
+        .ok_or_else(not_found)?;
+    let support = user.0.role.sees_all_tenants();
+    let (comments, events) = if support {
+        let c = problems::comments(&app.db, &id).await;
+        let e = problems::events(&app.db, &id).await;
+        let c = c.map_err(|e| PageError::internal("database", e, &nav))?;
+        let e = e.map_err(|e| PageError::internal("database", e, &nav))?;
+        (lines(c), lines(e))
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    let days = per_day(&d);
+    let chart = (!days.is_empty())
+        .then(|| svg::count_chart("Dumps per day", &days, |n| format!("{n} dump(s)")));
+    let w = &d.row.workflow;
+    let builds: Vec<String> = d.builds.iter().map(i64::to_string).collect();
+    Ok(render(&ProblemPage {
+        nav,
+        title: d.row.title.clone(),
+        id: d.row.id.clone(),
+        p: Item::of(&d.row),
+        fixed_in: w.fixed_in.clone().unwrap_or_default(),
+        assignee: w.assignee.clone().unwrap_or_default(),
+        ticket_url: w.ticket_url.clone().unwrap_or_default(),
+        signature: d.signature.clone(),
+        builds: builds.join(", "),
+        versions: d.versions.clone(),
+        chart,
+        dumps: d
+            .dumps
+            .iter()
+            .map(|x| DumpLine {
+                href: format!("/dumps/{}", x.id),
+                name: x.name.clone().unwrap_or_else(|| x.id.clone()),
+                tenant: x.tenant.clone(),
+                date: format::datetime(x.created_at),
+                build: x.build.map(|b| b.to_string()).unwrap_or_default(),
+                verdict: x.sentence.clone().unwrap_or_default(),
+            })
+            .collect(),
+        summary: ticket_summary(&d),
+        statuses: STATUSES.iter().map(|s| (*s, *s == w.status)).collect(),
+        comments,
+        events,
+    }))
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct WorkflowForm {
+    #[serde(default)]
+    csrf: Option<String>,
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    fixed_in: Option<String>,
+    #[serde(default)]
+    assignee: Option<String>,
+    #[serde(default)]
+    ticket_url: Option<String>,
+    #[serde(default)]
+    body: Option<String>,
+}
+
+/// Support and admin only, with the session's CSRF token; then the problem must exist.
+async fn writable(
+    app: &AppState,
+    user: &PageUser,
+    id: &str,
+    form: &WorkflowForm,
+    nav: &Nav,
+) -> Result<ProblemDetail, PageError> {
+    if !user.0.role.sees_all_tenants() {
+        return Err(PageError::new(
+            StatusCode::FORBIDDEN,
+            "Only support and admin change a problem.",
+            nav,
+        ));
+    }
+    csrf::check_form(&user.0, form.csrf.as_deref())
+        .map_err(|e| PageError::new(e.status(), e.to_string(), nav))?;
+    problems::detail(&app.db, id, None)
+        .await
+        .map_err(|e| PageError::internal("database", e, nav))?
+        .ok_or_else(|| PageError::new(StatusCode::NOT_FOUND, "No such problem.", nav))
+}
+
+pub async fn update(
+    State(app): State<AppState>,
+    user: PageUser,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, PageError> {
+    let nav = Nav::new(&user, "problems");
+    let form: WorkflowForm = serde_urlencoded::from_bytes(&body).unwrap_or_default();
+    let d = writable(&app, &user, &id, &form, &nav).await?;
+    let change = Change {
+        status: form.status,
+        fixed_in: form.fixed_in,
+        assignee: form.assignee,
+        ticket_url: form.ticket_url,
+    };
+    let new = apply(&d.row.workflow, &change)
+        .map_err(|e| PageError::new(StatusCode::BAD_REQUEST, e.message, &nav))?;
+    problems::update(&app.db, &id, &actor(&user.0), &new, crate::db::now_unix())
+        .await
+        .map_err(|e| PageError::internal("database", e, &nav))?;
+    Ok(Redirect::to(&format!("/problems/{id}")).into_response())
+}
+
+pub async fn comment(
+    State(app): State<AppState>,
+    user: PageUser,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, PageError> {
+    let nav = Nav::new(&user, "problems");
+    let form: WorkflowForm = serde_urlencoded::from_bytes(&body).unwrap_or_default();
+    writable(&app, &user, &id, &form, &nav).await?;
+    let text = comment_text(form.body.as_deref().unwrap_or(""))
+        .map_err(|e| PageError::new(StatusCode::BAD_REQUEST, e.message, &nav))?;
+    problems::comment(&app.db, &id, &actor(&user.0), text, crate::db::now_unix())
+        .await
+        .map_err(|e| PageError::internal("database", e, &nav))?;
+    Ok(Redirect::to(&format!("/problems/{id}#comments")).into_response())
+}
