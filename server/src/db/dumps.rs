@@ -38,7 +38,7 @@ pub struct NewDump<'a> {
     pub original_name: Option<&'a str>,
 }
 
-const SELECT: &str =
+pub(super) const SELECT: &str =
     "SELECT d.id, d.tenant, d.sha256, d.analysis, d.size, d.upload_size, d.compression, d.original_name, \
      d.created_at, COALESCE(j.state, 'failed') AS state, COALESCE(j.stage, 'lost') AS stage, \
      CASE WHEN j.id IS NULL THEN 'analysis job missing' ELSE j.error END AS error, \

@@ -36,6 +36,10 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         "0006_vendor_symbols.sql",
         include_str!("../../../migrations/0006_vendor_symbols.sql"),
     ),
+    (
+        "0007_systems.sql",
+        include_str!("../../../migrations/0007_systems.sql"),
+    ),
 ];
 
 #[derive(Debug)]

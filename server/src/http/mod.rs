@@ -4,11 +4,13 @@ pub mod api;
 pub mod caller;
 pub mod connections;
 pub mod hooks;
+pub mod log_upload;
 pub mod multipart_guard;
 pub mod pages;
 pub mod security_headers;
 pub mod stats;
 pub mod symbols;
+pub mod systems;
 pub mod uploads;
 
 use crate::config::UploadLimits;
@@ -45,6 +47,7 @@ pub fn router(state: AppState) -> Router {
         .merge(stats::routes())
         .merge(uploads::routes())
         .merge(symbols::routes())
+        .merge(systems::routes())
         .merge(crate::auth::routes())
         .merge(pages::routes())
         .layer(axum::middleware::from_fn(security_headers::add))

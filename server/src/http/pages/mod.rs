@@ -28,7 +28,7 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-pub use user::PageUser;
+pub use user::{percent_encode, PageUser};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
