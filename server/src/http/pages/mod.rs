@@ -19,6 +19,8 @@ mod provenance_view;
 mod report_view;
 pub(crate) mod svg;
 mod symbols;
+mod systems;
+pub(crate) mod trend_charts;
 mod upload;
 mod user;
 
@@ -38,6 +40,12 @@ pub fn routes() -> Router<AppState> {
         .route("/dumps/{id}", get(dump::page))
         .route("/dumps/{id}/drivers/{module}", get(dump::driver_page))
         .route("/dumps/{id}/delete", axum::routing::post(dump::delete))
+        .route("/systems", get(systems::list))
+        .route("/systems/{name}", get(systems::page))
+        .route(
+            "/systems/{name}/logs/{id}/delete",
+            axum::routing::post(systems::delete_log),
+        )
         .route("/dashboard", get(dashboard::page))
         .route("/symbols", get(symbols::page).merge(symbols::post_route()))
         .route("/symbols/{id}/delete", axum::routing::post(symbols::delete))
