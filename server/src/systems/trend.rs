@@ -108,11 +108,11 @@ pub fn compute(
     }
 }
 
-/// How an input is named in the trend's sources and warnings: its file name and id (never a
-/// path on the server).
+/// How an input is named in the trend's sources and warnings: its file name and the start of
+/// its id, which tells two uploads of one file name apart (never a path on the server).
 fn label(original_name: Option<&str>, id: &str) -> String {
     match original_name {
-        Some(n) => format!("{n} ({id})"),
+        Some(n) => format!("{n} ({})", id.get(..8).unwrap_or(id)),
         None => id.to_string(),
     }
 }
