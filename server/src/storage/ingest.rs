@@ -458,6 +458,26 @@ mod tests {
     }
 
     #[test]
+    fn a_log_is_checked_by_the_trend_detection() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = b"Wed 03/10/2021 13:51:09.25\r\n Tag  Type     Allocs     Frees      Diff   Bytes  Per Alloc\r\n Leak Paged  41  3  38  77824  2048\r\n";
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(log).unwrap();
+        let gz = gz.finish().unwrap();
+        let got = ingest_expecting(&gz[..], dir.path(), &limits(), None, Expect::Log).unwrap();
+        assert_eq!(got.size, log.len() as u64);
+        assert_eq!(got.compression, Compression::Gzip);
+        let dump = std::fs::read(CORPUS).unwrap();
+        for bad in [&dump[..], &b"hello, world\n"[..], &b""[..]] {
+            let e = ingest_expecting(bad, dir.path(), &limits(), None, Expect::Log).unwrap_err();
+            assert!(matches!(e, IngestError::NotALog(_)), "{e}");
+        }
+        // A log is not a dump.
+        let e = ingest(&log[..], dir.path(), &limits(), None).unwrap_err();
+        assert!(matches!(e, IngestError::NotADump(_)), "{e}");
+    }
+
+    #[test]
     fn limits_stop_the_stream() {
         let dir = tempfile::tempdir().unwrap();
         let dump = std::fs::read(CORPUS).unwrap();
