@@ -1,7 +1,8 @@
 //! Systems in the service, end to end over loopback (docs/api.md, "Systems"; docs/trend.md,
 //! "The service"): a forged series of one machine (`pooltriage forge --series 3`: three dumps
 //! an hour apart, its poolmon and typeperf logs, and `series.truth.json` with the planted leak)
-//! is uploaded by one customer into system SQL01: the dumps with `system=`, the logs through
+//! is uploaded by one customer into system SQL01: the dumps with `system=` (one by each upload
+//! route: the API, the resumable upload, the portal's form), the logs through
 //! `POST /api/v1/systems/SQL01/logs`. Checked:
 //! - the system's JSON: the dumps in the truth's time order, each with its verdict; both logs
 //!   with their kinds; the trend's verdict names the truth's leaking driver and tag, and the
@@ -83,6 +84,58 @@ fn get_text(svc: &Service, token: &Token, path: &str) -> (u16, String) {
         Err(e) => panic!("GET {path}: {e}"),
     };
     (resp.status(), resp.into_string().expect("body"))
+}
+
+/// A dump through the resumable upload API (`system` in the create body), in one chunk;
+/// returns the dump id.
+fn resumable_upload(svc: &Service, token: &Token, body: &[u8], name: &str, system: &str) -> String {
+    let create = serde_json::json!({ "filename": name, "size": body.len(), "system": system });
+    let (code, up) = svc.call(
+        token,
+        "POST",
+        "/api/v1/uploads",
+        Some(create.to_string().as_bytes()),
+    );
+    assert_eq!(code, 201, "{up}");
+    let r = ureq::put(&svc.url(up["upload_url"].as_str().unwrap()))
+        .timeout(Duration::from_secs(120))
+        .set("Authorization", &token.0)
+        .set("Upload-Offset", "0")
+        .send_bytes(body)
+        .expect("the chunk is taken");
+    let done: Value = serde_json::from_str(&r.into_string().unwrap()).unwrap();
+    assert_eq!(done["complete"], true, "{done}");
+    done["dump_id"].as_str().unwrap().to_string()
+}
+
+/// A dump through the portal's form without JavaScript (`POST /upload`, the `system` field
+/// before the file); returns the dump id from the redirect.
+fn portal_upload(svc: &Service, token: &Token, body: &[u8], name: &str, system: &str) -> String {
+    let b = "----systemsboundary";
+    let mut form = format!(
+        "--{b}\r\nContent-Disposition: form-data; name=\"system\"\r\n\r\n{system}\r\n\
+         --{b}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n\
+         Content-Type: application/octet-stream\r\n\r\n"
+    )
+    .into_bytes();
+    form.extend_from_slice(body);
+    form.extend_from_slice(format!("\r\n--{b}--\r\n").as_bytes());
+    let agent = ureq::AgentBuilder::new().redirects(0).build();
+    let r = agent
+        .post(&svc.url("/upload"))
+        .timeout(Duration::from_secs(120))
+        .set("Authorization", &token.0)
+        .set(
+            "Content-Type",
+            &format!("multipart/form-data; boundary={b}"),
+        )
+        .send_bytes(&form)
+        .expect("the form is taken");
+    assert_eq!(r.status(), 303);
+    let to = r.header("Location").expect("Location").to_string();
+    to.strip_prefix("/dumps/")
+        .expect("to the dump's page")
+        .to_string()
 }
 
 fn f(v: &Value) -> f64 {
@@ -202,21 +255,22 @@ fn a_systems_dumps_and_logs_trend_like_the_truth_and_stay_with_its_tenant() {
         );
     }
 
-    // Three dumps into SQL01, uploaded out of time order.
-    let mut ids = Vec::new();
-    for i in [2, 0, 1] {
-        let body = if i == 0 {
-            dump0.clone()
-        } else {
-            std::fs::read(series.join(format!("series-{i:02}.dmp"))).unwrap()
-        };
-        let id = svc.upload(
-            &acme,
-            &body,
-            &format!("?system=SQL01&name=series-{i:02}.dmp"),
-        );
-        ids.push((i, id));
-    }
+    // Three dumps into SQL01, uploaded out of time order, one by each upload route.
+    let dump = |i: usize| std::fs::read(series.join(format!("series-{i:02}.dmp"))).unwrap();
+    let ids = vec![
+        (
+            2,
+            svc.upload(&acme, &dump(2), "?system=SQL01&name=series-02.dmp"),
+        ),
+        (
+            0,
+            resumable_upload(&svc, &acme, &dump0, "series-00.dmp", "SQL01"),
+        ),
+        (
+            1,
+            portal_upload(&svc, &acme, &dump(1), "series-01.dmp", " SQL01 "),
+        ),
+    ];
 
     // Logs: refused when not a log or not readable, stored once per content.
     let (code, v) = svc.call(
