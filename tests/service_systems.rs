@@ -108,32 +108,58 @@ fn resumable_upload(svc: &Service, token: &Token, body: &[u8], name: &str, syste
     done["dump_id"].as_str().unwrap().to_string()
 }
 
-/// A dump through the portal's form without JavaScript (`POST /upload`, the `system` field
-/// before the file); returns the dump id from the redirect.
-fn portal_upload(svc: &Service, token: &Token, body: &[u8], name: &str, system: &str) -> String {
+/// A form post without JavaScript (`multipart/form-data`, `fields` before the file): the
+/// status and the redirect's target.
+fn form_post(
+    svc: &Service,
+    token: &Token,
+    path: &str,
+    fields: &[(&str, &str)],
+    file_name: &str,
+    body: &[u8],
+) -> (u16, Option<String>) {
     let b = "----systemsboundary";
-    let mut form = format!(
-        "--{b}\r\nContent-Disposition: form-data; name=\"system\"\r\n\r\n{system}\r\n\
-         --{b}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n\
-         Content-Type: application/octet-stream\r\n\r\n"
-    )
-    .into_bytes();
+    let mut form = Vec::new();
+    for (k, v) in fields {
+        form.extend_from_slice(
+            format!("--{b}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n")
+                .as_bytes(),
+        );
+    }
+    form.extend_from_slice(
+        format!(
+            "--{b}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{file_name}\"\r\n\
+             Content-Type: application/octet-stream\r\n\r\n"
+        )
+        .as_bytes(),
+    );
     form.extend_from_slice(body);
     form.extend_from_slice(format!("\r\n--{b}--\r\n").as_bytes());
     let agent = ureq::AgentBuilder::new().redirects(0).build();
     let r = agent
-        .post(&svc.url("/upload"))
+        .post(&svc.url(path))
         .timeout(Duration::from_secs(120))
         .set("Authorization", &token.0)
         .set(
             "Content-Type",
             &format!("multipart/form-data; boundary={b}"),
         )
-        .send_bytes(&form)
-        .expect("the form is taken");
-    assert_eq!(r.status(), 303);
-    let to = r.header("Location").expect("Location").to_string();
-    to.strip_prefix("/dumps/")
+        .send_bytes(&form);
+    let r = match r {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("POST {path}: {e}"),
+    };
+    (r.status(), r.header("Location").map(str::to_string))
+}
+
+/// A dump through the portal's form (`POST /upload`, the `system` field before the file);
+/// returns the dump id from the redirect.
+fn portal_upload(svc: &Service, token: &Token, body: &[u8], name: &str, system: &str) -> String {
+    let (code, to) = form_post(svc, token, "/upload", &[("system", system)], name, body);
+    assert_eq!(code, 303);
+    to.expect("Location")
+        .strip_prefix("/dumps/")
         .expect("to the dump's page")
         .to_string()
 }
@@ -336,6 +362,19 @@ fn a_systems_dumps_and_logs_trend_like_the_truth_and_stay_with_its_tenant() {
         "{counters}"
     );
 
+    // The system page's log form: the same log again is the same log.
+    let (code, to) = form_post(
+        &svc,
+        &acme,
+        "/systems/SQL01/logs",
+        &[],
+        "typeperf.csv",
+        &typeperf,
+    );
+    assert_eq!((code, to.as_deref()), (303, Some("/systems/SQL01")));
+    let (code, _) = form_post(&svc, &acme, "/systems/SQL01/logs", &[], "x.txt", b"hello\n");
+    assert_eq!(code, 422, "not a log, through the form");
+
     for (_, id) in &ids {
         let s = svc.wait_finished(&acme, id, Duration::from_secs(300));
         assert_eq!(s["status"], "done", "{s}");
@@ -477,6 +516,7 @@ fn a_systems_dumps_and_logs_trend_like_the_truth_and_stay_with_its_tenant() {
         "pool and tag charts"
     );
     assert!(html.contains("<polyline"));
+    assert!(html.contains("id=\"log-form\" method=\"post\" action=\"/systems/SQL01/logs\""));
     assert!(html.contains(leak["driver"].as_str().unwrap()));
     for (_, id) in &ids {
         assert!(

@@ -60,16 +60,7 @@ pub async fn upload(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"));
-    let tmp = app.storage.tmp_dir();
-    let limits = app.limits;
-    let start_ingest = |name: Option<String>| {
-        let (tx, reader) = source::channel();
-        let task = tokio::task::spawn_blocking(move || {
-            ingest::ingest_expecting(reader, &tmp, &limits, name, Expect::Log)
-        });
-        (tx, task)
-    };
-    let (tx, ingest_task, pumped) = if is_multipart {
+    let (row, created) = if is_multipart {
         let (mut mp, gate) = super::multipart_guard::guarded(req)
             .await
             .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_multipart", e.body_text()))?;
@@ -97,14 +88,56 @@ pub async fn upload(
             }
         };
         let name = field.file_name().map(str::to_string).or(q.name);
-        let (tx, task) = start_ingest(name);
-        let pumped = pump(field, &tx).await;
-        (tx, task, pumped)
+        store(&app, &tenant, &system, name, field).await?
     } else {
-        let (tx, task) = start_ingest(q.name);
-        let pumped = pump(req.into_body().into_data_stream(), &tx).await;
-        (tx, task, pumped)
+        store(
+            &app,
+            &tenant,
+            &system,
+            q.name,
+            req.into_body().into_data_stream(),
+        )
+        .await?
     };
+    let (url, _) = super::systems::urls(&tenant, &tenant, &system);
+    let mut body = super::systems::log_json(&row);
+    if let Some(o) = body.as_object_mut() {
+        o.insert("duplicate".into(), json!(!created));
+        o.insert("system_url".into(), json!(url));
+    }
+    let code = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let mut resp = (code, Json(body)).into_response();
+    if let Ok(v) = HeaderValue::from_str(&url) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(resp)
+}
+
+/// Streams one log (`body`: the raw body or the form's file part) through the ingest, reads
+/// it whole with the analyzer's parsers, stores it under `logs/` and records it in `tenant`'s
+/// `system` (checked by the caller). The API and the system page's form both end here.
+pub async fn store<S, E>(
+    app: &AppState,
+    tenant: &str,
+    system: &str,
+    name: Option<String>,
+    body: S,
+) -> Result<(systems::LogRow, bool), ApiError>
+where
+    S: futures_util::Stream<Item = Result<bytes::Bytes, E>>,
+    E: std::fmt::Display,
+{
+    let tmp = app.storage.tmp_dir();
+    let limits = app.limits;
+    let (tx, reader) = source::channel();
+    let ingest_task = tokio::task::spawn_blocking(move || {
+        ingest::ingest_expecting(reader, &tmp, &limits, name, Expect::Log)
+    });
+    let pumped = pump(body, &tx).await;
     if let Err(why) = &pumped {
         let _ = tx.send(Chunk::Failed(why.clone())).await;
     }
@@ -137,8 +170,8 @@ pub async fn upload(
         Err(e) => return Err(ApiError::internal("storage", e)),
     };
     let new = systems::NewLog {
-        tenant: &tenant,
-        system: &system,
+        tenant,
+        system,
         sha256: &stored.sha256,
         kind: facts.kind,
         size: stored.size,
@@ -151,20 +184,5 @@ pub async fn upload(
     };
     let (row, created) = systems::insert_or_get_log(&app.db, &new, db::now_unix()).await?;
     tracing::info!(log = %row.id, system = %system, sha256 = %row.sha256, created, "log stored");
-    let (url, _) = super::systems::urls(&tenant, &tenant, &system);
-    let mut body = super::systems::log_json(&row);
-    if let Some(o) = body.as_object_mut() {
-        o.insert("duplicate".into(), json!(!created));
-        o.insert("system_url".into(), json!(url));
-    }
-    let code = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    let mut resp = (code, Json(body)).into_response();
-    if let Ok(v) = HeaderValue::from_str(&url) {
-        resp.headers_mut().insert(header::LOCATION, v);
-    }
-    Ok(resp)
+    Ok((row, created))
 }

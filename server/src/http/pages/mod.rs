@@ -43,6 +43,11 @@ pub fn routes() -> Router<AppState> {
         .route("/systems", get(systems::list))
         .route("/systems/{name}", get(systems::page))
         .route(
+            "/systems/{name}/logs",
+            axum::routing::post(systems::upload_log)
+                .layer(axum::extract::DefaultBodyLimit::disable()),
+        )
+        .route(
             "/systems/{name}/logs/{id}/delete",
             axum::routing::post(systems::delete_log),
         )

@@ -1,7 +1,8 @@
 //! `GET /systems`: the systems (machines) the user may see; `GET /systems/{name}`: one
 //! system's trend (pool over time and the fastest-growing tags as inline SVG, the growing
 //! tags and drivers with their rates), its dumps in time order with each verdict, and its
-//! logs; `POST /systems/{name}/logs/{id}/delete`: the log delete form. Visibility is the
+//! logs; `POST /systems/{name}/logs`: its log upload form; `POST
+//! /systems/{name}/logs/{id}/delete`: the log delete form. Visibility is the
 //! API's (`crate::http::systems::scope`): another tenant's system is the same 404 page as one
 //! that does not exist.
 
@@ -321,6 +322,77 @@ fn kebab<T: serde::Serialize>(v: &T) -> String {
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))
         .unwrap_or_default()
+}
+
+/// `POST /systems/{name}/logs`: the system page's log form (`multipart/form-data`, the hidden
+/// `csrf` field before `file`), without a body limit of its own: the log goes through the
+/// API's path (`crate::http::log_upload::store`: ingest with its limits, the analyzer's
+/// parsers, dedupe), into the user's own tenant, then 303 back to the system's page.
+pub async fn upload_log(
+    State(app): State<AppState>,
+    user: PageUser,
+    Path(name): Path<String>,
+    req: axum::extract::Request,
+) -> Result<Response, PageError> {
+    let nav = Nav::new(&user, "systems");
+    let refused = |status: StatusCode, m: String| PageError::new(status, m, &nav);
+    // Held until the log is stored: the slot of an upload in flight.
+    let _slot = match app.auth.check_upload(&user.0) {
+        Ok(slot) => slot,
+        Err(e) => return Ok(e.into_response()),
+    };
+    let system = crate::systems::name::validate(&name)
+        .map_err(|e| refused(StatusCode::BAD_REQUEST, e.to_string()))?;
+    let (mut mp, gate) = crate::http::multipart_guard::guarded(req)
+        .await
+        .map_err(|e| refused(StatusCode::BAD_REQUEST, e.body_text()))?;
+    // The CSRF token comes before the file: a forged post is refused before a byte is stored.
+    let mut csrf_value: Option<String> = None;
+    let field = loop {
+        match mp.next_field().await {
+            Ok(Some(f)) if f.name() == Some(csrf::FORM_FIELD) => {
+                csrf_value = Some(
+                    crate::http::hooks::small_field(f, 256)
+                        .await
+                        .map_err(|e| refused(e.status, e.message))?,
+                );
+            }
+            Ok(Some(f)) if f.name() == Some("file") => {
+                gate.open();
+                break f;
+            }
+            Ok(Some(_)) => continue,
+            Ok(None) => {
+                return Err(refused(
+                    StatusCode::BAD_REQUEST,
+                    "The form has no file.".into(),
+                ))
+            }
+            Err(e) => {
+                return Err(refused(
+                    StatusCode::BAD_REQUEST,
+                    gate.explain(e.body_text()),
+                ))
+            }
+        }
+    };
+    if let Err(e) = csrf::check_form(&user.0, csrf_value.as_deref()) {
+        crate::http::hooks::drain_form(&mut mp).await;
+        return Err(refused(e.status(), e.to_string()));
+    }
+    let file_name = field
+        .file_name()
+        .map(str::to_string)
+        .filter(|n| !n.is_empty());
+    crate::http::log_upload::store(&app, &user.0.tenant, &system, file_name, field)
+        .await
+        .map_err(|e| refused(e.status, e.message))?;
+    let back = api::urls(&user.0.tenant, &user.0.tenant, &system).1;
+    let mut resp = StatusCode::SEE_OTHER.into_response();
+    if let Ok(v) = HeaderValue::from_str(&back) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(resp)
 }
 
 #[derive(Debug, Default, Deserialize)]
