@@ -378,6 +378,7 @@ fn a_systems_dumps_and_logs_trend_like_the_truth_and_stay_with_its_tenant() {
     for (_, id) in &ids {
         let s = svc.wait_finished(&acme, id, Duration::from_secs(300));
         assert_eq!(s["status"], "done", "{s}");
+        assert_eq!(s["system"], "SQL01", "{s}");
     }
 
     // The list and the system.

@@ -67,15 +67,6 @@ pub async fn set_dump_system(db: &Db, id: &str, system: &str) -> Result<(), sqlx
     Ok(())
 }
 
-/// The system dump `id` belongs to, if any.
-pub async fn system_of(db: &Db, id: &str) -> Result<Option<String>, sqlx::Error> {
-    let s: Option<Option<String>> = sqlx::query_scalar("SELECT system FROM dumps WHERE id = $1")
-        .bind(id)
-        .fetch_optional(db)
-        .await?;
-    Ok(s.flatten())
-}
-
 /// The systems `tenant` (None = every tenant) may see, most recently used first.
 pub async fn list(db: &Db, tenant: Option<&str>) -> Result<Vec<SystemRow>, sqlx::Error> {
     let rows = sqlx::query(

@@ -51,6 +51,7 @@ pub fn dump_json(d: &dumps::DumpRow) -> serde_json::Value {
         "original_name": d.original_name,
         "attempts": d.attempts,
         "created_at": db::rfc3339(d.created_at),
+        "system": d.system,
         "status_url": status_url(&d.id),
         "report_url": format!("/api/v1/dumps/{}/report", d.id),
     });

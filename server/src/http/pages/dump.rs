@@ -134,10 +134,7 @@ pub async fn page(
     }
     let refresh = matches!(d.state.as_str(), "queued" | "running").then_some(REFRESH_SECS);
     let mut facts = DumpFacts::of(&d, file_deleted_at);
-    let system = crate::db::systems::system_of(&app.db, &d.id)
-        .await
-        .map_err(|e| PageError::internal("database", e, &nav))?;
-    facts.system = system.map(|s| {
+    facts.system = d.system.clone().map(|s| {
         let href = crate::http::systems::urls(&user.0.tenant, &d.tenant, &s).1;
         (s, href)
     });
