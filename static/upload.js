@@ -1,11 +1,11 @@
 // pooltriage upload portal: drag and drop or file picker -> resumable chunked upload with a
 // progress bar, then the dump's page. Plain JavaScript, no framework, no build step.
 //
-// Contract with the page (templates/upload.html): #upload-form, #drop-zone, #file-input,
+// Contract with the page (templates/upload.html): #upload-form, #drop-zone, #file-input, #system-input,
 // #progress (<progress>), #upload-status, and <meta name="csrf-token"> (the session's CSRF
 // token, sent as X-CSRF-Token). Without JavaScript the form posts the file as multipart.
 //
-// Protocol (docs/api.md, "Resumable upload"): POST /api/v1/uploads {filename, size} -> {id,
+// Protocol (docs/api.md, "Resumable upload"): POST /api/v1/uploads {filename, size, system?} -> {id,
 // chunk_size}; PUT /api/v1/uploads/{id} with Upload-Offset and the next chunk -> {offset} or, on
 // the last one, {complete: true, page_url}. On a network error or a 5xx the script waits (1 s,
 // 2 s, 4 s ... 30 s), asks GET /api/v1/uploads/{id} where to resume, and goes on from there; the
@@ -137,7 +137,10 @@
       : Promise.resolve(null);
     return resume.then(function (found) {
       if (found) return found;
-      return api("POST", "/api/v1/uploads", { filename: file.name, size: file.size }).then(function (r) {
+      var create = { filename: file.name, size: file.size };
+      var sys = document.getElementById("system-input");
+      if (sys && sys.value.trim() !== "") create.system = sys.value.trim();
+      return api("POST", "/api/v1/uploads", create).then(function (r) {
         if (r.status !== 201) throw new Refused(r.status, r.body);
         remember(file, r.body.id);
         return r.body;

@@ -74,7 +74,7 @@ fn every_page_fits_a_phone_and_a_desktop_with_readable_text_for_every_role() {
     let admin = Token::new(dir.path(), "ops", "admin");
 
     let (leak, driver) = leak_dump(work.path());
-    let leak_id = svc.upload(&customer, &leak, "?name=leak.dmp");
+    let leak_id = svc.upload(&customer, &leak, "?name=leak.dmp&system=web01");
     let long_name = format!("{}.dmp", "customer_server_memory_dump_".repeat(6));
     let triage_id = svc.upload(
         &customer,
@@ -130,6 +130,8 @@ fn every_page_fits_a_phone_and_a_desktop_with_readable_text_for_every_role() {
         format!("/dumps/{triage_id}"),
         "/symbols".to_string(),
         "/problems".to_string(),
+        "/systems".to_string(),
+        "/systems/web01".to_string(),
         problem_page,
         "/no/such/page".to_string(),
     ];

@@ -803,12 +803,13 @@ fn browser_login_form_upload_and_logout() {
     assert_eq!(form.value().attr("method"), Some("post"));
     assert_eq!(form.value().attr("enctype"), Some("multipart/form-data"));
     let action = form.value().attr("action").unwrap().to_string();
-    // The hidden csrf field comes before the file input (the server reads it first).
+    // The hidden csrf field and the system field come before the file input (the server
+    // reads them first).
     let names: Vec<_> = form
         .select(&sel("input"))
         .filter_map(|i| i.value().attr("name"))
         .collect();
-    assert_eq!(names, ["csrf", "file"]);
+    assert_eq!(names, ["csrf", "system", "file"]);
     let logout_csrf = doc
         .select(&sel("form.logout input[name=csrf]"))
         .next()

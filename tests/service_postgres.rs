@@ -409,7 +409,7 @@ fn migrations_run_at_start_on_an_empty_database() {
         tables,
         "_sqlx_migrations,dump_files_deleted,dumps,jobs,problem_comments,problem_events,\
          problem_workflow,report_drivers,report_modules,report_summaries,reports,sessions,\
-         symbol_files,tokens,uploads,webhook_deliveries"
+         symbol_files,system_logs,tokens,uploads,webhook_deliveries"
     );
     // Applied = the files, with sqlx's checksum (SHA-384 of the file) computed by coreutils.
     let applied = psql(

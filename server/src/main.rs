@@ -8,6 +8,7 @@ mod http;
 mod jobs;
 mod retention;
 mod storage;
+mod systems;
 mod vendor_symbols;
 mod webhooks;
 

@@ -23,6 +23,9 @@ mod trend_svg;
 mod trend_text;
 mod vm_text;
 
+/// `+HH:MM` to minutes east of UTC (the trend's `--utc-offset`; the systems API's `utc_offset`).
+pub(crate) use trend::parse_offset as parse_utc_offset;
+
 #[derive(Parser)]
 #[command(
     name = "pooltriage",

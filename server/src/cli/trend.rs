@@ -103,7 +103,7 @@ pub(super) fn dump_source(path: &Path, report: &AnalysisReport) -> Result<Source
 }
 
 /// `+09:00`, `-05:30`, `+9`, `0` to minutes east of UTC.
-pub(super) fn parse_offset(s: &str) -> Result<i32, String> {
+pub(crate) fn parse_offset(s: &str) -> Result<i32, String> {
     let bad = || format!("--utc-offset {s:?}: write it as +HH:MM or -HH:MM");
     let (sign, rest) = match s.as_bytes().first() {
         Some(b'-') => (-1, &s[1..]),

@@ -26,6 +26,8 @@ pub struct DumpRow {
     pub stage: String,
     pub error: Option<String>,
     pub attempts: i64,
+    /// The tenant's system (machine) the dump belongs to.
+    pub system: Option<String>,
 }
 
 /// What an upload records.
@@ -38,9 +40,9 @@ pub struct NewDump<'a> {
     pub original_name: Option<&'a str>,
 }
 
-const SELECT: &str =
+pub(super) const SELECT: &str =
     "SELECT d.id, d.tenant, d.sha256, d.analysis, d.size, d.upload_size, d.compression, d.original_name, \
-     d.created_at, COALESCE(j.state, 'failed') AS state, COALESCE(j.stage, 'lost') AS stage, \
+     d.created_at, d.system, COALESCE(j.state, 'failed') AS state, COALESCE(j.stage, 'lost') AS stage, \
      CASE WHEN j.id IS NULL THEN 'analysis job missing' ELSE j.error END AS error, \
      COALESCE(j.attempts, 0) AS attempts \
      FROM dumps d LEFT JOIN jobs j ON j.sha256 = d.analysis";
@@ -61,6 +63,7 @@ pub(super) fn from_row(r: &super::Row) -> Result<DumpRow, sqlx::Error> {
         stage: r.try_get("stage")?,
         error: r.try_get("error")?,
         attempts: r.try_get("attempts")?,
+        system: r.try_get("system")?,
     })
 }
 

@@ -37,6 +37,10 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         include_str!("../../../migrations/0006_vendor_symbols.sql"),
     ),
     (
+        "0007_systems.sql",
+        include_str!("../../../migrations/0007_systems.sql"),
+    ),
+    (
         "0008_problems.sql",
         include_str!("../../../migrations/0008_problems.sql"),
     ),

@@ -21,6 +21,7 @@ pub mod report_index;
 pub mod report_modules;
 pub mod stats;
 pub mod symbol_files;
+pub mod systems;
 pub mod uploads;
 pub mod webhooks;
 

@@ -154,7 +154,7 @@ pub fn parse_cursor(text: &str) -> Option<(i64, String)> {
 
 const ITEM_SELECT: &str =
     "SELECT d.id, d.tenant, d.sha256, d.analysis, d.size, d.upload_size, d.compression, d.original_name, \
-     d.created_at, COALESCE(j.state, 'failed') AS state, COALESCE(j.stage, 'lost') AS stage, \
+     d.created_at, d.system, COALESCE(j.state, 'failed') AS state, COALESCE(j.stage, 'lost') AS stage, \
      CASE WHEN j.id IS NULL THEN 'analysis job missing' ELSE j.error END AS error, \
      COALESCE(j.attempts, 0) AS attempts, \
      s.sha256 AS s_sha, s.report_kind, s.verdict_kind, s.verdict_sentence, s.verdict_pool, \

@@ -22,10 +22,12 @@ pub struct UploadRow {
     pub error_code: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// The system the dump goes into (checked when the upload started).
+    pub system: Option<String>,
 }
 
 const SELECT: &str = "SELECT id, tenant, filename, size, received, state, dump_id, error, \
-                      error_code, created_at, updated_at FROM uploads";
+                      error_code, created_at, updated_at, system FROM uploads";
 
 fn from_row(r: &super::Row) -> Result<UploadRow, sqlx::Error> {
     Ok(UploadRow {
@@ -40,6 +42,7 @@ fn from_row(r: &super::Row) -> Result<UploadRow, sqlx::Error> {
         error_code: r.try_get("error_code")?,
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
+        system: r.try_get("system")?,
     })
 }
 
@@ -65,6 +68,16 @@ pub async fn create(
     .bind(now)
     .execute(db)
     .await?;
+    Ok(())
+}
+
+/// Names the system upload `id`'s dump goes into.
+pub async fn set_system(db: &Db, id: &str, system: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE uploads SET system = $1 WHERE id = $2")
+        .bind(system)
+        .bind(id)
+        .execute(db)
+        .await?;
     Ok(())
 }
 

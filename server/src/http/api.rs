@@ -51,6 +51,7 @@ pub fn dump_json(d: &dumps::DumpRow) -> serde_json::Value {
         "original_name": d.original_name,
         "attempts": d.attempts,
         "created_at": db::rfc3339(d.created_at),
+        "system": d.system,
         "status_url": status_url(&d.id),
         "report_url": format!("/api/v1/dumps/{}/report", d.id),
     });
@@ -66,6 +67,8 @@ struct UploadQuery {
     name: Option<String>,
     /// Webhook called when the report is ready or the analysis failed (docs/api.md).
     webhook_url: Option<String>,
+    /// The tenant's system (machine) the dump belongs to (docs/api.md, "Systems").
+    system: Option<String>,
 }
 
 pub(super) fn ingest_error(e: IngestError) -> ApiError {
@@ -82,6 +85,9 @@ pub(super) fn ingest_error(e: IngestError) -> ApiError {
         }
         IngestError::NotADump(_) => {
             ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "not_a_dump", msg)
+        }
+        IngestError::NotALog(_) => {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "not_a_log", msg)
         }
         IngestError::BadArchive { .. } => {
             ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_archive", msg)
@@ -177,6 +183,8 @@ async fn upload(
         Some(u) => Some(super::hooks::check_webhook(&app, u)?),
         None => None,
     };
+    let mut system =
+        crate::systems::name::optional(q.system.as_deref()).map_err(super::systems::bad_name)?;
     let limit = app.limits.max_upload_bytes;
     let too_large = || {
         ApiError::new(
@@ -237,6 +245,18 @@ async fn upload(
                 }
                 continue;
             }
+            if field.name() == Some("system") {
+                let text = super::hooks::small_field(field, 1024).await?;
+                match crate::systems::name::optional(Some(&text)) {
+                    Ok(Some(s)) => system = Some(s),
+                    Ok(None) => {}
+                    Err(e) => {
+                        super::hooks::drain_form(&mut mp).await;
+                        return Err(super::systems::bad_name(e));
+                    }
+                }
+                continue;
+            }
             if field.name() == Some("file") {
                 gate.open();
                 break Some(field);
@@ -273,8 +293,14 @@ async fn upload(
         .await
         .map_err(|e| ApiError::internal("upload task", e))?
         .map_err(|e| ApiError::internal("storage", e))?;
-    let (id, created) =
-        super::hooks::record_upload(&app, &caller.tenant, &stored, webhook.as_deref()).await?;
+    let (id, created) = super::hooks::record_upload(
+        &app,
+        &caller.tenant,
+        &stored,
+        webhook.as_deref(),
+        system.as_deref(),
+    )
+    .await?;
     let code = if created {
         StatusCode::CREATED
     } else {

@@ -9,12 +9,14 @@ use crate::storage::StoredDump;
 
 /// Records a stored dump for `tenant` (a new dump and, for new content, its analysis job; or
 /// the tenant's existing dump of the same content), then [`after_upload`]. Returns the dump id
-/// and whether it is new.
+/// and whether it is new. `system`: the tenant's system the dump goes into (already checked
+/// with `crate::systems::name`); the latest upload naming one wins.
 pub async fn record_upload(
     app: &AppState,
     tenant: &str,
     stored: &StoredDump,
     own_webhook: Option<&str>,
+    system: Option<&str>,
 ) -> Result<(String, bool), sqlx::Error> {
     let new = dumps::NewDump {
         tenant,
@@ -25,6 +27,9 @@ pub async fn record_upload(
         original_name: stored.original_name.as_deref(),
     };
     let (id, created) = dumps::insert_or_get(&app.db, &new, db::now_unix()).await?;
+    if let Some(system) = system {
+        db::systems::set_dump_system(&app.db, &id, system).await?;
+    }
     after_upload(app, &id, tenant, &stored.sha256, created, own_webhook).await;
     tracing::info!(dump = %id, sha256 = %stored.sha256, size = stored.size,
         received = stored.received, created, "upload stored");

@@ -4,12 +4,14 @@ pub mod api;
 pub mod caller;
 pub mod connections;
 pub mod hooks;
+pub mod log_upload;
 pub mod multipart_guard;
 pub mod pages;
 pub mod problems;
 pub mod security_headers;
 pub mod stats;
 pub mod symbols;
+pub mod systems;
 pub mod uploads;
 
 use crate::config::UploadLimits;
@@ -47,6 +49,7 @@ pub fn router(state: AppState) -> Router {
         .merge(problems::routes())
         .merge(uploads::routes())
         .merge(symbols::routes())
+        .merge(systems::routes())
         .merge(crate::auth::routes())
         .merge(pages::routes())
         .fallback(pages::fallback)

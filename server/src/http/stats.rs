@@ -80,7 +80,10 @@ fn time_param(name: &str, v: &Option<String>) -> Result<Option<i64>, ApiError> {
 
 /// The tenant a query may see: customers their own (asking for another answers 403),
 /// support and admin the `tenant` parameter or every tenant.
-fn tenant_scope(caller: &Caller, asked: &Option<String>) -> Result<Option<String>, ApiError> {
+pub(super) fn tenant_scope(
+    caller: &Caller,
+    asked: &Option<String>,
+) -> Result<Option<String>, ApiError> {
     let asked = asked.as_deref().map(str::trim).filter(|s| !s.is_empty());
     if caller.sees_all_tenants {
         return Ok(asked.map(str::to_string));

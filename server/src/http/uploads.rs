@@ -177,6 +177,8 @@ fn api_error(status: StatusCode, code: &'static str, msg: impl Into<String>) -> 
 struct CreateBody {
     filename: Option<String>,
     size: u64,
+    /// The tenant's system the dump goes into (docs/api.md, "Systems").
+    system: Option<String>,
 }
 
 /// `POST /api/v1/uploads`: starts an upload (counts against the upload rate limit).
@@ -197,6 +199,8 @@ async fn create(
         )
         .into_response()
     })?;
+    let system = crate::systems::name::optional(req.system.as_deref())
+        .map_err(|e| super::systems::bad_name(e).into_response())?;
     let limit = app.limits.max_upload_bytes;
     if req.size > limit {
         return Err(api_error(
@@ -234,6 +238,11 @@ async fn create(
     )
     .await
     .map_err(|e| ApiError::from(e).into_response())?;
+    if let Some(system) = &system {
+        uploads::set_system(&app.db, &id, system)
+            .await
+            .map_err(|e| ApiError::from(e).into_response())?;
+    }
     tracing::info!(upload = %id, size = req.size, "resumable upload started");
     let url = upload_url(&id);
     let mut resp = with_offset(
@@ -556,9 +565,10 @@ async fn finish(app: &AppState, u: uploads::UploadRow) -> Result<Response, Respo
             return Err(fail(app, &u, api.status, api.code, api.message).await);
         }
     };
-    let (dump_id, created) = super::hooks::record_upload(app, &u.tenant, &stored, None)
-        .await
-        .map_err(|e| ApiError::from(e).into_response())?;
+    let (dump_id, created) =
+        super::hooks::record_upload(app, &u.tenant, &stored, None, u.system.as_deref())
+            .await
+            .map_err(|e| ApiError::from(e).into_response())?;
     uploads::complete(&app.db, &u.id, &dump_id, db::now_unix())
         .await
         .map_err(|e| ApiError::from(e).into_response())?;

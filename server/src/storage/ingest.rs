@@ -53,6 +53,8 @@ pub enum IngestError {
     Ratio { ratio: u64 },
     #[error("{0}")]
     NotADump(String),
+    #[error("{0}")]
+    NotALog(String),
     #[error("bad {format} archive: {reason}")]
     BadArchive {
         format: &'static str,
@@ -111,12 +113,51 @@ impl<R: Read> Read for Counted<R> {
     }
 }
 
-/// Streams `input` into a new temporary file in `tmp_dir`.
+/// What an upload must be: checked on its first bytes (after decompression), so that a file
+/// of the wrong kind is refused before it is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// A kernel crash dump (the dump reader's header check).
+    Dump,
+    /// A pool log of a system: poolmon, poolsnap, typeperf/relog CSV or TSV (the trend
+    /// analyzer's detection, `analyzer::trend::detect`).
+    Log,
+}
+
+impl Expect {
+    /// Bytes looked at before the check.
+    fn probe_len(self) -> usize {
+        match self {
+            Expect::Dump => HEADER_PROBE,
+            Expect::Log => analyzer::trend::detect::DETECT_BYTES,
+        }
+    }
+
+    fn check(self, probe: &[u8]) -> Result<(), IngestError> {
+        match self {
+            Expect::Dump => check_header(probe),
+            Expect::Log => check_log(probe),
+        }
+    }
+}
+
+/// Streams `input` (a dump) into a new temporary file in `tmp_dir`.
 pub fn ingest(
     input: impl Read,
     tmp_dir: &Path,
     limits: &UploadLimits,
     original_name: Option<String>,
+) -> Result<Ingested, IngestError> {
+    ingest_expecting(input, tmp_dir, limits, original_name, Expect::Dump)
+}
+
+/// Streams `input` into a new temporary file in `tmp_dir`, refusing what is not `expect`.
+pub fn ingest_expecting(
+    input: impl Read,
+    tmp_dir: &Path,
+    limits: &UploadLimits,
+    original_name: Option<String>,
+    expect: Expect,
 ) -> Result<Ingested, IngestError> {
     let received = Arc::new(AtomicU64::new(0));
     let mut counted = Counted {
@@ -145,10 +186,19 @@ pub fn ingest(
             &received,
             limits,
             original_name,
+            expect,
         ),
         Compression::Gzip => {
             let mut gz = flate2::read::MultiGzDecoder::new(stream);
-            write_out(&mut gz, file, compression, &received, limits, original_name)
+            write_out(
+                &mut gz,
+                file,
+                compression,
+                &received,
+                limits,
+                original_name,
+                expect,
+            )
         }
         Compression::Zip => {
             let bad = |reason: String| IngestError::BadArchive {
@@ -175,7 +225,15 @@ pub fn ingest(
                 .filter(|n| !n.is_empty())
                 .or(original_name);
             let mut entry = entry;
-            write_out(&mut entry, file, compression, &received, limits, name)
+            write_out(
+                &mut entry,
+                file,
+                compression,
+                &received,
+                limits,
+                name,
+                expect,
+            )
         }
     }
 }
@@ -207,7 +265,7 @@ pub fn ingest_file(
     let rest = input;
     let mut input = io::Cursor::new(magic).chain(rest);
     if !plain {
-        return ingest(input, tmp_dir, limits, original_name);
+        return ingest_expecting(input, tmp_dir, limits, original_name, Expect::Dump);
     }
     let own = std::fs::File::open(path).map_err(IngestError::Io)?;
     let file = NamedTempFile::from_parts(
@@ -223,6 +281,7 @@ pub fn ingest_file(
         &received,
         limits,
         original_name,
+        Expect::Dump,
     )
 }
 
@@ -233,6 +292,7 @@ fn write_out(
     received: &AtomicU64,
     limits: &UploadLimits,
     original_name: Option<String>,
+    expect: Expect,
 ) -> Result<Ingested, IngestError> {
     write_out_to(
         input,
@@ -242,11 +302,13 @@ fn write_out(
         received,
         limits,
         original_name,
+        expect,
     )
 }
 
 /// Reads `input` to its end: limits, header check, SHA-256; the bytes go to `file` unless the
 /// input is `file` itself (`copy` false: a finished resumable upload, hashed in place).
+#[allow(clippy::too_many_arguments)]
 fn write_out_to(
     input: &mut dyn Read,
     mut file: NamedTempFile,
@@ -255,10 +317,12 @@ fn write_out_to(
     received: &AtomicU64,
     limits: &UploadLimits,
     original_name: Option<String>,
+    expect: Expect,
 ) -> Result<Ingested, IngestError> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; BUF];
-    let mut probe: Vec<u8> = Vec::with_capacity(HEADER_PROBE);
+    let probe_len = expect.probe_len();
+    let mut probe: Vec<u8> = Vec::with_capacity(probe_len);
     let mut probed = false;
     let mut size: u64 = 0;
     loop {
@@ -284,10 +348,10 @@ fn write_out_to(
             }
         }
         if !probed {
-            let want = HEADER_PROBE - probe.len();
+            let want = probe_len - probe.len();
             probe.extend_from_slice(chunk.get(..want.min(n)).unwrap_or_default());
-            if probe.len() == HEADER_PROBE {
-                check_header(&probe)?;
+            if probe.len() == probe_len {
+                expect.check(&probe)?;
                 probed = true;
             }
         }
@@ -297,7 +361,7 @@ fn write_out_to(
         }
     }
     if !probed {
-        check_header(&probe)?;
+        expect.check(&probe)?;
     }
     file.as_file().sync_all().map_err(IngestError::Io)?;
     let sha256 = hasher
@@ -325,6 +389,19 @@ fn check_header(probe: &[u8]) -> Result<(), IngestError> {
     analyzer::dump::parse_header(probe)
         .map(|_| ())
         .map_err(|e| IngestError::NotADump(e.to_string()))
+}
+
+/// Rejects early what is not a pool log the trend reads (a dump, a `.blg`, another text),
+/// with the analyzer's own reason.
+fn check_log(probe: &[u8]) -> Result<(), IngestError> {
+    use analyzer::trend::detect::{detect, InputKind};
+    match detect(probe) {
+        Ok(InputKind::TagLog | InputKind::Counters) => Ok(()),
+        Ok(InputKind::Dump) => Err(IngestError::NotALog(
+            "a crash dump: upload it as a dump (POST /api/v1/dumps with system=...)".into(),
+        )),
+        Err(e) => Err(IngestError::NotALog(e.to_string())),
+    }
 }
 
 #[cfg(test)]
@@ -377,6 +454,26 @@ mod tests {
         let e = ingest(&b"MDMP\x93\xa7\0\0 hello"[..], dir.path(), &limits(), None).unwrap_err();
         assert!(matches!(e, IngestError::NotADump(_)), "{e}");
         let e = ingest(&b""[..], dir.path(), &limits(), None).unwrap_err();
+        assert!(matches!(e, IngestError::NotADump(_)), "{e}");
+    }
+
+    #[test]
+    fn a_log_is_checked_by_the_trend_detection() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = b"Wed 03/10/2021 13:51:09.25\r\n Tag  Type     Allocs     Frees      Diff   Bytes  Per Alloc\r\n Leak Paged  41  3  38  77824  2048\r\n";
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(log).unwrap();
+        let gz = gz.finish().unwrap();
+        let got = ingest_expecting(&gz[..], dir.path(), &limits(), None, Expect::Log).unwrap();
+        assert_eq!(got.size, log.len() as u64);
+        assert_eq!(got.compression, Compression::Gzip);
+        let dump = std::fs::read(CORPUS).unwrap();
+        for bad in [&dump[..], &b"hello, world\n"[..], &b""[..]] {
+            let e = ingest_expecting(bad, dir.path(), &limits(), None, Expect::Log).unwrap_err();
+            assert!(matches!(e, IngestError::NotALog(_)), "{e}");
+        }
+        // A log is not a dump.
+        let e = ingest(&log[..], dir.path(), &limits(), None).unwrap_err();
         assert!(matches!(e, IngestError::NotADump(_)), "{e}");
     }
 

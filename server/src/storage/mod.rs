@@ -1,7 +1,8 @@
 //! Dump storage under the data directory:
 //! - `tmp/<instance>/`: uploads being received by one running service instance (temporary
 //!   files, deleted on drop); `tmp/<instance>.lock` is held locked (flock) while it runs;
-//! - `dumps/<sha256>`: complete, decompressed dumps, named by content (deduplicated).
+//! - `dumps/<sha256>`: complete, decompressed dumps, named by content (deduplicated);
+//! - `logs/<sha256>`: systems' pool logs (poolmon, poolsnap, counter CSV), stored the same way.
 //!
 //! A dump enters `dumps/` only by an atomic rename of a complete, fsynced file, so the directory
 //! never holds a partial dump.
@@ -50,6 +51,7 @@ impl Storage {
     pub fn open(data_dir: &Path) -> io::Result<Storage> {
         let tmp_root = data_dir.join("tmp");
         std::fs::create_dir_all(data_dir.join("dumps"))?;
+        std::fs::create_dir_all(data_dir.join("logs"))?;
         std::fs::create_dir_all(&tmp_root)?;
         remove_stale(&tmp_root)?;
         let (tmp, lock) = claim(&tmp_root)?;
@@ -75,8 +77,36 @@ impl Storage {
         self.dumps_dir().join(sha256)
     }
 
+    pub fn logs_dir(&self) -> PathBuf {
+        self.root.join("logs")
+    }
+
+    /// Path of a stored log. `sha256` is always our own lowercase hex digest, never client text.
+    pub fn log_path(&self, sha256: &str) -> PathBuf {
+        self.logs_dir().join(sha256)
+    }
+
+    /// Moves a complete log upload into `logs/` as [`Storage::store`] moves a dump.
+    pub fn store_log(&self, ingested: ingest::Ingested) -> io::Result<StoredDump> {
+        self.store_in(&self.logs_dir(), ingested)
+    }
+
+    /// Removes a stored log (no error if it is already gone).
+    pub fn remove_log(&self, sha256: &str) -> io::Result<()> {
+        match std::fs::remove_file(self.log_path(sha256)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
     /// Moves a complete upload into place under its content name; returns what is known of it.
     pub fn store(&self, ingested: ingest::Ingested) -> io::Result<StoredDump> {
+        self.store_in(&self.dumps_dir(), ingested)
+    }
+
+    /// Moves a complete upload into `dir` under its content name (an atomic rename of the
+    /// fsynced file, then the directory fsynced: acknowledged only once durable).
+    fn store_in(&self, dir: &Path, ingested: ingest::Ingested) -> io::Result<StoredDump> {
         let stored = StoredDump {
             sha256: ingested.sha256.clone(),
             size: ingested.size,
@@ -84,14 +114,14 @@ impl Storage {
             compression: ingested.compression.as_str(),
             original_name: ingested.original_name.clone(),
         };
-        let dest = self.dump_path(&ingested.sha256);
+        let dest = dir.join(&ingested.sha256);
         // Same content already stored: keep that file, the temporary one is deleted on drop.
         if dest.is_file() {
             return Ok(stored);
         }
         ingested.file.persist(&dest).map_err(|e| e.error)?;
         // The rename is only durable once the directory is: the upload is acknowledged after.
-        std::fs::File::open(self.dumps_dir())?.sync_all()?;
+        std::fs::File::open(dir)?.sync_all()?;
         Ok(stored)
     }
 

@@ -35,6 +35,8 @@ pub struct DumpFacts {
     pub file_deleted: Option<String>,
     /// Where the delete form posts.
     pub delete_action: String,
+    /// The system (machine) the dump belongs to, and its page.
+    pub system: Option<(String, String)>,
 }
 
 impl DumpFacts {
@@ -56,6 +58,7 @@ impl DumpFacts {
             report_url: format!("/api/v1/dumps/{}/report", percent_encode(&d.id)),
             file_deleted: file_deleted_at.map(format::datetime),
             delete_action: format!("/dumps/{}/delete", percent_encode(&d.id)),
+            system: None,
         }
     }
 }
@@ -130,7 +133,11 @@ pub async fn page(
         None => {}
     }
     let refresh = matches!(d.state.as_str(), "queued" | "running").then_some(REFRESH_SECS);
-    let facts = DumpFacts::of(&d, file_deleted_at);
+    let mut facts = DumpFacts::of(&d, file_deleted_at);
+    facts.system = d.system.clone().map(|s| {
+        let href = crate::http::systems::urls(&user.0.tenant, &d.tenant, &s).1;
+        (s, href)
+    });
     Ok(render(&DumpPage {
         nav,
         title: format!("Dump {}", facts.name),

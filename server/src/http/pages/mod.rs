@@ -21,6 +21,8 @@ mod provenance_view;
 mod report_view;
 pub(crate) mod svg;
 mod symbols;
+mod systems;
+pub(crate) mod trend_charts;
 mod upload;
 mod user;
 
@@ -31,7 +33,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 pub use not_found::fallback;
-pub use user::PageUser;
+pub use user::{percent_encode, PageUser};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -41,6 +43,17 @@ pub fn routes() -> Router<AppState> {
         .route("/dumps/{id}", get(dump::page))
         .route("/dumps/{id}/drivers/{module}", get(dump::driver_page))
         .route("/dumps/{id}/delete", axum::routing::post(dump::delete))
+        .route("/systems", get(systems::list))
+        .route("/systems/{name}", get(systems::page))
+        .route(
+            "/systems/{name}/logs",
+            axum::routing::post(systems::upload_log)
+                .layer(axum::extract::DefaultBodyLimit::disable()),
+        )
+        .route(
+            "/systems/{name}/logs/{id}/delete",
+            axum::routing::post(systems::delete_log),
+        )
         .route("/dashboard", get(dashboard::page))
         .route("/problems", get(problems::list))
         .route("/problems/{id}", get(problems::page).post(problems::update))

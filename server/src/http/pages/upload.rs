@@ -27,6 +27,8 @@ struct UploadPage {
     title: &'static str,
     max_upload: String,
     error: Option<String>,
+    /// The tenant's systems, offered in the system field's list (free text is accepted too).
+    systems: Vec<String>,
 }
 
 fn upload_page(app: &AppState, nav: Nav, error: Option<String>) -> UploadPage {
@@ -35,12 +37,19 @@ fn upload_page(app: &AppState, nav: Nav, error: Option<String>) -> UploadPage {
         title: "Upload a dump",
         max_upload: format::bytes(app.limits.max_upload_bytes),
         error,
+        systems: Vec::new(),
     }
 }
 
 /// `GET /`.
 pub async fn page(State(app): State<AppState>, user: PageUser) -> Response {
-    render(&upload_page(&app, Nav::new(&user, "upload"), None))
+    let mut p = upload_page(&app, Nav::new(&user, "upload"), None);
+    match crate::db::systems::names(&app.db, &user.0.tenant).await {
+        Ok(names) => p.systems = names,
+        // The picker is a convenience: the form works without it.
+        Err(e) => tracing::warn!("systems for the upload form: {e}"),
+    }
+    render(&p)
 }
 
 /// `POST /upload`, without a body limit of its own: the ingest enforces the upload limits
@@ -84,6 +93,7 @@ async fn upload(State(app): State<AppState>, user: PageUser, req: Request) -> Re
     // Fields in document order: the CSRF token must come before the file, so a forged post is
     // refused before a byte of its dump is stored.
     let mut csrf_value: Option<String> = None;
+    let mut system: Option<String> = None;
     let field = loop {
         match mp.next_field().await {
             Ok(Some(f)) if f.name() == Some(csrf::FORM_FIELD) => match small_text(f, 256).await {
@@ -93,6 +103,18 @@ async fn upload(State(app): State<AppState>, user: PageUser, req: Request) -> Re
                     return PageError::new(e.status(), e.to_string(), &nav).into_response();
                 }
             },
+            Ok(Some(f)) if f.name() == Some("system") => {
+                let text = small_text(f, 1024)
+                    .await
+                    .unwrap_or_else(|| "\u{fffd}".into());
+                match crate::systems::name::optional(Some(&text)) {
+                    Ok(s) => system = s,
+                    Err(e) => {
+                        crate::http::hooks::drain_form(&mut mp).await;
+                        return refused(&app, &nav, StatusCode::BAD_REQUEST, e.to_string());
+                    }
+                }
+            }
             Ok(Some(f)) if f.name() == Some("file") => {
                 gate.open();
                 break f;
@@ -146,7 +168,15 @@ async fn upload(State(app): State<AppState>, user: PageUser, req: Request) -> Re
         Ok(Err(e)) => return PageError::internal("storage", e, &nav).into_response(),
         Err(e) => return PageError::internal("upload task", e, &nav).into_response(),
     };
-    let id = match crate::http::hooks::record_upload(&app, &user.0.tenant, &stored, None).await {
+    let id = match crate::http::hooks::record_upload(
+        &app,
+        &user.0.tenant,
+        &stored,
+        None,
+        system.as_deref(),
+    )
+    .await
+    {
         Ok((id, _)) => id,
         Err(e) => return PageError::internal("database", e, &nav).into_response(),
     };
