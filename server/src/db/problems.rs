@@ -211,6 +211,16 @@ async fn versions(db: &Db, id: &str, tenant: Option<&str>) -> Result<Vec<String>
     q.fetch_all(db).await
 }
 
+/// An id that sorts in the order rows were written (nanoseconds since the epoch, then random):
+/// the audit trail lists several changes made in the same second in the order they were made.
+fn ordered_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{nanos:020}-{}", uuid::Uuid::new_v4().simple())
+}
+
 /// Sets the workflow fields and records one audit event per changed field, in one
 /// transaction. Returns the new workflow.
 pub async fn update(
@@ -289,7 +299,7 @@ async fn event(
         "INSERT INTO problem_events (id, problem_id, actor, action, detail, at) \
          VALUES ($1, $2, $3, $4, $5, $6)",
     )
-    .bind(uuid::Uuid::new_v4().simple().to_string())
+    .bind(ordered_id())
     .bind(id)
     .bind(actor)
     .bind(action)
@@ -313,7 +323,7 @@ pub async fn comment(
         "INSERT INTO problem_comments (id, problem_id, author, body, created_at) \
          VALUES ($1, $2, $3, $4, $5)",
     )
-    .bind(uuid::Uuid::new_v4().simple().to_string())
+    .bind(ordered_id())
     .bind(id)
     .bind(actor)
     .bind(body)
