@@ -165,7 +165,7 @@ step "service suites on PostgreSQL (POOLTRIAGE_TEST_DATABASE=postgres)"
 POOLTRIAGE_TEST_DATABASE=postgres cargo test -p pooltriage-e2e --no-fail-fast \
     --test service_api --test service_auth --test service_upload --test service_search \
     --test service_webhooks --test service_retention --test service_pages --test service_symbols \
-    --test service_progress --test service_upload_csrf --test service_vendor_symbols \
+    --test service_progress --test service_upload_csrf --test service_vendor_symbols --test service_problems \
     -- --skip tenants_get_their_own_id_for_the_same_content_and_share_the_analysis \
     --skip reports_are_backfilled_at_start 2>&1 | tee -a "$log"
 pg_status=${PIPESTATUS[0]}
