@@ -591,6 +591,29 @@ fn live_status_failure_old_reports_and_hostile_names() {
     assert!(status.contains("pool header <b>broken</b>"), "{status}");
     assert_eq!(doc.select(&sel("b")).count(), 0);
     assert_eq!(doc.select(&sel("meta[http-equiv=refresh]")).count(), 0);
+    // Only an admin is offered, and allowed, a retry; the job then runs again (and fails again:
+    // the stand-in analyzer refuses this dump every time).
+    assert_eq!(doc.select(&sel("form[action$='/retry']")).count(), 0);
+    let admin = create_token(&dir, "ops", "admin");
+    let doc = svc.get(&format!("/dumps/{bad}"), &admin).html();
+    assert_eq!(doc.select(&sel("form[action$='/retry']")).count(), 1);
+    let retry = format!("/api/v1/dumps/{bad}/retry");
+    let as_customer = [("Authorization", format!("Bearer {token}"))];
+    let as_admin = [("Authorization", format!("Bearer {admin}"))];
+    let r = svc.request(
+        "POST",
+        &retry,
+        &[(as_customer[0].0, &as_customer[0].1)],
+        None,
+    );
+    assert_eq!(r.status, 403);
+    let r = svc.request("POST", &retry, &[(as_admin[0].0, &as_admin[0].1)], None);
+    assert_eq!(r.status, 202, "{}", r.body);
+    assert!(r.body.contains("\"status\":\"queued\""), "{}", r.body);
+    assert_eq!(svc.wait_finished(&token, &bad)["status"], "failed");
+    let r = svc.request("POST", &retry, &[(as_admin[0].0, &as_admin[0].1)], None);
+    assert_eq!(r.status, 202, "a failed analysis can be retried again");
+    assert_eq!(svc.wait_finished(&token, &bad)["status"], "failed");
 
     // An old inspect report (the real triage dump): module list and bugcheck, no pool analysis.
     let old = svc.upload(&token, Path::new(TRIAGE));

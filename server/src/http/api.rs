@@ -26,6 +26,7 @@ pub fn routes() -> Router<AppState> {
                 .layer(DefaultBodyLimit::disable()),
         )
         .route("/api/v1/dumps/{id}", get(status).delete(delete))
+        .route("/api/v1/dumps/{id}/retry", axum::routing::post(retry))
         .route("/api/v1/dumps/{id}/report", get(report))
         .route("/api/v1/openapi.json", get(openapi))
 }
@@ -392,4 +393,55 @@ async fn delete(
             .map_err(|e| ApiError::internal("storage", e))?;
     }
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `POST /api/v1/dumps/{id}/retry` (admin): a failed analysis goes back to the queue. 409 when
+/// the analysis is not failed, or when retention removed the dump file it would read.
+async fn retry(
+    State(app): State<AppState>,
+    principal: crate::auth::Principal,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let shown = headers.get("x-csrf-token").and_then(|v| v.to_str().ok());
+    if let Err(e) = crate::auth::csrf::check_form(&principal, shown) {
+        return Ok(e.into_response());
+    }
+    if !principal.is_admin() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "only an admin retries an analysis",
+        ));
+    }
+    let d = dumps::get(&app.db, &id, None)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    retry_dump(&app, &d).await?;
+    let d = dumps::get(&app.db, &id, None)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    Ok((StatusCode::ACCEPTED, Json(dump_json(&d))).into_response())
+}
+
+/// Queues a failed dump's analysis again (shared by the API and the dump page).
+pub async fn retry_dump(app: &AppState, d: &dumps::DumpRow) -> Result<(), ApiError> {
+    if !app.storage.dump_path(&d.sha256).exists() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "file_deleted",
+            "the dump file was deleted (retention): upload it again to analyse it",
+        ));
+    }
+    let now = crate::db::now_unix();
+    if !crate::db::jobs::retry_failed(&app.db, &d.analysis, now).await? {
+        let mut e = ApiError::new(
+            StatusCode::CONFLICT,
+            "not_failed",
+            "only a failed analysis is retried",
+        );
+        e.extra = Some(json!({ "status": d.state }));
+        return Err(e);
+    }
+    Ok(())
 }

@@ -35,6 +35,7 @@ pub struct DumpFacts {
     pub file_deleted: Option<String>,
     /// Where the delete form posts.
     pub delete_action: String,
+    pub retry_action: String,
     /// The system (machine) the dump belongs to, and its page.
     pub system: Option<(String, String)>,
 }
@@ -58,6 +59,7 @@ impl DumpFacts {
             report_url: format!("/api/v1/dumps/{}/report", percent_encode(&d.id)),
             file_deleted: file_deleted_at.map(format::datetime),
             delete_action: format!("/dumps/{}/delete", percent_encode(&d.id)),
+            retry_action: format!("/dumps/{}/retry", percent_encode(&d.id)),
             system: None,
         }
     }
@@ -236,4 +238,42 @@ pub async fn delete(
     }
     tracing::info!(dump = %id, "deleted (form)");
     Ok(axum::response::Redirect::to("/dumps").into_response())
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct RetryForm {
+    #[serde(default)]
+    csrf: Option<String>,
+}
+
+/// `POST /dumps/{id}/retry` (admin): the failed analysis goes back to the queue, and the page
+/// shows it live again.
+pub async fn retry(
+    State(app): State<AppState>,
+    user: PageUser,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, PageError> {
+    let nav = Nav::new(&user, "dumps");
+    let form: RetryForm = serde_urlencoded::from_bytes(&body).unwrap_or_default();
+    crate::auth::csrf::check_form(&user.0, form.csrf.as_deref())
+        .map_err(|e| PageError::new(e.status(), e.to_string(), &nav))?;
+    if !user.0.is_admin() {
+        return Err(PageError::new(
+            StatusCode::FORBIDDEN,
+            "Only an admin retries an analysis.",
+            &nav,
+        ));
+    }
+    let d = crate::db::dumps::get(&app.db, &id, None)
+        .await
+        .map_err(|e| PageError::internal("database", e, &nav))?
+        .ok_or_else(|| PageError::not_found(&nav))?;
+    super::super::api::retry_dump(&app, &d)
+        .await
+        .map_err(|e| PageError::new(e.status, e.message, &nav))?;
+    Ok(
+        axum::response::Redirect::to(&format!("/dumps/{}", super::user::percent_encode(&id)))
+            .into_response(),
+    )
 }

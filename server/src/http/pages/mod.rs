@@ -43,6 +43,7 @@ pub fn routes() -> Router<AppState> {
         .route("/dumps/{id}", get(dump::page))
         .route("/dumps/{id}/drivers/{module}", get(dump::driver_page))
         .route("/dumps/{id}/delete", axum::routing::post(dump::delete))
+        .route("/dumps/{id}/retry", axum::routing::post(dump::retry))
         .route("/systems", get(systems::list))
         .route("/systems/{name}", get(systems::page))
         .route(
