@@ -218,6 +218,24 @@ pub async fn recover_expired(
     Ok((requeued, failed))
 }
 
+/// An administrator's retry of a failed analysis: back to the queue with its attempts reset
+/// (the reason it failed may have been fixed: symbols uploaded, limits raised, a new analyzer).
+/// Only a failed job moves; returns whether it did.
+pub async fn retry_failed(db: &Db, analysis: &str, now: i64) -> Result<bool, sqlx::Error> {
+    let n = sqlx::query(
+        "UPDATE jobs SET state = 'queued', stage = 'queued', error = NULL, attempts = 0, \
+             not_before = 0, lease_owner = NULL, lease_expires = NULL, finished_at = NULL, \
+             updated_at = $1 \
+         WHERE sha256 = $2 AND state = 'failed'",
+    )
+    .bind(now)
+    .bind(analysis)
+    .execute(db)
+    .await?
+    .rows_affected();
+    Ok(n == 1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -292,22 +310,4 @@ mod tests {
             .unwrap());
         assert_eq!(state(&db, "s").await, ("queued".into(), 1));
     }
-}
-
-/// An administrator's retry of a failed analysis: back to the queue with its attempts reset
-/// (the reason it failed may have been fixed: symbols uploaded, limits raised, a new analyzer).
-/// Only a failed job moves; returns whether it did.
-pub async fn retry_failed(db: &Db, analysis: &str, now: i64) -> Result<bool, sqlx::Error> {
-    let n = sqlx::query(
-        "UPDATE jobs SET state = 'queued', stage = 'queued', error = NULL, attempts = 0, \
-             not_before = 0, lease_owner = NULL, lease_expires = NULL, finished_at = NULL, \
-             updated_at = $1 \
-         WHERE sha256 = $2 AND state = 'failed'",
-    )
-    .bind(now)
-    .bind(analysis)
-    .execute(db)
-    .await?
-    .rows_affected();
-    Ok(n == 1)
 }
