@@ -74,8 +74,8 @@ pub enum ForgeError {
     /// A series asked for that cannot be forged (count, interval, scenario).
     #[error("series: {0}")]
     BadSeries(String),
-    #[error("symbols for profile {profile} not found at {path}: set --corpus DIR or {CORPUS_ENV} to the corpus directory (holding isf/ and pdb/)")]
-    CorpusMissing { profile: String, path: String },
+    #[error("symbols for profile {profile} not found (looked at {tried}): pass --isf-dir DIR (a Volatility 3 symbol folder holding ntkrnlmp.pdb/<GUID>-<AGE>.json.xz, as `analyze --isf-dir`), or --corpus DIR / {CORPUS_ENV} (a folder holding isf/ and pdb/)")]
+    CorpusMissing { profile: String, tried: String },
     #[error(transparent)]
     Symbols(#[from] SymbolsError),
     #[error("the profile's symbols lack {0}")]
@@ -96,8 +96,11 @@ pub struct Options {
     pub size: u64,
     pub scenario: String,
     pub processors: u32,
-    /// Corpus directory; `None` = $POOLTRIAGE_CORPUS, else `../shared/corpus`.
+    /// Corpus directory; `None`: searched (see [`symbol_candidates`]).
     pub corpus: Option<PathBuf>,
+    /// A Volatility 3 symbol folder (`ntkrnlmp.pdb/<GUID>-<AGE>.json.xz`), as `analyze
+    /// --isf-dir`: where a user outside the development tree keeps kernel layouts.
+    pub isf_dir: Option<PathBuf>,
 }
 
 impl Options {
@@ -109,33 +112,61 @@ impl Options {
             scenario: "baseline".to_string(),
             processors: DEFAULT_PROCESSORS,
             corpus: None,
+            isf_dir: None,
         }
     }
 }
 
-/// The corpus directory: explicit, else $POOLTRIAGE_CORPUS, else `../shared/corpus`.
-pub fn corpus_dir(explicit: Option<&Path>) -> PathBuf {
-    if let Some(p) = explicit {
-        return p.to_path_buf();
+/// Where a profile's symbols may be, in order: an explicit corpus alone; otherwise
+/// $POOLTRIAGE_CORPUS, the ISF folder (`isf_dir`, for ISF profiles), the development tree the
+/// executable was built in (`<repo>/target/<profile>/pooltriage` -> `<repo>/../shared/corpus`)
+/// and `../shared/corpus` from the working directory. The forge works wherever the binary is,
+/// given the kernel's layouts through one of these.
+pub fn symbol_candidates(spec: &profiles::ProfileSpec, opts: &Options) -> Vec<PathBuf> {
+    if let Some(c) = &opts.corpus {
+        return vec![spec.symbol_path(c)];
     }
-    match std::env::var_os(CORPUS_ENV) {
-        Some(p) if !p.is_empty() => PathBuf::from(p),
-        _ => PathBuf::from("../shared/corpus"),
+    let mut out = Vec::new();
+    if let Some(p) = std::env::var_os(CORPUS_ENV).filter(|p| !p.is_empty()) {
+        out.push(spec.symbol_path(Path::new(&p)));
     }
+    if let (Some(dir), Some(rel)) = (&opts.isf_dir, spec.isf_relative()) {
+        out.push(dir.join(rel));
+    }
+    if let Some(exe_dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+    {
+        out.push(spec.symbol_path(&exe_dir.join("../../../shared/corpus")));
+    }
+    out.push(spec.symbol_path(Path::new("../shared/corpus")));
+    out
+}
+
+/// Reads a profile's symbols from the first of `candidates` that exists.
+pub fn load_profile_from(
+    spec: &profiles::ProfileSpec,
+    candidates: &[PathBuf],
+) -> Result<Profile, ForgeError> {
+    let Some(path) = candidates.iter().find(|p| p.is_file()) else {
+        let tried: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
+        return Err(ForgeError::CorpusMissing {
+            profile: spec.name.to_string(),
+            tried: tried.join(", "),
+        });
+    };
+    read_profile(spec, path)
 }
 
 /// Reads a profile's symbols from the corpus.
 pub fn load_profile(spec: &profiles::ProfileSpec, corpus: &Path) -> Result<Profile, ForgeError> {
-    let path = spec.symbol_path(corpus);
-    if !path.is_file() {
-        return Err(ForgeError::CorpusMissing {
-            profile: spec.name.to_string(),
-            path: path.display().to_string(),
-        });
-    }
+    load_profile_from(spec, &[spec.symbol_path(corpus)])
+}
+
+fn read_profile(spec: &profiles::ProfileSpec, path: &Path) -> Result<Profile, ForgeError> {
     Ok(match spec.symbols {
-        profiles::SymbolSource::Isf(_) => Profile::from_isf(&path)?,
-        profiles::SymbolSource::Pdb(_) => Profile::from_pdb(&path)?,
+        profiles::SymbolSource::Isf(_) => Profile::from_isf(path)?,
+        profiles::SymbolSource::Pdb(_) => Profile::from_pdb(path)?,
     })
 }
 
@@ -184,7 +215,7 @@ pub fn forge_with(
         return Err(ForgeError::BadProcessors(opts.processors, max_cpus));
     }
     let processors = opts.processors;
-    let profile = load_profile(spec, &corpus_dir(opts.corpus.as_deref()))?;
+    let profile = load_profile_from(spec, &symbol_candidates(spec, opts))?;
 
     let runs = writer::physical_runs(opts.size);
     // Forged pages stay in the first 3 GiB run, below the end of low memory.

@@ -184,6 +184,14 @@ impl ProfileSpec {
         }
     }
 
+    /// An ISF profile's file inside a Volatility 3 symbol folder (`ntkrnlmp.pdb/...json.xz`).
+    pub fn isf_relative(&self) -> Option<&'static str> {
+        match self.symbols {
+            SymbolSource::Isf(rel) => rel.strip_prefix("isf/"),
+            SymbolSource::Pdb(_) => None,
+        }
+    }
+
     pub fn arch(&self) -> &'static str {
         match self.paging {
             Paging::X64 => "x64",

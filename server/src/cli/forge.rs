@@ -25,9 +25,13 @@ pub struct ForgeArgs {
     /// Number of processors.
     #[arg(long, default_value_t = forge::DEFAULT_PROCESSORS)]
     processors: u32,
-    /// Corpus directory holding isf/ and pdb/ (default: $POOLTRIAGE_CORPUS, else ../shared/corpus).
+    /// Corpus directory holding isf/ and pdb/ (default: searched, see --isf-dir).
     #[arg(long)]
     corpus: Option<PathBuf>,
+    /// A Volatility 3 symbol folder with the kernel's ISF (ntkrnlmp.pdb/<GUID>-<AGE>.json.xz),
+    /// as for `analyze`: how the forge finds a profile's layouts outside the development tree.
+    #[arg(long, value_name = "DIR", env = "POOLTRIAGE_ISF_DIR")]
+    isf_dir: Option<PathBuf>,
     /// Output dump file; the truth goes to FILE.truth.json. With --series, a directory.
     #[arg(long, required_unless_present = "list")]
     out: Option<PathBuf>,
@@ -62,6 +66,7 @@ pub fn run(args: &ForgeArgs) -> ExitCode {
     opts.scenario = args.scenario.clone();
     opts.processors = args.processors;
     opts.corpus = args.corpus.clone();
+    opts.isf_dir = args.isf_dir.clone();
     if let Some(count) = args.series {
         return series(args, opts, count, out);
     }
