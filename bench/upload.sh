@@ -2,8 +2,9 @@
 # Upload throughput of one raw dump on loopback: `POST /api/v1/dumps` with the file as the body
 # (curl streaming it from the page cache), timed by curl from the connection to the answer, i.e.
 # streaming, SHA-256, the fsync of the file and of dumps/, and the database commit. Reports
-# MB/s (10^6 bytes per second) and the server's peak RSS (VmHWM of /proc/PID/status; a fresh
-# server per run, so the peak is that run's). Also the two ceilings outside the server: curl into
+# MB/s (10^6 bytes per second), the server's peak RSS (VmHWM of /proc/PID/status; a fresh
+# server per run, so the peak is that run's) and the CPU time it spent on the upload (user +
+# system, all threads: steadier than wall time on a shared machine). Also the two ceilings outside the server: curl into
 # a sink that drops the bytes (bench/upload_sink.py), and the data directory's file system
 # writing the same amount with an fdatasync at the end (dd).
 #
@@ -104,14 +105,16 @@ for i in $(seq 1 "$RUNS"); do
     "$BIN" serve --listen "127.0.0.1:$port" --data-dir "$data" --no-symbols --workers 1 \
         --analyzer /bin/false > "$data/serve.log" 2>&1 & srv=$!
     wait_port "$port"
+    cpu0=$(awk '{print $14 + $15}' "/proc/$srv/stat")
     t=$(curl -sS -o "$data/answer.json" -w '%{time_total}' -X POST -H 'Expect:' \
         -H "Authorization: Bearer $token" -H 'Content-Type: application/octet-stream' \
         -T "$FILE" "http://127.0.0.1:$port/api/v1/dumps")
     hwm=$(awk '/VmHWM/ {print $2}' "/proc/$srv/status")
+    cpu=$(awk -v c0="$cpu0" -v hz="$(getconf CLK_TCK)" '{printf "%.1f", ($14 + $15 - c0) / hz}' "/proc/$srv/stat")
     kill "$srv"; wait "$srv" 2>/dev/null || true
     grep -q '"sha256"' "$data/answer.json" || { echo "upload failed: $(cat "$data/answer.json")" >&2; exit 1; }
     rates+=("$(mbps "$SIZE" "$t")"); peaks+=("$((hwm / 1024))")
-    echo "run $i: $t s, ${rates[-1]} MB/s, server peak RSS ${peaks[-1]} MiB"
+    echo "run $i: $t s, ${rates[-1]} MB/s, server peak RSS ${peaks[-1]} MiB, server CPU $cpu s"
     rm -rf "$data"
 done
 echo "server: ${rates[*]} MB/s, median $(median "${rates[@]}") MB/s; peak RSS ${peaks[*]} MiB, max $(printf '%s\n' "${peaks[@]}" | sort -g | tail -1) MiB"
