@@ -11,7 +11,8 @@
 //! on Linux it starts the writeback of the window's dirty pages without waiting for it and
 //! without the device cache flush that an `fdatasync` per window would add (a first version
 //! did that: no faster on this machine's virtual disk, within its noise), and it drops only
-//! pages already clean, which a window just written has next to none of. Where the file system ignores the advice (tmpfs) nothing changes.
+//! pages already clean, which a window just written has next to none of. Where the file system
+//! ignores the advice (tmpfs) nothing changes.
 //!
 //! Memory stays bounded: [`BUFFERS`] buffers of [`BUFFER_BYTES`] go round between the two
 //! threads (the ingest thread waits for a free one when the disk is slower than the network).
