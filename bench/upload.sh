@@ -55,6 +55,9 @@ if [ ! -f "$FILE" ]; then
 fi
 cat "$FILE" > /dev/null   # into the page cache: the client's disk is not what is measured
 
+# Whatever this script started goes with it, also when a step fails half-way.
+pids=()
+trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done' EXIT
 mbps() { python3 -c "import sys; print(f'{int(sys.argv[1]) / float(sys.argv[2]) / 1e6:.0f}')" "$1" "$2"; }
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
 wait_port() {
@@ -77,6 +80,7 @@ echo "file: $FILE ($SIZE bytes); data dir under $DATA_BASE ($(df --output=fstype
 if [ "$SINK" = 1 ]; then
     port=$(free_port)
     python3 "$ROOT/bench/upload_sink.py" "$port" & sink=$!
+    pids+=("$sink")
     wait_port "$port"
     rates=()
     for i in $(seq 1 "$RUNS"); do
@@ -104,6 +108,7 @@ for i in $(seq 1 "$RUNS"); do
     port=$(free_port)
     "$BIN" serve --listen "127.0.0.1:$port" --data-dir "$data" --no-symbols --workers 1 \
         --analyzer /bin/false > "$data/serve.log" 2>&1 & srv=$!
+    pids+=("$srv")
     wait_port "$port"
     cpu0=$(awk '{print $14 + $15}' "/proc/$srv/stat")
     t=$(curl -sS -o "$data/answer.json" -w '%{time_total}' -X POST -H 'Expect:' \
