@@ -1,6 +1,7 @@
 //! The dump API of `pooltriage serve` over real HTTP on loopback: uploads (raw, gzip, zip,
 //! multipart), dedupe by content, the analyzer's report, hostile uploads (not a dump, too large,
-//! zip bomb, truncated body), 20 uploads at once, analyzer failures, and a server killed with
+//! zip bomb, truncated body), a highly compressible dump against a bomb of its size, 20 uploads
+//! at once, analyzer failures, and a server killed with
 //! SIGKILL in the middle of a job.
 //!
 //! Expected report values come from the corpus README (triage_x64.dmp: build 19041, bugcheck
@@ -645,15 +646,9 @@ fn tenants_get_their_own_id_for_the_same_content_and_share_the_analysis() {
     assert_eq!(files_in(&dir.path().join("dumps")).len(), 1);
 }
 
-#[test]
-fn an_analysis_over_the_memory_limit_fails_with_the_reason() {
-    let dir = tempfile::tempdir().unwrap();
-    let work = tempfile::tempdir().unwrap();
-    // A forged 19041 busy server of 1 GiB (the forge is ours, but only its size matters here):
-    // with the kernel's layouts (the corpus ISF) the analysis walks the segment heap and ties
-    // blocks to modules, which needs more than 16 MB of heap; the analyzer itself starts in
-    // about 1 MB. So an 8 MB limit is what fails it.
-    let dump = work.path().join("forged.dmp");
+/// A forged 19041 busy server of 1 GiB, kernel-bitmap (a 133 MiB file).
+fn forge_busy_server(work: &Path) -> PathBuf {
+    let dump = work.join("forged.dmp");
     let out = Command::new(pooltriage_bin())
         .args([
             "forge",
@@ -679,6 +674,18 @@ fn an_analysis_over_the_memory_limit_fails_with_the_reason() {
         "forge: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    dump
+}
+
+#[test]
+fn an_analysis_over_the_memory_limit_fails_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    // A forged busy server (the forge is ours, but only its size matters here): with the
+    // kernel's layouts (the corpus ISF) the analysis walks the segment heap and ties blocks to
+    // modules, which needs more than 16 MB of heap; the analyzer itself starts in about 1 MB.
+    // So an 8 MB limit is what fails it.
+    let dump = forge_busy_server(work.path());
     let isf = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus/isf");
     let svc = Service::start(
         dir.path(),
@@ -693,4 +700,78 @@ fn an_analysis_over_the_memory_limit_fails_with_the_reason() {
     assert_eq!(v["status"], "failed", "{v}");
     assert!(v["error"].as_str().unwrap().contains("memory limit"), "{v}");
     assert_eq!(v["attempts"], 1, "not retried: {v}");
+}
+
+/// Counts the compressed bytes the decoder pulls, as the server counts bytes received.
+struct Pulled<'a> {
+    inner: &'a [u8],
+    count: std::rc::Rc<std::cell::Cell<u64>>,
+}
+
+impl Read for Pulled<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.set(self.count.get() + n as u64);
+        Ok(n)
+    }
+}
+
+/// The highest running ratio (decompressed / compressed bytes so far) of a .gz once its output
+/// passes `floor`: what the bomb guard judged when it looked at the running ratio from 16 MiB.
+fn running_ratio_peak(gz: &[u8], floor: u64) -> u64 {
+    let pulled = std::rc::Rc::new(std::cell::Cell::new(0));
+    let mut dec = flate2::read::MultiGzDecoder::new(Pulled {
+        inner: gz,
+        count: pulled.clone(),
+    });
+    let (mut buf, mut out, mut peak) = (vec![0u8; 64 << 10], 0u64, 0u64);
+    loop {
+        let n = dec.read(&mut buf).unwrap() as u64;
+        if n == 0 {
+            return peak;
+        }
+        out += n;
+        if out > floor {
+            peak = peak.max(out / pulled.get().max(1));
+        }
+    }
+}
+
+#[test]
+fn a_highly_compressible_dump_is_accepted_and_a_bomb_of_its_size_is_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let dump = std::fs::read(forge_busy_server(work.path())).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&dump).unwrap();
+    let gz = gz.finish().unwrap();
+    // The dump opens with 33 MiB of zero pages: the running ratio from 16 MiB on peaks far
+    // above 100 (the guard refused this upload when it judged that), while the whole stream
+    // is about 60x.
+    let peak = running_ratio_peak(&gz, 16 << 20);
+    assert!(peak > 100, "running ratio peaks at only {peak}x");
+    let overall = dump.len() / gz.len();
+    assert!(overall < 100, "{overall}x overall");
+
+    let svc = Service::start(dir.path(), &[]);
+    let (code, v) = svc.upload(&gz);
+    assert_eq!(code, 201, "gzip, {} bytes, peak {peak}x: {v}", gz.len());
+    assert_eq!(v["size"], dump.len() as u64, "{v}");
+    let sha = v["sha256"].as_str().unwrap().to_string();
+    let stored = std::fs::read(dir.path().join("dumps").join(&sha)).unwrap();
+    assert!(
+        stored == dump,
+        "the stored dump differs from the one compressed"
+    );
+    // The same dump as a zip (deflate): the same content.
+    let (code, v) = svc.upload(&zip_of(&[&dump], 0));
+    assert_eq!(code, 200, "zip: {v}");
+    assert_eq!(v["sha256"], sha.as_str(), "{v}");
+
+    // A bomb of the same size (the dump's header, then zeros) is refused.
+    let mut bomb = dump.get(..0x2000).unwrap().to_vec();
+    bomb.resize(dump.len(), 0);
+    let (code, v) = svc.upload(&gzip(&bomb));
+    assert_eq!(code, 413, "{v}");
+    assert_eq!(v["code"], "compression_ratio", "{v}");
 }

@@ -36,10 +36,12 @@ pub struct ServeArgs {
     /// Largest accepted dump after decompression, in bytes.
     #[arg(long, env = "POOLTRIAGE_MAX_DUMP_BYTES", value_name = "BYTES")]
     pub max_dump_bytes: Option<u64>,
-    /// Largest accepted decompressed/compressed ratio (zip-bomb guard), once past the floor.
+    /// Largest accepted ratio of decompressed bytes to bytes received over the whole stream
+    /// (compression bomb guard), checked once the output passes the floor. Default 100.
     #[arg(long, env = "POOLTRIAGE_MAX_RATIO", value_name = "N")]
     pub max_ratio: Option<u64>,
-    /// Decompressed size below which the ratio is not checked.
+    /// Decompressed size below which the ratio is not checked: the start of a real dump may be
+    /// one long run of zero pages. Default 128 MiB.
     #[arg(long, env = "POOLTRIAGE_RATIO_FLOOR_BYTES", value_name = "BYTES")]
     pub ratio_floor_bytes: Option<u64>,
     /// Largest vendor symbol upload (a PDB, an image, or a zip of them) as received, and
@@ -384,6 +386,21 @@ pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::ne
 pub const DEFAULT_DATA_DIR: &str = "data";
 const GIB: u64 = 1 << 30;
 
+/// Default `max_ratio`. A compression bomb is zeros (or one repeated byte), which deflate packs
+/// about 1000 to 1, from its first byte to its last; whole dumps pack far less, page data being
+/// mostly incompressible: the forged busy servers of 1 and 4 GiB give 48x and 37x at gzip -1,
+/// 71x and 53x at gzip -9. 100 sits between the two with room on both sides.
+pub const DEFAULT_MAX_RATIO: u64 = 100;
+
+/// Default `ratio_floor_bytes`. The ratio is judged over the whole stream, so it needs enough
+/// output to mean anything: a dump may open with tens of MiB of zero pages (the forged busy
+/// servers open with 33 MiB: their running ratio peaks at up to 450x there and stays under 100x
+/// only past 39 to 58 MiB of output, gzip -1 to -9, 1 and 4 GiB machines), and a running ratio
+/// judged earlier refuses such dumps (the floor was 16 MiB). 128 MiB is twice that; a bomb still
+/// stops at 128 MiB of output, about a second of this disk's writing and 0.1 % of the default
+/// `max_dump_bytes`.
+pub const DEFAULT_RATIO_FLOOR_BYTES: u64 = 128 << 20;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
@@ -432,11 +449,14 @@ impl Config {
                 .max_dump_bytes
                 .or(file.max_dump_bytes)
                 .unwrap_or(128 * GIB),
-            max_ratio: args.max_ratio.or(file.max_ratio).unwrap_or(100),
+            max_ratio: args
+                .max_ratio
+                .or(file.max_ratio)
+                .unwrap_or(DEFAULT_MAX_RATIO),
             ratio_floor_bytes: args
                 .ratio_floor_bytes
                 .or(file.ratio_floor_bytes)
-                .unwrap_or(16 << 20),
+                .unwrap_or(DEFAULT_RATIO_FLOOR_BYTES),
             max_symbol_bytes: args
                 .max_symbol_bytes
                 .or(file.max_symbol_bytes)

@@ -1,11 +1,14 @@
 //! Receives one upload: detects .gz / .zip by magic and decompresses while streaming, computes
 //! the SHA-256 of the dump on the fly, enforces the size and ratio limits, checks early that
 //! the content is a kernel dump, and writes it to a temporary file. Blocking code: runs on a
-//! blocking thread, reads from a [`super::source::ChannelReader`] (or any `Read`).
+//! blocking thread, reads from a [`super::source::ChannelReader`] (or any `BufRead`): a plain
+//! dump is hashed straight from the chunks the socket delivered, while [`super::spool`] writes
+//! them to the file on a thread of its own.
 
+use super::spool::{Spool, SpoolError};
 use crate::config::UploadLimits;
 use sha2::{Digest, Sha256};
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, BufReader, Read};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -13,7 +16,9 @@ use tempfile::NamedTempFile;
 
 /// Bytes of the decompressed stream handed to the dump header parser (an x64 header is 0x2000).
 const HEADER_PROBE: usize = 0x2000;
-const BUF: usize = 64 * 1024;
+/// Decompressed output and file reads go through buffers of this size: large enough that a
+/// call per buffer costs nothing next to hashing it.
+const BUF: usize = 256 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compression {
@@ -49,8 +54,8 @@ pub enum IngestError {
     UploadTooLarge { limit: u64 },
     #[error("decompressed dump larger than the limit of {limit} bytes")]
     DumpTooLarge { limit: u64 },
-    #[error("decompressed data more than {ratio} times the size of the compressed upload (compression bomb?)")]
-    Ratio { ratio: u64 },
+    #[error("decompressed data more than {ratio} times the size of the compressed upload past the first {floor} bytes (compression bomb?)")]
+    Ratio { ratio: u64, floor: u64 },
     #[error("{0}")]
     NotADump(String),
     #[error("{0}")]
@@ -64,6 +69,12 @@ pub enum IngestError {
     Incomplete(String),
     #[error("storage: {0}")]
     Io(io::Error),
+}
+
+impl From<SpoolError> for IngestError {
+    fn from(e: SpoolError) -> Self {
+        IngestError::Io(e.0)
+    }
 }
 
 /// Marker errors carried inside `io::Error` through the decoders back to us.
@@ -113,6 +124,23 @@ impl<R: Read> Read for Counted<R> {
     }
 }
 
+/// Counted as consumed; a chunk that would take the total past the limit is refused whole.
+impl<R: BufRead> BufRead for Counted<R> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        let seen = self.count.load(Ordering::Relaxed);
+        let buf = self.inner.fill_buf()?;
+        if seen + buf.len() as u64 > self.limit {
+            return Err(io::Error::other(UploadLimit));
+        }
+        Ok(buf)
+    }
+
+    fn consume(&mut self, amt: usize) {
+        self.count.fetch_add(amt as u64, Ordering::Relaxed);
+        self.inner.consume(amt);
+    }
+}
+
 /// What an upload must be: checked on its first bytes (after decompression), so that a file
 /// of the wrong kind is refused before it is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,7 +171,7 @@ impl Expect {
 
 /// Streams `input` (a dump) into a new temporary file in `tmp_dir`.
 pub fn ingest(
-    input: impl Read,
+    input: impl BufRead,
     tmp_dir: &Path,
     limits: &UploadLimits,
     original_name: Option<String>,
@@ -153,7 +181,7 @@ pub fn ingest(
 
 /// Streams `input` into a new temporary file in `tmp_dir`, refusing what is not `expect`.
 pub fn ingest_expecting(
-    input: impl Read,
+    input: impl BufRead,
     tmp_dir: &Path,
     limits: &UploadLimits,
     original_name: Option<String>,
@@ -189,9 +217,10 @@ pub fn ingest_expecting(
             expect,
         ),
         Compression::Gzip => {
-            let mut gz = flate2::read::MultiGzDecoder::new(stream);
+            let gz = flate2::bufread::MultiGzDecoder::new(stream);
+            let mut out = BufReader::with_capacity(BUF, gz);
             write_out(
-                &mut gz,
+                &mut out,
                 file,
                 compression,
                 &received,
@@ -224,16 +253,8 @@ pub fn ingest_expecting(
             let name = Some(entry.name().to_string())
                 .filter(|n| !n.is_empty())
                 .or(original_name);
-            let mut entry = entry;
-            write_out(
-                &mut entry,
-                file,
-                compression,
-                &received,
-                limits,
-                name,
-                expect,
-            )
+            let mut out = BufReader::with_capacity(BUF, entry);
+            write_out(&mut out, file, compression, &received, limits, name, expect)
         }
     }
 }
@@ -263,7 +284,7 @@ pub fn ingest_file(
         .map_err(IngestError::Io)?;
     let plain = !matches!(magic.as_slice(), [0x1f, 0x8b, ..] | [b'P', b'K', 3, 4]);
     let rest = input;
-    let mut input = io::Cursor::new(magic).chain(rest);
+    let mut input = BufReader::with_capacity(BUF, io::Cursor::new(magic).chain(rest));
     if !plain {
         return ingest_expecting(input, tmp_dir, limits, original_name, Expect::Dump);
     }
@@ -286,7 +307,7 @@ pub fn ingest_file(
 }
 
 fn write_out(
-    input: &mut dyn Read,
+    input: &mut dyn BufRead,
     file: NamedTempFile,
     compression: Compression,
     received: &AtomicU64,
@@ -310,8 +331,8 @@ fn write_out(
 /// input is `file` itself (`copy` false: a finished resumable upload, hashed in place).
 #[allow(clippy::too_many_arguments)]
 fn write_out_to(
-    input: &mut dyn Read,
-    mut file: NamedTempFile,
+    input: &mut dyn BufRead,
+    file: NamedTempFile,
     copy: bool,
     compression: Compression,
     received: &AtomicU64,
@@ -320,48 +341,29 @@ fn write_out_to(
     expect: Expect,
 ) -> Result<Ingested, IngestError> {
     let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; BUF];
-    let probe_len = expect.probe_len();
-    let mut probe: Vec<u8> = Vec::with_capacity(probe_len);
-    let mut probed = false;
+    let mut spool = spool_for(&file, copy)?;
+    let mut probe = HeaderProbe::new(expect);
     let mut size: u64 = 0;
     loop {
-        let n = match input.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
+        let chunk = match input.fill_buf() {
+            Ok([]) => break,
+            Ok(chunk) => chunk,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(IngestError::from_read(e, compression, limits)),
         };
-        let chunk = buf.get(..n).unwrap_or_default();
+        let n = chunk.len();
         size += n as u64;
-        if size > limits.max_dump_bytes {
-            return Err(IngestError::DumpTooLarge {
-                limit: limits.max_dump_bytes,
-            });
-        }
-        if compression != Compression::None && size > limits.ratio_floor_bytes {
-            let got = received.load(Ordering::Relaxed).max(1);
-            if size / got > limits.max_ratio {
-                return Err(IngestError::Ratio {
-                    ratio: limits.max_ratio,
-                });
-            }
-        }
-        if !probed {
-            let want = probe_len - probe.len();
-            probe.extend_from_slice(chunk.get(..want.min(n)).unwrap_or_default());
-            if probe.len() == probe_len {
-                expect.check(&probe)?;
-                probed = true;
-            }
-        }
+        check_output(size, compression, received.load(Ordering::Relaxed), limits)?;
+        probe.feed(chunk)?;
         hasher.update(chunk);
-        if copy {
-            file.write_all(chunk).map_err(IngestError::Io)?;
+        if let Some(spool) = spool.as_mut() {
+            spool.write(chunk)?;
         }
+        input.consume(n);
     }
-    if !probed {
-        expect.check(&probe)?;
+    probe.finish()?;
+    if let Some(spool) = spool {
+        spool.finish()?;
     }
     file.as_file().sync_all().map_err(IngestError::Io)?;
     let sha256 = hasher
@@ -376,6 +378,88 @@ fn write_out_to(
         received: received.load(Ordering::Relaxed),
         compression,
         original_name: super::name::display_name(original_name),
+    })
+}
+
+/// The writer of an upload's bytes to its file; none when the input is the file itself.
+fn spool_for(file: &NamedTempFile, copy: bool) -> Result<Option<Spool>, IngestError> {
+    if !copy {
+        return Ok(None);
+    }
+    let handle = file.as_file().try_clone().map_err(IngestError::Io)?;
+    Spool::new(handle).map(Some).map_err(IngestError::Io)
+}
+
+/// The limits on the output after `size` bytes of it, `received` bytes of the upload read.
+fn check_output(
+    size: u64,
+    compression: Compression,
+    received: u64,
+    limits: &UploadLimits,
+) -> Result<(), IngestError> {
+    if size > limits.max_dump_bytes {
+        return Err(IngestError::DumpTooLarge {
+            limit: limits.max_dump_bytes,
+        });
+    }
+    if compression != Compression::None {
+        check_ratio(size, received, limits)?;
+    }
+    Ok(())
+}
+
+/// The first bytes of the output (as many as the expected kind needs), checked once they are in,
+/// so that what is not a dump is refused before the rest is received.
+struct HeaderProbe {
+    expect: Expect,
+    bytes: Vec<u8>,
+    checked: bool,
+}
+
+impl HeaderProbe {
+    fn new(expect: Expect) -> HeaderProbe {
+        HeaderProbe {
+            expect,
+            bytes: Vec::with_capacity(expect.probe_len()),
+            checked: false,
+        }
+    }
+
+    fn feed(&mut self, chunk: &[u8]) -> Result<(), IngestError> {
+        if self.checked {
+            return Ok(());
+        }
+        let want = self.expect.probe_len() - self.bytes.len();
+        self.bytes
+            .extend_from_slice(chunk.get(..want.min(chunk.len())).unwrap_or_default());
+        if self.bytes.len() == self.expect.probe_len() {
+            self.expect.check(&self.bytes)?;
+            self.checked = true;
+        }
+        Ok(())
+    }
+
+    /// The end of the output: a dump shorter than the probe is checked as it is.
+    fn finish(&self) -> Result<(), IngestError> {
+        match self.checked {
+            true => Ok(()),
+            false => self.expect.check(&self.bytes),
+        }
+    }
+}
+
+/// The compression bomb guard: the ratio of the whole stream so far, decompressed bytes to bytes
+/// received, once the output passes the floor. Judged over the whole stream rather than over a
+/// recent window because a real dump's zero runs pack as tightly as a bomb (about 1000 to 1) and
+/// may be any length; what differs is that a dump's page data, counted in, brings its ratio far
+/// down, while a bomb stays near 1000x to its end (`crate::config::DEFAULT_MAX_RATIO`).
+fn check_ratio(size: u64, received: u64, limits: &UploadLimits) -> Result<(), IngestError> {
+    if size <= limits.ratio_floor_bytes || size / received.max(1) <= limits.max_ratio {
+        return Ok(());
+    }
+    Err(IngestError::Ratio {
+        ratio: limits.max_ratio,
+        floor: limits.ratio_floor_bytes,
     })
 }
 
@@ -407,6 +491,7 @@ fn check_log(probe: &[u8]) -> Result<(), IngestError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
 
     const CORPUS: &str = concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -458,26 +543,6 @@ mod tests {
     }
 
     #[test]
-    fn a_log_is_checked_by_the_trend_detection() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = b"Wed 03/10/2021 13:51:09.25\r\n Tag  Type     Allocs     Frees      Diff   Bytes  Per Alloc\r\n Leak Paged  41  3  38  77824  2048\r\n";
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        gz.write_all(log).unwrap();
-        let gz = gz.finish().unwrap();
-        let got = ingest_expecting(&gz[..], dir.path(), &limits(), None, Expect::Log).unwrap();
-        assert_eq!(got.size, log.len() as u64);
-        assert_eq!(got.compression, Compression::Gzip);
-        let dump = std::fs::read(CORPUS).unwrap();
-        for bad in [&dump[..], &b"hello, world\n"[..], &b""[..]] {
-            let e = ingest_expecting(bad, dir.path(), &limits(), None, Expect::Log).unwrap_err();
-            assert!(matches!(e, IngestError::NotALog(_)), "{e}");
-        }
-        // A log is not a dump.
-        let e = ingest(&log[..], dir.path(), &limits(), None).unwrap_err();
-        assert!(matches!(e, IngestError::NotADump(_)), "{e}");
-    }
-
-    #[test]
     fn limits_stop_the_stream() {
         let dir = tempfile::tempdir().unwrap();
         let dump = std::fs::read(CORPUS).unwrap();
@@ -499,7 +564,7 @@ mod tests {
         let bomb = gz.finish().unwrap();
         assert!(matches!(
             ingest(&bomb[..], dir.path(), &limits(), None),
-            Err(IngestError::Ratio { ratio: 100 })
+            Err(IngestError::Ratio { ratio: 100, .. })
         ));
         let capped = UploadLimits {
             max_dump_bytes: 2 << 20,
@@ -512,6 +577,24 @@ mod tests {
         ));
         // Nothing left behind by the failures.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn the_ratio_is_judged_over_the_whole_stream_past_the_floor() {
+        let limits = UploadLimits {
+            ratio_floor_bytes: 128 << 20,
+            ..limits()
+        };
+        // A dump opening with zero pages: 450x after 35 MiB of output, under the floor.
+        assert!(check_ratio(35 << 20, (35 << 20) / 450, &limits).is_ok());
+        // Past the floor with its page data counted in: 64x.
+        assert!(check_ratio(129 << 20, (129 << 20) / 64, &limits).is_ok());
+        // A bomb is still near 1000x there.
+        assert!(matches!(
+            check_ratio(129 << 20, (129 << 20) / 1000, &limits),
+            Err(IngestError::Ratio { ratio: 100, floor }) if floor == 128 << 20
+        ));
+        assert!(check_ratio(129 << 20, 0, &limits).is_err());
     }
 
     fn zip_with(entries: &[(&str, zip::CompressionMethod, &[u8])]) -> Vec<u8> {
@@ -605,5 +688,25 @@ mod tests {
             matches!(e, IngestError::BadArchive { format: "gzip", .. }),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_log_is_checked_by_the_trend_detection() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = b"Wed 03/10/2021 13:51:09.25\r\n Tag  Type     Allocs     Frees      Diff   Bytes  Per Alloc\r\n Leak Paged  41  3  38  77824  2048\r\n";
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(log).unwrap();
+        let gz = gz.finish().unwrap();
+        let got = ingest_expecting(&gz[..], dir.path(), &limits(), None, Expect::Log).unwrap();
+        assert_eq!(got.size, log.len() as u64);
+        assert_eq!(got.compression, Compression::Gzip);
+        let dump = std::fs::read(CORPUS).unwrap();
+        for bad in [&dump[..], &b"hello, world\n"[..], &b""[..]] {
+            let e = ingest_expecting(bad, dir.path(), &limits(), None, Expect::Log).unwrap_err();
+            assert!(matches!(e, IngestError::NotALog(_)), "{e}");
+        }
+        // A log is not a dump.
+        let e = ingest(&log[..], dir.path(), &limits(), None).unwrap_err();
+        assert!(matches!(e, IngestError::NotADump(_)), "{e}");
     }
 }

@@ -18,6 +18,7 @@ pub mod ingest;
 pub mod name;
 pub mod private;
 pub mod source;
+pub mod spool;
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io;
