@@ -17,33 +17,11 @@ mod harness;
 #[path = "independent/service.rs"]
 mod service;
 
-use harness::{pooltriage_bin, python, script};
+use harness::{python, script};
 use serde_json::Value;
 use service::{triage_variant, Service, Token};
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
-
-/// A forged 19041 leak-tagged dump on a 256 MiB machine and its leaking driver.
-fn leak_dump(dir: &Path) -> (Vec<u8>, String) {
-    let dump = dir.join("leak.dmp");
-    let mut cmd = Command::new(pooltriage_bin());
-    cmd.env("POOLTRIAGE_CORPUS", harness::corpus())
-        .args(["forge", "--profile", &harness::profile_for_build(19041)])
-        .args(["--format", "kernel-bitmap", "--scenario", "leak-tagged"])
-        .args(["--size", "268435456", "--out"])
-        .arg(&dump);
-    harness::run(&mut cmd, "pooltriage forge");
-    let truth: Value = serde_json::from_str(
-        &std::fs::read_to_string(format!("{}.truth.json", dump.display())).unwrap(),
-    )
-    .unwrap();
-    let driver = truth["pool"]["drivers"][0]["module"]
-        .as_str()
-        .expect("the truth names the leaking driver")
-        .to_string();
-    (std::fs::read(&dump).unwrap(), driver)
-}
 
 /// GET a page with a bearer token: (status, content type, body).
 fn page(svc: &Service, token: &Token, path: &str) -> (u16, String, String) {
@@ -73,7 +51,8 @@ fn every_page_fits_a_phone_and_a_desktop_with_readable_text_for_every_role() {
     let support = Token::new(dir.path(), "support", "support");
     let admin = Token::new(dir.path(), "ops", "admin");
 
-    let (leak, driver) = leak_dump(work.path());
+    let (leak, driver) = harness::leak_dump(work.path());
+    let leak = std::fs::read(leak).unwrap();
     let leak_id = svc.upload(&customer, &leak, "?name=leak.dmp&system=web01");
     let long_name = format!("{}.dmp", "customer_server_memory_dump_".repeat(6));
     let triage_id = svc.upload(

@@ -12,31 +12,9 @@ mod harness;
 #[path = "independent/service.rs"]
 mod service;
 
-use harness::pooltriage_bin;
 use serde_json::{json, Value};
 use service::{triage_variant, Service, Token};
-use std::process::Command;
 use std::time::Duration;
-
-fn leak_dump(dir: &std::path::Path) -> (Vec<u8>, String) {
-    let dump = dir.join("leak.dmp");
-    let mut cmd = Command::new(pooltriage_bin());
-    cmd.env("POOLTRIAGE_CORPUS", harness::corpus())
-        .args(["forge", "--profile", &harness::profile_for_build(19041)])
-        .args(["--format", "kernel-bitmap", "--scenario", "leak-tagged"])
-        .args(["--size", "268435456", "--out"])
-        .arg(&dump);
-    harness::run(&mut cmd, "pooltriage forge");
-    let truth: Value = serde_json::from_str(
-        &std::fs::read_to_string(format!("{}.truth.json", dump.display())).unwrap(),
-    )
-    .unwrap();
-    let driver = truth["pool"]["drivers"][0]["module"]
-        .as_str()
-        .expect("the truth names the leaking driver")
-        .to_lowercase();
-    (std::fs::read(&dump).unwrap(), driver)
-}
 
 fn problems(svc: &Service, t: &Token) -> Vec<Value> {
     svc.get(t, "/api/v1/problems")["problems"]
@@ -77,7 +55,8 @@ fn one_leak_from_two_customers_is_one_problem_with_a_workflow() {
     let globex = Token::new(dir.path(), "globex", "customer");
     let support = Token::new(dir.path(), "support", "support");
 
-    let (leak, driver) = leak_dump(work.path());
+    let (leak, driver) = harness::leak_dump(work.path());
+    let (leak, driver) = (std::fs::read(leak).unwrap(), driver.to_lowercase());
     let mut ids = Vec::new();
     for (i, who) in [&acme, &acme, &acme, &globex, &globex].iter().enumerate() {
         let mut copy = leak.clone();

@@ -214,6 +214,24 @@ pub fn forge_scenario(
     Some(Forged { dump, truth })
 }
 
+/// A forged 19041 leak-tagged dump of a 256 MiB machine (a ~36 MB file) and the leaking
+/// driver the truth names, for the service tests that need one real analysis.
+#[allow(dead_code)]
+pub fn leak_dump(dir: &Path) -> (PathBuf, String) {
+    let forged = forge_scenario(
+        dir,
+        &profile_for_build(19041),
+        "leak-tagged",
+        Some(256 << 20),
+    )
+    .expect("leak-tagged forges on 19041");
+    let driver = forged.truth["pool"]["drivers"][0]["module"]
+        .as_str()
+        .expect("the truth names the leaking driver")
+        .to_string();
+    (forged.dump, driver)
+}
+
 /// A "0x..." hex string (or a plain number) of the truth file as u64.
 pub fn hx(v: &Value) -> u64 {
     match v {
