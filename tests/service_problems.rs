@@ -187,6 +187,10 @@ fn one_leak_from_two_customers_is_one_problem_with_a_workflow() {
     assert_eq!(code, 200);
     assert!(html.contains("id=\"workflow\"") && html.contains("reproduced with driver 2.4.0"));
     assert_eq!(page(&globex, &format!("/problems/{crash_id}")).0, 404);
+    // The support dashboard leads with the open problems.
+    let (code, dash) = page(&support, "/dashboard");
+    assert_eq!(code, 200);
+    assert!(dash.contains("id=\"open-problems\"") && dash.contains(&format!("/problems/{id}")));
     let (_, list) = page(&acme, "/problems");
     assert!(
         list.contains(&format!("/problems/{id}"))

@@ -43,7 +43,12 @@ struct DashboardPage {
     drivers_chart: Option<super::svg::Svg>,
     rows: Vec<Row>,
     more_href: String,
+    /// The open problems (not fixed, not won't-fix) seen most recently, for the customer filter.
+    problems: Vec<super::problems::Item>,
 }
+
+/// Problems listed on the dashboard (the full list is one link away).
+const TOP_PROBLEMS: usize = 10;
 
 /// Dumps listed on the dashboard (the full list is one link away).
 const RECENT: i64 = 25;
@@ -73,10 +78,11 @@ pub async fn page(
         limit: TOP_DRIVERS,
     };
     let now = db::now_unix();
-    let (found, top, health) = match tokio::try_join!(
+    let (found, top, health, problems) = match tokio::try_join!(
         stats::search_dumps(&app.db, &filter),
         stats::top_drivers(&app.db, &driver_filter),
         stats::queue_health(&app.db, now),
+        db::problems::list(&app.db, filter.tenant.as_deref(), None),
     ) {
         Ok(r) => r,
         Err(e) => return PageError::internal("database", e, &nav).into_response(),
@@ -144,6 +150,12 @@ pub async fn page(
         drivers_chart,
         rows: found.items.iter().map(Row::of).collect(),
         more_href: keep(""),
+        problems: problems
+            .iter()
+            .filter(|p| matches!(p.workflow.status.as_str(), "new" | "investigating"))
+            .take(TOP_PROBLEMS)
+            .map(super::problems::Item::of)
+            .collect(),
         q,
     })
 }

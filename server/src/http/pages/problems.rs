@@ -28,7 +28,7 @@ pub struct Item {
 }
 
 impl Item {
-    fn of(r: &ProblemRow) -> Item {
+    pub fn of(r: &ProblemRow) -> Item {
         Item {
             href: format!("/problems/{}", r.id),
             title: r.title.clone(),
