@@ -82,8 +82,11 @@ pub struct DumpFilter {
     pub tenant: Option<String>,
     /// `queued`, `running`, `done` or `failed`.
     pub status: Option<String>,
-    /// Dumps whose report names this driver module (case-insensitive, exact name).
+    /// Dumps whose report names this driver module (case-insensitive, exact name; with
+    /// `driver_contains`, any module whose name contains it).
     pub driver: Option<String>,
+    /// `driver` is part of a name (the pages: a person types `leaky` for `leaky.sys`).
+    pub driver_contains: bool,
     /// Bugcheck code (`0x7e`, `0000007E`) or name (`BAD_POOL_CALLER`, case-insensitive).
     pub bugcheck: Option<String>,
     /// Uploaded at or after (Unix seconds).
@@ -255,8 +258,16 @@ pub async fn search_dumps(db: &Db, f: &DumpFilter) -> Result<DumpPage, sqlx::Err
             .map(like_contains);
     let mut c = Conditions::default();
     c.arg(Arg::Text(driver.clone()));
-    if driver.is_some() {
-        c.and("rdf.module IS NOT NULL".into());
+    match &driver {
+        Some(name) if f.driver_contains => {
+            let p = c.text(like_contains(name));
+            c.and(format!(
+                "EXISTS (SELECT 1 FROM report_drivers rx WHERE rx.sha256 = d.analysis \
+                 AND rx.module LIKE {p} ESCAPE '\\')"
+            ));
+        }
+        Some(_) => c.and("rdf.module IS NOT NULL".into()),
+        None => {}
     }
     if let Some(t) = &f.tenant {
         let p = c.text(t.as_str());
@@ -639,6 +650,32 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(search_dumps(&db, &f).await.unwrap().items.len(), 1);
+        // Part of a name, as people type it (the pages): any module containing it.
+        let part = |text: &str| DumpFilter {
+            driver: Some(text.into()),
+            driver_contains: true,
+            ..Default::default()
+        };
+        let n = |p: DumpPage| p.items.len();
+        assert_eq!(n(search_dumps(&db, &part("LEAK")).await.unwrap()), 3);
+        assert_eq!(n(search_dumps(&db, &part("untag")).await.unwrap()), 1);
+        assert_eq!(n(search_dumps(&db, &part("x.s")).await.unwrap()), 1);
+        // LIKE's wildcards are literal.
+        assert_eq!(n(search_dumps(&db, &part("%")).await.unwrap()), 0);
+        assert_eq!(n(search_dumps(&db, &part("leaky")).await.unwrap()), 3);
+        assert_eq!(
+            n(search_dumps(
+                &db,
+                &DumpFilter {
+                    driver: Some("leaky".into()),
+                    ..Default::default()
+                }
+            )
+            .await
+            .unwrap()),
+            0,
+            "exact by default"
+        );
         let f = DumpFilter {
             bugcheck: Some("000000E2".into()),
             ..Default::default()

@@ -212,6 +212,7 @@ pub async fn search(
         q: text_param("q", &q.q)?,
         limit: q.limit.unwrap_or(50).clamp(1, stats::MAX_LIMIT),
         cursor,
+        driver_contains: false,
     };
     let page = stats::search_dumps(&app.db, &f).await?;
     Ok(Json(json!({

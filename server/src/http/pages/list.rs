@@ -54,6 +54,7 @@ impl ListQuery {
             },
             status: opt(&self.status).filter(|s| STATUSES.contains(&s.as_str())),
             driver: opt(&self.driver),
+            driver_contains: true,
             bugcheck: opt(&self.bugcheck),
             since: format::parse_date(&self.from),
             // Inclusive end date: before the next midnight.
