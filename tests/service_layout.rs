@@ -74,6 +74,9 @@ fn every_page_fits_a_phone_and_a_desktop_with_readable_text_for_every_role() {
         "the verdict is a heading naming {driver}"
     );
     assert!(html.contains("report JSON") && html.contains("class=\"skip\""));
+    assert!(html.contains("aria-label=\"report sections\""));
+    let (_, _, none) = page(&svc, &customer, &format!("/dumps/{leak_id}?tag=zzzz"));
+    assert!(none.contains("0 of ") && none.contains("contain “zzzz”"));
     let (_, _, triage) = page(&svc, &customer, &format!("/dumps/{triage_id}"));
     assert!(
         triage.contains("id=\"capture-help\"") && !triage.contains("id=\"tags\""),

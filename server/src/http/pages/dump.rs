@@ -75,6 +75,8 @@ struct DumpPage {
     analysis: Option<AnalysisView>,
     inspect: Option<InspectView>,
     unreadable: Option<String>,
+    /// The tag table's filter, as typed (empty: none).
+    tag_filter: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -84,6 +86,9 @@ pub struct ReportQuery {
     /// `all`: every tag row instead of the first [`report_view::TAG_ROWS`].
     #[serde(default)]
     tags: Option<String>,
+    /// Keeps the tag rows whose tag or owners contain this text (case-insensitive).
+    #[serde(default)]
+    tag: Option<String>,
 }
 
 /// The dump if this user may see it (else the 404 page), with when retention removed its
@@ -125,10 +130,20 @@ pub async fn page(
     let stored = load_report(&app, &nav, &d).await?;
     let sort = TagSort::parse(q.sort.as_deref());
     let all_tags = q.tags.as_deref() == Some("all");
+    let tag_filter = q
+        .tag
+        .as_deref()
+        .unwrap_or("")
+        .trim()
+        .chars()
+        .take(64)
+        .collect::<String>();
     let (mut analysis, mut inspect, mut unreadable) = (None, None, None);
     match stored {
         Some(Stored::Analysis(r)) => {
-            analysis = Some(AnalysisView::build(&d.id, &r, sort, all_tags))
+            let mut v = AnalysisView::build(&d.id, &r, sort, all_tags || !tag_filter.is_empty());
+            v.filter_tags(&tag_filter);
+            analysis = Some(v)
         }
         Some(Stored::Inspect(r)) => inspect = Some(InspectView::build(&r)),
         Some(Stored::Unreadable(why)) => unreadable = Some(why),
@@ -148,6 +163,7 @@ pub async fn page(
         analysis,
         inspect,
         unreadable,
+        tag_filter,
     }))
 }
 

@@ -616,6 +616,23 @@ impl AnalysisView {
     }
 }
 
+impl AnalysisView {
+    /// Keeps the tag rows (pool and session) whose tag or owners contain `text`,
+    /// case-insensitive; an empty text keeps every row.
+    pub fn filter_tags(&mut self, text: &str) {
+        if text.is_empty() {
+            return;
+        }
+        let needle = text.to_lowercase();
+        let keep = |t: &TagRow| {
+            t.tag.to_lowercase().contains(&needle) || t.owners.to_lowercase().contains(&needle)
+        };
+        self.tags.retain(keep);
+        self.session_tags.retain(keep);
+        self.tags_hidden = 0;
+    }
+}
+
 /// An `inspect` report: modules and bugcheck only.
 pub struct InspectView {
     pub modules: Vec<ModuleRow>,
@@ -926,6 +943,19 @@ mod tests {
             "warnings": [], "errors": []
         });
         serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn the_tag_filter_keeps_matching_rows_only() {
+        let r = report(TAG_ROWS + 50);
+        let mut v = AnalysisView::build("d1", &r, None, true);
+        v.filter_tags("t01");
+        let tags: Vec<&str> = v.tags.iter().map(|t| t.tag.as_str()).collect();
+        assert_eq!(tags.len(), 10, "T010..T019: {tags:?}");
+        assert!(tags.iter().all(|t| t.starts_with("T01")));
+        assert_eq!(v.tags_hidden, 0);
+        v.filter_tags("nothing like it");
+        assert!(v.tags.is_empty());
     }
 
     #[test]
