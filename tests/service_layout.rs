@@ -77,6 +77,15 @@ fn every_page_fits_a_phone_and_a_desktop_with_readable_text_for_every_role() {
     assert!(html.contains("aria-label=\"report sections\""));
     let (_, _, none) = page(&svc, &customer, &format!("/dumps/{leak_id}?tag=zzzz"));
     assert!(none.contains("0 of ") && none.contains("contain “zzzz”"));
+    let (_, _, module) = page(
+        &svc,
+        &customer,
+        &format!("/dumps/{leak_id}/drivers/{driver}"),
+    );
+    assert!(
+        module.contains("id=\"seen-in\"") && module.contains("1 dump</a>"),
+        "the module page says how many dumps it was seen in"
+    );
     let (_, _, triage) = page(&svc, &customer, &format!("/dumps/{triage_id}"));
     assert!(
         triage.contains("id=\"capture-help\"") && !triage.contains("id=\"tags\""),

@@ -175,6 +175,9 @@ struct DriverPage {
     dump_href: String,
     dump_name: String,
     v: DriverView,
+    /// "Seen in N of the dumps you may see (M with it in the verdict)", linking to them.
+    seen: Option<(i64, i64)>,
+    seen_href: String,
 }
 
 pub async fn driver_page(
@@ -196,6 +199,19 @@ pub async fn driver_page(
     };
     let driver = report_view::find_driver(&r, &module).ok_or_else(no_driver)?;
     let v = DriverView::build(driver);
+    let across = stats::top_drivers(
+        &app.db,
+        &stats::DriverFilter {
+            tenant: user.tenant_filter().map(str::to_string),
+            module: Some(v.module.clone()),
+            limit: 1,
+            ..Default::default()
+        },
+    )
+    .await
+    .map_err(|e| PageError::internal("database", e, &nav))?;
+    let seen = across.first().map(|s| (s.dumps, s.verdict_dumps));
+    let seen_href = format!("/dumps?driver={}", percent_encode(&v.module));
     Ok(render(&DriverPage {
         title: format!(
             "{} in dump {}",
@@ -206,6 +222,8 @@ pub async fn driver_page(
         dump_href: format!("/dumps/{}", percent_encode(&d.id)),
         dump_name: d.original_name.clone().unwrap_or_else(|| d.id.clone()),
         v,
+        seen,
+        seen_href,
     }))
 }
 
