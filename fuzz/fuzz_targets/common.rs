@@ -3,13 +3,18 @@
 use analyzer::dump::Dump;
 
 pub fn exercise(bytes: Vec<u8>) {
-    let Ok(d) = Dump::from_bytes(bytes) else { return };
+    let Ok(d) = Dump::from_bytes(bytes) else {
+        return;
+    };
     let _ = d.header();
     let _ = d.format().as_str();
     let n = d.stored_page_count();
     let mut seen = 0u64;
     for pfn in d.stored_pfns().take(4096) {
-        assert!(d.physical().page(pfn).is_some(), "stored pfn {pfn:#x} has no page");
+        assert!(
+            d.physical().page(pfn).is_some(),
+            "stored pfn {pfn:#x} has no page"
+        );
         seen += 1;
     }
     assert!(seen <= n);

@@ -36,9 +36,7 @@ pub struct ChannelReader {
 }
 
 /// The error kind an incomplete upload is reported with.
-#[derive(Debug, thiserror::Error)]
-#[error("upload incomplete: {0}")]
-pub struct Incomplete(pub String);
+pub use upload::Incomplete;
 
 impl Read for ChannelReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {

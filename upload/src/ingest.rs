@@ -1,9 +1,9 @@
 //! Receives one upload: detects .gz / .zip by magic and decompresses while streaming, computes
 //! the SHA-256 of the dump on the fly, enforces the size and ratio limits, checks early that
 //! the content is a kernel dump, and writes it to a temporary file. Blocking code: runs on a
-//! blocking thread, reads from a [`super::source::ChannelReader`] (or any `Read`).
+//! blocking thread, reads from the service's channel reader (or any `Read`).
 
-use crate::config::UploadLimits;
+use crate::UploadLimits;
 use sha2::{Digest, Sha256};
 use std::io::{self, Read, Write};
 use std::path::Path;
@@ -32,7 +32,7 @@ impl Compression {
     }
 }
 
-/// A complete upload in a temporary file (deleted if dropped before [`super::Storage::store`]).
+/// A complete upload in a temporary file (deleted if dropped before the service stores it).
 #[derive(Debug)]
 pub struct Ingested {
     pub file: NamedTempFile,
@@ -79,7 +79,7 @@ impl IngestError {
                     limit: limits.max_upload_bytes,
                 };
             }
-            if let Some(i) = inner.downcast_ref::<super::source::Incomplete>() {
+            if let Some(i) = inner.downcast_ref::<crate::Incomplete>() {
                 return IngestError::Incomplete(i.to_string());
             }
         }
@@ -181,7 +181,7 @@ pub fn ingest(
 }
 
 /// Ingests a complete file already on disk (a finished resumable upload, see
-/// `super::chunked`) through the same checks as a streamed upload. A plain dump is hashed in
+/// the service's `storage::chunked`) through the same checks as a streamed upload. A plain dump is hashed in
 /// place and the returned [`Ingested`] owns `path` itself (no copy of a 10 GB file; it is
 /// renamed into `dumps/` by `Storage::store`, or deleted if dropped); a .gz/.zip is decompressed
 /// into a new temporary file in `tmp_dir` and `path` is left alone.
@@ -311,7 +311,7 @@ fn write_out_to(
         size,
         received: received.load(Ordering::Relaxed),
         compression,
-        original_name: super::name::display_name(original_name),
+        original_name: crate::name::display_name(original_name),
     })
 }
 

@@ -1,0 +1,6 @@
+//! A compressed symbol store file (.pd_ cabinet). The body is `fuzz_harness::cab` (fuzz/harness), which the
+//! harness's tests also replay on every seed and regression input.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| fuzz_harness::cab(data));

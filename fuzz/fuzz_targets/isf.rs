@@ -1,0 +1,6 @@
+//! A Volatility 3 ISF profile (.json or .json.xz) and the pool layouts taken from it. The body is `fuzz_harness::isf` (fuzz/harness), which the
+//! harness's tests also replay on every seed and regression input.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| fuzz_harness::isf(data));

@@ -1,0 +1,6 @@
+//! PE headers of an image mapped in memory (a module in a dump). The body is `fuzz_harness::pe_memory` (fuzz/harness), which the
+//! harness's tests also replay on every seed and regression input.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| fuzz_harness::pe_memory(data));

@@ -1,0 +1,6 @@
+//! Physical memory: sessions through page tables (pool range, big pages, tag tables, heap). The body is `fuzz_harness::session` (fuzz/harness), which the
+//! harness's tests also replay on every seed and regression input.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| fuzz_harness::session(data));
