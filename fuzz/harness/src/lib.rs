@@ -7,6 +7,7 @@
 //! returns (no panic, no hang, no unbounded allocation).
 
 pub mod mem;
+mod panics;
 mod pe;
 mod pool;
 mod profile;
@@ -17,6 +18,7 @@ mod tmp;
 mod trend;
 mod upload;
 
+pub use panics::run;
 pub use pe::{pe_file, pe_memory};
 pub use pool::{big_pages, pool_page, segheap, session};
 pub use scan::code_scan;
@@ -25,8 +27,11 @@ pub use symbols::{isf, pdb};
 pub use trend::{counter_log, tag_log};
 pub use upload::upload;
 
+/// A target's body: any input is valid, and it must return.
+pub type Target = fn(&[u8]);
+
 /// Every target by name, as `fuzz/fuzz_targets/<name>.rs` and `fuzz/seeds/<name>/` call it.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("pe_memory", pe_memory),
     ("pe_file", pe_file),
     ("pdb", pdb),

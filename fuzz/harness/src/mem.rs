@@ -54,16 +54,21 @@ impl Sparse {
 }
 
 impl VirtualMemory for Sparse {
+    /// Copies page by page; the first byte on a page no record wrote is reported unmapped.
     fn read(&self, va: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
-        for (i, out) in buf.iter_mut().enumerate() {
+        let mut done = 0usize;
+        while done < buf.len() {
             let a = va
-                .checked_add(i as u64)
+                .checked_add(done as u64)
                 .ok_or(MemoryError::AddressOverflow { addr: va })?;
+            let off = (a & (PAGE_SIZE - 1)) as usize;
             let page = self
                 .pages
-                .get(&(a & !(PAGE_SIZE - 1)))
+                .get(&(a - off as u64))
                 .ok_or(MemoryError::NotMapped { va: a })?;
-            *out = page[(a & (PAGE_SIZE - 1)) as usize];
+            let n = (PAGE_SIZE as usize - off).min(buf.len() - done);
+            buf[done..done + n].copy_from_slice(&page[off..off + n]);
+            done += n;
         }
         Ok(())
     }
