@@ -6,6 +6,7 @@
 //! A body never asserts what a parser may legitimately refuse: it only requires that the call
 //! returns (no panic, no hang, no unbounded allocation).
 
+mod dump;
 pub mod mem;
 mod panics;
 mod pe;
@@ -18,6 +19,7 @@ mod tmp;
 mod trend;
 mod upload;
 
+pub use dump::{bitmap, header, triage};
 pub use panics::run;
 pub use pe::{pe_file, pe_memory};
 pub use pool::{big_pages, pool_page, segheap, session};
@@ -32,6 +34,9 @@ pub type Target = fn(&[u8]);
 
 /// Every target by name, as `fuzz/fuzz_targets/<name>.rs` and `fuzz/seeds/<name>/` call it.
 pub const TARGETS: &[(&str, Target)] = &[
+    ("header", header),
+    ("triage", triage),
+    ("bitmap", bitmap),
     ("pe_memory", pe_memory),
     ("pe_file", pe_file),
     ("pdb", pdb),

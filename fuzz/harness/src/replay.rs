@@ -60,6 +60,9 @@ macro_rules! replay_tests {
 }
 
 replay_tests!(
+    header,
+    triage,
+    bitmap,
     pe_memory,
     pe_file,
     pdb,

@@ -1,8 +1,41 @@
-// Shared by the fuzz targets: open the bytes as a dump and touch everything a caller would,
-// so that a lookup that trusts an unchecked field panics here rather than in production.
+//! The dump readers: raw bytes through the header parser and every format's reader, a valid
+//! x64 header of DumpType 4 (triage) or 5/6/2 (bitmaps, old summary) followed by the fuzzer's
+//! bytes. Each opened dump is exercised as a caller would use it, so that a lookup that trusts an
+//! unchecked field panics here rather than in production.
+
 use analyzer::dump::Dump;
 
-pub fn exercise(bytes: Vec<u8>) {
+/// The dump header parser and format dispatch on raw bytes.
+pub fn header(data: &[u8]) {
+    let _ = analyzer::dump::parse_header(data);
+    exercise(data.to_vec());
+}
+
+/// A valid x64 DumpType 4 header followed by the input (TRIAGE_DUMP, driver list, string
+/// pool, data blocks), so every input reaches the triage code.
+pub fn triage(data: &[u8]) {
+    let mut b = header64(4);
+    b.extend_from_slice(data);
+    exercise(b);
+}
+
+/// Byte 0 picks DumpType 5 or 6 (SDMP/FDMP bitmap) or 2 (old summary); a valid x64 header of
+/// that type followed by the rest, so every input reaches the bitmap and rank-index code.
+pub fn bitmap(data: &[u8]) {
+    let Some((&sel, rest)) = data.split_first() else {
+        return;
+    };
+    let t = match sel % 3 {
+        0 => 5,
+        1 => 6,
+        _ => 2,
+    };
+    let mut b = header64(t);
+    b.extend_from_slice(rest);
+    exercise(b);
+}
+
+fn exercise(bytes: Vec<u8>) {
     let Ok(d) = Dump::from_bytes(bytes) else {
         return;
     };
@@ -38,9 +71,8 @@ pub fn exercise(bytes: Vec<u8>) {
     };
 }
 
-#[allow(dead_code)] // not every target prefixes a header
 /// A 64-bit dump header ("PAGE" "DU64", x64) of DumpType `t`, 0x2000 bytes.
-pub fn header64(t: u32) -> Vec<u8> {
+fn header64(t: u32) -> Vec<u8> {
     let mut h: Vec<u8> = b"PAGE".iter().copied().cycle().take(0x2000).collect();
     h[4..8].copy_from_slice(b"DU64");
     h[0x10..0x18].copy_from_slice(&0x1000u64.to_le_bytes());
