@@ -13,6 +13,11 @@
 #   4. `cargo fmt --check` and `cargo clippy -D warnings`, `cargo build` of every binary, then
 #      `cargo test --workspace`, with POOLTRIAGE_PYTHON,
 #      POOLTRIAGE_VOL and POOLTRIAGE_VOL_SYMBOLS telling the end-to-end tests where those are.
+#      The workspace's tests include fuzz/harness: every fuzz target's body replays every seed
+#      and regression input of fuzz/ (a few seconds). The fuzzing itself is not run by default:
+#      building the sanitized fuzz crate alone takes longer than CI's budget (fuzz/README.md,
+#      "CI"); POOLTRIAGE_FUZZ_SECONDS=N runs every target N seconds after the tests, installing
+#      cargo-fuzz if it is missing.
 #
 # Debug profile on purpose: dependencies are built with opt-level 2 (root Cargo.toml), the tests
 # and the binary they drive share one compilation, and a second (release) build would double the
@@ -170,6 +175,11 @@ POOLTRIAGE_TEST_DATABASE=postgres cargo test -p pooltriage-e2e --no-fail-fast \
     --skip reports_are_backfilled_at_start 2>&1 | tee -a "$log"
 pg_status=${PIPESTATUS[0]}
 [ "$status" -ne 0 ] || status=$pg_status
+if [ -n "${POOLTRIAGE_FUZZ_SECONDS:-}" ]; then
+    step "fuzzing every target ${POOLTRIAGE_FUZZ_SECONDS}s (fuzz/run.sh)"
+    command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
+    fuzz/run.sh "$POOLTRIAGE_FUZZ_SECONDS" || status=1
+fi
 set -e
 # One closing line over every test binary (cargo's own last lines are the doc-tests' counts).
 awk '/^test result:/ {

@@ -13,6 +13,9 @@
 pub mod analysis;
 pub mod attribution;
 pub mod dump;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod kernel;
 pub mod memory;
 pub mod pool;

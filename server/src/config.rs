@@ -230,15 +230,7 @@ pub struct Config {
     pub auth_file: Option<toml::Table>,
 }
 
-#[derive(Debug, Clone, Copy)]
-pub struct UploadLimits {
-    pub max_upload_bytes: u64,
-    pub max_dump_bytes: u64,
-    pub max_ratio: u64,
-    pub ratio_floor_bytes: u64,
-    /// Vendor symbol uploads: the upload as received, and each file in it (docs/api.md).
-    pub max_symbol_bytes: u64,
-}
+pub use upload::UploadLimits;
 
 #[derive(Debug, Clone, Copy)]
 pub struct JobLimits {

@@ -385,7 +385,10 @@ impl Dump {
         })
     }
 
-    /// Page frame numbers of the stored pages, ascending.
+    /// Page frame numbers of the stored pages, ascending: every page the header lists, except,
+    /// in a file cut short ([`Dump::truncation`]), those past its end, which are not in the dump
+    /// ([`PhysicalMemory::page`] is `None` for them). Which pages those are follows the file
+    /// order of the runs, not the PFN order, so they are found by their offsets.
     pub fn stored_pfns(&self) -> impl Iterator<Item = u64> + '_ {
         let bytes = self.data.bytes();
         let (runs, bits) = match &self.index {
@@ -393,7 +396,11 @@ impl Dump {
             PageIndex::Runs(r) => (Some(r.pfns()), None),
             PageIndex::Bitmap(b) => (None, Some(b.pfns(bytes))),
         };
-        runs.into_iter().flatten().chain(bits.into_iter().flatten())
+        let cut = self.truncation().is_some();
+        runs.into_iter()
+            .flatten()
+            .chain(bits.into_iter().flatten())
+            .filter(move |&pfn| !cut || self.page(pfn).is_some())
     }
 
     /// File offset of the stored page `pfn`, if the dump holds it.

@@ -113,3 +113,56 @@ fn triage_data_blocks_are_in_file() {
         }
     }
 }
+
+/// An x64 header of DumpType `t` ("PAGE" filler as a writer leaves it), 0x2000 bytes.
+fn header64(t: u32) -> Vec<u8> {
+    let mut h: Vec<u8> = b"PAGE".iter().copied().cycle().take(0x2000).collect();
+    h[4..8].copy_from_slice(b"DU64");
+    h[0x10..0x18].copy_from_slice(&0x1000u64.to_le_bytes());
+    h[0x30..0x34].copy_from_slice(&0x8664u32.to_le_bytes());
+    h[0x80..0x88].copy_from_slice(&0u64.to_le_bytes());
+    h[0xF98..0xF9C].copy_from_slice(&t.to_le_bytes());
+    h
+}
+
+/// A complete dump (DumpType 1) cut short: runs pfn 100..102 then 10..12 in file order, four
+/// pages listed, three in the file. The page past the end (pfn 11) is not a stored pfn, though
+/// it sorts before two that are. Found by fuzzing (fuzz/regressions/header).
+#[test]
+fn a_cut_run_dump_lists_only_the_pages_in_its_file() {
+    let mut b = header64(1);
+    b[0x88..0x8C].copy_from_slice(&2u32.to_le_bytes());
+    b[0x90..0x98].copy_from_slice(&4u64.to_le_bytes());
+    for (i, (base, count)) in [(100u64, 2u64), (10, 2)].iter().enumerate() {
+        let at = 0x98 + i * 16;
+        b[at..at + 8].copy_from_slice(&base.to_le_bytes());
+        b[at + 8..at + 16].copy_from_slice(&count.to_le_bytes());
+    }
+    b.resize(0x2000 + 3 * 0x1000, 0xAB);
+    let d = Dump::from_bytes(b).expect("a cut dump opens");
+    let t = d.truncation().expect("cut short");
+    assert_eq!((t.pages_in_file, t.pages_listed), (3, 4));
+    assert_eq!(d.stored_pfns().collect::<Vec<_>>(), vec![10, 100, 101]);
+    assert!(d.stored_pfns().all(|pfn| d.physical().page(pfn).is_some()));
+    assert!(d.physical().page(11).is_none());
+}
+
+/// A bitmap dump (DumpType 5, "SDMP") cut short: pfns 1, 3 and 5 present, one page in the file.
+/// Found by fuzzing (fuzz/regressions/bitmap).
+#[test]
+fn a_cut_bitmap_dump_lists_only_the_pages_in_its_file() {
+    let mut b = header64(5);
+    let mut sub = vec![0u8; 0x38];
+    sub[..4].copy_from_slice(b"SDMP");
+    sub[4..8].copy_from_slice(b"DUMP");
+    sub[0x20..0x28].copy_from_slice(&0x3000u64.to_le_bytes());
+    sub[0x28..0x30].copy_from_slice(&3u64.to_le_bytes());
+    sub[0x30..0x38].copy_from_slice(&64u64.to_le_bytes());
+    b.extend_from_slice(&sub);
+    b.extend_from_slice(&0b10_1010u64.to_le_bytes());
+    b.resize(0x3000 + 0x1000, 0xCD);
+    let d = Dump::from_bytes(b).expect("a cut dump opens");
+    assert_eq!(d.truncation().map(|t| t.pages_in_file), Some(1));
+    assert_eq!(d.stored_pfns().collect::<Vec<_>>(), vec![1]);
+    assert!(d.physical().page(3).is_none());
+}

@@ -11,6 +11,7 @@
 //! processor count is a number the dump's writer chose, not a fact.
 
 pub mod bigpages;
+mod entries;
 pub mod header;
 mod layout;
 pub mod page_states;

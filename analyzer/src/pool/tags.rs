@@ -416,30 +416,17 @@ impl Accumulator {
             used: 0,
             unreadable: 0,
         };
-        let esize = self.layout.size;
-        let mut buf = vec![0u8; (CHUNK_ENTRIES * esize) as usize];
-        let mut i = 0;
-        while i < entries {
-            let n = CHUNK_ENTRIES.min(entries - i);
-            let chunk = &mut buf[..(n * esize) as usize];
-            let start = va.wrapping_add(i * esize);
-            if mem.read(start, chunk).is_ok() {
-                for e in chunk.chunks_exact(esize as usize) {
-                    info.used += u64::from(self.add_entry(e));
-                }
-            } else {
-                // Part of the chunk is missing: entry by entry, counting what is not there.
-                for j in 0..n {
-                    let e = &mut chunk[(j * esize) as usize..((j + 1) * esize) as usize];
-                    if mem.read(start.wrapping_add(j * esize), e).is_ok() {
-                        info.used += u64::from(self.add_entry(e));
-                    } else {
-                        info.unreadable += 1;
-                    }
-                }
-            }
-            i += n;
-        }
+        super::entries::for_each_entry(
+            mem,
+            va,
+            entries,
+            self.layout.size,
+            CHUNK_ENTRIES,
+            &mut |e| match e {
+                Some(e) => info.used += u64::from(self.add_entry(e)),
+                None => info.unreadable += 1,
+            },
+        );
         info
     }
 

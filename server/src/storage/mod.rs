@@ -14,11 +14,9 @@
 //! SIGKILL), so a folder whose lock can be taken belongs to no running instance.
 
 pub mod chunked;
-pub mod ingest;
-pub mod name;
+pub use upload::{ingest, name};
 pub mod private;
 pub mod source;
-pub mod spool;
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io;

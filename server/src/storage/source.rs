@@ -36,9 +36,7 @@ pub struct ChannelReader {
 }
 
 /// The error kind an incomplete upload is reported with.
-#[derive(Debug, thiserror::Error)]
-#[error("upload incomplete: {0}")]
-pub struct Incomplete(pub String);
+pub use upload::Incomplete;
 
 impl ChannelReader {
     /// Waits for the next chunk once the current one is used up (nothing left at the end).

@@ -12,7 +12,7 @@
 
 pub mod add;
 mod breaker;
-mod cab;
+pub(crate) mod cab;
 pub mod cache;
 mod config;
 mod error;
@@ -22,8 +22,8 @@ pub mod key;
 mod local;
 mod negative;
 pub mod path;
-mod ptr;
-mod verify;
+pub(crate) mod ptr;
+pub(crate) mod verify;
 
 pub use cache::EvictStats;
 pub use config::StoreConfig;

@@ -1,12 +1,12 @@
 //! Receives one upload: detects .gz / .zip by magic and decompresses while streaming, computes
 //! the SHA-256 of the dump on the fly, enforces the size and ratio limits, checks early that
 //! the content is a kernel dump, and writes it to a temporary file. Blocking code: runs on a
-//! blocking thread, reads from a [`super::source::ChannelReader`] (or any `BufRead`): a plain
-//! dump is hashed straight from the chunks the socket delivered, while [`super::spool`] writes
+//! blocking thread, reads from a the service's channel reader (or any `BufRead`): a plain
+//! dump is hashed straight from the chunks the socket delivered, while [`crate::spool`] writes
 //! them to the file on a thread of its own.
 
-use super::spool::{Spool, SpoolError};
-use crate::config::UploadLimits;
+use crate::spool::{Spool, SpoolError};
+use crate::UploadLimits;
 use sha2::{Digest, Sha256};
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::Path;
@@ -37,7 +37,7 @@ impl Compression {
     }
 }
 
-/// A complete upload in a temporary file (deleted if dropped before [`super::Storage::store`]).
+/// A complete upload in a temporary file (deleted if dropped before the service's `Storage::store`).
 #[derive(Debug)]
 pub struct Ingested {
     pub file: NamedTempFile,
@@ -92,7 +92,7 @@ impl IngestError {
                     limit: limits.max_upload_bytes,
                 };
             }
-            if let Some(i) = inner.downcast_ref::<super::source::Incomplete>() {
+            if let Some(i) = inner.downcast_ref::<crate::Incomplete>() {
                 return IngestError::Incomplete(i.to_string());
             }
         }
@@ -260,7 +260,7 @@ pub fn ingest_expecting(
 }
 
 /// Ingests a complete file already on disk (a finished resumable upload, see
-/// `super::chunked`) through the same checks as a streamed upload. A plain dump is hashed in
+/// the service's resumable uploads) through the same checks as a streamed upload. A plain dump is hashed in
 /// place and the returned [`Ingested`] owns `path` itself (no copy of a 10 GB file; it is
 /// renamed into `dumps/` by `Storage::store`, or deleted if dropped); a .gz/.zip is decompressed
 /// into a new temporary file in `tmp_dir` and `path` is left alone.
@@ -377,7 +377,7 @@ fn write_out_to(
         size,
         received: received.load(Ordering::Relaxed),
         compression,
-        original_name: super::name::display_name(original_name),
+        original_name: crate::name::display_name(original_name),
     })
 }
 
@@ -452,7 +452,7 @@ impl HeaderProbe {
 /// received, once the output passes the floor. Judged over the whole stream rather than over a
 /// recent window because a real dump's zero runs pack as tightly as a bomb (about 1000 to 1) and
 /// may be any length; what differs is that a dump's page data, counted in, brings its ratio far
-/// down, while a bomb stays near 1000x to its end (`crate::config::DEFAULT_MAX_RATIO`).
+/// down, while a bomb stays near 1000x to its end (the service's `DEFAULT_MAX_RATIO`).
 fn check_ratio(size: u64, received: u64, limits: &UploadLimits) -> Result<(), IngestError> {
     if size <= limits.ratio_floor_bytes || size / received.max(1) <= limits.max_ratio {
         return Ok(());

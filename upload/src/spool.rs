@@ -29,7 +29,7 @@ pub const BUFFER_BYTES: usize = 1 << 20;
 /// Buffers in flight between the ingest thread and the writer (their memory: 4 MiB).
 pub const BUFFERS: usize = 4;
 /// The disk is asked to write the file out each time this much more was written (the size of
-/// the resumable uploads' checkpoints, `crate::http::uploads::CHECKPOINT_BYTES`).
+/// the resumable uploads' checkpoints, the service's `CHECKPOINT_BYTES`).
 pub const WRITEBACK_BYTES: u64 = 64 << 20;
 
 /// The writer side failed (the disk is full, the file system went away): its error.

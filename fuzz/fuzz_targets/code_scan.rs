@@ -1,0 +1,7 @@
+//! A module's code: allocation call sites and tag immediates (x86/x64 decode). The body is
+//! `fuzz_harness::code_scan` (fuzz/harness), which the harness's tests also replay on every seed
+//! and regression input; `run` keeps panics the library contains from counting as crashes.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| fuzz_harness::run(fuzz_harness::code_scan, data));

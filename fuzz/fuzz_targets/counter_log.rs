@@ -1,0 +1,7 @@
+//! A typeperf/relog counter log (CSV or TSV), parsed and analysed as a trend. The body is
+//! `fuzz_harness::counter_log` (fuzz/harness), which the harness's tests also replay on every seed
+//! and regression input; `run` keeps panics the library contains from counting as crashes.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| fuzz_harness::run(fuzz_harness::counter_log, data));

@@ -1,0 +1,7 @@
+//! A Volatility 3 ISF profile (.json or .json.xz) and the pool layouts taken from it. The body is
+//! `fuzz_harness::isf` (fuzz/harness), which the harness's tests also replay on every seed and
+//! regression input; `run` keeps panics the library contains from counting as crashes.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| fuzz_harness::run(fuzz_harness::isf, data));
