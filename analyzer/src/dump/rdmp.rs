@@ -92,7 +92,37 @@ pub(crate) fn parse(data: &[u8], at: u64, complete: bool) -> Result<RunIndex, Du
         pages = pages.saturating_add(count);
         raw.push((pfn, count));
     }
+    check_cut_short(data, first_page, pages)?;
     RunIndex::build(&raw, first_page, data.len() as u64, "RDMP page ranges")
+}
+
+/// Offset of RequiredDumpSpace in the 64-bit dump header: the file's size when written.
+const REQUIRED_DUMP_SPACE: u64 = 0xFA0;
+
+/// Ranges that reach past the end of the file are read as a dump cut short only when the
+/// header says the file was written that long (RequiredDumpSpace): otherwise the ranges are
+/// misread (ranges at +0x31, as kdmp-parser's packed struct would put them, describe hundreds
+/// of times the file) and the file is refused, as kdmp-parser refuses it.
+fn check_cut_short(data: &[u8], first_page: u64, pages: u64) -> Result<(), DumpError> {
+    let implied = pages
+        .checked_mul(0x1000)
+        .and_then(|b| b.checked_add(first_page))
+        .unwrap_or(u64::MAX);
+    let len = data.len() as u64;
+    if implied <= len {
+        return Ok(());
+    }
+    let declared = u64_at(data, "dump header", REQUIRED_DUMP_SPACE).unwrap_or(0);
+    if declared == implied {
+        return Ok(());
+    }
+    Err(DumpError::malformed(
+        "RDMP page ranges",
+        format!(
+            "the ranges end at {implied:#x}, past the end of the {len:#x}-byte file, and the \
+             header's RequiredDumpSpace ({declared:#x}) does not say the file was that long"
+        ),
+    ))
 }
 
 #[cfg(test)]
