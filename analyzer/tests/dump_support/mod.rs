@@ -166,6 +166,9 @@ pub fn rdmp64(dump_type: u32, ranges: &[(u64, u64)]) -> Vec<u8> {
     for &(pfn, count) in ranges {
         append_pages(&mut v, pfn..pfn + count);
     }
+    // RequiredDumpSpace: the file's size, as Windows (and the forge) writes it.
+    let len = v.len() as u64;
+    put64(&mut v, 0xFA0, len);
     v
 }
 
