@@ -85,14 +85,19 @@ fn row_of(r: &super::Row) -> Result<ProblemRow, sqlx::Error> {
         customers: r.try_get("customers")?,
         first_seen: r.try_get::<Option<i64>, _>("first_seen")?.unwrap_or(0),
         last_seen: r.try_get::<Option<i64>, _>("last_seen")?.unwrap_or(0),
-        workflow: Workflow {
-            status: r
-                .try_get::<Option<String>, _>("status")?
-                .unwrap_or_else(|| "new".into()),
-            fixed_in: r.try_get("fixed_in")?,
-            assignee: r.try_get("assignee")?,
-            ticket_url: r.try_get("ticket_url")?,
-        },
+        workflow: workflow_of(r)?,
+    })
+}
+
+/// The workflow columns of a row; a problem nobody changed yet (no status) is `new`.
+fn workflow_of(r: &super::Row) -> Result<Workflow, sqlx::Error> {
+    Ok(Workflow {
+        status: r
+            .try_get::<Option<String>, _>("status")?
+            .unwrap_or_else(|| "new".into()),
+        fixed_in: r.try_get("fixed_in")?,
+        assignee: r.try_get("assignee")?,
+        ticket_url: r.try_get("ticket_url")?,
     })
 }
 
@@ -238,12 +243,7 @@ pub async fn update(
     .fetch_optional(&mut *tx)
     .await?;
     let old = match old {
-        Some(r) => Workflow {
-            status: r.try_get("status")?,
-            fixed_in: r.try_get("fixed_in")?,
-            assignee: r.try_get("assignee")?,
-            ticket_url: r.try_get("ticket_url")?,
-        },
+        Some(r) => workflow_of(&r)?,
         None => Workflow {
             status: "new".into(),
             ..Default::default()
