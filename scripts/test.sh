@@ -29,7 +29,7 @@ cd "$ROOT"
 CORPUS="${POOLTRIAGE_CORPUS:-$ROOT/../shared/corpus}"
 export CI="${CI:-}" DEBIAN_FRONTEND=noninteractive PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
 
-step() { printf '==> %s\n' "$*" >&2; }
+step() { printf '==> [%dm%02ds] %s\n' $((SECONDS / 60)) $((SECONDS % 60)) "$*" >&2; }
 die() { printf 'scripts/test.sh: %s\n' "$*" >&2; exit 1; }
 
 [ -d "$CORPUS/isf/ntkrnlmp.pdb" ] || die "corpus not found at $CORPUS (expected ../shared/corpus beside the repo)"
@@ -175,6 +175,7 @@ POOLTRIAGE_TEST_DATABASE=postgres cargo test -p pooltriage-e2e --no-fail-fast \
     --skip reports_are_backfilled_at_start 2>&1 | tee -a "$log"
 pg_status=${PIPESTATUS[0]}
 [ "$status" -ne 0 ] || status=$pg_status
+step "tests finished"
 if [ -n "${POOLTRIAGE_FUZZ_SECONDS:-}" ]; then
     step "fuzzing every target ${POOLTRIAGE_FUZZ_SECONDS}s (fuzz/run.sh)"
     command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz

@@ -101,8 +101,10 @@ fn reanalysed(svc: &Service, t: &Token, id: &str, check: impl Fn(&Value) -> bool
         if st["status"] != "done" {
             return None;
         }
-        let r = svc.get(t, &format!("/api/v1/dumps/{id}/report"));
-        check(&r).then_some(r)
+        // A further re-queue may land between the two reads: 409 means "not yet".
+        let (code, r) = svc.call(t, "GET", &format!("/api/v1/dumps/{id}/report"), None);
+        assert!(code == 200 || code == 409, "report: {code} {r}");
+        (code == 200 && check(&r)).then_some(r)
     })
 }
 
