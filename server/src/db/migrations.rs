@@ -44,6 +44,10 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         "0008_problems.sql",
         include_str!("../../../migrations/0008_problems.sql"),
     ),
+    (
+        "0009_problem_facets_events.sql",
+        include_str!("../../../migrations/0009_problem_facets_events.sql"),
+    ),
 ];
 
 #[derive(Debug)]

@@ -12,9 +12,11 @@
 //! text is the queue claim ([`Backend`], see `jobs::claim`). tests/service_postgres.rs and the
 //! service suites run with `POOLTRIAGE_TEST_DATABASE=postgres` check it on a real server.
 
+pub mod dump_sort;
 pub mod dumps;
 pub mod jobs;
 pub mod migrations;
+pub mod problem_facets;
 pub mod problem_key;
 pub mod problems;
 pub mod report_index;

@@ -226,14 +226,16 @@ fn ordered_id() -> String {
     format!("{nanos:020}-{}", uuid::Uuid::new_v4().simple())
 }
 
-/// Sets the workflow fields and records one audit event per changed field, in one
-/// transaction. Returns the new workflow.
+/// Sets the workflow fields and records one audit event per changed field and the webhook
+/// deliveries `notify` makes of the change (given the workflow before it), in one
+/// transaction. Returns the workflow before the change.
 pub async fn update(
     db: &Db,
     id: &str,
     actor: &str,
     new: &Workflow,
     now: i64,
+    notify: impl FnOnce(&Workflow) -> Vec<super::webhooks::NewProblemEvent>,
 ) -> Result<Workflow, sqlx::Error> {
     let mut tx = db.begin().await?;
     let old: Option<super::Row> = sqlx::query(
@@ -283,8 +285,9 @@ pub async fn update(
             .await?;
         }
     }
+    super::webhooks::add_problem_events(&mut tx, id, &notify(&old), now).await?;
     tx.commit().await?;
-    Ok(new.clone())
+    Ok(old)
 }
 
 async fn event(

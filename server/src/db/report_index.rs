@@ -12,10 +12,12 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 
 /// Version of the extraction rules; rows with an older version are rebuilt at start.
-pub const INDEX_VERSION: i64 = 3;
+pub const INDEX_VERSION: i64 = 4;
 
 /// Longest module name indexed (a report is analyzer output, but bounded anyway).
 const MAX_MODULE_LEN: usize = 255;
+/// Longest pool tag kept (tags are four characters; a longer one is not from the analyzer).
+const MAX_TAG_LEN: usize = 16;
 /// Longest verdict sentence kept in the index.
 const MAX_SENTENCE_LEN: usize = 2000;
 
@@ -30,6 +32,9 @@ pub struct Extracted {
     pub verdict_bytes: Option<i64>,
     /// Lower-case module names of the verdict, in report order.
     pub verdict_drivers: Vec<String>,
+    /// Pool tags of the verdict as written (case matters), in report order (since index
+    /// version 4).
+    pub verdict_tags: Vec<String>,
     pub bugcheck_code: Option<String>,
     pub bugcheck_name: Option<String>,
     pub build: Option<i64>,
@@ -102,6 +107,19 @@ pub fn normalize_bugcheck_code(code: &str) -> Option<String> {
         .map(|v| format!("{v:#x}"))
 }
 
+/// A verdict's pool tags: trimmed of the padding spaces, bounded, each once; a tag with a
+/// control character is not a tag (the index stores them one per line).
+fn tags(v: &Value) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for t in v.as_array().into_iter().flatten().filter_map(Value::as_str) {
+        let t: String = t.trim().chars().take(MAX_TAG_LEN).collect();
+        if !t.is_empty() && !t.chars().any(char::is_control) && !out.contains(&t) {
+            out.push(t);
+        }
+    }
+    out
+}
+
 /// Extracts the index rows of a report. None when the text is not a JSON object.
 pub fn extract(json: &str) -> Option<Extracted> {
     let v: Value = serde_json::from_str(json).ok()?;
@@ -146,6 +164,7 @@ pub fn extract(json: &str) -> Option<Extracted> {
             }
         }
     }
+    e.verdict_tags = tags(&verdict["tags"]);
     if let Some(drivers) = v["drivers"].as_array() {
         for d in drivers {
             let Some(key) = d["module"].as_str().and_then(module_key) else {
@@ -210,8 +229,8 @@ async fn store(db: &Db, sha256: &str, e: &Extracted, now: i64) -> Result<(), sql
         "INSERT INTO report_summaries (sha256, index_version, report_kind, verdict_kind, \
              verdict_sentence, verdict_pool, verdict_bytes, verdict_drivers, bugcheck_code, \
              bugcheck_name, build, arch, indexed_at, signature, problem_id, problem_kind, \
-             problem_title) \
-         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17 \
+             problem_title, verdict_tags) \
+         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18 \
          WHERE EXISTS (SELECT 1 FROM reports WHERE sha256 = $1) \
          ON CONFLICT (sha256) DO NOTHING",
     )
@@ -232,6 +251,7 @@ async fn store(db: &Db, sha256: &str, e: &Extracted, now: i64) -> Result<(), sql
     .bind(e.problem.as_ref().map(|p| p.id.as_str()))
     .bind(e.problem.as_ref().map(|p| p.kind))
     .bind(e.problem.as_ref().map(|p| p.title.as_str()))
+    .bind((!e.verdict_tags.is_empty()).then(|| e.verdict_tags.join("\n")))
     .execute(&mut *tx)
     .await?
     .rows_affected();
@@ -306,7 +326,8 @@ mod tests {
       "dump": {"format": "kernel-bitmap", "arch": "x64", "build": 19041},
       "bugcheck": {"code": "0x000000E2", "name": "MANUALLY_INITIATED_CRASH"},
       "verdict": {"kind": "driver-leak", "sentence": "leaky.sys is the likely leaker.",
-                  "pool": "paged", "drivers": ["Leaky.sys"], "bytes": 462848},
+                  "pool": "paged", "drivers": ["Leaky.sys"], "bytes": 462848,
+                  "tags": ["Leak", "Ntf ", "Leak", "", "a\nb"]},
       "drivers": [
         {"module": "leaky.sys", "paged_bytes": 462848, "nonpaged_bytes": 0, "bytes": 462848},
         {"module": "other.sys", "paged_bytes": 10, "nonpaged_bytes": 20, "bytes": 30},
@@ -321,6 +342,8 @@ mod tests {
         assert_eq!(e.report_kind, "analysis");
         assert_eq!(e.verdict_kind.as_deref(), Some("driver-leak"));
         assert_eq!(e.verdict_drivers, ["leaky.sys"]);
+        // Tags keep their case, lose the padding, once each; a line break is no tag.
+        assert_eq!(e.verdict_tags, ["Leak", "Ntf"]);
         assert_eq!(e.bugcheck_code.as_deref(), Some("0xe2"));
         assert_eq!((e.build, e.arch.as_deref()), (Some(19041), Some("x64")));
         assert_eq!(e.drivers.len(), 2, "nameless driver entries are skipped");

@@ -98,8 +98,10 @@ pub struct DumpFilter {
     pub q: Option<String>,
     /// Page size, clamped to 1..=[`MAX_LIMIT`]; 0 means the default of 50.
     pub limit: i64,
-    /// Keyset cursor: (created_at, id) of the last item of the previous page.
-    pub cursor: Option<(i64, String)>,
+    /// Keyset cursor: the sort value and id of the last item of the previous page.
+    pub cursor: Option<super::dump_sort::Cursor>,
+    /// The order (default: newest first).
+    pub sort: super::dump_sort::Sort,
 }
 
 /// The verdict summary of a dump's report (from the index).
@@ -143,16 +145,15 @@ pub struct DumpItem {
 #[derive(Debug, Clone)]
 pub struct DumpPage {
     pub items: Vec<DumpItem>,
-    /// Cursor text for the next page (`"<created_at>.<id>"`), None on the last page.
+    /// Cursor text for the next page (`"<sort value>.<id>"`; with the default order
+    /// `"<created_at>.<id>"`), None on the last page.
     pub next_cursor: Option<String>,
 }
 
-/// Parses a cursor made by [`DumpPage::next_cursor`]. None when it is not one.
-pub fn parse_cursor(text: &str) -> Option<(i64, String)> {
-    let (t, id) = text.split_once('.')?;
-    let t = t.parse::<i64>().ok()?;
-    (!id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric()))
-        .then(|| (t, id.to_string()))
+/// Parses a cursor [`DumpPage::next_cursor`] made for the default order. None when it is not
+/// one (other orders: `dump_sort::Sort::cursor`).
+pub fn parse_cursor(text: &str) -> Option<super::dump_sort::Cursor> {
+    super::dump_sort::Sort::default().cursor(text)
 }
 
 const ITEM_SELECT: &str =
@@ -238,9 +239,9 @@ fn clamp_limit(limit: i64) -> i64 {
     }
 }
 
-/// One page of dumps matching `f`, newest first (`created_at DESC, id DESC`: a total order,
-/// so keyset pages neither skip nor repeat rows while uploads arrive), each with its verdict
-/// summary.
+/// One page of dumps matching `f` in `f.sort`'s order (by default newest first,
+/// `created_at DESC, id DESC`; the id always breaks ties: a total order, so keyset pages
+/// neither skip nor repeat rows while uploads arrive), each with its verdict summary.
 pub async fn search_dumps(db: &Db, f: &DumpFilter) -> Result<DumpPage, sqlx::Error> {
     let limit = clamp_limit(f.limit);
     let driver = f.driver.as_deref().and_then(module_key);
@@ -303,17 +304,22 @@ pub async fn search_dumps(db: &Db, f: &DumpFilter) -> Result<DumpPage, sqlx::Err
               OR LOWER(COALESCE(s.bugcheck_name, '')) LIKE {p} ESCAPE '\\')"
         ));
     }
-    if let Some((t, id)) = &f.cursor {
-        let pt = c.int(*t);
-        let pid = c.text(id.as_str());
-        c.and(format!(
-            "(d.created_at < {pt} OR (d.created_at = {pt} AND d.id < {pid}))"
-        ));
+    let sort = f.sort;
+    if let Some(cur) = &f.cursor {
+        let pv = match &cur.value {
+            super::dump_sort::Value::Int(n) => c.int(*n),
+            super::dump_sort::Value::Text(t) => c.text(t.as_str()),
+        };
+        let pid = c.text(cur.id.as_str());
+        c.and(sort.after(&pv, &pid));
     }
     let lim = c.int(limit + 1);
+    let columns = ITEM_SELECT.strip_prefix("SELECT ").unwrap_or(ITEM_SELECT);
     let sql = format!(
-        "{ITEM_SELECT}{} ORDER BY d.created_at DESC, d.id DESC LIMIT {lim}",
-        c.where_clause()
+        "SELECT {} AS sort_key, {columns}{} ORDER BY {} LIMIT {lim}",
+        sort.column.expr(),
+        c.where_clause(),
+        sort.order_by()
     );
     let rows = c.bind(sqlx::query(&sql)).fetch_all(db).await?;
     let mut items = rows
@@ -322,13 +328,18 @@ pub async fn search_dumps(db: &Db, f: &DumpFilter) -> Result<DumpPage, sqlx::Err
         .collect::<Result<Vec<_>, _>>()?;
     let more = items.len() as i64 > limit;
     items.truncate(limit as usize);
-    let next_cursor = more
-        .then(|| {
-            items
-                .last()
-                .map(|i| format!("{}.{}", i.dump.created_at, i.dump.id))
-        })
-        .flatten();
+    // The last row kept: its sort value as the database computed it, and its id.
+    let last = items
+        .len()
+        .checked_sub(1)
+        .and_then(|i| Some((rows.get(i)?, &items[i])));
+    let next_cursor = match last {
+        Some((row, item)) if more => Some(super::dump_sort::Sort::cursor_text(
+            &sort.read_value(row)?,
+            &item.dump.id,
+        )),
+        _ => None,
+    };
     Ok(DumpPage { items, next_cursor })
 }
 
@@ -783,7 +794,11 @@ mod tests {
 
     #[test]
     fn cursors_round_trip_and_reject_junk() {
-        assert_eq!(parse_cursor("12.abc"), Some((12, "abc".into())));
+        let c = parse_cursor("12.abc").unwrap();
+        assert_eq!(
+            (c.value, c.id.as_str()),
+            (super::super::dump_sort::Value::Int(12), "abc")
+        );
         assert_eq!(parse_cursor("x.abc"), None);
         assert_eq!(parse_cursor("12."), None);
         assert_eq!(parse_cursor("12.a'b"), None);

@@ -2,6 +2,11 @@
 //! for, `waiting` for its dump's analysis, then `pending` with the frozen body until it is
 //! `delivered` or `failed` (attempts used up).
 //!
+//! Problem events (`problem.updated`) have their own outbox, `problem_deliveries`: a row is
+//! `pending` from the start (the body is frozen when the change is made, in the change's
+//! transaction) and outlives any one dump. Both outboxes are claimed and recorded alike
+//! ([`Outbox`]).
+//!
 //! A delivery in flight is leased like a job: [`claim_due`] pushes `next_attempt_at` past the
 //! request's time limit, so a server killed mid-request retries the delivery after restart
 //! (at least once delivery; receivers de-duplicate on the `X-Pooltriage-Delivery` id).
@@ -82,9 +87,65 @@ pub async fn make_pending(
     Ok(n == 1)
 }
 
+/// The two outbox tables, claimed and recorded the same way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outbox {
+    /// `webhook_deliveries`: dump events.
+    Dumps,
+    /// `problem_deliveries`: problem events.
+    Problems,
+}
+
+impl Outbox {
+    pub const ALL: [Outbox; 2] = [Outbox::Dumps, Outbox::Problems];
+
+    fn table(self) -> &'static str {
+        match self {
+            Outbox::Dumps => "webhook_deliveries",
+            Outbox::Problems => "problem_deliveries",
+        }
+    }
+}
+
+/// A problem event to send, frozen when the change is made.
+#[derive(Debug, Clone)]
+pub struct NewProblemEvent {
+    pub id: String,
+    pub url: String,
+    pub event: &'static str,
+    pub body: String,
+}
+
+/// Records problem events (pending at once) inside the transaction of the change they report,
+/// so a change is never saved without its events nor an event sent for a change not saved.
+pub async fn add_problem_events(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    problem_id: &str,
+    events: &[NewProblemEvent],
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    for e in events {
+        sqlx::query(
+            "INSERT INTO problem_deliveries (id, problem_id, url, state, event, body, \
+                 next_attempt_at, created_at, updated_at) \
+             VALUES ($1, $2, $3, 'pending', $4, $5, $6, $6, $6)",
+        )
+        .bind(&e.id)
+        .bind(problem_id)
+        .bind(&e.url)
+        .bind(e.event)
+        .bind(&e.body)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
 /// A pending delivery taken for one attempt.
 #[derive(Debug, Clone)]
 pub struct Due {
+    pub outbox: Outbox,
     pub id: String,
     pub url: String,
     pub event: String,
@@ -97,14 +158,20 @@ pub struct Due {
 /// Several dispatchers (service instances on one PostgreSQL database) never send one attempt
 /// twice: as in `jobs::claim`, the UPDATE re-checks the row's state and due time, and on
 /// PostgreSQL the subquery skips rows another dispatcher is claiming (`FOR UPDATE SKIP LOCKED`).
-pub async fn claim_due(db: &Db, now: i64, lease: i64) -> Result<Option<Due>, sqlx::Error> {
+pub async fn claim_due(
+    db: &Db,
+    outbox: Outbox,
+    now: i64,
+    lease: i64,
+) -> Result<Option<Due>, sqlx::Error> {
     let lock = match super::backend(db) {
         super::Backend::Postgres => " FOR UPDATE SKIP LOCKED",
         super::Backend::Sqlite => "",
     };
+    let table = outbox.table();
     let sql = format!(
-        "UPDATE webhook_deliveries SET attempts = attempts + 1, next_attempt_at = $1, updated_at = $2 \
-         WHERE id = (SELECT id FROM webhook_deliveries WHERE state = 'pending' AND next_attempt_at <= $2 \
+        "UPDATE {table} SET attempts = attempts + 1, next_attempt_at = $1, updated_at = $2 \
+         WHERE id = (SELECT id FROM {table} WHERE state = 'pending' AND next_attempt_at <= $2 \
                      ORDER BY next_attempt_at, id LIMIT 1{lock}) \
            AND state = 'pending' AND next_attempt_at <= $2 \
          RETURNING id, url, event, body, attempts"
@@ -116,6 +183,7 @@ pub async fn claim_due(db: &Db, now: i64, lease: i64) -> Result<Option<Due>, sql
         .await?;
     row.map(|r| {
         Ok(Due {
+            outbox,
             id: r.try_get("id")?,
             url: r.try_get("url")?,
             event: r.try_get::<Option<String>, _>("event")?.unwrap_or_default(),
@@ -127,8 +195,10 @@ pub async fn claim_due(db: &Db, now: i64, lease: i64) -> Result<Option<Due>, sql
 }
 
 /// Records an attempt's outcome: delivered, retry at `retry_at`, or (None) given up.
+#[allow(clippy::too_many_arguments)]
 pub async fn record(
     db: &Db,
+    outbox: Outbox,
     id: &str,
     delivered: bool,
     status: Option<u16>,
@@ -143,20 +213,22 @@ pub async fn record(
     } else {
         "failed"
     };
-    sqlx::query(
-        "UPDATE webhook_deliveries SET state = $1, last_status = $2, last_error = $3, \
+    let sql = format!(
+        "UPDATE {} SET state = $1, last_status = $2, last_error = $3, \
              next_attempt_at = $4, updated_at = $5, \
              delivered_at = CASE WHEN $1 = 'delivered' THEN $5 ELSE delivered_at END \
          WHERE id = $6 AND state = 'pending'",
-    )
-    .bind(state)
-    .bind(status.map(i64::from))
-    .bind(error)
-    .bind(retry_at.unwrap_or(0))
-    .bind(now)
-    .bind(id)
-    .execute(db)
-    .await?;
+        outbox.table()
+    );
+    sqlx::query(&sql)
+        .bind(state)
+        .bind(status.map(i64::from))
+        .bind(error)
+        .bind(retry_at.unwrap_or(0))
+        .bind(now)
+        .bind(id)
+        .execute(db)
+        .await?;
     Ok(())
 }
 
@@ -176,13 +248,20 @@ pub struct DeliveryRow {
 
 /// The deliveries of one dump, oldest first.
 pub async fn for_dump(db: &Db, dump_id: &str) -> Result<Vec<DeliveryRow>, sqlx::Error> {
-    let rows = sqlx::query(
+    deliveries(db, "webhook_deliveries WHERE dump_id = $1", dump_id).await
+}
+
+/// The event deliveries of one problem, oldest first (at most 1000).
+pub async fn for_problem(db: &Db, problem_id: &str) -> Result<Vec<DeliveryRow>, sqlx::Error> {
+    deliveries(db, "problem_deliveries WHERE problem_id = $1", problem_id).await
+}
+
+async fn deliveries(db: &Db, from: &str, key: &str) -> Result<Vec<DeliveryRow>, sqlx::Error> {
+    let sql = format!(
         "SELECT id, url, state, event, attempts, last_status, last_error, created_at, delivered_at \
-         FROM webhook_deliveries WHERE dump_id = $1 ORDER BY created_at, id",
-    )
-    .bind(dump_id)
-    .fetch_all(db)
-    .await?;
+         FROM {from} ORDER BY created_at, id LIMIT 1000"
+    );
+    let rows = sqlx::query(&sql).bind(key).fetch_all(db).await?;
     rows.iter()
         .map(|r| {
             Ok(DeliveryRow {
@@ -231,22 +310,77 @@ mod tests {
         assert!(!make_pending(&db, &id, "report.ready", "{}", 5)
             .await
             .unwrap());
-        let d = claim_due(&db, 5, 30).await.unwrap().unwrap();
+        let d = claim_due(&db, Outbox::Dumps, 5, 30).await.unwrap().unwrap();
         assert_eq!(d.attempts, 1);
         // Leased: not claimable again until the lease ends (a killed server retries then).
-        assert!(claim_due(&db, 6, 30).await.unwrap().is_none());
-        assert!(claim_due(&db, 35, 30).await.unwrap().is_some());
-        record(&db, &id, false, Some(500), Some("500"), Some(40), 36)
+        assert!(claim_due(&db, Outbox::Dumps, 6, 30)
             .await
+            .unwrap()
+            .is_none());
+        assert!(claim_due(&db, Outbox::Dumps, 35, 30)
+            .await
+            .unwrap()
+            .is_some());
+        record(
+            &db,
+            Outbox::Dumps,
+            &id,
+            false,
+            Some(500),
+            Some("500"),
+            Some(40),
+            36,
+        )
+        .await
+        .unwrap();
+        assert!(claim_due(&db, Outbox::Dumps, 39, 30)
+            .await
+            .unwrap()
+            .is_none());
+        let d = claim_due(&db, Outbox::Dumps, 40, 30)
+            .await
+            .unwrap()
             .unwrap();
-        assert!(claim_due(&db, 39, 30).await.unwrap().is_none());
-        let d = claim_due(&db, 40, 30).await.unwrap().unwrap();
         assert_eq!(d.attempts, 3);
-        record(&db, &id, true, Some(200), None, None, 41)
+        record(&db, Outbox::Dumps, &id, true, Some(200), None, None, 41)
             .await
             .unwrap();
         let rows = for_dump(&db, &dump).await.unwrap();
         assert_eq!(rows[0].state, "delivered");
         assert_eq!(rows[0].delivered_at, Some(41));
+    }
+
+    #[tokio::test]
+    async fn problem_events_are_pending_at_once_and_claimed_from_their_own_outbox() {
+        let db = crate::db::open_memory().await;
+        let mut tx = db.begin().await.unwrap();
+        let e = NewProblemEvent {
+            id: "d1".into(),
+            url: "http://h/p".into(),
+            event: "problem.updated",
+            body: "{}".into(),
+        };
+        add_problem_events(&mut tx, "p1", &[e], 7).await.unwrap();
+        tx.commit().await.unwrap();
+        assert!(claim_due(&db, Outbox::Dumps, 7, 30)
+            .await
+            .unwrap()
+            .is_none());
+        let d = claim_due(&db, Outbox::Problems, 7, 30)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (d.outbox, d.event.as_str(), d.attempts),
+            (Outbox::Problems, "problem.updated", 1)
+        );
+        record(&db, Outbox::Problems, &d.id, true, Some(204), None, None, 8)
+            .await
+            .unwrap();
+        let rows = for_problem(&db, "p1").await.unwrap();
+        assert_eq!(
+            (rows[0].state.as_str(), rows[0].delivered_at),
+            ("delivered", Some(8))
+        );
     }
 }

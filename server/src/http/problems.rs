@@ -1,19 +1,23 @@
 //! The problems API: dumps grouped by signature (`db::problem_key`), with the support workflow.
 //!
-//! - `GET /api/v1/problems[?status=][&tenant=]`: the problems the caller has dumps in, most
-//!   recently seen first; counts are the caller's own (support and admin: every tenant's, or
-//!   one with `tenant=`).
-//! - `GET /api/v1/problems.csv`: the same list as CSV, for spreadsheets.
+//! - `GET /api/v1/problems[?status=][&driver=][&tag=][&bugcheck=][&build=][&tenant=]`: the
+//!   problems the caller has dumps in, most recently seen first, with `facets` (the values of
+//!   each filter and how many problems have them, `db::problem_facets`); counts are the
+//!   caller's own (support and admin: every tenant's, or one with `tenant=`).
+//! - `GET /api/v1/problems.csv`: the same list (same filters) as CSV, for spreadsheets.
 //! - `GET /api/v1/problems/{id}`: one problem with its dumps, kernel builds, driver versions
 //!   and a summary to paste into a ticket; support and admin also get comments and the audit
 //!   trail.
 //! - `PATCH /api/v1/problems/{id}` (support, admin): status, fixed_in, assignee, ticket_url.
 //! - `POST /api/v1/problems/{id}/comments` (support, admin): `{"body": "..."}`.
+//! - `GET /api/v1/problems/{id}/webhooks` (support, admin): the `problem.updated` deliveries
+//!   of the problem and how each went.
 //!
 //! A problem with no dump the caller may see answers 404, like a problem that does not exist.
 
 use super::{ApiError, AppState};
 use crate::auth::{Principal, Role};
+use crate::db::problem_facets::{self as facets, Bugcheck, Filter, DIMENSIONS};
 use crate::db::problems::{self, ProblemDetail, ProblemRow, Workflow, STATUSES};
 use crate::db::{now_unix, rfc3339};
 use axum::extract::{Path, Query, State};
@@ -35,6 +39,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/problems.csv", get(csv))
         .route("/api/v1/problems/{id}", get(one).patch(update))
         .route("/api/v1/problems/{id}/comments", post(comment))
+        .route("/api/v1/problems/{id}/webhooks", get(deliveries))
 }
 
 /// A problem in the JSON API.
@@ -78,7 +83,79 @@ pub struct ListQuery {
     #[serde(default)]
     pub status: Option<String>,
     #[serde(default)]
+    pub driver: Option<String>,
+    #[serde(default)]
+    pub tag: Option<String>,
+    #[serde(default)]
+    pub bugcheck: Option<String>,
+    #[serde(default)]
+    pub build: Option<String>,
+    #[serde(default)]
     pub tenant: Option<String>,
+}
+
+/// Longest driver, tag or bug check filter accepted.
+const MAX_FILTER: usize = 255;
+
+impl ListQuery {
+    /// The filters that can be applied, and an error (naming the parameter and what it
+    /// accepts) for each that cannot: pages show the list without those and say why.
+    pub fn parse(&self) -> (Filter, Vec<ApiError>) {
+        let mut errors = Vec::new();
+        let mut keep = |r: Result<Option<String>, ApiError>| match r {
+            Ok(v) => v,
+            Err(e) => {
+                errors.push(e);
+                None
+            }
+        };
+        let status = keep(status_param(self.status.as_deref()));
+        let driver = keep(filter_text("driver", &self.driver));
+        let tag = keep(filter_text("tag", &self.tag));
+        let bugcheck = keep(filter_text("bugcheck", &self.bugcheck));
+        let build = keep(filter_text("build", &self.build));
+        let build = build.and_then(|b| match b.parse::<i64>() {
+            Ok(n) if n > 0 => Some(n),
+            _ => {
+                errors.push(bad(
+                    "bad_filter",
+                    format!(
+                        "Build \u{201c}{b}\u{201d} is not a Windows build number: use one such as 19041."
+                    ),
+                ));
+                None
+            }
+        });
+        let filter = Filter {
+            status,
+            driver: driver.map(|d| d.to_lowercase()),
+            tag,
+            bugcheck: bugcheck.map(|b| Bugcheck::parse(&b)),
+            build,
+        };
+        (filter, errors)
+    }
+
+    /// The filters, or the first that cannot be applied (the API answers 400 then).
+    pub fn filter(&self) -> Result<Filter, ApiError> {
+        let (filter, errors) = self.parse();
+        match errors.into_iter().next() {
+            Some(e) => Err(e),
+            None => Ok(filter),
+        }
+    }
+}
+
+/// A text filter: trimmed, empty is none, bounded, no control characters.
+fn filter_text(key: &str, v: &Option<String>) -> Result<Option<String>, ApiError> {
+    match v.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some(s) if s.chars().count() > MAX_FILTER || s.chars().any(char::is_control) => Err(bad(
+            "bad_filter",
+            format!("The {key} filter is too long or holds control characters: at most {MAX_FILTER} characters."),
+        )),
+        Some(s) => Ok(Some(s.to_string())),
+    }
 }
 
 /// The tenant a caller's query covers: customers their own, support and admin `tenant` or all.
@@ -101,24 +178,66 @@ fn status_param(s: Option<&str>) -> Result<Option<String>, ApiError> {
     match s.map(str::trim).filter(|s| !s.is_empty()) {
         None => Ok(None),
         Some(s) if STATUSES.contains(&s) => Ok(Some(s.to_string())),
-        Some(_) => Err(bad(
+        Some(s) => Err(bad(
             "bad_status",
-            format!("status: one of {}", STATUSES.join(", ")),
+            format!(
+                "Unknown status \u{201c}{s}\u{201d}: choose one of {}.",
+                STATUSES.join(", ")
+            ),
         )),
     }
 }
 
-async fn rows(app: &AppState, p: &Principal, q: &ListQuery) -> Result<Vec<ProblemRow>, ApiError> {
-    let status = status_param(q.status.as_deref())?;
+/// The problems a caller's list shows (filtered) and the facets of the unfiltered list.
+pub struct Listing {
+    pub rows: Vec<ProblemRow>,
+    pub facets: Vec<(facets::Dimension, Vec<facets::Count>)>,
+}
+
+/// The caller's problems within its rights, the filters applied, with the facet counts.
+pub async fn listing(
+    db: &crate::db::Db,
+    tenant: Option<&str>,
+    filter: &Filter,
+) -> Result<Listing, sqlx::Error> {
+    let (all, attrs) = tokio::try_join!(
+        problems::list(db, tenant, None),
+        facets::attributes(db, tenant)
+    )?;
+    let none = facets::Attributes::default();
+    let facets = DIMENSIONS
+        .iter()
+        .map(|d| (*d, facets::count(*d, &all, &attrs, filter)))
+        .collect();
+    let rows = all
+        .into_iter()
+        .filter(|r| filter.matches(r, attrs.get(&r.id).unwrap_or(&none)))
+        .collect();
+    Ok(Listing { rows, facets })
+}
+
+async fn rows(app: &AppState, p: &Principal, q: &ListQuery) -> Result<Listing, ApiError> {
+    let filter = q.filter()?;
     let tenant = scope(p, q.tenant.as_deref());
-    problems::list(&app.db, tenant.as_deref(), status.as_deref())
+    listing(&app.db, tenant.as_deref(), &filter)
         .await
         .map_err(|e| ApiError::internal("database", e))
+}
+
+/// One facet value in the JSON API.
+#[derive(Serialize)]
+struct CountJson {
+    value: String,
+    label: String,
+    count: usize,
 }
 
 #[derive(Serialize)]
 struct ListJson {
     problems: Vec<ProblemJson>,
+    /// Per filter (`status`, `driver`, `tag`, `bugcheck`, `build`): its values with the number
+    /// of problems having each, counted over the problems the other filters select.
+    facets: std::collections::BTreeMap<&'static str, Vec<CountJson>>,
 }
 
 async fn list(
@@ -126,9 +245,25 @@ async fn list(
     p: Principal,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<ListJson>, ApiError> {
-    let rows = rows(&app, &p, &q).await?;
+    let listing = rows(&app, &p, &q).await?;
+    let facets = listing
+        .facets
+        .into_iter()
+        .map(|(d, counts)| {
+            let counts = counts
+                .into_iter()
+                .map(|c| CountJson {
+                    value: c.value,
+                    label: c.label,
+                    count: c.count,
+                })
+                .collect();
+            (d.key(), counts)
+        })
+        .collect();
     Ok(Json(ListJson {
-        problems: rows.iter().map(ProblemJson::of).collect(),
+        problems: listing.rows.iter().map(ProblemJson::of).collect(),
+        facets,
     }))
 }
 
@@ -152,7 +287,7 @@ async fn csv(
     p: Principal,
     Query(q): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
-    let rows = rows(&app, &p, &q).await?;
+    let rows = rows(&app, &p, &q).await?.rows;
     let mut out = String::from(
         "id,kind,title,dumps,customers,first_seen,last_seen,status,fixed_in,assignee,ticket_url\r\n",
     );
@@ -410,12 +545,93 @@ async fn update(
     may_write(&p, &headers)?;
     let d = load(&app, &p, &id).await?;
     let new = apply(&d.row.workflow, &change)?;
-    problems::update(&app.db, &id, &actor(&p), &new, now_unix())
+    save(&app, &d, &p, &new)
         .await
         .map_err(|e| ApiError::internal("database", e))?;
     let mut row = d.row;
     row.workflow = new;
     Ok(Json(ProblemJson::of(&row)))
+}
+
+/// Saves a workflow change with its audit events and its `problem.updated` webhook events
+/// (`crate::webhooks::problem_event`), in one transaction. `d`: the problem as support sees
+/// it (every tenant's counts).
+pub async fn save(
+    app: &AppState,
+    d: &ProblemDetail,
+    p: &Principal,
+    new: &Workflow,
+) -> Result<(), sqlx::Error> {
+    let who = actor(p);
+    let now = now_unix();
+    let notify = |old: &Workflow| {
+        let change = crate::webhooks::ProblemChange {
+            id: &d.row.id,
+            title: &d.row.title,
+            kind: &d.row.kind,
+            old,
+            new,
+            dumps: d.row.dumps,
+            customers: d.row.customers,
+            actor: &who,
+            at: now,
+        };
+        crate::webhooks::problem_event(&app.webhooks, &change)
+    };
+    problems::update(&app.db, &d.row.id, &who, new, now, notify).await?;
+    Ok(())
+}
+
+/// A problem event delivery in the JSON API.
+#[derive(Serialize)]
+struct DeliveryJson {
+    id: String,
+    url: String,
+    event: Option<String>,
+    state: String,
+    attempts: i64,
+    last_status: Option<i64>,
+    last_error: Option<String>,
+    created_at: String,
+    delivered_at: Option<String>,
+}
+
+#[derive(Serialize)]
+struct DeliveriesJson {
+    items: Vec<DeliveryJson>,
+}
+
+async fn deliveries(
+    State(app): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<DeliveriesJson>, ApiError> {
+    if !p.role.sees_all_tenants() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "problem events go to the operator's webhook: support and admin only",
+        ));
+    }
+    load(&app, &p, &id).await?;
+    let rows = crate::db::webhooks::for_problem(&app.db, &id)
+        .await
+        .map_err(|e| ApiError::internal("database", e))?;
+    let items = rows
+        .into_iter()
+        .map(|r| DeliveryJson {
+            id: r.id,
+            url: r.url,
+            event: r.event,
+            state: r.state,
+            attempts: r.attempts,
+            last_status: r.last_status,
+            last_error: r.last_error,
+            created_at: rfc3339(r.created_at),
+            delivered_at: r.delivered_at.map(rfc3339),
+        })
+        .collect();
+    Ok(Json(DeliveriesJson { items }))
 }
 
 #[derive(Deserialize)]

@@ -164,6 +164,8 @@ pub struct SearchQuery {
     q: Option<String>,
     limit: Option<i64>,
     cursor: Option<String>,
+    sort: Option<String>,
+    order: Option<String>,
 }
 
 /// Longest accepted text filter (module names, bugcheck, free text).
@@ -180,7 +182,7 @@ fn text_param(name: &str, v: &Option<String>) -> Result<Option<String>, ApiError
     }
 }
 
-/// `GET /api/v1/dumps`: list and search, newest first, keyset pages.
+/// `GET /api/v1/dumps`: list and search, newest first (or `sort=` / `order=`), keyset pages.
 pub async fn search(
     State(app): State<AppState>,
     caller: Caller,
@@ -195,14 +197,19 @@ pub async fn search(
             ));
         }
     }
+    let sort = crate::db::dump_sort::Sort::parse(q.sort.as_deref(), q.order.as_deref())
+        .map_err(|e| bad("bad_sort", e.to_string()))?;
     let cursor = match q.cursor.as_deref() {
         None | Some("") => None,
-        Some(c) => Some(
-            stats::parse_cursor(c)
-                .ok_or_else(|| bad("bad_cursor", "cursor is not one this API returned"))?,
-        ),
+        Some(c) => Some(sort.cursor(c).ok_or_else(|| {
+            bad(
+                "bad_cursor",
+                "cursor is not one this API returned for this sort",
+            )
+        })?),
     };
     let f = stats::DumpFilter {
+        sort,
         tenant: tenant_scope(&caller, &q.tenant)?,
         status,
         driver: text_param("driver", &q.driver)?,

@@ -13,6 +13,10 @@
 //! Event body: `{event: "report.ready"|"dump.failed", delivery, id, status, sha256, verdict?,
 //! error?, report_url, page_url, status_url}`; headers `X-Pooltriage-Event`,
 //! `X-Pooltriage-Delivery`, `X-Pooltriage-Signature: sha256=<hex>`.
+//!
+//! Problem events (`problem.updated`, [`problem_event`]) go to the server-wide default only: a
+//! problem groups dumps of several tenants, and its workflow (assignee, who changed it) is
+//! support's, so neither a tenant's default webhook nor an upload's own URL receives them.
 
 pub mod policy;
 pub mod send;
@@ -100,6 +104,84 @@ impl Webhooks {
         }
         v
     }
+}
+
+impl Webhooks {
+    /// The targets of a problem event: the server-wide default webhook only (the operator's,
+    /// which already receives every tenant's dump events).
+    pub fn problem_targets(&self) -> Vec<String> {
+        self.config.default_url.iter().cloned().collect()
+    }
+}
+
+/// What a workflow change event tells: the problem, the fields before and after, who.
+pub struct ProblemChange<'a> {
+    pub id: &'a str,
+    pub title: &'a str,
+    pub kind: &'a str,
+    pub old: &'a db::problems::Workflow,
+    pub new: &'a db::problems::Workflow,
+    /// Every tenant's dumps and customers (the receiver is the operator's).
+    pub dumps: i64,
+    pub customers: i64,
+    pub actor: &'a str,
+    pub at: i64,
+}
+
+/// The names of the workflow fields a change alters, in a fixed order.
+pub fn changed_fields(
+    old: &db::problems::Workflow,
+    new: &db::problems::Workflow,
+) -> Vec<&'static str> {
+    let pairs = [
+        ("status", old.status.as_str() != new.status.as_str()),
+        ("fixed_in", old.fixed_in != new.fixed_in),
+        ("assignee", old.assignee != new.assignee),
+        ("ticket_url", old.ticket_url != new.ticket_url),
+    ];
+    pairs.iter().filter(|(_, c)| *c).map(|(f, _)| *f).collect()
+}
+
+/// The `problem.updated` deliveries of a change, one per target (none when nothing changed
+/// or no server-wide webhook is configured).
+pub fn problem_event(hooks: &Webhooks, c: &ProblemChange<'_>) -> Vec<store::NewProblemEvent> {
+    let changed = changed_fields(c.old, c.new);
+    if changed.is_empty() {
+        return Vec::new();
+    }
+    hooks
+        .problem_targets()
+        .into_iter()
+        .map(|url| {
+            let delivery = uuid::Uuid::new_v4().simple().to_string();
+            let body = json!({
+                "event": "problem.updated",
+                "delivery": delivery,
+                "id": c.id,
+                "title": c.title,
+                "kind": c.kind,
+                "changed": changed,
+                "status": c.new.status,
+                "previous_status": c.old.status,
+                "fixed_in": c.new.fixed_in,
+                "assignee": c.new.assignee,
+                "previous_assignee": c.old.assignee,
+                "ticket_url": c.new.ticket_url,
+                "actor": c.actor,
+                "at": db::rfc3339(c.at),
+                "dumps": c.dumps,
+                "customers": c.customers,
+                "page_url": link(hooks, &format!("/problems/{}", c.id)),
+                "problem_url": link(hooks, &format!("/api/v1/problems/{}", c.id)),
+            });
+            store::NewProblemEvent {
+                id: delivery,
+                url,
+                event: "problem.updated",
+                body: body.to_string(),
+            }
+        })
+        .collect()
 }
 
 /// Reads the key file, or writes a new random key (64 hex characters, mode 0600) the first
@@ -241,10 +323,12 @@ async fn send_due(db: &Db, hooks: &Webhooks) -> Result<(), sqlx::Error> {
     let lease = timeout.as_secs() as i64 + 30;
     loop {
         let mut batch = Vec::new();
-        while batch.len() < CONCURRENCY {
-            match store::claim_due(db, db::now_unix(), lease).await? {
-                Some(d) => batch.push(d),
-                None => break,
+        for outbox in store::Outbox::ALL {
+            while batch.len() < CONCURRENCY {
+                match store::claim_due(db, outbox, db::now_unix(), lease).await? {
+                    Some(d) => batch.push(d),
+                    None => break,
+                }
             }
         }
         if batch.is_empty() {
@@ -264,7 +348,8 @@ async fn send_due(db: &Db, hooks: &Webhooks) -> Result<(), sqlx::Error> {
             match result {
                 Ok(status) => {
                     tracing::info!(delivery = %due.id, status, "webhook delivered");
-                    store::record(db, &due.id, true, Some(status), None, None, now).await?;
+                    store::record(db, due.outbox, &due.id, true, Some(status), None, None, now)
+                        .await?;
                 }
                 Err(fail) => {
                     let retry_at =
@@ -277,6 +362,7 @@ async fn send_due(db: &Db, hooks: &Webhooks) -> Result<(), sqlx::Error> {
                     tracing::warn!(delivery = %due.id, attempt = due.attempts, retry_at, "webhook attempt failed: {}", fail.message);
                     store::record(
                         db,
+                        due.outbox,
                         &due.id,
                         false,
                         fail.status,

@@ -43,8 +43,11 @@ struct DashboardPage {
     drivers_chart: Option<super::svg::Svg>,
     rows: Vec<Row>,
     more_href: String,
-    /// The open problems (not fixed, not won't-fix) seen most recently, for the customer filter.
+    /// The open problems (not fixed, not won't-fix) seen most recently, for the customer,
+    /// driver and bug check filters: the dashboard leads with them.
     problems: Vec<super::problems::Item>,
+    /// The recent dumps' headers (links to the full list sorted by a column).
+    heads: Vec<super::list::Head>,
 }
 
 /// Problems listed on the dashboard (the full list is one link away).
@@ -78,11 +81,22 @@ pub async fn page(
         limit: TOP_DRIVERS,
     };
     let now = db::now_unix();
+    let search = super::problems::Search {
+        driver: filter.driver.as_deref(),
+        bugcheck: filter.bugcheck.as_deref(),
+        text: None,
+    };
     let (found, top, health, problems) = match tokio::try_join!(
         stats::search_dumps(&app.db, &filter),
         stats::top_drivers(&app.db, &driver_filter),
         stats::queue_health(&app.db, now),
-        db::problems::list(&app.db, filter.tenant.as_deref(), None),
+        super::problems::matching(
+            &app.db,
+            filter.tenant.as_deref(),
+            &search,
+            true,
+            TOP_PROBLEMS,
+        ),
     ) {
         Ok(r) => r,
         Err(e) => return PageError::internal("database", e, &nav).into_response(),
@@ -150,12 +164,8 @@ pub async fn page(
         drivers_chart,
         rows: found.items.iter().map(Row::of).collect(),
         more_href: keep(""),
-        problems: problems
-            .iter()
-            .filter(|p| matches!(p.workflow.status.as_str(), "new" | "investigating"))
-            .take(TOP_PROBLEMS)
-            .map(super::problems::Item::of)
-            .collect(),
+        problems,
+        heads: super::list::heads(true, None),
         q,
     })
 }

@@ -1,10 +1,12 @@
-//! `GET /dumps`: the dump list, newest first, filtered by GET query (status, driver, bugcheck,
-//! date range, free text; support also by tenant), paged by keyset cursor. Customers only ever
-//! see their own tenant's dumps.
+//! `GET /dumps`: the dump list, newest first or sorted by a column (`sort=`, `order=`: the
+//! table's header links), filtered by GET query (status, driver, bugcheck, date range, free
+//! text; support also by tenant), paged by keyset cursor. Customers only ever see their own
+//! tenant's dumps. A search leads with the problems it matches.
 
 use super::super::AppState;
 use super::user::percent_encode;
 use super::{format, render, Nav, PageError, PageUser};
+use crate::db::dump_sort::{Column, Sort};
 use crate::db::stats::{self, DumpFilter, DumpItem};
 use askama::Template;
 use axum::extract::{Query, State};
@@ -33,6 +35,12 @@ pub struct ListQuery {
     pub tenant: String,
     #[serde(default)]
     pub cursor: String,
+    /// A column of [`Column::ALL`] (`uploaded` when empty).
+    #[serde(default)]
+    pub sort: String,
+    /// `asc` or `desc` (the column's natural direction when empty).
+    #[serde(default)]
+    pub order: String,
 }
 
 pub const STATUSES: [&str; 4] = ["queued", "running", "done", "failed"];
@@ -47,7 +55,9 @@ impl ListQuery {
             let t = s.trim();
             (!t.is_empty()).then(|| t.to_string())
         };
+        let sort = self.sort();
         DumpFilter {
+            sort,
             tenant: match user.tenant_filter() {
                 Some(t) => Some(t.to_string()),
                 None => opt(&self.tenant),
@@ -61,8 +71,13 @@ impl ListQuery {
             until: format::parse_date(&self.to).map(|t| t + 86_400),
             q: opt(&self.q),
             limit,
-            cursor: stats::parse_cursor(&self.cursor),
+            cursor: sort.cursor(&self.cursor),
         }
+    }
+
+    /// The order asked for; an unknown one is the default (and named by [`Self::problems`]).
+    pub fn sort(&self) -> Sort {
+        Sort::parse(Some(&self.sort), Some(&self.order)).unwrap_or_default()
     }
 
     /// The filters that cannot be applied, each as a sentence for the page: the list is then
@@ -92,11 +107,27 @@ impl ListQuery {
                 out.push("The From date is after the To date: no dump can match.".into());
             }
         }
+        if let Err(e) = Sort::parse(Some(&self.sort), Some(&self.order)) {
+            out.push(format!("{e} The list is newest first."));
+        }
         out
     }
 
-    /// The query string of these filters (without the cursor), for links that keep them.
+    /// The query string of these filters and order (without the cursor), for links that
+    /// keep them.
     pub fn query_string(&self) -> String {
+        let sorted = [("sort", &self.sort), ("order", &self.order)];
+        let order = sorted
+            .iter()
+            .filter(|(_, v)| !v.trim().is_empty())
+            .map(|(k, v)| format!("{k}={}", percent_encode(v.trim())));
+        let mut parts: Vec<String> = self.filters_string().into_iter().collect();
+        parts.extend(order);
+        parts.join("&")
+    }
+
+    /// The query string of the filters alone (no order, no cursor); None when there are none.
+    fn filters_string(&self) -> Option<String> {
         let pairs = [
             ("status", &self.status),
             ("driver", &self.driver),
@@ -106,13 +137,75 @@ impl ListQuery {
             ("q", &self.q),
             ("tenant", &self.tenant),
         ];
-        pairs
+        let s = pairs
             .iter()
             .filter(|(_, v)| !v.trim().is_empty())
             .map(|(k, v)| format!("{k}={}", percent_encode(v.trim())))
             .collect::<Vec<_>>()
-            .join("&")
+            .join("&");
+        (!s.is_empty()).then_some(s)
     }
+}
+
+/// A header of the dump table: sortable ones link to the list sorted by them.
+pub struct Head {
+    pub label: &'static str,
+    pub class: &'static str,
+    pub href: Option<String>,
+    /// `ascending` / `descending` on the column the list is sorted by.
+    pub aria_sort: Option<&'static str>,
+    /// `▲` / `▼` beside the sorted column's label (decoration: aria-sort says it).
+    pub arrow: &'static str,
+}
+
+/// The table's headers. `q`: the list's query, whose filters the links keep (None: the
+/// dashboard, whose headers link to the full list sorted).
+pub fn heads(support: bool, q: Option<&ListQuery>) -> Vec<Head> {
+    let sort = q.map(ListQuery::sort).unwrap_or_default();
+    let filters = q.and_then(ListQuery::filters_string);
+    let link = |c: Column| {
+        let descending = if c == sort.column {
+            !sort.descending
+        } else {
+            c.natural_descending()
+        };
+        let order = if descending { "desc" } else { "asc" };
+        let keep = filters
+            .as_ref()
+            .map(|f| format!("{f}&"))
+            .unwrap_or_default();
+        Some(format!("/dumps?{keep}sort={}&order={order}", c.key()))
+    };
+    let head = |label, class, c: Option<Column>| {
+        let current = c.filter(|c| *c == sort.column && q.is_some());
+        Head {
+            label,
+            class,
+            href: c.and_then(link),
+            aria_sort: current.map(|_| {
+                if sort.descending {
+                    "descending"
+                } else {
+                    "ascending"
+                }
+            }),
+            arrow: match current {
+                Some(_) if sort.descending => " ▼",
+                Some(_) => " ▲",
+                None => "",
+            },
+        }
+    };
+    let mut v = vec![head("Dump", "", Some(Column::Name))];
+    if support {
+        v.push(head("Customer", "", Some(Column::Customer)));
+    }
+    v.push(head("Status", "", Some(Column::Status)));
+    v.push(head("Verdict", "", None));
+    v.push(head("Bugcheck", "", Some(Column::Bugcheck)));
+    v.push(head("Uploaded", "", Some(Column::Uploaded)));
+    v.push(head("Size", "num", Some(Column::Size)));
+    v
 }
 
 /// One dump in a list.
@@ -188,7 +281,13 @@ struct ListPage {
     problems: Vec<String>,
     next_href: Option<String>,
     first_href: Option<String>,
+    /// The problems a search matches (first page of a search only): the list leads with them.
+    lead: Vec<super::problems::Item>,
+    heads: Vec<Head>,
 }
+
+/// Problems shown above a search's dumps.
+const LEAD_PROBLEMS: usize = 10;
 
 pub async fn page(
     State(app): State<AppState>,
@@ -197,7 +296,19 @@ pub async fn page(
 ) -> Response {
     let nav = Nav::new(&user, "dumps");
     let filter = q.filter(&user, PAGE);
-    let found = match stats::search_dumps(&app.db, &filter).await {
+    let search = super::problems::Search {
+        driver: filter.driver.as_deref(),
+        bugcheck: filter.bugcheck.as_deref(),
+        text: filter.q.as_deref(),
+    };
+    let lead = async {
+        if search.is_empty() || filter.cursor.is_some() {
+            return Ok(Vec::new());
+        }
+        let tenant = filter.tenant.as_deref();
+        super::problems::matching(&app.db, tenant, &search, false, LEAD_PROBLEMS).await
+    };
+    let (found, lead) = match tokio::try_join!(stats::search_dumps(&app.db, &filter), lead) {
         Ok(p) => p,
         Err(e) => return PageError::internal("database", e, &nav).into_response(),
     };
@@ -215,6 +326,7 @@ pub async fn page(
             selected: q.status == *s,
         })
         .collect();
+    let heads = heads(user.0.role.sees_all_tenants(), Some(&q));
     render(&ListPage {
         nav,
         title: "Dumps",
@@ -224,6 +336,8 @@ pub async fn page(
         statuses,
         next_href,
         first_href,
+        lead,
+        heads,
     })
 }
 
@@ -252,6 +366,7 @@ mod tests {
             q: String::new(),
             tenant: "globex".into(),
             cursor: "12.abc".into(),
+            ..Default::default()
         };
         let f = q.filter(&user(Role::Support), 50);
         assert_eq!(f.tenant.as_deref(), Some("globex"));
@@ -263,7 +378,11 @@ mod tests {
             (Some(1_795_564_800), Some(1_795_651_200))
         );
         assert_eq!(f.q, None);
-        assert_eq!(f.cursor, Some((12, "abc".to_string())));
+        let cursor = f.cursor.unwrap();
+        assert_eq!(
+            (cursor.value, cursor.id.as_str()),
+            (crate::db::dump_sort::Value::Int(12), "abc")
+        );
         // A customer's own tenant always wins over ?tenant=.
         assert_eq!(
             q.filter(&user(Role::Customer), 50).tenant.as_deref(),

@@ -3,10 +3,14 @@
 //! and admin, the workflow form, comments and audit trail (`POST /problems/{id}`,
 //! `POST /problems/{id}/comments`). The same rules as the API (`http::problems`).
 
-use super::super::problems::{actor, apply, comment_text, scope, ticket_summary, Change};
+use super::super::problems::{
+    actor, apply, comment_text, listing, save, scope, ticket_summary, Change,
+    ListQuery as ApiListQuery,
+};
 use super::super::AppState;
-use super::{format, render, svg, Nav, PageError, PageUser};
+use super::{format, percent_encode, render, svg, Nav, PageError, PageUser};
 use crate::auth::csrf;
+use crate::db::problem_facets::{self, Dimension};
 use crate::db::problems::{self, Entry, ProblemDetail, ProblemRow, STATUSES};
 use askama::Template;
 use axum::extract::{Path, Query, State};
@@ -42,12 +46,18 @@ impl Item {
     }
 }
 
-/// A facet value with its count, as a filter link.
+/// A facet value with its count, as a link that sets (or, when active, clears) its filter.
 pub struct Facet {
     pub label: String,
     pub count: usize,
     pub href: String,
     pub active: bool,
+}
+
+/// One facet: its heading and values.
+pub struct FacetGroup {
+    pub name: &'static str,
+    pub values: Vec<Facet>,
 }
 
 #[derive(Template)]
@@ -56,14 +66,107 @@ struct ListPage {
     nav: Nav,
     title: &'static str,
     items: Vec<Item>,
-    facets: Vec<Facet>,
-    problem: Option<String>,
+    facets: Vec<FacetGroup>,
+    /// Filters that could not be applied, as sentences.
+    problems: Vec<String>,
+    /// The query string of the filters in force (for the CSV link), empty when none.
+    query: String,
+    filtered: bool,
 }
 
+/// The page's filters, as the links and the form send them (empty: no filter).
 #[derive(Debug, Default, Deserialize)]
 pub struct ListQuery {
     #[serde(default)]
     status: String,
+    #[serde(default)]
+    driver: String,
+    #[serde(default)]
+    tag: String,
+    #[serde(default)]
+    bugcheck: String,
+    #[serde(default)]
+    build: String,
+}
+
+impl ListQuery {
+    fn pairs(&self) -> [(Dimension, &str); 5] {
+        [
+            (Dimension::Status, self.status.trim()),
+            (Dimension::Driver, self.driver.trim()),
+            (Dimension::Tag, self.tag.trim()),
+            (Dimension::Bugcheck, self.bugcheck.trim()),
+            (Dimension::Build, self.build.trim()),
+        ]
+    }
+
+    fn api(&self) -> ApiListQuery {
+        let opt = |s: &str| Some(s.to_string());
+        ApiListQuery {
+            status: opt(&self.status),
+            driver: opt(&self.driver),
+            tag: opt(&self.tag),
+            bugcheck: opt(&self.bugcheck),
+            build: opt(&self.build),
+            tenant: None,
+        }
+    }
+
+    /// The query string with `d` set to `value` (None: removed), the others kept.
+    fn with(&self, d: Dimension, value: Option<&str>) -> String {
+        let mut parts = Vec::new();
+        for (k, v) in self.pairs() {
+            let v = if k == d { value.unwrap_or("") } else { v };
+            if !v.is_empty() {
+                parts.push(format!("{}={}", k.key(), percent_encode(v)));
+            }
+        }
+        parts.join("&")
+    }
+
+    fn value(&self, d: Dimension) -> &str {
+        self.pairs()
+            .into_iter()
+            .find(|(k, _)| *k == d)
+            .map_or("", |(_, v)| v)
+    }
+}
+
+fn href(query: String) -> String {
+    if query.is_empty() {
+        "/problems".into()
+    } else {
+        format!("/problems?{query}")
+    }
+}
+
+/// The facet links: each value sets its filter; the active one clears it.
+fn groups(q: &ListQuery, facets: Vec<(Dimension, Vec<problem_facets::Count>)>) -> Vec<FacetGroup> {
+    facets
+        .into_iter()
+        .map(|(d, counts)| FacetGroup {
+            name: match d {
+                Dimension::Status => "Status",
+                Dimension::Driver => "Driver",
+                Dimension::Tag => "Pool tag",
+                Dimension::Bugcheck => "Bug check",
+                Dimension::Build => "Windows build",
+            },
+            values: counts
+                .into_iter()
+                .map(|c| {
+                    let active = q.value(d).eq_ignore_ascii_case(&c.value);
+                    let set = (!active).then_some(c.value.as_str());
+                    Facet {
+                        href: href(q.with(d, set)),
+                        label: c.label,
+                        count: c.count,
+                        active,
+                    }
+                })
+                .collect(),
+        })
+        .collect()
 }
 
 pub async fn list(
@@ -73,43 +176,78 @@ pub async fn list(
 ) -> Response {
     let nav = Nav::new(&user, "problems");
     let tenant = scope(&user.0, None);
-    let all = match problems::list(&app.db, tenant.as_deref(), None).await {
-        Ok(r) => r,
+    let (filter, errors) = q.api().parse();
+    let listing = match listing(&app.db, tenant.as_deref(), &filter).await {
+        Ok(l) => l,
         Err(e) => return PageError::internal("database", e, &nav).into_response(),
     };
-    let status = q.status.trim();
-    let problem = (!status.is_empty() && !STATUSES.contains(&status)).then(|| {
-        format!(
-            "Unknown status \u{201c}{status}\u{201d}: choose one of {}.",
-            STATUSES.join(", ")
-        )
-    });
-    let mut facets = vec![Facet {
-        label: "all".into(),
-        count: all.len(),
-        href: "/problems".into(),
-        active: status.is_empty(),
-    }];
-    for s in STATUSES {
-        facets.push(Facet {
-            label: s.to_string(),
-            count: all.iter().filter(|r| r.workflow.status == s).count(),
-            href: format!("/problems?status={s}"),
-            active: status == s,
-        });
-    }
-    let items = all
-        .iter()
-        .filter(|r| status.is_empty() || problem.is_some() || r.workflow.status == status)
-        .map(Item::of)
-        .collect();
+    let query = q.with(Dimension::Status, Some(q.status.trim()));
     render(&ListPage {
         nav,
         title: "Problems",
-        items,
-        facets,
-        problem,
+        items: listing.rows.iter().map(Item::of).collect(),
+        facets: groups(&q, listing.facets),
+        problems: errors.into_iter().map(|e| e.message).collect(),
+        filtered: filter != Default::default(),
+        query,
     })
+}
+
+/// What a dump search asks for, applied to problems so the search leads with them.
+#[derive(Debug, Default)]
+pub struct Search<'a> {
+    /// Part of a verdict driver's name, any case (as the dump list's driver filter).
+    pub driver: Option<&'a str>,
+    pub bugcheck: Option<&'a str>,
+    /// Part of the problem's title, any case.
+    pub text: Option<&'a str>,
+}
+
+impl Search<'_> {
+    pub fn is_empty(&self) -> bool {
+        self.driver.is_none() && self.bugcheck.is_none() && self.text.is_none()
+    }
+
+    fn matches(&self, row: &ProblemRow, a: &problem_facets::Attributes) -> bool {
+        let driver = self.driver.map(str::to_lowercase);
+        let text = self.text.map(str::to_lowercase);
+        driver
+            .as_ref()
+            .is_none_or(|d| a.drivers.iter().any(|m| m.contains(d.as_str())))
+            && self.bugcheck.is_none_or(|b| {
+                let one = problem_facets::Filter {
+                    bugcheck: Some(problem_facets::Bugcheck::parse(b)),
+                    ..Default::default()
+                };
+                one.matches(row, a)
+            })
+            && text
+                .as_ref()
+                .is_none_or(|t| row.title.to_lowercase().contains(t.as_str()))
+    }
+}
+
+/// The problems (within the viewer's rights) a dump search matches, most recently seen first,
+/// at most `limit`; `open_only` leaves out fixed and won't-fix ones.
+pub async fn matching(
+    db: &crate::db::Db,
+    tenant: Option<&str>,
+    search: &Search<'_>,
+    open_only: bool,
+    limit: usize,
+) -> Result<Vec<Item>, sqlx::Error> {
+    let (rows, attrs) = tokio::try_join!(
+        problems::list(db, tenant, None),
+        problem_facets::attributes(db, tenant)
+    )?;
+    let none = problem_facets::Attributes::default();
+    Ok(rows
+        .iter()
+        .filter(|r| !open_only || matches!(r.workflow.status.as_str(), "new" | "investigating"))
+        .filter(|r| search.matches(r, attrs.get(&r.id).unwrap_or(&none)))
+        .take(limit)
+        .map(Item::of)
+        .collect())
 }
 
 pub struct DumpLine {
@@ -297,7 +435,7 @@ pub async fn update(
     };
     let new = apply(&d.row.workflow, &change)
         .map_err(|e| PageError::new(StatusCode::BAD_REQUEST, e.message, &nav))?;
-    problems::update(&app.db, &id, &actor(&user.0), &new, crate::db::now_unix())
+    save(&app, &d, &user.0, &new)
         .await
         .map_err(|e| PageError::internal("database", e, &nav))?;
     Ok(Redirect::to(&format!("/problems/{id}")).into_response())
