@@ -55,8 +55,9 @@ fn one_leak_from_two_customers_is_one_problem_with_a_workflow() {
     let globex = Token::new(dir.path(), "globex", "customer");
     let support = Token::new(dir.path(), "support", "support");
 
-    let (leak, driver) = harness::leak_dump(work.path());
+    let (leak, driver, tags) = harness::leak_dump_with_tags(work.path());
     let (leak, driver) = (std::fs::read(leak).unwrap(), driver.to_lowercase());
+    assert!(!tags.is_empty(), "the forge's leak is tagged");
     let mut ids = Vec::new();
     for (i, who) in [&acme, &acme, &acme, &globex, &globex].iter().enumerate() {
         let mut copy = leak.clone();
@@ -115,6 +116,14 @@ fn one_leak_from_two_customers_is_one_problem_with_a_workflow() {
         None,
     );
     assert_eq!(code, 404);
+
+    facets_count_within_each_viewers_rights(
+        &svc,
+        (&acme, &globex, &support),
+        (&pa, crash_problem),
+        &driver,
+        &tags,
+    );
 
     // One problem's detail: only the caller's dumps; support's extras absent for customers.
     let id = pa["id"].as_str().unwrap().to_string();
@@ -196,4 +205,160 @@ fn one_leak_from_two_customers_is_one_problem_with_a_workflow() {
         list.contains(&format!("/problems/{id}"))
             && list.contains(&format!("/problems/{crash_id}"))
     );
+    // Facets on the page: each value a link that filters (keeping the other filters); the
+    // active one removes its filter.
+    let (code, list) = page(&acme, &format!("/problems?driver={driver}"));
+    assert_eq!(code, 200);
+    assert!(
+        list.contains("<a href=\"/problems\" aria-current=\"true\""),
+        "{list}"
+    );
+    assert!(
+        list.contains(&format!(
+            "href=\"/problems?status=new&amp;driver={driver}\""
+        )),
+        "{list}"
+    );
+    assert!(list.contains(&format!("/problems/{id}\"")));
+    assert!(!list.contains(&format!("/problems/{crash_id}\"")));
+    let (code, list) = page(&acme, "/problems?build=soon");
+    assert_eq!(code, 200);
+    assert!(
+        list.contains("role=\"alert\"") && list.contains("soon"),
+        "{list}"
+    );
+    // A search leads with the problems it matches; the dashboard follows its driver filter.
+    let (code, dumps) = page(
+        &globex,
+        &format!("/dumps?driver={}", &driver[..driver.len() - 2]),
+    );
+    assert_eq!(code, 200);
+    assert!(
+        dumps.contains("id=\"matching-problems\"") && dumps.contains(&format!("/problems/{id}")),
+        "{dumps}"
+    );
+    let (_, dumps) = page(&globex, "/dumps?driver=nosuchdriver");
+    assert!(!dumps.contains("id=\"matching-problems\""));
+    let (_, dash) = page(&support, &format!("/dashboard?driver={driver}"));
+    let lead = dash.find("id=\"open-problems\"").expect("open problems");
+    assert!(
+        lead < dash.find("id=\"queue-health\"").unwrap(),
+        "the dashboard leads with problems"
+    );
+    assert!(
+        !dash.contains(&format!("/problems/{crash_id}\"")),
+        "the crash names no {driver}"
+    );
+}
+
+fn values(facet: &Value) -> Vec<(String, i64)> {
+    facet
+        .as_array()
+        .unwrap_or_else(|| panic!("a facet is a list: {facet}"))
+        .iter()
+        .map(|v| {
+            (
+                v["value"].as_str().unwrap().to_string(),
+                v["count"].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn count_of(facet: &Value, value: &str) -> Option<i64> {
+    values(facet)
+        .into_iter()
+        .find(|(v, _)| v == value)
+        .map(|(_, n)| n)
+}
+
+/// Facets: counts of problems per value, from the dumps each viewer may see; the filters.
+fn facets_count_within_each_viewers_rights(
+    svc: &Service,
+    (acme, globex, support): (&Token, &Token, &Token),
+    (leak, crash): (&Value, &Value),
+    driver: &str,
+    tags: &[String],
+) {
+    let crash_dump = svc.get(acme, "/api/v1/dumps?limit=100")["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["original_name"] == "bsod.dmp")
+        .cloned();
+    let list = |t: &Token, q: &str| svc.get(t, &format!("/api/v1/problems{q}"));
+    let a = list(acme, "");
+    let g = list(globex, "");
+    // The leak: one problem for each viewer; the crash only in acme's and support's counts.
+    assert_eq!(count_of(&a["facets"]["driver"], driver), Some(1), "{a}");
+    assert_eq!(count_of(&g["facets"]["driver"], driver), Some(1), "{g}");
+    for t in tags {
+        assert_eq!(count_of(&g["facets"]["tag"], t), Some(1), "tag {t}: {g}");
+    }
+    assert_eq!(count_of(&a["facets"]["build"], "19041"), Some(1), "{a}");
+    assert_eq!(count_of(&a["facets"]["status"], "new"), Some(2), "{a}");
+    assert_eq!(count_of(&g["facets"]["status"], "new"), Some(1), "{g}");
+    // The crash's bug check: counted for acme, absent for globex (not its dump).
+    let crash_code = crash_dump
+        .as_ref()
+        .and_then(|d| d["bugcheck"]["code"].as_str().map(str::to_string))
+        .expect("the triage dump has a bug check");
+    let leak_codes: Vec<String> = values(&g["facets"]["bugcheck"])
+        .into_iter()
+        .map(|(v, _)| v)
+        .collect();
+    if !leak_codes.contains(&crash_code) {
+        assert_eq!(
+            count_of(&a["facets"]["bugcheck"], &crash_code),
+            Some(1),
+            "{a}"
+        );
+        assert_eq!(count_of(&g["facets"]["bugcheck"], &crash_code), None, "{g}");
+        assert_eq!(
+            list(globex, &format!("?bugcheck={crash_code}"))["problems"],
+            json!([])
+        );
+    }
+    // Filters: each keeps the problems that have the value.
+    let ids = |v: &Value| -> Vec<String> {
+        v["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        ids(&list(acme, &format!("?driver={}", driver.to_uppercase()))),
+        [leak["id"].as_str().unwrap()]
+    );
+    assert_eq!(
+        ids(&list(acme, &format!("?tag={}", service::enc(&tags[0])))),
+        [leak["id"].as_str().unwrap()]
+    );
+    assert_eq!(
+        ids(&list(acme, &format!("?bugcheck={crash_code}"))),
+        [crash["id"].as_str().unwrap()]
+    );
+    assert_eq!(ids(&list(acme, "?build=19041&status=new")).len(), 2);
+    assert!(ids(&list(acme, "?build=7601")).is_empty());
+    // The driver facet still counts every driver when a driver is chosen (its own filter is
+    // left out), while the status facet counts within it.
+    let by_driver = list(support, &format!("?driver={driver}"));
+    assert_eq!(
+        count_of(&by_driver["facets"]["status"], "new"),
+        Some(1),
+        "{by_driver}"
+    );
+    assert_eq!(count_of(&by_driver["facets"]["driver"], driver), Some(1));
+    // Invalid filters are refused with what is accepted.
+    let (code, v) = svc.call(acme, "GET", "/api/v1/problems?build=soon", None);
+    assert_eq!((code, v["code"].as_str()), (400, Some("bad_filter")), "{v}");
+    let csv = ureq::get(&svc.url(&format!("/api/v1/problems.csv?driver={driver}")))
+        .set("Authorization", &support.0)
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    assert_eq!(csv.lines().count(), 2, "the CSV follows the filters: {csv}");
 }

@@ -444,3 +444,100 @@ fn tenant_default_from_the_config_file_signed_with_the_generated_key() {
         python_signature(key.trim(), &got[0].body)
     );
 }
+
+/// A JSON request (PATCH, POST) with its Content-Type: (status, body or Null).
+fn send_json(svc: &Service, token: &Token, method: &str, path: &str, body: &Value) -> u16 {
+    let r = ureq::request(method, &svc.url(path))
+        .set("Authorization", &token.0)
+        .set("Content-Type", "application/json")
+        .send_string(&body.to_string());
+    match r {
+        Ok(r) => r.status(),
+        Err(ureq::Error::Status(code, _)) => code,
+        Err(e) => panic!("{method} {path}: {e}"),
+    }
+}
+
+/// A problem's workflow change is a signed `problem.updated` event with the old and new
+/// status, the assignee and who made it, sent to the server-wide webhook only: the tenant's
+/// own default webhook (which gets its dumps' events) does not get it, as a problem spans
+/// tenants and its workflow is support's. A refused change and a change that changes nothing
+/// send nothing.
+#[test]
+fn problem_updated_goes_to_the_server_wide_webhook_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let acme = Token::new(dir.path(), "acme", "customer");
+    let support = Token::new(dir.path(), "internal", "support");
+    let receiver = Receiver::start(TcpListener::bind("127.0.0.1:0").unwrap(), vec![200]);
+    let port = receiver.port;
+    std::fs::write(
+        dir.path().join("pooltriage.toml"),
+        format!("webhook_tenant_urls = {{ acme = \"http://127.0.0.1:{port}/acme\" }}\n"),
+    )
+    .unwrap();
+    let all = format!("http://127.0.0.1:{port}/all");
+    let svc = Service::start(
+        dir.path(),
+        &env_with(&[("POOLTRIAGE_WEBHOOK_URL", all.as_str())]),
+    );
+    let id = svc.upload(&acme, &triage_variant("problem-event"), "");
+    assert_eq!(
+        svc.wait_finished(&acme, &id, Duration::from_secs(60))["status"],
+        "done"
+    );
+    // The dump's report.ready reaches both webhooks: the tenant's is live.
+    wait_for("report.ready at both", Duration::from_secs(30), || {
+        (receiver.received().len() == 2).then_some(())
+    });
+    let list = svc.get(&support, "/api/v1/problems");
+    let problem = list["problems"][0]["id"].as_str().expect("a crash problem");
+    let path = format!("/api/v1/problems/{problem}");
+
+    let change = serde_json::json!({ "status": "investigating", "assignee": "ana" });
+    assert_eq!(send_json(&svc, &acme, "PATCH", &path, &change), 403);
+    assert_eq!(send_json(&svc, &support, "PATCH", &path, &change), 200);
+    // The same change again changes nothing: no event.
+    assert_eq!(send_json(&svc, &support, "PATCH", &path, &change), 200);
+    let event = wait_for("problem.updated", Duration::from_secs(30), || {
+        receiver
+            .received()
+            .into_iter()
+            .find(|r| r.header("X-Pooltriage-Event") == Some("problem.updated"))
+    });
+    assert_eq!(event.path, "/all");
+    assert_eq!(
+        event.header("X-Pooltriage-Signature").unwrap(),
+        python_signature(SECRET, &event.body)
+    );
+    let e = event.json();
+    assert_eq!(e["id"], problem);
+    assert_eq!(
+        (e["previous_status"].as_str(), e["status"].as_str()),
+        (Some("new"), Some("investigating"))
+    );
+    assert_eq!(e["assignee"], "ana");
+    assert_eq!(e["changed"], serde_json::json!(["status", "assignee"]));
+    assert_eq!(e["actor"], "internal (support)");
+    assert_eq!(
+        e["delivery"],
+        event.header("X-Pooltriage-Delivery").unwrap()
+    );
+    assert_eq!(
+        e["page_url"],
+        format!("https://triage.example.com/problems/{problem}")
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let problem_events: Vec<Received> = receiver
+        .received()
+        .into_iter()
+        .filter(|r| r.header("X-Pooltriage-Event") == Some("problem.updated"))
+        .collect();
+    assert_eq!(problem_events.len(), 1, "{problem_events:?}");
+    // Support sees how the delivery went; a customer may not list the operator's deliveries.
+    let seen = svc.get(&support, &format!("{path}/webhooks"));
+    assert_eq!(seen["items"][0]["state"], "delivered", "{seen}");
+    assert_eq!(
+        svc.call(&acme, "GET", &format!("{path}/webhooks"), None).0,
+        403
+    );
+}

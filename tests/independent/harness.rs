@@ -218,6 +218,13 @@ pub fn forge_scenario(
 /// driver the truth names, for the service tests that need one real analysis.
 #[allow(dead_code)]
 pub fn leak_dump(dir: &Path) -> (PathBuf, String) {
+    let (dump, driver, _) = leak_dump_with_tags(dir);
+    (dump, driver)
+}
+
+/// [`leak_dump`] with the pool tags the truth gives the leaking driver.
+#[allow(dead_code)]
+pub fn leak_dump_with_tags(dir: &Path) -> (PathBuf, String, Vec<String>) {
     let forged = forge_scenario(
         dir,
         &profile_for_build(19041),
@@ -229,7 +236,14 @@ pub fn leak_dump(dir: &Path) -> (PathBuf, String) {
         .as_str()
         .expect("the truth names the leaking driver")
         .to_string();
-    (forged.dump, driver)
+    let tags = forged.truth["pool"]["drivers"][0]["tags"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t.as_str())
+        .map(|t| t.trim().to_string())
+        .collect();
+    (forged.dump, driver, tags)
 }
 
 /// A "0x..." hex string (or a plain number) of the truth file as u64.

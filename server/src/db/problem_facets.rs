@@ -247,7 +247,10 @@ pub fn count(
             count,
         })
         .collect();
-    if d != Dimension::Status {
+    if d == Dimension::Status {
+        let rank = |v: &str| super::problems::STATUSES.iter().position(|s| *s == v);
+        out.sort_by_key(|c| rank(&c.value));
+    } else {
         out.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.value.cmp(&b.value)));
     }
     out.truncate(MAX_VALUES);
@@ -276,10 +279,14 @@ mod tests {
     }
 
     fn attrs(drivers: &[&str], tags: &[&str], code: &str, build: i64) -> Attributes {
+        let name = match code {
+            "0xe2" => "MANUALLY_INITIATED_CRASH",
+            _ => "BAD_POOL_HEADER",
+        };
         Attributes {
             drivers: drivers.iter().map(|s| s.to_string()).collect(),
             tags: tags.iter().map(|s| s.to_string()).collect(),
-            bugchecks: [(code.to_string(), Some("MANUALLY_INITIATED_CRASH".into()))].into(),
+            bugchecks: [(code.to_string(), Some(name.into()))].into(),
             builds: [build].into(),
         }
     }

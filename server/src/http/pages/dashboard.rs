@@ -3,6 +3,7 @@
 //! Queries: `crate::db::stats` (search_dumps, top_drivers, queue_health).
 
 use super::super::AppState;
+use super::filters;
 use super::list::{ListQuery, Row};
 use super::{format, render, Nav, PageError, PageUser};
 use crate::db::{self, stats};
@@ -141,7 +142,7 @@ pub async fn page(
             if n == 1 {
                 "1 dump".to_string()
             } else {
-                format!("{n} dumps")
+                format!("{} dumps", format::count(n))
             }
         })
     });

@@ -4,6 +4,7 @@
 //! Another tenant's dump answers the same 404 page as a dump that does not exist.
 
 use super::super::AppState;
+use super::filters;
 use super::report_view::{self, AnalysisView, DriverView, InspectView, Stored, TagSort};
 use super::user::percent_encode;
 use super::{format, render, Nav, PageError, PageUser};

@@ -1,10 +1,37 @@
 //! Numbers and dates as the pages show them. Pure functions, tested here.
 
-/// Bytes in binary units, 3 significant digits: "512 B", "1.50 KiB", "452 KiB", "3.2 GiB".
-pub fn bytes(n: u64) -> String {
+/// An integer with thousands separators: "1,234,567", "-42". Takes anything that prints as
+/// an integer (templates pass references).
+pub fn count(n: impl std::fmt::Display) -> String {
+    let text = n.to_string();
+    let (sign, digits) = match text.strip_prefix('-') {
+        Some(d) => ("-", d),
+        None => ("", text.as_str()),
+    };
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len() + text.len() / 3);
+    out.push_str(sign);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A byte count in binary units, always two decimals: "1.18 MiB", "452.00 KiB", "512 bytes".
+/// For chart labels, where the exact count does not fit; text uses [`bytes`].
+pub fn bytes_short(n: u64) -> String {
     const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
     if n < 1024 {
-        return format!("{n} B");
+        return if n == 1 {
+            "1 byte".into()
+        } else {
+            format!("{n} bytes")
+        };
     }
     let mut v = n as f64 / 1024.0;
     let mut unit = UNITS[0];
@@ -15,13 +42,16 @@ pub fn bytes(n: u64) -> String {
         v /= 1024.0;
         unit = u;
     }
-    if v < 10.0 {
-        format!("{v:.2} {unit}")
-    } else if v < 100.0 {
-        format!("{v:.1} {unit}")
-    } else {
-        format!("{v:.0} {unit}")
+    format!("{v:.2} {unit}")
+}
+
+/// A byte count exactly, then in binary units: "1,234,567 bytes (1.18 MiB)"; below a KiB just
+/// "512 bytes".
+pub fn bytes(n: u64) -> String {
+    if n < 1024 {
+        return bytes_short(n);
     }
+    format!("{} bytes ({})", count(n), bytes_short(n))
 }
 
 /// Signed sizes from the database (never negative in practice).
@@ -29,15 +59,16 @@ pub fn bytes_i64(n: i64) -> String {
     bytes(u64::try_from(n).unwrap_or(0))
 }
 
-/// A fraction 0..1 as a percentage, "12.3%"; "–" when unknown or not finite.
-pub fn percent(f: Option<f64>) -> String {
+/// A fraction 0..1 as a percentage of `base`, one decimal: "12.3 % of nonpaged pool maximum";
+/// "–" when unknown or not finite. Every percentage a page shows says what it is a share of.
+pub fn percent(f: Option<f64>, base: &str) -> String {
     match f {
         Some(f) if f.is_finite() => {
             let p = f * 100.0;
             if p != 0.0 && p.abs() < 0.1 {
-                "<0.1%".to_string()
+                format!("<0.1 % of {base}")
             } else {
-                format!("{p:.1}%")
+                format!("{p:.1} % of {base}")
             }
         }
         _ => "–".to_string(),
@@ -103,23 +134,42 @@ mod tests {
     use super::*;
 
     #[test]
-    fn bytes_in_binary_units() {
-        assert_eq!(bytes(0), "0 B");
-        assert_eq!(bytes(1023), "1023 B");
-        assert_eq!(bytes(1024), "1.00 KiB");
-        assert_eq!(bytes(1536), "1.50 KiB");
-        assert_eq!(bytes(462_848), "452 KiB");
-        assert_eq!(bytes(64 << 20), "64.0 MiB");
-        assert_eq!(bytes(u64::MAX), "16.0 EiB");
+    fn counts_have_thousands_separators() {
+        assert_eq!(count(0), "0");
+        assert_eq!(count(999), "999");
+        assert_eq!(count(1000), "1,000");
+        assert_eq!(count(1_234_567u64), "1,234,567");
+        assert_eq!(count(-1_234_567i64), "-1,234,567");
+        assert_eq!(count(&12_345i64), "12,345");
+        assert_eq!(count(u64::MAX), "18,446,744,073,709,551,615");
+    }
+
+    #[test]
+    fn bytes_exact_then_in_binary_units_with_two_decimals() {
+        assert_eq!(bytes(0), "0 bytes");
+        assert_eq!(bytes(1), "1 byte");
+        assert_eq!(bytes(1023), "1023 bytes");
+        assert_eq!(bytes(1024), "1,024 bytes (1.00 KiB)");
+        assert_eq!(bytes(1_234_567), "1,234,567 bytes (1.18 MiB)");
+        assert_eq!(bytes(462_848), "462,848 bytes (452.00 KiB)");
+        assert_eq!(bytes_short(64 << 20), "64.00 MiB");
+        assert_eq!(bytes_short(u64::MAX), "16.00 EiB");
     }
 
     #[test]
     fn percentages() {
-        assert_eq!(percent(Some(0.12)), "12.0%");
-        assert_eq!(percent(Some(0.0)), "0.0%");
-        assert_eq!(percent(Some(0.0001)), "<0.1%");
-        assert_eq!(percent(None), "–");
-        assert_eq!(percent(Some(f64::NAN)), "–");
+        let base = "nonpaged pool maximum";
+        assert_eq!(
+            percent(Some(0.123), base),
+            "12.3 % of nonpaged pool maximum"
+        );
+        assert_eq!(percent(Some(0.0), base), "0.0 % of nonpaged pool maximum");
+        assert_eq!(
+            percent(Some(0.0001), base),
+            "<0.1 % of nonpaged pool maximum"
+        );
+        assert_eq!(percent(None, base), "–");
+        assert_eq!(percent(Some(f64::NAN), base), "–");
     }
 
     #[test]

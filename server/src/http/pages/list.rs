@@ -4,6 +4,7 @@
 //! tenant's dumps. A search leads with the problems it matches.
 
 use super::super::AppState;
+use super::filters;
 use super::user::percent_encode;
 use super::{format, render, Nav, PageError, PageUser};
 use crate::db::dump_sort::{Column, Sort};

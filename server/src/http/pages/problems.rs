@@ -8,6 +8,7 @@ use super::super::problems::{
     ListQuery as ApiListQuery,
 };
 use super::super::AppState;
+use super::filters;
 use super::{format, percent_encode, render, svg, Nav, PageError, PageUser};
 use crate::auth::csrf;
 use crate::db::problem_facets::{self, Dimension};
@@ -344,8 +345,11 @@ pub async fn page(
         (Vec::new(), Vec::new())
     };
     let days = per_day(&d);
-    let chart = (!days.is_empty())
-        .then(|| svg::count_chart("Dumps per day", &days, |n| format!("{n} dump(s)")));
+    let chart = (!days.is_empty()).then(|| {
+        svg::count_chart("Dumps per day", &days, |n| {
+            format!("{} dump(s)", format::count(n))
+        })
+    });
     let w = &d.row.workflow;
     let builds: Vec<String> = d.builds.iter().map(i64::to_string).collect();
     Ok(render(&ProblemPage {

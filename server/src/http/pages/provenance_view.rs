@@ -41,7 +41,11 @@ fn count_bytes(c: &CountBytes) -> String {
     if c.count == 0 {
         "–".into()
     } else {
-        format!("{} in {} blocks", format::bytes(c.bytes), c.count)
+        format!(
+            "{} in {} blocks",
+            format::bytes(c.bytes),
+            format::count(c.count)
+        )
     }
 }
 
@@ -57,7 +61,7 @@ fn evidence_name(k: EvidenceName) -> &'static str {
 
 fn evidence_list(e: &[EvidenceCount]) -> String {
     e.iter()
-        .map(|c| format!("{} ({})", evidence_name(c.kind), c.count))
+        .map(|c| format!("{} ({})", evidence_name(c.kind), format::count(c.count)))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -66,16 +70,19 @@ impl ProvenanceView {
     pub fn build(dump_id: &str, p: &ProvenanceReport) -> ProvenanceView {
         let summary = format!(
             "{} blocks examined ({}): {} tied to a module, {} unattributed{}; {} are orphans (nothing in the dump points to them). Evidence: {}.",
-            p.examined.count,
+            format::count(p.examined.count),
             format::bytes(p.examined.bytes),
-            p.attributed.count,
-            p.unattributed.count,
+            format::count(p.attributed.count),
+            format::count(p.unattributed.count),
             if p.conflicts > 0 {
-                format!(" ({} with conflicting evidence)", p.conflicts)
+                format!(
+                    " ({} with conflicting evidence)",
+                    format::count(p.conflicts)
+                )
             } else {
                 String::new()
             },
-            p.orphans.count,
+            format::count(p.orphans.count),
             if p.evidence.is_empty() {
                 "none".into()
             } else {
@@ -117,7 +124,7 @@ impl ProvenanceView {
         if l.blocks_left_out > 0 {
             notes.push(format!(
                 "{} blocks were not examined (the limit was reached)",
-                l.blocks_left_out
+                format::count(l.blocks_left_out)
             ));
         }
         if l.pointers_dropped {

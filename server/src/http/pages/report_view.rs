@@ -288,12 +288,18 @@ fn pressure_line(v: &analyzer::report::analysis::Verdict) -> String {
             pool_name(p.pool),
             match p.rule {
                 PressureRule::NearExhaustion => format!(
-                    "near exhaustion ({} of its maximum in use)",
-                    format::percent(p.used_fraction)
+                    "near exhaustion ({} in use)",
+                    format::percent(
+                        p.used_fraction,
+                        &format!("{} maximum", pool_name(p.pool).to_lowercase())
+                    )
                 ),
                 PressureRule::ShareOfMaximum => format!(
-                    "the driver alone holds {} of its maximum",
-                    format::percent(v.share_of_maximum)
+                    "the driver alone holds {}",
+                    format::percent(
+                        v.share_of_maximum,
+                        &format!("{} maximum", pool_name(p.pool).to_lowercase())
+                    )
                 ),
             }
         ),
@@ -363,7 +369,10 @@ impl AnalysisView {
                 in_use: format::bytes(p.in_use),
                 max: p.max.map(format::bytes).unwrap_or_else(|| "unknown".into()),
                 commit: p.commit.map(format::bytes).unwrap_or_else(|| "–".into()),
-                used: format::percent(p.used_fraction),
+                used: format::percent(
+                    p.used_fraction,
+                    &format!("{} maximum", pool_name(p.pool).to_lowercase()),
+                ),
                 source: p.source.clone(),
                 near_exhaustion: p.near_exhaustion,
             })
@@ -378,7 +387,7 @@ impl AnalysisView {
                 nonpaged: format::bytes(d.nonpaged_bytes),
                 total: format::bytes(d.bytes),
                 allocations: d.allocations,
-                share: format::percent(d.share_of_pool),
+                share: format::percent(d.share_of_pool, "pool in use"),
                 tags: d
                     .tags
                     .iter()
@@ -509,14 +518,15 @@ impl AnalysisView {
         let blocks_note = if bt.complete {
             format!(
                 "Every pool page was walked; {} free blocks seen.",
-                bt.free_blocks
+                format::count(bt.free_blocks)
             )
         } else if !walked {
             "The pool pages were not walked (see the warnings).".to_string()
         } else {
             format!(
                 "Incomplete: {} pool pages are not in the dump; {} free blocks seen.",
-                bt.missing_pool_pages, bt.free_blocks
+                format::count(bt.missing_pool_pages),
+                format::count(bt.free_blocks)
             )
         };
         let (quota, quota_uncharged) = match &r.quota {
@@ -538,7 +548,7 @@ impl AnalysisView {
                 Some(format!(
                     "{} in {} blocks charged to no process we could name.",
                     format::bytes(q.uncharged_bytes),
-                    q.uncharged_blocks
+                    format::count(q.uncharged_blocks)
                 )),
             ),
             None => (Vec::new(), None),
@@ -779,7 +789,7 @@ impl DriverView {
             nonpaged: format::bytes(d.nonpaged_bytes),
             total: format::bytes(d.bytes),
             allocations: d.allocations,
-            share: format::percent(d.share_of_pool),
+            share: format::percent(d.share_of_pool, "pool in use"),
             tags: d
                 .tags
                 .iter()

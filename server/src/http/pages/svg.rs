@@ -93,13 +93,13 @@ pub fn gauge(label: &str, in_use: u64, max: Option<u64>, near_exhaustion: bool) 
     let caption = match (max, fraction) {
         (Some(m), Some(f)) => format!(
             "{label}: {} of {} ({})",
-            format::bytes(in_use),
-            format::bytes(m),
-            format::percent(Some(f))
+            format::bytes_short(in_use),
+            format::bytes_short(m),
+            format::percent(Some(f), "the maximum")
         ),
         _ => format!(
             "{label}: {} in use (maximum unknown)",
-            format::bytes(in_use)
+            format::bytes_short(in_use)
         ),
     };
     let caption = escape(&caption);
@@ -198,7 +198,7 @@ pub fn bar_chart(title: &str, bars: &[Bar]) -> Svg {
             label = escape(&short),
             nx = BAR_LABEL_W + wp,
             vx = BAR_LABEL_W + wp + wn + 6.0,
-            value = escape(&format::bytes(total)),
+            value = escape(&format::bytes_short(total)),
         );
     }
     s.push_str("</svg>");
@@ -364,7 +364,7 @@ fn axes(s: &mut String, x_max: f64, y_max: f64, x: &dyn Fn(f64) -> f64, y: &dyn 
             h,
             LINE_LEFT - 6.0,
             y(v) + 4.0,
-            escape(&format::bytes(v.round() as u64))
+            escape(&format::bytes_short(v.round() as u64))
         );
     }
 }
@@ -413,7 +413,9 @@ mod tests {
         assert_eq!(attrs(g.as_str(), "gauge-fill", "width"), [80.0]);
         assert_eq!(attrs(g.as_str(), "gauge-track", "width"), [GAUGE_W]);
         assert!(g.as_str().contains("gauge-ok"));
-        assert!(g.as_str().contains("250 B of 1000 B (25.0%)"));
+        assert!(g
+            .as_str()
+            .contains("250 bytes of 1000 bytes (25.0 % of the maximum)"));
         // Over the maximum: clamped to the track, flagged as danger.
         let g = gauge("Paged pool", 2000, Some(1000), false);
         assert_eq!(attrs(g.as_str(), "gauge-fill", "width"), [GAUGE_W]);
@@ -485,7 +487,7 @@ mod tests {
         assert!(c.as_str().contains("&lt;script&gt;alert(1)&lt;/scrip…"));
         assert!(c
             .as_str()
-            .contains("&lt;script&gt;alert(1)&lt;/script&gt;.sys: 1 B paged"));
+            .contains("&lt;script&gt;alert(1)&lt;/script&gt;.sys: 1 byte paged"));
         let g = gauge("\"><script>", 1, Some(2), false);
         assert!(!g.as_str().contains("<script"));
         assert!(g.as_str().contains("&quot;&gt;&lt;script&gt;"));

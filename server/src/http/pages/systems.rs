@@ -9,6 +9,7 @@
 use super::super::caller::Caller;
 use super::super::systems as api;
 use super::super::AppState;
+use super::filters;
 use super::svg::Svg;
 use super::trend_charts;
 use super::{format, render, Nav, PageError, PageUser};
@@ -314,7 +315,10 @@ fn rate(per_hour: f64) -> String {
     } else {
         ""
     };
-    format!("{sign}{}/h", format::bytes(per_hour.abs().round() as u64))
+    format!(
+        "{sign}{}/h",
+        format::bytes_short(per_hour.abs().round() as u64)
+    )
 }
 
 fn kebab<T: serde::Serialize>(v: &T) -> String {
@@ -435,8 +439,8 @@ mod tests {
     #[test]
     fn rates() {
         assert_eq!(rate(2_097_152.0), "+2.00 MiB/h");
-        assert_eq!(rate(-512.0), "-512 B/h");
-        assert_eq!(rate(0.0), "0 B/h");
+        assert_eq!(rate(-512.0), "-512 bytes/h");
+        assert_eq!(rate(0.0), "0 bytes/h");
         assert_eq!(rate(f64::NAN), "–");
     }
 }
