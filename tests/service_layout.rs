@@ -74,6 +74,7 @@ fn every_page_fits_a_phone_and_a_desktop_with_readable_text_for_every_role() {
         "the verdict is a heading naming {driver}"
     );
     assert!(html.contains("report JSON") && html.contains("class=\"skip\""));
+    numbers_are_written_for_people(&html);
     assert!(html.contains("aria-label=\"report sections\""));
     let (_, _, none) = page(&svc, &customer, &format!("/dumps/{leak_id}?tag=zzzz"));
     assert!(none.contains("0 of ") && none.contains("contain “zzzz”"));
@@ -86,6 +87,7 @@ fn every_page_fits_a_phone_and_a_desktop_with_readable_text_for_every_role() {
         module.contains("id=\"seen-in\"") && module.contains("1 dump</a>"),
         "the module page says how many dumps it was seen in"
     );
+    numbers_are_written_for_people(&module);
     let (_, _, triage) = page(&svc, &customer, &format!("/dumps/{triage_id}"));
     assert!(
         triage.contains("id=\"capture-help\"") && !triage.contains("id=\"tags\""),
@@ -121,6 +123,13 @@ fn every_page_fits_a_phone_and_a_desktop_with_readable_text_for_every_role() {
         format!("/dumps/{triage_id}"),
         "/symbols".to_string(),
         "/problems".to_string(),
+        // Facets with one chosen, a filter that cannot apply, a sorted list, a search that
+        // leads with problems, an unknown sort.
+        format!("/problems?driver={driver}"),
+        "/problems?status=bogus&build=soon".to_string(),
+        "/dumps?sort=size&order=asc".to_string(),
+        format!("/dumps?driver={}", &driver[..driver.len().min(4)]),
+        "/dumps?sort=bogus".to_string(),
         "/systems".to_string(),
         "/systems/web01".to_string(),
         problem_page,
@@ -132,7 +141,8 @@ fn every_page_fits_a_phone_and_a_desktop_with_readable_text_for_every_role() {
         .args(["--login", &format!("customer={}", token_of(&customer))])
         .args(["--login", &format!("support={}", token_of(&support))])
         .args(["--login", &format!("admin={}", token_of(&admin))])
-        .args(["--support-path", "/dashboard"]);
+        .args(["--support-path", "/dashboard"])
+        .args(["--support-path", &format!("/dashboard?driver={driver}")]);
     for p in &pages {
         cmd.args(["--path", p]);
     }
@@ -154,4 +164,63 @@ fn every_page_fits_a_phone_and_a_desktop_with_readable_text_for_every_role() {
         "layout or contrast problems"
     );
     assert!(out.status.success());
+}
+
+/// Numbers as every page must write them: a percentage says what it is a share of
+/// (`12.3 % of paged pool maximum`), a byte count is exact with thousands separators, then in
+/// binary units with two decimals (`1,234,567 bytes (1.18 MiB)`); the unit part is recomputed
+/// here from the exact count.
+fn numbers_are_written_for_people(html: &str) {
+    for (i, _) in html.match_indices('%') {
+        let after = &html[i + 1..];
+        // Percent-encoding in links (`%2F`) is no percentage.
+        if after.len() >= 2 && after.as_bytes()[..2].iter().all(u8::is_ascii_hexdigit) {
+            continue;
+        }
+        let before = html[..i].trim_end_matches(' ');
+        if !before.ends_with(|c: char| c.is_ascii_digit()) {
+            continue;
+        }
+        let context = &html[i.saturating_sub(20)..(i + 30).min(html.len())];
+        assert!(html[..i].ends_with(' '), "a space before %: {context}");
+        assert!(
+            after.starts_with(" of "),
+            "a percentage names its base: {context}"
+        );
+    }
+    let mut sizes = 0;
+    for (i, m) in html.match_indices(" bytes (") {
+        let digits: String = html[..i]
+            .chars()
+            .rev()
+            .take_while(|c| c.is_ascii_digit() || *c == ',')
+            .collect::<Vec<char>>()
+            .into_iter()
+            .rev()
+            .collect();
+        let groups: Vec<&str> = digits.split(',').collect();
+        assert!(
+            groups.len() > 1
+                && (1..=3).contains(&groups[0].len())
+                && groups[1..].iter().all(|g| g.len() == 3),
+            "thousands separators: {digits:?}"
+        );
+        let exact: f64 = digits.replace(',', "").parse().unwrap();
+        let rest = &html[i + m.len()..];
+        let unit = &rest[..rest.find(')').expect("closing parenthesis")];
+        let (value, suffix) = unit.split_once(' ').expect("value and unit");
+        let power = ["KiB", "MiB", "GiB", "TiB"]
+            .iter()
+            .position(|u| *u == suffix)
+            .unwrap_or_else(|| panic!("a binary unit: {unit}"));
+        let decimals = value.split_once('.').map(|(_, d)| d.len());
+        assert_eq!(decimals, Some(2), "two decimals: {unit}");
+        let expected = exact / 1024f64.powi(power as i32 + 1);
+        assert!(
+            (value.parse::<f64>().unwrap() - expected).abs() <= 0.005 + 1e-9,
+            "{digits} bytes is {expected:.4} {suffix}, not {value}"
+        );
+        sizes += 1;
+    }
+    assert!(sizes > 0, "the page shows sizes");
 }

@@ -329,6 +329,8 @@ fn search_filters_pages_and_tenant_scoped_driver_stats() {
     assert!(by(&support, "since=2100-01-01").is_empty());
     assert!(by(&support, &format!("until={}", enc(first))).is_empty());
 
+    sorting_is_whitelisted_stable_and_paged(&svc, &support, &planted, &failing);
+
     // Driver-filtered items carry that driver's figures.
     let v = svc.get(&support, "/api/v1/dumps?driver=leaky.sys");
     let figures: Vec<(i64, bool)> = v["items"]
@@ -634,4 +636,113 @@ fn copy_dir(from: &Path, to: &Path) {
             std::fs::copy(e.path(), &dest).unwrap();
         }
     }
+}
+
+/// Every page of `/api/v1/dumps?{q}` by keyset cursor, two at a time.
+fn all_pages(svc: &Service, t: &Token, q: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/api/v1/dumps?{q}&limit=2&cursor={}", enc(c)),
+            None => format!("/api/v1/dumps?{q}&limit=2"),
+        };
+        let v = svc.get(t, &path);
+        out.extend(ids(&v));
+        match v["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => return out,
+        }
+    }
+}
+
+/// `sort=` / `order=`: whitelisted columns, the id breaking ties in the same direction, keyset
+/// pages in that order; the page's headers link to the sorts with `aria-sort`. The expected
+/// orders come from what this test uploaded (names, sizes), not from the service.
+fn sorting_is_whitelisted_stable_and_paged(
+    svc: &Service,
+    support: &Token,
+    planted: &[Planted],
+    failing: &str,
+) {
+    // (lower-case name or id, size, id) of every dump, from the uploads themselves.
+    let mut rows: Vec<(String, usize, String)> = planted
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let size = triage_variant(&format!("planted-{i}")).len();
+            (format!("planted-{i}.dmp"), size, p.id.clone())
+        })
+        .collect();
+    rows.push((
+        failing.to_lowercase(),
+        triage_variant("no report").len(),
+        failing.to_string(),
+    ));
+    rows.sort_by(|a, b| (&a.0, &a.2).cmp(&(&b.0, &b.2)));
+    let by_name: Vec<String> = rows.iter().map(|r| r.2.clone()).collect();
+    assert_eq!(
+        all_pages(svc, support, "sort=name"),
+        by_name,
+        "names A to Z"
+    );
+    let mut by_name_desc = by_name.clone();
+    by_name_desc.reverse();
+    assert_eq!(
+        all_pages(svc, support, "sort=name&order=desc"),
+        by_name_desc
+    );
+    // Every upload has the same size: the id alone orders them, in the sort's direction.
+    assert!(rows.iter().all(|r| r.1 == rows[0].1));
+    let mut by_id: Vec<String> = rows.iter().map(|r| r.2.clone()).collect();
+    by_id.sort();
+    assert_eq!(all_pages(svc, support, "sort=size&order=asc"), by_id);
+    by_id.reverse();
+    assert_eq!(
+        all_pages(svc, support, "sort=size"),
+        by_id,
+        "size: largest first"
+    );
+    for bad in ["sort=sha256", "sort=name&order=up", "sort=d.id%20DESC"] {
+        let (code, v) = svc.call(support, "GET", &format!("/api/v1/dumps?{bad}"), None);
+        assert_eq!(
+            (code, v["code"].as_str()),
+            (400, Some("bad_sort")),
+            "{bad}: {v}"
+        );
+    }
+    let (code, _) = svc.call(
+        support,
+        "GET",
+        "/api/v1/dumps?sort=size&cursor=big.abc",
+        None,
+    );
+    assert_eq!(code, 400, "a cursor made for another order");
+
+    // The page: sorted header marked, its link reverses; other headers keep the filters.
+    let page = |q: &str| {
+        ureq::get(&svc.url(&format!("/dumps?{q}")))
+            .set("Authorization", &support.0)
+            .call()
+            .unwrap()
+            .into_string()
+            .unwrap()
+    };
+    let html = page("status=done&sort=size&order=asc");
+    assert!(
+        html.contains(
+            "aria-sort=\"ascending\"><a href=\"/dumps?status=done&amp;sort=size&amp;order=desc\""
+        ),
+        "{html}"
+    );
+    assert!(
+        html.contains("href=\"/dumps?status=done&amp;sort=name&amp;order=asc\""),
+        "{html}"
+    );
+    assert_eq!(html.matches("aria-sort=").count(), 1);
+    let html = page("sort=sha256");
+    assert!(
+        html.contains("role=\"alert\">Cannot sort by \u{201c}sha256\u{201d}"),
+        "{html}"
+    );
 }

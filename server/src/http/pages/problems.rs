@@ -11,7 +11,7 @@ use super::super::AppState;
 use super::filters;
 use super::{format, percent_encode, render, svg, Nav, PageError, PageUser};
 use crate::auth::csrf;
-use crate::db::problem_facets::{self, Dimension};
+use crate::db::problem_facets::{self, Bugcheck, Dimension, Filter};
 use crate::db::problems::{self, Entry, ProblemDetail, ProblemRow, STATUSES};
 use askama::Template;
 use axum::extract::{Path, Query, State};
@@ -113,23 +113,49 @@ impl ListQuery {
         }
     }
 
-    /// The query string with `d` set to `value` (None: removed), the others kept.
-    fn with(&self, d: Dimension, value: Option<&str>) -> String {
-        let mut parts = Vec::new();
-        for (k, v) in self.pairs() {
-            let v = if k == d { value.unwrap_or("") } else { v };
-            if !v.is_empty() {
-                parts.push(format!("{}={}", k.key(), percent_encode(v)));
-            }
-        }
-        parts.join("&")
+    /// The query string of the filters as given.
+    fn current(&self) -> String {
+        encode(self.pairs())
     }
 
-    fn value(&self, d: Dimension) -> &str {
-        self.pairs()
-            .into_iter()
-            .find(|(k, _)| *k == d)
-            .map_or("", |(_, v)| v)
+    /// The query string with `d` set to `value` (None: removed), the others kept.
+    fn with(&self, d: Dimension, value: Option<&str>) -> String {
+        encode(self.pairs().map(|(k, v)| {
+            if k == d {
+                (k, value.unwrap_or(""))
+            } else {
+                (k, v)
+            }
+        }))
+    }
+}
+
+fn encode(pairs: [(Dimension, &str); 5]) -> String {
+    pairs
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| format!("{}={}", k.key(), percent_encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// Whether facet value `c` of `d` is the filter in force (as the filter reads it: drivers in
+/// lower case, bug check codes normalized, names in any case, tags exact).
+fn is_active(filter: &Filter, d: Dimension, c: &problem_facets::Count) -> bool {
+    match d {
+        Dimension::Status => filter.status.as_deref() == Some(c.value.as_str()),
+        Dimension::Driver => filter.driver.as_deref() == Some(c.value.as_str()),
+        Dimension::Tag => filter.tag.as_deref() == Some(c.value.as_str()),
+        Dimension::Bugcheck => match &filter.bugcheck {
+            Some(Bugcheck::Code(code)) => *code == c.value,
+            Some(Bugcheck::Name(name)) => c
+                .label
+                .split(" (")
+                .next()
+                .is_some_and(|n| n.eq_ignore_ascii_case(name)),
+            None => false,
+        },
+        Dimension::Build => filter.build.map(|b| b.to_string()).as_deref() == Some(&c.value),
     }
 }
 
@@ -142,7 +168,11 @@ fn href(query: String) -> String {
 }
 
 /// The facet links: each value sets its filter; the active one clears it.
-fn groups(q: &ListQuery, facets: Vec<(Dimension, Vec<problem_facets::Count>)>) -> Vec<FacetGroup> {
+fn groups(
+    q: &ListQuery,
+    filter: &Filter,
+    facets: Vec<(Dimension, Vec<problem_facets::Count>)>,
+) -> Vec<FacetGroup> {
     facets
         .into_iter()
         .map(|(d, counts)| FacetGroup {
@@ -156,7 +186,7 @@ fn groups(q: &ListQuery, facets: Vec<(Dimension, Vec<problem_facets::Count>)>) -
             values: counts
                 .into_iter()
                 .map(|c| {
-                    let active = q.value(d).eq_ignore_ascii_case(&c.value);
+                    let active = is_active(filter, d, &c);
                     let set = (!active).then_some(c.value.as_str());
                     Facet {
                         href: href(q.with(d, set)),
@@ -182,15 +212,14 @@ pub async fn list(
         Ok(l) => l,
         Err(e) => return PageError::internal("database", e, &nav).into_response(),
     };
-    let query = q.with(Dimension::Status, Some(q.status.trim()));
     render(&ListPage {
         nav,
         title: "Problems",
         items: listing.rows.iter().map(Item::of).collect(),
-        facets: groups(&q, listing.facets),
+        facets: groups(&q, &filter, listing.facets),
         problems: errors.into_iter().map(|e| e.message).collect(),
         filtered: filter != Default::default(),
-        query,
+        query: q.current(),
     })
 }
 
@@ -460,4 +489,59 @@ pub async fn comment(
         .await
         .map_err(|e| PageError::internal("database", e, &nav))?;
     Ok(Redirect::to(&format!("/problems/{id}#comments")).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use problem_facets::Count;
+
+    fn count(value: &str, label: &str) -> Count {
+        Count {
+            value: value.into(),
+            label: label.into(),
+            count: 2,
+        }
+    }
+
+    #[test]
+    fn facet_links_set_their_filter_keep_the_others_and_the_active_one_clears() {
+        let q = ListQuery {
+            driver: "Leaky.SYS".into(),
+            bugcheck: "e2".into(),
+            ..Default::default()
+        };
+        let (filter, errors) = q.api().parse();
+        assert!(errors.is_empty());
+        let facets = vec![
+            (
+                Dimension::Driver,
+                vec![count("leaky.sys", "leaky.sys"), count("a&b.sys", "a&b.sys")],
+            ),
+            (
+                Dimension::Bugcheck,
+                vec![count("0xe2", "MANUALLY_INITIATED_CRASH (0xe2)")],
+            ),
+            (Dimension::Tag, vec![count("Leak", "Leak")]),
+        ];
+        let g = groups(&q, &filter, facets);
+        let leaky = &g[0].values[0];
+        assert!(leaky.active, "the filter reads drivers in lower case");
+        assert_eq!(leaky.href, "/problems?bugcheck=e2");
+        let other = &g[0].values[1];
+        assert!(!other.active);
+        assert_eq!(other.href, "/problems?driver=a%26b.sys&bugcheck=e2");
+        assert!(g[1].values[0].active, "0xe2 and e2 are one code");
+        assert_eq!(
+            g[2].values[0].href,
+            "/problems?driver=Leaky.SYS&tag=Leak&bugcheck=e2"
+        );
+        let by_name = ListQuery {
+            bugcheck: "manually_initiated_crash".into(),
+            ..Default::default()
+        };
+        let (f, _) = by_name.api().parse();
+        let c = count("0xe2", "MANUALLY_INITIATED_CRASH (0xe2)");
+        assert!(is_active(&f, Dimension::Bugcheck, &c));
+    }
 }
