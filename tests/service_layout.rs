@@ -166,11 +166,38 @@ fn every_page_fits_a_phone_and_a_desktop_with_readable_text_for_every_role() {
     assert!(out.status.success());
 }
 
+/// The page without the analyzer's own prose (the verdict sentence and its reasons): report
+/// text the page quotes as the analyzer wrote it (docs/json.md), not numbers the page writes.
+fn without_report_prose(html: &str) -> String {
+    let mut out = String::with_capacity(html.len());
+    let mut rest = html;
+    loop {
+        let next = ["class=\"sentence\">", "class=\"reasons\">"]
+            .iter()
+            .filter_map(|m| rest.find(m).map(|i| (i, m.len())))
+            .min();
+        let Some((i, len)) = next else {
+            out.push_str(rest);
+            return out;
+        };
+        out.push_str(&rest[..i + len]);
+        let after = &rest[i + len..];
+        // The element's text ends at its closing tag (</h2>, </p>, </ul>).
+        let end = ["</h2>", "</p>", "</ul>"]
+            .iter()
+            .filter_map(|t| after.find(t))
+            .min()
+            .unwrap_or(after.len());
+        rest = &after[end..];
+    }
+}
+
 /// Numbers as every page must write them: a percentage says what it is a share of
 /// (`12.3 % of paged pool maximum`), a byte count is exact with thousands separators, then in
 /// binary units with two decimals (`1,234,567 bytes (1.18 MiB)`); the unit part is recomputed
 /// here from the exact count.
 fn numbers_are_written_for_people(html: &str) {
+    let html = &without_report_prose(html);
     for (i, _) in html.match_indices('%') {
         let after = &html[i + 1..];
         // Percent-encoding in links (`%2F`) is no percentage.

@@ -215,7 +215,7 @@ fn one_leak_from_two_customers_is_one_problem_with_a_workflow() {
     );
     assert!(
         list.contains(&format!(
-            "href=\"/problems?status=new&amp;driver={driver}\""
+            "href=\"/problems?status=new&#38;driver={driver}\""
         )),
         "{list}"
     );
@@ -295,7 +295,15 @@ fn facets_count_within_each_viewers_rights(
     for t in tags {
         assert_eq!(count_of(&g["facets"]["tag"], t), Some(1), "tag {t}: {g}");
     }
-    assert_eq!(count_of(&a["facets"]["build"], "19041"), Some(1), "{a}");
+    // The leak was forged on 19041; the crash counts too when its dump is of that build.
+    let crash_build = crash_dump.as_ref().and_then(|d| d["build"].as_i64());
+    let on_19041 = 1 + i64::from(crash_build == Some(19041));
+    assert_eq!(
+        count_of(&a["facets"]["build"], "19041"),
+        Some(on_19041),
+        "{a}"
+    );
+    assert_eq!(count_of(&g["facets"]["build"], "19041"), Some(1), "{g}");
     assert_eq!(count_of(&a["facets"]["status"], "new"), Some(2), "{a}");
     assert_eq!(count_of(&g["facets"]["status"], "new"), Some(1), "{g}");
     // The crash's bug check: counted for acme, absent for globex (not its dump).
@@ -340,7 +348,10 @@ fn facets_count_within_each_viewers_rights(
         ids(&list(acme, &format!("?bugcheck={crash_code}"))),
         [crash["id"].as_str().unwrap()]
     );
-    assert_eq!(ids(&list(acme, "?build=19041&status=new")).len(), 2);
+    assert_eq!(
+        ids(&list(acme, "?build=19041&status=new")).len() as i64,
+        on_19041
+    );
     assert!(ids(&list(acme, "?build=7601")).is_empty());
     // The driver facet still counts every driver when a driver is chosen (its own filter is
     // left out), while the status facet counts within it.

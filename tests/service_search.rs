@@ -731,12 +731,12 @@ fn sorting_is_whitelisted_stable_and_paged(
     let html = page("status=done&sort=size&order=asc");
     assert!(
         html.contains(
-            "aria-sort=\"ascending\"><a href=\"/dumps?status=done&amp;sort=size&amp;order=desc\""
+            "aria-sort=\"ascending\"><a href=\"/dumps?status=done&#38;sort=size&#38;order=desc\""
         ),
         "{html}"
     );
     assert!(
-        html.contains("href=\"/dumps?status=done&amp;sort=name&amp;order=asc\""),
+        html.contains("href=\"/dumps?status=done&#38;sort=name&#38;order=asc\""),
         "{html}"
     );
     assert_eq!(html.matches("aria-sort=").count(), 1);
