@@ -166,29 +166,29 @@ fn every_page_fits_a_phone_and_a_desktop_with_readable_text_for_every_role() {
     assert!(out.status.success());
 }
 
-/// The page without the analyzer's own prose (the verdict sentence and its reasons): report
-/// text the page quotes as the analyzer wrote it (docs/json.md), not numbers the page writes.
+/// The page without the analyzer's own prose (the verdict sentence, its reasons, the
+/// report's warnings): report text the page quotes as the analyzer wrote it (docs/json.md),
+/// not numbers the page writes.
 fn without_report_prose(html: &str) -> String {
+    const PROSE: [(&str, &str); 3] = [
+        ("class=\"sentence\">", "</"),
+        ("class=\"reasons\">", "</ul>"),
+        ("<section id=\"warnings\">", "</section>"),
+    ];
     let mut out = String::with_capacity(html.len());
     let mut rest = html;
     loop {
-        let next = ["class=\"sentence\">", "class=\"reasons\">"]
+        let next = PROSE
             .iter()
-            .filter_map(|m| rest.find(m).map(|i| (i, m.len())))
+            .filter_map(|(start, end)| rest.find(start).map(|i| (i, start.len(), *end)))
             .min();
-        let Some((i, len)) = next else {
+        let Some((i, len, end)) = next else {
             out.push_str(rest);
             return out;
         };
         out.push_str(&rest[..i + len]);
         let after = &rest[i + len..];
-        // The element's text ends at its closing tag (</h2>, </p>, </ul>).
-        let end = ["</h2>", "</p>", "</ul>"]
-            .iter()
-            .filter_map(|t| after.find(t))
-            .min()
-            .unwrap_or(after.len());
-        rest = &after[end..];
+        rest = &after[after.find(end).unwrap_or(after.len())..];
     }
 }
 
