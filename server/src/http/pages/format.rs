@@ -140,7 +140,10 @@ mod tests {
         assert_eq!(count(1000), "1,000");
         assert_eq!(count(1_234_567u64), "1,234,567");
         assert_eq!(count(-1_234_567i64), "-1,234,567");
-        assert_eq!(count(&12_345i64), "12,345");
+        // Templates pass references.
+        let field = 12_345i64;
+        let by_ref = &field;
+        assert_eq!(count(by_ref), "12,345");
         assert_eq!(count(u64::MAX), "18,446,744,073,709,551,615");
     }
 
