@@ -7,7 +7,7 @@
 #   scripts/docker-build-check.sh           the official base images (needs Docker Hub)
 #   scripts/docker-build-check.sh --local   base images made here: scripts/docker-test-images.sh's
 #                                           Debian, and tests/docker/rust on it (Debian's gcc,
-#                                           rustup's stable toolchain)
+#                                           rustup's stable toolchain, this machine's CA bundle)
 #
 # POOLTRIAGE_DOCKER names the docker CLI (default `docker`); it must build with BuildKit.
 set -euo pipefail
@@ -19,8 +19,11 @@ export DOCKER_BUILDKIT=1
 args=()
 if [ "${1:-}" = "--local" ]; then
     "$ROOT/scripts/docker-test-images.sh"
+    ctx="$(mktemp -d)"
+    trap 'rm -rf "$ctx"' EXIT
+    cp "$ROOT/tests/docker/rust/Dockerfile" /etc/ssl/certs/ca-certificates.crt "$ctx/"
     "$DOCKER" build -q --build-arg BASE_IMAGE=pooltriage-test/debian:bookworm \
-        -t pooltriage-test/rust:bookworm "$ROOT/tests/docker/rust" >/dev/null
+        -t pooltriage-test/rust:bookworm "$ctx" >/dev/null
     args=(--build-arg RUST_IMAGE=pooltriage-test/rust:bookworm
           --build-arg RUNTIME_IMAGE=pooltriage-test/debian:bookworm)
 fi

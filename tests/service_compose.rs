@@ -60,7 +60,11 @@ impl Instance {
         let req = ureq::request(method, &format!("{}{path}", self.base))
             .timeout(Duration::from_secs(60))
             .set("Authorization", &token.0);
-        let resp = match body.map_or_else(|| req.call(), |b| req.send_bytes(b)) {
+        let sent = match body {
+            Some(b) => req.send_bytes(b),
+            None => req.call(),
+        };
+        let resp = match sent {
             Ok(r) | Err(ureq::Error::Status(_, r)) => r,
             Err(_) => return None,
         };
@@ -167,12 +171,12 @@ fn compose_runs_two_instances_that_share_dumps_and_survive_a_killed_one() {
         &name,
         &override_file,
         &[
-            ("POOLTRIAGE_BINARY_FROM", &binary),
-            ("POOLTRIAGE_IMAGE", &service_image),
-            ("POOLTRIAGE_PORT", &port_a_var),
+            ("POOLTRIAGE_BINARY_FROM", binary.as_str()),
+            ("POOLTRIAGE_IMAGE", service_image.as_str()),
+            ("POOLTRIAGE_PORT", port_a_var.as_str()),
             ("POSTGRES_PASSWORD", "compose-test"),
         ],
-        &[&binary, &service_image],
+        &[binary.as_str(), service_image.as_str()],
     );
     docker.binary_image(&binary);
     project.run(&["--profile", "scale", "up", "-d", "--build"]);

@@ -88,7 +88,14 @@ impl Docker {
     /// /usr/local/bin/pooltriage, the path the Dockerfile copies from `BINARY_FROM`.
     pub fn binary_image(&self, tag: &str) {
         let ctx = tempfile::tempdir().unwrap();
-        std::fs::copy(pooltriage_bin(), ctx.path().join("pooltriage")).expect("copy the binary");
+        let copy = ctx.path().join("pooltriage");
+        std::fs::copy(pooltriage_bin(), &copy).expect("copy the binary");
+        // Without its debug information (273 MB -> 35 MB here: less to send to the daemon and
+        // to copy between layers); binutils' strip, when there.
+        let _ = Command::new("strip")
+            .arg("--strip-debug")
+            .arg(&copy)
+            .status();
         std::fs::write(
             ctx.path().join("Dockerfile"),
             "FROM scratch\nCOPY pooltriage /usr/local/bin/pooltriage\n",
@@ -107,7 +114,11 @@ impl Docker {
     /// The command lines of the processes in `container`, read by the host (`docker top`), so
     /// the image needs no `ps`.
     pub fn processes(&self, container: &str) -> Vec<String> {
-        let out = self.cmd().args(["top", container, "-o", "args"]).output();
+        // `docker top` needs the PID column.
+        let out = self
+            .cmd()
+            .args(["top", container, "-o", "pid,args"])
+            .output();
         match out {
             Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout)
                 .lines()
