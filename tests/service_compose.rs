@@ -267,7 +267,11 @@ fn kill_the_instance_running_a_job(
     );
     let survivor = 1 - victim;
     docker.run(&["kill", &containers[victim]]);
-    assert!(!docker.running(&containers[victim]));
+    wait_for(
+        "the killed container stops",
+        Duration::from_secs(10),
+        || (!docker.running(&containers[victim])).then_some(()),
+    );
 
     // The survivor's reaper returns the expired lease to the queue, one of its workers runs it.
     wait_for(
