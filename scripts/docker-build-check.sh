@@ -2,14 +2,16 @@
 # Builds the Dockerfile as its users do, builder stage included (the release binary compiled in
 # docker), and checks that the image's binary runs. Not part of CI: the release build alone takes
 # many minutes on 2 cores, so tests/service_compose.rs gives the Dockerfile a prebuilt binary
-# instead (BINARY_FROM). Prints the build's wall-clock time.
+# instead (BINARY_FROM). Prints the build's wall-clock time: 27m23s with --local on 2 cores shared
+# with other builds (load around 11), 2026-12-06.
 #
 #   scripts/docker-build-check.sh           the official base images (needs Docker Hub)
 #   scripts/docker-build-check.sh --local   base images made here: scripts/docker-test-images.sh's
 #                                           Debian, and tests/docker/rust on it (Debian's gcc,
 #                                           rustup's stable toolchain, this machine's CA bundle)
 #
-# POOLTRIAGE_DOCKER names the docker CLI (default `docker`); it must build with BuildKit.
+# POOLTRIAGE_DOCKER names the docker CLI (default `docker`); it must build with BuildKit (Debian's
+# /usr/bin/docker does; a newer CLI needs its buildx plugin).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
