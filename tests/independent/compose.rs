@@ -85,7 +85,9 @@ impl Docker {
     }
 
     /// Builds `tag`: `FROM scratch` holding the test's `pooltriage` binary at
-    /// /usr/local/bin/pooltriage, the path the Dockerfile copies from `BINARY_FROM`.
+    /// /usr/local/bin/pooltriage, the path the Dockerfile copies from `BINARY_FROM`. The binary
+    /// runs in the image only if it was built against the runtime image's glibc or an older one
+    /// (the CI machines are Debian bookworm, as the runtime image).
     pub fn binary_image(&self, tag: &str) {
         let ctx = tempfile::tempdir().unwrap();
         let copy = ctx.path().join("pooltriage");
