@@ -51,6 +51,7 @@ APT_PACKAGES=(
     chromium               # headless browser driven over CDP by tests/service_browser.rs (upload portal) and tests/service_layout.rs (widths, contrast)
     postgresql             # initdb/postgres/psql: throwaway clusters of tests/service_postgres.rs and the PostgreSQL pass below
     openssl                # a throwaway CA and server certificate: TLS to the test PostgreSQL server (sslmode=verify-full)
+    docker.io docker-compose debootstrap  # tests/service_compose.rs: the Dockerfile and docker-compose.yml built and run, on base images made from the Debian mirror
 )
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
@@ -140,6 +141,18 @@ if [ "${1:-}" = "--setup-only" ]; then
     exit 0
 fi
 
+# --- 3b. docker for tests/service_compose.rs ------------------------------------------------------
+# The test builds the Dockerfile and starts docker-compose.yml on Debian's dockerd, with base
+# images made from the Debian mirror (Docker Hub is out of reach here). scripts/docker-test-images.sh
+# starts the daemon and makes them (cached), in the background while cargo builds; it is waited
+# for before the tests.
+export POOLTRIAGE_DOCKER=/usr/bin/docker POOLTRIAGE_COMPOSE=docker-compose \
+    POOLTRIAGE_RUNTIME_IMAGE=pooltriage-test/debian:bookworm \
+    POOLTRIAGE_POSTGRES_IMAGE=pooltriage-test/postgres:bookworm
+step "docker daemon and base images, in the background (log: .cache/docker-images.log)"
+scripts/docker-test-images.sh >"$CACHE/docker-images.log" 2>&1 &
+docker_images=$!
+
 # --- 4. build and test ---------------------------------------------------------------------------
 if ! command -v cargo >/dev/null && [ -x "$HOME/.cargo/bin/cargo" ]; then
     export PATH="$HOME/.cargo/bin:$PATH"
@@ -155,6 +168,7 @@ step "cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 step "cargo build --workspace --bins"
 cargo build --workspace --bins
+wait "$docker_images" || { tail -n 20 "$CACHE/docker-images.log" >&2; step "docker images FAILED: service_compose will fail"; }
 step "cargo test --workspace --no-fail-fast"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT

@@ -22,8 +22,9 @@
 //!   names the database but never the password;
 //! - `docker_compose_and_dockerfile_use_flags_the_binary_accepts`: docker-compose.yml (parsed
 //!   with PyYAML from the venv) and the Dockerfile's CMD name only flags and environment
-//!   variables that `pooltriage serve --help` lists. (No docker daemon here: compose itself is
-//!   not run.)
+//!   variables that `pooltriage serve --help` lists, and the defaults of its image variables are
+//!   the official images and the Dockerfile's build arguments (tests/service_compose.rs runs
+//!   both).
 //!
 //! A missing PostgreSQL server or psql is a test failure with the set-up hint, never a skip.
 //! Build the binary first (`cargo build -p pooltriage`).
@@ -651,6 +652,15 @@ fn serve_help() -> (BTreeSet<String>, BTreeSet<String>) {
     (flags, envs)
 }
 
+/// The default of a compose value `${VAR:-default}` (the value itself when it is no variable).
+fn default_of(value: &str) -> &str {
+    value
+        .strip_prefix("${")
+        .and_then(|v| v.strip_suffix('}'))
+        .and_then(|v| v.split_once(":-"))
+        .map_or(value, |(_, default)| default)
+}
+
 #[test]
 fn docker_compose_and_dockerfile_use_flags_the_binary_accepts() {
     let (flags, envs) = serve_help();
@@ -674,14 +684,25 @@ fn docker_compose_and_dockerfile_use_flags_the_binary_accepts() {
     let services = compose["services"].as_object().expect("services");
     let app = &services["pooltriage"];
     let pg = &services["postgres"];
+    assert_eq!(app["build"]["context"].as_str(), Some("."));
+    // Images are variables whose defaults are the official images; the build arguments'
+    // defaults are the Dockerfile's own.
     assert_eq!(
-        app["build"].as_str().or(app["build"]["context"].as_str()),
-        Some(".")
-    );
-    assert!(
-        pg["image"].as_str().unwrap().starts_with("postgres:"),
+        default_of(pg["image"].as_str().unwrap()),
+        "postgres:16-bookworm",
         "{pg}"
     );
+    let dockerfile = std::fs::read_to_string(repo_root().join("Dockerfile")).unwrap();
+    let build_args = app["build"]["args"].as_object().expect("build args");
+    for arg in ["RUST_IMAGE", "RUNTIME_IMAGE", "BINARY_FROM"] {
+        let compose_default = default_of(build_args[arg].as_str().unwrap());
+        assert!(
+            dockerfile
+                .lines()
+                .any(|l| l == format!("ARG {arg}={compose_default}")),
+            "compose's default of {arg} ({compose_default}) is not the Dockerfile's"
+        );
+    }
     assert!(
         pg["healthcheck"]["test"].to_string().contains("pg_isready"),
         "{pg}"
@@ -717,7 +738,6 @@ fn docker_compose_and_dockerfile_use_flags_the_binary_accepts() {
         "{url}"
     );
     // The command (compose's, else the Dockerfile's CMD): `serve` and known flags only.
-    let dockerfile = std::fs::read_to_string(repo_root().join("Dockerfile")).unwrap();
     let cmd_line = dockerfile
         .lines()
         .rev()
