@@ -6,8 +6,10 @@
 //! path by TimeDateStamp + SizeOfImage, only for the modules the walk reaches.
 
 use super::Input;
+use crate::dump::Dump;
 use crate::kernel::bugcheck::{describe, ParamKind};
 use crate::kernel::pe::PeFile;
+use crate::kernel::KernelInfo;
 use crate::kernel::Module;
 use crate::memory::VirtualMemory;
 use crate::report::crash::*;
@@ -17,6 +19,7 @@ use crate::stack::bucket::{bucket_id, followup, SummaryFrame};
 use crate::stack::image::ImageFetch;
 use crate::stack::{start_context, walk, StackWalk, StartContext};
 use crate::symbols::resolve::debugger_module_name;
+use crate::symbols::resolve::SymbolStatus;
 use crate::symbols::store::{SymbolKey, SymbolStore};
 use crate::symbols::symbolizer::{NamedAddress, Symbolizer};
 use std::time::Instant;
@@ -28,31 +31,32 @@ const MAX_IMAGE_BYTES: u64 = 256 << 20;
 const POOL_BUGCHECKS: &[u32] = &[0x19, 0xC2, 0xC5, 0xC4, 0x62, 0xCE];
 
 /// A walked stack and where it started.
-pub(super) struct Walked {
+pub struct Walked {
     pub start: StartContext,
     pub walk: StackWalk,
 }
 
 /// Walks the crashing thread's stack; `None` when the dump has no bug check or no readable
 /// starting context.
-pub(super) fn walk_crash(input: &Input, deadline: Option<Instant>) -> Option<Walked> {
-    let b = &input.kernel.bugcheck;
+pub fn walk_crash(
+    dump: &Dump,
+    kernel: &KernelInfo,
+    store: Option<&SymbolStore>,
+    deadline: Option<Instant>,
+) -> Option<Walked> {
+    let b = &kernel.bugcheck;
     if b.code == 0 {
         return None;
     }
-    let dump = &input.dump;
     let arch = dump.header().arch;
     let mem = dump.kernel_memory().ok();
     let params = b.params.clone().map(|p| p.value);
     let header = dump.file_bytes().get(..dump.header_size() as usize)?;
     let start = start_context(header, arch, b.code, &params, mem.as_deref())?;
-    let fetch = StoreImages {
-        store: input.store.as_ref(),
-        deadline,
-    };
+    let fetch = StoreImages { store, deadline };
     let empty = crate::kernel::pe::SliceMemory::new(0, &[], 8);
     let mem: &dyn VirtualMemory = mem.as_deref().unwrap_or(&empty);
-    let walk = walk(&start, arch, &input.kernel.modules.modules, mem, &fetch);
+    let walk = walk(&start, arch, &kernel.modules.modules, mem, &fetch);
     Some(Walked { start, walk })
 }
 
@@ -92,9 +96,14 @@ impl ImageFetch for StoreImages<'_> {
 }
 
 /// The `crash` member from the walk, naming frames with `sym`.
-pub(super) fn report(w: &Walked, input: &Input, sym: &mut Symbolizer<'_>) -> CrashReport {
-    let mods = &input.kernel.modules.modules;
-    let kernel_base = input.kernel.kernel_base;
+pub fn report(
+    w: &Walked,
+    dump: &Dump,
+    kernel: &KernelInfo,
+    sym: &mut Symbolizer<'_>,
+) -> CrashReport {
+    let mods = &kernel.modules.modules;
+    let kernel_base = kernel.kernel_base;
     let named: Vec<Option<NamedAddress>> = w.walk.frames.iter().map(|f| sym.name(f.ip)).collect();
     let frames: Vec<CrashFrame> = w
         .walk
@@ -142,7 +151,7 @@ pub(super) fn report(w: &Walked, input: &Input, sym: &mut Symbolizer<'_>) -> Cra
         context_source: w.start.source,
         context_address: w.start.address.map(Hex),
         stack: CrashStack {
-            method: match input.dump.header().arch {
+            method: match dump.header().arch {
                 crate::dump::Arch::X86 => "frame_pointer",
                 _ => "unwind",
             }
@@ -155,9 +164,23 @@ pub(super) fn report(w: &Walked, input: &Input, sym: &mut Symbolizer<'_>) -> Cra
             frames: frames.clone(),
         },
         followup_module: follow.and_then(|i| frames[i].module.clone()),
-        bucket: bucket_id(input.kernel.bugcheck.code, &summary),
+        bucket: bucket_id(kernel.bugcheck.code, &summary),
         pool_block: None,
     }
+}
+
+/// The `crash` member for a report that resolved every module's symbols (`statuses` in module
+/// order, as `inspect` has them): walks the stack and names its frames.
+pub fn crash_for_modules(
+    dump: &Dump,
+    kernel: &KernelInfo,
+    store: Option<&SymbolStore>,
+    statuses: &[SymbolStatus],
+    deadline: Option<Instant>,
+) -> Option<CrashReport> {
+    let w = walk_crash(dump, kernel, store, deadline)?;
+    let mut sym = Symbolizer::new(&kernel.modules.modules, statuses, kernel.kernel_base);
+    Some(report(&w, dump, kernel, &mut sym))
 }
 
 /// For a pool bug check, the address its documented pool-block parameter holds.

@@ -12,7 +12,7 @@
 
 pub mod attribute;
 pub mod blocks;
-mod crash;
+pub mod crash;
 mod drivers;
 pub mod input;
 mod naming;

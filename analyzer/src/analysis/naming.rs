@@ -27,7 +27,8 @@ const LOOKUP_WORKERS: usize = 8;
 pub(super) fn name_code(report: &mut AnalysisReport, input: &Input, deadline: Option<Instant>) {
     let mods = &input.kernel.modules.modules;
     let faulting = input.kernel.bugcheck.faulting.map(|f| f.address);
-    let walked = super::crash::walk_crash(input, deadline);
+    let walked =
+        super::crash::walk_crash(&input.dump, &input.kernel, input.store.as_ref(), deadline);
     let frames: Vec<u64> = walked
         .iter()
         .flat_map(|w| w.walk.frames.iter().map(|f| f.ip))
@@ -50,7 +51,7 @@ pub(super) fn name_code(report: &mut AnalysisReport, input: &Input, deadline: Op
     };
     let mut sym = Symbolizer::new(&wanted, &statuses, input.kernel.kernel_base);
     name_sites(report, &mut sym);
-    report.crash = walked.map(|w| super::crash::report(&w, input, &mut sym));
+    report.crash = walked.map(|w| super::crash::report(&w, &input.dump, &input.kernel, &mut sym));
     if let Some(addr) = faulting {
         if let Some(n) = sym.name(addr).filter(|n| n.named) {
             report.bugcheck.faulting_symbol = Some(n.symbol);
