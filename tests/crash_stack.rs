@@ -325,7 +325,16 @@ fn compare_with_objdump(image: &Path) -> usize {
             assert_eq!(hit.begin, b);
         }
     }
-    assert_eq!(entries.len(), table.len(), "one unwind entry per function");
+    // objdump prints a function's unwind information unless the function before it in the
+    // table shares the same UNWIND_INFO (it prints shared information once).
+    let printed: std::collections::HashSet<u32> = entries.iter().map(|d| d.begin).collect();
+    for (i, &(b, _, u)) in table.iter().enumerate() {
+        let shared_with_previous = i > 0 && table[i - 1].2 == u;
+        assert!(
+            printed.contains(&b) || shared_with_previous,
+            "entry {i} at {b:#x}"
+        );
+    }
     for d in &entries {
         assert_eq!(
             &ours(&mapped, d.begin, d.end, d.unwind),
@@ -341,6 +350,6 @@ fn compare_with_objdump(image: &Path) -> usize {
 fn pdata_and_unwind_codes_match_objdump() {
     let n = compare_with_objdump(&amdppm_image());
     let m = compare_with_objdump(&corpus().join("drivers/usbnet.sys"));
-    // amdppm.sys: 482 functions; usbnet.sys: 108 (objdump -p counts).
+    // Unwind entries objdump prints: amdppm.sys 482 (of 519 functions), usbnet.sys 108.
     assert_eq!((n, m), (482, 108));
 }
