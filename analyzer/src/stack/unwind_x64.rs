@@ -76,12 +76,19 @@ impl UnwindInfo {
             });
         }
         let count = usize::from(h[2]);
+        let past_4g = UnwindError::Malformed {
+            rva,
+            reason: "UNWIND_INFO reaches past 4 GiB",
+        };
+        let codes_at = rva.checked_add(4).ok_or(past_4g.clone())?;
         let mut codes = vec![0u8; 2 * count];
-        img.read_rva(rva + 4, &mut codes)?;
+        img.read_rva(codes_at, &mut codes)?;
         let slots = codes.chunks_exact(2).map(|c| [c[0], c[1]]).collect();
         let chained = if flags & UNW_FLAG_CHAININFO != 0 {
             // After the code array, padded to an even number of slots.
-            let at = rva + 4 + 2 * ((count as u32 + 1) & !1);
+            let at = codes_at
+                .checked_add(2 * ((count as u32 + 1) & !1))
+                .ok_or(past_4g)?;
             let mut b = [0u8; 12];
             img.read_rva(at, &mut b)?;
             Some(RuntimeFunction::parse(&b))
