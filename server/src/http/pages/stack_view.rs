@@ -65,3 +65,58 @@ impl StackView {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use analyzer::report::crash::{CrashFrame, CrashStack, StackStopped};
+    use analyzer::report::Hex;
+    use analyzer::stack::{ContextSource, StopReason, UnwoundBy};
+
+    fn frame(index: usize, ip: u64, sp: u64, symbol: &str, by: UnwoundBy) -> CrashFrame {
+        CrashFrame {
+            index,
+            instruction: Hex(ip),
+            stack_pointer: Hex(sp),
+            module: None,
+            offset: None,
+            function: None,
+            displacement: None,
+            unwound_by: by,
+            symbol: symbol.into(),
+        }
+    }
+
+    #[test]
+    fn ret_addr_is_the_next_frames_instruction() {
+        let c = CrashReport {
+            context_source: ContextSource::ExceptionRecord,
+            context_address: None,
+            stack: CrashStack {
+                method: "unwind".into(),
+                frames: vec![
+                    frame(0, 0x1000, 0x20, "drv!F+0x10", UnwoundBy::Context),
+                    frame(1, 0x2000, 0x40, "drv!G+0x5", UnwoundBy::Pdata),
+                ],
+                stopped: StackStopped {
+                    reason: StopReason::PageMissing,
+                    detail: "the stack at 0x48 is not in the dump".into(),
+                },
+                images_from_symbol_path: Vec::new(),
+            },
+            followup_module: None,
+            bucket: "0x7E_drv!F".into(),
+            pool_block: None,
+        };
+        let v = StackView::build(&c);
+        assert_eq!(v.frames[0].ret_addr, "0x0000000000002000");
+        assert_eq!(v.frames[1].ret_addr, "-");
+        assert_eq!(v.frames[1].unwound_by, "pdata");
+        assert_eq!(
+            v.stopped,
+            "page missing: the stack at 0x48 is not in the dump"
+        );
+        assert!(v.context_line.contains("exception record"));
+        assert!(v.followup.starts_with("none"));
+    }
+}
