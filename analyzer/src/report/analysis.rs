@@ -55,6 +55,10 @@ pub struct AnalysisReport {
     /// null when no block was walked.
     #[serde(default)]
     pub provenance: Option<super::provenance::ProvenanceReport>,
+    /// The crashing thread's stack, followup module and bucket (docs/json.md "crash"); null
+    /// when the dump holds no starting context.
+    #[serde(default)]
+    pub crash: Option<super::crash::CrashReport>,
     /// What was read only in part, one line each.
     pub warnings: Vec<String>,
     /// What could not be read at all, one line each.
