@@ -13,6 +13,7 @@
 mod assets;
 mod dashboard;
 mod dump;
+mod form;
 pub(crate) mod format;
 mod list;
 mod not_found;
