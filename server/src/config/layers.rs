@@ -91,7 +91,7 @@ fn only_given(dict: Dict, given: &BTreeSet<String>) -> Dict {
             _ if given.contains(&key) => Some((key, value)),
             Value::Dict(tag, inner) => {
                 let inner = only_given(inner, given);
-                (!inner.is_empty()).then(|| (key, Value::Dict(tag, inner)))
+                (!inner.is_empty()).then_some((key, Value::Dict(tag, inner)))
             }
             _ => None,
         })
