@@ -15,7 +15,7 @@ pub mod attribution;
 pub mod dump;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
-pub mod fuzzing;
+pub use symstore::fuzzing;
 pub mod kernel;
 pub mod memory;
 pub mod pool;

@@ -13,12 +13,14 @@ pub mod identify;
 mod isf;
 pub mod kernel_profile;
 pub mod lines;
-pub mod msf_check;
+pub use symstore::msf_check;
 pub mod names;
 mod pdb_file;
 pub mod profile_report;
 pub mod resolve;
-pub mod store;
+/// The symbol store client, its own crate (`pooltriage-symstore`): it reads nothing else of
+/// the analyzer.
+pub use symstore as store;
 pub mod symbolizer;
 
 use std::collections::BTreeMap;

@@ -21,7 +21,6 @@ pub mod store;
 pub mod token;
 pub mod upload_slots;
 
-pub use config::AuthArgs;
 pub use extract::UploadPermit;
 pub use rate_limit::{RateLimit, RateLimiter};
 #[allow(unused_imports)]

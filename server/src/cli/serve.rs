@@ -31,14 +31,6 @@ pub fn run(args: &ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // Flags and POOLTRIAGE_* variables both arrive through `args.auth` (clap reads the env).
-    let auth_config = match crate::auth::config::resolve(&args.auth, config.auth_file.clone()) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -49,7 +41,7 @@ pub fn run(args: &ServeArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match rt.block_on(serve(config, auth_config)) {
+    match rt.block_on(serve(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -58,7 +50,7 @@ pub fn run(args: &ServeArgs) -> ExitCode {
     }
 }
 
-async fn serve(config: Config, auth_config: crate::auth::AuthConfig) -> anyhow::Result<()> {
+async fn serve(config: Config) -> anyhow::Result<()> {
     let dir = &config.data_dir;
     crate::storage::private::create_data_dir(dir)?;
     let storage =
@@ -98,7 +90,7 @@ async fn serve(config: Config, auth_config: crate::auth::AuthConfig) -> anyhow::
         config.retention,
         stop_rx.clone(),
     );
-    let auth = crate::auth::AuthState::new(db.clone(), auth_config);
+    let auth = crate::auth::AuthState::new(db.clone(), config.auth.clone());
     let chunk_files = crate::storage::chunked::ChunkFiles::open(dir)
         .map_err(|e| anyhow::anyhow!("upload storage in {}: {e}", dir.display()))?;
     let uploads = http::uploads::UploadService::new(chunk_files, config.upload_expiry);

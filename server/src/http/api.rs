@@ -1,6 +1,7 @@
 //! REST API v1 for dumps (docs/api.md; OpenAPI document at `/api/v1/openapi.json`).
 
 use super::caller::Caller;
+use super::upload_request;
 use super::{ApiError, AppState};
 use crate::db::{self, dumps};
 use crate::storage::ingest::{self, IngestError};
@@ -158,10 +159,7 @@ async fn upload(
     // A caller authenticated by the session cookie must show the session's CSRF token in
     // `X-CSRF-Token` (a cross-site form could otherwise upload as the user); bearer callers
     // need none (docs/auth.md). As the chunked uploads (`uploads::check_csrf`).
-    let shown = req
-        .headers()
-        .get("x-csrf-token")
-        .and_then(|v| v.to_str().ok());
+    let shown = upload_request::csrf_header(req.headers());
     if let Err(e) = crate::auth::csrf::check_form(&permit.0, shown) {
         // Read (and drop) a bounded part of the body first, so a client still sending reads
         // the 403 instead of a connection reset.
@@ -187,27 +185,12 @@ async fn upload(
     let mut system =
         crate::systems::name::optional(q.system.as_deref()).map_err(super::systems::bad_name)?;
     let limit = app.limits.max_upload_bytes;
-    let too_large = || {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "upload_too_large",
-            format!("upload larger than the limit of {limit} bytes"),
-        )
-    };
+    let too_large = || upload_request::too_large(limit);
     // Refuse before reading a byte when the client announces the size.
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit.saturating_add(64 * 1024)) {
+    if upload_request::announces_more_than(req.headers(), limit) {
         return Err(too_large());
     }
-    let is_multipart = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"));
+    let is_multipart = upload_request::is_multipart(req.headers());
     let tmp = app.storage.tmp_dir();
     let limits = app.limits;
     let mut name = q.name;
@@ -377,7 +360,7 @@ async fn delete(
 ) -> Result<Response, ApiError> {
     // A browser session shows its CSRF token, as for every state-changing call it makes (a
     // cross-site page could otherwise delete as the user); bearer callers need none.
-    let shown = headers.get("x-csrf-token").and_then(|v| v.to_str().ok());
+    let shown = upload_request::csrf_header(&headers);
     if let Err(e) = crate::auth::csrf::check_form(&principal, shown) {
         return Ok(e.into_response());
     }
@@ -403,7 +386,7 @@ async fn retry(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let shown = headers.get("x-csrf-token").and_then(|v| v.to_str().ok());
+    let shown = upload_request::csrf_header(&headers);
     if let Err(e) = crate::auth::csrf::check_form(&principal, shown) {
         return Ok(e.into_response());
     }

@@ -8,6 +8,7 @@
 //! content in the same system is the same log (200, `duplicate: true`).
 
 use super::api::{ingest_error, pump};
+use super::upload_request;
 use super::{ApiError, AppState};
 use crate::db::{self, systems};
 use crate::storage::ingest::{self, Expect};
@@ -33,33 +34,17 @@ pub async fn upload(
     req: Request,
 ) -> Result<Response, ApiError> {
     let tenant = permit.0.tenant.clone();
-    let shown = req
-        .headers()
-        .get("x-csrf-token")
-        .and_then(|v| v.to_str().ok());
+    let shown = upload_request::csrf_header(req.headers());
     if let Err(e) = crate::auth::csrf::check_form(&permit.0, shown) {
         return Ok(e.into_response());
     }
     // Checked before a byte of the body is read.
     let system = crate::systems::name::validate(&system).map_err(super::systems::bad_name)?;
     let limit = app.limits.max_upload_bytes;
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit.saturating_add(64 * 1024)) {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "upload_too_large",
-            format!("upload larger than the limit of {limit} bytes"),
-        ));
+    if upload_request::announces_more_than(req.headers(), limit) {
+        return Err(upload_request::too_large(limit));
     }
-    let is_multipart = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"));
+    let is_multipart = upload_request::is_multipart(req.headers());
     let (row, created) = if is_multipart {
         let (mut mp, gate) = super::multipart_guard::guarded(req)
             .await

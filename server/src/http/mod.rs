@@ -12,6 +12,7 @@ pub mod security_headers;
 pub mod stats;
 pub mod symbols;
 pub mod systems;
+pub mod upload_request;
 pub mod uploads;
 
 use crate::config::UploadLimits;

@@ -5,13 +5,14 @@
 
 use super::api::pump;
 use super::caller::Caller;
+use super::upload_request;
 use super::{ApiError, AppState};
 use crate::db::symbol_files::{self, SymbolFileRow};
 use crate::storage::source::{self, Chunk};
 use crate::vendor_symbols::receive::{receive, ReceiveError, Received};
 use crate::vendor_symbols::service::{AddError, AddReport};
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -119,20 +120,12 @@ async fn upload(
     Query(q): Query<UploadQuery>,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let shown = req
-        .headers()
-        .get("x-csrf-token")
-        .and_then(|v| v.to_str().ok());
+    let shown = upload_request::csrf_header(req.headers());
     if let Err(e) = crate::auth::csrf::check_form(&permit.0, shown) {
         return Ok(e.into_response());
     }
     let limit = app.symbols.max_upload_bytes();
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit.saturating_add(64 * 1024)) {
+    if upload_request::announces_more_than(req.headers(), limit) {
         return Err(receive_error(ReceiveError::TooLarge { limit }));
     }
     let (received, name) = receive_request(&app, req, q.name).await?;
@@ -162,11 +155,7 @@ async fn receive_request(
     req: Request,
     name: Option<String>,
 ) -> Result<(Received, Option<String>), ApiError> {
-    let is_multipart = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"));
+    let is_multipart = upload_request::is_multipart(req.headers());
     if !is_multipart {
         let r = receive_stream(app, req.into_body().into_data_stream()).await?;
         return Ok((r, name));
@@ -271,7 +260,7 @@ async fn delete(
     headers: axum::http::HeaderMap,
 ) -> Result<Response, ApiError> {
     // A browser session shows its CSRF token, as for every state-changing call it makes.
-    let shown = headers.get("x-csrf-token").and_then(|v| v.to_str().ok());
+    let shown = upload_request::csrf_header(&headers);
     if let Err(e) = crate::auth::csrf::check_form(&principal, shown) {
         return Ok(e.into_response());
     }

@@ -234,7 +234,7 @@ async fn delete_log(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     // A browser session shows its CSRF token, as for a dump's delete.
-    let shown = headers.get("x-csrf-token").and_then(|v| v.to_str().ok());
+    let shown = super::upload_request::csrf_header(&headers);
     if let Err(e) = crate::auth::csrf::check_form(&principal, shown) {
         return Ok(e.into_response());
     }

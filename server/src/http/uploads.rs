@@ -124,7 +124,7 @@ fn auth_error(e: AuthError) -> Response {
 /// A session-authenticated call must show the session's CSRF token in `X-CSRF-Token` (bearer
 /// calls need none), as for the token endpoints (docs/auth.md).
 fn check_csrf(p: &Principal, headers: &HeaderMap) -> Result<(), Box<Response>> {
-    let h = headers.get("x-csrf-token").and_then(|v| v.to_str().ok());
+    let h = super::upload_request::csrf_header(headers);
     csrf::check_form(p, h).map_err(|e| Box::new(auth_error(e)))
 }
 

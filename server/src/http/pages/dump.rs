@@ -230,8 +230,6 @@ pub async fn driver_page(
 
 #[derive(Debug, Default, Deserialize)]
 struct DeleteForm {
-    #[serde(default)]
-    csrf: Option<String>,
     /// The form's checkbox: a delete is never one stray click.
     #[serde(default)]
     confirm: Option<String>,
@@ -247,9 +245,7 @@ pub async fn delete(
     body: axum::body::Bytes,
 ) -> Result<Response, PageError> {
     let nav = Nav::new(&user, "dumps");
-    let form: DeleteForm = serde_urlencoded::from_bytes(&body).unwrap_or_default();
-    crate::auth::csrf::check_form(&user.0, form.csrf.as_deref())
-        .map_err(|e| PageError::new(e.status(), e.to_string(), &nav))?;
+    let form: DeleteForm = super::form::checked(&user, &body, &nav)?;
     if form.confirm.as_deref() != Some("yes") {
         return Err(PageError::new(
             StatusCode::BAD_REQUEST,
@@ -275,12 +271,6 @@ pub async fn delete(
     Ok(axum::response::Redirect::to("/dumps").into_response())
 }
 
-#[derive(Debug, Default, serde::Deserialize)]
-pub struct RetryForm {
-    #[serde(default)]
-    csrf: Option<String>,
-}
-
 /// `POST /dumps/{id}/retry` (admin): the failed analysis goes back to the queue, and the page
 /// shows it live again.
 pub async fn retry(
@@ -290,9 +280,7 @@ pub async fn retry(
     body: axum::body::Bytes,
 ) -> Result<Response, PageError> {
     let nav = Nav::new(&user, "dumps");
-    let form: RetryForm = serde_urlencoded::from_bytes(&body).unwrap_or_default();
-    crate::auth::csrf::check_form(&user.0, form.csrf.as_deref())
-        .map_err(|e| PageError::new(e.status(), e.to_string(), &nav))?;
+    super::form::checked::<super::form::Button>(&user, &body, &nav)?;
     if !user.0.is_admin() {
         return Err(PageError::new(
             StatusCode::FORBIDDEN,

@@ -14,6 +14,7 @@ mod assets;
 mod dashboard;
 mod dump;
 mod filters;
+mod form;
 pub(crate) mod format;
 mod list;
 mod not_found;

@@ -244,11 +244,6 @@ async fn upload(State(app): State<AppState>, user: PageUser, req: Request) -> Re
     }
 }
 
-#[derive(Deserialize, Default)]
-struct DeleteForm {
-    csrf: Option<String>,
-}
-
 /// `POST /symbols/{id}/delete`: removes the file, then back to the list.
 pub async fn delete(
     State(app): State<AppState>,
@@ -257,9 +252,7 @@ pub async fn delete(
     body: axum::body::Bytes,
 ) -> Result<Response, PageError> {
     let nav = Nav::new(&user, "symbols");
-    let form: DeleteForm = serde_urlencoded::from_bytes(&body).unwrap_or_default();
-    csrf::check_form(&user.0, form.csrf.as_deref())
-        .map_err(|e| PageError::new(e.status(), e.to_string(), &nav))?;
+    super::form::checked::<super::form::Button>(&user, &body, &nav)?;
     let not_found = || {
         PageError::new(
             StatusCode::NOT_FOUND,

@@ -20,7 +20,6 @@ use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
 
 /// Rows of the tags table (the report lists the fastest-growing first).
 const TAG_ROWS: usize = 20;
@@ -399,12 +398,6 @@ pub async fn upload_log(
     Ok(resp)
 }
 
-#[derive(Debug, Default, Deserialize)]
-struct DeleteForm {
-    #[serde(default)]
-    csrf: Option<String>,
-}
-
 /// `POST /systems/{name}/logs/{id}/delete`: the log page's delete button (CSRF-checked).
 pub async fn delete_log(
     State(app): State<AppState>,
@@ -414,10 +407,7 @@ pub async fn delete_log(
     body: axum::body::Bytes,
 ) -> Result<Response, PageError> {
     let nav = Nav::new(&user, "systems");
-    let f: DeleteForm = serde_urlencoded::from_bytes(&body).unwrap_or_default();
-    if let Err(e) = csrf::check_form(&user.0, f.csrf.as_deref()) {
-        return Err(PageError::new(e.status(), e.to_string(), &nav));
-    }
+    super::form::checked::<super::form::Button>(&user, &body, &nav)?;
     let (tenant, name) =
         api::scope(&caller(&user), q.tenant.as_deref(), &name).map_err(|e| api_error(e, &nav))?;
     api::remove_log(&app, &tenant, &name, &id)

@@ -73,11 +73,7 @@ async fn upload(State(app): State<AppState>, user: PageUser, req: Request) -> Re
         }
         Err(e) => return e.into_response(),
     };
-    let is_multipart = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"));
+    let is_multipart = crate::http::upload_request::is_multipart(req.headers());
     if !is_multipart {
         return refused(
             &app,

@@ -90,7 +90,9 @@ pub(crate) fn pdb_identity(path: &Path) -> Option<(String, String, u32)> {
 }
 
 fn pdb_identity_inner(path: &Path) -> Option<(String, String, u32)> {
-    let file = crate::symbols::names::open_pdb(path).ok()?;
+    let mut file = std::fs::File::open(path).ok()?;
+    crate::msf_check::check(&mut file).ok()?;
+    std::io::Seek::rewind(&mut file).ok()?;
     let mut pdb = pdb::PDB::open(file).ok()?;
     let info = pdb.pdb_information().ok()?;
     let guid = info.guid.simple().to_string().to_ascii_uppercase();

@@ -43,7 +43,7 @@ fn extract_inner(
     }
     let chosen = names
         .iter()
-        .find(|(n, _)| crate::symbols::store::key::file_name_of(n).eq_ignore_ascii_case(want))
+        .find(|(n, _)| crate::key::file_name_of(n).eq_ignore_ascii_case(want))
         .or(if names.len() == 1 {
             names.first()
         } else {

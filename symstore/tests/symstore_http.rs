@@ -4,10 +4,10 @@
 
 mod symstore_support;
 
-use analyzer::symbols::store::{FetchError, SymbolPath, SymbolStore};
 use std::fs;
 use std::path::Path;
 use std::process::Command;
+use symstore::{FetchError, SymbolPath, SymbolStore};
 use symstore_support::*;
 
 fn store(path: &str, cache: &Path) -> SymbolStore {
@@ -63,11 +63,7 @@ fn corpus_store_over_http_then_offline_from_the_cache() {
     }
     // And something not cached fails as a download failure (connection refused), not a hang.
     let e = offline
-        .fetch(&analyzer::symbols::store::SymbolKey::pe(
-            "other.sys",
-            1,
-            0x1000,
-        ))
+        .fetch(&symstore::SymbolKey::pe("other.sys", 1, 0x1000))
         .unwrap_err();
     assert_eq!(e.status(), "download failed", "{e}");
 }

@@ -4,7 +4,6 @@
 //! `scripts/test.sh`, which installs it.
 #![allow(dead_code)]
 
-use analyzer::symbols::store::{StoreConfig, SymbolKey};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -13,6 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use symstore::{StoreConfig, SymbolKey};
 
 pub const SETUP_HINT: &str =
     "run scripts/test.sh (it installs python3 with the .venv, gcab and symstore)";

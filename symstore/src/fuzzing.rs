@@ -3,7 +3,7 @@
 //! thin call to the function the store itself uses, so a fuzz finding is a finding in that
 //! code. Built only with the `fuzzing` feature; not part of the library's API.
 
-use crate::symbols::store::{cab, ptr, verify, SymbolKey};
+use crate::{cab, ptr, verify, SymbolKey};
 use std::fs::File;
 use std::path::Path;
 

@@ -145,7 +145,13 @@ fn the_old_container_is_named() {
 /// Every real PDB of the corpus passes: the check refuses nothing a linker writes.
 #[test]
 fn corpus_pdbs_pass() {
-    let corpus = crate::test_corpus::corpus_str("");
+    // `$POOLTRIAGE_CORPUS` (CI), else `shared/corpus` beside the repository.
+    let corpus = std::env::var_os("POOLTRIAGE_CORPUS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus").into())
+        .join("")
+        .to_string_lossy()
+        .into_owned();
     for rel in [
         "pdb/ntkrnlpa.pdb",
         "symstore/amdppm.pdb/1C19FDDB27BB3399D9B45973EFEAFCF31/amdppm.pdb",

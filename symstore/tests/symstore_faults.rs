@@ -5,11 +5,11 @@
 
 mod symstore_support;
 
-use analyzer::symbols::store::{FetchError, StoreConfig, SymbolKey, SymbolPath, SymbolStore};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use symstore::{FetchError, StoreConfig, SymbolKey, SymbolPath, SymbolStore};
 use symstore_support::*;
 
 const PDB_PATH: &str = "/amdppm.pdb/1C19FDDB27BB3399D9B45973EFEAFCF31/amdppm.pdb";

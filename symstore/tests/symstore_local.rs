@@ -5,10 +5,10 @@
 
 mod symstore_support;
 
-use analyzer::symbols::store::{FetchError, StoreConfig, SymbolKey, SymbolPath, SymbolStore};
 use std::fs;
 use std::path::Path;
 use std::process::Command;
+use symstore::{FetchError, StoreConfig, SymbolKey, SymbolPath, SymbolStore};
 use symstore_support::*;
 
 fn store(path: &str, cache: &Path) -> SymbolStore {

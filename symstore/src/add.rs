@@ -1,6 +1,6 @@
 //! Writes files into a local symbol store as `symstore.exe add` lays them out:
 //! `name/KEY/name` (two-tier `na/name/KEY/name` when the store holds `index2.txt`), the key
-//! read from the file beforehand ([`crate::symbols::identify`]), never from its name.
+//! read from the file beforehand (the caller (`analyzer::symbols::identify`)), never from its name.
 //!
 //! A file lands whole or not at all: it is written (or moved) to a temporary name in its key
 //! directory and then hard-linked to its final name, which fails rather than replace a file

@@ -9,6 +9,10 @@
 //! `file.ptr` entries, `verify` checks that a file is what its key says.
 //!
 //! Everything is blocking and [`SymbolStore`] is `Send + Sync`: share one across threads.
+//!
+//! A crate of its own because it needs nothing of the analyzer: [`msf_check`] (the bounds a PDB
+//! container must keep before the `pdb` crate reads it) lives here since the store identifies
+//! PDBs with it; the analyzer re-exports both as `analyzer::symbols::{store, msf_check}`.
 
 pub mod add;
 mod breaker;
@@ -20,10 +24,14 @@ mod flight;
 mod http;
 pub mod key;
 mod local;
+pub mod msf_check;
 mod negative;
 pub mod path;
 pub(crate) mod ptr;
 pub(crate) mod verify;
+
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 
 pub use cache::EvictStats;
 pub use config::StoreConfig;
