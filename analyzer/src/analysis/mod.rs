@@ -21,6 +21,7 @@ pub mod pool_report;
 pub mod progress;
 pub mod provenance;
 mod tags;
+mod unloaded;
 pub mod verdict;
 
 pub use input::{open, Input, InputError, InputOptions};
@@ -119,6 +120,7 @@ pub fn analyze(
     attach_provenance(&mut report, input, &traced);
     naming::name_code(&mut report, input, opts.symbol_deadline);
     report.verdict = verdict::decide(&report, &facts);
+    unloaded::fill(&mut report, input);
     report
 }
 
@@ -226,6 +228,7 @@ fn skeleton(input: &Input, generator: &str) -> AnalysisReport {
         quota: None,
         modules: Vec::new(),
         provenance: None,
+        crash: None,
         warnings: input.kernel.warnings.clone(),
         errors: Vec::new(),
     }

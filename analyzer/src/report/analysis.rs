@@ -55,6 +55,10 @@ pub struct AnalysisReport {
     /// null when no block was walked.
     #[serde(default)]
     pub provenance: Option<super::provenance::ProvenanceReport>,
+    /// The crash itself (docs/json.md "crash"): the unloaded-driver list; null in older
+    /// reports.
+    #[serde(default)]
+    pub crash: Option<super::unloaded::CrashReport>,
     /// What was read only in part, one line each.
     pub warnings: Vec<String>,
     /// What could not be read at all, one line each.

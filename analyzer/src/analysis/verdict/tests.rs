@@ -66,6 +66,7 @@ fn report(
             line_info: None,
         }],
         provenance: None,
+        crash: None,
         warnings: Vec::new(),
         errors: Vec::new(),
     }
