@@ -328,16 +328,19 @@ pub fn write_image(m: &mut Machine, img: &PeImage<'_>) -> Result<(), ForgeError>
 /// header's data directories.
 pub const DIRECTORY_EXCEPTION: usize = 3;
 
-/// Gives the first `size` bytes of the section that starts at `rva` of the image at `base` to a
-/// new section `name` (the old section then starts `size` bytes later), and points data
-/// directory `directory` (index, byte count) at it: how a scenario adds a `.pdata` section to
-/// an image already written. The section table stays sorted by RVA, as loaders expect.
+/// Gives the first `size` bytes (whole pages) of the section that starts at `rva` of the image
+/// at `base` to a new section `name` of `virtual_size` bytes (the old section then starts
+/// `size` bytes later), and points data directory `directory` (index, byte count) at it: how a
+/// scenario adds a `.pdata` section to an image already written. The section table stays
+/// sorted by RVA, as loaders expect.
+#[allow(clippy::too_many_arguments)]
 pub fn carve_section(
     m: &mut Machine,
     base: u64,
     name: &str,
     rva: u32,
     size: u32,
+    virtual_size: u32,
     characteristics: u32,
     directory: Option<(usize, u32)>,
 ) -> Result<(), ForgeError> {
@@ -383,9 +386,14 @@ pub fn carve_section(
     let mut new = [0u8; 40];
     let n = name.len().min(8);
     new[..n].copy_from_slice(&name.as_bytes()[..n]);
-    new[8..12].copy_from_slice(&size.to_le_bytes());
+    new[8..12].copy_from_slice(&virtual_size.to_le_bytes());
     new[12..16].copy_from_slice(&rva.to_le_bytes());
-    new[16..20].copy_from_slice(&size.div_ceil(0x200).wrapping_mul(0x200).to_le_bytes());
+    new[16..20].copy_from_slice(
+        &virtual_size
+            .div_ceil(0x200)
+            .wrapping_mul(0x200)
+            .to_le_bytes(),
+    );
     new[20..24].copy_from_slice(&rva.to_le_bytes());
     new[36..40].copy_from_slice(&characteristics.to_le_bytes());
     sections.insert(at, new);

@@ -27,6 +27,11 @@ pub fn amd64(r: &Registers) -> Vec<u8> {
     let mut b = vec![0u8; CONTEXT_AMD64_SIZE];
     put(&mut b, 0x30, &FLAGS_AMD64.to_le_bytes());
     put(&mut b, 0x34, &0x1f80u32.to_le_bytes()); // MxCsr
+                                                 // FltSave (XMM_SAVE_AREA32 at 0x100): ControlWord, MxCsr (readers check it equals the
+                                                 // one above), MxCsr_Mask.
+    put(&mut b, 0x100, &0x27fu16.to_le_bytes());
+    put(&mut b, 0x118, &0x1f80u32.to_le_bytes());
+    put(&mut b, 0x11c, &0xffbfu32.to_le_bytes());
     put(&mut b, 0x38, &0x10u16.to_le_bytes()); // SegCs
     for off in [0x3a, 0x3c, 0x3e, 0x40] {
         put(&mut b, off, &0x2bu16.to_le_bytes()); // SegDs, SegEs, SegFs, SegGs

@@ -1,15 +1,18 @@
 //! Code and unwind data written into images already in memory: function bodies at chosen
-//! addresses (only where nothing was written before), and a `.pdata` section carved from the
-//! start of the image's `.data`, holding the RUNTIME_FUNCTION table and, after it, the
-//! UNWIND_INFO entries it points at.
+//! addresses (only where nothing was written before), a `.pdata` section carved from the start
+//! of the image's `.data` holding the RUNTIME_FUNCTION table, and the UNWIND_INFO entries it
+//! points at in the image's `.rdata` (where MSVC merges `.xdata`).
 
 use super::unwind::{runtime_function, Prolog};
 use crate::pe;
 use crate::space::Machine;
 use crate::ForgeError;
 
-/// Where the UNWIND_INFO entries start inside the `.pdata` page.
-const UNWIND_AT: u32 = 0x200;
+/// Where the UNWIND_INFO entries start inside `.rdata`: after the PE metadata the forge keeps
+/// in its first 0xC00 bytes (debug directory, exports, imports).
+const UNWIND_AT: u32 = 0xc00;
+/// Most RUNTIME_FUNCTIONs one `.pdata` page holds.
+const MAX_FUNCTIONS: usize = 0x1000 / 12;
 
 /// Writes code at `va`, refusing to overwrite anything the forge planted there.
 pub fn write_code(m: &mut Machine, va: u64, bytes: &[u8]) -> Result<(), ForgeError> {
@@ -33,12 +36,14 @@ pub struct PdataEntry {
 }
 
 /// Gives the image at `base` a `.pdata` section (the first page of its `.data`) holding
-/// `entries` sorted by address, and points the exception directory at it. Returns the
-/// section's RVA.
+/// `entries` sorted by address, their UNWIND_INFO in `.rdata`, and points the exception
+/// directory at the table. Returns the `.pdata` RVA.
 pub fn write_pdata(m: &mut Machine, base: u64, entries: &[PdataEntry]) -> Result<u32, ForgeError> {
     let (rva, _) = pe::section(m, base, ".data")
         .ok_or_else(|| ForgeError::Internal(format!("image at {base:#x} has no .data")))?;
-    if entries.len() * 12 > UNWIND_AT as usize {
+    let (rdata, _) = pe::section(m, base, ".rdata")
+        .ok_or_else(|| ForgeError::Internal(format!("image at {base:#x} has no .rdata")))?;
+    if entries.len() > MAX_FUNCTIONS {
         return Err(ForgeError::Internal("too many RUNTIME_FUNCTIONs".into()));
     }
     // Unwind infos of primaries first: a chained entry embeds its primary's RUNTIME_FUNCTION.
@@ -52,7 +57,7 @@ pub fn write_pdata(m: &mut Machine, base: u64, entries: &[PdataEntry]) -> Result
             let p_entry = &entries[p];
             [p_entry.begin, p_entry.end, unwind_rva[p]]
         });
-        unwind_rva[i] = rva + UNWIND_AT + xdata.len() as u32;
+        unwind_rva[i] = rdata + UNWIND_AT + xdata.len() as u32;
         xdata.extend_from_slice(&e.prolog.unwind_info(chain));
     }
     let mut table: Vec<[u32; 3]> = entries
@@ -66,13 +71,14 @@ pub fn write_pdata(m: &mut Machine, base: u64, entries: &[PdataEntry]) -> Result
         return Err(ForgeError::Internal("unwind data exceeds one page".into()));
     }
     write_code(m, base + u64::from(rva), &pdata)?;
-    write_code(m, base + u64::from(rva + UNWIND_AT), &xdata)?;
+    write_code(m, base + u64::from(rdata + UNWIND_AT), &xdata)?;
     pe::carve_section(
         m,
         base,
         ".pdata",
         rva,
         0x1000,
+        pdata.len() as u32,
         pe::RDATA,
         Some((pe::DIRECTORY_EXCEPTION, pdata.len() as u32)),
     )?;
