@@ -20,6 +20,7 @@ pub mod kernel;
 pub mod memory;
 pub mod pool;
 pub mod report;
+pub mod stack;
 pub mod symbols;
 pub mod trend;
 

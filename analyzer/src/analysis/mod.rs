@@ -12,6 +12,7 @@
 
 pub mod attribute;
 pub mod blocks;
+pub mod crash;
 mod drivers;
 pub mod input;
 mod naming;
@@ -79,11 +80,16 @@ pub fn analyze(
     };
     let attributor = pool_report::attribute_tables(input, &reader, opts.scan_drivers);
     let mut collector = provenance::Collector::new(&attributor, &input.kernel, reader.verifier());
+    let mut catcher = crash::pool_address(input).map(pool_at::BlockCatcher::new);
     let walk = reader.walk(&mut |b| {
+        if let Some(c) = catcher.as_mut() {
+            c.add(&b);
+        }
         agg.add(b);
         collector.add(b);
     });
     let traced = provenance::trace(&reader, &input.kernel, profile, collector, &attributor);
+    let pool_block = catcher.and_then(|c| c.report(&attributor, &traced));
     let scan = reader.finish(walk);
     if agg.tags_overflow > 0 {
         report.warnings.push(format!(
@@ -119,6 +125,7 @@ pub fn analyze(
     fill_drivers(&mut report, input, &pool, &agg);
     attach_provenance(&mut report, input, &traced);
     naming::name_code(&mut report, input, opts.symbol_deadline);
+    crash::set_pool_block(&mut report, pool_block);
     report.verdict = verdict::decide(&report, &facts);
     unloaded::fill(&mut report, input);
     report

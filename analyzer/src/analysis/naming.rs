@@ -3,6 +3,9 @@
 //! instruction, each named `module!Function+0xoff` with `file:line` when the module's PDB is
 //! found through the symbol path and carries line information.
 //!
+//! The crashing thread's stack is walked here too ([`super::crash`]): its frames are code
+//! addresses to name, and their modules join the lookup.
+//!
 //! Only the modules those addresses fall in are looked up (a lookup may download), and each
 //! module's status then goes into the module list with the entry that answered and whether its
 //! PDB has lines. In the service the symbol path starts with the tenant's uploaded store, so a
@@ -24,9 +27,15 @@ const LOOKUP_WORKERS: usize = 8;
 pub(super) fn name_code(report: &mut AnalysisReport, input: &Input, deadline: Option<Instant>) {
     let mods = &input.kernel.modules.modules;
     let faulting = input.kernel.bugcheck.faulting.map(|f| f.address);
+    let walked =
+        super::crash::walk_crash(&input.dump, &input.kernel, input.store.as_ref(), deadline);
+    let frames: Vec<u64> = walked
+        .iter()
+        .flat_map(|w| w.walk.frames.iter().map(|f| f.ip))
+        .collect();
     let wanted: Vec<Module> = mods
         .iter()
-        .filter(|m| needs_names(report, m, faulting))
+        .filter(|m| needs_names(report, m, faulting) || frames.iter().any(|&a| m.contains(a)))
         .cloned()
         .collect();
     let statuses = match &input.store {
@@ -42,6 +51,7 @@ pub(super) fn name_code(report: &mut AnalysisReport, input: &Input, deadline: Op
     };
     let mut sym = Symbolizer::new(&wanted, &statuses, input.kernel.kernel_base);
     name_sites(report, &mut sym);
+    report.crash = walked.map(|w| super::crash::report(&w, &input.dump, &input.kernel, &mut sym));
     if let Some(addr) = faulting {
         if let Some(n) = sym.name(addr).filter(|n| n.named) {
             report.bugcheck.faulting_symbol = Some(n.symbol);

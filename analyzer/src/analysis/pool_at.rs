@@ -95,6 +95,45 @@ pub fn pool_at(input: &Input, address: u64, scan_drivers: bool) -> Result<PoolAt
     })
 }
 
+/// Keeps, during a walk, the block holding one address: the pool block a crash's bug check
+/// names, reported as `pool-at` reports its block (without the page's neighbours, so its
+/// `previous_size` is 0).
+pub(super) struct BlockCatcher {
+    address: u64,
+    kept: Option<Kept>,
+}
+
+impl BlockCatcher {
+    pub(super) fn new(address: u64) -> Self {
+        BlockCatcher {
+            address,
+            kept: None,
+        }
+    }
+
+    pub(super) fn add(&mut self, b: &crate::pool::scan::SeenBlock<'_>) {
+        let k = b.block;
+        if self.kept.is_none()
+            && (k.address..k.address.saturating_add(k.size)).contains(&self.address)
+        {
+            self.kept = Some(Kept {
+                block: *k,
+                source: b.source,
+                billed: b.billed_process,
+            });
+        }
+    }
+
+    pub(super) fn report(
+        &self,
+        attributor: &Attributor,
+        provenance: &super::provenance::Provenance,
+    ) -> Option<PoolAtBlock> {
+        let k = self.kept?;
+        listing(&[k], self.address, attributor, provenance).pop()
+    }
+}
+
 /// The page's blocks as `!pool` lists them, with their owners.
 fn listing(
     kept: &[Kept],

@@ -6,7 +6,7 @@
 //! `None` plus a warning, so that `inspect` always shows what *is* there.
 
 pub mod bugcheck;
-mod bytes;
+pub(crate) mod bytes;
 pub mod fault;
 pub mod kdbg;
 pub mod modules;

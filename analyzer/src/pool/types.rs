@@ -43,7 +43,7 @@ pub const BASE_POOL_TYPE_MASK: u32 = 1;
 pub const POOL_QUOTA_MASK: u32 = 8;
 pub const SESSION_POOL_MASK: u32 = 0x20;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PoolKind {
     Free,

@@ -55,10 +55,10 @@ pub struct AnalysisReport {
     /// null when no block was walked.
     #[serde(default)]
     pub provenance: Option<super::provenance::ProvenanceReport>,
-    /// The crash itself (docs/json.md "crash"): the unloaded-driver list; null in older
-    /// reports.
+    /// The crashing thread's stack, followup module and bucket, and the unloaded-driver list
+    /// (docs/json.md "crash"); null when the dump holds no starting context.
     #[serde(default)]
-    pub crash: Option<super::unloaded::CrashReport>,
+    pub crash: Option<super::crash::CrashReport>,
     /// What was read only in part, one line each.
     pub warnings: Vec<String>,
     /// What could not be read at all, one line each.

@@ -38,6 +38,10 @@ pub struct InspectReport {
     /// Per symbol status, how many modules have it (e.g. {"found": 3, "not found": 148}).
     #[serde(default)]
     pub symbol_summary: std::collections::BTreeMap<String, usize>,
+    /// The crashing thread's stack, followup module and bucket, as in the analyze report
+    /// (docs/json.md "crash"); null when the dump has no readable starting context.
+    #[serde(default)]
+    pub crash: Option<super::crash::CrashReport>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -386,6 +390,7 @@ impl InspectReport {
             warnings: kernel.warnings.clone(),
             symbol_path: None,
             symbol_summary: Default::default(),
+            crash: None,
         }
     }
 

@@ -2,6 +2,7 @@
 //! are "0x..." strings; counts and byte sizes are numbers.
 
 pub mod bugcheck;
+pub mod crash;
 pub mod hex;
 pub mod inspect;
 pub mod time;

@@ -6,7 +6,7 @@ use super::hex::Hex;
 use super::pool::{DumpSummary, SymbolsInfo};
 use super::provenance::BlockOwner;
 use crate::pool::{BlockSource, PoolKind};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Always "pool-at".
 pub const POOL_AT_KIND: &str = "pool-at";
@@ -38,7 +38,7 @@ pub struct PoolAtReport {
 }
 
 /// One block of the page.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PoolAtBlock {
     pub address: Hex,
     pub size: u64,

@@ -1,6 +1,6 @@
-//! The `crash` member of the analyze report as far as the unloaded-driver list goes
-//! (docs/json.md "crash"): which drivers the kernel remembers unloading, when, and where their
-//! images were. A driver that leaked pool and then unloaded is only named here.
+//! `crash.unloaded_drivers` of the analyze report (docs/json.md "crash"): which drivers the
+//! kernel remembers unloading, when, and where their images were. A driver that leaked pool and
+//! then unloaded is only named here.
 
 use super::hex::Hex;
 use crate::kernel::unloaded::UnloadedDriver;
@@ -25,13 +25,4 @@ impl From<&UnloadedDriver> for UnloadedDriverReport {
             unloaded_at: super::time::filetime_to_rfc3339(d.unloaded_at),
         }
     }
-}
-
-/// What the report says about the crash itself.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct CrashReport {
-    /// Oldest unload first; empty when the list is empty or could not be read (then a
-    /// warning says why).
-    #[serde(default)]
-    pub unloaded_drivers: Vec<UnloadedDriverReport>,
 }

@@ -42,6 +42,10 @@ pub struct NamedAddress {
     pub symbol: String,
     /// Whether a function name (not just module+offset) was found.
     pub named: bool,
+    /// The function's name alone (`WriteIoMemRawEx`), when named.
+    pub function: Option<String>,
+    /// The address minus the function's start, when named.
+    pub displacement: Option<u64>,
     /// Why only module+offset (no PDB, unreadable PDB, no symbol before the address).
     pub note: Option<String>,
     /// The source line of the address, from the PDB's line information.
@@ -94,6 +98,8 @@ impl<'a> Symbolizer<'a> {
             module_offset: offset,
             symbol: format!("{short}+{offset:#x}"),
             named: false,
+            function: None,
+            displacement: None,
             note: None,
             source: None,
             source_note: None,
@@ -107,6 +113,8 @@ impl<'a> Symbolizer<'a> {
                 Some(hit) => {
                     out.symbol = format!("{short}!{}", hit.display());
                     out.named = true;
+                    out.function = Some(hit.name.to_string());
+                    out.displacement = Some(u64::from(hit.offset));
                 }
                 None => out.note = Some("no symbol at or before this offset in the PDB".into()),
             },

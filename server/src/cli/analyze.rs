@@ -206,6 +206,9 @@ pub fn text(r: &AnalysisReport) -> String {
         let _ = writeln!(s, "Crash:    {at}");
     }
     let _ = writeln!(s);
+    if let Some(c) = &r.crash {
+        let _ = writeln!(s, "{}", super::crash_text::stack_section(c));
+    }
     let _ = writeln!(s, "Pools");
     if r.pools.is_empty() {
         let _ = writeln!(s, "  not read");

@@ -88,14 +88,23 @@ pub fn run(args: &InspectArgs) -> ExitCode {
         kernel = decode_kdbg(&dump, kernel, args.isf_dir.as_deref(), store.as_ref());
     }
     let mut report = InspectReport::build(&path, &dump, &kernel);
+    let deadline = Instant::now() + Duration::from_secs(args.symbol_timeout);
+    let mut statuses = Vec::new();
     if let Some(store) = &store {
         let opts = ResolveOptions {
             workers: 8,
-            deadline: Some(Instant::now() + Duration::from_secs(args.symbol_timeout)),
+            deadline: Some(deadline),
         };
-        let statuses = resolve_modules(store, &kernel.modules.modules, opts);
+        statuses = resolve_modules(store, &kernel.modules.modules, opts);
         report.add_symbols(&kernel, store.symbol_path().to_string(), &statuses);
     }
+    report.crash = analyzer::analysis::crash::crash_for_modules(
+        &dump,
+        &kernel,
+        store.as_ref(),
+        &statuses,
+        Some(deadline),
+    );
     let mut out = io::stdout().lock();
     let written = if args.json {
         serde_json::to_writer_pretty(&mut out, &report)
@@ -226,6 +235,9 @@ fn write_text(w: &mut impl Write, r: &InspectReport) -> io::Result<()> {
             .collect();
         writeln!(w, "Symbols       {sp}")?;
         writeln!(w, "  status      {}", summary.join(", "))?;
+    }
+    if let Some(c) = &r.crash {
+        write!(w, "{}", super::crash_text::stack_section(c))?;
     }
 
     let k = &r.kernel;

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 mod analyze;
 mod blocks;
+mod crash_text;
 mod forge;
 mod inspect;
 mod pool;

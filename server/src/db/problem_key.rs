@@ -6,8 +6,11 @@
 //!   purpose: they move with every build of the driver, and a support team wants one problem per
 //!   leak across the driver's versions (the problem page lists the versions seen).
 //! - **Crashes** (a bug check with a faulting place and no pool verdict): the bug check code and
-//!   the faulting function (`amdppm!WriteIoMemRawEx`, without the offset) or, without symbols,
-//!   the faulting module.
+//!   the place of the report's crash bucket (`crash.bucket` `0x7E_amdppm!WriteIoMemRawEx`: the
+//!   followup frame's function, from the walked stack) when the report has one; else the
+//!   faulting function (`amdppm!WriteIoMemRawEx`, without the offset) or, without symbols, the
+//!   faulting module. Both name the function without displacement, so a crash at the faulting
+//!   instruction keeps its problem when the report gains a stack.
 //! - **Not analysable** dumps with no crash place group apart by bug check.
 //!
 //! Dumps with no leak found and no crash place are no problem (`None`).
@@ -111,8 +114,16 @@ pub fn of_report(v: &Value) -> Option<ProblemKey> {
         .as_str()
         .and_then(super::report_index::normalize_bugcheck_code)?;
     let name = bc["name"].as_str().unwrap_or(&code).to_string();
-    let place = bc["faulting_symbol"]
+    // The bucket's code is the bug check's without the 0x10000000 flag, as `!analyze` files it.
+    let bucket = v["crash"]["bucket"]
         .as_str()
+        .and_then(|b| b.split_once('_'))
+        .filter(|(_, place)| !place.is_empty())
+        .and_then(|(c, place)| Some((super::report_index::normalize_bugcheck_code(c)?, place)));
+    let code = bucket.as_ref().map_or(code, |(c, _)| c.clone());
+    let bucket_place = bucket.map(|(_, place)| place);
+    let place = bucket_place
+        .or_else(|| bc["faulting_symbol"].as_str())
         .or_else(|| bc["faulting"].as_str())
         .or_else(|| bc["faulting"]["symbol"].as_str())
         .or_else(|| bc["faulting"]["module_offset"].as_str())
@@ -174,6 +185,25 @@ mod tests {
         // An inspect report's faulting object.
         let i = json!({ "bugcheck": { "code": "0x7e", "faulting": { "symbol": "amdppm!WriteIoMemRawEx+0x70" } } });
         assert_eq!(of_report(&i).unwrap().id, a.id);
+    }
+
+    #[test]
+    fn the_crash_bucket_wins_over_the_faulting_instruction() {
+        let r = json!({ "kind": "analysis", "verdict": { "kind": "not-analyzable" },
+                        "bugcheck": { "code": "0x1000007e", "faulting_symbol": "nt!KiPageFault+0x3c" },
+                        "crash": { "bucket": "0x7E_amdppm!WriteIoMemRawEx" } });
+        let k = of_report(&r).unwrap();
+        assert_eq!(k.signature, "crash|0x7e|amdppm!WriteIoMemRawEx");
+        let no_function = json!({ "kind": "analysis", "verdict": { "kind": "not-analyzable" },
+                        "bugcheck": { "code": "0xd1" }, "crash": { "bucket": "0xD1_acme.sys" } });
+        assert_eq!(
+            of_report(&no_function).unwrap().signature,
+            "crash|0xd1|acme.sys"
+        );
+        // A report without a crash member keeps the faulting instruction's place.
+        let old = json!({ "kind": "analysis", "verdict": { "kind": "not-analyzable" },
+                        "bugcheck": { "code": "0x7e", "faulting_symbol": "amdppm!WriteIoMemRawEx+0x70" } });
+        assert_eq!(of_report(&old).unwrap().id, k.id);
     }
 
     #[test]

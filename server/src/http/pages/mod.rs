@@ -19,6 +19,7 @@ mod not_found;
 mod problems;
 mod provenance_view;
 mod report_view;
+mod stack_view;
 pub(crate) mod svg;
 mod symbols;
 mod systems;

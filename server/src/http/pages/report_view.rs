@@ -251,6 +251,8 @@ pub struct AnalysisView {
     pub sort_links: Vec<SortLink>,
     pub modules: Vec<ModuleRow>,
     pub bugcheck: BugcheckView,
+    /// The crash's stack, followup and bucket; `None` when the report has no `crash`.
+    pub stack: Option<super::stack_view::StackView>,
     pub blocks: Vec<BlockRow>,
     pub blocks_note: String,
     pub quota: Vec<QuotaRow>,
@@ -604,6 +606,7 @@ impl AnalysisView {
             sort_links,
             modules,
             bugcheck,
+            stack: r.crash.as_ref().map(super::stack_view::StackView::build),
             blocks,
             blocks_note,
             quota,

@@ -1,0 +1,39 @@
+//! The crashing thread's stack, as WinDbg's `k` shows it, and the `!analyze`-style summary
+//! built on it (followup module, bucket id).
+//!
+//! [`context`] finds the registers the walk starts from; [`walk`] undoes one frame after the
+//! other: on x64 with the modules' unwind information ([`pdata`], [`unwind_x64`], [`epilog`])
+//! read from the dump's pages or, where the dump does not hold them, from a copy of the image
+//! the symbol path serves ([`image`]); on x86 along the EBP chain ([`x86`]). Every walk ends
+//! with a [`Stop`] saying why. [`bucket`] names the followup module and the bucket.
+
+pub mod bucket;
+pub mod context;
+pub mod epilog;
+pub mod image;
+pub mod pdata;
+pub mod unwind_x64;
+pub mod walk;
+pub mod x86;
+
+#[cfg(test)]
+mod unwind_tests;
+
+pub use context::{start_context, ContextSource, Registers, StartContext};
+pub use walk::{walk, StackFrame, StackWalk, Stop, StopReason, UnwoundBy, MAX_FRAMES};
+
+use thiserror::Error;
+
+/// Why one frame could not be undone.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum UnwindError {
+    /// A page the unwind needs is neither in the dump nor in a fetched image.
+    #[error("{what} at {address:#x} is not in the dump")]
+    Missing { what: &'static str, address: u64 },
+    /// The unwind information contradicts itself or the image.
+    #[error("malformed unwind information at RVA {rva:#x}: {reason}")]
+    Malformed { rva: u32, reason: &'static str },
+    /// The image has no exception directory.
+    #[error("the image has no exception directory (.pdata)")]
+    NoTable,
+}

@@ -1,0 +1,265 @@
+//! The walk: frame after frame from the starting context until something stops it. It never
+//! hangs: the stack pointer must grow from frame to frame (a machine frame may move it
+//! anywhere, but an (instruction, stack) pair seen twice is a loop), and at most
+//! [`MAX_FRAMES`] frames are produced.
+
+use super::context::{Registers, RSP};
+use super::image::{ImageFetch, ModuleImage};
+use super::pdata::{FunctionTable, RuntimeFunction};
+use super::unwind_x64::{unwind, Frame};
+use super::{x86, StartContext, UnwindError};
+use crate::dump::Arch;
+use crate::kernel::Module;
+use crate::memory::VirtualMemory;
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, HashSet};
+
+/// Most frames produced (WinDbg's `k` shows 20 by default; kernel stacks are shallower than
+/// this by far).
+pub const MAX_FRAMES: usize = 256;
+
+/// How a frame's registers were obtained (JSON `unwound_by`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnwoundBy {
+    /// The starting context itself (frame 0).
+    Context,
+    /// The callee's RUNTIME_FUNCTION / UNWIND_INFO.
+    Pdata,
+    /// The callee had no RUNTIME_FUNCTION: a leaf, its return address at [rsp].
+    Leaf,
+    /// The callee's saved EBP (x86).
+    FramePointer,
+}
+
+/// Why the walk ended (JSON `stopped.reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    EndOfStack,
+    PageMissing,
+    OutsideModules,
+    NoUnwindInfo,
+    Loop,
+    FrameLimit,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stop {
+    pub reason: StopReason,
+    /// One sentence.
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StackFrame {
+    pub index: usize,
+    pub ip: u64,
+    pub sp: u64,
+    /// Index into the module list of the module holding `ip`.
+    pub module: Option<usize>,
+    pub unwound_by: UnwoundBy,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StackWalk {
+    pub frames: Vec<StackFrame>,
+    pub stop: Stop,
+    /// Modules whose unwind information was read from a copy fetched through the symbol path.
+    pub images_fetched: Vec<String>,
+}
+
+/// One module's image and its function table, read once.
+struct Unwinder<'a> {
+    image: ModuleImage<'a>,
+    table: Result<FunctionTable, UnwindError>,
+}
+
+struct Walker<'a> {
+    modules: &'a [Module],
+    mem: &'a dyn VirtualMemory,
+    fetch: &'a dyn ImageFetch,
+    unwinders: HashMap<usize, Unwinder<'a>>,
+}
+
+/// Walks the stack from `start`. `mem` is the dump's kernel memory (stack and image pages);
+/// `fetch` finds images the dump does not hold.
+pub fn walk(
+    start: &StartContext,
+    arch: Arch,
+    modules: &[Module],
+    mem: &dyn VirtualMemory,
+    fetch: &dyn ImageFetch,
+) -> StackWalk {
+    let mut w = Walker {
+        modules,
+        mem,
+        fetch,
+        unwinders: HashMap::new(),
+    };
+    let mut frames = Vec::new();
+    let mut regs = start.regs;
+    let mut by = UnwoundBy::Context;
+    // Frame 0's instruction is where the CPU was; later ones are return addresses.
+    let mut return_address = false;
+    let mut seen = HashSet::from([(regs.ip, regs.sp())]);
+    let stop = loop {
+        let module = modules.iter().position(|m| m.contains(regs.ip));
+        frames.push(StackFrame {
+            index: frames.len(),
+            ip: regs.ip,
+            sp: regs.sp(),
+            module,
+            unwound_by: by,
+        });
+        if frames.len() >= MAX_FRAMES {
+            break stop(
+                StopReason::FrameLimit,
+                format!("the walk stops at {MAX_FRAMES} frames"),
+            );
+        }
+        let Some(mi) = module else {
+            break stop(
+                StopReason::OutsideModules,
+                format!("{:#x} is in no loaded module", regs.ip),
+            );
+        };
+        let step = match arch {
+            Arch::X86 if regs.bp() == 0 => {
+                break stop(
+                    StopReason::EndOfStack,
+                    "EBP is 0: the first frame of the thread".into(),
+                )
+            }
+            Arch::X86 => x86::step(&regs, mem).map(|r| (r, UnwoundBy::FramePointer, false)),
+            Arch::X64 => w.step_x64(mi, &regs, return_address),
+            Arch::Arm64 => {
+                break stop(
+                    StopReason::NoUnwindInfo,
+                    "arm64 stacks are not unwound".into(),
+                )
+            }
+        };
+        let (next, next_by, machine_frame) = match step {
+            Ok(s) => s,
+            Err(e) => break failed(&modules[mi], &e),
+        };
+        if next.ip == 0 {
+            break stop(
+                StopReason::EndOfStack,
+                "the return address is 0: the first frame of the thread".into(),
+            );
+        }
+        if (!machine_frame && next.sp() <= regs.sp()) || !seen.insert((next.ip, next.sp())) {
+            break stop(
+                StopReason::Loop,
+                format!(
+                    "the stack pointer does not grow ({:#x} after {:#x}): the unwind is going round",
+                    next.sp(),
+                    regs.sp()
+                ),
+            );
+        }
+        regs = next;
+        by = next_by;
+        return_address = !machine_frame;
+    };
+    let mut images_fetched: Vec<String> = w
+        .unwinders
+        .values()
+        .filter(|u| u.image.used_copy())
+        .map(|u| u.image.module.name.clone())
+        .collect();
+    images_fetched.sort();
+    StackWalk {
+        frames,
+        stop,
+        images_fetched,
+    }
+}
+
+fn stop(reason: StopReason, detail: String) -> Stop {
+    Stop { reason, detail }
+}
+
+/// The stop for an unwind that failed in module `m`.
+fn failed(m: &Module, e: &UnwindError) -> Stop {
+    match e {
+        UnwindError::Missing { what, address } if *what == "stack" => stop(
+            StopReason::PageMissing,
+            format!("the stack at {address:#x} is not in the dump"),
+        ),
+        UnwindError::Missing { address, .. } => stop(
+            StopReason::PageMissing,
+            format!(
+                "{}'s unwind information (at {address:#x}) is not in the dump and the symbol path has no copy of the image",
+                m.name
+            ),
+        ),
+        UnwindError::NoTable => stop(
+            StopReason::NoUnwindInfo,
+            format!("{} has no exception directory (.pdata)", m.name),
+        ),
+        UnwindError::Malformed { .. } => {
+            stop(StopReason::NoUnwindInfo, format!("{}: {e}", m.name))
+        }
+    }
+}
+
+impl<'a> Walker<'a> {
+    fn unwinder(&mut self, mi: usize) -> &mut Unwinder<'a> {
+        let (modules, mem, fetch) = (self.modules, self.mem, self.fetch);
+        self.unwinders.entry(mi).or_insert_with(|| {
+            let mut image = ModuleImage::new(&modules[mi], Some(mem), fetch);
+            let table = FunctionTable::read(&mut image).and_then(|t| t.ok_or(UnwindError::NoTable));
+            Unwinder { image, table }
+        })
+    }
+
+    /// One x64 frame: (caller's registers, how, whether through a machine frame).
+    fn step_x64(
+        &mut self,
+        mi: usize,
+        regs: &Registers,
+        return_address: bool,
+    ) -> Result<(Registers, UnwoundBy, bool), UnwindError> {
+        let base = self.modules[mi].base;
+        let mem = self.mem;
+        let u = self.unwinder(mi);
+        let table = u.table.clone()?;
+        // A return address may be the first byte after its function (a call as the last
+        // instruction): look up the call instead.
+        let lookup = regs
+            .ip
+            .wrapping_sub(base)
+            .wrapping_sub(u64::from(return_address)) as u32;
+        let Some(mut function) = table.lookup(&mut u.image, lookup)? else {
+            let mut next = *regs;
+            next.ip = mem.read_u64(regs.sp()).map_err(|_| UnwindError::Missing {
+                what: "stack",
+                address: regs.sp(),
+            })?;
+            next.gpr[RSP] = regs.sp().wrapping_add(8);
+            return Ok((next, UnwoundBy::Leaf, false));
+        };
+        if function.unwind & 1 == 1 {
+            // UnwindData pointing at another RUNTIME_FUNCTION (shared unwind information).
+            let mut b = [0u8; 12];
+            use super::image::ImageRead;
+            u.image.read_rva(function.unwind & !1, &mut b)?;
+            function = RuntimeFunction::parse(&b);
+        }
+        let mut next = *regs;
+        let done = unwind(
+            Frame {
+                image: &mut u.image,
+                base,
+                function,
+                may_be_in_epilog: !return_address,
+            },
+            &mut next,
+            mem,
+        )?;
+        Ok((next, UnwoundBy::Pdata, done.machine_frame))
+    }
+}
