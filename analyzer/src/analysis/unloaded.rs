@@ -7,7 +7,7 @@ use super::Input;
 use crate::kernel::unloaded::{read_unloaded, UnloadedDriver};
 use crate::memory::VirtualMemory;
 use crate::report::analysis::AnalysisReport;
-use crate::report::unloaded::{CrashReport, UnloadedDriverReport};
+use crate::report::unloaded::UnloadedDriverReport;
 
 const DRIVER_VERIFIER_DETECTED_VIOLATION: u64 = 0xc4;
 const UNLOADED_WITH_POOL: u64 = 0x62;
@@ -15,7 +15,8 @@ const UNLOADED_WITH_POOL: u64 = 0x62;
 const MAX_NAME_BYTES: u16 = 512;
 
 /// Reads the unloaded list into `report.crash` (a warning when it cannot be read) and, for a
-/// 0xC4/0x62 crash, names the driver in the verdict.
+/// 0xC4/0x62 crash, names the driver in the verdict. Runs after the crash member and the
+/// verdict are made.
 pub fn fill(report: &mut AnalysisReport, input: &Input) {
     let (Some(profile), Some(base)) = (input.profile.as_ref(), input.kernel.kernel_base) else {
         return;
@@ -32,13 +33,15 @@ pub fn fill(report: &mut AnalysisReport, input: &Input) {
     };
     report.warnings.extend(list.warnings.iter().cloned());
     name_leaker(report, mem.as_ref(), &list.drivers);
-    report.crash = Some(CrashReport {
-        unloaded_drivers: list
+    // The list joins the crash member; without one (no starting context) only the verdict
+    // above names a driver from it.
+    if let Some(crash) = report.crash.as_mut() {
+        crash.unloaded_drivers = list
             .drivers
             .iter()
             .map(UnloadedDriverReport::from)
-            .collect(),
-    });
+            .collect();
+    }
 }
 
 /// For 0xC4/0x62: the driver parameter 2 names (else the last one unloaded), put first in the
