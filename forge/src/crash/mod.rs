@@ -40,7 +40,9 @@ pub enum Stop {
     PageMissing,
     /// The next return address lies in no loaded module.
     OutsideModules,
-    /// The next return address lies in a module, but no RUNTIME_FUNCTION covers it.
+    /// The next return address lies in a module whose image has no exception directory
+    /// (`.pdata`). (In a module that has one, an address no RUNTIME_FUNCTION covers is a
+    /// leaf function's, as RtlVirtualUnwind reads it: `[rsp]` is the return address.)
     NoUnwindInfo,
     /// Unwinding gives a frame already seen (same instruction and stack pointer).
     Loop,
@@ -83,12 +85,16 @@ pub struct CrashTruth {
     /// Empty when the scenario forged no stack (then `stopped` is null too).
     pub frames: Vec<FrameTruth>,
     pub stopped: Option<Stop>,
-    /// The address that ended the walk: the return address outside every module, the stack
-    /// page missing, the repeated instruction; null at the end of the stack.
+    /// The address that ended the walk: the return address outside every module (a walker
+    /// may show it as a last frame without a module), the stack page missing, the repeated
+    /// instruction, the address without unwind data; null at the end of the stack.
     pub stop_address: Option<String>,
     /// "0x7E_crashy!ParseRecord": the bugcheck (without the 0x10000000 flag) and the first
     /// frame outside nt, by function.
     pub bucket: Option<String>,
+    /// The same without the driver's symbols: "0x7E_crashy.sys" (the module's name where its
+    /// function cannot be named).
+    pub bucket_without_symbols: Option<String>,
     pub followup_module: Option<String>,
     pub unloaded_drivers: Vec<UnloadedTruth>,
 }
@@ -114,16 +120,22 @@ impl Placed {
     }
 }
 
-/// The bucket of a crash: code without the "_M" flag, then the first frame outside the kernel.
-pub fn bucket(code: u32, frames: &[FrameTruth]) -> (Option<String>, Option<String>) {
+/// The bucket of a crash (code without the "_M" flag, then the first frame outside the
+/// kernel, by function), the same without symbols, and that frame's module.
+pub fn bucket(
+    code: u32,
+    frames: &[FrameTruth],
+) -> (Option<String>, Option<String>, Option<String>) {
     let Some(f) = frames.iter().find(|f| f.module != "ntoskrnl.exe") else {
-        return (None, None);
+        return (None, None, None);
     };
     let stem = f.module.rsplit_once('.').map(|x| x.0).unwrap_or(&f.module);
+    let code = code & 0x0fff_ffff;
     (
         f.function
             .as_ref()
-            .map(|n| format!("0x{:X}_{stem}!{n}", code & 0x0fff_ffff)),
+            .map(|n| format!("0x{code:X}_{stem}!{n}")),
+        Some(format!("0x{code:X}_{}", f.module)),
         Some(f.module.clone()),
     )
 }

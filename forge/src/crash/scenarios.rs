@@ -101,7 +101,7 @@ impl Scenario for CrashStack {
             Variant::Clean => "0x1000007E in crashy.sys: a worker thread's stack of nt and driver frames described by .pdata/.xdata (x64; an EBP chain on XP), context record in the header",
             Variant::Loop => "crash-stack whose ProcessItem frame returns into itself with its own frame pointer: unwinding repeats a frame (x64)",
             Variant::OutsideModules => "crash-stack whose WorkerRoutine returns to an address in no module (x64)",
-            Variant::NoUnwindInfo => "crash-stack whose WorkerRoutine returns into crashy.sys's INIT section, which no RUNTIME_FUNCTION covers (x64)",
+            Variant::NoUnwindInfo => "crash-stack whose WorkerRoutine returns into acmeflt.sys, an image without .pdata (x64)",
             Variant::PageMissing => "crash-stack with the stack page of ExpWorkerThread's frame left out of the dump (x64, kernel-bitmap)",
         }
     }
@@ -174,8 +174,10 @@ impl Scenario for UnloadedLeak {
                 frames: Vec::new(),
                 stopped: None,
                 stop_address: None,
-                bucket: Some(format!("0xC4_62_{}", LEAKER.trim_end_matches(".sys"))),
-                followup_module: Some(LEAKER.into()),
+                // The stack of this crash is not forged: no bucket to find.
+                bucket: None,
+                bucket_without_symbols: None,
+                followup_module: None,
                 unloaded_drivers: unloaded,
             },
         });

@@ -23,6 +23,9 @@ pub const DRIVER_SIZE: u32 = 0x10000;
 /// Lowest address of the thread's stack and its size.
 pub const STACK_LIMIT: u64 = 0xfffff08a_3c5f0000;
 pub const STACK_SIZE: u64 = 0x5000;
+/// A base-system driver whose image carries no `.pdata` (the no-unwind-info variant returns
+/// into it).
+const NO_PDATA_MODULE: &str = "acmeflt.sys";
 /// SYSTEM_THREAD_EXCEPTION_NOT_HANDLED_M.
 pub const BUGCHECK_7E: u32 = 0x1000_007e;
 /// The bad pointer ParseRecord dereferences (`mov eax, [rbx+10h]` with rbx = 0x10).
@@ -390,8 +393,7 @@ pub fn plant(sys: &mut System, variant: Variant) -> Result<(CrashHeader, Option<
             emitted[i].place.frame(ip, laid.body_sp[i], None)
         })
         .collect();
-    let (stopped, stop_address, omit) =
-        spoil(sys, variant, &emitted, &mut laid, &mut frames, driver)?;
+    let (stopped, stop_address, omit) = spoil(sys, variant, &emitted, &mut laid, &mut frames)?;
 
     sys.machine.map_range(STACK_LIMIT, STACK_SIZE)?;
     for &(at, v) in &laid.writes {
@@ -409,7 +411,7 @@ pub fn plant(sys: &mut System, variant: Variant) -> Result<(CrashHeader, Option<
     let (exr_at, ctx_at) = ((rsp - 0x700) & !0xf, (rsp - 0x600) & !0xf);
     sys.machine.write(exr_at, &exr)?;
     sys.machine.write(ctx_at, &ctx)?;
-    let (bucket, followup_module) = bucket(BUGCHECK_7E, &frames);
+    let (bucket, bucket_without_symbols, followup_module) = bucket(BUGCHECK_7E, &frames);
     let header = CrashHeader {
         code: BUGCHECK_7E,
         params: [0xc000_0005, fault, exr_at, ctx_at],
@@ -420,6 +422,7 @@ pub fn plant(sys: &mut System, variant: Variant) -> Result<(CrashHeader, Option<
             stopped: Some(stopped),
             stop_address: stop_address.map(hex),
             bucket,
+            bucket_without_symbols,
             followup_module,
             unloaded_drivers: Vec::new(),
         },
@@ -436,7 +439,6 @@ fn spoil(
     emitted: &[Emitted],
     laid: &mut Laid,
     frames: &mut Vec<FrameTruth>,
-    driver: u64,
 ) -> Result<Spoiled, ForgeError> {
     let depth = |i: usize| CHAIN.len() - i; // frames kept through chain index i
     let worker_ret = laid.entry_sp[WORKER_ROUTINE];
@@ -462,16 +464,23 @@ fn spoil(
             (Stop::OutsideModules, Some(outside), None)
         }
         Variant::NoUnwindInfo => {
-            // Into crashy.sys's INIT section, which no RUNTIME_FUNCTION covers.
-            let init = driver + u64::from(DRIVER_SIZE) - 0x1000 + 0x24;
-            laid.writes.push((worker_ret, init));
+            // Into the code of a driver whose image has no exception directory at all (a
+            // module with a table but no entry for an address would be a leaf function).
+            let m = sys
+                .modules
+                .iter()
+                .find(|m| m.name == NO_PDATA_MODULE)
+                .ok_or_else(|| ForgeError::Internal(format!("{NO_PDATA_MODULE} is not loaded")))?;
+            let target = m.base + 0x1024;
+            laid.writes.push((worker_ret, target));
             frames.truncate(depth(WORKER_ROUTINE));
             let place = Placed {
+                module: m.name.clone(),
+                module_base: m.base,
                 name: None,
-                ..emitted[WORKER_ROUTINE].place.clone()
             };
-            frames.push(place.frame(init, worker_ret + 8, None));
-            (Stop::NoUnwindInfo, Some(init), None)
+            frames.push(place.frame(target, worker_ret + 8, None));
+            (Stop::NoUnwindInfo, Some(target), None)
         }
         Variant::PageMissing => {
             let page = laid.body_sp[EXP_WORKER];

@@ -178,7 +178,7 @@ pub fn plant(sys: &mut System) -> Result<CrashHeader, ForgeError> {
     let (exr_at, ctx_at) = ((esp - 0x600) & !0xf, (esp - 0x500) & !0xf);
     sys.machine.write(exr_at, &exr)?;
     sys.machine.write(ctx_at, &ctx)?;
-    let (bucket, followup_module) = bucket(BUGCHECK_7E, &frames);
+    let (bucket, bucket_without_symbols, followup_module) = bucket(BUGCHECK_7E, &frames);
     Ok(CrashHeader {
         code: BUGCHECK_7E,
         params: [0xc000_0005, fault, exr_at, ctx_at],
@@ -189,6 +189,7 @@ pub fn plant(sys: &mut System) -> Result<CrashHeader, ForgeError> {
             stopped: Some(Stop::EndOfStack),
             stop_address: None,
             bucket,
+            bucket_without_symbols,
             followup_module,
             unloaded_drivers: Vec::new(),
         },
