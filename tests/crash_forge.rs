@@ -246,14 +246,15 @@ fn x64_stack_is_what_the_unwind_data_says() {
 #[test]
 fn analyzer_walks_the_forged_stacks() {
     let dir = tempfile::tempdir().unwrap();
-    for scenario in [
-        "crash-stack",
-        "crash-stack-loop",
-        "crash-stack-outside",
-        "crash-stack-no-unwind",
-        "crash-stack-cut",
+    for (profile, scenario) in [
+        (PROFILE, "crash-stack"),
+        ("win10-17763-x64", "crash-stack"),
+        (PROFILE, "crash-stack-loop"),
+        (PROFILE, "crash-stack-outside"),
+        (PROFILE, "crash-stack-no-unwind"),
+        (PROFILE, "crash-stack-cut"),
     ] {
-        let f = forge(dir.path(), PROFILE, scenario);
+        let f = forge(dir.path(), profile, scenario);
         let truth = &f.truth["crash"];
         let r = analyze(&f.dump);
         let c = &r["crash"];

@@ -75,8 +75,7 @@ fn instruction_ending_at(image: &Path, begin: u64, va: u64) -> String {
         .expect("objdump runs");
     let text = String::from_utf8_lossy(&out.stdout);
     text.lines()
-        .filter(|l| l.contains(":\t"))
-        .last()
+        .rfind(|l| l.contains(":\t"))
         .unwrap_or_default()
         .to_string()
 }

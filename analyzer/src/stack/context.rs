@@ -245,23 +245,23 @@ mod tests {
     #[test]
     fn header_record_then_parameter_record() {
         let mut header = vec![0u8; 0x2000];
-        let c = x64_context(0xfffff800_1000_0010, 0xffff8000_0000_1000);
+        let c = x64_context(0xffff_f800_1000_0010, 0xffff_8000_0000_1000);
         header[HEADER_CONTEXT_64..HEADER_CONTEXT_64 + c.len()].copy_from_slice(&c);
         let s = start_context(&header, Arch::X64, 0xE2, &[0; 4], None).unwrap();
         assert_eq!(s.source, ContextSource::DumpHeader);
         assert_eq!(
             (s.regs.ip, s.regs.sp()),
-            (0xfffff800_1000_0010, 0xffff8000_0000_1000)
+            (0xffff_f800_1000_0010, 0xffff_8000_0000_1000)
         );
         // 0x1000007E: parameter 4 is the exception's context record.
-        let rec = x64_context(0xfffff800_2000_0020, 0xffff8000_0000_2000);
-        let mem = SliceMemory::new(0xffff8000_0000_0800, &rec, 8);
-        let params = [0xc0000005, 0, 0, 0xffff8000_0000_0800];
+        let rec = x64_context(0xffff_f800_2000_0020, 0xffff_8000_0000_2000);
+        let mem = SliceMemory::new(0xffff_8000_0000_0800, &rec, 8);
+        let params = [0xc0000005, 0, 0, 0xffff_8000_0000_0800];
         let s = start_context(&header, Arch::X64, 0x1000_007E, &params, Some(&mem)).unwrap();
         assert_eq!(s.source, ContextSource::ExceptionRecord);
-        assert_eq!(s.regs.ip, 0xfffff800_2000_0020);
+        assert_eq!(s.regs.ip, 0xffff_f800_2000_0020);
         // The record's page is not in the dump: the header's record.
-        let params = [0xc0000005, 0, 0, 0xffff8000_0009_0000];
+        let params = [0xc0000005, 0, 0, 0xffff_8000_0009_0000];
         let s = start_context(&header, Arch::X64, 0x7E, &params, Some(&mem)).unwrap();
         assert_eq!(s.source, ContextSource::DumpHeader);
     }
@@ -269,10 +269,13 @@ mod tests {
     #[test]
     fn trap_frames_and_unwritten_records() {
         let mut t = vec![0u8; TRAP64_SIZE];
-        t[TRAP64_RIP..TRAP64_RIP + 8].copy_from_slice(&0xfffff800_3000_0000u64.to_le_bytes());
-        t[TRAP64_RSP..TRAP64_RSP + 8].copy_from_slice(&0xffff8000_0000_3000u64.to_le_bytes());
+        t[TRAP64_RIP..TRAP64_RIP + 8].copy_from_slice(&0xffff_f800_3000_0000_u64.to_le_bytes());
+        t[TRAP64_RSP..TRAP64_RSP + 8].copy_from_slice(&0xffff_8000_0000_3000_u64.to_le_bytes());
         let r = parse_trap_frame(&t, 0, Arch::X64).unwrap();
-        assert_eq!((r.ip, r.sp()), (0xfffff800_3000_0000, 0xffff8000_0000_3000));
+        assert_eq!(
+            (r.ip, r.sp()),
+            (0xffff_f800_3000_0000, 0xffff_8000_0000_3000)
+        );
         let mut x = vec![0u8; TRAP32_SIZE];
         x[TRAP32_EIP..TRAP32_EIP + 4].copy_from_slice(&0x8050_0000u32.to_le_bytes());
         x[TRAP32_CS..TRAP32_CS + 4].copy_from_slice(&8u32.to_le_bytes());

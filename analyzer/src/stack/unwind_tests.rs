@@ -11,8 +11,8 @@ use crate::dump::Arch;
 use crate::kernel::Module;
 use crate::memory::{MemoryError, VirtualMemory};
 
-const BASE: u64 = 0xfffff800_1000_0000;
-const STACK: u64 = 0xffff8000_0000_0000;
+const BASE: u64 = 0xffff_f800_1000_0000;
+const STACK: u64 = 0xffff_8000_0000_0000;
 const RBX: usize = 3;
 const RSI: usize = 6;
 
@@ -280,7 +280,7 @@ fn hostile_information_is_an_error() {
     let st = stack(&[]);
     let e = run(&img, F, &mut regs(0x1050, 0), &st).unwrap_err();
     assert!(matches!(e, UnwindError::Malformed { .. }), "{e}");
-    assert!(MAX_CHAIN < 100);
+    const { assert!(MAX_CHAIN < 100) };
     // ALLOC_LARGE without its operand.
     let img = image(&[(0x2000, info(0, 4, 0, &[op(4, 1, 1)], None))], &[]);
     assert!(run(&img, F, &mut regs(0x1050, 0), &st).is_err());

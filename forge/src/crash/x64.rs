@@ -315,7 +315,7 @@ struct Laid {
 fn lay_out(emitted: &[Emitted], top: u64) -> Laid {
     let mut regs = [0u64; 16];
     for (r, v) in regs.iter_mut().enumerate() {
-        *v = 0xffffb381_0000_0000 | (r as u64) << 12 | 0x8a0;
+        *v = 0xffff_b381_0000_0000 | (r as u64) << 12 | 0x8a0;
     }
     let mut writes = vec![(top, 0u64)];
     let (mut body_sp, mut entry_sp, mut frame_reg) = (Vec::new(), Vec::new(), Vec::new());
@@ -338,7 +338,7 @@ fn lay_out(emitted: &[Emitted], top: u64) -> Laid {
             if let Op::Push(r) = *op {
                 if e.prolog.frame.map(|f| f.0) != Some(r) {
                     regs[usize::from(r)] =
-                        0xffffa10f_2a00_0000 | (i as u64) << 16 | u64::from(r) << 4;
+                        0xffff_a10f_2a00_0000 | (i as u64) << 16 | u64::from(r) << 4;
                 }
             }
         }
