@@ -11,6 +11,7 @@
 
 pub mod busy_server;
 pub mod code;
+pub mod crash;
 pub mod devices;
 pub mod maxima;
 pub mod objects;
@@ -264,8 +265,13 @@ pub fn forge_with(
         ps_active_process_head: sys.ps_active_process_head,
         kd_debugger_data_block: sys.kdbg,
         processors,
-        bugcheck_code: system::BUGCHECK_MANUALLY_INITIATED_CRASH,
-        bugcheck_params: [0; 4],
+        bugcheck_code: sys
+            .crash
+            .as_ref()
+            .map_or(system::BUGCHECK_MANUALLY_INITIATED_CRASH, |c| c.code),
+        bugcheck_params: sys.crash.as_ref().map_or([0; 4], |c| c.params),
+        context: sys.crash.as_ref().and_then(|c| c.context.clone()),
+        exception: sys.crash.as_ref().and_then(|c| c.exception.clone()),
         system_time: clock.system_time,
         system_up_time: sys.up_time(),
         product_type: spec.product_type,
@@ -309,6 +315,7 @@ pub fn forge_with(
             .map(|(va, size)| truth::RangeJson { va: hex(va), size })
             .collect(),
         pool,
+        crash: sys.crash.map(|c| c.truth),
     };
     let truth_path = truth_path(out);
     let json =

@@ -323,3 +323,102 @@ pub fn write_image(m: &mut Machine, img: &PeImage<'_>) -> Result<(), ForgeError>
     m.write(img.base + u64::from(img.meta_rva), &meta)?;
     Ok(())
 }
+
+/// Directory index of the exception table (`.pdata`: RUNTIME_FUNCTION entries) in the optional
+/// header's data directories.
+pub const DIRECTORY_EXCEPTION: usize = 3;
+
+/// Gives the first `size` bytes (whole pages) of the section that starts at `rva` of the image
+/// at `base` to a new section `name` of `virtual_size` bytes (the old section then starts
+/// `size` bytes later), and points data directory `directory` (index, byte count) at it: how a
+/// scenario adds a `.pdata` section to an image already written. The section table stays
+/// sorted by RVA, as loaders expect.
+#[allow(clippy::too_many_arguments)]
+pub fn carve_section(
+    m: &mut Machine,
+    base: u64,
+    name: &str,
+    rva: u32,
+    size: u32,
+    virtual_size: u32,
+    characteristics: u32,
+    directory: Option<(usize, u32)>,
+) -> Result<(), ForgeError> {
+    let bad = |what: &str| ForgeError::Internal(format!("carve_section {name}: {what}"));
+    let header = m.read(base, 0x1000).ok_or(ForgeError::Unmapped(base))?;
+    let u16_at = |o: usize| u16::from_le_bytes([header[o], header[o + 1]]);
+    let lfanew = u32::from_le_bytes(header[0x3c..0x40].try_into().unwrap_or([0; 4])) as usize;
+    let coff = lfanew + 4;
+    if coff + 20 > header.len() {
+        return Err(bad("no COFF header"));
+    }
+    let count = usize::from(u16_at(coff + 2));
+    let opt = coff + 20;
+    let table = opt + usize::from(u16_at(coff + 16));
+    let dirs = opt + if u16_at(opt) == 0x20b { 112 } else { 96 };
+    if table + (count + 1) * 40 > header.len() {
+        return Err(bad("no room for another section header"));
+    }
+    let mut sections: Vec<[u8; 40]> = (0..count)
+        .map(|i| {
+            header[table + 40 * i..table + 40 * (i + 1)]
+                .try_into()
+                .unwrap_or([0; 40])
+        })
+        .collect();
+    let field =
+        |s: &[u8; 40], o: usize| u32::from_le_bytes(s[o..o + 4].try_into().unwrap_or([0; 4]));
+    let at = sections
+        .iter()
+        .position(|s| field(s, 12) == rva)
+        .ok_or_else(|| bad("no section starts there"))?;
+    let old_size = field(&sections[at], 8);
+    if old_size <= size {
+        return Err(bad("the section it splits is too small"));
+    }
+    let rest = old_size - size;
+    let mut old = sections[at];
+    old[8..12].copy_from_slice(&rest.to_le_bytes());
+    old[12..16].copy_from_slice(&(rva + size).to_le_bytes());
+    old[16..20].copy_from_slice(&rest.div_ceil(0x200).wrapping_mul(0x200).to_le_bytes());
+    old[20..24].copy_from_slice(&(rva + size).to_le_bytes());
+    sections[at] = old;
+    let mut new = [0u8; 40];
+    let n = name.len().min(8);
+    new[..n].copy_from_slice(&name.as_bytes()[..n]);
+    new[8..12].copy_from_slice(&virtual_size.to_le_bytes());
+    new[12..16].copy_from_slice(&rva.to_le_bytes());
+    new[16..20].copy_from_slice(
+        &virtual_size
+            .div_ceil(0x200)
+            .wrapping_mul(0x200)
+            .to_le_bytes(),
+    );
+    new[20..24].copy_from_slice(&rva.to_le_bytes());
+    new[36..40].copy_from_slice(&characteristics.to_le_bytes());
+    sections.insert(at, new);
+    let flat: Vec<u8> = sections.concat();
+    m.write(base + table as u64, &flat)?;
+    m.write_u16(base + coff as u64 + 2, (count + 1) as u16)?;
+    if let Some((index, bytes)) = directory {
+        let d = base + (dirs + 8 * index) as u64;
+        m.write_u32(d, rva)?;
+        m.write_u32(d + 4, bytes)?;
+    }
+    Ok(())
+}
+
+/// RVA and size of the section `name` of the image at `base`, from its section table.
+pub fn section(m: &Machine, base: u64, name: &str) -> Option<(u32, u32)> {
+    let h = m.read(base, 0x1000)?;
+    let u16_at = |o: usize| Some(u16::from_le_bytes(h.get(o..o + 2)?.try_into().ok()?));
+    let u32_at = |o: usize| Some(u32::from_le_bytes(h.get(o..o + 4)?.try_into().ok()?));
+    let coff = u32_at(0x3c)? as usize + 4;
+    let table = coff + 20 + usize::from(u16_at(coff + 16)?);
+    (0..usize::from(u16_at(coff + 2)?)).find_map(|i| {
+        let s = table + 40 * i;
+        let raw = h.get(s..s + 8)?;
+        let len = raw.iter().position(|&b| b == 0).unwrap_or(8);
+        (&raw[..len] == name.as_bytes()).then_some((u32_at(s + 12)?, u32_at(s + 8)?))
+    })
+}

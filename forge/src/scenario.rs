@@ -59,6 +59,22 @@ pub fn registry() -> Vec<Box<dyn Scenario>> {
         Box::new(MissingPages),
         Box::new(crate::verifier_tracking::VerifierTracking),
         Box::new(crate::provenance::UntaggedTwoDrivers),
+        Box::new(crate::crash::scenarios::CrashStack {
+            variant: crate::crash::x64::Variant::Clean,
+        }),
+        Box::new(crate::crash::scenarios::CrashStack {
+            variant: crate::crash::x64::Variant::Loop,
+        }),
+        Box::new(crate::crash::scenarios::CrashStack {
+            variant: crate::crash::x64::Variant::OutsideModules,
+        }),
+        Box::new(crate::crash::scenarios::CrashStack {
+            variant: crate::crash::x64::Variant::NoUnwindInfo,
+        }),
+        Box::new(crate::crash::scenarios::CrashStack {
+            variant: crate::crash::x64::Variant::PageMissing,
+        }),
+        Box::new(crate::crash::scenarios::UnloadedLeak),
         Box::new(crate::series::growth::GrowthScenario {
             growth: crate::series::growth::Growth::Leaking {
                 blocks_per_step: crate::series::growth::GrowthScenario::DEFAULT_BLOCKS_PER_STEP,

@@ -47,6 +47,8 @@ pub struct System {
     pub object_rng: SplitMix64,
     /// When the crash happens and how long the machine has been up.
     pub clock: Clock,
+    /// A crash scenario's bugcheck, context record and truth; `None`: the keyboard crash.
+    pub crash: Option<crate::crash::CrashHeader>,
 }
 
 /// The machine's clock at the crash: SystemTime and the time since boot (100 ns units).
@@ -439,6 +441,9 @@ const PLANTED: &[(&str, u64)] = &[
     ("VfSuspectDriversList", 0x10),
     ("VfRuleClasses", 8),
     ("VerifierIsTrackingPool", 4),
+    // Written by the crash scenarios (crate::crash::unloaded).
+    ("MmUnloadedDrivers", 8),
+    ("MmLastUnloadedDriver", 4),
 ];
 
 fn sign_extend32(ptr_size: u8, v: u64) -> u64 {
@@ -501,6 +506,7 @@ impl System {
             driver_objects: Vec::new(),
             object_rng: SplitMix64::from_str_seed(&format!("{seed}/objects")),
             clock,
+            crash: None,
         };
         for g in [
             "PsLoadedModuleList",

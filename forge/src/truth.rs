@@ -67,6 +67,10 @@ pub struct Truth {
     pub driver_objects: serde_json::Value,
     pub mapped: Vec<RangeJson>,
     pub pool: Option<serde_json::Value>,
+    /// Additive, crash scenarios only: the stack a walker must find and the unloaded drivers
+    /// ([`crate::crash::CrashTruth`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crash: Option<crate::crash::CrashTruth>,
 }
 
 #[derive(Debug, Serialize)]

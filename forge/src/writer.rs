@@ -65,6 +65,10 @@ pub struct HeaderValues {
     pub processors: u32,
     pub bugcheck_code: u32,
     pub bugcheck_params: [u64; 4],
+    /// CONTEXT of the faulting frame; `None`: a zeroed record with its ContextFlags.
+    pub context: Option<Vec<u8>>,
+    /// EXCEPTION_RECORD of the crash; `None`: zeroed.
+    pub exception: Option<Vec<u8>>,
     pub system_time: u64,
     /// Time since boot, 100 ns units.
     pub system_up_time: u64,
@@ -270,8 +274,14 @@ fn build_header(
         // CONTEXT (0x4d0 bytes): zeroed, ContextFlags = CONTEXT_AMD64 | CONTROL | INTEGER | SEGMENTS.
         put(&mut h, 0x348, &[0u8; 0x4d0]);
         put(&mut h, 0x348 + 0x30, &0x0010_0007u32.to_le_bytes());
+        if let Some(c) = &v.context {
+            put(&mut h, 0x348, &c[..c.len().min(0x4d0)]);
+        }
         // EXCEPTION_RECORD64 (0x98 bytes).
         put(&mut h, 0xf00, &[0u8; 0x98]);
+        if let Some(e) = &v.exception {
+            put(&mut h, 0xf00, &e[..e.len().min(0x98)]);
+        }
         put(&mut h, 0xf98, &format.dump_type().to_le_bytes());
         put(&mut h, 0xf9c, &0u32.to_le_bytes());
         put(&mut h, 0xfa0, &file_size.to_le_bytes());
@@ -317,7 +327,14 @@ fn build_header(
         // CONTEXT (x86, 0x2cc bytes): ContextFlags = CONTEXT_i386 | CONTROL | INTEGER | SEGMENTS.
         put(&mut h, 0x320, &[0u8; 0x2cc]);
         put(&mut h, 0x320, &0x0001_0007u32.to_le_bytes());
+        if let Some(c) = &v.context {
+            put(&mut h, 0x320, &c[..c.len().min(0x2cc)]);
+        }
+        // EXCEPTION_RECORD32 (0x50 bytes).
         put(&mut h, 0x7d0, &[0u8; 0x50]);
+        if let Some(e) = &v.exception {
+            put(&mut h, 0x7d0, &e[..e.len().min(0x50)]);
+        }
         put(&mut h, 0xf88, &format.dump_type().to_le_bytes());
         put(&mut h, 0xf94, &v.product_type.to_le_bytes());
         put(&mut h, 0xfa0, &file_size.to_le_bytes());

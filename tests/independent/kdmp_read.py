@@ -7,7 +7,8 @@ ADDRS_FILE holds one virtual address per line ("0x..." hex). For each address th
 kdmp-parser's translation (`translate_virtual`, through the header's DirectoryTableBase) and the
 4 KiB page that contains it (`read_virtual_page`), as hex; null where kdmp-parser cannot
 translate or read it. The dump header as kdmp-parser decodes it comes first, so tests can check
-the forge's header against an independent parser too.
+the forge's header against an independent parser too (with its context record: ContextFlags,
+Rip, Rsp, Rbp and the non-volatile registers).
 
     {"header": {"dump_type": 5, "directory_table_base": "0x1ad000", ...},
      "reads": [{"va": "0x...", "pa": "0x..." | null, "page": "hex" | null}, ...]}
@@ -49,6 +50,12 @@ def main(argv):
         "ps_loaded_module_list": hexs(h.PsLoadedModuleList),
         "ps_active_process_head": hexs(h.PsActiveProcessHead),
         "system_time": hexs(h.SystemTime),
+    }
+    # The header's context record as kdmp-parser decodes it (CONTEXT at +0x348).
+    c = dump.context
+    header["context"] = {
+        k.lower(): hexs(getattr(c, k))
+        for k in ("ContextFlags", "Rip", "Rsp", "Rbp", "Rbx", "Rsi", "Rdi", "R12", "R13", "R14", "R15")
     }
     reads = []
     with open(argv[2]) as f:

@@ -166,6 +166,7 @@ pub fn report(
         followup_module: follow.and_then(|i| frames[i].module.clone()),
         bucket: bucket_id(kernel.bugcheck.code, &summary),
         pool_block: None,
+        unloaded_drivers: Vec::new(),
     }
 }
 

@@ -22,6 +22,7 @@ pub mod pool_report;
 pub mod progress;
 pub mod provenance;
 mod tags;
+mod unloaded;
 pub mod verdict;
 
 pub use input::{open, Input, InputError, InputOptions};
@@ -126,6 +127,7 @@ pub fn analyze(
     naming::name_code(&mut report, input, opts.symbol_deadline);
     crash::set_pool_block(&mut report, pool_block);
     report.verdict = verdict::decide(&report, &facts);
+    unloaded::fill(&mut report, input);
     report
 }
 

@@ -11,6 +11,7 @@ pub mod fault;
 pub mod kdbg;
 pub mod modules;
 pub mod pe;
+pub mod unloaded;
 
 pub use bugcheck::{bugcheck_name, describe, BugcheckDescription, BugcheckName, SymbolizedParam};
 pub use fault::{FaultSource, FaultingAddress};

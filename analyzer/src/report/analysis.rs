@@ -55,8 +55,8 @@ pub struct AnalysisReport {
     /// null when no block was walked.
     #[serde(default)]
     pub provenance: Option<super::provenance::ProvenanceReport>,
-    /// The crashing thread's stack, followup module and bucket (docs/json.md "crash"); null
-    /// when the dump holds no starting context.
+    /// The crashing thread's stack, followup module and bucket, and the unloaded-driver list
+    /// (docs/json.md "crash"); null when the dump holds no starting context.
     #[serde(default)]
     pub crash: Option<super::crash::CrashReport>,
     /// What was read only in part, one line each.

@@ -25,6 +25,10 @@ pub struct CrashReport {
     /// For pool bug checks: the block holding the parameter's pool address, as `pool-at`
     /// reports it; null for other bug checks or when no walked block holds the address.
     pub pool_block: Option<PoolAtBlock>,
+    /// The kernel's list of recently unloaded drivers (MmUnloadedDrivers), oldest unload
+    /// first; empty when it is empty or could not be read (a warning says why).
+    #[serde(default)]
+    pub unloaded_drivers: Vec<super::unloaded::UnloadedDriverReport>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -16,5 +16,6 @@ pub mod provenance;
 pub mod source;
 pub mod symbol_file;
 pub mod trend;
+pub mod unloaded;
 pub use analysis::{AnalysisReport, ANALYSIS_SCHEMA_VERSION};
 pub use source::SourceRef;

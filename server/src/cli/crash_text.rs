@@ -1,5 +1,6 @@
 //! The crash's stack as text, in WinDbg's `k` columns (Child-SP, RetAddr, Call Site), with why
-//! the walk stopped, the followup module and the bucket id.
+//! the walk stopped, the followup module, the bucket id and the unloaded drivers (as `lm`'s
+//! "Unloaded modules" list).
 
 use analyzer::report::crash::CrashReport;
 use std::fmt::Write;
@@ -61,6 +62,19 @@ pub fn stack_section(c: &CrashReport) -> String {
                 .and_then(|v| v.as_str().map(str::to_string))
                 .unwrap_or_default()
         );
+    }
+    if !c.unloaded_drivers.is_empty() {
+        let _ = writeln!(s, "Unloaded drivers (oldest first):");
+        for d in &c.unloaded_drivers {
+            let _ = writeln!(
+                s,
+                "  {:<24} {}-{} unloaded {}",
+                d.name,
+                d.start,
+                d.end,
+                d.unloaded_at.as_deref().unwrap_or("at an unreadable time")
+            );
+        }
     }
     s
 }
