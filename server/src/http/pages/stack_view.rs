@@ -107,6 +107,7 @@ mod tests {
             followup_module: None,
             bucket: "0x7E_drv!F".into(),
             pool_block: None,
+            unloaded_drivers: Vec::new(),
         };
         let v = StackView::build(&c);
         assert_eq!(v.frames[0].ret_addr, "0x0000000000002000");
