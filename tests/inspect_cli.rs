@@ -360,6 +360,17 @@ fn arm64_header_and_bugcheck_without_translation() {
     assert_eq!(d["params"][3]["kind"], "pool_block");
     assert_eq!(r["kdbg"]["found"], false);
     assert_eq!(r["module_list"]["source"], "none");
+    // The crash member states that the stack was not unwound, and why.
+    let c = &r["crash"];
+    assert_eq!(c["context_source"], "none", "{c}");
+    assert_eq!(c["stack"]["frames"], serde_json::json!([]), "{c}");
+    assert_eq!(c["stack"]["stopped"]["reason"], "no_context", "{c}");
+    assert!(
+        c["stack"]["stopped"]["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("arm64 stacks are not unwound")),
+        "{c}"
+    );
 
     let out = inspect(&path, false);
     assert!(out.status.success());
@@ -368,6 +379,7 @@ fn arm64_header_and_bugcheck_without_translation() {
         text.contains("arm64") && text.contains("not readable") && text.contains("BAD_POOL_CALLER"),
         "{text}"
     );
+    assert!(text.contains("arm64 stacks are not unwound"), "{text}");
 }
 
 /// A Windows 8+ style encoded debugger data block: the forged block is encoded in place in a

@@ -17,7 +17,7 @@ use crate::report::hex::Hex;
 use crate::report::pool_at::PoolAtBlock;
 use crate::stack::bucket::{bucket_id, followup, SummaryFrame};
 use crate::stack::image::ImageFetch;
-use crate::stack::{start_context, walk, StackWalk, StartContext};
+use crate::stack::{start_context, walk, ContextSource, StackWalk, StartContext};
 use crate::symbols::resolve::debugger_module_name;
 use crate::symbols::resolve::SymbolStatus;
 use crate::symbols::store::{SymbolKey, SymbolStore};
@@ -36,8 +36,9 @@ pub struct Walked {
     pub walk: StackWalk,
 }
 
-/// Walks the crashing thread's stack; `None` when the dump has no bug check or no readable
-/// starting context.
+/// Walks the crashing thread's stack; `None` when the dump has no bug check. Without
+/// starting registers the walk is empty and says why, so the bug check's other findings (the
+/// unloaded drivers, the pool block) still have their place.
 pub fn walk_crash(
     dump: &Dump,
     kernel: &KernelInfo,
@@ -51,13 +52,47 @@ pub fn walk_crash(
     let arch = dump.header().arch;
     let mem = dump.kernel_memory().ok();
     let params = b.params.clone().map(|p| p.value);
-    let header = dump.file_bytes().get(..dump.header_size() as usize)?;
-    let start = start_context(header, arch, b.code, &params, mem.as_deref())?;
+    let header = dump
+        .file_bytes()
+        .get(..dump.header_size() as usize)
+        .unwrap_or_default();
+    let Some(start) = start_context(header, arch, b.code, &params, mem.as_deref()) else {
+        return Some(not_walked(arch));
+    };
     let fetch = StoreImages { store, deadline };
     let empty = crate::kernel::pe::SliceMemory::new(0, &[], 8);
     let mem: &dyn VirtualMemory = mem.as_deref().unwrap_or(&empty);
     let walk = walk(&start, arch, &kernel.modules.modules, mem, &fetch);
     Some(Walked { start, walk })
+}
+
+/// The empty walk of a dump whose starting registers could not be read.
+fn not_walked(arch: crate::dump::Arch) -> Walked {
+    let detail = match arch {
+        crate::dump::Arch::Arm64 => {
+            "arm64 stacks are not unwound: the bug check, its parameters and the module list \
+             are read, the crashing thread's registers and stack are not"
+        }
+        _ => {
+            "the dump header's context record is empty or not of this architecture, and the \
+             bug check's parameters name no readable exception record or trap frame"
+        }
+    };
+    Walked {
+        start: StartContext {
+            regs: Default::default(),
+            source: ContextSource::None,
+            address: None,
+        },
+        walk: StackWalk {
+            frames: Vec::new(),
+            stop: crate::stack::Stop {
+                reason: crate::stack::StopReason::NoContext,
+                detail: detail.to_string(),
+            },
+            images_fetched: Vec::new(),
+        },
+    }
 }
 
 /// Fetches images through the symbol path by (TimeDateStamp, SizeOfImage).

@@ -63,6 +63,8 @@ pub enum ContextSource {
     DumpHeader,
     ExceptionRecord,
     TrapFrame,
+    /// No usable record: the stack was not walked.
+    None,
 }
 
 /// Integer registers and the instruction pointer of one frame.

@@ -42,6 +42,8 @@ pub enum StopReason {
     NoUnwindInfo,
     Loop,
     FrameLimit,
+    /// No starting registers: no frame was walked (see `detail`).
+    NoContext,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,13 +12,17 @@ pub fn stack_section(c: &CrashReport) -> String {
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))
         .unwrap_or_default();
+    let frames = &c.stack.frames;
+    if frames.is_empty() {
+        let _ = writeln!(s, "Stack: not walked: {}", c.stack.stopped.detail);
+        return finish(s, c);
+    }
     let _ = writeln!(
         s,
         "Stack (context from {source}, {} walk)",
         c.stack.method.replace('_', "-")
     );
     let _ = writeln!(s, "  #  {:<18} {:<18} Call Site", "Child-SP", "RetAddr");
-    let frames = &c.stack.frames;
     for (i, f) in frames.iter().enumerate() {
         let ret = frames
             .get(i + 1)
@@ -41,12 +45,21 @@ pub fn stack_section(c: &CrashReport) -> String {
             c.stack.images_from_symbol_path.join(", ")
         );
     }
+    finish(s, c)
+}
+
+/// The lines after the frames: followup, bucket, the pool block and the unloaded drivers.
+fn finish(mut s: String, c: &CrashReport) -> String {
     let _ = writeln!(
         s,
         "Followup: {}",
         c.followup_module
             .as_deref()
-            .unwrap_or("none (every frame is in the kernel's own modules)")
+            .unwrap_or(if c.stack.frames.is_empty() {
+                "none (no frame)"
+            } else {
+                "none (every frame is in the kernel's own modules)"
+            })
     );
     let _ = writeln!(s, "Bucket:   {}", c.bucket);
     if let Some(b) = &c.pool_block {

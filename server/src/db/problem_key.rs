@@ -118,7 +118,9 @@ pub fn of_report(v: &Value) -> Option<ProblemKey> {
     let bucket = v["crash"]["bucket"]
         .as_str()
         .and_then(|b| b.split_once('_'))
-        .filter(|(_, place)| !place.is_empty())
+        // A bucket that names no module (no frame, or none in a module) groups less well than
+        // the faulting instruction below.
+        .filter(|(_, place)| !place.is_empty() && *place != "UNKNOWN_MODULE")
         .and_then(|(c, place)| Some((super::report_index::normalize_bugcheck_code(c)?, place)));
     let code = bucket.as_ref().map_or(code, |(c, _)| c.clone());
     let bucket_place = bucket.map(|(_, place)| place);
@@ -204,6 +206,11 @@ mod tests {
         let old = json!({ "kind": "analysis", "verdict": { "kind": "not-analyzable" },
                         "bugcheck": { "code": "0x7e", "faulting_symbol": "amdppm!WriteIoMemRawEx+0x70" } });
         assert_eq!(of_report(&old).unwrap().id, k.id);
+        // So does a crash whose bucket names no module (a walk with no frame in a module).
+        let unknown = json!({ "kind": "analysis", "verdict": { "kind": "not-analyzable" },
+                        "bugcheck": { "code": "0x7e", "faulting_symbol": "amdppm!WriteIoMemRawEx+0x70" },
+                        "crash": { "bucket": "0x7E_UNKNOWN_MODULE" } });
+        assert_eq!(of_report(&unknown).unwrap().id, k.id);
     }
 
     #[test]

@@ -45,13 +45,23 @@ impl StackView {
                 unwound_by: json_str(fr.unwound_by).replace('_', " "),
             })
             .collect();
-        StackView {
-            frames,
-            context_line: format!(
+        let context_line = if f.is_empty() {
+            format!("The stack was not walked: {}.", c.stack.stopped.detail)
+        } else {
+            format!(
                 "Registers from the {}, {} walk.",
                 json_str(c.context_source).replace('_', " "),
                 c.stack.method.replace('_', "-")
-            ),
+            )
+        };
+        let no_followup = if f.is_empty() {
+            "none (no frame)"
+        } else {
+            "none (every frame is in the kernel's own modules)"
+        };
+        StackView {
+            frames,
+            context_line,
             stopped: format!(
                 "{}: {}",
                 json_str(c.stack.stopped.reason).replace('_', " "),
@@ -60,7 +70,7 @@ impl StackView {
             followup: c
                 .followup_module
                 .clone()
-                .unwrap_or_else(|| "none (every frame is in the kernel's own modules)".into()),
+                .unwrap_or_else(|| no_followup.into()),
             bucket: c.bucket.clone(),
         }
     }
@@ -119,5 +129,21 @@ mod tests {
         );
         assert!(v.context_line.contains("exception record"));
         assert!(v.followup.starts_with("none"));
+
+        // No starting registers: the page says the stack was not walked, and why.
+        let mut none = c.clone();
+        none.context_source = ContextSource::None;
+        none.stack.frames.clear();
+        none.stack.stopped = StackStopped {
+            reason: StopReason::NoContext,
+            detail: "arm64 stacks are not unwound".into(),
+        };
+        let v = StackView::build(&none);
+        assert!(v.frames.is_empty());
+        assert_eq!(
+            v.context_line,
+            "The stack was not walked: arm64 stacks are not unwound."
+        );
+        assert_eq!(v.followup, "none (no frame)");
     }
 }
