@@ -14,8 +14,19 @@ pub mod unwind;
 pub mod x64;
 pub mod x86;
 
+use crate::system::System;
 use crate::truth::hex;
+use crate::ForgeError;
 use serde::Serialize;
+
+/// The base of the loaded module `name`: a scenario plants its frames in modules it loaded.
+fn module_base(sys: &System, name: &str) -> Result<u64, ForgeError> {
+    sys.modules
+        .iter()
+        .find(|m| m.name == name)
+        .map(|m| m.base)
+        .ok_or_else(|| ForgeError::Internal(format!("{name} is not loaded")))
+}
 
 /// What a crash scenario puts in the dump header.
 #[derive(Debug, Clone)]

@@ -11,7 +11,7 @@
 use super::context::{self, Registers};
 use super::image::{write_code, write_pdata, PdataEntry};
 use super::unwind::{reg, Op, Prolog};
-use super::{bucket, CrashHeader, CrashTruth, FrameTruth, Placed, Stop};
+use super::{bucket, module_base, CrashHeader, CrashTruth, FrameTruth, Placed, Stop};
 use crate::system::System;
 use crate::truth::hex;
 use crate::ForgeError;
@@ -361,12 +361,7 @@ fn lay_out(emitted: &[Emitted], top: u64) -> Laid {
 /// Plants the crash on `sys` (which must hold [`DRIVER`]); returns the header and, for
 /// [`Variant::PageMissing`], the stack page to leave out of the dump.
 pub fn plant(sys: &mut System, variant: Variant) -> Result<(CrashHeader, Option<u64>), ForgeError> {
-    let driver = sys
-        .modules
-        .iter()
-        .find(|m| m.name == DRIVER)
-        .map(|m| m.base)
-        .ok_or_else(|| ForgeError::Internal(format!("{DRIVER} is not loaded")))?;
+    let driver = module_base(sys, DRIVER)?;
     let emitted = emit(sys, driver)?;
     for base in [sys.kernel_base, driver] {
         write_pdata(&mut sys.machine, base, &pdata_of(&emitted, base))?;
@@ -466,17 +461,13 @@ fn spoil(
         Variant::NoUnwindInfo => {
             // Into the code of a driver whose image has no exception directory at all (a
             // module with a table but no entry for an address would be a leaf function).
-            let m = sys
-                .modules
-                .iter()
-                .find(|m| m.name == NO_PDATA_MODULE)
-                .ok_or_else(|| ForgeError::Internal(format!("{NO_PDATA_MODULE} is not loaded")))?;
-            let target = m.base + 0x1024;
+            let base = module_base(sys, NO_PDATA_MODULE)?;
+            let target = base + 0x1024;
             laid.writes.push((worker_ret, target));
             frames.truncate(depth(WORKER_ROUTINE));
             let place = Placed {
-                module: m.name.clone(),
-                module_base: m.base,
+                module: NO_PDATA_MODULE.to_string(),
+                module_base: base,
                 name: None,
             };
             frames.push(place.frame(target, worker_ret + 8, None));

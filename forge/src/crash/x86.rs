@@ -8,7 +8,7 @@
 use super::context::{self, Registers};
 use super::image::write_code;
 use super::x64::{BUGCHECK_7E, DRIVER};
-use super::{bucket, CrashHeader, CrashTruth, Placed, Stop};
+use super::{bucket, module_base, CrashHeader, CrashTruth, Placed, Stop};
 use crate::system::System;
 use crate::ForgeError;
 
@@ -104,12 +104,7 @@ fn code(at: u64, spec: &FnSpec, first: bool, callee: Option<u64>) -> (Vec<u8>, u
 
 /// Plants the crash on `sys` (which must hold [`DRIVER`]).
 pub fn plant(sys: &mut System) -> Result<CrashHeader, ForgeError> {
-    let driver = sys
-        .modules
-        .iter()
-        .find(|m| m.name == DRIVER)
-        .map(|m| m.base)
-        .ok_or_else(|| ForgeError::Internal(format!("{DRIVER} is not loaded")))?;
+    let driver = module_base(sys, DRIVER)?;
     let starts: Vec<u64> = CHAIN
         .iter()
         .map(|s| match s.driver_rva {
