@@ -435,6 +435,43 @@ fn unloaded_drivers_as_volatility_reads_them() {
     assert_eq!(unloaded(&c["unloaded_drivers"]), want);
 }
 
+/// A pool bug check names the block at its pool-block parameter: the forged untagged leak's
+/// dump with its header turned into BAD_POOL_CALLER 7 (a double free) of one of acmefs.sys's
+/// live blocks, as the caller passed it (the block's data, past its 16-byte header).
+#[test]
+fn pool_bugcheck_names_the_block_at_its_parameter() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = forge(dir.path(), PROFILE, "untagged-two-drivers");
+    let block = f.truth["pool"]["blocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| {
+            b["owner"] == "acmefs.sys"
+                && b["allocated"] == true
+                && b["source"] != "big"
+                && b["transition"] != true
+        })
+        .expect("a live acmefs.sys block");
+    let address = hx(&block["address"]);
+    let mut bytes = std::fs::read(&f.dump).unwrap();
+    // DUMP_HEADER64: BugCheckCode at 0x38, the four parameters from 0x40.
+    bytes[0x38..0x3C].copy_from_slice(&0xC2u32.to_le_bytes());
+    for (i, p) in [7u64, 0x1234, 0, address + 0x10].iter().enumerate() {
+        bytes[0x40 + 8 * i..0x48 + 8 * i].copy_from_slice(&p.to_le_bytes());
+    }
+    let patched = dir.path().join("bad-pool-caller.dmp");
+    std::fs::write(&patched, bytes).unwrap();
+
+    let r = analyze(&patched);
+    let b = &r["crash"]["pool_block"];
+    assert_eq!(hx(&b["address"]), address, "{}", r["crash"]);
+    assert_eq!(b["size"], block["size"], "{b}");
+    assert_eq!(b["allocated"], true, "{b}");
+    assert_eq!(b["contains"], true, "{b}");
+    assert_eq!(b["owner"]["module"], "acmefs.sys", "{b}");
+}
+
 fn unloaded(v: &Value) -> Vec<(String, u64, u64, String)> {
     v.as_array()
         .unwrap_or_else(|| panic!("not a list: {v}"))
