@@ -353,6 +353,18 @@ fn facets_count_within_each_viewers_rights(
         on_19041
     );
     assert!(ids(&list(acme, "?build=7601")).is_empty());
+    // A crash counts under the driver it happened in (the corpus dump crashed in amdppm.sys),
+    // for the customer whose dump it is.
+    assert_eq!(
+        count_of(&a["facets"]["driver"], "amdppm.sys"),
+        Some(1),
+        "{a}"
+    );
+    assert_eq!(count_of(&g["facets"]["driver"], "amdppm.sys"), None, "{g}");
+    assert_eq!(
+        ids(&list(acme, "?driver=amdppm.sys")),
+        [crash["id"].as_str().unwrap()]
+    );
     // The driver facet still counts every driver when a driver is chosen (its own filter is
     // left out), while the status facet counts within it.
     let by_driver = list(support, &format!("?driver={driver}"));

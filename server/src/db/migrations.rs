@@ -48,6 +48,10 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         "0009_problem_facets_events.sql",
         include_str!("../../../migrations/0009_problem_facets_events.sql"),
     ),
+    (
+        "0010_crash_module.sql",
+        include_str!("../../../migrations/0010_crash_module.sql"),
+    ),
 ];
 
 #[derive(Debug)]

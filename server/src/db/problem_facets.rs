@@ -1,6 +1,6 @@
-//! Facets of the problems list: what a problem's dumps name (verdict drivers, pool tags, bug
-//! check, kernel build) and its workflow status, each value with the number of problems that
-//! have it, and the filters those values make.
+//! Facets of the problems list: what a problem's dumps name (verdict drivers, the module a
+//! crash happened in, pool tags, bug check, kernel build) and its workflow status, each value
+//! with the number of problems that have it, and the filters those values make.
 //!
 //! Everything is read within the viewer's rights, as the list's counts are: a customer's
 //! facets come from its own dumps only, so a value another tenant's dump of the same problem
@@ -42,8 +42,8 @@ pub async fn attributes(
     };
     // DISTINCT: one row per combination, not per dump (a problem's dumps mostly agree).
     let sql = format!(
-        "SELECT DISTINCT s.problem_id, s.verdict_drivers, s.verdict_tags, s.bugcheck_code, \
-         s.bugcheck_name, s.build FROM dumps d JOIN report_summaries s ON s.sha256 = d.analysis \
+        "SELECT DISTINCT s.problem_id, s.verdict_drivers, s.crash_module, s.verdict_tags, \
+         s.bugcheck_code, s.bugcheck_name, s.build FROM dumps d JOIN report_summaries s ON s.sha256 = d.analysis \
          WHERE s.problem_id IS NOT NULL{scope}"
     );
     let mut q = sqlx::query(&sql);
@@ -61,6 +61,9 @@ pub async fn attributes(
                 .filter(|s| !s.is_empty())
                 .map(str::to_string),
         );
+        // A crash counts under the driver it happened in.
+        a.drivers
+            .extend(r.try_get::<Option<String>, _>("crash_module")?);
         let tags: Option<String> = r.try_get("verdict_tags")?;
         let tags = tags.unwrap_or_default();
         a.tags.extend(

@@ -12,7 +12,7 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 
 /// Version of the extraction rules; rows with an older version are rebuilt at start.
-pub const INDEX_VERSION: i64 = 4;
+pub const INDEX_VERSION: i64 = 5;
 
 /// Longest module name indexed (a report is analyzer output, but bounded anyway).
 const MAX_MODULE_LEN: usize = 255;
@@ -45,6 +45,9 @@ pub struct Extracted {
     pub modules: Vec<super::report_modules::ModuleKeys>,
     /// The problem the report belongs to (since index version 3).
     pub problem: Option<super::problem_key::ProblemKey>,
+    /// The crash's followup module, else its first frame's module, lower-case (since index
+    /// version 5).
+    pub crash_module: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -120,6 +123,20 @@ fn tags(v: &Value) -> Vec<String> {
     out
 }
 
+/// The module a crash is filed under: the followup module, else the first frame in a module.
+fn crash_module(crash: &Value) -> Option<String> {
+    let first_framed = || {
+        crash["stack"]["frames"]
+            .as_array()?
+            .iter()
+            .find_map(|f| f["module"].as_str())
+    };
+    crash["followup_module"]
+        .as_str()
+        .or_else(first_framed)
+        .and_then(module_key)
+}
+
 /// Extracts the index rows of a report. None when the text is not a JSON object.
 pub fn extract(json: &str) -> Option<Extracted> {
     let v: Value = serde_json::from_str(json).ok()?;
@@ -145,6 +162,7 @@ pub fn extract(json: &str) -> Option<Extracted> {
     e.bugcheck_name = text(&bc["name"], 200);
     e.modules = super::report_modules::extract(&v);
     e.problem = super::problem_key::of_report(&v);
+    e.crash_module = crash_module(&v["crash"]);
     if !is_analysis {
         return Some(e);
     }
@@ -229,8 +247,9 @@ async fn store(db: &Db, sha256: &str, e: &Extracted, now: i64) -> Result<(), sql
         "INSERT INTO report_summaries (sha256, index_version, report_kind, verdict_kind, \
              verdict_sentence, verdict_pool, verdict_bytes, verdict_drivers, bugcheck_code, \
              bugcheck_name, build, arch, indexed_at, signature, problem_id, problem_kind, \
-             problem_title, verdict_tags) \
-         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18 \
+             problem_title, verdict_tags, crash_module) \
+         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
+                $19 \
          WHERE EXISTS (SELECT 1 FROM reports WHERE sha256 = $1) \
          ON CONFLICT (sha256) DO NOTHING",
     )
@@ -252,6 +271,7 @@ async fn store(db: &Db, sha256: &str, e: &Extracted, now: i64) -> Result<(), sql
     .bind(e.problem.as_ref().map(|p| p.kind))
     .bind(e.problem.as_ref().map(|p| p.title.as_str()))
     .bind((!e.verdict_tags.is_empty()).then(|| e.verdict_tags.join("\n")))
+    .bind(&e.crash_module)
     .execute(&mut *tx)
     .await?
     .rows_affected();
@@ -364,6 +384,26 @@ mod tests {
         assert_eq!(e.report_kind, "inspect");
         assert_eq!(e.bugcheck_code.as_deref(), Some("0x1000007e"));
         assert!(e.verdict_kind.is_none() && e.drivers.is_empty());
+    }
+
+    #[test]
+    fn a_crash_is_filed_under_its_followup_else_its_first_module() {
+        let with = |crash: &str| {
+            extract(&format!(r#"{{"dump":{{}},"modules":[],"crash":{crash}}}"#))
+                .unwrap()
+                .crash_module
+        };
+        let frames = r#""stack":{"frames":[{"module":null},{"module":"Acme.sys"}]}"#;
+        assert_eq!(
+            with(&format!(r#"{{"followup_module":"AMDPPM.SYS",{frames}}}"#)).as_deref(),
+            Some("amdppm.sys")
+        );
+        assert_eq!(
+            with(&format!(r#"{{"followup_module":null,{frames}}}"#)).as_deref(),
+            Some("acme.sys")
+        );
+        assert_eq!(with(r#"{"stack":{"frames":[]}}"#), None);
+        assert_eq!(with("null"), None);
     }
 
     #[test]
