@@ -408,8 +408,8 @@ fn migrations_run_at_start_on_an_empty_database() {
     );
     assert_eq!(
         tables,
-        "_sqlx_migrations,dump_files_deleted,dumps,jobs,problem_comments,problem_events,\
-         problem_workflow,report_drivers,report_modules,report_summaries,reports,sessions,\
+        "_sqlx_migrations,dump_files_deleted,dumps,jobs,problem_comments,problem_deliveries,\
+         problem_events,problem_workflow,report_drivers,report_modules,report_summaries,reports,sessions,\
          symbol_files,system_logs,tokens,uploads,webhook_deliveries"
     );
     // Applied = the files, with sqlx's checksum (SHA-384 of the file) computed by coreutils.
