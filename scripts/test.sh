@@ -181,7 +181,9 @@ status=${PIPESTATUS[0]}
 # database without the harness (SQLite file): service_api's tenants test and service_search's
 # backfill test. tokens_cli and service_browser do not go through the harness at all.
 step "service suites on PostgreSQL (POOLTRIAGE_TEST_DATABASE=postgres)"
-POOLTRIAGE_TEST_DATABASE=postgres cargo test -p pooltriage-e2e --no-fail-fast \
+# `--workspace` as above, not `-p pooltriage-e2e`: the same feature set, so the test binaries
+# of the first pass are reused instead of built again.
+POOLTRIAGE_TEST_DATABASE=postgres cargo test --workspace --no-fail-fast \
     --test service_api --test service_auth --test service_upload --test service_search \
     --test service_webhooks --test service_retention --test service_pages --test service_symbols \
     --test service_progress --test service_upload_csrf --test service_vendor_symbols --test service_problems \
