@@ -6,6 +6,7 @@
 //! A body never asserts what a parser may legitimately refuse: it only requires that the call
 //! returns (no panic, no hang, no unbounded allocation).
 
+mod crash;
 mod dump;
 pub mod mem;
 mod panics;
@@ -19,6 +20,7 @@ mod tmp;
 mod trend;
 mod upload;
 
+pub use crash::crash;
 pub use dump::{bitmap, header, triage};
 pub use panics::run;
 pub use pe::{pe_file, pe_memory};
@@ -52,6 +54,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("upload", upload),
     ("tag_log", tag_log),
     ("counter_log", counter_log),
+    ("crash", crash),
 ];
 
 /// The little-endian integer at `off` of `data`, 0 past its end: targets read their

@@ -78,4 +78,5 @@ replay_tests!(
     upload,
     tag_log,
     counter_log,
+    crash,
 );

@@ -462,8 +462,164 @@ fn check(seeds: &[(&str, String, Vec<u8>)]) {
                 assert!(t.rows.is_some(), "{:?}", t.warnings);
             }
             "code_scan" => {}
+            "crash" => check_crash(name, data),
             _ => {}
         }
+    }
+}
+
+/// The crash seeds' stack (x64) and its x86 counterpart.
+const STACK64: u64 = 0xffff_8000_0000_0000;
+const STACK32: u64 = 0xf78a_0000;
+
+/// An x64 CONTEXT record: ContextFlags (CONTEXT_AMD64 | full), Rsp, Rip.
+fn context64(rip: u64, rsp: u64) -> Vec<u8> {
+    let mut c = vec![0u8; 0x4D0];
+    c[0x30..0x34].copy_from_slice(&0x0010_001fu32.to_le_bytes());
+    c[0x98..0xA0].copy_from_slice(&rsp.to_le_bytes());
+    c[0xF8..0x100].copy_from_slice(&rip.to_le_bytes());
+    c
+}
+
+/// crashy.sys's x64 image: a PE header whose exception directory lists two functions, each
+/// with `push rbp; sub rsp, 28h` described by its UNWIND_INFO.
+fn unwind_image() -> Vec<u8> {
+    let mut b = vec![0u8; 0x3000];
+    b[0..2].copy_from_slice(b"MZ");
+    b[0x3C..0x40].copy_from_slice(&0x80u32.to_le_bytes());
+    b[0x80..0x84].copy_from_slice(b"PE\0\0");
+    let opt = 0x80 + 24;
+    b[opt..opt + 2].copy_from_slice(&0x20Bu16.to_le_bytes());
+    b[opt + 108..opt + 112].copy_from_slice(&16u32.to_le_bytes());
+    let dir = opt + 112 + 8 * 3;
+    b[dir..dir + 4].copy_from_slice(&0x200u32.to_le_bytes());
+    b[dir + 4..dir + 8].copy_from_slice(&24u32.to_le_bytes());
+    for (i, (begin, end)) in [(0x1000u32, 0x1100u32), (0x1100, 0x1200)]
+        .iter()
+        .enumerate()
+    {
+        let at = 0x200 + 12 * i;
+        for (j, v) in [*begin, *end, 0x2000].iter().enumerate() {
+            b[at + 4 * j..at + 4 * j + 4].copy_from_slice(&v.to_le_bytes());
+        }
+    }
+    // Version 1, prolog 5 bytes, 2 codes: at 5 UWOP_ALLOC_SMALL (0x28), at 1 UWOP_PUSH_NONVOL rbp.
+    b[0x2000..0x2008].copy_from_slice(&[1, 5, 2, 0, 5, 0x42, 1, 0x50]);
+    b
+}
+
+/// Frame 0 in crashy.sys's first function, returning into its second, which returns to 0.
+fn stack64(b: &mut Builder) {
+    use crate::crash::DRIVER64;
+    b.write(DRIVER64, &unwind_image())
+        .u64(STACK64 + 0x28, 0x1111)
+        .u64(STACK64 + 0x30, DRIVER64 + 0x1150)
+        .u64(STACK64 + 0x60, 0x2222)
+        .u64(STACK64 + 0x68, 0);
+}
+
+fn crash_seed(sel: u8, params: [u64; 4]) -> Builder {
+    let mut head = vec![sel];
+    for p in params {
+        head.extend_from_slice(&p.to_le_bytes());
+    }
+    Builder::new(&head)
+}
+
+/// The crash target's seeds: x64 from the header's context (with an unloaded driver in
+/// MmUnloadedDrivers), from a 0x1000007E exception record and from a 0x8E trap frame; x86
+/// along an EBP chain.
+fn crash_seeds() -> Vec<(String, Vec<u8>)> {
+    use crate::crash::{DRIVER32, DRIVER64, HEADER_VA, NT32};
+    let rip = DRIVER64 + 0x1050;
+    let mut out = Vec::new();
+
+    let mut b = crash_seed(0, [0; 4]);
+    stack64(&mut b);
+    b.write(HEADER_VA + 0x348, &context64(rip, STACK64));
+    let (array, name) = (0xffff_c000_0100_0000u64, 0xffff_c000_0100_1000u64);
+    let text: Vec<u8> = "old.sys"
+        .encode_utf16()
+        .flat_map(u16::to_le_bytes)
+        .collect();
+    b.u64(global("MmUnloadedDrivers"), array)
+        .u32(global("MmLastUnloadedDriver"), 1)
+        .u16(array, text.len() as u16)
+        .u16(array + 2, text.len() as u16)
+        .u64(array + 8, name)
+        .u64(array + 16, 0xffff_f802_0000_0000)
+        .u64(array + 24, 0xffff_f802_0001_0000)
+        .u64(array + 32, 0x01d9_0000_0000_0000)
+        .write(name, &text);
+    out.push(("x64_header_unloaded".into(), b.out));
+
+    let record = STACK64 + 0x1000;
+    let mut b = crash_seed(1 << 2, [0xC000_0005, rip, 0, record]);
+    stack64(&mut b);
+    b.write(record, &context64(rip, STACK64));
+    out.push(("x64_exception_record".into(), b.out));
+
+    let trap = STACK64 + 0x1000;
+    let mut b = crash_seed(3 << 2, [0xC000_0005, rip, trap, 0]);
+    stack64(&mut b);
+    b.u64(trap + 0x168, rip).u64(trap + 0x180, STACK64);
+    out.push(("x64_trap_frame".into(), b.out));
+
+    // x86: ContextFlags CONTEXT_i386 | full; Ebp, Eip, Esp; then two saved EBPs.
+    let mut b = crash_seed(1, [0; 4]);
+    let ctx = HEADER_VA + 0x320;
+    b.u32(ctx, 0x0001_0007)
+        .u32(ctx + 0xB4, (STACK32 + 0x10) as u32)
+        .u32(ctx + 0xB8, (DRIVER32 + 0x1000) as u32)
+        .u32(ctx + 0xC4, STACK32 as u32)
+        .u32(STACK32 + 0x10, (STACK32 + 0x30) as u32)
+        .u32(STACK32 + 0x14, (DRIVER32 + 0x1234) as u32)
+        .u32(STACK32 + 0x30, 0)
+        .u32(STACK32 + 0x34, (NT32 + 0x500) as u32);
+    out.push(("x86_ebp_chain".into(), b.out));
+    out
+}
+
+/// What a crash seed must reach: the walk's frames and stop, and the unloaded drivers.
+fn check_crash(name: &str, data: &[u8]) {
+    use analyzer::stack::{start_context, walk, StopReason};
+    let arch = if data[0] & 3 == 1 {
+        analyzer::dump::Arch::X86
+    } else {
+        analyzer::dump::Arch::X64
+    };
+    let code = crate::crash::CODES[usize::from(data[0] >> 2 & 3)];
+    let params: [u64; 4] = std::array::from_fn(|i| crate::le(data, 1 + 8 * i, 8));
+    let ps = if arch == analyzer::dump::Arch::X86 {
+        4
+    } else {
+        8
+    };
+    let mem = crate::mem::Sparse::parse(&data[33..], ps);
+    let mut header = vec![0u8; 0x2000];
+    for (i, page) in header.chunks_mut(0x1000).enumerate() {
+        let _ = mem.read(crate::crash::HEADER_VA + 0x1000 * i as u64, page);
+    }
+    let start = start_context(&header, arch, code, &params, Some(&mem)).expect(name);
+    let modules = crate::crash::modules(arch);
+    let w = walk(
+        &start,
+        arch,
+        &modules,
+        &mem,
+        &analyzer::stack::image::NoFetch,
+    );
+    let want = if arch == analyzer::dump::Arch::X86 {
+        3
+    } else {
+        2
+    };
+    assert_eq!(w.frames.len(), want, "{name}: {w:?}");
+    assert_eq!(w.stop.reason, StopReason::EndOfStack, "{name}: {w:?}");
+    if name.contains("unloaded") {
+        let l = analyzer::kernel::unloaded::read_unloaded(&mem, KERNEL_BASE, w19041()).unwrap();
+        assert_eq!(l.drivers.len(), 1, "{l:?}");
+        assert_eq!(l.drivers[0].name, "old.sys");
     }
 }
 
@@ -484,6 +640,9 @@ fn write() {
     seeds.push(("code_scan", "usb2dbg_text".into(), driver_code(dir)));
     for (n, d) in mapped_images(dir) {
         seeds.push(("pe_memory", n, d));
+    }
+    for (n, d) in crash_seeds() {
+        seeds.push(("crash", n, d));
     }
     check(&seeds);
     for (target, name, data) in &seeds {
