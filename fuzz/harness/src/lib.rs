@@ -8,6 +8,7 @@
 
 mod crash;
 mod dump;
+mod kernel;
 pub mod mem;
 mod panics;
 mod pe;
@@ -22,6 +23,7 @@ mod upload;
 
 pub use crash::crash;
 pub use dump::{bitmap, header, triage};
+pub use kernel::kernel;
 pub use panics::run;
 pub use pe::{pe_file, pe_memory};
 pub use pool::{big_pages, pool_page, segheap, session};
@@ -55,6 +57,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("tag_log", tag_log),
     ("counter_log", counter_log),
     ("crash", crash),
+    ("kernel", kernel),
 ];
 
 /// The little-endian integer at `off` of `data`, 0 past its end: targets read their

@@ -79,4 +79,5 @@ replay_tests!(
     tag_log,
     counter_log,
     crash,
+    kernel,
 );

@@ -463,6 +463,7 @@ fn check(seeds: &[(&str, String, Vec<u8>)]) {
             }
             "code_scan" => {}
             "crash" => check_crash(name, data),
+            "kernel" => check_kernel(data),
             _ => {}
         }
     }
@@ -623,6 +624,100 @@ fn check_crash(name: &str, data: &[u8]) {
     }
 }
 
+/// A UNICODE_STRING (x64) at `at` whose buffer at `buffer` holds `text`.
+fn unicode(b: &mut Builder, at: u64, buffer: u64, text: &str) {
+    let units: Vec<u8> = text.encode_utf16().flat_map(u16::to_le_bytes).collect();
+    b.u16(at, units.len() as u16)
+        .u16(at + 2, units.len() as u16)
+        .u64(at + 8, buffer)
+        .write(buffer, &units);
+}
+
+/// The kernel target's seed: a plain debugger data block, nt and crashy.sys in
+/// PsLoadedModuleList, the System process in PsActiveProcessHead, and a 'Driv' block holding
+/// crashy.sys's DRIVER_OBJECT with one device object.
+fn kernel_seed() -> Vec<u8> {
+    use crate::crash::DRIVER64;
+    const ENTRIES: u64 = 0xffff_c000_0200_0000;
+    const STRINGS: u64 = 0xffff_c000_0201_0000;
+    const EPROCESS: u64 = 0xffff_c000_0202_0000;
+    const BLOCK: u64 = 0xffff_c000_0300_0000;
+    const DEVICE: u64 = BLOCK + 0x1000;
+    let driver = BLOCK + 0x30;
+    let mut params = BLOCK.to_le_bytes().to_vec();
+    params.extend_from_slice(&0x200u64.to_le_bytes());
+    let mut b = Builder::new(&params);
+
+    let mut kdbg = vec![0u8; 0x340];
+    kdbg[0x10..0x14].copy_from_slice(b"KDBG");
+    kdbg[0x14..0x18].copy_from_slice(&0x340u32.to_le_bytes());
+    kdbg[0x18..0x20].copy_from_slice(&KERNEL_BASE.to_le_bytes());
+    b.write(crate::kernel::KDBG_VA, &kdbg);
+
+    let head = global("PsLoadedModuleList");
+    let mods = [("ntoskrnl.exe", KERNEL_BASE), ("crashy.sys", DRIVER64)];
+    b.u64(head, ENTRIES).u64(head + 8, ENTRIES + 0x100);
+    for (i, (name, base)) in mods.iter().enumerate() {
+        let e = ENTRIES + 0x100 * i as u64;
+        let next = if i + 1 < mods.len() { e + 0x100 } else { head };
+        b.u64(e, next).u64(e + 0x30, *base).u32(e + 0x40, 0x20_0000);
+        let path = format!("\\SystemRoot\\system32\\{name}");
+        unicode(&mut b, e + 0x48, STRINGS + 0x200 * i as u64, &path);
+        unicode(&mut b, e + 0x58, STRINGS + 0x200 * i as u64 + 0x100, name);
+    }
+
+    let procs = global("PsActiveProcessHead");
+    let links = EPROCESS + off("_EPROCESS", "ActiveProcessLinks");
+    b.u64(procs, links)
+        .u64(links, procs)
+        .u64(EPROCESS + off("_EPROCESS", "UniqueProcessId"), 4)
+        .write(EPROCESS + off("_EPROCESS", "ImageFileName"), b"System\0");
+
+    let p = w19041();
+    let (driver_size, device_size) = (
+        p.type_size("_DRIVER_OBJECT").unwrap(),
+        p.type_size("_DEVICE_OBJECT").unwrap(),
+    );
+    b.u16(driver, 4)
+        .u16(driver + 2, driver_size as u16)
+        .u64(driver + off("_DRIVER_OBJECT", "DriverStart"), DRIVER64)
+        .u64(driver + off("_DRIVER_OBJECT", "DeviceObject"), DEVICE)
+        .u16(DEVICE, 3)
+        .u16(DEVICE + 2, device_size as u16 + 0x40)
+        .u64(DEVICE + off("_DEVICE_OBJECT", "DriverObject"), driver)
+        .u64(
+            DEVICE + off("_DEVICE_OBJECT", "DeviceExtension"),
+            DEVICE + device_size,
+        );
+    b.out
+}
+
+/// What the kernel seed must reach.
+fn check_kernel(data: &[u8]) {
+    use analyzer::analysis::provenance::modules::ModuleMap;
+    let mem = crate::mem::Sparse::parse(&data[16..], 8);
+    let ctx = context();
+    analyzer::kernel::kdbg::read_kdbg(&mem, crate::kernel::KDBG_VA, None).unwrap();
+    let m = analyzer::kernel::modules::walk_loaded_modules(&mem, global("PsLoadedModuleList"));
+    assert_eq!(m.modules.len(), 2, "{:?}", m.warnings);
+    assert_eq!(m.modules[1].name, "crashy.sys");
+    let (p, w) =
+        analyzer::pool::quota::walk_processes(&mem, &ctx, global("PsActiveProcessHead")).unwrap();
+    assert_eq!((p.len(), p[0].name.as_str()), (1, "System"), "{w:?}");
+    let map = ModuleMap::new(&m.modules, Some(KERNEL_BASE));
+    let bases: Vec<u64> = m.modules.iter().map(|m| m.base).collect();
+    let block = (crate::le(data, 0, 8), crate::le(data, 8, 8));
+    let d = analyzer::analysis::provenance::objects::find_driver_objects(
+        &mem,
+        Some(w19041()),
+        &map,
+        &bases,
+        &[block],
+    );
+    assert_eq!(d.len(), 1);
+    assert_eq!((d[0].module, d[0].devices.len()), (1, 1), "{d:?}");
+}
+
 #[test]
 #[ignore = "writes fuzz/seeds (fuzz/make_seeds.sh)"]
 fn write() {
@@ -644,6 +739,7 @@ fn write() {
     for (n, d) in crash_seeds() {
         seeds.push(("crash", n, d));
     }
+    seeds.push(("kernel", "w19041_lists_and_objects".into(), kernel_seed()));
     check(&seeds);
     for (target, name, data) in &seeds {
         assert!(
