@@ -24,5 +24,6 @@ pub mod stack;
 pub mod symbols;
 pub mod trend;
 
-#[cfg(test)]
-mod test_corpus;
+/// Where the tests of every crate find the corpus (not part of the library's interface).
+#[doc(hidden)]
+pub mod test_corpus;

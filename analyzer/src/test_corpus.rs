@@ -1,4 +1,4 @@
-//! The corpus the unit tests read: `$POOLTRIAGE_CORPUS` when set (the CI's and a checkout
+//! The corpus the tests of every crate read: `$POOLTRIAGE_CORPUS` when set (the CI's and a checkout
 //! elsewhere), else `shared/corpus` beside the repository.
 
 use std::path::PathBuf;

@@ -8,11 +8,6 @@ mod dump_support;
 use analyzer::dump::{Dump, DumpError};
 use dump_support::*;
 
-const TRIAGE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/corpus/dumps/triage_x64.dmp"
-);
-
 fn err(bytes: Vec<u8>) -> DumpError {
     match Dump::from_bytes(bytes) {
         Ok(d) => panic!("expected an error, opened {d:?}"),
@@ -179,7 +174,7 @@ fn truncation_triage_synthetic() {
 
 #[test]
 fn truncation_real_triage_dump() {
-    let full = std::fs::read(TRIAGE).unwrap();
+    let full = std::fs::read(analyzer::test_corpus::corpus("dumps/triage_x64.dmp")).unwrap();
     // The triage writer's SizeOfDump (TRIAGE_DUMP +4) and the corpus file's own structures
     // (header 0x2000, TRIAGE_DUMP 0x80): any cut before SizeOfDump loses something.
     let size_of_dump = u32::from_le_bytes(full[0x2004..0x2008].try_into().unwrap()) as usize;

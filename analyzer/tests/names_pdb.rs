@@ -1,11 +1,10 @@
 //! Function names from real PDBs, checked against readers nobody here wrote.
 
 use analyzer::symbols::names::{FunctionNames, SymbolKind, Undecorate};
-
-const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus");
+use analyzer::test_corpus::corpus_str;
 
 fn amdppm_pdb() -> String {
-    format!("{CORPUS}/symstore/amdppm.pdb/1C19FDDB27BB3399D9B45973EFEAFCF31/amdppm.pdb")
+    corpus_str("symstore/amdppm.pdb/1C19FDDB27BB3399D9B45973EFEAFCF31/amdppm.pdb")
 }
 
 /// triage_x64.dmp crashed at amdppm.sys+0x334c (bugcheck 0x1000007E, parameter 2).
@@ -58,8 +57,7 @@ fn amdppm_bugcheck_address_matches_llvm_pdbutil() {
 /// `_PoolTrackTable`, `_KeBugCheckEx@20`, `_ExAllocatePoolWithTag@12`, `_KiTrap0E`.
 #[test]
 fn xp_kernel_publics_match_pdbconv() {
-    let names =
-        FunctionNames::from_pdb(format!("{CORPUS}/pdb/ntkrnlpa.pdb"), Undecorate::Auto).unwrap();
+    let names = FunctionNames::from_pdb(corpus_str("pdb/ntkrnlpa.pdb"), Undecorate::Auto).unwrap();
     assert!(
         names.undecorated,
         "machine type 0 with decorated names: x86 rules"
@@ -83,8 +81,7 @@ fn xp_kernel_publics_match_pdbconv() {
 /// second even in a debug build (a linear scan would take minutes).
 #[test]
 fn lookup_is_fast() {
-    let names =
-        FunctionNames::from_pdb(format!("{CORPUS}/pdb/ntkrnlpa.pdb"), Undecorate::Auto).unwrap();
+    let names = FunctionNames::from_pdb(corpus_str("pdb/ntkrnlpa.pdb"), Undecorate::Auto).unwrap();
     assert!(names.len() > 5000, "{}", names.len());
     let t = std::time::Instant::now();
     let mut named = 0u32;

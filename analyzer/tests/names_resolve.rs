@@ -9,14 +9,14 @@ use analyzer::symbols::resolve::{
     resolve_module, resolve_modules, CodeViewOrigin, ResolveOptions, SymbolState, Symbolizer,
 };
 use analyzer::symbols::store::{StoreConfig, SymbolPath, SymbolStore};
+use analyzer::test_corpus::corpus;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus");
 const AMDPPM_BASE: u64 = 0xfffff804_8b580000;
 
 fn corpus_store() -> PathBuf {
-    Path::new(CORPUS).join("symstore")
+    corpus("symstore")
 }
 
 fn store(path: &str, data: &Path) -> SymbolStore {
@@ -218,7 +218,7 @@ fn xp_kernel_names_are_undecorated() {
     let tmp = tempfile::tempdir().unwrap();
     let st_dir = tmp.path().join("store");
     copy_to(
-        &Path::new(CORPUS).join("pdb/ntkrnlpa.pdb"),
+        &corpus("pdb/ntkrnlpa.pdb"),
         &st_dir.join("ntkrnlpa.pdb/30B5FB31AE7E4ACAABA750AA241FF3311/ntkrnlpa.pdb"),
     );
     let s = store(

@@ -18,10 +18,6 @@ use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-const XP_PDB: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/corpus/pdb/ntkrnlpa.pdb"
-);
 const ISF_REL: &str = "windows/ntkrnlpa.pdb/30B5FB31AE7E4ACAABA750AA241FF331-1.json.xz";
 
 fn pdbconv_isf() -> Value {
@@ -49,7 +45,8 @@ fn pdbconv_isf() -> Value {
 
 #[test]
 fn xp_pdb_profile_equals_pdbconv() {
-    let ours = Profile::from_pdb(XP_PDB).expect("our reader reads ntkrnlpa.pdb");
+    let ours = Profile::from_pdb(analyzer::test_corpus::corpus("pdb/ntkrnlpa.pdb"))
+        .expect("our reader reads ntkrnlpa.pdb");
     let isf = pdbconv_isf();
 
     // Identity: pdbconv writes the GUID without dashes and the DBI age.

@@ -20,13 +20,12 @@ use analyzer::kernel::bugcheck::{NameSource, ParamKind};
 use analyzer::kernel::read_kernel;
 use analyzer::report::{Hex, InspectReport};
 
-const DUMP: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/corpus/dumps/triage_x64.dmp"
-);
+fn dump_path() -> std::path::PathBuf {
+    analyzer::test_corpus::corpus("dumps/triage_x64.dmp")
+}
 
 fn report() -> InspectReport {
-    let dump = Dump::open(DUMP).expect("the corpus triage dump opens");
+    let dump = Dump::open(dump_path()).expect("the corpus triage dump opens");
     let kernel = read_kernel(&dump);
     InspectReport::build("triage_x64.dmp", &dump, &kernel)
 }
@@ -123,7 +122,7 @@ fn bugcheck_fields() {
 /// 0xfffff8048b58334c, the same instruction as bugcheck parameter 2.
 #[test]
 fn context_record_instruction_pointer() {
-    let dump = Dump::open(DUMP).unwrap();
+    let dump = Dump::open(dump_path()).unwrap();
     let ip =
         analyzer::kernel::fault::context_instruction_pointer(dump.file_bytes(), dump.header().arch);
     assert_eq!(ip, Some(0xfffff804_8b58334c));
@@ -289,7 +288,7 @@ fn warnings_name_what_is_missing() {
 /// whatever opens must give a report without panicking, and serialize.
 #[test]
 fn corrupted_copies_never_panic() {
-    let original = std::fs::read(DUMP).unwrap();
+    let original = std::fs::read(dump_path()).unwrap();
     let mut x = 0x9e37_79b9_7f4a_7c15u64;
     let mut next = move || {
         x ^= x << 13;

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 fn forge_scenario(profile: &str, scenario: &str, dir: &Path) -> (PathBuf, Value) {
     let out = dir.join(format!("{profile}-{scenario}.dmp"));
     let mut opts = Options::new(profile, "kernel-bitmap");
-    opts.corpus = Some(PathBuf::from(CORPUS));
+    opts.corpus = Some(corpus_dir());
     opts.size = 512 << 20;
     opts.scenario = scenario.to_string();
     forge::forge(&opts, &out).unwrap_or_else(|e| panic!("forge {profile} {scenario}: {e}"));

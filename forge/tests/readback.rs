@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 fn forge_one(profile: &str, format: &str, dir: &Path) -> (PathBuf, Value) {
     let out = dir.join(format!("{profile}-{format}.dmp"));
     let mut opts = Options::new(profile, format);
-    opts.corpus = Some(PathBuf::from(CORPUS));
+    opts.corpus = Some(corpus_dir());
     opts.size = 512 << 20;
     forge::forge(&opts, &out).unwrap_or_else(|e| panic!("forge {profile} {format}: {e}"));
     let truth: Value =
@@ -348,7 +348,7 @@ fn sixteen_gib_full_dump_is_sparse_and_fast() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("big.dmp");
     let mut opts = Options::new("win10-17763-x64", "full");
-    opts.corpus = Some(PathBuf::from(CORPUS));
+    opts.corpus = Some(corpus_dir());
     opts.size = 16 << 30;
     let t = std::time::Instant::now();
     let truth = forge::forge(&opts, &out).unwrap();
@@ -372,27 +372,27 @@ fn bad_options_are_errors() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("x.dmp");
     let mut o = Options::new("win10-17763-x64", "full");
-    o.corpus = Some(PathBuf::from(CORPUS));
+    o.corpus = Some(corpus_dir());
     o.size = 1 << 20;
     assert!(matches!(
         forge::forge(&o, &out),
         Err(forge::ForgeError::BadSize(_))
     ));
     let mut o = Options::new("xp-2600-x86pae", "full");
-    o.corpus = Some(PathBuf::from(CORPUS));
+    o.corpus = Some(corpus_dir());
     o.processors = 33;
     assert!(matches!(
         forge::forge(&o, &out),
         Err(forge::ForgeError::BadProcessors(33, 32))
     ));
     let mut o = Options::new("nope", "full");
-    o.corpus = Some(PathBuf::from(CORPUS));
+    o.corpus = Some(corpus_dir());
     assert!(matches!(
         forge::forge(&o, &out),
         Err(forge::ForgeError::UnknownProfile(_))
     ));
     let mut o = Options::new("win10-17763-x64", "triage");
-    o.corpus = Some(PathBuf::from(CORPUS));
+    o.corpus = Some(corpus_dir());
     assert!(matches!(
         forge::forge(&o, &out),
         Err(forge::ForgeError::UnknownFormat(_))
@@ -411,7 +411,7 @@ fn bad_options_are_errors() {
 fn forge_scenario(profile: &str, scenario: &str, dir: &Path) -> (PathBuf, Value) {
     let out = dir.join(format!("{profile}-{scenario}.dmp"));
     let mut opts = Options::new(profile, "kernel-bitmap");
-    opts.corpus = Some(PathBuf::from(CORPUS));
+    opts.corpus = Some(corpus_dir());
     opts.size = 512 << 20;
     opts.scenario = scenario.to_string();
     opts.processors = 3;
@@ -1129,7 +1129,7 @@ fn pool_missing_pages_7601_and_19041() {
     // Full formats store every page: the scenario is refused there.
     let dir = tempfile::tempdir().unwrap();
     let mut o = Options::new("win7-7601-x64", "full");
-    o.corpus = Some(PathBuf::from(CORPUS));
+    o.corpus = Some(corpus_dir());
     o.size = 512 << 20;
     o.scenario = "missing-pages".into();
     let e = forge::forge(&o, &dir.path().join("x.dmp"))
@@ -1152,7 +1152,7 @@ fn scenario_drivers_do_not_overlap_other_modules() {
     ] {
         let out = dir.path().join(format!("{profile}.dmp"));
         let mut opts = Options::new(profile, "kernel-bitmap");
-        opts.corpus = Some(PathBuf::from(CORPUS));
+        opts.corpus = Some(corpus_dir());
         opts.scenario = "shared-tag".to_string();
         let truth = forge::forge(&opts, &out).unwrap_or_else(|e| panic!("forge {profile}: {e}"));
         let truth: Value = serde_json::to_value(&truth).unwrap();

@@ -9,9 +9,12 @@ use serde_json::Value;
 use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-pub const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus");
+/// The corpus: `$POOLTRIAGE_CORPUS`, else `shared/corpus` beside the repository.
+pub fn corpus_dir() -> PathBuf {
+    analyzer::test_corpus::corpus("")
+}
 
 /// A forged dump, read back independently.
 pub struct Reader {
@@ -192,7 +195,7 @@ impl Reader {
 pub fn profile_of(truth: &Value) -> Profile {
     let name = truth["profile"].as_str().unwrap();
     let spec = forge::profiles::find(name).unwrap();
-    forge::load_profile(spec, Path::new(CORPUS)).unwrap()
+    forge::load_profile(spec, &corpus_dir()).unwrap()
 }
 
 /// Walks a LIST_ENTRY ring from `head`, returning the entry addresses (minus `link_offset`);

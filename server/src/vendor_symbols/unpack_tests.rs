@@ -1,7 +1,6 @@
 use super::*;
 use std::io::Cursor;
 
-const STORE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus/symstore");
 const PDB_REL: &str = "amdppm.pdb/1C19FDDB27BB3399D9B45973EFEAFCF31/amdppm.pdb";
 const SYS_REL: &str = "amdppm.sys/c9c030003b000/amdppm.sys";
 
@@ -27,7 +26,7 @@ fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
 }
 
 fn corpus(rel: &str) -> Vec<u8> {
-    std::fs::read(format!("{STORE}/{rel}")).unwrap()
+    std::fs::read(analyzer::test_corpus::corpus("symstore").join(rel)).unwrap()
 }
 
 #[test]
