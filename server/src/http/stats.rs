@@ -4,10 +4,9 @@
 //! filters (customers always scoped to their tenant) and rows into JSON.
 
 use super::caller::Caller;
-use super::pages::format::days_in_month;
 use super::{ApiError, AppState};
 use crate::db::{self, stats, webhooks};
-use analyzer::report::time::days_from_civil;
+use analyzer::report::time::checked_days_from_civil;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::get;
@@ -38,9 +37,10 @@ pub fn parse_time(text: &str) -> Option<i64> {
     let y: i64 = dp.next()?.parse().ok()?;
     let m: i64 = dp.next()?.parse().ok()?;
     let d: i64 = dp.next()?.parse().ok()?;
-    if !(1..=12).contains(&m) || !(1970..=9999).contains(&y) || d < 1 || d > days_in_month(y, m) {
+    if !(1970..=9999).contains(&y) {
         return None;
     }
+    let day = checked_days_from_civil(y, m, d)?;
     let secs = match time {
         None => 0,
         Some(tm) => {
@@ -59,7 +59,7 @@ pub fn parse_time(text: &str) -> Option<i64> {
             h * 3600 + mi * 60 + s
         }
     };
-    Some(days_from_civil(y, m, d) * 86_400 + secs)
+    Some(day * 86_400 + secs)
 }
 
 fn bad(code: &'static str, msg: impl Into<String>) -> ApiError {
