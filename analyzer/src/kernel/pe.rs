@@ -670,6 +670,12 @@ impl VirtualMemory for SliceMemory<'_> {
 
 /// A PE file on disk seen as the image the loader would map at `base`: headers at RVA 0, each
 /// section's raw data at its VirtualAddress, zero fill up to its VirtualSize.
+///
+/// Files are read by this module's reader, not by the `object` crate, so that a driver file
+/// and the same driver in a dump give one [`PeInfo`] from one parser (the same caps, fields
+/// and warnings). `object` cannot replace the reader for dumps: it reads a byte slice, where
+/// a page the dump did not keep would have to be filled with something and would then be
+/// parsed as data, instead of being reported missing as [`read_pe`] does.
 pub struct PeFile<'a> {
     base: u64,
     bytes: &'a [u8],
