@@ -828,7 +828,7 @@ impl System {
                 checksum,
                 pdb: Some(PdbTruth {
                     name: d.pdb.to_string(),
-                    guid: guid_string(&guid),
+                    guid: analyzer::kernel::pe::format_guid(&guid),
                     age: 1,
                 }),
             });
@@ -957,7 +957,7 @@ impl System {
             checksum,
             pdb: Some(PdbTruth {
                 name: d.pdb.to_string(),
-                guid: guid_string(&guid),
+                guid: analyzer::kernel::pe::format_guid(&guid),
                 age: 1,
             }),
         });
@@ -1318,21 +1318,4 @@ impl System {
     pub fn mapped(&self) -> Vec<(u64, u64)> {
         self.machine.mapped_ranges()
     }
-}
-
-pub fn guid_string(b: &[u8; 16]) -> String {
-    format!(
-        "{:08X}-{:04X}-{:04X}-{:02X}{:02X}-{:02X}{:02X}{:02X}{:02X}{:02X}{:02X}",
-        u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
-        u16::from_le_bytes([b[4], b[5]]),
-        u16::from_le_bytes([b[6], b[7]]),
-        b[8],
-        b[9],
-        b[10],
-        b[11],
-        b[12],
-        b[13],
-        b[14],
-        b[15]
-    )
 }

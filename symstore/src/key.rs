@@ -8,6 +8,18 @@
 use super::error::FetchError;
 use std::fmt;
 
+/// Formats the 16 GUID bytes of a CodeView (RSDS) record as Windows prints them
+/// (`1C19FDDB-27BB-3399-D9B4-5973EFEAFCF3`): Data1..Data3 are stored little-endian.
+pub fn format_guid(b: &[u8; 16]) -> String {
+    let d1 = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+    let d2 = u16::from_le_bytes([b[4], b[5]]);
+    let d3 = u16::from_le_bytes([b[6], b[7]]);
+    format!(
+        "{d1:08X}-{d2:04X}-{d3:04X}-{:02X}{:02X}-{:02X}{:02X}{:02X}{:02X}{:02X}{:02X}",
+        b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]
+    )
+}
+
 /// Longest file name accepted (NTFS's component limit is 255 UTF-16 units).
 pub const MAX_NAME_LEN: usize = 255;
 
@@ -54,16 +66,9 @@ impl SymbolKey {
     /// A PDB key from the 16 GUID bytes as a CodeView (RSDS) record stores them (Data1..Data3
     /// little-endian).
     pub fn pdb_from_guid_bytes(name: impl Into<String>, guid: &[u8; 16], age: u32) -> SymbolKey {
-        let d1 = u32::from_le_bytes([guid[0], guid[1], guid[2], guid[3]]);
-        let d2 = u16::from_le_bytes([guid[4], guid[5]]);
-        let d3 = u16::from_le_bytes([guid[6], guid[7]]);
-        let mut hex = format!("{d1:08X}{d2:04X}{d3:04X}");
-        for b in &guid[8..] {
-            hex.push_str(&format!("{b:02X}"));
-        }
         SymbolKey::Pdb {
             name: name.into(),
-            guid: hex,
+            guid: format_guid(guid).replace('-', ""),
             age,
         }
     }

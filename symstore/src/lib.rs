@@ -16,6 +16,7 @@
 
 pub mod add;
 mod breaker;
+pub mod bytes;
 pub(crate) mod cab;
 pub mod cache;
 mod config;

@@ -9,6 +9,7 @@
 //! outside itself, or uses one page twice (a directory that loops back on itself).
 //! Memory: the directory plus one bit per page of the file.
 
+use crate::bytes::u32_at;
 use std::io::{Read, Seek, SeekFrom};
 use thiserror::Error;
 
@@ -208,10 +209,9 @@ fn read_at<F: Read + Seek>(f: &mut F, at: u64, buf: &mut [u8]) -> std::io::Resul
     f.read_exact(buf)
 }
 
+/// A little-endian u32 field; 0 past the end of `b`.
 fn le32(b: &[u8], at: usize) -> u32 {
-    b.get(at..at + 4)
-        .and_then(|s| s.try_into().ok())
-        .map_or(0, u32::from_le_bytes)
+    u32_at(b, at).unwrap_or(0)
 }
 
 /// One bit per page: which pages a stream (or the directory) already uses.

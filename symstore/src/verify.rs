@@ -3,6 +3,7 @@
 //! (no key in the path) the identity itself: a PE's TimeDateStamp and SizeOfImage, a PDB's
 //! GUID/signature and age.
 
+use super::bytes::u32_at;
 use super::key::SymbolKey;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -51,12 +52,6 @@ fn read_up_to(f: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
         }
     }
     Ok(n)
-}
-
-fn u32_at(b: &[u8], off: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(
-        b.get(off..off.checked_add(4)?)?.try_into().ok()?,
-    ))
 }
 
 /// (TimeDateStamp, SizeOfImage) of a PE file.

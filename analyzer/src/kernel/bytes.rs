@@ -1,25 +1,9 @@
-//! Little-endian field reads from byte slices that never panic: every read is bounds-checked
-//! and an out-of-range field is `None`, because every byte here comes from a dump or an image
-//! that a hostile or broken writer may have produced.
+//! Field reads from byte slices that never panic: every read is bounds-checked and an
+//! out-of-range field is `None`, because every byte here comes from a dump or an image that a
+//! hostile or broken writer may have produced. The little-endian integer reads are the symbol
+//! store's (one copy for the workspace).
 
-pub(crate) fn u16_at(b: &[u8], off: usize) -> Option<u16> {
-    let s = b.get(off..off.checked_add(2)?)?;
-    Some(u16::from_le_bytes([s[0], s[1]]))
-}
-
-pub(crate) fn u32_at(b: &[u8], off: usize) -> Option<u32> {
-    let s = b.get(off..off.checked_add(4)?)?;
-    let mut a = [0u8; 4];
-    a.copy_from_slice(s);
-    Some(u32::from_le_bytes(a))
-}
-
-pub(crate) fn u64_at(b: &[u8], off: usize) -> Option<u64> {
-    let s = b.get(off..off.checked_add(8)?)?;
-    let mut a = [0u8; 8];
-    a.copy_from_slice(s);
-    Some(u64::from_le_bytes(a))
-}
+pub(crate) use symstore::bytes::{u16_at, u32_at, u64_at};
 
 /// A pointer of `size` bytes (4 or 8), zero-extended.
 pub(crate) fn ptr_at(b: &[u8], off: usize, size: u8) -> Option<u64> {

@@ -156,16 +156,8 @@ impl CodeView {
     }
 }
 
-/// Formats the 16 GUID bytes as Windows prints them: the first three fields little-endian.
-pub fn format_guid(b: &[u8; 16]) -> String {
-    let d1 = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-    let d2 = u16::from_le_bytes([b[4], b[5]]);
-    let d3 = u16::from_le_bytes([b[6], b[7]]);
-    format!(
-        "{d1:08X}-{d2:04X}-{d3:04X}-{:02X}{:02X}-{:02X}{:02X}{:02X}{:02X}{:02X}{:02X}",
-        b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]
-    )
-}
+/// The GUID text of a CodeView record (the symbol store's: one copy for the workspace).
+pub use symstore::key::format_guid;
 
 /// Parses a CodeView record ("RSDS" or "NB10") from its bytes.
 pub fn parse_codeview(b: &[u8]) -> Option<CodeView> {
@@ -678,6 +670,12 @@ impl VirtualMemory for SliceMemory<'_> {
 
 /// A PE file on disk seen as the image the loader would map at `base`: headers at RVA 0, each
 /// section's raw data at its VirtualAddress, zero fill up to its VirtualSize.
+///
+/// Files are read by this module's reader, not by the `object` crate, so that a driver file
+/// and the same driver in a dump give one [`PeInfo`] from one parser (the same caps, fields
+/// and warnings). `object` cannot replace the reader for dumps: it reads a byte slice, where
+/// a page the dump did not keep would have to be filled with something and would then be
+/// parsed as data, instead of being reported missing as [`read_pe`] does.
 pub struct PeFile<'a> {
     base: u64,
     bytes: &'a [u8],

@@ -38,6 +38,20 @@ pub fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+/// Days since 1970-01-01 of a date that exists: `None` for a month outside 1..=12 or a day
+/// outside the month (`2026-02-30`, `2001-02-29`). Readers of dates from text check here.
+pub fn checked_days_from_civil(y: i64, m: i64, d: i64) -> Option<i64> {
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let len = match m {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return None,
+    };
+    (1..=len).contains(&d).then(|| days_from_civil(y, m, d))
+}
+
 /// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar.
 pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
@@ -64,6 +78,19 @@ mod tests {
         }
         assert_eq!(unix_to_rfc3339(951_827_696), "2000-02-29T12:34:56Z");
         assert_eq!(unix_to_rfc3339(-1), "1969-12-31T23:59:59Z");
+    }
+
+    #[test]
+    fn only_dates_that_exist_are_checked_in() {
+        // 2000-02-29 is Unix day 11016 (date -u -d 2000-02-29 +%s = 951782400).
+        assert_eq!(checked_days_from_civil(2000, 2, 29), Some(11_016));
+        assert_eq!(checked_days_from_civil(2001, 2, 29), None);
+        assert_eq!(checked_days_from_civil(1900, 2, 29), None);
+        assert_eq!(checked_days_from_civil(2026, 4, 31), None);
+        assert_eq!(checked_days_from_civil(2026, 12, 31), Some(20_818));
+        assert_eq!(checked_days_from_civil(2026, 13, 1), None);
+        assert_eq!(checked_days_from_civil(2026, 0, 1), None);
+        assert_eq!(checked_days_from_civil(2026, 1, 0), None);
     }
 
     #[test]

@@ -215,22 +215,10 @@ fn clock_millis(clock: &str, half_pm: Option<bool>) -> Option<i64> {
 
 /// Days since 1970-01-01 of a proleptic Gregorian date; `None` when it is not a date.
 pub fn days_from_civil(y: i32, m: u32, d: u32) -> Option<i64> {
-    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    let len = match m {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if leap => 29,
-        2 => 28,
-        _ => return None,
-    };
-    if d == 0 || d > len || !(1601..=9999).contains(&y) {
+    if !(1601..=9999).contains(&y) {
         return None;
     }
-    Some(crate::report::time::days_from_civil(
-        i64::from(y),
-        i64::from(m),
-        i64::from(d),
-    ))
+    crate::report::time::checked_days_from_civil(i64::from(y), i64::from(m), i64::from(d))
 }
 
 /// "YYYY-MM-DDTHH:MM:SSZ" of milliseconds since 1970 (for messages and reports).

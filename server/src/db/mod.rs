@@ -12,6 +12,7 @@
 //! text is the queue claim ([`Backend`], see `jobs::claim`). tests/service_postgres.rs and the
 //! service suites run with `POOLTRIAGE_TEST_DATABASE=postgres` check it on a real server.
 
+mod conditions;
 pub mod dump_sort;
 pub mod dumps;
 pub mod jobs;

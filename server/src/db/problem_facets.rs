@@ -10,6 +10,7 @@
 //! problems the *other* filters select, so choosing `driver=leaky.sys` still shows how many
 //! problems every other driver has under the same status, tag, bug check and build.
 
+use super::conditions::Conditions;
 use super::problems::ProblemRow;
 use super::Db;
 use sqlx::Row;
@@ -35,23 +36,17 @@ pub async fn attributes(
     db: &Db,
     tenant: Option<&str>,
 ) -> Result<HashMap<String, Attributes>, sqlx::Error> {
-    let scope = if tenant.is_some() {
-        " AND d.tenant = $1"
-    } else {
-        ""
-    };
+    let mut scope = Conditions::default();
+    scope.equals("d.tenant", tenant);
     // DISTINCT: one row per combination, not per dump (a problem's dumps mostly agree).
     let sql = format!(
         "SELECT DISTINCT s.problem_id, s.verdict_drivers, s.crash_module, s.verdict_tags, \
          s.bugcheck_code, s.bugcheck_name, s.build FROM dumps d JOIN report_summaries s ON s.sha256 = d.analysis \
-         WHERE s.problem_id IS NOT NULL{scope}"
+         WHERE s.problem_id IS NOT NULL{}",
+        scope.and_clause()
     );
-    let mut q = sqlx::query(&sql);
-    if let Some(t) = tenant {
-        q = q.bind(t);
-    }
     let mut out: HashMap<String, Attributes> = HashMap::new();
-    for r in q.fetch_all(db).await? {
+    for r in scope.bind(sqlx::query(&sql)).fetch_all(db).await? {
         let a = out.entry(r.try_get("problem_id")?).or_default();
         let drivers: Option<String> = r.try_get("verdict_drivers")?;
         let drivers = drivers.unwrap_or_default();

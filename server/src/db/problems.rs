@@ -5,6 +5,7 @@
 //! stored: a customer's view and support's view of one problem differ (a customer counts only
 //! its own dumps), and deleting a dump must not leave a stale count behind.
 
+use super::conditions::Conditions;
 use super::Db;
 use sqlx::Row;
 
@@ -108,33 +109,19 @@ pub async fn list(
     tenant: Option<&str>,
     status: Option<&str>,
 ) -> Result<Vec<ProblemRow>, sqlx::Error> {
-    let mut sql = GROUP_SELECT.to_string();
-    let mut n = 0;
-    let mut next = || {
-        n += 1;
-        format!("${n}")
-    };
-    if tenant.is_some() {
-        sql.push_str(&format!(" AND d.tenant = {}", next()));
-    }
-    sql.push_str(" GROUP BY s.problem_id");
-    if status.is_some() {
-        sql.push_str(&format!(
-            " HAVING COALESCE(MIN(w.status), 'new') = {}",
-            next()
-        ));
-    }
-    sql.push_str(&format!(
-        " ORDER BY MAX(d.created_at) DESC, s.problem_id LIMIT {MAX_LIST}"
-    ));
-    let mut q = sqlx::query(&sql);
-    if let Some(t) = tenant {
-        q = q.bind(t);
-    }
+    let mut c = Conditions::default();
+    c.equals("d.tenant", tenant);
+    let mut having = String::new();
     if let Some(s) = status {
-        q = q.bind(s);
+        having = format!(" HAVING COALESCE(MIN(w.status), 'new') = {}", c.text(s));
     }
-    q.fetch_all(db).await?.iter().map(row_of).collect()
+    let sql = format!(
+        "{GROUP_SELECT}{} GROUP BY s.problem_id{having} \
+         ORDER BY MAX(d.created_at) DESC, s.problem_id LIMIT {MAX_LIST}",
+        c.and_clause()
+    );
+    let rows = c.bind(sqlx::query(&sql)).fetch_all(db).await?;
+    rows.iter().map(row_of).collect()
 }
 
 /// One problem as `tenant` (None = every tenant) sees it; None when it has no dump there.
@@ -143,30 +130,19 @@ pub async fn detail(
     id: &str,
     tenant: Option<&str>,
 ) -> Result<Option<ProblemDetail>, sqlx::Error> {
-    let scope = if tenant.is_some() {
-        " AND d.tenant = $2"
-    } else {
-        ""
-    };
-    let sql = format!("{GROUP_SELECT} AND s.problem_id = $1{scope} GROUP BY s.problem_id");
-    let mut q = sqlx::query(&sql).bind(id);
-    if let Some(t) = tenant {
-        q = q.bind(t);
-    }
-    let Some(row) = q.fetch_optional(db).await? else {
+    let c = problem_scope(id, tenant);
+    let sql = format!("{GROUP_SELECT}{} GROUP BY s.problem_id", c.and_clause());
+    let Some(row) = c.bind(sqlx::query(&sql)).fetch_optional(db).await? else {
         return Ok(None);
     };
     let row = row_of(&row)?;
     let sql = format!(
         "SELECT d.id, d.tenant, d.original_name, d.created_at, s.build, s.verdict_sentence, \
-         s.signature FROM dumps d JOIN report_summaries s ON s.sha256 = d.analysis \
-         WHERE s.problem_id = $1{scope} ORDER BY d.created_at DESC, d.id LIMIT 1000"
+         s.signature FROM dumps d JOIN report_summaries s ON s.sha256 = d.analysis\
+         {} ORDER BY d.created_at DESC, d.id LIMIT 1000",
+        c.where_clause()
     );
-    let mut q = sqlx::query(&sql).bind(id);
-    if let Some(t) = tenant {
-        q = q.bind(t);
-    }
-    let rows = q.fetch_all(db).await?;
+    let rows = c.bind(sqlx::query(&sql)).fetch_all(db).await?;
     let mut signature = String::new();
     let mut dumps = Vec::with_capacity(rows.len());
     for r in &rows {
@@ -185,7 +161,7 @@ pub async fn detail(
     let mut builds: Vec<i64> = dumps.iter().filter_map(|d| d.build).collect();
     builds.sort_unstable();
     builds.dedup();
-    let versions = versions(db, id, tenant).await?;
+    let versions = versions(db, &c).await?;
     Ok(Some(ProblemDetail {
         row,
         signature,
@@ -195,25 +171,26 @@ pub async fn detail(
     }))
 }
 
-/// The image keys of the modules a problem's verdicts name, over its dumps.
-async fn versions(db: &Db, id: &str, tenant: Option<&str>) -> Result<Vec<String>, sqlx::Error> {
-    let scope = if tenant.is_some() {
-        " AND d.tenant = $2"
-    } else {
-        ""
-    };
+/// A problem's dumps that `tenant` (None = every tenant) may see.
+fn problem_scope(id: &str, tenant: Option<&str>) -> Conditions {
+    let mut c = Conditions::default();
+    c.equals("s.problem_id", Some(id));
+    c.equals("d.tenant", tenant);
+    c
+}
+
+/// The image keys of the modules a problem's verdicts name, over its dumps (`scope`).
+async fn versions(db: &Db, scope: &Conditions) -> Result<Vec<String>, sqlx::Error> {
     let sql = format!(
         "SELECT DISTINCT m.image_key FROM dumps d \
          JOIN report_summaries s ON s.sha256 = d.analysis \
          JOIN report_drivers rd ON rd.sha256 = s.sha256 AND rd.is_verdict = 1 \
-         JOIN report_modules m ON m.sha256 = s.sha256 AND m.module = rd.module \
-         WHERE s.problem_id = $1{scope} AND m.image_key IS NOT NULL ORDER BY m.image_key LIMIT 100"
+         JOIN report_modules m ON m.sha256 = s.sha256 AND m.module = rd.module\
+         {} AND m.image_key IS NOT NULL ORDER BY m.image_key LIMIT 100",
+        scope.where_clause()
     );
-    let mut q = sqlx::query_scalar(&sql).bind(id);
-    if let Some(t) = tenant {
-        q = q.bind(t);
-    }
-    q.fetch_all(db).await
+    let rows = scope.bind(sqlx::query(&sql)).fetch_all(db).await?;
+    rows.iter().map(|r| r.try_get("image_key")).collect()
 }
 
 /// An id that sorts in the order rows were written (nanoseconds since the epoch, then random):

@@ -136,14 +136,8 @@ pub async fn get(
     id: &str,
     tenant: Option<&str>,
 ) -> Result<Option<SymbolFileRow>, sqlx::Error> {
-    let sql =
-        format!("SELECT {COLUMNS} FROM symbol_files WHERE id = $1 AND ($2 IS NULL OR tenant = $2)");
-    let row = sqlx::query(&sql)
-        .bind(id)
-        .bind(tenant)
-        .fetch_optional(db)
-        .await?;
-    row.as_ref().map(from_row).transpose()
+    let sql = format!("SELECT {COLUMNS} FROM symbol_files WHERE {ONE_FILE}");
+    one_file(db, &sql, id, tenant).await
 }
 
 /// Deletes one file's row; returns it (the caller removes the file and re-queues).
@@ -152,10 +146,21 @@ pub async fn delete(
     id: &str,
     tenant: Option<&str>,
 ) -> Result<Option<SymbolFileRow>, sqlx::Error> {
-    let sql = format!(
-        "DELETE FROM symbol_files WHERE id = $1 AND ($2 IS NULL OR tenant = $2) RETURNING {COLUMNS}"
-    );
-    let row = sqlx::query(&sql)
+    let sql = format!("DELETE FROM symbol_files WHERE {ONE_FILE} RETURNING {COLUMNS}");
+    one_file(db, &sql, id, tenant).await
+}
+
+/// The file `$1` when tenant `$2` (NULL = every tenant) may see it.
+const ONE_FILE: &str = "id = $1 AND ($2 IS NULL OR tenant = $2)";
+
+/// Runs `sql` (a statement over [`ONE_FILE`] returning [`COLUMNS`]) for one file.
+async fn one_file(
+    db: &Db,
+    sql: &str,
+    id: &str,
+    tenant: Option<&str>,
+) -> Result<Option<SymbolFileRow>, sqlx::Error> {
+    let row = sqlx::query(sql)
         .bind(id)
         .bind(tenant)
         .fetch_optional(db)

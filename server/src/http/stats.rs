@@ -4,15 +4,14 @@
 //! filters (customers always scoped to their tenant) and rows into JSON.
 
 use super::caller::Caller;
-use super::pages::format::days_in_month;
 use super::{ApiError, AppState};
 use crate::db::{self, stats, webhooks};
-use analyzer::report::time::days_from_civil;
+use analyzer::report::time::checked_days_from_civil;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 pub fn routes() -> Router<AppState> {
@@ -38,9 +37,10 @@ pub fn parse_time(text: &str) -> Option<i64> {
     let y: i64 = dp.next()?.parse().ok()?;
     let m: i64 = dp.next()?.parse().ok()?;
     let d: i64 = dp.next()?.parse().ok()?;
-    if !(1..=12).contains(&m) || !(1970..=9999).contains(&y) || d < 1 || d > days_in_month(y, m) {
+    if !(1970..=9999).contains(&y) {
         return None;
     }
+    let day = checked_days_from_civil(y, m, d)?;
     let secs = match time {
         None => 0,
         Some(tm) => {
@@ -59,7 +59,7 @@ pub fn parse_time(text: &str) -> Option<i64> {
             h * 3600 + mi * 60 + s
         }
     };
-    Some(days_from_civil(y, m, d) * 86_400 + secs)
+    Some(day * 86_400 + secs)
 }
 
 fn bad(code: &'static str, msg: impl Into<String>) -> ApiError {
@@ -183,11 +183,11 @@ fn text_param(name: &str, v: &Option<String>) -> Result<Option<String>, ApiError
 }
 
 /// `GET /api/v1/dumps`: list and search, newest first (or `sort=` / `order=`), keyset pages.
-pub async fn search(
+pub(super) async fn search(
     State(app): State<AppState>,
     caller: Caller,
     Query(q): Query<SearchQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Page>, ApiError> {
     let status = text_param("status", &q.status)?;
     if let Some(s) = &status {
         if !["queued", "running", "done", "failed"].contains(&s.as_str()) {
@@ -222,10 +222,10 @@ pub async fn search(
         driver_contains: false,
     };
     let page = stats::search_dumps(&app.db, &f).await?;
-    Ok(Json(json!({
-        "items": page.items.iter().map(item_json).collect::<Vec<_>>(),
-        "next_cursor": page.next_cursor,
-    })))
+    Ok(Json(Page {
+        items: page.items.iter().map(item_json).collect(),
+        next_cursor: page.next_cursor,
+    }))
 }
 
 #[derive(Deserialize)]
@@ -237,17 +237,56 @@ struct DriversQuery {
     cursor: Option<String>,
 }
 
-fn driver_json(d: &stats::DriverStats) -> Value {
-    json!({
-        "module": d.module,
-        "verdict_dumps": d.verdict_dumps,
-        "dumps": d.dumps,
-        "total_bytes": d.total_bytes,
-        "max_bytes": d.max_bytes,
-        "first_seen": db::rfc3339(d.first_seen),
-        "last_seen": db::rfc3339(d.last_seen),
-        "url": format!("/api/v1/drivers/{}", d.module),
-    })
+// The bodies of this file. Fields are in alphabetical order: the order these answers have
+// always had (built as `json!` maps, which serde_json keeps sorted), for clients that compare
+// them byte for byte.
+
+/// `GET /api/v1/drivers`, a dump's webhooks.
+#[derive(Serialize)]
+struct Items<T> {
+    items: Vec<T>,
+}
+
+/// `GET /api/v1/dumps`.
+#[derive(Serialize)]
+pub(super) struct Page {
+    items: Vec<Value>,
+    next_cursor: Option<String>,
+}
+
+/// One driver module across dumps.
+#[derive(Serialize)]
+struct DriverJson {
+    dumps: i64,
+    first_seen: String,
+    last_seen: String,
+    max_bytes: i64,
+    module: String,
+    total_bytes: i64,
+    url: String,
+    verdict_dumps: i64,
+}
+
+fn driver_json(d: &stats::DriverStats) -> DriverJson {
+    DriverJson {
+        dumps: d.dumps,
+        first_seen: db::rfc3339(d.first_seen),
+        last_seen: db::rfc3339(d.last_seen),
+        max_bytes: d.max_bytes,
+        module: d.module.clone(),
+        total_bytes: d.total_bytes,
+        url: format!("/api/v1/drivers/{}", d.module),
+        verdict_dumps: d.verdict_dumps,
+    }
+}
+
+/// `GET /api/v1/drivers/{module}`.
+#[derive(Serialize)]
+struct DriverPageJson {
+    items: Vec<Value>,
+    module: String,
+    next_cursor: Option<String>,
+    stats: DriverJson,
 }
 
 /// `GET /api/v1/drivers`: per driver module across dumps, most often the verdict first.
@@ -255,7 +294,7 @@ async fn drivers(
     State(app): State<AppState>,
     caller: Caller,
     Query(q): Query<DriversQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Items<DriverJson>>, ApiError> {
     let f = stats::DriverFilter {
         tenant: tenant_scope(&caller, &q.tenant)?,
         since: time_param("since", &q.since)?,
@@ -264,9 +303,9 @@ async fn drivers(
         limit: q.limit.unwrap_or(50).clamp(1, stats::MAX_LIMIT),
     };
     let rows = stats::top_drivers(&app.db, &f).await?;
-    Ok(Json(
-        json!({ "items": rows.iter().map(driver_json).collect::<Vec<_>>() }),
-    ))
+    Ok(Json(Items {
+        items: rows.iter().map(driver_json).collect(),
+    }))
 }
 
 /// `GET /api/v1/drivers/{module}`: the driver's figures and its dumps (newest first, pages).
@@ -276,7 +315,7 @@ async fn driver(
     caller: Caller,
     Path(module): Path<String>,
     Query(q): Query<DriversQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DriverPageJson>, ApiError> {
     if module.len() > MAX_FILTER_LEN {
         return Err(bad("bad_filter", "module name too long"));
     }
@@ -319,16 +358,31 @@ async fn driver(
         },
     )
     .await?;
-    Ok(Json(json!({
-        "module": st.module,
-        "stats": driver_json(&st),
-        "items": page.items.iter().map(item_json).collect::<Vec<_>>(),
-        "next_cursor": page.next_cursor,
-    })))
+    Ok(Json(DriverPageJson {
+        items: page.items.iter().map(item_json).collect(),
+        stats: driver_json(&st),
+        module: st.module,
+        next_cursor: page.next_cursor,
+    }))
+}
+
+/// `GET /api/v1/queue`.
+#[derive(Serialize)]
+struct QueueJson {
+    done: i64,
+    done_last_hour: i64,
+    failed: i64,
+    failed_last_hour: i64,
+    files_deleted_by_retention: i64,
+    oldest_queued_age_secs: Option<i64>,
+    queued: i64,
+    running: i64,
+    webhooks_failed: i64,
+    webhooks_pending: i64,
 }
 
 /// `GET /api/v1/queue`: queue health (support and admin).
-async fn queue(State(app): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+async fn queue(State(app): State<AppState>, caller: Caller) -> Result<Json<QueueJson>, ApiError> {
     if !caller.sees_all_tenants {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -337,18 +391,33 @@ async fn queue(State(app): State<AppState>, caller: Caller) -> Result<Json<Value
         ));
     }
     let h = stats::queue_health(&app.db, db::now_unix()).await?;
-    Ok(Json(json!({
-        "queued": h.queued,
-        "running": h.running,
-        "done": h.done,
-        "failed": h.failed,
-        "oldest_queued_age_secs": h.oldest_queued_age_secs,
-        "done_last_hour": h.done_last_hour,
-        "failed_last_hour": h.failed_last_hour,
-        "webhooks_pending": h.webhooks_pending,
-        "webhooks_failed": h.webhooks_failed,
-        "files_deleted_by_retention": h.files_deleted_by_retention,
-    })))
+    Ok(Json(QueueJson {
+        done: h.done,
+        done_last_hour: h.done_last_hour,
+        failed: h.failed,
+        failed_last_hour: h.failed_last_hour,
+        files_deleted_by_retention: h.files_deleted_by_retention,
+        oldest_queued_age_secs: h.oldest_queued_age_secs,
+        queued: h.queued,
+        running: h.running,
+        webhooks_failed: h.webhooks_failed,
+        webhooks_pending: h.webhooks_pending,
+    }))
+}
+
+/// A webhook delivery of a dump.
+#[derive(Serialize)]
+struct DeliveryJson {
+    attempts: i64,
+    configured_by: &'static str,
+    created_at: String,
+    delivered_at: Option<String>,
+    event: Option<String>,
+    id: String,
+    last_error: Option<String>,
+    last_status: Option<i64>,
+    state: String,
+    url: Option<String>,
 }
 
 /// `GET /api/v1/dumps/{id}/webhooks`: the dump's webhook deliveries and their state.
@@ -356,7 +425,7 @@ async fn deliveries(
     State(app): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Items<DeliveryJson>>, ApiError> {
     crate::db::dumps::get(&app.db, &id, caller.tenant_filter())
         .await?
         .ok_or_else(ApiError::not_found)?;
@@ -370,38 +439,38 @@ async fn deliveries(
         .chain(config.tenant_urls.values())
         .map(String::as_str)
         .collect();
-    let items: Vec<Value> = rows
-        .iter()
+    let items = rows
+        .into_iter()
         .map(|r| {
-            let hidden = !caller.sees_all_tenants && operators.contains(&r.url.as_str());
-            let (url, last_error) = if hidden {
+            let operator = operators.contains(&r.url.as_str());
+            let (url, last_error) = if operator && !caller.sees_all_tenants {
                 let error = r
                     .last_error
                     .as_deref()
                     .map(|e| e.replace(r.url.as_str(), "the operator's webhook"));
                 (None, error)
             } else {
-                (Some(r.url.as_str()), r.last_error.clone())
+                (Some(r.url), r.last_error)
             };
-            json!({
-                "id": r.id,
-                "url": url,
-                "configured_by": if operators.contains(&r.url.as_str()) { "operator" } else { "upload" },
-                "state": r.state,
-                "event": r.event,
-                "attempts": r.attempts,
-                "last_status": r.last_status,
-                "last_error": last_error,
-                "created_at": db::rfc3339(r.created_at),
-                "delivered_at": link_rfc(r.delivered_at),
-            })
+            DeliveryJson {
+                attempts: r.attempts,
+                configured_by: if operator { "operator" } else { "upload" },
+                created_at: db::rfc3339(r.created_at),
+                delivered_at: r.delivered_at.map(db::rfc3339),
+                event: r.event,
+                id: r.id,
+                last_error,
+                last_status: r.last_status,
+                state: r.state,
+                url,
+            }
         })
         .collect();
-    Ok(Json(json!({ "items": items })))
+    Ok(Json(Items { items }))
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -417,5 +486,63 @@ mod tests {
         assert_eq!(parse_time("2024-02-29"), Some(1_709_164_800));
         assert_eq!(parse_time("2026-11-25T18:41:14+02:00"), None);
         assert_eq!(parse_time("yesterday"), None);
+    }
+
+    /// Keys in the order a `json!` map writes them (sorted): the bytes these answers had.
+    pub(crate) fn assert_map_order<T: Serialize>(v: &T) {
+        let typed = serde_json::to_string(v).unwrap();
+        let map = serde_json::to_string(&serde_json::to_value(v).unwrap()).unwrap();
+        assert_eq!(typed, map);
+    }
+
+    #[test]
+    fn bodies_keep_the_key_order_of_their_json_maps() {
+        let d = driver_json(&stats::DriverStats {
+            module: "leaky.sys".into(),
+            verdict_dumps: 2,
+            dumps: 3,
+            total_bytes: 401,
+            max_bytes: 300,
+            first_seen: 10,
+            last_seen: 30,
+        });
+        assert_map_order(&d);
+        let page = DriverPageJson {
+            items: vec![json!({ "b": 1, "a": 2 })],
+            module: "leaky.sys".into(),
+            next_cursor: None,
+            stats: d,
+        };
+        assert_map_order(&page);
+        assert_map_order(&Page {
+            items: vec![],
+            next_cursor: Some("10.abc".into()),
+        });
+        assert_map_order(&QueueJson {
+            done: 1,
+            done_last_hour: 2,
+            failed: 3,
+            failed_last_hour: 4,
+            files_deleted_by_retention: 5,
+            oldest_queued_age_secs: None,
+            queued: 6,
+            running: 7,
+            webhooks_failed: 8,
+            webhooks_pending: 9,
+        });
+        assert_map_order(&Items {
+            items: vec![DeliveryJson {
+                attempts: 1,
+                configured_by: "upload",
+                created_at: db::rfc3339(0),
+                delivered_at: None,
+                event: Some("dump.done".into()),
+                id: "d1".into(),
+                last_error: None,
+                last_status: Some(200),
+                state: "delivered".into(),
+                url: None,
+            }],
+        });
     }
 }

@@ -16,7 +16,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 pub fn routes() -> Router<AppState> {
@@ -30,25 +30,50 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/symbols/{id}", get(one).delete(delete))
 }
 
-/// A stored file as the API shows it.
-pub fn file_json(f: &SymbolFileRow) -> serde_json::Value {
-    let lines = f.line_ranges.map(|n| n > 0);
-    json!({
-        "id": f.id,
-        "tenant": f.tenant,
-        "kind": f.kind,
-        "name": f.name,
-        "key": f.key,
-        "path": format!("{}/{}/{}", f.name, f.key, f.name),
-        "sha256": f.sha256,
-        "size": f.size,
-        "functions": f.functions,
-        "line_ranges": f.line_ranges,
-        "line_info": lines,
-        "original_name": f.original_name,
-        "created_at": crate::db::rfc3339(f.created_at),
-        "url": format!("/api/v1/symbols/{}", f.id),
-    })
+/// A stored file as the API shows it. Fields in alphabetical order, the order of the `json!`
+/// map it was first built as (serde_json keeps a map's keys sorted).
+#[derive(Serialize)]
+pub struct FileJson {
+    created_at: String,
+    functions: Option<i64>,
+    id: String,
+    key: String,
+    kind: String,
+    line_info: Option<bool>,
+    line_ranges: Option<i64>,
+    name: String,
+    original_name: Option<String>,
+    path: String,
+    sha256: String,
+    size: i64,
+    tenant: String,
+    url: String,
+}
+
+pub fn file_json(f: &SymbolFileRow) -> FileJson {
+    FileJson {
+        created_at: crate::db::rfc3339(f.created_at),
+        functions: f.functions,
+        id: f.id.clone(),
+        key: f.key.clone(),
+        kind: f.kind.clone(),
+        line_info: f.line_ranges.map(|n| n > 0),
+        line_ranges: f.line_ranges,
+        name: f.name.clone(),
+        original_name: f.original_name.clone(),
+        path: format!("{}/{}/{}", f.name, f.key, f.name),
+        sha256: f.sha256.clone(),
+        size: f.size,
+        tenant: f.tenant.clone(),
+        url: format!("/api/v1/symbols/{}", f.id),
+    }
+}
+
+/// `GET /api/v1/symbols`.
+#[derive(Serialize)]
+struct ListJson {
+    items: Vec<FileJson>,
+    next_cursor: Option<String>,
 }
 
 fn receive_error(e: ReceiveError) -> ApiError {
@@ -191,7 +216,7 @@ async fn list(
     State(app): State<AppState>,
     caller: Caller,
     Query(q): Query<ListQuery>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<ListJson>, ApiError> {
     let tenant = match (caller.tenant_filter(), q.tenant.as_deref()) {
         (Some(own), Some(t)) if t != own => {
             return Err(ApiError::new(
@@ -223,10 +248,10 @@ async fn list(
     let next = more
         .then(|| items.last().map(|r| format!("{}.{}", r.created_at, r.id)))
         .flatten();
-    Ok(Json(json!({
-        "items": items.iter().map(|r| file_json(r)).collect::<Vec<_>>(),
-        "next_cursor": next,
-    })))
+    Ok(Json(ListJson {
+        items: items.iter().map(|r| file_json(r)).collect(),
+        next_cursor: next,
+    }))
 }
 
 fn parse_cursor(c: &str) -> Option<(i64, String)> {
@@ -240,7 +265,7 @@ async fn one(
     State(app): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<FileJson>, ApiError> {
     let f = symbol_files::get(&app.db, &id, caller.tenant_filter())
         .await?
         .ok_or_else(not_found)?;
@@ -282,6 +307,30 @@ async fn delete(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn files_keep_the_key_order_of_their_json_map() {
+        let f = SymbolFileRow {
+            id: "f1".into(),
+            tenant: "a".into(),
+            kind: "pdb".into(),
+            name: "amdppm.pdb".into(),
+            key: "1C19FDDB27BB3399D9B45973EFEAFCF31".into(),
+            store_key: "amdppm.pdb/1c19fddb27bb3399d9b45973efeafcf31".into(),
+            pdb_key: None,
+            sha256: "00".into(),
+            size: 1,
+            functions: Some(2),
+            line_ranges: Some(0),
+            original_name: None,
+            created_at: 0,
+        };
+        let page = ListJson {
+            items: vec![file_json(&f)],
+            next_cursor: None,
+        };
+        super::super::stats::tests::assert_map_order(&page);
+    }
 
     #[test]
     fn cursors_round_trip_and_refuse_junk() {

@@ -19,7 +19,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use axum::{Json, Router};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 pub fn routes() -> Router<AppState> {
@@ -89,31 +89,50 @@ struct ListQuery {
     tenant: Option<String>,
 }
 
+/// `GET /api/v1/systems`. Fields in alphabetical order, the order of the `json!` map this
+/// answer was first built as (serde_json keeps a map's keys sorted).
+#[derive(Serialize)]
+struct ListJson {
+    systems: Vec<SystemJson>,
+}
+
+#[derive(Serialize)]
+struct SystemJson {
+    dumps: i64,
+    first_seen: String,
+    last_seen: String,
+    logs: i64,
+    name: String,
+    page_url: String,
+    tenant: String,
+    url: String,
+}
+
 /// `GET /api/v1/systems`.
 async fn list(
     State(app): State<AppState>,
     caller: Caller,
     Query(q): Query<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ListJson>, ApiError> {
     let tenant = super::stats::tenant_scope(&caller, &q.tenant)?;
     let rows = systems::list(&app.db, tenant.as_deref()).await?;
-    let items: Vec<Value> = rows
-        .iter()
+    let systems = rows
+        .into_iter()
         .map(|s| {
-            let (url, page) = urls(&caller.tenant, &s.tenant, &s.name);
-            json!({
-                "tenant": s.tenant,
-                "name": s.name,
-                "dumps": s.dumps,
-                "logs": s.logs,
-                "first_seen": db::rfc3339(s.first_seen),
-                "last_seen": db::rfc3339(s.last_seen),
-                "url": url,
-                "page_url": page,
-            })
+            let (url, page_url) = urls(&caller.tenant, &s.tenant, &s.name);
+            SystemJson {
+                dumps: s.dumps,
+                first_seen: db::rfc3339(s.first_seen),
+                last_seen: db::rfc3339(s.last_seen),
+                logs: s.logs,
+                name: s.name,
+                page_url,
+                tenant: s.tenant,
+                url,
+            }
         })
         .collect();
-    Ok(Json(json!({ "systems": items })))
+    Ok(Json(ListJson { systems }))
 }
 
 /// The system's dumps, logs and trend; `None` when it has neither a dump nor a log.
@@ -263,4 +282,25 @@ pub async fn remove_log(
             .map_err(|e| ApiError::internal("storage", e))?;
     }
     Ok(Some(()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_list_keeps_the_key_order_of_its_json_map() {
+        super::super::stats::tests::assert_map_order(&ListJson {
+            systems: vec![SystemJson {
+                dumps: 1,
+                first_seen: db::rfc3339(0),
+                last_seen: db::rfc3339(1),
+                logs: 2,
+                name: "web01".into(),
+                page_url: "/systems/web01".into(),
+                tenant: "a".into(),
+                url: "/api/v1/systems/web01".into(),
+            }],
+        });
+    }
 }

@@ -11,6 +11,7 @@
 //! come from the kernel's profile; without it nothing is read.
 
 use super::modules::ModuleMap;
+use crate::kernel::bytes::{ptr_at, u16_at};
 use crate::memory::VirtualMemory;
 use crate::pool::Tag;
 use crate::symbols::Profile;
@@ -100,12 +101,15 @@ fn driver_body(
     let bytes = mem.read_vec(block, usize::try_from(size).ok()?).ok()?;
     let mut off = 0u64;
     while off + l.driver_size <= size {
-        let at = |o: u64| bytes.get(usize::try_from(o).ok()?..);
-        let head = at(off)?;
-        let ty = u16::from_le_bytes([*head.first()?, *head.get(1)?]);
-        let sz = u16::from_le_bytes([*head.get(2)?, *head.get(3)?]);
+        let at = |o: u64| usize::try_from(o).ok();
+        let ty = u16_at(&bytes, at(off)?)?;
+        let sz = u16_at(&bytes, at(off + 2)?)?;
         if ty == IO_TYPE_DRIVER && u64::from(sz) == l.driver_size {
-            let start = read_ptr(at(off + l.driver_start)?, ptr)?;
+            let start = ptr_at(
+                &bytes,
+                at(off + l.driver_start)?,
+                if ptr == 4 { 4 } else { 8 },
+            )?;
             if let Some(m) = modules
                 .at(start)
                 .filter(|&m| module_bases.get(usize::from(m)) == Some(&start))
@@ -142,12 +146,4 @@ fn devices(mem: &dyn VirtualMemory, l: &Layout, driver: u64) -> Vec<(u64, u64, u
         next = read(dev + l.device_next).unwrap_or(0);
     }
     out
-}
-
-fn read_ptr(b: &[u8], ptr: u64) -> Option<u64> {
-    Some(if ptr == 4 {
-        u64::from(u32::from_le_bytes(b.get(..4)?.try_into().ok()?))
-    } else {
-        u64::from_le_bytes(b.get(..8)?.try_into().ok()?)
-    })
 }

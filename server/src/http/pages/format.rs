@@ -110,23 +110,7 @@ pub fn parse_date(s: &str) -> Option<i64> {
     let y: i64 = s.get(0..4)?.parse().ok()?;
     let m: i64 = s.get(5..7)?.parse().ok()?;
     let d: i64 = s.get(8..10)?.parse().ok()?;
-    if !(1..=12).contains(&m) || d < 1 || d > days_in_month(y, m) {
-        return None;
-    }
-    Some(analyzer::report::time::days_from_civil(y, m, d) * 86_400)
-}
-
-fn is_leap(y: i64) -> bool {
-    (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
-}
-
-pub(crate) fn days_in_month(y: i64, m: i64) -> i64 {
-    match m {
-        2 if is_leap(y) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
+    Some(analyzer::report::time::checked_days_from_civil(y, m, d)? * 86_400)
 }
 
 #[cfg(test)]
