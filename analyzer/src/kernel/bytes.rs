@@ -34,14 +34,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reads_are_bounds_checked() {
-        let b = [1u8, 2, 3, 4, 5];
-        assert_eq!(u16_at(&b, 0), Some(0x0201));
-        assert_eq!(u32_at(&b, 1), Some(0x0504_0302));
-        assert_eq!(u32_at(&b, 2), None);
-        assert_eq!(u64_at(&b, 0), None);
-        assert_eq!(u16_at(&b, usize::MAX), None);
+    fn pointers_take_their_size() {
+        let b = [1u8, 2, 3, 4, 5, 6, 7, 8];
         assert_eq!(ptr_at(&b, 0, 4), Some(0x0403_0201));
+        assert_eq!(ptr_at(&b, 0, 8), Some(0x0807_0605_0403_0201));
+        assert_eq!(ptr_at(&b, 1, 8), None);
     }
 
     #[test]
