@@ -117,7 +117,8 @@ fn ours(t: &FrameTable) -> (Vec<Row>, Vec<Row>) {
     for r in t.records() {
         let row = |what: String| (r.rva, r.size, r.locals, r.params, r.saved_regs, what);
         match &r.rule {
-            FrameRule::Program(p) => new.push(row(p.clone())),
+            // llvm-pdbutil's column loses the trailing blank LLVM ends its programs with.
+            FrameRule::Program(p) => new.push(row(p.trim_end().to_string())),
             FrameRule::BadProgram(why) => new.push(row(format!("unreadable: {why}"))),
             FrameRule::Fpo { .. } => old.push(row("FPO".into())),
             FrameRule::FramePointer => old.push(row("not FPO".into())),
