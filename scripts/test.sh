@@ -45,7 +45,7 @@ APT_PACKAGES=(
     llvm                   # llvm-pdbutil: independent PDB reader for the symbol-name tests
     gcab                   # independent CAB writer: .pd_ files for the symbol store tests
     binutils-mingw-w64-x86-64  # x86_64-w64-mingw32-objdump: independent disassembler for the pool-tag scan tests
-    binutils-mingw-w64-i686    # i686-w64-mingw32-objdump: the same for the x86 test driver (tests/alloc_sites_real.rs)
+    binutils-mingw-w64-i686    # i686-w64-mingw32-objdump: the same for the x86 test drivers (tests/alloc_sites_real.rs, tests/fpo_real.rs)
     clang-14 lld-14            # build the test drivers of tests/drivers/ at test time (with llvm's llvm-dlltool-14, llvm-pdbutil-14)
     libusb-1.0-0           # loaded by MemProcFS's leechcore (tests/pool_independent.rs)
     chromium               # headless browser driven over CDP by tests/service_browser.rs (upload portal) and tests/service_layout.rs (widths, contrast)

@@ -74,6 +74,9 @@ pub fn registry() -> Vec<Box<dyn Scenario>> {
         Box::new(crate::crash::scenarios::CrashStack {
             variant: crate::crash::x64::Variant::PageMissing,
         }),
+        Box::new(crate::crash::scenarios::CrashStack {
+            variant: crate::crash::x64::Variant::TrapFrame,
+        }),
         Box::new(crate::crash::scenarios::UnloadedLeak),
         Box::new(crate::series::growth::GrowthScenario {
             growth: crate::series::growth::Growth::Leaking {

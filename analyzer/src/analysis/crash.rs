@@ -3,7 +3,8 @@
 //! bug checks the block at the parameter's address.
 //!
 //! Images the dump does not hold (every image in a triage dump) are fetched through the symbol
-//! path by TimeDateStamp + SizeOfImage, only for the modules the walk reaches.
+//! path by TimeDateStamp + SizeOfImage, only for the modules the walk reaches; on x86 so are
+//! those modules' PDBs, whose frame records walk through code without frame pointers.
 
 use super::Input;
 use crate::dump::Dump;
@@ -18,8 +19,9 @@ use crate::report::pool_at::PoolAtBlock;
 use crate::stack::bucket::{bucket_id, followup, SummaryFrame};
 use crate::stack::image::ImageFetch;
 use crate::stack::{start_context, walk, ContextSource, StackWalk, StartContext};
+use crate::symbols::frame_data::FrameTable;
 use crate::symbols::resolve::debugger_module_name;
-use crate::symbols::resolve::SymbolStatus;
+use crate::symbols::resolve::{resolve_module, SymbolState, SymbolStatus};
 use crate::symbols::store::{SymbolKey, SymbolStore};
 use crate::symbols::symbolizer::{NamedAddress, Symbolizer};
 use std::time::Instant;
@@ -128,6 +130,19 @@ impl ImageFetch for StoreImages<'_> {
         pe.read(pe.base(), &mut mapped).ok()?;
         Some(mapped)
     }
+
+    /// The module's PDB found as the frames' names will be (its CodeView key, from the dump or
+    /// the fetched image), read for its frame records. An unreadable PDB counts as none: the
+    /// walk follows EBP there, and the module list says why the PDB could not be used.
+    fn frame_data(&self, m: &Module) -> Option<FrameTable> {
+        let store = self.store?;
+        if self.deadline.is_some_and(|d| Instant::now() >= d) {
+            return None;
+        }
+        let status = resolve_module(store, m);
+        let pdb = status.pdb.filter(|_| status.status == SymbolState::Found)?;
+        FrameTable::from_pdb(&pdb).ok()
+    }
 }
 
 /// The `crash` member from the walk, naming frames with `sym`.
@@ -186,6 +201,8 @@ pub fn report(
         context_source: w.start.source,
         context_address: w.start.address.map(Hex),
         stack: CrashStack {
+            // x86 keeps its name although frames may be undone with PDB frame records: each
+            // frame's `unwound_by` says how.
             method: match dump.header().arch {
                 crate::dump::Arch::X86 => "frame_pointer",
                 _ => "unwind",

@@ -33,7 +33,8 @@ pub struct CrashReport {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CrashStack {
-    /// "unwind" (x64: the modules' .pdata/.xdata) or "frame_pointer" (x86: the EBP chain).
+    /// "unwind" (x64: the modules' .pdata/.xdata) or "frame_pointer" (x86: the EBP chain, and
+    /// the PDBs' FPO/FRAMEDATA records where they cover a frame: see each frame's `unwound_by`).
     pub method: String,
     pub frames: Vec<CrashFrame>,
     pub stopped: StackStopped,

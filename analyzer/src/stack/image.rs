@@ -5,6 +5,7 @@
 use super::UnwindError;
 use crate::kernel::Module;
 use crate::memory::VirtualMemory;
+use crate::symbols::frame_data::FrameTable;
 
 /// Reads a module's mapped image by RVA.
 pub trait ImageRead {
@@ -13,11 +14,18 @@ pub trait ImageRead {
     fn read_rva(&mut self, rva: u32, buf: &mut [u8]) -> Result<(), UnwindError>;
 }
 
-/// Finds a module's image outside the dump.
+/// Finds what the walk needs of a module outside the dump: its image, and on x86 its PDB's
+/// frame records.
 pub trait ImageFetch {
     /// The image as the loader maps it (headers at RVA 0, each section at its RVA), or `None`
     /// when the symbol path has no copy.
     fn fetch_image(&self, module: &Module) -> Option<Vec<u8>>;
+
+    /// The x86 frame records (FPO_DATA, FRAMEDATA) of the module's PDB, or `None` when no PDB
+    /// of it can be had: the walk then follows the EBP chain through its frames.
+    fn frame_data(&self, _module: &Module) -> Option<FrameTable> {
+        None
+    }
 }
 
 /// No image outside the dump.

@@ -4,14 +4,17 @@
 //! [`context`] finds the registers the walk starts from; [`walk`] undoes one frame after the
 //! other: on x64 with the modules' unwind information ([`pdata`], [`unwind_x64`], [`epilog`])
 //! read from the dump's pages or, where the dump does not hold them, from a copy of the image
-//! the symbol path serves ([`image`]); on x86 along the EBP chain ([`x86`]). Every walk ends
-//! with a [`Stop`] saying why. [`bucket`] names the followup module and the bucket.
+//! the symbol path serves ([`image`]); on x86 with the frame records of the modules' PDBs where
+//! they cover a frame ([`fpo`], [`program`]) and along the EBP chain elsewhere ([`x86`]). Every
+//! walk ends with a [`Stop`] saying why. [`bucket`] names the followup module and the bucket.
 
 pub mod bucket;
 pub mod context;
 pub mod epilog;
+pub mod fpo;
 pub mod image;
 pub mod pdata;
+pub mod program;
 pub mod unwind_x64;
 pub mod walk;
 pub mod x86;
@@ -36,4 +39,10 @@ pub enum UnwindError {
     /// The image has no exception directory.
     #[error("the image has no exception directory (.pdata)")]
     NoTable,
+    /// An x86 frame record's program string (from the module's PDB) failed.
+    #[error("the PDB's frame record at RVA {rva:#x} cannot be evaluated: {error}")]
+    FrameData {
+        rva: u32,
+        error: program::ProgramError,
+    },
 }

@@ -11,6 +11,7 @@ use super::{x86, StartContext, UnwindError};
 use crate::dump::Arch;
 use crate::kernel::Module;
 use crate::memory::VirtualMemory;
+use crate::symbols::frame_data::FrameTable;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 
@@ -30,6 +31,8 @@ pub enum UnwoundBy {
     Leaf,
     /// The callee's saved EBP (x86).
     FramePointer,
+    /// The callee's FPO_DATA or FRAMEDATA record from its module's PDB (x86).
+    FpoData,
 }
 
 /// Why the walk ended (JSON `stopped.reason`).
@@ -82,6 +85,10 @@ struct Walker<'a> {
     mem: &'a dyn VirtualMemory,
     fetch: &'a dyn ImageFetch,
     unwinders: HashMap<usize, Unwinder<'a>>,
+    /// x86: each module's PDB frame records, looked up once (`None`: no PDB).
+    frame_tables: HashMap<usize, Option<FrameTable>>,
+    /// x86: parameter bytes the current frame passed to its callee.
+    callee_params: u32,
 }
 
 /// Walks the stack from `start`. `mem` is the dump's kernel memory (stack and image pages);
@@ -98,6 +105,8 @@ pub fn walk(
         mem,
         fetch,
         unwinders: HashMap::new(),
+        frame_tables: HashMap::new(),
+        callee_params: 0,
     };
     let mut frames = Vec::new();
     let mut regs = start.regs;
@@ -127,13 +136,16 @@ pub fn walk(
             );
         };
         let step = match arch {
-            Arch::X86 if regs.bp() == 0 => {
-                break stop(
-                    StopReason::EndOfStack,
-                    "EBP is 0: the first frame of the thread".into(),
-                )
-            }
-            Arch::X86 => x86::step(&regs, mem).map(|r| (r, UnwoundBy::FramePointer, false)),
+            Arch::X86 => match w.step_x86(mi, &regs, return_address) {
+                Ok(Some(s)) => Ok(s),
+                Ok(None) => {
+                    break stop(
+                        StopReason::EndOfStack,
+                        "EBP is 0: the first frame of the thread".into(),
+                    )
+                }
+                Err(e) => Err(e),
+            },
             Arch::X64 => w.step_x64(mi, &regs, return_address),
             Arch::Arm64 => {
                 break stop(
@@ -202,7 +214,7 @@ fn failed(m: &Module, e: &UnwindError) -> Stop {
             StopReason::NoUnwindInfo,
             format!("{} has no exception directory (.pdata)", m.name),
         ),
-        UnwindError::Malformed { .. } => {
+        UnwindError::Malformed { .. } | UnwindError::FrameData { .. } => {
             stop(StopReason::NoUnwindInfo, format!("{}: {e}", m.name))
         }
     }
@@ -216,6 +228,37 @@ impl<'a> Walker<'a> {
             let table = FunctionTable::read(&mut image).and_then(|t| t.ok_or(UnwindError::NoTable));
             Unwinder { image, table }
         })
+    }
+
+    /// One x86 frame: with the module's PDB frame records where one covers the instruction,
+    /// else along the EBP chain; `None` at the chain's end.
+    fn step_x86(
+        &mut self,
+        mi: usize,
+        regs: &Registers,
+        return_address: bool,
+    ) -> Result<Option<(Registers, UnwoundBy, bool)>, UnwindError> {
+        let m = &self.modules[mi];
+        let fetch = self.fetch;
+        let table = self
+            .frame_tables
+            .entry(mi)
+            .or_insert_with(|| fetch.frame_data(m));
+        let rva = regs
+            .ip
+            .wrapping_sub(m.base)
+            .wrapping_sub(u64::from(return_address));
+        let at = x86::Position {
+            regs,
+            rva: u32::try_from(rva).ok(),
+            exact: !return_address,
+            callee_params: self.callee_params,
+        };
+        let Some(done) = x86::unwind(at, table.as_ref(), self.mem)? else {
+            return Ok(None);
+        };
+        self.callee_params = done.params;
+        Ok(Some((done.regs, done.by, false)))
     }
 
     /// One x64 frame: (caller's registers, how, whether through a machine frame).

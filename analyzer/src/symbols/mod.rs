@@ -9,6 +9,7 @@
 
 pub mod fallback;
 mod fallback_table;
+pub mod frame_data;
 pub mod identify;
 mod isf;
 pub mod kernel_profile;

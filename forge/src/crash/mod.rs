@@ -1,6 +1,7 @@
 //! Crash scenarios: a faulting thread whose stack holds real frames (x64 prologs described by
-//! `.pdata`/`.xdata` in the images, or an x86 EBP chain), the context record and bugcheck
-//! parameters in the dump header, and the unloaded-driver list a 0xC4/0x62 crash is about.
+//! `.pdata`/`.xdata` in the images, or an x86 EBP chain), the context record (or for 0x8E the
+//! trap frame) and bugcheck parameters in the dump header, and the unloaded-driver list a
+//! 0xC4/0x62 crash is about.
 //!
 //! What a stack walker must find is in the truth file's `crash` member ([`CrashTruth`]):
 //! every frame (module, offset, function, instruction, stack pointer), where the walk stops
@@ -9,6 +10,7 @@
 pub mod context;
 pub mod image;
 pub mod scenarios;
+pub mod trap;
 pub mod unloaded;
 pub mod unwind;
 pub mod x64;
@@ -107,6 +109,10 @@ pub struct CrashTruth {
     /// function cannot be named).
     pub bucket_without_symbols: Option<String>,
     pub followup_module: Option<String>,
+    /// For bug check 0x8E: the KTRAP_FRAME (parameter 3) the walk must start from; null when
+    /// the crash has a CONTEXT record instead.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trap_frame: Option<String>,
     pub unloaded_drivers: Vec<UnloadedTruth>,
 }
 

@@ -1,6 +1,6 @@
 //! The crash scenarios of `forge --scenario`: `crash-stack` (x64 unwind data, or an x86 EBP
-//! chain on XP), its hostile x64 variants, and `unloaded-leak` (0xC4/0x62: a driver unloaded
-//! with pool allocations outstanding).
+//! chain on XP), its hostile variants and its trap-frame variant (0x8E), and `unloaded-leak`
+//! (0xC4/0x62: a driver unloaded with pool allocations outstanding).
 
 use super::unloaded::{self, Unloaded};
 use super::x64::{self, Variant};
@@ -77,12 +77,13 @@ pub struct CrashStack {
 }
 
 impl CrashStack {
-    pub const ALL: [Variant; 5] = [
+    pub const ALL: [Variant; 6] = [
         Variant::Clean,
         Variant::Loop,
         Variant::OutsideModules,
         Variant::NoUnwindInfo,
         Variant::PageMissing,
+        Variant::TrapFrame,
     ];
 }
 
@@ -94,15 +95,17 @@ impl Scenario for CrashStack {
             Variant::OutsideModules => "crash-stack-outside",
             Variant::NoUnwindInfo => "crash-stack-no-unwind",
             Variant::PageMissing => "crash-stack-cut",
+            Variant::TrapFrame => "crash-stack-trap",
         }
     }
     fn description(&self) -> &'static str {
         match self.variant {
             Variant::Clean => "0x1000007E in crashy.sys: a worker thread's stack of nt and driver frames described by .pdata/.xdata (x64; an EBP chain on XP), context record in the header",
-            Variant::Loop => "crash-stack whose ProcessItem frame returns into itself with its own frame pointer: unwinding repeats a frame (x64)",
-            Variant::OutsideModules => "crash-stack whose WorkerRoutine returns to an address in no module (x64)",
-            Variant::NoUnwindInfo => "crash-stack whose WorkerRoutine returns into acmeflt.sys, an image without .pdata (x64)",
-            Variant::PageMissing => "crash-stack with the stack page of ExpWorkerThread's frame left out of the dump (x64, kernel-bitmap)",
+            Variant::Loop => "crash-stack whose unwind repeats a frame: ProcessItem returns into itself with its own frame pointer (x64); WorkerRoutine's saved EBP points back down at ProcessItem's frame (x86)",
+            Variant::OutsideModules => "crash-stack whose WorkerRoutine returns to an address in no module",
+            Variant::NoUnwindInfo => "crash-stack whose WorkerRoutine returns into acmeflt.sys, an image without .pdata (x64 only)",
+            Variant::PageMissing => "crash-stack with the stack page of ExpWorkerThread's frame left out of the dump (kernel-bitmap)",
+            Variant::TrapFrame => "crash-stack as 0x1000008E: the walk starts from the KTRAP_FRAME of parameter 3, the header's CONTEXT is empty",
         }
     }
     fn drivers(&self) -> Vec<VendorDriver> {
@@ -112,24 +115,22 @@ impl Scenario for CrashStack {
         self.variant == Variant::PageMissing
     }
     fn plant(&self, sys: &mut System) -> Result<Option<Value>, ForgeError> {
-        let mut header = if sys.spec.paging == Paging::X86Pae {
-            if self.variant != Variant::Clean {
-                return Err(ForgeError::ScenarioUnsupported {
-                    scenario: self.name().into(),
-                    profile: sys.spec.name.into(),
-                    reason:
-                        "the hostile stacks are x64 unwind cases; XP has crash-stack (EBP chain)"
-                            .into(),
-                });
-            }
-            x86::plant(sys)?
+        let x86 = sys.spec.paging == Paging::X86Pae;
+        if x86 && self.variant == Variant::NoUnwindInfo {
+            return Err(ForgeError::ScenarioUnsupported {
+                scenario: self.name().into(),
+                profile: sys.spec.name.into(),
+                reason: "x86 code has no .pdata to lack: the EBP chain needs none".into(),
+            });
+        }
+        let (mut header, omit) = if x86 {
+            x86::plant(sys, self.variant)?
         } else {
-            let (header, omit) = x64::plant(sys, self.variant)?;
-            if let Some(page) = omit {
-                sys.machine.omit_page(page);
-            }
-            header
+            x64::plant(sys, self.variant)?
         };
+        if let Some(page) = omit {
+            sys.machine.omit_page(page);
+        }
         let list = unloaded_list(sys, None);
         header.truth.unloaded_drivers = unloaded::plant(sys, &list)?;
         sys.crash = Some(header);
@@ -178,6 +179,7 @@ impl Scenario for UnloadedLeak {
                 bucket: None,
                 bucket_without_symbols: None,
                 followup_module: None,
+                trap_frame: None,
                 unloaded_drivers: unloaded,
             },
         });

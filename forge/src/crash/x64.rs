@@ -11,7 +11,7 @@
 use super::context::{self, Registers};
 use super::image::{write_code, write_pdata, PdataEntry};
 use super::unwind::{reg, Op, Prolog};
-use super::{bucket, module_base, CrashHeader, CrashTruth, FrameTruth, Placed, Stop};
+use super::{bucket, module_base, trap, CrashHeader, CrashTruth, FrameTruth, Placed, Stop};
 use crate::system::System;
 use crate::truth::hex;
 use crate::ForgeError;
@@ -28,6 +28,8 @@ pub const STACK_SIZE: u64 = 0x5000;
 const NO_PDATA_MODULE: &str = "acmeflt.sys";
 /// SYSTEM_THREAD_EXCEPTION_NOT_HANDLED_M.
 pub const BUGCHECK_7E: u32 = 0x1000_007e;
+/// KERNEL_MODE_EXCEPTION_NOT_HANDLED_M: parameter 3 is the trap frame.
+pub const BUGCHECK_8E: u32 = 0x1000_008e;
 /// The bad pointer ParseRecord dereferences (`mov eax, [rbx+10h]` with rbx = 0x10).
 const BAD_POINTER: u64 = 0x10;
 
@@ -39,6 +41,8 @@ pub enum Variant {
     OutsideModules,
     NoUnwindInfo,
     PageMissing,
+    /// The clean stack, reached from bug check 0x8E's KTRAP_FRAME (no CONTEXT record).
+    TrapFrame,
 }
 
 /// Where a function lives: nt at a symbol's RVA, or crashy.sys at an RVA.
@@ -398,20 +402,36 @@ pub fn plant(sys: &mut System, variant: Variant) -> Result<(CrashHeader, Option<
         gpr: laid.regs,
         ip: fault,
     };
-    let ctx = context::amd64(&regs);
-    let exr = context::access_violation(true, fault, BAD_POINTER + 0x10);
-    // Parameters 3 and 4 point at the exception and context records the dispatcher built on
-    // the stack below the faulting frame.
-    let rsp = laid.regs[usize::from(reg::RSP)];
-    let (exr_at, ctx_at) = ((rsp - 0x700) & !0xf, (rsp - 0x600) & !0xf);
-    sys.machine.write(exr_at, &exr)?;
-    sys.machine.write(ctx_at, &ctx)?;
-    let (bucket, bucket_without_symbols, followup_module) = bucket(BUGCHECK_7E, &frames);
+    let (bugcheck, params, ctx, exr, trap_frame) = if variant == Variant::TrapFrame {
+        // KiPageFault found no handler: 0x8E names the trap frame; the header's CONTEXT stays
+        // empty, so a walker must start from the trap frame.
+        let (at, bytes) = trap::build(sys, &regs)?;
+        sys.machine.write(at, &bytes)?;
+        (
+            BUGCHECK_8E,
+            [0xc000_0005, fault, at, 0],
+            None,
+            None,
+            Some(at),
+        )
+    } else {
+        let ctx = context::amd64(&regs);
+        let exr = context::access_violation(true, fault, BAD_POINTER + 0x10);
+        // Parameters 3 and 4 point at the exception and context records the dispatcher built
+        // on the stack below the faulting frame.
+        let rsp = laid.regs[usize::from(reg::RSP)];
+        let (exr_at, ctx_at) = ((rsp - 0x700) & !0xf, (rsp - 0x600) & !0xf);
+        sys.machine.write(exr_at, &exr)?;
+        sys.machine.write(ctx_at, &ctx)?;
+        let params = [0xc000_0005, fault, exr_at, ctx_at];
+        (BUGCHECK_7E, params, Some(ctx), Some(exr), None)
+    };
+    let (bucket, bucket_without_symbols, followup_module) = bucket(bugcheck, &frames);
     let header = CrashHeader {
-        code: BUGCHECK_7E,
-        params: [0xc000_0005, fault, exr_at, ctx_at],
-        context: Some(ctx),
-        exception: Some(exr),
+        code: bugcheck,
+        params,
+        context: ctx,
+        exception: exr,
         truth: CrashTruth {
             frames,
             stopped: Some(stopped),
@@ -419,6 +439,7 @@ pub fn plant(sys: &mut System, variant: Variant) -> Result<(CrashHeader, Option<
             bucket,
             bucket_without_symbols,
             followup_module,
+            trap_frame: trap_frame.map(hex),
             unloaded_drivers: Vec::new(),
         },
     };
@@ -438,7 +459,7 @@ fn spoil(
     let depth = |i: usize| CHAIN.len() - i; // frames kept through chain index i
     let worker_ret = laid.entry_sp[WORKER_ROUTINE];
     Ok(match variant {
-        Variant::Clean => (Stop::EndOfStack, None, None),
+        Variant::Clean | Variant::TrapFrame => (Stop::EndOfStack, None, None),
         Variant::Loop => {
             // ProcessItem saved its own frame pointer and returns into its recursive call:
             // unwinding it again gives the same frame.
