@@ -11,7 +11,7 @@ S="$ROOT/fuzz/seeds"
 SRC="$ROOT/fuzz/seed_sources"
 T="$(mktemp -d)"
 trap 'rm -rf "$T"' EXIT
-mkdir -p "$S"/{pe_memory,pe_file,pdb,isf,pool_page,big_pages,segheap,session,code_scan,cab,file_ptr,pooltag,upload,tag_log,counter_log,crash,kernel}
+mkdir -p "$S"/{pe_memory,pe_file,pdb,isf,pool_page,big_pages,segheap,session,code_scan,cab,file_ptr,pooltag,upload,tag_log,counter_log,crash,kernel,frame_data}
 
 # A tiny driver and its PDB, x64 and x86; the PDBs repacked with 512-byte MSF blocks (15 KB).
 LLVM=/usr/lib/llvm-14/bin

@@ -8,6 +8,7 @@
 
 mod crash;
 mod dump;
+mod frame;
 mod kernel;
 pub mod mem;
 mod panics;
@@ -23,6 +24,7 @@ mod upload;
 
 pub use crash::crash;
 pub use dump::{bitmap, header, triage};
+pub use frame::frame_data;
 pub use kernel::kernel;
 pub use panics::run;
 pub use pe::{pe_file, pe_memory};
@@ -58,6 +60,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("counter_log", counter_log),
     ("crash", crash),
     ("kernel", kernel),
+    ("frame_data", frame_data),
 ];
 
 /// The little-endian integer at `off` of `data`, 0 past its end: targets read their

@@ -80,4 +80,5 @@ replay_tests!(
     counter_log,
     crash,
     kernel,
+    frame_data,
 );

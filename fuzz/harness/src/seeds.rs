@@ -464,6 +464,7 @@ fn check(seeds: &[(&str, String, Vec<u8>)]) {
             "code_scan" => {}
             "crash" => check_crash(name, data),
             "kernel" => check_kernel(data),
+            "frame_data" => check_frame(name, data),
             _ => {}
         }
     }
@@ -718,6 +719,93 @@ fn check_kernel(data: &[u8]) {
     assert_eq!((d[0].module, d[0].devices.len()), (1, 1), "{d:?}");
 }
 
+/// A frame_data seed: the record's sizes, flags, ESP/EBP, the program and the stack words at
+/// [`STACK32`].
+fn frame_seed(sizes: [u32; 4], flags: u8, ebp: u32, program: &str, words: &[u32]) -> Vec<u8> {
+    let mut head: Vec<u8> = sizes.iter().flat_map(|v| v.to_le_bytes()).collect();
+    head.push(flags);
+    head.extend_from_slice(&(STACK32 as u32).to_le_bytes());
+    head.extend_from_slice(&ebp.to_le_bytes());
+    head.extend_from_slice(program.as_bytes());
+    head.push(0);
+    let stack: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+    let mut b = Builder::new(&head);
+    b.write(STACK32, &stack);
+    b.out
+}
+
+/// The return address each frame_data seed must find.
+const FRAME_RETURN: u32 = 0x8060_3000;
+
+/// A clang-style program (after `push esi; sub esp, 8`), MSVC's EBP-frame program, and an
+/// FPO_DATA layout (8 bytes of locals, one saved register).
+fn frame_seeds() -> Vec<(String, Vec<u8>)> {
+    let fp = (STACK32 + 0x10) as u32;
+    vec![
+        (
+            "llvm_program".into(),
+            frame_seed(
+                [8, 4, 0, 0],
+                1,
+                0x77,
+                "$T0 .raSearch = $eip $T0 ^ = $esp $T0 4 + = $esi $T0 4 - ^ = ",
+                &[0, 0, 0x5151, FRAME_RETURN, 0],
+            ),
+        ),
+        (
+            "msvc_ebp_program".into(),
+            frame_seed(
+                [0, 0, 8, 0],
+                1,
+                fp,
+                "$T0 $ebp = $eip $T0 4 + ^ = $ebp $T0 ^ = $esp $T0 8 + =",
+                &[0, 0, 0, 0, fp + 0x20, FRAME_RETURN, 0, 0],
+            ),
+        ),
+        (
+            "fpo_layout".into(),
+            frame_seed([8, 4, 0, 0], 0, 0x77, "", &[0, 0, 0x5151, FRAME_RETURN]),
+        ),
+    ]
+}
+
+fn check_frame(name: &str, data: &[u8]) {
+    use analyzer::stack::context::{Registers, RBP, RSP};
+    use analyzer::stack::fpo::{step, FrameFacts};
+    use analyzer::symbols::frame_data::{FrameRecord, FrameRule};
+    let end = 25 + data[25..].iter().position(|&b| b == 0).unwrap();
+    let text = std::str::from_utf8(&data[25..end]).unwrap().to_string();
+    let mem = crate::mem::Sparse::parse(&data[end + 1..], 4);
+    let word = |i: usize| crate::le(data, 4 * i, 4) as u32;
+    let rule = if data[16] & 1 == 1 {
+        FrameRule::Program(text)
+    } else {
+        FrameRule::Fpo {
+            uses_base_pointer: false,
+        }
+    };
+    let record = FrameRecord {
+        rva: crate::frame::FUNCTION_RVA,
+        size: 0x100,
+        locals: word(0),
+        saved_regs: word(1),
+        params: word(2),
+        function_start: true,
+        rule,
+    };
+    let mut regs = Registers::default();
+    regs.gpr[RSP] = crate::le(data, 17, 4);
+    regs.gpr[RBP] = crate::le(data, 21, 4);
+    let facts = FrameFacts {
+        record: &record,
+        callee_params: 0,
+        at_entry: false,
+    };
+    let next = step(&regs, facts, &mem).unwrap_or_else(|e| panic!("{name}: {e}"));
+    assert_eq!(next.ip, u64::from(FRAME_RETURN), "{name}");
+    assert!(next.sp() > regs.sp(), "{name}");
+}
+
 #[test]
 #[ignore = "writes fuzz/seeds (fuzz/make_seeds.sh)"]
 fn write() {
@@ -740,6 +828,9 @@ fn write() {
         seeds.push(("crash", n, d));
     }
     seeds.push(("kernel", "w19041_lists_and_objects".into(), kernel_seed()));
+    for (n, d) in frame_seeds() {
+        seeds.push(("frame_data", n, d));
+    }
     check(&seeds);
     for (target, name, data) in &seeds {
         assert!(

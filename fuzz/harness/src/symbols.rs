@@ -7,14 +7,15 @@ use analyzer::pool::bigpages::BigPageLayout;
 use analyzer::pool::header::HeaderLayout;
 use analyzer::pool::segheap::SegLayout;
 use analyzer::pool::tags::TrackerLayout;
+use analyzer::symbols::frame_data::FrameTable;
 use analyzer::symbols::identify::identify;
 use analyzer::symbols::lines::SourceLines;
 use analyzer::symbols::names::{FunctionNames, Undecorate};
 use analyzer::symbols::store::SymbolKey;
 use analyzer::symbols::{msf_check, Profile};
 
-/// The input is a `.pdb` file: the kernel profile reader, the function names and source lines
-/// readers, the MSF structure check, the vendor upload's identification and the store's
+/// The input is a `.pdb` file: the kernel profile reader, the function names, source lines and
+/// frame record readers, the MSF structure check, the vendor upload's identification and the store's
 /// identity check.
 pub fn pdb(data: &[u8]) {
     let _ = msf_check::check(&mut std::io::Cursor::new(data));
@@ -24,6 +25,7 @@ pub fn pdb(data: &[u8]) {
     }
     let _ = FunctionNames::from_pdb(&path, Undecorate::Auto);
     let _ = SourceLines::from_pdb(&path);
+    let _ = FrameTable::from_pdb(&path);
     let _ = identify(&path, "ntkrnlmp.pdb");
     let key = SymbolKey::pdb("ntkrnlmp.pdb", "5278AFF86C341677D7D7835C85B7B844", 1);
     let _ = analyzer::fuzzing::store_file_checks(&key, &path);
