@@ -4,9 +4,11 @@
 //! [`context`] finds the registers the walk starts from; [`walk`] undoes one frame after the
 //! other: on x64 with the modules' unwind information ([`pdata`], [`unwind_x64`], [`epilog`])
 //! read from the dump's pages or, where the dump does not hold them, from a copy of the image
-//! the symbol path serves ([`image`]); on x86 along the EBP chain ([`x86`]). Every walk ends
-//! with a [`Stop`] saying why. [`bucket`] names the followup module and the bucket.
+//! the symbol path serves ([`image`]); on arm64 with the modules' ARM64 `.pdata`/`.xdata`
+//! ([`arm64`]); on x86 along the EBP chain ([`x86`]). Every walk ends with a [`Stop`] saying
+//! why. [`bucket`] names the followup module and the bucket.
 
+pub mod arm64;
 pub mod bucket;
 pub mod context;
 pub mod epilog;
@@ -36,4 +38,8 @@ pub enum UnwindError {
     /// The image has no exception directory.
     #[error("the image has no exception directory (.pdata)")]
     NoTable,
+    /// ARM64: no RUNTIME_FUNCTION covers a return address, and past the first frame lr no
+    /// longer holds that leaf function's own return address.
+    #[error("no RUNTIME_FUNCTION covers RVA {rva:#x}, and lr no longer holds the return address of a leaf function there")]
+    NoFunction { rva: u32 },
 }

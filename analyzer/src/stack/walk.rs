@@ -1,13 +1,13 @@
 //! The walk: frame after frame from the starting context until something stops it. It never
-//! hangs: the stack pointer must grow from frame to frame (a machine frame may move it
-//! anywhere, but an (instruction, stack) pair seen twice is a loop), and at most
-//! [`MAX_FRAMES`] frames are produced.
+//! hangs: the stack pointer must grow from frame to frame (an arm64 leaf may keep it; a
+//! machine frame may move it anywhere; an (instruction, stack) pair seen twice is a loop),
+//! and at most [`MAX_FRAMES`] frames are produced.
 
 use super::context::{Registers, RSP};
 use super::image::{ImageFetch, ModuleImage};
 use super::pdata::{FunctionTable, RuntimeFunction};
 use super::unwind_x64::{unwind, Frame};
-use super::{x86, StartContext, UnwindError};
+use super::{arm64, x86, StartContext, UnwindError};
 use crate::dump::Arch;
 use crate::kernel::Module;
 use crate::memory::VirtualMemory;
@@ -28,6 +28,11 @@ pub enum UnwoundBy {
     Pdata,
     /// The callee had no RUNTIME_FUNCTION: a leaf, its return address at [rsp].
     Leaf,
+    /// ARM64: the callee's packed unwind data (Flag 1 or 2 in its RUNTIME_FUNCTION).
+    PdataPacked,
+    /// ARM64: the callee had no RUNTIME_FUNCTION: a leaf, its return address in lr (only
+    /// where lr is live: the first frame, or a frame an interruption resumed at).
+    LinkRegister,
     /// The callee's saved EBP (x86).
     FramePointer,
 }
@@ -72,9 +77,9 @@ pub struct StackWalk {
 }
 
 /// One module's image and its function table, read once.
-struct Unwinder<'a> {
+struct Unwinder<'a, T = FunctionTable> {
     image: ModuleImage<'a>,
-    table: Result<FunctionTable, UnwindError>,
+    table: Result<T, UnwindError>,
 }
 
 struct Walker<'a> {
@@ -82,6 +87,7 @@ struct Walker<'a> {
     mem: &'a dyn VirtualMemory,
     fetch: &'a dyn ImageFetch,
     unwinders: HashMap<usize, Unwinder<'a>>,
+    arm64: HashMap<usize, Unwinder<'a, arm64::FunctionTable>>,
 }
 
 /// Walks the stack from `start`. `mem` is the dump's kernel memory (stack and image pages);
@@ -98,6 +104,7 @@ pub fn walk(
         mem,
         fetch,
         unwinders: HashMap::new(),
+        arm64: HashMap::new(),
     };
     let mut frames = Vec::new();
     let mut regs = start.regs;
@@ -135,12 +142,7 @@ pub fn walk(
             }
             Arch::X86 => x86::step(&regs, mem).map(|r| (r, UnwoundBy::FramePointer, false)),
             Arch::X64 => w.step_x64(mi, &regs, return_address),
-            Arch::Arm64 => {
-                break stop(
-                    StopReason::NoUnwindInfo,
-                    "arm64 stacks are not unwound".into(),
-                )
-            }
+            Arch::Arm64 => w.step_arm64(mi, &regs, return_address),
         };
         let (next, next_by, machine_frame) = match step {
             Ok(s) => s,
@@ -152,7 +154,13 @@ pub fn walk(
                 "the return address is 0: the first frame of the thread".into(),
             );
         }
-        if (!machine_frame && next.sp() <= regs.sp()) || !seen.insert((next.ip, next.sp())) {
+        // An ARM64 leaf returns through lr without touching sp: an equal sp is progress there
+        // (the (instruction, stack) pair seen twice still is a loop).
+        let shrinks = match arch {
+            Arch::Arm64 => next.sp() < regs.sp(),
+            _ => next.sp() <= regs.sp(),
+        };
+        if (!machine_frame && shrinks) || !seen.insert((next.ip, next.sp())) {
             break stop(
                 StopReason::Loop,
                 format!(
@@ -166,11 +174,11 @@ pub fn walk(
         by = next_by;
         return_address = !machine_frame;
     };
-    let mut images_fetched: Vec<String> = w
-        .unwinders
-        .values()
-        .filter(|u| u.image.used_copy())
-        .map(|u| u.image.module.name.clone())
+    let images = w.unwinders.values().map(|u| &u.image);
+    let mut images_fetched: Vec<String> = images
+        .chain(w.arm64.values().map(|u| &u.image))
+        .filter(|image| image.used_copy())
+        .map(|image| image.module.name.clone())
         .collect();
     images_fetched.sort();
     StackWalk {
@@ -202,7 +210,7 @@ fn failed(m: &Module, e: &UnwindError) -> Stop {
             StopReason::NoUnwindInfo,
             format!("{} has no exception directory (.pdata)", m.name),
         ),
-        UnwindError::Malformed { .. } => {
+        UnwindError::Malformed { .. } | UnwindError::NoFunction { .. } => {
             stop(StopReason::NoUnwindInfo, format!("{}: {e}", m.name))
         }
     }
@@ -216,6 +224,25 @@ impl<'a> Walker<'a> {
             let table = FunctionTable::read(&mut image).and_then(|t| t.ok_or(UnwindError::NoTable));
             Unwinder { image, table }
         })
+    }
+
+    /// One arm64 frame: (caller's registers, how, whether through an interruption's record).
+    fn step_arm64(
+        &mut self,
+        mi: usize,
+        regs: &Registers,
+        return_address: bool,
+    ) -> Result<(Registers, UnwoundBy, bool), UnwindError> {
+        let (modules, mem, fetch) = (self.modules, self.mem, self.fetch);
+        let u = self.arm64.entry(mi).or_insert_with(|| {
+            let mut image = ModuleImage::new(&modules[mi], Some(mem), fetch);
+            let table =
+                arm64::FunctionTable::read(&mut image).and_then(|t| t.ok_or(UnwindError::NoTable));
+            Unwinder { image, table }
+        });
+        let base = modules[mi].base;
+        let s = arm64::step(&mut u.image, &u.table, base, regs, return_address, mem)?;
+        Ok((s.regs, s.by, s.interrupted))
     }
 
     /// One x64 frame: (caller's registers, how, whether through a machine frame).
