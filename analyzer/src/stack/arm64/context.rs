@@ -18,8 +18,6 @@ pub const FLAG_UNWOUND_TO_CALL: u32 = 0x2000_0000;
 /// "PAGE": an unwritten header field.
 const PAGE_FILL: u32 = 0x4547_4150;
 pub const CTX_X0: u64 = 0x008;
-const CTX_FP: u64 = 0x0F0;
-const CTX_LR: u64 = 0x0F8;
 pub const CTX_SP: u64 = 0x100;
 pub const CTX_PC: u64 = 0x108;
 pub const CTX_V: u64 = 0x110;
@@ -97,8 +95,8 @@ mod tests {
         };
         b[0..4].copy_from_slice(&0x0040_0007u32.to_le_bytes());
         put(&mut b, CTX_X0 + 8 * 19, 0x1919);
-        put(&mut b, CTX_FP, 0xF0F0);
-        put(&mut b, CTX_LR, 0xffff_f800_0000_1234);
+        put(&mut b, CTX_X0 + 8 * FP as u64, 0xF0F0);
+        put(&mut b, CTX_X0 + 8 * LR as u64, 0xffff_f800_0000_1234);
         put(&mut b, CTX_SP, 0xffff_8000_0000_1000);
         put(&mut b, CTX_PC, 0xffff_f800_0000_5678);
         put(&mut b, CTX_V + 16 * 8, 0xD8D8);
