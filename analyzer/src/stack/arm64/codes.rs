@@ -285,11 +285,14 @@ fn save_any_reg(b1: u8, b2: u8) -> Result<Code, CodeError> {
 /// for an operand the encoding cannot hold.
 pub fn encode(code: Code) -> Option<Vec<u8>> {
     let slots = |offset: u32, max: u32| {
-        let s = (offset % 8 == 0).then_some(offset / 8)?;
+        let s = offset.is_multiple_of(8).then_some(offset / 8)?;
         (s <= max).then_some(s)
     };
     let pre_slots = |offset: u32, max: u32| {
-        let s = (offset % 8 == 0).then_some(offset / 8)?.checked_sub(1)?;
+        let s = offset
+            .is_multiple_of(8)
+            .then_some(offset / 8)?
+            .checked_sub(1)?;
         (s <= max).then_some(s)
     };
     let rx = |reg: u8, max: u8| reg.checked_sub(19).filter(|r| *r <= max);
@@ -299,7 +302,7 @@ pub fn encode(code: Code) -> Option<Vec<u8>> {
         vec![(v >> 8) as u8, v as u8]
     };
     Some(match code {
-        Code::Alloc { size } if size % 16 != 0 => return None,
+        Code::Alloc { size } if !size.is_multiple_of(16) => return None,
         Code::Alloc { size } if size < 512 => vec![(size / 16) as u8],
         Code::Alloc { size } if size < 16 * 2048 => two(0xC000, 0, size / 16),
         Code::Alloc { size } if size < 16 << 24 => {
@@ -333,7 +336,7 @@ pub fn encode(code: Code) -> Option<Vec<u8>> {
         }
         Code::SaveLrpair { reg, offset } => {
             let x = rx(reg, 14)?;
-            (x % 2 == 0).then_some(())?;
+            x.is_multiple_of(2).then_some(())?;
             two(0xD600, x / 2, slots(offset, 63)?)
         }
         Code::SaveFregp { reg, offset, pre } => {

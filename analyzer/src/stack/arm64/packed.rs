@@ -171,7 +171,7 @@ pub fn expand(p: &Packed) -> Option<Xdata> {
             index: u32::from(fp_set),
         }
     };
-    while codes.len() % 4 != 0 {
+    while !codes.len().is_multiple_of(4) {
         codes.push(0xE3);
     }
     Some(Xdata {

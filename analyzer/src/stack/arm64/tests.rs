@@ -24,7 +24,7 @@ const XDATA: usize = 0x2000;
 /// `.xdata` with E = 1 (one epilog at the end, codes from `index`).
 fn xdata_at_end(insns: u32, index: u32, codes: &[Code]) -> Vec<u8> {
     let mut c: Vec<u8> = codes.iter().flat_map(|c| encode(*c).unwrap()).collect();
-    while c.len() % 4 != 0 {
+    while !c.len().is_multiple_of(4) {
         c.push(0xE3);
     }
     let words = c.len() as u32 / 4;
@@ -293,7 +293,7 @@ fn pac_signed_lr_is_stripped() {
         0,
         &[Code::SaveFplrX { offset: 16 }, Code::PacSignLr, Code::End],
     );
-    let st = stack(&[(S - 16, 0xF0F0), (S - 8, 0x00D5_f800_2000_0444)]);
+    let st = stack(&[(S - 16, 0xF0F0), (S - 8, 0x00d5_f800_2000_0444)]);
     let mut c = ctx(4, S - 16);
     run(&image_with(&xd), XDATA as u32, &mut c, &st).unwrap();
     assert_eq!(c.pc, RA);
@@ -344,7 +344,7 @@ fn random_bytes_never_panic() {
             *b = r.next() as u8;
         }
         // Keep the version field 0 most of the time so the codes get executed.
-        if r.next() % 4 != 0 {
+        if !r.next().is_multiple_of(4) {
             img[XDATA + 2] &= !0x0C;
         }
         let st: Vec<u8> = (0..0x400).map(|_| r.next() as u8).collect();
