@@ -33,7 +33,7 @@ use analyzer::stack::arm64::unwind::{unwind, Frame, Place};
 use analyzer::stack::arm64::xdata::{Epilogs, Xdata};
 use analyzer::stack::image::{BytesImage, NoFetch};
 use analyzer::stack::{walk, ContextSource, StartContext, StopReason, UnwoundBy};
-use harness::{repo_root, run};
+use harness::{pooltriage_bin, repo_root, run};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -991,4 +991,66 @@ fn packed_text(code: Code) -> String {
         Code::SetFp => "mov x29, sp".into(),
         other => llvm_text(other, true),
     }
+}
+
+/// A full arm64 dump whose header holds an ARM64 CONTEXT (at 0x348, as on x64): `inspect`
+/// starts the walk from it and says where and why it stopped: without page-table translation
+/// there is no module list and no stack, and the detail says so. The header is the one
+/// tests/inspect_cli.rs builds (../shared/docs/windows-internals.md's 64-bit layout).
+#[test]
+fn arm64_dump_context_starts_the_walk_and_the_stop_says_why() {
+    let mut h = b"PAGE".repeat(0x2000 / 4);
+    let put = |h: &mut Vec<u8>, off: usize, b: &[u8]| h[off..off + b.len()].copy_from_slice(b);
+    put(&mut h, 0, b"PAGEDU64");
+    put(&mut h, 0x08, &15u32.to_le_bytes());
+    put(&mut h, 0x0C, &22621u32.to_le_bytes());
+    put(&mut h, 0x10, &0x1000u64.to_le_bytes());
+    put(&mut h, 0x30, &0xAA64u32.to_le_bytes());
+    put(&mut h, 0x34, &8u32.to_le_bytes());
+    put(&mut h, 0x38, &0xC2u32.to_le_bytes());
+    for (i, p) in [7u64, 0x1234, 0, 0xffff8000_00001000].iter().enumerate() {
+        put(&mut h, 0x40 + 8 * i, &p.to_le_bytes());
+    }
+    put(&mut h, 0x80, &0xffff8000_00002000u64.to_le_bytes());
+    put(&mut h, 0x88, &[1, 0, 0, 0, 0, 0, 0, 0]);
+    put(&mut h, 0x90, &1u64.to_le_bytes());
+    put(&mut h, 0x98, &0u64.to_le_bytes());
+    put(&mut h, 0xA0, &1u64.to_le_bytes());
+    put(&mut h, 0xF98, &1u32.to_le_bytes());
+    put(&mut h, 0xFA0, &0x3000u64.to_le_bytes());
+    put(&mut h, 0xFA8, &0x01d9_0000_0000_0000u64.to_le_bytes());
+    // The ARM64 CONTEXT: ContextFlags CONTEXT_ARM64 | CONTROL | INTEGER, Lr, Sp, Pc.
+    let ctx = 0x348;
+    let mut record = vec![0u8; 0x390];
+    put(&mut record, 0, &0x0040_0003u32.to_le_bytes());
+    put(&mut record, 0xF8, &0xffff_f800_1234_0010u64.to_le_bytes());
+    put(&mut record, 0x100, &0xffff_8000_0bad_c000u64.to_le_bytes());
+    put(&mut record, 0x108, &0xffff_f800_1234_5678u64.to_le_bytes());
+    put(&mut h, ctx, &record);
+    h.resize(0x3000, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("arm64-context.dmp");
+    std::fs::write(&path, &h).unwrap();
+    let out = run(
+        Command::new(pooltriage_bin())
+            .args(["inspect", "--no-symbols", "--json"])
+            .arg(&path),
+        "pooltriage inspect",
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let c = &r["crash"];
+    assert_eq!(c["context_source"], "dump_header", "{c}");
+    assert_eq!(c["stack"]["method"], "unwind", "{c}");
+    let frames = c["stack"]["frames"].as_array().unwrap();
+    assert_eq!(frames.len(), 1, "{c}");
+    assert_eq!(frames[0]["instruction"], "0xfffff80012345678", "{c}");
+    assert_eq!(frames[0]["stack_pointer"], "0xffff80000badc000", "{c}");
+    assert_eq!(frames[0]["unwound_by"], "context", "{c}");
+    let stopped = &c["stack"]["stopped"];
+    assert_eq!(stopped["reason"], "outside_modules", "{c}");
+    let detail = stopped["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("in no loaded module") && detail.contains("virtual memory is not readable"),
+        "{detail}"
+    );
 }
