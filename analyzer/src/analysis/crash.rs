@@ -52,7 +52,10 @@ pub fn walk_crash(
         return None;
     }
     let arch = dump.header().arch;
-    let mem = dump.kernel_memory().ok();
+    let (mem, unreadable) = match dump.kernel_memory() {
+        Ok(m) => (Some(m), None),
+        Err(e) => (None, Some(e)),
+    };
     let params = b.params.clone().map(|p| p.value);
     let header = dump
         .file_bytes()
@@ -64,7 +67,14 @@ pub fn walk_crash(
     let fetch = StoreImages { store, deadline };
     let empty = crate::kernel::pe::SliceMemory::new(0, &[], 8);
     let mem: &dyn VirtualMemory = mem.as_deref().unwrap_or(&empty);
-    let walk = walk(&start, arch, &kernel.modules.modules, mem, &fetch);
+    let mut walk = walk(&start, arch, &kernel.modules.modules, mem, &fetch);
+    if let Some(e) = unreadable {
+        // Without virtual memory neither the stack nor the modules' pages were read.
+        walk.stop.detail = format!(
+            "{} (the dump's virtual memory is not readable: {e})",
+            walk.stop.detail
+        );
+    }
     Some(Walked { start, walk })
 }
 
@@ -72,8 +82,9 @@ pub fn walk_crash(
 fn not_walked(arch: crate::dump::Arch) -> Walked {
     let detail = match arch {
         crate::dump::Arch::Arm64 => {
-            "arm64 stacks are not unwound: the bug check, its parameters and the module list \
-             are read, the crashing thread's registers and stack are not"
+            "the dump header's context record is empty or not an ARM64 CONTEXT, and no \
+             exception record or trap frame a parameter names could be read (arm64 virtual \
+             addresses are translated only through a triage dump's captured blocks)"
         }
         _ => {
             "the dump header's context record is empty or not of this architecture, and the \

@@ -1,6 +1,7 @@
 //! The crashing thread's registers where the walk starts.
 //!
-//! Three places hold them (winnt.h, ntddk.h; offsets checked against the 19041 ISF):
+//! Three places hold them (winnt.h, ntddk.h; x64 offsets checked against the 19041 ISF, the
+//! ARM64 CONTEXT and KTRAP_FRAME as winnt.h and Windows' unwinder lay them out):
 //!
 //! - the CONTEXT record the dump writer saved in the dump header (DUMP_HEADER64 at 0x348,
 //!   DUMP_HEADER32 at 0x320): the CPU state at the crash, usually KeBugCheckEx's own frame;
@@ -12,12 +13,13 @@
 //! 0x0A / 0xD1 name no trap frame in their parameters: the walk reaches the fault through
 //! KiPageFault's machine frame (UWOP_PUSH_MACHFRAME) when nt's image is readable.
 
+use super::arm64::{self, Arm64Context};
 use crate::dump::Arch;
 use crate::kernel::bytes::{u32_at, u64_at};
 use crate::memory::VirtualMemory;
 use serde::{Deserialize, Serialize};
 
-/// Header offset of the CONTEXT record in DUMP_HEADER32 / DUMP_HEADER64.
+/// Header offset of the CONTEXT record in DUMP_HEADER32 / DUMP_HEADER64 (x64 and arm64).
 pub const HEADER_CONTEXT_X86: usize = 0x320;
 pub const HEADER_CONTEXT_64: usize = 0x348;
 /// CONTEXT_AMD64 / CONTEXT_i386 in ContextFlags.
@@ -50,6 +52,12 @@ const TRAP32_EIP: usize = 0x68;
 const TRAP32_CS: usize = 0x6C;
 const TRAP32_ESP: usize = 0x74;
 const TRAP32_SIZE: usize = 0x8C;
+/// ARM64 KTRAP_FRAME: Sp 0x98, Lr 0x138, Fp 0x140, Pc 0x148; its size.
+const TRAP_ARM64_SP: usize = 0x98;
+const TRAP_ARM64_LR: usize = 0x138;
+const TRAP_ARM64_FP: usize = 0x140;
+const TRAP_ARM64_PC: usize = 0x148;
+const TRAP_ARM64_SIZE: usize = 0x150;
 
 /// x64 register numbers as UNWIND_CODE.OpInfo numbers them (rax 0 .. r15 15); the x86 walk
 /// uses the same slots for eax..edi.
@@ -71,7 +79,8 @@ pub enum ContextSource {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Registers {
     pub ip: u64,
-    /// rax..r15 in UNWIND_CODE order (x86: eax, ecx, edx, ebx, esp, ebp, esi, edi).
+    /// rax..r15 in UNWIND_CODE order (x86: eax, ecx, edx, ebx, esp, ebp, esi, edi; arm64:
+    /// lr, -, -, -, sp, fp, x19..x28, see `Arm64Context::to_registers`).
     pub gpr: [u64; 16],
 }
 
@@ -129,7 +138,7 @@ pub fn parse_context(b: &[u8], arch: Arch) -> Option<Registers> {
                 gpr,
             }
         }
-        Arch::Arm64 => return None,
+        Arch::Arm64 => Arm64Context::parse(b)?.to_registers(),
     };
     (regs.ip != 0 && regs.ip as u32 != PAGE_FILL).then_some(regs)
 }
@@ -161,7 +170,19 @@ pub fn parse_trap_frame(b: &[u8], at: u64, arch: Arch) -> Option<Registers> {
             };
             u64::from(u32_at(b, TRAP32_EIP)?)
         }
-        Arch::Arm64 => return None,
+        Arch::Arm64 => {
+            // The trap frame holds the volatile registers, fp, lr, sp and pc; x19..x28 stay
+            // where the interrupted code left them and are restored by the unwind codes.
+            let mut c = Arm64Context {
+                pc: u64_at(b, TRAP_ARM64_PC)?,
+                sp: u64_at(b, TRAP_ARM64_SP)?,
+                ..Default::default()
+            };
+            c.x[arm64::context::FP] = u64_at(b, TRAP_ARM64_FP)?;
+            c.x[arm64::context::LR] = u64_at(b, TRAP_ARM64_LR)?;
+            gpr = c.to_registers().gpr;
+            c.pc
+        }
     };
     (ip != 0).then_some(Registers { ip, gpr })
 }
@@ -219,6 +240,8 @@ fn read_record(mem: &dyn VirtualMemory, at: u64, arch: Arch, trap: bool) -> Opti
     let len = match (arch, trap) {
         (Arch::X64, false) => CONTEXT_64_SIZE,
         (Arch::X64, true) => TRAP64_SIZE,
+        (Arch::Arm64, false) => arm64::context::CONTEXT_SIZE,
+        (Arch::Arm64, true) => TRAP_ARM64_SIZE,
         (_, false) => CONTEXT_X86_SIZE,
         (_, true) => TRAP32_SIZE,
     };

@@ -4,10 +4,12 @@
 //! [`context`] finds the registers the walk starts from; [`walk`] undoes one frame after the
 //! other: on x64 with the modules' unwind information ([`pdata`], [`unwind_x64`], [`epilog`])
 //! read from the dump's pages or, where the dump does not hold them, from a copy of the image
-//! the symbol path serves ([`image`]); on x86 with the frame records of the modules' PDBs where
-//! they cover a frame ([`fpo`], [`program`]) and along the EBP chain elsewhere ([`x86`]). Every
-//! walk ends with a [`Stop`] saying why. [`bucket`] names the followup module and the bucket.
+//! the symbol path serves ([`image`]); on arm64 with the modules' ARM64 `.pdata`/`.xdata`
+//! ([`arm64`]); on x86 with the frame records of the modules' PDBs where they cover a frame
+//! ([`fpo`], [`program`]) and along the EBP chain elsewhere ([`x86`]). Every walk ends with a
+//! [`Stop`] saying why. [`bucket`] names the followup module and the bucket.
 
+pub mod arm64;
 pub mod bucket;
 pub mod context;
 pub mod epilog;
@@ -45,4 +47,8 @@ pub enum UnwindError {
         rva: u32,
         error: program::ProgramError,
     },
+    /// ARM64: no RUNTIME_FUNCTION covers a return address, and past the first frame lr no
+    /// longer holds that leaf function's own return address.
+    #[error("no RUNTIME_FUNCTION covers RVA {rva:#x}, and lr no longer holds the return address of a leaf function there")]
+    NoFunction { rva: u32 },
 }

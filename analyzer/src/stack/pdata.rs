@@ -55,30 +55,40 @@ fn read_u16(img: &mut dyn ImageRead, rva: u32) -> Result<u16, UnwindError> {
     Ok(u16::from_le_bytes(b))
 }
 
+/// The exception directory's (RVA, size) from the image's PE headers; `Ok(None)` when the
+/// image has none. The directory is the same on every architecture; its entries are not.
+pub fn exception_directory(img: &mut dyn ImageRead) -> Result<Option<(u32, u32)>, UnwindError> {
+    let bad = |reason| UnwindError::Malformed { rva: 0, reason };
+    if read_u16(img, 0)? != 0x5A4D {
+        return Err(bad("no MZ signature"));
+    }
+    let nt = read_u32(img, 0x3C)?;
+    if nt > 0x1000_0000 || read_u32(img, nt)? != 0x4550 {
+        return Err(bad("no PE signature"));
+    }
+    let opt = nt + 24;
+    let (count_at, dirs) = match read_u16(img, opt)? {
+        0x20B => (opt + 108, opt + 112),
+        0x10B => (opt + 92, opt + 96),
+        _ => return Err(bad("unknown optional header magic")),
+    };
+    if read_u32(img, count_at)? <= EXCEPTION_DIRECTORY {
+        return Ok(None);
+    }
+    let at = dirs + 8 * EXCEPTION_DIRECTORY;
+    let (rva, size) = (read_u32(img, at)?, read_u32(img, at + 4)?);
+    Ok((rva != 0).then_some((rva, size)))
+}
+
 impl FunctionTable {
     /// Reads the exception directory from the image's PE headers; `Ok(None)` when the image
     /// has none (an image without unwind information).
     pub fn read(img: &mut dyn ImageRead) -> Result<Option<FunctionTable>, UnwindError> {
         let bad = |reason| UnwindError::Malformed { rva: 0, reason };
-        if read_u16(img, 0)? != 0x5A4D {
-            return Err(bad("no MZ signature"));
-        }
-        let nt = read_u32(img, 0x3C)?;
-        if nt > 0x1000_0000 || read_u32(img, nt)? != 0x4550 {
-            return Err(bad("no PE signature"));
-        }
-        let opt = nt + 24;
-        let (count_at, dirs) = match read_u16(img, opt)? {
-            0x20B => (opt + 108, opt + 112),
-            0x10B => (opt + 92, opt + 96),
-            _ => return Err(bad("unknown optional header magic")),
-        };
-        if read_u32(img, count_at)? <= EXCEPTION_DIRECTORY {
+        let Some((rva, size)) = exception_directory(img)? else {
             return Ok(None);
-        }
-        let at = dirs + 8 * EXCEPTION_DIRECTORY;
-        let (rva, size) = (read_u32(img, at)?, read_u32(img, at + 4)?);
-        if rva == 0 || size < ENTRY_SIZE {
+        };
+        if size < ENTRY_SIZE {
             return Ok(None);
         }
         let count = size / ENTRY_SIZE;

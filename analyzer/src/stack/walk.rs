@@ -1,13 +1,13 @@
 //! The walk: frame after frame from the starting context until something stops it. It never
-//! hangs: the stack pointer must grow from frame to frame (a machine frame may move it
-//! anywhere, but an (instruction, stack) pair seen twice is a loop), and at most
-//! [`MAX_FRAMES`] frames are produced.
+//! hangs: the stack pointer must grow from frame to frame (an arm64 leaf may keep it; a
+//! machine frame may move it anywhere; an (instruction, stack) pair seen twice is a loop),
+//! and at most [`MAX_FRAMES`] frames are produced.
 
 use super::context::{Registers, RSP};
 use super::image::{ImageFetch, ModuleImage};
 use super::pdata::{FunctionTable, RuntimeFunction};
 use super::unwind_x64::{unwind, Frame};
-use super::{x86, StartContext, UnwindError};
+use super::{arm64, x86, StartContext, UnwindError};
 use crate::dump::Arch;
 use crate::kernel::Module;
 use crate::memory::VirtualMemory;
@@ -29,6 +29,11 @@ pub enum UnwoundBy {
     Pdata,
     /// The callee had no RUNTIME_FUNCTION: a leaf, its return address at [rsp].
     Leaf,
+    /// ARM64: the callee's packed unwind data (Flag 1 or 2 in its RUNTIME_FUNCTION).
+    PdataPacked,
+    /// ARM64: the callee had no RUNTIME_FUNCTION: a leaf, its return address in lr (only
+    /// where lr is live: the first frame, or a frame an interruption resumed at).
+    LinkRegister,
     /// The callee's saved EBP (x86).
     FramePointer,
     /// The callee's FPO_DATA or FRAMEDATA record from its module's PDB (x86).
@@ -75,9 +80,9 @@ pub struct StackWalk {
 }
 
 /// One module's image and its function table, read once.
-struct Unwinder<'a> {
+struct Unwinder<'a, T = FunctionTable> {
     image: ModuleImage<'a>,
-    table: Result<FunctionTable, UnwindError>,
+    table: Result<T, UnwindError>,
 }
 
 struct Walker<'a> {
@@ -89,6 +94,7 @@ struct Walker<'a> {
     frame_tables: HashMap<usize, Option<FrameTable>>,
     /// x86: parameter bytes the current frame passed to its callee.
     callee_params: u32,
+    arm64: HashMap<usize, Unwinder<'a, arm64::FunctionTable>>,
 }
 
 /// Walks the stack from `start`. `mem` is the dump's kernel memory (stack and image pages);
@@ -107,6 +113,7 @@ pub fn walk(
         unwinders: HashMap::new(),
         frame_tables: HashMap::new(),
         callee_params: 0,
+        arm64: HashMap::new(),
     };
     let mut frames = Vec::new();
     let mut regs = start.regs;
@@ -147,12 +154,7 @@ pub fn walk(
                 Err(e) => Err(e),
             },
             Arch::X64 => w.step_x64(mi, &regs, return_address),
-            Arch::Arm64 => {
-                break stop(
-                    StopReason::NoUnwindInfo,
-                    "arm64 stacks are not unwound".into(),
-                )
-            }
+            Arch::Arm64 => w.step_arm64(mi, &regs, return_address),
         };
         let (next, next_by, machine_frame) = match step {
             Ok(s) => s,
@@ -164,7 +166,13 @@ pub fn walk(
                 "the return address is 0: the first frame of the thread".into(),
             );
         }
-        if (!machine_frame && next.sp() <= regs.sp()) || !seen.insert((next.ip, next.sp())) {
+        // An ARM64 leaf returns through lr without touching sp: an equal sp is progress there
+        // (the (instruction, stack) pair seen twice still is a loop).
+        let shrinks = match arch {
+            Arch::Arm64 => next.sp() < regs.sp(),
+            _ => next.sp() <= regs.sp(),
+        };
+        if (!machine_frame && shrinks) || !seen.insert((next.ip, next.sp())) {
             break stop(
                 StopReason::Loop,
                 format!(
@@ -178,11 +186,11 @@ pub fn walk(
         by = next_by;
         return_address = !machine_frame;
     };
-    let mut images_fetched: Vec<String> = w
-        .unwinders
-        .values()
-        .filter(|u| u.image.used_copy())
-        .map(|u| u.image.module.name.clone())
+    let images = w.unwinders.values().map(|u| &u.image);
+    let mut images_fetched: Vec<String> = images
+        .chain(w.arm64.values().map(|u| &u.image))
+        .filter(|image| image.used_copy())
+        .map(|image| image.module.name.clone())
         .collect();
     images_fetched.sort();
     StackWalk {
@@ -214,7 +222,9 @@ fn failed(m: &Module, e: &UnwindError) -> Stop {
             StopReason::NoUnwindInfo,
             format!("{} has no exception directory (.pdata)", m.name),
         ),
-        UnwindError::Malformed { .. } | UnwindError::FrameData { .. } => {
+        UnwindError::Malformed { .. }
+        | UnwindError::FrameData { .. }
+        | UnwindError::NoFunction { .. } => {
             stop(StopReason::NoUnwindInfo, format!("{}: {e}", m.name))
         }
     }
@@ -259,6 +269,25 @@ impl<'a> Walker<'a> {
         };
         self.callee_params = done.params;
         Ok(Some((done.regs, done.by, false)))
+    }
+
+    /// One arm64 frame: (caller's registers, how, whether through an interruption's record).
+    fn step_arm64(
+        &mut self,
+        mi: usize,
+        regs: &Registers,
+        return_address: bool,
+    ) -> Result<(Registers, UnwoundBy, bool), UnwindError> {
+        let (modules, mem, fetch) = (self.modules, self.mem, self.fetch);
+        let u = self.arm64.entry(mi).or_insert_with(|| {
+            let mut image = ModuleImage::new(&modules[mi], Some(mem), fetch);
+            let table =
+                arm64::FunctionTable::read(&mut image).and_then(|t| t.ok_or(UnwindError::NoTable));
+            Unwinder { image, table }
+        });
+        let base = modules[mi].base;
+        let s = arm64::step(&mut u.image, &u.table, base, regs, return_address, mem)?;
+        Ok((s.regs, s.by, s.interrupted))
     }
 
     /// One x64 frame: (caller's registers, how, whether through a machine frame).

@@ -136,13 +136,13 @@ mod tests {
         none.stack.frames.clear();
         none.stack.stopped = StackStopped {
             reason: StopReason::NoContext,
-            detail: "arm64 stacks are not unwound".into(),
+            detail: "the dump header's context record is empty".into(),
         };
         let v = StackView::build(&none);
         assert!(v.frames.is_empty());
         assert_eq!(
             v.context_line,
-            "The stack was not walked: arm64 stacks are not unwound."
+            "The stack was not walked: the dump header's context record is empty."
         );
         assert_eq!(v.followup, "none (no frame)");
     }
