@@ -579,16 +579,55 @@ fn crash_seeds() -> Vec<(String, Vec<u8>)> {
         .u32(STACK32 + 0x30, 0)
         .u32(STACK32 + 0x34, (NT32 + 0x500) as u32);
     out.push(("x86_ebp_chain".into(), b.out));
+
+    // arm64: frame 0 in a leaf of crashy.sys (no RUNTIME_FUNCTION: its caller is lr), lr in a
+    // packed function (RegI 2, CR 3: `stp x19, x20, [sp, #-16]!`, `stp x29, lr, [sp, #-48]!`,
+    // `mov x29, sp`; 64 bytes) whose saved lr is 0.
+    let mut b = crash_seed(2, [0; 4]);
+    let (s1, packed) = (
+        STACK64 + 0x100,
+        1u32 | 16 << 2 | 2 << 16 | 3 << 21 | 4 << 23,
+    );
+    let f1 = s1 - 64;
+    let mut img = vec![0u8; 0x3000];
+    img[0..2].copy_from_slice(b"MZ");
+    img[0x3C..0x40].copy_from_slice(&0x80u32.to_le_bytes());
+    img[0x80..0x84].copy_from_slice(b"PE\0\0");
+    let opt = 0x80 + 24;
+    img[opt..opt + 2].copy_from_slice(&0x20Bu16.to_le_bytes());
+    img[opt + 108..opt + 112].copy_from_slice(&16u32.to_le_bytes());
+    let dir = opt + 112 + 8 * 3;
+    img[dir..dir + 4].copy_from_slice(&0x200u32.to_le_bytes());
+    img[dir + 4..dir + 8].copy_from_slice(&8u32.to_le_bytes());
+    img[0x200..0x204].copy_from_slice(&0x1000u32.to_le_bytes());
+    img[0x204..0x208].copy_from_slice(&packed.to_le_bytes());
+    let mut ctx = vec![0u8; 0x390];
+    ctx[0..4].copy_from_slice(&0x0040_0007u32.to_le_bytes());
+    for (at, v) in [
+        (0xF0, f1),
+        (0xF8, DRIVER64 + 0x1020),
+        (0x100, f1),
+        (0x108, DRIVER64 + 0x1400),
+    ] {
+        ctx[at..at + 8].copy_from_slice(&v.to_le_bytes());
+    }
+    b.write(DRIVER64, &img)
+        .write(HEADER_VA + 0x348, &ctx)
+        .u64(s1 - 16, 0x1919)
+        .u64(s1 - 8, 0x2020)
+        .u64(f1, 0)
+        .u64(f1 + 8, 0);
+    out.push(("arm64_leaf_then_packed".into(), b.out));
     out
 }
 
 /// What a crash seed must reach: the walk's frames and stop, and the unloaded drivers.
 fn check_crash(name: &str, data: &[u8]) {
     use analyzer::stack::{start_context, walk, StopReason};
-    let arch = if data[0] & 3 == 1 {
-        analyzer::dump::Arch::X86
-    } else {
-        analyzer::dump::Arch::X64
+    let arch = match data[0] & 3 {
+        1 => analyzer::dump::Arch::X86,
+        2 => analyzer::dump::Arch::Arm64,
+        _ => analyzer::dump::Arch::X64,
     };
     let code = crate::crash::CODES[usize::from(data[0] >> 2 & 3)];
     let params: [u64; 4] = std::array::from_fn(|i| crate::le(data, 1 + 8 * i, 8));
