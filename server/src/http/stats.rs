@@ -559,7 +559,7 @@ pub(crate) mod tests {
                 .to_owned()
                 + r#""created_at":"1970-01-01T00:00:00Z","file_deleted":false,"file_deleted_at":null,"#
                 + r#""id":"d1","original_name":"MEMORY.DMP","page_url":"/dumps/d1","#
-                + r#""report_url":"/api/v1/dumps/d1/report","report_kind":null,"sha256":"ab","#
+                + r#""report_kind":null,"report_url":"/api/v1/dumps/d1/report","sha256":"ab","#
                 + r#""size":100,"stage":"report","status":"done","status_url":"/api/v1/dumps/d1","#
                 + r#""system":null,"tenant":"a","upload_size":40,"verdict":null}"#
         );
