@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use futures_util::StreamExt;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 const OPENAPI: &str = include_str!("openapi.json");
@@ -40,27 +40,68 @@ fn status_url(id: &str) -> String {
     format!("/api/v1/dumps/{id}")
 }
 
-pub fn dump_json(d: &dumps::DumpRow) -> serde_json::Value {
-    let mut v = json!({
-        "id": d.id,
-        "tenant": d.tenant,
-        "status": d.state,
-        "stage": d.stage,
-        "sha256": d.sha256,
-        "size": d.size,
-        "upload_size": d.upload_size,
-        "compression": d.compression,
-        "original_name": d.original_name,
-        "attempts": d.attempts,
-        "created_at": db::rfc3339(d.created_at),
-        "system": d.system,
-        "status_url": status_url(&d.id),
-        "report_url": format!("/api/v1/dumps/{}/report", d.id),
-    });
-    if let (Some(e), Some(obj)) = (&d.error, v.as_object_mut()) {
-        obj.insert("error".into(), json!(e));
+/// A dump's status object (`GET /api/v1/dumps/{id}`, the retry answer, and the base of each
+/// dump list item, `super::stats::item_json`). Fields in alphabetical order, the order of the
+/// `json!` map this answer was first built as (serde_json keeps a map's keys sorted).
+#[derive(Serialize)]
+pub struct DumpJson {
+    /// Analyses run so far, retries included.
+    attempts: i64,
+    /// How the upload was compressed (`none`, `gzip`, ...).
+    compression: String,
+    created_at: String,
+    /// Why the analysis failed; absent unless it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    id: String,
+    /// The uploaded file name, for display.
+    original_name: Option<String>,
+    report_url: String,
+    /// SHA-256 of the uncompressed dump.
+    sha256: String,
+    /// Uncompressed size in bytes.
+    size: i64,
+    /// The analysis stage reached (docs/api.md).
+    stage: String,
+    /// The analysis state: `queued`, `running`, `done` or `failed`.
+    status: String,
+    status_url: String,
+    /// The tenant's system (machine) the dump belongs to.
+    system: Option<String>,
+    tenant: String,
+    /// Bytes as uploaded (compressed).
+    upload_size: i64,
+}
+
+pub fn dump_json(d: &dumps::DumpRow) -> DumpJson {
+    DumpJson {
+        attempts: d.attempts,
+        compression: d.compression.clone(),
+        created_at: db::rfc3339(d.created_at),
+        error: d.error.clone(),
+        id: d.id.clone(),
+        original_name: d.original_name.clone(),
+        report_url: format!("/api/v1/dumps/{}/report", d.id),
+        sha256: d.sha256.clone(),
+        size: d.size,
+        stage: d.stage.clone(),
+        status: d.state.clone(),
+        status_url: status_url(&d.id),
+        system: d.system.clone(),
+        tenant: d.tenant.clone(),
+        upload_size: d.upload_size,
     }
-    v
+}
+
+/// The answer to a dump upload (`POST /api/v1/dumps`), alphabetical as [`DumpJson`].
+#[derive(Serialize)]
+struct UploadedJson {
+    /// True when a dump with the same content was already stored (HTTP 200, not 201).
+    duplicate: bool,
+    id: String,
+    sha256: String,
+    size: u64,
+    status_url: String,
 }
 
 #[derive(Deserialize)]
@@ -291,7 +332,14 @@ async fn upload(
         StatusCode::OK
     };
     let url = status_url(&id);
-    let mut resp = (code, Json(json!({ "id": id, "status_url": url, "sha256": stored.sha256, "size": stored.size, "duplicate": !created }))).into_response();
+    let body = UploadedJson {
+        duplicate: !created,
+        id,
+        sha256: stored.sha256,
+        size: stored.size,
+        status_url: url.clone(),
+    };
+    let mut resp = (code, Json(body)).into_response();
     if let Ok(v) = HeaderValue::from_str(&url) {
         resp.headers_mut().insert(header::LOCATION, v);
     }
@@ -427,4 +475,38 @@ pub async fn retry_dump(app: &AppState, d: &dumps::DumpRow) -> Result<(), ApiErr
         return Err(e);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::stats::tests::assert_map_order;
+
+    #[test]
+    fn bodies_keep_the_key_order_of_their_json_maps() {
+        assert_map_order(&DumpJson {
+            attempts: 1,
+            compression: "none".into(),
+            created_at: db::rfc3339(0),
+            error: Some("bad".into()),
+            id: "d1".into(),
+            original_name: None,
+            report_url: "/api/v1/dumps/d1/report".into(),
+            sha256: "ab".into(),
+            size: 1,
+            stage: "queued".into(),
+            status: "queued".into(),
+            status_url: status_url("d1"),
+            system: Some("web01".into()),
+            tenant: "a".into(),
+            upload_size: 1,
+        });
+        assert_map_order(&UploadedJson {
+            duplicate: false,
+            id: "d1".into(),
+            sha256: "ab".into(),
+            size: 1,
+            status_url: status_url("d1"),
+        });
+    }
 }

@@ -17,8 +17,7 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
 #[derive(Deserialize)]
 pub struct LogQuery {
@@ -85,11 +84,12 @@ pub async fn upload(
         .await?
     };
     let (url, _) = super::systems::urls(&tenant, &tenant, &system);
-    let mut body = super::systems::log_json(&row);
-    if let Some(o) = body.as_object_mut() {
-        o.insert("duplicate".into(), json!(!created));
-        o.insert("system_url".into(), json!(url));
-    }
+    let body = serde_json::to_value(LogUploadedJson {
+        log: super::systems::log_json(&row),
+        duplicate: !created,
+        system_url: url.clone(),
+    })
+    .map_err(|e| ApiError::internal("log json", e))?;
     let code = if created {
         StatusCode::CREATED
     } else {
@@ -100,6 +100,17 @@ pub async fn upload(
         resp.headers_mut().insert(header::LOCATION, v);
     }
     Ok(resp)
+}
+
+/// The answer to a log upload: the log ([`super::systems::LogJson`]) and what the upload adds.
+/// Serialized through a `Value`, which sorts the keys of both as clients have always seen them.
+#[derive(Serialize)]
+struct LogUploadedJson {
+    #[serde(flatten)]
+    log: super::systems::LogJson,
+    /// True when the system already had a log of the same content (HTTP 200, not 201).
+    duplicate: bool,
+    system_url: String,
 }
 
 /// Streams one log (`body`: the raw body or the form's file part) through the ingest, reads

@@ -12,7 +12,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -98,59 +98,111 @@ pub(super) fn tenant_scope(
     }
 }
 
-fn link_rfc(t: Option<i64>) -> Value {
-    t.map_or(Value::Null, |t| json!(db::rfc3339(t)))
+/// A dump list item (`GET /api/v1/dumps`, a driver's dumps, `GET /api/v1/dumps/{id}`): the
+/// dump's status object with what its report's summary adds.
+#[derive(Serialize)]
+struct ItemJson {
+    #[serde(flatten)]
+    dump: super::api::DumpJson,
+    #[serde(flatten)]
+    summary: SummaryJson,
 }
 
-/// The JSON of a dump with its summary: the status object (`super::api::dump_json`) plus
-/// `verdict`, `report_kind`, `bugcheck`, `build`, `arch`, `page_url`, `file_deleted`
-/// (`file_deleted_at`, `file_note`), and `driver` in driver-filtered lists.
+/// What an item adds to [`super::api::DumpJson`]. Fields in alphabetical order, as the `json!`
+/// map this was first built as wrote them.
+#[derive(Serialize)]
+struct SummaryJson {
+    arch: Option<String>,
+    /// Null when the report names no bugcheck.
+    bugcheck: Option<BugcheckJson>,
+    /// The Windows build number.
+    build: Option<i64>,
+    /// The filtered driver's figures; only in driver-filtered lists.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    driver: Option<DriverInDumpJson>,
+    /// True once retention deleted the dump file (the report is kept).
+    file_deleted: bool,
+    file_deleted_at: Option<String>,
+    /// Why the file is gone; only when it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    file_note: Option<&'static str>,
+    page_url: String,
+    /// `analysis`, `inspect` or `other`; null before the report is indexed.
+    report_kind: Option<String>,
+    /// Null until the analysis reached a verdict.
+    verdict: Option<VerdictJson>,
+}
+
+#[derive(Serialize)]
+struct BugcheckJson {
+    code: Option<String>,
+    name: Option<String>,
+}
+
+#[derive(Serialize)]
+struct VerdictJson {
+    /// Bytes the verdict attributes.
+    bytes: Option<i64>,
+    /// Lower-case module names.
+    drivers: Vec<String>,
+    kind: Option<String>,
+    pool: Option<String>,
+    sentence: Option<String>,
+}
+
+#[derive(Serialize)]
+struct DriverInDumpJson {
+    bytes: i64,
+    is_verdict: bool,
+    nonpaged_bytes: i64,
+    paged_bytes: i64,
+}
+
+/// The JSON of a dump with its summary ([`ItemJson`]). Returned as a `Value`: a struct with
+/// flattened members writes their keys member by member, the `Value` map sorts them all, the
+/// order clients have always seen.
 pub fn item_json(item: &stats::DumpItem) -> Value {
-    let mut v = super::api::dump_json(&item.dump);
-    let Some(obj) = v.as_object_mut() else {
-        return v;
+    let item = ItemJson {
+        dump: super::api::dump_json(&item.dump),
+        summary: summary_json(item),
     };
+    // Strings, numbers and options only: serializing them into a Value cannot fail.
+    serde_json::to_value(item).unwrap_or_default()
+}
+
+fn summary_json(item: &stats::DumpItem) -> SummaryJson {
     let s = item.summary.as_ref();
-    let verdict = s
-        .filter(|s| s.verdict_kind.is_some())
-        .map_or(Value::Null, |s| {
-            json!({
-                "kind": s.verdict_kind,
-                "sentence": s.verdict_sentence,
-                "drivers": s.verdict_drivers,
-                "pool": s.verdict_pool,
-                "bytes": s.verdict_bytes,
-            })
-        });
-    obj.insert("verdict".into(), verdict);
-    obj.insert("report_kind".into(), json!(s.map(|s| &s.report_kind)));
+    let verdict = s.filter(|s| s.verdict_kind.is_some()).map(|s| VerdictJson {
+        bytes: s.verdict_bytes,
+        drivers: s.verdict_drivers.clone(),
+        kind: s.verdict_kind.clone(),
+        pool: s.verdict_pool.clone(),
+        sentence: s.verdict_sentence.clone(),
+    });
     let bugcheck = s
         .filter(|s| s.bugcheck_code.is_some() || s.bugcheck_name.is_some())
-        .map_or(
-            Value::Null,
-            |s| json!({ "code": s.bugcheck_code, "name": s.bugcheck_name }),
-        );
-    obj.insert("bugcheck".into(), bugcheck);
-    obj.insert("build".into(), json!(s.and_then(|s| s.build)));
-    obj.insert("arch".into(), json!(s.and_then(|s| s.arch.as_ref())));
-    obj.insert("page_url".into(), json!(format!("/dumps/{}", item.dump.id)));
-    obj.insert("file_deleted".into(), json!(item.file_deleted_at.is_some()));
-    obj.insert("file_deleted_at".into(), link_rfc(item.file_deleted_at));
-    if item.file_deleted_at.is_some() {
-        obj.insert("file_note".into(), json!(crate::retention::REASON));
+        .map(|s| BugcheckJson {
+            code: s.bugcheck_code.clone(),
+            name: s.bugcheck_name.clone(),
+        });
+    let deleted = item.file_deleted_at;
+    SummaryJson {
+        arch: s.and_then(|s| s.arch.clone()),
+        bugcheck,
+        build: s.and_then(|s| s.build),
+        driver: item.driver.map(|d| DriverInDumpJson {
+            bytes: d.bytes,
+            is_verdict: d.is_verdict,
+            nonpaged_bytes: d.nonpaged_bytes,
+            paged_bytes: d.paged_bytes,
+        }),
+        file_deleted: deleted.is_some(),
+        file_deleted_at: deleted.map(db::rfc3339),
+        file_note: deleted.map(|_| crate::retention::REASON),
+        page_url: format!("/dumps/{}", item.dump.id),
+        report_kind: s.map(|s| s.report_kind.clone()),
+        verdict,
     }
-    if let Some(d) = &item.driver {
-        obj.insert(
-            "driver".into(),
-            json!({
-                "bytes": d.bytes,
-                "paged_bytes": d.paged_bytes,
-                "nonpaged_bytes": d.nonpaged_bytes,
-                "is_verdict": d.is_verdict,
-            }),
-        );
-    }
-    v
 }
 
 #[derive(Deserialize)]
@@ -473,6 +525,93 @@ async fn deliveries(
 pub(crate) mod tests {
     use super::*;
 
+    fn dump_row() -> crate::db::dumps::DumpRow {
+        crate::db::dumps::DumpRow {
+            id: "d1".into(),
+            tenant: "a".into(),
+            sha256: "ab".into(),
+            analysis: "k".into(),
+            size: 100,
+            upload_size: 40,
+            compression: "gzip".into(),
+            original_name: Some("MEMORY.DMP".into()),
+            created_at: 0,
+            state: "done".into(),
+            stage: "report".into(),
+            error: None,
+            attempts: 1,
+            system: None,
+        }
+    }
+
+    #[test]
+    fn an_item_without_summary_is_the_status_object_with_nulls() {
+        let item = stats::DumpItem {
+            dump: dump_row(),
+            summary: None,
+            file_deleted_at: None,
+            driver: None,
+        };
+        let text = serde_json::to_string(&item_json(&item)).unwrap();
+        assert_eq!(
+            text,
+            r#"{"arch":null,"attempts":1,"bugcheck":null,"build":null,"compression":"gzip","#
+                .to_owned()
+                + r#""created_at":"1970-01-01T00:00:00Z","file_deleted":false,"file_deleted_at":null,"#
+                + r#""id":"d1","original_name":"MEMORY.DMP","page_url":"/dumps/d1","#
+                + r#""report_kind":null,"report_url":"/api/v1/dumps/d1/report","sha256":"ab","#
+                + r#""size":100,"stage":"report","status":"done","status_url":"/api/v1/dumps/d1","#
+                + r#""system":null,"tenant":"a","upload_size":40,"verdict":null}"#
+        );
+    }
+
+    #[test]
+    fn an_item_with_everything_writes_every_optional_key_sorted() {
+        let mut dump = dump_row();
+        dump.error = Some("bad".into());
+        let item = stats::DumpItem {
+            dump,
+            summary: Some(stats::Summary {
+                report_kind: "analysis".into(),
+                verdict_kind: Some("leak".into()),
+                verdict_sentence: Some("s".into()),
+                verdict_pool: Some("paged".into()),
+                verdict_bytes: Some(7),
+                verdict_drivers: vec!["x.sys".into()],
+                bugcheck_code: Some("0x19".into()),
+                bugcheck_name: None,
+                build: Some(19041),
+                arch: Some("x64".into()),
+            }),
+            file_deleted_at: Some(1),
+            driver: Some(stats::DriverInDump {
+                bytes: 5,
+                paged_bytes: 3,
+                nonpaged_bytes: 2,
+                is_verdict: true,
+            }),
+        };
+        let v = item_json(&item);
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        for k in ["driver", "error", "file_note"] {
+            assert!(keys.contains(&k), "{k} missing");
+        }
+        assert_eq!(v["file_note"], crate::retention::REASON);
+        assert_eq!(v["file_deleted_at"], "1970-01-01T00:00:01Z");
+        assert_eq!(
+            serde_json::to_string(&v["verdict"]).unwrap(),
+            r#"{"bytes":7,"drivers":["x.sys"],"kind":"leak","pool":"paged","sentence":"s"}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&v["bugcheck"]).unwrap(),
+            r#"{"code":"0x19","name":null}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&v["driver"]).unwrap(),
+            r#"{"bytes":5,"is_verdict":true,"nonpaged_bytes":2,"paged_bytes":3}"#
+        );
+    }
+
     #[test]
     fn times_round_trip_with_rfc3339() {
         for t in [0i64, 951_782_400, 1_795_632_074] {
@@ -508,7 +647,7 @@ pub(crate) mod tests {
         });
         assert_map_order(&d);
         let page = DriverPageJson {
-            items: vec![json!({ "b": 1, "a": 2 })],
+            items: vec![serde_json::json!({ "b": 1, "a": 2 })],
             module: "leaky.sys".into(),
             next_cursor: None,
             stats: d,

@@ -10,6 +10,7 @@ use super::{ApiError, AppState};
 use crate::db::symbol_files::{self, SymbolFileRow};
 use crate::storage::source::{self, Chunk};
 use crate::vendor_symbols::receive::{receive, ReceiveError, Received};
+use crate::vendor_symbols::requeue::Requeued;
 use crate::vendor_symbols::service::{AddError, AddReport};
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::StatusCode;
@@ -17,7 +18,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -137,6 +137,32 @@ struct UploadQuery {
     name: Option<String>,
 }
 
+/// The answer to a symbol upload: the report, and when no file was accepted (HTTP 422) an
+/// error as an `ApiError` writes it. Serialized through a `Value`, which sorts the keys of the
+/// flattened members together, the order clients have always seen.
+#[derive(Serialize)]
+struct AddedJson<'a> {
+    #[serde(flatten)]
+    report: &'a AddReport,
+    #[serde(flatten)]
+    rejected: Option<NoFileJson>,
+}
+
+#[derive(Serialize)]
+struct NoFileJson {
+    code: &'static str,
+    error: &'static str,
+}
+
+/// `DELETE /api/v1/symbols/{id}`: the file that went and what that did to the tenant's dumps.
+/// Serialized through a `Value`, as [`AddedJson`].
+#[derive(Serialize)]
+struct DeletedJson {
+    deleted: FileJson,
+    #[serde(flatten)]
+    requeued: Requeued,
+}
+
 /// `POST /api/v1/symbols`: raw body (with `?name=`), or multipart with the file in `file`.
 async fn upload(
     State(app): State<AppState>,
@@ -166,11 +192,14 @@ async fn upload(
         .await
         .map_err(add_error)?;
     let status = add_status(&report);
-    let mut body = serde_json::to_value(&report).map_err(|e| ApiError::internal("json", e))?;
-    if let (StatusCode::UNPROCESSABLE_ENTITY, Some(obj)) = (status, body.as_object_mut()) {
-        obj.insert("error".into(), json!("no file of the upload was accepted"));
-        obj.insert("code".into(), json!("no_symbol_files"));
-    }
+    let body = AddedJson {
+        report: &report,
+        rejected: (status == StatusCode::UNPROCESSABLE_ENTITY).then_some(NoFileJson {
+            code: "no_symbol_files",
+            error: "no file of the upload was accepted",
+        }),
+    };
+    let body = serde_json::to_value(body).map_err(|e| ApiError::internal("json", e))?;
     Ok((status, Json(body)).into_response())
 }
 
@@ -295,12 +324,11 @@ async fn delete(
         .await
         .map_err(add_error)?
         .ok_or_else(not_found)?;
-    let mut body = json!({ "deleted": file_json(&row) });
-    if let (Some(obj), Ok(serde_json::Value::Object(r))) =
-        (body.as_object_mut(), serde_json::to_value(&requeued))
-    {
-        obj.extend(r);
-    }
+    let body = DeletedJson {
+        deleted: file_json(&row),
+        requeued,
+    };
+    let body = serde_json::to_value(body).map_err(|e| ApiError::internal("json", e))?;
     Ok(Json(body).into_response())
 }
 

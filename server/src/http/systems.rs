@@ -20,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -180,23 +180,85 @@ pub fn utc_offset(q: &SystemQuery) -> Result<Option<i32>, ApiError> {
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_utc_offset", e))
 }
 
-/// A log as the API shows it.
-pub fn log_json(l: &systems::LogRow) -> Value {
+/// A log as the API shows it. Fields in alphabetical order, the order of the `json!` map this
+/// answer was first built as (serde_json keeps a map's keys sorted).
+#[derive(Serialize)]
+pub struct LogJson {
+    /// How the upload was compressed.
+    compression: String,
+    created_at: String,
+    /// The first sample's time (`format_millis`), null for a log without samples.
+    first_sample: Option<String>,
+    id: String,
+    /// The log format the parser recognised.
+    kind: String,
+    last_sample: Option<String>,
+    original_name: Option<String>,
+    samples: i64,
+    sha256: String,
+    /// Uncompressed size in bytes.
+    size: i64,
+    system: String,
+    /// Bytes as uploaded.
+    upload_size: i64,
+}
+
+pub fn log_json(l: &systems::LogRow) -> LogJson {
     let ms = |t: Option<i64>| t.map(analyzer::trend::timestamp::format_millis);
-    json!({
-        "id": l.id,
-        "system": l.system,
-        "kind": l.kind,
-        "original_name": l.original_name,
-        "sha256": l.sha256,
-        "size": l.size,
-        "upload_size": l.upload_size,
-        "compression": l.compression,
-        "samples": l.samples,
-        "first_sample": ms(l.first_at),
-        "last_sample": ms(l.last_at),
-        "created_at": db::rfc3339(l.created_at),
-    })
+    LogJson {
+        compression: l.compression.clone(),
+        created_at: db::rfc3339(l.created_at),
+        first_sample: ms(l.first_at),
+        id: l.id.clone(),
+        kind: l.kind.clone(),
+        last_sample: ms(l.last_at),
+        original_name: l.original_name.clone(),
+        samples: l.samples,
+        sha256: l.sha256.clone(),
+        size: l.size,
+        system: l.system.clone(),
+        upload_size: l.upload_size,
+    }
+}
+
+/// `GET /api/v1/systems/{name}`, alphabetical as [`LogJson`].
+#[derive(Serialize)]
+struct DetailJson {
+    dumps: Vec<SystemDumpJson>,
+    logs: Vec<LogJson>,
+    name: String,
+    page_url: String,
+    /// Inputs left out of the trend, each with its reason.
+    skipped: Vec<String>,
+    tenant: String,
+    /// The trend report through a `Value`, so its keys come out sorted as they always did
+    /// (the report's own types write them in declaration order).
+    trend: Value,
+    /// Why there is no trend (no input yet, inputs of two machines).
+    trend_error: Option<String>,
+    url: String,
+}
+
+/// One of the system's dumps, in time order.
+#[derive(Serialize)]
+struct SystemDumpJson {
+    created_at: String,
+    id: String,
+    original_name: Option<String>,
+    page_url: String,
+    stage: String,
+    status: String,
+    status_url: String,
+    /// The dump's SystemTime (UTC, RFC 3339) from its report; null until it is analysed.
+    system_time: Option<String>,
+    /// The single-dump verdict, once analysed.
+    verdict: Option<VerdictJson>,
+}
+
+#[derive(Serialize)]
+struct VerdictJson {
+    kind: String,
+    sentence: String,
 }
 
 /// `GET /api/v1/systems/{name}`.
@@ -205,41 +267,43 @@ async fn detail(
     caller: Caller,
     Path(name): Path<String>,
     Query(q): Query<SystemQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DetailJson>, ApiError> {
     let (tenant, name) = scope(&caller, q.tenant.as_deref(), &name)?;
     let offset = utc_offset(&q)?;
     let (t, logs) = load(&app, &tenant, &name, offset)
         .await?
         .ok_or_else(not_found)?;
-    let dumps: Vec<Value> = t
-        .dumps
-        .iter()
-        .map(|d| {
-            json!({
-                "id": d.row.id,
-                "original_name": d.row.original_name,
-                "status": d.row.state,
-                "stage": d.row.stage,
-                "system_time": d.system_time,
-                "created_at": db::rfc3339(d.row.created_at),
-                "verdict": d.verdict.as_ref().map(|(k, s)| json!({ "kind": k, "sentence": s })),
-                "status_url": format!("/api/v1/dumps/{}", d.row.id),
-                "page_url": format!("/dumps/{}", d.row.id),
-            })
-        })
-        .collect();
-    let (url, page) = urls(&caller.tenant, &tenant, &name);
-    Ok(Json(json!({
-        "tenant": tenant,
-        "name": name,
-        "url": url,
-        "page_url": page,
-        "dumps": dumps,
-        "logs": logs.iter().map(log_json).collect::<Vec<_>>(),
-        "trend": t.trend,
-        "trend_error": t.trend_error,
-        "skipped": t.skipped,
-    })))
+    let trend = serde_json::to_value(&t.trend).map_err(|e| ApiError::internal("trend json", e))?;
+    let dumps = t.dumps.into_iter().map(system_dump_json).collect();
+    let (url, page_url) = urls(&caller.tenant, &tenant, &name);
+    Ok(Json(DetailJson {
+        dumps,
+        logs: logs.iter().map(log_json).collect(),
+        name,
+        page_url,
+        skipped: t.skipped,
+        tenant,
+        trend,
+        trend_error: t.trend_error,
+        url,
+    }))
+}
+
+fn system_dump_json(d: trend::DumpEntry) -> SystemDumpJson {
+    let row = d.row;
+    SystemDumpJson {
+        created_at: db::rfc3339(row.created_at),
+        page_url: format!("/dumps/{}", row.id),
+        status_url: format!("/api/v1/dumps/{}", row.id),
+        id: row.id,
+        original_name: row.original_name,
+        stage: row.stage,
+        status: row.state,
+        system_time: d.system_time,
+        verdict: d
+            .verdict
+            .map(|(kind, sentence)| VerdictJson { kind, sentence }),
+    }
 }
 
 /// `DELETE /api/v1/systems/{name}/logs/{id}`: the log goes; its file with the last log of
@@ -287,6 +351,48 @@ pub async fn remove_log(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_detail_keeps_the_key_order_of_its_json_map() {
+        let log = LogJson {
+            compression: "none".into(),
+            created_at: db::rfc3339(0),
+            first_sample: None,
+            id: "l1".into(),
+            kind: "poolmon".into(),
+            last_sample: None,
+            original_name: None,
+            samples: 0,
+            sha256: "ab".into(),
+            size: 1,
+            system: "web01".into(),
+            upload_size: 1,
+        };
+        super::super::stats::tests::assert_map_order(&DetailJson {
+            dumps: vec![SystemDumpJson {
+                created_at: db::rfc3339(0),
+                id: "d1".into(),
+                original_name: None,
+                page_url: "/dumps/d1".into(),
+                stage: "report".into(),
+                status: "done".into(),
+                status_url: "/api/v1/dumps/d1".into(),
+                system_time: None,
+                verdict: Some(VerdictJson {
+                    kind: "leak".into(),
+                    sentence: "s".into(),
+                }),
+            }],
+            logs: vec![log],
+            name: "web01".into(),
+            page_url: "/systems/web01".into(),
+            skipped: vec![],
+            tenant: "a".into(),
+            trend: serde_json::json!({ "b": 1, "a": 2 }),
+            trend_error: None,
+            url: "/api/v1/systems/web01".into(),
+        });
+    }
 
     #[test]
     fn the_list_keeps_the_key_order_of_its_json_map() {

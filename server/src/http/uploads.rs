@@ -24,7 +24,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::StreamExt;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -132,35 +132,121 @@ fn upload_url(id: &str) -> String {
     format!("/api/v1/uploads/{id}")
 }
 
-fn upload_json(u: &uploads::UploadRow) -> serde_json::Value {
-    let mut v = json!({
-        "id": u.id,
-        "filename": u.filename,
-        "size": u.size,
-        "offset": u.received,
-        "complete": u.state == "complete",
-        "state": u.state,
-        "chunk_size": CHUNK_SIZE,
-        "upload_url": upload_url(&u.id),
-        "created_at": db::rfc3339(u.created_at),
-        "updated_at": db::rfc3339(u.updated_at),
-    });
-    if let Some(obj) = v.as_object_mut() {
-        if let Some(d) = &u.dump_id {
-            obj.insert("dump_id".into(), json!(d));
-            obj.insert("status_url".into(), json!(format!("/api/v1/dumps/{d}")));
-            obj.insert("page_url".into(), json!(format!("/dumps/{d}")));
-        }
-        if let Some(e) = &u.error {
-            obj.insert("error".into(), json!(e));
-            obj.insert("code".into(), json!(u.error_code));
-        }
-    }
-    v
+/// `GET /api/v1/uploads/{id}`: where to resume, and what became of a finished upload. Fields
+/// in alphabetical order, the order of the `json!` map this answer was first built as.
+#[derive(Serialize)]
+struct UploadJson {
+    /// The chunk size the client should send ([`CHUNK_SIZE`]).
+    chunk_size: u64,
+    /// True once the last byte is in and the dump was stored.
+    complete: bool,
+    created_at: String,
+    filename: Option<String>,
+    id: String,
+    /// Bytes received and durable: where to resume.
+    offset: i64,
+    /// Declared size in bytes.
+    size: i64,
+    /// `receiving`, `complete` or `failed`.
+    state: String,
+    updated_at: String,
+    upload_url: String,
 }
 
-/// A JSON answer with the `Upload-Offset` header.
-fn with_offset(status: StatusCode, offset: i64, body: serde_json::Value) -> Response {
+/// An upload's answer with what only some uploads have: the dump it became, why it failed.
+/// The flattened members write their keys member by member; going through a `Value` sorts
+/// them all, the order clients have always seen.
+#[derive(Serialize)]
+struct UploadStatusJson {
+    #[serde(flatten)]
+    upload: UploadJson,
+    #[serde(flatten)]
+    dump: Option<UploadDumpJson>,
+    #[serde(flatten)]
+    failure: Option<FailureJson>,
+}
+
+/// The dump a completed upload became.
+#[derive(Serialize)]
+struct UploadDumpJson {
+    dump_id: String,
+    page_url: String,
+    status_url: String,
+}
+
+/// Why an upload failed for good.
+#[derive(Serialize)]
+struct FailureJson {
+    /// The machine-readable error code (as an `ApiError`'s).
+    code: Option<String>,
+    error: String,
+}
+
+fn upload_json(u: &uploads::UploadRow) -> serde_json::Value {
+    let status = UploadStatusJson {
+        upload: UploadJson {
+            chunk_size: CHUNK_SIZE,
+            complete: u.state == "complete",
+            created_at: db::rfc3339(u.created_at),
+            filename: u.filename.clone(),
+            id: u.id.clone(),
+            offset: u.received,
+            size: u.size,
+            state: u.state.clone(),
+            updated_at: db::rfc3339(u.updated_at),
+            upload_url: upload_url(&u.id),
+        },
+        dump: u.dump_id.as_ref().map(|d| UploadDumpJson {
+            dump_id: d.clone(),
+            page_url: format!("/dumps/{d}"),
+            status_url: format!("/api/v1/dumps/{d}"),
+        }),
+        failure: u.error.as_ref().map(|e| FailureJson {
+            code: u.error_code.clone(),
+            error: e.clone(),
+        }),
+    };
+    // Strings, numbers and options only: serializing them into a Value cannot fail.
+    serde_json::to_value(status).unwrap_or_default()
+}
+
+/// `POST /api/v1/uploads`: the new upload. Alphabetical, as [`UploadJson`].
+#[derive(Serialize)]
+struct CreatedJson {
+    chunk_size: u64,
+    id: String,
+    /// Always 0: nothing is received yet.
+    offset: u64,
+    size: u64,
+    upload_url: String,
+}
+
+/// `PUT /api/v1/uploads/{id}` before the last byte: how far the upload got.
+#[derive(Serialize)]
+struct ProgressJson {
+    /// Always false: [`CompletedJson`] answers the last chunk.
+    complete: bool,
+    id: String,
+    offset: u64,
+    size: u64,
+}
+
+/// `PUT /api/v1/uploads/{id}` with the last byte: the dump the upload became.
+#[derive(Serialize)]
+struct CompletedJson {
+    /// Always true.
+    complete: bool,
+    dump_id: String,
+    /// True when a dump with the same content was already stored.
+    duplicate: bool,
+    id: String,
+    offset: i64,
+    page_url: String,
+    size: i64,
+    status_url: String,
+}
+
+fn with_offset(status: StatusCode, offset: i64, body: impl Serialize) -> Response {
     let mut resp = (status, Json(body)).into_response();
     resp.headers_mut()
         .insert(UPLOAD_OFFSET, HeaderValue::from(offset.max(0)));
@@ -248,7 +334,13 @@ async fn create(
     let mut resp = with_offset(
         StatusCode::CREATED,
         0,
-        json!({ "id": id, "upload_url": url, "offset": 0, "size": req.size, "chunk_size": CHUNK_SIZE }),
+        CreatedJson {
+            chunk_size: CHUNK_SIZE,
+            id,
+            offset: 0,
+            size: req.size,
+            upload_url: url.clone(),
+        },
     );
     if let Ok(v) = HeaderValue::from_str(&url) {
         resp.headers_mut().insert(header::LOCATION, v);
@@ -509,7 +601,12 @@ where
         return Ok(with_offset(
             StatusCode::OK,
             i64::try_from(offset).unwrap_or(i64::MAX),
-            json!({ "id": u.id, "offset": offset, "size": size, "complete": false }),
+            ProgressJson {
+                complete: false,
+                id: u.id,
+                offset,
+                size,
+            },
         ));
     }
     finish(&app, u).await
@@ -589,16 +686,16 @@ fn completed(u: &uploads::UploadRow, duplicate: bool) -> Response {
     with_offset(
         StatusCode::OK,
         u.size,
-        json!({
-            "id": u.id,
-            "offset": u.size,
-            "size": u.size,
-            "complete": true,
-            "dump_id": dump_id,
-            "status_url": format!("/api/v1/dumps/{dump_id}"),
-            "page_url": format!("/dumps/{dump_id}"),
-            "duplicate": duplicate,
-        }),
+        CompletedJson {
+            complete: true,
+            dump_id: dump_id.clone(),
+            duplicate,
+            id: u.id.clone(),
+            offset: u.size,
+            page_url: format!("/dumps/{dump_id}"),
+            size: u.size,
+            status_url: format!("/api/v1/dumps/{dump_id}"),
+        },
     )
 }
 
@@ -659,6 +756,63 @@ async fn sweep(db: &db::Db, svc: &UploadService) -> Result<(), sqlx::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bodies_keep_the_key_order_of_their_json_maps() {
+        use crate::http::stats::tests::assert_map_order;
+        assert_map_order(&CreatedJson {
+            chunk_size: CHUNK_SIZE,
+            id: "u".into(),
+            offset: 0,
+            size: 1,
+            upload_url: upload_url("u"),
+        });
+        assert_map_order(&ProgressJson {
+            complete: false,
+            id: "u".into(),
+            offset: 0,
+            size: 1,
+        });
+        assert_map_order(&CompletedJson {
+            complete: true,
+            dump_id: "d".into(),
+            duplicate: false,
+            id: "u".into(),
+            offset: 1,
+            page_url: "/dumps/d".into(),
+            size: 1,
+            status_url: "/api/v1/dumps/d".into(),
+        });
+    }
+
+    #[test]
+    fn a_failed_upload_names_its_error_and_code_among_sorted_keys() {
+        let u = uploads::UploadRow {
+            id: "u".into(),
+            tenant: "a".into(),
+            filename: None,
+            size: 10,
+            received: 4,
+            state: "failed".into(),
+            dump_id: None,
+            error: Some("bad dump".into()),
+            error_code: None,
+            created_at: 0,
+            updated_at: 1,
+            system: None,
+        };
+        let text = serde_json::to_string(&upload_json(&u)).unwrap();
+        assert_eq!(
+            text,
+            format!(
+                "{{\"chunk_size\":{CHUNK_SIZE},\"code\":null,\"complete\":false,\
+                 \"created_at\":\"1970-01-01T00:00:00Z\",\"error\":\"bad dump\",\
+                 \"filename\":null,\"id\":\"u\",\"offset\":4,\"size\":10,\
+                 \"state\":\"failed\",\"updated_at\":\"1970-01-01T00:00:01Z\",\
+                 \"upload_url\":\"/api/v1/uploads/u\"}}"
+            )
+        );
+    }
 
     #[test]
     fn one_writer_per_upload() {
