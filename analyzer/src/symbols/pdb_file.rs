@@ -138,13 +138,29 @@ fn type_name(name: &str, index: TypeIndex) -> String {
     name.to_string()
 }
 
+/// More types than any real PDB holds (a large kernel's has about 100 000): the type stream's
+/// header says how many it has, and the `pdb` crate sizes its index by that number before
+/// reading a record, so a lying header would ask for gigabytes.
+const MAX_TYPES: usize = 1 << 24;
+/// LF_ARGLIST: a function's argument types. Layouts never need them, and the `pdb` crate sizes
+/// the list by its declared count before reading it (a lying count asks for gigabytes).
+const LF_ARGLIST: u16 = 0x1201;
+
 fn read_types(pdb: &mut pdb::PDB<'_, std::fs::File>) -> pdb::Result<BTreeMap<String, TypeLayout>> {
     let tpi = pdb.type_information()?;
+    if tpi.len() > MAX_TYPES {
+        return Err(pdb::Error::UnimplementedFeature(
+            "a type stream claiming more types than any real PDB holds",
+        ));
+    }
     let mut finder = tpi.finder();
     let mut records: Vec<(String, u64, TypeIndex)> = Vec::new();
     let mut iter = tpi.iter();
     while let Some(item) = iter.next()? {
         finder.update(&iter);
+        if item.len() < 2 || item.raw_kind() == LF_ARGLIST {
+            continue;
+        }
         let Ok(data) = item.parse() else { continue };
         match data {
             TypeData::Class(c) if !c.properties.forward_reference() => {
@@ -265,5 +281,38 @@ mod tests {
         assert_eq!(p.global("NtBuildLab"), Some(3164));
         assert_eq!(p.global("PoolBigPageTable"), Some(546292));
         assert_eq!(p.offset("_KPROCESS", "DirectoryTableBase"), Some(24));
+    }
+
+    /// Set in the child process [`hostile_counts_stay_within_memory`] starts.
+    const IN_CHILD: &str = "POOLTRIAGE_PDB_MEMORY_CHILD";
+
+    /// A PDB (found by fuzzing) whose argument list declares about 3 billion entries, for which
+    /// the `pdb` crate would reserve 12 GB before reading one. The reading runs in a child
+    /// process limited to 1 GiB of address space, where such a reservation aborts it.
+    #[test]
+    fn hostile_counts_stay_within_memory() {
+        let input = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../fuzz/regressions/pdb/arglist_count_asks_for_gigabytes");
+        if std::env::var_os(IN_CHILD).is_some() {
+            let _ = Profile::from_pdb(&input);
+            return;
+        }
+        let out = std::process::Command::new("prlimit")
+            .arg(format!("--as={}", 1u64 << 30))
+            .arg(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "symbols::pdb_file::tests::hostile_counts_stay_within_memory",
+            ])
+            .env(IN_CHILD, "1")
+            .output()
+            .expect("prlimit (util-linux) runs the child");
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("1 passed"));
     }
 }
