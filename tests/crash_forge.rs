@@ -252,6 +252,8 @@ fn analyzer_walks_the_forged_stacks() {
     for (profile, scenario) in [
         (PROFILE, "crash-stack"),
         ("win10-17763-x64", "crash-stack"),
+        ("win7-7601-x64", "crash-stack"),
+        ("server2022-20348-x64", "crash-stack"),
         (PROFILE, "crash-stack-loop"),
         (PROFILE, "crash-stack-outside"),
         (PROFILE, "crash-stack-no-unwind"),
