@@ -119,22 +119,35 @@ impl FunctionTable {
         img: &mut dyn ImageRead,
         rva: u32,
     ) -> Result<Option<RuntimeFunction>, UnwindError> {
-        let (mut lo, mut hi) = (0u32, self.count);
-        // Invariant: entries below `lo` begin at or before `rva`; from `hi` on, after it.
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            if self.entry(img, mid)?.begin <= rva {
-                lo = mid + 1;
-            } else {
-                hi = mid;
-            }
-        }
-        if lo == 0 {
+        let Some(i) =
+            last_beginning_at_or_before(self.count, rva, |i| self.entry(img, i).map(|f| f.begin))?
+        else {
             return Ok(None);
-        }
-        let f = self.entry(img, lo - 1)?;
+        };
+        let f = self.entry(img, i)?;
         Ok(f.contains(rva).then_some(f))
     }
+}
+
+/// The index of the last of `count` entries, sorted by BeginAddress, that begins at or before
+/// `rva` (binary search; `begin(i)` reads entry `i`'s BeginAddress): the only entry that can
+/// hold `rva`. Both function tables (x64's 12-byte and ARM64's 8-byte entries) are searched so.
+pub(crate) fn last_beginning_at_or_before(
+    count: u32,
+    rva: u32,
+    mut begin: impl FnMut(u32) -> Result<u32, UnwindError>,
+) -> Result<Option<u32>, UnwindError> {
+    let (mut lo, mut hi) = (0u32, count);
+    // Invariant: entries below `lo` begin at or before `rva`; from `hi` on, after it.
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if begin(mid)? <= rva {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    Ok(lo.checked_sub(1))
 }
 
 #[cfg(test)]

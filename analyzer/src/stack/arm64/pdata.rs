@@ -154,19 +154,13 @@ impl FunctionTable {
         img: &mut dyn ImageRead,
         rva: u32,
     ) -> Result<Option<RuntimeFunction>, UnwindError> {
-        let (mut lo, mut hi) = (0u32, self.count);
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            if self.entry(img, mid)?.begin <= rva {
-                lo = mid + 1;
-            } else {
-                hi = mid;
-            }
-        }
-        if lo == 0 {
+        let Some(i) = crate::stack::pdata::last_beginning_at_or_before(self.count, rva, |i| {
+            self.entry(img, i).map(|f| f.begin)
+        })?
+        else {
             return Ok(None);
-        }
-        let f = self.entry(img, lo - 1)?;
+        };
+        let f = self.entry(img, i)?;
         let len = f.length(img)?;
         Ok((u64::from(rva) < u64::from(f.begin) + u64::from(len)).then_some(f))
     }
