@@ -201,48 +201,9 @@ fn check_against_oracle(name: &str, ours: &ImageScan, o: &Value) -> OracleCheck 
 /// A function of the driver's PDB: name and [start, end).
 type Function = (String, u64, u64);
 
-/// The PDB's functions (`llvm-pdbutil-14 dump -symbols`: `S_GPROC32 ... \`Name\``, then
-/// `addr = 0001:OFFSET, code size = N`, decimal), placed at objdump's address of the first
-/// section (`objdump -h`).
+/// The PDB's functions, at least ten.
 fn pdb_functions(b: &Built, objdump: &str) -> Vec<Function> {
-    let h = String::from_utf8(run(
-        Command::new(objdump).arg("-h").arg(&b.sys),
-        "objdump -h",
-    ))
-    .unwrap();
-    let text = h
-        .lines()
-        .find_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f.len() > 3 && f[0] == "0" && f[1] == ".text").then(|| f[3].to_string())
-        })
-        .expect("objdump -h shows .text as section 0");
-    let text = u64::from_str_radix(&text, 16).unwrap();
-    let dump = String::from_utf8(run(
-        Command::new("llvm-pdbutil-14")
-            .args(["dump", "-symbols"])
-            .arg(&b.pdb),
-        "llvm-pdbutil-14",
-    ))
-    .unwrap();
-    let mut out = Vec::new();
-    let mut name = None;
-    for line in dump.lines() {
-        if line.contains("S_GPROC32") || line.contains("S_LPROC32") {
-            name = line.split('`').nth(1).map(str::to_string);
-        } else if let (Some(n), Some(rest)) = (&name, line.split("addr = 0001:").nth(1)) {
-            let offset: u64 = rest.split(',').next().unwrap().trim().parse().unwrap();
-            let size: u64 = rest
-                .split("code size = ")
-                .nth(1)
-                .unwrap()
-                .trim()
-                .parse()
-                .unwrap();
-            out.push((n.clone(), text + offset, text + offset + size));
-            name = None;
-        }
-    }
+    let out = harness::pdb_functions(&b.sys, &b.pdb, objdump);
     assert!(
         out.len() >= 10,
         "llvm-pdbutil shows {} functions",

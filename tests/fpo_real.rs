@@ -157,48 +157,10 @@ struct Function {
 
 /// The PDB's functions (`llvm-pdbutil-14 dump -symbols`) placed at objdump's `.text` address.
 fn functions(b: &Built) -> Vec<Function> {
-    let h = String::from_utf8(run(
-        Command::new(OBJDUMP).arg("-h").arg(&b.sys),
-        "objdump -h",
-    ))
-    .unwrap();
-    let text = h
-        .lines()
-        .find_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f.len() > 3 && f[1] == ".text").then(|| u64::from_str_radix(f[3], 16).unwrap())
-        })
-        .expect("objdump -h shows .text");
-    let dump = String::from_utf8(run(
-        Command::new("llvm-pdbutil-14")
-            .args(["dump", "-symbols"])
-            .arg(&b.pdb),
-        "llvm-pdbutil-14 dump -symbols",
-    ))
-    .unwrap();
-    let mut out = Vec::new();
-    let mut name = None;
-    for line in dump.lines() {
-        if line.contains("S_GPROC32") || line.contains("S_LPROC32") {
-            name = line.split('`').nth(1).map(str::to_string);
-        } else if let (Some(n), Some(rest)) = (&name, line.split("addr = 0001:").nth(1)) {
-            let offset: u64 = rest.split(',').next().unwrap().trim().parse().unwrap();
-            let size: u64 = rest
-                .split("code size = ")
-                .nth(1)
-                .unwrap()
-                .trim()
-                .parse()
-                .unwrap();
-            out.push(Function {
-                name: n.clone(),
-                start: text + offset,
-                end: text + offset + size,
-            });
-            name = None;
-        }
-    }
-    out
+    harness::pdb_functions(&b.sys, &b.pdb, OBJDUMP)
+        .into_iter()
+        .map(|(name, start, end)| Function { name, start, end })
+        .collect()
 }
 
 fn function<'a>(all: &'a [Function], name: &str) -> &'a Function {

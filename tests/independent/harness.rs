@@ -107,6 +107,47 @@ pub fn script(name: &str) -> PathBuf {
 }
 
 /// Runs a command, panicking with its stderr when it fails; returns stdout.
+/// The functions of a driver's PDB (`llvm-pdbutil-14 dump -symbols`: `S_GPROC32 ... \`Name\``,
+/// then `addr = 0001:OFFSET, code size = N`, decimal) placed at `objdump -h`'s address of the
+/// image's first section, which the PDB's section 1 is: (name, start, end).
+pub fn pdb_functions(sys: &Path, pdb: &Path, objdump: &str) -> Vec<(String, u64, u64)> {
+    let h = String::from_utf8(run(Command::new(objdump).arg("-h").arg(sys), "objdump -h")).unwrap();
+    let text = h
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() > 3 && f[0] == "0" && f[1] == ".text").then(|| f[3].to_string())
+        })
+        .expect("objdump -h shows .text as section 0");
+    let text = u64::from_str_radix(&text, 16).unwrap();
+    let dump = String::from_utf8(run(
+        Command::new("llvm-pdbutil-14")
+            .args(["dump", "-symbols"])
+            .arg(pdb),
+        "llvm-pdbutil-14 dump -symbols",
+    ))
+    .unwrap();
+    let mut out = Vec::new();
+    let mut name = None;
+    for line in dump.lines() {
+        if line.contains("S_GPROC32") || line.contains("S_LPROC32") {
+            name = line.split('`').nth(1).map(str::to_string);
+        } else if let (Some(n), Some(rest)) = (&name, line.split("addr = 0001:").nth(1)) {
+            let offset: u64 = rest.split(',').next().unwrap().trim().parse().unwrap();
+            let size: u64 = rest
+                .split("code size = ")
+                .nth(1)
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap();
+            out.push((n.clone(), text + offset, text + offset + size));
+            name = None;
+        }
+    }
+    out
+}
+
 pub fn run(cmd: &mut Command, what: &str) -> Vec<u8> {
     let out = cmd
         .output()
