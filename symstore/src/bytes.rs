@@ -4,14 +4,17 @@
 //! uses: the analyzer re-exports it (this crate needs nothing of the analyzer, the analyzer
 //! depends on this one).
 
+#[inline]
 pub fn u16_at(b: &[u8], off: usize) -> Option<u16> {
     Some(u16::from_le_bytes(*b.get(off..)?.first_chunk()?))
 }
 
+#[inline]
 pub fn u32_at(b: &[u8], off: usize) -> Option<u32> {
     Some(u32::from_le_bytes(*b.get(off..)?.first_chunk()?))
 }
 
+#[inline]
 pub fn u64_at(b: &[u8], off: usize) -> Option<u64> {
     Some(u64::from_le_bytes(*b.get(off..)?.first_chunk()?))
 }
